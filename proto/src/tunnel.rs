@@ -1,0 +1,422 @@
+//! A whole WireGuard peer in one sans-IO state machine: handshakes in both roles, cookies,
+//! sessions and timers. The loadtest's simulated clients and the tests drive it; the daemon
+//! uses the same parts, split between its control plane and its datapath workers.
+//!
+//! Shape (as in quinn-proto): feed it datagrams with `handle_datagram`, packets to send with
+//! `send`, and the time with `handle_timeout`; take datagrams out with `poll_transmit`, events
+//! with `poll_event`, and the next deadline with `poll_timeout`. It never reads a clock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::constants::*;
+use crate::cookie::{CookieChecker, CookieError, CookieJar, MacVerdict};
+use crate::handshake::{self, HandshakeError, InitiatorHandshake, LocalIdentity, RemotePeer};
+use crate::inner;
+use crate::keyring::{receivable, KeyRing, Slot};
+use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use crate::session::{Session, TransportError};
+use crate::tai64n::{Tai64N, WallClock};
+use crate::timers::{HandshakeAction, HandshakeTimers, TrafficTimers};
+use crate::wire::{Message, WireError};
+
+/// Packets queued while waiting for a handshake (the kernel module keeps 128).
+const MAX_STAGED: usize = 128;
+
+/// Everything a tunnel needs to know about both ends.
+#[derive(Debug, Clone)]
+pub struct TunnelConfig {
+    /// Our static private key.
+    pub private_key: PrivateKey,
+    /// The peer's static public key.
+    pub peer_public_key: PublicKey,
+    /// Optional preshared key (post-quantum hedge).
+    pub preshared_key: Option<PresharedKey>,
+    /// Send a keepalive after this long without sending anything.
+    pub persistent_keepalive: Option<Duration>,
+    /// Inner MTU, for padding.
+    pub mtu: usize,
+}
+
+/// Why a datagram was refused. Every variant is a drop, never a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    /// Not a WireGuard message.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// MAC1 does not match our public key.
+    #[error("bad MAC1")]
+    BadMac1,
+    /// The handshake message did not authenticate.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// An initiation from a static key that is not our peer's.
+    #[error("initiation from an unknown static key")]
+    UnknownPeer,
+    /// An initiation whose timestamp is not newer than the last one accepted.
+    #[error("replayed initiation (timestamp not newer than the last accepted)")]
+    ReplayedInitiation,
+    /// More than INITIATIONS_PER_SECOND initiations from the peer.
+    #[error("initiation flood from the peer")]
+    InitiationFlood,
+    /// A response or cookie reply with no matching initiation pending.
+    #[error("unexpected response or cookie reply for index {0:#x}")]
+    UnexpectedIndex(u32),
+    /// A cookie reply that did not authenticate.
+    #[error(transparent)]
+    Cookie(#[from] CookieError),
+    /// A transport message for a session we do not have.
+    #[error("unknown receiver index {0:#x}")]
+    UnknownIndex(u32),
+    /// A transport message for a session older than REJECT_AFTER_TIME.
+    #[error("session expired")]
+    ExpiredSession,
+    /// The transport message did not open.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The decrypted payload is not an IP packet.
+    #[error("decrypted payload is not a well-formed IP packet")]
+    BadInnerPacket,
+}
+
+/// What a successfully handled datagram was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A handshake or cookie message, handled; there may be datagrams to transmit.
+    Handshake,
+    /// An empty transport message.
+    Keepalive,
+    /// An inner IP packet, at this range of the datagram buffer (padding trimmed).
+    Packet(Range<usize>),
+}
+
+/// Things that happened that a driver may want to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A handshake completed; `initiator` says which side we were.
+    HandshakeComplete {
+        /// True if we initiated it.
+        initiator: bool,
+    },
+    /// A cookie reply was accepted: the peer is under load and the next initiation carries MAC2.
+    CookieReceived,
+    /// Handshake retransmits reached REKEY_ATTEMPT_TIME without an answer.
+    HandshakeGaveUp,
+    /// All session keys were erased after REJECT_AFTER_TIME × 3 without a handshake.
+    KeysZeroed,
+}
+
+/// One WireGuard peer, driven from outside.
+pub struct Tunnel<R: RngCore + CryptoRng> {
+    local: LocalIdentity,
+    peer: RemotePeer,
+    checker: CookieChecker,
+    jar: CookieJar,
+    clock: WallClock,
+    rng: R,
+    mtu: usize,
+    under_load: bool,
+    pending: Option<InitiatorHandshake>,
+    last_timestamp: Option<Tai64N>,
+    last_initiation_consumed: Option<Instant>,
+    keys: KeyRing,
+    traffic: TrafficTimers,
+    handshake: HandshakeTimers,
+    endpoint: Option<SocketAddr>,
+    staged: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+}
+
+impl<R: RngCore + CryptoRng> Tunnel<R> {
+    /// A tunnel created at `now`, when the Unix time was `unix_now` (anchors TAI64N stamps).
+    pub fn new(config: TunnelConfig, now: Instant, unix_now: Duration, rng: R) -> Self {
+        let local = LocalIdentity::new(&config.private_key);
+        let peer = RemotePeer::new(&local, config.peer_public_key, config.preshared_key);
+        let mut traffic = TrafficTimers::default();
+        traffic.set_persistent_keepalive(config.persistent_keepalive, now);
+        Self {
+            checker: CookieChecker::new(local.mac1_key, local.cookie_key),
+            jar: CookieJar::new(peer.mac1_key, peer.cookie_key),
+            clock: WallClock::new(now, unix_now),
+            local,
+            peer,
+            rng,
+            mtu: config.mtu,
+            under_load: false,
+            pending: None,
+            last_timestamp: None,
+            last_initiation_consumed: None,
+            keys: KeyRing::default(),
+            traffic,
+            handshake: HandshakeTimers::default(),
+            endpoint: None,
+            staged: VecDeque::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Where the peer was last heard from (or was told to be).
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoint
+    }
+
+    /// Sets the peer's address, as a configured endpoint does.
+    pub fn set_endpoint(&mut self, endpoint: SocketAddr) {
+        self.endpoint = Some(endpoint);
+    }
+
+    /// Makes the responder side demand MAC2 (cookies) from initiations, as under load.
+    pub fn set_under_load(&mut self, under_load: bool) {
+        self.under_load = under_load;
+    }
+
+    /// True if a session is ready to send on.
+    pub fn is_established(&mut self, now: Instant) -> bool {
+        self.keys.sending(now).is_some()
+    }
+
+    /// The next datagram to send to the peer's endpoint.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.traffic.next_deadline(), self.handshake.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn jitter(&mut self) -> Duration {
+        let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32;
+        Duration::from_millis(u64::from(self.rng.next_u32() % (max + 1)))
+    }
+
+    /// Starts a handshake now: retransmissions pass `retry`, others are rate-limited.
+    pub fn initiate(&mut self, now: Instant, retry: bool) {
+        if !retry && (!self.handshake.can_initiate(now) || self.handshake.is_pending()) {
+            return;
+        }
+        let index = self.rng.next_u32();
+        let stamp = self.clock.tai64n(now);
+        let Ok((state, mut msg)) =
+            handshake::create_initiation(&self.local, &self.peer, index, stamp, &mut self.rng)
+        else {
+            // Only a low-order peer key fails here; such a peer can never complete.
+            return;
+        };
+        self.jar.stamp(&mut msg, now);
+        self.pending = Some(state);
+        self.outbox.push_back(msg.to_vec());
+        let jitter = self.jitter();
+        self.handshake.on_initiation_sent(now, jitter, retry);
+        self.traffic.on_authenticated_sent(now);
+    }
+
+    /// Encrypts an inner packet for the peer, or stages it and starts a handshake.
+    pub fn send(&mut self, now: Instant, packet: &[u8]) {
+        let mtu = self.mtu;
+        if let Some(session) = self.keys.sending(now) {
+            let mut buf =
+                vec![0u8; TRANSPORT_HEADER_LEN + packet.len() + PADDING_MULTIPLE + TAG_LEN];
+            buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(packet);
+            if let Ok(n) = session.seal(&mut buf, packet.len(), mtu) {
+                buf.truncate(n);
+                self.outbox.push_back(buf);
+                if !packet.is_empty() {
+                    let jitter = self.jitter();
+                    self.traffic.on_data_sent(now, jitter);
+                }
+                self.traffic.on_authenticated_sent(now);
+                if self.keys.wants_rekey_after_send(now) {
+                    self.initiate(now, false);
+                }
+                return;
+            }
+        }
+        if !packet.is_empty() {
+            if self.staged.len() == MAX_STAGED {
+                self.staged.pop_front();
+            }
+            self.staged.push_back(packet.to_vec());
+        }
+        self.initiate(now, false);
+    }
+
+    fn flush_staged(&mut self, now: Instant) -> bool {
+        let staged = std::mem::take(&mut self.staged);
+        let any = !staged.is_empty();
+        for packet in staged {
+            self.send(now, &packet);
+        }
+        any
+    }
+
+    /// Handles a datagram from `from`. Decryption happens in place, so a `Packet` result
+    /// points into `datagram`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Result<Received, TunnelError> {
+        match Message::parse(datagram)? {
+            Message::Initiation(init) => {
+                match self.checker.verify(init.bytes, from, now) {
+                    MacVerdict::BadMac1 => return Err(TunnelError::BadMac1),
+                    MacVerdict::Mac1Only if self.under_load => {
+                        let reply =
+                            self.checker
+                                .reply(init.bytes, init.sender, from, now, &mut self.rng);
+                        self.outbox.push_back(reply.to_vec());
+                        return Ok(Received::Handshake);
+                    }
+                    _ => {}
+                }
+                let opened = handshake::open_initiation(&self.local, &init)?;
+                if opened.initiator != self.peer.public_key() {
+                    return Err(TunnelError::UnknownPeer);
+                }
+                let accepted = handshake::accept_initiation(opened, &self.peer)?;
+                if self.last_timestamp.is_some_and(|t| accepted.timestamp <= t) {
+                    return Err(TunnelError::ReplayedInitiation);
+                }
+                let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
+                if self
+                    .last_initiation_consumed
+                    .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
+                {
+                    return Err(TunnelError::InitiationFlood);
+                }
+                let index = self.rng.next_u32();
+                let (mut msg, keys) =
+                    handshake::create_response(&accepted, &self.peer, index, &mut self.rng)?;
+                self.last_timestamp = Some(accepted.timestamp);
+                self.last_initiation_consumed = Some(now);
+                self.jar.stamp(&mut msg, now);
+                self.outbox.push_back(msg.to_vec());
+                self.keys.install(Session::new(&keys, now));
+                self.traffic.on_session_derived(now);
+                self.traffic.on_authenticated_sent(now);
+                self.endpoint = Some(from);
+                Ok(Received::Handshake)
+            }
+            Message::Response(resp) => {
+                if self.checker.verify(resp.bytes, from, now) == MacVerdict::BadMac1 {
+                    return Err(TunnelError::BadMac1);
+                }
+                let state = self
+                    .pending
+                    .as_ref()
+                    .filter(|p| p.local_index == resp.receiver)
+                    .ok_or(TunnelError::UnexpectedIndex(resp.receiver))?;
+                let keys = handshake::consume_response(state, &self.local, &self.peer, &resp)?;
+                self.pending = None;
+                self.keys.install(Session::new(&keys, now));
+                self.handshake.on_handshake_complete();
+                self.traffic.on_session_derived(now);
+                self.traffic.on_authenticated_received(now);
+                self.endpoint = Some(from);
+                self.events
+                    .push_back(Event::HandshakeComplete { initiator: true });
+                // The responder cannot send until we do: confirm with data or a keepalive.
+                if !self.flush_staged(now) {
+                    self.send(now, &[]);
+                }
+                Ok(Received::Handshake)
+            }
+            Message::CookieReply(reply) => {
+                if self
+                    .pending
+                    .as_ref()
+                    .is_none_or(|p| p.local_index != reply.receiver)
+                {
+                    return Err(TunnelError::UnexpectedIndex(reply.receiver));
+                }
+                self.jar.consume(&reply, now)?;
+                self.events.push_back(Event::CookieReceived);
+                Ok(Received::Handshake)
+            }
+            Message::Transport(header) => {
+                self.receive_transport(now, from, header.receiver, datagram)
+            }
+        }
+    }
+
+    fn receive_transport(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        index: u32,
+        datagram: &mut [u8],
+    ) -> Result<Received, TunnelError> {
+        let (slot, session) = self
+            .keys
+            .find(index)
+            .ok_or(TunnelError::UnknownIndex(index))?;
+        if !receivable(session, now) {
+            return Err(TunnelError::ExpiredSession);
+        }
+        let n = session.open(datagram)?;
+        if slot == Slot::Next {
+            self.keys.confirm_next();
+            self.handshake.on_handshake_complete();
+            self.events
+                .push_back(Event::HandshakeComplete { initiator: false });
+            self.flush_staged(now);
+        }
+        self.traffic.on_authenticated_received(now);
+        self.endpoint = Some(from);
+        if self.keys.wants_rekey_after_receive(now) && self.traffic.claim_lastminute_handshake() {
+            self.initiate(now, false);
+        }
+        if n == 0 {
+            return Ok(Received::Keepalive);
+        }
+        self.traffic.on_data_received(now);
+        let body = &datagram[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
+        let header = inner::parse(body).ok_or(TunnelError::BadInnerPacket)?;
+        Ok(Received::Packet(
+            TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + header.len,
+        ))
+    }
+
+    /// Runs every timer that has expired at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.handshake.poll(now) {
+            HandshakeAction::Retransmit => self.initiate(now, true),
+            HandshakeAction::GiveUp => {
+                self.pending = None;
+                self.staged.clear();
+                self.traffic.on_handshake_gave_up(now);
+                self.events.push_back(Event::HandshakeGaveUp);
+            }
+            HandshakeAction::Wait => {}
+        }
+        let actions = self.traffic.poll(now);
+        if actions.zero_keys {
+            self.keys.clear();
+            self.pending = None;
+            self.events.push_back(Event::KeysZeroed);
+        }
+        if actions.initiate_handshake {
+            self.initiate(now, false);
+        }
+        if actions.send_keepalive {
+            // Without a session this starts a handshake, as a persistent keepalive should.
+            self.send(now, &[]);
+        }
+    }
+}
