@@ -1,0 +1,74 @@
+//! The seam between a worker and the kernel: one small trait, so the worker's logic runs the
+//! same over io_uring (`uring`), and later AF_XDP, or an in-memory backend in tests.
+//!
+//! The backend owns a fixed pool of packet buffers. Received packets arrive in pool buffers;
+//! the worker processes them in place and either hands the buffer back for sending (the
+//! backend frees it when the kernel is done) or frees it. Nothing is allocated per packet.
+
+pub mod memory;
+pub mod uring;
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes per packet buffer: a 1500-byte-MTU packet plus transport header, padding and tag.
+pub const BUF_SIZE: usize = 2048;
+/// Inner packets are read at this offset so they can be sealed in place behind the header.
+pub const INNER_OFFSET: usize = proto::constants::TRANSPORT_HEADER_LEN;
+/// Largest inner MTU the buffers allow (header, up to 15 bytes of padding and tag must fit).
+pub const MAX_MTU: usize = BUF_SIZE - INNER_OFFSET - proto::constants::TAG_LEN - 16;
+
+/// A packet buffer in the backend's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufId(pub u32);
+
+/// Something the backend received or noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rx {
+    /// A datagram on the outer socket, at `buf[..len]`.
+    Outer {
+        /// Buffer holding it.
+        buf: BufId,
+        /// Bytes received.
+        len: usize,
+        /// Sender.
+        from: SocketAddr,
+        /// The datagram was larger than the buffer and was cut.
+        truncated: bool,
+    },
+    /// A packet from the TUN, at `buf[INNER_OFFSET..INNER_OFFSET + len]`.
+    Inner {
+        /// Buffer holding it.
+        buf: BufId,
+        /// Bytes read.
+        len: usize,
+    },
+    /// Another thread woke this worker (control message or handed-over packets).
+    Wake,
+    /// The TUN queue is gone (interface deleted).
+    InnerClosed,
+}
+
+/// What a worker needs from the kernel.
+pub trait Backend {
+    /// Waits until something arrives or `deadline` passes; appends what arrived to `out`.
+    fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()>;
+    /// The bytes of a buffer.
+    fn buf(&mut self, buf: BufId) -> &mut [u8; BUF_SIZE];
+    /// A free buffer, if the pool has one.
+    fn alloc(&mut self) -> Option<BufId>;
+    /// Returns a buffer to the pool.
+    fn free(&mut self, buf: BufId);
+    /// Sends `buf[range]` to `to` on the outer socket; the buffer is freed once sent.
+    fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr);
+    /// Writes `buf[range]` into the TUN; the buffer is freed once written.
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>);
+    /// Switches to a new outer socket (listen port changed).
+    fn replace_outer(&mut self, socket: Arc<OwnedFd>);
+    /// Sends or writes that the kernel refused since the last call (and resets the count).
+    fn take_send_failures(&mut self) -> u64;
+}

@@ -1,0 +1,141 @@
+//! Starts the workers: one thread per socket/TUN-queue pair, pinned to its CPU, each building
+//! its io_uring on its own thread and reporting back before traffic flows.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::io::uring::UringBackend;
+use crate::messages::{HandshakeDatagram, ToWorker, WorkerEvent};
+use crate::waker::Waker;
+use crate::worker::{Mesh, Worker, WorkerLinks};
+
+/// Control messages a worker's channel holds before `send` blocks the control plane briefly.
+const CONTROL_DEPTH: usize = 4096;
+
+/// The control plane's handle on one worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    tx: Sender<ToWorker>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerHandle {
+    /// Sends a message and wakes the worker. Returns false if the worker has stopped.
+    pub fn send(&self, msg: ToWorker) -> bool {
+        let sent = match self.tx.try_send(msg) {
+            Ok(()) => true,
+            // Control traffic must not be lost: wait for room (the worker drains every batch).
+            Err(TrySendError::Full(msg)) => {
+                self.waker.wake();
+                self.tx.send(msg).is_ok()
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        };
+        self.waker.wake();
+        sent
+    }
+}
+
+/// The running workers.
+pub struct Workers {
+    /// One handle per worker, by worker number.
+    pub handles: Vec<WorkerHandle>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// How to start the workers.
+pub struct LaunchConfig {
+    /// Inner MTU.
+    pub mtu: usize,
+    /// CPU to pin each worker to (`None` = leave unpinned).
+    pub cpus: Vec<Option<usize>>,
+}
+
+impl Workers {
+    /// Starts one worker per (socket, TUN queue) pair.
+    pub fn launch(
+        config: LaunchConfig,
+        sockets: Vec<OwnedFd>,
+        queues: Vec<OwnedFd>,
+        handshakes: Sender<HandshakeDatagram>,
+        events: Sender<WorkerEvent>,
+    ) -> io::Result<Self> {
+        let n = sockets.len().min(queues.len());
+        let wakers = (0..n)
+            .map(|_| Waker::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mesh = Arc::new(Mesh::new(wakers.clone()));
+        let mut handles = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        for (id, (socket, queue)) in sockets.into_iter().zip(queues).enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(CONTROL_DEPTH);
+            let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
+            let links = WorkerLinks {
+                control: rx,
+                handshakes: handshakes.clone(),
+                events: events.clone(),
+                mesh: mesh.clone(),
+            };
+            let waker = wakers[id].clone();
+            let cpu = config.cpus.get(id).copied().flatten();
+            let core = cpu.and_then(|c| cores.iter().find(|core| core.id == c).copied());
+            let mtu = config.mtu;
+            let thread = std::thread::Builder::new()
+                .name(format!("xgate-worker-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    let backend = match UringBackend::new(Arc::new(socket), Arc::new(queue), waker)
+                    {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    Worker::new(id, mtu, backend, links).run();
+                })?;
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other(format!("worker {id} exited during start-up")))??;
+            handles.push(WorkerHandle {
+                tx,
+                waker: wakers[id].clone(),
+            });
+            threads.push(thread);
+        }
+        Ok(Self { handles, threads })
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// True if no worker runs.
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Sends `msg()` to every worker.
+    pub fn broadcast(&self, msg: impl Fn() -> ToWorker) {
+        for h in &self.handles {
+            h.send(msg());
+        }
+    }
+
+    /// Stops every worker and waits for them to finish.
+    pub fn shutdown(mut self) {
+        self.broadcast(|| ToWorker::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

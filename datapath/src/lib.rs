@@ -1,0 +1,20 @@
+//! xgate's datapath: per-core workers that move transport data between the outer UDP side and
+//! the inner TUN side, and never perform a handshake.
+//!
+//! - `worker`: the per-core loop, its receive and send paths, and cross-worker handover.
+//! - `io`: the backend seam (`io_uring` for real, in-memory for tests).
+//! - `route`: cryptokey routing (allowed IPs → peer).
+//! - `messages`: the contract with the control plane.
+//! - `udp`, `tun`, `waker`: the kernel objects a worker owns.
+//! - `launch`: starting and stopping the workers.
+#![warn(missing_docs)]
+
+pub mod io;
+pub mod launch;
+pub mod messages;
+pub mod route;
+pub mod stats;
+pub mod tun;
+pub mod udp;
+pub mod waker;
+pub mod worker;

@@ -1,0 +1,170 @@
+//! The contract between the control plane and the workers: what each sends the other.
+//!
+//! Control → worker goes over one `crossbeam` channel per worker, followed by a wake-up of the
+//! worker's eventfd. Worker → control is split by urgency: handshake messages go over a bounded
+//! channel (full = dropped and counted, so a flood cannot queue without bound), rare events
+//! over an unbounded one (they must not be lost).
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use proto::constants::INITIATION_LEN;
+use proto::session::Session;
+
+use crate::route::{AllowedIps, PeerId};
+use crate::stats::WorkerCounters;
+
+/// Number of low bits of a receiver index that are random; the bits above name the worker
+/// that owns the session, so any worker finds the owner of a packet in one step.
+pub const INDEX_WORKER_SHIFT: u32 = 24;
+
+/// The worker that owns receiver index `index`.
+#[inline]
+pub fn index_owner(index: u32) -> usize {
+    (index >> INDEX_WORKER_SHIFT) as usize
+}
+
+/// The worker that owns peer `peer` when there are `workers` workers.
+#[inline]
+pub fn peer_owner(peer: PeerId, workers: usize) -> usize {
+    peer as usize % workers.max(1)
+}
+
+/// A handshake message (types 1–3, at most 148 bytes) as received, without allocation.
+#[derive(Clone, Copy)]
+pub struct HandshakeDatagram {
+    /// Worker whose socket received it (and should send the answer).
+    pub worker: usize,
+    /// Source address.
+    pub from: SocketAddr,
+    /// When it was received.
+    pub at: Instant,
+    /// Length of `bytes` used.
+    pub len: usize,
+    /// The message.
+    pub bytes: [u8; INITIATION_LEN],
+}
+
+impl HandshakeDatagram {
+    /// The message bytes.
+    pub fn message(&self) -> &[u8] {
+        &self.bytes[..self.len.min(INITIATION_LEN)]
+    }
+}
+
+/// What the control plane tells a worker.
+pub enum ToWorker {
+    /// Add a peer, or update its settings.
+    SetPeer {
+        /// The peer.
+        peer: PeerId,
+        /// Persistent keepalive interval in seconds (0 = off).
+        persistent_keepalive: u16,
+        /// Configured endpoint, if any (roaming overrides it later).
+        endpoint: Option<SocketAddr>,
+    },
+    /// Forget a peer and its sessions.
+    RemovePeer {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A handshake completed: add its session to the peer's key ring.
+    InstallSession {
+        /// The peer.
+        peer: PeerId,
+        /// The new session (its index belongs to this worker).
+        session: Box<Session>,
+        /// Where the peer's handshake came from (or went to).
+        endpoint: SocketAddr,
+    },
+    /// Erase a peer's sessions (key change).
+    ClearSessions {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// The control plane stopped retrying a handshake: drop staged packets, stop keepalives.
+    HandshakeGaveUp {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A new snapshot of the allowed-IPs table.
+    Routes(Arc<AllowedIps>),
+    /// Send a handshake message from this worker's socket.
+    Transmit {
+        /// Destination.
+        to: SocketAddr,
+        /// Bytes of `bytes` used.
+        len: usize,
+        /// The message.
+        bytes: [u8; INITIATION_LEN],
+    },
+    /// Use this socket from now on (listen port changed).
+    ReplaceSocket(Arc<OwnedFd>),
+    /// Report counters and per-peer state.
+    Snapshot(Sender<WorkerSnapshot>),
+    /// Stop the worker loop.
+    Shutdown,
+}
+
+/// What a worker tells the control plane that is not a handshake message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// The peer needs a handshake (data waiting, keys old, or no answer to data).
+    WantHandshake {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An authenticated packet came from a new address: the peer roamed.
+    EndpointChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Its new address.
+        endpoint: SocketAddr,
+    },
+    /// Sessions were dropped; their indices may be reused.
+    IndicesRetired {
+        /// Local indices freed.
+        indices: [Option<u32>; 3],
+    },
+    /// The TUN queue was closed under the worker: the interface was deleted.
+    InterfaceGone {
+        /// The worker that noticed.
+        worker: usize,
+    },
+    /// The worker loop stopped on an error.
+    Failed {
+        /// The worker.
+        worker: usize,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A peer's traffic as one worker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer.
+    pub peer: PeerId,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Bytes received in authenticated transport messages.
+    pub rx_bytes: u64,
+    /// Bytes sent in transport messages.
+    pub tx_bytes: u64,
+    /// When the current session became usable.
+    pub last_handshake: Option<Instant>,
+}
+
+/// A worker's answer to `ToWorker::Snapshot`.
+#[derive(Debug, Clone)]
+pub struct WorkerSnapshot {
+    /// The worker.
+    pub worker: usize,
+    /// Its counters.
+    pub counters: WorkerCounters,
+    /// Its peers.
+    pub peers: Vec<PeerStats>,
+}

@@ -1,0 +1,148 @@
+//! Per-worker counters: packets dropped by reason, and traffic totals. Each worker owns its
+//! array (no shared cache lines); the control plane sums snapshots when asked.
+
+/// Why a worker dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Shorter than its message type requires.
+    Truncated,
+    /// Longer than its message type allows, or than a receive buffer.
+    Oversized,
+    /// The first four bytes name no WireGuard message.
+    UnknownType,
+    /// The control plane's handshake queue was full.
+    HandshakeQueueFull,
+    /// A transport message for a receiver index we do not have.
+    UnknownIndex,
+    /// A transport message for a session past REJECT_AFTER_TIME.
+    ExpiredSession,
+    /// A transport counter already seen or behind the replay window.
+    Replayed,
+    /// A transport message whose tag did not verify (forged or corrupted).
+    BadTag,
+    /// A decrypted payload that is not a well-formed IP packet.
+    BadInnerPacket,
+    /// A decrypted packet whose source is not in the sending peer's allowed IPs.
+    SourceNotAllowed,
+    /// An inner packet whose destination is in no peer's allowed IPs.
+    NoRoute,
+    /// An inner packet for a peer with no endpoint to send to.
+    NoEndpoint,
+    /// Staged packets overflowed while a handshake was pending.
+    StagedOverflow,
+    /// The queue to another worker was full.
+    HandoverFull,
+    /// No free packet buffer.
+    NoBuffer,
+    /// The kernel refused to send or write the packet.
+    SendFailed,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 16] = [
+        DropReason::Truncated,
+        DropReason::Oversized,
+        DropReason::UnknownType,
+        DropReason::HandshakeQueueFull,
+        DropReason::UnknownIndex,
+        DropReason::ExpiredSession,
+        DropReason::Replayed,
+        DropReason::BadTag,
+        DropReason::BadInnerPacket,
+        DropReason::SourceNotAllowed,
+        DropReason::NoRoute,
+        DropReason::NoEndpoint,
+        DropReason::StagedOverflow,
+        DropReason::HandoverFull,
+        DropReason::NoBuffer,
+        DropReason::SendFailed,
+    ];
+
+    /// The name operators see (snake_case, stable: scripts parse it).
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Truncated => "truncated",
+            DropReason::Oversized => "oversized",
+            DropReason::UnknownType => "unknown_type",
+            DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::UnknownIndex => "unknown_index",
+            DropReason::ExpiredSession => "expired_session",
+            DropReason::Replayed => "replayed",
+            DropReason::BadTag => "bad_tag",
+            DropReason::BadInnerPacket => "bad_inner_packet",
+            DropReason::SourceNotAllowed => "source_not_allowed",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoEndpoint => "no_endpoint",
+            DropReason::StagedOverflow => "staged_overflow",
+            DropReason::HandoverFull => "handover_full",
+            DropReason::NoBuffer => "no_buffer",
+            DropReason::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerCounters {
+    /// Drops, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::ALL.len()],
+    /// Datagrams received on the outer socket.
+    pub rx_datagrams: u64,
+    /// Datagrams sent on the outer socket.
+    pub tx_datagrams: u64,
+    /// Packets written to the TUN.
+    pub tun_writes: u64,
+    /// Packets read from the TUN.
+    pub tun_reads: u64,
+    /// Packets passed to another worker (wrong owner).
+    pub handed_over: u64,
+    /// Handshake messages passed to the control plane.
+    pub handshakes_forwarded: u64,
+}
+
+impl WorkerCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// The count for one reason.
+    pub fn drops_for(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Adds another worker's counters to these.
+    pub fn add(&mut self, other: &WorkerCounters) {
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+        self.rx_datagrams += other.rx_datagrams;
+        self.tx_datagrams += other.tx_datagrams;
+        self.tun_writes += other.tun_writes;
+        self.tun_reads += other.tun_reads;
+        self.handed_over += other.handed_over;
+        self.handshakes_forwarded += other.handshakes_forwarded;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_index_their_own_counter() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut a = WorkerCounters::default();
+        a.drop(DropReason::BadTag);
+        let mut b = WorkerCounters::default();
+        b.drop(DropReason::BadTag);
+        b.add(&a);
+        assert_eq!(b.drops_for(DropReason::BadTag), 2);
+        assert_eq!(b.drops_for(DropReason::Replayed), 0);
+    }
+}

@@ -1,0 +1,412 @@
+//! A datapath worker: one thread, pinned to one core, owning one outer socket, one TUN queue,
+//! one buffer pool and one shard of the peers. It moves transport data and never performs a
+//! handshake: handshake messages go to the control plane, sessions come back from it.
+//!
+//! Each loop iteration takes a batch from the backend, runs every packet through the receive
+//! path (`receive`) or the send path (`send`), applies control messages, fires peer timers on a
+//! coarse tick, and wakes any worker it handed packets to. No locks, no allocation and no
+//! system call per packet: the backend submits the batch's I/O in one call.
+
+mod handover;
+mod peer;
+mod receive;
+mod send;
+
+pub use handover::{Handover, HandoverKind, Mesh, HANDOVER_DEPTH};
+pub use peer::{PeerSlot, MAX_STAGED};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use proto::keyring::Retired;
+
+use crate::io::{Backend, Rx};
+use crate::messages::{HandshakeDatagram, PeerStats, ToWorker, WorkerEvent, WorkerSnapshot};
+use crate::route::{AllowedIps, PeerId};
+use crate::stats::{DropReason, WorkerCounters};
+
+/// How often peer timers are checked; WireGuard's timers are coarse (seconds).
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// The channels a worker is wired with.
+pub struct WorkerLinks {
+    /// Messages from the control plane.
+    pub control: Receiver<ToWorker>,
+    /// Handshake messages to the control plane (bounded; full = drop).
+    pub handshakes: Sender<HandshakeDatagram>,
+    /// Events to the control plane (unbounded; never lost).
+    pub events: Sender<WorkerEvent>,
+    /// Every worker's handover queue and waker.
+    pub mesh: Arc<Mesh>,
+}
+
+/// One datapath worker over backend `B`.
+pub struct Worker<B: Backend> {
+    id: usize,
+    mtu: usize,
+    backend: B,
+    links: WorkerLinks,
+    routes: Arc<AllowedIps>,
+    peers: Vec<Option<PeerSlot>>,
+    indices: HashMap<u32, PeerId>,
+    counters: WorkerCounters,
+    rx: Vec<Rx>,
+    wake_pending: Vec<bool>,
+    jitter_state: u64,
+    running: bool,
+}
+
+impl<B: Backend> Worker<B> {
+    /// Worker number `id` of `links.mesh.len()`, with inner MTU `mtu`.
+    pub fn new(id: usize, mtu: usize, backend: B, links: WorkerLinks) -> Self {
+        let workers = links.mesh.len();
+        Self {
+            id,
+            mtu,
+            backend,
+            routes: Arc::new(AllowedIps::default()),
+            peers: Vec::new(),
+            indices: HashMap::new(),
+            counters: WorkerCounters::default(),
+            rx: Vec::with_capacity(1024),
+            wake_pending: vec![false; workers],
+            jitter_state: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1),
+            running: true,
+            links,
+        }
+    }
+
+    /// Runs until told to shut down or the interface disappears.
+    pub fn run(mut self) {
+        let mut next_tick = Instant::now() + TICK;
+        while self.running {
+            if let Err(e) = self.step(&mut next_tick) {
+                let _ = self.links.events.send(WorkerEvent::Failed {
+                    worker: self.id,
+                    error: e.to_string(),
+                });
+                return;
+            }
+        }
+    }
+
+    /// One batch: waits for the backend (until `next_tick` at most) and processes what came.
+    pub fn step(&mut self, next_tick: &mut Instant) -> std::io::Result<()> {
+        self.backend.poll(&mut self.rx, *next_tick)?;
+        self.process_batch(next_tick);
+        Ok(())
+    }
+
+    /// True until a shutdown message arrives or the control plane goes away.
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn process_batch(&mut self, next_tick: &mut Instant) {
+        let now = Instant::now();
+        let mut rx = std::mem::take(&mut self.rx);
+        for item in rx.drain(..) {
+            match item {
+                Rx::Outer {
+                    buf,
+                    len,
+                    from,
+                    truncated,
+                } => self.receive_outer(buf, len, from, truncated, now),
+                Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
+                Rx::Wake => {}
+                Rx::InnerClosed => {
+                    let _ = self
+                        .links
+                        .events
+                        .send(WorkerEvent::InterfaceGone { worker: self.id });
+                }
+            }
+        }
+        self.rx = rx;
+        self.drain_control(now);
+        self.drain_handovers(now);
+        if now >= *next_tick {
+            self.tick(now);
+            *next_tick = now + TICK;
+        }
+        self.flush_wakes();
+        let failures = self.backend.take_send_failures();
+        self.counters.drops[DropReason::SendFailed as usize] += failures;
+    }
+
+    /// The backend, for tests that inject and inspect packets.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &WorkerCounters {
+        &self.counters
+    }
+
+    fn next_jitter(&mut self) -> Duration {
+        // xorshift64: jitter needs spread, not secrecy.
+        let mut x = self.jitter_state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter_state = x;
+        Duration::from_millis(
+            x % (proto::constants::REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1),
+        )
+    }
+
+    fn peer_mut(&mut self, peer: PeerId) -> Option<&mut PeerSlot> {
+        self.peers.get_mut(peer as usize)?.as_mut()
+    }
+
+    fn retire(&mut self, retired: Retired) {
+        let mut indices = [None; 3];
+        for (slot, index) in indices.iter_mut().zip(retired.iter()) {
+            self.indices.remove(&index);
+            *slot = Some(index);
+        }
+        if indices[0].is_some() {
+            let _ = self
+                .links
+                .events
+                .send(WorkerEvent::IndicesRetired { indices });
+        }
+    }
+
+    /// Asks the control plane for a handshake, at most once per REKEY_TIMEOUT per peer.
+    fn want_handshake(&mut self, peer: PeerId, now: Instant) {
+        let Some(slot) = self.peer_mut(peer) else {
+            return;
+        };
+        let recent = slot
+            .asked_handshake_at
+            .is_some_and(|t| now.saturating_duration_since(t) < proto::constants::REKEY_TIMEOUT);
+        if !recent {
+            slot.asked_handshake_at = Some(now);
+            let _ = self.links.events.send(WorkerEvent::WantHandshake { peer });
+        }
+    }
+
+    fn drop_staged(&mut self, peer: PeerId) {
+        let staged = match self.peer_mut(peer) {
+            Some(slot) => std::mem::take(&mut slot.staged),
+            None => return,
+        };
+        for (buf, _) in &staged {
+            self.backend.free(*buf);
+        }
+        if let Some(slot) = self.peer_mut(peer) {
+            slot.staged = staged;
+            slot.staged.clear();
+        }
+    }
+
+    fn drain_control(&mut self, now: Instant) {
+        loop {
+            match self.links.control.try_recv() {
+                Ok(msg) => self.apply(msg, now),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.running = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, msg: ToWorker, now: Instant) {
+        match msg {
+            ToWorker::SetPeer {
+                peer,
+                persistent_keepalive,
+                endpoint,
+            } => {
+                let i = peer as usize;
+                if self.peers.len() <= i {
+                    self.peers.resize_with(i + 1, || None);
+                }
+                let slot = self.peers[i].get_or_insert_with(PeerSlot::new);
+                if endpoint.is_some() {
+                    slot.endpoint = endpoint;
+                }
+                let interval = Duration::from_secs(u64::from(persistent_keepalive));
+                slot.timers.set_persistent_keepalive(Some(interval), now);
+            }
+            ToWorker::RemovePeer { peer } => {
+                self.drop_staged(peer);
+                if let Some(mut slot) = self.peers.get_mut(peer as usize).and_then(Option::take) {
+                    let retired = slot.keys.clear();
+                    self.retire(retired);
+                }
+            }
+            ToWorker::InstallSession {
+                peer,
+                session,
+                endpoint,
+            } => self.install(peer, *session, endpoint, now),
+            ToWorker::ClearSessions { peer } => {
+                self.drop_staged(peer);
+                if let Some(slot) = self.peer_mut(peer) {
+                    let retired = slot.keys.clear();
+                    self.retire(retired);
+                }
+            }
+            ToWorker::HandshakeGaveUp { peer } => {
+                self.drop_staged(peer);
+                if let Some(slot) = self.peer_mut(peer) {
+                    slot.timers.on_handshake_gave_up(now);
+                }
+            }
+            ToWorker::Routes(routes) => self.routes = routes,
+            ToWorker::Transmit { to, len, bytes } => match self.backend.alloc() {
+                Some(buf) => {
+                    let len = len.min(bytes.len());
+                    self.backend.buf(buf)[..len].copy_from_slice(&bytes[..len]);
+                    self.backend.send_outer(buf, 0..len, to);
+                    self.counters.tx_datagrams += 1;
+                }
+                None => self.counters.drop(DropReason::NoBuffer),
+            },
+            ToWorker::ReplaceSocket(socket) => self.backend.replace_outer(socket),
+            ToWorker::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            ToWorker::Shutdown => self.running = false,
+        }
+    }
+
+    fn install(
+        &mut self,
+        peer: PeerId,
+        session: proto::session::Session,
+        endpoint: std::net::SocketAddr,
+        now: Instant,
+    ) {
+        let index = session.local_index;
+        let initiator = session.initiator;
+        let Some(slot) = self.peer_mut(peer) else {
+            // The peer was removed while its handshake completed: free the index.
+            let _ = self.links.events.send(WorkerEvent::IndicesRetired {
+                indices: [Some(index), None, None],
+            });
+            return;
+        };
+        let retired = slot.keys.install(session);
+        slot.timers.on_session_derived(now);
+        slot.timers.on_authenticated_sent(now);
+        slot.endpoint = Some(endpoint);
+        slot.asked_handshake_at = None;
+        if initiator {
+            slot.last_handshake = Some(now);
+        }
+        self.indices.insert(index, peer);
+        self.retire(retired);
+        if initiator {
+            // The responder cannot send until we do: staged data, or a keepalive, confirms.
+            if !self.flush_staged(peer, now) {
+                self.send_keepalive(peer, now);
+            }
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            let peer = i as PeerId;
+            let Some(slot) = self.peers[i].as_mut() else {
+                continue;
+            };
+            if slot.timers.next_deadline().is_none_or(|d| d > now) {
+                continue;
+            }
+            let actions = slot.timers.poll(now);
+            if actions.zero_keys {
+                let retired = slot.keys.clear();
+                self.retire(retired);
+                self.drop_staged(peer);
+            }
+            if actions.initiate_handshake {
+                self.want_handshake(peer, now);
+            }
+            if actions.send_keepalive {
+                self.send_keepalive(peer, now);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            worker: self.id,
+            counters: self.counters.clone(),
+            peers: self
+                .peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.as_ref().map(|s| PeerStats {
+                        peer: i as PeerId,
+                        endpoint: s.endpoint,
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
+                        last_handshake: s.last_handshake,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Copies `buf[range]` to worker `to`'s queue and frees the buffer.
+    fn hand_over(
+        &mut self,
+        to: usize,
+        kind: HandoverKind,
+        buf: crate::io::BufId,
+        range: std::ops::Range<usize>,
+    ) {
+        let pushed = self
+            .links
+            .mesh
+            .push(to, kind, &self.backend.buf(buf)[range]);
+        self.backend.free(buf);
+        if pushed {
+            self.counters.handed_over += 1;
+            if let Some(flag) = self.wake_pending.get_mut(to) {
+                *flag = true;
+            }
+        } else {
+            self.counters.drop(DropReason::HandoverFull);
+        }
+    }
+
+    fn flush_wakes(&mut self) {
+        for (to, flag) in self.wake_pending.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                self.links.mesh.wake(to);
+            }
+        }
+    }
+
+    fn drain_handovers(&mut self, now: Instant) {
+        while let Some(h) = self.links.mesh.pop(self.id) {
+            let Some(buf) = self.backend.alloc() else {
+                self.counters.drop(DropReason::NoBuffer);
+                continue;
+            };
+            match h.kind {
+                HandoverKind::Outer(from) => {
+                    self.backend.buf(buf)[..h.len].copy_from_slice(&h.data[..h.len]);
+                    self.receive_transport(buf, h.len, from, now);
+                }
+                HandoverKind::Inner => {
+                    let off = crate::io::INNER_OFFSET;
+                    let end = (off + h.len).min(crate::io::BUF_SIZE);
+                    self.backend.buf(buf)[off..end].copy_from_slice(&h.data[..end - off]);
+                    self.send_to_peer_checked(buf, end - off, now);
+                }
+            }
+        }
+    }
+}

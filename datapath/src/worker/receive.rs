@@ -1,0 +1,197 @@
+//! The receive path: a datagram from the outer socket is classified; handshake messages go to
+//! the control plane, transport messages are opened in place by the owning worker, checked
+//! against the sender's allowed IPs and written to the TUN.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use proto::constants::*;
+use proto::keyring::{receivable, Slot};
+use proto::session::TransportError;
+
+use super::{HandoverKind, Worker};
+use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::messages::{index_owner, HandshakeDatagram};
+use crate::stats::DropReason;
+
+impl<B: Backend> Worker<B> {
+    /// A datagram from this worker's outer socket.
+    pub(super) fn receive_outer(
+        &mut self,
+        buf: BufId,
+        len: usize,
+        from: SocketAddr,
+        truncated: bool,
+        now: Instant,
+    ) {
+        self.counters.rx_datagrams += 1;
+        if truncated {
+            self.counters.drop(DropReason::Oversized);
+            self.backend.free(buf);
+            return;
+        }
+        let kind = proto::wire::message_type(&self.backend.buf(buf)[..len]);
+        match kind {
+            Ok(MSG_INITIATION) => self.forward_handshake(buf, len, INITIATION_LEN, from, now),
+            Ok(MSG_RESPONSE) => self.forward_handshake(buf, len, RESPONSE_LEN, from, now),
+            Ok(MSG_COOKIE_REPLY) => self.forward_handshake(buf, len, COOKIE_REPLY_LEN, from, now),
+            Ok(MSG_TRANSPORT) => self.receive_transport(buf, len, from, now),
+            Ok(_) => {
+                self.counters.drop(DropReason::UnknownType);
+                self.backend.free(buf);
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::Truncated);
+                self.backend.free(buf);
+            }
+        }
+    }
+
+    /// Passes a handshake message of the right size to the control plane, without waiting.
+    fn forward_handshake(
+        &mut self,
+        buf: BufId,
+        len: usize,
+        exact: usize,
+        from: SocketAddr,
+        now: Instant,
+    ) {
+        if len != exact {
+            self.counters.drop(if len < exact {
+                DropReason::Truncated
+            } else {
+                DropReason::Oversized
+            });
+            self.backend.free(buf);
+            return;
+        }
+        let mut msg = HandshakeDatagram {
+            worker: self.id,
+            from,
+            at: now,
+            len,
+            bytes: [0u8; INITIATION_LEN],
+        };
+        msg.bytes[..len].copy_from_slice(&self.backend.buf(buf)[..len]);
+        self.backend.free(buf);
+        match self.links.handshakes.try_send(msg) {
+            Ok(()) => self.counters.handshakes_forwarded += 1,
+            Err(_) => self.counters.drop(DropReason::HandshakeQueueFull),
+        }
+    }
+
+    /// Opens a transport message if this worker owns its session; otherwise hands it over.
+    pub(super) fn receive_transport(
+        &mut self,
+        buf: BufId,
+        len: usize,
+        from: SocketAddr,
+        now: Instant,
+    ) {
+        let Ok(header) = proto::wire::TransportHeader::parse(&self.backend.buf(buf)[..len]) else {
+            self.counters.drop(DropReason::Truncated);
+            self.backend.free(buf);
+            return;
+        };
+        let owner = index_owner(header.receiver);
+        if owner != self.id {
+            if owner < self.links.mesh.len() {
+                self.hand_over(owner, HandoverKind::Outer(from), buf, 0..len);
+            } else {
+                self.counters.drop(DropReason::UnknownIndex);
+                self.backend.free(buf);
+            }
+            return;
+        }
+        let Some(&peer) = self.indices.get(&header.receiver) else {
+            self.counters.drop(DropReason::UnknownIndex);
+            self.backend.free(buf);
+            return;
+        };
+        let Some(slot) = self.peers.get_mut(peer as usize).and_then(Option::as_mut) else {
+            self.counters.drop(DropReason::UnknownIndex);
+            self.backend.free(buf);
+            return;
+        };
+        let Some((which, session)) = slot.keys.find(header.receiver) else {
+            self.counters.drop(DropReason::UnknownIndex);
+            self.backend.free(buf);
+            return;
+        };
+        if !receivable(session, now) {
+            self.counters.drop(DropReason::ExpiredSession);
+            self.backend.free(buf);
+            return;
+        }
+        let n = match session.open(&mut self.backend.buf(buf)[..len]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.counters.drop(match e {
+                    TransportError::Replay(_) => DropReason::Replayed,
+                    TransportError::BadTag => DropReason::BadTag,
+                    _ => DropReason::Truncated,
+                });
+                self.backend.free(buf);
+                return;
+            }
+        };
+
+        // Authenticated: now (and only now) the packet may change state.
+        let mut retired = None;
+        let confirmed = which == Slot::Next;
+        if confirmed {
+            retired = Some(slot.keys.confirm_next());
+            slot.last_handshake = Some(now);
+        }
+        slot.timers.on_authenticated_received(now);
+        slot.rx_bytes += len as u64;
+        let roamed = slot.endpoint != Some(from);
+        slot.endpoint = Some(from);
+        let rekey =
+            slot.keys.wants_rekey_after_receive(now) && slot.timers.claim_lastminute_handshake();
+        if n > 0 {
+            slot.timers.on_data_received(now);
+        }
+        if let Some(r) = retired {
+            self.retire(r);
+        }
+        if roamed {
+            let _ = self
+                .links
+                .events
+                .send(crate::messages::WorkerEvent::EndpointChanged {
+                    peer,
+                    endpoint: from,
+                });
+        }
+        if rekey {
+            self.want_handshake(peer, now);
+        }
+        if confirmed {
+            self.flush_staged(peer, now);
+        }
+        if n == 0 {
+            self.backend.free(buf);
+            return;
+        }
+        self.deliver_inner(peer, buf, n);
+    }
+
+    /// Writes a decrypted packet to the TUN if its source belongs to the peer that sent it.
+    fn deliver_inner(&mut self, peer: crate::route::PeerId, buf: BufId, n: usize) {
+        let packet = &self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + n];
+        let Some(header) = proto::inner::parse(packet) else {
+            self.counters.drop(DropReason::BadInnerPacket);
+            self.backend.free(buf);
+            return;
+        };
+        if self.routes.lookup(header.src) != Some(peer) {
+            self.counters.drop(DropReason::SourceNotAllowed);
+            self.backend.free(buf);
+            return;
+        }
+        self.backend
+            .send_inner(buf, INNER_OFFSET..INNER_OFFSET + header.len);
+        self.counters.tun_writes += 1;
+    }
+}

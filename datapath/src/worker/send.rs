@@ -1,0 +1,148 @@
+//! The send path: an inner packet from the TUN (or handed over by another worker) is routed
+//! to its peer by destination, sealed in place and sent; or staged until a handshake completes.
+
+use std::time::Instant;
+
+use super::{HandoverKind, Worker, MAX_STAGED};
+use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::messages::peer_owner;
+use crate::route::PeerId;
+use crate::stats::DropReason;
+
+impl<B: Backend> Worker<B> {
+    /// A packet read from this worker's TUN queue.
+    pub(super) fn receive_inner(&mut self, buf: BufId, len: usize, now: Instant) {
+        self.counters.tun_reads += 1;
+        let Some(peer) = self.route_inner(buf, len) else {
+            self.backend.free(buf);
+            return;
+        };
+        let owner = peer_owner(peer, self.links.mesh.len());
+        if owner != self.id {
+            self.hand_over(
+                owner,
+                HandoverKind::Inner,
+                buf,
+                INNER_OFFSET..INNER_OFFSET + len,
+            );
+            return;
+        }
+        self.send_to_peer(peer, buf, len, now);
+    }
+
+    /// A packet handed over by another worker: route again (the table may have changed).
+    pub(super) fn send_to_peer_checked(&mut self, buf: BufId, len: usize, now: Instant) {
+        match self.route_inner(buf, len) {
+            Some(peer) if peer_owner(peer, self.links.mesh.len()) == self.id => {
+                self.send_to_peer(peer, buf, len, now)
+            }
+            Some(_) => {
+                self.counters.drop(DropReason::NoRoute);
+                self.backend.free(buf);
+            }
+            None => self.backend.free(buf),
+        }
+    }
+
+    /// The peer an inner packet is for, counting the drop if there is none.
+    fn route_inner(&mut self, buf: BufId, len: usize) -> Option<PeerId> {
+        let packet = &self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + len];
+        let Some(header) = proto::inner::parse(packet) else {
+            self.counters.drop(DropReason::BadInnerPacket);
+            return None;
+        };
+        let peer = self.routes.lookup(header.dst);
+        if peer.is_none() {
+            self.counters.drop(DropReason::NoRoute);
+        }
+        peer
+    }
+
+    /// Seals and sends `buf[INNER_OFFSET..][..len]` to `peer`, or stages it.
+    pub(super) fn send_to_peer(&mut self, peer: PeerId, buf: BufId, len: usize, now: Instant) {
+        let mtu = self.mtu;
+        let jitter = self.next_jitter();
+        let Some(slot) = self.peers.get_mut(peer as usize).and_then(Option::as_mut) else {
+            self.counters.drop(DropReason::NoRoute);
+            self.backend.free(buf);
+            return;
+        };
+        let Some(endpoint) = slot.endpoint else {
+            self.counters.drop(DropReason::NoEndpoint);
+            self.backend.free(buf);
+            return;
+        };
+        let Some(session) = slot.keys.sending(now) else {
+            if slot.staged.len() == MAX_STAGED {
+                let (oldest, _) = slot.staged.remove(0);
+                self.backend.free(oldest);
+                self.counters.drop(DropReason::StagedOverflow);
+            }
+            slot.staged.push((buf, len));
+            self.want_handshake(peer, now);
+            return;
+        };
+        match session.seal(self.backend.buf(buf), len, mtu) {
+            Ok(n) => {
+                self.backend.send_outer(buf, 0..n, endpoint);
+                self.counters.tx_datagrams += 1;
+                slot.tx_bytes += n as u64;
+                if len > 0 {
+                    slot.timers.on_data_sent(now, jitter);
+                }
+                slot.timers.on_authenticated_sent(now);
+                if slot.keys.wants_rekey_after_send(now) {
+                    self.want_handshake(peer, now);
+                }
+            }
+            Err(_) => {
+                self.counters.drop(DropReason::SendFailed);
+                self.backend.free(buf);
+            }
+        }
+    }
+
+    /// Sends an empty transport message if the peer has a session and an endpoint; without a
+    /// session, asks for a handshake instead (as a persistent keepalive must).
+    pub(super) fn send_keepalive(&mut self, peer: PeerId, now: Instant) {
+        let usable = self
+            .peers
+            .get_mut(peer as usize)
+            .and_then(Option::as_mut)
+            .is_some_and(|s| s.endpoint.is_some() && s.keys.sending(now).is_some());
+        if !usable {
+            let has_endpoint = self
+                .peers
+                .get(peer as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.endpoint.is_some());
+            if has_endpoint {
+                self.want_handshake(peer, now);
+            }
+            return;
+        }
+        match self.backend.alloc() {
+            Some(buf) => self.send_to_peer(peer, buf, 0, now),
+            None => self.counters.drop(DropReason::NoBuffer),
+        }
+    }
+
+    /// Sends what was staged for `peer`; true if there was anything.
+    pub(super) fn flush_staged(&mut self, peer: PeerId, now: Instant) -> bool {
+        let staged = match self.peer_mut(peer) {
+            Some(slot) if !slot.staged.is_empty() => std::mem::take(&mut slot.staged),
+            _ => return false,
+        };
+        let mut staged = staged;
+        for (buf, len) in staged.drain(..) {
+            self.send_to_peer(peer, buf, len, now);
+        }
+        // Give the (now empty) vector back so its capacity is reused.
+        if let Some(slot) = self.peer_mut(peer) {
+            if slot.staged.is_empty() {
+                slot.staged = staged;
+            }
+        }
+        true
+    }
+}
