@@ -59,7 +59,7 @@ impl Workers {
     /// Starts one worker per (socket, TUN queue) pair.
     pub fn launch(
         config: LaunchConfig,
-        sockets: Vec<OwnedFd>,
+        sockets: Vec<Arc<OwnedFd>>,
         queues: Vec<OwnedFd>,
         handshakes: Sender<HandshakeDatagram>,
         events: Sender<WorkerEvent>,
@@ -91,8 +91,7 @@ impl Workers {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let backend = match UringBackend::new(Arc::new(socket), Arc::new(queue), waker)
-                    {
+                    let backend = match UringBackend::new(socket, Arc::new(queue), waker) {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));

@@ -176,6 +176,15 @@ impl CookieJar {
         }
     }
 
+    /// A jar for messages to the holder of `public` (the keys depend only on the recipient).
+    pub fn for_recipient(public: &crate::keys::PublicKey) -> Self {
+        use crate::constants::{LABEL_COOKIE, LABEL_MAC1};
+        Self::new(
+            crate::crypto::hash(&[LABEL_MAC1, &public.0]),
+            crate::crypto::hash(&[LABEL_COOKIE, &public.0]),
+        )
+    }
+
     /// Fills in MAC1 and MAC2 of an outgoing initiation or response.
     pub fn stamp(&mut self, message: &mut [u8], now: Instant) {
         let Some(at) = mac1_offset(message.len()) else {

@@ -1,0 +1,173 @@
+//! `xgate up`: brings the interface up, runs until told to stop, and removes what it created.
+//!
+//! Order matters for "nothing left behind": every step that can fail on bad configuration
+//! (socket claim, port, TUN, addresses) happens before anything lasting exists, and each
+//! object is owned so that an early return tears it down. The UAPI socket comes last.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use datapath::launch::{LaunchConfig, Workers};
+use datapath::tun::{Interface, Tun, TunError};
+use datapath::udp::BindError;
+
+use crate::config::Settings;
+use crate::plane::{ControlPlane, PlaneLinks, StopReason, HANDSHAKE_QUEUE};
+use crate::uapi::{self, UapiServer};
+use crate::update::DeviceUpdate;
+
+fn bind_error(e: BindError) -> anyhow::Error {
+    match e {
+        BindError::InUse { port } => anyhow!(
+            "interface.listen_port: UDP port {port} is already in use (another WireGuard or xgate?); \
+             choose another listen_port or stop the other process"
+        ),
+        BindError::Permission { port } => anyhow!(
+            "interface.listen_port: no permission to bind UDP port {port}; use a port above 1023 or run as root"
+        ),
+        other => anyhow!("interface.listen_port: {other}"),
+    }
+}
+
+fn tun_error(e: TunError) -> anyhow::Error {
+    match e {
+        TunError::Permission { name } => anyhow!(
+            "cannot create TUN interface {name}: permission denied; run as root or grant CAP_NET_ADMIN"
+        ),
+        TunError::NoDevice { source } => anyhow!(
+            "cannot open /dev/net/tun ({source}); load the tun module (modprobe tun) or, in a container, pass the device"
+        ),
+        TunError::Busy { name } => anyhow!(
+            "interface.name: {name} already exists and is not a free multi-queue TUN; delete it (ip link del {name}) or choose another name"
+        ),
+        other => anyhow!("{other}"),
+    }
+}
+
+/// Runs the daemon in the foreground until SIGINT/SIGTERM, interface deletion or socket
+/// deletion; returns once everything it created is gone.
+pub fn up(settings: Settings) -> Result<()> {
+    let name = settings.name.clone();
+    uapi::claim(&name).map_err(|e| anyhow!("interface.name: {e}"))?;
+
+    let sockets: Vec<Arc<OwnedFd>> =
+        datapath::udp::bind_sockets(settings.listen_port, settings.workers, settings.fwmark)
+            .map_err(bind_error)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+    let listen_port = sockets
+        .first()
+        .map(|s| datapath::udp::local_port(s))
+        .transpose()
+        .context("reading the bound port")?
+        .unwrap_or(settings.listen_port);
+
+    let mut tun = Tun::open(&name, settings.workers).map_err(tun_error)?;
+    let iface = Interface::new(&name);
+    iface
+        .set_mtu(settings.mtu)
+        .map_err(|e| anyhow!("interface.mtu: {e}"))?;
+    for a in &settings.addresses {
+        iface
+            .add_address(*a)
+            .map_err(|e| anyhow!("interface.address: {e}"))?;
+    }
+    iface.up().map_err(|e| anyhow!("{e}"))?;
+
+    let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let workers = Workers::launch(
+        LaunchConfig {
+            mtu: settings.mtu,
+            cpus: settings.cpus.clone(),
+        },
+        sockets.clone(),
+        tun.take_queues(),
+        hs_tx,
+        ev_tx,
+    )
+    .context("starting datapath workers")?;
+
+    let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
+    let (req_tx, req_rx) = crossbeam_channel::unbounded();
+    let mut plane = ControlPlane::new(
+        &name,
+        listen_port,
+        settings.fwmark,
+        PlaneLinks {
+            handshakes: hs_rx,
+            events: ev_rx,
+            requests: req_rx,
+            stop: stop_tx.clone(),
+            workers: workers.handles.clone(),
+            sockets,
+        },
+    );
+    let public_key = settings.private_key.as_ref().map(|k| k.public_key());
+    let initial = DeviceUpdate {
+        private_key: settings.private_key.map(Some),
+        peers: settings.peers.into_iter().map(|(_, p)| p).collect(),
+        ..DeviceUpdate::default()
+    };
+    if let Err(e) = plane.apply(initial) {
+        workers.shutdown();
+        return Err(anyhow!("applying configuration: {e}"));
+    }
+    let plane_thread = std::thread::Builder::new()
+        .name("xgate-control".into())
+        .spawn(move || plane.run())
+        .context("starting the control plane")?;
+
+    let server = match UapiServer::start(&name, req_tx.clone(), stop_tx.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            drop(req_tx);
+            let _ = plane_thread.join();
+            workers.shutdown();
+            return Err(anyhow!("UAPI socket: {e}"));
+        }
+    };
+
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+        .context("installing signal handlers")?;
+    let signal_handle = signals.handle();
+    let signal_stop = stop_tx;
+    std::thread::Builder::new()
+        .name("xgate-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                let _ = signal_stop.send(StopReason::Signal(sig));
+            }
+        })
+        .context("starting the signal thread")?;
+
+    tracing::info!(
+        interface = %name,
+        public_key = %public_key.map(|k| k.to_base64()).unwrap_or_else(|| "(none yet)".into()),
+        listen_port,
+        workers = workers.len(),
+        mtu = settings.mtu,
+        "xgate is up"
+    );
+
+    let reason = stop_rx.recv().unwrap_or(StopReason::SocketRemoved);
+    let started = Instant::now();
+    tracing::info!(?reason, "shutting down");
+    signal_handle.close();
+    server.stop();
+    drop(req_tx);
+    let _ = plane_thread.join();
+    // Closing the workers' TUN queues deletes the interface and its addresses.
+    workers.shutdown();
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "stopped; interface removed"
+    );
+    match reason {
+        StopReason::WorkerFailed(e) => Err(anyhow!("datapath failed: {e}")),
+        _ => Ok(()),
+    }
+}

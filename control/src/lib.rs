@@ -1,0 +1,16 @@
+//! xgate's control plane and daemon.
+//!
+//! - `config`: the TOML file, embedded defaults, validation.
+//! - `update`: one change type for config files and `wg set`.
+//! - `plane`: the control-plane thread: handshakes, peers, indices, state.
+//! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
+//! - `daemon`: `xgate up`, from start to clean exit.
+//! - `show`: `xgate show`.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod daemon;
+pub mod plane;
+pub mod show;
+pub mod uapi;
+pub mod update;

@@ -1,0 +1,287 @@
+//! Handshakes on the control plane: answering initiations, finishing our own, cookie replies
+//! under load, retransmissions. Each completed handshake becomes a session installed in the
+//! worker that owns the peer; the answer leaves through the worker that received the request.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use datapath::messages::{HandshakeDatagram, ToWorker};
+use datapath::route::PeerId;
+use proto::constants::{INITIATIONS_PER_SECOND, INITIATION_LEN, REKEY_TIMEOUT_JITTER_MAX};
+use proto::cookie::MacVerdict;
+use proto::handshake::{self, HandshakeError};
+use proto::session::Session;
+use proto::timers::HandshakeAction;
+use proto::wire::{CookieReply, Initiation, Message, Response};
+use rand_core::RngCore;
+
+use super::indices::IndexUse;
+use super::{ControlPlane, UNDER_LOAD_DEPTH};
+
+/// Handshake messages handled per wake-up before checking other inputs.
+const BATCH: usize = 256;
+
+impl ControlPlane {
+    /// Handles `first` and whatever else is queued, up to a batch.
+    pub(super) fn on_handshakes(&mut self, first: HandshakeDatagram) {
+        self.on_handshake(&first);
+        for _ in 1..BATCH {
+            match self.links.handshakes.try_recv() {
+                Ok(d) => self.on_handshake(&d),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn jitter(&mut self) -> Duration {
+        let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32 + 1;
+        Duration::from_millis(u64::from(self.rng.next_u32() % max))
+    }
+
+    fn transmit(&self, worker: usize, to: SocketAddr, message: &[u8]) {
+        let mut bytes = [0u8; INITIATION_LEN];
+        let len = message.len().min(INITIATION_LEN);
+        bytes[..len].copy_from_slice(&message[..len]);
+        if let Some(w) = self.worker(worker) {
+            w.send(ToWorker::Transmit { to, len, bytes });
+        }
+    }
+
+    fn on_handshake(&mut self, d: &HandshakeDatagram) {
+        let now = Instant::now();
+        let Some(identity) = self.identity.as_ref() else {
+            self.counters.no_private_key += 1;
+            return;
+        };
+        let bytes = d.message();
+        let verdict = identity.checker.verify(bytes, d.from, now);
+        let under_load = self.links.handshakes.len() > UNDER_LOAD_DEPTH;
+        match Message::parse(bytes) {
+            Ok(Message::Initiation(init)) => match verdict {
+                MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
+                MacVerdict::Mac1Only if under_load => self.send_cookie(d, init.sender),
+                _ => self.respond(d, &init, now),
+            },
+            Ok(Message::Response(resp)) => match verdict {
+                MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
+                MacVerdict::Mac1Only if under_load => self.send_cookie(d, resp.sender),
+                _ => self.complete(d, &resp, now),
+            },
+            Ok(Message::CookieReply(reply)) => self.take_cookie(&reply, now),
+            // Workers forward only well-sized handshake types; anything else is a bug upstream.
+            Ok(Message::Transport(_)) | Err(_) => {}
+        }
+    }
+
+    fn send_cookie(&mut self, d: &HandshakeDatagram, sender: u32) {
+        let now = Instant::now();
+        let Some(identity) = self.identity.as_mut() else {
+            return;
+        };
+        let reply = identity
+            .checker
+            .reply(d.message(), sender, d.from, now, &mut self.rng);
+        self.counters.cookie_replies_sent += 1;
+        self.transmit(d.worker, d.from, &reply);
+    }
+
+    /// Answers an initiation: authenticate, check replay and flood, respond, install.
+    fn respond(&mut self, d: &HandshakeDatagram, init: &Initiation<'_>, now: Instant) {
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        self.counters.initiations_received += 1;
+        let opened = match handshake::open_initiation(&identity.local, init) {
+            Ok(o) => o,
+            Err(_) => {
+                self.counters.bad_static += 1;
+                return;
+            }
+        };
+        let Some(id) = self.peers.id_of(&opened.initiator) else {
+            self.counters.unknown_peer += 1;
+            tracing::debug!(from = %d.from, key = %opened.initiator, "initiation from unknown peer");
+            return;
+        };
+        let owner = self.owner(id);
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        let Some(remote) = peer.remote.as_ref() else {
+            return;
+        };
+        let accepted = match handshake::accept_initiation(opened, remote) {
+            Ok(a) => a,
+            Err(_) => {
+                self.counters.bad_handshake += 1;
+                return;
+            }
+        };
+        if peer.last_timestamp.is_some_and(|t| accepted.timestamp <= t) {
+            self.counters.replayed_initiation += 1;
+            tracing::debug!(peer = %peer.public_key, from = %d.from, "replayed initiation dropped");
+            return;
+        }
+        let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
+        if peer
+            .last_initiation_consumed
+            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
+        {
+            self.counters.initiation_flood += 1;
+            return;
+        }
+        let index = self
+            .indices
+            .allocate(owner, IndexUse::Session(id), &mut self.rng);
+        let (mut response, keys) =
+            match handshake::create_response(&accepted, remote, index, &mut self.rng) {
+                Ok(r) => r,
+                Err(HandshakeError::LowOrderKey) | Err(_) => {
+                    self.indices.free(index);
+                    self.counters.bad_handshake += 1;
+                    return;
+                }
+            };
+        peer.last_timestamp = Some(accepted.timestamp);
+        peer.last_initiation_consumed = Some(now);
+        peer.endpoint = Some(d.from);
+        peer.handshake_rx_bytes += d.len as u64;
+        peer.handshake_tx_bytes += response.len() as u64;
+        peer.jar.stamp(&mut response, now);
+        let public = peer.public_key;
+        // Install before answering: the initiator's first data follows our response.
+        self.send_to_owner(
+            id,
+            ToWorker::InstallSession {
+                peer: id,
+                session: Box::new(Session::new(&keys, now)),
+                endpoint: d.from,
+            },
+        );
+        self.transmit(d.worker, d.from, &response);
+        self.counters.responses_sent += 1;
+        tracing::debug!(peer = %public, from = %d.from, "handshake answered");
+    }
+
+    /// Finishes a handshake we initiated.
+    fn complete(&mut self, d: &HandshakeDatagram, resp: &Response<'_>, now: Instant) {
+        let Some(IndexUse::Pending(id)) = self.indices.get(resp.receiver) else {
+            self.counters.unexpected_index += 1;
+            return;
+        };
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(id) else {
+            self.counters.unexpected_index += 1;
+            return;
+        };
+        let (Some(pending), Some(remote)) = (peer.pending.as_ref(), peer.remote.as_ref()) else {
+            self.counters.unexpected_index += 1;
+            return;
+        };
+        let keys = match handshake::consume_response(pending, &identity.local, remote, resp) {
+            Ok(k) => k,
+            Err(_) => {
+                self.counters.bad_handshake += 1;
+                return;
+            }
+        };
+        peer.pending = None;
+        peer.timers.on_handshake_complete();
+        peer.endpoint = Some(d.from);
+        peer.handshake_rx_bytes += d.len as u64;
+        let public = peer.public_key;
+        self.indices.set(keys.local_index, IndexUse::Session(id));
+        self.send_to_owner(
+            id,
+            ToWorker::InstallSession {
+                peer: id,
+                session: Box::new(Session::new(&keys, now)),
+                endpoint: d.from,
+            },
+        );
+        self.counters.initiator_completed += 1;
+        tracing::info!(peer = %public, endpoint = %d.from, "handshake completed (we initiated)");
+    }
+
+    fn take_cookie(&mut self, reply: &CookieReply<'_>, now: Instant) {
+        let Some(IndexUse::Pending(id)) = self.indices.get(reply.receiver) else {
+            self.counters.unexpected_index += 1;
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        match peer.jar.consume(reply, now) {
+            Ok(()) => {
+                peer.handshake_rx_bytes += proto::constants::COOKIE_REPLY_LEN as u64;
+                self.counters.cookie_replies_received += 1;
+            }
+            Err(_) => self.counters.bad_cookie += 1,
+        }
+    }
+
+    /// Sends an initiation to `id` if it has an endpoint and the rate limit allows.
+    pub(super) fn initiate(&mut self, id: PeerId, now: Instant, retry: bool) {
+        let jitter = self.jitter();
+        let owner = self.owner(id);
+        let stamp = self.clock.tai64n(now);
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        let (Some(endpoint), Some(remote)) = (peer.endpoint, peer.remote.as_ref()) else {
+            return;
+        };
+        if !retry && (!peer.timers.can_initiate(now) || peer.timers.is_pending()) {
+            return;
+        }
+        if let Some(old) = peer.pending.take() {
+            self.indices.free(old.local_index);
+        }
+        let index = self
+            .indices
+            .allocate(owner, IndexUse::Pending(id), &mut self.rng);
+        let Ok((state, mut message)) =
+            handshake::create_initiation(&identity.local, remote, index, stamp, &mut self.rng)
+        else {
+            self.indices.free(index);
+            return;
+        };
+        peer.jar.stamp(&mut message, now);
+        peer.pending = Some(state);
+        peer.handshake_tx_bytes += message.len() as u64;
+        peer.timers.on_initiation_sent(now, jitter, retry);
+        self.counters.initiations_sent += 1;
+        self.transmit(owner, endpoint, &message);
+        tracing::debug!(peer = id, %endpoint, retry, "initiation sent");
+    }
+
+    /// Retransmits unanswered initiations and gives up after REKEY_ATTEMPT_TIME.
+    pub(super) fn on_tick(&mut self, now: Instant) {
+        let due: Vec<(PeerId, HandshakeAction)> = self
+            .peers
+            .iter_mut()
+            .filter(|p| p.timers.next_deadline().is_some_and(|d| d <= now))
+            .map(|p| (p.id, p.timers.poll(now)))
+            .collect();
+        for (id, action) in due {
+            match action {
+                HandshakeAction::Retransmit => self.initiate(id, now, true),
+                HandshakeAction::GiveUp => {
+                    if let Some(p) = self.peers.get_mut(id) {
+                        if let Some(pending) = p.pending.take() {
+                            self.indices.free(pending.local_index);
+                        }
+                        tracing::info!(peer = %p.public_key, "handshake did not complete; giving up");
+                    }
+                    self.send_to_owner(id, ToWorker::HandshakeGaveUp { peer: id });
+                }
+                HandshakeAction::Wait => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! The control plane: one thread that owns everything slow or shared. It answers and starts
+//! handshakes (`handshake`), keeps the peers and their routes (`peers`), hands out receiver
+//! indices (`indices`), applies configuration changes, and answers state queries. Workers get
+//! sessions, routes and transmit requests from it over their channels.
+
+mod counters;
+mod handshake;
+mod indices;
+pub mod peers;
+
+pub use counters::ControlCounters;
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use datapath::launch::WorkerHandle;
+use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent};
+use datapath::route::PeerId;
+use datapath::stats::WorkerCounters;
+use ipnet::IpNet;
+use proto::cookie::CookieChecker;
+use proto::handshake::LocalIdentity;
+use proto::tai64n::WallClock;
+use proto::{PresharedKey, PrivateKey, PublicKey};
+
+use crate::update::{DeviceUpdate, PeerUpdate};
+use indices::Indices;
+use peers::Peers;
+
+/// How often handshake retransmissions and load are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// Capacity of the workers' handshake queue to the control plane.
+pub const HANDSHAKE_QUEUE: usize = 4096;
+/// Above this many queued handshake messages, initiations without a valid MAC2 get a cookie
+/// reply instead of a Diffie-Hellman.
+const UNDER_LOAD_DEPTH: usize = HANDSHAKE_QUEUE / 8;
+
+/// Why the daemon should stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// The TUN interface was deleted (e.g. `ip link del`, `wg-quick down`).
+    InterfaceGone,
+    /// The UAPI socket file was deleted.
+    SocketRemoved,
+    /// A worker stopped on an error.
+    WorkerFailed(String),
+}
+
+/// A peer's state for `wg show` and `xgate show`.
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// Its preshared key, if any.
+    pub preshared_key: Option<PresharedKey>,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Time of the latest handshake, since the Unix epoch.
+    pub last_handshake: Option<Duration>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Persistent keepalive in seconds (0 = off).
+    pub persistent_keepalive: u16,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// The interface's state.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    /// Interface name.
+    pub name: String,
+    /// Private key, if set.
+    pub private_key: Option<PrivateKey>,
+    /// Listen port.
+    pub listen_port: u16,
+    /// Firewall mark.
+    pub fwmark: u32,
+    /// Number of workers.
+    pub workers: usize,
+    /// Peers.
+    pub peers: Vec<PeerState>,
+    /// Workers' counters, summed.
+    pub datapath: WorkerCounters,
+    /// Control plane counters.
+    pub control: ControlCounters,
+    /// Receiver indices in use (sessions and pending initiations).
+    pub indices_in_use: usize,
+}
+
+/// Why a configuration change could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// The new listen port is taken.
+    #[error("listen port {0} is in use")]
+    PortInUse(u16),
+    /// Sockets could not be opened or changed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl SetError {
+    /// The errno the UAPI reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SetError::PortInUse(_) => libc::EADDRINUSE,
+            SetError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+/// A request from the UAPI server or the daemon.
+pub enum Request {
+    /// Report the interface's state.
+    Get(Sender<DeviceState>),
+    /// Apply a change.
+    Set(DeviceUpdate, Sender<Result<(), SetError>>),
+}
+
+/// Our private key with everything derived from it.
+struct Identity {
+    private: PrivateKey,
+    local: LocalIdentity,
+    checker: CookieChecker,
+}
+
+/// The channels and handles the control plane is wired with.
+pub struct PlaneLinks {
+    /// Handshake messages from workers.
+    pub handshakes: Receiver<HandshakeDatagram>,
+    /// Events from workers.
+    pub events: Receiver<WorkerEvent>,
+    /// Requests from the UAPI server and the daemon.
+    pub requests: Receiver<Request>,
+    /// Where to say the daemon should stop.
+    pub stop: Sender<StopReason>,
+    /// The workers.
+    pub workers: Vec<WorkerHandle>,
+    /// The workers' outer sockets (for listen port and fwmark changes).
+    pub sockets: Vec<Arc<OwnedFd>>,
+}
+
+/// The control plane's state.
+pub struct ControlPlane {
+    name: String,
+    identity: Option<Identity>,
+    listen_port: u16,
+    fwmark: u32,
+    peers: Peers,
+    indices: Indices,
+    links: PlaneLinks,
+    rng: rand_core::OsRng,
+    clock: WallClock,
+    counters: ControlCounters,
+    routes_dirty: bool,
+}
+
+impl ControlPlane {
+    /// A control plane for interface `name`, listening on `listen_port`.
+    pub fn new(name: &str, listen_port: u16, fwmark: u32, links: PlaneLinks) -> Self {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            name: name.to_string(),
+            identity: None,
+            listen_port,
+            fwmark,
+            peers: Peers::default(),
+            indices: Indices::default(),
+            links,
+            rng: rand_core::OsRng,
+            clock: WallClock::new(Instant::now(), unix),
+            counters: ControlCounters::default(),
+            routes_dirty: false,
+        }
+    }
+
+    /// Runs until the request channel closes (the daemon is shutting down).
+    pub fn run(mut self) {
+        let ticker = crossbeam_channel::tick(TICK);
+        loop {
+            select! {
+                recv(self.links.handshakes) -> m => match m {
+                    Ok(d) => self.on_handshakes(d),
+                    Err(_) => return,
+                },
+                recv(self.links.events) -> e => match e {
+                    Ok(e) => self.on_event(e, Instant::now()),
+                    Err(_) => return,
+                },
+                recv(self.links.requests) -> r => match r {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => return,
+                },
+                recv(ticker) -> _ => self.on_tick(Instant::now()),
+            }
+            self.publish_routes();
+        }
+    }
+
+    /// Applies a change directly (the daemon's initial configuration).
+    pub fn apply(&mut self, update: DeviceUpdate) -> Result<(), SetError> {
+        let r = self.apply_update(update);
+        self.publish_routes();
+        r
+    }
+
+    fn worker(&self, i: usize) -> Option<&WorkerHandle> {
+        self.links.workers.get(i)
+    }
+
+    fn owner(&self, peer: PeerId) -> usize {
+        peer_owner(peer, self.links.workers.len())
+    }
+
+    fn send_to_owner(&self, peer: PeerId, msg: ToWorker) {
+        if let Some(w) = self.worker(self.owner(peer)) {
+            w.send(msg);
+        }
+    }
+
+    fn on_event(&mut self, event: WorkerEvent, now: Instant) {
+        match event {
+            WorkerEvent::WantHandshake { peer } => self.initiate(peer, now, false),
+            WorkerEvent::EndpointChanged { peer, endpoint } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.endpoint = Some(endpoint);
+                }
+            }
+            WorkerEvent::IndicesRetired { indices } => {
+                for i in indices.into_iter().flatten() {
+                    self.indices.free(i);
+                }
+            }
+            WorkerEvent::InterfaceGone { .. } => {
+                let _ = self.links.stop.send(StopReason::InterfaceGone);
+            }
+            WorkerEvent::Failed { worker, error } => {
+                let _ = self.links.stop.send(StopReason::WorkerFailed(format!(
+                    "worker {worker}: {error}"
+                )));
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Get(reply) => {
+                let _ = reply.send(self.state());
+            }
+            Request::Set(update, reply) => {
+                let _ = reply.send(self.apply(update));
+            }
+        }
+    }
+
+    fn publish_routes(&mut self) {
+        if std::mem::take(&mut self.routes_dirty) {
+            let snapshot = Arc::new(self.peers.routes.clone());
+            for w in &self.links.workers {
+                w.send(ToWorker::Routes(snapshot.clone()));
+            }
+        }
+    }
+
+    fn apply_update(&mut self, update: DeviceUpdate) -> Result<(), SetError> {
+        if let Some(key) = update.private_key {
+            self.set_private_key(key);
+        }
+        if let Some(port) = update.listen_port {
+            self.set_listen_port(port)?;
+        }
+        if let Some(mark) = update.fwmark {
+            for s in &self.links.sockets {
+                datapath::udp::set_fwmark(s, mark)
+                    .map_err(|e| SetError::Io(format!("fwmark: {e}")))?;
+            }
+            self.fwmark = mark;
+        }
+        if update.replace_peers {
+            for id in self.peers.ids() {
+                self.remove_peer(id);
+            }
+        }
+        for p in update.peers {
+            self.apply_peer(p);
+        }
+        Ok(())
+    }
+
+    fn set_private_key(&mut self, key: Option<PrivateKey>) {
+        if self.identity.as_ref().map(|i| i.private.as_bytes())
+            == key.as_ref().map(|k| k.as_bytes())
+        {
+            return;
+        }
+        self.identity = key.map(|private| {
+            let local = LocalIdentity::new(&private);
+            Identity {
+                checker: CookieChecker::new(local.mac1_key, local.cookie_key),
+                local,
+                private,
+            }
+        });
+        // A peer cannot have our own public key (WireGuard removes it).
+        if let Some(public) = self.identity.as_ref().map(|i| i.local.public_key()) {
+            if let Some(id) = self.peers.id_of(&public) {
+                self.remove_peer(id);
+            }
+        }
+        let ids = self.peers.ids();
+        for id in ids {
+            let local = self.identity.as_ref().map(|i| &i.local);
+            if let Some(p) = self.peers.get_mut(id) {
+                if let Some(pending) = p.pending.take() {
+                    self.indices.free(pending.local_index);
+                }
+                p.refresh_remote(local);
+            }
+            self.send_to_owner(id, ToWorker::ClearSessions { peer: id });
+        }
+    }
+
+    fn set_listen_port(&mut self, port: u16) -> Result<(), SetError> {
+        if port == self.listen_port && port != 0 {
+            return Ok(());
+        }
+        let sockets = datapath::udp::bind_sockets(port, self.links.workers.len(), self.fwmark)
+            .map_err(|e| match e {
+                datapath::udp::BindError::InUse { port } => SetError::PortInUse(port),
+                other => SetError::Io(other.to_string()),
+            })?;
+        let sockets: Vec<Arc<OwnedFd>> = sockets.into_iter().map(Arc::new).collect();
+        self.listen_port = sockets
+            .first()
+            .and_then(|s| datapath::udp::local_port(s).ok())
+            .unwrap_or(port);
+        for (w, s) in self.links.workers.iter().zip(&sockets) {
+            w.send(ToWorker::ReplaceSocket(s.clone()));
+        }
+        self.links.sockets = sockets;
+        tracing::info!(port = self.listen_port, "listen port changed");
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.remove(id) {
+            if let Some(pending) = p.pending {
+                self.indices.free(pending.local_index);
+            }
+            self.send_to_owner(id, ToWorker::RemovePeer { peer: id });
+            self.routes_dirty = true;
+            tracing::info!(peer = %p.public_key, "peer removed");
+        }
+    }
+
+    fn apply_peer(&mut self, update: PeerUpdate) {
+        let existing = self.peers.id_of(&update.public_key);
+        if update.remove {
+            if let Some(id) = existing {
+                self.remove_peer(id);
+            }
+            return;
+        }
+        let own = self.identity.as_ref().map(|i| i.local.public_key());
+        if (update.update_only && existing.is_none()) || own == Some(update.public_key) {
+            return;
+        }
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let local = self.identity.as_ref().map(|i| &i.local);
+                let id = self.peers.insert(update.public_key, local);
+                tracing::info!(peer = %update.public_key, id, "peer added");
+                id
+            }
+        };
+        if let Some(psk) = update.preshared_key {
+            let local = self.identity.as_ref().map(|i| &i.local);
+            if let Some(p) = self.peers.get_mut(id) {
+                p.preshared_key = psk.filter(|k| !k.is_zero());
+                p.refresh_remote(local);
+            }
+        }
+        if update.replace_allowed_ips {
+            self.peers.clear_allowed_ips(id);
+            self.routes_dirty = true;
+        }
+        for net in update.allowed_ips {
+            self.peers.add_allowed_ip(id, net);
+            self.routes_dirty = true;
+        }
+        for net in update.remove_allowed_ips {
+            self.peers.remove_allowed_ip(id, net);
+            self.routes_dirty = true;
+        }
+        let Some(p) = self.peers.get_mut(id) else {
+            return;
+        };
+        if update.endpoint.is_some() {
+            p.endpoint = update.endpoint;
+        }
+        if let Some(k) = update.persistent_keepalive {
+            p.persistent_keepalive = k;
+        }
+        let msg = ToWorker::SetPeer {
+            peer: id,
+            persistent_keepalive: p.persistent_keepalive,
+            endpoint: update.endpoint,
+        };
+        // Routes first, so a keepalive-triggered handshake finds them in place.
+        self.publish_routes();
+        self.send_to_owner(id, msg);
+    }
+
+    /// Asks every worker for its counters and peers, and merges them with ours.
+    fn state(&self) -> DeviceState {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for w in &self.links.workers {
+            if w.send(ToWorker::Snapshot(tx.clone())) {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut datapath = WorkerCounters::default();
+        let mut by_peer = std::collections::HashMap::new();
+        for _ in 0..asked {
+            let Ok(snap) = rx.recv_deadline(deadline) else {
+                break;
+            };
+            datapath.add(&snap.counters);
+            for p in snap.peers {
+                by_peer.insert(p.peer, p);
+            }
+        }
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                let stats = by_peer.get(&p.id);
+                PeerState {
+                    public_key: p.public_key,
+                    preshared_key: p.preshared_key.clone(),
+                    endpoint: stats.and_then(|s| s.endpoint).or(p.endpoint),
+                    last_handshake: stats
+                        .and_then(|s| s.last_handshake)
+                        .map(|t| self.clock.unix(t)),
+                    rx_bytes: stats.map_or(0, |s| s.rx_bytes) + p.handshake_rx_bytes,
+                    tx_bytes: stats.map_or(0, |s| s.tx_bytes) + p.handshake_tx_bytes,
+                    persistent_keepalive: p.persistent_keepalive,
+                    allowed_ips: p.allowed_ips.clone(),
+                }
+            })
+            .collect();
+        DeviceState {
+            name: self.name.clone(),
+            private_key: self.identity.as_ref().map(|i| i.private.clone()),
+            listen_port: self.listen_port,
+            fwmark: self.fwmark,
+            workers: self.links.workers.len(),
+            peers,
+            datapath,
+            control: self.counters.clone(),
+            indices_in_use: self.indices.len(),
+        }
+    }
+}
