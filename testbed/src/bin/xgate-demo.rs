@@ -1,0 +1,226 @@
+//! `make demo`: xgate with its embedded defaults in one namespace, a `wireguard-go` client and a
+//! `boringtun-cli` client in two more; each client handshakes, pings and moves checksummed data
+//! both ways. Prints what held, then `xgate show`, then removes everything. Exit 0 only if every
+//! step held.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use testbed::clients::wg;
+use testbed::{ping, tcp_transfer, veth, wait_until, Implementation, Netns, WgPeer, Xgate};
+
+/// Bytes moved each way per client.
+const TRANSFER: u64 = 32 * 1024 * 1024;
+
+struct ClientResult {
+    name: &'static str,
+    handshake: bool,
+    rtt_ms: f64,
+    pings: (u32, u32),
+    mbytes: f64,
+    mbit_up: f64,
+    mbit_down: f64,
+    checksums_match: bool,
+    ipv6: bool,
+}
+
+fn xgate_binary() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("xgate")));
+    std::env::args()
+        .skip_while(|a| a != "--xgate")
+        .nth(1)
+        .map(PathBuf::from)
+        .or(beside)
+        .unwrap_or_else(|| PathBuf::from("xgate"))
+}
+
+fn client(
+    implementation: Implementation,
+    n: u8,
+    server_ns: &Netns,
+    server: &Xgate,
+    dir: &Path,
+) -> Result<(Netns, WgPeer, String)> {
+    let ns = Netns::create(&format!(
+        "xgdemo-{}",
+        implementation.label().split('-').next().unwrap_or("c")
+    ))?;
+    let underlay = format!("10.201.{n}");
+    veth(
+        server_ns,
+        &format!("xgd-s{n}"),
+        &format!("{underlay}.1/24"),
+        &ns,
+        &format!("xgd-c{n}"),
+        &format!("{underlay}.2/24"),
+    )?;
+    let iface = format!("xgd-{}", &implementation.label()[..2]);
+    let peer = WgPeer::start(implementation, &ns, &iface, dir)?;
+    let v4 = format!("10.77.0.{}", n + 1);
+    let v6 = format!("fd77::{}", n + 1);
+    peer.configure(&ns, &[&format!("{v4}/16"), &format!("{v6}/64")], 1420)?;
+    wg(
+        server_ns,
+        &[
+            "set",
+            &server.iface,
+            "peer",
+            &peer.public_key.to_base64(),
+            "allowed-ips",
+            &format!("{v4}/32,{v6}/128"),
+        ],
+    )?;
+    peer.set_peer(
+        &ns,
+        &server.public_key,
+        Some(&format!("{underlay}.1:51820")),
+        "10.77.0.0/16,fd77::/64",
+        Some(25),
+    )?;
+    Ok((ns, peer, v4))
+}
+
+fn exercise(
+    name: &'static str,
+    ns: &Netns,
+    server_ns: &Netns,
+    peer: &WgPeer,
+    seed: u64,
+) -> Result<ClientResult> {
+    let p = ping(ns, "10.77.0.1", 5)?;
+    let handshake = wait_until(Duration::from_secs(5), || {
+        wg(ns, &["show", &peer.iface, "latest-handshakes"])
+            .map(|t| t.split_whitespace().nth(1).is_some_and(|s| s != "0"))
+            .unwrap_or(false)
+    });
+    let p6 = ping(ns, "fd77::1", 3)?;
+    let up_to: SocketAddr = "10.77.0.1:5201".parse()?;
+    let up = tcp_transfer(server_ns, up_to, ns, TRANSFER, seed)?;
+    let client_addr = wg(server_ns, &["show", "xgate0", "allowed-ips"])?
+        .lines()
+        .find(|l| l.starts_with(&peer.public_key.to_base64()))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string)
+        .context("client address on the server")?;
+    let down_to: SocketAddr = format!("{client_addr}:5202").parse()?;
+    let down = tcp_transfer(ns, down_to, server_ns, TRANSFER, seed + 1)?;
+    Ok(ClientResult {
+        name,
+        handshake,
+        rtt_ms: p.avg_rtt_ms,
+        pings: (p.received, p.sent),
+        mbytes: (up.bytes + down.bytes) as f64 / 1e6,
+        mbit_up: up.mbit_per_s(),
+        mbit_down: down.mbit_per_s(),
+        checksums_match: up.intact(TRANSFER) && down.intact(TRANSFER),
+        ipv6: p6.received == p6.sent && p6.sent > 0,
+    })
+}
+
+fn demo() -> Result<bool> {
+    let binary = xgate_binary();
+    if !binary.exists() {
+        bail!(
+            "{} not found; run `make demo` (it builds xgate first)",
+            binary.display()
+        );
+    }
+    let dir = std::env::temp_dir().join("xgate-demo");
+    std::fs::create_dir_all(&dir)?;
+    println!("== xgate demo: embedded defaults, two real WireGuard clients ==\n");
+
+    let server_ns = Netns::create("xgdemo-srv")?;
+    let server = Xgate::start(&binary, &server_ns, &[], "xgate0", &dir.join("xgate.log"))?;
+    println!(
+        "xgate up in namespace xgdemo-srv: interface xgate0, port 51820, 10.77.0.1/16, fd77::1/64"
+    );
+    println!("  public key {}\n", server.public_key);
+
+    let mut results = Vec::new();
+    let mut namespaces = Vec::new();
+    for (n, implementation) in [
+        (1u8, Implementation::WireguardGo),
+        (2, Implementation::Boringtun),
+    ] {
+        let (ns, peer, addr) = client(implementation, n, &server_ns, &server, &dir)?;
+        println!(
+            "{} client in namespace {} as {addr}: connecting...",
+            implementation.label(),
+            ns.name()
+        );
+        let r = exercise(
+            implementation.label(),
+            &ns,
+            &server_ns,
+            &peer,
+            1000 + u64::from(n),
+        )?;
+        results.push(r);
+        namespaces.push((ns, peer));
+    }
+
+    println!(
+        "\n{:<15} {:>9} {:>8} {:>6} {:>8} {:>11} {:>11} {:>9} {:>5}",
+        "client",
+        "handshake",
+        "rtt ms",
+        "pings",
+        "MB moved",
+        "up Mbit/s",
+        "down Mbit/s",
+        "sha256",
+        "ipv6"
+    );
+    let mut all_ok = true;
+    for r in &results {
+        let ok = r.handshake && r.pings.0 == r.pings.1 && r.checksums_match && r.ipv6;
+        all_ok &= ok;
+        println!(
+            "{:<15} {:>9} {:>8.2} {:>6} {:>8.1} {:>11.0} {:>11.0} {:>9} {:>5}",
+            r.name,
+            if r.handshake { "ok" } else { "FAILED" },
+            r.rtt_ms,
+            format!("{}/{}", r.pings.0, r.pings.1),
+            r.mbytes,
+            r.mbit_up,
+            r.mbit_down,
+            if r.checksums_match {
+                "match"
+            } else {
+                "MISMATCH"
+            },
+            if r.ipv6 { "ok" } else { "FAILED" },
+        );
+    }
+    println!("\n$ xgate show");
+    let show = server_ns.run(binary.to_str().unwrap_or("xgate"), &["show", "xgate0"])?;
+    print!("{show}");
+    drop(namespaces);
+    drop(server);
+    drop(server_ns);
+    println!("\nremoved namespaces xgdemo-*, the clients and xgate.");
+    Ok(all_ok)
+}
+
+fn main() -> ExitCode {
+    match demo() {
+        Ok(true) => {
+            println!("demo: every step held.");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("demo: FAILED (see the table above).");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("demo: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

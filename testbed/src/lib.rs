@@ -1,0 +1,18 @@
+//! Test and demo harness for xgate: network namespaces, veth pairs, real WireGuard peers
+//! (`wireguard-go`, `boringtun-cli`, xgate), pings and checksummed TCP transfers.
+//!
+//! Everything it creates is removed when dropped: processes by PID, namespaces (and the
+//! interfaces inside them) by name. Traffic only ever goes to namespaces it created.
+#![warn(missing_docs)]
+
+pub mod clients;
+pub mod netns;
+pub mod ping;
+pub mod process;
+pub mod transfer;
+
+pub use clients::{Implementation, WgPeer, Xgate};
+pub use netns::{veth, Netns};
+pub use ping::{ping, PingReport};
+pub use process::{wait_until, Daemon};
+pub use transfer::{tcp_transfer, Transfer};

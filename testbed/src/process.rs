@@ -1,0 +1,113 @@
+//! Child processes that stop when dropped (SIGTERM, then SIGKILL), found again only by PID.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// A started program with its log file.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cmd` with output to `log`.
+    pub fn spawn(mut cmd: Command, log: &Path) -> Result<Self> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        Ok(Self {
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// The process ID.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` and waits up to `timeout` for the process to exit; returns its exit code.
+    pub fn signal_and_wait(&mut self, signal: i32, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        // SAFETY: signals our own child by PID.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && self
+                .signal_and_wait(libc::SIGTERM, Duration::from_secs(5))
+                .is_none()
+        {
+            self.kill_hard();
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Finds a program on PATH or in ~/.cargo/bin (where `cargo install` puts boringtun-cli).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.push(PathBuf::from("/root/.cargo/bin"));
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
