@@ -191,23 +191,38 @@ impl Xgate {
     }
 }
 
-/// `wg show IFACE dump`, peer lines only, as
-/// (public key, endpoint, latest handshake, rx bytes, tx bytes).
-pub fn wg_dump_peers(ns: &Netns, iface: &str) -> Result<Vec<(String, String, u64, u64, u64)>> {
+/// One peer line of `wg show IFACE dump`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpPeer {
+    /// Public key, base64.
+    pub public_key: String,
+    /// Endpoint, or "(none)".
+    pub endpoint: String,
+    /// Allowed IPs, comma-separated.
+    pub allowed_ips: String,
+    /// Latest handshake, seconds since the Unix epoch (0 = never).
+    pub latest_handshake: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+}
+
+/// The peers `wg show IFACE dump` lists.
+pub fn wg_dump_peers(ns: &Netns, iface: &str) -> Result<Vec<DumpPeer>> {
     let text = run(ns.command("wg").args(["show", iface, "dump"]))?;
     Ok(text
         .lines()
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f.len() >= 8).then(|| {
-                (
-                    f[0].to_string(),
-                    f[2].to_string(),
-                    f[4].parse().unwrap_or(0),
-                    f[5].parse().unwrap_or(0),
-                    f[6].parse().unwrap_or(0),
-                )
+            (f.len() >= 8).then(|| DumpPeer {
+                public_key: f[0].to_string(),
+                endpoint: f[2].to_string(),
+                allowed_ips: f[3].to_string(),
+                latest_handshake: f[4].parse().unwrap_or(0),
+                rx_bytes: f[5].parse().unwrap_or(0),
+                tx_bytes: f[6].parse().unwrap_or(0),
             })
         })
         .collect())
