@@ -1,0 +1,226 @@
+//! What operators live through: clients roaming mid-transfer, the daemon killed outright and
+//! restarted, and xgate acting as a client (the initiator role) of a `wireguard-go` server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{require_root, write, xgate_bin, Rig};
+use testbed::clients::wg;
+use testbed::{ping, tcp_transfer, veth, Implementation, Netns, WgPeer, Xgate};
+
+fn roam(tag: &str, implementation: Implementation) {
+    let mut rig = Rig::new(tag);
+    let c = rig.add_client(implementation);
+    rig.start_xgate();
+    rig.connect(c, None);
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel: {}",
+        rig.log()
+    );
+
+    let size = 60 * 1024 * 1024;
+    let new_addr = "10.201.1.3";
+    let client = &rig.clients[c];
+    // Keep the new address when the old primary goes (Linux drops secondaries otherwise).
+    let promote = format!("net.ipv4.conf.{}.promote_secondaries=1", client.veth);
+    client.ns.run("sysctl", &["-qw", &promote]).expect("sysctl");
+    let transfer = std::thread::scope(|s| {
+        let rig = &rig;
+        let t = s.spawn(move || rig.upload(c, "10.77.0.1", 5401, size));
+        std::thread::sleep(Duration::from_millis(300));
+        // The client's underlay address changes under the running transfer.
+        let client = &rig.clients[c];
+        client
+            .ns
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{new_addr}/24"),
+                "dev",
+                &client.veth,
+            ])
+            .expect("add new address");
+        client
+            .ns
+            .ip(&[
+                "addr",
+                "del",
+                &format!("{}/24", client.underlay),
+                "dev",
+                &client.veth,
+            ])
+            .expect("remove old address");
+        // A client rebinds its socket on a network change (the official apps do; for these
+        // daemons `wg set listen-port` is that rebind), so it sends from the new address and port.
+        testbed::clients::wg(
+            &client.ns,
+            &["set", &client.peer.iface, "listen-port", "40111"],
+        )
+        .expect("rebind");
+        t.join().expect("transfer thread")
+    });
+    let transfer = transfer.expect("transfer survives roaming");
+    assert!(
+        transfer.intact(size),
+        "transfer across the roam: {transfer:?}"
+    );
+    let dump = rig.dump();
+    assert!(
+        dump[0].endpoint == format!("{new_addr}:40111"),
+        "server did not follow the client to {new_addr}: endpoint {}",
+        dump[0].endpoint
+    );
+    let p = ping(&rig.clients[c].ns, "10.77.0.1", 3).expect("ping");
+    assert_eq!(p.received, 3, "traffic after roaming: {p:?}");
+}
+
+#[test]
+fn wireguard_go_client_roams_mid_transfer() {
+    roam("roamg", Implementation::WireguardGo);
+}
+
+#[test]
+fn boringtun_client_roams_mid_transfer() {
+    roam("roamb", Implementation::Boringtun);
+}
+
+#[test]
+fn clients_recover_after_xgate_is_killed_and_restarted() {
+    let mut rig = Rig::new("rst");
+    let go = rig.add_client(Implementation::WireguardGo);
+    let bt = rig.add_client(Implementation::Boringtun);
+    rig.start_xgate();
+    rig.connect(go, None);
+    rig.connect(bt, None);
+    for c in [go, bt] {
+        assert!(
+            rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+            "no tunnel before the kill"
+        );
+    }
+
+    let mut old = rig.xgate.take().expect("running");
+    old.daemon.kill_hard();
+    // The kernel removes the TUN with the process; the UAPI socket file stays behind, stale.
+    assert!(
+        testbed::wait_until(Duration::from_secs(5), || rig
+            .server_ns
+            .ip(&["link", "show", &rig.iface()])
+            .is_err()),
+        "interface outlived SIGKILL by 5 s"
+    );
+    assert!(
+        testbed::clients::uapi_socket(&rig.iface()).exists(),
+        "expected a stale socket to prove restart copes"
+    );
+
+    let restarted = Instant::now();
+    rig.start_xgate();
+    // No manual step: the clients keep sending, notice no answer, and handshake again.
+    let recovered = std::thread::scope(|s| {
+        let rig = &rig;
+        let a = s.spawn(move || rig.ping_until_reply(go, "10.77.0.1", Duration::from_secs(30)));
+        let b = s.spawn(move || rig.ping_until_reply(bt, "10.77.0.1", Duration::from_secs(30)));
+        (a.join().expect("thread"), b.join().expect("thread"))
+    });
+    let took = restarted.elapsed();
+    assert!(
+        recovered.0,
+        "wireguard-go did not recover within 30 s: {}",
+        rig.log()
+    );
+    assert!(
+        recovered.1,
+        "boringtun did not recover within 30 s: {}",
+        rig.log()
+    );
+    assert!(took < Duration::from_secs(30), "recovery took {took:?}");
+    eprintln!(
+        "both clients passed traffic {:.1} s after the restart",
+        took.as_secs_f64()
+    );
+    let up = rig
+        .upload(go, "10.77.0.1", 5501, 5 * 1024 * 1024)
+        .expect("transfer after restart");
+    assert!(up.intact(5 * 1024 * 1024));
+}
+
+#[test]
+fn xgate_initiates_to_a_wireguard_go_server() {
+    require_root();
+    let dir = std::env::temp_dir().join("xgate-tests").join("init");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let server_ns = Netns::create("xt-init-s").expect("ns");
+    let client_ns = Netns::create("xt-init-c").expect("ns");
+    veth(
+        &server_ns,
+        "xtv1s",
+        "10.202.1.1/24",
+        &client_ns,
+        "xtv1c",
+        "10.202.1.2/24",
+    )
+    .expect("veth");
+
+    // wireguard-go is the server this time.
+    let server = WgPeer::start(Implementation::WireguardGo, &server_ns, "xtinits", &dir)
+        .expect("wireguard-go");
+    wg(&server_ns, &["set", "xtinits", "listen-port", "51820"]).expect("port");
+    server
+        .configure(&server_ns, &["10.78.0.1/24"], 1420)
+        .expect("address");
+
+    let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+    server
+        .set_peer(&server_ns, &key.public_key(), None, "10.78.0.2/32", None)
+        .expect("server knows xgate");
+    let config = format!(
+        "[interface]\nname = \"xtinitc\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.202.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
+        key.to_base64(),
+        server.public_key
+    );
+    let path = write(&dir, "client.toml", &config);
+    let xgate = Xgate::start(
+        &xgate_bin(),
+        &client_ns,
+        &["--config", path.to_str().expect("path")],
+        "xtinitc",
+        &dir.join("xgate.log"),
+    )
+    .expect("xgate as client");
+
+    // Data for the server makes xgate initiate; the staged packet follows the handshake.
+    let p = ping(&client_ns, "10.78.0.1", 3).expect("ping");
+    assert!(
+        p.received >= 2,
+        "xgate → wireguard-go: {p:?}\n{}",
+        xgate.daemon.log_text()
+    );
+    let size = 20 * 1024 * 1024;
+    let up = tcp_transfer(
+        &server_ns,
+        "10.78.0.1:5601".parse().expect("addr"),
+        &client_ns,
+        size,
+        3,
+    )
+    .expect("upload");
+    assert!(up.intact(size), "{up:?}");
+    let down = tcp_transfer(
+        &client_ns,
+        "10.78.0.2:5602".parse().expect("addr"),
+        &server_ns,
+        size,
+        4,
+    )
+    .expect("download");
+    assert!(down.intact(size), "{down:?}");
+    let hs = wg(&server_ns, &["show", "xtinits", "latest-handshakes"]).expect("wg show");
+    assert!(
+        hs.split_whitespace().nth(1).is_some_and(|t| t != "0"),
+        "wireguard-go saw no handshake: {hs}"
+    );
+}
