@@ -442,7 +442,7 @@ pub fn read_private_key(path: &Path, field: &str) -> Result<PrivateKey, ConfigEr
             field,
             format!("cannot read {}: {e}", path.display()),
             format!(
-                "create it with `xgate genkey > {}` (mode 600)",
+                "create it with `xgate genkey > {0}; chmod 600 {0}`",
                 path.display()
             ),
         )

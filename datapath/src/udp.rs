@@ -31,6 +31,9 @@ pub enum BindError {
     },
 }
 
+/// Socket buffer size asked for on each outer socket (the kernel doubles it for overhead).
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -121,6 +124,16 @@ fn bind_one(port: u16, reuse: bool, fwmark: u32) -> io::Result<OwnedFd> {
     }
     if fwmark != 0 {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK, fwmark as libc::c_int)?;
+    }
+    // Bursts (a login surge, a flood) outrun a default 208 KiB buffer; the FORCE variants
+    // pass rmem_max/wmem_max when we are root, the plain ones are the best effort otherwise.
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt_int(fd, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
+            let _ = setsockopt_int(fd, libc::SOL_SOCKET, plain, SOCKET_BUFFER);
+        }
     }
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };

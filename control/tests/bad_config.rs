@@ -1,0 +1,219 @@
+//! Bad configuration: a missing key file, an unparsable key, overlapping allowed IPs, a port in
+//! use and no permission to create a TUN. Each must give one line on stderr that names the field
+//! or cause and how to fix it, a non-zero exit, and leave no interface and no socket behind.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{require_root, write, xgate_bin};
+use proto::PrivateKey;
+use testbed::clients::uapi_socket;
+use testbed::Netns;
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs `xgate up --config FILE` in `ns` (through `prefix`, e.g. setpriv), up to 10 s.
+fn up(ns: &Netns, prefix: &[&str], config: &std::path::Path) -> Outcome {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.name()])
+        .args(prefix)
+        .arg(xgate_bin());
+    cmd.args(["up", "--config"]).arg(config);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xgate");
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Outcome {
+                code: status.code(),
+                stderr,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("xgate started despite a bad config {}", config.display());
+}
+
+fn check(ns: &Netns, iface: &str, outcome: &Outcome, must_mention: &[&str]) {
+    assert_ne!(
+        outcome.code,
+        Some(0),
+        "exit code must be non-zero; stderr: {}",
+        outcome.stderr
+    );
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line, got: {:?}",
+        outcome.stderr
+    );
+    for word in must_mention {
+        assert!(
+            lines[0].contains(word),
+            "{:?} does not mention {word:?}",
+            lines[0]
+        );
+    }
+    assert!(
+        ns.ip(&["link", "show", iface]).is_err(),
+        "interface {iface} left behind"
+    );
+    assert!(
+        !uapi_socket(iface).exists(),
+        "socket for {iface} left behind"
+    );
+}
+
+fn config(name: &str, key_line: &str, peers: &str, port: u16) -> String {
+    format!("[interface]\nname = \"{name}\"\n{key_line}\nlisten_port = {port}\naddress = [\"10.77.0.1/16\"]\n{peers}")
+}
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join("xgate-tests").join(tag);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("dir");
+    d
+}
+
+#[test]
+fn missing_and_unparsable_keys_name_the_field() {
+    require_root();
+    let dir = scratch("cfgkey");
+    let ns = Netns::create("xt-cfgkey").expect("ns");
+    let missing = write(
+        &dir,
+        "a.toml",
+        &config(
+            "xtcfa",
+            "private_key_file = \"/nonexistent/xgate.key\"",
+            "",
+            51820,
+        ),
+    );
+    let o = up(&ns, &[], &missing);
+    check(
+        &ns,
+        "xtcfa",
+        &o,
+        &[
+            "interface.private_key_file",
+            "/nonexistent/xgate.key",
+            "xgate genkey",
+        ],
+    );
+
+    let garbled = write(
+        &dir,
+        "b.toml",
+        &config("xtcfb", "private_key = \"not-a-key\"", "", 51820),
+    );
+    let o = up(&ns, &[], &garbled);
+    check(&ns, "xtcfb", &o, &["interface.private_key", "xgate genkey"]);
+}
+
+#[test]
+fn overlapping_allowed_ips_name_both_peers() {
+    require_root();
+    let dir = scratch("cfgovl");
+    let ns = Netns::create("xt-cfgovl").expect("ns");
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    let p1 = PrivateKey::generate(&mut rand_core::OsRng).public_key();
+    let p2 = PrivateKey::generate(&mut rand_core::OsRng).public_key();
+    let peers = format!(
+        "[[peer]]\npublic_key = \"{p1}\"\nallowed_ips = [\"10.77.0.2/32\"]\n[[peer]]\npublic_key = \"{p2}\"\nallowed_ips = [\"10.77.0.9/24\", \"10.77.0.2/32\"]\n"
+    );
+    let path = write(
+        &dir,
+        "c.toml",
+        &config(
+            "xtcfc",
+            &format!("private_key = \"{}\"", key.to_base64()),
+            &peers,
+            51820,
+        ),
+    );
+    let o = up(&ns, &[], &path);
+    check(
+        &ns,
+        "xtcfc",
+        &o,
+        &["peer[1].allowed_ips[1]", "10.77.0.2/32", "peer[0]"],
+    );
+}
+
+#[test]
+fn port_in_use_is_reported_with_the_port() {
+    require_root();
+    let dir = scratch("cfgport");
+    let ns = Netns::create("xt-cfgport").expect("ns");
+    let holder = ns
+        .enter(|| UdpSocket::bind("0.0.0.0:51999"))
+        .expect("enter")
+        .expect("hold the port");
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    let path = write(
+        &dir,
+        "d.toml",
+        &config(
+            "xtcfd",
+            &format!("private_key = \"{}\"", key.to_base64()),
+            "",
+            51999,
+        ),
+    );
+    let o = up(&ns, &[], &path);
+    check(
+        &ns,
+        "xtcfd",
+        &o,
+        &["listen_port", "51999", "already in use", "choose another"],
+    );
+    drop(holder);
+}
+
+#[test]
+fn no_permission_for_tun_says_what_to_grant() {
+    require_root();
+    let dir = scratch("cfgperm");
+    let ns = Netns::create("xt-cfgperm").expect("ns");
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    let path = write(
+        &dir,
+        "e.toml",
+        &config(
+            "xtcfe",
+            &format!("private_key = \"{}\"", key.to_base64()),
+            "",
+            51820,
+        ),
+    );
+    // Root without CAP_NET_ADMIN: what a container or a mis-set systemd unit looks like.
+    let o = up(
+        &ns,
+        &["setpriv", "--bounding-set", "-net_admin", "--"],
+        &path,
+    );
+    check(
+        &ns,
+        "xtcfe",
+        &o,
+        &["TUN", "xtcfe", "permission denied", "CAP_NET_ADMIN"],
+    );
+}
