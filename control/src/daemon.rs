@@ -6,7 +6,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use datapath::launch::{LaunchConfig, Workers};
@@ -46,6 +46,22 @@ fn tun_error(e: TunError) -> anyhow::Error {
     }
 }
 
+/// How long a busy port is retried: a crashed xgate's sockets outlive it by tens of
+/// milliseconds (io_uring releases them asynchronously), and a supervisor may restart at once.
+const PORT_GRACE: Duration = Duration::from_secs(2);
+
+fn bind_with_grace(port: u16, workers: usize, fwmark: u32) -> Result<Vec<OwnedFd>, BindError> {
+    let until = Instant::now() + PORT_GRACE;
+    loop {
+        match datapath::udp::bind_sockets(port, workers, fwmark) {
+            Err(BindError::InUse { .. }) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the daemon in the foreground until SIGINT/SIGTERM, interface deletion or socket
 /// deletion; returns once everything it created is gone.
 pub fn up(settings: Settings) -> Result<()> {
@@ -53,7 +69,7 @@ pub fn up(settings: Settings) -> Result<()> {
     uapi::claim(&name).map_err(|e| anyhow!("interface.name: {e}"))?;
 
     let sockets: Vec<Arc<OwnedFd>> =
-        datapath::udp::bind_sockets(settings.listen_port, settings.workers, settings.fwmark)
+        bind_with_grace(settings.listen_port, settings.workers, settings.fwmark)
             .map_err(bind_error)?
             .into_iter()
             .map(Arc::new)

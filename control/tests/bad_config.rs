@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{require_root, write, xgate_bin};
+use common::{require_root, scratch, write, xgate_bin};
 use proto::PrivateKey;
 use testbed::clients::uapi_socket;
 use testbed::Netns;
@@ -83,13 +83,6 @@ fn check(ns: &Netns, iface: &str, outcome: &Outcome, must_mention: &[&str]) {
 
 fn config(name: &str, key_line: &str, peers: &str, port: u16) -> String {
     format!("[interface]\nname = \"{name}\"\n{key_line}\nlisten_port = {port}\naddress = [\"10.77.0.1/16\"]\n{peers}")
-}
-
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join("xgate-tests").join(tag);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("dir");
-    d
 }
 
 #[test]

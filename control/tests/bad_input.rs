@@ -17,7 +17,7 @@ use proto::handshake::{create_initiation, LocalIdentity, RemotePeer};
 use proto::tai64n::Tai64N;
 use proto::{PrivateKey, Received, Tunnel, TunnelConfig};
 use rand_core::{OsRng, RngCore};
-use testbed::{veth, Netns, Xgate};
+use testbed::Xgate;
 
 fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = data
@@ -141,16 +141,7 @@ fn expect_drop(
 #[test]
 fn every_kind_of_bad_input_is_counted_and_dropped() {
     let mut rig = Rig::new("bad");
-    let client_ns = Netns::create("xt-bad-c").expect("ns");
-    veth(
-        &rig.server_ns,
-        "xtv1s",
-        "10.201.1.1/24",
-        &client_ns,
-        "xtv1c",
-        "10.201.1.2/24",
-    )
-    .expect("veth");
+    let client_ns = common::client_ns(&rig.server_ns, "bad");
     let key = PrivateKey::generate(&mut OsRng);
     let config = format!(
         "{}\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]\n",

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{require_root, write, xgate_bin, Rig};
+use common::{ns_pair, write, xgate_bin, Rig};
 use testbed::clients::wg;
-use testbed::{ping, tcp_transfer, veth, Implementation, Netns, WgPeer, Xgate};
+use testbed::{ping, tcp_transfer, Implementation, WgPeer, Xgate};
 
 fn roam(tag: &str, implementation: Implementation) {
     let mut rig = Rig::new(tag);
@@ -149,21 +149,7 @@ fn clients_recover_after_xgate_is_killed_and_restarted() {
 
 #[test]
 fn xgate_initiates_to_a_wireguard_go_server() {
-    require_root();
-    let dir = std::env::temp_dir().join("xgate-tests").join("init");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let server_ns = Netns::create("xt-init-s").expect("ns");
-    let client_ns = Netns::create("xt-init-c").expect("ns");
-    veth(
-        &server_ns,
-        "xtv1s",
-        "10.202.1.1/24",
-        &client_ns,
-        "xtv1c",
-        "10.202.1.2/24",
-    )
-    .expect("veth");
+    let (dir, server_ns, client_ns) = ns_pair("init");
 
     // wireguard-go is the server this time.
     let server = WgPeer::start(Implementation::WireguardGo, &server_ns, "xtinits", &dir)
@@ -178,7 +164,7 @@ fn xgate_initiates_to_a_wireguard_go_server() {
         .set_peer(&server_ns, &key.public_key(), None, "10.78.0.2/32", None)
         .expect("server knows xgate");
     let config = format!(
-        "[interface]\nname = \"xtinitc\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.202.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
+        "[interface]\nname = \"xtinitc\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.201.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
         key.to_base64(),
         server.public_key
     );

@@ -8,9 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{require_root, write, xgate_bin, Rig};
+use common::{ns_pair, write, xgate_bin, Rig};
 use testbed::clients::{uapi_socket, wait_for_socket, wg};
-use testbed::{ping, veth, wait_until, Daemon, Implementation, Netns, WgPeer};
+use testbed::{ping, wait_until, Daemon, Implementation, WgPeer};
 
 #[test]
 fn wg_show_dump_agrees_with_xgate_show() {
@@ -114,21 +114,7 @@ fn wg_set_adds_and_removes_peers_live() {
 
 #[test]
 fn bare_interface_is_configured_through_its_socket_alone() {
-    require_root();
-    let dir = std::env::temp_dir().join("xgate-tests").join("bare");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let server_ns = Netns::create("xt-bare-s").expect("ns");
-    let client_ns = Netns::create("xt-bare-c").expect("ns");
-    veth(
-        &server_ns,
-        "xtv1s",
-        "10.201.1.1/24",
-        &client_ns,
-        "xtv1c",
-        "10.201.1.2/24",
-    )
-    .expect("veth");
+    let (dir, server_ns, client_ns) = ns_pair("bare");
     let mut cmd = server_ns.command(xgate_bin().to_str().expect("path"));
     cmd.args(["up", "--interface", "xtbares", "--foreground"]);
     let _daemon = Daemon::spawn(cmd, &dir.join("xgate.log")).expect("xgate");
@@ -187,21 +173,7 @@ fn bare_interface_is_configured_through_its_socket_alone() {
 
 #[test]
 fn wg_quick_starts_and_stops_xgate() {
-    require_root();
-    let dir = std::env::temp_dir().join("xgate-tests").join("quick");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let server_ns = Netns::create("xt-quick-s").expect("ns");
-    let client_ns = Netns::create("xt-quick-c").expect("ns");
-    veth(
-        &server_ns,
-        "xtv1s",
-        "10.201.1.1/24",
-        &client_ns,
-        "xtv1c",
-        "10.201.1.2/24",
-    )
-    .expect("veth");
+    let (dir, server_ns, client_ns) = ns_pair("quick");
 
     // The peer: a wireguard-go client.
     let client =

@@ -9,7 +9,7 @@ use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
 use proto::constants::{INITIATIONS_PER_SECOND, INITIATION_LEN, REKEY_TIMEOUT_JITTER_MAX};
 use proto::cookie::MacVerdict;
-use proto::handshake::{self, HandshakeError};
+use proto::handshake::{self, HandshakeError, SessionKeys};
 use proto::session::Session;
 use proto::timers::HandshakeAction;
 use proto::wire::{CookieReply, Initiation, Message, Response};
@@ -150,14 +150,7 @@ impl ControlPlane {
         peer.jar.stamp(&mut response, now);
         let public = peer.public_key;
         // Install before answering: the initiator's first data follows our response.
-        self.send_to_owner(
-            id,
-            ToWorker::InstallSession {
-                peer: id,
-                session: Box::new(Session::new(&keys, now)),
-                endpoint: d.from,
-            },
-        );
+        self.install(id, &keys, d.from, now);
         self.transmit(d.worker, d.from, &response);
         self.counters.responses_sent += 1;
         tracing::debug!(peer = %public, from = %d.from, "handshake answered");
@@ -193,14 +186,7 @@ impl ControlPlane {
         peer.handshake_rx_bytes += d.len as u64;
         let public = peer.public_key;
         self.indices.set(keys.local_index, IndexUse::Session(id));
-        self.send_to_owner(
-            id,
-            ToWorker::InstallSession {
-                peer: id,
-                session: Box::new(Session::new(&keys, now)),
-                endpoint: d.from,
-            },
-        );
+        self.install(id, &keys, d.from, now);
         self.counters.initiator_completed += 1;
         tracing::info!(peer = %public, endpoint = %d.from, "handshake completed (we initiated)");
     }
@@ -220,6 +206,19 @@ impl ControlPlane {
             }
             Err(_) => self.counters.bad_cookie += 1,
         }
+    }
+
+    /// Hands a new session to the worker that owns peer `id`.
+    fn install(&self, id: PeerId, keys: &SessionKeys, endpoint: SocketAddr, now: Instant) {
+        let session = Box::new(Session::new(keys, now));
+        self.send_to_owner(
+            id,
+            ToWorker::InstallSession {
+                peer: id,
+                session,
+                endpoint,
+            },
+        );
     }
 
     /// Sends an initiation to `id` if it has an endpoint and the rate limit allows.

@@ -70,9 +70,7 @@ impl Rig {
     pub fn new(tag: &str) -> Self {
         require_root();
         assert!(tag.len() <= 6, "tag too long for interface names");
-        let dir = std::env::temp_dir().join("xgate-tests").join(tag);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let dir = scratch(tag);
         Self {
             tag: tag.into(),
             server_ns: Netns::create(&format!("xt-{tag}-s")).expect("server namespace"),
@@ -251,6 +249,39 @@ impl Rig {
             .map(|x| x.daemon.log_text())
             .unwrap_or_default()
     }
+}
+
+/// An emptied scratch directory for test `tag`.
+pub fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("xgate-tests").join(tag);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A client namespace `xt-{tag}-c` joined to `server` by a veth: server 10.201.1.1/24, client
+/// 10.201.1.2/24.
+pub fn client_ns(server: &Netns, tag: &str) -> Netns {
+    let ns = Netns::create(&format!("xt-{tag}-c")).expect("client namespace");
+    veth(
+        server,
+        "xtv1s",
+        "10.201.1.1/24",
+        &ns,
+        "xtv1c",
+        "10.201.1.2/24",
+    )
+    .expect("veth");
+    ns
+}
+
+/// A scratch directory and a server and client namespace joined by a veth (see `client_ns`).
+pub fn ns_pair(tag: &str) -> (PathBuf, Netns, Netns) {
+    require_root();
+    let dir = scratch(tag);
+    let server = Netns::create(&format!("xt-{tag}-s")).expect("server namespace");
+    let client = client_ns(&server, tag);
+    (dir, server, client)
 }
 
 /// Writes `text` to `dir/name` and returns the path.
