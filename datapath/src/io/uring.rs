@@ -115,7 +115,9 @@ impl UringBackend {
         })
     }
 
-    fn push(&mut self, entry: squeue::Entry) {
+    /// Queues an operation; false if the kernel's queue stayed full (the operation's buffer
+    /// is back on the free list and, for a send, counted as failed).
+    fn push(&mut self, entry: squeue::Entry) -> bool {
         // SAFETY: the entry's pointers refer to `bufs`, `slots` or `wake_buf`, which outlive
         // the operation (see the module comment).
         unsafe {
@@ -131,11 +133,12 @@ impl UringBackend {
                     if matches!(op, OP_SEND | OP_WRITE) {
                         self.send_failures += 1;
                     }
-                    return;
+                    return false;
                 }
             }
         }
         self.in_flight += 1;
+        true
     }
 
     fn prepare_msghdr(
@@ -174,9 +177,11 @@ impl UringBackend {
             self.outer_generation,
             buf,
         ));
-        self.push(entry);
-        self.outer_armed += 1;
-        true
+        let queued = self.push(entry);
+        if queued {
+            self.outer_armed += 1;
+        }
+        queued
     }
 
     fn arm_inner(&mut self) -> bool {
@@ -191,9 +196,11 @@ impl UringBackend {
         )
         .build()
         .user_data(user_data(OP_READ, 0, buf));
-        self.push(entry);
-        self.inner_armed += 1;
-        true
+        let queued = self.push(entry);
+        if queued {
+            self.inner_armed += 1;
+        }
+        queued
     }
 
     fn arm_wake(&mut self) {
@@ -201,8 +208,7 @@ impl UringBackend {
         let entry = opcode::Read::new(Fd(self.waker.as_raw_fd()), ptr.cast(), 8)
             .build()
             .user_data(user_data(OP_WAKE, 0, 0));
-        self.push(entry);
-        self.wake_armed = true;
+        self.wake_armed = self.push(entry);
     }
 
     fn rearm(&mut self) {
@@ -284,7 +290,7 @@ impl UringBackend {
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
             .user_data(user_data(OP_CANCEL, 0, 0));
-        self.push(cancel);
+        let _ = self.push(cancel);
         let until = Instant::now() + limit;
         let mut sink = Vec::new();
         while self.in_flight > 0 && Instant::now() < until {
@@ -350,7 +356,7 @@ impl Backend for UringBackend {
             self.outer_generation,
             buf.0,
         ));
-        self.push(entry);
+        let _ = self.push(entry);
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
@@ -358,7 +364,7 @@ impl Backend for UringBackend {
         let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, range.len() as u32)
             .build()
             .user_data(user_data(OP_WRITE, 0, buf.0));
-        self.push(entry);
+        let _ = self.push(entry);
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
@@ -373,7 +379,7 @@ impl Backend for UringBackend {
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(old_fd)).all())
             .build()
             .user_data(user_data(OP_CANCEL, 0, 0));
-        self.push(cancel);
+        let _ = self.push(cancel);
     }
 
     fn take_send_failures(&mut self) -> u64 {
