@@ -89,16 +89,11 @@ fn boringtun_client() {
 
 #[test]
 fn both_clients_at_once() {
-    let mut rig = Rig::new("both");
+    let (rig, go, bt) = Rig::with_both_clients("both");
     // The concentrator forwards between clients through its own kernel, as a real one would.
     rig.server_ns
         .run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
         .expect("forwarding on");
-    let go = rig.add_client(Implementation::WireguardGo);
-    let bt = rig.add_client(Implementation::Boringtun);
-    rig.start_xgate();
-    rig.connect(go, None);
-    rig.connect(bt, None);
     let size = 50 * 1024 * 1024;
     let (a, b) = std::thread::scope(|s| {
         let rig = &rig;

@@ -88,12 +88,7 @@ fn boringtun_client_roams_mid_transfer() {
 
 #[test]
 fn clients_recover_after_xgate_is_killed_and_restarted() {
-    let mut rig = Rig::new("rst");
-    let go = rig.add_client(Implementation::WireguardGo);
-    let bt = rig.add_client(Implementation::Boringtun);
-    rig.start_xgate();
-    rig.connect(go, None);
-    rig.connect(bt, None);
+    let (mut rig, go, bt) = Rig::with_both_clients("rst");
     for c in [go, bt] {
         assert!(
             rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),

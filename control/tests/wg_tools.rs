@@ -14,12 +14,7 @@ use testbed::{ping, wait_until, Daemon, Implementation, WgPeer};
 
 #[test]
 fn wg_show_dump_agrees_with_xgate_show() {
-    let mut rig = Rig::new("dump");
-    let go = rig.add_client(Implementation::WireguardGo);
-    let bt = rig.add_client(Implementation::Boringtun);
-    rig.start_xgate();
-    rig.connect(go, None);
-    rig.connect(bt, None);
+    let (rig, go, bt) = Rig::with_both_clients("dump");
     for c in [go, bt] {
         assert!(rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)));
     }

@@ -83,6 +83,18 @@ impl Rig {
     }
 
     /// The server's interface name.
+    /// A running xgate with one wireguard-go and one boringtun-cli client, both connected
+    /// (returned as their indices, in that order).
+    pub fn with_both_clients(tag: &str) -> (Self, usize, usize) {
+        let mut rig = Rig::new(tag);
+        let go = rig.add_client(Implementation::WireguardGo);
+        let bt = rig.add_client(Implementation::Boringtun);
+        rig.start_xgate();
+        rig.connect(go, None);
+        rig.connect(bt, None);
+        (rig, go, bt)
+    }
+
     pub fn iface(&self) -> String {
         format!("xt{}s", self.tag)
     }
