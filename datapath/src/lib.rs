@@ -9,6 +9,7 @@
 //! - `launch`: starting and stopping the workers.
 #![warn(missing_docs)]
 
+pub mod inner;
 pub mod io;
 pub mod launch;
 pub mod messages;

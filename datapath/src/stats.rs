@@ -37,11 +37,14 @@ pub enum DropReason {
     NoBuffer,
     /// The kernel refused to send or write the packet.
     SendFailed,
+    /// An inner packet larger than the tunnel MTU that may not be fragmented; an ICMP
+    /// "packet too big" went back to its sender where one is due.
+    TooBig,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::UnknownType,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::HandoverFull,
         DropReason::NoBuffer,
         DropReason::SendFailed,
+        DropReason::TooBig,
     ];
 
     /// The name operators see (snake_case, stable: scripts parse it).
@@ -79,6 +83,7 @@ impl DropReason {
             DropReason::HandoverFull => "handover_full",
             DropReason::NoBuffer => "no_buffer",
             DropReason::SendFailed => "send_failed",
+            DropReason::TooBig => "too_big",
         }
     }
 }
@@ -100,6 +105,10 @@ pub struct WorkerCounters {
     pub handed_over: u64,
     /// Handshake messages passed to the control plane.
     pub handshakes_forwarded: u64,
+    /// TCP SYNs whose MSS was lowered to fit the tunnel.
+    pub mss_clamped: u64,
+    /// ICMP "packet too big" errors written back into the TUN.
+    pub icmp_too_big_sent: u64,
 }
 
 impl WorkerCounters {
@@ -125,6 +134,8 @@ impl WorkerCounters {
         self.tun_reads += other.tun_reads;
         self.handed_over += other.handed_over;
         self.handshakes_forwarded += other.handshakes_forwarded;
+        self.mss_clamped += other.mss_clamped;
+        self.icmp_too_big_sent += other.icmp_too_big_sent;
     }
 }
 

@@ -1,151 +1,17 @@
 //! A real worker over the in-memory backend: sessions sealed by an independent `Session`, every
 //! drop reason the datapath owns, handover between two workers, and no leaked buffers.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
-use datapath::io::memory::{Incoming, MemoryBackend};
+use common::{ipv4, Rig, BUFFERS, CLIENT};
+use datapath::inner::checksum;
+use datapath::inner::testing::{mss_and_checksum_ok, syn};
+use datapath::io::memory::Incoming;
 use datapath::io::INNER_OFFSET;
-use datapath::messages::{HandshakeDatagram, ToWorker, WorkerEvent, INDEX_WORKER_SHIFT};
-use datapath::route::AllowedIps;
+use datapath::messages::INDEX_WORKER_SHIFT;
 use datapath::stats::DropReason;
-use datapath::waker::Waker;
-use datapath::worker::{Mesh, Worker, WorkerLinks};
-use proto::handshake::SessionKeys;
-use proto::session::Session;
-
-const BUFFERS: usize = 256;
-const CLIENT: &str = "198.51.100.7:40000";
-
-struct Rig {
-    workers: Vec<Worker<MemoryBackend>>,
-    controls: Vec<Sender<ToWorker>>,
-    handshakes: Receiver<HandshakeDatagram>,
-    events: Receiver<WorkerEvent>,
-    client: Session,
-    next_tick: Instant,
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], len: usize, fill: u8) -> Vec<u8> {
-    let mut p = vec![fill; len];
-    p[0] = 0x45;
-    p[1] = 0;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p
-}
-
-impl Rig {
-    /// `n` workers; peer 0 (owned by worker 0) has 10.77.0.2/32 and a responder session whose
-    /// index belongs to worker `session_owner`.
-    fn new(n: usize) -> Rig {
-        let wakers: Vec<_> = (0..n)
-            .map(|_| Arc::new(Waker::new().expect("eventfd")))
-            .collect();
-        let mesh = Arc::new(Mesh::new(wakers));
-        let (hs_tx, hs_rx) = crossbeam_channel::bounded(4);
-        let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
-        let mut workers = Vec::new();
-        let mut controls = Vec::new();
-        for id in 0..n {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            let links = WorkerLinks {
-                control: rx,
-                handshakes: hs_tx.clone(),
-                events: ev_tx.clone(),
-                mesh: mesh.clone(),
-            };
-            workers.push(Worker::new(id, 1420, MemoryBackend::new(BUFFERS), links));
-            controls.push(tx);
-        }
-        let now = Instant::now();
-        let server_index = 0x0000_0005; // worker 0
-        let server = SessionKeys {
-            local_index: server_index,
-            remote_index: 77,
-            send: [0xaa; 32],
-            recv: [0xbb; 32],
-            initiator: false,
-        };
-        let client = SessionKeys {
-            local_index: 77,
-            remote_index: server_index,
-            send: [0xbb; 32],
-            recv: [0xaa; 32],
-            initiator: true,
-        };
-        let mut routes = AllowedIps::default();
-        routes.insert("10.77.0.2/32".parse().expect("net"), 0);
-        let routes = Arc::new(routes);
-        for c in &controls {
-            c.send(ToWorker::Routes(routes.clone())).expect("send");
-        }
-        controls[0]
-            .send(ToWorker::SetPeer {
-                peer: 0,
-                persistent_keepalive: 0,
-                endpoint: None,
-            })
-            .expect("send");
-        controls[0]
-            .send(ToWorker::InstallSession {
-                peer: 0,
-                session: Box::new(Session::new(&server, now)),
-                endpoint: CLIENT.parse().expect("addr"),
-            })
-            .expect("send");
-        let mut rig = Rig {
-            workers,
-            controls,
-            handshakes: hs_rx,
-            events: ev_rx,
-            client: Session::new(&client, now),
-            next_tick: now + std::time::Duration::from_secs(3600),
-        };
-        rig.step_all();
-        rig
-    }
-
-    fn step_all(&mut self) {
-        for _ in 0..2 {
-            for w in &mut self.workers {
-                w.step(&mut self.next_tick).expect("step");
-            }
-        }
-    }
-
-    fn receive_from_client(&mut self, worker: usize, datagram: Vec<u8>) {
-        let from: SocketAddr = CLIENT.parse().expect("addr");
-        self.workers[worker]
-            .backend_mut()
-            .incoming
-            .push_back(Incoming::Outer(datagram, from));
-        self.step_all();
-    }
-
-    fn seal(&mut self, inner: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0u8; INNER_OFFSET + inner.len() + 48];
-        buf[INNER_OFFSET..INNER_OFFSET + inner.len()].copy_from_slice(inner);
-        let n = self.client.seal(&mut buf, inner.len(), 1420).expect("seal");
-        buf.truncate(n);
-        buf
-    }
-
-    fn drops(&self, reason: DropReason) -> u64 {
-        self.workers
-            .iter()
-            .map(|w| w.counters().drops_for(reason))
-            .sum()
-    }
-
-    fn written(&mut self, worker: usize) -> Vec<Vec<u8>> {
-        std::mem::take(&mut self.workers[worker].backend_mut().inner_written)
-    }
-}
 
 #[test]
 fn transport_both_ways_and_every_drop_reason() {
@@ -284,4 +150,119 @@ fn packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
     }
     drop(rig.events);
     drop(rig.controls);
+}
+
+/// Swaps source and destination (the TCP checksum does not change: its sum is commutative).
+fn reversed(mut p: Vec<u8>) -> Vec<u8> {
+    let (a, b, n) = if p[0] >> 4 == 4 {
+        (12, 16, 4)
+    } else {
+        (8, 24, 16)
+    };
+    for i in 0..n {
+        p.swap(a + i, b + i);
+    }
+    p
+}
+
+#[test]
+fn syns_crossing_the_tunnel_have_their_mss_clamped_both_ways() {
+    let mut rig = Rig::new(1);
+    for (version, limit) in [(4u8, 1420 - 40), (6, 1420 - 60)] {
+        // Peer → TUN.
+        let syn = syn(version, 1460);
+        let d = rig.seal(&syn);
+        rig.receive_from_client(0, d);
+        let written = rig.written(0);
+        assert_eq!(written.len(), 1, "IPv{version} SYN delivered");
+        assert_eq!(mss_and_checksum_ok(&written[0]), (limit, true));
+
+        // TUN → peer.
+        let out = reversed(syn);
+        assert!(mss_and_checksum_ok(&out).1);
+        rig.workers[0]
+            .backend_mut()
+            .incoming
+            .push_back(Incoming::Inner(out.clone()));
+        rig.step_all();
+        let sent = std::mem::take(&mut rig.workers[0].backend_mut().outer_sent);
+        assert_eq!(sent.len(), 1, "IPv{version} SYN sent");
+        let mut datagram = sent[0].0.clone();
+        rig.client.open(&mut datagram).expect("client opens");
+        let inner = &datagram[INNER_OFFSET..INNER_OFFSET + out.len()];
+        assert_eq!(mss_and_checksum_ok(inner), (limit, true));
+    }
+    assert_eq!(rig.workers[0].counters().mss_clamped, 4);
+}
+
+#[test]
+fn oversized_inner_packets_get_packet_too_big_back_into_the_tun() {
+    let mut rig = Rig::new(1);
+    // A first packet from the client confirms the session, so the server may send.
+    let confirm = rig.seal(&ipv4([10, 77, 0, 2], [10, 77, 0, 1], 40, 0));
+    rig.receive_from_client(0, confirm);
+    assert_eq!(rig.written(0).len(), 1);
+    let mut big = ipv4([10, 77, 0, 1], [10, 77, 0, 2], 1500, 0x55);
+    big[6] = 0x40; // DF
+    rig.workers[0]
+        .backend_mut()
+        .incoming
+        .push_back(Incoming::Inner(big.clone()));
+    rig.step_all();
+    assert!(rig.workers[0].backend_mut().outer_sent.is_empty());
+    let written = rig.written(0);
+    assert_eq!(written.len(), 1, "one ICMP error");
+    let icmp = &written[0];
+    assert_eq!((icmp[9], icmp[20], icmp[21]), (1, 3, 4), "ICMP frag needed");
+    assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), 1420);
+    assert_eq!(&icmp[16..20], &[10, 77, 0, 1], "back to the sender");
+    assert_eq!(checksum::of(&icmp[20..]), 0);
+    assert_eq!(rig.drops(DropReason::TooBig), 1);
+
+    // Without DF the packet may be fragmented on the way: it is sent.
+    big[6] = 0;
+    rig.workers[0]
+        .backend_mut()
+        .incoming
+        .push_back(Incoming::Inner(big));
+    rig.step_all();
+    assert_eq!(rig.workers[0].backend_mut().outer_sent.len(), 1);
+    assert_eq!(rig.workers[0].backend_mut().free_buffers(), BUFFERS);
+}
+
+#[test]
+fn a_session_sprayed_over_both_workers_is_accepted_once_per_packet() {
+    let mut rig = Rig::new(2);
+    let n = 1000;
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let p = ipv4(
+            [10, 77, 0, 2],
+            [10, 77, 0, 1],
+            60 + i % 700,
+            (i % 251) as u8,
+        );
+        let d = rig.seal(&p);
+        // Every packet reaches one worker, and a copy (a replay, or the same packet over two
+        // paths) reaches the other.
+        let first = i % 2;
+        rig.receive_from_client(first, d.clone());
+        rig.receive_from_client(1 - first, d);
+        sent.push(p);
+    }
+    assert_eq!(
+        rig.written(0),
+        sent,
+        "owner delivered each packet once, in order"
+    );
+    assert!(
+        rig.written(1).is_empty(),
+        "only the owner opens the session"
+    );
+    assert_eq!(rig.drops(DropReason::Replayed), n as u64);
+    assert_eq!(rig.workers[1].counters().handed_over, n as u64);
+    assert_eq!(rig.workers[0].counters().handed_over, 0);
+    for w in &mut rig.workers {
+        assert_eq!(w.backend_mut().free_buffers(), BUFFERS);
+    }
 }

@@ -7,11 +7,13 @@
 //! - `wire`: the four message formats as zero-copy views.
 //! - `crypto`, `keys`: the primitives and key encodings.
 //! - `handshake`, `cookie`, `tai64n`: Noise_IKpsk2, MAC1/MAC2 and cookie replies, timestamps.
+//! - `aead`: the packet-cipher seam (ChaCha20-Poly1305, AES-256-GCM).
 //! - `session`, `replay`, `keyring`: transport keys, the anti-replay window, key rotation.
 //! - `timers`: the timer rules, split by who sees the events.
 //! - `tunnel`: all of it composed into one peer.
 #![warn(missing_docs)]
 
+pub mod aead;
 pub mod constants;
 pub mod cookie;
 pub mod crypto;

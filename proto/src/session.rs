@@ -6,10 +6,9 @@
 
 use std::time::Instant;
 
-use ring::aead::{Aad, LessSafeKey, Tag, UnboundKey, CHACHA20_POLY1305};
+use crate::aead::{wireguard_nonce, Cipher, PacketAead, RingKey};
 
 use crate::constants::*;
-use crate::crypto::nonce;
 use crate::handshake::SessionKeys;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::wire::TransportHeader;
@@ -52,8 +51,8 @@ pub struct Session {
     pub created: Instant,
     /// True if we were the initiator.
     pub initiator: bool,
-    send_key: LessSafeKey,
-    recv_key: LessSafeKey,
+    send_key: RingKey,
+    recv_key: RingKey,
     send_counter: u64,
     replay: ReplayWindow,
 }
@@ -69,11 +68,8 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn key(bytes: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&CHACHA20_POLY1305, bytes)
-            .unwrap_or_else(|_| unreachable!("ChaCha20-Poly1305 takes 32-byte keys")),
-    )
+fn key(bytes: &[u8; 32]) -> RingKey {
+    RingKey::new(Cipher::ChaCha20Poly1305, bytes)
 }
 
 /// How long a payload of `len` bytes becomes once padded for a tunnel of `mtu` bytes.
@@ -140,9 +136,9 @@ impl Session {
         let (payload, tail) = rest.split_at_mut(padded);
         let tag = self
             .send_key
-            .seal_in_place_separate_tag(nonce(counter), Aad::empty(), payload)
+            .seal(wireguard_nonce(counter), &[], payload)
             .map_err(|_| TransportError::NoRoom { need: total, have })?;
-        tail[..TAG_LEN].copy_from_slice(tag.as_ref());
+        tail[..TAG_LEN].copy_from_slice(&tag);
         if let Some(h) = header.first_chunk_mut::<TRANSPORT_HEADER_LEN>() {
             TransportHeader {
                 receiver: self.remote_index,
@@ -165,9 +161,9 @@ impl Session {
         let body = &mut msg[TRANSPORT_HEADER_LEN..];
         let n = body.len() - TAG_LEN;
         let (payload, tag) = body.split_at_mut(n);
-        let tag = Tag::try_from(&tag[..]).map_err(|_| TransportError::BadTag)?;
+        let tag = tag.first_chunk::<TAG_LEN>().ok_or(TransportError::BadTag)?;
         self.recv_key
-            .open_in_place_separate_tag(nonce(header.counter), Aad::empty(), tag, payload, 0..)
+            .open(wireguard_nonce(header.counter), &[], payload, tag)
             .map_err(|_| TransportError::BadTag)?;
         // Only an authenticated counter may move the window.
         self.replay.accept(header.counter)?;

@@ -187,6 +187,8 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("tun_writes", d.tun_writes),
         ("handed_over", d.handed_over),
         ("handshakes_forwarded", d.handshakes_forwarded),
+        ("mss_clamped", d.mss_clamped),
+        ("icmp_too_big_sent", d.icmp_too_big_sent),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");
     }

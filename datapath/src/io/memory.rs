@@ -30,6 +30,12 @@ pub struct MemoryBackend {
     pub outer_sent: Vec<(Vec<u8>, SocketAddr)>,
     /// Packets the worker wrote to the TUN.
     pub inner_written: Vec<Vec<u8>>,
+    /// Keep copies of what is sent and written (off: only count, allocating nothing).
+    pub record: bool,
+    /// Datagrams sent, recorded or not.
+    pub outer_sent_count: u64,
+    /// Packets written to the TUN, recorded or not.
+    pub inner_written_count: u64,
 }
 
 impl MemoryBackend {
@@ -41,6 +47,9 @@ impl MemoryBackend {
             incoming: VecDeque::new(),
             outer_sent: Vec::new(),
             inner_written: Vec::new(),
+            record: true,
+            outer_sent_count: 0,
+            inner_written_count: 0,
         }
     }
 
@@ -95,14 +104,20 @@ impl Backend for MemoryBackend {
     }
 
     fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        self.outer_sent
-            .push((self.bufs[buf.0 as usize][range].to_vec(), to));
+        self.outer_sent_count += 1;
+        if self.record {
+            self.outer_sent
+                .push((self.bufs[buf.0 as usize][range].to_vec(), to));
+        }
         self.free.push(buf.0);
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
-        self.inner_written
-            .push(self.bufs[buf.0 as usize][range].to_vec());
+        self.inner_written_count += 1;
+        if self.record {
+            self.inner_written
+                .push(self.bufs[buf.0 as usize][range].to_vec());
+        }
         self.free.push(buf.0);
     }
 

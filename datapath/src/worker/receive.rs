@@ -190,6 +190,12 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
+        // Clamp SYNs from the peer too, so the server side's segments fit the tunnel.
+        let mtu = self.mtu;
+        let packet = &mut self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + header.len];
+        if crate::inner::clamp_mss(packet, mtu) {
+            self.counters.mss_clamped += 1;
+        }
         self.backend
             .send_inner(buf, INNER_OFFSET..INNER_OFFSET + header.len);
         self.counters.tun_writes += 1;

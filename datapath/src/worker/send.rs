@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{HandoverKind, Worker, MAX_STAGED};
+use crate::inner::{clamp_mss, packet_too_big, TOO_BIG_MAX_LEN};
 use crate::io::{Backend, BufId, INNER_OFFSET};
 use crate::messages::peer_owner;
 use crate::route::PeerId;
@@ -58,8 +59,48 @@ impl<B: Backend> Worker<B> {
         peer
     }
 
+    /// Clamps a SYN's MSS and refuses packets over the MTU; false if the packet was dropped.
+    fn fit_to_tunnel(&mut self, buf: BufId, len: usize) -> bool {
+        let mtu = self.mtu;
+        let packet = &mut self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + len];
+        if clamp_mss(packet, mtu) {
+            self.counters.mss_clamped += 1;
+        }
+        if len <= mtu {
+            return true;
+        }
+        if packet.first().is_some_and(|b| b >> 4 == 4)
+            && packet.get(6).is_some_and(|f| f & 0x40 == 0)
+        {
+            // IPv4 without DF: sent as it is, the outer packet is fragmented on the way.
+            return true;
+        }
+        self.counters.drop(DropReason::TooBig);
+        if let Some(reply) = self.backend.alloc() {
+            let mut scratch = [0u8; TOO_BIG_MAX_LEN];
+            let answer = packet_too_big(
+                &self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + len],
+                mtu,
+                &mut scratch,
+            );
+            match answer {
+                Some(n) => {
+                    self.backend.buf(reply)[..n].copy_from_slice(&scratch[..n]);
+                    self.backend.send_inner(reply, 0..n);
+                    self.counters.icmp_too_big_sent += 1;
+                }
+                None => self.backend.free(reply),
+            }
+        }
+        self.backend.free(buf);
+        false
+    }
+
     /// Seals and sends `buf[INNER_OFFSET..][..len]` to `peer`, or stages it.
     pub(super) fn send_to_peer(&mut self, peer: PeerId, buf: BufId, len: usize, now: Instant) {
+        if len > 0 && !self.fit_to_tunnel(buf, len) {
+            return;
+        }
         let mtu = self.mtu;
         let jitter = self.next_jitter();
         let Some(slot) = self.peers.get_mut(peer as usize).and_then(Option::as_mut) else {

@@ -1,0 +1,12 @@
+//! What the datapath does to inner packets besides routing them: TCP MSS clamping so that
+//! connections crossing the tunnel never build segments that do not fit it, and ICMP errors
+//! that tell a sender its packet was too big for the tunnel.
+
+pub mod checksum;
+pub mod mss;
+#[doc(hidden)]
+pub mod testing;
+pub mod too_big;
+
+pub use mss::{clamp_mss, mss_limit};
+pub use too_big::{packet_too_big, TOO_BIG_MAX_LEN};
