@@ -11,6 +11,11 @@ use control::config::{self, Settings};
 use proto::{PresharedKey, PrivateKey};
 use rand_core::RngCore;
 
+// The daemon's allocations (control plane, session installs, API) come from many threads;
+// mimalloc's per-thread heaps keep them off each other's locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// xgate: a WireGuard-compatible VPN concentrator.
 #[derive(Parser)]
 #[command(version, about)]
