@@ -1,13 +1,16 @@
 # xgate — the two commands that matter, each doing its own set-up on Debian (run as root):
 #   make demo   start xgate with its embedded defaults and connect real WireGuard clients
 #   make test   every test: unit, cross-implementation and network-namespace interop
+#   make bench  the datapath benchmark beside boringtun-cli and wireguard-go (bench-results/)
 
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
 BORINGTUN_VERSION := 0.7.1
 APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates
+# What only the benchmark needs on top.
+BENCH_PACKAGES := iperf3 valgrind linux-perf git
 
-.PHONY: all deps apt-packages build demo test lint clean
+.PHONY: all deps bench-deps apt-packages build demo test bench lint clean
 
 all: build
 
@@ -28,11 +31,24 @@ deps:
 		$(CARGO) install boringtun-cli --version $(BORINGTUN_VERSION) --locked; \
 	fi
 
+# The benchmark's own tools (iperf3, valgrind, perf), only what is missing.
+bench-deps: deps
+	@missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 build:
 	$(CARGO) build --release --bins
 
 demo: deps build
 	./target/release/xgate-demo
+
+# Bounded: about 5 minutes on a 2-core machine (every load loop has a packet count and a
+# deadline). Writes bench-results/datapath-<date>-<commit>.json and bench-results/datapath.md.
+bench: bench-deps build
+	./target/release/xgate-bench run --out bench-results
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1,0 +1,112 @@
+//! Peers side by side: the same `wireguard-go` client sends through the tunnel to each server
+//! (xgate, boringtun-cli, wireguard-go), the server pinned to CPU 0 and everything else on
+//! CPU 1. For each test: goodput, inner packets per second delivered by the server, and the
+//! server process's own CPU seconds per GB delivered.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::rig::{Rig, Server, SERVER_TUNNEL_IP};
+
+/// Seconds each iperf3 test runs.
+const SECONDS: u32 = 5;
+
+/// One test against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerFigure {
+    /// Server label.
+    pub server: String,
+    /// "tcp-1", "tcp-4", "udp-64", "udp-512" or "udp-1420".
+    pub test: String,
+    /// Goodput iperf3's receiver saw, Gbit/s.
+    pub gbit_per_s: f64,
+    /// Inner packets per second the server wrote into its TUN.
+    pub pps: f64,
+    /// Server CPU seconds (all threads, user + system) over the test.
+    pub server_cpu_s: f64,
+    /// Server CPU seconds per GB of inner bytes delivered.
+    pub cpu_s_per_gb: f64,
+}
+
+/// The tests: TCP with 1 and 4 streams, UDP with inner packets of 64, 512 and 1420 bytes.
+pub const TESTS: [&str; 5] = ["tcp-1", "tcp-4", "udp-64", "udp-512", "udp-1420"];
+
+fn iperf_args(test: &str) -> Vec<String> {
+    let mut a = vec![
+        "-c".to_string(),
+        SERVER_TUNNEL_IP.to_string(),
+        "-p".into(),
+        "5201".into(),
+        "-t".into(),
+        SECONDS.to_string(),
+        "-J".into(),
+    ];
+    match test {
+        "tcp-1" => {}
+        "tcp-4" => a.extend(["-P".into(), "4".into()]),
+        udp => {
+            // The figure is the inner IP packet; iperf3 takes the UDP payload (28 bytes less).
+            let size: usize = udp.trim_start_matches("udp-").parse().unwrap_or(1420);
+            a.extend([
+                "-u".into(),
+                "-b".into(),
+                "0".into(),
+                "-l".into(),
+                (size - 28).to_string(),
+            ]);
+        }
+    }
+    a
+}
+
+/// Goodput in Gbit/s from iperf3's JSON (the receiver's figure).
+fn goodput(json: &Value, udp: bool) -> f64 {
+    let end = &json["end"];
+    let bps = if udp {
+        let s = &end["sum"];
+        let lost = s["lost_percent"].as_f64().unwrap_or(0.0);
+        s["bits_per_second"].as_f64().unwrap_or(0.0) * (1.0 - lost / 100.0)
+    } else {
+        end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    bps / 1e9
+}
+
+/// Runs every test against `server`.
+pub fn measure(server: Server, xgate: &Path, dir: &Path) -> Result<Vec<PeerFigure>> {
+    let rig = Rig::start(server, xgate, dir)?;
+    let _client = rig.wireguard_go_client()?;
+    let _iperf = rig.iperf3_server()?;
+    let mut out = Vec::new();
+    for test in TESTS {
+        let cpu0 = rig.server_cpu_seconds()?;
+        let (p0, b0) = rig.server_tun_rx()?;
+        let mut cmd = rig.client_ns.command("taskset");
+        cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
+        let text = testbed::netns::run(&mut cmd)
+            .with_context(|| format!("iperf3 {test} against {}", server.label()))?;
+        let cpu = rig.server_cpu_seconds()? - cpu0;
+        let (p1, b1) = rig.server_tun_rx()?;
+        let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
+        let gb = (b1 - b0) as f64 / 1e9;
+        let figure = PeerFigure {
+            server: server.label(),
+            test: test.to_string(),
+            gbit_per_s: goodput(&json, test.starts_with("udp")),
+            pps: (p1 - p0) as f64 / f64::from(SECONDS),
+            server_cpu_s: cpu,
+            cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
+        };
+        eprintln!(
+            "  {:<14} {:<9} {:>6.2} Gbit/s {:>9.0} pps  {:>5.2} CPU-s/GB",
+            figure.server, figure.test, figure.gbit_per_s, figure.pps, figure.cpu_s_per_gb
+        );
+        out.push(figure);
+    }
+    Ok(out)
+}

@@ -1,0 +1,288 @@
+//! The run's results as JSON (every figure) and as the Markdown summary with ratios and the
+//! issue's targets, both under `bench-results/`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::callgrind::InstructionFigure;
+use crate::cipher::CipherFigure;
+use crate::generator::DecryptFigure;
+use crate::machine::Machine;
+use crate::peers::{PeerFigure, TESTS};
+
+/// Everything one `make bench` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Where and what.
+    pub machine: Machine,
+    /// Wall-clock seconds the whole run took.
+    pub duration_s: f64,
+    /// `ring` on one core.
+    pub cipher: Vec<CipherFigure>,
+    /// iperf3 through each server.
+    pub peers: Vec<PeerFigure>,
+    /// Decrypt path alone, xgate and boringtun-cli.
+    pub decrypt: Vec<DecryptFigure>,
+    /// Decrypt path with 1 and 2 xgate workers.
+    pub scaling: Vec<DecryptFigure>,
+    /// Instructions per packet under callgrind.
+    pub instructions: Vec<InstructionFigure>,
+    /// `perf report` of xgate during the 1420-byte decrypt run (top symbols).
+    pub profile: String,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+impl Results {
+    fn peer(&self, server: &str, test: &str) -> Option<&PeerFigure> {
+        self.peers
+            .iter()
+            .find(|p| p.server == server && p.test == test)
+    }
+
+    fn decrypt(&self, server: &str, size: usize) -> Option<&DecryptFigure> {
+        self.decrypt
+            .iter()
+            .find(|d| d.server == server && d.size == size)
+    }
+
+    fn cipher(&self, cipher: &str, op: &str, payload: usize) -> Option<&CipherFigure> {
+        self.cipher
+            .iter()
+            .find(|c| c.cipher == cipher && c.op == op && c.payload == payload)
+    }
+
+    fn instructions(&self, implementation: &str, op: &str, size: usize) -> f64 {
+        self.instructions
+            .iter()
+            .find(|i| i.implementation == implementation && i.op == op && i.size == size)
+            .map_or(f64::NAN, |i| i.instructions)
+    }
+
+    /// Writes `datapath-<date>-<commit>.json` and `datapath.md` into `dir`; returns the JSON's path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let json = dir.join(format!(
+            "datapath-{}-{}.json",
+            self.machine.date, self.machine.commit
+        ));
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let md = dir.join("datapath.md");
+        std::fs::write(&md, self.markdown(&json))
+            .with_context(|| format!("writing {}", md.display()))?;
+        Ok(json)
+    }
+
+    /// The headline table the README shows (also at the top of `datapath.md`).
+    pub fn summary_table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "| test | xgate CPU-s/GB | boringtun-cli CPU-s/GB | wireguard-go CPU-s/GB | xgate/boringtun | xgate/wireguard-go | xgate Gbit/s | boringtun Gbit/s | wireguard-go Gbit/s |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+        for test in TESTS {
+            let (Some(x), Some(b), Some(g)) = (
+                self.peer("xgate", test),
+                self.peer("boringtun-cli", test),
+                self.peer("wireguard-go", test),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "| {test} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                x.cpu_s_per_gb,
+                b.cpu_s_per_gb,
+                g.cpu_s_per_gb,
+                ratio(x.cpu_s_per_gb, b.cpu_s_per_gb),
+                ratio(x.cpu_s_per_gb, g.cpu_s_per_gb),
+                x.gbit_per_s,
+                b.gbit_per_s,
+                g.gbit_per_s
+            );
+        }
+        s
+    }
+
+    fn markdown(&self, json: &Path) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(s, "# Datapath benchmark\n");
+        let _ = writeln!(
+            s,
+            "Machine: {} ({} cores), kernel {}. Commit `{}`, {} UTC; the run took {:.0} s. \
+             Peers: boringtun-cli `{}`, wireguard-go `{}`, {}. All figures: `{}`. \
+             Reproduce with `make bench`.\n",
+            m.cpu,
+            m.cores,
+            m.kernel,
+            m.commit,
+            m.date,
+            self.duration_s,
+            m.boringtun_cli,
+            m.wireguard_go,
+            m.iperf3,
+            json.file_name().and_then(|n| n.to_str()).unwrap_or("")
+        );
+        let _ = writeln!(s, "## Targets\n");
+        let _ = writeln!(s, "| target | measured | verdict |\n|---|---|---|");
+        if let (Some(x), Some(b), Some(g)) = (
+            self.peer("xgate", "tcp-1"),
+            self.peer("boringtun-cli", "tcp-1"),
+            self.peer("wireguard-go", "tcp-1"),
+        ) {
+            let rb = ratio(x.cpu_s_per_gb, b.cpu_s_per_gb);
+            let rg = ratio(x.cpu_s_per_gb, g.cpu_s_per_gb);
+            let _ = writeln!(
+                s,
+                "| server CPU per GB ≤ 1/3 of boringtun-cli's (TCP, 1 stream) | {rb:.2}× | {} |",
+                verdict(rb <= 1.0 / 3.0)
+            );
+            let _ = writeln!(
+                s,
+                "| server CPU per GB ≤ 1/2 of wireguard-go's (TCP, 1 stream) | {rg:.2}× | {} |",
+                verdict(rg <= 0.5)
+            );
+        }
+        if let (Some(d), Some(c)) = (
+            self.decrypt("xgate", 1420),
+            self.cipher("chacha20-poly1305", "open", 1420),
+        ) {
+            let share = d.pps_per_core * 1420.0 / 1e9 / c.gbyte_per_s;
+            let _ = writeln!(
+                s,
+                "| decrypt path at 1420 B ≥ 60% of ring's ChaCha20-Poly1305 open | {:.0}% ({:.2} of {:.2} GB/s per core) | {} |",
+                share * 100.0,
+                d.pps_per_core * 1420.0 / 1e9,
+                c.gbyte_per_s,
+                verdict(share >= 0.6)
+            );
+        }
+        if let [one, two, ..] = &self.scaling[..] {
+            let r = ratio(two.pps, one.pps);
+            let _ = writeln!(
+                s,
+                "| 2 workers ≥ 1.8× one worker (decrypt path, {} clients) | {r:.2}× | {} |",
+                one.clients,
+                verdict(r >= 1.8)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n## Server CPU per GB and throughput, same client, server on one core\n"
+        );
+        let _ = writeln!(
+            s,
+            "The `wireguard-go` client sends through the tunnel to each server for {} s per test. \
+             The server process is pinned to CPU 0; client, iperf3 and everything else share CPU 1, \
+             so throughput is mostly the client's limit and CPU seconds per GB (the server's own \
+             user+system time over inner bytes it delivered) is the figure that compares servers. \
+             UDP sizes are inner IP packet sizes.\n",
+            5
+        );
+        s.push_str(&self.summary_table());
+        let _ = writeln!(
+            s,
+            "\n| server | test | Gbit/s | inner pps | server CPU-s |\n|---|---|---|---|---|"
+        );
+        for p in &self.peers {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.3} | {:.0} | {:.2} |",
+                p.server, p.test, p.gbit_per_s, p.pps, p.server_cpu_s
+            );
+        }
+        let _ = writeln!(s, "\n## Decrypt path alone\n");
+        let _ = writeln!(
+            s,
+            "Simulated clients handshake for real, then send pre-encrypted packets (distinct \
+             counters) from CPU 1 as fast as it can; the server (CPU 0) decrypts and writes into \
+             its TUN. pps is per wall second; pps/core is per second of the server's own CPU.\n"
+        );
+        let _ = writeln!(s, "| server | size | clients | sent | delivered | pps | Gbit/s | pps/core |\n|---|---|---|---|---|---|---|---|");
+        for d in self.decrypt.iter().chain(self.scaling.iter()) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0} |",
+                d.server,
+                d.size,
+                d.clients,
+                d.sent,
+                d.delivered,
+                d.pps,
+                d.gbit_per_s,
+                d.pps_per_core
+            );
+        }
+        for size in [64usize, 1420] {
+            if let (Some(x), Some(b)) = (
+                self.decrypt("xgate", size),
+                self.decrypt("boringtun-cli", size),
+            ) {
+                let _ = writeln!(
+                    s,
+                    "\nAt {size} B xgate decrypts {:.2}× boringtun-cli's packets per core ({:.2}× per wall second).",
+                    ratio(x.pps_per_core, b.pps_per_core),
+                    ratio(x.pps, b.pps)
+                );
+            }
+        }
+        let _ = writeln!(s, "\n## The limit: ring on one core\n");
+        let _ = writeln!(
+            s,
+            "| cipher | op | payload | GB/s | Mpps |\n|---|---|---|---|---|"
+        );
+        for c in &self.cipher {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.2} | {:.2} |",
+                c.cipher, c.op, c.payload, c.gbyte_per_s, c.mpps
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n## Instructions per packet (callgrind, {} packets)\n",
+            crate::callgrind::PACKETS
+        );
+        let _ = writeln!(
+            s,
+            "| op | size | xgate | boringtun | xgate/boringtun |\n|---|---|---|---|---|"
+        );
+        for op in ["seal", "open"] {
+            for size in [64usize, 1420] {
+                let x = self.instructions("xgate", op, size);
+                let b = self.instructions("boringtun", op, size);
+                let _ = writeln!(
+                    s,
+                    "| {op} | {size} | {x:.0} | {b:.0} | {:.2} |",
+                    ratio(x, b)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n## Where xgate's time goes (decrypt path, 1420 B; `perf record -e cpu-clock`)\n\n```\n{}\n```",
+            self.profile.trim()
+        );
+        s
+    }
+}
