@@ -11,8 +11,9 @@ use testbed::{ping, Implementation};
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
-fn one_client(tag: &str, implementation: Implementation) {
+fn one_client(tag: &str, implementation: Implementation, workers: usize) {
     let mut rig = Rig::new(tag);
+    rig.workers = workers;
     let c = rig.add_client(implementation);
     rig.start_xgate();
     rig.connect(c, None);
@@ -79,12 +80,22 @@ fn one_client(tag: &str, implementation: Implementation) {
 
 #[test]
 fn wireguard_go_client() {
-    one_client("go", Implementation::WireguardGo);
+    one_client("go", Implementation::WireguardGo, 2);
 }
 
 #[test]
 fn boringtun_client() {
-    one_client("bt", Implementation::Boringtun);
+    one_client("bt", Implementation::Boringtun, 2);
+}
+
+#[test]
+fn wireguard_go_client_on_one_worker() {
+    one_client("go1", Implementation::WireguardGo, 1);
+}
+
+#[test]
+fn boringtun_client_on_one_worker() {
+    one_client("bt1", Implementation::Boringtun, 1);
 }
 
 #[test]

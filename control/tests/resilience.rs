@@ -9,8 +9,9 @@ use common::{ns_pair, write, xgate_bin, Rig};
 use testbed::clients::wg;
 use testbed::{ping, tcp_transfer, Implementation, WgPeer, Xgate};
 
-fn roam(tag: &str, implementation: Implementation) {
+fn roam(tag: &str, implementation: Implementation, workers: usize) {
     let mut rig = Rig::new(tag);
+    rig.workers = workers;
     let c = rig.add_client(implementation);
     rig.start_xgate();
     rig.connect(c, None);
@@ -78,12 +79,17 @@ fn roam(tag: &str, implementation: Implementation) {
 
 #[test]
 fn wireguard_go_client_roams_mid_transfer() {
-    roam("roamg", Implementation::WireguardGo);
+    roam("roamg", Implementation::WireguardGo, 2);
 }
 
 #[test]
 fn boringtun_client_roams_mid_transfer() {
-    roam("roamb", Implementation::Boringtun);
+    roam("roamb", Implementation::Boringtun, 2);
+}
+
+#[test]
+fn wireguard_go_client_roams_on_one_worker() {
+    roam("roam1", Implementation::WireguardGo, 1);
 }
 
 #[test]

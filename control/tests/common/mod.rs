@@ -63,6 +63,8 @@ pub struct Rig {
     pub clients: Vec<Client>,
     /// UDP port xgate listens on.
     pub port: u16,
+    /// Datapath workers (2 by default: packets cross between workers' sockets and queues).
+    pub workers: usize,
 }
 
 impl Rig {
@@ -78,6 +80,7 @@ impl Rig {
             xgate: None,
             clients: Vec::new(),
             port: 51820,
+            workers: 2,
             dir,
         }
     }
@@ -136,10 +139,11 @@ impl Rig {
     /// The server config: key, port, addresses, and every client added so far as a peer.
     pub fn config_text(&self) -> String {
         let mut text = format!(
-            "[interface]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\nworkers = 2\n",
+            "[interface]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\nworkers = {}\n",
             self.iface(),
             self.server_key.to_base64(),
-            self.port
+            self.port,
+            self.workers
         );
         for c in &self.clients {
             text += &format!(
