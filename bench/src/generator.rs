@@ -302,6 +302,7 @@ impl Profiler {
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
             .lines()
+            .map(|l| l.trim_end_matches([' ', '-']))
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .take(30)
             .collect::<Vec<_>>()
