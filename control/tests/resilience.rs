@@ -21,7 +21,8 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
         rig.log()
     );
 
-    let size = 60 * 1024 * 1024;
+    // Large enough that the roam lands mid-transfer even on a fast machine (checked below).
+    let size = 300 * 1024 * 1024;
     let new_addr = "10.201.1.3";
     let client = &rig.clients[c];
     // Keep the new address when the old primary goes (Linux drops secondaries otherwise).
@@ -29,8 +30,13 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
     client.ns.run("sysctl", &["-qw", &promote]).expect("sysctl");
     let transfer = std::thread::scope(|s| {
         let rig = &rig;
+        let before = rig.dump()[0].rx_bytes;
         let t = s.spawn(move || rig.upload(c, "10.77.0.1", 5401, size));
-        std::thread::sleep(Duration::from_millis(300));
+        // Roam once the transfer is under way (4 MB through), not after a fixed delay.
+        let flowing = testbed::wait_until(Duration::from_secs(10), || {
+            rig.dump()[0].rx_bytes > before + 4 * 1024 * 1024
+        });
+        assert!(flowing, "the transfer did not start");
         // The client's underlay address changes under the running transfer.
         let client = &rig.clients[c];
         client
@@ -60,6 +66,10 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
             &["set", &client.peer.iface, "listen-port", "40111"],
         )
         .expect("rebind");
+        assert!(
+            !t.is_finished(),
+            "the transfer ended before the roam: make it larger"
+        );
         t.join().expect("transfer thread")
     });
     let transfer = transfer.expect("transfer survives roaming");
