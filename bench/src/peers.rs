@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::rig::{Rig, Server, SERVER_TUNNEL_IP};
 
 /// Seconds each iperf3 test runs.
-const SECONDS: u32 = 5;
+pub const SECONDS: u32 = 5;
 
 /// One test against one server.
 #[derive(Debug, Clone, Serialize)]

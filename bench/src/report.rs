@@ -197,7 +197,7 @@ impl Results {
              so throughput is mostly the client's limit and CPU seconds per GB (the server's own \
              user+system time over inner bytes it delivered) is the figure that compares servers. \
              UDP sizes are inner IP packet sizes.\n",
-            5
+            crate::peers::SECONDS
         );
         s.push_str(&self.summary_table());
         let _ = writeln!(

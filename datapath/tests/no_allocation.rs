@@ -88,16 +88,14 @@ fn a_hundred_thousand_packets_each_way_allocate_nothing() {
         feed(&mut rig, round, &sizes);
         rig.step_all();
     }
-    let warm_in: u64 = rig
-        .workers
-        .iter_mut()
-        .map(|w| w.backend_mut().inner_written_count)
-        .sum();
-    let warm_out: u64 = rig
-        .workers
-        .iter_mut()
-        .map(|w| w.backend_mut().outer_sent_count)
-        .sum();
+    // (packets written to the TUN, datagrams sent) over both workers.
+    let totals = |rig: &mut Rig| {
+        rig.workers.iter_mut().fold((0u64, 0u64), |(i, o), w| {
+            let b = w.backend_mut();
+            (i + b.inner_written_count, o + b.outer_sent_count)
+        })
+    };
+    let (warm_in, warm_out) = totals(&mut rig);
 
     let mut allocations = 0;
     for round in 0..PACKETS / BATCH {
@@ -105,18 +103,8 @@ fn a_hundred_thousand_packets_each_way_allocate_nothing() {
         allocations += watched_step(&mut rig);
     }
 
-    let delivered: u64 = rig
-        .workers
-        .iter_mut()
-        .map(|w| w.backend_mut().inner_written_count)
-        .sum::<u64>()
-        - warm_in;
-    let sealed: u64 = rig
-        .workers
-        .iter_mut()
-        .map(|w| w.backend_mut().outer_sent_count)
-        .sum::<u64>()
-        - warm_out;
+    let (all_in, all_out) = totals(&mut rig);
+    let (delivered, sealed) = (all_in - warm_in, all_out - warm_out);
     assert_eq!(
         delivered, PACKETS as u64,
         "every client packet reached the TUN"
