@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use common::{ipv4, Rig, BUFFERS, CLIENT};
 use datapath::inner::checksum;
 use datapath::inner::testing::{mss_and_checksum_ok, syn};
-use datapath::io::memory::Incoming;
 use datapath::io::INNER_OFFSET;
 use datapath::messages::INDEX_WORKER_SHIFT;
 use datapath::stats::DropReason;
@@ -25,11 +24,7 @@ fn transport_both_ways_and_every_drop_reason() {
 
     // TUN → client: routed by destination, sealed, sent to the endpoint, opens at the client.
     let reply = ipv4([10, 77, 0, 1], [10, 77, 0, 2], 84, 0x22);
-    rig.workers[0]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Inner(reply.clone()));
-    rig.step_all();
+    rig.receive_from_tun(0, reply.clone());
     let sent = std::mem::take(&mut rig.workers[0].backend_mut().outer_sent);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].1, CLIENT.parse::<SocketAddr>().expect("addr"));
@@ -79,11 +74,7 @@ fn transport_both_ways_and_every_drop_reason() {
     let got = rig.handshakes.try_recv().expect("forwarded");
     assert_eq!(got.message(), &init[..]);
     // No route for an inner destination.
-    rig.workers[0]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Inner(ipv4([10, 77, 0, 1], [10, 88, 0, 1], 40, 0)));
-    rig.step_all();
+    rig.receive_from_tun(0, ipv4([10, 77, 0, 1], [10, 88, 0, 1], 40, 0));
     assert_eq!(rig.drops(DropReason::NoRoute), 1);
 
     // Legitimate traffic still flows after all that.
@@ -126,11 +117,7 @@ fn packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
 
     // An inner packet read on worker 1 for peer 0 (owned by worker 0) is sealed by worker 0.
     let reply = ipv4([10, 77, 0, 1], [10, 77, 0, 2], 64, 0x44);
-    rig.workers[1]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Inner(reply.clone()));
-    rig.step_all();
+    rig.receive_from_tun(1, reply.clone());
     let sent = std::mem::take(&mut rig.workers[0].backend_mut().outer_sent);
     assert_eq!(sent.len(), 1);
     let mut datagram = sent[0].0.clone();
@@ -180,11 +167,7 @@ fn syns_crossing_the_tunnel_have_their_mss_clamped_both_ways() {
         // TUN → peer.
         let out = reversed(syn);
         assert!(mss_and_checksum_ok(&out).1);
-        rig.workers[0]
-            .backend_mut()
-            .incoming
-            .push_back(Incoming::Inner(out.clone()));
-        rig.step_all();
+        rig.receive_from_tun(0, out.clone());
         let sent = std::mem::take(&mut rig.workers[0].backend_mut().outer_sent);
         assert_eq!(sent.len(), 1, "IPv{version} SYN sent");
         let mut datagram = sent[0].0.clone();
@@ -204,11 +187,7 @@ fn oversized_inner_packets_get_packet_too_big_back_into_the_tun() {
     assert_eq!(rig.written(0).len(), 1);
     let mut big = ipv4([10, 77, 0, 1], [10, 77, 0, 2], 1500, 0x55);
     big[6] = 0x40; // DF
-    rig.workers[0]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Inner(big.clone()));
-    rig.step_all();
+    rig.receive_from_tun(0, big.clone());
     assert!(rig.workers[0].backend_mut().outer_sent.is_empty());
     let written = rig.written(0);
     assert_eq!(written.len(), 1, "one ICMP error");
@@ -221,11 +200,7 @@ fn oversized_inner_packets_get_packet_too_big_back_into_the_tun() {
 
     // Without DF the packet may be fragmented on the way: it is sent.
     big[6] = 0;
-    rig.workers[0]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Inner(big));
-    rig.step_all();
+    rig.receive_from_tun(0, big);
     assert_eq!(rig.workers[0].backend_mut().outer_sent.len(), 1);
     assert_eq!(rig.workers[0].backend_mut().free_buffers(), BUFFERS);
 }

@@ -129,6 +129,15 @@ impl Rig {
         self.step_all();
     }
 
+    /// A packet read from worker `worker`'s TUN queue, then a step of every worker.
+    pub fn receive_from_tun(&mut self, worker: usize, packet: Vec<u8>) {
+        self.workers[worker]
+            .backend_mut()
+            .incoming
+            .push_back(Incoming::Inner(packet));
+        self.step_all();
+    }
+
     pub fn seal(&mut self, inner: &[u8]) -> Vec<u8> {
         let mut buf = vec![0u8; INNER_OFFSET + inner.len() + 48];
         buf[INNER_OFFSET..INNER_OFFSET + inner.len()].copy_from_slice(inner);
