@@ -98,6 +98,11 @@ impl Workers {
                             return;
                         }
                     };
+                    if let Some(cpu) = cpu {
+                        if let Err(e) = backend.pin_async_workers(cpu) {
+                            tracing::debug!(worker = id, cpu, "io_uring helpers not pinned: {e}");
+                        }
+                    }
                     let _ = ready_tx.send(Ok(()));
                     Worker::new(id, mtu, backend, links).run();
                 })?;

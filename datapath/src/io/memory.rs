@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET};
+use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 
 /// A packet for the worker to receive.
 #[derive(Debug, Clone)]
@@ -69,13 +69,16 @@ impl Backend for MemoryBackend {
             let b = &mut self.bufs[buf as usize];
             match item {
                 Incoming::Outer(bytes, from) => {
-                    let len = bytes.len().min(BUF_SIZE);
-                    b[..len].copy_from_slice(&bytes[..len]);
+                    // Same layout as io_uring's multishot receive: payload after a headroom.
+                    let room = BUF_SIZE - OUTER_OFFSET;
+                    let len = bytes.len().min(room);
+                    b[OUTER_OFFSET..OUTER_OFFSET + len].copy_from_slice(&bytes[..len]);
                     out.push(Rx::Outer {
                         buf: BufId(buf),
+                        at: OUTER_OFFSET,
                         len,
                         from,
-                        truncated: bytes.len() > BUF_SIZE,
+                        truncated: bytes.len() > room,
                     });
                 }
                 Incoming::Inner(bytes) => {

@@ -5,6 +5,7 @@
 //! the worker processes them in place and either hands the buffer back for sending (the
 //! backend frees it when the kernel is done) or frees it. Nothing is allocated per packet.
 
+mod buf_ring;
 pub mod memory;
 pub mod uring;
 
@@ -19,8 +20,12 @@ use std::time::Instant;
 pub const BUF_SIZE: usize = 2048;
 /// Inner packets are read at this offset so they can be sealed in place behind the header.
 pub const INNER_OFFSET: usize = proto::constants::TRANSPORT_HEADER_LEN;
-/// Largest inner MTU the buffers allow (header, up to 15 bytes of padding and tag must fit).
-pub const MAX_MTU: usize = BUF_SIZE - INNER_OFFSET - proto::constants::TAG_LEN - 16;
+/// Received datagrams start this far into their buffer: a multishot receive puts its result
+/// header (16 bytes) and the sender's address (up to 32 bytes) in front of the payload.
+pub const OUTER_OFFSET: usize = 48;
+/// Largest inner MTU the buffers allow: a received datagram (headroom, transport header, up to
+/// 15 bytes of padding and the tag) must fit.
+pub const MAX_MTU: usize = BUF_SIZE - OUTER_OFFSET - INNER_OFFSET - proto::constants::TAG_LEN - 16;
 
 /// A packet buffer in the backend's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +34,12 @@ pub struct BufId(pub u32);
 /// Something the backend received or noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rx {
-    /// A datagram on the outer socket, at `buf[..len]`.
+    /// A datagram on the outer socket, at `buf[at..at + len]`.
     Outer {
         /// Buffer holding it.
         buf: BufId,
+        /// Where in the buffer it starts.
+        at: usize,
         /// Bytes received.
         len: usize,
         /// Sender.

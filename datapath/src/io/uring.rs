@@ -1,14 +1,18 @@
 //! The io_uring backend: receives on the outer UDP socket and the TUN queue, sends and writes
 //! from pool buffers, and sleeps in one `io_uring_enter` per batch.
 //!
-//! Receives stay armed (`RECV_DEPTH` datagrams, `TUN_DEPTH` TUN reads), each into its own pool
-//! buffer. Completions are reaped in batches; sends and writes queued while processing a batch
-//! are submitted together with the next wait, so a batch costs one system call.
+//! Receiving costs no submission per packet: one multishot `recvmsg` on the outer socket and
+//! one multishot read on the TUN (single reads where the kernel lacks it) stay armed, and the
+//! kernel takes a pool buffer from a provided-buffer ring (`buf_ring`) for each packet. The
+//! worker's freed buffers refill the rings once per batch. Completions are reaped in batches;
+//! sends and writes queued while processing a batch are submitted together with the next wait,
+//! so a batch costs one system call.
 //!
-//! Safety: every pointer handed to the kernel (buffer, iovec, msghdr, sockaddr) points into
-//! boxed slices that live as long as the backend and never move. A buffer is not reused while
-//! an operation on it is in flight (it is off the free list), and dropping the backend cancels
-//! and drains all operations before the memory is released.
+//! Safety: every pointer handed to the kernel (buffer, iovec, msghdr, sockaddr, ring entry)
+//! points into boxed slices or mappings that live as long as the backend and never move. A
+//! buffer is not reused while the kernel may write or read it (it is off the free list while
+//! lent to a ring or in flight), and dropping the backend cancels and drains all operations
+//! before the memory is released.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -18,27 +22,38 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
-use io_uring::{opcode, squeue, IoUring};
+use io_uring::types::{CancelBuilder, Fd, RecvMsgOut, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
 
-use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET};
+use super::buf_ring::BufRing;
+use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::udp::{sockaddr_from, sockaddr_to};
 use crate::waker::Waker;
 
-/// Datagram receives kept armed on the outer socket.
-const RECV_DEPTH: usize = 64;
-/// Reads kept armed on the TUN queue.
+/// Buffers lent to the kernel for outer datagrams (a power of two).
+const OUTER_RING: u16 = 512;
+/// Buffers lent to the kernel for TUN reads (a power of two).
+const TUN_RING: u16 = 256;
+/// Single reads kept armed on the TUN where multishot reads are not supported (before 6.7).
 const TUN_DEPTH: usize = 64;
 /// Packet buffers per worker.
 pub const POOL_SIZE: usize = 2048;
+const _: () = assert!(POOL_SIZE <= u16::MAX as usize, "buffer ids are 16 bits");
+const _: () = assert!((OUTER_RING as usize + TUN_RING as usize) * 2 <= POOL_SIZE);
 /// Completions a wait asks for before it returns early: at load, one wake-up handles a batch.
-/// Well below the receives kept armed, or every wait would run out its minimum (measured: with
-/// 8 armed, decrypt throughput fell tenfold).
 const WAIT_BATCH: usize = 32;
-const _: () = assert!(WAIT_BATCH * 2 <= RECV_DEPTH + TUN_DEPTH);
 /// How long a wait holds out for `WAIT_BATCH` before returning with what it has (kernels with
 /// IORING_FEAT_MIN_TIMEOUT, 6.12+). Bounds the latency batching adds.
 const MIN_WAIT_USEC: u32 = 50;
+/// The sender's address area in front of each received datagram (a sockaddr_in6, rounded up
+/// so the payload is 16-byte aligned).
+const NAME_LEN: usize = OUTER_OFFSET - RECVMSG_OUT_LEN;
+/// `struct io_uring_recvmsg_out`: name, control and payload lengths, and flags (u32 each).
+const RECVMSG_OUT_LEN: usize = 16;
+const _: () = assert!(NAME_LEN >= size_of::<libc::sockaddr_in6>());
+
+const GROUP_OUTER: u16 = 0;
+const GROUP_TUN: u16 = 1;
 
 const OP_RECV: u64 = 1;
 const OP_READ: u64 = 2;
@@ -55,11 +70,20 @@ fn decode(data: u64) -> (u64, u8, u32) {
     (data >> 56, (data >> 48) as u8, data as u32)
 }
 
-/// Kernel-facing metadata of one buffer: where a recvmsg/sendmsg describes it.
+/// Kernel-facing metadata of one buffer being sent: where a sendmsg describes it.
 struct Slot {
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: libc::sockaddr_storage,
+}
+
+/// How the TUN is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TunReads {
+    /// One multishot read stays armed.
+    Multishot,
+    /// The kernel refused multishot reads: `TUN_DEPTH` single reads stay armed.
+    Single,
 }
 
 /// One worker's io_uring, sockets and buffer pool.
@@ -73,15 +97,20 @@ pub struct UringBackend {
     inner: Arc<OwnedFd>,
     waker: Arc<Waker>,
     wake_buf: Box<u64>,
+    recv_template: Box<libc::msghdr>,
+    outer_ring: BufRing,
+    tun_ring: BufRing,
+    tun_reads: TunReads,
     bufs: Box<[[u8; BUF_SIZE]]>,
     slots: Box<[Slot]>,
     free: Vec<u32>,
-    outer_armed: usize,
+    outer_armed: bool,
     inner_armed: usize,
     wake_armed: bool,
     inner_closed: bool,
     in_flight: usize,
     send_failures: u64,
+    cqes: Vec<cqueue::Entry>,
 }
 
 impl UringBackend {
@@ -101,6 +130,10 @@ impl UringBackend {
                     .build(1024)
             })?;
         let min_wait = ring.params().is_feature_min_timeout();
+        let outer_ring = BufRing::register(&ring.submitter(), OUTER_RING, GROUP_OUTER)
+            .map_err(|e| annotate(e, "registering the outer buffer ring (needs Linux 5.19+)"))?;
+        let tun_ring = BufRing::register(&ring.submitter(), TUN_RING, GROUP_TUN)
+            .map_err(|e| annotate(e, "registering the TUN buffer ring (needs Linux 5.19+)"))?;
         // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs for which all-zero is
         // a valid (empty) value.
         let slots = (0..POOL_SIZE)
@@ -113,6 +146,10 @@ impl UringBackend {
             })
             .collect::<Vec<_>>()
             .into_boxed_slice();
+        // SAFETY: as above. Only the name and control lengths of the template matter: they
+        // fix where in each buffer the kernel puts the address and the payload.
+        let mut recv_template: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
+        recv_template.msg_namelen = NAME_LEN as libc::socklen_t;
         Ok(Self {
             ring,
             min_wait,
@@ -123,23 +160,40 @@ impl UringBackend {
             inner,
             waker,
             wake_buf: Box::new(0),
+            recv_template,
+            outer_ring,
+            tun_ring,
+            tun_reads: TunReads::Multishot,
             bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
             slots,
             free: (0..POOL_SIZE as u32).rev().collect(),
-            outer_armed: 0,
+            outer_armed: false,
             inner_armed: 0,
             wake_armed: false,
             inner_closed: false,
             in_flight: 0,
             send_failures: 0,
+            cqes: Vec::with_capacity(POOL_SIZE * 2),
         })
+    }
+
+    /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
+    /// to one core keeps its work there.
+    pub fn pin_async_workers(&self, cpu: usize) -> io::Result<()> {
+        // SAFETY: all-zero is an empty cpu_set_t; CPU_SET stays inside it for cpu < 1024.
+        let mut set: libc::cpu_set_t = unsafe { zeroed() };
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::other(format!("CPU {cpu} is out of range")));
+        }
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        self.ring.submitter().register_iowq_aff(&set)
     }
 
     /// Queues an operation; false if the kernel's queue stayed full (the operation's buffer
     /// is back on the free list and, for a send, counted as failed).
     fn push(&mut self, entry: squeue::Entry) -> bool {
-        // SAFETY: the entry's pointers refer to `bufs`, `slots` or `wake_buf`, which outlive
-        // the operation (see the module comment).
+        // SAFETY: the entry's pointers refer to `bufs`, `slots`, `recv_template` or `wake_buf`,
+        // which outlive the operation (see the module comment).
         unsafe {
             if self.ring.submission().push(&entry).is_err() {
                 // Submission queue full: hand what is queued to the kernel and retry.
@@ -147,10 +201,8 @@ impl UringBackend {
                 if self.ring.submission().push(&entry).is_err() {
                     // Still full (the kernel is backed up): give up on this one operation.
                     let (op, _, buf) = decode(entry.get_user_data());
-                    if matches!(op, OP_RECV | OP_READ | OP_SEND | OP_WRITE) {
-                        self.free.push(buf);
-                    }
                     if matches!(op, OP_SEND | OP_WRITE) {
+                        self.free.push(buf);
                         self.send_failures += 1;
                     }
                     return false;
@@ -161,12 +213,7 @@ impl UringBackend {
         true
     }
 
-    fn prepare_msghdr(
-        &mut self,
-        buf: u32,
-        range: Range<usize>,
-        to: Option<SocketAddr>,
-    ) -> *mut libc::msghdr {
+    fn prepare_send(&mut self, buf: u32, range: Range<usize>, to: SocketAddr) -> *mut libc::msghdr {
         let b = buf as usize;
         let base = self.bufs[b][range.start..].as_mut_ptr();
         let slot = &mut self.slots[b];
@@ -177,50 +224,60 @@ impl UringBackend {
         // SAFETY: all-zero is a valid msghdr.
         slot.hdr = unsafe { zeroed() };
         slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
-        slot.hdr.msg_namelen = match to {
-            Some(addr) => sockaddr_to(addr, &mut slot.addr),
-            None => size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        };
+        slot.hdr.msg_namelen = sockaddr_to(to, &mut slot.addr);
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
         &mut slot.hdr
     }
 
-    fn arm_outer(&mut self) -> bool {
-        let Some(buf) = self.free.pop() else {
-            return false;
-        };
-        let hdr = self.prepare_msghdr(buf, 0..BUF_SIZE, None);
-        let fd = Fd(self.outer.as_raw_fd());
-        let entry = opcode::RecvMsg::new(fd, hdr).build().user_data(user_data(
-            OP_RECV,
-            self.outer_generation,
-            buf,
-        ));
-        let queued = self.push(entry);
-        if queued {
-            self.outer_armed += 1;
+    /// Lends free buffers to both rings until they are full (or the pool runs low).
+    fn refill(&mut self) {
+        let mut outer = self.outer_ring.room();
+        let mut tun = self.tun_ring.room();
+        if self.inner_closed {
+            tun = 0;
         }
-        queued
+        while outer + tun > 0 {
+            let Some(buf) = self.free.pop() else { break };
+            let base = self.bufs[buf as usize].as_mut_ptr();
+            // Alternate so a short pool is shared between the two directions.
+            if outer > 0 && (tun == 0 || outer >= tun) {
+                self.outer_ring.push(base, BUF_SIZE as u32, buf as u16);
+                outer -= 1;
+            } else {
+                // SAFETY: INNER_OFFSET is inside the buffer.
+                let at = unsafe { base.add(INNER_OFFSET) };
+                self.tun_ring
+                    .push(at, (BUF_SIZE - INNER_OFFSET) as u32, buf as u16);
+                tun -= 1;
+            }
+        }
+        self.outer_ring.publish();
+        self.tun_ring.publish();
     }
 
-    fn arm_inner(&mut self) -> bool {
-        let Some(buf) = self.free.pop() else {
-            return false;
+    fn arm_outer(&mut self) {
+        let fd = Fd(self.outer.as_raw_fd());
+        let template: *const libc::msghdr = &*self.recv_template;
+        let entry = opcode::RecvMsgMulti::new(fd, template, self.outer_ring.group())
+            .build()
+            .user_data(user_data(OP_RECV, self.outer_generation, 0));
+        self.outer_armed = self.push(entry);
+    }
+
+    fn arm_inner(&mut self) {
+        let fd = Fd(self.inner.as_raw_fd());
+        let group = self.tun_ring.group();
+        let entry = match self.tun_reads {
+            TunReads::Multishot => opcode::ReadMulti::new(fd, 0, group).build(),
+            TunReads::Single => opcode::Read::new(fd, std::ptr::null_mut(), 0)
+                .buf_group(group)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT),
         };
-        let ptr = self.bufs[buf as usize][INNER_OFFSET..].as_mut_ptr();
-        let entry = opcode::Read::new(
-            Fd(self.inner.as_raw_fd()),
-            ptr,
-            (BUF_SIZE - INNER_OFFSET) as u32,
-        )
-        .build()
-        .user_data(user_data(OP_READ, 0, buf));
-        let queued = self.push(entry);
-        if queued {
+        if self.push(entry.user_data(user_data(OP_READ, 0, 0))) {
             self.inner_armed += 1;
         }
-        queued
     }
 
     fn arm_wake(&mut self) {
@@ -232,64 +289,141 @@ impl UringBackend {
     }
 
     fn rearm(&mut self) {
+        self.refill();
         if !self.wake_armed {
             self.arm_wake();
         }
-        while self.outer_armed < RECV_DEPTH && self.arm_outer() {}
-        while !self.inner_closed && self.inner_armed < TUN_DEPTH && self.arm_inner() {}
+        if !self.outer_armed {
+            self.arm_outer();
+        }
+        let depth = match self.tun_reads {
+            TunReads::Multishot => 1,
+            TunReads::Single => TUN_DEPTH,
+        };
+        while !self.inner_closed && self.inner_armed < depth {
+            let before = self.inner_armed;
+            self.arm_inner();
+            if self.inner_armed == before {
+                break;
+            }
+        }
+    }
+
+    /// A completion of the outer multishot receive.
+    fn on_recv(&mut self, res: i32, flags: u32, generation: u8, out: &mut Vec<Rx>) {
+        let more = cqueue::more(flags);
+        let buf = cqueue::buffer_select(flags);
+        if buf.is_some() {
+            self.outer_ring.taken();
+        }
+        if generation != self.outer_generation {
+            // A receive on a socket since replaced: let its buffer go.
+            if let Some(b) = buf {
+                self.free.push(u32::from(b));
+            }
+            if !more {
+                self.retired_armed = self.retired_armed.saturating_sub(1);
+                if self.retired_armed == 0 {
+                    self.retired_outers.clear();
+                }
+            }
+            return;
+        }
+        if !more {
+            // Ended (out of buffers, cancelled or an error): re-armed before the next wait.
+            self.outer_armed = false;
+        }
+        let Some(b) = buf else { return };
+        let b = u32::from(b);
+        if res < 0 || b as usize >= POOL_SIZE {
+            self.free.push(b);
+            return;
+        }
+        let data = &self.bufs[b as usize][..(res as usize).min(BUF_SIZE)];
+        let Ok(msg) = RecvMsgOut::parse(data, &self.recv_template) else {
+            self.free.push(b);
+            return;
+        };
+        // SAFETY: all-zero is a valid sockaddr_storage; at most NAME_LEN bytes are copied in.
+        let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
+        let name = msg.name_data();
+        let n = name.len().min(size_of::<libc::sockaddr_storage>());
+        // SAFETY: `addr` has room for `n` bytes and does not overlap the buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                name.as_ptr(),
+                (&mut addr as *mut libc::sockaddr_storage).cast::<u8>(),
+                n,
+            );
+        }
+        let len = msg.payload_data().len();
+        let truncated = msg.is_payload_truncated();
+        match sockaddr_from(&addr) {
+            Some(from) => out.push(Rx::Outer {
+                buf: BufId(b),
+                at: OUTER_OFFSET,
+                len,
+                from,
+                truncated,
+            }),
+            None => self.free.push(b),
+        }
+    }
+
+    /// A completion of a TUN read (multishot or single).
+    fn on_read(&mut self, res: i32, flags: u32, out: &mut Vec<Rx>) {
+        let buf = cqueue::buffer_select(flags);
+        if buf.is_some() {
+            self.tun_ring.taken();
+        }
+        if !cqueue::more(flags) {
+            self.inner_armed = self.inner_armed.saturating_sub(1);
+        }
+        if let Some(b) = buf {
+            let b = u32::from(b);
+            if res > 0 && (b as usize) < POOL_SIZE {
+                out.push(Rx::Inner {
+                    buf: BufId(b),
+                    len: res as usize,
+                });
+                return;
+            }
+            self.free.push(b);
+        }
+        if res > 0 {
+            return;
+        }
+        match -res {
+            // Multishot reads not supported here: fall back to single reads for good.
+            libc::EINVAL | libc::EOPNOTSUPP if self.tun_reads == TunReads::Multishot => {
+                tracing::debug!("multishot TUN reads unsupported; using single reads");
+                self.tun_reads = TunReads::Single;
+            }
+            // Transient: re-armed before the next wait.
+            libc::EINTR | libc::EAGAIN | libc::ECANCELED | libc::ENOBUFS => {}
+            // EOF or EBADFD: the interface was deleted.
+            _ => {
+                if !self.inner_closed {
+                    self.inner_closed = true;
+                    out.push(Rx::InnerClosed);
+                }
+            }
+        }
     }
 
     fn reap(&mut self, out: &mut Vec<Rx>) {
-        let mut cq = self.ring.completion();
-        cq.sync();
-        for cqe in &mut cq {
-            self.in_flight = self.in_flight.saturating_sub(1);
+        // Copied out first: handling a completion needs the backend, the queue borrows it.
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(&mut self.ring.completion());
+        for cqe in cqes.drain(..) {
+            if !cqueue::more(cqe.flags()) {
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
             let (op, generation, buf) = decode(cqe.user_data());
             let res = cqe.result();
             match op {
-                OP_RECV => {
-                    if generation != self.outer_generation {
-                        self.retired_armed = self.retired_armed.saturating_sub(1);
-                        if self.retired_armed == 0 {
-                            self.retired_outers.clear();
-                        }
-                        self.free.push(buf);
-                        continue;
-                    }
-                    self.outer_armed -= 1;
-                    if res < 0 {
-                        self.free.push(buf);
-                        continue;
-                    }
-                    let slot = &self.slots[buf as usize];
-                    match sockaddr_from(&slot.addr) {
-                        Some(from) => out.push(Rx::Outer {
-                            buf: BufId(buf),
-                            len: res as usize,
-                            from,
-                            truncated: slot.hdr.msg_flags & libc::MSG_TRUNC != 0,
-                        }),
-                        None => self.free.push(buf),
-                    }
-                }
-                OP_READ => {
-                    self.inner_armed -= 1;
-                    if res > 0 {
-                        out.push(Rx::Inner {
-                            buf: BufId(buf),
-                            len: res as usize,
-                        });
-                    } else {
-                        self.free.push(buf);
-                        // EOF or EBADFD: the interface was deleted. EINTR/EAGAIN just re-arm.
-                        let transient =
-                            matches!(-res, libc::EINTR | libc::EAGAIN | libc::ECANCELED);
-                        if (res == 0 || !transient) && !self.inner_closed {
-                            self.inner_closed = true;
-                            out.push(Rx::InnerClosed);
-                        }
-                    }
-                }
+                OP_RECV => self.on_recv(res, cqe.flags(), generation, out),
+                OP_READ => self.on_read(res, cqe.flags(), out),
                 OP_SEND | OP_WRITE => {
                     if res < 0 {
                         self.send_failures += 1;
@@ -303,6 +437,7 @@ impl UringBackend {
                 _ => {}
             }
         }
+        self.cqes = cqes;
     }
 
     /// Cancels every operation and waits (up to `limit`) for the kernel to let go of them.
@@ -325,6 +460,11 @@ impl UringBackend {
         }
         self.in_flight == 0
     }
+}
+
+/// Adds what xgate was doing to an OS error, keeping its kind.
+fn annotate(e: io::Error, doing: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing}: {e}"))
 }
 
 impl Backend for UringBackend {
@@ -370,7 +510,7 @@ impl Backend for UringBackend {
     }
 
     fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        let hdr = self.prepare_msghdr(buf.0, range, Some(to));
+        let hdr = self.prepare_send(buf.0, range, to);
         let fd = Fd(self.outer.as_raw_fd());
         let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
             OP_SEND,
@@ -391,8 +531,10 @@ impl Backend for UringBackend {
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
         let old = std::mem::replace(&mut self.outer, socket);
         let old_fd: RawFd = old.as_raw_fd();
-        self.retired_armed += self.outer_armed;
-        self.outer_armed = 0;
+        if self.outer_armed {
+            self.retired_armed += 1;
+        }
+        self.outer_armed = false;
         self.outer_generation = self.outer_generation.wrapping_add(1);
         if self.retired_armed > 0 {
             self.retired_outers.push(old);
@@ -416,7 +558,10 @@ impl Drop for UringBackend {
             let bufs = std::mem::take(&mut self.bufs);
             let slots = std::mem::take(&mut self.slots);
             let wake = std::mem::replace(&mut self.wake_buf, Box::new(0));
-            std::mem::forget((bufs, slots, wake));
+            // SAFETY: all-zero is a valid msghdr.
+            let template =
+                std::mem::replace(&mut self.recv_template, Box::new(unsafe { zeroed() }));
+            std::mem::forget((bufs, slots, wake, template));
             tracing::warn!("io_uring operations did not drain; leaked their buffers");
         }
     }

@@ -111,10 +111,11 @@ impl<B: Backend> Worker<B> {
             match item {
                 Rx::Outer {
                     buf,
+                    at,
                     len,
                     from,
                     truncated,
-                } => self.receive_outer(buf, len, from, truncated, now),
+                } => self.receive_outer(buf, at..at + len, from, truncated, now),
                 Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
                 Rx::Wake => {}
                 Rx::InnerClosed => {
@@ -398,7 +399,7 @@ impl<B: Backend> Worker<B> {
             match h.kind {
                 HandoverKind::Outer(from) => {
                     self.backend.buf(buf)[..h.len].copy_from_slice(&h.data[..h.len]);
-                    self.receive_transport(buf, h.len, from, now);
+                    self.receive_transport(buf, 0..h.len, from, now);
                 }
                 HandoverKind::Inner => {
                     let off = crate::io::INNER_OFFSET;

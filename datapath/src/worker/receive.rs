@@ -3,6 +3,7 @@
 //! against the sender's allowed IPs and written to the TUN.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::Instant;
 
 use proto::constants::*;
@@ -16,10 +17,11 @@ use crate::stats::DropReason;
 
 impl<B: Backend> Worker<B> {
     /// A datagram from this worker's outer socket.
+    /// The datagram is `buf[datagram]`.
     pub(super) fn receive_outer(
         &mut self,
         buf: BufId,
-        len: usize,
+        datagram: Range<usize>,
         from: SocketAddr,
         truncated: bool,
         now: Instant,
@@ -30,12 +32,13 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
-        let kind = proto::wire::message_type(&self.backend.buf(buf)[..len]);
+        let kind = proto::wire::message_type(&self.backend.buf(buf)[datagram.clone()]);
+        let d = datagram;
         match kind {
-            Ok(MSG_INITIATION) => self.forward_handshake(buf, len, INITIATION_LEN, from, now),
-            Ok(MSG_RESPONSE) => self.forward_handshake(buf, len, RESPONSE_LEN, from, now),
-            Ok(MSG_COOKIE_REPLY) => self.forward_handshake(buf, len, COOKIE_REPLY_LEN, from, now),
-            Ok(MSG_TRANSPORT) => self.receive_transport(buf, len, from, now),
+            Ok(MSG_INITIATION) => self.forward_handshake(buf, d, INITIATION_LEN, from, now),
+            Ok(MSG_RESPONSE) => self.forward_handshake(buf, d, RESPONSE_LEN, from, now),
+            Ok(MSG_COOKIE_REPLY) => self.forward_handshake(buf, d, COOKIE_REPLY_LEN, from, now),
+            Ok(MSG_TRANSPORT) => self.receive_transport(buf, d, from, now),
             Ok(_) => {
                 self.counters.drop(DropReason::UnknownType);
                 self.backend.free(buf);
@@ -51,11 +54,12 @@ impl<B: Backend> Worker<B> {
     fn forward_handshake(
         &mut self,
         buf: BufId,
-        len: usize,
+        datagram: Range<usize>,
         exact: usize,
         from: SocketAddr,
         now: Instant,
     ) {
+        let len = datagram.len();
         if len != exact {
             self.counters.drop(if len < exact {
                 DropReason::Truncated
@@ -72,7 +76,7 @@ impl<B: Backend> Worker<B> {
             len,
             bytes: [0u8; INITIATION_LEN],
         };
-        msg.bytes[..len].copy_from_slice(&self.backend.buf(buf)[..len]);
+        msg.bytes[..len].copy_from_slice(&self.backend.buf(buf)[datagram]);
         self.backend.free(buf);
         match self.links.handshakes.try_send(msg) {
             Ok(()) => self.counters.handshakes_forwarded += 1,
@@ -84,11 +88,14 @@ impl<B: Backend> Worker<B> {
     pub(super) fn receive_transport(
         &mut self,
         buf: BufId,
-        len: usize,
+        datagram: Range<usize>,
         from: SocketAddr,
         now: Instant,
     ) {
-        let Ok(header) = proto::wire::TransportHeader::parse(&self.backend.buf(buf)[..len]) else {
+        let len = datagram.len();
+        let Ok(header) =
+            proto::wire::TransportHeader::parse(&self.backend.buf(buf)[datagram.clone()])
+        else {
             self.counters.drop(DropReason::Truncated);
             self.backend.free(buf);
             return;
@@ -96,7 +103,7 @@ impl<B: Backend> Worker<B> {
         let owner = index_owner(header.receiver);
         if owner != self.id {
             if owner < self.links.mesh.len() {
-                self.hand_over(owner, HandoverKind::Outer(from), buf, 0..len);
+                self.hand_over(owner, HandoverKind::Outer(from), buf, datagram);
             } else {
                 self.counters.drop(DropReason::UnknownIndex);
                 self.backend.free(buf);
@@ -123,7 +130,7 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
-        let n = match session.open(&mut self.backend.buf(buf)[..len]) {
+        let n = match session.open(&mut self.backend.buf(buf)[datagram.clone()]) {
             Ok(n) => n,
             Err(e) => {
                 self.counters.drop(match e {
@@ -174,12 +181,13 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
-        self.deliver_inner(peer, buf, n);
+        self.deliver_inner(peer, buf, datagram.start + INNER_OFFSET, n);
     }
 
-    /// Writes a decrypted packet to the TUN if its source belongs to the peer that sent it.
-    fn deliver_inner(&mut self, peer: crate::route::PeerId, buf: BufId, n: usize) {
-        let packet = &self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + n];
+    /// Writes the decrypted packet at `buf[at..at + n]` to the TUN if its source belongs to
+    /// the peer that sent it.
+    fn deliver_inner(&mut self, peer: crate::route::PeerId, buf: BufId, at: usize, n: usize) {
+        let packet = &self.backend.buf(buf)[at..at + n];
         let Some(header) = proto::inner::parse(packet) else {
             self.counters.drop(DropReason::BadInnerPacket);
             self.backend.free(buf);
@@ -192,12 +200,11 @@ impl<B: Backend> Worker<B> {
         }
         // Clamp SYNs from the peer too, so the server side's segments fit the tunnel.
         let mtu = self.mtu;
-        let packet = &mut self.backend.buf(buf)[INNER_OFFSET..INNER_OFFSET + header.len];
+        let packet = &mut self.backend.buf(buf)[at..at + header.len];
         if crate::inner::clamp_mss(packet, mtu) {
             self.counters.mss_clamped += 1;
         }
-        self.backend
-            .send_inner(buf, INNER_OFFSET..INNER_OFFSET + header.len);
+        self.backend.send_inner(buf, at..at + header.len);
         self.counters.tun_writes += 1;
     }
 }
