@@ -5,7 +5,7 @@
 //! - `io`: the backend seam (`io_uring` for real, in-memory for tests).
 //! - `route`: cryptokey routing (allowed IPs → peer).
 //! - `messages`: the contract with the control plane.
-//! - `udp`, `tun`, `waker`: the kernel objects a worker owns.
+//! - `udp`, `tun`, `waker`: the kernel objects a worker owns; `udp_gso` their offloads.
 //! - `launch`: starting and stopping the workers.
 #![warn(missing_docs)]
 
@@ -17,5 +17,6 @@ pub mod route;
 pub mod stats;
 pub mod tun;
 pub mod udp;
+pub mod udp_gso;
 pub mod waker;
 pub mod worker;

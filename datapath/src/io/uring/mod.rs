@@ -6,7 +6,8 @@
 //! kernel takes a pool buffer from a provided-buffer ring (`buf_ring`) for each packet. The
 //! worker's freed buffers refill the rings once per batch. Completions are reaped in batches;
 //! sends and writes queued while processing a batch are submitted together with the next wait,
-//! so a batch costs one system call.
+//! so a batch costs one system call. Consecutive datagrams to one peer leave in one segmented
+//! send (UDP_SEGMENT, `send_batch`), one by one where the kernel or device refuses that.
 //!
 //! Safety: every pointer handed to the kernel (buffer, iovec, msghdr, sockaddr, ring entry)
 //! points into boxed slices or mappings that live as long as the backend and never move. A
@@ -25,9 +26,14 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+mod send_batch;
+
+use send_batch::SendBatches;
+
 use super::buf_ring::BufRing;
 use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
-use crate::udp::{sockaddr_from, sockaddr_to};
+use crate::udp::sockaddr_from;
+use crate::udp_gso::MAX_SEGMENTS;
 use crate::waker::Waker;
 
 /// Buffers lent to the kernel for outer datagrams (a power of two).
@@ -40,6 +46,8 @@ const TUN_DEPTH: usize = 64;
 pub const POOL_SIZE: usize = 2048;
 const _: () = assert!(POOL_SIZE <= u16::MAX as usize, "buffer ids are 16 bits");
 const _: () = assert!((OUTER_RING as usize + TUN_RING as usize) * 2 <= POOL_SIZE);
+/// Outgoing sends in preparation or in flight (each one datagram or one segmented run).
+const SEND_BATCHES: usize = 1024;
 /// Completions a wait asks for before it returns early: at load, one wake-up handles a batch.
 const WAIT_BATCH: usize = 32;
 /// How long a wait holds out for `WAIT_BATCH` before returning with what it has (kernels with
@@ -70,13 +78,6 @@ fn decode(data: u64) -> (u64, u8, u32) {
     (data >> 56, (data >> 48) as u8, data as u32)
 }
 
-/// Kernel-facing metadata of one buffer being sent: where a sendmsg describes it.
-struct Slot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
-    addr: libc::sockaddr_storage,
-}
-
 /// How the TUN is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TunReads {
@@ -102,7 +103,7 @@ pub struct UringBackend {
     tun_ring: BufRing,
     tun_reads: TunReads,
     bufs: Box<[[u8; BUF_SIZE]]>,
-    slots: Box<[Slot]>,
+    sends: SendBatches,
     free: Vec<u32>,
     outer_armed: bool,
     inner_armed: usize,
@@ -134,19 +135,7 @@ impl UringBackend {
             .map_err(|e| annotate(e, "registering the outer buffer ring (needs Linux 5.19+)"))?;
         let tun_ring = BufRing::register(&ring.submitter(), TUN_RING, GROUP_TUN)
             .map_err(|e| annotate(e, "registering the TUN buffer ring (needs Linux 5.19+)"))?;
-        // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs for which all-zero is
-        // a valid (empty) value.
-        let slots = (0..POOL_SIZE)
-            .map(|_| unsafe {
-                Slot {
-                    hdr: zeroed(),
-                    iov: zeroed(),
-                    addr: zeroed(),
-                }
-            })
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
-        // SAFETY: as above. Only the name and control lengths of the template matter: they
+        // SAFETY: all-zero is a valid (empty) msghdr. Only the name and control lengths of the template matter: they
         // fix where in each buffer the kernel puts the address and the payload.
         let mut recv_template: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_template.msg_namelen = NAME_LEN as libc::socklen_t;
@@ -165,7 +154,7 @@ impl UringBackend {
             tun_ring,
             tun_reads: TunReads::Multishot,
             bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
-            slots,
+            sends: SendBatches::new(SEND_BATCHES),
             free: (0..POOL_SIZE as u32).rev().collect(),
             outer_armed: false,
             inner_armed: 0,
@@ -189,8 +178,8 @@ impl UringBackend {
         self.ring.submitter().register_iowq_aff(&set)
     }
 
-    /// Queues an operation; false if the kernel's queue stayed full (the operation's buffer
-    /// is back on the free list and, for a send, counted as failed).
+    /// Queues an operation; false if the kernel's queue stayed full (a send's or write's
+    /// buffers are back on the free list and counted as failed).
     fn push(&mut self, entry: squeue::Entry) -> bool {
         // SAFETY: the entry's pointers refer to `bufs`, `slots`, `recv_template` or `wake_buf`,
         // which outlive the operation (see the module comment).
@@ -201,9 +190,13 @@ impl UringBackend {
                 if self.ring.submission().push(&entry).is_err() {
                     // Still full (the kernel is backed up): give up on this one operation.
                     let (op, _, buf) = decode(entry.get_user_data());
-                    if matches!(op, OP_SEND | OP_WRITE) {
-                        self.free.push(buf);
-                        self.send_failures += 1;
+                    match op {
+                        OP_WRITE => {
+                            self.free.push(buf);
+                            self.send_failures += 1;
+                        }
+                        OP_SEND => self.finish_send(buf, true),
+                        _ => {}
                     }
                     return false;
                 }
@@ -213,21 +206,81 @@ impl UringBackend {
         true
     }
 
-    fn prepare_send(&mut self, buf: u32, range: Range<usize>, to: SocketAddr) -> *mut libc::msghdr {
-        let b = buf as usize;
-        let base = self.bufs[b][range.start..].as_mut_ptr();
-        let slot = &mut self.slots[b];
-        slot.iov = libc::iovec {
-            iov_base: base.cast(),
-            iov_len: range.len(),
+    /// Hands the open send batch, if any, to the kernel.
+    fn submit_open_batch(&mut self) {
+        let Some(slot) = self.sends.take_open() else {
+            return;
         };
-        // SAFETY: all-zero is a valid msghdr.
-        slot.hdr = unsafe { zeroed() };
-        slot.hdr.msg_name = (&mut slot.addr as *mut libc::sockaddr_storage).cast();
-        slot.hdr.msg_namelen = sockaddr_to(to, &mut slot.addr);
-        slot.hdr.msg_iov = &mut slot.iov;
-        slot.hdr.msg_iovlen = 1;
-        &mut slot.hdr
+        let hdr = self.sends.prepare(slot);
+        let fd = Fd(self.outer.as_raw_fd());
+        let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
+            OP_SEND,
+            self.outer_generation,
+            slot,
+        ));
+        let _ = self.push(entry);
+    }
+
+    /// A send batch is done: its buffers go back to the pool; `failed` counts its datagrams.
+    fn finish_send(&mut self, slot: u32, failed: bool) {
+        let batch = self.sends.get(slot);
+        if failed {
+            self.send_failures += batch.len() as u64;
+        }
+        for (buf, _, _) in batch.datagrams() {
+            self.free.push(buf);
+        }
+        self.sends.release(slot);
+    }
+
+    /// A send batch's completion. A segmented send the kernel refused is retried datagram by
+    /// datagram, and where the refusal says the device cannot segment, GSO stays off.
+    fn on_send(&mut self, slot: u32, res: i32) {
+        let batch = self.sends.get(slot);
+        if res >= 0 || batch.len() < 2 {
+            self.finish_send(slot, res < 0);
+            return;
+        }
+        let Some(to) = batch.destination() else {
+            self.finish_send(slot, true);
+            return;
+        };
+        let mut retry = [(0u32, 0usize, 0usize); MAX_SEGMENTS];
+        let mut n = 0;
+        for d in batch.datagrams() {
+            retry[n] = d;
+            n += 1;
+        }
+        self.sends.release(slot);
+        if matches!(-res, libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT) && self.sends.gso {
+            tracing::warn!(
+                "the kernel refused a segmented UDP send ({}); sending datagrams one by one",
+                io::Error::from_raw_os_error(-res)
+            );
+            self.sends.gso = false;
+        }
+        for &(buf, start, len) in &retry[..n] {
+            self.send_one(BufId(buf), start..start + len, to, false);
+        }
+    }
+
+    /// Adds a datagram to the open batch (or a new one); `join` false keeps it on its own.
+    fn send_one(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, join: bool) {
+        let len = range.len();
+        if !join || !self.sends.fits(to, len) {
+            self.submit_open_batch();
+            if !self.sends.start(to) {
+                // Every batch is in flight: drop this datagram, as a full socket buffer would.
+                self.free.push(buf.0);
+                self.send_failures += 1;
+                return;
+            }
+        }
+        let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
+        self.sends.append(buf.0, ptr, range.start, len);
+        if !join {
+            self.submit_open_batch();
+        }
     }
 
     /// Lends free buffers to both rings until they are full (or the pool runs low).
@@ -424,7 +477,8 @@ impl UringBackend {
             match op {
                 OP_RECV => self.on_recv(res, cqe.flags(), generation, out),
                 OP_READ => self.on_read(res, cqe.flags(), out),
-                OP_SEND | OP_WRITE => {
+                OP_SEND => self.on_send(buf, res),
+                OP_WRITE => {
                     if res < 0 {
                         self.send_failures += 1;
                     }
@@ -442,6 +496,7 @@ impl UringBackend {
 
     /// Cancels every operation and waits (up to `limit`) for the kernel to let go of them.
     fn drain(&mut self, limit: Duration) -> bool {
+        self.submit_open_batch();
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
             .user_data(user_data(OP_CANCEL, 0, 0));
@@ -469,6 +524,7 @@ fn annotate(e: io::Error, doing: &str) -> io::Error {
 
 impl Backend for UringBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
+        self.submit_open_batch();
         self.rearm();
         let wait = if self.ring.completion().is_empty() {
             deadline.saturating_duration_since(Instant::now())
@@ -510,14 +566,7 @@ impl Backend for UringBackend {
     }
 
     fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        let hdr = self.prepare_send(buf.0, range, to);
-        let fd = Fd(self.outer.as_raw_fd());
-        let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
-            OP_SEND,
-            self.outer_generation,
-            buf.0,
-        ));
-        let _ = self.push(entry);
+        self.send_one(buf, range, to, true);
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
@@ -529,6 +578,8 @@ impl Backend for UringBackend {
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
+        // What was sent before the switch leaves by the socket it was meant for.
+        self.submit_open_batch();
         let old = std::mem::replace(&mut self.outer, socket);
         let old_fd: RawFd = old.as_raw_fd();
         if self.outer_armed {
@@ -556,12 +607,12 @@ impl Drop for UringBackend {
             // The kernel still holds pointers into our buffers: leaking them is the only safe
             // choice. This happens only if operations refuse to cancel for two seconds.
             let bufs = std::mem::take(&mut self.bufs);
-            let slots = std::mem::take(&mut self.slots);
+            let sends = std::mem::replace(&mut self.sends, SendBatches::new(0));
             let wake = std::mem::replace(&mut self.wake_buf, Box::new(0));
             // SAFETY: all-zero is a valid msghdr.
             let template =
                 std::mem::replace(&mut self.recv_template, Box::new(unsafe { zeroed() }));
-            std::mem::forget((bufs, slots, wake, template));
+            std::mem::forget((bufs, sends, wake, template));
             tracing::warn!("io_uring operations did not drain; leaked their buffers");
         }
     }

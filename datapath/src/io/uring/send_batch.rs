@@ -1,0 +1,173 @@
+//! Outgoing datagrams grouped into sends. Consecutive datagrams to one destination with one
+//! size (the last may be shorter) ride in one `sendmsg` with a UDP_SEGMENT control message:
+//! one system call, one route lookup and one socket-buffer charge for the whole run. Without
+//! GSO (or for a lone datagram) a batch holds exactly one datagram.
+
+use std::mem::zeroed;
+use std::net::SocketAddr;
+
+use crate::udp::sockaddr_to;
+use crate::udp_gso::{segment_control, CONTROL_LEN, MAX_GSO_BYTES, MAX_SEGMENTS};
+
+/// One send in preparation or in flight: its datagrams' buffers and the kernel-facing headers.
+pub(super) struct SendBatch {
+    hdr: libc::msghdr,
+    iovs: [libc::iovec; MAX_SEGMENTS],
+    addr: libc::sockaddr_storage,
+    control: [u64; CONTROL_LEN / 8],
+    bufs: [u32; MAX_SEGMENTS],
+    starts: [u16; MAX_SEGMENTS],
+    count: usize,
+    to: Option<SocketAddr>,
+    segment: usize,
+    bytes: usize,
+    closed: bool,
+}
+
+impl SendBatch {
+    fn empty() -> Self {
+        // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs for which all-zero is
+        // a valid (empty) value.
+        unsafe {
+            Self {
+                hdr: zeroed(),
+                iovs: zeroed(),
+                addr: zeroed(),
+                control: [0; CONTROL_LEN / 8],
+                bufs: [0; MAX_SEGMENTS],
+                starts: [0; MAX_SEGMENTS],
+                count: 0,
+                to: None,
+                segment: 0,
+                bytes: 0,
+                closed: false,
+            }
+        }
+    }
+
+    /// The datagrams: (buffer, start offset, length).
+    pub(super) fn datagrams(&self) -> impl Iterator<Item = (u32, usize, usize)> + '_ {
+        (0..self.count).map(|i| {
+            (
+                self.bufs[i],
+                usize::from(self.starts[i]),
+                self.iovs[i].iov_len,
+            )
+        })
+    }
+
+    /// Where the datagrams go.
+    pub(super) fn destination(&self) -> Option<SocketAddr> {
+        self.to
+    }
+
+    /// Number of datagrams.
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+}
+
+/// A fixed set of send batches; at most one is open for appending at a time.
+pub(super) struct SendBatches {
+    slots: Box<[SendBatch]>,
+    free: Vec<u32>,
+    open: Option<u32>,
+    /// Whether datagrams may be combined (off after the kernel refused a segmented send).
+    pub(super) gso: bool,
+}
+
+impl SendBatches {
+    /// `count` batches.
+    pub(super) fn new(count: usize) -> Self {
+        Self {
+            slots: (0..count).map(|_| SendBatch::empty()).collect(),
+            free: (0..count as u32).rev().collect(),
+            open: None,
+            gso: true,
+        }
+    }
+
+    /// True if a datagram of `len` bytes to `to` can join the open batch.
+    pub(super) fn fits(&self, to: SocketAddr, len: usize) -> bool {
+        let Some(open) = self.open else { return false };
+        let b = &self.slots[open as usize];
+        self.gso
+            && b.to == Some(to)
+            && !b.closed
+            && b.count < MAX_SEGMENTS
+            && len <= b.segment
+            && len > 0
+            && b.bytes + len <= MAX_GSO_BYTES
+    }
+
+    /// Closes the open batch, if any, and returns it for sending.
+    pub(super) fn take_open(&mut self) -> Option<u32> {
+        self.open.take()
+    }
+
+    /// Opens a new batch to `to`; false if every batch is in flight.
+    pub(super) fn start(&mut self, to: SocketAddr) -> bool {
+        debug_assert!(self.open.is_none());
+        let Some(slot) = self.free.pop() else {
+            return false;
+        };
+        let b = &mut self.slots[slot as usize];
+        b.count = 0;
+        b.bytes = 0;
+        b.segment = 0;
+        b.closed = false;
+        b.to = Some(to);
+        self.open = Some(slot);
+        true
+    }
+
+    /// Appends `len` bytes at `ptr` (buffer `buf`, offset `start`) to the open batch.
+    pub(super) fn append(&mut self, buf: u32, ptr: *mut u8, start: usize, len: usize) {
+        let Some(open) = self.open else { return };
+        let b = &mut self.slots[open as usize];
+        let i = b.count;
+        b.iovs[i] = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: len,
+        };
+        b.bufs[i] = buf;
+        b.starts[i] = start as u16;
+        if i == 0 {
+            b.segment = len;
+        } else if len < b.segment {
+            // A shorter datagram can only end a segmented send.
+            b.closed = true;
+        }
+        b.count += 1;
+        b.bytes += len;
+    }
+
+    /// Fills in the batch's msghdr for sending and returns it.
+    pub(super) fn prepare(&mut self, slot: u32) -> *mut libc::msghdr {
+        let b = &mut self.slots[slot as usize];
+        // SAFETY: all-zero is a valid msghdr.
+        b.hdr = unsafe { zeroed() };
+        if let Some(to) = b.to {
+            b.hdr.msg_namelen = sockaddr_to(to, &mut b.addr);
+            b.hdr.msg_name = (&mut b.addr as *mut libc::sockaddr_storage).cast();
+        }
+        b.hdr.msg_iov = b.iovs.as_mut_ptr();
+        b.hdr.msg_iovlen = b.count;
+        if b.count > 1 {
+            b.hdr.msg_controllen = segment_control(&mut b.control, b.segment as u16);
+            b.hdr.msg_control = b.control.as_mut_ptr().cast();
+        }
+        &mut b.hdr
+    }
+
+    /// A batch, to read its datagrams after the send completed.
+    pub(super) fn get(&self, slot: u32) -> &SendBatch {
+        &self.slots[slot as usize]
+    }
+
+    /// Returns a batch to the free set.
+    pub(super) fn release(&mut self, slot: u32) {
+        self.slots[slot as usize].count = 0;
+        self.free.push(slot);
+    }
+}
