@@ -136,6 +136,10 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         }
     }
 
+    if xgate_only && !profile.is_empty() {
+        eprintln!("where xgate's time goes (decrypt, 1420 B):\n{profile}");
+    }
+
     eprintln!("scaling: 1 and 2 xgate workers, 8 clients");
     let mut scaling = Vec::new();
     for workers in [1, 2] {
