@@ -8,7 +8,7 @@ CARGO ?= cargo
 BORINGTUN_VERSION := 0.7.1
 APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates
 # What only the benchmark needs on top.
-BENCH_PACKAGES := iperf3 valgrind linux-perf git
+BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 
 .PHONY: all deps bench-deps apt-packages build demo test bench lint clean
 

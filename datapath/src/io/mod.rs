@@ -78,4 +78,8 @@ pub trait Backend {
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);
     /// Sends or writes that the kernel refused since the last call (and resets the count).
     fn take_send_failures(&mut self) -> u64;
+    /// Received packets dropped for want of a free buffer since the last call (and resets).
+    fn take_receive_drops(&mut self) -> u64 {
+        0
+    }
 }

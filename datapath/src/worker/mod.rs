@@ -136,6 +136,8 @@ impl<B: Backend> Worker<B> {
         self.flush_wakes();
         let failures = self.backend.take_send_failures();
         self.counters.drops[DropReason::SendFailed as usize] += failures;
+        let starved = self.backend.take_receive_drops();
+        self.counters.drops[DropReason::NoBuffer as usize] += starved;
     }
 
     /// The backend, for tests that inject and inspect packets.

@@ -33,11 +33,16 @@ use send_batch::SendBatches;
 use super::buf_ring::BufRing;
 use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::udp::sockaddr_from;
-use crate::udp_gso::MAX_SEGMENTS;
+use crate::udp_gso::{enable_gro, gro_segment_size, CONTROL_LEN, MAX_SEGMENTS};
 use crate::waker::Waker;
 
 /// Buffers lent to the kernel for outer datagrams (a power of two).
 const OUTER_RING: u16 = 512;
+/// Large buffers lent to the kernel for coalesced (UDP_GRO) receives (a power of two).
+const GRO_BUFS: u16 = 64;
+/// One coalesced receive: up to 64 KiB of payload behind the result header, address and
+/// control message.
+const GRO_BUF_SIZE: usize = (1 << 16) + 128;
 /// Buffers lent to the kernel for TUN reads (a power of two).
 const TUN_RING: u16 = 256;
 /// Single reads kept armed on the TUN where multishot reads are not supported (before 6.7).
@@ -100,6 +105,13 @@ pub struct UringBackend {
     wake_buf: Box<u64>,
     recv_template: Box<libc::msghdr>,
     outer_ring: BufRing,
+    /// Outer receives land in `gro_bufs` and are split into pool buffers (UDP_GRO is on);
+    /// otherwise each datagram lands in a pool buffer of its own.
+    gro: bool,
+    gro_bufs: Box<[u8]>,
+    receive_drops: u64,
+    /// Receives that carried more than one datagram (to see GRO at work).
+    coalesced: u64,
     tun_ring: BufRing,
     tun_reads: TunReads,
     bufs: Box<[[u8; BUF_SIZE]]>,
@@ -131,14 +143,37 @@ impl UringBackend {
                     .build(1024)
             })?;
         let min_wait = ring.params().is_feature_min_timeout();
-        let outer_ring = BufRing::register(&ring.submitter(), OUTER_RING, GROUP_OUTER)
+        // Coalesced receives where the kernel allows them: one completion per run of datagrams.
+        let gro = enable_gro(outer.as_raw_fd());
+        let entries = if gro { GRO_BUFS } else { OUTER_RING };
+        let mut outer_ring = BufRing::register(&ring.submitter(), entries, GROUP_OUTER)
             .map_err(|e| annotate(e, "registering the outer buffer ring (needs Linux 5.19+)"))?;
+        let mut gro_bufs = vec![
+            0u8;
+            if gro {
+                GRO_BUFS as usize * GRO_BUF_SIZE
+            } else {
+                0
+            }
+        ]
+        .into_boxed_slice();
+        if gro {
+            for i in 0..GRO_BUFS {
+                // SAFETY: buffer `i` lies inside `gro_bufs`.
+                let at = unsafe { gro_bufs.as_mut_ptr().add(usize::from(i) * GRO_BUF_SIZE) };
+                outer_ring.push(at, GRO_BUF_SIZE as u32, i);
+            }
+            outer_ring.publish();
+        }
         let tun_ring = BufRing::register(&ring.submitter(), TUN_RING, GROUP_TUN)
             .map_err(|e| annotate(e, "registering the TUN buffer ring (needs Linux 5.19+)"))?;
         // SAFETY: all-zero is a valid (empty) msghdr. Only the name and control lengths of the template matter: they
         // fix where in each buffer the kernel puts the address and the payload.
         let mut recv_template: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
         recv_template.msg_namelen = NAME_LEN as libc::socklen_t;
+        if gro {
+            recv_template.msg_controllen = CONTROL_LEN;
+        }
         Ok(Self {
             ring,
             min_wait,
@@ -151,6 +186,10 @@ impl UringBackend {
             wake_buf: Box::new(0),
             recv_template,
             outer_ring,
+            gro,
+            gro_bufs,
+            receive_drops: 0,
+            coalesced: 0,
             tun_ring,
             tun_reads: TunReads::Multishot,
             bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
@@ -164,6 +203,11 @@ impl UringBackend {
             send_failures: 0,
             cqes: Vec::with_capacity(POOL_SIZE * 2),
         })
+    }
+
+    /// Receives so far that carried more than one datagram (UDP_GRO at work).
+    pub fn coalesced_receives(&self) -> u64 {
+        self.coalesced
     }
 
     /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
@@ -285,7 +329,8 @@ impl UringBackend {
 
     /// Lends free buffers to both rings until they are full (or the pool runs low).
     fn refill(&mut self) {
-        let mut outer = self.outer_ring.room();
+        // Coalesced receives use their own buffers, re-lent as soon as they are split.
+        let mut outer = if self.gro { 0 } else { self.outer_ring.room() };
         let mut tun = self.tun_ring.room();
         if self.inner_closed {
             tun = 0;
@@ -372,7 +417,7 @@ impl UringBackend {
         if generation != self.outer_generation {
             // A receive on a socket since replaced: let its buffer go.
             if let Some(b) = buf {
-                self.free.push(u32::from(b));
+                self.recycle_outer(b);
             }
             if !more {
                 self.retired_armed = self.retired_armed.saturating_sub(1);
@@ -387,9 +432,17 @@ impl UringBackend {
             self.outer_armed = false;
         }
         let Some(b) = buf else { return };
+        if res < 0 {
+            self.recycle_outer(b);
+            return;
+        }
+        if self.gro {
+            self.split_coalesced(b, res as usize, out);
+            self.recycle_outer(b);
+            return;
+        }
         let b = u32::from(b);
-        if res < 0 || b as usize >= POOL_SIZE {
-            self.free.push(b);
+        if b as usize >= POOL_SIZE {
             return;
         }
         let data = &self.bufs[b as usize][..(res as usize).min(BUF_SIZE)];
@@ -397,21 +450,9 @@ impl UringBackend {
             self.free.push(b);
             return;
         };
-        // SAFETY: all-zero is a valid sockaddr_storage; at most NAME_LEN bytes are copied in.
-        let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
-        let name = msg.name_data();
-        let n = name.len().min(size_of::<libc::sockaddr_storage>());
-        // SAFETY: `addr` has room for `n` bytes and does not overlap the buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                name.as_ptr(),
-                (&mut addr as *mut libc::sockaddr_storage).cast::<u8>(),
-                n,
-            );
-        }
         let len = msg.payload_data().len();
         let truncated = msg.is_payload_truncated();
-        match sockaddr_from(&addr) {
+        match sender(&msg) {
             Some(from) => out.push(Rx::Outer {
                 buf: BufId(b),
                 at: OUTER_OFFSET,
@@ -420,6 +461,57 @@ impl UringBackend {
                 truncated,
             }),
             None => self.free.push(b),
+        }
+    }
+
+    /// Copies each datagram of a coalesced receive in `gro_bufs` into a pool buffer of its own.
+    fn split_coalesced(&mut self, big: u16, res: usize, out: &mut Vec<Rx>) {
+        let start = usize::from(big) * GRO_BUF_SIZE;
+        let Some(data) = self.gro_bufs.get(start..start + res.min(GRO_BUF_SIZE)) else {
+            return;
+        };
+        let Ok(msg) = RecvMsgOut::parse(data, &self.recv_template) else {
+            return;
+        };
+        let Some(from) = sender(&msg) else { return };
+        let payload = msg.payload_data();
+        let cut = msg.is_payload_truncated();
+        let segment = gro_segment_size(msg.control_data())
+            .unwrap_or(payload.len())
+            .max(1);
+        if payload.len() > segment {
+            self.coalesced += 1;
+        }
+        for datagram in payload.chunks(segment) {
+            let Some(b) = self.free.pop() else {
+                self.receive_drops += 1;
+                continue;
+            };
+            let n = datagram.len().min(BUF_SIZE - OUTER_OFFSET);
+            self.bufs[b as usize][OUTER_OFFSET..OUTER_OFFSET + n].copy_from_slice(&datagram[..n]);
+            out.push(Rx::Outer {
+                buf: BufId(b),
+                at: OUTER_OFFSET,
+                len: n,
+                from,
+                truncated: cut || n < datagram.len(),
+            });
+        }
+    }
+
+    /// Gives an outer receive buffer back: a coalescing buffer to the ring, a pool buffer to
+    /// the pool.
+    fn recycle_outer(&mut self, b: u16) {
+        if !self.gro {
+            self.free.push(u32::from(b));
+        } else if b < GRO_BUFS {
+            // SAFETY: buffer `b` lies inside `gro_bufs`.
+            let at = unsafe {
+                self.gro_bufs
+                    .as_mut_ptr()
+                    .add(usize::from(b) * GRO_BUF_SIZE)
+            };
+            self.outer_ring.push(at, GRO_BUF_SIZE as u32, b);
         }
     }
 
@@ -517,6 +609,26 @@ impl UringBackend {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
+/// The sender of a received datagram.
+fn sender(msg: &RecvMsgOut<'_>) -> Option<SocketAddr> {
+    // SAFETY: all-zero is a valid sockaddr_storage; at most its size is copied in.
+    let mut addr: libc::sockaddr_storage = unsafe { zeroed() };
+    let name = msg.name_data();
+    let n = name.len().min(size_of::<libc::sockaddr_storage>());
+    // SAFETY: `addr` has room for `n` bytes and does not overlap the message.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            name.as_ptr(),
+            (&mut addr as *mut libc::sockaddr_storage).cast::<u8>(),
+            n,
+        );
+    }
+    sockaddr_from(&addr)
+}
+
 /// Adds what xgate was doing to an OS error, keeping its kind.
 fn annotate(e: io::Error, doing: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{doing}: {e}"))
@@ -580,6 +692,10 @@ impl Backend for UringBackend {
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
         // What was sent before the switch leaves by the socket it was meant for.
         self.submit_open_batch();
+        if self.gro && !enable_gro(socket.as_raw_fd()) {
+            // Still correct: each datagram arrives alone in a coalescing buffer.
+            tracing::debug!("UDP_GRO refused on the new outer socket");
+        }
         let old = std::mem::replace(&mut self.outer, socket);
         let old_fd: RawFd = old.as_raw_fd();
         if self.outer_armed {
@@ -599,6 +715,10 @@ impl Backend for UringBackend {
     fn take_send_failures(&mut self) -> u64 {
         std::mem::take(&mut self.send_failures)
     }
+
+    fn take_receive_drops(&mut self) -> u64 {
+        std::mem::take(&mut self.receive_drops)
+    }
 }
 
 impl Drop for UringBackend {
@@ -608,11 +728,12 @@ impl Drop for UringBackend {
             // choice. This happens only if operations refuse to cancel for two seconds.
             let bufs = std::mem::take(&mut self.bufs);
             let sends = std::mem::replace(&mut self.sends, SendBatches::new(0));
+            let gro_bufs = std::mem::take(&mut self.gro_bufs);
             let wake = std::mem::replace(&mut self.wake_buf, Box::new(0));
             // SAFETY: all-zero is a valid msghdr.
             let template =
                 std::mem::replace(&mut self.recv_template, Box::new(unsafe { zeroed() }));
-            std::mem::forget((bufs, sends, wake, template));
+            std::mem::forget((bufs, sends, gro_bufs, wake, template));
             tracing::warn!("io_uring operations did not drain; leaked their buffers");
         }
     }
