@@ -85,6 +85,19 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
     );
     let p = ping(&rig.clients[c].ns, "10.77.0.1", 3).expect("ping");
     assert_eq!(p.received, 3, "traffic after roaming: {p:?}");
+    // Steering by receiver index: before and after the roam (a new source address and port,
+    // which the flow hash could have put on either socket) every transport datagram reached
+    // the owner's socket; none needed handing over.
+    let stats = &rig.show()["stats"];
+    assert!(
+        stats["rx_datagrams"].as_u64().unwrap_or(0) > 100_000,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["outer_handed_over"].as_u64(),
+        Some(0),
+        "datagrams that reached another worker's socket: {stats}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! - `route`: cryptokey routing (allowed IPs → peer).
 //! - `messages`: the contract with the control plane.
 //! - `udp`, `tun`, `waker`: the kernel objects a worker owns; `udp_gso` their offloads.
+//! - `steering`: received datagrams go to the socket of the worker that owns their session.
 //! - `launch`: starting and stopping the workers.
 #![warn(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod launch;
 pub mod messages;
 pub mod route;
 pub mod stats;
+pub mod steering;
 pub mod tun;
 pub mod udp;
 pub mod udp_gso;

@@ -103,6 +103,9 @@ pub struct WorkerCounters {
     pub tun_reads: u64,
     /// Packets passed to another worker (wrong owner).
     pub handed_over: u64,
+    /// Of those, datagrams that arrived on another worker's socket: steering missed them
+    /// (initiations are not counted; they go to the control plane).
+    pub outer_handed_over: u64,
     /// Handshake messages passed to the control plane.
     pub handshakes_forwarded: u64,
     /// TCP SYNs whose MSS was lowered to fit the tunnel.
@@ -133,6 +136,7 @@ impl WorkerCounters {
         self.tun_writes += other.tun_writes;
         self.tun_reads += other.tun_reads;
         self.handed_over += other.handed_over;
+        self.outer_handed_over += other.outer_handed_over;
         self.handshakes_forwarded += other.handshakes_forwarded;
         self.mss_clamped += other.mss_clamped;
         self.icmp_too_big_sent += other.icmp_too_big_sent;

@@ -1,5 +1,6 @@
-//! The outer UDP sockets: one per worker, all bound to the listen port with SO_REUSEPORT so
-//! the kernel spreads flows across workers, dual-stack (IPv4 arrives as v4-mapped IPv6).
+//! The outer UDP sockets: one per worker, all bound to the listen port with SO_REUSEPORT, in
+//! worker order so `steering` can pick a worker's socket; dual-stack (IPv4 arrives as
+//! v4-mapped IPv6).
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -180,9 +181,16 @@ pub fn bind_sockets(port: u16, count: usize, fwmark: u32) -> Result<Vec<OwnedFd>
         drop(bind_one(port, false, 0).map_err(|e| classify(port, e))?);
         port
     };
-    (0..count.max(1))
+    let sockets = (0..count.max(1))
         .map(|_| bind_one(port, true, fwmark).map_err(|e| classify(port, e)))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if sockets.len() > 1 {
+        if let Err(e) = crate::steering::attach(&sockets[0]) {
+            // Still correct: packets on the wrong worker are handed over to their owner.
+            tracing::warn!("steering by receiver index unavailable ({e}); using the flow hash");
+        }
+    }
+    Ok(sockets)
 }
 
 /// Sets the firewall mark on a socket (`wg set fwmark`).

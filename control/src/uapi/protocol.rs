@@ -186,6 +186,7 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("tun_reads", d.tun_reads),
         ("tun_writes", d.tun_writes),
         ("handed_over", d.handed_over),
+        ("outer_handed_over", d.outer_handed_over),
         ("handshakes_forwarded", d.handshakes_forwarded),
         ("mss_clamped", d.mss_clamped),
         ("icmp_too_big_sent", d.icmp_too_big_sent),

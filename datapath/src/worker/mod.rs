@@ -369,6 +369,7 @@ impl<B: Backend> Worker<B> {
         buf: crate::io::BufId,
         range: std::ops::Range<usize>,
     ) {
+        let outer = matches!(kind, HandoverKind::Outer(_));
         let pushed = self
             .links
             .mesh
@@ -376,6 +377,9 @@ impl<B: Backend> Worker<B> {
         self.backend.free(buf);
         if pushed {
             self.counters.handed_over += 1;
+            if outer {
+                self.counters.outer_handed_over += 1;
+            }
             if let Some(flag) = self.wake_pending.get_mut(to) {
                 *flag = true;
             }
