@@ -81,7 +81,7 @@ pub fn up(settings: Settings) -> Result<()> {
         .context("reading the bound port")?
         .unwrap_or(settings.listen_port);
 
-    let mut tun = Tun::open(&name, settings.workers).map_err(tun_error)?;
+    let mut tun = Tun::open(&name, settings.workers, true).map_err(tun_error)?;
     let iface = Interface::new(&name);
     iface
         .set_mtu(settings.mtu)
@@ -99,6 +99,7 @@ pub fn up(settings: Settings) -> Result<()> {
         LaunchConfig {
             mtu: settings.mtu,
             cpus: settings.cpus.clone(),
+            tun_vnet_header: tun.vnet_header(),
         },
         sockets.clone(),
         tun.take_queues(),

@@ -55,6 +55,13 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize) {
         down.intact(20 * 1024 * 1024),
         "download corrupted or short: {down:?}"
     );
+    // The server's TCP handed the TUN super-packets (TSO) that xgate cut into segments; the
+    // intact download says every cut was right.
+    let stats = &rig.show()["stats"];
+    assert!(
+        stats["tun_super_packets"].as_u64().unwrap_or(0) > 0,
+        "no TSO super-packet from the TUN during the download: {stats}"
+    );
 
     // IPv6 inside the tunnel.
     let p6 = ping(&rig.clients[c].ns, "fd77::1", 3).expect("ping6 runs");

@@ -53,6 +53,8 @@ pub struct LaunchConfig {
     pub mtu: usize,
     /// CPU to pin each worker to (`None` = leave unpinned).
     pub cpus: Vec<Option<usize>>,
+    /// The TUN queues were opened with IFF_VNET_HDR (`Tun::vnet_header`).
+    pub tun_vnet_header: bool,
 }
 
 impl Workers {
@@ -85,13 +87,14 @@ impl Workers {
             let cpu = config.cpus.get(id).copied().flatten();
             let core = cpu.and_then(|c| cores.iter().find(|core| core.id == c).copied());
             let mtu = config.mtu;
+            let vnet = config.tun_vnet_header;
             let thread = std::thread::Builder::new()
                 .name(format!("xgate-worker-{id}"))
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let backend = match UringBackend::new(socket, Arc::new(queue), waker) {
+                    let backend = match UringBackend::new(socket, Arc::new(queue), vnet, waker) {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));

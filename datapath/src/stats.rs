@@ -40,11 +40,13 @@ pub enum DropReason {
     /// An inner packet larger than the tunnel MTU that may not be fragmented; an ICMP
     /// "packet too big" went back to its sender where one is due.
     TooBig,
+    /// A TUN super-packet whose offload header could not be followed.
+    BadOffload,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::UnknownType,
@@ -62,6 +64,7 @@ impl DropReason {
         DropReason::NoBuffer,
         DropReason::SendFailed,
         DropReason::TooBig,
+        DropReason::BadOffload,
     ];
 
     /// The name operators see (snake_case, stable: scripts parse it).
@@ -84,6 +87,7 @@ impl DropReason {
             DropReason::NoBuffer => "no_buffer",
             DropReason::SendFailed => "send_failed",
             DropReason::TooBig => "too_big",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 }
@@ -110,6 +114,10 @@ pub struct WorkerCounters {
     pub handshakes_forwarded: u64,
     /// TCP SYNs whose MSS was lowered to fit the tunnel.
     pub mss_clamped: u64,
+    /// Outer receives that carried a run of datagrams (UDP_GRO).
+    pub coalesced_receives: u64,
+    /// TUN reads that carried a super-packet, cut into tunnel-sized packets (TSO/USO).
+    pub tun_super_packets: u64,
     /// ICMP "packet too big" errors written back into the TUN.
     pub icmp_too_big_sent: u64,
 }
@@ -139,6 +147,8 @@ impl WorkerCounters {
         self.outer_handed_over += other.outer_handed_over;
         self.handshakes_forwarded += other.handshakes_forwarded;
         self.mss_clamped += other.mss_clamped;
+        self.coalesced_receives += other.coalesced_receives;
+        self.tun_super_packets += other.tun_super_packets;
         self.icmp_too_big_sent += other.icmp_too_big_sent;
     }
 }

@@ -53,7 +53,22 @@ pub enum TunError {
 pub struct Tun {
     name: String,
     queues: Vec<OwnedFd>,
+    vnet_header: bool,
+    offloads: libc::c_uint,
 }
+
+/// What the TUN may hand us and take from us, most first: checksums left partial, TCP
+/// super-packets (with ECN) and, from Linux 6.2, UDP super-packets.
+const OFFLOAD_CHOICES: [libc::c_uint; 3] = [
+    libc::TUN_F_CSUM
+        | libc::TUN_F_TSO4
+        | libc::TUN_F_TSO6
+        | libc::TUN_F_TSO_ECN
+        | libc::TUN_F_USO4
+        | libc::TUN_F_USO6,
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN,
+    0,
+];
 
 fn ifreq_for(name: &str) -> libc::ifreq {
     // SAFETY: all-zero is a valid ifreq.
@@ -81,8 +96,10 @@ pub fn validate_name(name: &str) -> Result<(), TunError> {
 }
 
 impl Tun {
-    /// Creates (or attaches to) TUN interface `name` with `queues` queues.
-    pub fn open(name: &str, queues: usize) -> Result<Self, TunError> {
+    /// Creates (or attaches to) TUN interface `name` with `queues` queues. With `offload`,
+    /// every packet carries a `virtio_net_hdr` and the kernel may pass 64 KiB TCP/UDP
+    /// super-packets both ways (`inner::segment`), as far as it supports them.
+    pub fn open(name: &str, queues: usize, offload: bool) -> Result<Self, TunError> {
         validate_name(name)?;
         let mut fds = Vec::with_capacity(queues);
         for _ in 0..queues.max(1) {
@@ -102,8 +119,9 @@ impl Tun {
             // SAFETY: `fd` is a fresh descriptor we own.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             let mut req = ifreq_for(name);
+            let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
             req.ifr_ifru.ifru_flags =
-                (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE) as libc::c_short;
+                (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | vnet) as libc::c_short;
             // SAFETY: TUNSETIFF reads and writes an ifreq we own.
             if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
                 let e = io::Error::last_os_error();
@@ -121,10 +139,36 @@ impl Tun {
             }
             fds.push(fd);
         }
+        let mut offloads = 0;
+        if offload {
+            // The device-wide features; the first the kernel accepts wins.
+            let queue = fds.first().map(|f| f.as_raw_fd()).unwrap_or(-1);
+            for choice in OFFLOAD_CHOICES {
+                // SAFETY: TUNSETOFFLOAD takes its flags by value.
+                if unsafe { libc::ioctl(queue, libc::TUNSETOFFLOAD, libc::c_ulong::from(choice)) }
+                    == 0
+                {
+                    offloads = choice;
+                    break;
+                }
+            }
+        }
         Ok(Self {
             name: name.to_string(),
             queues: fds,
+            vnet_header: offload,
+            offloads,
         })
+    }
+
+    /// True if each packet read or written carries a `virtio_net_hdr`.
+    pub fn vnet_header(&self) -> bool {
+        self.vnet_header
+    }
+
+    /// The TUN_F_* offloads the kernel accepted (0: whole packets with finished checksums).
+    pub fn offloads(&self) -> libc::c_uint {
+        self.offloads
     }
 
     /// The interface name.

@@ -189,6 +189,8 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("outer_handed_over", d.outer_handed_over),
         ("handshakes_forwarded", d.handshakes_forwarded),
         ("mss_clamped", d.mss_clamped),
+        ("coalesced_receives", d.coalesced_receives),
+        ("tun_super_packets", d.tun_super_packets),
         ("icmp_too_big_sent", d.icmp_too_big_sent),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");

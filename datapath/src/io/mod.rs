@@ -60,6 +60,19 @@ pub enum Rx {
     InnerClosed,
 }
 
+/// What a backend's receive offloads did since the last look.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveStats {
+    /// Dropped: no free pool buffer for a packet cut from a coalesced receive or super-packet.
+    pub no_buffer: u64,
+    /// Dropped: a TUN super-packet whose offload header could not be followed.
+    pub bad_offload: u64,
+    /// Outer receives that carried more than one datagram (UDP_GRO).
+    pub coalesced_receives: u64,
+    /// TUN reads that carried a super-packet cut into several packets (TSO/USO).
+    pub super_packets: u64,
+}
+
 /// What a worker needs from the kernel.
 pub trait Backend {
     /// Waits until something arrives or `deadline` passes; appends what arrived to `out`.
@@ -78,8 +91,8 @@ pub trait Backend {
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);
     /// Sends or writes that the kernel refused since the last call (and resets the count).
     fn take_send_failures(&mut self) -> u64;
-    /// Received packets dropped for want of a free buffer since the last call (and resets).
-    fn take_receive_drops(&mut self) -> u64 {
-        0
+    /// What the receive offloads did since the last call (and resets the counts).
+    fn take_receive_stats(&mut self) -> ReceiveStats {
+        ReceiveStats::default()
     }
 }

@@ -136,8 +136,11 @@ impl<B: Backend> Worker<B> {
         self.flush_wakes();
         let failures = self.backend.take_send_failures();
         self.counters.drops[DropReason::SendFailed as usize] += failures;
-        let starved = self.backend.take_receive_drops();
-        self.counters.drops[DropReason::NoBuffer as usize] += starved;
+        let offloads = self.backend.take_receive_stats();
+        self.counters.drops[DropReason::NoBuffer as usize] += offloads.no_buffer;
+        self.counters.drops[DropReason::BadOffload as usize] += offloads.bad_offload;
+        self.counters.coalesced_receives += offloads.coalesced_receives;
+        self.counters.tun_super_packets += offloads.super_packets;
     }
 
     /// The backend, for tests that inject and inspect packets.

@@ -26,14 +26,17 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+mod offload;
 mod send_batch;
 
+use offload::LargeBuffers;
 use send_batch::SendBatches;
 
 use super::buf_ring::BufRing;
-use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{Backend, BufId, ReceiveStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use crate::inner::segment::VNET_HDR_LEN;
 use crate::udp::sockaddr_from;
-use crate::udp_gso::{enable_gro, gro_segment_size, CONTROL_LEN, MAX_SEGMENTS};
+use crate::udp_gso::{enable_gro, CONTROL_LEN, MAX_SEGMENTS};
 use crate::waker::Waker;
 
 /// Buffers lent to the kernel for outer datagrams (a power of two).
@@ -43,6 +46,10 @@ const GRO_BUFS: u16 = 64;
 /// One coalesced receive: up to 64 KiB of payload behind the result header, address and
 /// control message.
 const GRO_BUF_SIZE: usize = (1 << 16) + 128;
+/// Large buffers lent to the kernel for TUN reads with a vnet header (a power of two).
+const TSO_BUFS: u16 = 64;
+/// One TUN read with a vnet header: a header and up to 64 KiB of super-packet.
+const TSO_BUF_SIZE: usize = (1 << 16) + 64;
 /// Buffers lent to the kernel for TUN reads (a power of two).
 const TUN_RING: u16 = 256;
 /// Single reads kept armed on the TUN where multishot reads are not supported (before 6.7).
@@ -108,9 +115,12 @@ pub struct UringBackend {
     /// Outer receives land in `gro_bufs` and are split into pool buffers (UDP_GRO is on);
     /// otherwise each datagram lands in a pool buffer of its own.
     gro: bool,
-    gro_bufs: Box<[u8]>,
-    receive_drops: u64,
-    /// Receives that carried more than one datagram (to see GRO at work).
+    gro_bufs: LargeBuffers,
+    /// TUN packets carry a vnet header and may be super-packets: reads land in `tso_bufs`.
+    tun_vnet: bool,
+    tso_bufs: LargeBuffers,
+    receive_stats: ReceiveStats,
+    /// Coalesced receives already reported (`coalesced_receives` keeps counting them).
     coalesced: u64,
     tun_ring: BufRing,
     tun_reads: TunReads,
@@ -127,8 +137,14 @@ pub struct UringBackend {
 }
 
 impl UringBackend {
-    /// A backend over an outer UDP socket, a TUN queue and this worker's waker.
-    pub fn new(outer: Arc<OwnedFd>, inner: Arc<OwnedFd>, waker: Arc<Waker>) -> io::Result<Self> {
+    /// A backend over an outer UDP socket, a TUN queue (`inner_vnet`: opened with
+    /// IFF_VNET_HDR) and this worker's waker.
+    pub fn new(
+        outer: Arc<OwnedFd>,
+        inner: Arc<OwnedFd>,
+        inner_vnet: bool,
+        waker: Arc<Waker>,
+    ) -> io::Result<Self> {
         // Deferred task work: completions are processed only when this thread waits, not in
         // interrupts of its work; falls back for kernels before 6.1.
         let ring = IoUring::builder()
@@ -148,25 +164,13 @@ impl UringBackend {
         let entries = if gro { GRO_BUFS } else { OUTER_RING };
         let mut outer_ring = BufRing::register(&ring.submitter(), entries, GROUP_OUTER)
             .map_err(|e| annotate(e, "registering the outer buffer ring (needs Linux 5.19+)"))?;
-        let mut gro_bufs = vec![
-            0u8;
-            if gro {
-                GRO_BUFS as usize * GRO_BUF_SIZE
-            } else {
-                0
-            }
-        ]
-        .into_boxed_slice();
-        if gro {
-            for i in 0..GRO_BUFS {
-                // SAFETY: buffer `i` lies inside `gro_bufs`.
-                let at = unsafe { gro_bufs.as_mut_ptr().add(usize::from(i) * GRO_BUF_SIZE) };
-                outer_ring.push(at, GRO_BUF_SIZE as u32, i);
-            }
-            outer_ring.publish();
-        }
-        let tun_ring = BufRing::register(&ring.submitter(), TUN_RING, GROUP_TUN)
+        let mut gro_bufs = LargeBuffers::new(if gro { GRO_BUFS } else { 0 }, GRO_BUF_SIZE);
+        gro_bufs.lend_all(&mut outer_ring);
+        let entries = if inner_vnet { TSO_BUFS } else { TUN_RING };
+        let mut tun_ring = BufRing::register(&ring.submitter(), entries, GROUP_TUN)
             .map_err(|e| annotate(e, "registering the TUN buffer ring (needs Linux 5.19+)"))?;
+        let mut tso_bufs = LargeBuffers::new(if inner_vnet { TSO_BUFS } else { 0 }, TSO_BUF_SIZE);
+        tso_bufs.lend_all(&mut tun_ring);
         // SAFETY: all-zero is a valid (empty) msghdr. Only the name and control lengths of the template matter: they
         // fix where in each buffer the kernel puts the address and the payload.
         let mut recv_template: Box<libc::msghdr> = Box::new(unsafe { zeroed() });
@@ -188,7 +192,9 @@ impl UringBackend {
             outer_ring,
             gro,
             gro_bufs,
-            receive_drops: 0,
+            tun_vnet: inner_vnet,
+            tso_bufs,
+            receive_stats: ReceiveStats::default(),
             coalesced: 0,
             tun_ring,
             tun_reads: TunReads::Multishot,
@@ -207,7 +213,7 @@ impl UringBackend {
 
     /// Receives so far that carried more than one datagram (UDP_GRO at work).
     pub fn coalesced_receives(&self) -> u64 {
-        self.coalesced
+        self.coalesced + self.receive_stats.coalesced_receives
     }
 
     /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
@@ -332,7 +338,7 @@ impl UringBackend {
         // Coalesced receives use their own buffers, re-lent as soon as they are split.
         let mut outer = if self.gro { 0 } else { self.outer_ring.room() };
         let mut tun = self.tun_ring.room();
-        if self.inner_closed {
+        if self.inner_closed || self.tun_vnet {
             tun = 0;
         }
         while outer + tun > 0 {
@@ -464,57 +470,6 @@ impl UringBackend {
         }
     }
 
-    /// Copies each datagram of a coalesced receive in `gro_bufs` into a pool buffer of its own.
-    fn split_coalesced(&mut self, big: u16, res: usize, out: &mut Vec<Rx>) {
-        let start = usize::from(big) * GRO_BUF_SIZE;
-        let Some(data) = self.gro_bufs.get(start..start + res.min(GRO_BUF_SIZE)) else {
-            return;
-        };
-        let Ok(msg) = RecvMsgOut::parse(data, &self.recv_template) else {
-            return;
-        };
-        let Some(from) = sender(&msg) else { return };
-        let payload = msg.payload_data();
-        let cut = msg.is_payload_truncated();
-        let segment = gro_segment_size(msg.control_data())
-            .unwrap_or(payload.len())
-            .max(1);
-        if payload.len() > segment {
-            self.coalesced += 1;
-        }
-        for datagram in payload.chunks(segment) {
-            let Some(b) = self.free.pop() else {
-                self.receive_drops += 1;
-                continue;
-            };
-            let n = datagram.len().min(BUF_SIZE - OUTER_OFFSET);
-            self.bufs[b as usize][OUTER_OFFSET..OUTER_OFFSET + n].copy_from_slice(&datagram[..n]);
-            out.push(Rx::Outer {
-                buf: BufId(b),
-                at: OUTER_OFFSET,
-                len: n,
-                from,
-                truncated: cut || n < datagram.len(),
-            });
-        }
-    }
-
-    /// Gives an outer receive buffer back: a coalescing buffer to the ring, a pool buffer to
-    /// the pool.
-    fn recycle_outer(&mut self, b: u16) {
-        if !self.gro {
-            self.free.push(u32::from(b));
-        } else if b < GRO_BUFS {
-            // SAFETY: buffer `b` lies inside `gro_bufs`.
-            let at = unsafe {
-                self.gro_bufs
-                    .as_mut_ptr()
-                    .add(usize::from(b) * GRO_BUF_SIZE)
-            };
-            self.outer_ring.push(at, GRO_BUF_SIZE as u32, b);
-        }
-    }
-
     /// A completion of a TUN read (multishot or single).
     fn on_read(&mut self, res: i32, flags: u32, out: &mut Vec<Rx>) {
         let buf = cqueue::buffer_select(flags);
@@ -525,15 +480,19 @@ impl UringBackend {
             self.inner_armed = self.inner_armed.saturating_sub(1);
         }
         if let Some(b) = buf {
-            let b = u32::from(b);
-            if res > 0 && (b as usize) < POOL_SIZE {
+            if res > 0 && self.tun_vnet {
+                self.split_super_packet(b, res as usize, out);
+                self.recycle_tun(b);
+                return;
+            }
+            if res > 0 && usize::from(b) < POOL_SIZE {
                 out.push(Rx::Inner {
-                    buf: BufId(b),
+                    buf: BufId(u32::from(b)),
                     len: res as usize,
                 });
                 return;
             }
-            self.free.push(b);
+            self.recycle_tun(b);
         }
         if res > 0 {
             return;
@@ -682,8 +641,19 @@ impl Backend for UringBackend {
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
-        let ptr = self.bufs[buf.0 as usize][range.start..].as_ptr();
-        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, range.len() as u32)
+        let mut start = range.start;
+        if self.tun_vnet {
+            // An all-zero vnet header in front: one whole packet, checksum already complete.
+            let Some(header) = start.checked_sub(VNET_HDR_LEN) else {
+                self.free.push(buf.0);
+                self.send_failures += 1;
+                return;
+            };
+            self.bufs[buf.0 as usize][header..start].fill(0);
+            start = header;
+        }
+        let ptr = self.bufs[buf.0 as usize][start..].as_ptr();
+        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
             .build()
             .user_data(user_data(OP_WRITE, 0, buf.0));
         let _ = self.push(entry);
@@ -716,8 +686,9 @@ impl Backend for UringBackend {
         std::mem::take(&mut self.send_failures)
     }
 
-    fn take_receive_drops(&mut self) -> u64 {
-        std::mem::take(&mut self.receive_drops)
+    fn take_receive_stats(&mut self) -> ReceiveStats {
+        self.coalesced += self.receive_stats.coalesced_receives;
+        std::mem::take(&mut self.receive_stats)
     }
 }
 
@@ -728,12 +699,13 @@ impl Drop for UringBackend {
             // choice. This happens only if operations refuse to cancel for two seconds.
             let bufs = std::mem::take(&mut self.bufs);
             let sends = std::mem::replace(&mut self.sends, SendBatches::new(0));
-            let gro_bufs = std::mem::take(&mut self.gro_bufs);
+            let gro_bufs = std::mem::replace(&mut self.gro_bufs, LargeBuffers::new(0, 1));
+            let tso_bufs = std::mem::replace(&mut self.tso_bufs, LargeBuffers::new(0, 1));
             let wake = std::mem::replace(&mut self.wake_buf, Box::new(0));
             // SAFETY: all-zero is a valid msghdr.
             let template =
                 std::mem::replace(&mut self.recv_template, Box::new(unsafe { zeroed() }));
-            std::mem::forget((bufs, sends, gro_bufs, wake, template));
+            std::mem::forget((bufs, sends, gro_bufs, tso_bufs, wake, template));
             tracing::warn!("io_uring operations did not drain; leaked their buffers");
         }
     }
