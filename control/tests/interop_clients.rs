@@ -48,6 +48,13 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize) {
         up.intact(HUNDRED_MB),
         "100 MB upload corrupted or short: {up:?}"
     );
+    // Runs of the client's segments reached the server's TCP as super-packets; the intact
+    // upload says each was put together right.
+    let stats = &rig.show()["stats"];
+    assert!(
+        stats["tun_coalesced_writes"].as_u64().unwrap_or(0) > 0,
+        "no coalesced TUN write during the upload: {stats}"
+    );
     let down = rig
         .download(c, 5202, 20 * 1024 * 1024)
         .expect("download runs");

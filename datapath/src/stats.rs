@@ -118,6 +118,8 @@ pub struct WorkerCounters {
     pub coalesced_receives: u64,
     /// TUN reads that carried a super-packet, cut into tunnel-sized packets (TSO/USO).
     pub tun_super_packets: u64,
+    /// TUN writes that carried a run of TCP segments as one super-packet.
+    pub tun_coalesced_writes: u64,
     /// ICMP "packet too big" errors written back into the TUN.
     pub icmp_too_big_sent: u64,
 }
@@ -149,6 +151,7 @@ impl WorkerCounters {
         self.mss_clamped += other.mss_clamped;
         self.coalesced_receives += other.coalesced_receives;
         self.tun_super_packets += other.tun_super_packets;
+        self.tun_coalesced_writes += other.tun_coalesced_writes;
         self.icmp_too_big_sent += other.icmp_too_big_sent;
     }
 }

@@ -191,6 +191,7 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("mss_clamped", d.mss_clamped),
         ("coalesced_receives", d.coalesced_receives),
         ("tun_super_packets", d.tun_super_packets),
+        ("tun_coalesced_writes", d.tun_coalesced_writes),
         ("icmp_too_big_sent", d.icmp_too_big_sent),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");

@@ -60,9 +60,9 @@ pub enum Rx {
     InnerClosed,
 }
 
-/// What a backend's receive offloads did since the last look.
+/// What a backend's offloads did since the last look.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ReceiveStats {
+pub struct OffloadStats {
     /// Dropped: no free pool buffer for a packet cut from a coalesced receive or super-packet.
     pub no_buffer: u64,
     /// Dropped: a TUN super-packet whose offload header could not be followed.
@@ -71,6 +71,8 @@ pub struct ReceiveStats {
     pub coalesced_receives: u64,
     /// TUN reads that carried a super-packet cut into several packets (TSO/USO).
     pub super_packets: u64,
+    /// TUN writes that carried a run of TCP segments as one super-packet.
+    pub coalesced_writes: u64,
 }
 
 /// What a worker needs from the kernel.
@@ -91,8 +93,8 @@ pub trait Backend {
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);
     /// Sends or writes that the kernel refused since the last call (and resets the count).
     fn take_send_failures(&mut self) -> u64;
-    /// What the receive offloads did since the last call (and resets the counts).
-    fn take_receive_stats(&mut self) -> ReceiveStats {
-        ReceiveStats::default()
+    /// What the offloads did since the last call (and resets the counts).
+    fn take_offload_stats(&mut self) -> OffloadStats {
+        OffloadStats::default()
     }
 }

@@ -136,11 +136,12 @@ impl<B: Backend> Worker<B> {
         self.flush_wakes();
         let failures = self.backend.take_send_failures();
         self.counters.drops[DropReason::SendFailed as usize] += failures;
-        let offloads = self.backend.take_receive_stats();
+        let offloads = self.backend.take_offload_stats();
         self.counters.drops[DropReason::NoBuffer as usize] += offloads.no_buffer;
         self.counters.drops[DropReason::BadOffload as usize] += offloads.bad_offload;
         self.counters.coalesced_receives += offloads.coalesced_receives;
         self.counters.tun_super_packets += offloads.super_packets;
+        self.counters.tun_coalesced_writes += offloads.coalesced_writes;
     }
 
     /// The backend, for tests that inject and inspect packets.

@@ -28,12 +28,14 @@ use io_uring::{cqueue, opcode, squeue, IoUring};
 
 mod offload;
 mod send_batch;
+mod tun_write;
 
 use offload::LargeBuffers;
 use send_batch::SendBatches;
+use tun_write::{Offer, TunRuns, DATA_VALID};
 
 use super::buf_ring::BufRing;
-use super::{Backend, BufId, ReceiveStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{Backend, BufId, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::inner::segment::VNET_HDR_LEN;
 use crate::udp::sockaddr_from;
 use crate::udp_gso::{enable_gro, CONTROL_LEN, MAX_SEGMENTS};
@@ -60,6 +62,8 @@ const _: () = assert!(POOL_SIZE <= u16::MAX as usize, "buffer ids are 16 bits");
 const _: () = assert!((OUTER_RING as usize + TUN_RING as usize) * 2 <= POOL_SIZE);
 /// Outgoing sends in preparation or in flight (each one datagram or one segmented run).
 const SEND_BATCHES: usize = 1024;
+/// Coalesced TUN writes in preparation or in flight.
+const TUN_RUNS: usize = 256;
 /// Completions a wait asks for before it returns early: at load, one wake-up handles a batch.
 const WAIT_BATCH: usize = 32;
 /// How long a wait holds out for `WAIT_BATCH` before returning with what it has (kernels with
@@ -81,6 +85,7 @@ const OP_SEND: u64 = 3;
 const OP_WRITE: u64 = 4;
 const OP_WAKE: u64 = 5;
 const OP_CANCEL: u64 = 6;
+const OP_WRITEV: u64 = 7;
 
 fn user_data(op: u64, generation: u8, buf: u32) -> u64 {
     (op << 56) | (u64::from(generation) << 48) | u64::from(buf)
@@ -119,13 +124,14 @@ pub struct UringBackend {
     /// TUN packets carry a vnet header and may be super-packets: reads land in `tso_bufs`.
     tun_vnet: bool,
     tso_bufs: LargeBuffers,
-    receive_stats: ReceiveStats,
+    offload_stats: OffloadStats,
     /// Coalesced receives already reported (`coalesced_receives` keeps counting them).
     coalesced: u64,
     tun_ring: BufRing,
     tun_reads: TunReads,
     bufs: Box<[[u8; BUF_SIZE]]>,
     sends: SendBatches,
+    tun_runs: TunRuns,
     free: Vec<u32>,
     outer_armed: bool,
     inner_armed: usize,
@@ -194,12 +200,13 @@ impl UringBackend {
             gro_bufs,
             tun_vnet: inner_vnet,
             tso_bufs,
-            receive_stats: ReceiveStats::default(),
+            offload_stats: OffloadStats::default(),
             coalesced: 0,
             tun_ring,
             tun_reads: TunReads::Multishot,
             bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
             sends: SendBatches::new(SEND_BATCHES),
+            tun_runs: TunRuns::new(if inner_vnet { TUN_RUNS } else { 0 }),
             free: (0..POOL_SIZE as u32).rev().collect(),
             outer_armed: false,
             inner_armed: 0,
@@ -213,7 +220,7 @@ impl UringBackend {
 
     /// Receives so far that carried more than one datagram (UDP_GRO at work).
     pub fn coalesced_receives(&self) -> u64 {
-        self.coalesced + self.receive_stats.coalesced_receives
+        self.coalesced + self.offload_stats.coalesced_receives
     }
 
     /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
@@ -246,6 +253,7 @@ impl UringBackend {
                             self.send_failures += 1;
                         }
                         OP_SEND => self.finish_send(buf, true),
+                        OP_WRITEV => self.finish_run(buf, true),
                         _ => {}
                     }
                     return false;
@@ -529,6 +537,7 @@ impl UringBackend {
                 OP_RECV => self.on_recv(res, cqe.flags(), generation, out),
                 OP_READ => self.on_read(res, cqe.flags(), out),
                 OP_SEND => self.on_send(buf, res),
+                OP_WRITEV => self.finish_run(buf, res < 0),
                 OP_WRITE => {
                     if res < 0 {
                         self.send_failures += 1;
@@ -545,9 +554,62 @@ impl UringBackend {
         self.cqes = cqes;
     }
 
+    /// Writes one packet into the TUN (behind a vnet header marking it verified, where the
+    /// TUN has them); the buffer is freed when the write completes.
+    fn write_alone(&mut self, buf: BufId, range: Range<usize>) {
+        let mut start = range.start;
+        if self.tun_vnet {
+            let Some(header) = start.checked_sub(VNET_HDR_LEN) else {
+                self.free.push(buf.0);
+                self.send_failures += 1;
+                return;
+            };
+            let b = &mut self.bufs[buf.0 as usize];
+            b[header..start].fill(0);
+            b[header] = DATA_VALID;
+            start = header;
+        }
+        let ptr = self.bufs[buf.0 as usize][start..].as_ptr();
+        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
+            .build()
+            .user_data(user_data(OP_WRITE, 0, buf.0));
+        let _ = self.push(entry);
+    }
+
+    /// Hands the open TUN run, if any, to the kernel as one vectored write.
+    fn submit_open_run(&mut self) {
+        let Some(slot) = self.tun_runs.take_open() else {
+            return;
+        };
+        let (b, first) = self.tun_runs.first_of(slot);
+        let (iovs, n) = self
+            .tun_runs
+            .prepare(slot, &mut self.bufs[b as usize][first]);
+        if n > 2 {
+            self.offload_stats.coalesced_writes += 1;
+        }
+        let entry = opcode::Writev::new(Fd(self.inner.as_raw_fd()), iovs, n as u32)
+            .build()
+            .user_data(user_data(OP_WRITEV, 0, slot));
+        let _ = self.push(entry);
+    }
+
+    /// A TUN run is written (or failed): its buffers go back to the pool.
+    fn finish_run(&mut self, slot: u32, failed: bool) {
+        let run = self.tun_runs.get(slot);
+        if failed {
+            self.send_failures += run.bufs().len() as u64;
+        }
+        for &b in run.bufs() {
+            self.free.push(b);
+        }
+        self.tun_runs.release(slot);
+    }
+
     /// Cancels every operation and waits (up to `limit`) for the kernel to let go of them.
     fn drain(&mut self, limit: Duration) -> bool {
         self.submit_open_batch();
+        self.submit_open_run();
         let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
             .build()
             .user_data(user_data(OP_CANCEL, 0, 0));
@@ -596,6 +658,7 @@ fn annotate(e: io::Error, doing: &str) -> io::Error {
 impl Backend for UringBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
         self.submit_open_batch();
+        self.submit_open_run();
         self.rearm();
         let wait = if self.ring.completion().is_empty() {
             deadline.saturating_duration_since(Instant::now())
@@ -641,22 +704,23 @@ impl Backend for UringBackend {
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
-        let mut start = range.start;
-        if self.tun_vnet {
-            // An all-zero vnet header in front: one whole packet, checksum already complete.
-            let Some(header) = start.checked_sub(VNET_HDR_LEN) else {
-                self.free.push(buf.0);
-                self.send_failures += 1;
-                return;
-            };
-            self.bufs[buf.0 as usize][header..start].fill(0);
-            start = header;
+        if !self.tun_vnet {
+            self.write_alone(buf, range);
+            return;
         }
-        let ptr = self.bufs[buf.0 as usize][start..].as_ptr();
-        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
-            .build()
-            .user_data(user_data(OP_WRITE, 0, buf.0));
-        let _ = self.push(entry);
+        for _ in 0..2 {
+            let (first_buf, first) = self.tun_runs.open_first().unwrap_or((buf.0, range.clone()));
+            let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
+            let first = &self.bufs[first_buf as usize][first];
+            let packet = &self.bufs[buf.0 as usize][range.clone()];
+            match self.tun_runs.offer(first, buf.0, range.start, ptr, packet) {
+                Offer::Joined | Offer::Opened => return,
+                // The flow's earlier packets go first; then this one may start a new run.
+                Offer::Alone if self.tun_runs.is_open() => self.submit_open_run(),
+                Offer::Alone => break,
+            }
+        }
+        self.write_alone(buf, range);
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
@@ -686,9 +750,9 @@ impl Backend for UringBackend {
         std::mem::take(&mut self.send_failures)
     }
 
-    fn take_receive_stats(&mut self) -> ReceiveStats {
-        self.coalesced += self.receive_stats.coalesced_receives;
-        std::mem::take(&mut self.receive_stats)
+    fn take_offload_stats(&mut self) -> OffloadStats {
+        self.coalesced += self.offload_stats.coalesced_receives;
+        std::mem::take(&mut self.offload_stats)
     }
 }
 
@@ -701,11 +765,12 @@ impl Drop for UringBackend {
             let sends = std::mem::replace(&mut self.sends, SendBatches::new(0));
             let gro_bufs = std::mem::replace(&mut self.gro_bufs, LargeBuffers::new(0, 1));
             let tso_bufs = std::mem::replace(&mut self.tso_bufs, LargeBuffers::new(0, 1));
+            let runs = std::mem::replace(&mut self.tun_runs, TunRuns::new(0));
             let wake = std::mem::replace(&mut self.wake_buf, Box::new(0));
             // SAFETY: all-zero is a valid msghdr.
             let template =
                 std::mem::replace(&mut self.recv_template, Box::new(unsafe { zeroed() }));
-            std::mem::forget((bufs, sends, gro_bufs, tso_bufs, wake, template));
+            std::mem::forget((bufs, sends, runs, gro_bufs, tso_bufs, wake, template));
             tracing::warn!("io_uring operations did not drain; leaked their buffers");
         }
     }

@@ -70,11 +70,11 @@ impl UringBackend {
             .unwrap_or(payload.len())
             .max(1);
         if payload.len() > segment {
-            self.receive_stats.coalesced_receives += 1;
+            self.offload_stats.coalesced_receives += 1;
         }
         for datagram in payload.chunks(segment) {
             let Some(b) = self.free.pop() else {
-                self.receive_stats.no_buffer += 1;
+                self.offload_stats.no_buffer += 1;
                 continue;
             };
             let n = datagram.len().min(BUF_SIZE - OUTER_OFFSET);
@@ -106,23 +106,23 @@ impl UringBackend {
             return;
         };
         let Some(hdr) = VnetHdr::parse(data) else {
-            self.receive_stats.bad_offload += 1;
+            self.offload_stats.bad_offload += 1;
             return;
         };
         let segments = match plan(&hdr, &data[VNET_HDR_LEN..]) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("TUN packet dropped: {e}");
-                self.receive_stats.bad_offload += 1;
+                self.offload_stats.bad_offload += 1;
                 return;
             }
         };
         if segments.count() > 1 {
-            self.receive_stats.super_packets += 1;
+            self.offload_stats.super_packets += 1;
         }
         for i in 0..segments.count() {
             let Some(b) = self.free.pop() else {
-                self.receive_stats.no_buffer += 1;
+                self.offload_stats.no_buffer += 1;
                 continue;
             };
             match segments.write(i, &mut self.bufs[b as usize][INNER_OFFSET..]) {
@@ -130,7 +130,7 @@ impl UringBackend {
                 None => {
                     // A segment larger than a pool buffer: more than any tunnel MTU allows.
                     self.free.push(b);
-                    self.receive_stats.bad_offload += 1;
+                    self.offload_stats.bad_offload += 1;
                 }
             }
         }

@@ -79,7 +79,7 @@ fn a_run_of_datagrams_is_sent_segmented_and_split_again_on_receipt() {
         assert_eq!(d, &datagram(i, len), "datagram {i}");
     }
     assert_eq!(sender.take_send_failures(), 0);
-    assert_eq!(receiver.take_receive_stats().no_buffer, 0);
+    assert_eq!(receiver.take_offload_stats().no_buffer, 0);
     assert!(
         receiver.coalesced_receives() > 0,
         "loopback coalesces a segmented send for a UDP_GRO socket; nothing was coalesced"

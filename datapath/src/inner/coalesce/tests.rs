@@ -1,0 +1,168 @@
+use super::*;
+use crate::inner::segment::{plan, VnetHdr};
+
+/// A TCP/IPv4 packet of `payload` bytes from 10.0.0.1:5000 to 10.0.0.2:80 with `seq`, `flags`
+/// and a timestamp option, its checksums right.
+fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let total = 52 + payload.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0x12,
+        0x34,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ];
+    p.extend_from_slice(&[0x13, 0x88, 0, 80]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 9, 0x80, flags, 2, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 3]); // NOP NOP timestamps
+    p.extend_from_slice(payload);
+    let c = checksum::of(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let pseudo = checksum::pseudo_header(&p[12..16], &p[16..20], 6, total - 20);
+    let c = checksum::finish(checksum::sum(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn pattern(n: usize, salt: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 13 + salt) as u8).collect()
+}
+
+/// Coalesces `packets` as the TUN writer would: the run the first starts, as one buffer with
+/// its vnet header in front; returns it and how many packets joined.
+fn coalesce(packets: &[Vec<u8>]) -> (Vec<u8>, usize) {
+    let mut first = packets[0].clone();
+    let head = tcp_segment(&first).expect("first is a data segment");
+    let (mut bytes, mut count, mut push, mut tail) = (first.len(), 1, head.push, Vec::new());
+    for p in &packets[1..] {
+        let Some(seg) = tcp_segment(p) else { break };
+        if push || !continues(&first, &head, bytes, count, p, &seg) {
+            break;
+        }
+        tail.extend_from_slice(&p[seg.headers..]);
+        bytes += seg.payload;
+        count += 1;
+        push = seg.push || seg.payload < head.payload;
+    }
+    let hdr = finish_head(
+        &mut first,
+        &head,
+        bytes,
+        packets[count - 1][33] & TCP_PSH != 0,
+    );
+    let mut out = hdr.to_vec();
+    out.extend_from_slice(&first);
+    out.extend_from_slice(&tail);
+    (out, count)
+}
+
+/// Cuts a vnet-headed super-packet back into packets with `segment`.
+fn recut(super_packet: &[u8]) -> Vec<Vec<u8>> {
+    let hdr = VnetHdr::parse(super_packet).expect("vnet header");
+    let plan = plan(&hdr, &super_packet[VNET_HDR_LEN..]).expect("plan");
+    (0..plan.count())
+        .map(|i| {
+            let mut out = vec![0u8; 2048];
+            let n = plan.write(i, &mut out).expect("segment");
+            out.truncate(n);
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_of_segments_becomes_a_super_packet_that_cuts_back_into_the_same_segments() {
+    // Four full segments and a shorter last one with PSH, ids counting up as a sender's would.
+    let mut packets = Vec::new();
+    for i in 0..5u32 {
+        let len = if i == 4 { 300 } else { 1000 };
+        let flags = if i == 4 { TCP_ACK | TCP_PSH } else { TCP_ACK };
+        let mut p = tcp4(7000 + 1000 * i, flags, &pattern(len, i as usize));
+        p[4..6].copy_from_slice(&(0x1234 + i as u16).to_be_bytes());
+        p[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::of(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        packets.push(p);
+    }
+    let (super_packet, count) = coalesce(&packets);
+    assert_eq!(count, 5);
+    let hdr = VnetHdr::parse(&super_packet).expect("header");
+    assert_eq!(
+        (hdr.gso_type, hdr.gso_size, hdr.hdr_len),
+        (GSO_TCPV4, 1000, 52)
+    );
+    assert_eq!(super_packet.len(), VNET_HDR_LEN + 52 + 4300);
+    assert_eq!(
+        checksum::of(&super_packet[VNET_HDR_LEN..VNET_HDR_LEN + 20]),
+        0
+    );
+    assert_eq!(recut(&super_packet), packets);
+    // The partial checksum is right: finished as the kernel would, the whole verifies.
+    let whole = VnetHdr { gso_type: 0, ..hdr };
+    let body = &super_packet[VNET_HDR_LEN..];
+    let mut out = vec![0u8; body.len()];
+    let n = plan(&whole, body)
+        .expect("plan")
+        .write(0, &mut out)
+        .expect("fits");
+    let pseudo = checksum::pseudo_header(&out[12..16], &out[16..20], 6, n - 20);
+    assert_eq!(checksum::finish(checksum::sum(pseudo, &out[20..n])), 0);
+}
+
+#[test]
+fn segments_that_cannot_join_end_the_run() {
+    let a = tcp4(1, TCP_ACK, &pattern(500, 0));
+    let next = |seq: u32| tcp4(seq, TCP_ACK, &pattern(500, 1));
+    let mut other_port = next(501);
+    other_port[22] ^= 1;
+    let mut other_ack = next(501);
+    other_ack[31] ^= 1;
+    let mut other_ts = next(501);
+    other_ts[51] ^= 1;
+    let cases = [
+        ("sequence gap", next(502)),
+        ("other port", other_port),
+        ("other ack", other_ack),
+        ("other timestamp", other_ts),
+        ("larger segment", tcp4(501, TCP_ACK, &pattern(600, 1))),
+        ("FIN", tcp4(501, TCP_ACK | TCP_FIN, &pattern(500, 1))),
+    ];
+    for (what, b) in cases {
+        let (_, count) = coalesce(&[a.clone(), b]);
+        assert_eq!(count, 1, "{what} joined the run");
+    }
+    assert_eq!(
+        coalesce(&[a.clone(), next(501)]).1,
+        2,
+        "a true continuation joins"
+    );
+    // After PSH nothing joins.
+    let pushed = tcp4(1, TCP_ACK | TCP_PSH, &pattern(500, 0));
+    assert_eq!(coalesce(&[pushed, next(501)]).1, 1);
+    // Not data segments at all.
+    assert!(tcp_segment(&tcp4(1, TCP_ACK, &[])).is_none(), "pure ACK");
+    assert!(
+        tcp_segment(&tcp4(1, TCP_SYN, &pattern(10, 0))).is_none(),
+        "SYN"
+    );
+    let mut fragment = a.clone();
+    fragment[6] |= 0x20;
+    assert!(tcp_segment(&fragment).is_none(), "fragment");
+    assert!(tcp_segment(&a[..30]).is_none(), "truncated");
+}

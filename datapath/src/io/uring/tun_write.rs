@@ -1,0 +1,195 @@
+//! Writes into a TUN opened with a vnet header. Consecutive TCP segments of one flow are
+//! gathered into a run (`inner::coalesce`) and written as one super-packet by one vectored
+//! write, the payloads taken from their own pool buffers without copying; anything else is
+//! written alone behind a header that marks it checksum-verified (the AEAD already proved it
+//! intact, as the kernel's WireGuard marks its decrypted packets).
+
+use std::mem::zeroed;
+use std::ops::Range;
+
+use crate::inner::coalesce::{continues, finish_head, tcp_segment, TcpSegment, MAX_RUN};
+use crate::inner::segment::VNET_HDR_LEN;
+
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum needs no verification.
+pub(super) const DATA_VALID: u8 = 2;
+
+/// One run of segments being gathered or in flight.
+pub(super) struct Run {
+    hdr: [u8; VNET_HDR_LEN],
+    iovs: [libc::iovec; MAX_RUN + 1],
+    bufs: [u32; MAX_RUN],
+    count: usize,
+    /// Where the first packet is in its buffer.
+    first: Range<usize>,
+    head: Option<TcpSegment>,
+    /// Bytes of the super-packet so far.
+    bytes: usize,
+    /// The last segment had PSH or was short: nothing more joins.
+    closed: bool,
+    push: bool,
+}
+
+impl Run {
+    fn empty() -> Self {
+        Self {
+            hdr: [0; VNET_HDR_LEN],
+            // SAFETY: all-zero iovecs are valid (empty).
+            iovs: unsafe { zeroed() },
+            bufs: [0; MAX_RUN],
+            count: 0,
+            first: 0..0,
+            head: None,
+            bytes: 0,
+            closed: false,
+            push: false,
+        }
+    }
+
+    /// The run's buffers.
+    pub(super) fn bufs(&self) -> &[u32] {
+        &self.bufs[..self.count]
+    }
+}
+
+/// A fixed set of runs; at most one is open for gathering.
+pub(super) struct TunRuns {
+    runs: Box<[Run]>,
+    free: Vec<u32>,
+    open: Option<u32>,
+}
+
+/// What `TunRuns::offer` did with a packet.
+pub(super) enum Offer {
+    /// It joined the open run.
+    Joined,
+    /// It opened a new run (there was none open).
+    Opened,
+    /// It does not join the open run, or cannot start one: flush the open run first, then
+    /// offer it again or write it alone.
+    Alone,
+}
+
+impl TunRuns {
+    /// `count` runs.
+    pub(super) fn new(count: usize) -> Self {
+        Self {
+            runs: (0..count).map(|_| Run::empty()).collect(),
+            free: (0..count as u32).rev().collect(),
+            open: None,
+        }
+    }
+
+    /// The open run, if any, closed for writing.
+    pub(super) fn take_open(&mut self) -> Option<u32> {
+        self.open.take()
+    }
+
+    /// True if the open run would take `packet`.
+    fn joins(&self, first: &[u8], packet: &[u8]) -> Option<TcpSegment> {
+        let run = &self.runs[self.open? as usize];
+        let head = run.head.as_ref()?;
+        let seg = tcp_segment(packet)?;
+        (!run.closed && continues(first, head, run.bytes, run.count, packet, &seg)).then_some(seg)
+    }
+
+    /// True if a run is open.
+    pub(super) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Offers `packet` (at `ptr`, `at` bytes into buffer `buf`) to the open run or, with none
+    /// open, to a new one. `first` is the open run's first packet (anything if none is open).
+    pub(super) fn offer(
+        &mut self,
+        first: &[u8],
+        buf: u32,
+        at: usize,
+        ptr: *mut u8,
+        packet: &[u8],
+    ) -> Offer {
+        if let Some(seg) = self.joins(first, packet) {
+            let Some(open) = self.open else {
+                return Offer::Alone;
+            };
+            let run = &mut self.runs[open as usize];
+            run.iovs[run.count + 1] = libc::iovec {
+                // SAFETY: the payload lies inside the packet `ptr` points to.
+                iov_base: unsafe { ptr.add(seg.headers) }.cast(),
+                iov_len: seg.payload,
+            };
+            run.bufs[run.count] = buf;
+            run.count += 1;
+            run.bytes += seg.payload;
+            let head_payload = run.head.map_or(0, |h| h.payload);
+            run.push = seg.push;
+            run.closed = seg.push || seg.payload < head_payload;
+            return Offer::Joined;
+        }
+        if self.open.is_some() {
+            return Offer::Alone;
+        }
+        let Some(seg) = tcp_segment(packet).filter(|s| !s.push) else {
+            return Offer::Alone;
+        };
+        let Some(slot) = self.free.pop() else {
+            return Offer::Alone;
+        };
+        let run = &mut self.runs[slot as usize];
+        run.iovs[1] = libc::iovec {
+            iov_base: ptr.cast(),
+            iov_len: packet.len(),
+        };
+        run.bufs[0] = buf;
+        run.first = at..at + packet.len();
+        run.count = 1;
+        run.head = Some(seg);
+        run.bytes = packet.len();
+        run.closed = false;
+        run.push = false;
+        self.open = Some(slot);
+        Offer::Opened
+    }
+
+    /// Where the open run's first packet is: its buffer and range.
+    pub(super) fn open_first(&self) -> Option<(u32, Range<usize>)> {
+        let run = &self.runs[self.open? as usize];
+        Some((run.bufs[0], run.first.clone()))
+    }
+
+    /// Where run `slot`'s first packet is.
+    pub(super) fn first_of(&self, slot: u32) -> (u32, Range<usize>) {
+        let run = &self.runs[slot as usize];
+        (run.bufs[0], run.first.clone())
+    }
+
+    /// A run's buffers.
+    pub(super) fn get(&self, slot: u32) -> &Run {
+        &self.runs[slot as usize]
+    }
+
+    /// Readies run `slot` for writing: fixes its first packet (`first`) into the head of a
+    /// super-packet and returns the iovecs to write; a run of one is written as it is.
+    pub(super) fn prepare(&mut self, slot: u32, first: &mut [u8]) -> (*const libc::iovec, usize) {
+        let run = &mut self.runs[slot as usize];
+        run.hdr = [0; VNET_HDR_LEN];
+        match run.head {
+            Some(head) if run.count > 1 => {
+                run.hdr = finish_head(first, &head, run.bytes, run.push);
+            }
+            _ => run.hdr[0] = DATA_VALID,
+        }
+        run.iovs[0] = libc::iovec {
+            iov_base: run.hdr.as_mut_ptr().cast(),
+            iov_len: VNET_HDR_LEN,
+        };
+        (run.iovs.as_ptr(), run.count + 1)
+    }
+
+    /// Returns a run to the free set.
+    pub(super) fn release(&mut self, slot: u32) {
+        let run = &mut self.runs[slot as usize];
+        run.count = 0;
+        run.head = None;
+        self.free.push(slot);
+    }
+}
