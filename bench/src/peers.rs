@@ -23,7 +23,7 @@ pub struct PeerFigure {
     pub test: String,
     /// Goodput iperf3's receiver saw, Gbit/s.
     pub gbit_per_s: f64,
-    /// Inner packets per second the server wrote into its TUN.
+    /// Tunnel datagrams per second that reached the server (counted on its veth, before GRO).
     pub pps: f64,
     /// Server CPU seconds (all threads, user + system) over the test.
     pub server_cpu_s: f64,
@@ -85,13 +85,15 @@ pub fn measure(server: Server, xgate: &Path, dir: &Path) -> Result<Vec<PeerFigur
     let mut out = Vec::new();
     for test in TESTS {
         let cpu0 = rig.server_cpu_seconds()?;
-        let (p0, b0) = rig.server_tun_rx()?;
+        let (_, b0) = rig.server_tun_rx()?;
+        let p0 = rig.server_datagrams_in()?;
         let mut cmd = rig.client_ns.command("taskset");
         cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
         let text = testbed::netns::run(&mut cmd)
             .with_context(|| format!("iperf3 {test} against {}", server.label()))?;
         let cpu = rig.server_cpu_seconds()? - cpu0;
-        let (p1, b1) = rig.server_tun_rx()?;
+        let (_, b1) = rig.server_tun_rx()?;
+        let p1 = rig.server_datagrams_in()?;
         let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
         let gb = (b1 - b0) as f64 / 1e9;
         let figure = PeerFigure {

@@ -202,7 +202,7 @@ impl Results {
         s.push_str(&self.summary_table());
         let _ = writeln!(
             s,
-            "\n| server | test | Gbit/s | inner pps | server CPU-s |\n|---|---|---|---|---|"
+            "\n| server | test | Gbit/s | datagrams/s in | server CPU-s |\n|---|---|---|---|---|"
         );
         for p in &self.peers {
             let _ = writeln!(

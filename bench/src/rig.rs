@@ -176,16 +176,26 @@ impl Rig {
         Ok(ticks / hz)
     }
 
-    /// Inner packets and bytes the server has written into its TUN so far.
+    /// Inner packets and bytes the server has written into its TUN so far (a coalesced
+    /// write of many TCP segments counts as one packet).
     pub fn server_tun_rx(&self) -> Result<(u64, u64)> {
-        let read = |what: &str| -> Result<u64> {
-            let path = format!("/sys/class/net/{SERVER_IFACE}/statistics/{what}");
-            let text = self.server_ns.run("cat", &[&path])?;
-            text.trim()
-                .parse()
-                .with_context(|| format!("{path}: {text:?}"))
-        };
-        Ok((read("rx_packets")?, read("rx_bytes")?))
+        Ok((
+            self.server_counter(SERVER_IFACE, "rx_packets")?,
+            self.server_counter(SERVER_IFACE, "rx_bytes")?,
+        ))
+    }
+
+    /// Datagrams that reached the server's side of the veth so far (before any GRO).
+    pub fn server_datagrams_in(&self) -> Result<u64> {
+        self.server_counter("xbs", "rx_packets")
+    }
+
+    fn server_counter(&self, iface: &str, what: &str) -> Result<u64> {
+        let path = format!("/sys/class/net/{iface}/statistics/{what}");
+        let text = self.server_ns.run("cat", &[&path])?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{path}: {text:?}"))
     }
 
     /// Adds a client peer to the server (by UAPI, the same for every implementation).
