@@ -109,9 +109,10 @@ pub fn continues(
     ip_same
         && seg.v6 == head.v6
         && seg.headers == head.headers
-        // Ports, acknowledgement, header length, options (timestamps included).
+        // Ports, acknowledgement, header length, window, options (timestamps included).
         && same(l4..l4 + 4)
         && same(l4 + 8..l4 + 13)
+        && same(l4 + 14..l4 + 16)
         && same(l4 + 20..head.headers)
         && seg.seq == head.seq.wrapping_add((bytes - first.len()) as u32 + head.payload as u32)
         && seg.payload <= head.payload

@@ -131,7 +131,8 @@ pub fn plan<'a>(hdr: &VnetHdr, packet: &'a [u8]) -> Result<Segments<'a>, Segment
         _ => 8,
     };
     let headers = l4 + l4_len;
-    if l4_len < 8 || headers > packet.len() {
+    let min = if kind == Kind::Tcp { 20 } else { 8 };
+    if l4_len < min || headers > packet.len() {
         return Err(SegmentError::Malformed);
     }
     let size = usize::from(hdr.gso_size);

@@ -87,7 +87,8 @@ pub trait Backend {
     fn free(&mut self, buf: BufId);
     /// Sends `buf[range]` to `to` on the outer socket; the buffer is freed once sent.
     fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr);
-    /// Writes `buf[range]` into the TUN; the buffer is freed once written.
+    /// Writes `buf[range]` into the TUN; the buffer is freed once written. The range starts at
+    /// INNER_OFFSET or later: a backend may write a header into the bytes before it.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);
     /// Switches to a new outer socket (listen port changed).
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);

@@ -85,8 +85,11 @@ impl<B: Backend> Worker<B> {
             );
             match answer {
                 Some(n) => {
-                    self.backend.buf(reply)[..n].copy_from_slice(&scratch[..n]);
-                    self.backend.send_inner(reply, 0..n);
+                    // At INNER_OFFSET like every inner packet: the headroom takes the TUN's
+                    // vnet header.
+                    let at = INNER_OFFSET;
+                    self.backend.buf(reply)[at..at + n].copy_from_slice(&scratch[..n]);
+                    self.backend.send_inner(reply, at..at + n);
                     self.counters.icmp_too_big_sent += 1;
                 }
                 None => self.backend.free(reply),

@@ -133,6 +133,8 @@ fn segments_that_cannot_join_end_the_run() {
     other_port[22] ^= 1;
     let mut other_ack = next(501);
     other_ack[31] ^= 1;
+    let mut other_window = next(501);
+    other_window[35] ^= 1;
     let mut other_ts = next(501);
     other_ts[51] ^= 1;
     let cases = [
@@ -140,6 +142,7 @@ fn segments_that_cannot_join_end_the_run() {
         ("other port", other_port),
         ("other ack", other_ack),
         ("other timestamp", other_ts),
+        ("other window", other_window),
         ("larger segment", tcp4(501, TCP_ACK, &pattern(600, 1))),
         ("FIN", tcp4(501, TCP_ACK | TCP_FIN, &pattern(500, 1))),
     ];

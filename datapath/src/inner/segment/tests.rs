@@ -215,6 +215,10 @@ fn malformed_or_unknown_offloads_are_refused() {
         plan(&tso, &packet[..30]).err(),
         Some(SegmentError::Malformed)
     );
+    // A TCP header length below 20 bytes (data offset 4) would put fields past the header.
+    let mut short = packet.clone();
+    short[32] = 0x40;
+    assert_eq!(plan(&tso, &short).err(), Some(SegmentError::Malformed));
     assert_eq!(VnetHdr::parse(&[0; 9]), None);
     let mut small = [0u8; 64];
     assert_eq!(

@@ -310,13 +310,26 @@ impl UringBackend {
             n += 1;
         }
         self.sends.release(slot);
-        if matches!(-res, libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT) && self.sends.gso {
-            tracing::warn!(
-                "the kernel refused a segmented UDP send ({}); sending datagrams one by one",
-                io::Error::from_raw_os_error(-res)
-            );
-            self.sends.gso = false;
+        let refused = matches!(
+            -res,
+            libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EINVAL
+        );
+        if !refused || !self.sends.gso {
+            // Transient (a full buffer, no route, too big for the path): the datagrams are
+            // lost as single sends would be; retrying them later could reorder the flow.
+            self.send_failures += n as u64;
+            for &(buf, _, _) in &retry[..n] {
+                self.free.push(buf);
+            }
+            return;
         }
+        // The kernel or device cannot segment: GSO stays off for this backend, and these
+        // datagrams go once more one by one (the only time a flow may see them reordered).
+        tracing::warn!(
+            "the kernel refused a segmented UDP send ({}); sending datagrams one by one",
+            io::Error::from_raw_os_error(-res)
+        );
+        self.sends.gso = false;
         for &(buf, start, len) in &retry[..n] {
             self.send_one(BufId(buf), start..start + len, to, false);
         }
@@ -730,6 +743,8 @@ impl Backend for UringBackend {
             // Still correct: each datagram arrives alone in a coalescing buffer.
             tracing::debug!("UDP_GRO refused on the new outer socket");
         }
+        // Issued now, while the old socket is certainly open (it may close below).
+        let _ = self.ring.submit();
         let old = std::mem::replace(&mut self.outer, socket);
         let old_fd: RawFd = old.as_raw_fd();
         if self.outer_armed {
@@ -744,6 +759,7 @@ impl Backend for UringBackend {
             .build()
             .user_data(user_data(OP_CANCEL, 0, 0));
         let _ = self.push(cancel);
+        let _ = self.ring.submit();
     }
 
     fn take_send_failures(&mut self) -> u64 {
