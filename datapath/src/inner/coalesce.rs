@@ -5,21 +5,16 @@
 //! cover the run) and the payloads of the others follow it in the same vectored write.
 
 use super::checksum;
-use super::segment::VNET_HDR_LEN;
+use super::segment::{F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, TCP_FIN, TCP_PSH, VNET_HDR_LEN};
 
 /// Most segments one super-packet carries.
 pub const MAX_RUN: usize = 64;
 /// Most bytes one super-packet may have (an IP packet's length field).
 const MAX_TOTAL: usize = 65_535;
 
-const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
-const TCP_PSH: u8 = 0x08;
 const TCP_ACK: u8 = 0x10;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
-const F_NEEDS_CSUM: u8 = 1;
 
 /// Where a TCP segment's parts are, for deciding whether it continues a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

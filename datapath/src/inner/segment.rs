@@ -10,16 +10,16 @@ use super::checksum;
 pub const VNET_HDR_LEN: usize = 10;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum from `csum_start` on is left to us.
-const F_NEEDS_CSUM: u8 = 1;
+pub(super) const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
-const GSO_TCPV4: u8 = 1;
-const GSO_TCPV6: u8 = 4;
+pub(super) const GSO_TCPV4: u8 = 1;
+pub(super) const GSO_TCPV6: u8 = 4;
 const GSO_UDP_L4: u8 = 5;
 /// Flag bit on `gso_type`: the flow uses ECN (CWR goes on the first segment only).
 const GSO_ECN: u8 = 0x80;
 
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
+pub(super) const TCP_FIN: u8 = 0x01;
+pub(super) const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
 /// The `virtio_net_hdr` fields (little-endian on the wire, as the TUN uses on x86 and arm).

@@ -55,3 +55,38 @@ pub fn mss_and_checksum_ok(p: &[u8]) -> (u16, bool) {
         checksum::finish(checksum::sum(pseudo, tcp)) == 0,
     )
 }
+
+/// A TCP/IPv4 data segment 10.0.0.1:5000 -> 10.0.0.2:80 (IP id 0x1234, DF, ack 9, window
+/// 512) with `seq`, `flags`, TCP `options` (a multiple of 4 bytes) and `payload`, its
+/// checksums right.
+pub fn tcp_v4(seq: u32, flags: u8, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let tcp_len = 20 + options.len();
+    let total = 20 + tcp_len + payload.len();
+    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, TCP, 0, 0];
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+    p.extend_from_slice(&[0x13, 0x88, 0, 80]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&[
+        0,
+        0,
+        0,
+        9,
+        (tcp_len as u8 / 4) << 4,
+        flags,
+        2,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    p.extend_from_slice(options);
+    p.extend_from_slice(payload);
+    let c = checksum::of(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let pseudo = checksum::pseudo_header(&p[12..16], &p[16..20], TCP, total - 20);
+    let c = checksum::finish(checksum::sum(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}

@@ -1,43 +1,11 @@
 use super::*;
 use crate::inner::segment::{plan, VnetHdr};
+use crate::inner::testing::tcp_v4;
 
-/// A TCP/IPv4 packet of `payload` bytes from 10.0.0.1:5000 to 10.0.0.2:80 with `seq`, `flags`
-/// and a timestamp option, its checksums right.
+/// A TCP/IPv4 segment with `seq`, `flags` and a timestamp option, its checksums right.
 fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let total = 52 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0x12,
-        0x34,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    p.extend_from_slice(&[0x13, 0x88, 0, 80]);
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, 9, 0x80, flags, 2, 0, 0, 0, 0, 0]);
-    p.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 3]); // NOP NOP timestamps
-    p.extend_from_slice(payload);
-    let c = checksum::of(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let pseudo = checksum::pseudo_header(&p[12..16], &p[16..20], 6, total - 20);
-    let c = checksum::finish(checksum::sum(pseudo, &p[20..]));
-    p[36..38].copy_from_slice(&c.to_be_bytes());
-    p
+    // NOP NOP timestamps.
+    tcp_v4(seq, flags, &[1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 3], payload)
 }
 
 fn pattern(n: usize, salt: usize) -> Vec<u8> {

@@ -1,37 +1,10 @@
 use super::*;
 use crate::inner::checksum::{finish, pseudo_header, sum};
+use crate::inner::testing::tcp_v4;
 
+/// A TCP/IPv4 segment with sequence number 1000 and no options.
 fn ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
-    let total = 40 + payload.len();
-    let mut p = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0x12,
-        0x34,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    // Ports 5000 -> 80, sequence 1000, ack 1, 20-byte header, the flags, window 512.
-    p.extend_from_slice(&[
-        0x13, 0x88, 0, 80, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0x50, flags, 2, 0,
-    ]);
-    p.extend_from_slice(&[0xaa, 0xbb, 0, 0]); // partial checksum left by the kernel, no urgent
-    p.extend_from_slice(payload);
-    p
+    tcp_v4(1000, flags, &[], payload)
 }
 
 fn ipv6_udp(payload: &[u8]) -> Vec<u8> {
