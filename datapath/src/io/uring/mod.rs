@@ -32,13 +32,12 @@ mod tun_write;
 
 use offload::LargeBuffers;
 use send_batch::SendBatches;
-use tun_write::{Offer, TunRuns, DATA_VALID};
+use tun_write::TunRuns;
 
 use super::buf_ring::BufRing;
 use super::{Backend, BufId, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
-use crate::inner::segment::VNET_HDR_LEN;
 use crate::udp::sockaddr_from;
-use crate::udp_gso::{enable_gro, CONTROL_LEN, MAX_SEGMENTS};
+use crate::udp_gso::{enable_gro, CONTROL_LEN};
 use crate::waker::Waker;
 
 /// Buffers lent to the kernel for outer datagrams (a power of two).
@@ -264,96 +263,6 @@ impl UringBackend {
         true
     }
 
-    /// Hands the open send batch, if any, to the kernel.
-    fn submit_open_batch(&mut self) {
-        let Some(slot) = self.sends.take_open() else {
-            return;
-        };
-        let hdr = self.sends.prepare(slot);
-        let fd = Fd(self.outer.as_raw_fd());
-        let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
-            OP_SEND,
-            self.outer_generation,
-            slot,
-        ));
-        let _ = self.push(entry);
-    }
-
-    /// A send batch is done: its buffers go back to the pool; `failed` counts its datagrams.
-    fn finish_send(&mut self, slot: u32, failed: bool) {
-        let batch = self.sends.get(slot);
-        if failed {
-            self.send_failures += batch.len() as u64;
-        }
-        for (buf, _, _) in batch.datagrams() {
-            self.free.push(buf);
-        }
-        self.sends.release(slot);
-    }
-
-    /// A send batch's completion. A segmented send the kernel refused is retried datagram by
-    /// datagram, and where the refusal says the device cannot segment, GSO stays off.
-    fn on_send(&mut self, slot: u32, res: i32) {
-        let batch = self.sends.get(slot);
-        if res >= 0 || batch.len() < 2 {
-            self.finish_send(slot, res < 0);
-            return;
-        }
-        let Some(to) = batch.destination() else {
-            self.finish_send(slot, true);
-            return;
-        };
-        let mut retry = [(0u32, 0usize, 0usize); MAX_SEGMENTS];
-        let mut n = 0;
-        for d in batch.datagrams() {
-            retry[n] = d;
-            n += 1;
-        }
-        self.sends.release(slot);
-        let refused = matches!(
-            -res,
-            libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EINVAL
-        );
-        if !refused || !self.sends.gso {
-            // Transient (a full buffer, no route, too big for the path): the datagrams are
-            // lost as single sends would be; retrying them later could reorder the flow.
-            self.send_failures += n as u64;
-            for &(buf, _, _) in &retry[..n] {
-                self.free.push(buf);
-            }
-            return;
-        }
-        // The kernel or device cannot segment: GSO stays off for this backend, and these
-        // datagrams go once more one by one (the only time a flow may see them reordered).
-        tracing::warn!(
-            "the kernel refused a segmented UDP send ({}); sending datagrams one by one",
-            io::Error::from_raw_os_error(-res)
-        );
-        self.sends.gso = false;
-        for &(buf, start, len) in &retry[..n] {
-            self.send_one(BufId(buf), start..start + len, to, false);
-        }
-    }
-
-    /// Adds a datagram to the open batch (or a new one); `join` false keeps it on its own.
-    fn send_one(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, join: bool) {
-        let len = range.len();
-        if !join || !self.sends.fits(to, len) {
-            self.submit_open_batch();
-            if !self.sends.start(to) {
-                // Every batch is in flight: drop this datagram, as a full socket buffer would.
-                self.free.push(buf.0);
-                self.send_failures += 1;
-                return;
-            }
-        }
-        let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
-        self.sends.append(buf.0, ptr, range.start, len);
-        if !join {
-            self.submit_open_batch();
-        }
-    }
-
     /// Lends free buffers to both rings until they are full (or the pool runs low).
     fn refill(&mut self) {
         // Coalesced receives use their own buffers, re-lent as soon as they are split.
@@ -567,58 +476,6 @@ impl UringBackend {
         self.cqes = cqes;
     }
 
-    /// Writes one packet into the TUN (behind a vnet header marking it verified, where the
-    /// TUN has them); the buffer is freed when the write completes.
-    fn write_alone(&mut self, buf: BufId, range: Range<usize>) {
-        let mut start = range.start;
-        if self.tun_vnet {
-            let Some(header) = start.checked_sub(VNET_HDR_LEN) else {
-                self.free.push(buf.0);
-                self.send_failures += 1;
-                return;
-            };
-            let b = &mut self.bufs[buf.0 as usize];
-            b[header..start].fill(0);
-            b[header] = DATA_VALID;
-            start = header;
-        }
-        let ptr = self.bufs[buf.0 as usize][start..].as_ptr();
-        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
-            .build()
-            .user_data(user_data(OP_WRITE, 0, buf.0));
-        let _ = self.push(entry);
-    }
-
-    /// Hands the open TUN run, if any, to the kernel as one vectored write.
-    fn submit_open_run(&mut self) {
-        let Some(slot) = self.tun_runs.take_open() else {
-            return;
-        };
-        let (b, first) = self.tun_runs.first_of(slot);
-        let (iovs, n) = self
-            .tun_runs
-            .prepare(slot, &mut self.bufs[b as usize][first]);
-        if n > 2 {
-            self.offload_stats.coalesced_writes += 1;
-        }
-        let entry = opcode::Writev::new(Fd(self.inner.as_raw_fd()), iovs, n as u32)
-            .build()
-            .user_data(user_data(OP_WRITEV, 0, slot));
-        let _ = self.push(entry);
-    }
-
-    /// A TUN run is written (or failed): its buffers go back to the pool.
-    fn finish_run(&mut self, slot: u32, failed: bool) {
-        let run = self.tun_runs.get(slot);
-        if failed {
-            self.send_failures += run.bufs().len() as u64;
-        }
-        for &b in run.bufs() {
-            self.free.push(b);
-        }
-        self.tun_runs.release(slot);
-    }
-
     /// Cancels every operation and waits (up to `limit`) for the kernel to let go of them.
     fn drain(&mut self, limit: Duration) -> bool {
         self.submit_open_batch();
@@ -717,23 +574,7 @@ impl Backend for UringBackend {
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
-        if !self.tun_vnet {
-            self.write_alone(buf, range);
-            return;
-        }
-        for _ in 0..2 {
-            let (first_buf, first) = self.tun_runs.open_first().unwrap_or((buf.0, range.clone()));
-            let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
-            let first = &self.bufs[first_buf as usize][first];
-            let packet = &self.bufs[buf.0 as usize][range.clone()];
-            match self.tun_runs.offer(first, buf.0, range.start, ptr, packet) {
-                Offer::Joined | Offer::Opened => return,
-                // The flow's earlier packets go first; then this one may start a new run.
-                Offer::Alone if self.tun_runs.is_open() => self.submit_open_run(),
-                Offer::Alone => break,
-            }
-        }
-        self.write_alone(buf, range);
+        self.write_inner(buf, range);
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {

@@ -3,8 +3,17 @@
 //! one system call, one route lookup and one socket-buffer charge for the whole run. Without
 //! GSO (or for a lone datagram) a batch holds exactly one datagram.
 
+use std::io;
 use std::mem::zeroed;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+
+use io_uring::opcode;
+use io_uring::types::Fd;
+
+use super::{user_data, UringBackend, OP_SEND};
+use crate::io::BufId;
 
 use crate::udp::sockaddr_to;
 use crate::udp_gso::{segment_control, CONTROL_LEN, MAX_GSO_BYTES, MAX_SEGMENTS};
@@ -169,5 +178,97 @@ impl SendBatches {
     pub(super) fn release(&mut self, slot: u32) {
         self.slots[slot as usize].count = 0;
         self.free.push(slot);
+    }
+}
+
+impl UringBackend {
+    /// Hands the open send batch, if any, to the kernel.
+    pub(super) fn submit_open_batch(&mut self) {
+        let Some(slot) = self.sends.take_open() else {
+            return;
+        };
+        let hdr = self.sends.prepare(slot);
+        let fd = Fd(self.outer.as_raw_fd());
+        let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
+            OP_SEND,
+            self.outer_generation,
+            slot,
+        ));
+        let _ = self.push(entry);
+    }
+
+    /// A send batch is done: its buffers go back to the pool; `failed` counts its datagrams.
+    pub(super) fn finish_send(&mut self, slot: u32, failed: bool) {
+        let batch = self.sends.get(slot);
+        if failed {
+            self.send_failures += batch.len() as u64;
+        }
+        for (buf, _, _) in batch.datagrams() {
+            self.free.push(buf);
+        }
+        self.sends.release(slot);
+    }
+
+    /// A send batch's completion. A segmented send the kernel refused is retried datagram by
+    /// datagram, and where the refusal says the device cannot segment, GSO stays off.
+    pub(super) fn on_send(&mut self, slot: u32, res: i32) {
+        let batch = self.sends.get(slot);
+        if res >= 0 || batch.len() < 2 {
+            self.finish_send(slot, res < 0);
+            return;
+        }
+        let Some(to) = batch.destination() else {
+            self.finish_send(slot, true);
+            return;
+        };
+        let mut retry = [(0u32, 0usize, 0usize); MAX_SEGMENTS];
+        let mut n = 0;
+        for d in batch.datagrams() {
+            retry[n] = d;
+            n += 1;
+        }
+        self.sends.release(slot);
+        let refused = matches!(
+            -res,
+            libc::EIO | libc::EOPNOTSUPP | libc::ENOPROTOOPT | libc::EINVAL
+        );
+        if !refused || !self.sends.gso {
+            // Transient (a full buffer, no route, too big for the path): the datagrams are
+            // lost as single sends would be; retrying them later could reorder the flow.
+            self.send_failures += n as u64;
+            for &(buf, _, _) in &retry[..n] {
+                self.free.push(buf);
+            }
+            return;
+        }
+        // The kernel or device cannot segment: GSO stays off for this backend, and these
+        // datagrams go once more one by one (the only time a flow may see them reordered).
+        tracing::warn!(
+            "the kernel refused a segmented UDP send ({}); sending datagrams one by one",
+            io::Error::from_raw_os_error(-res)
+        );
+        self.sends.gso = false;
+        for &(buf, start, len) in &retry[..n] {
+            self.send_one(BufId(buf), start..start + len, to, false);
+        }
+    }
+
+    /// Adds a datagram to the open batch (or a new one); `join` false keeps it on its own.
+    pub(super) fn send_one(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, join: bool) {
+        let len = range.len();
+        if !join || !self.sends.fits(to, len) {
+            self.submit_open_batch();
+            if !self.sends.start(to) {
+                // Every batch is in flight: drop this datagram, as a full socket buffer would.
+                self.free.push(buf.0);
+                self.send_failures += 1;
+                return;
+            }
+        }
+        let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
+        self.sends.append(buf.0, ptr, range.start, len);
+        if !join {
+            self.submit_open_batch();
+        }
     }
 }

@@ -6,6 +6,13 @@
 
 use std::mem::zeroed;
 use std::ops::Range;
+use std::os::fd::AsRawFd;
+
+use io_uring::opcode;
+use io_uring::types::Fd;
+
+use super::{user_data, UringBackend, OP_WRITE, OP_WRITEV};
+use crate::io::BufId;
 
 use crate::inner::coalesce::{continues, finish_head, tcp_segment, TcpSegment, MAX_RUN};
 use crate::inner::segment::VNET_HDR_LEN;
@@ -191,5 +198,81 @@ impl TunRuns {
         run.count = 0;
         run.head = None;
         self.free.push(slot);
+    }
+}
+
+impl UringBackend {
+    /// Writes an inner packet into the TUN: joined to a run of its flow's segments where it
+    /// can be, else alone.
+    pub(super) fn write_inner(&mut self, buf: BufId, range: Range<usize>) {
+        if !self.tun_vnet {
+            self.write_alone(buf, range);
+            return;
+        }
+        for _ in 0..2 {
+            let (first_buf, first) = self.tun_runs.open_first().unwrap_or((buf.0, range.clone()));
+            let ptr = self.bufs[buf.0 as usize][range.start..].as_mut_ptr();
+            let first = &self.bufs[first_buf as usize][first];
+            let packet = &self.bufs[buf.0 as usize][range.clone()];
+            match self.tun_runs.offer(first, buf.0, range.start, ptr, packet) {
+                Offer::Joined | Offer::Opened => return,
+                // The flow's earlier packets go first; then this one may start a new run.
+                Offer::Alone if self.tun_runs.is_open() => self.submit_open_run(),
+                Offer::Alone => break,
+            }
+        }
+        self.write_alone(buf, range);
+    }
+
+    /// Writes one packet into the TUN (behind a vnet header marking it verified, where the
+    /// TUN has them); the buffer is freed when the write completes.
+    pub(super) fn write_alone(&mut self, buf: BufId, range: Range<usize>) {
+        let mut start = range.start;
+        if self.tun_vnet {
+            let Some(header) = start.checked_sub(VNET_HDR_LEN) else {
+                self.free.push(buf.0);
+                self.send_failures += 1;
+                return;
+            };
+            let b = &mut self.bufs[buf.0 as usize];
+            b[header..start].fill(0);
+            b[header] = DATA_VALID;
+            start = header;
+        }
+        let ptr = self.bufs[buf.0 as usize][start..].as_ptr();
+        let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
+            .build()
+            .user_data(user_data(OP_WRITE, 0, buf.0));
+        let _ = self.push(entry);
+    }
+
+    /// Hands the open TUN run, if any, to the kernel as one vectored write.
+    pub(super) fn submit_open_run(&mut self) {
+        let Some(slot) = self.tun_runs.take_open() else {
+            return;
+        };
+        let (b, first) = self.tun_runs.first_of(slot);
+        let (iovs, n) = self
+            .tun_runs
+            .prepare(slot, &mut self.bufs[b as usize][first]);
+        if n > 2 {
+            self.offload_stats.coalesced_writes += 1;
+        }
+        let entry = opcode::Writev::new(Fd(self.inner.as_raw_fd()), iovs, n as u32)
+            .build()
+            .user_data(user_data(OP_WRITEV, 0, slot));
+        let _ = self.push(entry);
+    }
+
+    /// A TUN run is written (or failed): its buffers go back to the pool.
+    pub(super) fn finish_run(&mut self, slot: u32, failed: bool) {
+        let run = self.tun_runs.get(slot);
+        if failed {
+            self.send_failures += run.bufs().len() as u64;
+        }
+        for &b in run.bufs() {
+            self.free.push(b);
+        }
+        self.tun_runs.release(slot);
     }
 }
