@@ -6,6 +6,7 @@
 mod callgrind;
 mod cipher;
 mod generator;
+mod handover;
 mod kernel;
 mod machine;
 mod peers;
@@ -42,7 +43,7 @@ enum Command {
         /// Fewer packets and shorter runs: checks the harness, not the machine.
         #[arg(long)]
         quick: bool,
-        /// Run only these sections (cipher, callgrind, peers, decrypt, scaling) and only for
+        /// Run only these sections (cipher, callgrind, handover, peers, decrypt, scaling) and only for
         /// xgate where it applies; prints figures, writes nothing. For development.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -103,6 +104,28 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     } else {
         Vec::new()
     };
+
+    eprintln!("cross-worker TUN packets: handover queue against an atomic nonce");
+    let (handover, counters, crossing) = if want("handover") {
+        let h = handover::measure(if quick { 50_000 } else { 1_000_000 })?;
+        let c = rig::on_cpu(1, || handover::counters(100_000_000));
+        (h, Some(c), Some(handover::crossing(xgate, &dir)?))
+    } else {
+        (Vec::new(), None, None)
+    };
+    for h in &handover {
+        eprintln!(
+            "  {:<13} {:>4} B: {:>7.0} CPU-ns per packet",
+            h.mechanism, h.payload, h.cpu_ns_per_packet
+        );
+    }
+    if let (Some(c), Some(x)) = (&counters, &crossing) {
+        eprintln!(
+            "  send counter: plain {:.2} ns, atomic {:.2} ns; 2 workers, TCP both ways: {} of {} \
+             TUN packets handed over",
+            c.plain_ns, c.atomic_ns, x.handed_over, x.tun_reads
+        );
+    }
 
     eprintln!("peers side by side (iperf3 through the tunnel, server on CPU 0)");
     let mut peers = Vec::new();
@@ -170,6 +193,9 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         decrypt,
         scaling,
         instructions,
+        handover,
+        counters,
+        crossing,
         profile,
     };
     let json = results.write(out)?;

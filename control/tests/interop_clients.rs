@@ -84,11 +84,17 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize) {
     let shown = rig.show();
     assert_eq!(shown["drops"]["bad_tag"], 0, "{shown}");
     assert_eq!(shown["drops"]["replayed"], 0, "{shown}");
+    let stats = &shown["stats"];
+    let n = |k: &str| stats[k].as_u64().unwrap_or(0);
     eprintln!(
-        "{}: upload {:.0} Mbit/s, download {:.0} Mbit/s",
+        "{}: upload {:.0} Mbit/s, download {:.0} Mbit/s; TUN reads {}, handed to their owner: \
+         {} inner, {} outer",
         implementation.label(),
         up.mbit_per_s(),
-        down.mbit_per_s()
+        down.mbit_per_s(),
+        n("tun_reads"),
+        n("handed_over") - n("outer_handed_over"),
+        n("outer_handed_over"),
     );
 }
 
