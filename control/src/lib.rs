@@ -3,6 +3,7 @@
 //! - `config`: the TOML file, embedded defaults, validation.
 //! - `update`: one change type for config files and `wg set`.
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
+//! - `registry`: the peer registry (SQLite) and address pools.
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
 //! - `daemon`: `xgate up`, from start to clean exit.
 //! - `show`: `xgate show`.
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod daemon;
 pub mod plane;
+pub mod registry;
 pub mod show;
 pub mod uapi;
 pub mod update;

@@ -1,0 +1,58 @@
+//! The registry's schema as a list of migrations. The database records how many it has
+//! applied (`PRAGMA user_version`); opening applies the rest in one transaction each, so a
+//! database is always at a version this code knows, never half-way.
+
+use rusqlite::Connection;
+
+use super::RegistryError;
+
+/// Each entry moves the schema one version up. Never edit an entry once released: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: peers, their addresses, and the address pools' cursors.
+    "CREATE TABLE peers (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL,
+        grp            TEXT NOT NULL DEFAULT 'default',
+        public_key     BLOB NOT NULL UNIQUE CHECK (length(public_key) = 32),
+        preshared_key  BLOB CHECK (preshared_key IS NULL OR length(preshared_key) = 32),
+        allowed_ips    TEXT NOT NULL DEFAULT '',
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        last_handshake INTEGER,
+        revoked_at     INTEGER
+    );
+    CREATE INDEX peers_by_group ON peers (grp, id);
+    CREATE TABLE addresses (
+        address     TEXT PRIMARY KEY,
+        pool        TEXT NOT NULL,
+        peer_id     INTEGER REFERENCES peers (id) ON DELETE SET NULL,
+        released_at INTEGER
+    );
+    CREATE INDEX addresses_by_peer ON addresses (peer_id);
+    CREATE INDEX addresses_free ON addresses (pool, released_at) WHERE peer_id IS NULL;
+    CREATE TABLE pool_cursors (
+        pool TEXT PRIMARY KEY,
+        next INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this code writes.
+pub const VERSION: usize = MIGRATIONS.len();
+
+/// Brings `conn` up to `VERSION`; refuses a database written by a newer xgate.
+pub fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > VERSION {
+        return Err(RegistryError::TooNew {
+            found: current,
+            known: VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// A fresh database path (removed, with its WAL files, when the guard drops).
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join("xgate-registry-tests");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(format!(
+            "{tag}-{}-{}.db",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let db = Self(path);
+        db.remove();
+        db
+    }
+
+    fn remove(&self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+const HOLD: u64 = 3600;
+
+fn pool(v4: &str, v6: Option<&str>) -> Pool {
+    Pool {
+        name: "default".into(),
+        v4: Some(v4.parse().expect("v4 prefix")),
+        v6: v6.map(|p| p.parse().expect("v6 prefix")),
+        reserved: vec![
+            "10.77.0.1".parse().expect("ip"),
+            "fd77::1".parse().expect("ip"),
+        ],
+        hold_secs: HOLD,
+    }
+}
+
+fn open(db: &TempDb, pools: Vec<Pool>) -> Registry {
+    Registry::open(&db.0, pools).expect("open registry")
+}
+
+fn new_peer(n: u8, group: &str) -> NewPeer {
+    let mut key = [0u8; 32];
+    key[0] = n;
+    key[31] = 0x42;
+    NewPeer {
+        name: format!("user-{n}"),
+        group: group.into(),
+        public_key: PublicKey(key),
+        preshared_key: (n % 2 == 0).then_some([n; 32]),
+        allowed_ips: if n == 3 {
+            vec!["192.168.30.0/24".parse().expect("prefix")]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+#[test]
+fn created_peers_get_dual_stack_addresses_and_read_back_whole() {
+    let db = TempDb::new("create");
+    let mut r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
+    let made = r
+        .create(&[new_peer(2, "default"), new_peer(3, "sales")], 1000)
+        .expect("create");
+    // .1 and ::1 are the server's own: the first peer gets .2 and ::2.
+    assert_eq!(made[0].addresses, [ip("10.77.0.2"), ip("fd77::2")]);
+    assert_eq!(made[1].addresses, [ip("10.77.0.3"), ip("fd77::3")]);
+    assert_eq!(
+        made[1].group, "sales",
+        "unknown groups use the default pool"
+    );
+    assert_eq!(
+        made[1].routes(),
+        [
+            "10.77.0.3/32".parse().expect("net"),
+            "fd77::3/128".parse().expect("net"),
+            "192.168.30.0/24".parse().expect("net")
+        ]
+    );
+    assert_eq!(made[0].preshared_key, Some([2; 32]));
+    assert_eq!((made[0].created_at, made[0].updated_at), (1000, 1000));
+    assert_eq!(r.get(made[0].id).expect("get"), made[0]);
+    assert_eq!(
+        r.find_by_key(&new_peer(3, "").public_key).expect("find"),
+        Some(made[1].clone())
+    );
+    assert_eq!(
+        r.find_by_key(&new_peer(9, "").public_key).expect("find"),
+        None
+    );
+    // Reopening the file finds the same peers.
+    drop(r);
+    let r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
+    assert_eq!(r.active().expect("active"), made);
+}
+
+#[test]
+fn a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind() {
+    let db = TempDb::new("dup");
+    let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
+    r.create(&[new_peer(1, "default")], 1).expect("first");
+    let err = r
+        .create(&[new_peer(2, "default"), new_peer(1, "default")], 2)
+        .expect_err("duplicate");
+    assert!(matches!(err, RegistryError::DuplicateKey(_)), "{err}");
+    assert!(err.to_string().contains("exists already"), "{err}");
+    assert_eq!(r.count().expect("count"), 1, "the batch is all or nothing");
+    // The address the failed batch had taken is free again.
+    let next = r.create(&[new_peer(2, "default")], 3).expect("retry");
+    assert_eq!(next[0].addresses, [ip("10.77.0.3")]);
+}
+
+#[test]
+fn an_exhausted_pool_says_so() {
+    let db = TempDb::new("exhaust");
+    // A /29: .0 network, .7 broadcast, .1 reserved: .2 to .6 for peers.
+    let mut r = open(&db, vec![pool("10.77.0.0/29", None)]);
+    for n in 0..5 {
+        r.create(&[new_peer(n, "default")], 1).expect("room left");
+    }
+    let err = r.create(&[new_peer(5, "default")], 1).expect_err("full");
+    assert!(matches!(err, RegistryError::PoolExhausted { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("10.77.0.0/29") && text.contains("widen"),
+        "{text}"
+    );
+    let used: HashSet<_> = r
+        .active()
+        .expect("active")
+        .into_iter()
+        .flat_map(|p| p.addresses)
+        .collect();
+    let want: HashSet<_> = (2..=6).map(|i| ip(&format!("10.77.0.{i}"))).collect();
+    assert_eq!(used, want);
+}
+
+#[test]
+fn released_addresses_rest_for_the_hold_time_before_reuse() {
+    let db = TempDb::new("hold");
+    let mut r = open(&db, vec![pool("10.77.0.0/29", None)]);
+    let a = r.create(&[new_peer(1, "default")], 100).expect("a")[0].clone();
+    let revoked = r.revoke(a.id, 200).expect("revoke");
+    assert_eq!(revoked.revoked_at, Some(200));
+    assert!(
+        revoked.addresses.is_empty(),
+        "a revoked peer holds no address"
+    );
+    assert_eq!(r.revoke(a.id, 300).expect("again").revoked_at, Some(200));
+    // Within the hold a new peer gets a never-used address.
+    let b = r
+        .create(&[new_peer(2, "default")], 200 + HOLD - 1)
+        .expect("b");
+    assert_ne!(b[0].addresses, a.addresses);
+    // After it the released one comes back first.
+    let c = r.create(&[new_peer(3, "default")], 200 + HOLD).expect("c");
+    assert_eq!(c[0].addresses, a.addresses);
+    // Deleting releases too.
+    r.delete(b[0].id, 5000).expect("delete");
+    assert!(matches!(r.get(b[0].id), Err(RegistryError::NoSuchPeer(_))));
+    let d = r.create(&[new_peer(4, "default")], 5000 + HOLD).expect("d");
+    assert_eq!(d[0].addresses, b[0].addresses);
+}
+
+#[test]
+fn concurrent_creation_on_two_connections_never_shares_an_address() {
+    let db = TempDb::new("concurrent");
+    open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
+    let path = db.0.clone();
+    let threads: Vec<_> = (0..2u8)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut r = Registry::open(&path, vec![pool("10.77.0.0/16", Some("fd77::/64"))])
+                    .expect("open");
+                for n in 0..100u8 {
+                    let mut p = new_peer(n, "default");
+                    p.public_key.0[1] = t;
+                    r.create(&[p], 1).expect("create");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let r = Registry::open(&path, vec![pool("10.77.0.0/16", Some("fd77::/64"))]).expect("open");
+    let peers = r.active().expect("active");
+    assert_eq!(peers.len(), 200);
+    let addresses: Vec<_> = peers.iter().flat_map(|p| p.addresses.clone()).collect();
+    let unique: HashSet<_> = addresses.iter().collect();
+    assert_eq!(addresses.len(), 400);
+    assert_eq!(unique.len(), 400, "an address was handed out twice");
+}
+
+#[test]
+fn listing_pages_filters_by_group_and_hides_revoked_on_request() {
+    let db = TempDb::new("list");
+    let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let groups = ["eng", "sales", "eng", "eng", "sales"];
+    let peers: Vec<_> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| new_peer(i as u8, g))
+        .collect();
+    let made = r.create(&peers, 1).expect("create");
+    r.revoke(made[2].id, 2).expect("revoke");
+    let page = |after, group: Option<&str>, revoked| {
+        r.list(&ListFilter {
+            group: group.map(String::from),
+            after,
+            limit: 2,
+            revoked,
+        })
+        .expect("list")
+        .iter()
+        .map(|p| p.id)
+        .collect::<Vec<_>>()
+    };
+    let ids: Vec<_> = made.iter().map(|p| p.id).collect();
+    assert_eq!(page(0, None, true), ids[..2]);
+    assert_eq!(page(ids[1], None, true), ids[2..4]);
+    assert_eq!(page(ids[3], None, true), ids[4..]);
+    assert_eq!(page(0, Some("eng"), true), [ids[0], ids[2]]);
+    assert_eq!(page(0, Some("eng"), false), [ids[0], ids[3]]);
+    assert_eq!(page(0, Some("nobody"), true), Vec::<i64>::new());
+}
+
+#[test]
+fn updates_change_only_what_they_name() {
+    let db = TempDb::new("update");
+    let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let p = r.create(&[new_peer(2, "default")], 1).expect("create")[0].clone();
+    let nets: Vec<IpNet> = vec!["172.16.0.0/12".parse().expect("net")];
+    let changed = r
+        .update(
+            p.id,
+            &PeerChange {
+                allowed_ips: Some(nets.clone()),
+                preshared_key: Some(None),
+                ..PeerChange::default()
+            },
+            9,
+        )
+        .expect("update");
+    assert_eq!(changed.allowed_ips, nets);
+    assert_eq!(changed.preshared_key, None);
+    assert_eq!((changed.name.as_str(), changed.updated_at), ("user-2", 9));
+    assert_eq!(changed.addresses, p.addresses);
+    assert!(matches!(
+        r.update(999, &PeerChange::default(), 9),
+        Err(RegistryError::NoSuchPeer(999))
+    ));
+    assert!(matches!(
+        r.revoke(999, 9),
+        Err(RegistryError::NoSuchPeer(999))
+    ));
+    assert!(matches!(
+        r.delete(999, 9),
+        Err(RegistryError::NoSuchPeer(999))
+    ));
+    r.record_handshake(&p.public_key, 77).expect("handshake");
+    assert_eq!(r.get(p.id).expect("get").last_handshake, Some(77));
+}
+
+#[test]
+fn a_database_from_a_newer_xgate_is_refused_with_a_clear_error() {
+    let db = TempDb::new("newer");
+    drop(open(&db, vec![pool("10.77.0.0/24", None)]));
+    let conn = Connection::open(&db.0).expect("raw open");
+    conn.pragma_update(None, "user_version", 99)
+        .expect("set version");
+    drop(conn);
+    let err = Registry::open(&db.0, Vec::new()).err().expect("refused");
+    assert!(err.to_string().contains("upgrade xgate"), "{err}");
+}
+
+#[test]
+fn a_group_without_a_pool_and_no_default_is_an_error() {
+    let db = TempDb::new("nopool");
+    let mut r = open(&db, Vec::new());
+    let err = r.create(&[new_peer(1, "eng")], 1).expect_err("no pool");
+    assert!(matches!(err, RegistryError::NoPool(_)), "{err}");
+    assert_eq!(r.count().expect("count"), 0);
+}
