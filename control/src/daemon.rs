@@ -13,10 +13,11 @@ use datapath::launch::{LaunchConfig, Workers};
 use datapath::tun::{Interface, Tun, TunError};
 use datapath::udp::BindError;
 
-use crate::config::Settings;
+use crate::config::{RegistrySettings, Settings};
 use crate::plane::{ControlPlane, PlaneLinks, StopReason, HANDSHAKE_QUEUE};
+use crate::registry::{Peer, Registry};
 use crate::uapi::{self, UapiServer};
-use crate::update::DeviceUpdate;
+use crate::update::{DeviceUpdate, PeerUpdate};
 
 fn bind_error(e: BindError) -> anyhow::Error {
     match e {
@@ -62,11 +63,48 @@ fn bind_with_grace(port: u16, workers: usize, fwmark: u32) -> Result<Vec<OwnedFd
     }
 }
 
+/// Opens the registry (creating its directory) and reads the peers that are not revoked.
+fn load_registry(settings: &RegistrySettings) -> Result<(Registry, Vec<Peer>)> {
+    let path = &settings.path;
+    let place = || format!("registry.path ({})", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: creating its directory", place()))?;
+    }
+    let started = Instant::now();
+    let registry = Registry::open(path, settings.pools.clone()).with_context(place)?;
+    let peers = registry.active().with_context(place)?;
+    tracing::info!(
+        peers = peers.len(),
+        ms = started.elapsed().as_millis() as u64,
+        path = %path.display(),
+        "registry loaded"
+    );
+    Ok((registry, peers))
+}
+
+/// What the plane needs to know of a registered peer.
+fn registry_peer(p: &Peer) -> PeerUpdate {
+    let mut u = PeerUpdate::new(p.public_key);
+    u.preshared_key = Some(p.preshared_key.map(proto::PresharedKey));
+    u.replace_allowed_ips = true;
+    u.allowed_ips = p.routes();
+    u
+}
+
 /// Runs the daemon in the foreground until SIGINT/SIGTERM, interface deletion or socket
 /// deletion; returns once everything it created is gone.
 pub fn up(settings: Settings) -> Result<()> {
     let name = settings.name.clone();
     uapi::claim(&name).map_err(|e| anyhow!("interface.name: {e}"))?;
+    // Before anything lasting exists: a registry that cannot be opened stops the start.
+    let (_registry, registered) = match &settings.registry {
+        Some(r) => {
+            let (registry, peers) = load_registry(r)?;
+            (Some(registry), peers)
+        }
+        None => (None, Vec::new()),
+    };
 
     let sockets: Vec<Arc<OwnedFd>> =
         bind_with_grace(settings.listen_port, settings.workers, settings.fwmark)
@@ -126,7 +164,12 @@ pub fn up(settings: Settings) -> Result<()> {
     let public_key = settings.private_key.as_ref().map(|k| k.public_key());
     let initial = DeviceUpdate {
         private_key: settings.private_key.map(Some),
-        peers: settings.peers.into_iter().map(|(_, p)| p).collect(),
+        peers: settings
+            .peers
+            .into_iter()
+            .map(|(_, p)| p)
+            .chain(registered.iter().map(registry_peer))
+            .collect(),
         ..DeviceUpdate::default()
     };
     if let Err(e) = plane.apply(initial) {

@@ -65,6 +65,8 @@ pub struct Rig {
     pub port: u16,
     /// Datapath workers (2 by default: packets cross between workers' sockets and queues).
     pub workers: usize,
+    /// A registry database to keep peers in; clients are then not listed in the config.
+    pub registry: Option<PathBuf>,
 }
 
 impl Rig {
@@ -81,6 +83,7 @@ impl Rig {
             clients: Vec::new(),
             port: 51820,
             workers: 2,
+            registry: None,
             dir,
         }
     }
@@ -145,6 +148,10 @@ impl Rig {
             self.port,
             self.workers
         );
+        if let Some(db) = &self.registry {
+            text += &format!("\n[registry]\npath = \"{}\"\n", db.display());
+            return text;
+        }
         for c in &self.clients {
             text += &format!(
                 "\n[[peer]]\nname = \"{}\"\npublic_key = \"{}\"\nallowed_ips = [\"{}/32\", \"{}/128\"]\n",

@@ -17,6 +17,11 @@ use serde::Deserialize;
 
 use crate::update::PeerUpdate;
 
+mod registry;
+
+use registry::{registry_settings, PoolSection, RegistrySection};
+pub use registry::{RegistrySettings, DEFAULT_HOLD_SECS};
+
 /// Default interface name.
 pub const DEFAULT_INTERFACE: &str = "xgate0";
 /// Default UDP listen port (WireGuard's customary port).
@@ -59,6 +64,9 @@ struct FileConfig {
     interface: InterfaceSection,
     #[serde(default, rename = "peer")]
     peers: Vec<PeerSection>,
+    registry: Option<RegistrySection>,
+    #[serde(default, rename = "pool")]
+    pools: Vec<PoolSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +124,8 @@ pub struct Settings {
     pub fwmark: u32,
     /// Peers, with labels for logs.
     pub peers: Vec<(Option<String>, PeerUpdate)>,
+    /// The peer registry, if peers are kept in one.
+    pub registry: Option<RegistrySettings>,
 }
 
 fn cpu_count() -> usize {
@@ -129,12 +139,7 @@ fn auto_workers(cpus: &Option<Vec<usize>>) -> usize {
 impl Settings {
     /// The embedded defaults: what `xgate up` runs with when given no config file.
     pub fn defaults() -> Result<Self, ConfigError> {
-        Self::from_sections(
-            InterfaceSection::default(),
-            Vec::new(),
-            Path::new("."),
-            true,
-        )
+        Self::from_sections(FileConfig::default(), Path::new("."), true)
     }
 
     /// A bare interface, as `wireguard-go NAME` starts: no key, no address, any port; it is
@@ -152,6 +157,7 @@ impl Settings {
             cpus: (0..cpu_count()).map(Some).collect(),
             fwmark: 0,
             peers: Vec::new(),
+            registry: None,
         })
     }
 
@@ -180,15 +186,16 @@ impl Settings {
                 "see the configuration reference in README.md",
             )
         })?;
-        Self::from_sections(file.interface, file.peers, base, false)
+        Self::from_sections(file, base, false)
     }
 
-    fn from_sections(
-        iface: InterfaceSection,
-        peers: Vec<PeerSection>,
-        base: &Path,
-        defaults: bool,
-    ) -> Result<Self, ConfigError> {
+    fn from_sections(file: FileConfig, base: &Path, defaults: bool) -> Result<Self, ConfigError> {
+        let FileConfig {
+            interface: iface,
+            peers,
+            registry,
+            pools,
+        } = file;
         let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
         datapath::tun::validate_name(&name).map_err(|e| {
             err(
@@ -304,6 +311,8 @@ impl Settings {
             )?);
         }
 
+        let registry = registry_settings(registry, pools, &addresses, base, &name, defaults)?;
+
         Ok(Self {
             name,
             private_key: Some(private_key),
@@ -314,6 +323,7 @@ impl Settings {
             cpus,
             fwmark: iface.fwmark.unwrap_or(0),
             peers: out,
+            registry,
         })
     }
 }
@@ -522,6 +532,16 @@ fwmark = 0
 # preshared_key = "<xgate genpsk>"     # optional
 # endpoint = "192.0.2.10:51820"        # optional: xgate initiates to it
 # persistent_keepalive = 25            # optional, seconds
+
+# The peer registry (SQLite): peers kept here survive restarts. Without [[pool]], clients
+# get addresses from the interface's own prefixes.
+[registry]
+path = "{STATE_DIR}/{DEFAULT_INTERFACE}.db"
+# [[pool]]
+# name = "default"                     # groups use the pool of their name, else "default"
+# ipv4 = "10.77.0.0/16"
+# ipv6 = "fd77::/64"
+# hold_secs = {DEFAULT_HOLD_SECS}                     # a released address rests this long
 "#,
         key = key.to_base64(),
         a4 = DEFAULT_ADDRESSES[0],
