@@ -13,7 +13,8 @@ use datapath::launch::{LaunchConfig, Workers};
 use datapath::tun::{Interface, Tun, TunError};
 use datapath::udp::BindError;
 
-use crate::config::{RegistrySettings, Settings};
+use crate::api::{ApiServer, ApiState, ClientTemplate};
+use crate::config::{ApiSettings, RegistrySettings, Settings};
 use crate::plane::{ControlPlane, PlaneLinks, StopReason, HANDSHAKE_QUEUE};
 use crate::registry::{Peer, Registry};
 use crate::uapi::{self, UapiServer};
@@ -83,13 +84,53 @@ fn load_registry(settings: &RegistrySettings) -> Result<(Registry, Vec<Peer>)> {
     Ok((registry, peers))
 }
 
-/// What the plane needs to know of a registered peer.
-fn registry_peer(p: &Peer) -> PeerUpdate {
-    let mut u = PeerUpdate::new(p.public_key);
-    u.preshared_key = Some(p.preshared_key.map(proto::PresharedKey));
-    u.replace_allowed_ips = true;
-    u.allowed_ips = p.routes();
-    u
+/// What every client configuration the API hands out shares.
+fn client_template(
+    settings: &Settings,
+    api: &ApiSettings,
+    server_key: proto::PublicKey,
+    listen_port: u16,
+) -> ClientTemplate {
+    let pools = settings.registry.iter().flat_map(|r| &r.pools);
+    let allowed_ips = api.client_allowed_ips.clone().unwrap_or_else(|| {
+        pools
+            .flat_map(|p| p.v4.iter().chain(p.v6.iter()).copied())
+            .collect()
+    });
+    let endpoint = api.endpoint.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{listen_port}")
+    });
+    ClientTemplate {
+        server_key,
+        endpoint,
+        allowed_ips,
+        dns: api.dns.clone(),
+        mtu: settings.mtu,
+        keepalive: api.persistent_keepalive,
+    }
+}
+
+/// Starts the HTTP API over the registry.
+fn start_api(
+    api: &ApiSettings,
+    registry: Registry,
+    plane: crossbeam_channel::Sender<crate::plane::Request>,
+    client: ClientTemplate,
+) -> Result<ApiServer> {
+    let hashes = crate::api::load_tokens(&api.token_file)
+        .with_context(|| format!("api.token_file ({})", api.token_file.display()))?;
+    let state = Arc::new(ApiState::new(registry, plane, hashes, client));
+    let server = ApiServer::start(api.listen, state).map_err(|e| {
+        anyhow!(
+            "api.listen: cannot listen on {}: {e}; choose another address or port",
+            api.listen
+        )
+    })?;
+    tracing::info!(listen = %server.local_addr, "HTTP API up");
+    Ok(server)
 }
 
 /// Runs the daemon in the foreground until SIGINT/SIGTERM, interface deletion or socket
@@ -98,7 +139,7 @@ pub fn up(settings: Settings) -> Result<()> {
     let name = settings.name.clone();
     uapi::claim(&name).map_err(|e| anyhow!("interface.name: {e}"))?;
     // Before anything lasting exists: a registry that cannot be opened stops the start.
-    let (_registry, registered) = match &settings.registry {
+    let (registry, registered) = match &settings.registry {
         Some(r) => {
             let (registry, peers) = load_registry(r)?;
             (Some(registry), peers)
@@ -162,13 +203,18 @@ pub fn up(settings: Settings) -> Result<()> {
         },
     );
     let public_key = settings.private_key.as_ref().map(|k| k.public_key());
+    let client = settings
+        .api
+        .as_ref()
+        .zip(public_key)
+        .map(|(api, key)| client_template(&settings, api, key, listen_port));
     let initial = DeviceUpdate {
         private_key: settings.private_key.map(Some),
         peers: settings
             .peers
             .into_iter()
             .map(|(_, p)| p)
-            .chain(registered.iter().map(registry_peer))
+            .chain(registered.iter().map(PeerUpdate::registered))
             .collect(),
         ..DeviceUpdate::default()
     };
@@ -181,9 +227,25 @@ pub fn up(settings: Settings) -> Result<()> {
         .spawn(move || plane.run())
         .context("starting the control plane")?;
 
+    let api = match (registry, &settings.api, client) {
+        (Some(registry), Some(api), Some(client)) => {
+            match start_api(api, registry, req_tx.clone(), client) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    drop(req_tx);
+                    let _ = plane_thread.join();
+                    workers.shutdown();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+
     let server = match UapiServer::start(&name, req_tx.clone(), stop_tx.clone()) {
         Ok(s) => s,
         Err(e) => {
+            drop(api);
             drop(req_tx);
             let _ = plane_thread.join();
             workers.shutdown();
@@ -218,6 +280,7 @@ pub fn up(settings: Settings) -> Result<()> {
     tracing::info!(?reason, "shutting down");
     signal_handle.close();
     server.stop();
+    drop(api);
     drop(req_tx);
     let _ = plane_thread.join();
     // Closing the workers' TUN queues deletes the interface and its addresses.

@@ -1,5 +1,6 @@
 //! xgate's control plane and daemon.
 //!
+//! - `api`: the HTTP API (`/api/v1/`).
 //! - `config`: the TOML file, embedded defaults, validation.
 //! - `update`: one change type for config files and `wg set`.
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
@@ -9,6 +10,7 @@
 //! - `show`: `xgate show`.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod plane;

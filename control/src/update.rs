@@ -45,6 +45,22 @@ pub struct PeerUpdate {
 }
 
 impl PeerUpdate {
+    /// What the running interface must know of a peer kept in the registry.
+    pub fn registered(p: &crate::registry::Peer) -> Self {
+        let mut u = Self::new(p.public_key);
+        u.preshared_key = Some(p.preshared_key.map(PresharedKey));
+        u.replace_allowed_ips = true;
+        u.allowed_ips = p.routes();
+        u
+    }
+
+    /// The removal of peer `public_key`.
+    pub fn removal(public_key: PublicKey) -> Self {
+        let mut u = Self::new(public_key);
+        u.remove = true;
+        u
+    }
+
     /// An update naming `public_key` that changes nothing yet.
     pub fn new(public_key: PublicKey) -> Self {
         Self {

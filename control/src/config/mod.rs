@@ -17,7 +17,11 @@ use serde::Deserialize;
 
 use crate::update::PeerUpdate;
 
+mod api;
 mod registry;
+
+use api::{api_settings, ApiSection};
+pub use api::{ApiSettings, DEFAULT_API_LISTEN};
 
 use registry::{registry_settings, PoolSection, RegistrySection};
 pub use registry::{RegistrySettings, DEFAULT_HOLD_SECS};
@@ -65,6 +69,7 @@ struct FileConfig {
     #[serde(default, rename = "peer")]
     peers: Vec<PeerSection>,
     registry: Option<RegistrySection>,
+    api: Option<ApiSection>,
     #[serde(default, rename = "pool")]
     pools: Vec<PoolSection>,
 }
@@ -126,6 +131,8 @@ pub struct Settings {
     pub peers: Vec<(Option<String>, PeerUpdate)>,
     /// The peer registry, if peers are kept in one.
     pub registry: Option<RegistrySettings>,
+    /// The HTTP API (on with the registry).
+    pub api: Option<ApiSettings>,
 }
 
 fn cpu_count() -> usize {
@@ -158,6 +165,7 @@ impl Settings {
             fwmark: 0,
             peers: Vec::new(),
             registry: None,
+            api: None,
         })
     }
 
@@ -194,6 +202,7 @@ impl Settings {
             interface: iface,
             peers,
             registry,
+            api,
             pools,
         } = file;
         let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
@@ -312,6 +321,7 @@ impl Settings {
         }
 
         let registry = registry_settings(registry, pools, &addresses, base, &name, defaults)?;
+        let api = api_settings(api, registry.is_some(), base, &name)?;
 
         Ok(Self {
             name,
@@ -324,6 +334,7 @@ impl Settings {
             fwmark: iface.fwmark.unwrap_or(0),
             peers: out,
             registry,
+            api,
         })
     }
 }

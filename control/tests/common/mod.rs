@@ -67,6 +67,8 @@ pub struct Rig {
     pub workers: usize,
     /// A registry database to keep peers in; clients are then not listed in the config.
     pub registry: Option<PathBuf>,
+    /// Further config text (sections such as [api] or [[pool]]), after the registry's.
+    pub extra_config: String,
 }
 
 impl Rig {
@@ -84,6 +86,7 @@ impl Rig {
             port: 51820,
             workers: 2,
             registry: None,
+            extra_config: String::new(),
             dir,
         }
     }
@@ -150,6 +153,7 @@ impl Rig {
         );
         if let Some(db) = &self.registry {
             text += &format!("\n[registry]\npath = \"{}\"\n", db.display());
+            text += &self.extra_config;
             return text;
         }
         for c in &self.clients {

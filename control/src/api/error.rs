@@ -1,0 +1,55 @@
+//! API errors: a status and a message that says what was wrong, as JSON `{"error": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::registry::RegistryError;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What was wrong, for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// 400: the request itself is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let status = match &e {
+            RegistryError::NoSuchPeer(_) => StatusCode::NOT_FOUND,
+            RegistryError::DuplicateKey(_) | RegistryError::PoolExhausted { .. } => {
+                StatusCode::CONFLICT
+            }
+            RegistryError::NoPool(_) => StatusCode::BAD_REQUEST,
+            RegistryError::Db(_) | RegistryError::TooNew { .. } | RegistryError::Corrupt(_) => {
+                tracing::error!("registry: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self::new(status, e.to_string())
+    }
+}

@@ -1,0 +1,213 @@
+//! The HTTP API (`/api/v1/`): JSON over HTTP/1.1, served by axum on a small tokio runtime of
+//! its own, apart from the datapath and the control-plane thread. Registry work (SQLite,
+//! blocking) runs on tokio's blocking threads; changes reach the running interface through
+//! the same request channel the `wg` socket uses.
+//!
+//! - `auth`: bearer tokens, kept as hashes.
+//! - `peers`: the peer endpoints.
+//! - `client_config`: `wg-quick` files for clients.
+//! - `error`: JSON errors.
+//! - `tokens`: the token file.
+
+mod auth;
+mod client_config;
+mod error;
+mod peers;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use crossbeam_channel::Sender;
+
+pub use auth::hash_token;
+pub use client_config::ClientTemplate;
+pub use error::ApiError;
+pub use peers::MAX_BULK;
+pub use tokens::{load_or_create as load_tokens, secret_path};
+
+use crate::plane::Request as PlaneRequest;
+use crate::registry::Registry;
+use crate::update::{DeviceUpdate, PeerUpdate};
+
+/// What the handlers share.
+pub struct ApiState {
+    registry: Mutex<Registry>,
+    plane: Sender<PlaneRequest>,
+    token_hashes: Vec<[u8; 32]>,
+    client: ClientTemplate,
+}
+
+impl ApiState {
+    /// State over an open registry, the control plane's request channel, the accepted token
+    /// hashes and what client configurations share.
+    pub fn new(
+        registry: Registry,
+        plane: Sender<PlaneRequest>,
+        token_hashes: Vec<[u8; 32]>,
+        client: ClientTemplate,
+    ) -> Self {
+        Self {
+            registry: Mutex::new(registry),
+            plane,
+            token_hashes,
+            client,
+        }
+    }
+
+    fn registry(&self) -> Result<MutexGuard<'_, Registry>, ApiError> {
+        self.registry.lock().map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the registry is unavailable after an internal error; restart xgate",
+            )
+        })
+    }
+
+    /// Applies peer changes to the running interface and waits for the answer.
+    fn apply(&self, peers: Vec<PeerUpdate>) -> Result<(), ApiError> {
+        let unavailable = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the change is saved but the interface is shutting down; it applies at next start",
+            )
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let update = DeviceUpdate {
+            peers,
+            ..DeviceUpdate::default()
+        };
+        self.plane
+            .send(PlaneRequest::Set(update, tx))
+            .map_err(|_| unavailable())?;
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the change is saved but applying it failed: {e}"),
+            )),
+            Err(_) => Err(unavailable()),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs blocking registry work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while handling the request",
+        )
+    })?
+}
+
+/// A JSON body whose rejection is a JSON error that says what was wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "malformed request body: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// Every route, authenticated.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/peers", post(peers::create).get(peers::list))
+        .route("/api/v1/peers/bulk", post(peers::create_bulk))
+        .route(
+            "/api/v1/peers/{id}",
+            get(peers::get).patch(peers::change).delete(peers::delete),
+        )
+        .route("/api/v1/peers/{id}/revoke", post(peers::revoke))
+        .route("/api/v1/peers/{id}/config", get(peers::config))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    api.with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+}
+
+/// A running API server; stops when dropped.
+pub struct ApiServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+}
+
+impl ApiServer {
+    /// Binds `listen` and serves `state` on two threads of its own.
+    pub fn start(listen: SocketAddr, state: Arc<ApiState>) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("xgate-api")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state);
+        let thread = std::thread::Builder::new()
+            .name("xgate-api".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!("API server: {e}");
+                    }
+                });
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+            local_addr,
+        })
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The HTTP API against a running xgate: every peer endpoint for success and for bad input,
+//! tokens, and a peer created through the API connecting with a real `wireguard-go` client
+//! configured from the file the API returned, then cut off when revoked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Rig;
+use serde_json::{json, Value};
+use testbed::{ping, Implementation};
+
+/// Sends one request from inside the server's namespace; returns status and body.
+fn call(
+    rig: &Rig,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let url = format!("http://127.0.0.1:9180{path}");
+    let (method, token) = (method.to_string(), token.map(String::from));
+    rig.server_ns
+        .enter(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(20))
+                .build();
+            let mut req = agent.request(&method, &url);
+            if let Some(t) = token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            let result = match body {
+                Some(Value::String(raw)) => req
+                    .set("Content-Type", "application/json")
+                    .send_string(&raw),
+                Some(v) => req.send_json(v),
+                None => req.call(),
+            };
+            match result {
+                Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        })
+        .expect("request from the server namespace")
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The error message of an error answer (which must be exactly `{"error": "..."}`).
+fn error_of(text: &str) -> String {
+    let v = json_of(text);
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.len(), 1, "an error carries its message only: {text}");
+    obj["error"].as_str().expect("error string").to_string()
+}
+
+fn start(tag: &str) -> (Rig, String) {
+    let mut rig = Rig::new(tag);
+    rig.add_client(Implementation::WireguardGo);
+    let db = rig.dir.join("registry.db");
+    let tokens = rig.dir.join("api-tokens");
+    for f in [&db, &tokens] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_file(rig.dir.join("api-tokens.secret"));
+    rig.registry = Some(db);
+    // A /29 pool (.2 to .6) so exhaustion is reachable; the endpoint is client 1's view.
+    rig.extra_config = format!(
+        "\n[api]\ntoken_file = \"{}\"\nendpoint = \"{}:{}\"\npersistent_keepalive = 5\n\
+         \n[[pool]]\nipv4 = \"10.77.0.0/29\"\nipv6 = \"fd77::/64\"\n",
+        tokens.display(),
+        rig.clients[0].server_underlay,
+        rig.port
+    );
+    rig.start_xgate();
+    // xgate made a first token and kept it beside the hash file.
+    let secret = std::fs::read_to_string(rig.dir.join("api-tokens.secret")).expect("token secret");
+    let hashes = std::fs::read_to_string(&tokens).expect("token hashes");
+    assert!(
+        !hashes.contains(secret.trim()),
+        "the token file holds hashes, not tokens"
+    );
+    (rig, secret.trim().to_string())
+}
+
+#[test]
+fn without_a_valid_token_nothing_is_answered() {
+    let (rig, token) = start("apia");
+    for t in [None, Some("wrong"), Some("")] {
+        let (status, body) = call(&rig, "GET", "/api/v1/peers", t, None);
+        assert_eq!(status, 401, "{t:?}: {body}");
+        assert!(error_of(&body).contains("bearer token"), "{body}");
+    }
+    let (status, body) = call(&rig, "GET", "/api/v1/peers/1", Some("nope"), None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call(&rig, "GET", "/api/v1/nothing", Some(&token), None);
+    assert_eq!(status, 404, "{body}");
+    error_of(&body);
+    let (status, body) = call(&rig, "GET", "/api/v1/peers", Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_of(&body)["peers"], json!([]));
+}
+
+#[test]
+fn every_peer_endpoint_answers_and_refuses_bad_input() {
+    let (rig, token) = start("apib");
+    let t = Some(token.as_str());
+    let key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+    let (status, body) = call(
+        &rig,
+        "POST",
+        "/api/v1/peers",
+        t,
+        Some(json!({"name": "alice", "group": "eng", "public_key": key,
+                    "preshared_key": true, "allowed_ips": ["192.168.30.0/24"]})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let created = json_of(&body);
+    let alice = &created["peer"];
+    assert_eq!(alice["addresses"], json!(["10.77.0.2", "fd77::2"]));
+    assert_eq!(alice["has_preshared_key"], json!(true));
+    assert!(
+        created.get("config").is_none(),
+        "no private key to hand out: {body}"
+    );
+    let id = alice["id"].as_i64().expect("id");
+
+    // Bad input, each with a message naming what was wrong.
+    let cases: Vec<(&str, String, Option<Value>, u16, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!("{\"name\": ")),
+            400,
+            "malformed",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"nam": "x"})),
+            400,
+            "malformed",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "dup", "public_key": key})),
+            409,
+            "exists already",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "k", "public_key": "short"})),
+            400,
+            "public_key",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "p", "allowed_ips": ["10.1.2.3/99"]})),
+            400,
+            "allowed_ips[0]",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "", "group": "eng"})),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "g", "group": "no spaces"})),
+            400,
+            "group",
+        ),
+        (
+            "GET",
+            "/api/v1/peers/999".into(),
+            None,
+            404,
+            "no peer with id 999",
+        ),
+        (
+            "GET",
+            "/api/v1/peers/abc".into(),
+            None,
+            404,
+            "positive numbers",
+        ),
+        (
+            "PATCH",
+            "/api/v1/peers/999".into(),
+            Some(json!({"name": "x"})),
+            404,
+            "999",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/peers/{id}"),
+            Some(json!({"allowed_ips": ["nope"]})),
+            400,
+            "allowed_ips[0]",
+        ),
+        ("POST", "/api/v1/peers/999/revoke".into(), None, 404, "999"),
+        ("DELETE", "/api/v1/peers/999".into(), None, 404, "999"),
+        ("GET", "/api/v1/peers/999/config".into(), None, 404, "999"),
+        ("GET", "/api/v1/peers?limit=0".into(), None, 400, "limit"),
+        (
+            "POST",
+            "/api/v1/peers/bulk".into(),
+            Some(json!({"peers": []})),
+            400,
+            "1 to 10000",
+        ),
+    ];
+    for (method, path, body, want, needle) in cases {
+        let (status, text) = call(&rig, method, &path, t, body.clone());
+        assert_eq!(status, want, "{method} {path} {body:?}: {text}");
+        let msg = error_of(&text);
+        assert!(
+            msg.contains(needle),
+            "{method} {path}: {msg:?} lacks {needle:?}"
+        );
+    }
+
+    // The pool has .2 to .6: alice holds .2; six more cannot fit, and none is created.
+    let six: Vec<Value> = (0..6)
+        .map(|i| json!({"name": format!("bulk-{i}")}))
+        .collect();
+    let (status, text) = call(
+        &rig,
+        "POST",
+        "/api/v1/peers/bulk",
+        t,
+        Some(json!({"peers": six})),
+    );
+    assert_eq!(status, 409, "{text}");
+    assert!(error_of(&text).contains("exhausted"), "{text}");
+    let four: Vec<Value> = (0..4)
+        .map(|i| json!({"name": format!("bulk-{i}"), "group": "sales"}))
+        .collect();
+    let (status, text) = call(
+        &rig,
+        "POST",
+        "/api/v1/peers/bulk",
+        t,
+        Some(json!({"peers": four})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let bulk = json_of(&text);
+    assert_eq!(bulk["peers"].as_array().map(Vec::len), Some(4));
+    assert!(bulk["peers"][0]["config"]
+        .as_str()
+        .is_some_and(|c| c.contains("PrivateKey = ")));
+
+    // Listing: pages and the group filter.
+    let (_, text) = call(&rig, "GET", "/api/v1/peers?limit=2", t, None);
+    let page = json_of(&text);
+    assert_eq!(page["peers"].as_array().map(Vec::len), Some(2));
+    let after = page["next_after"].as_i64().expect("next page");
+    let (_, text) = call(
+        &rig,
+        "GET",
+        &format!("/api/v1/peers?limit=10&after={after}"),
+        t,
+        None,
+    );
+    assert_eq!(json_of(&text)["peers"].as_array().map(Vec::len), Some(3));
+    let (_, text) = call(&rig, "GET", "/api/v1/peers?group=eng", t, None);
+    assert_eq!(json_of(&text)["peers"][0]["name"], json!("alice"));
+
+    // Get, change, config, revoke, delete.
+    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
+    assert_eq!(
+        (status, json_of(&text)["name"].clone()),
+        (200, json!("alice"))
+    );
+    let (status, text) = call(
+        &rig,
+        "PATCH",
+        &format!("/api/v1/peers/{id}"),
+        t,
+        Some(json!({"name": "alice-2"})),
+    );
+    assert_eq!(
+        (status, json_of(&text)["name"].clone()),
+        (200, json!("alice-2"))
+    );
+    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("PrivateKey = <your private key>") && text.contains("PresharedKey = "),
+        "{text}"
+    );
+    assert!(
+        text.contains("AllowedIPs = 10.77.0.0/29, fd77::/64"),
+        "{text}"
+    );
+    let dump = rig.dump();
+    assert!(
+        dump.iter().any(|p| p.public_key == key),
+        "alice reached the interface: {dump:?}"
+    );
+    let (status, text) = call(&rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(json_of(&text)["revoked_at"].as_u64().is_some());
+    assert!(
+        !rig.dump().iter().any(|p| p.public_key == key),
+        "revoked peer still on the interface"
+    );
+    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
+    assert_eq!(status, 410, "{text}");
+    let (status, _) = call(&rig, "DELETE", &format!("/api/v1/peers/{id}"), t, None);
+    assert_eq!(status, 204);
+    let (status, _) = call(&rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_peer_made_by_the_api_connects_with_its_config_and_is_cut_off_when_revoked() {
+    let (rig, token) = start("apic");
+    let t = Some(token.as_str());
+    let (status, text) = call(
+        &rig,
+        "POST",
+        "/api/v1/peers",
+        t,
+        Some(json!({"name": "laptop"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let created = json_of(&text);
+    let config = created["config"]
+        .as_str()
+        .expect("config with the new private key");
+    let id = created["peer"]["id"].as_i64().expect("id");
+
+    // The client takes the file as wg-quick would: the WireGuard part through `wg setconf`.
+    let c = &rig.clients[0];
+    let file = rig.dir.join(format!("{}.conf", c.peer.iface));
+    std::fs::write(&file, config).expect("config file");
+    let stripped =
+        c.ns.run("wg-quick", &["strip", file.to_str().expect("path")])
+            .expect("wg-quick strip");
+    let wg_file = rig.dir.join("client.wg");
+    std::fs::write(&wg_file, stripped).expect("stripped file");
+    c.ns.run(
+        "wg",
+        &["setconf", &c.peer.iface, wg_file.to_str().expect("path")],
+    )
+    .expect("wg setconf");
+    // Its Address line is the address the rig gave this client.
+    assert!(
+        config.contains(&format!("Address = {}/32, {}/128", c.v4, c.v6)),
+        "{config}"
+    );
+    assert!(
+        rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel with the API's config: {}",
+        rig.log()
+    );
+
+    let (status, text) = call(&rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
+    assert_eq!(status, 200, "{text}");
+    let revoked = Instant::now();
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(revoked.elapsed()));
+    let p = ping(&c.ns, "10.77.0.1", 2).expect("ping runs");
+    assert_eq!(p.received, 0, "traffic 1 s after the revoke: {p:?}");
+}
