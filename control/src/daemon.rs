@@ -122,7 +122,13 @@ fn start_api(
 ) -> Result<ApiServer> {
     let hashes = crate::api::load_tokens(&api.token_file)
         .with_context(|| format!("api.token_file ({})", api.token_file.display()))?;
-    let state = Arc::new(ApiState::new(registry, plane, hashes, client));
+    let state = Arc::new(ApiState::new(
+        registry,
+        plane,
+        hashes,
+        client,
+        api.metrics_need_token,
+    ));
     let server = ApiServer::start(api.listen, state).map_err(|e| {
         anyhow!(
             "api.listen: cannot listen on {}: {e}; choose another address or port",

@@ -7,11 +7,13 @@
 //! - `peers`: the peer endpoints.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
+//! - `metrics`: `/metrics` for Prometheus.
 //! - `tokens`: the token file.
 
 mod auth;
 mod client_config;
 mod error;
+mod metrics;
 mod peers;
 mod tokens;
 
@@ -42,22 +44,28 @@ pub struct ApiState {
     plane: Sender<PlaneRequest>,
     token_hashes: Vec<[u8; 32]>,
     client: ClientTemplate,
+    metrics_need_token: bool,
+    latency: metrics::Latency,
 }
 
 impl ApiState {
     /// State over an open registry, the control plane's request channel, the accepted token
-    /// hashes and what client configurations share.
+    /// hashes and what client configurations share; `metrics_need_token` puts `/metrics`
+    /// behind the token too.
     pub fn new(
         registry: Registry,
         plane: Sender<PlaneRequest>,
         token_hashes: Vec<[u8; 32]>,
         client: ClientTemplate,
+        metrics_need_token: bool,
     ) -> Self {
         Self {
             registry: Mutex::new(registry),
             plane,
             token_hashes,
             client,
+            metrics_need_token,
+            latency: metrics::Latency::default(),
         }
     }
 
@@ -137,8 +145,13 @@ where
     }
 }
 
-/// Every route, authenticated.
+/// Every route: the API behind the token, `/metrics` behind it only if so configured.
 pub fn router(state: Arc<ApiState>) -> Router {
+    let token = || axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let mut metrics = Router::new().route("/metrics", get(metrics::metrics));
+    if state.metrics_need_token {
+        metrics = metrics.route_layer(token());
+    }
     let api = Router::new()
         .route("/api/v1/peers", post(peers::create).get(peers::list))
         .route("/api/v1/peers/bulk", post(peers::create_bulk))
@@ -151,11 +164,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
         })
-        .route_layer(axum::middleware::from_fn_with_state(
+        .route_layer(token());
+    metrics
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            auth::require_token,
-        ));
-    api.with_state(state)
+            metrics::time_requests,
+        ))
+        .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
 }
 

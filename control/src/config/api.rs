@@ -22,6 +22,7 @@ pub(super) struct ApiSection {
     dns: Option<Vec<String>>,
     persistent_keepalive: Option<u16>,
     client_allowed_ips: Option<Vec<String>>,
+    metrics_need_token: Option<bool>,
 }
 
 /// The API's settings.
@@ -40,6 +41,8 @@ pub struct ApiSettings {
     pub persistent_keepalive: u16,
     /// What clients route into the tunnel (default: the pools' prefixes).
     pub client_allowed_ips: Option<Vec<IpNet>>,
+    /// `/metrics` needs the token too (by default it is open, as exporters on loopback are).
+    pub metrics_need_token: bool,
 }
 
 /// The API settings: on whenever the registry is, off otherwise (an `[api]` section without
@@ -112,5 +115,6 @@ pub(super) fn api_settings(
         dns,
         persistent_keepalive: s.persistent_keepalive.unwrap_or(0),
         client_allowed_ips,
+        metrics_need_token: s.metrics_need_token.unwrap_or(false),
     }))
 }

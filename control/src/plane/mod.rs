@@ -89,6 +89,8 @@ pub struct DeviceState {
     pub peers: Vec<PeerState>,
     /// Workers' counters, summed.
     pub datapath: WorkerCounters,
+    /// Each worker's counters, by worker number.
+    pub per_worker: Vec<WorkerCounters>,
     /// Control plane counters.
     pub control: ControlCounters,
     /// Receiver indices in use (sessions and pending initiations).
@@ -432,12 +434,16 @@ impl ControlPlane {
         }
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut datapath = WorkerCounters::default();
+        let mut per_worker = vec![WorkerCounters::default(); self.links.workers.len()];
         let mut by_peer = std::collections::HashMap::new();
         for _ in 0..asked {
             let Ok(snap) = rx.recv_deadline(deadline) else {
                 break;
             };
             datapath.add(&snap.counters);
+            if let Some(w) = per_worker.get_mut(snap.worker) {
+                *w = snap.counters.clone();
+            }
             for p in snap.peers {
                 by_peer.insert(p.peer, p);
             }
@@ -469,6 +475,7 @@ impl ControlPlane {
             workers: self.links.workers.len(),
             peers,
             datapath,
+            per_worker,
             control: self.counters.clone(),
             indices_in_use: self.indices.len(),
         }

@@ -272,6 +272,7 @@ mod tests {
                 allowed_ips: vec!["10.77.0.2/32".parse().expect("net")],
             }],
             datapath: Default::default(),
+            per_worker: Vec::new(),
             control: ControlCounters::default(),
             indices_in_use: 1,
         };
