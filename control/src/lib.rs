@@ -1,6 +1,7 @@
 //! xgate's control plane and daemon.
 //!
 //! - `api`: the HTTP API (`/api/v1/`).
+//! - `client`: the CLI's side of the API (`xgate peer`, `xgate status`).
 //! - `config`: the TOML file, embedded defaults, validation.
 //! - `update`: one change type for config files and `wg set`.
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
@@ -11,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod plane;

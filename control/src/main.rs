@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use control::config::{self, Settings};
 use proto::{PresharedKey, PrivateKey};
 use rand_core::RngCore;
+use serde_json::{json, Value};
 
 // The daemon's allocations (control plane, session installs, API) come from many threads;
 // mimalloc's per-thread heaps keep them off each other's locks.
@@ -63,6 +64,18 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Manage the registry's peers through the HTTP API.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Live status from the HTTP API: peers (endpoint, handshake, traffic) and workers.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show a running interface: peers, endpoints, handshakes, traffic, drops.
     Show {
         /// Interface name.
@@ -72,6 +85,139 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How to reach the API.
+#[derive(Args)]
+struct ApiArgs {
+    /// The API's address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9180")]
+    api: String,
+    /// Bearer token (default: $XGATE_TOKEN, then the interface's token file).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// File holding the token.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Interface whose token file to read.
+    #[arg(long, global = true, default_value = config::DEFAULT_INTERFACE)]
+    interface: String,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PeerAction {
+    /// Register a peer; without --public-key xgate makes the key pair and prints the client's
+    /// wg-quick file (the only time its private key is shown).
+    Add {
+        /// Display name.
+        name: String,
+        /// Group (picks the address pool).
+        #[arg(long)]
+        group: Option<String>,
+        /// The client's public key (`wg pubkey`).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Give the peer a preshared key.
+        #[arg(long)]
+        psk: bool,
+        /// A network behind the peer (repeatable).
+        #[arg(long = "allowed-ip")]
+        allowed_ips: Vec<String>,
+    },
+    /// List peers.
+    List {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Show one peer.
+    Show {
+        /// Peer id.
+        id: i64,
+    },
+    /// Cut a peer off now (its record stays).
+    Revoke {
+        /// Peer id.
+        id: i64,
+    },
+    /// Remove a peer.
+    Rm {
+        /// Peer id.
+        id: i64,
+    },
+    /// Print a peer's wg-quick file (private key as a placeholder).
+    Config {
+        /// Peer id.
+        id: i64,
+    },
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
+    let token = control::client::find_token(api.token, api.token_file, &api.interface)?;
+    let client = control::client::ApiClient::new(&api.api, token);
+    let one = |v: &Value| -> Result<()> {
+        if api.json {
+            print_json(v)
+        } else {
+            print!("{}", control::client::peer_table(std::slice::from_ref(v)));
+            Ok(())
+        }
+    };
+    match action {
+        PeerAction::Add {
+            name,
+            group,
+            public_key,
+            psk,
+            allowed_ips,
+        } => {
+            let mut body =
+                json!({ "name": name, "preshared_key": psk, "allowed_ips": allowed_ips });
+            if let Some(g) = group {
+                body["group"] = json!(g);
+            }
+            if let Some(k) = public_key {
+                body["public_key"] = json!(k);
+            }
+            let made = client.post("/api/v1/peers", &body)?;
+            if api.json {
+                return print_json(&made);
+            }
+            one(&made["peer"])?;
+            if let Some(config) = made["config"].as_str() {
+                println!("\n{config}");
+            }
+        }
+        PeerAction::List { group } => {
+            let peers = client.all_peers(group.as_deref())?;
+            if api.json {
+                return print_json(&Value::Array(peers));
+            }
+            print!("{}", control::client::peer_table(&peers));
+        }
+        PeerAction::Show { id } => one(&client.get(&format!("/api/v1/peers/{id}"))?)?,
+        PeerAction::Revoke { id } => {
+            one(&client.post(&format!("/api/v1/peers/{id}/revoke"), &json!({}))?)?
+        }
+        PeerAction::Rm { id } => {
+            client.delete(&format!("/api/v1/peers/{id}"))?;
+            if !api.json {
+                eprintln!("peer {id} removed");
+            }
+        }
+        PeerAction::Config { id } => {
+            print!("{}", client.text(&format!("/api/v1/peers/{id}/config"))?)
+        }
+    }
+    Ok(())
 }
 
 fn read_stdin_key() -> Result<PrivateKey> {
@@ -162,6 +308,16 @@ fn run(cli: Cli) -> Result<()> {
             };
             init_logging(log_format);
             control::daemon::up(settings)?;
+        }
+        Command::Peer { action, api } => peer_command(action, api)?,
+        Command::Status { api } => {
+            let token = control::client::find_token(api.token, api.token_file, &api.interface)?;
+            let status = control::client::ApiClient::new(&api.api, token).get("/api/v1/status")?;
+            if api.json {
+                print_json(&status)?;
+            } else {
+                print!("{}", control::client::status_table(&status));
+            }
         }
         Command::Show { interface, json } => {
             let shown = control::show::fetch(&interface)?;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Rig;
+use common::{xgate_bin, Rig};
 use serde_json::{json, Value};
 use testbed::{ping, Implementation};
 
@@ -470,4 +470,73 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
         })
         .unwrap_or(0.0);
     assert!(timed >= 2.0, "requests timed: {timed}");
+}
+
+#[test]
+fn the_cli_drives_the_api_for_people_and_for_scripts() {
+    let (rig, _token) = start("apil");
+    let secret = rig.dir.join("api-tokens.secret");
+    let xgate = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--token-file", secret.to_str().expect("path")]);
+        rig.server_ns.run(xgate_bin().to_str().expect("path"), &all)
+    };
+    let made = json_of(&xgate(&["peer", "add", "alice", "--group", "eng", "--json"]).expect("add"));
+    let id = made["peer"]["id"].as_i64().expect("id");
+    assert!(made["config"]
+        .as_str()
+        .is_some_and(|c| c.contains("PrivateKey = ")));
+    let human = xgate(&["peer", "add", "bob"]).expect("add bob");
+    assert!(
+        human.contains("bob") && human.contains("[Interface]"),
+        "{human}"
+    );
+
+    let table = xgate(&["peer", "list"]).expect("list");
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("alice") && table.contains("bob"), "{table}");
+    let eng = json_of(&xgate(&["peer", "list", "--group", "eng", "--json"]).expect("list eng"));
+    assert_eq!(eng.as_array().map(Vec::len), Some(1), "{eng}");
+    let shown = json_of(&xgate(&["peer", "show", &id.to_string(), "--json"]).expect("show"));
+    assert_eq!(shown["name"], json!("alice"));
+    let config = xgate(&["peer", "config", &id.to_string()]).expect("config");
+    assert!(
+        config.contains("Endpoint = ") && config.contains("<your private key>"),
+        "{config}"
+    );
+    let status = json_of(&xgate(&["status", "--json"]).expect("status"));
+    assert_eq!(
+        status["peers"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    assert_eq!(
+        status["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    let people = xgate(&["status"]).expect("status table");
+    assert!(
+        people.contains("alice") && people.contains("WORKER"),
+        "{people}"
+    );
+
+    let revoked = xgate(&["peer", "revoke", &id.to_string()]).expect("revoke");
+    assert!(revoked.contains("revoked"), "{revoked}");
+    xgate(&["peer", "rm", &id.to_string()]).expect("rm");
+    let missing = xgate(&["peer", "show", &id.to_string()]).expect_err("gone");
+    assert!(
+        missing
+            .to_string()
+            .contains(&format!("no peer with id {id}")),
+        "{missing}"
+    );
+    let refused = rig
+        .server_ns
+        .run(
+            xgate_bin().to_str().expect("path"),
+            &["peer", "list", "--token", "wrong"],
+        )
+        .expect_err("wrong token");
+    assert!(refused.to_string().contains("401"), "{refused}");
 }

@@ -5,6 +5,7 @@
 //!
 //! - `auth`: bearer tokens, kept as hashes.
 //! - `peers`: the peer endpoints.
+//! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
 //! - `metrics`: `/metrics` for Prometheus.
@@ -15,6 +16,7 @@ mod client_config;
 mod error;
 mod metrics;
 mod peers;
+mod status;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -161,6 +163,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/peers/{id}/revoke", post(peers::revoke))
         .route("/api/v1/peers/{id}/config", get(peers::config))
+        .route("/api/v1/status", get(status::status))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
         })
