@@ -6,89 +6,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::api::{call, error_of, json_of, start_with_api};
 use common::{xgate_bin, Rig};
 use serde_json::{json, Value};
-use testbed::{ping, Implementation};
+use testbed::ping;
 
-/// Sends one request from inside the server's namespace; returns status and body.
-fn call(
-    rig: &Rig,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, String) {
-    let url = format!("http://127.0.0.1:9180{path}");
-    let (method, token) = (method.to_string(), token.map(String::from));
-    rig.server_ns
-        .enter(move || {
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(20))
-                .build();
-            let mut req = agent.request(&method, &url);
-            if let Some(t) = token {
-                req = req.set("Authorization", &format!("Bearer {t}"));
-            }
-            let result = match body {
-                Some(Value::String(raw)) => req
-                    .set("Content-Type", "application/json")
-                    .send_string(&raw),
-                Some(v) => req.send_json(v),
-                None => req.call(),
-            };
-            match result {
-                Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-                Err(e) => (0, e.to_string()),
-            }
-        })
-        .expect("request from the server namespace")
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// The error message of an error answer (which must be exactly `{"error": "..."}`).
-fn error_of(text: &str) -> String {
-    let v = json_of(text);
-    let obj = v.as_object().expect("an object");
-    assert_eq!(obj.len(), 1, "an error carries its message only: {text}");
-    obj["error"].as_str().expect("error string").to_string()
-}
-
-fn start(tag: &str) -> (Rig, String) {
-    let mut rig = Rig::new(tag);
-    rig.add_client(Implementation::WireguardGo);
-    let db = rig.dir.join("registry.db");
-    let tokens = rig.dir.join("api-tokens");
-    for f in [&db, &tokens] {
-        let _ = std::fs::remove_file(f);
-    }
-    let _ = std::fs::remove_file(rig.dir.join("api-tokens.secret"));
-    rig.registry = Some(db);
-    // A /29 pool (.2 to .6) so exhaustion is reachable; the endpoint is client 1's view.
-    rig.extra_config = format!(
-        "\n[api]\ntoken_file = \"{}\"\nendpoint = \"{}:{}\"\npersistent_keepalive = 5\n\
-         \n[[pool]]\nipv4 = \"10.77.0.0/29\"\nipv6 = \"fd77::/64\"\n",
-        tokens.display(),
-        rig.clients[0].server_underlay,
-        rig.port
-    );
-    rig.start_xgate();
-    // xgate made a first token and kept it beside the hash file.
-    let secret = std::fs::read_to_string(rig.dir.join("api-tokens.secret")).expect("token secret");
-    let hashes = std::fs::read_to_string(&tokens).expect("token hashes");
-    assert!(
-        !hashes.contains(secret.trim()),
-        "the token file holds hashes, not tokens"
-    );
-    (rig, secret.trim().to_string())
-}
+/// A /29 (.2 to .6 for peers) so that exhaustion is reachable.
+const SMALL_POOL: &str = "10.77.0.0/29";
 
 #[test]
 fn without_a_valid_token_nothing_is_answered() {
-    let (rig, token) = start("apia");
+    let (rig, token) = start_with_api("apia", SMALL_POOL);
     for t in [None, Some("wrong"), Some("")] {
         let (status, body) = call(&rig, "GET", "/api/v1/peers", t, None);
         assert_eq!(status, 401, "{t:?}: {body}");
@@ -106,7 +34,7 @@ fn without_a_valid_token_nothing_is_answered() {
 
 #[test]
 fn every_peer_endpoint_answers_and_refuses_bad_input() {
-    let (rig, token) = start("apib");
+    let (rig, token) = start_with_api("apib", SMALL_POOL);
     let t = Some(token.as_str());
     let key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
     let (status, body) = call(
@@ -324,7 +252,7 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
 
 #[test]
 fn a_peer_made_by_the_api_connects_with_its_config_and_is_cut_off_when_revoked() {
-    let (rig, token) = start("apic");
+    let (rig, token) = start_with_api("apic", SMALL_POOL);
     let t = Some(token.as_str());
     let (status, text) = call(
         &rig,
@@ -399,7 +327,7 @@ fn total(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &st
 
 #[test]
 fn metrics_parse_and_move_as_the_traffic_predicts() {
-    let (rig, token) = start("apim");
+    let (rig, token) = start_with_api("apim", SMALL_POOL);
     let before = scrape(&rig, None);
     assert_eq!(total(&before, "xgate_registry_peers", None), 0.0);
     assert_eq!(total(&before, "xgate_peers", None), 0.0);
@@ -474,7 +402,7 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
 
 #[test]
 fn the_cli_drives_the_api_for_people_and_for_scripts() {
-    let (rig, _token) = start("apil");
+    let (rig, _token) = start_with_api("apil", SMALL_POOL);
     let secret = rig.dir.join("api-tokens.secret");
     let xgate = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();

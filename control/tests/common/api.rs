@@ -1,0 +1,86 @@
+//! Helpers for the tests that drive xgate's HTTP API.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use testbed::Implementation;
+
+use super::Rig;
+
+/// Sends one request from inside the server's namespace; returns status and body.
+pub fn call(
+    rig: &Rig,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String) {
+    let url = format!("http://127.0.0.1:9180{path}");
+    let (method, token) = (method.to_string(), token.map(String::from));
+    rig.server_ns
+        .enter(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(20))
+                .build();
+            let mut req = agent.request(&method, &url);
+            if let Some(t) = token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            let result = match body {
+                Some(Value::String(raw)) => req
+                    .set("Content-Type", "application/json")
+                    .send_string(&raw),
+                Some(v) => req.send_json(v),
+                None => req.call(),
+            };
+            match result {
+                Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            }
+        })
+        .expect("request from the server namespace")
+}
+
+pub fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The error message of an error answer (which must be exactly `{"error": "..."}`).
+pub fn error_of(text: &str) -> String {
+    let v = json_of(text);
+    let obj = v.as_object().expect("an object");
+    assert_eq!(obj.len(), 1, "an error carries its message only: {text}");
+    obj["error"].as_str().expect("error string").to_string()
+}
+
+/// A rig whose xgate keeps peers in a registry with an IPv4 pool `v4_pool` (and fd77::/64)
+/// and serves the API; returns it with the first API token xgate made.
+pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
+    let mut rig = Rig::new(tag);
+    rig.add_client(Implementation::WireguardGo);
+    let db = rig.dir.join("registry.db");
+    let tokens = rig.dir.join("api-tokens");
+    for f in [&db, &tokens] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = std::fs::remove_file(rig.dir.join("api-tokens.secret"));
+    rig.registry = Some(db);
+    // The endpoint in client files is client 1's view of the server.
+    rig.extra_config = format!(
+        "\n[api]\ntoken_file = \"{}\"\nendpoint = \"{}:{}\"\npersistent_keepalive = 5\n\
+         \n[[pool]]\nipv4 = \"{v4_pool}\"\nipv6 = \"fd77::/64\"\n",
+        tokens.display(),
+        rig.clients[0].server_underlay,
+        rig.port
+    );
+    rig.start_xgate();
+    // xgate made a first token and kept it beside the hash file.
+    let secret = std::fs::read_to_string(rig.dir.join("api-tokens.secret")).expect("token secret");
+    let hashes = std::fs::read_to_string(&tokens).expect("token hashes");
+    assert!(
+        !hashes.contains(secret.trim()),
+        "the token file holds hashes, not tokens"
+    );
+    (rig, secret.trim().to_string())
+}
