@@ -119,6 +119,7 @@ fn start_api(
     registry: Registry,
     plane: crossbeam_channel::Sender<crate::plane::Request>,
     client: ClientTemplate,
+    events: crate::events::EventHub,
 ) -> Result<ApiServer> {
     let hashes = crate::api::load_tokens(&api.token_file)
         .with_context(|| format!("api.token_file ({})", api.token_file.display()))?;
@@ -128,6 +129,7 @@ fn start_api(
         hashes,
         client,
         api.metrics_need_token,
+        events,
     ));
     let server = ApiServer::start(api.listen, state).map_err(|e| {
         anyhow!(
@@ -195,6 +197,7 @@ pub fn up(settings: Settings) -> Result<()> {
 
     let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
+    let events = crate::events::EventHub::default();
     let mut plane = ControlPlane::new(
         &name,
         listen_port,
@@ -206,6 +209,7 @@ pub fn up(settings: Settings) -> Result<()> {
             stop: stop_tx.clone(),
             workers: workers.handles.clone(),
             sockets,
+            events_out: events.clone(),
         },
     );
     let public_key = settings.private_key.as_ref().map(|k| k.public_key());
@@ -235,7 +239,7 @@ pub fn up(settings: Settings) -> Result<()> {
 
     let api = match (registry, &settings.api, client) {
         (Some(registry), Some(api), Some(client)) => {
-            match start_api(api, registry, req_tx.clone(), client) {
+            match start_api(api, registry, req_tx.clone(), client, events.clone()) {
                 Ok(server) => Some(server),
                 Err(e) => {
                     drop(req_tx);

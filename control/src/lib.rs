@@ -7,6 +7,7 @@
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
 //! - `registry`: the peer registry (SQLite) and address pools.
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
+//! - `events`: tunnel-state and peer-change events (log and API stream).
 //! - `daemon`: `xgate up`, from start to clean exit.
 //! - `show`: `xgate show`.
 #![warn(missing_docs)]
@@ -15,6 +16,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod plane;
 pub mod registry;
 pub mod show;

@@ -468,3 +468,102 @@ fn the_cli_drives_the_api_for_people_and_for_scripts() {
         .expect_err("wrong token");
     assert!(refused.to_string().contains("401"), "{refused}");
 }
+
+#[test]
+fn tunnel_and_peer_events_stream_in_order_and_reach_the_log() {
+    use std::io::BufRead;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let (rig, token) = start_with_api("apie", SMALL_POOL);
+    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let connected = Arc::new(AtomicBool::new(false));
+    let key = rig.clients[0].peer.public_key.to_base64();
+    std::thread::scope(|s| {
+        let (seen_r, connected_r, token_r) = (seen.clone(), connected.clone(), token.clone());
+        let ns = &rig.server_ns;
+        let reader = s.spawn(move || {
+            let (seen, connected, token) = (seen_r, connected_r, token_r);
+            ns.enter(move || {
+                let agent = ureq::AgentBuilder::new()
+                    .timeout_read(Duration::from_secs(30))
+                    .build();
+                let r = agent
+                    .get("http://127.0.0.1:9180/api/v1/events")
+                    .set("Authorization", &format!("Bearer {token}"))
+                    .call()
+                    .expect("event stream");
+                connected.store(true, Ordering::SeqCst);
+                let mut name = String::new();
+                for line in std::io::BufReader::new(r.into_reader()).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_string();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        let v: Value = serde_json::from_str(d).expect("event data is JSON");
+                        let done = name == "peer_deleted";
+                        seen.lock().expect("seen").push((name.clone(), v));
+                        if done {
+                            break;
+                        }
+                    }
+                }
+            })
+        });
+        assert!(
+            testbed::wait_until(Duration::from_secs(10), || connected.load(Ordering::SeqCst)),
+            "event stream did not open"
+        );
+        let t = Some(token.as_str());
+        let (status, text) = call(
+            &rig,
+            "POST",
+            "/api/v1/peers",
+            t,
+            Some(json!({"name": "ev", "public_key": key})),
+        );
+        assert_eq!(status, 201, "{text}");
+        let id = json_of(&text)["peer"]["id"].as_i64().expect("id");
+        rig.connect(0, None);
+        assert!(
+            rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
+            "no tunnel"
+        );
+        let (status, _) = call(&rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
+        assert_eq!(status, 200);
+        let (status, _) = call(&rig, "DELETE", &format!("/api/v1/peers/{id}"), t, None);
+        assert_eq!(status, 204);
+        reader
+            .join()
+            .expect("reader")
+            .expect("reader in the namespace");
+    });
+    let seen = seen.lock().expect("seen").clone();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    // The revocation takes the tunnel down before it is answered (and announced).
+    assert_eq!(
+        names,
+        [
+            "peer_created",
+            "tunnel_up",
+            "tunnel_down",
+            "peer_revoked",
+            "peer_deleted"
+        ],
+        "{seen:?}"
+    );
+    for (name, v) in &seen {
+        assert_eq!(v["event"], json!(name), "{v}");
+        assert!(v["at"].as_u64().is_some(), "{v}");
+        assert_eq!(v["public_key"], json!(key), "{name}: {v}");
+    }
+    assert_eq!(seen[2].1["reason"], json!("removed"));
+    assert!(seen[1].1["endpoint"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("10.201.1.2:")));
+    let log = rig.log();
+    assert!(
+        log.contains("xgate::events") && log.contains("\"event\":\"tunnel_up\""),
+        "events are logged: {log}"
+    );
+}

@@ -8,12 +8,14 @@
 //! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
+//! - `events`: the server-sent event stream.
 //! - `metrics`: `/metrics` for Prometheus.
 //! - `tokens`: the token file.
 
 mod auth;
 mod client_config;
 mod error;
+mod events;
 mod metrics;
 mod peers;
 mod status;
@@ -48,18 +50,20 @@ pub struct ApiState {
     client: ClientTemplate,
     metrics_need_token: bool,
     latency: metrics::Latency,
+    events: crate::events::EventHub,
 }
 
 impl ApiState {
     /// State over an open registry, the control plane's request channel, the accepted token
     /// hashes and what client configurations share; `metrics_need_token` puts `/metrics`
-    /// behind the token too.
+    /// behind the token too; peer changes are published on `events`.
     pub fn new(
         registry: Registry,
         plane: Sender<PlaneRequest>,
         token_hashes: Vec<[u8; 32]>,
         client: ClientTemplate,
         metrics_need_token: bool,
+        events: crate::events::EventHub,
     ) -> Self {
         Self {
             registry: Mutex::new(registry),
@@ -68,6 +72,7 @@ impl ApiState {
             client,
             metrics_need_token,
             latency: metrics::Latency::default(),
+            events,
         }
     }
 
@@ -164,6 +169,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/peers/{id}/revoke", post(peers::revoke))
         .route("/api/v1/peers/{id}/config", get(peers::config))
         .route("/api/v1/status", get(status::status))
+        .route("/api/v1/events", get(events::stream))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
         })

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::client_config::wg_quick;
 use super::error::ApiError;
 use super::{blocking, ApiJson, ApiState};
+use crate::events::Event;
 use crate::registry::{ListFilter, NewPeer, Peer, PeerChange};
 use crate::update::PeerUpdate;
 
@@ -210,6 +211,13 @@ fn create_all(
     }
     let made = state.registry()?.create(&news, super::now())?;
     state.apply(made.iter().map(plane_update).collect())?;
+    for p in &made {
+        state.events.publish(Event::PeerCreated {
+            id: p.id,
+            name: p.name.clone(),
+            public_key: p.public_key.to_base64(),
+        });
+    }
     Ok(made
         .iter()
         .zip(keys)
@@ -326,6 +334,7 @@ pub async fn change(
         if peer.revoked_at.is_none() {
             state.apply(vec![plane_update(&peer)])?;
         }
+        state.events.publish(Event::PeerChanged { id });
         Ok(peer)
     })
     .await?;
@@ -341,6 +350,10 @@ pub async fn revoke(
     let peer = blocking(move || {
         let peer = state.registry()?.revoke(id, super::now())?;
         state.apply(vec![removal(&peer)])?;
+        state.events.publish(Event::PeerRevoked {
+            id,
+            public_key: peer.public_key.to_base64(),
+        });
         Ok(peer)
     })
     .await?;
@@ -358,7 +371,12 @@ pub async fn delete(
         let peer = registry.get(id)?;
         registry.delete(id, super::now())?;
         drop(registry);
-        state.apply(vec![removal(&peer)])
+        state.apply(vec![removal(&peer)])?;
+        state.events.publish(Event::PeerDeleted {
+            id,
+            public_key: peer.public_key.to_base64(),
+        });
+        Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
-use proto::constants::{INITIATIONS_PER_SECOND, INITIATION_LEN, REKEY_TIMEOUT_JITTER_MAX};
+use proto::constants::{
+    INITIATIONS_PER_SECOND, INITIATION_LEN, REJECT_AFTER_TIME, REKEY_TIMEOUT_JITTER_MAX,
+};
 use proto::cookie::MacVerdict;
 use proto::handshake::{self, HandshakeError, SessionKeys};
 use proto::session::Session;
@@ -209,7 +211,17 @@ impl ControlPlane {
     }
 
     /// Hands a new session to the worker that owns peer `id`.
-    fn install(&self, id: PeerId, keys: &SessionKeys, endpoint: SocketAddr, now: Instant) {
+    fn install(&mut self, id: PeerId, keys: &SessionKeys, endpoint: SocketAddr, now: Instant) {
+        if self.tunnels.insert(id, now).is_none() {
+            if let Some(p) = self.peers.get_mut(id) {
+                self.links
+                    .events_out
+                    .publish(crate::events::Event::TunnelUp {
+                        public_key: p.public_key.to_base64(),
+                        endpoint: endpoint.to_string(),
+                    });
+            }
+        }
         let session = Box::new(Session::new(keys, now));
         self.send_to_owner(
             id,
@@ -259,8 +271,26 @@ impl ControlPlane {
         tracing::debug!(peer = id, %endpoint, retry, "initiation sent");
     }
 
-    /// Retransmits unanswered initiations and gives up after REKEY_ATTEMPT_TIME.
+    /// Retransmits unanswered initiations and gives up after REKEY_ATTEMPT_TIME; reports
+    /// tunnels whose newest session is past REJECT_AFTER_TIME as down.
     pub(super) fn on_tick(&mut self, now: Instant) {
+        let expired: Vec<PeerId> = self
+            .tunnels
+            .iter()
+            .filter(|(_, at)| now.saturating_duration_since(**at) >= REJECT_AFTER_TIME)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.tunnels.remove(&id);
+            if let Some(p) = self.peers.get_mut(id) {
+                self.links
+                    .events_out
+                    .publish(crate::events::Event::TunnelDown {
+                        public_key: p.public_key.to_base64(),
+                        reason: "expired",
+                    });
+            }
+        }
         let due: Vec<(PeerId, HandshakeAction)> = self
             .peers
             .iter_mut()

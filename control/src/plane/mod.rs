@@ -147,6 +147,8 @@ pub struct PlaneLinks {
     pub workers: Vec<WorkerHandle>,
     /// The workers' outer sockets (for listen port and fwmark changes).
     pub sockets: Vec<Arc<OwnedFd>>,
+    /// Where tunnel up/down events go.
+    pub events_out: crate::events::EventHub,
 }
 
 /// The control plane's state.
@@ -162,6 +164,8 @@ pub struct ControlPlane {
     clock: WallClock,
     counters: ControlCounters,
     routes_dirty: bool,
+    /// Peers with a usable session, and when their newest one was installed.
+    tunnels: std::collections::HashMap<PeerId, Instant>,
 }
 
 impl ControlPlane {
@@ -182,6 +186,7 @@ impl ControlPlane {
             clock: WallClock::new(Instant::now(), unix),
             counters: ControlCounters::default(),
             routes_dirty: false,
+            tunnels: std::collections::HashMap::new(),
         }
     }
 
@@ -355,6 +360,14 @@ impl ControlPlane {
 
     fn remove_peer(&mut self, id: PeerId) {
         if let Some(p) = self.peers.remove(id) {
+            if self.tunnels.remove(&id).is_some() {
+                self.links
+                    .events_out
+                    .publish(crate::events::Event::TunnelDown {
+                        public_key: p.public_key.to_base64(),
+                        reason: "removed",
+                    });
+            }
             if let Some(pending) = p.pending {
                 self.indices.free(pending.local_index);
             }
