@@ -30,6 +30,56 @@ fn without_a_valid_token_nothing_is_answered() {
     let (status, body) = call(&rig, "GET", "/api/v1/peers", Some(&token), None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(json_of(&body)["peers"], json!([]));
+
+    // The description is public, and it and the router agree: every route it lists is
+    // served (not the fallback), and it lists every route there is.
+    let (status, body) = call(&rig, "GET", "/openapi.json", None, None);
+    assert_eq!(status, 200, "{body}");
+    let doc = json_of(&body);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let routes = [
+        ("post", "/api/v1/peers"),
+        ("get", "/api/v1/peers"),
+        ("post", "/api/v1/peers/bulk"),
+        ("get", "/api/v1/peers/{id}"),
+        ("patch", "/api/v1/peers/{id}"),
+        ("delete", "/api/v1/peers/{id}"),
+        ("post", "/api/v1/peers/{id}/revoke"),
+        ("get", "/api/v1/peers/{id}/config"),
+        ("get", "/api/v1/status"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ];
+    let documented: usize = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|ops| {
+            ops.as_object()
+                .map_or(0, |o| o.keys().filter(|k| *k != "parameters").count())
+        })
+        .sum();
+    assert_eq!(
+        documented,
+        routes.len() + 1,
+        "the events stream plus the routes here"
+    );
+    for (method, path) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+        let concrete = path.replace("{id}", "999999");
+        let (status, body) = call(&rig, &method.to_uppercase(), &concrete, Some(&token), None);
+        assert!(
+            status != 405 && !body.contains("no such endpoint"),
+            "{method} {path} documented but not served ({status})"
+        );
+    }
+    assert!(doc["paths"]["/api/v1/events"]["get"].is_object());
 }
 
 #[test]

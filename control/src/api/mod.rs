@@ -152,10 +152,23 @@ where
     }
 }
 
+/// The OpenAPI description of every route, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// Every route: the API behind the token, `/metrics` behind it only if so configured.
 pub fn router(state: Arc<ApiState>) -> Router {
     let token = || axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     let mut metrics = Router::new().route("/metrics", get(metrics::metrics));
+    // The description is public: it holds no data.
+    let docs = Router::new().route(
+        "/openapi.json",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                OPENAPI,
+            )
+        }),
+    );
     if state.metrics_need_token {
         metrics = metrics.route_layer(token());
     }
@@ -175,6 +188,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         })
         .route_layer(token());
     metrics
+        .merge(docs)
         .merge(api)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
