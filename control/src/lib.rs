@@ -5,6 +5,7 @@
 //! - `config`: the TOML file, embedded defaults, validation.
 //! - `update`: one change type for config files and `wg set`.
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
+//! - `qr`: client configurations as QR codes.
 //! - `registry`: the peer registry (SQLite) and address pools.
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
 //! - `events`: tunnel-state and peer-change events (log and API stream).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod plane;
+pub mod qr;
 pub mod registry;
 pub mod show;
 pub mod uapi;

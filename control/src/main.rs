@@ -126,6 +126,9 @@ enum PeerAction {
         /// A network behind the peer (repeatable).
         #[arg(long = "allowed-ip")]
         allowed_ips: Vec<String>,
+        /// Also print the client's configuration as a QR code (for the mobile apps).
+        #[arg(long)]
+        qr: bool,
     },
     /// List peers.
     List {
@@ -152,6 +155,9 @@ enum PeerAction {
     Config {
         /// Peer id.
         id: i64,
+        /// As a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
     },
 }
 
@@ -178,6 +184,7 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
             public_key,
             psk,
             allowed_ips,
+            qr,
         } => {
             let mut body =
                 json!({ "name": name, "preshared_key": psk, "allowed_ips": allowed_ips });
@@ -194,6 +201,9 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
             one(&made["peer"])?;
             if let Some(config) = made["config"].as_str() {
                 println!("\n{config}");
+                if qr {
+                    print!("{}", control::qr::terminal(config)?);
+                }
             }
         }
         PeerAction::List { group } => {
@@ -213,8 +223,13 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
                 eprintln!("peer {id} removed");
             }
         }
-        PeerAction::Config { id } => {
-            print!("{}", client.text(&format!("/api/v1/peers/{id}/config"))?)
+        PeerAction::Config { id, qr } => {
+            let text = client.text(&format!("/api/v1/peers/{id}/config"))?;
+            if qr {
+                print!("{}", control::qr::terminal(&text)?);
+            } else {
+                print!("{text}");
+            }
         }
     }
     Ok(())

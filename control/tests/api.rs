@@ -190,6 +190,13 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         ("GET", "/api/v1/peers/999/config".into(), None, 404, "999"),
         ("GET", "/api/v1/peers?limit=0".into(), None, 400, "limit"),
         (
+            "GET",
+            format!("/api/v1/peers/{id}/config?format=gif"),
+            None,
+            400,
+            "format",
+        ),
+        (
             "POST",
             "/api/v1/peers/bulk".into(),
             Some(json!({"peers": []})),
@@ -279,6 +286,14 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
     assert!(
         text.contains("AllowedIPs = 10.77.0.0/29, fd77::/64"),
         "{text}"
+    );
+    let path = format!("/api/v1/peers/{id}/config?format=terminal");
+    let (status, art) = call(&rig, "GET", &path, t, None);
+    assert_eq!(status, 200, "{art}");
+    assert_eq!(
+        art,
+        control::qr::terminal(&text).expect("qr"),
+        "the QR of that file"
     );
     let dump = rig.dump();
     assert!(
@@ -478,6 +493,8 @@ fn the_cli_drives_the_api_for_people_and_for_scripts() {
     let shown = json_of(&xgate(&["peer", "show", &id.to_string(), "--json"]).expect("show"));
     assert_eq!(shown["name"], json!("alice"));
     let config = xgate(&["peer", "config", &id.to_string()]).expect("config");
+    let qr = xgate(&["peer", "config", &id.to_string(), "--qr"]).expect("config --qr");
+    assert_eq!(qr, control::qr::terminal(&config).expect("qr"));
     assert!(
         config.contains("Endpoint = ") && config.contains("<your private key>"),
         "{config}"

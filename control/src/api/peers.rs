@@ -382,12 +382,29 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// GET /api/v1/peers/{id}/config: the `wg-quick` file (private key as a placeholder).
+/// How the configuration is wanted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigQuery {
+    /// "wg-quick" (default), "png" (QR code) or "terminal" (QR code in block characters).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// GET /api/v1/peers/{id}/config: the `wg-quick` file (private key as a placeholder), or it
+/// as a QR code.
 pub async fn config(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
+    Query(q): Query<ConfigQuery>,
 ) -> Result<Response, ApiError> {
     let id = peer_id(&id)?;
+    let format = q.format.unwrap_or_else(|| "wg-quick".into());
+    if !matches!(format.as_str(), "wg-quick" | "png" | "terminal") {
+        return Err(ApiError::bad_request(format!(
+            "format: {format:?} is not one of wg-quick, png, terminal"
+        )));
+    }
     let text = blocking(move || {
         let peer = state.registry()?.get(id)?;
         if peer.revoked_at.is_some() {
@@ -399,5 +416,19 @@ pub async fn config(
         Ok(wg_quick(&state.client, &peer, None))
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    let qr_failed =
+        |e: crate::qr::QrError| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    Ok(match format.as_str() {
+        "png" => (
+            [(header::CONTENT_TYPE, "image/png")],
+            crate::qr::png(&text).map_err(qr_failed)?,
+        )
+            .into_response(),
+        "terminal" => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            crate::qr::terminal(&text).map_err(qr_failed)?,
+        )
+            .into_response(),
+        _ => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+    })
 }
