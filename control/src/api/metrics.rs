@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
-use crate::plane::{DeviceState, Request as PlaneRequest};
+use crate::plane::DeviceState;
 use datapath::stats::{DropReason, WorkerCounters};
 
 /// Upper bounds (seconds) of the API latency histogram's buckets.
@@ -253,14 +253,7 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
 /// GET /metrics
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let text = blocking(move || {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        state
-            .plane
-            .send(PlaneRequest::Get(tx))
-            .map_err(|_| unavailable())?;
-        let device = rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| unavailable())?;
+        let device = state.device()?;
         let size = state.registry()?.count()?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -276,11 +269,4 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         text,
     )
         .into_response())
-}
-
-fn unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the interface is shutting down",
-    )
 }

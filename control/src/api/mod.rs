@@ -85,6 +85,19 @@ impl ApiState {
         })
     }
 
+    /// The running interface's state (peers, counters), as the control plane reports it.
+    fn device(&self) -> Result<crate::plane::DeviceState, ApiError> {
+        let gone = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the interface is shutting down",
+            )
+        };
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.plane.send(PlaneRequest::Get(tx)).map_err(|_| gone())?;
+        rx.recv_timeout(Duration::from_secs(5)).map_err(|_| gone())
+    }
+
     /// Applies peer changes to the running interface and waits for the answer.
     fn apply(&self, peers: Vec<PeerUpdate>) -> Result<(), ApiError> {
         let unavailable = || {

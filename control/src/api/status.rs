@@ -4,17 +4,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
-use crate::plane::Request as PlaneRequest;
 use crate::registry::ListFilter;
 use datapath::stats::DropReason;
 
@@ -44,20 +41,7 @@ pub struct WorkerStatus {
 /// GET /api/v1/status
 pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let body = blocking(move || {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let gone = || {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the interface is shutting down",
-            )
-        };
-        state
-            .plane
-            .send(PlaneRequest::Get(tx))
-            .map_err(|_| gone())?;
-        let device = rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| gone())?;
+        let device = state.device()?;
         // Names from the registry, one page at a time.
         let mut names = HashMap::new();
         let registry = state.registry()?;
