@@ -57,6 +57,11 @@ fn registered_peers_connect_and_revoked_ones_do_not() {
     drop(registry);
 
     rig.registry = Some(db);
+    // The API comes with the registry; its token stays in the test's directory.
+    rig.extra_config = format!(
+        "\n[api]\ntoken_file = \"{}\"\n",
+        rig.dir.join("api-tokens").display()
+    );
     rig.start_xgate();
     for c in [go, bt, outsider] {
         rig.connect(c, None);

@@ -9,8 +9,10 @@ use super::RegistryError;
 /// Each entry moves the schema one version up. Never edit an entry once released: add one.
 const MIGRATIONS: &[&str] = &[
     // 1: peers, their addresses, and the address pools' cursors.
+    // AUTOINCREMENT: an id is never given twice, so a script holding a deleted peer's id
+    // cannot reach a newer peer with it.
     "CREATE TABLE peers (
-        id             INTEGER PRIMARY KEY,
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
         name           TEXT NOT NULL,
         grp            TEXT NOT NULL DEFAULT 'default',
         public_key     BLOB NOT NULL UNIQUE CHECK (length(public_key) = 32),

@@ -176,10 +176,12 @@ fn released_addresses_rest_for_the_hold_time_before_reuse() {
     let c = r.create(&[new_peer(3, "default")], 200 + HOLD).expect("c");
     assert_eq!(c[0].addresses, a.addresses);
     // Deleting releases too.
-    r.delete(b[0].id, 5000).expect("delete");
-    assert!(matches!(r.get(b[0].id), Err(RegistryError::NoSuchPeer(_))));
+    r.delete(c[0].id, 5000).expect("delete");
+    assert!(matches!(r.get(c[0].id), Err(RegistryError::NoSuchPeer(_))));
     let d = r.create(&[new_peer(4, "default")], 5000 + HOLD).expect("d");
-    assert_eq!(d[0].addresses, b[0].addresses);
+    assert_eq!(d[0].addresses, c[0].addresses);
+    // The deleted peer had the highest id; it is not given again.
+    assert!(d[0].id > c[0].id, "id {} reused", c[0].id);
 }
 
 #[test]
