@@ -1,7 +1,8 @@
 //! `make demo`: xgate with its embedded defaults in one namespace, a `wireguard-go` client and a
-//! `boringtun-cli` client in two more; each client handshakes, pings and moves checksummed data
-//! both ways. Prints what held, then `xgate show`, then removes everything. Exit 0 only if every
-//! step held.
+//! `boringtun-cli` client in two more, each registered through xgate's HTTP API (`xgate peer
+//! add`), which assigns its tunnel addresses; each client handshakes, pings and moves
+//! checksummed data both ways. Prints what held, then `xgate status` from the API, then removes
+//! the peers and everything else. Exit 0 only if every step held.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,13 +40,18 @@ fn xgate_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("xgate"))
 }
 
+/// Runs `xgate ARGS` in the server's namespace (the API listens on its loopback).
+fn xgate_cli(server_ns: &Netns, args: &[&str]) -> Result<String> {
+    server_ns.run(xgate_binary().to_str().unwrap_or("xgate"), args)
+}
+
 fn client(
     implementation: Implementation,
     n: u8,
     server_ns: &Netns,
     server: &Xgate,
     dir: &Path,
-) -> Result<(Netns, WgPeer, String)> {
+) -> Result<(Netns, WgPeer, String, i64)> {
     let ns = Netns::create(&format!(
         "xgdemo-{}",
         implementation.label().split('-').next().unwrap_or("c")
@@ -61,20 +67,23 @@ fn client(
     )?;
     let iface = format!("xgd-{}", &implementation.label()[..2]);
     let peer = WgPeer::start(implementation, &ns, &iface, dir)?;
-    let v4 = format!("10.77.0.{}", n + 1);
-    let v6 = format!("fd77::{}", n + 1);
-    peer.configure(&ns, &[&format!("{v4}/16"), &format!("{v6}/64")], 1420)?;
-    wg(
+    // Registered through the API: the registry keeps it and its pool assigns the addresses.
+    let key = peer.public_key.to_base64();
+    let name = format!("demo-{}", implementation.label());
+    let made: serde_json::Value = serde_json::from_str(&xgate_cli(
         server_ns,
-        &[
-            "set",
-            &server.iface,
-            "peer",
-            &peer.public_key.to_base64(),
-            "allowed-ips",
-            &format!("{v4}/32,{v6}/128"),
-        ],
-    )?;
+        &["peer", "add", &name, "--public-key", &key, "--json"],
+    )?)
+    .context("xgate peer add --json")?;
+    let id = made["peer"]["id"].as_i64().context("peer id")?;
+    let address = |i: usize| {
+        made["peer"]["addresses"][i]
+            .as_str()
+            .map(str::to_string)
+            .context("assigned address")
+    };
+    let (v4, v6) = (address(0)?, address(1)?);
+    peer.configure(&ns, &[&format!("{v4}/16"), &format!("{v6}/64")], 1420)?;
     peer.set_peer(
         &ns,
         &server.public_key,
@@ -82,7 +91,7 @@ fn client(
         "10.77.0.0/16,fd77::/64",
         Some(25),
     )?;
-    Ok((ns, peer, v4))
+    Ok((ns, peer, v4, id))
 }
 
 fn exercise(
@@ -144,16 +153,18 @@ fn demo() -> Result<bool> {
 
     let mut results = Vec::new();
     let mut namespaces = Vec::new();
+    let mut ids = Vec::new();
     for (n, implementation) in [
         (1u8, Implementation::WireguardGo),
         (2, Implementation::Boringtun),
     ] {
-        let (ns, peer, addr) = client(implementation, n, &server_ns, &server, &dir)?;
+        let (ns, peer, addr, id) = client(implementation, n, &server_ns, &server, &dir)?;
         println!(
-            "{} client in namespace {} as {addr}: connecting...",
+            "{} client in namespace {}, registered by the API as peer {id} with {addr}: connecting...",
             implementation.label(),
             ns.name()
         );
+        ids.push(id);
         let r = exercise(
             implementation.label(),
             &ns,
@@ -198,9 +209,15 @@ fn demo() -> Result<bool> {
             if r.ipv6 { "ok" } else { "FAILED" },
         );
     }
+    println!("\n$ xgate status");
+    print!("{}", xgate_cli(&server_ns, &["status"])?);
     println!("\n$ xgate show");
     let show = server_ns.run(binary.to_str().unwrap_or("xgate"), &["show", "xgate0"])?;
     print!("{show}");
+    // The demo's peers leave the registry with it.
+    for id in ids {
+        xgate_cli(&server_ns, &["peer", "rm", &id.to_string()])?;
+    }
     drop(namespaces);
     drop(server);
     drop(server_ns);
