@@ -10,6 +10,7 @@ mod handover;
 mod kernel;
 mod machine;
 mod peers;
+mod registry;
 mod report;
 mod rig;
 
@@ -43,7 +44,7 @@ enum Command {
         /// Fewer packets and shorter runs: checks the harness, not the machine.
         #[arg(long)]
         quick: bool,
-        /// Run only these sections (cipher, callgrind, handover, peers, decrypt, scaling) and only for
+        /// Run only these sections (cipher, callgrind, handover, registry, peers, decrypt, scaling) and only for
         /// xgate where it applies; prints figures, writes nothing. For development.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -127,6 +128,21 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         );
     }
 
+    eprintln!("registry: create and load peers as `xgate up` does");
+    let registry = if want("registry") {
+        let f = registry::measure(&dir, if quick { 10_000 } else { 100_000 })?;
+        eprintln!(
+            "  {} peers: created in {:.2} s, opened and loaded in {:.3} s, {:.1} MB on disk",
+            f.peers,
+            f.create_s,
+            f.load_s,
+            f.file_bytes as f64 / 1e6
+        );
+        Some(f)
+    } else {
+        None
+    };
+
     eprintln!("peers side by side (iperf3 through the tunnel, server on CPU 0)");
     let mut peers = Vec::new();
     for server in [Server::Xgate(1), Server::Boringtun, Server::WireguardGo] {
@@ -196,6 +212,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         handover,
         counters,
         crossing,
+        registry,
         profile,
     };
     let json = results.write(out)?;
