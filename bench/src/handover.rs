@@ -17,7 +17,7 @@ use datapath::worker::{HandoverKind, Mesh};
 use proto::aead::{wireguard_nonce, Cipher, PacketAead, RingKey};
 use serde::Serialize;
 
-use crate::rig::{Rig, Server, SERVER_IFACE, SERVER_TUNNEL_IP};
+use crate::rig::{pin_thread, Rig, Server, SERVER_IFACE, SERVER_TUNNEL_IP};
 
 /// One mechanism at one packet size.
 #[derive(Debug, Clone, Serialize)]
@@ -45,22 +45,13 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; pid 0 = this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
 /// Runs `f` on a thread pinned to `cpu` and returns its result and CPU time.
 fn on<T: Send + 'static>(
     cpu: usize,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<(T, Duration)> {
     std::thread::spawn(move || {
-        pin(cpu);
+        pin_thread(&[cpu]);
         let start = thread_cpu();
         let out = f();
         (out, thread_cpu() - start)
