@@ -189,14 +189,6 @@ fn prepare(field: &str, c: CreatePeer) -> Result<(NewPeer, Option<PrivateKey>), 
     ))
 }
 
-fn plane_update(p: &Peer) -> PeerUpdate {
-    PeerUpdate::registered(p)
-}
-
-fn removal(p: &Peer) -> PeerUpdate {
-    PeerUpdate::removal(p.public_key)
-}
-
 fn create_all(
     state: &ApiState,
     batch: Vec<CreatePeer>,
@@ -210,7 +202,7 @@ fn create_all(
         keys.push(k);
     }
     let made = state.registry()?.create(&news, super::now())?;
-    state.apply(made.iter().map(plane_update).collect())?;
+    state.apply(made.iter().map(PeerUpdate::registered).collect())?;
     for p in &made {
         state.events.publish(Event::PeerCreated {
             id: p.id,
@@ -332,7 +324,7 @@ pub async fn change(
     let peer = blocking(move || {
         let peer = state.registry()?.update(id, &change, super::now())?;
         if peer.revoked_at.is_none() {
-            state.apply(vec![plane_update(&peer)])?;
+            state.apply(vec![PeerUpdate::registered(&peer)])?;
         }
         state.events.publish(Event::PeerChanged { id });
         Ok(peer)
@@ -349,7 +341,7 @@ pub async fn revoke(
     let id = peer_id(&id)?;
     let peer = blocking(move || {
         let peer = state.registry()?.revoke(id, super::now())?;
-        state.apply(vec![removal(&peer)])?;
+        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
         state.events.publish(Event::PeerRevoked {
             id,
             public_key: peer.public_key.to_base64(),
@@ -371,7 +363,7 @@ pub async fn delete(
         let peer = registry.get(id)?;
         registry.delete(id, super::now())?;
         drop(registry);
-        state.apply(vec![removal(&peer)])?;
+        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
         state.events.publish(Event::PeerDeleted {
             id,
             public_key: peer.public_key.to_base64(),

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
-use crate::registry::ListFilter;
 use datapath::stats::DropReason;
 
 /// One peer's live state.
@@ -42,25 +41,13 @@ pub struct WorkerStatus {
 pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let body = blocking(move || {
         let device = state.device()?;
-        // Names from the registry, one page at a time.
-        let mut names = HashMap::new();
-        let registry = state.registry()?;
-        let mut filter = ListFilter {
-            limit: 1000,
-            revoked: false,
-            ..ListFilter::default()
-        };
-        loop {
-            let page = registry.list(&filter)?;
-            let Some(last) = page.last().map(|p| p.id) else {
-                break;
-            };
-            for p in page {
-                names.insert(p.public_key, (p.id, p.name));
-            }
-            filter.after = last;
-        }
-        drop(registry);
+        // Names of the registry's active peers.
+        let names: HashMap<_, _> = state
+            .registry()?
+            .active()?
+            .into_iter()
+            .map(|p| (p.public_key, (p.id, p.name)))
+            .collect();
         let peers: Vec<PeerStatus> = device
             .peers
             .iter()
