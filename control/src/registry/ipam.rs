@@ -134,10 +134,9 @@ pub fn release(tx: &Transaction<'_>, peer: i64, now: u64) -> Result<(), Registry
     Ok(())
 }
 
-/// The addresses peer `peer` holds.
+/// The addresses peer `peer` holds, IPv4 before IPv6 (the order every reader gives).
 pub fn addresses_of(tx: &rusqlite::Connection, peer: i64) -> Result<Vec<IpAddr>, RegistryError> {
-    let mut stmt =
-        tx.prepare_cached("SELECT address FROM addresses WHERE peer_id = ?1 ORDER BY address")?;
+    let mut stmt = tx.prepare_cached("SELECT address FROM addresses WHERE peer_id = ?1")?;
     let rows = stmt.query_map(params![peer], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for row in rows {
@@ -147,5 +146,6 @@ pub fn addresses_of(tx: &rusqlite::Connection, peer: i64) -> Result<Vec<IpAddr>,
                 .map_err(|_| RegistryError::Corrupt(format!("address {text:?}")))?,
         );
     }
+    out.sort();
     Ok(out)
 }

@@ -145,7 +145,7 @@ impl Registry {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut ids = Vec::with_capacity(peers.len());
+        let mut made = Vec::with_capacity(peers.len());
         for (p, pool) in peers.iter().zip(&pools) {
             let inserted = tx.execute(
                 "INSERT INTO peers (name, grp, public_key, preshared_key, allowed_ips, \
@@ -170,13 +170,30 @@ impl Registry {
                 }
             }
             let id = tx.last_insert_rowid();
-            for net in pool.v4.iter().chain(pool.v6.iter()) {
-                allocate(&tx, pool, net, id, now)?;
-            }
-            ids.push(id);
+            let mut addresses = pool
+                .v4
+                .iter()
+                .chain(pool.v6.iter())
+                .map(|net| allocate(&tx, pool, net, id, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            addresses.sort();
+            // Everything the row holds is known here: no need to read it back.
+            made.push(Peer {
+                id,
+                name: p.name.clone(),
+                group: p.group.clone(),
+                public_key: p.public_key,
+                preshared_key: p.preshared_key,
+                addresses,
+                allowed_ips: p.allowed_ips.clone(),
+                created_at: now,
+                updated_at: now,
+                last_handshake: None,
+                revoked_at: None,
+            });
         }
         tx.commit()?;
-        ids.into_iter().map(|id| self.get(id)).collect()
+        Ok(made)
     }
 
     /// The peer with id `id`.
