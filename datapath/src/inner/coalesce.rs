@@ -115,6 +115,12 @@ pub fn continues(
         && bytes + seg.payload <= MAX_TOTAL
 }
 
+/// True if nothing may join a run after `seg` (laid out as a run headed by `head`): it
+/// carries PSH, or it is shorter than the run's segment size.
+pub fn ends_run(head: &TcpSegment, seg: &TcpSegment) -> bool {
+    seg.push || seg.payload < head.payload
+}
+
 /// Turns the first packet of a run of `count` segments and `total` bytes into the head of one
 /// super-packet and returns the vnet header to write before it. `push` sets PSH (the last
 /// segment had it).

@@ -26,7 +26,7 @@ fn coalesce(packets: &[Vec<u8>]) -> (Vec<u8>, usize) {
         tail.extend_from_slice(&p[seg.headers..]);
         bytes += seg.payload;
         count += 1;
-        push = seg.push || seg.payload < head.payload;
+        push = ends_run(&head, &seg);
     }
     let hdr = finish_head(
         &mut first,

@@ -124,8 +124,6 @@ pub struct UringBackend {
     tun_vnet: bool,
     tso_bufs: LargeBuffers,
     offload_stats: OffloadStats,
-    /// Coalesced receives already reported (`coalesced_receives` keeps counting them).
-    coalesced: u64,
     tun_ring: BufRing,
     tun_reads: TunReads,
     bufs: Box<[[u8; BUF_SIZE]]>,
@@ -200,7 +198,6 @@ impl UringBackend {
             tun_vnet: inner_vnet,
             tso_bufs,
             offload_stats: OffloadStats::default(),
-            coalesced: 0,
             tun_ring,
             tun_reads: TunReads::Multishot,
             bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
@@ -215,11 +212,6 @@ impl UringBackend {
             send_failures: 0,
             cqes: Vec::with_capacity(POOL_SIZE * 2),
         })
-    }
-
-    /// Receives so far that carried more than one datagram (UDP_GRO at work).
-    pub fn coalesced_receives(&self) -> u64 {
-        self.coalesced + self.offload_stats.coalesced_receives
     }
 
     /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
@@ -608,7 +600,6 @@ impl Backend for UringBackend {
     }
 
     fn take_offload_stats(&mut self) -> OffloadStats {
-        self.coalesced += self.offload_stats.coalesced_receives;
         std::mem::take(&mut self.offload_stats)
     }
 }

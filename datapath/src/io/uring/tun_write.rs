@@ -14,7 +14,7 @@ use io_uring::types::Fd;
 use super::{user_data, UringBackend, OP_WRITE, OP_WRITEV};
 use crate::io::BufId;
 
-use crate::inner::coalesce::{continues, finish_head, tcp_segment, TcpSegment, MAX_RUN};
+use crate::inner::coalesce::{continues, ends_run, finish_head, tcp_segment, TcpSegment, MAX_RUN};
 use crate::inner::segment::VNET_HDR_LEN;
 
 /// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum needs no verification.
@@ -92,11 +92,12 @@ impl TunRuns {
     }
 
     /// True if the open run would take `packet`.
-    fn joins(&self, first: &[u8], packet: &[u8]) -> Option<TcpSegment> {
-        let run = &self.runs[self.open? as usize];
-        let head = run.head.as_ref()?;
+    fn joins(&self, open: u32, first: &[u8], packet: &[u8]) -> Option<(TcpSegment, TcpSegment)> {
+        let run = &self.runs[open as usize];
+        let head = run.head?;
         let seg = tcp_segment(packet)?;
-        (!run.closed && continues(first, head, run.bytes, run.count, packet, &seg)).then_some(seg)
+        (!run.closed && continues(first, &head, run.bytes, run.count, packet, &seg))
+            .then_some((head, seg))
     }
 
     /// True if a run is open.
@@ -114,8 +115,8 @@ impl TunRuns {
         ptr: *mut u8,
         packet: &[u8],
     ) -> Offer {
-        if let Some(seg) = self.joins(first, packet) {
-            let Some(open) = self.open else {
+        if let Some(open) = self.open {
+            let Some((head, seg)) = self.joins(open, first, packet) else {
                 return Offer::Alone;
             };
             let run = &mut self.runs[open as usize];
@@ -127,13 +128,9 @@ impl TunRuns {
             run.bufs[run.count] = buf;
             run.count += 1;
             run.bytes += seg.payload;
-            let head_payload = run.head.map_or(0, |h| h.payload);
             run.push = seg.push;
-            run.closed = seg.push || seg.payload < head_payload;
+            run.closed = ends_run(&head, &seg);
             return Offer::Joined;
-        }
-        if self.open.is_some() {
-            return Offer::Alone;
         }
         let Some(seg) = tcp_segment(packet).filter(|s| !s.push) else {
             return Offer::Alone;
@@ -159,8 +156,7 @@ impl TunRuns {
 
     /// Where the open run's first packet is: its buffer and range.
     pub(super) fn open_first(&self) -> Option<(u32, Range<usize>)> {
-        let run = &self.runs[self.open? as usize];
-        Some((run.bufs[0], run.first.clone()))
+        self.open.map(|o| self.first_of(o))
     }
 
     /// Where run `slot`'s first packet is.
