@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{err, ConfigError, STATE_DIR};
+use super::{err, parse_list, ConfigError, STATE_DIR};
 
 /// Where the API listens unless told otherwise (loopback: operators reach it on the box or
 /// through their own proxy).
@@ -76,36 +76,21 @@ pub(super) fn api_settings(
         || Path::new(STATE_DIR).join(format!("{name}.api-tokens")),
         |p| base.join(p),
     );
-    let dns = s
-        .dns
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            d.parse().map_err(|_| {
-                err(
-                    format!("api.dns[{i}]"),
-                    format!("{d:?} is not an IP address"),
-                    "write it like \"10.77.0.1\" or \"fd77::1\"",
-                )
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    let dns = parse_list(
+        "api.dns",
+        &s.dns.unwrap_or_default(),
+        "an IP address",
+        "write it like \"10.77.0.1\" or \"fd77::1\"",
+    )?;
     let client_allowed_ips = s
         .client_allowed_ips
         .map(|list| {
-            list.iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    t.parse().map_err(|_| {
-                        err(
-                            format!("api.client_allowed_ips[{i}]"),
-                            format!("{t:?} is not a prefix"),
-                            "write it like \"0.0.0.0/0\" (full tunnel) or \"10.0.0.0/8\"",
-                        )
-                    })
-                })
-                .collect::<Result<Vec<IpNet>, _>>()
+            parse_list::<IpNet>(
+                "api.client_allowed_ips",
+                &list,
+                "a prefix",
+                "write it like \"0.0.0.0/0\" (full tunnel) or \"10.0.0.0/8\"",
+            )
         })
         .transpose()?;
     Ok(Some(ApiSettings {

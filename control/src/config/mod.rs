@@ -61,6 +61,29 @@ fn err(
     }
 }
 
+/// Parses every item of list `field`; the first that does not parse is reported with its
+/// index, as "`<item>` is not `<what>`" and the fix.
+fn parse_list<T: std::str::FromStr>(
+    field: &str,
+    items: &[String],
+    what: &str,
+    fix: &str,
+) -> Result<Vec<T>, ConfigError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse().map_err(|_| {
+                err(
+                    format!("{field}[{i}]"),
+                    format!("{text:?} is not {what}"),
+                    fix,
+                )
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -241,19 +264,12 @@ impl Settings {
         };
 
         let addresses = match iface.address {
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    a.parse::<IpNet>().map_err(|_| {
-                        err(
-                            format!("interface.address[{i}]"),
-                            format!("{a:?} is not an address with a prefix length"),
-                            "write it like \"10.77.0.1/16\" or \"fd77::1/64\"",
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(list) => parse_list::<IpNet>(
+                "interface.address",
+                &list,
+                "an address with a prefix length",
+                "write it like \"10.77.0.1/16\" or \"fd77::1/64\"",
+            )?,
             None => DEFAULT_ADDRESSES
                 .iter()
                 .filter_map(|a| a.parse().ok())
