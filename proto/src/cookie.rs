@@ -233,7 +233,7 @@ mod tests {
         let client = LocalIdentity::new(&PrivateKey::from_bytes([1; 32]));
         let server = LocalIdentity::new(&PrivateKey::from_bytes([2; 32]));
         let to_server = RemotePeer::new(&client, server.public_key(), None);
-        let mut jar = CookieJar::new(to_server.mac1_key, to_server.cookie_key);
+        let mut jar = CookieJar::for_recipient(&to_server.public_key());
         let mut checker = CookieChecker::new(server.mac1_key, server.cookie_key);
         let from: SocketAddr = "192.0.2.1:4000".parse().expect("addr");
 

@@ -27,7 +27,7 @@ pub struct Retired {
 }
 
 impl Retired {
-    fn push(&mut self, session: Option<Session>) {
+    fn push(&mut self, session: Option<Box<Session>>) {
         if let Some(s) = session {
             if let Some(slot) = self.indices.iter_mut().find(|i| i.is_none()) {
                 *slot = Some(s.local_index);
@@ -41,17 +41,18 @@ impl Retired {
     }
 }
 
-/// The previous, current and next sessions of one peer.
+/// The previous, current and next sessions of one peer. Sessions are boxed: a peer without
+/// one (most of a large registry at any moment) then costs three pointers, not three sessions.
 #[derive(Debug, Default)]
 pub struct KeyRing {
-    previous: Option<Session>,
-    current: Option<Session>,
-    next: Option<Session>,
+    previous: Option<Box<Session>>,
+    current: Option<Box<Session>>,
+    next: Option<Box<Session>>,
 }
 
 impl KeyRing {
     /// Adds a session from a completed handshake, rotating the others.
-    pub fn install(&mut self, session: Session) -> Retired {
+    pub fn install(&mut self, session: Box<Session>) -> Retired {
         let mut retired = Retired::default();
         if session.initiator {
             match self.next.take() {
@@ -77,7 +78,7 @@ impl KeyRing {
             (Slot::Next, &mut self.next),
             (Slot::Previous, &mut self.previous),
         ] {
-            if let Some(s) = s.as_mut().filter(|s| s.local_index == index) {
+            if let Some(s) = s.as_deref_mut().filter(|s| s.local_index == index) {
                 return Some((slot, s));
             }
         }
@@ -96,12 +97,12 @@ impl KeyRing {
 
     /// The session to send with, if one is usable at `now`.
     pub fn sending(&mut self, now: Instant) -> Option<&mut Session> {
-        self.current.as_mut().filter(|s| s.is_valid(now))
+        self.current.as_deref_mut().filter(|s| s.is_valid(now))
     }
 
     /// The current session, usable or not.
     pub fn current(&self) -> Option<&Session> {
-        self.current.as_ref()
+        self.current.as_deref()
     }
 
     /// True if the peer has no session at all.
@@ -149,8 +150,8 @@ mod tests {
     use crate::handshake::SessionKeys;
     use std::time::Duration;
 
-    fn session(index: u32, initiator: bool, now: Instant) -> Session {
-        Session::new(
+    fn session(index: u32, initiator: bool, now: Instant) -> Box<Session> {
+        Box::new(Session::new(
             &SessionKeys {
                 local_index: index,
                 remote_index: index + 100,
@@ -159,7 +160,7 @@ mod tests {
                 initiator,
             },
             now,
-        )
+        ))
     }
 
     #[test]

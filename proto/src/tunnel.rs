@@ -141,7 +141,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
         traffic.set_persistent_keepalive(config.persistent_keepalive, now);
         Self {
             checker: CookieChecker::new(local.mac1_key, local.cookie_key),
-            jar: CookieJar::new(peer.mac1_key, peer.cookie_key),
+            jar: CookieJar::for_recipient(&config.peer_public_key),
             clock: WallClock::new(now, unix_now),
             local,
             peer,
@@ -289,7 +289,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                 if opened.initiator != self.peer.public_key() {
                     return Err(TunnelError::UnknownPeer);
                 }
-                let accepted = handshake::accept_initiation(opened, &self.peer)?;
+                let accepted = handshake::accept_initiation(&self.local, opened, &self.peer)?;
                 if self.last_timestamp.is_some_and(|t| accepted.timestamp <= t) {
                     return Err(TunnelError::ReplayedInitiation);
                 }
@@ -307,7 +307,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                 self.last_initiation_consumed = Some(now);
                 self.jar.stamp(&mut msg, now);
                 self.outbox.push_back(msg.to_vec());
-                self.keys.install(Session::new(&keys, now));
+                self.keys.install(Box::new(Session::new(&keys, now)));
                 self.traffic.on_session_derived(now);
                 self.traffic.on_authenticated_sent(now);
                 self.endpoint = Some(from);
@@ -324,7 +324,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                     .ok_or(TunnelError::UnexpectedIndex(resp.receiver))?;
                 let keys = handshake::consume_response(state, &self.local, &self.peer, &resp)?;
                 self.pending = None;
-                self.keys.install(Session::new(&keys, now));
+                self.keys.install(Box::new(Session::new(&keys, now)));
                 self.handshake.on_handshake_complete();
                 self.traffic.on_session_derived(now);
                 self.traffic.on_authenticated_received(now);
