@@ -26,7 +26,15 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Sends a message and wakes the worker. Returns false if the worker has stopped.
     pub fn send(&self, msg: ToWorker) -> bool {
-        let sent = match self.tx.try_send(msg) {
+        let sent = self.send_unwoken(msg);
+        self.waker.wake();
+        sent
+    }
+
+    /// Sends a message without waking the worker (unless its channel is full): for senders
+    /// that queue many messages and then call `wake` once. Returns false if it has stopped.
+    pub fn send_unwoken(&self, msg: ToWorker) -> bool {
+        match self.tx.try_send(msg) {
             Ok(()) => true,
             // Control traffic must not be lost: wait for room (the worker drains every batch).
             Err(TrySendError::Full(msg)) => {
@@ -34,9 +42,12 @@ impl WorkerHandle {
                 self.tx.send(msg).is_ok()
             }
             Err(TrySendError::Disconnected(_)) => false,
-        };
+        }
+    }
+
+    /// Wakes the worker to read what was sent with `send_unwoken`.
+    pub fn wake(&self) {
         self.waker.wake();
-        sent
     }
 }
 

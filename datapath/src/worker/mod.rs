@@ -13,7 +13,7 @@ mod receive;
 mod send;
 
 pub use handover::{Handover, HandoverKind, Mesh, HANDOVER_DEPTH};
-pub use peer::{PeerSlot, MAX_STAGED};
+pub use peer::{PeerSlot, PeerTable, MAX_STAGED};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub struct Worker<B: Backend> {
     backend: B,
     links: WorkerLinks,
     routes: Arc<AllowedIps>,
-    peers: Vec<Option<PeerSlot>>,
+    peers: PeerTable,
     indices: HashMap<u32, PeerId>,
     counters: WorkerCounters,
     rx: Vec<Rx>,
@@ -67,7 +67,7 @@ impl<B: Backend> Worker<B> {
             mtu,
             backend,
             routes: Arc::new(AllowedIps::default()),
-            peers: Vec::new(),
+            peers: PeerTable::new(id, workers),
             indices: HashMap::new(),
             counters: WorkerCounters::default(),
             rx: Vec::with_capacity(1024),
@@ -167,7 +167,7 @@ impl<B: Backend> Worker<B> {
     }
 
     fn peer_mut(&mut self, peer: PeerId) -> Option<&mut PeerSlot> {
-        self.peers.get_mut(peer as usize)?.as_mut()
+        self.peers.get_mut(peer)
     }
 
     fn retire(&mut self, retired: Retired) {
@@ -232,11 +232,10 @@ impl<B: Backend> Worker<B> {
                 persistent_keepalive,
                 endpoint,
             } => {
-                let i = peer as usize;
-                if self.peers.len() <= i {
-                    self.peers.resize_with(i + 1, || None);
-                }
-                let slot = self.peers[i].get_or_insert_with(PeerSlot::new);
+                let Some(slot) = self.peers.get_or_insert(peer) else {
+                    // Another worker's peer: a bug upstream, not worth a crash.
+                    return;
+                };
                 if endpoint.is_some() {
                     slot.endpoint = endpoint;
                 }
@@ -245,7 +244,7 @@ impl<B: Backend> Worker<B> {
             }
             ToWorker::RemovePeer { peer } => {
                 self.drop_staged(peer);
-                if let Some(mut slot) = self.peers.get_mut(peer as usize).and_then(Option::take) {
+                if let Some(mut slot) = self.peers.take(peer) {
                     let retired = slot.keys.clear();
                     self.retire(retired);
                 }
@@ -254,7 +253,7 @@ impl<B: Backend> Worker<B> {
                 peer,
                 session,
                 endpoint,
-            } => self.install(peer, *session, endpoint, now),
+            } => self.install(peer, session, endpoint, now),
             ToWorker::ClearSessions { peer } => {
                 self.drop_staged(peer);
                 if let Some(slot) = self.peer_mut(peer) {
@@ -289,7 +288,7 @@ impl<B: Backend> Worker<B> {
     fn install(
         &mut self,
         peer: PeerId,
-        session: proto::session::Session,
+        session: Box<proto::session::Session>,
         endpoint: std::net::SocketAddr,
         now: Instant,
     ) {
@@ -321,9 +320,14 @@ impl<B: Backend> Worker<B> {
     }
 
     fn tick(&mut self, now: Instant) {
-        for i in 0..self.peers.len() {
-            let peer = i as PeerId;
-            let Some(slot) = self.peers[i].as_mut() else {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.timers.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| id)
+            .collect();
+        for peer in due {
+            let Some(slot) = self.peers.get_mut(peer) else {
                 continue;
             };
             if slot.timers.next_deadline().is_none_or(|d| d > now) {
@@ -351,15 +355,12 @@ impl<B: Backend> Worker<B> {
             peers: self
                 .peers
                 .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    s.as_ref().map(|s| PeerStats {
-                        peer: i as PeerId,
-                        endpoint: s.endpoint,
-                        rx_bytes: s.rx_bytes,
-                        tx_bytes: s.tx_bytes,
-                        last_handshake: s.last_handshake,
-                    })
+                .map(|(peer, s)| PeerStats {
+                    peer,
+                    endpoint: s.endpoint,
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                    last_handshake: s.last_handshake,
                 })
                 .collect(),
         }

@@ -115,7 +115,7 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         };
-        let Some(slot) = self.peers.get_mut(peer as usize).and_then(Option::as_mut) else {
+        let Some(slot) = self.peers.get_mut(peer) else {
             self.counters.drop(DropReason::UnknownIndex);
             self.backend.free(buf);
             return;

@@ -106,7 +106,7 @@ impl<B: Backend> Worker<B> {
         }
         let mtu = self.mtu;
         let jitter = self.next_jitter();
-        let Some(slot) = self.peers.get_mut(peer as usize).and_then(Option::as_mut) else {
+        let Some(slot) = self.peers.get_mut(peer) else {
             self.counters.drop(DropReason::NoRoute);
             self.backend.free(buf);
             return;
@@ -121,6 +121,10 @@ impl<B: Backend> Worker<B> {
                 let (oldest, _) = slot.staged.remove(0);
                 self.backend.free(oldest);
                 self.counters.drop(DropReason::StagedOverflow);
+            }
+            if slot.staged.capacity() == 0 {
+                // Once per peer: later stagings reuse this space.
+                slot.staged.reserve_exact(MAX_STAGED);
             }
             slot.staged.push((buf, len));
             self.want_handshake(peer, now);
@@ -151,15 +155,10 @@ impl<B: Backend> Worker<B> {
     pub(super) fn send_keepalive(&mut self, peer: PeerId, now: Instant) {
         let usable = self
             .peers
-            .get_mut(peer as usize)
-            .and_then(Option::as_mut)
+            .get_mut(peer)
             .is_some_and(|s| s.endpoint.is_some() && s.keys.sending(now).is_some());
         if !usable {
-            let has_endpoint = self
-                .peers
-                .get(peer as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|s| s.endpoint.is_some());
+            let has_endpoint = self.peers.get(peer).is_some_and(|s| s.endpoint.is_some());
             if has_endpoint {
                 self.want_handshake(peer, now);
             }
