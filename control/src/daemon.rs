@@ -144,6 +144,7 @@ fn start_api(
 /// Runs the daemon in the foreground until SIGINT/SIGTERM, interface deletion or socket
 /// deletion; returns once everything it created is gone.
 pub fn up(settings: Settings) -> Result<()> {
+    let launched = Instant::now();
     let name = settings.name.clone();
     uapi::claim(&name).map_err(|e| anyhow!("interface.name: {e}"))?;
     // Before anything lasting exists: a registry that cannot be opened stops the start.
@@ -198,10 +199,11 @@ pub fn up(settings: Settings) -> Result<()> {
     let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
     let events = crate::events::EventHub::default();
-    let mut plane = ControlPlane::new(
+    let plane = ControlPlane::new(
         &name,
         listen_port,
         settings.fwmark,
+        settings.handshake_threads,
         PlaneLinks {
             handshakes: hs_rx,
             events: ev_rx,
@@ -212,6 +214,13 @@ pub fn up(settings: Settings) -> Result<()> {
             events_out: events.clone(),
         },
     );
+    let mut plane = match plane {
+        Ok(p) => p,
+        Err(e) => {
+            workers.shutdown();
+            return Err(anyhow!("starting the handshake responder threads: {e}"));
+        }
+    };
     let public_key = settings.private_key.as_ref().map(|k| k.public_key());
     let client = settings
         .api
@@ -224,7 +233,7 @@ pub fn up(settings: Settings) -> Result<()> {
             .peers
             .into_iter()
             .map(|(_, p)| p)
-            .chain(registered.iter().map(PeerUpdate::registered))
+            .chain(registered.into_iter().map(|p| PeerUpdate::registered(&p)))
             .collect(),
         ..DeviceUpdate::default()
     };
@@ -282,6 +291,7 @@ pub fn up(settings: Settings) -> Result<()> {
         listen_port,
         workers = workers.len(),
         mtu = settings.mtu,
+        startup_ms = launched.elapsed().as_millis() as u64,
         "xgate is up"
     );
 

@@ -5,6 +5,7 @@
 //! - `config`: the TOML file, embedded defaults, validation.
 //! - `update`: one change type for config files and `wg set`.
 //! - `plane`: the control-plane thread: handshakes, peers, indices, state.
+//! - `handshake`: fair admission and the responder threads that answer initiations.
 //! - `qr`: client configurations as QR codes.
 //! - `registry`: the peer registry (SQLite) and address pools.
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
@@ -18,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod events;
+pub mod handshake;
 pub mod plane;
 pub mod qr;
 pub mod registry;

@@ -109,6 +109,7 @@ struct InterfaceSection {
     workers: Option<WorkersSetting>,
     cpus: Option<Vec<usize>>,
     fwmark: Option<u32>,
+    handshake_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +151,8 @@ pub struct Settings {
     pub cpus: Vec<Option<usize>>,
     /// Firewall mark on outer packets (0 = none).
     pub fwmark: u32,
+    /// Threads that answer handshake initiations.
+    pub handshake_threads: usize,
     /// Peers, with labels for logs.
     pub peers: Vec<(Option<String>, PeerUpdate)>,
     /// The peer registry, if peers are kept in one.
@@ -186,6 +189,7 @@ impl Settings {
             workers: cpu_count(),
             cpus: (0..cpu_count()).map(Some).collect(),
             fwmark: 0,
+            handshake_threads: cpu_count(),
             peers: Vec::new(),
             registry: None,
             api: None,
@@ -304,6 +308,17 @@ impl Settings {
                 ))
             }
         };
+        let handshake_threads = match iface.handshake_threads {
+            None => cpu_count(),
+            Some(n) if (1..=256).contains(&n) => n,
+            Some(n) => {
+                return Err(err(
+                    "interface.handshake_threads",
+                    format!("{n} is not a thread count"),
+                    "use a number from 1 to 256 (default: one per core)",
+                ))
+            }
+        };
         let available = cpu_count();
         let cpus: Vec<Option<usize>> = match &iface.cpus {
             Some(list) => {
@@ -348,6 +363,7 @@ impl Settings {
             workers,
             cpus,
             fwmark: iface.fwmark.unwrap_or(0),
+            handshake_threads,
             peers: out,
             registry,
             api,
@@ -548,6 +564,8 @@ mtu = {DEFAULT_MTU}
 workers = "auto"
 # CPUs to pin workers to (default: worker i on CPU i).
 # cpus = [0, 1]
+# Threads that answer handshakes (default: one per core). They use idle CPU in a login surge.
+# handshake_threads = 2
 # Firewall mark on outgoing tunnel packets (0 = none), as `wg set fwmark`.
 fwmark = 0
 

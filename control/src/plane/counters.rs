@@ -11,8 +11,13 @@ pub struct ControlCounters {
     pub initiations_sent: u64,
     /// Handshakes we initiated that completed.
     pub initiator_completed: u64,
-    /// Cookie replies sent (we were under load).
+    /// Cookie replies sent (to sources over their fair share, or with the backlog full).
     pub cookie_replies_sent: u64,
+    /// Initiations refused because their source was over its fair share: it had spent its
+    /// allowance of failed initiations, or had its share of the backlog waiting.
+    pub initiations_over_share: u64,
+    /// Initiations refused because the whole backlog was full.
+    pub initiations_backlog_full: u64,
     /// Cookie replies accepted.
     pub cookie_replies_received: u64,
     /// Dropped: MAC1 did not match our public key.
@@ -33,6 +38,9 @@ pub struct ControlCounters {
     pub bad_cookie: u64,
     /// Dropped: a handshake message while the interface has no private key.
     pub no_private_key: u64,
+    /// Dropped: an initiation refused admission from a source that already proved its address
+    /// (a cookie reply would not slow it down).
+    pub rate_limited: u64,
 }
 
 impl ControlCounters {
@@ -44,6 +52,14 @@ impl ControlCounters {
             ("handshake_initiations_sent", self.initiations_sent),
             ("handshake_initiator_completed", self.initiator_completed),
             ("cookie_replies_sent", self.cookie_replies_sent),
+            (
+                "handshake_initiations_over_share",
+                self.initiations_over_share,
+            ),
+            (
+                "handshake_initiations_backlog_full",
+                self.initiations_backlog_full,
+            ),
             ("cookie_replies_received", self.cookie_replies_received),
         ]
     }
@@ -60,6 +76,7 @@ impl ControlCounters {
             ("unexpected_index", self.unexpected_index),
             ("bad_cookie", self.bad_cookie),
             ("no_private_key", self.no_private_key),
+            ("rate_limited", self.rate_limited),
         ]
     }
 }

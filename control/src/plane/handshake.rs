@@ -1,17 +1,17 @@
-//! Handshakes on the control plane: answering initiations, finishing our own, cookie replies
-//! under load, retransmissions. Each completed handshake becomes a session installed in the
+//! Handshakes on the control-plane thread: admitting initiations (MACs, replays, fair share,
+//! cookie replies), finishing the responses the responder threads made, our own initiations
+//! and their retransmissions. Each completed handshake becomes a session installed in the
 //! worker that owns the peer; the answer leaves through the worker that received the request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
-use proto::constants::{
-    INITIATIONS_PER_SECOND, INITIATION_LEN, REJECT_AFTER_TIME, REKEY_TIMEOUT_JITTER_MAX,
-};
+use proto::constants::{INITIATION_LEN, REJECT_AFTER_TIME, REKEY_TIMEOUT_JITTER_MAX};
 use proto::cookie::MacVerdict;
-use proto::handshake::{self, HandshakeError, SessionKeys};
+use proto::handshake::{self, SessionKeys};
 use proto::session::Session;
 use proto::timers::HandshakeAction;
 use proto::wire::{CookieReply, Initiation, Message, Response};
@@ -19,19 +19,64 @@ use rand_core::RngCore;
 
 use super::indices::IndexUse;
 use super::{ControlPlane, UNDER_LOAD_DEPTH};
+use crate::handshake::responder::Answer;
+use crate::handshake::{Outcome, Refusal, SourceKey, Unanswered};
 
 /// Handshake messages handled per wake-up before checking other inputs.
 const BATCH: usize = 256;
 
 impl ControlPlane {
-    /// Handles `first` and whatever else is queued, up to a batch.
+    /// Handles `first` and whatever else is queued, up to a batch, then feeds the responders.
     pub(super) fn on_handshakes(&mut self, first: HandshakeDatagram) {
-        self.on_handshake(&first);
+        self.on_handshake(first);
         for _ in 1..BATCH {
             match self.links.handshakes.try_recv() {
-                Ok(d) => self.on_handshake(&d),
+                Ok(d) => self.on_handshake(d),
                 Err(_) => break,
             }
+        }
+        self.feed_responders();
+    }
+
+    /// Takes the responder threads' outcomes, then feeds them more.
+    pub(super) fn on_outcomes(&mut self, outcomes: Vec<Outcome>) {
+        self.responders.returned(outcomes.len());
+        let now = Instant::now();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Answered(answer) => self.finish_response(*answer, now),
+                Outcome::Dropped(why, from) => {
+                    self.count_unanswered(why);
+                    if why != Unanswered::NoPrivateKey {
+                        self.suspects.charge(SourceKey::of(from), now);
+                    }
+                }
+            }
+        }
+        self.feed_responders();
+    }
+
+    /// Hands waiting initiations to the responder threads, fairly, as far as they have room.
+    fn feed_responders(&mut self) {
+        let room = self.responders.room();
+        if room == 0 || self.admission.is_empty() {
+            return;
+        }
+        let jobs: Vec<HandshakeDatagram> = std::iter::from_fn(|| self.admission.pop())
+            .take(room)
+            .collect();
+        self.responders.submit(jobs);
+    }
+
+    fn count_unanswered(&mut self, why: Unanswered) {
+        let c = &mut self.counters;
+        match why {
+            Unanswered::NoPrivateKey => c.no_private_key += 1,
+            Unanswered::BadStatic => c.bad_static += 1,
+            Unanswered::UnknownPeer => c.unknown_peer += 1,
+            Unanswered::Malformed | Unanswered::BadHandshake => c.bad_handshake += 1,
+            Unanswered::Replayed => c.replayed_initiation += 1,
+            Unanswered::TooSoon => c.initiation_flood += 1,
         }
     }
 
@@ -40,16 +85,20 @@ impl ControlPlane {
         Duration::from_millis(u64::from(self.rng.next_u32() % max))
     }
 
-    fn transmit(&self, worker: usize, to: SocketAddr, message: &[u8]) {
+    fn transmit(&mut self, worker: usize, to: SocketAddr, message: &[u8]) {
         let mut bytes = [0u8; INITIATION_LEN];
         let len = message.len().min(INITIATION_LEN);
         bytes[..len].copy_from_slice(&message[..len]);
+        // Woken once per batch of handshake messages (`wake_workers`), not per transmit.
         if let Some(w) = self.worker(worker) {
-            w.send(ToWorker::Transmit { to, len, bytes });
+            w.send_unwoken(ToWorker::Transmit { to, len, bytes });
+            if let Some(flag) = self.unwoken.get_mut(worker) {
+                *flag = true;
+            }
         }
     }
 
-    fn on_handshake(&mut self, d: &HandshakeDatagram) {
+    fn on_handshake(&mut self, d: HandshakeDatagram) {
         let now = Instant::now();
         let Some(identity) = self.identity.as_ref() else {
             self.counters.no_private_key += 1;
@@ -57,21 +106,53 @@ impl ControlPlane {
         };
         let bytes = d.message();
         let verdict = identity.checker.verify(bytes, d.from, now);
-        let under_load = self.links.handshakes.len() > UNDER_LOAD_DEPTH;
         match Message::parse(bytes) {
             Ok(Message::Initiation(init)) => match verdict {
                 MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
-                MacVerdict::Mac1Only if under_load => self.send_cookie(d, init.sender),
-                _ => self.respond(d, &init, now),
+                _ => self.admit(d, &init, verdict == MacVerdict::Mac2Valid, now),
             },
             Ok(Message::Response(resp)) => match verdict {
                 MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
-                MacVerdict::Mac1Only if under_load => self.send_cookie(d, resp.sender),
-                _ => self.complete(d, &resp, now),
+                MacVerdict::Mac1Only if self.admission.len() > UNDER_LOAD_DEPTH => {
+                    self.send_cookie(&d, resp.sender)
+                }
+                _ => self.complete(&d, &resp, now),
             },
             Ok(Message::CookieReply(reply)) => self.take_cookie(&reply, now),
             // Workers forward only well-sized handshake types; anything else is a bug upstream.
             Ok(Message::Transport(_)) | Err(_) => {}
+        }
+    }
+
+    /// Queues an initiation with a valid MAC1 for the responders, unless it is an exact replay
+    /// or its source is over its fair share: it has spent its allowance of failed initiations,
+    /// or has its share of the backlog waiting. A refused source that has not proven its
+    /// address (`proven`: MAC2 valid) gets a cookie reply; a proven one is simply dropped.
+    fn admit(&mut self, d: HandshakeDatagram, init: &Initiation<'_>, proven: bool, now: Instant) {
+        self.counters.initiations_received += 1;
+        let source = SourceKey::of(d.from);
+        if !self.replays.first_sighting(init.ephemeral, now) {
+            self.counters.replayed_initiation += 1;
+            self.suspects.charge(source, now);
+            return;
+        }
+        let sender = init.sender;
+        let refusal = if self.suspects.exhausted(source, now) {
+            Refusal::OverShare
+        } else {
+            match self.admission.offer(source, d) {
+                Ok(()) => return,
+                Err((refusal, _)) => refusal,
+            }
+        };
+        match refusal {
+            Refusal::OverShare => self.counters.initiations_over_share += 1,
+            Refusal::Overflow => self.counters.initiations_backlog_full += 1,
+        }
+        if proven {
+            self.counters.rate_limited += 1;
+        } else {
+            self.send_cookie(&d, sender);
         }
     }
 
@@ -87,72 +168,36 @@ impl ControlPlane {
         self.transmit(d.worker, d.from, &reply);
     }
 
-    /// Answers an initiation: authenticate, check replay and flood, respond, install.
-    fn respond(&mut self, d: &HandshakeDatagram, init: &Initiation<'_>, now: Instant) {
-        let Some(identity) = self.identity.as_ref() else {
-            return;
-        };
-        self.counters.initiations_received += 1;
-        let opened = match handshake::open_initiation(&identity.local, init) {
-            Ok(o) => o,
-            Err(_) => {
-                self.counters.bad_static += 1;
-                return;
-            }
-        };
-        let Some(id) = self.peers.id_of(&opened.initiator) else {
-            self.counters.unknown_peer += 1;
-            tracing::debug!(from = %d.from, key = %opened.initiator, "initiation from unknown peer");
-            return;
-        };
+    /// Sends a response a responder thread made: gives it an index and MACs, installs the
+    /// session, transmits. Dropped if the peer changed or went while it was being made.
+    fn finish_response(&mut self, answer: Answer, now: Instant) {
+        let Answer {
+            datagram: d,
+            peer: keys,
+            mut response,
+            keys: mut session,
+        } = answer;
+        let id = keys.id;
         let owner = self.owner(id);
         let Some(peer) = self.peers.get_mut(id) else {
+            self.counters.unknown_peer += 1;
             return;
         };
-        let Some(remote) = peer.remote.as_ref() else {
-            return;
-        };
-        let accepted = match handshake::accept_initiation(opened, remote) {
-            Ok(a) => a,
-            Err(_) => {
-                self.counters.bad_handshake += 1;
-                return;
-            }
-        };
-        if peer.last_timestamp.is_some_and(|t| accepted.timestamp <= t) {
-            self.counters.replayed_initiation += 1;
-            tracing::debug!(peer = %peer.public_key, from = %d.from, "replayed initiation dropped");
-            return;
-        }
-        let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
-        if peer
-            .last_initiation_consumed
-            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
-        {
-            self.counters.initiation_flood += 1;
+        if !peer.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys)) {
+            self.counters.unknown_peer += 1;
             return;
         }
         let index = self
             .indices
             .allocate(owner, IndexUse::Session(id), &mut self.rng);
-        let (mut response, keys) =
-            match handshake::create_response(&accepted, remote, index, &mut self.rng) {
-                Ok(r) => r,
-                Err(HandshakeError::LowOrderKey) | Err(_) => {
-                    self.indices.free(index);
-                    self.counters.bad_handshake += 1;
-                    return;
-                }
-            };
-        peer.last_timestamp = Some(accepted.timestamp);
-        peer.last_initiation_consumed = Some(now);
+        handshake::assign_response_index(&mut response, &mut session, index);
         peer.endpoint = Some(d.from);
         peer.handshake_rx_bytes += d.len as u64;
         peer.handshake_tx_bytes += response.len() as u64;
-        peer.jar.stamp(&mut response, now);
+        peer.jar().stamp(&mut response, now);
         let public = peer.public_key;
         // Install before answering: the initiator's first data follows our response.
-        self.install(id, &keys, d.from, now);
+        self.install(id, &session, d.from, now);
         self.transmit(d.worker, d.from, &response);
         self.counters.responses_sent += 1;
         tracing::debug!(peer = %public, from = %d.from, "handshake answered");
@@ -171,7 +216,7 @@ impl ControlPlane {
             self.counters.unexpected_index += 1;
             return;
         };
-        let (Some(pending), Some(remote)) = (peer.pending.as_ref(), peer.remote.as_ref()) else {
+        let (Some(pending), Some(remote)) = (peer.pending.as_ref(), peer.remote()) else {
             self.counters.unexpected_index += 1;
             return;
         };
@@ -201,7 +246,7 @@ impl ControlPlane {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        match peer.jar.consume(reply, now) {
+        match peer.jar().consume(reply, now) {
             Ok(()) => {
                 peer.handshake_rx_bytes += proto::constants::COOKIE_REPLY_LEN as u64;
                 self.counters.cookie_replies_received += 1;
@@ -244,7 +289,7 @@ impl ControlPlane {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        let (Some(endpoint), Some(remote)) = (peer.endpoint, peer.remote.as_ref()) else {
+        let (Some(endpoint), Some(keys)) = (peer.endpoint, peer.keys.clone()) else {
             return;
         };
         if !retry && (!peer.timers.can_initiate(now) || peer.timers.is_pending()) {
@@ -256,14 +301,18 @@ impl ControlPlane {
         let index = self
             .indices
             .allocate(owner, IndexUse::Pending(id), &mut self.rng);
-        let Ok((state, mut message)) =
-            handshake::create_initiation(&identity.local, remote, index, stamp, &mut self.rng)
-        else {
+        let Ok((state, mut message)) = handshake::create_initiation(
+            &identity.local,
+            &keys.remote,
+            index,
+            stamp,
+            &mut self.rng,
+        ) else {
             self.indices.free(index);
             return;
         };
-        peer.jar.stamp(&mut message, now);
-        peer.pending = Some(state);
+        peer.jar().stamp(&mut message, now);
+        peer.pending = Some(Box::new(state));
         peer.handshake_tx_bytes += message.len() as u64;
         peer.timers.on_initiation_sent(now, jitter, retry);
         self.counters.initiations_sent += 1;

@@ -1,7 +1,8 @@
-//! The control plane: one thread that owns everything slow or shared. It answers and starts
-//! handshakes (`handshake`), keeps the peers and their routes (`peers`), hands out receiver
-//! indices (`indices`), applies configuration changes, and answers state queries. Workers get
-//! sessions, routes and transmit requests from it over their channels.
+//! The control plane: one thread that owns everything slow or shared. It admits and finishes
+//! handshakes and runs our own (`handshake`; the public-key work of answering runs on the
+//! responder threads of `crate::handshake`), keeps the peers and their routes (`peers`), hands
+//! out receiver indices (`indices`), applies configuration changes, and answers state queries.
+//! Workers get sessions, routes and transmit requests from it over their channels.
 
 mod counters;
 mod handshake;
@@ -26,6 +27,7 @@ use proto::handshake::LocalIdentity;
 use proto::tai64n::WallClock;
 use proto::{PresharedKey, PrivateKey, PublicKey};
 
+use crate::handshake::{FairQueue, ReplayFilter, ResponderPool, Suspects};
 use crate::update::{DeviceUpdate, PeerUpdate};
 use indices::Indices;
 use peers::Peers;
@@ -34,9 +36,13 @@ use peers::Peers;
 const TICK: Duration = Duration::from_millis(100);
 /// Capacity of the workers' handshake queue to the control plane.
 pub const HANDSHAKE_QUEUE: usize = 4096;
-/// Above this many queued handshake messages, initiations without a valid MAC2 get a cookie
-/// reply instead of a Diffie-Hellman.
-const UNDER_LOAD_DEPTH: usize = HANDSHAKE_QUEUE / 8;
+/// Initiations that may wait for a responder thread, all sources together: at a few thousand
+/// handshakes per second per thread, the last one waits well under a second, far inside the
+/// initiator's 5 s retransmission timer.
+pub const HANDSHAKE_BACKLOG: usize = 4096;
+/// Above this many waiting initiations, responses to our own initiations without a valid MAC2
+/// get a cookie reply instead of a Diffie-Hellman.
+const UNDER_LOAD_DEPTH: usize = HANDSHAKE_BACKLOG / 8;
 
 /// Why the daemon should stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +135,7 @@ pub enum Request {
 /// Our private key with everything derived from it.
 struct Identity {
     private: PrivateKey,
-    local: LocalIdentity,
+    local: Arc<LocalIdentity>,
     checker: CookieChecker,
 }
 
@@ -166,20 +172,40 @@ pub struct ControlPlane {
     routes_dirty: bool,
     /// Peers with a usable session, and when their newest one was installed.
     tunnels: std::collections::HashMap<PeerId, Instant>,
+    /// Initiations waiting for a responder thread, per source.
+    admission: FairQueue<HandshakeDatagram>,
+    /// Ephemerals of recent initiations (exact replays cost no DH).
+    replays: ReplayFilter,
+    /// Sources whose initiations keep failing.
+    suspects: Suspects,
+    /// Workers sent transmissions since they were last woken.
+    unwoken: Vec<bool>,
+    /// The threads that answer initiations.
+    responders: ResponderPool,
 }
 
 impl ControlPlane {
-    /// A control plane for interface `name`, listening on `listen_port`.
-    pub fn new(name: &str, listen_port: u16, fwmark: u32, links: PlaneLinks) -> Self {
+    /// A control plane for interface `name`, listening on `listen_port`, with
+    /// `handshake_threads` responder threads.
+    pub fn new(
+        name: &str,
+        listen_port: u16,
+        fwmark: u32,
+        handshake_threads: usize,
+        links: PlaneLinks,
+    ) -> std::io::Result<Self> {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Self {
+        let peers = Peers::default();
+        let workers = links.workers.len();
+        let responders = ResponderPool::start(handshake_threads, peers.directory())?;
+        Ok(Self {
             name: name.to_string(),
             identity: None,
             listen_port,
             fwmark,
-            peers: Peers::default(),
+            peers,
             indices: Indices::default(),
             links,
             rng: rand_core::OsRng,
@@ -187,7 +213,12 @@ impl ControlPlane {
             counters: ControlCounters::default(),
             routes_dirty: false,
             tunnels: std::collections::HashMap::new(),
-        }
+            admission: FairQueue::new(HANDSHAKE_BACKLOG),
+            replays: ReplayFilter::new(Instant::now()),
+            suspects: Suspects::default(),
+            unwoken: vec![false; workers],
+            responders,
+        })
     }
 
     /// Runs until the request channel closes (the daemon is shutting down).
@@ -197,6 +228,10 @@ impl ControlPlane {
             select! {
                 recv(self.links.handshakes) -> m => match m {
                     Ok(d) => self.on_handshakes(d),
+                    Err(_) => return,
+                },
+                recv(self.responders.outcomes) -> o => match o {
+                    Ok(o) => self.on_outcomes(o),
                     Err(_) => return,
                 },
                 recv(self.links.events) -> e => match e {
@@ -209,6 +244,7 @@ impl ControlPlane {
                 },
                 recv(ticker) -> _ => self.on_tick(Instant::now()),
             }
+            self.wake_workers();
             self.publish_routes();
         }
     }
@@ -216,8 +252,18 @@ impl ControlPlane {
     /// Applies a change directly (the daemon's initial configuration).
     pub fn apply(&mut self, update: DeviceUpdate) -> Result<(), SetError> {
         let r = self.apply_update(update);
+        self.wake_workers();
         self.publish_routes();
         r
+    }
+
+    /// Wakes the workers that were sent transmissions without a wake.
+    fn wake_workers(&mut self) {
+        for (w, flag) in self.links.workers.iter().zip(&mut self.unwoken) {
+            if std::mem::take(flag) {
+                w.wake();
+            }
+        }
     }
 
     fn worker(&self, i: usize) -> Option<&WorkerHandle> {
@@ -297,8 +343,36 @@ impl ControlPlane {
                 self.remove_peer(id);
             }
         }
+        // Many peers at once (start-up, `wg setconf`): one routes snapshot for all of them,
+        // sent before their settings so a keepalive-triggered handshake finds its routes.
+        let bulk = update.peers.len() > 1;
+        let applied = update.peers.len();
+        let started = Instant::now();
+        self.peers.reserve(applied);
+        let mut settings = Vec::with_capacity(applied);
         for p in update.peers {
-            self.apply_peer(p);
+            settings.extend(self.apply_peer(p, bulk));
+        }
+        self.publish_routes();
+        for (peer, persistent_keepalive, endpoint) in settings {
+            if let Some(w) = self.worker(self.owner(peer)) {
+                w.send_unwoken(ToWorker::SetPeer {
+                    peer,
+                    persistent_keepalive,
+                    endpoint,
+                });
+            }
+        }
+        for w in &self.links.workers {
+            w.wake();
+        }
+        if bulk {
+            tracing::info!(
+                peers = applied,
+                total = self.peers.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "peers applied"
+            );
         }
         Ok(())
     }
@@ -310,13 +384,15 @@ impl ControlPlane {
             return;
         }
         self.identity = key.map(|private| {
-            let local = LocalIdentity::new(&private);
+            let local = Arc::new(LocalIdentity::new(&private));
             Identity {
                 checker: CookieChecker::new(local.mac1_key, local.cookie_key),
                 local,
                 private,
             }
         });
+        let local = self.identity.as_ref().map(|i| i.local.clone());
+        self.peers.directory().set_local(local.clone());
         // A peer cannot have our own public key (WireGuard removes it).
         if let Some(public) = self.identity.as_ref().map(|i| i.local.public_key()) {
             if let Some(id) = self.peers.id_of(&public) {
@@ -325,13 +401,10 @@ impl ControlPlane {
         }
         let ids = self.peers.ids();
         for id in ids {
-            let local = self.identity.as_ref().map(|i| &i.local);
-            if let Some(p) = self.peers.get_mut(id) {
-                if let Some(pending) = p.pending.take() {
-                    self.indices.free(pending.local_index);
-                }
-                p.refresh_remote(local);
+            if let Some(pending) = self.peers.get_mut(id).and_then(|p| p.pending.take()) {
+                self.indices.free(pending.local_index);
             }
+            self.peers.refresh_keys(id, local.as_deref());
             self.send_to_owner(id, ToWorker::ClearSessions { peer: id });
         }
     }
@@ -377,33 +450,47 @@ impl ControlPlane {
         }
     }
 
-    fn apply_peer(&mut self, update: PeerUpdate) {
+    /// Applies one peer's change to our state; returns what its worker must be told (peer,
+    /// persistent keepalive, new endpoint). `quiet`: log additions at debug level (a bulk
+    /// change logs one summary).
+    fn apply_peer(
+        &mut self,
+        update: PeerUpdate,
+        quiet: bool,
+    ) -> Option<(PeerId, u16, Option<SocketAddr>)> {
         let existing = self.peers.id_of(&update.public_key);
         if update.remove {
             if let Some(id) = existing {
                 self.remove_peer(id);
             }
-            return;
+            return None;
         }
         let own = self.identity.as_ref().map(|i| i.local.public_key());
         if (update.update_only && existing.is_none()) || own == Some(update.public_key) {
-            return;
+            return None;
         }
         let id = match existing {
             Some(id) => id,
             None => {
-                let local = self.identity.as_ref().map(|i| &i.local);
+                let local = self.identity.as_ref().map(|i| &*i.local);
                 let id = self.peers.insert(update.public_key, local);
-                tracing::info!(peer = %update.public_key, id, "peer added");
+                if quiet {
+                    tracing::debug!(peer = %update.public_key, id, "peer added");
+                } else {
+                    tracing::info!(peer = %update.public_key, id, "peer added");
+                }
                 id
             }
         };
         if let Some(psk) = update.preshared_key {
-            let local = self.identity.as_ref().map(|i| &i.local);
             if let Some(p) = self.peers.get_mut(id) {
                 p.preshared_key = psk.filter(|k| !k.is_zero());
-                p.refresh_remote(local);
+                if let Some(pending) = p.pending.take() {
+                    self.indices.free(pending.local_index);
+                }
             }
+            let local = self.identity.as_ref().map(|i| &*i.local);
+            self.peers.refresh_keys(id, local);
         }
         if update.replace_allowed_ips {
             self.peers.clear_allowed_ips(id);
@@ -417,23 +504,14 @@ impl ControlPlane {
             self.peers.remove_allowed_ip(id, net);
             self.routes_dirty = true;
         }
-        let Some(p) = self.peers.get_mut(id) else {
-            return;
-        };
+        let p = self.peers.get_mut(id)?;
         if update.endpoint.is_some() {
             p.endpoint = update.endpoint;
         }
         if let Some(k) = update.persistent_keepalive {
             p.persistent_keepalive = k;
         }
-        let msg = ToWorker::SetPeer {
-            peer: id,
-            persistent_keepalive: p.persistent_keepalive,
-            endpoint: update.endpoint,
-        };
-        // Routes first, so a keepalive-triggered handshake finds them in place.
-        self.publish_routes();
-        self.send_to_owner(id, msg);
+        Some((id, p.persistent_keepalive, update.endpoint))
     }
 
     /// Asks every worker for its counters and peers, and merges them with ours.

@@ -3,17 +3,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
 
 use datapath::route::{AllowedIps, PeerId};
 use ipnet::IpNet;
 use proto::cookie::CookieJar;
 use proto::handshake::{InitiatorHandshake, LocalIdentity, RemotePeer};
-use proto::tai64n::Tai64N;
 use proto::timers::HandshakeTimers;
+
+use crate::handshake::{Directory, PeerKeys};
 use proto::{PresharedKey, PublicKey};
 
-/// One peer, as the control plane sees it.
+/// One peer, as the control plane sees it. What only a handshake needs is boxed and made
+/// on demand: a registry of 100,000 mostly idle peers should cost little memory.
 pub struct Peer {
     /// Its number (shared with the workers).
     pub id: PeerId,
@@ -21,10 +23,11 @@ pub struct Peer {
     pub public_key: PublicKey,
     /// Optional preshared key.
     pub preshared_key: Option<PresharedKey>,
-    /// Precomputed handshake values; `None` while the interface has no private key.
-    pub remote: Option<RemotePeer>,
-    /// MAC1/MAC2 stamping for messages to it, and its cookie.
-    pub jar: CookieJar,
+    /// Handshake values and replay guard, shared with the responder threads; `None` while
+    /// the interface has no private key.
+    pub keys: Option<Arc<PeerKeys>>,
+    /// MAC1/MAC2 stamping for messages to it, and its cookie; made on first use (`jar`).
+    jar: Option<Box<CookieJar>>,
     /// Its allowed IPs, in the order they were added.
     pub allowed_ips: Vec<IpNet>,
     /// Where it was last seen (or configured).
@@ -32,13 +35,9 @@ pub struct Peer {
     /// Persistent keepalive in seconds (0 = off).
     pub persistent_keepalive: u16,
     /// Our initiation awaiting its response.
-    pub pending: Option<InitiatorHandshake>,
+    pub pending: Option<Box<InitiatorHandshake>>,
     /// Retransmission of our initiations.
     pub timers: HandshakeTimers,
-    /// Newest initiation timestamp accepted from it (replay protection).
-    pub last_timestamp: Option<Tai64N>,
-    /// When we last accepted an initiation from it (flood protection).
-    pub last_initiation_consumed: Option<Instant>,
     /// Handshake bytes received from it (WireGuard counts these in rx_bytes).
     pub handshake_rx_bytes: u64,
     /// Handshake bytes sent to it.
@@ -46,12 +45,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Recomputes the handshake values after our key or its preshared key changed.
-    pub fn refresh_remote(&mut self, identity: Option<&LocalIdentity>) {
-        self.remote = identity
-            .map(|local| RemotePeer::new(local, self.public_key, self.preshared_key.clone()));
-        self.pending = None;
-        self.last_timestamp = None;
+    /// MAC1/MAC2 stamping for messages to it, and the cookie it sent us.
+    pub fn jar(&mut self) -> &mut CookieJar {
+        let key = self.public_key;
+        self.jar
+            .get_or_insert_with(|| Box::new(CookieJar::for_recipient(&key)))
+    }
+
+    /// The peer's handshake values, if we have a private key.
+    pub fn remote(&self) -> Option<&RemotePeer> {
+        self.keys.as_deref().map(|k| &k.remote)
     }
 }
 
@@ -59,12 +62,38 @@ impl Peer {
 #[derive(Default)]
 pub struct Peers {
     slots: Vec<Option<Peer>>,
+    /// Numbers of removed peers, for reuse (workers index their tables by number).
+    free: Vec<PeerId>,
     by_key: HashMap<PublicKey, PeerId>,
     /// Allowed IPs of all peers.
     pub routes: AllowedIps,
+    /// What the responder threads see of the peers.
+    directory: Arc<Directory>,
 }
 
 impl Peers {
+    /// The directory the responder threads read.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.clone()
+    }
+
+    /// Recomputes a peer's handshake values after our key or its preshared key changed
+    /// (which also forgets its pending initiation and replay state), and publishes them.
+    pub fn refresh_keys(&mut self, id: PeerId, identity: Option<&LocalIdentity>) {
+        let Some(p) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        p.keys = identity.map(|local| {
+            let remote = RemotePeer::new(local, p.public_key, p.preshared_key.clone());
+            Arc::new(PeerKeys::new(id, remote))
+        });
+        p.pending = None;
+        match &p.keys {
+            Some(k) => self.directory.insert(p.public_key, k.clone()),
+            None => self.directory.remove(&p.public_key),
+        }
+    }
+
     /// The peer with this number.
     pub fn get(&self, id: PeerId) -> Option<&Peer> {
         self.slots.get(id as usize)?.as_ref()
@@ -75,6 +104,14 @@ impl Peers {
         self.slots.get_mut(id as usize)?.as_mut()
     }
 
+    /// Makes room for `more` peers at once (a bulk load grows each table once, not by doubling).
+    pub fn reserve(&mut self, more: usize) {
+        let free = self.free.len();
+        self.slots.reserve(more.saturating_sub(free));
+        self.by_key.reserve(more);
+        self.directory.reserve(more);
+    }
+
     /// The number of the peer with this key.
     pub fn id_of(&self, key: &PublicKey) -> Option<PeerId> {
         self.by_key.get(key).copied()
@@ -82,28 +119,26 @@ impl Peers {
 
     /// Adds a peer with this key; returns its number.
     pub fn insert(&mut self, public_key: PublicKey, identity: Option<&LocalIdentity>) -> PeerId {
-        let id = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(self.slots.len()) as PeerId;
-        let mut peer = Peer {
+        let id = self.free.pop().unwrap_or(self.slots.len() as PeerId);
+        let keys = identity
+            .map(|local| Arc::new(PeerKeys::new(id, RemotePeer::new(local, public_key, None))));
+        if let Some(k) = &keys {
+            self.directory.insert(public_key, k.clone());
+        }
+        let peer = Peer {
             id,
             public_key,
             preshared_key: None,
-            remote: None,
-            jar: CookieJar::for_recipient(&public_key),
+            keys,
+            jar: None,
             allowed_ips: Vec::new(),
             endpoint: None,
             persistent_keepalive: 0,
             pending: None,
             timers: HandshakeTimers::default(),
-            last_timestamp: None,
-            last_initiation_consumed: None,
             handshake_rx_bytes: 0,
             handshake_tx_bytes: 0,
         };
-        peer.refresh_remote(identity);
         if id as usize == self.slots.len() {
             self.slots.push(Some(peer));
         } else {
@@ -116,8 +151,13 @@ impl Peers {
     /// Removes a peer and its routes.
     pub fn remove(&mut self, id: PeerId) -> Option<Peer> {
         let peer = self.slots.get_mut(id as usize)?.take()?;
+        self.free.push(id);
         self.by_key.remove(&peer.public_key);
-        self.routes.remove_peer(id);
+        self.directory.remove(&peer.public_key);
+        // The peer's own list, not a sweep of the table: removing many peers stays linear.
+        for net in &peer.allowed_ips {
+            self.routes.remove(*net, id);
+        }
         Some(peer)
     }
 
@@ -149,9 +189,11 @@ impl Peers {
 
     /// Removes every allowed IP of peer `id`.
     pub fn clear_allowed_ips(&mut self, id: PeerId) {
-        self.routes.remove_peer(id);
-        if let Some(p) = self.get_mut(id) {
-            p.allowed_ips.clear();
+        let Some(p) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        for net in p.allowed_ips.drain(..) {
+            self.routes.remove(net, id);
         }
     }
 

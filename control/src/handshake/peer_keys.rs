@@ -1,0 +1,144 @@
+//! What the responder threads may read of the peers: our identity, each peer's handshake
+//! values, and each peer's replay guard. The control plane writes it when peers or our key
+//! change; responder threads only read, under a read lock held for a lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use datapath::route::PeerId;
+use proto::constants::INITIATIONS_PER_SECOND;
+use proto::handshake::{LocalIdentity, RemotePeer};
+use proto::tai64n::Tai64N;
+use proto::PublicKey;
+
+/// One peer's handshake values and the guard its initiations pass.
+pub struct PeerKeys {
+    /// The peer's number.
+    pub id: PeerId,
+    /// Values derived from its key, our key and the preshared key.
+    pub remote: RemotePeer,
+    guard: Mutex<InitiationGuard>,
+}
+
+#[derive(Default)]
+struct InitiationGuard {
+    /// Newest initiation timestamp accepted (replay protection).
+    last_timestamp: Option<Tai64N>,
+    /// When an initiation was last accepted (flood protection).
+    last_consumed: Option<Instant>,
+}
+
+/// Why an authenticated initiation is not answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardRefusal {
+    /// Its timestamp is not newer than the last one accepted.
+    Replayed,
+    /// It came sooner than 1/50 s after the last one accepted.
+    TooSoon,
+}
+
+impl PeerKeys {
+    /// Keys for peer `id`, with a fresh guard.
+    pub fn new(id: PeerId, remote: RemotePeer) -> Self {
+        Self {
+            id,
+            remote,
+            guard: Mutex::new(InitiationGuard::default()),
+        }
+    }
+
+    /// Accepts an initiation stamped `timestamp` if it is newer and not too soon.
+    pub fn consume(&self, timestamp: Tai64N, now: Instant) -> Result<(), GuardRefusal> {
+        let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        if g.last_timestamp.is_some_and(|t| timestamp <= t) {
+            return Err(GuardRefusal::Replayed);
+        }
+        let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
+        if g.last_consumed
+            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
+        {
+            return Err(GuardRefusal::TooSoon);
+        }
+        g.last_timestamp = Some(timestamp);
+        g.last_consumed = Some(now);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Entries {
+    local: Option<Arc<LocalIdentity>>,
+    peers: HashMap<PublicKey, Arc<PeerKeys>>,
+}
+
+/// Our identity and every peer's keys, shared with the responder threads.
+#[derive(Default)]
+pub struct Directory {
+    entries: RwLock<Entries>,
+}
+
+impl Directory {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Our identity, if we have a private key.
+    pub fn local(&self) -> Option<Arc<LocalIdentity>> {
+        self.read().local.clone()
+    }
+
+    /// The keys of the peer with this public key.
+    pub fn peer(&self, key: &PublicKey) -> Option<Arc<PeerKeys>> {
+        self.read().peers.get(key).cloned()
+    }
+
+    /// Replaces our identity.
+    pub fn set_local(&self, local: Option<Arc<LocalIdentity>>) {
+        self.write().local = local;
+    }
+
+    /// Publishes (or replaces) a peer's keys.
+    pub fn insert(&self, key: PublicKey, keys: Arc<PeerKeys>) {
+        self.write().peers.insert(key, keys);
+    }
+
+    /// Makes room for `more` peers at once.
+    pub fn reserve(&self, more: usize) {
+        self.write().peers.reserve(more);
+    }
+
+    /// Withdraws a peer's keys.
+    pub fn remove(&self, key: &PublicKey) {
+        self.write().peers.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::PrivateKey;
+
+    #[test]
+    fn the_guard_refuses_old_timestamps_and_bursts() {
+        let local = LocalIdentity::new(&PrivateKey::from_bytes([1; 32]));
+        let remote = RemotePeer::new(&local, PrivateKey::from_bytes([2; 32]).public_key(), None);
+        let keys = PeerKeys::new(0, remote);
+        let t0 = Instant::now();
+        let ts = |s| Tai64N::from_unix(Duration::from_secs(s));
+        assert_eq!(keys.consume(ts(10), t0), Ok(()));
+        assert_eq!(
+            keys.consume(ts(10), t0 + Duration::from_secs(1)),
+            Err(GuardRefusal::Replayed)
+        );
+        assert_eq!(
+            keys.consume(ts(11), t0 + Duration::from_millis(5)),
+            Err(GuardRefusal::TooSoon)
+        );
+        assert_eq!(keys.consume(ts(11), t0 + Duration::from_secs(1)), Ok(()));
+    }
+}
