@@ -8,7 +8,6 @@ mod cipher;
 mod generator;
 mod handover;
 mod kernel;
-mod machine;
 mod peers;
 mod registry;
 mod report;
@@ -78,7 +77,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let started = Instant::now();
     let dir = scratch()?;
     let bench = std::env::current_exe()?;
-    let machine = machine::Machine::detect();
+    let machine = testbed::machine::Machine::detect();
     eprintln!(
         "machine: {} ({} cores), kernel {}, commit {}",
         machine.cpu, machine.cores, machine.kernel, machine.commit
@@ -130,13 +129,17 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
 
     eprintln!("registry: create and load peers as `xgate up` does");
     let registry = if want("registry") {
-        let f = registry::measure(&dir, if quick { 10_000 } else { 100_000 })?;
+        let f = registry::measure(&dir, if quick { 10_000 } else { 100_000 }, xgate)?;
         eprintln!(
-            "  {} peers: created in {:.2} s, opened and loaded in {:.3} s, {:.1} MB on disk",
+            "  {} peers: created in {:.2} s, opened and loaded in {:.3} s, {:.1} MB on disk; \
+             xgate up answered in {:.3} s with {} peers, {:.0} bytes per peer",
             f.peers,
             f.create_s,
             f.load_s,
-            f.file_bytes as f64 / 1e6
+            f.file_bytes as f64 / 1e6,
+            f.daemon_start_s,
+            f.daemon_peers,
+            f.daemon_bytes_per_peer
         );
         Some(f)
     } else {

@@ -1,8 +1,13 @@
 //! The registry at start-up: how long xgate takes to open a registry of many peers and load
-//! every active one with its addresses (what `xgate up` does before it serves anyone).
+//! every active one with its addresses, and how long `xgate up` takes from launch until its
+//! socket answers with every one of them configured (what happens before it serves anyone).
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use testbed::clients::{wait_for_socket, wg};
+use testbed::process::Daemon;
+use testbed::Netns;
 
 use control::registry::{NewPeer, Pool, Registry};
 use proto::PublicKey;
@@ -19,6 +24,13 @@ pub struct RegistryFigure {
     pub load_s: f64,
     /// Database size on disk, bytes.
     pub file_bytes: u64,
+    /// Seconds from launching `xgate up` on this registry until its socket answered (every
+    /// peer applied: the daemon opens the socket after it has configured them).
+    pub daemon_start_s: f64,
+    /// Peers `wg show` listed once it was up.
+    pub daemon_peers: usize,
+    /// The daemon's resident memory once up, bytes per peer (above a daemon without peers).
+    pub daemon_bytes_per_peer: f64,
 }
 
 fn pools() -> Vec<Pool> {
@@ -31,8 +43,63 @@ fn pools() -> Vec<Pool> {
     }]
 }
 
-/// Creates `peers` peers in a fresh database under `dir`, then opens and loads it.
-pub fn measure(dir: &Path, peers: usize) -> anyhow::Result<RegistryFigure> {
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Starts `xgate up` on the registry at `db` (or with none) in a fresh namespace; returns
+/// seconds until its socket answered, the peers `wg show` lists, and its resident memory.
+fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(f64, usize, u64)> {
+    let ns = Netns::create("xbench-reg")?;
+    let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+    let mut config = format!(
+        "[interface]\nname = \"xbreg\"\nprivate_key = \"{}\"\nlisten_port = 51820\n\
+         address = [\"10.64.0.1/10\", \"fd77::1/64\"]\n",
+        key.to_base64()
+    );
+    if let Some(db) = db {
+        config += &format!(
+            "\n[registry]\npath = \"{}\"\n\n[[pool]]\nname = \"default\"\nipv4 = \"10.64.0.0/10\"\nipv6 = \"fd77::/64\"\n\n[api]\ntoken_file = \"{}\"\n",
+            db.display(),
+            dir.join("registry-bench.tokens").display()
+        );
+    }
+    let path = dir.join("registry-bench.toml");
+    std::fs::write(&path, config)?;
+    let mut cmd = ns.command(xgate.to_str().unwrap_or("xgate"));
+    cmd.args(["up", "--config", path.to_str().unwrap_or_default()])
+        .env("RUST_LOG", "info");
+    let started = Instant::now();
+    let mut daemon = Daemon::spawn(cmd, &dir.join("registry-bench.log"))?;
+    // The daemon opens its socket once every peer is configured.
+    if !wait_for_socket("xbreg", Duration::from_secs(30)) {
+        anyhow::bail!(
+            "xgate did not open its socket (running: {}): {}",
+            daemon.is_running(),
+            daemon.log_text()
+        );
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let listed = wg(&ns, &["show", "xbreg", "peers"])?.lines().count();
+    // Let the workers finish taking their peers before reading memory.
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = daemon.pid().map_or(0, rss_bytes);
+    daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
+    drop(ns);
+    Ok((seconds, listed, rss))
+}
+
+/// Creates `peers` peers in a fresh database under `dir`, opens and loads it, then starts
+/// the daemon (`xgate`) on it.
+pub fn measure(dir: &Path, peers: usize, xgate: &Path) -> anyhow::Result<RegistryFigure> {
     let path = dir.join("registry-bench.db");
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -72,6 +139,12 @@ pub fn measure(dir: &Path, peers: usize) -> anyhow::Result<RegistryFigure> {
         .filter_map(|s| std::fs::metadata(format!("{}{s}", path.display())).ok())
         .map(|m| m.len())
         .sum();
+    let (_, _, bare_rss) = start_daemon(xgate, dir, None)?;
+    let (daemon_start_s, daemon_peers, rss) = start_daemon(xgate, dir, Some(&path))?;
+    anyhow::ensure!(
+        daemon_peers == peers,
+        "the daemon listed {daemon_peers} of {peers} peers"
+    );
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
@@ -80,5 +153,8 @@ pub fn measure(dir: &Path, peers: usize) -> anyhow::Result<RegistryFigure> {
         create_s,
         load_s,
         file_bytes,
+        daemon_start_s,
+        daemon_peers,
+        daemon_bytes_per_peer: rss.saturating_sub(bare_rss) as f64 / peers.max(1) as f64,
     })
 }

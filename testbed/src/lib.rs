@@ -6,6 +6,8 @@
 #![warn(missing_docs)]
 
 pub mod clients;
+pub mod flood;
+pub mod machine;
 pub mod netns;
 pub mod ping;
 pub mod process;

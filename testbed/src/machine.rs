@@ -26,7 +26,7 @@ pub struct Machine {
 }
 
 fn output(program: &str, args: &[&str]) -> String {
-    let found = testbed::process::find_program(program).unwrap_or_else(|| program.into());
+    let found = crate::process::find_program(program).unwrap_or_else(|| program.into());
     Command::new(found)
         .args(args)
         .output()

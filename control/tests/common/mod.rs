@@ -69,7 +69,8 @@ pub struct Rig {
     pub workers: usize,
     /// A registry database to keep peers in; clients are then not listed in the config.
     pub registry: Option<PathBuf>,
-    /// Further config text (sections such as [api] or [[pool]]), after the registry's.
+    /// Further config text (sections such as [api], [[pool]] or [[peer]]), after the
+    /// registry's or before the clients' peers.
     pub extra_config: String,
 }
 
@@ -158,6 +159,7 @@ impl Rig {
             text += &self.extra_config;
             return text;
         }
+        text += &self.extra_config;
         for c in &self.clients {
             text += &format!(
                 "\n[[peer]]\nname = \"{}\"\npublic_key = \"{}\"\nallowed_ips = [\"{}/32\", \"{}/128\"]\n",
