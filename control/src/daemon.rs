@@ -13,7 +13,7 @@ use datapath::launch::{LaunchConfig, Workers};
 use datapath::tun::{Interface, Tun, TunError};
 use datapath::udp::BindError;
 
-use crate::api::{ApiServer, ApiState, ClientTemplate};
+use crate::api::{ApiServer, ApiState, ClientPolicy, ClientTemplate};
 use crate::config::{ApiSettings, RegistrySettings, Settings};
 use crate::plane::{ControlPlane, PlaneLinks, StopReason, HANDSHAKE_QUEUE};
 use crate::registry::{Peer, Registry};
@@ -103,13 +103,33 @@ fn client_template(
             .unwrap_or_else(|_| "localhost".into());
         format!("{host}:{listen_port}")
     });
-    ClientTemplate {
-        server_key,
-        endpoint,
+    let default = ClientPolicy {
         allowed_ips,
         dns: api.dns.clone(),
         mtu: settings.mtu,
         keepalive: api.persistent_keepalive,
+    };
+    let groups = api
+        .groups
+        .iter()
+        .map(|g| {
+            let policy = ClientPolicy {
+                allowed_ips: g
+                    .client_allowed_ips
+                    .clone()
+                    .unwrap_or_else(|| default.allowed_ips.clone()),
+                dns: g.dns.clone().unwrap_or_else(|| default.dns.clone()),
+                mtu: g.mtu.unwrap_or(default.mtu),
+                keepalive: g.persistent_keepalive.unwrap_or(default.keepalive),
+            };
+            (g.name.clone(), policy)
+        })
+        .collect();
+    ClientTemplate {
+        server_key,
+        endpoint,
+        default,
+        groups,
     }
 }
 

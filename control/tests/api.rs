@@ -240,9 +240,16 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
     assert_eq!(status, 201, "{text}");
     let bulk = json_of(&text);
     assert_eq!(bulk["peers"].as_array().map(Vec::len), Some(4));
-    assert!(bulk["peers"][0]["config"]
-        .as_str()
-        .is_some_and(|c| c.contains("PrivateKey = ")));
+    let sales = bulk["peers"][0]["config"].as_str().unwrap_or_default();
+    assert!(sales.contains("PrivateKey = "), "{sales}");
+    for line in [
+        "AllowedIPs = 0.0.0.0/0, ::/0",
+        "DNS = 10.77.0.53",
+        "MTU = 1380",
+        "PersistentKeepalive = 5",
+    ] {
+        assert!(sales.contains(line), "group sales' policy: {line}\n{sales}");
+    }
 
     // Listing: pages and the group filter.
     let (_, text) = call(&rig, "GET", "/api/v1/peers?limit=2", t, None);
@@ -284,8 +291,8 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         "{text}"
     );
     assert!(
-        text.contains("AllowedIPs = 10.77.0.0/29, fd77::/64"),
-        "{text}"
+        text.contains("AllowedIPs = 10.77.0.0/29, fd77::/64") && !text.contains("DNS ="),
+        "group eng has no policy of its own: [api]'s split tunnel, no DNS\n{text}"
     );
     let path = format!("/api/v1/peers/{id}/config?format=terminal");
     let (status, art) = call(&rig, "GET", &path, t, None);

@@ -33,7 +33,7 @@ use axum::Router;
 use crossbeam_channel::Sender;
 
 pub use auth::hash_token;
-pub use client_config::ClientTemplate;
+pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
 pub use peers::MAX_BULK;
 pub use tokens::{load_or_create as load_tokens, secret_path};

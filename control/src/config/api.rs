@@ -43,6 +43,8 @@ pub struct ApiSettings {
     pub client_allowed_ips: Option<Vec<IpNet>>,
     /// `/metrics` needs the token too (by default it is open, as exporters on loopback are).
     pub metrics_need_token: bool,
+    /// Per-group client policies (`[[group]]`), overriding the above for their peers.
+    pub groups: Vec<super::GroupPolicy>,
 }
 
 /// The API settings: on whenever the registry is, off otherwise (an `[api]` section without
@@ -101,5 +103,6 @@ pub(super) fn api_settings(
         persistent_keepalive: s.persistent_keepalive.unwrap_or(0),
         client_allowed_ips,
         metrics_need_token: s.metrics_need_token.unwrap_or(false),
+        groups: Vec::new(),
     }))
 }

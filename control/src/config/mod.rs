@@ -18,10 +18,13 @@ use serde::Deserialize;
 use crate::update::PeerUpdate;
 
 mod api;
+mod groups;
 mod registry;
 
 use api::{api_settings, ApiSection};
 pub use api::{ApiSettings, DEFAULT_API_LISTEN};
+pub use groups::GroupPolicy;
+use groups::{group_policies, GroupSection};
 
 use registry::{registry_settings, PoolSection, RegistrySection};
 pub use registry::{RegistrySettings, DEFAULT_HOLD_SECS};
@@ -95,6 +98,8 @@ struct FileConfig {
     api: Option<ApiSection>,
     #[serde(default, rename = "pool")]
     pools: Vec<PoolSection>,
+    #[serde(default, rename = "group")]
+    groups: Vec<GroupSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +236,7 @@ impl Settings {
             registry,
             api,
             pools,
+            groups,
         } = file;
         let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
         datapath::tun::validate_name(&name).map_err(|e| {
@@ -352,7 +358,11 @@ impl Settings {
         }
 
         let registry = registry_settings(registry, pools, &addresses, base, &name, defaults)?;
-        let api = api_settings(api, registry.is_some(), base, &name)?;
+        let mut api = api_settings(api, registry.is_some(), base, &name)?;
+        let groups = group_policies(groups, api.is_some())?;
+        if let Some(api) = api.as_mut() {
+            api.groups = groups;
+        }
 
         Ok(Self {
             name,
@@ -587,6 +597,23 @@ path = "{STATE_DIR}/{DEFAULT_INTERFACE}.db"
 # ipv4 = "10.77.0.0/16"
 # ipv6 = "fd77::/64"
 # hold_secs = {DEFAULT_HOLD_SECS}                     # a released address rests this long
+
+# The HTTP API (on with the registry) and what the client configurations it hands out hold.
+# [api]
+# listen = "{DEFAULT_API_LISTEN}"
+# endpoint = "vpn.example.com:{DEFAULT_LISTEN_PORT}"     # what clients connect to
+# dns = ["10.77.0.1"]
+# persistent_keepalive = 25
+# client_allowed_ips = ["10.77.0.0/16"]  # split tunnel (default: the pools' prefixes)
+
+# A group's own client policy (peers are created with a group); unset fields take [api]'s.
+# [[group]]
+# name = "staff"
+# tunnel = "full"                      # everything into the tunnel; or "split" with:
+# client_allowed_ips = ["10.0.0.0/8"]
+# dns = ["10.77.0.53"]
+# mtu = 1380
+# persistent_keepalive = 25
 "#,
         key = key.to_base64(),
         a4 = DEFAULT_ADDRESSES[0],

@@ -66,10 +66,12 @@ pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
     }
     let _ = std::fs::remove_file(rig.dir.join("api-tokens.secret"));
     rig.registry = Some(db);
-    // The endpoint in client files is client 1's view of the server.
+    // The endpoint in client files is client 1's view of the server. Group "sales" has a
+    // policy of its own (full tunnel, DNS, MTU); other groups take [api]'s.
     rig.extra_config = format!(
         "\n[api]\ntoken_file = \"{}\"\nendpoint = \"{}:{}\"\npersistent_keepalive = 5\n\
-         \n[[pool]]\nipv4 = \"{v4_pool}\"\nipv6 = \"fd77::/64\"\n",
+         \n[[pool]]\nipv4 = \"{v4_pool}\"\nipv6 = \"fd77::/64\"\n\
+         \n[[group]]\nname = \"sales\"\ntunnel = \"full\"\ndns = [\"10.77.0.53\"]\nmtu = 1380\n",
         tokens.display(),
         rig.clients[0].server_underlay,
         rig.port
