@@ -185,6 +185,13 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
             400,
             "allowed_ips[0]",
         ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "p", "allowed_ips": ["10.77.0.0/24"]})),
+            409,
+            "overlaps address pool",
+        ),
         ("POST", "/api/v1/peers/999/revoke".into(), None, 404, "999"),
         ("DELETE", "/api/v1/peers/999".into(), None, 404, "999"),
         ("GET", "/api/v1/peers/999/config".into(), None, 404, "999"),

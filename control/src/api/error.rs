@@ -41,9 +41,9 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         let status = match &e {
             RegistryError::NoSuchPeer(_) => StatusCode::NOT_FOUND,
-            RegistryError::DuplicateKey(_) | RegistryError::PoolExhausted { .. } => {
-                StatusCode::CONFLICT
-            }
+            RegistryError::DuplicateKey(_)
+            | RegistryError::PoolExhausted { .. }
+            | RegistryError::RouteOverlap { .. } => StatusCode::CONFLICT,
             RegistryError::NoPool(_) => StatusCode::BAD_REQUEST,
             RegistryError::Db(_) | RegistryError::TooNew { .. } | RegistryError::Corrupt(_) => {
                 tracing::error!("registry: {e}");

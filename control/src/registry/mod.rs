@@ -9,6 +9,7 @@
 
 mod ipam;
 mod peers;
+mod routes;
 mod schema;
 
 use std::net::IpAddr;
@@ -41,6 +42,14 @@ pub enum RegistryError {
         pool: String,
         /// The prefix that ran out.
         prefix: IpNet,
+    },
+    /// A prefix routed to a peer overlaps a pool or another peer's prefix.
+    #[error("allowed IP {prefix} overlaps {other}; route a prefix that no pool and no other peer covers")]
+    RouteOverlap {
+        /// The prefix asked for.
+        prefix: IpNet,
+        /// What it overlaps.
+        other: String,
     },
     /// A group names a pool that is not configured, and there is no "default" pool.
     #[error("no address pool {0:?} (and no \"default\" pool); add one to the configuration")]

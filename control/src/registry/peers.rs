@@ -7,6 +7,7 @@ use proto::PublicKey;
 use rusqlite::{params, Row, TransactionBehavior};
 
 use super::ipam::{addresses_of, allocate, release};
+use super::routes::check_routes;
 use super::{Peer, Registry, RegistryError};
 
 /// What a new peer is made of; the registry adds its id, addresses and times.
@@ -147,6 +148,8 @@ impl Registry {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut made = Vec::with_capacity(peers.len());
         for (p, pool) in peers.iter().zip(&pools) {
+            // Checked against the rows inserted so far too: a batch cannot overlap itself.
+            check_routes(&tx, &self.pools, None, &p.allowed_ips)?;
             let inserted = tx.execute(
                 "INSERT INTO peers (name, grp, public_key, preshared_key, allowed_ips, \
                  created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -308,6 +311,7 @@ impl Registry {
             )?;
         }
         if let Some(nets) = &change.allowed_ips {
+            check_routes(&tx, &self.pools, Some(id), nets)?;
             tx.execute(
                 "UPDATE peers SET allowed_ips = ?2 WHERE id = ?1",
                 params![id, prefixes_text(nets)],

@@ -198,6 +198,10 @@ fn concurrent_creation_on_two_connections_never_shares_an_address() {
                 for n in 0..100u8 {
                     let mut p = new_peer(n, "default");
                     p.public_key.0[1] = t;
+                    // Routed prefixes may not overlap: each thread's peer 3 gets its own.
+                    for net in &mut p.allowed_ips {
+                        *net = format!("192.168.{}.0/24", 30 + t).parse().expect("net");
+                    }
                     r.create(&[p], 1).expect("create");
                 }
             })
@@ -304,4 +308,63 @@ fn a_group_without_a_pool_and_no_default_is_an_error() {
     let err = r.create(&[new_peer(1, "eng")], 1).expect_err("no pool");
     assert!(matches!(err, RegistryError::NoPool(_)), "{err}");
     assert_eq!(r.count().expect("count"), 0);
+}
+
+#[test]
+fn routed_prefixes_may_not_overlap_a_pool_or_another_peer() {
+    let db = TempDb::new("routes");
+    let mut r = open(&db, vec![pool("10.77.0.0/24", Some("fd77::/64"))]);
+    let net = |s: &str| -> IpNet { s.parse().expect("net") };
+    let with_routes = |n: u8, nets: &[&str]| {
+        let mut p = new_peer(n, "default");
+        p.allowed_ips = nets.iter().map(|s| net(s)).collect();
+        p
+    };
+    let a = r
+        .create(&[with_routes(10, &["192.168.10.0/24"])], 1)
+        .expect("a")[0]
+        .clone();
+    for (nets, what) in [
+        (vec!["192.168.10.128/25"], "peer"),
+        (vec!["192.168.0.0/16"], "peer"),
+        (vec!["10.77.0.64/26"], "address pool"),
+        (vec!["fd77::/48"], "address pool"),
+        (vec!["0.0.0.0/0"], "address pool"),
+    ] {
+        let e = r.create(&[with_routes(11, &nets)], 2).expect_err("overlap");
+        assert!(
+            matches!(&e, RegistryError::RouteOverlap { other, .. } if other.contains(what)),
+            "{nets:?}: {e}"
+        );
+    }
+    // A batch may not overlap itself, and leaves nothing behind when refused.
+    let before = r.count().expect("count");
+    let batch = [
+        with_routes(12, &["172.16.1.0/24"]),
+        with_routes(13, &["172.16.0.0/16"]),
+    ];
+    assert!(matches!(
+        r.create(&batch, 3),
+        Err(RegistryError::RouteOverlap { .. })
+    ));
+    assert_eq!(r.count().expect("count"), before);
+    // Changing a peer's own prefixes is not an overlap with itself; with another's it is.
+    let change = |nets: &[&str]| PeerChange {
+        allowed_ips: Some(nets.iter().map(|s| net(s)).collect()),
+        ..PeerChange::default()
+    };
+    r.update(a.id, &change(&["192.168.10.0/23"]), 4)
+        .expect("own prefix widened");
+    let b = r
+        .create(&[with_routes(14, &["172.20.0.0/16"])], 5)
+        .expect("b")[0]
+        .clone();
+    assert!(matches!(
+        r.update(b.id, &change(&["192.168.11.0/24"]), 6),
+        Err(RegistryError::RouteOverlap { .. })
+    ));
+    // A revoked peer's prefixes are free again.
+    r.revoke(a.id, 7).expect("revoke");
+    r.update(b.id, &change(&["192.168.11.0/24"]), 8)
+        .expect("free after revocation");
 }

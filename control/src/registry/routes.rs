@@ -1,0 +1,56 @@
+//! Prefixes routed to a peer beyond its own addresses (a network behind it): they must not
+//! overlap an address pool (whose addresses xgate hands out) or another active peer's
+//! prefixes, or one peer's traffic would silently go to another.
+
+use ipnet::IpNet;
+use rusqlite::{params, Transaction};
+
+use super::{Pool, RegistryError};
+
+/// True if `a` and `b` share any address.
+fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Refuses `wanted` for peer `id` (`None` for one not created yet) if a prefix overlaps a
+/// pool or an active peer's prefixes.
+pub(super) fn check_routes(
+    tx: &Transaction<'_>,
+    pools: &[Pool],
+    id: Option<i64>,
+    wanted: &[IpNet],
+) -> Result<(), RegistryError> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for net in wanted {
+        for pool in pools {
+            if let Some(p) = pool.v4.iter().chain(&pool.v6).find(|p| overlap(net, p)) {
+                return Err(RegistryError::RouteOverlap {
+                    prefix: *net,
+                    other: format!("address pool {:?} ({p})", pool.name),
+                });
+            }
+        }
+    }
+    // Only peers with prefixes of their own: usually few, whatever the registry's size.
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, allowed_ips FROM peers \
+         WHERE allowed_ips != '' AND revoked_at IS NULL AND id != ?1",
+    )?;
+    let rows = stmt.query_map(params![id.unwrap_or(-1)], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (other, text) = row?;
+        for theirs in text.split(',').filter_map(|s| s.parse::<IpNet>().ok()) {
+            if let Some(net) = wanted.iter().find(|n| overlap(n, &theirs)) {
+                return Err(RegistryError::RouteOverlap {
+                    prefix: *net,
+                    other: format!("peer {other}'s {theirs}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
