@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::api::{call, error_of, json_of, start_with_api};
 use common::{xgate_bin, Rig};
 use serde_json::{json, Value};
-use testbed::ping;
+use testbed::{ping, wait_until};
 
 /// A /29 (.2 to .6 for peers) so that exhaustion is reachable.
 const SMALL_POOL: &str = "10.77.0.0/29";
@@ -371,6 +371,18 @@ fn a_peer_made_by_the_api_connects_with_its_config_and_is_cut_off_when_revoked()
         "no tunnel with the API's config: {}",
         rig.log()
     );
+    // The tunnel's coming up reaches the registry (written in batches every 2 s).
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let recorded = wait_until(Duration::from_secs(6), || {
+        let (_, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
+        json_of(&text)["last_handshake"]
+            .as_u64()
+            .is_some_and(|at| at + 30 >= before)
+    });
+    assert!(recorded, "last_handshake never reached the registry");
 
     let (status, text) = call(&rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
     assert_eq!(status, 200, "{text}");

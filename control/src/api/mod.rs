@@ -9,6 +9,7 @@
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
 //! - `events`: the server-sent event stream.
+//! - `last_seen`: tunnel-up times written to the registry, batched.
 //! - `metrics`: `/metrics` for Prometheus.
 //! - `tokens`: the token file.
 
@@ -16,6 +17,7 @@ mod auth;
 mod client_config;
 mod error;
 mod events;
+mod last_seen;
 mod metrics;
 mod peers;
 mod status;
@@ -230,6 +232,7 @@ impl ApiServer {
         let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let recorder = runtime.spawn(last_seen::record(state.clone()));
         let app = router(state);
         let thread = std::thread::Builder::new()
             .name("xgate-api".into())
@@ -243,6 +246,7 @@ impl ApiServer {
                     if let Err(e) = served {
                         tracing::error!("API server: {e}");
                     }
+                    recorder.abort();
                 });
             })?;
         Ok(Self {

@@ -354,12 +354,20 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a completed handshake of the peer with key `key`.
-    pub fn record_handshake(&mut self, key: &PublicKey, at: u64) -> Result<(), RegistryError> {
-        self.conn.execute(
-            "UPDATE peers SET last_handshake = ?2 WHERE public_key = ?1",
-            params![&key.0[..], at as i64],
-        )?;
+    /// Records when peers (by key) last completed a handshake, in one transaction; a time
+    /// never moves back, and keys no longer registered are skipped.
+    pub fn record_handshakes(&mut self, seen: &[(PublicKey, u64)]) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE peers SET last_handshake = max(coalesce(last_handshake, 0), ?2) \
+                 WHERE public_key = ?1",
+            )?;
+            for (key, at) in seen {
+                stmt.execute(params![&key.0[..], *at as i64])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -285,8 +285,15 @@ fn updates_change_only_what_they_name() {
         r.delete(999, 9),
         Err(RegistryError::NoSuchPeer(999))
     ));
-    r.record_handshake(&p.public_key, 77).expect("handshake");
+    r.record_handshakes(&[(p.public_key, 77), (PublicKey([9; 32]), 78)])
+        .expect("handshake; an unknown key is no error");
     assert_eq!(r.get(p.id).expect("get").last_handshake, Some(77));
+    r.record_handshakes(&[(p.public_key, 70)]).expect("older");
+    assert_eq!(
+        r.get(p.id).expect("get").last_handshake,
+        Some(77),
+        "a late batch never moves the time back"
+    );
 }
 
 #[test]
