@@ -8,6 +8,8 @@ mod counters;
 mod handshake;
 mod indices;
 pub mod peers;
+#[cfg(test)]
+mod tests;
 
 pub use counters::ControlCounters;
 
