@@ -489,6 +489,31 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
         })
         .unwrap_or(0.0);
     assert!(timed >= 2.0, "requests timed: {timed}");
+
+    // Status: each worker's packet rate over the sampling window, while pings flow.
+    let pinger = std::thread::spawn({
+        let ns = rig.clients[0].ns.name().to_string();
+        move || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &ns, "ping", "-q", "-i", "0.02", "-c", "40"])
+                .args(["10.77.0.1"])
+                .output()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let (status, text) = call(&rig, "GET", "/api/v1/status", Some(&token), None);
+    assert_eq!(status, 200, "{text}");
+    let live = json_of(&text);
+    let pps: f64 = live["workers"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|w| w["rx_pps"].as_f64()).sum())
+        .unwrap_or(0.0);
+    assert!(
+        pps > 5.0 && pps < 500.0,
+        "50 pings/s in flight, workers report {pps} datagrams/s: {live}"
+    );
+    assert_eq!(live["peers"][0]["name"], json!("metered"), "{live}");
+    let _ = pinger.join();
 }
 
 #[test]

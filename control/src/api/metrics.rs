@@ -122,8 +122,21 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
         &mut s,
         "xgate_cookie_replies_sent_total",
         "counter",
-        "Cookie replies sent (the responder under load).",
+        "Cookie replies sent (to sources over their fair share, or with the backlog full).",
         &one(c.cookie_replies_sent),
+    );
+    family(
+        &mut s,
+        "xgate_handshake_initiations_refused_total",
+        "counter",
+        "Initiations refused admission: source over its fair share, or the backlog full.",
+        &[
+            ("{reason=\"over_share\"}".into(), c.initiations_over_share),
+            (
+                "{reason=\"backlog_full\"}".into(),
+                c.initiations_backlog_full,
+            ),
+        ],
     );
     let recent = state
         .peers

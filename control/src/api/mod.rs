@@ -53,6 +53,7 @@ pub struct ApiState {
     metrics_need_token: bool,
     latency: metrics::Latency,
     events: crate::events::EventHub,
+    rates: status::RateSample,
 }
 
 impl ApiState {
@@ -75,6 +76,7 @@ impl ApiState {
             metrics_need_token,
             latency: metrics::Latency::default(),
             events,
+            rates: status::RateSample::default(),
         }
     }
 

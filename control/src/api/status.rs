@@ -1,9 +1,10 @@
 //! `GET /api/v1/status`: the live view operators ask for: each peer's endpoint, latest
 //! handshake and traffic (with its registry name where it has one), and each worker's
-//! packet counters and drops.
+//! packet counters, packet rates and drops.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -30,6 +31,10 @@ pub struct PeerStatus {
 #[derive(Debug, Serialize)]
 pub struct WorkerStatus {
     worker: usize,
+    /// Outer datagrams received per second, over the time since the previous status sample.
+    rx_pps: f64,
+    /// Outer datagrams sent per second, likewise.
+    tx_pps: f64,
     rx_datagrams: u64,
     tx_datagrams: u64,
     tun_reads: u64,
@@ -37,10 +42,60 @@ pub struct WorkerStatus {
     drops: HashMap<&'static str, u64>,
 }
 
+/// Every worker's datagram counters (received, sent) at one moment.
+type Sample = (Instant, Vec<(u64, u64)>);
+
+/// The previous sample, for rates.
+#[derive(Default)]
+pub struct RateSample {
+    last: Mutex<Option<Sample>>,
+}
+
+/// Rates are taken over at least this long; a fresher previous sample means a short wait.
+const MIN_WINDOW: Duration = Duration::from_millis(250);
+/// A previous sample older than this is too stale to be the "current" rate.
+const MAX_WINDOW: Duration = Duration::from_secs(10);
+
+fn counts(device: &crate::plane::DeviceState) -> Vec<(u64, u64)> {
+    device
+        .per_worker
+        .iter()
+        .map(|w| (w.rx_datagrams, w.tx_datagrams))
+        .collect()
+}
+
 /// GET /api/v1/status
 pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let body = blocking(move || {
+        let previous = state
+            .rates
+            .last
+            .lock()
+            .ok()
+            .and_then(|l| l.clone())
+            .filter(|(at, _)| at.elapsed() < MAX_WINDOW);
+        let (since, before) = match previous {
+            Some((at, c)) if at.elapsed() >= MIN_WINDOW => (at, c),
+            _ => {
+                let at = Instant::now();
+                let c = counts(&state.device()?);
+                std::thread::sleep(MIN_WINDOW);
+                (at, c)
+            }
+        };
         let device = state.device()?;
+        let now = Instant::now();
+        let after = counts(&device);
+        let secs = now.duration_since(since).as_secs_f64().max(1e-3);
+        if let Ok(mut last) = state.rates.last.lock() {
+            *last = Some((now, after.clone()));
+        }
+        let rate = |i: usize, pick: fn(&(u64, u64)) -> u64| -> f64 {
+            match (after.get(i), before.get(i)) {
+                (Some(a), Some(b)) => pick(a).saturating_sub(pick(b)) as f64 / secs,
+                _ => 0.0,
+            }
+        };
         // Names of the registry's active peers.
         let names: HashMap<_, _> = state
             .registry()?
@@ -70,6 +125,8 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
             .enumerate()
             .map(|(i, w)| WorkerStatus {
                 worker: i,
+                rx_pps: rate(i, |c| c.0),
+                tx_pps: rate(i, |c| c.1),
                 rx_datagrams: w.rx_datagrams,
                 tx_datagrams: w.tx_datagrams,
                 tun_reads: w.tun_reads,
