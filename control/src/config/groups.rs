@@ -138,17 +138,7 @@ pub(super) fn group_policies(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Settings;
-    use proto::PrivateKey;
-    use std::path::Path;
-
-    fn parse(extra: &str) -> Result<Settings, String> {
-        let text = format!(
-            "[interface]\nprivate_key = \"{}\"\naddress = [\"10.77.0.1/16\"]\n{extra}",
-            PrivateKey::from_bytes([1; 32]).to_base64()
-        );
-        Settings::parse(&text, Path::new("/etc/xgate")).map_err(|e| e.to_string())
-    }
+    use crate::config::registry::tests::parse;
 
     #[test]
     fn groups_set_their_own_policy_and_mistakes_name_the_field() {

@@ -156,12 +156,13 @@ fn pool(i: usize, p: PoolSection, reserved: &[IpAddr]) -> Result<Pool, ConfigErr
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::config::Settings;
     use proto::PrivateKey;
     use std::path::Path;
 
-    fn parse(extra: &str) -> Result<Settings, String> {
+    /// A dual-stack interface section followed by `extra`, parsed as /etc/xgate's config.
+    pub(in crate::config) fn parse(extra: &str) -> Result<Settings, String> {
         let text = format!(
             "[interface]\nprivate_key = \"{}\"\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\n{extra}",
             PrivateKey::from_bytes([1; 32]).to_base64()
