@@ -463,6 +463,10 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
     assert!(rx >= f64::from(sent) + 1.0, "rx {rx}");
     assert!(tx >= f64::from(sent), "tx {tx}");
     assert!(total(&after, "xgate_worker_tun_writes_total", None) >= f64::from(sent));
+    // Each ping is an 84-byte ICMP packet: sealed, over 100 bytes of datagram each way.
+    assert!(total(&after, "xgate_worker_rx_bytes_total", None) >= 100.0 * f64::from(sent));
+    assert!(total(&after, "xgate_worker_tx_bytes_total", None) >= 100.0 * f64::from(sent));
+    assert!(total(&after, "xgate_worker_key_installs_total", None) >= 1.0);
     assert!(
         total(
             &after,

@@ -122,6 +122,12 @@ pub struct WorkerCounters {
     pub tun_coalesced_writes: u64,
     /// ICMP "packet too big" errors written back into the TUN.
     pub icmp_too_big_sent: u64,
+    /// Bytes of datagrams received on the outer socket.
+    pub rx_bytes: u64,
+    /// Bytes of datagrams sent on the outer socket.
+    pub tx_bytes: u64,
+    /// Sessions installed (each a completed handshake's keys).
+    pub sessions_installed: u64,
 }
 
 impl WorkerCounters {
@@ -153,6 +159,9 @@ impl WorkerCounters {
         self.tun_super_packets += other.tun_super_packets;
         self.tun_coalesced_writes += other.tun_coalesced_writes;
         self.icmp_too_big_sent += other.icmp_too_big_sent;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_bytes += other.tx_bytes;
+        self.sessions_installed += other.sessions_installed;
     }
 }
 

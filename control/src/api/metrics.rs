@@ -187,6 +187,21 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
             |c| c.tx_datagrams,
         ),
         (
+            "xgate_worker_rx_bytes_total",
+            "Bytes of datagrams received on the outer socket.",
+            |c| c.rx_bytes,
+        ),
+        (
+            "xgate_worker_tx_bytes_total",
+            "Bytes of datagrams sent on the outer socket.",
+            |c| c.tx_bytes,
+        ),
+        (
+            "xgate_worker_key_installs_total",
+            "Sessions installed in the worker (a completed handshake's keys each).",
+            |c| c.sessions_installed,
+        ),
+        (
             "xgate_worker_tun_reads_total",
             "Packets read from the TUN (a super-packet counts once).",
             |c| c.tun_reads,

@@ -193,6 +193,9 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("tun_super_packets", d.tun_super_packets),
         ("tun_coalesced_writes", d.tun_coalesced_writes),
         ("icmp_too_big_sent", d.icmp_too_big_sent),
+        ("rx_bytes", d.rx_bytes),
+        ("tx_bytes", d.tx_bytes),
+        ("sessions_installed", d.sessions_installed),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");
     }

@@ -274,6 +274,7 @@ impl<B: Backend> Worker<B> {
                     self.backend.buf(buf)[..len].copy_from_slice(&bytes[..len]);
                     self.backend.send_outer(buf, 0..len, to);
                     self.counters.tx_datagrams += 1;
+                    self.counters.tx_bytes += len as u64;
                 }
                 None => self.counters.drop(DropReason::NoBuffer),
             },
@@ -294,7 +295,7 @@ impl<B: Backend> Worker<B> {
     ) {
         let index = session.local_index;
         let initiator = session.initiator;
-        let Some(slot) = self.peer_mut(peer) else {
+        let Some(slot) = self.peers.get_mut(peer) else {
             // The peer was removed while its handshake completed: free the index.
             let _ = self.links.events.send(WorkerEvent::IndicesRetired {
                 indices: [Some(index), None, None],
@@ -302,6 +303,7 @@ impl<B: Backend> Worker<B> {
             return;
         };
         let retired = slot.keys.install(session);
+        self.counters.sessions_installed += 1;
         slot.timers.on_session_derived(now);
         slot.timers.on_authenticated_sent(now);
         slot.endpoint = Some(endpoint);

@@ -27,6 +27,7 @@ impl<B: Backend> Worker<B> {
         now: Instant,
     ) {
         self.counters.rx_datagrams += 1;
+        self.counters.rx_bytes += datagram.len() as u64;
         if truncated {
             self.counters.drop(DropReason::Oversized);
             self.backend.free(buf);

@@ -134,6 +134,7 @@ impl<B: Backend> Worker<B> {
             Ok(n) => {
                 self.backend.send_outer(buf, 0..n, endpoint);
                 self.counters.tx_datagrams += 1;
+                self.counters.tx_bytes += n as u64;
                 slot.tx_bytes += n as u64;
                 if len > 0 {
                     slot.timers.on_data_sent(now, jitter);
