@@ -9,66 +9,23 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::load::{
+    by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, results_dir, senders,
+};
 use common::Rig;
 use proto::PrivateKey;
 use rand_core::OsRng;
 use serde_json::json;
-use testbed::flood::{flood, logins, real_initiations, FirstReply, FloodPlan, LoginPlan};
-use testbed::{veth, Netns};
+use testbed::flood::{flood, logins, real_initiations, FloodPlan, LoginPlan};
 
 const CLIENTS: u8 = 100;
 const FLOOD_SOURCES: u8 = 64;
 const FORGED_PER_SECOND: u32 = 16_000;
 const REPLAYED_PER_SECOND: u32 = 4_000;
 const FLOOD_TIME: Duration = Duration::from_secs(20);
-
-/// CPU seconds (user + system) of a process's threads, summed by thread name without its
-/// number (`xgate-worker-0` and `xgate-worker-1` count as `xgate-worker`).
-fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let read = |path: PathBuf| -> Option<(String, f64)> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let open = text.find('(')?;
-        let close = text.rfind(')')?;
-        let name = text[open + 1..close]
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .trim_end_matches('-')
-            .to_string();
-        let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some((name, ticks / tick))
-    };
-    let mut by_name = BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Some((name, s)) = read(entry.path().join("stat")) {
-            *by_name.entry(name).or_insert(0.0) += s;
-        }
-    }
-    by_name
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 #[test]
 fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
@@ -84,27 +41,14 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
             i + 2
         );
     }
-    let senders = Netns::create("xt-flood-g").expect("sender namespace");
-    veth(
-        &rig.server_ns,
-        "xtfvs",
-        "10.202.0.1/16",
-        &senders,
-        "xtfvc",
-        "10.202.0.2/16",
-    )
-    .expect("veth");
     let client_addrs: Vec<Ipv4Addr> = (1..=CLIENTS)
         .map(|n| Ipv4Addr::new(10, 202, 1, n))
         .collect();
     let flood_addrs: Vec<Ipv4Addr> = (1..=FLOOD_SOURCES)
         .map(|n| Ipv4Addr::new(10, 202, 2, n))
         .collect();
-    for a in client_addrs.iter().chain(&flood_addrs) {
-        senders
-            .ip(&["addr", "add", &format!("{a}/16"), "dev", "xtfvc"])
-            .expect("source address");
-    }
+    let all: Vec<Ipv4Addr> = client_addrs.iter().chain(&flood_addrs).copied().collect();
+    let senders = senders(&rig, "fv", 202, &all);
     rig.start_xgate();
     let server: SocketAddr = format!("10.202.0.1:{}", rig.port).parse().expect("addr");
     let server_key = rig.server_key.public_key();
@@ -141,33 +85,14 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
         (sent, replies)
     });
     let wall = started.elapsed().as_secs_f64();
-    let cpu1 = cpu_by_thread(pid);
-    let cpu: BTreeMap<String, f64> = cpu1
-        .iter()
-        .map(|(name, s)| (name.clone(), s - cpu0.get(name).copied().unwrap_or(0.0)))
-        .collect();
+    let cpu = cpu_spent(&cpu0, &cpu_by_thread(pid));
     let sent = sent.expect("enter").expect("flood ran");
     let replies = replies.expect("enter").expect("logins ran");
     let shown = rig.show();
     let stat = |k: &str| shown["stats"][k].as_u64().unwrap_or(0);
     let drop = |k: &str| shown["drops"][k].as_u64().unwrap_or(0);
 
-    let mut answered: Vec<Duration> = replies
-        .iter()
-        .filter_map(|r| match r {
-            FirstReply::Answered(d) => Some(*d),
-            _ => None,
-        })
-        .collect();
-    answered.sort();
-    let cookies = replies
-        .iter()
-        .filter(|r| matches!(r, FirstReply::CookieReply(_)))
-        .count();
-    let nothing = replies
-        .iter()
-        .filter(|r| **r == FirstReply::Nothing)
-        .count();
+    let (answered, cookies, nothing) = first_attempts(&replies);
     let success = answered.len() as f64 / replies.len().max(1) as f64;
 
     let machine = testbed::machine::Machine::detect();
@@ -233,7 +158,7 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
 }
 
 fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
+    let dir = results_dir();
     let text = serde_json::to_string_pretty(report).expect("json");
     std::fs::write(dir.join(format!("flood-{date}-{commit}.json")), &text).expect("json written");
     let l = &report["legitimate"];
@@ -275,11 +200,11 @@ fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
         threads = r["cpu_seconds_by_thread"]
             .as_object()
             .map(|m| {
-                m.iter()
-                    .filter(|(_, v)| v.as_f64().unwrap_or(0.0) >= 0.05)
-                    .map(|(k, v)| format!("{k} {:.1} s", v.as_f64().unwrap_or(0.0)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                by_thread_text(
+                    &m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                        .collect(),
+                )
             })
             .unwrap_or_default(),
         responses = r["responses_sent"],

@@ -168,7 +168,7 @@ pub struct LoginPlan {
 }
 
 struct Pending {
-    socket: UdpSocket,
+    socket: usize,
     local: LocalIdentity,
     remote: RemotePeer,
     state: Option<proto::handshake::InitiatorHandshake>,
@@ -176,18 +176,22 @@ struct Pending {
     result: Option<FirstReply>,
 }
 
-/// Runs the logins; returns each client's first reply, in client order.
+/// Runs the logins; returns each client's first reply, in client order. Clients that share
+/// an address share its socket (replies are told apart by their receiver index), so tens of
+/// thousands of clients need only as many sockets as addresses.
 pub fn logins(plan: &LoginPlan) -> Result<Vec<FirstReply>> {
-    let sockets = bind_all(&plan.clients.iter().map(|c| c.1).collect::<Vec<_>>())?;
+    let mut addresses: Vec<Ipv4Addr> = plan.clients.iter().map(|c| c.1).collect();
+    addresses.sort();
+    addresses.dedup();
+    let sockets = bind_all(&addresses)?;
     let mut clients: Vec<Pending> = plan
         .clients
         .iter()
-        .zip(sockets)
-        .map(|((key, _), socket)| {
+        .map(|(key, addr)| {
             let local = LocalIdentity::new(key);
             let remote = RemotePeer::new(&local, plan.server_key, None);
             Pending {
-                socket,
+                socket: addresses.binary_search(addr).unwrap_or(0),
                 local,
                 remote,
                 state: None,
@@ -196,67 +200,87 @@ pub fn logins(plan: &LoginPlan) -> Result<Vec<FirstReply>> {
             }
         })
         .collect();
+    // Sender index -> client; client i uses index i + 1 (unique within the run).
     let start = Instant::now();
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
+    let mut jar = CookieJar::for_recipient(&plan.server_key);
     let mut started = 0;
+    let mut waiting = 0usize;
     let mut buf = [0u8; 256];
-    while clients.iter().any(|c| c.result.is_none()) {
+    let mut fds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    while started < clients.len() || waiting > 0 {
         let now = Instant::now();
         // Start whoever is due.
-        while started < clients.len() && now >= start + plan.delay + plan.spacing * started as u32 {
+        while started < clients.len()
+            && now >= start + plan.delay + plan.spacing.mul_f64(started as f64)
+        {
             let c = &mut clients[started];
             let ts = Tai64N::from_unix(unix + now.duration_since(start));
-            let (state, mut m) =
-                create_initiation(&c.local, &c.remote, OsRng.next_u32(), ts, &mut OsRng)
-                    .map_err(|e| anyhow::anyhow!("initiation: {e}"))?;
-            CookieJar::for_recipient(&plan.server_key).stamp(&mut m, now);
-            c.socket
+            let index = started as u32 + 1;
+            let (state, mut m) = create_initiation(&c.local, &c.remote, index, ts, &mut OsRng)
+                .map_err(|e| anyhow::anyhow!("initiation: {e}"))?;
+            jar.stamp(&mut m, now);
+            sockets[c.socket]
                 .send_to(&m, plan.server)
                 .context("sending an initiation")?;
             c.state = Some(state);
             c.sent_at = Some(Instant::now());
             started += 1;
+            waiting += 1;
         }
-        // Wait briefly for any reply.
-        let mut fds: Vec<libc::pollfd> = clients
-            .iter()
-            .map(|c| libc::pollfd {
-                fd: if c.sent_at.is_some() && c.result.is_none() {
-                    c.socket.as_raw_fd()
-                } else {
-                    -1
-                },
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        for fd in &mut fds {
+            fd.revents = 0;
+        }
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 2) };
-        for (c, fd) in clients.iter_mut().zip(&fds) {
-            let Some(sent_at) = c.sent_at else { continue };
-            if c.result.is_some() {
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1) };
+        for (socket, fd) in sockets.iter().zip(&fds) {
+            if fd.revents & libc::POLLIN == 0 {
                 continue;
             }
-            if fd.revents & libc::POLLIN != 0 {
-                if let Ok((n, _)) = c.socket.recv_from(&mut buf) {
-                    let elapsed = sent_at.elapsed();
-                    c.result = Some(match Message::parse(&buf[..n]) {
-                        Ok(Message::Response(r)) => match &c.state {
-                            Some(s) if consume_response(s, &c.local, &c.remote, &r).is_ok() => {
-                                FirstReply::Answered(elapsed)
-                            }
-                            _ => FirstReply::Bad,
-                        },
-                        Ok(Message::CookieReply(_)) => FirstReply::CookieReply(elapsed),
-                        _ => FirstReply::Bad,
-                    });
-                }
-            } else if sent_at.elapsed() > plan.timeout {
+            while let Ok((n, _)) = socket.recv_from(&mut buf) {
+                let (receiver, reply) = match Message::parse(&buf[..n]) {
+                    Ok(Message::Response(r)) => (r.receiver, Some(r)),
+                    Ok(Message::CookieReply(c)) => (c.receiver, None),
+                    _ => continue,
+                };
+                let Some(c) = (receiver as usize)
+                    .checked_sub(1)
+                    .and_then(|i| clients.get_mut(i))
+                else {
+                    continue;
+                };
+                let (Some(sent_at), None) = (c.sent_at, c.result) else {
+                    continue;
+                };
+                let elapsed = sent_at.elapsed();
+                c.result = Some(match (reply, &c.state) {
+                    (Some(r), Some(s)) if consume_response(s, &c.local, &c.remote, &r).is_ok() => {
+                        FirstReply::Answered(elapsed)
+                    }
+                    (Some(_), _) => FirstReply::Bad,
+                    (None, _) => FirstReply::CookieReply(elapsed),
+                });
+                waiting -= 1;
+            }
+        }
+        for c in clients.iter_mut() {
+            if c.result.is_none() && c.sent_at.is_some_and(|t| t.elapsed() > plan.timeout) {
                 c.result = Some(FirstReply::Nothing);
+                waiting -= 1;
             }
         }
     }
-    Ok(clients.into_iter().filter_map(|c| c.result).collect())
+    Ok(clients
+        .into_iter()
+        .map(|c| c.result.unwrap_or(FirstReply::Nothing))
+        .collect())
 }

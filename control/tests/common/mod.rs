@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,124 @@
+//! Helpers for the load tests (flood, surge): a namespace of sender addresses, the
+//! responder's CPU by thread, latency percentiles, and where reports go.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use testbed::flood::FirstReply;
+use testbed::{veth, Netns};
+
+use super::Rig;
+
+/// A namespace joined to the rig's server by a veth pair (server side `10.<net>.0.1/16`,
+/// sender side `10.<net>.0.2/16`), with `addresses` on the sender side as well.
+pub fn senders(rig: &Rig, name: &str, net: u8, addresses: &[Ipv4Addr]) -> Netns {
+    let ns = Netns::create(&format!("xt-{}-{name}", rig.tag)).expect("sender namespace");
+    let (server_if, sender_if) = (format!("xt{name}s"), format!("xt{name}c"));
+    veth(
+        &rig.server_ns,
+        &server_if,
+        &format!("10.{net}.0.1/16"),
+        &ns,
+        &sender_if,
+        &format!("10.{net}.0.2/16"),
+    )
+    .expect("veth");
+    for a in addresses {
+        ns.ip(&["addr", "add", &format!("{a}/16"), "dev", &sender_if])
+            .expect("source address");
+    }
+    ns
+}
+
+/// CPU seconds (user + system) of a process's threads, summed by thread name without its
+/// number (`xgate-worker-0` and `xgate-worker-1` count as `xgate-worker`).
+pub fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let read = |path: PathBuf| -> Option<(String, f64)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let name = text[open + 1..close]
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some((name, ticks / tick))
+    };
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some((name, s)) = read(entry.path().join("stat")) {
+            *by_name.entry(name).or_insert(0.0) += s;
+        }
+    }
+    by_name
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// CPU seconds by thread spent between two readings of `cpu_by_thread`.
+pub fn cpu_spent(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, s)| (name.clone(), s - before.get(name).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// The handshake times of the logins answered on their first attempt (sorted), and how many
+/// got a cookie reply or nothing.
+pub fn first_attempts(replies: &[FirstReply]) -> (Vec<Duration>, usize, usize) {
+    let mut answered: Vec<Duration> = replies
+        .iter()
+        .filter_map(|r| match r {
+            FirstReply::Answered(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    answered.sort();
+    let cookies = replies
+        .iter()
+        .filter(|r| matches!(r, FirstReply::CookieReply(_)))
+        .count();
+    let nothing = replies
+        .iter()
+        .filter(|r| **r == FirstReply::Nothing)
+        .count();
+    (answered, cookies, nothing)
+}
+
+/// The repository's bench-results/ directory.
+pub fn results_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results")
+}
+
+/// "name 1.2 s, ..." for the threads that used at least 0.05 s.
+pub fn by_thread_text(cpu: &BTreeMap<String, f64>) -> String {
+    cpu.iter()
+        .filter(|(_, s)| **s >= 0.05)
+        .map(|(k, s)| format!("{k} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
