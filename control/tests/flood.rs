@@ -123,6 +123,7 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
             "cookie_replies_sent": stat("cookie_replies_sent"),
             "over_share": stat("handshake_initiations_over_share"),
             "backlog_full": stat("handshake_initiations_backlog_full"),
+            "failing_source": stat("handshake_initiations_failing_source"),
             "bad_static": drop("bad_static"),
             "replayed_initiation": drop("replayed_initiation"),
             "unknown_peer": drop("unknown_peer"),
@@ -179,7 +180,7 @@ fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
          | ... by thread | {threads} |\n\
          | responses sent | {responses} |\n\
          | cookie replies sent | {cookie_sent} |\n\
-         | initiations refused: source over its share / backlog full | {over} / {full} |\n\
+         | initiations refused: source failing / over its share / backlog full | {failing} / {over} / {full} |\n\
          | dropped as replays (no DH) / bad static (one DH) | {replays} / {bad_static} |\n",
         model = report["machine"]["cpu"].as_str().unwrap_or("?"),
         cores = report["machine"]["cores"],
@@ -211,6 +212,7 @@ fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
         cookie_sent = r["cookie_replies_sent"],
         over = r["over_share"],
         full = r["backlog_full"],
+        failing = r["failing_source"],
         replays = r["replayed_initiation"],
         bad_static = r["bad_static"],
     );

@@ -24,6 +24,15 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// A handle whose messages go to `tx` with no worker behind it: lets tests stand in for
+    /// a worker and read what the control plane sends it.
+    pub fn detached(tx: Sender<ToWorker>) -> io::Result<Self> {
+        Ok(Self {
+            tx,
+            waker: Arc::new(Waker::new()?),
+        })
+    }
+
     /// Sends a message and wakes the worker. Returns false if the worker has stopped.
     pub fn send(&self, msg: ToWorker) -> bool {
         let sent = self.send_unwoken(msg);

@@ -129,12 +129,16 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
         &mut s,
         "xgate_handshake_initiations_refused_total",
         "counter",
-        "Initiations refused admission: source over its fair share, or the backlog full.",
+        "Initiations refused admission: source over its share of the backlog, the backlog full, or a source whose initiations keep failing.",
         &[
             ("{reason=\"over_share\"}".into(), c.initiations_over_share),
             (
                 "{reason=\"backlog_full\"}".into(),
                 c.initiations_backlog_full,
+            ),
+            (
+                "{reason=\"failing_source\"}".into(),
+                c.initiations_failing_source,
             ),
         ],
     );

@@ -48,6 +48,26 @@ impl PeerKeys {
         }
     }
 
+    /// Keys for peer `id` that replace `previous` (our key or its preshared key changed): the
+    /// replay guard carries over, or an initiation captured before the change would be
+    /// accepted again (and move the peer's endpoint to whoever replayed it).
+    pub fn succeeding(id: PeerId, remote: RemotePeer, previous: Option<&PeerKeys>) -> Self {
+        let guard = previous
+            .map(|p| {
+                let g = p.guard.lock().unwrap_or_else(|e| e.into_inner());
+                InitiationGuard {
+                    last_timestamp: g.last_timestamp,
+                    last_consumed: g.last_consumed,
+                }
+            })
+            .unwrap_or_default();
+        Self {
+            id,
+            remote,
+            guard: Mutex::new(guard),
+        }
+    }
+
     /// Accepts an initiation stamped `timestamp` if it is newer and not too soon.
     pub fn consume(&self, timestamp: Tai64N, now: Instant) -> Result<(), GuardRefusal> {
         let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,5 +160,12 @@ mod tests {
             Err(GuardRefusal::TooSoon)
         );
         assert_eq!(keys.consume(ts(11), t0 + Duration::from_secs(1)), Ok(()));
+        let remote = RemotePeer::new(&local, PrivateKey::from_bytes([2; 32]).public_key(), None);
+        let next = PeerKeys::succeeding(0, remote, Some(&keys));
+        assert_eq!(
+            next.consume(ts(11), t0 + Duration::from_secs(5)),
+            Err(GuardRefusal::Replayed),
+            "the guard survives new keys"
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use datapath::messages::HandshakeDatagram;
-use proto::handshake::{self, SessionKeys};
+use proto::handshake::{self, LocalIdentity, SessionKeys};
 use proto::wire::Message;
 
 use super::peer_keys::{Directory, GuardRefusal, PeerKeys};
@@ -21,12 +21,21 @@ const BATCH: usize = 32;
 /// thread busy between wake-ups, few enough that fair admission decides what runs next.
 pub const IN_FLIGHT_PER_THREAD: usize = 16;
 
+/// An admitted initiation.
+#[derive(Clone, Copy)]
+pub struct Job {
+    /// The datagram.
+    pub datagram: HandshakeDatagram,
+    /// Its MAC2 was valid: its source address is proven.
+    pub proven: bool,
+}
+
 /// What became of a job.
 pub enum Outcome {
     /// Authenticated and answered: the response still needs its index and MACs.
     Answered(Box<Answer>),
-    /// Not answered: why, and where it came from.
-    Dropped(Unanswered, SocketAddr),
+    /// Not answered: why, where it came from, and whether that source was proven.
+    Dropped(Unanswered, SocketAddr, bool),
 }
 
 /// A response ready but for its index and MACs.
@@ -35,6 +44,8 @@ pub struct Answer {
     pub datagram: HandshakeDatagram,
     /// The peer, as it was when the job ran (the control plane checks it is still current).
     pub peer: Arc<PeerKeys>,
+    /// Our identity the job ran with (likewise checked: a new private key voids the answer).
+    pub local: Arc<LocalIdentity>,
     /// The response, sender index and MACs zero.
     pub response: [u8; 92],
     /// The session's keys (local index zero).
@@ -58,13 +69,17 @@ pub enum Unanswered {
     Replayed,
     /// Too soon after the peer's last accepted initiation.
     TooSoon,
+    /// The responder failed on it (a bug; logged).
+    Internal,
 }
 
 /// The responder threads and their channels.
 pub struct ResponderPool {
-    jobs: Sender<Vec<HandshakeDatagram>>,
+    jobs: Sender<Vec<Job>>,
     /// Outcomes, a batch at a time.
     pub outcomes: Receiver<Vec<Outcome>>,
+    /// Kept so `outcomes` never reports "disconnected" while the pool exists.
+    _outcomes_tx: Sender<Vec<Outcome>>,
     threads: usize,
     in_flight: usize,
     _handles: Vec<JoinHandle<()>>,
@@ -74,7 +89,7 @@ impl ResponderPool {
     /// Starts `threads` responder threads reading `directory`.
     pub fn start(threads: usize, directory: Arc<Directory>) -> std::io::Result<Self> {
         let threads = threads.max(1);
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<HandshakeDatagram>>();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<Job>>();
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -90,6 +105,7 @@ impl ResponderPool {
         Ok(Self {
             jobs: jobs_tx,
             outcomes: out_rx,
+            _outcomes_tx: out_tx,
             threads,
             in_flight: 0,
             _handles: handles,
@@ -102,11 +118,11 @@ impl ResponderPool {
     }
 
     /// Hands out admitted initiations, split so every thread gets a share.
-    pub fn submit(&mut self, jobs: Vec<HandshakeDatagram>) {
+    pub fn submit(&mut self, jobs: Vec<Job>) {
         let per = jobs.len().div_ceil(self.threads).clamp(1, BATCH);
         let mut jobs = jobs.into_iter().peekable();
         while jobs.peek().is_some() {
-            let batch: Vec<HandshakeDatagram> = jobs.by_ref().take(per).collect();
+            let batch: Vec<Job> = jobs.by_ref().take(per).collect();
             let n = batch.len();
             if self.jobs.send(batch).is_ok() {
                 self.in_flight += n;
@@ -125,12 +141,19 @@ impl ResponderPool {
     }
 }
 
-fn serve(jobs: &Receiver<Vec<HandshakeDatagram>>, out: &Sender<Vec<Outcome>>, dir: &Directory) {
-    let mut rng = rand_core::OsRng;
+fn serve(jobs: &Receiver<Vec<Job>>, out: &Sender<Vec<Outcome>>, dir: &Directory) {
     while let Ok(batch) = jobs.recv() {
         let outcomes = batch
             .into_iter()
-            .map(|job| answer(job, dir, &mut rng))
+            .map(|job| {
+                // A bug in one answer must not lose the thread (and its share of the work).
+                std::panic::catch_unwind(|| answer(job.datagram, dir, &mut rand_core::OsRng))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(from = %job.datagram.from, "responder failed on an initiation");
+                        Err(Unanswered::Internal)
+                    })
+                    .unwrap_or_else(|why| Outcome::Dropped(why, job.datagram.from, job.proven))
+            })
             .collect();
         if out.send(outcomes).is_err() {
             return;
@@ -139,38 +162,37 @@ fn serve(jobs: &Receiver<Vec<HandshakeDatagram>>, out: &Sender<Vec<Outcome>>, di
 }
 
 /// Runs one initiation through the three responder stages.
-fn answer(datagram: HandshakeDatagram, dir: &Directory, rng: &mut rand_core::OsRng) -> Outcome {
-    let Some(local) = dir.local() else {
-        return Outcome::Dropped(Unanswered::NoPrivateKey, datagram.from);
-    };
+fn answer(
+    datagram: HandshakeDatagram,
+    dir: &Directory,
+    rng: &mut rand_core::OsRng,
+) -> Result<Outcome, Unanswered> {
+    let local = dir.local().ok_or(Unanswered::NoPrivateKey)?;
     let Ok(Message::Initiation(init)) = Message::parse(datagram.message()) else {
-        return Outcome::Dropped(Unanswered::Malformed, datagram.from);
+        return Err(Unanswered::Malformed);
     };
-    let Ok(opened) = handshake::open_initiation(&local, &init) else {
-        return Outcome::Dropped(Unanswered::BadStatic, datagram.from);
-    };
+    let opened = handshake::open_initiation(&local, &init).map_err(|_| Unanswered::BadStatic)?;
     let Some(peer) = dir.peer(&opened.initiator) else {
         tracing::debug!(from = %datagram.from, key = %opened.initiator, "initiation from unknown peer");
-        return Outcome::Dropped(Unanswered::UnknownPeer, datagram.from);
+        return Err(Unanswered::UnknownPeer);
     };
-    let Ok(accepted) = handshake::accept_initiation(&local, opened, &peer.remote) else {
-        return Outcome::Dropped(Unanswered::BadHandshake, datagram.from);
-    };
+    let accepted = handshake::accept_initiation(&local, opened, &peer.remote)
+        .map_err(|_| Unanswered::BadHandshake)?;
     match peer.consume(accepted.timestamp, Instant::now()) {
         Ok(()) => {}
         Err(GuardRefusal::Replayed) => {
             tracing::debug!(peer = %peer.remote.public_key(), from = %datagram.from, "replayed initiation dropped");
-            return Outcome::Dropped(Unanswered::Replayed, datagram.from);
+            return Err(Unanswered::Replayed);
         }
-        Err(GuardRefusal::TooSoon) => return Outcome::Dropped(Unanswered::TooSoon, datagram.from),
+        Err(GuardRefusal::TooSoon) => return Err(Unanswered::TooSoon),
     }
-    match handshake::create_response(&accepted, &peer.remote, 0, rng) {
-        Ok((response, keys)) => Outcome::Answered(Box::new(Answer {
-            datagram,
-            peer,
-            response,
-            keys,
-        })),
-        Err(_) => Outcome::Dropped(Unanswered::BadHandshake, datagram.from),
-    }
+    let (response, keys) = handshake::create_response(&accepted, &peer.remote, 0, rng)
+        .map_err(|_| Unanswered::BadHandshake)?;
+    Ok(Outcome::Answered(Box::new(Answer {
+        datagram,
+        peer,
+        local,
+        response,
+        keys,
+    })))
 }

@@ -13,11 +13,12 @@ pub struct ControlCounters {
     pub initiator_completed: u64,
     /// Cookie replies sent (to sources over their fair share, or with the backlog full).
     pub cookie_replies_sent: u64,
-    /// Initiations refused because their source was over its fair share: it had spent its
-    /// allowance of failed initiations, or had its share of the backlog waiting.
+    /// Initiations refused because their source had its share of the backlog waiting.
     pub initiations_over_share: u64,
     /// Initiations refused because the whole backlog was full.
     pub initiations_backlog_full: u64,
+    /// Initiations refused because their source had spent its allowance of failures.
+    pub initiations_failing_source: u64,
     /// Cookie replies accepted.
     pub cookie_replies_received: u64,
     /// Dropped: MAC1 did not match our public key.
@@ -41,6 +42,8 @@ pub struct ControlCounters {
     /// Dropped: an initiation refused admission from a source that already proved its address
     /// (a cookie reply would not slow it down).
     pub rate_limited: u64,
+    /// Dropped: a response made for a peer (or private key) that changed while it was made.
+    pub stale_answer: u64,
 }
 
 impl ControlCounters {
@@ -60,6 +63,10 @@ impl ControlCounters {
                 "handshake_initiations_backlog_full",
                 self.initiations_backlog_full,
             ),
+            (
+                "handshake_initiations_failing_source",
+                self.initiations_failing_source,
+            ),
             ("cookie_replies_received", self.cookie_replies_received),
         ]
     }
@@ -77,6 +84,7 @@ impl ControlCounters {
             ("bad_cookie", self.bad_cookie),
             ("no_private_key", self.no_private_key),
             ("rate_limited", self.rate_limited),
+            ("stale_answer", self.stale_answer),
         ]
     }
 }

@@ -20,6 +20,7 @@ use rand_core::RngCore;
 use super::indices::IndexUse;
 use super::{ControlPlane, UNDER_LOAD_DEPTH};
 use crate::handshake::responder::Answer;
+use crate::handshake::responder::Job;
 use crate::handshake::{Outcome, Refusal, SourceKey, Unanswered};
 
 /// Handshake messages handled per wake-up before checking other inputs.
@@ -45,26 +46,39 @@ impl ControlPlane {
         for outcome in outcomes {
             match outcome {
                 Outcome::Answered(answer) => self.finish_response(*answer, now),
-                Outcome::Dropped(why, from) => {
+                Outcome::Dropped(why, from, proven) => {
                     self.count_unanswered(why);
-                    if why != Unanswered::NoPrivateKey {
-                        self.suspects.charge(SourceKey::of(from), now);
-                    }
+                    self.charge_failure(why, SourceKey::of(from), proven, now);
                 }
             }
         }
         self.feed_responders();
     }
 
-    /// Hands waiting initiations to the responder threads, fairly, as far as they have room.
+    /// Counts a failed initiation against its source. From an unproven source it only makes
+    /// that source prove its address (anyone can spoof one); from a proven source it limits the
+    /// source to a trickle. A replayed timestamp is never charged to a proven source: a
+    /// captured initiation can be resent, MAC2 and all, by whoever saw it.
+    fn charge_failure(&mut self, why: Unanswered, source: SourceKey, proven: bool, now: Instant) {
+        match (why, proven) {
+            (Unanswered::NoPrivateKey | Unanswered::Internal, _) => {}
+            (Unanswered::Replayed, true) => {}
+            (_, true) => self.proven_suspects.charge(source, now),
+            (_, false) => self.suspects.charge(source, now),
+        }
+    }
+
+    /// Hands waiting initiations to the responder threads, proven sources first, fairly, as
+    /// far as the threads have room.
     fn feed_responders(&mut self) {
         let room = self.responders.room();
-        if room == 0 || self.admission.is_empty() {
+        if room == 0 || (self.proven.is_empty() && self.admission.is_empty()) {
             return;
         }
-        let jobs: Vec<HandshakeDatagram> = std::iter::from_fn(|| self.admission.pop())
-            .take(room)
-            .collect();
+        let jobs: Vec<Job> =
+            std::iter::from_fn(|| self.proven.pop().or_else(|| self.admission.pop()))
+                .take(room)
+                .collect();
         self.responders.submit(jobs);
     }
 
@@ -74,7 +88,9 @@ impl ControlPlane {
             Unanswered::NoPrivateKey => c.no_private_key += 1,
             Unanswered::BadStatic => c.bad_static += 1,
             Unanswered::UnknownPeer => c.unknown_peer += 1,
-            Unanswered::Malformed | Unanswered::BadHandshake => c.bad_handshake += 1,
+            Unanswered::Malformed | Unanswered::BadHandshake | Unanswered::Internal => {
+                c.bad_handshake += 1
+            }
             Unanswered::Replayed => c.replayed_initiation += 1,
             Unanswered::TooSoon => c.initiation_flood += 1,
         }
@@ -113,7 +129,9 @@ impl ControlPlane {
             },
             Ok(Message::Response(resp)) => match verdict {
                 MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
-                MacVerdict::Mac1Only if self.admission.len() > UNDER_LOAD_DEPTH => {
+                MacVerdict::Mac1Only
+                    if self.admission.len() + self.proven.len() > UNDER_LOAD_DEPTH =>
+                {
                     self.send_cookie(&d, resp.sender)
                 }
                 _ => self.complete(&d, &resp, now),
@@ -125,29 +143,39 @@ impl ControlPlane {
     }
 
     /// Queues an initiation with a valid MAC1 for the responders, unless it is an exact replay
-    /// or its source is over its fair share: it has spent its allowance of failed initiations,
-    /// or has its share of the backlog waiting. A refused source that has not proven its
-    /// address (`proven`: MAC2 valid) gets a cookie reply; a proven one is simply dropped.
+    /// (dropped: it costs nothing, so it is not held against its source, which may be spoofed)
+    /// or its source is refused: it has spent its allowance of failed initiations, or is over
+    /// its share of the backlog, or the backlog is full. Sources that proved their address
+    /// (`proven`: MAC2 valid) wait in a queue of their own, served first; so a flood from
+    /// spoofed addresses cannot keep out a client that answered a cookie. A refused unproven
+    /// source gets a cookie reply; a refused proven one is dropped.
     fn admit(&mut self, d: HandshakeDatagram, init: &Initiation<'_>, proven: bool, now: Instant) {
         self.counters.initiations_received += 1;
         let source = SourceKey::of(d.from);
         if !self.replays.first_sighting(init.ephemeral, now) {
             self.counters.replayed_initiation += 1;
-            self.suspects.charge(source, now);
             return;
         }
         let sender = init.sender;
-        let refusal = if self.suspects.exhausted(source, now) {
-            Refusal::OverShare
+        let (suspects, queue) = if proven {
+            (&mut self.proven_suspects, &mut self.proven)
         } else {
-            match self.admission.offer(source, d) {
-                Ok(()) => return,
-                Err((refusal, _)) => refusal,
-            }
+            (&mut self.suspects, &mut self.admission)
         };
-        match refusal {
-            Refusal::OverShare => self.counters.initiations_over_share += 1,
-            Refusal::Overflow => self.counters.initiations_backlog_full += 1,
+        if suspects.exhausted(source, now) {
+            self.counters.initiations_failing_source += 1;
+        } else {
+            match queue.offer(
+                source,
+                Job {
+                    datagram: d,
+                    proven,
+                },
+            ) {
+                Ok(()) => return,
+                Err((Refusal::OverShare, _)) => self.counters.initiations_over_share += 1,
+                Err((Refusal::Overflow, _)) => self.counters.initiations_backlog_full += 1,
+            }
         }
         if proven {
             self.counters.rate_limited += 1;
@@ -174,17 +202,22 @@ impl ControlPlane {
         let Answer {
             datagram: d,
             peer: keys,
+            local,
             mut response,
             keys: mut session,
         } = answer;
         let id = keys.id;
         let owner = self.owner(id);
+        let same_identity = self
+            .identity
+            .as_ref()
+            .is_some_and(|i| Arc::ptr_eq(&i.local, &local));
         let Some(peer) = self.peers.get_mut(id) else {
-            self.counters.unknown_peer += 1;
+            self.counters.stale_answer += 1;
             return;
         };
-        if !peer.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys)) {
-            self.counters.unknown_peer += 1;
+        if !same_identity || !peer.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys)) {
+            self.counters.stale_answer += 1;
             return;
         }
         let index = self

@@ -29,6 +29,7 @@ use proto::handshake::LocalIdentity;
 use proto::tai64n::WallClock;
 use proto::{PresharedKey, PrivateKey, PublicKey};
 
+use crate::handshake::responder::Job;
 use crate::handshake::{FairQueue, ReplayFilter, ResponderPool, Suspects};
 use crate::update::{DeviceUpdate, PeerUpdate};
 use indices::Indices;
@@ -42,6 +43,8 @@ pub const HANDSHAKE_QUEUE: usize = 4096;
 /// handshakes per second per thread, the last one waits well under a second, far inside the
 /// initiator's 5 s retransmission timer.
 pub const HANDSHAKE_BACKLOG: usize = 4096;
+/// The same for sources that proved their address with MAC2 (served first).
+pub const PROVEN_BACKLOG: usize = 1024;
 /// Above this many waiting initiations, responses to our own initiations without a valid MAC2
 /// get a cookie reply instead of a Diffie-Hellman.
 const UNDER_LOAD_DEPTH: usize = HANDSHAKE_BACKLOG / 8;
@@ -174,12 +177,16 @@ pub struct ControlPlane {
     routes_dirty: bool,
     /// Peers with a usable session, and when their newest one was installed.
     tunnels: std::collections::HashMap<PeerId, Instant>,
-    /// Initiations waiting for a responder thread, per source.
-    admission: FairQueue<HandshakeDatagram>,
+    /// Initiations from unproven sources waiting for a responder thread, per source.
+    admission: FairQueue<Job>,
+    /// Initiations from sources that proved their address (MAC2), served first.
+    proven: FairQueue<Job>,
     /// Ephemerals of recent initiations (exact replays cost no DH).
     replays: ReplayFilter,
-    /// Sources whose initiations keep failing.
+    /// Sources whose unproven initiations keep failing (they must prove their address).
     suspects: Suspects,
+    /// Proven sources whose initiations keep failing (they get a trickle).
+    proven_suspects: Suspects,
     /// Workers sent transmissions since they were last woken.
     unwoken: Vec<bool>,
     /// The threads that answer initiations.
@@ -216,8 +223,10 @@ impl ControlPlane {
             routes_dirty: false,
             tunnels: std::collections::HashMap::new(),
             admission: FairQueue::new(HANDSHAKE_BACKLOG),
+            proven: FairQueue::new(PROVEN_BACKLOG),
             replays: ReplayFilter::new(Instant::now()),
             suspects: Suspects::default(),
+            proven_suspects: Suspects::default(),
             unwoken: vec![false; workers],
             responders,
         })
@@ -485,14 +494,21 @@ impl ControlPlane {
             }
         };
         if let Some(psk) = update.preshared_key {
-            if let Some(p) = self.peers.get_mut(id) {
-                p.preshared_key = psk.filter(|k| !k.is_zero());
-                if let Some(pending) = p.pending.take() {
-                    self.indices.free(pending.local_index);
+            let psk = psk.filter(|k| !k.is_zero());
+            // `wg setconf` restates every peer's key: only a real change costs new keys.
+            let changed = self.peers.get(id).is_some_and(|p| {
+                p.preshared_key.as_ref().map(|k| k.0) != psk.as_ref().map(|k| k.0)
+            });
+            if changed {
+                if let Some(p) = self.peers.get_mut(id) {
+                    p.preshared_key = psk;
+                    if let Some(pending) = p.pending.take() {
+                        self.indices.free(pending.local_index);
+                    }
                 }
+                let local = self.identity.as_ref().map(|i| &*i.local);
+                self.peers.refresh_keys(id, local);
             }
-            let local = self.identity.as_ref().map(|i| &*i.local);
-            self.peers.refresh_keys(id, local);
         }
         if update.replace_allowed_ips {
             self.peers.clear_allowed_ips(id);

@@ -78,14 +78,16 @@ impl Peers {
     }
 
     /// Recomputes a peer's handshake values after our key or its preshared key changed
-    /// (which also forgets its pending initiation and replay state), and publishes them.
+    /// (which also forgets its pending initiation; the replay guard carries over), and
+    /// publishes them.
     pub fn refresh_keys(&mut self, id: PeerId, identity: Option<&LocalIdentity>) {
         let Some(p) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
+        let previous = p.keys.take();
         p.keys = identity.map(|local| {
             let remote = RemotePeer::new(local, p.public_key, p.preshared_key.clone());
-            Arc::new(PeerKeys::new(id, remote))
+            Arc::new(PeerKeys::succeeding(id, remote, previous.as_deref()))
         });
         p.pending = None;
         match &p.keys {
