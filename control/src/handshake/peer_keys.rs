@@ -18,7 +18,9 @@ pub struct PeerKeys {
     pub id: PeerId,
     /// Values derived from its key, our key and the preshared key.
     pub remote: RemotePeer,
-    guard: Mutex<InitiationGuard>,
+    /// Shared with the keys this replaced and the keys that replace it: a responder still
+    /// holding old keys must record what it accepts where the new keys see it.
+    guard: Arc<Mutex<InitiationGuard>>,
 }
 
 #[derive(Default)]
@@ -44,7 +46,7 @@ impl PeerKeys {
         Self {
             id,
             remote,
-            guard: Mutex::new(InitiationGuard::default()),
+            guard: Arc::new(Mutex::new(InitiationGuard::default())),
         }
     }
 
@@ -52,19 +54,10 @@ impl PeerKeys {
     /// replay guard carries over, or an initiation captured before the change would be
     /// accepted again (and move the peer's endpoint to whoever replayed it).
     pub fn succeeding(id: PeerId, remote: RemotePeer, previous: Option<&PeerKeys>) -> Self {
-        let guard = previous
-            .map(|p| {
-                let g = p.guard.lock().unwrap_or_else(|e| e.into_inner());
-                InitiationGuard {
-                    last_timestamp: g.last_timestamp,
-                    last_consumed: g.last_consumed,
-                }
-            })
-            .unwrap_or_default();
         Self {
             id,
             remote,
-            guard: Mutex::new(guard),
+            guard: previous.map_or_else(Default::default, |p| p.guard.clone()),
         }
     }
 

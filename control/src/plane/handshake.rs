@@ -61,24 +61,34 @@ impl ControlPlane {
     /// captured initiation can be resent, MAC2 and all, by whoever saw it.
     fn charge_failure(&mut self, why: Unanswered, source: SourceKey, proven: bool, now: Instant) {
         match (why, proven) {
-            (Unanswered::NoPrivateKey | Unanswered::Internal, _) => {}
+            (Unanswered::NoPrivateKey, _) => {}
             (Unanswered::Replayed, true) => {}
             (_, true) => self.proven_suspects.charge(source, now),
             (_, false) => self.suspects.charge(source, now),
         }
     }
 
-    /// Hands waiting initiations to the responder threads, proven sources first, fairly, as
-    /// far as the threads have room.
+    /// Hands waiting initiations to the responder threads, as far as they have room: proven
+    /// sources first, but every fourth slot to an unproven one if any waits, so busy proven
+    /// sources cannot starve clients that have not been asked for a cookie yet.
     fn feed_responders(&mut self) {
         let room = self.responders.room();
         if room == 0 || (self.proven.is_empty() && self.admission.is_empty()) {
             return;
         }
-        let jobs: Vec<Job> =
-            std::iter::from_fn(|| self.proven.pop().or_else(|| self.admission.pop()))
-                .take(room)
-                .collect();
+        let mut jobs = Vec::with_capacity(room);
+        while jobs.len() < room {
+            self.fed = self.fed.wrapping_add(1);
+            let next = if self.fed % 4 == 0 {
+                self.admission.pop().or_else(|| self.proven.pop())
+            } else {
+                self.proven.pop().or_else(|| self.admission.pop())
+            };
+            match next {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
         self.responders.submit(jobs);
     }
 

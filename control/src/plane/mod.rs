@@ -187,6 +187,8 @@ pub struct ControlPlane {
     suspects: Suspects,
     /// Proven sources whose initiations keep failing (they get a trickle).
     proven_suspects: Suspects,
+    /// Jobs handed to the responders so far (every fourth slot goes to unproven sources).
+    fed: u64,
     /// Workers sent transmissions since they were last woken.
     unwoken: Vec<bool>,
     /// The threads that answer initiations.
@@ -227,6 +229,7 @@ impl ControlPlane {
             replays: ReplayFilter::new(Instant::now()),
             suspects: Suspects::default(),
             proven_suspects: Suspects::default(),
+            fed: 0,
             unwoken: vec![false; workers],
             responders,
         })

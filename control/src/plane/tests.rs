@@ -14,7 +14,7 @@ use proto::cookie::CookieJar;
 use proto::handshake::{create_initiation, LocalIdentity, RemotePeer};
 use proto::tai64n::Tai64N;
 use proto::wire::Message;
-use proto::{PrivateKey, PublicKey};
+use proto::{PresharedKey, PrivateKey, PublicKey};
 use rand_core::{OsRng, RngCore};
 
 use super::{ControlPlane, PlaneLinks, HANDSHAKE_BACKLOG};
@@ -124,10 +124,15 @@ impl Harness {
 
     /// A real initiation from the client, stamped by `jar` (MAC2 too once it holds a cookie).
     fn initiation(&self, jar: &mut CookieJar, index: u32) -> [u8; 148] {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        self.initiation_at(jar, index, unix + Duration::from_millis(u64::from(index)))
+    }
+
+    /// The same with timestamp `unix` (a fresh ephemeral each time: never an exact copy).
+    fn initiation_at(&self, jar: &mut CookieJar, index: u32, unix: Duration) -> [u8; 148] {
         let local = LocalIdentity::new(&self.client);
         let remote = RemotePeer::new(&local, self.server, None);
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
-        let ts = Tai64N::from_unix(unix + Duration::from_millis(u64::from(index)));
+        let ts = Tai64N::from_unix(unix);
         let (_, mut m) = create_initiation(&local, &remote, index, ts, &mut OsRng).expect("init");
         jar.stamp(&mut m, Instant::now());
         m
@@ -250,4 +255,38 @@ fn failures_spoofed_from_a_clients_address_cost_it_a_cookie_not_its_access() {
         "the proven client was not answered: {:?}",
         h.plane.counters
     );
+}
+
+#[test]
+fn a_restated_or_changed_preshared_key_keeps_the_replay_guard() {
+    let mut h = Harness::new();
+    let client = addr(5);
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let first = h.initiation_at(&mut jar, 1, stamp);
+    h.receive([(first, client)]);
+    h.one_outcome_batch();
+    assert!(h.sent_to(client).iter().any(|m| m.len() == 92), "answered");
+    // `wg setconf` restates the (absent) preshared key, then one is set: neither may let an
+    // initiation with an already accepted timestamp through again.
+    for (what, psk) in [("restated", None), ("changed", Some(PresharedKey([7; 32])))] {
+        let mut update = PeerUpdate::new(h.client.public_key());
+        update.preshared_key = Some(psk);
+        h.plane
+            .apply(DeviceUpdate {
+                peers: vec![update],
+                ..DeviceUpdate::default()
+            })
+            .expect("applied");
+        let replayed = h.plane.counters.replayed_initiation;
+        let again = h.initiation_at(&mut jar, 2, stamp);
+        h.receive([(again, client)]);
+        h.one_outcome_batch();
+        assert_eq!(
+            h.plane.counters.replayed_initiation,
+            replayed + 1,
+            "an old timestamp after the preshared key was {what}"
+        );
+        assert!(!h.sent_to(client).iter().any(|m| m.len() == 92));
+    }
 }
