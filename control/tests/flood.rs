@@ -13,13 +13,15 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, results_dir, senders,
+    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, senders,
+    write_results, xgate_pid,
 };
 use common::Rig;
 use proto::PrivateKey;
 use rand_core::OsRng;
 use serde_json::json;
 use testbed::flood::{flood, logins, real_initiations, FloodPlan, LoginPlan};
+use testbed::machine::Machine;
 
 const CLIENTS: u8 = 100;
 const FLOOD_SOURCES: u8 = 64;
@@ -34,13 +36,7 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
         .map(|_| PrivateKey::generate(&mut OsRng))
         .collect();
     let victim = PrivateKey::generate(&mut OsRng);
-    for (i, key) in clients.iter().chain([&victim]).enumerate() {
-        rig.extra_config += &format!(
-            "\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.1.{}/32\"]\n",
-            key.public_key().to_base64(),
-            i + 2
-        );
-    }
+    add_peers(&mut rig, clients.iter().chain([&victim]));
     let client_addrs: Vec<Ipv4Addr> = (1..=CLIENTS)
         .map(|n| Ipv4Addr::new(10, 202, 1, n))
         .collect();
@@ -52,11 +48,7 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
     rig.start_xgate();
     let server: SocketAddr = format!("10.202.0.1:{}", rig.port).parse().expect("addr");
     let server_key = rig.server_key.public_key();
-    let pid = rig
-        .xgate
-        .as_mut()
-        .and_then(|x| x.daemon.pid())
-        .expect("xgate pid");
+    let pid = xgate_pid(&mut rig);
 
     let flood_plan = FloodPlan {
         server,
@@ -129,7 +121,7 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
             "unknown_peer": drop("unknown_peer"),
         },
     });
-    write_report(&report, &machine.date, &machine.commit);
+    write_results("flood", &machine, &report, &markdown(&report, &machine));
 
     let received = stat("handshake_initiations_received");
     assert!(
@@ -158,10 +150,9 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
     );
 }
 
-fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
-    let dir = results_dir();
-    let text = serde_json::to_string_pretty(report).expect("json");
-    std::fs::write(dir.join(format!("flood-{date}-{commit}.json")), &text).expect("json written");
+/// The report for people.
+fn markdown(report: &serde_json::Value, machine: &Machine) -> String {
+    let (date, commit) = (&machine.date, &machine.commit);
     let l = &report["legitimate"];
     let r = &report["responder"];
     let s = &report["sent"];
@@ -216,5 +207,5 @@ fn write_report(report: &serde_json::Value, date: &str, commit: &str) {
         replays = r["replayed_initiation"],
         bad_static = r["bad_static"],
     );
-    std::fs::write(dir.join("flood.md"), md).expect("markdown written");
+    md
 }

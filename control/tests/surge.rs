@@ -12,7 +12,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, results_dir, senders,
+    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, senders,
+    write_results, xgate_pid,
 };
 use common::Rig;
 use proto::PrivateKey;
@@ -30,25 +31,14 @@ fn a_login_surge_is_answered_on_first_attempts() {
     let keys: Vec<PrivateKey> = (0..CLIENTS)
         .map(|_| PrivateKey::generate(&mut OsRng))
         .collect();
-    for (i, key) in keys.iter().enumerate() {
-        rig.extra_config += &format!(
-            "\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.{}.{}/32\"]\n",
-            key.public_key().to_base64(),
-            1 + i / 250,
-            1 + i % 250
-        );
-    }
+    add_peers(&mut rig, &keys);
     let addresses: Vec<Ipv4Addr> = (0..ADDRESSES)
         .map(|i| Ipv4Addr::new(10, 203, 1 + (i / 250) as u8, 1 + (i % 250) as u8))
         .collect();
     let senders = senders(&rig, "sv", 203, &addresses);
     rig.start_xgate();
     let server: SocketAddr = format!("10.203.0.1:{}", rig.port).parse().expect("addr");
-    let pid = rig
-        .xgate
-        .as_mut()
-        .and_then(|x| x.daemon.pid())
-        .expect("xgate pid");
+    let pid = xgate_pid(&mut rig);
     let plan = LoginPlan {
         server,
         server_key: rig.server_key.public_key(),
@@ -95,12 +85,6 @@ fn a_login_surge_is_answered_on_first_attempts() {
         "responses_sent": stat("handshake_responses_sent"),
         "cookie_replies_sent": stat("cookie_replies_sent"),
     });
-    let dir = results_dir();
-    std::fs::write(
-        dir.join(format!("surge-{}-{}.json", machine.date, machine.commit)),
-        serde_json::to_string_pretty(&report).expect("json"),
-    )
-    .expect("json written");
     let md = format!(
         "# Login surge (`cargo test --test surge`)\n\n\
          Machine: {model}, {cores} cores, kernel {kernel}; commit {commit}, {date}.\n\n\
@@ -128,7 +112,7 @@ fn a_login_surge_is_answered_on_first_attempts() {
         per_hs = cpu.values().sum::<f64>() * 1e6 / answered.len().max(1) as f64,
         threads = by_thread_text(&cpu),
     );
-    std::fs::write(dir.join("surge.md"), md).expect("markdown written");
+    write_results("surge", &machine, &report, &md);
 
     assert_eq!(
         answered.len(),

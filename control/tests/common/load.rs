@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use proto::PrivateKey;
 use testbed::flood::FirstReply;
+use testbed::machine::Machine;
 use testbed::{veth, Netns};
 
 use super::Rig;
@@ -74,6 +76,38 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// Lists `keys` as peers in the rig's config, peer i with tunnel address 10.77.(1 + i/250).(1 + i%250).
+pub fn add_peers<'a>(rig: &mut Rig, keys: impl IntoIterator<Item = &'a PrivateKey>) {
+    for (i, key) in keys.into_iter().enumerate() {
+        rig.extra_config += &format!(
+            "\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.{}.{}/32\"]\n",
+            key.public_key().to_base64(),
+            1 + i / 250,
+            1 + i % 250
+        );
+    }
+}
+
+/// The running xgate's process id.
+pub fn xgate_pid(rig: &mut Rig) -> u32 {
+    rig.xgate
+        .as_mut()
+        .and_then(|x| x.daemon.pid())
+        .expect("xgate pid")
+}
+
+/// Writes a run's report: `<name>-<date>-<commit>.json` and `<name>.md` in bench-results/.
+pub fn write_results(name: &str, machine: &Machine, report: &serde_json::Value, markdown: &str) {
+    let dir = results_dir();
+    let json = serde_json::to_string_pretty(report).expect("json");
+    std::fs::write(
+        dir.join(format!("{name}-{}-{}.json", machine.date, machine.commit)),
+        json,
+    )
+    .expect("json written");
+    std::fs::write(dir.join(format!("{name}.md")), markdown).expect("markdown written");
 }
 
 /// CPU seconds by thread spent between two readings of `cpu_by_thread`.
