@@ -59,7 +59,19 @@ impl Machine {
                     .map(|(_, v)| v.trim().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
-        let dirty = !output("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty();
+        // Results written by earlier runs (bench-results/) do not make the code dirty.
+        let dirty = !output(
+            "git",
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/",
+                ":(top,exclude)bench-results",
+            ],
+        )
+        .is_empty();
         let mut commit = output("git", &["rev-parse", "--short=10", "HEAD"]);
         if dirty {
             commit.push_str("-dirty");
