@@ -13,12 +13,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, senders,
-    write_results, xgate_pid,
+    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, new_keys, percentile,
+    senders, write_results, xgate_pid,
 };
 use common::Rig;
-use proto::PrivateKey;
-use rand_core::OsRng;
 use serde_json::json;
 use testbed::flood::{flood, logins, real_initiations, FloodPlan, LoginPlan};
 use testbed::machine::Machine;
@@ -32,11 +30,10 @@ const FLOOD_TIME: Duration = Duration::from_secs(20);
 #[test]
 fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
     let mut rig = Rig::new("flood");
-    let clients: Vec<PrivateKey> = (0..CLIENTS)
-        .map(|_| PrivateKey::generate(&mut OsRng))
-        .collect();
-    let victim = PrivateKey::generate(&mut OsRng);
-    add_peers(&mut rig, clients.iter().chain([&victim]));
+    let mut clients = new_keys(usize::from(CLIENTS) + 1);
+    add_peers(&mut rig, &clients);
+    // The last key's real initiations are what the generator replays.
+    let victim = clients.pop().expect("a key to replay");
     let client_addrs: Vec<Ipv4Addr> = (1..=CLIENTS)
         .map(|n| Ipv4Addr::new(10, 202, 1, n))
         .collect();

@@ -12,12 +12,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, percentile, senders,
-    write_results, xgate_pid,
+    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, new_keys, percentile,
+    senders, write_results, xgate_pid,
 };
 use common::Rig;
-use proto::PrivateKey;
-use rand_core::OsRng;
 use serde_json::json;
 use testbed::flood::{logins, LoginPlan};
 
@@ -28,9 +26,7 @@ const SURGE_TIME: Duration = Duration::from_secs(1);
 #[test]
 fn a_login_surge_is_answered_on_first_attempts() {
     let mut rig = Rig::new("surge");
-    let keys: Vec<PrivateKey> = (0..CLIENTS)
-        .map(|_| PrivateKey::generate(&mut OsRng))
-        .collect();
+    let keys = new_keys(CLIENTS);
     add_peers(&mut rig, &keys);
     let addresses: Vec<Ipv4Addr> = (0..ADDRESSES)
         .map(|i| Ipv4Addr::new(10, 203, 1 + (i / 250) as u8, 1 + (i % 250) as u8))

@@ -78,6 +78,13 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `n` fresh client keys.
+pub fn new_keys(n: usize) -> Vec<PrivateKey> {
+    (0..n)
+        .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
+        .collect()
+}
+
 /// Lists `keys` as peers in the rig's config, peer i with tunnel address 10.77.(1 + i/250).(1 + i%250).
 pub fn add_peers<'a>(rig: &mut Rig, keys: impl IntoIterator<Item = &'a PrivateKey>) {
     for (i, key) in keys.into_iter().enumerate() {
