@@ -19,8 +19,7 @@ use rand_core::RngCore;
 
 use super::indices::IndexUse;
 use super::{ControlPlane, UNDER_LOAD_DEPTH};
-use crate::handshake::responder::Answer;
-use crate::handshake::responder::Job;
+use crate::handshake::responder::{Answer, Job};
 use crate::handshake::{Outcome, Refusal, SourceKey, Unanswered};
 
 /// Handshake messages handled per wake-up before checking other inputs.
@@ -115,13 +114,7 @@ impl ControlPlane {
         let mut bytes = [0u8; INITIATION_LEN];
         let len = message.len().min(INITIATION_LEN);
         bytes[..len].copy_from_slice(&message[..len]);
-        // Woken once per batch of handshake messages (`wake_workers`), not per transmit.
-        if let Some(w) = self.worker(worker) {
-            w.send_unwoken(ToWorker::Transmit { to, len, bytes });
-            if let Some(flag) = self.unwoken.get_mut(worker) {
-                *flag = true;
-            }
-        }
+        self.queue_for(worker, ToWorker::Transmit { to, len, bytes });
     }
 
     fn on_handshake(&mut self, d: HandshakeDatagram) {
@@ -142,7 +135,7 @@ impl ControlPlane {
                 MacVerdict::Mac1Only
                     if self.admission.len() + self.proven.len() > UNDER_LOAD_DEPTH =>
                 {
-                    self.send_cookie(&d, resp.sender)
+                    self.send_cookie(&d, resp.sender, now)
                 }
                 _ => self.complete(&d, &resp, now),
             },
@@ -190,12 +183,11 @@ impl ControlPlane {
         if proven {
             self.counters.rate_limited += 1;
         } else {
-            self.send_cookie(&d, sender);
+            self.send_cookie(&d, sender, now);
         }
     }
 
-    fn send_cookie(&mut self, d: &HandshakeDatagram, sender: u32) {
-        let now = Instant::now();
+    fn send_cookie(&mut self, d: &HandshakeDatagram, sender: u32, now: Instant) {
         let Some(identity) = self.identity.as_mut() else {
             return;
         };

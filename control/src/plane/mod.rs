@@ -189,7 +189,7 @@ pub struct ControlPlane {
     proven_suspects: Suspects,
     /// Jobs handed to the responders so far (every fourth slot goes to unproven sources).
     fed: u64,
-    /// Workers sent transmissions since they were last woken.
+    /// Workers sent messages (`queue_for`) since they were last woken.
     unwoken: Vec<bool>,
     /// The threads that answer initiations.
     responders: ResponderPool,
@@ -271,7 +271,8 @@ impl ControlPlane {
         r
     }
 
-    /// Wakes the workers that were sent transmissions without a wake.
+    /// Wakes the workers that were sent messages by `queue_for` since their last wake; every
+    /// entry point (an event of the run loop, `apply`) ends with it.
     fn wake_workers(&mut self) {
         for (w, flag) in self.links.workers.iter().zip(&mut self.unwoken) {
             if std::mem::take(flag) {
@@ -280,18 +281,23 @@ impl ControlPlane {
         }
     }
 
-    fn worker(&self, i: usize) -> Option<&WorkerHandle> {
-        self.links.workers.get(i)
-    }
-
     fn owner(&self, peer: PeerId) -> usize {
         peer_owner(peer, self.links.workers.len())
     }
 
-    fn send_to_owner(&self, peer: PeerId, msg: ToWorker) {
-        if let Some(w) = self.worker(self.owner(peer)) {
-            w.send(msg);
+    /// Sends `msg` to worker `worker`, waking it once for everything sent in this event
+    /// (`wake_workers`) rather than once per message.
+    fn queue_for(&mut self, worker: usize, msg: ToWorker) {
+        if let Some(w) = self.links.workers.get(worker) {
+            w.send_unwoken(msg);
+            if let Some(flag) = self.unwoken.get_mut(worker) {
+                *flag = true;
+            }
         }
+    }
+
+    fn send_to_owner(&mut self, peer: PeerId, msg: ToWorker) {
+        self.queue_for(self.owner(peer), msg);
     }
 
     fn on_event(&mut self, event: WorkerEvent, now: Instant) {
@@ -369,16 +375,12 @@ impl ControlPlane {
         }
         self.publish_routes();
         for (peer, persistent_keepalive, endpoint) in settings {
-            if let Some(w) = self.worker(self.owner(peer)) {
-                w.send_unwoken(ToWorker::SetPeer {
-                    peer,
-                    persistent_keepalive,
-                    endpoint,
-                });
-            }
-        }
-        for w in &self.links.workers {
-            w.wake();
+            let msg = ToWorker::SetPeer {
+                peer,
+                persistent_keepalive,
+                endpoint,
+            };
+            self.send_to_owner(peer, msg);
         }
         if bulk {
             tracing::info!(
@@ -406,21 +408,27 @@ impl ControlPlane {
             }
         });
         let local = self.identity.as_ref().map(|i| i.local.clone());
-        self.peers.directory().set_local(local.clone());
+        self.peers.directory().set_local(local);
         // A peer cannot have our own public key (WireGuard removes it).
         if let Some(public) = self.identity.as_ref().map(|i| i.local.public_key()) {
             if let Some(id) = self.peers.id_of(&public) {
                 self.remove_peer(id);
             }
         }
-        let ids = self.peers.ids();
-        for id in ids {
-            if let Some(pending) = self.peers.get_mut(id).and_then(|p| p.pending.take()) {
-                self.indices.free(pending.local_index);
-            }
-            self.peers.refresh_keys(id, local.as_deref());
+        for id in self.peers.ids() {
+            self.rekey_peer(id);
             self.send_to_owner(id, ToWorker::ClearSessions { peer: id });
         }
+    }
+
+    /// New handshake values for peer `id` (our key or its preshared key changed); an
+    /// initiation of ours made with the old ones can no longer complete, so its index goes.
+    fn rekey_peer(&mut self, id: PeerId) {
+        if let Some(pending) = self.peers.get_mut(id).and_then(|p| p.pending.take()) {
+            self.indices.free(pending.local_index);
+        }
+        let local = self.identity.as_ref().map(|i| &*i.local);
+        self.peers.refresh_keys(id, local);
     }
 
     fn set_listen_port(&mut self, port: u16) -> Result<(), SetError> {
@@ -505,12 +513,8 @@ impl ControlPlane {
             if changed {
                 if let Some(p) = self.peers.get_mut(id) {
                     p.preshared_key = psk;
-                    if let Some(pending) = p.pending.take() {
-                        self.indices.free(pending.local_index);
-                    }
                 }
-                let local = self.identity.as_ref().map(|i| &*i.local);
-                self.peers.refresh_keys(id, local);
+                self.rekey_peer(id);
             }
         }
         if update.replace_allowed_ips {

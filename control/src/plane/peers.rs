@@ -77,9 +77,9 @@ impl Peers {
         self.directory.clone()
     }
 
-    /// Recomputes a peer's handshake values after our key or its preshared key changed
-    /// (which also forgets its pending initiation; the replay guard carries over), and
-    /// publishes them.
+    /// Computes a peer's handshake values (new, or after our key or its preshared key
+    /// changed; the replay guard carries over) and publishes them. A pending initiation made
+    /// with the old values is the caller's to free: its index is in `Indices`.
     pub fn refresh_keys(&mut self, id: PeerId, identity: Option<&LocalIdentity>) {
         let Some(p) = self.slots.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
@@ -89,7 +89,6 @@ impl Peers {
             let remote = RemotePeer::new(local, p.public_key, p.preshared_key.clone());
             Arc::new(PeerKeys::succeeding(id, remote, previous.as_deref()))
         });
-        p.pending = None;
         match &p.keys {
             Some(k) => self.directory.insert(p.public_key, k.clone()),
             None => self.directory.remove(&p.public_key),
@@ -122,16 +121,11 @@ impl Peers {
     /// Adds a peer with this key; returns its number.
     pub fn insert(&mut self, public_key: PublicKey, identity: Option<&LocalIdentity>) -> PeerId {
         let id = self.free.pop().unwrap_or(self.slots.len() as PeerId);
-        let keys = identity
-            .map(|local| Arc::new(PeerKeys::new(id, RemotePeer::new(local, public_key, None))));
-        if let Some(k) = &keys {
-            self.directory.insert(public_key, k.clone());
-        }
         let peer = Peer {
             id,
             public_key,
             preshared_key: None,
-            keys,
+            keys: None,
             jar: None,
             allowed_ips: Vec::new(),
             endpoint: None,
@@ -147,6 +141,7 @@ impl Peers {
             self.slots[id as usize] = Some(peer);
         }
         self.by_key.insert(public_key, id);
+        self.refresh_keys(id, identity);
         id
     }
 
