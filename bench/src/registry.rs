@@ -43,18 +43,6 @@ fn pools() -> Vec<Pool> {
     }]
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Starts `xgate up` on the registry at `db` (or with none) in a fresh namespace; returns
 /// seconds until its socket answered, the peers `wg show` lists, and its resident memory.
 fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(f64, usize, u64)> {
@@ -91,7 +79,7 @@ fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(
     let listed = wg(&ns, &["show", "xbreg", "peers"])?.lines().count();
     // Let the workers finish taking their peers before reading memory.
     std::thread::sleep(Duration::from_millis(500));
-    let rss = daemon.pid().map_or(0, rss_bytes);
+    let rss = daemon.pid().map_or(0, testbed::procstat::rss_bytes);
     daemon.signal_and_wait(libc::SIGTERM, Duration::from_secs(10));
     drop(ns);
     Ok((seconds, listed, rss))

@@ -167,15 +167,7 @@ impl Rig {
     /// The server's CPU time so far (user + system, all threads), in seconds.
     pub fn server_cpu_seconds(&self) -> Result<f64> {
         let pid = self.server_pid().context("server exited")?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        Ok(ticks / hz)
+        testbed::procstat::cpu_seconds(pid).context("server exited")
     }
 
     /// Inner packets and bytes the server has written into its TUN so far (a coalesced

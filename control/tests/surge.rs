@@ -12,12 +12,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    add_peers, by_thread_text, cpu_by_thread, cpu_spent, first_attempts, ms, new_keys, percentile,
-    senders, write_results, xgate_pid,
+    add_peers, by_thread_text, first_attempts, ms, new_keys, percentile, senders, write_results,
+    xgate_pid,
 };
 use common::Rig;
 use serde_json::json;
 use testbed::flood::{logins, LoginPlan};
+use testbed::procstat::{cpu_by_thread, cpu_spent};
 
 const CLIENTS: usize = 3_000;
 const ADDRESSES: usize = 300;

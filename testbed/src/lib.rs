@@ -11,6 +11,7 @@ pub mod machine;
 pub mod netns;
 pub mod ping;
 pub mod process;
+pub mod procstat;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};

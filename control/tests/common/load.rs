@@ -35,37 +35,6 @@ pub fn senders(rig: &Rig, name: &str, net: u8, addresses: &[Ipv4Addr]) -> Netns 
     ns
 }
 
-/// CPU seconds (user + system) of a process's threads, summed by thread name without its
-/// number (`xgate-worker-0` and `xgate-worker-1` count as `xgate-worker`).
-pub fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let read = |path: PathBuf| -> Option<(String, f64)> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let open = text.find('(')?;
-        let close = text.rfind(')')?;
-        let name = text[open + 1..close]
-            .trim_end_matches(|c: char| c.is_ascii_digit())
-            .trim_end_matches('-')
-            .to_string();
-        let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
-        let ticks: f64 =
-            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-        Some((name, ticks / tick))
-    };
-    let mut by_name = BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Some((name, s)) = read(entry.path().join("stat")) {
-            *by_name.entry(name).or_insert(0.0) += s;
-        }
-    }
-    by_name
-}
-
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -115,17 +84,6 @@ pub fn write_results(name: &str, machine: &Machine, report: &serde_json::Value, 
     )
     .expect("json written");
     std::fs::write(dir.join(format!("{name}.md")), markdown).expect("markdown written");
-}
-
-/// CPU seconds by thread spent between two readings of `cpu_by_thread`.
-pub fn cpu_spent(
-    before: &BTreeMap<String, f64>,
-    after: &BTreeMap<String, f64>,
-) -> BTreeMap<String, f64> {
-    after
-        .iter()
-        .map(|(name, s)| (name.clone(), s - before.get(name).copied().unwrap_or(0.0)))
-        .collect()
 }
 
 /// The handshake times of the logins answered on their first attempt (sorted), and how many

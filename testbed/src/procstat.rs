@@ -1,0 +1,94 @@
+//! What `/proc` says about a process: CPU time (whole, or by thread name) and resident
+//! memory. Used by the load tests, the benchmark and the loadtest harness.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// (command name, user + system CPU seconds) from a `stat` file.
+fn read_stat(path: &Path) -> Option<(String, f64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let name = text[open + 1..close].to_string();
+    // Fields after the command name; utime and stime are the 14th and 15th of the line.
+    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((name, ticks / clock_ticks()))
+}
+
+/// CPU seconds (user + system) of a process, all its threads; None once it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    read_stat(Path::new(&format!("/proc/{pid}/stat"))).map(|(_, s)| s)
+}
+
+/// CPU seconds of a process's threads, summed by thread name without its number
+/// (`xgate-worker-0` and `xgate-worker-1` count as `xgate-worker`).
+pub fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some((name, s)) = read_stat(&entry.path().join("stat")) {
+            let name = name
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .trim_end_matches('-')
+                .to_string();
+            *by_name.entry(name).or_insert(0.0) += s;
+        }
+    }
+    by_name
+}
+
+/// CPU seconds by thread spent between two readings of `cpu_by_thread`.
+pub fn cpu_spent(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(name, s)| (name.clone(), s - before.get(name).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// Resident memory of a process in bytes (0 once it is gone).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_cpu_time_memory_and_a_main_thread() {
+        let pid = std::process::id();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(cpu_seconds(pid).is_some_and(|s| s >= 0.0));
+        assert!(
+            rss_bytes(pid) > 1 << 20,
+            "a test binary uses more than 1 MiB"
+        );
+        assert!(!cpu_by_thread(pid).is_empty());
+        assert_eq!(cpu_seconds(u32::MAX), None, "no such process");
+        assert_eq!(rss_bytes(u32::MAX), 0);
+    }
+}
