@@ -1,0 +1,21 @@
+//! `xgate-loadtest`: a login surge of simulated users against xgate or its peers, and the
+//! capacity report built from what it measured.
+//!
+//! Each user is a real WireGuard client as far as the server can tell: its own key pair,
+//! its own source address and port, the `proto` tunnel state machine (real X25519, cookie
+//! handling, retries after REKEY_TIMEOUT with jitter, transport encryption). One thread
+//! drives them all ([`engine`]); the scenario says who arrives when ([`schedule`]).
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod echo;
+pub mod engine;
+pub mod plots;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod sampler;
+pub mod scenario;
+pub mod schedule;
+pub mod sizing;
+pub mod target;

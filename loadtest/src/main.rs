@@ -1,0 +1,279 @@
+//! `xgate-loadtest`: run a login-surge scenario against xgate (and the peers), write the
+//! results to bench-results/, turn them into the capacity report, and size a deployment.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use loadtest::results::RunResult;
+use loadtest::run::{run, RunOptions};
+use loadtest::scenario::{Scenario, BUILT_IN};
+use loadtest::sizing::{self, Need};
+use loadtest::target::TargetKind;
+
+#[derive(Parser)]
+#[command(
+    name = "xgate-loadtest",
+    about = "Login-surge loadtest and capacity report for xgate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scenario against one or more servers and writes the results.
+    Run {
+        /// A built-in scenario name or a TOML file (see `scenarios`).
+        #[arg(long, default_value = "surge")]
+        scenario: String,
+        /// Servers to run it against, in order (repeat or comma-separate).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "xgate")]
+        target: Vec<TargetKind>,
+        /// Overrides the scenario's number of users.
+        #[arg(long)]
+        users: Option<u32>,
+        /// Overrides the scenario's arrival window, seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// The xgate binary.
+        #[arg(long, default_value = "target/release/xgate")]
+        xgate: PathBuf,
+        /// Where results go.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+        /// Also write the capacity report from every latest result in --out.
+        #[arg(long)]
+        report: bool,
+        /// No live progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Writes capacity.md and its plots from result files (default: the latest run of each
+    /// scenario and target in --out).
+    Report {
+        /// Result files.
+        files: Vec<PathBuf>,
+        /// Where results are read from and the report is written.
+        #[arg(long, default_value = "bench-results")]
+        out: PathBuf,
+    },
+    /// How many cores and boxes a deployment needs, from measured figures only.
+    Size {
+        /// Users who may log in within the surge window.
+        #[arg(long)]
+        users: u64,
+        /// Aggregate tunnel throughput, Gbit/s.
+        #[arg(long, default_value_t = 0.0)]
+        gbps: f64,
+        /// Target p99 handshake latency during the surge, ms.
+        #[arg(long, default_value_t = 200.0)]
+        p99_ms: f64,
+        /// Seconds in which all users log in.
+        #[arg(long, default_value_t = 60.0)]
+        surge_seconds: f64,
+        /// Cores per box.
+        #[arg(long, default_value_t = 16)]
+        cores_per_box: u32,
+        /// Where measured results are read from.
+        #[arg(long, default_value = "bench-results")]
+        results: PathBuf,
+    },
+    /// Lists the built-in scenarios.
+    Scenarios,
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("xgate-loadtest: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run {
+            scenario,
+            target,
+            users,
+            seconds,
+            xgate,
+            out,
+            report,
+            quiet,
+        } => {
+            let mut s = Scenario::load(&scenario)?;
+            if let Some(u) = users {
+                s.users = u;
+            }
+            if let Some(secs) = seconds {
+                s.seconds = secs;
+            }
+            s.check()?;
+            anyhow::ensure!(
+                xgate.is_file() || !target.contains(&TargetKind::Xgate),
+                "{} not found: build it first (cargo build --release) or pass --xgate",
+                xgate.display()
+            );
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut done = Vec::new();
+            for t in target {
+                let r = run(&RunOptions {
+                    scenario: s.clone(),
+                    target: t,
+                    xgate: xgate.clone(),
+                    server_cpus: vec![0],
+                    load_cpu: (cores > 1).then_some(1),
+                    progress: !quiet,
+                    tag: format!("{}", std::process::id()),
+                })?;
+                let path = r.write(&out)?;
+                println!("{}", summary_line(&r));
+                println!("wrote {}", path.display());
+                done.push(r);
+            }
+            // What these runs alone say about the report's example deployment.
+            let datapath = latest_datapath(&out)?.or(latest_datapath(Path::new("bench-results"))?);
+            let m = sizing::measured(&done, datapath.as_ref().map(|(_, v)| v));
+            match sizing::size(&loadtest::report::EXAMPLE_NEED, &m) {
+                Ok(s) => println!("sizing: {}", sizing::sizing_line(&s)),
+                Err(e) => println!("sizing: not computable from this run: {e:#}"),
+            }
+            if report {
+                let runs = latest_results(&out)?;
+                let path = write_report(&runs, &out)?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Report { files, out } => {
+            let runs = if files.is_empty() {
+                latest_results(&out)?
+            } else {
+                files
+                    .iter()
+                    .map(|f| RunResult::read(f))
+                    .collect::<Result<_>>()?
+            };
+            let path = write_report(&runs, &out)?;
+            println!("wrote {}", path.display());
+        }
+        Command::Size {
+            users,
+            gbps,
+            p99_ms,
+            surge_seconds,
+            cores_per_box,
+            results,
+        } => {
+            anyhow::ensure!(users > 0, "--users: give the number of users to size for");
+            anyhow::ensure!(
+                gbps >= 0.0 && p99_ms > 0.0 && surge_seconds > 0.0 && cores_per_box > 0,
+                "--gbps must be >= 0; --p99-ms, --surge-seconds and --cores-per-box above 0"
+            );
+            let runs = latest_results(&results)?;
+            let datapath = latest_datapath(&results)?;
+            let m = sizing::measured(&runs, datapath.as_ref().map(|(_, v)| v));
+            let s = sizing::size(
+                &Need {
+                    users,
+                    gbps,
+                    p99_ms,
+                    surge_seconds,
+                    cores_per_box,
+                },
+                &m,
+            )?;
+            for l in &s.lines {
+                println!("{l}");
+            }
+        }
+        Command::Scenarios => {
+            for (name, text) in BUILT_IN {
+                let first = text.lines().next().unwrap_or("").trim_start_matches("# ");
+                println!("{name:12} {first}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line for the console.
+fn summary_line(r: &RunResult) -> String {
+    let c = &r.clients;
+    format!(
+        "{} {}: {}/{} connected ({} on first attempt), handshake p50 {:.1} ms p99 {:.1} ms, \
+         first byte p99 {:.1} ms, {} cookie replies, server {:.1} CPU-s, {:.0} handshakes per CPU-s",
+        r.target,
+        r.scenario.name,
+        c.connected,
+        c.attempts,
+        c.connected_first_attempt,
+        r.latency.handshake_ms.p50,
+        r.latency.handshake_ms.p99,
+        r.latency.first_byte_ms.p99,
+        c.cookie_replies,
+        r.server.cpu_seconds,
+        r.server.handshakes_per_cpu_second,
+    )
+}
+
+fn write_report(runs: &[RunResult], out: &Path) -> Result<PathBuf> {
+    let datapath = latest_datapath(out)?;
+    loadtest::report::write_report(runs, datapath.as_ref().map(|(p, v)| (p.as_path(), v)), out)
+}
+
+/// The newest result of each (scenario, target) in `dir`, by date then file name.
+fn latest_results(dir: &Path) -> Result<Vec<RunResult>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("loadtest-") && n.ends_with(".json"))
+        })
+        .collect();
+    names.sort();
+    let mut latest: std::collections::BTreeMap<(String, String), (String, RunResult)> =
+        Default::default();
+    for p in names {
+        let r = RunResult::read(&p)?;
+        let key = (r.scenario.name.clone(), r.target.clone());
+        let when = r.machine.date.clone();
+        if latest.get(&key).is_none_or(|(d, _)| *d <= when) {
+            latest.insert(key, (when, r));
+        }
+    }
+    anyhow::ensure!(
+        !latest.is_empty(),
+        "no loadtest results in {}: run `make surge` first",
+        dir.display()
+    );
+    Ok(latest.into_values().map(|(_, r)| r).collect())
+}
+
+/// The newest datapath benchmark result (`make bench`), if any.
+fn latest_datapath(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(None);
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("datapath-") && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    let Some(path) = files.pop() else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)?;
+    let v =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(Some((path, v)))
+}

@@ -1,0 +1,372 @@
+//! One run from start to finish: namespaces and server up, users registered, attempts
+//! prepared, the load loop (with the flood beside it for mixed-flood), and the result.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use proto::{PrivateKey, PublicKey};
+
+use crate::client::{Attempt, Shared};
+use crate::engine::{self, Measured, User};
+use crate::results::{FloodFigures, MachineInfo, RunResult, ServerFigures, VERSION};
+use crate::sampler::{Sample, Sampler};
+use crate::scenario::{Kind, Scenario};
+use crate::schedule;
+use crate::target::{
+    counters_delta, flood_source, user_source, Target, TargetKind, TargetOptions, SERVER_TUNNEL_IP,
+};
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The server.
+    pub target: TargetKind,
+    /// The `xgate` binary.
+    pub xgate: PathBuf,
+    /// CPUs the server is pinned to.
+    pub server_cpus: Vec<usize>,
+    /// CPU the load loop is pinned to (None: anywhere).
+    pub load_cpu: Option<usize>,
+    /// Show a live progress bar.
+    pub progress: bool,
+    /// Makes namespace names unique.
+    pub tag: String,
+}
+
+/// Lets this process hold one socket per user.
+fn raise_open_files(needed: u64) -> Result<()> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            bail!("getrlimit: {}", std::io::Error::last_os_error());
+        }
+        if lim.rlim_cur >= needed {
+            return Ok(());
+        }
+        lim.rlim_cur = needed;
+        lim.rlim_max = lim.rlim_max.max(needed);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            bail!(
+                "cannot allow {needed} open files ({}): run as root or lower the users",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `f` over `items` on every CPU, keeping the order.
+fn parallel_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<U>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn pin_this_thread(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; pid 0 = this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn machine() -> MachineInfo {
+    let m = testbed::machine::Machine::detect();
+    MachineInfo {
+        cpu: m.cpu,
+        cores: m.cores,
+        kernel: m.kernel,
+        commit: m.commit,
+        date: m.date,
+    }
+}
+
+/// Runs one scenario against one target and returns what it measured.
+pub fn run(opts: &RunOptions) -> Result<RunResult> {
+    let s = &opts.scenario;
+    s.check()?;
+    let users = s.users as usize;
+    raise_open_files(users as u64 + 4096)?;
+    let arrivals = schedule::arrivals(s);
+
+    let mut target = Target::start(
+        opts.target,
+        &TargetOptions {
+            xgate: opts.xgate.clone(),
+            dir: crate::target::work_dir(&opts.tag),
+            cpus: opts.server_cpus.clone(),
+            tag: opts.tag.clone(),
+        },
+    )?;
+    let pid = target.pid;
+    eprintln!(
+        "{}: {} users, {:?} over {} s (bound {:.0} s)",
+        opts.target.label(),
+        s.users,
+        s.kind,
+        s.seconds,
+        s.bound().as_secs_f64()
+    );
+
+    // Keys: one per user, plus one registered user whose initiations the flood replays.
+    let flooding = s.kind == Kind::MixedFlood;
+    let keys: Vec<PrivateKey> = (0..users + usize::from(flooding))
+        .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
+        .collect();
+    let publics: Vec<PublicKey> = parallel_map(&keys, PrivateKey::public_key);
+    let rss_empty = settled_rss(pid);
+    let t = Instant::now();
+    let tunnel_ips = target.register(&publics)?;
+    eprintln!(
+        "registered {} users in {:.1} s",
+        publics.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let rss_registered = settled_rss(pid);
+
+    let traffic = s.traffic;
+    let shared = Shared {
+        server: target.endpoint,
+        server_ip: SERVER_TUNNEL_IP,
+        packet_bytes: traffic.packet_bytes(),
+        echo_every: (traffic.packets_per_second() > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / traffic.packets_per_second())),
+        traffic_for: Duration::from_secs_f64(traffic.seconds),
+        start: Instant::now(),
+    };
+    let keepalive = (traffic.persistent_keepalive > 0)
+        .then(|| Duration::from_secs(u64::from(traffic.persistent_keepalive)));
+    let t = Instant::now();
+    let server_key = target.public_key;
+    let attempts: Vec<Attempt> = parallel_map(&arrivals, |a| {
+        let u = a.user as usize;
+        Attempt::prepare(*a, &keys[u], server_key, tunnel_ips[u], keepalive, &shared)
+    });
+    eprintln!(
+        "prepared {} initiations in {:.1} s",
+        attempts.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let replays = if flooding {
+        testbed::flood::real_initiations(&keys[users], server_key, 64)
+    } else {
+        Vec::new()
+    };
+
+    let counters_before = target.counters()?;
+    let bar = if opts.progress {
+        ProgressBar::new(s.users as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} connected  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let flood_plan = s.flood.map(|f| testbed::flood::FloodPlan {
+        server: target.endpoint,
+        server_key,
+        sources: (0..f.sources).map(flood_source).collect(),
+        forged_per_second: f.forged_per_second,
+        replays,
+        replayed_per_second: f.replayed_per_second,
+        duration: Duration::from_secs_f64(s.seconds.max(1.0)),
+    });
+    let flood =
+        flood_plan.map(|plan| spawn_in(&target.client_ns, move || testbed::flood::flood(&plan)));
+
+    let sampler = Sampler::start(pid, Duration::from_secs(1));
+    let bound = s.bound();
+    let load_cpu = opts.load_cpu;
+    let progress_bar = bar.clone();
+    let engine_out = target
+        .client_ns
+        .enter(move || -> Result<(Measured, f64)> {
+            if let Some(c) = load_cpu {
+                pin_this_thread(c);
+            }
+            let mut users: Vec<User> = (0..users as u32)
+                .map(|i| User::bind(user_source(i), tunnel_ips[i as usize]))
+                .collect::<Result<_>>()?;
+            let mut attempts = attempts;
+            let cpu0 = thread_cpu_seconds();
+            let m = engine::run(&mut users, &mut attempts, &shared, bound, |p| {
+                progress_bar.set_position(p.connected);
+                progress_bar.set_message(format!(
+                    "{} arrived, {} cookies, {} gave up, {:.0} s",
+                    p.arrived, p.cookies, p.failed, p.elapsed
+                ));
+            })?;
+            Ok((m, thread_cpu_seconds() - cpu0))
+        })??;
+    let samples = sampler.stop();
+    bar.finish_and_clear();
+    let (mut measured, loadgen_cpu) = engine_out;
+    let flood = match flood {
+        Some(h) => {
+            let sent = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
+            Some(FloodFigures {
+                forged_sent: sent.forged,
+                replayed_sent: sent.replayed,
+                refused_by_kernel: sent.refused,
+            })
+        }
+        None => None,
+    };
+    if !target.is_running() {
+        bail!(
+            "{} exited during the run:\n{}",
+            opts.target.label(),
+            target.log()
+        );
+    }
+    let counters = match (counters_before, target.counters()?) {
+        (Some(b), Some(a)) => Some(counters_delta(&b, &a)),
+        _ => None,
+    };
+    let cpu_by_thread = testbed::procstat::cpu_by_thread(pid);
+    measured.clients.users = s.users as u64;
+    measured.clients.loadgen_cpu_seconds = loadgen_cpu;
+    let server = server_figures(
+        &mut measured,
+        &samples,
+        target.cpus,
+        (rss_empty, rss_registered),
+        cpu_by_thread,
+        counters,
+    );
+    Ok(RunResult {
+        version: VERSION,
+        machine: machine(),
+        target: opts.target.label().into(),
+        scenario: s.clone(),
+        duration_s: measured.duration_s,
+        clients: measured.clients,
+        latency: measured.latency,
+        server,
+        timeline: measured.timeline,
+        flood,
+    })
+}
+
+/// Fills the timeline's server columns from the samples and derives the server figures.
+fn server_figures(
+    m: &mut Measured,
+    samples: &[Sample],
+    cpus: usize,
+    (rss_empty, rss_registered): (u64, u64),
+    cpu_seconds_by_thread: std::collections::BTreeMap<String, f64>,
+    counters: Option<crate::results::ServerCounters>,
+) -> ServerFigures {
+    for (k, sec) in m.timeline.iter_mut().enumerate() {
+        if let (Some(a), Some(b)) = (samples.get(k), samples.get(k + 1)) {
+            sec.server_cpu_cores = (b.cpu_s - a.cpu_s) / (b.t - a.t).max(1e-3);
+            sec.server_rss_bytes = b.rss;
+        }
+    }
+    let cpu_seconds = match (samples.first(), samples.last()) {
+        (Some(a), Some(b)) => b.cpu_s - a.cpu_s,
+        _ => 0.0,
+    };
+    // Memory per session is the slope from the run's lowest reading to its highest number
+    // of sessions: right after a bulk registration the allocator still holds the requests'
+    // memory and hands it back only once its threads run again, so the reading taken before
+    // the first arrival overstates the registry (it is kept, as rss_registered_bytes).
+    let rss_connected = samples.iter().map(|s| s.rss).max().unwrap_or(0);
+    let seen = m.timeline.iter().filter(|s| s.server_rss_bytes > 0);
+    let floor = seen
+        .clone()
+        .min_by_key(|s| s.server_rss_bytes)
+        .map_or((rss_registered, 0), |s| (s.server_rss_bytes, s.connected));
+    let peak = seen
+        .max_by_key(|s| (s.connected, s.server_rss_bytes))
+        .map_or((rss_connected, 0), |s| (s.server_rss_bytes, s.connected));
+    let bytes_per_session = if peak.1 > floor.1 {
+        peak.0.saturating_sub(floor.0) as f64 / (peak.1 - floor.1) as f64
+    } else {
+        0.0
+    };
+    // Handshakes per CPU-second over the seconds in which handshakes completed.
+    let (hs, cpu): (u64, f64) = m
+        .timeline
+        .iter()
+        .filter(|s| s.handshakes > 0)
+        .fold((0, 0.0), |(h, c), s| {
+            (h + s.handshakes, c + s.server_cpu_cores)
+        });
+    let users = m.clients.users.max(1) as f64;
+    ServerFigures {
+        cpus,
+        cpu_seconds,
+        cpu_seconds_by_thread,
+        rss_registered_bytes: rss_registered,
+        rss_connected_bytes: rss_connected,
+        bytes_per_registered_user: floor.0.min(rss_registered).saturating_sub(rss_empty) as f64
+            / users,
+        bytes_per_session,
+        handshakes_per_cpu_second: if cpu > 0.0 { hs as f64 / cpu } else { 0.0 },
+        counters,
+    }
+}
+
+/// The server's resident memory once it stops falling: the allocator returns the memory of
+/// a bulk registration's requests to the system some seconds later (up to 10 s of waiting).
+fn settled_rss(pid: u32) -> u64 {
+    let mut readings = vec![testbed::procstat::rss_bytes(pid)];
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        readings.push(testbed::procstat::rss_bytes(pid));
+        // Settled: no reading in the last second is 1% below the one a second earlier.
+        if let [.., earlier, _, _, _, last] = readings[..] {
+            if last as f64 >= earlier as f64 * 0.99 {
+                break;
+            }
+        }
+    }
+    readings.last().copied().unwrap_or(0)
+}
+
+/// Runs `f` on a new thread inside `ns` without waiting for it.
+fn spawn_in<T: Send + 'static>(
+    ns: &testbed::Netns,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> std::thread::JoinHandle<Result<T>> {
+    let path = format!("/var/run/netns/{}", ns.name());
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a descriptor we hold; affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+}

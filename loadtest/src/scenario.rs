@@ -1,0 +1,312 @@
+//! Scenarios: who arrives when, what each user sends once connected, and the bounds every
+//! run keeps (users, rate, duration). Read from TOML (a file, or one of the built-in ones).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Most users one run may simulate (one source address each from a /16).
+pub const MAX_USERS: u32 = 60_000;
+/// Longest arrival window.
+pub const MAX_SECONDS: f64 = 600.0;
+/// Most inner packets per second all users together may send.
+pub const MAX_TOTAL_PPS: f64 = 100_000.0;
+/// Most forged plus replayed initiations per second a mixed flood may send.
+pub const MAX_FLOOD_RATE: u32 = 50_000;
+
+/// How users arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The arrival rate rises linearly from zero over `seconds` (a morning log-in).
+    #[default]
+    Ramp,
+    /// Arrivals at a constant rate from the first second (the rate steps from 0 to full).
+    Step,
+    /// Random (Poisson) arrivals at a mean rate of users / seconds.
+    Poisson,
+    /// A step, then after `hold_seconds` every user drops and comes back within
+    /// `storm_seconds` (a concentrator restart).
+    Reconnect,
+    /// Poisson arrivals; each user leaves `hold_seconds` after it arrived.
+    Churn,
+    /// A step of users while forged and replayed initiations flood the server.
+    MixedFlood,
+}
+
+/// What a connected user sends (ICMP echo requests to the server's tunnel address; the
+/// replies come back through the tunnel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// One echo to prove the tunnel, then persistent keepalives only.
+    #[default]
+    Keepalive,
+    /// Small packets, a few per second (a terminal, a chat).
+    Interactive,
+    /// Full-size packets at a steady rate (a download).
+    Bulk,
+}
+
+/// Traffic once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traffic {
+    /// The profile.
+    pub profile: Profile,
+    /// Seconds each user sends for after connecting (then stays connected, idle).
+    pub seconds: f64,
+    /// Inner packet size, bytes (IPv4 + ICMP + payload); 0 = the profile's default.
+    pub packet_bytes: usize,
+    /// Packets per second per user; 0 = the profile's default.
+    pub packets_per_second: f64,
+    /// Persistent keepalive interval, seconds (0 = off).
+    pub persistent_keepalive: u16,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            profile: Profile::Keepalive,
+            seconds: 5.0,
+            packet_bytes: 0,
+            packets_per_second: 0.0,
+            persistent_keepalive: 25,
+        }
+    }
+}
+
+impl Traffic {
+    /// Inner packet size in effect.
+    pub fn packet_bytes(&self) -> usize {
+        match (self.packet_bytes, self.profile) {
+            (0, Profile::Bulk) => 1400,
+            (0, _) => 128,
+            (n, _) => n,
+        }
+    }
+
+    /// Packets per second per user in effect (after the first echo).
+    pub fn packets_per_second(&self) -> f64 {
+        match (self.packets_per_second, self.profile) {
+            (_, Profile::Keepalive) => 0.0,
+            (r, _) if r > 0.0 => r,
+            (_, Profile::Interactive) => 2.0,
+            (_, Profile::Bulk) => 50.0,
+        }
+    }
+}
+
+/// Invalid initiations sent beside the users (mixed-flood).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Flood {
+    /// Forged initiations per second (valid MAC1, random ephemeral and ciphertext).
+    pub forged_per_second: u32,
+    /// Replays of captured real initiations per second.
+    pub replayed_per_second: u32,
+    /// Source addresses the flood comes from.
+    pub sources: u32,
+}
+
+impl Default for Flood {
+    fn default() -> Self {
+        Self {
+            forged_per_second: 8_000,
+            replayed_per_second: 2_000,
+            sources: 64,
+        }
+    }
+}
+
+/// One scenario, bounded in users, rate and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scenario {
+    /// Name (used in file names).
+    pub name: String,
+    /// How users arrive.
+    pub kind: Kind,
+    /// Users, each with its own key pair and source address.
+    pub users: u32,
+    /// Arrival window, seconds.
+    pub seconds: f64,
+    /// Reconnect: seconds connected before everyone drops; churn: seconds each user stays.
+    pub hold_seconds: f64,
+    /// Reconnect: window in which everyone comes back, seconds.
+    pub storm_seconds: f64,
+    /// How long after the last arrival a user may still be connecting (retries included).
+    pub patience_seconds: f64,
+    /// Traffic once connected.
+    pub traffic: Traffic,
+    /// Mixed-flood only.
+    pub flood: Option<Flood>,
+    /// Seed for Poisson arrivals (the same seed gives the same schedule).
+    pub seed: u64,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Self {
+            name: "surge".into(),
+            kind: Kind::Ramp,
+            users: 10_000,
+            seconds: 20.0,
+            hold_seconds: 10.0,
+            storm_seconds: 5.0,
+            patience_seconds: 12.0,
+            traffic: Traffic::default(),
+            flood: None,
+            seed: 1,
+        }
+    }
+}
+
+/// A scenario that cannot run, with what to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("scenario {name:?}: {field}: {problem}")]
+pub struct ScenarioError {
+    /// Scenario name.
+    pub name: String,
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+/// The built-in scenarios, by name.
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("surge", include_str!("../scenarios/surge.toml")),
+    ("ramp-50k", include_str!("../scenarios/ramp-50k.toml")),
+    ("step-10k", include_str!("../scenarios/step-10k.toml")),
+    ("poisson", include_str!("../scenarios/poisson.toml")),
+    ("reconnect", include_str!("../scenarios/reconnect.toml")),
+    ("churn", include_str!("../scenarios/churn.toml")),
+    ("mixed-flood", include_str!("../scenarios/mixed-flood.toml")),
+    ("small", include_str!("../scenarios/small.toml")),
+    ("demo", include_str!("../scenarios/demo.toml")),
+];
+
+impl Scenario {
+    /// Parses and checks a scenario.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let s: Scenario = toml::from_str(text)?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// A built-in scenario by name, or a TOML file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Self> {
+        if let Some((_, text)) = BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::from_toml(text);
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+            anyhow::anyhow!(
+                "{name_or_path:?} is neither a built-in scenario ({}) nor a readable file: {e}",
+                names.join(", ")
+            )
+        })?;
+        Self::from_toml(&text).map_err(|e| anyhow::anyhow!("{name_or_path}: {e}"))
+    }
+
+    fn err(&self, field: &'static str, problem: String) -> ScenarioError {
+        ScenarioError {
+            name: self.name.clone(),
+            field,
+            problem,
+        }
+    }
+
+    /// Checks every bound; the error says which field and what range it must be in.
+    pub fn check(&self) -> Result<(), ScenarioError> {
+        let ok_name = !self.name.is_empty()
+            && self.name.len() <= 40
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(self.err(
+                "name",
+                "use 1-40 letters, digits, '-' or '_' (it names the result file)".into(),
+            ));
+        }
+        if !(1..=MAX_USERS).contains(&self.users) {
+            return Err(self.err("users", format!("{} is not in 1..={MAX_USERS}", self.users)));
+        }
+        let seconds_ok = |v: f64| v.is_finite() && (0.0..=MAX_SECONDS).contains(&v);
+        for (field, v) in [
+            ("seconds", self.seconds),
+            ("hold_seconds", self.hold_seconds),
+            ("storm_seconds", self.storm_seconds),
+            ("patience_seconds", self.patience_seconds),
+            ("traffic.seconds", self.traffic.seconds),
+        ] {
+            if !seconds_ok(v) {
+                return Err(self.err(field, format!("{v} is not in 0..={MAX_SECONDS} s")));
+            }
+        }
+        if matches!(self.kind, Kind::Poisson | Kind::Churn | Kind::Ramp) && self.seconds <= 0.0 {
+            return Err(self.err(
+                "seconds",
+                "this kind spreads arrivals over a window: give it more than 0 s".into(),
+            ));
+        }
+        let pps = self.traffic.packets_per_second();
+        if !pps.is_finite() || pps < 0.0 {
+            return Err(self.err("traffic.packets_per_second", format!("{pps} is not a rate")));
+        }
+        let total = pps * f64::from(self.users);
+        if total > MAX_TOTAL_PPS {
+            return Err(self.err(
+                "traffic.packets_per_second",
+                format!(
+                    "{} users x {pps}/s = {total:.0} packets/s, above the harness bound of \
+                     {MAX_TOTAL_PPS}: lower the rate or the users",
+                    self.users
+                ),
+            ));
+        }
+        if !(28..=1420).contains(&self.traffic.packet_bytes()) {
+            return Err(self.err(
+                "traffic.packet_bytes",
+                format!("{} is not in 28..=1420", self.traffic.packet_bytes()),
+            ));
+        }
+        match (self.kind, &self.flood) {
+            (Kind::MixedFlood, None) => {
+                return Err(self.err("flood", "mixed-flood needs a [flood] table".into()))
+            }
+            (Kind::MixedFlood, Some(f)) => {
+                let rate = f.forged_per_second.saturating_add(f.replayed_per_second);
+                if rate > MAX_FLOOD_RATE {
+                    return Err(self.err(
+                        "flood",
+                        format!("{rate} initiations/s is above the bound of {MAX_FLOOD_RATE}"),
+                    ));
+                }
+                if !(1..=4096).contains(&f.sources) {
+                    return Err(
+                        self.err("flood.sources", format!("{} is not in 1..=4096", f.sources))
+                    );
+                }
+            }
+            (_, Some(_)) => {
+                return Err(self.err("flood", "only kind = \"mixed-flood\" floods".into()))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The longest a run of this scenario can last (arrivals, traffic, patience).
+    pub fn bound(&self) -> Duration {
+        let arrivals = match self.kind {
+            Kind::Reconnect => self.seconds + self.hold_seconds + self.storm_seconds,
+            Kind::Churn => self.seconds + self.hold_seconds,
+            _ => self.seconds,
+        };
+        Duration::from_secs_f64(arrivals + self.traffic.seconds + self.patience_seconds)
+    }
+}

@@ -1,0 +1,426 @@
+//! The sizing calculator: cores, boxes and memory for a number of users, a traffic volume and a
+//! login latency target, from measured figures only (loadtest runs against xgate and the
+//! datapath benchmark). A figure that was not measured is an error naming the run to do, never
+//! a default.
+
+use anyhow::{bail, ensure, Result};
+use serde_json::Value;
+
+use crate::results::RunResult;
+
+/// The target whose figures size an xgate deployment.
+const XGATE: &str = "xgate";
+/// The datapath test whose CPU cost per byte sizes traffic (one TCP stream, full-size packets).
+const DATAPATH_TEST: &str = "tcp-1";
+/// Windows shorter than this (the last, partial second of a run) would inflate a rate.
+const MIN_WINDOW_S: f64 = 0.5;
+
+/// Figures measured on xgate, each with the run or file it comes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// Handshakes completed per server CPU-second (the best xgate run).
+    pub handshakes_per_core_s: Option<(f64, String)>,
+    /// One per xgate run in which every attempt connected: (peak arrivals per second per
+    /// server core, handshake p99 in ms, source).
+    pub login_rate_per_core_at_p99: Vec<(f64, f64, String)>,
+    /// Tunnelled Gbit/s per server core (datapath benchmark, xgate, one TCP stream).
+    pub gbps_per_core: Option<(f64, String)>,
+    /// Resident bytes per connected idle session (the xgate run with the most users).
+    pub bytes_per_session: Option<(f64, String)>,
+    /// Resident bytes per registered, unconnected user (the xgate run with the most users).
+    pub bytes_per_registered_user: Option<(f64, String)>,
+}
+
+/// What a deployment must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Need {
+    /// Users, all of whom may log in during the surge.
+    pub users: u64,
+    /// Tunnelled traffic, Gbit/s (0 = size for logins only).
+    pub gbps: f64,
+    /// Handshake latency the users may see at the 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Window in which every user logs in, seconds.
+    pub surge_seconds: f64,
+    /// Cores in one box.
+    pub cores_per_box: u32,
+}
+
+/// The answer: cores, boxes, memory, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizing {
+    /// Cores the login surge needs (None when no users are asked for).
+    pub cores_for_logins: Option<f64>,
+    /// Cores the traffic needs (None when no traffic is asked for).
+    pub cores_for_traffic: Option<f64>,
+    /// Resident memory for every user registered and connected, bytes (None if not measured).
+    pub memory_bytes: Option<f64>,
+    /// Cores, rounded up.
+    pub cores: u64,
+    /// Boxes of `Need::cores_per_box` cores.
+    pub boxes: u64,
+    /// Which need sets the core count: "login surge" or "throughput".
+    pub bound_by: String,
+    /// One line per figure with its source; the last is the one-line answer.
+    pub lines: Vec<String>,
+}
+
+/// Collects the sizing figures from the xgate runs and, if given, a datapath benchmark file.
+pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
+    let xgate: Vec<&RunResult> = runs.iter().filter(|r| r.target == XGATE).collect();
+    let handshakes_per_core_s = xgate
+        .iter()
+        .filter(|r| positive(r.server.handshakes_per_cpu_second))
+        .max_by(|a, b| {
+            let (a, b) = (
+                a.server.handshakes_per_cpu_second,
+                b.server.handshakes_per_cpu_second,
+            );
+            a.total_cmp(&b)
+        })
+        .map(|r| (r.server.handshakes_per_cpu_second, r.file_name()));
+    // A run where some users never connected measured a rate the server could not keep up
+    // with, so it says nothing about the latency at that rate.
+    let login_rate_per_core_at_p99 = xgate
+        .iter()
+        .filter(|r| r.clients.attempts > 0 && r.clients.connected == r.clients.attempts)
+        .filter_map(|r| {
+            let rate = peak_arrival_rate(r) / r.server.cpus.max(1) as f64;
+            positive(rate).then(|| (rate, r.latency.handshake_ms.p99, r.file_name()))
+        })
+        .collect();
+    Measured {
+        handshakes_per_core_s,
+        login_rate_per_core_at_p99,
+        gbps_per_core: datapath_json.and_then(gbps_per_core),
+        bytes_per_session: from_largest(&xgate, |r| r.server.bytes_per_session),
+        bytes_per_registered_user: from_largest(&xgate, |r| r.server.bytes_per_registered_user),
+    }
+}
+
+fn positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+/// The most arrivals in one window of the timeline, per second.
+fn peak_arrival_rate(run: &RunResult) -> f64 {
+    let (mut t0, mut arrived0) = (0.0, 0u64);
+    let mut peak = 0.0_f64;
+    for s in &run.timeline {
+        let dt = s.t - t0;
+        if dt >= MIN_WINDOW_S {
+            peak = peak.max(s.arrived.saturating_sub(arrived0) as f64 / dt);
+        }
+        (t0, arrived0) = (s.t, s.arrived);
+    }
+    peak
+}
+
+/// Per-user memory is best measured with the most users, where fixed costs weigh least.
+fn from_largest(runs: &[&RunResult], figure: fn(&RunResult) -> f64) -> Option<(f64, String)> {
+    runs.iter()
+        .filter(|r| positive(figure(r)))
+        .max_by_key(|r| r.clients.users)
+        .map(|r| (figure(r), r.file_name()))
+}
+
+fn str_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// Gbit/s per core from the datapath benchmark: a CPU-second moves 1 / cpu_s_per_gb GB,
+/// that is 8 / cpu_s_per_gb Gbit.
+fn gbps_per_core(v: &Value) -> Option<(f64, String)> {
+    let entry = v.get("peers")?.as_array()?.iter().find(|p| {
+        str_at(p, &["server"]) == Some(XGATE) && str_at(p, &["test"]) == Some(DATAPATH_TEST)
+    })?;
+    let cpu_s_per_gb = entry.get("cpu_s_per_gb")?.as_f64()?;
+    if !positive(cpu_s_per_gb) {
+        return None;
+    }
+    let source = match (
+        str_at(v, &["machine", "date"]),
+        str_at(v, &["machine", "commit"]),
+    ) {
+        (Some(date), Some(commit)) => format!("datapath-{date}-{commit}.json"),
+        _ => "the datapath benchmark".to_string(),
+    };
+    Some((8.0 / cpu_s_per_gb, source))
+}
+
+/// The best login rate per core among the runs that met the latency target.
+fn best_login_rate(p99_ms: f64, m: &Measured) -> Result<(f64, f64, String)> {
+    let entries = &m.login_rate_per_core_at_p99;
+    let best = entries
+        .iter()
+        .filter(|e| e.1 <= p99_ms && positive(e.0))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(best) = best {
+        return Ok(best.clone());
+    }
+    match entries.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+        Some((rate, p99, source)) => bail!(
+            "no xgate run met handshake p99 <= {p99_ms} ms: the lowest p99 measured is {p99:.1} ms \
+             ({rate:.0} users/s per core, {source}); run a scenario at a lower arrival rate per \
+             core, or allow a looser --p99-ms"
+        ),
+        None => bail!(
+            "no xgate run in which every user connected: run a login scenario (e.g. surge) \
+             against xgate before sizing for users"
+        ),
+    }
+}
+
+/// A byte count in the unit that reads best.
+pub fn human_bytes(b: f64) -> String {
+    const KIB: f64 = 1024.0;
+    match b {
+        b if b >= KIB * KIB * KIB => format!("{:.1} GiB", b / (KIB * KIB * KIB)),
+        b if b >= KIB * KIB => format!("{:.0} MiB", b / (KIB * KIB)),
+        b if b >= KIB => format!("{:.1} KiB", b / KIB),
+        b => format!("{b:.0} B"),
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Sizes a deployment for `need` from the measured figures; errors name the missing figure
+/// and the run that would measure it.
+pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
+    ensure!(
+        positive(need.surge_seconds),
+        "the surge must last more than 0 s (got {})",
+        need.surge_seconds
+    );
+    ensure!(
+        positive(need.p99_ms),
+        "the p99 target must be above 0 ms (got {})",
+        need.p99_ms
+    );
+    ensure!(
+        need.gbps.is_finite() && need.gbps >= 0.0,
+        "traffic must be 0 or more Gbit/s (got {})",
+        need.gbps
+    );
+    ensure!(need.cores_per_box > 0, "a box needs at least one core");
+    ensure!(
+        need.users > 0 || need.gbps > 0.0,
+        "nothing to size: give users or Gbit/s"
+    );
+    let users = need.users as f64;
+    let mut lines = Vec::new();
+
+    // (cores, why) per need; `why` names the figure and its source for the answer line.
+    let mut logins = None;
+    if need.users > 0 {
+        let (rate, p99, source) = best_login_rate(need.p99_ms, m)?;
+        let arrivals = users / need.surge_seconds;
+        let cores = arrivals / rate;
+        lines.push(format!(
+            "login surge: {} users over {} s = {arrivals:.0} arrivals/s; xgate took {rate:.0} \
+             arrivals/s per core with handshake p99 {p99:.1} ms <= {} ms ({source}): {cores:.2} cores",
+            need.users, need.surge_seconds, need.p99_ms
+        ));
+        logins = Some((
+            cores,
+            format!("{rate:.0} users/s per core at p99 {p99:.1} ms, {source}"),
+        ));
+    }
+    let mut traffic = None;
+    if need.gbps > 0.0 {
+        let Some((per_core, source)) = &m.gbps_per_core else {
+            bail!(
+                "{} Gbit/s needs the Gbit/s per core of xgate ({DATAPATH_TEST} in the datapath \
+                 benchmark), which was not given: run `make bench` (writes \
+                 bench-results/datapath-*.json)",
+                need.gbps
+            );
+        };
+        ensure!(
+            positive(*per_core),
+            "{source} gives {per_core} Gbit/s per core"
+        );
+        let cores = need.gbps / per_core;
+        lines.push(format!(
+            "throughput: {} Gbit/s at {per_core:.2} Gbit/s per core ({source}): {cores:.2} cores",
+            need.gbps
+        ));
+        traffic = Some((cores, format!("{per_core:.1} Gbit/s per core, {source}")));
+    }
+    match &m.handshakes_per_core_s {
+        Some((h, source)) if need.users > 0 => lines.push(format!(
+            "handshakes: {h:.0} per CPU-second ({source}); every user reconnecting at once costs \
+             {:.1} CPU-seconds",
+            users / h
+        )),
+        _ => {}
+    }
+    let memory_bytes = match (&m.bytes_per_session, &m.bytes_per_registered_user) {
+        (Some((session, s_src)), Some((registered, r_src))) if need.users > 0 => {
+            let bytes = users * (session + registered);
+            lines.push(format!(
+                "memory: {} users x ({session:.0} B per session, {s_src} + {registered:.0} B per \
+                 registered user, {r_src}) = {}",
+                need.users,
+                human_bytes(bytes)
+            ));
+            Some(bytes)
+        }
+        _ if need.users > 0 => {
+            lines.push(
+                "memory: not sized (bytes per session and per registered user come from a run \
+                 against xgate that connects users)"
+                    .to_string(),
+            );
+            None
+        }
+        _ => None,
+    };
+
+    let traffic_cores = traffic.as_ref().map_or(0.0, |t| t.0);
+    let (bound_by, exact, why) = match (logins.clone(), traffic.clone()) {
+        (Some((c, why)), _) if c >= traffic_cores => ("login surge", c, why),
+        (_, Some((c, why))) => ("throughput", c, why),
+        (Some((c, why)), None) => ("login surge", c, why),
+        (None, None) => bail!("nothing to size: give users or Gbit/s"),
+    };
+    // A hair below a whole number is float noise from the division, not a fraction of a core.
+    let cores = ((exact - 1e-9).ceil().max(1.0)) as u64;
+    let boxes = cores.div_ceil(u64::from(need.cores_per_box));
+    let memory = memory_bytes
+        .map(|b| format!(", {} of memory", human_bytes(b)))
+        .unwrap_or_default();
+    lines.push(format!(
+        "{} users, {} Gbit/s, p99 <= {} ms over a {} s surge: {} ({} of {}){memory} — bound by \
+         {bound_by} ({why})",
+        need.users,
+        need.gbps,
+        need.p99_ms,
+        need.surge_seconds,
+        plural(cores, "core", "cores"),
+        plural(boxes, "box", "boxes"),
+        need.cores_per_box,
+    ));
+    Ok(Sizing {
+        cores_for_logins: logins.map(|l| l.0),
+        cores_for_traffic: traffic.map(|t| t.0),
+        memory_bytes,
+        cores,
+        boxes,
+        bound_by: bound_by.to_string(),
+        lines,
+    })
+}
+
+/// The one-line answer of a sizing (its last line).
+pub fn sizing_line(s: &Sizing) -> String {
+    s.lines.last().cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plots::tests::fake_run;
+
+    /// 100 arrivals a second on 2 cores: 50 users/s per core, everyone connected.
+    fn xgate_run(p99: f64) -> RunResult {
+        let mut r = fake_run("xgate", "surge", 5);
+        r.clients.users = 500;
+        r.clients.attempts = 500;
+        r.clients.connected = 500;
+        r.server.cpus = 2;
+        r.server.handshakes_per_cpu_second = 1000.0;
+        r.server.bytes_per_session = 4096.0;
+        r.server.bytes_per_registered_user = 1024.0;
+        r.latency.handshake_ms.p99 = p99;
+        r
+    }
+
+    fn need(gbps: f64, p99_ms: f64) -> Need {
+        Need {
+            users: 60_000,
+            gbps,
+            p99_ms,
+            surge_seconds: 60.0,
+            cores_per_box: 16,
+        }
+    }
+
+    fn datapath(cpu_s_per_gb: f64) -> Value {
+        serde_json::json!({
+            "machine": { "date": "2026-11-26", "commit": "abc" },
+            "peers": [
+                { "server": "wireguard-go", "test": "tcp-1", "cpu_s_per_gb": 1.0 },
+                { "server": "xgate", "test": "tcp-1", "cpu_s_per_gb": cpu_s_per_gb }
+            ]
+        })
+    }
+
+    #[test]
+    fn only_complete_xgate_runs_count() {
+        let mut partial = xgate_run(10.0);
+        partial.clients.connected = 499;
+        let mut peer = xgate_run(10.0);
+        peer.target = "boringtun-cli".into();
+        let m = measured(&[xgate_run(50.0), partial, peer], None);
+        assert_eq!(m.login_rate_per_core_at_p99.len(), 1);
+        let (rate, p99, _) = &m.login_rate_per_core_at_p99[0];
+        assert!((rate - 50.0).abs() < 1e-9 && (p99 - 50.0).abs() < 1e-9);
+        assert_eq!(m.bytes_per_session.as_ref().map(|b| b.0), Some(4096.0));
+        assert!(m.gbps_per_core.is_none());
+    }
+
+    #[test]
+    fn a_run_meeting_the_target_sizes_logins() {
+        let m = measured(&[xgate_run(50.0)], None);
+        let s = size(&need(0.0, 200.0), &m).expect("sized");
+        // 60,000 users in 60 s = 1,000/s at 50/s per core.
+        assert_eq!(s.cores, 20);
+        assert_eq!(s.boxes, 2);
+        assert_eq!(s.bound_by, "login surge");
+        assert_eq!(s.memory_bytes, Some(60_000.0 * 5120.0));
+        assert!(sizing_line(&s).starts_with("60000 users, 0 Gbit/s, p99 <= 200 ms"));
+        assert!(
+            sizing_line(&s).contains("20 cores (2 boxes of 16)"),
+            "{}",
+            sizing_line(&s)
+        );
+    }
+
+    #[test]
+    fn throughput_can_bound() {
+        let dp = datapath(4.0);
+        let m = measured(&[xgate_run(50.0)], Some(&dp));
+        let (per_core, source) = m.gbps_per_core.clone().expect("datapath figure");
+        assert!((per_core - 2.0).abs() < 1e-9);
+        assert_eq!(source, "datapath-2026-11-26-abc.json");
+        let s = size(&need(100.0, 200.0), &m).expect("sized");
+        assert_eq!(s.cores, 50);
+        assert_eq!(s.boxes, 4);
+        assert_eq!(s.bound_by, "throughput");
+        assert!(sizing_line(&s).contains("datapath-2026-11-26-abc.json"));
+    }
+
+    #[test]
+    fn a_tighter_target_than_any_run_names_the_lowest_p99() {
+        let m = measured(&[xgate_run(50.0), xgate_run(80.0)], None);
+        let err = size(&need(0.0, 10.0), &m).expect_err("no run meets 10 ms");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("50.0 ms") && msg.contains("--p99-ms"), "{msg}");
+    }
+
+    #[test]
+    fn traffic_without_the_datapath_figure_asks_for_make_bench() {
+        let m = measured(&[xgate_run(50.0)], None);
+        let err = size(&need(20.0, 200.0), &m).expect_err("no datapath figure");
+        assert!(format!("{err:#}").contains("make bench"), "{err:#}");
+    }
+
+    #[test]
+    fn no_xgate_run_is_an_error() {
+        let err = size(&need(0.0, 200.0), &Measured::default()).expect_err("nothing measured");
+        assert!(format!("{err:#}").contains("no xgate run"), "{err:#}");
+    }
+}

@@ -1,0 +1,100 @@
+//! A small surge against a real xgate: every simulated user connects and gets its echo back
+//! through the tunnel, and what the harness wrote agrees with xgate's own counters. Then a
+//! mixed flood: users still connect while forged and replayed initiations are dropped.
+
+use std::path::PathBuf;
+
+use loadtest::results::RunResult;
+use loadtest::run::{run, RunOptions};
+use loadtest::scenario::Scenario;
+use loadtest::target::TargetKind;
+
+fn xgate_binary() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    // `cargo test --workspace` builds the workspace's binaries before any test runs.
+    ["target/debug/xgate", "target/release/xgate"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.is_file())
+        .expect("the xgate binary (cargo build -p xgate-control)")
+}
+
+fn options(scenario: &str, tag: &str) -> RunOptions {
+    RunOptions {
+        scenario: Scenario::load(scenario).expect("built-in scenario"),
+        target: TargetKind::Xgate,
+        xgate: xgate_binary(),
+        server_cpus: vec![0],
+        load_cpu: None,
+        progress: false,
+        tag: format!("{tag}{}", std::process::id()),
+    }
+}
+
+fn written_and_read_back(r: &RunResult) -> RunResult {
+    let dir = std::env::temp_dir().join(format!("xlt-results-{}", std::process::id()));
+    let path = r.write(&dir).expect("result written");
+    let back = RunResult::read(&path).expect("result read back");
+    let _ = std::fs::remove_dir_all(&dir);
+    back
+}
+
+#[test]
+fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
+    let r = run(&options("small", "s")).expect("the run");
+    let r = written_and_read_back(&r);
+    let c = &r.clients;
+    let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
+    eprintln!("{dump}");
+    assert_eq!(c.users, 500);
+    assert_eq!(c.connected, 500, "every user connects: {dump}");
+    assert_eq!(
+        c.first_byte, 500,
+        "every user's first echo comes back: {dump}"
+    );
+    assert!(
+        c.bytes_received > 0 && c.bytes_sent >= c.bytes_received,
+        "{dump}"
+    );
+    assert_eq!(
+        r.latency.handshake_ms.count, 500,
+        "one handshake time per user"
+    );
+    let s = r.server.counters.as_ref().expect("xgate's counters");
+    // The server saw every initiation the users sent and answered each one that connected.
+    assert_eq!(s.initiations_received, c.initiations_sent, "{dump}");
+    assert!(s.responses_sent >= c.connected, "{dump}");
+    assert!(s.responses_sent <= c.initiations_sent, "{dump}");
+    if c.retries == 0 {
+        assert_eq!(s.responses_sent, c.connected, "{dump}");
+    }
+    assert_eq!(s.cookie_replies_sent, c.cookie_replies, "{dump}");
+    assert!(s.sessions_active >= 500, "a session per user: {dump}");
+    assert!(
+        r.server.cpu_seconds > 0.0 && r.server.rss_connected_bytes > 0,
+        "{dump}"
+    );
+    let shown: u64 = r.timeline.iter().map(|s| s.handshakes).sum();
+    assert_eq!(shown, 500, "the timeline holds every handshake: {dump}");
+}
+
+#[test]
+fn users_connect_through_a_mixed_flood_that_is_dropped() {
+    let mut o = options("mixed-flood", "f");
+    o.scenario.users = 300;
+    o.scenario.seconds = 5.0;
+    o.scenario.traffic.seconds = 1.0;
+    let r = run(&o).expect("the run");
+    let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
+    eprintln!("{dump}");
+    let f = r.flood.as_ref().expect("flood figures");
+    assert!(f.forged_sent > 20_000 && f.replayed_sent > 5_000, "{dump}");
+    assert_eq!(r.clients.connected, 300, "every user connects: {dump}");
+    let s = r.server.counters.as_ref().expect("xgate's counters");
+    let refused: u64 = s.refused.values().sum::<u64>() + s.rejected.values().sum::<u64>();
+    // Every forged or replayed initiation was refused, rejected or answered by a cookie.
+    assert!(
+        refused + s.cookie_replies_sent >= f.forged_sent + f.replayed_sent - f.refused_by_kernel,
+        "{dump}"
+    );
+}
