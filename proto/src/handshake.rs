@@ -8,11 +8,10 @@
 use std::sync::OnceLock;
 
 use rand_core::{CryptoRng, RngCore};
-use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::constants::{CONSTRUCTION, IDENTIFIER, LABEL_COOKIE, LABEL_MAC1};
-use crate::crypto::{aead_open, aead_seal, dh, hash, kdf1, kdf2, kdf3, Key};
+use crate::crypto::{aead_open, aead_seal, dh, hash, kdf1, kdf2, kdf3, DhKey, Key};
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::tai64n::Tai64N;
 use crate::wire::{emit_initiation, emit_response, Initiation, Response};
@@ -81,7 +80,7 @@ fn initial_hash(responder_static: &PublicKey) -> Key {
 
 /// Our static identity and the values every handshake derives from it.
 pub struct LocalIdentity {
-    secret: StaticSecret,
+    secret: DhKey,
     public: PublicKey,
     /// `HASH("mac1----" || our public key)`: checks MAC1 of messages sent to us.
     pub mac1_key: Key,
@@ -95,7 +94,7 @@ impl LocalIdentity {
     pub fn new(private: &PrivateKey) -> Self {
         let public = private.public_key();
         Self {
-            secret: private.secret(),
+            secret: private.dh_key(),
             mac1_key: hash(&[LABEL_MAC1, &public.0]),
             cookie_key: hash(&[LABEL_COOKIE, &public.0]),
             initial_hash: initial_hash(&public),
@@ -144,6 +143,21 @@ impl RemotePeer {
         self.public
     }
 
+    /// Computes now what the first handshake with the peer would otherwise compute (the
+    /// static-static Diffie-Hellman and the initial hash), so it can be done ahead, in idle
+    /// time, rather than during a login surge.
+    pub fn precompute(&self, local: &LocalIdentity) {
+        if local.public == self.local_public {
+            let _ = self.static_static(local);
+        }
+        let _ = self.initial_hash();
+    }
+
+    /// True once `precompute` (or a handshake) has computed the static-static value.
+    pub fn is_precomputed(&self) -> bool {
+        self.static_static.get().is_some()
+    }
+
     /// `DH(our static, their static)`, cached for the identity this peer was made with.
     fn static_static(&self, local: &LocalIdentity) -> Result<Key, HandshakeError> {
         let ss = if local.public == self.local_public {
@@ -163,17 +177,19 @@ pub struct InitiatorHandshake {
     /// The index we chose; the response carries it as its receiver.
     #[zeroize(skip)]
     pub local_index: u32,
-    ephemeral: StaticSecret,
+    #[zeroize(skip)]
+    ephemeral: DhKey,
     chaining_key: Key,
     hash: Key,
 }
 
-fn random_secret<R: RngCore + CryptoRng>(rng: &mut R) -> (StaticSecret, [u8; 32]) {
+/// A fresh ephemeral key from `rng` (so a seeded rng gives reproducible handshakes).
+fn random_secret<R: RngCore + CryptoRng>(rng: &mut R) -> (DhKey, [u8; 32]) {
     let mut bytes = [0u8; 32];
     rng.fill_bytes(&mut bytes);
-    let secret = StaticSecret::from(bytes);
+    let secret = DhKey::from_bytes(&bytes);
     bytes.zeroize();
-    let public = DalekPublic::from(&secret).to_bytes();
+    let public = secret.public_key();
     (secret, public)
 }
 

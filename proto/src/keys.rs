@@ -1,10 +1,10 @@
 //! Curve25519 key pairs and their text forms: base64 as `wg genkey` prints them, hex as the
 //! userspace API (UAPI) speaks them.
 
+use crate::crypto::DhKey;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rand_core::{CryptoRng, RngCore};
-use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
 use zeroize::Zeroize;
 
 /// A key could not be read from its text form.
@@ -120,11 +120,11 @@ impl PrivateKey {
     }
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(DalekPublic::from(&self.secret()).to_bytes())
+        PublicKey(self.dh_key().public_key())
     }
-    /// The key as an X25519 secret for Diffie-Hellman.
-    pub fn secret(&self) -> StaticSecret {
-        StaticSecret::from(self.0)
+    /// The key, ready for Diffie-Hellman.
+    pub fn dh_key(&self) -> DhKey {
+        DhKey::from_bytes(&self.0)
     }
 }
 
