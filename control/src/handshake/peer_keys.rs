@@ -3,7 +3,7 @@
 //! change; responder threads only read, under a read lock held for a lookup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use datapath::route::PeerId;
@@ -89,6 +89,8 @@ struct Entries {
 #[derive(Default)]
 pub struct Directory {
     entries: RwLock<Entries>,
+    /// Where new peers go to be precomputed in idle time (once started).
+    warmer: OnceLock<crossbeam_channel::Sender<super::warmup::WarmJob>>,
 }
 
 impl Directory {
@@ -115,9 +117,21 @@ impl Directory {
         self.write().local = local;
     }
 
+    /// Starts precomputing every peer published from now on, in idle time.
+    pub fn warm_in_background(&self) -> std::io::Result<()> {
+        if self.warmer.get().is_none() {
+            let _ = self.warmer.set(super::warmup::start()?);
+        }
+        Ok(())
+    }
+
     /// Publishes (or replaces) a peer's keys.
     pub fn insert(&self, key: PublicKey, keys: Arc<PeerKeys>) {
-        self.write().peers.insert(key, keys);
+        let mut entries = self.write();
+        if let (Some(warmer), Some(local)) = (self.warmer.get(), &entries.local) {
+            let _ = warmer.send((Arc::downgrade(&keys), local.clone()));
+        }
+        entries.peers.insert(key, keys);
     }
 
     /// Makes room for `more` peers at once.
