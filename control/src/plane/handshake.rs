@@ -1,7 +1,10 @@
 //! Handshakes on the control-plane thread: admitting initiations (MACs, replays, fair share,
 //! cookie replies), finishing the responses the responder threads made, our own initiations
 //! and their retransmissions. Each completed handshake becomes a session installed in the
-//! worker that owns the peer; the answer leaves through the worker that received the request.
+//! worker that owns the peer, and the response leaves through that same worker, after the
+//! install in its queue: the initiator's first data may follow the response within
+//! microseconds, and must find its session there. (Cookie replies create no session and
+//! leave through the worker that received the initiation.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,9 +234,12 @@ impl ControlPlane {
         peer.handshake_tx_bytes += response.len() as u64;
         peer.jar().stamp(&mut response, now);
         let public = peer.public_key;
-        // Install before answering: the initiator's first data follows our response.
+        // Install, then answer through the owner's queue, so the owner has the session before
+        // the response is on the wire: the initiator's first data follows it at once. (Sent
+        // through the worker that received the initiation, the response could overtake the
+        // install and the first packets be dropped as unknown.)
         self.install(id, &session, d.from, now);
-        self.transmit(d.worker, d.from, &response);
+        self.transmit(owner, d.from, &response);
         self.counters.responses_sent += 1;
         tracing::debug!(peer = %public, from = %d.from, "handshake answered");
     }

@@ -25,6 +25,8 @@ struct Harness {
     plane: ControlPlane,
     handshakes: Sender<HandshakeDatagram>,
     worker: Receiver<ToWorker>,
+    /// The other stand-in workers' queues (worker 1 onwards).
+    others: Vec<Receiver<ToWorker>>,
     events: tokio::sync::broadcast::Receiver<crate::events::Stamped>,
     server: PublicKey,
     client: PrivateKey,
@@ -33,11 +35,17 @@ struct Harness {
 impl Harness {
     /// A plane with one responder thread, one stand-in worker and one configured client.
     fn new() -> Self {
+        Self::with_workers(1)
+    }
+
+    /// The same with `n` stand-in workers (the client, peer 0, is worker 0's).
+    fn with_workers(n: usize) -> Self {
         let (hs_tx, hs_rx) = bounded(HANDSHAKE_BACKLOG * 2);
         let (_ev_tx, ev_rx) = unbounded();
         let (_req_tx, req_rx) = unbounded();
         let (stop_tx, _stop_rx) = unbounded();
-        let (worker_tx, worker_rx) = unbounded();
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..n.max(1)).map(|_| unbounded()).unzip();
+        let worker_rx = receivers.remove(0);
         let hub = EventHub::default();
         let events = hub.subscribe();
         let mut plane = ControlPlane::new(
@@ -50,7 +58,10 @@ impl Harness {
                 events: ev_rx,
                 requests: req_rx,
                 stop: stop_tx,
-                workers: vec![WorkerHandle::detached(worker_tx).expect("eventfd")],
+                workers: senders
+                    .into_iter()
+                    .map(|tx| WorkerHandle::detached(tx).expect("eventfd"))
+                    .collect(),
                 sockets: Vec::new(),
                 events_out: hub,
             },
@@ -70,17 +81,27 @@ impl Harness {
             plane,
             handshakes: hs_tx,
             worker: worker_rx,
+            others: receivers,
             events,
             server: server_key,
             client,
         }
     }
 
-    /// Hands `messages` to the plane as workers would, a batch at a time.
+    /// Hands `messages` to the plane as worker 0 would, a batch at a time.
     fn receive(&mut self, messages: impl IntoIterator<Item = ([u8; 148], SocketAddr)>) {
+        self.receive_on(0, messages);
+    }
+
+    /// The same as worker `worker` would.
+    fn receive_on(
+        &mut self,
+        worker: usize,
+        messages: impl IntoIterator<Item = ([u8; 148], SocketAddr)>,
+    ) {
         for (bytes, from) in messages {
             let d = HandshakeDatagram {
-                worker: 0,
+                worker,
                 from,
                 at: Instant::now(),
                 len: bytes.len(),
@@ -162,6 +183,40 @@ fn take_cookie(jar: &mut CookieJar, sent: &[Vec<u8>]) {
         })
         .expect("a cookie reply");
     jar.consume(&reply, Instant::now()).expect("cookie opens");
+}
+
+#[test]
+fn the_response_leaves_through_the_owner_after_the_session_is_installed_there() {
+    // The initiation arrives on worker 1; the client is worker 0's. Had the response left
+    // through worker 1, the client's first packets could reach worker 0 before its install.
+    let mut h = Harness::with_workers(2);
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let m = h.initiation(&mut jar, 1);
+    h.receive_on(1, [(m, addr(1))]);
+    h.one_outcome_batch();
+    let owner: Vec<ToWorker> = h.worker.try_iter().collect();
+    let install = owner
+        .iter()
+        .position(|m| matches!(m, ToWorker::InstallSession { .. }))
+        .expect("the session is installed in its owner");
+    let response = owner
+        .iter()
+        .position(|m| matches!(m, ToWorker::Transmit { to, .. } if *to == addr(1)))
+        .expect("the response leaves through the owner");
+    assert!(install < response, "install first, then the response");
+    let elsewhere = h.others[0]
+        .try_iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ToWorker::Transmit { .. } | ToWorker::InstallSession { .. }
+            )
+        })
+        .count();
+    assert_eq!(
+        elsewhere, 0,
+        "the receiving worker neither answers nor installs"
+    );
 }
 
 #[test]
