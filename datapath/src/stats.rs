@@ -128,6 +128,8 @@ pub struct WorkerCounters {
     pub tx_bytes: u64,
     /// Sessions installed (each a completed handshake's keys).
     pub sessions_installed: u64,
+    /// Sessions whose expanded keys were freed while their peer was idle.
+    pub sessions_compacted: u64,
 }
 
 impl WorkerCounters {
@@ -162,6 +164,7 @@ impl WorkerCounters {
         self.rx_bytes += other.rx_bytes;
         self.tx_bytes += other.tx_bytes;
         self.sessions_installed += other.sessions_installed;
+        self.sessions_compacted += other.sessions_compacted;
     }
 }
 

@@ -110,6 +110,21 @@ impl KeyRing {
         self.previous.is_none() && self.current.is_none() && self.next.is_none()
     }
 
+    /// Frees every session's expanded keys (the peer is idle); returns how many it freed.
+    pub fn compact(&mut self) -> usize {
+        let mut freed = 0;
+        for s in [&mut self.previous, &mut self.current, &mut self.next]
+            .into_iter()
+            .flatten()
+        {
+            if !s.is_compact() {
+                s.compact();
+                freed += 1;
+            }
+        }
+        freed
+    }
+
     /// Drops every session (key change, or REJECT_AFTER_TIME × 3 without a handshake).
     pub fn clear(&mut self) -> Retired {
         let mut retired = Retired::default();

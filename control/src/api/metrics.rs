@@ -206,6 +206,11 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
             |c| c.sessions_installed,
         ),
         (
+            "xgate_worker_sessions_compacted_total",
+            "Sessions whose expanded keys were freed while their peer was idle (rebuilt by its next packet).",
+            |c| c.sessions_compacted,
+        ),
+        (
             "xgate_worker_tun_reads_total",
             "Packets read from the TUN (a super-packet counts once).",
             |c| c.tun_reads,

@@ -196,6 +196,7 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("rx_bytes", d.rx_bytes),
         ("tx_bytes", d.tx_bytes),
         ("sessions_installed", d.sessions_installed),
+        ("sessions_compacted", d.sessions_compacted),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");
     }

@@ -29,6 +29,11 @@ use crate::stats::{DropReason, WorkerCounters};
 
 /// How often peer timers are checked; WireGuard's timers are coarse (seconds).
 pub const TICK: Duration = Duration::from_millis(100);
+/// How often the worker looks for idle peers.
+const COMPACTION_CHECK: Duration = Duration::from_secs(1);
+/// A peer with no traffic either way for this long has its sessions compacted (the
+/// keepalive timeout: a peer that talks at all talks at least this often).
+const IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// The channels a worker is wired with.
 pub struct WorkerLinks {
@@ -56,6 +61,7 @@ pub struct Worker<B: Backend> {
     wake_pending: Vec<bool>,
     jitter_state: u64,
     running: bool,
+    next_compaction: Instant,
 }
 
 impl<B: Backend> Worker<B> {
@@ -74,6 +80,7 @@ impl<B: Backend> Worker<B> {
             wake_pending: vec![false; workers],
             jitter_state: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1),
             running: true,
+            next_compaction: Instant::now() + COMPACTION_CHECK,
             links,
         }
     }
@@ -321,7 +328,29 @@ impl<B: Backend> Worker<B> {
         }
     }
 
+    /// Frees the expanded keys of peers that have neither sent nor received for IDLE_AFTER
+    /// (their next packet rebuilds them): most users of a concentrator are connected and idle.
+    fn compact_idle(&mut self, now: Instant) {
+        let mut compacted = 0;
+        for (_, slot) in self.peers.iter_mut() {
+            let activity = slot.rx_bytes.wrapping_add(slot.tx_bytes);
+            match slot.quiet {
+                (seen, Some(since)) if seen == activity => {
+                    if now.saturating_duration_since(since) >= IDLE_AFTER {
+                        compacted += slot.keys.compact() as u64;
+                    }
+                }
+                _ => slot.quiet = (activity, Some(now)),
+            }
+        }
+        self.counters.sessions_compacted += compacted;
+    }
+
     fn tick(&mut self, now: Instant) {
+        if now >= self.next_compaction {
+            self.next_compaction = now + COMPACTION_CHECK;
+            self.compact_idle(now);
+        }
         let due: Vec<PeerId> = self
             .peers
             .iter()

@@ -32,6 +32,9 @@ pub struct PeerSlot {
     pub last_handshake: Option<Instant>,
     /// When we last asked the control plane for a handshake (rate limit).
     pub asked_handshake_at: Option<Instant>,
+    /// rx_bytes + tx_bytes when the worker last looked, and since when they have not moved:
+    /// idleness is read from the counters once a second, never stamped per packet.
+    pub quiet: (u64, Option<Instant>),
 }
 
 impl PeerSlot {
@@ -100,6 +103,15 @@ impl PeerTable {
             .enumerate()
             .filter(|(_, s)| s.is_some())
             .map(|(i, _)| (i * self.stride + self.owner) as PeerId)
+    }
+
+    /// Every peer held, with its number, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut PeerSlot)> + '_ {
+        let (stride, owner) = (self.stride, self.owner);
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(i, s)| s.as_mut().map(|s| ((i * stride + owner) as PeerId, s)))
     }
 
     /// Every peer held, with its number.
