@@ -113,18 +113,23 @@ pub struct ServerFigures {
     pub cpus: usize,
     /// CPU seconds used from the first arrival to the end of the run, all threads.
     pub cpu_seconds: f64,
-    /// ... by thread name (numbers stripped).
+    /// ... by thread name (numbers stripped), over the same time.
     pub cpu_seconds_by_thread: BTreeMap<String, f64>,
     /// Resident memory with every user registered and none connected, bytes.
     pub rss_registered_bytes: u64,
     /// Resident memory with the most users connected, bytes.
     pub rss_connected_bytes: u64,
-    /// Resident memory growth per registered user: the run's lowest reading (the allocator
-    /// has returned the registration requests' memory by then) above the server without users.
+    /// Resident memory growth per registered user (above the server without users, both
+    /// read once settled: 11 s after the registration, when its threads have exited).
     pub bytes_per_registered_user: f64,
-    /// Memory per session: growth from the run's lowest reading to the reading with the most
-    /// users connected, divided by the sessions added between them, bytes.
+    /// Memory per idle session: the reading taken after everyone stayed connected and silent
+    /// for the scenario's idle_seconds, above rss_registered_bytes, per session connected,
+    /// bytes (the active figure if the scenario waits no idle time).
     pub bytes_per_session: f64,
+    /// The same with the sessions active (the reading with the most users connected).
+    pub bytes_per_active_session: f64,
+    /// Resident memory after the idle wait, bytes (0 if none).
+    pub rss_idle_bytes: u64,
     /// Handshakes completed per CPU-second of the server during the login phase.
     pub handshakes_per_cpu_second: f64,
     /// The server's own counters (None for the peers, which have no metrics).

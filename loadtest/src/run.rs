@@ -140,7 +140,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
         .collect();
     let publics: Vec<PublicKey> = parallel_map(&keys, PrivateKey::public_key);
-    let rss_empty = settled_rss(pid);
+    let rss_empty = settled_rss(pid, Duration::ZERO);
     let t = Instant::now();
     let tunnel_ips = target.register(&publics)?;
     eprintln!(
@@ -148,7 +148,14 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         publics.len(),
         t.elapsed().as_secs_f64()
     );
-    let rss_registered = settled_rss(pid);
+    // xgate's API answers on tokio's blocking threads, which exit after 10 s idle; only
+    // then does the allocator return what registering thousands of users took.
+    let settle = if opts.target == TargetKind::Xgate {
+        Duration::from_secs(11)
+    } else {
+        Duration::ZERO
+    };
+    let rss_registered = settled_rss(pid, settle);
 
     let traffic = s.traffic;
     let shared = Shared {
@@ -201,6 +208,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let flood =
         flood_plan.map(|plan| spawn_in(&target.client_ns, move || testbed::flood::flood(&plan)));
 
+    let threads_before = testbed::procstat::cpu_by_thread(pid);
     let sampler = Sampler::start(pid, Duration::from_secs(1));
     let bound = s.bound();
     let load_cpu = opts.load_cpu;
@@ -225,8 +233,17 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             })?;
             Ok((m, thread_cpu_seconds() - cpu0))
         })??;
-    let samples = sampler.stop();
     bar.finish_and_clear();
+    // Everyone stays connected and silent, so the server can show what an idle session costs.
+    if s.idle_seconds > 0.0 {
+        eprintln!(
+            "idle for {:.0} s before reading memory per idle session",
+            s.idle_seconds
+        );
+        std::thread::sleep(Duration::from_secs_f64(s.idle_seconds));
+    }
+    let rss_idle = (s.idle_seconds > 0.0).then(|| testbed::procstat::rss_bytes(pid));
+    let samples = sampler.stop();
     let (mut measured, loadgen_cpu) = engine_out;
     let flood = match flood {
         Some(h) => {
@@ -252,14 +269,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         (Some(b), Some(a)) => Some(counters_delta(&b, &a)),
         _ => None,
     };
-    let cpu_by_thread = testbed::procstat::cpu_by_thread(pid);
+    let cpu_by_thread =
+        testbed::procstat::cpu_spent(&threads_before, &testbed::procstat::cpu_by_thread(pid));
     measured.clients.users = s.users as u64;
     measured.clients.loadgen_cpu_seconds = loadgen_cpu;
     let server = server_figures(
         &mut measured,
         &samples,
         target.cpus,
-        (rss_empty, rss_registered),
+        (rss_empty, rss_registered, rss_idle),
         cpu_by_thread,
         counters,
     );
@@ -282,7 +300,7 @@ fn server_figures(
     m: &mut Measured,
     samples: &[Sample],
     cpus: usize,
-    (rss_empty, rss_registered): (u64, u64),
+    (rss_empty, rss_registered, rss_idle): (u64, u64, Option<u64>),
     cpu_seconds_by_thread: std::collections::BTreeMap<String, f64>,
     counters: Option<crate::results::ServerCounters>,
 ) -> ServerFigures {
@@ -296,24 +314,24 @@ fn server_figures(
         (Some(a), Some(b)) => b.cpu_s - a.cpu_s,
         _ => 0.0,
     };
-    // Memory per session is the slope from the run's lowest reading to its highest number
-    // of sessions: right after a bulk registration the allocator still holds the requests'
-    // memory and hands it back only once its threads run again, so the reading taken before
-    // the first arrival overstates the registry (it is kept, as rss_registered_bytes).
+    // Memory per session: growth above the registered users' settled reading, per session.
     let rss_connected = samples.iter().map(|s| s.rss).max().unwrap_or(0);
-    let seen = m.timeline.iter().filter(|s| s.server_rss_bytes > 0);
-    let floor = seen
-        .clone()
-        .min_by_key(|s| s.server_rss_bytes)
-        .map_or((rss_registered, 0), |s| (s.server_rss_bytes, s.connected));
-    let peak = seen
+    let peak = m
+        .timeline
+        .iter()
+        .filter(|s| s.server_rss_bytes > 0)
         .max_by_key(|s| (s.connected, s.server_rss_bytes))
         .map_or((rss_connected, 0), |s| (s.server_rss_bytes, s.connected));
-    let bytes_per_session = if peak.1 > floor.1 {
-        peak.0.saturating_sub(floor.0) as f64 / (peak.1 - floor.1) as f64
-    } else {
-        0.0
+    let connected_end = m.timeline.last().map_or(0, |s| s.connected);
+    let per = |rss: u64, sessions: u64| {
+        if sessions > 0 {
+            rss.saturating_sub(rss_registered) as f64 / sessions as f64
+        } else {
+            0.0
+        }
     };
+    let bytes_per_active_session = per(peak.0, peak.1);
+    let bytes_per_session = rss_idle.map_or(bytes_per_active_session, |r| per(r, connected_end));
     // Handshakes per CPU-second over the seconds in which handshakes completed.
     let (hs, cpu): (u64, f64) = m
         .timeline
@@ -329,17 +347,19 @@ fn server_figures(
         cpu_seconds_by_thread,
         rss_registered_bytes: rss_registered,
         rss_connected_bytes: rss_connected,
-        bytes_per_registered_user: floor.0.min(rss_registered).saturating_sub(rss_empty) as f64
-            / users,
+        bytes_per_registered_user: rss_registered.saturating_sub(rss_empty) as f64 / users,
         bytes_per_session,
+        bytes_per_active_session,
+        rss_idle_bytes: rss_idle.unwrap_or(0),
         handshakes_per_cpu_second: if cpu > 0.0 { hs as f64 / cpu } else { 0.0 },
         counters,
     }
 }
 
-/// The server's resident memory once it stops falling: the allocator returns the memory of
-/// a bulk registration's requests to the system some seconds later (up to 10 s of waiting).
-fn settled_rss(pid: u32) -> u64 {
+/// The server's resident memory once at least `min_wait` has passed and it has stopped
+/// falling (at most `min_wait` + 10 s).
+fn settled_rss(pid: u32, min_wait: Duration) -> u64 {
+    std::thread::sleep(min_wait);
     let mut readings = vec![testbed::procstat::rss_bytes(pid)];
     for _ in 0..40 {
         std::thread::sleep(Duration::from_millis(250));

@@ -137,6 +137,9 @@ pub struct Scenario {
     pub storm_seconds: f64,
     /// How long after the last arrival a user may still be connecting (retries included).
     pub patience_seconds: f64,
+    /// After the run, how long everyone stays connected and silent before the server's
+    /// memory per idle session is read (xgate compacts sessions idle for 10 s).
+    pub idle_seconds: f64,
     /// Traffic once connected.
     pub traffic: Traffic,
     /// Mixed-flood only.
@@ -155,6 +158,7 @@ impl Default for Scenario {
             hold_seconds: 10.0,
             storm_seconds: 5.0,
             patience_seconds: 12.0,
+            idle_seconds: 15.0,
             traffic: Traffic::default(),
             flood: None,
             seed: 1,
@@ -241,6 +245,7 @@ impl Scenario {
             ("hold_seconds", self.hold_seconds),
             ("storm_seconds", self.storm_seconds),
             ("patience_seconds", self.patience_seconds),
+            ("idle_seconds", self.idle_seconds),
             ("traffic.seconds", self.traffic.seconds),
         ] {
             if !seconds_ok(v) {
@@ -308,5 +313,41 @@ impl Scenario {
             _ => self.seconds,
         };
         Duration::from_secs_f64(arrivals + self.traffic.seconds + self.patience_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_parses_and_keeps_its_bounds() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.name, *name, "a built-in is named as it is called");
+            assert!(s.bound() <= Duration::from_secs_f64(3.0 * MAX_SECONDS));
+        }
+    }
+
+    #[test]
+    fn bad_scenarios_say_which_field_and_what_to_do() {
+        let err = |text: &str| Scenario::from_toml(text).expect_err("refused").to_string();
+        assert!(err("users = 0").contains("users: 0 is not in 1..=60000"));
+        assert!(
+            err("users = 10\nbogus = 1").contains("bogus"),
+            "unknown fields are named"
+        );
+        assert!(err("kind = \"mixed-flood\"").contains("needs a [flood] table"));
+        assert!(
+            err("kind = \"step\"\n[flood]\nsources = 3").contains("only kind = \"mixed-flood\"")
+        );
+        let e = err("users = 60000\n[traffic]\nprofile = \"bulk\"\npackets_per_second = 10");
+        assert!(e.contains("above the harness bound"), "{e}");
+        assert!(err("seconds = -1").contains("seconds: -1 is not in 0..=600"));
+        assert!(err("name = \"a b\"").contains("name"));
+        assert!(Scenario::load("no-such-scenario")
+            .expect_err("unknown")
+            .to_string()
+            .contains("neither a built-in scenario"));
     }
 }
