@@ -2,6 +2,7 @@
 #   make demo   start xgate with its embedded defaults and connect real WireGuard clients
 #   make test   every test: unit, cross-implementation and network-namespace interop
 #   make bench  the datapath benchmark beside boringtun-cli and wireguard-go (bench-results/)
+#   make surge  the login-surge loadtest (10,000 users over 20 s) and the capacity report
 
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
@@ -10,7 +11,7 @@ APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux pr
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 
-.PHONY: all deps bench-deps apt-packages build demo test bench lint clean
+.PHONY: all deps bench-deps apt-packages build demo test bench surge lint clean
 
 all: build
 
@@ -42,13 +43,21 @@ bench-deps: deps
 build:
 	$(CARGO) build --release --bins
 
+# The demo ends with a short login surge (3,000 simulated users) and a sizing line; its
+# results go to a scratch directory, not bench-results/.
 demo: deps build
 	./target/release/xgate-demo
+	./target/release/xgate-loadtest run --scenario demo --out /tmp/xgate-demo-results
 
 # Bounded: about 5 minutes on a 2-core machine (every load loop has a packet count and a
 # deadline). Writes bench-results/datapath-<date>-<commit>.json and bench-results/datapath.md.
 bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
+
+# Bounded: the scenario's own bound (about 40 s of load) plus set-up, well under 5 minutes.
+# Writes bench-results/loadtest-surge-xgate-<date>-<commit>.json, capacity.md and its plots.
+surge: deps build
+	./target/release/xgate-loadtest run --scenario surge --report
 
 lint:
 	$(CARGO) fmt --all --check
