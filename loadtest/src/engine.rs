@@ -1,6 +1,8 @@
 //! The event loop that drives every simulated user on one thread: arrivals from the
-//! schedule, tunnel timers from a heap, datagrams from epoll over one UDP socket per user
-//! (each user has its own source address and port). Measures as it goes.
+//! schedule, tunnel timers from a heap, datagrams from epoll over the users' UDP sockets.
+//! Each user has a socket of its own (its own source address and port) unless the process
+//! may not open that many files; then a few users share one, and replies are told apart by
+//! their receiver index, which the user chose. Measures as it goes.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -15,26 +17,49 @@ use crate::client::{drop_reason, Attempt, Shared, State};
 use crate::results::{ClientFigures, Latencies, Second, Summary};
 use crate::schedule::Phase;
 
-/// One simulated user's endpoint.
+/// A socket bound to `source` (any free port), for one or more users.
+pub fn bind_endpoint(source: Ipv4Addr) -> Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddrV4::new(source, 0))
+        .with_context(|| format!("binding a user socket to {source}"))?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// One simulated user.
 pub struct User {
-    /// Its socket, bound to its own address and an ephemeral port.
-    pub socket: UdpSocket,
+    /// Index of its socket.
+    pub endpoint: u32,
     /// Its tunnel address (assigned by the server's registry, or by the harness).
     pub tunnel_ip: Ipv4Addr,
     current: Option<u32>,
 }
 
 impl User {
-    /// Binds a user's socket to `source` (any free port).
-    pub fn bind(source: Ipv4Addr, tunnel_ip: Ipv4Addr) -> Result<Self> {
-        let socket = UdpSocket::bind(SocketAddrV4::new(source, 0))
-            .with_context(|| format!("binding a user socket to {source}"))?;
-        socket.set_nonblocking(true)?;
-        Ok(Self {
-            socket,
+    /// A user sending through socket `endpoint`.
+    pub fn new(endpoint: u32, tunnel_ip: Ipv4Addr) -> Self {
+        Self {
+            endpoint,
             tunnel_ip,
             current: None,
-        })
+        }
+    }
+}
+
+/// The receiver index of a datagram sent to us (response, cookie reply, transport).
+fn receiver_index(d: &[u8]) -> Option<u32> {
+    let at = match d.first()? {
+        2 => 8,
+        3 | 4 => 4,
+        _ => return None,
+    };
+    Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The sender index of a handshake message we send (initiation or response).
+fn sender_index(d: &[u8]) -> Option<u32> {
+    match d.first()? {
+        1 | 2 => Some(u32::from_le_bytes(d.get(4..8)?.try_into().ok()?)),
+        _ => None,
     }
 }
 
@@ -85,7 +110,7 @@ fn micros(d: Duration) -> u64 {
 struct Epoll(i32);
 
 impl Epoll {
-    fn new(users: &[User]) -> Result<Self> {
+    fn new(sockets: &[UdpSocket]) -> Result<Self> {
         // SAFETY: plain syscall; the descriptor is owned by the returned value.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         anyhow::ensure!(
@@ -94,14 +119,14 @@ impl Epoll {
             std::io::Error::last_os_error()
         );
         let e = Epoll(fd);
-        for (i, u) in users.iter().enumerate() {
+        for (i, socket) in sockets.iter().enumerate() {
             let mut ev = libc::epoll_event {
                 events: libc::EPOLLIN as u32,
                 u64: i as u64,
             };
             // SAFETY: both descriptors are open; `ev` is valid for the call.
             let rc =
-                unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, u.socket.as_raw_fd(), &mut ev) };
+                unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev) };
             anyhow::ensure!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
         }
         Ok(e)
@@ -127,13 +152,17 @@ impl Drop for Epoll {
 /// passed. `shared.start` must lie in the future of the virtual clock origin given by
 /// `virtual_now` at the moment `run` is called.
 pub fn run(
+    sockets: &[UdpSocket],
     users: &mut [User],
     attempts: &mut [Attempt],
     shared: &Shared,
     bound: Duration,
     mut progress: impl FnMut(Progress),
 ) -> Result<Measured> {
-    let epoll = Epoll::new(users)?;
+    let epoll = Epoll::new(sockets)?;
+    // (socket, index we chose) -> attempt: how replies on a shared socket find their user.
+    let mut routes: std::collections::HashMap<(u32, u32), u32> =
+        std::collections::HashMap::with_capacity(attempts.len());
     // The virtual clock: offset zero of the schedule is `shared.start`, now.
     let real_start = Instant::now();
     let vnow = || shared.start + real_start.elapsed();
@@ -165,9 +194,13 @@ pub fn run(
     let mut cookies = 0u64;
 
     macro_rules! send_all {
-        ($a:expr, $user:expr) => {{
-            let socket = &users[$user as usize].socket;
-            $a.transmit(|d| {
+        ($i:expr, $user:expr) => {{
+            let endpoint = users[$user as usize].endpoint;
+            let socket = &sockets[endpoint as usize];
+            attempts[$i as usize].transmit(|d| {
+                if let Some(index) = sender_index(d) {
+                    routes.insert((endpoint, index), $i);
+                }
                 if socket.send_to(d, shared.server).is_err() {
                     send_errors += 1;
                 }
@@ -204,11 +237,10 @@ pub fn run(
                 }
                 p.leave();
             }
-            let a = &mut attempts[i as usize];
-            a.start(now);
+            attempts[i as usize].start(now);
             arrived += 1;
-            send_all!(a, user);
-            if let Some(leave) = a.arrival.leave_at {
+            send_all!(i, user);
+            if let Some(leave) = attempts[i as usize].arrival.leave_at {
                 heap.push(Reverse((shared.start + leave, i, Job::Leave)));
             }
             rearm!(i);
@@ -250,7 +282,7 @@ pub fn run(
                     continue;
                 }
             }
-            send_all!(attempts[i as usize], user);
+            send_all!(i, user);
             rearm!(i);
         }
         // One-second windows for the timeline.
@@ -301,12 +333,14 @@ pub fn run(
         let n = epoll.wait(&mut events, ms);
         let now = vnow();
         for ev in &events[..n] {
-            let u = ev.u64 as usize;
-            while let Ok((len, _)) = users[u].socket.recv_from(&mut buf) {
-                let Some(i) = users[u].current else {
-                    *dropped.entry("no_current_attempt".into()).or_default() += 1;
+            let e = ev.u64 as u32;
+            while let Ok((len, _)) = sockets[e as usize].recv_from(&mut buf) {
+                let route = receiver_index(&buf[..len]).and_then(|r| routes.get(&(e, r)));
+                let Some(&i) = route else {
+                    *dropped.entry("unknown_receiver".into()).or_default() += 1;
                     continue;
                 };
+                let u = attempts[i as usize].arrival.user;
                 let a = &mut attempts[i as usize];
                 let cookies_before = a.cookies;
                 let result = a.on_datagram(now, shared, &mut buf[..len]);
@@ -340,7 +374,7 @@ pub fn run(
                     }
                     Err(e) => *dropped.entry(drop_reason(&e).into()).or_default() += 1,
                 }
-                send_all!(attempts[i as usize], u as u32);
+                send_all!(i, u);
                 rearm!(i);
             }
         }
@@ -405,5 +439,42 @@ fn settled(a: &Attempt, now: Instant) -> bool {
             traffic_done && echo_done
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_read_where_each_message_keeps_them() {
+        let mut response = [0u8; 92];
+        response[0] = 2;
+        response[4..8].copy_from_slice(&7u32.to_le_bytes());
+        response[8..12].copy_from_slice(&9u32.to_le_bytes());
+        assert_eq!(receiver_index(&response), Some(9));
+        assert_eq!(
+            sender_index(&response),
+            Some(7),
+            "a response we send names our index"
+        );
+        let mut initiation = [0u8; 148];
+        initiation[0] = 1;
+        initiation[4..8].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(sender_index(&initiation), Some(5));
+        assert_eq!(
+            receiver_index(&initiation),
+            None,
+            "initiations carry no receiver"
+        );
+        for kind in [3u8, 4] {
+            let mut m = [0u8; 64];
+            m[0] = kind;
+            m[4..8].copy_from_slice(&11u32.to_le_bytes());
+            assert_eq!(receiver_index(&m), Some(11));
+            assert_eq!(sender_index(&m), None);
+        }
+        assert_eq!(receiver_index(&[2, 0, 0]), None, "truncated");
+        assert_eq!(receiver_index(&[]), None);
     }
 }

@@ -119,11 +119,11 @@ pub struct ServerFigures {
     pub rss_registered_bytes: u64,
     /// Resident memory with the most users connected, bytes.
     pub rss_connected_bytes: u64,
-    /// Resident memory growth per registered user (above the server without users, both
-    /// read once settled: 11 s after the registration, when its threads have exited).
+    /// Resident memory growth per registered user: the lowest reading (registered users
+    /// settled, or lower during the run) above the server without users, per user.
     pub bytes_per_registered_user: f64,
     /// Memory per idle session: the reading taken after everyone stayed connected and silent
-    /// for the scenario's idle_seconds, above rss_registered_bytes, per session connected,
+    /// for the scenario's idle_seconds, above the lowest reading, per session added since,
     /// bytes (the active figure if the scenario waits no idle time).
     pub bytes_per_session: f64,
     /// The same with the sessions active (the reading with the most users connected).
@@ -139,8 +139,11 @@ pub struct ServerFigures {
 /// The client side of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClientFigures {
-    /// Users in the scenario (distinct keys and endpoints).
+    /// Users in the scenario (each with its own key).
     pub users: u64,
+    /// Source address and port pairs they sent from: one per user unless the process may not
+    /// open that many sockets (then users share them, told apart by receiver index).
+    pub endpoints: u64,
     /// Connection attempts (users plus reconnections).
     pub attempts: u64,
     /// Attempts that completed a handshake.

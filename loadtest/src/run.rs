@@ -37,8 +37,8 @@ pub struct RunOptions {
     pub tag: String,
 }
 
-/// Lets this process hold one socket per user.
-fn raise_open_files(needed: u64) -> Result<()> {
+/// Lets this process hold one socket per user if it may; returns how many it may hold.
+fn raise_open_files(needed: u64) -> Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -49,18 +49,22 @@ fn raise_open_files(needed: u64) -> Result<()> {
             bail!("getrlimit: {}", std::io::Error::last_os_error());
         }
         if lim.rlim_cur >= needed {
-            return Ok(());
+            return Ok(lim.rlim_cur);
         }
-        lim.rlim_cur = needed;
-        lim.rlim_max = lim.rlim_max.max(needed);
+        let wanted = libc::rlimit {
+            rlim_cur: needed,
+            rlim_max: lim.rlim_max.max(needed),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            return Ok(needed);
+        }
+        // Without CAP_SYS_RESOURCE the hard limit stands: take all of it.
+        lim.rlim_cur = lim.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            bail!(
-                "cannot allow {needed} open files ({}): run as root or lower the users",
-                std::io::Error::last_os_error()
-            );
+            bail!("setrlimit: {}", std::io::Error::last_os_error());
         }
+        Ok(lim.rlim_max)
     }
-    Ok(())
 }
 
 /// Runs `f` over `items` on every CPU, keeping the order.
@@ -112,7 +116,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let s = &opts.scenario;
     s.check()?;
     let users = s.users as usize;
-    raise_open_files(users as u64 + 4096)?;
+    // A socket per user if the process may open that many files, keeping 4,096 for the rest.
+    let may_open = raise_open_files(users as u64 + 4096)?;
+    let endpoints = (users as u64).min(may_open.saturating_sub(4096)).max(1) as usize;
+    if endpoints < users {
+        eprintln!(
+            "the process may open {may_open} files: {users} users share {endpoints} source \
+             addresses and ports (raise the hard limit of open files for one each)"
+        );
+    }
     let arrivals = schedule::arrivals(s);
 
     let mut target = Target::start(
@@ -219,12 +231,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             if let Some(c) = load_cpu {
                 pin_this_thread(c);
             }
-            let mut users: Vec<User> = (0..users as u32)
-                .map(|i| User::bind(user_source(i), tunnel_ips[i as usize]))
+            let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
+                .map(|e| crate::engine::bind_endpoint(user_source(e)))
                 .collect::<Result<_>>()?;
+            let mut users: Vec<User> = (0..users as u32)
+                .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
+                .collect();
             let mut attempts = attempts;
             let cpu0 = thread_cpu_seconds();
-            let m = engine::run(&mut users, &mut attempts, &shared, bound, |p| {
+            let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
                 progress_bar.set_position(p.connected);
                 progress_bar.set_message(format!(
                     "{} arrived, {} cookies, {} gave up, {:.0} s",
@@ -272,6 +287,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let cpu_by_thread =
         testbed::procstat::cpu_spent(&threads_before, &testbed::procstat::cpu_by_thread(pid));
     measured.clients.users = s.users as u64;
+    measured.clients.endpoints = endpoints as u64;
     measured.clients.loadgen_cpu_seconds = loadgen_cpu;
     let server = server_figures(
         &mut measured,
@@ -314,18 +330,25 @@ fn server_figures(
         (Some(a), Some(b)) => b.cpu_s - a.cpu_s,
         _ => 0.0,
     };
-    // Memory per session: growth above the registered users' settled reading, per session.
+    // Memory per session: growth above the lowest reading (the registered users' settled
+    // reading, or a lower one during the run, with the sessions it already had: the allocator
+    // returns what the registration's threads freed only once other threads allocate), per
+    // session added since.
     let rss_connected = samples.iter().map(|s| s.rss).max().unwrap_or(0);
-    let peak = m
-        .timeline
-        .iter()
-        .filter(|s| s.server_rss_bytes > 0)
+    let seen = m.timeline.iter().filter(|s| s.server_rss_bytes > 0);
+    let floor = seen
+        .clone()
+        .map(|s| (s.server_rss_bytes, s.connected))
+        .chain([(rss_registered, 0)])
+        .min_by_key(|&(rss, _)| rss)
+        .unwrap_or((rss_registered, 0));
+    let peak = seen
         .max_by_key(|s| (s.connected, s.server_rss_bytes))
         .map_or((rss_connected, 0), |s| (s.server_rss_bytes, s.connected));
     let connected_end = m.timeline.last().map_or(0, |s| s.connected);
     let per = |rss: u64, sessions: u64| {
-        if sessions > 0 {
-            rss.saturating_sub(rss_registered) as f64 / sessions as f64
+        if sessions > floor.1 {
+            rss.saturating_sub(floor.0) as f64 / (sessions - floor.1) as f64
         } else {
             0.0
         }
@@ -347,7 +370,7 @@ fn server_figures(
         cpu_seconds_by_thread,
         rss_registered_bytes: rss_registered,
         rss_connected_bytes: rss_connected,
-        bytes_per_registered_user: rss_registered.saturating_sub(rss_empty) as f64 / users,
+        bytes_per_registered_user: floor.0.saturating_sub(rss_empty) as f64 / users,
         bytes_per_session,
         bytes_per_active_session,
         rss_idle_bytes: rss_idle.unwrap_or(0),

@@ -28,7 +28,14 @@ const USER_PREFIX: &str = "10.180.0.0/16";
 /// Flood sources (mixed-flood), local the same way.
 const FLOOD_PREFIX: &str = "10.182.0.0/24";
 const PORT: u16 = 51820;
-const IFACE: &str = "xlt0";
+
+/// The server's interface name for a run: the UAPI socket (/var/run/wireguard/<name>.sock)
+/// is global, so runs side by side (tests) need names of their own.
+fn iface_name(tag: &str) -> String {
+    let mut name = format!("xl{tag}");
+    name.truncate(15);
+    name
+}
 const API: &str = "127.0.0.1:9180";
 
 /// The source address of user `i`.
@@ -100,6 +107,7 @@ pub struct Target {
     pub cpus: usize,
     token: Option<String>,
     dir: PathBuf,
+    iface: String,
 }
 
 fn pin(pid: u32, cpus: &[usize]) -> Result<()> {
@@ -135,6 +143,7 @@ impl Target {
             // ...and the server routes replies to it over the veth.
             server_ns.ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
         }
+        let iface = iface_name(&opts.tag);
         let (process, public_key, pid, token) = match kind {
             TargetKind::Xgate => start_xgate(&server_ns, opts)?,
             TargetKind::BoringtunCli | TargetKind::WireguardGo => {
@@ -143,11 +152,11 @@ impl Target {
                 } else {
                     Implementation::WireguardGo
                 };
-                let peer = WgPeer::start(implementation, &server_ns, IFACE, &opts.dir)?;
+                let peer = WgPeer::start(implementation, &server_ns, &iface, &opts.dir)?;
                 peer.configure(&server_ns, &[&format!("{SERVER_TUNNEL_IP}/12")], 1420)?;
                 wg(
                     &server_ns,
-                    &["set", IFACE, "listen-port", &PORT.to_string()],
+                    &["set", &iface, "listen-port", &PORT.to_string()],
                 )?;
                 let pid = peer.daemon.pid().context("the server exited")?;
                 let key = peer.public_key;
@@ -166,6 +175,7 @@ impl Target {
             cpus: opts.cpus.len(),
             token,
             dir: opts.dir.clone(),
+            iface,
         })
     }
 
@@ -249,7 +259,7 @@ impl Target {
         std::fs::write(&path, conf)?;
         wg(
             &self.server_ns,
-            &["addconf", IFACE, path.to_str().unwrap_or_default()],
+            &["addconf", &self.iface, path.to_str().unwrap_or_default()],
         )
         .context("configuring the users with wg addconf")?;
         Ok(addrs)
@@ -381,8 +391,9 @@ fn start_xgate(
         let _ = std::fs::remove_file(f);
     }
     let cpus: Vec<String> = opts.cpus.iter().map(ToString::to_string).collect();
+    let iface = iface_name(&opts.tag);
     let config = format!(
-        "[interface]\nname = \"{IFACE}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
+        "[interface]\nname = \"{iface}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
          address = [\"{SERVER_TUNNEL_IP}/12\"]\nmtu = 1420\nworkers = {n}\ncpus = [{}]\n\
          handshake_threads = {n}\n\n[registry]\npath = \"{}\"\n\n[[pool]]\nname = \"default\"\n\
          ipv4 = \"10.96.0.0/12\"\n\n[api]\nlisten = \"{API}\"\ntoken_file = \"{}\"\n",
@@ -398,7 +409,7 @@ fn start_xgate(
         &opts.xgate,
         ns,
         &["--config", path.to_str().unwrap_or_default()],
-        IFACE,
+        &iface,
         &dir.join("loadtest-xgate.log"),
     )?;
     let pid = x.daemon.pid().context("xgate exited")?;

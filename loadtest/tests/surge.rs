@@ -19,6 +19,9 @@ fn xgate_binary() -> PathBuf {
         .expect("the xgate binary (cargo build -p xgate-control)")
 }
 
+/// The runs take turns: each pins its server to CPU 0 and measures it.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn options(scenario: &str, tag: &str) -> RunOptions {
     RunOptions {
         scenario: Scenario::load(scenario).expect("built-in scenario"),
@@ -41,12 +44,18 @@ fn written_and_read_back(r: &RunResult) -> RunResult {
 
 #[test]
 fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let r = run(&options("small", "s")).expect("the run");
     let r = written_and_read_back(&r);
     let c = &r.clients;
     let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
     eprintln!("{dump}");
     assert_eq!(c.users, 500);
+    assert_eq!(c.endpoints, 500, "a source address and port per user");
+    assert!(
+        c.dropped.is_empty(),
+        "nothing the server sent was refused: {dump}"
+    );
     assert_eq!(c.connected, 500, "every user connects: {dump}");
     assert_eq!(
         c.first_byte, 500,
@@ -80,6 +89,7 @@ fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
 
 #[test]
 fn users_connect_through_a_mixed_flood_that_is_dropped() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut o = options("mixed-flood", "f");
     o.scenario.users = 300;
     o.scenario.seconds = 5.0;
