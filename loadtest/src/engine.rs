@@ -163,6 +163,14 @@ pub fn run(
     // (socket, index we chose) -> attempt: how replies on a shared socket find their user.
     let mut routes: std::collections::HashMap<(u32, u32), u32> =
         std::collections::HashMap::with_capacity(attempts.len());
+    // A socket with one user routes everything to it (initiations from the server too,
+    // which name no receiver); shared sockets route by receiver index.
+    let mut alone: Vec<Option<u32>> = vec![None; sockets.len()];
+    let mut sharing = vec![0u32; sockets.len()];
+    for (u, user) in users.iter().enumerate() {
+        sharing[user.endpoint as usize] += 1;
+        alone[user.endpoint as usize] = Some(u as u32);
+    }
     // The virtual clock: offset zero of the schedule is `shared.start`, now.
     let real_start = Instant::now();
     let vnow = || shared.start + real_start.elapsed();
@@ -335,9 +343,19 @@ pub fn run(
         for ev in &events[..n] {
             let e = ev.u64 as u32;
             while let Ok((len, _)) = sockets[e as usize].recv_from(&mut buf) {
-                let route = receiver_index(&buf[..len]).and_then(|r| routes.get(&(e, r)));
-                let Some(&i) = route else {
-                    *dropped.entry("unknown_receiver".into()).or_default() += 1;
+                let route = match alone[e as usize] {
+                    Some(u) if sharing[e as usize] == 1 => users[u as usize].current,
+                    _ => receiver_index(&buf[..len])
+                        .and_then(|r| routes.get(&(e, r)))
+                        .copied(),
+                };
+                let Some(i) = route else {
+                    let why = if sharing[e as usize] == 1 {
+                        "to_a_user_who_left"
+                    } else {
+                        "unknown_receiver"
+                    };
+                    *dropped.entry(why.into()).or_default() += 1;
                     continue;
                 };
                 let u = attempts[i as usize].arrival.user;
