@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use loadtest::results::RunResult;
 use loadtest::run::{run, RunOptions};
@@ -134,21 +134,23 @@ fn real_main() -> Result<()> {
                 done.push(r);
             }
             // What these runs alone say about the report's example deployment.
-            let datapath = latest_datapath(&out)?.or(latest_datapath(Path::new("bench-results"))?);
+            let datapath = loadtest::results::latest_datapath(&out)?.or(
+                loadtest::results::latest_datapath(Path::new("bench-results"))?,
+            );
             let m = sizing::measured(&done, datapath.as_ref().map(|(_, v)| v));
             match sizing::size(&loadtest::report::EXAMPLE_NEED, &m) {
                 Ok(s) => println!("sizing: {}", sizing::sizing_line(&s)),
                 Err(e) => println!("sizing: not computable from this run: {e:#}"),
             }
             if report {
-                let runs = latest_results(&out)?;
+                let runs = loadtest::results::latest_results(&out)?;
                 let path = write_report(&runs, &out)?;
                 println!("wrote {}", path.display());
             }
         }
         Command::Report { files, out } => {
             let runs = if files.is_empty() {
-                latest_results(&out)?
+                loadtest::results::latest_results(&out)?
             } else {
                 files
                     .iter()
@@ -171,8 +173,8 @@ fn real_main() -> Result<()> {
                 gbps >= 0.0 && p99_ms > 0.0 && surge_seconds > 0.0 && cores_per_box > 0,
                 "--gbps must be >= 0; --p99-ms, --surge-seconds and --cores-per-box above 0"
             );
-            let runs = latest_results(&results)?;
-            let datapath = latest_datapath(&results)?;
+            let runs = loadtest::results::latest_results(&results)?;
+            let datapath = loadtest::results::latest_datapath(&results)?;
             let m = sizing::measured(&runs, datapath.as_ref().map(|(_, v)| v));
             let s = sizing::size(
                 &Need {
@@ -219,61 +221,6 @@ fn summary_line(r: &RunResult) -> String {
 }
 
 fn write_report(runs: &[RunResult], out: &Path) -> Result<PathBuf> {
-    let datapath = latest_datapath(out)?;
+    let datapath = loadtest::results::latest_datapath(out)?;
     loadtest::report::write_report(runs, datapath.as_ref().map(|(p, v)| (p.as_path(), v)), out)
-}
-
-/// The newest result of each (scenario, target) in `dir`, by date then file name.
-fn latest_results(dir: &Path) -> Result<Vec<RunResult>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("loadtest-") && n.ends_with(".json"))
-        })
-        .collect();
-    names.sort();
-    let mut latest: std::collections::BTreeMap<(String, String), (String, RunResult)> =
-        Default::default();
-    for p in names {
-        let r = RunResult::read(&p)?;
-        let key = (r.scenario.name.clone(), r.target.clone());
-        let when = r.machine.date.clone();
-        if latest.get(&key).is_none_or(|(d, _)| *d <= when) {
-            latest.insert(key, (when, r));
-        }
-    }
-    anyhow::ensure!(
-        !latest.is_empty(),
-        "no loadtest results in {}: run `make surge` first",
-        dir.display()
-    );
-    Ok(latest.into_values().map(|(_, r)| r).collect())
-}
-
-/// The newest datapath benchmark result (`make bench`), if any.
-fn latest_datapath(dir: &Path) -> Result<Option<(PathBuf, serde_json::Value)>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(None);
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("datapath-") && n.ends_with(".json"))
-        })
-        .collect();
-    files.sort();
-    let Some(path) = files.pop() else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path)?;
-    let v =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    Ok(Some((path, v)))
 }

@@ -118,6 +118,25 @@ fn tick_ms(v: &f64) -> String {
     }
 }
 
+/// Draws the legend (if anything was plotted) or the note that nothing was.
+fn finish<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    root: &Area<'_>,
+    any: bool,
+    at: SeriesLabelPosition,
+) -> Drawn {
+    if any {
+        chart
+            .configure_series_labels()
+            .position(at)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 14))
+            .draw()?;
+    }
+    note_if_empty(root, any)
+}
+
 fn note_if_empty(root: &Area<'_>, any: bool) -> Drawn {
     if any {
         return Ok(());
@@ -178,16 +197,7 @@ fn draw_latency(root: &Area<'_>, runs: &[RunResult]) -> Drawn {
             c.stroke_width(1),
         ))?;
     }
-    if any {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
-    }
-    note_if_empty(root, any)
+    finish(&mut chart, root, any, SeriesLabelPosition::UpperRight)
 }
 
 fn draw_connected(root: &Area<'_>, runs: &[RunResult]) -> Drawn {
@@ -223,16 +233,7 @@ fn draw_connected(root: &Area<'_>, runs: &[RunResult]) -> Drawn {
         let arrived = run.timeline.iter().map(|s| (s.t, s.arrived as f64));
         chart.draw_series(LineSeries::new(arrived, c.mix(0.6).stroke_width(1)))?;
     }
-    if any {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
-    }
-    note_if_empty(root, any)
+    finish(&mut chart, root, any, SeriesLabelPosition::LowerRight)
 }
 
 fn draw_resources(root: &Area<'_>, runs: &[RunResult]) -> Drawn {
@@ -283,16 +284,7 @@ fn draw_resources(root: &Area<'_>, runs: &[RunResult]) -> Drawn {
             .collect();
         chart.draw_secondary_series(DashedLineSeries::new(rss, 6, 4, c.stroke_width(1)))?;
     }
-    if any {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()?;
-    }
-    note_if_empty(root, any)
+    finish(&mut chart, root, any, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

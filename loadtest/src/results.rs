@@ -261,3 +261,53 @@ impl RunResult {
         Ok(path)
     }
 }
+
+/// The files in `dir` named `<prefix>...json`, sorted by name.
+fn json_files(dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The newest result of each (scenario, target) in `dir`, by date then file name.
+pub fn latest_results(dir: &Path) -> Result<Vec<RunResult>> {
+    let mut latest: BTreeMap<(String, String), (String, RunResult)> = BTreeMap::new();
+    for p in json_files(dir, "loadtest-")? {
+        let r = RunResult::read(&p)?;
+        let key = (r.scenario.name.clone(), r.target.clone());
+        let when = r.machine.date.clone();
+        if latest.get(&key).is_none_or(|(d, _)| *d <= when) {
+            latest.insert(key, (when, r));
+        }
+    }
+    anyhow::ensure!(
+        !latest.is_empty(),
+        "no loadtest results in {}: run `make surge` first",
+        dir.display()
+    );
+    Ok(latest.into_values().map(|(_, r)| r).collect())
+}
+
+/// The newest datapath benchmark result (`make bench`) in `dir`, if any.
+pub fn latest_datapath(dir: &Path) -> Result<Option<(std::path::PathBuf, serde_json::Value)>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let Some(path) = json_files(dir, "datapath-")?.pop() else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(Some((path, v)))
+}
