@@ -146,11 +146,15 @@ impl RemotePeer {
     /// Computes now what the first handshake with the peer would otherwise compute (the
     /// static-static Diffie-Hellman and the initial hash), so it can be done ahead, in idle
     /// time, rather than during a login surge.
+    /// Computes outside the cells' locks: a responder needing the value meanwhile computes
+    /// it itself rather than wait for a thread that may run only when the core is idle.
     pub fn precompute(&self, local: &LocalIdentity) {
-        if local.public == self.local_public {
-            let _ = self.static_static(local);
+        if local.public == self.local_public && self.static_static.get().is_none() {
+            let _ = self.static_static.set(dh(&local.secret, &self.public.0));
         }
-        let _ = self.initial_hash();
+        if self.initial_hash.get().is_none() {
+            let _ = self.initial_hash.set(initial_hash(&self.public));
+        }
     }
 
     /// True once `precompute` (or a handshake) has computed the static-static value.

@@ -78,6 +78,21 @@ impl Ciphers {
     }
 }
 
+// ring's keys hold the key itself and have no drop of their own, so wiping their bytes
+// before the box is freed is sound; this stops the build if a ring update adds one.
+const _: () = assert!(!std::mem::needs_drop::<RingKey>());
+
+impl Drop for Ciphers {
+    fn drop(&mut self) {
+        // Compaction frees these every time a peer goes idle: leave no keys in freed memory.
+        let bytes = (self as *mut Self).cast::<u8>();
+        for i in 0..std::mem::size_of::<Self>() {
+            // SAFETY: within this value; the fields are not read again (no drop glue).
+            unsafe { std::ptr::write_volatile(bytes.add(i), 0) };
+        }
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         self.raw.zeroize();
@@ -112,16 +127,19 @@ pub fn padded_len(len: usize, mtu: usize) -> usize {
 impl Session {
     /// A session from a completed handshake's keys, created at `now`.
     pub fn new(keys: &SessionKeys, now: Instant) -> Self {
-        Self {
+        let mut session = Self {
             local_index: keys.local_index,
             remote_index: keys.remote_index,
             created: now,
             initiator: keys.initiator,
             raw: [keys.send, keys.recv],
-            ciphers: Some(Ciphers::new(&[keys.send, keys.recv])),
+            ciphers: None,
             send_counter: 0,
             replay: ReplayWindow::default(),
-        }
+        };
+        // Expanded here (by whoever makes the session), not by the worker's first packet.
+        session.ciphers = Some(Ciphers::new(&session.raw));
+        session
     }
 
     /// Frees the expanded keys (an idle session); its next packet rebuilds them.

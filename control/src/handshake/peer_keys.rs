@@ -129,7 +129,7 @@ impl Directory {
     pub fn insert(&self, key: PublicKey, keys: Arc<PeerKeys>) {
         let mut entries = self.write();
         if let (Some(warmer), Some(local)) = (self.warmer.get(), &entries.local) {
-            let _ = warmer.send((Arc::downgrade(&keys), local.clone()));
+            let _ = warmer.send((Arc::downgrade(&keys), Arc::downgrade(local)));
         }
         entries.peers.insert(key, keys);
     }

@@ -4,15 +4,16 @@
 //! in, so a thread at the lowest scheduling class (SCHED_IDLE: it runs only when a core
 //! has nothing else to do) computes it for every new peer in the meantime.
 
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use crossbeam_channel::{Receiver, Sender};
 use proto::handshake::LocalIdentity;
 
 use super::peer_keys::PeerKeys;
 
-/// A peer to precompute, held weakly: a peer removed before its turn costs nothing.
-pub type WarmJob = (Weak<PeerKeys>, Arc<LocalIdentity>);
+/// A peer to precompute and the identity to precompute it for, both held weakly: a peer
+/// removed (or a key replaced) before its turn costs nothing and keeps nothing alive.
+pub type WarmJob = (Weak<PeerKeys>, Weak<LocalIdentity>);
 
 /// Starts the warm-up thread; it ends when every sender is dropped.
 pub fn start() -> std::io::Result<Sender<WarmJob>> {
@@ -28,7 +29,7 @@ pub fn start() -> std::io::Result<Sender<WarmJob>> {
 
 fn warm(rx: &Receiver<WarmJob>) {
     while let Ok((keys, local)) = rx.recv() {
-        if let Some(k) = keys.upgrade() {
+        if let (Some(k), Some(local)) = (keys.upgrade(), local.upgrade()) {
             k.remote.precompute(&local);
         }
     }
@@ -51,6 +52,7 @@ mod tests {
     use crate::handshake::Directory;
     use proto::handshake::RemotePeer;
     use proto::PrivateKey;
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     #[test]

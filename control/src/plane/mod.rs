@@ -47,7 +47,7 @@ pub const HANDSHAKE_BACKLOG: usize = 8192;
 pub const PROVEN_BACKLOG: usize = 1024;
 /// Above this many waiting initiations, responses to our own initiations without a valid MAC2
 /// get a cookie reply instead of a Diffie-Hellman.
-const UNDER_LOAD_DEPTH: usize = HANDSHAKE_BACKLOG / 8;
+const UNDER_LOAD_DEPTH: usize = 512;
 
 /// Why the daemon should stop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -310,6 +310,8 @@ impl<B: Backend> Worker<B> {
             return;
         };
         let retired = slot.keys.install(session);
+        // A new session is not idle, however long the peer was quiet before it.
+        slot.quiet = (slot.rx_bytes.wrapping_add(slot.tx_bytes), Some(now));
         self.counters.sessions_installed += 1;
         slot.timers.on_session_derived(now);
         slot.timers.on_authenticated_sent(now);
