@@ -3,7 +3,7 @@
 //! plus what the harness measures about it.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use proto::tunnel::{Event, Received, Tunnel, TunnelConfig, TunnelError};
 use proto::{PrivateKey, PublicKey};
@@ -53,6 +53,8 @@ pub struct Attempt {
     pub cookies: u32,
     /// When the handshake completed.
     pub connected_at: Option<Instant>,
+    /// Initiations and cookies it took to connect (later rekeys are not retries).
+    pub to_connect: (u32, u32),
     /// When the first echo reply came back.
     pub first_byte_at: Option<Instant>,
     /// Inner bytes sent and received.
@@ -82,6 +84,9 @@ pub struct Shared {
     pub traffic_for: Duration,
     /// Virtual time of offset zero.
     pub start: Instant,
+    /// The Unix time at `start`: every tunnel's TAI64N clock is anchored to the same pair,
+    /// so a user's later attempts always carry later timestamps.
+    pub unix: Duration,
 }
 
 /// A short, stable name for why a datagram was dropped.
@@ -115,9 +120,6 @@ impl Attempt {
         keepalive: Option<Duration>,
         shared: &Shared,
     ) -> Self {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
         let config = TunnelConfig {
             private_key: key.clone(),
             peer_public_key: server_key,
@@ -125,7 +127,7 @@ impl Attempt {
             persistent_keepalive: keepalive,
             mtu: 1420,
         };
-        let mut tunnel = Box::new(Tunnel::new(config, shared.start, unix, OsRng));
+        let mut tunnel = Box::new(Tunnel::new(config, shared.start, shared.unix, OsRng));
         tunnel.set_endpoint(shared.server);
         let at = shared.start + arrival.at;
         // The first echo is staged behind the handshake and leaves as soon as it completes.
@@ -148,6 +150,7 @@ impl Attempt {
             initiations: 0,
             cookies: 0,
             connected_at: None,
+            to_connect: (0, 0),
             first_byte_at: None,
             bytes_sent: first.len() as u64,
             bytes_received: 0,
@@ -269,6 +272,7 @@ impl Attempt {
             match e {
                 Event::HandshakeComplete { .. } if self.connected_at.is_none() => {
                     self.connected_at = Some(now);
+                    self.to_connect = (self.initiations, self.cookies);
                     self.state = State::Connected;
                     happened.connected = true;
                 }
@@ -292,7 +296,17 @@ impl Attempt {
 
     /// Connected on its first initiation, with no cookie.
     pub fn first_attempt(&self) -> bool {
-        self.connected_at.is_some() && self.initiations == 1 && self.cookies == 0
+        self.connected_at.is_some() && self.to_connect == (1, 0)
+    }
+
+    /// Initiations sent again before it connected (or in all, if it never did).
+    pub fn retries(&self) -> u32 {
+        let sent = if self.connected_at.is_some() {
+            self.to_connect.0
+        } else {
+            self.initiations
+        };
+        sent.saturating_sub(1)
     }
 
     /// Why an attempt that never connected failed.

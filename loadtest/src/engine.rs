@@ -398,6 +398,18 @@ pub fn run(
         }
     }
     let end = vnow();
+    // The last, partial window.
+    let tail = end.saturating_duration_since(next_second - Duration::from_secs(1));
+    if !tail.is_zero() {
+        timeline.push(Second {
+            t: end.saturating_duration_since(shared.start).as_secs_f64(),
+            arrived,
+            connected: connected_now,
+            handshakes: second_hs.len(),
+            handshake_ms: Summary::of_micros(&second_hs),
+            ..Second::default()
+        });
+    }
     if send_errors > 0 {
         dropped.insert("send_refused_by_kernel".into(), send_errors);
     }
@@ -407,7 +419,7 @@ pub fn run(
     let traffic_s = shared.traffic_for.as_secs_f64().max(1e-3);
     for a in attempts.iter() {
         figures.initiations_sent += u64::from(a.initiations);
-        figures.retries += u64::from(a.initiations.saturating_sub(1));
+        figures.retries += u64::from(a.retries());
         figures.cookie_replies += u64::from(a.cookies);
         figures.bytes_sent += a.bytes_sent;
         figures.bytes_received += a.bytes_received;

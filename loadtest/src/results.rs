@@ -154,7 +154,7 @@ pub struct ClientFigures {
     pub first_byte: u64,
     /// Initiations sent, retries included.
     pub initiations_sent: u64,
-    /// Retransmitted initiations.
+    /// Initiations sent again before their user connected (later rekeys not counted).
     pub retries: u64,
     /// Cookie replies received.
     pub cookie_replies: u64,

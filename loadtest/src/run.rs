@@ -178,6 +178,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             .then(|| Duration::from_secs_f64(1.0 / traffic.packets_per_second())),
         traffic_for: Duration::from_secs_f64(traffic.seconds),
         start: Instant::now(),
+        unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default(),
     };
     let keepalive = (traffic.persistent_keepalive > 0)
         .then(|| Duration::from_secs(u64::from(traffic.persistent_keepalive)));
@@ -221,33 +224,36 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         flood_plan.map(|plan| spawn_in(&target.client_ns, move || testbed::flood::flood(&plan)));
 
     let threads_before = testbed::procstat::cpu_by_thread(pid);
-    let sampler = Sampler::start(pid, Duration::from_secs(1));
     let bound = s.bound();
     let load_cpu = opts.load_cpu;
     let progress_bar = bar.clone();
-    let engine_out = target
-        .client_ns
-        .enter(move || -> Result<(Measured, f64)> {
-            if let Some(c) = load_cpu {
-                pin_this_thread(c);
-            }
-            let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
-                .map(|e| crate::engine::bind_endpoint(user_source(e)))
-                .collect::<Result<_>>()?;
-            let mut users: Vec<User> = (0..users as u32)
-                .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
-                .collect();
-            let mut attempts = attempts;
-            let cpu0 = thread_cpu_seconds();
-            let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
-                progress_bar.set_position(p.connected);
-                progress_bar.set_message(format!(
-                    "{} arrived, {} cookies, {} gave up, {:.0} s",
-                    p.arrived, p.cookies, p.failed, p.elapsed
-                ));
-            })?;
-            Ok((m, thread_cpu_seconds() - cpu0))
-        })??;
+    let engine_out =
+        target
+            .client_ns
+            .enter(move || -> Result<(Measured, f64, Vec<Sample>)> {
+                if let Some(c) = load_cpu {
+                    pin_this_thread(c);
+                }
+                let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
+                    .map(|e| crate::engine::bind_endpoint(user_source(e)))
+                    .collect::<Result<_>>()?;
+                let mut users: Vec<User> = (0..users as u32)
+                    .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
+                    .collect();
+                let mut attempts = attempts;
+                let cpu0 = thread_cpu_seconds();
+                // Started with the load loop, so sample k ends where the timeline's second k does.
+                let sampler = Sampler::start(pid, Duration::from_secs(1));
+                let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
+                    progress_bar.set_position(p.connected);
+                    progress_bar.set_message(format!(
+                        "{} arrived, {} cookies, {} gave up, {:.0} s",
+                        p.arrived, p.cookies, p.failed, p.elapsed
+                    ));
+                });
+                let samples = sampler.stop();
+                Ok((m?, thread_cpu_seconds() - cpu0, samples))
+            })??;
     bar.finish_and_clear();
     // Everyone stays connected and silent, so the server can show what an idle session costs.
     if s.idle_seconds > 0.0 {
@@ -258,8 +264,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         std::thread::sleep(Duration::from_secs_f64(s.idle_seconds));
     }
     let rss_idle = (s.idle_seconds > 0.0).then(|| testbed::procstat::rss_bytes(pid));
-    let samples = sampler.stop();
-    let (mut measured, loadgen_cpu) = engine_out;
+    let (mut measured, loadgen_cpu, samples) = engine_out;
     let flood = match flood {
         Some(h) => {
             let sent = h
@@ -336,9 +341,12 @@ fn server_figures(
     // session added since.
     let rss_connected = samples.iter().map(|s| s.rss).max().unwrap_or(0);
     let seen = m.timeline.iter().filter(|s| s.server_rss_bytes > 0);
+    // A reading with more than a tenth of the sessions already up is no floor.
+    let most = m.clients.peak_connected.max(1);
     let floor = seen
         .clone()
         .map(|s| (s.server_rss_bytes, s.connected))
+        .filter(|&(_, sessions)| sessions * 10 <= most)
         .chain([(rss_registered, 0)])
         .min_by_key(|&(rss, _)| rss)
         .unwrap_or((rss_registered, 0));

@@ -20,7 +20,7 @@ pub struct Sample {
 /// A running sampler; `stop` returns its readings.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<Vec<Sample>>,
+    handle: Option<JoinHandle<Vec<Sample>>>,
 }
 
 impl Sampler {
@@ -49,12 +49,25 @@ impl Sampler {
                 out
             })
             .expect("spawning the sampler thread");
-        Self { stop, handle }
+        Self {
+            stop,
+            handle: Some(handle),
+        }
     }
 
     /// Stops and returns every reading.
-    pub fn stop(self) -> Vec<Sample> {
+    pub fn stop(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or_default()
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Sampler {
+    /// A run that fails midway still stops its sampler.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }

@@ -101,6 +101,12 @@ fn users_connect_through_a_mixed_flood_that_is_dropped() {
     assert!(f.forged_sent > 20_000 && f.replayed_sent > 5_000, "{dump}");
     assert_eq!(r.clients.connected, 300, "every user connects: {dump}");
     let s = r.server.counters.as_ref().expect("xgate's counters");
+    // No forged initiation was answered: the users' own and at most the 64 replayed (each a
+    // real initiation, once) got responses.
+    assert!(
+        s.responses_sent <= r.clients.initiations_sent + 64,
+        "{dump}"
+    );
     let refused: u64 = s.refused.values().sum::<u64>() + s.rejected.values().sum::<u64>();
     // Every forged or replayed initiation was refused, rejected or answered by a cookie.
     assert!(
