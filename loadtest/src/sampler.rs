@@ -34,18 +34,20 @@ impl Sampler {
                 let start = Instant::now();
                 let mut out = Vec::new();
                 let mut next = start;
+                let read = |start: Instant| Sample {
+                    t: start.elapsed().as_secs_f64(),
+                    cpu_s: testbed::procstat::cpu_seconds(pid).unwrap_or(0.0),
+                    rss: testbed::procstat::rss_bytes(pid),
+                };
                 while !flag.load(Ordering::Relaxed) {
-                    let now = Instant::now();
-                    if now >= next {
-                        out.push(Sample {
-                            t: now.duration_since(start).as_secs_f64(),
-                            cpu_s: testbed::procstat::cpu_seconds(pid).unwrap_or(0.0),
-                            rss: testbed::procstat::rss_bytes(pid),
-                        });
+                    if Instant::now() >= next {
+                        out.push(read(start));
                         next += every;
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
+                // One more at the stop, closing the run's last partial second.
+                out.push(read(start));
                 out
             })
             .expect("spawning the sampler thread");
