@@ -295,14 +295,8 @@ pub fn run(
         }
         // One-second windows for the timeline.
         while now >= next_second {
-            timeline.push(Second {
-                t: next_second.duration_since(shared.start).as_secs_f64(),
-                arrived,
-                connected: connected_now,
-                handshakes: second_hs.len(),
-                handshake_ms: Summary::of_micros(&second_hs),
-                ..Second::default()
-            });
+            let t = next_second.duration_since(shared.start);
+            timeline.push(window(t, arrived, connected_now, &second_hs));
             second_hs.reset();
             next_second += Duration::from_secs(1);
         }
@@ -401,14 +395,8 @@ pub fn run(
     // The last, partial window.
     let tail = end.saturating_duration_since(next_second - Duration::from_secs(1));
     if !tail.is_zero() {
-        timeline.push(Second {
-            t: end.saturating_duration_since(shared.start).as_secs_f64(),
-            arrived,
-            connected: connected_now,
-            handshakes: second_hs.len(),
-            handshake_ms: Summary::of_micros(&second_hs),
-            ..Second::default()
-        });
+        let t = end.saturating_duration_since(shared.start);
+        timeline.push(window(t, arrived, connected_now, &second_hs));
     }
     if send_errors > 0 {
         dropped.insert("send_refused_by_kernel".into(), send_errors);
@@ -454,6 +442,18 @@ pub fn run(
         timeline,
         duration_s: end.saturating_duration_since(shared.start).as_secs_f64(),
     })
+}
+
+/// The timeline entry for a window ending `t` into the run (server columns filled later).
+fn window(t: Duration, arrived: u64, connected: u64, handshakes: &Histogram<u64>) -> Second {
+    Second {
+        t: t.as_secs_f64(),
+        arrived,
+        connected,
+        handshakes: handshakes.len(),
+        handshake_ms: Summary::of_micros(handshakes),
+        ..Second::default()
+    }
 }
 
 /// An attempt needs nothing more from the run: it left, gave up, or is connected with its
