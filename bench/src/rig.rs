@@ -70,17 +70,7 @@ pub fn pin(pid: u32, cpus: &str) -> Result<()> {
     .with_context(|| format!("pinning {pid} to CPUs {cpus}"))
 }
 
-/// Lets the calling thread run only on `cpus`.
-pub fn pin_thread(cpus: &[usize]) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; pid 0 = this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in cpus {
-            libc::CPU_SET(*c, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
+pub use testbed::process::pin_thread;
 
 /// Runs `f` with the calling thread pinned to `cpu`, then lets it run anywhere again (so the
 /// servers this process starts later do not inherit the pin).

@@ -11,21 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::Scenario;
 
-/// The machine and code a run measured (as `testbed::machine::Machine`, readable back).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct MachineInfo {
-    /// CPU model.
-    pub cpu: String,
-    /// Online CPUs.
-    pub cores: usize,
-    /// Kernel release.
-    pub kernel: String,
-    /// xgate commit (`-dirty` with uncommitted changes).
-    pub commit: String,
-    /// UTC date of the run.
-    pub date: String,
-}
-
 /// Percentiles of one histogram, in milliseconds (or the unit the field says).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
@@ -206,7 +191,7 @@ pub struct RunResult {
     /// Format version of this file.
     pub version: u32,
     /// Machine and commit.
-    pub machine: MachineInfo,
+    pub machine: testbed::machine::Machine,
     /// Which server: "xgate", "boringtun-cli" or "wireguard-go".
     pub target: String,
     /// The scenario as run.

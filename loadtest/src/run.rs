@@ -10,7 +10,7 @@ use proto::{PrivateKey, PublicKey};
 
 use crate::client::{Attempt, Shared};
 use crate::engine::{self, Measured, User};
-use crate::results::{FloodFigures, MachineInfo, RunResult, ServerFigures, VERSION};
+use crate::results::{FloodFigures, RunResult, ServerFigures, VERSION};
 use crate::sampler::{Sample, Sampler};
 use crate::scenario::{Kind, Scenario};
 use crate::schedule;
@@ -89,26 +89,6 @@ fn thread_cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn pin_this_thread(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; pid 0 = this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-fn machine() -> MachineInfo {
-    let m = testbed::machine::Machine::detect();
-    MachineInfo {
-        cpu: m.cpu,
-        cores: m.cores,
-        kernel: m.kernel,
-        commit: m.commit,
-        date: m.date,
-    }
 }
 
 /// Runs one scenario against one target and returns what it measured.
@@ -232,7 +212,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             .client_ns
             .enter(move || -> Result<(Measured, f64, Vec<Sample>)> {
                 if let Some(c) = load_cpu {
-                    pin_this_thread(c);
+                    testbed::process::pin_thread(&[c]);
                 }
                 let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
                     .map(|e| crate::engine::bind_endpoint(user_source(e)))
@@ -304,7 +284,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     );
     Ok(RunResult {
         version: VERSION,
-        machine: machine(),
+        machine: testbed::machine::Machine::detect(),
         target: opts.target.label().into(),
         scenario: s.clone(),
         duration_s: measured.duration_s,

@@ -2,10 +2,12 @@
 
 use std::process::Command;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The machine and the code a run measured.
-#[derive(Debug, Clone, Serialize)]
+/// Fields a result file lacks (older runs) read as empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Machine {
     /// CPU model name from /proc/cpuinfo.
     pub cpu: String,

@@ -86,6 +86,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Lets the calling thread run only on `cpus`.
+pub fn pin_thread(cpus: &[usize]) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it; pid 0 = this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for c in cpus {
+            libc::CPU_SET(*c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Polls `f` every 50 ms until it is true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + timeout;
