@@ -287,12 +287,29 @@ pub fn latest_datapath(dir: &Path) -> Result<Option<(std::path::PathBuf, serde_j
     if !dir.is_dir() {
         return Ok(None);
     }
-    let Some(path) = json_files(dir, "datapath-")?.pop() else {
-        return Ok(None);
-    };
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let v =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    Ok(Some((path, v)))
+    // Newest by the run's date, then by when the file was written (names sort by commit).
+    type Newest = (
+        (String, std::time::SystemTime),
+        std::path::PathBuf,
+        serde_json::Value,
+    );
+    let mut newest: Option<Newest> = None;
+    for path in json_files(dir, "datapath-")? {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let date = v["machine"]["date"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let written = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let key = (date, written);
+        if newest.as_ref().is_none_or(|(k, _, _)| key >= *k) {
+            newest = Some((key, path, v));
+        }
+    }
+    Ok(newest.map(|(_, path, v)| (path, v)))
 }
