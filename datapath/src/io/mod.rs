@@ -5,6 +5,7 @@
 //! the worker processes them in place and either hands the buffer back for sending (the
 //! backend frees it when the kernel is done) or frees it. Nothing is allocated per packet.
 
+pub mod af_xdp;
 mod buf_ring;
 pub mod memory;
 pub mod uring;

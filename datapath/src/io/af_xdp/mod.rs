@@ -1,0 +1,14 @@
+//! The AF_XDP outer side: an XDP program on each outer interface steers xgate's UDP port to
+//! AF_XDP sockets, one per worker and receive queue, whose frames live in the worker's own
+//! memory (UMEM); the worker reads and writes Ethernet/IP/UDP headers itself. Everything else
+//! goes on to the kernel.
+//!
+//! - `program`: the steering program (assembled in Rust) and `bpf`: loading and attaching it.
+//! - `frame`: outer headers and checksums.
+
+pub mod bpf;
+pub mod frame;
+pub mod program;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,232 @@
+//! The XDP steering program, assembled here rather than compiled: it is some forty eBPF
+//! instructions, so a small assembler with labels keeps the build free of clang and an eBPF
+//! toolchain, and the bytes are the same on every machine. The kernel's verifier checks it at
+//! load (and in the tests); `PROG_TEST_RUN` checks what it does with hand-built frames.
+//!
+//! What it does: a UDP datagram to the listen port, in an Ethernet frame with up to two VLAN
+//! tags and an IPv4 header without options that is not a fragment, or an IPv6 header whose next
+//! header is UDP, is redirected to the AF_XDP socket of the queue it arrived on. Everything
+//! else (ARP, NDP, ICMP, TCP, other ports, IPv4 options, fragments, IPv6 extension headers)
+//! goes on to the kernel unchanged; what xgate wants of it still reaches its UDP socket there.
+
+/// One eBPF instruction (`struct bpf_insn`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insn {
+    code: u8,
+    /// Destination register in the low nibble, source in the high one.
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+/// `XDP_ABORTED`: the program failed (the frame is dropped and traced).
+pub const XDP_ABORTED: u32 = 0;
+/// `XDP_DROP`.
+pub const XDP_DROP: u32 = 1;
+/// `XDP_PASS`: on to the kernel's network stack.
+pub const XDP_PASS: u32 = 2;
+/// `XDP_REDIRECT`: to the map's target (here an AF_XDP socket).
+pub const XDP_REDIRECT: u32 = 4;
+
+// Opcode parts (linux/bpf.h, linux/bpf_common.h).
+const LDX_MEM: u8 = 0x01 | 0x60; // class LDX, mode MEM
+const SIZE_W: u8 = 0x00;
+const SIZE_H: u8 = 0x08;
+const SIZE_B: u8 = 0x10;
+const ALU64: u8 = 0x07;
+const JMP: u8 = 0x05;
+const SRC_X: u8 = 0x08;
+const OP_ADD: u8 = 0x00;
+const OP_AND: u8 = 0x50;
+const OP_MOV: u8 = 0xb0;
+const JA: u8 = 0x00;
+const JEQ: u8 = 0x10;
+const JGT: u8 = 0x20;
+const JNE: u8 = 0x50;
+const CALL: u8 = 0x80;
+const EXIT: u8 = 0x90;
+/// `BPF_LD | BPF_IMM | BPF_DW`: a 64-bit immediate over two slots.
+const LD_IMM64: u8 = 0x18;
+/// `BPF_PSEUDO_MAP_FD`: the immediate of an `LD_IMM64` is a map's descriptor.
+const PSEUDO_MAP_FD: u8 = 1;
+/// `bpf_redirect_map(map, key, flags)`: the low bits of `flags` are the verdict when the
+/// map's slot is empty.
+const HELPER_REDIRECT_MAP: i32 = 51;
+
+/// `struct xdp_md` field offsets.
+const MD_DATA: i16 = 0;
+const MD_DATA_END: i16 = 4;
+const MD_RX_QUEUE: i16 = 16;
+
+const R0: u8 = 0;
+const R1: u8 = 1;
+const R2: u8 = 2;
+const R3: u8 = 3;
+const R4: u8 = 4;
+const R5: u8 = 5;
+const R6: u8 = 6;
+
+/// A place in the program jumps can name before it is bound.
+#[derive(Debug, Clone, Copy)]
+struct Label(usize);
+
+/// Collects instructions; jumps to labels are resolved by `finish`.
+#[derive(Default)]
+struct Asm {
+    insns: Vec<Insn>,
+    labels: Vec<Option<usize>>,
+    fixups: Vec<(usize, Label)>,
+}
+
+impl Asm {
+    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+        self.insns.push(Insn {
+            code,
+            regs: dst | (src << 4),
+            off,
+            imm,
+        });
+    }
+
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() - 1)
+    }
+
+    fn bind(&mut self, label: Label) {
+        self.labels[label.0] = Some(self.insns.len());
+    }
+
+    fn load(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+        self.emit(LDX_MEM | size, dst, src, off, 0);
+    }
+
+    fn mov_reg(&mut self, dst: u8, src: u8) {
+        self.emit(ALU64 | OP_MOV | SRC_X, dst, src, 0, 0);
+    }
+
+    fn mov_imm(&mut self, dst: u8, imm: i32) {
+        self.emit(ALU64 | OP_MOV, dst, 0, 0, imm);
+    }
+
+    fn add_imm(&mut self, dst: u8, imm: i32) {
+        self.emit(ALU64 | OP_ADD, dst, 0, 0, imm);
+    }
+
+    fn and_imm(&mut self, dst: u8, imm: i32) {
+        self.emit(ALU64 | OP_AND, dst, 0, 0, imm);
+    }
+
+    fn jump_imm(&mut self, op: u8, dst: u8, imm: i32, to: Label) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(JMP | op, dst, 0, 0, imm);
+    }
+
+    fn jump_reg(&mut self, op: u8, dst: u8, src: u8, to: Label) {
+        self.fixups.push((self.insns.len(), to));
+        self.emit(JMP | op | SRC_X, dst, src, 0, 0);
+    }
+
+    fn ld_map(&mut self, dst: u8, map_fd: i32) {
+        self.emit(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map_fd);
+        self.emit(0, 0, 0, 0, 0);
+    }
+
+    /// Jumps to `pass` unless `len` bytes from packet pointer `R2` lie before `data_end` (`R3`).
+    fn need(&mut self, len: i32, pass: Label) {
+        self.mov_reg(R4, R2);
+        self.add_imm(R4, len);
+        self.jump_reg(JGT, R4, R3, pass);
+    }
+
+    fn finish(mut self) -> Vec<Insn> {
+        for (at, label) in self.fixups {
+            let target = self.labels[label.0].expect("every label is bound");
+            self.insns[at].off = (target as isize - at as isize - 1) as i16;
+        }
+        self.insns
+    }
+}
+
+/// A 16-bit field as the program loads it from the wire (big-endian bytes, host-order load).
+fn wire16(value: u16) -> i32 {
+    i32::from(u16::from_ne_bytes(value.to_be_bytes()))
+}
+
+const ETH_HEADER: i32 = 14;
+const ETHERTYPE_AT: i16 = 12;
+const VLAN_TAG: i32 = 4;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88a8;
+const IPPROTO_UDP: i32 = 17;
+/// IPv4 version 4 with a 20-byte header (no options).
+const IPV4_PLAIN: i32 = 0x45;
+/// IPv4 "more fragments" flag and fragment offset.
+const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
+
+/// The steering program for UDP port `port`: frames for it go to the socket in `xsk_map`'s
+/// slot for their receive queue; `empty_slot` is the verdict when that slot has no socket
+/// (`XDP_PASS` in service, so a queue without a socket still reaches the kernel).
+pub fn steering(port: u16, xsk_map: i32, empty_slot: u32) -> Vec<Insn> {
+    let mut asm = Asm::default();
+    let pass = asm.label();
+    let ipv4 = asm.label();
+    let ipv6 = asm.label();
+    let udp_port = asm.label();
+
+    asm.mov_reg(R6, R1);
+    asm.load(SIZE_W, R2, R1, MD_DATA);
+    asm.load(SIZE_W, R3, R1, MD_DATA_END);
+    asm.need(ETH_HEADER, pass);
+    asm.load(SIZE_H, R5, R2, ETHERTYPE_AT);
+    // Up to two VLAN tags (802.1Q, or 802.1ad outside 802.1Q): step over each one.
+    for _ in 0..2 {
+        let tagged = asm.label();
+        let untagged = asm.label();
+        asm.jump_imm(JEQ, R5, wire16(ETHERTYPE_VLAN), tagged);
+        asm.jump_imm(JNE, R5, wire16(ETHERTYPE_QINQ), untagged);
+        asm.bind(tagged);
+        asm.add_imm(R2, VLAN_TAG);
+        asm.need(ETH_HEADER, pass);
+        asm.load(SIZE_H, R5, R2, ETHERTYPE_AT);
+        asm.bind(untagged);
+    }
+    asm.add_imm(R2, ETH_HEADER);
+    asm.jump_imm(JEQ, R5, wire16(ETHERTYPE_IPV4), ipv4);
+    asm.jump_imm(JEQ, R5, wire16(ETHERTYPE_IPV6), ipv6);
+    asm.jump_imm(JA, R0, 0, pass);
+
+    asm.bind(ipv4);
+    asm.need(20 + 8, pass);
+    asm.load(SIZE_B, R5, R2, 0);
+    asm.jump_imm(JNE, R5, IPV4_PLAIN, pass);
+    asm.load(SIZE_B, R5, R2, 9);
+    asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
+    asm.load(SIZE_H, R5, R2, 6);
+    asm.and_imm(R5, wire16(IPV4_FRAGMENT_BITS));
+    asm.jump_imm(JNE, R5, 0, pass);
+    asm.load(SIZE_H, R5, R2, 20 + 2);
+    asm.jump_imm(JA, R0, 0, udp_port);
+
+    asm.bind(ipv6);
+    asm.need(40 + 8, pass);
+    asm.load(SIZE_B, R5, R2, 6);
+    asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
+    asm.load(SIZE_H, R5, R2, 40 + 2);
+
+    asm.bind(udp_port);
+    asm.jump_imm(JNE, R5, wire16(port), pass);
+    asm.ld_map(R1, xsk_map);
+    asm.load(SIZE_W, R2, R6, MD_RX_QUEUE);
+    asm.mov_imm(R3, empty_slot as i32);
+    asm.emit(JMP | CALL, 0, 0, 0, HELPER_REDIRECT_MAP);
+    asm.emit(JMP | EXIT, 0, 0, 0, 0);
+
+    asm.bind(pass);
+    asm.mov_imm(R0, XDP_PASS as i32);
+    asm.emit(JMP | EXIT, 0, 0, 0, 0);
+    asm.finish()
+}

@@ -1,0 +1,110 @@
+//! The steering program against the kernel: its verifier, and its verdicts on hand-built frames.
+
+use super::bpf::{XdpProgram, XskMap};
+use super::frame::{write_headers, Path, MAX_HEADERS};
+use super::program::{steering, XDP_DROP, XDP_PASS};
+
+const PORT: u16 = 51820;
+
+/// A frame carrying a UDP datagram from `from` to `to`.
+fn udp_frame(from: &str, to: &str) -> Vec<u8> {
+    let path = Path {
+        from: from.parse().expect("address"),
+        to: to.parse().expect("address"),
+        src_mac: [2, 0, 0, 0, 0, 1],
+        dst_mac: [2, 0, 0, 0, 0, 2],
+    };
+    let mut buf = vec![0u8; MAX_HEADERS + 32];
+    let end = buf.len();
+    let range = write_headers(&mut buf, MAX_HEADERS..end, &path);
+    buf[range].to_vec()
+}
+
+/// The program as loaded in service, except that a frame for an empty socket slot is dropped
+/// instead of passed: so a test can tell "steered" from "left to the kernel".
+fn load_marking() -> (XskMap, XdpProgram) {
+    let map = XskMap::new(4).expect("XSKMAP (needs CAP_BPF)");
+    let program = XdpProgram::load("xgate_test", &steering(PORT, map.fd(), XDP_DROP))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (map, program)
+}
+
+#[test]
+fn verifier_accepts_the_service_program() {
+    let map = XskMap::new(2).expect("XSKMAP (needs CAP_BPF)");
+    XdpProgram::load("xgate_steer", &steering(PORT, map.fd(), XDP_PASS))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn datagrams_for_the_port_are_steered_over_ipv4_and_ipv6() {
+    let (_map, program) = load_marking();
+    for (from, to) in [
+        ("10.0.0.2:40000", "10.0.0.1:51820"),
+        ("[fd00::2]:40000", "[fd00::1]:51820"),
+    ] {
+        let frame = udp_frame(from, to);
+        assert_eq!(
+            program.test_run(&frame).expect("test run"),
+            XDP_DROP,
+            "{to}"
+        );
+        // Behind one and two VLAN tags too.
+        let mut tagged = frame[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0, 5]);
+        tagged.extend_from_slice(&frame[12..]);
+        assert_eq!(program.test_run(&tagged).expect("test run"), XDP_DROP);
+        let mut qinq = frame[..12].to_vec();
+        qinq.extend_from_slice(&[0x88, 0xa8, 0, 7, 0x81, 0x00, 0, 5]);
+        qinq.extend_from_slice(&frame[12..]);
+        assert_eq!(program.test_run(&qinq).expect("test run"), XDP_DROP);
+    }
+}
+
+#[test]
+fn everything_else_goes_to_the_kernel() {
+    let (_map, program) = load_marking();
+    let ours = udp_frame("10.0.0.2:40000", "10.0.0.1:51820");
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("other port", udp_frame("10.0.0.2:40000", "10.0.0.1:53")),
+        ("v6 other port", udp_frame("[fd00::2]:1", "[fd00::1]:51821")),
+        (
+            "source port ours",
+            udp_frame("10.0.0.1:51820", "10.0.0.2:40000"),
+        ),
+    ];
+    let mut arp = ours.clone();
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    cases.push(("arp", arp));
+    let mut tcp = ours.clone();
+    tcp[14 + 9] = 6;
+    cases.push(("tcp", tcp));
+    let mut fragment = ours.clone();
+    fragment[14 + 6] |= 0x20;
+    cases.push(("first fragment", fragment));
+    let mut later_fragment = ours.clone();
+    later_fragment[14 + 7] = 0x10;
+    cases.push(("later fragment", later_fragment));
+    let mut options = ours.clone();
+    options[14] = 0x46;
+    cases.push(("ipv4 options", options));
+    let mut v6_ext = udp_frame("[fd00::2]:40000", "[fd00::1]:51820");
+    v6_ext[14 + 6] = 0; // hop-by-hop options header first
+    cases.push(("ipv6 extension header", v6_ext));
+    let mut icmp6 = udp_frame("[fd00::2]:40000", "[fd00::1]:51820");
+    icmp6[14 + 6] = 58;
+    cases.push(("icmpv6 / ndp", icmp6));
+    // Cut inside the IP or UDP header (the kernel's test runner needs 14 bytes at least).
+    for cut in [14, 20, 14 + 27] {
+        cases.push(("truncated v4", ours[..cut].to_vec()));
+    }
+    let ours_v6 = udp_frame("[fd00::2]:40000", "[fd00::1]:51820");
+    cases.push(("truncated v6", ours_v6[..14 + 47].to_vec()));
+    for (what, frame) in cases {
+        assert_eq!(
+            program.test_run(&frame).expect("test run"),
+            XDP_PASS,
+            "{what}"
+        );
+    }
+}
