@@ -125,20 +125,29 @@ pub fn veth(
     b_if: &str,
     b_addr: &str,
 ) -> Result<()> {
-    ip(&[
-        "link",
-        "add",
-        a_if,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_if,
-        "netns",
-        b.name(),
-    ])?;
+    veth_queues(a, a_if, a_addr, b, b_if, b_addr, 1)
+}
+
+/// `veth` with `queues` receive and transmit queues on each end (what AF_XDP binds to).
+pub fn veth_queues(
+    a: &Netns,
+    a_if: &str,
+    a_addr: &str,
+    b: &Netns,
+    b_if: &str,
+    b_addr: &str,
+    queues: u32,
+) -> Result<()> {
+    let queues = queues.to_string();
+    let mut args = vec!["link", "add", a_if, "netns", a.name()];
+    if queues != "1" {
+        args.extend(["numrxqueues", &queues, "numtxqueues", &queues]);
+    }
+    args.extend(["type", "veth", "peer", "name", b_if, "netns", b.name()]);
+    if queues != "1" {
+        args.extend(["numrxqueues", &queues, "numtxqueues", &queues]);
+    }
+    ip(&args)?;
     a.ip(&["addr", "add", a_addr, "dev", a_if])?;
     b.ip(&["addr", "add", b_addr, "dev", b_if])?;
     a.ip(&["link", "set", a_if, "up"])?;

@@ -78,6 +78,7 @@ impl Backend for MemoryBackend {
                         at: OUTER_OFFSET,
                         len,
                         from,
+                        link: None,
                         truncated: bytes.len() > room,
                     });
                 }
@@ -106,7 +107,17 @@ impl Backend for MemoryBackend {
         self.free.push(buf.0);
     }
 
-    fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+    fn send_outer(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        to: SocketAddr,
+        _link: Option<super::LinkPath>,
+    ) {
+        debug_assert!(
+            range.start >= super::OUTER_HEADROOM,
+            "no room for outer headers"
+        );
         self.outer_sent_count += 1;
         if self.record {
             self.outer_sent

@@ -11,7 +11,7 @@ pub mod memory;
 pub mod uring;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -19,14 +19,33 @@ use std::time::Instant;
 
 /// Bytes per packet buffer: a 1500-byte-MTU packet plus transport header, padding and tag.
 pub const BUF_SIZE: usize = 2048;
-/// Inner packets are read at this offset so they can be sealed in place behind the header.
-pub const INNER_OFFSET: usize = proto::constants::TRANSPORT_HEADER_LEN;
+/// Bytes kept free in front of every outgoing datagram, where a backend that builds frames
+/// itself (AF_XDP) writes the Ethernet, IP and UDP headers.
+pub const OUTER_HEADROOM: usize = 64;
+const _: () = assert!(OUTER_HEADROOM >= af_xdp::frame::MAX_HEADERS);
+/// Inner packets are read at this offset so they can be sealed in place behind the transport
+/// header, which starts at `OUTER_HEADROOM`.
+pub const INNER_OFFSET: usize = OUTER_HEADROOM + proto::constants::TRANSPORT_HEADER_LEN;
 /// Received datagrams start this far into their buffer: a multishot receive puts its result
 /// header (16 bytes) and the sender's address (up to 32 bytes) in front of the payload.
 pub const OUTER_OFFSET: usize = 48;
 /// Largest inner MTU the buffers allow: a received datagram (headroom, transport header, up to
 /// 15 bytes of padding and the tag) must fit.
 pub const MAX_MTU: usize = BUF_SIZE - OUTER_OFFSET - INNER_OFFSET - proto::constants::TAG_LEN - 16;
+
+/// How a datagram arrived below UDP (AF_XDP only): a reply to the same address can leave the
+/// same way without a neighbour lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPath {
+    /// The interface it arrived on.
+    pub ifindex: u32,
+    /// Our address it was sent to.
+    pub local: IpAddr,
+    /// Our link address on that interface.
+    pub local_mac: [u8; 6],
+    /// The link address it came from: the peer's, or its router's.
+    pub next_hop: [u8; 6],
+}
 
 /// A packet buffer in the backend's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +64,8 @@ pub enum Rx {
         len: usize,
         /// Sender.
         from: SocketAddr,
+        /// How it arrived, where the backend knows (AF_XDP).
+        link: Option<LinkPath>,
         /// The datagram was larger than the buffer and was cut.
         truncated: bool,
     },
@@ -86,8 +107,15 @@ pub trait Backend {
     fn alloc(&mut self) -> Option<BufId>;
     /// Returns a buffer to the pool.
     fn free(&mut self, buf: BufId);
-    /// Sends `buf[range]` to `to` on the outer socket; the buffer is freed once sent.
-    fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr);
+    /// Sends `buf[range]` to `to` on the outer side, the way `link` says where it is known;
+    /// the buffer is freed once sent. `range` starts at `OUTER_HEADROOM` or later.
+    fn send_outer(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        to: SocketAddr,
+        link: Option<LinkPath>,
+    );
     /// Writes `buf[range]` into the TUN; the buffer is freed once written. The range starts at
     /// INNER_OFFSET or later: a backend may write a header into the bytes before it.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);

@@ -17,7 +17,7 @@ pub const HANDOVER_DEPTH: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandoverKind {
     /// An outer transport datagram (the bytes start at the WireGuard header).
-    Outer(SocketAddr),
+    Outer(SocketAddr, Option<crate::io::LinkPath>),
     /// An inner packet from the TUN (the bytes start at the IP header).
     Inner,
 }

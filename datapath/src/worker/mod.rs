@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use proto::keyring::Retired;
 
-use crate::io::{Backend, Rx};
+use crate::io::{Backend, Rx, OUTER_HEADROOM};
 use crate::messages::{HandshakeDatagram, PeerStats, ToWorker, WorkerEvent, WorkerSnapshot};
 use crate::route::{AllowedIps, PeerId};
 use crate::stats::{DropReason, WorkerCounters};
@@ -121,8 +121,9 @@ impl<B: Backend> Worker<B> {
                     at,
                     len,
                     from,
+                    link,
                     truncated,
-                } => self.receive_outer(buf, at..at + len, from, truncated, now),
+                } => self.receive_outer(buf, at..at + len, from, link, truncated, now),
                 Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
                 Rx::Wake => {}
                 Rx::InnerClosed => {
@@ -243,8 +244,9 @@ impl<B: Backend> Worker<B> {
                     // Another worker's peer: a bug upstream, not worth a crash.
                     return;
                 };
-                if endpoint.is_some() {
+                if endpoint.is_some() && endpoint != slot.endpoint {
                     slot.endpoint = endpoint;
+                    slot.link = None;
                 }
                 let interval = Duration::from_secs(u64::from(persistent_keepalive));
                 slot.timers.set_persistent_keepalive(Some(interval), now);
@@ -278,8 +280,9 @@ impl<B: Backend> Worker<B> {
             ToWorker::Transmit { to, len, bytes } => match self.backend.alloc() {
                 Some(buf) => {
                     let len = len.min(bytes.len());
-                    self.backend.buf(buf)[..len].copy_from_slice(&bytes[..len]);
-                    self.backend.send_outer(buf, 0..len, to);
+                    let at = OUTER_HEADROOM;
+                    self.backend.buf(buf)[at..at + len].copy_from_slice(&bytes[..len]);
+                    self.backend.send_outer(buf, at..at + len, to, None);
                     self.counters.tx_datagrams += 1;
                     self.counters.tx_bytes += len as u64;
                 }
@@ -315,7 +318,10 @@ impl<B: Backend> Worker<B> {
         self.counters.sessions_installed += 1;
         slot.timers.on_session_derived(now);
         slot.timers.on_authenticated_sent(now);
-        slot.endpoint = Some(endpoint);
+        if slot.endpoint != Some(endpoint) {
+            slot.endpoint = Some(endpoint);
+            slot.link = None;
+        }
         slot.asked_handshake_at = None;
         if initiator {
             slot.last_handshake = Some(now);
@@ -407,7 +413,7 @@ impl<B: Backend> Worker<B> {
         buf: crate::io::BufId,
         range: std::ops::Range<usize>,
     ) {
-        let outer = matches!(kind, HandoverKind::Outer(_));
+        let outer = matches!(kind, HandoverKind::Outer(..));
         let pushed = self
             .links
             .mesh
@@ -441,9 +447,11 @@ impl<B: Backend> Worker<B> {
                 continue;
             };
             match h.kind {
-                HandoverKind::Outer(from) => {
-                    self.backend.buf(buf)[..h.len].copy_from_slice(&h.data[..h.len]);
-                    self.receive_transport(buf, 0..h.len, from, now);
+                HandoverKind::Outer(from, link) => {
+                    let at = OUTER_HEADROOM;
+                    let end = (at + h.len).min(crate::io::BUF_SIZE);
+                    self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
+                    self.receive_transport(buf, at..end, from, link, now);
                 }
                 HandoverKind::Inner => {
                     let off = crate::io::INNER_OFFSET;

@@ -22,6 +22,8 @@ pub struct PeerSlot {
     pub timers: TrafficTimers,
     /// Where to send.
     pub endpoint: Option<SocketAddr>,
+    /// How the endpoint's last authenticated datagram arrived (AF_XDP): replies leave that way.
+    pub link: Option<crate::io::LinkPath>,
     /// Inner packets (buffer, length) waiting for a session.
     pub staged: Vec<(BufId, usize)>,
     /// Bytes of authenticated transport messages received.

@@ -11,7 +11,7 @@ use proto::keyring::{receivable, Slot};
 use proto::session::TransportError;
 
 use super::{HandoverKind, Worker};
-use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::io::{Backend, BufId, LinkPath};
 use crate::messages::{index_owner, HandshakeDatagram};
 use crate::stats::DropReason;
 
@@ -23,6 +23,7 @@ impl<B: Backend> Worker<B> {
         buf: BufId,
         datagram: Range<usize>,
         from: SocketAddr,
+        link: Option<LinkPath>,
         truncated: bool,
         now: Instant,
     ) {
@@ -39,7 +40,7 @@ impl<B: Backend> Worker<B> {
             Ok(MSG_INITIATION) => self.forward_handshake(buf, d, INITIATION_LEN, from, now),
             Ok(MSG_RESPONSE) => self.forward_handshake(buf, d, RESPONSE_LEN, from, now),
             Ok(MSG_COOKIE_REPLY) => self.forward_handshake(buf, d, COOKIE_REPLY_LEN, from, now),
-            Ok(MSG_TRANSPORT) => self.receive_transport(buf, d, from, now),
+            Ok(MSG_TRANSPORT) => self.receive_transport(buf, d, from, link, now),
             Ok(_) => {
                 self.counters.drop(DropReason::UnknownType);
                 self.backend.free(buf);
@@ -91,6 +92,7 @@ impl<B: Backend> Worker<B> {
         buf: BufId,
         datagram: Range<usize>,
         from: SocketAddr,
+        link: Option<LinkPath>,
         now: Instant,
     ) {
         let len = datagram.len();
@@ -104,7 +106,7 @@ impl<B: Backend> Worker<B> {
         let owner = index_owner(header.receiver);
         if owner != self.id {
             if owner < self.links.mesh.len() {
-                self.hand_over(owner, HandoverKind::Outer(from), buf, datagram);
+                self.hand_over(owner, HandoverKind::Outer(from, link), buf, datagram);
             } else {
                 self.counters.drop(DropReason::UnknownIndex);
                 self.backend.free(buf);
@@ -155,6 +157,7 @@ impl<B: Backend> Worker<B> {
         slot.rx_bytes += len as u64;
         let roamed = slot.endpoint != Some(from);
         slot.endpoint = Some(from);
+        slot.link = link;
         let rekey =
             slot.keys.wants_rekey_after_receive(now) && slot.timers.claim_lastminute_handshake();
         if n > 0 {
@@ -182,7 +185,7 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
-        self.deliver_inner(peer, buf, datagram.start + INNER_OFFSET, n);
+        self.deliver_inner(peer, buf, datagram.start + TRANSPORT_HEADER_LEN, n);
     }
 
     /// Writes the decrypted packet at `buf[at..at + n]` to the TUN if its source belongs to

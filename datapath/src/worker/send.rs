@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{HandoverKind, Worker, MAX_STAGED};
 use crate::inner::{clamp_mss, packet_too_big, TOO_BIG_MAX_LEN};
-use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::io::{Backend, BufId, INNER_OFFSET, OUTER_HEADROOM};
 use crate::messages::peer_owner;
 use crate::route::PeerId;
 use crate::stats::DropReason;
@@ -111,6 +111,7 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         };
+        let link = slot.link;
         let Some(endpoint) = slot.endpoint else {
             self.counters.drop(DropReason::NoEndpoint);
             self.backend.free(buf);
@@ -130,9 +131,10 @@ impl<B: Backend> Worker<B> {
             self.want_handshake(peer, now);
             return;
         };
-        match session.seal(self.backend.buf(buf), len, mtu) {
+        match session.seal(&mut self.backend.buf(buf)[OUTER_HEADROOM..], len, mtu) {
             Ok(n) => {
-                self.backend.send_outer(buf, 0..n, endpoint);
+                let at = OUTER_HEADROOM;
+                self.backend.send_outer(buf, at..at + n, endpoint, link);
                 self.counters.tx_datagrams += 1;
                 self.counters.tx_bytes += n as u64;
                 slot.tx_bytes += n as u64;

@@ -5,10 +5,14 @@
 //!
 //! - `program`: the steering program (assembled in Rust) and `bpf`: loading and attaching it.
 //! - `frame`: outer headers and checksums.
+//! - `umem`, `ring`, `socket`: the frames, the rings shared with the kernel, the bound socket.
 
 pub mod bpf;
 pub mod frame;
 pub mod program;
+pub mod ring;
+pub mod socket;
+pub mod umem;
 
 #[cfg(test)]
 mod tests;

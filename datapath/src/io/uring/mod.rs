@@ -386,6 +386,7 @@ impl UringBackend {
                 at: OUTER_OFFSET,
                 len,
                 from,
+                link: None,
                 truncated,
             }),
             None => self.free.push(b),
@@ -561,7 +562,13 @@ impl Backend for UringBackend {
         self.free.push(buf.0);
     }
 
-    fn send_outer(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+    fn send_outer(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        to: SocketAddr,
+        _link: Option<super::LinkPath>,
+    ) {
         self.send_one(buf, range, to, true);
     }
 

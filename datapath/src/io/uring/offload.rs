@@ -84,6 +84,7 @@ impl UringBackend {
                 at: OUTER_OFFSET,
                 len: n,
                 from,
+                link: None,
                 truncated: cut || n < datagram.len(),
             });
         }

@@ -48,7 +48,7 @@ fn a_run_of_datagrams_is_sent_segmented_and_split_again_on_receipt() {
     for (i, &len) in sizes.iter().enumerate() {
         let buf = sender.alloc().expect("free buffer");
         sender.buf(buf)[OUTER_OFFSET..OUTER_OFFSET + len].copy_from_slice(&datagram(i, len));
-        sender.send_outer(buf, OUTER_OFFSET..OUTER_OFFSET + len, to);
+        sender.send_outer(buf, OUTER_OFFSET..OUTER_OFFSET + len, to, None);
     }
     let mut got = Vec::new();
     let mut out = Vec::new();
@@ -65,6 +65,7 @@ fn a_run_of_datagrams_is_sent_segmented_and_split_again_on_receipt() {
                 len,
                 from: source,
                 truncated,
+                ..
             } = rx
             {
                 assert!(!truncated, "datagram {} cut", got.len());
