@@ -201,6 +201,7 @@ pub fn up(settings: Settings) -> Result<()> {
     }
     iface.up().map_err(|e| anyhow!("{e}"))?;
 
+    let outer = crate::outer::prepare(&settings.outer, listen_port, settings.mtu)?;
     let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let workers = Workers::launch(
@@ -208,6 +209,9 @@ pub fn up(settings: Settings) -> Result<()> {
             mtu: settings.mtu,
             cpus: settings.cpus.clone(),
             tun_vnet_header: tun.vnet_header(),
+            xdp: outer.steering.clone(),
+            listen_port,
+            xdp_fallback: settings.outer.backend == crate::config::Backend::Auto,
         },
         sockets.clone(),
         tun.take_queues(),
@@ -232,6 +236,11 @@ pub fn up(settings: Settings) -> Result<()> {
             workers: workers.handles.clone(),
             sockets,
             events_out: events.clone(),
+            outer: crate::plane::OuterLinks {
+                summary: outer.summary.clone(),
+                per_worker: workers.outer.clone(),
+                steering: outer.steering.clone(),
+            },
         },
     );
     let mut plane = match plane {
@@ -311,6 +320,7 @@ pub fn up(settings: Settings) -> Result<()> {
         listen_port,
         workers = workers.len(),
         mtu = settings.mtu,
+        backend = %outer.summary,
         startup_ms = launched.elapsed().as_millis() as u64,
         "xgate is up"
     );

@@ -11,6 +11,7 @@
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`).
 //! - `events`: tunnel-state and peer-change events (log and API stream).
 //! - `daemon`: `xgate up`, from start to clean exit.
+//! - `outer`: AF_XDP or io_uring for the outer side, set up before the workers start.
 //! - `show`: `xgate show`.
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod handshake;
+pub mod outer;
 pub mod plane;
 pub mod qr;
 pub mod registry;

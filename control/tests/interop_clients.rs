@@ -1,6 +1,8 @@
 //! xgate as the server of real WireGuard clients, each in its own network namespace:
 //! `wireguard-go` (with `wg`) and `boringtun-cli`. Handshake, ping, 100 MB TCP with SHA-256
-//! checked on both ends, IPv6 inside the tunnel, and both clients at once.
+//! checked on both ends, IPv6 inside the tunnel, and both clients at once; each on the
+//! io_uring backend and on the AF_XDP backend (the `_af_xdp` tests: XDP on the server's
+//! two-queue veths, datagrams through AF_XDP sockets).
 
 mod common;
 
@@ -11,8 +13,12 @@ use testbed::{ping, Implementation};
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
-fn one_client(tag: &str, implementation: Implementation, workers: usize) {
-    let mut rig = Rig::new(tag);
+fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool) {
+    let mut rig = if af_xdp {
+        Rig::af_xdp(tag)
+    } else {
+        Rig::new(tag)
+    };
     rig.workers = workers;
     let c = rig.add_client(implementation);
     rig.start_xgate();
@@ -81,15 +87,17 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize) {
         "IPv6 transfer corrupted: {up6:?}"
     );
 
+    rig.assert_backend_carried_traffic();
     let shown = rig.show();
     assert_eq!(shown["drops"]["bad_tag"], 0, "{shown}");
     assert_eq!(shown["drops"]["replayed"], 0, "{shown}");
     let stats = &shown["stats"];
     let n = |k: &str| stats[k].as_u64().unwrap_or(0);
     eprintln!(
-        "{}: upload {:.0} Mbit/s, download {:.0} Mbit/s; TUN reads {}, handed to their owner: \
-         {} inner, {} outer",
+        "{} on {}: upload {:.0} Mbit/s, download {:.0} Mbit/s; TUN reads {}, handed to their \
+         owner: {} inner, {} outer",
         implementation.label(),
+        rig.backend,
         up.mbit_per_s(),
         down.mbit_per_s(),
         n("tun_reads"),
@@ -100,27 +108,51 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize) {
 
 #[test]
 fn wireguard_go_client() {
-    one_client("go", Implementation::WireguardGo, 2);
+    one_client("go", Implementation::WireguardGo, 2, false);
 }
 
 #[test]
 fn boringtun_client() {
-    one_client("bt", Implementation::Boringtun, 2);
+    one_client("bt", Implementation::Boringtun, 2, false);
 }
 
 #[test]
 fn wireguard_go_client_on_one_worker() {
-    one_client("go1", Implementation::WireguardGo, 1);
+    one_client("go1", Implementation::WireguardGo, 1, false);
 }
 
 #[test]
 fn boringtun_client_on_one_worker() {
-    one_client("bt1", Implementation::Boringtun, 1);
+    one_client("bt1", Implementation::Boringtun, 1, false);
+}
+
+#[test]
+fn wireguard_go_client_af_xdp() {
+    one_client("gox", Implementation::WireguardGo, 2, true);
+}
+
+#[test]
+fn boringtun_client_af_xdp() {
+    one_client("btx", Implementation::Boringtun, 2, true);
+}
+
+#[test]
+fn wireguard_go_client_on_one_worker_af_xdp() {
+    one_client("go1x", Implementation::WireguardGo, 1, true);
 }
 
 #[test]
 fn both_clients_at_once() {
-    let (rig, go, bt) = Rig::with_both_clients("both");
+    both_clients("both", false);
+}
+
+#[test]
+fn both_clients_at_once_af_xdp() {
+    both_clients("bothx", true);
+}
+
+fn both_clients(tag: &str, af_xdp: bool) {
+    let (rig, go, bt) = Rig::with_both_clients(tag, af_xdp);
     // The concentrator forwards between clients through its own kernel, as a real one would.
     rig.server_ns
         .run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
@@ -146,4 +178,5 @@ fn both_clients_at_once() {
     assert!(dump
         .iter()
         .all(|p| p.latest_handshake > 0 && p.rx_bytes > size));
+    rig.assert_backend_carried_traffic();
 }

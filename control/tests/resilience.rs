@@ -1,5 +1,6 @@
 //! What operators live through: clients roaming mid-transfer, the daemon killed outright and
-//! restarted, and xgate acting as a client (the initiator role) of a `wireguard-go` server.
+//! restarted, and xgate acting as a client (the initiator role) of a `wireguard-go` server;
+//! each on the io_uring backend and on the AF_XDP backend (the `_af_xdp` tests).
 
 mod common;
 
@@ -9,8 +10,12 @@ use common::{ns_pair, write, xgate_bin, Rig};
 use testbed::clients::wg;
 use testbed::{ping, tcp_transfer, Implementation, WgPeer, Xgate};
 
-fn roam(tag: &str, implementation: Implementation, workers: usize) {
-    let mut rig = Rig::new(tag);
+fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool) {
+    let mut rig = if af_xdp {
+        Rig::af_xdp(tag)
+    } else {
+        Rig::new(tag)
+    };
     rig.workers = workers;
     let c = rig.add_client(implementation);
     rig.start_xgate();
@@ -85,14 +90,21 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
     );
     let p = ping(&rig.clients[c].ns, "10.77.0.1", 3).expect("ping");
     assert_eq!(p.received, 3, "traffic after roaming: {p:?}");
-    // Steering by receiver index: before and after the roam (a new source address and port,
-    // which the flow hash could have put on either socket) every transport datagram reached
-    // the owner's socket; none needed handing over.
     let stats = &rig.show()["stats"];
     assert!(
         stats["rx_datagrams"].as_u64().unwrap_or(0) > 100_000,
         "{stats}"
     );
+    rig.assert_backend_carried_traffic();
+    if af_xdp {
+        // AF_XDP sockets take what arrives on their own queue, whoever owns the session:
+        // the hand-over queues carry the rest (counted, nothing dropped on the way).
+        assert_eq!(stats["drops"]["handover_full"].as_u64().unwrap_or(0), 0);
+        return;
+    }
+    // Steering by receiver index: before and after the roam (a new source address and port,
+    // which the flow hash could have put on either socket) every transport datagram reached
+    // the owner's socket; none needed handing over.
     assert_eq!(
         stats["outer_handed_over"].as_u64(),
         Some(0),
@@ -102,22 +114,43 @@ fn roam(tag: &str, implementation: Implementation, workers: usize) {
 
 #[test]
 fn wireguard_go_client_roams_mid_transfer() {
-    roam("roamg", Implementation::WireguardGo, 2);
+    roam("roamg", Implementation::WireguardGo, 2, false);
 }
 
 #[test]
 fn boringtun_client_roams_mid_transfer() {
-    roam("roamb", Implementation::Boringtun, 2);
+    roam("roamb", Implementation::Boringtun, 2, false);
 }
 
 #[test]
 fn wireguard_go_client_roams_on_one_worker() {
-    roam("roam1", Implementation::WireguardGo, 1);
+    roam("roam1", Implementation::WireguardGo, 1, false);
+}
+
+#[test]
+fn wireguard_go_client_roams_mid_transfer_af_xdp() {
+    roam("roamgx", Implementation::WireguardGo, 2, true);
+}
+
+#[test]
+fn boringtun_client_roams_mid_transfer_af_xdp() {
+    roam("roambx", Implementation::Boringtun, 2, true);
 }
 
 #[test]
 fn clients_recover_after_xgate_is_killed_and_restarted() {
-    let (mut rig, go, bt) = Rig::with_both_clients("rst");
+    kill_and_restart("rst", false);
+}
+
+/// SIGKILL leaves the XDP programs' links to the kernel, which detaches them with the process:
+/// the restart attaches afresh, with no clean-up step.
+#[test]
+fn clients_recover_after_xgate_is_killed_and_restarted_af_xdp() {
+    kill_and_restart("rstx", true);
+}
+
+fn kill_and_restart(tag: &str, af_xdp: bool) {
+    let (mut rig, go, bt) = Rig::with_both_clients(tag, af_xdp);
     for c in [go, bt] {
         assert!(
             rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
@@ -169,16 +202,30 @@ fn clients_recover_after_xgate_is_killed_and_restarted() {
         .upload(go, "10.77.0.1", 5501, 5 * 1024 * 1024)
         .expect("transfer after restart");
     assert!(up.intact(5 * 1024 * 1024));
+    rig.assert_backend_carried_traffic();
 }
 
 #[test]
 fn xgate_initiates_to_a_wireguard_go_server() {
-    let (dir, server_ns, client_ns) = ns_pair("init");
+    initiate("init", "io-uring");
+}
+
+/// The first datagrams to a configured endpoint leave through the kernel (no link path
+/// known yet); the answers come in through AF_XDP and later ones leave through it.
+#[test]
+fn xgate_initiates_to_a_wireguard_go_server_af_xdp() {
+    initiate("initx", "af-xdp");
+}
+
+fn initiate(tag: &str, backend: &str) {
+    let (dir, server_ns, client_ns) = ns_pair(tag);
+    // Interface names carry the tag: UAPI socket paths are global, and tests run in parallel.
+    let (server_if, client_if) = (format!("xt{tag}s"), format!("xt{tag}c"));
 
     // wireguard-go is the server this time.
-    let server = WgPeer::start(Implementation::WireguardGo, &server_ns, "xtinits", &dir)
+    let server = WgPeer::start(Implementation::WireguardGo, &server_ns, &server_if, &dir)
         .expect("wireguard-go");
-    wg(&server_ns, &["set", "xtinits", "listen-port", "51820"]).expect("port");
+    wg(&server_ns, &["set", &server_if, "listen-port", "51820"]).expect("port");
     server
         .configure(&server_ns, &["10.78.0.1/24"], 1420)
         .expect("address");
@@ -188,7 +235,7 @@ fn xgate_initiates_to_a_wireguard_go_server() {
         .set_peer(&server_ns, &key.public_key(), None, "10.78.0.2/32", None)
         .expect("server knows xgate");
     let config = format!(
-        "[interface]\nname = \"xtinitc\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.201.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
+        "[interface]\nname = \"{client_if}\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\nbackend = \"{backend}\"\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.201.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
         key.to_base64(),
         server.public_key
     );
@@ -197,7 +244,7 @@ fn xgate_initiates_to_a_wireguard_go_server() {
         &xgate_bin(),
         &client_ns,
         &["--config", path.to_str().expect("path")],
-        "xtinitc",
+        &client_if,
         &dir.join("xgate.log"),
     )
     .expect("xgate as client");
@@ -228,9 +275,27 @@ fn xgate_initiates_to_a_wireguard_go_server() {
     )
     .expect("download");
     assert!(down.intact(size), "{down:?}");
-    let hs = wg(&server_ns, &["show", "xtinits", "latest-handshakes"]).expect("wg show");
+    let hs = wg(&server_ns, &["show", &server_if, "latest-handshakes"]).expect("wg show");
     assert!(
         hs.split_whitespace().nth(1).is_some_and(|t| t != "0"),
         "wireguard-go saw no handshake: {hs}"
     );
+    if backend == "af-xdp" {
+        let shown = client_ns
+            .run(
+                xgate_bin().to_str().expect("path"),
+                &["show", &client_if, "--json"],
+            )
+            .expect("xgate show");
+        let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+        let n = |k: &str| shown["stats"][k].as_u64().unwrap_or(0);
+        assert!(
+            n("outer_kernel_sends") > 0,
+            "the first initiation has no link path: {shown}"
+        );
+        assert!(
+            n("xdp_rx_frames") > 1000 && n("xdp_tx_frames") > 1000,
+            "{shown}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use testbed::{ping, wait_until, Daemon, Implementation, WgPeer};
 
 #[test]
 fn wg_show_dump_agrees_with_xgate_show() {
-    let (rig, go, bt) = Rig::with_both_clients("dump");
+    let (rig, go, bt) = Rig::with_both_clients("dump", false);
     for c in [go, bt] {
         assert!(rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)));
     }

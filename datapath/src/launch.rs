@@ -8,7 +8,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::io::uring::UringBackend;
+use crate::io::af_xdp::backend::{XdpBackend, FRAMES_PER_SOCKET};
+use crate::io::af_xdp::steering::Steering;
+use crate::io::uring::{UringBackend, POOL_SIZE};
+use crate::io::Backend;
 use crate::messages::{HandshakeDatagram, ToWorker, WorkerEvent};
 use crate::waker::Waker;
 use crate::worker::{Mesh, Worker, WorkerLinks};
@@ -64,6 +67,8 @@ impl WorkerHandle {
 pub struct Workers {
     /// One handle per worker, by worker number.
     pub handles: Vec<WorkerHandle>,
+    /// How each worker reaches the outer side, by worker number (for logs and status).
+    pub outer: Vec<String>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -75,6 +80,107 @@ pub struct LaunchConfig {
     pub cpus: Vec<Option<usize>>,
     /// The TUN queues were opened with IFF_VNET_HDR (`Tun::vnet_header`).
     pub tun_vnet_header: bool,
+    /// AF_XDP steering set up on the outer interfaces: each worker binds sockets to the
+    /// queues it owns (`None`: io_uring UDP only).
+    pub xdp: Option<Arc<Steering>>,
+    /// The listen port (the source port of frames built for AF_XDP).
+    pub listen_port: u16,
+    /// A worker that cannot bind its AF_XDP sockets runs on io_uring alone, saying why,
+    /// instead of failing the start (`backend = "auto"`).
+    pub xdp_fallback: bool,
+}
+
+/// Builds worker `id`'s backend on its own thread and runs it; says how it went on `ready`.
+#[allow(clippy::too_many_arguments)]
+fn run_worker(
+    id: usize,
+    workers: usize,
+    config: (usize, bool, Option<usize>, u16, bool),
+    socket: Arc<OwnedFd>,
+    queue: OwnedFd,
+    waker: Arc<Waker>,
+    xdp: Option<Arc<Steering>>,
+    links: WorkerLinks,
+    ready: Sender<io::Result<String>>,
+) {
+    let (mtu, vnet, cpu, port, fallback) = config;
+    let sockets = xdp.as_ref().map_or(0, |s| {
+        s.interfaces()
+            .iter()
+            .map(|i| {
+                (0..i.queues)
+                    .filter(|q| *q as usize % workers == id)
+                    .count()
+            })
+            .sum::<usize>()
+    });
+    let pool = POOL_SIZE + sockets * FRAMES_PER_SOCKET;
+    let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if let Some(cpu) = cpu {
+        if let Err(e) = uring.pin_async_workers(cpu) {
+            tracing::debug!(worker = id, cpu, "io_uring helpers not pinned: {e}");
+        }
+    }
+    let Some(steering) = xdp else {
+        let _ = ready.send(Ok("io-uring".into()));
+        return serve(Worker::new(id, mtu, uring, links));
+    };
+    let queues = match steering.bind_worker(id, workers, uring.frames()) {
+        Ok(q) => q,
+        Err(e) if fallback => {
+            tracing::warn!(
+                worker = id,
+                "AF_XDP sockets not bound ({e}); this worker uses io_uring"
+            );
+            let _ = ready.send(Ok(format!("io-uring (AF_XDP failed: {e})")));
+            return serve(Worker::new(id, mtu, uring, links));
+        }
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let described = queues
+        .iter()
+        .map(|q| {
+            let name = steering
+                .interfaces()
+                .iter()
+                .find(|i| i.index == q.socket.ifindex())
+                .map_or("?", |i| i.name.as_str());
+            let copy = if q.socket.zero_copy() {
+                "zero-copy"
+            } else {
+                "copy"
+            };
+            format!("{name} queue {} {copy}", q.socket.queue())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = ready.send(Ok(format!(
+        "af-xdp ({})",
+        if described.is_empty() {
+            "no queue of its own".to_string()
+        } else {
+            described
+        }
+    )));
+    serve(Worker::new(
+        id,
+        mtu,
+        XdpBackend::new(uring, queues, port),
+        links,
+    ));
+}
+
+fn serve<B: Backend>(worker: Worker<B>) {
+    worker.run();
 }
 
 impl Workers {
@@ -93,10 +199,11 @@ impl Workers {
         let mesh = Arc::new(Mesh::new(wakers.clone()));
         let mut handles = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let mut outer = Vec::with_capacity(n);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for (id, (socket, queue)) in sockets.into_iter().zip(queues).enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(CONTROL_DEPTH);
-            let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
+            let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<String>>(1);
             let links = WorkerLinks {
                 control: rx,
                 handshakes: handshakes.clone(),
@@ -106,39 +213,37 @@ impl Workers {
             let waker = wakers[id].clone();
             let cpu = config.cpus.get(id).copied().flatten();
             let core = cpu.and_then(|c| cores.iter().find(|core| core.id == c).copied());
-            let mtu = config.mtu;
-            let vnet = config.tun_vnet_header;
+            let settings = (
+                config.mtu,
+                config.tun_vnet_header,
+                cpu,
+                config.listen_port,
+                config.xdp_fallback,
+            );
+            let xdp = config.xdp.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("xgate-worker-{id}"))
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let backend = match UringBackend::new(socket, Arc::new(queue), vnet, waker) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    if let Some(cpu) = cpu {
-                        if let Err(e) = backend.pin_async_workers(cpu) {
-                            tracing::debug!(worker = id, cpu, "io_uring helpers not pinned: {e}");
-                        }
-                    }
-                    let _ = ready_tx.send(Ok(()));
-                    Worker::new(id, mtu, backend, links).run();
+                    run_worker(id, n, settings, socket, queue, waker, xdp, links, ready_tx);
                 })?;
-            ready_rx
+            let described = ready_rx
                 .recv()
                 .map_err(|_| io::Error::other(format!("worker {id} exited during start-up")))??;
+            outer.push(described);
             handles.push(WorkerHandle {
                 tx,
                 waker: wakers[id].clone(),
             });
             threads.push(thread);
         }
-        Ok(Self { handles, threads })
+        Ok(Self {
+            handles,
+            outer,
+            threads,
+        })
     }
 
     /// Number of workers.

@@ -8,12 +8,14 @@
 //! - `udp`, `tun`, `waker`: the kernel objects a worker owns; `udp_gso` their offloads.
 //! - `steering`: received datagrams go to the socket of the worker that owns their session.
 //! - `launch`: starting and stopping the workers.
+//! - `netlink`: interfaces, addresses, routes and neighbours, as the kernel sees them.
 #![warn(missing_docs)]
 
 pub mod inner;
 pub mod io;
 pub mod launch;
 pub mod messages;
+pub mod netlink;
 pub mod route;
 pub mod stats;
 pub mod steering;

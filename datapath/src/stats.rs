@@ -42,11 +42,13 @@ pub enum DropReason {
     TooBig,
     /// A TUN super-packet whose offload header could not be followed.
     BadOffload,
+    /// An AF_XDP frame whose IP or UDP header did not add up (length, IPv4 header checksum).
+    BadFrame,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Truncated,
         DropReason::Oversized,
         DropReason::UnknownType,
@@ -65,6 +67,7 @@ impl DropReason {
         DropReason::SendFailed,
         DropReason::TooBig,
         DropReason::BadOffload,
+        DropReason::BadFrame,
     ];
 
     /// The name operators see (snake_case, stable: scripts parse it).
@@ -88,6 +91,7 @@ impl DropReason {
             DropReason::SendFailed => "send_failed",
             DropReason::TooBig => "too_big",
             DropReason::BadOffload => "bad_offload",
+            DropReason::BadFrame => "bad_frame",
         }
     }
 }
@@ -130,6 +134,12 @@ pub struct WorkerCounters {
     pub sessions_installed: u64,
     /// Sessions whose expanded keys were freed while their peer was idle.
     pub sessions_compacted: u64,
+    /// Datagrams the AF_XDP backend sent through the kernel's socket (no link path known).
+    pub outer_kernel_sends: u64,
+    /// Datagrams received through AF_XDP sockets.
+    pub xdp_rx_frames: u64,
+    /// Datagrams sent through AF_XDP sockets.
+    pub xdp_tx_frames: u64,
 }
 
 impl WorkerCounters {
@@ -165,6 +175,9 @@ impl WorkerCounters {
         self.tx_bytes += other.tx_bytes;
         self.sessions_installed += other.sessions_installed;
         self.sessions_compacted += other.sessions_compacted;
+        self.outer_kernel_sends += other.outer_kernel_sends;
+        self.xdp_rx_frames += other.xdp_rx_frames;
+        self.xdp_tx_frames += other.xdp_tx_frames;
     }
 }
 

@@ -13,7 +13,8 @@ use datapath::io::af_xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
 use datapath::io::af_xdp::frame::{self, Path};
 use datapath::io::af_xdp::program::{steering, XDP_PASS};
 use datapath::io::af_xdp::socket::{RingSizes, XskSocket};
-use datapath::io::af_xdp::umem::Umem;
+use datapath::io::af_xdp::umem;
+use datapath::io::frames::Frames;
 use testbed::netns::{veth_queues, Netns};
 
 const PORT: u16 = 51999;
@@ -51,10 +52,10 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
     let program = XdpProgram::load("xgate_steer", &steering(PORT, map.fd(), XDP_PASS))
         .unwrap_or_else(|e| panic!("{e}"));
     let _link = XdpLink::attach(&program, index, XdpMode::Native).expect("attach native");
-    let mut umem = Umem::new(FRAMES).expect("umem");
+    let mut frames = Frames::new(FRAMES as usize).expect("frames");
     let mut sockets: Vec<XskSocket> = Vec::new();
     for queue in 0..QUEUES {
-        let socket = XskSocket::bind(&umem, sockets.first(), index, queue, SIZES)
+        let socket = XskSocket::bind(&frames, sockets.first(), index, queue, SIZES)
             .unwrap_or_else(|e| panic!("{e}"));
         sockets.push(socket);
     }
@@ -64,7 +65,7 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
         let n = socket.fill.free(SIZES.fill);
         for i in 0..n {
             let frame = free.pop().expect("enough frames");
-            socket.fill.write(i, Umem::addr(frame));
+            socket.fill.write(i, umem::addr(frame));
         }
         socket.fill.publish(n);
         map.insert(socket.queue(), socket.fd()).expect("map insert");
@@ -91,7 +92,7 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
             // Sent frames come back to the free list.
             let done = socket.completion.ready();
             for i in 0..done {
-                free.push(Umem::locate(socket.completion.read(i)).0);
+                free.push(umem::locate(socket.completion.read(i)).0);
             }
             socket.completion.release(done);
             let ready = socket.rx.ready();
@@ -99,8 +100,8 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
             let mut queued = 0;
             for i in 0..ready {
                 let desc = socket.rx.read(i);
-                let (frame, offset) = Umem::locate(desc.addr);
-                let bytes = umem.frame(frame);
+                let (frame, offset) = umem::locate(desc.addr);
+                let bytes = &mut frames[frame as usize];
                 let end = offset + desc.len as usize;
                 let Ok(got) = frame::parse(&bytes[offset..end]) else {
                     free.push(frame);
@@ -126,7 +127,7 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
                 socket.tx.write(
                     queued,
                     libc::xdp_desc {
-                        addr: Umem::addr(frame) + range.start as u64,
+                        addr: umem::addr(frame) + range.start as u64,
                         len: range.len() as u32,
                         options: 0,
                     },
@@ -137,7 +138,6 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
             socket.rx.release(ready);
             if queued > 0 {
                 socket.tx.publish(queued);
-                socket.tx.needs_wakeup();
                 socket.kick_tx().expect("tx kick");
                 served.echoed += u64::from(queued);
             }
@@ -145,7 +145,7 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
             let n = socket.fill.free(1).min(free.len() as u32);
             for i in 0..n {
                 let frame = free.pop().expect("counted");
-                socket.fill.write(i, Umem::addr(frame));
+                socket.fill.write(i, umem::addr(frame));
             }
             socket.fill.publish(n);
             if socket.fill.needs_wakeup() {

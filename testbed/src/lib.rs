@@ -15,7 +15,7 @@ pub mod procstat;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};
-pub use netns::{veth, Netns};
+pub use netns::{veth, veth_queues, Netns};
 pub use ping::{ping, PingReport};
 pub use process::{wait_until, Daemon};
 pub use transfer::{tcp_transfer, Transfer};

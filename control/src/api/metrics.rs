@@ -211,6 +211,21 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
             |c| c.sessions_compacted,
         ),
         (
+            "xgate_worker_outer_kernel_sends_total",
+            "Datagrams the AF_XDP backend sent through the kernel's UDP socket (no link path to the peer known yet).",
+            |c| c.outer_kernel_sends,
+        ),
+        (
+            "xgate_worker_xdp_rx_frames_total",
+            "Datagrams received through AF_XDP sockets.",
+            |c| c.xdp_rx_frames,
+        ),
+        (
+            "xgate_worker_xdp_tx_frames_total",
+            "Datagrams sent through AF_XDP sockets.",
+            |c| c.xdp_tx_frames,
+        ),
+        (
             "xgate_worker_tun_reads_total",
             "Packets read from the TUN (a super-packet counts once).",
             |c| c.tun_reads,

@@ -141,6 +141,8 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
         Ok(serde_json::json!({
             "interface": device.name,
             "listen_port": device.listen_port,
+            "backend": device.backend,
+            "backend_per_worker": device.backend_per_worker,
             "peers": peers,
             "workers": workers,
         }))

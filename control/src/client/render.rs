@@ -81,10 +81,11 @@ pub fn status_table(status: &Value) -> String {
         })
         .collect();
     let mut out = format!(
-        "interface {} (port {}), {} peers\n\n",
+        "interface {} (port {}), {} peers\nbackend: {}\n\n",
         text(&status["interface"]),
         text(&status["listen_port"]),
-        peers.len()
+        peers.len(),
+        text(&status["backend"]),
     );
     out += &table(
         &[
@@ -98,11 +99,14 @@ pub fn status_table(status: &Value) -> String {
         rows,
     );
     let workers = status["workers"].as_array().unwrap_or(&empty);
+    let per_worker = status["backend_per_worker"].as_array().unwrap_or(&empty);
     let rows = workers
         .iter()
-        .map(|w| {
+        .enumerate()
+        .map(|(i, w)| {
             vec![
                 text(&w["worker"]),
+                per_worker.get(i).map_or_else(|| "-".into(), text),
                 text(&w["rx_datagrams"]),
                 text(&w["tx_datagrams"]),
                 text(&w["tun_reads"]),
@@ -124,6 +128,7 @@ pub fn status_table(status: &Value) -> String {
     out += &table(
         &[
             "WORKER",
+            "OUTER",
             "DATAGRAMS IN",
             "DATAGRAMS OUT",
             "TUN READS",

@@ -19,12 +19,15 @@ use crate::update::PeerUpdate;
 
 mod api;
 mod groups;
+mod outer;
 mod registry;
 
 use api::{api_settings, ApiSection};
 pub use api::{ApiSettings, DEFAULT_API_LISTEN};
 pub use groups::GroupPolicy;
 use groups::{group_policies, GroupSection};
+use outer::outer_settings;
+pub use outer::{Backend, OuterSettings, XdpModeSetting};
 
 use registry::{registry_settings, PoolSection, RegistrySection};
 pub use registry::{RegistrySettings, DEFAULT_HOLD_SECS};
@@ -115,6 +118,9 @@ struct InterfaceSection {
     cpus: Option<Vec<usize>>,
     fwmark: Option<u32>,
     handshake_threads: Option<usize>,
+    backend: Option<String>,
+    outer_interfaces: Option<Vec<String>>,
+    xdp_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +170,8 @@ pub struct Settings {
     pub registry: Option<RegistrySettings>,
     /// The HTTP API (on with the registry).
     pub api: Option<ApiSettings>,
+    /// How outer datagrams are carried (AF_XDP or io_uring).
+    pub outer: OuterSettings,
 }
 
 fn cpu_count() -> usize {
@@ -198,6 +206,7 @@ impl Settings {
             peers: Vec::new(),
             registry: None,
             api: None,
+            outer: OuterSettings::default(),
         })
     }
 
@@ -357,6 +366,7 @@ impl Settings {
             )?);
         }
 
+        let outer = outer_settings(iface.backend, iface.outer_interfaces, iface.xdp_mode)?;
         let registry = registry_settings(registry, pools, &addresses, base, &name, defaults)?;
         let mut api = api_settings(api, registry.is_some(), base, &name)?;
         let groups = group_policies(groups, api.is_some())?;
@@ -377,6 +387,7 @@ impl Settings {
             peers: out,
             registry,
             api,
+            outer,
         })
     }
 }
@@ -578,6 +589,13 @@ workers = "auto"
 # handshake_threads = 2
 # Firewall mark on outgoing tunnel packets (0 = none), as `wg set fwmark`.
 fwmark = 0
+# How tunnel datagrams reach the workers: "auto" (AF_XDP where it can be set up, else
+# io_uring UDP sockets), "af-xdp" or "io-uring".
+backend = "auto"
+# Interfaces AF_XDP serves (default: every up, non-loopback interface with an address).
+# outer_interfaces = ["eth0"]
+# XDP attach mode: "auto" (native where the driver has it, else generic) or "generic".
+# xdp_mode = "auto"
 
 # One [[peer]] per client. Add more at run time with `wg set {DEFAULT_INTERFACE} peer ...`.
 # [[peer]]

@@ -96,6 +96,10 @@ pub struct DeviceState {
     pub fwmark: u32,
     /// Number of workers.
     pub workers: usize,
+    /// What the outer side runs on.
+    pub backend: String,
+    /// How each worker reaches the outer side.
+    pub backend_per_worker: Vec<String>,
     /// Peers.
     pub peers: Vec<PeerState>,
     /// Workers' counters, summed.
@@ -160,6 +164,19 @@ pub struct PlaneLinks {
     pub sockets: Vec<Arc<OwnedFd>>,
     /// Where tunnel up/down events go.
     pub events_out: crate::events::EventHub,
+    /// The outer side (AF_XDP or io_uring).
+    pub outer: OuterLinks,
+}
+
+/// What the control plane knows of the outer side.
+#[derive(Default)]
+pub struct OuterLinks {
+    /// What it runs on (`af-xdp on eth0 native 4 queue(s)`, `io-uring (...)`).
+    pub summary: String,
+    /// How each worker reaches it, by worker number.
+    pub per_worker: Vec<String>,
+    /// The steering programs, to follow listen-port changes.
+    pub steering: Option<Arc<datapath::io::af_xdp::steering::Steering>>,
 }
 
 /// The control plane's state.
@@ -446,6 +463,13 @@ impl ControlPlane {
             .first()
             .and_then(|s| datapath::udp::local_port(s).ok())
             .unwrap_or(port);
+        if let Some(steering) = &self.links.outer.steering {
+            // The programs follow first: datagrams for the new port are steered before the
+            // workers' frames carry it (until then the kernel's new socket takes them).
+            if let Err(e) = steering.set_port(self.listen_port) {
+                tracing::warn!("XDP steering not moved to port {}: {e}", self.listen_port);
+            }
+        }
         for (w, s) in self.links.workers.iter().zip(&sockets) {
             w.send(ToWorker::ReplaceSocket(s.clone()));
         }
@@ -590,6 +614,8 @@ impl ControlPlane {
             listen_port: self.listen_port,
             fwmark: self.fwmark,
             workers: self.links.workers.len(),
+            backend: self.links.outer.summary.clone(),
+            backend_per_worker: self.links.outer.per_worker.clone(),
             peers,
             datapath,
             per_worker,

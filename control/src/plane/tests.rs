@@ -64,6 +64,7 @@ impl Harness {
                     .collect(),
                 sockets: Vec::new(),
                 events_out: hub,
+                outer: Default::default(),
             },
         )
         .expect("plane");

@@ -197,6 +197,9 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
         ("tx_bytes", d.tx_bytes),
         ("sessions_installed", d.sessions_installed),
         ("sessions_compacted", d.sessions_compacted),
+        ("outer_kernel_sends", d.outer_kernel_sends),
+        ("xdp_rx_frames", d.xdp_rx_frames),
+        ("xdp_tx_frames", d.xdp_tx_frames),
     ] {
         let _ = writeln!(out, "stat_{name}={v}");
     }
@@ -265,6 +268,8 @@ mod tests {
             listen_port: 51820,
             fwmark: 0,
             workers: 2,
+            backend: "io-uring".into(),
+            backend_per_worker: Vec::new(),
             peers: vec![PeerState {
                 public_key: PrivateKey::from_bytes([2; 32]).public_key(),
                 preshared_key: None,

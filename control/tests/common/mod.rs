@@ -14,7 +14,8 @@ use anyhow::Result;
 use proto::PrivateKey;
 use testbed::clients::{wg, wg_dump_peers, DumpPeer};
 use testbed::{
-    ping, tcp_transfer, veth, wait_until, Implementation, Netns, Transfer, WgPeer, Xgate,
+    ping, tcp_transfer, veth, veth_queues, wait_until, Implementation, Netns, Transfer, WgPeer,
+    Xgate,
 };
 
 /// The xgate binary cargo built for these tests.
@@ -73,7 +74,13 @@ pub struct Rig {
     /// Further config text (sections such as [api], [[pool]] or [[peer]]), after the
     /// registry's or before the clients' peers.
     pub extra_config: String,
+    /// The outer backend xgate is told to use ("io-uring" or "af-xdp": no "auto", so a
+    /// test of AF_XDP fails rather than falls back).
+    pub backend: &'static str,
 }
+
+/// Receive and transmit queues of every veth a rig makes (AF_XDP binds one socket to each).
+pub const VETH_QUEUES: u32 = 2;
 
 impl Rig {
     /// A rig whose names carry `tag`.
@@ -91,15 +98,48 @@ impl Rig {
             workers: 2,
             registry: None,
             extra_config: String::new(),
+            backend: "io-uring",
             dir,
         }
+    }
+
+    /// A rig whose xgate uses the AF_XDP backend.
+    pub fn af_xdp(tag: &str) -> Self {
+        let mut rig = Self::new(tag);
+        rig.backend = "af-xdp";
+        rig
+    }
+
+    /// Checks that datagrams went both ways through AF_XDP sockets when the rig uses them.
+    pub fn assert_backend_carried_traffic(&self) {
+        if self.backend != "af-xdp" {
+            return;
+        }
+        let rx = self.stat("xdp_rx_frames");
+        let tx = self.stat("xdp_tx_frames");
+        assert!(
+            rx > 0 && tx > 0,
+            "AF_XDP carried rx {rx} tx {tx}\n{}",
+            self.log()
+        );
+    }
+
+    /// A datapath counter from `xgate show` (`stat_NAME` in the UAPI answer).
+    pub fn stat(&self, name: &str) -> u64 {
+        self.show()["stats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
     }
 
     /// The server's interface name.
     /// A running xgate with one wireguard-go and one boringtun-cli client, both connected
     /// (returned as their indices, in that order).
-    pub fn with_both_clients(tag: &str) -> (Self, usize, usize) {
-        let mut rig = Rig::new(tag);
+    pub fn with_both_clients(tag: &str, af_xdp: bool) -> (Self, usize, usize) {
+        let mut rig = if af_xdp {
+            Rig::af_xdp(tag)
+        } else {
+            Rig::new(tag)
+        };
         let go = rig.add_client(Implementation::WireguardGo);
         let bt = rig.add_client(Implementation::Boringtun);
         rig.start_xgate();
@@ -119,13 +159,14 @@ impl Rig {
         let underlay = format!("10.201.{n}.2");
         let server_underlay = format!("10.201.{n}.1");
         let veth_client = format!("xtv{n}c");
-        veth(
+        veth_queues(
             &self.server_ns,
             &format!("xtv{n}s"),
             &format!("{server_underlay}/24"),
             &ns,
             &veth_client,
             &format!("{underlay}/24"),
+            VETH_QUEUES,
         )
         .expect("veth");
         let iface = format!("xt{}c{n}", self.tag);
@@ -149,11 +190,12 @@ impl Rig {
     /// The server config: key, port, addresses, and every client added so far as a peer.
     pub fn config_text(&self) -> String {
         let mut text = format!(
-            "[interface]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\nworkers = {}\n",
+            "[interface]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\nworkers = {}\nbackend = \"{}\"\n",
             self.iface(),
             self.server_key.to_base64(),
             self.port,
-            self.workers
+            self.workers,
+            self.backend
         );
         if let Some(db) = &self.registry {
             text += &format!("\n[registry]\npath = \"{}\"\n", db.display());

@@ -7,6 +7,7 @@
 
 pub mod af_xdp;
 mod buf_ring;
+pub mod frames;
 pub mod memory;
 pub mod uring;
 
@@ -95,6 +96,15 @@ pub struct OffloadStats {
     pub super_packets: u64,
     /// TUN writes that carried a run of TCP segments as one super-packet.
     pub coalesced_writes: u64,
+    /// Dropped: AF_XDP frames whose headers did not add up.
+    pub bad_frames: u64,
+    /// Datagrams sent through the kernel's socket because no link path to their peer was
+    /// known (AF_XDP backend).
+    pub kernel_sends: u64,
+    /// Datagrams received through AF_XDP sockets.
+    pub xdp_received: u64,
+    /// Datagrams sent through AF_XDP sockets.
+    pub xdp_sent: u64,
 }
 
 /// What a worker needs from the kernel.

@@ -147,6 +147,10 @@ impl<B: Backend> Worker<B> {
         let offloads = self.backend.take_offload_stats();
         self.counters.drops[DropReason::NoBuffer as usize] += offloads.no_buffer;
         self.counters.drops[DropReason::BadOffload as usize] += offloads.bad_offload;
+        self.counters.drops[DropReason::BadFrame as usize] += offloads.bad_frames;
+        self.counters.outer_kernel_sends += offloads.kernel_sends;
+        self.counters.xdp_rx_frames += offloads.xdp_received;
+        self.counters.xdp_tx_frames += offloads.xdp_sent;
         self.counters.coalesced_receives += offloads.coalesced_receives;
         self.counters.tun_super_packets += offloads.super_packets;
         self.counters.tun_coalesced_writes += offloads.coalesced_writes;

@@ -54,6 +54,8 @@ pub struct Received {
     pub src_mac: Mac,
     /// Our link address as the sender used it.
     pub dst_mac: Mac,
+    /// It carried a VLAN tag (replies would need one: we do not build them).
+    pub tagged: bool,
 }
 
 fn be16(frame: &[u8], at: usize) -> u16 {
@@ -140,6 +142,7 @@ pub fn parse(frame: &[u8]) -> Result<Received, FrameError> {
         payload: udp + UDP_LEN..udp + udp_len,
         src_mac: mac(&frame[6..12]),
         dst_mac: mac(&frame[0..6]),
+        tagged: l3 != ETH_LEN,
     })
 }
 
@@ -331,7 +334,9 @@ mod tests {
         tagged.extend_from_slice(&[0x88, 0xa8, 0, 7, 0x81, 0x00, 0, 9]);
         tagged.extend_from_slice(&frame[12..]);
         let got = parse(&tagged).expect("parses");
+        assert!(got.tagged);
         assert_eq!(&tagged[got.payload], b"hi");
+        assert!(!parse(&frame).expect("parses").tagged);
         // Ethernet's minimum-size padding after the datagram is ignored.
         let mut padded = frame.clone();
         padded.resize(60, 0);

@@ -7,11 +7,13 @@
 //! - `frame`: outer headers and checksums.
 //! - `umem`, `ring`, `socket`: the frames, the rings shared with the kernel, the bound socket.
 
+pub mod backend;
 pub mod bpf;
 pub mod frame;
 pub mod program;
 pub mod ring;
 pub mod socket;
+pub mod steering;
 pub mod umem;
 
 #[cfg(test)]

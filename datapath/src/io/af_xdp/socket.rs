@@ -9,7 +9,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use thiserror::Error;
 
 use super::ring::Ring;
-use super::umem::Umem;
+use super::umem;
+use crate::io::frames::Frames;
 
 /// Entries in each ring (powers of two).
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +40,15 @@ pub enum XskError {
         /// The kernel's answer.
         source: io::Error,
     },
+}
+
+impl XskError {
+    /// The OS error behind it.
+    pub fn os_error(&self) -> Option<i32> {
+        match self {
+            XskError::Setup { source, .. } => source.raw_os_error(),
+        }
+    }
 }
 
 /// A bound AF_XDP socket.
@@ -95,11 +105,11 @@ fn getsockopt<T>(fd: &OwnedFd, name: libc::c_int) -> io::Result<T> {
 }
 
 impl XskSocket {
-    /// Opens a socket on queue `queue` of interface `ifindex` using `umem`: registering it,
-    /// or sharing the one `shared_with` registered. Zero-copy where the driver supports it,
+    /// Opens a socket on queue `queue` of interface `ifindex` using `frames` as its UMEM:
+    /// registering them, or sharing the registration `shared_with` made. Zero-copy where the driver supports it,
     /// copy mode otherwise (`zero_copy` says which).
     pub fn bind(
-        umem: &Umem,
+        frames: &Frames,
         shared_with: Option<&XskSocket>,
         ifindex: u32,
         queue: u32,
@@ -121,7 +131,7 @@ impl XskSocket {
         // SAFETY: a new descriptor only we hold.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         if shared_with.is_none() {
-            setsockopt(&fd, libc::XDP_UMEM_REG, &umem.registration())
+            setsockopt(&fd, libc::XDP_UMEM_REG, &umem::registration(frames))
                 .map_err(fail("registering the UMEM (XDP_UMEM_REG)"))?;
         }
         setsockopt(&fd, libc::XDP_UMEM_FILL_RING, &sizes.fill).map_err(fail("fill ring"))?;
@@ -210,7 +220,8 @@ impl XskSocket {
     }
 
     /// Asks the kernel to send what the tx ring holds (in copy mode sending happens only
-    /// here). A busy or full device is not an error: the frames stay queued for the next kick.
+    /// here, at most 32 frames per call). A busy or full device is not an error: the frames
+    /// stay queued for the next kick.
     pub fn kick_tx(&self) -> io::Result<()> {
         // SAFETY: a zero-length send with no buffer, as the AF_XDP interface defines.
         let ret = unsafe {

@@ -35,6 +35,7 @@ use send_batch::SendBatches;
 use tun_write::TunRuns;
 
 use super::buf_ring::BufRing;
+use super::frames::Frames;
 use super::{Backend, BufId, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::udp::sockaddr_from;
 use crate::udp_gso::{enable_gro, CONTROL_LEN};
@@ -85,6 +86,7 @@ const OP_WRITE: u64 = 4;
 const OP_WAKE: u64 = 5;
 const OP_CANCEL: u64 = 6;
 const OP_WRITEV: u64 = 7;
+const OP_POLL: u64 = 8;
 
 fn user_data(op: u64, generation: u8, buf: u32) -> u64 {
     (op << 56) | (u64::from(generation) << 48) | u64::from(buf)
@@ -126,7 +128,7 @@ pub struct UringBackend {
     offload_stats: OffloadStats,
     tun_ring: BufRing,
     tun_reads: TunReads,
-    bufs: Box<[[u8; BUF_SIZE]]>,
+    bufs: Frames,
     sends: SendBatches,
     tun_runs: TunRuns,
     free: Vec<u32>,
@@ -137,27 +139,42 @@ pub struct UringBackend {
     in_flight: usize,
     send_failures: u64,
     cqes: Vec<cqueue::Entry>,
+    /// Descriptors whose readiness ends a wait (AF_XDP sockets), and whether a multishot poll
+    /// is armed on each.
+    watched: Vec<(RawFd, bool)>,
 }
 
 impl UringBackend {
     /// A backend over an outer UDP socket, a TUN queue (`inner_vnet`: opened with
-    /// IFF_VNET_HDR) and this worker's waker.
+    /// IFF_VNET_HDR) and this worker's waker, with `POOL_SIZE` buffers.
     pub fn new(
         outer: Arc<OwnedFd>,
         inner: Arc<OwnedFd>,
         inner_vnet: bool,
         waker: Arc<Waker>,
     ) -> io::Result<Self> {
+        Self::with_pool(outer, inner, inner_vnet, waker, POOL_SIZE)
+    }
+
+    /// `new` with `pool` buffers (at least `POOL_SIZE`, at most 65,535: ids are 16 bits).
+    pub fn with_pool(
+        outer: Arc<OwnedFd>,
+        inner: Arc<OwnedFd>,
+        inner_vnet: bool,
+        waker: Arc<Waker>,
+        pool: usize,
+    ) -> io::Result<Self> {
+        let pool = pool.clamp(POOL_SIZE, u16::MAX as usize);
         // Deferred task work: completions are processed only when this thread waits, not in
         // interrupts of its work; falls back for kernels before 6.1.
         let ring = IoUring::builder()
-            .setup_cqsize((POOL_SIZE * 2) as u32)
+            .setup_cqsize((pool * 2) as u32)
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(1024)
             .or_else(|_| {
                 IoUring::builder()
-                    .setup_cqsize((POOL_SIZE * 2) as u32)
+                    .setup_cqsize((pool * 2) as u32)
                     .setup_single_issuer()
                     .build(1024)
             })?;
@@ -200,18 +217,44 @@ impl UringBackend {
             offload_stats: OffloadStats::default(),
             tun_ring,
             tun_reads: TunReads::Multishot,
-            bufs: vec![[0u8; BUF_SIZE]; POOL_SIZE].into_boxed_slice(),
+            bufs: Frames::new(pool)?,
             sends: SendBatches::new(SEND_BATCHES),
             tun_runs: TunRuns::new(if inner_vnet { TUN_RUNS } else { 0 }),
-            free: (0..POOL_SIZE as u32).rev().collect(),
+            free: (0..pool as u32).rev().collect(),
             outer_armed: false,
             inner_armed: 0,
             wake_armed: false,
             inner_closed: false,
             in_flight: 0,
             send_failures: 0,
-            cqes: Vec::with_capacity(POOL_SIZE * 2),
+            cqes: Vec::with_capacity(pool * 2),
+            watched: Vec::new(),
         })
+    }
+
+    /// The buffers' memory (an AF_XDP socket registers it as its UMEM).
+    pub fn frames(&self) -> &Frames {
+        &self.bufs
+    }
+
+    /// Makes readiness of `fd` to read end a wait (nothing is read from it here).
+    pub fn watch(&mut self, fd: RawFd) {
+        self.watched.push((fd, false));
+    }
+
+    fn arm_watched(&mut self) {
+        for i in 0..self.watched.len() {
+            let (fd, armed) = self.watched[i];
+            if armed {
+                continue;
+            }
+            let entry = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(user_data(OP_POLL, 0, i as u32));
+            let ok = self.push(entry);
+            self.watched[i].1 = ok;
+        }
     }
 
     /// Runs the kernel's async helper threads for this ring on `cpu` only, so a worker pinned
@@ -322,6 +365,7 @@ impl UringBackend {
         if !self.outer_armed {
             self.arm_outer();
         }
+        self.arm_watched();
         let depth = match self.tun_reads {
             TunReads::Multishot => 1,
             TunReads::Single => TUN_DEPTH,
@@ -370,7 +414,7 @@ impl UringBackend {
             return;
         }
         let b = u32::from(b);
-        if b as usize >= POOL_SIZE {
+        if b as usize >= self.bufs.len() {
             return;
         }
         let data = &self.bufs[b as usize][..(res as usize).min(BUF_SIZE)];
@@ -408,7 +452,7 @@ impl UringBackend {
                 self.recycle_tun(b);
                 return;
             }
-            if res > 0 && usize::from(b) < POOL_SIZE {
+            if res > 0 && usize::from(b) < self.bufs.len() {
                 out.push(Rx::Inner {
                     buf: BufId(u32::from(b)),
                     len: res as usize,
@@ -462,6 +506,13 @@ impl UringBackend {
                 OP_WAKE => {
                     self.wake_armed = false;
                     out.push(Rx::Wake);
+                }
+                // Only ends the wait (the owner of the descriptor looks at it); a poll that
+                // ended is re-armed before the next wait.
+                OP_POLL if !cqueue::more(cqe.flags()) => {
+                    if let Some(w) = self.watched.get_mut(buf as usize) {
+                        w.1 = false;
+                    }
                 }
                 _ => {}
             }
@@ -616,7 +667,7 @@ impl Drop for UringBackend {
         if !self.drain(Duration::from_secs(2)) {
             // The kernel still holds pointers into our buffers: leaking them is the only safe
             // choice. This happens only if operations refuse to cancel for two seconds.
-            let bufs = std::mem::take(&mut self.bufs);
+            let bufs = std::mem::replace(&mut self.bufs, Frames::empty());
             let sends = std::mem::replace(&mut self.sends, SendBatches::new(0));
             let gro_bufs = std::mem::replace(&mut self.gro_bufs, LargeBuffers::new(0, 1));
             let tso_bufs = std::mem::replace(&mut self.tso_bufs, LargeBuffers::new(0, 1));

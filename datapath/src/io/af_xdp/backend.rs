@@ -1,0 +1,322 @@
+//! The AF_XDP backend: outer datagrams through AF_XDP sockets, everything else through the
+//! io_uring backend it wraps (the TUN, the waker, and the kernel's UDP socket, which still
+//! gets what the steering program leaves to the kernel and sends where no link path is
+//! known). Both share one pool of frames, registered as the sockets' UMEM, so a buffer id
+//! means the same frame whichever way a packet came in or goes out.
+//!
+//! Per batch: sent frames come back from the completion rings, received frames are read from
+//! the rx rings (their headers parsed in place), frames go back to the fill rings, and frames
+//! to send are written to the tx rings and published with one wake-up per socket (copy mode
+//! sends only when woken). The wait itself is io_uring's, which also polls the sockets.
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::frame::{self, Mac, Path};
+use super::socket::{RingSizes, XskSocket};
+use super::umem;
+use crate::io::uring::UringBackend;
+use crate::io::{Backend, BufId, LinkPath, OffloadStats, Rx, BUF_SIZE};
+
+/// Ring sizes of each socket.
+pub const RING_SIZES: RingSizes = RingSizes {
+    fill: 1024,
+    completion: 1024,
+    rx: 1024,
+    tx: 1024,
+};
+/// Frames a worker needs beyond the io_uring backend's own, per socket: a full fill ring and
+/// a full tx ring.
+pub const FRAMES_PER_SOCKET: usize = (RING_SIZES.fill + RING_SIZES.tx) as usize;
+/// The largest inner MTU whose datagrams fit a received frame: the kernel keeps 256 bytes of
+/// headroom in each 2,048-byte frame, and the frame carries Ethernet (with up to two VLAN
+/// tags), IPv6 and UDP headers, the transport header, up to 15 bytes of padding and the tag.
+pub const MAX_MTU: usize = BUF_SIZE
+    - 256
+    - super::frame::MAX_HEADERS
+    - 8
+    - proto::constants::TRANSPORT_HEADER_LEN
+    - proto::constants::TAG_LEN
+    - 15;
+
+/// Wake-ups per socket and batch at most: copy mode sends 32 frames per wake-up, so this
+/// covers a full tx ring; what is left waits for the next batch, which then does not sleep.
+const MAX_KICKS: u32 = RING_SIZES.tx / 32 + 1;
+
+/// Received frames taken from one socket per batch.
+const RX_BATCH: u32 = 256;
+
+/// One queue of one interface, served by this worker.
+pub struct XdpQueue {
+    /// The bound socket.
+    pub socket: XskSocket,
+    /// Our link address on its interface.
+    pub mac: Mac,
+}
+
+/// A worker's AF_XDP sockets over its io_uring backend.
+pub struct XdpBackend {
+    // Declared first: the sockets close (and the kernel lets go of the frames) before the
+    // io_uring backend unmaps them.
+    queues: Vec<XdpQueue>,
+    /// Descriptors written to each tx ring and not yet published.
+    tx_pending: Vec<u32>,
+    uring: UringBackend,
+    /// The listen port: the source port of frames we build.
+    port: u16,
+    stats: OffloadStats,
+    /// Frames dropped because a tx ring stayed full.
+    send_failures: u64,
+}
+
+impl XdpBackend {
+    /// Wraps `uring` (whose frames the queues' sockets registered as their UMEM) with
+    /// `queues`; `port` is the listen port.
+    pub fn new(mut uring: UringBackend, queues: Vec<XdpQueue>, port: u16) -> Self {
+        for q in &queues {
+            uring.watch(q.socket.fd());
+        }
+        let tx_pending = vec![0; queues.len()];
+        let mut backend = Self {
+            queues,
+            tx_pending,
+            uring,
+            port,
+            stats: OffloadStats::default(),
+            send_failures: 0,
+        };
+        backend.fill();
+        backend
+    }
+
+    /// The sockets (mode, statistics).
+    pub fn queues(&self) -> &[XdpQueue] {
+        &self.queues
+    }
+
+    /// Lends free frames to every fill ring, up to its size.
+    fn fill(&mut self) {
+        for q in &mut self.queues {
+            let fill = &mut q.socket.fill;
+            let room = fill.free(RING_SIZES.fill);
+            let mut n = 0;
+            while n < room {
+                let Some(buf) = self.uring.alloc() else { break };
+                fill.write(n, umem::addr(buf.0));
+                n += 1;
+            }
+            if n > 0 {
+                fill.publish(n);
+            }
+            if fill.needs_wakeup() {
+                q.socket.kick_rx();
+            }
+        }
+    }
+
+    /// Takes sent frames back from the completion rings.
+    fn complete(&mut self) {
+        for q in &mut self.queues {
+            let done = q.socket.completion.ready();
+            for i in 0..done {
+                let (frame, _) = umem::locate(q.socket.completion.read(i));
+                self.uring.free(BufId(frame));
+            }
+            q.socket.completion.release(done);
+        }
+    }
+
+    /// Publishes what each tx ring holds and wakes the kernel to send it.
+    fn flush_tx(&mut self) {
+        for (q, pending) in self.queues.iter_mut().zip(&mut self.tx_pending) {
+            if *pending == 0 {
+                continue;
+            }
+            q.socket.tx.publish(std::mem::take(pending));
+        }
+        for q in &mut self.queues {
+            let mut kicks = 0;
+            while kicks < MAX_KICKS
+                && q.socket.tx.outstanding() > 0
+                && (!q.socket.zero_copy() || q.socket.tx.needs_wakeup())
+            {
+                if let Err(e) = q.socket.kick_tx() {
+                    tracing::debug!("AF_XDP send wake-up failed: {e}");
+                    break;
+                }
+                kicks += 1;
+            }
+        }
+    }
+
+    /// Reads received frames into `out`.
+    fn receive(&mut self, out: &mut Vec<Rx>) {
+        for q in &mut self.queues {
+            let ready = q.socket.rx.ready().min(RX_BATCH);
+            for i in 0..ready {
+                let desc = q.socket.rx.read(i);
+                let (frame, offset) = umem::locate(desc.addr);
+                let buf = BufId(frame);
+                let end = offset + desc.len as usize;
+                if end > BUF_SIZE {
+                    self.stats.bad_frames += 1;
+                    self.uring.free(buf);
+                    continue;
+                }
+                match frame::parse(&self.uring.buf(buf)[offset..end]) {
+                    Ok(got) => {
+                        let link = (!got.tagged).then_some(LinkPath {
+                            ifindex: q.socket.ifindex(),
+                            local: got.to.ip(),
+                            local_mac: got.dst_mac,
+                            next_hop: got.src_mac,
+                        });
+                        self.stats.xdp_received += 1;
+                        out.push(Rx::Outer {
+                            buf,
+                            at: offset + got.payload.start,
+                            len: got.payload.len(),
+                            from: got.from,
+                            link,
+                            truncated: false,
+                        });
+                    }
+                    Err(_) => {
+                        self.stats.bad_frames += 1;
+                        self.uring.free(buf);
+                    }
+                }
+            }
+            q.socket.rx.release(ready);
+        }
+    }
+
+    /// The queue to send to `to` by, and the frame's path, if `link` names one of ours.
+    fn route(&self, to: SocketAddr, link: Option<LinkPath>) -> Option<(usize, Path)> {
+        let link = link?;
+        let from = match (link.local, to) {
+            (std::net::IpAddr::V4(ip), SocketAddr::V4(_)) => {
+                SocketAddr::V4(SocketAddrV4::new(ip, self.port))
+            }
+            (std::net::IpAddr::V6(ip), SocketAddr::V6(_)) => {
+                SocketAddr::V6(SocketAddrV6::new(ip, self.port, 0, 0))
+            }
+            _ => return None,
+        };
+        let queue = self
+            .queues
+            .iter()
+            .position(|q| q.socket.ifindex() == link.ifindex)?;
+        Some((
+            queue,
+            Path {
+                from,
+                to,
+                src_mac: link.local_mac,
+                dst_mac: link.next_hop,
+            },
+        ))
+    }
+}
+
+impl Backend for XdpBackend {
+    fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
+        self.flush_tx();
+        self.complete();
+        self.fill();
+        let waiting = self.queues.iter_mut().any(|q| {
+            q.socket.rx.ready() > 0
+                || q.socket.completion.ready() > 0
+                || (!q.socket.zero_copy() && q.socket.tx.outstanding() > 0)
+        });
+        let until = if waiting { Instant::now() } else { deadline };
+        self.uring.poll(out, until)?;
+        self.receive(out);
+        self.complete();
+        self.fill();
+        Ok(())
+    }
+
+    fn buf(&mut self, buf: BufId) -> &mut [u8; BUF_SIZE] {
+        self.uring.buf(buf)
+    }
+
+    fn alloc(&mut self) -> Option<BufId> {
+        self.uring.alloc()
+    }
+
+    fn free(&mut self, buf: BufId) {
+        self.uring.free(buf);
+    }
+
+    fn send_outer(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        to: SocketAddr,
+        link: Option<LinkPath>,
+    ) {
+        let Some((queue, path)) = self.route(to, link) else {
+            self.stats.kernel_sends += 1;
+            self.uring.send_outer(buf, range, to, None);
+            return;
+        };
+        if range.start < frame::headers_len(&to) {
+            self.uring.send_outer(buf, range, to, None);
+            return;
+        }
+        let pending = self.tx_pending[queue];
+        if self.queues[queue].socket.tx.free(pending + 1) <= pending {
+            // Ring full: send what it holds, then try once more.
+            self.flush_tx();
+            self.complete();
+        }
+        let pending = self.tx_pending[queue];
+        let tx = &mut self.queues[queue].socket.tx;
+        if tx.free(pending + 1) <= pending {
+            self.uring.free(buf);
+            self.send_failures += 1;
+            return;
+        }
+        let frame = frame::write_headers(self.uring.buf(buf), range, &path);
+        tx.write(
+            pending,
+            libc::xdp_desc {
+                addr: umem::addr(buf.0) + frame.start as u64,
+                len: frame.len() as u32,
+                options: 0,
+            },
+        );
+        self.tx_pending[queue] += 1;
+        self.stats.xdp_sent += 1;
+    }
+
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
+        self.uring.send_inner(buf, range);
+    }
+
+    fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
+        if let Ok(port) = crate::udp::local_port(&socket) {
+            self.port = port;
+        }
+        self.uring.replace_outer(socket);
+    }
+
+    fn take_send_failures(&mut self) -> u64 {
+        self.uring.take_send_failures() + std::mem::take(&mut self.send_failures)
+    }
+
+    fn take_offload_stats(&mut self) -> OffloadStats {
+        let mut stats = self.uring.take_offload_stats();
+        let mine = std::mem::take(&mut self.stats);
+        stats.bad_frames += mine.bad_frames;
+        stats.kernel_sends += mine.kernel_sends;
+        stats.xdp_received += mine.xdp_received;
+        stats.xdp_sent += mine.xdp_sent;
+        stats
+    }
+}
