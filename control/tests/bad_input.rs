@@ -4,7 +4,8 @@
 //! legitimate client keeps getting ping replies.
 //!
 //! The client is xgate's own `proto::Tunnel` over a UDP socket in the client namespace, so the
-//! test can also send what no well-behaved client would.
+//! test can also send what no well-behaved client would. Once on the io_uring backend, once on
+//! the AF_XDP backend.
 
 mod common;
 
@@ -140,8 +141,21 @@ fn expect_drop(
 
 #[test]
 fn every_kind_of_bad_input_is_counted_and_dropped() {
-    let mut rig = Rig::new("bad");
-    let client_ns = common::client_ns(&rig.server_ns, "bad");
+    bad_input("bad", false);
+}
+
+#[test]
+fn every_kind_of_bad_input_is_counted_and_dropped_af_xdp() {
+    bad_input("badx", true);
+}
+
+fn bad_input(tag: &str, af_xdp: bool) {
+    let mut rig = if af_xdp {
+        Rig::af_xdp(tag)
+    } else {
+        Rig::new(tag)
+    };
+    let client_ns = common::client_ns(&rig.server_ns, tag);
     let key = PrivateKey::generate(&mut OsRng);
     let config = format!(
         "{}\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]\n",
@@ -294,4 +308,5 @@ fn every_kind_of_bad_input_is_counted_and_dropped() {
     );
     let shown = rig.show();
     eprintln!("drops after the burst: {}", shown["drops"]);
+    rig.assert_backend_carried_traffic();
 }

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::Rig;
-use testbed::{ping, Implementation};
+use testbed::{ping, tcp_transfer, Implementation};
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
@@ -88,6 +88,23 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp:
     );
 
     rig.assert_backend_carried_traffic();
+    if af_xdp {
+        // The host's own traffic on the interface XDP is attached to still reaches its
+        // kernel: a ping to the server's underlay address, and TCP to another port on it.
+        let client = &rig.clients[c];
+        let p = ping(&client.ns, &client.server_underlay, 3).expect("underlay ping runs");
+        assert_eq!(p.received, 3, "ping to the host beside AF_XDP: {p:?}");
+        let addr = format!("{}:5999", client.server_underlay);
+        let tcp = tcp_transfer(
+            &rig.server_ns,
+            addr.parse().expect("addr"),
+            &client.ns,
+            1024 * 1024,
+            9,
+        )
+        .expect("TCP to the host beside AF_XDP");
+        assert!(tcp.intact(1024 * 1024), "{tcp:?}");
+    }
     let shown = rig.show();
     assert_eq!(shown["drops"]["bad_tag"], 0, "{shown}");
     assert_eq!(shown["drops"]["replayed"], 0, "{shown}");

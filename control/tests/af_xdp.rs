@@ -1,0 +1,145 @@
+//! What is particular to the AF_XDP backend: the steering program follows a listen port set
+//! through `wg set`, a program an earlier xgate left attached the old way is replaced, and one
+//! xgate did not load is left alone (`af-xdp` refuses to start and says how to fix it;
+//! `auto` falls back to io_uring and says why).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{xgate_bin, Rig};
+use datapath::io::af_xdp::bpf::{XdpMode, XdpProgram, XskMap};
+use datapath::io::af_xdp::program::{steering, XDP_PASS};
+use datapath::netlink::Netlink;
+use testbed::{Implementation, Netns};
+
+/// Attaches a steering program named `name` to `iface` in `ns` the old way (netlink, no link),
+/// as a crashed older daemon or another tool would leave it; it stays after this returns.
+fn attach_legacy(ns: &Netns, iface: &str, name: &'static str) {
+    let iface = iface.to_string();
+    ns.enter(move || {
+        let map = XskMap::new(1).expect("map");
+        let program =
+            XdpProgram::load(name, &steering(9, map.fd(), XDP_PASS)).expect("program loads");
+        let mut netlink = Netlink::open().expect("netlink");
+        let index = netlink
+            .interfaces()
+            .expect("interfaces")
+            .into_iter()
+            .find(|i| i.name == iface)
+            .expect("interface exists")
+            .index;
+        netlink
+            .attach_xdp_legacy(index, program.fd(), XdpMode::Generic.flag())
+            .expect("legacy attach");
+    })
+    .expect("enter");
+}
+
+/// The XDP program attached to `iface` in `ns`, by name.
+fn attached_program(ns: &Netns, iface: &str) -> Option<String> {
+    let iface = iface.to_string();
+    ns.enter(move || {
+        let mut netlink = Netlink::open().expect("netlink");
+        let found = netlink
+            .interfaces()
+            .expect("interfaces")
+            .into_iter()
+            .find(|i| i.name == iface)?;
+        let (id, _) = found.xdp?;
+        datapath::io::af_xdp::bpf::program_name(id).ok()
+    })
+    .expect("enter")
+}
+
+#[test]
+fn a_listen_port_set_through_wg_moves_the_steering() {
+    let mut rig = Rig::af_xdp("port");
+    let c = rig.add_client(Implementation::WireguardGo);
+    rig.start_xgate();
+    rig.connect(c, None);
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel: {}",
+        rig.log()
+    );
+    rig.wg(&["set", &rig.iface(), "listen-port", "51901"])
+        .expect("wg set listen-port");
+    rig.port = 51901;
+    rig.connect(c, None);
+    let before = rig.stat("xdp_rx_frames");
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel on the new port: {}",
+        rig.log()
+    );
+    let p = testbed::ping(&rig.clients[c].ns, "10.77.0.1", 5).expect("ping");
+    assert_eq!(p.received, 5, "{p:?}");
+    let after = rig.stat("xdp_rx_frames");
+    assert!(
+        after >= before + 5,
+        "datagrams to the new port did not come through AF_XDP: {before} -> {after}\n{}",
+        rig.log()
+    );
+}
+
+#[test]
+fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
+    let mut rig = Rig::af_xdp("stale");
+    let c = rig.add_client(Implementation::Boringtun);
+    attach_legacy(&rig.server_ns, "xtv1s", "xgate_steer");
+    rig.start_xgate();
+    rig.connect(c, None);
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel: {}",
+        rig.log()
+    );
+    assert!(
+        rig.log()
+            .contains("replaced a steering program left by an earlier xgate"),
+        "{}",
+        rig.log()
+    );
+    rig.assert_backend_carried_traffic();
+    // A clean exit detaches the program.
+    drop(rig.xgate.take());
+    assert_eq!(attached_program(&rig.server_ns, "xtv1s"), None);
+
+    // Someone else's program: af-xdp refuses to start, naming it and the fix.
+    attach_legacy(&rig.server_ns, "xtv1s", "their_prog");
+    let config = rig.write_config();
+    let out = rig
+        .server_ns
+        .command(xgate_bin().to_str().expect("path"))
+        .args(["up", "--config", config.to_str().expect("path")])
+        .output()
+        .expect("xgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started over a foreign program");
+    assert!(
+        stderr.contains("their_prog") && stderr.contains("xdp off"),
+        "error does not name the program and the fix: {stderr}"
+    );
+    assert_eq!(
+        attached_program(&rig.server_ns, "xtv1s").as_deref(),
+        Some("their_prog")
+    );
+
+    // auto falls back to io_uring, says why, and serves the client.
+    rig.backend = "auto";
+    rig.start_xgate();
+    // The client still holds the first xgate's session: it handshakes again once it notices
+    // no answer (as after any restart), within REKEY_TIMEOUT plus the keepalive timeout.
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(30)),
+        "no tunnel on the fallback: {}",
+        rig.log()
+    );
+    assert!(rig.log().contains("AF_XDP not used"), "{}", rig.log());
+    assert_eq!(rig.stat("xdp_rx_frames"), 0);
+    assert_eq!(
+        attached_program(&rig.server_ns, "xtv1s").as_deref(),
+        Some("their_prog")
+    );
+}
