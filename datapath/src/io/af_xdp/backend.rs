@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::frame::{self, Mac, Path};
+use super::neighbours::Neighbours;
 use super::socket::{RingSizes, XskSocket};
 use super::umem;
 use crate::io::uring::UringBackend;
@@ -71,6 +72,8 @@ pub struct XdpBackend {
     stats: OffloadStats,
     /// Frames dropped because a tx ring stayed full.
     send_failures: u64,
+    /// Paths to peers no datagram has come from yet.
+    neighbours: Neighbours,
 }
 
 impl XdpBackend {
@@ -88,6 +91,7 @@ impl XdpBackend {
             port,
             stats: OffloadStats::default(),
             send_failures: 0,
+            neighbours: Neighbours::default(),
         };
         backend.fill();
         backend
@@ -195,9 +199,22 @@ impl XdpBackend {
         }
     }
 
-    /// The queue to send to `to` by, and the frame's path, if `link` names one of ours.
-    fn route(&self, to: SocketAddr, link: Option<LinkPath>) -> Option<(usize, Path)> {
-        let link = link?;
+    /// The queue to send to `to` by, and the frame's path: the way `link` says, else the way
+    /// the kernel's route and neighbour tables say (if through one of our interfaces).
+    fn route(&mut self, to: SocketAddr, link: Option<LinkPath>) -> Option<(usize, Path)> {
+        let link = match link {
+            Some(link) => link,
+            None => {
+                let queues = &self.queues;
+                self.neighbours
+                    .path_to(to.ip(), Instant::now(), |ifindex| {
+                        queues
+                            .iter()
+                            .find(|q| q.socket.ifindex() == ifindex)
+                            .map(|q| q.mac)
+                    })?
+            }
+        };
         let from = match (link.local, to) {
             (std::net::IpAddr::V4(ip), SocketAddr::V4(_)) => {
                 SocketAddr::V4(SocketAddrV4::new(ip, self.port))

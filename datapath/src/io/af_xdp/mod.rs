@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod bpf;
 pub mod frame;
+pub mod neighbours;
 pub mod program;
 pub mod ring;
 pub mod socket;

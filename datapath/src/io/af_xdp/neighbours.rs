@@ -1,0 +1,79 @@
+//! Link paths to peers no datagram has come from yet (a configured endpoint, a client whose
+//! handshake came in before any of its transport data): the route the kernel would take and
+//! the next hop's link address from its neighbour table, asked over netlink on a miss and
+//! kept a while. Where the kernel has no complete neighbour entry the datagram goes through
+//! the kernel's socket instead, which resolves it; a later lookup then finds the entry.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::io::LinkPath;
+use crate::netlink::Netlink;
+
+/// How long a found path is trusted before it is asked again.
+const FOUND_FOR: Duration = Duration::from_secs(30);
+/// How long a miss is remembered (each miss costs a netlink round trip).
+const MISSED_FOR: Duration = Duration::from_secs(1);
+/// Destinations remembered at most (the table is emptied when full).
+const CAPACITY: usize = 4096;
+
+/// A worker's cache of looked-up paths.
+#[derive(Default)]
+pub struct Neighbours {
+    netlink: Option<Netlink>,
+    cache: HashMap<IpAddr, (Option<LinkPath>, Instant)>,
+}
+
+impl Neighbours {
+    /// The path to `to` through one of `interfaces` (index, our link address), if the
+    /// kernel's tables give one.
+    pub fn path_to(
+        &mut self,
+        to: IpAddr,
+        now: Instant,
+        interfaces: impl Fn(u32) -> Option<[u8; 6]>,
+    ) -> Option<LinkPath> {
+        if let Some((path, until)) = self.cache.get(&to) {
+            if now < *until {
+                return *path;
+            }
+        }
+        let path = self.look_up(to, &interfaces);
+        if self.cache.len() >= CAPACITY {
+            self.cache.clear();
+        }
+        let keep = if path.is_some() {
+            FOUND_FOR
+        } else {
+            MISSED_FOR
+        };
+        self.cache.insert(to, (path, now + keep));
+        path
+    }
+
+    fn look_up(
+        &mut self,
+        to: IpAddr,
+        interfaces: &dyn Fn(u32) -> Option<[u8; 6]>,
+    ) -> Option<LinkPath> {
+        if self.netlink.is_none() {
+            self.netlink = Netlink::open()
+                .map_err(|e| tracing::debug!("netlink for neighbour lookups: {e}"))
+                .ok();
+        }
+        let netlink = self.netlink.as_mut()?;
+        let route = netlink.route_to(to).ok()??;
+        let local_mac = interfaces(route.ifindex)?;
+        let local = route.source?;
+        let next_hop = netlink
+            .neighbour(route.ifindex, route.gateway.unwrap_or(to))
+            .ok()??;
+        Some(LinkPath {
+            ifindex: route.ifindex,
+            local,
+            local_mac,
+            next_hop,
+        })
+    }
+}
