@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use testbed::clients::wg;
-use testbed::{ping, tcp_transfer, veth, wait_until, Implementation, Netns, WgPeer, Xgate};
+use testbed::{
+    ping, tcp_transfer, veth_queues, wait_until, Implementation, Netns, WgPeer, Xgate,
+};
 
 /// Bytes moved each way per client.
 const TRANSFER: u64 = 32 * 1024 * 1024;
@@ -45,28 +47,37 @@ fn xgate_cli(server_ns: &Netns, args: &[&str]) -> Result<String> {
     server_ns.run(xgate_binary().to_str().unwrap_or("xgate"), args)
 }
 
-fn client(
-    implementation: Implementation,
-    n: u8,
-    server_ns: &Netns,
-    server: &Xgate,
-    dir: &Path,
-) -> Result<(Netns, WgPeer, String, i64)> {
+/// A client's namespace and its link to the server's (two queues each way), made before
+/// xgate starts: like a NIC, the underlay is there when the daemon looks for interfaces.
+fn underlay(implementation: Implementation, n: u8, server_ns: &Netns) -> Result<Netns> {
     let ns = Netns::create(&format!(
         "xgdemo-{}",
         implementation.label().split('-').next().unwrap_or("c")
     ))?;
     let underlay = format!("10.201.{n}");
-    veth(
+    veth_queues(
         server_ns,
         &format!("xgd-s{n}"),
         &format!("{underlay}.1/24"),
         &ns,
         &format!("xgd-c{n}"),
         &format!("{underlay}.2/24"),
+        2,
     )?;
+    Ok(ns)
+}
+
+fn client(
+    implementation: Implementation,
+    n: u8,
+    ns: &Netns,
+    server_ns: &Netns,
+    server: &Xgate,
+    dir: &Path,
+) -> Result<(WgPeer, String, i64)> {
+    let underlay = format!("10.201.{n}");
     let iface = format!("xgd-{}", &implementation.label()[..2]);
-    let peer = WgPeer::start(implementation, &ns, &iface, dir)?;
+    let peer = WgPeer::start(implementation, ns, &iface, dir)?;
     // Registered through the API: the registry keeps it and its pool assigns the addresses.
     let key = peer.public_key.to_base64();
     let name = format!("demo-{}", implementation.label());
@@ -83,15 +94,15 @@ fn client(
             .context("assigned address")
     };
     let (v4, v6) = (address(0)?, address(1)?);
-    peer.configure(&ns, &[&format!("{v4}/16"), &format!("{v6}/64")], 1420)?;
+    peer.configure(ns, &[&format!("{v4}/16"), &format!("{v6}/64")], 1420)?;
     peer.set_peer(
-        &ns,
+        ns,
         &server.public_key,
         Some(&format!("{underlay}.1:51820")),
         "10.77.0.0/16,fd77::/64",
         Some(25),
     )?;
-    Ok((ns, peer, v4, id))
+    Ok((peer, v4, id))
 }
 
 fn exercise(
@@ -145,20 +156,32 @@ fn demo() -> Result<bool> {
     println!("== xgate demo: embedded defaults, two real WireGuard clients ==\n");
 
     let server_ns = Netns::create("xgdemo-srv")?;
+    let clients = [
+        (1u8, Implementation::WireguardGo),
+        (2, Implementation::Boringtun),
+    ];
+    let mut underlays = Vec::new();
+    for (n, implementation) in clients {
+        underlays.push(underlay(implementation, n, &server_ns)?);
+    }
     let server = Xgate::start(&binary, &server_ns, &[], "xgate0", &dir.join("xgate.log"))?;
     println!(
         "xgate up in namespace xgdemo-srv: interface xgate0, port 51820, 10.77.0.1/16, fd77::1/64"
     );
-    println!("  public key {}\n", server.public_key);
+    println!("  public key {}", server.public_key);
+    let status: serde_json::Value =
+        serde_json::from_str(&xgate_cli(&server_ns, &["status", "--json"])?)
+            .context("xgate status --json")?;
+    println!(
+        "  backend \"auto\" got: {}\n",
+        status["backend"].as_str().unwrap_or("(not reported)")
+    );
 
     let mut results = Vec::new();
     let mut namespaces = Vec::new();
     let mut ids = Vec::new();
-    for (n, implementation) in [
-        (1u8, Implementation::WireguardGo),
-        (2, Implementation::Boringtun),
-    ] {
-        let (ns, peer, addr, id) = client(implementation, n, &server_ns, &server, &dir)?;
+    for ((n, implementation), ns) in clients.into_iter().zip(underlays) {
+        let (peer, addr, id) = client(implementation, n, &ns, &server_ns, &server, &dir)?;
         println!(
             "{} client in namespace {}, registered by the API as peer {id} with {addr}: connecting...",
             implementation.label(),
