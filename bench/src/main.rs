@@ -65,6 +65,10 @@ enum Command {
     },
 }
 
+fn is_xgate(server: Server) -> bool {
+    !matches!(server, Server::Boringtun | Server::WireguardGo)
+}
+
 fn scratch() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("xgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -148,8 +152,13 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
 
     eprintln!("peers side by side (iperf3 through the tunnel, server on CPU 0)");
     let mut peers = Vec::new();
-    for server in [Server::Xgate(1), Server::Boringtun, Server::WireguardGo] {
-        if !want("peers") || (xgate_only && server != Server::Xgate(1)) {
+    for server in [
+        Server::Xgate(1),
+        Server::XgateAfXdp,
+        Server::Boringtun,
+        Server::WireguardGo,
+    ] {
+        if !want("peers") || (xgate_only && !is_xgate(server)) {
             continue;
         }
         peers.extend(peers::measure(server, xgate, &dir)?);
@@ -163,12 +172,21 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     };
     let mut decrypt = Vec::new();
     let mut profile = String::new();
-    for server in [Server::Xgate(1), Server::Boringtun] {
-        if !want("decrypt") || (xgate_only && server != Server::Xgate(1)) {
+    for server in [
+        Server::Xgate(1),
+        Server::XgateAfXdp,
+        Server::XgateAfXdpGeneric,
+        Server::Boringtun,
+    ] {
+        if !want("decrypt") || (xgate_only && !is_xgate(server)) {
             continue;
         }
         for (size, count) in [(64, small), (1420, large)] {
-            let want_profile = server == Server::Xgate(1) && size == 1420;
+            // XGATE_BENCH_PROFILE=<server>:<size> profiles another run (development).
+            let want_profile = match std::env::var("XGATE_BENCH_PROFILE") {
+                Ok(spec) => spec == format!("{}:{size}", server.label()),
+                Err(_) => server == Server::Xgate(1) && size == 1420,
+            };
             let (figure, p) =
                 generator::measure(server, xgate, &dir, size, 1, count, want_profile)?;
             if let Some(p) = p {

@@ -20,8 +20,12 @@ pub const SERVER_IFACE: &str = "xb0";
 /// Which server is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Server {
-    /// xgate with this many workers (pinned to CPUs 0..n).
+    /// xgate on its io_uring backend with this many workers (pinned to CPUs 0..n).
     Xgate(usize),
+    /// xgate on its AF_XDP backend, one worker; the XDP program in native (driver) mode.
+    XgateAfXdp,
+    /// xgate on its AF_XDP backend, one worker; the XDP program in generic mode.
+    XgateAfXdpGeneric,
     /// boringtun-cli.
     Boringtun,
     /// wireguard-go.
@@ -34,6 +38,8 @@ impl Server {
         match self {
             Server::Xgate(1) => "xgate".into(),
             Server::Xgate(n) => format!("xgate-{n}w"),
+            Server::XgateAfXdp => "xgate-af-xdp".into(),
+            Server::XgateAfXdpGeneric => "xgate-af-xdp-generic".into(),
             Server::Boringtun => "boringtun-cli".into(),
             Server::WireguardGo => "wireguard-go".into(),
         }
@@ -100,13 +106,21 @@ impl Rig {
         // Coalesce runs of datagrams on the server side, as a NIC's GRO would: veth does GRO
         // only when asked, and then hands UDP_GRO sockets one buffer per run.
         server_ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
-        let (process, server_key, pid, cpus) = match server {
-            Server::Xgate(workers) => {
+        let xgate = match server {
+            Server::Xgate(workers) => Some((workers, "backend = \"io-uring\"\n")),
+            Server::XgateAfXdp => Some((1, "backend = \"af-xdp\"\n")),
+            Server::XgateAfXdpGeneric => {
+                Some((1, "backend = \"af-xdp\"\nxdp_mode = \"generic\"\n"))
+            }
+            Server::Boringtun | Server::WireguardGo => None,
+        };
+        let (process, server_key, pid, cpus) = match xgate {
+            Some((workers, backend)) => {
                 let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
                 let cpus: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
                 let config = format!(
                     "[interface]\nname = \"{SERVER_IFACE}\"\nprivate_key = \"{}\"\nlisten_port = 51820\n\
-                     address = [\"{SERVER_TUNNEL_IP}/16\"]\nmtu = 1420\nworkers = {workers}\ncpus = [{}]\n",
+                     address = [\"{SERVER_TUNNEL_IP}/16\"]\nmtu = 1420\nworkers = {workers}\ncpus = [{}]\n{backend}",
                     key.to_base64(),
                     cpus.join(", ")
                 );
@@ -122,7 +136,7 @@ impl Rig {
                 let pid = x.daemon.pid().context("xgate pid")?;
                 (Process::Xgate(x), key.public_key(), pid, cpus.join(","))
             }
-            Server::Boringtun | Server::WireguardGo => {
+            None => {
                 let implementation = if server == Server::Boringtun {
                     Implementation::Boringtun
                 } else {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{xgate_bin, Rig};
-use datapath::io::af_xdp::bpf::{XdpMode, XdpProgram, XskMap};
+use datapath::io::af_xdp::bpf::{AddressMap, XdpMode, XdpProgram, XskMap};
 use datapath::io::af_xdp::program::{steering, XDP_PASS};
 use datapath::netlink::Netlink;
 use testbed::{Implementation, Netns};
@@ -19,8 +19,9 @@ fn attach_legacy(ns: &Netns, iface: &str, name: &'static str) {
     let iface = iface.to_string();
     ns.enter(move || {
         let map = XskMap::new(1).expect("map");
-        let program =
-            XdpProgram::load(name, &steering(9, map.fd(), XDP_PASS)).expect("program loads");
+        let local = AddressMap::new().expect("address map");
+        let program = XdpProgram::load(name, &steering(9, map.fd(), local.fd(), XDP_PASS))
+            .expect("program loads");
         let mut netlink = Netlink::open().expect("netlink");
         let index = netlink
             .interfaces()

@@ -115,7 +115,8 @@ fn run_worker(
             .sum::<usize>()
     });
     let pool = POOL_SIZE + sockets * FRAMES_PER_SOCKET;
-    let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool) {
+    let gro = xdp.is_none();
+    let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(e));

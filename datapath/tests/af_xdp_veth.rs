@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datapath::io::af_xdp::bpf::{XdpLink, XdpMode, XdpProgram, XskMap};
+use datapath::io::af_xdp::bpf::{AddressMap, XdpLink, XdpMode, XdpProgram, XskMap};
 use datapath::io::af_xdp::frame::{self, Path};
 use datapath::io::af_xdp::program::{steering, XDP_PASS};
 use datapath::io::af_xdp::socket::{RingSizes, XskSocket};
@@ -49,8 +49,13 @@ struct Served {
 fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
     let index = ifindex("xdpa");
     let map = XskMap::new(QUEUES).expect("xskmap");
-    let program = XdpProgram::load("xgate_steer", &steering(PORT, map.fd(), XDP_PASS))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let local = AddressMap::new().expect("address map");
+    local.insert(SERVER.parse().expect("ip")).expect("insert");
+    let program = XdpProgram::load(
+        "xgate_steer",
+        &steering(PORT, map.fd(), local.fd(), XDP_PASS),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let _link = XdpLink::attach(&program, index, XdpMode::Native).expect("attach native");
     let mut frames = Frames::new(FRAMES as usize).expect("frames");
     let mut sockets: Vec<XskSocket> = Vec::new();

@@ -126,8 +126,8 @@ pub trait Backend {
         to: SocketAddr,
         link: Option<LinkPath>,
     );
-    /// Writes `buf[range]` into the TUN; the buffer is freed once written. The range starts at
-    /// INNER_OFFSET or later: a backend may write a header into the bytes before it.
+    /// Writes `buf[range]` into the TUN; the buffer is freed once written. At least 16 bytes
+    /// (a transport header's worth) lie before the range: a backend may write a header there.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);
     /// Switches to a new outer socket (listen port changed).
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);

@@ -57,12 +57,32 @@ pub struct XdpQueue {
     pub socket: XskSocket,
     /// Our link address on its interface.
     pub mac: Mac,
+    /// Frames lent to the kernel for receiving and not yet back (in the fill ring, the
+    /// driver's ring or the rx ring): capped at the fill ring's size, so a backlog in the rx
+    /// ring does not drain the pool the TUN and the kernel socket also draw from.
+    pub lent: u32,
+    /// The last wake-up left frames in the tx ring that the kernel did not take (link down,
+    /// device busy): do not spin on them, wait for the next batch.
+    pub tx_stalled: bool,
+}
+
+impl XdpQueue {
+    /// A queue served through `socket`, on an interface whose link address is `mac`.
+    pub fn new(socket: XskSocket, mac: Mac) -> Self {
+        Self {
+            socket,
+            mac,
+            lent: 0,
+            tx_stalled: false,
+        }
+    }
 }
 
 /// A worker's AF_XDP sockets over its io_uring backend.
 pub struct XdpBackend {
-    // Declared first: the sockets close (and the kernel lets go of the frames) before the
-    // io_uring backend unmaps them.
+    // Declared first: the sockets close before the io_uring backend unmaps the frames. (Its
+    // multishot polls hold the sockets' files until its drain cancels them; the UMEM's pages
+    // stay pinned by the kernel for as long as it needs them, so unmapping is safe either way.)
     queues: Vec<XdpQueue>,
     /// Descriptors written to each tx ring and not yet published.
     tx_pending: Vec<u32>,
@@ -106,7 +126,9 @@ impl XdpBackend {
     fn fill(&mut self) {
         for q in &mut self.queues {
             let fill = &mut q.socket.fill;
-            let room = fill.free(RING_SIZES.fill);
+            let room = fill
+                .free(RING_SIZES.fill)
+                .min(RING_SIZES.fill.saturating_sub(q.lent));
             let mut n = 0;
             while n < room {
                 let Some(buf) = self.uring.alloc() else { break };
@@ -115,6 +137,7 @@ impl XdpBackend {
             }
             if n > 0 {
                 fill.publish(n);
+                q.lent += n;
             }
             if fill.needs_wakeup() {
                 q.socket.kick_rx();
@@ -143,16 +166,29 @@ impl XdpBackend {
             q.socket.tx.publish(std::mem::take(pending));
         }
         for q in &mut self.queues {
-            let mut kicks = 0;
-            while kicks < MAX_KICKS
-                && q.socket.tx.outstanding() > 0
-                && (!q.socket.zero_copy() || q.socket.tx.needs_wakeup())
-            {
-                if let Err(e) = q.socket.kick_tx() {
-                    tracing::debug!("AF_XDP send wake-up failed: {e}");
+            q.tx_stalled = false;
+            if q.socket.zero_copy() {
+                // The driver sends by itself; it asks for one wake-up when it wants one.
+                if q.socket.tx.needs_wakeup() {
+                    if let Err(e) = q.socket.kick_tx() {
+                        tracing::debug!("AF_XDP send wake-up failed: {e}");
+                    }
+                }
+                continue;
+            }
+            // Copy mode sends only inside a wake-up, 32 frames each.
+            for _ in 0..MAX_KICKS {
+                let before = q.socket.tx.outstanding();
+                if before == 0 {
                     break;
                 }
-                kicks += 1;
+                if let Err(e) = q.socket.kick_tx() {
+                    tracing::debug!("AF_XDP send wake-up failed: {e}");
+                }
+                if q.socket.tx.outstanding() >= before {
+                    q.tx_stalled = true;
+                    break;
+                }
             }
         }
     }
@@ -161,6 +197,7 @@ impl XdpBackend {
     fn receive(&mut self, out: &mut Vec<Rx>) {
         for q in &mut self.queues {
             let ready = q.socket.rx.ready().min(RX_BATCH);
+            q.lent = q.lent.saturating_sub(ready);
             for i in 0..ready {
                 let desc = q.socket.rx.read(i);
                 let (frame, offset) = umem::locate(desc.addr);
@@ -173,10 +210,12 @@ impl XdpBackend {
                 }
                 match frame::parse(&self.uring.buf(buf)[offset..end]) {
                     Ok(got) => {
+                        // Our own address, not the frame's destination: that may have been a
+                        // broadcast or multicast one.
                         let link = (!got.tagged).then_some(LinkPath {
                             ifindex: q.socket.ifindex(),
                             local: got.to.ip(),
-                            local_mac: got.dst_mac,
+                            local_mac: q.mac,
                             next_hop: got.src_mac,
                         });
                         self.stats.xdp_received += 1;
@@ -248,7 +287,7 @@ impl Backend for XdpBackend {
         let waiting = self.queues.iter_mut().any(|q| {
             q.socket.rx.ready() > 0
                 || q.socket.completion.ready() > 0
-                || (!q.socket.zero_copy() && q.socket.tx.outstanding() > 0)
+                || (!q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0)
         });
         let until = if waiting { Instant::now() } else { deadline };
         self.uring.poll(out, until)?;

@@ -22,6 +22,7 @@ const OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const LINK_CREATE: libc::c_int = 28;
 const LINK_UPDATE: libc::c_int = 29;
 
+const MAP_TYPE_HASH: u32 = 1;
 const MAP_TYPE_XSKMAP: u32 = 17;
 const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP`: the attach type of an XDP link.
@@ -60,7 +61,7 @@ impl XdpMode {
 #[derive(Debug, Error)]
 pub enum BpfError {
     /// The kernel refused a command.
-    #[error("bpf({command}): {source}")]
+    #[error("bpf({command}): {source}{}", hint(source))]
     Call {
         /// What was asked.
         command: &'static str,
@@ -75,6 +76,18 @@ pub enum BpfError {
         /// The verifier's log (the last lines say which instruction and why).
         log: String,
     },
+}
+
+/// What to do about the errors a missing privilege or limit gives.
+fn hint(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::EPERM) => {
+            " (needs CAP_BPF and CAP_NET_ADMIN, or root; on kernels before 5.11 also a higher \
+             memlock limit: LimitMEMLOCK=infinity)"
+        }
+        Some(libc::ENOMEM) => " (raise the memlock limit: LimitMEMLOCK=infinity)",
+        _ => "",
+    }
 }
 
 impl BpfError {
@@ -290,6 +303,54 @@ impl XskMap {
     }
 }
 
+/// The host's own addresses, as the steering program looks them up: 16-byte keys (IPv6, or
+/// IPv4 mapped as ::ffff:a.b.c.d), one-byte values.
+#[derive(Debug)]
+pub struct AddressMap {
+    fd: OwnedFd,
+}
+
+/// Addresses an `AddressMap` holds at most.
+pub const MAX_ADDRESSES: u32 = 1024;
+
+impl AddressMap {
+    /// An empty map.
+    pub fn new() -> Result<Self, BpfError> {
+        let mut attr = MapCreateAttr {
+            map_type: MAP_TYPE_HASH,
+            key_size: 16,
+            value_size: 1,
+            max_entries: MAX_ADDRESSES,
+            map_name: object_name("xgate_local"),
+            ..Default::default()
+        };
+        let fd = fd_from(bpf("MAP_CREATE hash", MAP_CREATE, &mut attr)?);
+        Ok(Self { fd })
+    }
+
+    /// Adds `ip`.
+    pub fn insert(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
+        let key = match ip {
+            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(v6) => v6.octets(),
+        };
+        let value = 1u8;
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            value: &value as *const u8 as u64,
+            flags: UPDATE_ANY,
+            ..Default::default()
+        };
+        bpf("MAP_UPDATE_ELEM hash", MAP_UPDATE_ELEM, &mut attr).map(drop)
+    }
+
+    /// The map's descriptor (programs refer to it).
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// A loaded XDP program.
 #[derive(Debug)]
 pub struct XdpProgram {
@@ -314,6 +375,8 @@ impl XdpProgram {
         };
         match bpf("PROG_LOAD", PROG_LOAD, &mut attr) {
             Ok(ret) => Ok(Self { fd: fd_from(ret) }),
+            // Only a refusal by the verifier has a log worth asking for.
+            Err(e) if !matches!(e.os_error(), Some(libc::EINVAL | libc::EACCES)) => Err(e),
             Err(_) => {
                 // Load again with the log on: the cheap path stays free of a 64 KiB buffer.
                 let mut log = vec![0u8; LOG_SIZE];

@@ -15,7 +15,7 @@ use crate::netlink::Netlink;
 const FOUND_FOR: Duration = Duration::from_secs(30);
 /// How long a miss is remembered (each miss costs a netlink round trip).
 const MISSED_FOR: Duration = Duration::from_secs(1);
-/// Destinations remembered at most (the table is emptied when full).
+/// Destinations remembered at most.
 const CAPACITY: usize = 4096;
 
 /// A worker's cache of looked-up paths.
@@ -41,7 +41,13 @@ impl Neighbours {
         }
         let path = self.look_up(to, &interfaces);
         if self.cache.len() >= CAPACITY {
-            self.cache.clear();
+            // Expired entries first; if none, any one (a miss costs a lookup, not a packet).
+            self.cache.retain(|_, (_, until)| now < *until);
+            if self.cache.len() >= CAPACITY {
+                if let Some(key) = self.cache.keys().next().copied() {
+                    self.cache.remove(&key);
+                }
+            }
         }
         let keep = if path.is_some() {
             FOUND_FOR

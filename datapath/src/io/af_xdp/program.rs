@@ -3,11 +3,12 @@
 //! toolchain, and the bytes are the same on every machine. The kernel's verifier checks it at
 //! load (and in the tests); `PROG_TEST_RUN` checks what it does with hand-built frames.
 //!
-//! What it does: a UDP datagram to the listen port, in an Ethernet frame with up to two VLAN
-//! tags and an IPv4 header without options that is not a fragment, or an IPv6 header whose next
-//! header is UDP, is redirected to the AF_XDP socket of the queue it arrived on. Everything
-//! else (ARP, NDP, ICMP, TCP, other ports, IPv4 options, fragments, IPv6 extension headers)
-//! goes on to the kernel unchanged; what xgate wants of it still reaches its UDP socket there.
+//! What it does: a UDP datagram to the listen port at one of the host's own addresses, in an
+//! Ethernet frame with up to two VLAN tags and an IPv4 header without options that is not a
+//! fragment, or an IPv6 header whose next header is UDP, is redirected to the AF_XDP socket of
+//! the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other ports, traffic the host
+//! forwards, IPv4 options, fragments, IPv6 extension headers) goes on to the kernel unchanged;
+//! what xgate wants of it still reaches its UDP socket there.
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
@@ -31,6 +32,9 @@ pub const XDP_REDIRECT: u32 = 4;
 
 // Opcode parts (linux/bpf.h, linux/bpf_common.h).
 const LDX_MEM: u8 = 0x01 | 0x60; // class LDX, mode MEM
+const ST_MEM: u8 = 0x02 | 0x60; // class ST, mode MEM (store an immediate)
+const STX_MEM: u8 = 0x03 | 0x60; // class STX, mode MEM (store a register)
+const SIZE_DW: u8 = 0x18;
 const SIZE_W: u8 = 0x00;
 const SIZE_H: u8 = 0x08;
 const SIZE_B: u8 = 0x10;
@@ -53,6 +57,12 @@ const PSEUDO_MAP_FD: u8 = 1;
 /// `bpf_redirect_map(map, key, flags)`: the low bits of `flags` are the verdict when the
 /// map's slot is empty.
 const HELPER_REDIRECT_MAP: i32 = 51;
+/// `bpf_map_lookup_elem(map, key)`: a pointer to the value, or null.
+const HELPER_MAP_LOOKUP: i32 = 1;
+/// The frame pointer (read-only); the stack lies below it.
+const R10: u8 = 10;
+/// Where the address key is built on the stack (16 bytes below the frame pointer).
+const KEY_AT: i16 = -16;
 
 /// `struct xdp_md` field offsets.
 const MD_DATA: i16 = 0;
@@ -128,6 +138,14 @@ impl Asm {
         self.emit(JMP | op | SRC_X, dst, src, 0, 0);
     }
 
+    fn store_imm(&mut self, size: u8, dst: u8, off: i16, imm: i32) {
+        self.emit(ST_MEM | size, dst, 0, off, imm);
+    }
+
+    fn store(&mut self, size: u8, dst: u8, off: i16, src: u8) {
+        self.emit(STX_MEM | size, dst, src, off, 0);
+    }
+
     fn ld_map(&mut self, dst: u8, map_fd: i32) {
         self.emit(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map_fd);
         self.emit(0, 0, 0, 0, 0);
@@ -154,6 +172,11 @@ fn wire16(value: u16) -> i32 {
     i32::from(u16::from_ne_bytes(value.to_be_bytes()))
 }
 
+/// A 32-bit value stored so that its bytes lie in memory big-endian, as on the wire.
+fn wire32(value: u32) -> i32 {
+    i32::from_ne_bytes(value.to_be_bytes())
+}
+
 const ETH_HEADER: i32 = 14;
 const ETHERTYPE_AT: i16 = 12;
 const VLAN_TAG: i32 = 4;
@@ -167,15 +190,17 @@ const IPV4_PLAIN: i32 = 0x45;
 /// IPv4 "more fragments" flag and fragment offset.
 const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
 
-/// The steering program for UDP port `port`: frames for it go to the socket in `xsk_map`'s
-/// slot for their receive queue; `empty_slot` is the verdict when that slot has no socket
-/// (`XDP_PASS` in service, so a queue without a socket still reaches the kernel).
-pub fn steering(port: u16, xsk_map: i32, empty_slot: u32) -> Vec<Insn> {
+/// The steering program for UDP port `port`: frames for it, to an address in `local_map` (a
+/// hash map keyed by 16-byte IPv6 addresses, IPv4 ones mapped as ::ffff:a.b.c.d), go to the
+/// socket in `xsk_map`'s slot for their receive queue; `empty_slot` is the verdict when that
+/// slot has no socket (`XDP_PASS` in service, so a queue without a socket still reaches the
+/// kernel).
+pub fn steering(port: u16, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec<Insn> {
     let mut asm = Asm::default();
     let pass = asm.label();
     let ipv4 = asm.label();
     let ipv6 = asm.label();
-    let udp_port = asm.label();
+    let lookup = asm.label();
 
     asm.mov_reg(R6, R1);
     asm.load(SIZE_W, R2, R1, MD_DATA);
@@ -209,16 +234,33 @@ pub fn steering(port: u16, xsk_map: i32, empty_slot: u32) -> Vec<Insn> {
     asm.and_imm(R5, wire16(IPV4_FRAGMENT_BITS));
     asm.jump_imm(JNE, R5, 0, pass);
     asm.load(SIZE_H, R5, R2, 20 + 2);
-    asm.jump_imm(JA, R0, 0, udp_port);
+    asm.jump_imm(JNE, R5, wire16(port), pass);
+    // Key: ::ffff:<destination>.
+    asm.store_imm(SIZE_DW, R10, KEY_AT, 0);
+    asm.store_imm(SIZE_W, R10, KEY_AT + 8, wire32(0x0000_ffff));
+    asm.load(SIZE_W, R5, R2, 16);
+    asm.store(SIZE_W, R10, KEY_AT + 12, R5);
+    asm.jump_imm(JA, R0, 0, lookup);
 
     asm.bind(ipv6);
     asm.need(40 + 8, pass);
     asm.load(SIZE_B, R5, R2, 6);
     asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
     asm.load(SIZE_H, R5, R2, 40 + 2);
-
-    asm.bind(udp_port);
     asm.jump_imm(JNE, R5, wire16(port), pass);
+    // Key: the destination address, copied to the stack.
+    for word in 0..4 {
+        asm.load(SIZE_W, R5, R2, 24 + 4 * word);
+        asm.store(SIZE_W, R10, KEY_AT + 4 * word, R5);
+    }
+
+    // Only datagrams to the host's own addresses: what it forwards stays with the kernel.
+    asm.bind(lookup);
+    asm.ld_map(R1, local_map);
+    asm.mov_reg(R2, R10);
+    asm.add_imm(R2, i32::from(KEY_AT));
+    asm.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+    asm.jump_imm(JEQ, R0, 0, pass);
     asm.ld_map(R1, xsk_map);
     asm.load(SIZE_W, R2, R6, MD_RX_QUEUE);
     asm.mov_imm(R3, empty_slot as i32);

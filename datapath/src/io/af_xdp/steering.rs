@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use thiserror::Error;
 
 use super::backend::{XdpQueue, RING_SIZES};
-use super::bpf::{program_name, BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
+use super::bpf::{program_name, AddressMap, BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
 use super::frame::Mac;
 use super::program::{steering, XDP_PASS};
 use super::socket::{XskError, XskSocket};
@@ -53,6 +53,18 @@ pub enum SteeringError {
         /// Its id.
         id: u32,
     },
+    /// Another running xgate holds the interface.
+    #[error(
+        "{interface} is steered by another running xgate (XDP program id {id}, attached as a \
+         link that only its owner can remove): stop that xgate, or give this one other \
+         outer_interfaces or backend = \"io-uring\""
+    )]
+    HeldByAnotherXgate {
+        /// The interface.
+        interface: String,
+        /// The program's id.
+        id: u32,
+    },
     /// A socket could not be bound.
     #[error(transparent)]
     Socket(#[from] XskError),
@@ -87,6 +99,8 @@ impl SteeredInterface {
 pub struct Steering {
     interfaces: Vec<SteeredInterface>,
     port: AtomicU16,
+    /// The host's addresses: only datagrams to them are steered.
+    local: AddressMap,
 }
 
 /// The receive queues of `name`: the driver's channel count where it reports one (ethtool),
@@ -134,7 +148,8 @@ pub fn queue_count(name: &str) -> u32 {
             return 1;
         }
     }
-    channels.rx_count.max(channels.combined_count).max(1)
+    // Receive-only channels and combined ones each bring a receive queue.
+    (channels.rx_count + channels.combined_count).max(1)
 }
 
 /// The interfaces AF_XDP should serve: those named in `wanted`, or else every interface that
@@ -193,6 +208,17 @@ impl Steering {
         port: u16,
         force_generic: bool,
     ) -> Result<Self, SteeringError> {
+        let bpf_all = |source| SteeringError::Bpf {
+            interface: "(all)".into(),
+            source,
+        };
+        // Every address of the host: the workers' sockets are bound to the wildcard, so a
+        // datagram to any of them is ours. (An address added later is not steered: its
+        // datagrams take the kernel's path to the same sockets.)
+        let local = AddressMap::new().map_err(bpf_all)?;
+        for (_, ip) in netlink.addresses()? {
+            local.insert(ip).map_err(bpf_all)?;
+        }
         let mut steered = Vec::new();
         for interface in interfaces {
             let bpf_err = |source| SteeringError::Bpf {
@@ -201,8 +227,11 @@ impl Steering {
             };
             let queues = queue_count(&interface.name);
             let map = XskMap::new(queues).map_err(bpf_err)?;
-            let program = XdpProgram::load(PROGRAM_NAME, &steering(port, map.fd(), XDP_PASS))
-                .map_err(bpf_err)?;
+            let program = XdpProgram::load(
+                PROGRAM_NAME,
+                &steering(port, map.fd(), local.fd(), XDP_PASS),
+            )
+            .map_err(bpf_err)?;
             let link = attach_replacing_stale(netlink, interface, &program, force_generic)?;
             tracing::info!(
                 interface = %interface.name,
@@ -223,6 +252,7 @@ impl Steering {
         Ok(Self {
             interfaces: steered,
             port: AtomicU16::new(port),
+            local,
         })
     }
 
@@ -244,8 +274,11 @@ impl Steering {
                 interface: i.name.clone(),
                 source,
             };
-            let program = XdpProgram::load(PROGRAM_NAME, &steering(port, i.map.fd(), XDP_PASS))
-                .map_err(bpf_err)?;
+            let program = XdpProgram::load(
+                PROGRAM_NAME,
+                &steering(port, i.map.fd(), self.local.fd(), XDP_PASS),
+            )
+            .map_err(bpf_err)?;
             i.link.replace(&program).map_err(bpf_err)?;
             if let Ok(mut held) = i.program.lock() {
                 *held = program;
@@ -274,7 +307,7 @@ impl Steering {
                         interface: i.name.clone(),
                         source,
                     })?;
-                queues.push(XdpQueue { socket, mac: i.mac });
+                queues.push(XdpQueue::new(socket, i.mac));
             }
         }
         Ok(queues)
@@ -360,7 +393,7 @@ fn remove_stale(netlink: &mut Netlink, interface: &Interface) -> Result<(), Stee
     let Some((id, attached)) = current else {
         return Ok(());
     };
-    let name = program_name(id).unwrap_or_default();
+    let name = program_name(id).unwrap_or_else(|e| format!("(name unreadable: {e})"));
     if name != PROGRAM_NAME {
         return Err(SteeringError::Occupied {
             interface: interface.name.clone(),
@@ -374,9 +407,9 @@ fn remove_stale(netlink: &mut Netlink, interface: &Interface) -> Result<(), Stee
     };
     netlink.detach_xdp(interface.index, flags).map_err(|e| {
         // Detaching fails when the program is held by a link: another xgate is running.
-        SteeringError::Occupied {
+        tracing::debug!(interface = %interface.name, "netlink XDP detach refused: {e}");
+        SteeringError::HeldByAnotherXgate {
             interface: interface.name.clone(),
-            name: format!("{name} ({e}: is another xgate running?)"),
             id,
         }
     })?;

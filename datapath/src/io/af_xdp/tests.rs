@@ -1,6 +1,6 @@
 //! The steering program against the kernel: its verifier, and its verdicts on hand-built frames.
 
-use super::bpf::{XdpProgram, XskMap};
+use super::bpf::{AddressMap, XdpProgram, XskMap};
 use super::frame::{write_headers, Path, MAX_HEADERS};
 use super::program::{steering, XDP_DROP, XDP_PASS};
 
@@ -22,23 +22,40 @@ fn udp_frame(from: &str, to: &str) -> Vec<u8> {
 
 /// The program as loaded in service, except that a frame for an empty socket slot is dropped
 /// instead of passed: so a test can tell "steered" from "left to the kernel".
-fn load_marking() -> (XskMap, XdpProgram) {
+/// The host's addresses in these tests.
+fn local_addresses() -> AddressMap {
+    let local = AddressMap::new().expect("hash map (needs CAP_BPF)");
+    for ip in ["10.0.0.1", "fd00::1"] {
+        local.insert(ip.parse().expect("ip")).expect("insert");
+    }
+    local
+}
+
+fn load_marking() -> (XskMap, AddressMap, XdpProgram) {
     let map = XskMap::new(4).expect("XSKMAP (needs CAP_BPF)");
-    let program = XdpProgram::load("xgate_test", &steering(PORT, map.fd(), XDP_DROP))
-        .unwrap_or_else(|e| panic!("{e}"));
-    (map, program)
+    let local = local_addresses();
+    let program = XdpProgram::load(
+        "xgate_test",
+        &steering(PORT, map.fd(), local.fd(), XDP_DROP),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    (map, local, program)
 }
 
 #[test]
 fn verifier_accepts_the_service_program() {
     let map = XskMap::new(2).expect("XSKMAP (needs CAP_BPF)");
-    XdpProgram::load("xgate_steer", &steering(PORT, map.fd(), XDP_PASS))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let local = local_addresses();
+    XdpProgram::load(
+        "xgate_steer",
+        &steering(PORT, map.fd(), local.fd(), XDP_PASS),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
 fn datagrams_for_the_port_are_steered_over_ipv4_and_ipv6() {
-    let (_map, program) = load_marking();
+    let (_map, _local, program) = load_marking();
     for (from, to) in [
         ("10.0.0.2:40000", "10.0.0.1:51820"),
         ("[fd00::2]:40000", "[fd00::1]:51820"),
@@ -63,7 +80,7 @@ fn datagrams_for_the_port_are_steered_over_ipv4_and_ipv6() {
 
 #[test]
 fn everything_else_goes_to_the_kernel() {
-    let (_map, program) = load_marking();
+    let (_map, _local, program) = load_marking();
     let ours = udp_frame("10.0.0.2:40000", "10.0.0.1:51820");
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("other port", udp_frame("10.0.0.2:40000", "10.0.0.1:53")),
@@ -71,6 +88,12 @@ fn everything_else_goes_to_the_kernel() {
         (
             "source port ours",
             udp_frame("10.0.0.1:51820", "10.0.0.2:40000"),
+        ),
+        ("forwarded v4", udp_frame("10.0.0.2:1", "10.0.0.9:51820")),
+        ("forwarded v6", udp_frame("[fd00::2]:1", "[fd00::9]:51820")),
+        (
+            "v4 as v6",
+            udp_frame("[fd00::2]:1", "[::ffff:10.0.0.9]:51820"),
         ),
     ];
     let mut arp = ours.clone();

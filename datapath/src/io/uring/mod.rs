@@ -153,34 +153,40 @@ impl UringBackend {
         inner_vnet: bool,
         waker: Arc<Waker>,
     ) -> io::Result<Self> {
-        Self::with_pool(outer, inner, inner_vnet, waker, POOL_SIZE)
+        Self::with_pool(outer, inner, inner_vnet, waker, POOL_SIZE, true)
     }
 
-    /// `new` with `pool` buffers (at least `POOL_SIZE`, at most 65,535: ids are 16 bits).
+    /// `new` with `pool` buffers (at least `POOL_SIZE`, at most 65,535: ids are 16 bits), and
+    /// coalesced outer receives (UDP_GRO) only if `gro`. With AF_XDP beside it GRO stays off:
+    /// in generic XDP mode the kernel would coalesce datagrams for xgate's port before the XDP
+    /// program sees them, into frames too large for an AF_XDP frame.
     pub fn with_pool(
         outer: Arc<OwnedFd>,
         inner: Arc<OwnedFd>,
         inner_vnet: bool,
         waker: Arc<Waker>,
         pool: usize,
+        gro: bool,
     ) -> io::Result<Self> {
         let pool = pool.clamp(POOL_SIZE, u16::MAX as usize);
         // Deferred task work: completions are processed only when this thread waits, not in
         // interrupts of its work; falls back for kernels before 6.1.
         let ring = IoUring::builder()
             .setup_cqsize((pool * 2) as u32)
+            .setup_clamp()
             .setup_single_issuer()
             .setup_defer_taskrun()
             .build(1024)
             .or_else(|_| {
                 IoUring::builder()
                     .setup_cqsize((pool * 2) as u32)
+                    .setup_clamp()
                     .setup_single_issuer()
                     .build(1024)
             })?;
         let min_wait = ring.params().is_feature_min_timeout();
         // Coalesced receives where the kernel allows them: one completion per run of datagrams.
-        let gro = enable_gro(outer.as_raw_fd());
+        let gro = gro && enable_gro(outer.as_raw_fd());
         let entries = if gro { GRO_BUFS } else { OUTER_RING };
         let mut outer_ring = BufRing::register(&ring.submitter(), entries, GROUP_OUTER)
             .map_err(|e| annotate(e, "registering the outer buffer ring (needs Linux 5.19+)"))?;
