@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use testbed::clients::wg;
-use testbed::{
-    ping, tcp_transfer, veth_queues, wait_until, Implementation, Netns, WgPeer, Xgate,
-};
+use testbed::{ping, tcp_transfer, veth_queues, wait_until, Implementation, Netns, WgPeer, Xgate};
 
 /// Bytes moved each way per client.
 const TRANSFER: u64 = 32 * 1024 * 1024;
