@@ -212,10 +212,7 @@ impl Results {
                 verdict(share >= 0.6)
             );
         }
-        if let (Some(x), Some(u)) = (
-            self.decrypt("xgate-af-xdp", 64),
-            self.decrypt("xgate", 64),
-        ) {
+        if let (Some(x), Some(u)) = (self.decrypt("xgate-af-xdp", 64), self.decrypt("xgate", 64)) {
             let r = ratio(x.pps_per_core, u.pps_per_core);
             let _ = writeln!(
                 s,
