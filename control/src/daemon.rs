@@ -220,6 +220,22 @@ pub fn up(settings: Settings) -> Result<()> {
     )
     .context("starting datapath workers")?;
 
+    // Interfaces and addresses that come and go after the start are followed.
+    let follow_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = match &outer.steering {
+        Some(steering) => match crate::outer::follow_interfaces(
+            steering.clone(),
+            workers.handles.clone(),
+            follow_stop.clone(),
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("interface changes will not be followed: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
     let (stop_tx, stop_rx) = crossbeam_channel::unbounded();
     let (req_tx, req_rx) = crossbeam_channel::unbounded();
     let events = crate::events::EventHub::default();
@@ -333,6 +349,11 @@ pub fn up(settings: Settings) -> Result<()> {
     drop(api);
     drop(req_tx);
     let _ = plane_thread.join();
+    // The follower lets go of the steering programs (they detach with the last holder).
+    follow_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = follower {
+        let _ = t.join();
+    }
     // Closing the workers' TUN queues deletes the interface and its addresses.
     workers.shutdown();
     tracing::info!(

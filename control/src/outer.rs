@@ -1,14 +1,20 @@
 //! Setting up the outer side before the workers start: with `backend = "auto"` or "af-xdp",
 //! the XDP steering program on the outer interfaces (the workers then bind their AF_XDP
 //! sockets); with "io-uring", or when "auto" cannot set AF_XDP up, nothing beyond the UDP
-//! sockets, and one log line says why.
+//! sockets, and one log line says why. While it runs, `follow_interfaces` keeps the steering
+//! in step with interfaces and addresses coming and going.
 
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use datapath::io::af_xdp::backend::MAX_MTU as XDP_MAX_MTU;
-use datapath::io::af_xdp::steering::{choose_interfaces, Steering};
+use datapath::io::af_xdp::steering::{Steering, SteeringError};
+use datapath::launch::WorkerHandle;
 use datapath::netlink::Netlink;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
 use crate::config::{Backend, OuterSettings, XdpModeSetting};
 
@@ -30,10 +36,78 @@ fn try_af_xdp(settings: &OuterSettings, port: u16, mtu: usize) -> Result<Steerin
     let mut netlink = Netlink::open().map_err(|e| anyhow!("cannot open a netlink socket: {e}"))?;
     // The workers' UDP sockets are bound to the wildcard address: every interface with an
     // address can receive our datagrams.
-    let interfaces = choose_interfaces(&mut netlink, &settings.interfaces, None)
-        .map_err(|e| anyhow!("interface.outer_interfaces: {e}"))?;
     let generic = settings.xdp_mode == XdpModeSetting::Generic;
-    Ok(Steering::attach(&mut netlink, &interfaces, port, generic)?)
+    Steering::attach(&mut netlink, &settings.interfaces, port, generic).map_err(|e| match e {
+        SteeringError::NoSuchInterface(_) => anyhow!("interface.outer_interfaces: {e}"),
+        other => anyhow!("{other}"),
+    })
+}
+
+/// rtnetlink multicast groups: links, IPv4 and IPv6 addresses.
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+/// Changes come in bursts (an interface and its addresses): wait this long for the rest.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Follows interface and address changes: the steering re-evaluates its interfaces and
+/// addresses, and the workers, woken, rebind. Runs until `stop` is set (checked every second).
+pub fn follow_interfaces(
+    steering: Arc<Steering>,
+    workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let mut events = Socket::new(NETLINK_ROUTE).context("netlink socket for interface events")?;
+    events
+        .bind_auto()
+        .context("binding the netlink event socket")?;
+    for group in [RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR] {
+        events
+            .add_membership(group)
+            .context("subscribing to interface events")?;
+    }
+    let timeout = libc::timeval {
+        tv_sec: 1,
+        tv_usec: 0,
+    };
+    // SAFETY: sets SO_RCVTIMEO from a live timeval of the size given.
+    unsafe {
+        libc::setsockopt(
+            events.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+    let mut query = Netlink::open().context("netlink socket for interface queries")?;
+    std::thread::Builder::new()
+        .name("xgate-outer".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while !stop.load(Ordering::Relaxed) {
+                // A timeout (or an interruption) only sends us back to the stop flag.
+                if events.recv(&mut &mut buf[..], 0).is_err() {
+                    continue;
+                }
+                std::thread::sleep(SETTLE);
+                // What came meanwhile is covered by the one re-evaluation below.
+                let _ = events.set_non_blocking(true);
+                while events.recv(&mut &mut buf[..], 0).is_ok() {}
+                let _ = events.set_non_blocking(false);
+                match steering.refresh(&mut query) {
+                    Ok(true) => {
+                        tracing::info!("outer side now: af-xdp on {}", steering.describe());
+                        for w in &workers {
+                            w.wake();
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("AF_XDP interfaces not re-evaluated: {e}"),
+                }
+            }
+        })
+        .context("starting the interface-following thread")
 }
 
 /// Sets up the outer side for listen port `port` and inner MTU `mtu`.

@@ -1,7 +1,8 @@
 //! What is particular to the AF_XDP backend: the steering program follows a listen port set
 //! through `wg set`, a program an earlier xgate left attached the old way is replaced, and one
 //! xgate did not load is left alone (`af-xdp` refuses to start and says how to fix it;
-//! `auto` falls back to io_uring and says why).
+//! `auto` falls back to io_uring and says why), and interfaces that come up or go away after
+//! the start are followed.
 
 mod common;
 
@@ -143,4 +144,75 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
         attached_program(&rig.server_ns, "xtv1s").as_deref(),
         Some("their_prog")
     );
+}
+
+#[test]
+fn interfaces_that_come_and_go_after_the_start_are_followed() {
+    let mut rig = Rig::af_xdp("follow");
+    let first = rig.add_client(Implementation::WireguardGo);
+    rig.start_xgate();
+    rig.connect(first, None);
+    assert!(
+        rig.ping_until_reply(first, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel: {}",
+        rig.log()
+    );
+
+    // A second underlay interface comes up while xgate runs: steered, and its queues bound.
+    let second = rig.add_client(Implementation::Boringtun);
+    let attached = testbed::wait_until(Duration::from_secs(5), || {
+        rig.log()
+            .lines()
+            .filter(|l| l.contains("xtv2s"))
+            .any(|l| l.contains("AF_XDP socket bound"))
+    });
+    assert!(attached, "xtv2s not followed:\n{}", rig.log());
+    // The config named only the first client: the second is added as an operator would.
+    let (key, v4, v6) = {
+        let c = &rig.clients[second];
+        (c.peer.public_key.to_base64(), c.v4.clone(), c.v6.clone())
+    };
+    rig.wg(&[
+        "set",
+        &rig.iface(),
+        "peer",
+        &key,
+        "allowed-ips",
+        &format!("{v4}/32,{v6}/128"),
+    ])
+    .expect("wg set peer");
+    rig.connect(second, None);
+    assert!(
+        rig.ping_until_reply(second, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel over the new interface: {}",
+        rig.log()
+    );
+    let before = rig.stat("xdp_rx_frames");
+    let p = testbed::ping(&rig.clients[second].ns, "10.77.0.1", 5).expect("ping");
+    assert_eq!(p.received, 5, "{p:?}");
+    assert!(rig.stat("xdp_rx_frames") >= before + 5, "{}", rig.log());
+
+    // It goes away again: its sockets are retired, the first client is untouched.
+    rig.server_ns
+        .ip(&["link", "del", "xtv2s"])
+        .expect("veth deleted");
+    let retired = testbed::wait_until(Duration::from_secs(5), || {
+        rig.log()
+            .lines()
+            .any(|l| l.contains("AF_XDP socket retired") && l.contains("xtv2s"))
+    });
+    assert!(retired, "xtv2s's sockets not retired:\n{}", rig.log());
+    let p = testbed::ping(&rig.clients[first].ns, "10.77.0.1", 5).expect("ping");
+    assert_eq!(
+        p.received, 5,
+        "first client after the second interface left: {p:?}"
+    );
+    // Let the retired sockets' frames come back, then move data: no buffer runs short.
+    std::thread::sleep(Duration::from_millis(1500));
+    let up = rig
+        .upload(first, "10.77.0.1", 5701, 20 * 1024 * 1024)
+        .expect("upload");
+    assert!(up.intact(20 * 1024 * 1024), "{up:?}");
+    assert_eq!(rig.drops("no_buffer"), 0, "{}", rig.show());
+    rig.assert_backend_carried_traffic();
 }

@@ -114,7 +114,9 @@ fn run_worker(
             })
             .sum::<usize>()
     });
-    let pool = POOL_SIZE + sockets * FRAMES_PER_SOCKET;
+    // Room for the sockets of today's interfaces and one more queue's (interfaces that come
+    // up later; beyond that, fill rings get what the pool can spare).
+    let pool = POOL_SIZE + (sockets + 1) * FRAMES_PER_SOCKET;
     let gro = xdp.is_none();
     let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
         Ok(b) => b,
@@ -132,52 +134,23 @@ fn run_worker(
         let _ = ready.send(Ok("io-uring".into()));
         return serve(Worker::new(id, mtu, uring, links));
     };
-    let queues = match steering.bind_worker(id, workers, uring.frames()) {
-        Ok(q) => q,
-        Err(e) if fallback => {
+    match XdpBackend::new(uring, steering, id, workers, port) {
+        Ok(backend) => {
+            let _ = ready.send(Ok(backend.summary()));
+            serve(Worker::new(id, mtu, backend, links));
+        }
+        Err((uring, e)) if fallback => {
             tracing::warn!(
                 worker = id,
                 "AF_XDP sockets not bound ({e}); this worker uses io_uring"
             );
             let _ = ready.send(Ok(format!("io-uring (AF_XDP failed: {e})")));
-            return serve(Worker::new(id, mtu, uring, links));
+            serve(Worker::new(id, mtu, *uring, links));
         }
-        Err(e) => {
+        Err((_, e)) => {
             let _ = ready.send(Err(io::Error::other(e.to_string())));
-            return;
         }
-    };
-    let described = queues
-        .iter()
-        .map(|q| {
-            let name = steering
-                .interfaces()
-                .iter()
-                .find(|i| i.index == q.socket.ifindex())
-                .map_or("?", |i| i.name.as_str());
-            let copy = if q.socket.zero_copy() {
-                "zero-copy"
-            } else {
-                "copy"
-            };
-            format!("{name} queue {} {copy}", q.socket.queue())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let _ = ready.send(Ok(format!(
-        "af-xdp ({})",
-        if described.is_empty() {
-            "no queue of its own".to_string()
-        } else {
-            described
-        }
-    )));
-    serve(Worker::new(
-        id,
-        mtu,
-        XdpBackend::new(uring, queues, port),
-        links,
-    ));
+    }
 }
 
 fn serve<B: Backend>(worker: Worker<B>) {

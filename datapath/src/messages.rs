@@ -167,4 +167,6 @@ pub struct WorkerSnapshot {
     pub counters: WorkerCounters,
     /// Its peers.
     pub peers: Vec<PeerStats>,
+    /// How it reaches the outer side now (`Backend::describe`).
+    pub outer: String,
 }

@@ -576,6 +576,8 @@ impl ControlPlane {
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut datapath = WorkerCounters::default();
         let mut per_worker = vec![WorkerCounters::default(); self.links.workers.len()];
+        let mut outer = self.links.outer.per_worker.clone();
+        outer.resize(self.links.workers.len(), String::new());
         let mut by_peer = std::collections::HashMap::new();
         for _ in 0..asked {
             let Ok(snap) = rx.recv_deadline(deadline) else {
@@ -584,6 +586,9 @@ impl ControlPlane {
             datapath.add(&snap.counters);
             if let Some(w) = per_worker.get_mut(snap.worker) {
                 *w = snap.counters.clone();
+            }
+            if let Some(o) = outer.get_mut(snap.worker) {
+                o.clone_from(&snap.outer);
             }
             for p in snap.peers {
                 by_peer.insert(p.peer, p);
@@ -614,8 +619,11 @@ impl ControlPlane {
             listen_port: self.listen_port,
             fwmark: self.fwmark,
             workers: self.links.workers.len(),
-            backend: self.links.outer.summary.clone(),
-            backend_per_worker: self.links.outer.per_worker.clone(),
+            backend: match &self.links.outer.steering {
+                Some(s) => format!("af-xdp on {}", s.describe()),
+                None => self.links.outer.summary.clone(),
+            },
+            backend_per_worker: outer,
             peers,
             datapath,
             per_worker,

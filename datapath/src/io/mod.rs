@@ -137,4 +137,8 @@ pub trait Backend {
     fn take_offload_stats(&mut self) -> OffloadStats {
         OffloadStats::default()
     }
+    /// How this backend reaches the outer side, for `xgate status`.
+    fn describe(&self) -> String {
+        "io-uring".into()
+    }
 }

@@ -395,6 +395,7 @@ impl<B: Backend> Worker<B> {
         WorkerSnapshot {
             worker: self.id,
             counters: self.counters.clone(),
+            outer: self.backend.describe(),
             peers: self
                 .peers
                 .iter()

@@ -19,6 +19,7 @@ use std::time::Instant;
 use super::frame::{self, Mac, Path};
 use super::neighbours::Neighbours;
 use super::socket::{RingSizes, XskSocket};
+use super::steering::{SteeredInterface, Steering, SteeringError};
 use super::umem;
 use crate::io::uring::UringBackend;
 use crate::io::{Backend, BufId, LinkPath, OffloadStats, Rx, BUF_SIZE};
@@ -51,12 +52,19 @@ const MAX_KICKS: u32 = RING_SIZES.tx / 32 + 1;
 /// Received frames taken from one socket per batch.
 const RX_BATCH: u32 = 256;
 
+/// A frame no socket of this worker holds (free, or in the worker's hands).
+pub(super) const NOBODY: u16 = u16::MAX;
+
 /// One queue of one interface, served by this worker.
 pub struct XdpQueue {
     /// The bound socket.
     pub socket: XskSocket,
     /// Our link address on its interface.
     pub mac: Mac,
+    /// The interface (and its map) the socket serves.
+    pub interface: Arc<SteeredInterface>,
+    /// Names this queue in the frame owner table (never reused within a worker).
+    pub id: u16,
     /// Frames lent to the kernel for receiving and not yet back (in the fill ring, the
     /// driver's ring or the rx ring): capped at the fill ring's size, so a backlog in the rx
     /// ring does not drain the pool the TUN and the kernel socket also draw from.
@@ -67,11 +75,13 @@ pub struct XdpQueue {
 }
 
 impl XdpQueue {
-    /// A queue served through `socket`, on an interface whose link address is `mac`.
-    pub fn new(socket: XskSocket, mac: Mac) -> Self {
+    /// A queue served through `socket` on `interface`, known as `id` in the owner table.
+    pub fn new(socket: XskSocket, interface: Arc<SteeredInterface>, id: u16) -> Self {
         Self {
             socket,
-            mac,
+            mac: interface.mac,
+            interface,
+            id,
             lent: 0,
             tx_stalled: false,
         }
@@ -83,10 +93,20 @@ pub struct XdpBackend {
     // Declared first: the sockets close before the io_uring backend unmaps the frames. (Its
     // multishot polls hold the sockets' files until its drain cancels them; the UMEM's pages
     // stay pinned by the kernel for as long as it needs them, so unmapping is safe either way.)
-    queues: Vec<XdpQueue>,
+    pub(super) queues: Vec<XdpQueue>,
     /// Descriptors written to each tx ring and not yet published.
-    tx_pending: Vec<u32>,
-    uring: UringBackend,
+    pub(super) tx_pending: Vec<u32>,
+    /// Queues taken out of service, kept open until their frames can be reclaimed.
+    pub(super) retiring: Vec<(XdpQueue, Instant)>,
+    /// Which queue holds each frame (`NOBODY`: none): a retired queue's frames come back.
+    pub(super) owner: Vec<u16>,
+    pub(super) next_id: u16,
+    pub(super) steering: Arc<Steering>,
+    /// The steering generation the queues match.
+    pub(super) seen: u64,
+    pub(super) worker: usize,
+    pub(super) workers: usize,
+    pub(super) uring: UringBackend,
     /// The listen port: the source port of frames we build.
     port: u16,
     stats: OffloadStats,
@@ -97,24 +117,71 @@ pub struct XdpBackend {
 }
 
 impl XdpBackend {
-    /// Wraps `uring` (whose frames the queues' sockets registered as their UMEM) with
-    /// `queues`; `port` is the listen port.
-    pub fn new(mut uring: UringBackend, queues: Vec<XdpQueue>, port: u16) -> Self {
-        for q in &queues {
-            uring.watch(q.socket.fd());
-        }
-        let tx_pending = vec![0; queues.len()];
+    /// Wraps `uring` for worker `worker` of `workers`: binds sockets (over `uring`'s frames)
+    /// to the receive queues of `steering`'s interfaces that the worker owns; `port` is the
+    /// listen port. On failure the io_uring backend comes back with the error.
+    pub fn new(
+        uring: UringBackend,
+        steering: Arc<Steering>,
+        worker: usize,
+        workers: usize,
+        port: u16,
+    ) -> Result<Self, (Box<UringBackend>, SteeringError)> {
+        let frames = uring.frames().len();
         let mut backend = Self {
-            queues,
-            tx_pending,
+            queues: Vec::new(),
+            tx_pending: Vec::new(),
+            retiring: Vec::new(),
+            owner: vec![NOBODY; frames],
+            next_id: 0,
+            seen: steering.generation(),
+            steering,
+            worker,
+            workers,
             uring,
             port,
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
         };
+        let interfaces = backend.steering.interfaces();
+        for (interface, queue) in Steering::owned_queues(&interfaces, worker, workers) {
+            if let Err(e) = backend.add_queue(interface, queue) {
+                // Sockets bound so far close before the frames go back.
+                backend.queues.clear();
+                return Err((Box::new(backend.into_uring()), e));
+            }
+        }
         backend.fill();
-        backend
+        Ok(backend)
+    }
+
+    fn into_uring(self) -> UringBackend {
+        let Self { queues, uring, .. } = self;
+        drop(queues);
+        uring
+    }
+
+    /// How this worker reaches the outer side, for logs and `xgate status`.
+    pub fn summary(&self) -> String {
+        let list = self
+            .queues
+            .iter()
+            .map(|q| {
+                let copy = if q.socket.zero_copy() {
+                    "zero-copy"
+                } else {
+                    "copy"
+                };
+                format!("{} queue {} {copy}", q.interface.name, q.socket.queue())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if list.is_empty() {
+            "af-xdp (no queue of its own yet)".into()
+        } else {
+            format!("af-xdp ({list})")
+        }
     }
 
     /// The sockets (mode, statistics).
@@ -133,6 +200,7 @@ impl XdpBackend {
             while n < room {
                 let Some(buf) = self.uring.alloc() else { break };
                 fill.write(n, umem::addr(buf.0));
+                self.owner[buf.0 as usize] = q.id;
                 n += 1;
             }
             if n > 0 {
@@ -151,14 +219,17 @@ impl XdpBackend {
             let done = q.socket.completion.ready();
             for i in 0..done {
                 let (frame, _) = umem::locate(q.socket.completion.read(i));
-                self.uring.free(BufId(frame));
+                if let Some(o) = self.owner.get_mut(frame as usize) {
+                    *o = NOBODY;
+                    self.uring.free(BufId(frame));
+                }
             }
             q.socket.completion.release(done);
         }
     }
 
     /// Publishes what each tx ring holds and wakes the kernel to send it.
-    fn flush_tx(&mut self) {
+    pub(super) fn flush_tx(&mut self) {
         for (q, pending) in self.queues.iter_mut().zip(&mut self.tx_pending) {
             if *pending == 0 {
                 continue;
@@ -202,6 +273,11 @@ impl XdpBackend {
                 let desc = q.socket.rx.read(i);
                 let (frame, offset) = umem::locate(desc.addr);
                 let buf = BufId(frame);
+                match self.owner.get_mut(frame as usize) {
+                    Some(o) => *o = NOBODY,
+                    // Not one of our frames: the kernel would not hand one out; skip it.
+                    None => continue,
+                }
                 let end = offset + desc.len as usize;
                 if end > BUF_SIZE {
                     self.stats.bad_frames += 1;
@@ -283,6 +359,12 @@ impl Backend for XdpBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
         self.flush_tx();
         self.complete();
+        if self.steering.generation() != self.seen {
+            self.resync();
+        }
+        if !self.retiring.is_empty() {
+            self.reclaim_retired(Instant::now());
+        }
         self.fill();
         let waiting = self.queues.iter_mut().any(|q| {
             q.socket.rx.ready() > 0
@@ -339,6 +421,8 @@ impl Backend for XdpBackend {
             return;
         }
         let frame = frame::write_headers(self.uring.buf(buf), range, &path);
+        self.owner[buf.0 as usize] = self.queues[queue].id;
+        let tx = &mut self.queues[queue].socket.tx;
         tx.write(
             pending,
             libc::xdp_desc {
@@ -364,6 +448,10 @@ impl Backend for XdpBackend {
 
     fn take_send_failures(&mut self) -> u64 {
         self.uring.take_send_failures() + std::mem::take(&mut self.send_failures)
+    }
+
+    fn describe(&self) -> String {
+        self.summary()
     }
 
     fn take_offload_stats(&mut self) -> OffloadStats {

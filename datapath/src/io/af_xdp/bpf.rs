@@ -328,12 +328,27 @@ impl AddressMap {
         Ok(Self { fd })
     }
 
-    /// Adds `ip`.
-    pub fn insert(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
-        let key = match ip {
+    fn key(ip: std::net::IpAddr) -> [u8; 16] {
+        match ip {
             std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
             std::net::IpAddr::V6(v6) => v6.octets(),
+        }
+    }
+
+    /// Takes `ip` out.
+    pub fn remove(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
+        let key = Self::key(ip);
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            key: key.as_ptr() as u64,
+            ..Default::default()
         };
+        bpf("MAP_DELETE_ELEM hash", MAP_DELETE_ELEM, &mut attr).map(drop)
+    }
+
+    /// Adds `ip`.
+    pub fn insert(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
+        let key = Self::key(ip);
         let value = 1u8;
         let mut attr = MapElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,

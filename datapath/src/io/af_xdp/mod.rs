@@ -10,10 +10,13 @@
 pub mod backend;
 pub mod bpf;
 pub mod frame;
+pub mod interfaces;
 pub mod neighbours;
 pub mod program;
+mod resync;
 pub mod ring;
 pub mod socket;
+pub mod stale;
 pub mod steering;
 pub mod umem;
 

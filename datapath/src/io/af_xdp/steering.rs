@@ -4,16 +4,20 @@
 //! behind by an earlier xgate (attached the old way) is replaced; anyone else's is not
 //! touched. Dropping this detaches the programs (a killed process's links go with it).
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
 
-use super::backend::{XdpQueue, RING_SIZES};
-use super::bpf::{program_name, AddressMap, BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
+use super::backend::RING_SIZES;
+use super::bpf::{AddressMap, BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
 use super::frame::Mac;
+use super::interfaces::{choose_interfaces, mac_of, queue_count};
 use super::program::{steering, XDP_PASS};
 use super::socket::{XskError, XskSocket};
+use super::stale::attach_replacing_stale;
 use crate::io::frames::Frames;
 use crate::netlink::{Interface, Netlink};
 
@@ -94,171 +98,175 @@ impl SteeredInterface {
     }
 }
 
-/// The steering programs of all outer interfaces.
+/// The steering programs of all outer interfaces, kept in step with the host's interfaces and
+/// addresses by `refresh`; workers follow `generation`.
 #[derive(Debug)]
 pub struct Steering {
-    interfaces: Vec<SteeredInterface>,
+    interfaces: Mutex<Vec<Arc<SteeredInterface>>>,
     port: AtomicU16,
     /// The host's addresses: only datagrams to them are steered.
     local: AddressMap,
+    /// What `local` holds.
+    local_set: Mutex<HashSet<IpAddr>>,
+    /// The interfaces asked for (`outer_interfaces`; empty: the automatic choice).
+    wanted: Vec<String>,
+    /// Generic XDP only.
+    force_generic: bool,
+    /// Moves on every change of the interface set.
+    generation: AtomicU64,
 }
 
-/// The receive queues of `name`: the driver's channel count where it reports one (ethtool),
-/// else one.
-pub fn queue_count(name: &str) -> u32 {
-    #[repr(C)]
-    struct Channels {
-        cmd: u32,
-        max_rx: u32,
-        max_tx: u32,
-        max_other: u32,
-        max_combined: u32,
-        rx_count: u32,
-        tx_count: u32,
-        other_count: u32,
-        combined_count: u32,
-    }
-    const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    let mut channels = Channels {
-        cmd: ETHTOOL_GCHANNELS,
-        max_rx: 0,
-        max_tx: 0,
-        max_other: 0,
-        max_combined: 0,
-        rx_count: 0,
-        tx_count: 0,
-        other_count: 0,
-        combined_count: 0,
-    };
-    // SAFETY: an ifreq for SIOCETHTOOL whose data pointer refers to `channels`, alive for the
-    // call; the socket is closed right after.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return 1;
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes().take(15)) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_data = (&mut channels as *mut Channels).cast();
-        let ret = libc::ioctl(fd, libc::SIOCETHTOOL, &mut ifr);
-        libc::close(fd);
-        if ret < 0 {
-            return 1;
-        }
-    }
-    // Receive-only channels and combined ones each bring a receive queue.
-    (channels.rx_count + channels.combined_count).max(1)
-}
-
-/// The interfaces AF_XDP should serve: those named in `wanted`, or else every interface that
-/// is up, not loopback, has a link address, and carries `bound` (any address if `bound` is
-/// `None`, a wildcard bind).
-pub fn choose_interfaces(
-    netlink: &mut Netlink,
-    wanted: &[String],
-    bound: Option<std::net::IpAddr>,
-) -> Result<Vec<Interface>, SteeringError> {
-    let all = netlink.interfaces()?;
-    if !wanted.is_empty() {
-        return wanted
-            .iter()
-            .map(|name| {
-                all.iter()
-                    .find(|i| &i.name == name)
-                    .cloned()
-                    .ok_or_else(|| SteeringError::NoSuchInterface(name.clone()))
-            })
-            .collect();
-    }
-    let addresses = netlink.addresses()?;
-    let chosen: Vec<Interface> = all
-        .into_iter()
-        .filter(|i| i.up && !i.loopback && i.mac.len() == 6)
-        .filter(|i| {
-            addresses
-                .iter()
-                .any(|(index, ip)| *index == i.index && bound.is_none_or(|b| b == *ip))
-        })
-        .collect();
-    if chosen.is_empty() {
-        return Err(SteeringError::NoInterface(match bound {
-            Some(ip) => format!("no interface that is up carries {ip}"),
-            None => "no interface other than loopback is up with an address".into(),
-        }));
-    }
-    Ok(chosen)
-}
-
-fn mac_of(interface: &Interface) -> Mac {
-    let mut mac = [0u8; 6];
-    if interface.mac.len() == 6 {
-        mac.copy_from_slice(&interface.mac);
-    }
-    mac
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves consistent data (plain collections).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Steering {
-    /// Attaches the steering program for `port` to each of `interfaces`: native mode where
-    /// the driver supports it, else generic; `force_generic` skips the native attempt.
+    /// Attaches the steering program for `port` to the interfaces `wanted` names (or, if
+    /// empty, to every up, non-loopback interface with an address): native mode where the
+    /// driver supports it, else generic; `force_generic` skips the native attempt. No
+    /// interface qualifying yet is not an error: `refresh` attaches them when they come.
     pub fn attach(
         netlink: &mut Netlink,
-        interfaces: &[Interface],
+        wanted: &[String],
         port: u16,
         force_generic: bool,
     ) -> Result<Self, SteeringError> {
-        let bpf_all = |source| SteeringError::Bpf {
+        let local = AddressMap::new().map_err(|source| SteeringError::Bpf {
             interface: "(all)".into(),
             source,
-        };
-        // Every address of the host: the workers' sockets are bound to the wildcard, so a
-        // datagram to any of them is ours. (An address added later is not steered: its
-        // datagrams take the kernel's path to the same sockets.)
-        let local = AddressMap::new().map_err(bpf_all)?;
-        for (_, ip) in netlink.addresses()? {
-            local.insert(ip).map_err(bpf_all)?;
-        }
-        let mut steered = Vec::new();
-        for interface in interfaces {
-            let bpf_err = |source| SteeringError::Bpf {
-                interface: interface.name.clone(),
-                source,
-            };
-            let queues = queue_count(&interface.name);
-            let map = XskMap::new(queues).map_err(bpf_err)?;
-            let program = XdpProgram::load(
-                PROGRAM_NAME,
-                &steering(port, map.fd(), local.fd(), XDP_PASS),
-            )
-            .map_err(bpf_err)?;
-            let link = attach_replacing_stale(netlink, interface, &program, force_generic)?;
-            tracing::info!(
-                interface = %interface.name,
-                mode = link.mode().name(),
-                queues,
-                "XDP steering program attached"
-            );
-            steered.push(SteeredInterface {
-                name: interface.name.clone(),
-                index: interface.index,
-                mac: mac_of(interface),
-                queues,
-                map,
-                link,
-                program: Mutex::new(program),
-            });
-        }
-        Ok(Self {
-            interfaces: steered,
+        })?;
+        let steering = Self {
+            interfaces: Mutex::new(Vec::new()),
             port: AtomicU16::new(port),
             local,
+            local_set: Mutex::new(HashSet::new()),
+            wanted: wanted.to_vec(),
+            force_generic,
+            generation: AtomicU64::new(0),
+        };
+        steering.sync_addresses(netlink)?;
+        let chosen = match choose_interfaces(netlink, wanted, None) {
+            Ok(c) => c,
+            Err(SteeringError::NoInterface(why)) => {
+                tracing::warn!("AF_XDP: {why}; steering starts when an interface comes up");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
+        let mut attached = Vec::new();
+        for interface in &chosen {
+            attached.push(Arc::new(steering.attach_one(netlink, interface)?));
+        }
+        *lock(&steering.interfaces) = attached;
+        Ok(steering)
+    }
+
+    fn attach_one(
+        &self,
+        netlink: &mut Netlink,
+        interface: &Interface,
+    ) -> Result<SteeredInterface, SteeringError> {
+        let bpf_err = |source| SteeringError::Bpf {
+            interface: interface.name.clone(),
+            source,
+        };
+        let queues = queue_count(&interface.name);
+        let map = XskMap::new(queues).map_err(bpf_err)?;
+        let program = XdpProgram::load(
+            PROGRAM_NAME,
+            &steering(self.port(), map.fd(), self.local.fd(), XDP_PASS),
+        )
+        .map_err(bpf_err)?;
+        let link = attach_replacing_stale(netlink, interface, &program, self.force_generic)?;
+        tracing::info!(
+            interface = %interface.name,
+            mode = link.mode().name(),
+            queues,
+            "XDP steering program attached"
+        );
+        Ok(SteeredInterface {
+            name: interface.name.clone(),
+            index: interface.index,
+            mac: mac_of(interface),
+            queues,
+            map,
+            link,
+            program: Mutex::new(program),
         })
     }
 
-    /// The interfaces steered.
-    pub fn interfaces(&self) -> &[SteeredInterface] {
-        &self.interfaces
+    /// Puts the host's current addresses in the address map (and takes gone ones out).
+    fn sync_addresses(&self, netlink: &mut Netlink) -> Result<(), SteeringError> {
+        let now: HashSet<IpAddr> = netlink.addresses()?.into_iter().map(|(_, ip)| ip).collect();
+        let mut held = lock(&self.local_set);
+        for ip in held.difference(&now) {
+            let _ = self.local.remove(*ip);
+        }
+        for ip in now.difference(&held) {
+            self.local
+                .insert(*ip)
+                .map_err(|source| SteeringError::Bpf {
+                    interface: "(all)".into(),
+                    source,
+                })?;
+        }
+        *held = now;
+        Ok(())
+    }
+
+    /// Follows the host: addresses into the map, programs attached to interfaces that now
+    /// qualify and detached from those that no longer do. Returns whether the set changed
+    /// (then `generation` moved and workers rebind).
+    pub fn refresh(&self, netlink: &mut Netlink) -> Result<bool, SteeringError> {
+        self.sync_addresses(netlink)?;
+        let chosen = match choose_interfaces(netlink, &self.wanted, None) {
+            Ok(c) => c,
+            Err(SteeringError::NoInterface(_)) | Err(SteeringError::NoSuchInterface(_)) => {
+                // Named interfaces that are gone simply leave the set.
+                let all = netlink.interfaces()?;
+                all.into_iter()
+                    .filter(|i| self.wanted.contains(&i.name))
+                    .collect()
+            }
+            Err(e) => return Err(e),
+        };
+        let mut current = lock(&self.interfaces);
+        let before = current.len();
+        current.retain(|s| {
+            let keep = chosen.iter().any(|c| c.index == s.index && c.name == s.name);
+            if !keep {
+                tracing::info!(interface = %s.name, "XDP steering program detached (interface gone or no longer qualifies)");
+            }
+            keep
+        });
+        let mut changed = current.len() != before;
+        for interface in &chosen {
+            if current.iter().any(|s| s.index == interface.index) {
+                continue;
+            }
+            match self.attach_one(netlink, interface) {
+                Ok(s) => {
+                    current.push(Arc::new(s));
+                    changed = true;
+                }
+                Err(e) => tracing::warn!("AF_XDP not attached to {}: {e}", interface.name),
+            }
+        }
+        if changed {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+        Ok(changed)
+    }
+
+    /// Moves on every change of the interface set.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The interfaces steered now.
+    pub fn interfaces(&self) -> Vec<Arc<SteeredInterface>> {
+        lock(&self.interfaces).clone()
     }
 
     /// The port steered.
@@ -269,7 +277,8 @@ impl Steering {
     /// Steers `port` instead (the listen port changed): each link swaps to a new program in
     /// one step.
     pub fn set_port(&self, port: u16) -> Result<(), SteeringError> {
-        for i in &self.interfaces {
+        self.port.store(port, Ordering::Relaxed);
+        for i in lock(&self.interfaces).iter() {
             let bpf_err = |source| SteeringError::Bpf {
                 interface: i.name.clone(),
                 source,
@@ -280,47 +289,66 @@ impl Steering {
             )
             .map_err(bpf_err)?;
             i.link.replace(&program).map_err(bpf_err)?;
-            if let Ok(mut held) = i.program.lock() {
-                *held = program;
-            }
+            *lock(&i.program) = program;
         }
-        self.port.store(port, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Binds sockets for the queues worker `worker` of `workers` owns (queue q belongs to
-    /// worker q mod workers) over `frames`, and puts them in the maps.
-    pub fn bind_worker(
-        &self,
+    /// The queues of `interfaces` worker `worker` of `workers` owns (queue q belongs to
+    /// worker q mod workers), as (interface, queue) pairs.
+    pub fn owned_queues(
+        interfaces: &[Arc<SteeredInterface>],
         worker: usize,
         workers: usize,
-        frames: &Frames,
-    ) -> Result<Vec<XdpQueue>, SteeringError> {
-        let mut queues: Vec<XdpQueue> = Vec::new();
-        for i in &self.interfaces {
-            for queue in (0..i.queues).filter(|q| *q as usize % workers.max(1) == worker) {
-                let socket =
-                    bind_with_grace(frames, queues.first().map(|q| &q.socket), i.index, queue)?;
-                i.map
-                    .insert(queue, socket.fd())
-                    .map_err(|source| SteeringError::Bpf {
-                        interface: i.name.clone(),
-                        source,
-                    })?;
-                queues.push(XdpQueue::new(socket, i.mac));
-            }
-        }
-        Ok(queues)
+    ) -> Vec<(Arc<SteeredInterface>, u32)> {
+        interfaces
+            .iter()
+            .flat_map(|i| {
+                (0..i.queues)
+                    .filter(move |q| *q as usize % workers.max(1) == worker)
+                    .map(move |q| (i.clone(), q))
+            })
+            .collect()
     }
 
-    /// How the workers would be served, for logs and `xgate status`, e.g.
-    /// `eth0 native 4 queues`.
+    /// How the outer side is served, for logs and `xgate status`, e.g.
+    /// `eth0 native 4 queue(s)`.
     pub fn describe(&self) -> String {
-        self.interfaces
+        let list = lock(&self.interfaces)
             .iter()
             .map(|i| format!("{} {} {} queue(s)", i.name, i.mode().name(), i.queues))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if list.is_empty() {
+            "no interface yet".into()
+        } else {
+            list
+        }
+    }
+}
+
+impl SteeredInterface {
+    /// Binds a socket for `queue` over `frames` (sharing `shared_with`'s UMEM registration)
+    /// and puts it in the map.
+    pub fn bind(
+        &self,
+        frames: &Frames,
+        shared_with: Option<&XskSocket>,
+        queue: u32,
+    ) -> Result<XskSocket, SteeringError> {
+        let socket = bind_with_grace(frames, shared_with, self.index, queue)?;
+        self.map
+            .insert(queue, socket.fd())
+            .map_err(|source| SteeringError::Bpf {
+                interface: self.name.clone(),
+                source,
+            })?;
+        Ok(socket)
+    }
+
+    /// Takes `queue`'s socket out of the map (its frames go to the kernel again).
+    pub fn unbind(&self, queue: u32) {
+        let _ = self.map.remove(queue);
     }
 }
 
@@ -343,80 +371,4 @@ fn bind_with_grace(
             other => return other,
         }
     }
-}
-
-/// Attaches `program` to `interface`, native first unless `force_generic`; a program an
-/// earlier xgate left attached the old way is removed first.
-fn attach_replacing_stale(
-    netlink: &mut Netlink,
-    interface: &Interface,
-    program: &XdpProgram,
-    force_generic: bool,
-) -> Result<XdpLink, SteeringError> {
-    let modes: &[XdpMode] = if force_generic {
-        &[XdpMode::Generic]
-    } else {
-        &[XdpMode::Native, XdpMode::Generic]
-    };
-    let mut last = None;
-    for &mode in modes {
-        match XdpLink::attach(program, interface.index, mode) {
-            Ok(link) => return Ok(link),
-            Err(e) if matches!(e.os_error(), Some(libc::EBUSY | libc::EEXIST)) => {
-                remove_stale(netlink, interface)?;
-                return XdpLink::attach(program, interface.index, mode).map_err(|source| {
-                    SteeringError::Bpf {
-                        interface: interface.name.clone(),
-                        source,
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::debug!(interface = %interface.name, mode = mode.name(), "XDP attach refused: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(SteeringError::Bpf {
-        interface: interface.name.clone(),
-        source: last.expect("at least one mode was tried"),
-    })
-}
-
-/// Removes the program on `interface` if an earlier xgate left it; refuses anyone else's.
-fn remove_stale(netlink: &mut Netlink, interface: &Interface) -> Result<(), SteeringError> {
-    let current = netlink
-        .interfaces()?
-        .into_iter()
-        .find(|i| i.index == interface.index)
-        .and_then(|i| i.xdp);
-    let Some((id, attached)) = current else {
-        return Ok(());
-    };
-    let name = program_name(id).unwrap_or_else(|e| format!("(name unreadable: {e})"));
-    if name != PROGRAM_NAME {
-        return Err(SteeringError::Occupied {
-            interface: interface.name.clone(),
-            name,
-            id,
-        });
-    }
-    let flags = match attached {
-        netlink_packet_route::link::XdpAttached::SocketBuffer => XdpMode::Generic.flag(),
-        _ => XdpMode::Native.flag(),
-    };
-    netlink.detach_xdp(interface.index, flags).map_err(|e| {
-        // Detaching fails when the program is held by a link: another xgate is running.
-        tracing::debug!(interface = %interface.name, "netlink XDP detach refused: {e}");
-        SteeringError::HeldByAnotherXgate {
-            interface: interface.name.clone(),
-            id,
-        }
-    })?;
-    tracing::warn!(
-        interface = %interface.name,
-        id,
-        "replaced a steering program left by an earlier xgate"
-    );
-    Ok(())
 }

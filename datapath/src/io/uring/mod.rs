@@ -140,8 +140,9 @@ pub struct UringBackend {
     send_failures: u64,
     cqes: Vec<cqueue::Entry>,
     /// Descriptors whose readiness ends a wait (AF_XDP sockets), and whether a multishot poll
-    /// is armed on each.
-    watched: Vec<(RawFd, bool)>,
+    /// is armed on each; `None` once unwatched (slots are not reused, so a late completion of
+    /// a cancelled poll cannot touch another descriptor's).
+    watched: Vec<Option<(RawFd, bool)>>,
 }
 
 impl UringBackend {
@@ -245,12 +246,29 @@ impl UringBackend {
 
     /// Makes readiness of `fd` to read end a wait (nothing is read from it here).
     pub fn watch(&mut self, fd: RawFd) {
-        self.watched.push((fd, false));
+        self.watched.push(Some((fd, false)));
+    }
+
+    /// Stops watching `fd` (its poll is cancelled: the poll holds the file open until then).
+    pub fn unwatch(&mut self, fd: RawFd) {
+        for i in 0..self.watched.len() {
+            if self.watched[i].is_some_and(|(f, _)| f == fd) {
+                self.watched[i] = None;
+                let cancel = opcode::AsyncCancel2::new(CancelBuilder::user_data(user_data(
+                    OP_POLL, 0, i as u32,
+                )))
+                .build()
+                .user_data(user_data(OP_CANCEL, 0, 0));
+                let _ = self.push(cancel);
+            }
+        }
     }
 
     fn arm_watched(&mut self) {
         for i in 0..self.watched.len() {
-            let (fd, armed) = self.watched[i];
+            let Some((fd, armed)) = self.watched[i] else {
+                continue;
+            };
             if armed {
                 continue;
             }
@@ -259,7 +277,9 @@ impl UringBackend {
                 .build()
                 .user_data(user_data(OP_POLL, 0, i as u32));
             let ok = self.push(entry);
-            self.watched[i].1 = ok;
+            if let Some(w) = self.watched[i].as_mut() {
+                w.1 = ok;
+            }
         }
     }
 
@@ -516,7 +536,7 @@ impl UringBackend {
                 // Only ends the wait (the owner of the descriptor looks at it); a poll that
                 // ended is re-armed before the next wait.
                 OP_POLL if !cqueue::more(cqe.flags()) => {
-                    if let Some(w) = self.watched.get_mut(buf as usize) {
+                    if let Some(Some(w)) = self.watched.get_mut(buf as usize) {
                         w.1 = false;
                     }
                 }
