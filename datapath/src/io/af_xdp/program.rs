@@ -1,4 +1,4 @@
-//! The XDP steering program, assembled here rather than compiled: it is some forty eBPF
+//! The XDP steering program, assembled here rather than compiled: it is about seventy eBPF
 //! instructions, so a small assembler with labels keeps the build free of clang and an eBPF
 //! toolchain, and the bytes are the same on every machine. The kernel's verifier checks it at
 //! load (and in the tests); `PROG_TEST_RUN` checks what it does with hand-built frames.
