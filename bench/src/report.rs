@@ -228,9 +228,11 @@ impl Results {
         ) {
             notes.push(format!(
                 "AF_XDP against io_uring at 1420 B: {:.2}× the packets per server core, {:.2}× \
-                 per busy machine CPU. At 64 B both backends spend most of a packet's cost \
-                 writing it into the TUN, one write per packet, which AF_XDP does not change: \
-                 that is why the 64-byte ratio stays near 1.",
+                 per busy machine CPU. AF_XDP removes the socket receive (the copy out of the \
+                 socket and the UDP stack), which weighs more on a 1420-byte packet than on a \
+                 64-byte one; what both backends still pay per packet (the cipher call, the \
+                 worker's ring and header handling, and one TUN write with the kernel's inner \
+                 receive behind it) is why the 64-byte ratio stays near 1.",
                 ratio(x.pps_per_core, u.pps_per_core),
                 ratio(x.pps_per_machine_cpu, u.pps_per_machine_cpu),
             ));
