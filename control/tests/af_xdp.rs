@@ -25,10 +25,8 @@ fn attach_legacy(ns: &Netns, iface: &str, name: &'static str) {
             .expect("program loads");
         let mut netlink = Netlink::open().expect("netlink");
         let index = netlink
-            .interfaces()
+            .interface(&iface)
             .expect("interfaces")
-            .into_iter()
-            .find(|i| i.name == iface)
             .expect("interface exists")
             .index;
         netlink
@@ -43,11 +41,7 @@ fn attached_program(ns: &Netns, iface: &str) -> Option<String> {
     let iface = iface.to_string();
     ns.enter(move || {
         let mut netlink = Netlink::open().expect("netlink");
-        let found = netlink
-            .interfaces()
-            .expect("interfaces")
-            .into_iter()
-            .find(|i| i.name == iface)?;
+        let found = netlink.interface(&iface).expect("interfaces")?;
         let (id, _) = found.xdp?;
         datapath::io::af_xdp::bpf::program_name(id).ok()
     })
@@ -58,13 +52,7 @@ fn attached_program(ns: &Netns, iface: &str) -> Option<String> {
 fn a_listen_port_set_through_wg_moves_the_steering() {
     let mut rig = Rig::af_xdp("port");
     let c = rig.add_client(Implementation::WireguardGo);
-    rig.start_xgate();
-    rig.connect(c, None);
-    assert!(
-        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel: {}",
-        rig.log()
-    );
+    rig.start_and_connect();
     rig.wg(&["set", &rig.iface(), "listen-port", "51901"])
         .expect("wg set listen-port");
     rig.port = 51901;
@@ -90,13 +78,7 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
     let mut rig = Rig::af_xdp("stale");
     let c = rig.add_client(Implementation::Boringtun);
     attach_legacy(&rig.server_ns, "xtv1s", "xgate_steer");
-    rig.start_xgate();
-    rig.connect(c, None);
-    assert!(
-        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel: {}",
-        rig.log()
-    );
+    rig.start_and_connect();
     assert!(
         rig.log()
             .contains("replaced a steering program left by an earlier xgate"),
@@ -150,13 +132,7 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
 fn interfaces_that_come_and_go_after_the_start_are_followed() {
     let mut rig = Rig::af_xdp("follow");
     let first = rig.add_client(Implementation::WireguardGo);
-    rig.start_xgate();
-    rig.connect(first, None);
-    assert!(
-        rig.ping_until_reply(first, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel: {}",
-        rig.log()
-    );
+    rig.start_and_connect();
 
     // A second underlay interface comes up while xgate runs: steered, and its queues bound.
     let second = rig.add_client(Implementation::Boringtun);

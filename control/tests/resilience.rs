@@ -18,13 +18,7 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     };
     rig.workers = workers;
     let c = rig.add_client(implementation);
-    rig.start_xgate();
-    rig.connect(c, None);
-    assert!(
-        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel: {}",
-        rig.log()
-    );
+    rig.start_and_connect();
 
     // Large enough that the roam lands mid-transfer even on a fast machine (checked below).
     let size = 300 * 1024 * 1024;

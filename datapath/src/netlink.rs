@@ -132,6 +132,11 @@ impl Netlink {
             .collect())
     }
 
+    /// The interface named `name`, if there is one.
+    pub fn interface(&mut self, name: &str) -> io::Result<Option<Interface>> {
+        Ok(self.interfaces()?.into_iter().find(|i| i.name == name))
+    }
+
     /// Every (interface index, address) pair.
     pub fn addresses(&mut self) -> io::Result<Vec<(u32, IpAddr)>> {
         let answers = self.request(

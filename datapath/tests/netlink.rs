@@ -13,10 +13,8 @@ fn interface_mac(ns: &Netns, name: &'static str) -> (u32, Vec<u8>) {
     ns.enter(move || {
         let mut netlink = Netlink::open().expect("netlink");
         let found = netlink
-            .interfaces()
+            .interface(name)
             .expect("interfaces")
-            .into_iter()
-            .find(|i| i.name == name)
             .expect("interface listed");
         assert!(found.up && !found.loopback, "{found:?}");
         (found.index, found.mac)

@@ -110,6 +110,19 @@ impl Rig {
         rig
     }
 
+    /// Starts xgate, points every client at it and checks each gets a ping reply.
+    pub fn start_and_connect(&mut self) {
+        self.start_xgate();
+        for c in 0..self.clients.len() {
+            self.connect(c, None);
+            assert!(
+                self.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+                "no tunnel for client {c}: {}",
+                self.log()
+            );
+        }
+    }
+
     /// Checks that datagrams went both ways through AF_XDP sockets when the rig uses them.
     pub fn assert_backend_carried_traffic(&self) {
         if self.backend != "af-xdp" {

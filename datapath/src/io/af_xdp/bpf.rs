@@ -159,6 +159,33 @@ struct MapElemAttr {
     flags: u64,
 }
 
+/// Creates or replaces the element at `key` of map `fd` (key and value sized as the map says).
+fn map_update<K, V>(
+    command: &'static str,
+    fd: &OwnedFd,
+    key: &K,
+    value: &V,
+) -> Result<(), BpfError> {
+    let mut attr = MapElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key as *const K as u64,
+        value: value as *const V as u64,
+        flags: UPDATE_ANY,
+        ..Default::default()
+    };
+    bpf(command, MAP_UPDATE_ELEM, &mut attr).map(drop)
+}
+
+/// Deletes the element at `key` of map `fd`.
+fn map_delete<K>(command: &'static str, fd: &OwnedFd, key: &K) -> Result<(), BpfError> {
+    let mut attr = MapElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key as *const K as u64,
+        ..Default::default()
+    };
+    bpf(command, MAP_DELETE_ELEM, &mut attr).map(drop)
+}
+
 #[repr(C)]
 #[derive(Default)]
 struct ProgLoadAttr {
@@ -274,27 +301,12 @@ impl XskMap {
 
     /// Puts the socket for receive queue `queue` in its slot.
     pub fn insert(&self, queue: u32, socket: RawFd) -> Result<(), BpfError> {
-        let key = queue;
-        let value = socket as u32;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            value: &value as *const u32 as u64,
-            flags: UPDATE_ANY,
-            ..Default::default()
-        };
-        bpf("MAP_UPDATE_ELEM xskmap", MAP_UPDATE_ELEM, &mut attr).map(drop)
+        map_update("MAP_UPDATE_ELEM xskmap", &self.fd, &queue, &(socket as u32))
     }
 
     /// Empties the slot of receive queue `queue` (its packets go to the kernel again).
     pub fn remove(&self, queue: u32) -> Result<(), BpfError> {
-        let key = queue;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: &key as *const u32 as u64,
-            ..Default::default()
-        };
-        bpf("MAP_DELETE_ELEM xskmap", MAP_DELETE_ELEM, &mut attr).map(drop)
+        map_delete("MAP_DELETE_ELEM xskmap", &self.fd, &queue)
     }
 
     /// The map's descriptor (programs refer to it).
@@ -337,27 +349,12 @@ impl AddressMap {
 
     /// Takes `ip` out.
     pub fn remove(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
-        let key = Self::key(ip);
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: key.as_ptr() as u64,
-            ..Default::default()
-        };
-        bpf("MAP_DELETE_ELEM hash", MAP_DELETE_ELEM, &mut attr).map(drop)
+        map_delete("MAP_DELETE_ELEM hash", &self.fd, &Self::key(ip))
     }
 
     /// Adds `ip`.
     pub fn insert(&self, ip: std::net::IpAddr) -> Result<(), BpfError> {
-        let key = Self::key(ip);
-        let value = 1u8;
-        let mut attr = MapElemAttr {
-            map_fd: self.fd.as_raw_fd() as u32,
-            key: key.as_ptr() as u64,
-            value: &value as *const u8 as u64,
-            flags: UPDATE_ANY,
-            ..Default::default()
-        };
-        bpf("MAP_UPDATE_ELEM hash", MAP_UPDATE_ELEM, &mut attr).map(drop)
+        map_update("MAP_UPDATE_ELEM hash", &self.fd, &Self::key(ip), &1u8)
     }
 
     /// The map's descriptor (programs refer to it).
