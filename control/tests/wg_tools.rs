@@ -14,7 +14,16 @@ use testbed::{ping, wait_until, Daemon, Implementation, WgPeer};
 
 #[test]
 fn wg_show_dump_agrees_with_xgate_show() {
-    let (rig, go, bt) = Rig::with_both_clients("dump", false);
+    dump_agrees("dump", false);
+}
+
+#[test]
+fn wg_show_dump_agrees_with_xgate_show_af_xdp() {
+    dump_agrees("dumpx", true);
+}
+
+fn dump_agrees(tag: &str, af_xdp: bool) {
+    let (rig, go, bt) = Rig::with_both_clients(tag, af_xdp);
     for c in [go, bt] {
         assert!(rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)));
     }
@@ -51,6 +60,7 @@ fn wg_show_dump_agrees_with_xgate_show() {
         .wg(&["show", &rig.iface(), "listen-port"])
         .expect("listen-port");
     assert_eq!(listen.trim(), "51820");
+    rig.assert_backend_carried_traffic();
 }
 
 #[test]
