@@ -71,14 +71,19 @@ pub fn follow_interfaces(
         tv_usec: 0,
     };
     // SAFETY: sets SO_RCVTIMEO from a live timeval of the size given.
-    unsafe {
+    let ret = unsafe {
         libc::setsockopt(
             events.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVTIMEO,
             (&timeout as *const libc::timeval).cast(),
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
+        )
+    };
+    if ret < 0 {
+        // Without it the thread could not see the stop flag, and shutdown would wait forever.
+        return Err(std::io::Error::last_os_error())
+            .context("a receive timeout on the event socket");
     }
     let mut query = Netlink::open().context("netlink socket for interface queries")?;
     std::thread::Builder::new()
@@ -86,9 +91,26 @@ pub fn follow_interfaces(
         .spawn(move || {
             let mut buf = vec![0u8; 1 << 16];
             while !stop.load(Ordering::Relaxed) {
-                // A timeout (or an interruption) only sends us back to the stop flag.
-                if events.recv(&mut &mut buf[..], 0).is_err() {
-                    continue;
+                match events.recv(&mut &mut buf[..], 0) {
+                    Ok(_) => {}
+                    // Events were lost (the socket's buffer overflowed): look afresh.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                    Err(e) => {
+                        let quiet = matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::Interrupted
+                        );
+                        if !quiet {
+                            tracing::debug!("interface events: {e}");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        // A timeout: only a refresh that could not finish is tried again.
+                        if !steering.incomplete() {
+                            continue;
+                        }
+                    }
                 }
                 std::thread::sleep(SETTLE);
                 // What came meanwhile is covered by the one re-evaluation below.

@@ -63,7 +63,8 @@ pub struct XdpQueue {
     pub mac: Mac,
     /// The interface (and its map) the socket serves.
     pub interface: Arc<SteeredInterface>,
-    /// Names this queue in the frame owner table (never reused within a worker).
+    /// Names this queue in the frame owner table (not reused while a queue holding it, live or
+    /// retiring, still exists).
     pub id: u16,
     /// Frames lent to the kernel for receiving and not yet back (in the fill ring, the
     /// driver's ring or the rx ring): capped at the fill ring's size, so a backlog in the rx
@@ -96,11 +97,16 @@ pub struct XdpBackend {
     pub(super) queues: Vec<XdpQueue>,
     /// Descriptors written to each tx ring and not yet published.
     pub(super) tx_pending: Vec<u32>,
-    /// Queues taken out of service, kept open until their frames can be reclaimed.
-    pub(super) retiring: Vec<(XdpQueue, Instant)>,
+    /// Queues taken out of service (their sockets closed): their ids, the interface (kept so
+    /// its link outlives them) and when their frames may be reused.
+    pub(super) retiring: Vec<(u16, Arc<SteeredInterface>, Instant)>,
+    /// A bind that failed is tried again at this time.
+    pub(super) retry_at: Option<Instant>,
+    /// Frames all fill rings together may hold (the rest stays for the TUN and the kernel
+    /// socket, and for sending).
+    pub(super) fill_budget: u32,
     /// Which queue holds each frame (`NOBODY`: none): a retired queue's frames come back.
     pub(super) owner: Vec<u16>,
-    pub(super) next_id: u16,
     pub(super) steering: Arc<Steering>,
     /// The steering generation the queues match.
     pub(super) seen: u64,
@@ -132,8 +138,9 @@ impl XdpBackend {
             queues: Vec::new(),
             tx_pending: Vec::new(),
             retiring: Vec::new(),
+            retry_at: None,
+            fill_budget: (frames / 2) as u32,
             owner: vec![NOBODY; frames],
-            next_id: 0,
             seen: steering.generation(),
             steering,
             worker,
@@ -146,7 +153,7 @@ impl XdpBackend {
         };
         let interfaces = backend.steering.interfaces();
         for (interface, queue) in Steering::owned_queues(&interfaces, worker, workers) {
-            if let Err(e) = backend.add_queue(interface, queue) {
+            if let Err(e) = backend.add_queue(interface, queue, true) {
                 // Sockets bound so far close before the frames go back.
                 backend.queues.clear();
                 return Err((Box::new(backend.into_uring()), e));
@@ -157,7 +164,13 @@ impl XdpBackend {
     }
 
     fn into_uring(self) -> UringBackend {
-        let Self { queues, uring, .. } = self;
+        let Self {
+            queues, mut uring, ..
+        } = self;
+        // Their polls go too: a poll on a closed descriptor would end every wait at once.
+        for q in &queues {
+            uring.unwatch(q.socket.fd());
+        }
         drop(queues);
         uring
     }
@@ -191,11 +204,16 @@ impl XdpBackend {
 
     /// Lends free frames to every fill ring, up to its size.
     fn fill(&mut self) {
+        let mut budget = self
+            .fill_budget
+            .saturating_sub(self.queues.iter().map(|q| q.lent).sum());
         for q in &mut self.queues {
             let fill = &mut q.socket.fill;
             let room = fill
                 .free(RING_SIZES.fill)
-                .min(RING_SIZES.fill.saturating_sub(q.lent));
+                .min(RING_SIZES.fill.saturating_sub(q.lent))
+                .min(budget);
+            budget -= room;
             let mut n = 0;
             while n < room {
                 let Some(buf) = self.uring.alloc() else { break };
@@ -359,7 +377,9 @@ impl Backend for XdpBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
         self.flush_tx();
         self.complete();
-        if self.steering.generation() != self.seen {
+        if self.steering.generation() != self.seen
+            || self.retry_at.is_some_and(|t| Instant::now() >= t)
+        {
             self.resync();
         }
         if !self.retiring.is_empty() {

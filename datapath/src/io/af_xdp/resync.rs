@@ -1,7 +1,8 @@
 //! A worker following the steering's interface set at run time: sockets bound for the queues
-//! it now owns, and sockets of interfaces that left taken out of their map, their poll
-//! cancelled, and closed a second later, when the kernel can no longer write into the frames
-//! they held; those frames then come back to the pool (the owner table says which).
+//! it now owns, and sockets of interfaces that left taken out of their map and closed (their
+//! poll cancelled first: it holds the file open). The frames a closed socket held come back
+//! to the pool a second later, when the kernel's deferred release of the socket (which makes
+//! a zero-copy driver let go of them) has long run; the owner table says which they are.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,37 +11,46 @@ use super::backend::{XdpBackend, XdpQueue, NOBODY};
 use super::steering::{SteeredInterface, Steering, SteeringError};
 use crate::io::{Backend, BufId};
 
-/// How long a retired socket stays open before its frames are reused.
+/// How long after a socket's close its frames are reused.
 const RETIRE_AFTER: Duration = Duration::from_secs(1);
+/// How soon a bind that failed at run time is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl XdpBackend {
+    /// The smallest id no live or retiring queue holds.
+    fn free_id(&self) -> u16 {
+        (0..NOBODY)
+            .find(|id| {
+                !self.queues.iter().any(|q| q.id == *id)
+                    && !self.retiring.iter().any(|(r, _, _)| r == id)
+            })
+            .unwrap_or(0)
+    }
+
     /// Binds a socket for `queue` of `interface` (sharing the UMEM registration of a socket
-    /// this worker already has) and starts serving it.
+    /// this worker already has) and starts serving it; `grace` as in `SteeredInterface::bind`.
     pub(super) fn add_queue(
         &mut self,
         interface: Arc<SteeredInterface>,
         queue: u32,
+        grace: bool,
     ) -> Result<(), SteeringError> {
-        let shared = self
-            .queues
-            .first()
-            .or_else(|| self.retiring.first().map(|(q, _)| q))
-            .map(|q| &q.socket);
-        let socket = interface.bind(self.uring.frames(), shared, queue)?;
+        let shared = self.queues.first().map(|q| &q.socket);
+        let socket = interface.bind(self.uring.frames(), shared, queue, grace)?;
         self.uring.watch(socket.fd());
-        let id = self.next_id;
-        // Ids name queues in the owner table; NOBODY is reserved.
-        self.next_id = self.next_id.wrapping_add(1) % NOBODY;
+        let id = self.free_id();
         self.queues.push(XdpQueue::new(socket, interface, id));
         self.tx_pending.push(0);
         Ok(())
     }
 
-    /// Brings the queues in line with the steering's current interfaces.
+    /// Brings the queues in line with the steering's current interfaces; a bind that fails
+    /// is tried again a second later.
     pub(super) fn resync(&mut self) {
         // What is queued to send leaves first, by the sockets it was written for.
         self.flush_tx();
         self.seen = self.steering.generation();
+        self.retry_at = None;
         let interfaces = self.steering.interfaces();
         let wanted = Steering::owned_queues(&interfaces, self.worker, self.workers);
         let mut i = 0;
@@ -63,7 +73,15 @@ impl XdpBackend {
                 queue = q.socket.queue(),
                 "AF_XDP socket retired"
             );
-            self.retiring.push((q, Instant::now() + RETIRE_AFTER));
+            let XdpQueue {
+                socket,
+                interface,
+                id,
+                ..
+            } = q;
+            drop(socket);
+            self.retiring
+                .push((id, interface, Instant::now() + RETIRE_AFTER));
         }
         for (interface, queue) in wanted {
             let have = self
@@ -74,29 +92,30 @@ impl XdpBackend {
                 continue;
             }
             let name = interface.name.clone();
-            match self.add_queue(interface, queue) {
+            match self.add_queue(interface, queue, false) {
                 Ok(()) => tracing::info!(
                     worker = self.worker,
                     interface = %name,
                     queue,
                     "AF_XDP socket bound"
                 ),
-                Err(e) => tracing::warn!(worker = self.worker, "AF_XDP socket not bound: {e}"),
+                Err(e) => {
+                    tracing::warn!(worker = self.worker, "AF_XDP socket not bound yet: {e}");
+                    self.retry_at = Some(Instant::now() + RETRY_AFTER);
+                }
             }
         }
     }
 
-    /// Closes retired sockets whose time is up and returns the frames they held.
+    /// Returns the frames of retired sockets whose time is up.
     pub(super) fn reclaim_retired(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.retiring.len() {
-            if self.retiring[i].1 > now {
+            if self.retiring[i].2 > now {
                 i += 1;
                 continue;
             }
-            let (q, _) = self.retiring.remove(i);
-            let id = q.id;
-            drop(q);
+            let (id, _interface, _) = self.retiring.remove(i);
             for frame in 0..self.owner.len() {
                 if self.owner[frame] == id {
                     self.owner[frame] = NOBODY;

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use thiserror::Error;
@@ -61,7 +61,8 @@ pub enum SteeringError {
     #[error(
         "{interface} is steered by another running xgate (XDP program id {id}, attached as a \
          link that only its owner can remove): stop that xgate, or give this one other \
-         outer_interfaces or backend = \"io-uring\""
+         outer_interfaces or backend = \"io-uring\" (at run time this is also what an \
+         interface that came back before its old sockets closed looks like: tried again)"
     )]
     HeldByAnotherXgate {
         /// The interface.
@@ -114,6 +115,9 @@ pub struct Steering {
     force_generic: bool,
     /// Moves on every change of the interface set.
     generation: AtomicU64,
+    /// The last refresh could not attach to every interface that qualifies (one just
+    /// released, say): it should run again soon.
+    incomplete: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -144,6 +148,7 @@ impl Steering {
             wanted: wanted.to_vec(),
             force_generic,
             generation: AtomicU64::new(0),
+            incomplete: AtomicBool::new(false),
         };
         steering.sync_addresses(netlink)?;
         let chosen = match choose_interfaces(netlink, wanted, None) {
@@ -241,6 +246,7 @@ impl Steering {
             keep
         });
         let mut changed = current.len() != before;
+        let mut incomplete = false;
         for interface in &chosen {
             if current.iter().any(|s| s.index == interface.index) {
                 continue;
@@ -250,13 +256,25 @@ impl Steering {
                     current.push(Arc::new(s));
                     changed = true;
                 }
-                Err(e) => tracing::warn!("AF_XDP not attached to {}: {e}", interface.name),
+                Err(e) => {
+                    tracing::warn!(
+                        "AF_XDP not attached to {} (tried again): {e}",
+                        interface.name
+                    );
+                    incomplete = true;
+                }
             }
         }
+        self.incomplete.store(incomplete, Ordering::Relaxed);
         if changed {
             self.generation.fetch_add(1, Ordering::Release);
         }
         Ok(changed)
+    }
+
+    /// The last `refresh` left a qualifying interface without a program: run it again.
+    pub fn incomplete(&self) -> bool {
+        self.incomplete.load(Ordering::Relaxed)
     }
 
     /// Moves on every change of the interface set.
@@ -329,14 +347,21 @@ impl Steering {
 
 impl SteeredInterface {
     /// Binds a socket for `queue` over `frames` (sharing `shared_with`'s UMEM registration)
-    /// and puts it in the map.
+    /// and puts it in the map. With `grace`, a queue still held by a just-killed process is
+    /// waited for (at start); without, a busy queue fails at once (at run time a worker must
+    /// not sleep: it tries again later).
     pub fn bind(
         &self,
         frames: &Frames,
         shared_with: Option<&XskSocket>,
         queue: u32,
+        grace: bool,
     ) -> Result<XskSocket, SteeringError> {
-        let socket = bind_with_grace(frames, shared_with, self.index, queue)?;
+        let socket = if grace {
+            bind_with_grace(frames, shared_with, self.index, queue)?
+        } else {
+            XskSocket::bind(frames, shared_with, self.index, queue, RING_SIZES)?
+        };
         self.map
             .insert(queue, socket.fd())
             .map_err(|source| SteeringError::Bpf {
