@@ -287,7 +287,22 @@ pub fn latest_datapath(dir: &Path) -> Result<Option<(std::path::PathBuf, serde_j
     if !dir.is_dir() {
         return Ok(None);
     }
-    // Newest by the run's date, then by when the file was written (names sort by commit).
+    // The report of the last `make bench` names its JSON: that is the newest, whatever the
+    // files' times (a fresh clone gives them all the same one).
+    if let Ok(report) = std::fs::read_to_string(dir.join("datapath.md")) {
+        let named = report
+            .split('`')
+            .find(|w| w.starts_with("datapath-") && w.ends_with(".json"))
+            .map(|name| dir.join(name));
+        if let Some(path) = named.filter(|p| p.is_file()) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            return Ok(Some((path, v)));
+        }
+    }
+    // Else the newest by the run's date, then by when the file was written.
     type Newest = (
         (String, std::time::SystemTime),
         std::path::PathBuf,
@@ -312,4 +327,41 @@ pub fn latest_datapath(dir: &Path) -> Result<Option<(std::path::PathBuf, serde_j
         }
     }
     Ok(newest.map(|(_, path, v)| (path, v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latest_datapath;
+
+    #[test]
+    fn the_datapath_report_names_the_latest_run_whatever_the_file_names() {
+        let dir = std::env::temp_dir().join(format!("xlt-latest-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        // Same date; the newer run's commit sorts first by name.
+        for (name, gbit) in [
+            ("datapath-2026-11-26-d9aaaa.json", 1.0),
+            ("datapath-2026-11-26-d5bbbb.json", 2.0),
+        ] {
+            let json = format!("{{\"machine\": {{\"date\": \"2026-11-26\"}}, \"x\": {gbit}}}");
+            std::fs::write(dir.join(name), json).expect("json");
+        }
+        let (path, _) = latest_datapath(&dir).expect("read").expect("found");
+        assert!(
+            path.ends_with("datapath-2026-11-26-d9aaaa.json"),
+            "{path:?}"
+        );
+        std::fs::write(
+            dir.join("datapath.md"),
+            "Machine: x. All figures: `datapath-2026-11-26-d5bbbb.json`. Reproduce",
+        )
+        .expect("md");
+        let (path, v) = latest_datapath(&dir).expect("read").expect("found");
+        assert!(
+            path.ends_with("datapath-2026-11-26-d5bbbb.json"),
+            "{path:?}"
+        );
+        assert_eq!(v["x"], 2.0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
