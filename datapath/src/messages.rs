@@ -40,6 +40,8 @@ pub struct HandshakeDatagram {
     pub worker: usize,
     /// Source address.
     pub from: SocketAddr,
+    /// How it arrived below UDP (AF_XDP): the answer can leave the same way.
+    pub link: Option<crate::io::LinkPath>,
     /// When it was received.
     pub at: Instant,
     /// Length of `bytes` used.
@@ -96,6 +98,8 @@ pub enum ToWorker {
     Transmit {
         /// Destination.
         to: SocketAddr,
+        /// The way the message being answered came in, if known.
+        link: Option<crate::io::LinkPath>,
         /// Bytes of `bytes` used.
         len: usize,
         /// The message.

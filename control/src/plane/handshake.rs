@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datapath::io::LinkPath;
 use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
 use proto::constants::{INITIATION_LEN, REJECT_AFTER_TIME, REKEY_TIMEOUT_JITTER_MAX};
@@ -113,11 +114,26 @@ impl ControlPlane {
         Duration::from_millis(u64::from(self.rng.next_u32() % max))
     }
 
-    fn transmit(&mut self, worker: usize, to: SocketAddr, message: &[u8]) {
+    /// Sends `message` to `to` from `worker`, the way `link` says where the message being
+    /// answered came in (AF_XDP: no neighbour lookup for a reply).
+    fn transmit(
+        &mut self,
+        worker: usize,
+        (to, link): (SocketAddr, Option<LinkPath>),
+        message: &[u8],
+    ) {
         let mut bytes = [0u8; INITIATION_LEN];
         let len = message.len().min(INITIATION_LEN);
         bytes[..len].copy_from_slice(&message[..len]);
-        self.queue_for(worker, ToWorker::Transmit { to, len, bytes });
+        self.queue_for(
+            worker,
+            ToWorker::Transmit {
+                to,
+                link,
+                len,
+                bytes,
+            },
+        );
     }
 
     fn on_handshake(&mut self, d: HandshakeDatagram) {
@@ -198,7 +214,7 @@ impl ControlPlane {
             .checker
             .reply(d.message(), sender, d.from, now, &mut self.rng);
         self.counters.cookie_replies_sent += 1;
-        self.transmit(d.worker, d.from, &reply);
+        self.transmit(d.worker, (d.from, d.link), &reply);
     }
 
     /// Sends a response a responder thread made: gives it an index and MACs, installs the
@@ -239,7 +255,7 @@ impl ControlPlane {
         // through the worker that received the initiation, the response could overtake the
         // install and the first packets be dropped as unknown.)
         self.install(id, &session, d.from, now);
-        self.transmit(owner, d.from, &response);
+        self.transmit(owner, (d.from, d.link), &response);
         self.counters.responses_sent += 1;
         tracing::debug!(peer = %public, from = %d.from, "handshake answered");
     }
@@ -357,7 +373,7 @@ impl ControlPlane {
         peer.handshake_tx_bytes += message.len() as u64;
         peer.timers.on_initiation_sent(now, jitter, retry);
         self.counters.initiations_sent += 1;
-        self.transmit(owner, endpoint, &message);
+        self.transmit(owner, (endpoint, None), &message);
         tracing::debug!(peer = id, %endpoint, retry, "initiation sent");
     }
 

@@ -104,6 +104,7 @@ impl Harness {
             let d = HandshakeDatagram {
                 worker,
                 from,
+                link: None,
                 at: Instant::now(),
                 len: bytes.len(),
                 bytes,
@@ -138,7 +139,9 @@ impl Harness {
         self.worker
             .try_iter()
             .filter_map(|m| match m {
-                ToWorker::Transmit { to: t, len, bytes } if t == to => Some(bytes[..len].to_vec()),
+                ToWorker::Transmit {
+                    to: t, len, bytes, ..
+                } if t == to => Some(bytes[..len].to_vec()),
                 _ => None,
             })
             .collect()

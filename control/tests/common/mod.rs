@@ -135,6 +135,15 @@ impl Rig {
             "AF_XDP carried rx {rx} tx {tx}\n{}",
             self.log()
         );
+        // The clients start every exchange here, so every answer knows the way back: none
+        // needed the kernel's socket.
+        let kernel = self.stat("outer_kernel_sends");
+        assert_eq!(
+            kernel,
+            0,
+            "datagrams sent through the kernel's socket\n{}",
+            self.show()
+        );
     }
 
     /// A datapath counter from `xgate show` (`stat_NAME` in the UAPI answer).

@@ -281,12 +281,17 @@ impl<B: Backend> Worker<B> {
                 }
             }
             ToWorker::Routes(routes) => self.routes = routes,
-            ToWorker::Transmit { to, len, bytes } => match self.backend.alloc() {
+            ToWorker::Transmit {
+                to,
+                link,
+                len,
+                bytes,
+            } => match self.backend.alloc() {
                 Some(buf) => {
                     let len = len.min(bytes.len());
                     let at = OUTER_HEADROOM;
                     self.backend.buf(buf)[at..at + len].copy_from_slice(&bytes[..len]);
-                    self.backend.send_outer(buf, at..at + len, to, None);
+                    self.backend.send_outer(buf, at..at + len, to, link);
                     self.counters.tx_datagrams += 1;
                     self.counters.tx_bytes += len as u64;
                 }

@@ -37,9 +37,11 @@ impl<B: Backend> Worker<B> {
         let kind = proto::wire::message_type(&self.backend.buf(buf)[datagram.clone()]);
         let d = datagram;
         match kind {
-            Ok(MSG_INITIATION) => self.forward_handshake(buf, d, INITIATION_LEN, from, now),
-            Ok(MSG_RESPONSE) => self.forward_handshake(buf, d, RESPONSE_LEN, from, now),
-            Ok(MSG_COOKIE_REPLY) => self.forward_handshake(buf, d, COOKIE_REPLY_LEN, from, now),
+            Ok(MSG_INITIATION) => self.forward_handshake(buf, d, INITIATION_LEN, (from, link), now),
+            Ok(MSG_RESPONSE) => self.forward_handshake(buf, d, RESPONSE_LEN, (from, link), now),
+            Ok(MSG_COOKIE_REPLY) => {
+                self.forward_handshake(buf, d, COOKIE_REPLY_LEN, (from, link), now)
+            }
             Ok(MSG_TRANSPORT) => self.receive_transport(buf, d, from, link, now),
             Ok(_) => {
                 self.counters.drop(DropReason::UnknownType);
@@ -58,7 +60,7 @@ impl<B: Backend> Worker<B> {
         buf: BufId,
         datagram: Range<usize>,
         exact: usize,
-        from: SocketAddr,
+        (from, link): (SocketAddr, Option<LinkPath>),
         now: Instant,
     ) {
         let len = datagram.len();
@@ -74,6 +76,7 @@ impl<B: Backend> Worker<B> {
         let mut msg = HandshakeDatagram {
             worker: self.id,
             from,
+            link,
             at: now,
             len,
             bytes: [0u8; INITIATION_LEN],
