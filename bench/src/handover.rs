@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use anyhow::Context;
-use datapath::waker::Waker;
+use datapath::kernel::waker::Waker;
 use datapath::worker::{HandoverKind, Mesh};
 use proto::aead::{wireguard_nonce, Cipher, PacketAead, RingKey};
 use serde::Serialize;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use datapath::kernel::tun::{Interface, Tun, TunError};
+use datapath::kernel::udp::BindError;
 use datapath::launch::{LaunchConfig, Workers};
-use datapath::tun::{Interface, Tun, TunError};
-use datapath::udp::BindError;
 
 use crate::api::{ApiServer, ApiState, ClientPolicy, ClientTemplate};
 use crate::config::{ApiSettings, RegistrySettings, Settings};
@@ -55,7 +55,7 @@ const PORT_GRACE: Duration = Duration::from_secs(2);
 fn bind_with_grace(port: u16, workers: usize, fwmark: u32) -> Result<Vec<OwnedFd>, BindError> {
     let until = Instant::now() + PORT_GRACE;
     loop {
-        match datapath::udp::bind_sockets(port, workers, fwmark) {
+        match datapath::kernel::udp::bind_sockets(port, workers, fwmark) {
             Err(BindError::InUse { .. }) if Instant::now() < until => {
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -184,7 +184,7 @@ pub fn up(settings: Settings) -> Result<()> {
             .collect();
     let listen_port = sockets
         .first()
-        .map(|s| datapath::udp::local_port(s))
+        .map(|s| datapath::kernel::udp::local_port(s))
         .transpose()
         .context("reading the bound port")?
         .unwrap_or(settings.listen_port);

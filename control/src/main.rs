@@ -312,7 +312,7 @@ fn run(cli: Cli) -> Result<()> {
                     let mut s = Settings::load(path)
                         .map_err(|e| anyhow!("config {}: {e}", path.display()))?;
                     if let Some(name) = interface {
-                        datapath::tun::validate_name(&name)
+                        datapath::kernel::tun::validate_name(&name)
                             .map_err(|e| anyhow!("--interface: {e}"))?;
                         s.name = name;
                     }

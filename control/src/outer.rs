@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use datapath::io::af_xdp::backend::MAX_MTU as XDP_MAX_MTU;
 use datapath::io::af_xdp::steering::{Steering, SteeringError};
+use datapath::kernel::netlink::Netlink;
 use datapath::launch::WorkerHandle;
-use datapath::netlink::Netlink;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
 use crate::config::{Backend, OuterSettings, XdpModeSetting};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{xgate_bin, Rig};
 use datapath::io::af_xdp::bpf::{AddressMap, XdpMode, XdpProgram, XskMap};
 use datapath::io::af_xdp::program::{steering, XDP_PASS};
-use datapath::netlink::Netlink;
+use datapath::kernel::netlink::Netlink;
 use testbed::{Implementation, Netns};
 
 /// Attaches a steering program named `name` to `iface` in `ns` the old way (netlink, no link),

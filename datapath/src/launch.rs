@@ -12,8 +12,8 @@ use crate::io::af_xdp::backend::{XdpBackend, FRAMES_PER_SOCKET};
 use crate::io::af_xdp::steering::Steering;
 use crate::io::uring::{UringBackend, POOL_SIZE};
 use crate::io::Backend;
+use crate::kernel::waker::Waker;
 use crate::messages::{HandshakeDatagram, ToWorker, WorkerEvent};
-use crate::waker::Waker;
 use crate::worker::{Mesh, Worker, WorkerLinks};
 
 /// Control messages a worker's channel holds before `send` blocks the control plane briefly.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use datapath::io::af_xdp::neighbours::Neighbours;
-use datapath::netlink::Netlink;
+use datapath::kernel::netlink::Netlink;
 use testbed::netns::{veth_queues, Netns};
 
 fn interface_mac(ns: &Netns, name: &'static str) -> (u32, Vec<u8>) {

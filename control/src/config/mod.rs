@@ -193,7 +193,7 @@ impl Settings {
     /// A bare interface, as `wireguard-go NAME` starts: no key, no address, any port; it is
     /// configured through the UAPI socket (by `wg`, `wg-quick`).
     pub fn bare(name: &str) -> Result<Self, ConfigError> {
-        datapath::tun::validate_name(name)
+        datapath::kernel::tun::validate_name(name)
             .map_err(|e| err("--interface", e.to_string(), "pick a name such as xgate0"))?;
         Ok(Self {
             name: name.to_string(),
@@ -250,7 +250,7 @@ impl Settings {
             groups,
         } = file;
         let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
-        datapath::tun::validate_name(&name).map_err(|e| {
+        datapath::kernel::tun::validate_name(&name).map_err(|e| {
             err(
                 "interface.name",
                 e.to_string(),

@@ -85,7 +85,7 @@ pub(super) fn outer_settings(
     };
     let interfaces = interfaces.unwrap_or_default();
     for name in &interfaces {
-        datapath::tun::validate_name(name).map_err(|e| {
+        datapath::kernel::tun::validate_name(name).map_err(|e| {
             err(
                 "interface.outer_interfaces",
                 format!("{name:?}: {e}"),

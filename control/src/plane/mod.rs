@@ -371,7 +371,7 @@ impl ControlPlane {
         }
         if let Some(mark) = update.fwmark {
             for s in &self.links.sockets {
-                datapath::udp::set_fwmark(s, mark)
+                datapath::kernel::udp::set_fwmark(s, mark)
                     .map_err(|e| SetError::Io(format!("fwmark: {e}")))?;
             }
             self.fwmark = mark;
@@ -453,15 +453,16 @@ impl ControlPlane {
         if port == self.listen_port && port != 0 {
             return Ok(());
         }
-        let sockets = datapath::udp::bind_sockets(port, self.links.workers.len(), self.fwmark)
-            .map_err(|e| match e {
-                datapath::udp::BindError::InUse { port } => SetError::PortInUse(port),
-                other => SetError::Io(other.to_string()),
-            })?;
+        let sockets =
+            datapath::kernel::udp::bind_sockets(port, self.links.workers.len(), self.fwmark)
+                .map_err(|e| match e {
+                    datapath::kernel::udp::BindError::InUse { port } => SetError::PortInUse(port),
+                    other => SetError::Io(other.to_string()),
+                })?;
         let sockets: Vec<Arc<OwnedFd>> = sockets.into_iter().map(Arc::new).collect();
         self.listen_port = sockets
             .first()
-            .and_then(|s| datapath::udp::local_port(s).ok())
+            .and_then(|s| datapath::kernel::udp::local_port(s).ok())
             .unwrap_or(port);
         if let Some(steering) = &self.links.outer.steering {
             // The programs follow first: datagrams for the new port are steered before the

@@ -1,5 +1,6 @@
 //! The seam between a worker and the kernel: one small trait, so the worker's logic runs the
-//! same over io_uring (`uring`), and later AF_XDP, or an in-memory backend in tests.
+//! same over io_uring (`uring`), AF_XDP for the outer side (`af_xdp`, over io_uring for the
+//! rest), or an in-memory backend in tests (`memory`).
 //!
 //! The backend owns a fixed pool of packet buffers. Received packets arrive in pool buffers;
 //! the worker processes them in place and either hands the buffer back for sending (the

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::io::BUF_SIZE;
-use crate::waker::Waker;
+use crate::kernel::waker::Waker;
 
 /// Packets a worker's handover queue holds before further handovers are dropped.
 pub const HANDOVER_DEPTH: usize = 1024;

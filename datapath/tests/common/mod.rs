@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use datapath::io::memory::{Incoming, MemoryBackend};
+use datapath::kernel::waker::Waker;
 use datapath::messages::{HandshakeDatagram, ToWorker, WorkerEvent};
 use datapath::route::AllowedIps;
 use datapath::stats::DropReason;
-use datapath::waker::Waker;
 use datapath::worker::{Mesh, Worker, WorkerLinks};
 use proto::constants::TRANSPORT_HEADER_LEN as INNER_OFFSET;
 use proto::handshake::SessionKeys;

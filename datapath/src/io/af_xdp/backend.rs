@@ -460,7 +460,7 @@ impl Backend for XdpBackend {
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
-        if let Ok(port) = crate::udp::local_port(&socket) {
+        if let Ok(port) = crate::kernel::udp::local_port(&socket) {
             self.port = port;
         }
         self.uring.replace_outer(socket);

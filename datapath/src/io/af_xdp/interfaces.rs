@@ -2,7 +2,7 @@
 
 use super::frame::Mac;
 use super::steering::SteeringError;
-use crate::netlink::{Interface, Netlink};
+use crate::kernel::netlink::{Interface, Netlink};
 
 /// The receive queues of `name`: the driver's channel count where it reports one (ethtool),
 /// else one.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::io::LinkPath;
-use crate::netlink::Netlink;
+use crate::kernel::netlink::Netlink;
 
 /// How long a found path is trusted before it is asked again.
 const FOUND_FOR: Duration = Duration::from_secs(30);

@@ -4,7 +4,7 @@
 
 use super::bpf::{program_name, XdpLink, XdpMode, XdpProgram};
 use super::steering::{SteeringError, PROGRAM_NAME};
-use crate::netlink::{Interface, Netlink};
+use crate::kernel::netlink::{Interface, Netlink};
 
 /// Attaches `program` to `interface`, native first unless `force_generic`; a program an
 /// earlier xgate left attached the old way is removed first.

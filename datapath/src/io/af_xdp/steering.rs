@@ -19,7 +19,7 @@ use super::program::{steering, XDP_PASS};
 use super::socket::{XskError, XskSocket};
 use super::stale::attach_replacing_stale;
 use crate::io::frames::Frames;
-use crate::netlink::{Interface, Netlink};
+use crate::kernel::netlink::{Interface, Netlink};
 
 /// The name our steering programs load under (how a stale one is recognised).
 pub const PROGRAM_NAME: &str = "xgate_steer";

@@ -38,9 +38,9 @@ use tun_write::TunRuns;
 use super::buf_ring::BufRing;
 use super::frames::Frames;
 use super::{Backend, BufId, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
-use crate::udp::sockaddr_from;
-use crate::udp_gso::{enable_gro, CONTROL_LEN};
-use crate::waker::Waker;
+use crate::kernel::udp::sockaddr_from;
+use crate::kernel::udp_offload::{enable_gro, CONTROL_LEN};
+use crate::kernel::waker::Waker;
 
 /// Buffers lent to the kernel for outer datagrams (a power of two).
 const OUTER_RING: u16 = 512;
@@ -253,6 +253,7 @@ impl UringBackend {
         if cpu >= libc::CPU_SETSIZE as usize {
             return Err(io::Error::other(format!("CPU {cpu} is out of range")));
         }
+        // SAFETY: `cpu` was checked against CPU_SETSIZE above.
         unsafe { libc::CPU_SET(cpu, &mut set) };
         self.ring.submitter().register_iowq_aff(&set)
     }

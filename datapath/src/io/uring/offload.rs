@@ -9,7 +9,7 @@ use super::{sender, UringBackend};
 use crate::inner::segment::{plan, VnetHdr, VNET_HDR_LEN};
 use crate::io::buf_ring::BufRing;
 use crate::io::{BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
-use crate::udp_gso::gro_segment_size;
+use crate::kernel::udp_offload::gro_segment_size;
 
 /// A set of equal large buffers lent to one provided-buffer ring.
 pub(super) struct LargeBuffers {

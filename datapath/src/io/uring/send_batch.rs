@@ -15,8 +15,8 @@ use io_uring::types::Fd;
 use super::{user_data, UringBackend, OP_SEND};
 use crate::io::BufId;
 
-use crate::udp::sockaddr_to;
-use crate::udp_gso::{segment_control, CONTROL_LEN, MAX_GSO_BYTES, MAX_SEGMENTS};
+use crate::kernel::udp::sockaddr_to;
+use crate::kernel::udp_offload::{segment_control, CONTROL_LEN, MAX_GSO_BYTES, MAX_SEGMENTS};
 
 /// One send in preparation or in flight: its datagrams' buffers and the kernel-facing headers.
 pub(super) struct SendBatch {

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::UringBackend;
 use crate::io::{Backend, Rx, OUTER_OFFSET};
-use crate::udp::{bind_sockets, local_port};
-use crate::waker::Waker;
+use crate::kernel::udp::{bind_sockets, local_port};
+use crate::kernel::waker::Waker;
 
 /// A backend on a fresh loopback socket, with a pipe (never written) standing in for the TUN.
 fn backend() -> (UringBackend, std::net::SocketAddr, OwnedFd) {

@@ -113,6 +113,7 @@ mod tests {
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = clen;
+        // SAFETY: `msg` points at `sin`, `iov` and `control`, all alive across the call.
         unsafe { libc::sendmsg(from.as_raw_fd(), &msg, 0) }
     }
 
@@ -133,14 +134,17 @@ mod tests {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
+        // SAFETY: all-zero is a valid msghdr.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
         msg.msg_controllen = std::mem::size_of_val(&control);
+        // SAFETY: `msg` points at `iov` (over `buf`) and `control`, alive across the call.
         let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
         assert_eq!(n, payload.len() as isize, "one receive, all four datagrams");
         assert_eq!(&buf[..n as usize], &payload[..]);
+        // SAFETY: the kernel set `msg_controllen` within `control`'s size.
         let bytes = unsafe {
             std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), msg.msg_controllen)
         };
@@ -166,12 +170,14 @@ mod tests {
         // A header claiming more bytes than there are.
         let mut bogus = [0u64; 3];
         segment_control(&mut bogus, 100);
+        // SAFETY: 24 bytes are exactly `bogus`'s three u64s.
         let bytes = unsafe { std::slice::from_raw_parts_mut(bogus.as_mut_ptr().cast::<u8>(), 24) };
         bytes[0] = 200;
         assert_eq!(gro_segment_size(bytes), None);
         // A well-formed message of another type.
         let mut other = [0u64; 3];
         segment_control(&mut other, 100);
+        // SAFETY: 24 bytes are exactly `other`'s three u64s.
         let bytes = unsafe { std::slice::from_raw_parts(other.as_ptr().cast::<u8>(), 24) };
         assert_eq!(gro_segment_size(bytes), None, "UDP_SEGMENT is not UDP_GRO");
     }

@@ -1,5 +1,5 @@
 //! The outer UDP sockets: one per worker, all bound to the listen port with SO_REUSEPORT, in
-//! worker order so `steering` can pick a worker's socket; dual-stack (IPv4 arrives as
+//! worker order so `reuseport` can pick a worker's socket; dual-stack (IPv4 arrives as
 //! v4-mapped IPv6).
 
 use std::io;
@@ -152,6 +152,7 @@ pub fn local_port(sock: &OwnedFd) -> io::Result<u16> {
     // SAFETY: all-zero is a valid sockaddr_storage; getsockname writes at most `len` bytes.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` and `len` outlive the call; the kernel writes at most `len` bytes.
     check(unsafe {
         libc::getsockname(
             sock.as_raw_fd(),
@@ -185,7 +186,7 @@ pub fn bind_sockets(port: u16, count: usize, fwmark: u32) -> Result<Vec<OwnedFd>
         .map(|_| bind_one(port, true, fwmark).map_err(|e| classify(port, e)))
         .collect::<Result<Vec<_>, _>>()?;
     if sockets.len() > 1 {
-        if let Err(e) = crate::steering::attach(&sockets[0]) {
+        if let Err(e) = crate::kernel::reuseport::attach(&sockets[0]) {
             // Still correct: packets on the wrong worker are handed over to their owner.
             tracing::warn!("steering by receiver index unavailable ({e}); using the flow hash");
         }
@@ -209,6 +210,7 @@ mod tests {
 
     #[test]
     fn sockaddr_round_trips_and_unmaps_v4() {
+        // SAFETY: all-zero is a valid sockaddr_storage.
         let mut s: libc::sockaddr_storage = unsafe { zeroed() };
         for text in ["192.0.2.7:51820", "[2001:db8::1]:443"] {
             let a: SocketAddr = text.parse().expect("addr");

@@ -82,7 +82,7 @@ pub fn attach(socket: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::udp::{bind_sockets, local_port};
+    use crate::kernel::udp::{bind_sockets, local_port};
     use std::net::UdpSocket;
     use std::os::fd::{FromRawFd, IntoRawFd};
     use std::time::Duration;

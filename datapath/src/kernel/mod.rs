@@ -1,0 +1,10 @@
+//! The kernel objects a worker owns or the datapath asks about, each a thin typed wrapper
+//! over its system calls: the outer UDP sockets and their offloads, the reuseport steering
+//! program on them, the TUN queues, the eventfd that wakes a worker, and rtnetlink.
+
+pub mod netlink;
+pub mod reuseport;
+pub mod tun;
+pub mod udp;
+pub mod udp_offload;
+pub mod waker;
