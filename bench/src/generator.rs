@@ -154,8 +154,9 @@ fn blast(clients: &[Loaded]) -> u64 {
     const BATCH: usize = 64;
     let mut sent = 0u64;
     let mut next = vec![0usize; clients.len()];
-    // SAFETY (for the zeroed structs): iovec and mmsghdr are plain C structs.
+    // SAFETY: iovec is a plain C struct; all-zero is valid.
     let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; BATCH];
+    // SAFETY: mmsghdr is a plain C struct; all-zero is valid.
     let mut msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     loop {
         let mut any = false;

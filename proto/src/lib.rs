@@ -12,6 +12,7 @@
 //! - `timers`: the timer rules, split by who sees the events.
 //! - `tunnel`: all of it composed into one peer.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod aead;
 pub mod constants;

@@ -78,21 +78,6 @@ impl Ciphers {
     }
 }
 
-// ring's keys hold the key itself and have no drop of their own, so wiping their bytes
-// before the box is freed is sound; this stops the build if a ring update adds one.
-const _: () = assert!(!std::mem::needs_drop::<RingKey>());
-
-impl Drop for Ciphers {
-    fn drop(&mut self) {
-        // Compaction frees these every time a peer goes idle: leave no keys in freed memory.
-        let bytes = (self as *mut Self).cast::<u8>();
-        for i in 0..std::mem::size_of::<Self>() {
-            // SAFETY: within this value; the fields are not read again (no drop glue).
-            unsafe { std::ptr::write_volatile(bytes.add(i), 0) };
-        }
-    }
-}
-
 impl Drop for Session {
     fn drop(&mut self) {
         self.raw.zeroize();

@@ -25,8 +25,8 @@ pub fn xgate_bin() -> PathBuf {
 
 /// Fails the test early with a clear reason if it cannot create namespaces.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "namespace tests need root (CAP_NET_ADMIN): run `make test` as root"
