@@ -9,7 +9,7 @@ use testbed::clients::{wait_for_socket, wg};
 use testbed::process::Daemon;
 use testbed::Netns;
 
-use control::registry::{NewPeer, Pool, Registry};
+use manage::registry::{NewPeer, Pool, Registry};
 use proto::PublicKey;
 use serde::Serialize;
 

@@ -171,9 +171,12 @@ impl Workers {
             .map(|_| Waker::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         let mesh = Arc::new(Mesh::new(wakers.clone()));
-        let mut handles = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        let mut outer = Vec::with_capacity(n);
+        // Filled as workers start, so a failure part-way stops the ones already running.
+        let mut workers = Self {
+            handles: Vec::with_capacity(n),
+            outer: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         for (id, (socket, queue)) in sockets.into_iter().zip(queues).enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(CONTROL_DEPTH);
@@ -206,18 +209,14 @@ impl Workers {
             let described = ready_rx
                 .recv()
                 .map_err(|_| io::Error::other(format!("worker {id} exited during start-up")))??;
-            outer.push(described);
-            handles.push(WorkerHandle {
+            workers.outer.push(described);
+            workers.handles.push(WorkerHandle {
                 tx,
                 waker: wakers[id].clone(),
             });
-            threads.push(thread);
+            workers.threads.push(thread);
         }
-        Ok(Self {
-            handles,
-            outer,
-            threads,
-        })
+        Ok(workers)
     }
 
     /// Number of workers.
@@ -237,8 +236,14 @@ impl Workers {
         }
     }
 
-    /// Stops every worker and waits for them to finish.
-    pub fn shutdown(mut self) {
+    /// Stops every worker and waits for them to finish (as dropping does).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
         self.broadcast(|| ToWorker::Shutdown);
         for t in self.threads.drain(..) {
             let _ = t.join();

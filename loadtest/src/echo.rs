@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use datapath::inner::checksum;
+use testbed::packet::checksum;
 
 const IP_HEADER: usize = 20;
 const ICMP_HEADER: usize = 8;
@@ -31,14 +31,14 @@ pub fn request(
     p[9] = 1; // ICMP
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
-    let ip_sum = checksum::of(&p[..IP_HEADER]);
+    let ip_sum = checksum(&p[..IP_HEADER]);
     p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
     let icmp = &mut p[IP_HEADER..];
     icmp[0] = 8; // echo request
     icmp[4..6].copy_from_slice(&id.to_be_bytes());
     icmp[6..8].copy_from_slice(&seq.to_be_bytes());
     icmp[8..16].copy_from_slice(&sent_nanos.to_be_bytes());
-    let icmp_sum = checksum::of(icmp);
+    let icmp_sum = checksum(icmp);
     icmp[2..4].copy_from_slice(&icmp_sum.to_be_bytes());
     p
 }
@@ -79,8 +79,8 @@ mod tests {
         let dst = Ipv4Addr::new(10, 96, 0, 1);
         let p = request(&mut buf, 128, src, dst, 7, 3, 123_456).to_vec();
         assert_eq!(p.len(), 128);
-        assert_eq!(checksum::of(&p[..20]), 0, "IPv4 header checksum");
-        assert_eq!(checksum::of(&p[20..]), 0, "ICMP checksum");
+        assert_eq!(checksum(&p[..20]), 0, "IPv4 header checksum");
+        assert_eq!(checksum(&p[20..]), 0, "ICMP checksum");
         assert!(parse_reply(&p).is_none(), "a request is not a reply");
         // What the server's kernel sends back: type 0, addresses swapped, same payload.
         let mut reply = p.clone();

@@ -16,7 +16,7 @@ fn xgate_binary() -> PathBuf {
         .iter()
         .map(|p| root.join(p))
         .find(|p| p.is_file())
-        .expect("the xgate binary (cargo build -p xgate-control)")
+        .expect("the xgate binary (cargo build -p xgate)")
 }
 
 /// The runs take turns: each pins its server to CPU 0 and measures it.

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod flood;
 pub mod machine;
 pub mod netns;
+pub mod packet;
 pub mod ping;
 pub mod process;
 pub mod procstat;

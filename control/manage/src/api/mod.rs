@@ -1,0 +1,271 @@
+//! The HTTP API (`/api/v1/`): JSON over HTTP/1.1, served by axum on a small tokio runtime of
+//! its own, apart from the datapath and the control-plane thread. Registry work (SQLite,
+//! blocking) runs on tokio's blocking threads; changes reach the running interface through
+//! the same request channel the `wg` socket uses.
+//!
+//! - `auth`: bearer tokens, kept as hashes.
+//! - `peer_routes`: the peer endpoints.
+//! - `status`: live peer and worker state.
+//! - `client_config`: `wg-quick` files for clients.
+//! - `error`: JSON errors.
+//! - `sse`: the server-sent event stream.
+//! - `last_seen`: tunnel-up times written to the registry, batched.
+//! - `metrics`: `/metrics` for Prometheus.
+//! - `tokens`: the token file.
+
+mod auth;
+mod client_config;
+mod error;
+mod last_seen;
+mod metrics;
+mod peer_routes;
+mod sse;
+mod status;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::hash_token;
+pub use client_config::{ClientPolicy, ClientTemplate};
+pub use error::ApiError;
+pub use peer_routes::MAX_BULK;
+pub use tokens::{load_or_create as load_tokens, secret_path};
+
+use plane::engine::{DeviceState, PlaneHandle};
+use plane::update::{DeviceUpdate, PeerUpdate};
+
+use crate::events::EventHub;
+use crate::registry::Registry;
+
+/// What the handlers share.
+pub struct ApiState {
+    registry: Mutex<Registry>,
+    plane: PlaneHandle,
+    token_hashes: Vec<[u8; 32]>,
+    client: ClientTemplate,
+    metrics_need_token: bool,
+    latency: metrics::Latency,
+    events: EventHub,
+    rates: status::RateSample,
+}
+
+impl ApiState {
+    /// State over an open registry, the control plane's request channel, the accepted token
+    /// hashes and what client configurations share; `metrics_need_token` puts `/metrics`
+    /// behind the token too; peer changes are published on `events`.
+    pub fn new(
+        registry: Registry,
+        plane: PlaneHandle,
+        token_hashes: Vec<[u8; 32]>,
+        client: ClientTemplate,
+        metrics_need_token: bool,
+        events: EventHub,
+    ) -> Self {
+        Self {
+            registry: Mutex::new(registry),
+            plane,
+            token_hashes,
+            client,
+            metrics_need_token,
+            latency: metrics::Latency::default(),
+            events,
+            rates: status::RateSample::default(),
+        }
+    }
+
+    fn registry(&self) -> Result<MutexGuard<'_, Registry>, ApiError> {
+        self.registry.lock().map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the registry is unavailable after an internal error; restart xgate",
+            )
+        })
+    }
+
+    /// The running interface's state (peers, counters), as the control plane reports it.
+    fn device(&self) -> Result<DeviceState, ApiError> {
+        let gone = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the interface is shutting down",
+            )
+        };
+        self.plane.state(Duration::from_secs(5)).map_err(|_| gone())
+    }
+
+    /// Applies peer changes to the running interface and waits for the answer.
+    fn apply(&self, peers: Vec<PeerUpdate>) -> Result<(), ApiError> {
+        let unavailable = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the change is saved but the interface is shutting down; it applies at next start",
+            )
+        };
+        let update = DeviceUpdate {
+            peers,
+            ..DeviceUpdate::default()
+        };
+        match self.plane.apply(update, Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the change is saved but applying it failed: {e}"),
+            )),
+            Err(_) => Err(unavailable()),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs blocking registry work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error while handling the request",
+        )
+    })?
+}
+
+/// A JSON body whose rejection is a JSON error that says what was wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "malformed request body: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// The OpenAPI description of every route, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: the API behind the token, `/metrics` behind it only if so configured.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let token = || axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let mut metrics = Router::new().route("/metrics", get(metrics::metrics));
+    // The description is public: it holds no data.
+    let docs = Router::new().route(
+        "/openapi.json",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                OPENAPI,
+            )
+        }),
+    );
+    if state.metrics_need_token {
+        metrics = metrics.route_layer(token());
+    }
+    let api = Router::new()
+        .route(
+            "/api/v1/peers",
+            post(peer_routes::create).get(peer_routes::list),
+        )
+        .route("/api/v1/peers/bulk", post(peer_routes::create_bulk))
+        .route(
+            "/api/v1/peers/{id}",
+            get(peer_routes::get)
+                .patch(peer_routes::change)
+                .delete(peer_routes::delete),
+        )
+        .route("/api/v1/peers/{id}/revoke", post(peer_routes::revoke))
+        .route("/api/v1/peers/{id}/config", get(peer_routes::config))
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/events", get(sse::stream))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
+        })
+        .route_layer(token());
+    metrics
+        .merge(docs)
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::time_requests,
+        ))
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+}
+
+/// A running API server; stops when dropped.
+pub struct ApiServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Where it listens.
+    pub local_addr: SocketAddr,
+}
+
+impl ApiServer {
+    /// Binds `listen` and serves `state` on two threads of its own.
+    pub fn start(listen: SocketAddr, state: Arc<ApiState>) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("xgate-api")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+        let local_addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let recorder = runtime.spawn(last_seen::record(state.clone()));
+        let app = router(state);
+        let thread = std::thread::Builder::new()
+            .name("xgate-api".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!("API server: {e}");
+                    }
+                    recorder.abort();
+                });
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+            local_addr,
+        })
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! `/api/v1/peers`: create (one or in bulk), list, get, change, revoke, delete, and a peer's
+//! client configuration. Every change is committed to the registry first (durable once
+//! answered) and then applied to the running interface, so a 2xx means both happened.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ipnet::IpNet;
+use proto::{PrivateKey, PublicKey};
+use serde::{Deserialize, Serialize};
+
+use super::client_config::wg_quick;
+use super::error::ApiError;
+use super::{blocking, ApiJson, ApiState};
+use crate::events::Event;
+use crate::registry::{ListFilter, NewPeer, PeerChange, PeerRecord};
+use plane::update::PeerUpdate;
+
+/// Most peers one bulk request may create.
+pub const MAX_BULK: usize = 10_000;
+/// Most peers one page lists.
+const MAX_PAGE: usize = 1000;
+
+/// A peer to create.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePeer {
+    name: String,
+    #[serde(default)]
+    group: Option<String>,
+    /// The client's public key; without one the API makes the key pair and returns the
+    /// private key once, in the configuration.
+    #[serde(default)]
+    public_key: Option<String>,
+    /// Give the peer a fresh preshared key.
+    #[serde(default)]
+    preshared_key: bool,
+    /// Networks behind the peer, routed to it besides its own addresses.
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+}
+
+/// Several peers to create at once, all or none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePeers {
+    peers: Vec<CreatePeer>,
+}
+
+/// A change to a peer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePeer {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    after: Option<i64>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    revoked: Option<bool>,
+}
+
+/// A peer as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PeerView {
+    id: i64,
+    name: String,
+    group: String,
+    public_key: String,
+    has_preshared_key: bool,
+    addresses: Vec<String>,
+    allowed_ips: Vec<String>,
+    created_at: u64,
+    updated_at: u64,
+    last_handshake: Option<u64>,
+    revoked_at: Option<u64>,
+}
+
+impl From<&PeerRecord> for PeerView {
+    fn from(p: &PeerRecord) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            group: p.group.clone(),
+            public_key: p.public_key.to_base64(),
+            has_preshared_key: p.preshared_key.is_some(),
+            addresses: p.addresses.iter().map(ToString::to_string).collect(),
+            allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+            last_handshake: p.last_handshake,
+            revoked_at: p.revoked_at,
+        }
+    }
+}
+
+/// A created peer, with its configuration when the API made its key pair.
+#[derive(Debug, Serialize)]
+struct Created {
+    peer: PeerView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<String>,
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {name:?} is not a name (1-64 printable characters)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
+    let ok = !group.is_empty()
+        && group.len() <= 32
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {group:?} is not a group name (1-32 letters, digits, '-' or '_')"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_prefixes(field: &str, list: &[String]) -> Result<Vec<IpNet>, ApiError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse::<IpNet>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "{field}[{i}]: {text:?} is not a prefix (write it like \"192.168.30.0/24\")"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Validates one creation; returns the new peer and the private key the API made, if any.
+fn prepare(field: &str, c: CreatePeer) -> Result<(NewPeer, Option<PrivateKey>), ApiError> {
+    check_name(&format!("{field}.name"), &c.name)?;
+    let group = c.group.unwrap_or_else(|| "default".into());
+    check_group(&format!("{field}.group"), &group)?;
+    let (public_key, private) = match c.public_key {
+        Some(text) => (
+            PublicKey::from_base64(&text).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "{field}.public_key: not a WireGuard public key ({e}); send `wg pubkey` output"
+                ))
+            })?,
+            None,
+        ),
+        None => {
+            let k = PrivateKey::generate(&mut rand_core::OsRng);
+            (k.public_key(), Some(k))
+        }
+    };
+    let preshared_key = c.preshared_key.then(|| {
+        let mut psk = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut psk);
+        psk
+    });
+    let allowed_ips = parse_prefixes(&format!("{field}.allowed_ips"), &c.allowed_ips)?;
+    Ok((
+        NewPeer {
+            name: c.name,
+            group,
+            public_key,
+            preshared_key,
+            allowed_ips,
+        },
+        private,
+    ))
+}
+
+fn create_all(
+    state: &ApiState,
+    batch: Vec<CreatePeer>,
+    field: impl Fn(usize) -> String,
+) -> Result<Vec<Created>, ApiError> {
+    let mut news = Vec::with_capacity(batch.len());
+    let mut keys = Vec::with_capacity(batch.len());
+    for (i, c) in batch.into_iter().enumerate() {
+        let (n, k) = prepare(&field(i), c)?;
+        news.push(n);
+        keys.push(k);
+    }
+    let made = state.registry()?.create(&news, super::now())?;
+    state.apply(made.iter().map(PeerRecord::to_update).collect())?;
+    for p in &made {
+        state.events.publish(Event::PeerCreated {
+            id: p.id,
+            name: p.name.clone(),
+            public_key: p.public_key.to_base64(),
+        });
+    }
+    Ok(made
+        .iter()
+        .zip(keys)
+        .map(|(p, k)| Created {
+            peer: p.into(),
+            config: k.map(|k| wg_quick(&state.client, p, Some(&k))),
+        })
+        .collect())
+}
+
+/// POST /api/v1/peers
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(body): ApiJson<CreatePeer>,
+) -> Result<Response, ApiError> {
+    let mut made = blocking(move || create_all(&state, vec![body], |_| "peer".into())).await?;
+    let one = made
+        .pop()
+        .ok_or_else(|| ApiError::bad_request("nothing created"))?;
+    Ok((StatusCode::CREATED, Json(one)).into_response())
+}
+
+/// POST /api/v1/peers/bulk
+pub async fn create_bulk(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(body): ApiJson<CreatePeers>,
+) -> Result<Response, ApiError> {
+    if body.peers.is_empty() || body.peers.len() > MAX_BULK {
+        return Err(ApiError::bad_request(format!(
+            "peers: send 1 to {MAX_BULK} peers per request (got {})",
+            body.peers.len()
+        )));
+    }
+    let made = blocking(move || create_all(&state, body.peers, |i| format!("peers[{i}]"))).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "peers": made })),
+    )
+        .into_response())
+}
+
+/// GET /api/v1/peers
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(g) = &q.group {
+        check_group("group", g)?;
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: {limit} is out of range (1 to {MAX_PAGE})"
+        )));
+    }
+    let filter = ListFilter {
+        group: q.group,
+        after: q.after.unwrap_or(0),
+        limit,
+        revoked: q.revoked.unwrap_or(true),
+    };
+    let peers = blocking(move || Ok(state.registry()?.list(&filter)?)).await?;
+    let next_after = (peers.len() == limit)
+        .then(|| peers.last().map(|p| p.id))
+        .flatten();
+    let views: Vec<PeerView> = peers.iter().map(PeerView::from).collect();
+    Ok(Json(serde_json::json!({ "peers": views, "next_after": next_after })).into_response())
+}
+
+fn peer_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no peer {text:?} (peer ids are positive numbers)"),
+            )
+        })
+}
+
+/// GET /api/v1/peers/{id}
+pub async fn get(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = peer_id(&id)?;
+    let peer = blocking(move || Ok(state.registry()?.get(id)?)).await?;
+    Ok(Json(PeerView::from(&peer)).into_response())
+}
+
+/// PATCH /api/v1/peers/{id}
+pub async fn change(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangePeer>,
+) -> Result<Response, ApiError> {
+    let id = peer_id(&id)?;
+    if let Some(n) = &body.name {
+        check_name("name", n)?;
+    }
+    let allowed_ips = body
+        .allowed_ips
+        .as_deref()
+        .map(|l| parse_prefixes("allowed_ips", l))
+        .transpose()?;
+    let change = PeerChange {
+        name: body.name,
+        preshared_key: None,
+        allowed_ips,
+    };
+    let peer = blocking(move || {
+        let peer = state.registry()?.update(id, &change, super::now())?;
+        if peer.revoked_at.is_none() {
+            state.apply(vec![peer.to_update()])?;
+        }
+        state.events.publish(Event::PeerChanged { id });
+        Ok(peer)
+    })
+    .await?;
+    Ok(Json(PeerView::from(&peer)).into_response())
+}
+
+/// POST /api/v1/peers/{id}/revoke
+pub async fn revoke(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = peer_id(&id)?;
+    let peer = blocking(move || {
+        let peer = state.registry()?.revoke(id, super::now())?;
+        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
+        state.events.publish(Event::PeerRevoked {
+            id,
+            public_key: peer.public_key.to_base64(),
+        });
+        Ok(peer)
+    })
+    .await?;
+    Ok(Json(PeerView::from(&peer)).into_response())
+}
+
+/// DELETE /api/v1/peers/{id}
+pub async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = peer_id(&id)?;
+    blocking(move || {
+        let mut registry = state.registry()?;
+        let peer = registry.get(id)?;
+        registry.delete(id, super::now())?;
+        drop(registry);
+        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
+        state.events.publish(Event::PeerDeleted {
+            id,
+            public_key: peer.public_key.to_base64(),
+        });
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// How the configuration is wanted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigQuery {
+    /// "wg-quick" (default), "png" (QR code) or "terminal" (QR code in block characters).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// GET /api/v1/peers/{id}/config: the `wg-quick` file (private key as a placeholder), or it
+/// as a QR code.
+pub async fn config(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    Query(q): Query<ConfigQuery>,
+) -> Result<Response, ApiError> {
+    let id = peer_id(&id)?;
+    let format = q.format.unwrap_or_else(|| "wg-quick".into());
+    if !matches!(format.as_str(), "wg-quick" | "png" | "terminal") {
+        return Err(ApiError::bad_request(format!(
+            "format: {format:?} is not one of wg-quick, png, terminal"
+        )));
+    }
+    let text = blocking(move || {
+        let peer = state.registry()?.get(id)?;
+        if peer.revoked_at.is_some() {
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                format!("peer {id} is revoked; create a new peer for this user"),
+            ));
+        }
+        Ok(wg_quick(&state.client, &peer, None))
+    })
+    .await?;
+    let qr_failed =
+        |e: crate::qr::QrError| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    Ok(match format.as_str() {
+        "png" => (
+            [(header::CONTENT_TYPE, "image/png")],
+            crate::qr::png(&text).map_err(qr_failed)?,
+        )
+            .into_response(),
+        "terminal" => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            crate::qr::terminal(&text).map_err(qr_failed)?,
+        )
+            .into_response(),
+        _ => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+    })
+}

@@ -1,0 +1,139 @@
+//! Tunnel-state and peer-change events. Each goes to the log (target `xgate::events`, one
+//! line of JSON, so alerting can follow it in text or JSON logs) and to every subscriber of
+//! the API's event stream. Publishing never blocks: a subscriber that falls behind loses the
+//! oldest events and is told how many.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use plane::events::{EventSink, TunnelEvent};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events kept for a slow subscriber before the oldest are dropped.
+const BACKLOG: usize = 4096;
+
+/// Something operators follow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A peer without a usable session got one.
+    TunnelUp {
+        /// The peer's public key (base64).
+        public_key: String,
+        /// Where it is.
+        endpoint: String,
+    },
+    /// A peer's tunnel ended: its last session expired, or the peer was removed.
+    TunnelDown {
+        /// The peer's public key (base64).
+        public_key: String,
+        /// "expired" or "removed".
+        reason: &'static str,
+    },
+    /// A peer was registered.
+    PeerCreated {
+        /// Registry id.
+        id: i64,
+        /// Its name.
+        name: String,
+        /// Its public key (base64).
+        public_key: String,
+    },
+    /// A registered peer changed.
+    PeerChanged {
+        /// Registry id.
+        id: i64,
+    },
+    /// A registered peer was revoked.
+    PeerRevoked {
+        /// Registry id.
+        id: i64,
+        /// Its public key (base64).
+        public_key: String,
+    },
+    /// A registered peer was deleted.
+    PeerDeleted {
+        /// Registry id.
+        id: i64,
+        /// Its public key (base64).
+        public_key: String,
+    },
+}
+
+impl Event {
+    /// The event's name (`tunnel_up`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::TunnelUp { .. } => "tunnel_up",
+            Event::TunnelDown { .. } => "tunnel_down",
+            Event::PeerCreated { .. } => "peer_created",
+            Event::PeerChanged { .. } => "peer_changed",
+            Event::PeerRevoked { .. } => "peer_revoked",
+            Event::PeerDeleted { .. } => "peer_deleted",
+        }
+    }
+}
+
+/// An event with its time, as logged and streamed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stamped {
+    /// Unix seconds.
+    pub at: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where events are published; cheap to clone.
+#[derive(Clone)]
+pub struct EventHub {
+    sender: broadcast::Sender<Stamped>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(BACKLOG).0,
+        }
+    }
+}
+
+impl EventHub {
+    /// Logs `event` and hands it to every subscriber.
+    pub fn publish(&self, event: Event) {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let stamped = Stamped { at, event };
+        let json = serde_json::to_string(&stamped).unwrap_or_default();
+        tracing::info!(target: "xgate::events", event = stamped.event.name(), "{json}");
+        // No subscriber is not an error.
+        let _ = self.sender.send(stamped);
+    }
+
+    /// A new subscription, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
+        self.sender.subscribe()
+    }
+}
+
+impl EventSink for EventHub {
+    fn publish(&self, event: TunnelEvent) {
+        EventHub::publish(
+            self,
+            match event {
+                TunnelEvent::Up {
+                    public_key,
+                    endpoint,
+                } => Event::TunnelUp {
+                    public_key: public_key.to_base64(),
+                    endpoint: endpoint.to_string(),
+                },
+                TunnelEvent::Down { public_key, reason } => Event::TunnelDown {
+                    public_key: public_key.to_base64(),
+                    reason: reason.as_str(),
+                },
+            },
+        );
+    }
+}

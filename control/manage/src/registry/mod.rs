@@ -1,0 +1,149 @@
+//! The peer registry: every user's key, name, group and tunnel addresses, in an embedded
+//! SQLite database (WAL, synchronous commits), so a registration that was acknowledged
+//! survives a crash or a power cut. One `Registry` is one connection; several may share a
+//! file (SQLite serializes their writes).
+//!
+//! - `schema`: versioned migrations.
+//! - `ipam`: address pools and allocation.
+//! - `records`: creating, reading, changing and removing peers.
+
+mod ipam;
+mod records;
+mod routes;
+mod schema;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use plane::update::PeerUpdate;
+use proto::{PresharedKey, PublicKey};
+use rusqlite::Connection;
+
+pub use ipam::Pool;
+pub use records::{ListFilter, NewPeer, PeerChange};
+
+/// What went wrong in the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The database itself failed (I/O, full disk, locked past the timeout).
+    #[error("registry database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// A peer with this public key exists already.
+    #[error("a peer with public key {0} exists already")]
+    DuplicateKey(String),
+    /// No peer with this id.
+    #[error("no peer with id {0}")]
+    NoSuchPeer(i64),
+    /// Every address of a pool's prefix is in use or resting after release.
+    #[error("address pool {pool:?} is exhausted ({prefix} has no free address); widen the prefix or remove peers")]
+    PoolExhausted {
+        /// Pool name.
+        pool: String,
+        /// The prefix that ran out.
+        prefix: IpNet,
+    },
+    /// A prefix routed to a peer overlaps a pool or another peer's prefix.
+    #[error("allowed IP {prefix} overlaps {other}; route a prefix that no pool and no other peer covers")]
+    RouteOverlap {
+        /// The prefix asked for.
+        prefix: IpNet,
+        /// What it overlaps.
+        other: String,
+    },
+    /// A group names a pool that is not configured, and there is no "default" pool.
+    #[error("no address pool {0:?} (and no \"default\" pool); add one to the configuration")]
+    NoPool(String),
+    /// The database was written by a newer xgate.
+    #[error("the registry database is at schema version {found}, newer than this xgate's {known}: upgrade xgate")]
+    TooNew {
+        /// The database's version.
+        found: usize,
+        /// This code's version.
+        known: usize,
+    },
+    /// A stored value this code cannot read back.
+    #[error("registry database holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+/// A peer as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// Unique id, assigned at creation.
+    pub id: i64,
+    /// Display name.
+    pub name: String,
+    /// Group (owner), which picks the address pool and client-config policy.
+    pub group: String,
+    /// The peer's public key.
+    pub public_key: PublicKey,
+    /// Optional preshared key.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Tunnel addresses assigned from the pool (one per family the pool serves).
+    pub addresses: Vec<IpAddr>,
+    /// Further prefixes routed to the peer (a site behind it).
+    pub allowed_ips: Vec<IpNet>,
+    /// Creation time, Unix seconds.
+    pub created_at: u64,
+    /// Last change, Unix seconds.
+    pub updated_at: u64,
+    /// Latest completed handshake, Unix seconds.
+    pub last_handshake: Option<u64>,
+    /// When it was revoked (a revoked peer keeps its row but no addresses and no session).
+    pub revoked_at: Option<u64>,
+}
+
+impl PeerRecord {
+    /// Everything routed to the peer: its addresses as host prefixes, then `allowed_ips`.
+    pub fn routes(&self) -> Vec<IpNet> {
+        self.addresses
+            .iter()
+            .map(|a| IpNet::from(*a))
+            .chain(self.allowed_ips.iter().copied())
+            .collect()
+    }
+
+    /// What the running interface must know of this peer.
+    pub fn to_update(&self) -> PeerUpdate {
+        let mut u = PeerUpdate::new(self.public_key);
+        u.preshared_key = Some(self.preshared_key.map(PresharedKey));
+        u.replace_allowed_ips = true;
+        u.allowed_ips = self.routes();
+        u
+    }
+}
+
+/// One connection to the registry database.
+pub struct Registry {
+    conn: Connection,
+    pools: Vec<Pool>,
+}
+
+impl Registry {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, pools: Vec<Pool>) -> Result<Self, RegistryError> {
+        let mut conn = Connection::open(path)?;
+        // WAL lets readers (listing, status) run beside the writer; FULL syncs every
+        // commit, so an acknowledged change survives a power cut, not only a crash.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        schema::migrate(&mut conn)?;
+        Ok(Self { conn, pools })
+    }
+
+    /// The pool a group's peers take addresses from.
+    fn pool_for(&self, group: &str) -> Result<&Pool, RegistryError> {
+        self.pools
+            .iter()
+            .find(|p| p.name == group)
+            .or_else(|| self.pools.iter().find(|p| p.name == "default"))
+            .ok_or_else(|| RegistryError::NoPool(group.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,385 @@
+//! Creating, reading, changing and removing peers. Every change is one transaction begun
+//! IMMEDIATE (the write lock taken up front), so two connections creating peers at once are
+//! serialized before either reads a free address.
+
+use ipnet::IpNet;
+use proto::PublicKey;
+use rusqlite::{params, Row, TransactionBehavior};
+
+use super::ipam::{addresses_of, allocate, release};
+use super::routes::check_routes;
+use super::{PeerRecord, Registry, RegistryError};
+
+/// What a new peer is made of; the registry adds its id, addresses and times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPeer {
+    /// Display name.
+    pub name: String,
+    /// Group ("default" if none is given).
+    pub group: String,
+    /// The peer's public key.
+    pub public_key: PublicKey,
+    /// Optional preshared key.
+    pub preshared_key: Option<[u8; 32]>,
+    /// Further prefixes routed to the peer.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// A change to an existing peer; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerChange {
+    /// New display name.
+    pub name: Option<String>,
+    /// New preshared key (`Some(None)` removes it).
+    pub preshared_key: Option<Option<[u8; 32]>>,
+    /// New further prefixes.
+    pub allowed_ips: Option<Vec<IpNet>>,
+}
+
+/// Which peers a listing returns: one page, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only this group.
+    pub group: Option<String>,
+    /// Only ids above this (the last id of the previous page).
+    pub after: i64,
+    /// Page size.
+    pub limit: usize,
+    /// Include revoked peers.
+    pub revoked: bool,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self {
+            group: None,
+            after: 0,
+            limit: 100,
+            revoked: true,
+        }
+    }
+}
+
+const PEER_COLUMNS: &str = "id, name, grp, public_key, preshared_key, allowed_ips, created_at, \
+                            updated_at, last_handshake, revoked_at";
+
+fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], RegistryError> {
+    bytes
+        .try_into()
+        .map_err(|_| RegistryError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+fn prefixes_text(nets: &[IpNet]) -> String {
+    nets.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The row's columns, before addresses are attached.
+fn peer_from_row(row: &Row<'_>) -> rusqlite::Result<RawPeer> {
+    Ok(RawPeer {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        group: row.get(2)?,
+        public_key: row.get(3)?,
+        preshared_key: row.get(4)?,
+        allowed_ips: row.get(5)?,
+        created_at: row.get(6)?,
+        updated_at: row.get(7)?,
+        last_handshake: row.get(8)?,
+        revoked_at: row.get(9)?,
+    })
+}
+
+struct RawPeer {
+    id: i64,
+    name: String,
+    group: String,
+    public_key: Vec<u8>,
+    preshared_key: Option<Vec<u8>>,
+    allowed_ips: String,
+    created_at: i64,
+    updated_at: i64,
+    last_handshake: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl RawPeer {
+    fn finish(self, addresses: Vec<std::net::IpAddr>) -> Result<PeerRecord, RegistryError> {
+        let allowed_ips = self
+            .allowed_ips
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| RegistryError::Corrupt(format!("allowed IP {s:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(PeerRecord {
+            id: self.id,
+            name: self.name,
+            group: self.group,
+            public_key: PublicKey(key32(self.public_key, "a public key")?),
+            preshared_key: self
+                .preshared_key
+                .map(|k| key32(k, "a preshared key"))
+                .transpose()?,
+            addresses,
+            allowed_ips,
+            created_at: self.created_at.max(0) as u64,
+            updated_at: self.updated_at.max(0) as u64,
+            last_handshake: self.last_handshake.map(|t| t.max(0) as u64),
+            revoked_at: self.revoked_at.map(|t| t.max(0) as u64),
+        })
+    }
+}
+
+impl Registry {
+    /// Creates `peers` in one transaction, all or none, each with addresses from its group's
+    /// pool; returns them in order.
+    pub fn create(
+        &mut self,
+        peers: &[NewPeer],
+        now: u64,
+    ) -> Result<Vec<PeerRecord>, RegistryError> {
+        let pools: Vec<_> = peers
+            .iter()
+            .map(|p| self.pool_for(&p.group).cloned())
+            .collect::<Result<_, _>>()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut made = Vec::with_capacity(peers.len());
+        for (p, pool) in peers.iter().zip(&pools) {
+            // Checked against the rows inserted so far too: a batch cannot overlap itself.
+            check_routes(&tx, &self.pools, None, &p.allowed_ips)?;
+            let inserted = tx.execute(
+                "INSERT INTO peers (name, grp, public_key, preshared_key, allowed_ips, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![
+                    p.name,
+                    p.group,
+                    &p.public_key.0[..],
+                    p.preshared_key.as_ref().map(|k| &k[..]),
+                    prefixes_text(&p.allowed_ips),
+                    now as i64
+                ],
+            );
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    return Err(RegistryError::DuplicateKey(p.public_key.to_base64()));
+                }
+                other => {
+                    other?;
+                }
+            }
+            let id = tx.last_insert_rowid();
+            let mut addresses = pool
+                .v4
+                .iter()
+                .chain(pool.v6.iter())
+                .map(|net| allocate(&tx, pool, net, id, now))
+                .collect::<Result<Vec<_>, _>>()?;
+            addresses.sort();
+            // Everything the row holds is known here: no need to read it back.
+            made.push(PeerRecord {
+                id,
+                name: p.name.clone(),
+                group: p.group.clone(),
+                public_key: p.public_key,
+                preshared_key: p.preshared_key,
+                addresses,
+                allowed_ips: p.allowed_ips.clone(),
+                created_at: now,
+                updated_at: now,
+                last_handshake: None,
+                revoked_at: None,
+            });
+        }
+        tx.commit()?;
+        Ok(made)
+    }
+
+    /// The peer with id `id`.
+    pub fn get(&self, id: i64) -> Result<PeerRecord, RegistryError> {
+        let raw = self
+            .conn
+            .query_row(
+                &format!("SELECT {PEER_COLUMNS} FROM peers WHERE id = ?1"),
+                params![id],
+                peer_from_row,
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => RegistryError::NoSuchPeer(id),
+                e => e.into(),
+            })?;
+        let addresses = addresses_of(&self.conn, id)?;
+        raw.finish(addresses)
+    }
+
+    /// The peer with public key `key`, if any.
+    pub fn find_by_key(&self, key: &PublicKey) -> Result<Option<PeerRecord>, RegistryError> {
+        let id: Option<i64> = rusqlite::OptionalExtension::optional(self.conn.query_row(
+            "SELECT id FROM peers WHERE public_key = ?1",
+            params![&key.0[..]],
+            |r| r.get(0),
+        ))?;
+        id.map(|id| self.get(id)).transpose()
+    }
+
+    /// One page of peers.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<PeerRecord>, RegistryError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {PEER_COLUMNS} FROM peers WHERE id > ?1 AND (?2 IS NULL OR grp = ?2) \
+             AND (?3 OR revoked_at IS NULL) ORDER BY id LIMIT ?4"
+        ))?;
+        let raws = stmt
+            .query_map(
+                params![
+                    filter.after,
+                    filter.group,
+                    filter.revoked,
+                    filter.limit.min(i64::MAX as usize) as i64
+                ],
+                peer_from_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter()
+            .map(|raw| {
+                let addresses = addresses_of(&self.conn, raw.id)?;
+                raw.finish(addresses)
+            })
+            .collect()
+    }
+
+    /// Every peer that is not revoked, with its addresses (what the daemon loads at start).
+    pub fn active(&self) -> Result<Vec<PeerRecord>, RegistryError> {
+        let mut by_peer: std::collections::HashMap<i64, Vec<std::net::IpAddr>> =
+            std::collections::HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT peer_id, address FROM addresses WHERE peer_id IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, text) = row?;
+            let addr = text
+                .parse()
+                .map_err(|_| RegistryError::Corrupt(format!("address {text:?}")))?;
+            by_peer.entry(id).or_default().push(addr);
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {PEER_COLUMNS} FROM peers WHERE revoked_at IS NULL ORDER BY id"
+        ))?;
+        let raws = stmt
+            .query_map([], peer_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        raws.into_iter()
+            .map(|raw| {
+                let mut addresses = by_peer.remove(&raw.id).unwrap_or_default();
+                addresses.sort();
+                raw.finish(addresses)
+            })
+            .collect()
+    }
+
+    /// Changes peer `id`.
+    pub fn update(
+        &mut self,
+        id: i64,
+        change: &PeerChange,
+        now: u64,
+    ) -> Result<PeerRecord, RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE peers SET updated_at = ?2 WHERE id = ?1",
+            params![id, now as i64],
+        )?;
+        if n == 0 {
+            return Err(RegistryError::NoSuchPeer(id));
+        }
+        if let Some(name) = &change.name {
+            tx.execute(
+                "UPDATE peers SET name = ?2 WHERE id = ?1",
+                params![id, name],
+            )?;
+        }
+        if let Some(psk) = &change.preshared_key {
+            tx.execute(
+                "UPDATE peers SET preshared_key = ?2 WHERE id = ?1",
+                params![id, psk.as_ref().map(|k| &k[..])],
+            )?;
+        }
+        if let Some(nets) = &change.allowed_ips {
+            check_routes(&tx, &self.pools, Some(id), nets)?;
+            tx.execute(
+                "UPDATE peers SET allowed_ips = ?2 WHERE id = ?1",
+                params![id, prefixes_text(nets)],
+            )?;
+        }
+        tx.commit()?;
+        self.get(id)
+    }
+
+    /// Revokes peer `id`: it keeps its row (for the record) but loses its addresses, which
+    /// rest for the pool's hold time. Revoking twice is not an error.
+    pub fn revoke(&mut self, id: i64, now: u64) -> Result<PeerRecord, RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE peers SET revoked_at = coalesce(revoked_at, ?2), updated_at = ?2 \
+             WHERE id = ?1",
+            params![id, now as i64],
+        )?;
+        if n == 0 {
+            return Err(RegistryError::NoSuchPeer(id));
+        }
+        release(&tx, id, now)?;
+        tx.commit()?;
+        self.get(id)
+    }
+
+    /// Deletes peer `id` and releases its addresses.
+    pub fn delete(&mut self, id: i64, now: u64) -> Result<(), RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        release(&tx, id, now)?;
+        let n = tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
+        if n == 0 {
+            return Err(RegistryError::NoSuchPeer(id));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records when peers (by key) last completed a handshake, in one transaction; a time
+    /// never moves back, and keys no longer registered are skipped.
+    pub fn record_handshakes(&mut self, seen: &[(PublicKey, u64)]) -> Result<(), RegistryError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE peers SET last_handshake = max(coalesce(last_handshake, 0), ?2) \
+                 WHERE public_key = ?1",
+            )?;
+            for (key, at) in seen {
+                stmt.execute(params![&key.0[..], *at as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Number of peers, revoked included.
+    pub fn count(&self) -> Result<u64, RegistryError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM peers", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+}

@@ -1,0 +1,148 @@
+//! The management service as the daemon runs it: the registry is opened before anything
+//! lasting exists (its peers are part of the interface's first configuration), and the HTTP
+//! API is served over it once the control plane runs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use plane::engine::PlaneHandle;
+use plane::update::PeerUpdate;
+use proto::PublicKey;
+
+use crate::api::{self, ApiServer, ApiState, ClientPolicy, ClientTemplate};
+use crate::config::{ApiSettings, ManageSettings, RegistrySettings};
+use crate::events::EventHub;
+use crate::registry::{PeerRecord, Registry};
+
+/// An open registry and the settings of the API that will serve it.
+pub struct Management {
+    registry: Registry,
+    settings: RegistrySettings,
+    api: Option<ApiSettings>,
+}
+
+/// What the interface tells the API's client configurations.
+pub struct ServerFacts {
+    /// The interface's public key.
+    pub public_key: PublicKey,
+    /// The UDP port it listens on.
+    pub listen_port: u16,
+    /// Its inner MTU.
+    pub mtu: usize,
+}
+
+impl Management {
+    /// Opens the registry (creating its directory) and reads the peers that are not revoked;
+    /// `None` when no registry is configured.
+    pub fn open(settings: &ManageSettings) -> Result<Option<(Self, Vec<PeerUpdate>)>> {
+        let Some(registry_settings) = &settings.registry else {
+            return Ok(None);
+        };
+        let path = &registry_settings.path;
+        let place = || format!("registry.path ({})", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: creating its directory", place()))?;
+        }
+        let started = Instant::now();
+        let registry = Registry::open(path, registry_settings.pools.clone()).with_context(place)?;
+        let peers = registry.active().with_context(place)?;
+        tracing::info!(
+            peers = peers.len(),
+            ms = started.elapsed().as_millis() as u64,
+            path = %path.display(),
+            "registry loaded"
+        );
+        let management = Self {
+            registry,
+            settings: registry_settings.clone(),
+            api: settings.api.clone(),
+        };
+        Ok(Some((
+            management,
+            peers.iter().map(PeerRecord::to_update).collect(),
+        )))
+    }
+
+    /// Serves the HTTP API over the registry (when the API is configured and the interface
+    /// has a key for client configurations to name).
+    pub fn serve(
+        self,
+        plane: PlaneHandle,
+        events: EventHub,
+        server: Option<ServerFacts>,
+    ) -> Result<Option<ApiServer>> {
+        let (Some(settings), Some(server)) = (&self.api, server) else {
+            return Ok(None);
+        };
+        let client = client_template(&self.settings, settings, &server);
+        let hashes = api::load_tokens(&settings.token_file)
+            .with_context(|| format!("api.token_file ({})", settings.token_file.display()))?;
+        let state = Arc::new(ApiState::new(
+            self.registry,
+            plane,
+            hashes,
+            client,
+            settings.metrics_need_token,
+            events,
+        ));
+        let server = ApiServer::start(settings.listen, state).map_err(|e| {
+            anyhow!(
+                "api.listen: cannot listen on {}: {e}; choose another address or port",
+                settings.listen
+            )
+        })?;
+        tracing::info!(listen = %server.local_addr, "HTTP API up");
+        Ok(Some(server))
+    }
+}
+
+/// What every client configuration the API hands out shares.
+fn client_template(
+    registry: &RegistrySettings,
+    api: &ApiSettings,
+    server: &ServerFacts,
+) -> ClientTemplate {
+    let allowed_ips = api.client_allowed_ips.clone().unwrap_or_else(|| {
+        registry
+            .pools
+            .iter()
+            .flat_map(|p| p.v4.iter().chain(p.v6.iter()).copied())
+            .collect()
+    });
+    let endpoint = api.endpoint.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}:{}", server.listen_port)
+    });
+    let default = ClientPolicy {
+        allowed_ips,
+        dns: api.dns.clone(),
+        mtu: server.mtu,
+        keepalive: api.persistent_keepalive,
+    };
+    let groups = api
+        .groups
+        .iter()
+        .map(|g| {
+            let policy = ClientPolicy {
+                allowed_ips: g
+                    .client_allowed_ips
+                    .clone()
+                    .unwrap_or_else(|| default.allowed_ips.clone()),
+                dns: g.dns.clone().unwrap_or_else(|| default.dns.clone()),
+                mtu: g.mtu.unwrap_or(default.mtu),
+                keepalive: g.persistent_keepalive.unwrap_or(default.keepalive),
+            };
+            (g.name.clone(), policy)
+        })
+        .collect();
+    ClientTemplate {
+        server_key: server.public_key,
+        endpoint,
+        default,
+        groups,
+    }
+}

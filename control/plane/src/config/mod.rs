@@ -1,0 +1,596 @@
+//! The plane's sections of the configuration file, `[interface]` and `[[peer]]`, their
+//! embedded defaults and their validation; the errors every section's validation shares.
+//!
+//! Every error names the field at fault and says how to fix it, in one line: an operator reads
+//! it in a terminal or a journal, not in a debugger. Parsing writes nothing: a key the
+//! defaults need is created by `InterfaceSettings::create_pending_key`, once the daemon runs.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use proto::{PresharedKey, PrivateKey, PublicKey};
+use serde::Deserialize;
+
+use crate::update::PeerUpdate;
+
+mod outer;
+
+/// Largest inner MTU the datapath's buffers allow.
+pub use datapath::io::MAX_MTU;
+use outer::outer_settings;
+pub use outer::{Backend, OuterSettings, XdpModeSetting};
+
+/// Default interface name.
+pub const DEFAULT_INTERFACE: &str = "xgate0";
+/// Default UDP listen port (WireGuard's customary port).
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Default tunnel addresses of the concentrator itself.
+pub const DEFAULT_ADDRESSES: [&str; 2] = ["10.77.0.1/16", "fd77::1/64"];
+/// Default inner MTU (WireGuard's default: 1500 minus IPv6 and WireGuard overhead).
+pub const DEFAULT_MTU: usize = 1420;
+/// Where xgate keeps its state: a generated private key when the config names none, the
+/// registry and the API's tokens by default.
+pub const STATE_DIR: &str = "/var/lib/xgate";
+
+/// A configuration problem: which field, what is wrong, how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem} ({fix})")]
+pub struct ConfigError {
+    /// The field, as written in the file (`interface.mtu`, `peer[2].allowed_ips`).
+    pub field: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// A `ConfigError` from its three parts.
+pub fn err(
+    field: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        problem: problem.into(),
+        fix: fix.into(),
+    }
+}
+
+/// Parses every item of list `field`; the first that does not parse is reported with its
+/// index, as "`<item>` is not `<what>`" and the fix.
+pub fn parse_list<T: std::str::FromStr>(
+    field: &str,
+    items: &[String],
+    what: &str,
+    fix: &str,
+) -> Result<Vec<T>, ConfigError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse().map_err(|_| {
+                err(
+                    format!("{field}[{i}]"),
+                    format!("{text:?} is not {what}"),
+                    fix,
+                )
+            })
+        })
+        .collect()
+}
+
+/// `[interface]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSection {
+    name: Option<String>,
+    private_key: Option<String>,
+    private_key_file: Option<PathBuf>,
+    listen_port: Option<u16>,
+    address: Option<Vec<String>>,
+    mtu: Option<usize>,
+    workers: Option<WorkersSetting>,
+    cpus: Option<Vec<usize>>,
+    fwmark: Option<u32>,
+    handshake_threads: Option<usize>,
+    backend: Option<String>,
+    outer_interfaces: Option<Vec<String>>,
+    xdp_mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum WorkersSetting {
+    Count(usize),
+    Word(String),
+}
+
+/// One `[[peer]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    name: Option<String>,
+    public_key: Option<String>,
+    preshared_key: Option<String>,
+    preshared_key_file: Option<PathBuf>,
+    #[serde(default)]
+    allowed_ips: Vec<String>,
+    endpoint: Option<String>,
+    persistent_keepalive: Option<u16>,
+}
+
+/// The interface and its configured peers, validated.
+#[derive(Debug)]
+pub struct InterfaceSettings {
+    /// Interface name.
+    pub name: String,
+    /// Our private key (`None` for a bare interface configured later through the socket, or
+    /// until `create_pending_key` makes the one `key_to_create` names).
+    pub private_key: Option<PrivateKey>,
+    /// Where the embedded defaults keep a key that does not exist yet.
+    pub key_to_create: Option<PathBuf>,
+    /// UDP listen port (0 = any free port).
+    pub listen_port: u16,
+    /// Addresses to put on the interface.
+    pub addresses: Vec<IpNet>,
+    /// Inner MTU.
+    pub mtu: usize,
+    /// Number of datapath workers.
+    pub workers: usize,
+    /// CPU per worker (`None` = unpinned).
+    pub cpus: Vec<Option<usize>>,
+    /// Firewall mark on outer packets (0 = none).
+    pub fwmark: u32,
+    /// Threads that answer handshake initiations.
+    pub handshake_threads: usize,
+    /// Peers, with labels for logs.
+    pub peers: Vec<(Option<String>, PeerUpdate)>,
+    /// How outer datagrams are carried (AF_XDP or io_uring).
+    pub outer: OuterSettings,
+}
+
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn auto_workers(cpus: &Option<Vec<usize>>) -> usize {
+    cpus.as_ref().map_or_else(cpu_count, |c| c.len().max(1))
+}
+
+/// Checks an interface name the way the kernel will (1-15 characters, no '/' or spaces).
+pub fn validate_interface_name(name: &str) -> Result<(), String> {
+    datapath::kernel::tun::validate_name(name).map_err(|e| e.to_string())
+}
+
+impl InterfaceSettings {
+    /// A bare interface, as `wireguard-go NAME` starts: no key, no address, any port; it is
+    /// configured through the UAPI socket (by `wg`, `wg-quick`).
+    pub fn bare(name: &str) -> Result<Self, ConfigError> {
+        validate_interface_name(name)
+            .map_err(|e| err("--interface", e, "pick a name such as xgate0"))?;
+        Ok(Self {
+            name: name.to_string(),
+            private_key: None,
+            key_to_create: None,
+            listen_port: 0,
+            addresses: Vec::new(),
+            mtu: DEFAULT_MTU,
+            workers: cpu_count(),
+            cpus: (0..cpu_count()).map(Some).collect(),
+            fwmark: 0,
+            handshake_threads: cpu_count(),
+            peers: Vec::new(),
+            outer: OuterSettings::default(),
+        })
+    }
+
+    /// Makes the private key the embedded defaults named (`key_to_create`), if there is one
+    /// to make; says where it was written.
+    pub fn create_pending_key(&mut self) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(path) = self.key_to_create.take() else {
+            return Ok(None);
+        };
+        self.private_key = Some(create_state_key(&path)?);
+        Ok(Some(path))
+    }
+
+    /// Validates `[interface]` and the `[[peer]]`s; relative key files are taken from `base`;
+    /// `defaults` lets the key come from the state directory.
+    pub fn from_sections(
+        iface: InterfaceSection,
+        peers: Vec<PeerSection>,
+        base: &Path,
+        defaults: bool,
+    ) -> Result<Self, ConfigError> {
+        let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
+        validate_interface_name(&name)
+            .map_err(|e| err("interface.name", e, "use 1-15 letters, digits, '-' or '_'"))?;
+        let mut key_to_create = None;
+
+        let private_key = match (iface.private_key, iface.private_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "interface.private_key",
+                    "both private_key and private_key_file are set",
+                    "keep only one of them",
+                ))
+            }
+            (Some(text), None) => Some(PrivateKey::from_base64(&text).map_err(|e| {
+                err(
+                    "interface.private_key",
+                    format!("not a WireGuard key: {e}"),
+                    "generate one with `xgate genkey`",
+                )
+            })?),
+            (None, Some(file)) => Some(read_private_key(
+                &base.join(file),
+                "interface.private_key_file",
+            )?),
+            (None, None) if defaults => {
+                let path = Path::new(STATE_DIR).join(format!("{name}.key"));
+                if path.exists() {
+                    Some(read_private_key(&path, "default private key")?)
+                } else {
+                    key_to_create = Some(path);
+                    None
+                }
+            }
+            (None, None) => {
+                return Err(err(
+                    "interface.private_key",
+                    "no private key configured",
+                    "set private_key = \"...\" (from `xgate genkey`) or private_key_file",
+                ))
+            }
+        };
+
+        let addresses = match iface.address {
+            Some(list) => parse_list::<IpNet>(
+                "interface.address",
+                &list,
+                "an address with a prefix length",
+                "write it like \"10.77.0.1/16\" or \"fd77::1/64\"",
+            )?,
+            None => DEFAULT_ADDRESSES
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        };
+
+        let mtu = iface.mtu.unwrap_or(DEFAULT_MTU);
+        let min_mtu = if addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
+            1280
+        } else {
+            576
+        };
+        if !(min_mtu..=MAX_MTU).contains(&mtu) {
+            return Err(err(
+                "interface.mtu",
+                format!("{mtu} is out of range"),
+                format!(
+                    "use {min_mtu}..={MAX_MTU} (IPv6 needs at least 1280); 1420 suits most links"
+                ),
+            ));
+        }
+
+        let workers = match iface.workers {
+            None => auto_workers(&iface.cpus),
+            Some(WorkersSetting::Word(w)) if w == "auto" => auto_workers(&iface.cpus),
+            Some(WorkersSetting::Count(n)) if (1..=256).contains(&n) => n,
+            Some(other) => {
+                return Err(err(
+                    "interface.workers",
+                    format!("{other:?} is not a worker count"),
+                    "use \"auto\" (one per core) or a number from 1 to 256",
+                ))
+            }
+        };
+        let handshake_threads = match iface.handshake_threads {
+            None => cpu_count(),
+            Some(n) if (1..=256).contains(&n) => n,
+            Some(n) => {
+                return Err(err(
+                    "interface.handshake_threads",
+                    format!("{n} is not a thread count"),
+                    "use a number from 1 to 256 (default: one per core)",
+                ))
+            }
+        };
+        let available = cpu_count();
+        let cpus: Vec<Option<usize>> = match &iface.cpus {
+            Some(list) => {
+                if let Some(bad) = list.iter().find(|c| **c >= available) {
+                    return Err(err(
+                        "interface.cpus",
+                        format!("CPU {bad} does not exist (this machine has {available})"),
+                        format!("list CPUs from 0 to {}", available - 1),
+                    ));
+                }
+                (0..workers)
+                    .map(|i| list.get(i % list.len().max(1)).copied())
+                    .collect()
+            }
+            None => (0..workers).map(|i| Some(i % available)).collect(),
+        };
+
+        let own_public = private_key.as_ref().map(PrivateKey::public_key);
+        let mut seen_keys: HashMap<PublicKey, usize> = HashMap::new();
+        let mut seen_prefixes: HashMap<IpNet, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(peers.len());
+        for (i, p) in peers.into_iter().enumerate() {
+            out.push(peer_update(
+                i,
+                p,
+                base,
+                own_public.as_ref(),
+                &mut seen_keys,
+                &mut seen_prefixes,
+            )?);
+        }
+
+        let outer = outer_settings(iface.backend, iface.outer_interfaces, iface.xdp_mode)?;
+
+        Ok(Self {
+            name,
+            private_key,
+            key_to_create,
+            listen_port: iface.listen_port.unwrap_or(DEFAULT_LISTEN_PORT),
+            addresses,
+            mtu,
+            workers,
+            cpus,
+            fwmark: iface.fwmark.unwrap_or(0),
+            handshake_threads,
+            peers: out,
+            outer,
+        })
+    }
+}
+
+fn peer_update(
+    i: usize,
+    p: PeerSection,
+    base: &Path,
+    own_public: Option<&PublicKey>,
+    seen_keys: &mut HashMap<PublicKey, usize>,
+    seen_prefixes: &mut HashMap<IpNet, usize>,
+) -> Result<(Option<String>, PeerUpdate), ConfigError> {
+    let field = |f: &str| format!("peer[{i}].{f}");
+    let text = p.public_key.ok_or_else(|| {
+        err(
+            field("public_key"),
+            "missing",
+            "every [[peer]] needs the public_key its client prints with `wg pubkey`",
+        )
+    })?;
+    let public_key = PublicKey::from_base64(&text).map_err(|e| {
+        err(
+            field("public_key"),
+            format!("not a WireGuard key: {e}"),
+            "copy the client's `wg pubkey` output",
+        )
+    })?;
+    if own_public == Some(&public_key) {
+        return Err(err(
+            field("public_key"),
+            "is this interface's own public key",
+            "use the client's key, not the server's",
+        ));
+    }
+    if let Some(other) = seen_keys.insert(public_key, i) {
+        return Err(err(
+            field("public_key"),
+            format!("same key as peer[{other}]"),
+            "list each peer once",
+        ));
+    }
+    let mut update = PeerUpdate::new(public_key);
+    update.replace_allowed_ips = true;
+    update.preshared_key = match (p.preshared_key, p.preshared_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                field("preshared_key"),
+                "both preshared_key and preshared_key_file are set",
+                "keep only one",
+            ))
+        }
+        (Some(t), None) => Some(Some(PresharedKey::from_base64(&t).map_err(|e| {
+            err(
+                field("preshared_key"),
+                format!("not a key: {e}"),
+                "generate one with `xgate genpsk`",
+            )
+        })?)),
+        (None, Some(f)) => {
+            let path = base.join(f);
+            let t = fs::read_to_string(&path).map_err(|e| {
+                err(
+                    field("preshared_key_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                    "create it with `xgate genpsk`",
+                )
+            })?;
+            Some(Some(PresharedKey::from_base64(&t).map_err(|e| {
+                err(
+                    field("preshared_key_file"),
+                    format!("{} holds no key: {e}", path.display()),
+                    "write `xgate genpsk` output into it",
+                )
+            })?))
+        }
+        (None, None) => None,
+    };
+    for (j, a) in p.allowed_ips.iter().enumerate() {
+        let net: IpNet = a.parse().map_err(|_| {
+            err(
+                format!("peer[{i}].allowed_ips[{j}]"),
+                format!("{a:?} is not a prefix"),
+                "write it like \"10.77.0.2/32\" or \"fd77::2/128\"",
+            )
+        })?;
+        let net = net.trunc();
+        match seen_prefixes.insert(net, i) {
+            Some(other) if other != i => {
+                return Err(err(
+                    format!("peer[{i}].allowed_ips[{j}]"),
+                    format!("{net} is also allowed for peer[{other}]"),
+                    "a prefix routes to exactly one peer: remove one of them",
+                ))
+            }
+            _ => update.allowed_ips.push(net),
+        }
+    }
+    if let Some(e) = p.endpoint {
+        update.endpoint = Some(resolve_endpoint(&e).map_err(|problem| {
+            err(
+                field("endpoint"),
+                problem,
+                "write it as host:port, e.g. \"192.0.2.1:51820\"",
+            )
+        })?);
+    }
+    update.persistent_keepalive = p.persistent_keepalive;
+    Ok((p.name, update))
+}
+
+/// Resolves `host:port` (numeric or by name).
+pub fn resolve_endpoint(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
+}
+
+/// Reads a private key file written by `xgate genkey` or `wg genkey`.
+pub fn read_private_key(path: &Path, field: &str) -> Result<PrivateKey, ConfigError> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        err(
+            field,
+            format!("cannot read {}: {e}", path.display()),
+            format!(
+                "create it with `xgate genkey > {0}; chmod 600 {0}`",
+                path.display()
+            ),
+        )
+    })?;
+    PrivateKey::from_base64(&text).map_err(|e| {
+        err(
+            field,
+            format!(
+                "{} does not hold a WireGuard private key: {e}",
+                path.display()
+            ),
+            format!(
+                "replace it with the output of `xgate genkey > {}`",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Writes a fresh private key to `path` (mode 0600), creating the state directory (0700).
+fn create_state_key(path: &Path) -> Result<PrivateKey, ConfigError> {
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        writeln!(f, "{}", key.to_base64())
+    };
+    write().map_err(|e| {
+        err(
+            "default private key",
+            format!("cannot create {}: {e}", path.display()),
+            "run as root, or give a config file with private_key",
+        )
+    })?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(default)]
+        interface: InterfaceSection,
+        #[serde(default, rename = "peer")]
+        peers: Vec<PeerSection>,
+    }
+
+    fn parse(text: &str) -> Result<InterfaceSettings, ConfigError> {
+        let f: File = toml::from_str(text).map_err(|e| err("config", e.message(), "-"))?;
+        InterfaceSettings::from_sections(f.interface, f.peers, Path::new("."), false)
+    }
+
+    fn key() -> String {
+        PrivateKey::from_bytes([1; 32]).to_base64()
+    }
+
+    fn peer_key(n: u8) -> String {
+        PrivateKey::from_bytes([n; 32]).public_key().to_base64()
+    }
+
+    #[test]
+    fn each_mistake_names_its_field() {
+        let cases = [
+            ("[interface]\nprivate_key = \"abc\"", "interface.private_key"),
+            ("[interface]\nprivate_key_file = \"/nonexistent/key\"", "interface.private_key_file"),
+            ("[interface]\n", "interface.private_key"),
+            (&format!("[interface]\nprivate_key = \"{}\"\nmtu = 100", key()), "interface.mtu"),
+            (&format!("[interface]\nprivate_key = \"{}\"\naddress = [\"10.0.0.1\"]", key()), "interface.address[0]"),
+            (&format!("[interface]\nprivate_key = \"{}\"\nworkers = \"many\"", key()), "interface.workers"),
+            (&format!("[interface]\nprivate_key = \"{}\"\ncpus = [4096]", key()), "interface.cpus"),
+            (&format!("[interface]\nprivate_key = \"{}\"\n[[peer]]\nallowed_ips = []", key()), "peer[0].public_key"),
+            (
+                &format!(
+                    "[interface]\nprivate_key = \"{}\"\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]",
+                    key(),
+                    peer_key(2),
+                    peer_key(3)
+                ),
+                "peer[1].allowed_ips[0]",
+            ),
+            (&format!("[interface]\nprivate_key = \"{}\"\nbogus = 1", key()), "config"),
+        ];
+        for (text, field) in cases {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.field, field, "for {text:?}: {e}");
+            assert!(!e.fix.is_empty());
+        }
+    }
+
+    #[test]
+    fn peers_and_host_bits() {
+        let text = format!(
+            "[interface]\nprivate_key = \"{}\"\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.9/24\"]\nendpoint = \"192.0.2.1:51820\"\npersistent_keepalive = 25",
+            key(),
+            peer_key(2)
+        );
+        let s = parse(&text).expect("valid");
+        let (_, p) = &s.peers[0];
+        assert_eq!(
+            p.allowed_ips,
+            vec!["10.77.0.0/24".parse::<IpNet>().expect("net")]
+        );
+        assert_eq!(p.endpoint, Some("192.0.2.1:51820".parse().expect("addr")));
+        assert_eq!(p.persistent_keepalive, Some(25));
+    }
+}

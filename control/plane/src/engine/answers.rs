@@ -1,0 +1,291 @@
+//! Handshakes that reach the control-plane thread: admitting initiations (MACs, replays, fair
+//! share, cookie replies), finishing the responses the responder threads made, and passing
+//! responses and cookie replies to our own initiations on (`initiations`). Each completed
+//! handshake becomes a session installed in the
+//! worker that owns the peer, and the response leaves through that same worker, after the
+//! install in its queue: the initiator's first data may follow the response within
+//! microseconds, and must find its session there. (Cookie replies create no session and
+//! leave through the worker that received the initiation.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datapath::io::LinkPath;
+use datapath::messages::{HandshakeDatagram, ToWorker};
+use datapath::route::PeerId;
+use proto::constants::{INITIATION_LEN, REKEY_TIMEOUT_JITTER_MAX};
+use proto::cookie::MacVerdict;
+use proto::handshake::{self, SessionKeys};
+use proto::session::Session;
+use proto::wire::{Initiation, Message};
+use rand_core::RngCore;
+
+use super::indices::IndexUse;
+use super::{ControlPlane, UNDER_LOAD_DEPTH};
+use crate::admission::{Refusal, SourceKey};
+use crate::events::TunnelEvent;
+use crate::responders::pool::{Answer, Job};
+use crate::responders::{Outcome, Unanswered};
+
+/// Handshake messages handled per wake-up before checking other inputs.
+const BATCH: usize = 256;
+
+impl ControlPlane {
+    /// Handles `first` and whatever else is queued, up to a batch, then feeds the responders.
+    pub(super) fn on_handshakes(&mut self, first: HandshakeDatagram) {
+        self.on_handshake(first);
+        for _ in 1..BATCH {
+            match self.channels.handshakes.try_recv() {
+                Ok(d) => self.on_handshake(d),
+                Err(_) => break,
+            }
+        }
+        self.feed_responders();
+    }
+
+    /// Takes the responder threads' outcomes, then feeds them more.
+    pub(super) fn on_outcomes(&mut self, outcomes: Vec<Outcome>) {
+        self.responders.returned(outcomes.len());
+        let now = Instant::now();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Answered(answer) => self.finish_response(*answer, now),
+                Outcome::Dropped(why, from, proven) => {
+                    self.count_unanswered(why);
+                    self.charge_failure(why, SourceKey::of(from), proven, now);
+                }
+            }
+        }
+        self.feed_responders();
+    }
+
+    /// Counts a failed initiation against its source. From an unproven source it only makes
+    /// that source prove its address (anyone can spoof one); from a proven source it limits the
+    /// source to a trickle. A replayed timestamp is never charged to a proven source: a
+    /// captured initiation can be resent, MAC2 and all, by whoever saw it.
+    fn charge_failure(&mut self, why: Unanswered, source: SourceKey, proven: bool, now: Instant) {
+        match (why, proven) {
+            (Unanswered::NoPrivateKey, _) => {}
+            (Unanswered::Replayed, true) => {}
+            (_, true) => self.proven_suspects.charge(source, now),
+            (_, false) => self.suspects.charge(source, now),
+        }
+    }
+
+    /// Hands waiting initiations to the responder threads, as far as they have room: proven
+    /// sources first, but every fourth slot to an unproven one if any waits, so busy proven
+    /// sources cannot starve clients that have not been asked for a cookie yet.
+    fn feed_responders(&mut self) {
+        let room = self.responders.room();
+        if room == 0 || (self.proven.is_empty() && self.admission.is_empty()) {
+            return;
+        }
+        let mut jobs = Vec::with_capacity(room);
+        while jobs.len() < room {
+            self.fed = self.fed.wrapping_add(1);
+            let next = if self.fed % 4 == 0 {
+                self.admission.pop().or_else(|| self.proven.pop())
+            } else {
+                self.proven.pop().or_else(|| self.admission.pop())
+            };
+            match next {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        self.responders.submit(jobs);
+    }
+
+    fn count_unanswered(&mut self, why: Unanswered) {
+        let c = &mut self.counters;
+        match why {
+            Unanswered::NoPrivateKey => c.no_private_key += 1,
+            Unanswered::BadStatic => c.bad_static += 1,
+            Unanswered::UnknownPeer => c.unknown_peer += 1,
+            Unanswered::Malformed | Unanswered::BadHandshake | Unanswered::Internal => {
+                c.bad_handshake += 1
+            }
+            Unanswered::Replayed => c.replayed_initiation += 1,
+            Unanswered::TooSoon => c.initiation_flood += 1,
+        }
+    }
+
+    pub(super) fn jitter(&mut self) -> Duration {
+        let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32 + 1;
+        Duration::from_millis(u64::from(self.rng.next_u32() % max))
+    }
+
+    /// Sends `message` to `to` from `worker`, the way `link` says where the message being
+    /// answered came in (AF_XDP: no neighbour lookup for a reply).
+    pub(super) fn transmit(
+        &mut self,
+        worker: usize,
+        (to, link): (SocketAddr, Option<LinkPath>),
+        message: &[u8],
+    ) {
+        let mut bytes = [0u8; INITIATION_LEN];
+        let len = message.len().min(INITIATION_LEN);
+        bytes[..len].copy_from_slice(&message[..len]);
+        self.queue_for(
+            worker,
+            ToWorker::Transmit {
+                to,
+                link,
+                len,
+                bytes,
+            },
+        );
+    }
+
+    fn on_handshake(&mut self, d: HandshakeDatagram) {
+        let now = Instant::now();
+        let Some(identity) = self.identity.as_ref() else {
+            self.counters.no_private_key += 1;
+            return;
+        };
+        let bytes = d.message();
+        let verdict = identity.checker.verify(bytes, d.from, now);
+        match Message::parse(bytes) {
+            Ok(Message::Initiation(init)) => match verdict {
+                MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
+                _ => self.admit(d, &init, verdict == MacVerdict::Mac2Valid, now),
+            },
+            Ok(Message::Response(resp)) => match verdict {
+                MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
+                MacVerdict::Mac1Only
+                    if self.admission.len() + self.proven.len() > UNDER_LOAD_DEPTH =>
+                {
+                    self.send_cookie(&d, resp.sender, now)
+                }
+                _ => self.complete(&d, &resp, now),
+            },
+            Ok(Message::CookieReply(reply)) => self.take_cookie(&reply, now),
+            // Workers forward only well-sized handshake types; anything else is a bug upstream.
+            Ok(Message::Transport(_)) | Err(_) => {}
+        }
+    }
+
+    /// Queues an initiation with a valid MAC1 for the responders, unless it is an exact replay
+    /// (dropped: it costs nothing, so it is not held against its source, which may be spoofed)
+    /// or its source is refused: it has spent its allowance of failed initiations, or is over
+    /// its share of the backlog, or the backlog is full. Sources that proved their address
+    /// (`proven`: MAC2 valid) wait in a queue of their own, served first; so a flood from
+    /// spoofed addresses cannot keep out a client that answered a cookie. A refused unproven
+    /// source gets a cookie reply; a refused proven one is dropped.
+    fn admit(&mut self, d: HandshakeDatagram, init: &Initiation<'_>, proven: bool, now: Instant) {
+        self.counters.initiations_received += 1;
+        let source = SourceKey::of(d.from);
+        if !self.replays.first_sighting(init.ephemeral, now) {
+            self.counters.replayed_initiation += 1;
+            return;
+        }
+        let sender = init.sender;
+        let (suspects, queue) = if proven {
+            (&mut self.proven_suspects, &mut self.proven)
+        } else {
+            (&mut self.suspects, &mut self.admission)
+        };
+        if suspects.exhausted(source, now) {
+            self.counters.initiations_failing_source += 1;
+        } else {
+            match queue.offer(
+                source,
+                Job {
+                    datagram: d,
+                    proven,
+                },
+            ) {
+                Ok(()) => return,
+                Err((Refusal::OverShare, _)) => self.counters.initiations_over_share += 1,
+                Err((Refusal::Overflow, _)) => self.counters.initiations_backlog_full += 1,
+            }
+        }
+        if proven {
+            self.counters.rate_limited += 1;
+        } else {
+            self.send_cookie(&d, sender, now);
+        }
+    }
+
+    fn send_cookie(&mut self, d: &HandshakeDatagram, sender: u32, now: Instant) {
+        let Some(identity) = self.identity.as_mut() else {
+            return;
+        };
+        let reply = identity
+            .checker
+            .reply(d.message(), sender, d.from, now, &mut self.rng);
+        self.counters.cookie_replies_sent += 1;
+        self.transmit(d.worker, (d.from, d.link), &reply);
+    }
+
+    /// Sends a response a responder thread made: gives it an index and MACs, installs the
+    /// session, transmits. Dropped if the peer changed or went while it was being made.
+    fn finish_response(&mut self, answer: Answer, now: Instant) {
+        let Answer {
+            datagram: d,
+            peer: keys,
+            local,
+            mut response,
+            keys: mut session,
+        } = answer;
+        let id = keys.id;
+        let owner = self.owner(id);
+        let same_identity = self
+            .identity
+            .as_ref()
+            .is_some_and(|i| Arc::ptr_eq(&i.local, &local));
+        let Some(peer) = self.peers.get_mut(id) else {
+            self.counters.stale_answer += 1;
+            return;
+        };
+        if !same_identity || !peer.keys.as_ref().is_some_and(|k| Arc::ptr_eq(k, &keys)) {
+            self.counters.stale_answer += 1;
+            return;
+        }
+        let index = self
+            .indices
+            .allocate(owner, IndexUse::Session(id), &mut self.rng);
+        handshake::assign_response_index(&mut response, &mut session, index);
+        peer.endpoint = Some(d.from);
+        peer.handshake_rx_bytes += d.len as u64;
+        peer.handshake_tx_bytes += response.len() as u64;
+        peer.jar().stamp(&mut response, now);
+        let public = peer.public_key;
+        // Install, then answer through the owner's queue, so the owner has the session before
+        // the response is on the wire: the initiator's first data follows it at once. (Sent
+        // through the worker that received the initiation, the response could overtake the
+        // install and the first packets be dropped as unknown.)
+        self.install(id, &session, d.from, now);
+        self.transmit(owner, (d.from, d.link), &response);
+        self.counters.responses_sent += 1;
+        tracing::debug!(peer = %public, from = %d.from, "handshake answered");
+    }
+
+    /// Hands a new session to the worker that owns peer `id`.
+    pub(super) fn install(
+        &mut self,
+        id: PeerId,
+        keys: &SessionKeys,
+        endpoint: SocketAddr,
+        now: Instant,
+    ) {
+        if self.tunnels.insert(id, now).is_none() {
+            if let Some(p) = self.peers.get_mut(id) {
+                self.channels.events_out.publish(TunnelEvent::Up {
+                    public_key: p.public_key,
+                    endpoint,
+                });
+            }
+        }
+        let session = Box::new(Session::new(keys, now));
+        self.send_to_owner(
+            id,
+            ToWorker::InstallSession {
+                peer: id,
+                session,
+                endpoint,
+            },
+        );
+    }
+}

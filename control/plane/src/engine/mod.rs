@@ -1,0 +1,667 @@
+//! The control plane: one thread that owns everything slow or shared. It admits and finishes
+//! handshakes (`answers`; the public-key work of answering runs on the responder threads of
+//! `crate::responders`) and runs our own (`initiations`), keeps the peers and their routes
+//! (`known_peers`), hands out receiver indices (`indices`), applies configuration changes, and
+//! answers state queries. Workers get sessions, routes and transmit requests from it over
+//! their channels.
+
+mod answers;
+mod counters;
+mod handle;
+mod indices;
+mod initiations;
+pub mod known_peers;
+#[cfg(test)]
+mod tests;
+
+pub use counters::ControlCounters;
+pub use handle::{AskError, PlaneHandle};
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use datapath::launch::WorkerHandle;
+use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent};
+use datapath::route::PeerId;
+use datapath::stats::WorkerCounters;
+use ipnet::IpNet;
+use proto::cookie::CookieChecker;
+use proto::handshake::LocalIdentity;
+use proto::tai64n::WallClock;
+use proto::{PresharedKey, PrivateKey, PublicKey};
+
+use crate::admission::{FairQueue, ReplayFilter, Suspects};
+use crate::events::{DownReason, EventSink, TunnelEvent};
+use crate::responders::pool::Job;
+use crate::responders::ResponderPool;
+use crate::update::{DeviceUpdate, PeerUpdate};
+use indices::Indices;
+use known_peers::Peers;
+
+/// How often handshake retransmissions and load are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// Capacity of the workers' handshake queue to the control plane.
+pub const HANDSHAKE_QUEUE: usize = 4096;
+/// Initiations that may wait, per responder thread, all sources together: at about 6,000
+/// handshakes per second per thread the last one waits 1.4 s, inside the initiator's 5 s
+/// retransmission timer. Refusing sooner would cost a user a cookie and that 5 s wait.
+pub const HANDSHAKE_BACKLOG: usize = 8192;
+/// The same for sources that proved their address with MAC2 (served first).
+pub const PROVEN_BACKLOG: usize = 1024;
+/// Above this many waiting initiations, responses to our own initiations without a valid MAC2
+/// get a cookie reply instead of a Diffie-Hellman.
+const UNDER_LOAD_DEPTH: usize = 512;
+
+/// Why the daemon should stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// The TUN interface was deleted (e.g. `ip link del`, `wg-quick down`).
+    InterfaceGone,
+    /// The UAPI socket file was deleted.
+    SocketRemoved,
+    /// A worker stopped on an error.
+    WorkerFailed(String),
+}
+
+/// A peer's state for `wg show` and `xgate show`.
+#[derive(Debug, Clone)]
+pub struct PeerState {
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// Its preshared key, if any.
+    pub preshared_key: Option<PresharedKey>,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Time of the latest handshake, since the Unix epoch.
+    pub last_handshake: Option<Duration>,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Persistent keepalive in seconds (0 = off).
+    pub persistent_keepalive: u16,
+    /// Allowed IPs.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// The interface's state.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    /// Interface name.
+    pub name: String,
+    /// Private key, if set.
+    pub private_key: Option<PrivateKey>,
+    /// Listen port.
+    pub listen_port: u16,
+    /// Firewall mark.
+    pub fwmark: u32,
+    /// Number of workers.
+    pub workers: usize,
+    /// What the outer side runs on.
+    pub backend: String,
+    /// How each worker reaches the outer side.
+    pub backend_per_worker: Vec<String>,
+    /// Peers.
+    pub peers: Vec<PeerState>,
+    /// Workers' counters, summed.
+    pub datapath: WorkerCounters,
+    /// Each worker's counters, by worker number.
+    pub per_worker: Vec<WorkerCounters>,
+    /// Control plane counters.
+    pub control: ControlCounters,
+    /// Receiver indices in use (sessions and pending initiations).
+    pub indices_in_use: usize,
+}
+
+/// Why a configuration change could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    /// The new listen port is taken.
+    #[error("listen port {0} is in use")]
+    PortInUse(u16),
+    /// Sockets could not be opened or changed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl SetError {
+    /// The errno the UAPI reports for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            SetError::PortInUse(_) => libc::EADDRINUSE,
+            SetError::Io(_) => libc::EIO,
+        }
+    }
+}
+
+/// A request from the UAPI server or the daemon.
+pub enum Request {
+    /// Report the interface's state.
+    Get(Sender<DeviceState>),
+    /// Apply a change.
+    Set(DeviceUpdate, Sender<Result<(), SetError>>),
+}
+
+/// The control-plane thread, stopped and joined when dropped.
+pub struct RunningPlane {
+    shutdown: Option<Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RunningPlane {
+    fn drop(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Our private key with everything derived from it.
+struct Identity {
+    private: PrivateKey,
+    local: Arc<LocalIdentity>,
+    checker: CookieChecker,
+}
+
+/// The channels and handles the control plane is wired with.
+pub struct PlaneChannels {
+    /// Handshake messages from workers.
+    pub handshakes: Receiver<HandshakeDatagram>,
+    /// Events from workers.
+    pub events: Receiver<WorkerEvent>,
+    /// Requests from the UAPI server and the daemon.
+    pub requests: Receiver<Request>,
+    /// Where to say the daemon should stop.
+    pub stop: Sender<StopReason>,
+    /// The workers.
+    pub workers: Vec<WorkerHandle>,
+    /// The workers' outer sockets (for listen port and fwmark changes).
+    pub sockets: Vec<Arc<OwnedFd>>,
+    /// Where tunnel up/down events go.
+    pub events_out: Arc<dyn EventSink>,
+    /// The outer side (AF_XDP or io_uring).
+    pub outer: OuterSummary,
+}
+
+/// What the control plane knows of the outer side.
+#[derive(Default)]
+pub struct OuterSummary {
+    /// What it runs on (`af-xdp on eth0 native 4 queue(s)`, `io-uring (...)`).
+    pub summary: String,
+    /// How each worker reaches it, by worker number.
+    pub per_worker: Vec<String>,
+    /// The steering programs, to follow listen-port changes.
+    pub steering: Option<Arc<datapath::io::af_xdp::steering::Steering>>,
+}
+
+/// The control plane's state.
+pub struct ControlPlane {
+    name: String,
+    identity: Option<Identity>,
+    listen_port: u16,
+    fwmark: u32,
+    peers: Peers,
+    indices: Indices,
+    channels: PlaneChannels,
+    rng: rand_core::OsRng,
+    clock: WallClock,
+    counters: ControlCounters,
+    routes_dirty: bool,
+    /// Peers with a usable session, and when their newest one was installed.
+    tunnels: std::collections::HashMap<PeerId, Instant>,
+    /// Initiations from unproven sources waiting for a responder thread, per source.
+    admission: FairQueue<Job>,
+    /// Initiations from sources that proved their address (MAC2), served first.
+    proven: FairQueue<Job>,
+    /// Ephemerals of recent initiations (exact replays cost no DH).
+    replays: ReplayFilter,
+    /// Sources whose unproven initiations keep failing (they must prove their address).
+    suspects: Suspects,
+    /// Proven sources whose initiations keep failing (they get a trickle).
+    proven_suspects: Suspects,
+    /// Jobs handed to the responders so far (every fourth slot goes to unproven sources).
+    fed: u64,
+    /// Workers sent messages (`queue_for`) since they were last woken.
+    unwoken: Vec<bool>,
+    /// The threads that answer initiations.
+    responders: ResponderPool,
+}
+
+impl ControlPlane {
+    /// A control plane for interface `name`, listening on `listen_port`, with
+    /// `handshake_threads` responder threads.
+    pub fn new(
+        name: &str,
+        listen_port: u16,
+        fwmark: u32,
+        handshake_threads: usize,
+        channels: PlaneChannels,
+    ) -> std::io::Result<Self> {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let peers = Peers::default();
+        peers.directory().warm_in_background()?;
+        let workers = channels.workers.len();
+        let responders = ResponderPool::start(handshake_threads, peers.directory())?;
+        Ok(Self {
+            name: name.to_string(),
+            identity: None,
+            listen_port,
+            fwmark,
+            peers,
+            indices: Indices::default(),
+            channels,
+            rng: rand_core::OsRng,
+            clock: WallClock::new(Instant::now(), unix),
+            counters: ControlCounters::default(),
+            routes_dirty: false,
+            tunnels: std::collections::HashMap::new(),
+            admission: FairQueue::new(HANDSHAKE_BACKLOG * handshake_threads.max(1)),
+            proven: FairQueue::new(PROVEN_BACKLOG),
+            replays: ReplayFilter::new(Instant::now()),
+            suspects: Suspects::default(),
+            proven_suspects: Suspects::default(),
+            fed: 0,
+            unwoken: vec![false; workers],
+            responders,
+        })
+    }
+
+    /// Runs the plane on a thread of its own until the returned guard is dropped.
+    pub fn spawn(self) -> std::io::Result<RunningPlane> {
+        let (shutdown, until) = crossbeam_channel::bounded(0);
+        let thread = std::thread::Builder::new()
+            .name("xgate-control".into())
+            .spawn(move || self.run(until))?;
+        Ok(RunningPlane {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs until `shutdown` closes (or an input the plane cannot do without does).
+    pub fn run(mut self, shutdown: Receiver<()>) {
+        let ticker = crossbeam_channel::tick(TICK);
+        loop {
+            select! {
+                recv(shutdown) -> _ => return,
+                recv(self.channels.handshakes) -> m => match m {
+                    Ok(d) => self.on_handshakes(d),
+                    Err(_) => return,
+                },
+                recv(self.responders.outcomes) -> o => match o {
+                    Ok(o) => self.on_outcomes(o),
+                    Err(_) => return,
+                },
+                recv(self.channels.events) -> e => match e {
+                    Ok(e) => self.on_event(e, Instant::now()),
+                    Err(_) => return,
+                },
+                recv(self.channels.requests) -> r => match r {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => return,
+                },
+                recv(ticker) -> _ => self.on_tick(Instant::now()),
+            }
+            self.wake_workers();
+            self.publish_routes();
+        }
+    }
+
+    /// Applies a change directly (the daemon's initial configuration).
+    pub fn apply(&mut self, update: DeviceUpdate) -> Result<(), SetError> {
+        let r = self.apply_update(update);
+        self.wake_workers();
+        self.publish_routes();
+        r
+    }
+
+    /// Wakes the workers that were sent messages by `queue_for` since their last wake; every
+    /// entry point (an event of the run loop, `apply`) ends with it.
+    fn wake_workers(&mut self) {
+        for (w, flag) in self.channels.workers.iter().zip(&mut self.unwoken) {
+            if std::mem::take(flag) {
+                w.wake();
+            }
+        }
+    }
+
+    fn owner(&self, peer: PeerId) -> usize {
+        peer_owner(peer, self.channels.workers.len())
+    }
+
+    /// Sends `msg` to worker `worker`, waking it once for everything sent in this event
+    /// (`wake_workers`) rather than once per message.
+    fn queue_for(&mut self, worker: usize, msg: ToWorker) {
+        if let Some(w) = self.channels.workers.get(worker) {
+            w.send_unwoken(msg);
+            if let Some(flag) = self.unwoken.get_mut(worker) {
+                *flag = true;
+            }
+        }
+    }
+
+    fn send_to_owner(&mut self, peer: PeerId, msg: ToWorker) {
+        self.queue_for(self.owner(peer), msg);
+    }
+
+    fn on_event(&mut self, event: WorkerEvent, now: Instant) {
+        match event {
+            WorkerEvent::WantHandshake { peer } => self.initiate(peer, now, false),
+            WorkerEvent::EndpointChanged { peer, endpoint } => {
+                if let Some(p) = self.peers.get_mut(peer) {
+                    p.endpoint = Some(endpoint);
+                }
+            }
+            WorkerEvent::IndicesRetired { indices } => {
+                for i in indices.into_iter().flatten() {
+                    self.indices.free(i);
+                }
+            }
+            WorkerEvent::InterfaceGone { .. } => {
+                let _ = self.channels.stop.send(StopReason::InterfaceGone);
+            }
+            WorkerEvent::Failed { worker, error } => {
+                let _ = self.channels.stop.send(StopReason::WorkerFailed(format!(
+                    "worker {worker}: {error}"
+                )));
+            }
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Get(reply) => {
+                let _ = reply.send(self.state());
+            }
+            Request::Set(update, reply) => {
+                let _ = reply.send(self.apply(update));
+            }
+        }
+    }
+
+    fn publish_routes(&mut self) {
+        if std::mem::take(&mut self.routes_dirty) {
+            let snapshot = Arc::new(self.peers.routes.clone());
+            for w in &self.channels.workers {
+                w.send(ToWorker::Routes(snapshot.clone()));
+            }
+        }
+    }
+
+    fn apply_update(&mut self, update: DeviceUpdate) -> Result<(), SetError> {
+        if let Some(key) = update.private_key {
+            self.set_private_key(key);
+        }
+        if let Some(port) = update.listen_port {
+            self.set_listen_port(port)?;
+        }
+        if let Some(mark) = update.fwmark {
+            for s in &self.channels.sockets {
+                datapath::kernel::udp::set_fwmark(s, mark)
+                    .map_err(|e| SetError::Io(format!("fwmark: {e}")))?;
+            }
+            self.fwmark = mark;
+        }
+        if update.replace_peers {
+            for id in self.peers.ids() {
+                self.remove_peer(id);
+            }
+        }
+        // Many peers at once (start-up, `wg setconf`): one routes snapshot for all of them,
+        // sent before their settings so a keepalive-triggered handshake finds its routes.
+        let bulk = update.peers.len() > 1;
+        let applied = update.peers.len();
+        let started = Instant::now();
+        self.peers.reserve(applied);
+        let mut settings = Vec::with_capacity(applied);
+        for p in update.peers {
+            settings.extend(self.apply_peer(p, bulk));
+        }
+        self.publish_routes();
+        for (peer, persistent_keepalive, endpoint) in settings {
+            let msg = ToWorker::SetPeer {
+                peer,
+                persistent_keepalive,
+                endpoint,
+            };
+            self.send_to_owner(peer, msg);
+        }
+        if bulk {
+            tracing::info!(
+                peers = applied,
+                total = self.peers.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "peers applied"
+            );
+        }
+        Ok(())
+    }
+
+    fn set_private_key(&mut self, key: Option<PrivateKey>) {
+        if self.identity.as_ref().map(|i| i.private.as_bytes())
+            == key.as_ref().map(|k| k.as_bytes())
+        {
+            return;
+        }
+        self.identity = key.map(|private| {
+            let local = Arc::new(LocalIdentity::new(&private));
+            Identity {
+                checker: CookieChecker::new(local.mac1_key, local.cookie_key),
+                local,
+                private,
+            }
+        });
+        let local = self.identity.as_ref().map(|i| i.local.clone());
+        self.peers.directory().set_local(local);
+        // A peer cannot have our own public key (WireGuard removes it).
+        if let Some(public) = self.identity.as_ref().map(|i| i.local.public_key()) {
+            if let Some(id) = self.peers.id_of(&public) {
+                self.remove_peer(id);
+            }
+        }
+        for id in self.peers.ids() {
+            self.rekey_peer(id);
+            self.send_to_owner(id, ToWorker::ClearSessions { peer: id });
+        }
+    }
+
+    /// New handshake values for peer `id` (our key or its preshared key changed); an
+    /// initiation of ours made with the old ones can no longer complete, so its index goes.
+    fn rekey_peer(&mut self, id: PeerId) {
+        if let Some(pending) = self.peers.get_mut(id).and_then(|p| p.pending.take()) {
+            self.indices.free(pending.local_index);
+        }
+        let local = self.identity.as_ref().map(|i| &*i.local);
+        self.peers.refresh_keys(id, local);
+    }
+
+    fn set_listen_port(&mut self, port: u16) -> Result<(), SetError> {
+        if port == self.listen_port && port != 0 {
+            return Ok(());
+        }
+        let sockets =
+            datapath::kernel::udp::bind_sockets(port, self.channels.workers.len(), self.fwmark)
+                .map_err(|e| match e {
+                    datapath::kernel::udp::BindError::InUse { port } => SetError::PortInUse(port),
+                    other => SetError::Io(other.to_string()),
+                })?;
+        let sockets: Vec<Arc<OwnedFd>> = sockets.into_iter().map(Arc::new).collect();
+        self.listen_port = sockets
+            .first()
+            .and_then(|s| datapath::kernel::udp::local_port(s).ok())
+            .unwrap_or(port);
+        if let Some(steering) = &self.channels.outer.steering {
+            // The programs follow first: datagrams for the new port are steered before the
+            // workers' frames carry it (until then the kernel's new socket takes them).
+            if let Err(e) = steering.set_port(self.listen_port) {
+                tracing::warn!("XDP steering not moved to port {}: {e}", self.listen_port);
+            }
+        }
+        for (w, s) in self.channels.workers.iter().zip(&sockets) {
+            w.send(ToWorker::ReplaceSocket(s.clone()));
+        }
+        self.channels.sockets = sockets;
+        tracing::info!(port = self.listen_port, "listen port changed");
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.remove(id) {
+            if self.tunnels.remove(&id).is_some() {
+                self.channels.events_out.publish(TunnelEvent::Down {
+                    public_key: p.public_key,
+                    reason: DownReason::Removed,
+                });
+            }
+            if let Some(pending) = p.pending {
+                self.indices.free(pending.local_index);
+            }
+            self.send_to_owner(id, ToWorker::RemovePeer { peer: id });
+            self.routes_dirty = true;
+            tracing::info!(peer = %p.public_key, "peer removed");
+        }
+    }
+
+    /// Applies one peer's change to our state; returns what its worker must be told (peer,
+    /// persistent keepalive, new endpoint). `quiet`: log additions at debug level (a bulk
+    /// change logs one summary).
+    fn apply_peer(
+        &mut self,
+        update: PeerUpdate,
+        quiet: bool,
+    ) -> Option<(PeerId, u16, Option<SocketAddr>)> {
+        let existing = self.peers.id_of(&update.public_key);
+        if update.remove {
+            if let Some(id) = existing {
+                self.remove_peer(id);
+            }
+            return None;
+        }
+        let own = self.identity.as_ref().map(|i| i.local.public_key());
+        if (update.update_only && existing.is_none()) || own == Some(update.public_key) {
+            return None;
+        }
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let local = self.identity.as_ref().map(|i| &*i.local);
+                let id = self.peers.insert(update.public_key, local);
+                if quiet {
+                    tracing::debug!(peer = %update.public_key, id, "peer added");
+                } else {
+                    tracing::info!(peer = %update.public_key, id, "peer added");
+                }
+                id
+            }
+        };
+        if let Some(psk) = update.preshared_key {
+            let psk = psk.filter(|k| !k.is_zero());
+            // `wg setconf` restates every peer's key: only a real change costs new keys.
+            let changed = self.peers.get(id).is_some_and(|p| {
+                p.preshared_key.as_ref().map(|k| k.0) != psk.as_ref().map(|k| k.0)
+            });
+            if changed {
+                if let Some(p) = self.peers.get_mut(id) {
+                    p.preshared_key = psk;
+                }
+                self.rekey_peer(id);
+            }
+        }
+        if update.replace_allowed_ips {
+            self.peers.clear_allowed_ips(id);
+            self.routes_dirty = true;
+        }
+        for net in update.allowed_ips {
+            self.peers.add_allowed_ip(id, net);
+            self.routes_dirty = true;
+        }
+        for net in update.remove_allowed_ips {
+            self.peers.remove_allowed_ip(id, net);
+            self.routes_dirty = true;
+        }
+        let p = self.peers.get_mut(id)?;
+        if update.endpoint.is_some() {
+            p.endpoint = update.endpoint;
+        }
+        if let Some(k) = update.persistent_keepalive {
+            p.persistent_keepalive = k;
+        }
+        Some((id, p.persistent_keepalive, update.endpoint))
+    }
+
+    /// Asks every worker for its counters and peers, and merges them with ours.
+    fn state(&self) -> DeviceState {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for w in &self.channels.workers {
+            if w.send(ToWorker::Snapshot(tx.clone())) {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut datapath = WorkerCounters::default();
+        let mut per_worker = vec![WorkerCounters::default(); self.channels.workers.len()];
+        let mut outer = self.channels.outer.per_worker.clone();
+        outer.resize(self.channels.workers.len(), String::new());
+        let mut by_peer = std::collections::HashMap::new();
+        for _ in 0..asked {
+            let Ok(snap) = rx.recv_deadline(deadline) else {
+                break;
+            };
+            datapath.add(&snap.counters);
+            if let Some(w) = per_worker.get_mut(snap.worker) {
+                *w = snap.counters.clone();
+            }
+            if let Some(o) = outer.get_mut(snap.worker) {
+                o.clone_from(&snap.outer);
+            }
+            for p in snap.peers {
+                by_peer.insert(p.peer, p);
+            }
+        }
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                let stats = by_peer.get(&p.id);
+                PeerState {
+                    public_key: p.public_key,
+                    preshared_key: p.preshared_key.clone(),
+                    endpoint: stats.and_then(|s| s.endpoint).or(p.endpoint),
+                    last_handshake: stats
+                        .and_then(|s| s.last_handshake)
+                        .map(|t| self.clock.unix(t)),
+                    rx_bytes: stats.map_or(0, |s| s.rx_bytes) + p.handshake_rx_bytes,
+                    tx_bytes: stats.map_or(0, |s| s.tx_bytes) + p.handshake_tx_bytes,
+                    persistent_keepalive: p.persistent_keepalive,
+                    allowed_ips: p.allowed_ips.clone(),
+                }
+            })
+            .collect();
+        DeviceState {
+            name: self.name.clone(),
+            private_key: self.identity.as_ref().map(|i| i.private.clone()),
+            listen_port: self.listen_port,
+            fwmark: self.fwmark,
+            workers: self.channels.workers.len(),
+            backend: match &self.channels.outer.steering {
+                Some(s) => format!("af-xdp on {}", s.describe()),
+                None => self.channels.outer.summary.clone(),
+            },
+            backend_per_worker: outer,
+            peers,
+            datapath,
+            per_worker,
+            control: self.counters.clone(),
+            indices_in_use: self.indices.len(),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The control plane driven directly, with a stand-in worker whose messages the test reads
+//! and a clock in the test's hands: tunnel expiry at REJECT_AFTER_TIME, and the admission
+//! rules under spoofed floods (a full backlog, or failures charged to a victim's address)
+//! never keeping out a client that proves its address.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use datapath::launch::WorkerHandle;
+use datapath::messages::{HandshakeDatagram, ToWorker};
+use proto::constants::REJECT_AFTER_TIME;
+use proto::cookie::CookieJar;
+use proto::handshake::{create_initiation, LocalIdentity, RemotePeer};
+use proto::tai64n::Tai64N;
+use proto::wire::Message;
+use proto::{PresharedKey, PrivateKey, PublicKey};
+use rand_core::{OsRng, RngCore};
+
+use super::{ControlPlane, PlaneChannels, HANDSHAKE_BACKLOG};
+use crate::events::{DownReason, EventSink, TunnelEvent};
+use crate::update::{DeviceUpdate, PeerUpdate};
+
+/// Keeps the plane's tunnel events for the test to read.
+struct Recorder(Sender<TunnelEvent>);
+
+impl EventSink for Recorder {
+    fn publish(&self, event: TunnelEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+struct Harness {
+    plane: ControlPlane,
+    handshakes: Sender<HandshakeDatagram>,
+    worker: Receiver<ToWorker>,
+    /// The other stand-in workers' queues (worker 1 onwards).
+    others: Vec<Receiver<ToWorker>>,
+    events: Receiver<TunnelEvent>,
+    server: PublicKey,
+    client: PrivateKey,
+}
+
+impl Harness {
+    /// A plane with one responder thread, one stand-in worker and one configured client.
+    fn new() -> Self {
+        Self::with_workers(1)
+    }
+
+    /// The same with `n` stand-in workers (the client, peer 0, is worker 0's).
+    fn with_workers(n: usize) -> Self {
+        let (hs_tx, hs_rx) = bounded(HANDSHAKE_BACKLOG * 2);
+        let (_ev_tx, ev_rx) = unbounded();
+        let (_req_tx, req_rx) = unbounded();
+        let (stop_tx, _stop_rx) = unbounded();
+        let (senders, mut receivers): (Vec<_>, Vec<_>) = (0..n.max(1)).map(|_| unbounded()).unzip();
+        let worker_rx = receivers.remove(0);
+        let (recorder, events) = unbounded();
+        let mut plane = ControlPlane::new(
+            "xt0",
+            0,
+            0,
+            1,
+            PlaneChannels {
+                handshakes: hs_rx,
+                events: ev_rx,
+                requests: req_rx,
+                stop: stop_tx,
+                workers: senders
+                    .into_iter()
+                    .map(|tx| WorkerHandle::detached(tx).expect("eventfd"))
+                    .collect(),
+                sockets: Vec::new(),
+                events_out: std::sync::Arc::new(Recorder(recorder)),
+                outer: Default::default(),
+            },
+        )
+        .expect("plane");
+        let server = PrivateKey::generate(&mut OsRng);
+        let client = PrivateKey::generate(&mut OsRng);
+        let server_key = server.public_key();
+        plane
+            .apply(DeviceUpdate {
+                private_key: Some(Some(server)),
+                peers: vec![PeerUpdate::new(client.public_key())],
+                ..DeviceUpdate::default()
+            })
+            .expect("configured");
+        Self {
+            plane,
+            handshakes: hs_tx,
+            worker: worker_rx,
+            others: receivers,
+            events,
+            server: server_key,
+            client,
+        }
+    }
+
+    /// Hands `messages` to the plane as worker 0 would, a batch at a time.
+    fn receive(&mut self, messages: impl IntoIterator<Item = ([u8; 148], SocketAddr)>) {
+        self.receive_on(0, messages);
+    }
+
+    /// The same as worker `worker` would.
+    fn receive_on(
+        &mut self,
+        worker: usize,
+        messages: impl IntoIterator<Item = ([u8; 148], SocketAddr)>,
+    ) {
+        for (bytes, from) in messages {
+            let d = HandshakeDatagram {
+                worker,
+                from,
+                link: None,
+                at: Instant::now(),
+                len: bytes.len(),
+                bytes,
+            };
+            if self.handshakes.try_send(d).is_err() {
+                self.drain_handshakes();
+                self.handshakes.try_send(d).expect("room after draining");
+            }
+        }
+        self.drain_handshakes();
+    }
+
+    fn drain_handshakes(&mut self) {
+        while let Ok(first) = self.plane.channels.handshakes.try_recv() {
+            self.plane.on_handshakes(first);
+        }
+    }
+
+    /// Lets the responder thread finish one batch and the plane take it.
+    fn one_outcome_batch(&mut self) {
+        let outcomes = self
+            .plane
+            .responders
+            .outcomes
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the responder thread answers");
+        self.plane.on_outcomes(outcomes);
+    }
+
+    /// What the plane asked the worker to send to `to` so far.
+    fn sent_to(&self, to: SocketAddr) -> Vec<Vec<u8>> {
+        self.worker
+            .try_iter()
+            .filter_map(|m| match m {
+                ToWorker::Transmit {
+                    to: t, len, bytes, ..
+                } if t == to => Some(bytes[..len].to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A real initiation from the client, stamped by `jar` (MAC2 too once it holds a cookie).
+    fn initiation(&self, jar: &mut CookieJar, index: u32) -> [u8; 148] {
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        self.initiation_at(jar, index, unix + Duration::from_millis(u64::from(index)))
+    }
+
+    /// The same with timestamp `unix` (a fresh ephemeral each time: never an exact copy).
+    fn initiation_at(&self, jar: &mut CookieJar, index: u32, unix: Duration) -> [u8; 148] {
+        let local = LocalIdentity::new(&self.client);
+        let remote = RemotePeer::new(&local, self.server, None);
+        let ts = Tai64N::from_unix(unix);
+        let (_, mut m) = create_initiation(&local, &remote, index, ts, &mut OsRng).expect("init");
+        jar.stamp(&mut m, Instant::now());
+        m
+    }
+
+    /// An initiation forged to cost a DH: random ephemeral and ciphertext, valid MAC1.
+    fn junk(&self) -> [u8; 148] {
+        let mut m = [0u8; 148];
+        m[0] = 1;
+        OsRng.fill_bytes(&mut m[4..116]);
+        CookieJar::for_recipient(&self.server).stamp(&mut m, Instant::now());
+        m
+    }
+}
+
+fn addr(n: u32) -> SocketAddr {
+    SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 | n), 40000))
+}
+
+/// Takes the cookie from the plane's reply into `jar`; panics if there was none.
+fn take_cookie(jar: &mut CookieJar, sent: &[Vec<u8>]) {
+    let reply = sent
+        .iter()
+        .find_map(|m| match Message::parse(m) {
+            Ok(Message::CookieReply(r)) => Some(r),
+            _ => None,
+        })
+        .expect("a cookie reply");
+    jar.consume(&reply, Instant::now()).expect("cookie opens");
+}
+
+#[test]
+fn the_response_leaves_through_the_owner_after_the_session_is_installed_there() {
+    // The initiation arrives on worker 1; the client is worker 0's. Had the response left
+    // through worker 1, the client's first packets could reach worker 0 before its install.
+    let mut h = Harness::with_workers(2);
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let m = h.initiation(&mut jar, 1);
+    h.receive_on(1, [(m, addr(1))]);
+    h.one_outcome_batch();
+    let owner: Vec<ToWorker> = h.worker.try_iter().collect();
+    let install = owner
+        .iter()
+        .position(|m| matches!(m, ToWorker::InstallSession { .. }))
+        .expect("the session is installed in its owner");
+    let response = owner
+        .iter()
+        .position(|m| matches!(m, ToWorker::Transmit { to, .. } if *to == addr(1)))
+        .expect("the response leaves through the owner");
+    assert!(install < response, "install first, then the response");
+    let elsewhere = h.others[0]
+        .try_iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ToWorker::Transmit { .. } | ToWorker::InstallSession { .. }
+            )
+        })
+        .count();
+    assert_eq!(
+        elsewhere, 0,
+        "the receiving worker neither answers nor installs"
+    );
+}
+
+#[test]
+fn a_tunnel_is_reported_down_when_its_session_passes_reject_after_time() {
+    let mut h = Harness::new();
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let init = h.initiation(&mut jar, 7);
+    h.receive([(init, addr(1))]);
+    h.one_outcome_batch();
+    let up = Instant::now();
+    let event = h.events.try_recv().expect("an event");
+    assert!(matches!(event, TunnelEvent::Up { .. }), "{event:?}");
+
+    h.plane
+        .on_tick(up + REJECT_AFTER_TIME - Duration::from_secs(1));
+    assert!(h.events.try_recv().is_err(), "still up a second before");
+    h.plane
+        .on_tick(up + REJECT_AFTER_TIME + Duration::from_secs(1));
+    let event = h.events.try_recv().expect("an event");
+    assert!(
+        matches!(
+            event,
+            TunnelEvent::Down {
+                reason: DownReason::Expired,
+                ..
+            }
+        ),
+        "{event:?}"
+    );
+    assert_eq!(h.plane.counters.responses_sent, 1);
+}
+
+#[test]
+fn a_spoofed_flood_that_fills_the_backlog_does_not_keep_out_a_proven_client() {
+    let mut h = Harness::new();
+    // Junk from more addresses than the backlog holds: each gets a slot until it is full.
+    let flood: Vec<_> = (1..=HANDSHAKE_BACKLOG as u32 + 500)
+        .map(|n| (h.junk(), addr(n)))
+        .collect();
+    h.receive(flood);
+    assert!(h.plane.counters.initiations_backlog_full > 0);
+    let client = addr(0x00ff_0001);
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let first = h.initiation(&mut jar, 1);
+    h.receive([(first, client)]);
+    let sent = h.sent_to(client);
+    take_cookie(&mut jar, &sent);
+    // Proven now: it goes ahead of the thousands of unproven initiations still waiting.
+    let second = h.initiation(&mut jar, 2);
+    h.receive([(second, client)]);
+    let mut answered = false;
+    for _ in 0..20 {
+        h.one_outcome_batch();
+        if h.sent_to(client).iter().any(|m| m.len() == 92) {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no response to the proven client");
+    assert!(
+        h.plane.admission.len() > HANDSHAKE_BACKLOG / 2,
+        "answered ahead of the flood, not after it ({} still waiting)",
+        h.plane.admission.len()
+    );
+}
+
+#[test]
+fn failures_spoofed_from_a_clients_address_cost_it_a_cookie_not_its_access() {
+    let mut h = Harness::new();
+    let victim = addr(77);
+    // Junk "from" the victim: each costs the responder a DH and fails.
+    let junk: Vec<_> = (0..40).map(|_| (h.junk(), victim)).collect();
+    h.receive(junk);
+    while h.plane.responders.in_flight() > 0 {
+        h.one_outcome_batch();
+    }
+    assert!(h.plane.counters.bad_static >= 16, "{:?}", h.plane.counters);
+    let _ = h.sent_to(victim);
+    // The address must now prove itself: a cookie, not a DH.
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let first = h.initiation(&mut jar, 1);
+    h.receive([(first, victim)]);
+    assert!(h.plane.counters.initiations_failing_source > 0);
+    take_cookie(&mut jar, &h.sent_to(victim));
+    // Proven, the real client is answered: spoofed failures never limit proven traffic.
+    let second = h.initiation(&mut jar, 2);
+    h.receive([(second, victim)]);
+    h.one_outcome_batch();
+    assert!(
+        h.sent_to(victim).iter().any(|m| m.len() == 92),
+        "the proven client was not answered: {:?}",
+        h.plane.counters
+    );
+}
+
+#[test]
+fn a_restated_or_changed_preshared_key_keeps_the_replay_guard() {
+    let mut h = Harness::new();
+    let client = addr(5);
+    let mut jar = CookieJar::for_recipient(&h.server);
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    let first = h.initiation_at(&mut jar, 1, stamp);
+    h.receive([(first, client)]);
+    h.one_outcome_batch();
+    assert!(h.sent_to(client).iter().any(|m| m.len() == 92), "answered");
+    // `wg setconf` restates the (absent) preshared key, then one is set: neither may let an
+    // initiation with an already accepted timestamp through again.
+    for (what, psk) in [("restated", None), ("changed", Some(PresharedKey([7; 32])))] {
+        let mut update = PeerUpdate::new(h.client.public_key());
+        update.preshared_key = Some(psk);
+        h.plane
+            .apply(DeviceUpdate {
+                peers: vec![update],
+                ..DeviceUpdate::default()
+            })
+            .expect("applied");
+        let replayed = h.plane.counters.replayed_initiation;
+        let again = h.initiation_at(&mut jar, 2, stamp);
+        h.receive([(again, client)]);
+        h.one_outcome_batch();
+        assert_eq!(
+            h.plane.counters.replayed_initiation,
+            replayed + 1,
+            "an old timestamp after the preshared key was {what}"
+        );
+        assert!(!h.sent_to(client).iter().any(|m| m.len() == 92));
+    }
+}

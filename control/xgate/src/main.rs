@@ -1,0 +1,366 @@
+//! The `xgate` command: keys, config, the daemon, and its status.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use plane::config;
+
+mod daemon;
+mod settings;
+mod show;
+mod template;
+
+use proto::{PresharedKey, PrivateKey};
+use rand_core::RngCore;
+use serde_json::{json, Value};
+use settings::Settings;
+
+// The daemon's allocations (control plane, session installs, API) come from many threads;
+// mimalloc's per-thread heaps keep them off each other's locks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// xgate: a WireGuard-compatible VPN concentrator.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a new private key (base64), as `wg genkey` does.
+    Genkey,
+    /// Print a new preshared key (base64), as `wg genpsk` does.
+    Genpsk,
+    /// Read a private key on stdin, print its public key, as `wg pubkey` does.
+    Pubkey,
+    /// Write a commented default config with a fresh private key.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "/etc/xgate/xgate.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the concentrator in the foreground until SIGINT/SIGTERM.
+    Up {
+        /// Config file; without one, the embedded defaults are used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Interface name. Without --config: start a bare interface configured only through
+        /// its UAPI socket (wg, wg-quick), as wireguard-go does.
+        #[arg(long, short)]
+        interface: Option<String>,
+        /// Accepted for wireguard-go compatibility; xgate up always runs in the foreground.
+        #[arg(long, short)]
+        foreground: bool,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Manage the registry's peers through the HTTP API.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Live status from the HTTP API: peers (endpoint, handshake, traffic) and workers.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show a running interface: peers, endpoints, handshakes, traffic, drops.
+    Show {
+        /// Interface name.
+        #[arg(default_value = config::DEFAULT_INTERFACE)]
+        interface: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to reach the API.
+#[derive(Args)]
+struct ApiArgs {
+    /// The API's address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9180")]
+    api: String,
+    /// Bearer token (default: $XGATE_TOKEN, then the interface's token file).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// File holding the token.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Interface whose token file to read.
+    #[arg(long, global = true, default_value = config::DEFAULT_INTERFACE)]
+    interface: String,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PeerAction {
+    /// Register a peer; without --public-key xgate makes the key pair and prints the client's
+    /// wg-quick file (the only time its private key is shown).
+    Add {
+        /// Display name.
+        name: String,
+        /// Group (picks the address pool).
+        #[arg(long)]
+        group: Option<String>,
+        /// The client's public key (`wg pubkey`).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Give the peer a preshared key.
+        #[arg(long)]
+        psk: bool,
+        /// A network behind the peer (repeatable).
+        #[arg(long = "allowed-ip")]
+        allowed_ips: Vec<String>,
+        /// Also print the client's configuration as a QR code (for the mobile apps).
+        #[arg(long)]
+        qr: bool,
+    },
+    /// List peers.
+    List {
+        /// Only this group.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Show one peer.
+    Show {
+        /// Peer id.
+        id: i64,
+    },
+    /// Cut a peer off now (its record stays).
+    Revoke {
+        /// Peer id.
+        id: i64,
+    },
+    /// Remove a peer.
+    Rm {
+        /// Peer id.
+        id: i64,
+    },
+    /// Print a peer's wg-quick file (private key as a placeholder).
+    Config {
+        /// Peer id.
+        id: i64,
+        /// As a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
+    },
+}
+
+fn print_json(v: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
+    let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
+    let client = manage::client::ApiClient::new(&api.api, token);
+    let one = |v: &Value| -> Result<()> {
+        if api.json {
+            print_json(v)
+        } else {
+            print!("{}", manage::client::peer_table(std::slice::from_ref(v)));
+            Ok(())
+        }
+    };
+    match action {
+        PeerAction::Add {
+            name,
+            group,
+            public_key,
+            psk,
+            allowed_ips,
+            qr,
+        } => {
+            let mut body =
+                json!({ "name": name, "preshared_key": psk, "allowed_ips": allowed_ips });
+            if let Some(g) = group {
+                body["group"] = json!(g);
+            }
+            if let Some(k) = public_key {
+                body["public_key"] = json!(k);
+            }
+            let made = client.post("/api/v1/peers", &body)?;
+            if api.json {
+                return print_json(&made);
+            }
+            one(&made["peer"])?;
+            if let Some(config) = made["config"].as_str() {
+                println!("\n{config}");
+                if qr {
+                    print!("{}", manage::qr::terminal(config)?);
+                }
+            }
+        }
+        PeerAction::List { group } => {
+            let peers = client.all_peers(group.as_deref())?;
+            if api.json {
+                return print_json(&Value::Array(peers));
+            }
+            print!("{}", manage::client::peer_table(&peers));
+        }
+        PeerAction::Show { id } => one(&client.get(&format!("/api/v1/peers/{id}"))?)?,
+        PeerAction::Revoke { id } => {
+            one(&client.post(&format!("/api/v1/peers/{id}/revoke"), &json!({}))?)?
+        }
+        PeerAction::Rm { id } => {
+            client.delete(&format!("/api/v1/peers/{id}"))?;
+            if !api.json {
+                eprintln!("peer {id} removed");
+            }
+        }
+        PeerAction::Config { id, qr } => {
+            let text = client.text(&format!("/api/v1/peers/{id}/config"))?;
+            if qr {
+                print!("{}", manage::qr::terminal(&text)?);
+            } else {
+                print!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_stdin_key() -> Result<PrivateKey> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading stdin")?;
+    PrivateKey::from_base64(&text).map_err(|e| anyhow!("stdin does not hold a private key: {e}"))
+}
+
+fn init(path: &PathBuf, force: bool) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            anyhow!(
+                "{} already exists; pass --force to overwrite it",
+                path.display()
+            )
+        }
+        _ => anyhow!("cannot write {}: {e}", path.display()),
+    })?;
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    file.write_all(template::default_config_text(&key).as_bytes())?;
+    eprintln!(
+        "wrote {} (public key {}); start with: xgate up --config {}",
+        path.display(),
+        key.public_key(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Genkey => println!(
+            "{}",
+            PrivateKey::generate(&mut rand_core::OsRng).to_base64()
+        ),
+        Command::Genpsk => {
+            let mut k = [0u8; 32];
+            rand_core::OsRng.fill_bytes(&mut k);
+            println!("{}", PresharedKey(k).to_base64());
+        }
+        Command::Pubkey => println!("{}", read_stdin_key()?.public_key()),
+        Command::Init { path, force } => init(&path, force)?,
+        Command::Up {
+            config,
+            interface,
+            foreground: _,
+            log_format,
+        } => {
+            let settings = match (&config, &interface) {
+                (Some(path), _) => {
+                    let mut s = Settings::load(path)
+                        .map_err(|e| anyhow!("config {}: {e}", path.display()))?;
+                    if let Some(name) = interface {
+                        config::validate_interface_name(&name)
+                            .map_err(|e| anyhow!("--interface: {e}"))?;
+                        s.interface.name = name;
+                    }
+                    s
+                }
+                (None, Some(name)) => Settings::bare(name).map_err(|e| anyhow!("{e}"))?,
+                (None, None) => Settings::defaults().map_err(|e| anyhow!("{e}"))?,
+            };
+            init_logging(log_format);
+            daemon::up(settings)?;
+        }
+        Command::Peer { action, api } => peer_command(action, api)?,
+        Command::Status { api } => {
+            let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
+            let status = manage::client::ApiClient::new(&api.api, token).get("/api/v1/status")?;
+            if api.json {
+                print_json(&status)?;
+            } else {
+                print!("{}", manage::client::status_table(&status));
+            }
+        }
+        Command::Show { interface, json } => {
+            let shown = show::fetch(&interface)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                print!("{}", show::render(&shown));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: what failed and how to fix it, as operators read it in a journal.
+            eprintln!("xgate: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The whole configuration file: parsed once here, strictly (an unknown section or field is
+//! an error), then validated by the crate that owns each section: the plane's `[interface]`
+//! and `[[peer]]`, the management service's `[registry]`, `[[pool]]`, `[api]`, `[[group]]`.
+
+use std::fs;
+use std::path::Path;
+
+use manage::config::{
+    ApiSection, GroupSection, InterfaceFacts, ManageSections, ManageSettings, PoolSection,
+    RegistrySection,
+};
+use plane::config::{err, ConfigError, InterfaceSection, InterfaceSettings, PeerSection};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    interface: InterfaceSection,
+    #[serde(default, rename = "peer")]
+    peers: Vec<PeerSection>,
+    registry: Option<RegistrySection>,
+    api: Option<ApiSection>,
+    #[serde(default, rename = "pool")]
+    pools: Vec<PoolSection>,
+    #[serde(default, rename = "group")]
+    groups: Vec<GroupSection>,
+}
+
+/// Everything `xgate up` needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// The interface and its configured peers.
+    pub interface: InterfaceSettings,
+    /// The registry and the HTTP API.
+    pub manage: ManageSettings,
+}
+
+impl Settings {
+    /// The embedded defaults: what `xgate up` runs with when given no config file.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::from_file(FileConfig::default(), Path::new("."), true)
+    }
+
+    /// A bare interface configured later through its socket (no registry, no API).
+    pub fn bare(name: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            interface: InterfaceSettings::bare(name)?,
+            manage: ManageSettings::default(),
+        })
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|e| {
+            err(
+                path.display().to_string(),
+                format!("cannot read config file: {e}"),
+                "check the path, or run `xgate init` to write a default one",
+            )
+        })?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses config text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(" at line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            err(
+                "config",
+                format!("{}{at}", e.message()),
+                "see the configuration reference in README.md",
+            )
+        })?;
+        Self::from_file(file, base, false)
+    }
+
+    fn from_file(file: FileConfig, base: &Path, defaults: bool) -> Result<Self, ConfigError> {
+        let interface =
+            InterfaceSettings::from_sections(file.interface, file.peers, base, defaults)?;
+        let facts = InterfaceFacts {
+            name: &interface.name,
+            addresses: &interface.addresses,
+            base,
+            defaults,
+        };
+        let sections = ManageSections {
+            registry: file.registry,
+            api: file.api,
+            pools: file.pools,
+            groups: file.groups,
+        };
+        let manage = ManageSettings::from_sections(sections, &facts)?;
+        Ok(Self { interface, manage })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plane::config::{DEFAULT_INTERFACE, DEFAULT_LISTEN_PORT, DEFAULT_MTU};
+    use proto::PrivateKey;
+
+    use super::*;
+    use crate::template::default_config_text;
+
+    #[test]
+    fn init_template_parses_to_the_defaults() {
+        let k = PrivateKey::from_bytes([7; 32]);
+        let s = Settings::parse(&default_config_text(&k), Path::new(".")).expect("template parses");
+        let i = &s.interface;
+        assert_eq!(i.name, DEFAULT_INTERFACE);
+        assert_eq!(i.listen_port, DEFAULT_LISTEN_PORT);
+        assert_eq!(i.mtu, DEFAULT_MTU);
+        assert_eq!(i.addresses.len(), 2);
+        assert_eq!(
+            i.private_key.as_ref().map(|p| p.to_base64()),
+            Some(k.to_base64())
+        );
+        assert!(i.workers >= 1);
+        assert!(s.manage.registry.is_some(), "the template keeps a registry");
+    }
+
+    #[test]
+    fn unknown_sections_and_fields_are_refused() {
+        let key = PrivateKey::from_bytes([1; 32]).to_base64();
+        let interface = format!("[interface]\nprivate_key = \"{key}\"\n");
+        for text in [
+            format!("{interface}[bogus]\n"),
+            format!("{interface}bogus = 1\n"),
+            format!("{interface}[registry]\nfile = \"x\"\n"),
+        ] {
+            let e = Settings::parse(&text, Path::new(".")).expect_err(&text);
+            assert_eq!(e.field, "config", "{text:?}: {e}");
+            assert!(e.problem.contains("unknown"), "{text:?}: {e}");
+        }
+    }
+}
