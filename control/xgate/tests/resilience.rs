@@ -84,7 +84,8 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     );
     let p = ping(&rig.clients[c].ns, "10.77.0.1", 3).expect("ping");
     assert_eq!(p.received, 3, "traffic after roaming: {p:?}");
-    let stats = &rig.show()["stats"];
+    let shown = rig.show();
+    let stats = &shown["stats"];
     assert!(
         stats["rx_datagrams"].as_u64().unwrap_or(0) > 100_000,
         "{stats}"
@@ -93,7 +94,8 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     if af_xdp {
         // AF_XDP sockets take what arrives on their own queue, whoever owns the session:
         // the hand-over queues carry the rest (counted, nothing dropped on the way).
-        assert_eq!(stats["drops"]["handover_full"].as_u64().unwrap_or(0), 0);
+        let handover_full = shown["drops"]["handover_full"].as_u64();
+        assert_eq!(handover_full, Some(0), "{}", shown["drops"]);
         return;
     }
     // Steering by receiver index: before and after the roam (a new source address and port,

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::{blocking, ApiState};
 use plane::engine::DeviceState;
-use plane::stats::{DropReason, WorkerCounters};
+use plane::stats::{CounterDef, Family};
 
 /// Upper bounds (seconds) of the API latency histogram's buckets.
 const BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -67,81 +67,43 @@ fn one(v: u64) -> Vec<(String, u64)> {
     vec![(String::new(), v)]
 }
 
-fn per_worker(
-    workers: &[WorkerCounters],
-    f: impl Fn(&WorkerCounters) -> u64,
-) -> Vec<(String, u64)> {
-    workers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), f(w)))
-        .collect()
+/// Counter families gathered from the counter tables, in the order they first appear.
+#[derive(Default)]
+struct Families(Vec<(Family, Vec<(String, u64)>)>);
+
+impl Families {
+    /// Adds one counter's sample (of worker `worker`, for per-worker tables).
+    fn add(&mut self, def: &CounterDef, worker: Option<usize>, value: u64) {
+        let Some(exported) = def.family else {
+            return;
+        };
+        let mut labels = Vec::new();
+        if let Some(w) = worker {
+            labels.push(format!("worker=\"{w}\""));
+        }
+        if let Some((key, label)) = def.label {
+            labels.push(format!("{key}=\"{label}\""));
+        }
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        match self.0.iter_mut().find(|(f, _)| f.name == exported.name) {
+            Some((_, samples)) => samples.push((labels, value)),
+            None => self.0.push((exported, vec![(labels, value)])),
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        for (f, samples) in &self.0 {
+            family(out, f.name, "counter", f.help.trim(), samples);
+        }
+    }
 }
 
-/// The whole exposition.
-fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Duration) -> String {
-    let mut s = String::new();
-    let c = &state.control;
-    family(
-        &mut s,
-        "xgate_handshake_initiations_received_total",
-        "counter",
-        "Handshake initiations received with a valid MAC1.",
-        &one(c.initiations_received),
-    );
-    family(
-        &mut s,
-        "xgate_handshakes_completed_total",
-        "counter",
-        "Handshakes completed, by our role (each installs a session's keys in a worker).",
-        &[
-            ("{role=\"responder\"}".into(), c.responses_sent),
-            ("{role=\"initiator\"}".into(), c.initiator_completed),
-        ],
-    );
-    family(
-        &mut s,
-        "xgate_handshake_initiations_sent_total",
-        "counter",
-        "Handshake initiations sent (we were the initiator).",
-        &one(c.initiations_sent),
-    );
-    let rejected: Vec<(String, u64)> = c
-        .drops()
-        .into_iter()
-        .map(|(reason, v)| (format!("{{reason=\"{reason}\"}}"), v))
-        .collect();
-    family(
-        &mut s,
-        "xgate_handshake_rejected_total",
-        "counter",
-        "Handshake messages dropped, by reason.",
-        &rejected,
-    );
-    family(
-        &mut s,
-        "xgate_cookie_replies_sent_total",
-        "counter",
-        "Cookie replies sent (to sources over their fair share, or with the backlog full).",
-        &one(c.cookie_replies_sent),
-    );
-    family(
-        &mut s,
-        "xgate_handshake_initiations_refused_total",
-        "counter",
-        "Initiations refused admission: source over its share of the backlog, the backlog full, or a source whose initiations keep failing.",
-        &[
-            ("{reason=\"over_share\"}".into(), c.initiations_over_share),
-            (
-                "{reason=\"backlog_full\"}".into(),
-                c.initiations_backlog_full,
-            ),
-            (
-                "{reason=\"failing_source\"}".into(),
-                c.initiations_failing_source,
-            ),
-        ],
-    );
+/// The gauges: sessions, indices, peers, registry size.
+fn gauges(s: &mut String, state: &DeviceState, registry_size: u64, now: Duration) {
     let recent = state
         .peers
         .iter()
@@ -151,131 +113,37 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
         })
         .count() as u64;
     family(
-        &mut s,
+        s,
         "xgate_sessions_active",
         "gauge",
         "Peers whose latest handshake is under 180 s old (a usable session).",
         &one(recent),
     );
     family(
-        &mut s,
+        s,
         "xgate_receiver_indices_in_use",
         "gauge",
         "Receiver indices in use (sessions and pending handshakes).",
         &one(state.indices_in_use as u64),
     );
     family(
-        &mut s,
+        s,
         "xgate_peers",
         "gauge",
         "Peers on the interface.",
         &one(state.peers.len() as u64),
     );
     family(
-        &mut s,
+        s,
         "xgate_registry_peers",
         "gauge",
         "Peers in the registry, revoked included.",
         &one(registry_size),
     );
-    let w = &state.per_worker;
-    for (name, help, f) in [
-        (
-            "xgate_worker_rx_datagrams_total",
-            "Datagrams received on the outer socket.",
-            (|c: &WorkerCounters| c.rx_datagrams) as fn(&WorkerCounters) -> u64,
-        ),
-        (
-            "xgate_worker_tx_datagrams_total",
-            "Datagrams sent on the outer socket.",
-            |c| c.tx_datagrams,
-        ),
-        (
-            "xgate_worker_rx_bytes_total",
-            "Bytes of datagrams received on the outer socket.",
-            |c| c.rx_bytes,
-        ),
-        (
-            "xgate_worker_tx_bytes_total",
-            "Bytes of datagrams sent on the outer socket.",
-            |c| c.tx_bytes,
-        ),
-        (
-            "xgate_worker_key_installs_total",
-            "Sessions installed in the worker (a completed handshake's keys each).",
-            |c| c.sessions_installed,
-        ),
-        (
-            "xgate_worker_sessions_compacted_total",
-            "Sessions whose expanded keys were freed while their peer was idle (rebuilt by its next packet).",
-            |c| c.sessions_compacted,
-        ),
-        (
-            "xgate_worker_outer_kernel_sends_total",
-            "Datagrams the AF_XDP backend sent through the kernel's UDP socket (no link path to the peer known yet).",
-            |c| c.outer_kernel_sends,
-        ),
-        (
-            "xgate_worker_xdp_rx_frames_total",
-            "Datagrams received through AF_XDP sockets.",
-            |c| c.xdp_rx_frames,
-        ),
-        (
-            "xgate_worker_xdp_tx_frames_total",
-            "Datagrams sent through AF_XDP sockets.",
-            |c| c.xdp_tx_frames,
-        ),
-        (
-            "xgate_worker_tun_reads_total",
-            "Packets read from the TUN (a super-packet counts once).",
-            |c| c.tun_reads,
-        ),
-        (
-            "xgate_worker_tun_writes_total",
-            "Packets written into the TUN.",
-            |c| c.tun_writes,
-        ),
-        (
-            "xgate_worker_handed_over_total",
-            "Packets passed to the worker that owns their peer.",
-            |c| c.handed_over,
-        ),
-    ] {
-        family(&mut s, name, "counter", help, &per_worker(w, f));
-    }
-    let drops: Vec<(String, u64)> = w
-        .iter()
-        .enumerate()
-        .flat_map(|(i, c)| {
-            DropReason::ALL.iter().map(move |r| {
-                (
-                    format!("{{worker=\"{i}\",reason=\"{}\"}}", r.name()),
-                    c.drops_for(*r),
-                )
-            })
-        })
-        .collect();
-    family(
-        &mut s,
-        "xgate_worker_drops_total",
-        "counter",
-        "Packets a worker dropped, by reason.",
-        &drops,
-    );
-    let (rx, tx) = state
-        .peers
-        .iter()
-        .fold((0, 0), |(r, t), p| (r + p.rx_bytes, t + p.tx_bytes));
-    family(
-        &mut s,
-        "xgate_transport_bytes_total",
-        "counter",
-        "Bytes of WireGuard messages, all peers.",
-        &[
-            ("{direction=\"rx\"}".into(), rx),
-            ("{direction=\"tx\"}".into(), tx),
-        ],
-    );
+}
+
+/// The API's own request latency, as a histogram.
+fn latency_histogram(s: &mut String, latency: &Latency) {
     let _ = writeln!(
         s,
         "# HELP xgate_api_request_duration_seconds HTTP API request latency."
@@ -299,6 +167,37 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
         latency.micros.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(s, "xgate_api_request_duration_seconds_count {count}");
+}
+
+/// The whole exposition: every counter the plane and the workers declare (their tables say
+/// which are exported, under which name and label), the gauges, traffic by direction and the
+/// API's latency.
+fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Duration) -> String {
+    let mut s = String::new();
+    let mut control = Families::default();
+    state.control.for_each(|def, v| control.add(def, None, v));
+    control.write(&mut s);
+    gauges(&mut s, state, registry_size, now);
+    let mut workers = Families::default();
+    for (i, w) in state.per_worker.iter().enumerate() {
+        w.for_each(|def, v| workers.add(def, Some(i), v));
+    }
+    workers.write(&mut s);
+    let (rx, tx) = state
+        .peers
+        .iter()
+        .fold((0, 0), |(r, t), p| (r + p.rx_bytes, t + p.tx_bytes));
+    family(
+        &mut s,
+        "xgate_transport_bytes_total",
+        "counter",
+        "Bytes of WireGuard messages, all peers.",
+        &[
+            ("{direction=\"rx\"}".into(), rx),
+            ("{direction=\"tx\"}".into(), tx),
+        ],
+    );
+    latency_histogram(&mut s, latency);
     s
 }
 
@@ -321,4 +220,78 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         text,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use plane::engine::ControlCounters;
+    use plane::stats::{DropReason, WorkerCounters};
+
+    use super::*;
+
+    /// The names and labels scrapers and the loadtest read (`parse_counters`) stay as they are.
+    #[test]
+    fn counters_are_exported_under_their_published_names() {
+        let control = ControlCounters {
+            responses_sent: 5,
+            initiations_over_share: 2,
+            bad_static: 3,
+            cookie_replies_received: 9,
+            ..Default::default()
+        };
+        let mut w0 = WorkerCounters::default();
+        w0.drop(DropReason::BadTag);
+        let w1 = WorkerCounters {
+            sessions_installed: 4,
+            mss_clamped: 6,
+            ..Default::default()
+        };
+        let state = DeviceState {
+            name: "xg".into(),
+            private_key: None,
+            listen_port: 51820,
+            fwmark: 0,
+            workers: 2,
+            backend: "io-uring".into(),
+            backend_per_worker: Vec::new(),
+            peers: Vec::new(),
+            datapath: WorkerCounters::default(),
+            per_worker: vec![w0, w1],
+            control,
+            indices_in_use: 1,
+        };
+        let text = render(&state, 7, &Latency::default(), Duration::ZERO);
+        for line in [
+            "xgate_handshakes_completed_total{role=\"responder\"} 5",
+            "xgate_handshakes_completed_total{role=\"initiator\"} 0",
+            "xgate_handshake_initiations_refused_total{reason=\"over_share\"} 2",
+            "xgate_handshake_rejected_total{reason=\"bad_static\"} 3",
+            "xgate_handshake_initiations_received_total 0",
+            "xgate_cookie_replies_sent_total 0",
+            "xgate_worker_drops_total{worker=\"0\",reason=\"bad_tag\"} 1",
+            "xgate_worker_drops_total{worker=\"1\",reason=\"bad_tag\"} 0",
+            "xgate_worker_key_installs_total{worker=\"1\"} 4",
+            "xgate_worker_rx_datagrams_total{worker=\"0\"} 0",
+            "xgate_receiver_indices_in_use 1",
+            "xgate_registry_peers 7",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // Counters kept for `xgate show` only are not exported.
+        assert!(!text.contains("mss_clamped") && !text.contains("cookie_replies_received"));
+        // Each family has one HELP and one TYPE line, before its samples.
+        let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
+        let mut names: Vec<&str> = helps.iter().filter_map(|l| l.split(' ').nth(2)).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all, "a family printed twice");
+        assert!(text.contains(
+            "# HELP xgate_worker_sessions_compacted_total Sessions whose expanded keys were freed \
+             while their peer was idle (rebuilt by its next packet).\n"
+        ));
+    }
 }

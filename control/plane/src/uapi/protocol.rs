@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use proto::{PresharedKey, PrivateKey, PublicKey};
 
 use crate::engine::DeviceState;
+use crate::stats::{CounterDef, CounterKind};
 use crate::update::{DeviceUpdate, PeerUpdate};
 
 /// A `set=1` body that could not be understood.
@@ -179,38 +180,19 @@ pub fn format_xgate_stats(state: &DeviceState) -> String {
     }
     let _ = writeln!(out, "workers={}", state.workers);
     let _ = writeln!(out, "stat_indices_in_use={}", state.indices_in_use);
-    let d = &state.datapath;
-    for (name, v) in [
-        ("rx_datagrams", d.rx_datagrams),
-        ("tx_datagrams", d.tx_datagrams),
-        ("tun_reads", d.tun_reads),
-        ("tun_writes", d.tun_writes),
-        ("handed_over", d.handed_over),
-        ("outer_handed_over", d.outer_handed_over),
-        ("handshakes_forwarded", d.handshakes_forwarded),
-        ("mss_clamped", d.mss_clamped),
-        ("coalesced_receives", d.coalesced_receives),
-        ("tun_super_packets", d.tun_super_packets),
-        ("tun_coalesced_writes", d.tun_coalesced_writes),
-        ("icmp_too_big_sent", d.icmp_too_big_sent),
-        ("rx_bytes", d.rx_bytes),
-        ("tx_bytes", d.tx_bytes),
-        ("sessions_installed", d.sessions_installed),
-        ("sessions_compacted", d.sessions_compacted),
-        ("outer_kernel_sends", d.outer_kernel_sends),
-        ("xdp_rx_frames", d.xdp_rx_frames),
-        ("xdp_tx_frames", d.xdp_tx_frames),
-    ] {
-        let _ = writeln!(out, "stat_{name}={v}");
-    }
-    for (name, v) in state.control.named() {
-        let _ = writeln!(out, "stat_{name}={v}");
-    }
-    for r in datapath::stats::DropReason::ALL {
-        let _ = writeln!(out, "drop_{}={}", r.name(), d.drops_for(r));
-    }
-    for (name, v) in state.control.drops() {
-        let _ = writeln!(out, "drop_{name}={v}");
+    // Work first, then drops; within each, the workers' counters then the plane's.
+    for kind in [CounterKind::Stat, CounterKind::Drop] {
+        let prefix = match kind {
+            CounterKind::Stat => "stat",
+            CounterKind::Drop => "drop",
+        };
+        let mut line = |def: &CounterDef, v: u64| {
+            if def.kind == kind {
+                let _ = writeln!(out, "{prefix}_{}={v}", def.name);
+            }
+        };
+        state.datapath.for_each(&mut line);
+        state.control.for_each(&mut line);
     }
     out
 }
@@ -301,6 +283,18 @@ mod tests {
             .filter(|l| !l.starts_with("private_key") && !l.starts_with("listen_port"))
             .collect();
         assert!(parse_set(peer_lines).is_ok());
-        assert!(format_xgate_stats(&state).contains("drop_bad_tag=0\n"));
+        let stats = format_xgate_stats(&state);
+        assert!(stats.contains("drop_bad_tag=0\n"));
+        // The workers' and the plane's tables share one namespace per kind: no name twice.
+        let keys: Vec<&str> = stats.lines().filter_map(|l| l.split('=').next()).collect();
+        let unique: std::collections::HashSet<&&str> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "a counter name repeats:\n{stats}");
+        for key in [
+            "stat_handshake_initiations_received",
+            "stat_xdp_tx_frames",
+            "drop_stale_answer",
+        ] {
+            assert!(keys.contains(&key), "{key} missing");
+        }
     }
 }
