@@ -10,6 +10,10 @@
 //! - `aead`: the packet-cipher seam (ChaCha20-Poly1305, AES-256-GCM).
 //! - `session`, `replay`, `keyring`: transport keys, the anti-replay window, key rotation.
 //! - `timers`: the timer rules, split by who sees the events.
+//! - `transport`: one peer's sessions, traffic timers and endpoint, and the receive and send
+//!   rules over them (what a datapath worker runs per peer).
+//! - `responder`: answering an initiation: peer lookup, authentication, the replay and flood
+//!   guard (what the responder threads run).
 //! - `tunnel`: all of it composed into one peer.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -23,9 +27,11 @@ pub mod inner;
 pub mod keyring;
 pub mod keys;
 pub mod replay;
+pub mod responder;
 pub mod session;
 pub mod tai64n;
 pub mod timers;
+pub mod transport;
 pub mod tunnel;
 pub mod wire;
 

@@ -17,6 +17,52 @@ fn earliest(deadlines: &[Option<Instant>]) -> Option<Instant> {
     deadlines.iter().flatten().min().copied()
 }
 
+/// "At most once per REKEY_TIMEOUT": the rate limit on starting handshakes (the paper's §6.4),
+/// kept by whoever starts them and by whoever asks for them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyGate {
+    last: Option<Instant>,
+}
+
+impl RekeyGate {
+    /// True if REKEY_TIMEOUT has passed since the gate was last passed (or it never was).
+    #[inline]
+    pub fn is_open(&self, now: Instant) -> bool {
+        self.last
+            .is_none_or(|t| now.saturating_duration_since(t) >= REKEY_TIMEOUT)
+    }
+
+    /// Passes the gate at `now` (whether or not it was open).
+    #[inline]
+    pub fn pass(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+
+    /// Passes the gate if it is open; true if it was.
+    #[inline]
+    pub fn try_pass(&mut self, now: Instant) -> bool {
+        let open = self.is_open(now);
+        if open {
+            self.pass(now);
+        }
+        open
+    }
+
+    /// Opens the gate (a handshake completed: the next request is a new matter).
+    #[inline]
+    pub fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
+/// The jitter added to REKEY_TIMEOUT and to the "no reply" timer, from 32 random bits: up to
+/// REKEY_TIMEOUT_JITTER_MAX, whole milliseconds.
+#[inline]
+pub fn rekey_jitter(random: u32) -> Duration {
+    let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32;
+    Duration::from_millis(u64::from(random % (max + 1)))
+}
+
 /// What a peer's traffic timers ask for at a given moment.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TrafficActions {
@@ -163,7 +209,7 @@ pub enum HandshakeAction {
 /// Retransmission of unanswered initiations, and the rate limit on starting new ones.
 #[derive(Debug, Default, Clone)]
 pub struct HandshakeTimers {
-    last_initiation: Option<Instant>,
+    last_initiation: RekeyGate,
     retransmit_due: Option<Instant>,
     attempts: u32,
 }
@@ -171,8 +217,7 @@ pub struct HandshakeTimers {
 impl HandshakeTimers {
     /// False within REKEY_TIMEOUT of the last initiation: at most one per REKEY_TIMEOUT.
     pub fn can_initiate(&self, now: Instant) -> bool {
-        self.last_initiation
-            .is_none_or(|t| now.saturating_duration_since(t) >= REKEY_TIMEOUT)
+        self.last_initiation.is_open(now)
     }
 
     /// An initiation went out; `retry` is true when `poll` asked for it.
@@ -180,7 +225,7 @@ impl HandshakeTimers {
         if !retry {
             self.attempts = 0;
         }
-        self.last_initiation = Some(now);
+        self.last_initiation.pass(now);
         self.retransmit_due = Some(now + REKEY_TIMEOUT + jitter);
     }
 

@@ -1,6 +1,8 @@
 //! A whole WireGuard peer in one sans-IO state machine: handshakes in both roles, cookies,
-//! sessions and timers. The loadtest's simulated clients and the tests drive it; the daemon
-//! uses the same parts, split between its control plane and its datapath workers.
+//! sessions and timers. The loadtest's simulated clients and the tests drive it. It is
+//! composed of the pieces the daemon runs split between its threads: `Transport` (a datapath
+//! worker's per-peer state and rules), `responder::respond` (the responder threads') and the
+//! handshake timers, cookie jar and pending initiation (the control plane's).
 //!
 //! Shape (as in quinn-proto): feed it datagrams with `handle_datagram`, packets to send with
 //! `send`, and the time with `handle_timeout`; take datagrams out with `poll_transmit`, events
@@ -17,11 +19,12 @@ use crate::constants::*;
 use crate::cookie::{CookieChecker, CookieError, CookieJar, MacVerdict};
 use crate::handshake::{self, HandshakeError, InitiatorHandshake, LocalIdentity, RemotePeer};
 use crate::inner;
-use crate::keyring::{receivable, KeyRing, Slot};
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
+use crate::responder::{self, GuardRefusal, InitiationGuard, RespondError, ResponderPeers};
 use crate::session::{Session, TransportError};
 use crate::tai64n::{Tai64N, WallClock};
-use crate::timers::{HandshakeAction, HandshakeTimers, TrafficTimers};
+use crate::timers::{rekey_jitter, HandshakeAction, HandshakeTimers};
+use crate::transport::{OpenError, Sealed, Transport};
 use crate::wire::{Message, WireError};
 
 /// Packets queued while waiting for a handshake (the kernel module keeps 128).
@@ -121,12 +124,9 @@ pub struct Tunnel<R: RngCore + CryptoRng> {
     mtu: usize,
     under_load: bool,
     pending: Option<InitiatorHandshake>,
-    last_timestamp: Option<Tai64N>,
-    last_initiation_consumed: Option<Instant>,
-    keys: KeyRing,
-    traffic: TrafficTimers,
+    guard: InitiationGuard,
+    transport: Transport,
     handshake: HandshakeTimers,
-    endpoint: Option<SocketAddr>,
     staged: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
@@ -137,8 +137,8 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
     pub fn new(config: TunnelConfig, now: Instant, unix_now: Duration, rng: R) -> Self {
         let local = LocalIdentity::new(&config.private_key);
         let peer = RemotePeer::new(&local, config.peer_public_key, config.preshared_key);
-        let mut traffic = TrafficTimers::default();
-        traffic.set_persistent_keepalive(config.persistent_keepalive, now);
+        let mut transport = Transport::default();
+        transport.set_persistent_keepalive(config.persistent_keepalive, now);
         Self {
             checker: CookieChecker::new(local.mac1_key, local.cookie_key),
             jar: CookieJar::for_recipient(&config.peer_public_key),
@@ -149,12 +149,9 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
             mtu: config.mtu,
             under_load: false,
             pending: None,
-            last_timestamp: None,
-            last_initiation_consumed: None,
-            keys: KeyRing::default(),
-            traffic,
+            guard: InitiationGuard::default(),
+            transport,
             handshake: HandshakeTimers::default(),
-            endpoint: None,
             staged: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -163,12 +160,12 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
 
     /// Where the peer was last heard from (or was told to be).
     pub fn endpoint(&self) -> Option<SocketAddr> {
-        self.endpoint
+        self.transport.endpoint()
     }
 
     /// Sets the peer's address, as a configured endpoint does.
     pub fn set_endpoint(&mut self, endpoint: SocketAddr) {
-        self.endpoint = Some(endpoint);
+        let _ = self.transport.set_endpoint(endpoint);
     }
 
     /// Makes the responder side demand MAC2 (cookies) from initiations, as under load.
@@ -178,7 +175,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
 
     /// True if a session is ready to send on.
     pub fn is_established(&mut self, now: Instant) -> bool {
-        self.keys.sending(now).is_some()
+        self.transport.can_send(now)
     }
 
     /// The next datagram to send to the peer's endpoint.
@@ -193,15 +190,17 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
 
     /// When `handle_timeout` must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.traffic.next_deadline(), self.handshake.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.transport.next_deadline(),
+            self.handshake.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn jitter(&mut self) -> Duration {
-        let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32;
-        Duration::from_millis(u64::from(self.rng.next_u32() % (max + 1)))
+        rekey_jitter(self.rng.next_u32())
     }
 
     /// Starts a handshake now: retransmissions pass `retry`, others are rate-limited.
@@ -222,37 +221,36 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
         self.outbox.push_back(msg.to_vec());
         let jitter = self.jitter();
         self.handshake.on_initiation_sent(now, jitter, retry);
-        self.traffic.on_authenticated_sent(now);
+        self.transport.handshake_sent(now);
     }
 
     /// Encrypts an inner packet for the peer, or stages it and starts a handshake.
     pub fn send(&mut self, now: Instant, packet: &[u8]) {
-        let mtu = self.mtu;
-        if let Some(session) = self.keys.sending(now) {
-            let mut buf =
-                vec![0u8; TRANSPORT_HEADER_LEN + packet.len() + PADDING_MULTIPLE + TAG_LEN];
-            buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(packet);
-            if let Ok(n) = session.seal(&mut buf, packet.len(), mtu) {
-                buf.truncate(n);
+        let mut buf = vec![0u8; TRANSPORT_HEADER_LEN + packet.len() + PADDING_MULTIPLE + TAG_LEN];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(packet);
+        let jitter = self.jitter();
+        match self
+            .transport
+            .seal(now, &mut buf, packet.len(), self.mtu, jitter)
+        {
+            Sealed::Sent { len, rekey } => {
+                buf.truncate(len);
                 self.outbox.push_back(buf);
-                if !packet.is_empty() {
-                    let jitter = self.jitter();
-                    self.traffic.on_data_sent(now, jitter);
-                }
-                self.traffic.on_authenticated_sent(now);
-                if self.keys.wants_rekey_after_send(now) {
+                if rekey {
                     self.initiate(now, false);
                 }
-                return;
+            }
+            // A session that cannot seal is as good as none: stage and get a new one.
+            Sealed::NoSession | Sealed::Failed(_) => {
+                if !packet.is_empty() {
+                    if self.staged.len() == MAX_STAGED {
+                        self.staged.pop_front();
+                    }
+                    self.staged.push_back(packet.to_vec());
+                }
+                self.initiate(now, false);
             }
         }
-        if !packet.is_empty() {
-            if self.staged.len() == MAX_STAGED {
-                self.staged.pop_front();
-            }
-            self.staged.push_back(packet.to_vec());
-        }
-        self.initiate(now, false);
     }
 
     fn flush_staged(&mut self, now: Instant) -> bool {
@@ -285,32 +283,30 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                     }
                     _ => {}
                 }
-                let opened = handshake::open_initiation(&self.local, &init)?;
-                if opened.initiator != self.peer.public_key() {
-                    return Err(TunnelError::UnknownPeer);
-                }
-                let accepted = handshake::accept_initiation(&self.local, opened, &self.peer)?;
-                if self.last_timestamp.is_some_and(|t| accepted.timestamp <= t) {
-                    return Err(TunnelError::ReplayedInitiation);
-                }
-                let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
-                if self
-                    .last_initiation_consumed
-                    .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
-                {
-                    return Err(TunnelError::InitiationFlood);
-                }
                 let index = self.rng.next_u32();
-                let (mut msg, keys) =
-                    handshake::create_response(&accepted, &self.peer, index, &mut self.rng)?;
-                self.last_timestamp = Some(accepted.timestamp);
-                self.last_initiation_consumed = Some(now);
+                let mut peers = OnePeer {
+                    remote: &self.peer,
+                    guard: &mut self.guard,
+                };
+                let answered =
+                    responder::respond(&self.local, &init, now, &mut peers, index, &mut self.rng)
+                        .map_err(|e| match e {
+                        RespondError::BadStatic(e) | RespondError::Handshake(e) => {
+                            TunnelError::Handshake(e)
+                        }
+                        RespondError::UnknownPeer => TunnelError::UnknownPeer,
+                        RespondError::Refused(GuardRefusal::Replayed) => {
+                            TunnelError::ReplayedInitiation
+                        }
+                        RespondError::Refused(GuardRefusal::TooSoon) => {
+                            TunnelError::InitiationFlood
+                        }
+                    })?;
+                let mut msg = answered.response;
                 self.jar.stamp(&mut msg, now);
                 self.outbox.push_back(msg.to_vec());
-                self.keys.install(Box::new(Session::new(&keys, now)));
-                self.traffic.on_session_derived(now);
-                self.traffic.on_authenticated_sent(now);
-                self.endpoint = Some(from);
+                let session = Box::new(Session::new(&answered.keys, now));
+                let _ = self.transport.install(now, session, from);
                 Ok(Received::Handshake)
             }
             Message::Response(resp) => {
@@ -324,11 +320,9 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                     .ok_or(TunnelError::UnexpectedIndex(resp.receiver))?;
                 let keys = handshake::consume_response(state, &self.local, &self.peer, &resp)?;
                 self.pending = None;
-                self.keys.install(Box::new(Session::new(&keys, now)));
                 self.handshake.on_handshake_complete();
-                self.traffic.on_session_derived(now);
-                self.traffic.on_authenticated_received(now);
-                self.endpoint = Some(from);
+                let session = Box::new(Session::new(&keys, now));
+                let _ = self.transport.install(now, session, from);
                 self.events
                     .push_back(Event::HandshakeComplete { initiator: true });
                 // The responder cannot send until we do: confirm with data or a keepalive.
@@ -362,31 +356,27 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
         index: u32,
         datagram: &mut [u8],
     ) -> Result<Received, TunnelError> {
-        let (slot, session) = self
-            .keys
-            .find(index)
-            .ok_or(TunnelError::UnknownIndex(index))?;
-        if !receivable(session, now) {
-            return Err(TunnelError::ExpiredSession);
-        }
-        let n = session.open(datagram)?;
-        if slot == Slot::Next {
-            self.keys.confirm_next();
+        let opened = self
+            .transport
+            .open(now, from, index, datagram)
+            .map_err(|e| match e {
+                OpenError::UnknownIndex(i) => TunnelError::UnknownIndex(i),
+                OpenError::Expired => TunnelError::ExpiredSession,
+                OpenError::Transport(e) => TunnelError::Transport(e),
+            })?;
+        if opened.confirmed.is_some() {
             self.handshake.on_handshake_complete();
             self.events
                 .push_back(Event::HandshakeComplete { initiator: false });
             self.flush_staged(now);
         }
-        self.traffic.on_authenticated_received(now);
-        self.endpoint = Some(from);
-        if self.keys.wants_rekey_after_receive(now) && self.traffic.claim_lastminute_handshake() {
+        if opened.rekey {
             self.initiate(now, false);
         }
-        if n == 0 {
+        if opened.len == 0 {
             return Ok(Received::Keepalive);
         }
-        self.traffic.on_data_received(now);
-        let body = &datagram[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
+        let body = &datagram[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + opened.len];
         let header = inner::parse(body).ok_or(TunnelError::BadInnerPacket)?;
         Ok(Received::Packet(
             TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + header.len,
@@ -400,23 +390,44 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
             HandshakeAction::GiveUp => {
                 self.pending = None;
                 self.staged.clear();
-                self.traffic.on_handshake_gave_up(now);
+                self.transport.gave_up(now);
                 self.events.push_back(Event::HandshakeGaveUp);
             }
             HandshakeAction::Wait => {}
         }
-        let actions = self.traffic.poll(now);
-        if actions.zero_keys {
-            self.keys.clear();
+        let due = self.transport.poll(now);
+        if due.keys_zeroed.is_some() {
             self.pending = None;
             self.events.push_back(Event::KeysZeroed);
         }
-        if actions.initiate_handshake {
+        if due.handshake {
             self.initiate(now, false);
         }
-        if actions.send_keepalive {
+        if due.keepalive {
             // Without a session this starts a handshake, as a persistent keepalive should.
             self.send(now, &[]);
         }
+    }
+}
+
+/// The one peer a `Tunnel` answers, as the responder rules look peers up.
+struct OnePeer<'a> {
+    remote: &'a RemotePeer,
+    guard: &'a mut InitiationGuard,
+}
+
+impl ResponderPeers for OnePeer<'_> {
+    type Peer = ();
+
+    fn find(&self, initiator: &PublicKey) -> Option<()> {
+        (*initiator == self.remote.public_key()).then_some(())
+    }
+
+    fn remote<'a>(&'a self, _: &'a ()) -> &'a RemotePeer {
+        self.remote
+    }
+
+    fn admit(&mut self, _: &(), timestamp: Tai64N, now: Instant) -> Result<(), GuardRefusal> {
+        self.guard.admit(timestamp, now)
     }
 }

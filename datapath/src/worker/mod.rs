@@ -61,7 +61,7 @@ pub struct Worker<B: Backend> {
     wake_pending: Vec<bool>,
     jitter_state: u64,
     running: bool,
-    next_compaction: Instant,
+    next_compaction: Option<Instant>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -80,7 +80,7 @@ impl<B: Backend> Worker<B> {
             wake_pending: vec![false; workers],
             jitter_state: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1),
             running: true,
-            next_compaction: Instant::now() + COMPACTION_CHECK,
+            next_compaction: None,
             links,
         }
     }
@@ -99,10 +99,18 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// One batch: waits for the backend (until `next_tick` at most) and processes what came.
+    /// One batch: waits for the backend (until `next_tick` at most) and processes what came,
+    /// reading the clock once for all of it.
     pub fn step(&mut self, next_tick: &mut Instant) -> std::io::Result<()> {
         self.backend.poll(&mut self.rx, *next_tick)?;
-        self.process_batch(next_tick);
+        self.process_batch(Instant::now(), next_tick);
+        Ok(())
+    }
+
+    /// One batch as of `now`, for backends that do not wait (tests drive time themselves).
+    pub fn step_at(&mut self, now: Instant, next_tick: &mut Instant) -> std::io::Result<()> {
+        self.backend.poll(&mut self.rx, *next_tick)?;
+        self.process_batch(now, next_tick);
         Ok(())
     }
 
@@ -111,8 +119,7 @@ impl<B: Backend> Worker<B> {
         self.running
     }
 
-    fn process_batch(&mut self, next_tick: &mut Instant) {
-        let now = Instant::now();
+    fn process_batch(&mut self, now: Instant, next_tick: &mut Instant) {
         let mut rx = std::mem::take(&mut self.rx);
         for item in rx.drain(..) {
             match item {
@@ -167,15 +174,13 @@ impl<B: Backend> Worker<B> {
     }
 
     fn next_jitter(&mut self) -> Duration {
-        // xorshift64: jitter needs spread, not secrecy.
+        // xorshift64: jitter needs spread, not secrecy (and no system call per packet).
         let mut x = self.jitter_state;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.jitter_state = x;
-        Duration::from_millis(
-            x % (proto::constants::REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1),
-        )
+        proto::timers::rekey_jitter((x >> 32) as u32)
     }
 
     fn peer_mut(&mut self, peer: PeerId) -> Option<&mut PeerSlot> {
@@ -201,11 +206,7 @@ impl<B: Backend> Worker<B> {
         let Some(slot) = self.peer_mut(peer) else {
             return;
         };
-        let recent = slot
-            .asked_handshake_at
-            .is_some_and(|t| now.saturating_duration_since(t) < proto::constants::REKEY_TIMEOUT);
-        if !recent {
-            slot.asked_handshake_at = Some(now);
+        if slot.asked.try_pass(now) {
             let _ = self.links.events.send(WorkerEvent::WantHandshake { peer });
         }
     }
@@ -248,17 +249,16 @@ impl<B: Backend> Worker<B> {
                     // Another worker's peer: a bug upstream, not worth a crash.
                     return;
                 };
-                if endpoint.is_some() && endpoint != slot.endpoint {
-                    slot.endpoint = endpoint;
+                if endpoint.is_some_and(|e| slot.transport.set_endpoint(e)) {
                     slot.link = None;
                 }
                 let interval = Duration::from_secs(u64::from(persistent_keepalive));
-                slot.timers.set_persistent_keepalive(Some(interval), now);
+                slot.transport.set_persistent_keepalive(Some(interval), now);
             }
             ToWorker::RemovePeer { peer } => {
                 self.drop_staged(peer);
                 if let Some(mut slot) = self.peers.take(peer) {
-                    let retired = slot.keys.clear();
+                    let retired = slot.transport.clear();
                     self.retire(retired);
                 }
             }
@@ -270,14 +270,14 @@ impl<B: Backend> Worker<B> {
             ToWorker::ClearSessions { peer } => {
                 self.drop_staged(peer);
                 if let Some(slot) = self.peer_mut(peer) {
-                    let retired = slot.keys.clear();
+                    let retired = slot.transport.clear();
                     self.retire(retired);
                 }
             }
             ToWorker::HandshakeGaveUp { peer } => {
                 self.drop_staged(peer);
                 if let Some(slot) = self.peer_mut(peer) {
-                    slot.timers.on_handshake_gave_up(now);
+                    slot.transport.gave_up(now);
                 }
             }
             ToWorker::Routes(routes) => self.routes = routes,
@@ -313,7 +313,6 @@ impl<B: Backend> Worker<B> {
         now: Instant,
     ) {
         let index = session.local_index;
-        let initiator = session.initiator;
         let Some(slot) = self.peers.get_mut(peer) else {
             // The peer was removed while its handshake completed: free the index.
             let _ = self.links.events.send(WorkerEvent::IndicesRetired {
@@ -321,23 +320,20 @@ impl<B: Backend> Worker<B> {
             });
             return;
         };
-        let retired = slot.keys.install(session);
+        let installed = slot.transport.install(now, session, endpoint);
         // A new session is not idle, however long the peer was quiet before it.
         slot.quiet = (slot.rx_bytes.wrapping_add(slot.tx_bytes), Some(now));
         self.counters.sessions_installed += 1;
-        slot.timers.on_session_derived(now);
-        slot.timers.on_authenticated_sent(now);
-        if slot.endpoint != Some(endpoint) {
-            slot.endpoint = Some(endpoint);
+        if installed.endpoint_changed {
             slot.link = None;
         }
-        slot.asked_handshake_at = None;
-        if initiator {
+        slot.asked.reset();
+        if installed.confirm {
             slot.last_handshake = Some(now);
         }
         self.indices.insert(index, peer);
-        self.retire(retired);
-        if initiator {
+        self.retire(installed.retired);
+        if installed.confirm {
             // The responder cannot send until we do: staged data, or a keepalive, confirms.
             if !self.flush_staged(peer, now) {
                 self.send_keepalive(peer, now);
@@ -354,7 +350,7 @@ impl<B: Backend> Worker<B> {
             match slot.quiet {
                 (seen, Some(since)) if seen == activity => {
                     if now.saturating_duration_since(since) >= IDLE_AFTER {
-                        compacted += slot.keys.compact() as u64;
+                        compacted += slot.transport.compact() as u64;
                     }
                 }
                 _ => slot.quiet = (activity, Some(now)),
@@ -364,33 +360,36 @@ impl<B: Backend> Worker<B> {
     }
 
     fn tick(&mut self, now: Instant) {
-        if now >= self.next_compaction {
-            self.next_compaction = now + COMPACTION_CHECK;
-            self.compact_idle(now);
+        match self.next_compaction {
+            Some(at) if now >= at => {
+                self.next_compaction = Some(now + COMPACTION_CHECK);
+                self.compact_idle(now);
+            }
+            Some(_) => {}
+            None => self.next_compaction = Some(now + COMPACTION_CHECK),
         }
         let due: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, s)| s.timers.next_deadline().is_some_and(|d| d <= now))
+            .filter(|(_, s)| s.transport.next_deadline().is_some_and(|d| d <= now))
             .map(|(id, _)| id)
             .collect();
         for peer in due {
             let Some(slot) = self.peers.get_mut(peer) else {
                 continue;
             };
-            if slot.timers.next_deadline().is_none_or(|d| d > now) {
+            if slot.transport.next_deadline().is_none_or(|d| d > now) {
                 continue;
             }
-            let actions = slot.timers.poll(now);
-            if actions.zero_keys {
-                let retired = slot.keys.clear();
+            let due = slot.transport.poll(now);
+            if let Some(retired) = due.keys_zeroed {
                 self.retire(retired);
                 self.drop_staged(peer);
             }
-            if actions.initiate_handshake {
+            if due.handshake {
                 self.want_handshake(peer, now);
             }
-            if actions.send_keepalive {
+            if due.keepalive {
                 self.send_keepalive(peer, now);
             }
         }
@@ -406,7 +405,7 @@ impl<B: Backend> Worker<B> {
                 .iter()
                 .map(|(peer, s)| PeerStats {
                     peer,
-                    endpoint: s.endpoint,
+                    endpoint: s.transport.endpoint(),
                     rx_bytes: s.rx_bytes,
                     tx_bytes: s.tx_bytes,
                     last_handshake: s.last_handshake,

@@ -1,11 +1,11 @@
-//! What a worker keeps per peer it owns: sessions, traffic timers, endpoint, packets waiting
-//! for a handshake, and counters.
+//! What a worker keeps per peer it owns: the peer's transport state (sessions, traffic
+//! timers, endpoint: `proto::transport`, whose rules the worker runs), how its datagrams
+//! arrive, packets waiting for a handshake, and counters.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use proto::keyring::KeyRing;
-use proto::timers::TrafficTimers;
+use proto::timers::RekeyGate;
+use proto::transport::Transport;
 
 use crate::io::BufId;
 use crate::route::PeerId;
@@ -16,12 +16,8 @@ pub const MAX_STAGED: usize = 32;
 /// One owned peer.
 #[derive(Debug, Default)]
 pub struct PeerSlot {
-    /// Previous, current and next sessions.
-    pub keys: KeyRing,
-    /// Keepalive, "no answer" and key-zeroing timers.
-    pub timers: TrafficTimers,
-    /// Where to send.
-    pub endpoint: Option<SocketAddr>,
+    /// Sessions, traffic timers and endpoint.
+    pub transport: Transport,
     /// How the endpoint's last authenticated datagram arrived (AF_XDP): replies leave that way.
     pub link: Option<crate::io::LinkPath>,
     /// Inner packets (buffer, length) waiting for a session.
@@ -32,8 +28,8 @@ pub struct PeerSlot {
     pub tx_bytes: u64,
     /// When the current session became usable.
     pub last_handshake: Option<Instant>,
-    /// When we last asked the control plane for a handshake (rate limit).
-    pub asked_handshake_at: Option<Instant>,
+    /// Requests for a handshake to the control plane: at most one per REKEY_TIMEOUT.
+    pub asked: RekeyGate,
     /// rx_bytes + tx_bytes when the worker last looked, and since when they have not moved:
     /// idleness is read from the counters once a second, never stamped per packet.
     pub quiet: (u64, Option<Instant>),

@@ -7,8 +7,8 @@ use std::ops::Range;
 use std::time::Instant;
 
 use proto::constants::*;
-use proto::keyring::{receivable, Slot};
 use proto::session::TransportError;
+use proto::transport::OpenError;
 
 use super::{HandoverKind, Worker};
 use crate::io::{Backend, BufId, LinkPath};
@@ -126,50 +126,32 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         };
-        let Some((which, session)) = slot.keys.find(header.receiver) else {
-            self.counters.drop(DropReason::UnknownIndex);
-            self.backend.free(buf);
-            return;
-        };
-        if !receivable(session, now) {
-            self.counters.drop(DropReason::ExpiredSession);
-            self.backend.free(buf);
-            return;
-        }
-        let n = match session.open(&mut self.backend.buf(buf)[datagram.clone()]) {
-            Ok(n) => n,
+        let packet = &mut self.backend.buf(buf)[datagram.clone()];
+        let opened = match slot.transport.open(now, from, header.receiver, packet) {
+            Ok(opened) => opened,
             Err(e) => {
                 self.counters.drop(match e {
-                    TransportError::Replay(_) => DropReason::Replayed,
-                    TransportError::BadTag => DropReason::BadTag,
-                    _ => DropReason::Truncated,
+                    OpenError::UnknownIndex(_) => DropReason::UnknownIndex,
+                    OpenError::Expired => DropReason::ExpiredSession,
+                    OpenError::Transport(TransportError::Replay(_)) => DropReason::Replayed,
+                    OpenError::Transport(TransportError::BadTag) => DropReason::BadTag,
+                    OpenError::Transport(_) => DropReason::Truncated,
                 });
                 self.backend.free(buf);
                 return;
             }
         };
 
-        // Authenticated: now (and only now) the packet may change state.
-        let mut retired = None;
-        let confirmed = which == Slot::Next;
-        if confirmed {
-            retired = Some(slot.keys.confirm_next());
+        // Authenticated: the transport rules have run; what is left is this worker's part.
+        slot.rx_bytes += len as u64;
+        slot.link = link;
+        if opened.confirmed.is_some() {
             slot.last_handshake = Some(now);
         }
-        slot.timers.on_authenticated_received(now);
-        slot.rx_bytes += len as u64;
-        let roamed = slot.endpoint != Some(from);
-        slot.endpoint = Some(from);
-        slot.link = link;
-        let rekey =
-            slot.keys.wants_rekey_after_receive(now) && slot.timers.claim_lastminute_handshake();
-        if n > 0 {
-            slot.timers.on_data_received(now);
+        if let Some(retired) = opened.confirmed {
+            self.retire(retired);
         }
-        if let Some(r) = retired {
-            self.retire(r);
-        }
-        if roamed {
+        if opened.roamed {
             let _ = self
                 .links
                 .events
@@ -178,17 +160,18 @@ impl<B: Backend> Worker<B> {
                     endpoint: from,
                 });
         }
-        if rekey {
+        if opened.rekey {
             self.want_handshake(peer, now);
         }
-        if confirmed {
+        if opened.confirmed.is_some() {
             self.flush_staged(peer, now);
         }
-        if n == 0 {
+        if opened.len == 0 {
             self.backend.free(buf);
             return;
         }
-        self.deliver_inner(peer, buf, datagram.start + TRANSPORT_HEADER_LEN, n);
+        let at = datagram.start + TRANSPORT_HEADER_LEN;
+        self.deliver_inner(peer, buf, at, opened.len);
     }
 
     /// Writes the decrypted packet at `buf[at..at + n]` to the TUN if its source belongs to

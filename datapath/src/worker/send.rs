@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use proto::transport::Sealed;
+
 use super::{HandoverKind, Worker, MAX_STAGED};
 use crate::inner::{clamp_mss, packet_too_big, TOO_BIG_MAX_LEN};
 use crate::io::{Backend, BufId, INNER_OFFSET, OUTER_HEADROOM};
@@ -112,41 +114,37 @@ impl<B: Backend> Worker<B> {
             return;
         };
         let link = slot.link;
-        let Some(endpoint) = slot.endpoint else {
+        let Some(endpoint) = slot.transport.endpoint() else {
             self.counters.drop(DropReason::NoEndpoint);
             self.backend.free(buf);
             return;
         };
-        let Some(session) = slot.keys.sending(now) else {
-            if slot.staged.len() == MAX_STAGED {
-                let (oldest, _) = slot.staged.remove(0);
-                self.backend.free(oldest);
-                self.counters.drop(DropReason::StagedOverflow);
-            }
-            if slot.staged.capacity() == 0 {
-                // Once per peer: later stagings reuse this space.
-                slot.staged.reserve_exact(MAX_STAGED);
-            }
-            slot.staged.push((buf, len));
-            self.want_handshake(peer, now);
-            return;
-        };
-        match session.seal(&mut self.backend.buf(buf)[OUTER_HEADROOM..], len, mtu) {
-            Ok(n) => {
+        let packet = &mut self.backend.buf(buf)[OUTER_HEADROOM..];
+        match slot.transport.seal(now, packet, len, mtu, jitter) {
+            Sealed::Sent { len: n, rekey } => {
                 let at = OUTER_HEADROOM;
                 self.backend.send_outer(buf, at..at + n, endpoint, link);
                 self.counters.tx_datagrams += 1;
                 self.counters.tx_bytes += n as u64;
                 slot.tx_bytes += n as u64;
-                if len > 0 {
-                    slot.timers.on_data_sent(now, jitter);
-                }
-                slot.timers.on_authenticated_sent(now);
-                if slot.keys.wants_rekey_after_send(now) {
+                if rekey {
                     self.want_handshake(peer, now);
                 }
             }
-            Err(_) => {
+            Sealed::NoSession => {
+                if slot.staged.len() == MAX_STAGED {
+                    let (oldest, _) = slot.staged.remove(0);
+                    self.backend.free(oldest);
+                    self.counters.drop(DropReason::StagedOverflow);
+                }
+                if slot.staged.capacity() == 0 {
+                    // Once per peer: later stagings reuse this space.
+                    slot.staged.reserve_exact(MAX_STAGED);
+                }
+                slot.staged.push((buf, len));
+                self.want_handshake(peer, now);
+            }
+            Sealed::Failed(_) => {
                 self.counters.drop(DropReason::SendFailed);
                 self.backend.free(buf);
             }
@@ -159,9 +157,12 @@ impl<B: Backend> Worker<B> {
         let usable = self
             .peers
             .get_mut(peer)
-            .is_some_and(|s| s.endpoint.is_some() && s.keys.sending(now).is_some());
+            .is_some_and(|s| s.transport.endpoint().is_some() && s.transport.can_send(now));
         if !usable {
-            let has_endpoint = self.peers.get(peer).is_some_and(|s| s.endpoint.is_some());
+            let has_endpoint = self
+                .peers
+                .get(peer)
+                .is_some_and(|s| s.transport.endpoint().is_some());
             if has_endpoint {
                 self.want_handshake(peer, now);
             }

@@ -11,18 +11,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::TryRecvError;
 use datapath::io::LinkPath;
 use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
-use proto::constants::{INITIATION_LEN, REKEY_TIMEOUT_JITTER_MAX};
+use proto::constants::INITIATION_LEN;
 use proto::cookie::MacVerdict;
 use proto::handshake::{self, SessionKeys};
 use proto::session::Session;
+use proto::timers::rekey_jitter;
 use proto::wire::{Initiation, Message};
 use rand_core::RngCore;
 
 use super::indices::IndexUse;
-use super::{ControlPlane, UNDER_LOAD_DEPTH};
+use super::{Closed, ControlPlane, UNDER_LOAD_DEPTH};
 use crate::admission::{Refusal, SourceKey};
 use crate::events::TunnelEvent;
 use crate::responders::pool::{Answer, Job};
@@ -32,22 +34,27 @@ use crate::responders::{Outcome, Unanswered};
 const BATCH: usize = 256;
 
 impl ControlPlane {
-    /// Handles `first` and whatever else is queued, up to a batch, then feeds the responders.
-    pub(super) fn on_handshakes(&mut self, first: HandshakeDatagram) {
-        self.on_handshake(first);
-        for _ in 1..BATCH {
+    /// Handles the handshake messages queued by the workers, up to a batch, then feeds the
+    /// responders; how many there were. Err if every worker is gone.
+    pub(super) fn on_handshakes(&mut self, now: Instant) -> Result<usize, Closed> {
+        let mut handled = 0;
+        while handled < BATCH {
             match self.channels.handshakes.try_recv() {
-                Ok(d) => self.on_handshake(d),
-                Err(_) => break,
+                Ok(d) => self.on_handshake(d, now),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(Closed),
             }
+            handled += 1;
         }
-        self.feed_responders();
+        if handled > 0 {
+            self.feed_responders();
+        }
+        Ok(handled)
     }
 
     /// Takes the responder threads' outcomes, then feeds them more.
-    pub(super) fn on_outcomes(&mut self, outcomes: Vec<Outcome>) {
+    pub(super) fn on_outcomes(&mut self, outcomes: Vec<Outcome>, now: Instant) {
         self.responders.returned(outcomes.len());
-        let now = Instant::now();
         for outcome in outcomes {
             match outcome {
                 Outcome::Answered(answer) => self.finish_response(*answer, now),
@@ -112,8 +119,7 @@ impl ControlPlane {
     }
 
     pub(super) fn jitter(&mut self) -> Duration {
-        let max = REKEY_TIMEOUT_JITTER_MAX.as_millis() as u32 + 1;
-        Duration::from_millis(u64::from(self.rng.next_u32() % max))
+        rekey_jitter(self.rng.next_u32())
     }
 
     /// Sends `message` to `to` from `worker`, the way `link` says where the message being
@@ -138,8 +144,7 @@ impl ControlPlane {
         );
     }
 
-    fn on_handshake(&mut self, d: HandshakeDatagram) {
-        let now = Instant::now();
+    fn on_handshake(&mut self, d: HandshakeDatagram, now: Instant) {
         let Some(identity) = self.identity.as_ref() else {
             self.counters.no_private_key += 1;
             return;

@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use datapath::launch::WorkerHandle;
 use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent};
 use datapath::route::PeerId;
@@ -200,6 +200,11 @@ pub struct OuterSummary {
     pub steering: Option<Arc<datapath::io::af_xdp::steering::Steering>>,
 }
 
+/// The plane's inputs closed: every worker, or everyone who could send requests, is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the control plane's inputs are closed")]
+pub struct Closed;
+
 /// The control plane's state.
 pub struct ControlPlane {
     name: String,
@@ -231,6 +236,8 @@ pub struct ControlPlane {
     unwoken: Vec<bool>,
     /// The threads that answer initiations.
     responders: ResponderPool,
+    /// When `on_tick` is next due.
+    next_tick: Instant,
 }
 
 impl ControlPlane {
@@ -271,6 +278,7 @@ impl ControlPlane {
             fed: 0,
             unwoken: vec![false; workers],
             responders,
+            next_tick: Instant::now() + TICK,
         })
     }
 
@@ -286,33 +294,61 @@ impl ControlPlane {
         })
     }
 
-    /// Runs until `shutdown` closes (or an input the plane cannot do without does).
+    /// Runs until `shutdown` closes (or an input the plane cannot do without does): waits
+    /// until something arrives or the tick is due, reads the clock once, and polls.
     pub fn run(mut self, shutdown: Receiver<()>) {
-        let ticker = crossbeam_channel::tick(TICK);
         loop {
-            select! {
-                recv(shutdown) -> _ => return,
-                recv(self.channels.handshakes) -> m => match m {
-                    Ok(d) => self.on_handshakes(d),
-                    Err(_) => return,
-                },
-                recv(self.responders.outcomes) -> o => match o {
-                    Ok(o) => self.on_outcomes(o),
-                    Err(_) => return,
-                },
-                recv(self.channels.events) -> e => match e {
-                    Ok(e) => self.on_event(e, Instant::now()),
-                    Err(_) => return,
-                },
-                recv(self.channels.requests) -> r => match r {
-                    Ok(r) => self.on_request(r),
-                    Err(_) => return,
-                },
-                recv(ticker) -> _ => self.on_tick(Instant::now()),
+            let wait = self.next_tick.saturating_duration_since(Instant::now());
+            let ready = {
+                let mut inputs = Select::new();
+                inputs.recv(&shutdown);
+                inputs.recv(&self.channels.handshakes);
+                inputs.recv(&self.responders.outcomes);
+                inputs.recv(&self.channels.events);
+                inputs.recv(&self.channels.requests);
+                inputs.ready_timeout(wait)
+            };
+            if ready == Ok(0) || self.poll(Instant::now()).is_err() {
+                return;
             }
-            self.wake_workers();
-            self.publish_routes();
         }
+    }
+
+    /// Handles everything waiting as of `now`: a batch of handshake messages, the responder
+    /// threads' outcomes, worker events and requests, and the tick when due; then wakes the
+    /// workers it sent messages and publishes changed routes. The run loop and tests drive
+    /// the plane through this alone. Err once the workers or the requesters are gone.
+    pub fn poll(&mut self, now: Instant) -> Result<(), Closed> {
+        self.on_handshakes(now)?;
+        while let Ok(outcomes) = self.responders.outcomes.try_recv() {
+            self.on_outcomes(outcomes, now);
+        }
+        loop {
+            match self.channels.events.try_recv() {
+                Ok(e) => self.on_event(e, now),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(Closed),
+            }
+        }
+        loop {
+            match self.channels.requests.try_recv() {
+                Ok(r) => self.on_request(r),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Err(Closed),
+            }
+        }
+        if now >= self.next_tick {
+            self.on_tick(now);
+            self.next_tick = now + TICK;
+        }
+        self.wake_workers();
+        self.publish_routes();
+        Ok(())
+    }
+
+    /// Responder jobs handed out whose outcome has not come back.
+    pub fn answering(&self) -> usize {
+        self.responders.in_flight()
     }
 
     /// Applies a change directly (the daemon's initial configuration).

@@ -126,9 +126,12 @@ impl Harness {
     }
 
     fn drain_handshakes(&mut self) {
-        while let Ok(first) = self.plane.channels.handshakes.try_recv() {
-            self.plane.on_handshakes(first);
-        }
+        while self
+            .plane
+            .on_handshakes(Instant::now())
+            .expect("workers connected")
+            > 0
+        {}
     }
 
     /// Lets the responder thread finish one batch and the plane take it.
@@ -139,7 +142,7 @@ impl Harness {
             .outcomes
             .recv_timeout(Duration::from_secs(5))
             .expect("the responder thread answers");
-        self.plane.on_outcomes(outcomes);
+        self.plane.on_outcomes(outcomes, Instant::now());
     }
 
     /// What the plane asked the worker to send to `to` so far.

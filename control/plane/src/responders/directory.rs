@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datapath::route::PeerId;
-use proto::constants::INITIATIONS_PER_SECOND;
 use proto::handshake::{LocalIdentity, RemotePeer};
+use proto::responder::{GuardRefusal, InitiationGuard, ResponderPeers};
 use proto::tai64n::Tai64N;
 use proto::PublicKey;
 
@@ -21,23 +21,6 @@ pub struct PeerKeys {
     /// Shared with the keys this replaced and the keys that replace it: a responder still
     /// holding old keys must record what it accepts where the new keys see it.
     guard: Arc<Mutex<InitiationGuard>>,
-}
-
-#[derive(Default)]
-struct InitiationGuard {
-    /// Newest initiation timestamp accepted (replay protection).
-    last_timestamp: Option<Tai64N>,
-    /// When an initiation was last accepted (flood protection).
-    last_consumed: Option<Instant>,
-}
-
-/// Why an authenticated initiation is not answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuardRefusal {
-    /// Its timestamp is not newer than the last one accepted.
-    Replayed,
-    /// It came sooner than 1/50 s after the last one accepted.
-    TooSoon,
 }
 
 impl PeerKeys {
@@ -59,23 +42,6 @@ impl PeerKeys {
             remote,
             guard: previous.map_or_else(Default::default, |p| p.guard.clone()),
         }
-    }
-
-    /// Accepts an initiation stamped `timestamp` if it is newer and not too soon.
-    pub fn consume(&self, timestamp: Tai64N, now: Instant) -> Result<(), GuardRefusal> {
-        let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
-        if g.last_timestamp.is_some_and(|t| timestamp <= t) {
-            return Err(GuardRefusal::Replayed);
-        }
-        let min_gap = Duration::from_secs(1) / INITIATIONS_PER_SECOND;
-        if g.last_consumed
-            .is_some_and(|t| now.saturating_duration_since(t) < min_gap)
-        {
-            return Err(GuardRefusal::TooSoon);
-        }
-        g.last_timestamp = Some(timestamp);
-        g.last_consumed = Some(now);
-        Ok(())
     }
 }
 
@@ -145,8 +111,34 @@ impl Directory {
     }
 }
 
+/// The directory as the responder rules (`proto::responder`) look peers up: each peer's
+/// guard is shared with the keys before and after it, behind a lock held only for the check.
+impl ResponderPeers for &Directory {
+    type Peer = Arc<PeerKeys>;
+
+    fn find(&self, initiator: &PublicKey) -> Option<Arc<PeerKeys>> {
+        self.peer(initiator)
+    }
+
+    fn remote<'a>(&'a self, peer: &'a Arc<PeerKeys>) -> &'a RemotePeer {
+        &peer.remote
+    }
+
+    fn admit(
+        &mut self,
+        peer: &Arc<PeerKeys>,
+        timestamp: Tai64N,
+        now: Instant,
+    ) -> Result<(), GuardRefusal> {
+        let mut guard = peer.guard.lock().unwrap_or_else(|e| e.into_inner());
+        guard.admit(timestamp, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use proto::PrivateKey;
 
@@ -154,23 +146,28 @@ mod tests {
     fn the_guard_refuses_old_timestamps_and_bursts() {
         let local = LocalIdentity::new(&PrivateKey::from_bytes([1; 32]));
         let remote = RemotePeer::new(&local, PrivateKey::from_bytes([2; 32]).public_key(), None);
-        let keys = PeerKeys::new(0, remote);
+        let keys = Arc::new(PeerKeys::new(0, remote));
+        let dir = Directory::default();
+        let mut peers = &dir;
         let t0 = Instant::now();
         let ts = |s| Tai64N::from_unix(Duration::from_secs(s));
-        assert_eq!(keys.consume(ts(10), t0), Ok(()));
+        assert_eq!(peers.admit(&keys, ts(10), t0), Ok(()));
         assert_eq!(
-            keys.consume(ts(10), t0 + Duration::from_secs(1)),
+            peers.admit(&keys, ts(10), t0 + Duration::from_secs(1)),
             Err(GuardRefusal::Replayed)
         );
         assert_eq!(
-            keys.consume(ts(11), t0 + Duration::from_millis(5)),
+            peers.admit(&keys, ts(11), t0 + Duration::from_millis(5)),
             Err(GuardRefusal::TooSoon)
         );
-        assert_eq!(keys.consume(ts(11), t0 + Duration::from_secs(1)), Ok(()));
-        let remote = RemotePeer::new(&local, PrivateKey::from_bytes([2; 32]).public_key(), None);
-        let next = PeerKeys::succeeding(0, remote, Some(&keys));
         assert_eq!(
-            next.consume(ts(11), t0 + Duration::from_secs(5)),
+            peers.admit(&keys, ts(11), t0 + Duration::from_secs(1)),
+            Ok(())
+        );
+        let remote = RemotePeer::new(&local, PrivateKey::from_bytes([2; 32]).public_key(), None);
+        let next = Arc::new(PeerKeys::succeeding(0, remote, Some(&keys)));
+        assert_eq!(
+            peers.admit(&next, ts(11), t0 + Duration::from_secs(5)),
             Err(GuardRefusal::Replayed),
             "the guard survives new keys"
         );

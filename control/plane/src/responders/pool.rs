@@ -10,10 +10,11 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use datapath::messages::HandshakeDatagram;
-use proto::handshake::{self, LocalIdentity, SessionKeys};
+use proto::handshake::{LocalIdentity, SessionKeys};
+use proto::responder::{respond, GuardRefusal, RespondError};
 use proto::wire::Message;
 
-use super::directory::{Directory, GuardRefusal, PeerKeys};
+use super::directory::{Directory, PeerKeys};
 
 /// Most jobs in one message to a thread.
 const BATCH: usize = 32;
@@ -146,8 +147,11 @@ fn serve(jobs: &Receiver<Vec<Job>>, out: &Sender<Vec<Outcome>>, dir: &Directory)
         let outcomes = batch
             .into_iter()
             .map(|job| {
+                // The guard's flood rule is held to when the initiation arrived (the worker
+                // stamped it): no clock is read here, and a backlog's wait counts for nothing.
+                let now = job.datagram.at;
                 // A bug in one answer must not lose the thread (and its share of the work).
-                std::panic::catch_unwind(|| answer(job.datagram, dir, &mut rand_core::OsRng))
+                std::panic::catch_unwind(|| answer(job.datagram, now, dir, &mut rand_core::OsRng))
                     .unwrap_or_else(|_| {
                         tracing::error!(from = %job.datagram.from, "responder failed on an initiation");
                         Err(Unanswered::Internal)
@@ -161,38 +165,36 @@ fn serve(jobs: &Receiver<Vec<Job>>, out: &Sender<Vec<Outcome>>, dir: &Directory)
     }
 }
 
-/// Runs one initiation through the three responder stages.
+/// Answers one initiation by the responder rules (`proto::responder`), received by `now`.
 fn answer(
     datagram: HandshakeDatagram,
-    dir: &Directory,
+    now: Instant,
+    mut dir: &Directory,
     rng: &mut rand_core::OsRng,
 ) -> Result<Outcome, Unanswered> {
     let local = dir.local().ok_or(Unanswered::NoPrivateKey)?;
     let Ok(Message::Initiation(init)) = Message::parse(datagram.message()) else {
         return Err(Unanswered::Malformed);
     };
-    let opened = handshake::open_initiation(&local, &init).map_err(|_| Unanswered::BadStatic)?;
-    let Some(peer) = dir.peer(&opened.initiator) else {
-        tracing::debug!(from = %datagram.from, key = %opened.initiator, "initiation from unknown peer");
-        return Err(Unanswered::UnknownPeer);
-    };
-    let accepted = handshake::accept_initiation(&local, opened, &peer.remote)
-        .map_err(|_| Unanswered::BadHandshake)?;
-    match peer.consume(accepted.timestamp, Instant::now()) {
-        Ok(()) => {}
-        Err(GuardRefusal::Replayed) => {
-            tracing::debug!(peer = %peer.remote.public_key(), from = %datagram.from, "replayed initiation dropped");
-            return Err(Unanswered::Replayed);
+    // The sender index is the control plane's to pick (it knows which are free).
+    let responded = respond(&local, &init, now, &mut dir, 0, rng).map_err(|e| match e {
+        RespondError::BadStatic(_) => Unanswered::BadStatic,
+        RespondError::UnknownPeer => {
+            tracing::debug!(from = %datagram.from, "initiation from unknown peer");
+            Unanswered::UnknownPeer
         }
-        Err(GuardRefusal::TooSoon) => return Err(Unanswered::TooSoon),
-    }
-    let (response, keys) = handshake::create_response(&accepted, &peer.remote, 0, rng)
-        .map_err(|_| Unanswered::BadHandshake)?;
+        RespondError::Handshake(_) => Unanswered::BadHandshake,
+        RespondError::Refused(GuardRefusal::Replayed) => {
+            tracing::debug!(from = %datagram.from, "replayed initiation dropped");
+            Unanswered::Replayed
+        }
+        RespondError::Refused(GuardRefusal::TooSoon) => Unanswered::TooSoon,
+    })?;
     Ok(Outcome::Answered(Box::new(Answer {
         datagram,
-        peer,
+        peer: responded.peer,
         local,
-        response,
-        keys,
+        response: responded.response,
+        keys: responded.keys,
     })))
 }
