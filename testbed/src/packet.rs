@@ -23,11 +23,16 @@ mod tests {
     #[test]
     fn rfc1071_example_and_odd_lengths() {
         // RFC 1071 section 3: these bytes sum to 0xddf2 before the complement.
-        assert_eq!(checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
         // A trailing odd byte counts as its pair's high byte.
         assert_eq!(checksum(&[0xab]), !0xab00);
         // A header carrying its own checksum sums to zero.
-        let mut h = [0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut h = [
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         let c = checksum(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(checksum(&h), 0);

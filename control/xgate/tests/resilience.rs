@@ -93,9 +93,15 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     rig.assert_backend_carried_traffic();
     if af_xdp {
         // AF_XDP sockets take what arrives on their own queue, whoever owns the session:
-        // the hand-over queues carry the rest (counted, nothing dropped on the way).
-        let handover_full = shown["drops"]["handover_full"].as_u64();
-        assert_eq!(handover_full, Some(0), "{}", shown["drops"]);
+        // the hand-over queues carry the rest. They are bounded: when the owner is starved
+        // of CPU (tests run side by side on two cores) a queue can fill, and what does not
+        // fit is counted and dropped (TCP sends it again). That must stay rare.
+        let handover_full = shown["drops"]["handover_full"].as_u64().expect("counted");
+        let received = stats["rx_datagrams"].as_u64().expect("counted");
+        assert!(
+            handover_full * 100 < received,
+            "{handover_full} of {received} datagrams dropped at a full hand-over queue"
+        );
         return;
     }
     // Steering by receiver index: before and after the roam (a new source address and port,
