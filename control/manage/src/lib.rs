@@ -10,6 +10,7 @@
 //! - `events`: tunnel-state and peer-change events (log and API stream).
 //! - `qr`: client configurations as QR codes.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod client;

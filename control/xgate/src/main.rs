@@ -1,4 +1,5 @@
 //! The `xgate` command: keys, config, the daemon, and its status.
+#![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -8,22 +8,24 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use proto::{PresharedKey, PrivateKey, PublicKey};
+use proto::{PrivateKey, PublicKey};
 use serde::Deserialize;
 
 use crate::update::PeerUpdate;
 
 mod outer;
+mod peers;
 
 /// Largest inner MTU the datapath's buffers allow.
 pub use datapath::io::MAX_MTU;
 use outer::outer_settings;
 pub use outer::{Backend, OuterSettings, XdpModeSetting};
+use peers::peer_update;
+pub use peers::resolve_endpoint;
 
 /// Default interface name.
 pub const DEFAULT_INTERFACE: &str = "xgate0";
@@ -211,44 +213,12 @@ impl InterfaceSettings {
         let name = iface.name.unwrap_or_else(|| DEFAULT_INTERFACE.to_string());
         validate_interface_name(&name)
             .map_err(|e| err("interface.name", e, "use 1-15 letters, digits, '-' or '_'"))?;
-        let mut key_to_create = None;
-
-        let private_key = match (iface.private_key, iface.private_key_file) {
-            (Some(_), Some(_)) => {
-                return Err(err(
-                    "interface.private_key",
-                    "both private_key and private_key_file are set",
-                    "keep only one of them",
-                ))
-            }
-            (Some(text), None) => Some(PrivateKey::from_base64(&text).map_err(|e| {
-                err(
-                    "interface.private_key",
-                    format!("not a WireGuard key: {e}"),
-                    "generate one with `xgate genkey`",
-                )
-            })?),
-            (None, Some(file)) => Some(read_private_key(
-                &base.join(file),
-                "interface.private_key_file",
-            )?),
-            (None, None) if defaults => {
-                let path = Path::new(STATE_DIR).join(format!("{name}.key"));
-                if path.exists() {
-                    Some(read_private_key(&path, "default private key")?)
-                } else {
-                    key_to_create = Some(path);
-                    None
-                }
-            }
-            (None, None) => {
-                return Err(err(
-                    "interface.private_key",
-                    "no private key configured",
-                    "set private_key = \"...\" (from `xgate genkey`) or private_key_file",
-                ))
-            }
-        };
+        let (private_key, key_to_create) = interface_key(
+            iface.private_key,
+            iface.private_key_file,
+            base,
+            defaults.then_some(name.as_str()),
+        )?;
 
         let addresses = match iface.address {
             Some(list) => parse_list::<IpNet>(
@@ -279,45 +249,8 @@ impl InterfaceSettings {
             ));
         }
 
-        let workers = match iface.workers {
-            None => auto_workers(&iface.cpus),
-            Some(WorkersSetting::Word(w)) if w == "auto" => auto_workers(&iface.cpus),
-            Some(WorkersSetting::Count(n)) if (1..=256).contains(&n) => n,
-            Some(other) => {
-                return Err(err(
-                    "interface.workers",
-                    format!("{other:?} is not a worker count"),
-                    "use \"auto\" (one per core) or a number from 1 to 256",
-                ))
-            }
-        };
-        let handshake_threads = match iface.handshake_threads {
-            None => cpu_count(),
-            Some(n) if (1..=256).contains(&n) => n,
-            Some(n) => {
-                return Err(err(
-                    "interface.handshake_threads",
-                    format!("{n} is not a thread count"),
-                    "use a number from 1 to 256 (default: one per core)",
-                ))
-            }
-        };
-        let available = cpu_count();
-        let cpus: Vec<Option<usize>> = match &iface.cpus {
-            Some(list) => {
-                if let Some(bad) = list.iter().find(|c| **c >= available) {
-                    return Err(err(
-                        "interface.cpus",
-                        format!("CPU {bad} does not exist (this machine has {available})"),
-                        format!("list CPUs from 0 to {}", available - 1),
-                    ));
-                }
-                (0..workers)
-                    .map(|i| list.get(i % list.len().max(1)).copied())
-                    .collect()
-            }
-            None => (0..workers).map(|i| Some(i % available)).collect(),
-        };
+        let (workers, cpus, handshake_threads) =
+            thread_layout(iface.workers, iface.cpus, iface.handshake_threads)?;
 
         let own_public = private_key.as_ref().map(PrivateKey::public_key);
         let mut seen_keys: HashMap<PublicKey, usize> = HashMap::new();
@@ -353,121 +286,103 @@ impl InterfaceSettings {
     }
 }
 
-fn peer_update(
-    i: usize,
-    p: PeerSection,
+/// The interface's key: given inline or in a file, or (for the embedded defaults of
+/// interface `defaults_for`) the state directory's, read if it exists and otherwise named
+/// for `create_pending_key` to make.
+fn interface_key(
+    private_key: Option<String>,
+    private_key_file: Option<PathBuf>,
     base: &Path,
-    own_public: Option<&PublicKey>,
-    seen_keys: &mut HashMap<PublicKey, usize>,
-    seen_prefixes: &mut HashMap<IpNet, usize>,
-) -> Result<(Option<String>, PeerUpdate), ConfigError> {
-    let field = |f: &str| format!("peer[{i}].{f}");
-    let text = p.public_key.ok_or_else(|| {
-        err(
-            field("public_key"),
-            "missing",
-            "every [[peer]] needs the public_key its client prints with `wg pubkey`",
-        )
-    })?;
-    let public_key = PublicKey::from_base64(&text).map_err(|e| {
-        err(
-            field("public_key"),
-            format!("not a WireGuard key: {e}"),
-            "copy the client's `wg pubkey` output",
-        )
-    })?;
-    if own_public == Some(&public_key) {
-        return Err(err(
-            field("public_key"),
-            "is this interface's own public key",
-            "use the client's key, not the server's",
-        ));
-    }
-    if let Some(other) = seen_keys.insert(public_key, i) {
-        return Err(err(
-            field("public_key"),
-            format!("same key as peer[{other}]"),
-            "list each peer once",
-        ));
-    }
-    let mut update = PeerUpdate::new(public_key);
-    update.replace_allowed_ips = true;
-    update.preshared_key = match (p.preshared_key, p.preshared_key_file) {
+    defaults_for: Option<&str>,
+) -> Result<(Option<PrivateKey>, Option<PathBuf>), ConfigError> {
+    let mut key_to_create = None;
+    let private_key = match (private_key, private_key_file) {
         (Some(_), Some(_)) => {
             return Err(err(
-                field("preshared_key"),
-                "both preshared_key and preshared_key_file are set",
-                "keep only one",
+                "interface.private_key",
+                "both private_key and private_key_file are set",
+                "keep only one of them",
             ))
         }
-        (Some(t), None) => Some(Some(PresharedKey::from_base64(&t).map_err(|e| {
+        (Some(text), None) => Some(PrivateKey::from_base64(&text).map_err(|e| {
             err(
-                field("preshared_key"),
-                format!("not a key: {e}"),
-                "generate one with `xgate genpsk`",
+                "interface.private_key",
+                format!("not a WireGuard key: {e}"),
+                "generate one with `xgate genkey`",
             )
-        })?)),
-        (None, Some(f)) => {
-            let path = base.join(f);
-            let t = fs::read_to_string(&path).map_err(|e| {
-                err(
-                    field("preshared_key_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                    "create it with `xgate genpsk`",
-                )
-            })?;
-            Some(Some(PresharedKey::from_base64(&t).map_err(|e| {
-                err(
-                    field("preshared_key_file"),
-                    format!("{} holds no key: {e}", path.display()),
-                    "write `xgate genpsk` output into it",
-                )
-            })?))
-        }
-        (None, None) => None,
-    };
-    for (j, a) in p.allowed_ips.iter().enumerate() {
-        let net: IpNet = a.parse().map_err(|_| {
-            err(
-                format!("peer[{i}].allowed_ips[{j}]"),
-                format!("{a:?} is not a prefix"),
-                "write it like \"10.77.0.2/32\" or \"fd77::2/128\"",
-            )
-        })?;
-        let net = net.trunc();
-        match seen_prefixes.insert(net, i) {
-            Some(other) if other != i => {
+        })?),
+        (None, Some(file)) => Some(read_private_key(
+            &base.join(file),
+            "interface.private_key_file",
+        )?),
+        (None, None) => match defaults_for {
+            Some(name) => {
+                let path = Path::new(STATE_DIR).join(format!("{name}.key"));
+                if path.exists() {
+                    Some(read_private_key(&path, "default private key")?)
+                } else {
+                    key_to_create = Some(path);
+                    None
+                }
+            }
+            None => {
                 return Err(err(
-                    format!("peer[{i}].allowed_ips[{j}]"),
-                    format!("{net} is also allowed for peer[{other}]"),
-                    "a prefix routes to exactly one peer: remove one of them",
+                    "interface.private_key",
+                    "no private key configured",
+                    "set private_key = \"...\" (from `xgate genkey`) or private_key_file",
                 ))
             }
-            _ => update.allowed_ips.push(net),
-        }
-    }
-    if let Some(e) = p.endpoint {
-        update.endpoint = Some(resolve_endpoint(&e).map_err(|problem| {
-            err(
-                field("endpoint"),
-                problem,
-                "write it as host:port, e.g. \"192.0.2.1:51820\"",
-            )
-        })?);
-    }
-    update.persistent_keepalive = p.persistent_keepalive;
-    Ok((p.name, update))
+        },
+    };
+    Ok((private_key, key_to_create))
 }
 
-/// Resolves `host:port` (numeric or by name).
-pub fn resolve_endpoint(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = text.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    text.to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
+/// Workers, the CPU each is pinned to, and responder threads, from `[interface]`.
+fn thread_layout(
+    workers: Option<WorkersSetting>,
+    cpus: Option<Vec<usize>>,
+    handshake_threads: Option<usize>,
+) -> Result<(usize, Vec<Option<usize>>, usize), ConfigError> {
+    let workers = match workers {
+        None => auto_workers(&cpus),
+        Some(WorkersSetting::Word(w)) if w == "auto" => auto_workers(&cpus),
+        Some(WorkersSetting::Count(n)) if (1..=256).contains(&n) => n,
+        Some(other) => {
+            return Err(err(
+                "interface.workers",
+                format!("{other:?} is not a worker count"),
+                "use \"auto\" (one per core) or a number from 1 to 256",
+            ))
+        }
+    };
+    let handshake_threads = match handshake_threads {
+        None => cpu_count(),
+        Some(n) if (1..=256).contains(&n) => n,
+        Some(n) => {
+            return Err(err(
+                "interface.handshake_threads",
+                format!("{n} is not a thread count"),
+                "use a number from 1 to 256 (default: one per core)",
+            ))
+        }
+    };
+    let available = cpu_count();
+    let pinned: Vec<Option<usize>> = match &cpus {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|c| **c >= available) {
+                return Err(err(
+                    "interface.cpus",
+                    format!("CPU {bad} does not exist (this machine has {available})"),
+                    format!("list CPUs from 0 to {}", available - 1),
+                ));
+            }
+            (0..workers)
+                .map(|i| list.get(i % list.len().max(1)).copied())
+                .collect()
+        }
+        None => (0..workers).map(|i| Some(i % available)).collect(),
+    };
+    Ok((workers, pinned, handshake_threads))
 }
 
 /// Reads a private key file written by `xgate genkey` or `wg genkey`.

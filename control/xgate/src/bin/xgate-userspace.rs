@@ -5,6 +5,8 @@
 //! until its UAPI socket answers, and exits 0; or exits 1 with the daemon's error. With `-f` it
 //! runs the daemon in the foreground instead.
 
+#![forbid(unsafe_code)]
+
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
