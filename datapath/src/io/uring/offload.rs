@@ -5,7 +5,8 @@
 
 use io_uring::types::RecvMsgOut;
 
-use super::{sender, UringBackend};
+use super::completions::sender;
+use super::UringBackend;
 use crate::inner::segment::{plan, VnetHdr, VNET_HDR_LEN};
 use crate::io::buf_ring::BufRing;
 use crate::io::{BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
