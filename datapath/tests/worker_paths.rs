@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 
 use common::{ipv4, Rig, BUFFERS, CLIENT};
 use datapath::inner::checksum;
-use datapath::inner::testing::{mss_and_checksum_ok, syn};
 use datapath::messages::INDEX_WORKER_SHIFT;
 use datapath::stats::DropReason;
 use proto::constants::TRANSPORT_HEADER_LEN as INNER_OFFSET;
+use testbed::packet::{mss_and_checksum_ok, syn};
 
 #[test]
 fn transport_both_ways_and_every_drop_reason() {

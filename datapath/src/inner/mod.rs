@@ -8,8 +8,6 @@ pub mod checksum;
 pub mod coalesce;
 pub mod mss;
 pub mod segment;
-#[doc(hidden)]
-pub mod testing;
 pub mod too_big;
 
 pub use mss::{clamp_mss, mss_limit};

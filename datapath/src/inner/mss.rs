@@ -85,7 +85,7 @@ pub fn clamp_mss(packet: &mut [u8], mtu: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inner::testing::{mss_and_checksum_ok, syn};
+    use testbed::packet::{mss_and_checksum_ok, syn};
 
     #[test]
     fn clamps_ipv4_and_ipv6_syns_and_keeps_checksums_valid() {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::inner::segment::{plan, VnetHdr};
-use crate::inner::testing::tcp_v4;
+use testbed::packet::tcp_v4;
 
 /// A TCP/IPv4 segment with `seq`, `flags` and a timestamp option, its checksums right.
 fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {

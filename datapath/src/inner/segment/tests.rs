@@ -1,6 +1,6 @@
 use super::*;
 use crate::inner::checksum::{finish, pseudo_header, sum};
-use crate::inner::testing::tcp_v4;
+use testbed::packet::tcp_v4;
 
 /// A TCP/IPv4 segment with sequence number 1000 and no options.
 fn ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
