@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use proto::{Event, PrivateKey, Tunnel, TunnelConfig};
 use serde::Serialize;
 
-use crate::rig::{Rig, Server, SERVER_ENDPOINT};
+use crate::rig::{Rig, ServerKind, SERVER_ENDPOINT};
 
 /// One decrypt-path run.
 #[derive(Debug, Clone, Serialize)]
@@ -70,16 +70,10 @@ struct Loaded {
 }
 
 fn inner_packet(src: [u8; 4], size: usize) -> Vec<u8> {
-    let mut p = vec![0u8; size];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(size as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
     // Not an address of the server: its kernel counts the packet in and drops it (no
     // forwarding), so nothing is sent back.
-    p[16..20].copy_from_slice(&[10, 77, 250, 250]);
-    p
+    let body = vec![0u8; size.saturating_sub(testbed::packet::IPV4_HEADER)];
+    testbed::packet::ipv4(src, [10, 77, 250, 250], testbed::packet::UDP, &body)
 }
 
 /// Handshakes as client `n` and seals `count` packets of `size` bytes. Runs inside the client
@@ -199,7 +193,7 @@ fn blast(clients: &[Loaded]) -> u64 {
 
 /// Runs the generator against `server`: `clients` simulated clients, `count` packets each.
 pub fn measure(
-    server: Server,
+    server: ServerKind,
     xgate: &std::path::Path,
     dir: &std::path::Path,
     size: usize,
@@ -211,7 +205,8 @@ pub fn measure(
     let mut keys = Vec::new();
     for n in 0..clients {
         let key = PrivateKey::generate(&mut rand_core::OsRng);
-        rig.add_peer(&key.public_key(), &format!("10.77.1.{}/32", n + 2))?;
+        rig.server
+            .add_peer(&key.public_key(), &format!("10.77.1.{}/32", n + 2))?;
         keys.push(key);
     }
     let server_key = rig.server_key;
@@ -230,7 +225,9 @@ pub fn measure(
     let machine0 = machine_busy_seconds()?;
     let (p0, b0) = rig.server_tun_rx()?;
     let perf = if profile {
-        rig.server_pid()
+        rig.server
+            .pid()
+            .ok()
             .map(|pid| Profiler::start(pid, dir))
             .transpose()?
     } else {

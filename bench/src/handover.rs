@@ -17,7 +17,7 @@ use datapath::worker::{HandoverKind, Mesh};
 use proto::aead::{wireguard_nonce, Cipher, PacketAead, RingKey};
 use serde::Serialize;
 
-use crate::rig::{pin_thread, Rig, Server, SERVER_IFACE, SERVER_TUNNEL_IP};
+use crate::rig::{pin_thread, Rig, ServerKind, SERVER_IFACE, SERVER_TUNNEL_IP};
 
 /// One mechanism at one packet size.
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +114,7 @@ pub struct CrossingFigure {
 
 /// Runs iperf3 TCP, 4 streams, up and down through a 2-worker xgate and reads its counters.
 pub fn crossing(xgate: &Path, dir: &Path) -> anyhow::Result<CrossingFigure> {
-    let rig = Rig::start(Server::Xgate(2), xgate, dir)?;
+    let rig = Rig::start(ServerKind::Xgate(2), xgate, dir)?;
     let _client = rig.wireguard_go_client()?;
     let _iperf = rig.iperf3_server()?;
     for reverse in [false, true] {
@@ -125,7 +125,7 @@ pub fn crossing(xgate: &Path, dir: &Path) -> anyhow::Result<CrossingFigure> {
         }
         testbed::netns::run(&mut cmd).context("iperf3 through 2 workers")?;
     }
-    let text = rig.server_ns.run(
+    let text = rig.server.ns.run(
         xgate.to_str().unwrap_or_default(),
         &["show", SERVER_IFACE, "--json"],
     )?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use crate::rig::Server;
+use crate::rig::ServerKind;
 
 /// xgate's datapath benchmark.
 #[derive(Parser)]
@@ -65,8 +65,8 @@ enum Command {
     },
 }
 
-fn is_xgate(server: Server) -> bool {
-    !matches!(server, Server::Boringtun | Server::WireguardGo)
+fn is_xgate(server: ServerKind) -> bool {
+    !matches!(server, ServerKind::Boringtun | ServerKind::WireguardGo)
 }
 
 fn scratch() -> Result<PathBuf> {
@@ -75,65 +75,77 @@ fn scratch() -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
-    let want = |section: &str| only.is_empty() || only.iter().any(|o| o == section);
-    let xgate_only = !only.is_empty();
-    let started = Instant::now();
-    let dir = scratch()?;
-    let bench = std::env::current_exe()?;
-    let machine = testbed::machine::Machine::detect();
-    eprintln!(
-        "machine: {} ({} cores), kernel {}, commit {}",
-        machine.cpu, machine.cores, machine.kernel, machine.commit
-    );
+/// One `xgate-bench run`: which sections to measure, and where.
+struct Plan<'a> {
+    xgate: &'a Path,
+    dir: PathBuf,
+    quick: bool,
+    only: &'a [String],
+}
 
-    eprintln!("the limit: ring on one core");
-    let cipher = if want("cipher") {
-        rig::on_cpu(1, || {
-            cipher::measure(Duration::from_millis(if quick { 100 } else { 500 }))
-        })
-    } else {
-        Vec::new()
-    };
-    for c in &cipher {
-        eprintln!(
-            "  {:<18} {} {:>4} B: {:>6.2} GB/s {:>6.2} Mpps",
-            c.cipher, c.op, c.payload, c.gbyte_per_s, c.mpps
-        );
+/// Handover mechanism figures, the send counters' cost, and how many TUN packets cross.
+type HandoverFigures = (
+    Vec<handover::HandoverFigure>,
+    Option<handover::CounterFigure>,
+    Option<handover::CrossingFigure>,
+);
+
+impl Plan<'_> {
+    /// The section is asked for (all are, unless `--only` names some).
+    fn want(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == section)
     }
 
-    eprintln!("instructions per packet (callgrind)");
-    let instructions = if want("callgrind") {
-        callgrind::measure(&bench, &dir)?
-    } else {
-        Vec::new()
-    };
+    /// `--only` limits the run to xgate's own figures (no peers) as well.
+    fn skip_server(&self, section: &str, server: ServerKind) -> bool {
+        !self.want(section) || (!self.only.is_empty() && !is_xgate(server))
+    }
 
-    eprintln!("cross-worker TUN packets: handover queue against an atomic nonce");
-    let (handover, counters, crossing) = if want("handover") {
-        let h = handover::measure(if quick { 50_000 } else { 1_000_000 })?;
+    fn cipher(&self) -> Vec<cipher::CipherFigure> {
+        eprintln!("the limit: ring on one core");
+        if !self.want("cipher") {
+            return Vec::new();
+        }
+        let spend = Duration::from_millis(if self.quick { 100 } else { 500 });
+        let cipher = rig::on_cpu(1, || cipher::measure(spend));
+        for c in &cipher {
+            eprintln!(
+                "  {:<18} {} {:>4} B: {:>6.2} GB/s {:>6.2} Mpps",
+                c.cipher, c.op, c.payload, c.gbyte_per_s, c.mpps
+            );
+        }
+        cipher
+    }
+
+    fn handover(&self) -> Result<HandoverFigures> {
+        eprintln!("cross-worker TUN packets: handover queue against an atomic nonce");
+        if !self.want("handover") {
+            return Ok((Vec::new(), None, None));
+        }
+        let handover = handover::measure(if self.quick { 50_000 } else { 1_000_000 })?;
         let c = rig::on_cpu(1, || handover::counters(100_000_000));
-        (h, Some(c), Some(handover::crossing(xgate, &dir)?))
-    } else {
-        (Vec::new(), None, None)
-    };
-    for h in &handover {
-        eprintln!(
-            "  {:<13} {:>4} B: {:>7.0} CPU-ns per packet",
-            h.mechanism, h.payload, h.cpu_ns_per_packet
-        );
-    }
-    if let (Some(c), Some(x)) = (&counters, &crossing) {
+        let x = handover::crossing(self.xgate, &self.dir)?;
+        for h in &handover {
+            eprintln!(
+                "  {:<13} {:>4} B: {:>7.0} CPU-ns per packet",
+                h.mechanism, h.payload, h.cpu_ns_per_packet
+            );
+        }
         eprintln!(
             "  send counter: plain {:.2} ns, atomic {:.2} ns; 2 workers, TCP both ways: {} of {} \
              TUN packets handed over",
             c.plain_ns, c.atomic_ns, x.handed_over, x.tun_reads
         );
+        Ok((handover, Some(c), Some(x)))
     }
 
-    eprintln!("registry: create and load peers as `xgate up` does");
-    let registry = if want("registry") {
-        let f = registry::measure(&dir, if quick { 10_000 } else { 100_000 }, xgate)?;
+    fn registry(&self) -> Result<Option<registry::RegistryFigure>> {
+        eprintln!("registry: create and load peers as `xgate up` does");
+        if !self.want("registry") {
+            return Ok(None);
+        }
+        let peers = if self.quick { 10_000 } else { 100_000 };
+        let f = registry::measure(&self.dir, peers, self.xgate)?;
         eprintln!(
             "  {} peers: created in {:.2} s, opened and loaded in {:.3} s, {:.1} MB on disk; \
              xgate up answered in {:.3} s with {} peers, {:.0} bytes per peer",
@@ -145,81 +157,121 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
             f.daemon_peers,
             f.daemon_bytes_per_peer
         );
-        Some(f)
-    } else {
-        None
-    };
-
-    eprintln!("peers side by side (iperf3 through the tunnel, server on CPU 0)");
-    let mut peers = Vec::new();
-    for server in [
-        Server::Xgate(1),
-        Server::XgateAfXdp,
-        Server::Boringtun,
-        Server::WireguardGo,
-    ] {
-        if !want("peers") || (xgate_only && !is_xgate(server)) {
-            continue;
-        }
-        peers.extend(peers::measure(server, xgate, &dir)?);
+        Ok(Some(f))
     }
 
-    eprintln!("decrypt path alone");
-    let (small, large) = if quick {
-        (100_000, 30_000)
-    } else {
-        (1_000_000, 300_000)
-    };
-    let mut decrypt = Vec::new();
-    let mut profile = String::new();
-    for server in [
-        Server::Xgate(1),
-        Server::XgateAfXdp,
-        Server::XgateAfXdpGeneric,
-        Server::Boringtun,
-    ] {
-        if !want("decrypt") || (xgate_only && !is_xgate(server)) {
-            continue;
-        }
-        for (size, count) in [(64, small), (1420, large)] {
-            // XGATE_BENCH_PROFILE=<server>:<size> profiles another run (development).
-            let want_profile = match std::env::var("XGATE_BENCH_PROFILE") {
-                Ok(spec) => spec == format!("{}:{size}", server.label()),
-                Err(_) => server == Server::Xgate(1) && size == 1420,
-            };
-            let (figure, p) =
-                generator::measure(server, xgate, &dir, size, 1, count, want_profile)?;
-            if let Some(p) = p {
-                profile = p;
+    fn peers(&self) -> Result<Vec<peers::PeerFigure>> {
+        eprintln!("peers side by side (iperf3 through the tunnel, server on CPU 0)");
+        let mut peers = Vec::new();
+        for server in [
+            ServerKind::Xgate(1),
+            ServerKind::XgateAfXdp,
+            ServerKind::Boringtun,
+            ServerKind::WireguardGo,
+        ] {
+            if !self.skip_server("peers", server) {
+                peers.extend(peers::measure(server, self.xgate, &self.dir)?);
             }
-            decrypt.push(figure);
+        }
+        Ok(peers)
+    }
+
+    /// Packets per decrypt test: (64 B, 1420 B).
+    fn counts(&self) -> (usize, usize) {
+        if self.quick {
+            (100_000, 30_000)
+        } else {
+            (1_000_000, 300_000)
         }
     }
 
-    if xgate_only && !profile.is_empty() {
-        eprintln!("where xgate's time goes (decrypt, 1420 B):\n{profile}");
-    }
-
-    eprintln!("scaling: 1 and 2 xgate workers, 8 clients");
-    let mut scaling = Vec::new();
-    for workers in [1, 2] {
-        if !want("scaling") {
-            continue;
+    /// The decrypt path alone, and the profile of one of its runs.
+    fn decrypt(&self) -> Result<(Vec<generator::DecryptFigure>, String)> {
+        eprintln!("decrypt path alone");
+        let (small, large) = self.counts();
+        let mut decrypt = Vec::new();
+        let mut profile = String::new();
+        for server in [
+            ServerKind::Xgate(1),
+            ServerKind::XgateAfXdp,
+            ServerKind::XgateAfXdpGeneric,
+            ServerKind::Boringtun,
+        ] {
+            if self.skip_server("decrypt", server) {
+                continue;
+            }
+            for (size, count) in [(64, small), (1420, large)] {
+                // XGATE_BENCH_PROFILE=<server>:<size> profiles another run (development).
+                let want_profile = match std::env::var("XGATE_BENCH_PROFILE") {
+                    Ok(spec) => spec == format!("{}:{size}", server.label()),
+                    Err(_) => server == ServerKind::Xgate(1) && size == 1420,
+                };
+                let (figure, p) = generator::measure(
+                    server,
+                    self.xgate,
+                    &self.dir,
+                    size,
+                    1,
+                    count,
+                    want_profile,
+                )?;
+                if let Some(p) = p {
+                    profile = p;
+                }
+                decrypt.push(figure);
+            }
         }
-        let (figure, _) = generator::measure(
-            Server::Xgate(workers),
-            xgate,
-            &dir,
-            1420,
-            8,
-            large / 4,
-            false,
-        )?;
-        scaling.push(figure);
+        if !self.only.is_empty() && !profile.is_empty() {
+            eprintln!("where xgate's time goes (decrypt, 1420 B):\n{profile}");
+        }
+        Ok((decrypt, profile))
     }
 
+    fn scaling(&self) -> Result<Vec<generator::DecryptFigure>> {
+        eprintln!("scaling: 1 and 2 xgate workers, 8 clients");
+        if !self.want("scaling") {
+            return Ok(Vec::new());
+        }
+        let count = self.counts().1 / 4;
+        [1, 2]
+            .into_iter()
+            .map(|workers| {
+                let server = ServerKind::Xgate(workers);
+                generator::measure(server, self.xgate, &self.dir, 1420, 8, count, false)
+                    .map(|(figure, _)| figure)
+            })
+            .collect()
+    }
+}
+
+fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
+    let started = Instant::now();
+    let plan = Plan {
+        xgate,
+        dir: scratch()?,
+        quick,
+        only,
+    };
+    let bench = std::env::current_exe()?;
+    let machine = testbed::machine::Machine::detect();
+    eprintln!(
+        "machine: {} ({} cores), kernel {}, commit {}",
+        machine.cpu, machine.cores, machine.kernel, machine.commit
+    );
+    let cipher = plan.cipher();
+    eprintln!("instructions per packet (callgrind)");
+    let instructions = if plan.want("callgrind") {
+        callgrind::measure(&bench, &plan.dir)?
+    } else {
+        Vec::new()
+    };
+    let (handover, counters, crossing) = plan.handover()?;
+    let registry = plan.registry()?;
+    let peers = plan.peers()?;
+    let (decrypt, profile) = plan.decrypt()?;
+    let scaling = plan.scaling()?;
     if !only.is_empty() {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&plan.dir);
         return Ok(());
     }
     let results = report::Results {
@@ -237,7 +289,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         profile,
     };
     let json = results.write(out)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&plan.dir);
     println!("{}", results.summary_table());
     println!(
         "wrote {} and {}",

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::rig::{Rig, Server, SERVER_TUNNEL_IP};
+use crate::rig::{Rig, ServerKind, SERVER_TUNNEL_IP};
 
 /// Seconds each iperf3 test runs.
 pub const SECONDS: u32 = 5;
@@ -78,7 +78,7 @@ fn goodput(json: &Value, udp: bool) -> f64 {
 }
 
 /// Runs every test against `server`.
-pub fn measure(server: Server, xgate: &Path, dir: &Path) -> Result<Vec<PeerFigure>> {
+pub fn measure(server: ServerKind, xgate: &Path, dir: &Path) -> Result<Vec<PeerFigure>> {
     let rig = Rig::start(server, xgate, dir)?;
     let _client = rig.wireguard_go_client()?;
     let _iperf = rig.iperf3_server()?;

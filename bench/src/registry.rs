@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use testbed::clients::{wait_for_socket, wg};
 use testbed::process::Daemon;
-use testbed::Netns;
+use testbed::{config, Netns, XgateConfig};
 
 use manage::registry::{NewPeer, Pool, Registry};
 use proto::PublicKey;
@@ -48,20 +48,24 @@ fn pools() -> Vec<Pool> {
 fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(f64, usize, u64)> {
     let ns = Netns::create("xbench-reg")?;
     let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
-    let mut config = format!(
-        "[interface]\nname = \"xbreg\"\nprivate_key = \"{}\"\nlisten_port = 51820\n\
-         address = [\"10.64.0.1/10\", \"fd77::1/64\"]\n",
-        key.to_base64()
-    );
+    let mut config = XgateConfig::server("xbreg", &key, 51820, &["10.64.0.1/10", "fd77::1/64"]);
     if let Some(db) = db {
-        config += &format!(
-            "\n[registry]\npath = \"{}\"\n\n[[pool]]\nname = \"default\"\nipv4 = \"10.64.0.0/10\"\nipv6 = \"fd77::/64\"\n\n[api]\ntoken_file = \"{}\"\n",
-            db.display(),
-            dir.join("registry-bench.tokens").display()
-        );
+        config.registry = Some(config::Registry {
+            path: Some(db.to_path_buf()),
+        });
+        config.pools.push(config::Pool {
+            name: Some("default".into()),
+            ipv4: Some("10.64.0.0/10".into()),
+            ipv6: Some("fd77::/64".into()),
+            hold_secs: None,
+        });
+        config.api = Some(config::Api {
+            token_file: Some(dir.join("registry-bench.tokens")),
+            ..config::Api::default()
+        });
     }
     let path = dir.join("registry-bench.toml");
-    std::fs::write(&path, config)?;
+    config.write(&path)?;
     let mut cmd = ns.command(xgate.to_str().unwrap_or("xgate"));
     cmd.args(["up", "--config", path.to_str().unwrap_or_default()])
         .env("RUST_LOG", "info");

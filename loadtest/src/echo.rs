@@ -4,7 +4,9 @@
 
 use std::net::Ipv4Addr;
 
+#[cfg(test)]
 use testbed::packet::checksum;
+use testbed::packet::echo_request_v4;
 
 const IP_HEADER: usize = 20;
 const ICMP_HEADER: usize = 8;
@@ -23,23 +25,13 @@ pub fn request(
 ) -> &[u8] {
     let len = len.clamp(MIN_LEN, out.len());
     let p = &mut out[..len];
-    p.fill(0);
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[4..6].copy_from_slice(&seq.to_be_bytes());
-    p[8] = 64;
-    p[9] = 1; // ICMP
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    let ip_sum = checksum(&p[..IP_HEADER]);
-    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-    let icmp = &mut p[IP_HEADER..];
-    icmp[0] = 8; // echo request
-    icmp[4..6].copy_from_slice(&id.to_be_bytes());
-    icmp[6..8].copy_from_slice(&seq.to_be_bytes());
-    icmp[8..16].copy_from_slice(&sent_nanos.to_be_bytes());
-    let icmp_sum = checksum(icmp);
-    icmp[2..4].copy_from_slice(&icmp_sum.to_be_bytes());
+    echo_request_v4(
+        p,
+        src.octets(),
+        dst.octets(),
+        (id, seq),
+        &sent_nanos.to_be_bytes(),
+    );
     p
 }
 

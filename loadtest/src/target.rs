@@ -11,8 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use proto::{PrivateKey, PublicKey};
 use serde_json::{json, Value};
-use testbed::clients::wg;
-use testbed::{veth, Implementation, Netns, WgPeer, Xgate};
+use testbed::{config, veth, Implementation, Netns, Server, XgateConfig};
 
 use crate::results::ServerCounters;
 
@@ -83,20 +82,14 @@ pub struct TargetOptions {
     pub tag: String,
 }
 
-enum Process {
-    Xgate(Box<Xgate>),
-    Peer(Box<WgPeer>),
-}
-
 /// A running server and the users' namespace.
 pub struct Target {
     /// Which server.
     pub kind: TargetKind,
     /// The users' namespace (dropped before the server's).
     pub client_ns: Netns,
-    process: Process,
-    /// The server's namespace.
-    pub server_ns: Netns,
+    /// The server, in its namespace.
+    pub server: Server,
     /// Its public key.
     pub public_key: PublicKey,
     /// Its process id.
@@ -105,32 +98,19 @@ pub struct Target {
     pub endpoint: SocketAddr,
     /// CPUs it is pinned to.
     pub cpus: usize,
-    token: Option<String>,
-    dir: PathBuf,
-    iface: String,
-}
-
-fn pin(pid: u32, cpus: &[usize]) -> Result<()> {
-    let list: Vec<String> = cpus.iter().map(ToString::to_string).collect();
-    testbed::netns::run(std::process::Command::new("taskset").args([
-        "-a",
-        "-cp",
-        &list.join(","),
-        &pid.to_string(),
-    ]))
-    .with_context(|| format!("pinning the server ({pid}) to CPUs {list:?}"))?;
-    Ok(())
 }
 
 impl Target {
     /// Creates both namespaces and starts the server, pinned to `opts.cpus`.
     pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Self> {
-        std::fs::create_dir_all(&opts.dir)
-            .with_context(|| format!("creating {}", opts.dir.display()))?;
-        let server_ns = Netns::create(&format!("xlt-srv-{}", opts.tag))?;
+        let mut server = Server::new(
+            &format!("xlt-srv-{}", opts.tag),
+            &iface_name(&opts.tag),
+            &opts.dir,
+        )?;
         let client_ns = Netns::create(&format!("xlt-cli-{}", opts.tag))?;
         veth(
-            &server_ns,
+            &server.ns,
             "xlts",
             &format!("{SERVER_UNDERLAY}/24"),
             &client_ns,
@@ -141,58 +121,42 @@ impl Target {
             // Every address of the prefix is local to the users' namespace (bindable)...
             client_ns.ip(&["route", "add", "local", prefix, "dev", "lo"])?;
             // ...and the server routes replies to it over the veth.
-            server_ns.ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
+            server
+                .ns
+                .ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
         }
-        let iface = iface_name(&opts.tag);
-        let (process, public_key, pid, token) = match kind {
-            TargetKind::Xgate => start_xgate(&server_ns, opts)?,
+        let public_key = match kind {
+            TargetKind::Xgate => server.start_xgate(&opts.xgate, &xgate_config(opts))?,
             TargetKind::BoringtunCli | TargetKind::WireguardGo => {
                 let implementation = if kind == TargetKind::BoringtunCli {
                     Implementation::Boringtun
                 } else {
                     Implementation::WireguardGo
                 };
-                let peer = WgPeer::start(implementation, &server_ns, &iface, &opts.dir)?;
-                peer.configure(&server_ns, &[&format!("{SERVER_TUNNEL_IP}/12")], 1420)?;
-                wg(
-                    &server_ns,
-                    &["set", &iface, "listen-port", &PORT.to_string()],
-                )?;
-                let pid = peer.daemon.pid().context("the server exited")?;
-                let key = peer.public_key;
-                (Process::Peer(Box::new(peer)), key, pid, None)
+                let address = format!("{SERVER_TUNNEL_IP}/12");
+                server.start_peer(implementation, &[&address], PORT)?
             }
         };
-        pin(pid, &opts.cpus)?;
+        server.pin(&opts.cpus)?;
         Ok(Self {
             kind,
             client_ns,
-            process,
-            server_ns,
+            pid: server.pid()?,
+            server,
             public_key,
-            pid,
             endpoint: SocketAddr::V4(SocketAddrV4::new(SERVER_UNDERLAY, PORT)),
             cpus: opts.cpus.len(),
-            token,
-            dir: opts.dir.clone(),
-            iface,
         })
     }
 
     /// True while the server process runs.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.process {
-            Process::Xgate(x) => x.daemon.is_running(),
-            Process::Peer(p) => p.daemon.is_running(),
-        }
+        self.server.is_running()
     }
 
     /// The server's log so far.
     pub fn log(&self) -> String {
-        match &self.process {
-            Process::Xgate(x) => x.daemon.log_text(),
-            Process::Peer(p) => p.daemon.log_text(),
-        }
+        self.server.log()
     }
 
     /// Configures the users on the server; returns each one's tunnel address.
@@ -255,21 +219,26 @@ impl Target {
                 k.to_base64()
             );
         }
-        let path = self.dir.join("loadtest-peers.conf");
+        let path = self.server.dir.join("loadtest-peers.conf");
         std::fs::write(&path, conf)?;
-        wg(
-            &self.server_ns,
-            &["addconf", &self.iface, path.to_str().unwrap_or_default()],
-        )
-        .context("configuring the users with wg addconf")?;
+        let path = path
+            .to_str()
+            .context("the work directory's path is not UTF-8")?;
+        self.server
+            .wg(&["addconf", &self.server.iface, path])
+            .context("configuring the users with wg addconf")?;
         Ok(addrs)
     }
 
     /// Sends one API request (xgate only) from inside the server's namespace.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
-        let token = self.token.clone().context("only xgate has an API")?;
+        let token = self
+            .server
+            .api_token()
+            .context("only xgate has an API")?
+            .to_string();
         let (method, url) = (method.to_string(), format!("http://{API}{path}"));
-        self.server_ns.enter(move || -> Result<Value> {
+        self.server.ns.enter(move || -> Result<Value> {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(120))
                 .build();
@@ -373,54 +342,25 @@ pub fn counters_delta(before: &ServerCounters, after: &ServerCounters) -> Server
     }
 }
 
-fn start_xgate(
-    ns: &Netns,
-    opts: &TargetOptions,
-) -> Result<(Process, PublicKey, u32, Option<String>)> {
+/// xgate as the loadtest runs it: a worker and a handshake thread per CPU, users in a
+/// registry (added through the API) with addresses from 10.96.0.0/12.
+fn xgate_config(opts: &TargetOptions) -> XgateConfig {
     let key = PrivateKey::generate(&mut rand_core::OsRng);
-    let dir = &opts.dir;
-    let (db, tokens) = (
-        dir.join("loadtest-registry.db"),
-        dir.join("loadtest-api-tokens"),
-    );
-    for f in [
-        db.clone(),
-        tokens.clone(),
-        dir.join("loadtest-api-tokens.secret"),
-    ] {
-        let _ = std::fs::remove_file(f);
+    let address = format!("{SERVER_TUNNEL_IP}/12");
+    let mut config = XgateConfig::server(&iface_name(&opts.tag), &key, PORT, &[&address])
+        .pinned(&opts.cpus)
+        .registry_in(&opts.dir);
+    config.interface.mtu = Some(1420);
+    config.interface.handshake_threads = Some(opts.cpus.len());
+    config.pools.push(config::Pool {
+        name: Some("default".into()),
+        ipv4: Some("10.96.0.0/12".into()),
+        ..config::Pool::default()
+    });
+    if let Some(api) = config.api.as_mut() {
+        api.listen = Some(API.into());
     }
-    let cpus: Vec<String> = opts.cpus.iter().map(ToString::to_string).collect();
-    let iface = iface_name(&opts.tag);
-    let config = format!(
-        "[interface]\nname = \"{iface}\"\nprivate_key = \"{}\"\nlisten_port = {PORT}\n\
-         address = [\"{SERVER_TUNNEL_IP}/12\"]\nmtu = 1420\nworkers = {n}\ncpus = [{}]\n\
-         handshake_threads = {n}\n\n[registry]\npath = \"{}\"\n\n[[pool]]\nname = \"default\"\n\
-         ipv4 = \"10.96.0.0/12\"\n\n[api]\nlisten = \"{API}\"\ntoken_file = \"{}\"\n",
-        key.to_base64(),
-        cpus.join(", "),
-        db.display(),
-        tokens.display(),
-        n = opts.cpus.len(),
-    );
-    let path = dir.join("loadtest-xgate.toml");
-    std::fs::write(&path, config)?;
-    let x = Xgate::start(
-        &opts.xgate,
-        ns,
-        &["--config", path.to_str().unwrap_or_default()],
-        &iface,
-        &dir.join("loadtest-xgate.log"),
-    )?;
-    let pid = x.daemon.pid().context("xgate exited")?;
-    let secret = std::fs::read_to_string(dir.join("loadtest-api-tokens.secret"))
-        .context("xgate made no API token")?;
-    Ok((
-        Process::Xgate(Box::new(x)),
-        key.public_key(),
-        pid,
-        Some(secret.trim().to_string()),
-    ))
+    config
 }
 
 /// The directory for logs and state of runs (under the system's temporary directory).

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod clients;
+pub mod config;
 pub mod flood;
 pub mod machine;
 pub mod netns;
@@ -13,10 +14,13 @@ pub mod packet;
 pub mod ping;
 pub mod process;
 pub mod procstat;
+pub mod server;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};
+pub use config::XgateConfig;
 pub use netns::{veth, veth_queues, Netns};
 pub use ping::{ping, PingReport};
 pub use process::{wait_until, Daemon};
+pub use server::Server;
 pub use transfer::{tcp_transfer, Transfer};

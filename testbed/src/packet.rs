@@ -1,6 +1,8 @@
 //! Test packets: what the tests, the bench and the loadtest put into tunnels and check on the
-//! way out (TCP SYNs with an MSS option, TCP data segments, checksums). The checksum here is written apart from the datapath's own (RFC 1071, one byte
-//! pair at a time), so a datapath checksum bug cannot cancel out in a test that uses both.
+//! way out (IPv4 and IPv6 packets, UDP datagrams, ICMP echoes, TCP SYNs with an MSS option,
+//! TCP data segments, checksums). The checksum here is written apart from the datapath's own
+//! (RFC 1071, one byte pair at a time), so a datapath checksum bug cannot cancel out in a
+//! test that uses both.
 
 /// The Internet checksum (RFC 1071) of `data`: zero when `data` holds a correct checksum.
 pub fn checksum(data: &[u8]) -> u16 {
@@ -33,7 +35,93 @@ pub fn transport_checksum(src: &[u8], dst: &[u8], protocol: u8, segment: &[u8]) 
     checksum(&pseudo)
 }
 
-const TCP: u8 = 6;
+/// IP protocol number of ICMP.
+pub const ICMP: u8 = 1;
+/// IP protocol number of TCP.
+pub const TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const UDP: u8 = 17;
+/// Length of the IPv4 header these builders write (no options).
+pub const IPV4_HEADER: usize = 20;
+/// Length of the IPv6 header.
+pub const IPV6_HEADER: usize = 40;
+
+/// An IPv4 packet `src` -> `dst` (TTL 64, no options, header checksum right) carrying
+/// `payload` as `protocol`.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(IPV4_HEADER + payload.len());
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&((IPV4_HEADER + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, 64, protocol, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let c = checksum(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// An IPv6 packet `src` -> `dst` (hop limit 64) carrying `payload` as `next_header`.
+pub fn ipv6(src: [u8; 16], dst: [u8; 16], next_header: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(IPV6_HEADER + payload.len());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next_header, 64]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A UDP datagram (header and `payload`) between ports, its checksum right for the IPv4 or
+/// IPv6 addresses `src` and `dst` it will travel between.
+pub fn udp(src: &[u8], dst: &[u8], ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(8 + payload.len());
+    d.extend_from_slice(&ports.0.to_be_bytes());
+    d.extend_from_slice(&ports.1.to_be_bytes());
+    d.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    let c = transport_checksum(src, dst, UDP, &d);
+    d[6..8].copy_from_slice(&c.to_be_bytes());
+    d
+}
+
+/// An IPv4 UDP-numbered packet of `len` bytes (at least 28): its body starts with `seq` and
+/// counts on from it, so loss, reordering or corruption shows when compared.
+pub fn numbered_v4(src: [u8; 4], dst: [u8; 4], seq: u32, len: usize) -> Vec<u8> {
+    let body: Vec<u8> = seq
+        .to_be_bytes()
+        .into_iter()
+        .chain((0..len.max(28) - IPV4_HEADER - 4).map(|i| (seq as usize + i) as u8))
+        .collect();
+    ipv4(src, dst, UDP, &body)
+}
+
+/// Writes an ICMP echo request `src` -> `dst` filling all of `out` (at least 28 bytes):
+/// identifier `id`, sequence `seq`, `stamp` at the start of its data and zeros after, both
+/// checksums right. Writes in place, so a sender's loop allocates nothing.
+pub fn echo_request_v4(out: &mut [u8], src: [u8; 4], dst: [u8; 4], ids: (u16, u16), stamp: &[u8]) {
+    let len = out.len();
+    out.fill(0);
+    out[0] = 0x45;
+    out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    out[4..6].copy_from_slice(&ids.1.to_be_bytes());
+    out[8] = 64;
+    out[9] = ICMP;
+    out[12..16].copy_from_slice(&src);
+    out[16..20].copy_from_slice(&dst);
+    let c = checksum(&out[..IPV4_HEADER]);
+    out[10..12].copy_from_slice(&c.to_be_bytes());
+    let icmp = &mut out[IPV4_HEADER..];
+    icmp[0] = 8;
+    icmp[4..6].copy_from_slice(&ids.0.to_be_bytes());
+    icmp[6..8].copy_from_slice(&ids.1.to_be_bytes());
+    let n = stamp.len().min(icmp.len() - 8);
+    icmp[8..8 + n].copy_from_slice(&stamp[..n]);
+    let c = checksum(icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+}
 const SYN: u8 = 0x02;
 const OPT_MSS: u8 = 2;
 
@@ -48,27 +136,23 @@ pub fn syn(version: u8, mss: u16) -> Vec<u8> {
     tcp[13] = SYN;
     tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
     tcp[20..28].copy_from_slice(&[OPT_MSS, 4, (mss >> 8) as u8, mss as u8, 1, 1, 4, 2]);
-    let mut p = if version == 4 {
-        let mut ip = vec![0x45, 0, 0, 48, 0, 1, 0x40, 0, 64, TCP, 0, 0];
-        ip.extend_from_slice(&[10, 77, 0, 2, 10, 77, 0, 1]);
-        let c = checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        ip
+    // The addresses the datapath's test rig gives its peer (10.77.0.2, fd77::2) and itself.
+    let mut v6 = ([0u8; 16], [0u8; 16]);
+    v6.0[..2].copy_from_slice(&[0xfd, 0x77]);
+    v6.1[..2].copy_from_slice(&[0xfd, 0x77]);
+    (v6.0[15], v6.1[15]) = (2, 1);
+    let v4 = ([10, 77, 0, 2], [10, 77, 0, 1]);
+    let c = if version == 4 {
+        transport_checksum(&v4.0, &v4.1, TCP, &tcp)
     } else {
-        let mut ip = vec![0x60, 0, 0, 0, 0, 28, TCP, 64];
-        ip.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        ip.extend_from_slice(&[0xfd, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        ip
+        transport_checksum(&v6.0, &v6.1, TCP, &tcp)
     };
-    let (src, dst) = if version == 4 {
-        (12..16, 16..20)
-    } else {
-        (8..24, 24..40)
-    };
-    let c = transport_checksum(&p[src], &p[dst], TCP, &tcp);
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&tcp);
-    p
+    if version == 4 {
+        ipv4(v4.0, v4.1, TCP, &tcp)
+    } else {
+        ipv6(v6.0, v6.1, TCP, &tcp)
+    }
 }
 
 /// The MSS option of a SYN built by `syn`, and whether its TCP checksum verifies.
@@ -139,6 +223,32 @@ mod tests {
         let c = checksum(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(checksum(&h), 0);
+    }
+
+    #[test]
+    fn built_packets_carry_correct_checksums_and_lengths() {
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let p = ipv4(a, b, UDP, &udp(&a, &b, (1, 2), b"xyz"));
+        assert_eq!((p.len(), checksum(&p[..20])), (31, 0));
+        assert_eq!(
+            transport_checksum(&a, &b, UDP, &p[20..]),
+            0,
+            "UDP over IPv4"
+        );
+        let (a6, b6) = ([0xfd; 16], [0xfe; 16]);
+        let p = ipv6(a6, b6, UDP, &udp(&a6, &b6, (1, 2), b"xyz"));
+        assert_eq!(u16::from_be_bytes([p[4], p[5]]), 11);
+        assert_eq!(
+            transport_checksum(&a6, &b6, UDP, &p[40..]),
+            0,
+            "UDP over IPv6"
+        );
+        let n = numbered_v4(a, b, 9, 100);
+        assert_eq!((n.len(), &n[20..24], n[24]), (100, &[0, 0, 0, 9][..], 9));
+        let mut e = [0u8; 60];
+        echo_request_v4(&mut e, a, b, (7, 3), &[1, 2]);
+        assert_eq!((checksum(&e[..20]), checksum(&e[20..])), (0, 0));
+        assert_eq!((e[20], &e[24..30]), (8, &[0, 7, 0, 3, 1, 2][..]));
     }
 
     #[test]

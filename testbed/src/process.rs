@@ -98,6 +98,19 @@ pub fn pin_thread(cpus: &[usize]) {
     }
 }
 
+/// Pins every thread of process `pid` (and threads it makes later) to `cpus` (`taskset -a`).
+pub fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
+    let list: Vec<String> = cpus.iter().map(ToString::to_string).collect();
+    crate::netns::run(Command::new("taskset").args([
+        "-a",
+        "-cp",
+        &list.join(","),
+        &pid.to_string(),
+    ]))
+    .with_context(|| format!("pinning process {pid} to CPUs {list:?}"))?;
+    Ok(())
+}
+
 /// Polls `f` every 50 ms until it is true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + timeout;

@@ -25,6 +25,7 @@ use plane::engine::{ControlPlane, PlaneChannels, Request, StopReason, HANDSHAKE_
 use plane::events::{EventSink, TunnelEvent};
 use plane::update::{DeviceUpdate, PeerUpdate};
 use proto::{PresharedKey, PrivateKey, PublicKey};
+use testbed::packet::numbered_v4;
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
 /// boringtun's mock clock is process-wide state: run one scenario at a time.
@@ -40,31 +41,14 @@ impl EventSink for Ignore {
     fn publish(&self, _: TunnelEvent) {}
 }
 
-/// An IPv4 packet from `src` to `dst` whose body encodes `seq`, so loss or reordering shows.
-fn ip_packet(src: [u8; 4], dst: [u8; 4], seq: u32, len: usize) -> Vec<u8> {
-    let len = len.max(28);
-    let mut p = vec![0u8; len];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p[20..24].copy_from_slice(&seq.to_be_bytes());
-    for (i, b) in p[24..].iter_mut().enumerate() {
-        *b = (seq as usize + i) as u8;
-    }
-    p
-}
-
 /// A packet from the boringtun side (10.0.0.2) to the daemon's side (10.0.0.1).
 fn from_bt(seq: u32, len: usize) -> Vec<u8> {
-    ip_packet([10, 0, 0, 2], [10, 0, 0, 1], seq, len)
+    numbered_v4([10, 0, 0, 2], [10, 0, 0, 1], seq, len)
 }
 
 /// A packet from the daemon's side to boringtun's.
 fn to_bt(seq: u32, len: usize) -> Vec<u8> {
-    ip_packet([10, 0, 0, 1], [10, 0, 0, 2], seq, len)
+    numbered_v4([10, 0, 0, 1], [10, 0, 0, 2], seq, len)
 }
 
 struct Pair {

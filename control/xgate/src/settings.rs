@@ -137,4 +137,73 @@ mod tests {
             assert!(e.problem.contains("unknown"), "{text:?}: {e}");
         }
     }
+
+    /// The test harness's typed config (testbed::config) writes only fields this parser
+    /// knows, with the types it expects: every field set, read strictly.
+    #[test]
+    fn the_harness_config_builder_writes_what_xgate_reads() {
+        use testbed::config::{Api, Group, Peer, Pool, Registry, XgateConfig};
+        let key = PrivateKey::from_bytes([3; 32]);
+        let mut c = XgateConfig::server("xt0", &key, 51820, &["10.77.0.1/16", "fd77::1/64"])
+            .pinned(&[0, 1]);
+        let i = &mut c.interface;
+        i.private_key_file = Some("k".into());
+        i.mtu = Some(1400);
+        i.fwmark = Some(7);
+        i.handshake_threads = Some(2);
+        i.backend = Some("auto".into());
+        i.outer_interfaces = vec!["eth0".into()];
+        i.xdp_mode = Some("generic".into());
+        c.peers.push(Peer {
+            name: Some("p".into()),
+            public_key: key.public_key().to_base64(),
+            preshared_key: Some(key.to_base64()),
+            preshared_key_file: Some("psk".into()),
+            allowed_ips: vec!["10.77.0.2/32".into()],
+            endpoint: Some("10.0.0.1:51820".into()),
+            persistent_keepalive: Some(25),
+        });
+        c.registry = Some(Registry {
+            path: Some("r.db".into()),
+        });
+        c.api = Some(Api {
+            listen: Some("127.0.0.1:9180".into()),
+            token_file: Some("t".into()),
+            endpoint: Some("vpn.example:51820".into()),
+            dns: vec!["10.77.0.53".into()],
+            persistent_keepalive: Some(5),
+            client_allowed_ips: vec!["10.0.0.0/8".into()],
+            metrics_need_token: Some(true),
+        });
+        c.pools.push(Pool {
+            name: Some("default".into()),
+            ipv4: Some("10.77.0.0/16".into()),
+            ipv6: Some("fd77::/64".into()),
+            hold_secs: Some(60),
+        });
+        c.groups.push(Group {
+            name: "g".into(),
+            tunnel: Some("full".into()),
+            client_allowed_ips: vec!["10.0.0.0/8".into()],
+            dns: vec!["10.77.0.53".into()],
+            persistent_keepalive: Some(5),
+            mtu: Some(1380),
+        });
+        let text = c.to_toml().expect("serialises");
+        let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(file.peers.len(), 1);
+        assert_eq!((file.pools.len(), file.groups.len()), (1, 1));
+        assert!(file.registry.is_some() && file.api.is_some());
+
+        // And what the rigs write (no key file, registry in a scratch directory) validates.
+        let dir = std::env::temp_dir();
+        let client = PrivateKey::from_bytes([4; 32]).public_key();
+        let rig = XgateConfig::server("xt0", &key, 51820, &["10.77.0.1/16"])
+            .pinned(&[0])
+            .peer(&client.to_base64(), &["10.77.0.2/32"]);
+        let text = rig.to_toml().expect("serialises");
+        let s = Settings::parse(&text, &dir).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(s.interface.peers.len(), 1);
+        assert_eq!(s.interface.workers, 1);
+    }
 }

@@ -77,7 +77,7 @@ fn a_listen_port_set_through_wg_moves_the_steering() {
 fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
     let mut rig = Rig::af_xdp("stale");
     let c = rig.add_client(Implementation::Boringtun);
-    attach_legacy(&rig.server_ns, "xtv1s", "xgate_steer");
+    attach_legacy(&rig.server.ns, "xtv1s", "xgate_steer");
     rig.start_and_connect();
     assert!(
         rig.log()
@@ -87,14 +87,15 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
     );
     rig.assert_backend_carried_traffic();
     // A clean exit detaches the program.
-    drop(rig.xgate.take());
-    assert_eq!(attached_program(&rig.server_ns, "xtv1s"), None);
+    drop(rig.server.take_xgate());
+    assert_eq!(attached_program(&rig.server.ns, "xtv1s"), None);
 
     // Someone else's program: af-xdp refuses to start, naming it and the fix.
-    attach_legacy(&rig.server_ns, "xtv1s", "their_prog");
+    attach_legacy(&rig.server.ns, "xtv1s", "their_prog");
     let config = rig.write_config();
     let out = rig
-        .server_ns
+        .server
+        .ns
         .command(xgate_bin().to_str().expect("path"))
         .args(["up", "--config", config.to_str().expect("path")])
         .output()
@@ -106,7 +107,7 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
         "error does not name the program and the fix: {stderr}"
     );
     assert_eq!(
-        attached_program(&rig.server_ns, "xtv1s").as_deref(),
+        attached_program(&rig.server.ns, "xtv1s").as_deref(),
         Some("their_prog")
     );
 
@@ -123,7 +124,7 @@ fn a_stale_program_is_replaced_and_a_foreign_one_left_alone() {
     assert!(rig.log().contains("AF_XDP not used"), "{}", rig.log());
     assert_eq!(rig.stat("xdp_rx_frames"), 0);
     assert_eq!(
-        attached_program(&rig.server_ns, "xtv1s").as_deref(),
+        attached_program(&rig.server.ns, "xtv1s").as_deref(),
         Some("their_prog")
     );
 }
@@ -169,7 +170,8 @@ fn interfaces_that_come_and_go_after_the_start_are_followed() {
     assert!(rig.stat("xdp_rx_frames") >= before + 5, "{}", rig.log());
 
     // It goes away again: its sockets are retired, the first client is untouched.
-    rig.server_ns
+    rig.server
+        .ns
         .ip(&["link", "del", "xtv2s"])
         .expect("veth deleted");
     let retired = testbed::wait_until(Duration::from_secs(5), || {

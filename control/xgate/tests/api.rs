@@ -527,7 +527,7 @@ fn the_cli_drives_the_api_for_people_and_for_scripts() {
     let xgate = |args: &[&str]| {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--token-file", secret.to_str().expect("path")]);
-        rig.server_ns.run(xgate_bin().to_str().expect("path"), &all)
+        rig.server.ns.run(xgate_bin().to_str().expect("path"), &all)
     };
     let made = json_of(&xgate(&["peer", "add", "alice", "--group", "eng", "--json"]).expect("add"));
     let id = made["peer"]["id"].as_i64().expect("id");
@@ -582,7 +582,8 @@ fn the_cli_drives_the_api_for_people_and_for_scripts() {
         "{missing}"
     );
     let refused = rig
-        .server_ns
+        .server
+        .ns
         .run(
             xgate_bin().to_str().expect("path"),
             &["peer", "list", "--token", "wrong"],
@@ -603,7 +604,7 @@ fn tunnel_and_peer_events_stream_in_order_and_reach_the_log() {
     let key = rig.clients[0].peer.public_key.to_base64();
     std::thread::scope(|s| {
         let (seen_r, connected_r, token_r) = (seen.clone(), connected.clone(), token.clone());
-        let ns = &rig.server_ns;
+        let ns = &rig.server.ns;
         let reader = s.spawn(move || {
             let (seen, connected, token) = (seen_r, connected_r, token_r);
             ns.enter(move || {

@@ -29,8 +29,8 @@ fn acknowledged_creations_survive_sigkill() {
     let acked: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
     let answered = Arc::new(AtomicUsize::new(0));
     let url = "http://127.0.0.1:9180/api/v1/peers".to_string();
-    let mut running = rig.xgate.take().expect("running");
-    let ns = &rig.server_ns;
+    let mut running = rig.server.take_xgate().expect("running");
+    let ns = &rig.server.ns;
     std::thread::scope(|outer| {
         let (acked, counter, token) = (acked.clone(), answered.clone(), token.clone());
         let creators = outer.spawn(move || {

@@ -12,45 +12,17 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{xgate_bin, Rig};
+use common::Rig;
 use proto::cookie::CookieJar;
 use proto::handshake::{create_initiation, LocalIdentity, RemotePeer};
 use proto::tai64n::Tai64N;
 use proto::{PrivateKey, Received, Tunnel, TunnelConfig};
 use rand_core::{OsRng, RngCore};
-use testbed::Xgate;
 
-fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4 ICMP echo request.
+/// An IPv4 ICMP echo request of 60 bytes.
 fn echo_request(src: [u8; 4], dst: [u8; 4], seq: u16) -> Vec<u8> {
     let mut p = vec![0u8; 60];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&60u16.to_be_bytes());
-    p[6] = 0x40;
-    p[8] = 64;
-    p[9] = 1;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    let c = checksum(&p[..20]);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p[20] = 8;
-    p[24..26].copy_from_slice(&0x7867u16.to_be_bytes());
-    p[26..28].copy_from_slice(&seq.to_be_bytes());
-    for (i, b) in p[28..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    let c = checksum(&p[20..]);
-    p[22..24].copy_from_slice(&c.to_be_bytes());
+    testbed::packet::echo_request_v4(&mut p, src, dst, (0x7867, seq), &[]);
     p
 }
 
@@ -155,24 +127,12 @@ fn bad_input(tag: &str, af_xdp: bool) {
     } else {
         Rig::new(tag)
     };
-    let client_ns = common::client_ns(&rig.server_ns, tag);
+    let client_ns = common::client_ns(&rig.server.ns, tag);
     let key = PrivateKey::generate(&mut OsRng);
-    let config = format!(
-        "{}\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.0.2/32\"]\n",
-        rig.config_text(),
-        key.public_key()
-    );
-    let path = common::write(&rig.dir, "bad.toml", &config);
-    rig.xgate = Some(
-        Xgate::start(
-            &xgate_bin(),
-            &rig.server_ns,
-            &["--config", path.to_str().expect("path")],
-            &rig.iface(),
-            &rig.dir.join("xgate.log"),
-        )
-        .expect("xgate starts"),
-    );
+    let config = rig
+        .config()
+        .peer(&key.public_key().to_base64(), &["10.77.0.2/32"]);
+    rig.start_xgate_with(&config);
 
     let sock = client_ns
         .enter(|| UdpSocket::bind("10.201.1.2:0"))
@@ -288,11 +248,12 @@ fn bad_input(tag: &str, af_xdp: bool) {
         }
     }
     assert!(
-        rig.xgate.as_mut().expect("xgate").daemon.is_running(),
+        rig.xgate().daemon.is_running(),
         "xgate died on random input"
     );
     let snmp = rig
-        .server_ns
+        .server
+        .ns
         .run("cat", &["/proc/net/snmp"])
         .unwrap_or_default();
     let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();

@@ -21,6 +21,7 @@ use serde_json::json;
 use testbed::flood::{flood, logins, real_initiations, FloodPlan, LoginPlan};
 use testbed::machine::Machine;
 use testbed::procstat::{cpu_by_thread, cpu_spent};
+use testbed::server::show_number;
 
 const CLIENTS: u8 = 100;
 const FLOOD_SOURCES: u8 = 64;
@@ -79,8 +80,8 @@ fn legitimate_logins_get_through_a_handshake_flood_on_their_first_attempt() {
     let sent = sent.expect("enter").expect("flood ran");
     let replies = replies.expect("enter").expect("logins ran");
     let shown = rig.show();
-    let stat = |k: &str| shown["stats"][k].as_u64().unwrap_or(0);
-    let drop = |k: &str| shown["drops"][k].as_u64().unwrap_or(0);
+    let stat = |k: &str| show_number(&shown, "stats", k).expect("xgate show");
+    let drop = |k: &str| show_number(&shown, "drops", k).expect("xgate show");
 
     let (answered, cookies, nothing) = first_attempts(&replies);
     let success = answered.len() as f64 / replies.len().max(1) as f64;

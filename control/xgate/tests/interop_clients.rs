@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::Rig;
+use testbed::server::show_number;
 use testbed::{ping, tcp_transfer, Implementation};
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
@@ -56,9 +57,9 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp:
     );
     // Runs of the client's segments reached the server's TCP as super-packets; the intact
     // upload says each was put together right.
-    let stats = &rig.show()["stats"];
+    let stats = rig.show();
     assert!(
-        stats["tun_coalesced_writes"].as_u64().unwrap_or(0) > 0,
+        show_number(&stats, "stats", "tun_coalesced_writes").expect("xgate show") > 0,
         "no coalesced TUN write during the upload: {stats}"
     );
     let down = rig
@@ -70,9 +71,9 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp:
     );
     // The server's TCP handed the TUN super-packets (TSO) that xgate cut into segments; the
     // intact download says every cut was right.
-    let stats = &rig.show()["stats"];
+    let stats = rig.show();
     assert!(
-        stats["tun_super_packets"].as_u64().unwrap_or(0) > 0,
+        show_number(&stats, "stats", "tun_super_packets").expect("xgate show") > 0,
         "no TSO super-packet from the TUN during the download: {stats}"
     );
 
@@ -96,7 +97,7 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp:
         assert_eq!(p.received, 3, "ping to the host beside AF_XDP: {p:?}");
         let addr = format!("{}:5999", client.server_underlay);
         let tcp = tcp_transfer(
-            &rig.server_ns,
+            &rig.server.ns,
             addr.parse().expect("addr"),
             &client.ns,
             1024 * 1024,
@@ -108,8 +109,7 @@ fn one_client(tag: &str, implementation: Implementation, workers: usize, af_xdp:
     let shown = rig.show();
     assert_eq!(shown["drops"]["bad_tag"], 0, "{shown}");
     assert_eq!(shown["drops"]["replayed"], 0, "{shown}");
-    let stats = &shown["stats"];
-    let n = |k: &str| stats[k].as_u64().unwrap_or(0);
+    let n = |k: &str| show_number(&shown, "stats", k).expect("xgate show");
     eprintln!(
         "{} on {}: upload {:.0} Mbit/s, download {:.0} Mbit/s; TUN reads {}, handed to their \
          owner: {} inner, {} outer",
@@ -171,7 +171,8 @@ fn both_clients_at_once_af_xdp() {
 fn both_clients(tag: &str, af_xdp: bool) {
     let (rig, go, bt) = Rig::with_both_clients(tag, af_xdp);
     // The concentrator forwards between clients through its own kernel, as a real one would.
-    rig.server_ns
+    rig.server
+        .ns
         .run("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
         .expect("forwarding on");
     let size = 50 * 1024 * 1024;

@@ -28,8 +28,7 @@ fn registered_peers_connect_and_revoked_ones_do_not() {
     let go = rig.add_client(Implementation::WireguardGo);
     let bt = rig.add_client(Implementation::Boringtun);
     let outsider = rig.add_client(Implementation::WireguardGo);
-    let db = rig.dir.join("registry.db");
-    let _ = std::fs::remove_file(&db);
+    let db = rig.use_registry();
     let mut registry = Registry::open(&db, pools()).expect("registry");
     let new = |i: usize| NewPeer {
         name: format!("client-{i}"),
@@ -56,12 +55,6 @@ fn registered_peers_connect_and_revoked_ones_do_not() {
     registry.revoke(made[outsider].id, 2).expect("revoke");
     drop(registry);
 
-    rig.registry = Some(db);
-    // The API comes with the registry; its token stays in the test's directory.
-    rig.extra_config = format!(
-        "\n[api]\ntoken_file = \"{}\"\n",
-        rig.dir.join("api-tokens").display()
-    );
     rig.start_xgate();
     for c in [go, bt, outsider] {
         rig.connect(c, None);

@@ -6,9 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ns_pair, write, xgate_bin, Rig};
+use common::{ns_pair, xgate_bin, Rig};
 use testbed::clients::wg;
-use testbed::{ping, tcp_transfer, Implementation, WgPeer, Xgate};
+use testbed::server::show_number;
+use testbed::{ping, tcp_transfer, Implementation, WgPeer, Xgate, XgateConfig};
 
 fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool) {
     let mut rig = if af_xdp {
@@ -85,19 +86,15 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     let p = ping(&rig.clients[c].ns, "10.77.0.1", 3).expect("ping");
     assert_eq!(p.received, 3, "traffic after roaming: {p:?}");
     let shown = rig.show();
-    let stats = &shown["stats"];
-    assert!(
-        stats["rx_datagrams"].as_u64().unwrap_or(0) > 100_000,
-        "{stats}"
-    );
+    let received = show_number(&shown, "stats", "rx_datagrams").expect("xgate show");
+    assert!(received > 100_000, "{shown}");
     rig.assert_backend_carried_traffic();
     if af_xdp {
         // AF_XDP sockets take what arrives on their own queue, whoever owns the session:
         // the hand-over queues carry the rest. They are bounded: when the owner is starved
         // of CPU (tests run side by side on two cores) a queue can fill, and what does not
         // fit is counted and dropped (TCP sends it again). That must stay rare.
-        let handover_full = shown["drops"]["handover_full"].as_u64().expect("counted");
-        let received = stats["rx_datagrams"].as_u64().expect("counted");
+        let handover_full = show_number(&shown, "drops", "handover_full").expect("xgate show");
         assert!(
             handover_full * 100 < received,
             "{handover_full} of {received} datagrams dropped at a full hand-over queue"
@@ -108,9 +105,9 @@ fn roam(tag: &str, implementation: Implementation, workers: usize, af_xdp: bool)
     // which the flow hash could have put on either socket) every transport datagram reached
     // the owner's socket; none needed handing over.
     assert_eq!(
-        stats["outer_handed_over"].as_u64(),
-        Some(0),
-        "datagrams that reached another worker's socket: {stats}"
+        show_number(&shown, "stats", "outer_handed_over").expect("xgate show"),
+        0,
+        "datagrams that reached another worker's socket: {shown}"
     );
 }
 
@@ -160,12 +157,13 @@ fn kill_and_restart(tag: &str, af_xdp: bool) {
         );
     }
 
-    let mut old = rig.xgate.take().expect("running");
+    let mut old = rig.server.take_xgate().expect("running");
     old.daemon.kill_hard();
     // The kernel removes the TUN with the process; the UAPI socket file stays behind, stale.
     assert!(
         testbed::wait_until(Duration::from_secs(5), || rig
-            .server_ns
+            .server
+            .ns
             .ip(&["link", "show", &rig.iface()])
             .is_err()),
         "interface outlived SIGKILL by 5 s"
@@ -236,12 +234,17 @@ fn initiate(tag: &str, backend: &str) {
     server
         .set_peer(&server_ns, &key.public_key(), None, "10.78.0.2/32", None)
         .expect("server knows xgate");
-    let config = format!(
-        "[interface]\nname = \"{client_if}\"\nprivate_key = \"{}\"\nlisten_port = 0\naddress = [\"10.78.0.2/24\"]\nworkers = 2\nbackend = \"{backend}\"\n\n[[peer]]\npublic_key = \"{}\"\nendpoint = \"10.201.1.1:51820\"\nallowed_ips = [\"10.78.0.0/24\"]\n",
-        key.to_base64(),
-        server.public_key
-    );
-    let path = write(&dir, "client.toml", &config);
+    let mut config = XgateConfig::server(&client_if, &key, 0, &["10.78.0.2/24"]);
+    config.interface.workers = Some(2);
+    config.interface.backend = Some(backend.into());
+    config.peers.push(testbed::config::Peer {
+        public_key: server.public_key.to_base64(),
+        endpoint: Some("10.201.1.1:51820".into()),
+        allowed_ips: vec!["10.78.0.0/24".into()],
+        ..testbed::config::Peer::default()
+    });
+    let path = dir.join("client.toml");
+    config.write(&path).expect("config written");
     let xgate = Xgate::start(
         &xgate_bin(),
         &client_ns,
@@ -290,7 +293,7 @@ fn initiate(tag: &str, backend: &str) {
             )
             .expect("xgate show");
         let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
-        let n = |k: &str| shown["stats"][k].as_u64().unwrap_or(0);
+        let n = |k: &str| show_number(&shown, "stats", k).expect("xgate show");
         assert!(
             n("outer_kernel_sends") > 0,
             "the first initiation has no link path: {shown}"

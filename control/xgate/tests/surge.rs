@@ -19,6 +19,7 @@ use common::Rig;
 use serde_json::json;
 use testbed::flood::{logins, LoginPlan};
 use testbed::procstat::{cpu_by_thread, cpu_spent};
+use testbed::server::show_number;
 
 const CLIENTS: usize = 3_000;
 const ADDRESSES: usize = 300;
@@ -59,7 +60,7 @@ fn a_login_surge_is_answered_on_first_attempts() {
     let cpu = cpu_spent(&cpu0, &cpu_by_thread(pid));
     let (answered, cookies, nothing) = first_attempts(&replies);
     let shown = rig.show();
-    let stat = |k: &str| shown["stats"][k].as_u64().unwrap_or(0);
+    let stat = |k: &str| show_number(&shown, "stats", k).expect("xgate show");
 
     let machine = testbed::machine::Machine::detect();
     let report = json!({

@@ -29,15 +29,9 @@ pub struct Rig {
     pub next_tick: Instant,
 }
 
+/// A UDP-carrying IPv4 packet of `len` bytes, its body `fill`.
 pub fn ipv4(src: [u8; 4], dst: [u8; 4], len: usize, fill: u8) -> Vec<u8> {
-    let mut p = vec![fill; len];
-    p[0] = 0x45;
-    p[1] = 0;
-    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p
+    testbed::packet::ipv4(src, dst, testbed::packet::UDP, &vec![fill; len - 20])
 }
 
 impl Rig {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use testbed::Implementation;
+use testbed::{config, Implementation};
 
 use super::Rig;
 
@@ -17,7 +17,8 @@ pub fn call(
 ) -> (u16, String) {
     let url = format!("http://127.0.0.1:9180{path}");
     let (method, token) = (method.to_string(), token.map(String::from));
-    rig.server_ns
+    rig.server
+        .ns
         .enter(move || {
             let agent = ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(20))
@@ -59,26 +60,28 @@ pub fn error_of(text: &str) -> String {
 pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
     let mut rig = Rig::new(tag);
     rig.add_client(Implementation::WireguardGo);
-    let db = rig.dir.join("registry.db");
-    let tokens = rig.dir.join("api-tokens");
-    for f in [&db, &tokens] {
-        let _ = std::fs::remove_file(f);
-    }
-    let _ = std::fs::remove_file(rig.dir.join("api-tokens.secret"));
-    rig.registry = Some(db);
-    // The endpoint in client files is client 1's view of the server. Group "sales" has a
-    // policy of its own (full tunnel, DNS, MTU); other groups take [api]'s.
-    rig.extra_config = format!(
-        "\n[api]\ntoken_file = \"{}\"\nendpoint = \"{}:{}\"\npersistent_keepalive = 5\n\
-         \n[[pool]]\nipv4 = \"{v4_pool}\"\nipv6 = \"fd77::/64\"\n\
-         \n[[group]]\nname = \"sales\"\ntunnel = \"full\"\ndns = [\"10.77.0.53\"]\nmtu = 1380\n",
-        tokens.display(),
-        rig.clients[0].server_underlay,
-        rig.port
-    );
+    rig.use_registry();
+    let api = rig.config.api.get_or_insert_with(Default::default);
+    // The endpoint in client files is client 1's view of the server.
+    api.endpoint = Some(format!("{}:{}", rig.clients[0].server_underlay, rig.port));
+    api.persistent_keepalive = Some(5);
+    rig.config.pools.push(config::Pool {
+        ipv4: Some(v4_pool.into()),
+        ipv6: Some("fd77::/64".into()),
+        ..config::Pool::default()
+    });
+    // Group "sales" has a policy of its own (full tunnel, DNS, MTU); other groups take [api]'s.
+    rig.config.groups.push(config::Group {
+        name: "sales".into(),
+        tunnel: Some("full".into()),
+        dns: vec!["10.77.0.53".into()],
+        mtu: Some(1380),
+        ..config::Group::default()
+    });
     rig.start_xgate();
     // xgate made a first token and kept it beside the hash file.
-    let secret = std::fs::read_to_string(rig.dir.join("api-tokens.secret")).expect("token secret");
+    let secret = rig.server.api_token().expect("token secret").to_string();
+    let tokens = testbed::config::registry_files(&rig.dir).1;
     let hashes = std::fs::read_to_string(&tokens).expect("token hashes");
     assert!(
         !hashes.contains(secret.trim()),

@@ -20,7 +20,7 @@ pub fn senders(rig: &Rig, name: &str, net: u8, addresses: &[Ipv4Addr]) -> Netns 
     let ns = Netns::create(&format!("xt-{}-{name}", rig.tag)).expect("sender namespace");
     let (server_if, sender_if) = (format!("xt{name}s"), format!("xt{name}c"));
     veth(
-        &rig.server_ns,
+        &rig.server.ns,
         &server_if,
         &format!("10.{net}.0.1/16"),
         &ns,
@@ -57,21 +57,15 @@ pub fn new_keys(n: usize) -> Vec<PrivateKey> {
 /// Lists `keys` as peers in the rig's config, peer i with tunnel address 10.77.(1 + i/250).(1 + i%250).
 pub fn add_peers<'a>(rig: &mut Rig, keys: impl IntoIterator<Item = &'a PrivateKey>) {
     for (i, key) in keys.into_iter().enumerate() {
-        rig.extra_config += &format!(
-            "\n[[peer]]\npublic_key = \"{}\"\nallowed_ips = [\"10.77.{}.{}/32\"]\n",
-            key.public_key().to_base64(),
-            1 + i / 250,
-            1 + i % 250
-        );
+        let address = format!("10.77.{}.{}/32", 1 + i / 250, 1 + i % 250);
+        rig.config =
+            std::mem::take(&mut rig.config).peer(&key.public_key().to_base64(), &[&address]);
     }
 }
 
 /// The running xgate's process id.
 pub fn xgate_pid(rig: &mut Rig) -> u32 {
-    rig.xgate
-        .as_mut()
-        .and_then(|x| x.daemon.pid())
-        .expect("xgate pid")
+    rig.server.pid().expect("xgate pid")
 }
 
 /// Writes a run's report: `<name>-<date>-<commit>.json` and `<name>.md` in bench-results/.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use proto::PrivateKey;
-use testbed::clients::{wg, wg_dump_peers, DumpPeer};
+use testbed::clients::{wg_dump_peers, DumpPeer};
 use testbed::{
-    ping, tcp_transfer, veth, veth_queues, wait_until, Implementation, Netns, Transfer, WgPeer,
-    Xgate,
+    ping, tcp_transfer, veth, veth_queues, wait_until, Implementation, Netns, Server, Transfer,
+    WgPeer, Xgate, XgateConfig,
 };
 
 /// The xgate binary cargo built for these tests.
@@ -57,26 +57,23 @@ pub struct Rig {
     pub tag: String,
     /// Scratch directory for configs and logs.
     pub dir: PathBuf,
-    /// The server's namespace.
-    pub server_ns: Netns,
+    /// Clients, in the order added (dropped before the server).
+    pub clients: Vec<Client>,
     /// The server's private key.
     pub server_key: PrivateKey,
-    /// Running xgate, once started.
-    pub xgate: Option<Xgate>,
-    /// Clients, in the order added.
-    pub clients: Vec<Client>,
     /// UDP port xgate listens on.
     pub port: u16,
     /// Datapath workers (2 by default: packets cross between workers' sockets and queues).
     pub workers: usize,
-    /// A registry database to keep peers in; clients are then not listed in the config.
-    pub registry: Option<PathBuf>,
-    /// Further config text (sections such as [api], [[pool]] or [[peer]]), after the
-    /// registry's or before the clients' peers.
-    pub extra_config: String,
     /// The outer backend xgate is told to use ("io-uring" or "af-xdp": no "auto", so a
     /// test of AF_XDP fails rather than falls back).
     pub backend: &'static str,
+    /// Sections beyond `[interface]` (registry, API, pools, groups, further peers); the
+    /// interface comes from the fields above, and the clients are listed as peers unless a
+    /// registry keeps them.
+    pub config: XgateConfig,
+    /// The server's namespace and its xgate, once started.
+    pub server: Server,
 }
 
 /// Receive and transmit queues of every veth a rig makes (AF_XDP binds one socket to each).
@@ -88,16 +85,16 @@ impl Rig {
         require_root();
         assert!(tag.len() <= 6, "tag too long for interface names");
         let dir = scratch(tag);
+        let server = Server::new(&format!("xt-{tag}-s"), &format!("xt{tag}s"), &dir)
+            .expect("server namespace");
         Self {
             tag: tag.into(),
-            server_ns: Netns::create(&format!("xt-{tag}-s")).expect("server namespace"),
+            server,
             server_key: PrivateKey::generate(&mut rand_core::OsRng),
-            xgate: None,
             clients: Vec::new(),
             port: 51820,
             workers: 2,
-            registry: None,
-            extra_config: String::new(),
+            config: XgateConfig::default(),
             backend: "io-uring",
             dir,
         }
@@ -108,6 +105,13 @@ impl Rig {
         let mut rig = Self::new(tag);
         rig.backend = "af-xdp";
         rig
+    }
+
+    /// Keeps peers in a fresh registry in the scratch directory (with the API and its token
+    /// file beside it); returns the database's path.
+    pub fn use_registry(&mut self) -> PathBuf {
+        self.config = std::mem::take(&mut self.config).registry_in(&self.dir);
+        testbed::config::registry_files(&self.dir).0
     }
 
     /// Starts xgate, points every client at it and checks each gets a ping reply.
@@ -148,12 +152,9 @@ impl Rig {
 
     /// A datapath counter from `xgate show` (`stat_NAME` in the UAPI answer).
     pub fn stat(&self, name: &str) -> u64 {
-        self.show()["stats"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no counter {name}"))
+        self.server.stat(name).expect("xgate show")
     }
 
-    /// The server's interface name.
     /// A running xgate with one wireguard-go and one boringtun-cli client, both connected
     /// (returned as their indices, in that order).
     pub fn with_both_clients(tag: &str, af_xdp: bool) -> (Self, usize, usize) {
@@ -170,6 +171,7 @@ impl Rig {
         (rig, go, bt)
     }
 
+    /// The server's interface name.
     pub fn iface(&self) -> String {
         format!("xt{}s", self.tag)
     }
@@ -182,7 +184,7 @@ impl Rig {
         let server_underlay = format!("10.201.{n}.1");
         let veth_client = format!("xtv{n}c");
         veth_queues(
-            &self.server_ns,
+            &self.server.ns,
             &format!("xtv{n}s"),
             &format!("{server_underlay}/24"),
             &ns,
@@ -209,57 +211,57 @@ impl Rig {
         n - 1
     }
 
-    /// The server config: key, port, addresses, and every client added so far as a peer.
-    pub fn config_text(&self) -> String {
-        let mut text = format!(
-            "[interface]\nname = \"{}\"\nprivate_key = \"{}\"\nlisten_port = {}\naddress = [\"10.77.0.1/16\", \"fd77::1/64\"]\nworkers = {}\nbackend = \"{}\"\n",
-            self.iface(),
-            self.server_key.to_base64(),
+    /// The server config: key, port, addresses, `config`'s sections, and every client added
+    /// so far as a peer (unless a registry keeps the peers).
+    pub fn config(&self) -> XgateConfig {
+        let mut config = self.config.clone();
+        config.interface = XgateConfig::server(
+            &self.iface(),
+            &self.server_key,
             self.port,
-            self.workers,
-            self.backend
-        );
-        if let Some(db) = &self.registry {
-            text += &format!("\n[registry]\npath = \"{}\"\n", db.display());
-            text += &self.extra_config;
-            return text;
+            &["10.77.0.1/16", "fd77::1/64"],
+        )
+        .interface;
+        config.interface.workers = Some(self.workers);
+        config.interface.backend = Some(self.backend.into());
+        if config.registry.is_none() {
+            for c in &self.clients {
+                config.peers.push(testbed::config::Peer {
+                    name: Some(c.peer.implementation.label().into()),
+                    public_key: c.peer.public_key.to_base64(),
+                    allowed_ips: vec![format!("{}/32", c.v4), format!("{}/128", c.v6)],
+                    ..testbed::config::Peer::default()
+                });
+            }
         }
-        text += &self.extra_config;
-        for c in &self.clients {
-            text += &format!(
-                "\n[[peer]]\nname = \"{}\"\npublic_key = \"{}\"\nallowed_ips = [\"{}/32\", \"{}/128\"]\n",
-                c.peer.implementation.label(),
-                c.peer.public_key,
-                c.v4,
-                c.v6
-            );
-        }
-        text
+        config
     }
 
     /// Writes the config and returns its path.
     pub fn write_config(&self) -> PathBuf {
         let path = self.dir.join("xgate.toml");
-        std::fs::write(&path, self.config_text()).expect("config written");
+        self.config().write(&path).expect("config written");
         path
     }
 
-    /// Starts xgate from the config (replacing a running one's handle).
+    /// Starts xgate from `config()` (stopping a running one first).
     pub fn start_xgate(&mut self) {
-        let config = self.write_config();
-        let log = self
-            .dir
-            .join(format!("xgate-{}.log", self.xgate.is_some() as u8));
-        let xgate = Xgate::start(
-            &xgate_bin(),
-            &self.server_ns,
-            &["--config", config.to_str().expect("utf-8 path")],
-            &self.iface(),
-            &log,
-        )
-        .expect("xgate starts");
-        assert_eq!(xgate.public_key, self.server_key.public_key());
-        self.xgate = Some(xgate);
+        let config = self.config();
+        self.start_xgate_with(&config);
+    }
+
+    /// Starts xgate from `config` (stopping a running one first).
+    pub fn start_xgate_with(&mut self, config: &XgateConfig) {
+        let key = self
+            .server
+            .start_xgate(&xgate_bin(), config)
+            .expect("xgate starts");
+        assert_eq!(key, self.server_key.public_key());
+    }
+
+    /// The running xgate.
+    pub fn xgate(&mut self) -> &mut Xgate {
+        self.server.xgate_mut().expect("xgate is running")
     }
 
     /// Points client `i` at the server.
@@ -289,7 +291,7 @@ impl Rig {
     pub fn upload(&self, i: usize, server_addr: &str, port: u16, bytes: u64) -> Result<Transfer> {
         let to: SocketAddr = format!("{server_addr}:{port}").parse()?;
         tcp_transfer(
-            &self.server_ns,
+            &self.server.ns,
             to,
             &self.clients[i].ns,
             bytes,
@@ -303,7 +305,7 @@ impl Rig {
         tcp_transfer(
             &self.clients[i].ns,
             to,
-            &self.server_ns,
+            &self.server.ns,
             bytes,
             99 + i as u64,
         )
@@ -311,39 +313,27 @@ impl Rig {
 
     /// `xgate show --json`, parsed.
     pub fn show(&self) -> serde_json::Value {
-        let out = self
-            .server_ns
-            .run(
-                xgate_bin().to_str().expect("path"),
-                &["show", &self.iface(), "--json"],
-            )
-            .expect("xgate show runs");
-        serde_json::from_str(&out).expect("xgate show --json is JSON")
+        self.server.show().expect("xgate show")
     }
 
     /// A drop counter from `xgate show`.
     pub fn drops(&self, reason: &str) -> u64 {
-        self.show()["drops"][reason]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no drop counter {reason}"))
+        self.server.drops(reason).expect("xgate show")
     }
 
     /// `wg show IFACE dump` on the server.
     pub fn dump(&self) -> Vec<DumpPeer> {
-        wg_dump_peers(&self.server_ns, &self.iface()).expect("wg show dump")
+        wg_dump_peers(&self.server.ns, &self.iface()).expect("wg show dump")
     }
 
     /// `wg ARGS` in the server namespace.
     pub fn wg(&self, args: &[&str]) -> Result<String> {
-        wg(&self.server_ns, args)
+        self.server.wg(args)
     }
 
     /// The xgate log so far (for failure messages).
     pub fn log(&self) -> String {
-        self.xgate
-            .as_ref()
-            .map(|x| x.daemon.log_text())
-            .unwrap_or_default()
+        self.server.log()
     }
 }
 
@@ -391,7 +381,7 @@ impl Drop for Rig {
     fn drop(&mut self) {
         // Stop xgate first (SIGTERM: it removes its socket), then clean a socket left stale by
         // a test that killed it outright.
-        drop(self.xgate.take());
+        self.server.stop();
         let socket = testbed::clients::uapi_socket(&self.iface());
         if socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_err() {
             let _ = std::fs::remove_file(socket);

@@ -1,6 +1,6 @@
 use super::*;
 use crate::inner::checksum::{finish, pseudo_header, sum};
-use testbed::packet::tcp_v4;
+use testbed::packet::{ipv6, tcp_v4, udp, UDP};
 
 /// A TCP/IPv4 segment with sequence number 1000 and no options.
 fn ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
@@ -8,13 +8,8 @@ fn ipv4_tcp(payload: &[u8], flags: u8) -> Vec<u8> {
 }
 
 fn ipv6_udp(payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
-    p[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-    p.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0, 0, 0x12, 0x34]);
-    p.extend_from_slice(payload);
-    p
+    let (src, dst) = ([0xfd; 16], [0xfe; 16]);
+    ipv6(src, dst, UDP, &udp(&src, &dst, (12345, 53), payload))
 }
 
 fn pattern(n: usize) -> Vec<u8> {
