@@ -159,8 +159,24 @@ impl Results {
     }
 
     fn markdown(&self, json: &Path) -> String {
-        let m = &self.machine;
         let mut s = String::new();
+        self.header(&mut s, json);
+        self.targets(&mut s);
+        for n in self.notes() {
+            let _ = writeln!(s, "\n{n}");
+        }
+        self.peers_section(&mut s);
+        self.decrypt_section(&mut s);
+        self.limits_section(&mut s);
+        self.handover_section(&mut s);
+        self.registry_section(&mut s);
+        self.profile_section(&mut s);
+        s
+    }
+
+    /// The title and the machine, commit and peers the run measured.
+    fn header(&self, s: &mut String, json: &Path) {
+        let m = &self.machine;
         let _ = writeln!(s, "# Datapath benchmark\n");
         let _ = writeln!(
             s,
@@ -178,6 +194,10 @@ impl Results {
             m.iperf3,
             json.file_name().and_then(|n| n.to_str()).unwrap_or("")
         );
+    }
+
+    /// The targets table: each target, the measured figure, the verdict.
+    fn targets(&self, s: &mut String) {
         let _ = writeln!(s, "## Targets\n");
         let _ = writeln!(s, "| target | measured | verdict |\n|---|---|---|");
         if let (Some(x), Some(b), Some(g)) = (
@@ -221,6 +241,20 @@ impl Results {
                 verdict(r >= 2.0)
             );
         }
+        if let [one, two, ..] = &self.scaling[..] {
+            let r = ratio(two.pps, one.pps);
+            let _ = writeln!(
+                s,
+                "| 2 workers ≥ 1.8× one worker (decrypt path, {} clients) | {r:.2}× | {} |",
+                one.clients,
+                verdict(r >= 1.8)
+            );
+        }
+    }
+
+    /// What the targets table needs explained, from the same figures.
+    fn notes(&self) -> Vec<String> {
+        let m = &self.machine;
         let mut notes = Vec::new();
         if let (Some(x), Some(u)) = (
             self.decrypt("xgate-af-xdp", 1420),
@@ -255,13 +289,6 @@ impl Results {
             ));
         }
         if let [one, two, ..] = &self.scaling[..] {
-            let r = ratio(two.pps, one.pps);
-            let _ = writeln!(
-                s,
-                "| 2 workers ≥ 1.8× one worker (decrypt path, {} clients) | {r:.2}× | {} |",
-                one.clients,
-                verdict(r >= 1.8)
-            );
             notes.push(format!(
                 "Scaling: per second of server CPU, 2 workers decrypt {:.2}× what one worker \
                  does, so the cost per packet holds as workers are added; the total is bounded \
@@ -294,9 +321,11 @@ impl Results {
                 share("_copy_to_iter") + share("_copy_from_iter"),
             ));
         }
-        for n in notes {
-            let _ = writeln!(s, "\n{n}");
-        }
+        notes
+    }
+
+    /// Server CPU per GB and throughput against the peers.
+    fn peers_section(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "\n## Server CPU per GB and throughput, same client, server on one core\n"
@@ -323,6 +352,10 @@ impl Results {
                 p.server, p.test, p.gbit_per_s, p.pps, p.server_cpu_s
             );
         }
+    }
+
+    /// The decrypt path alone, per backend and size.
+    fn decrypt_section(&self, s: &mut String) {
         let _ = writeln!(s, "\n## Decrypt path alone\n");
         let _ = writeln!(
             s,
@@ -364,6 +397,10 @@ impl Results {
                 );
             }
         }
+    }
+
+    /// The cipher's ceiling on one core and callgrind's instructions per packet.
+    fn limits_section(&self, s: &mut String) {
         let _ = writeln!(s, "\n## The limit: ring on one core\n");
         let _ = writeln!(
             s,
@@ -396,6 +433,10 @@ impl Results {
                 );
             }
         }
+    }
+
+    /// A TUN packet for another worker's peer: handover queue or atomic nonce.
+    fn handover_section(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "\n## A TUN packet for another worker's peer: handover queue or atomic nonce\n\n\
@@ -419,6 +460,10 @@ impl Results {
         if let Some(v) = self.handover_verdict() {
             let _ = writeln!(s, "\n{v}");
         }
+    }
+
+    /// The registry at start-up.
+    fn registry_section(&self, s: &mut String) {
         if let Some(r) = &self.registry {
             let _ = writeln!(
                 s,
@@ -439,12 +484,15 @@ impl Results {
                 r.daemon_bytes_per_peer
             );
         }
+    }
+
+    /// Where xgate's time goes, from perf.
+    fn profile_section(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "\n## Where xgate's time goes (decrypt path, 1420 B; `perf record -e cpu-clock`)\n\n```\n{}\n```",
             self.profile.trim()
         );
-        s
     }
 
     /// Which way of sending a TUN packet for another worker's peer costs less overall, from

@@ -5,7 +5,7 @@
 //! their receiver index, which the user chose. Measures as it goes.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -148,6 +148,356 @@ impl Drop for Epoll {
     }
 }
 
+/// The distributions a run records.
+struct Histograms {
+    handshake: Histogram<u64>,
+    first_attempt: Histogram<u64>,
+    first_byte: Histogram<u64>,
+    rtt: Histogram<u64>,
+    reconnect: Histogram<u64>,
+    /// Handshakes in the current one-second window.
+    this_second: Histogram<u64>,
+}
+
+/// One run's state: the users' sockets and attempts, the timer heap, the routes replies
+/// take on shared sockets, and what has been measured so far.
+struct Run<'a> {
+    sockets: &'a [UdpSocket],
+    users: &'a mut [User],
+    attempts: &'a mut [Attempt],
+    shared: &'a Shared,
+    /// (socket, index we chose) -> attempt: how replies on a shared socket find their user.
+    routes: HashMap<(u32, u32), u32>,
+    /// A socket with one user routes everything to it (initiations from the server too,
+    /// which name no receiver); shared sockets route by receiver index.
+    alone: Vec<Option<u32>>,
+    sharing: Vec<u32>,
+    heap: BinaryHeap<Reverse<(Instant, u32, Job)>>,
+    next_arrival: usize,
+    histograms: Histograms,
+    timeline: Vec<Second>,
+    next_second: Instant,
+    figures: ClientFigures,
+    connected_now: u64,
+    arrived: u64,
+    gave_up: u64,
+    cookies: u64,
+    send_errors: u64,
+    dropped: BTreeMap<String, u64>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        sockets: &'a [UdpSocket],
+        users: &'a mut [User],
+        attempts: &'a mut [Attempt],
+        shared: &'a Shared,
+    ) -> Self {
+        let mut alone: Vec<Option<u32>> = vec![None; sockets.len()];
+        let mut sharing = vec![0u32; sockets.len()];
+        for (u, user) in users.iter().enumerate() {
+            sharing[user.endpoint as usize] += 1;
+            alone[user.endpoint as usize] = Some(u as u32);
+        }
+        let figures = ClientFigures {
+            attempts: attempts.len() as u64,
+            ..ClientFigures::default()
+        };
+        Self {
+            routes: HashMap::with_capacity(attempts.len()),
+            sockets,
+            users,
+            attempts,
+            shared,
+            alone,
+            sharing,
+            heap: BinaryHeap::new(),
+            next_arrival: 0,
+            histograms: Histograms {
+                handshake: histogram(),
+                first_attempt: histogram(),
+                first_byte: histogram(),
+                rtt: histogram(),
+                reconnect: histogram(),
+                this_second: histogram(),
+            },
+            timeline: Vec::new(),
+            next_second: shared.start + Duration::from_secs(1),
+            figures,
+            connected_now: 0,
+            arrived: 0,
+            gave_up: 0,
+            cookies: 0,
+            send_errors: 0,
+            dropped: BTreeMap::new(),
+        }
+    }
+
+    /// Sends what attempt `i` has queued, remembering the indices it chose.
+    fn send(&mut self, i: u32) {
+        let endpoint = self.users[self.attempts[i as usize].arrival.user as usize].endpoint;
+        let socket = &self.sockets[endpoint as usize];
+        let (routes, errors, server) =
+            (&mut self.routes, &mut self.send_errors, self.shared.server);
+        self.attempts[i as usize].transmit(|d| {
+            if let Some(index) = sender_index(d) {
+                routes.insert((endpoint, index), i);
+            }
+            if socket.send_to(d, server).is_err() {
+                *errors += 1;
+            }
+        });
+    }
+
+    /// Puts attempt `i`'s next tunnel deadline on the heap if it changed.
+    fn rearm(&mut self, i: u32) {
+        let a = &mut self.attempts[i as usize];
+        let d = a.deadline();
+        if d != a.armed {
+            a.armed = d;
+            if let Some(d) = d {
+                self.heap.push(Reverse((d, i, Job::Tunnel)));
+            }
+        }
+    }
+
+    /// Starts every attempt whose arrival is due.
+    fn arrivals(&mut self, now: Instant) {
+        while self.next_arrival < self.attempts.len()
+            && self.shared.start + self.attempts[self.next_arrival].arrival.at <= now
+        {
+            let i = self.next_arrival as u32;
+            self.next_arrival += 1;
+            let user = self.attempts[i as usize].arrival.user;
+            // A user coming back drops whatever it had.
+            if let Some(prev) = self.users[user as usize].current.replace(i) {
+                let p = &mut self.attempts[prev as usize];
+                if p.state == State::Connected {
+                    self.connected_now -= 1;
+                }
+                p.leave();
+            }
+            self.attempts[i as usize].start(now);
+            self.arrived += 1;
+            self.send(i);
+            if let Some(leave) = self.attempts[i as usize].arrival.leave_at {
+                self.heap
+                    .push(Reverse((self.shared.start + leave, i, Job::Leave)));
+            }
+            self.rearm(i);
+        }
+    }
+
+    /// Runs every timer due: tunnel deadlines, echoes, departures.
+    fn timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, i, job))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let a = &mut self.attempts[i as usize];
+            let user = a.arrival.user as usize;
+            match job {
+                Job::Tunnel if a.armed == Some(at) => {
+                    a.armed = None;
+                    let before = a.state;
+                    a.on_timeout(now);
+                    if a.state == State::GaveUp && before != State::GaveUp {
+                        self.gave_up += 1;
+                    }
+                }
+                Job::Echo if a.next_echo == Some(at) => {
+                    a.on_echo(now, self.shared, self.users[user].tunnel_ip);
+                    if let Some(n) = a.next_echo {
+                        self.heap.push(Reverse((n, i, Job::Echo)));
+                    }
+                }
+                Job::Leave => {
+                    if a.state == State::Connected {
+                        self.connected_now -= 1;
+                    }
+                    a.leave();
+                    if self.users[user].current == Some(i) {
+                        self.users[user].current = None;
+                    }
+                    continue;
+                }
+                // A deadline or echo superseded since it was pushed.
+                Job::Tunnel | Job::Echo => continue,
+            }
+            self.send(i);
+            self.rearm(i);
+        }
+    }
+
+    /// Closes the one-second timeline windows that have ended.
+    fn windows(&mut self, now: Instant) {
+        while now >= self.next_second {
+            let t = self.next_second.duration_since(self.shared.start);
+            let h = &mut self.histograms.this_second;
+            self.timeline
+                .push(window(t, self.arrived, self.connected_now, h));
+            h.reset();
+            self.next_second += Duration::from_secs(1);
+        }
+        self.figures.peak_connected = self.figures.peak_connected.max(self.connected_now);
+    }
+
+    fn progress(&self, now: Instant) -> Progress {
+        Progress {
+            arrived: self.arrived,
+            connected: self.connected_now,
+            failed: self.gave_up,
+            cookies: self.cookies,
+            elapsed: now
+                .saturating_duration_since(self.shared.start)
+                .as_secs_f64(),
+        }
+    }
+
+    /// When the loop must look again: the next timer or arrival, at most 20 ms away.
+    fn wake(&self, now: Instant) -> Instant {
+        let mut wake = now + Duration::from_millis(20);
+        if let Some(Reverse((at, _, _))) = self.heap.peek() {
+            wake = wake.min(*at);
+        }
+        if let Some(a) = self.attempts.get(self.next_arrival) {
+            wake = wake.min(self.shared.start + a.arrival.at);
+        }
+        wake
+    }
+
+    /// Everyone has arrived and settled.
+    fn all_settled(&self, now: Instant) -> bool {
+        self.next_arrival == self.attempts.len() && self.attempts.iter().all(|a| settled(a, now))
+    }
+
+    /// Hands every datagram waiting on socket `e` to its attempt.
+    fn receive(&mut self, e: u32, now: Instant, buf: &mut [u8]) {
+        while let Ok((len, _)) = self.sockets[e as usize].recv_from(buf) {
+            let route = match self.alone[e as usize] {
+                Some(u) if self.sharing[e as usize] == 1 => self.users[u as usize].current,
+                _ => receiver_index(&buf[..len])
+                    .and_then(|r| self.routes.get(&(e, r)))
+                    .copied(),
+            };
+            let Some(i) = route else {
+                let why = if self.sharing[e as usize] == 1 {
+                    "to_a_user_who_left"
+                } else {
+                    "unknown_receiver"
+                };
+                *self.dropped.entry(why.into()).or_default() += 1;
+                continue;
+            };
+            self.deliver(i, now, &mut buf[..len]);
+            self.send(i);
+            self.rearm(i);
+        }
+    }
+
+    /// One datagram to attempt `i`, and what it measured.
+    fn deliver(&mut self, i: u32, now: Instant, datagram: &mut [u8]) {
+        let a = &mut self.attempts[i as usize];
+        let cookies_before = a.cookies;
+        let result = a.on_datagram(now, self.shared, datagram);
+        self.cookies += u64::from(a.cookies - cookies_before);
+        let h = match result {
+            Ok(h) => h,
+            Err(e) => {
+                *self.dropped.entry(drop_reason(&e).into()).or_default() += 1;
+                return;
+            }
+        };
+        let hist = &mut self.histograms;
+        if h.connected {
+            self.connected_now += 1;
+            if let Some(t) = a.handshake_time() {
+                hist.handshake.record(micros(t)).ok();
+                hist.this_second.record(micros(t)).ok();
+                if a.first_attempt() {
+                    hist.first_attempt.record(micros(t)).ok();
+                }
+                if a.arrival.phase == Phase::Reconnect {
+                    hist.reconnect.record(micros(t)).ok();
+                }
+            }
+            if let Some(e) = a.next_echo {
+                self.heap.push(Reverse((e, i, Job::Echo)));
+            }
+        }
+        if h.first_byte {
+            if let (Some(b), Some(s)) = (a.first_byte_at, a.first_sent) {
+                hist.first_byte
+                    .record(micros(b.saturating_duration_since(s)))
+                    .ok();
+            }
+        }
+        if let Some(r) = h.echo_rtt {
+            hist.rtt.record(micros(r)).ok();
+        }
+    }
+
+    /// The totals, once the loop has ended at `end`.
+    fn finish(mut self, end: Instant) -> Measured {
+        // The last, partial window.
+        let tail = end.saturating_duration_since(self.next_second - Duration::from_secs(1));
+        if !tail.is_zero() {
+            let t = end.saturating_duration_since(self.shared.start);
+            let h = &self.histograms.this_second;
+            self.timeline
+                .push(window(t, self.arrived, self.connected_now, h));
+        }
+        if self.send_errors > 0 {
+            self.dropped
+                .insert("send_refused_by_kernel".into(), self.send_errors);
+        }
+        let mut kbps = histogram();
+        let traffic_s = self.shared.traffic_for.as_secs_f64().max(1e-3);
+        let figures = &mut self.figures;
+        for a in self.attempts.iter() {
+            figures.initiations_sent += u64::from(a.initiations);
+            figures.retries += u64::from(a.retries());
+            figures.cookie_replies += u64::from(a.cookies);
+            figures.bytes_sent += a.bytes_sent;
+            figures.bytes_received += a.bytes_received;
+            if a.connected_at.is_some() {
+                figures.connected += 1;
+                if a.first_attempt() {
+                    figures.connected_first_attempt += 1;
+                }
+                if self.shared.echo_every.is_some() {
+                    let k = (a.bytes_received * 8) as f64 / traffic_s / 1e3;
+                    kbps.record(k.max(1.0) as u64).ok();
+                }
+            }
+            if a.first_byte_at.is_some() {
+                figures.first_byte += 1;
+            }
+            if let Some(f) = a.failure() {
+                *figures.failures.entry(f.into()).or_default() += 1;
+            }
+        }
+        figures.dropped = self.dropped;
+        let h = &self.histograms;
+        Measured {
+            clients: self.figures,
+            latency: Latencies {
+                handshake_ms: Summary::of_micros(&h.handshake),
+                first_attempt_ms: Summary::of_micros(&h.first_attempt),
+                first_byte_ms: Summary::of_micros(&h.first_byte),
+                rtt_ms: Summary::of_micros(&h.rtt),
+                client_kbps: Summary::scaled(&kbps, 1.0),
+                reconnect_ms: (!h.reconnect.is_empty()).then(|| Summary::of_micros(&h.reconnect)),
+            },
+            timeline: self.timeline,
+            duration_s: end
+                .saturating_duration_since(self.shared.start)
+                .as_secs_f64(),
+        }
+    }
+}
+
 /// Runs the attempts (sorted by arrival) to the end: every attempt settled or `bound`
 /// passed. `shared.start` must lie in the future of the virtual clock origin given by
 /// `virtual_now` at the moment `run` is called.
@@ -160,288 +510,44 @@ pub fn run(
     mut progress: impl FnMut(Progress),
 ) -> Result<Measured> {
     let epoll = Epoll::new(sockets)?;
-    // (socket, index we chose) -> attempt: how replies on a shared socket find their user.
-    let mut routes: std::collections::HashMap<(u32, u32), u32> =
-        std::collections::HashMap::with_capacity(attempts.len());
-    // A socket with one user routes everything to it (initiations from the server too,
-    // which name no receiver); shared sockets route by receiver index.
-    let mut alone: Vec<Option<u32>> = vec![None; sockets.len()];
-    let mut sharing = vec![0u32; sockets.len()];
-    for (u, user) in users.iter().enumerate() {
-        sharing[user.endpoint as usize] += 1;
-        alone[user.endpoint as usize] = Some(u as u32);
-    }
+    let mut run = Run::new(sockets, users, attempts, shared);
     // The virtual clock: offset zero of the schedule is `shared.start`, now.
     let real_start = Instant::now();
     let vnow = || shared.start + real_start.elapsed();
     let end_by = shared.start + bound;
-    let mut heap: BinaryHeap<Reverse<(Instant, u32, Job)>> = BinaryHeap::new();
-    let mut next_arrival = 0usize;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
     let mut buf = vec![0u8; 2048];
-
-    let (mut hs, mut first, mut ttfb, mut rtt, mut reconnect) = (
-        histogram(),
-        histogram(),
-        histogram(),
-        histogram(),
-        histogram(),
-    );
-    let mut second_hs = histogram();
-    let mut timeline = Vec::new();
-    let mut next_second = shared.start + Duration::from_secs(1);
     let mut next_report = real_start;
-    let mut figures = ClientFigures {
-        attempts: attempts.len() as u64,
-        ..ClientFigures::default()
-    };
-    let (mut connected_now, mut arrived, mut gave_up) = (0u64, 0u64, 0u64);
-    let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
-    let mut send_errors = 0u64;
     let mut next_settle_check = shared.start;
-    let mut cookies = 0u64;
-
-    macro_rules! send_all {
-        ($i:expr, $user:expr) => {{
-            let endpoint = users[$user as usize].endpoint;
-            let socket = &sockets[endpoint as usize];
-            attempts[$i as usize].transmit(|d| {
-                if let Some(index) = sender_index(d) {
-                    routes.insert((endpoint, index), $i);
-                }
-                if socket.send_to(d, shared.server).is_err() {
-                    send_errors += 1;
-                }
-            });
-        }};
-    }
-    macro_rules! rearm {
-        ($i:expr) => {{
-            let a = &mut attempts[$i as usize];
-            let d = a.deadline();
-            if d != a.armed {
-                a.armed = d;
-                if let Some(d) = d {
-                    heap.push(Reverse((d, $i, Job::Tunnel)));
-                }
-            }
-        }};
-    }
-
     loop {
         let now = vnow();
-        // Arrivals due.
-        while next_arrival < attempts.len()
-            && shared.start + attempts[next_arrival].arrival.at <= now
-        {
-            let i = next_arrival as u32;
-            next_arrival += 1;
-            let user = attempts[i as usize].arrival.user;
-            // A user coming back drops whatever it had.
-            if let Some(prev) = users[user as usize].current.replace(i) {
-                let p = &mut attempts[prev as usize];
-                if p.state == State::Connected {
-                    connected_now -= 1;
-                }
-                p.leave();
-            }
-            attempts[i as usize].start(now);
-            arrived += 1;
-            send_all!(i, user);
-            if let Some(leave) = attempts[i as usize].arrival.leave_at {
-                heap.push(Reverse((shared.start + leave, i, Job::Leave)));
-            }
-            rearm!(i);
-        }
-        // Timers due.
-        while let Some(Reverse((at, i, job))) = heap.peek().copied() {
-            if at > now {
-                break;
-            }
-            heap.pop();
-            let a = &mut attempts[i as usize];
-            let user = a.arrival.user;
-            match job {
-                Job::Tunnel if a.armed == Some(at) => {
-                    a.armed = None;
-                    let before = a.state;
-                    a.on_timeout(now);
-                    if a.state == State::GaveUp && before != State::GaveUp {
-                        gave_up += 1;
-                    }
-                }
-                Job::Tunnel => continue,
-                Job::Echo if a.next_echo == Some(at) => {
-                    let ip = users[user as usize].tunnel_ip;
-                    a.on_echo(now, shared, ip);
-                    if let Some(n) = a.next_echo {
-                        heap.push(Reverse((n, i, Job::Echo)));
-                    }
-                }
-                Job::Echo => continue,
-                Job::Leave => {
-                    if a.state == State::Connected {
-                        connected_now -= 1;
-                    }
-                    a.leave();
-                    if users[user as usize].current == Some(i) {
-                        users[user as usize].current = None;
-                    }
-                    continue;
-                }
-            }
-            send_all!(i, user);
-            rearm!(i);
-        }
-        // One-second windows for the timeline.
-        while now >= next_second {
-            let t = next_second.duration_since(shared.start);
-            timeline.push(window(t, arrived, connected_now, &second_hs));
-            second_hs.reset();
-            next_second += Duration::from_secs(1);
-        }
-        figures.peak_connected = figures.peak_connected.max(connected_now);
+        run.arrivals(now);
+        run.timers(now);
+        run.windows(now);
         if Instant::now() >= next_report {
             next_report += Duration::from_millis(250);
-            progress(Progress {
-                arrived,
-                connected: connected_now,
-                failed: gave_up,
-                cookies,
-                elapsed: now.saturating_duration_since(shared.start).as_secs_f64(),
-            });
+            progress(run.progress(now));
         }
         // Done when everyone has arrived and settled (checked every 100 ms: it walks every
         // attempt), or at the bound.
         if now >= end_by {
             break;
         }
-        if next_arrival == attempts.len() && now >= next_settle_check {
+        if now >= next_settle_check {
             next_settle_check = now + Duration::from_millis(100);
-            if attempts.iter().all(|a| settled(a, now)) {
+            if run.all_settled(now) {
                 break;
             }
         }
-        // Wait for datagrams until the next thing is due (at most 20 ms, to settle-check).
-        let mut wake = now + Duration::from_millis(20);
-        if let Some(Reverse((at, _, _))) = heap.peek() {
-            wake = wake.min(*at);
-        }
-        if let Some(a) = attempts.get(next_arrival) {
-            wake = wake.min(shared.start + a.arrival.at);
-        }
-        let timeout = wake.saturating_duration_since(vnow());
-        let ms = timeout.as_micros().div_ceil(1000) as i32;
-        let n = epoll.wait(&mut events, ms);
+        // Wait for datagrams until the next thing is due.
+        let timeout = run.wake(now).saturating_duration_since(vnow());
+        let n = epoll.wait(&mut events, timeout.as_micros().div_ceil(1000) as i32);
         let now = vnow();
         for ev in &events[..n] {
-            let e = ev.u64 as u32;
-            while let Ok((len, _)) = sockets[e as usize].recv_from(&mut buf) {
-                let route = match alone[e as usize] {
-                    Some(u) if sharing[e as usize] == 1 => users[u as usize].current,
-                    _ => receiver_index(&buf[..len])
-                        .and_then(|r| routes.get(&(e, r)))
-                        .copied(),
-                };
-                let Some(i) = route else {
-                    let why = if sharing[e as usize] == 1 {
-                        "to_a_user_who_left"
-                    } else {
-                        "unknown_receiver"
-                    };
-                    *dropped.entry(why.into()).or_default() += 1;
-                    continue;
-                };
-                let u = attempts[i as usize].arrival.user;
-                let a = &mut attempts[i as usize];
-                let cookies_before = a.cookies;
-                let result = a.on_datagram(now, shared, &mut buf[..len]);
-                cookies += u64::from(a.cookies - cookies_before);
-                match result {
-                    Ok(h) => {
-                        if h.connected {
-                            connected_now += 1;
-                            if let Some(t) = a.handshake_time() {
-                                hs.record(micros(t)).ok();
-                                second_hs.record(micros(t)).ok();
-                                if a.first_attempt() {
-                                    first.record(micros(t)).ok();
-                                }
-                                if a.arrival.phase == Phase::Reconnect {
-                                    reconnect.record(micros(t)).ok();
-                                }
-                            }
-                            if let Some(e) = a.next_echo {
-                                heap.push(Reverse((e, i, Job::Echo)));
-                            }
-                        }
-                        if h.first_byte {
-                            if let (Some(b), Some(s)) = (a.first_byte_at, a.first_sent) {
-                                ttfb.record(micros(b.saturating_duration_since(s))).ok();
-                            }
-                        }
-                        if let Some(r) = h.echo_rtt {
-                            rtt.record(micros(r)).ok();
-                        }
-                    }
-                    Err(e) => *dropped.entry(drop_reason(&e).into()).or_default() += 1,
-                }
-                send_all!(i, u);
-                rearm!(i);
-            }
+            run.receive(ev.u64 as u32, now, &mut buf);
         }
     }
-    let end = vnow();
-    // The last, partial window.
-    let tail = end.saturating_duration_since(next_second - Duration::from_secs(1));
-    if !tail.is_zero() {
-        let t = end.saturating_duration_since(shared.start);
-        timeline.push(window(t, arrived, connected_now, &second_hs));
-    }
-    if send_errors > 0 {
-        dropped.insert("send_refused_by_kernel".into(), send_errors);
-    }
-
-    // Totals.
-    let mut kbps = histogram();
-    let traffic_s = shared.traffic_for.as_secs_f64().max(1e-3);
-    for a in attempts.iter() {
-        figures.initiations_sent += u64::from(a.initiations);
-        figures.retries += u64::from(a.retries());
-        figures.cookie_replies += u64::from(a.cookies);
-        figures.bytes_sent += a.bytes_sent;
-        figures.bytes_received += a.bytes_received;
-        if a.connected_at.is_some() {
-            figures.connected += 1;
-            if a.first_attempt() {
-                figures.connected_first_attempt += 1;
-            }
-            if shared.echo_every.is_some() {
-                kbps.record(((a.bytes_received * 8) as f64 / traffic_s / 1e3).max(1.0) as u64)
-                    .ok();
-            }
-        }
-        if a.first_byte_at.is_some() {
-            figures.first_byte += 1;
-        }
-        if let Some(f) = a.failure() {
-            *figures.failures.entry(f.into()).or_default() += 1;
-        }
-    }
-    figures.dropped = dropped;
-    Ok(Measured {
-        clients: figures,
-        latency: Latencies {
-            handshake_ms: Summary::of_micros(&hs),
-            first_attempt_ms: Summary::of_micros(&first),
-            first_byte_ms: Summary::of_micros(&ttfb),
-            rtt_ms: Summary::of_micros(&rtt),
-            client_kbps: Summary::scaled(&kbps, 1.0),
-            reconnect_ms: (!reconnect.is_empty()).then(|| Summary::of_micros(&reconnect)),
-        },
-        timeline,
-        duration_s: end.saturating_duration_since(shared.start).as_secs_f64(),
-    })
+    Ok(run.finish(vnow()))
 }
 
 /// The timeline entry for a window ending `t` into the run (server columns filled later).

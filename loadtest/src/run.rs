@@ -92,12 +92,9 @@ fn thread_cpu_seconds() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Runs one scenario against one target and returns what it measured.
-pub fn run(opts: &RunOptions) -> Result<RunResult> {
-    let s = &opts.scenario;
-    s.check()?;
-    let users = s.users as usize;
-    // A socket per user if the process may open that many files, keeping 4,096 for the rest.
+/// How many user sockets the process may hold: one per user if it may open that many files
+/// (keeping 4,096 for the rest), else fewer, shared.
+fn socket_count(users: usize) -> Result<usize> {
     let may_open = raise_open_files(users as u64 + 4096)?;
     let endpoints = (users as u64).min(may_open.saturating_sub(4096)).max(1) as usize;
     if endpoints < users {
@@ -106,34 +103,33 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
              addresses and ports (raise the hard limit of open files for one each)"
         );
     }
-    let arrivals = schedule::arrivals(s);
+    Ok(endpoints)
+}
 
-    let mut target = Target::start(
-        opts.target,
-        &TargetOptions {
-            xgate: opts.xgate.clone(),
-            dir: crate::target::work_dir(&opts.tag),
-            cpus: opts.server_cpus.clone(),
-            tag: opts.tag.clone(),
-        },
-    )?;
-    let pid = target.pid;
-    eprintln!(
-        "{}: {} users, {:?} over {} s (bound {:.0} s)",
-        opts.target.label(),
-        s.users,
-        s.kind,
-        s.seconds,
-        s.bound().as_secs_f64()
-    );
+/// The users, registered on the server and ready to arrive.
+struct Prepared {
+    /// Every attempt, sorted by arrival, its first initiation made.
+    attempts: Vec<Attempt>,
+    /// Each user's tunnel address.
+    tunnel_ips: Vec<std::net::Ipv4Addr>,
+    /// What every attempt shares (the clock starts when this is made).
+    shared: Shared,
+    /// Real initiations of one registered user, for the flood to replay (mixed-flood).
+    replays: Vec<[u8; 148]>,
+    /// The server's resident memory before and after registering the users.
+    rss: (u64, u64),
+}
 
+/// Makes the users' keys, registers them on the server, and prepares every attempt.
+fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
+    let users = s.users as usize;
     // Keys: one per user, plus one registered user whose initiations the flood replays.
     let flooding = s.kind == Kind::MixedFlood;
     let keys: Vec<PrivateKey> = (0..users + usize::from(flooding))
         .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
         .collect();
     let publics: Vec<PublicKey> = parallel_map(&keys, PrivateKey::public_key);
-    let rss_empty = settled_rss(pid, Duration::ZERO);
+    let rss_empty = settled_rss(target.pid, Duration::ZERO);
     let t = Instant::now();
     let tunnel_ips = target.register(&publics)?;
     eprintln!(
@@ -143,12 +139,12 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     );
     // xgate's API answers on tokio's blocking threads, which exit after 10 s idle; only
     // then does the allocator return what registering thousands of users took.
-    let settle = if opts.target == TargetKind::Xgate {
+    let settle = if target.kind == TargetKind::Xgate {
         Duration::from_secs(11)
     } else {
         Duration::ZERO
     };
-    let rss_registered = settled_rss(pid, settle);
+    let rss_registered = settled_rss(target.pid, settle);
 
     let traffic = s.traffic;
     let shared = Shared {
@@ -167,7 +163,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         .then(|| Duration::from_secs(u64::from(traffic.persistent_keepalive)));
     let t = Instant::now();
     let server_key = target.public_key;
-    let attempts: Vec<Attempt> = parallel_map(&arrivals, |a| {
+    let attempts: Vec<Attempt> = parallel_map(&schedule::arrivals(s), |a| {
         let u = a.user as usize;
         Attempt::prepare(*a, &keys[u], server_key, tunnel_ips[u], keepalive, &shared)
     });
@@ -181,10 +177,19 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     } else {
         Vec::new()
     };
+    Ok(Prepared {
+        attempts,
+        tunnel_ips,
+        shared,
+        replays,
+        rss: (rss_empty, rss_registered),
+    })
+}
 
-    let counters_before = target.counters()?;
-    let bar = if opts.progress {
-        ProgressBar::new(s.users as u64)
+/// A progress bar of users connected (hidden unless asked for).
+fn progress_bar(shown: bool, users: u64) -> ProgressBar {
+    let bar = if shown {
+        ProgressBar::new(users)
     } else {
         ProgressBar::hidden()
     };
@@ -192,49 +197,121 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} connected  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let flood_plan = s.flood.map(|f| testbed::flood::FloodPlan {
+    bar
+}
+
+/// The flood beside the load (mixed-flood), on a thread in the users' namespace.
+fn start_flood(
+    s: &Scenario,
+    target: &Target,
+    replays: Vec<[u8; 148]>,
+) -> Option<std::thread::JoinHandle<Result<testbed::flood::FloodSent>>> {
+    let plan = s.flood.map(|f| testbed::flood::FloodPlan {
         server: target.endpoint,
-        server_key,
+        server_key: target.public_key,
         sources: (0..f.sources).map(flood_source).collect(),
         forged_per_second: f.forged_per_second,
         replays,
         replayed_per_second: f.replayed_per_second,
         duration: Duration::from_secs_f64(s.seconds.max(1.0)),
-    });
-    let flood =
-        flood_plan.map(|plan| spawn_in(&target.client_ns, move || testbed::flood::flood(&plan)));
+    })?;
+    Some(spawn_in(&target.client_ns, move || {
+        testbed::flood::flood(&plan)
+    }))
+}
 
+/// What the flood thread sent, once it has ended.
+fn join_flood(
+    flood: Option<std::thread::JoinHandle<Result<testbed::flood::FloodSent>>>,
+) -> Result<Option<FloodFigures>> {
+    let Some(h) = flood else {
+        return Ok(None);
+    };
+    let sent = h
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
+    Ok(Some(FloodFigures {
+        forged_sent: sent.forged,
+        replayed_sent: sent.replayed,
+        refused_by_kernel: sent.refused,
+    }))
+}
+
+/// Runs the load loop in the users' namespace (pinned to `load_cpu`), sampling the server
+/// each second; returns what it measured and the loop's own CPU seconds.
+fn drive(
+    target: &Target,
+    opts: &RunOptions,
+    endpoints: usize,
+    prepared: Prepared,
+    bar: ProgressBar,
+) -> Result<(Measured, f64, Vec<Sample>)> {
+    let (pid, bound, load_cpu) = (target.pid, opts.scenario.bound(), opts.load_cpu);
+    let users = opts.scenario.users as usize;
+    target
+        .client_ns
+        .enter(move || -> Result<(Measured, f64, Vec<Sample>)> {
+            if let Some(c) = load_cpu {
+                testbed::process::pin_thread(&[c]);
+            }
+            let Prepared {
+                mut attempts,
+                tunnel_ips,
+                shared,
+                ..
+            } = prepared;
+            let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
+                .map(|e| crate::engine::bind_endpoint(user_source(e)))
+                .collect::<Result<_>>()?;
+            let mut users: Vec<User> = (0..users as u32)
+                .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
+                .collect();
+            let cpu0 = thread_cpu_seconds();
+            // Started with the load loop, so sample k ends where the timeline's second k does.
+            let sampler = Sampler::start(pid, Duration::from_secs(1));
+            let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
+                bar.set_position(p.connected);
+                bar.set_message(format!(
+                    "{} arrived, {} cookies, {} gave up, {:.0} s",
+                    p.arrived, p.cookies, p.failed, p.elapsed
+                ));
+            });
+            let samples = sampler.stop();
+            Ok((m?, thread_cpu_seconds() - cpu0, samples))
+        })?
+}
+
+/// Runs one scenario against one target and returns what it measured.
+pub fn run(opts: &RunOptions) -> Result<RunResult> {
+    let s = &opts.scenario;
+    s.check()?;
+    let endpoints = socket_count(s.users as usize)?;
+    let mut target = Target::start(
+        opts.target,
+        &TargetOptions {
+            xgate: opts.xgate.clone(),
+            dir: crate::target::work_dir(&opts.tag),
+            cpus: opts.server_cpus.clone(),
+            tag: opts.tag.clone(),
+        },
+    )?;
+    let pid = target.pid;
+    eprintln!(
+        "{}: {} users, {:?} over {} s (bound {:.0} s)",
+        opts.target.label(),
+        s.users,
+        s.kind,
+        s.seconds,
+        s.bound().as_secs_f64()
+    );
+    let mut prepared = prepare(s, &target)?;
+    let (rss_empty, rss_registered) = prepared.rss;
+    let counters_before = target.counters()?;
+    let bar = progress_bar(opts.progress, s.users as u64);
+    let flood = start_flood(s, &target, std::mem::take(&mut prepared.replays));
     let threads_before = testbed::procstat::cpu_by_thread(pid);
-    let bound = s.bound();
-    let load_cpu = opts.load_cpu;
-    let progress_bar = bar.clone();
-    let engine_out =
-        target
-            .client_ns
-            .enter(move || -> Result<(Measured, f64, Vec<Sample>)> {
-                if let Some(c) = load_cpu {
-                    testbed::process::pin_thread(&[c]);
-                }
-                let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
-                    .map(|e| crate::engine::bind_endpoint(user_source(e)))
-                    .collect::<Result<_>>()?;
-                let mut users: Vec<User> = (0..users as u32)
-                    .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
-                    .collect();
-                let mut attempts = attempts;
-                let cpu0 = thread_cpu_seconds();
-                // Started with the load loop, so sample k ends where the timeline's second k does.
-                let sampler = Sampler::start(pid, Duration::from_secs(1));
-                let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
-                    progress_bar.set_position(p.connected);
-                    progress_bar.set_message(format!(
-                        "{} arrived, {} cookies, {} gave up, {:.0} s",
-                        p.arrived, p.cookies, p.failed, p.elapsed
-                    ));
-                });
-                let samples = sampler.stop();
-                Ok((m?, thread_cpu_seconds() - cpu0, samples))
-            })??;
+    let (mut measured, loadgen_cpu, samples) =
+        drive(&target, opts, endpoints, prepared, bar.clone())?;
     bar.finish_and_clear();
     // Everyone stays connected and silent, so the server can show what an idle session costs.
     if s.idle_seconds > 0.0 {
@@ -245,20 +322,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         std::thread::sleep(Duration::from_secs_f64(s.idle_seconds));
     }
     let rss_idle = (s.idle_seconds > 0.0).then(|| testbed::procstat::rss_bytes(pid));
-    let (mut measured, loadgen_cpu, samples) = engine_out;
-    let flood = match flood {
-        Some(h) => {
-            let sent = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
-            Some(FloodFigures {
-                forged_sent: sent.forged,
-                replayed_sent: sent.replayed,
-                refused_by_kernel: sent.refused,
-            })
-        }
-        None => None,
-    };
+    let flood = join_flood(flood)?;
     if !target.is_running() {
         bail!(
             "{} exited during the run:\n{}",

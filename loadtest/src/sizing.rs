@@ -186,9 +186,8 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Sizes a deployment for `need` from the measured figures; errors name the missing figure
-/// and the run that would measure it.
-pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
+/// A need that can be sized: positive durations and targets, something to size.
+fn check(need: &Need) -> Result<()> {
     ensure!(
         positive(need.surge_seconds),
         "the surge must last more than 0 s (got {})",
@@ -209,11 +208,15 @@ pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
         need.users > 0 || need.gbps > 0.0,
         "nothing to size: give users or Gbit/s"
     );
-    let users = need.users as f64;
-    let mut lines = Vec::new();
+    Ok(())
+}
 
-    // (cores, why) per need; `why` names the figure and its source for the answer line.
-    let mut logins = None;
+/// Cores a need takes, and why (the figure and its source).
+type Cores = Option<(f64, String)>;
+
+/// Cores the login surge needs; a line of working in `lines`.
+fn login_cores(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Result<Cores> {
+    let users = need.users as f64;
     if need.users > 0 {
         let (rate, p99, source) = best_login_rate(need.p99_ms, m)?;
         let arrivals = users / need.surge_seconds;
@@ -223,12 +226,16 @@ pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
              arrivals/s per core with handshake p99 {p99:.1} ms <= {} ms ({source}): {cores:.2} cores",
             need.users, need.surge_seconds, need.p99_ms
         ));
-        logins = Some((
+        return Ok(Some((
             cores,
             format!("{rate:.0} users/s per core at p99 {p99:.1} ms, {source}"),
-        ));
+        )));
     }
-    let mut traffic = None;
+    Ok(None)
+}
+
+/// Cores the traffic needs; a line of working in `lines`.
+fn traffic_cores(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Result<Cores> {
     if need.gbps > 0.0 {
         let Some((per_core, source)) = &m.gbps_per_core else {
             bail!(
@@ -247,17 +254,18 @@ pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
             "throughput: {} Gbit/s at {per_core:.2} Gbit/s per core ({source}): {cores:.2} cores",
             need.gbps
         ));
-        traffic = Some((cores, format!("{per_core:.1} Gbit/s per core, {source}")));
+        return Ok(Some((
+            cores,
+            format!("{per_core:.1} Gbit/s per core, {source}"),
+        )));
     }
-    match &m.handshakes_per_core_s {
-        Some((h, source)) if need.users > 0 => lines.push(format!(
-            "handshakes: {h:.0} per CPU-second ({source}); every user reconnecting at once costs \
-             {:.1} CPU-seconds",
-            users / h
-        )),
-        _ => {}
-    }
-    let memory_bytes = match (&m.bytes_per_session, &m.bytes_per_registered_user) {
+    Ok(None)
+}
+
+/// Memory for the users (sessions and registrations), when both figures were measured.
+fn memory(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Option<f64> {
+    let users = need.users as f64;
+    match (&m.bytes_per_session, &m.bytes_per_registered_user) {
         (Some((session, s_src)), Some((registered, r_src))) if need.users > 0 => {
             let bytes = users * (session + registered);
             lines.push(format!(
@@ -277,7 +285,27 @@ pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
             None
         }
         _ => None,
-    };
+    }
+}
+
+/// Sizes a deployment for `need` from the measured figures; errors name the missing figure
+/// and the run that would measure it.
+pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
+    check(need)?;
+    let mut lines = Vec::new();
+    // (cores, why) per need; `why` names the figure and its source for the answer line.
+    let logins = login_cores(need, m, &mut lines)?;
+    let traffic = traffic_cores(need, m, &mut lines)?;
+    let users = need.users as f64;
+    match &m.handshakes_per_core_s {
+        Some((h, source)) if need.users > 0 => lines.push(format!(
+            "handshakes: {h:.0} per CPU-second ({source}); every user reconnecting at once costs \
+             {:.1} CPU-seconds",
+            users / h
+        )),
+        _ => {}
+    }
+    let memory_bytes = memory(need, m, &mut lines);
 
     let traffic_cores = traffic.as_ref().map_or(0.0, |t| t.0);
     let (bound_by, exact, why) = match (logins.clone(), traffic.clone()) {
