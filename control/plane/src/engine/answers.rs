@@ -25,9 +25,9 @@ use rand_core::RngCore;
 
 use super::indices::IndexUse;
 use super::{Closed, ControlPlane, UNDER_LOAD_DEPTH};
-use crate::admission::{Refusal, SourceKey};
+use crate::admission::{Refused, SourceKey};
 use crate::events::TunnelEvent;
-use crate::responders::pool::{Answer, Job};
+use crate::responders::wireguard::{Answer, Job};
 use crate::responders::{Outcome, Unanswered};
 
 /// Handshake messages handled per wake-up before checking other inputs.
@@ -67,40 +67,24 @@ impl ControlPlane {
         self.feed_responders();
     }
 
-    /// Counts a failed initiation against its source. From an unproven source it only makes
-    /// that source prove its address (anyone can spoof one); from a proven source it limits the
-    /// source to a trickle. A replayed timestamp is never charged to a proven source: a
-    /// captured initiation can be resent, MAC2 and all, by whoever saw it.
+    /// Counts a failed initiation against its source (see `Admission::charge_failure`). A
+    /// replayed timestamp is never charged to a proven source: a captured initiation can be
+    /// resent, MAC2 and all, by whoever saw it. Without a private key nothing is the
+    /// source's fault.
     fn charge_failure(&mut self, why: Unanswered, source: SourceKey, proven: bool, now: Instant) {
         match (why, proven) {
-            (Unanswered::NoPrivateKey, _) => {}
-            (Unanswered::Replayed, true) => {}
-            (_, true) => self.proven_suspects.charge(source, now),
-            (_, false) => self.suspects.charge(source, now),
+            (Unanswered::NoPrivateKey, _) | (Unanswered::Replayed, true) => {}
+            _ => self.admission.charge_failure(source, proven, now),
         }
     }
 
-    /// Hands waiting initiations to the responder threads, as far as they have room: proven
-    /// sources first, but every fourth slot to an unproven one if any waits, so busy proven
-    /// sources cannot starve clients that have not been asked for a cookie yet.
+    /// Hands waiting initiations to the responder threads, as far as they have room.
     fn feed_responders(&mut self) {
         let room = self.responders.room();
-        if room == 0 || (self.proven.is_empty() && self.admission.is_empty()) {
+        if room == 0 || self.admission.waiting() == 0 {
             return;
         }
-        let mut jobs = Vec::with_capacity(room);
-        while jobs.len() < room {
-            self.fed = self.fed.wrapping_add(1);
-            let next = if self.fed % 4 == 0 {
-                self.admission.pop().or_else(|| self.proven.pop())
-            } else {
-                self.proven.pop().or_else(|| self.admission.pop())
-            };
-            match next {
-                Some(job) => jobs.push(job),
-                None => break,
-            }
-        }
+        let jobs = self.admission.take(room);
         self.responders.submit(jobs);
     }
 
@@ -158,9 +142,7 @@ impl ControlPlane {
             },
             Ok(Message::Response(resp)) => match verdict {
                 MacVerdict::BadMac1 => self.counters.bad_mac1 += 1,
-                MacVerdict::Mac1Only
-                    if self.admission.len() + self.proven.len() > UNDER_LOAD_DEPTH =>
-                {
+                MacVerdict::Mac1Only if self.admission.waiting() > UNDER_LOAD_DEPTH => {
                     self.send_cookie(&d, resp.sender, now)
                 }
                 _ => self.complete(&d, &resp, now),
@@ -180,36 +162,29 @@ impl ControlPlane {
     /// source gets a cookie reply; a refused proven one is dropped.
     fn admit(&mut self, d: HandshakeDatagram, init: &Initiation<'_>, proven: bool, now: Instant) {
         self.counters.initiations_received += 1;
-        let source = SourceKey::of(d.from);
-        if !self.replays.first_sighting(init.ephemeral, now) {
-            self.counters.replayed_initiation += 1;
-            return;
-        }
-        let sender = init.sender;
-        let (suspects, queue) = if proven {
-            (&mut self.proven_suspects, &mut self.proven)
-        } else {
-            (&mut self.suspects, &mut self.admission)
+        let job = Job {
+            datagram: d,
+            proven,
         };
-        if suspects.exhausted(source, now) {
-            self.counters.initiations_failing_source += 1;
-        } else {
-            match queue.offer(
-                source,
-                Job {
-                    datagram: d,
-                    proven,
-                },
-            ) {
-                Ok(()) => return,
-                Err((Refusal::OverShare, _)) => self.counters.initiations_over_share += 1,
-                Err((Refusal::Overflow, _)) => self.counters.initiations_backlog_full += 1,
+        let source = SourceKey::of(d.from);
+        let c = &mut self.counters;
+        match self
+            .admission
+            .offer(source, proven, init.ephemeral, job, now)
+        {
+            Ok(()) => return,
+            Err(Refused::Replay) => {
+                c.replayed_initiation += 1;
+                return;
             }
+            Err(Refused::FailingSource) => c.initiations_failing_source += 1,
+            Err(Refused::OverShare) => c.initiations_over_share += 1,
+            Err(Refused::BacklogFull) => c.initiations_backlog_full += 1,
         }
         if proven {
             self.counters.rate_limited += 1;
         } else {
-            self.send_cookie(&d, sender, now);
+            self.send_cookie(&d, init.sender, now);
         }
     }
 

@@ -34,10 +34,10 @@ use proto::handshake::LocalIdentity;
 use proto::tai64n::WallClock;
 use proto::{PresharedKey, PrivateKey, PublicKey};
 
-use crate::admission::{FairQueue, ReplayFilter, Suspects};
+use crate::admission::Admission;
 use crate::events::EventSink;
-use crate::responders::pool::Job;
-use crate::responders::ResponderPool;
+use crate::responders::wireguard::Job;
+use crate::responders::{ResponderPool, WireguardResponder};
 use crate::update::DeviceUpdate;
 use indices::Indices;
 use known_peers::Peers;
@@ -221,22 +221,13 @@ pub struct ControlPlane {
     routes_dirty: bool,
     /// Peers with a usable session, and when their newest one was installed.
     tunnels: std::collections::HashMap<PeerId, Instant>,
-    /// Initiations from unproven sources waiting for a responder thread, per source.
-    admission: FairQueue<Job>,
-    /// Initiations from sources that proved their address (MAC2), served first.
-    proven: FairQueue<Job>,
-    /// Ephemerals of recent initiations (exact replays cost no DH).
-    replays: ReplayFilter,
-    /// Sources whose unproven initiations keep failing (they must prove their address).
-    suspects: Suspects,
-    /// Proven sources whose initiations keep failing (they get a trickle).
-    proven_suspects: Suspects,
-    /// Jobs handed to the responders so far (every fourth slot goes to unproven sources).
-    fed: u64,
+    /// Initiations waiting for a responder thread (proven sources, by MAC2, first); exact
+    /// replays (by ephemeral) and failing sources are refused there.
+    admission: Admission<Job>,
     /// Workers sent messages (`queue_for`) since they were last woken.
     unwoken: Vec<bool>,
     /// The threads that answer initiations.
-    responders: ResponderPool,
+    responders: ResponderPool<WireguardResponder>,
     /// When `on_tick` is next due.
     next_tick: Instant,
 }
@@ -257,7 +248,10 @@ impl ControlPlane {
         let peers = Peers::default();
         peers.directory().warm_in_background()?;
         let workers = channels.workers.len();
-        let responders = ResponderPool::start(handshake_threads, peers.directory())?;
+        let responders = ResponderPool::start(
+            handshake_threads,
+            Arc::new(WireguardResponder::new(peers.directory())),
+        )?;
         Ok(Self {
             name: name.to_string(),
             identity: None,
@@ -271,12 +265,11 @@ impl ControlPlane {
             counters: ControlCounters::default(),
             routes_dirty: false,
             tunnels: std::collections::HashMap::new(),
-            admission: FairQueue::new(HANDSHAKE_BACKLOG * handshake_threads.max(1)),
-            proven: FairQueue::new(PROVEN_BACKLOG),
-            replays: ReplayFilter::new(Instant::now()),
-            suspects: Suspects::default(),
-            proven_suspects: Suspects::default(),
-            fed: 0,
+            admission: Admission::new(
+                HANDSHAKE_BACKLOG * handshake_threads.max(1),
+                PROVEN_BACKLOG,
+                Instant::now(),
+            ),
             unwoken: vec![false; workers],
             responders,
             next_tick: Instant::now() + TICK,
