@@ -99,16 +99,25 @@ pub fn pin_thread(cpus: &[usize]) {
 }
 
 /// Pins every thread of process `pid` (and threads it makes later) to `cpus` (`taskset -a`).
+/// A thread that ends while taskset walks the list makes it fail, as a starting daemon's
+/// short-lived threads do, so it is tried a few times.
 pub fn pin_process(pid: u32, cpus: &[usize]) -> Result<()> {
     let list: Vec<String> = cpus.iter().map(ToString::to_string).collect();
-    crate::netns::run(Command::new("taskset").args([
-        "-a",
-        "-cp",
-        &list.join(","),
-        &pid.to_string(),
-    ]))
-    .with_context(|| format!("pinning process {pid} to CPUs {list:?}"))?;
-    Ok(())
+    let (list, pid) = (list.join(","), pid.to_string());
+    let mut tries = 0;
+    loop {
+        let result = crate::netns::run(Command::new("taskset").args(["-a", "-cp", &list, &pid]));
+        match result {
+            Ok(_) => return Ok(()),
+            Err(_) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("pinning process {pid} to CPUs {list}"))
+            }
+        }
+    }
 }
 
 /// Polls `f` every 50 ms until it is true or `timeout` passes.
