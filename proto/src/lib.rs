@@ -12,6 +12,8 @@
 //! - `timers`: the timer rules, split by who sees the events.
 //! - `transport`: one peer's sessions, traffic timers and endpoint, and the receive and send
 //!   rules over them (what a datapath worker runs per peer).
+//! - `initiator`: our handshakes: when to start one, the cookie it draws, retransmits and
+//!   give-up, finishing with the response (what the control plane runs per peer).
 //! - `responder`: answering an initiation: peer lookup, authentication, the replay and flood
 //!   guard (what the responder threads run).
 //! - `tunnel`: all of it composed into one peer.
@@ -23,6 +25,7 @@ pub mod constants;
 pub mod cookie;
 pub mod crypto;
 pub mod handshake;
+pub mod initiator;
 pub mod inner;
 pub mod keyring;
 pub mod keys;

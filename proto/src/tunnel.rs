@@ -1,8 +1,8 @@
 //! A whole WireGuard peer in one sans-IO state machine: handshakes in both roles, cookies,
 //! sessions and timers. The loadtest's simulated clients and the tests drive it. It is
 //! composed of the pieces the daemon runs split between its threads: `Transport` (a datapath
-//! worker's per-peer state and rules), `responder::respond` (the responder threads') and the
-//! handshake timers, cookie jar and pending initiation (the control plane's).
+//! worker's per-peer state and rules), `responder::respond` (the responder threads') and
+//! `Initiator` with the cookie jar (the control plane's).
 //!
 //! Shape (as in quinn-proto): feed it datagrams with `handle_datagram`, packets to send with
 //! `send`, and the time with `handle_timeout`; take datagrams out with `poll_transmit`, events
@@ -17,13 +17,14 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::constants::*;
 use crate::cookie::{CookieChecker, CookieError, CookieJar, MacVerdict};
-use crate::handshake::{self, HandshakeError, InitiatorHandshake, LocalIdentity, RemotePeer};
+use crate::handshake::{HandshakeError, LocalIdentity, RemotePeer};
+use crate::initiator::{Initiator, InitiatorDue, InitiatorError};
 use crate::inner;
 use crate::keys::{PresharedKey, PrivateKey, PublicKey};
 use crate::responder::{self, GuardRefusal, InitiationGuard, RespondError, ResponderPeers};
 use crate::session::{Session, TransportError};
 use crate::tai64n::{Tai64N, WallClock};
-use crate::timers::{rekey_jitter, HandshakeAction, HandshakeTimers};
+use crate::timers::rekey_jitter;
 use crate::transport::{OpenError, Sealed, Transport};
 use crate::wire::{Message, WireError};
 
@@ -86,6 +87,16 @@ pub enum TunnelError {
     BadInnerPacket,
 }
 
+impl From<InitiatorError> for TunnelError {
+    fn from(e: InitiatorError) -> Self {
+        match e {
+            InitiatorError::NotPending(index) => TunnelError::UnexpectedIndex(index),
+            InitiatorError::Handshake(e) => TunnelError::Handshake(e),
+            InitiatorError::Cookie(e) => TunnelError::Cookie(e),
+        }
+    }
+}
+
 /// What a successfully handled datagram was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
@@ -123,10 +134,9 @@ pub struct Tunnel<R: RngCore + CryptoRng> {
     rng: R,
     mtu: usize,
     under_load: bool,
-    pending: Option<InitiatorHandshake>,
     guard: InitiationGuard,
     transport: Transport,
-    handshake: HandshakeTimers,
+    initiator: Initiator,
     staged: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
@@ -148,10 +158,9 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
             rng,
             mtu: config.mtu,
             under_load: false,
-            pending: None,
             guard: InitiationGuard::default(),
             transport,
-            handshake: HandshakeTimers::default(),
+            initiator: Initiator::default(),
             staged: VecDeque::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
@@ -192,7 +201,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.transport.next_deadline(),
-            self.handshake.next_deadline(),
+            self.initiator.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -205,22 +214,22 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
 
     /// Starts a handshake now: retransmissions pass `retry`, others are rate-limited.
     pub fn initiate(&mut self, now: Instant, retry: bool) {
-        if !retry && (!self.handshake.can_initiate(now) || self.handshake.is_pending()) {
+        if !self.initiator.may_start(now, retry) {
             return;
         }
         let index = self.rng.next_u32();
         let stamp = self.clock.tai64n(now);
-        let Ok((state, mut msg)) =
-            handshake::create_initiation(&self.local, &self.peer, index, stamp, &mut self.rng)
-        else {
+        let Ok(started) = self.initiator.start(
+            (&self.local, &self.peer),
+            (index, stamp),
+            &mut self.jar,
+            (now, retry),
+            &mut self.rng,
+        ) else {
             // Only a low-order peer key fails here; such a peer can never complete.
             return;
         };
-        self.jar.stamp(&mut msg, now);
-        self.pending = Some(state);
-        self.outbox.push_back(msg.to_vec());
-        let jitter = self.jitter();
-        self.handshake.on_initiation_sent(now, jitter, retry);
+        self.outbox.push_back(started.message.to_vec());
         self.transport.handshake_sent(now);
     }
 
@@ -313,14 +322,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                 if self.checker.verify(resp.bytes, from, now) == MacVerdict::BadMac1 {
                     return Err(TunnelError::BadMac1);
                 }
-                let state = self
-                    .pending
-                    .as_ref()
-                    .filter(|p| p.local_index == resp.receiver)
-                    .ok_or(TunnelError::UnexpectedIndex(resp.receiver))?;
-                let keys = handshake::consume_response(state, &self.local, &self.peer, &resp)?;
-                self.pending = None;
-                self.handshake.on_handshake_complete();
+                let keys = self.initiator.finish(&self.local, &self.peer, &resp)?;
                 let session = Box::new(Session::new(&keys, now));
                 let _ = self.transport.install(now, session, from);
                 self.events
@@ -332,14 +334,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                 Ok(Received::Handshake)
             }
             Message::CookieReply(reply) => {
-                if self
-                    .pending
-                    .as_ref()
-                    .is_none_or(|p| p.local_index != reply.receiver)
-                {
-                    return Err(TunnelError::UnexpectedIndex(reply.receiver));
-                }
-                self.jar.consume(&reply, now)?;
+                self.initiator.take_cookie(&mut self.jar, &reply, now)?;
                 self.events.push_back(Event::CookieReceived);
                 Ok(Received::Handshake)
             }
@@ -365,7 +360,7 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
                 OpenError::Transport(e) => TunnelError::Transport(e),
             })?;
         if opened.confirmed.is_some() {
-            self.handshake.on_handshake_complete();
+            self.initiator.session_up();
             self.events
                 .push_back(Event::HandshakeComplete { initiator: false });
             self.flush_staged(now);
@@ -385,19 +380,18 @@ impl<R: RngCore + CryptoRng> Tunnel<R> {
 
     /// Runs every timer that has expired at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.handshake.poll(now) {
-            HandshakeAction::Retransmit => self.initiate(now, true),
-            HandshakeAction::GiveUp => {
-                self.pending = None;
+        match self.initiator.poll(now) {
+            InitiatorDue::Retransmit => self.initiate(now, true),
+            InitiatorDue::GaveUp(_) => {
                 self.staged.clear();
                 self.transport.gave_up(now);
                 self.events.push_back(Event::HandshakeGaveUp);
             }
-            HandshakeAction::Wait => {}
+            InitiatorDue::Wait => {}
         }
         let due = self.transport.poll(now);
         if due.keys_zeroed.is_some() {
-            self.pending = None;
+            self.initiator.abandon();
             self.events.push_back(Event::KeysZeroed);
         }
         if due.handshake {

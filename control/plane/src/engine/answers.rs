@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::TryRecvError;
 use datapath::io::LinkPath;
@@ -19,9 +19,7 @@ use proto::constants::INITIATION_LEN;
 use proto::cookie::MacVerdict;
 use proto::handshake::{self, SessionKeys};
 use proto::session::Session;
-use proto::timers::rekey_jitter;
 use proto::wire::{Initiation, Message};
-use rand_core::RngCore;
 
 use super::indices::IndexUse;
 use super::{Closed, ControlPlane, UNDER_LOAD_DEPTH};
@@ -100,10 +98,6 @@ impl ControlPlane {
             Unanswered::Replayed => c.replayed_initiation += 1,
             Unanswered::TooSoon => c.initiation_flood += 1,
         }
-    }
-
-    pub(super) fn jitter(&mut self) -> Duration {
-        rekey_jitter(self.rng.next_u32())
     }
 
     /// Sends `message` to `to` from `worker`, the way `link` says where the message being

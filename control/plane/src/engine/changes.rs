@@ -98,8 +98,8 @@ impl ControlPlane {
     /// New handshake values for peer `id` (our key or its preshared key changed); an
     /// initiation of ours made with the old ones can no longer complete, so its index goes.
     pub(super) fn rekey_peer(&mut self, id: PeerId) {
-        if let Some(pending) = self.peers.get_mut(id).and_then(|p| p.pending.take()) {
-            self.indices.free(pending.local_index);
+        if let Some(index) = self.peers.get_mut(id).and_then(|p| p.initiator.abandon()) {
+            self.indices.free(index);
         }
         let local = self.identity.as_ref().map(|i| &*i.local);
         self.peers.refresh_keys(id, local);
@@ -143,8 +143,8 @@ impl ControlPlane {
                     reason: DownReason::Removed,
                 });
             }
-            if let Some(pending) = p.pending {
-                self.indices.free(pending.local_index);
+            if let Some(index) = p.initiator.pending_index() {
+                self.indices.free(index);
             }
             self.send_to_owner(id, ToWorker::RemovePeer { peer: id });
             self.routes_dirty = true;

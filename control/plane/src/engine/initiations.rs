@@ -7,8 +7,7 @@ use std::time::Instant;
 use datapath::messages::{HandshakeDatagram, ToWorker};
 use datapath::route::PeerId;
 use proto::constants::REJECT_AFTER_TIME;
-use proto::handshake;
-use proto::timers::HandshakeAction;
+use proto::initiator::{InitiatorDue, InitiatorError};
 use proto::wire::{CookieReply, Response};
 
 use super::indices::IndexUse;
@@ -28,19 +27,21 @@ impl ControlPlane {
             self.counters.unexpected_index += 1;
             return;
         };
-        let (Some(pending), Some(remote)) = (peer.pending.as_ref(), peer.remote()) else {
+        let Some(remote) = peer.keys.as_deref().map(|k| &k.remote) else {
             self.counters.unexpected_index += 1;
             return;
         };
-        let keys = match handshake::consume_response(pending, &identity.local, remote, resp) {
+        let keys = match peer.initiator.finish(&identity.local, remote, resp) {
             Ok(k) => k,
+            Err(InitiatorError::NotPending(_)) => {
+                self.counters.unexpected_index += 1;
+                return;
+            }
             Err(_) => {
                 self.counters.bad_handshake += 1;
                 return;
             }
         };
-        peer.pending = None;
-        peer.timers.on_handshake_complete();
         peer.endpoint = Some(d.from);
         peer.handshake_rx_bytes += d.len as u64;
         let public = peer.public_key;
@@ -58,18 +59,19 @@ impl ControlPlane {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        match peer.jar().consume(reply, now) {
+        let (jar, initiator) = peer.jar_and_initiator();
+        match initiator.take_cookie(jar, reply, now) {
             Ok(()) => {
                 peer.handshake_rx_bytes += proto::constants::COOKIE_REPLY_LEN as u64;
                 self.counters.cookie_replies_received += 1;
             }
+            Err(InitiatorError::NotPending(_)) => self.counters.unexpected_index += 1,
             Err(_) => self.counters.bad_cookie += 1,
         }
     }
 
     /// Sends an initiation to `id` if it has an endpoint and the rate limit allows.
     pub(super) fn initiate(&mut self, id: PeerId, now: Instant, retry: bool) {
-        let jitter = self.jitter();
         let owner = self.owner(id);
         let stamp = self.clock.tai64n(now);
         let Some(identity) = self.identity.as_ref() else {
@@ -81,31 +83,30 @@ impl ControlPlane {
         let (Some(endpoint), Some(keys)) = (peer.endpoint, peer.keys.clone()) else {
             return;
         };
-        if !retry && (!peer.timers.can_initiate(now) || peer.timers.is_pending()) {
+        if !peer.initiator.may_start(now, retry) {
             return;
-        }
-        if let Some(old) = peer.pending.take() {
-            self.indices.free(old.local_index);
         }
         let index = self
             .indices
             .allocate(owner, IndexUse::Pending(id), &mut self.rng);
-        let Ok((state, mut message)) = handshake::create_initiation(
-            &identity.local,
-            &keys.remote,
-            index,
-            stamp,
+        let (jar, initiator) = peer.jar_and_initiator();
+        let started = initiator.start(
+            (&identity.local, &keys.remote),
+            (index, stamp),
+            jar,
+            (now, retry),
             &mut self.rng,
-        ) else {
+        );
+        let Ok(started) = started else {
             self.indices.free(index);
             return;
         };
-        peer.jar().stamp(&mut message, now);
-        peer.pending = Some(Box::new(state));
-        peer.handshake_tx_bytes += message.len() as u64;
-        peer.timers.on_initiation_sent(now, jitter, retry);
+        if let Some(old) = started.replaced {
+            self.indices.free(old);
+        }
+        peer.handshake_tx_bytes += started.message.len() as u64;
         self.counters.initiations_sent += 1;
-        self.transmit(owner, (endpoint, None), &message);
+        self.transmit(owner, (endpoint, None), &started.message);
         tracing::debug!(peer = id, %endpoint, retry, "initiation sent");
     }
 
@@ -127,25 +128,25 @@ impl ControlPlane {
                 });
             }
         }
-        let due: Vec<(PeerId, HandshakeAction)> = self
+        let due: Vec<(PeerId, InitiatorDue)> = self
             .peers
             .iter_mut()
-            .filter(|p| p.timers.next_deadline().is_some_and(|d| d <= now))
-            .map(|p| (p.id, p.timers.poll(now)))
+            .filter(|p| p.initiator.next_deadline().is_some_and(|d| d <= now))
+            .map(|p| (p.id, p.initiator.poll(now)))
             .collect();
         for (id, action) in due {
             match action {
-                HandshakeAction::Retransmit => self.initiate(id, now, true),
-                HandshakeAction::GiveUp => {
-                    if let Some(p) = self.peers.get_mut(id) {
-                        if let Some(pending) = p.pending.take() {
-                            self.indices.free(pending.local_index);
-                        }
+                InitiatorDue::Retransmit => self.initiate(id, now, true),
+                InitiatorDue::GaveUp(index) => {
+                    if let Some(index) = index {
+                        self.indices.free(index);
+                    }
+                    if let Some(p) = self.peers.get(id) {
                         tracing::info!(peer = %p.public_key, "handshake did not complete; giving up");
                     }
                     self.send_to_owner(id, ToWorker::HandshakeGaveUp { peer: id });
                 }
-                HandshakeAction::Wait => {}
+                InitiatorDue::Wait => {}
             }
         }
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use datapath::route::{AllowedIps, PeerId};
 use ipnet::IpNet;
 use proto::cookie::CookieJar;
-use proto::handshake::{InitiatorHandshake, LocalIdentity, RemotePeer};
-use proto::timers::HandshakeTimers;
+use proto::handshake::{LocalIdentity, RemotePeer};
+use proto::initiator::Initiator;
 
 use crate::responders::{Directory, PeerKeys};
 use proto::{PresharedKey, PublicKey};
@@ -34,10 +34,8 @@ pub struct Peer {
     pub endpoint: Option<SocketAddr>,
     /// Persistent keepalive in seconds (0 = off).
     pub persistent_keepalive: u16,
-    /// Our initiation awaiting its response.
-    pub pending: Option<Box<InitiatorHandshake>>,
-    /// Retransmission of our initiations.
-    pub timers: HandshakeTimers,
+    /// Our handshakes with it: the pending initiation and its retransmit timer.
+    pub initiator: Initiator,
     /// Handshake bytes received from it (WireGuard counts these in rx_bytes).
     pub handshake_rx_bytes: u64,
     /// Handshake bytes sent to it.
@@ -50,6 +48,16 @@ impl Peer {
         let key = self.public_key;
         self.jar
             .get_or_insert_with(|| Box::new(CookieJar::for_recipient(&key)))
+    }
+
+    /// The cookie jar and our handshakes with it, together (an initiation is stamped with
+    /// the one and kept by the other).
+    pub fn jar_and_initiator(&mut self) -> (&mut CookieJar, &mut Initiator) {
+        let key = self.public_key;
+        let jar = self
+            .jar
+            .get_or_insert_with(|| Box::new(CookieJar::for_recipient(&key)));
+        (jar, &mut self.initiator)
     }
 
     /// The peer's handshake values, if we have a private key.
@@ -130,8 +138,7 @@ impl Peers {
             allowed_ips: Vec::new(),
             endpoint: None,
             persistent_keepalive: 0,
-            pending: None,
-            timers: HandshakeTimers::default(),
+            initiator: Initiator::default(),
             handshake_rx_bytes: 0,
             handshake_tx_bytes: 0,
         };
