@@ -1,6 +1,7 @@
 //! The seam between a worker and the kernel: one small trait, so the worker's logic runs the
 //! same over io_uring (`uring`), AF_XDP for the outer side (`af_xdp`, over io_uring for the
-//! rest), or an in-memory backend in tests (`memory`).
+//! rest), or an in-memory backend in tests (`memory`, built only for tests and with the
+//! `testing` feature, which the plane's cross-test turns on).
 //!
 //! The backend owns a fixed pool of packet buffers. Received packets arrive in pool buffers;
 //! the worker processes them in place and either hands the buffer back for sending (the
@@ -9,6 +10,7 @@
 pub mod af_xdp;
 mod buf_ring;
 pub mod frames;
+#[cfg(any(test, feature = "testing"))]
 pub mod memory;
 pub mod uring;
 
