@@ -7,13 +7,13 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 
 use crate::client::{drop_reason, Attempt, Shared, State};
+use crate::epoll::Epoll;
 use crate::results::{ClientFigures, Latencies, Second, Summary};
 use crate::schedule::Phase;
 
@@ -105,47 +105,6 @@ fn histogram() -> Histogram<u64> {
 
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
-}
-
-struct Epoll(i32);
-
-impl Epoll {
-    fn new(sockets: &[UdpSocket]) -> Result<Self> {
-        // SAFETY: plain syscall; the descriptor is owned by the returned value.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        anyhow::ensure!(
-            fd >= 0,
-            "epoll_create1: {}",
-            std::io::Error::last_os_error()
-        );
-        let e = Epoll(fd);
-        for (i, socket) in sockets.iter().enumerate() {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: i as u64,
-            };
-            // SAFETY: both descriptors are open; `ev` is valid for the call.
-            let rc =
-                unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev) };
-            anyhow::ensure!(rc == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
-        }
-        Ok(e)
-    }
-
-    fn wait(&self, events: &mut [libc::epoll_event], timeout_ms: i32) -> usize {
-        // SAFETY: `events` is a valid buffer of its length.
-        let n = unsafe {
-            libc::epoll_wait(self.0, events.as_mut_ptr(), events.len() as i32, timeout_ms)
-        };
-        n.max(0) as usize
-    }
-}
-
-impl Drop for Epoll {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor.
-        unsafe { libc::close(self.0) };
-    }
 }
 
 /// The distributions a run records.

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod echo;
 pub mod engine;
+pub mod epoll;
 pub mod plots;
 pub mod report;
 pub mod results;
