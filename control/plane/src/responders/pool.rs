@@ -23,7 +23,8 @@ pub trait HandshakeWork: Send + Sync + 'static {
     /// Does the job's work.
     fn run(&self, job: Self::Job) -> Self::Outcome;
     /// What a job becomes when its work panicked (a bug: the thread and its share of the work
-    /// must survive it); made before the work starts.
+    /// must survive it). Made before every job starts, so it must be cheap and quiet: the
+    /// pool logs the panic.
     fn failed(&self, job: &Self::Job) -> Self::Outcome;
 }
 
@@ -104,11 +105,72 @@ fn serve<W: HandshakeWork>(jobs: &Receiver<Vec<W::Job>>, out: &Sender<Vec<W::Out
                 // The work reads shared state only through its own locks; a panic leaves
                 // nothing half-written that the next job would trust.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.run(job)))
-                    .unwrap_or(failed)
+                    .unwrap_or_else(|_| {
+                        tracing::error!("a responder thread's job panicked; counted as internal");
+                        failed
+                    })
             })
             .collect();
         if out.send(outcomes).is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Doubles numbers; panics on 13. Counts how often `failed` was asked for.
+    #[derive(Default)]
+    struct Doubler {
+        fallbacks: AtomicUsize,
+    }
+
+    impl HandshakeWork for Doubler {
+        type Job = u32;
+        type Outcome = Result<u32, u32>;
+
+        fn run(&self, job: u32) -> Result<u32, u32> {
+            assert_ne!(job, 13, "unlucky job");
+            Ok(job * 2)
+        }
+
+        fn failed(&self, job: &u32) -> Result<u32, u32> {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            Err(*job)
+        }
+    }
+
+    #[test]
+    fn jobs_come_back_answered_and_a_panic_costs_only_its_own_job() {
+        let work = Arc::new(Doubler::default());
+        let mut pool = ResponderPool::start(2, work.clone()).expect("threads start");
+        assert_eq!(pool.room(), 2 * IN_FLIGHT_PER_THREAD);
+        pool.submit(vec![1, 13, 3, 4]);
+        assert_eq!(pool.in_flight(), 4);
+        let mut outcomes = Vec::new();
+        while outcomes.len() < 4 {
+            let batch = pool
+                .outcomes
+                .recv_timeout(Duration::from_secs(10))
+                .expect("outcomes come back");
+            pool.returned(batch.len());
+            outcomes.extend(batch);
+        }
+        outcomes.sort();
+        assert_eq!(outcomes, [Ok(2), Ok(6), Ok(8), Err(13)]);
+        assert_eq!(pool.in_flight(), 0);
+        // The threads survived the panic.
+        pool.submit(vec![5]);
+        let again = pool.outcomes.recv_timeout(Duration::from_secs(10));
+        assert_eq!(again.expect("a thread still serves"), [Ok(10)]);
+        assert_eq!(
+            work.fallbacks.load(Ordering::Relaxed),
+            5,
+            "one fallback per job"
+        );
     }
 }

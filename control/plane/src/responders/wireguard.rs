@@ -91,7 +91,6 @@ impl HandshakeWork for WireguardResponder {
     }
 
     fn failed(&self, job: &Job) -> Outcome {
-        tracing::error!(from = %job.datagram.from, "responder failed on an initiation");
         Outcome::Dropped(Unanswered::Internal, job.datagram.from, job.proven)
     }
 }
