@@ -6,13 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::api::{call, error_of, json_of, start_with_api};
+use common::api::{call, error_of, json_of, start_with_api, SMALL_POOL};
 use common::{xgate_bin, Rig};
 use serde_json::{json, Value};
 use testbed::{ping, wait_until};
-
-/// A /29 (.2 to .6 for peers) so that exhaustion is reachable.
-const SMALL_POOL: &str = "10.77.0.0/29";
 
 #[test]
 fn without_a_valid_token_nothing_is_answered() {
@@ -82,13 +79,35 @@ fn without_a_valid_token_nothing_is_answered() {
     assert!(doc["paths"]["/api/v1/events"]["get"].is_object());
 }
 
+/// A peer the tests below work on: alice, in group eng, with a preshared key and a route.
+const ALICE_KEY: &str = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+
 #[test]
 fn every_peer_endpoint_answers_and_refuses_bad_input() {
     let (rig, token) = start_with_api("apib", SMALL_POOL);
     let t = Some(token.as_str());
-    let key = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=";
+    let id = create_alice(&rig, t);
+    // Bad input, each with a message naming what was wrong.
+    for (method, path, body, want, needle) in bad_requests(id) {
+        let (status, text) = call(&rig, method, &path, t, body.clone());
+        assert_eq!(status, want, "{method} {path} {body:?}: {text}");
+        let msg = error_of(&text);
+        assert!(
+            msg.contains(needle),
+            "{method} {path}: {msg:?} lacks {needle:?}"
+        );
+    }
+
+    bulk_creation_respects_the_pool(&rig, t);
+    listing_pages_and_filters(&rig, t);
+    get_change_config_revoke_delete(&rig, t, id);
+}
+
+/// Creates alice; returns her id.
+fn create_alice(rig: &Rig, t: Option<&str>) -> i64 {
+    let key = ALICE_KEY;
     let (status, body) = call(
-        &rig,
+        rig,
         "POST",
         "/api/v1/peers",
         t,
@@ -104,10 +123,14 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         created.get("config").is_none(),
         "no private key to hand out: {body}"
     );
-    let id = alice["id"].as_i64().expect("id");
+    alice["id"].as_i64().expect("id")
+}
 
-    // Bad input, each with a message naming what was wrong.
-    let cases: Vec<(&str, String, Option<Value>, u16, &str)> = vec![
+/// Requests that must be refused, with the status and a word the message must contain
+/// (alice is peer `id`).
+fn bad_requests(id: i64) -> Vec<(&'static str, String, Option<Value>, u16, &'static str)> {
+    let key = ALICE_KEY;
+    vec![
         (
             "POST",
             "/api/v1/peers".into(),
@@ -210,23 +233,17 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
             400,
             "1 to 10000",
         ),
-    ];
-    for (method, path, body, want, needle) in cases {
-        let (status, text) = call(&rig, method, &path, t, body.clone());
-        assert_eq!(status, want, "{method} {path} {body:?}: {text}");
-        let msg = error_of(&text);
-        assert!(
-            msg.contains(needle),
-            "{method} {path}: {msg:?} lacks {needle:?}"
-        );
-    }
+    ]
+}
 
-    // The pool has .2 to .6: alice holds .2; six more cannot fit, and none is created.
+/// The pool has .2 to .6: alice holds .2; six more cannot fit, and none is created; four
+/// do, with group sales' policy in their files.
+fn bulk_creation_respects_the_pool(rig: &Rig, t: Option<&str>) {
     let six: Vec<Value> = (0..6)
         .map(|i| json!({"name": format!("bulk-{i}")}))
         .collect();
     let (status, text) = call(
-        &rig,
+        rig,
         "POST",
         "/api/v1/peers/bulk",
         t,
@@ -238,7 +255,7 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         .map(|i| json!({"name": format!("bulk-{i}"), "group": "sales"}))
         .collect();
     let (status, text) = call(
-        &rig,
+        rig,
         "POST",
         "/api/v1/peers/bulk",
         t,
@@ -257,31 +274,36 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
     ] {
         assert!(sales.contains(line), "group sales' policy: {line}\n{sales}");
     }
+}
 
-    // Listing: pages and the group filter.
-    let (_, text) = call(&rig, "GET", "/api/v1/peers?limit=2", t, None);
+/// Listing: pages and the group filter.
+fn listing_pages_and_filters(rig: &Rig, t: Option<&str>) {
+    let (_, text) = call(rig, "GET", "/api/v1/peers?limit=2", t, None);
     let page = json_of(&text);
     assert_eq!(page["peers"].as_array().map(Vec::len), Some(2));
     let after = page["next_after"].as_i64().expect("next page");
     let (_, text) = call(
-        &rig,
+        rig,
         "GET",
         &format!("/api/v1/peers?limit=10&after={after}"),
         t,
         None,
     );
     assert_eq!(json_of(&text)["peers"].as_array().map(Vec::len), Some(3));
-    let (_, text) = call(&rig, "GET", "/api/v1/peers?group=eng", t, None);
+    let (_, text) = call(rig, "GET", "/api/v1/peers?group=eng", t, None);
     assert_eq!(json_of(&text)["peers"][0]["name"], json!("alice"));
+}
 
-    // Get, change, config, revoke, delete.
-    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
+/// Get, change, config, revoke, delete alice.
+fn get_change_config_revoke_delete(rig: &Rig, t: Option<&str>, id: i64) {
+    let key = ALICE_KEY;
+    let (status, text) = call(rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
     assert_eq!(
         (status, json_of(&text)["name"].clone()),
         (200, json!("alice"))
     );
     let (status, text) = call(
-        &rig,
+        rig,
         "PATCH",
         &format!("/api/v1/peers/{id}"),
         t,
@@ -291,7 +313,7 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         (status, json_of(&text)["name"].clone()),
         (200, json!("alice-2"))
     );
-    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
+    let (status, text) = call(rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("PrivateKey = <your private key>") && text.contains("PresharedKey = "),
@@ -302,7 +324,7 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         "group eng has no policy of its own: [api]'s split tunnel, no DNS\n{text}"
     );
     let path = format!("/api/v1/peers/{id}/config?format=terminal");
-    let (status, art) = call(&rig, "GET", &path, t, None);
+    let (status, art) = call(rig, "GET", &path, t, None);
     assert_eq!(status, 200, "{art}");
     assert_eq!(
         art,
@@ -314,18 +336,18 @@ fn every_peer_endpoint_answers_and_refuses_bad_input() {
         dump.iter().any(|p| p.public_key == key),
         "alice reached the interface: {dump:?}"
     );
-    let (status, text) = call(&rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
+    let (status, text) = call(rig, "POST", &format!("/api/v1/peers/{id}/revoke"), t, None);
     assert_eq!(status, 200, "{text}");
     assert!(json_of(&text)["revoked_at"].as_u64().is_some());
     assert!(
         !rig.dump().iter().any(|p| p.public_key == key),
         "revoked peer still on the interface"
     );
-    let (status, text) = call(&rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
+    let (status, text) = call(rig, "GET", &format!("/api/v1/peers/{id}/config"), t, None);
     assert_eq!(status, 410, "{text}");
-    let (status, _) = call(&rig, "DELETE", &format!("/api/v1/peers/{id}"), t, None);
+    let (status, _) = call(rig, "DELETE", &format!("/api/v1/peers/{id}"), t, None);
     assert_eq!(status, 204);
-    let (status, _) = call(&rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
+    let (status, _) = call(rig, "GET", &format!("/api/v1/peers/{id}"), t, None);
     assert_eq!(status, 404);
 }
 
@@ -390,134 +412,6 @@ fn a_peer_made_by_the_api_connects_with_its_config_and_is_cut_off_when_revoked()
     std::thread::sleep(Duration::from_secs(1).saturating_sub(revoked.elapsed()));
     let p = ping(&c.ns, "10.77.0.1", 2).expect("ping runs");
     assert_eq!(p.received, 0, "traffic 1 s after the revoke: {p:?}");
-}
-
-/// The samples of a /metrics answer, parsed by an independent Prometheus text parser.
-fn scrape(rig: &Rig, token: Option<&str>) -> prometheus_parse::Scrape {
-    let (status, text) = call(rig, "GET", "/metrics", token, None);
-    assert_eq!(status, 200, "{text}");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("not Prometheus text format ({e}):\n{text}"))
-}
-
-/// The sum of a metric's samples (over all label sets), or of those whose `key` is `value`.
-fn total(scrape: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-#[test]
-fn metrics_parse_and_move_as_the_traffic_predicts() {
-    let (rig, token) = start_with_api("apim", SMALL_POOL);
-    let before = scrape(&rig, None);
-    assert_eq!(total(&before, "xgate_registry_peers", None), 0.0);
-    assert_eq!(total(&before, "xgate_peers", None), 0.0);
-    assert_eq!(
-        total(&before, "xgate_handshakes_completed_total", None),
-        0.0
-    );
-    let key = rig.clients[0].peer.public_key.to_base64();
-    let (status, text) = call(
-        &rig,
-        "POST",
-        "/api/v1/peers",
-        Some(&token),
-        Some(json!({"name": "metered", "public_key": key})),
-    );
-    assert_eq!(status, 201, "{text}");
-    rig.connect(0, None);
-    assert!(
-        rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel"
-    );
-    let sent = 20;
-    let p = ping(&rig.clients[0].ns, "10.77.0.1", sent).expect("ping");
-    assert_eq!(p.received, sent, "{p:?}");
-
-    let after = scrape(&rig, None);
-    assert_eq!(total(&after, "xgate_registry_peers", None), 1.0);
-    assert_eq!(total(&after, "xgate_peers", None), 1.0);
-    assert_eq!(total(&after, "xgate_sessions_active", None), 1.0);
-    assert!(total(&after, "xgate_handshake_initiations_received_total", None) >= 1.0);
-    assert!(
-        total(
-            &after,
-            "xgate_handshakes_completed_total",
-            Some(("role", "responder"))
-        ) >= 1.0
-    );
-    // Every ping request arrived as a datagram and left as one reply (and the first pings,
-    // a keepalive and the handshake add a few more).
-    let rx = total(&after, "xgate_worker_rx_datagrams_total", None);
-    let tx = total(&after, "xgate_worker_tx_datagrams_total", None);
-    assert!(rx >= f64::from(sent) + 1.0, "rx {rx}");
-    assert!(tx >= f64::from(sent), "tx {tx}");
-    assert!(total(&after, "xgate_worker_tun_writes_total", None) >= f64::from(sent));
-    // Each ping is an 84-byte ICMP packet: sealed, over 100 bytes of datagram each way.
-    assert!(total(&after, "xgate_worker_rx_bytes_total", None) >= 100.0 * f64::from(sent));
-    assert!(total(&after, "xgate_worker_tx_bytes_total", None) >= 100.0 * f64::from(sent));
-    assert!(total(&after, "xgate_worker_key_installs_total", None) >= 1.0);
-    assert!(
-        total(
-            &after,
-            "xgate_transport_bytes_total",
-            Some(("direction", "rx"))
-        ) > 0.0
-    );
-    // Two workers report, each with every drop reason.
-    let workers: std::collections::HashSet<_> = after
-        .samples
-        .iter()
-        .filter(|s| s.metric == "xgate_worker_drops_total")
-        .filter_map(|s| s.labels.get("worker").map(String::from))
-        .collect();
-    assert_eq!(workers.len(), 2, "{workers:?}");
-    // The API timed its own requests (the scrape before, the creation).
-    let timed = after
-        .samples
-        .iter()
-        .find(|s| s.metric == "xgate_api_request_duration_seconds")
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
-            _ => 0.0,
-        })
-        .unwrap_or(0.0);
-    assert!(timed >= 2.0, "requests timed: {timed}");
-
-    // Status: each worker's packet rate over the sampling window, while pings flow.
-    let pinger = std::thread::spawn({
-        let ns = rig.clients[0].ns.name().to_string();
-        move || {
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &ns, "ping", "-q", "-i", "0.02", "-c", "40"])
-                .args(["10.77.0.1"])
-                .output()
-        }
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let (status, text) = call(&rig, "GET", "/api/v1/status", Some(&token), None);
-    assert_eq!(status, 200, "{text}");
-    let live = json_of(&text);
-    let pps: f64 = live["workers"]
-        .as_array()
-        .map(|w| w.iter().filter_map(|w| w["rx_pps"].as_f64()).sum())
-        .unwrap_or(0.0);
-    assert!(
-        pps > 5.0 && pps < 500.0,
-        "50 pings/s in flight, workers report {pps} datagrams/s: {live}"
-    );
-    assert_eq!(live["peers"][0]["name"], json!("metered"), "{live}");
-    let _ = pinger.join();
 }
 
 #[test]

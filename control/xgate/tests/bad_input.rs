@@ -134,6 +134,36 @@ fn bad_input(tag: &str, af_xdp: bool) {
         .peer(&key.public_key().to_base64(), &["10.77.0.2/32"]);
     rig.start_xgate_with(&config);
 
+    let mut client = connect(&rig, &client_ns, key);
+    each_kind_is_dropped(&rig, &mut client);
+    random_burst(&mut client);
+    assert!(
+        rig.xgate().daemon.is_running(),
+        "xgate died on random input"
+    );
+    let snmp = rig
+        .server
+        .ns
+        .run("cat", &["/proc/net/snmp"])
+        .unwrap_or_default();
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    eprintln!("server UDP counters after burst:\n{}", udp.join("\n"));
+    // UDP under a burst loses datagrams in the kernel's socket buffer (counted above as
+    // RcvbufErrors); a ping that was lost is sent again, as ping(8) would.
+    let recovered = (0..5).any(|_| client.ping());
+    assert!(
+        recovered,
+        "no traffic after the random burst: {}\nlog:\n{}",
+        rig.show(),
+        rig.log()
+    );
+    let shown = rig.show();
+    eprintln!("drops after the burst: {}", shown["drops"]);
+    rig.assert_backend_carried_traffic();
+}
+
+/// A client on proto's `Tunnel` from the client namespace, with a first ping answered.
+fn connect(rig: &Rig, client_ns: &testbed::Netns, key: PrivateKey) -> ProtoClient {
     let sock = client_ns
         .enter(|| UdpSocket::bind("10.201.1.2:0"))
         .expect("enter")
@@ -171,11 +201,16 @@ fn bad_input(tag: &str, af_xdp: bool) {
         "no reply from xgate to a clean client; log:\n{}",
         rig.log()
     );
+    client
+}
 
-    expect_drop(&rig, &mut client, "truncated", 1, |c| {
+/// Each kind of bad datagram, sent alone, is dropped and counted under its reason.
+fn each_kind_is_dropped(rig: &Rig, client: &mut ProtoClient) {
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+    expect_drop(rig, client, "truncated", 1, |c| {
         c.raw(&[4, 0, 0, 0, 1, 2, 3, 4, 5, 6])
     });
-    expect_drop(&rig, &mut client, "oversized", 2, |c| {
+    expect_drop(rig, client, "oversized", 2, |c| {
         let mut big = vec![0u8; 3000];
         big[0] = 4;
         c.raw(&big);
@@ -183,8 +218,8 @@ fn bad_input(tag: &str, af_xdp: bool) {
         long_init[0] = 1;
         c.raw(&long_init);
     });
-    expect_drop(&rig, &mut client, "unknown_type", 1, |c| c.raw(&[9u8; 64]));
-    expect_drop(&rig, &mut client, "bad_mac1", 1, |c| {
+    expect_drop(rig, client, "unknown_type", 1, |c| c.raw(&[9u8; 64]));
+    expect_drop(rig, client, "bad_mac1", 1, |c| {
         let local = LocalIdentity::new(&c.key);
         let remote = RemotePeer::new(&local, c.server_key, None);
         let (_, mut init) =
@@ -194,7 +229,7 @@ fn bad_input(tag: &str, af_xdp: bool) {
         init[120] ^= 0x01;
         c.raw(&init);
     });
-    expect_drop(&rig, &mut client, "bad_tag", 1, |c| {
+    expect_drop(rig, client, "bad_tag", 1, |c| {
         c.tunnel.send(
             Instant::now(),
             &echo_request([10, 77, 0, 2], [10, 77, 0, 1], 999),
@@ -204,26 +239,28 @@ fn bad_input(tag: &str, af_xdp: bool) {
         d[last] ^= 0x80;
         c.raw(&d);
     });
-    expect_drop(&rig, &mut client, "replayed_initiation", 1, |c| {
+    expect_drop(rig, client, "replayed_initiation", 1, |c| {
         let init = c
             .first_initiation
             .clone()
             .expect("captured the first initiation");
         c.raw(&init);
     });
-    expect_drop(&rig, &mut client, "replayed", 1, |c| {
+    expect_drop(rig, client, "replayed", 1, |c| {
         let d = c.last_data.clone().expect("captured a data packet");
         c.raw(&d);
     });
-    expect_drop(&rig, &mut client, "source_not_allowed", 1, |c| {
+    expect_drop(rig, client, "source_not_allowed", 1, |c| {
         c.tunnel.send(
             Instant::now(),
             &echo_request([10, 99, 0, 5], [10, 77, 0, 1], 1000),
         );
         c.flush();
     });
+}
 
-    // A bounded burst of random datagrams, some dressed as WireGuard messages.
+/// A bounded burst of random datagrams (20,000 or 20 s), some dressed as WireGuard messages.
+fn random_burst(client: &mut ProtoClient) {
     let mut rng = OsRng;
     let started = Instant::now();
     for i in 0..20_000u32 {
@@ -247,27 +284,4 @@ fn bad_input(tag: &str, af_xdp: bool) {
             break;
         }
     }
-    assert!(
-        rig.xgate().daemon.is_running(),
-        "xgate died on random input"
-    );
-    let snmp = rig
-        .server
-        .ns
-        .run("cat", &["/proc/net/snmp"])
-        .unwrap_or_default();
-    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-    eprintln!("server UDP counters after burst:\n{}", udp.join("\n"));
-    // UDP under a burst loses datagrams in the kernel's socket buffer (counted above as
-    // RcvbufErrors); a ping that was lost is sent again, as ping(8) would.
-    let recovered = (0..5).any(|_| client.ping());
-    assert!(
-        recovered,
-        "no traffic after the random burst: {}\nlog:\n{}",
-        rig.show(),
-        rig.log()
-    );
-    let shown = rig.show();
-    eprintln!("drops after the burst: {}", shown["drops"]);
-    rig.assert_backend_carried_traffic();
 }

@@ -55,6 +55,9 @@ pub fn error_of(text: &str) -> String {
     obj["error"].as_str().expect("error string").to_string()
 }
 
+/// A pool of six addresses (.2 to .6 usable beside the server's .1), small enough to run out.
+pub const SMALL_POOL: &str = "10.77.0.0/29";
+
 /// A rig whose xgate keeps peers in a registry with an IPv4 pool `v4_pool` (and fd77::/64)
 /// and serves the API; returns it with the first API token xgate made.
 pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
