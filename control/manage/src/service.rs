@@ -2,6 +2,7 @@
 //! lasting exists (its peers are part of the interface's first configuration), and the HTTP
 //! API is served over it once the control plane runs.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,7 +43,11 @@ impl Management {
         let path = &registry_settings.path;
         let place = || format!("registry.path ({})", path.display());
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
+            // Closed to other users: the registry holds preshared keys.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .with_context(|| format!("{}: creating its directory", place()))?;
         }
         let started = Instant::now();

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -253,7 +253,11 @@ fn read_stdin_key() -> Result<PrivateKey> {
 
 fn init(path: &PathBuf, force: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).mode(0o600);
@@ -271,6 +275,10 @@ fn init(path: &PathBuf, force: bool) -> Result<()> {
         }
         _ => anyhow!("cannot write {}: {e}", path.display()),
     })?;
+    // The file holds a private key: 0600 even when --force overwrites a file whose mode
+    // was wider (the mode above applies only to a file this call creates).
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("closing {} to other users", path.display()))?;
     let key = PrivateKey::generate(&mut rand_core::OsRng);
     file.write_all(template::default_config_text(&key).as_bytes())?;
     eprintln!(

@@ -45,7 +45,10 @@ impl From<RegistryError> for ApiError {
             | RegistryError::PoolExhausted { .. }
             | RegistryError::RouteOverlap { .. } => StatusCode::CONFLICT,
             RegistryError::NoPool(_) => StatusCode::BAD_REQUEST,
-            RegistryError::Db(_) | RegistryError::TooNew { .. } | RegistryError::Corrupt(_) => {
+            RegistryError::Db(_)
+            | RegistryError::File { .. }
+            | RegistryError::TooNew { .. }
+            | RegistryError::Corrupt(_) => {
                 tracing::error!("registry: {e}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -30,6 +30,14 @@ pub enum RegistryError {
     /// The database itself failed (I/O, full disk, locked past the timeout).
     #[error("registry database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// Its file could not be created or closed to other users.
+    #[error("registry file {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// What the system said.
+        source: std::io::Error,
+    },
     /// A peer with this public key exists already.
     #[error("a peer with public key {0} exists already")]
     DuplicateKey(String),
@@ -124,6 +132,7 @@ pub struct Registry {
 impl Registry {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path, pools: Vec<Pool>) -> Result<Self, RegistryError> {
+        close_to_others(path)?;
         let mut conn = Connection::open(path)?;
         // WAL lets readers (listing, status) run beside the writer; FULL syncs every
         // commit, so an acknowledged change survives a power cut, not only a crash.
@@ -143,6 +152,34 @@ impl Registry {
             .or_else(|| self.pools.iter().find(|p| p.name == "default"))
             .ok_or_else(|| RegistryError::NoPool(group.to_string()))
     }
+}
+
+/// Makes the database file (created empty if missing) and any WAL and shared-memory files
+/// beside it readable by their owner only: they hold preshared keys. SQLite creates the
+/// WAL and shared-memory files later with the database file's mode, so they follow.
+fn close_to_others(path: &Path) -> Result<(), RegistryError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| RegistryError::File { path, source }
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail(path))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if file.exists() {
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(file, private).map_err(fail(file))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -83,7 +83,14 @@ impl UapiServer {
         };
         std::fs::create_dir_all(SOCKET_DIR).map_err(create)?;
         let _ = std::fs::set_permissions(SOCKET_DIR, std::fs::Permissions::from_mode(0o755));
-        let listener = UnixListener::bind(&path).map_err(create)?;
+        // Bound under umask 077, as wireguard-go binds its own, so the socket is never open to
+        // other users, not even between bind and chmod.
+        // SAFETY: umask has no preconditions; the old mask is put back right after.
+        let old_mask = unsafe { libc::umask(0o077) };
+        let bound = UnixListener::bind(&path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old_mask) };
+        let listener = bound.map_err(create)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(create)?;
         let inode = std::fs::metadata(&path).map_err(create)?.ino();
         let stopping = Arc::new(AtomicBool::new(false));
