@@ -10,13 +10,12 @@ use zeroize::Zeroize;
 /// A key could not be read from its text form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyParseError {
-    /// The text is not valid base64 or hex.
-    #[error("not valid {encoding}: {detail}")]
+    /// The text is not valid base64 or hex. The decoder's own message is left out: it quotes
+    /// the offending character, and the text may be a private key with a typo in it.
+    #[error("not valid {encoding}")]
     Encoding {
         /// "base64" or "hex".
         encoding: &'static str,
-        /// What the decoder said.
-        detail: String,
     },
     /// The text decodes to the wrong number of bytes.
     #[error("decodes to {0} bytes, a key is 32 bytes (44 base64 characters)")]
@@ -38,18 +37,13 @@ pub struct PresharedKey(pub [u8; 32]);
 fn decode_base64(text: &str) -> Result<[u8; 32], KeyParseError> {
     let bytes = STANDARD
         .decode(text.trim())
-        .map_err(|e| KeyParseError::Encoding {
-            encoding: "base64",
-            detail: e.to_string(),
-        })?;
+        .map_err(|_| KeyParseError::Encoding { encoding: "base64" })?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyParseError::Length(bytes.len()))
 }
 
 fn decode_hex(text: &str) -> Result<[u8; 32], KeyParseError> {
-    let bytes = hex::decode(text.trim()).map_err(|e| KeyParseError::Encoding {
-        encoding: "hex",
-        detail: e.to_string(),
-    })?;
+    let bytes =
+        hex::decode(text.trim()).map_err(|_| KeyParseError::Encoding { encoding: "hex" })?;
     <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyParseError::Length(bytes.len()))
 }
 
@@ -178,6 +172,29 @@ impl std::fmt::Debug for PresharedKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_key_is_not_quoted_back() {
+        let key = PrivateKey::from_bytes([9; 32]).to_base64();
+        // A wrong character: the message names the encoding, not the character or where.
+        let typo = format!("{}#{}", &key[..10], &key[11..]);
+        for shown in [
+            PrivateKey::from_base64(&typo).err().map(|e| e.to_string()),
+            PresharedKey::from_base64(&typo)
+                .err()
+                .map(|e| e.to_string()),
+        ] {
+            assert_eq!(shown.as_deref(), Some("not valid base64"));
+        }
+        let hex_typo = format!("{}zz", "ab".repeat(31));
+        let shown = PrivateKey::from_hex(&hex_typo).err().map(|e| e.to_string());
+        assert_eq!(shown.as_deref(), Some("not valid hex"));
+        // A wrong length says only the length.
+        let short = PrivateKey::from_base64(&key[..40])
+            .err()
+            .map(|e| e.to_string());
+        assert!(short.is_some_and(|s| s.starts_with("decodes to 30 bytes")));
+    }
 
     #[test]
     fn rfc7748_public_key_derivation() {
