@@ -2,7 +2,8 @@
 //! serve it, so `wg`, `wg-quick` and existing WireGuard tooling drive xgate unchanged.
 //!
 //! A listener thread accepts connections; each connection gets a thread that reads commands
-//! and forwards them to the control plane. The listener also watches its own socket file:
+//! and forwards them to the control plane (at most `MAX_CONNECTIONS` at once, lines of at most
+//! `MAX_LINE` bytes, commands of at most `MAX_COMMAND_BYTES`). The listener also watches its own socket file:
 //! deleting it stops the daemon, as the cross-platform spec asks.
 
 pub mod protocol;
@@ -12,7 +13,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,6 +28,11 @@ pub const SOCKET_DIR: &str = "/var/run/wireguard";
 const MAX_LINE: usize = 4096;
 /// How long a command may take before the connection is dropped.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once; more are closed as they arrive (each has a thread). `wg` and
+/// `wg-quick` open one at a time, so this only stops a runaway client from piling up threads.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Most bytes in one command with its body: a `set` of about 250,000 peers.
+pub const MAX_COMMAND_BYTES: usize = 64 << 20;
 
 /// Path of the UAPI socket of interface `name`.
 pub fn socket_path(name: &str) -> PathBuf {
@@ -135,6 +141,7 @@ fn serve(
     stop: Sender<StopReason>,
     stopping: &AtomicBool,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
     while !stopping.load(Ordering::Relaxed) {
         let mut pfd = libc::pollfd {
             fd: listener.as_raw_fd(),
@@ -145,14 +152,28 @@ fn serve(
         let ready = unsafe { libc::poll(&mut pfd, 1, 200) };
         if ready > 0 {
             if let Ok((conn, _)) = listener.accept() {
-                let plane = plane.clone();
-                let _ = std::thread::Builder::new()
-                    .name("xgate-uapi-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = handle(conn, &plane) {
-                            tracing::debug!(error = %e, "UAPI connection ended");
-                        }
-                    });
+                if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    tracing::warn!(
+                        limit = MAX_CONNECTIONS,
+                        "UAPI connection closed: too many open at once"
+                    );
+                    drop(conn);
+                } else {
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let (plane, count) = (plane.clone(), open.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("xgate-uapi-conn".into())
+                        .spawn(move || {
+                            if let Err(e) = handle(conn, &plane) {
+                                tracing::debug!(error = %e, "UAPI connection ended");
+                            }
+                            count.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    if spawned.is_err() {
+                        // The thread never ran, so it never counted itself out.
+                        open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         let ours = std::fs::metadata(path).is_ok_and(|m| m.ino() == inode);
@@ -187,14 +208,26 @@ fn handle(conn: UnixStream, plane: &PlaneHandle) -> io::Result<()> {
             return Ok(());
         }
         let command = line.clone();
-        // Every command ends with a blank line; collect its body.
+        // Every command ends with a blank line; collect its body, up to MAX_COMMAND_BYTES.
         let mut body = Vec::new();
+        let mut bytes = command.len();
         loop {
             if !read_line(&mut reader, &mut line)? {
                 return Ok(());
             }
             if line.is_empty() {
                 break;
+            }
+            bytes += line.len() + 1;
+            if bytes > MAX_COMMAND_BYTES {
+                tracing::warn!(
+                    limit = MAX_COMMAND_BYTES,
+                    "UAPI command too long; connection closed"
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "command too long",
+                ));
             }
             body.push(line.clone());
         }
