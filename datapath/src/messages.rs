@@ -21,6 +21,9 @@ use crate::stats::WorkerCounters;
 /// that owns the session, so any worker finds the owner of a packet in one step.
 pub const INDEX_WORKER_SHIFT: u32 = 24;
 
+/// Most workers a receiver index can name (its top 8 bits).
+pub const MAX_WORKERS: usize = 1 << (32 - INDEX_WORKER_SHIFT);
+
 /// The worker that owns receiver index `index`.
 #[inline]
 pub fn index_owner(index: u32) -> usize {

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use datapath::messages::MAX_WORKERS;
 use ipnet::IpNet;
 use proto::{PrivateKey, PublicKey};
 use serde::Deserialize;
@@ -161,8 +162,12 @@ fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// One worker per CPU (or per listed CPU), at most `MAX_WORKERS`: a receiver index names
+/// its worker in 8 bits, so a machine with more cores runs 256 workers.
 fn auto_workers(cpus: &Option<Vec<usize>>) -> usize {
-    cpus.as_ref().map_or_else(cpu_count, |c| c.len().max(1))
+    cpus.as_ref()
+        .map_or_else(cpu_count, |c| c.len().max(1))
+        .min(MAX_WORKERS)
 }
 
 /// Checks an interface name the way the kernel will (1-15 characters, no '/' or spaces).
@@ -183,8 +188,8 @@ impl InterfaceSettings {
             listen_port: 0,
             addresses: Vec::new(),
             mtu: DEFAULT_MTU,
-            workers: cpu_count(),
-            cpus: (0..cpu_count()).map(Some).collect(),
+            workers: auto_workers(&None),
+            cpus: (0..auto_workers(&None)).map(Some).collect(),
             fwmark: 0,
             handshake_threads: cpu_count(),
             peers: Vec::new(),
@@ -346,12 +351,22 @@ fn thread_layout(
     let workers = match workers {
         None => auto_workers(&cpus),
         Some(WorkersSetting::Word(w)) if w == "auto" => auto_workers(&cpus),
-        Some(WorkersSetting::Count(n)) if (1..=256).contains(&n) => n,
+        Some(WorkersSetting::Count(n)) if (1..=MAX_WORKERS).contains(&n) => n,
+        Some(WorkersSetting::Count(n)) if n > MAX_WORKERS => {
+            return Err(err(
+                "interface.workers",
+                format!(
+                    "{n} workers is more than a receiver index can name (its top 8 bits name \
+                     the worker)"
+                ),
+                format!("use \"auto\" or a number from 1 to {MAX_WORKERS}"),
+            ))
+        }
         Some(other) => {
             return Err(err(
                 "interface.workers",
                 format!("{other:?} is not a worker count"),
-                "use \"auto\" (one per core) or a number from 1 to 256",
+                format!("use \"auto\" (one per core) or a number from 1 to {MAX_WORKERS}"),
             ))
         }
     };
@@ -464,6 +479,21 @@ mod tests {
     }
 
     #[test]
+    fn workers_stop_where_a_receiver_index_runs_out_of_worker_bits() {
+        let cpus = vec!["0"; MAX_WORKERS + 44].join(", ");
+        let text = format!("[interface]\nprivate_key = \"{}\"\ncpus = [{cpus}]", key());
+        let s = parse(&text).expect("a long CPU list is fine");
+        assert_eq!(
+            s.workers, MAX_WORKERS,
+            "one worker per listed CPU, up to the cap"
+        );
+        let text = format!("[interface]\nprivate_key = \"{}\"\nworkers = 257", key());
+        let e = parse(&text).expect_err("257 workers");
+        assert!(e.problem.contains("receiver index"), "{e}");
+        assert!(e.fix.contains("1 to 256"), "{e}");
+    }
+
+    #[test]
     fn each_mistake_names_its_field() {
         let cases = [
             ("[interface]\nprivate_key = \"abc\"", "interface.private_key"),
@@ -472,6 +502,7 @@ mod tests {
             (&format!("[interface]\nprivate_key = \"{}\"\nmtu = 100", key()), "interface.mtu"),
             (&format!("[interface]\nprivate_key = \"{}\"\naddress = [\"10.0.0.1\"]", key()), "interface.address[0]"),
             (&format!("[interface]\nprivate_key = \"{}\"\nworkers = \"many\"", key()), "interface.workers"),
+            (&format!("[interface]\nprivate_key = \"{}\"\nworkers = 257", key()), "interface.workers"),
             (&format!("[interface]\nprivate_key = \"{}\"\ncpus = [4096]", key()), "interface.cpus"),
             (&format!("[interface]\nprivate_key = \"{}\"\n[[peer]]\nallowed_ips = []", key()), "peer[0].public_key"),
             (
