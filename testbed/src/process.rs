@@ -54,6 +54,13 @@ impl Daemon {
         let child = self.child.as_mut()?;
         // SAFETY: signals our own child by PID.
         unsafe { libc::kill(child.id() as i32, signal) };
+        self.wait(timeout)
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; returns its exit code, or
+    /// `None` if it still runs (it is stopped when dropped).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
         let until = Instant::now() + timeout;
         while Instant::now() < until {
             if let Ok(Some(status)) = child.try_wait() {

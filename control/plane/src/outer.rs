@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use datapath::io::af_xdp::backend::MAX_MTU as XDP_MAX_MTU;
 use datapath::io::af_xdp::steering::{Steering, SteeringError};
 use datapath::kernel::netlink::Netlink;
@@ -150,12 +150,30 @@ pub fn follow_interfaces(steering: Arc<Steering>, workers: Vec<WorkerHandle>) ->
     })
 }
 
-/// Sets up the outer side for listen port `port` and inner MTU `mtu`.
-pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize) -> Result<OuterSide> {
+/// Sets up the outer side for listen port `port`, inner MTU `mtu` and firewall mark
+/// `fwmark` (0 = none).
+pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> Result<OuterSide> {
     if settings.backend == Backend::IoUring {
         return Ok(OuterSide {
             steering: None,
             summary: "io-uring (configured)".into(),
+        });
+    }
+    // AF_XDP hands our port to userspace before netfilter, and its replies leave straight
+    // for the NIC: no socket carries the mark, no rule or routing table sees them.
+    if fwmark != 0 {
+        if settings.backend == Backend::AfXdp {
+            bail!(
+                "backend = \"af-xdp\" with fwmark = {fwmark}: AF_XDP replies skip the firewall \
+                 mark and policy routing; remove fwmark, or use backend = \"io-uring\" (\"auto\" \
+                 picks io_uring when fwmark is set)"
+            );
+        }
+        let summary = "io-uring (fwmark is set: AF_XDP replies would skip it)".to_string();
+        tracing::info!("outer side: {summary}");
+        return Ok(OuterSide {
+            steering: None,
+            summary,
         });
     }
     match try_af_xdp(settings, port, mtu) {

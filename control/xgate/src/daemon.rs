@@ -169,7 +169,7 @@ impl Daemon {
         };
         let (sockets, listen_port, mut tun) = open_interface(&s)?;
 
-        let outer = plane::outer::prepare(&s.outer, listen_port, s.mtu)?;
+        let outer = plane::outer::prepare(&s.outer, listen_port, s.mtu, s.fwmark)?;
         let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let workers = Workers::launch(

@@ -194,3 +194,45 @@ fn interfaces_that_come_and_go_after_the_start_are_followed() {
     assert_eq!(rig.drops("no_buffer"), 0, "{}", rig.show());
     rig.assert_backend_carried_traffic();
 }
+
+/// AF_XDP replies skip the firewall mark and policy routing, so a configured `fwmark` keeps
+/// the outer side on io_uring: `af-xdp` refuses to start, `auto` serves through UDP sockets.
+#[test]
+fn a_configured_fwmark_keeps_the_outer_side_on_io_uring() {
+    let mut rig = Rig::af_xdp("fwmark");
+    let c = rig.add_client(Implementation::WireguardGo);
+    let mut config = rig.config();
+    config.interface.fwmark = Some(51820);
+    let path = rig.dir.join("fwmark.toml");
+    config.write(&path).expect("config written");
+    let mut cmd = rig.server.ns.command(xgate_bin().to_str().expect("path"));
+    cmd.args(["up", "--config", path.to_str().expect("path")]);
+    let log = rig.dir.join("fwmark-refused.log");
+    let mut refused = testbed::Daemon::spawn(cmd, &log).expect("xgate runs");
+    // Bounded: a regression that starts the daemon must fail here, not hang the suite.
+    let exit = refused.wait(Duration::from_secs(15));
+    let stderr = refused.log_text();
+    drop(refused);
+    assert!(
+        exit.is_some_and(|code| code != 0),
+        "af-xdp started with a fwmark: {stderr}"
+    );
+    assert!(
+        stderr.contains("fwmark") && stderr.contains("io-uring"),
+        "the error names neither the mark nor the way out: {stderr}"
+    );
+
+    rig.backend = "auto";
+    let mut config = rig.config();
+    config.interface.fwmark = Some(51820);
+    rig.start_xgate_with(&config);
+    rig.connect(c, None);
+    assert!(
+        rig.ping_until_reply(c, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel with a fwmark: {}",
+        rig.log()
+    );
+    assert!(rig.log().contains("fwmark is set"), "{}", rig.log());
+    assert_eq!(rig.stat("xdp_rx_frames"), 0);
+    assert_eq!(attached_program(&rig.server.ns, "xtv1s"), None);
+}

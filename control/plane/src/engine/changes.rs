@@ -31,6 +31,15 @@ impl ControlPlane {
                     .map_err(|e| SetError::Io(format!("fwmark: {e}")))?;
             }
             self.fwmark = mark;
+            if mark != 0 && self.channels.outer.steering.is_some() {
+                // wg-quick sets a mark for full tunnels; refusing would break it, so say
+                // what the mark does not cover instead.
+                tracing::warn!(
+                    fwmark = mark,
+                    "fwmark set while AF_XDP carries outer datagrams: replies leaving through \
+                     AF_XDP skip the mark and policy routing (backend = \"io-uring\" honours it)"
+                );
+            }
         }
         if update.replace_peers {
             for id in self.peers.ids() {
