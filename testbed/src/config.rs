@@ -172,7 +172,7 @@ pub struct Group {
 }
 
 /// Strings from anything printable (addresses, prefixes).
-pub fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 

@@ -93,14 +93,6 @@ impl Server {
         Ok(key)
     }
 
-    /// The running xgate, if xgate is the server.
-    pub fn xgate(&self) -> Option<&Xgate> {
-        match &self.process {
-            Some(Process::Xgate(x)) => Some(x),
-            _ => None,
-        }
-    }
-
     /// The running xgate, mutably (to signal or kill it).
     pub fn xgate_mut(&mut self) -> Option<&mut Xgate> {
         match &mut self.process {
@@ -123,15 +115,6 @@ impl Server {
     /// Stops the server (SIGTERM, then SIGKILL after 5 s).
     pub fn stop(&mut self) {
         self.process = None;
-    }
-
-    /// The server's public key.
-    pub fn public_key(&self) -> Option<PublicKey> {
-        match &self.process {
-            Some(Process::Xgate(x)) => Some(x.public_key),
-            Some(Process::Peer(p)) => Some(p.public_key),
-            None => None,
-        }
     }
 
     fn daemon(&self) -> Option<&crate::Daemon> {
