@@ -7,7 +7,7 @@
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
 BORINGTUN_VERSION := 0.7.1
-APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates
+APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 

@@ -130,6 +130,15 @@ pub struct Api {
     /// `/metrics` needs the token too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_need_token: Option<bool>,
+    /// HTTPS certificate chain (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP off loopback, as asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_plaintext: Option<bool>,
 }
 
 /// One `[[pool]]`.

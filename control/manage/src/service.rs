@@ -21,6 +21,7 @@ pub struct Management {
     registry: Registry,
     settings: RegistrySettings,
     api: Option<ApiSettings>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What the interface tells the API's client configurations.
@@ -50,6 +51,13 @@ impl Management {
                 .create(dir)
                 .with_context(|| format!("{}: creating its directory", place()))?;
         }
+        // The TLS files are checked before anything lasting exists, like the registry.
+        let tls = settings
+            .api
+            .as_ref()
+            .and_then(|a| a.tls.as_ref())
+            .map(api::tls_config)
+            .transpose()?;
         let started = Instant::now();
         let registry = Registry::open(path, registry_settings.pools.clone()).with_context(place)?;
         let peers = registry.active().with_context(place)?;
@@ -63,6 +71,7 @@ impl Management {
             registry,
             settings: registry_settings.clone(),
             api: settings.api.clone(),
+            tls,
         };
         Ok(Some((
             management,
@@ -84,6 +93,11 @@ impl Management {
         let client = client_template(&self.settings, settings, &server);
         let hashes = api::load_tokens(&settings.token_file)
             .with_context(|| format!("api.token_file ({})", settings.token_file.display()))?;
+        let tls = self.tls;
+        let warnings: Vec<String> = settings.transport_warning().into_iter().collect();
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let state = Arc::new(ApiState::new(
             self.registry,
             plane,
@@ -91,14 +105,17 @@ impl Management {
             client,
             settings.metrics_need_token,
             events,
+            warnings,
         ));
-        let server = ApiServer::start(settings.listen, state).map_err(|e| {
-            anyhow!(
-                "api.listen: cannot listen on {}: {e}; choose another address or port",
-                settings.listen
-            )
-        })?;
-        tracing::info!(listen = %server.local_addr, "HTTP API up");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let server = ApiServer::start(settings.listen, state, tls, api::Limits::default())
+            .map_err(|e| {
+                anyhow!(
+                    "api.listen: cannot listen on {}: {e}; choose another address or port",
+                    settings.listen
+                )
+            })?;
+        tracing::info!(listen = %server.local_addr, scheme, "HTTP API up");
         Ok(Some(server))
     }
 }

@@ -150,6 +150,16 @@ pub fn follow_interfaces(steering: Arc<Steering>, workers: Vec<WorkerHandle>) ->
     })
 }
 
+/// Which way outer traffic passes the host firewall, as status displays say it.
+pub fn firewall_path(af_xdp: bool) -> &'static str {
+    if af_xdp {
+        "XDP: the listen port's UDP reaches xgate before netfilter, so nftables/iptables rules \
+         and policy routing do not apply to it"
+    } else {
+        "kernel UDP: nftables/iptables rules, fwmark and policy routing apply"
+    }
+}
+
 /// Sets up the outer side for listen port `port`, inner MTU `mtu` and firewall mark
 /// `fwmark` (0 = none).
 pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> Result<OuterSide> {

@@ -107,6 +107,9 @@ struct ApiArgs {
     /// File holding the token.
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an https:// API (default: the public web roots).
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
     /// Interface whose token file to read.
     #[arg(long, global = true, default_value = config::DEFAULT_INTERFACE)]
     interface: String,
@@ -176,7 +179,7 @@ fn print_json(v: &Value) -> Result<()> {
 
 fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
     let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
-    let client = manage::client::ApiClient::new(&api.api, token);
+    let client = manage::client::ApiClient::new(&api.api, token, api.ca_file.as_deref())?;
     let one = |v: &Value| -> Result<()> {
         if api.json {
             print_json(v)
@@ -343,7 +346,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Peer { action, api } => peer_command(action, api)?,
         Command::Status { api } => {
             let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
-            let status = manage::client::ApiClient::new(&api.api, token).get("/api/v1/status")?;
+            let status = manage::client::ApiClient::new(&api.api, token, api.ca_file.as_deref())?
+                .get("/api/v1/status")?;
+            for warning in status["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+            }
             if api.json {
                 print_json(&status)?;
             } else {

@@ -174,6 +174,9 @@ mod tests {
             persistent_keepalive: Some(5),
             client_allowed_ips: vec!["10.0.0.0/8".into()],
             metrics_need_token: Some(true),
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            insecure_plaintext: Some(false),
         });
         c.pools.push(Pool {
             name: Some("default".into()),

@@ -122,6 +122,54 @@ fn missing_and_unparsable_keys_name_the_field() {
 }
 
 #[test]
+fn an_api_off_loopback_needs_tls_and_usable_tls_files() {
+    require_root();
+    let dir = scratch("cfgapi");
+    let ns = Netns::create("xt-cfgapi").expect("ns");
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    let interface = config(
+        "xtcfapi",
+        &format!("private_key = \"{}\"", key.to_base64()),
+        "",
+        51820,
+    );
+    let with_api = |api: &str| {
+        format!(
+            "{interface}[registry]\npath = \"{0}/r.db\"\n[api]\ntoken_file = \"{0}/tokens\"\n{api}",
+            dir.display()
+        )
+    };
+    let plain = write(&dir, "a.toml", &with_api("listen = \"0.0.0.0:9180\"\n"));
+    let o = up(&ns, &[], &plain);
+    check(
+        &ns,
+        "xtcfapi",
+        &o,
+        &[
+            "api.listen",
+            "tls_cert and tls_key",
+            "insecure_plaintext = true",
+        ],
+    );
+
+    // TLS files that hold no certificate are refused before the interface exists.
+    write(&dir, "cert.pem", "not a certificate\n");
+    write(&dir, "key.pem", "not a key\n");
+    let files = format!(
+        "listen = \"0.0.0.0:9180\"\ntls_cert = \"{0}/cert.pem\"\ntls_key = \"{0}/key.pem\"\n",
+        dir.display()
+    );
+    let broken = write(&dir, "b.toml", &with_api(&files));
+    let o = up(&ns, &[], &broken);
+    check(
+        &ns,
+        "xtcfapi",
+        &o,
+        &["api.tls_cert", "cert.pem", "no PEM certificate"],
+    );
+}
+
+#[test]
 fn overlapping_allowed_ips_name_both_peers() {
     require_root();
     let dir = scratch("cfgovl");

@@ -254,6 +254,7 @@ mod tests {
             workers: 2,
             backend: "io-uring".into(),
             backend_per_worker: Vec::new(),
+            firewall: "",
             peers: Vec::new(),
             datapath: WorkerCounters::default(),
             per_worker: vec![w0, w1],

@@ -12,19 +12,29 @@
 //! - `last_seen`: tunnel-up times written to the registry, batched.
 //! - `metrics`: `/metrics` for Prometheus.
 //! - `tokens`: the token file.
+//! - `limits`: body size and request deadline.
+//! - `serve`: connections (their cap, deadlines, shutdown).
+//! - `tls`: HTTPS from the operator's PEM files.
 
 mod auth;
 mod client_config;
 mod error;
 mod last_seen;
+mod limits;
 mod metrics;
 mod peer_routes;
+mod serve;
 mod sse;
 mod status;
+mod tls;
 mod tokens;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::JsonRejection;
@@ -36,7 +46,10 @@ use axum::Router;
 pub use auth::hash_token;
 pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
+pub use limits::{Limits, MAX_BODY};
 pub use peer_routes::MAX_BULK;
+pub use sse::MAX_SUBSCRIBERS;
+pub use tls::{server_config as tls_config, TlsError};
 pub use tokens::{load_or_create as load_tokens, secret_path};
 
 use plane::engine::{DeviceState, PlaneHandle};
@@ -54,7 +67,9 @@ pub struct ApiState {
     metrics_need_token: bool,
     latency: metrics::Latency,
     events: EventHub,
+    subscribers: AtomicUsize,
     rates: status::RateSample,
+    warnings: Vec<String>,
 }
 
 impl ApiState {
@@ -68,6 +83,7 @@ impl ApiState {
         client: ClientTemplate,
         metrics_need_token: bool,
         events: EventHub,
+        warnings: Vec<String>,
     ) -> Self {
         Self {
             registry: Mutex::new(registry),
@@ -77,17 +93,16 @@ impl ApiState {
             metrics_need_token,
             latency: metrics::Latency::default(),
             events,
+            subscribers: AtomicUsize::new(0),
             rates: status::RateSample::default(),
+            warnings,
         }
     }
 
+    /// The registry, also after a handler panicked while holding it: each registry call is one
+    /// SQLite transaction, rolled back if it did not finish, so what the lock guards is whole.
     fn registry(&self) -> Result<MutexGuard<'_, Registry>, ApiError> {
-        self.registry.lock().map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the registry is unavailable after an internal error; restart xgate",
-            )
-        })
+        Ok(self.registry.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The running interface's state (peers, counters), as the control plane reports it.
@@ -167,8 +182,9 @@ where
 /// The OpenAPI description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route: the API behind the token, `/metrics` behind it only if so configured.
-pub fn router(state: Arc<ApiState>) -> Router {
+/// Every route: the API behind the token, `/metrics` behind it only if so configured; each
+/// request held to `limits`.
+pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
     let token = || axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     let mut metrics = Router::new().route("/metrics", get(metrics::metrics));
     // The description is public: it holds no data.
@@ -212,7 +228,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             metrics::time_requests,
         ))
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(16 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
 }
 
 /// A running API server; stops when dropped.
@@ -224,8 +241,14 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `listen` and serves `state` on two threads of its own.
-    pub fn start(listen: SocketAddr, state: Arc<ApiState>) -> std::io::Result<Self> {
+    /// Binds `listen` and serves `state` on two threads of its own, over HTTPS when `tls` is
+    /// given, each client held to `limits`.
+    pub fn start(
+        listen: SocketAddr,
+        state: Arc<ApiState>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        limits: Limits,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("xgate-api")
@@ -235,19 +258,13 @@ impl ApiServer {
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let recorder = runtime.spawn(last_seen::record(state.clone()));
-        let app = router(state);
+        let app = router(state, limits);
         let thread = std::thread::Builder::new()
             .name("xgate-api".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let served = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                    if let Err(e) = served {
-                        tracing::error!("API server: {e}");
-                    }
+                    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+                    serve::serve(listener, app, tls, limits, stopped).await;
                     recorder.abort();
                 });
             })?;

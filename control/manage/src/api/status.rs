@@ -143,8 +143,10 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
             "listen_port": device.listen_port,
             "backend": device.backend,
             "backend_per_worker": device.backend_per_worker,
+            "firewall": device.firewall,
             "peers": peers,
             "workers": workers,
+            "warnings": state.warnings,
         }))
     })
     .await?;

@@ -18,6 +18,32 @@ pub struct ApiClient {
     agent: ureq::Agent,
 }
 
+/// A TLS client configuration that trusts exactly the CA certificates in `path`.
+fn trusting(path: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok) {
+        roots
+            .add(cert)
+            .with_context(|| format!("--ca-file {}: a certificate is unusable", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(anyhow!(
+            "--ca-file {}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+            path.display()
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS client set-up")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
 /// The token: given, from `XGATE_TOKEN`, or from the secret file the daemon wrote for
 /// `interface` (or `file`).
 pub fn find_token(given: Option<String>, file: Option<PathBuf>, interface: &str) -> Result<String> {
@@ -37,15 +63,18 @@ pub fn find_token(given: Option<String>, file: Option<PathBuf>, interface: &str)
 }
 
 impl ApiClient {
-    /// A client for the API at `base` (such as `http://127.0.0.1:9180`).
-    pub fn new(base: &str, token: String) -> Self {
-        Self {
+    /// A client for the API at `base` (such as `http://127.0.0.1:9180`); an `https://` API's
+    /// certificate is checked against the CA certificates in `ca_file` (PEM) when given.
+    pub fn new(base: &str, token: String, ca_file: Option<&Path>) -> Result<Self> {
+        let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60));
+        if let Some(path) = ca_file {
+            agent = agent.tls_config(trusting(path)?);
+        }
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(60))
-                .build(),
-        }
+            agent: agent.build(),
+        })
     }
 
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<String> {

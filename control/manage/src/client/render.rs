@@ -81,11 +81,12 @@ pub fn status_table(status: &Value) -> String {
         })
         .collect();
     let mut out = format!(
-        "interface {} (port {}), {} peers\nbackend: {}\n\n",
+        "interface {} (port {}), {} peers\nbackend: {}\nfirewall: {}\n\n",
         text(&status["interface"]),
         text(&status["listen_port"]),
         peers.len(),
         text(&status["backend"]),
+        text(&status["firewall"]),
     );
     out += &table(
         &[

@@ -107,6 +107,8 @@ pub struct DeviceState {
     pub backend: String,
     /// How each worker reaches the outer side.
     pub backend_per_worker: Vec<String>,
+    /// Which way outer traffic passes the host firewall.
+    pub firewall: &'static str,
     /// Peers.
     pub peers: Vec<PeerState>,
     /// Workers' counters, summed.
@@ -486,6 +488,7 @@ impl ControlPlane {
                 None => self.channels.outer.summary.clone(),
             },
             backend_per_worker: outer,
+            firewall: crate::outer::firewall_path(self.channels.outer.steering.is_some()),
             peers,
             datapath,
             per_worker,

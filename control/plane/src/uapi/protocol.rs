@@ -252,6 +252,7 @@ mod tests {
             workers: 2,
             backend: "io-uring".into(),
             backend_per_worker: Vec::new(),
+            firewall: "",
             peers: vec![PeerState {
                 public_key: PrivateKey::from_bytes([2; 32]).public_key(),
                 preshared_key: None,

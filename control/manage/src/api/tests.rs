@@ -1,0 +1,193 @@
+//! The API's own limits, over real loopback connections: the body cap before any handler,
+//! the request deadline, the connection cap, the header deadline, the subscriber cap, and a
+//! registry lock poisoned by a panic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::PrivateKey;
+
+use super::*;
+use crate::events::EventHub;
+
+const TOKEN: &str = "test-token";
+
+/// A server over a fresh registry and a control plane that never answers (its request
+/// channel stays open), held to `limits`.
+fn server(tag: &str, limits: Limits) -> (ApiServer, Arc<ApiState>, impl Drop) {
+    let dir = std::env::temp_dir().join(format!("xgate-api-unit-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let registry = Registry::open(&dir.join("r.db"), Vec::new()).expect("registry");
+    let (requests, silent_plane) = crossbeam_channel::unbounded();
+    let client = ClientTemplate {
+        server_key: PrivateKey::from_bytes([7; 32]).public_key(),
+        endpoint: "vpn.example:51820".into(),
+        default: ClientPolicy {
+            allowed_ips: Vec::new(),
+            dns: Vec::new(),
+            mtu: 1420,
+            keepalive: 0,
+        },
+        groups: Default::default(),
+    };
+    let state = Arc::new(ApiState::new(
+        registry,
+        PlaneHandle::new(requests),
+        vec![hash_token(TOKEN)],
+        client,
+        false,
+        EventHub::default(),
+        Vec::new(),
+    ));
+    let listen = "127.0.0.1:0".parse().expect("address");
+    let server = ApiServer::start(listen, state.clone(), None, limits).expect("server");
+    let scratch = Scratch {
+        dir,
+        _silent_plane: silent_plane,
+    };
+    (server, state, scratch)
+}
+
+/// The scratch directory (removed on drop) and the plane's end of the request channel.
+struct Scratch {
+    dir: std::path::PathBuf,
+    _silent_plane: crossbeam_channel::Receiver<plane::engine::Request>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn connect(server: &ApiServer) -> TcpStream {
+    let s = TcpStream::connect(server.local_addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s
+}
+
+/// Sends `head` (and no body) and reads what comes back within the read timeout.
+fn exchange(s: &mut TcpStream, head: &str) -> String {
+    s.write_all(head.as_bytes()).expect("send");
+    let mut got = vec![0; 8192];
+    let n = s.read(&mut got).unwrap_or(0);
+    String::from_utf8_lossy(&got[..n]).into_owned()
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+}
+
+#[test]
+fn an_oversized_body_is_refused_by_its_length_before_authentication() {
+    let (server, _state, _scratch) = server("body", Limits::default());
+    let mut s = connect(&server);
+    let head = format!(
+        "POST /api/v1/peers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        MAX_BODY + 1
+    );
+    let answer = exchange(&mut s, &head);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("at most 16777216"), "{answer}");
+}
+
+#[test]
+fn a_request_past_its_deadline_gets_503_saying_so() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (server, _state, _scratch) = server("deadline", limits);
+    let mut s = connect(&server);
+    let started = Instant::now();
+    // The plane never answers, so the status waits past the deadline.
+    let answer = exchange(&mut s, &get("/api/v1/status"));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("no answer within 0.5 s"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn connections_past_the_cap_wait_until_one_closes() {
+    let limits = Limits {
+        connections: 2,
+        ..Limits::default()
+    };
+    let (server, _state, _scratch) = server("conns", limits);
+    let first = connect(&server);
+    let mut second = connect(&server);
+    assert!(exchange(&mut second, &get("/openapi.json")).starts_with("HTTP/1.1 200"));
+    let mut third = connect(&server);
+    third
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .expect("timeout");
+    let waiting = exchange(&mut third, &get("/openapi.json"));
+    assert!(waiting.is_empty(), "served past the cap: {waiting}");
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = vec![0; 256];
+    let n = third.read(&mut got).unwrap_or(0);
+    assert!(
+        got[..n].starts_with(b"HTTP/1.1 200"),
+        "not served once a slot freed: {:?}",
+        String::from_utf8_lossy(&got[..n])
+    );
+}
+
+#[test]
+fn a_connection_that_sends_no_headers_is_closed_at_the_deadline() {
+    let limits = Limits {
+        header_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (server, _state, _scratch) = server("headers", limits);
+    let mut silent = connect(&server);
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = silent.read_to_end(&mut got);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an idle connection was kept {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn event_subscribers_past_the_cap_get_503() {
+    let (server, _state, _scratch) = server("sse", Limits::default());
+    let mut open = Vec::new();
+    for _ in 0..MAX_SUBSCRIBERS {
+        let mut s = connect(&server);
+        let answer = exchange(&mut s, &get("/api/v1/events"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        open.push(s);
+    }
+    let mut one_more = connect(&server);
+    let answer = exchange(&mut one_more, &get("/api/v1/events"));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("event streams are open already"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_panic_while_holding_the_registry_does_not_disable_it() {
+    let (_server, state, _scratch) = server("poison", Limits::default());
+    let holder = state.clone();
+    let panicked = std::thread::spawn(move || {
+        let _held = holder.registry();
+        panic!("a handler bug");
+    })
+    .join();
+    assert!(panicked.is_err() && state.registry.is_poisoned());
+    let count = state.registry().expect("still usable").count();
+    assert_eq!(count.expect("counts"), 0);
+}
