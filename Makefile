@@ -3,15 +3,16 @@
 #   make test   every test: unit, cross-implementation and network-namespace interop
 #   make bench  the datapath benchmark beside boringtun-cli and wireguard-go (bench-results/)
 #   make surge  the login-surge loadtest (10,000 users over 20 s) and the capacity report
+#   make fuzz   longer property campaigns over every input path (bounded at 30 minutes)
 
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
 BORINGTUN_VERSION := 0.7.1
-APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl
+APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 
-.PHONY: all deps bench-deps apt-packages build demo test bench surge lint clean
+.PHONY: all deps bench-deps apt-packages build install demo test fuzz bench surge lint clean
 
 all: build
 
@@ -43,6 +44,12 @@ bench-deps: deps
 build:
 	$(CARGO) build --release --bins
 
+# The daemon and its systemd unit (`systemctl enable --now xgate@xgate0`).
+install: build
+	install -m 0755 target/release/xgate /usr/local/bin/xgate
+	install -m 0644 packaging/systemd/xgate@.service /etc/systemd/system/xgate@.service
+	-systemctl daemon-reload 2>/dev/null
+
 # The demo ends with a short login surge (3,000 simulated users) and a sizing line; its
 # results go to a scratch directory, not bench-results/.
 demo: deps build
@@ -54,10 +61,12 @@ demo: deps build
 bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
 
-# Bounded: the scenario's own bound (about 40 s of load) plus set-up, well under 5 minutes.
-# Writes bench-results/loadtest-surge-xgate-<date>-<commit>.json, capacity.md and its plots.
+# Bounded: each scenario's own bound (about 40 s of load) plus set-up, well under 5 minutes
+# each. The second run scrapes /metrics 200 times a second; the report compares the two.
+# Writes bench-results/loadtest-surge*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
-	./target/release/xgate-loadtest run --scenario surge --report
+	./target/release/xgate-loadtest run --scenario surge
+	./target/release/xgate-loadtest run --scenario surge-scraped --report
 
 lint:
 	$(CARGO) fmt --all --check
@@ -65,6 +74,16 @@ lint:
 
 test: deps lint
 	$(CARGO) test --workspace
+
+# Longer property campaigns: every campaign `make test` runs, XGATE_FUZZ_SCALE (default 10)
+# times as long, bounded at 30 minutes; prints each campaign's cases and the total.
+fuzz: deps
+	@mkdir -p target; XGATE_FUZZ_SCALE=$${XGATE_FUZZ_SCALE:-10} timeout 1800 \
+		$(CARGO) test --workspace fuzz_ -- --nocapture > target/fuzz.log 2>&1; rc=$$?; \
+	grep '^fuzz ' target/fuzz.log; \
+	awk '/^fuzz /{n+=$$3} END{printf "fuzz total: %d cases\n", n}' target/fuzz.log; \
+	if [ $$rc -ne 0 ]; then grep -E 'panicked|smallest failing' target/fuzz.log; \
+		echo "fuzz: FAILED (exit $$rc; 124 = the 30-minute bound); see target/fuzz.log"; exit $$rc; fi
 
 clean:
 	$(CARGO) clean

@@ -69,6 +69,9 @@ pub struct Workers {
     pub handles: Vec<WorkerHandle>,
     /// How each worker reaches the outer side, by worker number (for logs and status).
     pub outer: Vec<String>,
+    /// The live receiver indices the workers check handovers against (the control plane
+    /// keeps them).
+    pub live_indices: Arc<crate::live_indices::LiveIndices>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -175,6 +178,7 @@ impl Workers {
         let mut workers = Self {
             handles: Vec::with_capacity(n),
             outer: Vec::with_capacity(n),
+            live_indices: mesh.live().clone(),
             threads: Vec::with_capacity(n),
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();

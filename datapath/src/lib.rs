@@ -14,6 +14,7 @@ pub mod inner;
 pub mod io;
 pub mod kernel;
 pub mod launch;
+pub mod live_indices;
 pub mod messages;
 pub mod route;
 pub mod stats;

@@ -9,6 +9,7 @@ use common::{ipv4, Rig, BUFFERS, CLIENT};
 use datapath::inner::checksum;
 use datapath::messages::INDEX_WORKER_SHIFT;
 use datapath::stats::DropReason;
+use datapath::worker::HANDOVER_DEPTH;
 use proto::constants::TRANSPORT_HEADER_LEN as INNER_OFFSET;
 use testbed::packet::{mss_and_checksum_ok, syn};
 
@@ -109,7 +110,7 @@ fn packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
     rig.receive_from_client(1, d);
     assert_eq!(
         rig.written(0),
-        vec![ping],
+        vec![ping.clone()],
         "owner wrote it to its TUN queue"
     );
     assert!(rig.written(1).is_empty());
@@ -132,6 +133,28 @@ fn packets_reaching_the_wrong_worker_are_handed_to_the_owner() {
     bogus[4..8].copy_from_slice(&(9u32 << INDEX_WORKER_SHIFT).to_le_bytes());
     rig.receive_from_client(0, bogus);
     assert_eq!(rig.drops(DropReason::UnknownIndex), 1);
+
+    // Forged packets naming worker 0 with indices that are not live are dropped where they
+    // land, before any copy: they cannot fill worker 0's queue.
+    for i in 0..2 * HANDOVER_DEPTH as u32 {
+        let mut forged = rig.seal(&reply);
+        forged[4..8].copy_from_slice(&(0x0000_1000 + i).to_le_bytes());
+        rig.receive_from_client(1, forged);
+    }
+    assert_eq!(
+        rig.drops(DropReason::UnknownIndex),
+        1 + 2 * HANDOVER_DEPTH as u64
+    );
+    assert_eq!(
+        rig.workers[1].counters().handed_over,
+        2,
+        "only real packets"
+    );
+    assert_eq!(rig.drops(DropReason::HandoverFull), 0);
+    // And the real session's next packet still crosses.
+    let d = rig.seal(&ping);
+    rig.receive_from_client(1, d);
+    assert_eq!(rig.written(0), vec![ping]);
     for w in &mut rig.workers {
         assert_eq!(w.backend_mut().free_buffers(), BUFFERS);
     }

@@ -18,5 +18,6 @@ pub mod run;
 pub mod sampler;
 pub mod scenario;
 pub mod schedule;
+pub mod scraper;
 pub mod sizing;
 pub mod target;

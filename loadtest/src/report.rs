@@ -52,6 +52,7 @@ fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<Str
     header(&mut md, runs, datapath)?;
     runs_table(&mut md, runs)?;
     comparison(&mut md, runs)?;
+    scraping(&mut md, runs)?;
     flood(&mut md, runs)?;
     failures(&mut md, runs)?;
     writeln!(md, "## Plots\n")?;
@@ -229,6 +230,56 @@ fn comparison(md: &mut String, runs: &[RunResult]) -> Result<()> {
         writeln!(md, "No scenario was run against both xgate and a peer.\n")?;
     } else {
         writeln!(md, "Ratios are xgate's figure over the peer's.\n")?;
+        writeln!(md, "{}\n", lines.join("\n"))?;
+    }
+    Ok(())
+}
+
+/// The most a /metrics scraper may cost the handshake path: the scraped surge's handshakes
+/// per CPU-second at least this share of the unscraped surge's.
+const SCRAPING_TARGET: f64 = 0.95;
+
+/// What scraping `/metrics` costs the handshake path: each xgate run that scraped against
+/// the latest xgate run of the same arrivals (users, window, kind) that did not.
+fn scraping(md: &mut String, runs: &[RunResult]) -> Result<()> {
+    let xgate: Vec<&RunResult> = runs.iter().filter(|r| r.target == "xgate").collect();
+    let mut lines = Vec::new();
+    for scraped in xgate.iter().filter(|r| r.scenario.scrapes_per_second > 0) {
+        let same = |r: &&&RunResult| {
+            r.scenario.scrapes_per_second == 0
+                && r.scenario.kind == scraped.scenario.kind
+                && r.scenario.users == scraped.scenario.users
+                && r.scenario.seconds == scraped.scenario.seconds
+        };
+        let Some(plain) = xgate.iter().rev().find(same) else {
+            continue;
+        };
+        let (a, b) = (
+            scraped.server.handshakes_per_cpu_second,
+            plain.server.handshakes_per_cpu_second,
+        );
+        let r = a / b;
+        let verdict = if r.is_finite() && r >= SCRAPING_TARGET {
+            "met"
+        } else {
+            "MISSED"
+        };
+        let answered = scraped.scrapes.map_or(0, |s| s.answered);
+        let failed = scraped.scrapes.map_or(0, |s| s.failed);
+        lines.push(format!(
+            "- **{}** ({} scrapes/s; {answered} answered, {failed} failed): {} handshakes per \
+             CPU-s against {} in {} without scraping: {} (target ≥ {SCRAPING_TARGET:.2}x: \
+             {verdict}).",
+            scraped.scenario.name,
+            scraped.scenario.scrapes_per_second,
+            fig(a, 0),
+            fig(b, 0),
+            plain.scenario.name,
+            ratio(a, b),
+        ));
+    }
+    if !lines.is_empty() {
+        writeln!(md, "## What scraping /metrics costs\n")?;
         writeln!(md, "{}\n", lines.join("\n"))?;
     }
     Ok(())

@@ -208,6 +208,9 @@ pub struct RunResult {
     pub timeline: Vec<Second>,
     /// The flood beside the users (mixed-flood only).
     pub flood: Option<FloodFigures>,
+    /// The `/metrics` scraper beside the run (scenarios that scrape only).
+    #[serde(default)]
+    pub scrapes: Option<crate::scraper::ScrapeFigures>,
 }
 
 /// The current format version.
@@ -265,11 +268,16 @@ fn json_files(dir: &Path, prefix: &str) -> Result<Vec<std::path::PathBuf>> {
 
 /// The newest result of each (scenario, target) in `dir`, by date then file name.
 pub fn latest_results(dir: &Path) -> Result<Vec<RunResult>> {
-    let mut latest: BTreeMap<(String, String), (String, RunResult)> = BTreeMap::new();
+    type Stamp = (String, std::time::SystemTime);
+    let mut latest: BTreeMap<(String, String), (Stamp, RunResult)> = BTreeMap::new();
     for p in json_files(dir, "loadtest-")? {
         let r = RunResult::read(&p)?;
         let key = (r.scenario.name.clone(), r.target.clone());
-        let when = r.machine.date.clone();
+        // The run's date, then when the file was written (several runs a day).
+        let written = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let when = (r.machine.date.clone(), written);
         if latest.get(&key).is_none_or(|(d, _)| *d <= when) {
             latest.insert(key, (when, r));
         }

@@ -309,10 +309,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let counters_before = target.counters()?;
     let bar = progress_bar(opts.progress, s.users as u64);
     let flood = start_flood(s, &target, std::mem::take(&mut prepared.replays));
+    let scraper = (s.scrapes_per_second > 0 && target.kind == TargetKind::Xgate).then(|| {
+        let url = format!("http://{}/metrics", crate::target::API);
+        crate::scraper::Scraper::start(&target.server.ns, url, s.scrapes_per_second, s.bound())
+    });
     let threads_before = testbed::procstat::cpu_by_thread(pid);
     let (mut measured, loadgen_cpu, samples) =
         drive(&target, opts, endpoints, prepared, bar.clone())?;
     bar.finish_and_clear();
+    let scrapes = scraper.map(crate::scraper::Scraper::finish).transpose()?;
     // Everyone stays connected and silent, so the server can show what an idle session costs.
     if s.idle_seconds > 0.0 {
         eprintln!(
@@ -330,12 +335,17 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             target.log()
         );
     }
+    let threads_after = testbed::procstat::cpu_by_thread(pid);
+    if counters_before.is_some() {
+        // xgate's /metrics is the state its control plane publishes once a second: wait for a
+        // publication taken after the run.
+        std::thread::sleep(Duration::from_millis(1500));
+    }
     let counters = match (counters_before, target.counters()?) {
         (Some(b), Some(a)) => Some(counters_delta(&b, &a)),
         _ => None,
     };
-    let cpu_by_thread =
-        testbed::procstat::cpu_spent(&threads_before, &testbed::procstat::cpu_by_thread(pid));
+    let cpu_by_thread = testbed::procstat::cpu_spent(&threads_before, &threads_after);
     measured.clients.users = s.users as u64;
     measured.clients.endpoints = endpoints as u64;
     measured.clients.loadgen_cpu_seconds = loadgen_cpu;
@@ -358,6 +368,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         server,
         timeline: measured.timeline,
         flood,
+        scrapes,
     })
 }
 

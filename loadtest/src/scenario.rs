@@ -144,6 +144,8 @@ pub struct Scenario {
     pub traffic: Traffic,
     /// Mixed-flood only.
     pub flood: Option<Flood>,
+    /// `/metrics` scrapes per second during the run (xgate only; 0 = none).
+    pub scrapes_per_second: u32,
     /// Seed for Poisson arrivals (the same seed gives the same schedule).
     pub seed: u64,
 }
@@ -161,6 +163,7 @@ impl Default for Scenario {
             idle_seconds: 15.0,
             traffic: Traffic::default(),
             flood: None,
+            scrapes_per_second: 0,
             seed: 1,
         }
     }
@@ -178,9 +181,16 @@ pub struct ScenarioError {
     pub problem: String,
 }
 
+/// The most `/metrics` scrapes per second a scenario may ask for.
+pub const MAX_SCRAPE_RATE: u32 = 1000;
+
 /// The built-in scenarios, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("surge", include_str!("../scenarios/surge.toml")),
+    (
+        "surge-scraped",
+        include_str!("../scenarios/surge-scraped.toml"),
+    ),
     ("ramp-50k", include_str!("../scenarios/ramp-50k.toml")),
     ("step-10k", include_str!("../scenarios/step-10k.toml")),
     ("poisson", include_str!("../scenarios/poisson.toml")),
@@ -301,6 +311,15 @@ impl Scenario {
                 return Err(self.err("flood", "only kind = \"mixed-flood\" floods".into()))
             }
             _ => {}
+        }
+        if self.scrapes_per_second > MAX_SCRAPE_RATE {
+            return Err(self.err(
+                "scrapes_per_second",
+                format!(
+                    "{} is above the bound of {MAX_SCRAPE_RATE}",
+                    self.scrapes_per_second
+                ),
+            ));
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ fn iface_name(tag: &str) -> String {
     name.truncate(15);
     name
 }
-const API: &str = "127.0.0.1:9180";
+pub(crate) const API: &str = "127.0.0.1:9180";
 
 /// The source address of user `i`.
 pub fn user_source(i: u32) -> Ipv4Addr {

@@ -170,8 +170,21 @@ impl Xgate {
         iface: &str,
         log: &Path,
     ) -> Result<Self> {
+        Self::start_with_env(binary, ns, args, iface, log, &[])
+    }
+
+    /// The same with `env` added to its environment.
+    pub fn start_with_env(
+        binary: &Path,
+        ns: &Netns,
+        args: &[&str],
+        iface: &str,
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self> {
         let mut cmd = ns.command(binary.to_str().unwrap_or("xgate"));
         cmd.arg("up").args(args).env("RUST_LOG", "info");
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let mut daemon = Daemon::spawn(cmd, log)?;
         if !wait_for_socket(iface, Duration::from_secs(15)) {
             let alive = daemon.is_running();

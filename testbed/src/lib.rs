@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod config;
 pub mod flood;
+pub mod fuzz;
 pub mod machine;
 pub mod netns;
 pub mod packet;
@@ -15,6 +16,7 @@ pub mod ping;
 pub mod process;
 pub mod procstat;
 pub mod server;
+pub mod spray;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};

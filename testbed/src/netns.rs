@@ -69,6 +69,16 @@ impl Netns {
 
     /// Runs `f` on a thread whose network namespace is this one (sockets it opens live here).
     pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        self.spawn(f)
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))?
+    }
+
+    /// Starts `f` on a thread whose network namespace is this one, without waiting for it.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T>> {
         let path = format!("/var/run/netns/{}", self.name);
         std::thread::spawn(move || -> Result<T> {
             let file = File::open(&path).with_context(|| format!("opening {path}"))?;
@@ -78,8 +88,6 @@ impl Netns {
             }
             Ok(f())
         })
-        .join()
-        .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))?
     }
 
     /// PIDs of processes in this namespace.

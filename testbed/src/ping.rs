@@ -17,7 +17,13 @@ pub struct PingReport {
 
 /// Pings `target` from `ns` `count` times (200 ms apart, 2 s timeout each).
 pub fn ping(ns: &Netns, target: &str, count: u32) -> Result<PingReport> {
+    ping_every(ns, target, count, 0.2)
+}
+
+/// Pings `target` from `ns` `count` times, `interval` seconds apart (root may go to 0.002).
+pub fn ping_every(ns: &Netns, target: &str, count: u32, interval: f64) -> Result<PingReport> {
     let count_text = count.to_string();
+    let interval_text = format!("{interval}");
     let out = ns
         .command("ping")
         .args([
@@ -26,7 +32,7 @@ pub fn ping(ns: &Netns, target: &str, count: u32) -> Result<PingReport> {
             "-c",
             &count_text,
             "-i",
-            "0.2",
+            &interval_text,
             "-W",
             "2",
             target,

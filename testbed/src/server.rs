@@ -31,6 +31,8 @@ pub struct Server {
     xgate_binary: Option<PathBuf>,
     api_token: Option<String>,
     starts: u32,
+    /// Added to xgate's environment (a test's fault trigger, say).
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -46,6 +48,7 @@ impl Server {
             xgate_binary: None,
             api_token: None,
             starts: 0,
+            env: Vec::new(),
         })
     }
 
@@ -61,7 +64,8 @@ impl Server {
         let path = path
             .to_str()
             .context("the scratch directory's path is not UTF-8")?;
-        let xgate = Xgate::start(binary, &self.ns, &["--config", path], &self.iface, &log)?;
+        let args = ["--config", path];
+        let xgate = Xgate::start_with_env(binary, &self.ns, &args, &self.iface, &log, &self.env)?;
         self.api_token = match config.api_secret_file() {
             Some(file) => Some(
                 std::fs::read_to_string(&file)

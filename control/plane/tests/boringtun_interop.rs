@@ -82,7 +82,7 @@ impl Pair {
             control: control_rx,
             handshakes: hs_tx,
             events: ev_tx,
-            mesh,
+            mesh: mesh.clone(),
         };
         let worker = Worker::new(0, 1420, MemoryBackend::new(BUFFERS), links);
         let (requests, requests_rx) = crossbeam_channel::unbounded();
@@ -101,6 +101,7 @@ impl Pair {
                 sockets: Vec::new(),
                 events_out: Arc::new(Ignore),
                 outer: Default::default(),
+                live_indices: mesh.live().clone(),
             },
         )
         .expect("plane");

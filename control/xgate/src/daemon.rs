@@ -195,6 +195,7 @@ impl Daemon {
                 .ok()
         });
         let (stop_tx, stop) = crossbeam_channel::unbounded();
+        crate::panics::stop_on_panic(stop_tx.clone());
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let events = EventHub::default();
         let mut control = ControlPlane::new(
@@ -215,6 +216,7 @@ impl Daemon {
                     per_worker: workers.outer.clone(),
                     steering: outer.steering.clone(),
                 },
+                live_indices: workers.live_indices.clone(),
             },
         )
         .map_err(|e| anyhow!("starting the handshake responder threads: {e}"))?;
@@ -232,8 +234,9 @@ impl Daemon {
         control
             .apply(initial)
             .map_err(|e| anyhow!("applying configuration: {e}"))?;
+        let board = control.board();
         let running = control.spawn().context("starting the control plane")?;
-        let handle = PlaneHandle::new(req_tx);
+        let handle = PlaneHandle::new(req_tx, board);
 
         let server = public_key.map(|public_key| ServerFacts {
             public_key,
@@ -293,6 +296,7 @@ pub fn up(mut settings: Settings) -> Result<()> {
     );
     match reason {
         StopReason::WorkerFailed(e) => Err(anyhow!("datapath failed: {e}")),
+        StopReason::Panicked(e) => Err(anyhow!("{e}; everything it ran is stopped and removed")),
         _ => Ok(()),
     }
 }

@@ -10,7 +10,10 @@ use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use plane::config;
 
+#[cfg(test)]
+mod config_fuzz;
 mod daemon;
+mod panics;
 mod settings;
 mod show;
 mod template;

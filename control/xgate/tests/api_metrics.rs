@@ -62,6 +62,8 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
     let p = ping(&rig.clients[0].ns, "10.77.0.1", sent).expect("ping");
     assert_eq!(p.received, sent, "{p:?}");
 
+    // /metrics shows the state the control plane publishes once a second.
+    std::thread::sleep(plane::engine::PUBLISH_EVERY + Duration::from_millis(300));
     let after = scrape(&rig, None);
     assert_eq!(total(&after, "xgate_registry_peers", None), 1.0);
     assert_eq!(total(&after, "xgate_peers", None), 1.0);
@@ -112,17 +114,20 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
         .unwrap_or(0.0);
     assert!(timed >= 2.0, "requests timed: {timed}");
 
-    // Status: each worker's packet rate over the sampling window, while pings flow.
+    // Status: each worker's packet rate between the plane's last two publications (one a
+    // second), while pings flow for three seconds.
     let pinger = std::thread::spawn({
         let ns = rig.clients[0].ns.name().to_string();
         move || {
             std::process::Command::new("ip")
-                .args(["netns", "exec", &ns, "ping", "-q", "-i", "0.02", "-c", "40"])
+                .args([
+                    "netns", "exec", &ns, "ping", "-q", "-i", "0.02", "-c", "150",
+                ])
                 .args(["10.77.0.1"])
                 .output()
         }
     });
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(plane::engine::PUBLISH_EVERY * 2 + Duration::from_millis(300));
     let (status, text) = call(&rig, "GET", "/api/v1/status", Some(&token), None);
     assert_eq!(status, 200, "{text}");
     let live = json_of(&text);

@@ -1,5 +1,6 @@
 //! Cross-worker handover: a packet that reaches the wrong worker is copied into the owner's
-//! bounded lock-free queue and the owner is woken once per batch. This keeps each session's
+//! bounded lock-free queue and the owner is woken once per batch (a transport packet only if
+//! its receiver index is live: forged ones must not fill the queue). This keeps each session's
 //! replay window and send counter touched by exactly one thread.
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::io::BUF_SIZE;
 use crate::kernel::waker::Waker;
+use crate::live_indices::LiveIndices;
 
 /// Packets a worker's handover queue holds before further handovers are dropped.
 pub const HANDOVER_DEPTH: usize = 1024;
@@ -32,14 +34,16 @@ pub struct Handover {
     pub data: [u8; BUF_SIZE],
 }
 
-/// Every worker's handover queue and waker, shared by all workers.
+/// Every worker's handover queue and waker, and the live indices a handover is checked
+/// against, shared by all workers.
 pub struct Mesh {
     queues: Vec<ArrayQueue<Handover>>,
     wakers: Vec<Arc<Waker>>,
+    live: Arc<LiveIndices>,
 }
 
 impl Mesh {
-    /// A mesh over the workers' wakers (one queue each).
+    /// A mesh over the workers' wakers (one queue each), with no index live yet.
     pub fn new(wakers: Vec<Arc<Waker>>) -> Self {
         Self {
             queues: wakers
@@ -47,7 +51,13 @@ impl Mesh {
                 .map(|_| ArrayQueue::new(HANDOVER_DEPTH))
                 .collect(),
             wakers,
+            live: Arc::new(LiveIndices::default()),
         }
+    }
+
+    /// The live receiver indices, which the control plane keeps.
+    pub fn live(&self) -> &Arc<LiveIndices> {
+        &self.live
     }
 
     /// Number of workers.

@@ -7,6 +7,8 @@
 //! coarse tick, and wakes any worker it handed packets to. No locks, no allocation and no
 //! system call per packet: the backend submits the batch's I/O in one call.
 
+#[cfg(debug_assertions)]
+pub mod faults;
 mod handover;
 mod peer;
 mod receive;
@@ -299,6 +301,8 @@ impl<B: Backend> Worker<B> {
             },
             ToWorker::ReplaceSocket(socket) => self.backend.replace_outer(socket),
             ToWorker::Snapshot(reply) => {
+                #[cfg(debug_assertions)]
+                faults::on_snapshot(self.id);
                 let _ = reply.send(self.snapshot());
             }
             ToWorker::Shutdown => self.running = false,

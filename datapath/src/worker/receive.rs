@@ -108,7 +108,8 @@ impl<B: Backend> Worker<B> {
         };
         let owner = index_owner(header.receiver);
         if owner != self.id {
-            if owner < self.links.mesh.len() {
+            let mesh = &self.links.mesh;
+            if owner < mesh.len() && mesh.live().may_contain(header.receiver) {
                 self.hand_over(owner, HandoverKind::Outer(from, link), buf, datagram);
             } else {
                 self.counters.drop(DropReason::UnknownIndex);

@@ -1,10 +1,10 @@
-//! `/metrics`: Prometheus text format (version 0.0.4). Read on request from the control
-//! plane's state (handshakes, cookies, sessions, every worker's packets and drops by reason),
+//! `/metrics`: Prometheus text format (version 0.0.4). Read on request from the state the
+//! control plane publishes every second (handshakes, cookies, sessions, every worker's packets and drops by reason),
 //! the registry (its size) and the API itself (request latency).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
@@ -169,10 +169,10 @@ fn latency_histogram(s: &mut String, latency: &Latency) {
     let _ = writeln!(s, "xgate_api_request_duration_seconds_count {count}");
 }
 
-/// The whole exposition: every counter the plane and the workers declare (their tables say
-/// which are exported, under which name and label), the gauges, traffic by direction and the
-/// API's latency.
-fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Duration) -> String {
+/// The exposition but for the API's own latency (the same for every scrape of one
+/// publication): every counter the plane and the workers declare (their tables say which are
+/// exported, under which name and label), the gauges and traffic by direction.
+fn render_state(state: &DeviceState, registry_size: u64, now: Duration) -> String {
     let mut s = String::new();
     let mut control = Families::default();
     state.control.for_each(|def, v| control.add(def, None, v));
@@ -197,21 +197,56 @@ fn render(state: &DeviceState, registry_size: u64, latency: &Latency, now: Durat
             ("{direction=\"tx\"}".into(), tx),
         ],
     );
-    latency_histogram(&mut s, latency);
     s
+}
+
+/// The exposition of the latest publication (all but the API's latency), kept until the
+/// next: scrapes in between cost a copy, not a render and a registry count.
+#[derive(Default)]
+pub struct Rendered {
+    latest: Mutex<Option<(Instant, Arc<String>)>>,
+}
+
+impl Rendered {
+    fn get(&self, taken: Instant) -> Option<Arc<String>> {
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        latest
+            .as_ref()
+            .filter(|(t, _)| *t == taken)
+            .map(|(_, text)| text.clone())
+    }
+
+    fn keep(&self, taken: Instant, text: Arc<String>) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some((taken, text));
+    }
 }
 
 /// GET /metrics
 pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    let text = blocking(move || {
-        let device = state.device()?;
-        let size = state.registry()?.count()?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        Ok(render(&device, size, &state.latency, now))
-    })
-    .await?;
+    let cached = state
+        .plane
+        .published()
+        .and_then(|p| state.rendered.get(p.taken));
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let state = state.clone();
+            blocking(move || {
+                let published = state.snapshot()?;
+                let size = state.registry()?.count()?;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO);
+                let body = Arc::new(render_state(&published.state, size, now));
+                state.rendered.keep(published.taken, body.clone());
+                Ok(body)
+            })
+            .await?
+        }
+    };
+    let mut text = String::with_capacity(body.len() + 1024);
+    text.push_str(&body);
+    latency_histogram(&mut text, &state.latency);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -261,7 +296,8 @@ mod tests {
             control,
             indices_in_use: 1,
         };
-        let text = render(&state, 7, &Latency::default(), Duration::ZERO);
+        let mut text = render_state(&state, 7, Duration::ZERO);
+        latency_histogram(&mut text, &Latency::default());
         for line in [
             "xgate_handshakes_completed_total{role=\"responder\"} 5",
             "xgate_handshakes_completed_total{role=\"initiator\"} 0",

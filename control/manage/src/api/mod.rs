@@ -30,6 +30,8 @@ mod tls;
 mod tokens;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
@@ -52,7 +54,7 @@ pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
 pub use tokens::{load_or_create as load_tokens, secret_path};
 
-use plane::engine::{DeviceState, PlaneHandle};
+use plane::engine::{PlaneHandle, Published, WorkerRates};
 use plane::update::{DeviceUpdate, PeerUpdate};
 
 use crate::events::EventHub;
@@ -66,9 +68,10 @@ pub struct ApiState {
     client: ClientTemplate,
     metrics_need_token: bool,
     latency: metrics::Latency,
+    rendered: metrics::Rendered,
+    changed: Mutex<Option<std::time::Instant>>,
     events: EventHub,
     subscribers: AtomicUsize,
-    rates: status::RateSample,
     warnings: Vec<String>,
 }
 
@@ -92,9 +95,10 @@ impl ApiState {
             client,
             metrics_need_token,
             latency: metrics::Latency::default(),
+            rendered: metrics::Rendered::default(),
+            changed: Mutex::new(None),
             events,
             subscribers: AtomicUsize::new(0),
-            rates: status::RateSample::default(),
             warnings,
         }
     }
@@ -105,19 +109,47 @@ impl ApiState {
         Ok(self.registry.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The running interface's state (peers, counters), as the control plane reports it.
-    fn device(&self) -> Result<DeviceState, ApiError> {
-        let gone = || {
+    /// The interface's state as the control plane last published it (about a second old at
+    /// most): reading it costs the plane nothing, however often `/metrics` is scraped. Right
+    /// after start, before the first publication, the plane is asked directly.
+    fn snapshot(&self) -> Result<Arc<Published>, ApiError> {
+        if let Some(p) = self.plane.published() {
+            return Ok(p);
+        }
+        let state = self.plane.state(Duration::from_secs(5)).map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the interface is shutting down",
             )
-        };
-        self.plane.state(Duration::from_secs(5)).map_err(|_| gone())
+        })?;
+        let rates = vec![WorkerRates::default(); state.per_worker.len()];
+        Ok(Arc::new(Published {
+            state,
+            taken: std::time::Instant::now(),
+            rates,
+        }))
+    }
+
+    /// The published state, once it includes this API's latest change (read-your-writes for
+    /// status; the plane publishes promptly after a change), or the newest within a second.
+    async fn fresh_snapshot(self: &Arc<Self>) -> Result<Arc<Published>, ApiError> {
+        let since = *self.changed.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = std::time::Instant::now() + FRESH_WAIT;
+        while let Some(p) = self.plane.published() {
+            if since.is_none_or(|c| p.taken >= c) || std::time::Instant::now() >= until {
+                return Ok(p);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let state = self.clone();
+        blocking(move || state.snapshot()).await
     }
 
     /// Applies peer changes to the running interface and waits for the answer.
     fn apply(&self, peers: Vec<PeerUpdate>) -> Result<(), ApiError> {
+        // Before the request: the plane's first publication after it is taken later.
+        *self.changed.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(std::time::Instant::now());
         let unavailable = || {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +170,9 @@ impl ApiState {
         }
     }
 }
+
+/// How long a status waits for the plane to publish the API's latest change.
+const FRESH_WAIT: Duration = Duration::from_secs(1);
 
 /// Seconds since the Unix epoch.
 fn now() -> u64 {
@@ -260,7 +295,7 @@ impl ApiServer {
         let recorder = runtime.spawn(last_seen::record(state.clone()));
         let app = router(state, limits);
         let thread = std::thread::Builder::new()
-            .name("xgate-api".into())
+            .name("xgate-api-serve".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let tls = tls.map(tokio_rustls::TlsAcceptor::from);

@@ -1,10 +1,9 @@
-//! `GET /api/v1/status`: the live view operators ask for: each peer's endpoint, latest
-//! handshake and traffic (with its registry name where it has one), and each worker's
-//! packet counters, packet rates and drops.
+//! `GET /api/v1/status`: the live view operators ask for, from the state the control plane
+//! publishes every second: each peer's endpoint, latest handshake and traffic (with its
+//! registry name where it has one), and each worker's packet counters, packet rates and drops.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -31,7 +30,7 @@ pub struct PeerStatus {
 #[derive(Debug, Serialize)]
 pub struct WorkerStatus {
     worker: usize,
-    /// Outer datagrams received per second, over the time since the previous status sample.
+    /// Outer datagrams received per second, between the plane's last two publications.
     rx_pps: f64,
     /// Outer datagrams sent per second, likewise.
     tx_pps: f64,
@@ -42,60 +41,11 @@ pub struct WorkerStatus {
     drops: HashMap<&'static str, u64>,
 }
 
-/// Every worker's datagram counters (received, sent) at one moment.
-type Sample = (Instant, Vec<(u64, u64)>);
-
-/// The previous sample, for rates.
-#[derive(Default)]
-pub struct RateSample {
-    last: Mutex<Option<Sample>>,
-}
-
-/// Rates are taken over at least this long; a fresher previous sample means a short wait.
-const MIN_WINDOW: Duration = Duration::from_millis(250);
-/// A previous sample older than this is too stale to be the "current" rate.
-const MAX_WINDOW: Duration = Duration::from_secs(10);
-
-fn counts(device: &plane::engine::DeviceState) -> Vec<(u64, u64)> {
-    device
-        .per_worker
-        .iter()
-        .map(|w| (w.rx_datagrams, w.tx_datagrams))
-        .collect()
-}
-
 /// GET /api/v1/status
 pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let published = state.fresh_snapshot().await?;
     let body = blocking(move || {
-        let previous = state
-            .rates
-            .last
-            .lock()
-            .ok()
-            .and_then(|l| l.clone())
-            .filter(|(at, _)| at.elapsed() < MAX_WINDOW);
-        let (since, before) = match previous {
-            Some((at, c)) if at.elapsed() >= MIN_WINDOW => (at, c),
-            _ => {
-                let at = Instant::now();
-                let c = counts(&state.device()?);
-                std::thread::sleep(MIN_WINDOW);
-                (at, c)
-            }
-        };
-        let device = state.device()?;
-        let now = Instant::now();
-        let after = counts(&device);
-        let secs = now.duration_since(since).as_secs_f64().max(1e-3);
-        if let Ok(mut last) = state.rates.last.lock() {
-            *last = Some((now, after.clone()));
-        }
-        let rate = |i: usize, pick: fn(&(u64, u64)) -> u64| -> f64 {
-            match (after.get(i), before.get(i)) {
-                (Some(a), Some(b)) => pick(a).saturating_sub(pick(b)) as f64 / secs,
-                _ => 0.0,
-            }
-        };
+        let device = &published.state;
         // Names of the registry's active peers.
         let names: HashMap<_, _> = state
             .registry()?
@@ -125,8 +75,8 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
             .enumerate()
             .map(|(i, w)| WorkerStatus {
                 worker: i,
-                rx_pps: rate(i, |c| c.0),
-                tx_pps: rate(i, |c| c.1),
+                rx_pps: published.rates.get(i).map_or(0.0, |r| r.rx_pps),
+                tx_pps: published.rates.get(i).map_or(0.0, |r| r.tx_pps),
                 rx_datagrams: w.rx_datagrams,
                 tx_datagrams: w.tx_datagrams,
                 tun_reads: w.tun_reads,
@@ -143,6 +93,7 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
             "listen_port": device.listen_port,
             "backend": device.backend,
             "backend_per_worker": device.backend_per_worker,
+            "age_ms": published.taken.elapsed().as_millis() as u64,
             "firewall": device.firewall,
             "peers": peers,
             "workers": workers,

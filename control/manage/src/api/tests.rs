@@ -35,7 +35,7 @@ fn server(tag: &str, limits: Limits) -> (ApiServer, Arc<ApiState>, impl Drop) {
     };
     let state = Arc::new(ApiState::new(
         registry,
-        PlaneHandle::new(requests),
+        PlaneHandle::new(requests, Default::default()),
         vec![hash_token(TOKEN)],
         client,
         false,

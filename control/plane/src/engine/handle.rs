@@ -1,11 +1,12 @@
 //! How other threads (the UAPI socket, the HTTP API) ask the control-plane thread something:
 //! its state, or a change, each answered on a channel of its own within a deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use super::{DeviceState, Request, SetError};
+use super::{Board, DeviceState, Published, Request, SetError};
 use crate::update::DeviceUpdate;
 
 /// Why the control-plane thread gave no answer.
@@ -23,12 +24,19 @@ pub enum AskError {
 #[derive(Clone)]
 pub struct PlaneHandle {
     requests: Sender<Request>,
+    board: Arc<Board>,
 }
 
 impl PlaneHandle {
-    /// A handle over the plane's request channel.
-    pub fn new(requests: Sender<Request>) -> Self {
-        Self { requests }
+    /// A handle over the plane's request channel and the board it publishes its state on.
+    pub fn new(requests: Sender<Request>, board: Arc<Board>) -> Self {
+        Self { requests, board }
+    }
+
+    /// The state the plane published last (at most `PUBLISH_EVERY` old, plus the workers'
+    /// answer time); reading it costs the plane nothing. None before the first.
+    pub fn published(&self) -> Option<Arc<Published>> {
+        self.board.latest()
     }
 
     /// The interface's state (peers, counters, workers), waiting at most `wait`.

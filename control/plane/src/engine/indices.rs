@@ -1,9 +1,12 @@
 //! Receiver indices: random 32-bit numbers whose top bits name the worker that owns the
 //! session, unique while in use. The control plane hands them out; workers report when a
-//! session's index is retired.
+//! session's index is retired. Each is counted into the workers' shared live-index filter
+//! while in use, so a worker hands over only packets whose index may be live.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use datapath::live_indices::LiveIndices;
 use datapath::messages::INDEX_WORKER_SHIFT;
 use datapath::route::PeerId;
 use rand_core::RngCore;
@@ -18,12 +21,20 @@ pub enum IndexUse {
 }
 
 /// The indices in use.
-#[derive(Debug, Default)]
 pub struct Indices {
     map: HashMap<u32, IndexUse>,
+    live: Arc<LiveIndices>,
 }
 
 impl Indices {
+    /// No index in use; `live` is the workers' filter to keep.
+    pub fn new(live: Arc<LiveIndices>) -> Self {
+        Self {
+            map: HashMap::new(),
+            live,
+        }
+    }
+
     /// A fresh index owned by worker `owner`.
     pub fn allocate(&mut self, owner: usize, what: IndexUse, rng: &mut impl RngCore) -> u32 {
         let low_mask = (1u32 << INDEX_WORKER_SHIFT) - 1;
@@ -31,6 +42,7 @@ impl Indices {
             let index = ((owner as u32) << INDEX_WORKER_SHIFT) | (rng.next_u32() & low_mask);
             if let std::collections::hash_map::Entry::Vacant(e) = self.map.entry(index) {
                 e.insert(what);
+                self.live.insert(index);
                 return index;
             }
         }
@@ -48,7 +60,9 @@ impl Indices {
 
     /// Frees `index`.
     pub fn free(&mut self, index: u32) {
-        self.map.remove(&index);
+        if self.map.remove(&index).is_some() {
+            self.live.remove(index);
+        }
     }
 
     /// Number of indices in use.
@@ -65,7 +79,8 @@ mod tests {
     #[test]
     fn indices_name_their_owner_and_are_unique() {
         let mut rng = rand_core::OsRng;
-        let mut ix = Indices::default();
+        let live = Arc::new(LiveIndices::default());
+        let mut ix = Indices::new(live.clone());
         let mut seen = std::collections::HashSet::new();
         for i in 0..2000 {
             let owner = i % 3;
@@ -74,5 +89,12 @@ mod tests {
             assert!(seen.insert(index));
         }
         assert_eq!(ix.len(), 2000);
+        // The workers' filter follows: in use while allocated, gone once freed.
+        let some: Vec<u32> = seen.iter().copied().take(10).collect();
+        assert!(some.iter().all(|&i| live.may_contain(i)));
+        for &i in &seen {
+            ix.free(i);
+        }
+        assert!(some.iter().all(|&i| !live.may_contain(i)));
     }
 }

@@ -12,11 +12,13 @@ mod handle;
 mod indices;
 mod initiations;
 pub mod known_peers;
+mod published;
 #[cfg(test)]
 mod tests;
 
 pub use counters::ControlCounters;
 pub use handle::{AskError, PlaneHandle};
+pub use published::{Board, Published, WorkerRates, PUBLISH_EVERY};
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use datapath::launch::WorkerHandle;
-use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent};
+use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent, WorkerSnapshot};
 use datapath::route::PeerId;
 use datapath::stats::WorkerCounters;
 use ipnet::IpNet;
@@ -67,6 +69,8 @@ pub enum StopReason {
     SocketRemoved,
     /// A worker stopped on an error.
     WorkerFailed(String),
+    /// A thread the daemon cannot do without panicked (which, where, why).
+    Panicked(String),
 }
 
 /// A peer's state for `wg show` and `xgate show`.
@@ -190,6 +194,9 @@ pub struct PlaneChannels {
     pub events_out: Arc<dyn EventSink>,
     /// The outer side (AF_XDP or io_uring).
     pub outer: OuterSummary,
+    /// The live receiver indices the workers check handovers against; the plane counts
+    /// each index in as it hands it out and out as it frees it.
+    pub live_indices: Arc<datapath::live_indices::LiveIndices>,
 }
 
 /// What the control plane knows of the outer side.
@@ -232,6 +239,14 @@ pub struct ControlPlane {
     responders: ResponderPool<WireguardResponder>,
     /// When `on_tick` is next due.
     next_tick: Instant,
+    /// Where the state is published for the API.
+    board: Arc<Board>,
+    /// The workers' answers for the next publication, while they come in.
+    gathering: Option<published::Gathering>,
+    /// When the next gathering starts.
+    next_publish: Instant,
+    /// A change was applied: gather again without waiting for `next_publish`.
+    publish_soon: bool,
 }
 
 impl ControlPlane {
@@ -260,7 +275,7 @@ impl ControlPlane {
             listen_port,
             fwmark,
             peers,
-            indices: Indices::default(),
+            indices: Indices::new(channels.live_indices.clone()),
             channels,
             rng: rand_core::OsRng,
             clock: WallClock::new(Instant::now(), unix),
@@ -275,7 +290,16 @@ impl ControlPlane {
             unwoken: vec![false; workers],
             responders,
             next_tick: Instant::now() + TICK,
+            board: Arc::new(Board::default()),
+            gathering: None,
+            next_publish: Instant::now(),
+            publish_soon: false,
         })
+    }
+
+    /// Where this plane publishes its state once per `PUBLISH_EVERY`.
+    pub fn board(&self) -> Arc<Board> {
+        self.board.clone()
     }
 
     /// Runs the plane on a thread of its own until the returned guard is dropped.
@@ -302,6 +326,9 @@ impl ControlPlane {
                 inputs.recv(&self.responders.outcomes);
                 inputs.recv(&self.channels.events);
                 inputs.recv(&self.channels.requests);
+                if let Some(g) = &self.gathering {
+                    inputs.recv(&g.answers);
+                }
                 inputs.ready_timeout(wait)
             };
             if ready == Ok(0) || self.poll(Instant::now()).is_err() {
@@ -337,6 +364,7 @@ impl ControlPlane {
             self.on_tick(now);
             self.next_tick = now + TICK;
         }
+        self.publish_state(now);
         self.wake_workers();
         self.publish_routes();
         Ok(())
@@ -415,6 +443,8 @@ impl ControlPlane {
             }
             Request::Set(update, reply) => {
                 let _ = reply.send(self.apply(update));
+                // Readers of the published state see a change as soon as the workers answer.
+                self.publish_soon = true;
             }
         }
     }
@@ -428,25 +458,66 @@ impl ControlPlane {
         }
     }
 
-    /// Asks every worker for its counters and peers, and merges them with ours.
-    fn state(&self) -> DeviceState {
+    /// Asks every worker for its counters and peers; the answers and how many were asked.
+    fn ask_workers(&self) -> (Receiver<WorkerSnapshot>, usize) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut asked = 0;
-        for w in &self.channels.workers {
-            if w.send(ToWorker::Snapshot(tx.clone())) {
-                asked += 1;
+        let asked = self
+            .channels
+            .workers
+            .iter()
+            .filter(|w| w.send(ToWorker::Snapshot(tx.clone())))
+            .count();
+        (rx, asked)
+    }
+
+    /// Starts a gathering when one is due, and publishes it once complete; the plane never
+    /// waits for the workers here.
+    fn publish_state(&mut self, now: Instant) {
+        let complete = match &mut self.gathering {
+            Some(g) => g.collect(now),
+            None => false,
+        };
+        if complete {
+            if let Some(g) = self.gathering.take() {
+                let state = self.assemble(g.got);
+                self.board.publish(state, g.started);
             }
+        } else if self.gathering.is_none() && (now >= self.next_publish || self.publish_soon) {
+            self.next_publish = now + PUBLISH_EVERY;
+            self.publish_soon = false;
+            let (answers, asked) = self.ask_workers();
+            self.gathering = Some(published::Gathering {
+                answers,
+                asked,
+                got: Vec::new(),
+                started: now,
+            });
         }
+    }
+
+    /// Asks every worker for its counters and peers, waits for them (up to a second), and
+    /// merges them with ours: for the UAPI socket, whose `wg set` then `wg show` must agree.
+    fn state(&self) -> DeviceState {
+        let (rx, asked) = self.ask_workers();
         let deadline = Instant::now() + Duration::from_secs(1);
+        let mut got = Vec::with_capacity(asked);
+        for _ in 0..asked {
+            let Ok(snap) = rx.recv_deadline(deadline) else {
+                break;
+            };
+            got.push(snap);
+        }
+        self.assemble(got)
+    }
+
+    /// The interface's state from the workers' answers and the plane's own.
+    fn assemble(&self, answers: Vec<WorkerSnapshot>) -> DeviceState {
         let mut datapath = WorkerCounters::default();
         let mut per_worker = vec![WorkerCounters::default(); self.channels.workers.len()];
         let mut outer = self.channels.outer.per_worker.clone();
         outer.resize(self.channels.workers.len(), String::new());
         let mut by_peer = std::collections::HashMap::new();
-        for _ in 0..asked {
-            let Ok(snap) = rx.recv_deadline(deadline) else {
-                break;
-            };
+        for snap in answers {
             datapath.add(&snap.counters);
             if let Some(w) = per_worker.get_mut(snap.worker) {
                 *w = snap.counters.clone();

@@ -73,6 +73,7 @@ impl Harness {
                 sockets: Vec::new(),
                 events_out: std::sync::Arc::new(Recorder(recorder)),
                 outer: Default::default(),
+                live_indices: Default::default(),
             },
         )
         .expect("plane");
@@ -359,4 +360,86 @@ fn a_restated_or_changed_preshared_key_keeps_the_replay_guard() {
         );
         assert!(!h.sent_to(client).iter().any(|m| m.len() == 92));
     }
+}
+
+/// The snapshot requests waiting in a stand-in worker's queue.
+fn snapshot_requests(
+    queue: &Receiver<ToWorker>,
+) -> Vec<Sender<datapath::messages::WorkerSnapshot>> {
+    queue
+        .try_iter()
+        .filter_map(|m| match m {
+            ToWorker::Snapshot(reply) => Some(reply),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer(reply: &Sender<datapath::messages::WorkerSnapshot>, worker: usize, datagrams: u64) {
+    let counters = datapath::stats::WorkerCounters {
+        rx_datagrams: datagrams,
+        tx_datagrams: datagrams / 2,
+        ..Default::default()
+    };
+    let snapshot = datapath::messages::WorkerSnapshot {
+        worker,
+        counters,
+        peers: Vec::new(),
+        outer: String::new(),
+    };
+    reply.send(snapshot).expect("the plane listens");
+}
+
+#[test]
+fn the_state_is_published_for_the_api_without_waiting_for_a_worker() {
+    use super::published::GATHER_TIMEOUT;
+    use super::PUBLISH_EVERY;
+    let mut h = Harness::with_workers(2);
+    let board = h.plane.board();
+    let start = Instant::now();
+    h.plane.publish_state(start);
+    let first = snapshot_requests(&h.worker);
+    let second = snapshot_requests(&h.others[0]);
+    assert_eq!(
+        (first.len(), second.len()),
+        (1, 1),
+        "each worker asked once"
+    );
+    // Worker 1 is slow: the plane goes on, and publishes without it once the time is up.
+    answer(&first[0], 0, 1000);
+    h.plane.publish_state(start + Duration::from_millis(10));
+    assert!(board.latest().is_none(), "published before the time was up");
+    assert!(
+        start.elapsed() < GATHER_TIMEOUT / 2,
+        "the plane waited for the slow worker"
+    );
+    h.plane.publish_state(start + GATHER_TIMEOUT);
+    let p = board.latest().expect("published");
+    assert_eq!(p.state.per_worker[0].rx_datagrams, 1000);
+    assert_eq!(p.state.per_worker[1].rx_datagrams, 0);
+    assert_eq!(p.state.peers.len(), 1, "the configured client");
+
+    // The next round, a second later: both answer, and rates are taken between the two.
+    let next = start + PUBLISH_EVERY * 2;
+    h.plane.publish_state(next);
+    answer(&snapshot_requests(&h.worker)[0], 0, 3000);
+    answer(&snapshot_requests(&h.others[0])[0], 1, 500);
+    h.plane.publish_state(next + Duration::from_millis(1));
+    let p = board.latest().expect("published again");
+    let secs = (next - start).as_secs_f64();
+    assert!(
+        (p.rates[0].rx_pps - 2000.0 / secs).abs() < 1e-6,
+        "{:?}",
+        p.rates
+    );
+    assert!(
+        (p.rates[1].rx_pps - 500.0 / secs).abs() < 1e-6,
+        "{:?}",
+        p.rates
+    );
+    assert!(
+        (p.rates[0].tx_pps - 1000.0 / secs).abs() < 1e-6,
+        "{:?}",
+        p.rates
+    );
 }

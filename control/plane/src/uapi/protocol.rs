@@ -46,12 +46,14 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<DeviceU
             .split_once('=')
             .ok_or_else(|| fail(format!("{line:?} is not key=value")))?;
         let bad = |what: &str| fail(format!("invalid {what}: {value:?}"));
+        // A secret's value is never quoted back: the error may be logged.
+        let bad_secret = |what: &str| fail(format!("invalid {what}: not 64 hexadecimal digits"));
         match (key, peer.as_mut()) {
             ("private_key", None) => {
                 update.private_key = Some(if value.bytes().all(|b| b == b'0') {
                     None
                 } else {
-                    Some(PrivateKey::from_hex(value).map_err(|_| bad("private_key"))?)
+                    Some(PrivateKey::from_hex(value).map_err(|_| bad_secret("private_key"))?)
                 });
             }
             ("listen_port", None) => {
@@ -74,7 +76,7 @@ pub fn parse_set<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<DeviceU
                 p.update_only = bool_value(value).ok_or_else(|| bad("update_only"))?
             }
             ("preshared_key", Some(p)) => {
-                let k = PresharedKey::from_hex(value).map_err(|_| bad("preshared_key"))?;
+                let k = PresharedKey::from_hex(value).map_err(|_| bad_secret("preshared_key"))?;
                 p.preshared_key = Some(if k.is_zero() { None } else { Some(k) });
             }
             ("endpoint", Some(p)) => {
