@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, Trouble, BUSY_TIMEOUT};
 
 /// An error answer.
 #[derive(Debug)]
@@ -39,6 +39,27 @@ impl IntoResponse for ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
+        match e.trouble() {
+            Trouble::DiskFull => {
+                tracing::error!("registry: {e}");
+                return Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "the registry's disk is full: nothing was saved; free space on it and retry",
+                );
+            }
+            Trouble::Busy => {
+                tracing::warn!("registry: {e}");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the registry database is locked by another process (waited {} s): \
+                         nothing was saved; retry",
+                        BUSY_TIMEOUT.as_secs()
+                    ),
+                );
+            }
+            Trouble::Other => {}
+        }
         let status = match &e {
             RegistryError::NoSuchPeer(_) => StatusCode::NOT_FOUND,
             RegistryError::DuplicateKey(_)
@@ -48,7 +69,8 @@ impl From<RegistryError> for ApiError {
             RegistryError::Db(_)
             | RegistryError::File { .. }
             | RegistryError::TooNew { .. }
-            | RegistryError::Corrupt(_) => {
+            | RegistryError::Corrupt(_)
+            | RegistryError::Damaged { .. } => {
                 tracing::error!("registry: {e}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
