@@ -113,6 +113,25 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
         })
         .unwrap_or(0.0);
     assert!(timed >= 2.0, "requests timed: {timed}");
+    // Gzipped when asked, as Prometheus asks (curl decompresses it).
+    let out = rig
+        .server
+        .ns
+        .command("curl")
+        .args([
+            "-sS",
+            "--compressed",
+            "-D",
+            "-",
+            "http://127.0.0.1:9180/metrics",
+        ])
+        .output()
+        .expect("curl installed (apt install curl)");
+    let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        answer.contains("content-encoding: gzip") && answer.contains("\nxgate_peers 1\n"),
+        "{answer}"
+    );
 
     // Status: each worker's packet rate between the plane's last two publications (one a
     // second), while pings flow for three seconds.

@@ -1,5 +1,5 @@
-//! `/metrics`: Prometheus text format (version 0.0.4). Read on request from the state the
-//! control plane publishes every second (handshakes, cookies, sessions, every worker's packets and drops by reason),
+//! `/metrics`: Prometheus text format (version 0.0.4), gzipped when asked. Rendered once per
+//! publication of the state the control plane publishes every second (handshakes, cookies, sessions, every worker's packets and drops by reason),
 //! the registry (its size) and the API itself (request latency).
 
 use std::fmt::Write as _;
@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -200,35 +201,54 @@ fn render_state(state: &DeviceState, registry_size: u64, now: Duration) -> Strin
     s
 }
 
-/// The exposition of the latest publication (all but the API's latency), kept until the
-/// next: scrapes in between cost a copy, not a render and a registry count.
+/// One publication's exposition, plain and gzipped (as Prometheus asks for it).
+#[derive(Clone)]
+struct Exposition {
+    plain: Bytes,
+    gzip: Bytes,
+}
+
+/// The exposition of the latest publication, kept until the next: scrapes in between cost
+/// neither a render nor a registry count nor a copy. (The API's own latency in it is as of
+/// the publication, like everything else.)
 #[derive(Default)]
 pub struct Rendered {
-    latest: Mutex<Option<(Instant, Arc<String>)>>,
+    latest: Mutex<Option<(Instant, Exposition)>>,
 }
 
 impl Rendered {
-    fn get(&self, taken: Instant) -> Option<Arc<String>> {
+    fn get(&self, taken: Instant) -> Option<Exposition> {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         latest
             .as_ref()
             .filter(|(t, _)| *t == taken)
-            .map(|(_, text)| text.clone())
+            .map(|(_, e)| e.clone())
     }
 
-    fn keep(&self, taken: Instant, text: Arc<String>) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some((taken, text));
+    fn keep(&self, taken: Instant, exposition: Exposition) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some((taken, exposition));
     }
 }
 
+fn gzip(text: &[u8]) -> Bytes {
+    use std::io::Write;
+    // Level 1: a fifth of the size for little CPU, once a second at most.
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = encoder.write_all(text);
+    Bytes::from(encoder.finish().unwrap_or_default())
+}
+
 /// GET /metrics
-pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let cached = state
         .plane
         .published()
         .and_then(|p| state.rendered.get(p.taken));
-    let body = match cached {
-        Some(body) => body,
+    let exposition = match cached {
+        Some(e) => e,
         None => {
             let state = state.clone();
             blocking(move || {
@@ -237,24 +257,32 @@ pub async fn metrics(State(state): State<Arc<ApiState>>) -> Result<Response, Api
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO);
-                let body = Arc::new(render_state(&published.state, size, now));
-                state.rendered.keep(published.taken, body.clone());
-                Ok(body)
+                let mut text = render_state(&published.state, size, now);
+                latency_histogram(&mut text, &state.latency);
+                let exposition = Exposition {
+                    gzip: gzip(text.as_bytes()),
+                    plain: Bytes::from(text),
+                };
+                state.rendered.keep(published.taken, exposition.clone());
+                Ok(exposition)
             })
             .await?
         }
     };
-    let mut text = String::with_capacity(body.len() + 1024);
-    text.push_str(&body);
-    latency_histogram(&mut text, &state.latency);
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let wants_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let content_type = (
+        header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    );
+    Ok(if wants_gzip {
+        let encoding = (header::CONTENT_ENCODING, "gzip");
+        ([content_type, encoding], exposition.gzip).into_response()
+    } else {
+        ([content_type], exposition.plain).into_response()
+    })
 }
 
 #[cfg(test)]
