@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::api::{call, json_of, start_with_api};
+use common::api::{all_peers, start_with_api};
 use serde_json::{json, Value};
 
 const PEERS: usize = 1000;
@@ -82,19 +82,7 @@ fn acknowledged_creations_survive_sigkill() {
     );
 
     rig.start_xgate();
-    let mut found: Vec<Value> = Vec::new();
-    let mut after = 0;
-    loop {
-        let path = format!("/api/v1/peers?limit=1000&after={after}");
-        let (status, text) = call(&rig, "GET", &path, Some(&token), None);
-        assert_eq!(status, 200, "{text}");
-        let page = json_of(&text);
-        found.extend(page["peers"].as_array().cloned().unwrap_or_default());
-        match page["next_after"].as_i64() {
-            Some(n) => after = n,
-            None => break,
-        }
-    }
+    let found = all_peers(&rig, &token);
     let by_name: HashMap<String, &Value> = found
         .iter()
         .map(|p| (p["name"].as_str().unwrap_or_default().to_string(), p))

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{call, json_of, start_with_api, SMALL_POOL};
+use common::api::{call, json_of, register_and_connect, start_with_api, SMALL_POOL};
 use common::Rig;
 use serde_json::json;
 use testbed::ping;
@@ -44,20 +44,7 @@ fn metrics_parse_and_move_as_the_traffic_predicts() {
         total(&before, "xgate_handshakes_completed_total", None),
         0.0
     );
-    let key = rig.clients[0].peer.public_key.to_base64();
-    let (status, text) = call(
-        &rig,
-        "POST",
-        "/api/v1/peers",
-        Some(&token),
-        Some(json!({"name": "metered", "public_key": key})),
-    );
-    assert_eq!(status, 201, "{text}");
-    rig.connect(0, None);
-    assert!(
-        rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel"
-    );
+    register_and_connect(&rig, &token, 0, "metered", None);
     let sent = 20;
     let p = ping(&rig.clients[0].ns, "10.77.0.1", sent).expect("ping");
     assert_eq!(p.received, sent, "{p:?}");

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::api::{call, json_of};
+use common::api::{all_peers, call, register_and_connect};
 use common::Rig;
 use proto::PrivateKey;
 use rand_core::RngCore;
@@ -25,17 +25,7 @@ fn twenty_sigkills_under_traffic_and_api_writes_lose_nothing_acknowledged() {
     rig.use_registry();
     rig.start_xgate();
     let token = rig.server.api_token().expect("token").to_string();
-    let key = rig.clients[0].peer.public_key.to_base64();
-    let (status, text) = call(
-        &rig,
-        "POST",
-        "/api/v1/peers",
-        Some(&token),
-        Some(json!({ "name": "client", "public_key": key })),
-    );
-    assert_eq!(status, 201, "{text}");
-    rig.connect(0, Some(1));
-    assert!(rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)));
+    register_and_connect(&rig, &token, 0, "client", Some(1));
 
     let acknowledged = Mutex::new(vec!["client".to_string()]);
     for cycle in 0..CYCLES {
@@ -78,19 +68,7 @@ fn twenty_sigkills_under_traffic_and_api_writes_lose_nothing_acknowledged() {
     }
 
     // Every acknowledged registration survived, and every stored peer is whole.
-    let mut peers = Vec::new();
-    let mut after = 0;
-    loop {
-        let path = format!("/api/v1/peers?limit=1000&after={after}");
-        let (status, text) = call(&rig, "GET", &path, Some(&token), None);
-        assert_eq!(status, 200, "{text}");
-        let page = json_of(&text);
-        peers.extend(page["peers"].as_array().cloned().unwrap_or_default());
-        match page["next_after"].as_i64() {
-            Some(next) => after = next,
-            None => break,
-        }
-    }
+    let peers = all_peers(&rig, &token);
     let stored: Vec<&str> = peers.iter().filter_map(|p| p["name"].as_str()).collect();
     let acknowledged = acknowledged.into_inner().expect("list");
     let lost: Vec<&String> = acknowledged

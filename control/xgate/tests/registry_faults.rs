@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::api::{call, error_of, json_of};
+use common::api::{all_peers, call, error_of, register_and_connect};
 use common::Rig;
 use proto::PrivateKey;
 use serde_json::json;
@@ -32,17 +32,10 @@ fn register(rig: &Rig, token: &str, name: &str) -> (u16, String) {
 
 /// The names of every peer the registry lists.
 fn names(rig: &Rig, token: &str) -> Vec<String> {
-    let (status, text) = call(rig, "GET", "/api/v1/peers?limit=1000", Some(token), None);
-    assert_eq!(status, 200, "{text}");
-    json_of(&text)["peers"]
-        .as_array()
-        .map(|peers| {
-            peers
-                .iter()
-                .filter_map(|p| p["name"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+    all_peers(rig, token)
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect()
 }
 
 /// A rig whose registry is at `db` (the API's token file stays in the scratch directory).
@@ -58,21 +51,7 @@ fn rig_with_registry_at(tag: &str, db: Option<PathBuf>) -> Rig {
 
 /// The client, registered through the API, gets a tunnel.
 fn connect_client(rig: &Rig, token: &str) {
-    let key = rig.clients[0].peer.public_key.to_base64();
-    let (status, text) = call(
-        rig,
-        "POST",
-        "/api/v1/peers",
-        Some(token),
-        Some(json!({ "name": "client", "public_key": key })),
-    );
-    assert_eq!(status, 201, "{text}");
-    rig.connect(0, Some(1));
-    assert!(
-        rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
-        "no tunnel: {}",
-        rig.log()
-    );
+    register_and_connect(rig, token, 0, "client", Some(1));
 }
 
 /// A small tmpfs mounted at `dir` for the test's life.

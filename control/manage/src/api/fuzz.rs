@@ -3,7 +3,6 @@
 //! extra fields and raw bytes, sent through the real router to a real registry. Every answer
 //! is a success or an error that says what was wrong; never a 500, never a panic.
 
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -14,7 +13,6 @@ use testbed::fuzz::campaign;
 use tower::ServiceExt;
 
 use super::*;
-use crate::events::EventHub;
 use crate::registry::Pool;
 
 const TOKEN: &str = "fuzz-token";
@@ -102,26 +100,7 @@ fn app(dir: &std::path::Path) -> Router {
             }
         }
     });
-    let client = ClientTemplate {
-        server_key: proto::PrivateKey::from_bytes([9; 32]).public_key(),
-        endpoint: "vpn.example:51820".into(),
-        default: ClientPolicy {
-            allowed_ips: Vec::new(),
-            dns: Vec::new(),
-            mtu: 1420,
-            keepalive: 0,
-        },
-        groups: Default::default(),
-    };
-    let state = Arc::new(ApiState::new(
-        registry,
-        PlaneHandle::new(requests, Default::default()),
-        vec![hash_token(TOKEN)],
-        client,
-        false,
-        EventHub::default(),
-        Vec::new(),
-    ));
+    let state = super::tests::test_state(registry, requests, TOKEN);
     router(state, Limits::default())
 }
 

@@ -22,6 +22,22 @@ fn server(tag: &str, limits: Limits) -> (ApiServer, Arc<ApiState>, impl Drop) {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let registry = Registry::open(&dir.join("r.db"), Vec::new()).expect("registry");
     let (requests, silent_plane) = crossbeam_channel::unbounded();
+    let state = test_state(registry, requests, TOKEN);
+    let listen = "127.0.0.1:0".parse().expect("address");
+    let server = ApiServer::start(listen, state.clone(), None, limits).expect("server");
+    let scratch = Scratch {
+        dir,
+        _silent_plane: silent_plane,
+    };
+    (server, state, scratch)
+}
+
+/// API state over `registry`, reaching the plane through `requests`, accepting `token`.
+pub(super) fn test_state(
+    registry: Registry,
+    requests: crossbeam_channel::Sender<plane::engine::Request>,
+    token: &str,
+) -> Arc<ApiState> {
     let client = ClientTemplate {
         server_key: PrivateKey::from_bytes([7; 32]).public_key(),
         endpoint: "vpn.example:51820".into(),
@@ -33,22 +49,15 @@ fn server(tag: &str, limits: Limits) -> (ApiServer, Arc<ApiState>, impl Drop) {
         },
         groups: Default::default(),
     };
-    let state = Arc::new(ApiState::new(
+    Arc::new(ApiState::new(
         registry,
         PlaneHandle::new(requests, Default::default()),
-        vec![hash_token(TOKEN)],
+        vec![hash_token(token)],
         client,
         false,
         EventHub::default(),
         Vec::new(),
-    ));
-    let listen = "127.0.0.1:0".parse().expect("address");
-    let server = ApiServer::start(listen, state.clone(), None, limits).expect("server");
-    let scratch = Scratch {
-        dir,
-        _silent_plane: silent_plane,
-    };
-    (server, state, scratch)
+    ))
 }
 
 /// The scratch directory (removed on drop) and the plane's end of the request channel.

@@ -43,6 +43,38 @@ pub fn call(
         .expect("request from the server namespace")
 }
 
+/// Every peer the registry lists, page by page.
+pub fn all_peers(rig: &Rig, token: &str) -> Vec<Value> {
+    let mut peers = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/api/v1/peers?limit=1000&after={after}");
+        let (status, text) = call(rig, "GET", &path, Some(token), None);
+        assert_eq!(status, 200, "{text}");
+        let page = json_of(&text);
+        peers.extend(page["peers"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => return peers,
+        }
+    }
+}
+
+/// Registers client `i` through the API as `name`, points it at the server (keepalive
+/// `keepalive`) and waits for its first ping reply.
+pub fn register_and_connect(rig: &Rig, token: &str, i: usize, name: &str, keepalive: Option<u16>) {
+    let key = rig.clients[i].peer.public_key.to_base64();
+    let body = serde_json::json!({ "name": name, "public_key": key });
+    let (status, text) = call(rig, "POST", "/api/v1/peers", Some(token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    rig.connect(i, keepalive);
+    assert!(
+        rig.ping_until_reply(i, "10.77.0.1", Duration::from_secs(10)),
+        "no tunnel for {name}: {}",
+        rig.log()
+    );
+}
+
 pub fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
