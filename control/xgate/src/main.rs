@@ -175,9 +175,19 @@ enum PeerAction {
     },
 }
 
+/// Writes `text` to stdout. A reader that went away (`xgate peer list | head -1`) ends the
+/// program quietly with status 0, as `wg` does, instead of a panic on the broken pipe.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        written => written.context("writing to stdout"),
+    }
+}
+
 fn print_json(v: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
 fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
@@ -187,8 +197,7 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
         if api.json {
             print_json(v)
         } else {
-            print!("{}", manage::client::peer_table(std::slice::from_ref(v)));
-            Ok(())
+            emit(&manage::client::peer_table(std::slice::from_ref(v)))
         }
     };
     match action {
@@ -212,12 +221,18 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
             if api.json {
                 return print_json(&made);
             }
-            one(&made["peer"])?;
-            if let Some(config) = made["config"].as_str() {
-                println!("\n{config}");
-                if qr {
-                    print!("{}", manage::qr::terminal(config)?);
+            match made["config"].as_str() {
+                // Stdout holds exactly the client's file (`> alice.conf`), or its QR code;
+                // the summary goes to stderr.
+                Some(config) => {
+                    eprint!("{}", manage::client::peer_table(&[made["peer"].clone()]));
+                    if qr {
+                        emit(&manage::qr::terminal(config)?)?;
+                    } else {
+                        emit(config)?;
+                    }
                 }
+                None => one(&made["peer"])?,
             }
         }
         PeerAction::List { group } => {
@@ -225,7 +240,7 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
             if api.json {
                 return print_json(&Value::Array(peers));
             }
-            print!("{}", manage::client::peer_table(&peers));
+            emit(&manage::client::peer_table(&peers))?;
         }
         PeerAction::Show { id } => one(&client.get(&format!("/api/v1/peers/{id}"))?)?,
         PeerAction::Revoke { id } => {
@@ -240,9 +255,9 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
         PeerAction::Config { id, qr } => {
             let text = client.text(&format!("/api/v1/peers/{id}/config"))?;
             if qr {
-                print!("{}", manage::qr::terminal(&text)?);
+                emit(&manage::qr::terminal(&text)?)?;
             } else {
-                print!("{text}");
+                emit(&text)?;
             }
         }
     }
@@ -312,16 +327,16 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Genkey => println!(
-            "{}",
+        Command::Genkey => emit(&format!(
+            "{}\n",
             PrivateKey::generate(&mut rand_core::OsRng).to_base64()
-        ),
+        ))?,
         Command::Genpsk => {
             let mut k = [0u8; 32];
             rand_core::OsRng.fill_bytes(&mut k);
-            println!("{}", PresharedKey(k).to_base64());
+            emit(&format!("{}\n", PresharedKey(k).to_base64()))?;
         }
-        Command::Pubkey => println!("{}", read_stdin_key()?.public_key()),
+        Command::Pubkey => emit(&format!("{}\n", read_stdin_key()?.public_key()))?,
         Command::Init { path, force } => init(&path, force)?,
         Command::Up {
             config,
@@ -357,15 +372,15 @@ fn run(cli: Cli) -> Result<()> {
             if api.json {
                 print_json(&status)?;
             } else {
-                print!("{}", manage::client::status_table(&status));
+                emit(&manage::client::status_table(&status))?;
             }
         }
         Command::Show { interface, json } => {
             let shown = show::fetch(&interface)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&shown)?);
+                emit(&format!("{}\n", serde_json::to_string_pretty(&shown)?))?;
             } else {
-                print!("{}", show::render(&shown));
+                emit(&show::render(&shown))?;
             }
         }
     }

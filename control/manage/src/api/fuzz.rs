@@ -3,7 +3,6 @@
 //! extra fields and raw bytes, sent through the real router to a real registry. Every answer
 //! is a success or an error that says what was wrong; never a 500, never a panic.
 
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use ipnet::IpNet;
