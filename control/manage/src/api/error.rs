@@ -30,6 +30,19 @@ impl ApiError {
     }
 }
 
+/// Most characters of a caller's value an error quotes back.
+const QUOTED_CHARS: usize = 40;
+
+/// `text` quoted for an error message: whole if short, else its start and its length (an
+/// error never echoes unbounded input).
+pub fn quoted(text: &str) -> String {
+    if text.chars().count() <= QUOTED_CHARS {
+        return format!("{text:?}");
+    }
+    let start: String = text.chars().take(QUOTED_CHARS).collect();
+    format!("{start:?}... ({} bytes)", text.len())
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message });

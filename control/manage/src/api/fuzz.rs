@@ -82,7 +82,7 @@ fn request() -> impl Strategy<Value = (&'static str, String, Vec<u8>)> {
 
 /// The router over a fresh registry with a /16 pool, and a control plane that accepts every
 /// change.
-fn app(dir: &std::path::Path) -> Router {
+pub(super) fn app(dir: &std::path::Path) -> Router {
     let pool = Pool {
         name: "default".into(),
         v4: "10.77.0.0/16".parse::<IpNet>().ok(),

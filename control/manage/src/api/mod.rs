@@ -206,9 +206,10 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
+            // serde quotes a wrongly typed value whole: only a bounded start of it is sent back.
             Err(rejection) => Err(ApiError::bad_request(format!(
                 "malformed request body: {}",
-                rejection.body_text()
+                error::quoted(&rejection.body_text()).trim_matches('"')
             ))),
         }
     }

@@ -13,7 +13,7 @@ use proto::{PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use super::client_config::wg_quick;
-use super::error::ApiError;
+use super::error::{quoted, ApiError};
 use super::{blocking, ApiJson, ApiState};
 use crate::events::Event;
 use crate::registry::{ListFilter, NewPeer, PeerChange, PeerRecord};
@@ -119,7 +119,8 @@ struct Created {
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
-            "{field}: {name:?} is not a name (1-64 printable characters)"
+            "{field}: {} is not a name (1-64 printable characters)",
+            quoted(name)
         )));
     }
     Ok(())
@@ -133,7 +134,8 @@ fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !ok {
         return Err(ApiError::bad_request(format!(
-            "{field}: {group:?} is not a group name (1-32 letters, digits, '-' or '_')"
+            "{field}: {} is not a group name (1-32 letters, digits, '-' or '_')",
+            quoted(group)
         )));
     }
     Ok(())
@@ -145,7 +147,8 @@ fn parse_prefixes(field: &str, list: &[String]) -> Result<Vec<IpNet>, ApiError> 
         .map(|(i, text)| {
             text.parse::<IpNet>().map_err(|_| {
                 ApiError::bad_request(format!(
-                    "{field}[{i}]: {text:?} is not a prefix (write it like \"192.168.30.0/24\")"
+                    "{field}[{i}]: {} is not a prefix (write it like \"192.168.30.0/24\")",
+                    quoted(text)
                 ))
             })
         })
@@ -159,11 +162,24 @@ fn prepare(field: &str, c: CreatePeer) -> Result<(NewPeer, Option<PrivateKey>), 
     check_group(&format!("{field}.group"), &group)?;
     let (public_key, private) = match c.public_key {
         Some(text) => (
-            PublicKey::from_base64(&text).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "{field}.public_key: not a WireGuard public key ({e}); send `wg pubkey` output"
-                ))
-            })?,
+            PublicKey::from_base64(&text)
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "{field}.public_key: not a WireGuard public key ({e}); send `wg pubkey` \
+                         output"
+                    ))
+                })
+                .and_then(|k| {
+                    // The all-zero point gives every peer the same all-zero shared secret.
+                    if k.0.iter().all(|b| *b == 0) {
+                        Err(ApiError::bad_request(format!(
+                            "{field}.public_key: the all-zero key is not a usable public key; \
+                             send `wg pubkey` output"
+                        )))
+                    } else {
+                        Ok(k)
+                    }
+                })?,
             None,
         ),
         None => {
@@ -286,7 +302,7 @@ fn peer_id(text: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no peer {text:?} (peer ids are positive numbers)"),
+                format!("no peer {} (peer ids are positive numbers)", quoted(text)),
             )
         })
 }
@@ -394,7 +410,8 @@ pub async fn config(
     let format = q.format.unwrap_or_else(|| "wg-quick".into());
     if !matches!(format.as_str(), "wg-quick" | "png" | "terminal") {
         return Err(ApiError::bad_request(format!(
-            "format: {format:?} is not one of wg-quick, png, terminal"
+            "format: {} is not one of wg-quick, png, terminal",
+            quoted(&format)
         )));
     }
     let text = blocking(move || {

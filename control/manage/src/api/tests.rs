@@ -200,3 +200,64 @@ fn a_panic_while_holding_the_registry_does_not_disable_it() {
     let count = state.registry().expect("still usable").count();
     assert_eq!(count.expect("counts"), 0);
 }
+
+#[test]
+fn errors_quote_a_bounded_start_of_bad_input() {
+    assert_eq!(super::error::quoted("abc"), "\"abc\"");
+    let long = "x".repeat(1 << 20);
+    let q = super::error::quoted(&long);
+    assert!(q.len() < 80 && q.ends_with("(1048576 bytes)"), "{q}");
+}
+
+/// Sends one JSON request through the router of `super::fuzz::app`.
+fn send(app: &Router, method: &str, path: &str, body: String) -> (StatusCode, String) {
+    use tower::ServiceExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Authorization", "Bearer fuzz-token")
+        .header("Content-Type", "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    runtime.block_on(async {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+#[test]
+fn huge_values_and_the_all_zero_key_get_short_400s() {
+    let dir = std::env::temp_dir().join(format!("xgate-api-bounded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let app = super::fuzz::app(&dir);
+    let huge = "n".repeat(10 << 20);
+    for body in [
+        serde_json::json!({ "name": huge }).to_string(),
+        serde_json::json!({ "name": "ok", "preshared_key": huge }).to_string(),
+        serde_json::json!({ "name": "ok", "allowed_ips": [huge] }).to_string(),
+    ] {
+        let (status, text) = send(&app, "POST", "/api/v1/peers", body);
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        assert!(text.len() < 1024, "a {}-byte error", text.len());
+    }
+    let zero = proto::PublicKey([0; 32]).to_base64();
+    let body = serde_json::json!({ "name": "zero", "public_key": zero }).to_string();
+    let (status, text) = send(&app, "POST", "/api/v1/peers", body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("all-zero key"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,7 +47,14 @@ fn trusting(path: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
 /// The token: given, from `XGATE_TOKEN`, or from the secret file the daemon wrote for
 /// `interface` (or `file`).
 pub fn find_token(given: Option<String>, file: Option<PathBuf>, interface: &str) -> Result<String> {
-    if let Some(t) = given.or_else(|| std::env::var("XGATE_TOKEN").ok()) {
+    // An empty --token or XGATE_TOKEN counts as unset.
+    let given = given.filter(|t| !t.trim().is_empty());
+    let env = || {
+        std::env::var("XGATE_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    };
+    if let Some(t) = given.or_else(env) {
         return Ok(t.trim().to_string());
     }
     let path = file.unwrap_or_else(|| {
@@ -151,5 +158,23 @@ impl ApiClient {
                 None => return Ok(out),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_token_counts_as_unset() {
+        let file = std::env::temp_dir().join(format!("xgate-token-{}", std::process::id()));
+        std::fs::write(&file, "from-the-file\n").expect("token file");
+        let found = find_token(Some("  ".into()), Some(file.clone()), "xgate0");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(found.expect("read from the file"), "from-the-file");
+        assert_eq!(
+            find_token(Some(" given ".into()), None, "xgate0").expect("given"),
+            "given"
+        );
     }
 }
