@@ -253,12 +253,10 @@ fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
             }
         }
         PeerAction::Config { id, qr } => {
-            let text = client.text(&format!("/api/v1/peers/{id}/config"))?;
             if qr {
-                emit(&manage::qr::terminal(&text)?)?;
-            } else {
-                emit(&text)?;
+                return Err(anyhow!("{}", manage::api::NO_KEY_FOR_QR));
             }
+            emit(&client.text(&format!("/api/v1/peers/{id}/config"))?)?;
         }
     }
     Ok(())

@@ -49,7 +49,7 @@ pub use auth::hash_token;
 pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
 pub use limits::{Limits, MAX_BODY};
-pub use peer_routes::MAX_BULK;
+pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
 pub use tokens::{load_or_create as load_tokens, secret_path};

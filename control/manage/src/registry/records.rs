@@ -328,20 +328,27 @@ impl Registry {
     /// Revokes peer `id`: it keeps its row (for the record) but loses its addresses, which
     /// rest for the pool's hold time. Revoking twice is not an error.
     pub fn revoke(&mut self, id: i64, now: u64) -> Result<PeerRecord, RegistryError> {
+        self.revoke_once(id, now).map(|(peer, _)| peer)
+    }
+
+    /// The same, and whether this call revoked it (false: it was revoked already, and
+    /// nothing changed).
+    pub fn revoke_once(&mut self, id: i64, now: u64) -> Result<(PeerRecord, bool), RegistryError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let n = tx.execute(
-            "UPDATE peers SET revoked_at = coalesce(revoked_at, ?2), updated_at = ?2 \
-             WHERE id = ?1",
+            "UPDATE peers SET revoked_at = ?2, updated_at = ?2 \
+             WHERE id = ?1 AND revoked_at IS NULL",
             params![id, now as i64],
         )?;
         if n == 0 {
-            return Err(RegistryError::NoSuchPeer(id));
+            drop(tx);
+            return self.get(id).map(|peer| (peer, false));
         }
         release(&tx, id, now)?;
         tx.commit()?;
-        self.get(id)
+        self.get(id).map(|peer| (peer, true))
     }
 
     /// Deletes peer `id` and releases its addresses.
