@@ -30,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// xgate: a WireGuard-compatible VPN concentrator.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -345,16 +345,18 @@ fn run(cli: Cli) -> Result<()> {
             let settings = match (&config, &interface) {
                 (Some(path), _) => {
                     let mut s = Settings::load(path)
-                        .map_err(|e| anyhow!("config {}: {e}", path.display()))?;
+                        .map_err(|e| ConfigFailure(format!("{}: {e}", path.display())))?;
                     if let Some(name) = interface {
                         config::validate_interface_name(&name)
-                            .map_err(|e| anyhow!("--interface: {e}"))?;
+                            .map_err(|e| ConfigFailure(format!("--interface: {e}")))?;
                         s.interface.name = name;
                     }
                     s
                 }
-                (None, Some(name)) => Settings::bare(name).map_err(|e| anyhow!("{e}"))?,
-                (None, None) => Settings::defaults().map_err(|e| anyhow!("{e}"))?,
+                (None, Some(name)) => {
+                    Settings::bare(name).map_err(|e| ConfigFailure(e.to_string()))?
+                }
+                (None, None) => Settings::defaults().map_err(|e| ConfigFailure(e.to_string()))?,
             };
             init_logging(log_format);
             daemon::up(settings)?;
@@ -385,6 +387,17 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("XGATE_COMMIT"), ")");
+
+/// A configuration file or option that cannot be used (exit status 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConfigFailure(String);
+
+/// Exit statuses: 0 done, 1 failed while running, 2 usage (clap's), 3 configuration.
+const EXIT_CONFIG: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -392,7 +405,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what failed and how to fix it, as operators read it in a journal.
             eprintln!("xgate: error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<ConfigFailure>().is_some() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -119,6 +119,14 @@ fn missing_and_unparsable_keys_name_the_field() {
     );
     let o = up(&ns, &[], &garbled);
     check(&ns, "xtcfb", &o, &["interface.private_key", "xgate genkey"]);
+    // A file xgate cannot use exits 3 (documented: 1 is a failure while running).
+    assert_eq!(o.code, Some(3), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .starts_with(&format!("xgate: error: {}: ", garbled.display())),
+        "one prefix, the file's name: {}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -226,6 +234,7 @@ fn port_in_use_is_reported_with_the_port() {
         &o,
         &["listen_port", "51999", "already in use", "choose another"],
     );
+    assert_eq!(o.code, Some(1), "a failure while starting, not a bad file");
     drop(holder);
 }
 

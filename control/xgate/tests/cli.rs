@@ -101,3 +101,18 @@ fn init_writes_a_private_config_once() {
         "--force writes a fresh key"
     );
 }
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let (ok, version, _) = xgate(&["--version"], None);
+    assert!(ok);
+    assert!(version.starts_with("xgate 0.1.0 ("), "{version}");
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Some(head) = head.ok().filter(|o| o.status.success()) {
+        let commit = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(version.contains(&commit), "{version} lacks {commit}");
+    }
+}

@@ -37,8 +37,54 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How long ago Unix time `v` was, for people ("never" for null).
+fn ago(v: &Value, now: u64) -> String {
+    let Some(t) = v.as_u64() else {
+        return "never".into();
+    };
+    let s = now.saturating_sub(t);
+    match s {
+        0..=119 => format!("{s} s ago"),
+        120..=7199 => format!("{} min ago", s / 60),
+        7200..=172_799 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// Unix time `v` as ISO 8601 UTC (`2026-12-03T05:30:00Z`); "-" for null.
+fn iso8601(v: &Value) -> String {
+    let Some(t) = v.as_u64() else {
+        return "-".into();
+    };
+    let (days, secs) = (t / 86_400, t % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Peers as the API lists them.
 pub fn peer_table(peers: &[Value]) -> String {
+    let now = unix_now();
     let rows = peers
         .iter()
         .map(|p| {
@@ -53,18 +99,30 @@ pub fn peer_table(peers: &[Value]) -> String {
                 text(&p["group"]),
                 text(&p["addresses"]),
                 state.to_string(),
+                ago(&p["last_handshake"], now),
+                iso8601(&p["created_at"]),
                 text(&p["public_key"]),
             ]
         })
         .collect();
     table(
-        &["ID", "NAME", "GROUP", "ADDRESSES", "STATE", "PUBLIC KEY"],
+        &[
+            "ID",
+            "NAME",
+            "GROUP",
+            "ADDRESSES",
+            "STATE",
+            "HANDSHAKE",
+            "CREATED",
+            "PUBLIC KEY",
+        ],
         rows,
     )
 }
 
 /// `/api/v1/status` for people.
 pub fn status_table(status: &Value) -> String {
+    let now = unix_now();
     let empty = Vec::new();
     let peers = status["peers"].as_array().unwrap_or(&empty);
     let rows = peers
@@ -73,7 +131,7 @@ pub fn status_table(status: &Value) -> String {
             vec![
                 text(&p["name"]),
                 text(&p["endpoint"]),
-                text(&p["latest_handshake"]),
+                ago(&p["latest_handshake"], now),
                 text(&p["rx_bytes"]),
                 text(&p["tx_bytes"]),
                 text(&p["public_key"]),
@@ -92,7 +150,7 @@ pub fn status_table(status: &Value) -> String {
         &[
             "NAME",
             "ENDPOINT",
-            "HANDSHAKE (unix s)",
+            "HANDSHAKE",
             "RX BYTES",
             "TX BYTES",
             "PUBLIC KEY",
@@ -139,4 +197,23 @@ pub fn status_table(status: &Value) -> String {
         rows,
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        assert_eq!(ago(&json!(null), 1000), "never");
+        assert_eq!(ago(&json!(995), 1000), "5 s ago");
+        assert_eq!(ago(&json!(1000 - 600), 1000), "10 min ago");
+        assert_eq!(ago(&json!(0), 3 * 86_400), "3 d ago");
+        assert_eq!(iso8601(&json!(0)), "1970-01-01T00:00:00Z");
+        // 2026-12-03T05:30:00Z, and a leap day.
+        assert_eq!(iso8601(&json!(1_796_275_800u64)), "2026-12-03T05:30:00Z");
+        assert_eq!(iso8601(&json!(951_782_400u64)), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601(&json!(null)), "-");
+    }
 }
