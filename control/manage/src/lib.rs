@@ -20,4 +20,4 @@ pub mod qr;
 pub mod registry;
 pub mod service;
 
-pub use service::{Management, ServerFacts};
+pub use service::{Management, ServerFacts, TokenReloader};

@@ -80,13 +80,13 @@ impl Management {
     }
 
     /// Serves the HTTP API over the registry (when the API is configured and the interface
-    /// has a key for client configurations to name).
+    /// has a key for client configurations to name), with what reloads its tokens.
     pub fn serve(
         self,
         plane: PlaneHandle,
         events: EventHub,
         server: Option<ServerFacts>,
-    ) -> Result<Option<ApiServer>> {
+    ) -> Result<Option<(ApiServer, TokenReloader)>> {
         let (Some(settings), Some(server)) = (&self.api, server) else {
             return Ok(None);
         };
@@ -116,7 +116,42 @@ impl Management {
                 )
             })?;
         tracing::info!(listen = %server.local_addr, scheme, "HTTP API up");
-        Ok(Some(server))
+        let reloader = TokenReloader::new(&server, settings.token_file.clone());
+        Ok(Some((server, reloader)))
+    }
+}
+
+/// Reads the API's token file again on request (SIGHUP), keeping the old tokens if the file
+/// cannot be read.
+pub struct TokenReloader {
+    state: Arc<ApiState>,
+    file: std::path::PathBuf,
+}
+
+impl TokenReloader {
+    /// A reloader for `server`'s tokens from `file`.
+    pub fn new(server: &ApiServer, file: std::path::PathBuf) -> Self {
+        Self {
+            state: server.state(),
+            file,
+        }
+    }
+
+    /// Reads the file and swaps the accepted tokens; logs what happened.
+    pub fn reload(&self) {
+        if !self.file.exists() {
+            // (Reading would make a fresh first token: not what a reload should do.)
+            tracing::error!(file = %self.file.display(), "API tokens not reloaded: the file is gone; the old ones stay");
+            return;
+        }
+        match api::load_tokens(&self.file) {
+            Ok(hashes) => {
+                let n = hashes.len();
+                self.state.set_tokens(hashes);
+                tracing::info!(file = %self.file.display(), tokens = n, "API tokens reloaded");
+            }
+            Err(e) => tracing::error!("API tokens not reloaded, the old ones stay: {e:#}"),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use datapath::kernel::udp::BindError;
 use datapath::launch::{LaunchConfig, Workers};
 use manage::api::ApiServer;
 use manage::events::EventHub;
-use manage::{Management, ServerFacts};
+use manage::{Management, ServerFacts, TokenReloader};
 use plane::config::{Backend, InterfaceSettings};
 use plane::engine::{
     ControlPlane, OuterSummary, PlaneChannels, PlaneHandle, RunningPlane, StopReason,
@@ -83,15 +83,25 @@ struct SignalThread {
 }
 
 impl SignalThread {
-    fn start(stop: Sender<StopReason>) -> Result<Self> {
-        let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
-            .context("installing signal handlers")?;
+    /// SIGINT and SIGTERM stop the daemon; SIGHUP rereads the API's token file (and nothing
+    /// else: the daemon goes on).
+    fn start(stop: Sender<StopReason>, tokens: Option<TokenReloader>) -> Result<Self> {
+        let mut signals =
+            signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+                .context("installing signal handlers")?;
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("xgate-signals".into())
             .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    let _ = stop.send(StopReason::Signal(sig));
+                for sig in signals.forever() {
+                    if sig != libc::SIGHUP {
+                        let _ = stop.send(StopReason::Signal(sig));
+                        return;
+                    }
+                    match &tokens {
+                        Some(t) => t.reload(),
+                        None => tracing::info!("SIGHUP: no API tokens to reread"),
+                    }
                 }
             })
             .context("starting the signal thread")?;
@@ -243,13 +253,13 @@ impl Daemon {
             listen_port,
             mtu: s.mtu,
         });
-        let api = match management {
-            Some(m) => m.serve(handle.clone(), events, server)?,
-            None => None,
+        let (api, tokens) = match management {
+            Some(m) => m.serve(handle.clone(), events, server)?.unzip(),
+            None => (None, None),
         };
         let uapi_server = UapiServer::start(&s.name, handle, stop_tx.clone())
             .map_err(|e| anyhow!("UAPI socket: {e}"))?;
-        let signals = SignalThread::start(stop_tx)?;
+        let signals = SignalThread::start(stop_tx, tokens)?;
 
         tracing::info!(
             interface = %s.name,

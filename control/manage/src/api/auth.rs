@@ -42,7 +42,12 @@ pub async fn require_token(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !authorized(header, &state.token_hashes) {
+    let hashes = state
+        .token_hashes
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if !authorized(header, &hashes) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token (send Authorization: Bearer <token>)",

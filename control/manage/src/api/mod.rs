@@ -64,7 +64,7 @@ use crate::registry::Registry;
 pub struct ApiState {
     registry: Mutex<Registry>,
     plane: PlaneHandle,
-    token_hashes: Vec<[u8; 32]>,
+    token_hashes: std::sync::RwLock<Vec<[u8; 32]>>,
     client: ClientTemplate,
     metrics_need_token: bool,
     latency: metrics::Latency,
@@ -91,7 +91,7 @@ impl ApiState {
         Self {
             registry: Mutex::new(registry),
             plane,
-            token_hashes,
+            token_hashes: std::sync::RwLock::new(token_hashes),
             client,
             metrics_need_token,
             latency: metrics::Latency::default(),
@@ -101,6 +101,14 @@ impl ApiState {
             subscribers: AtomicUsize::new(0),
             warnings,
         }
+    }
+
+    /// Replaces the accepted token hashes (the token file was read again).
+    pub fn set_tokens(&self, hashes: Vec<[u8; 32]>) {
+        *self
+            .token_hashes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = hashes;
     }
 
     /// The registry, also after a handler panicked while holding it: each registry call is one
@@ -270,6 +278,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
 
 /// A running API server; stops when dropped.
 pub struct ApiServer {
+    state: Arc<ApiState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Where it listens.
@@ -294,7 +303,7 @@ impl ApiServer {
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let recorder = runtime.spawn(last_seen::record(state.clone()));
-        let app = router(state, limits);
+        let app = router(state.clone(), limits);
         let thread = std::thread::Builder::new()
             .name("xgate-api-serve".into())
             .spawn(move || {
@@ -305,10 +314,18 @@ impl ApiServer {
                 });
             })?;
         Ok(Self {
+            state,
             stop: Some(stop),
             thread: Some(thread),
             local_addr,
         })
+    }
+}
+
+impl ApiServer {
+    /// The state it serves (for reloading its tokens).
+    pub fn state(&self) -> Arc<ApiState> {
+        self.state.clone()
     }
 }
 

@@ -63,7 +63,8 @@ pub fn load_or_create(path: &Path) -> Result<Vec<[u8; 32]>> {
             .and_then(|b| <[u8; 32]>::try_from(b).ok())
             .ok_or_else(|| {
                 anyhow!(
-                    "{} line {}: not a SHA-256 hash (64 hex digits); `xgate token hash` makes one",
+                    "{} line {}: not a SHA-256 hash (64 hex digits); make one with \
+                     `printf %s TOKEN | sha256sum`",
                     path.display(),
                     i + 1
                 )
