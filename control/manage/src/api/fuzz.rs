@@ -80,6 +80,31 @@ fn request() -> impl Strategy<Value = (&'static str, String, Vec<u8>)> {
     ]
 }
 
+/// Sends one JSON request with the token through `app` on `runtime`: status and body.
+pub(super) fn send_on(
+    runtime: &tokio::runtime::Runtime,
+    app: &Router,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Content-Type", "application/json")
+        .body(Body::from(body))
+        .expect("a request");
+    runtime.block_on(async {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
 /// The router over a fresh registry with a /16 pool, and a control plane that accepts every
 /// change.
 pub(super) fn app(dir: &std::path::Path) -> Router {
@@ -115,21 +140,7 @@ fn fuzz_api_json_bodies() {
         .expect("runtime");
     let created = std::sync::atomic::AtomicU64::new(0);
     let cases = campaign("api_json", 40_000, request(), |(method, path, body)| {
-        let request = Request::builder()
-            .method(method)
-            .uri(&path)
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .header("Content-Type", "application/json")
-            .body(Body::from(body))
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let (status, text) = runtime.block_on(async {
-            let response = app.clone().oneshot(request).await.expect("infallible");
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
-                .await
-                .unwrap_or_default();
-            (status, String::from_utf8_lossy(&bytes).into_owned())
-        });
+        let (status, text) = send_on(&runtime, &app, method, &path, body);
         prop_assert!(
             status != StatusCode::INTERNAL_SERVER_ERROR,
             "{method} {path}: 500 {text}"

@@ -211,26 +211,11 @@ fn errors_quote_a_bounded_start_of_bad_input() {
 
 /// Sends one JSON request through the router of `super::fuzz::app`.
 fn send(app: &Router, method: &str, path: &str, body: String) -> (StatusCode, String) {
-    use tower::ServiceExt;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let request = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Authorization", "Bearer fuzz-token")
-        .header("Content-Type", "application/json")
-        .body(axum::body::Body::from(body))
-        .expect("request");
-    runtime.block_on(async {
-        let response = app.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
-            .await
-            .unwrap_or_default();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
-    })
+    super::fuzz::send_on(&runtime, app, method, path, body.into_bytes())
 }
 
 #[test]
