@@ -139,12 +139,8 @@ impl TokenReloader {
 
     /// Reads the file and swaps the accepted tokens; logs what happened.
     pub fn reload(&self) {
-        if !self.file.exists() {
-            // (Reading would make a fresh first token: not what a reload should do.)
-            tracing::error!(file = %self.file.display(), "API tokens not reloaded: the file is gone; the old ones stay");
-            return;
-        }
-        match api::load_tokens(&self.file) {
+        // Only reads: a missing file is an error here, never a reason to make a new token.
+        match api::reload_tokens(&self.file) {
             Ok(hashes) => {
                 let n = hashes.len();
                 self.state.set_tokens(hashes);

@@ -29,6 +29,7 @@ use plane::outer::{Follower, OuterSide};
 use plane::uapi::{self, UapiServer};
 use plane::update::{DeviceUpdate, PeerUpdate};
 use proto::PrivateKey;
+use signal_hook::iterator::Signals;
 
 use crate::settings::Settings;
 
@@ -83,12 +84,21 @@ struct SignalThread {
 }
 
 impl SignalThread {
+    /// Takes SIGINT, SIGTERM and SIGHUP from their default actions, first thing: a SIGHUP
+    /// (`systemctl reload`) during a start must not end it half-way. What arrives before the
+    /// thread runs waits for it.
+    fn listen() -> Result<Signals> {
+        Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+            .context("installing signal handlers")
+    }
+
     /// SIGINT and SIGTERM stop the daemon; SIGHUP rereads the API's token file (and nothing
     /// else: the daemon goes on).
-    fn start(stop: Sender<StopReason>, tokens: Option<TokenReloader>) -> Result<Self> {
-        let mut signals =
-            signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
-                .context("installing signal handlers")?;
+    fn start(
+        mut signals: Signals,
+        stop: Sender<StopReason>,
+        tokens: Option<TokenReloader>,
+    ) -> Result<Self> {
         let handle = signals.handle();
         let thread = std::thread::Builder::new()
             .name("xgate-signals".into())
@@ -167,6 +177,7 @@ fn open_interface(s: &InterfaceSettings) -> Result<(Vec<Arc<OwnedFd>>, u16, Tun)
 impl Daemon {
     /// Starts every part in order; on an error, what started is stopped again (newest first).
     fn start(settings: Settings, launched: Instant) -> Result<Self> {
+        let signals = SignalThread::listen()?;
         let Settings {
             interface: s,
             manage,
@@ -259,7 +270,7 @@ impl Daemon {
         };
         let uapi_server = UapiServer::start(&s.name, handle, stop_tx.clone())
             .map_err(|e| anyhow!("UAPI socket: {e}"))?;
-        let signals = SignalThread::start(stop_tx, tokens)?;
+        let signals = SignalThread::start(signals, stop_tx, tokens)?;
 
         tracing::info!(
             interface = %s.name,

@@ -272,16 +272,24 @@ pub async fn metrics(
     let wants_gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        .is_some_and(|v| {
+            // "gzip", "gzip;q=0.5"; not "gzip;q=0" (refused).
+            v.split(',').any(|e| {
+                let mut parts = e.split(';').map(str::trim);
+                parts.next() == Some("gzip")
+                    && !parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse() == Ok(0.0)))
+            })
+        });
     let content_type = (
         header::CONTENT_TYPE,
         "text/plain; version=0.0.4; charset=utf-8",
     );
+    let vary = (header::VARY, "accept-encoding");
     Ok(if wants_gzip {
         let encoding = (header::CONTENT_ENCODING, "gzip");
-        ([content_type, encoding], exposition.gzip).into_response()
+        ([content_type, encoding, vary], exposition.gzip).into_response()
     } else {
-        ([content_type], exposition.plain).into_response()
+        ([content_type, vary], exposition.plain).into_response()
     })
 }
 

@@ -52,7 +52,7 @@ pub use limits::{Limits, MAX_BODY};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
-pub use tokens::{load_or_create as load_tokens, secret_path};
+pub use tokens::{load as reload_tokens, load_or_create as load_tokens, secret_path};
 
 use plane::engine::{PlaneHandle, Published, WorkerRates};
 use plane::update::{DeviceUpdate, PeerUpdate};

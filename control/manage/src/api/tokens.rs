@@ -51,6 +51,11 @@ pub fn load_or_create(path: &Path) -> Result<Vec<[u8; 32]>> {
             "made a first API token"
         );
     }
+    load(path)
+}
+
+/// The accepted hashes from `path`, which must exist (a reload never makes a token).
+pub fn load(path: &Path) -> Result<Vec<[u8; 32]>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut hashes = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -55,7 +55,11 @@ impl Indices {
 
     /// Changes what `index` is used for.
     pub fn set(&mut self, index: u32, what: IndexUse) {
-        self.map.insert(index, what);
+        // Only an index in use changes use: one not handed out is not in the workers'
+        // filter, and must not enter the map without it.
+        if let Some(used) = self.map.get_mut(&index) {
+            *used = what;
+        }
     }
 
     /// Frees `index`.

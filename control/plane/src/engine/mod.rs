@@ -247,6 +247,8 @@ pub struct ControlPlane {
     next_publish: Instant,
     /// A change was applied: gather again without waiting for `next_publish`.
     publish_soon: bool,
+    /// When the latest gathering started (changes gather at most once per `MIN_GAP`).
+    last_gathering: Instant,
 }
 
 impl ControlPlane {
@@ -294,6 +296,7 @@ impl ControlPlane {
             gathering: None,
             next_publish: Instant::now(),
             publish_soon: false,
+            last_gathering: Instant::now(),
         })
     }
 
@@ -479,10 +482,18 @@ impl ControlPlane {
         };
         if complete {
             if let Some(g) = self.gathering.take() {
-                let state = self.assemble(g.got);
-                self.board.publish(state, g.started);
+                // A worker that did not answer in time would read as its counters reset to
+                // zero: the previous publication stays instead (the first goes out anyway).
+                if g.got.len() >= g.asked || self.board.latest().is_none() {
+                    let state = self.assemble(g.got);
+                    self.board.publish(state, g.started);
+                }
+                self.last_gathering = g.started;
             }
-        } else if self.gathering.is_none() && (now >= self.next_publish || self.publish_soon) {
+        } else if self.gathering.is_none()
+            && (now >= self.next_publish
+                || (self.publish_soon && now >= self.last_gathering + published::MIN_GAP))
+        {
             self.next_publish = now + PUBLISH_EVERY;
             self.publish_soon = false;
             let (answers, asked) = self.ask_workers();

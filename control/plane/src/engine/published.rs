@@ -13,8 +13,11 @@ use super::DeviceState;
 
 /// How often the state is gathered and published (so how old a reader's view can be).
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-/// Workers that have not answered in this long are published without (their slot empty).
+/// A gathering ends this long after it started, answered or not.
 pub(super) const GATHER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Changes make the plane gather again at most this often (a script adding peers one by
+/// one must not make every worker copy all its peers per request).
+pub(super) const MIN_GAP: Duration = Duration::from_millis(200);
 
 /// One worker's outer datagram rates between the last two publications.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -93,10 +96,16 @@ pub(super) struct Gathering {
 }
 
 impl Gathering {
-    /// Takes the answers waiting; true once every worker answered or the time is up.
+    /// Takes the answers waiting; true once every worker answered, none can any more (a
+    /// worker that stopped dropped its request: the closed channel would keep waking the
+    /// plane), or the time is up.
     pub fn collect(&mut self, now: Instant) -> bool {
-        while let Ok(s) = self.answers.try_recv() {
-            self.got.push(s);
+        loop {
+            match self.answers.try_recv() {
+                Ok(s) => self.got.push(s),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
+            }
         }
         self.got.len() >= self.asked || now >= self.started + GATHER_TIMEOUT
     }

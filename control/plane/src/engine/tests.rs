@@ -442,4 +442,17 @@ fn the_state_is_published_for_the_api_without_waiting_for_a_worker() {
         "{:?}",
         p.rates
     );
+
+    // Once there is a publication, one a worker did not answer for is not made: its
+    // counters would read as reset to zero. The previous one stays.
+    let third = next + PUBLISH_EVERY * 2;
+    h.plane.publish_state(third);
+    answer(&snapshot_requests(&h.worker)[0], 0, 9000);
+    h.plane.publish_state(third + GATHER_TIMEOUT);
+    let kept = board.latest().expect("still published");
+    assert_eq!(
+        kept.taken, p.taken,
+        "a partial gathering replaced a whole one"
+    );
+    assert_eq!(kept.state.per_worker[1].rx_datagrams, 500);
 }
