@@ -48,15 +48,21 @@ pub struct FloodSent {
 }
 
 /// A fast generator for forged bytes (they only need to look random, not be secret).
-struct XorShift(u64);
+pub(crate) struct XorShift(pub(crate) u64);
 
 impl XorShift {
-    fn fill(&mut self, out: &mut [u8]) {
+    /// The next 64 random bits.
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fills `out` with random bytes.
+    pub(crate) fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(8) {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let b = self.0.to_le_bytes();
+            let b = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&b[..chunk.len()]);
         }
     }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rand_core::{OsRng, RngCore};
 
+use crate::flood::XorShift;
+
 /// What `spray` sends.
 pub struct SprayPlan {
     /// Where to.
@@ -47,13 +49,7 @@ pub fn spray(plan: &SprayPlan) -> Result<Sprayed> {
             Ok(s)
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut rng = OsRng.next_u64() | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = XorShift(OsRng.next_u64() | 1);
     let mut out = Sprayed::default();
     let mut n = 0u64;
     let start = Instant::now();
@@ -63,13 +59,10 @@ pub fn spray(plan: &SprayPlan) -> Result<Sprayed> {
             // Type 4, a forged receiver, a random counter, a 16-byte body and a 16-byte tag.
             let mut message = [0u8; 48];
             message[0] = 4;
-            let r = next();
             let high = plan.index_high[(n as usize) % plan.index_high.len()];
-            let index = high | (r as u32 & plan.low_mask);
+            let index = high | (rng.next_u64() as u32 & plan.low_mask);
             message[4..8].copy_from_slice(&index.to_le_bytes());
-            message[8..16].copy_from_slice(&next().to_le_bytes());
-            message[16..24].copy_from_slice(&next().to_le_bytes());
-            message[24..32].copy_from_slice(&r.to_le_bytes());
+            rng.fill(&mut message[8..]);
             let socket = &sockets[(n as usize) % sockets.len()];
             match socket.send_to(&message, plan.server) {
                 Ok(_) => out.sent += 1,

@@ -43,9 +43,10 @@ pub async fn record(state: Arc<ApiState>) {
                 let batch: Vec<(PublicKey, u64)> = pending.drain().collect();
                 let state = state.clone();
                 let written = tokio::task::spawn_blocking(move || {
-                    state.registry().map_err(|e| e.message).and_then(|mut r| {
-                        r.record_handshakes(&batch).map_err(|e| e.to_string())
-                    })
+                    state
+                        .registry()
+                        .record_handshakes(&batch)
+                        .map_err(|e| e.to_string())
                 })
                 .await;
                 match written {

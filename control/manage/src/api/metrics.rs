@@ -253,7 +253,7 @@ pub async fn metrics(
             let state = state.clone();
             blocking(move || {
                 let published = state.snapshot()?;
-                let size = state.registry()?.count()?;
+                let size = state.registry().count()?;
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO);

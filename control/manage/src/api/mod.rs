@@ -113,8 +113,8 @@ impl ApiState {
 
     /// The registry, also after a handler panicked while holding it: each registry call is one
     /// SQLite transaction, rolled back if it did not finish, so what the lock guards is whole.
-    fn registry(&self) -> Result<MutexGuard<'_, Registry>, ApiError> {
-        Ok(self.registry.lock().unwrap_or_else(PoisonError::into_inner))
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The interface's state as the control plane last published it (about a second old at

@@ -217,7 +217,7 @@ fn create_all(
         news.push(n);
         keys.push(k);
     }
-    let made = state.registry()?.create(&news, super::now())?;
+    let made = state.registry().create(&news, super::now())?;
     state.apply(made.iter().map(PeerRecord::to_update).collect())?;
     for p in &made {
         state.events.publish(Event::PeerCreated {
@@ -287,7 +287,7 @@ pub async fn list(
         limit,
         revoked: q.revoked.unwrap_or(true),
     };
-    let peers = blocking(move || Ok(state.registry()?.list(&filter)?)).await?;
+    let peers = blocking(move || Ok(state.registry().list(&filter)?)).await?;
     let next_after = (peers.len() == limit)
         .then(|| peers.last().map(|p| p.id))
         .flatten();
@@ -313,7 +313,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = peer_id(&id)?;
-    let peer = blocking(move || Ok(state.registry()?.get(id)?)).await?;
+    let peer = blocking(move || Ok(state.registry().get(id)?)).await?;
     Ok(Json(PeerView::from(&peer)).into_response())
 }
 
@@ -338,7 +338,7 @@ pub async fn change(
         allowed_ips,
     };
     let peer = blocking(move || {
-        let peer = state.registry()?.update(id, &change, super::now())?;
+        let peer = state.registry().update(id, &change, super::now())?;
         if peer.revoked_at.is_none() {
             state.apply(vec![peer.to_update()])?;
         }
@@ -356,7 +356,7 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     let id = peer_id(&id)?;
     let peer = blocking(move || {
-        let (peer, revoked) = state.registry()?.revoke_once(id, super::now())?;
+        let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
         // A second revoke changes nothing and says nothing again.
         if revoked {
             state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
@@ -378,7 +378,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let id = peer_id(&id)?;
     blocking(move || {
-        let mut registry = state.registry()?;
+        let mut registry = state.registry();
         let peer = registry.get(id)?;
         registry.delete(id, super::now())?;
         drop(registry);
@@ -427,7 +427,7 @@ pub async fn config(
         return Err(ApiError::new(StatusCode::CONFLICT, NO_KEY_FOR_QR));
     }
     let text = blocking(move || {
-        let peer = state.registry()?.get(id)?;
+        let peer = state.registry().get(id)?;
         if peer.revoked_at.is_some() {
             return Err(ApiError::new(
                 StatusCode::GONE,
