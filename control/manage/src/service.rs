@@ -22,6 +22,32 @@ pub struct Management {
     settings: RegistrySettings,
     api: Option<ApiSettings>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    listener: Option<std::net::TcpListener>,
+}
+
+/// Binds the API's address, the first thing a start does: a port another interface's API
+/// holds stops the start before any file is made. `None` without an API.
+pub fn bind_api(settings: &ManageSettings) -> Result<Option<std::net::TcpListener>> {
+    let Some(api) = &settings.api else {
+        return Ok(None);
+    };
+    std::net::TcpListener::bind(api.listen)
+        .map(Some)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow!(
+                    "api.listen: {} is in use (the API of another xgate interface, or another \
+                 program): give each interface its own, e.g. [api] listen = \"127.0.0.1:{}\"",
+                    api.listen,
+                    api.listen.port().wrapping_add(1).max(1)
+                )
+            } else {
+                anyhow!(
+                    "api.listen: cannot listen on {}: {e}; choose another address or port",
+                    api.listen
+                )
+            }
+        })
 }
 
 /// What the interface tells the API's client configurations.
@@ -32,12 +58,17 @@ pub struct ServerFacts {
     pub listen_port: u16,
     /// Its inner MTU.
     pub mtu: usize,
+    /// Its name.
+    pub interface: String,
 }
 
 impl Management {
     /// Opens the registry (creating its directory) and reads the peers that are not revoked;
     /// `None` when no registry is configured.
-    pub fn open(settings: &ManageSettings) -> Result<Option<(Self, Vec<PeerUpdate>)>> {
+    pub fn open(
+        settings: &ManageSettings,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<Option<(Self, Vec<PeerUpdate>)>> {
         let Some(registry_settings) = &settings.registry else {
             return Ok(None);
         };
@@ -72,6 +103,7 @@ impl Management {
             settings: registry_settings.clone(),
             api: settings.api.clone(),
             tls,
+            listener,
         };
         Ok(Some((
             management,
@@ -87,7 +119,8 @@ impl Management {
         events: EventHub,
         server: Option<ServerFacts>,
     ) -> Result<Option<(ApiServer, TokenReloader)>> {
-        let (Some(settings), Some(server)) = (&self.api, server) else {
+        let (Some(settings), Some(server), Some(listener)) = (&self.api, server, self.listener)
+        else {
             return Ok(None);
         };
         let client = client_template(&self.settings, settings, &server);
@@ -98,23 +131,21 @@ impl Management {
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let state = Arc::new(ApiState::new(
-            self.registry,
-            plane,
-            hashes,
-            client,
-            settings.metrics_need_token,
-            events,
-            warnings,
-        ));
+        let state = Arc::new(
+            ApiState::new(
+                self.registry,
+                plane,
+                hashes,
+                client,
+                settings.metrics_need_token,
+                events,
+                warnings,
+            )
+            .serving(&server.interface, settings.token_file.clone()),
+        );
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let server = ApiServer::start(settings.listen, state, tls, api::Limits::default())
-            .map_err(|e| {
-                anyhow!(
-                    "api.listen: cannot listen on {}: {e}; choose another address or port",
-                    settings.listen
-                )
-            })?;
+        let server = ApiServer::start(listener, state, tls, api::Limits::default())
+            .with_context(|| format!("api.listen: serving on {}", settings.listen))?;
         tracing::info!(listen = %server.local_addr, scheme, "HTTP API up");
         let reloader = TokenReloader::new(&server, settings.token_file.clone());
         Ok(Some((server, reloader)))
@@ -139,15 +170,7 @@ impl TokenReloader {
 
     /// Reads the file and swaps the accepted tokens; logs what happened.
     pub fn reload(&self) {
-        // Only reads: a missing file is an error here, never a reason to make a new token.
-        match api::reload_tokens(&self.file) {
-            Ok(hashes) => {
-                let n = hashes.len();
-                self.state.set_tokens(hashes);
-                tracing::info!(file = %self.file.display(), tokens = n, "API tokens reloaded");
-            }
-            Err(e) => tracing::error!("API tokens not reloaded, the old ones stay: {e:#}"),
-        }
+        api::reload(&self.state, &self.file);
     }
 }
 

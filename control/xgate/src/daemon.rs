@@ -176,7 +176,11 @@ fn open_interface(s: &InterfaceSettings) -> Result<(Vec<Arc<OwnedFd>>, u16, Tun)
 
 impl Daemon {
     /// Starts every part in order; on an error, what started is stopped again (newest first).
-    fn start(settings: Settings, launched: Instant) -> Result<Self> {
+    fn start(
+        settings: Settings,
+        api_listener: Option<std::net::TcpListener>,
+        launched: Instant,
+    ) -> Result<Self> {
         let signals = SignalThread::listen()?;
         let Settings {
             interface: s,
@@ -184,7 +188,7 @@ impl Daemon {
         } = settings;
         uapi::claim(&s.name).map_err(|e| anyhow!("interface.name: {e}"))?;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
-        let (management, registered) = match Management::open(&manage)? {
+        let (management, registered) = match Management::open(&manage, api_listener)? {
             Some((m, peers)) => (Some(m), peers),
             None => (None, Vec::new()),
         };
@@ -263,6 +267,7 @@ impl Daemon {
             public_key,
             listen_port,
             mtu: s.mtu,
+            interface: s.name.clone(),
         });
         let (api, tokens) = match management {
             Some(m) => m.serve(handle.clone(), events, server)?.unzip(),
@@ -299,6 +304,8 @@ impl Daemon {
 /// deletion; returns once everything it created is gone.
 pub fn up(mut settings: Settings) -> Result<()> {
     let launched = Instant::now();
+    // The API's port first: a busy one stops the start before any file is made.
+    let api_listener = manage::service::bind_api(&settings.manage)?;
     if let Some(path) = settings
         .interface
         .create_pending_key()
@@ -306,7 +313,7 @@ pub fn up(mut settings: Settings) -> Result<()> {
     {
         tracing::info!(path = %path.display(), "created this interface's private key");
     }
-    let daemon = Daemon::start(settings, launched)?;
+    let daemon = Daemon::start(settings, api_listener, launched)?;
     let reason = daemon.stop.recv().unwrap_or(StopReason::SocketRemoved);
     let started = Instant::now();
     tracing::info!(?reason, "shutting down");

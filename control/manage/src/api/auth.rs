@@ -2,17 +2,53 @@
 //! request's token is hashed and compared with each in constant time, so neither the stored
 //! form nor the timing of a refusal gives a token away.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
 use super::ApiState;
+
+/// At most one log line about refused sign-ins per this long (a guessing client must not
+/// fill the journal); each line says how many were left unlogged since the previous one.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Refused sign-ins, for a rate-limited log.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// When the last line was logged, and refusals not logged since.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl Refusals {
+    /// Logs a refusal from `from`, unless a line was logged within `LOG_EVERY`.
+    fn note(&self, from: Option<SocketAddr>, path: &str) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match &mut *last {
+            Some((at, unlogged)) if now.duration_since(*at) < LOG_EVERY => *unlogged += 1,
+            _ => {
+                let unlogged = last.map_or(0, |(_, n)| n);
+                let source = from.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                tracing::warn!(
+                    source = %source,
+                    path,
+                    earlier_unlogged = unlogged,
+                    "API sign-in refused: missing or wrong bearer token"
+                );
+                *last = Some((now, 0));
+            }
+        }
+    }
+}
 
 /// The SHA-256 of a token, as stored.
 pub fn hash_token(token: &str) -> [u8; 32] {
@@ -37,7 +73,7 @@ pub async fn require_token(
     State(state): State<Arc<ApiState>>,
     request: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Response> {
     let header = request
         .headers()
         .get(AUTHORIZATION)
@@ -48,10 +84,18 @@ pub async fn require_token(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     if !authorized(header, &hashes) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (send Authorization: Bearer <token>)",
-        ));
+        let from = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        state.refusals.note(from, request.uri().path());
+        // The interface is named so that a CLI holding another interface's token can find
+        // the right one; the name is no secret (`ip link` shows it).
+        let body = serde_json::json!({
+            "error": "missing or wrong bearer token (send Authorization: Bearer <token>)",
+            "interface": state.interface,
+        });
+        return Err((StatusCode::UNAUTHORIZED, Json(body)).into_response());
     }
     Ok(next.run(request).await)
 }

@@ -1,6 +1,8 @@
 //! API errors: a status and a message that says what was wrong, as JSON `{"error": "..."}`.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -74,8 +76,10 @@ impl From<RegistryError> for ApiError {
             Trouble::Other => {}
         }
         let status = match &e {
-            RegistryError::NoSuchPeer(_) => StatusCode::NOT_FOUND,
+            RegistryError::NoSuchPeer(_) | RegistryError::NoSuchName(_) => StatusCode::NOT_FOUND,
             RegistryError::DuplicateKey(_)
+            | RegistryError::DuplicateName { .. }
+            | RegistryError::AmbiguousName { .. }
             | RegistryError::PoolExhausted { .. }
             | RegistryError::RouteOverlap { .. } => StatusCode::CONFLICT,
             RegistryError::NoPool(_) => StatusCode::BAD_REQUEST,
@@ -90,4 +94,48 @@ impl From<RegistryError> for ApiError {
         };
         Self::new(status, e.to_string())
     }
+}
+
+/// Longest error text from axum's own rejections that is carried over into the JSON shape.
+const REJECTION_TEXT: usize = 4096;
+
+/// Middleware: every error answer has the one JSON shape, also those axum makes itself (a
+/// method a path does not take, a malformed query string or path); their status stays.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = response
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        format!(
+            "{method} is not allowed on {} (allowed: {allowed}); see /openapi.json",
+            quoted(&path)
+        )
+    } else {
+        let body = axum::body::to_bytes(response.into_body(), REJECTION_TEXT)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body);
+        let text = text.trim();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_string()
+        } else {
+            // axum's texts quote the caller's value: bounded like every other echo.
+            quoted(text).trim_matches('"').to_string()
+        }
+    };
+    ApiError::new(status, message).into_response()
 }

@@ -52,7 +52,10 @@ pub use limits::{Limits, MAX_BODY};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
-pub use tokens::{load as reload_tokens, load_or_create as load_tokens, secret_path};
+pub use tokens::{
+    add as add_token, entries as token_entries, load as read_tokens, load_or_create as load_tokens,
+    reload, revoke as revoke_token, secret_path, TokenEntry,
+};
 
 use plane::engine::{PlaneHandle, Published, WorkerRates};
 use plane::update::{DeviceUpdate, PeerUpdate};
@@ -73,6 +76,14 @@ pub struct ApiState {
     events: EventHub,
     subscribers: AtomicUsize,
     warnings: Vec<String>,
+    /// The groups a peer may be created in: "default", the pools' and `[[group]]`s' names.
+    groups: Vec<String>,
+    /// Refused sign-ins, logged at a bounded rate.
+    refusals: auth::Refusals,
+    /// The interface served (named in a 401, for the CLI).
+    interface: String,
+    /// The token file, reread when it changes.
+    token_file: Option<std::path::PathBuf>,
 }
 
 impl ApiState {
@@ -88,6 +99,12 @@ impl ApiState {
         events: EventHub,
         warnings: Vec<String>,
     ) -> Self {
+        let mut groups: Vec<String> = std::iter::once("default".to_string())
+            .chain(registry.pool_names())
+            .chain(client.groups.keys().cloned())
+            .collect();
+        groups.sort();
+        groups.dedup();
         Self {
             registry: Mutex::new(registry),
             plane,
@@ -100,7 +117,18 @@ impl ApiState {
             events,
             subscribers: AtomicUsize::new(0),
             warnings,
+            groups,
+            refusals: auth::Refusals::default(),
+            interface: String::new(),
+            token_file: None,
         }
+    }
+
+    /// The same, serving `interface` with tokens from `token_file` (reread when it changes).
+    pub fn serving(mut self, interface: &str, token_file: std::path::PathBuf) -> Self {
+        self.interface = interface.to_string();
+        self.token_file = Some(token_file);
+        self
     }
 
     /// Replaces the accepted token hashes (the token file was read again).
@@ -215,10 +243,15 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
             // serde quotes a wrongly typed value whole: only a bounded start of it is sent back.
-            Err(rejection) => Err(ApiError::bad_request(format!(
-                "malformed request body: {}",
-                error::quoted(&rejection.body_text()).trim_matches('"')
-            ))),
+            // The status stays axum's: 415 without a JSON content type, 422 for a body of
+            // the wrong shape, 413 past the size limit, 400 for broken JSON.
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                format!(
+                    "malformed request body: {}",
+                    error::quoted(&rejection.body_text()).trim_matches('"')
+                ),
+            )),
         }
     }
 }
@@ -272,6 +305,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
             metrics::time_requests,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
 }
@@ -286,10 +320,11 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `listen` and serves `state` on two threads of its own, over HTTPS when `tls` is
-    /// given, each client held to `limits`.
+    /// Serves `state` on `listener` (bound early, before the daemon made anything: a busy
+    /// port stops the start with nothing left behind) on two threads of its own, over HTTPS
+    /// when `tls` is given, each client held to `limits`.
     pub fn start(
-        listen: SocketAddr,
+        listener: std::net::TcpListener,
         state: Arc<ApiState>,
         tls: Option<Arc<rustls::ServerConfig>>,
         limits: Limits,
@@ -299,10 +334,15 @@ impl ApiServer {
             .thread_name("xgate-api")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _inside = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let local_addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let recorder = runtime.spawn(last_seen::record(state.clone()));
+        let watcher = runtime.spawn(tokens::watch(state.clone()));
         let app = router(state.clone(), limits);
         let thread = std::thread::Builder::new()
             .name("xgate-api-serve".into())
@@ -311,6 +351,7 @@ impl ApiServer {
                     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
                     serve::serve(listener, app, tls, limits, stopped).await;
                     recorder.abort();
+                    watcher.abort();
                 });
             })?;
         Ok(Self {

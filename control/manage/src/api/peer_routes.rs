@@ -123,7 +123,28 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
             quoted(name)
         )));
     }
+    // Where a peer is named, digits alone are its id.
+    if name.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {} is not a name: digits alone read as a peer id; add a letter",
+            quoted(name)
+        )));
+    }
     Ok(())
+}
+
+/// Refuses a group that is neither "default" nor configured (a typo would otherwise put the
+/// peer in the default pool and policy without a word).
+fn check_known_group(state: &ApiState, field: &str, group: &str) -> Result<(), ApiError> {
+    if state.groups.iter().any(|g| g == group) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{field}: no group {} here; the groups are {} (add a [[group]] or [[pool]] to the \
+         configuration for a new one)",
+        quoted(group),
+        state.groups.join(", ")
+    )))
 }
 
 fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
@@ -214,6 +235,7 @@ fn create_all(
     let mut keys = Vec::with_capacity(batch.len());
     for (i, c) in batch.into_iter().enumerate() {
         let (n, k) = prepare(&field(i), c)?;
+        check_known_group(state, &format!("{}.group", field(i)), &n.group)?;
         news.push(n);
         keys.push(k);
     }
@@ -295,16 +317,28 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "peers": views, "next_after": next_after })).into_response())
 }
 
-fn peer_id(text: &str) -> Result<i64, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no peer {} (peer ids are positive numbers)", quoted(text)),
-            )
-        })
+/// The peer a path names: digits are its id, anything else its name.
+fn peer_id(state: &ApiState, text: &str) -> Result<i64, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no peer {} (give a peer's id or name)", quoted(text)),
+        )
+    };
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(not_found);
+    }
+    if check_name("peer", text).is_err() {
+        return Err(not_found());
+    }
+    match state.registry().id_by_name(text) {
+        Err(crate::registry::RegistryError::NoSuchName(_)) => Err(not_found()),
+        found => Ok(found?),
+    }
 }
 
 /// GET /api/v1/peers/{id}
@@ -312,8 +346,11 @@ pub async fn get(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = peer_id(&id)?;
-    let peer = blocking(move || Ok(state.registry().get(id)?)).await?;
+    let peer = blocking(move || {
+        let id = peer_id(&state, &id)?;
+        Ok(state.registry().get(id)?)
+    })
+    .await?;
     Ok(Json(PeerView::from(&peer)).into_response())
 }
 
@@ -323,7 +360,6 @@ pub async fn change(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangePeer>,
 ) -> Result<Response, ApiError> {
-    let id = peer_id(&id)?;
     if let Some(n) = &body.name {
         check_name("name", n)?;
     }
@@ -338,6 +374,7 @@ pub async fn change(
         allowed_ips,
     };
     let peer = blocking(move || {
+        let id = peer_id(&state, &id)?;
         let peer = state.registry().update(id, &change, super::now())?;
         if peer.revoked_at.is_none() {
             state.apply(vec![peer.to_update()])?;
@@ -354,8 +391,8 @@ pub async fn revoke(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = peer_id(&id)?;
     let peer = blocking(move || {
+        let id = peer_id(&state, &id)?;
         let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
         // A second revoke changes nothing and says nothing again.
         if revoked {
@@ -376,8 +413,8 @@ pub async fn delete(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = peer_id(&id)?;
     blocking(move || {
+        let id = peer_id(&state, &id)?;
         let mut registry = state.registry();
         let peer = registry.get(id)?;
         registry.delete(id, super::now())?;
@@ -415,7 +452,6 @@ pub async fn config(
     Path(id): Path<String>,
     Query(q): Query<ConfigQuery>,
 ) -> Result<Response, ApiError> {
-    let id = peer_id(&id)?;
     let format = q.format.unwrap_or_else(|| "wg-quick".into());
     if !matches!(format.as_str(), "wg-quick" | "png" | "terminal") {
         return Err(ApiError::bad_request(format!(
@@ -427,6 +463,7 @@ pub async fn config(
         return Err(ApiError::new(StatusCode::CONFLICT, NO_KEY_FOR_QR));
     }
     let text = blocking(move || {
+        let id = peer_id(&state, &id)?;
         let peer = state.registry().get(id)?;
         if peer.revoked_at.is_some() {
             return Err(ApiError::new(

@@ -2,10 +2,14 @@
 //! its request headers, served over HTTP/1.1, and closed within a grace period at shutdown
 //! (an event stream never ends by itself, so shutdown cannot wait for it).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
@@ -39,10 +43,10 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors and the like: back off rather than spin.
                     tracing::warn!("API: accepting a connection failed: {e}");
@@ -55,7 +59,7 @@ pub async fn serve(
         let tls = tls.clone();
         let closed = closed.clone();
         connections.spawn(async move {
-            connection(stream, app, tls, limits, closed).await;
+            connection(stream, peer, app, tls, limits, closed).await;
             drop(slot);
         });
         // Reap finished connections so the set stays the size of the open ones.
@@ -72,6 +76,7 @@ pub async fn serve(
 /// One connection: TLS if configured, then HTTP/1.1 until the client leaves or shutdown.
 async fn connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: Router,
     tls: Option<TlsAcceptor>,
     limits: Limits,
@@ -86,16 +91,26 @@ async fn connection(
                 // Plain HTTP to the HTTPS port ends here, having been sent nothing.
                 return;
             };
-            http(TokioIo::new(stream), app, limits, closed).await;
+            http(TokioIo::new(stream), peer, app, limits, closed).await;
         }
-        None => http(TokioIo::new(stream), app, limits, closed).await,
+        None => http(TokioIo::new(stream), peer, app, limits, closed).await,
     }
 }
 
-async fn http<I>(io: TokioIo<I>, app: Router, limits: Limits, mut closed: watch::Receiver<bool>)
-where
+async fn http<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    app: Router,
+    limits: Limits,
+    mut closed: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Each request knows who sent it (a refused sign-in is logged with it).
+    let app = tower::ServiceExt::map_request(app, move |mut r: Request<Incoming>| {
+        r.extensions_mut().insert(ConnectInfo(peer));
+        r
+    });
     let service = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

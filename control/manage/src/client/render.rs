@@ -59,7 +59,7 @@ fn ago(v: &Value, now: u64) -> String {
 }
 
 /// Unix time `v` as ISO 8601 UTC (`2026-12-03T05:30:00Z`); "-" for null.
-fn iso8601(v: &Value) -> String {
+pub fn iso8601(v: &Value) -> String {
     let Some(t) = v.as_u64() else {
         return "-".into();
     };

@@ -9,6 +9,11 @@ use serde::Deserialize;
 
 use plane::config::{err, parse_list, ConfigError, STATE_DIR};
 
+/// The token file of interface `name` when `[api] token_file` is not set.
+pub fn default_token_file(name: &str) -> std::path::PathBuf {
+    Path::new(STATE_DIR).join(format!("{name}.api-tokens"))
+}
+
 /// Where the API listens unless told otherwise (loopback: operators reach it on the box or
 /// through their own proxy).
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9180";
@@ -150,10 +155,9 @@ pub(super) fn api_settings(
             format!("write it like \"{DEFAULT_API_LISTEN}\""),
         )
     })?;
-    let token_file = s.token_file.map_or_else(
-        || Path::new(STATE_DIR).join(format!("{name}.api-tokens")),
-        |p| base.join(p),
-    );
+    let token_file = s
+        .token_file
+        .map_or_else(|| default_token_file(name), |p| base.join(p));
     let dns = parse_list(
         "api.dns",
         &s.dns.unwrap_or_default(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use ipnet::IpNet;
 use plane::config::ConfigError;
 
-pub use api::{ApiSection, ApiSettings, TlsFiles, DEFAULT_API_LISTEN};
+pub use api::{default_token_file, ApiSection, ApiSettings, TlsFiles, DEFAULT_API_LISTEN};
 pub use groups::{GroupPolicy, GroupSection};
 pub use registry::{PoolSection, RegistrySection, RegistrySettings, DEFAULT_HOLD_SECS};
 

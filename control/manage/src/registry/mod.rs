@@ -44,6 +44,28 @@ pub enum RegistryError {
     /// No peer with this id.
     #[error("no peer with id {0}")]
     NoSuchPeer(i64),
+    /// Another peer has this name already (names are unique per interface).
+    #[error(
+        "a peer named {name:?} exists already (id {holder}); choose another name, or remove \
+         peer {holder} first (xgate peer rm {holder})"
+    )]
+    DuplicateName {
+        /// The name asked for.
+        name: String,
+        /// The peer holding it.
+        holder: i64,
+    },
+    /// No peer has this name.
+    #[error("no peer named {0:?}")]
+    NoSuchName(String),
+    /// Several peers have this name (made before names were unique): use an id.
+    #[error("several peers are named {name:?} (ids {ids:?}); use an id, or rename all but one")]
+    AmbiguousName {
+        /// The name.
+        name: String,
+        /// The peers holding it.
+        ids: Vec<i64>,
+    },
     /// Every address of a pool's prefix is in use or resting after release.
     #[error("address pool {pool:?} is exhausted ({prefix} has no free address); widen the prefix or remove peers")]
     PoolExhausted {
@@ -182,6 +204,11 @@ impl Registry {
         check_whole(&conn, path)?;
         schema::migrate(&mut conn)?;
         Ok(Self { conn, pools })
+    }
+
+    /// The names of the configured pools.
+    pub fn pool_names(&self) -> Vec<String> {
+        self.pools.iter().map(|p| p.name.clone()).collect()
     }
 
     /// The pool a group's peers take addresses from.

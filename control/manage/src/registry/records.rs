@@ -135,6 +135,34 @@ impl RawPeer {
     }
 }
 
+/// The ids of the peers named `name`, in order.
+fn ids_named(conn: &rusqlite::Connection, name: &str) -> Result<Vec<i64>, RegistryError> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM peers WHERE name = ?1 ORDER BY id")?;
+    let ids = stmt
+        .query_map(params![name], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// Refuses `name` when a peer other than `except` holds it (revoked peers too: their record
+/// stays, and a name must lead to one peer).
+fn check_name_free(
+    conn: &rusqlite::Connection,
+    name: &str,
+    except: Option<i64>,
+) -> Result<(), RegistryError> {
+    match ids_named(conn, name)?
+        .into_iter()
+        .find(|id| Some(*id) != except)
+    {
+        Some(holder) => Err(RegistryError::DuplicateName {
+            name: name.to_string(),
+            holder,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl Registry {
     /// Creates `peers` in one transaction, all or none, each with addresses from its group's
     /// pool; returns them in order.
@@ -152,7 +180,9 @@ impl Registry {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut made = Vec::with_capacity(peers.len());
         for (p, pool) in peers.iter().zip(&pools) {
-            // Checked against the rows inserted so far too: a batch cannot overlap itself.
+            // Checked against the rows inserted so far too: a batch cannot overlap itself,
+            // nor name two peers alike.
+            check_name_free(&tx, &p.name, None)?;
             check_routes(&tx, &self.pools, None, &p.allowed_ips)?;
             let inserted = tx.execute(
                 "INSERT INTO peers (name, grp, public_key, preshared_key, allowed_ips, \
@@ -230,6 +260,19 @@ impl Registry {
         id.map(|id| self.get(id)).transpose()
     }
 
+    /// The id of the peer named `name`.
+    pub fn id_by_name(&self, name: &str) -> Result<i64, RegistryError> {
+        let ids = ids_named(&self.conn, name)?;
+        match ids.as_slice() {
+            [] => Err(RegistryError::NoSuchName(name.to_string())),
+            [id] => Ok(*id),
+            _ => Err(RegistryError::AmbiguousName {
+                name: name.to_string(),
+                ids,
+            }),
+        }
+    }
+
     /// One page of peers.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<PeerRecord>, RegistryError> {
         let mut stmt = self.conn.prepare_cached(&format!(
@@ -303,6 +346,7 @@ impl Registry {
             return Err(RegistryError::NoSuchPeer(id));
         }
         if let Some(name) = &change.name {
+            check_name_free(&tx, name, Some(id))?;
             tx.execute(
                 "UPDATE peers SET name = ?2 WHERE id = ?1",
                 params![id, name],

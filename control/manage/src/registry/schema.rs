@@ -36,6 +36,9 @@ const MIGRATIONS: &[&str] = &[
         pool TEXT PRIMARY KEY,
         next INTEGER NOT NULL
     );",
+    // 2: peers found by name (names are unique per interface from here on; a registry made
+    // earlier may hold duplicates, which are left alone and found only by id).
+    "CREATE INDEX peers_by_name ON peers (name);",
 ];
 
 /// The schema version this code writes.

@@ -119,8 +119,10 @@ fn a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind() {
     let db = TempDb::new("dup");
     let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
     r.create(&[new_peer(1, "default")], 1).expect("first");
+    let mut same_key = new_peer(1, "default");
+    same_key.name = "someone else".into();
     let err = r
-        .create(&[new_peer(2, "default"), new_peer(1, "default")], 2)
+        .create(&[new_peer(2, "default"), same_key], 2)
         .expect_err("duplicate");
     assert!(matches!(err, RegistryError::DuplicateKey(_)), "{err}");
     assert!(err.to_string().contains("exists already"), "{err}");
@@ -204,6 +206,7 @@ fn concurrent_creation_on_two_connections_never_shares_an_address() {
                 for n in 0..100u8 {
                     let mut p = new_peer(n, "default");
                     p.public_key.0[1] = t;
+                    p.name = format!("thread-{t}-{}", p.name);
                     // Routed prefixes may not overlap: each thread's peer 3 gets its own.
                     for net in &mut p.allowed_ips {
                         *net = format!("192.168.{}.0/24", 30 + t).parse().expect("net");
