@@ -7,20 +7,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use plane::config;
 
 #[cfg(test)]
 mod config_fuzz;
 mod daemon;
 mod panics;
+mod peer_cli;
 mod settings;
 mod show;
 mod template;
+mod token_cli;
+
+use peer_cli::{ApiArgs, PeerAction};
+use token_cli::TokenAction;
 
 use proto::{PresharedKey, PrivateKey};
 use rand_core::RngCore;
-use serde_json::{json, Value};
+use serde_json::Value;
 use settings::Settings;
 
 // The daemon's allocations (control plane, session installs, API) come from many threads;
@@ -82,6 +87,11 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Make, list and revoke API tokens (the daemon rereads its token file within a second).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Live status from the HTTP API: peers (endpoint, handshake, traffic) and workers.
     Status {
         #[command(flatten)]
@@ -98,83 +108,6 @@ enum Command {
     },
 }
 
-/// How to reach the API.
-#[derive(Args)]
-struct ApiArgs {
-    /// The API's address.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9180")]
-    api: String,
-    /// Bearer token (default: $XGATE_TOKEN, then the interface's token file).
-    #[arg(long, global = true)]
-    token: Option<String>,
-    /// File holding the token.
-    #[arg(long, global = true)]
-    token_file: Option<PathBuf>,
-    /// CA certificates (PEM) to trust for an https:// API (default: the public web roots).
-    #[arg(long, global = true)]
-    ca_file: Option<PathBuf>,
-    /// Interface whose token file to read.
-    #[arg(long, global = true, default_value = config::DEFAULT_INTERFACE)]
-    interface: String,
-    /// Machine-readable output.
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum PeerAction {
-    /// Register a peer; without --public-key xgate makes the key pair and prints the client's
-    /// wg-quick file (the only time its private key is shown).
-    Add {
-        /// Display name.
-        name: String,
-        /// Group (picks the address pool).
-        #[arg(long)]
-        group: Option<String>,
-        /// The client's public key (`wg pubkey`).
-        #[arg(long)]
-        public_key: Option<String>,
-        /// Give the peer a preshared key.
-        #[arg(long)]
-        psk: bool,
-        /// A network behind the peer (repeatable).
-        #[arg(long = "allowed-ip")]
-        allowed_ips: Vec<String>,
-        /// Also print the client's configuration as a QR code (for the mobile apps).
-        #[arg(long)]
-        qr: bool,
-    },
-    /// List peers.
-    List {
-        /// Only this group.
-        #[arg(long)]
-        group: Option<String>,
-    },
-    /// Show one peer.
-    Show {
-        /// Peer id.
-        id: i64,
-    },
-    /// Cut a peer off now (its record stays).
-    Revoke {
-        /// Peer id.
-        id: i64,
-    },
-    /// Remove a peer.
-    Rm {
-        /// Peer id.
-        id: i64,
-    },
-    /// Print a peer's wg-quick file (private key as a placeholder).
-    Config {
-        /// Peer id.
-        id: i64,
-        /// As a QR code in the terminal.
-        #[arg(long)]
-        qr: bool,
-    },
-}
-
 /// Writes `text` to stdout. A reader that went away (`xgate peer list | head -1`) ends the
 /// program quietly with status 0, as `wg` does, instead of a panic on the broken pipe.
 fn emit(text: &str) -> Result<()> {
@@ -188,78 +121,6 @@ fn emit(text: &str) -> Result<()> {
 
 fn print_json(v: &Value) -> Result<()> {
     emit(&format!("{}\n", serde_json::to_string_pretty(v)?))
-}
-
-fn peer_command(action: PeerAction, api: ApiArgs) -> Result<()> {
-    let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
-    let client = manage::client::ApiClient::new(&api.api, token, api.ca_file.as_deref())?;
-    let one = |v: &Value| -> Result<()> {
-        if api.json {
-            print_json(v)
-        } else {
-            emit(&manage::client::peer_table(std::slice::from_ref(v)))
-        }
-    };
-    match action {
-        PeerAction::Add {
-            name,
-            group,
-            public_key,
-            psk,
-            allowed_ips,
-            qr,
-        } => {
-            let mut body =
-                json!({ "name": name, "preshared_key": psk, "allowed_ips": allowed_ips });
-            if let Some(g) = group {
-                body["group"] = json!(g);
-            }
-            if let Some(k) = public_key {
-                body["public_key"] = json!(k);
-            }
-            let made = client.post("/api/v1/peers", &body)?;
-            if api.json {
-                return print_json(&made);
-            }
-            match made["config"].as_str() {
-                // Stdout holds exactly the client's file (`> alice.conf`), or its QR code;
-                // the summary goes to stderr.
-                Some(config) => {
-                    eprint!("{}", manage::client::peer_table(&[made["peer"].clone()]));
-                    if qr {
-                        emit(&manage::qr::terminal(config)?)?;
-                    } else {
-                        emit(config)?;
-                    }
-                }
-                None => one(&made["peer"])?,
-            }
-        }
-        PeerAction::List { group } => {
-            let peers = client.all_peers(group.as_deref())?;
-            if api.json {
-                return print_json(&Value::Array(peers));
-            }
-            emit(&manage::client::peer_table(&peers))?;
-        }
-        PeerAction::Show { id } => one(&client.get(&format!("/api/v1/peers/{id}"))?)?,
-        PeerAction::Revoke { id } => {
-            one(&client.post(&format!("/api/v1/peers/{id}/revoke"), &json!({}))?)?
-        }
-        PeerAction::Rm { id } => {
-            client.delete(&format!("/api/v1/peers/{id}"))?;
-            if !api.json {
-                eprintln!("peer {id} removed");
-            }
-        }
-        PeerAction::Config { id, qr } => {
-            if qr {
-                return Err(anyhow!("{}", manage::api::NO_KEY_FOR_QR));
-            }
-            emit(&client.text(&format!("/api/v1/peers/{id}/config"))?)?;
-        }
-    }
-    Ok(())
 }
 
 fn read_stdin_key() -> Result<PrivateKey> {
@@ -361,11 +222,10 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(log_format);
             daemon::up(settings)?;
         }
-        Command::Peer { action, api } => peer_command(action, api)?,
+        Command::Peer { action, api } => peer_cli::run(action, &api)?,
+        Command::Token { action } => token_cli::run(action)?,
         Command::Status { api } => {
-            let token = manage::client::find_token(api.token, api.token_file, &api.interface)?;
-            let status = manage::client::ApiClient::new(&api.api, token, api.ca_file.as_deref())?
-                .get("/api/v1/status")?;
+            let status = api.client()?.get("/api/v1/status")?;
             for warning in status["warnings"].as_array().into_iter().flatten() {
                 eprintln!("warning: {}", warning.as_str().unwrap_or_default());
             }
@@ -393,7 +253,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("XGATE_COMMI
 /// A configuration file or option that cannot be used (exit status 3).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-struct ConfigFailure(String);
+pub struct ConfigFailure(pub String);
 
 /// Exit statuses: 0 done, 1 failed while running, 2 usage (clap's), 3 configuration.
 const EXIT_CONFIG: u8 = 3;

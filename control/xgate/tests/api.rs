@@ -142,7 +142,7 @@ fn bad_requests(id: i64) -> Vec<(&'static str, String, Option<Value>, u16, &'sta
             "POST",
             "/api/v1/peers".into(),
             Some(json!({"nam": "x"})),
-            400,
+            422,
             "malformed",
         ),
         (
@@ -192,7 +192,21 @@ fn bad_requests(id: i64) -> Vec<(&'static str, String, Option<Value>, u16, &'sta
             "/api/v1/peers/abc".into(),
             None,
             404,
-            "positive numbers",
+            "give a peer's id or name",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "alice"})),
+            409,
+            "a peer named \"alice\" exists already (id",
+        ),
+        (
+            "POST",
+            "/api/v1/peers".into(),
+            Some(json!({"name": "g", "group": "egn"})),
+            400,
+            "no group \"egn\" here; the groups are default, eng, sales",
         ),
         (
             "PATCH",
