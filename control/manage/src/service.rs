@@ -127,7 +127,11 @@ impl Management {
         let hashes = api::load_tokens(&settings.token_file)
             .with_context(|| format!("api.token_file ({})", settings.token_file.display()))?;
         let tls = self.tls;
-        let warnings: Vec<String> = settings.transport_warning().into_iter().collect();
+        let warnings: Vec<String> = settings
+            .transport_warning()
+            .into_iter()
+            .chain(client.guessed.clone())
+            .collect();
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -187,12 +191,18 @@ fn client_template(
             .flat_map(|p| p.v4.iter().chain(p.v6.iter()).copied())
             .collect()
     });
-    let endpoint = api.endpoint.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
-        format!("{host}:{}", server.listen_port)
-    });
+    let (endpoint, guessed) = match &api.endpoint {
+        Some(e) => (e.clone(), None),
+        None => {
+            let e = guess_endpoint(server.listen_port);
+            let warning = format!(
+                "[api] endpoint is not set: client files carry the guessed endpoint {e}; set \
+                 endpoint = \"vpn.example.com:{}\" in [api] to the name or address clients reach",
+                server.listen_port
+            );
+            (e, Some(warning))
+        }
+    };
     let default = ClientPolicy {
         allowed_ips,
         dns: api.dns.clone(),
@@ -218,7 +228,31 @@ fn client_template(
     ClientTemplate {
         server_key: server.public_key,
         endpoint,
+        guessed,
         default,
         groups,
     }
+}
+
+/// Where clients probably reach this host: its source address toward the default route
+/// (found by connecting a UDP socket, which sends nothing), else its host name.
+fn guess_endpoint(port: u16) -> String {
+    // Documentation addresses (RFC 5737, RFC 3849): only the route lookup matters.
+    for probe in ["192.0.2.1:9", "[2001:db8::1]:9"] {
+        let local = std::net::UdpSocket::bind(if probe.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        })
+        .and_then(|s| s.connect(probe).and_then(|()| s.local_addr()));
+        if let Ok(a) = local {
+            if !a.ip().is_unspecified() && !a.ip().is_loopback() {
+                return std::net::SocketAddr::new(a.ip(), port).to_string();
+            }
+        }
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{port}")
 }

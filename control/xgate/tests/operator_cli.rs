@@ -176,3 +176,39 @@ fn a_second_interface_on_a_busy_api_port_is_refused_before_it_writes_a_file() {
         "the second interface exists"
     );
 }
+
+#[test]
+fn without_an_endpoint_xgate_guesses_the_default_routes_address_and_says_so() {
+    let mut rig = Rig::new("opep");
+    rig.add_client(testbed::Implementation::WireguardGo);
+    // The server's default route leads out through client 0's link (nothing is sent to it:
+    // the route only picks the source address).
+    let (net, _) = rig.clients[0]
+        .server_underlay
+        .rsplit_once('.')
+        .expect("an IPv4 address");
+    let via = format!("{net}.2");
+    rig.server
+        .ns
+        .ip(&["route", "add", "default", "via", &via])
+        .expect("default route");
+    rig.use_registry();
+    rig.start_xgate();
+    let secret = rig.dir.join("api-tokens.secret");
+    let secret = secret.to_str().expect("path");
+    let (code, file, err) = cli(&rig, &["peer", "add", "carol", "--token-file", secret]);
+    assert_eq!(code, 0, "{err}");
+    let guessed = format!("{}:{}", rig.clients[0].server_underlay, rig.port);
+    assert!(
+        file.contains(&format!("Endpoint = {guessed}")),
+        "the default route's address: {file}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: [api] endpoint is not set: client files carry the guessed endpoint {guessed}"
+        )),
+        "{err}"
+    );
+    let (_, _, status_err) = cli(&rig, &["status", "--token-file", secret]);
+    assert!(status_err.contains("guessed endpoint"), "{status_err}");
+}

@@ -31,6 +31,8 @@ pub struct ClientTemplate {
     pub server_key: PublicKey,
     /// Where clients reach the server (`host:port`).
     pub endpoint: String,
+    /// Why `endpoint` is a guess (`[api] endpoint` unset), said with every file handed out.
+    pub guessed: Option<String>,
     /// The policy of peers whose group has none of its own (from `[api]`).
     pub default: ClientPolicy,
     /// Policies by group name (`[[group]]`).

@@ -114,6 +114,9 @@ struct Created {
     peer: PeerView,
     #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<String>,
+    /// What the caller should know about the file (a guessed endpoint).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
@@ -254,6 +257,7 @@ fn create_all(
         .map(|(p, k)| Created {
             peer: p.into(),
             config: k.map(|k| wg_quick(&state.client, p, Some(&k))),
+            warnings: state.client.guessed.iter().cloned().collect(),
         })
         .collect())
 }

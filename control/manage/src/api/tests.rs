@@ -41,6 +41,7 @@ pub(super) fn test_state(
     let client = ClientTemplate {
         server_key: PrivateKey::from_bytes([7; 32]).public_key(),
         endpoint: "vpn.example:51820".into(),
+        guessed: None,
         default: ClientPolicy {
             allowed_ips: Vec::new(),
             dns: Vec::new(),

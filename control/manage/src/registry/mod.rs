@@ -75,7 +75,7 @@ pub enum RegistryError {
         prefix: IpNet,
     },
     /// A prefix routed to a peer overlaps a pool or another peer's prefix.
-    #[error("allowed IP {prefix} overlaps {other}; route a prefix that no pool and no other peer covers")]
+    #[error("allowed IP {prefix} overlaps {other}; route a prefix no pool covers and no other peer holds")]
     RouteOverlap {
         /// The prefix asked for.
         prefix: IpNet,

@@ -1,11 +1,13 @@
 //! Prefixes routed to a peer beyond its own addresses (a network behind it): they must not
-//! overlap an address pool (whose addresses xgate hands out) or another active peer's
-//! prefixes, or one peer's traffic would silently go to another.
+//! overlap an address pool (whose addresses xgate hands out: a nested prefix would take
+//! other users' traffic), and they follow the config file's rule among peers
+//! (`plane::config::same_route`: no prefix for two peers, nested ones by longest match).
 
 use ipnet::IpNet;
 use rusqlite::{params, Transaction};
 
 use super::{Pool, RegistryError};
+use plane::config::same_route;
 
 /// True if `a` and `b` share any address.
 fn overlap(a: &IpNet, b: &IpNet) -> bool {
@@ -13,7 +15,7 @@ fn overlap(a: &IpNet, b: &IpNet) -> bool {
 }
 
 /// Refuses `wanted` for peer `id` (`None` for one not created yet) if a prefix overlaps a
-/// pool or an active peer's prefixes.
+/// pool or is an active peer's prefix too.
 pub(super) fn check_routes(
     tx: &Transaction<'_>,
     pools: &[Pool],
@@ -44,7 +46,7 @@ pub(super) fn check_routes(
     for row in rows {
         let (other, text) = row?;
         for theirs in text.split(',').filter_map(|s| s.parse::<IpNet>().ok()) {
-            if let Some(net) = wanted.iter().find(|n| overlap(n, &theirs)) {
+            if let Some(net) = wanted.iter().find(|n| same_route(n, &theirs)) {
                 return Err(RegistryError::RouteOverlap {
                     prefix: *net,
                     other: format!("peer {other}'s {theirs}"),

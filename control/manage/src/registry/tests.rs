@@ -327,7 +327,7 @@ fn a_group_without_a_pool_and_no_default_is_an_error() {
 }
 
 #[test]
-fn routed_prefixes_may_not_overlap_a_pool_or_another_peer() {
+fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers() {
     let db = TempDb::new("routes");
     let mut r = open(&db, vec![pool("10.77.0.0/24", Some("fd77::/64"))]);
     let net = |s: &str| -> IpNet { s.parse().expect("net") };
@@ -341,8 +341,8 @@ fn routed_prefixes_may_not_overlap_a_pool_or_another_peer() {
         .expect("a")[0]
         .clone();
     for (nets, what) in [
-        (vec!["192.168.10.128/25"], "peer"),
-        (vec!["192.168.0.0/16"], "peer"),
+        (vec!["192.168.10.0/24"], "peer"),
+        (vec!["192.168.10.1/24"], "peer"),
         (vec!["10.77.0.64/26"], "address pool"),
         (vec!["fd77::/48"], "address pool"),
         (vec!["0.0.0.0/0"], "address pool"),
@@ -353,10 +353,13 @@ fn routed_prefixes_may_not_overlap_a_pool_or_another_peer() {
             "{nets:?}: {e}"
         );
     }
-    // A batch may not overlap itself, and leaves nothing behind when refused.
+    // Nested prefixes are fine, as in the config file: the longest match wins.
+    r.create(&[with_routes(15, &["192.168.10.128/25"])], 2)
+        .expect("nested inside a's");
+    // A batch may not route a prefix twice, and leaves nothing behind when refused.
     let before = r.count().expect("count");
     let batch = [
-        with_routes(12, &["172.16.1.0/24"]),
+        with_routes(12, &["172.16.0.0/16"]),
         with_routes(13, &["172.16.0.0/16"]),
     ];
     assert!(matches!(
@@ -376,11 +379,11 @@ fn routed_prefixes_may_not_overlap_a_pool_or_another_peer() {
         .expect("b")[0]
         .clone();
     assert!(matches!(
-        r.update(b.id, &change(&["192.168.11.0/24"]), 6),
+        r.update(b.id, &change(&["192.168.10.0/23"]), 6),
         Err(RegistryError::RouteOverlap { .. })
     ));
     // A revoked peer's prefixes are free again.
     r.revoke(a.id, 7).expect("revoke");
-    r.update(b.id, &change(&["192.168.11.0/24"]), 8)
+    r.update(b.id, &change(&["192.168.10.0/23"]), 8)
         .expect("free after revocation");
 }

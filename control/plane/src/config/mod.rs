@@ -26,7 +26,7 @@ pub use datapath::io::MAX_MTU;
 use outer::outer_settings;
 pub use outer::{Backend, OuterSettings, XdpModeSetting};
 use peers::peer_update;
-pub use peers::resolve_endpoint;
+pub use peers::{resolve_endpoint, same_route};
 
 /// Default interface name.
 pub const DEFAULT_INTERFACE: &str = "xgate0";

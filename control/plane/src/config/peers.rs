@@ -93,6 +93,7 @@ pub(super) fn peer_update(
                 "write it like \"10.77.0.2/32\" or \"fd77::2/128\"",
             )
         })?;
+        // Keyed by the truncated prefix: `same_route` as a map lookup.
         let net = net.trunc();
         match seen_prefixes.insert(net, i) {
             Some(other) if other != i => {
@@ -116,6 +117,13 @@ pub(super) fn peer_update(
     }
     update.persistent_keepalive = p.persistent_keepalive;
     Ok((p.name, update))
+}
+
+/// The one rule for prefixes routed to peers, for the config file and the registry alike: a
+/// prefix routes to exactly one peer, so two peers may not hold the same prefix; nested
+/// prefixes are fine (the longest match wins, as in WireGuard).
+pub fn same_route(a: &IpNet, b: &IpNet) -> bool {
+    a.trunc() == b.trunc()
 }
 
 /// Resolves `host:port` (numeric or by name).
