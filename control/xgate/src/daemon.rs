@@ -147,6 +147,36 @@ struct Daemon {
     stop: Receiver<StopReason>,
 }
 
+/// Warns when another interface already has an address inside one of this interface's
+/// tunnel prefixes (two xgate interfaces both on 10.77.0.0/16, say): replies would follow
+/// whichever route the kernel prefers. A warning, not a refusal: it may be deliberate.
+fn warn_of_shared_prefixes(s: &InterfaceSettings) {
+    let (name, prefixes) = (&s.name, &s.addresses);
+    use datapath::kernel::netlink::Netlink;
+    let Ok(mut netlink) = Netlink::open() else {
+        return;
+    };
+    let (Ok(interfaces), Ok(addresses)) = (netlink.interfaces(), netlink.addresses()) else {
+        return;
+    };
+    for net in prefixes {
+        let network = net.trunc();
+        for (index, ip) in &addresses {
+            let Some(other) = interfaces.iter().find(|i| i.index == *index) else {
+                continue;
+            };
+            if other.name != *name && !other.loopback && network.contains(ip) {
+                tracing::warn!(
+                    "interface.address: {network} is also claimed by interface {} ({ip}): \
+                     traffic for it follows whichever route the kernel prefers; give each \
+                     interface a prefix of its own",
+                    other.name
+                );
+            }
+        }
+    }
+}
+
 /// The outer UDP sockets, the port they got, and the TUN interface, configured and up.
 fn open_interface(s: &InterfaceSettings) -> Result<(Vec<Arc<OwnedFd>>, u16, Tun)> {
     let sockets: Vec<Arc<OwnedFd>> = bind_with_grace(s.listen_port, s.workers, s.fwmark)
@@ -160,6 +190,7 @@ fn open_interface(s: &InterfaceSettings) -> Result<(Vec<Arc<OwnedFd>>, u16, Tun)
         .transpose()
         .context("reading the bound port")?
         .unwrap_or(s.listen_port);
+    warn_of_shared_prefixes(s);
     let tun = Tun::open(&s.name, s.workers, true).map_err(tun_error)?;
     let iface = Interface::new(&s.name);
     iface

@@ -97,11 +97,11 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Show a running interface: peers, endpoints, handshakes, traffic, drops.
+    /// Show a running interface (every one without a name, as `wg show`): peers, endpoints,
+    /// handshakes, traffic, drops.
     Show {
         /// Interface name.
-        #[arg(default_value = config::DEFAULT_INTERFACE)]
-        interface: String,
+        interface: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -235,14 +235,27 @@ fn run(cli: Cli) -> Result<()> {
                 emit(&manage::client::status_table(&status))?;
             }
         }
-        Command::Show { interface, json } => {
-            let shown = show::fetch(&interface)?;
-            if json {
-                emit(&format!("{}\n", serde_json::to_string_pretty(&shown)?))?;
-            } else {
-                emit(&show::render(&shown))?;
+        Command::Show { interface, json } => match interface {
+            Some(name) => {
+                let shown = show::fetch(&name)?;
+                if json {
+                    print_json(&serde_json::to_value(&shown)?)?;
+                } else {
+                    emit(&show::render(&shown))?;
+                }
             }
-        }
+            None => {
+                let all = show::fetch_all()?;
+                if json {
+                    print_json(&serde_json::to_value(&all)?)?;
+                } else if all.is_empty() {
+                    eprintln!("no xgate interface is running here");
+                } else {
+                    let texts: Vec<String> = all.iter().map(show::render).collect();
+                    emit(&texts.join("\n"))?;
+                }
+            }
+        },
     }
     Ok(())
 }

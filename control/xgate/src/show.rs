@@ -19,8 +19,8 @@ pub struct ShownPeer {
     pub endpoint: Option<String>,
     /// Allowed IPs.
     pub allowed_ips: Vec<String>,
-    /// Latest handshake, seconds since the Unix epoch (0 = never).
-    pub latest_handshake: u64,
+    /// Latest handshake, seconds since the Unix epoch (`null` in JSON: never).
+    pub latest_handshake: Option<u64>,
     /// Bytes received.
     pub rx_bytes: u64,
     /// Bytes sent.
@@ -74,7 +74,9 @@ pub fn fetch(interface: &str) -> Result<Shown> {
             }),
             ("endpoint", Some(p)) => p.endpoint = Some(v.to_string()),
             ("allowed_ip", Some(p)) => p.allowed_ips.push(v.to_string()),
-            ("last_handshake_time_sec", Some(p)) => p.latest_handshake = num(),
+            ("last_handshake_time_sec", Some(p)) => {
+                p.latest_handshake = Some(num()).filter(|t| *t > 0);
+            }
             ("rx_bytes", Some(p)) => p.rx_bytes = num(),
             ("tx_bytes", Some(p)) => p.tx_bytes = num(),
             ("persistent_keepalive_interval", Some(p)) => p.persistent_keepalive = num(),
@@ -99,10 +101,32 @@ pub fn fetch(interface: &str) -> Result<Shown> {
     Ok(shown)
 }
 
-fn ago(epoch_secs: u64) -> String {
-    if epoch_secs == 0 {
+/// Every interface xgate serves here (a UAPI socket that answers xgate's extension),
+/// by name; an empty list when none runs.
+pub fn fetch_all() -> Result<Vec<Shown>> {
+    let mut names: Vec<String> = match std::fs::read_dir(uapi::SOCKET_DIR) {
+        Ok(dir) => dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".sock"))
+                    .map(String::from)
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", uapi::SOCKET_DIR)),
+    };
+    names.sort();
+    // A socket of wireguard-go, or a stale one, is not xgate's: skipped, as `wg show` skips
+    // what it cannot read.
+    Ok(names.iter().filter_map(|n| fetch(n).ok()).collect())
+}
+
+fn ago(epoch_secs: Option<u64>) -> String {
+    let Some(epoch_secs) = epoch_secs else {
         return "never".into();
-    }
+    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

@@ -209,6 +209,62 @@ fn without_an_endpoint_xgate_guesses_the_default_routes_address_and_says_so() {
         )),
         "{err}"
     );
-    let (_, _, status_err) = cli(&rig, &["status", "--token-file", secret]);
+    let (_, status, status_err) = cli(&rig, &["status", "--json", "--token-file", secret]);
     assert!(status_err.contains("guessed endpoint"), "{status_err}");
+
+    // Never connected is null in every JSON output: status, the peer list, and `xgate show`
+    // with no interface named (which lists every interface xgate serves here).
+    assert_eq!(
+        json_of(&status)["peers"][0]["latest_handshake"],
+        json!(null),
+        "{status}"
+    );
+    let (_, listed, _) = cli(&rig, &["peer", "list", "--json", "--token-file", secret]);
+    assert_eq!(
+        json_of(&listed)[0]["last_handshake"],
+        json!(null),
+        "{listed}"
+    );
+    let (code, shown, err) = cli(&rig, &["show", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let shown = json_of(&shown);
+    let ours = shown
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["interface"] == json!(rig.iface()))
+        .unwrap_or_else(|| panic!("{} not listed: {shown}", rig.iface()));
+    assert_eq!(ours["listen_port"], json!(rig.port), "{ours}");
+    assert_eq!(ours["peers"][0]["latest_handshake"], json!(null), "{ours}");
+}
+
+#[test]
+fn a_second_interface_on_the_same_tunnel_prefix_is_warned_about() {
+    let (rig, _token) = start_with_api("opsp", POOL);
+    let key = PrivateKey::generate(&mut rand_core::OsRng);
+    // 10.77.9.1/16 is inside the first interface's 10.77.0.0/16.
+    let config = XgateConfig::server("xgopsp2", &key, rig.port + 1, &["10.77.9.1/16"]);
+    let path = rig.dir.join("second.toml");
+    config.write(&path).expect("config");
+    let mut cmd = rig.server.ns.command(xgate_bin().to_str().expect("path"));
+    cmd.args(["up", "--config", path.to_str().expect("path")]);
+    let log = rig.dir.join("second.log");
+    let mut second = testbed::process::Daemon::spawn(cmd, &log).expect("second xgate");
+    let up = wait_until(Duration::from_secs(15), || {
+        second.log_text().contains("xgate is up") || !second.is_running()
+    });
+    let text = second.log_text();
+    assert_eq!(
+        second.signal_and_wait(libc::SIGTERM, Duration::from_secs(10)),
+        Some(0),
+        "{text}"
+    );
+    assert!(up && text.contains("xgate is up"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "interface.address: 10.77.0.0/16 is also claimed by interface {}",
+            rig.iface()
+        )),
+        "{text}"
+    );
 }
