@@ -8,7 +8,7 @@
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
 BORINGTUN_VERSION := 0.7.1
-APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd
+APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd sqlite3
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 
@@ -44,11 +44,14 @@ bench-deps: deps
 build:
 	$(CARGO) build --release --bins
 
-# The daemon and its systemd unit (`systemctl enable --now xgate@xgate0`).
+# The binaries and, where systemd is, its unit (`systemctl enable --now xgate@xgate0`).
 install: build
 	install -m 0755 target/release/xgate /usr/local/bin/xgate
-	install -m 0644 packaging/systemd/xgate@.service /etc/systemd/system/xgate@.service
-	-systemctl daemon-reload 2>/dev/null
+	install -m 0755 target/release/xgate-userspace /usr/local/bin/xgate-userspace
+	if [ -d /etc/systemd/system ]; then \
+		install -m 0644 packaging/systemd/xgate@.service /etc/systemd/system/xgate@.service; \
+		systemctl daemon-reload 2>/dev/null || true; \
+	fi
 
 # The demo ends with a short login surge (3,000 simulated users) and a sizing line; its
 # results go to a scratch directory, not bench-results/.
