@@ -363,11 +363,16 @@ fn thread_layout(
             ))
         }
         Some(other) => {
+            // As written, not as Rust debug text: `0`, or the quoted word.
+            let written = match other {
+                WorkersSetting::Count(n) => n.to_string(),
+                WorkersSetting::Word(w) => format!("{w:?}"),
+            };
             return Err(err(
                 "interface.workers",
-                format!("{other:?} is not a worker count"),
+                format!("{written} is not a worker count"),
                 format!("use \"auto\" (one per core) or a number from 1 to {MAX_WORKERS}"),
-            ))
+            ));
         }
     };
     let handshake_threads = match handshake_threads {
@@ -491,6 +496,16 @@ mod tests {
         let e = parse(&text).expect_err("257 workers");
         assert!(e.problem.contains("receiver index"), "{e}");
         assert!(e.fix.contains("1 to 256"), "{e}");
+        // What was written, not Rust's debug text (`Count(0)`).
+        let text = format!("[interface]\nprivate_key = \"{}\"\nworkers = 0", key());
+        let e = parse(&text).expect_err("0 workers");
+        assert_eq!(e.problem, "0 is not a worker count", "{e}");
+        let text = format!(
+            "[interface]\nprivate_key = \"{}\"\nworkers = \"many\"",
+            key()
+        );
+        let e = parse(&text).expect_err("many workers");
+        assert_eq!(e.problem, "\"many\" is not a worker count", "{e}");
     }
 
     #[test]

@@ -186,9 +186,9 @@ impl ControlPlane {
                 let local = self.identity.as_ref().map(|i| &*i.local);
                 let id = self.peers.insert(update.public_key, local);
                 if quiet {
-                    tracing::debug!(peer = %update.public_key, id, "peer added");
+                    tracing::debug!(peer = %update.public_key, "peer added");
                 } else {
-                    tracing::info!(peer = %update.public_key, id, "peer added");
+                    tracing::info!(peer = %update.public_key, "peer added");
                 }
                 id
             }

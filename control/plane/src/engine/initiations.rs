@@ -105,9 +105,12 @@ impl ControlPlane {
             self.indices.free(old);
         }
         peer.handshake_tx_bytes += started.message.len() as u64;
+        let public = peer.public_key;
         self.counters.initiations_sent += 1;
         self.transmit(owner, (endpoint, None), &started.message);
-        tracing::debug!(peer = id, %endpoint, retry, "initiation sent");
+        // Logs name a peer by its public key only: the one identity the registry, the API's
+        // events and `wg show` share (the plane's slot number means nothing outside it).
+        tracing::debug!(peer = %public, %endpoint, retry, "initiation sent");
     }
 
     /// Retransmits unanswered initiations and gives up after REKEY_ATTEMPT_TIME; reports
