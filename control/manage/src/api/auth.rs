@@ -42,7 +42,7 @@ impl Refusals {
                     source = %source,
                     path,
                     earlier_unlogged = unlogged,
-                    "API sign-in refused: missing or wrong bearer token"
+                    "API sign-in refused: wrong bearer token"
                 );
                 *last = Some((now, 0));
             }
@@ -88,7 +88,11 @@ pub async fn require_token(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
-        state.refusals.note(from, request.uri().path());
+        // A request that carries no token is no sign-in attempt (a probe, a health check,
+        // the CLI finding which interface answers): only wrong tokens are logged.
+        if header.is_some() {
+            state.refusals.note(from, request.uri().path());
+        }
         // The interface is named so that a CLI holding another interface's token can find
         // the right one; the name is no secret (`ip link` shows it).
         let body = serde_json::json!({

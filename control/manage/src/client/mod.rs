@@ -105,14 +105,17 @@ pub fn find_token(
         return Ok((read_secret(&path)?, TokenSource::File(path)));
     }
     let name = interface.unwrap_or(plane::config::DEFAULT_INTERFACE);
-    let token = read_secret(&interface_secret(name))?;
-    Ok((
-        token,
-        TokenSource::Interface {
-            name: name.to_string(),
-            explicit: interface.is_some(),
-        },
-    ))
+    let source = TokenSource::Interface {
+        name: name.to_string(),
+        explicit: interface.is_some(),
+    };
+    match (read_secret(&interface_secret(name)), interface) {
+        (Ok(token), _) => Ok((token, source)),
+        // Without --interface the API may serve another interface: its 401 names it, and
+        // that interface's file is read then (see `ApiClient::send`).
+        (Err(_), None) => Ok((String::new(), source)),
+        (Err(e), Some(_)) => Err(e),
+    }
 }
 
 /// Where the API is and how to authenticate.
@@ -181,20 +184,31 @@ impl ApiClient {
     fn explain(&self, r: Refused) -> anyhow::Error {
         match r {
             Refused(0, message, _) => anyhow!("{message}"),
-            Refused(401, message, _) => anyhow!(
-                "the API refused (401): {message}; the token came from {}",
-                self.token.borrow().1
-            ),
+            Refused(401, message, _) => {
+                let (token, source) = &*self.token.borrow();
+                if token.is_empty() {
+                    // The default interface's file was missing, and no other was found.
+                    return match &source {
+                        TokenSource::Interface { name, .. } => {
+                            read_secret(&interface_secret(name)).err()
+                        }
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| anyhow!("no API token"));
+                }
+                anyhow!("the API refused (401): {message}; the token came from {source}")
+            }
             Refused(code, message, _) => anyhow!("the API refused ({code}): {message}"),
         }
     }
 
     fn send_once(&self, method: &str, path: &str, body: Option<&Value>) -> Result<String, Refused> {
         let url = format!("{}{path}", self.base);
-        let req = self.agent.request(method, &url).set(
-            "Authorization",
-            &format!("Bearer {}", self.token.borrow().0),
-        );
+        let mut req = self.agent.request(method, &url);
+        let token = self.token.borrow().0.clone();
+        if !token.is_empty() {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
         let result = match body {
             Some(b) => req.send_json(b.clone()),
             None => req.call(),
