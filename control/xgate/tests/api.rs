@@ -17,7 +17,15 @@ fn without_a_valid_token_nothing_is_answered() {
     for t in [None, Some("wrong"), Some("")] {
         let (status, body) = call(&rig, "GET", "/api/v1/peers", t, None);
         assert_eq!(status, 401, "{t:?}: {body}");
-        assert!(error_of(&body).contains("bearer token"), "{body}");
+        // The message, and the interface served (for the CLI to find its token).
+        let refused = json_of(&body);
+        assert!(
+            refused["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("bearer token")),
+            "{body}"
+        );
+        assert_eq!(refused["interface"], json!(rig.iface()), "{body}");
     }
     let (status, body) = call(&rig, "GET", "/api/v1/peers/1", Some("nope"), None);
     assert_eq!(status, 401, "{body}");
