@@ -22,7 +22,7 @@ apt-packages:
 
 # Installs only what is missing: Debian packages, then boringtun-cli from crates.io.
 deps:
-	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust 1.85 or newer (rustup)"; exit 1; }
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust 1.89 or newer (rustup)"; exit 1; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

@@ -217,7 +217,6 @@ impl Daemon {
             interface: s,
             manage,
         } = settings;
-        uapi::claim(&s.name).map_err(|e| anyhow!("interface.name: {e}"))?;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
         let (management, registered) = match Management::open(&manage, api_listener)? {
             Some((m, peers)) => (Some(m), peers),
@@ -335,7 +334,9 @@ impl Daemon {
 /// deletion; returns once everything it created is gone.
 pub fn up(mut settings: Settings) -> Result<()> {
     let launched = Instant::now();
-    // The API's port first: a busy one stops the start before any file is made.
+    // An interface of this name running already is said as such, before its API's port
+    // is found busy; then the API's port: a busy one stops the start before any file is made.
+    uapi::claim(&settings.interface.name).map_err(|e| anyhow!("interface.name: {e}"))?;
     let api_listener = manage::service::bind_api(&settings.manage)?;
     if let Some(path) = settings
         .interface

@@ -118,9 +118,25 @@ pub fn fetch_all() -> Result<Vec<Shown>> {
         Err(e) => return Err(e).with_context(|| format!("listing {}", uapi::SOCKET_DIR)),
     };
     names.sort();
-    // A socket of wireguard-go, or a stale one, is not xgate's: skipped, as `wg show` skips
-    // what it cannot read.
-    Ok(names.iter().filter_map(|n| fetch(n).ok()).collect())
+    // A socket of wireguard-go, or a stale one, is not xgate's: skipped. One this user may
+    // not open is said, not taken for "nothing runs".
+    let mut shown = Vec::new();
+    for name in &names {
+        match fetch(name) {
+            Ok(s) => shown.push(s),
+            Err(e) if denied(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Ok(shown)
+}
+
+/// True if `e` comes from a permission the system refused.
+fn denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    })
 }
 
 fn ago(epoch_secs: Option<u64>) -> String {

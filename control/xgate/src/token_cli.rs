@@ -113,16 +113,23 @@ pub fn run(action: TokenAction) -> Result<()> {
             let path = file.path()?;
             let gone = manage::api::revoke_token(&path, &which)?;
             let left = manage::api::read_tokens(&path)?.len();
+            let label = if gone.entry.label.is_empty() {
+                "-"
+            } else {
+                &gone.entry.label
+            };
             eprintln!(
-                "revoked {} ({}...); {left} token(s) left in {}",
-                if gone.label.is_empty() {
-                    "-"
-                } else {
-                    &gone.label
-                },
-                &gone.hash[..12.min(gone.hash.len())],
+                "revoked {label} ({}...); {left} token(s) left in {}",
+                &gone.entry.hash[..12.min(gone.entry.hash.len())],
                 path.display()
             );
+            if let Some(secret) = gone.secret_removed {
+                eprintln!(
+                    "removed {}, which held it: give the CLI another token (--token, \
+                     XGATE_TOKEN, --token-file)",
+                    secret.display()
+                );
+            }
             Ok(())
         }
     }

@@ -99,7 +99,8 @@ pub async fn require_token(
             "error": "missing or wrong bearer token (send Authorization: Bearer <token>)",
             "interface": state.interface,
         });
-        return Err((StatusCode::UNAUTHORIZED, Json(body)).into_response());
+        let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
+        return Err((StatusCode::UNAUTHORIZED, challenge, Json(body)).into_response());
     }
     Ok(next.run(request).await)
 }

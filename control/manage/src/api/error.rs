@@ -38,11 +38,30 @@ const QUOTED_CHARS: usize = 40;
 /// `text` quoted for an error message: whole if short, else its start and its length (an
 /// error never echoes unbounded input).
 pub fn quoted(text: &str) -> String {
-    if text.chars().count() <= QUOTED_CHARS {
+    quoted_within(text, QUOTED_CHARS)
+}
+
+/// `text` quoted whole if at most `chars` long, else its start and its length.
+pub fn quoted_within(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
         return format!("{text:?}");
     }
-    let start: String = text.chars().take(QUOTED_CHARS).collect();
+    let start: String = text.chars().take(chars).collect();
     format!("{start:?}... ({} bytes)", text.len())
+}
+
+/// Most characters of axum's own rejection texts passed on: they are mostly axum's words
+/// (\"Failed to deserialize query string: unknown field `bogus`...\"), with what the caller
+/// sent inside.
+pub const REJECTION_CHARS: usize = 200;
+
+/// An axum rejection text as an error message: bounded, unquoted.
+pub fn rejection_text(text: &str) -> String {
+    if text.chars().count() <= REJECTION_CHARS {
+        return text.to_string();
+    }
+    let start: String = text.chars().take(REJECTION_CHARS).collect();
+    format!("{start}... ({} bytes)", text.len())
 }
 
 impl IntoResponse for ApiError {
@@ -113,19 +132,17 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
+    let (parts, body) = response.into_parts();
     let message = if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allowed = response
-            .headers()
-            .get(header::ALLOW)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        // The router adds the Allow header after this layer: the message points at it.
         format!(
-            "{method} is not allowed on {} (allowed: {allowed}); see /openapi.json",
+            "{} is not allowed on {}: the Allow header lists the methods it takes; see \
+             /openapi.json",
+            quoted(method.as_str()),
             quoted(&path)
         )
     } else {
-        let body = axum::body::to_bytes(response.into_body(), REJECTION_TEXT)
+        let body = axum::body::to_bytes(body, REJECTION_TEXT)
             .await
             .unwrap_or_default();
         let text = String::from_utf8_lossy(&body);
@@ -133,9 +150,15 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         if text.is_empty() {
             status.canonical_reason().unwrap_or("error").to_string()
         } else {
-            // axum's texts quote the caller's value: bounded like every other echo.
-            quoted(text).trim_matches('"').to_string()
+            rejection_text(text)
         }
     };
-    ApiError::new(status, message).into_response()
+    // The answer's other headers (Allow on a 405, say) stay; the body and its type are new.
+    let mut answer = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }

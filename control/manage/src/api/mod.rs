@@ -11,7 +11,8 @@
 //! - `sse`: the server-sent event stream.
 //! - `last_seen`: tunnel-up times written to the registry, batched.
 //! - `metrics`: `/metrics` for Prometheus.
-//! - `tokens`: the token file.
+//! - `tokens`: the token file, read and watched.
+//! - `token_admin`: its edits (`xgate token`).
 //! - `limits`: body size and request deadline.
 //! - `serve`: connections (their cap, deadlines, shutdown).
 //! - `tls`: HTTPS from the operator's PEM files.
@@ -27,6 +28,7 @@ mod serve;
 mod sse;
 mod status;
 mod tls;
+mod token_admin;
 mod tokens;
 
 #[cfg(test)]
@@ -52,10 +54,10 @@ pub use limits::{Limits, MAX_BODY};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
-pub use tokens::{
-    add as add_token, entries as token_entries, load as read_tokens, load_or_create as load_tokens,
-    reload, revoke as revoke_token, secret_path, TokenEntry,
+pub use token_admin::{
+    add as add_token, entries as token_entries, revoke as revoke_token, Revoked, TokenEntry,
 };
+pub use tokens::{load as read_tokens, load_or_create as load_tokens, reload, secret_path};
 
 use plane::engine::{PlaneHandle, Published, WorkerRates};
 use plane::update::{DeviceUpdate, PeerUpdate};
@@ -242,14 +244,14 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
-            // serde quotes a wrongly typed value whole: only a bounded start of it is sent back.
+            // serde quotes a wrongly typed value whole: only a bounded start of it goes back.
             // The status stays axum's: 415 without a JSON content type, 422 for a body of
             // the wrong shape, 413 past the size limit, 400 for broken JSON.
             Err(rejection) => Err(ApiError::new(
                 rejection.status(),
                 format!(
                     "malformed request body: {}",
-                    error::quoted(&rejection.body_text()).trim_matches('"')
+                    error::rejection_text(&rejection.body_text())
                 ),
             )),
         }

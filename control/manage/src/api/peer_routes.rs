@@ -126,7 +126,12 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
             quoted(name)
         )));
     }
-    // Where a peer is named, digits alone are its id.
+    // Where a peer is named, digits alone are its id, and /peers/bulk is the bulk route.
+    if name == "bulk" {
+        return Err(ApiError::bad_request(format!(
+            "{field}: \"bulk\" is not a name here: /api/v1/peers/bulk is the bulk route"
+        )));
+    }
     if name.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::bad_request(format!(
             "{field}: {} is not a name: digits alone read as a peer id; add a letter",

@@ -25,7 +25,8 @@ pub fn secret_path(token_file: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Creates `path` (it must not exist) with `text`, mode 600, synced.
+pub(super) fn write_private(path: &Path, text: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -116,184 +117,29 @@ pub async fn watch(state: Arc<ApiState>) {
     let Some(path) = state.token_file.clone() else {
         return;
     };
-    let mut seen = stamp(&path);
+    // File calls off the API's only async thread: a stalled disk must not stall requests.
+    let look = |path: PathBuf| async move {
+        tokio::task::spawn_blocking(move || stamp(&path))
+            .await
+            .ok()
+            .flatten()
+    };
+    let mut seen = look(path.clone()).await;
     let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tick.tick().await;
-        let now = stamp(&path);
+        let now = look(path.clone()).await;
         if now != seen {
             seen = now;
-            reload(&state, &path);
+            let (state, path) = (state.clone(), path.clone());
+            let _ = tokio::task::spawn_blocking(move || reload(&state, &path)).await;
         }
     }
 }
 
 /// 64 hex digits as a hash.
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
+pub(super) fn parse_hash(text: &str) -> Option<[u8; 32]> {
     hex::decode(text)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-}
-
-/// What introduces the comment `xgate token add` writes above a hash.
-const LABEL_MARK: &str = "# token ";
-
-/// One accepted token as the file lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenEntry {
-    /// Its hash, hex.
-    pub hash: String,
-    /// The label given at `xgate token add` ("" for a hash written by hand).
-    pub label: String,
-    /// When it was added, as written ("" if unknown).
-    pub added: String,
-}
-
-/// The tokens `path` accepts, with the labels `add` wrote.
-pub fn entries(path: &Path) -> Result<Vec<TokenEntry>> {
-    load(path)?;
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut comment: Option<&str> = None;
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix(LABEL_MARK) {
-            comment = Some(rest);
-            continue;
-        }
-        if line.is_empty() || line.starts_with('#') {
-            comment = None;
-            continue;
-        }
-        let (label, added) = comment
-            .take()
-            .and_then(|c| c.rsplit_once(", added "))
-            .map_or((String::new(), String::new()), |(l, a)| {
-                (l.trim_matches('"').to_string(), a.to_string())
-            });
-        out.push(TokenEntry {
-            hash: line.to_lowercase(),
-            label,
-            added,
-        });
-    }
-    Ok(out)
-}
-
-/// Writes `text` to `path` whole or not at all (a new file renamed over it, mode 600), so the
-/// daemon never reads half a file.
-fn replace(path: &Path, text: &str) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut staged = path.as_os_str().to_owned();
-    staged.push(".new");
-    let staged = PathBuf::from(staged);
-    let _ = fs::remove_file(&staged);
-    write_private(&staged, text)?;
-    fs::rename(&staged, path).with_context(|| format!("replacing {}", path.display()))
-}
-
-/// Adds a fresh token labelled `label` (added at `added`, as written) to `path`, creating
-/// the file if needed; returns the token, which is stored nowhere.
-pub fn add(path: &Path, label: &str, added: &str) -> Result<String> {
-    if label.chars().any(char::is_control) || label.contains('"') || label.len() > 64 {
-        return Err(anyhow!(
-            "the label {label:?} cannot be used: at most 64 printable characters, no quotes"
-        ));
-    }
-    let mut text = match fs::read_to_string(path) {
-        Ok(t) => {
-            load(path)?;
-            t
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
-    };
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    let token = new_token();
-    text += &format!(
-        "{LABEL_MARK}\"{label}\", added {added}\n{}\n",
-        hex::encode(hash_token(&token))
-    );
-    replace(path, &text)?;
-    Ok(token)
-}
-
-/// Removes from `path` the token whose label is `which`, or whose hash starts with it (at
-/// least 8 hex digits); returns what was removed. Several matches remove nothing.
-pub fn revoke(path: &Path, which: &str) -> Result<TokenEntry> {
-    let all = entries(path)?;
-    let by_hash = which.len() >= 8 && which.bytes().all(|b| b.is_ascii_hexdigit());
-    let matches: Vec<&TokenEntry> = all
-        .iter()
-        .filter(|e| e.label == which || (by_hash && e.hash.starts_with(&which.to_lowercase())))
-        .collect();
-    let gone = match matches.as_slice() {
-        [one] => (*one).clone(),
-        [] => {
-            return Err(anyhow!(
-                "no token in {} is labelled {which:?} or has a hash starting so; \
-                 `xgate token list` shows them",
-                path.display()
-            ))
-        }
-        _ => {
-            return Err(anyhow!(
-                "{} tokens match {which:?}; give more of the hash (`xgate token list`)",
-                matches.len()
-            ))
-        }
-    };
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut kept: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        if line.trim().eq_ignore_ascii_case(&gone.hash) {
-            // Its label comment goes with it.
-            if kept
-                .last()
-                .is_some_and(|l| l.trim().starts_with(LABEL_MARK))
-            {
-                kept.pop();
-            }
-            continue;
-        }
-        kept.push(line);
-    }
-    let mut out = kept.join("\n");
-    out.push('\n');
-    replace(path, &out)?;
-    Ok(gone)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn added_tokens_are_accepted_listed_and_revoked() {
-        let dir = std::env::temp_dir().join(format!("xgate-tokens-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let path = dir.join("t.api-tokens");
-        let first = add(&path, "alice", "2026-12-03T07:00:00Z").expect("add");
-        let second = add(&path, "bob", "2026-12-03T07:01:00Z").expect("add");
-        let hashes = load(&path).expect("load");
-        assert_eq!(hashes, vec![hash_token(&first), hash_token(&second)]);
-        let listed = entries(&path).expect("entries");
-        assert_eq!(listed[0].label, "alice");
-        assert_eq!(listed[1].added, "2026-12-03T07:01:00Z");
-        assert!(revoke(&path, "carol").is_err(), "no such label");
-        let gone = revoke(&path, &listed[1].hash[..12]).expect("by hash prefix");
-        assert_eq!(gone.label, "bob");
-        assert_eq!(load(&path).expect("load"), vec![hash_token(&first)]);
-        revoke(&path, "alice").expect("by label");
-        assert!(load(&path).expect("load").is_empty());
-        assert!(!fs::read_to_string(&path).expect("file").contains("alice"));
-        let _ = fs::remove_dir_all(&dir);
-    }
 }

@@ -125,6 +125,20 @@ pub struct ApiClient {
     agent: ureq::Agent,
 }
 
+/// True if the API URL `base` names this host (loopback or `localhost`).
+fn on_this_host(base: &str) -> bool {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// What an error answer says: its message, and the interface a 401 names.
 fn refusal(text: &str) -> (String, Option<String>) {
     match serde_json::from_str::<Value>(text) {
@@ -175,9 +189,14 @@ impl ApiClient {
         }
     }
 
+    /// Whether a 401 naming interface `served` may lead to that interface's local secret:
+    /// only from an API on this host (a remote one, or someone in the middle, must not pick
+    /// which local token is sent to it) and only for a real interface name.
     fn may_switch_to(&self, served: &str) -> bool {
         matches!(&self.token.borrow().1,
             TokenSource::Interface { name, explicit: false } if name != served)
+            && plane::config::validate_interface_name(served).is_ok()
+            && on_this_host(&self.base)
             && interface_secret(served).exists()
     }
 
@@ -313,6 +332,24 @@ pub fn component(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_api_on_this_host_may_pick_the_local_token() {
+        for base in [
+            "http://127.0.0.1:9180",
+            "https://[::1]:9180/",
+            "http://localhost",
+        ] {
+            assert!(on_this_host(base), "{base}");
+        }
+        for base in [
+            "http://192.0.2.1:9180",
+            "https://vpn.example.com",
+            "http://[2001:db8::1]",
+        ] {
+            assert!(!on_this_host(base), "{base}");
+        }
+    }
 
     #[test]
     fn an_empty_token_counts_as_unset() {

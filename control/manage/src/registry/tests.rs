@@ -62,7 +62,7 @@ fn new_peer(n: u8, group: &str) -> NewPeer {
         name: format!("user-{n}"),
         group: group.into(),
         public_key: PublicKey(key),
-        preshared_key: (n % 2 == 0).then_some([n; 32]),
+        preshared_key: n.is_multiple_of(2).then_some([n; 32]),
         allowed_ips: if n == 3 {
             vec!["192.168.30.0/24".parse().expect("prefix")]
         } else {

@@ -98,7 +98,7 @@ impl<J> Admission<J> {
         let mut jobs = Vec::with_capacity(room.min(self.waiting()));
         while jobs.len() < room {
             self.fed = self.fed.wrapping_add(1);
-            let next = if self.fed % 4 == 0 {
+            let next = if self.fed.is_multiple_of(4) {
                 self.unproven.pop().or_else(|| self.proven.pop())
             } else {
                 self.proven.pop().or_else(|| self.unproven.pop())
