@@ -1,0 +1,27 @@
+//! Sans-IO IKEv2 (RFC 7296), in the style of `proto` for WireGuard: bytes and time in; bytes,
+//! events and deadlines out; no sockets and no clock. The daemon runs the responder, the
+//! loadtest and the tests the initiator, over the same rules.
+//!
+//! - `header`: the fixed 28-byte IKE header.
+//! - `payloads`: the generic payload chain, read with every length checked, and written.
+//! - `message`: a whole message: header and payload chain, both ways.
+//! - `prf`: the negotiated pseudo-random function and `prf+`.
+//! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
+//! - `error`: why a message or a derivation was refused.
+#![forbid(unsafe_code)]
+
+mod error;
+mod header;
+mod keys;
+mod message;
+mod payloads;
+mod prf;
+
+pub use error::ParseError;
+pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
+pub use keys::{
+    child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,
+};
+pub use message::{Message, MAX_MESSAGE};
+pub use payloads::{Payload, PayloadType};
+pub use prf::{Prf, PrfError};
