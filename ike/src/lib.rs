@@ -5,6 +5,8 @@
 //! - `header`: the fixed 28-byte IKE header.
 //! - `payloads`: the generic payload chain, read with every length checked, and written.
 //! - `message`: a whole message: header and payload chain, both ways.
+//! - `proposals`: the SA payload's proposals and transforms.
+//! - `suite`: the algorithms spoken here and the choice among an initiator's proposals.
 //! - `prf`: the negotiated pseudo-random function and `prf+`.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
@@ -16,6 +18,8 @@ mod keys;
 mod message;
 mod payloads;
 mod prf;
+mod proposals;
+mod suite;
 
 pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
@@ -25,3 +29,7 @@ pub use keys::{
 pub use message::{Message, MAX_MESSAGE};
 pub use payloads::{Payload, PayloadType};
 pub use prf::{Prf, PrfError};
+pub use proposals::{
+    read_sa, write_sa, Proposal, ProtocolId, SaError, Transform, TransformType, MAX_ITEMS,
+};
+pub use suite::{choose, Chosen, DhGroup, Encr, Integ, NoProposalChosen, Policy, Suite};

@@ -67,3 +67,64 @@ proptest! {
         }
     }
 }
+
+/// A strongSwan-like offer: GCM with two groups, then CBC with SHA-256.
+fn seed_sa() -> Vec<u8> {
+    use ike::{Proposal, ProtocolId, Transform, TransformType};
+    let t = |k: u8, id: u16, key_bits: Option<u16>| Transform {
+        kind: TransformType(k),
+        id,
+        key_bits,
+        unknown_attribute: false,
+    };
+    ike::write_sa(&[
+        Proposal {
+            number: 1,
+            protocol: ProtocolId::IKE,
+            spi: Vec::new(),
+            transforms: vec![
+                t(1, 20, Some(256)),
+                t(2, 5, None),
+                t(4, 31, None),
+                t(4, 19, None),
+            ],
+        },
+        Proposal {
+            number: 2,
+            protocol: ProtocolId::IKE,
+            spi: Vec::new(),
+            transforms: vec![
+                t(1, 12, Some(256)),
+                t(2, 5, None),
+                t(3, 12, None),
+                t(4, 14, None),
+            ],
+        },
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    #[test]
+    fn mutated_sa_payloads_never_panic(
+        flips in proptest::collection::vec((0usize..120, any::<u8>()), 1..5),
+        cut in 0usize..130,
+    ) {
+        let mut body = seed_sa();
+        for (at, v) in flips {
+            if let Some(b) = body.get_mut(at) {
+                *b = v;
+            }
+        }
+        body.truncate(cut);
+        if let Ok(offer) = ike::read_sa(&body) {
+            let _ = ike::choose(&offer, ike::ProtocolId::IKE, &ike::Policy::modern());
+            // Unknown attributes are not written back: their transforms are never chosen.
+            let clean = offer.iter().all(|p| p.transforms.iter().all(|t| !t.unknown_attribute));
+            if clean {
+                prop_assert_eq!(ike::read_sa(&ike::write_sa(&offer)).ok(), Some(offer));
+            }
+        }
+    }
+}
