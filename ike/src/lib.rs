@@ -8,25 +8,34 @@
 //! - `proposals`: the SA payload's proposals and transforms.
 //! - `suite`: the algorithms spoken here and the choice among an initiator's proposals.
 //! - `prf`: the negotiated pseudo-random function and `prf+`.
+//! - `dh`: ephemeral Diffie-Hellman keys and the KE payload.
+//! - `notify`: Notify payloads and the types used.
+//! - `nat`: NAT detection hashes.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
+mod dh;
 mod error;
 mod header;
 mod keys;
 mod message;
+mod nat;
+mod notify;
 mod payloads;
 mod prf;
 mod proposals;
 mod suite;
 
+pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
 pub use keys::{
     child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,
 };
 pub use message::{Message, MAX_MESSAGE};
+pub use nat::{nat_finding, nat_hash, NatFinding};
+pub use notify::{Notify, NotifyType};
 pub use payloads::{Payload, PayloadType};
 pub use prf::{Prf, PrfError};
 pub use proposals::{
