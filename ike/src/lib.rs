@@ -11,10 +11,13 @@
 //! - `dh`: ephemeral Diffie-Hellman keys and the KE payload.
 //! - `notify`: Notify payloads and the types used.
 //! - `nat`: NAT detection hashes.
+//! - `cookie`: stateless cookies for a responder under load.
+//! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
+mod cookie;
 mod dh;
 mod error;
 mod header;
@@ -25,8 +28,10 @@ mod notify;
 mod payloads;
 mod prf;
 mod proposals;
+mod sa_init;
 mod suite;
 
+pub use cookie::{CookieJar, COOKIE_LEN};
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
@@ -40,5 +45,9 @@ pub use payloads::{Payload, PayloadType};
 pub use prf::{Prf, PrfError};
 pub use proposals::{
     read_sa, write_sa, Proposal, ProtocolId, SaError, Transform, TransformType, MAX_ITEMS,
+};
+pub use sa_init::{
+    respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
+    InitiatorInit,
 };
 pub use suite::{choose, Chosen, DhGroup, Encr, Integ, NoProposalChosen, Policy, Suite};

@@ -128,3 +128,72 @@ proptest! {
         }
     }
 }
+
+/// A request from this crate's initiator, and the responder's addresses.
+fn seed_request() -> (Vec<u8>, ike::Endpoints) {
+    let rng = ring::rand::SystemRandom::new();
+    let client: std::net::SocketAddr = "10.0.0.2:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
+    let server: std::net::SocketAddr = "10.0.0.1:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
+    let t = |k: u8, id: u16, key_bits: Option<u16>| ike::Transform {
+        kind: ike::TransformType(k),
+        id,
+        key_bits,
+        unknown_attribute: false,
+    };
+    let offer = vec![ike::Proposal {
+        number: 1,
+        protocol: ike::ProtocolId::IKE,
+        spi: Vec::new(),
+        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
+    }];
+    let ends = ike::Endpoints {
+        local: client,
+        remote: server,
+    };
+    let request = ike::InitiatorInit::start(
+        offer,
+        ike::Policy::modern(),
+        ike::DhGroup::Curve25519,
+        ends,
+        &rng,
+    )
+    .map(|i| i.request)
+    .unwrap_or_default();
+    (
+        request,
+        ike::Endpoints {
+            local: server,
+            remote: client,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// Mutated IKE_SA_INIT requests into the responder: answered, refused with a reason, or
+    /// dropped; never a panic, and a reply is always a readable message.
+    #[test]
+    fn mutated_requests_never_panic_the_responder(
+        flips in proptest::collection::vec((0usize..260, any::<u8>()), 0..6),
+        cut in 0usize..300,
+        cookie in any::<bool>(),
+    ) {
+        let rng = ring::rand::SystemRandom::new();
+        let jar = ike::CookieJar::new(&rng);
+        prop_assert!(jar.is_some());
+        let Some(jar) = jar else { return Ok(()) };
+        let (mut bytes, ends) = seed_request();
+        for (at, v) in flips {
+            if let Some(b) = bytes.get_mut(at) {
+                *b = v;
+            }
+        }
+        bytes.truncate(cut.max(1));
+        match ike::respond_init(&bytes, ends, &ike::Policy::modern(), (&jar, cookie), &rng) {
+            ike::InitAnswer::Accepted(sa) => prop_assert!(Message::parse(&sa.response).is_ok()),
+            ike::InitAnswer::Refused { reply: Some(r), .. } => prop_assert!(Message::parse(&r).is_ok()),
+            ike::InitAnswer::Refused { reply: None, .. } => {}
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! IKE_SA_INIT between this crate's initiator and responder: the same keys on both sides,
+//! the cookie and INVALID_KE_PAYLOAD round trips, refusals that say why, and NAT detection.
+
+use ring::rand::SystemRandom;
+
+use super::*;
+use crate::cookie::CookieJar;
+use crate::proposals::{Proposal, ProtocolId, Transform, TransformType};
+use crate::suite::{DhGroup, Encr, Policy};
+
+fn t(kind: u8, id: u16, key_bits: Option<u16>) -> Transform {
+    Transform {
+        kind: TransformType(kind),
+        id,
+        key_bits,
+        unknown_attribute: false,
+    }
+}
+
+/// GCM-256 then ChaCha20-Poly1305, each with SHA2-256/384 PRFs and Curve25519, P-256.
+fn offer() -> Vec<Proposal> {
+    let rest = [t(2, 5, None), t(2, 6, None), t(4, 31, None), t(4, 19, None)];
+    [t(1, 20, Some(256)), t(1, 28, None)]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Proposal {
+            number: i as u8 + 1,
+            protocol: ProtocolId::IKE,
+            spi: Vec::new(),
+            transforms: std::iter::once(*e).chain(rest).collect(),
+        })
+        .collect()
+}
+
+fn ends() -> (Endpoints, Endpoints) {
+    let client = "10.0.0.2:500".parse().expect("addr");
+    let server = "10.0.0.1:500".parse().expect("addr");
+    (
+        Endpoints {
+            local: client,
+            remote: server,
+        },
+        Endpoints {
+            local: server,
+            remote: client,
+        },
+    )
+}
+
+fn accepted(answer: InitAnswer) -> Box<HalfOpen> {
+    match answer {
+        InitAnswer::Accepted(sa) => sa,
+        InitAnswer::Refused { why, .. } => panic!("refused: {why}"),
+    }
+}
+
+fn refused(answer: InitAnswer) -> (Option<Vec<u8>>, InitRefusal) {
+    match answer {
+        InitAnswer::Refused { reply, why } => (reply, why),
+        InitAnswer::Accepted(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn both_sides_derive_the_same_keys() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
+        .expect("request");
+    let ours = accepted(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    let theirs = match init.on_response(&ours.response).expect("response") {
+        InitReply::Established(sa) => sa,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ours.suite.encr, Encr::AesGcm16 { key_bits: 256 });
+    assert_eq!((ours.spi_i, ours.spi_r), (theirs.spi_i, theirs.spi_r));
+    assert_eq!(ours.keys, theirs.keys, "the same seven keys");
+    assert_eq!(ours.keys.sk_ei.len(), 36);
+    assert_eq!(
+        (ours.request.clone(), ours.response.clone()),
+        (theirs.request, theirs.response)
+    );
+    assert!(ours.fragmentation && theirs.fragmentation && ours.signature_hashes);
+    assert_eq!(
+        (ours.nat, theirs.nat),
+        (Default::default(), Default::default())
+    );
+}
+
+#[test]
+fn a_cookie_is_asked_for_and_then_taken() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
+        .expect("request");
+    let (reply, why) = refused(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, true),
+        &rng,
+    ));
+    assert_eq!(why, InitRefusal::CookieNeeded);
+    let cookie = match init_reply(&init, &reply) {
+        InitReply::RetryWithCookie(c) => c,
+        other => panic!("{other:?}"),
+    };
+    let init = init.retry_with_cookie(&cookie).expect("retry");
+    let sa = accepted(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, true),
+        &rng,
+    ));
+    assert!(matches!(
+        init.on_response(&sa.response),
+        Ok(InitReply::Established(_))
+    ));
+    // From another address, the same cookie does not hold.
+    let elsewhere = Endpoints {
+        remote: "10.0.0.3:500".parse().expect("addr"),
+        ..server
+    };
+    let (_, why) = refused(respond_init(
+        &sa.request,
+        elsewhere,
+        &Policy::modern(),
+        (&jar, true),
+        &rng,
+    ));
+    assert_eq!(why, InitRefusal::CookieNeeded);
+}
+
+/// What `init` makes of the responder's `reply`, without consuming it.
+fn init_reply(init: &InitiatorInit, reply: &Option<Vec<u8>>) -> InitReply {
+    let bytes = reply.as_deref().expect("a reply");
+    let m = Message::parse(bytes).expect("a message");
+    assert_eq!(m.header.spi_i, init_spi(init));
+    let notifies = notifies_of(&m).expect("notifies");
+    if let Some(c) = first_notify(&notifies, NotifyType::COOKIE) {
+        return InitReply::RetryWithCookie(c.to_vec());
+    }
+    let n = notifies.first().expect("a notify");
+    if n.kind == NotifyType::INVALID_KE_PAYLOAD {
+        let id = u16::from_be_bytes([n.data[0], n.data[1]]);
+        return InitReply::RetryWithGroup(DhGroup::from_id(id).expect("a group"));
+    }
+    InitReply::Refused(n.kind)
+}
+
+fn init_spi(init: &InitiatorInit) -> [u8; 8] {
+    Message::parse(&init.request).expect("request").header.spi_i
+}
+
+#[test]
+fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    // P-256's KE, though Curve25519 comes first in the offer and is chosen.
+    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Ecp256, client, &rng)
+        .expect("request");
+    let (reply, why) = refused(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert_eq!(
+        why,
+        InitRefusal::InvalidKe {
+            offered: 19,
+            wanted: DhGroup::Curve25519
+        }
+    );
+    let group = match init_reply(&init, &reply) {
+        InitReply::RetryWithGroup(g) => g,
+        other => panic!("{other:?}"),
+    };
+    let init = init.retry_with_group(group, &rng).expect("retry");
+    let sa = accepted(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert!(matches!(
+        init.on_response(&sa.response),
+        Ok(InitReply::Established(_))
+    ));
+}
+
+#[test]
+fn nothing_in_common_is_refused_and_says_what_was_offered() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    let cbc = vec![Proposal {
+        number: 1,
+        protocol: ProtocolId::IKE,
+        spi: Vec::new(),
+        transforms: vec![
+            t(1, 12, Some(256)),
+            t(2, 2, None),
+            t(3, 2, None),
+            t(4, 31, None),
+        ],
+    }];
+    let mut lenient = Policy::modern();
+    lenient.encr.push(Encr::AesCbc { key_bits: 256 });
+    let init =
+        InitiatorInit::start(cbc, lenient, DhGroup::Curve25519, client, &rng).expect("request");
+    let (reply, why) = refused(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert_eq!(
+        why,
+        InitRefusal::NoProposalChosen("1: ENCR 12/256, PRF 2, INTEG 2, DH 31".into())
+    );
+    let reply = reply.expect("a reply");
+    assert!(matches!(
+        init.on_response(&reply),
+        Ok(InitReply::Refused(NotifyType::NO_PROPOSAL_CHOSEN))
+    ));
+}
+
+#[test]
+fn a_rewritten_source_address_is_found_on_both_sides() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
+        .expect("request");
+    // A NAT rewrote 10.0.0.2:500 to 198.51.100.7:40001 on the way.
+    let seen = Endpoints {
+        remote: "198.51.100.7:40001".parse().expect("addr"),
+        ..server
+    };
+    let sa = accepted(respond_init(
+        &init.request,
+        seen,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert!(sa.nat.peer_behind_nat && !sa.nat.self_behind_nat);
+    let theirs = match init.on_response(&sa.response).expect("response") {
+        InitReply::Established(sa) => sa,
+        other => panic!("{other:?}"),
+    };
+    assert!(theirs.nat.self_behind_nat && !theirs.nat.peer_behind_nat);
+}
+
+#[test]
+fn what_is_not_a_first_request_is_dropped_with_a_reason() {
+    let rng = SystemRandom::new();
+    let jar = CookieJar::new(&rng).expect("jar");
+    let (client, server) = ends();
+    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
+        .expect("request");
+    let (reply, why) = refused(respond_init(
+        &init.request[..40],
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert!(reply.is_none() && matches!(why, InitRefusal::Malformed(_)));
+    let sa = accepted(respond_init(
+        &init.request,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    let (reply, why) = refused(respond_init(
+        &sa.response,
+        server,
+        &Policy::modern(),
+        (&jar, false),
+        &rng,
+    ));
+    assert!(reply.is_none());
+    assert_eq!(why, InitRefusal::NotARequest, "a response is not a request");
+}
