@@ -13,6 +13,7 @@
 //! - `nat`: NAT detection hashes.
 //! - `cookie`: stateless cookies for a responder under load.
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
+//! - `sk`: the Encrypted payload with an AEAD cipher.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ mod payloads;
 mod prf;
 mod proposals;
 mod sa_init;
+mod sk;
 mod suite;
 
 pub use cookie::{CookieJar, COOKIE_LEN};
@@ -50,4 +52,5 @@ pub use sa_init::{
     respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
     InitiatorInit,
 };
+pub use sk::{SkCipher, SkError, ICV_LEN, IV_LEN};
 pub use suite::{choose, Chosen, DhGroup, Encr, Integ, NoProposalChosen, Policy, Suite};
