@@ -14,14 +14,19 @@
 //! - `cookie`: stateless cookies for a responder under load.
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
 //! - `sk`: the Encrypted payload with an AEAD cipher.
+//! - `identity`: ID payloads and the PSK AUTH value.
+//! - `selectors`: traffic selectors and their narrowing.
+//! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
+mod config_payload;
 mod cookie;
 mod dh;
 mod error;
 mod header;
+mod identity;
 mod keys;
 mod message;
 mod nat;
@@ -30,13 +35,18 @@ mod payloads;
 mod prf;
 mod proposals;
 mod sa_init;
+mod selectors;
 mod sk;
 mod suite;
 
+pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
+pub use identity::{
+    auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, IdType, Identity,
+};
 pub use keys::{
     child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,
 };
@@ -52,5 +62,6 @@ pub use sa_init::{
     respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
     InitiatorInit,
 };
+pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};
 pub use sk::{SkCipher, SkError, ICV_LEN, IV_LEN};
 pub use suite::{choose, Chosen, DhGroup, Encr, Integ, NoProposalChosen, Policy, Suite};

@@ -197,3 +197,25 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// The bodies IKE_AUTH carries, read from random bytes: read or refused, never a panic;
+    /// what is read writes back to something that reads the same.
+    #[test]
+    fn random_auth_payload_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..120)) {
+        if let Ok(ts) = ike::read_ts(&bytes) {
+            prop_assert_eq!(ike::read_ts(&ike::ts_body(&ts)).ok(), Some(ts));
+        }
+        if let Ok(cp) = ike::ConfigPayload::read(&bytes) {
+            let _ = cp.assignment();
+            prop_assert_eq!(ike::ConfigPayload::read(&cp.body()).ok(), Some(cp));
+        }
+        if let Ok(id) = ike::Identity::read(&bytes) {
+            let _ = id.display();
+        }
+        let _ = ike::read_auth(&bytes);
+        let _ = ike::Notify::read(&bytes);
+    }
+}
