@@ -17,6 +17,7 @@
 //! - `identity`: ID payloads and the PSK AUTH value.
 //! - `selectors`: traffic selectors and their narrowing.
 //! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
+//! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ mod dh;
 mod error;
 mod header;
 mod identity;
+mod ike_auth;
 mod keys;
 mod message;
 mod nat;
@@ -46,6 +48,10 @@ pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
 pub use identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, IdType, Identity,
+};
+pub use ike_auth::{
+    respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, EspKeys,
+    Established, Grant, Users, AUTH_MESSAGE_ID,
 };
 pub use keys::{
     child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,

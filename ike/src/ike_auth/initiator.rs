@@ -1,0 +1,208 @@
+//! The initiator's IKE_AUTH with a pre-shared key (tests, the loadtest's simulated users):
+//! the request (ID, AUTH, CP request, ESP proposals, selectors for everything) and the reading
+//! of the response into the same CHILD_SA the responder installed.
+
+use zeroize::Zeroizing;
+
+use super::{child_keys, iv_for, ChildSa, Established, AUTH_MESSAGE_ID};
+use crate::config_payload::{attr, CfgType, ConfigPayload, CpAttribute};
+use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
+use crate::identity::{
+    auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
+};
+use crate::message::Message;
+use crate::notify::{Notify, NotifyType};
+use crate::payloads::{read_chain, write_chain, Payload, PayloadType};
+use crate::prf::Prf;
+use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
+use crate::sa_init::{HalfOpen, InitiatorError};
+use crate::selectors::{read_ts, ts_body, TrafficSelector};
+use crate::sk::SkCipher;
+use crate::suite::{choose, Policy};
+
+/// An IKE_AUTH request on its way.
+#[derive(Debug)]
+pub struct AuthInitiator {
+    sa: HalfOpen,
+    psk: Zeroizing<Vec<u8>>,
+    offer: Vec<Proposal>,
+    policy: Policy,
+    /// The request to send (again, on a retransmission).
+    pub request: Vec<u8>,
+}
+
+/// What the response says.
+#[derive(Debug)]
+pub enum AuthOutcome {
+    /// Authenticated, with the first CHILD_SA.
+    Established(Box<Established>),
+    /// The responder refused with this error.
+    Refused(NotifyType),
+}
+
+fn payload(kind: PayloadType, body: &[u8]) -> Payload<'_> {
+    Payload {
+        kind,
+        critical: false,
+        body,
+        next: PayloadType::NONE,
+    }
+}
+
+fn prf_of(sa: &HalfOpen) -> Prf {
+    sa.suite.prf.unwrap_or(Prf::HmacSha256)
+}
+
+/// Asks for both families' address and DNS, as strongSwan's clients do.
+fn cp_request() -> Vec<u8> {
+    let ask = |kind| CpAttribute {
+        kind,
+        value: Vec::new(),
+    };
+    ConfigPayload {
+        cfg: CfgType::REQUEST,
+        attributes: vec![
+            ask(attr::INTERNAL_IP4_ADDRESS),
+            ask(attr::INTERNAL_IP6_ADDRESS),
+            ask(attr::INTERNAL_IP4_DNS),
+            ask(attr::INTERNAL_IP6_DNS),
+        ],
+    }
+    .body()
+}
+
+impl AuthInitiator {
+    /// The request of the user `id` with `psk` on the half-open `sa`, offering `offer` (ESP
+    /// proposals carrying this side's 4-byte SPI) that `policy` accepts back.
+    pub fn start(
+        sa: HalfOpen,
+        id: &Identity,
+        psk: &[u8],
+        offer: Vec<Proposal>,
+        policy: Policy,
+    ) -> Result<Self, InitiatorError> {
+        let prf = prf_of(&sa);
+        let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
+        let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed));
+        let (idi, cp, sa_body) = (id.body(), cp_request(), write_sa(&offer));
+        let everything = ts_body(&TrafficSelector::everything());
+        let payloads = [
+            payload(PayloadType::IDI, &idi),
+            payload(PayloadType::AUTH, &auth),
+            payload(PayloadType::CP, &cp),
+            payload(PayloadType::SA, &sa_body),
+            payload(PayloadType::TSI, &everything),
+            payload(PayloadType::TSR, &everything),
+        ];
+        let mut chain = Vec::new();
+        let first = write_chain(&mut chain, &payloads)?;
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: sa.spi_r,
+            next_payload: 0,
+            version: IKEV2_VERSION,
+            exchange: ExchangeType::IKE_AUTH,
+            flags: Flags::new(true, false),
+            message_id: AUTH_MESSAGE_ID,
+            length: 0,
+        };
+        let cipher = SkCipher::new(sa.suite.encr, &sa.keys.sk_ei)
+            .map_err(|_| InitiatorError::Unacceptable("an IKE cipher without SK support"))?;
+        let request = cipher
+            .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, false))
+            .map_err(|_| InitiatorError::Unacceptable("a request too long"))?;
+        Ok(Self {
+            sa,
+            psk: Zeroizing::new(psk.to_vec()),
+            offer,
+            policy,
+            request,
+        })
+    }
+
+    /// Reads the response.
+    pub fn on_response(self, bytes: &[u8]) -> Result<AuthOutcome, InitiatorError> {
+        let bad = InitiatorError::Unacceptable;
+        let m = Message::parse(bytes)?;
+        let h = m.header;
+        if (h.spi_i, h.spi_r) != (self.sa.spi_i, self.sa.spi_r)
+            || h.exchange != ExchangeType::IKE_AUTH
+            || !h.flags.is_response()
+            || h.message_id != AUTH_MESSAGE_ID
+        {
+            return Err(InitiatorError::NotOurs);
+        }
+        let sk = m.find(PayloadType::SK).ok_or(bad("no Encrypted payload"))?;
+        let cipher = SkCipher::new(self.sa.suite.encr, &self.sa.keys.sk_er)
+            .map_err(|_| bad("an IKE cipher without SK support"))?;
+        let inner = cipher
+            .open(bytes, sk.body.len())
+            .map_err(|_| bad("an Encrypted payload that does not open"))?;
+        let payloads = read_chain(sk.next, &inner)?;
+        let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+        for p in payloads.iter().filter(|p| p.kind == PayloadType::NOTIFY) {
+            let n = Notify::read(p.body)?;
+            if n.kind.is_error() {
+                return Ok(AuthOutcome::Refused(n.kind));
+            }
+        }
+        let idr = Identity::read(find(PayloadType::IDR).ok_or(bad("no IDr"))?)?;
+        let (method, value) = read_auth(find(PayloadType::AUTH).ok_or(bad("no AUTH"))?)?;
+        let prf = prf_of(&self.sa);
+        let signed = signed_octets(
+            prf,
+            &self.sa.response,
+            &self.sa.ni,
+            &self.sa.keys.sk_pr,
+            &idr,
+        );
+        if method != AuthMethod::PSK || !psk_auth_holds(prf, &self.psk, &signed, value) {
+            return Err(bad("the responder's AUTH does not verify"));
+        }
+        let answer = read_sa(find(PayloadType::SA).ok_or(bad("no SA"))?)
+            .map_err(|_| bad("an unreadable SA"))?;
+        let ours = |p: &Proposal| {
+            self.offer.iter().any(|o| {
+                o.number == p.number && p.transforms.iter().all(|t| o.transforms.contains(t))
+            })
+        };
+        if answer.len() != 1 || !ours(&answer[0]) {
+            return Err(bad("an ESP SA that was not offered"));
+        }
+        let suite = choose(&answer, ProtocolId::ESP, &self.policy)
+            .map_err(|_| bad("an ESP SA outside the policy"))?
+            .suite;
+        let spi_r = <[u8; 4]>::try_from(answer[0].spi.as_slice())
+            .map_err(|_| bad("an SPI not of 4 bytes"))?;
+        let our = self
+            .offer
+            .iter()
+            .find(|o| o.number == answer[0].number)
+            .ok_or(bad("no proposal"))?;
+        let spi_i =
+            <[u8; 4]>::try_from(our.spi.as_slice()).map_err(|_| bad("our SPI not of 4 bytes"))?;
+        let ts_i = read_ts(find(PayloadType::TSI).ok_or(bad("no TSi"))?)?;
+        let ts_r = read_ts(find(PayloadType::TSR).ok_or(bad("no TSr"))?)?;
+        let assignment = find(PayloadType::CP)
+            .map(ConfigPayload::read)
+            .transpose()?
+            .map(|c| c.assignment())
+            .unwrap_or_default();
+        let (i_to_r, r_to_i) =
+            child_keys(prf, &self.sa.keys.sk_d, (&self.sa.ni, &self.sa.nr), &suite)
+                .map_err(|_| bad("ESP key lengths"))?;
+        Ok(AuthOutcome::Established(Box::new(Established {
+            peer: idr,
+            child: ChildSa {
+                spi_i,
+                spi_r,
+                suite,
+                i_to_r,
+                r_to_i,
+                ts_i,
+                ts_r,
+            },
+            assignment,
+        })))
+    }
+}

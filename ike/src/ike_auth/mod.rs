@@ -1,0 +1,101 @@
+//! IKE_AUTH with a pre-shared key per user (RFC 7296 §1.2, §2.15, §2.17): the responder's
+//! rules in `responder`, the initiator's (tests, the loadtest) in `initiator`. Both end in the
+//! same established IKE SA and first CHILD_SA (ESP keys per direction, traffic selectors, the
+//! virtual addresses).
+
+mod initiator;
+mod responder;
+
+#[cfg(test)]
+mod tests;
+
+pub use initiator::{AuthInitiator, AuthOutcome};
+pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, Users};
+
+use zeroize::Zeroizing;
+
+use crate::config_payload::Assignment;
+use crate::identity::Identity;
+use crate::keys::child_keymat;
+use crate::prf::{Prf, PrfError};
+use crate::selectors::TrafficSelector;
+use crate::suite::Suite;
+
+/// The message ID of the IKE_AUTH exchange (the first after IKE_SA_INIT).
+pub const AUTH_MESSAGE_ID: u32 = 1;
+
+/// One direction's ESP keys: encryption (with salt), integrity (empty with an AEAD).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspKeys {
+    /// Encryption key and salt.
+    pub encr: Zeroizing<Vec<u8>>,
+    /// Integrity key.
+    pub integ: Zeroizing<Vec<u8>>,
+}
+
+/// A CHILD_SA: its SPIs, suite, keys per direction and traffic selectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSa {
+    /// The SPI the initiator receives on (its proposal's).
+    pub spi_i: [u8; 4],
+    /// The SPI the responder receives on.
+    pub spi_r: [u8; 4],
+    /// The ESP algorithms.
+    pub suite: Suite,
+    /// Keys of initiator → responder traffic.
+    pub i_to_r: EspKeys,
+    /// Keys of responder → initiator traffic.
+    pub r_to_i: EspKeys,
+    /// The initiator's side's selectors (the client's virtual addresses).
+    pub ts_i: Vec<TrafficSelector>,
+    /// The responder's side's selectors (what the client reaches).
+    pub ts_r: Vec<TrafficSelector>,
+}
+
+/// An authenticated IKE SA with its first CHILD_SA.
+#[derive(Debug)]
+pub struct Established {
+    /// The peer's identity.
+    pub peer: Identity,
+    /// The first CHILD_SA.
+    pub child: ChildSa,
+    /// The addresses and DNS given to (or received by) the initiator.
+    pub assignment: Assignment,
+}
+
+/// The CHILD_SA's keys, cut from KEYMAT in RFC 7296 §2.17's order: initiator → responder
+/// encryption and integrity, then responder → initiator.
+fn child_keys(
+    prf: Prf,
+    sk_d: &[u8],
+    nonces: (&[u8], &[u8]),
+    suite: &Suite,
+) -> Result<(EspKeys, EspKeys), PrfError> {
+    let lens = suite.key_lengths();
+    let keymat = child_keymat(prf, sk_d, None, nonces, 2 * (lens.encr + lens.integ))?;
+    let mut at = 0;
+    let mut take = |n: usize| {
+        let k = Zeroizing::new(keymat[at..at + n].to_vec());
+        at += n;
+        k
+    };
+    let i_to_r = EspKeys {
+        encr: take(lens.encr),
+        integ: take(lens.integ),
+    };
+    let r_to_i = EspKeys {
+        encr: take(lens.encr),
+        integ: take(lens.integ),
+    };
+    Ok((i_to_r, r_to_i))
+}
+
+/// The IV of an Encrypted payload: the message ID, unique per direction and key (a
+/// retransmission resends the same bytes), with the response bit so requests and responses
+/// under one key never share one.
+fn iv_for(message_id: u32, response: bool) -> [u8; 8] {
+    let mut iv = [0u8; 8];
+    iv[0] = u8::from(response);
+    iv[4..].copy_from_slice(&message_id.to_be_bytes());
+    iv
+}

@@ -1,0 +1,341 @@
+//! The responder's IKE_AUTH: open the request, find the user by identity, check the PSK AUTH,
+//! choose the ESP suite, narrow the traffic selectors, give the addresses, and answer with
+//! its own ID and AUTH, the CP reply, SA and selectors; or answer with the error that says
+//! why, encrypted, as RFC 7296 §2.21.2 asks.
+
+use zeroize::Zeroizing;
+
+use super::{child_keys, iv_for, ChildSa, Established, AUTH_MESSAGE_ID};
+use crate::config_payload::{Assignment, ConfigPayload};
+use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
+use crate::identity::{
+    auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
+};
+use crate::message::Message;
+use crate::notify::{Notify, NotifyType};
+use crate::payloads::{read_chain, write_chain, Payload, PayloadType};
+use crate::proposals::{read_sa, write_sa, ProtocolId};
+use crate::sa_init::HalfOpen;
+use crate::selectors::{narrow, read_ts, ts_body, TrafficSelector};
+use crate::sk::SkCipher;
+use crate::suite::{choose, Policy};
+
+/// What a user is granted once authenticated.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The user's pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// Its virtual addresses, DNS servers and split-tunnel subnets.
+    pub assignment: Assignment,
+    /// What it may reach (the responder-side selectors are narrowed to these).
+    pub reach: Vec<TrafficSelector>,
+}
+
+/// Where the responder finds users (the registry, in the daemon).
+pub trait Users {
+    /// The grant of the user with identity `id`, if there is one.
+    fn find(&self, id: &Identity) -> Option<Grant>;
+}
+
+/// Why an IKE_AUTH request did not establish a CHILD_SA.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthRefusal {
+    /// Not an IKE_AUTH request of this SA, or unreadable: dropped, no answer.
+    #[error("not an IKE_AUTH request of this SA: {0}")]
+    NotOurs(&'static str),
+    /// The Encrypted payload did not open (forged, or another key): dropped.
+    #[error("the Encrypted payload does not open")]
+    BadIcv,
+    /// A payload it must carry is missing or unreadable.
+    #[error("missing or unusable {0}")]
+    Missing(&'static str),
+    /// No such user, a method other than PSK, or a wrong key (answered
+    /// AUTHENTICATION_FAILED).
+    #[error("authentication failed for {identity}: {why}")]
+    AuthenticationFailed {
+        /// The identity given, as people read it.
+        identity: String,
+        /// What failed.
+        why: &'static str,
+    },
+    /// No acceptable ESP proposal (answered NO_PROPOSAL_CHOSEN).
+    #[error("no ESP proposal chosen for {identity}; offered: {offered}")]
+    NoProposalChosen {
+        /// The identity.
+        identity: String,
+        /// The offer.
+        offered: String,
+    },
+    /// The selectors asked for lie outside what the user may reach (answered
+    /// TS_UNACCEPTABLE).
+    #[error("traffic selectors of {0} unacceptable")]
+    TsUnacceptable(String),
+    /// An address was asked for and there is none (answered INTERNAL_ADDRESS_FAILURE).
+    #[error("no address for {0}")]
+    NoAddress(String),
+}
+
+/// The responder's answer.
+#[derive(Debug)]
+pub enum AuthAnswer {
+    /// Established: send `response`; install `established.child`.
+    Accepted {
+        /// What was established.
+        established: Box<Established>,
+        /// The response to send.
+        response: Vec<u8>,
+    },
+    /// Nothing established; `response` (an encrypted error notify) is sent if there is one.
+    Refused {
+        /// What to send back, if anything.
+        response: Option<Vec<u8>>,
+        /// Why.
+        why: AuthRefusal,
+    },
+}
+
+/// The request's payloads, decrypted.
+struct AuthRequest {
+    inner: Vec<u8>,
+    first: PayloadType,
+}
+
+fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<AuthRequest, AuthRefusal> {
+    let m = Message::parse(bytes).map_err(|_| AuthRefusal::NotOurs("unreadable"))?;
+    let h = m.header;
+    if h.spi_i != sa.spi_i
+        || h.spi_r != sa.spi_r
+        || h.exchange != ExchangeType::IKE_AUTH
+        || h.flags.is_response()
+        || !h.flags.is_initiator()
+        || h.message_id != AUTH_MESSAGE_ID
+    {
+        return Err(AuthRefusal::NotOurs("header"));
+    }
+    let sk = m
+        .find(PayloadType::SK)
+        .ok_or(AuthRefusal::NotOurs("no Encrypted payload"))?;
+    let cipher =
+        SkCipher::new(sa.suite.encr, &sa.keys.sk_ei).map_err(|_| AuthRefusal::NotOurs("cipher"))?;
+    let inner = cipher
+        .open(bytes, sk.body.len())
+        .map_err(|_| AuthRefusal::BadIcv)?;
+    Ok(AuthRequest {
+        inner,
+        first: sk.next,
+    })
+}
+
+/// An encrypted IKE_AUTH response carrying `payloads`.
+fn seal(sa: &HalfOpen, payloads: &[Payload<'_>]) -> Option<Vec<u8>> {
+    let mut chain = Vec::new();
+    let first = write_chain(&mut chain, payloads).ok()?;
+    let header = Header {
+        spi_i: sa.spi_i,
+        spi_r: sa.spi_r,
+        next_payload: 0,
+        version: IKEV2_VERSION,
+        exchange: ExchangeType::IKE_AUTH,
+        flags: Flags::new(false, true),
+        message_id: AUTH_MESSAGE_ID,
+        length: 0,
+    };
+    let cipher = SkCipher::new(sa.suite.encr, &sa.keys.sk_er).ok()?;
+    cipher
+        .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, true))
+        .ok()
+}
+
+fn payload(kind: PayloadType, body: &[u8]) -> Payload<'_> {
+    Payload {
+        kind,
+        critical: false,
+        body,
+        next: PayloadType::NONE,
+    }
+}
+
+/// The refusal, with its error notify sealed when the SA can still carry one.
+fn refuse(sa: &HalfOpen, kind: Option<NotifyType>, why: AuthRefusal) -> AuthAnswer {
+    let response = kind.and_then(|k| {
+        let body = Notify::new(k, &[]).body();
+        seal(sa, &[payload(PayloadType::NOTIFY, &body)])
+    });
+    AuthAnswer::Refused { response, why }
+}
+
+/// The responder's rules for the IKE_AUTH request `bytes` on the half-open `sa`: `users` finds
+/// the user, `local` is this server's identity, `esp` the ESP policy, `spi_r` the SPI this
+/// side receives the CHILD_SA on (chosen by the caller: it names the owning worker).
+pub fn respond_auth(
+    sa: &HalfOpen,
+    bytes: &[u8],
+    users: &dyn Users,
+    (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
+) -> AuthAnswer {
+    let req = match open(sa, bytes) {
+        Ok(r) => r,
+        Err(why) => {
+            return AuthAnswer::Refused {
+                response: None,
+                why,
+            }
+        }
+    };
+    let Ok(payloads) = read_chain(req.first, &req.inner) else {
+        return refuse(
+            sa,
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("inner payloads"),
+        );
+    };
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let (Some(idi), Some(auth)) = (find(PayloadType::IDI), find(PayloadType::AUTH)) else {
+        return refuse(
+            sa,
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("IDi or AUTH"),
+        );
+    };
+    let Ok(idi) = Identity::read(idi) else {
+        return refuse(
+            sa,
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("IDi"),
+        );
+    };
+    let failed = |why| AuthRefusal::AuthenticationFailed {
+        identity: idi.display(),
+        why,
+    };
+    let auth_failed = Some(NotifyType::AUTHENTICATION_FAILED);
+    let Some(grant) = users.find(&idi) else {
+        return refuse(sa, auth_failed, failed("no such user"));
+    };
+    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    match read_auth(auth) {
+        Ok((AuthMethod::PSK, value)) => {
+            let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, &idi);
+            if !psk_auth_holds(prf, &grant.psk, &signed, value) {
+                return refuse(sa, auth_failed, failed("wrong pre-shared key"));
+            }
+        }
+        _ => return refuse(sa, auth_failed, failed("a method other than PSK")),
+    }
+    child(sa, &payloads, idi, grant, (local, esp, spi_r))
+}
+
+/// The CHILD_SA half of an authenticated request, and the response.
+fn child(
+    sa: &HalfOpen,
+    payloads: &[Payload<'_>],
+    idi: Identity,
+    grant: Grant,
+    (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
+) -> AuthAnswer {
+    let who = idi.display();
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let offer = find(PayloadType::SA).and_then(|b| read_sa(b).ok());
+    let (tsi, tsr) = (
+        find(PayloadType::TSI).and_then(|b| read_ts(b).ok()),
+        find(PayloadType::TSR).and_then(|b| read_ts(b).ok()),
+    );
+    let (Some(offer), Some(tsi), Some(tsr)) = (offer, tsi, tsr) else {
+        return refuse(
+            sa,
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("SA, TSi or TSr"),
+        );
+    };
+    let chosen = match choose(&offer, ProtocolId::ESP, esp) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = AuthRefusal::NoProposalChosen {
+                identity: who,
+                offered: e.offered,
+            };
+            return refuse(sa, Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
+        }
+    };
+    let Ok(spi_i) = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice()) else {
+        return refuse(
+            sa,
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("a 4-byte ESP SPI"),
+        );
+    };
+    let cp = find(PayloadType::CP).and_then(|b| ConfigPayload::read(b).ok());
+    // The client's side: its virtual addresses (or, without CP, what it asked within reach).
+    let own: Vec<TrafficSelector> = [
+        grant
+            .assignment
+            .v4
+            .map(|a| TrafficSelector::prefix(a.into(), 32)),
+        grant
+            .assignment
+            .v6
+            .map(|(a, _)| TrafficSelector::prefix(a.into(), 128)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if cp.is_some() && own.is_empty() {
+        return refuse(
+            sa,
+            Some(NotifyType::INTERNAL_ADDRESS_FAILURE),
+            AuthRefusal::NoAddress(who),
+        );
+    }
+    let ts_i = narrow(&tsi, &own);
+    let ts_r = narrow(&tsr, &grant.reach);
+    if ts_i.is_empty() || ts_r.is_empty() {
+        return refuse(
+            sa,
+            Some(NotifyType::TS_UNACCEPTABLE),
+            AuthRefusal::TsUnacceptable(who),
+        );
+    }
+    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let Ok((i_to_r, r_to_i)) = child_keys(prf, &sa.keys.sk_d, (&sa.ni, &sa.nr), &chosen.suite)
+    else {
+        return refuse(sa, None, AuthRefusal::Missing("ESP key lengths"));
+    };
+    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, local);
+    let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, &grant.psk, &signed));
+    let mut answer = chosen.proposal.clone();
+    answer.spi = spi_r.to_vec();
+    let sa_body = write_sa(&[answer]);
+    let cp_reply = cp.map(|c| ConfigPayload::reply(&c, &grant.assignment).body());
+    let (idr, tsi_body, tsr_body) = (local.body(), ts_body(&ts_i), ts_body(&ts_r));
+    let mut out = vec![
+        payload(PayloadType::IDR, &idr),
+        payload(PayloadType::AUTH, &auth),
+    ];
+    if let Some(c) = &cp_reply {
+        out.push(payload(PayloadType::CP, c));
+    }
+    out.extend([
+        payload(PayloadType::SA, &sa_body),
+        payload(PayloadType::TSI, &tsi_body),
+        payload(PayloadType::TSR, &tsr_body),
+    ]);
+    let Some(response) = seal(sa, &out) else {
+        return refuse(sa, None, AuthRefusal::Missing("room for the response"));
+    };
+    AuthAnswer::Accepted {
+        established: Box::new(Established {
+            peer: idi,
+            child: ChildSa {
+                spi_i,
+                spi_r,
+                suite: chosen.suite,
+                i_to_r,
+                r_to_i,
+                ts_i,
+                ts_r,
+            },
+            assignment: grant.assignment,
+        }),
+        response,
+    }
+}
