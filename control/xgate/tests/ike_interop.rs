@@ -18,8 +18,25 @@ use testbed::{veth, Netns};
 use zeroize::Zeroizing;
 
 const PSK: &str = "an interop test's pre-shared key";
-const SERVER: &str = "10.88.0.1";
-const CLIENT: &str = "10.88.0.2";
+/// The outer addresses: the server's, the client's, their prefix length.
+#[derive(Clone, Copy)]
+struct Underlay {
+    server: &'static str,
+    client: &'static str,
+    prefix: u8,
+}
+
+const V4: Underlay = Underlay {
+    server: "10.88.0.1",
+    client: "10.88.0.2",
+    prefix: 24,
+};
+
+const V6: Underlay = Underlay {
+    server: "fd88::1",
+    client: "fd88::2",
+    prefix: 64,
+};
 
 struct OneUser(HashMap<Identity, Grant>);
 
@@ -55,7 +72,11 @@ fn users() -> OneUser {
 
 /// The responder: IKE_SA_INIT and IKE_AUTH by the crate's rules, until an IKE_AUTH is
 /// answered or `deadline`. Retransmitted requests get the same answer again.
-fn respond(sockets: (UdpSocket, UdpSocket), deadline: Instant) -> Option<Established> {
+fn respond(
+    sockets: (UdpSocket, UdpSocket),
+    server_addr: std::net::IpAddr,
+    deadline: Instant,
+) -> Option<Established> {
     let rng = ring::rand::SystemRandom::new();
     let jar = CookieJar::new(&rng)?;
     let server = Identity {
@@ -71,7 +92,7 @@ fn respond(sockets: (UdpSocket, UdpSocket), deadline: Instant) -> Option<Establi
             let Ok((n, from)) = sock.recv_from(&mut buf) else {
                 continue;
             };
-            let local = SocketAddr::new(SERVER.parse().ok()?, if natt { 4500 } else { 500 });
+            let local = SocketAddr::new(server_addr, if natt { 4500 } else { 500 });
             // On 4500, IKE follows four zero bytes (RFC 3948); a keepalive is one 0xff.
             let bytes = match (natt, buf.get(..n)) {
                 (true, Some(b)) if b.len() > 4 && b[..4] == [0; 4] => &b[4..],
@@ -139,7 +160,7 @@ fn respond(sockets: (UdpSocket, UdpSocket), deadline: Instant) -> Option<Establi
 }
 
 /// strongswan.conf and swanctl.conf for the client, in `dir`.
-fn client_files(dir: &Path, esp: &str) -> std::io::Result<()> {
+fn client_files(dir: &Path, esp: &str, server: &str) -> std::io::Result<()> {
     let d = dir.display();
     std::fs::write(
         dir.join("strongswan.conf"),
@@ -155,7 +176,7 @@ fn client_files(dir: &Path, esp: &str) -> std::io::Result<()> {
     std::fs::write(
         dir.join("swanctl.conf"),
         format!(
-            "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {SERVER}\n    \
+            "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
              vips = 0.0.0.0, ::\n    encap = yes\n    mobike = no\n    \
              proposals = aes256gcm16-prfsha256-x25519\n    \
              local {{\n      auth = psk\n      id = alice@example.com\n    }}\n    \
@@ -179,7 +200,7 @@ fn start_charon(ns: &Netns, dir: &Path) -> testbed::Daemon {
     testbed::Daemon::spawn(cmd, &dir.join("charon.out")).expect("charon starts")
 }
 
-fn interop(tag: &str, esp: &str) {
+fn interop(tag: &str, esp: &str, net: Underlay) {
     let dir = std::env::temp_dir().join(format!("xgate-ike-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
@@ -189,16 +210,28 @@ fn interop(tag: &str, esp: &str) {
     veth(
         &server,
         &s_if,
-        &format!("{SERVER}/24"),
+        &format!("{}/{}", net.server, net.prefix),
         &client,
         &c_if,
-        &format!("{CLIENT}/24"),
+        &format!("{}/{}", net.client, net.prefix),
     )
     .expect("veth");
+    // IPv6 addresses are used once duplicate address detection is done (before, charon would
+    // send from the link-local address).
+    for ns in [&server, &client] {
+        let settled = testbed::wait_until(Duration::from_secs(10), || {
+            ns.ip(&["-6", "addr", "show", "tentative"])
+                .is_ok_and(|out| out.trim().is_empty())
+        });
+        assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
+    }
+    let server_addr: std::net::IpAddr = net.server.parse().expect("address");
     let sockets = server
-        .enter(|| {
-            let a = UdpSocket::bind((SERVER, 500))?;
-            let b = UdpSocket::bind((SERVER, 4500))?;
+        .enter(move || {
+            let (a, b) = (
+                UdpSocket::bind((server_addr, 500))?,
+                UdpSocket::bind((server_addr, 4500))?,
+            );
             for s in [&a, &b] {
                 s.set_read_timeout(Some(Duration::from_millis(50)))?;
             }
@@ -207,8 +240,8 @@ fn interop(tag: &str, esp: &str) {
         .expect("enter")
         .expect("UDP 500 and 4500");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let responder = std::thread::spawn(move || respond(sockets, deadline));
-    client_files(&dir, esp).expect("client config");
+    let responder = std::thread::spawn(move || respond(sockets, server_addr, deadline));
+    client_files(&dir, esp, net.server).expect("client config");
     let mut charon = start_charon(&client, &dir);
     let vici = format!("unix://{}/charon.vici", dir.display());
     let up = testbed::wait_until(Duration::from_secs(10), || dir.join("charon.vici").exists());
@@ -259,11 +292,17 @@ fn interop(tag: &str, esp: &str) {
 #[test]
 fn strongswan_connects_with_a_psk_and_aes_256_gcm() {
     testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    interop("ikeg", "aes256gcm16");
+    interop("ikeg", "aes256gcm16", V4);
 }
 
 #[test]
 fn strongswan_connects_with_a_psk_and_chacha20_poly1305() {
     testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    interop("ikec", "chacha20poly1305");
+    interop("ikec", "chacha20poly1305", V4);
+}
+
+#[test]
+fn strongswan_connects_over_an_ipv6_underlay() {
+    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
+    interop("ike6", "aes256gcm16", V6);
 }
