@@ -65,6 +65,23 @@ pub struct Assignment {
 }
 
 impl ConfigPayload {
+    /// The request strongSwan's clients send: both families' address and DNS, values empty.
+    pub fn ask_for_addresses() -> Self {
+        let ask = |kind| CpAttribute {
+            kind,
+            value: Vec::new(),
+        };
+        Self {
+            cfg: CfgType::REQUEST,
+            attributes: vec![
+                ask(attr::INTERNAL_IP4_ADDRESS),
+                ask(attr::INTERNAL_IP6_ADDRESS),
+                ask(attr::INTERNAL_IP4_DNS),
+                ask(attr::INTERNAL_IP6_DNS),
+            ],
+        }
+    }
+
     /// Reads a CP payload's body.
     pub fn read(body: &[u8]) -> Result<Self, ParseError> {
         let head = body.get(..4).ok_or(ParseError::Truncated {
@@ -200,21 +217,8 @@ fn v6(b: &[u8]) -> Ipv6Addr {
 mod tests {
     use super::*;
 
-    /// What strongSwan's clients ask: both addresses and both DNS families, values empty.
     fn request() -> ConfigPayload {
-        let ask = |kind| CpAttribute {
-            kind,
-            value: Vec::new(),
-        };
-        ConfigPayload {
-            cfg: CfgType::REQUEST,
-            attributes: vec![
-                ask(attr::INTERNAL_IP4_ADDRESS),
-                ask(attr::INTERNAL_IP6_ADDRESS),
-                ask(attr::INTERNAL_IP4_DNS),
-                ask(attr::INTERNAL_IP6_DNS),
-            ],
-        }
+        ConfigPayload::ask_for_addresses()
     }
 
     #[test]

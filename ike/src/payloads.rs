@@ -71,6 +71,18 @@ pub struct Payload<'a> {
     pub next: PayloadType,
 }
 
+impl<'a> Payload<'a> {
+    /// A payload of `kind` with `body`, not marked critical (what this implementation sends).
+    pub fn plain(kind: PayloadType, body: &'a [u8]) -> Self {
+        Self {
+            kind,
+            critical: false,
+            body,
+            next: PayloadType::NONE,
+        }
+    }
+}
+
 /// The most payloads a chain may have (a sound message has a dozen at most).
 pub const MAX_PAYLOADS: usize = 64;
 
@@ -157,12 +169,7 @@ mod tests {
     use super::*;
 
     fn p(kind: PayloadType, body: &[u8]) -> Payload<'_> {
-        Payload {
-            kind,
-            critical: false,
-            body,
-            next: PayloadType::NONE,
-        }
+        Payload::plain(kind, body)
     }
 
     #[test]

@@ -88,6 +88,18 @@ pub struct Transform {
     pub unknown_attribute: bool,
 }
 
+impl Transform {
+    /// A transform of `kind` with `id` and, for AES, its key length in bits.
+    pub fn new(kind: TransformType, id: u16, key_bits: Option<u16>) -> Self {
+        Self {
+            kind,
+            id,
+            key_bits,
+            unknown_attribute: false,
+        }
+    }
+}
+
 /// One proposal: its number, protocol, SPI and transforms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Proposal {
@@ -258,12 +270,7 @@ mod tests {
     use super::*;
 
     fn t(kind: TransformType, id: u16, key_bits: Option<u16>) -> Transform {
-        Transform {
-            kind,
-            id,
-            key_bits,
-            unknown_attribute: false,
-        }
+        Transform::new(kind, id, key_bits)
     }
 
     fn sample() -> Vec<Proposal> {

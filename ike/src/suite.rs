@@ -43,7 +43,7 @@ impl Encr {
             Self::ChaCha20Poly1305 => (28, None),
             Self::AesCbc { key_bits } => (12, Some(key_bits)),
         };
-        transform(TransformType::ENCR, id, key_bits)
+        Transform::new(TransformType::ENCR, id, key_bits)
     }
 
     /// Encryption and integrity in one: no integrity transform goes with it.
@@ -134,15 +134,6 @@ impl DhGroup {
             Self::Ecp256 => 19,
             Self::Curve25519 => 31,
         }
-    }
-}
-
-fn transform(kind: TransformType, id: u16, key_bits: Option<u16>) -> Transform {
-    Transform {
-        kind,
-        id,
-        key_bits,
-        unknown_attribute: false,
     }
 }
 
@@ -323,16 +314,16 @@ fn suite_of(p: &Proposal, protocol: ProtocolId, policy: &Policy) -> Option<Suite
 fn answer(p: &Proposal, s: &Suite) -> Proposal {
     let mut transforms = vec![s.encr.transform()];
     if let Some(f) = s.prf {
-        transforms.push(transform(TransformType::PRF, f.transform_id(), None));
+        transforms.push(Transform::new(TransformType::PRF, f.transform_id(), None));
     }
     if let Some(i) = s.integ {
-        transforms.push(transform(TransformType::INTEG, i.id(), None));
+        transforms.push(Transform::new(TransformType::INTEG, i.id(), None));
     }
     if let Some(g) = s.dh {
-        transforms.push(transform(TransformType::DH, g.id(), None));
+        transforms.push(Transform::new(TransformType::DH, g.id(), None));
     }
     if let Some(e) = s.esn {
-        transforms.push(transform(TransformType::ESN, u16::from(e), None));
+        transforms.push(Transform::new(TransformType::ESN, u16::from(e), None));
     }
     Proposal {
         number: p.number,
@@ -372,7 +363,7 @@ mod tests {
             spi: Vec::new(),
             transforms: ts
                 .iter()
-                .map(|&(k, id, bits)| transform(TransformType(k), id, bits))
+                .map(|&(k, id, bits)| Transform::new(TransformType(k), id, bits))
                 .collect(),
         }
     }

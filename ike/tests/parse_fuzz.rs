@@ -71,12 +71,7 @@ proptest! {
 /// A strongSwan-like offer: GCM with two groups, then CBC with SHA-256.
 fn seed_sa() -> Vec<u8> {
     use ike::{Proposal, ProtocolId, Transform, TransformType};
-    let t = |k: u8, id: u16, key_bits: Option<u16>| Transform {
-        kind: TransformType(k),
-        id,
-        key_bits,
-        unknown_attribute: false,
-    };
+    let t = |k: u8, id: u16, key_bits: Option<u16>| Transform::new(TransformType(k), id, key_bits);
     ike::write_sa(&[
         Proposal {
             number: 1,
@@ -134,11 +129,8 @@ fn seed_request() -> (Vec<u8>, ike::Endpoints) {
     let rng = ring::rand::SystemRandom::new();
     let client: std::net::SocketAddr = "10.0.0.2:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
     let server: std::net::SocketAddr = "10.0.0.1:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
-    let t = |k: u8, id: u16, key_bits: Option<u16>| ike::Transform {
-        kind: ike::TransformType(k),
-        id,
-        key_bits,
-        unknown_attribute: false,
+    let t = |k: u8, id: u16, key_bits: Option<u16>| {
+        ike::Transform::new(ike::TransformType(k), id, key_bits)
     };
     let offer = vec![ike::Proposal {
         number: 1,

@@ -5,7 +5,7 @@
 use zeroize::Zeroizing;
 
 use super::{child_keys, iv_for, ChildSa, Established, AUTH_MESSAGE_ID};
-use crate::config_payload::{attr, CfgType, ConfigPayload, CpAttribute};
+use crate::config_payload::ConfigPayload;
 use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
@@ -40,35 +40,8 @@ pub enum AuthOutcome {
     Refused(NotifyType),
 }
 
-fn payload(kind: PayloadType, body: &[u8]) -> Payload<'_> {
-    Payload {
-        kind,
-        critical: false,
-        body,
-        next: PayloadType::NONE,
-    }
-}
-
 fn prf_of(sa: &HalfOpen) -> Prf {
     sa.suite.prf.unwrap_or(Prf::HmacSha256)
-}
-
-/// Asks for both families' address and DNS, as strongSwan's clients do.
-fn cp_request() -> Vec<u8> {
-    let ask = |kind| CpAttribute {
-        kind,
-        value: Vec::new(),
-    };
-    ConfigPayload {
-        cfg: CfgType::REQUEST,
-        attributes: vec![
-            ask(attr::INTERNAL_IP4_ADDRESS),
-            ask(attr::INTERNAL_IP6_ADDRESS),
-            ask(attr::INTERNAL_IP4_DNS),
-            ask(attr::INTERNAL_IP6_DNS),
-        ],
-    }
-    .body()
 }
 
 impl AuthInitiator {
@@ -84,15 +57,19 @@ impl AuthInitiator {
         let prf = prf_of(&sa);
         let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
         let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed));
-        let (idi, cp, sa_body) = (id.body(), cp_request(), write_sa(&offer));
+        let (idi, cp, sa_body) = (
+            id.body(),
+            ConfigPayload::ask_for_addresses().body(),
+            write_sa(&offer),
+        );
         let everything = ts_body(&TrafficSelector::everything());
         let payloads = [
-            payload(PayloadType::IDI, &idi),
-            payload(PayloadType::AUTH, &auth),
-            payload(PayloadType::CP, &cp),
-            payload(PayloadType::SA, &sa_body),
-            payload(PayloadType::TSI, &everything),
-            payload(PayloadType::TSR, &everything),
+            Payload::plain(PayloadType::IDI, &idi),
+            Payload::plain(PayloadType::AUTH, &auth),
+            Payload::plain(PayloadType::CP, &cp),
+            Payload::plain(PayloadType::SA, &sa_body),
+            Payload::plain(PayloadType::TSI, &everything),
+            Payload::plain(PayloadType::TSR, &everything),
         ];
         let mut chain = Vec::new();
         let first = write_chain(&mut chain, &payloads)?;

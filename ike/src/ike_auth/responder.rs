@@ -146,20 +146,11 @@ fn seal(sa: &HalfOpen, payloads: &[Payload<'_>]) -> Option<Vec<u8>> {
         .ok()
 }
 
-fn payload(kind: PayloadType, body: &[u8]) -> Payload<'_> {
-    Payload {
-        kind,
-        critical: false,
-        body,
-        next: PayloadType::NONE,
-    }
-}
-
 /// The refusal, with its error notify sealed when the SA can still carry one.
 fn refuse(sa: &HalfOpen, kind: Option<NotifyType>, why: AuthRefusal) -> AuthAnswer {
     let response = kind.and_then(|k| {
         let body = Notify::new(k, &[]).body();
-        seal(sa, &[payload(PayloadType::NOTIFY, &body)])
+        seal(sa, &[Payload::plain(PayloadType::NOTIFY, &body)])
     });
     AuthAnswer::Refused { response, why }
 }
@@ -308,16 +299,16 @@ fn child(
     let cp_reply = cp.map(|c| ConfigPayload::reply(&c, &grant.assignment).body());
     let (idr, tsi_body, tsr_body) = (local.body(), ts_body(&ts_i), ts_body(&ts_r));
     let mut out = vec![
-        payload(PayloadType::IDR, &idr),
-        payload(PayloadType::AUTH, &auth),
+        Payload::plain(PayloadType::IDR, &idr),
+        Payload::plain(PayloadType::AUTH, &auth),
     ];
     if let Some(c) = &cp_reply {
-        out.push(payload(PayloadType::CP, c));
+        out.push(Payload::plain(PayloadType::CP, c));
     }
     out.extend([
-        payload(PayloadType::SA, &sa_body),
-        payload(PayloadType::TSI, &tsi_body),
-        payload(PayloadType::TSR, &tsr_body),
+        Payload::plain(PayloadType::SA, &sa_body),
+        Payload::plain(PayloadType::TSI, &tsi_body),
+        Payload::plain(PayloadType::TSR, &tsr_body),
     ]);
     let Some(response) = seal(sa, &out) else {
         return refuse(sa, None, AuthRefusal::Missing("room for the response"));

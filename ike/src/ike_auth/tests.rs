@@ -58,12 +58,7 @@ fn registry() -> Registry {
 }
 
 fn t(kind: u8, id: u16, key_bits: Option<u16>) -> Transform {
-    Transform {
-        kind: TransformType(kind),
-        id,
-        key_bits,
-        unknown_attribute: false,
-    }
+    Transform::new(TransformType(kind), id, key_bits)
 }
 
 fn esp_offer(spi: [u8; 4], encr: Transform) -> Vec<Proposal> {

@@ -5,8 +5,8 @@
 use ring::rand::SecureRandom;
 
 use super::{
-    first_notify, init_message, notifies_of, payload, random, Endpoints, HalfOpen, NONCE_LEN,
-    NONCE_LENS, SIGNATURE_HASHES,
+    first_notify, init_message, notifies_of, random, Endpoints, HalfOpen, NONCE_LEN, NONCE_LENS,
+    SIGNATURE_HASHES,
 };
 use crate::dh::{ke_body, read_ke, DhError, KeyExchange};
 use crate::error::ParseError;
@@ -15,7 +15,7 @@ use crate::keys::derive_ike_keys;
 use crate::message::Message;
 use crate::nat::{nat_finding, nat_hash};
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::PayloadType;
+use crate::payloads::{Payload, PayloadType};
 use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
 use crate::suite::{choose, DhGroup, Policy};
 
@@ -102,12 +102,16 @@ impl InitiatorInit {
         ];
         let mut payloads = Vec::new();
         if let Some(c) = &cookie {
-            payloads.push(payload(PayloadType::NOTIFY, c));
+            payloads.push(Payload::plain(PayloadType::NOTIFY, c));
         }
-        payloads.push(payload(PayloadType::SA, &sa));
-        payloads.push(payload(PayloadType::KE, &ke));
-        payloads.push(payload(PayloadType::NONCE, &self.ni));
-        payloads.extend(notifies.iter().map(|n| payload(PayloadType::NOTIFY, n)));
+        payloads.push(Payload::plain(PayloadType::SA, &sa));
+        payloads.push(Payload::plain(PayloadType::KE, &ke));
+        payloads.push(Payload::plain(PayloadType::NONCE, &self.ni));
+        payloads.extend(
+            notifies
+                .iter()
+                .map(|n| Payload::plain(PayloadType::NOTIFY, n)),
+        );
         init_message((self.spi_i, zero), false, &payloads)
     }
 

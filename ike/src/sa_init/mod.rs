@@ -99,16 +99,6 @@ fn init_message(
     Message::encode(&header, payloads)
 }
 
-/// A payload not marked critical.
-fn payload(kind: PayloadType, body: &[u8]) -> Payload<'_> {
-    Payload {
-        kind,
-        critical: false,
-        body,
-        next: PayloadType::NONE,
-    }
-}
-
 /// `N` random bytes.
 fn random<const N: usize>(rng: &dyn SecureRandom) -> Result<[u8; N], DhError> {
     let mut out = [0u8; N];

@@ -5,8 +5,8 @@
 use ring::rand::SecureRandom;
 
 use super::{
-    first_notify, init_message, notifies_of, payload, random, Endpoints, HalfOpen, NONCE_LEN,
-    NONCE_LENS, SIGNATURE_HASHES,
+    first_notify, init_message, notifies_of, random, Endpoints, HalfOpen, NONCE_LEN, NONCE_LENS,
+    SIGNATURE_HASHES,
 };
 use crate::cookie::CookieJar;
 use crate::dh::{ke_body, read_ke, DhError, KeyExchange};
@@ -16,7 +16,7 @@ use crate::keys::derive_ike_keys;
 use crate::message::Message;
 use crate::nat::{nat_finding, nat_hash};
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::PayloadType;
+use crate::payloads::{Payload, PayloadType};
 use crate::prf::Prf;
 use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
 use crate::suite::{choose, DhGroup, Policy, Suite};
@@ -116,7 +116,7 @@ fn notify_reply(spi_i: [u8; 8], n: Notify<'_>) -> Option<Vec<u8>> {
     init_message(
         (spi_i, [0; 8]),
         true,
-        &[payload(PayloadType::NOTIFY, &body)],
+        &[Payload::plain(PayloadType::NOTIFY, &body)],
     )
     .ok()
 }
@@ -225,11 +225,15 @@ fn accept(
         notifies.push(hashes.body());
     }
     let mut payloads = vec![
-        payload(PayloadType::SA, &sa),
-        payload(PayloadType::KE, &ke),
-        payload(PayloadType::NONCE, &nr),
+        Payload::plain(PayloadType::SA, &sa),
+        Payload::plain(PayloadType::KE, &ke),
+        Payload::plain(PayloadType::NONCE, &nr),
     ];
-    payloads.extend(notifies.iter().map(|n| payload(PayloadType::NOTIFY, n)));
+    payloads.extend(
+        notifies
+            .iter()
+            .map(|n| Payload::plain(PayloadType::NOTIFY, n)),
+    );
     let response = init_message((spi_i, spi_r), true, &payloads)?;
     Ok(HalfOpen {
         spi_i,

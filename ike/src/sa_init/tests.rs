@@ -9,12 +9,7 @@ use crate::proposals::{Proposal, ProtocolId, Transform, TransformType};
 use crate::suite::{DhGroup, Encr, Policy};
 
 fn t(kind: u8, id: u16, key_bits: Option<u16>) -> Transform {
-    Transform {
-        kind: TransformType(kind),
-        id,
-        key_bits,
-        unknown_attribute: false,
-    }
+    Transform::new(TransformType(kind), id, key_bits)
 }
 
 /// GCM-256 then ChaCha20-Poly1305, each with SHA2-256/384 PRFs and Curve25519, P-256.
@@ -47,6 +42,45 @@ fn ends() -> (Endpoints, Endpoints) {
     )
 }
 
+/// Both sides' addresses, the responder's cookie jar and a random source.
+struct Pair {
+    rng: SystemRandom,
+    jar: CookieJar,
+    client: Endpoints,
+    server: Endpoints,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let rng = SystemRandom::new();
+        let jar = CookieJar::new(&rng).expect("jar");
+        let (client, server) = ends();
+        Self {
+            rng,
+            jar,
+            client,
+            server,
+        }
+    }
+
+    /// A request offering `offer()` with a KE of `group`.
+    fn initiate(&self, group: DhGroup) -> InitiatorInit {
+        InitiatorInit::start(offer(), Policy::modern(), group, self.client, &self.rng)
+            .expect("request")
+    }
+
+    /// The responder's answer to `request` at the server's address.
+    fn answer(&self, request: &[u8], cookie: bool) -> InitAnswer {
+        respond_init(
+            request,
+            self.server,
+            &Policy::modern(),
+            (&self.jar, cookie),
+            &self.rng,
+        )
+    }
+}
+
 fn accepted(answer: InitAnswer) -> Box<HalfOpen> {
     match answer {
         InitAnswer::Accepted(sa) => sa,
@@ -63,18 +97,9 @@ fn refused(answer: InitAnswer) -> (Option<Vec<u8>>, InitRefusal) {
 
 #[test]
 fn both_sides_derive_the_same_keys() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
-    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
-        .expect("request");
-    let ours = accepted(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Curve25519);
+    let ours = accepted(pair.answer(&init.request, false));
     let theirs = match init.on_response(&ours.response).expect("response") {
         InitReply::Established(sa) => sa,
         other => panic!("{other:?}"),
@@ -96,31 +121,16 @@ fn both_sides_derive_the_same_keys() {
 
 #[test]
 fn a_cookie_is_asked_for_and_then_taken() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
-    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
-        .expect("request");
-    let (reply, why) = refused(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, true),
-        &rng,
-    ));
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Curve25519);
+    let (reply, why) = refused(pair.answer(&init.request, true));
     assert_eq!(why, InitRefusal::CookieNeeded);
     let cookie = match init_reply(&init, &reply) {
         InitReply::RetryWithCookie(c) => c,
         other => panic!("{other:?}"),
     };
     let init = init.retry_with_cookie(&cookie).expect("retry");
-    let sa = accepted(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, true),
-        &rng,
-    ));
+    let sa = accepted(pair.answer(&init.request, true));
     assert!(matches!(
         init.on_response(&sa.response),
         Ok(InitReply::Established(_))
@@ -128,14 +138,14 @@ fn a_cookie_is_asked_for_and_then_taken() {
     // From another address, the same cookie does not hold.
     let elsewhere = Endpoints {
         remote: "10.0.0.3:500".parse().expect("addr"),
-        ..server
+        ..pair.server
     };
     let (_, why) = refused(respond_init(
         &sa.request,
         elsewhere,
         &Policy::modern(),
-        (&jar, true),
-        &rng,
+        (&pair.jar, true),
+        &pair.rng,
     ));
     assert_eq!(why, InitRefusal::CookieNeeded);
 }
@@ -163,19 +173,10 @@ fn init_spi(init: &InitiatorInit) -> [u8; 8] {
 
 #[test]
 fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
     // P-256's KE, though Curve25519 comes first in the offer and is chosen.
-    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Ecp256, client, &rng)
-        .expect("request");
-    let (reply, why) = refused(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Ecp256);
+    let (reply, why) = refused(pair.answer(&init.request, false));
     assert_eq!(
         why,
         InitRefusal::InvalidKe {
@@ -187,14 +188,8 @@ fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
         InitReply::RetryWithGroup(g) => g,
         other => panic!("{other:?}"),
     };
-    let init = init.retry_with_group(group, &rng).expect("retry");
-    let sa = accepted(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let init = init.retry_with_group(group, &pair.rng).expect("retry");
+    let sa = accepted(pair.answer(&init.request, false));
     assert!(matches!(
         init.on_response(&sa.response),
         Ok(InitReply::Established(_))
@@ -203,9 +198,7 @@ fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
 
 #[test]
 fn nothing_in_common_is_refused_and_says_what_was_offered() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
+    let pair = Pair::new();
     let cbc = vec![Proposal {
         number: 1,
         protocol: ProtocolId::IKE,
@@ -219,15 +212,9 @@ fn nothing_in_common_is_refused_and_says_what_was_offered() {
     }];
     let mut lenient = Policy::modern();
     lenient.encr.push(Encr::AesCbc { key_bits: 256 });
-    let init =
-        InitiatorInit::start(cbc, lenient, DhGroup::Curve25519, client, &rng).expect("request");
-    let (reply, why) = refused(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let init = InitiatorInit::start(cbc, lenient, DhGroup::Curve25519, pair.client, &pair.rng)
+        .expect("request");
+    let (reply, why) = refused(pair.answer(&init.request, false));
     assert_eq!(
         why,
         InitRefusal::NoProposalChosen("1: ENCR 12/256, PRF 2, INTEG 2, DH 31".into())
@@ -241,22 +228,19 @@ fn nothing_in_common_is_refused_and_says_what_was_offered() {
 
 #[test]
 fn a_rewritten_source_address_is_found_on_both_sides() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
-    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
-        .expect("request");
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Curve25519);
     // A NAT rewrote 10.0.0.2:500 to 198.51.100.7:40001 on the way.
     let seen = Endpoints {
         remote: "198.51.100.7:40001".parse().expect("addr"),
-        ..server
+        ..pair.server
     };
     let sa = accepted(respond_init(
         &init.request,
         seen,
         &Policy::modern(),
-        (&jar, false),
-        &rng,
+        (&pair.jar, false),
+        &pair.rng,
     ));
     assert!(sa.nat.peer_behind_nat && !sa.nat.self_behind_nat);
     let theirs = match init.on_response(&sa.response).expect("response") {
@@ -268,33 +252,12 @@ fn a_rewritten_source_address_is_found_on_both_sides() {
 
 #[test]
 fn what_is_not_a_first_request_is_dropped_with_a_reason() {
-    let rng = SystemRandom::new();
-    let jar = CookieJar::new(&rng).expect("jar");
-    let (client, server) = ends();
-    let init = InitiatorInit::start(offer(), Policy::modern(), DhGroup::Curve25519, client, &rng)
-        .expect("request");
-    let (reply, why) = refused(respond_init(
-        &init.request[..40],
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Curve25519);
+    let (reply, why) = refused(pair.answer(&init.request[..40], false));
     assert!(reply.is_none() && matches!(why, InitRefusal::Malformed(_)));
-    let sa = accepted(respond_init(
-        &init.request,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
-    let (reply, why) = refused(respond_init(
-        &sa.response,
-        server,
-        &Policy::modern(),
-        (&jar, false),
-        &rng,
-    ));
+    let sa = accepted(pair.answer(&init.request, false));
+    let (reply, why) = refused(pair.answer(&sa.response, false));
     assert!(reply.is_none());
     assert_eq!(why, InitRefusal::NotARequest, "a response is not a request");
 }
