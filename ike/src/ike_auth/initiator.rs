@@ -4,15 +4,15 @@
 
 use zeroize::Zeroizing;
 
-use super::{child_keys, iv_for, ChildSa, Established, AUTH_MESSAGE_ID};
+use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
 use crate::config_payload::ConfigPayload;
-use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
+use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
 use crate::message::Message;
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::{read_chain, write_chain, Payload, PayloadType};
+use crate::payloads::{read_chain, Payload, PayloadType};
 use crate::prf::Prf;
 use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
 use crate::sa_init::{HalfOpen, InitiatorError};
@@ -71,23 +71,7 @@ impl AuthInitiator {
             Payload::plain(PayloadType::TSI, &everything),
             Payload::plain(PayloadType::TSR, &everything),
         ];
-        let mut chain = Vec::new();
-        let first = write_chain(&mut chain, &payloads)?;
-        let header = Header {
-            spi_i: sa.spi_i,
-            spi_r: sa.spi_r,
-            next_payload: 0,
-            version: IKEV2_VERSION,
-            exchange: ExchangeType::IKE_AUTH,
-            flags: Flags::new(true, false),
-            message_id: AUTH_MESSAGE_ID,
-            length: 0,
-        };
-        let cipher = SkCipher::new(sa.suite.encr, &sa.keys.sk_ei)
-            .map_err(|_| InitiatorError::Unacceptable("an IKE cipher without SK support"))?;
-        let request = cipher
-            .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, false))
-            .map_err(|_| InitiatorError::Unacceptable("a request too long"))?;
+        let request = seal_auth(&sa, false, &payloads).map_err(InitiatorError::Unacceptable)?;
         Ok(Self {
             sa,
             psk: Zeroizing::new(psk.to_vec()),

@@ -15,10 +15,14 @@ pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, Users};
 use zeroize::Zeroizing;
 
 use crate::config_payload::Assignment;
+use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
 use crate::identity::Identity;
 use crate::keys::child_keymat;
+use crate::payloads::{write_chain, Payload};
 use crate::prf::{Prf, PrfError};
+use crate::sa_init::HalfOpen;
 use crate::selectors::TrafficSelector;
+use crate::sk::SkCipher;
 use crate::suite::Suite;
 
 /// The message ID of the IKE_AUTH exchange (the first after IKE_SA_INIT).
@@ -88,6 +92,37 @@ fn child_keys(
         integ: take(lens.integ),
     };
     Ok((i_to_r, r_to_i))
+}
+
+/// An IKE_AUTH message of `sa` with `payloads` sealed in an Encrypted payload: the
+/// initiator's request (`response` false, SK_ei) or the responder's answer (SK_er).
+fn seal_auth(
+    sa: &HalfOpen,
+    response: bool,
+    payloads: &[Payload<'_>],
+) -> Result<Vec<u8>, &'static str> {
+    let mut chain = Vec::new();
+    let first = write_chain(&mut chain, payloads).map_err(|_| "a payload too long")?;
+    let header = Header {
+        spi_i: sa.spi_i,
+        spi_r: sa.spi_r,
+        next_payload: 0,
+        version: IKEV2_VERSION,
+        exchange: ExchangeType::IKE_AUTH,
+        flags: Flags::new(!response, response),
+        message_id: AUTH_MESSAGE_ID,
+        length: 0,
+    };
+    let key = if response {
+        &sa.keys.sk_er
+    } else {
+        &sa.keys.sk_ei
+    };
+    let cipher =
+        SkCipher::new(sa.suite.encr, key).map_err(|_| "an IKE cipher without SK support")?;
+    cipher
+        .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, response))
+        .map_err(|_| "a message too long")
 }
 
 /// The IV of an Encrypted payload: the message ID, unique per direction and key (a

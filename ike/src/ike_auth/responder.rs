@@ -5,15 +5,15 @@
 
 use zeroize::Zeroizing;
 
-use super::{child_keys, iv_for, ChildSa, Established, AUTH_MESSAGE_ID};
+use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
 use crate::config_payload::{Assignment, ConfigPayload};
-use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
+use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
 use crate::message::Message;
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::{read_chain, write_chain, Payload, PayloadType};
+use crate::payloads::{read_chain, Payload, PayloadType};
 use crate::proposals::{read_sa, write_sa, ProtocolId};
 use crate::sa_init::HalfOpen;
 use crate::selectors::{narrow, read_ts, ts_body, TrafficSelector};
@@ -128,22 +128,7 @@ fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<AuthRequest, AuthRefusal> {
 
 /// An encrypted IKE_AUTH response carrying `payloads`.
 fn seal(sa: &HalfOpen, payloads: &[Payload<'_>]) -> Option<Vec<u8>> {
-    let mut chain = Vec::new();
-    let first = write_chain(&mut chain, payloads).ok()?;
-    let header = Header {
-        spi_i: sa.spi_i,
-        spi_r: sa.spi_r,
-        next_payload: 0,
-        version: IKEV2_VERSION,
-        exchange: ExchangeType::IKE_AUTH,
-        flags: Flags::new(false, true),
-        message_id: AUTH_MESSAGE_ID,
-        length: 0,
-    };
-    let cipher = SkCipher::new(sa.suite.encr, &sa.keys.sk_er).ok()?;
-    cipher
-        .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, true))
-        .ok()
+    seal_auth(sa, true, payloads).ok()
 }
 
 /// The refusal, with its error notify sealed when the SA can still carry one.
