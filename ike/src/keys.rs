@@ -16,8 +16,9 @@ pub struct KeyLengths {
     pub encr: usize,
 }
 
-/// An IKE SA's keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An IKE SA's keys (their Debug shows lengths only: a test's panic or a log line must not
+/// print them).
+#[derive(Clone, PartialEq, Eq)]
 pub struct IkeKeys {
     /// SKEYSEED, kept for nothing but tests and logs of lengths.
     pub skeyseed: Zeroizing<Vec<u8>>,
@@ -35,6 +36,17 @@ pub struct IkeKeys {
     pub sk_pi: Zeroizing<Vec<u8>>,
     /// The responder's AUTH computation.
     pub sk_pr: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for IkeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeKeys")
+            .field("d", &self.sk_d.len())
+            .field("a", &self.sk_ai.len())
+            .field("e", &self.sk_ei.len())
+            .field("p", &self.sk_pi.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The seven keys of an IKE SA from its `skeyseed`: prf+(SKEYSEED, Ni | Nr | SPIi | SPIr),

@@ -185,8 +185,22 @@ fn read_transforms(proposal: usize, count: usize, mut b: &[u8]) -> Result<Vec<Tr
     Ok(out)
 }
 
-/// The proposals of an SA payload's body.
-pub fn read_sa(mut b: &[u8]) -> Result<Vec<Proposal>, SaError> {
+/// The proposals of an SA payload's body (an offer: numbered 1, 2, 3...).
+pub fn read_sa(b: &[u8]) -> Result<Vec<Proposal>, SaError> {
+    read_proposals(b, true)
+}
+
+/// The one proposal of an answer's SA payload, which keeps the number it had in the offer
+/// (RFC 7296 §3.3.1).
+pub fn read_sa_answer(b: &[u8]) -> Result<Proposal, SaError> {
+    let mut all = read_proposals(b, false)?;
+    match (all.pop(), all.is_empty()) {
+        (Some(one), true) => Ok(one),
+        _ => Err(SaError::TooMany(1)),
+    }
+}
+
+fn read_proposals(mut b: &[u8], offer: bool) -> Result<Vec<Proposal>, SaError> {
     let mut out = Vec::new();
     let mut index = 0;
     while !b.is_empty() {
@@ -213,7 +227,7 @@ pub fn read_sa(mut b: &[u8]) -> Result<Vec<Proposal>, SaError> {
             });
         }
         let number = head[4];
-        if usize::from(number) != index + 1 {
+        if offer && usize::from(number) != index + 1 {
             return Err(SaError::Numbering { index, number });
         }
         let transforms = read_transforms(index, usize::from(head[7]), &body[spi_len..])?;
@@ -331,6 +345,19 @@ mod tests {
         unmarked[0] = 0; // "last", though another follows
         assert!(matches!(read_sa(&unmarked), Err(SaError::BadMark { .. })));
         assert_eq!(read_sa(&[]), Err(SaError::Empty));
+    }
+
+    #[test]
+    fn an_answer_keeps_the_number_it_had_in_the_offer() {
+        let mut second = sample();
+        second.remove(0);
+        let body = write_sa(&second);
+        assert!(read_sa(&body).is_err(), "an offer starts at 1");
+        assert_eq!(read_sa_answer(&body).map(|p| p.number), Ok(2));
+        assert!(
+            read_sa_answer(&write_sa(&sample())).is_err(),
+            "an answer has one proposal"
+        );
     }
 
     #[test]

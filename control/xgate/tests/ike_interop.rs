@@ -138,6 +138,7 @@ fn respond(
                     bytes,
                     &users,
                     (&server, &Policy::modern(), [0xc0, 0, 0, 1]),
+                    &rng,
                 ) {
                     AuthAnswer::Accepted {
                         established,

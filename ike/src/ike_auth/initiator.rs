@@ -2,6 +2,7 @@
 //! the request (ID, AUTH, CP request, ESP proposals, selectors for everything) and the reading
 //! of the response into the same CHILD_SA the responder installed.
 
+use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
@@ -14,7 +15,7 @@ use crate::message::Message;
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{read_chain, Payload, PayloadType};
 use crate::prf::Prf;
-use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
+use crate::proposals::{read_sa_answer, write_sa, Proposal, ProtocolId};
 use crate::sa_init::{HalfOpen, InitiatorError};
 use crate::selectors::{read_ts, ts_body, TrafficSelector};
 use crate::sk::SkCipher;
@@ -53,6 +54,7 @@ impl AuthInitiator {
         psk: &[u8],
         offer: Vec<Proposal>,
         policy: Policy,
+        rng: &dyn SecureRandom,
     ) -> Result<Self, InitiatorError> {
         let prf = prf_of(&sa);
         let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
@@ -71,7 +73,8 @@ impl AuthInitiator {
             Payload::plain(PayloadType::TSI, &everything),
             Payload::plain(PayloadType::TSR, &everything),
         ];
-        let request = seal_auth(&sa, false, &payloads).map_err(InitiatorError::Unacceptable)?;
+        let request =
+            seal_auth(&sa, false, &payloads, rng).map_err(InitiatorError::Unacceptable)?;
         Ok(Self {
             sa,
             psk: Zeroizing::new(psk.to_vec()),
@@ -120,8 +123,8 @@ impl AuthInitiator {
         if method != AuthMethod::PSK || !psk_auth_holds(prf, &self.psk, &signed, value) {
             return Err(bad("the responder's AUTH does not verify"));
         }
-        let answer = read_sa(find(PayloadType::SA).ok_or(bad("no SA"))?)
-            .map_err(|_| bad("an unreadable SA"))?;
+        let answer = vec![read_sa_answer(find(PayloadType::SA).ok_or(bad("no SA"))?)
+            .map_err(|_| bad("an unreadable SA"))?];
         let ours = |p: &Proposal| {
             self.offer.iter().any(|o| {
                 o.number == p.number && p.transforms.iter().all(|t| o.transforms.contains(t))

@@ -12,6 +12,7 @@ mod tests;
 pub use initiator::{AuthInitiator, AuthOutcome};
 pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, Users};
 
+use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use crate::config_payload::Assignment;
@@ -28,13 +29,23 @@ use crate::suite::Suite;
 /// The message ID of the IKE_AUTH exchange (the first after IKE_SA_INIT).
 pub const AUTH_MESSAGE_ID: u32 = 1;
 
-/// One direction's ESP keys: encryption (with salt), integrity (empty with an AEAD).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One direction's ESP keys: encryption (with salt), integrity (empty with an AEAD). Debug
+/// shows their lengths only.
+#[derive(Clone, PartialEq, Eq)]
 pub struct EspKeys {
     /// Encryption key and salt.
     pub encr: Zeroizing<Vec<u8>>,
     /// Integrity key.
     pub integ: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EspKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EspKeys")
+            .field("encr", &self.encr.len())
+            .field("integ", &self.integ.len())
+            .finish()
+    }
 }
 
 /// A CHILD_SA: its SPIs, suite, keys per direction and traffic selectors.
@@ -100,6 +111,7 @@ fn seal_auth(
     sa: &HalfOpen,
     response: bool,
     payloads: &[Payload<'_>],
+    rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, &'static str> {
     let mut chain = Vec::new();
     let first = write_chain(&mut chain, payloads).map_err(|_| "a payload too long")?;
@@ -121,16 +133,14 @@ fn seal_auth(
     let cipher =
         SkCipher::new(sa.suite.encr, key).map_err(|_| "an IKE cipher without SK support")?;
     cipher
-        .seal(&header, first, &chain, iv_for(AUTH_MESSAGE_ID, response))
+        .seal(&header, first, &chain, iv_for(rng)?)
         .map_err(|_| "a message too long")
 }
 
-/// The IV of an Encrypted payload: the message ID, unique per direction and key (a
-/// retransmission resends the same bytes), with the response bit so requests and responses
-/// under one key never share one.
-fn iv_for(message_id: u32, response: bool) -> [u8; 8] {
+/// A random IV: unique under the key however often a caller seals (answering the same
+/// request twice with different contents must never reuse a GCM nonce).
+fn iv_for(rng: &dyn SecureRandom) -> Result<[u8; 8], &'static str> {
     let mut iv = [0u8; 8];
-    iv[0] = u8::from(response);
-    iv[4..].copy_from_slice(&message_id.to_be_bytes());
-    iv
+    rng.fill(&mut iv).map_err(|_| "no randomness for an IV")?;
+    Ok(iv)
 }

@@ -3,6 +3,7 @@
 //! its own ID and AUTH, the CP reply, SA and selectors; or answer with the error that says
 //! why, encrypted, as RFC 7296 §2.21.2 asks.
 
+use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
@@ -20,8 +21,8 @@ use crate::selectors::{narrow, read_ts, ts_body, TrafficSelector};
 use crate::sk::SkCipher;
 use crate::suite::{choose, Policy};
 
-/// What a user is granted once authenticated.
-#[derive(Debug, Clone)]
+/// What a user is granted once authenticated (Debug leaves the key out).
+#[derive(Clone)]
 pub struct Grant {
     /// The user's pre-shared key.
     pub psk: Zeroizing<Vec<u8>>,
@@ -29,6 +30,15 @@ pub struct Grant {
     pub assignment: Assignment,
     /// What it may reach (the responder-side selectors are narrowed to these).
     pub reach: Vec<TrafficSelector>,
+}
+
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grant")
+            .field("assignment", &self.assignment)
+            .field("reach", &self.reach)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the responder finds users (the registry, in the daemon).
@@ -127,15 +137,19 @@ fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<AuthRequest, AuthRefusal> {
 }
 
 /// An encrypted IKE_AUTH response carrying `payloads`.
-fn seal(sa: &HalfOpen, payloads: &[Payload<'_>]) -> Option<Vec<u8>> {
-    seal_auth(sa, true, payloads).ok()
+fn seal(sa: &HalfOpen, payloads: &[Payload<'_>], rng: &dyn SecureRandom) -> Option<Vec<u8>> {
+    seal_auth(sa, true, payloads, rng).ok()
 }
 
 /// The refusal, with its error notify sealed when the SA can still carry one.
-fn refuse(sa: &HalfOpen, kind: Option<NotifyType>, why: AuthRefusal) -> AuthAnswer {
+fn refuse(
+    (sa, rng): (&HalfOpen, &dyn SecureRandom),
+    kind: Option<NotifyType>,
+    why: AuthRefusal,
+) -> AuthAnswer {
     let response = kind.and_then(|k| {
         let body = Notify::new(k, &[]).body();
-        seal(sa, &[Payload::plain(PayloadType::NOTIFY, &body)])
+        seal(sa, &[Payload::plain(PayloadType::NOTIFY, &body)], rng)
     });
     AuthAnswer::Refused { response, why }
 }
@@ -148,6 +162,7 @@ pub fn respond_auth(
     bytes: &[u8],
     users: &dyn Users,
     (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
+    rng: &dyn SecureRandom,
 ) -> AuthAnswer {
     let req = match open(sa, bytes) {
         Ok(r) => r,
@@ -160,7 +175,7 @@ pub fn respond_auth(
     };
     let Ok(payloads) = read_chain(req.first, &req.inner) else {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("inner payloads"),
         );
@@ -168,14 +183,14 @@ pub fn respond_auth(
     let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
     let (Some(idi), Some(auth)) = (find(PayloadType::IDI), find(PayloadType::AUTH)) else {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("IDi or AUTH"),
         );
     };
     let Ok(idi) = Identity::read(idi) else {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("IDi"),
         );
@@ -186,24 +201,24 @@ pub fn respond_auth(
     };
     let auth_failed = Some(NotifyType::AUTHENTICATION_FAILED);
     let Some(grant) = users.find(&idi) else {
-        return refuse(sa, auth_failed, failed("no such user"));
+        return refuse((sa, rng), auth_failed, failed("no such user"));
     };
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
     match read_auth(auth) {
         Ok((AuthMethod::PSK, value)) => {
             let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, &idi);
             if !psk_auth_holds(prf, &grant.psk, &signed, value) {
-                return refuse(sa, auth_failed, failed("wrong pre-shared key"));
+                return refuse((sa, rng), auth_failed, failed("wrong pre-shared key"));
             }
         }
-        _ => return refuse(sa, auth_failed, failed("a method other than PSK")),
+        _ => return refuse((sa, rng), auth_failed, failed("a method other than PSK")),
     }
-    child(sa, &payloads, idi, grant, (local, esp, spi_r))
+    child((sa, rng), &payloads, idi, grant, (local, esp, spi_r))
 }
 
 /// The CHILD_SA half of an authenticated request, and the response.
 fn child(
-    sa: &HalfOpen,
+    (sa, rng): (&HalfOpen, &dyn SecureRandom),
     payloads: &[Payload<'_>],
     idi: Identity,
     grant: Grant,
@@ -218,11 +233,21 @@ fn child(
     );
     let (Some(offer), Some(tsi), Some(tsr)) = (offer, tsi, tsr) else {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("SA, TSi or TSr"),
         );
     };
+    // The first CHILD_SA takes its keys from the IKE SA's exchange: a DH group offered in
+    // IKE_AUTH is ignored (RFC 7296 §1.2), as strongSwan does.
+    let offer: Vec<_> = offer
+        .into_iter()
+        .map(|mut p| {
+            p.transforms
+                .retain(|t| t.kind != crate::proposals::TransformType::DH);
+            p
+        })
+        .collect();
     let chosen = match choose(&offer, ProtocolId::ESP, esp) {
         Ok(c) => c,
         Err(e) => {
@@ -230,12 +255,12 @@ fn child(
                 identity: who,
                 offered: e.offered,
             };
-            return refuse(sa, Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
+            return refuse((sa, rng), Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
         }
     };
     let Ok(spi_i) = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice()) else {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("a 4-byte ESP SPI"),
         );
@@ -257,7 +282,7 @@ fn child(
     .collect();
     if cp.is_some() && own.is_empty() {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::INTERNAL_ADDRESS_FAILURE),
             AuthRefusal::NoAddress(who),
         );
@@ -266,7 +291,7 @@ fn child(
     let ts_r = narrow(&tsr, &grant.reach);
     if ts_i.is_empty() || ts_r.is_empty() {
         return refuse(
-            sa,
+            (sa, rng),
             Some(NotifyType::TS_UNACCEPTABLE),
             AuthRefusal::TsUnacceptable(who),
         );
@@ -274,7 +299,7 @@ fn child(
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
     let Ok((i_to_r, r_to_i)) = child_keys(prf, &sa.keys.sk_d, (&sa.ni, &sa.nr), &chosen.suite)
     else {
-        return refuse(sa, None, AuthRefusal::Missing("ESP key lengths"));
+        return refuse((sa, rng), None, AuthRefusal::Missing("ESP key lengths"));
     };
     let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, local);
     let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, &grant.psk, &signed));
@@ -295,8 +320,12 @@ fn child(
         Payload::plain(PayloadType::TSI, &tsi_body),
         Payload::plain(PayloadType::TSR, &tsr_body),
     ]);
-    let Some(response) = seal(sa, &out) else {
-        return refuse(sa, None, AuthRefusal::Missing("room for the response"));
+    let Some(response) = seal(sa, &out, rng) else {
+        return refuse(
+            (sa, rng),
+            None,
+            AuthRefusal::Missing("room for the response"),
+        );
     };
     AuthAnswer::Accepted {
         established: Box::new(Established {

@@ -127,6 +127,7 @@ fn a_psk_user_gets_the_same_child_sa_on_both_sides() {
         b"alice's own key, 32 bytes long!!",
         offer,
         Policy::modern(),
+        &SystemRandom::new(),
     )
     .expect("request");
     let answer = respond_auth(
@@ -134,6 +135,7 @@ fn a_psk_user_gets_the_same_child_sa_on_both_sides() {
         &auth.request,
         &registry(),
         (&server(), &Policy::modern(), [0x5e, 0, 0, 7]),
+        &SystemRandom::new(),
     );
     let (ours, response) = match answer {
         AuthAnswer::Accepted {
@@ -188,6 +190,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
         b"not alice's key",
         offer,
         Policy::modern(),
+        &SystemRandom::new(),
     )
     .expect("request");
     let (response, why) = refused(respond_auth(
@@ -195,6 +198,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
         &auth.request,
         &registry(),
         (&server(), &Policy::modern(), [9; 4]),
+        &SystemRandom::new(),
     ));
     assert_eq!(
         why,
@@ -220,6 +224,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
         b"whatever",
         esp_offer([1; 4], t(1, 28, None)),
         Policy::modern(),
+        &SystemRandom::new(),
     )
     .expect("request");
     let (_, why) = refused(respond_auth(
@@ -227,6 +232,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
         &auth.request,
         &registry(),
         (&server(), &Policy::modern(), [9; 4]),
+        &SystemRandom::new(),
     ));
     assert!(matches!(
         why,
@@ -244,7 +250,15 @@ fn forged_requests_and_foreign_proposals_are_refused() {
     let offer = esp_offer([1; 4], t(1, 12, Some(128)));
     let mut lenient = Policy::modern();
     lenient.encr.push(Encr::AesCbc { key_bits: 128 });
-    let auth = AuthInitiator::start(client_sa, &alice(), psk, offer, lenient).expect("request");
+    let auth = AuthInitiator::start(
+        client_sa,
+        &alice(),
+        psk,
+        offer,
+        lenient,
+        &SystemRandom::new(),
+    )
+    .expect("request");
     let mut forged = auth.request.clone();
     let last = forged.len() - 1;
     forged[last] ^= 1;
@@ -253,6 +267,7 @@ fn forged_requests_and_foreign_proposals_are_refused() {
         &forged,
         &registry(),
         (&server(), &Policy::modern(), [9; 4]),
+        &SystemRandom::new(),
     ));
     assert_eq!(
         (response, why),
@@ -264,6 +279,7 @@ fn forged_requests_and_foreign_proposals_are_refused() {
         &auth.request,
         &registry(),
         (&server(), &Policy::modern(), [9; 4]),
+        &SystemRandom::new(),
     ));
     assert!(matches!(why, AuthRefusal::NoProposalChosen { .. }), "{why}");
     assert!(matches!(

@@ -16,7 +16,7 @@ use crate::message::Message;
 use crate::nat::{nat_finding, nat_hash};
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
-use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
+use crate::proposals::{read_sa_answer, write_sa, Proposal, ProtocolId};
 use crate::suite::{choose, DhGroup, Policy};
 
 /// An IKE_SA_INIT request on its way.
@@ -172,7 +172,7 @@ impl InitiatorInit {
     ) -> Result<InitReply, InitiatorError> {
         let unacceptable = InitiatorError::Unacceptable;
         let sa = m.find(PayloadType::SA).ok_or(unacceptable("no SA"))?;
-        let answer = read_sa(sa.body).map_err(|_| unacceptable("unreadable SA"))?;
+        let answer = vec![read_sa_answer(sa.body).map_err(|_| unacceptable("unreadable SA"))?];
         let offered = |p: &Proposal| {
             self.offer.iter().any(|o| {
                 o.number == p.number && p.transforms.iter().all(|t| o.transforms.contains(t))

@@ -206,8 +206,9 @@ fn accept(
         ends.remote,
         ends.local,
     );
-    let fragmentation =
-        first_notify(&req.notifies, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+    // Fragments (RFC 7383) are not reassembled yet: support is not claimed, so clients send
+    // whole messages.
+    let fragmentation = false;
     let signature_hashes =
         first_notify(&req.notifies, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some();
     let sa = write_sa(std::slice::from_ref(proposal));
@@ -217,9 +218,6 @@ fn accept(
         Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, &nat_src).body(),
         Notify::new(NotifyType::NAT_DETECTION_DESTINATION_IP, &nat_dst).body(),
     ];
-    if fragmentation {
-        notifies.push(Notify::new(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, &[]).body());
-    }
     if signature_hashes {
         let hashes = Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, &SIGNATURE_HASHES);
         notifies.push(hashes.body());
