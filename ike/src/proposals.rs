@@ -144,6 +144,26 @@ fn read_attributes(mut b: &[u8]) -> Option<(Option<u16>, bool)> {
     Some((key_bits, unknown))
 }
 
+/// The next proposal or transform in `b`: its 8-byte fixed part, the rest of it, and its
+/// length (which counts the fixed part), once the length fits and its mark says "last" (0)
+/// exactly when nothing follows, else `more` (2 for proposals, 3 for transforms).
+fn substructure<'a>(
+    b: &'a [u8],
+    what: &'static str,
+    index: usize,
+    more: u8,
+) -> Result<(&'a [u8], &'a [u8], usize), SaError> {
+    let truncated = SaError::Truncated { what, index };
+    let head = b.get(..8).ok_or(truncated.clone())?;
+    let len = usize::from(be16(&head[2..]));
+    let body = b.get(8..len.max(8)).filter(|_| len >= 8).ok_or(truncated)?;
+    let last = head[0] == 0;
+    if (head[0] != 0 && head[0] != more) || last != (len == b.len()) {
+        return Err(SaError::BadMark { what, index });
+    }
+    Ok((head, body, len))
+}
+
 /// The transforms in `b`, which must hold exactly `count`.
 fn read_transforms(proposal: usize, count: usize, mut b: &[u8]) -> Result<Vec<Transform>, SaError> {
     let mut out = Vec::new();
@@ -152,24 +172,11 @@ fn read_transforms(proposal: usize, count: usize, mut b: &[u8]) -> Result<Vec<Tr
         if index == MAX_ITEMS {
             return Err(SaError::TooMany(MAX_ITEMS));
         }
-        let truncated = SaError::Truncated {
+        let (head, body, len) = substructure(b, "transform", index, 3)?;
+        let (key_bits, unknown_attribute) = read_attributes(body).ok_or(SaError::Truncated {
             what: "transform",
             index,
-        };
-        let head = b.get(..8).ok_or(truncated.clone())?;
-        let len = usize::from(be16(&head[2..]));
-        let body = b
-            .get(8..len.max(8))
-            .filter(|_| len >= 8)
-            .ok_or(truncated.clone())?;
-        let (key_bits, unknown_attribute) = read_attributes(body).ok_or(truncated)?;
-        let last = head[0] == 0;
-        if (head[0] != 0 && head[0] != 3) || last != (len == b.len()) {
-            return Err(SaError::BadMark {
-                what: "transform",
-                index,
-            });
-        }
+        })?;
         out.push(Transform {
             kind: TransformType(head[4]),
             id: be16(&head[6..]),
@@ -207,25 +214,15 @@ fn read_proposals(mut b: &[u8], offer: bool) -> Result<Vec<Proposal>, SaError> {
         if index == MAX_ITEMS {
             return Err(SaError::TooMany(MAX_ITEMS));
         }
-        let truncated = SaError::Truncated {
-            what: "proposal",
-            index,
-        };
-        let head = b.get(..8).ok_or(truncated.clone())?;
-        let len = usize::from(be16(&head[2..]));
+        let (head, body, len) = substructure(b, "proposal", index, 2)?;
         let spi_len = usize::from(head[6]);
-        let body = b
-            .get(8..len.max(8))
-            .filter(|_| len >= 8)
-            .ok_or(truncated.clone())?;
-        let spi = body.get(..spi_len).ok_or(truncated)?.to_vec();
-        let last = head[0] == 0;
-        if (head[0] != 0 && head[0] != 2) || last != (len == b.len()) {
-            return Err(SaError::BadMark {
+        let spi = body
+            .get(..spi_len)
+            .ok_or(SaError::Truncated {
                 what: "proposal",
                 index,
-            });
-        }
+            })?
+            .to_vec();
         let number = head[4];
         if offer && usize::from(number) != index + 1 {
             return Err(SaError::Numbering { index, number });
