@@ -57,4 +57,7 @@ pub enum ParseError {
     /// More payloads than any sound message carries.
     #[error("more than {0} payloads")]
     TooManyPayloads(usize),
+    /// A field whose value is not allowed where it is.
+    #[error("invalid {0}")]
+    Invalid(&'static str),
 }

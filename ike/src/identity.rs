@@ -59,6 +59,18 @@ impl Identity {
         out
     }
 
+    /// An identity as operators write it, typed as strongSwan infers it: an IP address, an
+    /// e-mail address (it has an @), else a host name (FQDN).
+    pub fn from_text(text: &str) -> Self {
+        let (kind, data) = match text.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(a)) => (IdType::IPV4_ADDR, a.octets().to_vec()),
+            Ok(std::net::IpAddr::V6(a)) => (IdType::IPV6_ADDR, a.octets().to_vec()),
+            Err(_) if text.contains('@') => (IdType::RFC822_ADDR, text.as_bytes().to_vec()),
+            Err(_) => (IdType::FQDN, text.as_bytes().to_vec()),
+        };
+        Self { kind, data }
+    }
+
     /// The identity as people read it: the name or address, else hex.
     pub fn display(&self) -> String {
         match (self.kind, self.data.len()) {
@@ -140,6 +152,20 @@ pub fn psk_auth_holds(prf: Prf, psk: &[u8], signed: &[u8], received: &[u8]) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identities_written_as_text_take_the_type_strongswan_infers() {
+        for (text, kind) in [
+            ("alice@example.com", IdType::RFC822_ADDR),
+            ("vpn.example.com", IdType::FQDN),
+            ("192.0.2.7", IdType::IPV4_ADDR),
+            ("2001:db8::7", IdType::IPV6_ADDR),
+        ] {
+            let id = Identity::from_text(text);
+            assert_eq!(id.kind, kind, "{text}");
+            assert_eq!(id.display(), text);
+        }
+    }
 
     #[test]
     fn identities_read_back_and_read_as_people_write_them() {

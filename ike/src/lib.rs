@@ -18,17 +18,23 @@
 //! - `selectors`: traffic selectors and their narrowing.
 //! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
+//! - `protected`: sealing and opening the messages of an IKE SA after IKE_SA_INIT.
+//! - `delete`: the Delete payload.
+//! - `ike_sa`: an IKE SA as the responder keeps it: authentication, retransmissions,
+//!   INFORMATIONAL requests, liveness checks; events and a deadline out.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
 mod config_payload;
 mod cookie;
+mod delete;
 mod dh;
 mod error;
 mod header;
 mod identity;
 mod ike_auth;
+mod ike_sa;
 mod keys;
 mod message;
 mod nat;
@@ -36,13 +42,17 @@ mod notify;
 mod payloads;
 mod prf;
 mod proposals;
+mod protected;
 mod sa_init;
 mod selectors;
 mod sk;
 mod suite;
+#[cfg(test)]
+mod test_support;
 
 pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};
+pub use delete::Delete;
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
@@ -53,6 +63,7 @@ pub use ike_auth::{
     respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, EspKeys,
     Established, Grant, Users, AUTH_MESSAGE_ID,
 };
+pub use ike_sa::{AuthContext, DownReason, IkeSa, SaEvent, Timing};
 pub use keys::{
     child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,
 };
@@ -64,6 +75,7 @@ pub use prf::{Prf, PrfError};
 pub use proposals::{
     read_sa, write_sa, Proposal, ProtocolId, SaError, Transform, TransformType, MAX_ITEMS,
 };
+pub use protected::{Opened, Protected, ProtectedError};
 pub use sa_init::{
     respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
     InitiatorInit,

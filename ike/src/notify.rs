@@ -20,6 +20,8 @@ impl NotifyType {
     pub const INVALID_KE_PAYLOAD: Self = Self(17);
     /// Authentication failed.
     pub const AUTHENTICATION_FAILED: Self = Self(24);
+    /// The responder takes no more CHILD_SAs on this IKE SA (or none made this way).
+    pub const NO_ADDITIONAL_SAS: Self = Self(35);
     /// No address could be assigned.
     pub const INTERNAL_ADDRESS_FAILURE: Self = Self(36);
     /// The traffic selectors are not acceptable.

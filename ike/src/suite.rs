@@ -26,6 +26,17 @@ pub enum Encr {
     },
 }
 
+impl std::fmt::Display for Encr {
+    /// The names operators know: `AES-256-GCM`, `ChaCha20-Poly1305`, `AES-128-CBC`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AesGcm16 { key_bits } => write!(f, "AES-{key_bits}-GCM"),
+            Self::ChaCha20Poly1305 => f.write_str("ChaCha20-Poly1305"),
+            Self::AesCbc { key_bits } => write!(f, "AES-{key_bits}-CBC"),
+        }
+    }
+}
+
 impl Encr {
     fn from_transform(t: &Transform) -> Option<Self> {
         match (t.id, t.key_bits) {

@@ -11,14 +11,13 @@ use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
-use crate::message::Message;
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::{read_chain, Payload, PayloadType};
+use crate::payloads::{Payload, PayloadType};
 use crate::prf::Prf;
 use crate::proposals::{read_sa_answer, write_sa, Proposal, ProtocolId};
+use crate::protected::{self, ProtectedError};
 use crate::sa_init::{HalfOpen, InitiatorError};
 use crate::selectors::{read_ts, ts_body, TrafficSelector};
-use crate::sk::SkCipher;
 use crate::suite::{choose, Policy};
 
 /// An IKE_AUTH request on its way.
@@ -73,8 +72,8 @@ impl AuthInitiator {
             Payload::plain(PayloadType::TSI, &everything),
             Payload::plain(PayloadType::TSR, &everything),
         ];
-        let request =
-            seal_auth(&sa, false, &payloads, rng).map_err(InitiatorError::Unacceptable)?;
+        let request = seal_auth(&sa, false, &payloads, rng)
+            .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))?;
         Ok(Self {
             sa,
             psk: Zeroizing::new(psk.to_vec()),
@@ -84,25 +83,31 @@ impl AuthInitiator {
         })
     }
 
+    /// The IKE SA the request travels on (its keys carry the SA's later exchanges).
+    pub fn sa(&self) -> &HalfOpen {
+        &self.sa
+    }
+
+    /// The IKE SA, once the exchange is over.
+    pub fn into_sa(self) -> HalfOpen {
+        self.sa
+    }
+
     /// Reads the response.
-    pub fn on_response(self, bytes: &[u8]) -> Result<AuthOutcome, InitiatorError> {
+    pub fn on_response(&self, bytes: &[u8]) -> Result<AuthOutcome, InitiatorError> {
         let bad = InitiatorError::Unacceptable;
-        let m = Message::parse(bytes)?;
-        let h = m.header;
-        if (h.spi_i, h.spi_r) != (self.sa.spi_i, self.sa.spi_r)
-            || h.exchange != ExchangeType::IKE_AUTH
-            || !h.flags.is_response()
-            || h.message_id != AUTH_MESSAGE_ID
-        {
+        let opened = match protected::open(&self.sa, bytes, false) {
+            Ok(o) => o,
+            Err(ProtectedError::BadIcv) => {
+                return Err(bad("an Encrypted payload that does not open"))
+            }
+            Err(_) => return Err(InitiatorError::NotOurs),
+        };
+        let w = opened.what;
+        if w.exchange != ExchangeType::IKE_AUTH || !w.response || w.message_id != AUTH_MESSAGE_ID {
             return Err(InitiatorError::NotOurs);
         }
-        let sk = m.find(PayloadType::SK).ok_or(bad("no Encrypted payload"))?;
-        let cipher = SkCipher::new(self.sa.suite.encr, &self.sa.keys.sk_er)
-            .map_err(|_| bad("an IKE cipher without SK support"))?;
-        let inner = cipher
-            .open(bytes, sk.body.len())
-            .map_err(|_| bad("an Encrypted payload that does not open"))?;
-        let payloads = read_chain(sk.next, &inner)?;
+        let payloads = opened.payloads()?;
         let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
         for p in payloads.iter().filter(|p| p.kind == PayloadType::NOTIFY) {
             let n = Notify::read(p.body)?;

@@ -16,14 +16,14 @@ use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use crate::config_payload::Assignment;
-use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
+use crate::header::ExchangeType;
 use crate::identity::Identity;
 use crate::keys::child_keymat;
-use crate::payloads::{write_chain, Payload};
+use crate::payloads::Payload;
 use crate::prf::{Prf, PrfError};
+use crate::protected::{self, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::selectors::TrafficSelector;
-use crate::sk::SkCipher;
 use crate::suite::Suite;
 
 /// The message ID of the IKE_AUTH exchange (the first after IKE_SA_INIT).
@@ -112,35 +112,12 @@ fn seal_auth(
     response: bool,
     payloads: &[Payload<'_>],
     rng: &dyn SecureRandom,
-) -> Result<Vec<u8>, &'static str> {
-    let mut chain = Vec::new();
-    let first = write_chain(&mut chain, payloads).map_err(|_| "a payload too long")?;
-    let header = Header {
-        spi_i: sa.spi_i,
-        spi_r: sa.spi_r,
-        next_payload: 0,
-        version: IKEV2_VERSION,
+) -> Result<Vec<u8>, ProtectedError> {
+    let what = Protected {
         exchange: ExchangeType::IKE_AUTH,
-        flags: Flags::new(!response, response),
         message_id: AUTH_MESSAGE_ID,
-        length: 0,
+        by_initiator: !response,
+        response,
     };
-    let key = if response {
-        &sa.keys.sk_er
-    } else {
-        &sa.keys.sk_ei
-    };
-    let cipher =
-        SkCipher::new(sa.suite.encr, key).map_err(|_| "an IKE cipher without SK support")?;
-    cipher
-        .seal(&header, first, &chain, iv_for(rng)?)
-        .map_err(|_| "a message too long")
-}
-
-/// A random IV: unique under the key however often a caller seals (answering the same
-/// request twice with different contents must never reuse a GCM nonce).
-fn iv_for(rng: &dyn SecureRandom) -> Result<[u8; 8], &'static str> {
-    let mut iv = [0u8; 8];
-    rng.fill(&mut iv).map_err(|_| "no randomness for an IV")?;
-    Ok(iv)
+    protected::seal(sa, what, payloads, rng)
 }

@@ -12,13 +12,12 @@ use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
-use crate::message::Message;
 use crate::notify::{Notify, NotifyType};
-use crate::payloads::{read_chain, Payload, PayloadType};
+use crate::payloads::{Payload, PayloadType};
 use crate::proposals::{read_sa, write_sa, ProtocolId};
+use crate::protected::{self, Opened, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::selectors::{narrow, read_ts, ts_body, TrafficSelector};
-use crate::sk::SkCipher;
 use crate::suite::{choose, Policy};
 
 /// What a user is granted once authenticated (Debug leaves the key out).
@@ -104,36 +103,16 @@ pub enum AuthAnswer {
     },
 }
 
-/// The request's payloads, decrypted.
-struct AuthRequest {
-    inner: Vec<u8>,
-    first: PayloadType,
-}
-
-fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<AuthRequest, AuthRefusal> {
-    let m = Message::parse(bytes).map_err(|_| AuthRefusal::NotOurs("unreadable"))?;
-    let h = m.header;
-    if h.spi_i != sa.spi_i
-        || h.spi_r != sa.spi_r
-        || h.exchange != ExchangeType::IKE_AUTH
-        || h.flags.is_response()
-        || !h.flags.is_initiator()
-        || h.message_id != AUTH_MESSAGE_ID
-    {
+fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<Opened, AuthRefusal> {
+    let opened = protected::open(sa, bytes, true).map_err(|e| match e {
+        ProtectedError::BadIcv => AuthRefusal::BadIcv,
+        _ => AuthRefusal::NotOurs("not an IKE_AUTH request of this SA"),
+    })?;
+    let w = opened.what;
+    if w.exchange != ExchangeType::IKE_AUTH || w.response || w.message_id != AUTH_MESSAGE_ID {
         return Err(AuthRefusal::NotOurs("header"));
     }
-    let sk = m
-        .find(PayloadType::SK)
-        .ok_or(AuthRefusal::NotOurs("no Encrypted payload"))?;
-    let cipher =
-        SkCipher::new(sa.suite.encr, &sa.keys.sk_ei).map_err(|_| AuthRefusal::NotOurs("cipher"))?;
-    let inner = cipher
-        .open(bytes, sk.body.len())
-        .map_err(|_| AuthRefusal::BadIcv)?;
-    Ok(AuthRequest {
-        inner,
-        first: sk.next,
-    })
+    Ok(opened)
 }
 
 /// An encrypted IKE_AUTH response carrying `payloads`.
@@ -173,7 +152,7 @@ pub fn respond_auth(
             }
         }
     };
-    let Ok(payloads) = read_chain(req.first, &req.inner) else {
+    let Ok(payloads) = req.payloads() else {
         return refuse(
             (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),

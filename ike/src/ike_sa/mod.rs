@@ -1,0 +1,457 @@
+//! An IKE SA as the responder keeps it, from the end of IKE_SA_INIT to its end (RFC 7296
+//! §1.4, §2.1–2.4): the IKE_AUTH that brings it up; each request of the peer answered once,
+//! in message-ID order, and its retransmissions answered again from the kept response;
+//! INFORMATIONAL requests (a liveness check, a Delete) answered; and this side's own liveness
+//! check when the peer has been quiet, retransmitted with a doubling timeout until the peer is
+//! declared dead. Bytes and `now` go in; messages, events and a deadline come out.
+
+use std::time::{Duration, Instant};
+
+use ring::rand::SecureRandom;
+
+use crate::delete::Delete;
+use crate::header::{ExchangeType, Header};
+use crate::identity::Identity;
+use crate::ike_auth::{respond_auth, AuthAnswer, AuthRefusal, Established, Users};
+use crate::notify::{Notify, NotifyType};
+use crate::payloads::{Payload, PayloadType};
+use crate::proposals::ProtocolId;
+use crate::protected::{self, Opened, Protected, ProtectedError};
+use crate::sa_init::HalfOpen;
+use crate::suite::Policy;
+
+/// The SA's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a half-open SA waits for its IKE_AUTH.
+    pub auth_within: Duration,
+    /// How long the peer may be quiet before this side checks it is alive.
+    pub dpd_after: Duration,
+    /// The first retransmission timeout of this side's requests (doubled each time).
+    pub retransmit: Duration,
+    /// Transmissions of a request before the peer is declared dead.
+    pub tries: u32,
+}
+
+impl Default for Timing {
+    /// 30 s for IKE_AUTH and of quiet; a request sent 5 times, 2 s then doubling (the peer is
+    /// dead 62 s after the first check).
+    fn default() -> Self {
+        Self {
+            auth_within: Duration::from_secs(30),
+            dpd_after: Duration::from_secs(30),
+            retransmit: Duration::from_secs(2),
+            tries: 5,
+        }
+    }
+}
+
+/// What the responder needs to answer an IKE_AUTH: where users are found, its own identity,
+/// the ESP policy, and the SPI the CHILD_SA will be received on (the caller's: it names the
+/// worker that owns it).
+pub struct AuthContext<'a> {
+    /// The users.
+    pub users: &'a dyn Users,
+    /// This server's identity.
+    pub local: &'a Identity,
+    /// The ESP proposals taken.
+    pub esp: &'a Policy,
+    /// The inbound SPI of the CHILD_SA IKE_AUTH would create.
+    pub child_spi: [u8; 4],
+}
+
+/// Why an SA ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// The peer deleted it.
+    Deleted,
+    /// The peer stopped answering liveness checks.
+    Dead,
+    /// No IKE_AUTH came in time.
+    AuthTimeout,
+    /// IKE_AUTH was refused (the refusal was answered).
+    AuthFailed,
+    /// This side deleted it.
+    Closed,
+}
+
+/// What the SA asks of its caller.
+#[derive(Debug)]
+pub enum SaEvent {
+    /// Send these bytes to the peer.
+    Send(Vec<u8>),
+    /// Authenticated: the user and the first CHILD_SA, to install.
+    Up(Box<Established>),
+    /// IKE_AUTH refused, and the refusal answered (the SA then goes down).
+    AuthRefused(AuthRefusal),
+    /// A message was dropped (counted by this reason).
+    Dropped(&'static str),
+    /// A retransmitted request was answered again.
+    Retransmission,
+    /// The peer deleted the CHILD_SA this side receives on `spi`.
+    ChildDeleted([u8; 4]),
+    /// The SA is over: remove it and everything it installed.
+    Down(DownReason),
+}
+
+/// Where the SA is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for IKE_AUTH.
+    Authenticating,
+    /// Up, with the first CHILD_SA's SPIs (this side's inbound, the peer's inbound).
+    Up { child: Option<([u8; 4], [u8; 4])> },
+    /// Over.
+    Down,
+}
+
+/// A request of this side on its way.
+#[derive(Debug)]
+struct Outstanding {
+    message_id: u32,
+    bytes: Vec<u8>,
+    next_at: Instant,
+    sent: u32,
+}
+
+/// One IKE SA, responder side.
+#[derive(Debug)]
+pub struct IkeSa {
+    keys: HalfOpen,
+    phase: Phase,
+    timing: Timing,
+    /// The message ID the peer's next request must carry.
+    peer_next: u32,
+    /// The response to the peer's latest request, for its retransmissions.
+    answer: Option<(u32, Vec<u8>)>,
+    /// This side's request waiting for its response.
+    ours: Option<Outstanding>,
+    /// The message ID of this side's next request.
+    our_next: u32,
+    /// When the peer last sent something that authenticated (or when the SA began).
+    heard: Instant,
+    started: Instant,
+}
+
+impl IkeSa {
+    /// The SA IKE_SA_INIT left half-open at `now`; its next request must be IKE_AUTH.
+    pub fn new(keys: HalfOpen, timing: Timing, now: Instant) -> Self {
+        Self {
+            keys,
+            phase: Phase::Authenticating,
+            timing,
+            peer_next: crate::ike_auth::AUTH_MESSAGE_ID,
+            answer: None,
+            ours: None,
+            our_next: 0,
+            heard: now,
+            started: now,
+        }
+    }
+
+    /// The SPIs (initiator's, responder's).
+    pub fn spis(&self) -> ([u8; 8], [u8; 8]) {
+        (self.keys.spi_i, self.keys.spi_r)
+    }
+
+    /// The SA's keys and what IKE_SA_INIT agreed.
+    pub fn keys(&self) -> &HalfOpen {
+        &self.keys
+    }
+
+    /// Authenticated and not over.
+    pub fn is_up(&self) -> bool {
+        matches!(self.phase, Phase::Up { .. })
+    }
+
+    /// When `poll` next has something to do (`None` once over).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Authenticating => Some(self.started + self.timing.auth_within),
+            Phase::Up { .. } => Some(match &self.ours {
+                Some(o) => o.next_at,
+                None => self.heard + self.timing.dpd_after,
+            }),
+            Phase::Down => None,
+        }
+    }
+
+    /// A message from the peer, received at `now`.
+    pub fn on_message(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        ctx: &AuthContext<'_>,
+        rng: &dyn SecureRandom,
+    ) -> Vec<SaEvent> {
+        if self.phase == Phase::Down {
+            return vec![SaEvent::Dropped("the SA is over")];
+        }
+        let Ok(h) = Header::parse(bytes) else {
+            return vec![SaEvent::Dropped("unreadable header")];
+        };
+        if !h.flags.is_initiator() {
+            return vec![SaEvent::Dropped("sent as the responder")];
+        }
+        if h.flags.is_response() {
+            return self.on_response(bytes, h, now);
+        }
+        if let Some((id, response)) = &self.answer {
+            // RFC 7296 §2.1: a request with the last answered ID is a retransmission, and
+            // gets the same response again (its work is not redone).
+            if h.message_id == *id {
+                return vec![SaEvent::Send(response.clone()), SaEvent::Retransmission];
+            }
+        }
+        if h.message_id != self.peer_next {
+            return vec![SaEvent::Dropped("message ID outside the window")];
+        }
+        match self.phase {
+            Phase::Authenticating if h.exchange == ExchangeType::IKE_AUTH => {
+                self.authenticate(bytes, now, ctx, rng)
+            }
+            Phase::Authenticating => vec![SaEvent::Dropped("a request before IKE_AUTH")],
+            Phase::Up { .. } => self.on_request(bytes, h, now, rng),
+            Phase::Down => Vec::new(),
+        }
+    }
+
+    /// IKE_AUTH, answered by `respond_auth`'s rules.
+    fn authenticate(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        ctx: &AuthContext<'_>,
+        rng: &dyn SecureRandom,
+    ) -> Vec<SaEvent> {
+        let answer = respond_auth(
+            &self.keys,
+            bytes,
+            ctx.users,
+            (ctx.local, ctx.esp, ctx.child_spi),
+            rng,
+        );
+        match answer {
+            AuthAnswer::Accepted {
+                established,
+                response,
+            } => {
+                let child = Some((established.child.spi_r, established.child.spi_i));
+                self.phase = Phase::Up { child };
+                self.heard = now;
+                self.answered(response.clone());
+                vec![SaEvent::Send(response), SaEvent::Up(established)]
+            }
+            AuthAnswer::Refused {
+                response: Some(response),
+                why,
+            } => {
+                self.phase = Phase::Down;
+                vec![
+                    SaEvent::Send(response),
+                    SaEvent::AuthRefused(why),
+                    SaEvent::Down(DownReason::AuthFailed),
+                ]
+            }
+            AuthAnswer::Refused {
+                response: None,
+                why: AuthRefusal::BadIcv,
+            } => vec![SaEvent::Dropped("bad ICV")],
+            AuthAnswer::Refused { response: None, .. } => {
+                vec![SaEvent::Dropped("an IKE_AUTH that cannot be answered")]
+            }
+        }
+    }
+
+    /// Keeps the response to the request just handled, for its retransmissions.
+    fn answered(&mut self, response: Vec<u8>) {
+        self.answer = Some((self.peer_next, response));
+        self.peer_next = self.peer_next.wrapping_add(1);
+    }
+
+    /// A request of an SA that is up.
+    fn on_request(
+        &mut self,
+        bytes: &[u8],
+        h: Header,
+        now: Instant,
+        rng: &dyn SecureRandom,
+    ) -> Vec<SaEvent> {
+        let opened = match protected::open(&self.keys, bytes, true) {
+            Ok(o) => o,
+            Err(ProtectedError::BadIcv) => return vec![SaEvent::Dropped("bad ICV")],
+            Err(_) => return vec![SaEvent::Dropped("unreadable request")],
+        };
+        self.heard = now;
+        let (payloads, mut events) = match h.exchange {
+            ExchangeType::INFORMATIONAL => self.informational(&opened),
+            // Rekeying and further CHILD_SAs come with CREATE_CHILD_SA's rules; until then the
+            // peer is told plainly, and keeps what it has.
+            ExchangeType::CREATE_CHILD_SA => (
+                vec![(
+                    PayloadType::NOTIFY,
+                    Notify::new(NotifyType::NO_ADDITIONAL_SAS, &[]).body(),
+                )],
+                Vec::new(),
+            ),
+            _ => return vec![SaEvent::Dropped("an exchange not taken")],
+        };
+        let out: Vec<Payload<'_>> = payloads
+            .iter()
+            .map(|(kind, body)| Payload::plain(*kind, body))
+            .collect();
+        let what = Protected {
+            exchange: h.exchange,
+            message_id: h.message_id,
+            by_initiator: false,
+            response: true,
+        };
+        let Ok(response) = protected::seal(&self.keys, what, &out, rng) else {
+            return vec![SaEvent::Dropped("a response that cannot be sealed")];
+        };
+        self.answered(response.clone());
+        events.insert(0, SaEvent::Send(response));
+        events
+    }
+
+    /// An INFORMATIONAL request's answer payloads (Deletes, or none) and its events.
+    fn informational(&mut self, opened: &Opened) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
+        let Ok(payloads) = opened.payloads() else {
+            return (Vec::new(), vec![SaEvent::Dropped("unreadable payloads")]);
+        };
+        let mut answer = Vec::new();
+        let mut events = Vec::new();
+        for p in payloads.iter().filter(|p| p.kind == PayloadType::DELETE) {
+            let Ok(d) = Delete::read(p.body) else {
+                continue;
+            };
+            if d.protocol == ProtocolId::IKE {
+                // Deleting the IKE SA deletes its CHILD_SAs; the answer is empty.
+                self.phase = Phase::Down;
+                return (Vec::new(), vec![SaEvent::Down(DownReason::Deleted)]);
+            }
+            let Phase::Up {
+                child: Some((ours, theirs)),
+            } = self.phase
+            else {
+                continue;
+            };
+            if d.protocol == ProtocolId::ESP && d.spis.contains(&theirs) {
+                self.phase = Phase::Up { child: None };
+                let mine = Delete {
+                    protocol: ProtocolId::ESP,
+                    spis: vec![ours],
+                };
+                answer.push((PayloadType::DELETE, mine.body()));
+                events.push(SaEvent::ChildDeleted(ours));
+            }
+        }
+        (answer, events)
+    }
+
+    /// A response to this side's request.
+    fn on_response(&mut self, bytes: &[u8], h: Header, now: Instant) -> Vec<SaEvent> {
+        let Some(o) = &self.ours else {
+            return vec![SaEvent::Dropped("a response to no request")];
+        };
+        if h.message_id != o.message_id {
+            return vec![SaEvent::Dropped("a response to no request")];
+        }
+        match protected::open(&self.keys, bytes, true) {
+            Ok(opened) if opened.what.response => {
+                self.ours = None;
+                self.heard = now;
+                Vec::new()
+            }
+            Ok(_) => vec![SaEvent::Dropped("unreadable response")],
+            Err(ProtectedError::BadIcv) => vec![SaEvent::Dropped("bad ICV")],
+            Err(_) => vec![SaEvent::Dropped("unreadable response")],
+        }
+    }
+
+    /// Timers at `now`: the IKE_AUTH wait, the liveness check and its retransmissions.
+    pub fn poll(&mut self, now: Instant, rng: &dyn SecureRandom) -> Vec<SaEvent> {
+        match self.phase {
+            Phase::Authenticating if now >= self.started + self.timing.auth_within => {
+                self.phase = Phase::Down;
+                vec![SaEvent::Down(DownReason::AuthTimeout)]
+            }
+            Phase::Up { .. } => self.poll_liveness(now, rng),
+            _ => Vec::new(),
+        }
+    }
+
+    fn poll_liveness(&mut self, now: Instant, rng: &dyn SecureRandom) -> Vec<SaEvent> {
+        if let Some(o) = &mut self.ours {
+            if now < o.next_at {
+                return Vec::new();
+            }
+            if o.sent >= self.timing.tries {
+                self.phase = Phase::Down;
+                return vec![SaEvent::Down(DownReason::Dead)];
+            }
+            let wait = self.timing.retransmit.saturating_mul(1 << o.sent.min(16));
+            o.sent += 1;
+            o.next_at = now + wait;
+            return vec![SaEvent::Send(o.bytes.clone())];
+        }
+        if now < self.heard + self.timing.dpd_after {
+            return Vec::new();
+        }
+        // An empty INFORMATIONAL request: the peer's answer is the proof of life.
+        match self.request(ExchangeType::INFORMATIONAL, &[], now, rng) {
+            Some(bytes) => vec![SaEvent::Send(bytes)],
+            None => vec![SaEvent::Dropped("a liveness check that cannot be sealed")],
+        }
+    }
+
+    /// This side's request carrying `payloads`, kept for retransmission.
+    fn request(
+        &mut self,
+        exchange: ExchangeType,
+        payloads: &[Payload<'_>],
+        now: Instant,
+        rng: &dyn SecureRandom,
+    ) -> Option<Vec<u8>> {
+        let what = Protected {
+            exchange,
+            message_id: self.our_next,
+            by_initiator: false,
+            response: false,
+        };
+        let bytes = protected::seal(&self.keys, what, payloads, rng).ok()?;
+        self.ours = Some(Outstanding {
+            message_id: self.our_next,
+            bytes: bytes.clone(),
+            next_at: now + self.timing.retransmit,
+            sent: 1,
+        });
+        self.our_next = self.our_next.wrapping_add(1);
+        Some(bytes)
+    }
+
+    /// Ends the SA from this side (a revoked user, a shutdown): the Delete to send, best
+    /// effort (no retransmission: the SA is gone here whatever the peer does).
+    pub fn close(&mut self, now: Instant, rng: &dyn SecureRandom) -> Vec<SaEvent> {
+        if !self.is_up() {
+            self.phase = Phase::Down;
+            return vec![SaEvent::Down(DownReason::Closed)];
+        }
+        let delete = Delete::ike().body();
+        let sent = self.request(
+            ExchangeType::INFORMATIONAL,
+            &[Payload::plain(PayloadType::DELETE, &delete)],
+            now,
+            rng,
+        );
+        self.phase = Phase::Down;
+        self.ours = None;
+        sent.map(SaEvent::Send)
+            .into_iter()
+            .chain([SaEvent::Down(DownReason::Closed)])
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
