@@ -35,7 +35,7 @@ pub enum BindError {
 /// Socket buffer size asked for on each outer socket (the kernel doubles it for overhead).
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
 
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -43,7 +43,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt_int(
+pub(crate) fn setsockopt_int(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,
@@ -108,7 +108,7 @@ pub fn sockaddr_from(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-fn bind_one(port: u16, reuse: bool, fwmark: u32) -> io::Result<OwnedFd> {
+pub(crate) fn bind_one(port: u16, reuse: bool, fwmark: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain socket call; the result is checked and owned at once.
     let fd = check(unsafe {
         libc::socket(
@@ -165,16 +165,20 @@ pub fn local_port(sock: &OwnedFd) -> io::Result<u16> {
         .ok_or_else(|| io::Error::other("unexpected address family"))
 }
 
+/// A bind error by what the system said.
+pub(crate) fn classify(port: u16, e: io::Error) -> BindError {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => BindError::InUse { port },
+        Some(libc::EACCES | libc::EPERM) => BindError::Permission { port },
+        _ => BindError::Io { port, source: e },
+    }
+}
+
 /// Opens `count` sockets on `port` (0 = any free port), sharing it with SO_REUSEPORT.
 ///
 /// SO_REUSEPORT would let a second xgate (same user) silently share the port and steal half
 /// its traffic, so the port is first claimed once without it to prove nobody else holds it.
 pub fn bind_sockets(port: u16, count: usize, fwmark: u32) -> Result<Vec<OwnedFd>, BindError> {
-    let classify = |port: u16, e: io::Error| match e.raw_os_error() {
-        Some(libc::EADDRINUSE) => BindError::InUse { port },
-        Some(libc::EACCES | libc::EPERM) => BindError::Permission { port },
-        _ => BindError::Io { port, source: e },
-    };
     let port = if port == 0 {
         let probe = bind_one(0, false, 0).map_err(|e| classify(0, e))?;
         local_port(&probe).map_err(|e| BindError::Io { port: 0, source: e })?
