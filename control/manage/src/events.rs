@@ -30,6 +30,22 @@ pub enum Event {
         /// "expired" or "removed".
         reason: &'static str,
     },
+    /// An IKE SA was authenticated.
+    IkeSaUp {
+        /// The user's identity.
+        identity: String,
+        /// Where the user is.
+        endpoint: String,
+        /// The virtual addresses given.
+        addresses: Vec<String>,
+    },
+    /// An IKE SA ended: "deleted" (by the peer), "dead" (stopped answering), "closed".
+    IkeSaDown {
+        /// The user's identity.
+        identity: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A peer was registered.
     PeerCreated {
         /// Registry id.
@@ -66,6 +82,8 @@ impl Event {
         match self {
             Event::TunnelUp { .. } => "tunnel_up",
             Event::TunnelDown { .. } => "tunnel_down",
+            Event::IkeSaUp { .. } => "ike_sa_up",
+            Event::IkeSaDown { .. } => "ike_sa_down",
             Event::PeerCreated { .. } => "peer_created",
             Event::PeerChanged { .. } => "peer_changed",
             Event::PeerRevoked { .. } => "peer_revoked",
@@ -133,6 +151,16 @@ impl EventSink for EventHub {
                     public_key: public_key.to_base64(),
                     reason: reason.as_str(),
                 },
+                TunnelEvent::IkeUp {
+                    identity,
+                    endpoint,
+                    addresses,
+                } => Event::IkeSaUp {
+                    identity,
+                    endpoint: endpoint.to_string(),
+                    addresses: addresses.iter().map(ToString::to_string).collect(),
+                },
+                TunnelEvent::IkeDown { identity, reason } => Event::IkeSaDown { identity, reason },
             },
         );
     }

@@ -1,8 +1,8 @@
-//! What the plane tells operators: a tunnel came up or went down. The plane hands each event
+//! What the plane tells operators: a tunnel or an IKE SA came up or went down. The plane hands each event
 //! to a sink it is given (the management service's event hub, which logs it and streams it
 //! to API subscribers; a recorder in tests), so it needs no async runtime of its own.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use proto::PublicKey;
 
@@ -41,6 +41,23 @@ pub enum TunnelEvent {
         public_key: PublicKey,
         /// Why.
         reason: DownReason,
+    },
+    /// An IKE SA was authenticated.
+    IkeUp {
+        /// The user's identity, as people read it.
+        identity: String,
+        /// Where the user is.
+        endpoint: SocketAddr,
+        /// The virtual addresses given.
+        addresses: Vec<IpAddr>,
+    },
+    /// An IKE SA ended: "deleted" (by the peer), "dead" (stopped answering), "closed" (by
+    /// this side).
+    IkeDown {
+        /// The user's identity.
+        identity: String,
+        /// Why.
+        reason: &'static str,
     },
 }
 

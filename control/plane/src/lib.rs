@@ -4,6 +4,7 @@
 //! - `engine`: the control-plane thread: handshakes it admits, answers and starts, peers
 //!   and their routes, receiver indices, counters, configuration changes, state queries.
 //! - `admission`: replay filter, suspects, fair queues: where floods stop.
+//! - `ike`: the IKEv2 responder on UDP 500/4500 (its own threads).
 //! - `responders`: the threads that do the public-key work of answering initiations.
 //! - `uapi`: the WireGuard userspace API socket (`wg`, `wg-quick`, `xgate show`).
 //! - `update`: one change type for config files, `wg set` and the HTTP API.
@@ -19,6 +20,7 @@ pub mod admission;
 pub mod config;
 pub mod engine;
 pub mod events;
+pub mod ike;
 pub mod outer;
 pub mod responders;
 /// The workers' counters and drop reasons, as the plane reports them per worker.

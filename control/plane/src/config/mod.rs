@@ -1,4 +1,4 @@
-//! The plane's sections of the configuration file, `[interface]` and `[[peer]]`, their
+//! The plane's sections of the configuration file, `[interface]`, `[[peer]]` and `[ike]`, their
 //! embedded defaults and their validation; the errors every section's validation shares.
 //!
 //! Every error names the field at fault and says how to fix it, in one line: an operator reads
@@ -18,11 +18,13 @@ use serde::Deserialize;
 
 use crate::update::PeerUpdate;
 
+mod ike;
 mod outer;
 mod peers;
 
 /// Largest inner MTU the datapath's buffers allow.
 pub use datapath::io::MAX_MTU;
+pub use ike::{IkeConfig, IkeSection};
 use outer::outer_settings;
 pub use outer::{Backend, OuterSettings, XdpModeSetting};
 use peers::peer_update;

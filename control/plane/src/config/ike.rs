@@ -1,0 +1,137 @@
+//! The `[ike]` section: whether the IKEv2 responder runs, its ports, the identity it
+//! authenticates as, and its liveness timers.
+
+use std::time::Duration;
+
+use ike::{Identity, Policy, Timing};
+use serde::Deserialize;
+
+use super::{err, ConfigError};
+use crate::ike::{IkeSettings, COOKIE_THRESHOLD, IKE_PORT, NAT_T_PORT};
+
+/// `[ike]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IkeSection {
+    /// true: always run; false: never; unset: run when the registry holds IKEv2 users.
+    pub enabled: Option<bool>,
+    /// The IKE port (500).
+    pub port: Option<u16>,
+    /// The NAT-traversal port (4500).
+    pub nat_port: Option<u16>,
+    /// This server's identity (default: the host name).
+    pub identity: Option<String>,
+    /// Seconds of quiet before a peer is checked (30).
+    pub dpd_secs: Option<u64>,
+    /// Milliseconds before a check is first sent again (2000; doubled each time).
+    pub retransmit_ms: Option<u64>,
+    /// Sendings of a check before the peer is declared dead (5).
+    pub retransmit_tries: Option<u32>,
+}
+
+/// `[ike]`, validated.
+#[derive(Debug, Clone)]
+pub struct IkeConfig {
+    /// `Some(true)` always, `Some(false)` never, `None` when IKEv2 users exist.
+    pub enabled: Option<bool>,
+    /// How the responder runs.
+    pub settings: IkeSettings,
+}
+
+/// The host's name, the default identity.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "xgate".into())
+}
+
+impl IkeConfig {
+    /// Validates the section (absent: every default).
+    pub fn from_section(s: Option<IkeSection>) -> Result<Self, ConfigError> {
+        let s = s.unwrap_or_default();
+        let port = s.port.unwrap_or(IKE_PORT);
+        let nat_port = s.nat_port.unwrap_or(NAT_T_PORT);
+        if port == nat_port && port != 0 {
+            return Err(err(
+                "ike.nat_port",
+                format!("the same port as ike.port ({port})"),
+                "NAT traversal needs a port of its own: leave both unset for 500 and 4500",
+            ));
+        }
+        let identity = s.identity.unwrap_or_else(host_name);
+        if identity.is_empty() || identity.len() > 255 || identity.contains(char::is_whitespace) {
+            return Err(err(
+                "ike.identity",
+                format!("{identity:?} is not an identity"),
+                "use the server's host name or address as clients expect it, e.g. \
+                 \"vpn.example.com\"",
+            ));
+        }
+        let dpd = s.dpd_secs.unwrap_or(30);
+        let retransmit = s.retransmit_ms.unwrap_or(2000);
+        let tries = s.retransmit_tries.unwrap_or(5);
+        if !(1..=3600).contains(&dpd) {
+            return Err(err(
+                "ike.dpd_secs",
+                format!("{dpd} is out of range"),
+                "use 1 to 3600 seconds (30 is the default)",
+            ));
+        }
+        if !(100..=60_000).contains(&retransmit) || !(1..=10).contains(&tries) {
+            return Err(err(
+                "ike.retransmit_ms",
+                format!("{retransmit} ms, {tries} tries is out of range"),
+                "use 100 to 60000 ms and 1 to 10 tries (2000 ms, 5 tries are the defaults)",
+            ));
+        }
+        let timing = Timing {
+            auth_within: Duration::from_secs(30),
+            dpd_after: Duration::from_secs(dpd),
+            retransmit: Duration::from_millis(retransmit),
+            tries,
+        };
+        Ok(Self {
+            enabled: s.enabled,
+            settings: IkeSettings {
+                port,
+                nat_port,
+                local_id: Identity::from_text(&identity),
+                ike: Policy::modern(),
+                esp: Policy::modern(),
+                timing,
+                cookie_threshold: COOKIE_THRESHOLD,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_refusals() {
+        let c = IkeConfig::from_section(None).expect("defaults");
+        assert_eq!(c.enabled, None);
+        assert_eq!((c.settings.port, c.settings.nat_port), (500, 4500));
+        assert_eq!(c.settings.timing, Timing::default());
+        let same = IkeSection {
+            port: Some(4500),
+            ..IkeSection::default()
+        };
+        let e = IkeConfig::from_section(Some(same)).expect_err("same ports");
+        assert!(e.to_string().starts_with("ike.nat_port"), "{e}");
+        let dpd = IkeSection {
+            dpd_secs: Some(0),
+            ..IkeSection::default()
+        };
+        assert!(IkeConfig::from_section(Some(dpd)).is_err());
+        let id = IkeSection {
+            identity: Some("two words".into()),
+            ..IkeSection::default()
+        };
+        assert!(IkeConfig::from_section(Some(id)).is_err());
+    }
+}

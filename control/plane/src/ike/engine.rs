@@ -1,0 +1,394 @@
+//! The IKE responder's state, without sockets or threads: datagrams and `now` in, datagrams
+//! to send out. It answers IKE_SA_INIT (a cookie first once too many SAs are half-open),
+//! keeps each IKE SA by the SPI it chose, runs the `ike::IkeSa` rules on everything addressed
+//! to one, and reports SAs up and down. The thread in `service.rs` gives it datagrams and
+//! time and sends what it returns.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use ike::{
+    respond_init, AuthContext, CookieJar, DownReason, Endpoints, ExchangeType, Grant, Header,
+    IkeSa, InitAnswer, InitRefusal, SaEvent,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use super::counters::IkeCounters;
+use super::{IkeSettings, IkeUser, SaSummary};
+use crate::events::{EventSink, TunnelEvent};
+
+/// A datagram to send: from which of our addresses and ports, to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The IKE message.
+    pub bytes: Vec<u8>,
+    /// Our address and port it leaves from (the port says whether it needs the non-ESP
+    /// marker).
+    pub from: SocketAddr,
+    /// The peer.
+    pub to: SocketAddr,
+}
+
+/// One IKE SA and where its peer is.
+struct Entry {
+    sa: IkeSa,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// The inbound SPI its CHILD_SA gets.
+    child_spi: [u8; 4],
+    /// Once up: who, with what, since when.
+    up: Option<SaSummary>,
+}
+
+/// The users IKE_AUTH may authenticate, by identity.
+#[derive(Default)]
+struct Users(HashMap<ike::Identity, IkeUser>);
+
+impl ike::Users for Users {
+    fn find(&self, id: &ike::Identity) -> Option<Grant> {
+        self.0.get(id).map(|u| u.grant.clone())
+    }
+}
+
+/// The responder's state.
+pub struct IkeEngine {
+    settings: IkeSettings,
+    rng: SystemRandom,
+    jar: CookieJar,
+    users: Users,
+    sas: HashMap<[u8; 8], Entry>,
+    /// IKE_SA_INIT requests answered, by initiator SPI and source, for their retransmissions.
+    inits: HashMap<([u8; 8], SocketAddr), [u8; 8]>,
+    counters: IkeCounters,
+    events: Arc<dyn EventSink>,
+}
+
+impl IkeEngine {
+    /// An engine with no SAs and no users.
+    pub fn new(settings: IkeSettings, events: Arc<dyn EventSink>) -> Result<Self, String> {
+        let rng = SystemRandom::new();
+        let jar = CookieJar::new(&rng).ok_or("no randomness for the cookie secret")?;
+        Ok(Self {
+            settings,
+            rng,
+            jar,
+            users: Users::default(),
+            sas: HashMap::new(),
+            inits: HashMap::new(),
+            counters: IkeCounters::default(),
+            events,
+        })
+    }
+
+    /// Adds or replaces users (all of them first, when `replace`).
+    pub fn set_users(&mut self, users: Vec<IkeUser>, replace: bool, now: Instant) -> Vec<Outgoing> {
+        if replace {
+            self.users.0.clear();
+        }
+        for u in users {
+            self.users.0.insert(u.identity.clone(), u);
+        }
+        self.close_unknown(now)
+    }
+
+    /// Removes users; their SAs are closed (the peers get a Delete).
+    pub fn remove_users(&mut self, ids: &[ike::Identity], now: Instant) -> Vec<Outgoing> {
+        for id in ids {
+            self.users.0.remove(id);
+        }
+        self.close_unknown(now)
+    }
+
+    /// Closes the SAs of identities no longer among the users.
+    fn close_unknown(&mut self, now: Instant) -> Vec<Outgoing> {
+        let gone: Vec<[u8; 8]> = self
+            .sas
+            .iter()
+            .filter(|(_, e)| {
+                e.up.as_ref()
+                    .is_some_and(|u| !self.users.0.contains_key(&u.identity))
+            })
+            .map(|(spi, _)| *spi)
+            .collect();
+        let mut out = Vec::new();
+        for spi in gone {
+            if let Some(e) = self.sas.get_mut(&spi) {
+                let events = e.sa.close(now, &self.rng);
+                out.extend(self.handle(spi, events, now));
+            }
+        }
+        out
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &IkeCounters {
+        &self.counters
+    }
+
+    /// The SAs that are up.
+    pub fn sas(&self) -> Vec<SaSummary> {
+        self.sas.values().filter_map(|e| e.up.clone()).collect()
+    }
+
+    /// How many users there are.
+    pub fn user_count(&self) -> usize {
+        self.users.0.len()
+    }
+
+    /// One IKE message (non-ESP marker already removed) from `from` to our `to`.
+    pub fn on_message(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+        now: Instant,
+    ) -> Vec<Outgoing> {
+        let Ok(h) = Header::parse(bytes) else {
+            self.counters.drop("unreadable header");
+            return Vec::new();
+        };
+        if h.exchange == ExchangeType::IKE_SA_INIT && h.spi_r == [0; 8] {
+            return self.on_init(bytes, &h, from, to, now);
+        }
+        let spi = h.spi_r;
+        let Some(e) = self.sas.get_mut(&spi) else {
+            self.counters.drop("unknown SPI");
+            return Vec::new();
+        };
+        let ctx_users = &self.users;
+        let ctx = AuthContext {
+            users: ctx_users,
+            local: &self.settings.local_id,
+            esp: &self.settings.esp,
+            child_spi: e.child_spi,
+        };
+        let events = e.sa.on_message(bytes, now, &ctx, &self.rng);
+        let authentic = !events.iter().any(|ev| matches!(ev, SaEvent::Dropped(_)));
+        if authentic {
+            // The peer moved (a NAT rebinding, or the float from 500 to 4500): answer where
+            // the authenticated message came from (RFC 7296 §2.23).
+            e.remote = from;
+            e.local = to;
+        }
+        self.handle(spi, events, now)
+    }
+
+    /// IKE_SA_INIT: a retransmission gets its response again; otherwise the rules decide.
+    fn on_init(
+        &mut self,
+        bytes: &[u8],
+        h: &Header,
+        from: SocketAddr,
+        to: SocketAddr,
+        now: Instant,
+    ) -> Vec<Outgoing> {
+        if let Some(spi_r) = self.inits.get(&(h.spi_i, from)) {
+            if let Some(e) = self.sas.get(spi_r).filter(|e| !e.sa.is_up()) {
+                self.counters.init_retransmissions += 1;
+                let bytes = e.sa.keys().response.clone();
+                return vec![Outgoing {
+                    bytes,
+                    from: to,
+                    to: from,
+                }];
+            }
+        }
+        let half_open = self.sas.values().filter(|e| e.up.is_none()).count();
+        let require_cookie = half_open >= self.settings.cookie_threshold;
+        let ends = Endpoints {
+            local: to,
+            remote: from,
+        };
+        let answer = respond_init(
+            bytes,
+            ends,
+            &self.settings.ike,
+            (&self.jar, require_cookie),
+            &self.rng,
+        );
+        match answer {
+            InitAnswer::Accepted(half) => {
+                self.counters.inits_accepted += 1;
+                let response = half.response.clone();
+                let spi_r = half.spi_r;
+                self.inits.insert((half.spi_i, from), spi_r);
+                let entry = Entry {
+                    sa: IkeSa::new(*half, self.settings.timing, now),
+                    local: to,
+                    remote: from,
+                    child_spi: self.child_spi(),
+                    up: None,
+                };
+                self.sas.insert(spi_r, entry);
+                vec![Outgoing {
+                    bytes: response,
+                    from: to,
+                    to: from,
+                }]
+            }
+            InitAnswer::Refused { reply, why } => {
+                self.count_refusal(&why, from);
+                reply
+                    .map(|bytes| Outgoing {
+                        bytes,
+                        from: to,
+                        to: from,
+                    })
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    fn count_refusal(&mut self, why: &InitRefusal, from: SocketAddr) {
+        let c = &mut self.counters;
+        match why {
+            InitRefusal::CookieNeeded => c.cookies_sent += 1,
+            InitRefusal::NoProposalChosen(offer) => {
+                c.no_proposal_chosen += 1;
+                tracing::info!(%from, offered = %offer, "IKE_SA_INIT refused: no proposal chosen");
+            }
+            InitRefusal::InvalidKe { .. } => c.invalid_ke += 1,
+            InitRefusal::Malformed(_) | InitRefusal::NotARequest | InitRefusal::Missing(_) => {
+                c.drop("malformed IKE_SA_INIT")
+            }
+            InitRefusal::KeyExchange(_) => c.drop("bad key exchange"),
+        }
+    }
+
+    /// A fresh inbound SPI for a CHILD_SA: random, never below 256 (RFC 4303 reserves 1-255).
+    fn child_spi(&self) -> [u8; 4] {
+        let mut spi = [0u8; 4];
+        if self.rng.fill(&mut spi).is_err() {
+            spi = (self.sas.len() as u32).to_be_bytes();
+        }
+        spi[0] |= 0x80;
+        spi
+    }
+
+    /// Timers at `now`.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Outgoing> {
+        let due: Vec<[u8; 8]> = self
+            .sas
+            .iter()
+            .filter(|(_, e)| e.sa.deadline().is_some_and(|d| d <= now))
+            .map(|(spi, _)| *spi)
+            .collect();
+        let mut out = Vec::new();
+        for spi in due {
+            if let Some(e) = self.sas.get_mut(&spi) {
+                let events = e.sa.poll(now, &self.rng);
+                out.extend(self.handle(spi, events, now));
+            }
+        }
+        out
+    }
+
+    /// Does what an SA's events ask.
+    fn handle(&mut self, spi: [u8; 8], events: Vec<SaEvent>, _now: Instant) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for ev in events {
+            let Some(e) = self.sas.get_mut(&spi) else {
+                break;
+            };
+            match ev {
+                SaEvent::Send(bytes) => out.push(Outgoing {
+                    bytes,
+                    from: e.local,
+                    to: e.remote,
+                }),
+                SaEvent::Up(est) => {
+                    self.counters.auth_succeeded += 1;
+                    let a = &est.assignment;
+                    let addresses: Vec<IpAddr> =
+                        a.v4.map(IpAddr::V4)
+                            .into_iter()
+                            .chain(a.v6.map(|(v6, _)| IpAddr::V6(v6)))
+                            .collect();
+                    let name = self
+                        .users
+                        .0
+                        .get(&est.peer)
+                        .map(|u| u.name.clone())
+                        .unwrap_or_default();
+                    let summary = SaSummary {
+                        identity: est.peer.clone(),
+                        name,
+                        remote: e.remote,
+                        addresses,
+                        encryption: est.child.suite.encr.to_string(),
+                        since: SystemTime::now(),
+                    };
+                    tracing::info!(
+                        identity = %summary.identity.display(),
+                        remote = %e.remote,
+                        addresses = ?summary.addresses,
+                        esp = %summary.encryption,
+                        "IKE SA up"
+                    );
+                    self.events.publish(TunnelEvent::IkeUp {
+                        identity: summary.identity.display(),
+                        endpoint: e.remote,
+                        addresses: summary.addresses.clone(),
+                    });
+                    e.up = Some(summary);
+                }
+                SaEvent::AuthRefused(why) => {
+                    self.counters.count_auth_refusal(&why);
+                    tracing::info!(remote = %e.remote, "IKE_AUTH refused: {why}");
+                }
+                SaEvent::Dropped(reason) => self.counters.drop(reason),
+                SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
+                SaEvent::ChildDeleted(_) => self.counters.children_deleted += 1,
+                SaEvent::Down(reason) => {
+                    self.down(spi, reason);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes an SA that ended.
+    fn down(&mut self, spi: [u8; 8], reason: DownReason) {
+        let Some(e) = self.sas.remove(&spi) else {
+            return;
+        };
+        let (spi_i, _) = e.sa.spis();
+        self.inits.retain(|(i, _), r| !(*i == spi_i && *r == spi));
+        if reason == DownReason::AuthTimeout {
+            self.counters.half_open_expired += 1;
+        }
+        if let Some(up) = e.up {
+            let reason = match reason {
+                DownReason::Deleted => "deleted",
+                DownReason::Dead => "dead",
+                DownReason::Closed => "closed",
+                DownReason::AuthTimeout | DownReason::AuthFailed => "failed",
+            };
+            if reason == "dead" {
+                self.counters.dead_peers += 1;
+            }
+            tracing::info!(identity = %up.identity.display(), reason, "IKE SA down");
+            self.events.publish(TunnelEvent::IkeDown {
+                identity: up.identity.display(),
+                reason,
+            });
+        }
+    }
+
+    /// Closes every SA (a shutdown): the Deletes to send.
+    pub fn close_all(&mut self, now: Instant) -> Vec<Outgoing> {
+        let spis: Vec<[u8; 8]> = self.sas.keys().copied().collect();
+        let mut out = Vec::new();
+        for spi in spis {
+            if let Some(e) = self.sas.get_mut(&spi) {
+                let events = e.sa.close(now, &self.rng);
+                out.extend(self.handle(spi, events, now));
+            }
+        }
+        out
+    }
+}

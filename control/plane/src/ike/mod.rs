@@ -1,0 +1,78 @@
+//! IKEv2 in the handshake plane: the responder on UDP 500 and 4500 that authenticates users
+//! with a pre-shared key each and gives them their addresses, by the `ike` crate's rules.
+//!
+//! - `engine`: the responder's state, without sockets or threads (tests drive it directly).
+//! - `service`: its thread, the sockets' readers, and the handle the management service
+//!   and the daemon use.
+//! - `counters`: negotiations by outcome, drops by reason.
+//!
+//! ESP itself is not carried yet: a CHILD_SA is negotiated and reported, and the workers
+//! take ESP in a later step.
+
+mod counters;
+mod engine;
+mod service;
+
+pub use counters::IkeCounters;
+pub use engine::{IkeEngine, Outgoing};
+pub use service::{IkeHandle, IkeService, IkeState};
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+
+use ike::{Grant, Identity, Policy, Timing};
+
+/// The standard IKE port.
+pub const IKE_PORT: u16 = 500;
+/// The NAT-traversal port (IKE with a non-ESP marker, and UDP-encapsulated ESP).
+pub const NAT_T_PORT: u16 = 4500;
+/// Half-open SAs above which IKE_SA_INIT must carry a cookie.
+pub const COOKIE_THRESHOLD: usize = 1024;
+
+/// How the responder runs.
+#[derive(Debug, Clone)]
+pub struct IkeSettings {
+    /// The IKE port (500; 0 = any free port, for tests).
+    pub port: u16,
+    /// The NAT-T port (4500; 0 = any free port, for tests).
+    pub nat_port: u16,
+    /// This server's identity, as IKE_AUTH sends it.
+    pub local_id: Identity,
+    /// The IKE SA proposals taken.
+    pub ike: Policy,
+    /// The ESP proposals taken.
+    pub esp: Policy,
+    /// The SAs' timers.
+    pub timing: Timing,
+    /// Half-open SAs above which a cookie is asked for.
+    pub cookie_threshold: usize,
+}
+
+/// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it
+/// is granted.
+#[derive(Debug, Clone)]
+pub struct IkeUser {
+    /// The identity it authenticates as.
+    pub identity: Identity,
+    /// Its name, for logs and status.
+    pub name: String,
+    /// Its key, addresses, DNS and reach.
+    pub grant: Grant,
+}
+
+/// An IKE SA that is up, as status reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaSummary {
+    /// The user's identity.
+    pub identity: Identity,
+    /// The user's registry name.
+    pub name: String,
+    /// Where the user is.
+    pub remote: SocketAddr,
+    /// Its virtual addresses.
+    pub addresses: Vec<IpAddr>,
+    /// The CHILD_SA's cipher.
+    pub encryption: String,
+    /// When it came up.
+    pub since: SystemTime,
+}

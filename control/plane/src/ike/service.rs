@@ -1,0 +1,289 @@
+//! The IKE responder's threads: one reader per port (500, and 4500 where IKE carries a
+//! non-ESP marker), and the thread that owns the `IkeEngine`, answers, and keeps its timers.
+//! The management service reaches it through an `IkeHandle`: users in, state out. Nothing
+//! here blocks the WireGuard plane: IKE has threads of its own.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, select, Receiver, Sender};
+use datapath::kernel::addressed_udp::AddressedSocket;
+use datapath::kernel::udp::BindError;
+use ike::Identity;
+
+use super::counters::IkeCounters;
+use super::engine::{IkeEngine, Outgoing};
+use super::{IkeSettings, IkeUser, SaSummary};
+use crate::events::EventSink;
+
+/// How often the SAs' timers are looked at.
+const TICK: Duration = Duration::from_millis(100);
+/// Datagrams waiting for the engine before more are dropped.
+const QUEUE: usize = 4096;
+/// The largest datagram read (IKE messages are at most 64 KiB; fragments are smaller).
+const MAX_DATAGRAM: usize = 65535;
+/// The non-ESP marker that precedes IKE on the NAT-T port (RFC 3948 §2.2).
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+/// What the management service asks of the responder.
+enum Request {
+    Users { users: Vec<IkeUser>, replace: bool },
+    Remove(Vec<Identity>),
+    State(Sender<IkeState>),
+    Stop,
+}
+
+/// The responder's state, for status and metrics.
+#[derive(Debug, Clone)]
+pub struct IkeState {
+    /// The SAs that are up.
+    pub sas: Vec<SaSummary>,
+    /// The counters.
+    pub counters: IkeCounters,
+    /// How many users may authenticate.
+    pub users: usize,
+    /// The ports (IKE, NAT-T).
+    pub ports: (u16, u16),
+    /// Datagrams dropped because the engine was behind.
+    pub queue_full: u64,
+    /// Datagrams on the NAT-T port that were ESP (not carried yet).
+    pub esp_not_carried: u64,
+}
+
+/// How the rest of xgate reaches the responder.
+#[derive(Clone)]
+pub struct IkeHandle {
+    requests: Sender<Request>,
+}
+
+impl IkeHandle {
+    /// Adds or replaces users (every user first, when `replace`).
+    pub fn set_users(&self, users: Vec<IkeUser>, replace: bool) {
+        let _ = self.requests.send(Request::Users { users, replace });
+    }
+
+    /// Removes users; their SAs are closed.
+    pub fn remove_users(&self, ids: Vec<Identity>) {
+        let _ = self.requests.send(Request::Remove(ids));
+    }
+
+    /// The current state, or `None` if the responder has stopped or does not answer in time.
+    pub fn state(&self) -> Option<IkeState> {
+        let (tx, rx) = bounded(1);
+        self.requests.send(Request::State(tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(2)).ok()
+    }
+}
+
+/// A datagram read from one of the ports.
+struct Datagram {
+    bytes: Vec<u8>,
+    from: SocketAddr,
+    to: SocketAddr,
+}
+
+/// The running responder; dropping it sends every peer a Delete and stops its threads.
+pub struct IkeService {
+    handle: IkeHandle,
+    ports: (u16, u16),
+    stop: Arc<AtomicBool>,
+    engine: Option<JoinHandle<()>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// Counts shared between the readers and the engine thread.
+#[derive(Default)]
+struct Shared {
+    queue_full: std::sync::atomic::AtomicU64,
+    esp: std::sync::atomic::AtomicU64,
+}
+
+impl IkeService {
+    /// Binds both ports and starts the threads.
+    pub fn start(settings: IkeSettings, events: Arc<dyn EventSink>) -> Result<Self, BindError> {
+        let ike = Arc::new(AddressedSocket::bind(settings.port, false)?);
+        // Shared, so the workers' sockets can join the NAT-T port for ESP later.
+        let nat = Arc::new(AddressedSocket::bind(settings.nat_port, true)?);
+        let ports = (ike.port(), nat.port());
+        let engine = IkeEngine::new(settings, events).map_err(|e| BindError::Io {
+            port: ports.0,
+            source: std::io::Error::other(e),
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
+        let (dg_tx, dg_rx) = bounded(QUEUE);
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let spawn_err = |e: std::io::Error| BindError::Io {
+            port: ports.0,
+            source: e,
+        };
+        let mut readers = Vec::new();
+        for (socket, nat_t) in [(ike.clone(), false), (nat.clone(), true)] {
+            let (tx, stop, shared) = (dg_tx.clone(), stop.clone(), shared.clone());
+            readers.push(
+                std::thread::Builder::new()
+                    .name(format!("xgate-ike-rx-{}", socket.port()))
+                    .spawn(move || read(&socket, nat_t, &tx, &stop, &shared))
+                    .map_err(spawn_err)?,
+            );
+        }
+        let sockets = Sockets { ike, nat };
+        let engine = std::thread::Builder::new()
+            .name("xgate-ike".into())
+            .spawn(move || serve(engine, &sockets, &dg_rx, &req_rx, &shared))
+            .map_err(spawn_err)?;
+        tracing::info!(port = ports.0, nat_port = ports.1, "IKEv2 responder up");
+        Ok(Self {
+            handle: IkeHandle { requests: req_tx },
+            ports,
+            stop,
+            engine: Some(engine),
+            readers,
+        })
+    }
+
+    /// The handle.
+    pub fn handle(&self) -> IkeHandle {
+        self.handle.clone()
+    }
+
+    /// The ports bound (IKE, NAT-T).
+    pub fn ports(&self) -> (u16, u16) {
+        self.ports
+    }
+}
+
+impl Drop for IkeService {
+    fn drop(&mut self) {
+        let _ = self.handle.requests.send(Request::Stop);
+        if let Some(engine) = self.engine.take() {
+            let _ = engine.join();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Reads one port until told to stop.
+fn read(
+    socket: &AddressedSocket,
+    nat_t: bool,
+    tx: &Sender<Datagram>,
+    stop: &AtomicBool,
+    shared: &Shared,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while !stop.load(Ordering::Relaxed) {
+        let arrival = match socket.recv(&mut buf) {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(port = socket.port(), "IKE socket: {e}");
+                std::thread::sleep(TICK);
+                continue;
+            }
+        };
+        let d = &buf[..arrival.len];
+        let bytes = if nat_t {
+            match d {
+                [0xff] => continue, // a NAT keepalive (RFC 3948 §2.3)
+                [0, 0, 0, 0, rest @ ..] => rest.to_vec(),
+                _ => {
+                    shared.esp.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+        } else {
+            d.to_vec()
+        };
+        let dg = Datagram {
+            bytes,
+            from: arrival.from,
+            to: arrival.to,
+        };
+        if tx.try_send(dg).is_err() {
+            shared.queue_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The two sockets, for sending.
+struct Sockets {
+    ike: Arc<AddressedSocket>,
+    nat: Arc<AddressedSocket>,
+}
+
+impl Sockets {
+    /// Sends each datagram from the port it names (the NAT-T port with the marker).
+    fn send(&self, out: Vec<Outgoing>) {
+        for o in out {
+            let result = if o.from.port() == self.nat.port() {
+                let mut framed = Vec::with_capacity(4 + o.bytes.len());
+                framed.extend_from_slice(&NON_ESP_MARKER);
+                framed.extend_from_slice(&o.bytes);
+                self.nat.send(&framed, o.from.ip(), o.to)
+            } else {
+                self.ike.send(&o.bytes, o.from.ip(), o.to)
+            };
+            if let Err(e) = result {
+                tracing::debug!(to = %o.to, "IKE send: {e}");
+            }
+        }
+    }
+}
+
+/// The engine's thread: datagrams, requests and the tick, until `Request::Stop`.
+fn serve(
+    mut engine: IkeEngine,
+    sockets: &Sockets,
+    datagrams: &Receiver<Datagram>,
+    requests: &Receiver<Request>,
+    shared: &Shared,
+) {
+    let mut next_tick = Instant::now() + TICK;
+    loop {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        select! {
+            recv(datagrams) -> d => {
+                let Ok(d) = d else { break };
+                let out = engine.on_message(&d.bytes, d.from, d.to, Instant::now());
+                sockets.send(out);
+            }
+            recv(requests) -> r => {
+                let Ok(r) = r else { break };
+                let now = Instant::now();
+                match r {
+                    Request::Users { users, replace } => {
+                        sockets.send(engine.set_users(users, replace, now));
+                    }
+                    Request::Remove(ids) => sockets.send(engine.remove_users(&ids, now)),
+                    Request::State(tx) => {
+                        let _ = tx.try_send(IkeState {
+                            sas: engine.sas(),
+                            counters: engine.counters().clone(),
+                            users: engine.user_count(),
+                            ports: (sockets.ike.port(), sockets.nat.port()),
+                            queue_full: shared.queue_full.load(Ordering::Relaxed),
+                            esp_not_carried: shared.esp.load(Ordering::Relaxed),
+                        });
+                    }
+                    Request::Stop => {
+                        sockets.send(engine.close_all(now));
+                        break;
+                    }
+                }
+            }
+            default(wait) => {}
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            sockets.send(engine.on_tick(now));
+            next_tick = now + TICK;
+        }
+    }
+}
