@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use proto::PrivateKey;
 use serde::Serialize;
 
-/// The whole file: `[interface]`, `[[peer]]`, `[registry]`, `[api]`, `[[pool]]`, `[[group]]`.
+/// The whole file: `[interface]`, `[[peer]]`, `[registry]`, `[api]`, `[[pool]]`, `[[group]]`,
+/// `[ike]`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct XgateConfig {
     /// `[interface]`.
@@ -28,6 +29,9 @@ pub struct XgateConfig {
     /// `[[group]]`s.
     #[serde(rename = "group", skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<Group>,
+    /// `[ike]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ike: Option<Ike>,
 }
 
 /// `[interface]`; `None` leaves a field to xgate's default.
@@ -178,6 +182,32 @@ pub struct Group {
     /// Tunnel MTU in its client configurations.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<usize>,
+}
+
+/// `[ike]`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Ike {
+    /// Run the IKEv2 responder (unset: when IKEv2 users exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// IKE port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// NAT-T port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat_port: Option<u16>,
+    /// The server's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Seconds of quiet before a liveness check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpd_secs: Option<u64>,
+    /// First retransmission timeout of a check, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmit_ms: Option<u64>,
+    /// Sendings of a check before the peer is dead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmit_tries: Option<u32>,
 }
 
 /// Strings from anything printable (addresses, prefixes).

@@ -8,6 +8,7 @@
 //! - `config`: the `[registry]`, `[[pool]]`, `[api]` and `[[group]]` sections.
 //! - `client`: the CLI's side of the API (`xgate peer`, `xgate status`).
 //! - `events`: tunnel-state and peer-change events (log and API stream).
+//! - `ike_grants`: what an IKEv2 user is granted, for the responder.
 //! - `qr`: client configurations as QR codes.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -16,6 +17,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod ike_grants;
 pub mod qr;
 pub mod registry;
 pub mod service;

@@ -14,11 +14,15 @@ use proto::PublicKey;
 use crate::api::{self, ApiServer, ApiState, ClientPolicy, ClientTemplate};
 use crate::config::{ApiSettings, ManageSettings, RegistrySettings};
 use crate::events::EventHub;
+use crate::ike_grants::ike_user;
 use crate::registry::{PeerRecord, Registry};
+use plane::ike::IkeHandle;
 
 /// An open registry and the settings of the API that will serve it.
 pub struct Management {
     registry: Registry,
+    /// IKEv2 users at start (handed to the responder once it runs).
+    ike_users: Vec<crate::registry::IkeUserRecord>,
     settings: RegistrySettings,
     api: Option<ApiSettings>,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -92,14 +96,17 @@ impl Management {
         let started = Instant::now();
         let registry = Registry::open(path, registry_settings.pools.clone()).with_context(place)?;
         let peers = registry.active().with_context(place)?;
+        let ike_users = registry.ike_users().with_context(place)?;
         tracing::info!(
             peers = peers.len(),
+            ike_users = ike_users.len(),
             ms = started.elapsed().as_millis() as u64,
             path = %path.display(),
             "registry loaded"
         );
         let management = Self {
             registry,
+            ike_users,
             settings: registry_settings.clone(),
             api: settings.api.clone(),
             tls,
@@ -111,19 +118,38 @@ impl Management {
         )))
     }
 
+    /// Whether the registry holds IKEv2 users.
+    pub fn has_ike_users(&self) -> bool {
+        !self.ike_users.is_empty()
+    }
+
     /// Serves the HTTP API over the registry (when the API is configured and the interface
-    /// has a key for client configurations to name), with what reloads its tokens.
+    /// has a key for client configurations to name), with what reloads its tokens; hands the
+    /// IKEv2 users to the responder, when it runs.
     pub fn serve(
         self,
         plane: PlaneHandle,
         events: EventHub,
         server: Option<ServerFacts>,
+        ike: Option<IkeHandle>,
     ) -> Result<Option<(ApiServer, TokenReloader)>> {
         let (Some(settings), Some(server), Some(listener)) = (&self.api, server, self.listener)
         else {
+            if let Some(ike) = &ike {
+                let policy = pools_policy(&self.settings);
+                let users = self.ike_users.iter().map(|u| ike_user(u, &policy));
+                ike.set_users(users.collect(), true);
+            }
             return Ok(None);
         };
         let client = client_template(&self.settings, settings, &server);
+        if let Some(ike) = &ike {
+            let users = self
+                .ike_users
+                .iter()
+                .map(|u| ike_user(u, client.policy(&u.group)));
+            ike.set_users(users.collect(), true);
+        }
         let hashes = api::load_tokens(&settings.token_file)
             .with_context(|| format!("api.token_file ({})", settings.token_file.display()))?;
         let tls = self.tls;
@@ -145,7 +171,8 @@ impl Management {
                 events,
                 warnings,
             )
-            .serving(&server.interface, settings.token_file.clone()),
+            .serving(&server.interface, settings.token_file.clone())
+            .with_ike(ike),
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = ApiServer::start(listener, state, tls, api::Limits::default())
@@ -184,13 +211,10 @@ fn client_template(
     api: &ApiSettings,
     server: &ServerFacts,
 ) -> ClientTemplate {
-    let allowed_ips = api.client_allowed_ips.clone().unwrap_or_else(|| {
-        registry
-            .pools
-            .iter()
-            .flat_map(|p| p.v4.iter().chain(p.v6.iter()).copied())
-            .collect()
-    });
+    let allowed_ips = api
+        .client_allowed_ips
+        .clone()
+        .unwrap_or_else(|| pool_prefixes(registry));
     let (endpoint, guessed) = match &api.endpoint {
         Some(e) => (e.clone(), None),
         None => {
@@ -231,6 +255,25 @@ fn client_template(
         guessed,
         default,
         groups,
+    }
+}
+
+/// Every pool's prefixes: what clients reach when nothing else is configured.
+fn pool_prefixes(registry: &RegistrySettings) -> Vec<ipnet::IpNet> {
+    registry
+        .pools
+        .iter()
+        .flat_map(|p| p.v4.iter().chain(p.v6.iter()).copied())
+        .collect()
+}
+
+/// The policy of clients when no `[api]` gives one: the pools, no DNS.
+fn pools_policy(registry: &RegistrySettings) -> ClientPolicy {
+    ClientPolicy {
+        allowed_ips: pool_prefixes(registry),
+        dns: Vec::new(),
+        mtu: 0,
+        keepalive: 0,
     }
 }
 

@@ -20,11 +20,13 @@ use datapath::launch::{LaunchConfig, Workers};
 use manage::api::ApiServer;
 use manage::events::EventHub;
 use manage::{Management, ServerFacts, TokenReloader};
+use plane::config::IkeConfig;
 use plane::config::{Backend, InterfaceSettings};
 use plane::engine::{
     ControlPlane, OuterSummary, PlaneChannels, PlaneHandle, RunningPlane, StopReason,
     HANDSHAKE_QUEUE,
 };
+use plane::ike::IkeService;
 use plane::outer::{Follower, OuterSide};
 use plane::uapi::{self, UapiServer};
 use plane::update::{DeviceUpdate, PeerUpdate};
@@ -140,11 +142,39 @@ struct Daemon {
     _signals: SignalThread,
     _uapi: UapiServer,
     _api: Option<ApiServer>,
+    _ike: Option<IkeService>,
     _plane: RunningPlane,
     _follower: Option<Follower>,
     _workers: Workers,
     _outer: OuterSide,
     stop: Receiver<StopReason>,
+}
+
+/// Starts the IKEv2 responder when `[ike]` asks for it, or (unset) when the registry holds
+/// IKEv2 users.
+fn start_ike(
+    ike: IkeConfig,
+    management: Option<&Management>,
+    events: &EventHub,
+) -> Result<Option<IkeService>> {
+    let wanted = ike
+        .enabled
+        .unwrap_or_else(|| management.is_some_and(Management::has_ike_users));
+    if !wanted {
+        return Ok(None);
+    }
+    let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
+    let service = IkeService::start(ike.settings, sink).map_err(|e| match e {
+        BindError::InUse { port } => anyhow!(
+            "ike: UDP port {port} is in use (another IKE daemon, such as strongSwan's \
+             charon?): stop it, or set [ike] enabled = false"
+        ),
+        other => anyhow!("ike: {other}"),
+    })?;
+    if management.is_none() {
+        tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
+    }
+    Ok(Some(service))
 }
 
 /// Warns when another interface already has an address inside one of this interface's
@@ -216,6 +246,7 @@ impl Daemon {
         let Settings {
             interface: s,
             manage,
+            ike,
         } = settings;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
         let (management, registered) = match Management::open(&manage, api_listener)? {
@@ -299,8 +330,10 @@ impl Daemon {
             mtu: s.mtu,
             interface: s.name.clone(),
         });
+        let ike = start_ike(ike, management.as_ref(), &events)?;
+        let ike_handle = ike.as_ref().map(IkeService::handle);
         let (api, tokens) = match management {
-            Some(m) => m.serve(handle.clone(), events, server)?.unzip(),
+            Some(m) => m.serve(handle.clone(), events, server, ike_handle)?.unzip(),
             None => (None, None),
         };
         let uapi_server = UapiServer::start(&s.name, handle, stop_tx.clone())
@@ -321,6 +354,7 @@ impl Daemon {
             _signals: signals,
             _uapi: uapi_server,
             _api: api,
+            _ike: ike,
             _plane: running,
             _follower: follower,
             _workers: workers,

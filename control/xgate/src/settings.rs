@@ -1,6 +1,7 @@
 //! The whole configuration file: parsed once here, strictly (an unknown section or field is
 //! an error), then validated by the crate that owns each section: the plane's `[interface]`
-//! and `[[peer]]`, the management service's `[registry]`, `[[pool]]`, `[api]`, `[[group]]`.
+//! and `[[peer]]` and `[ike]`, the management service's `[registry]`, `[[pool]]`, `[api]`,
+//! `[[group]]`.
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +10,9 @@ use manage::config::{
     ApiSection, GroupSection, InterfaceFacts, ManageSections, ManageSettings, PoolSection,
     RegistrySection,
 };
-use plane::config::{err, ConfigError, InterfaceSection, InterfaceSettings, PeerSection};
+use plane::config::{
+    err, ConfigError, IkeConfig, IkeSection, InterfaceSection, InterfaceSettings, PeerSection,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +28,7 @@ struct FileConfig {
     pools: Vec<PoolSection>,
     #[serde(default, rename = "group")]
     groups: Vec<GroupSection>,
+    ike: Option<IkeSection>,
 }
 
 /// Everything `xgate up` needs, validated.
@@ -34,6 +38,8 @@ pub struct Settings {
     pub interface: InterfaceSettings,
     /// The registry and the HTTP API.
     pub manage: ManageSettings,
+    /// The IKEv2 responder.
+    pub ike: IkeConfig,
 }
 
 impl Settings {
@@ -47,6 +53,10 @@ impl Settings {
         Ok(Self {
             interface: InterfaceSettings::bare(name)?,
             manage: ManageSettings::default(),
+            ike: IkeConfig {
+                enabled: Some(false),
+                ..IkeConfig::from_section(None)?
+            },
         })
     }
 
@@ -94,7 +104,12 @@ impl Settings {
             groups: file.groups,
         };
         let manage = ManageSettings::from_sections(sections, &facts)?;
-        Ok(Self { interface, manage })
+        let ike = IkeConfig::from_section(file.ike)?;
+        Ok(Self {
+            interface,
+            manage,
+            ike,
+        })
     }
 }
 
@@ -142,7 +157,7 @@ mod tests {
     /// knows, with the types it expects: every field set, read strictly.
     #[test]
     fn the_harness_config_builder_writes_what_xgate_reads() {
-        use testbed::config::{Api, Group, Peer, Pool, Registry, XgateConfig};
+        use testbed::config::{Api, Group, Ike, Peer, Pool, Registry, XgateConfig};
         let key = PrivateKey::from_bytes([3; 32]);
         let mut c = XgateConfig::server("xt0", &key, 51820, &["10.77.0.1/16", "fd77::1/64"])
             .pinned(&[0, 1]);
@@ -192,11 +207,20 @@ mod tests {
             persistent_keepalive: Some(5),
             mtu: Some(1380),
         });
+        c.ike = Some(Ike {
+            enabled: Some(true),
+            port: Some(500),
+            nat_port: Some(4500),
+            identity: Some("vpn.example.com".into()),
+            dpd_secs: Some(30),
+            retransmit_ms: Some(2000),
+            retransmit_tries: Some(5),
+        });
         let text = c.to_toml().expect("serialises");
         let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(file.peers.len(), 1);
         assert_eq!((file.pools.len(), file.groups.len()), (1, 1));
-        assert!(file.registry.is_some() && file.api.is_some());
+        assert!(file.registry.is_some() && file.api.is_some() && file.ike.is_some());
 
         // And what the rigs write (no key file, registry in a scratch directory) validates.
         let dir = std::env::temp_dir();

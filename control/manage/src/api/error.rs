@@ -95,13 +95,17 @@ impl From<RegistryError> for ApiError {
             Trouble::Other => {}
         }
         let status = match &e {
-            RegistryError::NoSuchPeer(_) | RegistryError::NoSuchName(_) => StatusCode::NOT_FOUND,
+            RegistryError::NoSuchPeer(_)
+            | RegistryError::NoSuchName(_)
+            | RegistryError::NoSuchIkeUser(_) => StatusCode::NOT_FOUND,
             RegistryError::DuplicateKey(_)
             | RegistryError::DuplicateName { .. }
+            | RegistryError::DuplicateIkeUser { .. }
+            | RegistryError::SharedPsk { .. }
             | RegistryError::AmbiguousName { .. }
             | RegistryError::PoolExhausted { .. }
             | RegistryError::RouteOverlap { .. } => StatusCode::CONFLICT,
-            RegistryError::NoPool(_) => StatusCode::BAD_REQUEST,
+            RegistryError::NoPool(_) | RegistryError::WeakPsk(_) => StatusCode::BAD_REQUEST,
             RegistryError::Db(_)
             | RegistryError::File { .. }
             | RegistryError::TooNew { .. }

@@ -5,6 +5,7 @@
 //!
 //! - `auth`: bearer tokens, kept as hashes.
 //! - `peer_routes`: the peer endpoints.
+//! - `ike_routes`: IKEv2 users and SAs.
 //! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
@@ -20,6 +21,7 @@
 mod auth;
 mod client_config;
 mod error;
+mod ike_routes;
 mod last_seen;
 mod limits;
 mod metrics;
@@ -86,6 +88,8 @@ pub struct ApiState {
     interface: String,
     /// The token file, reread when it changes.
     token_file: Option<std::path::PathBuf>,
+    /// The IKEv2 responder, when it runs.
+    ike: Option<plane::ike::IkeHandle>,
 }
 
 impl ApiState {
@@ -123,7 +127,14 @@ impl ApiState {
             refusals: auth::Refusals::default(),
             interface: String::new(),
             token_file: None,
+            ike: None,
         }
+    }
+
+    /// The same, with the IKEv2 responder its users are handed to.
+    pub fn with_ike(mut self, ike: Option<plane::ike::IkeHandle>) -> Self {
+        self.ike = ike;
+        self
     }
 
     /// The same, serving `interface` with tokens from `token_file` (reread when it changes).
@@ -293,6 +304,15 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
         )
         .route("/api/v1/peers/{id}/revoke", post(peer_routes::revoke))
         .route("/api/v1/peers/{id}/config", get(peer_routes::config))
+        .route(
+            "/api/v1/ike/users",
+            post(ike_routes::create).get(ike_routes::list),
+        )
+        .route(
+            "/api/v1/ike/users/{id}",
+            axum::routing::delete(ike_routes::delete),
+        )
+        .route("/api/v1/ike/sas", get(ike_routes::sas))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/events", get(sse::stream))
         .fallback(|| async {

@@ -119,7 +119,7 @@ struct Created {
     warnings: Vec<String>,
 }
 
-fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
             "{field}: {} is not a name (1-64 printable characters)",
@@ -143,7 +143,11 @@ fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 /// Refuses a group that is neither "default" nor configured (a typo would otherwise put the
 /// peer in the default pool and policy without a word).
-fn check_known_group(state: &ApiState, field: &str, group: &str) -> Result<(), ApiError> {
+pub(super) fn check_known_group(
+    state: &ApiState,
+    field: &str,
+    group: &str,
+) -> Result<(), ApiError> {
     if state.groups.iter().any(|g| g == group) {
         return Ok(());
     }
@@ -155,7 +159,7 @@ fn check_known_group(state: &ApiState, field: &str, group: &str) -> Result<(), A
     )))
 }
 
-fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
+pub(super) fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
     let ok = !group.is_empty()
         && group.len() <= 32
         && group

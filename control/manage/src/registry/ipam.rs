@@ -27,6 +27,26 @@ pub struct Pool {
     pub hold_secs: u64,
 }
 
+/// Who holds an address: a WireGuard peer or an IKEv2 user (one table, so no address is ever
+/// held twice whatever the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A WireGuard peer, by id.
+    Peer(i64),
+    /// An IKEv2 user, by id.
+    IkeUser(i64),
+}
+
+impl Holder {
+    /// The column naming this kind of holder, and the id.
+    fn column(self) -> (&'static str, i64) {
+        match self {
+            Holder::Peer(id) => ("peer_id", id),
+            Holder::IkeUser(id) => ("ike_user_id", id),
+        }
+    }
+}
+
 /// Host index `i` of `net` (0 is the network address itself).
 fn nth(net: &IpNet, i: u128) -> Option<IpAddr> {
     match net {
@@ -58,30 +78,31 @@ fn pool_key(pool: &Pool, v6: bool) -> String {
     format!("{}/{}", pool.name, if v6 { 6 } else { 4 })
 }
 
-/// Hands one address of `net` (a family of `pool`) to peer `peer`: a released address whose
+/// Hands one address of `net` (a family of `pool`) to `holder`: a released address whose
 /// hold is over, else the next never-used one. Runs inside the caller's transaction.
 pub fn allocate(
     tx: &Transaction<'_>,
     pool: &Pool,
     net: &IpNet,
-    peer: i64,
+    holder: Holder,
     now: u64,
 ) -> Result<IpAddr, RegistryError> {
+    let (column, id) = holder.column();
     let v6 = matches!(net, IpNet::V6(_));
     let key = pool_key(pool, v6);
     let rested = now.saturating_sub(pool.hold_secs) as i64;
     let reuse: Option<String> = tx
         .query_row(
             "SELECT address FROM addresses WHERE pool = ?1 AND peer_id IS NULL \
-             AND released_at <= ?2 ORDER BY released_at, address LIMIT 1",
+             AND ike_user_id IS NULL AND released_at <= ?2 ORDER BY released_at, address LIMIT 1",
             params![key, rested],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(text) = reuse {
         tx.execute(
-            "UPDATE addresses SET peer_id = ?1, released_at = NULL WHERE address = ?2",
-            params![peer, text],
+            &format!("UPDATE addresses SET {column} = ?1, released_at = NULL WHERE address = ?2"),
+            params![id, text],
         )?;
         return text
             .parse()
@@ -111,8 +132,10 @@ pub fn allocate(
         }
         // A row may already exist (a reserved address recorded by hand): skip it.
         let inserted = tx.execute(
-            "INSERT OR IGNORE INTO addresses (address, pool, peer_id) VALUES (?1, ?2, ?3)",
-            params![addr.to_string(), key, peer],
+            &format!(
+                "INSERT OR IGNORE INTO addresses (address, pool, {column}) VALUES (?1, ?2, ?3)"
+            ),
+            params![addr.to_string(), key, id],
         )?;
         if inserted == 1 {
             tx.execute(
@@ -125,19 +148,26 @@ pub fn allocate(
     }
 }
 
-/// Releases every address of peer `peer`, to rest for its pool's hold time from `now`.
-pub fn release(tx: &Transaction<'_>, peer: i64, now: u64) -> Result<(), RegistryError> {
+/// Releases every address of `holder`, to rest for its pool's hold time from `now`.
+pub fn release(tx: &Transaction<'_>, holder: Holder, now: u64) -> Result<(), RegistryError> {
+    let (column, id) = holder.column();
     tx.execute(
-        "UPDATE addresses SET peer_id = NULL, released_at = ?1 WHERE peer_id = ?2",
-        params![now as i64, peer],
+        &format!("UPDATE addresses SET {column} = NULL, released_at = ?1 WHERE {column} = ?2"),
+        params![now as i64, id],
     )?;
     Ok(())
 }
 
-/// The addresses peer `peer` holds, IPv4 before IPv6 (the order every reader gives).
-pub fn addresses_of(tx: &rusqlite::Connection, peer: i64) -> Result<Vec<IpAddr>, RegistryError> {
-    let mut stmt = tx.prepare_cached("SELECT address FROM addresses WHERE peer_id = ?1")?;
-    let rows = stmt.query_map(params![peer], |r| r.get::<_, String>(0))?;
+/// The addresses `holder` holds, IPv4 before IPv6 (the order every reader gives).
+pub fn addresses_of(
+    tx: &rusqlite::Connection,
+    holder: Holder,
+) -> Result<Vec<IpAddr>, RegistryError> {
+    let (column, id) = holder.column();
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT address FROM addresses WHERE {column} = ?1"
+    ))?;
+    let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for row in rows {
         let text = row?;

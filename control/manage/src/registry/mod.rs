@@ -6,7 +6,9 @@
 //! - `schema`: versioned migrations.
 //! - `ipam`: address pools and allocation.
 //! - `records`: creating, reading, changing and removing peers.
+//! - `ike_users`: IKEv2 users (identity, key of their own, group, addresses).
 
+mod ike_users;
 mod ipam;
 mod records;
 mod routes;
@@ -21,6 +23,7 @@ use plane::update::PeerUpdate;
 use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
+pub use ike_users::{IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
 
@@ -55,6 +58,35 @@ pub enum RegistryError {
         /// The peer holding it.
         holder: i64,
     },
+    /// An IKEv2 user has this name or identity already.
+    #[error(
+        "an IKEv2 user with {what} exists already (id {holder}); choose another, or remove \
+         user {holder} first (xgate ike user rm {holder})"
+    )]
+    DuplicateIkeUser {
+        /// What is taken.
+        what: String,
+        /// The user holding it.
+        holder: i64,
+    },
+    /// The pre-shared key is another IKEv2 user's.
+    #[error(
+        "that pre-shared key is another user's (id {holder}); each user needs a key of their \
+         own (leave the key out and one is made)"
+    )]
+    SharedPsk {
+        /// The user holding it.
+        holder: i64,
+    },
+    /// A pre-shared key too short to resist an offline guess.
+    #[error(
+        "a pre-shared key of {0} bytes; use at least 16 (leave the key out and 32 random bytes \
+         are made)"
+    )]
+    WeakPsk(usize),
+    /// No IKEv2 user with this id.
+    #[error("no IKEv2 user with id {0}")]
+    NoSuchIkeUser(i64),
     /// No peer has this name.
     #[error("no peer named {0:?}")]
     NoSuchName(String),

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use proto::PublicKey;
 use rusqlite::{params, Row, TransactionBehavior};
 
-use super::ipam::{addresses_of, allocate, release};
+use super::ipam::{addresses_of, allocate, release, Holder};
 use super::routes::check_routes;
 use super::{PeerRecord, Registry, RegistryError};
 
@@ -211,7 +211,7 @@ impl Registry {
                 .v4
                 .iter()
                 .chain(pool.v6.iter())
-                .map(|net| allocate(&tx, pool, net, id, now))
+                .map(|net| allocate(&tx, pool, net, Holder::Peer(id), now))
                 .collect::<Result<Vec<_>, _>>()?;
             addresses.sort();
             // Everything the row holds is known here: no need to read it back.
@@ -246,7 +246,7 @@ impl Registry {
                 rusqlite::Error::QueryReturnedNoRows => RegistryError::NoSuchPeer(id),
                 e => e.into(),
             })?;
-        let addresses = addresses_of(&self.conn, id)?;
+        let addresses = addresses_of(&self.conn, Holder::Peer(id))?;
         raw.finish(addresses)
     }
 
@@ -292,7 +292,7 @@ impl Registry {
             .collect::<Result<Vec<_>, _>>()?;
         raws.into_iter()
             .map(|raw| {
-                let addresses = addresses_of(&self.conn, raw.id)?;
+                let addresses = addresses_of(&self.conn, Holder::Peer(raw.id))?;
                 raw.finish(addresses)
             })
             .collect()
@@ -390,7 +390,7 @@ impl Registry {
             drop(tx);
             return self.get(id).map(|peer| (peer, false));
         }
-        release(&tx, id, now)?;
+        release(&tx, Holder::Peer(id), now)?;
         tx.commit()?;
         self.get(id).map(|peer| (peer, true))
     }
@@ -400,7 +400,7 @@ impl Registry {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        release(&tx, id, now)?;
+        release(&tx, Holder::Peer(id), now)?;
         let n = tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(RegistryError::NoSuchPeer(id));

@@ -39,6 +39,21 @@ const MIGRATIONS: &[&str] = &[
     // 2: peers found by name (names are unique per interface from here on; a registry made
     // earlier may hold duplicates, which are left alone and found only by id).
     "CREATE INDEX peers_by_name ON peers (name);",
+    // 3: IKEv2 users: an identity and a key of their own each; their addresses in the same
+    // table as the peers', so no address is held twice whatever the protocol.
+    "CREATE TABLE ike_users (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL UNIQUE,
+        grp         TEXT NOT NULL DEFAULT 'default',
+        identity    TEXT NOT NULL UNIQUE,
+        psk         BLOB NOT NULL CHECK (length(psk) >= 16),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        revoked_at  INTEGER
+    );
+    ALTER TABLE addresses ADD COLUMN ike_user_id INTEGER
+        REFERENCES ike_users (id) ON DELETE SET NULL;
+    CREATE INDEX addresses_by_ike_user ON addresses (ike_user_id);",
 ];
 
 /// The schema version this code writes.

@@ -387,3 +387,59 @@ fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers() {
     r.update(b.id, &change(&["192.168.10.0/23"]), 8)
         .expect("free after revocation");
 }
+
+// IKEv2 users.
+
+use zeroize::Zeroizing;
+
+const NOW: u64 = 1_700_000_000;
+
+fn user(name: &str, identity: &str, psk: &[u8]) -> super::NewIkeUser {
+    super::NewIkeUser {
+        name: name.into(),
+        group: "default".into(),
+        identity: identity.into(),
+        psk: Zeroizing::new(psk.to_vec()),
+    }
+}
+
+#[test]
+fn ike_users_and_peers_never_share_an_address() {
+    let db = TempDb::new("ike-users");
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", Some("fd77::/64"))]);
+    let p = reg.create(&[new_peer(1, "default")], NOW).expect("peer");
+    let a = reg
+        .create_ike_user(&user("alice", "alice@example.com", &[1; 32]), NOW)
+        .expect("alice");
+    assert_eq!(a.addresses.len(), p[0].addresses.len());
+    for addr in &a.addresses {
+        assert!(!p[0].addresses.contains(addr), "{addr} held twice");
+    }
+    assert_eq!(reg.ike_users().expect("list"), vec![a.clone()]);
+    let gone = reg.delete_ike_user(a.id, NOW).expect("delete");
+    assert_eq!(gone.addresses, a.addresses);
+    assert!(reg.ike_users().expect("list").is_empty());
+    assert!(matches!(
+        reg.ike_user(a.id),
+        Err(RegistryError::NoSuchIkeUser(_))
+    ));
+}
+
+#[test]
+fn a_taken_name_identity_or_key_and_a_short_key_are_refused() {
+    let db = TempDb::new("ike-refusals");
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    reg.create_ike_user(&user("alice", "alice@example.com", &[1; 32]), NOW)
+        .expect("alice");
+    let refused =
+        |r: Result<super::IkeUserRecord, RegistryError>| r.expect_err("refused").to_string();
+    let e = refused(reg.create_ike_user(&user("alice", "a2@example.com", &[2; 32]), NOW));
+    assert!(e.contains("name \"alice\""), "{e}");
+    let e = refused(reg.create_ike_user(&user("bob", "alice@example.com", &[2; 32]), NOW));
+    assert!(e.contains("identity"), "{e}");
+    let e = refused(reg.create_ike_user(&user("bob", "bob@example.com", &[1; 32]), NOW));
+    assert!(e.contains("another user's"), "{e}");
+    let e = refused(reg.create_ike_user(&user("bob", "bob@example.com", &[3; 8]), NOW));
+    assert!(e.contains("at least 16"), "{e}");
+    assert_eq!(reg.ike_users().expect("list").len(), 1, "nothing half-made");
+}

@@ -1,0 +1,221 @@
+//! The IKEv2 endpoints: users (created with a key of their own, made here unless given;
+//! listed; deleted, which closes their SAs) and the SAs that are up, with the responder's
+//! counters.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::error::{quoted, ApiError};
+use super::peer_routes::{check_group, check_known_group, check_name};
+use super::{blocking, ApiJson, ApiState};
+use crate::ike_grants::ike_user;
+use crate::registry::{IkeUserRecord, NewIkeUser};
+
+/// Longest identity taken.
+const MAX_IDENTITY: usize = 255;
+
+/// POST /api/v1/ike/users
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIkeUser {
+    /// Name (unique among IKEv2 users).
+    name: String,
+    /// Identity the client authenticates as (default: the name).
+    identity: Option<String>,
+    /// Group (default "default").
+    group: Option<String>,
+    /// Pre-shared key as text (default: 32 random characters).
+    psk: Option<String>,
+}
+
+/// An IKEv2 user as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct IkeUserView {
+    id: i64,
+    name: String,
+    group: String,
+    identity: String,
+    addresses: Vec<String>,
+    created_at: u64,
+    /// The key, only in the answer that created the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    psk: Option<String>,
+    /// What the caller should know (IKE not running on this interface).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+impl From<&IkeUserRecord> for IkeUserView {
+    fn from(u: &IkeUserRecord) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            group: u.group.clone(),
+            identity: u.identity.clone(),
+            addresses: u.addresses.iter().map(ToString::to_string).collect(),
+            created_at: u.created_at,
+            psk: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// 32 random characters of base64: typed as text by every client, 192 bits.
+fn random_psk() -> String {
+    use base64::Engine as _;
+    let mut raw = [0u8; 24];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn check_identity(identity: &str) -> Result<(), ApiError> {
+    let ok = !identity.is_empty()
+        && identity.len() <= MAX_IDENTITY
+        && !identity
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "identity: {} is not an identity (1-{MAX_IDENTITY} characters, no spaces): use an \
+         e-mail address, a host name or an IP address, as the client sends it",
+        quoted(identity)
+    )))
+}
+
+/// The warning when users are saved but no responder runs.
+const IKE_OFF: &str = "IKEv2 is not running on this interface: the user is saved and can \
+    connect once it runs (restart xgate, or set [ike] enabled = true)";
+
+/// POST /api/v1/ike/users
+pub async fn create(
+    State(state): State<Arc<ApiState>>,
+    ApiJson(body): ApiJson<CreateIkeUser>,
+) -> Result<Response, ApiError> {
+    check_name("name", &body.name)?;
+    let identity = body.identity.unwrap_or_else(|| body.name.clone());
+    check_identity(&identity)?;
+    let group = body.group.unwrap_or_else(|| "default".into());
+    check_group("group", &group)?;
+    check_known_group(&state, "group", &group)?;
+    let psk = body.psk.unwrap_or_else(random_psk);
+    let new = NewIkeUser {
+        name: body.name,
+        group,
+        identity,
+        psk: Zeroizing::new(psk.clone().into_bytes()),
+    };
+    let view = blocking(move || {
+        let user = state.registry().create_ike_user(&new, super::now())?;
+        let mut view = IkeUserView::from(&user);
+        view.psk = Some(psk);
+        match &state.ike {
+            Some(ike) => {
+                let policy = state.client.policy(&user.group);
+                ike.set_users(vec![ike_user(&user, policy)], false);
+            }
+            None => view.warnings.push(IKE_OFF.into()),
+        }
+        Ok(view)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// GET /api/v1/ike/users
+pub async fn list(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let users = blocking(move || Ok(state.registry().ike_users()?)).await?;
+    let views: Vec<IkeUserView> = users.iter().map(IkeUserView::from).collect();
+    Ok(Json(serde_json::json!({ "users": views })).into_response())
+}
+
+/// DELETE /api/v1/ike/users/{id}
+pub async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let user = state.registry().delete_ike_user(id, super::now())?;
+        if let Some(ike) = &state.ike {
+            ike.remove_users(vec![ike::Identity::from_text(&user.identity)]);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// One SA that is up, as the API shows it.
+#[derive(Debug, Serialize)]
+struct SaView {
+    identity: String,
+    name: String,
+    remote: String,
+    addresses: Vec<String>,
+    encryption: String,
+    up_since: u64,
+}
+
+/// GET /api/v1/ike/sas
+pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let Some(ike) = state.ike.clone() else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, IKE_OFF));
+    };
+    let st = blocking(move || {
+        ike.state().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the IKEv2 responder did not answer (shutting down?)",
+            )
+        })
+    })
+    .await?;
+    let sas: Vec<SaView> = st
+        .sas
+        .iter()
+        .map(|s| SaView {
+            identity: s.identity.display(),
+            name: s.name.clone(),
+            remote: s.remote.to_string(),
+            addresses: s.addresses.iter().map(ToString::to_string).collect(),
+            encryption: s.encryption.clone(),
+            up_since: s
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+        .collect();
+    let c = &st.counters;
+    Ok(Json(serde_json::json!({
+        "ports": [st.ports.0, st.ports.1],
+        "users": st.users,
+        "sas": sas,
+        "counters": {
+            "inits_accepted": c.inits_accepted,
+            "init_retransmissions": c.init_retransmissions,
+            "cookies_sent": c.cookies_sent,
+            "no_proposal_chosen": c.no_proposal_chosen,
+            "invalid_ke": c.invalid_ke,
+            "auth_succeeded": c.auth_succeeded,
+            "auth_failed": c.auth_failed,
+            "ts_unacceptable": c.ts_unacceptable,
+            "address_failures": c.address_failures,
+            "auth_malformed": c.auth_malformed,
+            "half_open_expired": c.half_open_expired,
+            "retransmissions_answered": c.retransmissions_answered,
+            "children_deleted": c.children_deleted,
+            "dead_peers": c.dead_peers,
+            "dropped": c.dropped,
+            "queue_full": st.queue_full,
+            "esp_not_carried": st.esp_not_carried,
+        },
+    }))
+    .into_response())
+}

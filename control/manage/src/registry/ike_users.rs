@@ -1,0 +1,175 @@
+//! IKEv2 users: an identity (an e-mail address, a host name or an IP address, as the client
+//! sends it in IDi), a pre-shared key of their own, a group, and addresses from the group's
+//! pool, held in the same table as WireGuard peers' addresses. A key another user has is
+//! refused: one key shared by everyone lets any user pose as any other.
+
+use std::net::IpAddr;
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use zeroize::Zeroizing;
+
+use super::ipam::{addresses_of, allocate, release, Holder};
+use super::{Registry, RegistryError};
+
+/// The shortest pre-shared key taken: a short one falls to an offline guess from one
+/// captured IKE_AUTH.
+pub const MIN_PSK_LEN: usize = 16;
+
+/// A new IKEv2 user; the registry adds its id, addresses and times.
+#[derive(Clone)]
+pub struct NewIkeUser {
+    /// Its name (unique among IKEv2 users).
+    pub name: String,
+    /// Its group, which picks the pool and the client policy.
+    pub group: String,
+    /// Its identity, as the client sends it.
+    pub identity: String,
+    /// Its pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+}
+
+/// An IKEv2 user as the registry holds it (Debug leaves the key out).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IkeUserRecord {
+    /// Unique id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Group.
+    pub group: String,
+    /// Identity, as written.
+    pub identity: String,
+    /// Pre-shared key.
+    pub psk: Zeroizing<Vec<u8>>,
+    /// Virtual addresses, IPv4 before IPv6.
+    pub addresses: Vec<IpAddr>,
+    /// Creation time, Unix seconds.
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for IkeUserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IkeUserRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("identity", &self.identity)
+            .field("addresses", &self.addresses)
+            .finish_non_exhaustive()
+    }
+}
+
+const COLUMNS: &str = "id, name, grp, identity, psk, created_at";
+
+impl Registry {
+    /// Creates an IKEv2 user with addresses from its group's pool.
+    pub fn create_ike_user(
+        &mut self,
+        u: &NewIkeUser,
+        now: u64,
+    ) -> Result<IkeUserRecord, RegistryError> {
+        if u.psk.len() < MIN_PSK_LEN {
+            return Err(RegistryError::WeakPsk(u.psk.len()));
+        }
+        let pool = self.pool_for(&u.group)?.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let held = |sql: &str, value: &dyn rusqlite::ToSql| -> Result<Option<i64>, RegistryError> {
+            Ok(tx.query_row(sql, [value], |r| r.get(0)).optional()?)
+        };
+        if let Some(holder) = held("SELECT id FROM ike_users WHERE name = ?1", &u.name)? {
+            return Err(RegistryError::DuplicateIkeUser {
+                what: format!("name {:?}", u.name),
+                holder,
+            });
+        }
+        if let Some(holder) = held("SELECT id FROM ike_users WHERE identity = ?1", &u.identity)? {
+            return Err(RegistryError::DuplicateIkeUser {
+                what: format!("identity {:?}", u.identity),
+                holder,
+            });
+        }
+        if let Some(holder) = held("SELECT id FROM ike_users WHERE psk = ?1", &&u.psk[..])? {
+            return Err(RegistryError::SharedPsk { holder });
+        }
+        tx.execute(
+            "INSERT INTO ike_users (name, grp, identity, psk, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![u.name, u.group, u.identity, &u.psk[..], now as i64],
+        )?;
+        let id = tx.last_insert_rowid();
+        let addresses = pool
+            .v4
+            .iter()
+            .chain(pool.v6.iter())
+            .map(|net| allocate(&tx, &pool, net, Holder::IkeUser(id), now))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(IkeUserRecord {
+            id,
+            name: u.name.clone(),
+            group: u.group.clone(),
+            identity: u.identity.clone(),
+            psk: u.psk.clone(),
+            addresses,
+            created_at: now,
+        })
+    }
+
+    /// Every IKEv2 user that is not revoked, in id order.
+    pub fn ike_users(&self) -> Result<Vec<IkeUserRecord>, RegistryError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM ike_users WHERE revoked_at IS NULL ORDER BY id"
+        ))?;
+        let rows = stmt.query_map([], raw_user)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let raw = row?;
+            let addresses = addresses_of(&self.conn, Holder::IkeUser(raw.id))?;
+            out.push(IkeUserRecord { addresses, ..raw });
+        }
+        Ok(out)
+    }
+
+    /// The IKEv2 user `id`.
+    pub fn ike_user(&self, id: i64) -> Result<IkeUserRecord, RegistryError> {
+        let raw = self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM ike_users WHERE id = ?1"),
+                params![id],
+                raw_user,
+            )
+            .optional()?
+            .ok_or(RegistryError::NoSuchIkeUser(id))?;
+        let addresses = addresses_of(&self.conn, Holder::IkeUser(id))?;
+        Ok(IkeUserRecord { addresses, ..raw })
+    }
+
+    /// Deletes IKEv2 user `id`; its addresses rest for the pool's hold time. Returns it as
+    /// it was.
+    pub fn delete_ike_user(&mut self, id: i64, now: u64) -> Result<IkeUserRecord, RegistryError> {
+        let user = self.ike_user(id)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        release(&tx, Holder::IkeUser(id), now)?;
+        tx.execute("DELETE FROM ike_users WHERE id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(user)
+    }
+}
+
+/// A row, before its addresses are attached.
+fn raw_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<IkeUserRecord> {
+    Ok(IkeUserRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        group: row.get(2)?,
+        identity: row.get(3)?,
+        psk: Zeroizing::new(row.get(4)?),
+        addresses: Vec::new(),
+        created_at: row.get::<_, i64>(5)?.max(0) as u64,
+    })
+}
