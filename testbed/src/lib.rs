@@ -1,5 +1,5 @@
 //! Test and demo harness for xgate: network namespaces, veth pairs, real WireGuard peers
-//! (`wireguard-go`, `boringtun-cli`, xgate), pings and checksummed TCP transfers.
+//! (`wireguard-go`, `boringtun-cli`, xgate), strongSwan IKEv2 clients, pings and checksummed TCP transfers.
 //!
 //! Everything it creates is removed when dropped: processes by PID, namespaces (and the
 //! interfaces inside them) by name. Traffic only ever goes to namespaces it created.
@@ -17,6 +17,7 @@ pub mod process;
 pub mod procstat;
 pub mod server;
 pub mod spray;
+pub mod strongswan;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};
@@ -25,4 +26,5 @@ pub use netns::{veth, veth_queues, Netns};
 pub use ping::{ping, PingReport};
 pub use process::{wait_until, Daemon};
 pub use server::Server;
+pub use strongswan::{Strongswan, StrongswanConfig};
 pub use transfer::{tcp_transfer, Transfer};

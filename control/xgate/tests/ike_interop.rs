@@ -1,309 +1,202 @@
-//! The IKEv2 core (`ike`) against strongSwan, the reference implementation, before any of it
-//! is in the daemon: a responder made of nothing but the crate's rules on two UDP sockets
-//! (500, and 4500 with the non-ESP marker) answers a real `charon` initiator with a PSK user,
-//! over NAT-T as kernel-libipsec needs it. strongSwan must report the IKE and the CHILD SA
-//! established with the virtual address the responder gave, and the responder must hold the
-//! same user and selectors.
+//! IKEv2 in the daemon against strongSwan, the reference implementation: a user made through
+//! the HTTP API (identity, a key of its own, addresses from the registry's pool) connects
+//! with a real `charon` (kernel-libipsec, NAT-T as it needs) to `xgate up`. strongSwan must
+//! report the IKE and the CHILD SA established with the address the registry gave, xgate
+//! must list the SA; a client that vanishes is found dead and its SA removed; a wrong key is
+//! refused and counted while the right one still connects. AES-256-GCM, ChaCha20-Poly1305,
+//! and an IPv6 underlay.
 
-use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod common;
 
-use ike::{
-    respond_auth, respond_init, AuthAnswer, CookieJar, Endpoints, Established, Grant, HalfOpen,
-    IdType, Identity, InitAnswer, Message, Policy, TrafficSelector, Users,
-};
-use testbed::{veth, Netns};
-use zeroize::Zeroizing;
+use std::time::Duration;
 
-const PSK: &str = "an interop test's pre-shared key";
-/// The outer addresses: the server's, the client's, their prefix length.
-#[derive(Clone, Copy)]
-struct Underlay {
-    server: &'static str,
-    client: &'static str,
-    prefix: u8,
+use common::api::{call, json_of};
+use common::{client_ns, Rig};
+use serde_json::{json, Value};
+use testbed::config::{self, Ike};
+use testbed::{wait_until, Strongswan, StrongswanConfig};
+
+/// A rig with a registry, the API, a pool of 10.77.0.0/24 and fd77::/64, DNS for clients,
+/// and the IKEv2 responder with short liveness timers; returns it with the API token.
+fn ike_rig(tag: &str) -> (Rig, String) {
+    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
+    let mut rig = Rig::new(tag);
+    rig.use_registry();
+    let api = rig.config.api.get_or_insert_with(Default::default);
+    api.dns = vec!["10.77.0.53".into()];
+    api.client_allowed_ips = vec!["10.77.0.0/16".into(), "fd77::/64".into()];
+    rig.config.pools.push(config::Pool {
+        ipv4: Some("10.77.0.0/24".into()),
+        ipv6: Some("fd77::/64".into()),
+        ..config::Pool::default()
+    });
+    rig.config.ike = Some(Ike {
+        enabled: Some(true),
+        identity: Some("vpn.example.com".into()),
+        dpd_secs: Some(2),
+        retransmit_ms: Some(300),
+        retransmit_tries: Some(2),
+        ..Ike::default()
+    });
+    rig.start_xgate();
+    let token = rig
+        .server
+        .api_token()
+        .expect("an API token")
+        .trim()
+        .to_string();
+    (rig, token)
 }
 
-const V4: Underlay = Underlay {
-    server: "10.88.0.1",
-    client: "10.88.0.2",
-    prefix: 24,
-};
-
-const V6: Underlay = Underlay {
-    server: "fd88::1",
-    client: "fd88::2",
-    prefix: 64,
-};
-
-struct OneUser(HashMap<Identity, Grant>);
-
-impl Users for OneUser {
-    fn find(&self, id: &Identity) -> Option<Grant> {
-        self.0.get(id).cloned()
-    }
+/// Creates IKEv2 user `name` with `identity` through the API; returns its key and address.
+fn add_user(rig: &Rig, token: &str, name: &str, identity: &str) -> (String, String) {
+    let body = json!({ "name": name, "identity": identity });
+    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    let user = json_of(&text);
+    let psk = user["psk"]
+        .as_str()
+        .expect("the key, shown once")
+        .to_string();
+    let v4 = user["addresses"][0]
+        .as_str()
+        .expect("an address")
+        .to_string();
+    assert!(v4.starts_with("10.77.0."), "{user}");
+    (psk, v4)
 }
 
-fn alice() -> Identity {
-    Identity {
-        kind: IdType::RFC822_ADDR,
-        data: b"alice@example.com".to_vec(),
-    }
+/// `GET /api/v1/ike/sas`.
+fn sas(rig: &Rig, token: &str) -> Value {
+    let (status, text) = call(rig, "GET", "/api/v1/ike/sas", Some(token), None);
+    assert_eq!(status, 200, "{text}");
+    json_of(&text)
 }
 
-fn users() -> OneUser {
-    let grant = Grant {
-        psk: Zeroizing::new(PSK.as_bytes().to_vec()),
-        assignment: ike::Assignment {
-            v4: Some("10.77.0.2".parse().expect("v4")),
-            v6: Some(("fd77::2".parse().expect("v6"), 64)),
-            dns: vec!["10.77.0.53".parse().expect("dns")],
-            subnets: Vec::new(),
-        },
-        reach: vec![TrafficSelector::prefix(
-            "10.77.0.0".parse().expect("net"),
-            16,
-        )],
-    };
-    OneUser(HashMap::from([(alice(), grant)]))
-}
-
-/// The responder: IKE_SA_INIT and IKE_AUTH by the crate's rules, until an IKE_AUTH is
-/// answered or `deadline`. Retransmitted requests get the same answer again.
-fn respond(
-    sockets: (UdpSocket, UdpSocket),
-    server_addr: std::net::IpAddr,
-    deadline: Instant,
-) -> Option<Established> {
-    let rng = ring::rand::SystemRandom::new();
-    let jar = CookieJar::new(&rng)?;
-    let server = Identity {
-        kind: IdType::FQDN,
-        data: b"vpn.example.com".to_vec(),
-    };
-    let users = users();
-    let mut half: Option<HalfOpen> = None;
-    let mut answered: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut buf = [0u8; 65_536];
-    while Instant::now() < deadline {
-        for (sock, natt) in [(&sockets.0, false), (&sockets.1, true)] {
-            let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                continue;
-            };
-            let local = SocketAddr::new(server_addr, if natt { 4500 } else { 500 });
-            // On 4500, IKE follows four zero bytes (RFC 3948); a keepalive is one 0xff.
-            let bytes = match (natt, buf.get(..n)) {
-                (true, Some(b)) if b.len() > 4 && b[..4] == [0; 4] => &b[4..],
-                (false, Some(b)) => b,
-                _ => continue,
-            };
-            let send = |reply: &[u8]| {
-                let framed = if natt {
-                    [&[0u8; 4][..], reply].concat()
-                } else {
-                    reply.to_vec()
-                };
-                let _ = sock.send_to(&framed, from);
-            };
-            if let Some(again) = answered.get(bytes) {
-                send(again);
-                continue;
-            }
-            let ends = Endpoints {
-                local,
-                remote: from,
-            };
-            let Ok(m) = Message::parse(bytes) else {
-                continue;
-            };
-            if m.header.exchange == ike::ExchangeType::IKE_SA_INIT {
-                match respond_init(bytes, ends, &Policy::modern(), (&jar, false), &rng) {
-                    InitAnswer::Accepted(sa) => {
-                        send(&sa.response);
-                        answered.insert(bytes.to_vec(), sa.response.clone());
-                        half = Some(*sa);
-                    }
-                    InitAnswer::Refused { reply, why } => {
-                        eprintln!("IKE_SA_INIT refused: {why}");
-                        if let Some(r) = reply {
-                            send(&r);
-                        }
-                    }
-                }
-            } else if let Some(sa) = &half {
-                match respond_auth(
-                    sa,
-                    bytes,
-                    &users,
-                    (&server, &Policy::modern(), [0xc0, 0, 0, 1]),
-                    &rng,
-                ) {
-                    AuthAnswer::Accepted {
-                        established,
-                        response,
-                    } => {
-                        send(&response);
-                        return Some(*established);
-                    }
-                    AuthAnswer::Refused { response, why } => {
-                        eprintln!("IKE_AUTH refused: {why}");
-                        if let Some(r) = response {
-                            send(&r);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-/// strongswan.conf and swanctl.conf for the client, in `dir`.
-fn client_files(dir: &Path, esp: &str, server: &str) -> std::io::Result<()> {
-    let d = dir.display();
-    std::fs::write(
-        dir.join("strongswan.conf"),
-        format!(
-            "charon {{\n  load_modular = no\n  load = random nonce openssl pem pkcs1 x509 pubkey \
-             sha1 sha2 hmac kdf gcm aes kernel-libipsec kernel-netlink socket-default vici\n  \
-             install_routes = no\n  retransmit_tries = 3\n  \
-             plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n  }}\n  \
-             filelog {{\n    log {{\n      path = {d}/charon.log\n      default = 1\n      \
-             ike = 2\n      cfg = 2\n    }}\n  }}\n}}\n"
-        ),
-    )?;
-    std::fs::write(
-        dir.join("swanctl.conf"),
-        format!(
-            "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
-             vips = 0.0.0.0, ::\n    encap = yes\n    mobike = no\n    \
-             proposals = aes256gcm16-prfsha256-x25519\n    \
-             local {{\n      auth = psk\n      id = alice@example.com\n    }}\n    \
-             remote {{\n      auth = psk\n      id = vpn.example.com\n    }}\n    \
-             children {{\n      xgate {{\n        remote_ts = 10.77.0.0/16\n        \
-             esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
-             secrets {{\n  ike-alice {{\n    id-1 = alice@example.com\n    \
-             id-2 = vpn.example.com\n    secret = \"{PSK}\"\n  }}\n}}\n"
-        ),
-    )
-}
-
-/// Runs charon in `ns` with a private /run (its PID file's path is fixed), returns it.
-fn start_charon(ns: &Netns, dir: &Path) -> testbed::Daemon {
-    let script = format!(
-        "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec /usr/lib/ipsec/charon",
-        d = dir.display()
+/// Connects `c` and checks both sides agree on the SA and the address `v4`.
+fn connect_and_check(rig: &Rig, token: &str, client: &testbed::Netns, c: &Strongswan, v4: &str) {
+    let (ok, out) = c.initiate(20).expect("swanctl");
+    assert!(
+        ok,
+        "strongSwan: {out}\ncharon log:\n{}\nxgate log:\n{}",
+        c.log(),
+        rig.log()
     );
-    let mut cmd = ns.command("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    testbed::Daemon::spawn(cmd, &dir.join("charon.out")).expect("charon starts")
+    let listed = c.list_sas().expect("list");
+    assert!(
+        listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
+        "{listed}"
+    );
+    assert!(listed.contains(v4), "the registry's address: {listed}");
+    // charon put the address on an interface of the client's namespace.
+    let addrs = client.ip(&["-o", "addr"]).unwrap_or_default();
+    assert!(addrs.contains(&format!("{v4}/32")), "{addrs}");
+    assert!(
+        c.resolv_conf().contains("10.77.0.53"),
+        "the DNS server from [api] dns reached the client: {:?}\n{}",
+        c.resolv_conf(),
+        c.log()
+    );
+    let state = sas(rig, token);
+    let up = state["sas"].as_array().expect("sas");
+    assert!(
+        up.iter()
+            .any(|s| s["identity"] == "alice@example.com" && s["addresses"][0] == v4),
+        "{state}"
+    );
 }
 
-fn interop(tag: &str, esp: &str, net: Underlay) {
-    let dir = std::env::temp_dir().join(format!("xgate-ike-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    let server = Netns::create(&format!("xt-{tag}-s")).expect("server namespace");
-    let client = Netns::create(&format!("xt-{tag}-c")).expect("client namespace");
-    let (s_if, c_if) = (format!("xt{tag}s"), format!("xt{tag}c"));
-    veth(
-        &server,
-        &s_if,
-        &format!("{}/{}", net.server, net.prefix),
-        &client,
-        &c_if,
-        &format!("{}/{}", net.client, net.prefix),
-    )
-    .expect("veth");
-    // IPv6 addresses are used once duplicate address detection is done (before, charon would
+fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
+    rig.dir.join(name)
+}
+
+#[test]
+fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
+    let (rig, token) = ike_rig("ikep");
+    let client = client_ns(&rig.server.ns, "ikep");
+    let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let mut config = StrongswanConfig::psk("10.201.1.1", "alice@example.com", &psk);
+    let mut charon =
+        Strongswan::start(&client, &scratch(&rig, "sw1"), &config).expect("charon starts");
+    connect_and_check(&rig, &token, &client, &charon, &v4);
+
+    // The client vanishes: 2 s of quiet, a check sent twice (0.3 s, then 0.6 s), then dead.
+    charon.kill();
+    let gone = wait_until(Duration::from_secs(15), || {
+        sas(&rig, &token)["sas"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    });
+    assert!(gone, "the SA outlived its client: {}", sas(&rig, &token));
+    assert_eq!(sas(&rig, &token)["counters"]["dead_peers"], 1);
+    drop(charon);
+
+    // A wrong key is refused with AUTHENTICATION_FAILED and counted.
+    config.psk = "not alice's key, though long enough".into();
+    let wrong = Strongswan::start(&client, &scratch(&rig, "sw2"), &config).expect("charon");
+    let (ok, out) = wrong.initiate(15).expect("swanctl");
+    assert!(!ok, "a wrong key connected: {out}");
+    // charon's log file is written a moment after swanctl returns.
+    let said = wait_until(Duration::from_secs(5), || {
+        wrong.log().contains("AUTHENTICATION_FAILED")
+    });
+    assert!(said, "{}", wrong.log());
+    assert_eq!(sas(&rig, &token)["counters"]["auth_failed"], 1);
+    drop(wrong);
+
+    // And the right key still connects.
+    config.psk = psk;
+    let again = Strongswan::start(&client, &scratch(&rig, "sw3"), &config).expect("charon");
+    connect_and_check(&rig, &token, &client, &again, &v4);
+}
+
+#[test]
+fn strongswan_connects_with_chacha20_poly1305() {
+    let (rig, token) = ike_rig("ikec");
+    let client = client_ns(&rig.server.ns, "ikec");
+    let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let mut config = StrongswanConfig::psk("10.201.1.1", "alice@example.com", &psk);
+    config.ike_proposals = "chacha20poly1305-prfsha256-x25519".into();
+    config.esp_proposals = "chacha20poly1305".into();
+    let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
+    connect_and_check(&rig, &token, &client, &c, &v4);
+    let listed = c.list_sas().expect("list");
+    assert!(listed.contains("CHACHA20_POLY1305"), "{listed}");
+    assert_eq!(
+        sas(&rig, &token)["sas"][0]["encryption"],
+        "ChaCha20-Poly1305"
+    );
+}
+
+#[test]
+fn strongswan_connects_over_an_ipv6_underlay() {
+    let (rig, token) = ike_rig("ike6");
+    let client = client_ns(&rig.server.ns, "ike6");
+    rig.server
+        .ns
+        .ip(&["-6", "addr", "add", "fd88::1/64", "dev", "xtv1s"])
+        .expect("server v6");
+    client
+        .ip(&["-6", "addr", "add", "fd88::2/64", "dev", "xtv1c"])
+        .expect("client v6");
+    // Addresses are used once duplicate address detection is done (before, charon would
     // send from the link-local address).
-    for ns in [&server, &client] {
-        let settled = testbed::wait_until(Duration::from_secs(10), || {
+    for ns in [&rig.server.ns, &client] {
+        let settled = wait_until(Duration::from_secs(10), || {
             ns.ip(&["-6", "addr", "show", "tentative"])
                 .is_ok_and(|out| out.trim().is_empty())
         });
         assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
     }
-    let server_addr: std::net::IpAddr = net.server.parse().expect("address");
-    let sockets = server
-        .enter(move || {
-            let (a, b) = (
-                UdpSocket::bind((server_addr, 500))?,
-                UdpSocket::bind((server_addr, 4500))?,
-            );
-            for s in [&a, &b] {
-                s.set_read_timeout(Some(Duration::from_millis(50)))?;
-            }
-            Ok::<_, std::io::Error>((a, b))
-        })
-        .expect("enter")
-        .expect("UDP 500 and 4500");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let responder = std::thread::spawn(move || respond(sockets, server_addr, deadline));
-    client_files(&dir, esp, net.server).expect("client config");
-    let mut charon = start_charon(&client, &dir);
-    let vici = format!("unix://{}/charon.vici", dir.display());
-    let up = testbed::wait_until(Duration::from_secs(10), || dir.join("charon.vici").exists());
-    assert!(up, "charon did not start: {}", charon.log_text());
-    let swanctl = |args: &[&str]| {
-        client
-            .command("swanctl")
-            .args(args)
-            .args(["--uri", &vici])
-            .output()
-            .expect("swanctl runs")
-    };
-    let conf = dir.join("swanctl.conf");
-    let loaded = swanctl(&["--load-all", "--file", conf.to_str().expect("path")]);
+    let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let config = StrongswanConfig::psk("fd88::1", "alice@example.com", &psk);
+    let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
+    connect_and_check(&rig, &token, &client, &c, &v4);
+    let state = sas(&rig, &token);
     assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
+        state["sas"][0]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("[fd88::2]")),
+        "{state}"
     );
-    let initiated = swanctl(&["--initiate", "--child", "xgate", "--timeout", "20"]);
-    let log = std::fs::read_to_string(dir.join("charon.log")).unwrap_or_default();
-    let established = responder.join().expect("responder thread");
-    let out = String::from_utf8_lossy(&initiated.stdout);
-    assert!(
-        initiated.status.success() && out.contains("initiate completed successfully"),
-        "strongSwan: {out}\n{}\ncharon log:\n{log}",
-        String::from_utf8_lossy(&initiated.stderr)
-    );
-    let established = established.expect("the responder established nothing");
-    assert_eq!(established.peer, alice());
-    let sas = String::from_utf8_lossy(&swanctl(&["--list-sas"]).stdout).into_owned();
-    assert!(
-        sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
-        "{sas}"
-    );
-    assert!(
-        sas.contains("10.77.0.2"),
-        "the virtual address given: {sas}"
-    );
-    // charon put the address on an interface of the client's namespace.
-    let addrs = client.ip(&["-o", "addr"]).unwrap_or_default();
-    assert!(addrs.contains("10.77.0.2/32"), "{addrs}");
-    charon.signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
-    drop((client, server));
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn strongswan_connects_with_a_psk_and_aes_256_gcm() {
-    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    interop("ikeg", "aes256gcm16", V4);
-}
-
-#[test]
-fn strongswan_connects_with_a_psk_and_chacha20_poly1305() {
-    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    interop("ikec", "chacha20poly1305", V4);
-}
-
-#[test]
-fn strongswan_connects_over_an_ipv6_underlay() {
-    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    interop("ike6", "aes256gcm16", V6);
 }

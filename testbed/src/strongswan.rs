@@ -1,0 +1,186 @@
+//! A strongSwan IKEv2 client in a namespace: Debian's `charon` with `kernel-libipsec` (there
+//! is no ESP kernel module here), its own configuration files and vici socket in a scratch
+//! directory and a private /run (its PID file's path is fixed), driven with `swanctl`.
+//! Dropping it stops charon by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::netns::Netns;
+use crate::process::{wait_until, Daemon};
+
+/// What the client connects with.
+#[derive(Debug, Clone)]
+pub struct StrongswanConfig {
+    /// The server's address.
+    pub server: String,
+    /// The server's identity, as it authenticates.
+    pub server_id: String,
+    /// The user's identity.
+    pub identity: String,
+    /// The user's pre-shared key.
+    pub psk: String,
+    /// IKE proposals (`aes256gcm16-prfsha256-x25519`).
+    pub ike_proposals: String,
+    /// ESP proposals (`aes256gcm16`, `chacha20poly1305`).
+    pub esp_proposals: String,
+    /// What the client routes into the tunnel (`10.77.0.0/16`).
+    pub remote_ts: String,
+    /// UDP encapsulation even without a NAT (kernel-libipsec needs it).
+    pub encap: bool,
+}
+
+impl StrongswanConfig {
+    /// A PSK user `identity` connecting to `server` (`vpn.example.com`) with AES-256-GCM.
+    pub fn psk(server: &str, identity: &str, psk: &str) -> Self {
+        Self {
+            server: server.into(),
+            server_id: "vpn.example.com".into(),
+            identity: identity.into(),
+            psk: psk.into(),
+            ike_proposals: "aes256gcm16-prfsha256-x25519".into(),
+            esp_proposals: "aes256gcm16".into(),
+            remote_ts: "10.77.0.0/16".into(),
+            encap: true,
+        }
+    }
+}
+
+/// A running charon.
+pub struct Strongswan {
+    charon: Daemon,
+    dir: PathBuf,
+    ns_name: String,
+}
+
+/// The plugins charon loads: crypto, libipsec, netlink, sockets, vici, and `resolve` (which
+/// asks for DNS servers and writes them to a file of the scratch directory, never the host's
+/// /etc/resolv.conf).
+const PLUGINS: &str = "random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac kdf gcm aes \
+    kernel-libipsec kernel-netlink socket-default vici resolve";
+
+impl Strongswan {
+    /// Writes the configuration into `dir` (made if missing) and starts charon in `ns`.
+    pub fn start(ns: &Netns, dir: &Path, c: &StrongswanConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_files(dir, c)?;
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec \
+             /usr/lib/ipsec/charon",
+            d = dir.display()
+        );
+        let mut cmd = ns.command("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+        let charon = Daemon::spawn(cmd, &dir.join("charon.out"))?;
+        let me = Self {
+            charon,
+            dir: dir.to_path_buf(),
+            ns_name: ns.name().to_string(),
+        };
+        if !wait_until(Duration::from_secs(10), || dir.join("charon.vici").exists()) {
+            bail!("charon did not start: {}", me.charon.log_text());
+        }
+        let conf = dir.join("swanctl.conf");
+        let loaded = me.swanctl(&["--load-all", "--file", &conf.to_string_lossy()])?;
+        if !loaded.status.success() {
+            bail!(
+                "swanctl --load-all: {}",
+                String::from_utf8_lossy(&loaded.stderr)
+            );
+        }
+        Ok(me)
+    }
+
+    /// Runs `swanctl` against this charon.
+    pub fn swanctl(&self, args: &[&str]) -> Result<Output> {
+        let vici = format!("unix://{}/charon.vici", self.dir.display());
+        // The namespace is the caller's: its name is enough to run a command in it.
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns_name, "swanctl"])
+            .args(args)
+            .args(["--uri", &vici])
+            .output()
+            .context("running swanctl")
+    }
+
+    /// Brings the connection up (at most `timeout_secs`); true when strongSwan says so.
+    pub fn initiate(&self, timeout_secs: u32) -> Result<(bool, String)> {
+        let t = timeout_secs.to_string();
+        let out = self.swanctl(&["--initiate", "--child", "xgate", "--timeout", &t])?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ok = out.status.success() && text.contains("initiate completed successfully");
+        Ok((ok, text))
+    }
+
+    /// `swanctl --list-sas`.
+    pub fn list_sas(&self) -> Result<String> {
+        let out = self.swanctl(&["--list-sas"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The DNS servers charon was given (its `resolve` plugin's file).
+    pub fn resolv_conf(&self) -> String {
+        std::fs::read_to_string(self.dir.join("resolv.conf")).unwrap_or_default()
+    }
+
+    /// charon's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    /// Kills charon outright (a client that vanishes without a word).
+    pub fn kill(&mut self) {
+        self.charon.kill_hard();
+    }
+}
+
+impl Drop for Strongswan {
+    fn drop(&mut self) {
+        self.charon
+            .signal_and_wait(libc::SIGTERM, Duration::from_secs(5));
+    }
+}
+
+/// strongswan.conf and swanctl.conf for `c`, in `dir`.
+fn write_files(dir: &Path, c: &StrongswanConfig) -> Result<()> {
+    let d = dir.display();
+    let strongswan = format!(
+        "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = no\n  \
+         retransmit_tries = 3\n  retransmit_timeout = 2\n  \
+         plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
+         resolve {{\n      file = {d}/resolv.conf\n      \
+         resolvconf {{\n        path = {d}/no-resolvconf\n      }}\n    }}\n  }}\n  \
+         filelog {{\n    log {{\n      path = {d}/charon.log\n      flush_line = yes\n      \
+         default = 1\n      \
+         ike = 2\n      cfg = 2\n    }}\n  }}\n}}\n"
+    );
+    let encap = if c.encap { "yes" } else { "no" };
+    let swanctl = format!(
+        "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
+         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n    \
+         proposals = {ike}\n    \
+         local {{\n      auth = psk\n      id = {id}\n    }}\n    \
+         remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \
+         children {{\n      xgate {{\n        remote_ts = {ts}\n        \
+         esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
+         secrets {{\n  ike-user {{\n    id-1 = {id}\n    id-2 = {server_id}\n    \
+         secret = \"{psk}\"\n  }}\n}}\n",
+        server = c.server,
+        ike = c.ike_proposals,
+        id = c.identity,
+        server_id = c.server_id,
+        ts = c.remote_ts,
+        esp = c.esp_proposals,
+        psk = c.psk,
+    );
+    std::fs::write(dir.join("strongswan.conf"), strongswan)?;
+    std::fs::write(dir.join("swanctl.conf"), swanctl)?;
+    Ok(())
+}
