@@ -20,6 +20,7 @@
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
 //! - `protected`: sealing and opening the messages of an IKE SA after IKE_SA_INIT.
 //! - `delete`: the Delete payload.
+//! - `esp`: ESP packets in tunnel mode and the anti-replay window (the workers' rules).
 //! - `ike_sa`: an IKE SA as the responder keeps it: authentication, retransmissions,
 //!   INFORMATIONAL requests, liveness checks; events and a deadline out.
 //! - `keys`: SKEYSEED and the IKE SA's keys, CHILD_SA keying material, rekeying.
@@ -31,6 +32,7 @@ mod cookie;
 mod delete;
 mod dh;
 mod error;
+pub mod esp;
 mod header;
 mod identity;
 mod ike_auth;

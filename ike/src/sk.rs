@@ -44,7 +44,10 @@ pub enum SkError {
     TooLong,
 }
 
-/// One direction's cipher for Encrypted payloads.
+/// One direction's AEAD with a 4-byte salt (nonce = salt | 8-byte IV), as IKE's Encrypted
+/// payload (RFC 5282, RFC 7634 §3) and ESP (RFC 4106, RFC 7634 §2) both use it: the one
+/// place this crate keys `ring`'s AES-GCM (AES-NI where the CPU has it) and
+/// ChaCha20-Poly1305.
 pub struct SkCipher {
     key: aead::LessSafeKey,
     salt: [u8; SALT_LEN],
@@ -92,6 +95,37 @@ impl SkCipher {
         aead::Nonce::assume_unique_for_key(n)
     }
 
+    /// Encrypts `data` in place under `iv` with `aad`; returns the ICV.
+    pub fn seal_in_place(
+        &self,
+        iv: [u8; IV_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+    ) -> Result<[u8; ICV_LEN], SkError> {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(self.nonce(&iv), aead::Aad::from(aad), data)
+            .map_err(|_| SkError::TooLong)?;
+        let mut icv = [0u8; ICV_LEN];
+        icv.copy_from_slice(tag.as_ref());
+        Ok(icv)
+    }
+
+    /// Checks `icv` and decrypts `data` in place (on error `data` is unspecified).
+    pub fn open_in_place(
+        &self,
+        iv: [u8; IV_LEN],
+        aad: &[u8],
+        data: &mut [u8],
+        icv: &[u8; ICV_LEN],
+    ) -> Result<(), SkError> {
+        let tag = aead::Tag::from(*icv);
+        self.key
+            .open_in_place_separate_tag(self.nonce(&iv), aead::Aad::from(aad), tag, data, 0..)
+            .map(|_| ())
+            .map_err(|_| SkError::BadIcv)
+    }
+
     /// A whole message: `header` (its length and first payload set here), then an Encrypted
     /// payload holding the payload chain `inner` whose first type is `first`, under `iv`
     /// (which must never repeat under this key: the message ID is a good one).
@@ -123,15 +157,8 @@ impl SkCipher {
         out.extend_from_slice(inner);
         out.push(0); // pad length
         let (aad, rest) = out.split_at_mut(aad_end);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                self.nonce(&iv),
-                aead::Aad::from(&*aad),
-                &mut rest[IV_LEN..],
-            )
-            .map_err(|_| SkError::TooLong)?;
-        out.extend_from_slice(tag.as_ref());
+        let icv = self.seal_in_place(iv, aad, &mut rest[IV_LEN..])?;
+        out.extend_from_slice(&icv);
         Ok(out)
     }
 

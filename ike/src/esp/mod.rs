@@ -1,0 +1,17 @@
+//! ESP in tunnel mode (RFC 4303) with the AEAD ciphers the suites allow: the per-packet rules
+//! the datapath's workers run, and the loadtest's simulated users with them.
+//!
+//! - `sa`: one SA's inbound and outbound packet rules, in place in the caller's buffer.
+//! - `replay`: the anti-replay window with extended sequence numbers.
+
+mod replay;
+mod sa;
+
+pub use replay::{ReplayRefusal, ReplayWindow, WINDOW};
+pub use sa::{
+    EspDrop, EspKeyError, EspSealError, Inbound, Opened, Outbound, ESP_HEADER_LEN, ESP_HEADROOM,
+    ESP_TAILROOM, NEXT_IPV4, NEXT_IPV6, NEXT_NONE,
+};
+
+#[cfg(test)]
+mod tests;

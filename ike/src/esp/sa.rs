@@ -1,0 +1,299 @@
+//! One ESP SA's packet rules in tunnel mode (RFC 4303 §2–3, RFC 4106 §3–5 and RFC 7634 §2 for
+//! the AEAD ciphers), in place in the caller's buffer:
+//!
+//! ```text
+//! SPI (4) | sequence, low 32 bits (4) | IV (8) | encrypted: inner packet | TFC padding |
+//! padding 1, 2, 3... | pad length (1) | next header (1) | ICV (16)
+//! ```
+//!
+//! The associated data is the SPI and the sequence number (with ESN, its high half between
+//! them: 12 bytes). The IV is the 64-bit sequence number: unique under the key without a
+//! random draw per packet. The encrypted part is a multiple of 4 bytes long.
+
+use std::ops::Range;
+
+use super::replay::{ReplayRefusal, ReplayWindow};
+use crate::ike_auth::EspKeys;
+use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
+use crate::suite::Suite;
+
+/// SPI and sequence number.
+pub const ESP_HEADER_LEN: usize = 8;
+/// Bytes an inner packet needs before it to become an ESP packet: header and IV.
+pub const ESP_HEADROOM: usize = ESP_HEADER_LEN + IV_LEN;
+/// Bytes an inner packet needs after it: at most 3 of padding, pad length, next header, ICV.
+pub const ESP_TAILROOM: usize = 3 + 2 + ICV_LEN;
+/// Next header: an IPv4 packet (tunnel mode).
+pub const NEXT_IPV4: u8 = 4;
+/// Next header: an IPv6 packet (tunnel mode).
+pub const NEXT_IPV6: u8 = 41;
+/// Next header: a dummy packet, for traffic-flow confidentiality (RFC 4303 §2.6).
+pub const NEXT_NONE: u8 = 59;
+
+/// Why an inbound packet was dropped; each is counted by the caller under its own name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EspDrop {
+    /// Too short for header, IV, trailer and ICV, or not 4-byte aligned.
+    #[error("malformed ESP packet")]
+    Malformed,
+    /// Another SA's SPI (a routing bug: the caller chose the SA by SPI).
+    #[error("not this SA's SPI")]
+    WrongSpi,
+    /// Received already, or behind the window.
+    #[error("replay: {0}")]
+    Replayed(ReplayRefusal),
+    /// The ICV did not verify: forged, corrupted, or another key.
+    #[error("bad ICV")]
+    BadIcv,
+    /// The padding is not 1, 2, 3, ... or runs past the payload.
+    #[error("bad padding")]
+    BadPadding,
+    /// A dummy packet (next header 59): authentic, carries nothing.
+    #[error("dummy packet")]
+    Dummy,
+    /// Not an IP packet (next header other than 4 or 41 in tunnel mode).
+    #[error("next header {0} is not IPv4 or IPv6")]
+    BadNextHeader(u8),
+    /// The inner packet's own length runs past what arrived.
+    #[error("inner packet truncated")]
+    InnerTruncated,
+}
+
+/// Why an outbound packet could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EspSealError {
+    /// Not enough room before or after the inner packet.
+    #[error("no room for the ESP header or trailer")]
+    NoRoom,
+    /// Every sequence number is used: the SA must be rekeyed first.
+    #[error("sequence numbers exhausted; rekey")]
+    Exhausted,
+    /// The cipher refused (a length it cannot take).
+    #[error("the cipher refused the packet")]
+    Cipher,
+}
+
+/// Why an SA could not be made from its keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ESP key: {0}")]
+pub struct EspKeyError(String);
+
+/// An inbound packet, opened: where the inner packet is, and what it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Its full sequence number.
+    pub seq: u64,
+    /// The inner IP packet within the buffer (TFC padding cut off).
+    pub inner: Range<usize>,
+    /// 4 (IPv4) or 41 (IPv6).
+    pub next_header: u8,
+}
+
+/// The associated data: SPI, then (with ESN) the high half, then the low half.
+fn aad(spi: [u8; 4], seq: u64, esn: bool, out: &mut [u8; 12]) -> usize {
+    out[..4].copy_from_slice(&spi);
+    if esn {
+        out[4..8].copy_from_slice(&((seq >> 32) as u32).to_be_bytes());
+        out[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
+        12
+    } else {
+        out[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+        8
+    }
+}
+
+fn cipher(suite: &Suite, keys: &EspKeys) -> Result<SkCipher, EspKeyError> {
+    if !suite.encr.is_aead() {
+        return Err(EspKeyError(format!("{} is not an AEAD cipher", suite.encr)));
+    }
+    SkCipher::new(suite.encr, &keys.encr).map_err(|e| EspKeyError(e.to_string()))
+}
+
+/// The receiving side of an SA.
+pub struct Inbound {
+    spi: [u8; 4],
+    cipher: SkCipher,
+    window: ReplayWindow,
+    esn: bool,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("spi", &self.spi)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inbound {
+    /// The SA received on `spi` with `keys` of `suite`.
+    pub fn new(spi: [u8; 4], suite: &Suite, keys: &EspKeys) -> Result<Self, EspKeyError> {
+        let esn = suite.esn.unwrap_or(false);
+        Ok(Self {
+            spi,
+            cipher: cipher(suite, keys)?,
+            window: ReplayWindow::new(esn),
+            esn,
+        })
+    }
+
+    /// The SPI.
+    pub fn spi(&self) -> [u8; 4] {
+        self.spi
+    }
+
+    /// The highest sequence number received.
+    pub fn highest(&self) -> u64 {
+        self.window.top()
+    }
+
+    /// Checks and decrypts `packet` (starting at the SPI) in place.
+    pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, EspDrop> {
+        let len = packet.len();
+        let sealed = len
+            .checked_sub(ESP_HEADROOM + ICV_LEN)
+            .filter(|n| *n >= 4 && n % 4 == 0)
+            .ok_or(EspDrop::Malformed)?;
+        if packet[..4] != self.spi {
+            return Err(EspDrop::WrongSpi);
+        }
+        let low = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let seq = self.window.infer(low);
+        self.window.check(seq).map_err(EspDrop::Replayed)?;
+        let mut ad = [0u8; 12];
+        let ad_len = aad(self.spi, seq, self.esn, &mut ad);
+        let mut iv = [0u8; IV_LEN];
+        iv.copy_from_slice(&packet[ESP_HEADER_LEN..ESP_HEADROOM]);
+        let (body, icv) = packet[ESP_HEADROOM..].split_at_mut(sealed);
+        let mut tag = [0u8; ICV_LEN];
+        tag.copy_from_slice(icv);
+        self.cipher
+            .open_in_place(iv, &ad[..ad_len], body, &tag)
+            .map_err(|_| EspDrop::BadIcv)?;
+        // Authentic from here on: the number is taken even if the contents are refused.
+        self.window.accept(seq).map_err(EspDrop::Replayed)?;
+        let next_header = body[sealed - 1];
+        let pad = usize::from(body[sealed - 2]);
+        let payload = sealed.checked_sub(pad + 2).ok_or(EspDrop::BadPadding)?;
+        let padding_ok = body[payload..payload + pad]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| usize::from(*b) == i + 1);
+        if !padding_ok {
+            return Err(EspDrop::BadPadding);
+        }
+        let inner_len = match next_header {
+            NEXT_IPV4 => ip_length(&body[..payload], 2, 0)?,
+            NEXT_IPV6 => ip_length(&body[..payload], 4, 40)?,
+            NEXT_NONE => return Err(EspDrop::Dummy),
+            other => return Err(EspDrop::BadNextHeader(other)),
+        };
+        Ok(Opened {
+            seq,
+            inner: ESP_HEADROOM..ESP_HEADROOM + inner_len,
+            next_header,
+        })
+    }
+}
+
+/// The inner packet's length from its own header (the 16-bit field at `at`, plus `fixed`):
+/// whatever follows it in the payload is TFC padding, ignored.
+fn ip_length(payload: &[u8], at: usize, fixed: usize) -> Result<usize, EspDrop> {
+    let field = payload.get(at..at + 2).ok_or(EspDrop::InnerTruncated)?;
+    let len = fixed + usize::from(u16::from_be_bytes([field[0], field[1]]));
+    if len > payload.len() || len < at + 2 {
+        return Err(EspDrop::InnerTruncated);
+    }
+    Ok(len)
+}
+
+/// The sending side of an SA.
+pub struct Outbound {
+    spi: [u8; 4],
+    cipher: SkCipher,
+    /// The next sequence number (ESP counts from 1).
+    next: u64,
+    esn: bool,
+}
+
+impl std::fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("spi", &self.spi)
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbound {
+    /// The SA sent on the peer's `spi` with `keys` of `suite`.
+    pub fn new(spi: [u8; 4], suite: &Suite, keys: &EspKeys) -> Result<Self, EspKeyError> {
+        Ok(Self {
+            spi,
+            cipher: cipher(suite, keys)?,
+            next: 1,
+            esn: suite.esn.unwrap_or(false),
+        })
+    }
+
+    /// Moves the counter (tests of the end of the sequence space).
+    #[cfg(test)]
+    pub(crate) fn skip_to(&mut self, next: u64) {
+        self.next = next;
+    }
+
+    /// Sequence numbers used so far.
+    pub fn sent(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// Makes the ESP packet of the inner packet at `inner` (of protocol `next_header`) in
+    /// `buf`: the header goes in the `ESP_HEADROOM` bytes before it, the trailer and ICV in
+    /// the `ESP_TAILROOM` after. Returns where the ESP packet is.
+    pub fn seal(
+        &mut self,
+        buf: &mut [u8],
+        inner: Range<usize>,
+        next_header: u8,
+    ) -> Result<Range<usize>, EspSealError> {
+        let start = inner
+            .start
+            .checked_sub(ESP_HEADROOM)
+            .filter(|_| inner.start <= inner.end)
+            .ok_or(EspSealError::NoRoom)?;
+        let pad = (4 - (inner.len() + 2) % 4) % 4;
+        let sealed_end = inner.end + pad + 2;
+        let end = sealed_end + ICV_LEN;
+        if end > buf.len() {
+            return Err(EspSealError::NoRoom);
+        }
+        let limit = if self.esn {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        if self.next > limit {
+            return Err(EspSealError::Exhausted);
+        }
+        let seq = self.next;
+        self.next += 1;
+        buf[start..start + 4].copy_from_slice(&self.spi);
+        buf[start + 4..start + 8].copy_from_slice(&(seq as u32).to_be_bytes());
+        let iv = seq.to_be_bytes();
+        buf[start + ESP_HEADER_LEN..inner.start].copy_from_slice(&iv);
+        for (i, b) in buf[inner.end..inner.end + pad].iter_mut().enumerate() {
+            *b = i as u8 + 1;
+        }
+        buf[sealed_end - 2] = pad as u8;
+        buf[sealed_end - 1] = next_header;
+        let mut ad = [0u8; 12];
+        let ad_len = aad(self.spi, seq, self.esn, &mut ad);
+        let icv = self
+            .cipher
+            .seal_in_place(iv, &ad[..ad_len], &mut buf[inner.start..sealed_end])
+            .map_err(|_| EspSealError::Cipher)?;
+        buf[sealed_end..end].copy_from_slice(&icv);
+        Ok(start..end)
+    }
+}
