@@ -14,4 +14,6 @@ pub use sa::{
 };
 
 #[cfg(test)]
+mod known_answers;
+#[cfg(test)]
 mod tests;
