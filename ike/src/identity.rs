@@ -60,8 +60,15 @@ impl Identity {
     }
 
     /// An identity as operators write it, typed as strongSwan infers it: an IP address, an
-    /// e-mail address (it has an @), else a host name (FQDN).
+    /// e-mail address (it has an @), else a host name (FQDN); a leading @ makes the rest a
+    /// host name whatever it looks like.
     pub fn from_text(text: &str) -> Self {
+        if let Some(name) = text.strip_prefix('@') {
+            return Self {
+                kind: IdType::FQDN,
+                data: name.as_bytes().to_vec(),
+            };
+        }
         let (kind, data) = match text.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(a)) => (IdType::IPV4_ADDR, a.octets().to_vec()),
             Ok(std::net::IpAddr::V6(a)) => (IdType::IPV6_ADDR, a.octets().to_vec()),
@@ -69,6 +76,30 @@ impl Identity {
             Err(_) => (IdType::FQDN, text.as_bytes().to_vec()),
         };
         Self { kind, data }
+    }
+
+    /// Why `text` cannot be written as an identity, if it cannot: empty, longer than 255
+    /// bytes, or with spaces or control characters.
+    pub fn check_text(text: &str) -> Result<(), &'static str> {
+        let body = text.strip_prefix('@').unwrap_or(text);
+        if body.is_empty() || text.len() > 255 {
+            return Err("1 to 255 characters");
+        }
+        if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err("no spaces or control characters");
+        }
+        Ok(())
+    }
+
+    /// The identity written so that `from_text` reads it back: as `display`, with an @ before
+    /// a host name that would otherwise read as an address. One identity has one text.
+    pub fn to_text(&self) -> String {
+        let shown = self.display();
+        if self.kind == IdType::FQDN && Self::from_text(&shown) != *self {
+            format!("@{shown}")
+        } else {
+            shown
+        }
     }
 
     /// The identity as people read it: the name or address, else hex.
@@ -165,6 +196,24 @@ mod tests {
             assert_eq!(id.kind, kind, "{text}");
             assert_eq!(id.display(), text);
         }
+        // One identity, one text: addresses are written the one way, @ forces a name.
+        assert_eq!(
+            Identity::from_text("2001:DB8:0::7").display(),
+            "2001:db8::7"
+        );
+        let forced = Identity::from_text("@192.0.2.7");
+        assert_eq!(
+            (forced.kind, forced.display()),
+            (IdType::FQDN, "192.0.2.7".into())
+        );
+        assert_eq!(forced.to_text(), "@192.0.2.7");
+        assert_eq!(
+            Identity::from_text("@vpn.example.com").to_text(),
+            "vpn.example.com"
+        );
+        assert!(Identity::check_text("two words").is_err());
+        assert!(Identity::check_text("@").is_err());
+        assert!(Identity::check_text("alice@example.com").is_ok());
     }
 
     #[test]

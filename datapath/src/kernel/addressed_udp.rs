@@ -93,7 +93,7 @@ impl AddressedSocket {
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = CONTROL_LEN;
+        msg.msg_controllen = CONTROL_LEN as _;
         // SAFETY: every pointer in `msg` points at live buffers of the stated sizes.
         let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
         if n < 0 {
@@ -104,6 +104,10 @@ impl AddressedSocket {
                 | io::ErrorKind::Interrupted => Ok(None),
                 _ => Err(e),
             };
+        }
+        // A cut datagram or a cut control message is not read as if whole.
+        if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
+            return Ok(None);
         }
         let Some(from) = sockaddr_from(&from) else {
             return Ok(None);
@@ -141,14 +145,18 @@ impl AddressedSocket {
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE is a pure computation on a size.
         msg.msg_controllen =
-            unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as usize;
+            unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as _;
+        // SAFETY: msg_control points at the live, aligned buffer set above.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        if cmsg.is_null() {
+            return Err(io::Error::other("no room for the source address"));
+        }
         // SAFETY: the control buffer is aligned (u64) and large enough for one in6_pktinfo
-        // message, whose header CMSG_FIRSTHDR returns and whose data CMSG_DATA points at.
+        // message, whose (non-null) header is `cmsg` and whose data CMSG_DATA points at.
         unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
             (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as usize;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
             let info = libc::in6_pktinfo {
                 ipi6_addr: libc::in6_addr {
                     s6_addr: source.octets(),
@@ -178,8 +186,11 @@ fn pktinfo_of(msg: &libc::msghdr) -> Option<IpAddr> {
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
     while !cmsg.is_null() {
         // SAFETY: non-null headers returned by the CMSG macros lie inside the buffer.
-        let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+        let (level, kind, len) =
+            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
+        // SAFETY: CMSG_LEN is a pure computation on a size.
+        let needed = unsafe { libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) } as _;
+        if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO && len >= needed {
             // SAFETY: an IPV6_PKTINFO message carries one in6_pktinfo.
             let info = unsafe {
                 std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::in6_pktinfo>())

@@ -20,6 +20,22 @@ use crate::protected::{self, Opened, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::suite::Policy;
 
+/// How long a refused SA stays to answer retransmissions of its IKE_AUTH.
+const REFUSED_KEPT: Duration = Duration::from_secs(10);
+
+/// A digest of a request, to tell its retransmission from another message with its ID.
+fn request_digest(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A Notify payload of `kind` with no data, as a (type, body) pair for a response.
+fn notify(kind: NotifyType) -> (PayloadType, Vec<u8>) {
+    (PayloadType::NOTIFY, Notify::new(kind, &[]).body())
+}
+
 /// The SA's timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
@@ -88,6 +104,9 @@ pub enum SaEvent {
     Dropped(&'static str),
     /// A retransmitted request was answered again.
     Retransmission,
+    /// A message from the peer authenticated: the peer is where it came from (RFC 7296
+    /// §2.23 moves an SA only on such a message).
+    Authentic,
     /// The peer deleted the CHILD_SA this side receives on `spi`.
     ChildDeleted([u8; 4]),
     /// The SA is over: remove it and everything it installed.
@@ -101,6 +120,9 @@ enum Phase {
     Authenticating,
     /// Up, with the first CHILD_SA's SPIs (this side's inbound, the peer's inbound).
     Up { child: Option<([u8; 4], [u8; 4])> },
+    /// IKE_AUTH was refused and answered; retransmissions of it are answered again until
+    /// the SA is removed.
+    Refused { until: Instant },
     /// Over.
     Down,
 }
@@ -122,8 +144,9 @@ pub struct IkeSa {
     timing: Timing,
     /// The message ID the peer's next request must carry.
     peer_next: u32,
-    /// The response to the peer's latest request, for its retransmissions.
-    answer: Option<(u32, Vec<u8>)>,
+    /// The peer's latest request answered (its ID and a digest of its bytes) and the
+    /// response, for its retransmissions.
+    answer: Option<(u32, [u8; 32], Vec<u8>)>,
     /// This side's request waiting for its response.
     ours: Option<Outstanding>,
     /// The message ID of this side's next request.
@@ -172,6 +195,7 @@ impl IkeSa {
                 Some(o) => o.next_at,
                 None => self.heard + self.timing.dpd_after,
             }),
+            Phase::Refused { until } => Some(until),
             Phase::Down => None,
         }
     }
@@ -196,10 +220,14 @@ impl IkeSa {
         if h.flags.is_response() {
             return self.on_response(bytes, h, now);
         }
-        if let Some((id, response)) = &self.answer {
-            // RFC 7296 §2.1: a request with the last answered ID is a retransmission, and
-            // gets the same response again (its work is not redone).
+        if let Some((id, digest, response)) = &self.answer {
+            // RFC 7296 §2.1: the same request again is a retransmission, answered with the
+            // same response (its work is not redone). Only the same bytes count: a packet
+            // that merely reuses the ID proves nothing and moves nothing.
             if h.message_id == *id {
+                if *digest != request_digest(bytes) {
+                    return vec![SaEvent::Dropped("another request with an answered ID")];
+                }
                 return vec![SaEvent::Send(response.clone()), SaEvent::Retransmission];
             }
         }
@@ -212,6 +240,7 @@ impl IkeSa {
             }
             Phase::Authenticating => vec![SaEvent::Dropped("a request before IKE_AUTH")],
             Phase::Up { .. } => self.on_request(bytes, h, now, rng),
+            Phase::Refused { .. } => vec![SaEvent::Dropped("the SA was refused")],
             Phase::Down => Vec::new(),
         }
     }
@@ -239,18 +268,26 @@ impl IkeSa {
                 let child = Some((established.child.spi_r, established.child.spi_i));
                 self.phase = Phase::Up { child };
                 self.heard = now;
-                self.answered(response.clone());
-                vec![SaEvent::Send(response), SaEvent::Up(established)]
+                self.answered(bytes, response.clone());
+                vec![
+                    SaEvent::Authentic,
+                    SaEvent::Send(response),
+                    SaEvent::Up(established),
+                ]
             }
             AuthAnswer::Refused {
                 response: Some(response),
                 why,
             } => {
-                self.phase = Phase::Down;
+                // Kept a while so a lost refusal is answered again; removed at `until`.
+                self.phase = Phase::Refused {
+                    until: now + REFUSED_KEPT,
+                };
+                self.answered(bytes, response.clone());
                 vec![
+                    SaEvent::Authentic,
                     SaEvent::Send(response),
                     SaEvent::AuthRefused(why),
-                    SaEvent::Down(DownReason::AuthFailed),
                 ]
             }
             AuthAnswer::Refused {
@@ -264,8 +301,8 @@ impl IkeSa {
     }
 
     /// Keeps the response to the request just handled, for its retransmissions.
-    fn answered(&mut self, response: Vec<u8>) {
-        self.answer = Some((self.peer_next, response));
+    fn answered(&mut self, request: &[u8], response: Vec<u8>) {
+        self.answer = Some((self.peer_next, request_digest(request), response));
         self.peer_next = self.peer_next.wrapping_add(1);
     }
 
@@ -287,14 +324,10 @@ impl IkeSa {
             ExchangeType::INFORMATIONAL => self.informational(&opened),
             // Rekeying and further CHILD_SAs come with CREATE_CHILD_SA's rules; until then the
             // peer is told plainly, and keeps what it has.
-            ExchangeType::CREATE_CHILD_SA => (
-                vec![(
-                    PayloadType::NOTIFY,
-                    Notify::new(NotifyType::NO_ADDITIONAL_SAS, &[]).body(),
-                )],
-                Vec::new(),
-            ),
-            _ => return vec![SaEvent::Dropped("an exchange not taken")],
+            ExchangeType::CREATE_CHILD_SA => (vec![notify(NotifyType::NO_ADDITIONAL_SAS)], vec![]),
+            // An exchange not taken here (a second IKE_AUTH, say) is answered, so the peer
+            // does not retransmit it until it gives up.
+            _ => (vec![notify(NotifyType::INVALID_SYNTAX)], vec![]),
         };
         let out: Vec<Payload<'_>> = payloads
             .iter()
@@ -309,15 +342,16 @@ impl IkeSa {
         let Ok(response) = protected::seal(&self.keys, what, &out, rng) else {
             return vec![SaEvent::Dropped("a response that cannot be sealed")];
         };
-        self.answered(response.clone());
+        self.answered(bytes, response.clone());
         events.insert(0, SaEvent::Send(response));
+        events.insert(0, SaEvent::Authentic);
         events
     }
 
     /// An INFORMATIONAL request's answer payloads (Deletes, or none) and its events.
     fn informational(&mut self, opened: &Opened) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
         let Ok(payloads) = opened.payloads() else {
-            return (Vec::new(), vec![SaEvent::Dropped("unreadable payloads")]);
+            return (vec![notify(NotifyType::INVALID_SYNTAX)], Vec::new());
         };
         let mut answer = Vec::new();
         let mut events = Vec::new();
@@ -361,7 +395,7 @@ impl IkeSa {
             Ok(opened) if opened.what.response => {
                 self.ours = None;
                 self.heard = now;
-                Vec::new()
+                vec![SaEvent::Authentic]
             }
             Ok(_) => vec![SaEvent::Dropped("unreadable response")],
             Err(ProtectedError::BadIcv) => vec![SaEvent::Dropped("bad ICV")],
@@ -377,6 +411,10 @@ impl IkeSa {
                 vec![SaEvent::Down(DownReason::AuthTimeout)]
             }
             Phase::Up { .. } => self.poll_liveness(now, rng),
+            Phase::Refused { until } if now >= until => {
+                self.phase = Phase::Down;
+                vec![SaEvent::Down(DownReason::AuthFailed)]
+            }
             _ => Vec::new(),
         }
     }
@@ -431,7 +469,8 @@ impl IkeSa {
     }
 
     /// Ends the SA from this side (a revoked user, a shutdown): the Delete to send, best
-    /// effort (no retransmission: the SA is gone here whatever the peer does).
+    /// effort (no retransmission: the SA is gone here whatever the peer does; with a liveness
+    /// check outstanding it even exceeds the peer's window of one, and may be dropped there).
     pub fn close(&mut self, now: Instant, rng: &dyn SecureRandom) -> Vec<SaEvent> {
         if !self.is_up() {
             self.phase = Phase::Down;

@@ -53,7 +53,7 @@ fn rig_with(psk: &[u8]) -> (Rig, Vec<SaEvent>) {
         .expect("request");
     let (users, local, esp) = (registry(), server(), Policy::modern());
     let events = sa.on_message(&auth.request, t0, &ctx(&users, &local, &esp), &rng);
-    if let Some(SaEvent::Send(response)) = events.first() {
+    if let Some(SaEvent::Send(response)) = events.iter().find(|e| matches!(e, SaEvent::Send(_))) {
         if psk == PSK {
             assert!(matches!(
                 auth.on_response(response),
@@ -74,7 +74,10 @@ fn rig_with(psk: &[u8]) -> (Rig, Vec<SaEvent>) {
 fn rig() -> Rig {
     let (rig, events) = rig_with(PSK);
     assert!(
-        matches!(events[..], [SaEvent::Send(_), SaEvent::Up(_)]),
+        matches!(
+            events[..],
+            [SaEvent::Authentic, SaEvent::Send(_), SaEvent::Up(_)]
+        ),
         "{events:?}"
     );
     assert!(rig.sa.is_up());
@@ -111,9 +114,9 @@ impl Rig {
 }
 
 fn sent(events: &[SaEvent]) -> Vec<u8> {
-    match events.first() {
+    match events.iter().find(|e| matches!(e, SaEvent::Send(_))) {
         Some(SaEvent::Send(b)) => b.clone(),
-        other => panic!("expected a message to send, got {other:?}"),
+        _ => panic!("expected a message to send, got {events:?}"),
     }
 }
 
@@ -170,7 +173,10 @@ fn an_answered_check_keeps_the_sa_up_and_restarts_the_quiet_timer() {
     };
     let answer = protected::seal(&rig.client, what, &[], &SystemRandom::new()).expect("seal");
     let later = t0 + Duration::from_millis(5500);
-    assert!(rig.deliver(&answer, later).is_empty());
+    assert!(matches!(
+        rig.deliver(&answer, later)[..],
+        [SaEvent::Authentic]
+    ));
     assert!(rig.sa.is_up());
     assert_eq!(rig.sa.deadline(), Some(later + Duration::from_secs(5)));
     // The same answer again is a response to no request.
@@ -204,7 +210,11 @@ fn a_delete_of_the_ike_sa_is_answered_and_ends_it() {
     let events = rig.deliver(&request, rig.t0);
     assert!(matches!(
         events[..],
-        [SaEvent::Send(_), SaEvent::Down(DownReason::Deleted)]
+        [
+            SaEvent::Authentic,
+            SaEvent::Send(_),
+            SaEvent::Down(DownReason::Deleted)
+        ]
     ));
     assert!(rig.open(&sent(&events)).payloads().expect("p").is_empty());
     assert!(!rig.sa.is_up());
@@ -225,7 +235,7 @@ fn a_delete_of_the_child_sa_is_answered_with_ours() {
         &[Payload::plain(PayloadType::DELETE, &delete)],
     );
     let events = rig.deliver(&request, rig.t0);
-    assert!(matches!(events[1], SaEvent::ChildDeleted(s) if s == ours));
+    assert!(matches!(events[2], SaEvent::ChildDeleted(s) if s == ours));
     let opened = rig.open(&sent(&events));
     let payloads = opened.payloads().expect("payloads");
     assert_eq!(payloads.len(), 1);
@@ -255,7 +265,7 @@ fn forged_out_of_window_and_wrong_side_messages_are_dropped() {
     let right = rig.request(ExchangeType::INFORMATIONAL, 2, &[]);
     assert!(matches!(
         rig.deliver(&right, rig.t0)[..],
-        [SaEvent::Send(_)]
+        [SaEvent::Authentic, SaEvent::Send(_)]
     ));
     let mut mirrored = rig.request(ExchangeType::INFORMATIONAL, 3, &[]);
     mirrored[19] &= !crate::header::Flags::INITIATOR;
@@ -279,20 +289,46 @@ fn create_child_sa_is_answered_no_additional_sas_for_now() {
 }
 
 #[test]
-fn a_wrong_key_is_answered_and_ends_the_sa() {
-    let (rig, events) = rig_with(b"not alice's key at all, really!!");
+fn a_wrong_key_is_answered_again_if_asked_again_then_the_sa_ends() {
+    let (mut rig, events) = rig_with(b"not alice's key at all, really!!");
     assert!(
         matches!(
             events[..],
             [
+                SaEvent::Authentic,
                 SaEvent::Send(_),
                 SaEvent::AuthRefused(AuthRefusal::AuthenticationFailed { .. }),
-                SaEvent::Down(DownReason::AuthFailed)
             ]
         ),
         "{events:?}"
     );
     assert!(!rig.sa.is_up());
+    // The refusal was lost: the retransmission gets it again.
+    let request = rig.auth_request.clone();
+    let again = rig.deliver(&request, rig.t0 + Duration::from_secs(2));
+    assert_eq!(sent(&again), sent(&events));
+    assert!(rig.poll(rig.t0 + Duration::from_secs(9)).is_empty());
+    assert!(matches!(
+        rig.poll(rig.t0 + Duration::from_secs(10))[..],
+        [SaEvent::Down(DownReason::AuthFailed)]
+    ));
+}
+
+#[test]
+fn an_exchange_not_taken_is_answered_invalid_syntax() {
+    let mut rig = rig();
+    let request = rig.request(ExchangeType::IKE_AUTH, 2, &[]);
+    let events = rig.deliver(&request, rig.t0);
+    let opened = rig.open(&sent(&events));
+    let payloads = opened.payloads().expect("payloads");
+    let n = Notify::read(payloads[0].body).expect("notify");
+    assert_eq!(n.kind, NotifyType::INVALID_SYNTAX);
+    // The window moved on.
+    let next = rig.request(ExchangeType::INFORMATIONAL, 3, &[]);
+    assert!(matches!(
+        rig.deliver(&next, rig.t0)[..],
+        [SaEvent::Authentic, SaEvent::Send(_)]
+    ));
 }
 
 #[test]
