@@ -46,6 +46,22 @@ pub enum Event {
         /// Why.
         reason: &'static str,
     },
+    /// An IKEv2 user was registered.
+    IkeUserCreated {
+        /// Registry id.
+        id: i64,
+        /// Its name.
+        name: String,
+        /// Its identity.
+        identity: String,
+    },
+    /// An IKEv2 user was deleted (its SAs are closed).
+    IkeUserDeleted {
+        /// Registry id.
+        id: i64,
+        /// Its identity.
+        identity: String,
+    },
     /// A peer was registered.
     PeerCreated {
         /// Registry id.
@@ -84,6 +100,8 @@ impl Event {
             Event::TunnelDown { .. } => "tunnel_down",
             Event::IkeSaUp { .. } => "ike_sa_up",
             Event::IkeSaDown { .. } => "ike_sa_down",
+            Event::IkeUserCreated { .. } => "ike_user_created",
+            Event::IkeUserDeleted { .. } => "ike_user_deleted",
             Event::PeerCreated { .. } => "peer_created",
             Event::PeerChanged { .. } => "peer_changed",
             Event::PeerRevoked { .. } => "peer_revoked",

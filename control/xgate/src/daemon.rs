@@ -164,17 +164,31 @@ fn start_ike(
         return Ok(None);
     }
     let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
-    let service = IkeService::start(ike.settings, sink).map_err(|e| match e {
+    let service = match IkeService::start(ike.settings, sink) {
+        Ok(s) => s,
+        // Asked for in so many words: a start without it is a failed start.
+        Err(e) if ike.enabled == Some(true) => return Err(ike_error(e)),
+        // Started only because users exist: WireGuard still serves; the log says why not.
+        Err(e) => {
+            tracing::error!("IKEv2 is not running: {:#}", ike_error(e));
+            return Ok(None);
+        }
+    };
+    if management.is_none() {
+        tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
+    }
+    Ok(Some(service))
+}
+
+/// What a failed IKE start tells the operator.
+fn ike_error(e: BindError) -> anyhow::Error {
+    match e {
         BindError::InUse { port } => anyhow!(
             "ike: UDP port {port} is in use (another IKE daemon, such as strongSwan's \
              charon?): stop it, or set [ike] enabled = false"
         ),
         other => anyhow!("ike: {other}"),
-    })?;
-    if management.is_none() {
-        tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
     }
-    Ok(Some(service))
 }
 
 /// Warns when another interface already has an address inside one of this interface's

@@ -80,8 +80,8 @@ pub enum RegistryError {
     },
     /// A pre-shared key too short to resist an offline guess.
     #[error(
-        "a pre-shared key of {0} bytes; use at least 16 (leave the key out and 32 random bytes \
-         are made)"
+        "a pre-shared key of {0} bytes; use at least 16 (leave the key out and one of 32 random \
+         characters is made)"
     )]
     WeakPsk(usize),
     /// No IKEv2 user with this id.

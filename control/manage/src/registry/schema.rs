@@ -53,7 +53,16 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE addresses ADD COLUMN ike_user_id INTEGER
         REFERENCES ike_users (id) ON DELETE SET NULL;
-    CREATE INDEX addresses_by_ike_user ON addresses (ike_user_id);",
+    CREATE INDEX addresses_by_ike_user ON addresses (ike_user_id);
+    DROP INDEX addresses_free;
+    CREATE INDEX addresses_free ON addresses (pool, released_at)
+        WHERE peer_id IS NULL AND ike_user_id IS NULL;
+    CREATE TRIGGER addresses_one_holder_insert BEFORE INSERT ON addresses
+        WHEN NEW.peer_id IS NOT NULL AND NEW.ike_user_id IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'an address has one holder'); END;
+    CREATE TRIGGER addresses_one_holder_update BEFORE UPDATE ON addresses
+        WHEN NEW.peer_id IS NOT NULL AND NEW.ike_user_id IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'an address has one holder'); END;",
 ];
 
 /// The schema version this code writes.

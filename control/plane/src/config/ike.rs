@@ -61,10 +61,10 @@ impl IkeConfig {
             ));
         }
         let identity = s.identity.unwrap_or_else(host_name);
-        if identity.is_empty() || identity.len() > 255 || identity.contains(char::is_whitespace) {
+        if let Err(why) = Identity::check_text(&identity) {
             return Err(err(
                 "ike.identity",
-                format!("{identity:?} is not an identity"),
+                format!("{identity:?} is not an identity ({why})"),
                 "use the server's host name or address as clients expect it, e.g. \
                  \"vpn.example.com\"",
             ));

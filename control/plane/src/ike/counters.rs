@@ -36,6 +36,8 @@ pub struct IkeCounters {
     pub children_deleted: u64,
     /// SAs ended because the peer stopped answering.
     pub dead_peers: u64,
+    /// SAs closed because their user authenticated again (one SA per user).
+    pub replaced: u64,
     /// Messages dropped, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
 }

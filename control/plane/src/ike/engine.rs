@@ -4,7 +4,7 @@
 //! to one, and reports SAs up and down. The thread in `service.rs` gives it datagrams and
 //! time and sends what it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -18,6 +18,12 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::counters::IkeCounters;
 use super::{IkeSettings, IkeUser, SaSummary};
 use crate::events::{EventSink, TunnelEvent};
+
+/// The largest IKE_SA_INIT taken (the biggest KE payload spoken here is 65 bytes; a request
+/// this large is a flood's, not a client's).
+const MAX_INIT_LEN: usize = 8192;
+/// Half-open SAs beyond which IKE_SA_INIT is dropped, as a multiple of the cookie threshold.
+const HALF_OPEN_CAP: usize = 4;
 
 /// A datagram to send: from which of our addresses and ports, to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +46,8 @@ struct Entry {
     child_spi: [u8; 4],
     /// Once up: who, with what, since when.
     up: Option<SaSummary>,
+    /// Its IKE_SA_INIT's key in `inits`.
+    init_key: ([u8; 8], SocketAddr),
 }
 
 /// The users IKE_AUTH may authenticate, by identity.
@@ -59,8 +67,13 @@ pub struct IkeEngine {
     jar: CookieJar,
     users: Users,
     sas: HashMap<[u8; 8], Entry>,
-    /// IKE_SA_INIT requests answered, by initiator SPI and source, for their retransmissions.
+    /// IKE_SA_INIT requests answered, by initiator SPI and source, for their retransmissions
+    /// (one per SA, removed with it).
     inits: HashMap<([u8; 8], SocketAddr), [u8; 8]>,
+    /// SAs not (or not yet) authenticated.
+    half_open: usize,
+    /// The CHILD_SA SPIs given out, so none is given twice.
+    child_spis: HashSet<[u8; 4]>,
     counters: IkeCounters,
     events: Arc<dyn EventSink>,
 }
@@ -77,6 +90,8 @@ impl IkeEngine {
             users: Users::default(),
             sas: HashMap::new(),
             inits: HashMap::new(),
+            half_open: 0,
+            child_spis: HashSet::new(),
             counters: IkeCounters::default(),
             events,
         })
@@ -165,8 +180,7 @@ impl IkeEngine {
             child_spi: e.child_spi,
         };
         let events = e.sa.on_message(bytes, now, &ctx, &self.rng);
-        let authentic = !events.iter().any(|ev| matches!(ev, SaEvent::Dropped(_)));
-        if authentic {
+        if events.iter().any(|ev| matches!(ev, SaEvent::Authentic)) {
             // The peer moved (a NAT rebinding, or the float from 500 to 4500): answer where
             // the authenticated message came from (RFC 7296 §2.23).
             e.remote = from;
@@ -184,19 +198,34 @@ impl IkeEngine {
         to: SocketAddr,
         now: Instant,
     ) -> Vec<Outgoing> {
-        if let Some(spi_r) = self.inits.get(&(h.spi_i, from)) {
-            if let Some(e) = self.sas.get(spi_r).filter(|e| !e.sa.is_up()) {
-                self.counters.init_retransmissions += 1;
-                let bytes = e.sa.keys().response.clone();
-                return vec![Outgoing {
-                    bytes,
-                    from: to,
-                    to: from,
-                }];
-            }
+        if bytes.len() > MAX_INIT_LEN {
+            self.counters.drop("oversized IKE_SA_INIT");
+            return Vec::new();
         }
-        let half_open = self.sas.values().filter(|e| e.up.is_none()).count();
-        let require_cookie = half_open >= self.settings.cookie_threshold;
+        if let Some(e) = self
+            .inits
+            .get(&(h.spi_i, from))
+            .and_then(|r| self.sas.get(r))
+        {
+            if e.up.is_some() {
+                // A late copy of the request of an SA that is up: nothing to do again.
+                self.counters.drop("IKE_SA_INIT of an SA already up");
+                return Vec::new();
+            }
+            self.counters.init_retransmissions += 1;
+            let bytes = e.sa.keys().response.clone();
+            return vec![Outgoing {
+                bytes,
+                from: to,
+                to: from,
+            }];
+        }
+        if self.half_open >= self.settings.cookie_threshold * HALF_OPEN_CAP {
+            // Past the cookie, a flood from real addresses could still fill memory.
+            self.counters.drop("too many half-open SAs");
+            return Vec::new();
+        }
+        let require_cookie = self.half_open >= self.settings.cookie_threshold;
         let ends = Endpoints {
             local: to,
             remote: from,
@@ -210,16 +239,24 @@ impl IkeEngine {
         );
         match answer {
             InitAnswer::Accepted(half) => {
+                let Some(child_spi) = self.child_spi() else {
+                    self.counters.drop("no randomness for an SPI");
+                    return Vec::new();
+                };
                 self.counters.inits_accepted += 1;
                 let response = half.response.clone();
                 let spi_r = half.spi_r;
-                self.inits.insert((half.spi_i, from), spi_r);
+                let init_key = (half.spi_i, from);
+                self.inits.insert(init_key, spi_r);
+                self.child_spis.insert(child_spi);
+                self.half_open += 1;
                 let entry = Entry {
                     sa: IkeSa::new(*half, self.settings.timing, now),
                     local: to,
                     remote: from,
-                    child_spi: self.child_spi(),
+                    child_spi,
                     up: None,
+                    init_key,
                 };
                 self.sas.insert(spi_r, entry);
                 vec![Outgoing {
@@ -258,14 +295,17 @@ impl IkeEngine {
         }
     }
 
-    /// A fresh inbound SPI for a CHILD_SA: random, never below 256 (RFC 4303 reserves 1-255).
-    fn child_spi(&self) -> [u8; 4] {
-        let mut spi = [0u8; 4];
-        if self.rng.fill(&mut spi).is_err() {
-            spi = (self.sas.len() as u32).to_be_bytes();
+    /// A fresh inbound SPI for a CHILD_SA: random, never below 256 (RFC 4303 reserves 1-255),
+    /// none given twice; `None` without randomness.
+    fn child_spi(&self) -> Option<[u8; 4]> {
+        loop {
+            let mut spi = [0u8; 4];
+            self.rng.fill(&mut spi).ok()?;
+            spi[0] |= 0x80;
+            if !self.child_spis.contains(&spi) {
+                return Some(spi);
+            }
         }
-        spi[0] |= 0x80;
-        spi
     }
 
     /// Timers at `now`.
@@ -287,8 +327,9 @@ impl IkeEngine {
     }
 
     /// Does what an SA's events ask.
-    fn handle(&mut self, spi: [u8; 8], events: Vec<SaEvent>, _now: Instant) -> Vec<Outgoing> {
+    fn handle(&mut self, spi: [u8; 8], events: Vec<SaEvent>, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
+        let mut replaced = Vec::new();
         for ev in events {
             let Some(e) = self.sas.get_mut(&spi) else {
                 break;
@@ -333,7 +374,21 @@ impl IkeEngine {
                         endpoint: e.remote,
                         addresses: summary.addresses.clone(),
                     });
-                    e.up = Some(summary);
+                    // One SA per user: a reconnecting client (a new device, a lost Delete)
+                    // replaces the old SA rather than sharing its address with it.
+                    replaced.extend(
+                        self.sas
+                            .iter()
+                            .filter(|(other, o)| {
+                                **other != spi
+                                    && o.up.as_ref().is_some_and(|u| u.identity == est.peer)
+                            })
+                            .map(|(other, _)| *other),
+                    );
+                    if let Some(e) = self.sas.get_mut(&spi) {
+                        e.up = Some(summary);
+                    }
+                    self.half_open = self.half_open.saturating_sub(1);
                 }
                 SaEvent::AuthRefused(why) => {
                     self.counters.count_auth_refusal(&why);
@@ -341,11 +396,19 @@ impl IkeEngine {
                 }
                 SaEvent::Dropped(reason) => self.counters.drop(reason),
                 SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
+                SaEvent::Authentic => {}
                 SaEvent::ChildDeleted(_) => self.counters.children_deleted += 1,
                 SaEvent::Down(reason) => {
                     self.down(spi, reason);
                     break;
                 }
+            }
+        }
+        for old in replaced {
+            if let Some(e) = self.sas.get_mut(&old) {
+                self.counters.replaced += 1;
+                let events = e.sa.close(now, &self.rng);
+                out.extend(self.handle(old, events, now));
             }
         }
         out
@@ -356,8 +419,11 @@ impl IkeEngine {
         let Some(e) = self.sas.remove(&spi) else {
             return;
         };
-        let (spi_i, _) = e.sa.spis();
-        self.inits.retain(|(i, _), r| !(*i == spi_i && *r == spi));
+        self.inits.remove(&e.init_key);
+        self.child_spis.remove(&e.child_spi);
+        if e.up.is_none() {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
         if reason == DownReason::AuthTimeout {
             self.counters.half_open_expired += 1;
         }

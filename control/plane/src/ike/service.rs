@@ -21,8 +21,8 @@ use crate::events::EventSink;
 
 /// How often the SAs' timers are looked at.
 const TICK: Duration = Duration::from_millis(100);
-/// Datagrams waiting for the engine before more are dropped.
-const QUEUE: usize = 4096;
+/// Datagrams waiting for the engine before more are dropped (at most 64 MiB of them).
+const QUEUE: usize = 1024;
 /// The largest datagram read (IKE messages are at most 64 KiB; fragments are smaller).
 const MAX_DATAGRAM: usize = 65535;
 /// The non-ESP marker that precedes IKE on the NAT-T port (RFC 3948 §2.2).
@@ -57,9 +57,15 @@ pub struct IkeState {
 #[derive(Clone)]
 pub struct IkeHandle {
     requests: Sender<Request>,
+    identity: Identity,
 }
 
 impl IkeHandle {
+    /// This server's identity, as IKE_AUTH sends it.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Adds or replaces users (every user first, when `replace`).
     pub fn set_users(&self, users: Vec<IkeUser>, replace: bool) {
         let _ = self.requests.send(Request::Users { users, replace });
@@ -108,6 +114,7 @@ impl IkeService {
         // Shared, so the workers' sockets can join the NAT-T port for ESP later.
         let nat = Arc::new(AddressedSocket::bind(settings.nat_port, true)?);
         let ports = (ike.port(), nat.port());
+        let identity = settings.local_id.clone();
         let engine = IkeEngine::new(settings, events).map_err(|e| BindError::Io {
             port: ports.0,
             source: std::io::Error::other(e),
@@ -121,23 +128,43 @@ impl IkeService {
             source: e,
         };
         let mut readers = Vec::new();
+        // Threads started before a failure are stopped again (they hold the ports).
+        let stop_readers = |readers: &mut Vec<JoinHandle<()>>| {
+            stop.store(true, Ordering::Relaxed);
+            for r in readers.drain(..) {
+                let _ = r.join();
+            }
+        };
         for (socket, nat_t) in [(ike.clone(), false), (nat.clone(), true)] {
             let (tx, stop, shared) = (dg_tx.clone(), stop.clone(), shared.clone());
-            readers.push(
-                std::thread::Builder::new()
-                    .name(format!("xgate-ike-rx-{}", socket.port()))
-                    .spawn(move || read(&socket, nat_t, &tx, &stop, &shared))
-                    .map_err(spawn_err)?,
-            );
+            let spawned = std::thread::Builder::new()
+                .name(format!("xgate-ike-rx-{}", socket.port()))
+                .spawn(move || read(&socket, nat_t, &tx, &stop, &shared));
+            match spawned {
+                Ok(r) => readers.push(r),
+                Err(e) => {
+                    stop_readers(&mut readers);
+                    return Err(spawn_err(e));
+                }
+            }
         }
         let sockets = Sockets { ike, nat };
-        let engine = std::thread::Builder::new()
+        let engine = match std::thread::Builder::new()
             .name("xgate-ike".into())
             .spawn(move || serve(engine, &sockets, &dg_rx, &req_rx, &shared))
-            .map_err(spawn_err)?;
+        {
+            Ok(e) => e,
+            Err(e) => {
+                stop_readers(&mut readers);
+                return Err(spawn_err(e));
+            }
+        };
         tracing::info!(port = ports.0, nat_port = ports.1, "IKEv2 responder up");
         Ok(Self {
-            handle: IkeHandle { requests: req_tx },
+            handle: IkeHandle {
+                requests: req_tx,
+                identity,
+            },
             ports,
             stop,
             engine: Some(engine),
@@ -178,12 +205,17 @@ fn read(
     shared: &Shared,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut last_warning: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let arrival = match socket.recv(&mut buf) {
             Ok(Some(a)) => a,
             Ok(None) => continue,
             Err(e) => {
-                tracing::warn!(port = socket.port(), "IKE socket: {e}");
+                // A lasting error is said once a minute, not ten times a second.
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    tracing::warn!(port = socket.port(), "IKE socket: {e}");
+                    last_warning = Some(Instant::now());
+                }
                 std::thread::sleep(TICK);
                 continue;
             }
