@@ -66,7 +66,20 @@ impl Strongswan {
     /// Writes the configuration into `dir` (made if missing) and starts charon in `ns`.
     pub fn start(ns: &Netns, dir: &Path, c: &StrongswanConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_files(dir, c)?;
+        std::fs::write(dir.join("swanctl.conf"), swanctl_conf(c))?;
+        Self::launch(ns, dir)
+    }
+
+    /// Starts charon in `ns` with a `swanctl.conf` given whole (one xgate exported, say),
+    /// whose connection's child is named `xgate`.
+    pub fn start_with_swanctl(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("swanctl.conf"), swanctl)?;
+        Self::launch(ns, dir)
+    }
+
+    fn launch(ns: &Netns, dir: &Path) -> Result<Self> {
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
         let script = format!(
             "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec \
              /usr/lib/ipsec/charon",
@@ -148,21 +161,24 @@ impl Drop for Strongswan {
     }
 }
 
-/// strongswan.conf and swanctl.conf for `c`, in `dir`.
-fn write_files(dir: &Path, c: &StrongswanConfig) -> Result<()> {
+/// strongswan.conf: the plugins, the vici socket and the log in `dir`.
+fn strongswan_conf(dir: &Path) -> String {
     let d = dir.display();
-    let strongswan = format!(
+    format!(
         "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = no\n  \
          retransmit_tries = 3\n  retransmit_timeout = 2\n  \
          plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
          resolve {{\n      file = {d}/resolv.conf\n      \
          resolvconf {{\n        path = {d}/no-resolvconf\n      }}\n    }}\n  }}\n  \
          filelog {{\n    log {{\n      path = {d}/charon.log\n      flush_line = yes\n      \
-         default = 1\n      \
-         ike = 2\n      cfg = 2\n    }}\n  }}\n}}\n"
-    );
+         default = 1\n      ike = 2\n      cfg = 2\n    }}\n  }}\n}}\n"
+    )
+}
+
+/// swanctl.conf for `c`.
+fn swanctl_conf(c: &StrongswanConfig) -> String {
     let encap = if c.encap { "yes" } else { "no" };
-    let swanctl = format!(
+    format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
          vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n    \
          proposals = {ike}\n    \
@@ -179,8 +195,5 @@ fn write_files(dir: &Path, c: &StrongswanConfig) -> Result<()> {
         ts = c.remote_ts,
         esp = c.esp_proposals,
         psk = c.psk,
-    );
-    std::fs::write(dir.join("strongswan.conf"), strongswan)?;
-    std::fs::write(dir.join("swanctl.conf"), swanctl)?;
-    Ok(())
+    )
 }

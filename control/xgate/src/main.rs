@@ -13,6 +13,7 @@ use plane::config;
 #[cfg(test)]
 mod config_fuzz;
 mod daemon;
+mod ike_cli;
 mod panics;
 mod peer_cli;
 mod settings;
@@ -84,6 +85,13 @@ enum Command {
     Peer {
         #[command(subcommand)]
         action: PeerAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// IKEv2 users (PSK) and the IKE SAs that are up, through the HTTP API.
+    Ike {
+        #[command(subcommand)]
+        action: ike_cli::IkeAction,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -223,6 +231,7 @@ fn run(cli: Cli) -> Result<()> {
             daemon::up(settings)?;
         }
         Command::Peer { action, api } => peer_cli::run(action, &api)?,
+        Command::Ike { action, api } => ike_cli::run(action, &api)?,
         Command::Token { action } => token_cli::run(action)?,
         Command::Status { api } => {
             let status = api.client()?.get("/api/v1/status")?;

@@ -45,23 +45,7 @@ fn without_a_valid_token_nothing_is_answered() {
         doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
         "{doc}"
     );
-    let routes = [
-        ("post", "/api/v1/peers"),
-        ("get", "/api/v1/peers"),
-        ("post", "/api/v1/peers/bulk"),
-        ("get", "/api/v1/peers/{id}"),
-        ("patch", "/api/v1/peers/{id}"),
-        ("delete", "/api/v1/peers/{id}"),
-        ("post", "/api/v1/peers/{id}/revoke"),
-        ("get", "/api/v1/peers/{id}/config"),
-        ("post", "/api/v1/ike/users"),
-        ("get", "/api/v1/ike/users"),
-        ("delete", "/api/v1/ike/users/{id}"),
-        ("get", "/api/v1/ike/sas"),
-        ("get", "/api/v1/status"),
-        ("get", "/metrics"),
-        ("get", "/openapi.json"),
-    ];
+    let routes = common::api::ROUTES;
     let documented: usize = doc["paths"]
         .as_object()
         .expect("paths")

@@ -24,6 +24,8 @@ fn ike_rig(tag: &str) -> (Rig, String) {
     rig.use_registry();
     let api = rig.config.api.get_or_insert_with(Default::default);
     api.dns = vec!["10.77.0.53".into()];
+    // Where exported client files point.
+    api.endpoint = Some("10.201.1.1:51820".into());
     api.client_allowed_ips = vec!["10.77.0.0/16".into(), "fd77::/64".into()];
     rig.config.pools.push(config::Pool {
         ipv4: Some("10.77.0.0/24".into()),
@@ -166,6 +168,59 @@ fn strongswan_connects_with_chacha20_poly1305() {
         sas(&rig, &token)["sas"][0]["encryption"],
         "ChaCha20-Poly1305"
     );
+}
+
+/// `xgate ike ...` with the rig's API and token, run in the server's namespace.
+fn xgate_ike(rig: &Rig, token: &str, args: &[&str]) -> String {
+    let out = rig
+        .server
+        .ns
+        .command(common::xgate_bin().to_str().expect("path"))
+        .arg("ike")
+        .args(args)
+        .args(["--token", token])
+        .output()
+        .expect("xgate runs");
+    assert!(
+        out.status.success(),
+        "xgate ike {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_user_made_with_the_cli_connects_with_the_exported_swanctl_conf() {
+    let (rig, token) = ike_rig("ikex");
+    let client = client_ns(&rig.server.ns, "ikex");
+    let psk = xgate_ike(
+        &rig,
+        &token,
+        &["user", "add", "bob", "--identity", "bob@example.com"],
+    );
+    assert!(psk.trim().len() >= 16, "the key alone on stdout: {psk:?}");
+    let listed = xgate_ike(&rig, &token, &["user", "list"]);
+    assert!(listed.contains("bob@example.com"), "{listed}");
+    let conf = xgate_ike(&rig, &token, &["user", "config", "1"]);
+    assert!(conf.contains(psk.trim()), "the file carries the key");
+    let c = Strongswan::start_with_swanctl(&client, &scratch(&rig, "sw"), &conf).expect("charon");
+    let (ok, out) = c.initiate(20).expect("swanctl");
+    assert!(
+        ok,
+        "the exported file did not connect: {out}\n{conf}\n{}",
+        c.log()
+    );
+    let status = xgate_ike(&rig, &token, &["status"]);
+    assert!(
+        status.contains("bob@example.com") && status.contains("10.77.0.2"),
+        "{status}"
+    );
+    // Removing the user closes its SA: charon is told with a Delete.
+    xgate_ike(&rig, &token, &["user", "rm", "1"]);
+    let closed = wait_until(Duration::from_secs(10), || {
+        c.list_sas().is_ok_and(|l| !l.contains("ESTABLISHED"))
+    });
+    assert!(closed, "{}", c.list_sas().unwrap_or_default());
 }
 
 #[test]

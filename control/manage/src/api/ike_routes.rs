@@ -13,15 +13,17 @@ use zeroize::Zeroizing;
 
 use super::error::{quoted, ApiError};
 use super::peer_routes::{check_group, check_known_group, check_name};
+use super::swanctl::{endpoint_host, swanctl_conf, IkeServer};
 use super::{blocking, ApiJson, ApiState};
+use crate::events::Event;
 use crate::ike_grants::ike_user;
 use crate::registry::{IkeUserRecord, NewIkeUser};
 
-/// Longest identity taken.
-const MAX_IDENTITY: usize = 255;
+/// Longest pre-shared key taken.
+const MAX_PSK: usize = 256;
 
-/// POST /api/v1/ike/users
-#[derive(Debug, Deserialize)]
+/// POST /api/v1/ike/users (no Debug: it carries the key).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIkeUser {
     /// Name (unique among IKEv2 users).
@@ -34,8 +36,8 @@ pub struct CreateIkeUser {
     psk: Option<String>,
 }
 
-/// An IKEv2 user as the API shows it.
-#[derive(Debug, Serialize)]
+/// An IKEv2 user as the API shows it (no Debug: the answer that creates it carries the key).
+#[derive(Serialize)]
 pub struct IkeUserView {
     id: i64,
     name: String,
@@ -74,20 +76,17 @@ fn random_psk() -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-fn check_identity(identity: &str) -> Result<(), ApiError> {
-    let ok = !identity.is_empty()
-        && identity.len() <= MAX_IDENTITY
-        && !identity
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace());
-    if ok {
-        return Ok(());
+/// The identity in the one form the registry keeps (so two spellings of one identity are
+/// one user), or why it is none.
+fn canonical_identity(identity: &str) -> Result<String, ApiError> {
+    match ike::Identity::check_text(identity) {
+        Ok(()) => Ok(ike::Identity::from_text(identity).to_text()),
+        Err(why) => Err(ApiError::bad_request(format!(
+            "identity: {} is not an identity ({why}): use an e-mail address, a host name or an \
+             IP address, as the client sends it",
+            quoted(identity)
+        ))),
     }
-    Err(ApiError::bad_request(format!(
-        "identity: {} is not an identity (1-{MAX_IDENTITY} characters, no spaces): use an \
-         e-mail address, a host name or an IP address, as the client sends it",
-        quoted(identity)
-    )))
 }
 
 /// The warning when users are saved but no responder runs.
@@ -100,12 +99,17 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateIkeUser>,
 ) -> Result<Response, ApiError> {
     check_name("name", &body.name)?;
-    let identity = body.identity.unwrap_or_else(|| body.name.clone());
-    check_identity(&identity)?;
+    let identity = canonical_identity(body.identity.as_deref().unwrap_or(&body.name))?;
     let group = body.group.unwrap_or_else(|| "default".into());
     check_group("group", &group)?;
     check_known_group(&state, "group", &group)?;
     let psk = body.psk.unwrap_or_else(random_psk);
+    if psk.len() > MAX_PSK {
+        return Err(ApiError::bad_request(format!(
+            "psk: {} bytes; at most {MAX_PSK} are taken",
+            psk.len()
+        )));
+    }
     let new = NewIkeUser {
         name: body.name,
         group,
@@ -114,6 +118,11 @@ pub async fn create(
     };
     let view = blocking(move || {
         let user = state.registry().create_ike_user(&new, super::now())?;
+        state.events.publish(Event::IkeUserCreated {
+            id: user.id,
+            name: user.name.clone(),
+            identity: user.identity.clone(),
+        });
         let mut view = IkeUserView::from(&user);
         view.psk = Some(psk);
         match &state.ike {
@@ -136,20 +145,67 @@ pub async fn list(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErr
     Ok(Json(serde_json::json!({ "users": views })).into_response())
 }
 
+/// An IKEv2 user's id from a path.
+fn user_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{} is not an IKEv2 user id (a number; `GET /api/v1/ike/users` lists them)",
+            quoted(text)
+        ))
+    })
+}
+
 /// DELETE /api/v1/ike/users/{id}
 pub async fn delete(
     State(state): State<Arc<ApiState>>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = user_id(&id)?;
     blocking(move || {
         let user = state.registry().delete_ike_user(id, super::now())?;
         if let Some(ike) = &state.ike {
             ike.remove_users(vec![ike::Identity::from_text(&user.identity)]);
         }
+        state.events.publish(Event::IkeUserDeleted {
+            id,
+            identity: user.identity,
+        });
         Ok(())
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// GET /api/v1/ike/users/{id}/config: the user's strongSwan client configuration.
+pub async fn config(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = user_id(&id)?;
+    let Some(ike) = state.ike.clone() else {
+        return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
+    };
+    let text = blocking(move || {
+        let user = state.registry().ike_user(id)?;
+        let server = IkeServer {
+            address: endpoint_host(&state.client.endpoint),
+            identity: ike.identity().to_text(),
+        };
+        Ok(swanctl_conf(
+            &server,
+            &user,
+            state.client.policy(&user.group),
+        ))
+    })
+    .await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// One SA that is up, as the API shows it.
@@ -166,7 +222,7 @@ struct SaView {
 /// GET /api/v1/ike/sas
 pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let Some(ike) = state.ike.clone() else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, IKE_OFF));
+        return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
     };
     let st = blocking(move || {
         ike.state().ok_or_else(|| {

@@ -6,6 +6,7 @@
 //! - `auth`: bearer tokens, kept as hashes.
 //! - `peer_routes`: the peer endpoints.
 //! - `ike_routes`: IKEv2 users and SAs.
+//! - `swanctl`: an IKEv2 user's strongSwan client configuration.
 //! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
@@ -29,6 +30,7 @@ mod peer_routes;
 mod serve;
 mod sse;
 mod status;
+mod swanctl;
 mod tls;
 mod token_admin;
 mod tokens;
@@ -312,6 +314,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
             "/api/v1/ike/users/{id}",
             axum::routing::delete(ike_routes::delete),
         )
+        .route("/api/v1/ike/users/{id}/config", get(ike_routes::config))
         .route("/api/v1/ike/sas", get(ike_routes::sas))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/events", get(sse::stream))

@@ -129,3 +129,24 @@ pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
     );
     (rig, secret.trim().to_string())
 }
+
+/// Every route the API serves besides the event stream, as (method, path): the OpenAPI
+/// description must list exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/v1/peers"),
+    ("get", "/api/v1/peers"),
+    ("post", "/api/v1/peers/bulk"),
+    ("get", "/api/v1/peers/{id}"),
+    ("patch", "/api/v1/peers/{id}"),
+    ("delete", "/api/v1/peers/{id}"),
+    ("post", "/api/v1/peers/{id}/revoke"),
+    ("get", "/api/v1/peers/{id}/config"),
+    ("post", "/api/v1/ike/users"),
+    ("get", "/api/v1/ike/users"),
+    ("delete", "/api/v1/ike/users/{id}"),
+    ("get", "/api/v1/ike/users/{id}/config"),
+    ("get", "/api/v1/ike/sas"),
+    ("get", "/api/v1/status"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];

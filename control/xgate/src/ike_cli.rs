@@ -1,0 +1,197 @@
+//! `xgate ike ...`: IKEv2 users and SAs through the HTTP API.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::peer_cli::ApiArgs;
+use crate::{emit, print_json};
+
+/// What to do with IKEv2.
+#[derive(Subcommand)]
+pub enum IkeAction {
+    /// IKEv2 users: add, list, remove, client configuration.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// The IKE SAs that are up (who, from where, which address, which cipher) and the
+    /// responder's counters.
+    Status,
+}
+
+/// What to do with IKEv2 users.
+#[derive(Subcommand)]
+pub enum UserAction {
+    /// Register an IKEv2 user; prints its pre-shared key (made here unless --psk-file gives
+    /// one) and its addresses.
+    Add {
+        /// Name, unique among IKEv2 users.
+        name: String,
+        /// The identity the client sends (default: the name): an e-mail address, a host name
+        /// or an IP address.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Group (picks the address pool, DNS and what the user reaches).
+        #[arg(long)]
+        group: Option<String>,
+        /// A file holding the pre-shared key (not on the command line, where `ps` shows it).
+        #[arg(long)]
+        psk_file: Option<PathBuf>,
+    },
+    /// List IKEv2 users.
+    List,
+    /// Remove an IKEv2 user; its SAs are closed.
+    Rm {
+        /// User id.
+        id: i64,
+    },
+    /// Print a user's strongSwan client configuration (swanctl.conf, with its key).
+    Config {
+        /// User id.
+        id: i64,
+    },
+}
+
+/// Runs `action` against the API `api` names.
+pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
+    let client = api.client()?;
+    match action {
+        IkeAction::User {
+            action:
+                UserAction::Add {
+                    name,
+                    identity,
+                    group,
+                    psk_file,
+                },
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(i) = identity {
+                body["identity"] = json!(i);
+            }
+            if let Some(g) = group {
+                body["group"] = json!(g);
+            }
+            if let Some(path) = psk_file {
+                let psk = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--psk-file {}", path.display()))?;
+                body["psk"] = json!(psk.trim_end_matches(['\r', '\n']));
+            }
+            let made = client.post("/api/v1/ike/users", &body)?;
+            for warning in made["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+            }
+            if api.json {
+                return print_json(&made);
+            }
+            // The table to stderr, the key alone to stdout (`> alice.psk`).
+            eprint!("{}", users_table(std::slice::from_ref(&made)));
+            emit(&format!("{}\n", made["psk"].as_str().unwrap_or_default()))
+        }
+        IkeAction::User {
+            action: UserAction::List,
+        } => {
+            let listed = client.get("/api/v1/ike/users")?;
+            if api.json {
+                return print_json(&listed);
+            }
+            let users = listed["users"].as_array().cloned().unwrap_or_default();
+            emit(&users_table(&users))
+        }
+        IkeAction::User {
+            action: UserAction::Rm { id },
+        } => {
+            client.delete(&format!("/api/v1/ike/users/{id}"))?;
+            if !api.json {
+                eprintln!("IKEv2 user {id} removed");
+            }
+            Ok(())
+        }
+        IkeAction::User {
+            action: UserAction::Config { id },
+        } => emit(&client.text(&format!("/api/v1/ike/users/{id}/config"))?),
+        IkeAction::Status => {
+            let state = client.get("/api/v1/ike/sas")?;
+            if api.json {
+                return print_json(&state);
+            }
+            emit(&sas_table(&state))
+        }
+    }
+}
+
+/// A text of `v`, or "-".
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Addresses as one comma-separated column.
+fn addresses(v: &Value) -> String {
+    let list: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(",")
+    }
+}
+
+/// IKEv2 users as a table.
+fn users_table(users: &[Value]) -> String {
+    let mut out = format!(
+        "{:<5} {:<16} {:<28} {:<10} {}\n",
+        "ID", "NAME", "IDENTITY", "GROUP", "ADDRESSES"
+    );
+    for u in users {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<16} {:<28} {:<10} {}",
+            text(&u["id"]),
+            text(&u["name"]),
+            text(&u["identity"]),
+            text(&u["group"]),
+            addresses(&u["addresses"])
+        );
+    }
+    out
+}
+
+/// The SAs that are up, and the counters worth a glance.
+fn sas_table(state: &Value) -> String {
+    let mut out = format!(
+        "{:<28} {:<12} {:<24} {:<26} {:<18} {}\n",
+        "IDENTITY", "NAME", "REMOTE", "ADDRESSES", "CIPHER", "UP SINCE"
+    );
+    for sa in state["sas"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:<28} {:<12} {:<24} {:<26} {:<18} {}",
+            text(&sa["identity"]),
+            text(&sa["name"]),
+            text(&sa["remote"]),
+            addresses(&sa["addresses"]),
+            text(&sa["encryption"]),
+            text(&sa["up_since"])
+        );
+    }
+    let c = &state["counters"];
+    let _ = writeln!(
+        out,
+        "\nusers {}; authenticated {}, refused {} (wrong key or unknown user), no proposal {}, \
+         cookies sent {}, dead peers {}",
+        text(&state["users"]),
+        text(&c["auth_succeeded"]),
+        text(&c["auth_failed"]),
+        text(&c["no_proposal_chosen"]),
+        text(&c["cookies_sent"]),
+        text(&c["dead_peers"])
+    );
+    out
+}
