@@ -77,7 +77,9 @@ pub use prf::{Prf, PrfError};
 pub use proposals::{
     read_sa, write_sa, Proposal, ProtocolId, SaError, Transform, TransformType, MAX_ITEMS,
 };
-pub use protected::{Opened, Protected, ProtectedError};
+pub use protected::{
+    open as protected_open, seal as protected_seal, Opened, Protected, ProtectedError,
+};
 pub use sa_init::{
     respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
     InitiatorInit,

@@ -127,10 +127,20 @@ impl IkeEngine {
             })
             .map(|(spi, _)| *spi)
             .collect();
+        self.run_on(gone, now, IkeSa::close)
+    }
+
+    /// Runs `act` on each SA of `spis` that still exists, and does what its events ask.
+    fn run_on(
+        &mut self,
+        spis: Vec<[u8; 8]>,
+        now: Instant,
+        act: impl Fn(&mut IkeSa, Instant, &dyn SecureRandom) -> Vec<SaEvent>,
+    ) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        for spi in gone {
+        for spi in spis {
             if let Some(e) = self.sas.get_mut(&spi) {
-                let events = e.sa.close(now, &self.rng);
+                let events = act(&mut e.sa, now, &self.rng);
                 out.extend(self.handle(spi, events, now));
             }
         }
@@ -145,6 +155,16 @@ impl IkeEngine {
     /// The SAs that are up.
     pub fn sas(&self) -> Vec<SaSummary> {
         self.sas.values().filter_map(|e| e.up.clone()).collect()
+    }
+
+    /// How many SAs are up.
+    pub fn sas_up(&self) -> usize {
+        self.sas.len().saturating_sub(self.half_open)
+    }
+
+    /// How many SAs are not (yet) authenticated.
+    pub fn half_open(&self) -> usize {
+        self.half_open
     }
 
     /// How many users there are.
@@ -316,14 +336,7 @@ impl IkeEngine {
             .filter(|(_, e)| e.sa.deadline().is_some_and(|d| d <= now))
             .map(|(spi, _)| *spi)
             .collect();
-        let mut out = Vec::new();
-        for spi in due {
-            if let Some(e) = self.sas.get_mut(&spi) {
-                let events = e.sa.poll(now, &self.rng);
-                out.extend(self.handle(spi, events, now));
-            }
-        }
-        out
+        self.run_on(due, now, IkeSa::poll)
     }
 
     /// Does what an SA's events ask.
@@ -404,13 +417,8 @@ impl IkeEngine {
                 }
             }
         }
-        for old in replaced {
-            if let Some(e) = self.sas.get_mut(&old) {
-                self.counters.replaced += 1;
-                let events = e.sa.close(now, &self.rng);
-                out.extend(self.handle(old, events, now));
-            }
-        }
+        self.counters.replaced += replaced.len() as u64;
+        out.extend(self.run_on(replaced, now, IkeSa::close));
         out
     }
 
@@ -448,13 +456,6 @@ impl IkeEngine {
     /// Closes every SA (a shutdown): the Deletes to send.
     pub fn close_all(&mut self, now: Instant) -> Vec<Outgoing> {
         let spis: Vec<[u8; 8]> = self.sas.keys().copied().collect();
-        let mut out = Vec::new();
-        for spi in spis {
-            if let Some(e) = self.sas.get_mut(&spi) {
-                let events = e.sa.close(now, &self.rng);
-                out.extend(self.handle(spi, events, now));
-            }
-        }
-        out
+        self.run_on(spis, now, IkeSa::close)
     }
 }

@@ -12,10 +12,12 @@
 mod counters;
 mod engine;
 mod service;
+#[cfg(test)]
+mod tests;
 
 pub use counters::IkeCounters;
 pub use engine::{IkeEngine, Outgoing};
-pub use service::{IkeHandle, IkeService, IkeState};
+pub use service::{IkeHandle, IkeService, IkeState, IkeStats};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,14 +53,47 @@ pub struct IkeState {
     pub esp_not_carried: u64,
 }
 
+/// What the responder publishes once a second for `/metrics`: small, and read without
+/// asking the IKE thread anything.
+#[derive(Debug, Clone, Default)]
+pub struct IkeStats {
+    /// The counters.
+    pub counters: IkeCounters,
+    /// SAs up.
+    pub sas_up: usize,
+    /// SAs not (yet) authenticated.
+    pub half_open: usize,
+    /// Users who may authenticate.
+    pub users: usize,
+    /// Datagrams dropped because the engine was behind.
+    pub queue_full: u64,
+    /// Datagrams on the NAT-T port that were ESP (not carried yet).
+    pub esp_not_carried: u64,
+}
+
+/// How often the statistics are published.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// The latest statistics.
+type Board = Arc<Mutex<Option<Arc<IkeStats>>>>;
+
 /// How the rest of xgate reaches the responder.
 #[derive(Clone)]
 pub struct IkeHandle {
     requests: Sender<Request>,
     identity: Identity,
+    board: Board,
 }
 
 impl IkeHandle {
+    /// The statistics published last (about a second old at most), if any yet.
+    pub fn published(&self) -> Option<Arc<IkeStats>> {
+        self.board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// This server's identity, as IKE_AUTH sends it.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -149,9 +182,11 @@ impl IkeService {
             }
         }
         let sockets = Sockets { ike, nat };
+        let board = Board::default();
+        let published = board.clone();
         let engine = match std::thread::Builder::new()
             .name("xgate-ike".into())
-            .spawn(move || serve(engine, &sockets, &dg_rx, &req_rx, &shared))
+            .spawn(move || serve(engine, &sockets, (&dg_rx, &req_rx), &shared, &published))
         {
             Ok(e) => e,
             Err(e) => {
@@ -164,6 +199,7 @@ impl IkeService {
             handle: IkeHandle {
                 requests: req_tx,
                 identity,
+                board,
             },
             ports,
             stop,
@@ -269,15 +305,17 @@ impl Sockets {
     }
 }
 
-/// The engine's thread: datagrams, requests and the tick, until `Request::Stop`.
+/// The engine's thread: datagrams, requests and the tick, until `Request::Stop`; the
+/// statistics to `board` once a second.
 fn serve(
     mut engine: IkeEngine,
     sockets: &Sockets,
-    datagrams: &Receiver<Datagram>,
-    requests: &Receiver<Request>,
+    (datagrams, requests): (&Receiver<Datagram>, &Receiver<Request>),
     shared: &Shared,
+    board: &Board,
 ) {
     let mut next_tick = Instant::now() + TICK;
+    let mut next_publish = Instant::now();
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         select! {
@@ -316,6 +354,18 @@ fn serve(
         if now >= next_tick {
             sockets.send(engine.on_tick(now));
             next_tick = now + TICK;
+        }
+        if now >= next_publish {
+            let stats = IkeStats {
+                counters: engine.counters().clone(),
+                sas_up: engine.sas_up(),
+                half_open: engine.half_open(),
+                users: engine.user_count(),
+                queue_full: shared.queue_full.load(Ordering::Relaxed),
+                esp_not_carried: shared.esp.load(Ordering::Relaxed),
+            };
+            *board.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(stats));
+            next_publish = now + PUBLISH_EVERY;
         }
     }
 }

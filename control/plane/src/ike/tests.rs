@@ -1,0 +1,161 @@
+//! The IKE engine's own rules, driven with the ike crate's initiator: a cookie once too many
+//! SAs are half-open (and the cookie then taken), a hard cap past that, IKE_SA_INIT
+//! retransmissions answered without a new SA, half-open SAs expiring on time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ike::{
+    DhGroup, Endpoints, InitReply, InitiatorInit, Policy, Proposal, ProtocolId, Timing, Transform,
+    TransformType,
+};
+use ring::rand::SystemRandom;
+
+use super::{IkeEngine, IkeSettings};
+use crate::events::{EventSink, TunnelEvent};
+
+struct Quiet;
+
+impl EventSink for Quiet {
+    fn publish(&self, _event: TunnelEvent) {}
+}
+
+const SERVER: &str = "192.0.2.1:500";
+
+fn engine(cookie_threshold: usize) -> IkeEngine {
+    let settings = IkeSettings {
+        port: 500,
+        nat_port: 4500,
+        local_id: ike::Identity::from_text("vpn.example.com"),
+        ike: Policy::modern(),
+        esp: Policy::modern(),
+        timing: Timing::default(),
+        cookie_threshold,
+    };
+    IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
+}
+
+/// A client at 192.0.2.`n`'s IKE_SA_INIT.
+fn client(n: u8) -> (InitiatorInit, SocketAddr) {
+    let from: SocketAddr = format!("192.0.2.{n}:500").parse().expect("addr");
+    let t = |k: u8, id: u16, bits| Transform::new(TransformType(k), id, bits);
+    let offer = vec![Proposal {
+        number: 1,
+        protocol: ProtocolId::IKE,
+        spi: Vec::new(),
+        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
+    }];
+    let ends = Endpoints {
+        local: from,
+        remote: SERVER.parse().expect("addr"),
+    };
+    let init = InitiatorInit::start(
+        offer,
+        Policy::modern(),
+        DhGroup::Curve25519,
+        ends,
+        &SystemRandom::new(),
+    )
+    .expect("init");
+    (init, from)
+}
+
+fn server() -> SocketAddr {
+    SERVER.parse().expect("addr")
+}
+
+/// The COOKIE notify's data in an IKE_SA_INIT response, if it asks for one.
+fn cookie_of(response: &[u8]) -> Option<Vec<u8>> {
+    let m = ike::Message::parse(response).ok()?;
+    m.payloads
+        .iter()
+        .filter(|p| p.kind == ike::PayloadType::NOTIFY)
+        .filter_map(|p| ike::Notify::read(p.body).ok())
+        .find(|n| n.kind == ike::NotifyType::COOKIE)
+        .map(|n| n.data.to_vec())
+}
+
+/// Client `n` asks, is asked for a cookie, asks again with it: whether it got a half-open SA
+/// (`None` when the first request went unanswered).
+fn with_cookie(e: &mut IkeEngine, n: u8, now: Instant) -> Option<bool> {
+    let (init, from) = client(n);
+    let out = e.on_message(&init.request, from, server(), now);
+    let cookie = cookie_of(&out.first()?.bytes).expect("a cookie asked for");
+    let init = init.retry_with_cookie(&cookie).expect("retry");
+    let out = e.on_message(&init.request, from, server(), now);
+    let Some(answer) = out.first() else {
+        return Some(false);
+    };
+    Some(matches!(
+        init.on_response(&answer.bytes),
+        Ok(InitReply::Established(_))
+    ))
+}
+
+#[test]
+fn past_the_threshold_a_cookie_is_asked_for_and_past_the_cap_nothing_is_answered() {
+    let mut e = engine(2);
+    let now = Instant::now();
+    for n in 10..12 {
+        let (init, from) = client(n);
+        let out = e.on_message(&init.request, from, server(), now);
+        assert!(matches!(
+            init.on_response(&out[0].bytes),
+            Ok(InitReply::Established(_))
+        ));
+    }
+    // From the third on, a request proves its address with a cookie first, then gets its SA.
+    for n in 12..17 {
+        assert_eq!(with_cookie(&mut e, n, now), Some(true), "client {n}");
+    }
+    assert_eq!(e.half_open(), 7);
+    // A cookie made for one request does not hold for another.
+    let (first, from) = client(18);
+    let out = e.on_message(&first.request, from, server(), now);
+    let cookie = cookie_of(&out[0].bytes).expect("cookie");
+    let (other, _) = client(18);
+    let other = other.retry_with_cookie(&cookie).expect("retry");
+    let out = e.on_message(&other.request, from, server(), now);
+    assert!(cookie_of(&out[0].bytes).is_some(), "asked again");
+    assert_eq!(e.half_open(), 7);
+    assert_eq!(with_cookie(&mut e, 17, now), Some(true));
+    assert_eq!(e.counters().cookies_sent, 8);
+    // At four times the threshold (8 here), requests go unanswered: no cookie, no SA.
+    let (init, from) = client(19);
+    assert!(e.on_message(&init.request, from, server(), now).is_empty());
+    assert_eq!(e.counters().dropped.get("too many half-open SAs"), Some(&1));
+}
+
+#[test]
+fn a_retransmitted_sa_init_gets_the_same_answer_and_no_second_sa() {
+    let mut e = engine(1024);
+    let now = Instant::now();
+    let (init, from) = client(30);
+    let first = e.on_message(&init.request, from, server(), now);
+    let again = e.on_message(&init.request, from, server(), now + Duration::from_secs(1));
+    assert_eq!(first, again);
+    assert_eq!(e.half_open(), 1);
+    assert_eq!(e.counters().init_retransmissions, 1);
+    // Thirty seconds without IKE_AUTH: the half-open SA is gone, and counted.
+    e.on_tick(now + Duration::from_secs(31));
+    assert_eq!(e.half_open(), 0);
+    assert_eq!(e.counters().half_open_expired, 1);
+}
+
+#[test]
+fn oversized_and_unknown_messages_are_dropped_by_reason() {
+    let mut e = engine(1024);
+    let now = Instant::now();
+    let (init, from) = client(40);
+    let mut big = init.request.clone();
+    big.resize(9000, 0);
+    assert!(e.on_message(&big, from, server(), now).is_empty());
+    let mut stray = init.request.clone();
+    stray[8..16].copy_from_slice(&[7; 8]); // a responder SPI no SA has
+    stray[18] = 35; // IKE_AUTH
+    assert!(e.on_message(&stray, from, server(), now).is_empty());
+    let dropped = &e.counters().dropped;
+    assert_eq!(dropped.get("oversized IKE_SA_INIT"), Some(&1));
+    assert_eq!(dropped.get("unknown SPI"), Some(&1));
+}
