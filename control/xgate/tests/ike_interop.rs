@@ -144,6 +144,16 @@ fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
     });
     assert!(said, "{}", wrong.log());
     assert_eq!(sas(&rig, &token)["counters"]["auth_failed"], 1);
+    // And /metrics says so within its publication period.
+    let scraped = wait_until(Duration::from_secs(5), || {
+        let (_, text) = call(&rig, "GET", "/metrics", None, None);
+        text.lines()
+            .any(|l| l == "xgate_ike_auth_total{outcome=\"authentication_failed\"} 1")
+            && text
+                .lines()
+                .any(|l| l == "xgate_ike_sas_ended_total{reason=\"dead\"} 1")
+    });
+    assert!(scraped, "{}", call(&rig, "GET", "/metrics", None, None).1);
     drop(wrong);
 
     // And the right key still connects.

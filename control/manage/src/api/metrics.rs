@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus text format (version 0.0.4), gzipped when asked. Rendered once per
 //! publication of the state the control plane publishes every second (handshakes, cookies, sessions, every worker's packets and drops by reason),
-//! the registry (its size) and the API itself (request latency).
+//! the IKEv2 responder's own publication (negotiations by outcome, SAs, drops), the registry
+//! (its size) and the API itself (request latency).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -143,6 +144,107 @@ fn gauges(s: &mut String, state: &DeviceState, registry_size: u64, now: Duration
     );
 }
 
+/// A label value from a drop reason as the rules word it ("bad ICV" → "bad_icv").
+fn reason_label(reason: &str) -> String {
+    reason
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The IKEv2 responder's families: negotiations by outcome, SAs, drops by reason.
+fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
+    let c = &ike.counters;
+    let labelled = |pairs: &[(&str, u64)], key: &str| -> Vec<(String, u64)> {
+        pairs
+            .iter()
+            .map(|(l, v)| (format!("{{{key}=\"{l}\"}}"), *v))
+            .collect()
+    };
+    family(
+        s,
+        "xgate_ike_sa_init_total",
+        "counter",
+        "IKE_SA_INIT requests by outcome.",
+        &labelled(
+            &[
+                ("accepted", c.inits_accepted),
+                ("retransmission", c.init_retransmissions),
+                ("cookie_sent", c.cookies_sent),
+                ("invalid_ke", c.invalid_ke),
+            ],
+            "outcome",
+        ),
+    );
+    family(
+        s,
+        "xgate_ike_auth_total",
+        "counter",
+        "IKE_AUTH requests by outcome (no_proposal_chosen counts IKE and ESP offers).",
+        &labelled(
+            &[
+                ("succeeded", c.auth_succeeded),
+                ("authentication_failed", c.auth_failed),
+                ("no_proposal_chosen", c.no_proposal_chosen),
+                ("ts_unacceptable", c.ts_unacceptable),
+                ("internal_address_failure", c.address_failures),
+                ("malformed", c.auth_malformed),
+            ],
+            "outcome",
+        ),
+    );
+    family(
+        s,
+        "xgate_ike_sas_ended_total",
+        "counter",
+        "IKE SAs ended by this side, by reason.",
+        &labelled(
+            &[
+                ("dead", c.dead_peers),
+                ("replaced", c.replaced),
+                ("half_open_expired", c.half_open_expired),
+            ],
+            "reason",
+        ),
+    );
+    let gauges: [(&str, &str, u64); 3] = [
+        ("xgate_ike_sas_up", "IKE SAs up.", ike.sas_up as u64),
+        (
+            "xgate_ike_sas_half_open",
+            "IKE SAs not (yet) authenticated.",
+            ike.half_open as u64,
+        ),
+        (
+            "xgate_ike_users",
+            "IKEv2 users who may authenticate.",
+            ike.users as u64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        family(s, name, "gauge", help, &one(v));
+    }
+    let mut dropped: Vec<(String, u64)> = c
+        .dropped
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{}\"}}", reason_label(r)), *v))
+        .collect();
+    dropped.push(("{reason=\"queue_full\"}".into(), ike.queue_full));
+    dropped.push(("{reason=\"esp_not_carried\"}".into(), ike.esp_not_carried));
+    family(
+        s,
+        "xgate_ike_dropped_total",
+        "counter",
+        "IKE datagrams dropped, by reason.",
+        &dropped,
+    );
+}
+
 /// The API's own request latency, as a histogram.
 fn latency_histogram(s: &mut String, latency: &Latency) {
     let _ = writeln!(
@@ -258,6 +360,9 @@ pub async fn metrics(
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO);
                 let mut text = render_state(&published.state, size, now);
+                if let Some(ike) = state.ike.as_ref().and_then(|i| i.published()) {
+                    ike_families(&mut text, &ike);
+                }
                 latency_histogram(&mut text, &state.latency);
                 let exposition = Exposition {
                     gzip: gzip(text.as_bytes()),
@@ -366,5 +471,26 @@ mod tests {
             "# HELP xgate_worker_sessions_compacted_total Sessions whose expanded keys were freed \
              while their peer was idle (rebuilt by its next packet).\n"
         ));
+    }
+
+    #[test]
+    fn ike_outcomes_and_drop_reasons_are_labelled() {
+        let mut stats = plane::ike::IkeStats::default();
+        stats.counters.auth_failed = 2;
+        stats.counters.drop("bad ICV");
+        stats.sas_up = 3;
+        let mut text = String::new();
+        ike_families(&mut text, &stats);
+        for line in [
+            "xgate_ike_auth_total{outcome=\"authentication_failed\"} 2",
+            "xgate_ike_dropped_total{reason=\"bad_icv\"} 1",
+            "xgate_ike_sas_up 3",
+            "xgate_ike_sa_init_total{outcome=\"cookie_sent\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }
