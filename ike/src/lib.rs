@@ -20,6 +20,7 @@
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
 //! - `protected`: sealing and opening the messages of an IKE SA after IKE_SA_INIT.
 //! - `delete`: the Delete payload.
+//! - `create_child`: CREATE_CHILD_SA rekeying a CHILD_SA, the responder's rules.
 //! - `esp`: ESP packets in tunnel mode and the anti-replay window (the workers' rules).
 //! - `ike_sa`: an IKE SA as the responder keeps it: authentication, retransmissions,
 //!   INFORMATIONAL requests, liveness checks; events and a deadline out.
@@ -29,6 +30,7 @@
 
 mod config_payload;
 mod cookie;
+mod create_child;
 mod delete;
 mod dh;
 mod error;
@@ -54,6 +56,7 @@ mod test_support;
 
 pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};
+pub use create_child::{respond_rekey, RekeyRefusal, Rekeyed};
 pub use delete::Delete;
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;

@@ -26,6 +26,8 @@ impl NotifyType {
     pub const INTERNAL_ADDRESS_FAILURE: Self = Self(36);
     /// The traffic selectors are not acceptable.
     pub const TS_UNACCEPTABLE: Self = Self(38);
+    /// The CHILD_SA a CREATE_CHILD_SA replaces, by the sender's inbound SPI (RFC 7296 §1.3.3).
+    pub const REKEY_SA: Self = Self(16393);
     /// A stateless cookie: send the request again with it (RFC 7296 §2.6).
     pub const COOKIE: Self = Self(16390);
     /// A hash of the sender's address and port as it sent them (NAT detection).

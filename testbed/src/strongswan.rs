@@ -31,6 +31,8 @@ pub struct StrongswanConfig {
     pub remote_ts: String,
     /// UDP encapsulation even without a NAT (kernel-libipsec needs it).
     pub encap: bool,
+    /// Rekey the CHILD_SA this often (strongSwan's default: an hour).
+    pub rekey_secs: Option<u32>,
 }
 
 impl StrongswanConfig {
@@ -45,6 +47,7 @@ impl StrongswanConfig {
             esp_proposals: "aes256gcm16".into(),
             remote_ts: "10.77.0.0/16".into(),
             encap: true,
+            rekey_secs: None,
         }
     }
 }
@@ -178,13 +181,24 @@ fn strongswan_conf(dir: &Path) -> String {
 /// swanctl.conf for `c`.
 fn swanctl_conf(c: &StrongswanConfig) -> String {
     let encap = if c.encap { "yes" } else { "no" };
+    let rekey = c
+        .rekey_secs
+        // The hard lifetime well after the rekey, and no random shortening, so the rekey
+        // comes first and on time.
+        .map(|n| {
+            format!(
+                "        rekey_time = {n}s\n        life_time = {}s\n        rand_time = 0s\n",
+                n + 10
+            )
+        })
+        .unwrap_or_default();
     format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
          vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n    \
          proposals = {ike}\n    \
          local {{\n      auth = psk\n      id = {id}\n    }}\n    \
          remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \
-         children {{\n      xgate {{\n        remote_ts = {ts}\n        \
+         children {{\n      xgate {{\n        remote_ts = {ts}\n{rekey}        \
          esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
          secrets {{\n  ike-user {{\n    id-1 = {id}\n    id-2 = {server_id}\n    \
          secret = \"{psk}\"\n  }}\n}}\n",

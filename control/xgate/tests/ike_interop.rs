@@ -169,7 +169,9 @@ fn strongswan_connects_with_chacha20_poly1305() {
     let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
     let mut config = StrongswanConfig::psk("10.201.1.1", "alice@example.com", &psk);
     config.ike_proposals = "chacha20poly1305-prfsha256-x25519".into();
-    config.esp_proposals = "chacha20poly1305".into();
+    // Every three seconds a CHILD_SA rekey, with perfect forward secrecy.
+    config.esp_proposals = "chacha20poly1305-x25519".into();
+    config.rekey_secs = Some(3);
     let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
     connect_and_check(&rig, &token, &client, &c, &v4);
     let listed = c.list_sas().expect("list");
@@ -178,6 +180,19 @@ fn strongswan_connects_with_chacha20_poly1305() {
         sas(&rig, &token)["sas"][0]["encryption"],
         "ChaCha20-Poly1305"
     );
+    // strongSwan rekeys the CHILD_SA (with a new X25519) and deletes the old one, twice.
+    let rekeyed = wait_until(Duration::from_secs(20), || {
+        let c = &sas(&rig, &token)["counters"];
+        c["children_rekeyed"].as_u64() >= Some(2) && c["children_deleted"].as_u64() >= Some(2)
+    });
+    assert!(rekeyed, "{}\n{}", sas(&rig, &token), c.log());
+    let listed = c.list_sas().expect("list");
+    assert!(
+        listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
+        "{listed}"
+    );
+    let counters = &sas(&rig, &token)["counters"];
+    assert_eq!(counters["auth_succeeded"], 1, "the same IKE SA throughout");
 }
 
 /// `xgate ike ...` with the rig's API and token, run in the server's namespace.

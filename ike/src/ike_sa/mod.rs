@@ -12,7 +12,7 @@ use ring::rand::SecureRandom;
 use crate::delete::Delete;
 use crate::header::{ExchangeType, Header};
 use crate::identity::Identity;
-use crate::ike_auth::{respond_auth, AuthAnswer, AuthRefusal, Established, Users};
+use crate::ike_auth::{respond_auth, AuthAnswer, AuthRefusal, ChildSa, Established, Users};
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
 use crate::proposals::ProtocolId;
@@ -72,7 +72,7 @@ pub struct AuthContext<'a> {
     pub local: &'a Identity,
     /// The ESP proposals taken.
     pub esp: &'a Policy,
-    /// The inbound SPI of the CHILD_SA IKE_AUTH would create.
+    /// The inbound SPI of the next CHILD_SA (IKE_AUTH's, or a rekey's).
     pub child_spi: [u8; 4],
 }
 
@@ -109,6 +109,15 @@ pub enum SaEvent {
     Authentic,
     /// The peer deleted the CHILD_SA this side receives on `spi`.
     ChildDeleted([u8; 4]),
+    /// The peer rekeyed the CHILD_SA this side receives on `replaces`: install `child` (the
+    /// old one stays until the peer deletes it). `replaces` is all zeros for a CHILD_SA made
+    /// again after the last one expired.
+    ChildRekeyed {
+        /// This side's inbound SPI of the SA replaced (zeros: none).
+        replaces: [u8; 4],
+        /// The new CHILD_SA.
+        child: Box<ChildSa>,
+    },
     /// The SA is over: remove it and everything it installed.
     Down(DownReason),
 }
@@ -118,8 +127,8 @@ pub enum SaEvent {
 enum Phase {
     /// Waiting for IKE_AUTH.
     Authenticating,
-    /// Up, with the first CHILD_SA's SPIs (this side's inbound, the peer's inbound).
-    Up { child: Option<([u8; 4], [u8; 4])> },
+    /// Authenticated.
+    Up,
     /// IKE_AUTH was refused and answered; retransmissions of it are answered again until
     /// the SA is removed.
     Refused { until: Instant },
@@ -153,6 +162,10 @@ pub struct IkeSa {
     our_next: u32,
     /// When the peer last sent something that authenticated (or when the SA began).
     heard: Instant,
+    /// Its CHILD_SAs: the current one last, older ones until the peer deletes them.
+    children: Vec<ChildRef>,
+    /// The first CHILD_SA (its selectors serve one made again after all expired).
+    first_child: Option<ChildRef>,
     started: Instant,
 }
 
@@ -169,6 +182,8 @@ impl IkeSa {
             our_next: 0,
             heard: now,
             started: now,
+            children: Vec::new(),
+            first_child: None,
         }
     }
 
@@ -184,14 +199,14 @@ impl IkeSa {
 
     /// Authenticated and not over.
     pub fn is_up(&self) -> bool {
-        matches!(self.phase, Phase::Up { .. })
+        matches!(self.phase, Phase::Up)
     }
 
     /// When `poll` next has something to do (`None` once over).
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Authenticating => Some(self.started + self.timing.auth_within),
-            Phase::Up { .. } => Some(match &self.ours {
+            Phase::Up => Some(match &self.ours {
                 Some(o) => o.next_at,
                 None => self.heard + self.timing.dpd_after,
             }),
@@ -239,7 +254,7 @@ impl IkeSa {
                 self.authenticate(bytes, now, ctx, rng)
             }
             Phase::Authenticating => vec![SaEvent::Dropped("a request before IKE_AUTH")],
-            Phase::Up { .. } => self.on_request(bytes, h, now, rng),
+            Phase::Up => self.on_request(bytes, h, now, ctx, rng),
             Phase::Refused { .. } => vec![SaEvent::Dropped("the SA was refused")],
             Phase::Down => Vec::new(),
         }
@@ -265,8 +280,9 @@ impl IkeSa {
                 established,
                 response,
             } => {
-                let child = Some((established.child.spi_r, established.child.spi_i));
-                self.phase = Phase::Up { child };
+                self.children.push(ChildRef::of(&established.child));
+                self.first_child = Some(ChildRef::of(&established.child));
+                self.phase = Phase::Up;
                 self.heard = now;
                 self.answered(bytes, response.clone());
                 vec![
@@ -312,6 +328,7 @@ impl IkeSa {
         bytes: &[u8],
         h: Header,
         now: Instant,
+        ctx: &AuthContext<'_>,
         rng: &dyn SecureRandom,
     ) -> Vec<SaEvent> {
         let opened = match protected::open(&self.keys, bytes, true) {
@@ -322,9 +339,7 @@ impl IkeSa {
         self.heard = now;
         let (payloads, mut events) = match h.exchange {
             ExchangeType::INFORMATIONAL => self.informational(&opened),
-            // Rekeying and further CHILD_SAs come with CREATE_CHILD_SA's rules; until then the
-            // peer is told plainly, and keeps what it has.
-            ExchangeType::CREATE_CHILD_SA => (vec![notify(NotifyType::NO_ADDITIONAL_SAS)], vec![]),
+            ExchangeType::CREATE_CHILD_SA => self.create_child(&opened, ctx, rng),
             // An exchange not taken here (a second IKE_AUTH, say) is answered, so the peer
             // does not retransmit it until it gives up.
             _ => (vec![notify(NotifyType::INVALID_SYNTAX)], vec![]),
@@ -364,20 +379,12 @@ impl IkeSa {
                 self.phase = Phase::Down;
                 return (Vec::new(), vec![SaEvent::Down(DownReason::Deleted)]);
             }
-            let Phase::Up {
-                child: Some((ours, theirs)),
-            } = self.phase
-            else {
-                continue;
-            };
-            if d.protocol == ProtocolId::ESP && d.spis.contains(&theirs) {
-                self.phase = Phase::Up { child: None };
-                let mine = Delete {
-                    protocol: ProtocolId::ESP,
-                    spis: vec![ours],
-                };
-                answer.push((PayloadType::DELETE, mine.body()));
-                events.push(SaEvent::ChildDeleted(ours));
+            if d.protocol == ProtocolId::ESP {
+                let (mine, deleted) = self.delete_children(&d.spis);
+                if !mine.spis.is_empty() {
+                    answer.push((PayloadType::DELETE, mine.body()));
+                }
+                events.extend(deleted);
             }
         }
         (answer, events)
@@ -410,7 +417,7 @@ impl IkeSa {
                 self.phase = Phase::Down;
                 vec![SaEvent::Down(DownReason::AuthTimeout)]
             }
-            Phase::Up { .. } => self.poll_liveness(now, rng),
+            Phase::Up => self.poll_liveness(now, rng),
             Phase::Refused { until } if now >= until => {
                 self.phase = Phase::Down;
                 vec![SaEvent::Down(DownReason::AuthFailed)]
@@ -492,5 +499,8 @@ impl IkeSa {
     }
 }
 
+mod children;
 #[cfg(test)]
 mod tests;
+
+use children::ChildRef;

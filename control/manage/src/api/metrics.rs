@@ -201,6 +201,19 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
     );
     family(
         s,
+        "xgate_ike_child_sas_total",
+        "counter",
+        "CHILD_SAs the peers rekeyed or deleted.",
+        &labelled(
+            &[
+                ("rekeyed", c.children_rekeyed),
+                ("deleted", c.children_deleted),
+            ],
+            "event",
+        ),
+    );
+    family(
+        s,
         "xgate_ike_sas_ended_total",
         "counter",
         "IKE SAs ended by this side, by reason.",

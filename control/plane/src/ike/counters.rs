@@ -34,6 +34,8 @@ pub struct IkeCounters {
     pub retransmissions_answered: u64,
     /// CHILD_SAs the peer deleted.
     pub children_deleted: u64,
+    /// CHILD_SAs the peer rekeyed.
+    pub children_rekeyed: u64,
     /// SAs ended because the peer stopped answering.
     pub dead_peers: u64,
     /// SAs closed because their user authenticated again (one SA per user).

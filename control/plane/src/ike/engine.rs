@@ -25,6 +25,11 @@ const MAX_INIT_LEN: usize = 8192;
 /// Half-open SAs beyond which IKE_SA_INIT is dropped, as a multiple of the cookie threshold.
 const HALF_OPEN_CAP: usize = 4;
 
+/// An SPI as people read it.
+fn hex_spi(spi: [u8; 4]) -> String {
+    spi.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A datagram to send: from which of our addresses and ports, to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
@@ -42,8 +47,10 @@ struct Entry {
     sa: IkeSa,
     local: SocketAddr,
     remote: SocketAddr,
-    /// The inbound SPI its CHILD_SA gets.
+    /// The inbound SPI its next CHILD_SA gets (IKE_AUTH's, then a rekey's).
     child_spi: [u8; 4],
+    /// The inbound SPIs of its CHILD_SAs in use (freed when deleted or with the SA).
+    children: Vec<[u8; 4]>,
     /// Once up: who, with what, since when.
     up: Option<SaSummary>,
     /// Its IKE_SA_INIT's key in `inits`.
@@ -275,6 +282,7 @@ impl IkeEngine {
                     local: to,
                     remote: from,
                     child_spi,
+                    children: Vec::new(),
                     up: None,
                     init_key,
                 };
@@ -344,6 +352,10 @@ impl IkeEngine {
         let mut out = Vec::new();
         let mut replaced = Vec::new();
         for ev in events {
+            // A CHILD_SA was made: the SA gets a fresh SPI for the next one.
+            if matches!(ev, SaEvent::Up(_) | SaEvent::ChildRekeyed { .. }) {
+                self.renew_child_spi(spi);
+            }
             let Some(e) = self.sas.get_mut(&spi) else {
                 break;
             };
@@ -410,7 +422,19 @@ impl IkeEngine {
                 SaEvent::Dropped(reason) => self.counters.drop(reason),
                 SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
                 SaEvent::Authentic => {}
-                SaEvent::ChildDeleted(_) => self.counters.children_deleted += 1,
+                SaEvent::ChildDeleted(ours) => {
+                    self.counters.children_deleted += 1;
+                    e.children.retain(|c| *c != ours);
+                    self.child_spis.remove(&ours);
+                }
+                SaEvent::ChildRekeyed { replaces, child } => {
+                    self.counters.children_rekeyed += 1;
+                    tracing::debug!(
+                        old = %hex_spi(replaces),
+                        new = %hex_spi(child.spi_r),
+                        "CHILD_SA rekeyed"
+                    );
+                }
                 SaEvent::Down(reason) => {
                     self.down(spi, reason);
                     break;
@@ -422,6 +446,19 @@ impl IkeEngine {
         out
     }
 
+    /// Moves SA `spi`'s spare CHILD_SA SPI into use and draws a new spare (none without
+    /// randomness: a later CHILD_SA would then reuse the last, which the peer refuses).
+    fn renew_child_spi(&mut self, spi: [u8; 8]) {
+        let fresh = self.child_spi();
+        if let Some(e) = self.sas.get_mut(&spi) {
+            e.children.push(e.child_spi);
+            if let Some(fresh) = fresh {
+                e.child_spi = fresh;
+                self.child_spis.insert(fresh);
+            }
+        }
+    }
+
     /// Removes an SA that ended.
     fn down(&mut self, spi: [u8; 8], reason: DownReason) {
         let Some(e) = self.sas.remove(&spi) else {
@@ -429,6 +466,9 @@ impl IkeEngine {
         };
         self.inits.remove(&e.init_key);
         self.child_spis.remove(&e.child_spi);
+        for c in &e.children {
+            self.child_spis.remove(c);
+        }
         if e.up.is_none() {
             self.half_open = self.half_open.saturating_sub(1);
         }

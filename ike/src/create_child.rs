@@ -1,0 +1,161 @@
+//! CREATE_CHILD_SA that rekeys a CHILD_SA, the responder's rules (RFC 7296 §1.3.3, §2.8):
+//! the request names the SA it replaces (REKEY_SA), offers ESP proposals with the
+//! initiator's new SPI, a nonce, a KE when it wants perfect forward secrecy, and selectors;
+//! the answer carries the chosen proposal with this side's new SPI, a nonce, a KE for PFS and
+//! the selectors the SA already had. The new keys are prf+(SK_d, [g^ir] | Ni | Nr). The old
+//! SA stays until the initiator deletes it, so no packet in flight is lost.
+
+use ring::rand::SecureRandom;
+
+use crate::dh::{ke_body, read_ke, KeyExchange};
+use crate::ike_auth::{ChildSa, EspKeys};
+use crate::keys::child_keymat;
+use crate::notify::NotifyType;
+use crate::payloads::{Payload, PayloadType};
+use crate::proposals::{read_sa, write_sa, ProtocolId};
+use crate::sa_init::HalfOpen;
+use crate::selectors::{ts_body, TrafficSelector};
+use crate::suite::{choose, Policy};
+
+/// The nonce length made here.
+const NONCE_LEN: usize = 32;
+
+/// Why a rekey was refused; the notify answers it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RekeyRefusal {
+    /// Not a rekey of a CHILD_SA this side has (a new CHILD_SA, or an IKE SA rekey).
+    #[error("not a rekey of a known CHILD_SA")]
+    NotARekey,
+    /// A payload it must carry is missing or unreadable.
+    #[error("missing or unusable {0}")]
+    Missing(&'static str),
+    /// No acceptable proposal.
+    #[error("no proposal chosen; offered: {0}")]
+    NoProposalChosen(String),
+    /// The KE is for another group than the one chosen (answered with the group wanted).
+    #[error("KE for another group than {wanted}")]
+    InvalidKe {
+        /// The group chosen.
+        wanted: u16,
+    },
+}
+
+impl RekeyRefusal {
+    /// The error notify that answers it.
+    pub fn notify(&self) -> NotifyType {
+        match self {
+            Self::NotARekey => NotifyType::NO_ADDITIONAL_SAS,
+            Self::Missing(_) => NotifyType::INVALID_SYNTAX,
+            Self::NoProposalChosen(_) => NotifyType::NO_PROPOSAL_CHOSEN,
+            Self::InvalidKe { .. } => NotifyType::INVALID_KE_PAYLOAD,
+        }
+    }
+
+    /// The notify's data: the group wanted for INVALID_KE_PAYLOAD, else nothing.
+    pub fn data(&self) -> Vec<u8> {
+        match self {
+            Self::InvalidKe { wanted } => wanted.to_be_bytes().to_vec(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A rekey answered: the new CHILD_SA, and the payloads of the response.
+#[derive(Debug)]
+pub struct Rekeyed {
+    /// The new CHILD_SA (`spi_r` is this side's new inbound SPI).
+    pub child: ChildSa,
+    /// The response's payloads, (type, body), in order.
+    pub payloads: Vec<(PayloadType, Vec<u8>)>,
+}
+
+/// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys the
+/// CHILD_SA the peer receives on `old.0` (its REKEY_SA notify named it; `old.1` and `old.2`
+/// are that SA's selectors), choosing from `esp`, receiving on `new_spi`.
+pub fn respond_rekey(
+    sa: &HalfOpen,
+    payloads: &[Payload<'_>],
+    old: ([u8; 4], &[TrafficSelector], &[TrafficSelector]),
+    (esp, new_spi): (&Policy, [u8; 4]),
+    rng: &dyn SecureRandom,
+) -> Result<Rekeyed, RekeyRefusal> {
+    let (_, old_ts_i, old_ts_r) = old;
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let offer = find(PayloadType::SA)
+        .and_then(|b| read_sa(b).ok())
+        .ok_or(RekeyRefusal::Missing("SA"))?;
+    let ni = find(PayloadType::NONCE)
+        .filter(|n| (16..=256).contains(&n.len()))
+        .ok_or(RekeyRefusal::Missing("nonce"))?;
+    if find(PayloadType::TSI).is_none() || find(PayloadType::TSR).is_none() {
+        return Err(RekeyRefusal::Missing("TSi or TSr"));
+    }
+    let chosen = choose(&offer, ProtocolId::ESP, esp)
+        .map_err(|e| RekeyRefusal::NoProposalChosen(e.offered))?;
+    let spi_i = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice())
+        .map_err(|_| RekeyRefusal::Missing("a 4-byte ESP SPI"))?;
+    let mut nr = [0u8; NONCE_LEN];
+    rng.fill(&mut nr)
+        .map_err(|_| RekeyRefusal::Missing("randomness"))?;
+    // Perfect forward secrecy when the chosen proposal has a group: a KE of that group.
+    let (shared, ke_out) = match chosen.suite.dh {
+        Some(group) => {
+            let (g, theirs) = find(PayloadType::KE)
+                .and_then(|b| read_ke(b).ok())
+                .ok_or(RekeyRefusal::Missing("KE"))?;
+            if g != group.id() {
+                return Err(RekeyRefusal::InvalidKe { wanted: group.id() });
+            }
+            let ours = KeyExchange::start(group, rng).map_err(|_| RekeyRefusal::Missing("KE"))?;
+            let body = ke_body(group, ours.public());
+            let shared = ours
+                .finish(theirs)
+                .map_err(|_| RekeyRefusal::Missing("a usable KE"))?;
+            (Some(shared), Some(body))
+        }
+        None => (None, None),
+    };
+    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let lens = chosen.suite.key_lengths();
+    let keymat = child_keymat(
+        prf,
+        &sa.keys.sk_d,
+        shared.as_deref().map(|s| &s[..]),
+        (ni, &nr),
+        2 * (lens.encr + lens.integ),
+    )
+    .map_err(|_| RekeyRefusal::Missing("ESP key lengths"))?;
+    let cut = |at: usize, n: usize| zeroize::Zeroizing::new(keymat[at..at + n].to_vec());
+    let i_to_r = EspKeys {
+        encr: cut(0, lens.encr),
+        integ: cut(lens.encr, lens.integ),
+    };
+    let r_to_i = EspKeys {
+        encr: cut(lens.encr + lens.integ, lens.encr),
+        integ: cut(2 * lens.encr + lens.integ, lens.integ),
+    };
+    let mut answer = chosen.proposal.clone();
+    answer.spi = new_spi.to_vec();
+    let mut out = vec![
+        (PayloadType::SA, write_sa(&[answer])),
+        (PayloadType::NONCE, nr.to_vec()),
+    ];
+    if let Some(ke) = ke_out {
+        out.push((PayloadType::KE, ke));
+    }
+    // The same traffic as before: a rekey changes keys, not what the SA carries.
+    out.push((PayloadType::TSI, ts_body(old_ts_i)));
+    out.push((PayloadType::TSR, ts_body(old_ts_r)));
+    Ok(Rekeyed {
+        child: ChildSa {
+            spi_i,
+            spi_r: new_spi,
+            suite: chosen.suite,
+            i_to_r,
+            r_to_i,
+            ts_i: old_ts_i.to_vec(),
+            ts_r: old_ts_r.to_vec(),
+        },
+        payloads: out,
+    })
+}
