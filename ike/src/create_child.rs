@@ -60,13 +60,16 @@ impl RekeyRefusal {
     }
 }
 
+/// A response's payloads, (type, body), in order.
+pub type ResponsePayloads = Vec<(PayloadType, Vec<u8>)>;
+
 /// A rekey answered: the new CHILD_SA, and the payloads of the response.
 #[derive(Debug)]
 pub struct Rekeyed {
     /// The new CHILD_SA (`spi_r` is this side's new inbound SPI).
     pub child: ChildSa,
-    /// The response's payloads, (type, body), in order.
-    pub payloads: Vec<(PayloadType, Vec<u8>)>,
+    /// The response's payloads.
+    pub payloads: ResponsePayloads,
 }
 
 /// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys the
@@ -158,4 +161,87 @@ pub fn respond_rekey(
         },
         payloads: out,
     })
+}
+
+/// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys the
+/// IKE SA itself (RFC 7296 §1.3.2): its SA payload offers IKE proposals with the initiator's
+/// new SPI, a nonce and a KE. Returns the new SA's keys (its messages start at ID 0; the old
+/// SA lives until the initiator deletes it) and the response's payloads.
+pub fn respond_ike_rekey(
+    sa: &HalfOpen,
+    payloads: &[Payload<'_>],
+    policy: &Policy,
+    rng: &dyn SecureRandom,
+) -> Result<(HalfOpen, ResponsePayloads), RekeyRefusal> {
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let offer = find(PayloadType::SA)
+        .and_then(|b| read_sa(b).ok())
+        .ok_or(RekeyRefusal::Missing("SA"))?;
+    let ni = find(PayloadType::NONCE)
+        .filter(|n| (16..=256).contains(&n.len()))
+        .ok_or(RekeyRefusal::Missing("nonce"))?;
+    let chosen = choose(&offer, ProtocolId::IKE, policy)
+        .map_err(|e| RekeyRefusal::NoProposalChosen(e.offered))?;
+    let (Some(group), Some(prf)) = (chosen.suite.dh, chosen.suite.prf) else {
+        return Err(RekeyRefusal::Missing("a DH group and a PRF"));
+    };
+    let spi_i = <[u8; 8]>::try_from(chosen.proposal.spi.as_slice())
+        .map_err(|_| RekeyRefusal::Missing("an 8-byte IKE SPI"))?;
+    let (g, theirs) = find(PayloadType::KE)
+        .and_then(|b| read_ke(b).ok())
+        .ok_or(RekeyRefusal::Missing("KE"))?;
+    if g != group.id() {
+        return Err(RekeyRefusal::InvalidKe { wanted: group.id() });
+    }
+    let ours = KeyExchange::start(group, rng).map_err(|_| RekeyRefusal::Missing("KE"))?;
+    let ke = ke_body(group, ours.public());
+    let shared = ours
+        .finish(theirs)
+        .map_err(|_| RekeyRefusal::Missing("a usable KE"))?;
+    let mut nr = [0u8; NONCE_LEN];
+    let mut spi_r = [0u8; 8];
+    rng.fill(&mut nr)
+        .and_then(|()| rng.fill(&mut spi_r))
+        .map_err(|_| RekeyRefusal::Missing("randomness"))?;
+    spi_r[0] |= 1; // never the all-zero SPI
+    let old_prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let keys = crate::keys::derive_rekeyed_ike_keys(
+        (old_prf, prf),
+        &sa.keys.sk_d,
+        &shared,
+        (ni, &nr),
+        (&spi_i, &spi_r),
+        chosen.suite.key_lengths(),
+    )
+    .map_err(|_| RekeyRefusal::Missing("key lengths within prf+"))?;
+    let mut answer = chosen.proposal.clone();
+    answer.spi = spi_r.to_vec();
+    let out = vec![
+        (PayloadType::SA, write_sa(&[answer])),
+        (PayloadType::NONCE, nr.to_vec()),
+        (PayloadType::KE, ke),
+    ];
+    let next = HalfOpen {
+        spi_i,
+        spi_r,
+        suite: chosen.suite,
+        keys,
+        ni: ni.to_vec(),
+        nr: nr.to_vec(),
+        request: Vec::new(),
+        response: Vec::new(),
+        nat: sa.nat,
+        fragmentation: sa.fragmentation,
+        signature_hashes: sa.signature_hashes,
+    };
+    Ok((next, out))
+}
+
+/// Whether an SA payload offers IKE proposals (a rekey of the IKE SA, not of a CHILD_SA).
+pub fn offers_ike(payloads: &[Payload<'_>]) -> bool {
+    payloads
+        .iter()
+        .find(|p| p.kind == PayloadType::SA)
+        .and_then(|p| read_sa(p.body).ok())
+        .is_some_and(|offer| offer.iter().any(|p| p.protocol == ProtocolId::IKE))
 }

@@ -56,7 +56,9 @@ mod test_support;
 
 pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};
-pub use create_child::{respond_rekey, RekeyRefusal, Rekeyed};
+pub use create_child::{
+    offers_ike, respond_ike_rekey, respond_rekey, RekeyRefusal, Rekeyed, ResponsePayloads,
+};
 pub use delete::Delete;
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;

@@ -33,6 +33,8 @@ pub struct StrongswanConfig {
     pub encap: bool,
     /// Rekey the CHILD_SA this often (strongSwan's default: an hour).
     pub rekey_secs: Option<u32>,
+    /// Rekey the IKE SA this often (strongSwan's default: four hours).
+    pub ike_rekey_secs: Option<u32>,
 }
 
 impl StrongswanConfig {
@@ -48,6 +50,7 @@ impl StrongswanConfig {
             remote_ts: "10.77.0.0/16".into(),
             encap: true,
             rekey_secs: None,
+            ike_rekey_secs: None,
         }
     }
 }
@@ -192,9 +195,13 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
             )
         })
         .unwrap_or_default();
+    let ike_rekey = c
+        .ike_rekey_secs
+        .map(|n| format!("    rekey_time = {n}s\n    over_time = 20s\n    rand_time = 0s\n"))
+        .unwrap_or_default();
     format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
-         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n    \
+         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n{ike_rekey}    \
          proposals = {ike}\n    \
          local {{\n      auth = psk\n      id = {id}\n    }}\n    \
          remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \

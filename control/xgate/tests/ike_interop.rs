@@ -269,9 +269,26 @@ fn strongswan_connects_over_an_ipv6_underlay() {
         assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
     }
     let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
-    let config = StrongswanConfig::psk("fd88::1", "alice@example.com", &psk);
+    let mut config = StrongswanConfig::psk("fd88::1", "alice@example.com", &psk);
+    // The IKE SA is rekeyed every three seconds; the user and the CHILD_SA carry on.
+    config.ike_rekey_secs = Some(3);
     let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
     connect_and_check(&rig, &token, &client, &c, &v4);
+    let rekeyed = wait_until(Duration::from_secs(15), || {
+        sas(&rig, &token)["counters"]["ike_rekeyed"].as_u64() >= Some(2)
+    });
+    assert!(rekeyed, "{}\n{}", sas(&rig, &token), c.log());
+    let listed = c.list_sas().expect("list");
+    assert!(
+        listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
+        "{listed}"
+    );
+    let state = sas(&rig, &token);
+    assert_eq!(state["sas"].as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(
+        state["counters"]["auth_succeeded"], 1,
+        "rekeyed, never reauthenticated"
+    );
     let state = sas(&rig, &token);
     assert!(
         state["sas"][0]["remote"]

@@ -5,7 +5,7 @@
 use ring::rand::SecureRandom;
 
 use super::{notify, AuthContext, IkeSa, SaEvent};
-use crate::create_child::{respond_rekey, RekeyRefusal};
+use crate::create_child::{offers_ike, respond_ike_rekey, respond_rekey, RekeyRefusal};
 use crate::delete::Delete;
 use crate::ike_auth::ChildSa;
 use crate::notify::Notify;
@@ -39,8 +39,9 @@ impl ChildRef {
 const MAX_CHILDREN: usize = 4;
 
 impl IkeSa {
-    /// A CREATE_CHILD_SA request: a rekey of a CHILD_SA this SA has is answered; anything
-    /// else (a further CHILD_SA, an IKE SA rekey) is refused with its notify.
+    /// A CREATE_CHILD_SA request: a rekey of this IKE SA or of a CHILD_SA it has is
+    /// answered; anything else (a further CHILD_SA beside a live one) is refused with its
+    /// notify.
     pub(super) fn create_child(
         &mut self,
         opened: &Opened,
@@ -53,6 +54,9 @@ impl IkeSa {
                 Vec::new(),
             );
         };
+        if offers_ike(&payloads) {
+            return self.rekey_ike(&payloads, ctx, rng);
+        }
         if self.children.len() >= MAX_CHILDREN {
             // The peer rekeys without deleting: refuse before the list grows without end.
             return (
@@ -104,6 +108,26 @@ impl IkeSa {
                     child: Box::new(rekeyed.child),
                 };
                 (rekeyed.payloads, vec![event])
+            }
+            Err(refusal) => {
+                let body = Notify::new(refusal.notify(), &refusal.data()).body();
+                (vec![(PayloadType::NOTIFY, body)], Vec::new())
+            }
+        }
+    }
+
+    /// A rekey of this IKE SA: the successor SA (its CHILD_SAs move to it; this one stays to
+    /// answer retransmissions and take the peer's Delete) and the response's payloads.
+    fn rekey_ike(
+        &mut self,
+        payloads: &[crate::payloads::Payload<'_>],
+        ctx: &AuthContext<'_>,
+        rng: &dyn SecureRandom,
+    ) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
+        match respond_ike_rekey(&self.keys, payloads, ctx.ike, rng) {
+            Ok((keys, out)) => {
+                let next = self.successor(keys);
+                (out, vec![SaEvent::IkeRekeyed(Box::new(next))])
             }
             Err(refusal) => {
                 let body = Notify::new(refusal.notify(), &refusal.data()).body();

@@ -72,6 +72,8 @@ pub struct AuthContext<'a> {
     pub local: &'a Identity,
     /// The ESP proposals taken.
     pub esp: &'a Policy,
+    /// The IKE proposals taken (a rekey of the IKE SA chooses among them).
+    pub ike: &'a Policy,
     /// The inbound SPI of the next CHILD_SA (IKE_AUTH's, or a rekey's).
     pub child_spi: [u8; 4],
 }
@@ -109,6 +111,9 @@ pub enum SaEvent {
     Authentic,
     /// The peer deleted the CHILD_SA this side receives on `spi`.
     ChildDeleted([u8; 4]),
+    /// The peer rekeyed the IKE SA: the successor, already up, holds the CHILD_SAs; this SA
+    /// stays until the peer deletes it (that end is no user's going down).
+    IkeRekeyed(Box<IkeSa>),
     /// The peer rekeyed the CHILD_SA this side receives on `replaces`: install `child` (the
     /// old one stays until the peer deletes it). `replaces` is all zeros for a CHILD_SA made
     /// again after the last one expired.
@@ -184,6 +189,24 @@ impl IkeSa {
             started: now,
             children: Vec::new(),
             first_child: None,
+        }
+    }
+
+    /// The SA that replaces this one after a rekey of the IKE SA: new keys and SPIs, message
+    /// IDs from 0, this SA's CHILD_SAs, up from now.
+    fn successor(&mut self, keys: HalfOpen) -> IkeSa {
+        IkeSa {
+            keys,
+            phase: Phase::Up,
+            timing: self.timing,
+            peer_next: 0,
+            answer: None,
+            ours: None,
+            our_next: 0,
+            heard: self.heard,
+            started: self.started,
+            children: std::mem::take(&mut self.children),
+            first_child: self.first_child.clone(),
         }
     }
 

@@ -268,6 +268,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "retransmissions_answered": c.retransmissions_answered,
             "children_deleted": c.children_deleted,
             "children_rekeyed": c.children_rekeyed,
+            "ike_rekeyed": c.ike_rekeyed,
             "dead_peers": c.dead_peers,
             "dropped": c.dropped,
             "queue_full": st.queue_full,

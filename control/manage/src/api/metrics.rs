@@ -214,6 +214,13 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
     );
     family(
         s,
+        "xgate_ike_sas_rekeyed_total",
+        "counter",
+        "IKE SAs the peers rekeyed (the successor carries on; the old one is deleted).",
+        &one(c.ike_rekeyed),
+    );
+    family(
+        s,
         "xgate_ike_sas_ended_total",
         "counter",
         "IKE SAs ended by this side, by reason.",

@@ -36,6 +36,8 @@ pub struct IkeCounters {
     pub children_deleted: u64,
     /// CHILD_SAs the peer rekeyed.
     pub children_rekeyed: u64,
+    /// IKE SAs the peer rekeyed.
+    pub ike_rekeyed: u64,
     /// SAs ended because the peer stopped answering.
     pub dead_peers: u64,
     /// SAs closed because their user authenticated again (one SA per user).

@@ -55,6 +55,8 @@ struct Entry {
     up: Option<SaSummary>,
     /// Its IKE_SA_INIT's key in `inits`.
     init_key: ([u8; 8], SocketAddr),
+    /// Rekeyed: its successor holds the user and the CHILD_SAs; its end is nobody's.
+    superseded: bool,
 }
 
 /// The users IKE_AUTH may authenticate, by identity.
@@ -161,12 +163,19 @@ impl IkeEngine {
 
     /// The SAs that are up.
     pub fn sas(&self) -> Vec<SaSummary> {
-        self.sas.values().filter_map(|e| e.up.clone()).collect()
+        self.sas
+            .values()
+            .filter(|e| !e.superseded)
+            .filter_map(|e| e.up.clone())
+            .collect()
     }
 
     /// How many SAs are up.
     pub fn sas_up(&self) -> usize {
-        self.sas.len().saturating_sub(self.half_open)
+        self.sas
+            .values()
+            .filter(|e| e.up.is_some() && !e.superseded)
+            .count()
     }
 
     /// How many SAs are not (yet) authenticated.
@@ -204,6 +213,7 @@ impl IkeEngine {
             users: ctx_users,
             local: &self.settings.local_id,
             esp: &self.settings.esp,
+            ike: &self.settings.ike,
             child_spi: e.child_spi,
         };
         let events = e.sa.on_message(bytes, now, &ctx, &self.rng);
@@ -285,6 +295,7 @@ impl IkeEngine {
                     children: Vec::new(),
                     up: None,
                     init_key,
+                    superseded: false,
                 };
                 self.sas.insert(spi_r, entry);
                 vec![Outgoing {
@@ -351,6 +362,7 @@ impl IkeEngine {
     fn handle(&mut self, spi: [u8; 8], events: Vec<SaEvent>, now: Instant) -> Vec<Outgoing> {
         let mut out = Vec::new();
         let mut replaced = Vec::new();
+        let mut successor = None;
         for ev in events {
             // A CHILD_SA was made: the SA gets a fresh SPI for the next one.
             if matches!(ev, SaEvent::Up(_) | SaEvent::ChildRekeyed { .. }) {
@@ -427,6 +439,23 @@ impl IkeEngine {
                     e.children.retain(|c| *c != ours);
                     self.child_spis.remove(&ours);
                 }
+                SaEvent::IkeRekeyed(next) => {
+                    self.counters.ike_rekeyed += 1;
+                    let (_, new_spi) = next.spis();
+                    // The successor takes the user, the CHILD_SAs and the spare SPI.
+                    let moved = Entry {
+                        sa: *next,
+                        local: e.local,
+                        remote: e.remote,
+                        child_spi: std::mem::take(&mut e.child_spi),
+                        children: std::mem::take(&mut e.children),
+                        up: e.up.clone(),
+                        init_key: ([0; 8], e.remote),
+                        superseded: false,
+                    };
+                    e.superseded = true;
+                    successor = Some((new_spi, moved));
+                }
                 SaEvent::ChildRekeyed { replaces, child } => {
                     self.counters.children_rekeyed += 1;
                     tracing::debug!(
@@ -440,6 +469,9 @@ impl IkeEngine {
                     break;
                 }
             }
+        }
+        if let Some((new_spi, moved)) = successor {
+            self.sas.insert(new_spi, moved);
         }
         self.counters.replaced += replaced.len() as u64;
         out.extend(self.run_on(replaced, now, IkeSa::close));
@@ -465,6 +497,10 @@ impl IkeEngine {
             return;
         };
         self.inits.remove(&e.init_key);
+        if e.superseded {
+            // Its user and CHILD_SAs live on in its successor.
+            return;
+        }
         self.child_spis.remove(&e.child_spi);
         for c in &e.children {
             self.child_spis.remove(c);
