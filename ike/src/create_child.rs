@@ -72,17 +72,17 @@ pub struct Rekeyed {
     pub payloads: ResponsePayloads,
 }
 
-/// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys the
-/// CHILD_SA the peer receives on `old.0` (its REKEY_SA notify named it; `old.1` and `old.2`
-/// are that SA's selectors), choosing from `esp`, receiving on `new_spi`.
+/// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys (or
+/// makes again) a CHILD_SA whose selectors were `old` (the caller found it by the REKEY_SA
+/// notify), choosing from `esp`, receiving on `new_spi`.
 pub fn respond_rekey(
     sa: &HalfOpen,
     payloads: &[Payload<'_>],
-    old: ([u8; 4], &[TrafficSelector], &[TrafficSelector]),
+    old: (&[TrafficSelector], &[TrafficSelector]),
     (esp, new_spi): (&Policy, [u8; 4]),
     rng: &dyn SecureRandom,
 ) -> Result<Rekeyed, RekeyRefusal> {
-    let (_, old_ts_i, old_ts_r) = old;
+    let (old_ts_i, old_ts_r) = old;
     let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
     let offer = find(PayloadType::SA)
         .and_then(|b| read_sa(b).ok())
@@ -118,7 +118,10 @@ pub fn respond_rekey(
         }
         None => (None, None),
     };
-    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let prf = sa
+        .suite
+        .prf
+        .ok_or(RekeyRefusal::Missing("the IKE SA's PRF"))?;
     let lens = chosen.suite.key_lengths();
     let keymat = child_keymat(
         prf,
@@ -204,7 +207,10 @@ pub fn respond_ike_rekey(
         .and_then(|()| rng.fill(&mut spi_r))
         .map_err(|_| RekeyRefusal::Missing("randomness"))?;
     spi_r[0] |= 1; // never the all-zero SPI
-    let old_prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let old_prf = sa
+        .suite
+        .prf
+        .ok_or(RekeyRefusal::Missing("the IKE SA's PRF"))?;
     let keys = crate::keys::derive_rekeyed_ike_keys(
         (old_prf, prf),
         &sa.keys.sk_d,

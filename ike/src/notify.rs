@@ -24,6 +24,10 @@ impl NotifyType {
     pub const NO_ADDITIONAL_SAS: Self = Self(35);
     /// No address could be assigned.
     pub const INTERNAL_ADDRESS_FAILURE: Self = Self(36);
+    /// A CHILD_SA a request names (REKEY_SA) does not exist here.
+    pub const CHILD_SA_NOT_FOUND: Self = Self(44);
+    /// Try again later (a rekey on an SA that is being replaced, RFC 7296 §2.25).
+    pub const TEMPORARY_FAILURE: Self = Self(43);
     /// The traffic selectors are not acceptable.
     pub const TS_UNACCEPTABLE: Self = Self(38);
     /// The CHILD_SA a CREATE_CHILD_SA replaces, by the sender's inbound SPI (RFC 7296 §1.3.3).

@@ -1,8 +1,8 @@
 //! The IKEv2 responder (`plane::ike::IkeEngine`, the rules the daemon runs) against random
 //! and mutated messages at every stage of an exchange: random datagrams, mutated
-//! IKE_SA_INITs, mutated IKE_AUTHs on a real half-open SA, and mutated INFORMATIONALs on an SA
-//! that is up. None may panic; a mutated IKE_AUTH never authenticates, and a mutated
-//! request never takes an SA down. 100,000 cases in all (see `testbed::fuzz`).
+//! IKE_SA_INITs, mutated IKE_AUTHs on a real half-open SA, and mutated Deletes on an SA that
+//! is up. None may panic; a mutated IKE_AUTH never authenticates, and a mutated Delete never
+//! takes the SA down (the authentic one does). 100,000 cases in all (see `testbed::fuzz`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -2,13 +2,15 @@
 //! selectors) for the current one and for older ones the peer has not deleted yet; rekeys
 //! answered by `create_child`'s rules, Deletes of ESP SPIs answered with this side's.
 
+use std::time::Instant;
+
 use ring::rand::SecureRandom;
 
 use super::{notify, AuthContext, IkeSa, SaEvent};
-use crate::create_child::{offers_ike, respond_ike_rekey, respond_rekey, RekeyRefusal};
+use crate::create_child::{offers_ike, respond_ike_rekey, respond_rekey, ResponsePayloads};
 use crate::delete::Delete;
 use crate::ike_auth::ChildSa;
-use crate::notify::Notify;
+use crate::notify::{Notify, NotifyType};
 use crate::payloads::PayloadType;
 use crate::proposals::ProtocolId;
 use crate::protected::Opened;
@@ -40,71 +42,60 @@ const MAX_CHILDREN: usize = 4;
 
 impl IkeSa {
     /// A CREATE_CHILD_SA request: a rekey of this IKE SA or of a CHILD_SA it has is
-    /// answered; anything else (a further CHILD_SA beside a live one) is refused with its
-    /// notify.
+    /// answered; a rekey of an unknown CHILD_SA is answered CHILD_SA_NOT_FOUND, a further
+    /// CHILD_SA beside a live one NO_ADDITIONAL_SAS.
     pub(super) fn create_child(
         &mut self,
         opened: &Opened,
-        ctx: &AuthContext<'_>,
+        (now, ctx): (Instant, &AuthContext<'_>),
         rng: &dyn SecureRandom,
-    ) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
+    ) -> (ResponsePayloads, Vec<SaEvent>) {
         let Ok(payloads) = opened.payloads() else {
-            return (
-                vec![notify(crate::notify::NotifyType::INVALID_SYNTAX)],
-                Vec::new(),
-            );
+            return (vec![notify(NotifyType::INVALID_SYNTAX)], Vec::new());
         };
         if offers_ike(&payloads) {
-            return self.rekey_ike(&payloads, ctx, rng);
+            return self.rekey_ike(&payloads, (now, ctx), rng);
         }
-        if self.children.len() >= MAX_CHILDREN {
-            // The peer rekeys without deleting: refuse before the list grows without end.
-            return (
-                vec![notify(crate::notify::NotifyType::NO_ADDITIONAL_SAS)],
-                Vec::new(),
-            );
-        }
-        let found = self
-            .children
+        let named = payloads
             .iter()
-            .find(|c| {
-                payloads
+            .filter(|p| p.kind == PayloadType::NOTIFY)
+            .filter_map(|p| Notify::read(p.body).ok())
+            .find(|n| n.kind == NotifyType::REKEY_SA)
+            .map(|n| (n.protocol, n.spi.to_vec()));
+        let old = match &named {
+            // A rekey names the CHILD_SA by the SPI the peer receives on.
+            Some((protocol, spi)) => {
+                let found = self
+                    .children
                     .iter()
-                    .filter(|p| p.kind == PayloadType::NOTIFY)
-                    .filter_map(|p| Notify::read(p.body).ok())
-                    .any(|n| n.kind == crate::notify::NotifyType::REKEY_SA && n.spi == c.theirs)
-            })
-            .cloned();
-        // Without REKEY_SA, a CHILD_SA made again after the last one expired (strongSwan's
-        // "recreate") gets the selectors the first one had; a second one beside a live
-        // CHILD_SA is not taken.
-        let recreate = self.children.is_empty().then(|| self.first_child.clone());
-        let Some(old) = found.clone().or(recreate.flatten()) else {
-            let refusal = RekeyRefusal::NotARekey;
-            return (vec![notify(refusal.notify())], Vec::new());
+                    .find(|c| *protocol == ProtocolId::ESP.0 && c.theirs[..] == spi[..]);
+                match found {
+                    Some(c) if self.children.len() < MAX_CHILDREN => c.clone(),
+                    // The peer rekeys without deleting: refused before the list grows.
+                    Some(_) => return (vec![notify(NotifyType::NO_ADDITIONAL_SAS)], vec![]),
+                    None => return (vec![notify(NotifyType::CHILD_SA_NOT_FOUND)], vec![]),
+                }
+            }
+            // Without REKEY_SA, a CHILD_SA made again after the last one expired (strongSwan's
+            // "recreate") gets the selectors the first one had; a second one beside a live
+            // CHILD_SA is not taken.
+            None => match (&self.first_child, self.children.is_empty()) {
+                (Some(first), true) => first.clone(),
+                _ => return (vec![notify(NotifyType::NO_ADDITIONAL_SAS)], vec![]),
+            },
         };
         let answer = respond_rekey(
             &self.keys,
             &payloads,
-            (old.theirs, &old.ts_i, &old.ts_r),
+            (&old.ts_i, &old.ts_r),
             (ctx.esp, ctx.child_spi),
             rng,
         );
         match answer {
             Ok(rekeyed) => {
                 self.children.push(ChildRef::of(&rekeyed.child));
-                if found.is_none() {
-                    // A CHILD_SA made again: nothing of this side's is replaced.
-                    return (
-                        rekeyed.payloads,
-                        vec![SaEvent::ChildRekeyed {
-                            replaces: [0; 4],
-                            child: Box::new(rekeyed.child),
-                        }],
-                    );
-                }
                 let event = SaEvent::ChildRekeyed {
-                    replaces: old.ours,
+                    replaces: named.is_some().then_some(old.ours),
                     child: Box::new(rekeyed.child),
                 };
                 (rekeyed.payloads, vec![event])
@@ -121,12 +112,12 @@ impl IkeSa {
     fn rekey_ike(
         &mut self,
         payloads: &[crate::payloads::Payload<'_>],
-        ctx: &AuthContext<'_>,
+        (now, ctx): (Instant, &AuthContext<'_>),
         rng: &dyn SecureRandom,
-    ) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
+    ) -> (ResponsePayloads, Vec<SaEvent>) {
         match respond_ike_rekey(&self.keys, payloads, ctx.ike, rng) {
             Ok((keys, out)) => {
-                let next = self.successor(keys);
+                let next = self.successor(keys, now);
                 (out, vec![SaEvent::IkeRekeyed(Box::new(next))])
             }
             Err(refusal) => {

@@ -114,12 +114,12 @@ pub enum SaEvent {
     /// The peer rekeyed the IKE SA: the successor, already up, holds the CHILD_SAs; this SA
     /// stays until the peer deletes it (that end is no user's going down).
     IkeRekeyed(Box<IkeSa>),
-    /// The peer rekeyed the CHILD_SA this side receives on `replaces`: install `child` (the
-    /// old one stays until the peer deletes it). `replaces` is all zeros for a CHILD_SA made
-    /// again after the last one expired.
+    /// The peer rekeyed the CHILD_SA this side receives on `replaces` (or, with `None`, made
+    /// one again after the last expired): install `child` (an old one stays until the peer
+    /// deletes it).
     ChildRekeyed {
-        /// This side's inbound SPI of the SA replaced (zeros: none).
-        replaces: [u8; 4],
+        /// This side's inbound SPI of the SA replaced, if any.
+        replaces: Option<[u8; 4]>,
         /// The new CHILD_SA.
         child: Box<ChildSa>,
     },
@@ -137,6 +137,9 @@ enum Phase {
     /// IKE_AUTH was refused and answered; retransmissions of it are answered again until
     /// the SA is removed.
     Refused { until: Instant },
+    /// Rekeyed: its successor carries on; this SA only answers (a retransmission, its own
+    /// Delete) until the peer deletes it, or `until`.
+    Rekeyed { until: Instant },
     /// Over.
     Down,
 }
@@ -193,8 +196,12 @@ impl IkeSa {
     }
 
     /// The SA that replaces this one after a rekey of the IKE SA: new keys and SPIs, message
-    /// IDs from 0, this SA's CHILD_SAs, up from now.
-    fn successor(&mut self, keys: HalfOpen) -> IkeSa {
+    /// IDs from 0, this SA's CHILD_SAs, up from now. This one only answers from then on.
+    fn successor(&mut self, keys: HalfOpen, now: Instant) -> IkeSa {
+        self.phase = Phase::Rekeyed {
+            until: now + self.timing.auth_within,
+        };
+        self.ours = None;
         IkeSa {
             keys,
             phase: Phase::Up,
@@ -206,7 +213,7 @@ impl IkeSa {
             heard: self.heard,
             started: self.started,
             children: std::mem::take(&mut self.children),
-            first_child: self.first_child.clone(),
+            first_child: self.first_child.take(),
         }
     }
 
@@ -233,7 +240,7 @@ impl IkeSa {
                 Some(o) => o.next_at,
                 None => self.heard + self.timing.dpd_after,
             }),
-            Phase::Refused { until } => Some(until),
+            Phase::Refused { until } | Phase::Rekeyed { until } => Some(until),
             Phase::Down => None,
         }
     }
@@ -277,7 +284,7 @@ impl IkeSa {
                 self.authenticate(bytes, now, ctx, rng)
             }
             Phase::Authenticating => vec![SaEvent::Dropped("a request before IKE_AUTH")],
-            Phase::Up => self.on_request(bytes, h, now, ctx, rng),
+            Phase::Up | Phase::Rekeyed { .. } => self.on_request(bytes, h, now, ctx, rng),
             Phase::Refused { .. } => vec![SaEvent::Dropped("the SA was refused")],
             Phase::Down => Vec::new(),
         }
@@ -362,7 +369,11 @@ impl IkeSa {
         self.heard = now;
         let (payloads, mut events) = match h.exchange {
             ExchangeType::INFORMATIONAL => self.informational(&opened),
-            ExchangeType::CREATE_CHILD_SA => self.create_child(&opened, ctx, rng),
+            // A rekeyed SA makes nothing more (RFC 7296 §2.25): its successor does.
+            ExchangeType::CREATE_CHILD_SA if matches!(self.phase, Phase::Rekeyed { .. }) => {
+                (vec![notify(NotifyType::TEMPORARY_FAILURE)], vec![])
+            }
+            ExchangeType::CREATE_CHILD_SA => self.create_child(&opened, (now, ctx), rng),
             // An exchange not taken here (a second IKE_AUTH, say) is answered, so the peer
             // does not retransmit it until it gives up.
             _ => (vec![notify(NotifyType::INVALID_SYNTAX)], vec![]),
@@ -444,6 +455,11 @@ impl IkeSa {
             Phase::Refused { until } if now >= until => {
                 self.phase = Phase::Down;
                 vec![SaEvent::Down(DownReason::AuthFailed)]
+            }
+            Phase::Rekeyed { until } if now >= until => {
+                // The peer never deleted it: its successor has long taken over.
+                self.phase = Phase::Down;
+                vec![SaEvent::Down(DownReason::Closed)]
             }
             _ => Vec::new(),
         }

@@ -178,6 +178,7 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
                 ("retransmission", c.init_retransmissions),
                 ("cookie_sent", c.cookies_sent),
                 ("invalid_ke", c.invalid_ke),
+                ("no_proposal_chosen", c.inits_no_proposal),
             ],
             "outcome",
         ),
@@ -186,7 +187,7 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
         s,
         "xgate_ike_auth_total",
         "counter",
-        "IKE_AUTH requests by outcome (no_proposal_chosen counts IKE and ESP offers).",
+        "IKE_AUTH requests by outcome.",
         &labelled(
             &[
                 ("succeeded", c.auth_succeeded),
@@ -203,10 +204,11 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
         s,
         "xgate_ike_child_sas_total",
         "counter",
-        "CHILD_SAs the peers rekeyed or deleted.",
+        "CHILD_SAs the peers rekeyed, made again after expiry, or deleted.",
         &labelled(
             &[
                 ("rekeyed", c.children_rekeyed),
+                ("created", c.children_created),
                 ("deleted", c.children_deleted),
             ],
             "event",

@@ -14,7 +14,9 @@ pub struct IkeCounters {
     pub init_retransmissions: u64,
     /// IKE_SA_INIT requests answered with a cookie (too many half-open SAs).
     pub cookies_sent: u64,
-    /// Offers with nothing in common (IKE or ESP).
+    /// IKE_SA_INIT offers with nothing in common.
+    pub inits_no_proposal: u64,
+    /// IKE_AUTH's ESP offers with nothing in common.
     pub no_proposal_chosen: u64,
     /// KE payloads of a group other than the one chosen (answered with it).
     pub invalid_ke: u64,
@@ -36,6 +38,8 @@ pub struct IkeCounters {
     pub children_deleted: u64,
     /// CHILD_SAs the peer rekeyed.
     pub children_rekeyed: u64,
+    /// CHILD_SAs the peer made again after the last one expired.
+    pub children_created: u64,
     /// IKE SAs the peer rekeyed.
     pub ike_rekeyed: u64,
     /// SAs ended because the peer stopped answering.

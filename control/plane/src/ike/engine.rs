@@ -5,19 +5,21 @@
 //! time and sends what it returns.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use ike::{
-    respond_init, AuthContext, CookieJar, DownReason, Endpoints, ExchangeType, Grant, Header,
-    IkeSa, InitAnswer, InitRefusal, SaEvent,
+    respond_init, AuthContext, CookieJar, Endpoints, ExchangeType, Grant, Header, IkeSa,
+    InitAnswer, InitRefusal, SaEvent,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
+mod outcomes;
+
 use super::counters::IkeCounters;
 use super::{IkeSettings, IkeUser, SaSummary};
-use crate::events::{EventSink, TunnelEvent};
+use crate::events::EventSink;
 
 /// The largest IKE_SA_INIT taken (the biggest KE payload spoken here is 65 bytes; a request
 /// this large is a flood's, not a client's).
@@ -26,7 +28,7 @@ const MAX_INIT_LEN: usize = 8192;
 const HALF_OPEN_CAP: usize = 4;
 
 /// An SPI as people read it.
-fn hex_spi(spi: [u8; 4]) -> String {
+pub(super) fn hex_spi(spi: [u8; 4]) -> String {
     spi.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -53,8 +55,8 @@ struct Entry {
     children: Vec<[u8; 4]>,
     /// Once up: who, with what, since when.
     up: Option<SaSummary>,
-    /// Its IKE_SA_INIT's key in `inits`.
-    init_key: ([u8; 8], SocketAddr),
+    /// Its IKE_SA_INIT's key in `inits` (none for a rekeyed SA's successor).
+    init_key: Option<([u8; 8], SocketAddr)>,
     /// Rekeyed: its successor holds the user and the CHILD_SAs; its end is nobody's.
     superseded: bool,
 }
@@ -294,7 +296,7 @@ impl IkeEngine {
                     child_spi,
                     children: Vec::new(),
                     up: None,
-                    init_key,
+                    init_key: Some(init_key),
                     superseded: false,
                 };
                 self.sas.insert(spi_r, entry);
@@ -323,7 +325,7 @@ impl IkeEngine {
         match why {
             InitRefusal::CookieNeeded => c.cookies_sent += 1,
             InitRefusal::NoProposalChosen(offer) => {
-                c.no_proposal_chosen += 1;
+                c.inits_no_proposal += 1;
                 tracing::info!(%from, offered = %offer, "IKE_SA_INIT refused: no proposal chosen");
             }
             InitRefusal::InvalidKe { .. } => c.invalid_ke += 1,
@@ -356,177 +358,6 @@ impl IkeEngine {
             .map(|(spi, _)| *spi)
             .collect();
         self.run_on(due, now, IkeSa::poll)
-    }
-
-    /// Does what an SA's events ask.
-    fn handle(&mut self, spi: [u8; 8], events: Vec<SaEvent>, now: Instant) -> Vec<Outgoing> {
-        let mut out = Vec::new();
-        let mut replaced = Vec::new();
-        let mut successor = None;
-        for ev in events {
-            // A CHILD_SA was made: the SA gets a fresh SPI for the next one.
-            if matches!(ev, SaEvent::Up(_) | SaEvent::ChildRekeyed { .. }) {
-                self.renew_child_spi(spi);
-            }
-            let Some(e) = self.sas.get_mut(&spi) else {
-                break;
-            };
-            match ev {
-                SaEvent::Send(bytes) => out.push(Outgoing {
-                    bytes,
-                    from: e.local,
-                    to: e.remote,
-                }),
-                SaEvent::Up(est) => {
-                    self.counters.auth_succeeded += 1;
-                    let a = &est.assignment;
-                    let addresses: Vec<IpAddr> =
-                        a.v4.map(IpAddr::V4)
-                            .into_iter()
-                            .chain(a.v6.map(|(v6, _)| IpAddr::V6(v6)))
-                            .collect();
-                    let name = self
-                        .users
-                        .0
-                        .get(&est.peer)
-                        .map(|u| u.name.clone())
-                        .unwrap_or_default();
-                    let summary = SaSummary {
-                        identity: est.peer.clone(),
-                        name,
-                        remote: e.remote,
-                        addresses,
-                        encryption: est.child.suite.encr.to_string(),
-                        since: SystemTime::now(),
-                    };
-                    tracing::info!(
-                        identity = %summary.identity.display(),
-                        remote = %e.remote,
-                        addresses = ?summary.addresses,
-                        esp = %summary.encryption,
-                        "IKE SA up"
-                    );
-                    self.events.publish(TunnelEvent::IkeUp {
-                        identity: summary.identity.display(),
-                        endpoint: e.remote,
-                        addresses: summary.addresses.clone(),
-                    });
-                    // One SA per user: a reconnecting client (a new device, a lost Delete)
-                    // replaces the old SA rather than sharing its address with it.
-                    replaced.extend(
-                        self.sas
-                            .iter()
-                            .filter(|(other, o)| {
-                                **other != spi
-                                    && o.up.as_ref().is_some_and(|u| u.identity == est.peer)
-                            })
-                            .map(|(other, _)| *other),
-                    );
-                    if let Some(e) = self.sas.get_mut(&spi) {
-                        e.up = Some(summary);
-                    }
-                    self.half_open = self.half_open.saturating_sub(1);
-                }
-                SaEvent::AuthRefused(why) => {
-                    self.counters.count_auth_refusal(&why);
-                    tracing::info!(remote = %e.remote, "IKE_AUTH refused: {why}");
-                }
-                SaEvent::Dropped(reason) => self.counters.drop(reason),
-                SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
-                SaEvent::Authentic => {}
-                SaEvent::ChildDeleted(ours) => {
-                    self.counters.children_deleted += 1;
-                    e.children.retain(|c| *c != ours);
-                    self.child_spis.remove(&ours);
-                }
-                SaEvent::IkeRekeyed(next) => {
-                    self.counters.ike_rekeyed += 1;
-                    let (_, new_spi) = next.spis();
-                    // The successor takes the user, the CHILD_SAs and the spare SPI.
-                    let moved = Entry {
-                        sa: *next,
-                        local: e.local,
-                        remote: e.remote,
-                        child_spi: std::mem::take(&mut e.child_spi),
-                        children: std::mem::take(&mut e.children),
-                        up: e.up.clone(),
-                        init_key: ([0; 8], e.remote),
-                        superseded: false,
-                    };
-                    e.superseded = true;
-                    successor = Some((new_spi, moved));
-                }
-                SaEvent::ChildRekeyed { replaces, child } => {
-                    self.counters.children_rekeyed += 1;
-                    tracing::debug!(
-                        old = %hex_spi(replaces),
-                        new = %hex_spi(child.spi_r),
-                        "CHILD_SA rekeyed"
-                    );
-                }
-                SaEvent::Down(reason) => {
-                    self.down(spi, reason);
-                    break;
-                }
-            }
-        }
-        if let Some((new_spi, moved)) = successor {
-            self.sas.insert(new_spi, moved);
-        }
-        self.counters.replaced += replaced.len() as u64;
-        out.extend(self.run_on(replaced, now, IkeSa::close));
-        out
-    }
-
-    /// Moves SA `spi`'s spare CHILD_SA SPI into use and draws a new spare (none without
-    /// randomness: a later CHILD_SA would then reuse the last, which the peer refuses).
-    fn renew_child_spi(&mut self, spi: [u8; 8]) {
-        let fresh = self.child_spi();
-        if let Some(e) = self.sas.get_mut(&spi) {
-            e.children.push(e.child_spi);
-            if let Some(fresh) = fresh {
-                e.child_spi = fresh;
-                self.child_spis.insert(fresh);
-            }
-        }
-    }
-
-    /// Removes an SA that ended.
-    fn down(&mut self, spi: [u8; 8], reason: DownReason) {
-        let Some(e) = self.sas.remove(&spi) else {
-            return;
-        };
-        self.inits.remove(&e.init_key);
-        if e.superseded {
-            // Its user and CHILD_SAs live on in its successor.
-            return;
-        }
-        self.child_spis.remove(&e.child_spi);
-        for c in &e.children {
-            self.child_spis.remove(c);
-        }
-        if e.up.is_none() {
-            self.half_open = self.half_open.saturating_sub(1);
-        }
-        if reason == DownReason::AuthTimeout {
-            self.counters.half_open_expired += 1;
-        }
-        if let Some(up) = e.up {
-            let reason = match reason {
-                DownReason::Deleted => "deleted",
-                DownReason::Dead => "dead",
-                DownReason::Closed => "closed",
-                DownReason::AuthTimeout | DownReason::AuthFailed => "failed",
-            };
-            if reason == "dead" {
-                self.counters.dead_peers += 1;
-            }
-            tracing::info!(identity = %up.identity.display(), reason, "IKE SA down");
-            self.events.publish(TunnelEvent::IkeDown {
-                identity: up.identity.display(),
-                reason,
-            });
-        }
     }
 
     /// Closes every SA (a shutdown): the Deletes to send.

@@ -159,3 +159,123 @@ fn oversized_and_unknown_messages_are_dropped_by_reason() {
     assert_eq!(dropped.get("oversized IKE_SA_INIT"), Some(&1));
     assert_eq!(dropped.get("unknown SPI"), Some(&1));
 }
+
+/// Events, kept.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<TunnelEvent>>);
+
+impl EventSink for Recorder {
+    fn publish(&self, event: TunnelEvent) {
+        self.0.lock().expect("lock").push(event);
+    }
+}
+
+#[test]
+fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
+    use ike::{
+        AuthInitiator, Delete, ExchangeType, Grant, IdType, Identity, Payload, PayloadType,
+        Protected, TrafficSelector,
+    };
+    let events = Arc::new(Recorder::default());
+    let settings = IkeSettings {
+        port: 500,
+        nat_port: 4500,
+        local_id: Identity::from_text("vpn.example.com"),
+        ike: Policy::modern(),
+        esp: Policy::modern(),
+        timing: Timing::default(),
+        cookie_threshold: 1024,
+    };
+    let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
+    let alice = Identity {
+        kind: IdType::RFC822_ADDR,
+        data: b"alice@example.com".to_vec(),
+    };
+    let psk = b"alice's key of thirty-two bytes!";
+    let grant = Grant {
+        psk: zeroize::Zeroizing::new(psk.to_vec()),
+        assignment: ike::Assignment {
+            v4: Some("10.77.0.2".parse().expect("v4")),
+            ..ike::Assignment::default()
+        },
+        reach: vec![TrafficSelector::prefix(
+            "10.77.0.0".parse().expect("net"),
+            16,
+        )],
+    };
+    let user = super::IkeUser {
+        identity: alice.clone(),
+        name: "alice".into(),
+        grant,
+    };
+    let now = Instant::now();
+    e.set_users(vec![user], true, now);
+    let (init, from) = client(50);
+    let out = e.on_message(&init.request, from, server(), now);
+    let Ok(InitReply::Established(sa)) = init.on_response(&out[0].bytes) else {
+        panic!("no SA");
+    };
+    let t = |k: u8, id: u16, bits| Transform::new(TransformType(k), id, bits);
+    let esp = vec![Proposal {
+        number: 1,
+        protocol: ProtocolId::ESP,
+        spi: vec![0xc1, 0, 0, 1],
+        transforms: vec![t(1, 20, Some(256)), t(5, 0, None)],
+    }];
+    let rng = SystemRandom::new();
+    let auth = AuthInitiator::start(*sa, &alice, psk, esp, Policy::modern(), &rng).expect("auth");
+    e.on_message(&auth.request, from, server(), now);
+    assert_eq!(e.sas_up(), 1);
+    // The client rekeys the IKE SA.
+    let ke = ike::KeyExchange::start(DhGroup::Curve25519, &rng).expect("ke");
+    let offer = vec![Proposal {
+        number: 1,
+        protocol: ProtocolId::IKE,
+        spi: vec![0x66; 8],
+        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
+    }];
+    let (sa_body, ke_body) = (
+        ike::write_sa(&offer),
+        ike::ke_body(DhGroup::Curve25519, ke.public()),
+    );
+    let seal = |id, payloads: &[Payload<'_>]| {
+        let what = Protected {
+            exchange: if payloads.len() == 3 {
+                ExchangeType::CREATE_CHILD_SA
+            } else {
+                ExchangeType::INFORMATIONAL
+            },
+            message_id: id,
+            by_initiator: true,
+            response: false,
+        };
+        ike::protected_seal(auth.sa(), what, payloads, &rng).expect("seal")
+    };
+    let rekey = seal(
+        2,
+        &[
+            Payload::plain(PayloadType::SA, &sa_body),
+            Payload::plain(PayloadType::NONCE, &[0x3e; 32]),
+            Payload::plain(PayloadType::KE, &ke_body),
+        ],
+    );
+    assert_eq!(e.on_message(&rekey, from, server(), now).len(), 1);
+    assert_eq!(e.counters().ike_rekeyed, 1);
+    assert_eq!((e.sas_up(), e.sas().len()), (1, 1), "one user, once");
+    // The client deletes the old SA: no user went down.
+    let delete = Delete::ike().body();
+    let gone = seal(3, &[Payload::plain(PayloadType::DELETE, &delete)]);
+    e.on_message(&gone, from, server(), now);
+    assert_eq!(e.sas_up(), 1);
+    let downs = |ev: &Recorder| {
+        ev.0.lock()
+            .expect("lock")
+            .iter()
+            .filter(|x| matches!(x, TunnelEvent::IkeDown { .. }))
+            .count()
+    };
+    assert_eq!(downs(&events), 0);
+    // Closing everything ends the successor: one user down.
+    e.close_all(now);
+    assert_eq!((e.sas_up(), downs(&events)), (0, 1));
+}

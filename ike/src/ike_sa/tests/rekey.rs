@@ -63,7 +63,7 @@ fn a_child_sa_rekey_is_answered_with_new_keys_and_the_old_sa_deleted_after() {
     let Some(SaEvent::ChildRekeyed { replaces, child }) = events.get(2) else {
         panic!("{events:?}");
     };
-    assert_eq!(*replaces, ours);
+    assert_eq!(*replaces, Some(ours));
     assert_eq!(
         (child.spi_i, child.spi_r),
         ([0xc1, 0, 0, 2], [0x5e, 0, 0, 8])
@@ -224,11 +224,27 @@ fn an_ike_sa_rekey_makes_a_successor_that_keeps_the_child_sas() {
         matches!(events[2], SaEvent::ChildDeleted(s) if s == ours),
         "{events:?}"
     );
+    // The old SA makes nothing more: another rekey there is refused for now.
+    let again = rig.request(
+        ExchangeType::CREATE_CHILD_SA,
+        3,
+        &[
+            Payload::plain(PayloadType::SA, &sa),
+            Payload::plain(PayloadType::NONCE, &[0x2e; 32]),
+            Payload::plain(PayloadType::KE, &ke_body),
+        ],
+    );
+    let events = rig.deliver(&again, rig.t0);
+    let opened = rig.open(&sent(&events));
+    let payloads = opened.payloads().expect("payloads");
+    let n = Notify::read(payloads[0].body).expect("notify");
+    assert_eq!(n.kind, NotifyType::TEMPORARY_FAILURE);
+    assert!(!events.iter().any(|e| matches!(e, SaEvent::IkeRekeyed(_))));
     // And the old SA, deleted by the client, ends.
     let old_delete = Delete::ike().body();
     let request = rig.request(
         ExchangeType::INFORMATIONAL,
-        3,
+        4,
         &[Payload::plain(PayloadType::DELETE, &old_delete)],
     );
     assert!(matches!(
