@@ -72,6 +72,29 @@ pub struct Rekeyed {
     pub payloads: ResponsePayloads,
 }
 
+/// The request's KE of `group` answered with one of ours: the shared secret and our KE
+/// payload's body.
+fn exchange(
+    payloads: &[Payload<'_>],
+    group: crate::suite::DhGroup,
+    rng: &dyn SecureRandom,
+) -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), RekeyRefusal> {
+    let (g, theirs) = payloads
+        .iter()
+        .find(|p| p.kind == PayloadType::KE)
+        .and_then(|p| read_ke(p.body).ok())
+        .ok_or(RekeyRefusal::Missing("KE"))?;
+    if g != group.id() {
+        return Err(RekeyRefusal::InvalidKe { wanted: group.id() });
+    }
+    let ours = KeyExchange::start(group, rng).map_err(|_| RekeyRefusal::Missing("KE"))?;
+    let body = ke_body(group, ours.public());
+    let shared = ours
+        .finish(theirs)
+        .map_err(|_| RekeyRefusal::Missing("a usable KE"))?;
+    Ok((shared, body))
+}
+
 /// Answers a CREATE_CHILD_SA request (`payloads`, decrypted) on IKE SA `sa` that rekeys (or
 /// makes again) a CHILD_SA whose selectors were `old` (the caller found it by the REKEY_SA
 /// notify), choosing from `esp`, receiving on `new_spi`.
@@ -103,17 +126,7 @@ pub fn respond_rekey(
     // Perfect forward secrecy when the chosen proposal has a group: a KE of that group.
     let (shared, ke_out) = match chosen.suite.dh {
         Some(group) => {
-            let (g, theirs) = find(PayloadType::KE)
-                .and_then(|b| read_ke(b).ok())
-                .ok_or(RekeyRefusal::Missing("KE"))?;
-            if g != group.id() {
-                return Err(RekeyRefusal::InvalidKe { wanted: group.id() });
-            }
-            let ours = KeyExchange::start(group, rng).map_err(|_| RekeyRefusal::Missing("KE"))?;
-            let body = ke_body(group, ours.public());
-            let shared = ours
-                .finish(theirs)
-                .map_err(|_| RekeyRefusal::Missing("a usable KE"))?;
+            let (shared, body) = exchange(payloads, group, rng)?;
             (Some(shared), Some(body))
         }
         None => (None, None),
@@ -190,17 +203,7 @@ pub fn respond_ike_rekey(
     };
     let spi_i = <[u8; 8]>::try_from(chosen.proposal.spi.as_slice())
         .map_err(|_| RekeyRefusal::Missing("an 8-byte IKE SPI"))?;
-    let (g, theirs) = find(PayloadType::KE)
-        .and_then(|b| read_ke(b).ok())
-        .ok_or(RekeyRefusal::Missing("KE"))?;
-    if g != group.id() {
-        return Err(RekeyRefusal::InvalidKe { wanted: group.id() });
-    }
-    let ours = KeyExchange::start(group, rng).map_err(|_| RekeyRefusal::Missing("KE"))?;
-    let ke = ke_body(group, ours.public());
-    let shared = ours
-        .finish(theirs)
-        .map_err(|_| RekeyRefusal::Missing("a usable KE"))?;
+    let (shared, ke) = exchange(payloads, group, rng)?;
     let mut nr = [0u8; NONCE_LEN];
     let mut spi_r = [0u8; 8];
     rng.fill(&mut nr)

@@ -114,6 +114,21 @@ impl Rig {
         self.sa.poll(at, &SystemRandom::new())
     }
 
+    /// The client deletes the CHILD_SA it receives on `theirs`, as request `id`.
+    fn delete_child(&mut self, theirs: [u8; 4], id: u32) -> Vec<SaEvent> {
+        let delete = Delete {
+            protocol: ProtocolId::ESP,
+            spis: vec![theirs],
+        }
+        .body();
+        let request = self.request(
+            ExchangeType::INFORMATIONAL,
+            id,
+            &[Payload::plain(PayloadType::DELETE, &delete)],
+        );
+        self.deliver(&request, self.t0)
+    }
+
     /// The client opens what the server sent.
     fn open(&self, bytes: &[u8]) -> Opened {
         protected::open(&self.client, bytes, false).expect("the client opens it")
@@ -231,17 +246,7 @@ fn a_delete_of_the_ike_sa_is_answered_and_ends_it() {
 fn a_delete_of_the_child_sa_is_answered_with_ours() {
     let mut rig = rig();
     let (theirs, ours) = rig.spis;
-    let delete = Delete {
-        protocol: ProtocolId::ESP,
-        spis: vec![theirs],
-    }
-    .body();
-    let request = rig.request(
-        ExchangeType::INFORMATIONAL,
-        2,
-        &[Payload::plain(PayloadType::DELETE, &delete)],
-    );
-    let events = rig.deliver(&request, rig.t0);
+    let events = rig.delete_child(theirs, 2);
     assert!(matches!(events[2], SaEvent::ChildDeleted(s) if s == ours));
     let opened = rig.open(&sent(&events));
     let payloads = opened.payloads().expect("payloads");

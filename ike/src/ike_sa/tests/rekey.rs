@@ -83,17 +83,7 @@ fn a_child_sa_rekey_is_answered_with_new_keys_and_the_old_sa_deleted_after() {
         "the old selectors"
     );
     // The client deletes the old SA by its own SPI; the answer names ours.
-    let delete = Delete {
-        protocol: ProtocolId::ESP,
-        spis: vec![theirs],
-    }
-    .body();
-    let request = rig.request(
-        ExchangeType::INFORMATIONAL,
-        3,
-        &[Payload::plain(PayloadType::DELETE, &delete)],
-    );
-    let events = rig.deliver(&request, rig.t0);
+    let events = rig.delete_child(theirs, 3);
     assert!(matches!(events[2], SaEvent::ChildDeleted(s) if s == ours));
     let opened = rig.open(&sent(&events));
     let payloads = opened.payloads().expect("payloads");
