@@ -72,6 +72,25 @@ pub struct Rekeyed {
     pub payloads: ResponsePayloads,
 }
 
+/// The proposal `policy` chooses for `protocol` among the request's SA payload, and the
+/// request's nonce (16 to 256 bytes).
+fn chosen_and_nonce<'a>(
+    payloads: &[Payload<'a>],
+    protocol: ProtocolId,
+    policy: &Policy,
+) -> Result<(crate::suite::Chosen, &'a [u8]), RekeyRefusal> {
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let offer = find(PayloadType::SA)
+        .and_then(|b| read_sa(b).ok())
+        .ok_or(RekeyRefusal::Missing("SA"))?;
+    let ni = find(PayloadType::NONCE)
+        .filter(|n| (16..=256).contains(&n.len()))
+        .ok_or(RekeyRefusal::Missing("nonce"))?;
+    let chosen =
+        choose(&offer, protocol, policy).map_err(|e| RekeyRefusal::NoProposalChosen(e.offered))?;
+    Ok((chosen, ni))
+}
+
 /// The request's KE of `group` answered with one of ours: the shared secret and our KE
 /// payload's body.
 fn exchange(
@@ -106,18 +125,11 @@ pub fn respond_rekey(
     rng: &dyn SecureRandom,
 ) -> Result<Rekeyed, RekeyRefusal> {
     let (old_ts_i, old_ts_r) = old;
-    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
-    let offer = find(PayloadType::SA)
-        .and_then(|b| read_sa(b).ok())
-        .ok_or(RekeyRefusal::Missing("SA"))?;
-    let ni = find(PayloadType::NONCE)
-        .filter(|n| (16..=256).contains(&n.len()))
-        .ok_or(RekeyRefusal::Missing("nonce"))?;
-    if find(PayloadType::TSI).is_none() || find(PayloadType::TSR).is_none() {
+    let has = |k: PayloadType| payloads.iter().any(|p| p.kind == k);
+    if !has(PayloadType::TSI) || !has(PayloadType::TSR) {
         return Err(RekeyRefusal::Missing("TSi or TSr"));
     }
-    let chosen = choose(&offer, ProtocolId::ESP, esp)
-        .map_err(|e| RekeyRefusal::NoProposalChosen(e.offered))?;
+    let (chosen, ni) = chosen_and_nonce(payloads, ProtocolId::ESP, esp)?;
     let spi_i = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice())
         .map_err(|_| RekeyRefusal::Missing("a 4-byte ESP SPI"))?;
     let mut nr = [0u8; NONCE_LEN];
@@ -189,15 +201,7 @@ pub fn respond_ike_rekey(
     policy: &Policy,
     rng: &dyn SecureRandom,
 ) -> Result<(HalfOpen, ResponsePayloads), RekeyRefusal> {
-    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
-    let offer = find(PayloadType::SA)
-        .and_then(|b| read_sa(b).ok())
-        .ok_or(RekeyRefusal::Missing("SA"))?;
-    let ni = find(PayloadType::NONCE)
-        .filter(|n| (16..=256).contains(&n.len()))
-        .ok_or(RekeyRefusal::Missing("nonce"))?;
-    let chosen = choose(&offer, ProtocolId::IKE, policy)
-        .map_err(|e| RekeyRefusal::NoProposalChosen(e.offered))?;
+    let (chosen, ni) = chosen_and_nonce(payloads, ProtocolId::IKE, policy)?;
     let (Some(group), Some(prf)) = (chosen.suite.dh, chosen.suite.prf) else {
         return Err(RekeyRefusal::Missing("a DH group and a PRF"));
     };
