@@ -30,10 +30,35 @@ pub fn index_owner(index: u32) -> usize {
     (index >> INDEX_WORKER_SHIFT) as usize
 }
 
-/// The worker that owns peer `peer` when there are `workers` workers.
+/// The bit that marks an ESP tunnel's number (an IKEv2 user's): tunnels share the routing
+/// table's number space with WireGuard peers, from the top.
+pub const ESP_TUNNEL: PeerId = 1 << 31;
+
+/// True if `peer` numbers an ESP tunnel rather than a WireGuard peer.
+#[inline]
+pub fn is_esp(peer: PeerId) -> bool {
+    peer & ESP_TUNNEL != 0
+}
+
+/// The worker that owns peer or ESP tunnel `peer` when there are `workers` workers.
 #[inline]
 pub fn peer_owner(peer: PeerId, workers: usize) -> usize {
-    peer as usize % workers.max(1)
+    (peer & !ESP_TUNNEL) as usize % workers.max(1)
+}
+
+/// The worker that owns the inbound ESP SA with SPI `spi`: its top byte, as a receiver index
+/// names its worker (the IKE responder chooses SPIs so, and the NAT-T port is steered by it).
+#[inline]
+pub fn spi_owner(spi: u32) -> usize {
+    (spi >> 24) as usize
+}
+
+/// One CHILD_SA's packet rules, both ways.
+pub struct EspSa {
+    /// What the peer sends us (its SPI is ours, and names this worker).
+    pub inbound: ike::esp::Inbound,
+    /// What we send the peer.
+    pub outbound: ike::esp::Outbound,
 }
 
 /// A handshake message (types 1–3, at most 148 bytes) as received, without allocation.
@@ -84,6 +109,36 @@ pub enum ToWorker {
         session: Box<Session>,
         /// Where the peer's handshake came from (or went to).
         endpoint: SocketAddr,
+    },
+    /// A CHILD_SA for ESP tunnel `tunnel` (which this worker owns), made if new. On a tunnel
+    /// that exists (a rekey) its inbound side is ready at once beside the old, and its
+    /// outbound side takes over once the peer uses it or the old SA is removed.
+    InstallEsp {
+        /// The tunnel.
+        tunnel: PeerId,
+        /// The SA.
+        sa: Box<EspSa>,
+        /// Where the peer's IKE SA is (its ESP comes from the same address).
+        endpoint: SocketAddr,
+    },
+    /// A CHILD_SA was deleted: forget the SA received on `spi`.
+    RemoveEspSa {
+        /// The tunnel.
+        tunnel: PeerId,
+        /// Our SPI of the SA.
+        spi: u32,
+    },
+    /// The tunnel's IKE SA moved (a NAT rebinding): send there from now on.
+    MoveEsp {
+        /// The tunnel.
+        tunnel: PeerId,
+        /// The new address.
+        endpoint: SocketAddr,
+    },
+    /// The tunnel's IKE SA ended: forget it and its SAs.
+    RemoveEsp {
+        /// The tunnel.
+        tunnel: PeerId,
     },
     /// Erase a peer's sessions (key change).
     ClearSessions {

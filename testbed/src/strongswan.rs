@@ -171,7 +171,7 @@ impl Drop for Strongswan {
 fn strongswan_conf(dir: &Path) -> String {
     let d = dir.display();
     format!(
-        "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = no\n  \
+        "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  \
          retransmit_tries = 3\n  retransmit_timeout = 2\n  \
          plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
          resolve {{\n      file = {d}/resolv.conf\n      \

@@ -54,6 +54,7 @@ fn engine() -> IkeEngine {
         esp: Policy::modern(),
         timing: Timing::default(),
         cookie_threshold: 1024,
+        workers: 1,
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {

@@ -156,6 +156,7 @@ fn start_ike(
     ike: IkeConfig,
     management: Option<&Management>,
     events: &EventHub,
+    plane: Sender<plane::engine::Request>,
 ) -> Result<Option<IkeService>> {
     let wanted = ike
         .enabled
@@ -164,7 +165,7 @@ fn start_ike(
         return Ok(None);
     }
     let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
-    let service = match IkeService::start(ike.settings, sink) {
+    let service = match IkeService::start(ike.settings, sink, Some(plane)) {
         Ok(s) => s,
         // Asked for in so many words: a start without it is a failed start.
         Err(e) if ike.enabled == Some(true) => return Err(ike_error(e)),
@@ -260,7 +261,7 @@ impl Daemon {
         let Settings {
             interface: s,
             manage,
-            ike,
+            mut ike,
         } = settings;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
         let (management, registered) = match Management::open(&manage, api_listener)? {
@@ -270,6 +271,22 @@ impl Daemon {
         let (sockets, listen_port, mut tun) = open_interface(&s)?;
 
         let outer = plane::outer::prepare(&s.outer, listen_port, s.mtu, s.fwmark)?;
+        let (req_tx, req_rx) = crossbeam_channel::unbounded();
+        let events = EventHub::default();
+        // Before the workers: the responder's NAT-T socket heads the port's group, and the
+        // workers' ESP sockets join behind it.
+        ike.settings.workers = s.workers;
+        let ike = start_ike(ike, management.as_ref(), &events, req_tx.clone())?;
+        let nat_t = match &ike {
+            Some(service) => {
+                datapath::kernel::udp::join_nat_t(service.ports().1, s.workers, s.fwmark)
+                    .map_err(|e| anyhow!("ike: the workers' ESP sockets: {e}"))?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let workers = Workers::launch(
@@ -280,6 +297,7 @@ impl Daemon {
                 xdp: outer.steering.clone(),
                 listen_port,
                 xdp_fallback: s.outer.backend == Backend::Auto,
+                nat_t,
             },
             sockets.clone(),
             tun.take_queues(),
@@ -296,8 +314,6 @@ impl Daemon {
         });
         let (stop_tx, stop) = crossbeam_channel::unbounded();
         crate::panics::stop_on_panic(stop_tx.clone());
-        let (req_tx, req_rx) = crossbeam_channel::unbounded();
-        let events = EventHub::default();
         let mut control = ControlPlane::new(
             &s.name,
             listen_port,
@@ -344,7 +360,6 @@ impl Daemon {
             mtu: s.mtu,
             interface: s.name.clone(),
         });
-        let ike = start_ike(ike, management.as_ref(), &events)?;
         let ike_handle = ike.as_ref().map(IkeService::handle);
         let (api, tokens) = match management {
             Some(m) => m.serve(handle.clone(), events, server, ike_handle)?.unzip(),

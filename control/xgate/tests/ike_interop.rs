@@ -14,7 +14,9 @@ use common::api::{call, json_of};
 use common::{client_ns, Rig};
 use serde_json::{json, Value};
 use testbed::config::{self, Ike};
-use testbed::{wait_until, Strongswan, StrongswanConfig};
+use testbed::{ping, tcp_transfer, wait_until, Strongswan, StrongswanConfig};
+
+const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
 /// A rig with a registry, the API, a pool of 10.77.0.0/24 and fd77::/64, DNS for clients,
 /// and the IKEv2 responder with short liveness timers; returns it with the API token.
@@ -108,6 +110,38 @@ fn connect_and_check(rig: &Rig, token: &str, client: &testbed::Netns, c: &Strong
     );
 }
 
+/// ESP carries the user's traffic through the workers: pings to the server's tunnel address
+/// answered, then `bytes` over TCP with matching SHA-256 (from the client's virtual address,
+/// over charon's kernel-libipsec and xgate's workers).
+fn carries_traffic(rig: &Rig, client: &testbed::Netns, c: &Strongswan, bytes: u64) {
+    let p = ping(client, "10.77.0.1", 5).expect("ping runs");
+    assert_eq!(
+        p.received,
+        5,
+        "{p:?}
+{}
+{}",
+        c.log(),
+        rig.log()
+    );
+    if bytes > 0 {
+        let t = tcp_transfer(
+            &rig.server.ns,
+            "10.77.0.1:5999".parse().expect("addr"),
+            client,
+            bytes,
+            7,
+        )
+        .expect("TCP through ESP");
+        assert!(t.intact(bytes), "{t:?}");
+        eprintln!(
+            "{} MB through ESP at {:.0} Mbit/s",
+            bytes >> 20,
+            t.mbit_per_s()
+        );
+    }
+}
+
 fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
     rig.dir.join(name)
 }
@@ -121,6 +155,7 @@ fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
     let mut charon =
         Strongswan::start(&client, &scratch(&rig, "sw1"), &config).expect("charon starts");
     connect_and_check(&rig, &token, &client, &charon, &v4);
+    carries_traffic(&rig, &client, &charon, HUNDRED_MB);
 
     // The client vanishes: 2 s of quiet, a check sent twice (0.3 s, then 0.6 s), then dead.
     charon.kill();

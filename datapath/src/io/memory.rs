@@ -16,6 +16,8 @@ use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 pub enum Incoming {
     /// A datagram from the outer side.
     Outer(Vec<u8>, SocketAddr),
+    /// A datagram to the NAT-T port (UDP-encapsulated ESP).
+    NatT(Vec<u8>, SocketAddr),
     /// A packet from the TUN.
     Inner(Vec<u8>),
 }
@@ -28,6 +30,8 @@ pub struct MemoryBackend {
     pub incoming: VecDeque<Incoming>,
     /// Datagrams the worker sent, with their destination.
     pub outer_sent: Vec<(Vec<u8>, SocketAddr)>,
+    /// Datagrams the worker sent from the NAT-T port, with their destination.
+    pub nat_t_sent: Vec<(Vec<u8>, SocketAddr)>,
     /// Packets the worker wrote to the TUN.
     pub inner_written: Vec<Vec<u8>>,
     /// Keep copies of what is sent and written (off: only count, allocating nothing).
@@ -46,6 +50,7 @@ impl MemoryBackend {
             free: (0..buffers as u32).rev().collect(),
             incoming: VecDeque::new(),
             outer_sent: Vec::new(),
+            nat_t_sent: Vec::new(),
             inner_written: Vec::new(),
             record: true,
             outer_sent_count: 0,
@@ -67,21 +72,9 @@ impl Backend for MemoryBackend {
                 break;
             };
             let b = &mut self.bufs[buf as usize];
-            match item {
-                Incoming::Outer(bytes, from) => {
-                    // Same layout as io_uring's multishot receive: payload after a headroom.
-                    let room = BUF_SIZE - OUTER_OFFSET;
-                    let len = bytes.len().min(room);
-                    b[OUTER_OFFSET..OUTER_OFFSET + len].copy_from_slice(&bytes[..len]);
-                    out.push(Rx::Outer {
-                        buf: BufId(buf),
-                        at: OUTER_OFFSET,
-                        len,
-                        from,
-                        link: None,
-                        truncated: bytes.len() > room,
-                    });
-                }
+            let outer = match item {
+                Incoming::Outer(bytes, from) => Some((bytes, from, false)),
+                Incoming::NatT(bytes, from) => Some((bytes, from, true)),
                 Incoming::Inner(bytes) => {
                     let len = bytes.len().min(BUF_SIZE - INNER_OFFSET);
                     b[INNER_OFFSET..INNER_OFFSET + len].copy_from_slice(&bytes[..len]);
@@ -89,7 +82,23 @@ impl Backend for MemoryBackend {
                         buf: BufId(buf),
                         len,
                     });
+                    None
                 }
+            };
+            if let Some((bytes, from, nat_t)) = outer {
+                // Same layout as io_uring's multishot receive: payload after a headroom.
+                let room = BUF_SIZE - OUTER_OFFSET;
+                let len = bytes.len().min(room);
+                b[OUTER_OFFSET..OUTER_OFFSET + len].copy_from_slice(&bytes[..len]);
+                out.push(Rx::Outer {
+                    buf: BufId(buf),
+                    at: OUTER_OFFSET,
+                    len,
+                    from,
+                    link: None,
+                    truncated: bytes.len() > room,
+                    nat_t,
+                });
             }
         }
         Ok(())
@@ -121,6 +130,16 @@ impl Backend for MemoryBackend {
         self.outer_sent_count += 1;
         if self.record {
             self.outer_sent
+                .push((self.bufs[buf.0 as usize][range].to_vec(), to));
+        }
+        self.free.push(buf.0);
+    }
+
+    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+        debug_assert!(range.start >= super::OUTER_HEADROOM);
+        self.outer_sent_count += 1;
+        if self.record {
+            self.nat_t_sent
                 .push((self.bufs[buf.0 as usize][range].to_vec(), to));
         }
         self.free.push(buf.0);

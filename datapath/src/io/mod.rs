@@ -72,6 +72,8 @@ pub enum Rx {
         link: Option<LinkPath>,
         /// The datagram was larger than the buffer and was cut.
         truncated: bool,
+        /// It came to the NAT-T port (UDP-encapsulated ESP), not the WireGuard port.
+        nat_t: bool,
     },
     /// A packet from the TUN, at `buf[INNER_OFFSET..INNER_OFFSET + len]`.
     Inner {
@@ -129,6 +131,9 @@ pub trait Backend {
         to: SocketAddr,
         link: Option<LinkPath>,
     );
+    /// Sends `buf[range]` to `to` from the NAT-T port (UDP-encapsulated ESP); the buffer is
+    /// freed once sent. `range` starts at `OUTER_HEADROOM` or later.
+    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr);
     /// Writes `buf[range]` into the TUN; the buffer is freed once written. At least 16 bytes
     /// (a transport header's worth) lie before the range: a backend may write a header there.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);

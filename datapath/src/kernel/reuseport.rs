@@ -17,6 +17,8 @@ const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 
 // Classic BPF opcodes (linux/filter.h).
 const LD_ABS_BYTE: u16 = 0x30;
+const LD_ABS_WORD: u16 = 0x20;
+const ADD_K: u16 = 0x04;
 const JEQ_K: u16 = 0x15;
 const RET_A: u16 = 0x16;
 const RET_K: u16 = 0x06;
@@ -54,10 +56,34 @@ fn program() -> [libc::sock_filter; 8] {
     ]
 }
 
+/// The NAT-T port's program. Its group is the IKE responder's socket (index 0) and then the
+/// workers' in order: IKE (the non-ESP marker, four zero bytes) and anything shorter than a
+/// word (NAT keepalives) go to the responder; ESP goes to the worker its SPI's top byte names
+/// (`messages::spi_owner`), at index owner + 1.
+fn esp_program() -> [libc::sock_filter; 6] {
+    [
+        /* 0 */ op(LD_ABS_WORD, 0, 0, 0), // SPI or non-ESP marker; short: returns 0
+        /* 1 */ op(JEQ_K, 3, 0, 0), // marker: IKE -> 5
+        /* 2 */ op(LD_ABS_BYTE, 0, 0, 0), // the SPI's top byte: its worker
+        /* 3 */ op(ADD_K, 0, 0, 1),
+        /* 4 */ op(RET_A, 0, 0, 0),
+        /* 5 */ op(RET_K, 0, 0, 0),
+    ]
+}
+
 /// Attaches the steering program to the reuseport group `socket` belongs to. The group's
 /// sockets must have been bound in worker order.
 pub fn attach(socket: &OwnedFd) -> io::Result<()> {
-    let mut filter = program();
+    attach_program(socket, &mut program())
+}
+
+/// Attaches the NAT-T port's program (`esp_program`) to the group `socket` belongs to, whose
+/// first socket is the IKE responder's and the rest the workers' in order.
+pub fn attach_esp(socket: &OwnedFd) -> io::Result<()> {
+    attach_program(socket, &mut esp_program())
+}
+
+fn attach_program(socket: &OwnedFd, filter: &mut [libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_mut_ptr(),
@@ -148,5 +174,32 @@ mod tests {
         // An owner beyond the group and an initiation still arrive (flow hash).
         assert!(receiver_of(&group, port, &message(4, 4, 9)).is_some());
         assert!(receiver_of(&group, port, &message(1, 4, 1)).is_some());
+    }
+
+    #[test]
+    fn nat_t_datagrams_reach_ike_or_the_worker_their_spi_names() {
+        use crate::kernel::udp::join_nat_t;
+        // The responder's socket first (it proves the port free), then two workers'.
+        let ike = crate::kernel::udp::bind_one(0, true, 0).expect("IKE socket");
+        let port = local_port(&ike).expect("port");
+        let workers = join_nat_t(port, 2, 0).expect("workers join");
+        let group: Vec<UdpSocket> = std::iter::once(ike)
+            .chain(workers)
+            // SAFETY: each descriptor is a UDP socket whose ownership moves into the UdpSocket.
+            .map(|s| unsafe { UdpSocket::from_raw_fd(s.into_raw_fd()) })
+            .collect();
+        for round in 0..8u8 {
+            let ike_message = [0, 0, 0, 0, round, 1, 2, 3, 4, 5, 6, 7];
+            assert_eq!(receiver_of(&group, port, &ike_message), Some(0), "IKE");
+            assert_eq!(receiver_of(&group, port, &[0xff]), Some(0), "keepalive");
+            for worker in [0u8, 1] {
+                let esp = [worker, 0x12, round, 0x9a, 0, 0, 0, 1, 0xee, 0xee];
+                assert_eq!(
+                    receiver_of(&group, port, &esp),
+                    Some(worker as usize + 1),
+                    "round {round}: ESP for worker {worker}"
+                );
+            }
+        }
     }
 }

@@ -198,6 +198,21 @@ pub fn bind_sockets(port: u16, count: usize, fwmark: u32) -> Result<Vec<OwnedFd>
     Ok(sockets)
 }
 
+/// Opens `count` sockets that join the SO_REUSEPORT group already holding `port` (the IKE
+/// responder's NAT-T socket, which proved the port free), in worker order after it, and steers
+/// the group by ESP SPI (`reuseport::attach_esp`).
+pub fn join_nat_t(port: u16, count: usize, fwmark: u32) -> Result<Vec<OwnedFd>, BindError> {
+    let sockets = (0..count.max(1))
+        .map(|_| bind_one(port, true, fwmark).map_err(|e| classify(port, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Err(e) = crate::kernel::reuseport::attach_esp(&sockets[0]) {
+        // Still correct for ESP (handed over to the SPI's worker), but IKE would reach the
+        // workers, which drop it: say so loudly.
+        tracing::warn!("steering of the NAT-T port unavailable ({e}); IKE on it may be lost");
+    }
+    Ok(sockets)
+}
+
 /// Sets the firewall mark on a socket (`wg set fwmark`).
 pub fn set_fwmark(sock: &OwnedFd, fwmark: u32) -> io::Result<()> {
     setsockopt_int(

@@ -84,6 +84,24 @@ drop_reasons! {
     BadOffload = "bad_offload",
     /// An AF_XDP frame whose IP or UDP header did not add up (length, IPv4 header checksum).
     BadFrame = "bad_frame",
+    /// An ESP packet too short for its header, IV, trailer and ICV, or not 4-byte aligned.
+    EspMalformed = "esp_malformed",
+    /// An ESP packet for an SPI no SA has.
+    EspUnknownSpi = "esp_unknown_spi",
+    /// An ESP sequence number already received or behind the replay window.
+    EspReplayed = "esp_replayed",
+    /// An ESP packet whose ICV did not verify (forged or corrupted).
+    EspBadIcv = "esp_bad_icv",
+    /// An authentic ESP packet whose padding is not 1, 2, 3, ...
+    EspBadPadding = "esp_bad_padding",
+    /// An authentic ESP packet carrying something other than IPv4 or IPv6 (tunnel mode).
+    EspBadNextHeader = "esp_bad_next_header",
+    /// An authentic ESP dummy packet (next header 59, traffic-flow confidentiality).
+    EspDummy = "esp_dummy",
+    /// An outbound ESP SA used every sequence number (it should have been rekeyed).
+    EspExhausted = "esp_exhausted",
+    /// IKE (the non-ESP marker) that reached a worker on the NAT-T port: steering missed it.
+    IkeOnWorker = "ike_on_worker",
 }
 
 crate::counters! {
@@ -131,6 +149,12 @@ crate::counters! {
         xdp_rx_frames: Stat "xdp_rx_frames" => "xgate_worker_xdp_rx_frames_total";
         /// Datagrams sent through AF_XDP sockets.
         xdp_tx_frames: Stat "xdp_tx_frames" => "xgate_worker_xdp_tx_frames_total";
+        /// Authentic ESP packets opened (dummies not counted).
+        esp_rx_packets: Stat "esp_rx_packets" => "xgate_worker_esp_rx_packets_total";
+        /// ESP packets sealed and sent.
+        esp_tx_packets: Stat "esp_tx_packets" => "xgate_worker_esp_tx_packets_total";
+        /// NAT-T keepalives (a lone 0xFF byte, RFC 3948 §2.3) received on the NAT-T port.
+        nat_keepalives: Stat "nat_keepalives";
     }
 }
 

@@ -7,6 +7,7 @@
 //! coarse tick, and wakes any worker it handed packets to. No locks, no allocation and no
 //! system call per packet: the backend submits the batch's I/O in one call.
 
+mod esp;
 #[cfg(debug_assertions)]
 pub mod faults;
 mod handover;
@@ -14,6 +15,7 @@ mod peer;
 mod receive;
 mod send;
 
+pub use esp::{EspTunnel, EspTunnels};
 pub use handover::{Handover, HandoverKind, Mesh, HANDOVER_DEPTH};
 pub use peer::{PeerSlot, PeerTable, MAX_STAGED};
 
@@ -58,6 +60,7 @@ pub struct Worker<B: Backend> {
     routes: Arc<AllowedIps>,
     peers: PeerTable,
     indices: HashMap<u32, PeerId>,
+    esp: EspTunnels,
     counters: WorkerCounters,
     rx: Vec<Rx>,
     wake_pending: Vec<bool>,
@@ -77,6 +80,7 @@ impl<B: Backend> Worker<B> {
             routes: Arc::new(AllowedIps::default()),
             peers: PeerTable::new(id, workers),
             indices: HashMap::new(),
+            esp: EspTunnels::default(),
             counters: WorkerCounters::default(),
             rx: Vec::with_capacity(1024),
             wake_pending: vec![false; workers],
@@ -132,7 +136,8 @@ impl<B: Backend> Worker<B> {
                     from,
                     link,
                     truncated,
-                } => self.receive_outer(buf, at..at + len, from, link, truncated, now),
+                    nat_t,
+                } => self.receive_outer(buf, at..at + len, (from, link, nat_t), truncated, now),
                 Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
                 Rx::Wake => {}
                 Rx::InnerClosed => {
@@ -269,6 +274,14 @@ impl<B: Backend> Worker<B> {
                 session,
                 endpoint,
             } => self.install(peer, session, endpoint, now),
+            ToWorker::InstallEsp {
+                tunnel,
+                sa,
+                endpoint,
+            } => self.esp.install(tunnel, *sa, endpoint),
+            ToWorker::RemoveEspSa { tunnel, spi } => self.esp.remove_sa(tunnel, spi),
+            ToWorker::MoveEsp { tunnel, endpoint } => self.esp.move_to(tunnel, endpoint),
+            ToWorker::RemoveEsp { tunnel } => self.esp.remove(tunnel),
             ToWorker::ClearSessions { peer } => {
                 self.drop_staged(peer);
                 if let Some(slot) = self.peer_mut(peer) {
@@ -414,6 +427,13 @@ impl<B: Backend> Worker<B> {
                     tx_bytes: s.tx_bytes,
                     last_handshake: s.last_handshake,
                 })
+                .chain(self.esp.iter().map(|(tunnel, t)| PeerStats {
+                    peer: tunnel,
+                    endpoint: Some(t.endpoint()),
+                    rx_bytes: t.rx_bytes,
+                    tx_bytes: t.tx_bytes,
+                    last_handshake: None,
+                }))
                 .collect(),
         }
     }
@@ -426,7 +446,7 @@ impl<B: Backend> Worker<B> {
         buf: crate::io::BufId,
         range: std::ops::Range<usize>,
     ) {
-        let outer = matches!(kind, HandoverKind::Outer(..));
+        let outer = matches!(kind, HandoverKind::Outer(..) | HandoverKind::NatT(_));
         let pushed = self
             .links
             .mesh
@@ -465,6 +485,12 @@ impl<B: Backend> Worker<B> {
                     let end = (at + h.len).min(crate::io::BUF_SIZE);
                     self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
                     self.receive_transport(buf, at..end, from, link, now);
+                }
+                HandoverKind::NatT(from) => {
+                    let at = OUTER_HEADROOM;
+                    let end = (at + h.len).min(crate::io::BUF_SIZE);
+                    self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
+                    self.receive_esp(buf, at..end, from);
                 }
                 HandoverKind::Inner => {
                     let off = crate::io::INNER_OFFSET;

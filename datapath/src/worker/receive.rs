@@ -16,14 +16,13 @@ use crate::messages::{index_owner, HandshakeDatagram};
 use crate::stats::DropReason;
 
 impl<B: Backend> Worker<B> {
-    /// A datagram from this worker's outer socket.
-    /// The datagram is `buf[datagram]`.
+    /// A datagram `buf[datagram]` from one of this worker's outer sockets (`nat_t`: the
+    /// NAT-T port's).
     pub(super) fn receive_outer(
         &mut self,
         buf: BufId,
         datagram: Range<usize>,
-        from: SocketAddr,
-        link: Option<LinkPath>,
+        (from, link, nat_t): (SocketAddr, Option<LinkPath>, bool),
         truncated: bool,
         now: Instant,
     ) {
@@ -33,6 +32,9 @@ impl<B: Backend> Worker<B> {
             self.counters.drop(DropReason::Oversized);
             self.backend.free(buf);
             return;
+        }
+        if nat_t {
+            return self.receive_nat_t(buf, datagram, from);
         }
         let kind = proto::wire::message_type(&self.backend.buf(buf)[datagram.clone()]);
         let d = datagram;
@@ -177,7 +179,13 @@ impl<B: Backend> Worker<B> {
 
     /// Writes the decrypted packet at `buf[at..at + n]` to the TUN if its source belongs to
     /// the peer that sent it.
-    fn deliver_inner(&mut self, peer: crate::route::PeerId, buf: BufId, at: usize, n: usize) {
+    pub(super) fn deliver_inner(
+        &mut self,
+        peer: crate::route::PeerId,
+        buf: BufId,
+        at: usize,
+        n: usize,
+    ) {
         let packet = &self.backend.buf(buf)[at..at + n];
         let Some(header) = proto::inner::parse(packet) else {
             self.counters.drop(DropReason::BadInnerPacket);

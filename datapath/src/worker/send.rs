@@ -106,6 +106,9 @@ impl<B: Backend> Worker<B> {
         if len > 0 && !self.fit_to_tunnel(buf, len) {
             return;
         }
+        if crate::messages::is_esp(peer) {
+            return self.send_esp(peer, buf, len, now);
+        }
         let mtu = self.mtu;
         let jitter = self.next_jitter();
         let Some(slot) = self.peers.get_mut(peer) else {

@@ -102,6 +102,7 @@ impl IkeConfig {
                 esp: Policy::modern(),
                 timing,
                 cookie_threshold: COOKIE_THRESHOLD,
+                workers: 1,
             },
         })
     }

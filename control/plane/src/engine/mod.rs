@@ -8,6 +8,7 @@
 mod answers;
 mod changes;
 mod counters;
+mod esp_tunnels;
 mod handle;
 mod indices;
 mod initiations;
@@ -17,6 +18,7 @@ mod published;
 mod tests;
 
 pub use counters::ControlCounters;
+pub use esp_tunnels::EspChange;
 pub use handle::{AskError, PlaneHandle};
 pub use published::{Board, Published, WorkerRates, PUBLISH_EVERY};
 
@@ -152,6 +154,8 @@ pub enum Request {
     Get(Sender<DeviceState>),
     /// Apply a change.
     Set(DeviceUpdate, Sender<Result<(), SetError>>),
+    /// An IKEv2 user's ESP tunnel changed (from the IKE responder).
+    Esp(EspChange),
 }
 
 /// The control-plane thread, stopped and joined when dropped.
@@ -228,6 +232,8 @@ pub struct ControlPlane {
     clock: WallClock,
     counters: ControlCounters,
     routes_dirty: bool,
+    /// ESP tunnels' routed addresses, by tunnel.
+    esp_routes: std::collections::HashMap<PeerId, Vec<IpNet>>,
     /// Peers with a usable session, and when their newest one was installed.
     tunnels: std::collections::HashMap<PeerId, Instant>,
     /// Initiations waiting for a responder thread (proven sources, by MAC2, first); exact
@@ -283,6 +289,7 @@ impl ControlPlane {
             clock: WallClock::new(Instant::now(), unix),
             counters: ControlCounters::default(),
             routes_dirty: false,
+            esp_routes: std::collections::HashMap::new(),
             tunnels: std::collections::HashMap::new(),
             admission: Admission::new(
                 HANDSHAKE_BACKLOG * handshake_threads.max(1),
@@ -449,6 +456,7 @@ impl ControlPlane {
                 // Readers of the published state see a change as soon as the workers answer.
                 self.publish_soon = true;
             }
+            Request::Esp(change) => self.on_esp(change),
         }
     }
 

@@ -16,10 +16,14 @@ use ike::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 mod outcomes;
+mod tunnels;
 
 use super::counters::IkeCounters;
 use super::{IkeSettings, IkeUser, SaSummary};
+use crate::engine::EspChange;
 use crate::events::EventSink;
+use datapath::route::PeerId;
+use tunnels::TunnelNumbers;
 
 /// The largest IKE_SA_INIT taken (the biggest KE payload spoken here is 65 bytes; a request
 /// this large is a flood's, not a client's).
@@ -49,6 +53,10 @@ struct Entry {
     sa: IkeSa,
     local: SocketAddr,
     remote: SocketAddr,
+    /// The worker its ESP runs on (its CHILD_SA SPIs name it).
+    worker: usize,
+    /// Its ESP tunnel's number, once up.
+    tunnel: Option<PeerId>,
     /// The inbound SPI its next CHILD_SA gets (IKE_AUTH's, then a rekey's).
     child_spi: [u8; 4],
     /// The inbound SPIs of its CHILD_SAs in use (freed when deleted or with the SA).
@@ -85,6 +93,12 @@ pub struct IkeEngine {
     half_open: usize,
     /// The CHILD_SA SPIs given out, so none is given twice.
     child_spis: HashSet<[u8; 4]>,
+    /// Tunnel numbers, per worker.
+    tunnels: TunnelNumbers,
+    /// The worker the next SA's ESP goes to (round robin).
+    next_worker: usize,
+    /// Changes to ESP tunnels for the control plane, since `take_esp`.
+    esp: Vec<EspChange>,
     counters: IkeCounters,
     events: Arc<dyn EventSink>,
 }
@@ -95,6 +109,7 @@ impl IkeEngine {
         let rng = SystemRandom::new();
         let jar = CookieJar::new(&rng).ok_or("no randomness for the cookie secret")?;
         Ok(Self {
+            tunnels: TunnelNumbers::new(settings.workers),
             settings,
             rng,
             jar,
@@ -103,6 +118,8 @@ impl IkeEngine {
             inits: HashMap::new(),
             half_open: 0,
             child_spis: HashSet::new(),
+            next_worker: 0,
+            esp: Vec::new(),
             counters: IkeCounters::default(),
             events,
         })
@@ -156,6 +173,11 @@ impl IkeEngine {
             }
         }
         out
+    }
+
+    /// What changed in the users' ESP tunnels since the last call, for the control plane.
+    pub fn take_esp(&mut self) -> Vec<EspChange> {
+        std::mem::take(&mut self.esp)
     }
 
     /// The counters.
@@ -222,6 +244,12 @@ impl IkeEngine {
         if events.iter().any(|ev| matches!(ev, SaEvent::Authentic)) {
             // The peer moved (a NAT rebinding, or the float from 500 to 4500): answer where
             // the authenticated message came from (RFC 7296 §2.23).
+            if let (Some(tunnel), true) = (e.tunnel, e.remote != from) {
+                self.esp.push(EspChange::Moved {
+                    tunnel,
+                    endpoint: from,
+                });
+            }
             e.remote = from;
             e.local = to;
         }
@@ -278,7 +306,8 @@ impl IkeEngine {
         );
         match answer {
             InitAnswer::Accepted(half) => {
-                let Some(child_spi) = self.child_spi() else {
+                let worker = self.next_worker % self.tunnels.workers();
+                let Some(child_spi) = self.child_spi(worker) else {
                     self.counters.drop("no randomness for an SPI");
                     return Vec::new();
                 };
@@ -289,10 +318,13 @@ impl IkeEngine {
                 self.inits.insert(init_key, spi_r);
                 self.child_spis.insert(child_spi);
                 self.half_open += 1;
+                self.next_worker = self.next_worker.wrapping_add(1);
                 let entry = Entry {
                     sa: IkeSa::new(*half, self.settings.timing, now),
                     local: to,
                     remote: from,
+                    worker,
+                    tunnel: None,
                     child_spi,
                     children: Vec::new(),
                     up: None,
@@ -336,13 +368,11 @@ impl IkeEngine {
         }
     }
 
-    /// A fresh inbound SPI for a CHILD_SA: random, never below 256 (RFC 4303 reserves 1-255),
-    /// none given twice; `None` without randomness.
-    fn child_spi(&self) -> Option<[u8; 4]> {
+    /// A fresh inbound SPI for a CHILD_SA on `worker` (`tunnels::spi_for`), none given twice;
+    /// `None` without randomness.
+    fn child_spi(&self, worker: usize) -> Option<[u8; 4]> {
         loop {
-            let mut spi = [0u8; 4];
-            self.rng.fill(&mut spi).ok()?;
-            spi[0] |= 0x80;
+            let spi = tunnels::spi_for(worker, &self.rng)?;
             if !self.child_spis.contains(&spi) {
                 return Some(spi);
             }

@@ -6,8 +6,9 @@
 //!   and the daemon use.
 //! - `counters`: negotiations by outcome, drops by reason.
 //!
-//! ESP itself is not carried yet: a CHILD_SA is negotiated and reported, and the workers
-//! take ESP in a later step.
+//! ESP is the workers': each CHILD_SA's keys go to the control plane as an `EspChange`,
+//! which routes the user's addresses to its tunnel and installs the SA on the worker its
+//! SPI names.
 
 mod counters;
 mod engine;
@@ -48,6 +49,8 @@ pub struct IkeSettings {
     pub timing: Timing,
     /// Half-open SAs above which a cookie is asked for.
     pub cookie_threshold: usize,
+    /// The datapath workers ESP is spread over (each SA's SPIs name its worker).
+    pub workers: usize,
 }
 
 /// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it

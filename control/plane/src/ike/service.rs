@@ -17,6 +17,7 @@ use ike::Identity;
 use super::counters::IkeCounters;
 use super::engine::{IkeEngine, Outgoing};
 use super::{IkeSettings, IkeUser, SaSummary};
+use crate::engine::Request as PlaneRequest;
 use crate::events::EventSink;
 
 /// How often the SAs' timers are looked at.
@@ -49,7 +50,8 @@ pub struct IkeState {
     pub ports: (u16, u16),
     /// Datagrams dropped because the engine was behind.
     pub queue_full: u64,
-    /// Datagrams on the NAT-T port that were ESP (not carried yet).
+    /// ESP datagrams that reached the responder's NAT-T socket rather than a worker's
+    /// (steering missed them; dropped).
     pub esp_not_carried: u64,
 }
 
@@ -67,7 +69,8 @@ pub struct IkeStats {
     pub users: usize,
     /// Datagrams dropped because the engine was behind.
     pub queue_full: u64,
-    /// Datagrams on the NAT-T port that were ESP (not carried yet).
+    /// ESP datagrams that reached the responder's NAT-T socket rather than a worker's
+    /// (steering missed them; dropped).
     pub esp_not_carried: u64,
 }
 
@@ -141,8 +144,13 @@ struct Shared {
 }
 
 impl IkeService {
-    /// Binds both ports and starts the threads.
-    pub fn start(settings: IkeSettings, events: Arc<dyn EventSink>) -> Result<Self, BindError> {
+    /// Binds both ports and starts the threads; users' ESP tunnels go to the control plane
+    /// through `plane` (none: negotiated and reported only, as in tests of IKE alone).
+    pub fn start(
+        settings: IkeSettings,
+        events: Arc<dyn EventSink>,
+        plane: Option<Sender<PlaneRequest>>,
+    ) -> Result<Self, BindError> {
         let ike = Arc::new(AddressedSocket::bind(settings.port, false)?);
         // Shared, so the workers' sockets can join the NAT-T port for ESP later.
         let nat = Arc::new(AddressedSocket::bind(settings.nat_port, true)?);
@@ -181,7 +189,7 @@ impl IkeService {
                 }
             }
         }
-        let sockets = Sockets { ike, nat };
+        let sockets = Sockets { ike, nat, plane };
         let board = Board::default();
         let published = board.clone();
         let engine = match std::thread::Builder::new()
@@ -280,13 +288,23 @@ fn read(
     }
 }
 
-/// The two sockets, for sending.
+/// The two sockets, for sending, and the control plane, for ESP tunnels.
 struct Sockets {
     ike: Arc<AddressedSocket>,
     nat: Arc<AddressedSocket>,
+    plane: Option<Sender<PlaneRequest>>,
 }
 
 impl Sockets {
+    /// Passes the engine's ESP tunnel changes to the control plane, in order.
+    fn forward_esp(&self, engine: &mut IkeEngine) {
+        for change in engine.take_esp() {
+            if let Some(plane) = &self.plane {
+                let _ = plane.send(PlaneRequest::Esp(change));
+            }
+        }
+    }
+
     /// Sends each datagram from the port it names (the NAT-T port with the marker).
     fn send(&self, out: Vec<Outgoing>) {
         for o in out {
@@ -344,6 +362,7 @@ fn serve(
                     }
                     Request::Stop => {
                         sockets.send(engine.close_all(now));
+                        sockets.forward_esp(&mut engine);
                         break;
                     }
                 }
@@ -355,6 +374,7 @@ fn serve(
             sockets.send(engine.on_tick(now));
             next_tick = now + TICK;
         }
+        sockets.forward_esp(&mut engine);
         if now >= next_publish {
             let stats = IkeStats {
                 counters: engine.counters().clone(),

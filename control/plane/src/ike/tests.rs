@@ -32,6 +32,7 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
         esp: Policy::modern(),
         timing: Timing::default(),
         cookie_threshold,
+        workers: 1,
     };
     IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
 }
@@ -185,6 +186,7 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
         esp: Policy::modern(),
         timing: Timing::default(),
         cookie_threshold: 1024,
+        workers: 1,
     };
     let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
     let alice = Identity {

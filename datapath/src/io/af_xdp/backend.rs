@@ -320,6 +320,7 @@ impl XdpBackend {
                             from: got.from,
                             link,
                             truncated: false,
+                            nat_t: false,
                         });
                     }
                     Err(_) => {
@@ -453,6 +454,11 @@ impl Backend for XdpBackend {
         );
         self.tx_pending[queue] += 1;
         self.stats.xdp_sent += 1;
+    }
+
+    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+        // UDP-encapsulated ESP comes and goes through the kernel's socket for now.
+        self.uring.send_nat_t(buf, range, to);
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {

@@ -10,21 +10,32 @@ use io_uring::cqueue;
 use io_uring::types::RecvMsgOut;
 
 use super::{
-    decode, TunReads, UringBackend, OP_POLL, OP_READ, OP_RECV, OP_SEND, OP_WAKE, OP_WRITE,
-    OP_WRITEV,
+    decode, TunReads, UringBackend, OP_POLL, OP_READ, OP_RECV, OP_RECV_NAT_T, OP_SEND, OP_WAKE,
+    OP_WRITE, OP_WRITEV,
 };
 use crate::io::{BufId, Rx, BUF_SIZE, OUTER_OFFSET};
 use crate::kernel::udp::sockaddr_from;
 
 impl UringBackend {
-    /// A completion of the outer multishot receive.
-    pub(super) fn on_recv(&mut self, res: i32, flags: u32, generation: u8, out: &mut Vec<Rx>) {
+    /// A completion of the outer multishot receive, on the WireGuard port or (`nat_t`) the
+    /// NAT-T port.
+    pub(super) fn on_recv(
+        &mut self,
+        res: i32,
+        flags: u32,
+        (generation, nat_t): (u8, bool),
+        out: &mut Vec<Rx>,
+    ) {
         let more = cqueue::more(flags);
         let buf = cqueue::buffer_select(flags);
         if buf.is_some() {
             self.outer_ring.taken();
         }
-        if generation != self.outer_generation {
+        if nat_t {
+            if !more {
+                self.nat_t_armed = false;
+            }
+        } else if generation != self.outer_generation {
             // A receive on a socket since replaced: let its buffer go.
             if let Some(b) = buf {
                 self.recycle_outer(b);
@@ -37,7 +48,7 @@ impl UringBackend {
             }
             return;
         }
-        if !more {
+        if !more && !nat_t {
             // Ended (out of buffers, cancelled or an error): re-armed before the next wait.
             self.outer_armed = false;
         }
@@ -47,7 +58,7 @@ impl UringBackend {
             return;
         }
         if self.gro {
-            self.split_coalesced(b, res as usize, out);
+            self.split_coalesced(b, res as usize, nat_t, out);
             self.recycle_outer(b);
             return;
         }
@@ -70,6 +81,7 @@ impl UringBackend {
                 from,
                 link: None,
                 truncated,
+                nat_t,
             }),
             None => self.free.push(b),
         }
@@ -131,7 +143,8 @@ impl UringBackend {
             let (op, generation, buf) = decode(cqe.user_data());
             let res = cqe.result();
             match op {
-                OP_RECV => self.on_recv(res, cqe.flags(), generation, out),
+                OP_RECV => self.on_recv(res, cqe.flags(), (generation, false), out),
+                OP_RECV_NAT_T => self.on_recv(res, cqe.flags(), (generation, true), out),
                 OP_READ => self.on_read(res, cqe.flags(), out),
                 OP_SEND => self.on_send(buf, res),
                 OP_WRITEV => self.finish_run(buf, res < 0),

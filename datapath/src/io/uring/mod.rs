@@ -88,6 +88,7 @@ const OP_WAKE: u64 = 5;
 const OP_CANCEL: u64 = 6;
 const OP_WRITEV: u64 = 7;
 const OP_POLL: u64 = 8;
+const OP_RECV_NAT_T: u64 = 9;
 
 fn user_data(op: u64, generation: u8, buf: u32) -> u64 {
     (op << 56) | (u64::from(generation) << 48) | u64::from(buf)
@@ -114,6 +115,10 @@ pub struct UringBackend {
     outer_generation: u8,
     retired_outers: Vec<Arc<OwnedFd>>,
     retired_armed: usize,
+    /// This worker's socket on the NAT-T port (UDP-encapsulated ESP), if IKE runs; its
+    /// receives share the outer buffer ring.
+    nat_t: Option<Arc<OwnedFd>>,
+    nat_t_armed: bool,
     inner: Arc<OwnedFd>,
     waker: Arc<Waker>,
     wake_buf: Box<u64>,
@@ -213,6 +218,8 @@ impl UringBackend {
             outer_generation: 0,
             retired_outers: Vec::new(),
             retired_armed: 0,
+            nat_t: None,
+            nat_t_armed: false,
             inner,
             waker,
             wake_buf: Box::new(0),
@@ -238,6 +245,16 @@ impl UringBackend {
             cqes: Vec::with_capacity(pool * 2),
             watched: Vec::new(),
         })
+    }
+
+    /// Receives and sends UDP-encapsulated ESP on `socket` (this worker's on the NAT-T port)
+    /// too, from the next wait on.
+    pub fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
+        if self.gro && !enable_gro(socket.as_raw_fd()) {
+            // Still correct: each datagram arrives alone in a coalescing buffer.
+            tracing::debug!("UDP_GRO refused on the NAT-T socket");
+        }
+        self.nat_t = Some(socket);
     }
 
     /// The buffers' memory (an AF_XDP socket registers it as its UMEM).
@@ -323,6 +340,16 @@ impl UringBackend {
         self.outer_armed = self.push(entry);
     }
 
+    fn arm_nat_t(&mut self) {
+        let Some(socket) = &self.nat_t else { return };
+        let fd = Fd(socket.as_raw_fd());
+        let template: *const libc::msghdr = &*self.recv_template;
+        let entry = opcode::RecvMsgMulti::new(fd, template, self.outer_ring.group())
+            .build()
+            .user_data(user_data(OP_RECV_NAT_T, 0, 0));
+        self.nat_t_armed = self.push(entry);
+    }
+
     fn arm_inner(&mut self) {
         let fd = Fd(self.inner.as_raw_fd());
         let group = self.tun_ring.group();
@@ -353,6 +380,9 @@ impl UringBackend {
         }
         if !self.outer_armed {
             self.arm_outer();
+        }
+        if !self.nat_t_armed {
+            self.arm_nat_t();
         }
         self.arm_watched();
         let depth = match self.tun_reads {
@@ -451,7 +481,16 @@ impl Backend for UringBackend {
         to: SocketAddr,
         _link: Option<super::LinkPath>,
     ) {
-        self.send_one(buf, range, to, true);
+        self.send_one(buf, range, to, true, false);
+    }
+
+    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+        if self.nat_t.is_none() {
+            self.free.push(buf.0);
+            self.send_failures += 1;
+            return;
+        }
+        self.send_one(buf, range, to, true, true);
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {

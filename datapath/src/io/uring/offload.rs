@@ -57,7 +57,7 @@ impl LargeBuffers {
 
 impl UringBackend {
     /// Copies each datagram of a coalesced receive into a pool buffer of its own.
-    pub(super) fn split_coalesced(&mut self, big: u16, res: usize, out: &mut Vec<Rx>) {
+    pub(super) fn split_coalesced(&mut self, big: u16, res: usize, nat_t: bool, out: &mut Vec<Rx>) {
         let Some(data) = self.gro_bufs.bytes(big, res) else {
             return;
         };
@@ -87,6 +87,7 @@ impl UringBackend {
                 from,
                 link: None,
                 truncated: cut || n < datagram.len(),
+                nat_t,
             });
         }
     }

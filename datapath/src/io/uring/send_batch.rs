@@ -28,6 +28,8 @@ pub(super) struct SendBatch {
     starts: [u16; MAX_SEGMENTS],
     count: usize,
     to: Option<SocketAddr>,
+    /// Sent from the NAT-T socket rather than the WireGuard one.
+    nat_t: bool,
     segment: usize,
     bytes: usize,
     closed: bool,
@@ -47,6 +49,7 @@ impl SendBatch {
                 starts: [0; MAX_SEGMENTS],
                 count: 0,
                 to: None,
+                nat_t: false,
                 segment: 0,
                 bytes: 0,
                 closed: false,
@@ -68,6 +71,11 @@ impl SendBatch {
     /// Where the datagrams go.
     pub(super) fn destination(&self) -> Option<SocketAddr> {
         self.to
+    }
+
+    /// True if it leaves by the NAT-T socket.
+    pub(super) fn nat_t(&self) -> bool {
+        self.nat_t
     }
 
     /// Number of datagrams.
@@ -96,12 +104,14 @@ impl SendBatches {
         }
     }
 
-    /// True if a datagram of `len` bytes to `to` can join the open batch.
-    pub(super) fn fits(&self, to: SocketAddr, len: usize) -> bool {
+    /// True if a datagram of `len` bytes to `to` (from the NAT-T socket if `nat_t`) can join
+    /// the open batch.
+    pub(super) fn fits(&self, to: SocketAddr, len: usize, nat_t: bool) -> bool {
         let Some(open) = self.open else { return false };
         let b = &self.slots[open as usize];
         self.gso
             && b.to == Some(to)
+            && b.nat_t == nat_t
             && !b.closed
             && b.count < MAX_SEGMENTS
             && len <= b.segment
@@ -114,8 +124,9 @@ impl SendBatches {
         self.open.take()
     }
 
-    /// Opens a new batch to `to`; false if every batch is in flight.
-    pub(super) fn start(&mut self, to: SocketAddr) -> bool {
+    /// Opens a new batch to `to` (from the NAT-T socket if `nat_t`); false if every batch is
+    /// in flight.
+    pub(super) fn start(&mut self, to: SocketAddr, nat_t: bool) -> bool {
         debug_assert!(self.open.is_none());
         let Some(slot) = self.free.pop() else {
             return false;
@@ -126,6 +137,7 @@ impl SendBatches {
         b.segment = 0;
         b.closed = false;
         b.to = Some(to);
+        b.nat_t = nat_t;
         self.open = Some(slot);
         true
     }
@@ -187,8 +199,12 @@ impl UringBackend {
         let Some(slot) = self.sends.take_open() else {
             return;
         };
+        let socket = match (self.sends.get(slot).nat_t(), &self.nat_t) {
+            (true, Some(nat_t)) => nat_t.as_raw_fd(),
+            _ => self.outer.as_raw_fd(),
+        };
         let hdr = self.sends.prepare(slot);
-        let fd = Fd(self.outer.as_raw_fd());
+        let fd = Fd(socket);
         let entry = opcode::SendMsg::new(fd, hdr).build().user_data(user_data(
             OP_SEND,
             self.outer_generation,
@@ -221,6 +237,7 @@ impl UringBackend {
             self.finish_send(slot, true);
             return;
         };
+        let nat_t = batch.nat_t();
         let mut retry = [(0u32, 0usize, 0usize); MAX_SEGMENTS];
         let mut n = 0;
         for d in batch.datagrams() {
@@ -249,16 +266,24 @@ impl UringBackend {
         );
         self.sends.gso = false;
         for &(buf, start, len) in &retry[..n] {
-            self.send_one(BufId(buf), start..start + len, to, false);
+            self.send_one(BufId(buf), start..start + len, to, false, nat_t);
         }
     }
 
     /// Adds a datagram to the open batch (or a new one); `join` false keeps it on its own.
-    pub(super) fn send_one(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, join: bool) {
+    /// It leaves by the NAT-T socket if `nat_t`.
+    pub(super) fn send_one(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        to: SocketAddr,
+        join: bool,
+        nat_t: bool,
+    ) {
         let len = range.len();
-        if !join || !self.sends.fits(to, len) {
+        if !join || !self.sends.fits(to, len, nat_t) {
             self.submit_open_batch();
-            if !self.sends.start(to) {
+            if !self.sends.start(to, nat_t) {
                 // Every batch is in flight: drop this datagram, as a full socket buffer would.
                 self.free.push(buf.0);
                 self.send_failures += 1;

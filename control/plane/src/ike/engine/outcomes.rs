@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 
 use ike::{DownReason, Established, IkeSa, SaEvent};
 
-use super::{hex_spi, Entry, IkeEngine, Outgoing};
+use super::{hex_spi, tunnels, Entry, IkeEngine, Outgoing};
+use crate::engine::EspChange;
 use crate::events::TunnelEvent;
 use crate::ike::SaSummary;
 
@@ -46,6 +47,10 @@ impl IkeEngine {
                 SaEvent::ChildDeleted(ours) => {
                     self.counters.children_deleted += 1;
                     e.children.retain(|c| *c != ours);
+                    if let Some(tunnel) = e.tunnel {
+                        let spi = u32::from_be_bytes(ours);
+                        self.esp.push(EspChange::SaGone { tunnel, spi });
+                    }
                     self.child_spis.remove(&ours);
                 }
                 SaEvent::IkeRekeyed(next) => self.on_ike_rekeyed(spi, *next),
@@ -59,6 +64,19 @@ impl IkeEngine {
                         new = %hex_spi(child.spi_r),
                         "CHILD_SA rekeyed or made again"
                     );
+                    let (tunnel, endpoint) = (e.tunnel, e.remote);
+                    match (tunnel, tunnels::esp_sa(&child)) {
+                        (Some(tunnel), Ok(sa)) => self.esp.push(EspChange::Rekeyed {
+                            tunnel,
+                            sa,
+                            endpoint,
+                        }),
+                        (None, _) => {}
+                        (Some(_), Err(why)) => {
+                            tracing::warn!("a rekeyed CHILD_SA's keys were refused: {why}");
+                            self.counters.drop("ESP keys refused");
+                        }
+                    }
                 }
                 SaEvent::Down(reason) => {
                     self.down(spi, reason);
@@ -122,8 +140,29 @@ impl IkeEngine {
             })
             .map(|(other, _)| *other)
             .collect();
+        let addresses = summary
+            .addresses
+            .iter()
+            .map(|a| ipnet::IpNet::from(*a))
+            .collect();
         if let Some(e) = self.sas.get_mut(&spi) {
             e.up = Some(summary);
+            match tunnels::esp_sa(&est.child) {
+                Ok(sa) => {
+                    let tunnel = self.tunnels.take(e.worker);
+                    e.tunnel = Some(tunnel);
+                    self.esp.push(EspChange::Up {
+                        tunnel,
+                        addresses,
+                        sa,
+                        endpoint: e.remote,
+                    });
+                }
+                Err(why) => {
+                    tracing::warn!("the CHILD_SA's keys were refused: {why}");
+                    self.counters.drop("ESP keys refused");
+                }
+            }
         }
         others
     }
@@ -146,6 +185,8 @@ impl IkeEngine {
             sa: next,
             local: e.local,
             remote: e.remote,
+            worker: e.worker,
+            tunnel: e.tunnel.take(),
             child_spi: std::mem::take(&mut e.child_spi),
             children: std::mem::take(&mut e.children),
             up: e.up.clone(),
@@ -159,7 +200,10 @@ impl IkeEngine {
     /// Moves SA `spi`'s spare CHILD_SA SPI into use and draws a new spare (none without
     /// randomness: a later CHILD_SA would then reuse the last, which the peer refuses).
     fn renew_child_spi(&mut self, spi: [u8; 8]) {
-        let fresh = self.child_spi();
+        let Some(worker) = self.sas.get(&spi).map(|e| e.worker) else {
+            return;
+        };
+        let fresh = self.child_spi(worker);
         if let Some(e) = self.sas.get_mut(&spi) {
             e.children.push(e.child_spi);
             if let Some(fresh) = fresh {
@@ -183,6 +227,10 @@ impl IkeEngine {
         }
         for c in &e.children {
             self.child_spis.remove(c);
+        }
+        if let Some(tunnel) = e.tunnel {
+            self.esp.push(EspChange::Down { tunnel });
+            self.tunnels.give_back(tunnel);
         }
         if e.superseded {
             // Its user lives on in its successor.

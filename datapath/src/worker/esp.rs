@@ -1,0 +1,267 @@
+//! ESP tunnels (IKEv2 users) on a worker: UDP-encapsulated ESP from the NAT-T port is opened
+//! by the SA its SPI names (`ike::esp`, the same rules the loadtest runs) and joins the
+//! WireGuard inner path (allowed-source check, MSS clamp, TUN); inner packets routed to a
+//! tunnel are sealed by its outbound SA and leave from the NAT-T port. Keys come from the
+//! IKE responder through the control plane; the worker never does IKE.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Instant;
+
+use ike::esp::{EspDrop, EspSealError, Inbound, Outbound, ESP_HEADER_LEN, NEXT_IPV4, NEXT_IPV6};
+
+use super::{HandoverKind, Worker};
+use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::messages::{spi_owner, EspSa};
+use crate::route::PeerId;
+use crate::stats::DropReason;
+
+/// Inbound SAs a tunnel keeps at once: the current one, rekeyed ones not yet deleted, and
+/// room for a peer that rekeys faster than it deletes (the oldest goes beyond that).
+const MAX_INBOUND: usize = 4;
+
+/// An outbound SA and our SPI of the CHILD_SA it belongs to.
+struct Sending {
+    sa: Outbound,
+    pair: u32,
+}
+
+/// One IKEv2 user's tunnel, as the worker that owns it keeps it.
+pub struct EspTunnel {
+    /// The SAs received on, oldest first.
+    inbound: Vec<Inbound>,
+    /// The SA sent on.
+    sending: Sending,
+    /// A rekey's outbound SA, used once the peer sends on its pair or the old SA goes (the
+    /// peer may not have installed it yet when our answer leaves).
+    next: Option<Sending>,
+    /// Where the peer is.
+    endpoint: SocketAddr,
+    /// Bytes of ESP packets received and opened.
+    pub rx_bytes: u64,
+    /// Bytes of ESP packets sent.
+    pub tx_bytes: u64,
+}
+
+impl EspTunnel {
+    /// Where the peer is.
+    pub fn endpoint(&self) -> SocketAddr {
+        self.endpoint
+    }
+
+    /// Takes the rekey's outbound SA into use.
+    fn promote(&mut self) {
+        if let Some(next) = self.next.take() {
+            self.sending = next;
+        }
+    }
+}
+
+/// A worker's ESP tunnels, and which tunnel each of its inbound SPIs belongs to.
+#[derive(Default)]
+pub struct EspTunnels {
+    tunnels: HashMap<PeerId, EspTunnel>,
+    spis: HashMap<u32, PeerId>,
+}
+
+impl EspTunnels {
+    /// Installs a CHILD_SA (see `ToWorker::InstallEsp`).
+    pub fn install(&mut self, tunnel: PeerId, sa: EspSa, endpoint: SocketAddr) {
+        let spi = u32::from_be_bytes(sa.inbound.spi());
+        let sending = Sending {
+            sa: sa.outbound,
+            pair: spi,
+        };
+        self.spis.insert(spi, tunnel);
+        match self.tunnels.get_mut(&tunnel) {
+            Some(t) => {
+                if t.inbound.len() == MAX_INBOUND {
+                    let oldest = t.inbound.remove(0);
+                    self.spis.remove(&u32::from_be_bytes(oldest.spi()));
+                }
+                t.inbound.push(sa.inbound);
+                t.next = Some(sending);
+                t.endpoint = endpoint;
+            }
+            None => {
+                self.tunnels.insert(
+                    tunnel,
+                    EspTunnel {
+                        inbound: vec![sa.inbound],
+                        sending,
+                        next: None,
+                        endpoint,
+                        rx_bytes: 0,
+                        tx_bytes: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets the SA received on `spi`; if it was the pair of the SA sent on, the rekey's
+    /// takes over.
+    pub fn remove_sa(&mut self, tunnel: PeerId, spi: u32) {
+        let Some(t) = self.tunnels.get_mut(&tunnel) else {
+            return;
+        };
+        let before = t.inbound.len();
+        t.inbound.retain(|sa| u32::from_be_bytes(sa.spi()) != spi);
+        if t.inbound.len() < before {
+            self.spis.remove(&spi);
+        }
+        if t.sending.pair == spi {
+            t.promote();
+        }
+    }
+
+    /// Sends to `endpoint` from now on.
+    pub fn move_to(&mut self, tunnel: PeerId, endpoint: SocketAddr) {
+        if let Some(t) = self.tunnels.get_mut(&tunnel) {
+            t.endpoint = endpoint;
+        }
+    }
+
+    /// Forgets a tunnel and its SAs.
+    pub fn remove(&mut self, tunnel: PeerId) {
+        if let Some(t) = self.tunnels.remove(&tunnel) {
+            for sa in &t.inbound {
+                self.spis.remove(&u32::from_be_bytes(sa.spi()));
+            }
+        }
+    }
+
+    /// Every tunnel, with its number.
+    pub fn iter(&self) -> impl Iterator<Item = (PeerId, &EspTunnel)> + '_ {
+        self.tunnels.iter().map(|(id, t)| (*id, t))
+    }
+}
+
+/// The counter an inbound refusal goes to.
+fn drop_reason(e: EspDrop) -> DropReason {
+    match e {
+        EspDrop::Malformed => DropReason::EspMalformed,
+        EspDrop::WrongSpi => DropReason::EspUnknownSpi,
+        EspDrop::Replayed(_) => DropReason::EspReplayed,
+        EspDrop::BadIcv => DropReason::EspBadIcv,
+        EspDrop::BadPadding => DropReason::EspBadPadding,
+        EspDrop::Dummy => DropReason::EspDummy,
+        EspDrop::BadNextHeader(_) => DropReason::EspBadNextHeader,
+        EspDrop::InnerTruncated => DropReason::BadInnerPacket,
+    }
+}
+
+impl<B: Backend> Worker<B> {
+    /// A datagram on the NAT-T port: a NAT keepalive, or ESP for the worker its SPI names.
+    pub(super) fn receive_nat_t(&mut self, buf: BufId, datagram: Range<usize>, from: SocketAddr) {
+        let bytes = &self.backend.buf(buf)[datagram.clone()];
+        if bytes == [0xff] {
+            self.counters.nat_keepalives += 1;
+            self.backend.free(buf);
+            return;
+        }
+        if bytes.len() < ESP_HEADER_LEN {
+            self.counters.drop(DropReason::EspMalformed);
+            self.backend.free(buf);
+            return;
+        }
+        let spi = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if spi == 0 {
+            self.counters.drop(DropReason::IkeOnWorker);
+            self.backend.free(buf);
+            return;
+        }
+        let owner = spi_owner(spi);
+        if owner == self.id {
+            return self.receive_esp(buf, datagram, from);
+        }
+        if owner < self.links.mesh.len() {
+            self.hand_over(owner, HandoverKind::NatT(from), buf, datagram);
+        } else {
+            self.counters.drop(DropReason::EspUnknownSpi);
+            self.backend.free(buf);
+        }
+    }
+
+    /// Opens an ESP packet of one of this worker's SAs and passes its inner packet on.
+    pub(super) fn receive_esp(&mut self, buf: BufId, datagram: Range<usize>, from: SocketAddr) {
+        let packet = &mut self.backend.buf(buf)[datagram.clone()];
+        let spi = match packet.get(..4) {
+            Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
+            None => 0,
+        };
+        let tunnel = self.esp.spis.get(&spi).copied();
+        let t = tunnel.and_then(|id| self.esp.tunnels.get_mut(&id));
+        let (Some(tunnel), Some(t)) = (tunnel, t) else {
+            self.counters.drop(DropReason::EspUnknownSpi);
+            self.backend.free(buf);
+            return;
+        };
+        let Some(sa) = t
+            .inbound
+            .iter_mut()
+            .find(|sa| sa.spi() == spi.to_be_bytes())
+        else {
+            self.counters.drop(DropReason::EspUnknownSpi);
+            self.backend.free(buf);
+            return;
+        };
+        match sa.open(packet) {
+            Ok(opened) => {
+                t.rx_bytes += datagram.len() as u64;
+                // Authentic: the peer is where it came from (a NAT may have rebound it).
+                t.endpoint = from;
+                if t.next.as_ref().is_some_and(|n| n.pair == spi) {
+                    t.promote();
+                }
+                self.counters.esp_rx_packets += 1;
+                let at = datagram.start + opened.inner.start;
+                self.deliver_inner(tunnel, buf, at, opened.inner.len());
+            }
+            Err(e) => {
+                self.counters.drop(drop_reason(e));
+                self.backend.free(buf);
+            }
+        }
+    }
+
+    /// Seals the inner packet at `buf[INNER_OFFSET..][..len]` for tunnel `tunnel` and sends it
+    /// from the NAT-T port.
+    pub(super) fn send_esp(&mut self, tunnel: PeerId, buf: BufId, len: usize, _now: Instant) {
+        let Some(t) = self.esp.tunnels.get_mut(&tunnel) else {
+            self.counters.drop(DropReason::NoRoute);
+            self.backend.free(buf);
+            return;
+        };
+        let packet = self.backend.buf(buf);
+        let next_header = match packet[INNER_OFFSET] >> 4 {
+            4 => NEXT_IPV4,
+            6 => NEXT_IPV6,
+            _ => {
+                self.counters.drop(DropReason::BadInnerPacket);
+                self.backend.free(buf);
+                return;
+            }
+        };
+        let inner = INNER_OFFSET..INNER_OFFSET + len;
+        match t.sending.sa.seal(&mut packet[..], inner, next_header) {
+            Ok(range) => {
+                let n = range.len() as u64;
+                t.tx_bytes += n;
+                let to = t.endpoint;
+                self.backend.send_nat_t(buf, range, to);
+                self.counters.esp_tx_packets += 1;
+                self.counters.tx_datagrams += 1;
+                self.counters.tx_bytes += n;
+            }
+            Err(e) => {
+                self.counters.drop(match e {
+                    EspSealError::Exhausted => DropReason::EspExhausted,
+                    EspSealError::NoRoom | EspSealError::Cipher => DropReason::SendFailed,
+                });
+                self.backend.free(buf);
+            }
+        }
+    }
+}
