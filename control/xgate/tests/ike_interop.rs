@@ -14,6 +14,7 @@ use common::api::{call, json_of};
 use common::{client_ns, Rig};
 use serde_json::{json, Value};
 use testbed::config::{self, Ike};
+use testbed::ping::ping_every;
 use testbed::{ping, tcp_transfer, wait_until, Strongswan, StrongswanConfig};
 
 const HUNDRED_MB: u64 = 100 * 1024 * 1024;
@@ -118,9 +119,7 @@ fn carries_traffic(rig: &Rig, client: &testbed::Netns, c: &Strongswan, bytes: u6
     assert_eq!(
         p.received,
         5,
-        "{p:?}
-{}
-{}",
+        "{p:?}\n{}\n{}",
         c.log(),
         rig.log()
     );
@@ -142,6 +141,64 @@ fn carries_traffic(rig: &Rig, client: &testbed::Netns, c: &Strongswan, bytes: u6
     }
 }
 
+/// ESP with an SPI nobody has, and a real SPI's packet with a bad ICV and replayed, sent at
+/// the NAT-T port: each dropped and counted by reason, and the user's traffic carries on.
+fn refuses_forged_esp(rig: &Rig, client: &testbed::Netns, c: &Strongswan) {
+    // Our SPI of the SA is strongSwan's outbound one: "out  c1a2b3c4,  0 bytes, ...".
+    let listed = c.list_sas().expect("list");
+    let theirs = listed
+        .split_whitespace()
+        .skip_while(|w| *w != "out")
+        .nth(1)
+        .and_then(|w| u32::from_str_radix(w.trim_end_matches(','), 16).ok())
+        .expect("our inbound SPI in strongSwan's listing (its \"out\")");
+    let before = (rig.drops("esp_unknown_spi"), rig.drops("esp_bad_icv"));
+    client
+        .enter(move || {
+            let s = std::net::UdpSocket::bind("10.201.1.2:0").expect("socket");
+            let mut forged = vec![0x5au8; 120];
+            forged[..4].copy_from_slice(&0x00ab_cdefu32.to_be_bytes());
+            s.send_to(&forged, "10.201.1.1:4500").expect("send");
+            forged[..4].copy_from_slice(&theirs.to_be_bytes());
+            forged[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
+            s.send_to(&forged, "10.201.1.1:4500").expect("send");
+        })
+        .expect("namespace");
+    let counted = wait_until(Duration::from_secs(5), || {
+        rig.drops("esp_unknown_spi") > before.0 && rig.drops("esp_bad_icv") > before.1
+    });
+    assert!(counted, "{}", rig.show());
+    carries_traffic(rig, client, c, 0);
+}
+
+/// Pings every 10 ms for `seconds` while 100 MB transfers over TCP follow each other: every
+/// ping answered (rekeys in that time lose nothing) and every transfer intact.
+fn nothing_lost_for(rig: &Rig, client: &testbed::Netns, c: &Strongswan, seconds: u32) {
+    let count = seconds * 100;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (pings, transfers) = std::thread::scope(|s| {
+        let pinger = s.spawn(|| {
+            let p = ping_every(client, "10.77.0.1", count, 0.01);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            p
+        });
+        let mut transfers = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            carries_traffic(rig, client, c, HUNDRED_MB);
+            transfers += 1;
+        }
+        (pinger.join().expect("pinger"), transfers)
+    });
+    let pings = pings.expect("ping runs");
+    assert_eq!(
+        pings.received, count,
+        "pings lost: {pings:?}\n{}\n{}",
+        c.log(),
+        rig.log()
+    );
+    eprintln!("{transfers} transfers of 100 MB and {count} pings, nothing lost");
+}
+
 fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
     rig.dir.join(name)
 }
@@ -156,6 +213,7 @@ fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
         Strongswan::start(&client, &scratch(&rig, "sw1"), &config).expect("charon starts");
     connect_and_check(&rig, &token, &client, &charon, &v4);
     carries_traffic(&rig, &client, &charon, HUNDRED_MB);
+    refuses_forged_esp(&rig, &client, &charon);
 
     // The client vanishes: 2 s of quiet, a check sent twice (0.3 s, then 0.6 s), then dead.
     charon.kill();
@@ -166,6 +224,11 @@ fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
     });
     assert!(gone, "the SA outlived its client: {}", sas(&rig, &token));
     assert_eq!(sas(&rig, &token)["counters"]["dead_peers"], 1);
+    // Its tunnel is gone from the workers: the address routes nowhere.
+    let unrouted = rig.drops("no_route");
+    let _ = ping(&rig.server.ns, &v4, 1);
+    let dropped = wait_until(Duration::from_secs(5), || rig.drops("no_route") > unrouted);
+    assert!(dropped, "{}", rig.show());
     drop(charon);
 
     // A wrong key is refused with AUTHENTICATION_FAILED and counted.
@@ -215,7 +278,14 @@ fn strongswan_connects_with_chacha20_poly1305() {
         sas(&rig, &token)["sas"][0]["encryption"],
         "ChaCha20-Poly1305"
     );
-    // strongSwan rekeys the CHILD_SA (with a new X25519) and deletes the old one, twice.
+    // strongSwan rekeys the CHILD_SA (with a new X25519) and deletes the old one, twice,
+    // under a running transfer and pings, which lose nothing.
+    nothing_lost_for(&rig, &client, &c, 8);
+    let c_now = &sas(&rig, &token)["counters"];
+    assert!(
+        c_now["children_rekeyed"].as_u64() >= Some(2),
+        "two rekeys under the transfers: {c_now}"
+    );
     let rekeyed = wait_until(Duration::from_secs(20), || {
         let c = &sas(&rig, &token)["counters"];
         c["children_rekeyed"].as_u64() >= Some(2) && c["children_deleted"].as_u64() >= Some(2)
@@ -270,6 +340,7 @@ fn a_user_made_with_the_cli_connects_with_the_exported_swanctl_conf() {
         "the exported file did not connect: {out}\n{conf}\n{}",
         c.log()
     );
+    carries_traffic(&rig, &client, &c, 0);
     let status = xgate_ike(&rig, &token, &["status"]);
     assert!(
         status.contains("bob@example.com") && status.contains("10.77.0.2"),
@@ -309,6 +380,9 @@ fn strongswan_connects_over_an_ipv6_underlay() {
     config.ike_rekey_secs = Some(3);
     let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
     connect_and_check(&rig, &token, &client, &c, &v4);
+    nothing_lost_for(&rig, &client, &c, 8);
+    let ike_now = &sas(&rig, &token)["counters"]["ike_rekeyed"];
+    assert!(ike_now.as_u64() >= Some(2), "two IKE rekeys under the transfers: {ike_now}");
     let rekeyed = wait_until(Duration::from_secs(15), || {
         sas(&rig, &token)["counters"]["ike_rekeyed"].as_u64() >= Some(2)
     });

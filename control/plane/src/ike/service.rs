@@ -296,13 +296,16 @@ struct Sockets {
 }
 
 impl Sockets {
-    /// Passes the engine's ESP tunnel changes to the control plane, in order.
-    fn forward_esp(&self, engine: &mut IkeEngine) {
+    /// Passes the engine's ESP tunnel changes to the control plane, in order, then sends
+    /// `out`: a new SA is on its way to its worker before the answer that lets the peer use
+    /// it leaves.
+    fn deliver(&self, engine: &mut IkeEngine, out: Vec<Outgoing>) {
         for change in engine.take_esp() {
             if let Some(plane) = &self.plane {
                 let _ = plane.send(PlaneRequest::Esp(change));
             }
         }
+        self.send(out);
     }
 
     /// Sends each datagram from the port it names (the NAT-T port with the marker).
@@ -340,16 +343,20 @@ fn serve(
             recv(datagrams) -> d => {
                 let Ok(d) = d else { break };
                 let out = engine.on_message(&d.bytes, d.from, d.to, Instant::now());
-                sockets.send(out);
+                sockets.deliver(&mut engine, out);
             }
             recv(requests) -> r => {
                 let Ok(r) = r else { break };
                 let now = Instant::now();
                 match r {
                     Request::Users { users, replace } => {
-                        sockets.send(engine.set_users(users, replace, now));
+                        let out = engine.set_users(users, replace, now);
+                        sockets.deliver(&mut engine, out);
                     }
-                    Request::Remove(ids) => sockets.send(engine.remove_users(&ids, now)),
+                    Request::Remove(ids) => {
+                        let out = engine.remove_users(&ids, now);
+                        sockets.deliver(&mut engine, out);
+                    }
                     Request::State(tx) => {
                         let _ = tx.try_send(IkeState {
                             sas: engine.sas(),
@@ -361,8 +368,8 @@ fn serve(
                         });
                     }
                     Request::Stop => {
-                        sockets.send(engine.close_all(now));
-                        sockets.forward_esp(&mut engine);
+                        let out = engine.close_all(now);
+                        sockets.deliver(&mut engine, out);
                         break;
                     }
                 }
@@ -371,10 +378,10 @@ fn serve(
         }
         let now = Instant::now();
         if now >= next_tick {
-            sockets.send(engine.on_tick(now));
+            let out = engine.on_tick(now);
+            sockets.deliver(&mut engine, out);
             next_tick = now + TICK;
         }
-        sockets.forward_esp(&mut engine);
         if now >= next_publish {
             let stats = IkeStats {
                 counters: engine.counters().clone(),
