@@ -9,7 +9,8 @@ CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
 BORINGTUN_VERSION := 0.7.1
 APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd sqlite3 \
-	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins
+	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins \
+	iptables
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool
 

@@ -84,6 +84,7 @@ pub fn half_open() -> (HalfOpen, HalfOpen) {
     let client = Endpoints {
         local: c,
         remote: s,
+        force_nat_t: false,
     };
     let init = InitiatorInit::start(
         offer,
@@ -96,6 +97,7 @@ pub fn half_open() -> (HalfOpen, HalfOpen) {
     let server_ends = Endpoints {
         local: s,
         remote: c,
+        force_nat_t: false,
     };
     let ours = match respond_init(
         &init.request,

@@ -141,6 +141,7 @@ fn seed_request() -> (Vec<u8>, ike::Endpoints) {
     let ends = ike::Endpoints {
         local: client,
         remote: server,
+        force_nat_t: false,
     };
     let request = ike::InitiatorInit::start(
         offer,
@@ -156,6 +157,7 @@ fn seed_request() -> (Vec<u8>, ike::Endpoints) {
         ike::Endpoints {
             local: server,
             remote: client,
+            force_nat_t: false,
         },
     )
 }

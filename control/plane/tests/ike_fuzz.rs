@@ -93,6 +93,7 @@ fn init_request() -> InitiatorInit {
     let ends = Endpoints {
         local: client(),
         remote: server(),
+        force_nat_t: false,
     };
     InitiatorInit::start(
         offer,

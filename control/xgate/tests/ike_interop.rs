@@ -10,136 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::api::{call, json_of};
+use common::api::call;
+use common::ike::{
+    add_user, carries_traffic, connect_and_check, ike_rig, nothing_lost_for, sas, scratch,
+    HUNDRED_MB,
+};
 use common::{client_ns, Rig};
-use serde_json::{json, Value};
-use testbed::config::{self, Ike};
-use testbed::ping::ping_every;
-use testbed::{ping, tcp_transfer, wait_until, Strongswan, StrongswanConfig};
-
-const HUNDRED_MB: u64 = 100 * 1024 * 1024;
-
-/// A rig with a registry, the API, a pool of 10.77.0.0/24 and fd77::/64, DNS for clients,
-/// and the IKEv2 responder with short liveness timers; returns it with the API token.
-fn ike_rig(tag: &str) -> (Rig, String) {
-    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
-    let mut rig = Rig::new(tag);
-    rig.use_registry();
-    let api = rig.config.api.get_or_insert_with(Default::default);
-    api.dns = vec!["10.77.0.53".into()];
-    // Where exported client files point.
-    api.endpoint = Some("10.201.1.1:51820".into());
-    api.client_allowed_ips = vec!["10.77.0.0/16".into(), "fd77::/64".into()];
-    rig.config.pools.push(config::Pool {
-        ipv4: Some("10.77.0.0/24".into()),
-        ipv6: Some("fd77::/64".into()),
-        ..config::Pool::default()
-    });
-    rig.config.ike = Some(Ike {
-        enabled: Some(true),
-        identity: Some("vpn.example.com".into()),
-        dpd_secs: Some(2),
-        retransmit_ms: Some(300),
-        retransmit_tries: Some(2),
-        ..Ike::default()
-    });
-    rig.start_xgate();
-    let token = rig
-        .server
-        .api_token()
-        .expect("an API token")
-        .trim()
-        .to_string();
-    (rig, token)
-}
-
-/// Creates IKEv2 user `name` with `identity` through the API; returns its key and address.
-fn add_user(rig: &Rig, token: &str, name: &str, identity: &str) -> (String, String) {
-    let body = json!({ "name": name, "identity": identity });
-    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
-    assert_eq!(status, 201, "{text}");
-    let user = json_of(&text);
-    let psk = user["psk"]
-        .as_str()
-        .expect("the key, shown once")
-        .to_string();
-    let v4 = user["addresses"][0]
-        .as_str()
-        .expect("an address")
-        .to_string();
-    assert!(v4.starts_with("10.77.0."), "{user}");
-    (psk, v4)
-}
-
-/// `GET /api/v1/ike/sas`.
-fn sas(rig: &Rig, token: &str) -> Value {
-    let (status, text) = call(rig, "GET", "/api/v1/ike/sas", Some(token), None);
-    assert_eq!(status, 200, "{text}");
-    json_of(&text)
-}
-
-/// Connects `c` and checks both sides agree on the SA and the address `v4`.
-fn connect_and_check(rig: &Rig, token: &str, client: &testbed::Netns, c: &Strongswan, v4: &str) {
-    let (ok, out) = c.initiate(20).expect("swanctl");
-    assert!(
-        ok,
-        "strongSwan: {out}\ncharon log:\n{}\nxgate log:\n{}",
-        c.log(),
-        rig.log()
-    );
-    let listed = c.list_sas().expect("list");
-    assert!(
-        listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
-        "{listed}"
-    );
-    assert!(listed.contains(v4), "the registry's address: {listed}");
-    // charon put the address on an interface of the client's namespace.
-    let addrs = client.ip(&["-o", "addr"]).unwrap_or_default();
-    assert!(addrs.contains(&format!("{v4}/32")), "{addrs}");
-    assert!(
-        c.resolv_conf().contains("10.77.0.53"),
-        "the DNS server from [api] dns reached the client: {:?}\n{}",
-        c.resolv_conf(),
-        c.log()
-    );
-    let state = sas(rig, token);
-    let up = state["sas"].as_array().expect("sas");
-    assert!(
-        up.iter()
-            .any(|s| s["identity"] == "alice@example.com" && s["addresses"][0] == v4),
-        "{state}"
-    );
-}
-
-/// ESP carries the user's traffic through the workers: pings to the server's tunnel address
-/// answered, then `bytes` over TCP with matching SHA-256 (from the client's virtual address,
-/// over charon's kernel-libipsec and xgate's workers).
-fn carries_traffic(rig: &Rig, client: &testbed::Netns, c: &Strongswan, bytes: u64) {
-    let p = ping(client, "10.77.0.1", 5).expect("ping runs");
-    assert_eq!(
-        p.received,
-        5,
-        "{p:?}\n{}\n{}",
-        c.log(),
-        rig.log()
-    );
-    if bytes > 0 {
-        let t = tcp_transfer(
-            &rig.server.ns,
-            "10.77.0.1:5999".parse().expect("addr"),
-            client,
-            bytes,
-            7,
-        )
-        .expect("TCP through ESP");
-        assert!(t.intact(bytes), "{t:?}");
-        eprintln!(
-            "{} MB through ESP at {:.0} Mbit/s",
-            bytes >> 20,
-            t.mbit_per_s()
-        );
-    }
-}
+use testbed::{ping, wait_until, Strongswan, StrongswanConfig};
 
 /// ESP with an SPI nobody has, and a real SPI's packet with a bad ICV and replayed, sent at
 /// the NAT-T port: each dropped and counted by reason, and the user's traffic carries on.
@@ -169,38 +46,6 @@ fn refuses_forged_esp(rig: &Rig, client: &testbed::Netns, c: &Strongswan) {
     });
     assert!(counted, "{}", rig.show());
     carries_traffic(rig, client, c, 0);
-}
-
-/// Pings every 10 ms for `seconds` while 100 MB transfers over TCP follow each other: every
-/// ping answered (rekeys in that time lose nothing) and every transfer intact.
-fn nothing_lost_for(rig: &Rig, client: &testbed::Netns, c: &Strongswan, seconds: u32) {
-    let count = seconds * 100;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let (pings, transfers) = std::thread::scope(|s| {
-        let pinger = s.spawn(|| {
-            let p = ping_every(client, "10.77.0.1", count, 0.01);
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
-            p
-        });
-        let mut transfers = 0;
-        while !done.load(std::sync::atomic::Ordering::Relaxed) {
-            carries_traffic(rig, client, c, HUNDRED_MB);
-            transfers += 1;
-        }
-        (pinger.join().expect("pinger"), transfers)
-    });
-    let pings = pings.expect("ping runs");
-    assert_eq!(
-        pings.received, count,
-        "pings lost: {pings:?}\n{}\n{}",
-        c.log(),
-        rig.log()
-    );
-    eprintln!("{transfers} transfers of 100 MB and {count} pings, nothing lost");
-}
-
-fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
-    rig.dir.join(name)
 }
 
 #[test]
@@ -382,7 +227,10 @@ fn strongswan_connects_over_an_ipv6_underlay() {
     connect_and_check(&rig, &token, &client, &c, &v4);
     nothing_lost_for(&rig, &client, &c, 8);
     let ike_now = &sas(&rig, &token)["counters"]["ike_rekeyed"];
-    assert!(ike_now.as_u64() >= Some(2), "two IKE rekeys under the transfers: {ike_now}");
+    assert!(
+        ike_now.as_u64() >= Some(2),
+        "two IKE rekeys under the transfers: {ike_now}"
+    );
     let rekeyed = wait_until(Duration::from_secs(15), || {
         sas(&rig, &token)["counters"]["ike_rekeyed"].as_u64() >= Some(2)
     });

@@ -36,6 +36,10 @@ pub struct Endpoints {
     pub local: SocketAddr,
     /// The peer's address.
     pub remote: SocketAddr,
+    /// Claim a NAT in front of this side (a NAT_DETECTION_SOURCE_IP that matches no address),
+    /// so the peer moves to UDP 4500 and encapsulates ESP even where no NAT is: for a side
+    /// that takes ESP only in UDP (RFC 7296 §2.23 lets a host do this).
+    pub force_nat_t: bool,
 }
 
 /// An IKE SA after IKE_SA_INIT: its SPIs, suite and keys, the nonces and both messages (the

@@ -212,7 +212,11 @@ fn accept(
     let signature_hashes =
         first_notify(&req.notifies, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some();
     let sa = write_sa(std::slice::from_ref(proposal));
-    let nat_src = nat_hash(&spi_i, &spi_r, ends.local);
+    let nat_src = if ends.force_nat_t {
+        random::<20>(rng)?
+    } else {
+        nat_hash(&spi_i, &spi_r, ends.local)
+    };
     let nat_dst = nat_hash(&spi_i, &spi_r, ends.remote);
     let mut notifies = vec![
         Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, &nat_src).body(),

@@ -34,10 +34,12 @@ fn ends() -> (Endpoints, Endpoints) {
         Endpoints {
             local: client,
             remote: server,
+            force_nat_t: false,
         },
         Endpoints {
             local: server,
             remote: client,
+            force_nat_t: false,
         },
     )
 }
@@ -249,6 +251,32 @@ fn a_rewritten_source_address_is_found_on_both_sides() {
         other => panic!("{other:?}"),
     };
     assert!(theirs.nat.self_behind_nat && !theirs.nat.peer_behind_nat);
+}
+
+#[test]
+fn a_responder_that_forces_nat_t_looks_natted_to_the_initiator() {
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Curve25519);
+    let forcing = Endpoints {
+        force_nat_t: true,
+        ..pair.server
+    };
+    let sa = accepted(respond_init(
+        &init.request,
+        forcing,
+        &Policy::modern(),
+        (&pair.jar, false),
+        &pair.rng,
+    ));
+    assert!(!sa.nat.peer_behind_nat, "no NAT on the way in");
+    let theirs = match init.on_response(&sa.response).expect("response") {
+        InitReply::Established(sa) => sa,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        theirs.nat.peer_behind_nat && !theirs.nat.self_behind_nat,
+        "the initiator must see a NAT at the responder and float to 4500"
+    );
 }
 
 #[test]

@@ -296,6 +296,7 @@ impl IkeEngine {
         let ends = Endpoints {
             local: to,
             remote: from,
+            force_nat_t: true,
         };
         let answer = respond_init(
             bytes,

@@ -50,6 +50,7 @@ fn client(n: u8) -> (InitiatorInit, SocketAddr) {
     let ends = Endpoints {
         local: from,
         remote: SERVER.parse().expect("addr"),
+        force_nat_t: false,
     };
     let init = InitiatorInit::start(
         offer,

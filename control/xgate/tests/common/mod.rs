@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod ike;
 pub mod load;
 
 use std::net::SocketAddr;

@@ -1,0 +1,181 @@
+//! The IKEv2 tests' rig: xgate with a registry, a pool and the responder, strongSwan users
+//! made through the API, and the checks that a user is connected and its traffic flows
+//! through ESP.
+
+use serde_json::{json, Value};
+use testbed::config::{self, Ike};
+use testbed::ping::ping_every;
+use testbed::{ping, tcp_transfer, Netns, Strongswan};
+
+use super::api::{call, json_of};
+use super::Rig;
+
+pub const HUNDRED_MB: u64 = 100 * 1024 * 1024;
+
+/// A rig with a registry, the API, a pool of 10.77.0.0/24 and fd77::/64, DNS for clients,
+/// and the IKEv2 responder with short liveness timers; returns it with the API token.
+pub fn ike_rig(tag: &str) -> (Rig, String) {
+    ike_rig_with(tag, |_| {})
+}
+
+/// `ike_rig`, with `prepare` run on the rig before xgate starts (workers, clients).
+pub fn ike_rig_with(tag: &str, prepare: impl FnOnce(&mut Rig)) -> (Rig, String) {
+    testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
+    let mut rig = Rig::new(tag);
+    prepare(&mut rig);
+    rig.use_registry();
+    let api = rig.config.api.get_or_insert_with(Default::default);
+    api.dns = vec!["10.77.0.53".into()];
+    // Where exported client files point.
+    api.endpoint = Some("10.201.1.1:51820".into());
+    api.client_allowed_ips = vec!["10.77.0.0/16".into(), "fd77::/64".into()];
+    rig.config.pools.push(config::Pool {
+        ipv4: Some("10.77.0.0/24".into()),
+        ipv6: Some("fd77::/64".into()),
+        ..config::Pool::default()
+    });
+    rig.config.ike = Some(Ike {
+        enabled: Some(true),
+        identity: Some("vpn.example.com".into()),
+        dpd_secs: Some(2),
+        retransmit_ms: Some(300),
+        retransmit_tries: Some(2),
+        ..Ike::default()
+    });
+    rig.start_xgate();
+    let token = rig
+        .server
+        .api_token()
+        .expect("an API token")
+        .trim()
+        .to_string();
+    (rig, token)
+}
+
+/// Creates IKEv2 user `name` with `identity` through the API; returns its key and address.
+pub fn add_user(rig: &Rig, token: &str, name: &str, identity: &str) -> (String, String) {
+    let body = json!({ "name": name, "identity": identity });
+    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    let user = json_of(&text);
+    let psk = user["psk"]
+        .as_str()
+        .expect("the key, shown once")
+        .to_string();
+    let v4 = user["addresses"][0]
+        .as_str()
+        .expect("an address")
+        .to_string();
+    assert!(v4.starts_with("10.77.0."), "{user}");
+    (psk, v4)
+}
+
+/// `GET /api/v1/ike/sas`.
+pub fn sas(rig: &Rig, token: &str) -> Value {
+    let (status, text) = call(rig, "GET", "/api/v1/ike/sas", Some(token), None);
+    assert_eq!(status, 200, "{text}");
+    json_of(&text)
+}
+
+/// Connects `c` and checks both sides agree on the SA of alice@example.com and the address
+/// `v4`.
+pub fn connect_and_check(rig: &Rig, token: &str, client: &Netns, c: &Strongswan, v4: &str) {
+    connect_and_check_user(rig, token, (client, c), "alice@example.com", v4);
+}
+
+/// Connects strongSwan `c` in `client` and checks both sides agree on the SA of `identity`
+/// and the address `v4`.
+pub fn connect_and_check_user(
+    rig: &Rig,
+    token: &str,
+    (client, c): (&Netns, &Strongswan),
+    identity: &str,
+    v4: &str,
+) {
+    let (ok, out) = c.initiate(20).expect("swanctl");
+    assert!(
+        ok,
+        "strongSwan: {out}\ncharon log:\n{}\nxgate log:\n{}",
+        c.log(),
+        rig.log()
+    );
+    let listed = c.list_sas().expect("list");
+    assert!(
+        listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
+        "{listed}"
+    );
+    assert!(listed.contains(v4), "the registry's address: {listed}");
+    // charon put the address on an interface of the client's namespace.
+    let addrs = client.ip(&["-o", "addr"]).unwrap_or_default();
+    assert!(addrs.contains(&format!("{v4}/32")), "{addrs}");
+    assert!(
+        c.resolv_conf().contains("10.77.0.53"),
+        "the DNS server from [api] dns reached the client: {:?}\n{}",
+        c.resolv_conf(),
+        c.log()
+    );
+    let state = sas(rig, token);
+    let up = state["sas"].as_array().expect("sas");
+    assert!(
+        up.iter()
+            .any(|s| s["identity"] == identity && s["addresses"][0] == v4),
+        "{state}"
+    );
+}
+
+/// ESP carries the user's traffic through the workers: pings to the server's tunnel address
+/// answered, then `bytes` over TCP with matching SHA-256 (from the client's virtual address,
+/// over charon's kernel-libipsec and xgate's workers).
+pub fn carries_traffic(rig: &Rig, client: &Netns, c: &Strongswan, bytes: u64) {
+    let p = ping(client, "10.77.0.1", 5).expect("ping runs");
+    assert_eq!(p.received, 5, "{p:?}\n{}\n{}", c.log(), rig.log());
+    if bytes > 0 {
+        let t = tcp_transfer(
+            &rig.server.ns,
+            "10.77.0.1:5999".parse().expect("addr"),
+            client,
+            bytes,
+            7,
+        )
+        .expect("TCP through ESP");
+        assert!(t.intact(bytes), "{t:?}");
+        eprintln!(
+            "{} MB through ESP at {:.0} Mbit/s",
+            bytes >> 20,
+            t.mbit_per_s()
+        );
+    }
+}
+
+/// Pings every 10 ms for `seconds` while 100 MB transfers over TCP follow each other: every
+/// ping answered (rekeys in that time lose nothing) and every transfer intact.
+pub fn nothing_lost_for(rig: &Rig, client: &Netns, c: &Strongswan, seconds: u32) {
+    let count = seconds * 100;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (pings, transfers) = std::thread::scope(|s| {
+        let pinger = s.spawn(|| {
+            let p = ping_every(client, "10.77.0.1", count, 0.01);
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            p
+        });
+        let mut transfers = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            carries_traffic(rig, client, c, HUNDRED_MB);
+            transfers += 1;
+        }
+        (pinger.join().expect("pinger"), transfers)
+    });
+    let pings = pings.expect("ping runs");
+    assert_eq!(
+        pings.received,
+        count,
+        "pings lost: {pings:?}\n{}\n{}",
+        c.log(),
+        rig.log()
+    );
+    eprintln!("{transfers} transfers of 100 MB and {count} pings, nothing lost");
+}
+
+pub fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
+    rig.dir.join(name)
+}

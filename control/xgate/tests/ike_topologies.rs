@@ -1,0 +1,147 @@
+//! IKEv2 users where they really are, all connected at once: one behind a NAT (a router
+//! namespace with iptables MASQUERADE), one direct that asks for no UDP encapsulation (xgate
+//! claims a NAT so ESP still comes in UDP to the workers), one direct with encapsulation on,
+//! and a WireGuard client beside them on the same two workers. Each user's traffic flows.
+
+mod common;
+
+use common::api::{call, json_of};
+use common::ike::{add_user, carries_traffic, connect_and_check_user, ike_rig_with, sas, scratch};
+use common::Rig;
+use serde_json::json;
+use std::time::Duration;
+use testbed::{tcp_transfer, veth, Implementation, Netns, Strongswan, StrongswanConfig};
+
+const TEN_MB: u64 = 10 * 1024 * 1024;
+
+/// A namespace on its own veth to the server: 10.201.`n`.2, the server 10.201.`n`.1.
+fn direct(rig: &Rig, n: u8) -> Netns {
+    let ns = Netns::create(&format!("xt-{}-d{n}", rig.tag)).expect("namespace");
+    let (server, client) = (format!("10.201.{n}.1/24"), format!("10.201.{n}.2/24"));
+    veth(
+        &rig.server.ns,
+        &format!("xtv{n}s"),
+        &server,
+        &ns,
+        &format!("xtv{n}c"),
+        &client,
+    )
+    .expect("veth");
+    ns
+}
+
+/// A router on 10.201.`n`.2 that masquerades a client at 192.168.`n`.2 behind it; returns
+/// (router, client).
+fn behind_nat(rig: &Rig, n: u8) -> (Netns, Netns) {
+    let router = direct(rig, n);
+    let client = Netns::create(&format!("xt-{}-n{n}", rig.tag)).expect("namespace");
+    let (inside, host) = (format!("192.168.{n}.1/24"), format!("192.168.{n}.2/24"));
+    veth(&router, "xtnr", &inside, &client, "xtnc", &host).expect("veth");
+    client
+        .ip(&["route", "add", "default", "via", &format!("192.168.{n}.1")])
+        .expect("default route");
+    let run = |program: &str, args: &[&str]| {
+        let out = router.command(program).args(args).output().expect(program);
+        assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    };
+    run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    let outside = format!("xtv{n}c");
+    run(
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            &outside,
+            "-j",
+            "MASQUERADE",
+        ],
+    );
+    (router, client)
+}
+
+#[test]
+fn users_behind_a_nat_direct_and_beside_wireguard_all_at_once() {
+    testbed::process::find_program("iptables").expect("iptables is installed");
+    let (rig, token) = ike_rig_with("iket", |rig| {
+        rig.workers = 2;
+        rig.add_client(Implementation::WireguardGo);
+    });
+    // The WireGuard client registered first takes the pool's first address, as it is set up.
+    let key = rig.clients[0].peer.public_key.to_base64();
+    let body = json!({ "name": "wg", "public_key": key });
+    let (status, text) = call(&rig, "POST", "/api/v1/peers", Some(&token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    let peer = json_of(&text);
+    assert_eq!(peer["peer"]["addresses"][0], json!(rig.clients[0].v4), "{peer}");
+    rig.connect(0, None);
+    assert!(rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)));
+
+    let alice_ns = direct(&rig, 2);
+    let (_router, bob_ns) = behind_nat(&rig, 3);
+    let carol_ns = direct(&rig, 4);
+    let mut users = Vec::new();
+    for (name, ns, n, encap) in [
+        ("alice", &alice_ns, 2, false),
+        ("bob", &bob_ns, 3, false),
+        ("carol", &carol_ns, 4, true),
+    ] {
+        let identity = format!("{name}@example.com");
+        let (psk, v4) = add_user(&rig, &token, name, &identity);
+        let mut config = StrongswanConfig::psk(&format!("10.201.{n}.1"), &identity, &psk);
+        config.encap = encap;
+        let c = Strongswan::start(ns, &scratch(&rig, name), &config).expect("charon");
+        connect_and_check_user(&rig, &token, (ns, &c), &identity, &v4);
+        users.push((name, ns, c, v4));
+    }
+    // All three up at once; bob as his router's address, moved to the NAT-T port.
+    let state = sas(&rig, &token);
+    let up = state["sas"].as_array().expect("sas");
+    assert_eq!(up.len(), 3, "{state}");
+    let bob = up
+        .iter()
+        .find(|s| s["identity"] == "bob@example.com")
+        .expect("bob's SA");
+    assert!(
+        bob["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("10.201.3.2:")),
+        "{state}"
+    );
+    for (name, ns, c, _) in &users {
+        eprintln!("{name}:");
+        carries_traffic(&rig, ns, c, TEN_MB);
+        let listed = c.list_sas().expect("list");
+        assert!(listed.contains("UDP"), "{name}'s ESP is in UDP: {listed}");
+    }
+    // The WireGuard client carries on beside them.
+    let wg = &rig.clients[0];
+    let t = tcp_transfer(
+        &rig.server.ns,
+        "10.77.0.1:5998".parse().expect("addr"),
+        &wg.ns,
+        TEN_MB,
+        3,
+    )
+    .expect("TCP through WireGuard");
+    assert!(t.intact(TEN_MB), "{t:?}");
+    for reason in [
+        "esp_unknown_spi",
+        "esp_bad_icv",
+        "esp_replayed",
+        "bad_tag",
+        "ike_on_worker",
+    ] {
+        assert_eq!(rig.drops(reason), 0, "{reason}: {}", rig.show());
+    }
+    // Both workers carried ESP: the three users' SAs are spread over them.
+    let (_, metrics) = call(&rig, "GET", "/metrics", None, None);
+    let carrying = metrics
+        .lines()
+        .filter(|l| l.starts_with("xgate_worker_esp_rx_packets_total{worker="))
+        .filter(|l| l.rsplit(' ').next().is_some_and(|v| v != "0"))
+        .count();
+    assert_eq!(carrying, 2, "{metrics}");
+}
