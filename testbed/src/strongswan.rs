@@ -35,6 +35,9 @@ pub struct StrongswanConfig {
     pub rekey_secs: Option<u32>,
     /// Rekey the IKE SA this often (strongSwan's default: four hours).
     pub ike_rekey_secs: Option<u32>,
+    /// Check the server's liveness after this many quiet seconds, give up on it after quick
+    /// retransmissions (about 5 s), and connect again, as long as it takes.
+    pub dpd_secs: Option<u32>,
 }
 
 impl StrongswanConfig {
@@ -51,6 +54,7 @@ impl StrongswanConfig {
             encap: true,
             rekey_secs: None,
             ike_rekey_secs: None,
+            dpd_secs: None,
         }
     }
 }
@@ -73,7 +77,7 @@ impl Strongswan {
     pub fn start(ns: &Netns, dir: &Path, c: &StrongswanConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl_conf(c))?;
-        Self::launch(ns, dir)
+        Self::launch(ns, dir, c.dpd_secs.is_some())
     }
 
     /// Starts charon in `ns` with a `swanctl.conf` given whole (one xgate exported, say),
@@ -81,11 +85,12 @@ impl Strongswan {
     pub fn start_with_swanctl(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl)?;
-        Self::launch(ns, dir)
+        Self::launch(ns, dir, false)
     }
 
-    fn launch(ns: &Netns, dir: &Path) -> Result<Self> {
-        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir))?;
+    /// Starts charon; `quick`: it gives up on an unanswered request after about 5 s.
+    fn launch(ns: &Netns, dir: &Path, quick: bool) -> Result<Self> {
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, quick))?;
         let script = format!(
             "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec \
              /usr/lib/ipsec/charon",
@@ -167,12 +172,18 @@ impl Drop for Strongswan {
     }
 }
 
-/// strongswan.conf: the plugins, the vici socket and the log in `dir`.
-fn strongswan_conf(dir: &Path) -> String {
+/// strongswan.conf: the plugins, the vici socket and the log in `dir`; `quick`
+/// retransmissions (1 s, 1.5 s, 2.25 s, then the peer is dead).
+fn strongswan_conf(dir: &Path, quick: bool) -> String {
     let d = dir.display();
+    let retransmit = if quick {
+        "retransmit_tries = 2\n  retransmit_timeout = 1\n  retransmit_base = 1.5\n  "
+    } else {
+        "retransmit_tries = 3\n  retransmit_timeout = 2\n  "
+    };
     format!(
         "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  \
-         retransmit_tries = 3\n  retransmit_timeout = 2\n  \
+         {retransmit}\
          plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
          resolve {{\n      file = {d}/resolv.conf\n      \
          resolvconf {{\n        path = {d}/no-resolvconf\n      }}\n    }}\n  }}\n  \
@@ -195,17 +206,24 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
             )
         })
         .unwrap_or_default();
+    let (dpd, dpd_action) = match c.dpd_secs {
+        Some(n) => (
+            format!("    dpd_delay = {n}s\n    keyingtries = 0\n"),
+            "        dpd_action = restart\n",
+        ),
+        None => (String::new(), ""),
+    };
     let ike_rekey = c
         .ike_rekey_secs
         .map(|n| format!("    rekey_time = {n}s\n    over_time = 20s\n    rand_time = 0s\n"))
         .unwrap_or_default();
     format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
-         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n{ike_rekey}    \
+         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n{ike_rekey}{dpd}    \
          proposals = {ike}\n    \
          local {{\n      auth = psk\n      id = {id}\n    }}\n    \
          remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \
-         children {{\n      xgate {{\n        remote_ts = {ts}\n{rekey}        \
+         children {{\n      xgate {{\n        remote_ts = {ts}\n{rekey}{dpd_action}        \
          esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
          secrets {{\n  ike-user {{\n    id-1 = {id}\n    id-2 = {server_id}\n    \
          secret = \"{psk}\"\n  }}\n}}\n",

@@ -165,7 +165,17 @@ fn start_ike(
         return Ok(None);
     }
     let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
-    let service = match IkeService::start(ike.settings, sink, Some(plane)) {
+    // A crashed xgate's IKE sockets may outlive it briefly, as its UDP sockets do.
+    let until = Instant::now() + PORT_GRACE;
+    let started = loop {
+        match IkeService::start(ike.settings.clone(), sink.clone(), Some(plane.clone())) {
+            Err(BindError::InUse { .. }) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    let service = match started {
         Ok(s) => s,
         // Asked for in so many words: a start without it is a failed start.
         Err(e) if ike.enabled == Some(true) => return Err(ike_error(e)),

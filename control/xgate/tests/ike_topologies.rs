@@ -145,3 +145,30 @@ fn users_behind_a_nat_direct_and_beside_wireguard_all_at_once() {
         .count();
     assert_eq!(carrying, 2, "{metrics}");
 }
+
+#[test]
+fn after_a_sigkill_and_restart_the_user_reconnects_by_itself_within_30_s() {
+    let (mut rig, token) = ike_rig_with("iker", |_| {});
+    let client = direct(&rig, 2);
+    let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let mut config = StrongswanConfig::psk("10.201.2.1", "alice@example.com", &psk);
+    config.dpd_secs = Some(2);
+    let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
+    connect_and_check_user(&rig, &token, (&client, &c), "alice@example.com", &v4);
+    carries_traffic(&rig, &client, &c, 0);
+
+    let mut old = rig.server.take_xgate().expect("running");
+    old.daemon.kill_hard();
+    let killed = std::time::Instant::now();
+    drop(old);
+    rig.start_xgate();
+    // No step on the client: its liveness check finds the old SA gone and it connects again.
+    let back = testbed::wait_until(Duration::from_secs(30), || {
+        testbed::ping(&client, "10.77.0.1", 1).is_ok_and(|p| p.received == 1)
+    });
+    assert!(back, "no tunnel 30 s after the restart\n{}\n{}", c.log(), rig.log());
+    eprintln!("reconnected {:.1} s after the SIGKILL", killed.elapsed().as_secs_f64());
+    let state = sas(&rig, &token);
+    assert_eq!(state["sas"][0]["addresses"][0], json!(v4), "{state}");
+    carries_traffic(&rig, &client, &c, TEN_MB);
+}
