@@ -1,12 +1,14 @@
 //! `xgate-bench`: the datapath benchmark behind `make bench`. Measures, in one run on one
 //! machine, `ring`'s cipher limit, xgate beside boringtun-cli and wireguard-go with the same
-//! client, the decrypt path alone, 1 against 2 workers, and instructions per packet; writes
-//! JSON and a Markdown summary to `bench-results/`.
+//! client, the decrypt path alone, 1 against 2 workers, instructions per packet, and IPsec
+//! (xgate beside strongSwan as the server, the same strongSwan client); writes JSON and
+//! Markdown summaries to `bench-results/`.
 
 mod callgrind;
 mod cipher;
 mod generator;
 mod handover;
+mod ipsec;
 mod kernel;
 mod peers;
 mod registry;
@@ -43,7 +45,7 @@ enum Command {
         /// Fewer packets and shorter runs: checks the harness, not the machine.
         #[arg(long)]
         quick: bool,
-        /// Run only these sections (cipher, callgrind, handover, registry, peers, decrypt, scaling) and only for
+        /// Run only these sections (cipher, callgrind, handover, registry, peers, decrypt, scaling, ipsec) and only for
         /// xgate where it applies; prints figures, writes nothing. For development.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -270,6 +272,11 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let peers = plan.peers()?;
     let (decrypt, profile) = plan.decrypt()?;
     let scaling = plan.scaling()?;
+    let ipsec = if plan.want("ipsec") {
+        ipsec::measure(xgate, &plan.dir)?
+    } else {
+        Vec::new()
+    };
     if !only.is_empty() {
         let _ = std::fs::remove_dir_all(&plan.dir);
         return Ok(());
@@ -289,8 +296,15 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         profile,
     };
     let json = results.write(out)?;
+    let ipsec = ipsec::IpsecResults {
+        machine: results.machine.clone(),
+        figures: ipsec,
+    };
+    let ipsec_json = ipsec.write(out)?;
     let _ = std::fs::remove_dir_all(&plan.dir);
     println!("{}", results.summary_table());
+    println!("{}", ipsec.table());
+    println!("wrote {}", ipsec_json.display());
     println!(
         "wrote {} and {}",
         json.display(),

@@ -143,6 +143,11 @@ impl Strongswan {
         Ok((ok, text))
     }
 
+    /// charon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.charon.pid()
+    }
+
     /// `swanctl --list-sas`.
     pub fn list_sas(&self) -> Result<String> {
         let out = self.swanctl(&["--list-sas"])?;

@@ -75,7 +75,11 @@ fn users_behind_a_nat_direct_and_beside_wireguard_all_at_once() {
     let (status, text) = call(&rig, "POST", "/api/v1/peers", Some(&token), Some(body));
     assert_eq!(status, 201, "{text}");
     let peer = json_of(&text);
-    assert_eq!(peer["peer"]["addresses"][0], json!(rig.clients[0].v4), "{peer}");
+    assert_eq!(
+        peer["peer"]["addresses"][0],
+        json!(rig.clients[0].v4),
+        "{peer}"
+    );
     rig.connect(0, None);
     assert!(rig.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)));
 
@@ -166,8 +170,16 @@ fn after_a_sigkill_and_restart_the_user_reconnects_by_itself_within_30_s() {
     let back = testbed::wait_until(Duration::from_secs(30), || {
         testbed::ping(&client, "10.77.0.1", 1).is_ok_and(|p| p.received == 1)
     });
-    assert!(back, "no tunnel 30 s after the restart\n{}\n{}", c.log(), rig.log());
-    eprintln!("reconnected {:.1} s after the SIGKILL", killed.elapsed().as_secs_f64());
+    assert!(
+        back,
+        "no tunnel 30 s after the restart\n{}\n{}",
+        c.log(),
+        rig.log()
+    );
+    eprintln!(
+        "reconnected {:.1} s after the SIGKILL",
+        killed.elapsed().as_secs_f64()
+    );
     let state = sas(&rig, &token);
     assert_eq!(state["sas"][0]["addresses"][0], json!(v4), "{state}");
     carries_traffic(&rig, &client, &c, TEN_MB);

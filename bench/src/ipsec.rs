@@ -1,0 +1,324 @@
+//! The IPsec section: the same strongSwan client (kernel-libipsec, AES-256-GCM, UDP
+//! encapsulation) sends through ESP to xgate and to strongSwan itself as the server (charon
+//! with kernel-libipsec, userspace ESP as there is no ESP kernel module here). Each server is
+//! pinned to CPU 0, everything else to CPU 1; the figure is the server's CPU seconds per GB
+//! of inner bytes delivered. Written to `bench-results/ipsec-<date>-<commit>.json` and
+//! `ipsec.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use testbed::config::{Ike, Pool};
+use testbed::machine::Machine;
+use testbed::{veth, Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
+
+use crate::rig::{SERVER_IFACE, SERVER_TUNNEL_IP};
+
+/// Seconds each iperf3 test runs.
+const SECONDS: u32 = 5;
+/// The tests: TCP with one and four streams.
+const TESTS: [&str; 2] = ["tcp-1", "tcp-4"];
+/// The target: xgate's CPU per GB at most this share of strongSwan's.
+const TARGET: f64 = 0.25;
+const IDENTITY: &str = "alice@example.com";
+
+/// Which server is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpsecServer {
+    /// xgate, one worker (io_uring), its IKE responder beside it.
+    Xgate,
+    /// strongSwan's charon with kernel-libipsec as the responder.
+    Strongswan,
+}
+
+impl IpsecServer {
+    fn label(self) -> &'static str {
+        match self {
+            IpsecServer::Xgate => "xgate",
+            IpsecServer::Strongswan => "strongswan-libipsec",
+        }
+    }
+}
+
+/// One test against one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct IpsecFigure {
+    /// Server label.
+    pub server: &'static str,
+    /// "tcp-1" or "tcp-4".
+    pub test: &'static str,
+    /// Goodput iperf3's receiver saw, Gbit/s.
+    pub gbit_per_s: f64,
+    /// Server CPU seconds (all threads, user + system) over the test.
+    pub server_cpu_s: f64,
+    /// Server CPU seconds per GB of inner bytes iperf3 received.
+    pub cpu_s_per_gb: f64,
+}
+
+/// The section's results.
+#[derive(Debug, Serialize)]
+pub struct IpsecResults {
+    /// Where and what.
+    pub machine: Machine,
+    /// Every test.
+    pub figures: Vec<IpsecFigure>,
+}
+
+/// A server namespace with the measured server, a client namespace with strongSwan.
+struct Rig {
+    client_ns: Netns,
+    server: testbed::Server,
+    /// strongSwan as the server, when it is the one measured.
+    responder: Option<Strongswan>,
+    client: Option<Strongswan>,
+}
+
+impl Rig {
+    fn start(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Self> {
+        let mut server = testbed::Server::new("xbench-srv", SERVER_IFACE, dir)?;
+        let client_ns = Netns::create("xbench-cli")?;
+        veth(
+            &server.ns,
+            "xbs",
+            "10.210.0.1/24",
+            &client_ns,
+            "xbc",
+            "10.210.0.2/24",
+        )?;
+        server.ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
+        let (psk, responder) = match kind {
+            IpsecServer::Xgate => (start_xgate(&mut server, xgate, dir)?, None),
+            IpsecServer::Strongswan => {
+                let psk = "a key of the benchmark's own, long enough".to_string();
+                let r = start_responder(&server.ns, &dir.join("responder"), &psk)?;
+                (psk, Some(r))
+            }
+        };
+        let mut rig = Rig {
+            client_ns,
+            server,
+            responder,
+            client: None,
+        };
+        let pid = rig.server_pid()?;
+        testbed::process::pin_process(pid, &[0])?;
+        let config = StrongswanConfig::psk("10.210.0.1", IDENTITY, &psk);
+        let client = Strongswan::start(&rig.client_ns, &dir.join("client"), &config)?;
+        testbed::process::pin_process(client.pid().context("client pid")?, &[1])?;
+        let (ok, out) = client.initiate(20)?;
+        if !ok {
+            bail!(
+                "the strongSwan client did not connect to {}: {out}",
+                kind.label()
+            );
+        }
+        rig.client = Some(client);
+        let up = testbed::wait_until(Duration::from_secs(10), || {
+            testbed::ping(&rig.client_ns, SERVER_TUNNEL_IP, 1).is_ok_and(|p| p.received == 1)
+        });
+        if !up {
+            bail!("no ping through ESP to {}", kind.label());
+        }
+        Ok(rig)
+    }
+
+    fn server_pid(&self) -> Result<u32> {
+        match &self.responder {
+            Some(r) => r.pid().context("responder pid"),
+            None => self.server.pid(),
+        }
+    }
+
+    fn server_cpu_seconds(&self) -> Result<f64> {
+        testbed::procstat::cpu_seconds(self.server_pid()?).context("the server exited")
+    }
+}
+
+/// xgate with a registry, a pool and the IKE responder; one IKEv2 user made with the CLI.
+/// Returns the user's key.
+fn start_xgate(server: &mut testbed::Server, xgate: &Path, dir: &Path) -> Result<String> {
+    let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+    let mut config = XgateConfig::server(
+        SERVER_IFACE,
+        &key,
+        51820,
+        &[&format!("{SERVER_TUNNEL_IP}/16")],
+    )
+    .pinned(&[0])
+    .registry_in(dir);
+    config.interface.mtu = Some(1420);
+    config.pools.push(Pool {
+        ipv4: Some("10.77.0.0/24".into()),
+        ..Pool::default()
+    });
+    config.ike = Some(Ike {
+        enabled: Some(true),
+        identity: Some("vpn.example.com".into()),
+        ..Ike::default()
+    });
+    server.start_xgate(xgate, &config)?;
+    let token = server
+        .api_token()
+        .context("an API token")?
+        .trim()
+        .to_string();
+    let binary = xgate.to_str().context("xgate's path")?;
+    let args = [
+        "ike",
+        "user",
+        "add",
+        "alice",
+        "--identity",
+        IDENTITY,
+        "--token",
+        &token,
+    ];
+    let psk = server.ns.run(binary, &args)?;
+    Ok(psk.trim().to_string())
+}
+
+/// strongSwan as the responder: the user's key, a pool, 10.77.0.1 on the loopback.
+fn start_responder(ns: &Netns, dir: &Path, psk: &str) -> Result<Strongswan> {
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{SERVER_TUNNEL_IP}/32"),
+        "dev",
+        "lo",
+    ])?;
+    let conf = format!(
+        "connections {{\n  rw {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
+         pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
+         local {{\n      auth = psk\n      id = vpn.example.com\n    }}\n    \
+         remote {{\n      auth = psk\n      id = {IDENTITY}\n    }}\n    \
+         children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
+         esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n}}\n\
+         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.0.200\n  }}\n}}\n\
+         secrets {{\n  ike-alice {{\n    id-1 = {IDENTITY}\n    id-2 = vpn.example.com\n    \
+         secret = \"{psk}\"\n  }}\n}}\n"
+    );
+    Strongswan::start_with_swanctl(ns, dir, &conf)
+}
+
+fn iperf_args(test: &str) -> Vec<String> {
+    let mut a: Vec<String> = ["-c", SERVER_TUNNEL_IP, "-p", "5201", "-J", "-t"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    a.push(SECONDS.to_string());
+    if test == "tcp-4" {
+        a.extend(["-P".into(), "4".into()]);
+    }
+    a
+}
+
+/// Every test against `kind`.
+fn measure_server(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Vec<IpsecFigure>> {
+    let rig = Rig::start(kind, xgate, dir)?;
+    let mut cmd = rig.server.ns.command("taskset");
+    cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
+    let _iperf = Daemon::spawn(cmd, &dir.join(format!("iperf3-{}.log", kind.label())))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut out = Vec::new();
+    for test in TESTS {
+        let cpu0 = rig.server_cpu_seconds()?;
+        let mut cmd = rig.client_ns.command("taskset");
+        cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
+        let text = testbed::netns::run(&mut cmd)
+            .with_context(|| format!("iperf3 {test} against {}", kind.label()))?;
+        let cpu = rig.server_cpu_seconds()? - cpu0;
+        let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
+        let received = &json["end"]["sum_received"];
+        let bytes = received["bytes"].as_f64().unwrap_or(0.0);
+        let gb = bytes / 1e9;
+        let figure = IpsecFigure {
+            server: kind.label(),
+            test,
+            gbit_per_s: received["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
+            server_cpu_s: cpu,
+            cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
+        };
+        eprintln!(
+            "  {:<20} {:<6} {:>6.2} Gbit/s  {:>6.2} CPU-s/GB",
+            figure.server, figure.test, figure.gbit_per_s, figure.cpu_s_per_gb
+        );
+        out.push(figure);
+    }
+    Ok(out)
+}
+
+/// Measures both servers, one after the other, in one run.
+pub fn measure(xgate: &Path, dir: &Path) -> Result<Vec<IpsecFigure>> {
+    eprintln!("IPsec: the same strongSwan client, ESP AES-256-GCM, server on CPU 0");
+    let mut figures = Vec::new();
+    for kind in [IpsecServer::Xgate, IpsecServer::Strongswan] {
+        let here = dir.join(kind.label());
+        std::fs::create_dir_all(&here)?;
+        figures.extend(measure_server(kind, xgate, &here)?);
+    }
+    Ok(figures)
+}
+
+impl IpsecResults {
+    fn figure(&self, server: &str, test: &str) -> Option<&IpsecFigure> {
+        self.figures
+            .iter()
+            .find(|f| f.server == server && f.test == test)
+    }
+
+    /// The table the README shows (also in `ipsec.md`).
+    pub fn table(&self) -> String {
+        let mut s = String::from(
+            "| test | xgate CPU-s/GB | strongSwan CPU-s/GB | xgate/strongSwan | target | \
+             xgate Gbit/s | strongSwan Gbit/s |\n|---|---|---|---|---|---|---|\n",
+        );
+        for test in TESTS {
+            let (Some(x), Some(w)) = (
+                self.figure("xgate", test),
+                self.figure("strongswan-libipsec", test),
+            ) else {
+                continue;
+            };
+            let r = x.cpu_s_per_gb / w.cpu_s_per_gb;
+            let verdict = if r <= TARGET { "met" } else { "**missed**" };
+            let _ = writeln!(
+                s,
+                "| {test} | {:.2} | {:.2} | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | {:.2} |",
+                x.cpu_s_per_gb, w.cpu_s_per_gb, x.gbit_per_s, w.gbit_per_s
+            );
+        }
+        s
+    }
+
+    /// Writes `ipsec-<date>-<commit>.json` and `ipsec.md` into `dir`; returns the JSON's path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let m = &self.machine;
+        let json = dir.join(format!("ipsec-{}-{}.json", m.date, m.commit));
+        std::fs::write(&json, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let md = format!(
+            "# IPsec: xgate against strongSwan as the server\n\n\
+             {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
+             The same strongSwan client (charon, kernel-libipsec, AES-256-GCM in UDP) sends \
+             {SECONDS} s of iperf3 TCP through ESP to each server; the server is pinned to CPU \
+             0, the client and iperf3 to CPU 1. strongSwan as the server also runs \
+             kernel-libipsec (userspace ESP): this machine has no ESP kernel module.\n\n{}",
+            m.cpu,
+            m.cores,
+            m.kernel,
+            m.commit,
+            m.date,
+            json.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default(),
+            self.table()
+        );
+        std::fs::write(dir.join("ipsec.md"), md)?;
+        Ok(json)
+    }
+}
