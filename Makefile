@@ -63,7 +63,7 @@ demo: deps build
 
 # Bounded: about 5 minutes on a 2-core machine (every load loop has a packet count and a
 # deadline). Writes bench-results/datapath-<date>-<commit>.json and bench-results/datapath.md.
-bench: bench-deps deps build
+bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
 
 # Bounded: each scenario's own bound (about 40 s of load) plus set-up, well under 5 minutes

@@ -16,6 +16,7 @@ use testbed::config::{Ike, Pool};
 use testbed::machine::Machine;
 use testbed::{veth, Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
 
+use crate::ike_setups::{SetupFigure, User};
 use crate::rig::{SERVER_IFACE, SERVER_TUNNEL_IP};
 
 /// Seconds each iperf3 test runs.
@@ -25,6 +26,8 @@ const TESTS: [&str; 2] = ["tcp-1", "tcp-4"];
 /// The target: xgate's CPU per GB at most this share of strongSwan's.
 const TARGET: f64 = 0.25;
 const IDENTITY: &str = "alice@example.com";
+/// Users the IKE setup rate is measured with, one IKE SA each.
+const SETUP_USERS: usize = 1000;
 
 /// Which server is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub struct IpsecResults {
     pub machine: Machine,
     /// Every test.
     pub figures: Vec<IpsecFigure>,
+    /// IKE SA setups per server CPU-second.
+    pub setups: Vec<SetupFigure>,
 }
 
 /// A server namespace with the measured server, a client namespace with strongSwan.
@@ -75,6 +80,8 @@ struct Rig {
     /// strongSwan as the server, when it is the one measured.
     responder: Option<Strongswan>,
     client: Option<Strongswan>,
+    /// The users the setup rate is measured with.
+    setup_users: Vec<User>,
 }
 
 impl Rig {
@@ -90,12 +97,21 @@ impl Rig {
             "10.210.0.2/24",
         )?;
         server.ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
-        let (psk, responder) = match kind {
-            IpsecServer::Xgate => (start_xgate(&mut server, xgate, dir)?, None),
+        let (psk, responder, setup_users) = match kind {
+            IpsecServer::Xgate => {
+                let (psk, users) = start_xgate(&mut server, xgate, dir)?;
+                (psk, None, users)
+            }
             IpsecServer::Strongswan => {
                 let psk = "a key of the benchmark's own, long enough".to_string();
-                let r = start_responder(&server.ns, &dir.join("responder"), &psk)?;
-                (psk, Some(r))
+                let users: Vec<User> = (0..SETUP_USERS)
+                    .map(|i| User {
+                        identity: format!("u{i}@example.com"),
+                        psk: format!("the key of user {i}, long enough"),
+                    })
+                    .collect();
+                let r = start_responder(&server.ns, &dir.join("responder"), &psk, &users)?;
+                (psk, Some(r), users)
             }
         };
         let mut rig = Rig {
@@ -103,6 +119,7 @@ impl Rig {
             server,
             responder,
             client: None,
+            setup_users,
         };
         let pid = rig.server_pid()?;
         testbed::process::pin_process(pid, &[0])?;
@@ -138,9 +155,13 @@ impl Rig {
     }
 }
 
-/// xgate with a registry, a pool and the IKE responder; one IKEv2 user made with the CLI.
-/// Returns the user's key.
-fn start_xgate(server: &mut testbed::Server, xgate: &Path, dir: &Path) -> Result<String> {
+/// xgate with a registry, a pool and the IKE responder; IKEv2 users made with the CLI.
+/// Returns the throughput user's key and the setup users.
+fn start_xgate(
+    server: &mut testbed::Server,
+    xgate: &Path,
+    dir: &Path,
+) -> Result<(String, Vec<User>)> {
     let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
     let mut config = XgateConfig::server(
         SERVER_IFACE,
@@ -152,7 +173,7 @@ fn start_xgate(server: &mut testbed::Server, xgate: &Path, dir: &Path) -> Result
     .registry_in(dir);
     config.interface.mtu = Some(1420);
     config.pools.push(Pool {
-        ipv4: Some("10.77.0.0/24".into()),
+        ipv4: Some("10.77.0.0/22".into()),
         ..Pool::default()
     });
     config.ike = Some(Ike {
@@ -167,39 +188,51 @@ fn start_xgate(server: &mut testbed::Server, xgate: &Path, dir: &Path) -> Result
         .trim()
         .to_string();
     let binary = xgate.to_str().context("xgate's path")?;
-    let args = [
-        "ike",
-        "user",
-        "add",
-        "alice",
-        "--identity",
-        IDENTITY,
-        "--token",
-        &token,
-    ];
-    let psk = server.ns.run(binary, &args)?;
-    Ok(psk.trim().to_string())
+    let add = |name: &str, identity: &str| -> Result<String> {
+        let args = [
+            "ike",
+            "user",
+            "add",
+            name,
+            "--identity",
+            identity,
+            "--token",
+            &token,
+        ];
+        Ok(server.ns.run(binary, &args)?.trim().to_string())
+    };
+    let psk = add("alice", IDENTITY)?;
+    let users = (0..SETUP_USERS)
+        .map(|i| {
+            let identity = format!("u{i}@example.com");
+            add(&format!("u{i}"), &identity).map(|psk| User { identity, psk })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((psk, users))
 }
 
-/// strongSwan as the responder: the user's key, a pool, 10.77.0.1 on the loopback.
-fn start_responder(ns: &Netns, dir: &Path, psk: &str) -> Result<Strongswan> {
-    ns.ip(&[
-        "addr",
-        "add",
-        &format!("{SERVER_TUNNEL_IP}/32"),
-        "dev",
-        "lo",
-    ])?;
+/// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback.
+fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[User]) -> Result<Strongswan> {
+    let address = format!("{SERVER_TUNNEL_IP}/32");
+    ns.ip(&["addr", "add", &address, "dev", "lo"])?;
+    let mut setup = String::new();
+    for (i, u) in users.iter().enumerate() {
+        let _ = write!(
+            setup,
+            "  ike-u{i} {{\n    id-1 = {}\n    id-2 = vpn.example.com\n    secret = \"{}\"\n  }}\n",
+            u.identity, u.psk
+        );
+    }
     let conf = format!(
         "connections {{\n  rw {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
          pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
          local {{\n      auth = psk\n      id = vpn.example.com\n    }}\n    \
-         remote {{\n      auth = psk\n      id = {IDENTITY}\n    }}\n    \
+         remote {{\n      auth = psk\n      id = %any\n    }}\n    \
          children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
          esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n}}\n\
-         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.0.200\n  }}\n}}\n\
+         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.3.250\n  }}\n}}\n\
          secrets {{\n  ike-alice {{\n    id-1 = {IDENTITY}\n    id-2 = vpn.example.com\n    \
-         secret = \"{psk}\"\n  }}\n}}\n"
+         secret = \"{psk}\"\n  }}\n{setup}}}\n"
     );
     Strongswan::start_with_swanctl(ns, dir, &conf)
 }
@@ -216,9 +249,13 @@ fn iperf_args(test: &str) -> Vec<String> {
     a
 }
 
-/// Every test against `kind`.
-fn measure_server(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Vec<IpsecFigure>> {
-    let rig = Rig::start(kind, xgate, dir)?;
+/// Every test against `kind`: throughput, then the IKE setup rate.
+fn measure_server(
+    kind: IpsecServer,
+    xgate: &Path,
+    dir: &Path,
+) -> Result<(Vec<IpsecFigure>, SetupFigure)> {
+    let mut rig = Rig::start(kind, xgate, dir)?;
     let mut cmd = rig.server.ns.command("taskset");
     cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
     let _iperf = Daemon::spawn(cmd, &dir.join(format!("iperf3-{}.log", kind.label())))?;
@@ -248,19 +285,27 @@ fn measure_server(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Vec<Ips
         );
         out.push(figure);
     }
-    Ok(out)
+    let users = std::mem::take(&mut rig.setup_users);
+    let server = "10.210.0.1:500".parse().expect("address");
+    let setups = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {
+        rig.server_cpu_seconds()
+    })?;
+    Ok((out, setups))
 }
 
-/// Measures both servers, one after the other, in one run.
-pub fn measure(xgate: &Path, dir: &Path) -> Result<Vec<IpsecFigure>> {
+/// Measures both servers, one after the other, in one run: throughput figures and setup
+/// rates.
+pub fn measure(xgate: &Path, dir: &Path) -> Result<(Vec<IpsecFigure>, Vec<SetupFigure>)> {
     eprintln!("IPsec: the same strongSwan client, ESP AES-256-GCM, server on CPU 0");
-    let mut figures = Vec::new();
+    let (mut figures, mut setups) = (Vec::new(), Vec::new());
     for kind in [IpsecServer::Xgate, IpsecServer::Strongswan] {
         let here = dir.join(kind.label());
         std::fs::create_dir_all(&here)?;
-        figures.extend(measure_server(kind, xgate, &here)?);
+        let (f, s) = measure_server(kind, xgate, &here)?;
+        figures.extend(f);
+        setups.push(s);
     }
-    Ok(figures)
+    Ok((figures, setups))
 }
 
 impl IpsecResults {
@@ -289,6 +334,17 @@ impl IpsecResults {
                 s,
                 "| {test} | {:.2} | {:.2} | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | {:.2} |",
                 x.cpu_s_per_gb, w.cpu_s_per_gb, x.gbit_per_s, w.gbit_per_s
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n| IKE SA setups (PSK, X25519) | per server CPU-second | setups | wall s |\n|---|---|---|---|"
+        );
+        for f in &self.setups {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {} | {:.2} |",
+                f.server, f.per_cpu_s, f.setups, f.seconds
             );
         }
         s

@@ -8,6 +8,7 @@ mod callgrind;
 mod cipher;
 mod generator;
 mod handover;
+mod ike_setups;
 mod ipsec;
 mod kernel;
 mod peers;
@@ -272,10 +273,10 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let peers = plan.peers()?;
     let (decrypt, profile) = plan.decrypt()?;
     let scaling = plan.scaling()?;
-    let ipsec = if plan.want("ipsec") {
+    let (ipsec, setups) = if plan.want("ipsec") {
         ipsec::measure(xgate, &plan.dir)?
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     if !only.is_empty() {
         let _ = std::fs::remove_dir_all(&plan.dir);
@@ -299,6 +300,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let ipsec = ipsec::IpsecResults {
         machine: results.machine.clone(),
         figures: ipsec,
+        setups,
     };
     let ipsec_json = ipsec.write(out)?;
     let _ = std::fs::remove_dir_all(&plan.dir);
