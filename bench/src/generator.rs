@@ -64,9 +64,11 @@ fn machine_busy_seconds() -> Result<f64> {
 }
 
 /// A simulated client with its handshake done and its packets sealed.
-struct Loaded {
-    socket: UdpSocket,
-    packets: Vec<Vec<u8>>,
+pub struct Loaded {
+    /// Its socket, connected to the server.
+    pub socket: UdpSocket,
+    /// Its sealed datagrams.
+    pub packets: Vec<Vec<u8>>,
 }
 
 fn inner_packet(src: [u8; 4], size: usize) -> Vec<u8> {
@@ -191,6 +193,100 @@ fn blast(clients: &[Loaded]) -> u64 {
     }
 }
 
+/// What one blast delivered.
+pub struct Delivery {
+    sent: u64,
+    delivered: u64,
+    bytes: u64,
+    secs: f64,
+    cpu: f64,
+    machine: f64,
+}
+
+impl DecryptFigure {
+    /// One line on stderr.
+    pub fn print(&self) {
+        eprintln!(
+            "  {:<20} {:>4} B x{} clients: sent {:>8} delivered {:>8} {:>9.0} pps {:>9.0} \
+             pps/core {:>9.0} pps/machine-CPU",
+            self.server,
+            self.size,
+            self.clients,
+            self.sent,
+            self.delivered,
+            self.pps,
+            self.pps_per_core,
+            self.pps_per_machine_cpu
+        );
+    }
+
+    /// The figure of a delivery to server `server` of `clients` clients' `size`-byte packets.
+    pub fn of(server: String, size: usize, clients: usize, d: Delivery) -> Self {
+        let per = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { f64::NAN };
+        DecryptFigure {
+            server,
+            size,
+            clients,
+            sent: d.sent,
+            delivered: d.delivered,
+            pps: d.delivered as f64 / d.secs,
+            gbit_per_s: d.bytes as f64 * 8.0 / d.secs / 1e9,
+            server_cpu_s: d.cpu,
+            pps_per_core: per(d.delivered, d.cpu),
+            machine_cpu_s: d.machine,
+            pps_per_machine_cpu: per(d.delivered, d.machine),
+        }
+    }
+}
+
+/// Sends everything `loaded` holds (from CPU 1) and waits until the server's TUN count
+/// (`tun_rx`) stops moving; the server's CPU time comes from `cpu`. A profiler started by
+/// `perf` records the blast. Returns the figure `make` makes of the delivery, and the profile.
+pub fn deliver<P, M>(
+    loaded: &[Loaded],
+    (tun_rx, cpu): (impl Fn() -> Result<(u64, u64)>, impl Fn() -> Result<f64>),
+    perf: P,
+    make: M,
+) -> Result<(DecryptFigure, Option<String>)>
+where
+    P: FnOnce() -> Result<Option<Profiler>>,
+    M: FnOnce(Delivery) -> DecryptFigure,
+{
+    let cpu0 = cpu()?;
+    let machine0 = machine_busy_seconds()?;
+    let (p0, b0) = tun_rx()?;
+    let perf = perf()?;
+    let start = Instant::now();
+    let sent = crate::rig::on_cpu(1, || blast(loaded));
+    // Wait for the server to finish what is queued: until its TUN count stops moving.
+    let mut last = (p0, b0);
+    let mut last_change = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = tun_rx()?;
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+    }
+    let secs = last_change.duration_since(start).as_secs_f64().max(1e-3);
+    let profile = perf.map(Profiler::finish).transpose()?;
+    // Busy time up to the last delivery, not the idle wait after it (the waiting loop itself
+    // is a few reads per 50 ms).
+    let delivery = Delivery {
+        sent,
+        delivered: last.0 - p0,
+        bytes: last.1 - b0,
+        secs,
+        cpu: cpu()? - cpu0,
+        machine: machine_busy_seconds()? - machine0,
+    };
+    Ok((make(delivery), profile))
+}
+
 /// Runs the generator against `server`: `clients` simulated clients, `count` packets each.
 pub fn measure(
     server: ServerKind,
@@ -221,86 +317,34 @@ pub fn measure(
         .context("simulated clients")?;
     std::thread::sleep(Duration::from_millis(200));
 
-    let cpu0 = rig.server_cpu_seconds()?;
-    let machine0 = machine_busy_seconds()?;
-    let (p0, b0) = rig.server_tun_rx()?;
-    let perf = if profile {
+    let tun_rx = || rig.server_tun_rx();
+    let cpu = || rig.server_cpu_seconds();
+    let perf = || {
+        if !profile {
+            return Ok(None);
+        }
         rig.server
             .pid()
             .ok()
             .map(|pid| Profiler::start(pid, dir))
-            .transpose()?
-    } else {
-        None
+            .transpose()
     };
-    let start = Instant::now();
-    let sent = crate::rig::on_cpu(1, || blast(&loaded));
-    // Wait for the server to finish what is queued: until its TUN count stops moving.
-    let mut last = (p0, b0);
-    let mut last_change = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = rig.server_tun_rx()?;
-        if now != last {
-            last = now;
-            last_change = Instant::now();
-        } else if last_change.elapsed() > Duration::from_millis(300) {
-            break;
-        }
-    }
-    let secs = last_change.duration_since(start).as_secs_f64().max(1e-3);
-    let profile = perf.map(Profiler::finish).transpose()?;
-    let cpu = rig.server_cpu_seconds()? - cpu0;
-    // Busy time up to the last delivery, not the idle wait after it (the waiting loop itself
-    // is a few reads per 50 ms).
-    let machine = machine_busy_seconds()? - machine0;
-    let delivered = last.0 - p0;
-    let bytes = last.1 - b0;
-    let figure = DecryptFigure {
-        server: server.label(),
-        size,
-        clients,
-        sent,
-        delivered,
-        pps: delivered as f64 / secs,
-        gbit_per_s: bytes as f64 * 8.0 / secs / 1e9,
-        server_cpu_s: cpu,
-        pps_per_core: if cpu > 0.0 {
-            delivered as f64 / cpu
-        } else {
-            f64::NAN
-        },
-        machine_cpu_s: machine,
-        pps_per_machine_cpu: if machine > 0.0 {
-            delivered as f64 / machine
-        } else {
-            f64::NAN
-        },
-    };
-    eprintln!(
-        "  {:<20} {:>4} B x{} clients: sent {:>8} delivered {:>8} {:>9.0} pps {:>9.0} pps/core \
-         {:>9.0} pps/machine-CPU",
-        figure.server,
-        size,
-        clients,
-        sent,
-        delivered,
-        figure.pps,
-        figure.pps_per_core,
-        figure.pps_per_machine_cpu
-    );
+    let (figure, profile) = deliver(&loaded, (tun_rx, cpu), perf, |d| {
+        DecryptFigure::of(server.label(), size, clients, d)
+    })?;
+    figure.print();
     Ok((figure, profile))
 }
 
 /// `perf record -e cpu-clock` attached to the server while the generator runs.
-struct Profiler {
+pub struct Profiler {
     child: std::process::Child,
     data: std::path::PathBuf,
 }
 
 impl Profiler {
-    fn start(pid: u32, dir: &std::path::Path) -> Result<Profiler> {
+    /// Starts recording process `pid` into `dir`.
+    pub fn start(pid: u32, dir: &std::path::Path) -> Result<Profiler> {
         let data = dir.join("perf.data");
         let child = std::process::Command::new("perf")
             .args([

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ike::{
-    AuthInitiator, AuthOutcome, DhGroup, Endpoints, IdType, Identity, InitReply, InitiatorInit,
-    Policy, Proposal, ProtocolId, Transform, TransformType,
+    AuthInitiator, AuthOutcome, DhGroup, Endpoints, Established, IdType, Identity, InitReply,
+    InitiatorInit, Policy, Proposal, ProtocolId, Transform, TransformType,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Serialize;
+
+/// The client's underlay address.
+pub const CLIENT: &str = "10.210.0.2";
 
 /// One server's rate.
 #[derive(Debug, Clone, Serialize)]
@@ -77,8 +80,14 @@ fn exchange(sock: &UdpSocket, server: SocketAddr, request: &[u8]) -> Result<Vec<
     bail!("no answer from {server}")
 }
 
-/// One IKE_SA_INIT and IKE_AUTH as `user`, from a fresh socket on `local`.
-fn set_up(local: &str, server: SocketAddr, user: &User, rng: &SystemRandom) -> Result<()> {
+/// One IKE_SA_INIT and IKE_AUTH as `user`, from a fresh socket on `local`: the SA with its
+/// first CHILD_SA.
+pub fn set_up(
+    local: &str,
+    server: SocketAddr,
+    user: &User,
+    rng: &SystemRandom,
+) -> Result<Box<Established>> {
     let sock = UdpSocket::bind(format!("{local}:0"))?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))?;
     let ends = Endpoints {
@@ -119,7 +128,7 @@ fn set_up(local: &str, server: SocketAddr, user: &User, rng: &SystemRandom) -> R
     .map_err(|e| anyhow::anyhow!("IKE_AUTH: {e}"))?;
     let answer = exchange(&sock, server, &auth.request)?;
     match auth.on_response(&answer) {
-        Ok(AuthOutcome::Established(_)) => Ok(()),
+        Ok(AuthOutcome::Established(est)) => Ok(est),
         Ok(AuthOutcome::Refused(why)) => bail!("IKE_AUTH refused: {why:?}"),
         Err(e) => bail!("IKE_AUTH: {e}"),
     }

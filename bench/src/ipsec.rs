@@ -28,6 +28,8 @@ const TARGET: f64 = 0.25;
 const IDENTITY: &str = "alice@example.com";
 /// Users the IKE setup rate is measured with, one IKE SA each.
 const SETUP_USERS: usize = 1000;
+/// Users sending in the decrypt-path test (one, as in the WireGuard decrypt section).
+const DECRYPT_USERS: usize = 1;
 
 /// Which server is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,11 +73,16 @@ pub struct IpsecResults {
     pub figures: Vec<IpsecFigure>,
     /// IKE SA setups per server CPU-second.
     pub setups: Vec<SetupFigure>,
+    /// xgate's ESP decrypt path alone.
+    pub decrypt: Vec<crate::generator::DecryptFigure>,
+    /// `ring`'s AES-256-GCM on one core (the limit).
+    pub cipher: Vec<crate::cipher::CipherFigure>,
 }
 
 /// A server namespace with the measured server, a client namespace with strongSwan.
-struct Rig {
-    client_ns: Netns,
+pub struct Rig {
+    /// The client namespace.
+    pub client_ns: Netns,
     server: testbed::Server,
     /// strongSwan as the server, when it is the one measured.
     responder: Option<Strongswan>,
@@ -143,15 +150,25 @@ impl Rig {
         Ok(rig)
     }
 
-    fn server_pid(&self) -> Result<u32> {
+    /// The measured server's process id.
+    pub fn server_pid(&self) -> Result<u32> {
         match &self.responder {
             Some(r) => r.pid().context("responder pid"),
             None => self.server.pid(),
         }
     }
 
-    fn server_cpu_seconds(&self) -> Result<f64> {
+    /// The server's CPU seconds so far.
+    pub fn server_cpu_seconds(&self) -> Result<f64> {
         testbed::procstat::cpu_seconds(self.server_pid()?).context("the server exited")
+    }
+
+    /// Packets and bytes xgate wrote into its TUN so far.
+    pub fn server_tun_rx(&self) -> Result<(u64, u64)> {
+        Ok((
+            self.server.link_counter(SERVER_IFACE, "rx_packets")?,
+            self.server.link_counter(SERVER_IFACE, "rx_bytes")?,
+        ))
     }
 }
 
@@ -249,12 +266,22 @@ fn iperf_args(test: &str) -> Vec<String> {
     a
 }
 
-/// Every test against `kind`: throughput, then the IKE setup rate.
+/// What one server's run measured: throughput, the setup rate, and (xgate) the decrypt
+/// path alone.
+type ServerFigures = (
+    Vec<IpsecFigure>,
+    SetupFigure,
+    Vec<crate::generator::DecryptFigure>,
+);
+
+/// Every test against `kind`: throughput, the IKE setup rate, and (xgate) the decrypt path
+/// alone with `counts` packets at 64 and 1420 bytes.
 fn measure_server(
     kind: IpsecServer,
     xgate: &Path,
     dir: &Path,
-) -> Result<(Vec<IpsecFigure>, SetupFigure)> {
+    counts: (usize, usize),
+) -> Result<ServerFigures> {
     let mut rig = Rig::start(kind, xgate, dir)?;
     let mut cmd = rig.server.ns.command("taskset");
     cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
@@ -287,25 +314,63 @@ fn measure_server(
     }
     let users = std::mem::take(&mut rig.setup_users);
     let server = "10.210.0.1:500".parse().expect("address");
+    // The decrypt users go last: their earlier SAs are replaced, not measured twice.
+    let decrypt_users: Vec<User> = users
+        .iter()
+        .take(DECRYPT_USERS)
+        .map(|u| User {
+            identity: u.identity.clone(),
+            psk: u.psk.clone(),
+        })
+        .collect();
     let setups = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {
         rig.server_cpu_seconds()
     })?;
-    Ok((out, setups))
+    let mut decrypt = Vec::new();
+    if kind == IpsecServer::Xgate {
+        for (size, count) in [(64, counts.0), (1420, counts.1)] {
+            let per_user = count / DECRYPT_USERS;
+            let users = decrypt_users
+                .iter()
+                .map(|u| User {
+                    identity: u.identity.clone(),
+                    psk: u.psk.clone(),
+                })
+                .collect();
+            decrypt.push(crate::esp_generator::measure(&rig, users, size, per_user)?);
+        }
+    }
+    Ok((out, setups, decrypt))
 }
 
-/// Measures both servers, one after the other, in one run: throughput figures and setup
-/// rates.
-pub fn measure(xgate: &Path, dir: &Path) -> Result<(Vec<IpsecFigure>, Vec<SetupFigure>)> {
+/// Measures both servers, one after the other, in one run (the decrypt path with `counts`
+/// packets at 64 and 1420 bytes); `machine` and `cipher` come from the run.
+pub fn measure(
+    xgate: &Path,
+    dir: &Path,
+    counts: (usize, usize),
+    (machine, cipher): (Machine, Vec<crate::cipher::CipherFigure>),
+) -> Result<IpsecResults> {
     eprintln!("IPsec: the same strongSwan client, ESP AES-256-GCM, server on CPU 0");
-    let (mut figures, mut setups) = (Vec::new(), Vec::new());
+    let mut results = IpsecResults {
+        machine,
+        figures: Vec::new(),
+        setups: Vec::new(),
+        decrypt: Vec::new(),
+        cipher: cipher
+            .into_iter()
+            .filter(|c| c.cipher == "aes-256-gcm" && c.op == "open")
+            .collect(),
+    };
     for kind in [IpsecServer::Xgate, IpsecServer::Strongswan] {
         let here = dir.join(kind.label());
         std::fs::create_dir_all(&here)?;
-        let (f, s) = measure_server(kind, xgate, &here)?;
-        figures.extend(f);
-        setups.push(s);
+        let (f, s, d) = measure_server(kind, xgate, &here, counts)?;
+        results.figures.extend(f);
+        results.setups.push(s);
+        results.decrypt.extend(d);
     }
-    Ok((figures, setups))
+    Ok(results)
 }
 
 impl IpsecResults {
@@ -347,6 +412,25 @@ impl IpsecResults {
                 f.server, f.per_cpu_s, f.setups, f.seconds
             );
         }
+        let _ = writeln!(
+            s,
+            "\n| ESP decrypt path alone | packets per server core | ring AES-256-GCM open, one core | share of the limit |\n|---|---|---|---|"
+        );
+        for d in &self.decrypt {
+            let limit = self
+                .cipher
+                .iter()
+                .find(|c| c.payload == d.size)
+                .map_or(f64::NAN, |c| c.mpps * 1e6);
+            let _ = writeln!(
+                s,
+                "| {} B | {:.0} | {:.0} | {:.2} |",
+                d.size,
+                d.pps_per_core,
+                limit,
+                d.pps_per_core / limit
+            );
+        }
         s
     }
 
@@ -360,10 +444,18 @@ impl IpsecResults {
         let md = format!(
             "# IPsec: xgate against strongSwan as the server\n\n\
              {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
-             The same strongSwan client (charon, kernel-libipsec, AES-256-GCM in UDP) sends \
-             {SECONDS} s of iperf3 TCP through ESP to each server; the server is pinned to CPU \
-             0, the client and iperf3 to CPU 1. strongSwan as the server also runs \
-             kernel-libipsec (userspace ESP): this machine has no ESP kernel module.\n\n{}",
+             Throughput: the same strongSwan client (charon, kernel-libipsec, AES-256-GCM in \
+             UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server; the server is \
+             pinned to CPU 0, the client and iperf3 to CPU 1. strongSwan as the server also \
+             runs kernel-libipsec (userspace ESP): this machine has no ESP kernel module. The \
+             figure is the server's own CPU seconds per GB iperf3 received.\n\n\
+             IKE SA setups: the bench's client (the `ike` crate's initiator) makes IKE_SA_INIT \
+             and IKE_AUTH (PSK, X25519, one CHILD_SA) for {SETUP_USERS} users one after the \
+             other; the figure is setups per second of the server's CPU.\n\n\
+             ESP decrypt path alone (xgate): one user sends pre-sealed ESP (distinct sequence \
+             numbers) to the NAT-T port from CPU 1 as fast as it can; packets per second of \
+             xgate's CPU against `ring`'s AES-256-GCM open on one core (the same payload \
+             size), as the WireGuard decrypt section measures.\n\n{}",
             m.cpu,
             m.cores,
             m.kernel,

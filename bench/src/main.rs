@@ -6,6 +6,7 @@
 
 mod callgrind;
 mod cipher;
+mod esp_generator;
 mod generator;
 mod handover;
 mod ike_setups;
@@ -273,10 +274,11 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let peers = plan.peers()?;
     let (decrypt, profile) = plan.decrypt()?;
     let scaling = plan.scaling()?;
-    let (ipsec, setups) = if plan.want("ipsec") {
-        ipsec::measure(xgate, &plan.dir)?
+    let ipsec = if plan.want("ipsec") {
+        let context = (machine.clone(), cipher.clone());
+        Some(ipsec::measure(xgate, &plan.dir, plan.counts(), context)?)
     } else {
-        (Vec::new(), Vec::new())
+        None
     };
     if !only.is_empty() {
         let _ = std::fs::remove_dir_all(&plan.dir);
@@ -297,16 +299,13 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         profile,
     };
     let json = results.write(out)?;
-    let ipsec = ipsec::IpsecResults {
-        machine: results.machine.clone(),
-        figures: ipsec,
-        setups,
-    };
-    let ipsec_json = ipsec.write(out)?;
+    let ipsec_json = ipsec.as_ref().map(|i| i.write(out)).transpose()?;
     let _ = std::fs::remove_dir_all(&plan.dir);
     println!("{}", results.summary_table());
-    println!("{}", ipsec.table());
-    println!("wrote {}", ipsec_json.display());
+    if let (Some(i), Some(path)) = (&ipsec, ipsec_json) {
+        println!("{}", i.table());
+        println!("wrote {}", path.display());
+    }
     println!(
         "wrote {} and {}",
         json.display(),
