@@ -91,8 +91,6 @@ pub struct LaunchConfig {
     /// A worker that cannot bind its AF_XDP sockets runs on io_uring alone, saying why,
     /// instead of failing the start (`backend = "auto"`).
     pub xdp_fallback: bool,
-    /// Each worker's socket on the NAT-T port, for UDP-encapsulated ESP (empty: IKE is off).
-    pub nat_t: Vec<Arc<OwnedFd>>,
 }
 
 /// Builds worker `id`'s backend on its own thread and runs it; says how it went on `ready`.
@@ -101,7 +99,7 @@ fn run_worker(
     id: usize,
     workers: usize,
     config: (usize, bool, Option<usize>, u16, bool),
-    (socket, nat_t): (Arc<OwnedFd>, Option<Arc<OwnedFd>>),
+    socket: Arc<OwnedFd>,
     queue: OwnedFd,
     waker: Arc<Waker>,
     xdp: Option<Arc<Steering>>,
@@ -123,16 +121,13 @@ fn run_worker(
     // up later; beyond that, fill rings get what the pool can spare).
     let pool = POOL_SIZE + (sockets + 1) * FRAMES_PER_SOCKET;
     let gro = xdp.is_none();
-    let mut uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
+    let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    if let Some(nat_t) = nat_t {
-        uring.attach_nat_t(nat_t);
-    }
     if let Some(cpu) = cpu {
         if let Err(e) = uring.pin_async_workers(cpu) {
             tracing::debug!(worker = id, cpu, "io_uring helpers not pinned: {e}");
@@ -207,15 +202,13 @@ impl Workers {
                 config.xdp_fallback,
             );
             let xdp = config.xdp.clone();
-            let nat_t = config.nat_t.get(id).cloned();
             let thread = std::thread::Builder::new()
                 .name(format!("xgate-worker-{id}"))
                 .spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    let sockets = (socket, nat_t);
-                    run_worker(id, n, settings, sockets, queue, waker, xdp, links, ready_tx);
+                    run_worker(id, n, settings, socket, queue, waker, xdp, links, ready_tx);
                 })?;
             let described = ready_rx
                 .recv()

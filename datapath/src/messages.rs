@@ -165,6 +165,8 @@ pub enum ToWorker {
     },
     /// Use this socket from now on (listen port changed).
     ReplaceSocket(Arc<OwnedFd>),
+    /// Take UDP-encapsulated ESP on this socket (the worker's on the NAT-T port) from now on.
+    AttachNatT(Arc<OwnedFd>),
     /// Report counters and per-peer state.
     Snapshot(Sender<WorkerSnapshot>),
     /// Stop the worker loop.

@@ -16,7 +16,7 @@ use crate::config::{ApiSettings, ManageSettings, RegistrySettings};
 use crate::events::EventHub;
 use crate::ike_grants::ike_user;
 use crate::registry::{PeerRecord, Registry};
-use plane::ike::IkeHandle;
+use plane::ike::IkeSlot;
 
 /// An open registry and the settings of the API that will serve it.
 pub struct Management {
@@ -125,14 +125,15 @@ impl Management {
 
     /// Serves the HTTP API over the registry (when the API is configured and the interface
     /// has a key for client configurations to name), with what reloads its tokens; hands the
-    /// IKEv2 users to the responder, when it runs.
+    /// IKEv2 users to the responder when it runs (or to the one the first user starts).
     pub fn serve(
         self,
         plane: PlaneHandle,
         events: EventHub,
         server: Option<ServerFacts>,
-        ike: Option<IkeHandle>,
+        ike_slot: IkeSlot,
     ) -> Result<Option<(ApiServer, TokenReloader)>> {
+        let ike = ike_slot.get();
         let (Some(settings), Some(server), Some(listener)) = (&self.api, server, self.listener)
         else {
             if let Some(ike) = &ike {
@@ -172,7 +173,7 @@ impl Management {
                 warnings,
             )
             .serving(&server.interface, settings.token_file.clone())
-            .with_ike(ike),
+            .with_ike(ike_slot),
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
         let server = ApiServer::start(listener, state, tls, api::Limits::default())

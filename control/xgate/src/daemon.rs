@@ -20,13 +20,11 @@ use datapath::launch::{LaunchConfig, Workers};
 use manage::api::ApiServer;
 use manage::events::EventHub;
 use manage::{Management, ServerFacts, TokenReloader};
-use plane::config::IkeConfig;
 use plane::config::{Backend, InterfaceSettings};
 use plane::engine::{
     ControlPlane, OuterSummary, PlaneChannels, PlaneHandle, RunningPlane, StopReason,
     HANDSHAKE_QUEUE,
 };
-use plane::ike::IkeService;
 use plane::outer::{Follower, OuterSide};
 use plane::uapi::{self, UapiServer};
 use plane::update::{DeviceUpdate, PeerUpdate};
@@ -142,64 +140,12 @@ struct Daemon {
     _signals: SignalThread,
     _uapi: UapiServer,
     _api: Option<ApiServer>,
-    _ike: Option<IkeService>,
+    _ike: crate::ike_start::IkeGuard,
     _plane: RunningPlane,
     _follower: Option<Follower>,
     _workers: Workers,
     _outer: OuterSide,
     stop: Receiver<StopReason>,
-}
-
-/// Starts the IKEv2 responder when `[ike]` asks for it, or (unset) when the registry holds
-/// IKEv2 users.
-fn start_ike(
-    ike: IkeConfig,
-    management: Option<&Management>,
-    events: &EventHub,
-    plane: Sender<plane::engine::Request>,
-) -> Result<Option<IkeService>> {
-    let wanted = ike
-        .enabled
-        .unwrap_or_else(|| management.is_some_and(Management::has_ike_users));
-    if !wanted {
-        return Ok(None);
-    }
-    let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
-    // A crashed xgate's IKE sockets may outlive it briefly, as its UDP sockets do.
-    let until = Instant::now() + PORT_GRACE;
-    let started = loop {
-        match IkeService::start(ike.settings.clone(), sink.clone(), Some(plane.clone())) {
-            Err(BindError::InUse { .. }) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => break other,
-        }
-    };
-    let service = match started {
-        Ok(s) => s,
-        // Asked for in so many words: a start without it is a failed start.
-        Err(e) if ike.enabled == Some(true) => return Err(ike_error(e)),
-        // Started only because users exist: WireGuard still serves; the log says why not.
-        Err(e) => {
-            tracing::error!("IKEv2 is not running: {:#}", ike_error(e));
-            return Ok(None);
-        }
-    };
-    if management.is_none() {
-        tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
-    }
-    Ok(Some(service))
-}
-
-/// What a failed IKE start tells the operator.
-fn ike_error(e: BindError) -> anyhow::Error {
-    match e {
-        BindError::InUse { port } => anyhow!(
-            "ike: UDP port {port} is in use (another IKE daemon, such as strongSwan's \
-             charon?): stop it, or set [ike] enabled = false"
-        ),
-        other => anyhow!("ike: {other}"),
-    }
 }
 
 /// Warns when another interface already has an address inside one of this interface's
@@ -283,20 +229,6 @@ impl Daemon {
         let outer = plane::outer::prepare(&s.outer, listen_port, s.mtu, s.fwmark)?;
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let events = EventHub::default();
-        // Before the workers: the responder's NAT-T socket heads the port's group, and the
-        // workers' ESP sockets join behind it.
-        ike.settings.workers = s.workers;
-        let ike = start_ike(ike, management.as_ref(), &events, req_tx.clone())?;
-        let nat_t = match &ike {
-            Some(service) => {
-                datapath::kernel::udp::join_nat_t(service.ports().1, s.workers, s.fwmark)
-                    .map_err(|e| anyhow!("ike: the workers' ESP sockets: {e}"))?
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect()
-            }
-            None => Vec::new(),
-        };
         let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
         let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
         let workers = Workers::launch(
@@ -307,7 +239,6 @@ impl Daemon {
                 xdp: outer.steering.clone(),
                 listen_port,
                 xdp_fallback: s.outer.backend == Backend::Auto,
-                nat_t,
             },
             sockets.clone(),
             tun.take_queues(),
@@ -370,9 +301,22 @@ impl Daemon {
             mtu: s.mtu,
             interface: s.name.clone(),
         });
-        let ike_handle = ike.as_ref().map(IkeService::handle);
+        ike.settings.workers = workers.len();
+        let has_users = management.as_ref().is_some_and(Management::has_ike_users);
+        let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
+        let plane_tx = handle.requests();
+        let (ike, ike_slot) = crate::ike_start::start(
+            ike,
+            has_users,
+            (sink, plane_tx),
+            workers.handles.clone(),
+            s.fwmark,
+        )?;
+        if management.is_none() && ike_slot.get().is_some() {
+            tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
+        }
         let (api, tokens) = match management {
-            Some(m) => m.serve(handle.clone(), events, server, ike_handle)?.unzip(),
+            Some(m) => m.serve(handle.clone(), events, server, ike_slot)?.unzip(),
             None => (None, None),
         };
         let uapi_server = UapiServer::start(&s.name, handle, stop_tx.clone())

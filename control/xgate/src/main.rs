@@ -14,6 +14,7 @@ use plane::config;
 mod config_fuzz;
 mod daemon;
 mod ike_cli;
+mod ike_start;
 mod panics;
 mod peer_cli;
 mod settings;

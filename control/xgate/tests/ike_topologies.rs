@@ -2,6 +2,8 @@
 //! namespace with iptables MASQUERADE), one direct that asks for no UDP encapsulation (xgate
 //! claims a NAT so ESP still comes in UDP to the workers), one direct with encapsulation on,
 //! and a WireGuard client beside them on the same two workers. Each user's traffic flows.
+//! Also: a user reconnecting by itself after xgate is SIGKILLed and restarted, and the first
+//! IKEv2 user starting the responder in a running xgate.
 
 mod common;
 
@@ -182,5 +184,23 @@ fn after_a_sigkill_and_restart_the_user_reconnects_by_itself_within_30_s() {
     );
     let state = sas(&rig, &token);
     assert_eq!(state["sas"][0]["addresses"][0], json!(v4), "{state}");
+    carries_traffic(&rig, &client, &c, TEN_MB);
+}
+
+#[test]
+fn the_first_ikev2_user_starts_the_responder_without_a_restart() {
+    // [ike] enabled left unset, and no IKEv2 user yet: no responder at start.
+    let (rig, token) = ike_rig_with("ikeo", |rig| {
+        if let Some(ike) = rig.config.ike.as_mut() {
+            ike.enabled = None;
+        }
+    });
+    let (status, text) = call(&rig, "GET", "/api/v1/ike/sas", Some(&token), None);
+    assert_eq!(status, 409, "no responder before the first user: {text}");
+    let client = direct(&rig, 2);
+    let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let config = StrongswanConfig::psk("10.201.2.1", "alice@example.com", &psk);
+    let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
+    connect_and_check_user(&rig, &token, (&client, &c), "alice@example.com", &v4);
     carries_traffic(&rig, &client, &c, TEN_MB);
 }

@@ -156,6 +156,8 @@ impl Backend for MemoryBackend {
 
     fn replace_outer(&mut self, _socket: Arc<OwnedFd>) {}
 
+    fn attach_nat_t(&mut self, _socket: Arc<OwnedFd>) {}
+
     fn take_send_failures(&mut self) -> u64 {
         0
     }

@@ -139,6 +139,9 @@ pub trait Backend {
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);
     /// Switches to a new outer socket (listen port changed).
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);
+    /// Receives and sends UDP-encapsulated ESP on `socket` (this worker's on the NAT-T port)
+    /// from now on.
+    fn attach_nat_t(&mut self, socket: Arc<OwnedFd>);
     /// Sends or writes that the kernel refused since the last call (and resets the count).
     fn take_send_failures(&mut self) -> u64;
     /// What the offloads did since the last call (and resets the counts).

@@ -313,6 +313,7 @@ impl<B: Backend> Worker<B> {
                 None => self.counters.drop(DropReason::NoBuffer),
             },
             ToWorker::ReplaceSocket(socket) => self.backend.replace_outer(socket),
+            ToWorker::AttachNatT(socket) => self.backend.attach_nat_t(socket),
             ToWorker::Snapshot(reply) => {
                 #[cfg(debug_assertions)]
                 faults::on_snapshot(self.id);

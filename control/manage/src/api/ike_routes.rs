@@ -91,7 +91,8 @@ fn canonical_identity(identity: &str) -> Result<String, ApiError> {
 
 /// The warning when users are saved but no responder runs.
 const IKE_OFF: &str = "IKEv2 is not running on this interface: the user is saved and can \
-    connect once it runs (restart xgate, or set [ike] enabled = true)";
+    connect once it runs (set [ike] enabled = true, or leave it unset, and restart xgate; \
+    the log says why it did not start)";
 
 /// POST /api/v1/ike/users
 pub async fn create(
@@ -125,12 +126,20 @@ pub async fn create(
         });
         let mut view = IkeUserView::from(&user);
         view.psk = Some(psk);
-        match &state.ike {
-            Some(ike) => {
+        // The first user starts the responder when [ike] enabled is unset.
+        match state.ike.get_or_start() {
+            (Some(ike), false) => {
                 let policy = state.client.policy(&user.group);
                 ike.set_users(vec![ike_user(&user, policy)], false);
             }
-            None => view.warnings.push(IKE_OFF.into()),
+            (Some(ike), true) => {
+                let users = state.registry().ike_users()?;
+                let all = users
+                    .iter()
+                    .map(|u| ike_user(u, state.client.policy(&u.group)));
+                ike.set_users(all.collect(), true);
+            }
+            (None, _) => view.warnings.push(IKE_OFF.into()),
         }
         Ok(view)
     })
@@ -163,7 +172,7 @@ pub async fn delete(
     let id = user_id(&id)?;
     blocking(move || {
         let user = state.registry().delete_ike_user(id, super::now())?;
-        if let Some(ike) = &state.ike {
+        if let Some(ike) = state.ike.get() {
             ike.remove_users(vec![ike::Identity::from_text(&user.identity)]);
         }
         state.events.publish(Event::IkeUserDeleted {
@@ -182,7 +191,7 @@ pub async fn config(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = user_id(&id)?;
-    let Some(ike) = state.ike.clone() else {
+    let Some(ike) = state.ike.get() else {
         return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
     };
     let text = blocking(move || {
@@ -221,7 +230,7 @@ struct SaView {
 
 /// GET /api/v1/ike/sas
 pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    let Some(ike) = state.ike.clone() else {
+    let Some(ike) = state.ike.get() else {
         return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
     };
     let st = blocking(move || {

@@ -382,7 +382,7 @@ pub async fn metrics(
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO);
                 let mut text = render_state(&published.state, size, now);
-                if let Some(ike) = state.ike.as_ref().and_then(|i| i.published()) {
+                if let Some(ike) = state.ike.get().and_then(|i| i.published()) {
                     ike_families(&mut text, &ike);
                 }
                 latency_histogram(&mut text, &state.latency);

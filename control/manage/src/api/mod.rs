@@ -90,8 +90,8 @@ pub struct ApiState {
     interface: String,
     /// The token file, reread when it changes.
     token_file: Option<std::path::PathBuf>,
-    /// The IKEv2 responder, when it runs.
-    ike: Option<plane::ike::IkeHandle>,
+    /// The IKEv2 responder, when it runs or may be started.
+    ike: plane::ike::IkeSlot,
 }
 
 impl ApiState {
@@ -129,12 +129,12 @@ impl ApiState {
             refusals: auth::Refusals::default(),
             interface: String::new(),
             token_file: None,
-            ike: None,
+            ike: plane::ike::IkeSlot::default(),
         }
     }
 
     /// The same, with the IKEv2 responder its users are handed to.
-    pub fn with_ike(mut self, ike: Option<plane::ike::IkeHandle>) -> Self {
+    pub fn with_ike(mut self, ike: plane::ike::IkeSlot) -> Self {
         self.ike = ike;
         self
     }

@@ -33,6 +33,11 @@ impl PlaneHandle {
         Self { requests, board }
     }
 
+    /// The plane's request channel (the IKE responder sends its ESP tunnels' changes there).
+    pub fn requests(&self) -> Sender<Request> {
+        self.requests.clone()
+    }
+
     /// The state the plane published last (at most `PUBLISH_EVERY` old, plus the workers'
     /// answer time); reading it costs the plane nothing. None before the first.
     pub fn published(&self) -> Option<Arc<Published>> {

@@ -5,6 +5,7 @@
 //! - `service`: its thread, the sockets' readers, and the handle the management service
 //!   and the daemon use.
 //! - `counters`: negotiations by outcome, drops by reason.
+//! - `slot`: the responder's handle for the management service, started on demand.
 //!
 //! ESP is the workers': each CHILD_SA's keys go to the control plane as an `EspChange`,
 //! which routes the user's addresses to its tunnel and installs the SA on the worker its
@@ -13,12 +14,14 @@
 mod counters;
 mod engine;
 mod service;
+mod slot;
 #[cfg(test)]
 mod tests;
 
 pub use counters::IkeCounters;
 pub use engine::{IkeEngine, Outgoing};
 pub use service::{IkeHandle, IkeService, IkeState, IkeStats};
+pub use slot::{IkeSlot, IkeStarter};
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::SystemTime;

@@ -18,11 +18,11 @@ pub fn ike_rig(tag: &str) -> (Rig, String) {
     ike_rig_with(tag, |_| {})
 }
 
-/// `ike_rig`, with `prepare` run on the rig before xgate starts (workers, clients).
+/// `ike_rig`, with `prepare` run on the rig (its config made) before xgate starts: workers,
+/// clients, `[ike]` changes.
 pub fn ike_rig_with(tag: &str, prepare: impl FnOnce(&mut Rig)) -> (Rig, String) {
     testbed::process::find_program("swanctl").expect("swanctl (strongswan-swanctl) is installed");
     let mut rig = Rig::new(tag);
-    prepare(&mut rig);
     rig.use_registry();
     let api = rig.config.api.get_or_insert_with(Default::default);
     api.dns = vec!["10.77.0.53".into()];
@@ -42,6 +42,7 @@ pub fn ike_rig_with(tag: &str, prepare: impl FnOnce(&mut Rig)) -> (Rig, String) 
         retransmit_tries: Some(2),
         ..Ike::default()
     });
+    prepare(&mut rig);
     rig.start_xgate();
     let token = rig
         .server

@@ -472,6 +472,10 @@ impl Backend for XdpBackend {
         self.uring.replace_outer(socket);
     }
 
+    fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
+        self.uring.attach_nat_t(socket);
+    }
+
     fn take_send_failures(&mut self) -> u64 {
         self.uring.take_send_failures() + std::mem::take(&mut self.send_failures)
     }

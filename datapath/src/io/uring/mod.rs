@@ -247,16 +247,6 @@ impl UringBackend {
         })
     }
 
-    /// Receives and sends UDP-encapsulated ESP on `socket` (this worker's on the NAT-T port)
-    /// too, from the next wait on.
-    pub fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
-        if self.gro && !enable_gro(socket.as_raw_fd()) {
-            // Still correct: each datagram arrives alone in a coalescing buffer.
-            tracing::debug!("UDP_GRO refused on the NAT-T socket");
-        }
-        self.nat_t = Some(socket);
-    }
-
     /// The buffers' memory (an AF_XDP socket registers it as its UMEM).
     pub fn frames(&self) -> &Frames {
         &self.bufs
@@ -521,6 +511,15 @@ impl Backend for UringBackend {
             .user_data(user_data(OP_CANCEL, 0, 0));
         let _ = self.push(cancel);
         let _ = self.ring.submit();
+    }
+
+    fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
+        if self.gro && !enable_gro(socket.as_raw_fd()) {
+            // Still correct: each datagram arrives alone in a coalescing buffer.
+            tracing::debug!("UDP_GRO refused on the NAT-T socket");
+        }
+        // Armed before the next wait.
+        self.nat_t = Some(socket);
     }
 
     fn take_send_failures(&mut self) -> u64 {

@@ -1,0 +1,122 @@
+//! The IKEv2 responder's start: at `xgate up` when `[ike] enabled = true` or the registry
+//! holds IKEv2 users, or later, when the first user is made (`enabled` unset). Either way the
+//! responder's NAT-T socket heads the port's SO_REUSEPORT group and each worker then joins it
+//! with a socket of its own for ESP (`ToWorker::AttachNatT`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use crossbeam_channel::Sender;
+use datapath::kernel::udp::BindError;
+use datapath::launch::WorkerHandle;
+use datapath::messages::ToWorker;
+use plane::config::IkeConfig;
+use plane::ike::{IkeHandle, IkeService, IkeSlot};
+
+/// How long busy IKE ports are retried at start: a crashed xgate's sockets outlive it briefly.
+const PORT_GRACE: Duration = Duration::from_secs(2);
+
+/// The running responder, stopped (every peer sent a Delete) when the daemon drops this.
+pub struct IkeGuard(Arc<Mutex<Option<IkeService>>>);
+
+impl Drop for IkeGuard {
+    fn drop(&mut self) {
+        let service = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        drop(service);
+    }
+}
+
+/// What starting the responder needs.
+struct Launcher {
+    config: IkeConfig,
+    sink: Arc<dyn plane::events::EventSink>,
+    plane: Sender<plane::engine::Request>,
+    workers: Vec<WorkerHandle>,
+    fwmark: u32,
+    running: Arc<Mutex<Option<IkeService>>>,
+}
+
+impl Launcher {
+    /// Binds the ports (retrying a busy one for `grace`), has every worker join the NAT-T
+    /// port, and keeps the service.
+    fn launch(&self, grace: Duration) -> Result<IkeHandle> {
+        let until = Instant::now() + grace;
+        let service = loop {
+            let settings = self.config.settings.clone();
+            match IkeService::start(settings, self.sink.clone(), Some(self.plane.clone())) {
+                Err(BindError::InUse { .. }) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => break other.map_err(ike_error)?,
+            }
+        };
+        let nat_port = service.ports().1;
+        let sockets = datapath::kernel::udp::join_nat_t(nat_port, self.workers.len(), self.fwmark)
+            .map_err(|e| anyhow!("ike: the workers' ESP sockets on port {nat_port}: {e}"))?;
+        for (worker, socket) in self.workers.iter().zip(sockets) {
+            worker.send(ToWorker::AttachNatT(Arc::new(socket)));
+        }
+        let handle = service.handle();
+        *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(service);
+        Ok(handle)
+    }
+}
+
+/// What a failed IKE start tells the operator.
+fn ike_error(e: BindError) -> anyhow::Error {
+    match e {
+        BindError::InUse { port } => anyhow!(
+            "ike: UDP port {port} is in use (another IKE daemon, such as strongSwan's \
+             charon?): stop it, or set [ike] enabled = false"
+        ),
+        other => anyhow!("ike: {other}"),
+    }
+}
+
+/// Starts the responder now if `[ike]` asks for it or `has_users`; returns the guard that
+/// stops it and the slot the management service reaches it through (able to start it when
+/// the first user is made, unless `enabled = false` or it runs already).
+pub fn start(
+    config: IkeConfig,
+    has_users: bool,
+    (sink, plane): (
+        Arc<dyn plane::events::EventSink>,
+        Sender<plane::engine::Request>,
+    ),
+    workers: Vec<WorkerHandle>,
+    fwmark: u32,
+) -> Result<(IkeGuard, IkeSlot)> {
+    let enabled = config.enabled;
+    let running = Arc::new(Mutex::new(None));
+    let launcher = Arc::new(Launcher {
+        config,
+        sink,
+        plane,
+        workers,
+        fwmark,
+        running: running.clone(),
+    });
+    let guard = IkeGuard(running);
+    let mut handle = None;
+    if enabled.unwrap_or(has_users) {
+        match launcher.launch(PORT_GRACE) {
+            Ok(h) => handle = Some(h),
+            // Asked for in so many words: a start without it is a failed start.
+            Err(e) if enabled == Some(true) => return Err(e),
+            // Started only because users exist: WireGuard still serves; the log says why not.
+            Err(e) => tracing::error!("IKEv2 is not running: {e:#}"),
+        }
+    }
+    let starter: Option<plane::ike::IkeStarter> = match (enabled, &handle) {
+        (None, None) => Some(Box::new(move || {
+            tracing::info!("the first IKEv2 user: starting the responder");
+            launcher
+                .launch(Duration::ZERO)
+                .map_err(|e| tracing::error!("IKEv2 did not start: {e:#}"))
+                .ok()
+        })),
+        _ => None,
+    };
+    Ok((guard, IkeSlot::new(handle, starter)))
+}
