@@ -166,19 +166,19 @@ fn users_table(users: &[Value]) -> String {
 /// The SAs that are up, and the counters worth a glance.
 fn sas_table(state: &Value) -> String {
     let mut out = format!(
-        "{:<28} {:<12} {:<24} {:<26} {:<18} {}\n",
-        "IDENTITY", "NAME", "REMOTE", "ADDRESSES", "CIPHER", "UP SINCE"
+        "{:<28} {:<16} {:<24} {:<26} {:<18} {}\n",
+        "IDENTITY", "NAME", "REMOTE", "ADDRESSES", "CIPHER", "UP"
     );
     for sa in state["sas"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:<28} {:<12} {:<24} {:<26} {:<18} {}",
+            "{:<28} {:<16} {:<24} {:<26} {:<18} {}",
             text(&sa["identity"]),
             text(&sa["name"]),
             text(&sa["remote"]),
             addresses(&sa["addresses"]),
             text(&sa["encryption"]),
-            text(&sa["up_since"])
+            crate::show::ago(sa["up_since"].as_u64())
         );
     }
     let c = &state["counters"];

@@ -139,7 +139,8 @@ fn denied(e: &anyhow::Error) -> bool {
     })
 }
 
-fn ago(epoch_secs: Option<u64>) -> String {
+/// How long ago a Unix time was, as `wg show` says it ("never" for none).
+pub fn ago(epoch_secs: Option<u64>) -> String {
     let Some(epoch_secs) = epoch_secs else {
         return "never".into();
     };
