@@ -258,3 +258,55 @@ fn deleting_the_old_sa_switches_sending_even_if_the_user_sent_nothing_new() {
     let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
     assert!(new_in.open(&mut esp).is_ok());
 }
+
+#[test]
+fn a_child_sa_made_again_after_the_last_was_deleted_sends_at_once() {
+    let encr = Encr::AesGcm16 { key_bits: 256 };
+    let (mut rig, _old_out, _old_in) = rig_with_tunnel(encr);
+    // The client deletes its only CHILD_SA, then makes one again (no REKEY_SA).
+    rig.controls[1]
+        .send(ToWorker::RemoveEspSa {
+            tunnel: TUNNEL,
+            spi: 0x0100_1234,
+        })
+        .expect("send");
+    let (sa, _new_out, mut new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
+    rig.controls[1]
+        .send(ToWorker::InstallEsp {
+            tunnel: TUNNEL,
+            sa: Box::new(sa),
+            endpoint: USER.parse().expect("addr"),
+        })
+        .expect("send");
+    rig.step_all();
+    rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
+    let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
+    assert!(
+        new_in.open(&mut esp).is_ok(),
+        "sent on the new SA before the client used it: the old one is gone"
+    );
+}
+
+#[test]
+fn a_rekeyed_sa_deleted_before_use_is_never_sent_on() {
+    let encr = Encr::ChaCha20Poly1305;
+    let (mut rig, _old_out, mut old_in) = rig_with_tunnel(encr);
+    let (sa, _new_out, _new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
+    rig.controls[1]
+        .send(ToWorker::InstallEsp {
+            tunnel: TUNNEL,
+            sa: Box::new(sa),
+            endpoint: USER.parse().expect("addr"),
+        })
+        .expect("send");
+    rig.controls[1]
+        .send(ToWorker::RemoveEspSa {
+            tunnel: TUNNEL,
+            spi: 0x0100_5678,
+        })
+        .expect("send");
+    rig.step_all();
+    rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
+    let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
+    assert!(old_in.open(&mut esp).is_ok(), "still the old SA");
+}

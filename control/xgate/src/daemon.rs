@@ -217,7 +217,7 @@ impl Daemon {
         let Settings {
             interface: s,
             manage,
-            mut ike,
+            ike,
         } = settings;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
         let (management, registered) = match Management::open(&manage, api_listener)? {
@@ -301,20 +301,8 @@ impl Daemon {
             mtu: s.mtu,
             interface: s.name.clone(),
         });
-        ike.settings.workers = workers.len();
-        let has_users = management.as_ref().is_some_and(Management::has_ike_users);
-        let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
-        let plane_tx = handle.requests();
-        let (ike, ike_slot) = crate::ike_start::start(
-            ike,
-            has_users,
-            (sink, plane_tx),
-            workers.handles.clone(),
-            s.fwmark,
-        )?;
-        if management.is_none() && ike_slot.get().is_some() {
-            tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
-        }
+        let context = (management.as_ref(), &events, &handle);
+        let (ike, ike_slot) = crate::ike_start::for_daemon(ike, context, &workers, s.fwmark)?;
         let (api, tokens) = match management {
             Some(m) => m.serve(handle.clone(), events, server, ike_slot)?.unzip(),
             None => (None, None),

@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use crossbeam_channel::Sender;
 use datapath::kernel::udp::BindError;
-use datapath::launch::WorkerHandle;
+use datapath::launch::{WorkerHandle, Workers};
 use datapath::messages::ToWorker;
+use manage::events::EventHub;
+use manage::Management;
 use plane::config::IkeConfig;
+use plane::engine::PlaneHandle;
 use plane::ike::{IkeHandle, IkeService, IkeSlot};
 
 /// How long busy IKE ports are retried at start: a crashed xgate's sockets outlive it briefly.
@@ -72,6 +75,25 @@ fn ike_error(e: BindError) -> anyhow::Error {
         ),
         other => anyhow!("ike: {other}"),
     }
+}
+
+/// `start` for `xgate up`: with the registry (if any), the events hub and the plane the
+/// daemon runs, over its workers.
+pub fn for_daemon(
+    mut config: IkeConfig,
+    (management, events, plane): (Option<&Management>, &EventHub, &PlaneHandle),
+    workers: &Workers,
+    fwmark: u32,
+) -> Result<(IkeGuard, IkeSlot)> {
+    config.settings.workers = workers.len();
+    let has_users = management.is_some_and(Management::has_ike_users);
+    let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
+    let handles = workers.handles.clone();
+    let started = start(config, has_users, (sink, plane.requests()), handles, fwmark)?;
+    if management.is_none() && started.1.get().is_some() {
+        tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
+    }
+    Ok(started)
 }
 
 /// Starts the responder now if `[ike]` asks for it or `has_users`; returns the guard that

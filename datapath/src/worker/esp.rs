@@ -80,8 +80,20 @@ impl EspTunnels {
                     let oldest = t.inbound.remove(0);
                     self.spis.remove(&u32::from_be_bytes(oldest.spi()));
                 }
+                // A CHILD_SA made again after the last was deleted: its pair is gone, so the
+                // new SA sends at once.
+                let pair = t.sending.pair;
+                let current = t
+                    .inbound
+                    .iter()
+                    .any(|sa| u32::from_be_bytes(sa.spi()) == pair);
                 t.inbound.push(sa.inbound);
-                t.next = Some(sending);
+                if current {
+                    t.next = Some(sending);
+                } else {
+                    t.sending = sending;
+                    t.next = None;
+                }
                 t.endpoint = endpoint;
             }
             None => {
@@ -111,7 +123,10 @@ impl EspTunnels {
         if t.inbound.len() < before {
             self.spis.remove(&spi);
         }
-        if t.sending.pair == spi {
+        if t.next.as_ref().is_some_and(|n| n.pair == spi) {
+            // The rekey's SA went before it was used.
+            t.next = None;
+        } else if t.sending.pair == spi {
             t.promote();
         }
     }

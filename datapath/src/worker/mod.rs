@@ -126,6 +126,9 @@ impl<B: Backend> Worker<B> {
     }
 
     fn process_batch(&mut self, now: Instant, next_tick: &mut Instant) {
+        // Control first: a session or SA installed before a packet that needs it arrived is
+        // in place when that packet is processed.
+        self.drain_control(now);
         let mut rx = std::mem::take(&mut self.rx);
         for item in rx.drain(..) {
             match item {

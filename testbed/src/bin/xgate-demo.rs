@@ -225,6 +225,49 @@ fn exercise_swan(ns: &Netns, server_ns: &Netns, addr: &str, up: bool) -> Result<
     })
 }
 
+/// The results table; true if every client's every step held.
+fn print_results(results: &[ClientResult]) -> bool {
+    println!(
+        "\n{:<15} {:>9} {:>8} {:>6} {:>8} {:>11} {:>11} {:>9} {:>5}",
+        "client",
+        "handshake",
+        "rtt ms",
+        "pings",
+        "MB moved",
+        "up Mbit/s",
+        "down Mbit/s",
+        "sha256",
+        "ipv6"
+    );
+    let mut all_ok = true;
+    for r in results {
+        let ok =
+            r.handshake && r.pings.0 == r.pings.1 && r.checksums_match && r.ipv6 != Some(false);
+        all_ok &= ok;
+        println!(
+            "{:<15} {:>9} {:>8.2} {:>6} {:>8.1} {:>11.0} {:>11.0} {:>9} {:>5}",
+            r.name,
+            if r.handshake { "ok" } else { "FAILED" },
+            r.rtt_ms,
+            format!("{}/{}", r.pings.0, r.pings.1),
+            r.mbytes,
+            r.mbit_up,
+            r.mbit_down,
+            if r.checksums_match {
+                "match"
+            } else {
+                "MISMATCH"
+            },
+            match r.ipv6 {
+                Some(true) => "ok",
+                Some(false) => "FAILED",
+                None => "-",
+            },
+        );
+    }
+    all_ok
+}
+
 fn demo() -> Result<bool> {
     let binary = xgate_binary();
     if !binary.exists() {
@@ -293,44 +336,7 @@ fn demo() -> Result<bool> {
     );
     results.push(exercise_swan(&swan_ns, &server_ns, &swan_addr, swan_up)?);
 
-    println!(
-        "\n{:<15} {:>9} {:>8} {:>6} {:>8} {:>11} {:>11} {:>9} {:>5}",
-        "client",
-        "handshake",
-        "rtt ms",
-        "pings",
-        "MB moved",
-        "up Mbit/s",
-        "down Mbit/s",
-        "sha256",
-        "ipv6"
-    );
-    let mut all_ok = true;
-    for r in &results {
-        let ok =
-            r.handshake && r.pings.0 == r.pings.1 && r.checksums_match && r.ipv6 != Some(false);
-        all_ok &= ok;
-        println!(
-            "{:<15} {:>9} {:>8.2} {:>6} {:>8.1} {:>11.0} {:>11.0} {:>9} {:>5}",
-            r.name,
-            if r.handshake { "ok" } else { "FAILED" },
-            r.rtt_ms,
-            format!("{}/{}", r.pings.0, r.pings.1),
-            r.mbytes,
-            r.mbit_up,
-            r.mbit_down,
-            if r.checksums_match {
-                "match"
-            } else {
-                "MISMATCH"
-            },
-            match r.ipv6 {
-                Some(true) => "ok",
-                Some(false) => "FAILED",
-                None => "-",
-            },
-        );
-    }
+    let all_ok = print_results(&results);
     println!("\n$ xgate status");
     print!("{}", xgate_cli(&server_ns, &["status"])?);
     println!("\n$ xgate ike status");

@@ -100,6 +100,8 @@ impl ControlPlane {
                 }
                 self.routes_dirty = true;
                 self.send_to_owner(tunnel, ToWorker::RemoveEsp { tunnel });
+                // The routes without it go out now, ahead of anything that reuses its number.
+                self.publish_routes();
             }
         }
     }

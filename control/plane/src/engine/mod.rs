@@ -154,8 +154,9 @@ pub enum Request {
     Get(Sender<DeviceState>),
     /// Apply a change.
     Set(DeviceUpdate, Sender<Result<(), SetError>>),
-    /// An IKEv2 user's ESP tunnel changed (from the IKE responder).
-    Esp(EspChange),
+    /// An IKEv2 user's ESP tunnel changed (from the IKE responder); the sender, if any, is
+    /// told once the change is in the owning worker's queue.
+    Esp(EspChange, Option<Sender<()>>),
 }
 
 /// The control-plane thread, stopped and joined when dropped.
@@ -456,7 +457,12 @@ impl ControlPlane {
                 // Readers of the published state see a change as soon as the workers answer.
                 self.publish_soon = true;
             }
-            Request::Esp(change) => self.on_esp(change),
+            Request::Esp(change, queued) => {
+                self.on_esp(change);
+                if let Some(tx) = queued {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use ike::Identity;
 use super::counters::IkeCounters;
 use super::engine::{IkeEngine, Outgoing};
 use super::{IkeSettings, IkeUser, SaSummary};
-use crate::engine::Request as PlaneRequest;
+use crate::engine::{EspChange, Request as PlaneRequest};
 use crate::events::EventSink;
 
 /// How often the SAs' timers are looked at.
@@ -26,6 +26,9 @@ const TICK: Duration = Duration::from_millis(100);
 const QUEUE: usize = 1024;
 /// The largest datagram read (IKE messages are at most 64 KiB; fragments are smaller).
 const MAX_DATAGRAM: usize = 65535;
+/// How long an answer that brings a new CHILD_SA waits for the control plane to queue the SA
+/// for its worker (a plane busy with a handshake surge; the answer goes anyway after this).
+const ESP_QUEUED_WITHIN: Duration = Duration::from_millis(100);
 /// The non-ESP marker that precedes IKE on the NAT-T port (RFC 3948 §2.2).
 const NON_ESP_MARKER: [u8; 4] = [0; 4];
 
@@ -297,13 +300,26 @@ struct Sockets {
 
 impl Sockets {
     /// Passes the engine's ESP tunnel changes to the control plane, in order, then sends
-    /// `out`: a new SA is on its way to its worker before the answer that lets the peer use
-    /// it leaves.
+    /// `out`. A new SA is in its worker's queue before the answer that lets the peer use it
+    /// leaves (the plane says so, within `ESP_QUEUED_WITHIN`), and the worker applies its
+    /// queue before the packets of each batch.
     fn deliver(&self, engine: &mut IkeEngine, out: Vec<Outgoing>) {
-        for change in engine.take_esp() {
-            if let Some(plane) = &self.plane {
-                let _ = plane.send(PlaneRequest::Esp(change));
+        if let Some(plane) = &self.plane {
+            for change in engine.take_esp() {
+                let new_sa = matches!(change, EspChange::Up { .. } | EspChange::Rekeyed { .. });
+                if !new_sa {
+                    let _ = plane.send(PlaneRequest::Esp(change, None));
+                    continue;
+                }
+                let (tx, rx) = bounded(1);
+                if plane.send(PlaneRequest::Esp(change, Some(tx))).is_ok()
+                    && rx.recv_timeout(ESP_QUEUED_WITHIN).is_err()
+                {
+                    tracing::debug!("the control plane was slow to queue an ESP SA");
+                }
             }
+        } else {
+            drop(engine.take_esp());
         }
         self.send(out);
     }

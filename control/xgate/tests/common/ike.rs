@@ -5,11 +5,12 @@
 use serde_json::{json, Value};
 use testbed::config::{self, Ike};
 use testbed::ping::ping_every;
-use testbed::{ping, tcp_transfer, Netns, Strongswan};
+use testbed::{ping, tcp_transfer, veth, Netns, Strongswan};
 
 use super::api::{call, json_of};
 use super::Rig;
 
+/// 100 MiB, the size of a full transfer.
 pub const HUNDRED_MB: u64 = 100 * 1024 * 1024;
 
 /// A rig with a registry, the API, a pool of 10.77.0.0/24 and fd77::/64, DNS for clients,
@@ -177,6 +178,23 @@ pub fn nothing_lost_for(rig: &Rig, client: &Netns, c: &Strongswan, seconds: u32)
     eprintln!("{transfers} transfers of 100 MB and {count} pings, nothing lost");
 }
 
+/// A directory `name` in the rig's scratch directory.
 pub fn scratch(rig: &Rig, name: &str) -> std::path::PathBuf {
     rig.dir.join(name)
+}
+
+/// A namespace on its own veth to the server: 10.201.`n`.2, the server 10.201.`n`.1.
+pub fn direct(rig: &Rig, n: u8) -> Netns {
+    let ns = Netns::create(&format!("xt-{}-d{n}", rig.tag)).expect("namespace");
+    let (server, client) = (format!("10.201.{n}.1/24"), format!("10.201.{n}.2/24"));
+    veth(
+        &rig.server.ns,
+        &format!("xtv{n}s"),
+        &server,
+        &ns,
+        &format!("xtv{n}c"),
+        &client,
+    )
+    .expect("veth");
+    ns
 }

@@ -514,6 +514,12 @@ impl Backend for UringBackend {
     }
 
     fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
+        if self.nat_t.is_some() {
+            // The responder starts once per daemon; a second socket would need the first's
+            // receive cancelled, which nothing asks for.
+            tracing::warn!("a second NAT-T socket offered to a worker; keeping the first");
+            return;
+        }
         if self.gro && !enable_gro(socket.as_raw_fd()) {
             // Still correct: each datagram arrives alone in a coalescing buffer.
             tracing::debug!("UDP_GRO refused on the NAT-T socket");

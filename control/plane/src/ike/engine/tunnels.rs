@@ -2,6 +2,8 @@
 //! CHILD_SA SPIs that name that worker, and each CHILD_SA's packet rules, reported to the
 //! control plane as `EspChange`s.
 
+use std::collections::VecDeque;
+
 use datapath::messages::{EspSa, ESP_TUNNEL};
 use datapath::route::PeerId;
 use ike::esp::{Inbound, Outbound};
@@ -12,9 +14,11 @@ use ring::rand::SecureRandom;
 /// `messages::peer_owner` reads it.
 pub(super) struct TunnelNumbers {
     workers: usize,
-    /// Per worker: the next never-used number's multiple, and numbers given back.
+    /// Per worker: the next never-used number's multiple, and numbers given back (reused
+    /// oldest first, so a number is not at once another user's while its old routes may
+    /// still be in a worker's table).
     next: Vec<u32>,
-    free: Vec<Vec<PeerId>>,
+    free: Vec<VecDeque<PeerId>>,
 }
 
 impl TunnelNumbers {
@@ -24,7 +28,7 @@ impl TunnelNumbers {
         Self {
             workers,
             next: vec![0; workers],
-            free: vec![Vec::new(); workers],
+            free: vec![VecDeque::new(); workers],
         }
     }
 
@@ -36,7 +40,7 @@ impl TunnelNumbers {
     /// A tunnel number owned by `worker`.
     pub(super) fn take(&mut self, worker: usize) -> PeerId {
         let w = worker % self.workers;
-        if let Some(n) = self.free[w].pop() {
+        if let Some(n) = self.free[w].pop_front() {
             return n;
         }
         let k = self.next[w];
@@ -47,7 +51,7 @@ impl TunnelNumbers {
     /// Gives a number back.
     pub(super) fn give_back(&mut self, tunnel: PeerId) {
         let w = datapath::messages::peer_owner(tunnel, self.workers);
-        self.free[w].push(tunnel);
+        self.free[w].push_back(tunnel);
     }
 }
 
