@@ -166,18 +166,20 @@ fn users_table(users: &[Value]) -> String {
 /// The SAs that are up, and the counters worth a glance.
 fn sas_table(state: &Value) -> String {
     let mut out = format!(
-        "{:<28} {:<16} {:<24} {:<26} {:<18} {}\n",
-        "IDENTITY", "NAME", "REMOTE", "ADDRESSES", "CIPHER", "UP"
+        "{:<28} {:<16} {:<24} {:<26} {:<18} {:>10} {:>10} {}\n",
+        "IDENTITY", "NAME", "REMOTE", "ADDRESSES", "CIPHER", "RX BYTES", "TX BYTES", "UP"
     );
     for sa in state["sas"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "{:<28} {:<16} {:<24} {:<26} {:<18} {}",
+            "{:<28} {:<16} {:<24} {:<26} {:<18} {:>10} {:>10} {}",
             text(&sa["identity"]),
             text(&sa["name"]),
             text(&sa["remote"]),
             addresses(&sa["addresses"]),
             text(&sa["encryption"]),
+            text(&sa["rx_bytes"]),
+            text(&sa["tx_bytes"]),
             crate::show::ago(sa["up_since"].as_u64())
         );
     }

@@ -58,6 +58,11 @@ fn strongswan_connects_is_found_dead_and_a_wrong_key_is_refused() {
         Strongswan::start(&client, &scratch(&rig, "sw1"), &config).expect("charon starts");
     connect_and_check(&rig, &token, &client, &charon, &v4);
     carries_traffic(&rig, &client, &charon, HUNDRED_MB);
+    // The SA's ESP bytes, as the workers count them (published once a second).
+    let counted = wait_until(Duration::from_secs(5), || {
+        sas(&rig, &token)["sas"][0]["rx_bytes"].as_u64() > Some(HUNDRED_MB)
+    });
+    assert!(counted, "{}", sas(&rig, &token));
     refuses_forged_esp(&rig, &client, &charon);
 
     // The client vanishes: 2 s of quiet, a check sent twice (0.3 s, then 0.6 s), then dead.
@@ -141,8 +146,12 @@ fn strongswan_connects_with_chacha20_poly1305() {
         listed.contains("ESTABLISHED") && listed.contains("INSTALLED"),
         "{listed}"
     );
-    let counters = &sas(&rig, &token)["counters"];
-    assert_eq!(counters["auth_succeeded"], 1, "the same IKE SA throughout");
+    let state = sas(&rig, &token);
+    assert!(state["sas"][0]["child_rekeyed"].is_u64(), "{state}");
+    assert_eq!(
+        state["counters"]["auth_succeeded"], 1,
+        "the same IKE SA throughout"
+    );
 }
 
 /// `xgate ike ...` with the rig's API and token, run in the server's namespace.
@@ -242,6 +251,7 @@ fn strongswan_connects_over_an_ipv6_underlay() {
     );
     let state = sas(&rig, &token);
     assert_eq!(state["sas"].as_array().map(Vec::len), Some(1), "{state}");
+    assert!(state["sas"][0]["ike_rekeyed"].is_u64(), "{state}");
     assert_eq!(
         state["counters"]["auth_succeeded"], 1,
         "rekeyed, never reauthenticated"

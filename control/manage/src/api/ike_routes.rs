@@ -226,6 +226,17 @@ struct SaView {
     addresses: Vec<String>,
     encryption: String,
     up_since: u64,
+    /// Bytes of ESP received and sent (the workers' counts, at most a second old).
+    rx_bytes: u64,
+    tx_bytes: u64,
+    /// When a CHILD_SA and the IKE SA were last rekeyed (Unix seconds), if ever.
+    child_rekeyed: Option<u64>,
+    ike_rekeyed: Option<u64>,
+}
+
+fn unix(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// GET /api/v1/ike/sas
@@ -242,19 +253,30 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
         })
     })
     .await?;
+    let published = state.plane.published();
+    let bytes = |tunnel: Option<u32>| {
+        let tunnels = published.as_ref().map(|p| &p.state.esp_tunnels);
+        tunnels
+            .and_then(|t| t.iter().find(|p| Some(p.peer) == tunnel))
+            .map_or((0, 0), |p| (p.rx_bytes, p.tx_bytes))
+    };
     let sas: Vec<SaView> = st
         .sas
         .iter()
-        .map(|s| SaView {
-            identity: s.identity.display(),
-            name: s.name.clone(),
-            remote: s.remote.to_string(),
-            addresses: s.addresses.iter().map(ToString::to_string).collect(),
-            encryption: s.encryption.clone(),
-            up_since: s
-                .since
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+        .map(|s| {
+            let (rx_bytes, tx_bytes) = bytes(s.tunnel);
+            SaView {
+                identity: s.identity.display(),
+                name: s.name.clone(),
+                remote: s.remote.to_string(),
+                addresses: s.addresses.iter().map(ToString::to_string).collect(),
+                encryption: s.encryption.clone(),
+                up_since: unix(s.since),
+                rx_bytes,
+                tx_bytes,
+                child_rekeyed: s.child_rekeyed.map(unix),
+                ike_rekeyed: s.ike_rekeyed.map(unix),
+            }
         })
         .collect();
     let c = &st.counters;

@@ -458,6 +458,7 @@ mod tests {
             per_worker: vec![w0, w1],
             control,
             indices_in_use: 1,
+            esp_tunnels: Vec::new(),
         };
         let mut text = render_state(&state, 7, Duration::ZERO);
         latency_histogram(&mut text, &Latency::default());

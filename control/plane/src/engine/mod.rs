@@ -125,6 +125,8 @@ pub struct DeviceState {
     pub control: ControlCounters,
     /// Receiver indices in use (sessions and pending initiations).
     pub indices_in_use: usize,
+    /// ESP tunnels (IKEv2 users) as their workers see them: endpoint and bytes.
+    pub esp_tunnels: Vec<datapath::messages::PeerStats>,
 }
 
 /// Why a configuration change could not be applied.
@@ -542,6 +544,7 @@ impl ControlPlane {
         let mut outer = self.channels.outer.per_worker.clone();
         outer.resize(self.channels.workers.len(), String::new());
         let mut by_peer = std::collections::HashMap::new();
+        let mut esp_tunnels = Vec::new();
         for snap in answers {
             datapath.add(&snap.counters);
             if let Some(w) = per_worker.get_mut(snap.worker) {
@@ -551,7 +554,11 @@ impl ControlPlane {
                 o.clone_from(&snap.outer);
             }
             for p in snap.peers {
-                by_peer.insert(p.peer, p);
+                if datapath::messages::is_esp(p.peer) {
+                    esp_tunnels.push(p);
+                } else {
+                    by_peer.insert(p.peer, p);
+                }
             }
         }
         let peers = self
@@ -590,6 +597,7 @@ impl ControlPlane {
             per_worker,
             control: self.counters.clone(),
             indices_in_use: self.indices.len(),
+            esp_tunnels,
         }
     }
 }

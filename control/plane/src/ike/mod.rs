@@ -83,4 +83,10 @@ pub struct SaSummary {
     pub encryption: String,
     /// When it came up.
     pub since: SystemTime,
+    /// Its ESP tunnel's number (the workers' counters are kept by it), once installed.
+    pub tunnel: Option<u32>,
+    /// When a CHILD_SA was last rekeyed (or made again).
+    pub child_rekeyed: Option<SystemTime>,
+    /// When the IKE SA was last rekeyed.
+    pub ike_rekeyed: Option<SystemTime>,
 }

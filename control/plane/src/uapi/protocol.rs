@@ -269,6 +269,7 @@ mod tests {
             per_worker: Vec::new(),
             control: ControlCounters::default(),
             indices_in_use: 1,
+            esp_tunnels: Vec::new(),
         };
         let text = format_get(&state);
         assert!(text.contains("endpoint=[2001:db8::1]:4000\n"));

@@ -64,6 +64,9 @@ impl IkeEngine {
                         new = %hex_spi(child.spi_r),
                         "CHILD_SA rekeyed or made again"
                     );
+                    if let Some(up) = e.up.as_mut() {
+                        up.child_rekeyed = Some(SystemTime::now());
+                    }
                     let (tunnel, endpoint) = (e.tunnel, e.remote);
                     match (tunnel, tunnels::esp_sa(&child)) {
                         (Some(tunnel), Ok(sa)) => self.esp.push(EspChange::Rekeyed {
@@ -117,6 +120,9 @@ impl IkeEngine {
             addresses,
             encryption: est.child.suite.encr.to_string(),
             since: SystemTime::now(),
+            tunnel: None,
+            child_rekeyed: None,
+            ike_rekeyed: None,
         };
         tracing::info!(
             identity = %summary.identity.display(),
@@ -151,6 +157,9 @@ impl IkeEngine {
                 Ok(sa) => {
                     let tunnel = self.tunnels.take(e.worker);
                     e.tunnel = Some(tunnel);
+                    if let Some(up) = e.up.as_mut() {
+                        up.tunnel = Some(tunnel);
+                    }
                     self.esp.push(EspChange::Up {
                         tunnel,
                         addresses,
@@ -189,7 +198,10 @@ impl IkeEngine {
             tunnel: e.tunnel.take(),
             child_spi: std::mem::take(&mut e.child_spi),
             children: std::mem::take(&mut e.children),
-            up: e.up.clone(),
+            up: e.up.clone().map(|mut up| {
+                up.ike_rekeyed = Some(SystemTime::now());
+                up
+            }),
             init_key: None,
             superseded: false,
         };
