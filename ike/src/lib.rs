@@ -86,8 +86,8 @@ pub use protected::{
     open as protected_open, seal as protected_seal, Opened, Protected, ProtectedError,
 };
 pub use sa_init::{
-    respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply, InitiatorError,
-    InitiatorInit,
+    refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply,
+    InitiatorError, InitiatorInit,
 };
 pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};
 pub use sk::{SkCipher, SkError, ICV_LEN, IV_LEN};

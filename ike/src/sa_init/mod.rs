@@ -6,7 +6,7 @@ mod initiator;
 mod responder;
 
 pub use initiator::{InitReply, InitiatorError, InitiatorInit};
-pub use responder::{respond_init, InitAnswer, InitRefusal};
+pub use responder::{refuse_version, respond_init, InitAnswer, InitRefusal};
 
 use std::net::SocketAddr;
 

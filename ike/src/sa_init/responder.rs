@@ -11,7 +11,7 @@ use super::{
 use crate::cookie::CookieJar;
 use crate::dh::{ke_body, read_ke, DhError, KeyExchange};
 use crate::error::ParseError;
-use crate::header::{ExchangeType, Header};
+use crate::header::{ExchangeType, Flags, Header, HEADER_LEN};
 use crate::keys::derive_ike_keys;
 use crate::message::Message;
 use crate::nat::{nat_finding, nat_hash};
@@ -110,6 +110,37 @@ fn read_request(bytes: &[u8]) -> Result<Request<'_>, InitRefusal> {
     })
 }
 
+/// UNSUPPORTED_CRITICAL_PAYLOAD with the payload's type, for a request refused because of an
+/// unknown payload marked critical (RFC 7296 §2.5); nothing for other refusals.
+fn critical_reply(bytes: &[u8], why: &InitRefusal) -> Option<Vec<u8>> {
+    let InitRefusal::Malformed(ParseError::UnsupportedCritical(kind)) = why else {
+        return None;
+    };
+    let spi_i: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    notify_reply(
+        spi_i,
+        Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, &[*kind]),
+    )
+}
+
+/// The answer to an IKE_SA_INIT request of another major version: an unauthenticated
+/// INVALID_MAJOR_VERSION in a version 2 header, the request's SPI and message ID kept
+/// (RFC 7296 §2.5); nothing for anything else (a response, another exchange, a short one).
+pub fn refuse_version(bytes: &[u8]) -> Option<Vec<u8>> {
+    let b = bytes.get(..HEADER_LEN)?;
+    let (version, exchange, flags) = (b[17], ExchangeType(b[18]), Flags(b[19]));
+    let first_request = exchange == ExchangeType::IKE_SA_INIT
+        && flags.is_initiator()
+        && !flags.is_response()
+        && b[8..16] == [0; 8]
+        && b[20..24] == [0; 4];
+    if version >> 4 == 2 || !first_request {
+        return None;
+    }
+    let spi_i: [u8; 8] = b[..8].try_into().ok()?;
+    notify_reply(spi_i, Notify::new(NotifyType::INVALID_MAJOR_VERSION, &[]))
+}
+
 /// A response carrying one notification and nothing else (no SA is made).
 fn notify_reply(spi_i: [u8; 8], n: Notify<'_>) -> Option<Vec<u8>> {
     let body = n.body();
@@ -133,7 +164,7 @@ pub fn respond_init(
     let refused = |reply, why| InitAnswer::Refused { reply, why };
     let req = match read_request(bytes) {
         Ok(r) => r,
-        Err(why) => return refused(None, why),
+        Err(why) => return refused(critical_reply(bytes, &why), why),
     };
     let spi_i = req.header.spi_i;
     let (jar, require_cookie) = cookies;

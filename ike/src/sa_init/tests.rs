@@ -290,3 +290,56 @@ fn what_is_not_a_first_request_is_dropped_with_a_reason() {
     assert!(reply.is_none());
     assert_eq!(why, InitRefusal::NotARequest, "a response is not a request");
 }
+
+/// The one Notify a refusal carries: its type and data.
+fn lone_notify(reply: &[u8]) -> (NotifyType, Vec<u8>) {
+    let m = crate::message::Message::parse(reply).expect("a message");
+    let p = m.payloads.first().expect("a payload");
+    assert_eq!(p.kind, PayloadType::NOTIFY);
+    let n = Notify::read(p.body).expect("a notify");
+    (n.kind, n.data.to_vec())
+}
+
+#[test]
+fn another_major_version_is_told_which_one_is_spoken() {
+    let pair = Pair::new();
+    let mut request = pair.initiate(DhGroup::Curve25519).request;
+    request[17] = 0x30; // IKEv3.0
+    let reply = refuse_version(&request).expect("an answer");
+    assert_eq!(reply[..8], request[..8], "the initiator's SPI kept");
+    assert_eq!(reply[17], 0x20, "our version");
+    let (kind, _) = lone_notify(&reply);
+    assert_eq!(kind, NotifyType::INVALID_MAJOR_VERSION);
+    // Version 2 requests, responses and later exchanges get no such answer.
+    assert!(refuse_version(&pair.initiate(DhGroup::Curve25519).request).is_none());
+    let mut response = request.clone();
+    response[19] |= crate::header::Flags::RESPONSE;
+    assert!(refuse_version(&response).is_none());
+    assert!(refuse_version(&request[..20]).is_none());
+}
+
+#[test]
+fn an_unknown_critical_payload_is_refused_by_its_type() {
+    let pair = Pair::new();
+    let request = pair.initiate(DhGroup::Curve25519).request;
+    // Put an unknown payload (type 200) marked critical in front of the chain.
+    let body = [0xab; 6];
+    let mut m = request[..28].to_vec();
+    let first = m[16];
+    m[16] = 200;
+    m.extend_from_slice(&[first, 0x80, 0, (4 + body.len()) as u8]);
+    m.extend_from_slice(&body);
+    m.extend_from_slice(&request[28..]);
+    let len = (m.len() as u32).to_be_bytes();
+    m[24..28].copy_from_slice(&len);
+    let (reply, why) = refused(pair.answer(&m, false));
+    assert_eq!(
+        why,
+        InitRefusal::Malformed(crate::error::ParseError::UnsupportedCritical(200))
+    );
+    let (kind, data) = lone_notify(&reply.expect("an answer"));
+    assert_eq!(
+        (kind, data),
+        (NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![200])
+    );
+}

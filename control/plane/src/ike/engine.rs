@@ -220,9 +220,22 @@ impl IkeEngine {
         to: SocketAddr,
         now: Instant,
     ) -> Vec<Outgoing> {
-        let Ok(h) = Header::parse(bytes) else {
-            self.counters.drop("unreadable header");
-            return Vec::new();
+        let h = match Header::parse(bytes) {
+            Ok(h) => h,
+            Err(ike::ParseError::UnsupportedVersion(_)) => {
+                // A newer IKE: told which version we speak (RFC 7296 §2.5), nothing kept.
+                self.counters.drop("unsupported major version");
+                let reply = ike::refuse_version(bytes).map(|bytes| Outgoing {
+                    bytes,
+                    from: to,
+                    to: from,
+                });
+                return reply.into_iter().collect();
+            }
+            Err(_) => {
+                self.counters.drop("unreadable header");
+                return Vec::new();
+            }
         };
         if h.exchange == ExchangeType::IKE_SA_INIT && h.spi_r == [0; 8] {
             return self.on_init(bytes, &h, from, to, now);
@@ -362,6 +375,9 @@ impl IkeEngine {
                 tracing::info!(%from, offered = %offer, "IKE_SA_INIT refused: no proposal chosen");
             }
             InitRefusal::InvalidKe { .. } => c.invalid_ke += 1,
+            InitRefusal::Malformed(ike::ParseError::UnsupportedCritical(_)) => {
+                c.drop("unsupported critical payload")
+            }
             InitRefusal::Malformed(_) | InitRefusal::NotARequest | InitRefusal::Missing(_) => {
                 c.drop("malformed IKE_SA_INIT")
             }

@@ -157,9 +157,17 @@ fn oversized_and_unknown_messages_are_dropped_by_reason() {
     stray[8..16].copy_from_slice(&[7; 8]); // a responder SPI no SA has
     stray[18] = 35; // IKE_AUTH
     assert!(e.on_message(&stray, from, server(), now).is_empty());
+    // IKEv3: answered with INVALID_MAJOR_VERSION, nothing kept.
+    let mut newer = init.request.clone();
+    newer[17] = 0x30;
+    let out = e.on_message(&newer, from, server(), now);
+    assert_eq!(out.len(), 1, "told which version is spoken");
+    assert_eq!((out[0].to, out[0].bytes[17]), (from, 0x20));
+    assert_eq!(e.half_open(), 0);
     let dropped = &e.counters().dropped;
     assert_eq!(dropped.get("oversized IKE_SA_INIT"), Some(&1));
     assert_eq!(dropped.get("unknown SPI"), Some(&1));
+    assert_eq!(dropped.get("unsupported major version"), Some(&1));
 }
 
 /// Events, kept.
