@@ -1,6 +1,7 @@
 //! Diffie-Hellman for the KE payload (RFC 7296 §3.4): an ephemeral key per exchange, its
 //! public value in IKE's form, and the shared secret g^ir. Curve25519 (RFC 8031: 32 bytes
-//! each way) and P-256 (RFC 5903: x | y out, the x coordinate shared), on ring.
+//! each way) and P-256 (RFC 5903: x | y out, the x coordinate shared), on ring; the 2048-bit
+//! MODP group (RFC 3526) in `modp`.
 
 use ring::agreement;
 use ring::rand::SecureRandom;
@@ -28,10 +29,16 @@ pub enum DhError {
     NoRandomness,
 }
 
+/// An ephemeral private key: ring's for the curves, an exponent for MODP.
+enum Private {
+    Ring(agreement::EphemeralPrivateKey),
+    Modp(crate::modp::Secret),
+}
+
 /// One side's ephemeral key for one exchange.
 pub struct KeyExchange {
     group: DhGroup,
-    private: agreement::EphemeralPrivateKey,
+    private: Private,
     public: Vec<u8>,
 }
 
@@ -51,6 +58,18 @@ fn algorithm(group: DhGroup) -> Result<&'static agreement::Algorithm, DhError> {
     }
 }
 
+impl KeyExchange {
+    /// A fresh MODP-2048 exponent and its public value.
+    fn start_modp(rng: &dyn SecureRandom) -> Result<Self, DhError> {
+        let secret = crate::modp::Secret::generate(rng).ok_or(DhError::NoRandomness)?;
+        Ok(Self {
+            group: DhGroup::Modp2048,
+            public: secret.public(),
+            private: Private::Modp(secret),
+        })
+    }
+}
+
 /// The length of a public value of `group` in a KE payload.
 pub fn public_len(group: DhGroup) -> usize {
     match group {
@@ -63,6 +82,9 @@ pub fn public_len(group: DhGroup) -> usize {
 impl KeyExchange {
     /// A fresh ephemeral key of `group`.
     pub fn start(group: DhGroup, rng: &dyn SecureRandom) -> Result<Self, DhError> {
+        if group == DhGroup::Modp2048 {
+            return Self::start_modp(rng);
+        }
         let private = agreement::EphemeralPrivateKey::generate(algorithm(group)?, rng)
             .map_err(|_| DhError::NoRandomness)?;
         let public = private
@@ -76,7 +98,7 @@ impl KeyExchange {
         };
         Ok(Self {
             group,
-            private,
+            private: Private::Ring(private),
             public,
         })
     }
@@ -100,6 +122,10 @@ impl KeyExchange {
         if peer.len() != public_len(self.group) {
             return Err(bad);
         }
+        let private = match self.private {
+            Private::Ring(k) => k,
+            Private::Modp(secret) => return secret.agree(peer).ok_or(bad),
+        };
         let wire;
         let peer = match self.group {
             DhGroup::Ecp256 => {
@@ -108,9 +134,9 @@ impl KeyExchange {
             }
             _ => peer,
         };
-        let alg = self.private.algorithm();
+        let alg = private.algorithm();
         let shared = agreement::agree_ephemeral(
-            self.private,
+            private,
             &agreement::UnparsedPublicKey::new(alg, peer),
             |k| Zeroizing::new(k.to_vec()),
         )
@@ -149,7 +175,11 @@ mod tests {
     #[test]
     fn both_sides_agree_in_each_group() {
         let rng = SystemRandom::new();
-        for group in [DhGroup::Curve25519, DhGroup::Ecp256] {
+        for (group, secret) in [
+            (DhGroup::Curve25519, 32),
+            (DhGroup::Ecp256, 32),
+            (DhGroup::Modp2048, 256),
+        ] {
             let a = KeyExchange::start(group, &rng).expect("a");
             let b = KeyExchange::start(group, &rng).expect("b");
             assert_eq!(a.public().len(), public_len(group));
@@ -157,7 +187,7 @@ mod tests {
             let sa = a.finish(&pb).expect("a finishes");
             let sb = b.finish(&pa).expect("b finishes");
             assert_eq!(sa, sb, "{group:?}");
-            assert_eq!(sa.len(), 32);
+            assert_eq!(sa.len(), secret);
         }
     }
 
@@ -189,10 +219,6 @@ mod tests {
         );
         let p = KeyExchange::start(DhGroup::Ecp256, &rng).expect("p");
         assert!(p.finish(&[7; 64]).is_err(), "not a point on P-256");
-        assert_eq!(
-            KeyExchange::start(DhGroup::Modp2048, &rng).map(|_| ()),
-            Err(DhError::Unavailable(14))
-        );
         let body = ke_body(DhGroup::Ecp256, &[1; 64]);
         assert_eq!(read_ke(&body), Ok((19, &[1u8; 64][..])));
         assert!(read_ke(&[0, 19, 0]).is_err());

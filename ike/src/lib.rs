@@ -8,7 +8,7 @@
 //! - `proposals`: the SA payload's proposals and transforms.
 //! - `suite`: the algorithms spoken here and the choice among an initiator's proposals.
 //! - `prf`: the negotiated pseudo-random function and `prf+`.
-//! - `dh`: ephemeral Diffie-Hellman keys and the KE payload.
+//! - `dh`: ephemeral Diffie-Hellman keys and the KE payload; `modp`: the 2048-bit MODP group.
 //! - `notify`: Notify payloads and the types used.
 //! - `nat`: NAT detection hashes.
 //! - `cookie`: stateless cookies for a responder under load.
@@ -41,6 +41,7 @@ mod ike_auth;
 mod ike_sa;
 mod keys;
 mod message;
+mod modp;
 mod nat;
 mod notify;
 mod payloads;

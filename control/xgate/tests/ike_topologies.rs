@@ -1,6 +1,7 @@
 //! IKEv2 users where they really are, all connected at once: one behind a NAT (a router
 //! namespace with iptables MASQUERADE), one direct that asks for no UDP encapsulation (xgate
-//! claims a NAT so ESP still comes in UDP to the workers), one direct with encapsulation on,
+//! claims a NAT so ESP still comes in UDP to the workers), one direct with encapsulation on
+//! and MODP-2048 key exchanges,
 //! and a WireGuard client beside them on the same two workers. Each user's traffic flows.
 //! Also: a user reconnecting by itself after xgate is SIGKILLed and restarted, and the first
 //! IKEv2 user starting the responder in a running xgate.
@@ -112,6 +113,11 @@ fn users_behind_a_nat_direct_and_beside_wireguard_all_at_once() {
         let (psk, v4) = add_user(&rig, &token, name, &identity);
         let mut config = StrongswanConfig::psk(&format!("10.201.{n}.1"), &identity, &psk);
         config.encap = encap;
+        if name == "carol" {
+            // MODP-2048 (group 14) for her IKE SA and her CHILD_SAs' PFS.
+            config.ike_proposals = "aes256gcm16-prfsha256-modp2048".into();
+            config.esp_proposals = "aes256gcm16-modp2048".into();
+        }
         let c = Strongswan::start(ns, &scratch(&rig, name), &config).expect("charon");
         connect_and_check_user(&rig, &token, (ns, &c), &identity, &v4);
         users.push((name, ns, c, v4));
@@ -135,6 +141,9 @@ fn users_behind_a_nat_direct_and_beside_wireguard_all_at_once() {
         carries_traffic(&rig, ns, c, TEN_MB);
         let listed = c.list_sas().expect("list");
         assert!(listed.contains("UDP"), "{name}'s ESP is in UDP: {listed}");
+        if *name == "carol" {
+            assert!(listed.contains("MODP_2048"), "{listed}");
+        }
     }
     // The WireGuard client carries on beside them.
     let wg = &rig.clients[0];

@@ -25,8 +25,8 @@ use crate::events::EventSink;
 use datapath::route::PeerId;
 use tunnels::TunnelNumbers;
 
-/// The largest IKE_SA_INIT taken (the biggest KE payload spoken here is 65 bytes; a request
-/// this large is a flood's, not a client's).
+/// The largest IKE_SA_INIT taken (the biggest KE payload spoken here is MODP-2048's 260 bytes;
+/// a request this large is a flood's, not a client's).
 const MAX_INIT_LEN: usize = 8192;
 /// Half-open SAs beyond which IKE_SA_INIT is dropped, as a multiple of the cookie threshold.
 const HALF_OPEN_CAP: usize = 4;
