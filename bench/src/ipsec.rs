@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use testbed::config::{Ike, Pool};
 use testbed::machine::Machine;
-use testbed::{veth, Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
+use testbed::{Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
 
 use crate::ike_setups::{SetupFigure, User};
 use crate::rig::{SERVER_IFACE, SERVER_TUNNEL_IP};
@@ -93,17 +93,7 @@ pub struct Rig {
 
 impl Rig {
     fn start(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Self> {
-        let mut server = testbed::Server::new("xbench-srv", SERVER_IFACE, dir)?;
-        let client_ns = Netns::create("xbench-cli")?;
-        veth(
-            &server.ns,
-            "xbs",
-            "10.210.0.1/24",
-            &client_ns,
-            "xbc",
-            "10.210.0.2/24",
-        )?;
-        server.ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
+        let (mut server, client_ns) = crate::rig::namespaces(dir)?;
         let (psk, responder, setup_users) = match kind {
             IpsecServer::Xgate => {
                 let (psk, users) = start_xgate(&mut server, xgate, dir)?;

@@ -91,23 +91,30 @@ fn xgate_config(kind: ServerKind) -> Option<XgateConfig> {
     Some(config)
 }
 
+/// The bench's server namespace (with its scratch directory) and client namespace, joined
+/// by a veth: the server at 10.210.0.1, the client at 10.210.0.2.
+pub fn namespaces(dir: &Path) -> Result<(testbed::Server, Netns)> {
+    let server = testbed::Server::new("xbench-srv", SERVER_IFACE, dir)?;
+    let client_ns = Netns::create("xbench-cli")?;
+    veth(
+        &server.ns,
+        "xbs",
+        "10.210.0.1/24",
+        &client_ns,
+        "xbc",
+        "10.210.0.2/24",
+    )?;
+    // Coalesce runs of datagrams on the server side, as a NIC's GRO would: veth does GRO
+    // only when asked, and then hands UDP_GRO sockets one buffer per run.
+    server.ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
+    Ok((server, client_ns))
+}
+
 impl Rig {
     /// Starts `kind` in a fresh namespace pair, pinned to CPU 0 (or CPUs 0..n for xgate
     /// with n workers).
     pub fn start(kind: ServerKind, xgate_binary: &Path, dir: &Path) -> Result<Rig> {
-        let mut server = testbed::Server::new("xbench-srv", SERVER_IFACE, dir)?;
-        let client_ns = Netns::create("xbench-cli")?;
-        veth(
-            &server.ns,
-            "xbs",
-            "10.210.0.1/24",
-            &client_ns,
-            "xbc",
-            "10.210.0.2/24",
-        )?;
-        // Coalesce runs of datagrams on the server side, as a NIC's GRO would: veth does GRO
-        // only when asked, and then hands UDP_GRO sockets one buffer per run.
-        server.ns.run("ethtool", &["-K", "xbs", "gro", "on"])?;
+        let (mut server, client_ns) = namespaces(dir)?;
         let (server_key, cpus) = match xgate_config(kind) {
             Some(config) => {
                 let cpus = config.interface.cpus.clone();

@@ -80,6 +80,29 @@ fn nat_t_sent(rig: &mut Rig, worker: usize) -> Vec<(Vec<u8>, SocketAddr)> {
     std::mem::take(&mut rig.workers[worker].backend_mut().nat_t_sent)
 }
 
+/// Installs `sa` on tunnel 1 (worker 1) and lets the workers take it.
+fn install(rig: &mut Rig, sa: EspSa) {
+    rig.controls[1]
+        .send(ToWorker::InstallEsp {
+            tunnel: TUNNEL,
+            sa: Box::new(sa),
+            endpoint: USER.parse().expect("addr"),
+        })
+        .expect("send");
+    rig.step_all();
+}
+
+/// Removes tunnel 1's SA received on `spi`.
+fn remove_sa(rig: &mut Rig, spi: u32) {
+    rig.controls[1]
+        .send(ToWorker::RemoveEspSa {
+            tunnel: TUNNEL,
+            spi,
+        })
+        .expect("send");
+    rig.step_all();
+}
+
 /// A rig whose worker 1 owns tunnel 1 with 10.77.0.9 and a first SA.
 fn rig_with_tunnel(encr: Encr) -> (Rig, Outbound, Inbound) {
     let mut rig = Rig::new(2);
@@ -91,14 +114,7 @@ fn rig_with_tunnel(encr: Encr) -> (Rig, Outbound, Inbound) {
     for c in &rig.controls {
         c.send(ToWorker::Routes(routes.clone())).expect("send");
     }
-    rig.controls[1]
-        .send(ToWorker::InstallEsp {
-            tunnel: TUNNEL,
-            sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
-        })
-        .expect("send");
-    rig.step_all();
+    install(&mut rig, sa);
     (rig, client_out, client_in)
 }
 
@@ -195,14 +211,7 @@ fn a_rekey_loses_no_packet_and_switches_sending_once_the_user_does() {
     let ping = ipv4([10, 77, 0, 9], [10, 77, 0, 1], 84, 0x11);
     let reply = ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22);
     let (sa, mut new_out, mut new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
-    rig.controls[1]
-        .send(ToWorker::InstallEsp {
-            tunnel: TUNNEL,
-            sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
-        })
-        .expect("send");
-    rig.step_all();
+    install(&mut rig, sa);
 
     // Until the user sends on the new SA, we still send on the old (it may not have the new
     // one installed yet); both inbound SAs are open.
@@ -222,13 +231,7 @@ fn a_rekey_loses_no_packet_and_switches_sending_once_the_user_does() {
     // A late packet on the old SA still opens until the old SA is deleted.
     from_user(&mut rig, 1, seal(&mut old_out, &ping));
     assert_eq!(rig.written(1).len(), 1);
-    rig.controls[1]
-        .send(ToWorker::RemoveEspSa {
-            tunnel: TUNNEL,
-            spi: 0x0100_1234,
-        })
-        .expect("send");
-    rig.step_all();
+    remove_sa(&mut rig, 0x0100_1234);
     from_user(&mut rig, 1, seal(&mut old_out, &ping));
     assert_eq!(rig.drops(DropReason::EspUnknownSpi), 1);
     from_user(&mut rig, 1, seal(&mut new_out, &ping));
@@ -240,20 +243,8 @@ fn deleting_the_old_sa_switches_sending_even_if_the_user_sent_nothing_new() {
     let encr = Encr::ChaCha20Poly1305;
     let (mut rig, _old_out, _old_in) = rig_with_tunnel(encr);
     let (sa, _new_out, mut new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
-    rig.controls[1]
-        .send(ToWorker::InstallEsp {
-            tunnel: TUNNEL,
-            sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
-        })
-        .expect("send");
-    rig.controls[1]
-        .send(ToWorker::RemoveEspSa {
-            tunnel: TUNNEL,
-            spi: 0x0100_1234,
-        })
-        .expect("send");
-    rig.step_all();
+    install(&mut rig, sa);
+    remove_sa(&mut rig, 0x0100_1234);
     rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
     let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
     assert!(new_in.open(&mut esp).is_ok());
@@ -264,21 +255,9 @@ fn a_child_sa_made_again_after_the_last_was_deleted_sends_at_once() {
     let encr = Encr::AesGcm16 { key_bits: 256 };
     let (mut rig, _old_out, _old_in) = rig_with_tunnel(encr);
     // The client deletes its only CHILD_SA, then makes one again (no REKEY_SA).
-    rig.controls[1]
-        .send(ToWorker::RemoveEspSa {
-            tunnel: TUNNEL,
-            spi: 0x0100_1234,
-        })
-        .expect("send");
+    remove_sa(&mut rig, 0x0100_1234);
     let (sa, _new_out, mut new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
-    rig.controls[1]
-        .send(ToWorker::InstallEsp {
-            tunnel: TUNNEL,
-            sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
-        })
-        .expect("send");
-    rig.step_all();
+    install(&mut rig, sa);
     rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
     let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
     assert!(
@@ -292,20 +271,8 @@ fn a_rekeyed_sa_deleted_before_use_is_never_sent_on() {
     let encr = Encr::ChaCha20Poly1305;
     let (mut rig, _old_out, mut old_in) = rig_with_tunnel(encr);
     let (sa, _new_out, _new_in) = child(0x0100_5678, 0xc0de_0002, 0x51, encr);
-    rig.controls[1]
-        .send(ToWorker::InstallEsp {
-            tunnel: TUNNEL,
-            sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
-        })
-        .expect("send");
-    rig.controls[1]
-        .send(ToWorker::RemoveEspSa {
-            tunnel: TUNNEL,
-            spi: 0x0100_5678,
-        })
-        .expect("send");
-    rig.step_all();
+    install(&mut rig, sa);
+    remove_sa(&mut rig, 0x0100_5678);
     rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
     let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
     assert!(old_in.open(&mut esp).is_ok(), "still the old SA");
