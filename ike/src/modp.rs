@@ -4,10 +4,12 @@
 //! Diffie-Hellman). Public values and the shared secret are 256 bytes, big-endian, zero-padded
 //! to the prime's length (RFC 7296 §3.4, §2.14).
 
+use std::sync::LazyLock;
+
 use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
 use crypto_bigint::{Encoding, U2048};
 use ring::rand::SecureRandom;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The prime of RFC 3526 §3.
 pub(crate) const PRIME: U2048 = U2048::from_be_hex(concat!(
@@ -32,12 +34,20 @@ const EXPONENT_BITS: usize = 256;
 /// An ephemeral secret exponent.
 pub(crate) struct Secret(Zeroizing<[u8; LEN]>);
 
-fn power(base: &U2048, exponent: &Secret) -> U2048 {
-    let params = DynResidueParams::new(&PRIME);
-    let x = U2048::from_be_slice(&exponent.0[..]);
-    DynResidue::new(base, params)
+/// The prime's Montgomery parameters, computed once.
+static PARAMS: LazyLock<DynResidueParams<{ U2048::LIMBS }>> =
+    LazyLock::new(|| DynResidueParams::new(&PRIME));
+
+/// base^x mod p, as 256 big-endian bytes (the exponent's copies wiped after use).
+fn power(base: &U2048, exponent: &Secret) -> Zeroizing<Vec<u8>> {
+    let mut x = U2048::from_be_slice(&exponent.0[..]);
+    let mut y = DynResidue::new(base, *PARAMS)
         .pow_bounded_exp(&x, EXPONENT_BITS)
-        .retrieve()
+        .retrieve();
+    x.zeroize();
+    let out = Zeroizing::new(y.to_be_bytes().to_vec());
+    y.zeroize();
+    out
 }
 
 impl Secret {
@@ -50,7 +60,7 @@ impl Secret {
 
     /// g^x mod p, as the KE payload carries it.
     pub(crate) fn public(&self) -> Vec<u8> {
-        power(&U2048::from_u8(2), self).to_be_bytes().to_vec()
+        power(&U2048::from_u8(2), self).to_vec()
     }
 
     /// peer^x mod p; `None` for a peer value outside 2..p-2 (RFC 6989 §2.1: 0, 1 and p-1
@@ -64,7 +74,7 @@ impl Secret {
         if y <= U2048::ONE || y >= p_minus_1 {
             return None;
         }
-        Some(Zeroizing::new(power(&y, self).to_be_bytes().to_vec()))
+        Some(power(&y, self))
     }
 }
 

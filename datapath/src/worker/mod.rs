@@ -3,8 +3,9 @@
 //! handshake: handshake messages go to the control plane, sessions come back from it.
 //!
 //! Each loop iteration takes a batch from the backend, applies control messages (so what was
-//! installed before a packet arrived is in place for it), runs every packet through the receive
-//! path (`receive`, `esp`) or the send path (`send`), applies control messages again, fires peer timers on a
+//! installed before a packet arrived is in place for it), runs every packet through the
+//! receive path (`receive`, `esp`) or the send path (`send`), applies control messages
+//! again, fires peer timers on a
 //! coarse tick, and wakes any worker it handed packets to. No locks, no allocation and no
 //! system call per packet: the backend submits the batch's I/O in one call.
 

@@ -18,8 +18,8 @@ use crate::nat::{nat_finding, nat_hash};
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
 use crate::prf::Prf;
-use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId};
-use crate::suite::{choose, DhGroup, Policy, Suite};
+use crate::proposals::{read_sa, write_sa, Proposal, ProtocolId, TransformType};
+use crate::suite::{choose, Chosen, DhGroup, Policy, Suite};
 
 /// Why a request created no SA.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,13 +110,40 @@ fn read_request(bytes: &[u8]) -> Result<Request<'_>, InitRefusal> {
     })
 }
 
+/// Takes the group of the request's KE payload when the chosen proposal offers it too and the
+/// policy accepts it: a client that lists another group first (MODP-2048, say) but sent a
+/// Curve25519 key is not sent round an INVALID_KE_PAYLOAD to the slower group.
+fn take_sent_group(req: &Request<'_>, chosen: &mut Chosen, policy: &Policy) {
+    let Some(sent) = DhGroup::from_id(req.ke_group) else {
+        return;
+    };
+    let offered = req
+        .offer
+        .iter()
+        .find(|p| p.number == chosen.proposal.number)
+        .is_some_and(|p| {
+            p.transforms
+                .iter()
+                .any(|t| t.kind == TransformType::DH && t.id == req.ke_group)
+        });
+    if !offered || !policy.dh.contains(&sent) || chosen.suite.dh == Some(sent) {
+        return;
+    }
+    chosen.suite.dh = Some(sent);
+    for t in &mut chosen.proposal.transforms {
+        if t.kind == TransformType::DH {
+            t.id = req.ke_group;
+        }
+    }
+}
+
 /// UNSUPPORTED_CRITICAL_PAYLOAD with the payload's type, for a request refused because of an
 /// unknown payload marked critical (RFC 7296 §2.5); nothing for other refusals.
 fn critical_reply(bytes: &[u8], why: &InitRefusal) -> Option<Vec<u8>> {
     let InitRefusal::Malformed(ParseError::UnsupportedCritical(kind)) = why else {
         return None;
     };
-    let spi_i: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let spi_i = first_request_spi(bytes)?;
     notify_reply(
         spi_i,
         Notify::new(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, &[*kind]),
@@ -127,18 +154,30 @@ fn critical_reply(bytes: &[u8], why: &InitRefusal) -> Option<Vec<u8>> {
 /// INVALID_MAJOR_VERSION in a version 2 header, the request's SPI and message ID kept
 /// (RFC 7296 §2.5); nothing for anything else (a response, another exchange, a short one).
 pub fn refuse_version(bytes: &[u8]) -> Option<Vec<u8>> {
+    // Only a higher version is told (RFC 7296 §2.5); an older one is noise.
+    if bytes.get(17)? >> 4 <= 2 {
+        return None;
+    }
+    let spi_i = first_request_spi(bytes)?;
+    notify_reply(spi_i, Notify::new(NotifyType::INVALID_MAJOR_VERSION, &[]))
+}
+
+/// The initiator's SPI of what looks like a first IKE_SA_INIT request: a request of the
+/// initiator, no responder SPI, message ID 0, a non-zero SPI, a length that is the datagram's
+/// and room for at least one payload (so an answer is never much larger than what came).
+fn first_request_spi(bytes: &[u8]) -> Option<[u8; 8]> {
     let b = bytes.get(..HEADER_LEN)?;
-    let (version, exchange, flags) = (b[17], ExchangeType(b[18]), Flags(b[19]));
-    let first_request = exchange == ExchangeType::IKE_SA_INIT
+    let (exchange, flags) = (ExchangeType(b[18]), Flags(b[19]));
+    let declared = u32::from_be_bytes([b[24], b[25], b[26], b[27]]) as usize;
+    let shaped = exchange == ExchangeType::IKE_SA_INIT
         && flags.is_initiator()
         && !flags.is_response()
         && b[8..16] == [0; 8]
-        && b[20..24] == [0; 4];
-    if version >> 4 == 2 || !first_request {
-        return None;
-    }
-    let spi_i: [u8; 8] = b[..8].try_into().ok()?;
-    notify_reply(spi_i, Notify::new(NotifyType::INVALID_MAJOR_VERSION, &[]))
+        && b[20..24] == [0; 4]
+        && b[..8] != [0; 8]
+        && declared == bytes.len()
+        && bytes.len() >= HEADER_LEN + 8;
+    shaped.then(|| b[..8].try_into().ok()).flatten()
 }
 
 /// A response carrying one notification and nothing else (no SA is made).
@@ -177,13 +216,14 @@ pub fn respond_init(
             return refused(reply, InitRefusal::CookieNeeded);
         }
     }
-    let chosen = match choose(&req.offer, ProtocolId::IKE, policy) {
+    let mut chosen = match choose(&req.offer, ProtocolId::IKE, policy) {
         Ok(c) => c,
         Err(e) => {
             let reply = notify_reply(spi_i, Notify::new(NotifyType::NO_PROPOSAL_CHOSEN, &[]));
             return refused(reply, InitRefusal::NoProposalChosen(e.offered));
         }
     };
+    take_sent_group(&req, &mut chosen, policy);
     let (Some(group), Some(prf)) = (chosen.suite.dh, chosen.suite.prf) else {
         return refused(None, InitRefusal::Missing("DH group or PRF"));
     };

@@ -175,15 +175,15 @@ fn init_spi(init: &InitiatorInit) -> [u8; 8] {
 }
 
 #[test]
-fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
-    // P-256's KE, though Curve25519 comes first in the offer and is chosen.
+fn a_ke_group_outside_the_proposal_is_answered_with_the_chosen_one() {
+    // MODP-2048's KE, a group the offer (Curve25519, P-256) does not list.
     let pair = Pair::new();
-    let init = pair.initiate(DhGroup::Ecp256);
+    let init = pair.initiate(DhGroup::Modp2048);
     let (reply, why) = refused(pair.answer(&init.request, false));
     assert_eq!(
         why,
         InitRefusal::InvalidKe {
-            offered: 19,
+            offered: 14,
             wanted: DhGroup::Curve25519
         }
     );
@@ -197,6 +197,19 @@ fn a_wrong_ke_group_is_answered_with_the_chosen_one() {
         init.on_response(&sa.response),
         Ok(InitReply::Established(_))
     ));
+}
+
+#[test]
+fn a_ke_group_the_proposal_offers_is_taken_though_another_comes_first() {
+    // P-256's KE, though Curve25519 comes first in the offer: no INVALID_KE round trip.
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Ecp256);
+    let sa = accepted(pair.answer(&init.request, false));
+    assert_eq!(sa.suite.dh, Some(DhGroup::Ecp256));
+    match init.on_response(&sa.response) {
+        Ok(InitReply::Established(theirs)) => assert_eq!(theirs.keys.sk_d, sa.keys.sk_d),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

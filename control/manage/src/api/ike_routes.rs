@@ -133,11 +133,15 @@ pub async fn create(
                 ike.set_users(vec![ike_user(&user, policy)], false);
             }
             (Some(ike), true) => {
-                let users = state.registry().ike_users()?;
+                // Read and handed over under the registry's lock: a user deleted or made
+                // meanwhile is either in this list or told to the responder after it.
+                let registry = state.registry();
+                let users = registry.ike_users()?;
                 let all = users
                     .iter()
                     .map(|u| ike_user(u, state.client.policy(&u.group)));
                 ike.set_users(all.collect(), true);
+                drop(registry);
             }
             (None, _) => view.warnings.push(IKE_OFF.into()),
         }
