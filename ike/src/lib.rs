@@ -15,6 +15,7 @@
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
 //! - `sk`: the Encrypted payload with an AEAD cipher.
 //! - `identity`: ID payloads and the PSK AUTH value.
+//! - `certs`: certificates: CERT and CERTREQ, the trust store, RFC 7427 signatures.
 //! - `selectors`: traffic selectors and their narrowing.
 //! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod config_payload;
+mod certs;
 mod cookie;
 mod create_child;
 mod delete;
@@ -56,6 +58,10 @@ mod suite;
 mod test_support;
 
 pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
+pub use certs::{
+    cert_body, certreq_body, names_identity, read_cert_body, read_signature_auth,
+    verify_signature_auth, CertRefusal, Credential, CredentialError, TrustStore, X509_SIGNATURE,
+};
 pub use cookie::{CookieJar, COOKIE_LEN};
 pub use create_child::{
     offers_ike, respond_ike_rekey, respond_rekey, RekeyRefusal, Rekeyed, ResponsePayloads,

@@ -1,0 +1,48 @@
+//! Certificate authentication (RFC 7296 §3.6, §3.7, RFC 7427): the CERT and CERTREQ payloads,
+//! the trust store a peer's chain is checked against (`trust`), whether a certificate names an
+//! identity (`names`), RFC 7427 signatures in the AUTH payload (`signature`), and this side's
+//! own certificate and key (`credential`). Chains, validity, revocation and signatures are
+//! checked by webpki; names are read by x509-parser. The time is the caller's: no clock here.
+
+mod credential;
+mod names;
+mod signature;
+mod trust;
+
+#[cfg(test)]
+mod tests;
+
+pub use credential::{Credential, CredentialError};
+pub use names::names_identity;
+pub use signature::{read_signature_auth, verify_signature_auth};
+pub use trust::{CertRefusal, TrustStore};
+
+/// The CERT/CERTREQ encoding of a DER X.509 certificate ("X.509 Certificate - Signature").
+pub const X509_SIGNATURE: u8 = 4;
+
+/// A CERT payload's body carrying the DER certificate `der`.
+pub fn cert_body(der: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + der.len());
+    out.push(X509_SIGNATURE);
+    out.extend_from_slice(der);
+    out
+}
+
+/// The DER certificate in a CERT payload's body, if it carries one in the X.509 encoding
+/// (other encodings, such as hash-and-URL, are not taken).
+pub fn read_cert_body(body: &[u8]) -> Option<&[u8]> {
+    match body.split_first() {
+        Some((&X509_SIGNATURE, der)) if !der.is_empty() => Some(der),
+        _ => None,
+    }
+}
+
+/// A CERTREQ payload's body naming the CAs whose SubjectPublicKeyInfo SHA-1 digests are
+/// `digests` (RFC 7296 §3.7).
+pub fn certreq_body(digests: &[[u8; 20]]) -> Vec<u8> {
+    let mut out = vec![X509_SIGNATURE];
+    for d in digests {
+        out.extend_from_slice(d);
+    }
+    out
+}
