@@ -29,8 +29,8 @@
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
-mod config_payload;
 mod certs;
+mod config_payload;
 mod cookie;
 mod create_child;
 mod delete;
@@ -57,11 +57,12 @@ mod suite;
 #[cfg(test)]
 mod test_support;
 
-pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use certs::{
     cert_body, certreq_body, names_identity, read_cert_body, read_signature_auth,
-    verify_signature_auth, CertRefusal, Credential, CredentialError, TrustStore, X509_SIGNATURE,
+    verify_signature_auth, CertAuth, CertRefusal, Credential, CredentialError, TrustStore,
+    X509_SIGNATURE,
 };
+pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};
 pub use create_child::{
     offers_ike, respond_ike_rekey, respond_rekey, RekeyRefusal, Rekeyed, ResponsePayloads,
@@ -74,8 +75,8 @@ pub use identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, IdType, Identity,
 };
 pub use ike_auth::{
-    respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, EspKeys,
-    Established, Grant, Users, AUTH_MESSAGE_ID,
+    respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, ClientCerts,
+    EspKeys, Established, Grant, UserAuth, Users, AUTH_MESSAGE_ID,
 };
 pub use ike_sa::{AuthContext, DownReason, IkeSa, SaEvent, Timing};
 pub use keys::{

@@ -1,15 +1,22 @@
 //! Fixtures the exchange tests share: a user registry with alice, the server's identity,
-//! ESP offers, and an IKE_SA_INIT run between this crate's initiator and responder.
+//! ESP offers, an IKE_SA_INIT run between this crate's initiator and responder, and a small
+//! PKI (CA, leaf certificates, CRL) made by rcgen.
 
 use std::collections::HashMap;
 
+use rcgen::{
+    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber,
+    SignatureAlgorithm,
+};
 use ring::rand::SystemRandom;
 use zeroize::Zeroizing;
 
 use crate::config_payload::Assignment;
 use crate::cookie::CookieJar;
 use crate::identity::{IdType, Identity};
-use crate::ike_auth::{Grant, Users};
+use crate::ike_auth::{Grant, UserAuth, Users};
+use crate::ike_sa::AuthContext;
 use crate::proposals::{Proposal, ProtocolId, Transform, TransformType};
 use crate::sa_init::{respond_init, Endpoints, HalfOpen, InitAnswer, InitReply, InitiatorInit};
 use crate::selectors::TrafficSelector;
@@ -37,9 +44,28 @@ pub fn server() -> Identity {
     }
 }
 
+/// What the responder answers IKE_AUTH with: `users`, this server `local`, the ESP `esp`
+/// policy, the CHILD_SA's inbound SPI; no certificates.
+pub fn auth_ctx<'a>(
+    users: &'a Registry,
+    local: &'a Identity,
+    esp: &'a Policy,
+    child_spi: [u8; 4],
+) -> AuthContext<'a> {
+    AuthContext {
+        users,
+        local,
+        esp,
+        ike: esp,
+        child_spi,
+        certs: None,
+        unix_secs: 0,
+    }
+}
+
 pub fn registry() -> Registry {
     let grant = Grant {
-        psk: Zeroizing::new(b"alice's own key, 32 bytes long!!".to_vec()),
+        auth: UserAuth::Psk(Zeroizing::new(b"alice's own key, 32 bytes long!!".to_vec())),
         assignment: Assignment {
             v4: Some("10.77.0.2".parse().expect("v4")),
             v6: Some(("fd77::2".parse().expect("v6"), 64)),
@@ -102,7 +128,7 @@ pub fn half_open() -> (HalfOpen, HalfOpen) {
     let ours = match respond_init(
         &init.request,
         server_ends,
-        &Policy::modern(),
+        (&Policy::modern(), None),
         (&jar, false),
         &rng,
     ) {
@@ -114,4 +140,82 @@ pub fn half_open() -> (HalfOpen, HalfOpen) {
         other => panic!("{other:?}"),
     };
     (theirs, ours)
+}
+
+// A PKI made by rcgen, independent of the checking code.
+
+/// 2026-12-01, inside every validity window made here except the deliberate ones.
+pub const NOW: u64 = 1_796_083_200;
+
+pub struct Ca {
+    pub issuer: Issuer<'static, KeyPair>,
+    pub pem: String,
+}
+
+pub fn ca(alg: &'static SignatureAlgorithm) -> Ca {
+    let key = KeyPair::generate_for(alg).expect("CA key");
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "test CA");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = p.self_signed(&key).expect("CA certificate");
+    Ca {
+        issuer: Issuer::new(p, key),
+        pem: cert.pem(),
+    }
+}
+
+/// A certificate for `san` issued by `ca` (cert PEM, key PEM); `window` sets validity.
+pub fn leaf(
+    ca: &Ca,
+    alg: &'static SignatureAlgorithm,
+    san: &str,
+    serial: u64,
+    window: Option<(i32, i32)>,
+) -> (String, String) {
+    let key = KeyPair::generate_for(alg).expect("leaf key");
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, san);
+    p.subject_alt_names = vec![if san.contains('@') {
+        SanType::Rfc822Name(san.try_into().expect("mail"))
+    } else {
+        SanType::DnsName(san.try_into().expect("name"))
+    }];
+    p.serial_number = Some(SerialNumber::from(serial));
+    if let Some((from, to)) = window {
+        p.not_before = date_time_ymd(from, 1, 1);
+        p.not_after = date_time_ymd(to, 1, 1);
+    }
+    let cert = p.signed_by(&key, &ca.issuer).expect("leaf certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+pub fn crl(ca: &Ca, serials: &[u64]) -> String {
+    let p = CertificateRevocationListParams {
+        this_update: date_time_ymd(2026, 1, 1),
+        next_update: date_time_ymd(2099, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: date_time_ymd(2026, 6, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    p.signed_by(&ca.issuer)
+        .expect("CRL")
+        .pem()
+        .expect("CRL PEM")
+}
+
+pub fn der(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("PEM")
+        .to_vec()
 }

@@ -184,7 +184,7 @@ proptest! {
             }
         }
         bytes.truncate(cut.max(1));
-        match ike::respond_init(&bytes, ends, &ike::Policy::modern(), (&jar, cookie), &rng) {
+        match ike::respond_init(&bytes, ends, (&ike::Policy::modern(), None), (&jar, cookie), &rng) {
             ike::InitAnswer::Accepted(sa) => prop_assert!(Message::parse(&sa.response).is_ok()),
             ike::InitAnswer::Refused { reply: Some(r), .. } => prop_assert!(Message::parse(&r).is_ok()),
             ike::InitAnswer::Refused { reply: None, .. } => {}

@@ -98,7 +98,8 @@ impl Credential {
         // The key must sign what the certificate's public key verifies.
         let probe = b"xgate: does this key belong to this certificate?";
         let auth = made.sign_auth(probe, rng)?;
-        verify_signature_auth(&made.chain[0], probe, &auth).map_err(|_| CredentialError::Mismatch)?;
+        verify_signature_auth(&made.chain[0], probe, &auth)
+            .map_err(|_| CredentialError::Mismatch)?;
         Ok(made)
     }
 

@@ -46,3 +46,31 @@ pub fn certreq_body(digests: &[[u8; 20]]) -> Vec<u8> {
     }
     out
 }
+
+/// Certificate authentication on the responder: its own certificate and key, and the CAs
+/// clients' certificates must lead to (absent: no client certificate is taken).
+#[derive(Debug)]
+pub struct CertAuth {
+    /// This side's certificate chain and key.
+    pub own: Credential,
+    /// The CAs and CRLs clients are checked against.
+    pub trust: Option<TrustStore>,
+    certreq: Option<Vec<u8>>,
+}
+
+impl CertAuth {
+    /// Certificate authentication with `own` credential, checking clients against `trust`.
+    pub fn new(own: Credential, trust: Option<TrustStore>) -> Self {
+        let certreq = trust.as_ref().map(|t| certreq_body(t.digests()));
+        Self {
+            own,
+            trust,
+            certreq,
+        }
+    }
+
+    /// The CERTREQ body IKE_SA_INIT answers carry, when client certificates are taken.
+    pub fn certreq(&self) -> Option<&[u8]> {
+        self.certreq.as_deref()
+    }
+}

@@ -1,88 +1,11 @@
 //! The certificate checks against a PKI made by rcgen: ECDSA and RSA chains verify and sign,
 //! and each way a certificate can be wrong is refused with its own reason.
 
-use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, CertificateRevocationListParams,
-    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
-    SerialNumber, SignatureAlgorithm,
-};
 use ring::rand::SystemRandom;
 
 use super::*;
 use crate::identity::Identity;
-
-/// 2026-12-01, inside every validity window made here except the deliberate ones.
-const NOW: u64 = 1_796_083_200;
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn ca(alg: &'static SignatureAlgorithm) -> Ca {
-    let key = KeyPair::generate_for(alg).expect("CA key");
-    let mut p = CertificateParams::default();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "test CA");
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let cert = p.self_signed(&key).expect("CA certificate");
-    Ca {
-        issuer: Issuer::new(p, key),
-        pem: cert.pem(),
-    }
-}
-
-/// A certificate for `san` issued by `ca` (cert PEM, key PEM); `window` sets validity.
-fn leaf(
-    ca: &Ca,
-    alg: &'static SignatureAlgorithm,
-    san: &str,
-    serial: u64,
-    window: Option<(i32, i32)>,
-) -> (String, String) {
-    let key = KeyPair::generate_for(alg).expect("leaf key");
-    let mut p = CertificateParams::default();
-    p.distinguished_name.push(DnType::CommonName, san);
-    p.subject_alt_names = vec![if san.contains('@') {
-        SanType::Rfc822Name(san.try_into().expect("mail"))
-    } else {
-        SanType::DnsName(san.try_into().expect("name"))
-    }];
-    p.serial_number = Some(SerialNumber::from(serial));
-    if let Some((from, to)) = window {
-        p.not_before = date_time_ymd(from, 1, 1);
-        p.not_after = date_time_ymd(to, 1, 1);
-    }
-    let cert = p.signed_by(&key, &ca.issuer).expect("leaf certificate");
-    (cert.pem(), key.serialize_pem())
-}
-
-fn crl(ca: &Ca, serials: &[u64]) -> String {
-    let p = CertificateRevocationListParams {
-        this_update: date_time_ymd(2026, 1, 1),
-        next_update: date_time_ymd(2099, 1, 1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from(*s),
-                revocation_time: date_time_ymd(2026, 6, 1),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    };
-    p.signed_by(&ca.issuer).expect("CRL").pem().expect("CRL PEM")
-}
-
-fn der(pem: &str) -> Vec<u8> {
-    use rustls_pki_types::{pem::PemObject, CertificateDer};
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .expect("PEM")
-        .to_vec()
-}
+use crate::test_support::{ca, crl, der, leaf, NOW};
 
 #[test]
 fn ecdsa_and_rsa_credentials_sign_what_the_trust_store_verifies() {
@@ -135,7 +58,10 @@ fn every_wrong_certificate_is_refused_for_its_own_reason() {
         Err(CertRefusal::IdentityMismatch(_))
     ));
     let (host, _) = leaf(&ca1, p256, "vpn.example.com", 5, None);
-    assert_eq!(check(&host, &Identity::from_text("VPN.example.com")), Ok(()));
+    assert_eq!(
+        check(&host, &Identity::from_text("VPN.example.com")),
+        Ok(())
+    );
     assert_eq!(store.verify(&[], &id, NOW), Err(CertRefusal::Missing));
     assert!(matches!(
         store.verify(&[b"not DER"], &id, NOW),
@@ -163,9 +89,18 @@ fn a_key_of_another_certificate_or_a_bad_file_is_refused_with_what_is_wrong() {
 #[test]
 fn rfc_7427_auth_data_is_read_only_when_well_formed() {
     assert!(read_signature_auth(&[]).is_err());
-    assert!(read_signature_auth(&[3, 0x30, 1, 6]).is_err(), "no signature");
-    assert!(read_signature_auth(&[3, 0x31, 1, 6, 9]).is_err(), "not a SEQUENCE");
-    assert!(read_signature_auth(&[3, 0x30, 5, 6, 9]).is_err(), "inner length");
+    assert!(
+        read_signature_auth(&[3, 0x30, 1, 6]).is_err(),
+        "no signature"
+    );
+    assert!(
+        read_signature_auth(&[3, 0x31, 1, 6, 9]).is_err(),
+        "not a SEQUENCE"
+    );
+    assert!(
+        read_signature_auth(&[3, 0x30, 5, 6, 9]).is_err(),
+        "inner length"
+    );
     assert_eq!(
         read_signature_auth(&[3, 0x30, 1, 6, 9, 9]),
         Ok((&[6u8][..], &[9u8, 9][..]))

@@ -7,9 +7,9 @@ use std::time::Duration;
 use ring::digest;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
 use webpki::{
-    CertRevocationList, EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId,
-    KeyPurposeIdIter, KeyUsage, RequiredEkuNotFoundContext, OwnedCertRevocationList, RevocationCheckDepth, RevocationOptionsBuilder,
-    UnknownStatusPolicy,
+    CertRevocationList, EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeId, KeyPurposeIdIter,
+    KeyUsage, OwnedCertRevocationList, RequiredEkuNotFoundContext, RevocationCheckDepth,
+    RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 use x509_parser::prelude::{FromDer, X509Certificate};
 

@@ -1,11 +1,14 @@
-//! The initiator's IKE_AUTH with a pre-shared key (tests, the loadtest's simulated users):
-//! the request (ID, AUTH, CP request, ESP proposals, selectors for everything) and the reading
+//! The initiator's IKE_AUTH with a pre-shared key or a certificate (tests, the loadtest's
+//! simulated users, the bench): the request (ID, AUTH, CP request, ESP proposals, selectors for everything) and the reading
 //! of the response into the same CHILD_SA the responder installed.
+
+use std::sync::Arc;
 
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
+use crate::certs::{cert_body, read_cert_body, verify_signature_auth, Credential, TrustStore};
 use crate::config_payload::ConfigPayload;
 use crate::header::ExchangeType;
 use crate::identity::{
@@ -20,11 +23,29 @@ use crate::sa_init::{HalfOpen, InitiatorError};
 use crate::selectors::{read_ts, ts_body, TrafficSelector};
 use crate::suite::{choose, Policy};
 
+/// A client's certificate credential and the CAs it checks the server against.
+#[derive(Debug)]
+pub struct ClientCerts {
+    /// Its own certificate and key.
+    pub own: Credential,
+    /// The CAs the server's certificate must lead to.
+    pub trust: TrustStore,
+    /// The wall-clock time the server's certificate is judged at, Unix seconds.
+    pub unix_secs: u64,
+}
+
+/// How the initiator proves itself, and checks the responder the same way.
+#[derive(Debug)]
+enum Proof {
+    Psk(Zeroizing<Vec<u8>>),
+    Certificate(Arc<ClientCerts>),
+}
+
 /// An IKE_AUTH request on its way.
 #[derive(Debug)]
 pub struct AuthInitiator {
     sa: HalfOpen,
-    psk: Zeroizing<Vec<u8>>,
+    proof: Proof,
     offer: Vec<Proposal>,
     policy: Policy,
     /// The request to send (again, on a retransmission).
@@ -55,32 +76,94 @@ impl AuthInitiator {
         policy: Policy,
         rng: &dyn SecureRandom,
     ) -> Result<Self, InitiatorError> {
+        let proof = Proof::Psk(Zeroizing::new(psk.to_vec()));
+        Self::request(sa, id, proof, (offer, policy), rng)
+    }
+
+    /// As `start`, authenticating with the certificate in `certs` (an RFC 7427 signature).
+    pub fn start_with_certificate(
+        sa: HalfOpen,
+        id: &Identity,
+        certs: Arc<ClientCerts>,
+        offer: Vec<Proposal>,
+        policy: Policy,
+        rng: &dyn SecureRandom,
+    ) -> Result<Self, InitiatorError> {
+        Self::request(sa, id, Proof::Certificate(certs), (offer, policy), rng)
+    }
+
+    fn request(
+        sa: HalfOpen,
+        id: &Identity,
+        proof: Proof,
+        (offer, policy): (Vec<Proposal>, Policy),
+        rng: &dyn SecureRandom,
+    ) -> Result<Self, InitiatorError> {
         let prf = prf_of(&sa);
         let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
-        let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed));
+        let (certs, auth) = match &proof {
+            Proof::Psk(psk) => (
+                Vec::new(),
+                auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
+            ),
+            Proof::Certificate(c) => {
+                let data = c
+                    .own
+                    .sign_auth(&signed, rng)
+                    .map_err(|_| InitiatorError::Unacceptable("a key that cannot sign"))?;
+                let chain = c.own.chain().iter().map(|d| cert_body(d)).collect();
+                (chain, auth_body(AuthMethod::DIGITAL_SIGNATURE, &data))
+            }
+        };
         let (idi, cp, sa_body) = (
             id.body(),
             ConfigPayload::ask_for_addresses().body(),
             write_sa(&offer),
         );
         let everything = ts_body(&TrafficSelector::everything());
-        let payloads = [
-            Payload::plain(PayloadType::IDI, &idi),
+        let mut payloads = vec![Payload::plain(PayloadType::IDI, &idi)];
+        payloads.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
+        payloads.extend([
             Payload::plain(PayloadType::AUTH, &auth),
             Payload::plain(PayloadType::CP, &cp),
             Payload::plain(PayloadType::SA, &sa_body),
             Payload::plain(PayloadType::TSI, &everything),
             Payload::plain(PayloadType::TSR, &everything),
-        ];
+        ]);
         let request = seal_auth(&sa, false, &payloads, rng)
             .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))?;
         Ok(Self {
             sa,
-            psk: Zeroizing::new(psk.to_vec()),
+            proof,
             offer,
             policy,
             request,
         })
+    }
+
+    /// Whether the responder's AUTH `(method, value)` over `signed` proves it is `idr`.
+    fn responder_proven(
+        &self,
+        payloads: &[Payload<'_>],
+        idr: &Identity,
+        (method, value): (AuthMethod, &[u8]),
+        signed: &[u8],
+    ) -> bool {
+        match &self.proof {
+            Proof::Psk(psk) => {
+                method == AuthMethod::PSK && psk_auth_holds(prf_of(&self.sa), psk, signed, value)
+            }
+            Proof::Certificate(c) => {
+                let chain: Vec<&[u8]> = payloads
+                    .iter()
+                    .filter(|p| p.kind == PayloadType::CERT)
+                    .filter_map(|p| read_cert_body(p.body))
+                    .collect();
+                method == AuthMethod::DIGITAL_SIGNATURE
+                    && c.trust.verify(&chain, idr, c.unix_secs).is_ok()
+                    && verify_signature_auth(chain[0], signed, value).is_ok()
+            }
+        }
     }
 
     /// The IKE SA the request travels on (its keys carry the SA's later exchanges).
@@ -125,7 +208,7 @@ impl AuthInitiator {
             &self.sa.keys.sk_pr,
             &idr,
         );
-        if method != AuthMethod::PSK || !psk_auth_holds(prf, &self.psk, &signed, value) {
+        if !self.responder_proven(&payloads, &idr, (method, value), &signed) {
             return Err(bad("the responder's AUTH does not verify"));
         }
         let answer = vec![read_sa_answer(find(PayloadType::SA).ok_or(bad("no SA"))?)

@@ -1,4 +1,5 @@
-//! IKE_AUTH with a pre-shared key per user (RFC 7296 §1.2, §2.15, §2.17): the responder's
+//! IKE_AUTH with a pre-shared key per user or a certificate (RFC 7296 §1.2, §2.15, §2.17,
+//! RFC 7427): the responder's
 //! rules in `responder`, the initiator's (tests, the loadtest) in `initiator`. Both end in the
 //! same established IKE SA and first CHILD_SA (ESP keys per direction, traffic selectors, the
 //! virtual addresses).
@@ -7,10 +8,12 @@ mod initiator;
 mod responder;
 
 #[cfg(test)]
+mod cert_tests;
+#[cfg(test)]
 mod tests;
 
-pub use initiator::{AuthInitiator, AuthOutcome};
-pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, Users};
+pub use initiator::{AuthInitiator, AuthOutcome, ClientCerts};
+pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, UserAuth, Users};
 
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;

@@ -1,5 +1,6 @@
-//! The responder's IKE_AUTH: open the request, find the user by identity, check the PSK AUTH,
-//! choose the ESP suite, narrow the traffic selectors, give the addresses, and answer with
+//! The responder's IKE_AUTH: open the request, find the user by identity, check its AUTH
+//! (its own pre-shared key, or an RFC 7427 signature by a certificate naming it under a
+//! trusted CA), choose the ESP suite, narrow the traffic selectors, give the addresses, and answer with
 //! its own ID and AUTH, the CP reply, SA and selectors; or answer with the error that says
 //! why, encrypted, as RFC 7296 §2.21.2 asks.
 
@@ -7,11 +8,13 @@ use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
+use crate::certs::{cert_body, read_cert_body, verify_signature_auth, CertRefusal};
 use crate::config_payload::{Assignment, ConfigPayload};
 use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
+use crate::ike_sa::AuthContext;
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
 use crate::proposals::{read_sa, write_sa, ProtocolId};
@@ -20,11 +23,21 @@ use crate::sa_init::HalfOpen;
 use crate::selectors::{narrow, read_ts, ts_body, TrafficSelector};
 use crate::suite::{choose, Policy};
 
+/// How a user proves who it is.
+#[derive(Clone)]
+pub enum UserAuth {
+    /// A pre-shared key of its own (the server answers with the same key).
+    Psk(Zeroizing<Vec<u8>>),
+    /// An RFC 7427 signature by a certificate that names its identity, issued under a trusted
+    /// CA (the server answers with its own certificate).
+    Certificate,
+}
+
 /// What a user is granted once authenticated (Debug leaves the key out).
 #[derive(Clone)]
 pub struct Grant {
-    /// The user's pre-shared key.
-    pub psk: Zeroizing<Vec<u8>>,
+    /// How it authenticates.
+    pub auth: UserAuth,
     /// Its virtual addresses, DNS servers and split-tunnel subnets.
     pub assignment: Assignment,
     /// What it may reach (the responder-side selectors are narrowed to these).
@@ -58,7 +71,7 @@ pub enum AuthRefusal {
     /// A payload it must carry is missing or unreadable.
     #[error("missing or unusable {0}")]
     Missing(&'static str),
-    /// No such user, a method other than PSK, or a wrong key (answered
+    /// No such user, a method other than the user's, or a wrong key (answered
     /// AUTHENTICATION_FAILED).
     #[error("authentication failed for {identity}: {why}")]
     AuthenticationFailed {
@@ -66,6 +79,14 @@ pub enum AuthRefusal {
         identity: String,
         /// What failed.
         why: &'static str,
+    },
+    /// The user's certificate or signature was refused (answered AUTHENTICATION_FAILED).
+    #[error("certificate of {identity} refused: {why}")]
+    CertificateRefused {
+        /// The identity given.
+        identity: String,
+        /// What is wrong with it.
+        why: CertRefusal,
     },
     /// No acceptable ESP proposal (answered NO_PROPOSAL_CHOSEN).
     #[error("no ESP proposal chosen for {identity}; offered: {offered}")]
@@ -133,14 +154,13 @@ fn refuse(
     AuthAnswer::Refused { response, why }
 }
 
-/// The responder's rules for the IKE_AUTH request `bytes` on the half-open `sa`: `users` finds
-/// the user, `local` is this server's identity, `esp` the ESP policy, `spi_r` the SPI this
-/// side receives the CHILD_SA on (chosen by the caller: it names the owning worker).
+/// The responder's rules for the IKE_AUTH request `bytes` on the half-open `sa`: `ctx` finds
+/// the user and gives this server's identity, the ESP policy, the SPI this side receives the
+/// CHILD_SA on (chosen by the caller: it names the owning worker) and the certificates.
 pub fn respond_auth(
     sa: &HalfOpen,
     bytes: &[u8],
-    users: &dyn Users,
-    (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
+    ctx: &AuthContext<'_>,
     rng: &dyn SecureRandom,
 ) -> AuthAnswer {
     let req = match open(sa, bytes) {
@@ -174,33 +194,107 @@ pub fn respond_auth(
             AuthRefusal::Missing("IDi"),
         );
     };
+    let auth_failed = Some(NotifyType::AUTHENTICATION_FAILED);
+    let Some(grant) = ctx.users.find(&idi) else {
+        let why = AuthRefusal::AuthenticationFailed {
+            identity: idi.display(),
+            why: "no such user",
+        };
+        return refuse((sa, rng), auth_failed, why);
+    };
+    let own_auth = match check_peer(sa, &payloads, (&idi, auth), &grant, ctx)
+        .and_then(|()| own_auth(sa, &grant, ctx, rng))
+    {
+        Ok(a) => a,
+        Err(why) => return refuse((sa, rng), auth_failed, why),
+    };
+    child(
+        (sa, rng),
+        &payloads,
+        (idi, grant, own_auth),
+        (ctx.local, ctx.esp, ctx.child_spi),
+    )
+}
+
+/// Checks the peer's AUTH over its signed octets by the user's own method.
+fn check_peer(
+    sa: &HalfOpen,
+    payloads: &[Payload<'_>],
+    (idi, auth): (&Identity, &[u8]),
+    grant: &Grant,
+    ctx: &AuthContext<'_>,
+) -> Result<(), AuthRefusal> {
     let failed = |why| AuthRefusal::AuthenticationFailed {
         identity: idi.display(),
         why,
     };
-    let auth_failed = Some(NotifyType::AUTHENTICATION_FAILED);
-    let Some(grant) = users.find(&idi) else {
-        return refuse((sa, rng), auth_failed, failed("no such user"));
+    let refused = |why| AuthRefusal::CertificateRefused {
+        identity: idi.display(),
+        why,
     };
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
-    match read_auth(auth) {
-        Ok((AuthMethod::PSK, value)) => {
-            let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, &idi);
-            if !psk_auth_holds(prf, &grant.psk, &signed, value) {
-                return refuse((sa, rng), auth_failed, failed("wrong pre-shared key"));
+    let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, idi);
+    match (&grant.auth, read_auth(auth)) {
+        (UserAuth::Psk(psk), Ok((AuthMethod::PSK, value))) => {
+            if psk_auth_holds(prf, psk, &signed, value) {
+                Ok(())
+            } else {
+                Err(failed("wrong pre-shared key"))
             }
         }
-        _ => return refuse((sa, rng), auth_failed, failed("a method other than PSK")),
+        (UserAuth::Certificate, Ok((AuthMethod::DIGITAL_SIGNATURE, value))) => {
+            let trust = ctx.certs.and_then(|c| c.trust.as_ref());
+            let trust = trust.ok_or(refused(CertRefusal::NotConfigured))?;
+            let chain: Vec<&[u8]> = payloads
+                .iter()
+                .filter(|p| p.kind == PayloadType::CERT)
+                .filter_map(|p| read_cert_body(p.body))
+                .collect();
+            trust.verify(&chain, idi, ctx.unix_secs).map_err(refused)?;
+            let ee = chain.first().ok_or(refused(CertRefusal::Missing))?;
+            verify_signature_auth(ee, &signed, value).map_err(refused)
+        }
+        (UserAuth::Psk(_), _) => Err(failed("not a pre-shared-key AUTH for a PSK user")),
+        (UserAuth::Certificate, _) => Err(failed(
+            "not an RFC 7427 signature AUTH for a certificate user",
+        )),
     }
-    child((sa, rng), &payloads, idi, grant, (local, esp, spi_r))
+}
+
+/// This side's CERT payloads' bodies and AUTH payload's body, by the user's method.
+fn own_auth(
+    sa: &HalfOpen,
+    grant: &Grant,
+    ctx: &AuthContext<'_>,
+    rng: &dyn SecureRandom,
+) -> Result<(Vec<Vec<u8>>, Vec<u8>), AuthRefusal> {
+    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, ctx.local);
+    match (&grant.auth, ctx.certs) {
+        (UserAuth::Psk(psk), _) => Ok((
+            Vec::new(),
+            auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
+        )),
+        (UserAuth::Certificate, Some(certs)) => {
+            let data = certs
+                .own
+                .sign_auth(&signed, rng)
+                .map_err(|_| AuthRefusal::Missing("a signature by the server's key"))?;
+            let chain = certs.own.chain().iter().map(|c| cert_body(c)).collect();
+            Ok((chain, auth_body(AuthMethod::DIGITAL_SIGNATURE, &data)))
+        }
+        (UserAuth::Certificate, None) => Err(AuthRefusal::CertificateRefused {
+            identity: ctx.local.display(),
+            why: CertRefusal::NotConfigured,
+        }),
+    }
 }
 
 /// The CHILD_SA half of an authenticated request, and the response.
 fn child(
     (sa, rng): (&HalfOpen, &dyn SecureRandom),
     payloads: &[Payload<'_>],
-    idi: Identity,
-    grant: Grant,
+    (idi, grant, (certs, auth)): (Identity, Grant, (Vec<Vec<u8>>, Vec<u8>)),
     (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
 ) -> AuthAnswer {
     let who = idi.display();
@@ -280,17 +374,14 @@ fn child(
     else {
         return refuse((sa, rng), None, AuthRefusal::Missing("ESP key lengths"));
     };
-    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, local);
-    let auth = auth_body(AuthMethod::PSK, &psk_auth(prf, &grant.psk, &signed));
     let mut answer = chosen.proposal.clone();
     answer.spi = spi_r.to_vec();
     let sa_body = write_sa(&[answer]);
     let cp_reply = cp.map(|c| ConfigPayload::reply(&c, &grant.assignment).body());
     let (idr, tsi_body, tsr_body) = (local.body(), ts_body(&ts_i), ts_body(&ts_r));
-    let mut out = vec![
-        Payload::plain(PayloadType::IDR, &idr),
-        Payload::plain(PayloadType::AUTH, &auth),
-    ];
+    let mut out = vec![Payload::plain(PayloadType::IDR, &idr)];
+    out.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
+    out.push(Payload::plain(PayloadType::AUTH, &auth));
     if let Some(c) = &cp_reply {
         out.push(Payload::plain(PayloadType::CP, c));
     }

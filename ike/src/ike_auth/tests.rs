@@ -10,7 +10,7 @@ use crate::identity::{IdType, Identity};
 use crate::notify::NotifyType;
 use crate::selectors::TrafficSelector;
 use crate::suite::{Encr, Policy};
-use crate::test_support::{alice, esp_offer, half_open, registry, server, t};
+use crate::test_support::{alice, auth_ctx, esp_offer, half_open, registry, server, t};
 
 #[test]
 fn a_psk_user_gets_the_same_child_sa_on_both_sides() {
@@ -28,8 +28,7 @@ fn a_psk_user_gets_the_same_child_sa_on_both_sides() {
     let answer = respond_auth(
         &server_sa,
         &auth.request,
-        &registry(),
-        (&server(), &Policy::modern(), [0x5e, 0, 0, 7]),
+        &auth_ctx(&registry(), &server(), &Policy::modern(), [0x5e, 0, 0, 7]),
         &SystemRandom::new(),
     );
     let (ours, response) = match answer {
@@ -91,8 +90,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
     let (response, why) = refused(respond_auth(
         &server_sa,
         &auth.request,
-        &registry(),
-        (&server(), &Policy::modern(), [9; 4]),
+        &auth_ctx(&registry(), &server(), &Policy::modern(), [9; 4]),
         &SystemRandom::new(),
     ));
     assert_eq!(
@@ -125,8 +123,7 @@ fn a_wrong_key_or_an_unknown_user_is_refused_and_told_so() {
     let (_, why) = refused(respond_auth(
         &server_sa,
         &auth.request,
-        &registry(),
-        (&server(), &Policy::modern(), [9; 4]),
+        &auth_ctx(&registry(), &server(), &Policy::modern(), [9; 4]),
         &SystemRandom::new(),
     ));
     assert!(matches!(
@@ -160,8 +157,7 @@ fn forged_requests_and_foreign_proposals_are_refused() {
     let (response, why) = refused(respond_auth(
         &server_sa,
         &forged,
-        &registry(),
-        (&server(), &Policy::modern(), [9; 4]),
+        &auth_ctx(&registry(), &server(), &Policy::modern(), [9; 4]),
         &SystemRandom::new(),
     ));
     assert_eq!(
@@ -172,8 +168,7 @@ fn forged_requests_and_foreign_proposals_are_refused() {
     let (response, why) = refused(respond_auth(
         &server_sa,
         &auth.request,
-        &registry(),
-        (&server(), &Policy::modern(), [9; 4]),
+        &auth_ctx(&registry(), &server(), &Policy::modern(), [9; 4]),
         &SystemRandom::new(),
     ));
     assert!(matches!(why, AuthRefusal::NoProposalChosen { .. }), "{why}");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ring::rand::SecureRandom;
 
+use crate::certs::CertAuth;
 use crate::delete::Delete;
 use crate::header::{ExchangeType, Header};
 use crate::identity::Identity;
@@ -76,6 +77,10 @@ pub struct AuthContext<'a> {
     pub ike: &'a Policy,
     /// The inbound SPI of the next CHILD_SA (IKE_AUTH's, or a rekey's).
     pub child_spi: [u8; 4],
+    /// Certificate authentication, when configured.
+    pub certs: Option<&'a CertAuth>,
+    /// The wall-clock time, Unix seconds (certificates' validity is judged at it).
+    pub unix_secs: u64,
 }
 
 /// Why an SA ended.
@@ -298,13 +303,7 @@ impl IkeSa {
         ctx: &AuthContext<'_>,
         rng: &dyn SecureRandom,
     ) -> Vec<SaEvent> {
-        let answer = respond_auth(
-            &self.keys,
-            bytes,
-            ctx.users,
-            (ctx.local, ctx.esp, ctx.child_spi),
-            rng,
-        );
+        let answer = respond_auth(&self.keys, bytes, ctx, rng);
         match answer {
             AuthAnswer::Accepted {
                 established,

@@ -25,13 +25,7 @@ fn ctx<'a>(
     local: &'a Identity,
     esp: &'a Policy,
 ) -> AuthContext<'a> {
-    AuthContext {
-        users,
-        local,
-        esp,
-        ike: esp,
-        child_spi: [0x5e, 0, 0, 7],
-    }
+    crate::test_support::auth_ctx(users, local, esp, [0x5e, 0, 0, 7])
 }
 
 fn timing() -> Timing {

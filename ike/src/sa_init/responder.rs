@@ -192,11 +192,12 @@ fn notify_reply(spi_i: [u8; 8], n: Notify<'_>) -> Option<Vec<u8>> {
 }
 
 /// The responder's rules for one IKE_SA_INIT request `bytes` arriving on `ends`; the cookie
-/// jar, and whether this source must prove its address (the admission gate says).
+/// jar, and whether this source must prove its address (the admission gate says). `certreq`,
+/// a CERTREQ payload's body naming the CAs trusted, asks clients for their certificates.
 pub fn respond_init(
     bytes: &[u8],
     ends: Endpoints,
-    policy: &Policy,
+    (policy, certreq): (&Policy, Option<&[u8]>),
     cookies: (&CookieJar, bool),
     rng: &dyn SecureRandom,
 ) -> InitAnswer {
@@ -237,7 +238,7 @@ pub fn respond_init(
         return refused(reply, why);
     }
     let suite = (chosen.suite, prf, group);
-    match accept(&req, bytes, ends, suite, &chosen.proposal, rng) {
+    match accept(&req, bytes, (ends, certreq), suite, &chosen.proposal, rng) {
         Ok(sa) => InitAnswer::Accepted(Box::new(sa)),
         Err(why) => refused(None, why),
     }
@@ -247,7 +248,7 @@ pub fn respond_init(
 fn accept(
     req: &Request<'_>,
     bytes: &[u8],
-    ends: Endpoints,
+    (ends, certreq): (Endpoints, Option<&[u8]>),
     (suite, prf, group): (Suite, Prf, DhGroup),
     proposal: &Proposal,
     rng: &dyn SecureRandom,
@@ -302,6 +303,9 @@ fn accept(
         Payload::plain(PayloadType::KE, &ke),
         Payload::plain(PayloadType::NONCE, &nr),
     ];
+    if let Some(body) = certreq {
+        payloads.push(Payload::plain(PayloadType::CERTREQ, body));
+    }
     payloads.extend(
         notifies
             .iter()

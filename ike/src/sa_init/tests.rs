@@ -76,7 +76,7 @@ impl Pair {
         respond_init(
             request,
             self.server,
-            &Policy::modern(),
+            (&Policy::modern(), None),
             (&self.jar, cookie),
             &self.rng,
         )
@@ -146,7 +146,7 @@ fn a_cookie_is_asked_for_and_then_taken() {
     let (_, why) = refused(respond_init(
         &sa.request,
         elsewhere,
-        &Policy::modern(),
+        (&Policy::modern(), None),
         (&pair.jar, true),
         &pair.rng,
     ));
@@ -254,7 +254,7 @@ fn a_rewritten_source_address_is_found_on_both_sides() {
     let sa = accepted(respond_init(
         &init.request,
         seen,
-        &Policy::modern(),
+        (&Policy::modern(), None),
         (&pair.jar, false),
         &pair.rng,
     ));
@@ -277,7 +277,7 @@ fn a_responder_that_forces_nat_t_looks_natted_to_the_initiator() {
     let sa = accepted(respond_init(
         &init.request,
         forcing,
-        &Policy::modern(),
+        (&Policy::modern(), None),
         (&pair.jar, false),
         &pair.rng,
     ));
