@@ -1,15 +1,15 @@
 //! What an IKEv2 user is granted, from its registry record and its group's client policy:
-//! its key, its virtual addresses, the DNS servers, and what it may reach (the group's
+//! how it authenticates, its virtual addresses, the DNS servers, and what it may reach (the group's
 //! client allowed IPs, as split-tunnel subnets unless they are everything). The IKE
 //! responder gets these; it never reads the registry.
 
 use std::net::IpAddr;
 
-use ike::{Assignment, Grant, Identity, TrafficSelector};
+use ike::{Assignment, Grant, Identity, TrafficSelector, UserAuth};
 use plane::ike::IkeUser;
 
 use crate::api::ClientPolicy;
-use crate::registry::IkeUserRecord;
+use crate::registry::{IkeUserAuth, IkeUserRecord};
 
 /// Prefix length given with a virtual IPv6 address (the client's own /128 within the pool).
 const V6_PREFIX: u8 = 128;
@@ -44,7 +44,10 @@ pub fn ike_user(user: &IkeUserRecord, policy: &ClientPolicy) -> IkeUser {
         identity: Identity::from_text(&user.identity),
         name: user.name.clone(),
         grant: Grant {
-            psk: user.psk.clone(),
+            auth: match &user.auth {
+                IkeUserAuth::Psk(k) => UserAuth::Psk(k.clone()),
+                IkeUserAuth::Certificate => UserAuth::Certificate,
+            },
             assignment: Assignment {
                 v4,
                 v6,
@@ -68,7 +71,7 @@ mod tests {
             name: "alice".into(),
             group: "default".into(),
             identity: "alice@example.com".into(),
-            psk: Zeroizing::new(vec![7; 32]),
+            auth: IkeUserAuth::Psk(Zeroizing::new(vec![7; 32])),
             addresses: vec![
                 "10.77.0.5".parse().expect("v4"),
                 "fd77::5".parse().expect("v6"),

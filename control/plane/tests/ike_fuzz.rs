@@ -55,13 +55,14 @@ fn engine() -> IkeEngine {
         timing: Timing::default(),
         cookie_threshold: 1024,
         workers: 1,
+        certs: None,
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {
         identity: alice(),
         name: "alice".into(),
         grant: Grant {
-            psk: Zeroizing::new(PSK.to_vec()),
+            auth: ike::UserAuth::Psk(Zeroizing::new(PSK.to_vec())),
             assignment: Assignment {
                 v4: Some("10.77.0.2".parse().expect("v4")),
                 v6: None,

@@ -109,6 +109,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::Db(_)
             | RegistryError::File { .. }
             | RegistryError::TooNew { .. }
+            | RegistryError::Migration(_)
             | RegistryError::Corrupt(_)
             | RegistryError::Damaged { .. } => {
                 tracing::error!("registry: {e}");

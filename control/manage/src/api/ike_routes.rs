@@ -1,4 +1,5 @@
-//! The IKEv2 endpoints: users (created with a key of their own, made here unless given;
+//! The IKEv2 endpoints: users (created with a key of their own, made here unless given, or
+//! to authenticate by certificate;
 //! listed; deleted, which closes their SAs) and the SAs that are up, with the responder's
 //! counters.
 
@@ -17,7 +18,7 @@ use super::swanctl::{endpoint_host, swanctl_conf, IkeServer};
 use super::{blocking, ApiJson, ApiState};
 use crate::events::Event;
 use crate::ike_grants::ike_user;
-use crate::registry::{IkeUserRecord, NewIkeUser};
+use crate::registry::{IkeUserAuth, IkeUserRecord, NewIkeUser};
 
 /// Longest pre-shared key taken.
 const MAX_PSK: usize = 256;
@@ -32,7 +33,9 @@ pub struct CreateIkeUser {
     identity: Option<String>,
     /// Group (default "default").
     group: Option<String>,
-    /// Pre-shared key as text (default: 32 random characters).
+    /// "psk" (the default) or "certificate".
+    auth: Option<String>,
+    /// Pre-shared key as text (default: 32 random characters; none with a certificate).
     psk: Option<String>,
 }
 
@@ -43,6 +46,8 @@ pub struct IkeUserView {
     name: String,
     group: String,
     identity: String,
+    /// "psk" or "certificate".
+    auth: &'static str,
     addresses: Vec<String>,
     created_at: u64,
     /// The key, only in the answer that created the user.
@@ -60,6 +65,7 @@ impl From<&IkeUserRecord> for IkeUserView {
             name: u.name.clone(),
             group: u.group.clone(),
             identity: u.identity.clone(),
+            auth: u.auth.name(),
             addresses: u.addresses.iter().map(ToString::to_string).collect(),
             created_at: u.created_at,
             psk: None,
@@ -104,8 +110,23 @@ pub async fn create(
     let group = body.group.unwrap_or_else(|| "default".into());
     check_group("group", &group)?;
     check_known_group(&state, "group", &group)?;
-    let psk = body.psk.unwrap_or_else(random_psk);
-    if psk.len() > MAX_PSK {
+    let psk = match (body.auth.as_deref(), body.psk) {
+        (None | Some("psk"), psk) => Some(psk.unwrap_or_else(random_psk)),
+        (Some("certificate"), None) => None,
+        (Some("certificate"), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "psk: a certificate user has no pre-shared key: leave psk out, or set \
+                 auth to \"psk\"",
+            ))
+        }
+        (Some(other), _) => {
+            return Err(ApiError::bad_request(format!(
+                "auth: {} is not a method: use \"psk\" or \"certificate\"",
+                quoted(other)
+            )))
+        }
+    };
+    if let Some(psk) = psk.as_ref().filter(|p| p.len() > MAX_PSK) {
         return Err(ApiError::bad_request(format!(
             "psk: {} bytes; at most {MAX_PSK} are taken",
             psk.len()
@@ -115,7 +136,10 @@ pub async fn create(
         name: body.name,
         group,
         identity,
-        psk: Zeroizing::new(psk.clone().into_bytes()),
+        auth: match &psk {
+            Some(p) => IkeUserAuth::Psk(Zeroizing::new(p.clone().into_bytes())),
+            None => IkeUserAuth::Certificate,
+        },
     };
     let view = blocking(move || {
         let user = state.registry().create_ike_user(&new, super::now())?;
@@ -125,7 +149,7 @@ pub async fn create(
             identity: user.identity.clone(),
         });
         let mut view = IkeUserView::from(&user);
-        view.psk = Some(psk);
+        view.psk = psk;
         // The first user starts the responder when [ike] enabled is unset.
         match state.ike.get_or_start() {
             (Some(ike), false) => {

@@ -1,5 +1,6 @@
 //! An IKEv2 user's strongSwan client configuration (`swanctl.conf`): the connection to this
-//! server with its identity, the user's identity and key, a virtual address asked for in
+//! server with its identity, the user's identity and key (or certificate, whose files the
+//! user places beside it), a virtual address asked for in
 //! both families, what goes into the tunnel (the group's client allowed IPs), and the
 //! proposals the server takes. ESP goes in UDP (`encap = yes`), which passes NATs and which
 //! strongSwan's userspace ESP (kernel-libipsec) needs.
@@ -7,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::client_config::ClientPolicy;
-use crate::registry::IkeUserRecord;
+use crate::registry::{IkeUserAuth, IkeUserRecord};
 
 /// What every user's file names of the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +42,29 @@ pub fn swanctl_conf(server: &IkeServer, user: &IkeUserRecord, policy: &ClientPol
         ts.push("0.0.0.0/0".into());
         ts.push("::/0".into());
     }
+    let (auth, credentials) = match &user.auth {
+        IkeUserAuth::Psk(psk) => (
+            "psk".to_string(),
+            format!(
+                "secrets {{\n  ike-xgate {{\n    id-1 = {id}\n    id-2 = {server}\n    \
+                 secret = {secret}\n  }}\n}}\n",
+                id = quoted(&user.identity),
+                server = quoted(&server.identity),
+                secret = quoted(&String::from_utf8_lossy(psk)),
+            ),
+        ),
+        IkeUserAuth::Certificate => (
+            format!("pubkey\n      certs = {}.pem", user.name),
+            format!(
+                "# The certificate goes in x509/{name}.pem, its key in private/{name}.key and \
+                 the\n# server's CA certificate in x509ca/, beside this file (`xgate pki \
+                 client` writes them).\n",
+                name = user.name
+            ),
+        ),
+    };
     let mut out = String::new();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "# strongSwan client configuration of {name} (IKEv2 user {id}), made by xgate.\n\
          # Load it with: swanctl --load-all --file <this file>; connect with:\n\
@@ -51,19 +73,18 @@ pub fn swanctl_conf(server: &IkeServer, user: &IkeUserRecord, policy: &ClientPol
          vips = 0.0.0.0, ::\n    encap = yes\n    \
          proposals = aes256gcm16-prfsha256-x25519, chacha20poly1305-prfsha256-x25519, \
          aes256gcm16-prfsha384-ecp256\n    \
-         local {{\n      auth = psk\n      id = {id_text}\n    }}\n    \
-         remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \
+         local {{\n      auth = {auth}\n      id = {id_text}\n    }}\n    \
+         remote {{\n      auth = {remote_auth}\n      id = {server_id}\n    }}\n    \
          children {{\n      xgate {{\n        remote_ts = {ts}\n        \
          esp_proposals = aes256gcm16, chacha20poly1305\n      }}\n    }}\n  }}\n}}\n\
-         secrets {{\n  ike-xgate {{\n    id-1 = {id_text}\n    id-2 = {server_id}\n    \
-         secret = {secret}\n  }}\n}}",
+         {credentials}",
         name = user.name,
         id = user.id,
         addr = server.address,
         id_text = quoted(&user.identity),
+        remote_auth = user.auth.name().replace("certificate", "pubkey"),
         server_id = quoted(&server.identity),
         ts = ts.join(", "),
-        secret = quoted(&String::from_utf8_lossy(&user.psk)),
     );
     out
 }
@@ -81,7 +102,7 @@ mod tests {
             name: "alice".into(),
             group: "default".into(),
             identity: "alice@example.com".into(),
-            psk: Zeroizing::new(b"a \"quoted\" key of hers".to_vec()),
+            auth: IkeUserAuth::Psk(Zeroizing::new(b"a \"quoted\" key of hers".to_vec())),
             addresses: vec!["10.77.0.4".parse().expect("ip")],
             created_at: 0,
         };
@@ -104,6 +125,14 @@ mod tests {
             text.contains(r#"secret = "a \"quoted\" key of hers""#),
             "{text}"
         );
+        let carol = IkeUserRecord {
+            name: "carol".into(),
+            auth: IkeUserAuth::Certificate,
+            ..user
+        };
+        let text = swanctl_conf(&server, &carol, &policy);
+        assert!(text.contains("auth = pubkey\n      certs = carol.pem\n"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
         assert_eq!(endpoint_host("vpn.example.com:51820"), "vpn.example.com");
         assert_eq!(endpoint_host("192.0.2.1"), "192.0.2.1");
     }

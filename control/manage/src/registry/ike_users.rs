@@ -1,7 +1,8 @@
 //! IKEv2 users: an identity (an e-mail address, a host name or an IP address, as the client
-//! sends it in IDi), a pre-shared key of their own, a group, and addresses from the group's
-//! pool, held in the same table as WireGuard peers' addresses. A key another user has is
-//! refused: one key shared by everyone lets any user pose as any other.
+//! sends it in IDi), a pre-shared key of their own or a certificate naming that identity, a
+//! group, and addresses from the group's pool, held in the same table as WireGuard peers'
+//! addresses. A key another user has is refused: one key shared by everyone lets any user
+//! pose as any other.
 
 use std::net::IpAddr;
 
@@ -15,6 +16,39 @@ use super::{Registry, RegistryError};
 /// captured IKE_AUTH.
 pub const MIN_PSK_LEN: usize = 16;
 
+/// How an IKEv2 user authenticates (Debug leaves the key out).
+#[derive(Clone, PartialEq, Eq)]
+pub enum IkeUserAuth {
+    /// A pre-shared key of its own.
+    Psk(Zeroizing<Vec<u8>>),
+    /// A certificate naming its identity, issued under the CA configured in `[ike] ca`.
+    Certificate,
+}
+
+impl IkeUserAuth {
+    /// The method's name, as the API and the database write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Psk(_) => "psk",
+            Self::Certificate => "certificate",
+        }
+    }
+
+    /// The pre-shared key, for a PSK user.
+    pub fn psk(&self) -> Option<&[u8]> {
+        match self {
+            Self::Psk(k) => Some(k),
+            Self::Certificate => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for IkeUserAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A new IKEv2 user; the registry adds its id, addresses and times.
 #[derive(Clone)]
 pub struct NewIkeUser {
@@ -24,8 +58,8 @@ pub struct NewIkeUser {
     pub group: String,
     /// Its identity, as the client sends it.
     pub identity: String,
-    /// Its pre-shared key.
-    pub psk: Zeroizing<Vec<u8>>,
+    /// How it authenticates.
+    pub auth: IkeUserAuth,
 }
 
 /// An IKEv2 user as the registry holds it (Debug leaves the key out).
@@ -39,8 +73,8 @@ pub struct IkeUserRecord {
     pub group: String,
     /// Identity, as written.
     pub identity: String,
-    /// Pre-shared key.
-    pub psk: Zeroizing<Vec<u8>>,
+    /// How it authenticates.
+    pub auth: IkeUserAuth,
     /// Virtual addresses, IPv4 before IPv6.
     pub addresses: Vec<IpAddr>,
     /// Creation time, Unix seconds.
@@ -54,6 +88,7 @@ impl std::fmt::Debug for IkeUserRecord {
             .field("name", &self.name)
             .field("group", &self.group)
             .field("identity", &self.identity)
+            .field("auth", &self.auth.name())
             .field("addresses", &self.addresses)
             .finish_non_exhaustive()
     }
@@ -68,8 +103,8 @@ impl Registry {
         u: &NewIkeUser,
         now: u64,
     ) -> Result<IkeUserRecord, RegistryError> {
-        if u.psk.len() < MIN_PSK_LEN {
-            return Err(RegistryError::WeakPsk(u.psk.len()));
+        if let Some(psk) = u.auth.psk().filter(|k| k.len() < MIN_PSK_LEN) {
+            return Err(RegistryError::WeakPsk(psk.len()));
         }
         let pool = self.pool_for(&u.group)?.clone();
         let tx = self
@@ -90,13 +125,22 @@ impl Registry {
                 holder,
             });
         }
-        if let Some(holder) = held("SELECT id FROM ike_users WHERE psk = ?1", &&u.psk[..])? {
-            return Err(RegistryError::SharedPsk { holder });
+        if let Some(psk) = u.auth.psk() {
+            if let Some(holder) = held("SELECT id FROM ike_users WHERE psk = ?1", &psk)? {
+                return Err(RegistryError::SharedPsk { holder });
+            }
         }
         tx.execute(
-            "INSERT INTO ike_users (name, grp, identity, psk, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![u.name, u.group, u.identity, &u.psk[..], now as i64],
+            "INSERT INTO ike_users (name, grp, identity, auth, psk, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![
+                u.name,
+                u.group,
+                u.identity,
+                u.auth.name(),
+                u.auth.psk(),
+                now as i64
+            ],
         )?;
         let id = tx.last_insert_rowid();
         let addresses = pool
@@ -111,7 +155,7 @@ impl Registry {
             name: u.name.clone(),
             group: u.group.clone(),
             identity: u.identity.clone(),
-            psk: u.psk.clone(),
+            auth: u.auth.clone(),
             addresses,
             created_at: now,
         })
@@ -168,7 +212,10 @@ fn raw_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<IkeUserRecord> {
         name: row.get(1)?,
         group: row.get(2)?,
         identity: row.get(3)?,
-        psk: Zeroizing::new(row.get(4)?),
+        auth: match row.get::<_, Option<Vec<u8>>>(4)? {
+            Some(k) => IkeUserAuth::Psk(Zeroizing::new(k)),
+            None => IkeUserAuth::Certificate,
+        },
         addresses: Vec::new(),
         created_at: row.get::<_, i64>(5)?.max(0) as u64,
     })

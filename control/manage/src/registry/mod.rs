@@ -23,7 +23,7 @@ use plane::update::PeerUpdate;
 use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
-pub use ike_users::{IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
+pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
 
@@ -125,6 +125,9 @@ pub enum RegistryError {
         /// This code's version.
         known: usize,
     },
+    /// A schema migration would break the database; nothing was changed.
+    #[error("the registry database cannot be upgraded: {0}; it is left as it was")]
+    Migration(String),
     /// A stored value this code cannot read back.
     #[error("registry database holds an unreadable value: {0}")]
     Corrupt(String),

@@ -2,12 +2,12 @@
 //! applied (`PRAGMA user_version`); opening applies the rest in one transaction each, so a
 //! database is always at a version this code knows, never half-way.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use super::RegistryError;
 
 /// Each entry moves the schema one version up. Never edit an entry once released: add one.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: peers, their addresses, and the address pools' cursors.
     // AUTOINCREMENT: an id is never given twice, so a script holding a deleted peer's id
     // cannot reach a newer peer with it.
@@ -63,6 +63,28 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER addresses_one_holder_update BEFORE UPDATE ON addresses
         WHEN NEW.peer_id IS NOT NULL AND NEW.ike_user_id IS NOT NULL
         BEGIN SELECT RAISE(ABORT, 'an address has one holder'); END;",
+    // 4: IKEv2 users authenticate by a key of their own or by a certificate: `psk` is NULL
+    // exactly for the latter. SQLite changes a column's constraint only by rebuilding the
+    // table (its documented procedure; `migrate` holds foreign keys off meanwhile, so the
+    // addresses keep their holders).
+    "CREATE TABLE ike_users_v4 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL UNIQUE,
+        grp         TEXT NOT NULL DEFAULT 'default',
+        identity    TEXT NOT NULL UNIQUE,
+        auth        TEXT NOT NULL DEFAULT 'psk' CHECK (auth IN ('psk', 'certificate')),
+        psk         BLOB CHECK (psk IS NULL OR length(psk) >= 16),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        CHECK ((auth = 'psk') = (psk IS NOT NULL))
+    );
+    INSERT INTO ike_users_v4 (id, name, grp, identity, auth, psk, created_at, updated_at,
+                              revoked_at)
+        SELECT id, name, grp, identity, 'psk', psk, created_at, updated_at, revoked_at
+        FROM ike_users;
+    DROP TABLE ike_users;
+    ALTER TABLE ike_users_v4 RENAME TO ike_users;",
 ];
 
 /// The schema version this code writes.
@@ -77,11 +99,31 @@ pub fn migrate(conn: &mut Connection) -> Result<(), RegistryError> {
             known: VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
+    if current == VERSION {
+        return Ok(());
     }
-    Ok(())
+    // A table rebuilt by a migration must not take its rows' references with it: foreign
+    // keys are off while migrating (the pragma is ignored inside a transaction), and checked
+    // whole afterwards.
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = (|| -> Result<(), RegistryError> {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()?;
+            if let Some(table) = broken {
+                return Err(RegistryError::Migration(format!(
+                    "migration {} leaves a dangling reference in {table}",
+                    i + 1
+                )));
+            }
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    })();
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
 }

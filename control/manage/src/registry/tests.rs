@@ -399,8 +399,52 @@ fn user(name: &str, identity: &str, psk: &[u8]) -> super::NewIkeUser {
         name: name.into(),
         group: "default".into(),
         identity: identity.into(),
-        psk: Zeroizing::new(psk.to_vec()),
+        auth: super::IkeUserAuth::Psk(Zeroizing::new(psk.to_vec())),
     }
+}
+
+fn cert_user(name: &str) -> super::NewIkeUser {
+    super::NewIkeUser {
+        name: name.into(),
+        group: "default".into(),
+        identity: format!("{name}@example.com"),
+        auth: super::IkeUserAuth::Certificate,
+    }
+}
+
+#[test]
+fn certificate_users_hold_no_key_and_never_count_as_sharing_one() {
+    let db = TempDb::new("ike-certs");
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let c = reg.create_ike_user(&cert_user("carol"), NOW).expect("carol");
+    let d = reg.create_ike_user(&cert_user("dave"), NOW).expect("dave");
+    assert_eq!(c.auth, super::IkeUserAuth::Certificate);
+    assert_eq!(reg.ike_user(d.id).expect("dave").auth.name(), "certificate");
+    assert_ne!(c.addresses, d.addresses);
+}
+
+#[test]
+fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() {
+    let db = TempDb::new("ike-v3");
+    let mut conn = Connection::open(&db.0).expect("raw open");
+    conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
+    for (i, sql) in super::schema::MIGRATIONS.iter().take(3).enumerate() {
+        let tx = conn.transaction().expect("tx");
+        tx.execute_batch(sql).expect("migration");
+        tx.pragma_update(None, "user_version", i + 1).expect("version");
+        tx.commit().expect("commit");
+    }
+    conn.execute_batch(
+        "INSERT INTO ike_users (id, name, identity, psk, created_at, updated_at)
+             VALUES (5, 'alice', 'alice@example.com', zeroblob(32), 1, 1);
+         INSERT INTO addresses (address, pool, ike_user_id) VALUES ('10.77.0.9', 'p', 5);",
+    )
+    .expect("a version 3 user");
+    drop(conn);
+    let reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let alice = reg.ike_user(5).expect("alice kept");
+    assert_eq!(alice.auth.psk(), Some(&[0u8; 32][..]));
+    assert_eq!(alice.addresses, vec!["10.77.0.9".parse::<std::net::IpAddr>().expect("ip")]);
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! The `[ike]` section: whether the IKEv2 responder runs, its ports, the identity it
-//! authenticates as, and its liveness timers.
+//! authenticates as, its certificate and the CAs client certificates must lead to, and its
+//! liveness timers.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ike::{Identity, Policy, Timing};
+use ike::{CertAuth, Credential, Identity, Policy, Timing, TrustStore};
 use serde::Deserialize;
 
 use super::{err, ConfigError};
@@ -13,7 +16,8 @@ use crate::ike::{IkeSettings, COOKIE_THRESHOLD, IKE_PORT, NAT_T_PORT};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IkeSection {
-    /// true: always run; false: never; unset: run when the registry holds IKEv2 users.
+    /// true: always run; false: never; unset: run when a certificate is set or the registry
+    /// holds IKEv2 users.
     pub enabled: Option<bool>,
     /// The IKE port (500).
     pub port: Option<u16>,
@@ -27,6 +31,14 @@ pub struct IkeSection {
     pub retransmit_ms: Option<u64>,
     /// Sendings of a check before the peer is declared dead (5).
     pub retransmit_tries: Option<u32>,
+    /// The server's certificate (PEM; its chain may follow), naming `identity`.
+    pub certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8; RSA also PKCS#1).
+    pub private_key: Option<PathBuf>,
+    /// The CA certificates client certificates must lead to (PEM).
+    pub ca: Option<PathBuf>,
+    /// The CAs' certificate revocation lists (PEM).
+    pub crl: Option<PathBuf>,
 }
 
 /// `[ike]`, validated.
@@ -60,7 +72,7 @@ impl IkeConfig {
                 "NAT traversal needs a port of its own: leave both unset for 500 and 4500",
             ));
         }
-        let identity = s.identity.unwrap_or_else(host_name);
+        let identity = s.identity.clone().unwrap_or_else(host_name);
         if let Err(why) = Identity::check_text(&identity) {
             return Err(err(
                 "ike.identity",
@@ -92,8 +104,10 @@ impl IkeConfig {
             retransmit: Duration::from_millis(retransmit),
             tries,
         };
+        let certs = certificates(&s, &Identity::from_text(&identity))?;
         Ok(Self {
-            enabled: s.enabled,
+            // A server certificate says IKEv2 is wanted.
+            enabled: s.enabled.or(certs.as_ref().map(|_| true)),
             settings: IkeSettings {
                 port,
                 nat_port,
@@ -103,9 +117,80 @@ impl IkeConfig {
                 timing,
                 cookie_threshold: COOKIE_THRESHOLD,
                 workers: 1,
+                certs,
             },
         })
     }
+}
+
+/// Reads `path` for the setting `field`, saying which file failed and why.
+fn read(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| {
+        err(
+            field,
+            format!("{} cannot be read: {e}", path.display()),
+            "give the path of a readable PEM file",
+        )
+    })
+}
+
+/// The server's credential and the client CAs, when `certificate` is set.
+fn certificates(s: &IkeSection, id: &Identity) -> Result<Option<Arc<CertAuth>>, ConfigError> {
+    let (cert, key) = match (&s.certificate, &s.private_key) {
+        (None, None) if s.ca.is_none() && s.crl.is_none() => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => {
+            return Err(err(
+                "ike.certificate",
+                "ike.certificate and ike.private_key go together, and client certificates \
+                 (ike.ca, ike.crl) need the server's own",
+                "set both ike.certificate and ike.private_key, e.g. to the files \
+                 `xgate pki server` writes",
+            ))
+        }
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let own = Credential::from_pem(
+        &read("ike.certificate", cert)?,
+        &read("ike.private_key", key)?,
+        &rng,
+    )
+    .map_err(|e| {
+        err(
+            "ike.certificate",
+            format!("{} with {}: {e}", cert.display(), key.display()),
+            "give the certificate and the key it was issued for (ECDSA or RSA, PEM)",
+        )
+    })?;
+    own.check_identity(id).map_err(|e| {
+        err(
+            "ike.identity",
+            e.to_string(),
+            "set ike.identity to a name the certificate carries, or issue one for it",
+        )
+    })?;
+    let trust = match &s.ca {
+        None if s.crl.is_some() => {
+            return Err(err(
+                "ike.crl",
+                "a CRL without ike.ca",
+                "set ike.ca to the CA certificates that issued the client certificates",
+            ))
+        }
+        None => None,
+        Some(ca) => {
+            let crl = s.crl.as_ref().map(|c| read("ike.crl", c)).transpose()?;
+            let store = TrustStore::from_pem(&read("ike.ca", ca)?, crl.as_deref());
+            Some(store.map_err(|e| {
+                err(
+                    "ike.ca",
+                    e.to_string(),
+                    "give PEM CA certificates (and a PEM CRL they signed)",
+                )
+            })?)
+        }
+    };
+    Ok(Some(Arc::new(CertAuth::new(own, trust))))
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ pub struct IkeCounters {
     pub invalid_ke: u64,
     /// Users authenticated.
     pub auth_succeeded: u64,
-    /// IKE_AUTH refused: unknown user, wrong key, another method.
+    /// IKE_AUTH refused: unknown user, wrong key, another method, a refused certificate.
     pub auth_failed: u64,
+    /// Client certificates refused, by reason (also counted in `auth_failed`).
+    pub cert_refused: BTreeMap<&'static str, u64>,
     /// IKE_AUTH refused: traffic selectors outside the user's reach.
     pub ts_unacceptable: u64,
     /// IKE_AUTH refused: no address to give.
@@ -60,6 +62,10 @@ impl IkeCounters {
     pub fn count_auth_refusal(&mut self, why: &AuthRefusal) {
         match why {
             AuthRefusal::AuthenticationFailed { .. } => self.auth_failed += 1,
+            AuthRefusal::CertificateRefused { why, .. } => {
+                self.auth_failed += 1;
+                *self.cert_refused.entry(why.reason()).or_default() += 1;
+            }
             AuthRefusal::NoProposalChosen { .. } => self.no_proposal_chosen += 1,
             AuthRefusal::TsUnacceptable(_) => self.ts_unacceptable += 1,
             AuthRefusal::NoAddress(_) => self.address_failures += 1,

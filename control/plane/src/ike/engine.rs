@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ike::{
-    respond_init, AuthContext, CookieJar, Endpoints, ExchangeType, Grant, Header, IkeSa,
+    respond_init, AuthContext, CertAuth, CookieJar, Endpoints, ExchangeType, Grant, Header, IkeSa,
     InitAnswer, InitRefusal, SaEvent,
 };
 use ring::rand::{SecureRandom, SystemRandom};
@@ -30,6 +30,13 @@ use tunnels::TunnelNumbers;
 const MAX_INIT_LEN: usize = 8192;
 /// Half-open SAs beyond which IKE_SA_INIT is dropped, as a multiple of the cookie threshold.
 const HALF_OPEN_CAP: usize = 4;
+
+/// The wall-clock time, Unix seconds: certificates are judged at it.
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// An SPI as people read it.
 pub(super) fn hex_spi(spi: [u8; 4]) -> String {
@@ -252,6 +259,8 @@ impl IkeEngine {
             esp: &self.settings.esp,
             ike: &self.settings.ike,
             child_spi: e.child_spi,
+            certs: self.settings.certs.as_deref(),
+            unix_secs: unix_secs(),
         };
         let events = e.sa.on_message(bytes, now, &ctx, &self.rng);
         if events.iter().any(|ev| matches!(ev, SaEvent::Authentic)) {
@@ -311,10 +320,11 @@ impl IkeEngine {
             remote: from,
             force_nat_t: true,
         };
+        let certreq = self.settings.certs.as_deref().and_then(CertAuth::certreq);
         let answer = respond_init(
             bytes,
             ends,
-            &self.settings.ike,
+            (&self.settings.ike, certreq),
             (&self.jar, require_cookie),
             &self.rng,
         );

@@ -24,9 +24,10 @@ pub use service::{IkeHandle, IkeService, IkeState, IkeStats};
 pub use slot::{IkeSlot, IkeStarter};
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use ike::{Grant, Identity, Policy, Timing};
+use ike::{CertAuth, Grant, Identity, Policy, Timing};
 
 /// The standard IKE port.
 pub const IKE_PORT: u16 = 500;
@@ -54,6 +55,8 @@ pub struct IkeSettings {
     pub cookie_threshold: usize,
     /// The datapath workers ESP is spread over (each SA's SPIs name its worker).
     pub workers: usize,
+    /// The server's certificate and the CAs client certificates must lead to, when set.
+    pub certs: Option<Arc<CertAuth>>,
 }
 
 /// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it

@@ -33,6 +33,7 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
         timing: Timing::default(),
         cookie_threshold,
         workers: 1,
+        certs: None,
     };
     IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
 }
@@ -196,6 +197,7 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
         timing: Timing::default(),
         cookie_threshold: 1024,
         workers: 1,
+        certs: None,
     };
     let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
     let alice = Identity {
@@ -204,7 +206,7 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
     };
     let psk = b"alice's key of thirty-two bytes!";
     let grant = Grant {
-        psk: zeroize::Zeroizing::new(psk.to_vec()),
+        auth: ike::UserAuth::Psk(zeroize::Zeroizing::new(psk.to_vec())),
         assignment: ike::Assignment {
             v4: Some("10.77.0.2".parse().expect("v4")),
             ..ike::Assignment::default()
