@@ -27,7 +27,7 @@ pub enum IkeAction {
 #[derive(Subcommand)]
 pub enum UserAction {
     /// Register an IKEv2 user; prints its pre-shared key (made here unless --psk-file gives
-    /// one) and its addresses.
+    /// one, none with --certificate) and its addresses.
     Add {
         /// Name, unique among IKEv2 users.
         name: String,
@@ -41,6 +41,10 @@ pub enum UserAction {
         /// A file holding the pre-shared key (not on the command line, where `ps` shows it).
         #[arg(long)]
         psk_file: Option<PathBuf>,
+        /// Authenticates by a certificate naming its identity (`xgate pki client` issues
+        /// one), not a pre-shared key.
+        #[arg(long, conflicts_with = "psk_file")]
+        certificate: bool,
     },
     /// List IKEv2 users.
     List,
@@ -67,6 +71,7 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
                     identity,
                     group,
                     psk_file,
+                    certificate,
                 },
         } => {
             let mut body = json!({ "name": name });
@@ -75,6 +80,9 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
             }
             if let Some(g) = group {
                 body["group"] = json!(g);
+            }
+            if certificate {
+                body["auth"] = json!("certificate");
             }
             if let Some(path) = psk_file {
                 let psk = std::fs::read_to_string(&path)
@@ -90,7 +98,18 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
             }
             // The table to stderr, the key alone to stdout (`> alice.psk`).
             eprint!("{}", users_table(std::slice::from_ref(&made)));
-            emit(&format!("{}\n", made["psk"].as_str().unwrap_or_default()))
+            match made["psk"].as_str() {
+                Some(psk) => emit(&format!("{psk}\n")),
+                None => {
+                    eprintln!(
+                        "it authenticates by certificate: issue one with `xgate pki client {} \
+                         --identity {}`",
+                        text(&made["name"]),
+                        text(&made["identity"])
+                    );
+                    Ok(())
+                }
+            }
         }
         IkeAction::User {
             action: UserAction::List,
@@ -146,16 +165,17 @@ fn addresses(v: &Value) -> String {
 /// IKEv2 users as a table.
 fn users_table(users: &[Value]) -> String {
     let mut out = format!(
-        "{:<5} {:<16} {:<28} {:<10} {}\n",
-        "ID", "NAME", "IDENTITY", "GROUP", "ADDRESSES"
+        "{:<5} {:<16} {:<28} {:<12} {:<10} {}\n",
+        "ID", "NAME", "IDENTITY", "AUTH", "GROUP", "ADDRESSES"
     );
     for u in users {
         let _ = writeln!(
             out,
-            "{:<5} {:<16} {:<28} {:<10} {}",
+            "{:<5} {:<16} {:<28} {:<12} {:<10} {}",
             text(&u["id"]),
             text(&u["name"]),
             text(&u["identity"]),
+            text(&u["auth"]),
             text(&u["group"]),
             addresses(&u["addresses"])
         );
@@ -186,8 +206,8 @@ fn sas_table(state: &Value) -> String {
     let c = &state["counters"];
     let _ = writeln!(
         out,
-        "\nusers {}; authenticated {}, refused {} (wrong key or unknown user), no proposal {}, \
-         cookies sent {}, dead peers {}",
+        "\nusers {}; authenticated {}, refused {} (wrong key or certificate, or unknown user), \
+         no proposal {}, cookies sent {}, dead peers {}",
         text(&state["users"]),
         text(&c["auth_succeeded"]),
         text(&c["auth_failed"]),

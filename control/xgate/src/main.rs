@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
@@ -17,6 +17,7 @@ mod ike_cli;
 mod ike_start;
 mod panics;
 mod peer_cli;
+mod pki_cli;
 mod settings;
 mod show;
 mod template;
@@ -89,12 +90,17 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// IKEv2 users (PSK) and the IKE SAs that are up, through the HTTP API.
+    /// IKEv2 users (PSK or certificate) and the IKE SAs that are up, through the HTTP API.
     Ike {
         #[command(subcommand)]
         action: ike_cli::IkeAction,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// A small certificate authority for IKEv2: CA, server and client certificates, CRL.
+    Pki {
+        #[command(subcommand)]
+        action: pki_cli::PkiAction,
     },
     /// Make, list and revoke API tokens (the daemon rereads its token file within a second).
     Token {
@@ -140,7 +146,9 @@ fn read_stdin_key() -> Result<PrivateKey> {
     PrivateKey::from_base64(&text).map_err(|e| anyhow!("stdin does not hold a private key: {e}"))
 }
 
-fn init(path: &PathBuf, force: bool) -> Result<()> {
+/// Creates `path` with `mode` (its directory 0700 if missing); an existing file is refused
+/// unless `force`, and then takes `mode` too, whatever it was.
+fn create_file(path: &Path, mode: u32, force: bool) -> Result<std::fs::File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -149,13 +157,13 @@ fn init(path: &PathBuf, force: bool) -> Result<()> {
             .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
+    options.write(true).mode(mode);
     if force {
         options.create(true).truncate(true);
     } else {
         options.create_new(true);
     }
-    let mut file = options.open(path).map_err(|e| match e.kind() {
+    let file = options.open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => {
             anyhow!(
                 "{} already exists; pass --force to overwrite it",
@@ -164,10 +172,15 @@ fn init(path: &PathBuf, force: bool) -> Result<()> {
         }
         _ => anyhow!("cannot write {}: {e}", path.display()),
     })?;
-    // The file holds a private key: 0600 even when --force overwrites a file whose mode
-    // was wider (the mode above applies only to a file this call creates).
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("closing {} to other users", path.display()))?;
+    // A private key stays 0600 even when --force overwrites a file whose mode was wider
+    // (the mode above applies only to a file this call creates).
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(file)
+}
+
+fn init(path: &Path, force: bool) -> Result<()> {
+    let mut file = create_file(path, 0o600, force)?;
     let key = PrivateKey::generate(&mut rand_core::OsRng);
     file.write_all(template::default_config_text(&key).as_bytes())?;
     eprintln!(
@@ -234,6 +247,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Peer { action, api } => peer_cli::run(action, &api)?,
         Command::Ike { action, api } => ike_cli::run(action, &api)?,
         Command::Token { action } => token_cli::run(action)?,
+        Command::Pki { action } => pki_cli::run(action)?,
         Command::Status { api } => {
             let status = api.client()?.get("/api/v1/status")?;
             for warning in status["warnings"].as_array().into_iter().flatten() {

@@ -60,6 +60,22 @@ pub enum CertRefusal {
 }
 
 impl CertRefusal {
+    /// Every `reason`, for counters shown at zero before the first refusal.
+    pub const REASONS: [&'static str; 12] = [
+        "missing",
+        "unreadable",
+        "untrusted",
+        "expired",
+        "not_yet_valid",
+        "revoked",
+        "wrong_usage",
+        "identity_mismatch",
+        "bad_signature",
+        "unsupported_algorithm",
+        "not_configured",
+        "other",
+    ];
+
     /// A short name for counting (a metrics label).
     pub fn reason(&self) -> &'static str {
         match self {

@@ -321,6 +321,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "invalid_ke": c.invalid_ke,
             "auth_succeeded": c.auth_succeeded,
             "auth_failed": c.auth_failed,
+            "cert_refused": c.cert_refused,
             "ts_unacceptable": c.ts_unacceptable,
             "address_failures": c.address_failures,
             "auth_malformed": c.auth_malformed,

@@ -235,6 +235,17 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
             "reason",
         ),
     );
+    let refused: Vec<(&str, u64)> = ike::CertRefusal::REASONS
+        .iter()
+        .map(|r| (*r, c.cert_refused.get(r).copied().unwrap_or(0)))
+        .collect();
+    family(
+        s,
+        "xgate_ike_certificates_refused_total",
+        "counter",
+        "Client certificates refused at IKE_AUTH, by reason (also in authentication_failed).",
+        &labelled(&refused, "reason"),
+    );
     let gauges: [(&str, &str, u64); 3] = [
         ("xgate_ike_sas_up", "IKE SAs up.", ike.sas_up as u64),
         (
@@ -501,6 +512,7 @@ mod tests {
         let mut stats = plane::ike::IkeStats::default();
         stats.counters.auth_failed = 2;
         stats.counters.drop("bad ICV");
+        stats.counters.cert_refused.insert("revoked", 4);
         stats.sas_up = 3;
         let mut text = String::new();
         ike_families(&mut text, &stats);
@@ -509,6 +521,8 @@ mod tests {
             "xgate_ike_dropped_total{reason=\"bad_icv\"} 1",
             "xgate_ike_sas_up 3",
             "xgate_ike_sa_init_total{outcome=\"cookie_sent\"} 0",
+            "xgate_ike_certificates_refused_total{reason=\"revoked\"} 4",
+            "xgate_ike_certificates_refused_total{reason=\"expired\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
