@@ -208,6 +208,18 @@ pub struct Ike {
     /// Sendings of a check before the peer is dead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmit_tries: Option<u32>,
+    /// The server's certificate (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// The CA client certificates must lead to (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The CA's revocation list (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl: Option<String>,
 }
 
 /// Strings from anything printable (addresses, prefixes).

@@ -12,6 +12,35 @@ use anyhow::{bail, Context, Result};
 use crate::netns::Netns;
 use crate::process::{wait_until, Daemon};
 
+/// A client certificate's files (PEM), as `xgate pki client` writes them.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// The name its files take in swanctl's directories.
+    pub name: String,
+    /// The certificate.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA certificate the server's certificate is checked against.
+    pub ca: PathBuf,
+}
+
+/// Copies `cert`'s files where swanctl loads them from under `dir` (its SWANCTL_DIR):
+/// x509/NAME.pem, private/NAME.key, x509ca/NAME-ca.pem.
+pub fn place_credentials(dir: &Path, cert: &ClientCert) -> Result<()> {
+    for (sub, from, to) in [
+        ("x509", &cert.cert, format!("{}.pem", cert.name)),
+        ("private", &cert.key, format!("{}.key", cert.name)),
+        ("x509ca", &cert.ca, format!("{}-ca.pem", cert.name)),
+    ] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+        std::fs::copy(from, d.join(&to))
+            .with_context(|| format!("copying {} to {}", from.display(), d.display()))?;
+    }
+    Ok(())
+}
+
 /// What the client connects with.
 #[derive(Debug, Clone)]
 pub struct StrongswanConfig {
@@ -21,8 +50,10 @@ pub struct StrongswanConfig {
     pub server_id: String,
     /// The user's identity.
     pub identity: String,
-    /// The user's pre-shared key.
+    /// The user's pre-shared key (unused with `cert`).
     pub psk: String,
+    /// Authenticate by this certificate (RFC 7427 signatures both ways) instead of the PSK.
+    pub cert: Option<ClientCert>,
     /// IKE proposals (`aes256gcm16-prfsha256-x25519`).
     pub ike_proposals: String,
     /// ESP proposals (`aes256gcm16`, `chacha20poly1305`).
@@ -48,6 +79,7 @@ impl StrongswanConfig {
             server_id: "vpn.example.com".into(),
             identity: identity.into(),
             psk: psk.into(),
+            cert: None,
             ike_proposals: "aes256gcm16-prfsha256-x25519".into(),
             esp_proposals: "aes256gcm16".into(),
             remote_ts: "10.77.0.0/16".into(),
@@ -55,6 +87,14 @@ impl StrongswanConfig {
             rekey_secs: None,
             ike_rekey_secs: None,
             dpd_secs: None,
+        }
+    }
+
+    /// A user `identity` authenticating with the certificate `cert`.
+    pub fn certificate(server: &str, identity: &str, cert: ClientCert) -> Self {
+        Self {
+            cert: Some(cert),
+            ..Self::psk(server, identity, "")
         }
     }
 }
@@ -69,7 +109,8 @@ pub struct Strongswan {
 /// The plugins charon loads: crypto, libipsec, netlink, sockets, vici, and `resolve` (which
 /// asks for DNS servers and writes them to a file of the scratch directory, never the host's
 /// /etc/resolv.conf).
-const PLUGINS: &str = "random nonce openssl pem pkcs1 x509 pubkey sha1 sha2 hmac kdf gcm aes \
+const PLUGINS: &str =
+    "random nonce openssl pem pkcs1 pkcs8 x509 pubkey sha1 sha2 hmac kdf gcm aes \
     kernel-libipsec kernel-netlink socket-default vici resolve";
 
 impl Strongswan {
@@ -77,11 +118,15 @@ impl Strongswan {
     pub fn start(ns: &Netns, dir: &Path, c: &StrongswanConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl_conf(c))?;
+        if let Some(cert) = &c.cert {
+            place_credentials(dir, cert)?;
+        }
         Self::launch(ns, dir, c.dpd_secs.is_some())
     }
 
     /// Starts charon in `ns` with a `swanctl.conf` given whole (one xgate exported, say),
-    /// whose connection's child is named `xgate`.
+    /// whose connection's child is named `xgate` (certificates it names placed beforehand
+    /// with `place_credentials`).
     pub fn start_with_swanctl(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl)?;
@@ -124,6 +169,8 @@ impl Strongswan {
         // The namespace is the caller's: its name is enough to run a command in it.
         std::process::Command::new("ip")
             .args(["netns", "exec", &self.ns_name, "swanctl"])
+            // Credentials load from here: x509/, private/, x509ca/.
+            .env("SWANCTL_DIR", &self.dir)
             .args(args)
             .args(["--uri", &vici])
             .output()
@@ -222,22 +269,37 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
         .ike_rekey_secs
         .map(|n| format!("    rekey_time = {n}s\n    over_time = 20s\n    rand_time = 0s\n"))
         .unwrap_or_default();
+    let (local_auth, remote_auth, secrets) = match &c.cert {
+        None => (
+            "psk".to_string(),
+            "psk",
+            format!(
+                "secrets {{\n  ike-user {{\n    id-1 = {id}\n    id-2 = {server_id}\n    \
+                 secret = \"{psk}\"\n  }}\n}}\n",
+                id = c.identity,
+                server_id = c.server_id,
+                psk = c.psk,
+            ),
+        ),
+        Some(cert) => (
+            format!("pubkey\n      certs = {}.pem", cert.name),
+            "pubkey",
+            String::new(),
+        ),
+    };
     format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
          vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n{ike_rekey}{dpd}    \
          proposals = {ike}\n    \
-         local {{\n      auth = psk\n      id = {id}\n    }}\n    \
-         remote {{\n      auth = psk\n      id = {server_id}\n    }}\n    \
+         local {{\n      auth = {local_auth}\n      id = {id}\n    }}\n    \
+         remote {{\n      auth = {remote_auth}\n      id = {server_id}\n    }}\n    \
          children {{\n      xgate {{\n        remote_ts = {ts}\n{rekey}{dpd_action}        \
-         esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n\
-         secrets {{\n  ike-user {{\n    id-1 = {id}\n    id-2 = {server_id}\n    \
-         secret = \"{psk}\"\n  }}\n}}\n",
+         esp_proposals = {esp}\n      }}\n    }}\n  }}\n}}\n{secrets}",
         server = c.server,
         ike = c.ike_proposals,
         id = c.identity,
         server_id = c.server_id,
         ts = c.remote_ts,
         esp = c.esp_proposals,
-        psk = c.psk,
     )
 }

@@ -131,7 +131,8 @@ fn key_for(args: &PkiArgs) -> Result<KeyPair> {
     KeyPair::generate_for(alg).context("making a key")
 }
 
-/// The validity window: from an hour ago (clocks differ) to --expires or now + --days.
+/// The validity window: from an hour ago (clocks differ; a day before an end already past)
+/// to --expires or now + --days.
 fn window(args: &PkiArgs, default_days: u32) -> Result<(OffsetDateTime, OffsetDateTime)> {
     let now = OffsetDateTime::now_utc();
     let until = match &args.expires {
@@ -151,7 +152,10 @@ fn window(args: &PkiArgs, default_days: u32) -> Result<(OffsetDateTime, OffsetDa
     if until <= now {
         eprintln!("warning: the certificate expires in the past: every peer will refuse it");
     }
-    Ok((now - Duration::hours(1), until))
+    Ok((
+        (now - Duration::hours(1)).min(until - Duration::days(1)),
+        until,
+    ))
 }
 
 fn write(path: &Path, text: &str, mode: u32, force: bool) -> Result<()> {
@@ -248,13 +252,10 @@ fn issue(
 }
 
 fn hex(serial: &SerialNumber) -> String {
-    serial
-        .to_bytes()
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    serial.to_bytes().iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -276,7 +277,10 @@ fn revoke(name: &str, dir: &Path) -> Result<()> {
         })
         .collect();
     if serials.is_empty() {
-        bail!("no certificate was issued to {name:?} by the CA in {}", dir.display());
+        bail!(
+            "no certificate was issued to {name:?} by the CA in {}",
+            dir.display()
+        );
     }
     let revoked_path = dir.join("revoked.txt");
     let mut revoked = std::fs::read_to_string(&revoked_path).unwrap_or_default();

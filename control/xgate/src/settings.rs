@@ -215,6 +215,10 @@ mod tests {
             dpd_secs: Some(30),
             retransmit_ms: Some(2000),
             retransmit_tries: Some(5),
+            certificate: Some("/etc/xgate/pki/server.pem".into()),
+            private_key: Some("/etc/xgate/pki/server.key".into()),
+            ca: Some("/etc/xgate/pki/ca.pem".into()),
+            crl: Some("/etc/xgate/pki/crl.pem".into()),
         });
         let text = c.to_toml().expect("serialises");
         let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

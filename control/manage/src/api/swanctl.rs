@@ -131,7 +131,10 @@ mod tests {
             ..user
         };
         let text = swanctl_conf(&server, &carol, &policy);
-        assert!(text.contains("auth = pubkey\n      certs = carol.pem\n"), "{text}");
+        assert!(
+            text.contains("auth = pubkey\n      certs = carol.pem\n"),
+            "{text}"
+        );
         assert!(!text.contains("secret"), "{text}");
         assert_eq!(endpoint_host("vpn.example.com:51820"), "vpn.example.com");
         assert_eq!(endpoint_host("192.0.2.1"), "192.0.2.1");

@@ -416,7 +416,9 @@ fn cert_user(name: &str) -> super::NewIkeUser {
 fn certificate_users_hold_no_key_and_never_count_as_sharing_one() {
     let db = TempDb::new("ike-certs");
     let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
-    let c = reg.create_ike_user(&cert_user("carol"), NOW).expect("carol");
+    let c = reg
+        .create_ike_user(&cert_user("carol"), NOW)
+        .expect("carol");
     let d = reg.create_ike_user(&cert_user("dave"), NOW).expect("dave");
     assert_eq!(c.auth, super::IkeUserAuth::Certificate);
     assert_eq!(reg.ike_user(d.id).expect("dave").auth.name(), "certificate");
@@ -431,7 +433,8 @@ fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() 
     for (i, sql) in super::schema::MIGRATIONS.iter().take(3).enumerate() {
         let tx = conn.transaction().expect("tx");
         tx.execute_batch(sql).expect("migration");
-        tx.pragma_update(None, "user_version", i + 1).expect("version");
+        tx.pragma_update(None, "user_version", i + 1)
+            .expect("version");
         tx.commit().expect("commit");
     }
     conn.execute_batch(
@@ -444,7 +447,10 @@ fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() 
     let reg = open(&db, vec![pool("10.77.0.0/24", None)]);
     let alice = reg.ike_user(5).expect("alice kept");
     assert_eq!(alice.auth.psk(), Some(&[0u8; 32][..]));
-    assert_eq!(alice.addresses, vec!["10.77.0.9".parse::<std::net::IpAddr>().expect("ip")]);
+    assert_eq!(
+        alice.addresses,
+        vec!["10.77.0.9".parse::<std::net::IpAddr>().expect("ip")]
+    );
 }
 
 #[test]

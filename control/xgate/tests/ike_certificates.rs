@@ -1,0 +1,174 @@
+//! IKEv2 with certificates against strongSwan: a CA, the server's certificate and client
+//! certificates all made by `xgate pki`; users made through the API to authenticate by
+//! certificate. An untrusted, an expired and a revoked certificate are each refused and
+//! counted by reason; then a PSK user, an ECDSA user and an RSA user connect at once, each
+//! with its registry address and DNS, and each carries 100 MB intact.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::api::call;
+use common::ike::{
+    carries_traffic, connect_and_check_user, direct, ike_rig_with, sas, scratch, HUNDRED_MB,
+};
+use common::{xgate_bin, Rig};
+use serde_json::json;
+use testbed::{ClientCert, Netns, Strongswan, StrongswanConfig};
+
+/// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
+fn pki(dir: &Path, args: &[&str]) {
+    let out = Command::new(xgate_bin())
+        .arg("pki")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("xgate pki runs");
+    assert!(
+        out.status.success(),
+        "xgate pki {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes user `name` (identity NAME@example.com) through the API; `psk` false: by
+/// certificate. Returns the answer.
+fn add(rig: &Rig, token: &str, name: &str, psk: bool) -> serde_json::Value {
+    let mut body = json!({ "name": name, "identity": format!("{name}@example.com") });
+    if !psk {
+        body["auth"] = json!("certificate");
+    }
+    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// The files of client `name` issued in `dir`, with the CA `ca` to check the server by.
+fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> ClientCert {
+    ClientCert {
+        name: name.into(),
+        cert: dir.join(format!("clients/{name}.pem")),
+        key: dir.join(format!("clients/{name}.key")),
+        ca,
+    }
+}
+
+/// strongSwan in `ns` as `name` with `cert`, towards 10.201.`n`.1.
+fn charon(rig: &Rig, ns: &Netns, n: u8, name: &str, cert: ClientCert) -> Strongswan {
+    let config = StrongswanConfig::certificate(
+        &format!("10.201.{n}.1"),
+        &format!("{name}@example.com"),
+        cert,
+    );
+    Strongswan::start(ns, &scratch(rig, &format!("sw-{name}")), &config).expect("charon")
+}
+
+#[test]
+fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
+    let mut pki_dir = PathBuf::new();
+    let (rig, token) = ike_rig_with("ikec", |rig| {
+        let d = rig.dir.join("pki");
+        pki(&d, &["ca"]);
+        pki(&d, &["server", "vpn.example.com", "--rsa"]);
+        pki(&d, &["client", "carol", "--identity", "carol@example.com"]);
+        pki(
+            &d,
+            &["client", "dave", "--identity", "dave@example.com", "--rsa"],
+        );
+        let expired = ["client", "erin", "--identity", "erin@example.com"];
+        pki(&d, &[&expired[..], &["--expires", "2020-01-01"]].concat());
+        pki(&d, &["client", "frank", "--identity", "frank@example.com"]);
+        pki(&d, &["revoke", "frank"]);
+        // mallory's certificate names her, but comes from a CA the server does not know.
+        let rogue = rig.dir.join("rogue");
+        pki(&rogue, &["ca", "--name", "xgate CA"]);
+        pki(
+            &rogue,
+            &["client", "mallory", "--identity", "mallory@example.com"],
+        );
+        let ike = rig.config.ike.as_mut().expect("[ike]");
+        let file = |f: &str| Some(d.join(f).to_string_lossy().into_owned());
+        ike.certificate = file("server.pem");
+        ike.private_key = file("server.key");
+        ike.ca = file("ca.pem");
+        ike.crl = file("crl.pem");
+        pki_dir = d;
+    });
+    let ca = pki_dir.join("ca.pem");
+    let alice = add(&rig, &token, "alice", true);
+    for name in ["carol", "dave", "erin", "frank", "mallory"] {
+        let user = add(&rig, &token, name, false);
+        assert_eq!(user["auth"], "certificate", "{user}");
+        assert!(
+            user.get("psk").is_none(),
+            "no key for a certificate user: {user}"
+        );
+    }
+
+    // Each bad certificate: strongSwan is told AUTHENTICATION_FAILED, xgate counts why.
+    let bad = direct(&rig, 2);
+    let rogue_dir = rig.dir.join("rogue");
+    for (name, dir, reason) in [
+        ("mallory", &rogue_dir, "untrusted"),
+        ("erin", &pki_dir, "expired"),
+        ("frank", &pki_dir, "revoked"),
+    ] {
+        let c = charon(&rig, &bad, 2, name, client_cert(dir, name, ca.clone()));
+        let (ok, out) = c.initiate(10).expect("swanctl");
+        assert!(!ok, "{name} connected: {out}");
+        let refused = &sas(&rig, &token)["counters"]["cert_refused"][reason];
+        assert_eq!(refused.as_u64(), Some(1), "{name}: {}", sas(&rig, &token));
+        assert!(
+            c.log().contains("AUTHENTICATION_FAILED"),
+            "{name}: {}",
+            c.log()
+        );
+    }
+    drop(bad);
+
+    // Three users at once, one per method, each from its own namespace.
+    let nets: Vec<Netns> = (3..=5).map(|n| direct(&rig, n)).collect();
+    let psk = alice["psk"].as_str().expect("alice's key");
+    let psk_conf = StrongswanConfig::psk("10.201.3.1", "alice@example.com", psk);
+    let clients = [
+        Strongswan::start(&nets[0], &scratch(&rig, "sw-alice"), &psk_conf).expect("charon"),
+        charon(
+            &rig,
+            &nets[1],
+            4,
+            "carol",
+            client_cert(&pki_dir, "carol", ca.clone()),
+        ),
+        charon(
+            &rig,
+            &nets[2],
+            5,
+            "dave",
+            client_cert(&pki_dir, "dave", ca.clone()),
+        ),
+    ];
+    let users = sas(&rig, &token);
+    let address_of = |name: &str| {
+        let (status, text) = call(&rig, "GET", "/api/v1/ike/users", Some(&token), None);
+        assert_eq!(status, 200, "{text}");
+        let listed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let user = listed["users"]
+            .as_array()
+            .and_then(|u| u.iter().find(|u| u["name"] == name).cloned())
+            .expect("listed");
+        user["addresses"][0].as_str().expect("address").to_string()
+    };
+    for (i, name) in ["alice", "carol", "dave"].iter().enumerate() {
+        let identity = format!("{name}@example.com");
+        let v4 = address_of(name);
+        connect_and_check_user(&rig, &token, (&nets[i], &clients[i]), &identity, &v4);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        carries_traffic(&rig, &nets[i], c, HUNDRED_MB);
+    }
+    let up = sas(&rig, &token);
+    assert_eq!(up["sas"].as_array().map(Vec::len), Some(3), "{up}\n{users}");
+    eprintln!("certificate refusals: {}", up["counters"]["cert_refused"]);
+}
