@@ -16,7 +16,8 @@ use testbed::config::{Ike, Pool};
 use testbed::machine::Machine;
 use testbed::{Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
 
-use crate::ike_setups::{SetupFigure, User};
+use crate::ike_pki::{BenchPki, CERT_DOMAIN};
+use crate::ike_setups::{Proof, SetupFigure, User};
 use crate::rig::{SERVER_IFACE, SERVER_TUNNEL_IP};
 
 /// Seconds each iperf3 test runs.
@@ -26,8 +27,9 @@ const TESTS: [&str; 2] = ["tcp-1", "tcp-4"];
 /// The target: xgate's CPU per GB at most this share of strongSwan's.
 const TARGET: f64 = 0.25;
 const IDENTITY: &str = "alice@example.com";
-/// Users the IKE setup rate is measured with, one IKE SA each.
+/// Users the IKE setup rate is measured with, one IKE SA each: by PSK, by certificate.
 const SETUP_USERS: usize = 1000;
+const CERT_USERS: usize = 300;
 /// Users sending in the decrypt-path test (one, as in the WireGuard decrypt section).
 const DECRYPT_USERS: usize = 1;
 
@@ -92,11 +94,11 @@ pub struct Rig {
 }
 
 impl Rig {
-    fn start(kind: IpsecServer, xgate: &Path, dir: &Path) -> Result<Self> {
+    fn start(kind: IpsecServer, xgate: &Path, dir: &Path, pki: &BenchPki) -> Result<Self> {
         let (mut server, client_ns) = crate::rig::namespaces(dir)?;
         let (psk, responder, setup_users) = match kind {
             IpsecServer::Xgate => {
-                let (psk, users) = start_xgate(&mut server, xgate, dir)?;
+                let (psk, users) = start_xgate(&mut server, xgate, dir, pki)?;
                 (psk, None, users)
             }
             IpsecServer::Strongswan => {
@@ -104,10 +106,12 @@ impl Rig {
                 let users: Vec<User> = (0..SETUP_USERS)
                     .map(|i| User {
                         identity: format!("u{i}@example.com"),
-                        psk: format!("the key of user {i}, long enough"),
+                        proof: Proof::Psk(format!("the key of user {i}, long enough")),
                     })
                     .collect();
-                let r = start_responder(&server.ns, &dir.join("responder"), &psk, &users)?;
+                let at = dir.join("responder");
+                testbed::place_credentials(&at, &pki.server_files())?;
+                let r = start_responder(&server.ns, &at, &psk, &users)?;
                 (psk, Some(r), users)
             }
         };
@@ -162,12 +166,14 @@ impl Rig {
     }
 }
 
-/// xgate with a registry, a pool and the IKE responder; IKEv2 users made with the CLI.
-/// Returns the throughput user's key and the setup users.
+/// xgate with a registry, a pool and the IKE responder (with `pki`'s server certificate);
+/// IKEv2 users made with the CLI, the certificate users too. Returns the throughput user's
+/// key and the PSK setup users.
 fn start_xgate(
     server: &mut testbed::Server,
     xgate: &Path,
     dir: &Path,
+    pki: &BenchPki,
 ) -> Result<(String, Vec<User>)> {
     let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
     let mut config = XgateConfig::server(
@@ -186,6 +192,9 @@ fn start_xgate(
     config.ike = Some(Ike {
         enabled: Some(true),
         identity: Some("vpn.example.com".into()),
+        certificate: pki.path("server.pem"),
+        private_key: pki.path("server.key"),
+        ca: pki.path("ca.pem"),
         ..Ike::default()
     });
     server.start_xgate(xgate, &config)?;
@@ -195,7 +204,7 @@ fn start_xgate(
         .trim()
         .to_string();
     let binary = xgate.to_str().context("xgate's path")?;
-    let add = |name: &str, identity: &str| -> Result<String> {
+    let add = |name: &str, identity: &str, how: &str| -> Result<String> {
         let args = [
             "ike",
             "user",
@@ -205,36 +214,59 @@ fn start_xgate(
             identity,
             "--token",
             &token,
+            how,
         ];
-        Ok(server.ns.run(binary, &args)?.trim().to_string())
+        let args = if how.is_empty() { &args[..8] } else { &args };
+        Ok(server.ns.run(binary, args)?.trim().to_string())
     };
-    let psk = add("alice", IDENTITY)?;
+    let psk = add("alice", IDENTITY, "")?;
     let users = (0..SETUP_USERS)
         .map(|i| {
             let identity = format!("u{i}@example.com");
-            add(&format!("u{i}"), &identity).map(|psk| User { identity, psk })
+            add(&format!("u{i}"), &identity, "").map(|psk| User {
+                identity,
+                proof: Proof::Psk(psk),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
+    for i in 0..pki.users.len() {
+        add(
+            &format!("c{i}"),
+            &format!("c{i}@{CERT_DOMAIN}"),
+            "--certificate",
+        )?;
+    }
     Ok((psk, users))
 }
 
-/// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback.
+/// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback; the
+/// certificate users (identities under CERT_DOMAIN) by a connection of their own with the
+/// server's certificate, whose files are in `dir` already.
 fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[User]) -> Result<Strongswan> {
     let address = format!("{SERVER_TUNNEL_IP}/32");
     ns.ip(&["addr", "add", &address, "dev", "lo"])?;
     let mut setup = String::new();
     for (i, u) in users.iter().enumerate() {
-        let _ = write!(
-            setup,
-            "  ike-u{i} {{\n    id-1 = {}\n    id-2 = vpn.example.com\n    secret = \"{}\"\n  }}\n",
-            u.identity, u.psk
-        );
+        if let Proof::Psk(key) = &u.proof {
+            let _ = write!(
+                setup,
+                "  ike-u{i} {{\n    id-1 = {}\n    id-2 = vpn.example.com\n    secret = \"{key}\"\n  }}\n",
+                u.identity
+            );
+        }
     }
     let conf = format!(
         "connections {{\n  rw {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
          pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
          local {{\n      auth = psk\n      id = vpn.example.com\n    }}\n    \
          remote {{\n      auth = psk\n      id = %any\n    }}\n    \
+         children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
+         esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n  \
+         rw-cert {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
+         pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
+         local {{\n      auth = pubkey\n      certs = server.pem\n      \
+         id = vpn.example.com\n    }}\n    \
+         remote {{\n      auth = pubkey\n      id = *@{CERT_DOMAIN}\n    }}\n    \
          children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
          esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n}}\n\
          pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.3.250\n  }}\n}}\n\
@@ -260,7 +292,7 @@ fn iperf_args(test: &str) -> Vec<String> {
 /// path alone.
 type ServerFigures = (
     Vec<IpsecFigure>,
-    SetupFigure,
+    Vec<SetupFigure>,
     Vec<crate::generator::DecryptFigure>,
 );
 
@@ -268,11 +300,11 @@ type ServerFigures = (
 /// alone with `counts` packets at 64 and 1420 bytes.
 fn measure_server(
     kind: IpsecServer,
-    xgate: &Path,
+    (xgate, pki): (&Path, &BenchPki),
     dir: &Path,
     counts: (usize, usize),
 ) -> Result<ServerFigures> {
-    let mut rig = Rig::start(kind, xgate, dir)?;
+    let mut rig = Rig::start(kind, xgate, dir, pki)?;
     let mut cmd = rig.server.ns.command("taskset");
     cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
     let _iperf = Daemon::spawn(cmd, &dir.join(format!("iperf3-{}.log", kind.label())))?;
@@ -305,28 +337,19 @@ fn measure_server(
     let users = std::mem::take(&mut rig.setup_users);
     let server = "10.210.0.1:500".parse().expect("address");
     // The decrypt users go last: their earlier SAs are replaced, not measured twice.
-    let decrypt_users: Vec<User> = users
-        .iter()
-        .take(DECRYPT_USERS)
-        .map(|u| User {
-            identity: u.identity.clone(),
-            psk: u.psk.clone(),
-        })
-        .collect();
-    let setups = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {
-        rig.server_cpu_seconds()
-    })?;
+    let decrypt_users: Vec<User> = users.iter().take(DECRYPT_USERS).cloned().collect();
+    let mut setups = Vec::new();
+    for users in [users, pki.users.clone()] {
+        let f = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {
+            rig.server_cpu_seconds()
+        })?;
+        setups.push(f);
+    }
     let mut decrypt = Vec::new();
     if kind == IpsecServer::Xgate {
         for (size, count) in [(64, counts.0), (1420, counts.1)] {
             let per_user = count / DECRYPT_USERS;
-            let users = decrypt_users
-                .iter()
-                .map(|u| User {
-                    identity: u.identity.clone(),
-                    psk: u.psk.clone(),
-                })
-                .collect();
+            let users = decrypt_users.clone();
             decrypt.push(crate::esp_generator::measure(&rig, users, size, per_user)?);
         }
     }
@@ -352,12 +375,13 @@ pub fn measure(
             .filter(|c| c.cipher == "aes-256-gcm" && c.op == "open")
             .collect(),
     };
+    let pki = BenchPki::make(xgate, dir, CERT_USERS)?;
     for kind in [IpsecServer::Xgate, IpsecServer::Strongswan] {
         let here = dir.join(kind.label());
         std::fs::create_dir_all(&here)?;
-        let (f, s, d) = measure_server(kind, xgate, &here, counts)?;
+        let (f, s, d) = measure_server(kind, (xgate, &pki), &here, counts)?;
         results.figures.extend(f);
-        results.setups.push(s);
+        results.setups.extend(s);
         results.decrypt.extend(d);
     }
     Ok(results)
@@ -393,13 +417,13 @@ impl IpsecResults {
         }
         let _ = writeln!(
             s,
-            "\n| IKE SA setups (PSK, X25519) | per server CPU-second | setups | wall s |\n|---|---|---|---|"
+            "\n| IKE SA setups (X25519) | authentication | per server CPU-second | setups | wall s |\n|---|---|---|---|---|"
         );
         for f in &self.setups {
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {} | {:.2} |",
-                f.server, f.per_cpu_s, f.setups, f.seconds
+                "| {} | {} | {:.0} | {} | {:.2} |",
+                f.server, f.auth, f.per_cpu_s, f.setups, f.seconds
             );
         }
         let _ = writeln!(
@@ -440,8 +464,10 @@ impl IpsecResults {
              runs kernel-libipsec (userspace ESP): this machine has no ESP kernel module. The \
              figure is the server's own CPU seconds per GB iperf3 received.\n\n\
              IKE SA setups: the bench's client (the `ike` crate's initiator) makes IKE_SA_INIT \
-             and IKE_AUTH (PSK, X25519, one CHILD_SA) for {SETUP_USERS} users one after the \
-             other; the figure is setups per second of the server's CPU.\n\n\
+             and IKE_AUTH (X25519, one CHILD_SA) for {SETUP_USERS} PSK users, then for \
+             {CERT_USERS} users with ECDSA P-256 certificates (RFC 7427 signatures both ways, \
+             the server's certificate ECDSA P-256 too), one after the other; the figure is \
+             setups per second of the server's CPU.\n\n\
              ESP decrypt path alone (xgate): one user sends pre-sealed ESP (distinct sequence \
              numbers) to the NAT-T port from CPU 1 as fast as it can; packets per second of \
              xgate's CPU against `ring`'s AES-256-GCM open on one core (the same payload \

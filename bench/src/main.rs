@@ -9,6 +9,7 @@ mod cipher;
 mod esp_generator;
 mod generator;
 mod handover;
+mod ike_pki;
 mod ike_setups;
 mod ipsec;
 mod kernel;

@@ -12,9 +12,10 @@ use anyhow::{bail, Context, Result};
 use crate::netns::Netns;
 use crate::process::{wait_until, Daemon};
 
-/// A client certificate's files (PEM), as `xgate pki client` writes them.
+/// A certificate's files (PEM), as `xgate pki` writes them, and the CA the peer's is checked
+/// against.
 #[derive(Debug, Clone)]
-pub struct ClientCert {
+pub struct CertFiles {
     /// The name its files take in swanctl's directories.
     pub name: String,
     /// The certificate.
@@ -27,7 +28,7 @@ pub struct ClientCert {
 
 /// Copies `cert`'s files where swanctl loads them from under `dir` (its SWANCTL_DIR):
 /// x509/NAME.pem, private/NAME.key, x509ca/NAME-ca.pem.
-pub fn place_credentials(dir: &Path, cert: &ClientCert) -> Result<()> {
+pub fn place_credentials(dir: &Path, cert: &CertFiles) -> Result<()> {
     for (sub, from, to) in [
         ("x509", &cert.cert, format!("{}.pem", cert.name)),
         ("private", &cert.key, format!("{}.key", cert.name)),
@@ -53,7 +54,7 @@ pub struct StrongswanConfig {
     /// The user's pre-shared key (unused with `cert`).
     pub psk: String,
     /// Authenticate by this certificate (RFC 7427 signatures both ways) instead of the PSK.
-    pub cert: Option<ClientCert>,
+    pub cert: Option<CertFiles>,
     /// IKE proposals (`aes256gcm16-prfsha256-x25519`).
     pub ike_proposals: String,
     /// ESP proposals (`aes256gcm16`, `chacha20poly1305`).
@@ -91,7 +92,7 @@ impl StrongswanConfig {
     }
 
     /// A user `identity` authenticating with the certificate `cert`.
-    pub fn certificate(server: &str, identity: &str, cert: ClientCert) -> Self {
+    pub fn certificate(server: &str, identity: &str, cert: CertFiles) -> Self {
         Self {
             cert: Some(cert),
             ..Self::psk(server, identity, "")

@@ -15,7 +15,7 @@ use common::ike::{
 };
 use common::{xgate_bin, Rig};
 use serde_json::json;
-use testbed::{ClientCert, Netns, Strongswan, StrongswanConfig};
+use testbed::{CertFiles, Netns, Strongswan, StrongswanConfig};
 
 /// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
 fn pki(dir: &Path, args: &[&str]) {
@@ -46,8 +46,8 @@ fn add(rig: &Rig, token: &str, name: &str, psk: bool) -> serde_json::Value {
 }
 
 /// The files of client `name` issued in `dir`, with the CA `ca` to check the server by.
-fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> ClientCert {
-    ClientCert {
+fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> CertFiles {
+    CertFiles {
         name: name.into(),
         cert: dir.join(format!("clients/{name}.pem")),
         key: dir.join(format!("clients/{name}.key")),
@@ -56,7 +56,7 @@ fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> ClientCert {
 }
 
 /// strongSwan in `ns` as `name` with `cert`, towards 10.201.`n`.1.
-fn charon(rig: &Rig, ns: &Netns, n: u8, name: &str, cert: ClientCert) -> Strongswan {
+fn charon(rig: &Rig, ns: &Netns, n: u8, name: &str, cert: CertFiles) -> Strongswan {
     let config = StrongswanConfig::certificate(
         &format!("10.201.{n}.1"),
         &format!("{name}@example.com"),

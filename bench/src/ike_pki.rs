@@ -1,0 +1,91 @@
+//! The certificates the IKE setup rate is measured with: a CA, the server's certificate for
+//! vpn.example.com and one client certificate per user, all ECDSA P-256, made by `xgate pki`
+//! once per run and used by both servers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use ike::{ClientCerts, Credential, TrustStore};
+use ring::rand::SystemRandom;
+use testbed::CertFiles;
+
+use crate::ike_setups::{Proof, User};
+
+/// The domain of the certificate users' identities (c0@cert.example.com ...).
+pub const CERT_DOMAIN: &str = "cert.example.com";
+
+/// The CA's directory and the users it issued for.
+pub struct BenchPki {
+    /// Where `xgate pki` wrote everything.
+    pub dir: PathBuf,
+    /// One user per client certificate.
+    pub users: Vec<User>,
+}
+
+fn pki(xgate: &Path, dir: &Path, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(xgate)
+        .arg("pki")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .context("running xgate pki")?;
+    if !out.status.success() {
+        bail!(
+            "xgate pki {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl BenchPki {
+    /// Makes the CA, the server's certificate and `users` client certificates under `dir`.
+    pub fn make(xgate: &Path, dir: &Path, users: usize) -> Result<Self> {
+        let dir = dir.join("pki");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        pki(xgate, &dir, &["ca"])?;
+        pki(xgate, &dir, &["server", "vpn.example.com"])?;
+        let rng = SystemRandom::new();
+        let trust_pem = std::fs::read(dir.join("ca.pem"))?;
+        let unix_secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let mut made = Vec::with_capacity(users);
+        for i in 0..users {
+            let (name, identity) = (format!("c{i}"), format!("c{i}@{CERT_DOMAIN}"));
+            pki(xgate, &dir, &["client", &name, "--identity", &identity])?;
+            let read = |ext: &str| std::fs::read(dir.join(format!("clients/{name}.{ext}")));
+            let own = Credential::from_pem(&read("pem")?, &read("key")?, &rng)?;
+            let trust = TrustStore::from_pem(&trust_pem, None)?;
+            let certs = ClientCerts {
+                own,
+                trust,
+                unix_secs,
+            };
+            made.push(User {
+                identity,
+                proof: Proof::Certificate(Arc::new(certs)),
+            });
+        }
+        Ok(Self { dir, users: made })
+    }
+
+    /// The server's certificate files, for strongSwan as the responder.
+    pub fn server_files(&self) -> CertFiles {
+        CertFiles {
+            name: "server".into(),
+            cert: self.dir.join("server.pem"),
+            key: self.dir.join("server.key"),
+            ca: self.dir.join("ca.pem"),
+        }
+    }
+
+    /// A file of the CA's directory, as a config value.
+    pub fn path(&self, file: &str) -> Option<String> {
+        Some(self.dir.join(file).to_string_lossy().into_owned())
+    }
+}
