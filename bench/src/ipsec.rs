@@ -186,7 +186,7 @@ fn start_xgate(
     .registry_in(dir);
     config.interface.mtu = Some(1420);
     config.pools.push(Pool {
-        ipv4: Some("10.77.0.0/22".into()),
+        ipv4: Some("10.77.0.0/20".into()),
         ..Pool::default()
     });
     config.ike = Some(Ike {
@@ -269,7 +269,7 @@ fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[User]) -> Result<
          remote {{\n      auth = pubkey\n      id = *@{CERT_DOMAIN}\n    }}\n    \
          children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
          esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n}}\n\
-         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.3.250\n  }}\n}}\n\
+         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.15.250\n  }}\n}}\n\
          secrets {{\n  ike-alice {{\n    id-1 = {IDENTITY}\n    id-2 = vpn.example.com\n    \
          secret = \"{psk}\"\n  }}\n{setup}}}\n"
     );

@@ -20,6 +20,7 @@
 //! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
 //! - `protected`: sealing and opening the messages of an IKE SA after IKE_SA_INIT.
+//! - `fragments`: IKE fragmentation (RFC 7383), cutting and putting back together.
 //! - `delete`: the Delete payload.
 //! - `create_child`: CREATE_CHILD_SA rekeying a CHILD_SA, the responder's rules.
 //! - `esp`: ESP packets in tunnel mode and the anti-replay window (the workers' rules).
@@ -37,6 +38,7 @@ mod delete;
 mod dh;
 mod error;
 pub mod esp;
+mod fragments;
 mod header;
 mod identity;
 mod ike_auth;
@@ -70,6 +72,9 @@ pub use create_child::{
 pub use delete::Delete;
 pub use dh::{ke_body, public_len, read_ke, DhError, KeyExchange};
 pub use error::ParseError;
+pub use fragments::{
+    fragment_number, split as split_fragments, Reassembly, Taken, FRAGMENT_SIZE, MAX_FRAGMENTS,
+};
 pub use header::{ExchangeType, Flags, Header, HEADER_LEN, IKEV2_VERSION};
 pub use identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, IdType, Identity,

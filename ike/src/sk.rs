@@ -136,15 +136,28 @@ impl SkCipher {
         inner: &[u8],
         iv: [u8; IV_LEN],
     ) -> Result<Vec<u8>, SkError> {
+        self.seal_as(header, (PayloadType::SK, &[]), first, inner, iv)
+    }
+
+    /// As `seal`, the payload being `kind` with `fields` between its generic header and the
+    /// IV (an Encrypted Fragment payload's numbers, RFC 7383 §2.5); they are authenticated.
+    pub fn seal_as(
+        &self,
+        header: &Header,
+        (kind, fields): (PayloadType, &[u8]),
+        first: PayloadType,
+        inner: &[u8],
+        iv: [u8; IV_LEN],
+    ) -> Result<Vec<u8>, SkError> {
         let plain_len = inner.len() + 1; // no padding: an AEAD needs none; one length byte
-        let body_len = IV_LEN + plain_len + ICV_LEN;
+        let body_len = fields.len() + IV_LEN + plain_len + ICV_LEN;
         let total = HEADER_LEN + 4 + body_len;
         let (Ok(len16), Ok(total32)) = (u16::try_from(4 + body_len), u32::try_from(total)) else {
             return Err(SkError::TooLong);
         };
         let mut out = Vec::with_capacity(total);
         Header {
-            next_payload: PayloadType::SK.0,
+            next_payload: kind.0,
             length: total32,
             ..*header
         }
@@ -152,6 +165,7 @@ impl SkCipher {
         out.push(first.0);
         out.push(0);
         out.extend_from_slice(&len16.to_be_bytes());
+        out.extend_from_slice(fields);
         let aad_end = out.len();
         out.extend_from_slice(&iv);
         out.extend_from_slice(inner);

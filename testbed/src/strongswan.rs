@@ -70,6 +70,9 @@ pub struct StrongswanConfig {
     /// Check the server's liveness after this many quiet seconds, give up on it after quick
     /// retransmissions (about 5 s), and connect again, as long as it takes.
     pub dpd_secs: Option<u32>,
+    /// Cut IKE messages larger than this into fragments (RFC 7383; strongSwan's default
+    /// is 1280).
+    pub fragment_size: Option<u32>,
 }
 
 impl StrongswanConfig {
@@ -88,6 +91,7 @@ impl StrongswanConfig {
             rekey_secs: None,
             ike_rekey_secs: None,
             dpd_secs: None,
+            fragment_size: None,
         }
     }
 
@@ -122,7 +126,7 @@ impl Strongswan {
         if let Some(cert) = &c.cert {
             place_credentials(dir, cert)?;
         }
-        Self::launch(ns, dir, c.dpd_secs.is_some())
+        Self::launch(ns, dir, (c.dpd_secs.is_some(), c.fragment_size))
     }
 
     /// Starts charon in `ns` with a `swanctl.conf` given whole (one xgate exported, say),
@@ -131,12 +135,13 @@ impl Strongswan {
     pub fn start_with_swanctl(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl)?;
-        Self::launch(ns, dir, false)
+        Self::launch(ns, dir, (false, None))
     }
 
-    /// Starts charon; `quick`: it gives up on an unanswered request after about 5 s.
-    fn launch(ns: &Netns, dir: &Path, quick: bool) -> Result<Self> {
-        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, quick))?;
+    /// Starts charon; `quick`: it gives up on an unanswered request after about 5 s; with a
+    /// fragment size, it cuts larger IKE messages.
+    fn launch(ns: &Netns, dir: &Path, how: (bool, Option<u32>)) -> Result<Self> {
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, how))?;
         let script = format!(
             "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec \
              /usr/lib/ipsec/charon",
@@ -227,16 +232,19 @@ impl Drop for Strongswan {
 
 /// strongswan.conf: the plugins, the vici socket and the log in `dir`; `quick`
 /// retransmissions (1 s, 1.5 s, 2.25 s, then the peer is dead).
-fn strongswan_conf(dir: &Path, quick: bool) -> String {
+fn strongswan_conf(dir: &Path, (quick, fragment_size): (bool, Option<u32>)) -> String {
     let d = dir.display();
     let retransmit = if quick {
         "retransmit_tries = 2\n  retransmit_timeout = 1\n  retransmit_base = 1.5\n  "
     } else {
         "retransmit_tries = 3\n  retransmit_timeout = 2\n  "
     };
+    let fragments = fragment_size
+        .map(|n| format!("fragment_size = {n}\n  "))
+        .unwrap_or_default();
     format!(
         "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  \
-         {retransmit}\
+         {retransmit}{fragments}\
          plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
          resolve {{\n      file = {d}/resolv.conf\n      \
          resolvconf {{\n        path = {d}/no-resolvconf\n      }}\n    }}\n  }}\n  \

@@ -2,7 +2,8 @@
 //! certificates all made by `xgate pki`; users made through the API to authenticate by
 //! certificate. An untrusted, an expired and a revoked certificate are each refused and
 //! counted by reason; then a PSK user, an ECDSA user and an RSA user connect at once, each
-//! with its registry address and DNS, and each carries 100 MB intact.
+//! with its registry address and DNS, and each carries 100 MB intact. The RSA user's
+//! strongSwan cuts its IKE_AUTH into 500-byte fragments (RFC 7383).
 
 mod common;
 
@@ -55,13 +56,23 @@ fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> CertFiles {
     }
 }
 
-/// strongSwan in `ns` as `name` with `cert`, towards 10.201.`n`.1.
-fn charon(rig: &Rig, ns: &Netns, n: u8, name: &str, cert: CertFiles) -> Strongswan {
-    let config = StrongswanConfig::certificate(
+/// strongSwan in `ns` as `name` with `cert`, towards 10.201.`n`.1; `fragments`: it cuts its
+/// IKE messages into 500-byte fragments (RFC 7383).
+fn charon(
+    rig: &Rig,
+    ns: &Netns,
+    n: u8,
+    (name, cert): (&str, CertFiles),
+    fragments: bool,
+) -> Strongswan {
+    let mut config = StrongswanConfig::certificate(
         &format!("10.201.{n}.1"),
         &format!("{name}@example.com"),
         cert,
     );
+    if fragments {
+        config.fragment_size = Some(500);
+    }
     Strongswan::start(ns, &scratch(rig, &format!("sw-{name}")), &config).expect("charon")
 }
 
@@ -115,7 +126,13 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
         ("erin", &pki_dir, "expired"),
         ("frank", &pki_dir, "revoked"),
     ] {
-        let c = charon(&rig, &bad, 2, name, client_cert(dir, name, ca.clone()));
+        let c = charon(
+            &rig,
+            &bad,
+            2,
+            (name, client_cert(dir, name, ca.clone())),
+            false,
+        );
         let (ok, out) = c.initiate(10).expect("swanctl");
         assert!(!ok, "{name} connected: {out}");
         let refused = &sas(&rig, &token)["counters"]["cert_refused"][reason];
@@ -132,22 +149,12 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
     let nets: Vec<Netns> = (3..=5).map(|n| direct(&rig, n)).collect();
     let psk = alice["psk"].as_str().expect("alice's key");
     let psk_conf = StrongswanConfig::psk("10.201.3.1", "alice@example.com", psk);
+    let files = |name: &str| client_cert(&pki_dir, name, ca.clone());
     let clients = [
         Strongswan::start(&nets[0], &scratch(&rig, "sw-alice"), &psk_conf).expect("charon"),
-        charon(
-            &rig,
-            &nets[1],
-            4,
-            "carol",
-            client_cert(&pki_dir, "carol", ca.clone()),
-        ),
-        charon(
-            &rig,
-            &nets[2],
-            5,
-            "dave",
-            client_cert(&pki_dir, "dave", ca.clone()),
-        ),
+        charon(&rig, &nets[1], 4, ("carol", files("carol")), false),
+        // dave's IKE_AUTH (an RSA certificate) arrives in fragments.
+        charon(&rig, &nets[2], 5, ("dave", files("dave")), true),
     ];
     let users = sas(&rig, &token);
     let address_of = |name: &str| {
@@ -170,5 +177,7 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
     }
     let up = sas(&rig, &token);
     assert_eq!(up["sas"].as_array().map(Vec::len), Some(3), "{up}\n{users}");
+    let kept = up["counters"]["fragments_kept"].as_u64().unwrap_or(0);
+    assert!(kept >= 2, "dave's IKE_AUTH in fragments: {up}");
     eprintln!("certificate refusals: {}", up["counters"]["cert_refused"]);
 }

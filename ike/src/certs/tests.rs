@@ -23,9 +23,9 @@ fn ecdsa_and_rsa_credentials_sign_what_the_trust_store_verifies() {
         let chain: Vec<&[u8]> = own.chain().iter().map(Vec::as_slice).collect();
         store.verify(&chain, &id, NOW).expect("trusted");
         let auth = own.sign_auth(b"signed octets", &rng).expect("sign");
-        verify_signature_auth(&chain[0], b"signed octets", &auth).expect("verifies");
+        verify_signature_auth(chain[0], b"signed octets", &auth).expect("verifies");
         assert_eq!(
-            verify_signature_auth(&chain[0], b"other octets", &auth),
+            verify_signature_auth(chain[0], b"other octets", &auth),
             Err(CertRefusal::BadSignature)
         );
         let (alg_id, _) = read_signature_auth(&auth).expect("RFC 7427 layout");

@@ -8,7 +8,9 @@ use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
-use crate::certs::{cert_body, read_cert_body, verify_signature_auth, Credential, TrustStore};
+use crate::certs::{
+    cert_body, certreq_body, read_cert_body, verify_signature_auth, Credential, TrustStore,
+};
 use crate::config_payload::ConfigPayload;
 use crate::header::ExchangeType;
 use crate::identity::{
@@ -101,9 +103,12 @@ impl AuthInitiator {
     ) -> Result<Self, InitiatorError> {
         let prf = prf_of(&sa);
         let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
-        let (certs, auth) = match &proof {
+        // With a certificate: CERT payloads, and a CERTREQ so the responder sends its own
+        // (strongSwan sends it only when asked).
+        let (certs, certreq, auth) = match &proof {
             Proof::Psk(psk) => (
                 Vec::new(),
+                None,
                 auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
             ),
             Proof::Certificate(c) => {
@@ -112,7 +117,9 @@ impl AuthInitiator {
                     .sign_auth(&signed, rng)
                     .map_err(|_| InitiatorError::Unacceptable("a key that cannot sign"))?;
                 let chain = c.own.chain().iter().map(|d| cert_body(d)).collect();
-                (chain, auth_body(AuthMethod::DIGITAL_SIGNATURE, &data))
+                let certreq = certreq_body(c.trust.digests());
+                let auth = auth_body(AuthMethod::DIGITAL_SIGNATURE, &data);
+                (chain, Some(certreq), auth)
             }
         };
         let (idi, cp, sa_body) = (
@@ -123,6 +130,9 @@ impl AuthInitiator {
         let everything = ts_body(&TrafficSelector::everything());
         let mut payloads = vec![Payload::plain(PayloadType::IDI, &idi)];
         payloads.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
+        if let Some(body) = &certreq {
+            payloads.push(Payload::plain(PayloadType::CERTREQ, body));
+        }
         payloads.extend([
             Payload::plain(PayloadType::AUTH, &auth),
             Payload::plain(PayloadType::CP, &cp),

@@ -13,7 +13,9 @@ mod cert_tests;
 mod tests;
 
 pub use initiator::{AuthInitiator, AuthOutcome, ClientCerts};
-pub use responder::{respond_auth, AuthAnswer, AuthRefusal, Grant, UserAuth, Users};
+pub use responder::{
+    respond_auth, respond_auth_opened, AuthAnswer, AuthRefusal, Grant, UserAuth, Users,
+};
 
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;

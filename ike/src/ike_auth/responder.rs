@@ -125,15 +125,10 @@ pub enum AuthAnswer {
 }
 
 fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<Opened, AuthRefusal> {
-    let opened = protected::open(sa, bytes, true).map_err(|e| match e {
+    protected::open(sa, bytes, true).map_err(|e| match e {
         ProtectedError::BadIcv => AuthRefusal::BadIcv,
         _ => AuthRefusal::NotOurs("not an IKE_AUTH request of this SA"),
-    })?;
-    let w = opened.what;
-    if w.exchange != ExchangeType::IKE_AUTH || w.response || w.message_id != AUTH_MESSAGE_ID {
-        return Err(AuthRefusal::NotOurs("header"));
-    }
-    Ok(opened)
+    })
 }
 
 /// An encrypted IKE_AUTH response carrying `payloads`.
@@ -163,15 +158,30 @@ pub fn respond_auth(
     ctx: &AuthContext<'_>,
     rng: &dyn SecureRandom,
 ) -> AuthAnswer {
-    let req = match open(sa, bytes) {
-        Ok(r) => r,
-        Err(why) => {
-            return AuthAnswer::Refused {
-                response: None,
-                why,
-            }
-        }
-    };
+    match open(sa, bytes) {
+        Ok(req) => respond_auth_opened(sa, &req, ctx, rng),
+        Err(why) => AuthAnswer::Refused {
+            response: None,
+            why,
+        },
+    }
+}
+
+/// As `respond_auth`, for a request already opened (a whole one, or one put together from
+/// its fragments).
+pub fn respond_auth_opened(
+    sa: &HalfOpen,
+    req: &Opened,
+    ctx: &AuthContext<'_>,
+    rng: &dyn SecureRandom,
+) -> AuthAnswer {
+    let w = req.what;
+    if w.exchange != ExchangeType::IKE_AUTH || w.response || w.message_id != AUTH_MESSAGE_ID {
+        return AuthAnswer::Refused {
+            response: None,
+            why: AuthRefusal::NotOurs("header"),
+        };
+    }
     let Ok(payloads) = req.payloads() else {
         return refuse(
             (sa, rng),
@@ -261,13 +271,16 @@ fn check_peer(
     }
 }
 
+/// This side's CERT payloads' bodies and its AUTH payload's body.
+type OwnAuth = (Vec<Vec<u8>>, Vec<u8>);
+
 /// This side's CERT payloads' bodies and AUTH payload's body, by the user's method.
 fn own_auth(
     sa: &HalfOpen,
     grant: &Grant,
     ctx: &AuthContext<'_>,
     rng: &dyn SecureRandom,
-) -> Result<(Vec<Vec<u8>>, Vec<u8>), AuthRefusal> {
+) -> Result<OwnAuth, AuthRefusal> {
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
     let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, ctx.local);
     match (&grant.auth, ctx.certs) {
@@ -294,7 +307,7 @@ fn own_auth(
 fn child(
     (sa, rng): (&HalfOpen, &dyn SecureRandom),
     payloads: &[Payload<'_>],
-    (idi, grant, (certs, auth)): (Identity, Grant, (Vec<Vec<u8>>, Vec<u8>)),
+    (idi, grant, (certs, auth)): (Identity, Grant, OwnAuth),
     (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
 ) -> AuthAnswer {
     let who = idi.display();

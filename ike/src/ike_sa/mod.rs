@@ -11,9 +11,10 @@ use ring::rand::SecureRandom;
 
 use crate::certs::CertAuth;
 use crate::delete::Delete;
+use crate::fragments::{fragment_number, Reassembly};
 use crate::header::{ExchangeType, Header};
 use crate::identity::Identity;
-use crate::ike_auth::{respond_auth, AuthAnswer, AuthRefusal, ChildSa, Established, Users};
+use crate::ike_auth::{respond_auth_opened, AuthAnswer, AuthRefusal, ChildSa, Established, Users};
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
 use crate::proposals::ProtocolId;
@@ -109,6 +110,8 @@ pub enum SaEvent {
     AuthRefused(AuthRefusal),
     /// A message was dropped (counted by this reason).
     Dropped(&'static str),
+    /// A fragment of a request was kept; the request is not whole yet (RFC 7383).
+    FragmentKept,
     /// A retransmitted request was answered again.
     Retransmission,
     /// A message from the peer authenticated: the peer is where it came from (RFC 7296
@@ -166,9 +169,13 @@ pub struct IkeSa {
     timing: Timing,
     /// The message ID the peer's next request must carry.
     peer_next: u32,
-    /// The peer's latest request answered (its ID and a digest of its bytes) and the
-    /// response, for its retransmissions.
-    answer: Option<(u32, [u8; 32], Vec<u8>)>,
+    /// The peer's latest request answered (its ID and a digest of its bytes, or of its first
+    /// fragment's) and the response's datagrams, for its retransmissions.
+    answer: Option<(u32, [u8; 32], Vec<Vec<u8>>)>,
+    /// The fragments of the request being put together.
+    reassembly: Reassembly,
+    /// The digest of that request's first fragment, once in.
+    first_fragment: Option<[u8; 32]>,
     /// This side's request waiting for its response.
     ours: Option<Outstanding>,
     /// The message ID of this side's next request.
@@ -191,6 +198,8 @@ impl IkeSa {
             timing,
             peer_next: crate::ike_auth::AUTH_MESSAGE_ID,
             answer: None,
+            reassembly: Reassembly::default(),
+            first_fragment: None,
             ours: None,
             our_next: 0,
             heard: now,
@@ -213,6 +222,8 @@ impl IkeSa {
             timing: self.timing,
             peer_next: 0,
             answer: None,
+            reassembly: Reassembly::default(),
+            first_fragment: None,
             ours: None,
             our_next: 0,
             heard: self.heard,
@@ -270,40 +281,56 @@ impl IkeSa {
         if h.flags.is_response() {
             return self.on_response(bytes, h, now);
         }
+        let fragmented = h.next_payload == PayloadType::SKF.0;
         if let Some((id, digest, response)) = &self.answer {
             // RFC 7296 §2.1: the same request again is a retransmission, answered with the
             // same response (its work is not redone). Only the same bytes count: a packet
-            // that merely reuses the ID proves nothing and moves nothing.
+            // that merely reuses the ID proves nothing and moves nothing. A fragmented one is
+            // answered on its first fragment alone (RFC 7383 §2.6.1).
             if h.message_id == *id {
+                if fragmented && fragment_number(bytes) != Some(1) {
+                    return vec![SaEvent::Dropped("a fragment of an answered request")];
+                }
                 if *digest != request_digest(bytes) {
                     return vec![SaEvent::Dropped("another request with an answered ID")];
                 }
-                return vec![SaEvent::Send(response.clone()), SaEvent::Retransmission];
+                let mut again: Vec<SaEvent> = response.iter().cloned().map(SaEvent::Send).collect();
+                again.push(SaEvent::Retransmission);
+                return again;
             }
         }
         if h.message_id != self.peer_next {
             return vec![SaEvent::Dropped("message ID outside the window")];
         }
         match self.phase {
-            Phase::Authenticating if h.exchange == ExchangeType::IKE_AUTH => {
-                self.authenticate(bytes, now, ctx, rng)
+            Phase::Authenticating if h.exchange != ExchangeType::IKE_AUTH => {
+                return vec![SaEvent::Dropped("a request before IKE_AUTH")]
             }
-            Phase::Authenticating => vec![SaEvent::Dropped("a request before IKE_AUTH")],
-            Phase::Up | Phase::Rekeyed { .. } => self.on_request(bytes, h, now, ctx, rng),
-            Phase::Refused { .. } => vec![SaEvent::Dropped("the SA was refused")],
-            Phase::Down => Vec::new(),
+            Phase::Refused { .. } => return vec![SaEvent::Dropped("the SA was refused")],
+            Phase::Down => return Vec::new(),
+            _ => {}
+        }
+        let (opened, digest) = match self.open_request(bytes, fragmented) {
+            Ok(r) => r,
+            Err(events) => return events,
+        };
+        if self.phase == Phase::Authenticating {
+            self.authenticate(&opened, digest, now, ctx, rng)
+        } else {
+            self.on_request(&opened, digest, now, ctx, rng)
         }
     }
 
     /// IKE_AUTH, answered by `respond_auth`'s rules.
     fn authenticate(
         &mut self,
-        bytes: &[u8],
+        request: &Opened,
+        digest: [u8; 32],
         now: Instant,
         ctx: &AuthContext<'_>,
         rng: &dyn SecureRandom,
     ) -> Vec<SaEvent> {
-        let answer = respond_auth(&self.keys, bytes, ctx, rng);
+        let answer = respond_auth_opened(&self.keys, request, ctx, rng);
         match answer {
             AuthAnswer::Accepted {
                 established,
@@ -313,12 +340,11 @@ impl IkeSa {
                 self.first_child = Some(ChildRef::of(&established.child));
                 self.phase = Phase::Up;
                 self.heard = now;
-                self.answered(bytes, response.clone());
-                vec![
-                    SaEvent::Authentic,
-                    SaEvent::Send(response),
-                    SaEvent::Up(established),
-                ]
+                let sent = self.answered(digest, response, rng);
+                let mut events = vec![SaEvent::Authentic];
+                events.extend(sent.into_iter().map(SaEvent::Send));
+                events.push(SaEvent::Up(established));
+                events
             }
             AuthAnswer::Refused {
                 response: Some(response),
@@ -328,12 +354,11 @@ impl IkeSa {
                 self.phase = Phase::Refused {
                     until: now + REFUSED_KEPT,
                 };
-                self.answered(bytes, response.clone());
-                vec![
-                    SaEvent::Authentic,
-                    SaEvent::Send(response),
-                    SaEvent::AuthRefused(why),
-                ]
+                let sent = self.answered(digest, response, rng);
+                let mut events = vec![SaEvent::Authentic];
+                events.extend(sent.into_iter().map(SaEvent::Send));
+                events.push(SaEvent::AuthRefused(why));
+                events
             }
             AuthAnswer::Refused {
                 response: None,
@@ -345,34 +370,37 @@ impl IkeSa {
         }
     }
 
-    /// Keeps the response to the request just handled, for its retransmissions.
-    fn answered(&mut self, request: &[u8], response: Vec<u8>) {
-        self.answer = Some((self.peer_next, request_digest(request), response));
+    /// Keeps the response to the request just handled (whose digest is `digest`) for its
+    /// retransmissions; returns the datagrams to send.
+    fn answered(
+        &mut self,
+        digest: [u8; 32],
+        response: Vec<u8>,
+        rng: &dyn SecureRandom,
+    ) -> Vec<Vec<u8>> {
+        let sent = self.datagrams(response, rng);
+        self.answer = Some((self.peer_next, digest, sent.clone()));
         self.peer_next = self.peer_next.wrapping_add(1);
+        sent
     }
 
     /// A request of an SA that is up.
     fn on_request(
         &mut self,
-        bytes: &[u8],
-        h: Header,
+        opened: &Opened,
+        digest: [u8; 32],
         now: Instant,
         ctx: &AuthContext<'_>,
         rng: &dyn SecureRandom,
     ) -> Vec<SaEvent> {
-        let opened = match protected::open(&self.keys, bytes, true) {
-            Ok(o) => o,
-            Err(ProtectedError::BadIcv) => return vec![SaEvent::Dropped("bad ICV")],
-            Err(_) => return vec![SaEvent::Dropped("unreadable request")],
-        };
         self.heard = now;
-        let (payloads, mut events) = match h.exchange {
-            ExchangeType::INFORMATIONAL => self.informational(&opened),
+        let (payloads, mut events) = match opened.what.exchange {
+            ExchangeType::INFORMATIONAL => self.informational(opened),
             // A rekeyed SA makes nothing more (RFC 7296 §2.25): its successor does.
             ExchangeType::CREATE_CHILD_SA if matches!(self.phase, Phase::Rekeyed { .. }) => {
                 (vec![notify(NotifyType::TEMPORARY_FAILURE)], vec![])
             }
-            ExchangeType::CREATE_CHILD_SA => self.create_child(&opened, (now, ctx), rng),
+            ExchangeType::CREATE_CHILD_SA => self.create_child(opened, (now, ctx), rng),
             // An exchange not taken here (a second IKE_AUTH, say) is answered, so the peer
             // does not retransmit it until it gives up.
             _ => (vec![notify(NotifyType::INVALID_SYNTAX)], vec![]),
@@ -382,18 +410,19 @@ impl IkeSa {
             .map(|(kind, body)| Payload::plain(*kind, body))
             .collect();
         let what = Protected {
-            exchange: h.exchange,
-            message_id: h.message_id,
+            exchange: opened.what.exchange,
+            message_id: opened.what.message_id,
             by_initiator: false,
             response: true,
         };
         let Ok(response) = protected::seal(&self.keys, what, &out, rng) else {
             return vec![SaEvent::Dropped("a response that cannot be sealed")];
         };
-        self.answered(bytes, response.clone());
-        events.insert(0, SaEvent::Send(response));
-        events.insert(0, SaEvent::Authentic);
-        events
+        let sent = self.answered(digest, response, rng);
+        let mut all = vec![SaEvent::Authentic];
+        all.extend(sent.into_iter().map(SaEvent::Send));
+        all.append(&mut events);
+        all
     }
 
     /// An INFORMATIONAL request's answer payloads (Deletes, or none) and its events.
@@ -538,6 +567,7 @@ impl IkeSa {
 }
 
 mod children;
+mod intake;
 #[cfg(test)]
 mod tests;
 

@@ -368,3 +368,103 @@ fn closing_sends_a_delete_the_peer_can_read() {
 }
 
 mod rekey;
+
+#[test]
+fn a_fragmented_ikeauth_is_put_together_and_a_large_answer_cut() {
+    let rng = SystemRandom::new();
+    let (mut client_sa, mut server_sa) = half_open();
+    client_sa.fragmentation = true;
+    server_sa.fragmentation = true;
+    let t0 = Instant::now();
+    let mut sa = IkeSa::new(server_sa, timing(), t0);
+    let offer = esp_offer([0xc1, 0, 0, 1], t(1, 20, Some(256)));
+    let auth = AuthInitiator::start(client_sa, &alice(), PSK, offer, Policy::modern(), &rng)
+        .expect("request");
+    let fragments =
+        crate::fragments::split(auth.sa(), &auth.request, 150, &rng).expect("fragments");
+    assert!(fragments.len() > 2, "{}", fragments.len());
+    let (users, local, esp) = (registry(), server(), Policy::modern());
+    let c = ctx(&users, &local, &esp);
+    let (last, rest) = fragments.split_last().expect("fragments");
+    for f in rest {
+        let events = sa.on_message(f, t0, &c, &rng);
+        assert!(matches!(events[..], [SaEvent::FragmentKept]), "{events:?}");
+    }
+    let events = sa.on_message(last, t0, &c, &rng);
+    assert!(
+        matches!(
+            events[..],
+            [SaEvent::Authentic, SaEvent::Send(_), SaEvent::Up(_)]
+        ),
+        "{events:?}"
+    );
+    // The first fragment again is the request's retransmission; later ones are dropped.
+    let again = sa.on_message(&fragments[0], t0, &c, &rng);
+    assert!(
+        matches!(again.last(), Some(SaEvent::Retransmission)),
+        "{again:?}"
+    );
+    let later = sa.on_message(&fragments[1], t0, &c, &rng);
+    assert!(
+        matches!(
+            later[..],
+            [SaEvent::Dropped("a fragment of an answered request")]
+        ),
+        "{later:?}"
+    );
+    // A response over FRAGMENT_SIZE leaves in fragments, each one the client can open.
+    let big = vec![0x11u8; 3000];
+    let response = {
+        let what = Protected {
+            exchange: ExchangeType::INFORMATIONAL,
+            message_id: 0,
+            by_initiator: false,
+            response: false,
+        };
+        let p = [Payload::plain(PayloadType::VENDOR_ID, &big)];
+        protected::seal(sa.keys(), what, &p, &rng).expect("sealed")
+    };
+    let cut = sa.datagrams(response, &rng);
+    assert_eq!(cut.len(), 3);
+    let mut whole = crate::fragments::Reassembly::default();
+    let opened: Vec<_> = cut
+        .iter()
+        .map(|f| whole.take(auth.sa(), f, false).expect("opens"))
+        .collect();
+    assert!(matches!(
+        opened.last(),
+        Some(crate::fragments::Taken::Whole(_))
+    ));
+}
+
+#[test]
+fn fragments_where_none_was_agreed_are_dropped() {
+    let rng = SystemRandom::new();
+    let (client_sa, server_sa) = half_open();
+    let mut sa = IkeSa::new(server_sa, timing(), Instant::now());
+    let auth = AuthInitiator::start(
+        client_sa,
+        &alice(),
+        PSK,
+        esp_offer([0xc1, 0, 0, 1], t(1, 20, Some(256))),
+        Policy::modern(),
+        &rng,
+    )
+    .expect("request");
+    let fragments =
+        crate::fragments::split(auth.sa(), &auth.request, 200, &rng).expect("fragments");
+    let (users, local, esp) = (registry(), server(), Policy::modern());
+    let events = sa.on_message(
+        &fragments[0],
+        Instant::now(),
+        &ctx(&users, &local, &esp),
+        &rng,
+    );
+    assert!(
+        matches!(
+            events[..],
+            [SaEvent::Dropped("a fragment where none was agreed")]
+        ),
+        "{events:?}"
+    );
+}

@@ -97,7 +97,7 @@ impl InitiatorInit {
         let notifies = [
             Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, &src).body(),
             Notify::new(NotifyType::NAT_DETECTION_DESTINATION_IP, &dst).body(),
-            Notify::new(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, &[]).body(),
+            // No IKEV2_FRAGMENTATION_SUPPORTED: this initiator reads only whole responses.
             Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, &SIGNATURE_HASHES).body(),
         ];
         let mut payloads = Vec::new();

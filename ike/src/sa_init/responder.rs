@@ -278,9 +278,9 @@ fn accept(
         ends.remote,
         ends.local,
     );
-    // Fragments (RFC 7383) are not reassembled yet: support is not claimed, so clients send
-    // whole messages.
-    let fragmentation = false;
+    // RFC 7383: fragments are taken, and large answers cut, when the initiator said it can.
+    let fragmentation =
+        first_notify(&req.notifies, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
     let signature_hashes =
         first_notify(&req.notifies, NotifyType::SIGNATURE_HASH_ALGORITHMS).is_some();
     let sa = write_sa(std::slice::from_ref(proposal));
@@ -294,6 +294,9 @@ fn accept(
         Notify::new(NotifyType::NAT_DETECTION_SOURCE_IP, &nat_src).body(),
         Notify::new(NotifyType::NAT_DETECTION_DESTINATION_IP, &nat_dst).body(),
     ];
+    if fragmentation {
+        notifies.push(Notify::new(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, &[]).body());
+    }
     if signature_hashes {
         let hashes = Notify::new(NotifyType::SIGNATURE_HASH_ALGORITHMS, &SIGNATURE_HASHES);
         notifies.push(hashes.body());

@@ -327,6 +327,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "auth_malformed": c.auth_malformed,
             "half_open_expired": c.half_open_expired,
             "retransmissions_answered": c.retransmissions_answered,
+            "fragments_kept": c.fragments_kept,
             "children_deleted": c.children_deleted,
             "children_rekeyed": c.children_rekeyed,
             "children_created": c.children_created,

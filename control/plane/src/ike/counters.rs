@@ -34,6 +34,8 @@ pub struct IkeCounters {
     pub auth_malformed: u64,
     /// Half-open SAs whose IKE_AUTH never came.
     pub half_open_expired: u64,
+    /// Fragments of requests kept until their message was whole (RFC 7383).
+    pub fragments_kept: u64,
     /// Requests of SAs answered again (retransmissions).
     pub retransmissions_answered: u64,
     /// CHILD_SAs the peer deleted.

@@ -44,6 +44,7 @@ impl IkeEngine {
                 SaEvent::Dropped(reason) => self.counters.drop(reason),
                 SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
                 SaEvent::Authentic => {}
+                SaEvent::FragmentKept => self.counters.fragments_kept += 1,
                 SaEvent::ChildDeleted(ours) => {
                     self.counters.children_deleted += 1;
                     e.children.retain(|c| *c != ours);
