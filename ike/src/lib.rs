@@ -99,7 +99,8 @@ pub use protected::{
     open as protected_open, seal as protected_seal, Opened, Protected, ProtectedError,
 };
 pub use sa_init::{
-    refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer, InitRefusal, InitReply,
+    cookie_holds, cookie_reply, refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer,
+    InitRefusal, InitReply,
     InitiatorError, InitiatorInit,
 };
 pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};

@@ -6,7 +6,9 @@ mod initiator;
 mod responder;
 
 pub use initiator::{InitReply, InitiatorError, InitiatorInit};
-pub use responder::{refuse_version, respond_init, InitAnswer, InitRefusal};
+pub use responder::{
+    cookie_holds, cookie_reply, refuse_version, respond_init, InitAnswer, InitRefusal,
+};
 
 use std::net::SocketAddr;
 

@@ -191,6 +191,25 @@ fn notify_reply(spi_i: [u8; 8], n: Notify<'_>) -> Option<Vec<u8>> {
     .ok()
 }
 
+/// Whether the IKE_SA_INIT request `bytes` from `remote` carries a cookie `jar` made for it
+/// (its sender proved its address). Cheap: no key exchange.
+pub fn cookie_holds(bytes: &[u8], jar: &CookieJar, remote: std::net::IpAddr) -> bool {
+    let Ok(req) = read_request(bytes) else {
+        return false;
+    };
+    first_notify(&req.notifies, NotifyType::COOKIE)
+        .is_some_and(|c| jar.check(c, req.ni, remote, &req.header.spi_i))
+}
+
+/// The COOKIE reply to the IKE_SA_INIT request `bytes` from `remote` (RFC 7296 §2.6), for a
+/// responder that will not spend a key exchange on it before the sender proves its address.
+pub fn cookie_reply(bytes: &[u8], jar: &CookieJar, remote: std::net::IpAddr) -> Option<Vec<u8>> {
+    let req = read_request(bytes).ok()?;
+    let spi_i = req.header.spi_i;
+    let cookie = jar.make(req.ni, remote, &spi_i);
+    notify_reply(spi_i, Notify::new(NotifyType::COOKIE, &cookie))
+}
+
 /// The responder's rules for one IKE_SA_INIT request `bytes` arriving on `ends`; the cookie
 /// jar, and whether this source must prove its address (the admission gate says). `certreq`,
 /// a CERTREQ payload's body naming the CAs trusted, asks clients for their certificates.

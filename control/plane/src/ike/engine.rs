@@ -219,7 +219,44 @@ impl IkeEngine {
         self.users.0.len()
     }
 
-    /// One IKE message (non-ESP marker already removed) from `from` to our `to`.
+    /// For an IKE_SA_INIT request that would make a new SA (no retransmission of one
+    /// answered): whether its sender proved its address with a cookie. `None` for anything
+    /// else, which is cheap and handled at once.
+    pub fn new_init(&self, bytes: &[u8], from: SocketAddr) -> Option<bool> {
+        let h = Header::parse(bytes).ok()?;
+        let init = h.exchange == ExchangeType::IKE_SA_INIT
+            && h.spi_r == [0; 8]
+            && !h.flags.is_response()
+            && bytes.len() <= MAX_INIT_LEN;
+        if !init || self.inits.contains_key(&(h.spi_i, from)) {
+            return None;
+        }
+        Some(ike::cookie_holds(bytes, &self.jar, from.ip()))
+    }
+
+    /// The COOKIE reply to an IKE_SA_INIT request turned away before any key exchange.
+    pub fn cookie_reply(&mut self, bytes: &[u8], from: SocketAddr, to: SocketAddr) -> Vec<Outgoing> {
+        let reply = ike::cookie_reply(bytes, &self.jar, from.ip());
+        if reply.is_some() {
+            self.counters.cookies_sent += 1;
+        }
+        reply
+            .map(|bytes| Outgoing {
+                bytes,
+                from: to,
+                to: from,
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// Counts a datagram dropped before the engine saw it, by `reason`.
+    pub fn count_drop(&mut self, reason: &'static str) {
+        self.counters.drop(reason);
+    }
+
+    /// One IKE message (non-ESP marker already removed) from `from` to our `to`, at `now`;
+    /// the datagrams to send.
     pub fn on_message(
         &mut self,
         bytes: &[u8],

@@ -1,7 +1,9 @@
 //! IKEv2 in the handshake plane: the responder on UDP 500 and 4500 that authenticates users
-//! with a pre-shared key each and gives them their addresses, by the `ike` crate's rules.
+//! with a pre-shared key each or a certificate and gives them their addresses, by the `ike`
+//! crate's rules.
 //!
 //! - `engine`: the responder's state, without sockets or threads (tests drive it directly).
+//! - `intake`: IKE_SA_INIT through the per-source fair admission before any key exchange.
 //! - `service`: its thread, the sockets' readers, and the handle the management service
 //!   and the daemon use.
 //! - `counters`: negotiations by outcome, drops by reason.
@@ -13,6 +15,7 @@
 
 mod counters;
 mod engine;
+mod intake;
 mod service;
 mod slot;
 #[cfg(test)]

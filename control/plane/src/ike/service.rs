@@ -1,9 +1,9 @@
 //! The IKE responder's threads: one reader per port (500, and 4500 where IKE carries a
-//! non-ESP marker), and the thread that owns the `IkeEngine`, answers, and keeps its timers.
+//! non-ESP marker), and the thread that owns the `IkeEngine`, answers (IKE_SA_INIT through
+//! the fair admission in `intake.rs`), and keeps its timers.
 //! The management service reaches it through an `IkeHandle`: users in, state out. Nothing
 //! here blocks the WireGuard plane: IKE has threads of its own.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -16,12 +16,18 @@ use ike::Identity;
 
 use super::counters::IkeCounters;
 use super::engine::{IkeEngine, Outgoing};
+use super::intake::{Datagram, InitIntake};
 use super::{IkeSettings, IkeUser, SaSummary};
 use crate::engine::{EspChange, Request as PlaneRequest};
 use crate::events::EventSink;
 
 /// How often the SAs' timers are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// Datagrams taken from the readers before queued key exchanges are worked on, and key
+/// exchanges made, per round of the engine's loop (the intake sees a burst whole before it
+/// chooses whom to serve).
+const ARRIVALS_PER_ROUND: usize = 256;
+const EXCHANGES_PER_ROUND: usize = 16;
 /// Datagrams waiting for the engine before more are dropped (at most 64 MiB of them).
 const QUEUE: usize = 1024;
 /// The largest datagram read (IKE messages are at most 64 KiB; fragments are smaller).
@@ -124,12 +130,6 @@ impl IkeHandle {
 }
 
 /// A datagram read from one of the ports.
-struct Datagram {
-    bytes: Vec<u8>,
-    from: SocketAddr,
-    to: SocketAddr,
-}
-
 /// The running responder; dropping it sends every peer a Delete and stops its threads.
 pub struct IkeService {
     handle: IkeHandle,
@@ -351,14 +351,24 @@ fn serve(
     shared: &Shared,
     board: &Board,
 ) {
-    let mut next_tick = Instant::now() + TICK;
-    let mut next_publish = Instant::now();
+    let epoch = Instant::now();
+    let mut intake = InitIntake::new(epoch);
+    let mut next_tick = epoch + TICK;
+    let mut next_publish = epoch;
     loop {
-        let wait = next_tick.saturating_duration_since(Instant::now());
+        // Queued key exchanges keep the loop from sleeping.
+        let wait = if intake.waiting() > 0 {
+            Duration::ZERO
+        } else {
+            next_tick.saturating_duration_since(Instant::now())
+        };
         select! {
             recv(datagrams) -> d => {
                 let Ok(d) = d else { break };
-                let out = engine.on_message(&d.bytes, d.from, d.to, Instant::now());
+                let mut out = intake.arrive(&mut engine, d, (Instant::now(), epoch));
+                for d in datagrams.try_iter().take(ARRIVALS_PER_ROUND) {
+                    out.extend(intake.arrive(&mut engine, d, (Instant::now(), epoch)));
+                }
                 sockets.deliver(&mut engine, out);
             }
             recv(requests) -> r => {
@@ -391,6 +401,10 @@ fn serve(
                 }
             }
             default(wait) => {}
+        }
+        if intake.waiting() > 0 {
+            let out = intake.work(&mut engine, EXCHANGES_PER_ROUND);
+            sockets.deliver(&mut engine, out);
         }
         let now = Instant::now();
         if now >= next_tick {

@@ -1,6 +1,7 @@
 //! The IKE engine's own rules, driven with the ike crate's initiator: a cookie once too many
 //! SAs are half-open (and the cookie then taken), a hard cap past that, IKE_SA_INIT
-//! retransmissions answered without a new SA, half-open SAs expiring on time.
+//! retransmissions answered without a new SA, half-open SAs expiring on time; and the fair
+//! admission in front of its key exchanges.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -291,4 +292,52 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
     // Closing everything ends the successor: one user down.
     e.close_all(now);
     assert_eq!((e.sas_up(), downs(&events)), (0, 1));
+}
+
+#[test]
+fn a_flooding_source_fills_its_own_queue_and_a_newcomer_is_served_in_the_first_round() {
+    use super::intake::{Datagram, InitIntake};
+    let mut e = engine(1024);
+    let t0 = Instant::now();
+    let mut intake = InitIntake::new(t0);
+    let mut turned_away = 0;
+    for _ in 0..2000 {
+        let (init, from) = client(7);
+        let d = Datagram {
+            bytes: init.request.clone(),
+            from,
+            to: server(),
+        };
+        // Queued (nothing sent yet), or over the source's share: a cookie, no key exchange.
+        let out = intake.arrive(&mut e, d, (t0, t0));
+        turned_away += out.iter().filter(|o| cookie_of(&o.bytes).is_some()).count();
+    }
+    assert!(turned_away > 0, "one source got the whole backlog");
+    assert_eq!(e.counters().inits_accepted, 0, "no key exchange before its turn");
+    let (newcomer, from) = client(8);
+    let d = Datagram {
+        bytes: newcomer.request.clone(),
+        from,
+        to: server(),
+    };
+    assert!(intake.arrive(&mut e, d, (t0, t0)).is_empty(), "queued");
+    // The same bytes again within the second, from anywhere: a replay, dropped.
+    let copy = Datagram {
+        bytes: newcomer.request.clone(),
+        from: SocketAddr::from(([192, 0, 2, 9], 500)),
+        to: server(),
+    };
+    assert!(intake.arrive(&mut e, copy, (t0, t0)).is_empty());
+    assert_eq!(e.counters().dropped.get("IKE_SA_INIT replayed"), Some(&1));
+    // Round robin over the sources waiting: the newcomer is in the first two answered.
+    let out = intake.work(&mut e, 2);
+    assert_eq!(out.len(), 2);
+    assert!(
+        out.iter().any(|o| o.to == from),
+        "the newcomer waited behind the flood"
+    );
+    assert!(matches!(
+        newcomer.on_response(&out.iter().find(|o| o.to == from).expect("answer").bytes),
+        Ok(InitReply::Established(_))
+    ));
 }
