@@ -100,8 +100,7 @@ pub use protected::{
 };
 pub use sa_init::{
     cookie_holds, cookie_reply, refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer,
-    InitRefusal, InitReply,
-    InitiatorError, InitiatorInit,
+    InitRefusal, InitReply, InitiatorError, InitiatorInit,
 };
 pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};
 pub use sk::{SkCipher, SkError, ICV_LEN, IV_LEN};

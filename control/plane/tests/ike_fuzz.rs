@@ -56,6 +56,7 @@ fn engine() -> IkeEngine {
         cookie_threshold: 1024,
         workers: 1,
         certs: None,
+        crl_source: None,
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {

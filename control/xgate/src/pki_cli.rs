@@ -318,8 +318,8 @@ fn revoke(name: &str, dir: &Path) -> Result<()> {
     let crl_path = dir.join("crl.pem");
     write(&crl_path, &crl.pem().context("the CRL")?, 0o644, true)?;
     println!(
-        "revoked {} certificate(s) of {name}; {} lists them: set [ike] crl = \"{}\" and \
-         restart xgate",
+        "revoked {} certificate(s) of {name}; {} lists them: with [ike] crl = \"{}\", a \
+         running xgate reads it again within seconds",
         serials.len(),
         crl_path.display(),
         crl_path.display()

@@ -3,7 +3,8 @@
 //! certificate. An untrusted, an expired and a revoked certificate are each refused and
 //! counted by reason; then a PSK user, an ECDSA user and an RSA user connect at once, each
 //! with its registry address and DNS, and each carries 100 MB intact. The RSA user's
-//! strongSwan cuts its IKE_AUTH into 500-byte fragments (RFC 7383).
+//! strongSwan cuts its IKE_AUTH into 500-byte fragments (RFC 7383). A certificate revoked
+//! while xgate runs is refused at its next login.
 
 mod common;
 
@@ -16,7 +17,9 @@ use common::ike::{
 };
 use common::{xgate_bin, Rig};
 use serde_json::json;
-use testbed::{CertFiles, Netns, Strongswan, StrongswanConfig};
+use std::time::Duration;
+
+use testbed::{wait_until, CertFiles, Netns, Strongswan, StrongswanConfig};
 
 /// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
 fn pki(dir: &Path, args: &[&str]) {
@@ -179,5 +182,16 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
     assert_eq!(up["sas"].as_array().map(Vec::len), Some(3), "{up}\n{users}");
     let kept = up["counters"]["fragments_kept"].as_u64().unwrap_or(0);
     assert!(kept >= 2, "dave's IKE_AUTH in fragments: {up}");
+    // Revoked while xgate runs: the CRL is read again within seconds; carol's next login is
+    // refused for it.
+    pki(&pki_dir, &["revoke", "carol"]);
+    let revoked = || sas(&rig, &token)["counters"]["cert_refused"]["revoked"].as_u64();
+    let refused = wait_until(Duration::from_secs(15), || {
+        // A new login: the IKE SA ended, then made again.
+        let _ = clients[1].swanctl(&["--terminate", "--ike", "xgate", "--timeout", "3"]);
+        let _ = clients[1].initiate(5);
+        revoked() == Some(2)
+    });
+    assert!(refused, "carol still gets in: {}", sas(&rig, &token));
     eprintln!("certificate refusals: {}", up["counters"]["cert_refused"]);
 }

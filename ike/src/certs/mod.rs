@@ -52,7 +52,7 @@ pub fn certreq_body(digests: &[[u8; 20]]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct CertAuth {
     /// This side's certificate chain and key.
-    pub own: Credential,
+    pub own: std::sync::Arc<Credential>,
     /// The CAs and CRLs clients are checked against.
     pub trust: Option<TrustStore>,
     certreq: Option<Vec<u8>>,
@@ -61,6 +61,15 @@ pub struct CertAuth {
 impl CertAuth {
     /// Certificate authentication with `own` credential, checking clients against `trust`.
     pub fn new(own: Credential, trust: Option<TrustStore>) -> Self {
+        Self::sharing(std::sync::Arc::new(own), trust)
+    }
+
+    /// The same own credential, checking clients against `trust` (new CRLs, say).
+    pub fn with_trust(&self, trust: Option<TrustStore>) -> Self {
+        Self::sharing(self.own.clone(), trust)
+    }
+
+    fn sharing(own: std::sync::Arc<Credential>, trust: Option<TrustStore>) -> Self {
         let certreq = trust.as_ref().map(|t| certreq_body(t.digests()));
         Self {
             own,

@@ -10,7 +10,7 @@ use ike::{CertAuth, Credential, Identity, Policy, Timing, TrustStore};
 use serde::Deserialize;
 
 use super::{err, ConfigError};
-use crate::ike::{IkeSettings, COOKIE_THRESHOLD, IKE_PORT, NAT_T_PORT};
+use crate::ike::{CrlSource, IkeSettings, COOKIE_THRESHOLD, IKE_PORT, NAT_T_PORT};
 
 /// `[ike]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +104,7 @@ impl IkeConfig {
             retransmit: Duration::from_millis(retransmit),
             tries,
         };
-        let certs = certificates(&s, &Identity::from_text(&identity))?;
+        let (certs, crl_source) = certificates(&s, &Identity::from_text(&identity))?;
         Ok(Self {
             // A server certificate says IKEv2 is wanted.
             enabled: s.enabled.or(certs.as_ref().map(|_| true)),
@@ -118,6 +118,7 @@ impl IkeConfig {
                 cookie_threshold: COOKIE_THRESHOLD,
                 workers: 1,
                 certs,
+                crl_source,
             },
         })
     }
@@ -134,10 +135,14 @@ fn read(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-/// The server's credential and the client CAs, when `certificate` is set.
-fn certificates(s: &IkeSection, id: &Identity) -> Result<Option<Arc<CertAuth>>, ConfigError> {
+/// What `certificates` reads: the server's credential and client CAs, and where the CRLs are.
+type Certificates = (Option<Arc<CertAuth>>, Option<CrlSource>);
+
+/// The server's credential and the client CAs, when `certificate` is set, and the CRL file
+/// to watch.
+fn certificates(s: &IkeSection, id: &Identity) -> Result<Certificates, ConfigError> {
     let (cert, key) = match (&s.certificate, &s.private_key) {
-        (None, None) if s.ca.is_none() && s.crl.is_none() => return Ok(None),
+        (None, None) if s.ca.is_none() && s.crl.is_none() => return Ok((None, None)),
         (Some(c), Some(k)) => (c, k),
         _ => {
             return Err(err(
@@ -169,6 +174,7 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Option<Arc<CertAuth>>, 
             "set ike.identity to a name the certificate carries, or issue one for it",
         )
     })?;
+    let mut crl_source = None;
     let trust = match &s.ca {
         None if s.crl.is_some() => {
             return Err(err(
@@ -180,7 +186,9 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Option<Arc<CertAuth>>, 
         None => None,
         Some(ca) => {
             let crl = s.crl.as_ref().map(|c| read("ike.crl", c)).transpose()?;
-            let store = TrustStore::from_pem(&read("ike.ca", ca)?, crl.as_deref());
+            let ca_pem = read("ike.ca", ca)?;
+            let store = TrustStore::from_pem(&ca_pem, crl.as_deref());
+            crl_source = s.crl.clone().map(|crl| CrlSource { ca_pem, crl });
             Some(store.map_err(|e| {
                 err(
                     "ike.ca",
@@ -190,7 +198,7 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Option<Arc<CertAuth>>, 
             })?)
         }
     };
-    Ok(Some(Arc::new(CertAuth::new(own, trust))))
+    Ok((Some(Arc::new(CertAuth::new(own, trust))), crl_source))
 }
 
 #[cfg(test)]

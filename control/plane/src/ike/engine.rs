@@ -235,7 +235,12 @@ impl IkeEngine {
     }
 
     /// The COOKIE reply to an IKE_SA_INIT request turned away before any key exchange.
-    pub fn cookie_reply(&mut self, bytes: &[u8], from: SocketAddr, to: SocketAddr) -> Vec<Outgoing> {
+    pub fn cookie_reply(
+        &mut self,
+        bytes: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Vec<Outgoing> {
         let reply = ike::cookie_reply(bytes, &self.jar, from.ip());
         if reply.is_some() {
             self.counters.cookies_sent += 1;
@@ -248,6 +253,13 @@ impl IkeEngine {
             })
             .into_iter()
             .collect()
+    }
+
+    /// Checks client certificates against `trust` from now on (CRLs read again).
+    pub fn replace_trust(&mut self, trust: ike::TrustStore) {
+        if let Some(certs) = &self.settings.certs {
+            self.settings.certs = Some(Arc::new(certs.with_trust(Some(trust))));
+        }
     }
 
     /// Counts a datagram dropped before the engine saw it, by `reason`.

@@ -8,12 +8,14 @@
 //!   and the daemon use.
 //! - `counters`: negotiations by outcome, drops by reason.
 //! - `slot`: the responder's handle for the management service, started on demand.
+//! - `crl_watch`: the CRL file read again when it changes.
 //!
 //! ESP is the workers': each CHILD_SA's keys go to the control plane as an `EspChange`,
 //! which routes the user's addresses to its tunnel and installs the SA on the worker its
 //! SPI names.
 
 mod counters;
+mod crl_watch;
 mod engine;
 mod intake;
 mod service;
@@ -22,6 +24,7 @@ mod slot;
 mod tests;
 
 pub use counters::IkeCounters;
+pub use crl_watch::{CrlSource, CrlWatch};
 pub use engine::{IkeEngine, Outgoing};
 pub use service::{IkeHandle, IkeService, IkeState, IkeStats};
 pub use slot::{IkeSlot, IkeStarter};
@@ -60,6 +63,8 @@ pub struct IkeSettings {
     pub workers: usize,
     /// The server's certificate and the CAs client certificates must lead to, when set.
     pub certs: Option<Arc<CertAuth>>,
+    /// The CRL file to read again when it changes, when `[ike] crl` is set.
+    pub crl_source: Option<CrlSource>,
 }
 
 /// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it

@@ -17,6 +17,7 @@ use ike::Identity;
 use super::counters::IkeCounters;
 use super::engine::{IkeEngine, Outgoing};
 use super::intake::{Datagram, InitIntake};
+use super::CrlWatch;
 use super::{IkeSettings, IkeUser, SaSummary};
 use crate::engine::{EspChange, Request as PlaneRequest};
 use crate::events::EventSink;
@@ -159,6 +160,10 @@ impl IkeService {
         let nat = Arc::new(AddressedSocket::bind(settings.nat_port, true)?);
         let ports = (ike.port(), nat.port());
         let identity = settings.local_id.clone();
+        let crl = settings
+            .crl_source
+            .clone()
+            .map(|s| CrlWatch::new(s, Instant::now()));
         let engine = IkeEngine::new(settings, events).map_err(|e| BindError::Io {
             port: ports.0,
             source: std::io::Error::other(e),
@@ -197,8 +202,15 @@ impl IkeService {
         let published = board.clone();
         let engine = match std::thread::Builder::new()
             .name("xgate-ike".into())
-            .spawn(move || serve(engine, &sockets, (&dg_rx, &req_rx), &shared, &published))
-        {
+            .spawn(move || {
+                serve(
+                    (engine, crl),
+                    &sockets,
+                    (&dg_rx, &req_rx),
+                    &shared,
+                    &published,
+                )
+            }) {
             Ok(e) => e,
             Err(e) => {
                 stop_readers(&mut readers);
@@ -345,7 +357,7 @@ impl Sockets {
 /// The engine's thread: datagrams, requests and the tick, until `Request::Stop`; the
 /// statistics to `board` once a second.
 fn serve(
-    mut engine: IkeEngine,
+    (mut engine, mut crl): (IkeEngine, Option<CrlWatch>),
     sockets: &Sockets,
     (datagrams, requests): (&Receiver<Datagram>, &Receiver<Request>),
     shared: &Shared,
@@ -410,6 +422,9 @@ fn serve(
         if now >= next_tick {
             let out = engine.on_tick(now);
             sockets.deliver(&mut engine, out);
+            if let Some(store) = crl.as_mut().and_then(|w| w.poll(now)) {
+                engine.replace_trust(store);
+            }
             next_tick = now + TICK;
         }
         if now >= next_publish {

@@ -35,6 +35,7 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
         cookie_threshold,
         workers: 1,
         certs: None,
+        crl_source: None,
     };
     IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
 }
@@ -199,6 +200,7 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
         cookie_threshold: 1024,
         workers: 1,
         certs: None,
+        crl_source: None,
     };
     let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
     let alice = Identity {
@@ -313,7 +315,11 @@ fn a_flooding_source_fills_its_own_queue_and_a_newcomer_is_served_in_the_first_r
         turned_away += out.iter().filter(|o| cookie_of(&o.bytes).is_some()).count();
     }
     assert!(turned_away > 0, "one source got the whole backlog");
-    assert_eq!(e.counters().inits_accepted, 0, "no key exchange before its turn");
+    assert_eq!(
+        e.counters().inits_accepted,
+        0,
+        "no key exchange before its turn"
+    );
     let (newcomer, from) = client(8);
     let d = Datagram {
         bytes: newcomer.request.clone(),
