@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use ike::{ClientCerts, Credential, TrustStore};
+use ike::{ClientCerts, Credential, Identity, TrustStore};
 use ring::rand::SystemRandom;
 use testbed::CertFiles;
 
@@ -64,6 +64,7 @@ impl BenchPki {
             let certs = ClientCerts {
                 own,
                 trust,
+                server: Identity::from_text("vpn.example.com"),
                 unix_secs,
             };
             made.push(User {

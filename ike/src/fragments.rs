@@ -8,18 +8,21 @@
 use ring::rand::SecureRandom;
 
 use crate::header::{Flags, Header, HEADER_LEN, IKEV2_VERSION};
-use crate::message::{Message, MAX_MESSAGE};
+use crate::message::Message;
 use crate::payloads::PayloadType;
 use crate::protected::{self, Opened, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
 
 /// The largest message this side sends whole, and the size it cuts fragments to (IKE header
-/// included): 1280 bytes, the IPv6 minimum MTU less nothing IKE needs to worry about once
-/// the UDP, IP and non-ESP marker headers are added (they fit in 1500).
-pub const FRAGMENT_SIZE: usize = 1280;
-/// The most fragments taken for one message (a limit on what a peer makes this side hold).
+/// included): what fits a 1280-byte IP datagram (RFC 7383 §2.5.1, IPv6's minimum MTU) with
+/// an IPv6 header, UDP and the non-ESP marker.
+pub const FRAGMENT_SIZE: usize = 1280 - 40 - 8 - 4;
+/// The most fragments taken for one message.
 pub const MAX_FRAGMENTS: u16 = 64;
+/// The most bytes one SA holds of a message being put together: a certificate chain fits
+/// several times over, and a peer (even one only half-open) can pin no more.
+pub const MAX_REASSEMBLY: usize = 16 * 1024;
 /// Bytes of a fragment that are not the piece: header, payload header, numbers, IV, pad
 /// length, ICV.
 const OVERHEAD: usize = HEADER_LEN + 4 + 4 + IV_LEN + 1 + ICV_LEN;
@@ -90,6 +93,12 @@ pub fn fragment_number(bytes: &[u8]) -> Option<u16> {
     let m = Message::parse(bytes).ok()?;
     let skf = m.find(PayloadType::SKF)?;
     Some(u16::from_be_bytes([*skf.body.first()?, *skf.body.get(1)?]))
+}
+
+/// Whether `bytes` is an authentic first fragment of a message of `sa` from the side
+/// `by_initiator` names, however the message was cut (a retransmission cut smaller is one).
+pub fn authentic_first_fragment(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> bool {
+    open_piece(sa, bytes, by_initiator).is_ok_and(|p| p.number == 1)
 }
 
 /// One fragment, opened.
@@ -189,7 +198,7 @@ impl Reassembly {
         let at = usize::from(piece.number) - 1;
         if self.pieces[at].is_none() {
             self.held += piece.inner.len();
-            if self.held > MAX_MESSAGE {
+            if self.held > MAX_REASSEMBLY {
                 *self = Self::default();
                 return Err(ProtectedError::TooLong);
             }

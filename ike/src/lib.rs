@@ -61,8 +61,8 @@ mod test_support;
 
 pub use certs::{
     cert_body, certreq_body, names_identity, read_cert_body, read_signature_auth,
-    verify_signature_auth, CertAuth, CertRefusal, Credential, CredentialError, TrustStore,
-    X509_SIGNATURE,
+    verify_signature_auth, CertAuth, CertRefusal, Credential, CredentialError, PeerRole,
+    TrustStore, MAX_CHAIN, X509_SIGNATURE,
 };
 pub use config_payload::{attr, Assignment, CfgType, ConfigPayload, CpAttribute};
 pub use cookie::{CookieJar, COOKIE_LEN};

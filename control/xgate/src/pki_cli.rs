@@ -102,6 +102,7 @@ pub fn run(action: PkiAction) -> Result<()> {
             identity,
             args,
         } => {
+            check_name(&name)?;
             let identity = identity.unwrap_or_else(|| name.clone());
             let clients = args.dir.join("clients");
             let (cert, key) = (
@@ -122,6 +123,24 @@ pub fn run(action: PkiAction) -> Result<()> {
     }
 }
 
+/// Refuses a client name that is not a plain file name, or that `revoke` would confuse
+/// with the server.
+fn check_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !plain || name == "server" {
+        bail!(
+            "{name:?} cannot name a client: use 1 to 64 letters, digits, '.', '_', '-' or '@' \
+             (not starting with '.'), and not \"server\""
+        );
+    }
+    Ok(())
+}
+
 fn key_for(args: &PkiArgs) -> Result<KeyPair> {
     let alg = if args.rsa {
         &rcgen::PKCS_RSA_SHA256
@@ -140,13 +159,17 @@ fn window(args: &PkiArgs, default_days: u32) -> Result<(OffsetDateTime, OffsetDa
         Some(text) => {
             let parts: Vec<&str> = text.split('-').collect();
             let parsed = match parts.as_slice() {
-                [y, m, d] => (y.parse(), m.parse(), d.parse()),
+                [y, m, d] => (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>()),
                 _ => bail!("--expires {text:?}: write the date as YYYY-MM-DD"),
             };
             let (Ok(y), Ok(m), Ok(d)) = parsed else {
                 bail!("--expires {text:?}: write the date as YYYY-MM-DD");
             };
-            rcgen::date_time_ymd(y, m, d) + Duration::days(1) - Duration::seconds(1)
+            let month = time::Month::try_from(m)
+                .map_err(|_| anyhow!("--expires {text:?}: there is no month {m}"))?;
+            let date = time::Date::from_calendar_date(y, month, d)
+                .map_err(|e| anyhow!("--expires {text:?}: {e}"))?;
+            date.midnight().assume_utc() + Duration::days(1) - Duration::seconds(1)
         }
     };
     if until <= now {
@@ -315,8 +338,11 @@ fn revoke(name: &str, dir: &Path) -> Result<()> {
     .signed_by(&ca)
     .context("signing the CRL")?;
     std::fs::write(&revoked_path, revoked).context("revoked.txt")?;
+    // Written beside and renamed over: a running xgate never reads half a CRL.
     let crl_path = dir.join("crl.pem");
-    write(&crl_path, &crl.pem().context("the CRL")?, 0o644, true)?;
+    let fresh = dir.join("crl.pem.new");
+    write(&fresh, &crl.pem().context("the CRL")?, 0o644, true)?;
+    std::fs::rename(&fresh, &crl_path).with_context(|| format!("{}", crl_path.display()))?;
     println!(
         "revoked {} certificate(s) of {name}; {} lists them: with [ike] crl = \"{}\", a \
          running xgate reads it again within seconds",

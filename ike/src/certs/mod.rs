@@ -15,7 +15,7 @@ mod tests;
 pub use credential::{Credential, CredentialError};
 pub use names::names_identity;
 pub use signature::{read_signature_auth, verify_signature_auth};
-pub use trust::{CertRefusal, TrustStore};
+pub use trust::{CertRefusal, PeerRole, TrustStore, MAX_CHAIN};
 
 /// The CERT/CERTREQ encoding of a DER X.509 certificate ("X.509 Certificate - Signature").
 pub const X509_SIGNATURE: u8 = 4;

@@ -21,7 +21,9 @@ fn ecdsa_and_rsa_credentials_sign_what_the_trust_store_verifies() {
             .is_err());
         let store = TrustStore::from_pem(ca.pem.as_bytes(), None).expect("store");
         let chain: Vec<&[u8]> = own.chain().iter().map(Vec::as_slice).collect();
-        store.verify(&chain, &id, NOW).expect("trusted");
+        store
+            .verify(&chain, (&id, PeerRole::Client), NOW)
+            .expect("trusted");
         let auth = own.sign_auth(b"signed octets", &rng).expect("sign");
         verify_signature_auth(chain[0], b"signed octets", &auth).expect("verifies");
         assert_eq!(
@@ -41,7 +43,7 @@ fn every_wrong_certificate_is_refused_for_its_own_reason() {
     let id = Identity::from_text("alice@example.com");
     let revoked = crl(&ca1, &[9]);
     let store = TrustStore::from_pem(ca1.pem.as_bytes(), Some(revoked.as_bytes())).expect("s");
-    let check = |pem: &str, id: &Identity| store.verify(&[&der(pem)], id, NOW);
+    let check = |pem: &str, id: &Identity| store.verify(&[&der(pem)], (id, PeerRole::Client), NOW);
     let (good, _) = leaf(&ca1, p256, "alice@example.com", 2, None);
     assert_eq!(check(&good, &id), Ok(()));
     let (other_ca, _) = leaf(&stranger, p256, "alice@example.com", 2, None);
@@ -62,9 +64,17 @@ fn every_wrong_certificate_is_refused_for_its_own_reason() {
         check(&host, &Identity::from_text("VPN.example.com")),
         Ok(())
     );
-    assert_eq!(store.verify(&[], &id, NOW), Err(CertRefusal::Missing));
+    assert_eq!(
+        store.verify(&[], (&id, PeerRole::Client), NOW),
+        Err(CertRefusal::Missing)
+    );
+    let five: Vec<&[u8]> = vec![b"x"; 5];
+    assert_eq!(
+        store.verify(&five, (&id, PeerRole::Client), NOW),
+        Err(CertRefusal::ChainTooLong)
+    );
     assert!(matches!(
-        store.verify(&[b"not DER"], &id, NOW),
+        store.verify(&[b"not DER"], (&id, PeerRole::Client), NOW),
         Err(CertRefusal::Unreadable(_))
     ));
     assert_eq!(store.digests().len(), 1);
@@ -116,4 +126,38 @@ fn rfc_7427_auth_data_is_read_only_when_well_formed() {
     assert_eq!(read_cert_body(&cert_body(b"der")), Some(&b"der"[..]));
     assert_eq!(read_cert_body(&[12, 1, 2]), None, "hash and URL");
     assert_eq!(certreq_body(&[[7; 20]]).len(), 21);
+}
+
+#[test]
+fn a_client_certificate_cannot_pose_as_the_server_nor_the_other_way_round() {
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose as Eku, KeyPair, SanType};
+    let ca = ca(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let store = TrustStore::from_pem(ca.pem.as_bytes(), None).expect("store");
+    let id = Identity::from_text("vpn.example.com");
+    let issued = |ekus: Vec<Eku>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = vec![SanType::DnsName("vpn.example.com".try_into().expect("n"))];
+        p.extended_key_usages = ekus;
+        p.signed_by(&key, &ca.issuer).expect("cert").der().to_vec()
+    };
+    let client = issued(vec![Eku::ClientAuth]);
+    let server = issued(vec![Eku::ServerAuth]);
+    let ike = issued(vec![Eku::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 17])]);
+    let check = |der: &[u8], role| store.verify(&[der], (&id, role), NOW);
+    assert_eq!(
+        check(&client, PeerRole::Server),
+        Err(CertRefusal::WrongUsage)
+    );
+    assert_eq!(
+        check(&server, PeerRole::Client),
+        Err(CertRefusal::WrongUsage)
+    );
+    assert_eq!(check(&client, PeerRole::Client), Ok(()));
+    assert_eq!(check(&server, PeerRole::Server), Ok(()));
+    assert_eq!(
+        check(&ike, PeerRole::Server),
+        Ok(()),
+        "ipsecIKE serves both"
+    );
 }

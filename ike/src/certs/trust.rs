@@ -54,14 +54,29 @@ pub enum CertRefusal {
     /// No certificates are configured on this side.
     #[error("certificate authentication is not configured")]
     NotConfigured,
+    /// More certificates than a chain needs: a peer making this side verify many.
+    #[error("more than {MAX_CHAIN} certificates were sent")]
+    ChainTooLong,
     /// Any other chain error, in webpki's words.
     #[error("the chain is refused: {0}")]
     Other(String),
 }
 
+/// The most certificates a peer's chain may hold: its own and three intermediates.
+pub const MAX_CHAIN: usize = 4;
+
+/// Which side a certificate is checked for: its extended key usage must allow that role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// A client (the initiator): clientAuth.
+    Client,
+    /// A server (the responder): serverAuth.
+    Server,
+}
+
 impl CertRefusal {
     /// Every `reason`, for counters shown at zero before the first refusal.
-    pub const REASONS: [&'static str; 12] = [
+    pub const REASONS: [&'static str; 13] = [
         "missing",
         "unreadable",
         "untrusted",
@@ -73,6 +88,7 @@ impl CertRefusal {
         "bad_signature",
         "unsupported_algorithm",
         "not_configured",
+        "chain_too_long",
         "other",
     ];
 
@@ -90,6 +106,7 @@ impl CertRefusal {
             Self::BadSignature => "bad_signature",
             Self::UnsupportedAlgorithm => "unsupported_algorithm",
             Self::NotConfigured => "not_configured",
+            Self::ChainTooLong => "chain_too_long",
             Self::Other(_) => "other",
         }
     }
@@ -111,24 +128,34 @@ impl CertRefusal {
     }
 }
 
-/// The extended key usages a peer's certificate may carry for IKE (RFC 4945 §5.1.3.12):
-/// none at all, or one of these.
-struct IkeUsage;
+/// The extended key usages a peer's certificate may carry for IKE in its role (RFC 4945
+/// §5.1.3.12): none at all, its role's (serverAuth or clientAuth), ipsecIKE, or any. A client
+/// certificate cannot pose as the server, nor a server's as a user.
+struct IkeUsage(PeerRole);
 
-/// id-kp-serverAuth, id-kp-clientAuth, id-kp-ipsecIKE, anyExtendedKeyUsage (OID contents).
-const IKE_USAGES: [&[u8]; 4] = [
-    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01],
-    &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02],
+/// id-kp-serverAuth, id-kp-clientAuth (OID contents).
+const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+/// id-kp-ipsecIKE, anyExtendedKeyUsage (OID contents).
+const ANY_ROLE: [&[u8]; 2] = [
     &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x11],
     &[0x55, 0x1d, 0x25, 0x00],
 ];
 
 impl ExtendedKeyUsageValidator for IkeUsage {
     fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        let role = match self.0 {
+            PeerRole::Client => CLIENT_AUTH,
+            PeerRole::Server => SERVER_AUTH,
+        };
         let mut present = Vec::new();
         for id in iter {
             let id = id?;
-            if IKE_USAGES.iter().any(|u| KeyPurposeId::new(u) == id) {
+            if ANY_ROLE
+                .iter()
+                .chain([&role])
+                .any(|u| KeyPurposeId::new(u) == id)
+            {
                 return Ok(());
             }
             present.push(id.to_decoded_oid());
@@ -215,14 +242,17 @@ impl TrustStore {
     }
 
     /// Checks a peer's `chain` (its own certificate first, then any intermediates, DER)
-    /// at `unix_secs`: issued under a trusted CA, valid then, not revoked, usable for IKE,
-    /// naming `id`.
+    /// at `unix_secs`: at most `MAX_CHAIN` long, issued under a trusted CA, valid then, not
+    /// revoked, usable for IKE in `role`, naming `id`.
     pub fn verify(
         &self,
         chain: &[&[u8]],
-        id: &Identity,
+        (id, role): (&Identity, PeerRole),
         unix_secs: u64,
     ) -> Result<(), CertRefusal> {
+        if chain.len() > MAX_CHAIN {
+            return Err(CertRefusal::ChainTooLong);
+        }
         let (ee, rest) = chain.split_first().ok_or(CertRefusal::Missing)?;
         let ee_der = CertificateDer::from(*ee);
         let cert = EndEntityCert::try_from(&ee_der).map_err(CertRefusal::of)?;
@@ -240,7 +270,7 @@ impl TrustStore {
             &self.anchors,
             &intermediates,
             time,
-            IkeUsage,
+            IkeUsage(role),
             revocation,
             None,
         )

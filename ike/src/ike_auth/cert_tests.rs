@@ -69,6 +69,7 @@ fn attempt(
     let certs = Arc::new(ClientCerts {
         own,
         trust,
+        server: server(),
         unix_secs: NOW,
     });
     let auth = AuthInitiator::start_with_certificate(

@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
 use crate::certs::{
-    cert_body, certreq_body, read_cert_body, verify_signature_auth, Credential, TrustStore,
+    cert_body, certreq_body, read_cert_body, verify_signature_auth, Credential, PeerRole,
+    TrustStore,
 };
 use crate::config_payload::ConfigPayload;
 use crate::header::ExchangeType;
@@ -32,6 +33,8 @@ pub struct ClientCerts {
     pub own: Credential,
     /// The CAs the server's certificate must lead to.
     pub trust: TrustStore,
+    /// The server's identity: its IDr must be this, and its certificate name it.
+    pub server: Identity,
     /// The wall-clock time the server's certificate is judged at, Unix seconds.
     pub unix_secs: u64,
 }
@@ -170,7 +173,10 @@ impl AuthInitiator {
                     .filter_map(|p| read_cert_body(p.body))
                     .collect();
                 method == AuthMethod::DIGITAL_SIGNATURE
-                    && c.trust.verify(&chain, idr, c.unix_secs).is_ok()
+                    && *idr == c.server
+                    && c.trust
+                        .verify(&chain, (idr, PeerRole::Server), c.unix_secs)
+                        .is_ok()
                     && verify_signature_auth(chain[0], signed, value).is_ok()
             }
         }

@@ -8,7 +8,7 @@ use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
-use crate::certs::{cert_body, read_cert_body, verify_signature_auth, CertRefusal};
+use crate::certs::{cert_body, read_cert_body, verify_signature_auth, CertRefusal, PeerRole};
 use crate::config_payload::{Assignment, ConfigPayload};
 use crate::header::ExchangeType;
 use crate::identity::{
@@ -260,7 +260,10 @@ fn check_peer(
                 .filter(|p| p.kind == PayloadType::CERT)
                 .filter_map(|p| read_cert_body(p.body))
                 .collect();
-            trust.verify(&chain, idi, ctx.unix_secs).map_err(refused)?;
+            let role = PeerRole::Client;
+            trust
+                .verify(&chain, (idi, role), ctx.unix_secs)
+                .map_err(refused)?;
             let ee = chain.first().ok_or(refused(CertRefusal::Missing))?;
             verify_signature_auth(ee, &signed, value).map_err(refused)
         }

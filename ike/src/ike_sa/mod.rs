@@ -11,7 +11,7 @@ use ring::rand::SecureRandom;
 
 use crate::certs::CertAuth;
 use crate::delete::Delete;
-use crate::fragments::{fragment_number, Reassembly};
+use crate::fragments::{authentic_first_fragment, fragment_number, Reassembly};
 use crate::header::{ExchangeType, Header};
 use crate::identity::Identity;
 use crate::ike_auth::{respond_auth_opened, AuthAnswer, AuthRefusal, ChildSa, Established, Users};
@@ -286,12 +286,18 @@ impl IkeSa {
             // RFC 7296 §2.1: the same request again is a retransmission, answered with the
             // same response (its work is not redone). Only the same bytes count: a packet
             // that merely reuses the ID proves nothing and moves nothing. A fragmented one is
-            // answered on its first fragment alone (RFC 7383 §2.6.1).
+            // answered on its first fragment alone (RFC 7383 §2.6.1), checked by its ICV: the
+            // sender may have cut it smaller this time.
             if h.message_id == *id {
-                if fragmented && fragment_number(bytes) != Some(1) {
-                    return vec![SaEvent::Dropped("a fragment of an answered request")];
-                }
-                if *digest != request_digest(bytes) {
+                if fragmented {
+                    // Its first fragment, authentic, however the sender cut it this time.
+                    if fragment_number(bytes) != Some(1) {
+                        return vec![SaEvent::Dropped("a fragment of an answered request")];
+                    }
+                    if !authentic_first_fragment(&self.keys, bytes, true) {
+                        return vec![SaEvent::Dropped("bad ICV")];
+                    }
+                } else if *digest != request_digest(bytes) {
                     return vec![SaEvent::Dropped("another request with an answered ID")];
                 }
                 let mut again: Vec<SaEvent> = response.iter().cloned().map(SaEvent::Send).collect();

@@ -83,6 +83,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
                               revoked_at)
         SELECT id, name, grp, identity, 'psk', psk, created_at, updated_at, revoked_at
         FROM ike_users;
+    -- The id counter carries over, so a deleted user's id is never given again.
+    UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence
+                                               WHERE name = 'ike_users'))
+        WHERE name = 'ike_users_v4'
+          AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users');
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'ike_users_v4', seq FROM sqlite_sequence WHERE name = 'ike_users'
+          AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users_v4');
     DROP TABLE ike_users;
     ALTER TABLE ike_users_v4 RENAME TO ike_users;",
 ];

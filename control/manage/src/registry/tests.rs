@@ -437,20 +437,28 @@ fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() 
             .expect("version");
         tx.commit().expect("commit");
     }
+    // alice (5) and a user made after her and deleted (9): 9 must never be given again.
     conn.execute_batch(
         "INSERT INTO ike_users (id, name, identity, psk, created_at, updated_at)
              VALUES (5, 'alice', 'alice@example.com', zeroblob(32), 1, 1);
+         INSERT INTO ike_users (id, name, identity, psk, created_at, updated_at)
+             VALUES (9, 'gone', 'gone@example.com', randomblob(32), 1, 1);
+         DELETE FROM ike_users WHERE id = 9;
          INSERT INTO addresses (address, pool, ike_user_id) VALUES ('10.77.0.9', 'p', 5);",
     )
     .expect("a version 3 user");
     drop(conn);
-    let reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
     let alice = reg.ike_user(5).expect("alice kept");
     assert_eq!(alice.auth.psk(), Some(&[0u8; 32][..]));
     assert_eq!(
         alice.addresses,
         vec!["10.77.0.9".parse::<std::net::IpAddr>().expect("ip")]
     );
+    let next = reg
+        .create_ike_user(&cert_user("carol"), NOW)
+        .expect("carol");
+    assert_eq!(next.id, 10, "the id counter carried over the rebuild");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The CRL file, looked at every few seconds while the responder runs: rewritten (`xgate pki
 //! revoke`, or the operator's own CA), it is read again and its revocations count from the
 //! next IKE_AUTH, with no restart. A file that does not read or parse keeps the CRLs held
-//! before, and says why in the log.
+//! before, says why in the log, and is tried again at the next look. Users already logged in
+//! stay until they log in again.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -48,7 +49,6 @@ impl CrlWatch {
         if m.is_none() || m == self.seen {
             return None;
         }
-        self.seen = m;
         let path = self.source.crl.display();
         let read = std::fs::read(&self.source.crl)
             .map_err(|e| e.to_string())
@@ -58,8 +58,10 @@ impl CrlWatch {
         match read {
             Ok(store) => {
                 tracing::info!("ike: {path} read again; its revocations count from now");
+                self.seen = m;
                 Some(store)
             }
+            // Not marked seen: a file caught half-written is read again at the next look.
             Err(e) => {
                 tracing::warn!(
                     "ike: {path} changed but cannot be used ({e}); the CRLs held before stay"

@@ -130,7 +130,6 @@ impl IkeHandle {
     }
 }
 
-/// A datagram read from one of the ports.
 /// The running responder; dropping it sends every peer a Delete and stops its threads.
 pub struct IkeService {
     handle: IkeHandle,
