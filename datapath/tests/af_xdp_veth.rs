@@ -53,7 +53,7 @@ fn serve(stop: Arc<AtomicBool>, ready: std::sync::mpsc::Sender<()>) -> Served {
     local.insert(SERVER.parse().expect("ip")).expect("insert");
     let program = XdpProgram::load(
         "xgate_steer",
-        &steering(PORT, map.fd(), local.fd(), XDP_PASS),
+        &steering((PORT, 0), map.fd(), local.fd(), XDP_PASS),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let _link = XdpLink::attach(&program, index, XdpMode::Native).expect("attach native");

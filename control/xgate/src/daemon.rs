@@ -302,7 +302,9 @@ impl Daemon {
             interface: s.name.clone(),
         });
         let context = (management.as_ref(), &events, &handle);
-        let (ike, ike_slot) = crate::ike_start::for_daemon(ike, context, &workers, s.fwmark)?;
+        let xdp = outer.steering.clone();
+        let (ike, ike_slot) =
+            crate::ike_start::for_daemon(ike, context, (&workers, xdp), s.fwmark)?;
         let (api, tokens) = match management {
             Some(m) => m.serve(handle.clone(), events, server, ike_slot)?.unzip(),
             None => (None, None),

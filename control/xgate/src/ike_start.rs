@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use crossbeam_channel::Sender;
+use datapath::io::af_xdp::steering::Steering;
 use datapath::kernel::udp::BindError;
 use datapath::launch::{WorkerHandle, Workers};
 use datapath::messages::ToWorker;
@@ -36,6 +37,8 @@ struct Launcher {
     sink: Arc<dyn plane::events::EventSink>,
     plane: Sender<plane::engine::Request>,
     workers: Vec<WorkerHandle>,
+    /// The AF_XDP steering, which then takes the NAT-T port's ESP too.
+    steering: Option<Arc<Steering>>,
     fwmark: u32,
     running: Arc<Mutex<Option<IkeService>>>,
 }
@@ -60,6 +63,13 @@ impl Launcher {
         for (worker, socket) in self.workers.iter().zip(sockets) {
             worker.send(ToWorker::AttachNatT(Arc::new(socket)));
         }
+        // After the workers know the port (they apply their queue before each batch): ESP
+        // there then reaches them by AF_XDP; IKE still goes to the kernel's socket.
+        if let Some(steering) = &self.steering {
+            if let Err(e) = steering.set_nat_port(nat_port) {
+                tracing::warn!("AF_XDP does not steer ESP on port {nat_port} ({e}); it goes through the kernel's socket");
+            }
+        }
         let handle = service.handle();
         *self.running.lock().unwrap_or_else(PoisonError::into_inner) = Some(service);
         Ok(handle)
@@ -82,14 +92,20 @@ fn ike_error(e: BindError) -> anyhow::Error {
 pub fn for_daemon(
     mut config: IkeConfig,
     (management, events, plane): (Option<&Management>, &EventHub, &PlaneHandle),
-    workers: &Workers,
+    (workers, steering): (&Workers, Option<Arc<Steering>>),
     fwmark: u32,
 ) -> Result<(IkeGuard, IkeSlot)> {
     config.settings.workers = workers.len();
     let has_users = management.is_some_and(Management::has_ike_users);
     let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
     let handles = workers.handles.clone();
-    let started = start(config, has_users, (sink, plane.requests()), handles, fwmark)?;
+    let started = start(
+        config,
+        has_users,
+        (sink, plane.requests()),
+        (handles, steering),
+        fwmark,
+    )?;
     if management.is_none() && started.1.get().is_some() {
         tracing::warn!("IKEv2 runs without a registry: no user can authenticate");
     }
@@ -106,7 +122,7 @@ pub fn start(
         Arc<dyn plane::events::EventSink>,
         Sender<plane::engine::Request>,
     ),
-    workers: Vec<WorkerHandle>,
+    (workers, steering): (Vec<WorkerHandle>, Option<Arc<Steering>>),
     fwmark: u32,
 ) -> Result<(IkeGuard, IkeSlot)> {
     let enabled = config.enabled;
@@ -116,6 +132,7 @@ pub fn start(
         sink,
         plane,
         workers,
+        steering,
         fwmark,
         running: running.clone(),
     });

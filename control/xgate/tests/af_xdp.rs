@@ -21,7 +21,7 @@ fn attach_legacy(ns: &Netns, iface: &str, name: &'static str) {
     ns.enter(move || {
         let map = XskMap::new(1).expect("map");
         let local = AddressMap::new().expect("address map");
-        let program = XdpProgram::load(name, &steering(9, map.fd(), local.fd(), XDP_PASS))
+        let program = XdpProgram::load(name, &steering((9, 0), map.fd(), local.fd(), XDP_PASS))
             .expect("program loads");
         let mut netlink = Netlink::open().expect("netlink");
         let index = netlink

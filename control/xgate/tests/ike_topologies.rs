@@ -3,8 +3,9 @@
 //! claims a NAT so ESP still comes in UDP to the workers), one direct with encapsulation on
 //! and MODP-2048 key exchanges,
 //! and a WireGuard client beside them on the same two workers. Each user's traffic flows.
-//! Also: a user reconnecting by itself after xgate is SIGKILLed and restarted, and the first
-//! IKEv2 user starting the responder in a running xgate.
+//! Also: a user reconnecting by itself after xgate is SIGKILLed and restarted, the first
+//! IKEv2 user starting the responder in a running xgate, and ESP through AF_XDP sockets on
+//! the NAT-T port.
 
 mod common;
 
@@ -210,4 +211,35 @@ fn the_first_ikev2_user_starts_the_responder_without_a_restart() {
     let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
     connect_and_check_user(&rig, &token, (&client, &c), "alice@example.com", &v4);
     carries_traffic(&rig, &client, &c, TEN_MB);
+}
+
+#[test]
+fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
+    let (rig, token) = ike_rig_with("ikex", |rig| rig.backend = "af-xdp");
+    let client = direct(&rig, 2);
+    let (psk, v4) = common::ike::add_user(&rig, &token, "alice", "alice@example.com");
+    let config = StrongswanConfig::psk("10.201.2.1", "alice@example.com", &psk);
+    let charon = Strongswan::start(&client, &scratch(&rig, "sw-x"), &config).expect("charon");
+    let who = (&client, &charon);
+    connect_and_check_user(&rig, &token, who, "alice@example.com", &v4);
+    let counts = || {
+        [
+            "xdp_rx_frames",
+            "xdp_tx_frames",
+            "outer_kernel_sends",
+            "esp_rx_packets",
+        ]
+        .map(|s| rig.stat(s))
+    };
+    let before = counts();
+    carries_traffic(&rig, &client, &charon, TEN_MB);
+    let after = counts();
+    eprintln!("rx, tx, kernel sends, ESP in: {before:?} -> {after:?}");
+    let esp_in = after[3] - before[3];
+    // Every ESP packet of the transfer came in by AF_XDP (IKE, if any, by the kernel's
+    // socket), and the answers left by it too: none through the kernel's socket.
+    assert!(esp_in > 1000, "{}", rig.show());
+    assert!(after[0] - before[0] >= esp_in, "{}", rig.show());
+    assert!(after[1] - before[1] > 100, "{}", rig.show());
+    assert_eq!(after[2], before[2], "{}", rig.show());
 }

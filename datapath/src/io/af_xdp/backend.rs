@@ -115,6 +115,8 @@ pub struct XdpBackend {
     pub(super) uring: UringBackend,
     /// The listen port: the source port of frames we build.
     port: u16,
+    /// The NAT-T port, once IKE runs: ESP arriving there is `nat_t`, and ESP sent from it.
+    nat_port: Option<u16>,
     stats: OffloadStats,
     /// Frames dropped because a tx ring stayed full.
     send_failures: u64,
@@ -147,6 +149,7 @@ impl XdpBackend {
             workers,
             uring,
             port,
+            nat_port: None,
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
@@ -320,7 +323,7 @@ impl XdpBackend {
                             from: got.from,
                             link,
                             truncated: false,
-                            nat_t: false,
+                            nat_t: self.nat_port == Some(got.to.port()),
                         });
                     }
                     Err(_) => {
@@ -333,9 +336,15 @@ impl XdpBackend {
         }
     }
 
-    /// The queue to send to `to` by, and the frame's path: the way `link` says, else the way
-    /// the kernel's route and neighbour tables say (if through one of our interfaces).
-    fn route(&mut self, to: SocketAddr, link: Option<LinkPath>) -> Option<(usize, Path)> {
+    /// The queue to send to `to` by, from our `port`, and the frame's path: the way `link`
+    /// says, else the way the kernel's route and neighbour tables say (if through one of our
+    /// interfaces).
+    fn route(
+        &mut self,
+        to: SocketAddr,
+        link: Option<LinkPath>,
+        port: u16,
+    ) -> Option<(usize, Path)> {
         let link = match link {
             Some(link) => link,
             None => {
@@ -351,10 +360,10 @@ impl XdpBackend {
         };
         let from = match (link.local, to) {
             (std::net::IpAddr::V4(ip), SocketAddr::V4(_)) => {
-                SocketAddr::V4(SocketAddrV4::new(ip, self.port))
+                SocketAddr::V4(SocketAddrV4::new(ip, port))
             }
             (std::net::IpAddr::V6(ip), SocketAddr::V6(_)) => {
-                SocketAddr::V6(SocketAddrV6::new(ip, self.port, 0, 0))
+                SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0))
             }
             _ => return None,
         };
@@ -371,6 +380,51 @@ impl XdpBackend {
                 dst_mac: link.next_hop,
             },
         ))
+    }
+
+    /// Sends `range` of `buf` to `to` from our `port` in a frame of its own on the AF_XDP
+    /// socket of the queue towards it (a full ring drops it and counts it); false, with `buf`
+    /// untouched, when it must go the kernel's way (no path through our interfaces, or no
+    /// room before the payload for the headers).
+    fn send_frame(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        (to, link, port): (SocketAddr, Option<LinkPath>, u16),
+    ) -> bool {
+        let Some((queue, path)) = self.route(to, link, port) else {
+            return false;
+        };
+        if range.start < frame::headers_len(&to) {
+            return false;
+        }
+        let pending = self.tx_pending[queue];
+        if self.queues[queue].socket.tx.free(pending + 1) <= pending {
+            // Ring full: send what it holds, then try once more.
+            self.flush_tx();
+            self.complete();
+        }
+        let pending = self.tx_pending[queue];
+        let tx = &mut self.queues[queue].socket.tx;
+        if tx.free(pending + 1) <= pending {
+            self.uring.free(buf);
+            self.send_failures += 1;
+            return true;
+        }
+        let frame = frame::write_headers(self.uring.buf(buf), range, &path);
+        self.owner[buf.0 as usize] = self.queues[queue].id;
+        let tx = &mut self.queues[queue].socket.tx;
+        tx.write(
+            pending,
+            libc::xdp_desc {
+                addr: umem::addr(buf.0) + frame.start as u64,
+                len: frame.len() as u32,
+                options: 0,
+            },
+        );
+        self.tx_pending[queue] += 1;
+        self.stats.xdp_sent += 1;
+        true
     }
 }
 
@@ -419,46 +473,21 @@ impl Backend for XdpBackend {
         to: SocketAddr,
         link: Option<LinkPath>,
     ) {
-        let Some((queue, path)) = self.route(to, link) else {
+        if !self.send_frame(buf, range.clone(), (to, link, self.port)) {
             self.stats.kernel_sends += 1;
             self.uring.send_outer(buf, range, to, None);
-            return;
-        };
-        if range.start < frame::headers_len(&to) {
-            self.uring.send_outer(buf, range, to, None);
-            return;
         }
-        let pending = self.tx_pending[queue];
-        if self.queues[queue].socket.tx.free(pending + 1) <= pending {
-            // Ring full: send what it holds, then try once more.
-            self.flush_tx();
-            self.complete();
-        }
-        let pending = self.tx_pending[queue];
-        let tx = &mut self.queues[queue].socket.tx;
-        if tx.free(pending + 1) <= pending {
-            self.uring.free(buf);
-            self.send_failures += 1;
-            return;
-        }
-        let frame = frame::write_headers(self.uring.buf(buf), range, &path);
-        self.owner[buf.0 as usize] = self.queues[queue].id;
-        let tx = &mut self.queues[queue].socket.tx;
-        tx.write(
-            pending,
-            libc::xdp_desc {
-                addr: umem::addr(buf.0) + frame.start as u64,
-                len: frame.len() as u32,
-                options: 0,
-            },
-        );
-        self.tx_pending[queue] += 1;
-        self.stats.xdp_sent += 1;
     }
 
     fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        // UDP-encapsulated ESP comes and goes through the kernel's socket for now.
-        self.uring.send_nat_t(buf, range, to);
+        let sent = match self.nat_port {
+            Some(port) => self.send_frame(buf, range.clone(), (to, None, port)),
+            None => false,
+        };
+        if !sent {
+            self.stats.kernel_sends += 1;
+            self.uring.send_nat_t(buf, range, to);
+        }
     }
 
     fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
@@ -473,6 +502,7 @@ impl Backend for XdpBackend {
     }
 
     fn attach_nat_t(&mut self, socket: Arc<OwnedFd>) {
+        self.nat_port = crate::kernel::udp::local_port(&socket).ok();
         self.uring.attach_nat_t(socket);
     }
 

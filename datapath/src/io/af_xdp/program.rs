@@ -3,7 +3,8 @@
 //! toolchain, and the bytes are the same on every machine. The kernel's verifier checks it at
 //! load (and in the tests); `PROG_TEST_RUN` checks what it does with hand-built frames.
 //!
-//! What it does: a UDP datagram to the listen port at one of the host's own addresses, in an
+//! What it does: a UDP datagram to the listen port (or ESP in UDP to the NAT-T port, not IKE
+//! behind its zero marker) at one of the host's own addresses, in an
 //! Ethernet frame with up to two VLAN tags and an IPv4 header without options that is not a
 //! fragment, or an IPv6 header whose next header is UDP, is redirected to the AF_XDP socket of
 //! the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other ports, traffic the host
@@ -190,17 +191,25 @@ const IPV4_PLAIN: i32 = 0x45;
 /// IPv4 "more fragments" flag and fragment offset.
 const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
 
-/// The steering program for UDP port `port`: frames for it, to an address in `local_map` (a
-/// hash map keyed by 16-byte IPv6 addresses, IPv4 ones mapped as ::ffff:a.b.c.d), go to the
-/// socket in `xsk_map`'s slot for their receive queue; `empty_slot` is the verdict when that
-/// slot has no socket (`XDP_PASS` in service, so a queue without a socket still reaches the
-/// kernel).
-pub fn steering(port: u16, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec<Insn> {
+/// The steering program for UDP port `port`, and for UDP-encapsulated ESP on `nat_port`
+/// (0: none) — datagrams there whose first four bytes are not the non-ESP marker, so IKE
+/// still reaches the kernel's socket: frames for them, to an address in `local_map` (a hash
+/// map keyed by 16-byte IPv6 addresses, IPv4 ones mapped as ::ffff:a.b.c.d), go to the socket
+/// in `xsk_map`'s slot for their receive queue; `empty_slot` is the verdict when that slot has
+/// no socket (`XDP_PASS` in service, so a queue without a socket still reaches the kernel).
+pub fn steering(
+    (port, nat_port): (u16, u16),
+    xsk_map: i32,
+    local_map: i32,
+    empty_slot: u32,
+) -> Vec<Insn> {
     let mut asm = Asm::default();
     let pass = asm.label();
     let ipv4 = asm.label();
     let ipv6 = asm.label();
     let lookup = asm.label();
+    let ipv4_take = asm.label();
+    let ipv6_take = asm.label();
 
     asm.mov_reg(R6, R1);
     asm.load(SIZE_W, R2, R1, MD_DATA);
@@ -234,7 +243,9 @@ pub fn steering(port: u16, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec
     asm.and_imm(R5, wire16(IPV4_FRAGMENT_BITS));
     asm.jump_imm(JNE, R5, 0, pass);
     asm.load(SIZE_H, R5, R2, 20 + 2);
-    asm.jump_imm(JNE, R5, wire16(port), pass);
+    asm.jump_imm(JEQ, R5, wire16(port), ipv4_take);
+    esp_only(&mut asm, nat_port, 20, pass);
+    asm.bind(ipv4_take);
     // Key: ::ffff:<destination>.
     asm.store_imm(SIZE_DW, R10, KEY_AT, 0);
     asm.store_imm(SIZE_W, R10, KEY_AT + 8, wire32(0x0000_ffff));
@@ -247,7 +258,9 @@ pub fn steering(port: u16, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec
     asm.load(SIZE_B, R5, R2, 6);
     asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
     asm.load(SIZE_H, R5, R2, 40 + 2);
-    asm.jump_imm(JNE, R5, wire16(port), pass);
+    asm.jump_imm(JEQ, R5, wire16(port), ipv6_take);
+    esp_only(&mut asm, nat_port, 40, pass);
+    asm.bind(ipv6_take);
     // Key: the destination address, copied to the stack.
     for word in 0..4 {
         asm.load(SIZE_W, R5, R2, 24 + 4 * word);
@@ -271,4 +284,18 @@ pub fn steering(port: u16, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec
     asm.mov_imm(R0, XDP_PASS as i32);
     asm.emit(JMP | EXIT, 0, 0, 0, 0);
     asm.finish()
+}
+
+/// With the destination port in R5 and the IP header (`ip_len` bytes) at R2: falls through
+/// for ESP on `nat_port`, jumps to `pass` for anything else (another port, IKE behind its
+/// zero marker, a datagram too short to tell).
+fn esp_only(asm: &mut Asm, nat_port: u16, ip_len: i32, pass: Label) {
+    if nat_port == 0 {
+        asm.jump_imm(JA, R0, 0, pass);
+        return;
+    }
+    asm.jump_imm(JNE, R5, wire16(nat_port), pass);
+    asm.need(ip_len + 8 + 4, pass);
+    asm.load(SIZE_W, R5, R2, (ip_len + 8) as i16);
+    asm.jump_imm(JEQ, R5, 0, pass);
 }

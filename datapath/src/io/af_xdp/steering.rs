@@ -105,6 +105,8 @@ impl SteeredInterface {
 pub struct Steering {
     interfaces: Mutex<Vec<Arc<SteeredInterface>>>,
     port: AtomicU16,
+    /// The NAT-T port whose ESP is steered too (0: none, until IKE starts).
+    nat_port: AtomicU16,
     /// The host's addresses: only datagrams to them are steered.
     local: AddressMap,
     /// What `local` holds.
@@ -143,6 +145,7 @@ impl Steering {
         let steering = Self {
             interfaces: Mutex::new(Vec::new()),
             port: AtomicU16::new(port),
+            nat_port: AtomicU16::new(0),
             local,
             local_set: Mutex::new(HashSet::new()),
             wanted: wanted.to_vec(),
@@ -180,7 +183,7 @@ impl Steering {
         let map = XskMap::new(queues).map_err(bpf_err)?;
         let program = XdpProgram::load(
             PROGRAM_NAME,
-            &steering(self.port(), map.fd(), self.local.fd(), XDP_PASS),
+            &steering(self.ports(), map.fd(), self.local.fd(), XDP_PASS),
         )
         .map_err(bpf_err)?;
         let link = attach_replacing_stale(netlink, interface, &program, self.force_generic)?;
@@ -292,10 +295,28 @@ impl Steering {
         self.port.load(Ordering::Relaxed)
     }
 
+    /// The listen port and the NAT-T port (0: none) steered.
+    fn ports(&self) -> (u16, u16) {
+        (self.port(), self.nat_port.load(Ordering::Relaxed))
+    }
+
     /// Steers `port` instead (the listen port changed): each link swaps to a new program in
     /// one step.
     pub fn set_port(&self, port: u16) -> Result<(), SteeringError> {
         self.port.store(port, Ordering::Relaxed);
+        self.reload()
+    }
+
+    /// Steers UDP-encapsulated ESP arriving on `port` too (IKE there still goes to the
+    /// kernel's socket): set when the IKE responder starts.
+    pub fn set_nat_port(&self, port: u16) -> Result<(), SteeringError> {
+        self.nat_port.store(port, Ordering::Relaxed);
+        self.reload()
+    }
+
+    /// Each link swaps to the program for the current ports in one step.
+    fn reload(&self) -> Result<(), SteeringError> {
+        let ports = self.ports();
         for i in lock(&self.interfaces).iter() {
             let bpf_err = |source| SteeringError::Bpf {
                 interface: i.name.clone(),
@@ -303,7 +324,7 @@ impl Steering {
             };
             let program = XdpProgram::load(
                 PROGRAM_NAME,
-                &steering(port, i.map.fd(), self.local.fd(), XDP_PASS),
+                &steering(ports, i.map.fd(), self.local.fd(), XDP_PASS),
             )
             .map_err(bpf_err)?;
             i.link.replace(&program).map_err(bpf_err)?;

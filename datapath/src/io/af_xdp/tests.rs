@@ -5,6 +5,7 @@ use super::frame::{write_headers, Path, MAX_HEADERS};
 use super::program::{steering, XDP_DROP, XDP_PASS};
 
 const PORT: u16 = 51820;
+const NAT_PORT: u16 = 4500;
 
 /// A frame carrying a UDP datagram from `from` to `to`.
 fn udp_frame(from: &str, to: &str) -> Vec<u8> {
@@ -36,7 +37,7 @@ fn load_marking() -> (XskMap, AddressMap, XdpProgram) {
     let local = local_addresses();
     let program = XdpProgram::load(
         "xgate_test",
-        &steering(PORT, map.fd(), local.fd(), XDP_DROP),
+        &steering((PORT, NAT_PORT), map.fd(), local.fd(), XDP_DROP),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     (map, local, program)
@@ -48,7 +49,7 @@ fn verifier_accepts_the_service_program() {
     let local = local_addresses();
     XdpProgram::load(
         "xgate_steer",
-        &steering(PORT, map.fd(), local.fd(), XDP_PASS),
+        &steering((PORT, NAT_PORT), map.fd(), local.fd(), XDP_PASS),
     )
     .unwrap_or_else(|e| panic!("{e}"));
 }
@@ -130,4 +131,38 @@ fn everything_else_goes_to_the_kernel() {
             "{what}"
         );
     }
+}
+
+#[test]
+fn esp_on_the_nat_t_port_is_steered_and_ike_there_is_left_to_the_kernel() {
+    let (_map, _local, program) = load_marking();
+    for (from, to) in [
+        ("10.0.0.2:4500", "10.0.0.1:4500"),
+        ("[fd00::2]:4500", "[fd00::1]:4500"),
+    ] {
+        // udp_frame's 32-byte payload is zeros: the non-ESP marker, IKE.
+        let ike = udp_frame(from, to);
+        assert_eq!(
+            program.test_run(&ike).expect("run"),
+            XDP_PASS,
+            "IKE to {to}"
+        );
+        let mut esp = ike.clone();
+        let payload = esp.len() - 32;
+        esp[payload..payload + 4].copy_from_slice(&0x0100_0001u32.to_be_bytes());
+        assert_eq!(
+            program.test_run(&esp).expect("run"),
+            XDP_DROP,
+            "ESP to {to}"
+        );
+        // Too short to tell: the kernel's socket has it (a NAT keepalive, say).
+        let short = esp[..payload + 2].to_vec();
+        assert_eq!(
+            program.test_run(&short).expect("run"),
+            XDP_PASS,
+            "short to {to}"
+        );
+    }
+    let other = udp_frame("10.0.0.2:4500", "10.0.0.1:4501");
+    assert_eq!(program.test_run(&other).expect("run"), XDP_PASS);
 }
