@@ -1,14 +1,16 @@
 //! This side's certificate chain and private key, and the RFC 7427 AUTH data it signs with:
-//! ECDSA (P-256 with SHA-256, P-384 with SHA-384) or RSA (PKCS#1 v1.5 with SHA-256), by ring.
+//! ECDSA (P-256 with SHA-256, P-384 with SHA-384) or RSA (PKCS#1 v1.5 with SHA-256), by ring;
+//! and for a peer without RFC 7427, ECDSA's classic method (RFC 4754).
 
 use ring::rand::SecureRandom;
 use ring::signature::{self as sig, EcdsaKeyPair, KeyPair, RsaKeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{alg_id, AlgorithmIdentifier, CertificateDer, PrivateKeyDer};
 
+use super::classic::ECDSA_384;
 use super::names::names_identity;
 use super::signature::{signature_auth, verify_signature_auth};
-use crate::identity::Identity;
+use crate::identity::{AuthMethod, Identity};
 
 /// Why a certificate, key or CA could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +33,8 @@ pub enum CredentialError {
 }
 
 enum SigningKey {
-    Ecdsa(EcdsaKeyPair, AlgorithmIdentifier),
+    /// The key twice: for RFC 7427 (ASN.1 signatures) and for the classic method (r | s).
+    Ecdsa(EcdsaKeyPair, AlgorithmIdentifier, EcdsaKeyPair, AuthMethod),
     Rsa(RsaKeyPair),
 }
 
@@ -55,12 +58,25 @@ fn signing_key(key: &PrivateKeyDer<'_>, rng: &dyn SecureRandom) -> Result<Signin
         PrivateKeyDer::Pkcs8(der) => {
             let der = der.secret_pkcs8_der();
             let ecdsa = [
-                (&sig::ECDSA_P256_SHA256_ASN1_SIGNING, alg_id::ECDSA_SHA256),
-                (&sig::ECDSA_P384_SHA384_ASN1_SIGNING, alg_id::ECDSA_SHA384),
+                (
+                    &sig::ECDSA_P256_SHA256_ASN1_SIGNING,
+                    alg_id::ECDSA_SHA256,
+                    &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    AuthMethod::ECDSA_256,
+                ),
+                (
+                    &sig::ECDSA_P384_SHA384_ASN1_SIGNING,
+                    alg_id::ECDSA_SHA384,
+                    &sig::ECDSA_P384_SHA384_FIXED_SIGNING,
+                    ECDSA_384,
+                ),
             ];
-            for (alg, id) in ecdsa {
-                if let Ok(k) = EcdsaKeyPair::from_pkcs8(alg, der, rng) {
-                    return Ok(SigningKey::Ecdsa(k, id));
+            for (alg, id, fixed, method) in ecdsa {
+                if let (Ok(k), Ok(f)) = (
+                    EcdsaKeyPair::from_pkcs8(alg, der, rng),
+                    EcdsaKeyPair::from_pkcs8(fixed, der, rng),
+                ) {
+                    return Ok(SigningKey::Ecdsa(k, id, f, method));
                 }
             }
             RsaKeyPair::from_pkcs8(der)
@@ -119,9 +135,31 @@ impl Credential {
     /// The key's kind, as people read it.
     pub fn key_kind(&self) -> &'static str {
         match &self.key {
-            SigningKey::Ecdsa(k, _) if k.public_key().as_ref().len() == 65 => "ECDSA P-256",
+            SigningKey::Ecdsa(k, ..) if k.public_key().as_ref().len() == 65 => "ECDSA P-256",
             SigningKey::Ecdsa(..) => "ECDSA P-384",
             SigningKey::Rsa(_) => "RSA",
+        }
+    }
+
+    /// The classic AUTH method and data (for a peer without RFC 7427): an ECDSA key's r | s
+    /// (RFC 4754); an RSA key would need SHA-1 signatures, which are not made here.
+    pub fn sign_classic(
+        &self,
+        signed: &[u8],
+        rng: &dyn SecureRandom,
+    ) -> Result<(AuthMethod, Vec<u8>), CredentialError> {
+        match &self.key {
+            SigningKey::Ecdsa(_, _, fixed, method) => {
+                let s = fixed
+                    .sign(rng, signed)
+                    .map_err(|_| CredentialError::Key("the key failed to sign".into()))?;
+                Ok((*method, s.as_ref().to_vec()))
+            }
+            SigningKey::Rsa(_) => Err(CredentialError::Key(
+                "an RSA key signs only RFC 7427 AUTH (the classic method is SHA-1): the peer \
+                 must announce SIGNATURE_HASH_ALGORITHMS, or the server use an ECDSA key"
+                    .into(),
+            )),
         }
     }
 
@@ -133,7 +171,7 @@ impl Credential {
     ) -> Result<Vec<u8>, CredentialError> {
         let failed = |_| CredentialError::Key("the key failed to sign".into());
         match &self.key {
-            SigningKey::Ecdsa(k, id) => {
+            SigningKey::Ecdsa(k, id, ..) => {
                 let s = k.sign(rng, signed).map_err(failed)?;
                 Ok(signature_auth(id, s.as_ref()))
             }

@@ -1,9 +1,11 @@
 //! Certificate authentication (RFC 7296 §3.6, §3.7, RFC 7427): the CERT and CERTREQ payloads,
 //! the trust store a peer's chain is checked against (`trust`), whether a certificate names an
-//! identity (`names`), RFC 7427 signatures in the AUTH payload (`signature`), and this side's
-//! own certificate and key (`credential`). Chains, validity, revocation and signatures are
+//! identity (`names`), RFC 7427 signatures in the AUTH payload (`signature`) and the
+//! methods from before it (`classic`), and this side's own certificate and key
+//! (`credential`). Chains, validity, revocation and signatures are
 //! checked by webpki; names are read by x509-parser. The time is the caller's: no clock here.
 
+mod classic;
 mod credential;
 mod names;
 mod signature;
@@ -12,6 +14,7 @@ mod trust;
 #[cfg(test)]
 mod tests;
 
+pub use classic::{is_classic, verify_classic_auth};
 pub use credential::{Credential, CredentialError};
 pub use names::names_identity;
 pub use signature::{read_signature_auth, verify_signature_auth};

@@ -65,7 +65,21 @@ fn attempt(
     server_auth: &CertAuth,
     users: &Registry,
 ) -> AuthAnswer {
-    let (client_sa, server_sa) = half_open();
+    attempt_with(own, trust, server_auth, users, true)
+}
+
+/// As `attempt`; `rfc7427` false: neither side announced SIGNATURE_HASH_ALGORITHMS, so both
+/// sign by their key's own method.
+fn attempt_with(
+    own: Credential,
+    trust: TrustStore,
+    server_auth: &CertAuth,
+    users: &Registry,
+    rfc7427: bool,
+) -> AuthAnswer {
+    let (mut client_sa, mut server_sa) = half_open();
+    client_sa.signature_hashes = rfc7427;
+    server_sa.signature_hashes = rfc7427;
     let certs = Arc::new(ClientCerts {
         own,
         trust,
@@ -156,4 +170,35 @@ fn a_stranger_certificate_or_a_signing_psk_user_is_refused_and_told_so() {
         matches!(why, AuthRefusal::AuthenticationFailed { .. }),
         "{why}"
     );
+}
+
+#[test]
+fn without_rfc_7427_ecdsa_signs_by_its_own_method_and_an_rsa_server_says_why_it_cannot() {
+    let p256 = &rcgen::PKCS_ECDSA_P256_SHA256;
+    let (server_ca, client_ca) = (ca(p256), ca(p256));
+    let rng = SystemRandom::new();
+    let own = |ca: &Ca, alg, name: &str, serial| {
+        let (cert, key) = leaf(ca, alg, name, serial, None);
+        Credential::from_pem(cert.as_bytes(), key.as_bytes(), &rng).expect("credential")
+    };
+    let trust = |ca: &Ca| TrustStore::from_pem(ca.pem.as_bytes(), None).expect("trust");
+    let server_key = own(&server_ca, p256, "vpn.example.com", 2);
+    let ecdsa_server = CertAuth::new(server_key, Some(trust(&client_ca)));
+    let carol = || own(&client_ca, p256, "carol@example.com", 3);
+    let users = users_with_carol();
+    match attempt_with(carol(), trust(&server_ca), &ecdsa_server, &users, false) {
+        AuthAnswer::Accepted { established, .. } => {
+            assert_eq!(established.peer.display(), "carol@example.com");
+        }
+        AuthAnswer::Refused { why, .. } => panic!("{why}"),
+    }
+    let rsa = &rcgen::PKCS_RSA_SHA256;
+    let rsa_key = own(&server_ca, rsa, "vpn.example.com", 4);
+    let rsa_server = CertAuth::new(rsa_key, Some(trust(&client_ca)));
+    let AuthAnswer::Refused { why, .. } =
+        attempt_with(carol(), trust(&server_ca), &rsa_server, &users, false)
+    else {
+        panic!("an RSA server answered a client without RFC 7427");
+    };
+    assert!(why.to_string().contains("SHA-1"), "{why}");
 }

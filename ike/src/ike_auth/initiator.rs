@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
 use crate::certs::{
-    cert_body, certreq_body, read_cert_body, verify_signature_auth, Credential, PeerRole,
-    TrustStore,
+    cert_body, certreq_body, read_cert_body, verify_classic_auth, verify_signature_auth,
+    Credential, PeerRole, TrustStore,
 };
 use crate::config_payload::ConfigPayload;
 use crate::header::ExchangeType;
@@ -115,14 +115,18 @@ impl AuthInitiator {
                 auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
             ),
             Proof::Certificate(c) => {
-                let data = c
-                    .own
-                    .sign_auth(&signed, rng)
-                    .map_err(|_| InitiatorError::Unacceptable("a key that cannot sign"))?;
+                // RFC 7427 when the responder announced it, else the key's own method.
+                let (method, data) = if sa.signature_hashes {
+                    c.own
+                        .sign_auth(&signed, rng)
+                        .map(|d| (AuthMethod::DIGITAL_SIGNATURE, d))
+                } else {
+                    c.own.sign_classic(&signed, rng)
+                }
+                .map_err(|_| InitiatorError::Unacceptable("a key that cannot sign"))?;
                 let chain = c.own.chain().iter().map(|d| cert_body(d)).collect();
                 let certreq = certreq_body(c.trust.digests());
-                let auth = auth_body(AuthMethod::DIGITAL_SIGNATURE, &data);
-                (chain, Some(certreq), auth)
+                (chain, Some(certreq), auth_body(method, &data))
             }
         };
         let (idi, cp, sa_body) = (
@@ -172,12 +176,18 @@ impl AuthInitiator {
                     .filter(|p| p.kind == PayloadType::CERT)
                     .filter_map(|p| read_cert_body(p.body))
                     .collect();
-                method == AuthMethod::DIGITAL_SIGNATURE
-                    && *idr == c.server
+                let signature_holds = |ee: &[u8]| {
+                    if method == AuthMethod::DIGITAL_SIGNATURE {
+                        verify_signature_auth(ee, signed, value).is_ok()
+                    } else {
+                        verify_classic_auth(ee, method, signed, value).is_ok()
+                    }
+                };
+                *idr == c.server
                     && c.trust
                         .verify(&chain, (idr, PeerRole::Server), c.unix_secs)
                         .is_ok()
-                    && verify_signature_auth(chain[0], signed, value).is_ok()
+                    && signature_holds(chain[0])
             }
         }
     }

@@ -8,7 +8,10 @@ use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
-use crate::certs::{cert_body, read_cert_body, verify_signature_auth, CertRefusal, PeerRole};
+use crate::certs::{
+    cert_body, is_classic, read_cert_body, verify_classic_auth, verify_signature_auth, CertRefusal,
+    PeerRole,
+};
 use crate::config_payload::{Assignment, ConfigPayload};
 use crate::header::ExchangeType;
 use crate::identity::{
@@ -252,7 +255,9 @@ fn check_peer(
                 Err(failed("wrong pre-shared key"))
             }
         }
-        (UserAuth::Certificate, Ok((AuthMethod::DIGITAL_SIGNATURE, value))) => {
+        (UserAuth::Certificate, Ok((method, value)))
+            if method == AuthMethod::DIGITAL_SIGNATURE || is_classic(method) =>
+        {
             let trust = ctx.certs.and_then(|c| c.trust.as_ref());
             let trust = trust.ok_or(refused(CertRefusal::NotConfigured))?;
             let chain: Vec<&[u8]> = payloads
@@ -265,11 +270,15 @@ fn check_peer(
                 .verify(&chain, (idi, role), ctx.unix_secs)
                 .map_err(refused)?;
             let ee = chain.first().ok_or(refused(CertRefusal::Missing))?;
-            verify_signature_auth(ee, &signed, value).map_err(refused)
+            if method == AuthMethod::DIGITAL_SIGNATURE {
+                verify_signature_auth(ee, &signed, value).map_err(refused)
+            } else {
+                verify_classic_auth(ee, method, &signed, value).map_err(refused)
+            }
         }
         (UserAuth::Psk(_), _) => Err(failed("not a pre-shared-key AUTH for a PSK user")),
         (UserAuth::Certificate, _) => Err(failed(
-            "not an RFC 7427 signature AUTH for a certificate user",
+            "not a signature AUTH (RFC 7427, or RSA or ECDSA's own) for a certificate user",
         )),
     }
 }
@@ -292,12 +301,24 @@ fn own_auth(
             auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
         )),
         (UserAuth::Certificate, Some(certs)) => {
-            let data = certs
-                .own
-                .sign_auth(&signed, rng)
-                .map_err(|_| AuthRefusal::Missing("a signature by the server's key"))?;
+            // RFC 7427 only for a peer that announced it (§4); else the key's own method.
+            let (method, data) = if sa.signature_hashes {
+                certs
+                    .own
+                    .sign_auth(&signed, rng)
+                    .map(|d| (AuthMethod::DIGITAL_SIGNATURE, d))
+            } else {
+                certs.own.sign_classic(&signed, rng)
+            }
+            .map_err(|e| {
+                let why = CertRefusal::Other(format!("the server cannot sign for this peer: {e}"));
+                AuthRefusal::CertificateRefused {
+                    identity: ctx.local.display(),
+                    why,
+                }
+            })?;
             let chain = certs.own.chain().iter().map(|c| cert_body(c)).collect();
-            Ok((chain, auth_body(AuthMethod::DIGITAL_SIGNATURE, &data)))
+            Ok((chain, auth_body(method, &data)))
         }
         (UserAuth::Certificate, None) => Err(AuthRefusal::CertificateRefused {
             identity: ctx.local.display(),
