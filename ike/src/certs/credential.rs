@@ -32,10 +32,19 @@ pub enum CredentialError {
     Identity(String),
 }
 
+/// An ECDSA key twice: for RFC 7427 (ASN.1 signatures, named by `id`) and for its classic
+/// `method` (r | s).
+struct EcdsaKeys {
+    rfc7427: EcdsaKeyPair,
+    id: AlgorithmIdentifier,
+    classic: EcdsaKeyPair,
+    method: AuthMethod,
+}
+
+/// Boxed alike: the two differ in size by hundreds of bytes.
 enum SigningKey {
-    /// The key twice: for RFC 7427 (ASN.1 signatures) and for the classic method (r | s).
-    Ecdsa(EcdsaKeyPair, AlgorithmIdentifier, EcdsaKeyPair, AuthMethod),
-    Rsa(RsaKeyPair),
+    Ecdsa(Box<EcdsaKeys>),
+    Rsa(Box<RsaKeyPair>),
 }
 
 /// A certificate chain (own certificate first) and its private key.
@@ -76,15 +85,20 @@ fn signing_key(key: &PrivateKeyDer<'_>, rng: &dyn SecureRandom) -> Result<Signin
                     EcdsaKeyPair::from_pkcs8(alg, der, rng),
                     EcdsaKeyPair::from_pkcs8(fixed, der, rng),
                 ) {
-                    return Ok(SigningKey::Ecdsa(k, id, f, method));
+                    return Ok(SigningKey::Ecdsa(Box::new(EcdsaKeys {
+                        rfc7427: k,
+                        id,
+                        classic: f,
+                        method,
+                    })));
                 }
             }
             RsaKeyPair::from_pkcs8(der)
-                .map(SigningKey::Rsa)
+                .map(|k| SigningKey::Rsa(Box::new(k)))
                 .map_err(|e| format!("a PKCS#8 key that is neither ECDSA P-256/P-384 nor RSA: {e}"))
         }
         PrivateKeyDer::Pkcs1(der) => RsaKeyPair::from_der(der.secret_pkcs1_der())
-            .map(SigningKey::Rsa)
+            .map(|k| SigningKey::Rsa(Box::new(k)))
             .map_err(|e| format!("an RSA key ring does not take: {e}")),
         _ => Err("an EC key in SEC1 form: convert it with `openssl pkcs8 -topk8 -nocrypt`".into()),
     }
@@ -135,7 +149,7 @@ impl Credential {
     /// The key's kind, as people read it.
     pub fn key_kind(&self) -> &'static str {
         match &self.key {
-            SigningKey::Ecdsa(k, ..) if k.public_key().as_ref().len() == 65 => "ECDSA P-256",
+            SigningKey::Ecdsa(k) if k.rfc7427.public_key().as_ref().len() == 65 => "ECDSA P-256",
             SigningKey::Ecdsa(..) => "ECDSA P-384",
             SigningKey::Rsa(_) => "RSA",
         }
@@ -149,11 +163,12 @@ impl Credential {
         rng: &dyn SecureRandom,
     ) -> Result<(AuthMethod, Vec<u8>), CredentialError> {
         match &self.key {
-            SigningKey::Ecdsa(_, _, fixed, method) => {
-                let s = fixed
+            SigningKey::Ecdsa(k) => {
+                let s = k
+                    .classic
                     .sign(rng, signed)
                     .map_err(|_| CredentialError::Key("the key failed to sign".into()))?;
-                Ok((*method, s.as_ref().to_vec()))
+                Ok((k.method, s.as_ref().to_vec()))
             }
             SigningKey::Rsa(_) => Err(CredentialError::Key(
                 "an RSA key signs only RFC 7427 AUTH (the classic method is SHA-1): the peer \
@@ -171,9 +186,9 @@ impl Credential {
     ) -> Result<Vec<u8>, CredentialError> {
         let failed = |_| CredentialError::Key("the key failed to sign".into());
         match &self.key {
-            SigningKey::Ecdsa(k, id, ..) => {
-                let s = k.sign(rng, signed).map_err(failed)?;
-                Ok(signature_auth(id, s.as_ref()))
+            SigningKey::Ecdsa(k) => {
+                let s = k.rfc7427.sign(rng, signed).map_err(failed)?;
+                Ok(signature_auth(&k.id, s.as_ref()))
             }
             SigningKey::Rsa(k) => {
                 let mut s = vec![0; k.public().modulus_len()];
