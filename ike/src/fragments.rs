@@ -7,10 +7,10 @@
 
 use ring::rand::SecureRandom;
 
-use crate::header::{Flags, Header, HEADER_LEN, IKEV2_VERSION};
+use crate::header::{Header, HEADER_LEN};
 use crate::message::Message;
 use crate::payloads::PayloadType;
-use crate::protected::{self, Opened, Protected, ProtectedError};
+use crate::protected::{self, header_of, key_of, Opened, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
 
@@ -26,15 +26,6 @@ pub const MAX_REASSEMBLY: usize = 16 * 1024;
 /// Bytes of a fragment that are not the piece: header, payload header, numbers, IV, pad
 /// length, ICV.
 const OVERHEAD: usize = HEADER_LEN + 4 + 4 + IV_LEN + 1 + ICV_LEN;
-
-/// The key the side that sent a message seals with.
-fn key_of(sa: &HalfOpen, by_initiator: bool) -> &[u8] {
-    if by_initiator {
-        &sa.keys.sk_ei
-    } else {
-        &sa.keys.sk_er
-    }
-}
 
 /// Cuts the sealed message `whole` (this side's, of `sa`) into fragments of at most `max`
 /// bytes each; a message that fits is returned as it is.
@@ -56,16 +47,7 @@ pub fn split(
     let total = u16::try_from(pieces.len()).map_err(|_| ProtectedError::TooLong)?;
     let cipher = SkCipher::new(sa.suite.encr, key_of(sa, opened.what.by_initiator))
         .map_err(|_| ProtectedError::Cipher)?;
-    let header = Header {
-        spi_i: sa.spi_i,
-        spi_r: sa.spi_r,
-        next_payload: 0,
-        version: IKEV2_VERSION,
-        exchange: opened.what.exchange,
-        flags: Flags::new(opened.what.by_initiator, opened.what.response),
-        message_id: opened.what.message_id,
-        length: 0,
-    };
+    let header = header_of(sa, opened.what);
     let mut out = Vec::with_capacity(pieces.len());
     for (i, piece) in pieces.iter().enumerate() {
         let number = i as u16 + 1; // at most `total`, a u16

@@ -69,11 +69,26 @@ impl Opened {
 }
 
 /// The key the side that sent a message seals with.
-fn key_of(sa: &HalfOpen, by_initiator: bool) -> &[u8] {
+pub(crate) fn key_of(sa: &HalfOpen, by_initiator: bool) -> &[u8] {
     if by_initiator {
         &sa.keys.sk_ei
     } else {
         &sa.keys.sk_er
+    }
+}
+
+/// The header of a message of `sa` that `what` describes (its first payload and length are
+/// the sealer's to set).
+pub(crate) fn header_of(sa: &HalfOpen, what: Protected) -> Header {
+    Header {
+        spi_i: sa.spi_i,
+        spi_r: sa.spi_r,
+        next_payload: 0,
+        version: IKEV2_VERSION,
+        exchange: what.exchange,
+        flags: Flags::new(what.by_initiator, what.response),
+        message_id: what.message_id,
+        length: 0,
     }
 }
 
@@ -88,16 +103,7 @@ pub fn seal(
 ) -> Result<Vec<u8>, ProtectedError> {
     let mut chain = Vec::new();
     let first = write_chain(&mut chain, payloads).map_err(|_| ProtectedError::TooLong)?;
-    let header = Header {
-        spi_i: sa.spi_i,
-        spi_r: sa.spi_r,
-        next_payload: 0,
-        version: IKEV2_VERSION,
-        exchange: what.exchange,
-        flags: Flags::new(what.by_initiator, what.response),
-        message_id: what.message_id,
-        length: 0,
-    };
+    let header = header_of(sa, what);
     let cipher = SkCipher::new(sa.suite.encr, key_of(sa, what.by_initiator))
         .map_err(|_| ProtectedError::Cipher)?;
     let mut iv = [0u8; 8];

@@ -31,6 +31,18 @@ const MAX_INIT_LEN: usize = 8192;
 /// Half-open SAs beyond which IKE_SA_INIT is dropped, as a multiple of the cookie threshold.
 const HALF_OPEN_CAP: usize = 4;
 
+/// The answer `reply`, if any, to a datagram from `from` that reached our `to`.
+fn reply_to(reply: Option<Vec<u8>>, from: SocketAddr, to: SocketAddr) -> Vec<Outgoing> {
+    reply
+        .map(|bytes| Outgoing {
+            bytes,
+            from: to,
+            to: from,
+        })
+        .into_iter()
+        .collect()
+}
+
 /// The wall-clock time, Unix seconds: certificates are judged at it.
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
@@ -245,14 +257,7 @@ impl IkeEngine {
         if reply.is_some() {
             self.counters.cookies_sent += 1;
         }
-        reply
-            .map(|bytes| Outgoing {
-                bytes,
-                from: to,
-                to: from,
-            })
-            .into_iter()
-            .collect()
+        reply_to(reply, from, to)
     }
 
     /// Checks client certificates against `trust` from now on (CRLs read again).
@@ -281,12 +286,7 @@ impl IkeEngine {
             Err(ike::ParseError::UnsupportedVersion(_)) => {
                 // A newer IKE: told which version we speak (RFC 7296 §2.5), nothing kept.
                 self.counters.drop("unsupported major version");
-                let reply = ike::refuse_version(bytes).map(|bytes| Outgoing {
-                    bytes,
-                    from: to,
-                    to: from,
-                });
-                return reply.into_iter().collect();
+                return reply_to(ike::refuse_version(bytes), from, to);
             }
             Err(_) => {
                 self.counters.drop("unreadable header");
@@ -413,14 +413,7 @@ impl IkeEngine {
             }
             InitAnswer::Refused { reply, why } => {
                 self.count_refusal(&why, from);
-                reply
-                    .map(|bytes| Outgoing {
-                        bytes,
-                        from: to,
-                        to: from,
-                    })
-                    .into_iter()
-                    .collect()
+                reply_to(reply, from, to)
             }
         }
     }
