@@ -228,10 +228,15 @@ fn a_rekey_loses_no_packet_and_switches_sending_once_the_user_does() {
         "the new SA, once the user used it"
     );
 
-    // A late packet on the old SA still opens until the old SA is deleted.
+    // A late packet on the old SA still opens, and after its Delete too for a while (ESP
+    // sent before the Delete may arrive after it); then it is unknown.
     from_user(&mut rig, 1, seal(&mut old_out, &ping));
     assert_eq!(rig.written(1).len(), 1);
     remove_sa(&mut rig, 0x0100_1234);
+    from_user(&mut rig, 1, seal(&mut old_out, &ping));
+    assert_eq!(rig.written(1).len(), 1, "in flight before the Delete");
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    rig.step_all_at(later);
     from_user(&mut rig, 1, seal(&mut old_out, &ping));
     assert_eq!(rig.drops(DropReason::EspUnknownSpi), 1);
     from_user(&mut rig, 1, seal(&mut new_out, &ping));

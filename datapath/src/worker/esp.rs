@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ike::esp::{EspDrop, EspSealError, Inbound, Outbound, ESP_HEADER_LEN, NEXT_IPV4, NEXT_IPV6};
 
@@ -27,10 +27,17 @@ struct Sending {
     pair: u32,
 }
 
+/// How long an inbound SA the peer deleted still opens packets: ESP sent before the peer's
+/// Delete may arrive after it (the Delete takes the IKE thread and the control plane, the
+/// ESP the worker's own queue).
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// One IKEv2 user's tunnel, as the worker that owns it keeps it.
 pub struct EspTunnel {
     /// The SAs received on, oldest first.
     inbound: Vec<Inbound>,
+    /// Inbound SPIs the peer deleted, each open until its time for packets already sent.
+    draining: Vec<(u32, Instant)>,
     /// The SA sent on.
     sending: Sending,
     /// A rekey's outbound SA, used once the peer sends on its pair or the old SA goes (the
@@ -48,6 +55,16 @@ impl EspTunnel {
     /// Where the peer is.
     pub fn endpoint(&self) -> SocketAddr {
         self.endpoint
+    }
+
+    /// Forgets the draining SAs whose time is up; returns their SPIs.
+    fn drained(&mut self, now: Instant) -> Vec<u32> {
+        let (gone, kept): (Vec<_>, Vec<_>) = self.draining.iter().partition(|(_, t)| *t <= now);
+        self.draining = kept;
+        let gone: Vec<u32> = gone.into_iter().map(|(spi, _)| spi).collect();
+        self.inbound
+            .retain(|sa| !gone.contains(&u32::from_be_bytes(sa.spi())));
+        gone
     }
 
     /// Takes the rekey's outbound SA into use.
@@ -77,16 +94,17 @@ impl EspTunnels {
         match self.tunnels.get_mut(&tunnel) {
             Some(t) => {
                 if t.inbound.len() == MAX_INBOUND {
-                    let oldest = t.inbound.remove(0);
-                    self.spis.remove(&u32::from_be_bytes(oldest.spi()));
+                    let oldest = u32::from_be_bytes(t.inbound.remove(0).spi());
+                    self.spis.remove(&oldest);
+                    t.draining.retain(|(spi, _)| *spi != oldest);
                 }
                 // A CHILD_SA made again after the last was deleted: its pair is gone, so the
                 // new SA sends at once.
                 let pair = t.sending.pair;
-                let current = t
-                    .inbound
-                    .iter()
-                    .any(|sa| u32::from_be_bytes(sa.spi()) == pair);
+                let current = !t.draining.iter().any(|(spi, _)| *spi == pair)
+                    && t.inbound
+                        .iter()
+                        .any(|sa| u32::from_be_bytes(sa.spi()) == pair);
                 t.inbound.push(sa.inbound);
                 if current {
                     t.next = Some(sending);
@@ -101,6 +119,7 @@ impl EspTunnels {
                     tunnel,
                     EspTunnel {
                         inbound: vec![sa.inbound],
+                        draining: Vec::new(),
                         sending,
                         next: None,
                         endpoint,
@@ -112,22 +131,34 @@ impl EspTunnels {
         }
     }
 
-    /// Forgets the SA received on `spi`; if it was the pair of the SA sent on, the rekey's
-    /// takes over.
-    pub fn remove_sa(&mut self, tunnel: PeerId, spi: u32) {
+    /// The peer deleted the SA received on `spi` at `now`: it drains (still opening what was
+    /// sent before the Delete) for `DRAIN`; if it was the pair of the SA sent on, the rekey's
+    /// takes over at once.
+    pub fn remove_sa(&mut self, tunnel: PeerId, spi: u32, now: Instant) {
         let Some(t) = self.tunnels.get_mut(&tunnel) else {
             return;
         };
-        let before = t.inbound.len();
-        t.inbound.retain(|sa| u32::from_be_bytes(sa.spi()) != spi);
-        if t.inbound.len() < before {
-            self.spis.remove(&spi);
+        let held = t
+            .inbound
+            .iter()
+            .any(|sa| u32::from_be_bytes(sa.spi()) == spi);
+        if held && !t.draining.iter().any(|(s, _)| *s == spi) {
+            t.draining.push((spi, now + DRAIN));
         }
         if t.next.as_ref().is_some_and(|n| n.pair == spi) {
             // The rekey's SA went before it was used.
             t.next = None;
         } else if t.sending.pair == spi {
             t.promote();
+        }
+    }
+
+    /// Forgets every inbound SA whose draining is over at `now`.
+    pub fn sweep(&mut self, now: Instant) {
+        for t in self.tunnels.values_mut() {
+            for spi in t.drained(now) {
+                self.spis.remove(&spi);
+            }
         }
     }
 

@@ -284,7 +284,7 @@ impl<B: Backend> Worker<B> {
                 sa,
                 endpoint,
             } => self.esp.install(tunnel, *sa, endpoint),
-            ToWorker::RemoveEspSa { tunnel, spi } => self.esp.remove_sa(tunnel, spi),
+            ToWorker::RemoveEspSa { tunnel, spi } => self.esp.remove_sa(tunnel, spi, now),
             ToWorker::MoveEsp { tunnel, endpoint } => self.esp.move_to(tunnel, endpoint),
             ToWorker::RemoveEsp { tunnel } => self.esp.remove(tunnel),
             ToWorker::ClearSessions { peer } => {
@@ -383,6 +383,7 @@ impl<B: Backend> Worker<B> {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.esp.sweep(now);
         match self.next_compaction {
             Some(at) if now >= at => {
                 self.next_compaction = Some(now + COMPACTION_CHECK);

@@ -108,6 +108,14 @@ impl Rig {
         rig
     }
 
+    /// Every worker steps as of `now` (its tick runs: timers, draining SAs).
+    pub fn step_all_at(&mut self, now: Instant) {
+        for w in &mut self.workers {
+            let mut tick = now;
+            w.step_at(now, &mut tick).expect("step");
+        }
+    }
+
     pub fn step_all(&mut self) {
         for _ in 0..2 {
             for w in &mut self.workers {
