@@ -10,7 +10,7 @@ use ring::rand::SecureRandom;
 use crate::header::{Header, HEADER_LEN};
 use crate::message::Message;
 use crate::payloads::PayloadType;
-use crate::protected::{self, header_of, key_of, Opened, Protected, ProtectedError};
+use crate::protected::{self, header_of, key_of, read_ours, Opened, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
 
@@ -95,14 +95,8 @@ struct Piece {
 
 /// Opens one fragment of `sa` sent by the side `by_initiator` names.
 fn open_piece(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Piece, ProtectedError> {
-    let m = Message::parse(bytes).map_err(|_| ProtectedError::NotOurs("unreadable"))?;
+    let m = read_ours(sa, bytes, by_initiator)?;
     let h = m.header;
-    if h.spi_i != sa.spi_i || h.spi_r != sa.spi_r {
-        return Err(ProtectedError::NotOurs("SPIs"));
-    }
-    if h.flags.is_initiator() != by_initiator {
-        return Err(ProtectedError::NotOurs("sent by the wrong side"));
-    }
     let skf = m
         .find(PayloadType::SKF)
         .ok_or(ProtectedError::NotOurs("no Encrypted Fragment payload"))?;

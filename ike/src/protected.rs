@@ -114,8 +114,13 @@ pub fn seal(
         .map_err(|_| ProtectedError::TooLong)
 }
 
-/// Opens a message of `sa` that the side `by_initiator` names must have sent.
-pub fn open(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Opened, ProtectedError> {
+/// `bytes` read as a message of `sa` sent by the side `by_initiator` names (its SPIs and
+/// sender checked, nothing opened yet).
+pub(crate) fn read_ours<'a>(
+    sa: &HalfOpen,
+    bytes: &'a [u8],
+    by_initiator: bool,
+) -> Result<Message<'a>, ProtectedError> {
     let m = Message::parse(bytes).map_err(|_| ProtectedError::NotOurs("unreadable"))?;
     let h = m.header;
     if h.spi_i != sa.spi_i || h.spi_r != sa.spi_r {
@@ -124,6 +129,13 @@ pub fn open(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Opened, P
     if h.flags.is_initiator() != by_initiator {
         return Err(ProtectedError::NotOurs("sent by the wrong side"));
     }
+    Ok(m)
+}
+
+/// Opens a message of `sa` that the side `by_initiator` names must have sent.
+pub fn open(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Opened, ProtectedError> {
+    let m = read_ours(sa, bytes, by_initiator)?;
+    let h = m.header;
     let sk = m
         .find(PayloadType::SK)
         .ok_or(ProtectedError::NotOurs("no Encrypted payload"))?;
