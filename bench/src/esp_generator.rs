@@ -10,14 +10,15 @@ use ike::esp::{Outbound, ESP_HEADROOM, ESP_TAILROOM, NEXT_IPV4};
 use ring::rand::SystemRandom;
 
 use crate::generator::{deliver, DecryptFigure, Loaded};
-use crate::ike_setups::{set_up, User, CLIENT};
+use crate::ike_setups::CLIENT;
+use testbed::ike_client::{set_up, IkeUser};
 
 /// The NAT-T port of the server.
 const NAT_T: &str = "10.210.0.1:4500";
 
 /// Sets up `user`'s SA and seals `count` ESP packets carrying `size`-byte inner packets from
 /// its address. Runs inside the client namespace.
-fn load(user: &User, size: usize, count: usize) -> Result<Loaded> {
+fn load(user: &IkeUser, size: usize, count: usize) -> Result<Loaded> {
     let rng = SystemRandom::new();
     let server: SocketAddr = "10.210.0.1:500".parse()?;
     let est = set_up(CLIENT, server, user, &rng)?;
@@ -47,7 +48,7 @@ fn load(user: &User, size: usize, count: usize) -> Result<Loaded> {
 /// `users` each send `count` packets of `size` bytes to xgate in `rig`.
 pub fn measure(
     rig: &crate::ipsec::Rig,
-    users: Vec<User>,
+    users: Vec<IkeUser>,
     size: usize,
     count: usize,
 ) -> Result<DecryptFigure> {

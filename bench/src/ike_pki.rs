@@ -10,7 +10,7 @@ use ike::{ClientCerts, Credential, Identity, TrustStore};
 use ring::rand::SystemRandom;
 use testbed::CertFiles;
 
-use crate::ike_setups::{Proof, User};
+use testbed::ike_client::{IkeUser, Proof};
 
 /// The domain of the certificate users' identities (c0@cert.example.com ...).
 pub const CERT_DOMAIN: &str = "cert.example.com";
@@ -20,7 +20,7 @@ pub struct BenchPki {
     /// Where `xgate pki` wrote everything.
     pub dir: PathBuf,
     /// One user per client certificate.
-    pub users: Vec<User>,
+    pub users: Vec<IkeUser>,
 }
 
 fn pki(xgate: &Path, dir: &Path, args: &[&str]) -> Result<()> {
@@ -67,7 +67,7 @@ impl BenchPki {
                 server: Identity::from_text("vpn.example.com"),
                 unix_secs,
             };
-            made.push(User {
+            made.push(IkeUser {
                 identity,
                 proof: Proof::Certificate(Arc::new(certs)),
             });

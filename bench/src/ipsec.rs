@@ -17,8 +17,9 @@ use testbed::machine::Machine;
 use testbed::{Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
 
 use crate::ike_pki::{BenchPki, CERT_DOMAIN};
-use crate::ike_setups::{Proof, SetupFigure, User};
+use crate::ike_setups::SetupFigure;
 use crate::rig::{SERVER_IFACE, SERVER_TUNNEL_IP};
+use testbed::ike_client::{IkeUser, Proof};
 
 /// Seconds each iperf3 test runs.
 const SECONDS: u32 = 5;
@@ -90,7 +91,7 @@ pub struct Rig {
     responder: Option<Strongswan>,
     client: Option<Strongswan>,
     /// The users the setup rate is measured with.
-    setup_users: Vec<User>,
+    setup_users: Vec<IkeUser>,
 }
 
 impl Rig {
@@ -103,8 +104,8 @@ impl Rig {
             }
             IpsecServer::Strongswan => {
                 let psk = "a key of the benchmark's own, long enough".to_string();
-                let users: Vec<User> = (0..SETUP_USERS)
-                    .map(|i| User {
+                let users: Vec<IkeUser> = (0..SETUP_USERS)
+                    .map(|i| IkeUser {
                         identity: format!("u{i}@example.com"),
                         proof: Proof::Psk(format!("the key of user {i}, long enough")),
                     })
@@ -174,7 +175,7 @@ fn start_xgate(
     xgate: &Path,
     dir: &Path,
     pki: &BenchPki,
-) -> Result<(String, Vec<User>)> {
+) -> Result<(String, Vec<IkeUser>)> {
     let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
     let mut config = XgateConfig::server(
         SERVER_IFACE,
@@ -223,7 +224,7 @@ fn start_xgate(
     let users = (0..SETUP_USERS)
         .map(|i| {
             let identity = format!("u{i}@example.com");
-            add(&format!("u{i}"), &identity, "").map(|psk| User {
+            add(&format!("u{i}"), &identity, "").map(|psk| IkeUser {
                 identity,
                 proof: Proof::Psk(psk),
             })
@@ -242,7 +243,7 @@ fn start_xgate(
 /// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback; the
 /// certificate users (identities under CERT_DOMAIN) by a connection of their own with the
 /// server's certificate, whose files are in `dir` already.
-fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[User]) -> Result<Strongswan> {
+fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[IkeUser]) -> Result<Strongswan> {
     let address = format!("{SERVER_TUNNEL_IP}/32");
     ns.ip(&["addr", "add", &address, "dev", "lo"])?;
     let mut setup = String::new();
@@ -337,7 +338,7 @@ fn measure_server(
     let users = std::mem::take(&mut rig.setup_users);
     let server = "10.210.0.1:500".parse().expect("address");
     // The decrypt users go last: their earlier SAs are replaced, not measured twice.
-    let decrypt_users: Vec<User> = users.iter().take(DECRYPT_USERS).cloned().collect();
+    let decrypt_users: Vec<IkeUser> = users.iter().take(DECRYPT_USERS).cloned().collect();
     let mut setups = Vec::new();
     for users in [users, pki.users.clone()] {
         let f = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {

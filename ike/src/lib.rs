@@ -11,6 +11,7 @@
 //! - `dh`: ephemeral Diffie-Hellman keys and the KE payload; `modp`: the 2048-bit MODP group.
 //! - `notify`: Notify payloads and the types used.
 //! - `nat`: NAT detection hashes.
+//! - `offer`: an initiator's policy written as SA proposals.
 //! - `cookie`: stateless cookies for a responder under load.
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
 //! - `sk`: the Encrypted payload with an AEAD cipher.
@@ -48,6 +49,7 @@ mod message;
 mod modp;
 mod nat;
 mod notify;
+mod offer;
 mod payloads;
 mod prf;
 mod proposals;

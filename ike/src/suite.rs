@@ -96,7 +96,8 @@ impl Integ {
         }
     }
 
-    fn id(self) -> u16 {
+    /// Its IANA transform ID.
+    pub(crate) fn id(self) -> u16 {
         match self {
             Self::HmacSha1_96 => 2,
             Self::HmacSha256_128 => 12,

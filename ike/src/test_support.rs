@@ -101,12 +101,7 @@ pub fn half_open() -> (HalfOpen, HalfOpen) {
         "10.0.0.2:500".parse().expect("a"),
         "10.0.0.1:500".parse().expect("a"),
     );
-    let offer = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::IKE,
-        spi: Vec::new(),
-        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-    }];
+    let offer = Policy::modern().ike_offer(&[]);
     let client = Endpoints {
         local: c,
         remote: s,

@@ -129,15 +129,7 @@ fn seed_request() -> (Vec<u8>, ike::Endpoints) {
     let rng = ring::rand::SystemRandom::new();
     let client: std::net::SocketAddr = "10.0.0.2:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
     let server: std::net::SocketAddr = "10.0.0.1:500".parse().unwrap_or(([0, 0, 0, 0], 0).into());
-    let t = |k: u8, id: u16, key_bits: Option<u16>| {
-        ike::Transform::new(ike::TransformType(k), id, key_bits)
-    };
-    let offer = vec![ike::Proposal {
-        number: 1,
-        protocol: ike::ProtocolId::IKE,
-        spi: Vec::new(),
-        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-    }];
+    let offer = ike::Policy::modern().ike_offer(&[]);
     let ends = ike::Endpoints {
         local: client,
         remote: server,

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod config;
 pub mod flood;
 pub mod fuzz;
+pub mod ike_client;
 pub mod machine;
 pub mod netns;
 pub mod packet;

@@ -12,8 +12,7 @@ use std::time::Instant;
 
 use ike::{
     Assignment, AuthInitiator, DhGroup, Endpoints, ExchangeType, Grant, IdType, Identity,
-    InitReply, InitiatorInit, Policy, Proposal, Protected, ProtocolId, Timing, TrafficSelector,
-    Transform, TransformType,
+    InitReply, InitiatorInit, Policy, Protected, Timing, TrafficSelector,
 };
 use plane::events::{EventSink, TunnelEvent};
 use plane::ike::{IkeEngine, IkeSettings, IkeUser};
@@ -80,18 +79,9 @@ fn engine() -> IkeEngine {
     e
 }
 
-fn t(kind: u8, id: u16, bits: Option<u16>) -> Transform {
-    Transform::new(TransformType(kind), id, bits)
-}
-
 /// A client's IKE_SA_INIT request.
 fn init_request() -> InitiatorInit {
-    let offer = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::IKE,
-        spi: Vec::new(),
-        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-    }];
+    let offer = Policy::modern().ike_offer(&[]);
     let ends = Endpoints {
         local: client(),
         remote: server(),
@@ -117,12 +107,7 @@ fn half_open() -> (IkeEngine, AuthInitiator) {
     let Ok(InitReply::Established(sa)) = init.on_response(reply) else {
         panic!("no half-open SA");
     };
-    let esp = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::ESP,
-        spi: vec![0xc1, 0, 0, 1],
-        transforms: vec![t(1, 20, Some(256)), t(5, 0, None)],
-    }];
+    let esp = Policy::modern().esp_offer([0xc1, 0, 0, 1], false);
     let auth = AuthInitiator::start(
         *sa,
         &alice(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::ike::{add_user, connect_and_check_user, direct, ike_rig_with, sas, scratch};
 use common::load::senders;
-use ike::{DhGroup, Endpoints, InitiatorInit, Policy, Proposal, ProtocolId, Transform};
+use ike::{DhGroup, Endpoints, InitiatorInit, Policy};
 use ring::rand::{SecureRandom, SystemRandom};
 use testbed::{Strongswan, StrongswanConfig};
 
@@ -24,15 +24,9 @@ const USERS: u8 = 3;
 /// A few real IKE_SA_INIT requests (AES-256-GCM, SHA2-256, X25519) to vary.
 fn requests(server: SocketAddr) -> Vec<Vec<u8>> {
     let rng = SystemRandom::new();
-    let t = |kind, id, bits| Transform::new(ike::TransformType(kind), id, bits);
     (0..16)
         .map(|i| {
-            let offer = vec![Proposal {
-                number: 1,
-                protocol: ProtocolId::IKE,
-                spi: Vec::new(),
-                transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-            }];
+            let offer = Policy::modern().ike_offer(&[]);
             let ends = Endpoints {
                 local: SocketAddr::from(([10, 203, 2, 1 + i], 500)),
                 remote: server,

@@ -7,10 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ike::{
-    DhGroup, Endpoints, InitReply, InitiatorInit, Policy, Proposal, ProtocolId, Timing, Transform,
-    TransformType,
-};
+use ike::{DhGroup, Endpoints, InitReply, InitiatorInit, Policy, Timing};
 use ring::rand::SystemRandom;
 
 use super::{IkeEngine, IkeSettings};
@@ -43,13 +40,7 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
 /// A client at 192.0.2.`n`'s IKE_SA_INIT.
 fn client(n: u8) -> (InitiatorInit, SocketAddr) {
     let from: SocketAddr = format!("192.0.2.{n}:500").parse().expect("addr");
-    let t = |k: u8, id: u16, bits| Transform::new(TransformType(k), id, bits);
-    let offer = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::IKE,
-        spi: Vec::new(),
-        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-    }];
+    let offer = Policy::modern().ike_offer(&[]);
     let ends = Endpoints {
         local: from,
         remote: SERVER.parse().expect("addr"),
@@ -231,25 +222,14 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
     let Ok(InitReply::Established(sa)) = init.on_response(&out[0].bytes) else {
         panic!("no SA");
     };
-    let t = |k: u8, id: u16, bits| Transform::new(TransformType(k), id, bits);
-    let esp = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::ESP,
-        spi: vec![0xc1, 0, 0, 1],
-        transforms: vec![t(1, 20, Some(256)), t(5, 0, None)],
-    }];
+    let esp = Policy::modern().esp_offer([0xc1, 0, 0, 1], false);
     let rng = SystemRandom::new();
     let auth = AuthInitiator::start(*sa, &alice, psk, esp, Policy::modern(), &rng).expect("auth");
     e.on_message(&auth.request, from, server(), now);
     assert_eq!(e.sas_up(), 1);
     // The client rekeys the IKE SA.
     let ke = ike::KeyExchange::start(DhGroup::Curve25519, &rng).expect("ke");
-    let offer = vec![Proposal {
-        number: 1,
-        protocol: ProtocolId::IKE,
-        spi: vec![0x66; 8],
-        transforms: vec![t(1, 20, Some(256)), t(2, 5, None), t(4, 31, None)],
-    }];
+    let offer = Policy::modern().ike_offer(&[0x66; 8]);
     let (sa_body, ke_body) = (
         ike::write_sa(&offer),
         ike::ke_body(DhGroup::Curve25519, ke.public()),
