@@ -120,6 +120,8 @@ pub enum ToWorker {
         sa: Box<EspSa>,
         /// Where the peer's IKE SA is (its ESP comes from the same address).
         endpoint: SocketAddr,
+        /// How ESP travels to it (until the peer's own packets say otherwise).
+        encap: crate::io::EspEncap,
     },
     /// A CHILD_SA was deleted: forget the SA received on `spi`.
     RemoveEspSa {

@@ -1,6 +1,7 @@
 //! ESP tunnels on real workers over the in-memory backend: a client's SAs built independently
 //! from the same keys (`ike::esp`), packets both ways, every ESP drop reason, the SPI's worker
-//! taking packets another worker received, and a rekey that loses nothing.
+//! taking packets another worker received, a rekey that loses nothing, and raw ESP (IP
+//! protocol 50) beside UDP-encapsulated, each answered the way the user last sent.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use common::{ipv4, Rig, BUFFERS};
 use datapath::io::memory::Incoming;
+use datapath::io::EspEncap;
 use datapath::messages::{EspSa, ToWorker, ESP_TUNNEL};
 use datapath::route::AllowedIps;
 use datapath::stats::DropReason;
@@ -76,17 +78,31 @@ fn from_user(rig: &mut Rig, worker: usize, datagram: Vec<u8>) {
     rig.step_all();
 }
 
+/// ESP the worker sent, and how.
+fn esp_sent(rig: &mut Rig, worker: usize) -> Vec<(Vec<u8>, SocketAddr, EspEncap)> {
+    std::mem::take(&mut rig.workers[worker].backend_mut().esp_sent)
+}
+
+/// ESP the worker sent, all of it from the NAT-T port.
 fn nat_t_sent(rig: &mut Rig, worker: usize) -> Vec<(Vec<u8>, SocketAddr)> {
-    std::mem::take(&mut rig.workers[worker].backend_mut().nat_t_sent)
+    let sent = esp_sent(rig, worker);
+    assert!(sent.iter().all(|s| s.2 == EspEncap::Udp), "all in UDP");
+    sent.into_iter().map(|(b, to, _)| (b, to)).collect()
 }
 
 /// Installs `sa` on tunnel 1 (worker 1) and lets the workers take it.
 fn install(rig: &mut Rig, sa: EspSa) {
+    install_as(rig, sa, (USER.parse().expect("addr"), EspEncap::Udp));
+}
+
+/// Installs `sa` on tunnel 1 with the user at `endpoint`, reached as `encap` says.
+fn install_as(rig: &mut Rig, sa: EspSa, (endpoint, encap): (SocketAddr, EspEncap)) {
     rig.controls[1]
         .send(ToWorker::InstallEsp {
             tunnel: TUNNEL,
             sa: Box::new(sa),
-            endpoint: USER.parse().expect("addr"),
+            endpoint,
+            encap,
         })
         .expect("send");
     rig.step_all();
@@ -281,4 +297,57 @@ fn a_rekeyed_sa_deleted_before_use_is_never_sent_on() {
     rig.receive_from_tun(1, ipv4([10, 77, 0, 1], [10, 77, 0, 9], 84, 0x22));
     let mut esp = nat_t_sent(&mut rig, 1).remove(0).0;
     assert!(old_in.open(&mut esp).is_ok(), "still the old SA");
+}
+
+/// A user with no NAT between sends raw ESP (AF_XDP hands it over with port 0): opened on the
+/// SPI's worker wherever it arrived, answered raw; once it sends in UDP instead (a NAT came,
+/// or it chose to), answers follow it there. A raw packet with SPI 0 is an unknown SPI.
+#[test]
+fn raw_esp_is_answered_raw_until_the_user_encapsulates() {
+    let mut rig = Rig::new(2);
+    let (sa, mut client_out, mut client_in) = child(
+        0x0100_1234,
+        0xc0de_0001,
+        0x41,
+        Encr::AesGcm16 { key_bits: 256 },
+    );
+    let mut routes = AllowedIps::default();
+    routes.insert("10.77.0.9/32".parse().expect("net"), TUNNEL);
+    let routes = Arc::new(routes);
+    for c in &rig.controls {
+        c.send(ToWorker::Routes(routes.clone())).expect("send");
+    }
+    let raw_user: SocketAddr = "203.0.113.9:0".parse().expect("addr");
+    install_as(&mut rig, sa, (raw_user, EspEncap::Raw));
+    let ping = ipv4([10, 77, 0, 9], [10, 77, 0, 1], 84, 0x11);
+    for worker in [1, 0] {
+        let d = seal(&mut client_out, &ping);
+        rig.workers[worker]
+            .backend_mut()
+            .incoming
+            .push_back(Incoming::RawEsp(d, raw_user));
+        rig.step_all();
+        assert_eq!(rig.written(1), vec![ping.clone()], "arrived at {worker}");
+    }
+    let reply = ipv4([10, 77, 0, 1], [10, 77, 0, 9], 600, 0x22);
+    rig.receive_from_tun(1, reply.clone());
+    let sent = esp_sent(&mut rig, 1);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].1, sent[0].2), (raw_user, EspEncap::Raw));
+    let mut esp = sent[0].0.clone();
+    let opened = client_in.open(&mut esp).expect("the user opens it");
+    assert_eq!(&esp[opened.inner], &reply[..]);
+
+    from_user(&mut rig, 1, seal(&mut client_out, &ping));
+    rig.receive_from_tun(1, reply.clone());
+    let sent = nat_t_sent(&mut rig, 1);
+    assert_eq!(sent[0].1, USER.parse::<SocketAddr>().expect("addr"));
+
+    let before = rig.drops(DropReason::EspUnknownSpi);
+    rig.workers[1]
+        .backend_mut()
+        .incoming
+        .push_back(Incoming::RawEsp(vec![0u8; 40], raw_user));
+    rig.step_all();
+    assert_eq!(rig.drops(DropReason::EspUnknownSpi), before + 1);
 }

@@ -54,19 +54,26 @@ fn fuzz_af_xdp_frames() {
                 (SocketAddr::V6(_), SocketAddr::V4(t)) => SocketAddr::from(([0xfd; 16], t.port())),
                 _ => to,
             };
+            // Raw ESP (no UDP header, no ports) for odd first bytes.
+            let raw_esp = payload.first().is_some_and(|b| b & 1 == 1);
+            let (from, to) = match raw_esp {
+                true => (SocketAddr::new(from.ip(), 0), SocketAddr::new(to.ip(), 0)),
+                false => (from, to),
+            };
             let path = Path {
                 from,
                 to,
                 src_mac: [2, 0, 0, 0, 0, 1],
                 dst_mac: [2, 0, 0, 0, 0, 2],
+                raw_esp,
             };
-            let start = headers_len(&to);
+            let start = headers_len(&to, raw_esp);
             let mut buf = vec![0u8; start + payload.len()];
             buf[start..].copy_from_slice(&payload);
             let frame_range = write_headers(&mut buf, start..start + payload.len(), &path);
             let mut frame = buf[frame_range].to_vec();
             let read = parse(&frame).map_err(|e| TestCaseError::fail(format!("{e}")))?;
-            prop_assert_eq!((read.from, read.to), (from, to));
+            prop_assert_eq!((read.from, read.to, read.raw_esp), (from, to, raw_esp));
             prop_assert_eq!(&frame[read.payload.clone()], &payload[..]);
             for (at, byte) in flips {
                 let n = frame.len();

@@ -56,6 +56,7 @@ fn engine() -> IkeEngine {
         workers: 1,
         certs: None,
         crl_source: None,
+        raw_esp: false,
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {

@@ -1,7 +1,9 @@
 //! The IKEv2 responder's start: at `xgate up` when `[ike] enabled = true` or the registry
 //! holds IKEv2 users, or later, when the first user is made (`enabled` unset). Either way the
 //! responder's NAT-T socket heads the port's SO_REUSEPORT group and each worker then joins it
-//! with a socket of its own for ESP (`ToWorker::AttachNatT`).
+//! with a socket of its own for ESP (`ToWorker::AttachNatT`). Under AF_XDP, raw ESP (IP
+//! protocol 50) is steered to the workers first, and the responder then lets peers with no
+//! NAT between send ESP unencapsulated.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -48,8 +50,21 @@ impl Launcher {
     /// port, and keeps the service.
     fn launch(&self, grace: Duration) -> Result<IkeHandle> {
         let until = Instant::now() + grace;
+        // Raw ESP reaches the workers only by AF_XDP: steered before the first SA is made,
+        // so an SA the responder lets go unencapsulated always has a way in.
+        let raw_esp = match &self.steering {
+            Some(steering) => match steering.set_raw_esp(true, self.fwmark) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!("AF_XDP does not steer raw ESP ({e}); every IKEv2 peer is asked to encapsulate ESP in UDP");
+                    false
+                }
+            },
+            None => false,
+        };
         let service = loop {
-            let settings = self.config.settings.clone();
+            let mut settings = self.config.settings.clone();
+            settings.raw_esp = raw_esp;
             match IkeService::start(settings, self.sink.clone(), Some(self.plane.clone())) {
                 Err(BindError::InUse { .. }) if Instant::now() < until => {
                     std::thread::sleep(Duration::from_millis(50));

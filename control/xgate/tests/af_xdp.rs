@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{xgate_bin, Rig};
 use datapath::io::af_xdp::bpf::{AddressMap, XdpMode, XdpProgram, XskMap};
-use datapath::io::af_xdp::program::{steering, XDP_PASS};
+use datapath::io::af_xdp::program::{steering, Steered, XDP_PASS};
 use datapath::kernel::netlink::Netlink;
 use testbed::{Implementation, Netns};
 
@@ -21,7 +21,11 @@ fn attach_legacy(ns: &Netns, iface: &str, name: &'static str) {
     ns.enter(move || {
         let map = XskMap::new(1).expect("map");
         let local = AddressMap::new().expect("address map");
-        let program = XdpProgram::load(name, &steering((9, 0), map.fd(), local.fd(), XDP_PASS))
+        let steered = Steered {
+            port: 9,
+            ..Steered::default()
+        };
+        let program = XdpProgram::load(name, &steering(steered, map.fd(), local.fd(), XDP_PASS))
             .expect("program loads");
         let mut netlink = Netlink::open().expect("netlink");
         let index = netlink

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Backend, BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{Backend, BufId, EspEncap, Rx, Via, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 
 /// A packet for the worker to receive.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub enum Incoming {
     Outer(Vec<u8>, SocketAddr),
     /// A datagram to the NAT-T port (UDP-encapsulated ESP).
     NatT(Vec<u8>, SocketAddr),
+    /// An ESP packet as IP protocol 50 (as AF_XDP hands them over; the port is 0).
+    RawEsp(Vec<u8>, SocketAddr),
     /// A packet from the TUN.
     Inner(Vec<u8>),
 }
@@ -30,8 +32,8 @@ pub struct MemoryBackend {
     pub incoming: VecDeque<Incoming>,
     /// Datagrams the worker sent, with their destination.
     pub outer_sent: Vec<(Vec<u8>, SocketAddr)>,
-    /// Datagrams the worker sent from the NAT-T port, with their destination.
-    pub nat_t_sent: Vec<(Vec<u8>, SocketAddr)>,
+    /// ESP packets the worker sent, with their destination and how.
+    pub esp_sent: Vec<(Vec<u8>, SocketAddr, EspEncap)>,
     /// Packets the worker wrote to the TUN.
     pub inner_written: Vec<Vec<u8>>,
     /// Keep copies of what is sent and written (off: only count, allocating nothing).
@@ -50,7 +52,7 @@ impl MemoryBackend {
             free: (0..buffers as u32).rev().collect(),
             incoming: VecDeque::new(),
             outer_sent: Vec::new(),
-            nat_t_sent: Vec::new(),
+            esp_sent: Vec::new(),
             inner_written: Vec::new(),
             record: true,
             outer_sent_count: 0,
@@ -73,8 +75,9 @@ impl Backend for MemoryBackend {
             };
             let b = &mut self.bufs[buf as usize];
             let outer = match item {
-                Incoming::Outer(bytes, from) => Some((bytes, from, false)),
-                Incoming::NatT(bytes, from) => Some((bytes, from, true)),
+                Incoming::Outer(bytes, from) => Some((bytes, from, Via::Listen)),
+                Incoming::NatT(bytes, from) => Some((bytes, from, Via::Esp(EspEncap::Udp))),
+                Incoming::RawEsp(bytes, from) => Some((bytes, from, Via::Esp(EspEncap::Raw))),
                 Incoming::Inner(bytes) => {
                     let len = bytes.len().min(BUF_SIZE - INNER_OFFSET);
                     b[INNER_OFFSET..INNER_OFFSET + len].copy_from_slice(&bytes[..len]);
@@ -85,7 +88,7 @@ impl Backend for MemoryBackend {
                     None
                 }
             };
-            if let Some((bytes, from, nat_t)) = outer {
+            if let Some((bytes, from, via)) = outer {
                 // Same layout as io_uring's multishot receive: payload after a headroom.
                 let room = BUF_SIZE - OUTER_OFFSET;
                 let len = bytes.len().min(room);
@@ -97,7 +100,7 @@ impl Backend for MemoryBackend {
                     from,
                     link: None,
                     truncated: bytes.len() > room,
-                    nat_t,
+                    via,
                 });
             }
         }
@@ -135,12 +138,12 @@ impl Backend for MemoryBackend {
         self.free.push(buf.0);
     }
 
-    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
+    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
         debug_assert!(range.start >= super::OUTER_HEADROOM);
         self.outer_sent_count += 1;
         if self.record {
-            self.nat_t_sent
-                .push((self.bufs[buf.0 as usize][range].to_vec(), to));
+            self.esp_sent
+                .push((self.bufs[buf.0 as usize][range].to_vec(), to, encap));
         }
         self.free.push(buf.0);
     }

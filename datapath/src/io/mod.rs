@@ -51,6 +51,37 @@ pub struct LinkPath {
     pub next_hop: [u8; 6],
 }
 
+/// How ESP travels between a tunnel's peer and us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EspEncap {
+    /// In UDP on the NAT-T port (RFC 3948): through a NAT, or wherever the peer chose it.
+    Udp,
+    /// As IP protocol 50 (RFC 4303), no NAT between: AF_XDP only, as the kernel here has no
+    /// ESP of its own to take it.
+    Raw,
+}
+
+/// Which of xgate's ways in an outer packet came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A datagram to the WireGuard listen port.
+    Listen,
+    /// ESP, in UDP to the NAT-T port or as IP protocol 50 (then `from`'s port is 0).
+    Esp(EspEncap),
+}
+
+impl Via {
+    /// The way a datagram from one of the kernel's UDP sockets came: the NAT-T socket's
+    /// (`nat_t`) or the listen socket's.
+    pub fn of_port(nat_t: bool) -> Self {
+        if nat_t {
+            Self::Esp(EspEncap::Udp)
+        } else {
+            Self::Listen
+        }
+    }
+}
+
 /// A packet buffer in the backend's pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufId(pub u32);
@@ -58,7 +89,7 @@ pub struct BufId(pub u32);
 /// Something the backend received or noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rx {
-    /// A datagram on the outer socket, at `buf[at..at + len]`.
+    /// A datagram (or raw ESP packet) from the outer side, at `buf[at..at + len]`.
     Outer {
         /// Buffer holding it.
         buf: BufId,
@@ -72,8 +103,8 @@ pub enum Rx {
         link: Option<LinkPath>,
         /// The datagram was larger than the buffer and was cut.
         truncated: bool,
-        /// It came to the NAT-T port (UDP-encapsulated ESP), not the WireGuard port.
-        nat_t: bool,
+        /// The way it came in.
+        via: Via,
     },
     /// A packet from the TUN, at `buf[INNER_OFFSET..INNER_OFFSET + len]`.
     Inner {
@@ -131,9 +162,10 @@ pub trait Backend {
         to: SocketAddr,
         link: Option<LinkPath>,
     );
-    /// Sends `buf[range]` to `to` from the NAT-T port (UDP-encapsulated ESP); the buffer is
-    /// freed once sent. `range` starts at `OUTER_HEADROOM` or later.
-    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr);
+    /// Sends the ESP packet `buf[range]` to `to` the way `encap` says: from the NAT-T port,
+    /// or as IP protocol 50 (`to`'s port unused; a backend that cannot counts a send
+    /// failure). The buffer is freed once sent. `range` starts at `OUTER_HEADROOM` or later.
+    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap);
     /// Writes `buf[range]` into the TUN; the buffer is freed once written. At least 16 bytes
     /// (a transport header's worth) lie before the range: a backend may write a header there.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);

@@ -1,8 +1,9 @@
-//! ESP tunnels (IKEv2 users) on a worker: UDP-encapsulated ESP from the NAT-T port is opened
-//! by the SA its SPI names (`ike::esp`, the same rules the loadtest runs) and joins the
-//! WireGuard inner path (allowed-source check, MSS clamp, TUN); inner packets routed to a
-//! tunnel are sealed by its outbound SA and leave from the NAT-T port. Keys come from the
-//! IKE responder through the control plane; the worker never does IKE.
+//! ESP tunnels (IKEv2 users) on a worker: ESP, UDP-encapsulated from the NAT-T port or raw
+//! (IP protocol 50, by AF_XDP), is opened by the SA its SPI names (`ike::esp`, the same rules
+//! the loadtest runs) and joins the WireGuard inner path (allowed-source check, MSS clamp,
+//! TUN); inner packets routed to a tunnel are sealed by its outbound SA and leave the way the
+//! peer's own ESP last came (from the NAT-T port, or raw). Keys come from the IKE responder
+//! through the control plane; the worker never does IKE.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use ike::esp::{EspDrop, EspSealError, Inbound, Outbound, ESP_HEADER_LEN, NEXT_IPV4, NEXT_IPV6};
 
 use super::{HandoverKind, Worker};
-use crate::io::{Backend, BufId, INNER_OFFSET};
+use crate::io::{Backend, BufId, EspEncap, INNER_OFFSET};
 use crate::messages::{spi_owner, EspSa};
 use crate::route::PeerId;
 use crate::stats::DropReason;
@@ -45,6 +46,8 @@ pub struct EspTunnel {
     next: Option<Sending>,
     /// Where the peer is.
     endpoint: SocketAddr,
+    /// How ESP travels to it.
+    encap: EspEncap,
     /// Bytes of ESP packets received and opened.
     pub rx_bytes: u64,
     /// Bytes of ESP packets sent.
@@ -84,7 +87,12 @@ pub struct EspTunnels {
 
 impl EspTunnels {
     /// Installs a CHILD_SA (see `ToWorker::InstallEsp`).
-    pub fn install(&mut self, tunnel: PeerId, sa: EspSa, endpoint: SocketAddr) {
+    pub fn install(
+        &mut self,
+        tunnel: PeerId,
+        sa: EspSa,
+        (endpoint, encap): (SocketAddr, EspEncap),
+    ) {
         let spi = u32::from_be_bytes(sa.inbound.spi());
         let sending = Sending {
             sa: sa.outbound,
@@ -113,6 +121,7 @@ impl EspTunnels {
                     t.next = None;
                 }
                 t.endpoint = endpoint;
+                t.encap = encap;
             }
             None => {
                 self.tunnels.insert(
@@ -123,6 +132,7 @@ impl EspTunnels {
                         sending,
                         next: None,
                         endpoint,
+                        encap,
                         rx_bytes: 0,
                         tx_bytes: 0,
                     },
@@ -199,10 +209,16 @@ fn drop_reason(e: EspDrop) -> DropReason {
 }
 
 impl<B: Backend> Worker<B> {
-    /// A datagram on the NAT-T port: a NAT keepalive, or ESP for the worker its SPI names.
-    pub(super) fn receive_nat_t(&mut self, buf: BufId, datagram: Range<usize>, from: SocketAddr) {
+    /// ESP from the outer side (a datagram on the NAT-T port, which may also be a NAT
+    /// keepalive, or a raw ESP packet): on to the worker its SPI names.
+    pub(super) fn receive_outer_esp(
+        &mut self,
+        buf: BufId,
+        datagram: Range<usize>,
+        (from, encap): (SocketAddr, EspEncap),
+    ) {
         let bytes = &self.backend.buf(buf)[datagram.clone()];
-        if bytes == [0xff] {
+        if encap == EspEncap::Udp && bytes == [0xff] {
             self.counters.nat_keepalives += 1;
             self.backend.free(buf);
             return;
@@ -214,16 +230,21 @@ impl<B: Backend> Worker<B> {
         }
         let spi = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         if spi == 0 {
-            self.counters.drop(DropReason::IkeOnWorker);
+            // On the NAT-T port, IKE behind its marker (the kernel's socket should have had
+            // it); raw, a reserved SPI no SA has.
+            self.counters.drop(match encap {
+                EspEncap::Udp => DropReason::IkeOnWorker,
+                EspEncap::Raw => DropReason::EspUnknownSpi,
+            });
             self.backend.free(buf);
             return;
         }
         let owner = spi_owner(spi);
         if owner == self.id {
-            return self.receive_esp(buf, datagram, from);
+            return self.receive_esp(buf, datagram, (from, encap));
         }
         if owner < self.links.mesh.len() {
-            self.hand_over(owner, HandoverKind::NatT(from), buf, datagram);
+            self.hand_over(owner, HandoverKind::Esp(from, encap), buf, datagram);
         } else {
             self.counters.drop(DropReason::EspUnknownSpi);
             self.backend.free(buf);
@@ -231,7 +252,12 @@ impl<B: Backend> Worker<B> {
     }
 
     /// Opens an ESP packet of one of this worker's SAs and passes its inner packet on.
-    pub(super) fn receive_esp(&mut self, buf: BufId, datagram: Range<usize>, from: SocketAddr) {
+    pub(super) fn receive_esp(
+        &mut self,
+        buf: BufId,
+        datagram: Range<usize>,
+        (from, encap): (SocketAddr, EspEncap),
+    ) {
         let packet = &mut self.backend.buf(buf)[datagram.clone()];
         let spi = match packet.get(..4) {
             Some(s) => u32::from_be_bytes([s[0], s[1], s[2], s[3]]),
@@ -256,8 +282,10 @@ impl<B: Backend> Worker<B> {
         match sa.open(packet) {
             Ok(opened) => {
                 t.rx_bytes += datagram.len() as u64;
-                // Authentic: the peer is where it came from (a NAT may have rebound it).
+                // Authentic: the peer is where, and as, it came from (a NAT may have rebound
+                // it; a peer may encapsulate where no NAT is, RFC 3948 §2.2 lets it).
                 t.endpoint = from;
+                t.encap = encap;
                 if t.next.as_ref().is_some_and(|n| n.pair == spi) {
                     t.promote();
                 }
@@ -273,7 +301,7 @@ impl<B: Backend> Worker<B> {
     }
 
     /// Seals the inner packet at `buf[INNER_OFFSET..][..len]` for tunnel `tunnel` and sends it
-    /// from the NAT-T port.
+    /// the tunnel's way (from the NAT-T port, or raw).
     pub(super) fn send_esp(&mut self, tunnel: PeerId, buf: BufId, len: usize, _now: Instant) {
         let Some(t) = self.esp.tunnels.get_mut(&tunnel) else {
             self.counters.drop(DropReason::NoRoute);
@@ -295,8 +323,8 @@ impl<B: Backend> Worker<B> {
             Ok(range) => {
                 let n = range.len() as u64;
                 t.tx_bytes += n;
-                let to = t.endpoint;
-                self.backend.send_nat_t(buf, range, to);
+                let (to, encap) = (t.endpoint, t.encap);
+                self.backend.send_esp(buf, range, to, encap);
                 self.counters.esp_tx_packets += 1;
                 self.counters.tx_datagrams += 1;
                 self.counters.tx_bytes += n;

@@ -20,8 +20,8 @@ pub const HANDOVER_DEPTH: usize = 1024;
 pub enum HandoverKind {
     /// An outer transport datagram (the bytes start at the WireGuard header).
     Outer(SocketAddr, Option<crate::io::LinkPath>),
-    /// UDP-encapsulated ESP from the NAT-T port (the bytes start at the SPI).
-    NatT(SocketAddr),
+    /// ESP, UDP-encapsulated from the NAT-T port or raw (the bytes start at the SPI).
+    Esp(SocketAddr, crate::io::EspEncap),
     /// An inner packet from the TUN (the bytes start at the IP header).
     Inner,
 }

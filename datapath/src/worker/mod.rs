@@ -141,8 +141,8 @@ impl<B: Backend> Worker<B> {
                     from,
                     link,
                     truncated,
-                    nat_t,
-                } => self.receive_outer(buf, at..at + len, (from, link, nat_t), truncated, now),
+                    via,
+                } => self.receive_outer(buf, at..at + len, (from, link, via), truncated, now),
                 Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
                 Rx::Wake => {}
                 Rx::InnerClosed => {
@@ -283,7 +283,8 @@ impl<B: Backend> Worker<B> {
                 tunnel,
                 sa,
                 endpoint,
-            } => self.esp.install(tunnel, *sa, endpoint),
+                encap,
+            } => self.esp.install(tunnel, *sa, (endpoint, encap)),
             ToWorker::RemoveEspSa { tunnel, spi } => self.esp.remove_sa(tunnel, spi, now),
             ToWorker::MoveEsp { tunnel, endpoint } => self.esp.move_to(tunnel, endpoint),
             ToWorker::RemoveEsp { tunnel } => self.esp.remove(tunnel),
@@ -453,7 +454,7 @@ impl<B: Backend> Worker<B> {
         buf: crate::io::BufId,
         range: std::ops::Range<usize>,
     ) {
-        let outer = matches!(kind, HandoverKind::Outer(..) | HandoverKind::NatT(_));
+        let outer = matches!(kind, HandoverKind::Outer(..) | HandoverKind::Esp(..));
         let pushed = self
             .links
             .mesh
@@ -493,11 +494,11 @@ impl<B: Backend> Worker<B> {
                     self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
                     self.receive_transport(buf, at..end, from, link, now);
                 }
-                HandoverKind::NatT(from) => {
+                HandoverKind::Esp(from, encap) => {
                     let at = OUTER_HEADROOM;
                     let end = (at + h.len).min(crate::io::BUF_SIZE);
                     self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
-                    self.receive_esp(buf, at..end, from);
+                    self.receive_esp(buf, at..end, (from, encap));
                 }
                 HandoverKind::Inner => {
                     let off = crate::io::INNER_OFFSET;

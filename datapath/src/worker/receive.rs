@@ -11,18 +11,17 @@ use proto::session::TransportError;
 use proto::transport::OpenError;
 
 use super::{HandoverKind, Worker};
-use crate::io::{Backend, BufId, LinkPath};
+use crate::io::{Backend, BufId, LinkPath, Via};
 use crate::messages::{index_owner, HandshakeDatagram};
 use crate::stats::DropReason;
 
 impl<B: Backend> Worker<B> {
-    /// A datagram `buf[datagram]` from one of this worker's outer sockets (`nat_t`: the
-    /// NAT-T port's).
+    /// A datagram (or raw ESP packet) `buf[datagram]` from the outer side, come in `via`.
     pub(super) fn receive_outer(
         &mut self,
         buf: BufId,
         datagram: Range<usize>,
-        (from, link, nat_t): (SocketAddr, Option<LinkPath>, bool),
+        (from, link, via): (SocketAddr, Option<LinkPath>, Via),
         truncated: bool,
         now: Instant,
     ) {
@@ -33,8 +32,8 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         }
-        if nat_t {
-            return self.receive_nat_t(buf, datagram, from);
+        if let Via::Esp(encap) = via {
+            return self.receive_outer_esp(buf, datagram, (from, encap));
         }
         let kind = proto::wire::message_type(&self.backend.buf(buf)[datagram.clone()]);
         let d = datagram;

@@ -91,7 +91,13 @@ impl InitiatorInit {
         let sa = write_sa(&self.offer);
         let ke = ke_body(self.ke.group(), self.ke.public());
         let zero = [0u8; 8];
-        let src = nat_hash(&self.spi_i, &zero, self.ends.local);
+        // Claiming a NAT: the hash of an address no socket of ours has (port 0), so the
+        // responder sees a mismatch, the same one in a retry with a cookie.
+        let source = match self.ends.force_nat_t {
+            true => std::net::SocketAddr::new(self.ends.local.ip(), 0),
+            false => self.ends.local,
+        };
+        let src = nat_hash(&self.spi_i, &zero, source);
         let dst = nat_hash(&self.spi_i, &zero, self.ends.remote);
         let cookie = cookie.map(|c| Notify::new(NotifyType::COOKIE, c).body());
         let notifies = [

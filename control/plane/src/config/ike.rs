@@ -119,6 +119,8 @@ impl IkeConfig {
                 workers: 1,
                 certs,
                 crl_source,
+                // Set by the daemon when AF_XDP steers raw ESP.
+                raw_esp: false,
             },
         })
     }

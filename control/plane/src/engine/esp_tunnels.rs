@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use datapath::io::EspEncap;
 use datapath::messages::{EspSa, ToWorker};
 use datapath::route::PeerId;
 use ipnet::IpNet;
@@ -23,6 +24,8 @@ pub enum EspChange {
         sa: Box<EspSa>,
         /// Where the user is.
         endpoint: SocketAddr,
+        /// How ESP travels to it.
+        encap: EspEncap,
     },
     /// A CHILD_SA was rekeyed (or made again after one expired).
     Rekeyed {
@@ -32,6 +35,8 @@ pub enum EspChange {
         sa: Box<EspSa>,
         /// Where the user is.
         endpoint: SocketAddr,
+        /// How ESP travels to it.
+        encap: EspEncap,
     },
     /// A CHILD_SA was deleted: our SPI of it.
     SaGone {
@@ -63,6 +68,7 @@ impl ControlPlane {
                 addresses,
                 sa,
                 endpoint,
+                encap,
             } => {
                 for net in &addresses {
                     self.peers.add_allowed_ip(tunnel, *net);
@@ -73,6 +79,7 @@ impl ControlPlane {
                     tunnel,
                     sa,
                     endpoint,
+                    encap,
                 };
                 self.send_to_owner(tunnel, msg);
             }
@@ -80,11 +87,13 @@ impl ControlPlane {
                 tunnel,
                 sa,
                 endpoint,
+                encap,
             } => {
                 let msg = ToWorker::InstallEsp {
                     tunnel,
                     sa,
                     endpoint,
+                    encap,
                 };
                 self.send_to_owner(tunnel, msg);
             }

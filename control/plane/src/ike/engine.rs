@@ -367,7 +367,7 @@ impl IkeEngine {
         let ends = Endpoints {
             local: to,
             remote: from,
-            force_nat_t: true,
+            force_nat_t: !self.settings.raw_esp,
         };
         let certreq = self.settings.certs.as_deref().and_then(CertAuth::certreq);
         let answer = respond_init(

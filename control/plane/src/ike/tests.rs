@@ -22,6 +22,10 @@ impl EventSink for Quiet {
 const SERVER: &str = "192.0.2.1:500";
 
 fn engine(cookie_threshold: usize) -> IkeEngine {
+    engine_with(cookie_threshold, false)
+}
+
+fn engine_with(cookie_threshold: usize, raw_esp: bool) -> IkeEngine {
     let settings = IkeSettings {
         port: 500,
         nat_port: 4500,
@@ -33,18 +37,25 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
         workers: 1,
         certs: None,
         crl_source: None,
+        raw_esp,
     };
     IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
 }
 
 /// A client at 192.0.2.`n`'s IKE_SA_INIT.
 fn client(n: u8) -> (InitiatorInit, SocketAddr) {
+    client_claiming_nat(n, false)
+}
+
+/// A client at 192.0.2.`n`'s IKE_SA_INIT, claiming a NAT in front of it if `claim_nat` (as
+/// strongSwan's kernel-libipsec does, to have ESP in UDP).
+fn client_claiming_nat(n: u8, claim_nat: bool) -> (InitiatorInit, SocketAddr) {
     let from: SocketAddr = format!("192.0.2.{n}:500").parse().expect("addr");
     let offer = Policy::modern().ike_offer(&[]);
     let ends = Endpoints {
         local: from,
         remote: SERVER.parse().expect("addr"),
-        force_nat_t: false,
+        force_nat_t: claim_nat,
     };
     let init = InitiatorInit::start(
         offer,
@@ -192,6 +203,7 @@ fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
         workers: 1,
         certs: None,
         crl_source: None,
+        raw_esp: false,
     };
     let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
     let alice = Identity {
@@ -326,4 +338,72 @@ fn a_flooding_source_fills_its_own_queue_and_a_newcomer_is_served_in_the_first_r
         newcomer.on_response(&out.iter().find(|o| o.to == from).expect("answer").bytes),
         Ok(InitReply::Established(_))
     ));
+}
+
+/// The user alice (a PSK), reaching 10.77.0.0/16.
+fn alice() -> (ike::Identity, &'static [u8], super::IkeUser) {
+    let alice = ike::Identity {
+        kind: ike::IdType::RFC822_ADDR,
+        data: b"alice@example.com".to_vec(),
+    };
+    let psk: &[u8] = b"alice's key of thirty-two bytes!";
+    let grant = ike::Grant {
+        auth: ike::UserAuth::Psk(zeroize::Zeroizing::new(psk.to_vec())),
+        assignment: ike::Assignment {
+            v4: Some("10.77.0.2".parse().expect("v4")),
+            ..ike::Assignment::default()
+        },
+        reach: vec![ike::TrafficSelector::prefix(
+            "10.77.0.0".parse().expect("net"),
+            16,
+        )],
+    };
+    let user = super::IkeUser {
+        identity: alice.clone(),
+        name: "alice".into(),
+        grant,
+    };
+    (alice, psk, user)
+}
+
+/// How the first CHILD_SA's ESP travels when the datapath takes raw ESP (or not) and the
+/// client claims a NAT (or not).
+fn encap_when(raw_esp: bool, claim_nat: bool) -> datapath::io::EspEncap {
+    let mut e = engine_with(1024, raw_esp);
+    let (id, psk, user) = alice();
+    let now = Instant::now();
+    e.set_users(vec![user], true, now);
+    let (init, from) = client_claiming_nat(60, claim_nat);
+    let out = e.on_message(&init.request, from, server(), now);
+    let Ok(InitReply::Established(sa)) = init.on_response(&out[0].bytes) else {
+        panic!("no SA");
+    };
+    let nat = sa.nat;
+    // Without raw ESP the server claims a NAT in front of itself: the client sees one.
+    assert_eq!(nat.peer_behind_nat, !raw_esp, "the client's view");
+    let esp = Policy::modern().esp_offer([0xc1, 0, 0, 1], false);
+    let rng = SystemRandom::new();
+    let auth = ike::AuthInitiator::start(*sa, &id, psk, esp, Policy::modern(), &rng).expect("auth");
+    e.on_message(&auth.request, from, server(), now);
+    let changes = e.take_esp();
+    match changes.as_slice() {
+        [crate::engine::EspChange::Up { encap, .. }] => *encap,
+        _ => panic!("one tunnel up, got {} changes", changes.len()),
+    }
+}
+
+#[test]
+fn esp_goes_raw_only_where_the_datapath_takes_it_and_no_nat_is_found() {
+    use datapath::io::EspEncap::{Raw, Udp};
+    assert_eq!(encap_when(true, false), Raw);
+    assert_eq!(
+        encap_when(true, true),
+        Udp,
+        "a NAT (claimed) in front of the client"
+    );
+    assert_eq!(
+        encap_when(false, false),
+        Udp,
+        "the io_uring backend takes no raw ESP"
+    );
 }

@@ -10,7 +10,7 @@
 //! sends only when woken). The wait itself is io_uring's, which also polls the sockets.
 
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -22,7 +22,8 @@ use super::socket::{RingSizes, XskSocket};
 use super::steering::{SteeredInterface, Steering, SteeringError};
 use super::umem;
 use crate::io::uring::UringBackend;
-use crate::io::{Backend, BufId, LinkPath, OffloadStats, Rx, BUF_SIZE};
+use crate::io::{Backend, BufId, EspEncap, LinkPath, OffloadStats, Rx, Via, BUF_SIZE};
+use crate::kernel::raw_esp::RawEspSender;
 
 /// Ring sizes of each socket.
 pub const RING_SIZES: RingSizes = RingSizes {
@@ -115,8 +116,11 @@ pub struct XdpBackend {
     pub(super) uring: UringBackend,
     /// The listen port: the source port of frames we build.
     port: u16,
-    /// The NAT-T port, once IKE runs: ESP arriving there is `nat_t`, and ESP sent from it.
+    /// The NAT-T port, once IKE runs: ESP arriving there is UDP-encapsulated, and ESP in UDP
+    /// is sent from it.
     nat_port: Option<u16>,
+    /// The raw ESP sockets, taken from the steering the first time one is needed.
+    raw_sender: Option<Arc<RawEspSender>>,
     stats: OffloadStats,
     /// Frames dropped because a tx ring stayed full.
     send_failures: u64,
@@ -150,6 +154,7 @@ impl XdpBackend {
             uring,
             port,
             nat_port: None,
+            raw_sender: None,
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
@@ -323,7 +328,11 @@ impl XdpBackend {
                             from: got.from,
                             link,
                             truncated: false,
-                            nat_t: self.nat_port == Some(got.to.port()),
+                            via: if got.raw_esp {
+                                Via::Esp(EspEncap::Raw)
+                            } else {
+                                Via::of_port(self.nat_port == Some(got.to.port()))
+                            },
                         });
                     }
                     Err(_) => {
@@ -336,14 +345,14 @@ impl XdpBackend {
         }
     }
 
-    /// The queue to send to `to` by, from our `port`, and the frame's path: the way `link`
-    /// says, else the way the kernel's route and neighbour tables say (if through one of our
-    /// interfaces).
+    /// The queue to send to `to` by, from our `port` (or as raw ESP), and the frame's path:
+    /// the way `link` says, else the way the kernel's route and neighbour tables say (if
+    /// through one of our interfaces).
     fn route(
         &mut self,
         to: SocketAddr,
         link: Option<LinkPath>,
-        port: u16,
+        (port, raw_esp): (u16, bool),
     ) -> Option<(usize, Path)> {
         let link = match link {
             Some(link) => link,
@@ -378,24 +387,25 @@ impl XdpBackend {
                 to,
                 src_mac: link.local_mac,
                 dst_mac: link.next_hop,
+                raw_esp,
             },
         ))
     }
 
-    /// Sends `range` of `buf` to `to` from our `port` in a frame of its own on the AF_XDP
-    /// socket of the queue towards it (a full ring drops it and counts it); false, with `buf`
-    /// untouched, when it must go the kernel's way (no path through our interfaces, or no
-    /// room before the payload for the headers).
+    /// Sends `range` of `buf` to `to` from our `port` (or, `raw_esp`, as IP protocol 50) in
+    /// a frame of its own on the AF_XDP socket of the queue towards it (a full ring drops it
+    /// and counts it); false, with `buf` untouched, when it must go the kernel's way (no path
+    /// through our interfaces, or no room before the payload for the headers).
     fn send_frame(
         &mut self,
         buf: BufId,
         range: Range<usize>,
-        (to, link, port): (SocketAddr, Option<LinkPath>, u16),
+        (to, link, port, raw_esp): (SocketAddr, Option<LinkPath>, u16, bool),
     ) -> bool {
-        let Some((queue, path)) = self.route(to, link, port) else {
+        let Some((queue, path)) = self.route(to, link, (port, raw_esp)) else {
             return false;
         };
-        if range.start < frame::headers_len(&to) {
+        if range.start < frame::headers_len(&to, raw_esp) {
             return false;
         }
         let pending = self.tx_pending[queue];
@@ -425,6 +435,25 @@ impl XdpBackend {
         self.tx_pending[queue] += 1;
         self.stats.xdp_sent += 1;
         true
+    }
+}
+
+impl XdpBackend {
+    /// Sends the raw ESP packet `buf[range]` to `to` through the kernel's raw socket (one
+    /// system call: only while the peer's neighbour entry is not complete); a failure is
+    /// counted.
+    fn send_raw_by_kernel(&mut self, range: &Range<usize>, to: IpAddr, buf: BufId) {
+        if self.raw_sender.is_none() {
+            self.raw_sender = self.steering.raw_esp_sender();
+        }
+        let sent = match &self.raw_sender {
+            Some(sender) => sender.send(&self.uring.buf(buf)[range.clone()], to),
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+        };
+        if let Err(e) = sent {
+            tracing::debug!("raw ESP to {to} through the kernel: {e}");
+            self.send_failures += 1;
+        }
     }
 }
 
@@ -473,20 +502,30 @@ impl Backend for XdpBackend {
         to: SocketAddr,
         link: Option<LinkPath>,
     ) {
-        if !self.send_frame(buf, range.clone(), (to, link, self.port)) {
+        if !self.send_frame(buf, range.clone(), (to, link, self.port, false)) {
             self.stats.kernel_sends += 1;
             self.uring.send_outer(buf, range, to, None);
         }
     }
 
-    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        let sent = match self.nat_port {
-            Some(port) => self.send_frame(buf, range.clone(), (to, None, port)),
-            None => false,
+    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
+        let sent = match (encap, self.nat_port) {
+            (EspEncap::Raw, _) => self.send_frame(buf, range.clone(), (to, None, 0, true)),
+            (EspEncap::Udp, Some(port)) => {
+                self.send_frame(buf, range.clone(), (to, None, port, false))
+            }
+            (EspEncap::Udp, None) => false,
         };
-        if !sent {
-            self.stats.kernel_sends += 1;
-            self.uring.send_nat_t(buf, range, to);
+        if sent {
+            return;
+        }
+        self.stats.kernel_sends += 1;
+        match encap {
+            EspEncap::Udp => self.uring.send_esp(buf, range, to, encap),
+            EspEncap::Raw => {
+                self.send_raw_by_kernel(&range, to.ip(), buf);
+                self.uring.free(buf);
+            }
         }
     }
 

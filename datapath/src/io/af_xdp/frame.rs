@@ -1,6 +1,7 @@
 //! Outer frames built and read in userspace: Ethernet (with up to two VLAN tags on receipt),
-//! IPv4 without options or IPv6 without extension headers, and UDP, checksums included. The
-//! XDP program only lets such frames through; anything else stays with the kernel.
+//! IPv4 without options or IPv6 without extension headers, and UDP (checksums included) or
+//! raw ESP (IP protocol 50). The XDP program only lets such frames through; anything else
+//! stays with the kernel.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -21,6 +22,7 @@ const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ESP: u8 = 50;
 /// Hop limit / TTL of the frames we send (the kernel's default).
 const HOP_LIMIT: u8 = 64;
 
@@ -33,23 +35,25 @@ pub enum FrameError {
     /// Shorter than its headers say.
     #[error("truncated frame")]
     Truncated,
-    /// Not IPv4/IPv6 carrying UDP in the forms the steering program lets through.
-    #[error("not a plain UDP/IP frame")]
-    NotUdp,
+    /// Not IPv4/IPv6 carrying UDP or ESP in the forms the steering program lets through.
+    #[error("not a plain UDP or ESP frame over IP")]
+    Unsteered,
     /// The IPv4 header checksum is wrong.
     #[error("bad IPv4 header checksum")]
     BadIpChecksum,
 }
 
-/// A UDP datagram read from a frame.
+/// A UDP datagram or raw ESP packet read from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
-    /// The sender's address and port.
+    /// The sender's address and port (0 for raw ESP).
     pub from: SocketAddr,
-    /// The address and port it was sent to (ours).
+    /// The address and port it was sent to (ours; port 0 for raw ESP).
     pub to: SocketAddr,
-    /// The UDP payload's place in the frame.
+    /// The UDP payload's (or the ESP packet's) place in the frame.
     pub payload: Range<usize>,
+    /// IP protocol 50 (raw ESP), not UDP.
+    pub raw_esp: bool,
     /// The sender's (or its router's) link address: where replies go.
     pub src_mac: Mac,
     /// Our link address as the sender used it.
@@ -68,7 +72,8 @@ fn mac(bytes: &[u8]) -> Mac {
     out
 }
 
-/// Reads the UDP datagram in `frame`, checking lengths and the IPv4 header checksum.
+/// Reads the UDP datagram or raw ESP packet in `frame`, checking lengths and the IPv4 header
+/// checksum.
 ///
 /// The UDP checksum is not checked: frames sent by the local stack over a veth carry only a
 /// partial one (checksum offload), and AF_XDP does not say which frames those are. Nothing is
@@ -91,27 +96,29 @@ pub fn parse(frame: &[u8]) -> Result<Received, FrameError> {
         ethertype = be16(frame, l3 + 2);
         l3 += 4;
     }
-    let (from_ip, to_ip, udp, ip_payload_end) = match ethertype {
+    let taken = |proto: u8| proto == IPPROTO_UDP || proto == IPPROTO_ESP;
+    let (from_ip, to_ip, l4, ip_payload_end, proto) = match ethertype {
         ETHERTYPE_IPV4 => {
             let ip = frame.get(l3..l3 + IPV4_LEN).ok_or(FrameError::Truncated)?;
-            if ip[0] != 0x45 || ip[9] != IPPROTO_UDP || be16(ip, 6) & 0x3fff != 0 {
-                return Err(FrameError::NotUdp);
+            if ip[0] != 0x45 || !taken(ip[9]) || be16(ip, 6) & 0x3fff != 0 {
+                return Err(FrameError::Unsteered);
             }
             if checksum::of(ip) != 0 {
                 return Err(FrameError::BadIpChecksum);
             }
             let total = usize::from(be16(ip, 2));
-            if total < IPV4_LEN + UDP_LEN {
+            if total < IPV4_LEN {
                 return Err(FrameError::Truncated);
             }
             let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
             let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            (IpAddr::V4(src), IpAddr::V4(dst), l3 + IPV4_LEN, l3 + total)
+            let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
+            (src, dst, l3 + IPV4_LEN, l3 + total, ip[9])
         }
         ETHERTYPE_IPV6 => {
             let ip = frame.get(l3..l3 + IPV6_LEN).ok_or(FrameError::Truncated)?;
-            if ip[6] != IPPROTO_UDP {
-                return Err(FrameError::NotUdp);
+            if !taken(ip[6]) {
+                return Err(FrameError::Unsteered);
             }
             let mut src = [0u8; 16];
             let mut dst = [0u8; 16];
@@ -123,12 +130,30 @@ pub fn parse(frame: &[u8]) -> Result<Received, FrameError> {
                 IpAddr::V6(Ipv6Addr::from(dst)),
                 l3 + IPV6_LEN,
                 l3 + IPV6_LEN + payload,
+                ip[6],
             )
         }
-        _ => return Err(FrameError::NotUdp),
+        _ => return Err(FrameError::Unsteered),
     };
     // Ethernet pads short frames: the IP length, not the frame's, says where the data ends.
-    if ip_payload_end > frame.len() || udp + UDP_LEN > ip_payload_end {
+    if ip_payload_end > frame.len() || l4 > ip_payload_end {
+        return Err(FrameError::Truncated);
+    }
+    let (src_mac, dst_mac, tagged) = (mac(&frame[6..12]), mac(&frame[0..6]), l3 != ETH_LEN);
+    if proto == IPPROTO_ESP {
+        // Its length is the ESP rules' to judge (the worker counts a short one as malformed).
+        return Ok(Received {
+            from: SocketAddr::new(from_ip, 0),
+            to: SocketAddr::new(to_ip, 0),
+            payload: l4..ip_payload_end,
+            raw_esp: true,
+            src_mac,
+            dst_mac,
+            tagged,
+        });
+    }
+    let udp = l4;
+    if udp + UDP_LEN > ip_payload_end {
         return Err(FrameError::Truncated);
     }
     let udp_len = usize::from(be16(frame, udp + 4));
@@ -140,9 +165,10 @@ pub fn parse(frame: &[u8]) -> Result<Received, FrameError> {
         from: SocketAddr::new(from_ip, be16(datagram, 0)),
         to: SocketAddr::new(to_ip, be16(datagram, 2)),
         payload: udp + UDP_LEN..udp + udp_len,
-        src_mac: mac(&frame[6..12]),
-        dst_mac: mac(&frame[0..6]),
-        tagged: l3 != ETH_LEN,
+        raw_esp: false,
+        src_mac,
+        dst_mac,
+        tagged,
     })
 }
 
@@ -157,39 +183,47 @@ pub struct Path {
     pub src_mac: Mac,
     /// The next hop's link address.
     pub dst_mac: Mac,
+    /// Raw ESP (IP protocol 50): no UDP header, and the ports unused.
+    pub raw_esp: bool,
 }
 
-/// Bytes of headers `write_headers` puts in front of a datagram to `to`.
-pub fn headers_len(to: &SocketAddr) -> usize {
+/// Bytes of headers `write_headers` puts in front of a datagram (or, `raw_esp`, an ESP
+/// packet) to `to`.
+pub fn headers_len(to: &SocketAddr, raw_esp: bool) -> usize {
+    let udp = if raw_esp { 0 } else { UDP_LEN };
     ETH_LEN
-        + UDP_LEN
+        + udp
         + match to {
             SocketAddr::V4(_) => IPV4_LEN,
             SocketAddr::V6(_) => IPV6_LEN,
         }
 }
 
-/// Writes Ethernet, IP and UDP headers in front of the payload at `buf[payload]`; returns the
-/// whole frame's range. `payload.start` must be at least `headers_len(&path.to)`, and both
-/// ends of the path of one family.
+/// Writes Ethernet, IP and UDP headers (or, for raw ESP, Ethernet and IP) in front of the
+/// payload at `buf[payload]`; returns the whole frame's range. `payload.start` must be at
+/// least `headers_len`, and both ends of the path of one family.
 pub fn write_headers(buf: &mut [u8], payload: Range<usize>, path: &Path) -> Range<usize> {
-    let start = payload.start - headers_len(&path.to);
-    let udp_len = payload.len() + UDP_LEN;
+    let start = payload.start - headers_len(&path.to, path.raw_esp);
+    let (proto, l4_len) = if path.raw_esp {
+        (IPPROTO_ESP, payload.len())
+    } else {
+        (IPPROTO_UDP, payload.len() + UDP_LEN)
+    };
     let frame = &mut buf[start..payload.end];
     frame[0..6].copy_from_slice(&path.dst_mac);
     frame[6..12].copy_from_slice(&path.src_mac);
-    let (udp, pseudo) = match (path.from.ip(), path.to.ip()) {
+    let (l4, pseudo) = match (path.from.ip(), path.to.ip()) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
             frame[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
             let ip = &mut frame[ETH_LEN..ETH_LEN + IPV4_LEN];
             ip[0] = 0x45;
             ip[1] = 0;
-            ip[2..4].copy_from_slice(&((IPV4_LEN + udp_len) as u16).to_be_bytes());
+            ip[2..4].copy_from_slice(&((IPV4_LEN + l4_len) as u16).to_be_bytes());
             // Don't Fragment is set, so the identification need not be unique (RFC 6864).
             ip[4..6].copy_from_slice(&[0, 0]);
             ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
             ip[8] = HOP_LIMIT;
-            ip[9] = IPPROTO_UDP;
+            ip[9] = proto;
             ip[10..12].copy_from_slice(&[0, 0]);
             ip[12..16].copy_from_slice(&src.octets());
             ip[16..20].copy_from_slice(&dst.octets());
@@ -204,8 +238,8 @@ pub fn write_headers(buf: &mut [u8], payload: Range<usize>, path: &Path) -> Rang
             frame[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
             let ip = &mut frame[ETH_LEN..ETH_LEN + IPV6_LEN];
             ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            ip[6] = IPPROTO_UDP;
+            ip[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            ip[6] = proto;
             ip[7] = HOP_LIMIT;
             ip[8..24].copy_from_slice(&src.octets());
             ip[24..40].copy_from_slice(&dst.octets());
@@ -213,6 +247,11 @@ pub fn write_headers(buf: &mut [u8], payload: Range<usize>, path: &Path) -> Rang
             (ETH_LEN + IPV6_LEN, pseudo)
         }
     };
+    if path.raw_esp {
+        // ESP carries no checksum: its ICV covers it.
+        return start..payload.end;
+    }
+    let (udp, udp_len) = (l4, l4_len);
     let header = &mut frame[udp..udp + UDP_LEN];
     header[0..2].copy_from_slice(&path.from.port().to_be_bytes());
     header[2..4].copy_from_slice(&path.to.port().to_be_bytes());
@@ -250,6 +289,17 @@ mod tests {
             to: to.parse().expect("address"),
             src_mac: OURS,
             dst_mac: THEIRS,
+            raw_esp: false,
+        }
+    }
+
+    fn esp_path(from: &str, to: &str) -> Path {
+        let at = |ip: &str| SocketAddr::new(ip.parse().expect("address"), 0);
+        Path {
+            from: at(from),
+            to: at(to),
+            raw_esp: true,
+            ..path("10.0.0.1:1", "10.0.0.2:1")
         }
     }
 
@@ -352,12 +402,45 @@ mod tests {
         let frame = build(&path("10.0.0.1:1", "10.0.0.2:2"), b"x");
         let mut fragment = frame.clone();
         fragment[ETH_LEN + 6] |= 0x20; // more fragments
-        assert_eq!(parse(&fragment), Err(FrameError::NotUdp));
+        assert_eq!(parse(&fragment), Err(FrameError::Unsteered));
         let mut tcp = frame.clone();
         tcp[ETH_LEN + 9] = 6;
-        assert_eq!(parse(&tcp), Err(FrameError::NotUdp));
+        assert_eq!(parse(&tcp), Err(FrameError::Unsteered));
         let mut arp = frame;
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
-        assert_eq!(parse(&arp), Err(FrameError::NotUdp));
+        assert_eq!(parse(&arp), Err(FrameError::Unsteered));
+    }
+
+    /// Raw ESP (IP protocol 50) frames: built with no UDP header, read back with the ports
+    /// zero, the IP lengths right; a short or padded one is cut by the IP length.
+    #[test]
+    fn raw_esp_frames_round_trip_without_a_udp_header() {
+        let esp: Vec<u8> = (0..60u8).collect();
+        for (p, ip_len) in [
+            (esp_path("10.0.0.1", "10.0.0.2"), IPV4_LEN),
+            (esp_path("fd00::1", "fd00::2"), IPV6_LEN),
+        ] {
+            assert_eq!(headers_len(&p.to, true), ETH_LEN + ip_len);
+            let frame = build(&p, &esp);
+            assert_eq!(frame.len(), ETH_LEN + ip_len + esp.len());
+            let got = parse(&frame).expect("parses");
+            assert!(got.raw_esp);
+            assert_eq!((got.from, got.to), (p.from, p.to));
+            assert_eq!(&frame[got.payload.clone()], &esp[..]);
+            let mut padded = frame.clone();
+            padded.extend_from_slice(&[0; 9]);
+            assert_eq!(parse(&padded).expect("parses").payload, got.payload);
+            for cut in 0..ETH_LEN + ip_len {
+                assert!(parse(&frame[..cut]).is_err(), "cut at {cut}");
+            }
+            // Cut inside the ESP packet: the IP length says more than the frame holds.
+            assert_eq!(parse(&frame[..frame.len() - 1]), Err(FrameError::Truncated));
+        }
+        let v4 = build(&esp_path("10.0.0.1", "10.0.0.2"), &esp);
+        assert_eq!(v4[ETH_LEN + 9], 50);
+        assert_eq!(checksum::of(&v4[ETH_LEN..ETH_LEN + IPV4_LEN]), 0);
+        let mut fragment = v4;
+        fragment[ETH_LEN + 7] = 1; // an offset: a later fragment
+        assert_eq!(parse(&fragment), Err(FrameError::Unsteered));
     }
 }

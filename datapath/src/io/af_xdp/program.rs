@@ -4,10 +4,10 @@
 //! load (and in the tests); `PROG_TEST_RUN` checks what it does with hand-built frames.
 //!
 //! What it does: a UDP datagram to the listen port (or ESP in UDP to the NAT-T port, not IKE
-//! behind its zero marker) at one of the host's own addresses, in an
-//! Ethernet frame with up to two VLAN tags and an IPv4 header without options that is not a
-//! fragment, or an IPv6 header whose next header is UDP, is redirected to the AF_XDP socket of
-//! the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other ports, traffic the host
+//! behind its zero marker, or raw ESP: IP protocol 50) at one of the host's own addresses, in
+//! an Ethernet frame with up to two VLAN tags and an IPv4 header without options that is not
+//! a fragment, or an IPv6 header whose next header is UDP (or ESP), is redirected to the
+//! AF_XDP socket of the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other ports, traffic the host
 //! forwards, IPv4 options, fragments, IPv6 extension headers) goes on to the kernel unchanged;
 //! what xgate wants of it still reaches its UDP socket there.
 
@@ -186,23 +186,35 @@ const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const IPPROTO_UDP: i32 = 17;
+const IPPROTO_ESP: i32 = 50;
 /// IPv4 version 4 with a 20-byte header (no options).
 const IPV4_PLAIN: i32 = 0x45;
 /// IPv4 "more fragments" flag and fragment offset.
 const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
 
-/// The steering program for UDP port `port`, and for UDP-encapsulated ESP on `nat_port`
-/// (0: none) — datagrams there whose first four bytes are not the non-ESP marker, so IKE
-/// still reaches the kernel's socket: frames for them, to an address in `local_map` (a hash
-/// map keyed by 16-byte IPv6 addresses, IPv4 ones mapped as ::ffff:a.b.c.d), go to the socket
-/// in `xsk_map`'s slot for their receive queue; `empty_slot` is the verdict when that slot has
-/// no socket (`XDP_PASS` in service, so a queue without a socket still reaches the kernel).
-pub fn steering(
-    (port, nat_port): (u16, u16),
-    xsk_map: i32,
-    local_map: i32,
-    empty_slot: u32,
-) -> Vec<Insn> {
+/// What the steering program takes to the AF_XDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Steered {
+    /// The WireGuard listen port.
+    pub port: u16,
+    /// The NAT-T port whose ESP is taken (datagrams whose first four bytes are not the
+    /// non-ESP marker, so IKE still reaches the kernel's socket); 0: none.
+    pub nat_port: u16,
+    /// Raw ESP (IP protocol 50) too.
+    pub raw_esp: bool,
+}
+
+/// The steering program for what `steered` names: frames for it, to an address in
+/// `local_map` (a hash map keyed by 16-byte IPv6 addresses, IPv4 ones mapped as
+/// ::ffff:a.b.c.d), go to the socket in `xsk_map`'s slot for their receive queue;
+/// `empty_slot` is the verdict when that slot has no socket (`XDP_PASS` in service, so a
+/// queue without a socket still reaches the kernel).
+pub fn steering(steered: Steered, xsk_map: i32, local_map: i32, empty_slot: u32) -> Vec<Insn> {
+    let Steered {
+        port,
+        nat_port,
+        raw_esp,
+    } = steered;
     let mut asm = Asm::default();
     let pass = asm.label();
     let ipv4 = asm.label();
@@ -233,15 +245,19 @@ pub fn steering(
     asm.jump_imm(JEQ, R5, wire16(ETHERTYPE_IPV6), ipv6);
     asm.jump_imm(JA, R0, 0, pass);
 
+    // Eight bytes past the IP header: a UDP header, or ESP's SPI and sequence number.
     asm.bind(ipv4);
     asm.need(20 + 8, pass);
     asm.load(SIZE_B, R5, R2, 0);
     asm.jump_imm(JNE, R5, IPV4_PLAIN, pass);
-    asm.load(SIZE_B, R5, R2, 9);
-    asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
     asm.load(SIZE_H, R5, R2, 6);
     asm.and_imm(R5, wire16(IPV4_FRAGMENT_BITS));
     asm.jump_imm(JNE, R5, 0, pass);
+    asm.load(SIZE_B, R5, R2, 9);
+    if raw_esp {
+        asm.jump_imm(JEQ, R5, IPPROTO_ESP, ipv4_take);
+    }
+    asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
     asm.load(SIZE_H, R5, R2, 20 + 2);
     asm.jump_imm(JEQ, R5, wire16(port), ipv4_take);
     esp_only(&mut asm, nat_port, 20, pass);
@@ -256,6 +272,9 @@ pub fn steering(
     asm.bind(ipv6);
     asm.need(40 + 8, pass);
     asm.load(SIZE_B, R5, R2, 6);
+    if raw_esp {
+        asm.jump_imm(JEQ, R5, IPPROTO_ESP, ipv6_take);
+    }
     asm.jump_imm(JNE, R5, IPPROTO_UDP, pass);
     asm.load(SIZE_H, R5, R2, 40 + 2);
     asm.jump_imm(JEQ, R5, wire16(port), ipv6_take);

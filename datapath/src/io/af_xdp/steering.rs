@@ -15,11 +15,12 @@ use super::backend::RING_SIZES;
 use super::bpf::{AddressMap, BpfError, XdpLink, XdpMode, XdpProgram, XskMap};
 use super::frame::Mac;
 use super::interfaces::{choose_interfaces, mac_of, queue_count};
-use super::program::{steering, XDP_PASS};
+use super::program::{steering, Steered, XDP_PASS};
 use super::socket::{XskError, XskSocket};
 use super::stale::attach_replacing_stale;
 use crate::io::frames::Frames;
 use crate::kernel::netlink::{Interface, Netlink};
+use crate::kernel::raw_esp::RawEspSender;
 
 /// The name our steering programs load under (how a stale one is recognised).
 pub const PROGRAM_NAME: &str = "xgate_steer";
@@ -73,6 +74,9 @@ pub enum SteeringError {
     /// A socket could not be bound.
     #[error(transparent)]
     Socket(#[from] XskError),
+    /// The raw ESP sockets (for what AF_XDP cannot send yet) could not be opened.
+    #[error("raw ESP sockets: {0}")]
+    RawEsp(std::io::Error),
 }
 
 /// One interface being steered.
@@ -107,6 +111,10 @@ pub struct Steering {
     port: AtomicU16,
     /// The NAT-T port whose ESP is steered too (0: none, until IKE starts).
     nat_port: AtomicU16,
+    /// Raw ESP (IP protocol 50) is steered too (from when IKE starts).
+    raw_esp: AtomicBool,
+    /// Where workers send raw ESP that AF_XDP has no link path for, while it is steered.
+    raw_sender: Mutex<Option<Arc<RawEspSender>>>,
     /// The host's addresses: only datagrams to them are steered.
     local: AddressMap,
     /// What `local` holds.
@@ -146,6 +154,8 @@ impl Steering {
             interfaces: Mutex::new(Vec::new()),
             port: AtomicU16::new(port),
             nat_port: AtomicU16::new(0),
+            raw_esp: AtomicBool::new(false),
+            raw_sender: Mutex::new(None),
             local,
             local_set: Mutex::new(HashSet::new()),
             wanted: wanted.to_vec(),
@@ -183,7 +193,7 @@ impl Steering {
         let map = XskMap::new(queues).map_err(bpf_err)?;
         let program = XdpProgram::load(
             PROGRAM_NAME,
-            &steering(self.ports(), map.fd(), self.local.fd(), XDP_PASS),
+            &steering(self.steered(), map.fd(), self.local.fd(), XDP_PASS),
         )
         .map_err(bpf_err)?;
         let link = attach_replacing_stale(netlink, interface, &program, self.force_generic)?;
@@ -295,9 +305,13 @@ impl Steering {
         self.port.load(Ordering::Relaxed)
     }
 
-    /// The listen port and the NAT-T port (0: none) steered.
-    fn ports(&self) -> (u16, u16) {
-        (self.port(), self.nat_port.load(Ordering::Relaxed))
+    /// What the programs steer now.
+    fn steered(&self) -> Steered {
+        Steered {
+            port: self.port(),
+            nat_port: self.nat_port.load(Ordering::Relaxed),
+            raw_esp: self.raw_esp.load(Ordering::Relaxed),
+        }
     }
 
     /// Steers `port` instead (the listen port changed): each link swaps to a new program in
@@ -314,9 +328,29 @@ impl Steering {
         self.reload()
     }
 
-    /// Each link swaps to the program for the current ports in one step.
+    /// Steers raw ESP (IP protocol 50) to the workers too, or no longer, and opens (marked
+    /// `fwmark`) or closes the raw sockets workers fall back to: set before the IKE responder
+    /// starts, which then lets peers with no NAT between send ESP unencapsulated.
+    pub fn set_raw_esp(&self, raw: bool, fwmark: u32) -> Result<(), SteeringError> {
+        let sender = match raw {
+            true => Some(Arc::new(
+                RawEspSender::open(fwmark).map_err(SteeringError::RawEsp)?,
+            )),
+            false => None,
+        };
+        *lock(&self.raw_sender) = sender;
+        self.raw_esp.store(raw, Ordering::Relaxed);
+        self.reload()
+    }
+
+    /// The raw ESP sockets, while raw ESP is steered.
+    pub fn raw_esp_sender(&self) -> Option<Arc<RawEspSender>> {
+        lock(&self.raw_sender).clone()
+    }
+
+    /// Each link swaps to the program for what is steered now in one step.
     fn reload(&self) -> Result<(), SteeringError> {
-        let ports = self.ports();
+        let steered = self.steered();
         for i in lock(&self.interfaces).iter() {
             let bpf_err = |source| SteeringError::Bpf {
                 interface: i.name.clone(),
@@ -324,7 +358,7 @@ impl Steering {
             };
             let program = XdpProgram::load(
                 PROGRAM_NAME,
-                &steering(ports, i.map.fd(), self.local.fd(), XDP_PASS),
+                &steering(steered, i.map.fd(), self.local.fd(), XDP_PASS),
             )
             .map_err(bpf_err)?;
             i.link.replace(&program).map_err(bpf_err)?;

@@ -2,18 +2,30 @@
 
 use super::bpf::{AddressMap, XdpProgram, XskMap};
 use super::frame::{write_headers, Path, MAX_HEADERS};
-use super::program::{steering, XDP_DROP, XDP_PASS};
+use super::program::{steering, Steered, XDP_DROP, XDP_PASS};
 
 const PORT: u16 = 51820;
 const NAT_PORT: u16 = 4500;
+/// Everything steered: the listen port, ESP on the NAT-T port and raw ESP.
+const ALL: Steered = Steered {
+    port: PORT,
+    nat_port: NAT_PORT,
+    raw_esp: true,
+};
 
 /// A frame carrying a UDP datagram from `from` to `to`.
 fn udp_frame(from: &str, to: &str) -> Vec<u8> {
+    frame(from, to, false)
+}
+
+/// A frame carrying a 32-byte UDP datagram, or (`raw_esp`) ESP packet, from `from` to `to`.
+fn frame(from: &str, to: &str, raw_esp: bool) -> Vec<u8> {
     let path = Path {
         from: from.parse().expect("address"),
         to: to.parse().expect("address"),
         src_mac: [2, 0, 0, 0, 0, 1],
         dst_mac: [2, 0, 0, 0, 0, 2],
+        raw_esp,
     };
     let mut buf = vec![0u8; MAX_HEADERS + 32];
     let end = buf.len();
@@ -33,11 +45,15 @@ fn local_addresses() -> AddressMap {
 }
 
 fn load_marking() -> (XskMap, AddressMap, XdpProgram) {
+    load_marking_of(ALL)
+}
+
+fn load_marking_of(steered: Steered) -> (XskMap, AddressMap, XdpProgram) {
     let map = XskMap::new(4).expect("XSKMAP (needs CAP_BPF)");
     let local = local_addresses();
     let program = XdpProgram::load(
         "xgate_test",
-        &steering((PORT, NAT_PORT), map.fd(), local.fd(), XDP_DROP),
+        &steering(steered, map.fd(), local.fd(), XDP_DROP),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     (map, local, program)
@@ -49,7 +65,7 @@ fn verifier_accepts_the_service_program() {
     let local = local_addresses();
     XdpProgram::load(
         "xgate_steer",
-        &steering((PORT, NAT_PORT), map.fd(), local.fd(), XDP_PASS),
+        &steering(ALL, map.fd(), local.fd(), XDP_PASS),
     )
     .unwrap_or_else(|e| panic!("{e}"));
 }
@@ -165,4 +181,32 @@ fn esp_on_the_nat_t_port_is_steered_and_ike_there_is_left_to_the_kernel() {
     }
     let other = udp_frame("10.0.0.2:4500", "10.0.0.1:4501");
     assert_eq!(program.test_run(&other).expect("run"), XDP_PASS);
+}
+
+#[test]
+fn raw_esp_is_steered_only_when_asked_and_only_whole_and_ours() {
+    let (_map, _local, program) = load_marking();
+    let off = Steered {
+        raw_esp: false,
+        ..ALL
+    };
+    let (_map2, _local2, without) = load_marking_of(off);
+    for (from, to) in [("10.0.0.2:0", "10.0.0.1:0"), ("[fd00::2]:0", "[fd00::1]:0")] {
+        let esp = frame(from, to, true);
+        assert_eq!(program.test_run(&esp).expect("run"), XDP_DROP, "{to}");
+        assert_eq!(without.test_run(&esp).expect("run"), XDP_PASS, "{to}");
+        // Not ours (forwarded), or too short for an SPI and a sequence number.
+        let forwarded = frame(
+            from,
+            &to.replace(".1:", ".9:").replace("::1]", "::9]"),
+            true,
+        );
+        assert_eq!(program.test_run(&forwarded).expect("run"), XDP_PASS);
+        let ip = if to.starts_with('[') { 40 } else { 20 };
+        let short = esp[..14 + ip + 7].to_vec();
+        assert_eq!(program.test_run(&short).expect("run"), XDP_PASS);
+    }
+    let mut fragment = frame("10.0.0.2:0", "10.0.0.1:0", true);
+    fragment[14 + 6] |= 0x20;
+    assert_eq!(program.test_run(&fragment).expect("run"), XDP_PASS);
 }

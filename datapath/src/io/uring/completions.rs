@@ -13,7 +13,7 @@ use super::{
     decode, TunReads, UringBackend, OP_POLL, OP_READ, OP_RECV, OP_RECV_NAT_T, OP_SEND, OP_WAKE,
     OP_WRITE, OP_WRITEV,
 };
-use crate::io::{BufId, Rx, BUF_SIZE, OUTER_OFFSET};
+use crate::io::{BufId, Rx, Via, BUF_SIZE, OUTER_OFFSET};
 use crate::kernel::udp::sockaddr_from;
 
 impl UringBackend {
@@ -81,7 +81,7 @@ impl UringBackend {
                 from,
                 link: None,
                 truncated,
-                nat_t,
+                via: Via::of_port(nat_t),
             }),
             None => self.free.push(b),
         }

@@ -38,7 +38,7 @@ use tun_write::TunRuns;
 
 use super::buf_ring::BufRing;
 use super::frames::Frames;
-use super::{Backend, BufId, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{Backend, BufId, EspEncap, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::kernel::udp_offload::{enable_gro, CONTROL_LEN};
 use crate::kernel::waker::Waker;
 
@@ -474,8 +474,10 @@ impl Backend for UringBackend {
         self.send_one(buf, range, to, true, false);
     }
 
-    fn send_nat_t(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr) {
-        if self.nat_t.is_none() {
+    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
+        // Raw ESP is never negotiated over this backend (the responder then always asks for
+        // UDP): one would have no socket to leave by.
+        if self.nat_t.is_none() || encap == EspEncap::Raw {
             self.free.push(buf.0);
             self.send_failures += 1;
             return;

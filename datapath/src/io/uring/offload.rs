@@ -9,7 +9,7 @@ use super::completions::sender;
 use super::UringBackend;
 use crate::inner::segment::{plan, VnetHdr, VNET_HDR_LEN};
 use crate::io::buf_ring::BufRing;
-use crate::io::{BufId, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use crate::io::{BufId, Rx, Via, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 use crate::kernel::udp_offload::gro_segment_size;
 
 /// A set of equal large buffers lent to one provided-buffer ring.
@@ -87,7 +87,7 @@ impl UringBackend {
                 from,
                 link: None,
                 truncated: cut || n < datagram.len(),
-                nat_t,
+                via: Via::of_port(nat_t),
             });
         }
     }

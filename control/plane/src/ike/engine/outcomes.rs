@@ -69,11 +69,13 @@ impl IkeEngine {
                         up.child_rekeyed = Some(SystemTime::now());
                     }
                     let (tunnel, endpoint) = (e.tunnel, e.remote);
+                    let encap = tunnels::encap_of(&e.sa, self.settings.raw_esp);
                     match (tunnel, tunnels::esp_sa(&child)) {
                         (Some(tunnel), Ok(sa)) => self.esp.push(EspChange::Rekeyed {
                             tunnel,
                             sa,
                             endpoint,
+                            encap,
                         }),
                         (None, _) => {}
                         (Some(_), Err(why)) => {
@@ -166,6 +168,7 @@ impl IkeEngine {
                         addresses,
                         sa,
                         endpoint: e.remote,
+                        encap: tunnels::encap_of(&e.sa, self.settings.raw_esp),
                     });
                 }
                 Err(why) => {

@@ -1,13 +1,14 @@
 //! What the responder gives the datapath for each user: a tunnel number owned by one worker,
-//! CHILD_SA SPIs that name that worker, and each CHILD_SA's packet rules, reported to the
-//! control plane as `EspChange`s.
+//! CHILD_SA SPIs that name that worker, each CHILD_SA's packet rules, and how its ESP
+//! travels, reported to the control plane as `EspChange`s.
 
 use std::collections::VecDeque;
 
+use datapath::io::EspEncap;
 use datapath::messages::{EspSa, ESP_TUNNEL};
 use datapath::route::PeerId;
 use ike::esp::{Inbound, Outbound};
-use ike::ChildSa;
+use ike::{ChildSa, IkeSa};
 use ring::rand::SecureRandom;
 
 /// Tunnel numbers, handed out per worker: number `n` belongs to worker `n % workers`, as
@@ -70,6 +71,18 @@ pub(super) fn spi_for(worker: usize, rng: &dyn SecureRandom) -> Option<[u8; 4]> 
 
 /// A CHILD_SA's packet rules as the responder runs them: it receives on `spi_r` with the
 /// initiator's keys and sends on `spi_i` with its own.
+/// How ESP travels to the peer of `sa`: in UDP where NAT detection found a NAT on either
+/// side (or we claimed one, when the datapath does not take raw ESP: `raw_esp` false), as IP
+/// protocol 50 otherwise. The worker follows the peer's own packets from then on.
+pub(super) fn encap_of(sa: &IkeSa, raw_esp: bool) -> EspEncap {
+    let nat = sa.keys().nat;
+    if raw_esp && !nat.peer_behind_nat && !nat.self_behind_nat {
+        EspEncap::Raw
+    } else {
+        EspEncap::Udp
+    }
+}
+
 pub(super) fn esp_sa(child: &ChildSa) -> Result<Box<EspSa>, String> {
     let inbound =
         Inbound::new(child.spi_r, &child.suite, &child.i_to_r).map_err(|e| e.to_string())?;
