@@ -21,7 +21,7 @@ const NAT_T: &str = "10.210.0.1:4500";
 fn load(user: &IkeUser, size: usize, count: usize) -> Result<Loaded> {
     let rng = SystemRandom::new();
     let server: SocketAddr = "10.210.0.1:500".parse()?;
-    let est = set_up(CLIENT, server, user, &rng)?;
+    let (est, _) = set_up(CLIENT, server, user, &rng)?;
     let child = &est.child;
     let mut sa = Outbound::new(child.spi_r, &child.suite, &child.i_to_r)
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use ike::{
     AuthInitiator, AuthOutcome, ClientCerts, DhGroup, Endpoints, Established, Identity, InitReply,
-    InitiatorInit, Policy,
+    InitiatorInit, NatFinding, Policy,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -58,13 +58,14 @@ fn exchange(sock: &UdpSocket, server: SocketAddr, request: &[u8]) -> Result<Vec<
 }
 
 /// One IKE_SA_INIT and IKE_AUTH as `user` against `server`, from a fresh socket on address
-/// `local`: the SA with its first CHILD_SA. NAT detection is honest (no NAT is claimed).
+/// `local`: the SA with its first CHILD_SA, and what NAT detection found. NAT detection is
+/// honest here (no NAT is claimed).
 pub fn set_up(
     local: &str,
     server: SocketAddr,
     user: &IkeUser,
     rng: &SystemRandom,
-) -> Result<Box<Established>> {
+) -> Result<(Box<Established>, NatFinding)> {
     let sock = UdpSocket::bind(format!("{local}:0"))?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))?;
     let ends = Endpoints {
@@ -82,6 +83,7 @@ pub fn set_up(
         Ok(other) => bail!("IKE_SA_INIT answered {other:?}"),
         Err(e) => bail!("IKE_SA_INIT: {e}"),
     };
+    let nat = sa.nat;
     let id = Identity::from_text(&user.identity);
     let mut spi = [0u8; 4];
     rng.fill(&mut spi).map_err(|_| anyhow!("no randomness"))?;
@@ -96,7 +98,7 @@ pub fn set_up(
     .map_err(|e| anyhow!("IKE_AUTH: {e}"))?;
     let answer = exchange(&sock, server, &auth.request)?;
     match auth.on_response(&answer) {
-        Ok(AuthOutcome::Established(est)) => Ok(est),
+        Ok(AuthOutcome::Established(est)) => Ok((est, nat)),
         Ok(AuthOutcome::Refused(why)) => bail!("IKE_AUTH refused: {why:?}"),
         Err(e) => bail!("IKE_AUTH: {e}"),
     }

@@ -16,6 +16,7 @@ pub mod packet;
 pub mod ping;
 pub mod process;
 pub mod procstat;
+pub mod raw_esp;
 pub mod server;
 pub mod spray;
 pub mod strongswan;

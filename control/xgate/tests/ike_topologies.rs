@@ -4,8 +4,8 @@
 //! and MODP-2048 key exchanges,
 //! and a WireGuard client beside them on the same two workers. Each user's traffic flows.
 //! Also: a user reconnecting by itself after xgate is SIGKILLed and restarted, the first
-//! IKEv2 user starting the responder in a running xgate, and ESP through AF_XDP sockets on
-//! the NAT-T port.
+//! IKEv2 user starting the responder in a running xgate, ESP through AF_XDP sockets on the
+//! NAT-T port, and raw ESP (IP protocol 50) through them where no NAT is.
 
 mod common;
 
@@ -14,8 +14,14 @@ use common::ike::{
     add_user, carries_traffic, connect_and_check_user, direct, ike_rig_with, sas, scratch,
 };
 use common::Rig;
+use ike::esp::{Inbound, Outbound, ESP_HEADROOM, ESP_TAILROOM, NEXT_IPV4};
+use ring::rand::SystemRandom;
 use serde_json::json;
+use std::net::Ipv4Addr;
 use std::time::Duration;
+use testbed::ike_client::{set_up, IkeUser, Proof};
+use testbed::packet::echo_request_v4;
+use testbed::raw_esp::RawEspSocket;
 use testbed::{tcp_transfer, veth, Implementation, Netns, Strongswan, StrongswanConfig};
 
 const TEN_MB: u64 = 10 * 1024 * 1024;
@@ -242,4 +248,107 @@ fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
     assert!(after[0] - before[0] >= esp_in, "{}", rig.show());
     assert!(after[1] - before[1] > 100, "{}", rig.show());
     assert_eq!(after[2], before[2], "{}", rig.show());
+}
+
+/// Pings through the tunnel the testbed's IKE client sets up as `identity` from 10.201.2.2
+/// (honest NAT detection: none), sending ESP raw and reading the answers raw; returns how
+/// many of `pings` were answered.
+fn raw_esp_pings(identity: &str, psk: String, pings: u16) -> anyhow::Result<u16> {
+    let user = IkeUser {
+        identity: identity.into(),
+        proof: Proof::Psk(psk),
+    };
+    let server = Ipv4Addr::new(10, 201, 2, 1);
+    let (est, nat) = set_up(
+        "10.201.2.2",
+        (server, 500).into(),
+        &user,
+        &SystemRandom::new(),
+    )?;
+    let e = |e: &dyn std::fmt::Debug| anyhow::anyhow!("{e:?}");
+    // The responder claims no NAT where it takes raw ESP.
+    if nat.peer_behind_nat || nat.self_behind_nat {
+        return Err(e(&format!("NAT detection found {nat:?}")));
+    }
+    let child = &est.child;
+    let mut out = Outbound::new(child.spi_r, &child.suite, &child.i_to_r).map_err(|x| e(&x))?;
+    let mut back = Inbound::new(child.spi_i, &child.suite, &child.r_to_i).map_err(|x| e(&x))?;
+    let src = est.assignment.v4.ok_or_else(|| e(&"no address"))?.octets();
+    let socket = RawEspSocket::open()?;
+    let mut answered = 0;
+    for seq in 0..pings {
+        let mut ping = vec![0u8; 84];
+        echo_request_v4(&mut ping, src, [10, 77, 0, 1], (0x7e57, seq), b"raw ESP");
+        let at = ESP_HEADROOM..ESP_HEADROOM + ping.len();
+        let mut buf = vec![0u8; at.end + ESP_TAILROOM];
+        buf[at.clone()].copy_from_slice(&ping);
+        let range = out.seal(&mut buf, at, NEXT_IPV4).map_err(|x| e(&x))?;
+        socket.send_to(&buf[range], server)?;
+        let Some(mut esp) = socket.recv_from(server, Duration::from_secs(2)) else {
+            continue;
+        };
+        let opened = back.open(&mut esp).map_err(|x| e(&x))?;
+        let reply = &esp[opened.inner];
+        // An echo reply from 10.77.0.1 to us, with our sequence number.
+        let ours = reply.len() >= 28
+            && reply[9] == 1
+            && reply[12..16] == [10, 77, 0, 1]
+            && reply[16..20] == src
+            && reply[20] == 0
+            && reply[26..28] == seq.to_be_bytes();
+        answered += u16::from(ours);
+    }
+    Ok(answered)
+}
+
+/// A user with no NAT in front sends ESP unencapsulated (the testbed's IKE client and a raw
+/// socket: strongSwan's kernel-libipsec here always asks for UDP): the responder does not
+/// claim a NAT, the ESP comes in as IP protocol 50 through AF_XDP, and the answers leave the
+/// same way (the client's raw socket sees only IP protocol 50).
+#[test]
+fn raw_esp_comes_and_goes_through_af_xdp_where_no_nat_is() {
+    const PINGS: u16 = 20;
+    let (rig, token) = ike_rig_with("iker", |rig| rig.backend = "af-xdp");
+    let client = direct(&rig, 2);
+    // The client's interface came after the start: ESP before its socket is bound would pass
+    // to the kernel, which has no ESP.
+    let bound = testbed::wait_until(Duration::from_secs(5), || {
+        rig.log()
+            .lines()
+            .any(|l| l.contains("xtv2s") && l.contains("AF_XDP socket bound"))
+    });
+    assert!(bound, "xtv2s not steered:\n{}", rig.log());
+    let (psk, _v4) = add_user(&rig, &token, "alice", "alice@example.com");
+    let counts = || {
+        [
+            "xdp_rx_frames",
+            "xdp_tx_frames",
+            "outer_kernel_sends",
+            "esp_rx_packets",
+            "esp_tx_packets",
+        ]
+        .map(|s| rig.stat(s))
+    };
+    let before = counts();
+    let answered = client
+        .enter(move || raw_esp_pings("alice@example.com", psk, PINGS))
+        .expect("enter")
+        .unwrap_or_else(|e| panic!("{e}: {}", rig.show()));
+    let after = counts();
+    eprintln!("rx, tx, kernel sends, ESP in, ESP out: {before:?} -> {after:?}");
+    assert_eq!(answered, PINGS, "{}", rig.show());
+    assert!(after[3] - before[3] >= u64::from(PINGS), "{}", rig.show());
+    assert!(after[4] - before[4] >= u64::from(PINGS), "{}", rig.show());
+    // In and out by AF_XDP, nothing through the kernel's sockets.
+    assert!(after[0] - before[0] >= u64::from(PINGS), "{}", rig.show());
+    assert!(after[1] - before[1] >= u64::from(PINGS), "{}", rig.show());
+    assert_eq!(after[2], before[2], "{}", rig.show());
+    for reason in [
+        "esp_unknown_spi",
+        "esp_bad_icv",
+        "esp_replayed",
+        "esp_malformed",
+    ] {
+        assert_eq!(rig.drops(reason), 0, "{reason}: {}", rig.show());
+    }
 }
