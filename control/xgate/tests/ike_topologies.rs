@@ -308,7 +308,7 @@ fn raw_esp_pings(identity: &str, psk: String, pings: u16) -> anyhow::Result<u16>
 #[test]
 fn raw_esp_comes_and_goes_through_af_xdp_where_no_nat_is() {
     const PINGS: u16 = 20;
-    let (rig, token) = ike_rig_with("iker", |rig| rig.backend = "af-xdp");
+    let (rig, token) = ike_rig_with("ikew", |rig| rig.backend = "af-xdp");
     let client = direct(&rig, 2);
     // The client's interface came after the start: ESP before its socket is bound would pass
     // to the kernel, which has no ESP.
