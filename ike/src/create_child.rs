@@ -130,8 +130,10 @@ pub fn respond_rekey(
         return Err(RekeyRefusal::Missing("TSi or TSr"));
     }
     let (chosen, ni) = chosen_and_nonce(payloads, ProtocolId::ESP, esp)?;
-    let spi_i = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice())
-        .map_err(|_| RekeyRefusal::Missing("a 4-byte ESP SPI"))?;
+    let spi_i = chosen
+        .proposal
+        .esp_spi()
+        .ok_or(RekeyRefusal::Missing("a 4-byte ESP SPI of 256 or above"))?;
     let mut nr = [0u8; NONCE_LEN];
     rng.fill(&mut nr)
         .map_err(|_| RekeyRefusal::Missing("randomness"))?;
@@ -206,7 +208,9 @@ pub fn respond_ike_rekey(
         return Err(RekeyRefusal::Missing("a DH group and a PRF"));
     };
     let spi_i = <[u8; 8]>::try_from(chosen.proposal.spi.as_slice())
-        .map_err(|_| RekeyRefusal::Missing("an 8-byte IKE SPI"))?;
+        .ok()
+        .filter(|spi| *spi != [0; 8])
+        .ok_or(RekeyRefusal::Missing("a non-zero 8-byte IKE SPI"))?;
     let (shared, ke) = exchange(payloads, group, rng)?;
     let mut nr = [0u8; NONCE_LEN];
     let mut spi_r = [0u8; 8];

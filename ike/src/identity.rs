@@ -157,15 +157,16 @@ pub fn auth_body(method: AuthMethod, data: &[u8]) -> Vec<u8> {
 const KEY_PAD: &[u8] = b"Key Pad for IKEv2";
 
 /// The octets a side signs: its first message, the peer's nonce, and prf(SK_p, its ID
-/// payload's body) (SK_pi for the initiator, SK_pr for the responder).
+/// payload's body as sent, reserved bytes and all) (SK_pi for the initiator, SK_pr for the
+/// responder).
 pub fn signed_octets(
     prf: Prf,
     own_first_message: &[u8],
     peer_nonce: &[u8],
     sk_p: &[u8],
-    own_id: &Identity,
+    id_body: &[u8],
 ) -> Vec<u8> {
-    let maced_id = prf.compute(sk_p, &[&own_id.body()]);
+    let maced_id = prf.compute(sk_p, &[id_body]);
     [own_first_message, peer_nonce, &maced_id].concat()
 }
 
@@ -239,7 +240,13 @@ mod tests {
             kind: IdType::RFC822_ADDR,
             data: b"alice@example.com".to_vec(),
         };
-        let signed = signed_octets(prf, b"message one", b"responder nonce", b"sk_pi", &id);
+        let signed = signed_octets(
+            prf,
+            b"message one",
+            b"responder nonce",
+            b"sk_pi",
+            &id.body(),
+        );
         // By the letter of §2.15, with ring's HMAC composed by hand.
         let maced = prf.compute(b"sk_pi", &[&[3u8, 0, 0, 0][..], b"alice@example.com"]);
         assert_eq!(

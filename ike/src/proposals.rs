@@ -276,6 +276,15 @@ pub fn write_sa(proposals: &[Proposal]) -> Vec<u8> {
     out
 }
 
+impl Proposal {
+    /// The sender's ESP SPI in this proposal: four bytes, 256 or above (RFC 4303 §2.1: 0 is
+    /// never sent, 1 to 255 are reserved by IANA).
+    pub fn esp_spi(&self) -> Option<[u8; 4]> {
+        let spi = <[u8; 4]>::try_from(self.spi.as_slice()).ok()?;
+        (u32::from_be_bytes(spi) >= 256).then_some(spi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +377,25 @@ mod tests {
         let read = read_sa(&body).expect("reads");
         assert!(read[0].transforms[0].unknown_attribute);
         assert_eq!(read[0].transforms[0].key_bits, None);
+    }
+
+    #[test]
+    fn an_esp_spi_is_four_bytes_and_not_reserved() {
+        let with = |spi: &[u8]| Proposal {
+            number: 1,
+            protocol: ProtocolId::ESP,
+            spi: spi.to_vec(),
+            transforms: Vec::new(),
+        };
+        assert_eq!(with(&[0, 0, 1, 0]).esp_spi(), Some([0, 0, 1, 0]));
+        assert_eq!(with(&[0xc1, 2, 3, 4]).esp_spi(), Some([0xc1, 2, 3, 4]));
+        for bad in [
+            &[0u8, 0, 0, 0][..],
+            &[0, 0, 0, 255],
+            &[0, 0, 1],
+            &[1, 0, 0, 0, 0],
+        ] {
+            assert_eq!(with(bad).esp_spi(), None, "{bad:?}");
+        }
     }
 }

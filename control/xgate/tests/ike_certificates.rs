@@ -4,7 +4,7 @@
 //! counted by reason; then a PSK user, an ECDSA user and an RSA user connect at once, each
 //! with its registry address and DNS, and each carries 100 MB intact. The RSA user's
 //! strongSwan cuts its IKE_AUTH into 500-byte fragments (RFC 7383). A certificate revoked
-//! while xgate runs is refused at its next login.
+//! while xgate runs has its SA closed within seconds, and is refused at its next login.
 
 mod common;
 
@@ -182,13 +182,37 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
     assert_eq!(up["sas"].as_array().map(Vec::len), Some(3), "{up}\n{users}");
     let kept = up["counters"]["fragments_kept"].as_u64().unwrap_or(0);
     assert!(kept >= 2, "dave's IKE_AUTH in fragments: {up}");
-    // Revoked while xgate runs: the CRL is read again within seconds; carol's next login is
-    // refused for it.
+    // Revoked while xgate runs: the CRL is read again within seconds, carol's SA is closed
+    // with a Delete (the others stay), and her next login is refused for it.
     pki(&pki_dir, &["revoke", "carol"]);
+    let identities = || -> Vec<String> {
+        let list = sas(&rig, &token);
+        let sas = list["sas"].as_array().cloned().unwrap_or_default();
+        sas.iter()
+            .filter_map(|s| s["identity"].as_str().map(str::to_string))
+            .collect()
+    };
+    let closed = wait_until(Duration::from_secs(10), || {
+        !identities().iter().any(|i| i == "carol@example.com")
+    });
+    assert!(closed, "carol still connected: {}", sas(&rig, &token));
+    assert_eq!(
+        identities().len(),
+        2,
+        "alice and dave stay: {}",
+        sas(&rig, &token)
+    );
+    let withdrawn = sas(&rig, &token)["counters"]["certificate_withdrawn"].as_u64();
+    assert_eq!(withdrawn, Some(1), "{}", sas(&rig, &token));
+    // charon was told with a Delete: it holds no SA either.
+    let told = wait_until(Duration::from_secs(5), || {
+        clients[1]
+            .list_sas()
+            .is_ok_and(|l| !l.contains("ESTABLISHED"))
+    });
+    assert!(told, "{}", clients[1].list_sas().unwrap_or_default());
     let revoked = || sas(&rig, &token)["counters"]["cert_refused"]["revoked"].as_u64();
     let refused = wait_until(Duration::from_secs(15), || {
-        // A new login: the IKE SA ended, then made again.
-        let _ = clients[1].swanctl(&["--terminate", "--ike", "xgate", "--timeout", "3"]);
         let _ = clients[1].initiate(5);
         revoked() == Some(2)
     });

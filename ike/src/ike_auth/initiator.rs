@@ -105,7 +105,7 @@ impl AuthInitiator {
         rng: &dyn SecureRandom,
     ) -> Result<Self, InitiatorError> {
         let prf = prf_of(&sa);
-        let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, id);
+        let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, &id.body());
         // With a certificate: CERT payloads, and a CERTREQ so the responder sends its own
         // (strongSwan sends it only when asked).
         let (certs, certreq, auth) = match &proof {
@@ -224,15 +224,17 @@ impl AuthInitiator {
                 return Ok(AuthOutcome::Refused(n.kind));
             }
         }
-        let idr = Identity::read(find(PayloadType::IDR).ok_or(bad("no IDr"))?)?;
+        let idr_body = find(PayloadType::IDR).ok_or(bad("no IDr"))?;
+        let idr = Identity::read(idr_body)?;
         let (method, value) = read_auth(find(PayloadType::AUTH).ok_or(bad("no AUTH"))?)?;
         let prf = prf_of(&self.sa);
+        // The responder signed its IDr body as it sent it.
         let signed = signed_octets(
             prf,
             &self.sa.response,
             &self.sa.ni,
             &self.sa.keys.sk_pr,
-            &idr,
+            idr_body,
         );
         if !self.responder_proven(&payloads, &idr, (method, value), &signed) {
             return Err(bad("the responder's AUTH does not verify"));
@@ -281,6 +283,12 @@ impl AuthInitiator {
                 ts_r,
             },
             assignment,
+            peer_certs: payloads
+                .iter()
+                .filter(|p| p.kind == PayloadType::CERT)
+                .filter_map(|p| read_cert_body(p.body))
+                .map(<[u8]>::to_vec)
+                .collect(),
         })))
     }
 }

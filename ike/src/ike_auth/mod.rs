@@ -81,6 +81,9 @@ pub struct Established {
     pub child: ChildSa,
     /// The addresses and DNS given to (or received by) the initiator.
     pub assignment: Assignment,
+    /// The peer's certificates as it sent them, end entity first (empty with a PSK): a
+    /// responder checks them again when its CRLs change.
+    pub peer_certs: Vec<Vec<u8>>,
 }
 
 /// The CHILD_SA's keys, cut from KEYMAT in RFC 7296 §2.17's order: initiator → responder

@@ -200,7 +200,8 @@ pub fn respond_auth_opened(
             AuthRefusal::Missing("IDi or AUTH"),
         );
     };
-    let Ok(idi) = Identity::read(idi) else {
+    let idi_body = idi;
+    let Ok(idi) = Identity::read(idi_body) else {
         return refuse(
             (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
@@ -215,28 +216,34 @@ pub fn respond_auth_opened(
         };
         return refuse((sa, rng), auth_failed, why);
     };
-    let own_auth = match check_peer(sa, &payloads, (&idi, auth), &grant, ctx)
-        .and_then(|()| own_auth(sa, &grant, ctx, rng))
+    let peer = (&idi, idi_body, auth);
+    let (peer_certs, own_auth) = match check_peer(sa, &payloads, peer, &grant, ctx)
+        .and_then(|certs| own_auth(sa, &grant, ctx, rng).map(|a| (certs, a)))
     {
         Ok(a) => a,
         Err(why) => return refuse((sa, rng), auth_failed, why),
     };
-    child(
+    let mut answer = child(
         (sa, rng),
         &payloads,
         (idi, grant, own_auth),
         (ctx.local, ctx.esp, ctx.child_spi),
-    )
+    );
+    if let AuthAnswer::Accepted { established, .. } = &mut answer {
+        established.peer_certs = peer_certs;
+    }
+    answer
 }
 
-/// Checks the peer's AUTH over its signed octets by the user's own method.
+/// Checks the peer's AUTH over its signed octets by the user's own method; the certificates
+/// it was checked with (none with a PSK).
 fn check_peer(
     sa: &HalfOpen,
     payloads: &[Payload<'_>],
-    (idi, auth): (&Identity, &[u8]),
+    (idi, idi_body, auth): (&Identity, &[u8], &[u8]),
     grant: &Grant,
     ctx: &AuthContext<'_>,
-) -> Result<(), AuthRefusal> {
+) -> Result<Vec<Vec<u8>>, AuthRefusal> {
     let failed = |why| AuthRefusal::AuthenticationFailed {
         identity: idi.display(),
         why,
@@ -246,11 +253,12 @@ fn check_peer(
         why,
     };
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
-    let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, idi);
+    // The initiator signed its IDi body as it sent it (reserved bytes and all).
+    let signed = signed_octets(prf, &sa.request, &sa.nr, &sa.keys.sk_pi, idi_body);
     match (&grant.auth, read_auth(auth)) {
         (UserAuth::Psk(psk), Ok((AuthMethod::PSK, value))) => {
             if psk_auth_holds(prf, psk, &signed, value) {
-                Ok(())
+                Ok(Vec::new())
             } else {
                 Err(failed("wrong pre-shared key"))
             }
@@ -271,10 +279,11 @@ fn check_peer(
                 .map_err(refused)?;
             let ee = chain.first().ok_or(refused(CertRefusal::Missing))?;
             if method == AuthMethod::DIGITAL_SIGNATURE {
-                verify_signature_auth(ee, &signed, value).map_err(refused)
+                verify_signature_auth(ee, &signed, value).map_err(refused)?;
             } else {
-                verify_classic_auth(ee, method, &signed, value).map_err(refused)
+                verify_classic_auth(ee, method, &signed, value).map_err(refused)?;
             }
+            Ok(chain.iter().map(|c| c.to_vec()).collect())
         }
         (UserAuth::Psk(_), _) => Err(failed("not a pre-shared-key AUTH for a PSK user")),
         (UserAuth::Certificate, _) => Err(failed(
@@ -294,7 +303,7 @@ fn own_auth(
     rng: &dyn SecureRandom,
 ) -> Result<OwnAuth, AuthRefusal> {
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
-    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, ctx.local);
+    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, &ctx.local.body());
     match (&grant.auth, ctx.certs) {
         (UserAuth::Psk(psk), _) => Ok((
             Vec::new(),
@@ -368,11 +377,11 @@ fn child(
             return refuse((sa, rng), Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
         }
     };
-    let Ok(spi_i) = <[u8; 4]>::try_from(chosen.proposal.spi.as_slice()) else {
+    let Some(spi_i) = chosen.proposal.esp_spi() else {
         return refuse(
             (sa, rng),
             Some(NotifyType::INVALID_SYNTAX),
-            AuthRefusal::Missing("a 4-byte ESP SPI"),
+            AuthRefusal::Missing("a 4-byte ESP SPI of 256 or above"),
         );
     };
     let cp = find(PayloadType::CP).and_then(|b| ConfigPayload::read(b).ok());
@@ -447,6 +456,7 @@ fn child(
                 ts_r,
             },
             assignment: grant.assignment,
+            peer_certs: Vec::new(),
         }),
         response,
     }

@@ -28,6 +28,8 @@ pub struct InitiatorInit {
     offer: Vec<Proposal>,
     policy: Policy,
     ends: Endpoints,
+    /// The responder's cookie, once asked for: every later request carries it.
+    cookie: Option<Vec<u8>>,
     /// The request to send (again, on a retransmission).
     pub request: Vec<u8>,
 }
@@ -80,6 +82,7 @@ impl InitiatorInit {
             offer,
             policy,
             ends,
+            cookie: None,
             request: Vec::new(),
         };
         init.request = init.build(None)?;
@@ -123,18 +126,20 @@ impl InitiatorInit {
 
     /// The same request (SPI, nonce, KE) with the responder's cookie.
     pub fn retry_with_cookie(mut self, cookie: &[u8]) -> Result<Self, InitiatorError> {
+        self.cookie = Some(cookie.to_vec());
         self.request = self.build(Some(cookie))?;
         Ok(self)
     }
 
-    /// The request with a KE of the group the responder chose.
+    /// The request with a KE of the group the responder chose (and the cookie, if one was
+    /// asked for).
     pub fn retry_with_group(
         mut self,
         group: DhGroup,
         rng: &dyn SecureRandom,
     ) -> Result<Self, InitiatorError> {
         self.ke = KeyExchange::start(group, rng)?;
-        self.request = self.build(None)?;
+        self.request = self.build(self.cookie.as_deref())?;
         Ok(self)
     }
 
@@ -161,6 +166,17 @@ impl InitiatorInit {
                 .ok_or(InitiatorError::Unacceptable(
                     "INVALID_KE_PAYLOAD names no group",
                 ))?;
+            // Only a group of the offer: anything else would be the responder's choice.
+            let offered = self
+                .offer
+                .iter()
+                .flat_map(|p| &p.transforms)
+                .any(|t| t.kind == crate::proposals::TransformType::DH && t.id == group.id());
+            if !offered {
+                return Err(InitiatorError::Unacceptable(
+                    "INVALID_KE_PAYLOAD names a group not offered",
+                ));
+            }
             return Ok(InitReply::RetryWithGroup(group));
         }
         if let Some(e) = notifies.iter().find(|n| n.kind.is_error()) {

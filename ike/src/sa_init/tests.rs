@@ -199,6 +199,44 @@ fn a_ke_group_outside_the_proposal_is_answered_with_the_chosen_one() {
     ));
 }
 
+/// A cookie asked for, then another group: the request with the new group still carries
+/// the cookie (a responder under load would refuse it otherwise); and an INVALID_KE_PAYLOAD
+/// naming a group the offer did not list is not taken.
+#[test]
+fn a_retry_with_another_group_keeps_the_cookie_and_only_offered_groups_are_taken() {
+    let pair = Pair::new();
+    let init = pair.initiate(DhGroup::Modp2048);
+    let (reply, why) = refused(pair.answer(&init.request, true));
+    assert_eq!(why, InitRefusal::CookieNeeded);
+    let InitReply::RetryWithCookie(cookie) = init_reply(&init, &reply) else {
+        panic!("a cookie asked for");
+    };
+    let init = init.retry_with_cookie(&cookie).expect("retry");
+    let (reply, _) = refused(pair.answer(&init.request, true));
+    let InitReply::RetryWithGroup(group) = init_reply(&init, &reply) else {
+        panic!("another group asked for");
+    };
+    // The same reply naming MODP-2048, which the offer (Curve25519, P-256) does not list.
+    let mut other = reply.clone().expect("reply");
+    let at = other.len() - 2;
+    assert_eq!(
+        other[at..],
+        31u16.to_be_bytes(),
+        "the notify's group is last"
+    );
+    other[at..].copy_from_slice(&14u16.to_be_bytes());
+    let init = init.retry_with_group(group, &pair.rng).expect("retry");
+    let sa = accepted(pair.answer(&init.request, true));
+    assert_eq!(sa.suite.dh, Some(DhGroup::Curve25519));
+    let second = pair.initiate(DhGroup::Ecp256);
+    let mut theirs = other;
+    theirs[..8].copy_from_slice(&init_spi(&second));
+    assert!(matches!(
+        second.on_response(&theirs),
+        Err(InitiatorError::Unacceptable(_))
+    ));
+}
+
 #[test]
 fn a_ke_group_the_proposal_offers_is_taken_though_another_comes_first() {
     // P-256's KE, though Curve25519 comes first in the offer: no INVALID_KE round trip.

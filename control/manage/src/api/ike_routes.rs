@@ -333,6 +333,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "children_created": c.children_created,
             "ike_rekeyed": c.ike_rekeyed,
             "dead_peers": c.dead_peers,
+            "certificate_withdrawn": c.certificate_withdrawn,
             "dropped": c.dropped,
             "queue_full": st.queue_full,
             "esp_not_carried": st.esp_not_carried,

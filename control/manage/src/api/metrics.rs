@@ -230,6 +230,7 @@ fn ike_families(s: &mut String, ike: &plane::ike::IkeStats) {
             &[
                 ("dead", c.dead_peers),
                 ("replaced", c.replaced),
+                ("certificate_withdrawn", c.certificate_withdrawn),
                 ("half_open_expired", c.half_open_expired),
             ],
             "reason",

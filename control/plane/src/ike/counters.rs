@@ -50,6 +50,9 @@ pub struct IkeCounters {
     pub dead_peers: u64,
     /// SAs closed because their user authenticated again (one SA per user).
     pub replaced: u64,
+    /// SAs closed because their user's certificate no longer held when the CRLs changed
+    /// (revoked, or expired, since it logged in).
+    pub certificate_withdrawn: u64,
     /// Messages dropped, by reason.
     pub dropped: BTreeMap<&'static str, u64>,
 }

@@ -1,8 +1,8 @@
 //! The CRL file, looked at every few seconds while the responder runs: rewritten (`xgate pki
 //! revoke`, or the operator's own CA), it is read again and its revocations count from the
 //! next IKE_AUTH, with no restart. A file that does not read or parse keeps the CRLs held
-//! before, says why in the log, and is tried again at the next look. Users already logged in
-//! stay until they log in again.
+//! before, says why in the log, and is tried again at the next look. Users logged in with a
+//! certificate the new CRLs revoke are disconnected then (`IkeEngine::replace_trust`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};

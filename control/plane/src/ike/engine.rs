@@ -86,6 +86,9 @@ struct Entry {
     init_key: Option<([u8; 8], SocketAddr)>,
     /// Rekeyed: its successor holds the user and the CHILD_SAs; its end is nobody's.
     superseded: bool,
+    /// The certificates its user authenticated with (none with a PSK), checked again when
+    /// the CRLs change.
+    peer_certs: Vec<Vec<u8>>,
 }
 
 /// The users IKE_AUTH may authenticate, by identity.
@@ -260,11 +263,40 @@ impl IkeEngine {
         reply_to(reply, from, to)
     }
 
-    /// Checks client certificates against `trust` from now on (CRLs read again).
-    pub fn replace_trust(&mut self, trust: ike::TrustStore) {
-        if let Some(certs) = &self.settings.certs {
-            self.settings.certs = Some(Arc::new(certs.with_trust(Some(trust))));
+    /// Checks client certificates against `trust` from now on (CRLs read again), and closes
+    /// with a Delete every SA whose user's certificate no longer holds under it (revoked,
+    /// or expired, since it logged in): a revocation takes effect at once, not at the user's
+    /// next login. Returns the Deletes.
+    pub fn replace_trust(&mut self, trust: ike::TrustStore, now: Instant) -> Vec<Outgoing> {
+        let Some(certs) = &self.settings.certs else {
+            return Vec::new();
+        };
+        let certs = Arc::new(certs.with_trust(Some(trust)));
+        self.settings.certs = Some(certs.clone());
+        let Some(trust) = certs.trust.as_ref() else {
+            return Vec::new();
+        };
+        let unix = unix_secs();
+        let mut withdrawn = Vec::new();
+        for (spi, e) in &self.sas {
+            let Some(up) = e.up.as_ref().filter(|_| !e.superseded) else {
+                continue;
+            };
+            if e.peer_certs.is_empty() {
+                continue;
+            }
+            let chain: Vec<&[u8]> = e.peer_certs.iter().map(Vec::as_slice).collect();
+            let role = ike::PeerRole::Client;
+            if let Err(why) = trust.verify(&chain, (&up.identity, role), unix) {
+                tracing::warn!(
+                    identity = %up.identity.display(),
+                    "IKE SA closed: its certificate no longer holds ({why})"
+                );
+                withdrawn.push(*spi);
+            }
         }
+        self.counters.certificate_withdrawn += withdrawn.len() as u64;
+        self.run_on(withdrawn, now, IkeSa::close)
     }
 
     /// Counts a datagram dropped before the engine saw it, by `reason`.
@@ -403,6 +435,7 @@ impl IkeEngine {
                     up: None,
                     init_key: Some(init_key),
                     superseded: false,
+                    peer_certs: Vec::new(),
                 };
                 self.sas.insert(spi_r, entry);
                 vec![Outgoing {

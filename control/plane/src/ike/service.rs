@@ -422,7 +422,8 @@ fn serve(
             let out = engine.on_tick(now);
             sockets.deliver(&mut engine, out);
             if let Some(store) = crl.as_mut().and_then(|w| w.poll(now)) {
-                engine.replace_trust(store);
+                let out = engine.replace_trust(store, now);
+                sockets.deliver(&mut engine, out);
             }
             next_tick = now + TICK;
         }

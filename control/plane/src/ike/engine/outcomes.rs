@@ -156,6 +156,7 @@ impl IkeEngine {
             .collect();
         if let Some(e) = self.sas.get_mut(&spi) {
             e.up = Some(summary);
+            e.peer_certs = est.peer_certs.clone();
             match tunnels::esp_sa(&est.child) {
                 Ok(sa) => {
                     let tunnel = self.tunnels.take(e.worker);
@@ -208,6 +209,7 @@ impl IkeEngine {
             }),
             init_key: None,
             superseded: false,
+            peer_certs: std::mem::take(&mut e.peer_certs),
         };
         e.superseded = true;
         self.sas.insert(new_spi, moved);

@@ -69,8 +69,6 @@ pub(super) fn spi_for(worker: usize, rng: &dyn SecureRandom) -> Option<[u8; 4]> 
     }
 }
 
-/// A CHILD_SA's packet rules as the responder runs them: it receives on `spi_r` with the
-/// initiator's keys and sends on `spi_i` with its own.
 /// How ESP travels to the peer of `sa`: in UDP where NAT detection found a NAT on either
 /// side (or we claimed one, when the datapath does not take raw ESP: `raw_esp` false), as IP
 /// protocol 50 otherwise. The worker follows the peer's own packets from then on.
@@ -83,6 +81,8 @@ pub(super) fn encap_of(sa: &IkeSa, raw_esp: bool) -> EspEncap {
     }
 }
 
+/// A CHILD_SA's packet rules as the responder runs them: it receives on `spi_r` with the
+/// initiator's keys and sends on `spi_i` with its own.
 pub(super) fn esp_sa(child: &ChildSa) -> Result<Box<EspSa>, String> {
     let inbound =
         Inbound::new(child.spi_r, &child.suite, &child.i_to_r).map_err(|e| e.to_string())?;
