@@ -72,6 +72,8 @@ pub struct Workers {
     /// The live receiver indices the workers check handovers against (the control plane
     /// keeps them).
     pub live_indices: Arc<crate::live_indices::LiveIndices>,
+    /// The workers' handover queues, which packets read outside them also join.
+    pub mesh: Arc<Mesh>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -179,6 +181,7 @@ impl Workers {
             handles: Vec::with_capacity(n),
             outer: Vec::with_capacity(n),
             live_indices: mesh.live().clone(),
+            mesh: mesh.clone(),
             threads: Vec::with_capacity(n),
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();

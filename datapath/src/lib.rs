@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod launch;
 pub mod live_indices;
 pub mod messages;
+pub mod raw_esp_reader;
 pub mod route;
 pub mod stats;
 pub mod worker;

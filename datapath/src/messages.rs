@@ -118,7 +118,8 @@ pub enum ToWorker {
         tunnel: PeerId,
         /// The SA.
         sa: Box<EspSa>,
-        /// Where the peer's IKE SA is (its ESP comes from the same address).
+        /// Where the peer's IKE SA is (its ESP comes from the same address); for a new
+        /// tunnel only, as is `encap`: a rekey leaves both as the peer's ESP set them.
         endpoint: SocketAddr,
         /// How ESP travels to it (until the peer's own packets say otherwise).
         encap: crate::io::EspEncap,

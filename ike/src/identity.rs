@@ -51,8 +51,8 @@ impl Identity {
         })
     }
 
-    /// The payload body: type, three reserved bytes, data. (The AUTH computation signs
-    /// exactly these bytes.)
+    /// The payload body: type, three reserved bytes, data, as this side sends it (AUTH
+    /// signs a peer's ID body as it was received).
     pub fn body(&self) -> Vec<u8> {
         let mut out = vec![self.kind.0, 0, 0, 0];
         out.extend_from_slice(&self.data);

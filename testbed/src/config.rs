@@ -196,6 +196,9 @@ pub struct Ike {
     /// NAT-T port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat_port: Option<u16>,
+    /// "when-nat" or "always".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encapsulation: Option<String>,
     /// The server's identity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,

@@ -36,6 +36,26 @@ impl RawEspSocket {
         Ok(Self { fd })
     }
 
+    /// Lets the kernel cut packets larger than the path's MTU into IPv4 fragments (rather
+    /// than refuse them), as a client behind a small MTU does.
+    pub fn allow_fragments(&self) -> Result<()> {
+        let value: libc::c_int = libc::IP_PMTUDISC_DONT;
+        // SAFETY: passes a pointer to a live c_int and its size.
+        let ret = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&value as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if ret < 0 {
+            bail!("IP_MTU_DISCOVER: {}", io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Sends the ESP packet `packet` (SPI onwards) to `to`; the kernel writes the IP header.
     pub fn send_to(&self, packet: &[u8], to: Ipv4Addr) -> Result<()> {
         // SAFETY: all-zero is a valid sockaddr_in.

@@ -14,6 +14,7 @@ use datapath::io::af_xdp::steering::Steering;
 use datapath::kernel::udp::BindError;
 use datapath::launch::{WorkerHandle, Workers};
 use datapath::messages::ToWorker;
+use datapath::worker::Mesh;
 use manage::events::EventHub;
 use manage::Management;
 use plane::config::IkeConfig;
@@ -39,29 +40,71 @@ struct Launcher {
     sink: Arc<dyn plane::events::EventSink>,
     plane: Sender<plane::engine::Request>,
     workers: Vec<WorkerHandle>,
-    /// The AF_XDP steering, which then takes the NAT-T port's ESP too.
+    /// The AF_XDP steering, which then takes raw ESP and the NAT-T port's ESP too.
     steering: Option<Arc<Steering>>,
+    /// The workers' handover queues: raw ESP the kernel got is handed to its worker there.
+    mesh: Arc<Mesh>,
     fwmark: u32,
     running: Arc<Mutex<Option<IkeService>>>,
 }
 
 impl Launcher {
-    /// Binds the ports (retrying a busy one for `grace`), has every worker join the NAT-T
-    /// port, and keeps the service.
+    /// Steers raw ESP (and, once bound, the NAT-T port's ESP) to the workers, binds the ports
+    /// (retrying a busy one for `grace`), has every worker join the NAT-T port, and keeps
+    /// the service. A failed start takes the raw ESP steering back: another IKE daemon on
+    /// this host (the usual reason) keeps its ESP.
     fn launch(&self, grace: Duration) -> Result<IkeHandle> {
-        let until = Instant::now() + grace;
         // Raw ESP reaches the workers only by AF_XDP: steered before the first SA is made,
         // so an SA the responder lets go unencapsulated always has a way in.
         let raw_esp = match &self.steering {
-            Some(steering) => match steering.set_raw_esp(true, self.fwmark) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!("AF_XDP does not steer raw ESP ({e}); every IKEv2 peer is asked to encapsulate ESP in UDP");
-                    false
+            Some(steering) if self.config.settings.raw_esp => {
+                match steering.set_raw_esp(true, self.fwmark) {
+                    Ok(()) => self.read_kernel_esp(steering),
+                    Err(e) => {
+                        tracing::warn!(
+                            "AF_XDP does not steer raw ESP ({e}); every IKEv2 peer is asked \
+                             to encapsulate ESP in UDP"
+                        );
+                        false
+                    }
                 }
-            },
-            None => false,
+            }
+            _ => false,
         };
+        let started = self.start_service(grace, raw_esp);
+        if started.is_err() && raw_esp {
+            if let Some(steering) = &self.steering {
+                if let Err(e) = steering.set_raw_esp(false, self.fwmark) {
+                    tracing::warn!("raw ESP still steered after a failed IKE start: {e}");
+                }
+            }
+        }
+        started
+    }
+
+    /// Starts the reader of the raw ESP the kernel gets instead of AF_XDP (it ends when the
+    /// steering closes the sockets); false, with raw ESP no longer steered, if it cannot.
+    fn read_kernel_esp(&self, steering: &Steering) -> bool {
+        let reader = steering
+            .raw_esp_sockets()
+            .map(|s| datapath::raw_esp_reader::spawn(s, self.mesh.clone()));
+        match reader {
+            Some(Ok(_)) => true,
+            failed => {
+                tracing::warn!(
+                    "raw ESP not taken (its reader did not start: {:?}); every IKEv2 peer is \
+                     asked to encapsulate ESP in UDP",
+                    failed.map(|r| r.err())
+                );
+                let _ = steering.set_raw_esp(false, self.fwmark);
+                false
+            }
+        }
+    }
+
+    /// The rest of `launch`, with raw ESP steered (`raw_esp`) or not.
+    fn start_service(&self, grace: Duration, raw_esp: bool) -> Result<IkeHandle> {
+        let until = Instant::now() + grace;
         let service = loop {
             let mut settings = self.config.settings.clone();
             settings.raw_esp = raw_esp;
@@ -82,7 +125,10 @@ impl Launcher {
         // there then reaches them by AF_XDP; IKE still goes to the kernel's socket.
         if let Some(steering) = &self.steering {
             if let Err(e) = steering.set_nat_port(nat_port) {
-                tracing::warn!("AF_XDP does not steer ESP on port {nat_port} ({e}); it goes through the kernel's socket");
+                tracing::warn!(
+                    "AF_XDP does not steer ESP on port {nat_port} ({e}); it goes through the \
+                     kernel's socket"
+                );
             }
         }
         let handle = service.handle();
@@ -118,7 +164,7 @@ pub fn for_daemon(
         config,
         has_users,
         (sink, plane.requests()),
-        (handles, steering),
+        (handles, steering, workers.mesh.clone()),
         fwmark,
     )?;
     if management.is_none() && started.1.get().is_some() {
@@ -130,14 +176,14 @@ pub fn for_daemon(
 /// Starts the responder now if `[ike]` asks for it or `has_users`; returns the guard that
 /// stops it and the slot the management service reaches it through (able to start it when
 /// the first user is made, unless `enabled = false` or it runs already).
-pub fn start(
+fn start(
     config: IkeConfig,
     has_users: bool,
     (sink, plane): (
         Arc<dyn plane::events::EventSink>,
         Sender<plane::engine::Request>,
     ),
-    (workers, steering): (Vec<WorkerHandle>, Option<Arc<Steering>>),
+    (workers, steering, mesh): (Vec<WorkerHandle>, Option<Arc<Steering>>, Arc<Mesh>),
     fwmark: u32,
 ) -> Result<(IkeGuard, IkeSlot)> {
     let enabled = config.enabled;
@@ -148,6 +194,7 @@ pub fn start(
         plane,
         workers,
         steering,
+        mesh,
         fwmark,
         running: running.clone(),
     });

@@ -211,6 +211,7 @@ mod tests {
             enabled: Some(true),
             port: Some(500),
             nat_port: Some(4500),
+            encapsulation: Some("always".into()),
             identity: Some("vpn.example.com".into()),
             dpd_secs: Some(30),
             retransmit_ms: Some(2000),

@@ -252,7 +252,8 @@ fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
 
 /// Pings through the tunnel the testbed's IKE client sets up as `identity` from 10.201.2.2
 /// (honest NAT detection: none), sending ESP raw and reading the answers raw; returns how
-/// many of `pings` were answered.
+/// many of `pings` were answered. Then one more, 1,600 bytes, that leaves in two IPv4
+/// fragments (the AF_XDP program leaves those to the kernel, which puts them together).
 fn raw_esp_pings(identity: &str, psk: String, pings: u16) -> anyhow::Result<u16> {
     let user = IkeUser {
         identity: identity.into(),
@@ -298,6 +299,20 @@ fn raw_esp_pings(identity: &str, psk: String, pings: u16) -> anyhow::Result<u16>
             && reply[26..28] == seq.to_be_bytes();
         answered += u16::from(ours);
     }
+    socket.allow_fragments()?;
+    let mut big = vec![0u8; 1600];
+    echo_request_v4(
+        &mut big,
+        src,
+        [10, 77, 0, 1],
+        (0x7e57, pings),
+        b"fragmented",
+    );
+    let at = ESP_HEADROOM..ESP_HEADROOM + big.len();
+    let mut buf = vec![0u8; at.end + ESP_TAILROOM];
+    buf[at.clone()].copy_from_slice(&big);
+    let range = out.seal(&mut buf, at, NEXT_IPV4).map_err(|x| e(&x))?;
+    socket.send_to(&buf[range], server)?;
     Ok(answered)
 }
 
@@ -334,9 +349,17 @@ fn raw_esp_comes_and_goes_through_af_xdp_where_no_nat_is() {
         .enter(move || raw_esp_pings("alice@example.com", psk, PINGS))
         .expect("enter")
         .unwrap_or_else(|e| panic!("{e}: {}", rig.show()));
-    let after = counts();
-    eprintln!("rx, tx, kernel sends, ESP in, ESP out: {before:?} -> {after:?}");
+    eprintln!(
+        "rx, tx, kernel sends, ESP in, ESP out: {before:?} -> {:?}",
+        counts()
+    );
     assert_eq!(answered, PINGS, "{}", rig.show());
+    // The fragmented one came by the kernel's raw socket and its reader to the worker.
+    let whole = testbed::wait_until(Duration::from_secs(3), || {
+        rig.stat("esp_rx_packets") - before[3] > u64::from(PINGS)
+    });
+    assert!(whole, "the fragmented ESP packet was lost: {}", rig.show());
+    let after = counts();
     assert!(after[3] - before[3] >= u64::from(PINGS), "{}", rig.show());
     assert!(after[4] - before[4] >= u64::from(PINGS), "{}", rig.show());
     // In and out by AF_XDP, nothing through the kernel's sockets.

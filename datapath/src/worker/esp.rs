@@ -120,8 +120,8 @@ impl EspTunnels {
                     t.sending = sending;
                     t.next = None;
                 }
-                t.endpoint = endpoint;
-                t.encap = encap;
+                // Where and how to send stay as the peer's own ESP (and MoveEsp) left them:
+                // a peer that chose UDP where no NAT is keeps it across rekeys.
             }
             None => {
                 self.tunnels.insert(
@@ -172,7 +172,8 @@ impl EspTunnels {
         }
     }
 
-    /// Sends to `endpoint` from now on.
+    /// Sends to `endpoint` from now on (the IKE SA moved, as through a NAT rebinding: a raw
+    /// tunnel stays raw until the peer's ESP says otherwise).
     pub fn move_to(&mut self, tunnel: PeerId, endpoint: SocketAddr) {
         if let Some(t) = self.tunnels.get_mut(&tunnel) {
             t.endpoint = endpoint;

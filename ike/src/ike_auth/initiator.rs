@@ -252,8 +252,9 @@ impl AuthInitiator {
         let suite = choose(&answer, ProtocolId::ESP, &self.policy)
             .map_err(|_| bad("an ESP SA outside the policy"))?
             .suite;
-        let spi_r = <[u8; 4]>::try_from(answer[0].spi.as_slice())
-            .map_err(|_| bad("an SPI not of 4 bytes"))?;
+        let spi_r = answer[0]
+            .esp_spi()
+            .ok_or(bad("an ESP SPI not of 4 bytes, or below 256"))?;
         let our = self
             .offer
             .iter()

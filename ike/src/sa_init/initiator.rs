@@ -177,6 +177,12 @@ impl InitiatorInit {
                     "INVALID_KE_PAYLOAD names a group not offered",
                 ));
             }
+            // The group already sent: a retry would only be refused again.
+            if group == self.ke.group() {
+                return Err(InitiatorError::Unacceptable(
+                    "INVALID_KE_PAYLOAD names the group already sent",
+                ));
+            }
             return Ok(InitReply::RetryWithGroup(group));
         }
         if let Some(e) = notifies.iter().find(|n| n.kind.is_error()) {

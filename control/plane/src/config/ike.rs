@@ -23,6 +23,9 @@ pub struct IkeSection {
     pub port: Option<u16>,
     /// The NAT-traversal port (4500).
     pub nat_port: Option<u16>,
+    /// "when-nat" (ESP in UDP only through a NAT, raw otherwise, where the backend takes raw
+    /// ESP) or "always" (every peer is asked to encapsulate).
+    pub encapsulation: Option<String>,
     /// This server's identity (default: the host name).
     pub identity: Option<String>,
     /// Seconds of quiet before a peer is checked (30).
@@ -72,6 +75,19 @@ impl IkeConfig {
                 "NAT traversal needs a port of its own: leave both unset for 500 and 4500",
             ));
         }
+        let raw_esp = match s.encapsulation.as_deref() {
+            None | Some("when-nat") => true,
+            Some("always") => false,
+            Some(other) => {
+                return Err(err(
+                    "ike.encapsulation",
+                    format!("{other:?} is not a choice"),
+                    "use \"when-nat\" (the default: raw ESP where no NAT is, with the AF_XDP \
+                     backend) or \"always\" (ESP in UDP for every peer, as through a firewall \
+                     that passes UDP 500/4500 but not IP protocol 50)",
+                ))
+            }
+        };
         let identity = s.identity.clone().unwrap_or_else(host_name);
         if let Err(why) = Identity::check_text(&identity) {
             return Err(err(
@@ -119,8 +135,8 @@ impl IkeConfig {
                 workers: 1,
                 certs,
                 crl_source,
-                // Set by the daemon when AF_XDP steers raw ESP.
-                raw_esp: false,
+                // Taken back by the daemon unless AF_XDP steers raw ESP.
+                raw_esp,
             },
         })
     }
@@ -219,6 +235,19 @@ mod tests {
         };
         let e = IkeConfig::from_section(Some(same)).expect_err("same ports");
         assert!(e.to_string().starts_with("ike.nat_port"), "{e}");
+        assert!(c.settings.raw_esp, "raw ESP where no NAT is, by default");
+        let always = IkeSection {
+            encapsulation: Some("always".into()),
+            ..IkeSection::default()
+        };
+        let c = IkeConfig::from_section(Some(always)).expect("always");
+        assert!(!c.settings.raw_esp);
+        let typo = IkeSection {
+            encapsulation: Some("sometimes".into()),
+            ..IkeSection::default()
+        };
+        let e = IkeConfig::from_section(Some(typo)).expect_err("not a choice");
+        assert!(e.to_string().starts_with("ike.encapsulation"), "{e}");
         let dpd = IkeSection {
             dpd_secs: Some(0),
             ..IkeSection::default()

@@ -65,10 +65,11 @@ pub struct IkeSettings {
     pub certs: Option<Arc<CertAuth>>,
     /// The CRL file to read again when it changes, when `[ike] crl` is set.
     pub crl_source: Option<CrlSource>,
-    /// The datapath takes raw ESP (AF_XDP steers IP protocol 50): NAT is then reported
-    /// honestly and a peer with none between sends ESP unencapsulated. Otherwise a NAT is
-    /// always claimed, so every peer encapsulates ESP in UDP (RFC 7296 §2.23 lets a host
-    /// that takes ESP only in UDP do this).
+    /// Raw ESP may be negotiated: `[ike] encapsulation = "when-nat"`, and (the daemon sees to
+    /// it) AF_XDP steers IP protocol 50. NAT is then reported honestly and a peer with none
+    /// between sends ESP unencapsulated. Otherwise a NAT is always claimed, so every peer
+    /// encapsulates ESP in UDP (RFC 7296 §2.23 lets a host that takes ESP only in UDP do
+    /// this).
     pub raw_esp: bool,
 }
 

@@ -23,7 +23,7 @@ use super::steering::{SteeredInterface, Steering, SteeringError};
 use super::umem;
 use crate::io::uring::UringBackend;
 use crate::io::{Backend, BufId, EspEncap, LinkPath, OffloadStats, Rx, Via, BUF_SIZE};
-use crate::kernel::raw_esp::RawEspSender;
+use crate::kernel::raw_esp::RawEspSockets;
 
 /// Ring sizes of each socket.
 pub const RING_SIZES: RingSizes = RingSizes {
@@ -120,7 +120,7 @@ pub struct XdpBackend {
     /// is sent from it.
     nat_port: Option<u16>,
     /// The raw ESP sockets, taken from the steering the first time one is needed.
-    raw_sender: Option<Arc<RawEspSender>>,
+    raw_sockets: Option<Arc<RawEspSockets>>,
     stats: OffloadStats,
     /// Frames dropped because a tx ring stayed full.
     send_failures: u64,
@@ -154,7 +154,7 @@ impl XdpBackend {
             uring,
             port,
             nat_port: None,
-            raw_sender: None,
+            raw_sockets: None,
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
@@ -440,13 +440,13 @@ impl XdpBackend {
 
 impl XdpBackend {
     /// Sends the raw ESP packet `buf[range]` to `to` through the kernel's raw socket (one
-    /// system call: only while the peer's neighbour entry is not complete); a failure is
-    /// counted.
+    /// system call: for a peer AF_XDP has no link path to, its neighbour entry not complete
+    /// or its interface not steered); a failure is counted.
     fn send_raw_by_kernel(&mut self, range: &Range<usize>, to: IpAddr, buf: BufId) {
-        if self.raw_sender.is_none() {
-            self.raw_sender = self.steering.raw_esp_sender();
+        if self.raw_sockets.as_ref().is_none_or(|s| s.is_closed()) {
+            self.raw_sockets = self.steering.raw_esp_sockets();
         }
-        let sent = match &self.raw_sender {
+        let sent = match &self.raw_sockets {
             Some(sender) => sender.send(&self.uring.buf(buf)[range.clone()], to),
             None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
         };

@@ -175,7 +175,7 @@ pub fn parse(frame: &[u8]) -> Result<Received, FrameError> {
 /// Where a frame we send goes, at the link and network layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Path {
-    /// Our address and port (the listen port).
+    /// Our address and port (the listen port or the NAT-T port; unused for raw ESP).
     pub from: SocketAddr,
     /// The peer's address and port.
     pub to: SocketAddr,

@@ -7,9 +7,10 @@
 //! behind its zero marker, or raw ESP: IP protocol 50) at one of the host's own addresses, in
 //! an Ethernet frame with up to two VLAN tags and an IPv4 header without options that is not
 //! a fragment, or an IPv6 header whose next header is UDP (or ESP), is redirected to the
-//! AF_XDP socket of the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other ports, traffic the host
-//! forwards, IPv4 options, fragments, IPv6 extension headers) goes on to the kernel unchanged;
-//! what xgate wants of it still reaches its UDP socket there.
+//! AF_XDP socket of the queue it arrived on. Everything else (ARP, NDP, ICMP, TCP, other
+//! ports, traffic the host forwards, IPv4 options, fragments, IPv6 extension headers) goes on
+//! to the kernel unchanged; what xgate wants of it still reaches it there (its UDP sockets,
+//! and for raw ESP the raw socket `raw_esp_reader` reads).
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]

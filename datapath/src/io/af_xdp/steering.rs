@@ -20,7 +20,7 @@ use super::socket::{XskError, XskSocket};
 use super::stale::attach_replacing_stale;
 use crate::io::frames::Frames;
 use crate::kernel::netlink::{Interface, Netlink};
-use crate::kernel::raw_esp::RawEspSender;
+use crate::kernel::raw_esp::RawEspSockets;
 
 /// The name our steering programs load under (how a stale one is recognised).
 pub const PROGRAM_NAME: &str = "xgate_steer";
@@ -113,8 +113,8 @@ pub struct Steering {
     nat_port: AtomicU16,
     /// Raw ESP (IP protocol 50) is steered too (from when IKE starts).
     raw_esp: AtomicBool,
-    /// Where workers send raw ESP that AF_XDP has no link path for, while it is steered.
-    raw_sender: Mutex<Option<Arc<RawEspSender>>>,
+    /// The raw ESP sockets (what AF_XDP does not carry, both ways), while it is steered.
+    raw_sockets: Mutex<Option<Arc<RawEspSockets>>>,
     /// The host's addresses: only datagrams to them are steered.
     local: AddressMap,
     /// What `local` holds.
@@ -155,7 +155,7 @@ impl Steering {
             port: AtomicU16::new(port),
             nat_port: AtomicU16::new(0),
             raw_esp: AtomicBool::new(false),
-            raw_sender: Mutex::new(None),
+            raw_sockets: Mutex::new(None),
             local,
             local_set: Mutex::new(HashSet::new()),
             wanted: wanted.to_vec(),
@@ -329,23 +329,31 @@ impl Steering {
     }
 
     /// Steers raw ESP (IP protocol 50) to the workers too, or no longer, and opens (marked
-    /// `fwmark`) or closes the raw sockets workers fall back to: set before the IKE responder
-    /// starts, which then lets peers with no NAT between send ESP unencapsulated.
+    /// `fwmark`) or closes the raw sockets for what AF_XDP does not carry: set before the
+    /// IKE responder starts, which then lets peers with no NAT between send ESP
+    /// unencapsulated. On failure what was steered before stays.
     pub fn set_raw_esp(&self, raw: bool, fwmark: u32) -> Result<(), SteeringError> {
-        let sender = match raw {
+        let sockets = match raw {
             true => Some(Arc::new(
-                RawEspSender::open(fwmark).map_err(SteeringError::RawEsp)?,
+                RawEspSockets::open(fwmark).map_err(SteeringError::RawEsp)?,
             )),
             false => None,
         };
-        *lock(&self.raw_sender) = sender;
-        self.raw_esp.store(raw, Ordering::Relaxed);
-        self.reload()
+        let was = self.raw_esp.swap(raw, Ordering::Relaxed);
+        if let Err(e) = self.reload() {
+            self.raw_esp.store(was, Ordering::Relaxed);
+            let _ = self.reload();
+            return Err(e);
+        }
+        if let Some(old) = std::mem::replace(&mut *lock(&self.raw_sockets), sockets) {
+            old.close();
+        }
+        Ok(())
     }
 
     /// The raw ESP sockets, while raw ESP is steered.
-    pub fn raw_esp_sender(&self) -> Option<Arc<RawEspSender>> {
-        lock(&self.raw_sender).clone()
+    pub fn raw_esp_sockets(&self) -> Option<Arc<RawEspSockets>> {
+        lock(&self.raw_sockets).clone()
     }
 
     /// Each link swaps to the program for what is steered now in one step.

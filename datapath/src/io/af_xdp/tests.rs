@@ -33,8 +33,6 @@ fn frame(from: &str, to: &str, raw_esp: bool) -> Vec<u8> {
     buf[range].to_vec()
 }
 
-/// The program as loaded in service, except that a frame for an empty socket slot is dropped
-/// instead of passed: so a test can tell "steered" from "left to the kernel".
 /// The host's addresses in these tests.
 fn local_addresses() -> AddressMap {
     let local = AddressMap::new().expect("hash map (needs CAP_BPF)");
@@ -44,6 +42,8 @@ fn local_addresses() -> AddressMap {
     local
 }
 
+/// The program as loaded in service, except that a frame for an empty socket slot is dropped
+/// instead of passed: so a test can tell "steered" from "left to the kernel".
 fn load_marking() -> (XskMap, AddressMap, XdpProgram) {
     load_marking_of(ALL)
 }
@@ -209,4 +209,8 @@ fn raw_esp_is_steered_only_when_asked_and_only_whole_and_ours() {
     let mut fragment = frame("10.0.0.2:0", "10.0.0.1:0", true);
     fragment[14 + 6] |= 0x20;
     assert_eq!(program.test_run(&fragment).expect("run"), XDP_PASS);
+    // IPv6 with a fragment header (44) first: the kernel's, which puts it back together.
+    let mut v6_fragment = frame("[fd00::2]:0", "[fd00::1]:0", true);
+    v6_fragment[14 + 6] = 44;
+    assert_eq!(program.test_run(&v6_fragment).expect("run"), XDP_PASS);
 }
