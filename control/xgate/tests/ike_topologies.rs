@@ -219,6 +219,19 @@ fn the_first_ikev2_user_starts_the_responder_without_a_restart() {
     carries_traffic(&rig, &client, &c, TEN_MB);
 }
 
+/// AF_XDP frames in and out, datagrams sent through the kernel's sockets, ESP packets in and
+/// out, as the server counts them.
+fn esp_counts(rig: &Rig) -> [u64; 5] {
+    [
+        "xdp_rx_frames",
+        "xdp_tx_frames",
+        "outer_kernel_sends",
+        "esp_rx_packets",
+        "esp_tx_packets",
+    ]
+    .map(|s| rig.stat(s))
+}
+
 #[test]
 fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
     let (rig, token) = ike_rig_with("ikex", |rig| rig.backend = "af-xdp");
@@ -228,19 +241,11 @@ fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
     let charon = Strongswan::start(&client, &scratch(&rig, "sw-x"), &config).expect("charon");
     let who = (&client, &charon);
     connect_and_check_user(&rig, &token, who, "alice@example.com", &v4);
-    let counts = || {
-        [
-            "xdp_rx_frames",
-            "xdp_tx_frames",
-            "outer_kernel_sends",
-            "esp_rx_packets",
-        ]
-        .map(|s| rig.stat(s))
-    };
+    let counts = || esp_counts(&rig);
     let before = counts();
     carries_traffic(&rig, &client, &charon, TEN_MB);
     let after = counts();
-    eprintln!("rx, tx, kernel sends, ESP in: {before:?} -> {after:?}");
+    eprintln!("rx, tx, kernel sends, ESP in, ESP out: {before:?} -> {after:?}");
     let esp_in = after[3] - before[3];
     // Every ESP packet of the transfer came in by AF_XDP (IKE, if any, by the kernel's
     // socket), and the answers left by it too: none through the kernel's socket.
@@ -334,16 +339,7 @@ fn raw_esp_comes_and_goes_through_af_xdp_where_no_nat_is() {
     });
     assert!(bound, "xtv2s not steered:\n{}", rig.log());
     let (psk, _v4) = add_user(&rig, &token, "alice", "alice@example.com");
-    let counts = || {
-        [
-            "xdp_rx_frames",
-            "xdp_tx_frames",
-            "outer_kernel_sends",
-            "esp_rx_packets",
-            "esp_tx_packets",
-        ]
-        .map(|s| rig.stat(s))
-    };
+    let counts = || esp_counts(&rig);
     let before = counts();
     let answered = client
         .enter(move || raw_esp_pings("alice@example.com", psk, PINGS))

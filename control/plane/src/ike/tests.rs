@@ -26,7 +26,12 @@ fn engine(cookie_threshold: usize) -> IkeEngine {
 }
 
 fn engine_with(cookie_threshold: usize, raw_esp: bool) -> IkeEngine {
-    let settings = IkeSettings {
+    IkeEngine::new(settings(cookie_threshold, raw_esp), Arc::new(Quiet)).expect("engine")
+}
+
+/// The responder's settings in these tests.
+fn settings(cookie_threshold: usize, raw_esp: bool) -> IkeSettings {
+    IkeSettings {
         port: 500,
         nat_port: 4500,
         local_id: ike::Identity::from_text("vpn.example.com"),
@@ -38,8 +43,7 @@ fn engine_with(cookie_threshold: usize, raw_esp: bool) -> IkeEngine {
         certs: None,
         crl_source: None,
         raw_esp,
-    };
-    IkeEngine::new(settings, Arc::new(Quiet)).expect("engine")
+    }
 }
 
 /// A client at 192.0.2.`n`'s IKE_SA_INIT.
@@ -187,46 +191,10 @@ impl EventSink for Recorder {
 
 #[test]
 fn an_ike_sa_rekey_keeps_one_user_up_and_the_old_sa_ends_without_a_word() {
-    use ike::{
-        AuthInitiator, Delete, ExchangeType, Grant, IdType, Identity, Payload, PayloadType,
-        Protected, TrafficSelector,
-    };
+    use ike::{AuthInitiator, Delete, ExchangeType, Payload, PayloadType, Protected};
     let events = Arc::new(Recorder::default());
-    let settings = IkeSettings {
-        port: 500,
-        nat_port: 4500,
-        local_id: Identity::from_text("vpn.example.com"),
-        ike: Policy::modern(),
-        esp: Policy::modern(),
-        timing: Timing::default(),
-        cookie_threshold: 1024,
-        workers: 1,
-        certs: None,
-        crl_source: None,
-        raw_esp: false,
-    };
-    let mut e = IkeEngine::new(settings, events.clone()).expect("engine");
-    let alice = Identity {
-        kind: IdType::RFC822_ADDR,
-        data: b"alice@example.com".to_vec(),
-    };
-    let psk = b"alice's key of thirty-two bytes!";
-    let grant = Grant {
-        auth: ike::UserAuth::Psk(zeroize::Zeroizing::new(psk.to_vec())),
-        assignment: ike::Assignment {
-            v4: Some("10.77.0.2".parse().expect("v4")),
-            ..ike::Assignment::default()
-        },
-        reach: vec![TrafficSelector::prefix(
-            "10.77.0.0".parse().expect("net"),
-            16,
-        )],
-    };
-    let user = super::IkeUser {
-        identity: alice.clone(),
-        name: "alice".into(),
-        grant,
-    };
+    let mut e = IkeEngine::new(settings(1024, false), events.clone()).expect("engine");
+    let (alice, psk, user) = alice();
     let now = Instant::now();
     e.set_users(vec![user], true, now);
     let (init, from) = client(50);
