@@ -54,6 +54,7 @@ fn algorithm(group: DhGroup) -> Result<&'static agreement::Algorithm, DhError> {
     match group {
         DhGroup::Curve25519 => Ok(&agreement::X25519),
         DhGroup::Ecp256 => Ok(&agreement::ECDH_P256),
+        DhGroup::Ecp384 => Ok(&agreement::ECDH_P384),
         DhGroup::Modp2048 => Err(DhError::Unavailable(group.id())),
     }
 }
@@ -75,6 +76,7 @@ pub fn public_len(group: DhGroup) -> usize {
     match group {
         DhGroup::Curve25519 => 32,
         DhGroup::Ecp256 => 64,
+        DhGroup::Ecp384 => 96,
         DhGroup::Modp2048 => 256,
     }
 }
@@ -91,9 +93,9 @@ impl KeyExchange {
             .compute_public_key()
             .map_err(|_| DhError::NoRandomness)?;
         let bytes = public.as_ref();
-        // P-256: ring gives 0x04 | x | y; IKE sends x | y (RFC 5903 §7).
+        // The NIST curves: ring gives 0x04 | x | y; IKE sends x | y (RFC 5903 §7).
         let public = match group {
-            DhGroup::Ecp256 => bytes[1..].to_vec(),
+            DhGroup::Ecp256 | DhGroup::Ecp384 => bytes[1..].to_vec(),
             _ => bytes.to_vec(),
         };
         Ok(Self {
@@ -128,7 +130,7 @@ impl KeyExchange {
         };
         let wire;
         let peer = match self.group {
-            DhGroup::Ecp256 => {
+            DhGroup::Ecp256 | DhGroup::Ecp384 => {
                 wire = [&[0x04][..], peer].concat();
                 &wire[..]
             }
@@ -178,6 +180,7 @@ mod tests {
         for (group, secret) in [
             (DhGroup::Curve25519, 32),
             (DhGroup::Ecp256, 32),
+            (DhGroup::Ecp384, 48),
             (DhGroup::Modp2048, 256),
         ] {
             let a = KeyExchange::start(group, &rng).expect("a");
@@ -202,6 +205,30 @@ mod tests {
         let expected = theirs.diffie_hellman(&x25519_dalek::PublicKey::from(our_public));
         let shared = ours.finish(their_public.as_bytes()).expect("finishes");
         assert_eq!(&shared[..], expected.as_bytes());
+    }
+
+    /// P-384 against AWS-LC's (an independent implementation of the curve): our public value
+    /// as IKE carries it (x | y) is theirs without the 0x04, and both secrets are the same.
+    #[test]
+    fn p384_agrees_with_an_independent_implementation() {
+        use aws_lc_rs::agreement as lc;
+        let rng = SystemRandom::new();
+        let ours = KeyExchange::start(DhGroup::Ecp384, &rng).expect("ours");
+        let theirs = lc::PrivateKey::generate(&lc::ECDH_P384).expect("theirs");
+        let their_public = theirs.compute_public_key().expect("public");
+        assert_eq!(their_public.as_ref().len(), 97);
+        let our_wire = [&[0x04][..], ours.public()].concat();
+        let expected = lc::agree(
+            &theirs,
+            lc::UnparsedPublicKey::new(&lc::ECDH_P384, &our_wire),
+            aws_lc_rs::error::Unspecified,
+            |k| Ok(k.to_vec()),
+        )
+        .expect("they agree");
+        let shared = ours.finish(&their_public.as_ref()[1..]).expect("finishes");
+        assert_eq!(&shared[..], &expected[..]);
+        let p = KeyExchange::start(DhGroup::Ecp384, &rng).expect("p");
+        assert!(p.finish(&[7; 96]).is_err(), "not a point on P-384");
     }
 
     #[test]

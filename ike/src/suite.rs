@@ -124,6 +124,8 @@ pub enum DhGroup {
     Modp2048,
     /// NIST P-256 (19, RFC 5903).
     Ecp256,
+    /// NIST P-384 (20, RFC 5903).
+    Ecp384,
     /// Curve25519 (31, RFC 8031).
     Curve25519,
 }
@@ -134,6 +136,7 @@ impl DhGroup {
         match id {
             14 => Some(Self::Modp2048),
             19 => Some(Self::Ecp256),
+            20 => Some(Self::Ecp384),
             31 => Some(Self::Curve25519),
             _ => None,
         }
@@ -144,6 +147,7 @@ impl DhGroup {
         match self {
             Self::Modp2048 => 14,
             Self::Ecp256 => 19,
+            Self::Ecp384 => 20,
             Self::Curve25519 => 31,
         }
     }
@@ -164,7 +168,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// AES-256-GCM-16 and ChaCha20-Poly1305, HMAC-SHA2 PRFs, Curve25519, P-256 and
+    /// AES-256-GCM-16 and ChaCha20-Poly1305, HMAC-SHA2 PRFs, Curve25519, P-256, P-384 and
     /// MODP-2048 (last: about a hundred times the curves' cost, for clients that offer
     /// nothing else).
     pub fn modern() -> Self {
@@ -172,7 +176,12 @@ impl Policy {
             encr: vec![Encr::AesGcm16 { key_bits: 256 }, Encr::ChaCha20Poly1305],
             prf: vec![Prf::HmacSha256, Prf::HmacSha384, Prf::HmacSha512],
             integ: Vec::new(),
-            dh: vec![DhGroup::Curve25519, DhGroup::Ecp256, DhGroup::Modp2048],
+            dh: vec![
+                DhGroup::Curve25519,
+                DhGroup::Ecp256,
+                DhGroup::Ecp384,
+                DhGroup::Modp2048,
+            ],
         }
     }
 }

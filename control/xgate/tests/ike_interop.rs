@@ -230,6 +230,8 @@ fn strongswan_connects_over_an_ipv6_underlay() {
     }
     let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
     let mut config = StrongswanConfig::psk("fd88::1", "alice@example.com", &psk);
+    // P-384 and HMAC-SHA2-384 here (RFC 5903's group 20), in IKE_SA_INIT and every rekey.
+    config.ike_proposals = "aes256gcm16-prfsha384-ecp384".into();
     // The IKE SA is rekeyed every three seconds; the user and the CHILD_SA carry on.
     config.ike_rekey_secs = Some(3);
     let c = Strongswan::start(&client, &scratch(&rig, "sw"), &config).expect("charon");
