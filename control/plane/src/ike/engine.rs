@@ -16,6 +16,7 @@ use ike::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 mod outcomes;
+mod revocation;
 mod tunnels;
 
 use super::counters::IkeCounters;
@@ -44,7 +45,7 @@ fn reply_to(reply: Option<Vec<u8>>, from: SocketAddr, to: SocketAddr) -> Vec<Out
 }
 
 /// The wall-clock time, Unix seconds: certificates are judged at it.
-fn unix_secs() -> u64 {
+pub(super) fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -121,6 +122,8 @@ pub struct IkeEngine {
     next_worker: usize,
     /// Changes to ESP tunnels for the control plane, since `take_esp`.
     esp: Vec<EspChange>,
+    /// SAs up by a certificate still to be checked against CRLs that changed.
+    recheck: Vec<[u8; 8]>,
     counters: IkeCounters,
     events: Arc<dyn EventSink>,
 }
@@ -142,6 +145,7 @@ impl IkeEngine {
             child_spis: HashSet::new(),
             next_worker: 0,
             esp: Vec::new(),
+            recheck: Vec::new(),
             counters: IkeCounters::default(),
             events,
         })
@@ -261,42 +265,6 @@ impl IkeEngine {
             self.counters.cookies_sent += 1;
         }
         reply_to(reply, from, to)
-    }
-
-    /// Checks client certificates against `trust` from now on (CRLs read again), and closes
-    /// with a Delete every SA whose user's certificate no longer holds under it (revoked,
-    /// or expired, since it logged in): a revocation takes effect at once, not at the user's
-    /// next login. Returns the Deletes.
-    pub fn replace_trust(&mut self, trust: ike::TrustStore, now: Instant) -> Vec<Outgoing> {
-        let Some(certs) = &self.settings.certs else {
-            return Vec::new();
-        };
-        let certs = Arc::new(certs.with_trust(Some(trust)));
-        self.settings.certs = Some(certs.clone());
-        let Some(trust) = certs.trust.as_ref() else {
-            return Vec::new();
-        };
-        let unix = unix_secs();
-        let mut withdrawn = Vec::new();
-        for (spi, e) in &self.sas {
-            let Some(up) = e.up.as_ref().filter(|_| !e.superseded) else {
-                continue;
-            };
-            if e.peer_certs.is_empty() {
-                continue;
-            }
-            let chain: Vec<&[u8]> = e.peer_certs.iter().map(Vec::as_slice).collect();
-            let role = ike::PeerRole::Client;
-            if let Err(why) = trust.verify(&chain, (&up.identity, role), unix) {
-                tracing::warn!(
-                    identity = %up.identity.display(),
-                    "IKE SA closed: its certificate no longer holds ({why})"
-                );
-                withdrawn.push(*spi);
-            }
-        }
-        self.counters.certificate_withdrawn += withdrawn.len() as u64;
-        self.run_on(withdrawn, now, IkeSa::close)
     }
 
     /// Counts a datagram dropped before the engine saw it, by `reason`.
@@ -489,7 +457,9 @@ impl IkeEngine {
             .filter(|(_, e)| e.sa.deadline().is_some_and(|d| d <= now))
             .map(|(spi, _)| *spi)
             .collect();
-        self.run_on(due, now, IkeSa::poll)
+        let mut out = self.run_on(due, now, IkeSa::poll);
+        out.extend(self.recheck_some(now));
+        out
     }
 
     /// Closes every SA (a shutdown): the Deletes to send.

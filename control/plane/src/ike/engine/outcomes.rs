@@ -213,6 +213,7 @@ impl IkeEngine {
         };
         e.superseded = true;
         self.sas.insert(new_spi, moved);
+        self.recheck_follows(spi, new_spi);
     }
 
     /// Moves SA `spi`'s spare CHILD_SA SPI into use and draws a new spare (none without
