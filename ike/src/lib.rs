@@ -12,6 +12,7 @@
 //! - `notify`: Notify payloads and the types used.
 //! - `nat`: NAT detection hashes.
 //! - `offer`: an initiator's policy written as SA proposals.
+//! - `cbc`: AES-CBC with a truncated HMAC (encrypt-then-MAC), for the OS clients' defaults.
 //! - `cookie`: stateless cookies for a responder under load.
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
 //! - `sk`: the Encrypted payload with an AEAD cipher.
@@ -31,6 +32,7 @@
 //! - `error`: why a message or a derivation was refused.
 #![forbid(unsafe_code)]
 
+mod cbc;
 mod certs;
 mod config_payload;
 mod cookie;
@@ -61,6 +63,7 @@ mod suite;
 #[cfg(test)]
 mod test_support;
 
+pub use cbc::{CbcError, CbcHmac, BLOCK as CBC_BLOCK, MAX_ICV};
 pub use certs::{
     cert_body, certreq_body, names_identity, read_cert_body, read_signature_auth,
     verify_signature_auth, CertAuth, CertRefusal, Credential, CredentialError, PeerRole,

@@ -115,6 +115,27 @@ impl Integ {
             Self::HmacSha512_256 => 64,
         }
     }
+
+    /// Its ICV's length in bytes: the HMAC truncated to half the hash (RFC 4868 §2.3; 96
+    /// bits for SHA-1, RFC 2404).
+    pub fn icv_len(self) -> usize {
+        match self {
+            Self::HmacSha1_96 => 12,
+            Self::HmacSha256_128 => 16,
+            Self::HmacSha384_192 => 24,
+            Self::HmacSha512_256 => 32,
+        }
+    }
+
+    /// ring's HMAC of its hash.
+    pub(crate) fn hmac(self) -> ring::hmac::Algorithm {
+        match self {
+            Self::HmacSha1_96 => ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+            Self::HmacSha256_128 => ring::hmac::HMAC_SHA256,
+            Self::HmacSha384_192 => ring::hmac::HMAC_SHA384,
+            Self::HmacSha512_256 => ring::hmac::HMAC_SHA512,
+        }
+    }
 }
 
 /// A Diffie-Hellman group.
