@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::api::call;
 use common::ike::{
-    add_user, carries_traffic, connect_and_check, ike_rig, nothing_lost_for, sas, scratch,
-    HUNDRED_MB,
+    add_user, carries_traffic, connect_and_check, ike_rig, ipv6_underlay, nothing_lost_for, sas,
+    scratch, HUNDRED_MB,
 };
 use common::{client_ns, Rig};
 use testbed::{ping, wait_until, Strongswan, StrongswanConfig};
@@ -212,22 +212,7 @@ fn a_user_made_with_the_cli_connects_with_the_exported_swanctl_conf() {
 fn strongswan_connects_over_an_ipv6_underlay() {
     let (rig, token) = ike_rig("ike6");
     let client = client_ns(&rig.server.ns, "ike6");
-    rig.server
-        .ns
-        .ip(&["-6", "addr", "add", "fd88::1/64", "dev", "xtv1s"])
-        .expect("server v6");
-    client
-        .ip(&["-6", "addr", "add", "fd88::2/64", "dev", "xtv1c"])
-        .expect("client v6");
-    // Addresses are used once duplicate address detection is done (before, charon would
-    // send from the link-local address).
-    for ns in [&rig.server.ns, &client] {
-        let settled = wait_until(Duration::from_secs(10), || {
-            ns.ip(&["-6", "addr", "show", "tentative"])
-                .is_ok_and(|out| out.trim().is_empty())
-        });
-        assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
-    }
+    ipv6_underlay(&rig.server.ns, &client, ("xtv1s", "xtv1c"), "fd88");
     let (psk, v4) = add_user(&rig, &token, "alice", "alice@example.com");
     let mut config = StrongswanConfig::psk("fd88::1", "alice@example.com", &psk);
     // P-384 and HMAC-SHA2-384 here (RFC 5903's group 20), in IKE_SA_INIT and every rekey.

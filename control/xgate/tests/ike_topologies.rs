@@ -11,7 +11,8 @@ mod common;
 
 use common::api::{call, json_of};
 use common::ike::{
-    add_user, carries_traffic, connect_and_check_user, direct, ike_rig_with, sas, scratch,
+    add_user, carries_traffic, connect_and_check_user, direct, ike_rig_with, ipv6_underlay, sas,
+    scratch,
 };
 use common::Rig;
 use ike::esp::{Inbound, Outbound, ESP_HEADROOM, ESP_TAILROOM, NEXT_IPV4};
@@ -386,20 +387,7 @@ fn raw_esp_comes_and_goes_through_af_xdp_where_no_nat_is() {
 fn raw_esp_over_an_ipv6_underlay() {
     let (rig, token) = ike_rig_with("ikev", |rig| rig.backend = "af-xdp");
     let client = direct(&rig, 2);
-    rig.server
-        .ns
-        .ip(&["-6", "addr", "add", "fd89::1/64", "dev", "xtv2s"])
-        .expect("server v6");
-    client
-        .ip(&["-6", "addr", "add", "fd89::2/64", "dev", "xtv2c"])
-        .expect("client v6");
-    for ns in [&rig.server.ns, &client] {
-        let settled = testbed::wait_until(Duration::from_secs(10), || {
-            ns.ip(&["-6", "addr", "show", "tentative"])
-                .is_ok_and(|out| out.trim().is_empty())
-        });
-        assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
-    }
+    ipv6_underlay(&rig.server.ns, &client, ("xtv2s", "xtv2c"), "fd89");
     let server = "fd89::1".parse().expect("v6");
     raw_esp_through_af_xdp(&rig, &token, &client, ("[fd89::2]", server));
 }

@@ -202,3 +202,36 @@ pub fn direct(rig: &Rig, n: u8) -> Netns {
     .expect("veth");
     ns
 }
+
+/// Gives the server's end of a veth `prefix::1/64` and the client's `prefix::2/64`
+/// (`interfaces`: server side, client side), and waits until duplicate address detection is
+/// done (before, a client would send from its link-local address).
+pub fn ipv6_underlay(server: &Netns, client: &Netns, interfaces: (&str, &str), prefix: &str) {
+    server
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{prefix}::1/64"),
+            "dev",
+            interfaces.0,
+        ])
+        .expect("server v6");
+    client
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{prefix}::2/64"),
+            "dev",
+            interfaces.1,
+        ])
+        .expect("client v6");
+    for ns in [server, client] {
+        let settled = testbed::wait_until(std::time::Duration::from_secs(10), || {
+            ns.ip(&["-6", "addr", "show", "tentative"])
+                .is_ok_and(|out| out.trim().is_empty())
+        });
+        assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
+    }
+}
