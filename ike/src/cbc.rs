@@ -2,7 +2,8 @@
 //! encrypt-then-MAC pair the VPN clients built into Windows and Apple systems propose by
 //! default, as the SK payload and ESP will use it. The cipher is AWS-LC's unpadded CBC (ring
 //! has no CBC); the MAC is ring's HMAC, truncated to the transform's ICV length and compared
-//! in constant time. Nothing here allocates: ICVs come back in a fixed array.
+//! in constant time. Nothing here allocates: ICVs come back in a fixed array. ESP's IVs come
+//! from `CounterIv`.
 
 use aws_lc_rs::cipher::{
     DecryptingKey, DecryptionContext, EncryptingKey, EncryptionContext, UnboundCipherKey, AES_128,
@@ -117,6 +118,41 @@ impl CbcHmac {
     }
 }
 
+/// Unpredictable CBC IVs from a packet counter, without a random draw per packet (RFC 3602
+/// §3 asks that IVs not be predictable): each is the counter, as a block, encrypted with AES
+/// under a key of its own (one block of ECB).
+pub struct CounterIv {
+    key: EncryptingKey,
+}
+
+impl std::fmt::Debug for CounterIv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterIv").finish_non_exhaustive()
+    }
+}
+
+impl CounterIv {
+    /// IVs under the AES-128 key `key`.
+    pub fn new(key: &[u8; 16]) -> Result<Self, CbcError> {
+        let unbound = UnboundCipherKey::new(&AES_128, key).map_err(|_| CbcError::KeyLength)?;
+        Ok(Self {
+            key: EncryptingKey::ecb(unbound).map_err(|_| CbcError::KeyLength)?,
+        })
+    }
+
+    /// The IV of packet `counter`.
+    pub fn iv(&self, counter: u64) -> [u8; BLOCK] {
+        let mut block = [0u8; BLOCK];
+        block[8..].copy_from_slice(&counter.to_be_bytes());
+        // One whole block never fails; were it to, a zero-extended counter would still be
+        // unique (only its unpredictability lost).
+        let _ = self
+            .key
+            .less_safe_encrypt(&mut block, EncryptionContext::None);
+        block
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +237,27 @@ mod tests {
         let mut theirs = ::hmac::Hmac::<sha2::Sha512>::new_from_slice(&key).expect("key");
         theirs.update(data);
         assert_eq!(&c.icv(&[data])[..32], &theirs.finalize().into_bytes()[..32]);
+    }
+
+    /// FIPS-197 appendix C.1's AES-128 block, and each counter's IV a different block.
+    #[test]
+    fn counter_ivs_are_aes_of_the_counter() {
+        let key: [u8; 16] = h("000102030405060708090a0b0c0d0e0f")
+            .try_into()
+            .expect("key");
+        let ivs = CounterIv::new(&key).expect("key");
+        // The counter block is 0 | counter; with the same key, a one-block CBC from a zero
+        // IV is ECB.
+        let c = CbcHmac::new(&key, Integ::HmacSha1_96, &[0; 20]).expect("key");
+        let mut expected = [0u8; BLOCK];
+        expected[15] = 7;
+        c.encrypt([0; BLOCK], &mut expected).expect("encrypt");
+        assert_eq!(ivs.iv(7), expected);
+        let seen: std::collections::HashSet<[u8; BLOCK]> = (0..1000).map(|n| ivs.iv(n)).collect();
+        assert_eq!(seen.len(), 1000);
+        let mut fips = h("00112233445566778899aabbccddeeff");
+        c.encrypt([0; BLOCK], &mut fips).expect("encrypt");
+        assert_eq!(fips, h("69c4e0d86a7b0430d8cdb78070b4c55a"), "FIPS-197 C.1");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Diffie-Hellman for the KE payload (RFC 7296 §3.4): an ephemeral key per exchange, its
 //! public value in IKE's form, and the shared secret g^ir. Curve25519 (RFC 8031: 32 bytes
-//! each way) and P-256 (RFC 5903: x | y out, the x coordinate shared), on ring; the 2048-bit
-//! MODP group (RFC 3526) in `modp`.
+//! each way), P-256 and P-384 (RFC 5903: x | y out, the x coordinate shared), on ring; the
+//! MODP groups 2 and 14 in `modp`.
 
 use ring::agreement;
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
 use crate::error::ParseError;
+use crate::modp::{Group, Secret};
 use crate::suite::DhGroup;
 
 /// Why a key exchange could not be done.
@@ -32,7 +33,7 @@ pub enum DhError {
 /// An ephemeral private key: ring's for the curves, an exponent for MODP.
 enum Private {
     Ring(agreement::EphemeralPrivateKey),
-    Modp(crate::modp::Secret),
+    Modp(Secret),
 }
 
 /// One side's ephemeral key for one exchange.
@@ -55,16 +56,16 @@ fn algorithm(group: DhGroup) -> Result<&'static agreement::Algorithm, DhError> {
         DhGroup::Curve25519 => Ok(&agreement::X25519),
         DhGroup::Ecp256 => Ok(&agreement::ECDH_P256),
         DhGroup::Ecp384 => Ok(&agreement::ECDH_P384),
-        DhGroup::Modp2048 => Err(DhError::Unavailable(group.id())),
+        DhGroup::Modp1024 | DhGroup::Modp2048 => Err(DhError::Unavailable(group.id())),
     }
 }
 
 impl KeyExchange {
-    /// A fresh MODP-2048 exponent and its public value.
-    fn start_modp(rng: &dyn SecureRandom) -> Result<Self, DhError> {
-        let secret = crate::modp::Secret::generate(rng).ok_or(DhError::NoRandomness)?;
+    /// A fresh MODP exponent of `group` and its public value.
+    fn start_modp(group: DhGroup, modp: Group, rng: &dyn SecureRandom) -> Result<Self, DhError> {
+        let secret = Secret::generate(modp, rng).ok_or(DhError::NoRandomness)?;
         Ok(Self {
-            group: DhGroup::Modp2048,
+            group,
             public: secret.public(),
             private: Private::Modp(secret),
         })
@@ -77,6 +78,7 @@ pub fn public_len(group: DhGroup) -> usize {
         DhGroup::Curve25519 => 32,
         DhGroup::Ecp256 => 64,
         DhGroup::Ecp384 => 96,
+        DhGroup::Modp1024 => 128,
         DhGroup::Modp2048 => 256,
     }
 }
@@ -84,8 +86,10 @@ pub fn public_len(group: DhGroup) -> usize {
 impl KeyExchange {
     /// A fresh ephemeral key of `group`.
     pub fn start(group: DhGroup, rng: &dyn SecureRandom) -> Result<Self, DhError> {
-        if group == DhGroup::Modp2048 {
-            return Self::start_modp(rng);
+        match group {
+            DhGroup::Modp1024 => return Self::start_modp(group, Group::Modp1024, rng),
+            DhGroup::Modp2048 => return Self::start_modp(group, Group::Modp2048, rng),
+            _ => {}
         }
         let private = agreement::EphemeralPrivateKey::generate(algorithm(group)?, rng)
             .map_err(|_| DhError::NoRandomness)?;
@@ -182,6 +186,7 @@ mod tests {
             (DhGroup::Ecp256, 32),
             (DhGroup::Ecp384, 48),
             (DhGroup::Modp2048, 256),
+            (DhGroup::Modp1024, 128),
         ] {
             let a = KeyExchange::start(group, &rng).expect("a");
             let b = KeyExchange::start(group, &rng).expect("b");

@@ -10,9 +10,10 @@ use ring::rand::SecureRandom;
 use crate::header::{Header, HEADER_LEN};
 use crate::message::Message;
 use crate::payloads::PayloadType;
-use crate::protected::{self, header_of, key_of, read_ours, Opened, Protected, ProtectedError};
+use crate::protected::{
+    self, cipher_of, header_of, read_ours, sealing, Opened, Protected, ProtectedError,
+};
 use crate::sa_init::HalfOpen;
-use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
 
 /// The largest message this side sends whole, and the size it cuts fragments to (IKE header
 /// included): what fits a 1280-byte IP datagram (RFC 7383 §2.5.1, IPv6's minimum MTU) with
@@ -23,9 +24,9 @@ pub const MAX_FRAGMENTS: u16 = 64;
 /// The most bytes one SA holds of a message being put together: a certificate chain fits
 /// several times over, and a peer (even one only half-open) can pin no more.
 pub const MAX_REASSEMBLY: usize = 16 * 1024;
-/// Bytes of a fragment that are not the piece: header, payload header, numbers, IV, pad
-/// length, ICV.
-const OVERHEAD: usize = HEADER_LEN + 4 + 4 + IV_LEN + 1 + ICV_LEN;
+/// Bytes of a fragment that are not the piece, besides what the cipher adds: header, payload
+/// header, numbers.
+const FRAME: usize = HEADER_LEN + 4 + 4;
 
 /// Cuts the sealed message `whole` (this side's, of `sa`) into fragments of at most `max`
 /// bytes each; a message that fits is returned as it is.
@@ -35,18 +36,21 @@ pub fn split(
     max: usize,
     rng: &dyn SecureRandom,
 ) -> Result<Vec<Vec<u8>>, ProtectedError> {
-    if whole.len() <= max || max <= OVERHEAD {
+    if whole.len() <= max {
         return Ok(vec![whole.to_vec()]);
     }
     let h = Header::parse(whole).map_err(|_| ProtectedError::NotOurs("unreadable"))?;
+    let cipher = cipher_of(sa, h.flags.is_initiator())?;
+    let overhead = FRAME + cipher.overhead();
+    if max <= overhead {
+        return Ok(vec![whole.to_vec()]);
+    }
     // Our own message, opened with our own key to recover its chain (the one place that
     // knows the size is here, after sealing), then sealed again in pieces.
     let opened = protected::open(sa, whole, h.flags.is_initiator())?;
-    let room = max - OVERHEAD;
+    let room = max - overhead;
     let pieces: Vec<&[u8]> = opened.inner.chunks(room).collect();
     let total = u16::try_from(pieces.len()).map_err(|_| ProtectedError::TooLong)?;
-    let cipher = SkCipher::new(sa.suite.encr, key_of(sa, opened.what.by_initiator))
-        .map_err(|_| ProtectedError::Cipher)?;
     let header = header_of(sa, opened.what);
     let mut out = Vec::with_capacity(pieces.len());
     for (i, piece) in pieces.iter().enumerate() {
@@ -59,12 +63,9 @@ pub fn split(
         } else {
             PayloadType::NONE
         };
-        let mut iv = [0u8; IV_LEN];
-        rng.fill(&mut iv)
-            .map_err(|_| ProtectedError::NoRandomness)?;
         let sealed = cipher
-            .seal_as(&header, (PayloadType::SKF, &fields), first, piece, iv)
-            .map_err(|_| ProtectedError::TooLong)?;
+            .seal_as(&header, (PayloadType::SKF, &fields), first, piece, rng)
+            .map_err(sealing)?;
         out.push(sealed);
     }
     Ok(out)
@@ -107,9 +108,7 @@ fn open_piece(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Piece, 
     if number == 0 || number > total || total > MAX_FRAGMENTS {
         return Err(ProtectedError::NotOurs("fragment numbers"));
     }
-    let cipher = SkCipher::new(sa.suite.encr, key_of(sa, by_initiator))
-        .map_err(|_| ProtectedError::Cipher)?;
-    let inner = cipher
+    let inner = cipher_of(sa, by_initiator)?
         .open(bytes, skf.body.len() - 4)
         .map_err(|_| ProtectedError::BadIcv)?;
     Ok(Piece {

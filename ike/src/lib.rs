@@ -15,7 +15,8 @@
 //! - `cbc`: AES-CBC with a truncated HMAC (encrypt-then-MAC), for the OS clients' defaults.
 //! - `cookie`: stateless cookies for a responder under load.
 //! - `sa_init`: the IKE_SA_INIT exchange, responder and initiator.
-//! - `sk`: the Encrypted payload with an AEAD cipher.
+//! - `salted_aead`: AES-GCM and ChaCha20-Poly1305 with IKE's and ESP's 4-byte salt.
+//! - `sk`: the Encrypted payload, with an AEAD cipher or AES-CBC and an HMAC.
 //! - `identity`: ID payloads and the PSK AUTH value.
 //! - `certs`: certificates: CERT and CERTREQ, the trust store, RFC 7427 signatures.
 //! - `selectors`: traffic selectors and their narrowing.
@@ -57,6 +58,7 @@ mod prf;
 mod proposals;
 mod protected;
 mod sa_init;
+mod salted_aead;
 mod selectors;
 mod sk;
 mod suite;
@@ -107,6 +109,7 @@ pub use sa_init::{
     cookie_holds, cookie_reply, refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer,
     InitRefusal, InitReply, InitiatorError, InitiatorInit,
 };
+pub use salted_aead::{AeadError, SaltedAead, ICV_LEN, IV_LEN};
 pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};
-pub use sk::{SkCipher, SkError, ICV_LEN, IV_LEN};
+pub use sk::{SkCipher, SkError};
 pub use suite::{choose, Chosen, DhGroup, Encr, Integ, NoProposalChosen, Policy, Suite};

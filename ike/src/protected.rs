@@ -11,7 +11,7 @@ use crate::header::{ExchangeType, Flags, Header, IKEV2_VERSION};
 use crate::message::Message;
 use crate::payloads::{read_chain, write_chain, Payload, PayloadType};
 use crate::sa_init::HalfOpen;
-use crate::sk::SkCipher;
+use crate::sk::{SkCipher, SkError};
 
 /// What a protected message is: its exchange and message ID, who sent it, request or
 /// response.
@@ -68,13 +68,15 @@ impl Opened {
     }
 }
 
-/// The key the side that sent a message seals with.
-pub(crate) fn key_of(sa: &HalfOpen, by_initiator: bool) -> &[u8] {
-    if by_initiator {
-        &sa.keys.sk_ei
+/// The cipher the side that sent a message seals with: its SK_e and SK_a.
+pub(crate) fn cipher_of(sa: &HalfOpen, by_initiator: bool) -> Result<SkCipher, ProtectedError> {
+    let k = &sa.keys;
+    let (e, a) = if by_initiator {
+        (&k.sk_ei, &k.sk_ai)
     } else {
-        &sa.keys.sk_er
-    }
+        (&k.sk_er, &k.sk_ar)
+    };
+    SkCipher::new(&sa.suite, e, a).map_err(|_| ProtectedError::Cipher)
 }
 
 /// The header of a message of `sa` that `what` describes (its first payload and length are
@@ -94,7 +96,7 @@ pub(crate) fn header_of(sa: &HalfOpen, what: Protected) -> Header {
 
 /// A message of `sa` carrying `payloads`, sealed by the side `what` names, under a random IV
 /// (unique under the key however often a caller seals: answering the same request twice with
-/// different contents must never reuse a GCM nonce).
+/// different contents must never reuse a GCM nonce; unpredictable, as CBC needs).
 pub fn seal(
     sa: &HalfOpen,
     what: Protected,
@@ -104,14 +106,17 @@ pub fn seal(
     let mut chain = Vec::new();
     let first = write_chain(&mut chain, payloads).map_err(|_| ProtectedError::TooLong)?;
     let header = header_of(sa, what);
-    let cipher = SkCipher::new(sa.suite.encr, key_of(sa, what.by_initiator))
-        .map_err(|_| ProtectedError::Cipher)?;
-    let mut iv = [0u8; 8];
-    rng.fill(&mut iv)
-        .map_err(|_| ProtectedError::NoRandomness)?;
-    cipher
-        .seal(&header, first, &chain, iv)
-        .map_err(|_| ProtectedError::TooLong)
+    cipher_of(sa, what.by_initiator)?
+        .seal(&header, first, &chain, rng)
+        .map_err(sealing)
+}
+
+/// The sealing error as this module names it.
+pub(crate) fn sealing(e: SkError) -> ProtectedError {
+    match e {
+        SkError::NoRandomness => ProtectedError::NoRandomness,
+        _ => ProtectedError::TooLong,
+    }
 }
 
 /// `bytes` read as a message of `sa` sent by the side `by_initiator` names (its SPIs and
@@ -139,9 +144,7 @@ pub fn open(sa: &HalfOpen, bytes: &[u8], by_initiator: bool) -> Result<Opened, P
     let sk = m
         .find(PayloadType::SK)
         .ok_or(ProtectedError::NotOurs("no Encrypted payload"))?;
-    let cipher = SkCipher::new(sa.suite.encr, key_of(sa, by_initiator))
-        .map_err(|_| ProtectedError::Cipher)?;
-    let inner = cipher
+    let inner = cipher_of(sa, by_initiator)?
         .open(bytes, sk.body.len())
         .map_err(|_| ProtectedError::BadIcv)?;
     Ok(Opened {

@@ -141,6 +141,8 @@ impl Integ {
 /// A Diffie-Hellman group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DhGroup {
+    /// 1024-bit MODP (2, RFC 2409): Windows' default, refused unless legacy clients are let in.
+    Modp1024,
     /// 2048-bit MODP (14, RFC 3526).
     Modp2048,
     /// NIST P-256 (19, RFC 5903).
@@ -155,6 +157,7 @@ impl DhGroup {
     /// The group with IANA number `id`, if spoken here.
     pub fn from_id(id: u16) -> Option<Self> {
         match id {
+            2 => Some(Self::Modp1024),
             14 => Some(Self::Modp2048),
             19 => Some(Self::Ecp256),
             20 => Some(Self::Ecp384),
@@ -166,6 +169,7 @@ impl DhGroup {
     /// Its IANA number.
     pub fn id(self) -> u16 {
         match self {
+            Self::Modp1024 => 2,
             Self::Modp2048 => 14,
             Self::Ecp256 => 19,
             Self::Ecp384 => 20,
@@ -204,6 +208,33 @@ impl Policy {
                 DhGroup::Modp2048,
             ],
         }
+    }
+
+    /// `modern`, then what the VPN clients built into Windows, macOS and iOS propose by
+    /// default: AES-CBC (256, then 128) with HMAC-SHA2 (RFC 4868). The server's own policy.
+    pub fn native_clients() -> Self {
+        let mut p = Self::modern();
+        p.encr.extend([
+            Encr::AesCbc { key_bits: 256 },
+            Encr::AesCbc { key_bits: 128 },
+        ]);
+        p.integ = vec![
+            Integ::HmacSha256_128,
+            Integ::HmacSha384_192,
+            Integ::HmacSha512_256,
+        ];
+        p
+    }
+
+    /// This policy and what only Windows' untouched defaults need (the `legacy_windows`
+    /// setting): HMAC-SHA1-96, PRF-HMAC-SHA1 and the 1024-bit MODP group, last in each list.
+    /// They weaken every SA that picks them: MODP-1024 is within reach of a well-funded
+    /// attacker's precomputation, and SHA-1 is deprecated for IKEv2 (RFC 8247).
+    pub fn with_legacy(mut self) -> Self {
+        self.integ.push(Integ::HmacSha1_96);
+        self.prf.push(Prf::HmacSha1);
+        self.dh.push(DhGroup::Modp1024);
+        self
     }
 }
 

@@ -6,8 +6,11 @@ use zeroize::Zeroizing;
 
 use super::*;
 use crate::ike_auth::EspKeys;
-use crate::sk::SkCipher;
+use crate::salted_aead::SaltedAead;
 use crate::suite::{Encr, Suite};
+
+/// Where an AEAD packet's encrypted part starts: header and 8-byte IV.
+const AEAD_HEAD: usize = ESP_HEADER_LEN + 8;
 
 fn unhex(s: &str) -> Vec<u8> {
     let clean: String = s.chars().filter(char::is_ascii_hexdigit).collect();
@@ -90,8 +93,8 @@ fn rfc_7634_appendix_a_trailer_and_ciphertext_are_what_sealing_makes() {
         )
         .expect("seals");
     let ours = buf[at].to_vec();
-    let cipher = SkCipher::new(Encr::ChaCha20Poly1305, &keys.encr).expect("cipher");
-    let mut plain = ours[ESP_HEADROOM..ours.len() - 16].to_vec();
+    let cipher = SaltedAead::new(Encr::ChaCha20Poly1305, &keys.encr).expect("cipher");
+    let mut plain = ours[AEAD_HEAD..ours.len() - 16].to_vec();
     let icv: [u8; 16] = ours[ours.len() - 16..].try_into().expect("icv");
     let iv: [u8; 8] = ours[8..16].try_into().expect("iv");
     cipher
@@ -119,7 +122,7 @@ fn gcm_case(bits: u16, esn: bool, spi: &str, key_and_salt: &str, packet: &str, p
     let mut packet = unhex(packet);
     assert_eq!(sa.open(&mut packet), Err(EspDrop::BadNextHeader(1)));
     let plain = unhex(plain);
-    assert_eq!(packet[ESP_HEADROOM..ESP_HEADROOM + plain.len()], plain[..]);
+    assert_eq!(packet[AEAD_HEAD..AEAD_HEAD + plain.len()], plain[..]);
     assert!(sa.highest() > 0, "authenticated, so the number is used");
 }
 

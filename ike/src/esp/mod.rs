@@ -1,9 +1,11 @@
-//! ESP in tunnel mode (RFC 4303) with the AEAD ciphers the suites allow: the per-packet rules
-//! the datapath's workers run, and the loadtest's simulated users with them.
+//! ESP in tunnel mode (RFC 4303) with the ciphers the suites allow: the per-packet rules the
+//! datapath's workers run, and the loadtest's simulated users with them.
 //!
 //! - `sa`: one SA's inbound and outbound packet rules, in place in the caller's buffer.
+//! - `cipher`: an SA's cipher, an AEAD or AES-CBC with an HMAC.
 //! - `replay`: the anti-replay window with extended sequence numbers.
 
+mod cipher;
 mod replay;
 mod sa;
 

@@ -1,28 +1,30 @@
-//! One ESP SA's packet rules in tunnel mode (RFC 4303 §2–3, RFC 4106 §3–5 and RFC 7634 §2 for
-//! the AEAD ciphers), in place in the caller's buffer:
+//! One ESP SA's packet rules in tunnel mode (RFC 4303 §2–3), in place in the caller's
+//! buffer:
 //!
 //! ```text
-//! SPI (4) | sequence, low 32 bits (4) | IV (8) | encrypted: inner packet | TFC padding |
-//! padding 1, 2, 3... | pad length (1) | next header (1) | ICV (16)
+//! SPI (4) | sequence, low 32 bits (4) | IV (8 or 16) | encrypted: inner packet | TFC padding |
+//! padding 1, 2, 3... | pad length (1) | next header (1) | ICV (12 to 32)
 //! ```
 //!
-//! The associated data is the SPI and the sequence number (with ESN, its high half between
-//! them: 12 bytes). The IV is the 64-bit sequence number: unique under the key without a
-//! random draw per packet. The encrypted part is a multiple of 4 bytes long.
+//! The cipher (`cipher`: an AEAD, or AES-CBC and an HMAC) sets the IV's and ICV's lengths
+//! and the block the encrypted part is a multiple of (4 or 16 bytes).
 
 use std::ops::Range;
 
+use super::cipher::EspCipher;
 use super::replay::{ReplayRefusal, ReplayWindow};
+use crate::cbc::{BLOCK, MAX_ICV};
 use crate::ike_auth::EspKeys;
-use crate::sk::{SkCipher, ICV_LEN, IV_LEN};
 use crate::suite::Suite;
 
 /// SPI and sequence number.
 pub const ESP_HEADER_LEN: usize = 8;
-/// Bytes an inner packet needs before it to become an ESP packet: header and IV.
-pub const ESP_HEADROOM: usize = ESP_HEADER_LEN + IV_LEN;
-/// Bytes an inner packet needs after it: at most 3 of padding, pad length, next header, ICV.
-pub const ESP_TAILROOM: usize = 3 + 2 + ICV_LEN;
+/// Bytes an inner packet needs before it to become an ESP packet: header and IV (16 bytes
+/// with AES-CBC, 8 with an AEAD; an SA takes what it needs of this).
+pub const ESP_HEADROOM: usize = ESP_HEADER_LEN + BLOCK;
+/// Bytes an inner packet needs after it: at most 15 of padding (AES-CBC), pad length, next
+/// header, ICV (at most 32, HMAC-SHA2-512-256).
+pub const ESP_TAILROOM: usize = (BLOCK - 1) + 2 + MAX_ICV;
 /// Next header: an IPv4 packet (tunnel mode).
 pub const NEXT_IPV4: u8 = 4;
 /// Next header: an IPv6 packet (tunnel mode).
@@ -76,7 +78,7 @@ pub enum EspSealError {
 /// Why an SA could not be made from its keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("ESP key: {0}")]
-pub struct EspKeyError(String);
+pub struct EspKeyError(pub(super) String);
 
 /// An inbound packet, opened: where the inner packet is, and what it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,30 +91,10 @@ pub struct Opened {
     pub next_header: u8,
 }
 
-/// The associated data: SPI, then (with ESN) the high half, then the low half.
-fn aad(spi: [u8; 4], seq: u64, esn: bool, out: &mut [u8; 12]) -> usize {
-    out[..4].copy_from_slice(&spi);
-    if esn {
-        out[4..8].copy_from_slice(&((seq >> 32) as u32).to_be_bytes());
-        out[8..12].copy_from_slice(&(seq as u32).to_be_bytes());
-        12
-    } else {
-        out[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        8
-    }
-}
-
-fn cipher(suite: &Suite, keys: &EspKeys) -> Result<SkCipher, EspKeyError> {
-    if !suite.encr.is_aead() {
-        return Err(EspKeyError(format!("{} is not an AEAD cipher", suite.encr)));
-    }
-    SkCipher::new(suite.encr, &keys.encr).map_err(|e| EspKeyError(e.to_string()))
-}
-
 /// The receiving side of an SA.
 pub struct Inbound {
     spi: [u8; 4],
-    cipher: SkCipher,
+    cipher: EspCipher,
     window: ReplayWindow,
     esn: bool,
 }
@@ -132,7 +114,7 @@ impl Inbound {
         let esn = suite.esn.unwrap_or(false);
         Ok(Self {
             spi,
-            cipher: cipher(suite, keys)?,
+            cipher: EspCipher::new(suite, keys)?,
             window: ReplayWindow::new(esn),
             esn,
         })
@@ -151,9 +133,11 @@ impl Inbound {
     /// Checks and decrypts `packet` (starting at the SPI) in place.
     pub fn open(&mut self, packet: &mut [u8]) -> Result<Opened, EspDrop> {
         let len = packet.len();
+        let c = &self.cipher;
+        let head = ESP_HEADER_LEN + c.iv_len();
         let sealed = len
-            .checked_sub(ESP_HEADROOM + ICV_LEN)
-            .filter(|n| *n >= 4 && n % 4 == 0)
+            .checked_sub(head + c.icv_len())
+            .filter(|n| *n >= 4 && n % c.block() == 0)
             .ok_or(EspDrop::Malformed)?;
         if packet[..4] != self.spi {
             return Err(EspDrop::WrongSpi);
@@ -161,16 +145,8 @@ impl Inbound {
         let low = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
         let seq = self.window.infer(low);
         self.window.check(seq).map_err(EspDrop::Replayed)?;
-        let mut ad = [0u8; 12];
-        let ad_len = aad(self.spi, seq, self.esn, &mut ad);
-        let mut iv = [0u8; IV_LEN];
-        iv.copy_from_slice(&packet[ESP_HEADER_LEN..ESP_HEADROOM]);
-        let (body, icv) = packet[ESP_HEADROOM..].split_at_mut(sealed);
-        let mut tag = [0u8; ICV_LEN];
-        tag.copy_from_slice(icv);
-        self.cipher
-            .open_in_place(iv, &ad[..ad_len], body, &tag)
-            .map_err(|_| EspDrop::BadIcv)?;
+        c.open(packet, seq, self.esn)?;
+        let body = &packet[head..head + sealed];
         // Authentic from here on: the number is taken even if the contents are refused.
         self.window.accept(seq).map_err(EspDrop::Replayed)?;
         let next_header = body[sealed - 1];
@@ -191,7 +167,7 @@ impl Inbound {
         };
         Ok(Opened {
             seq,
-            inner: ESP_HEADROOM..ESP_HEADROOM + inner_len,
+            inner: head..head + inner_len,
             next_header,
         })
     }
@@ -211,7 +187,7 @@ fn ip_length(payload: &[u8], at: usize, fixed: usize) -> Result<usize, EspDrop> 
 /// The sending side of an SA.
 pub struct Outbound {
     spi: [u8; 4],
-    cipher: SkCipher,
+    cipher: EspCipher,
     /// The next sequence number (ESP counts from 1).
     next: u64,
     esn: bool,
@@ -231,7 +207,7 @@ impl Outbound {
     pub fn new(spi: [u8; 4], suite: &Suite, keys: &EspKeys) -> Result<Self, EspKeyError> {
         Ok(Self {
             spi,
-            cipher: cipher(suite, keys)?,
+            cipher: EspCipher::new(suite, keys)?,
             next: 1,
             esn: suite.esn.unwrap_or(false),
         })
@@ -249,22 +225,25 @@ impl Outbound {
     }
 
     /// Makes the ESP packet of the inner packet at `inner` (of protocol `next_header`) in
-    /// `buf`: the header goes in the `ESP_HEADROOM` bytes before it, the trailer and ICV in
-    /// the `ESP_TAILROOM` after. Returns where the ESP packet is.
+    /// `buf`: the header goes in the `ESP_HEADROOM` bytes before it (as much as the cipher
+    /// needs), the trailer and ICV in the `ESP_TAILROOM` after. Returns where the ESP packet
+    /// is.
     pub fn seal(
         &mut self,
         buf: &mut [u8],
         inner: Range<usize>,
         next_header: u8,
     ) -> Result<Range<usize>, EspSealError> {
+        let c = &self.cipher;
         let start = inner
             .start
-            .checked_sub(ESP_HEADROOM)
+            .checked_sub(ESP_HEADER_LEN + c.iv_len())
             .filter(|_| inner.start <= inner.end)
             .ok_or(EspSealError::NoRoom)?;
-        let pad = (4 - (inner.len() + 2) % 4) % 4;
+        let block = c.block();
+        let pad = (block - (inner.len() + 2) % block) % block;
         let sealed_end = inner.end + pad + 2;
-        let end = sealed_end + ICV_LEN;
+        let end = sealed_end + c.icv_len();
         if end > buf.len() {
             return Err(EspSealError::NoRoom);
         }
@@ -280,20 +259,12 @@ impl Outbound {
         self.next += 1;
         buf[start..start + 4].copy_from_slice(&self.spi);
         buf[start + 4..start + 8].copy_from_slice(&(seq as u32).to_be_bytes());
-        let iv = seq.to_be_bytes();
-        buf[start + ESP_HEADER_LEN..inner.start].copy_from_slice(&iv);
         for (i, b) in buf[inner.end..inner.end + pad].iter_mut().enumerate() {
             *b = i as u8 + 1;
         }
         buf[sealed_end - 2] = pad as u8;
         buf[sealed_end - 1] = next_header;
-        let mut ad = [0u8; 12];
-        let ad_len = aad(self.spi, seq, self.esn, &mut ad);
-        let icv = self
-            .cipher
-            .seal_in_place(iv, &ad[..ad_len], &mut buf[inner.start..sealed_end])
-            .map_err(|_| EspSealError::Cipher)?;
-        buf[sealed_end..end].copy_from_slice(&icv);
+        self.cipher.seal(&mut buf[start..end], seq, self.esn)?;
         Ok(start..end)
     }
 }
