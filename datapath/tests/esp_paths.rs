@@ -15,31 +15,29 @@ use datapath::messages::{EspSa, ToWorker, ESP_TUNNEL};
 use datapath::route::AllowedIps;
 use datapath::stats::DropReason;
 use ike::esp::{Inbound, Outbound, ESP_HEADROOM, ESP_TAILROOM, NEXT_IPV4};
-use ike::{Encr, EspKeys, Suite};
+use ike::{Encr, EspKeys, Integ, Suite};
 use zeroize::Zeroizing;
 
 const USER: &str = "203.0.113.9:4500";
 /// Tunnel 1 of two workers: worker 1 owns it.
 const TUNNEL: u32 = ESP_TUNNEL | 1;
 
+/// AES-CBC goes with HMAC-SHA1-96, as Windows proposes it.
 fn suite(encr: Encr) -> Suite {
     Suite {
         encr,
         prf: None,
-        integ: None,
+        integ: (!encr.is_aead()).then_some(Integ::HmacSha1_96),
         dh: None,
         esn: Some(true),
     }
 }
 
 fn keys(fill: u8, encr: Encr) -> EspKeys {
-    let len = match encr {
-        Encr::AesGcm16 { key_bits } => usize::from(key_bits) / 8 + 4,
-        _ => 36,
-    };
+    let lengths = suite(encr).key_lengths();
     EspKeys {
-        encr: Zeroizing::new(vec![fill; len]),
-        integ: Zeroizing::new(Vec::new()),
+        encr: Zeroizing::new(vec![fill; lengths.encr]),
+        integ: Zeroizing::new(vec![!fill; lengths.integ]),
     }
 }
 
@@ -135,8 +133,12 @@ fn rig_with_tunnel(encr: Encr) -> (Rig, Outbound, Inbound) {
 }
 
 #[test]
-fn esp_both_ways_with_both_ciphers_and_every_drop_reason() {
-    for encr in [Encr::AesGcm16 { key_bits: 256 }, Encr::ChaCha20Poly1305] {
+fn esp_both_ways_with_every_cipher_kind_and_every_drop_reason() {
+    for encr in [
+        Encr::AesGcm16 { key_bits: 256 },
+        Encr::ChaCha20Poly1305,
+        Encr::AesCbc { key_bits: 256 },
+    ] {
         let (mut rig, mut client_out, mut client_in) = rig_with_tunnel(encr);
         let ping = ipv4([10, 77, 0, 9], [10, 77, 0, 1], 84, 0x11);
 

@@ -157,6 +157,9 @@ pub fn for_daemon(
     fwmark: u32,
 ) -> Result<(IkeGuard, IkeSlot)> {
     config.settings.workers = workers.len();
+    if config.legacy_windows {
+        tracing::warn!("{}", plane::config::LEGACY_WARNING);
+    }
     let has_users = management.is_some_and(Management::has_ike_users);
     let sink: Arc<dyn plane::events::EventSink> = Arc::new(events.clone());
     let handles = workers.handles.clone();

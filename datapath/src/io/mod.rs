@@ -27,15 +27,36 @@ pub const BUF_SIZE: usize = 2048;
 /// itself (AF_XDP) writes the Ethernet, IP and UDP headers.
 pub const OUTER_HEADROOM: usize = 64;
 const _: () = assert!(OUTER_HEADROOM >= af_xdp::frame::MAX_HEADERS);
+/// Room for the largest header a tunnel puts in front of an inner packet: WireGuard's 16-byte
+/// transport header, or an ESP SA's SPI, sequence number and IV (24 bytes with AES-CBC).
+const TRANSPORT_ROOM: usize = {
+    let (wg, esp) = (
+        proto::constants::TRANSPORT_HEADER_LEN,
+        ike::esp::ESP_HEADROOM,
+    );
+    if wg > esp {
+        wg
+    } else {
+        esp
+    }
+};
 /// Inner packets are read at this offset so they can be sealed in place behind the transport
-/// header, which starts at `OUTER_HEADROOM`.
-pub const INNER_OFFSET: usize = OUTER_HEADROOM + proto::constants::TRANSPORT_HEADER_LEN;
+/// header, which starts at most `TRANSPORT_ROOM` before it and at least `OUTER_HEADROOM`
+/// into the buffer.
+pub const INNER_OFFSET: usize = OUTER_HEADROOM + TRANSPORT_ROOM;
+/// Where a WireGuard transport header starts, so that its inner packet is at `INNER_OFFSET`.
+pub const WG_HEADER_AT: usize = INNER_OFFSET - proto::constants::TRANSPORT_HEADER_LEN;
 /// Received datagrams start this far into their buffer: a multishot receive puts its result
 /// header (16 bytes) and the sender's address (up to 32 bytes) in front of the payload.
 pub const OUTER_OFFSET: usize = 48;
 /// Largest inner MTU the buffers allow: a received datagram (headroom, transport header, up to
 /// 15 bytes of padding and the tag) must fit.
 pub const MAX_MTU: usize = BUF_SIZE - OUTER_OFFSET - INNER_OFFSET - proto::constants::TAG_LEN - 16;
+// An ESP packet of that MTU fits too, received (header and IV, padding, trailer and the
+// longest ICV after it) and sent (sealed in place from `INNER_OFFSET`).
+const _: () =
+    assert!(OUTER_OFFSET + ike::esp::ESP_HEADROOM + MAX_MTU + ike::esp::ESP_TAILROOM <= BUF_SIZE);
+const _: () = assert!(INNER_OFFSET + MAX_MTU + ike::esp::ESP_TAILROOM <= BUF_SIZE);
 
 /// How a datagram arrived below UDP (AF_XDP only): a reply to the same address can leave the
 /// same way without a neighbour lookup.

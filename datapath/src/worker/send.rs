@@ -7,7 +7,7 @@ use proto::transport::Sealed;
 
 use super::{HandoverKind, Worker, MAX_STAGED};
 use crate::inner::{clamp_mss, packet_too_big, TOO_BIG_MAX_LEN};
-use crate::io::{Backend, BufId, INNER_OFFSET, OUTER_HEADROOM};
+use crate::io::{Backend, BufId, INNER_OFFSET, WG_HEADER_AT};
 use crate::messages::peer_owner;
 use crate::route::PeerId;
 use crate::stats::DropReason;
@@ -122,10 +122,10 @@ impl<B: Backend> Worker<B> {
             self.backend.free(buf);
             return;
         };
-        let packet = &mut self.backend.buf(buf)[OUTER_HEADROOM..];
+        let packet = &mut self.backend.buf(buf)[WG_HEADER_AT..];
         match slot.transport.seal(now, packet, len, mtu, jitter) {
             Sealed::Sent { len: n, rekey } => {
-                let at = OUTER_HEADROOM;
+                let at = WG_HEADER_AT;
                 self.backend.send_outer(buf, at..at + n, endpoint, link);
                 self.counters.tx_datagrams += 1;
                 self.counters.tx_bytes += n as u64;

@@ -42,6 +42,8 @@ pub struct IkeSection {
     pub ca: Option<PathBuf>,
     /// The CAs' certificate revocation lists (PEM).
     pub crl: Option<PathBuf>,
+    /// Also take what Windows proposes untouched: SHA-1 and the 1024-bit MODP group (false).
+    pub legacy_windows: Option<bool>,
 }
 
 /// `[ike]`, validated.
@@ -51,7 +53,15 @@ pub struct IkeConfig {
     pub enabled: Option<bool>,
     /// How the responder runs.
     pub settings: IkeSettings,
+    /// `legacy_windows`: SHA-1 and MODP-1024 are taken (the daemon warns at start).
+    pub legacy_windows: bool,
 }
+
+/// What `legacy_windows = true` weakens, for the startup log.
+pub const LEGACY_WARNING: &str = "ike.legacy_windows is on: IKE SAs may use the 1024-bit \
+     MODP group (within reach of precomputation by a well-funded attacker) and SHA-1 (RFC 8247 \
+     deprecates it), so a recorded session could be decrypted or forged later; set Windows clients to \
+     AES-GCM and ECP-256 (Set-VpnConnectionIPsecConfiguration) and turn this off";
 
 /// The host's name, the default identity.
 fn host_name() -> String {
@@ -121,15 +131,22 @@ impl IkeConfig {
             tries,
         };
         let (certs, crl_source) = certificates(&s, &Identity::from_text(&identity))?;
+        let legacy_windows = s.legacy_windows.unwrap_or(false);
+        let ike = if legacy_windows {
+            Policy::native_clients().with_legacy()
+        } else {
+            Policy::native_clients()
+        };
         Ok(Self {
+            legacy_windows,
             // A server certificate says IKEv2 is wanted.
             enabled: s.enabled.or(certs.as_ref().map(|_| true)),
             settings: IkeSettings {
                 port,
                 nat_port,
                 local_id: Identity::from_text(&identity),
-                ike: Policy::modern(),
-                esp: Policy::modern(),
+                esp: ike.clone(),
+                ike,
                 timing,
                 cookie_threshold: COOKIE_THRESHOLD,
                 workers: 1,

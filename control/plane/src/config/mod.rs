@@ -24,7 +24,7 @@ mod peers;
 
 /// Largest inner MTU the datapath's buffers allow.
 pub use datapath::io::MAX_MTU;
-pub use ike::{IkeConfig, IkeSection};
+pub use ike::{IkeConfig, IkeSection, LEGACY_WARNING};
 use outer::outer_settings;
 pub use outer::{Backend, OuterSettings, XdpModeSetting};
 use peers::peer_update;

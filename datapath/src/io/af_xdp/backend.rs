@@ -37,14 +37,19 @@ pub const RING_SIZES: RingSizes = RingSizes {
 pub const FRAMES_PER_SOCKET: usize = (RING_SIZES.fill + RING_SIZES.tx) as usize;
 /// The largest inner MTU whose datagrams fit a received frame: the kernel keeps 256 bytes of
 /// headroom in each 2,048-byte frame, and the frame carries Ethernet (with up to two VLAN
-/// tags), IPv6 and UDP headers, the transport header, up to 15 bytes of padding and the tag.
+/// tags), IPv6 and UDP headers, then the tunnel's overhead at its largest: ESP with AES-CBC
+/// (SPI, sequence number and IV: 24 bytes; up to 15 of padding, the trailer and a 32-byte
+/// ICV after), more than WireGuard's (16-byte header, up to 15 of padding, 16-byte tag).
 pub const MAX_MTU: usize = BUF_SIZE
     - 256
     - super::frame::MAX_HEADERS
     - 8
-    - proto::constants::TRANSPORT_HEADER_LEN
-    - proto::constants::TAG_LEN
-    - 15;
+    - ike::esp::ESP_HEADROOM
+    - ike::esp::ESP_TAILROOM;
+const _: () = assert!(
+    proto::constants::TRANSPORT_HEADER_LEN + 15 + proto::constants::TAG_LEN
+        <= ike::esp::ESP_HEADROOM + ike::esp::ESP_TAILROOM
+);
 
 /// Wake-ups per socket and batch at most: copy mode sends 32 frames per wake-up, so this
 /// covers a full tx ring; what is left waits for the next batch, which then does not sleep.
