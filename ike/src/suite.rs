@@ -85,6 +85,18 @@ pub enum Integ {
     HmacSha512_256,
 }
 
+impl std::fmt::Display for Integ {
+    /// RFC 4868's names: `HMAC-SHA1-96`, `HMAC-SHA2-256-128`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::HmacSha1_96 => "HMAC-SHA1-96",
+            Self::HmacSha256_128 => "HMAC-SHA2-256-128",
+            Self::HmacSha384_192 => "HMAC-SHA2-384-192",
+            Self::HmacSha512_256 => "HMAC-SHA2-512-256",
+        })
+    }
+}
+
 impl Integ {
     fn from_id(id: u16) -> Option<Self> {
         match id {
@@ -254,6 +266,14 @@ pub struct Suite {
 }
 
 impl Suite {
+    /// Its cipher as operators name it: `AES-256-GCM`, or `AES-256-CBC/HMAC-SHA2-256-128`.
+    pub fn cipher_name(&self) -> String {
+        match self.integ {
+            Some(i) => format!("{}/{i}", self.encr),
+            None => self.encr.to_string(),
+        }
+    }
+
     /// The lengths of the keys this suite needs.
     pub fn key_lengths(&self) -> KeyLengths {
         KeyLengths {

@@ -223,6 +223,9 @@ pub struct Ike {
     /// The CA's revocation list (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crl: Option<String>,
+    /// Also take SHA-1 and MODP-1024 (Windows' untouched defaults).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_windows: Option<bool>,
 }
 
 /// Strings from anything printable (addresses, prefixes).

@@ -220,6 +220,7 @@ mod tests {
             private_key: Some("/etc/xgate/pki/server.key".into()),
             ca: Some("/etc/xgate/pki/ca.pem".into()),
             crl: Some("/etc/xgate/pki/crl.pem".into()),
+            legacy_windows: Some(false),
         });
         let text = c.to_toml().expect("serialises");
         let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

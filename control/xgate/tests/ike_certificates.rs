@@ -8,56 +8,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::api::call;
 use common::ike::{
-    carries_traffic, connect_and_check_user, direct, ike_rig_with, sas, scratch, HUNDRED_MB,
+    add_named, carries_traffic, client_cert, connect_and_check_user, direct, ike_rig_with, pki,
+    sas, scratch, HUNDRED_MB,
 };
-use common::{xgate_bin, Rig};
-use serde_json::json;
+use common::Rig;
 use std::time::Duration;
 
 use testbed::{wait_until, CertFiles, Netns, Strongswan, StrongswanConfig};
-
-/// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
-fn pki(dir: &Path, args: &[&str]) {
-    let out = Command::new(xgate_bin())
-        .arg("pki")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("xgate pki runs");
-    assert!(
-        out.status.success(),
-        "xgate pki {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes user `name` (identity NAME@example.com) through the API; `psk` false: by
-/// certificate. Returns the answer.
-fn add(rig: &Rig, token: &str, name: &str, psk: bool) -> serde_json::Value {
-    let mut body = json!({ "name": name, "identity": format!("{name}@example.com") });
-    if !psk {
-        body["auth"] = json!("certificate");
-    }
-    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
-    assert_eq!(status, 201, "{text}");
-    serde_json::from_str(&text).expect("JSON")
-}
-
-/// The files of client `name` issued in `dir`, with the CA `ca` to check the server by.
-fn client_cert(dir: &Path, name: &str, ca: PathBuf) -> CertFiles {
-    CertFiles {
-        name: name.into(),
-        cert: dir.join(format!("clients/{name}.pem")),
-        key: dir.join(format!("clients/{name}.key")),
-        ca,
-    }
-}
 
 /// strongSwan in `ns` as `name` with `cert`, towards 10.201.`n`.1; `fragments`: it cuts its
 /// IKE messages into 500-byte fragments (RFC 7383).
@@ -111,9 +72,9 @@ fn certificates_are_checked_and_psk_ecdsa_and_rsa_users_connect_at_once() {
         pki_dir = d;
     });
     let ca = pki_dir.join("ca.pem");
-    let alice = add(&rig, &token, "alice", true);
+    let alice = add_named(&rig, &token, "alice", true);
     for name in ["carol", "dave", "erin", "frank", "mallory"] {
-        let user = add(&rig, &token, name, false);
+        let user = add_named(&rig, &token, name, false);
         assert_eq!(user["auth"], "certificate", "{user}");
         assert!(
             user.get("psk").is_none(),

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use testbed::config::{self, Ike};
 use testbed::ping::ping_every;
-use testbed::{ping, tcp_transfer, veth, Netns, Strongswan};
+use testbed::{ping, tcp_transfer, veth, CertFiles, Netns, Strongswan};
 
 use super::api::{call, json_of};
 use super::Rig;
@@ -234,4 +234,42 @@ pub fn ipv6_underlay(server: &Netns, client: &Netns, interfaces: (&str, &str), p
         });
         assert!(settled, "IPv6 addresses still tentative in {}", ns.name());
     }
+}
+
+/// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
+pub fn pki(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(super::xgate_bin())
+        .arg("pki")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("xgate pki runs");
+    assert!(
+        out.status.success(),
+        "xgate pki {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The files of client `name` issued in `dir`, with the CA `ca` to check the server by.
+pub fn client_cert(dir: &std::path::Path, name: &str, ca: std::path::PathBuf) -> CertFiles {
+    CertFiles {
+        name: name.into(),
+        cert: dir.join(format!("clients/{name}.pem")),
+        key: dir.join(format!("clients/{name}.key")),
+        ca,
+    }
+}
+
+/// Makes user `name` (identity NAME@example.com) through the API; `psk` false: by
+/// certificate. Returns the answer.
+pub fn add_named(rig: &Rig, token: &str, name: &str, psk: bool) -> serde_json::Value {
+    let mut body = json!({ "name": name, "identity": format!("{name}@example.com") });
+    if !psk {
+        body["auth"] = json!("certificate");
+    }
+    let (status, text) = call(rig, "POST", "/api/v1/ike/users", Some(token), Some(body));
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).expect("JSON")
 }

@@ -121,7 +121,7 @@ impl IkeEngine {
             name,
             remote,
             addresses,
-            encryption: est.child.suite.encr.to_string(),
+            encryption: est.child.suite.cipher_name(),
             since: SystemTime::now(),
             tunnel: None,
             child_rekeyed: None,
