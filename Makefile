@@ -10,6 +10,7 @@ CARGO ?= cargo
 BORINGTUN_VERSION := 0.7.1
 APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd sqlite3 \
 	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins \
+	libcharon-extauth-plugins \
 	iptables
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git ethtool

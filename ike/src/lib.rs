@@ -9,6 +9,7 @@
 //! - `suite`: the algorithms spoken here and the choice among an initiator's proposals.
 //! - `prf`: the negotiated pseudo-random function and `prf+`.
 //! - `dh`: ephemeral Diffie-Hellman keys and the KE payload; `modp`: the 2048-bit MODP group.
+//! - `eap`: EAP packets and EAP-MSCHAPv2, inside IKE_AUTH.
 //! - `notify`: Notify payloads and the types used.
 //! - `nat`: NAT detection hashes.
 //! - `offer`: an initiator's policy written as SA proposals.
@@ -40,6 +41,7 @@ mod cookie;
 mod create_child;
 mod delete;
 mod dh;
+pub mod eap;
 mod error;
 pub mod esp;
 mod fragments;
@@ -88,7 +90,8 @@ pub use identity::{
 };
 pub use ike_auth::{
     respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, ClientCerts,
-    EspKeys, Established, Grant, UserAuth, Users, AUTH_MESSAGE_ID,
+    EapInitiator, EapServer, EapStep, EspKeys, Established, Grant, ServerTrust, UserAuth, Users,
+    AUTH_MESSAGE_ID,
 };
 pub use ike_sa::{AuthContext, DownReason, IkeSa, SaEvent, Timing};
 pub use keys::{

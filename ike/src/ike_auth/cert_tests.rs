@@ -129,6 +129,7 @@ fn an_ecdsa_client_and_an_rsa_server_prove_themselves_to_each_other() {
             assert_eq!(established.peer.display(), "carol@example.com");
         }
         AuthAnswer::Refused { why, .. } => panic!("{why}"),
+        AuthAnswer::Continue { .. } => panic!("EAP"),
     }
 }
 
@@ -191,6 +192,7 @@ fn without_rfc_7427_ecdsa_signs_by_its_own_method_and_an_rsa_server_says_why_it_
             assert_eq!(established.peer.display(), "carol@example.com");
         }
         AuthAnswer::Refused { why, .. } => panic!("{why}"),
+        AuthAnswer::Continue { .. } => panic!("EAP"),
     }
     let rsa = &rcgen::PKCS_RSA_SHA256;
     let rsa_key = own(&server_ca, rsa, "vpn.example.com", 4);

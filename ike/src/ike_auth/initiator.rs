@@ -66,7 +66,47 @@ pub enum AuthOutcome {
     Refused(NotifyType),
 }
 
-fn prf_of(sa: &HalfOpen) -> Prf {
+/// Whether the responder proved it is `idr` by a signature (its AUTH `(method, value)` over
+/// `signed`) with a certificate among `payloads` that leads to `trust` and names `server`,
+/// judged at `unix_secs`.
+pub(super) fn server_signed(
+    (trust, server, unix_secs): (&TrustStore, &Identity, u64),
+    payloads: &[Payload<'_>],
+    idr: &Identity,
+    (method, value): (AuthMethod, &[u8]),
+    signed: &[u8],
+) -> bool {
+    let chain: Vec<&[u8]> = payloads
+        .iter()
+        .filter(|p| p.kind == PayloadType::CERT)
+        .filter_map(|p| read_cert_body(p.body))
+        .collect();
+    let signature_holds = |ee: &[u8]| {
+        if method == AuthMethod::DIGITAL_SIGNATURE {
+            verify_signature_auth(ee, signed, value).is_ok()
+        } else {
+            verify_classic_auth(ee, method, signed, value).is_ok()
+        }
+    };
+    idr == server
+        && trust
+            .verify(&chain, (idr, PeerRole::Server), unix_secs)
+            .is_ok()
+        && chain.first().is_some_and(|ee| signature_holds(ee))
+}
+
+/// The first error notify among `payloads`, if any.
+pub(super) fn error_notify(payloads: &[Payload<'_>]) -> Result<Option<NotifyType>, InitiatorError> {
+    for p in payloads.iter().filter(|p| p.kind == PayloadType::NOTIFY) {
+        let n = Notify::read(p.body)?;
+        if n.kind.is_error() {
+            return Ok(Some(n.kind));
+        }
+    }
+    Ok(None)
+}
+
+pub(super) fn prf_of(sa: &HalfOpen) -> Prf {
     sa.suite.prf.unwrap_or(Prf::HmacSha256)
 }
 
@@ -147,7 +187,7 @@ impl AuthInitiator {
             Payload::plain(PayloadType::TSI, &everything),
             Payload::plain(PayloadType::TSR, &everything),
         ]);
-        let request = seal_auth(&sa, false, &payloads, rng)
+        let request = seal_auth(&sa, (false, AUTH_MESSAGE_ID), &payloads, rng)
             .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))?;
         Ok(Self {
             sa,
@@ -171,23 +211,8 @@ impl AuthInitiator {
                 method == AuthMethod::PSK && psk_auth_holds(prf_of(&self.sa), psk, signed, value)
             }
             Proof::Certificate(c) => {
-                let chain: Vec<&[u8]> = payloads
-                    .iter()
-                    .filter(|p| p.kind == PayloadType::CERT)
-                    .filter_map(|p| read_cert_body(p.body))
-                    .collect();
-                let signature_holds = |ee: &[u8]| {
-                    if method == AuthMethod::DIGITAL_SIGNATURE {
-                        verify_signature_auth(ee, signed, value).is_ok()
-                    } else {
-                        verify_classic_auth(ee, method, signed, value).is_ok()
-                    }
-                };
-                *idr == c.server
-                    && c.trust
-                        .verify(&chain, (idr, PeerRole::Server), c.unix_secs)
-                        .is_ok()
-                    && signature_holds(chain[0])
+                let server = (&c.trust, &c.server, c.unix_secs);
+                server_signed(server, payloads, idr, (method, value), signed)
             }
         }
     }
@@ -218,11 +243,8 @@ impl AuthInitiator {
         }
         let payloads = opened.payloads()?;
         let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
-        for p in payloads.iter().filter(|p| p.kind == PayloadType::NOTIFY) {
-            let n = Notify::read(p.body)?;
-            if n.kind.is_error() {
-                return Ok(AuthOutcome::Refused(n.kind));
-            }
+        if let Some(kind) = error_notify(&payloads)? {
+            return Ok(AuthOutcome::Refused(kind));
         }
         let idr_body = find(PayloadType::IDR).ok_or(bad("no IDr"))?;
         let idr = Identity::read(idr_body)?;
@@ -239,57 +261,70 @@ impl AuthInitiator {
         if !self.responder_proven(&payloads, &idr, (method, value), &signed) {
             return Err(bad("the responder's AUTH does not verify"));
         }
-        let answer = vec![read_sa_answer(find(PayloadType::SA).ok_or(bad("no SA"))?)
-            .map_err(|_| bad("an unreadable SA"))?];
-        let ours = |p: &Proposal| {
-            self.offer.iter().any(|o| {
-                o.number == p.number && p.transforms.iter().all(|t| o.transforms.contains(t))
-            })
-        };
-        if answer.len() != 1 || !ours(&answer[0]) {
-            return Err(bad("an ESP SA that was not offered"));
-        }
-        let suite = choose(&answer, ProtocolId::ESP, &self.policy)
-            .map_err(|_| bad("an ESP SA outside the policy"))?
-            .suite;
-        let spi_r = answer[0]
-            .esp_spi()
-            .ok_or(bad("an ESP SPI not of 4 bytes, or below 256"))?;
-        let our = self
-            .offer
-            .iter()
-            .find(|o| o.number == answer[0].number)
-            .ok_or(bad("no proposal"))?;
-        let spi_i =
-            <[u8; 4]>::try_from(our.spi.as_slice()).map_err(|_| bad("our SPI not of 4 bytes"))?;
-        let ts_i = read_ts(find(PayloadType::TSI).ok_or(bad("no TSi"))?)?;
-        let ts_r = read_ts(find(PayloadType::TSR).ok_or(bad("no TSr"))?)?;
-        let assignment = find(PayloadType::CP)
-            .map(ConfigPayload::read)
-            .transpose()?
-            .map(|c| c.assignment())
-            .unwrap_or_default();
-        let (i_to_r, r_to_i) =
-            child_keys(prf, &self.sa.keys.sk_d, (&self.sa.ni, &self.sa.nr), &suite)
-                .map_err(|_| bad("ESP key lengths"))?;
-        Ok(AuthOutcome::Established(Box::new(Established {
-            peer: idr,
-            child: ChildSa {
-                spi_i,
-                spi_r,
-                suite,
-                i_to_r,
-                r_to_i,
-                ts_i,
-                ts_r,
-            },
-            assignment,
-            peer_certs: payloads
-                .iter()
-                .filter(|p| p.kind == PayloadType::CERT)
-                .filter_map(|p| read_cert_body(p.body))
-                .map(<[u8]>::to_vec)
-                .collect(),
-        })))
+        let established = read_child(&self.sa, (&self.offer, &self.policy), &payloads, idr)?;
+        Ok(AuthOutcome::Established(Box::new(established)))
     }
+}
+
+/// The CHILD_SA the responder's final IKE_AUTH response (`payloads`) made of our `offer`
+/// (taken back by `policy`), with the responder `idr`.
+pub(super) fn read_child(
+    sa: &HalfOpen,
+    (offer, policy): (&[Proposal], &Policy),
+    payloads: &[Payload<'_>],
+    idr: Identity,
+) -> Result<Established, InitiatorError> {
+    let bad = InitiatorError::Unacceptable;
+    let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
+    let prf = prf_of(sa);
+    let answer = vec![read_sa_answer(find(PayloadType::SA).ok_or(bad("no SA"))?)
+        .map_err(|_| bad("an unreadable SA"))?];
+    let ours = |p: &Proposal| {
+        offer
+            .iter()
+            .any(|o| o.number == p.number && p.transforms.iter().all(|t| o.transforms.contains(t)))
+    };
+    if answer.len() != 1 || !ours(&answer[0]) {
+        return Err(bad("an ESP SA that was not offered"));
+    }
+    let suite = choose(&answer, ProtocolId::ESP, policy)
+        .map_err(|_| bad("an ESP SA outside the policy"))?
+        .suite;
+    let spi_r = answer[0]
+        .esp_spi()
+        .ok_or(bad("an ESP SPI not of 4 bytes, or below 256"))?;
+    let our = offer
+        .iter()
+        .find(|o| o.number == answer[0].number)
+        .ok_or(bad("no proposal"))?;
+    let spi_i =
+        <[u8; 4]>::try_from(our.spi.as_slice()).map_err(|_| bad("our SPI not of 4 bytes"))?;
+    let ts_i = read_ts(find(PayloadType::TSI).ok_or(bad("no TSi"))?)?;
+    let ts_r = read_ts(find(PayloadType::TSR).ok_or(bad("no TSr"))?)?;
+    let assignment = find(PayloadType::CP)
+        .map(ConfigPayload::read)
+        .transpose()?
+        .map(|c| c.assignment())
+        .unwrap_or_default();
+    let (i_to_r, r_to_i) = child_keys(prf, &sa.keys.sk_d, (&sa.ni, &sa.nr), &suite)
+        .map_err(|_| bad("ESP key lengths"))?;
+    Ok(Established {
+        peer: idr,
+        child: ChildSa {
+            spi_i,
+            spi_r,
+            suite,
+            i_to_r,
+            r_to_i,
+            ts_i,
+            ts_r,
+        },
+        assignment,
+        peer_certs: payloads
+            .iter()
+            .filter(|p| p.kind == PayloadType::CERT)
+            .filter_map(|p| read_cert_body(p.body))
+            .map(<[u8]>::to_vec)
+            .collect(),
+    })
 }

@@ -1,17 +1,23 @@
-//! IKE_AUTH with a pre-shared key per user or a certificate (RFC 7296 §1.2, §2.15, §2.17,
-//! RFC 7427): the responder's
-//! rules in `responder`, the initiator's (tests, the loadtest) in `initiator`. Both end in the
+//! IKE_AUTH with a pre-shared key per user, a certificate, or a password by EAP-MSCHAPv2
+//! (RFC 7296 §1.2, §2.15–2.17, RFC 7427): the responder's rules in `responder` and
+//! `eap_responder`, the initiator's (tests, the loadtest) in `initiator`. Both end in the
 //! same established IKE SA and first CHILD_SA (ESP keys per direction, traffic selectors, the
 //! virtual addresses).
 
+mod eap_initiator;
+mod eap_responder;
 mod initiator;
 mod responder;
 
 #[cfg(test)]
 mod cert_tests;
 #[cfg(test)]
+mod eap_tests;
+#[cfg(test)]
 mod tests;
 
+pub use eap_initiator::{EapInitiator, EapStep, ServerTrust};
+pub use eap_responder::EapServer;
 pub use initiator::{AuthInitiator, AuthOutcome, ClientCerts};
 pub use responder::{
     respond_auth, respond_auth_opened, AuthAnswer, AuthRefusal, Grant, UserAuth, Users,
@@ -113,17 +119,17 @@ fn child_keys(
     Ok((i_to_r, r_to_i))
 }
 
-/// An IKE_AUTH message of `sa` with `payloads` sealed in an Encrypted payload: the
-/// initiator's request (`response` false, SK_ei) or the responder's answer (SK_er).
+/// An IKE_AUTH message `message_id` of `sa` with `payloads` sealed in an Encrypted payload:
+/// the initiator's request (`response` false, SK_ei) or the responder's answer (SK_er).
 fn seal_auth(
     sa: &HalfOpen,
-    response: bool,
+    (response, message_id): (bool, u32),
     payloads: &[Payload<'_>],
     rng: &dyn SecureRandom,
 ) -> Result<Vec<u8>, ProtectedError> {
     let what = Protected {
         exchange: ExchangeType::IKE_AUTH,
-        message_id: AUTH_MESSAGE_ID,
+        message_id,
         by_initiator: !response,
         response,
     };

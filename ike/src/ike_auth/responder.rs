@@ -7,12 +7,14 @@
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
+use super::eap_responder::EapServer;
 use super::{child_keys, seal_auth, ChildSa, Established, AUTH_MESSAGE_ID};
 use crate::certs::{
     cert_body, is_classic, read_cert_body, verify_classic_auth, verify_signature_auth, CertRefusal,
     PeerRole,
 };
 use crate::config_payload::{Assignment, ConfigPayload};
+use crate::eap::mschapv2::NtHash;
 use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
@@ -34,6 +36,9 @@ pub enum UserAuth {
     /// An RFC 7427 signature by a certificate that names its identity, issued under a trusted
     /// CA (the server answers with its own certificate).
     Certificate,
+    /// A password, by EAP-MSCHAPv2 (the server authenticates by its certificate first): the
+    /// NT hash of it.
+    Eap(NtHash),
 }
 
 /// What a user is granted once authenticated (Debug leaves the key out).
@@ -60,6 +65,11 @@ impl std::fmt::Debug for Grant {
 pub trait Users {
     /// The grant of the user with identity `id`, if there is one.
     fn find(&self, id: &Identity) -> Option<Grant>;
+
+    /// Whether `id` may not try a password now (locked after failures).
+    fn locked(&self, _id: &Identity) -> bool {
+        false
+    }
 }
 
 /// Why an IKE_AUTH request did not establish a CHILD_SA.
@@ -118,6 +128,13 @@ pub enum AuthAnswer {
         /// The response to send.
         response: Vec<u8>,
     },
+    /// EAP goes on: send `response`; the next IKE_AUTH request goes to `eap`.
+    Continue {
+        /// The response to send.
+        response: Vec<u8>,
+        /// The conversation, waiting for the client's next message.
+        eap: Box<EapServer>,
+    },
     /// Nothing established; `response` (an encrypted error notify) is sent if there is one.
     Refused {
         /// What to send back, if anything.
@@ -127,29 +144,47 @@ pub enum AuthAnswer {
     },
 }
 
+/// What answers one IKE_AUTH request: the SA, randomness, and the request's message ID.
+pub(super) struct Answerer<'a> {
+    pub(super) sa: &'a HalfOpen,
+    pub(super) rng: &'a dyn SecureRandom,
+    pub(super) message_id: u32,
+}
+
+impl Answerer<'_> {
+    /// An encrypted IKE_AUTH response carrying `payloads`.
+    pub(super) fn seal(&self, payloads: &[Payload<'_>]) -> Option<Vec<u8>> {
+        seal_auth(self.sa, (true, self.message_id), payloads, self.rng).ok()
+    }
+
+    /// The refusal, with its error notify (after `before`, an EAP-Failure say) sealed when
+    /// the SA can still carry one.
+    pub(super) fn refuse_after(
+        &self,
+        before: &[Payload<'_>],
+        kind: Option<NotifyType>,
+        why: AuthRefusal,
+    ) -> AuthAnswer {
+        let response = kind.and_then(|k| {
+            let body = Notify::new(k, &[]).body();
+            let mut out = before.to_vec();
+            out.push(Payload::plain(PayloadType::NOTIFY, &body));
+            self.seal(&out)
+        });
+        AuthAnswer::Refused { response, why }
+    }
+
+    /// The refusal, with its error notify.
+    pub(super) fn refuse(&self, kind: Option<NotifyType>, why: AuthRefusal) -> AuthAnswer {
+        self.refuse_after(&[], kind, why)
+    }
+}
+
 fn open(sa: &HalfOpen, bytes: &[u8]) -> Result<Opened, AuthRefusal> {
     protected::open(sa, bytes, true).map_err(|e| match e {
         ProtectedError::BadIcv => AuthRefusal::BadIcv,
         _ => AuthRefusal::NotOurs("not an IKE_AUTH request of this SA"),
     })
-}
-
-/// An encrypted IKE_AUTH response carrying `payloads`.
-fn seal(sa: &HalfOpen, payloads: &[Payload<'_>], rng: &dyn SecureRandom) -> Option<Vec<u8>> {
-    seal_auth(sa, true, payloads, rng).ok()
-}
-
-/// The refusal, with its error notify sealed when the SA can still carry one.
-fn refuse(
-    (sa, rng): (&HalfOpen, &dyn SecureRandom),
-    kind: Option<NotifyType>,
-    why: AuthRefusal,
-) -> AuthAnswer {
-    let response = kind.and_then(|k| {
-        let body = Notify::new(k, &[]).body();
-        seal(sa, &[Payload::plain(PayloadType::NOTIFY, &body)], rng)
-    });
-    AuthAnswer::Refused { response, why }
 }
 
 /// The responder's rules for the IKE_AUTH request `bytes` on the half-open `sa`: `ctx` finds
@@ -185,28 +220,33 @@ pub fn respond_auth_opened(
             why: AuthRefusal::NotOurs("header"),
         };
     }
+    let to = Answerer {
+        sa,
+        rng,
+        message_id: AUTH_MESSAGE_ID,
+    };
     let Ok(payloads) = req.payloads() else {
-        return refuse(
-            (sa, rng),
+        return to.refuse(
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("inner payloads"),
         );
     };
     let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
-    let (Some(idi), Some(auth)) = (find(PayloadType::IDI), find(PayloadType::AUTH)) else {
-        return refuse(
-            (sa, rng),
-            Some(NotifyType::INVALID_SYNTAX),
-            AuthRefusal::Missing("IDi or AUTH"),
-        );
-    };
-    let idi_body = idi;
-    let Ok(idi) = Identity::read(idi_body) else {
-        return refuse(
-            (sa, rng),
+    let Some(idi_body) = find(PayloadType::IDI) else {
+        return to.refuse(
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("IDi"),
         );
+    };
+    let Ok(idi) = Identity::read(idi_body) else {
+        return to.refuse(
+            Some(NotifyType::INVALID_SYNTAX),
+            AuthRefusal::Missing("IDi"),
+        );
+    };
+    // No AUTH: the client asks to log in by EAP (RFC 7296 §2.16).
+    let Some(auth) = find(PayloadType::AUTH) else {
+        return super::eap_responder::start(&to, req, (idi, idi_body), ctx);
     };
     let auth_failed = Some(NotifyType::AUTHENTICATION_FAILED);
     let Some(grant) = ctx.users.find(&idi) else {
@@ -214,20 +254,20 @@ pub fn respond_auth_opened(
             identity: idi.display(),
             why: "no such user",
         };
-        return refuse((sa, rng), auth_failed, why);
+        return to.refuse(auth_failed, why);
     };
     let peer = (&idi, idi_body, auth);
     let (peer_certs, own_auth) = match check_peer(sa, &payloads, peer, &grant, ctx)
         .and_then(|certs| own_auth(sa, &grant, ctx, rng).map(|a| (certs, a)))
     {
         Ok(a) => a,
-        Err(why) => return refuse((sa, rng), auth_failed, why),
+        Err(why) => return to.refuse(auth_failed, why),
     };
     let mut answer = child(
-        (sa, rng),
+        &to,
         &payloads,
-        (idi, grant, own_auth),
-        (ctx.local, ctx.esp, ctx.child_spi),
+        (idi, grant, Some(ctx.local), own_auth),
+        (ctx.esp, ctx.child_spi),
     );
     if let AuthAnswer::Accepted { established, .. } = &mut answer {
         established.peer_certs = peer_certs;
@@ -285,6 +325,7 @@ fn check_peer(
             }
             Ok(chain.iter().map(|c| c.to_vec()).collect())
         }
+        (UserAuth::Eap(_), _) => Err(failed("an AUTH without EAP for a password (EAP) user")),
         (UserAuth::Psk(_), _) => Err(failed("not a pre-shared-key AUTH for a PSK user")),
         (UserAuth::Certificate, _) => Err(failed(
             "not a signature AUTH (RFC 7427, or RSA or ECDSA's own) for a certificate user",
@@ -293,7 +334,7 @@ fn check_peer(
 }
 
 /// This side's CERT payloads' bodies and its AUTH payload's body.
-type OwnAuth = (Vec<Vec<u8>>, Vec<u8>);
+pub(super) type OwnAuth = (Vec<Vec<u8>>, Vec<u8>);
 
 /// This side's CERT payloads' bodies and AUTH payload's body, by the user's method.
 fn own_auth(
@@ -302,14 +343,34 @@ fn own_auth(
     ctx: &AuthContext<'_>,
     rng: &dyn SecureRandom,
 ) -> Result<OwnAuth, AuthRefusal> {
+    match &grant.auth {
+        UserAuth::Psk(psk) => Ok((Vec::new(), shared_key_auth(sa, ctx.local, psk))),
+        UserAuth::Certificate | UserAuth::Eap(_) => own_signature(sa, ctx, rng),
+    }
+}
+
+/// The signed octets of this side (the responder) over its identity `local`.
+pub(super) fn responder_octets(sa: &HalfOpen, local: &Identity) -> Vec<u8> {
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
-    let signed = signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, &ctx.local.body());
-    match (&grant.auth, ctx.certs) {
-        (UserAuth::Psk(psk), _) => Ok((
-            Vec::new(),
-            auth_body(AuthMethod::PSK, &psk_auth(prf, psk, &signed)),
-        )),
-        (UserAuth::Certificate, Some(certs)) => {
+    signed_octets(prf, &sa.response, &sa.ni, &sa.keys.sk_pr, &local.body())
+}
+
+/// This side's AUTH body with a shared key (a PSK, or EAP's MSK).
+pub(super) fn shared_key_auth(sa: &HalfOpen, local: &Identity, key: &[u8]) -> Vec<u8> {
+    let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
+    let signed = responder_octets(sa, local);
+    auth_body(AuthMethod::PSK, &psk_auth(prf, key, &signed))
+}
+
+/// This side's CERT bodies and an AUTH body signed by its certificate's key.
+pub(super) fn own_signature(
+    sa: &HalfOpen,
+    ctx: &AuthContext<'_>,
+    rng: &dyn SecureRandom,
+) -> Result<OwnAuth, AuthRefusal> {
+    let signed = responder_octets(sa, ctx.local);
+    match ctx.certs {
+        Some(certs) => {
             // RFC 7427 only for a peer that announced it (§4); else the key's own method.
             let (method, data) = if sa.signature_hashes {
                 certs
@@ -329,20 +390,22 @@ fn own_auth(
             let chain = certs.own.chain().iter().map(|c| cert_body(c)).collect();
             Ok((chain, auth_body(method, &data)))
         }
-        (UserAuth::Certificate, None) => Err(AuthRefusal::CertificateRefused {
+        None => Err(AuthRefusal::CertificateRefused {
             identity: ctx.local.display(),
             why: CertRefusal::NotConfigured,
         }),
     }
 }
 
-/// The CHILD_SA half of an authenticated request, and the response.
-fn child(
-    (sa, rng): (&HalfOpen, &dyn SecureRandom),
+/// The CHILD_SA half of an authenticated request, and the response: this side's ID (`idr`,
+/// left out after EAP, which sent it first), CERTs and AUTH, then CP, SA and selectors.
+pub(super) fn child(
+    to: &Answerer<'_>,
     payloads: &[Payload<'_>],
-    (idi, grant, (certs, auth)): (Identity, Grant, OwnAuth),
-    (local, esp, spi_r): (&Identity, &Policy, [u8; 4]),
+    (idi, grant, idr, (certs, auth)): (Identity, Grant, Option<&Identity>, OwnAuth),
+    (esp, spi_r): (&Policy, [u8; 4]),
 ) -> AuthAnswer {
+    let sa = to.sa;
     let who = idi.display();
     let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
     let offer = find(PayloadType::SA).and_then(|b| read_sa(b).ok());
@@ -351,8 +414,7 @@ fn child(
         find(PayloadType::TSR).and_then(|b| read_ts(b).ok()),
     );
     let (Some(offer), Some(tsi), Some(tsr)) = (offer, tsi, tsr) else {
-        return refuse(
-            (sa, rng),
+        return to.refuse(
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("SA, TSi or TSr"),
         );
@@ -374,12 +436,11 @@ fn child(
                 identity: who,
                 offered: e.offered,
             };
-            return refuse((sa, rng), Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
+            return to.refuse(Some(NotifyType::NO_PROPOSAL_CHOSEN), why);
         }
     };
     let Some(spi_i) = chosen.proposal.esp_spi() else {
-        return refuse(
-            (sa, rng),
+        return to.refuse(
             Some(NotifyType::INVALID_SYNTAX),
             AuthRefusal::Missing("a 4-byte ESP SPI of 256 or above"),
         );
@@ -400,8 +461,7 @@ fn child(
     .flatten()
     .collect();
     if cp.is_some() && own.is_empty() {
-        return refuse(
-            (sa, rng),
+        return to.refuse(
             Some(NotifyType::INTERNAL_ADDRESS_FAILURE),
             AuthRefusal::NoAddress(who),
         );
@@ -409,8 +469,7 @@ fn child(
     let ts_i = narrow(&tsi, &own);
     let ts_r = narrow(&tsr, &grant.reach);
     if ts_i.is_empty() || ts_r.is_empty() {
-        return refuse(
-            (sa, rng),
+        return to.refuse(
             Some(NotifyType::TS_UNACCEPTABLE),
             AuthRefusal::TsUnacceptable(who),
         );
@@ -418,14 +477,17 @@ fn child(
     let prf = sa.suite.prf.unwrap_or(crate::prf::Prf::HmacSha256);
     let Ok((i_to_r, r_to_i)) = child_keys(prf, &sa.keys.sk_d, (&sa.ni, &sa.nr), &chosen.suite)
     else {
-        return refuse((sa, rng), None, AuthRefusal::Missing("ESP key lengths"));
+        return to.refuse(None, AuthRefusal::Missing("ESP key lengths"));
     };
     let mut answer = chosen.proposal.clone();
     answer.spi = spi_r.to_vec();
     let sa_body = write_sa(&[answer]);
     let cp_reply = cp.map(|c| ConfigPayload::reply(&c, &grant.assignment).body());
-    let (idr, tsi_body, tsr_body) = (local.body(), ts_body(&ts_i), ts_body(&ts_r));
-    let mut out = vec![Payload::plain(PayloadType::IDR, &idr)];
+    let (idr, tsi_body, tsr_body) = (idr.map(Identity::body), ts_body(&ts_i), ts_body(&ts_r));
+    let mut out: Vec<Payload<'_>> = idr
+        .iter()
+        .map(|b| Payload::plain(PayloadType::IDR, b))
+        .collect();
     out.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
     out.push(Payload::plain(PayloadType::AUTH, &auth));
     if let Some(c) = &cp_reply {
@@ -436,12 +498,8 @@ fn child(
         Payload::plain(PayloadType::TSI, &tsi_body),
         Payload::plain(PayloadType::TSR, &tsr_body),
     ]);
-    let Some(response) = seal(sa, &out, rng) else {
-        return refuse(
-            (sa, rng),
-            None,
-            AuthRefusal::Missing("room for the response"),
-        );
+    let Some(response) = to.seal(&out) else {
+        return to.refuse(None, AuthRefusal::Missing("room for the response"));
     };
     AuthAnswer::Accepted {
         established: Box::new(Established {

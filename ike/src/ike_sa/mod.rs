@@ -14,7 +14,9 @@ use crate::delete::Delete;
 use crate::fragments::{authentic_first_fragment, fragment_number, Reassembly};
 use crate::header::{ExchangeType, Header};
 use crate::identity::Identity;
-use crate::ike_auth::{respond_auth_opened, AuthAnswer, AuthRefusal, ChildSa, Established, Users};
+use crate::ike_auth::{
+    respond_auth_opened, AuthAnswer, AuthRefusal, ChildSa, EapServer, Established, Users,
+};
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
 use crate::proposals::ProtocolId;
@@ -186,6 +188,8 @@ pub struct IkeSa {
     children: Vec<ChildRef>,
     /// The first CHILD_SA (its selectors serve one made again after all expired).
     first_child: Option<ChildRef>,
+    /// An EAP conversation under way in IKE_AUTH.
+    eap: Option<Box<EapServer>>,
     started: Instant,
 }
 
@@ -206,6 +210,7 @@ impl IkeSa {
             started: now,
             children: Vec::new(),
             first_child: None,
+            eap: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl IkeSa {
             started: self.started,
             children: std::mem::take(&mut self.children),
             first_child: self.first_child.take(),
+            eap: None,
         }
     }
 
@@ -327,7 +333,8 @@ impl IkeSa {
         }
     }
 
-    /// IKE_AUTH, answered by `respond_auth`'s rules.
+    /// IKE_AUTH, answered by `respond_auth`'s rules (EAP's, once a conversation is under
+    /// way: several IKE_AUTH exchanges).
     fn authenticate(
         &mut self,
         request: &Opened,
@@ -336,8 +343,19 @@ impl IkeSa {
         ctx: &AuthContext<'_>,
         rng: &dyn SecureRandom,
     ) -> Vec<SaEvent> {
-        let answer = respond_auth_opened(&self.keys, request, ctx, rng);
+        let answer = match self.eap.take() {
+            Some(eap) => eap.step(&self.keys, request, ctx, rng),
+            None => respond_auth_opened(&self.keys, request, ctx, rng),
+        };
         match answer {
+            AuthAnswer::Continue { response, eap } => {
+                self.eap = Some(eap);
+                self.heard = now;
+                let sent = self.answered(digest, response, rng);
+                let mut events = vec![SaEvent::Authentic];
+                events.extend(sent.into_iter().map(SaEvent::Send));
+                events
+            }
             AuthAnswer::Accepted {
                 established,
                 response,
