@@ -91,7 +91,7 @@ pub use identity::{
 pub use ike_auth::{
     respond_auth, AuthAnswer, AuthInitiator, AuthOutcome, AuthRefusal, ChildSa, ClientCerts,
     EapInitiator, EapServer, EapStep, EspKeys, Established, Grant, ServerTrust, UserAuth, Users,
-    AUTH_MESSAGE_ID,
+    AUTH_MESSAGE_ID, WRONG_PASSWORD,
 };
 pub use ike_sa::{AuthContext, DownReason, IkeSa, SaEvent, Timing};
 pub use keys::{

@@ -226,6 +226,12 @@ pub struct Ike {
     /// Also take SHA-1 and MODP-1024 (Windows' untouched defaults).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legacy_windows: Option<bool>,
+    /// Wrong passwords in a row that lock a password user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockout_after: Option<u32>,
+    /// Seconds a lock lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lockout_secs: Option<u64>,
 }
 
 /// Strings from anything printable (addresses, prefixes).

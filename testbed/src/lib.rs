@@ -28,5 +28,5 @@ pub use netns::{veth, veth_queues, Netns};
 pub use ping::{ping, PingReport};
 pub use process::{wait_until, Daemon};
 pub use server::Server;
-pub use strongswan::{place_credentials, CertFiles, Strongswan, StrongswanConfig};
+pub use strongswan::{place_credentials, CertFiles, EapLogin, Strongswan, StrongswanConfig};
 pub use transfer::{tcp_transfer, Transfer};

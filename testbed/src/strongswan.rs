@@ -55,6 +55,9 @@ pub struct StrongswanConfig {
     pub psk: String,
     /// Authenticate by this certificate (RFC 7427 signatures both ways) instead of the PSK.
     pub cert: Option<CertFiles>,
+    /// Log in by EAP-MSCHAPv2 with this EAP identity and password instead (the server
+    /// checked by its certificate, whose CA is this file).
+    pub eap: Option<EapLogin>,
     /// IKE proposals (`aes256gcm16-prfsha256-x25519`).
     pub ike_proposals: String,
     /// ESP proposals (`aes256gcm16`, `chacha20poly1305`).
@@ -75,6 +78,17 @@ pub struct StrongswanConfig {
     pub fragment_size: Option<u32>,
 }
 
+/// A password login: EAP identity, password, and the CA the server's certificate leads to.
+#[derive(Debug, Clone)]
+pub struct EapLogin {
+    /// The EAP identity (the user's name in xgate's registry).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The server's CA certificate (PEM).
+    pub ca: PathBuf,
+}
+
 impl StrongswanConfig {
     /// A PSK user `identity` connecting to `server` (`vpn.example.com`) with AES-256-GCM.
     pub fn psk(server: &str, identity: &str, psk: &str) -> Self {
@@ -84,6 +98,7 @@ impl StrongswanConfig {
             identity: identity.into(),
             psk: psk.into(),
             cert: None,
+            eap: None,
             ike_proposals: "aes256gcm16-prfsha256-x25519".into(),
             esp_proposals: "aes256gcm16".into(),
             remote_ts: "10.77.0.0/16".into(),
@@ -92,6 +107,14 @@ impl StrongswanConfig {
             ike_rekey_secs: None,
             dpd_secs: None,
             fragment_size: None,
+        }
+    }
+
+    /// A user logging in with a password: IKE identity `identity`, then `login` by EAP.
+    pub fn eap(server: &str, identity: &str, login: EapLogin) -> Self {
+        Self {
+            eap: Some(login),
+            ..Self::psk(server, identity, "")
         }
     }
 
@@ -111,12 +134,12 @@ pub struct Strongswan {
     ns_name: String,
 }
 
-/// The plugins charon loads: crypto, libipsec, netlink, sockets, vici, and `resolve` (which
+/// The plugins charon loads: crypto, libipsec, netlink, sockets, vici, `resolve` (which
 /// asks for DNS servers and writes them to a file of the scratch directory, never the host's
-/// /etc/resolv.conf).
+/// /etc/resolv.conf), and EAP-MSCHAPv2 (MD4 and DES from OpenSSL's legacy provider).
 const PLUGINS: &str =
     "random nonce openssl pem pkcs1 pkcs8 x509 pubkey sha1 sha2 hmac kdf gcm aes \
-    kernel-libipsec kernel-netlink socket-default vici resolve";
+    kernel-libipsec kernel-netlink socket-default vici resolve eap-identity eap-mschapv2";
 
 impl Strongswan {
     /// Writes the configuration into `dir` (made if missing) and starts charon in `ns`.
@@ -125,6 +148,12 @@ impl Strongswan {
         std::fs::write(dir.join("swanctl.conf"), swanctl_conf(c))?;
         if let Some(cert) = &c.cert {
             place_credentials(dir, cert)?;
+        }
+        if let Some(login) = &c.eap {
+            let cas = dir.join("x509ca");
+            std::fs::create_dir_all(&cas)?;
+            std::fs::copy(&login.ca, cas.join("ca.pem"))
+                .with_context(|| format!("copying {}", login.ca.display()))?;
         }
         Self::launch(ns, dir, (c.dpd_secs.is_some(), c.fragment_size))
     }
@@ -278,8 +307,16 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
         .ike_rekey_secs
         .map(|n| format!("    rekey_time = {n}s\n    over_time = 20s\n    rand_time = 0s\n"))
         .unwrap_or_default();
-    let (local_auth, remote_auth, secrets) = match &c.cert {
-        None => (
+    let (local_auth, remote_auth, secrets) = match (&c.cert, &c.eap) {
+        (None, Some(login)) => (
+            format!("eap-mschapv2\n      eap_id = \"{}\"", login.user),
+            "pubkey",
+            format!(
+                "secrets {{\n  eap-user {{\n    id = \"{}\"\n    secret = \"{}\"\n  }}\n}}\n",
+                login.user, login.password
+            ),
+        ),
+        (None, None) => (
             "psk".to_string(),
             "psk",
             format!(
@@ -290,7 +327,7 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
                 psk = c.psk,
             ),
         ),
-        Some(cert) => (
+        (Some(cert), _) => (
             format!("pubkey\n      certs = {}.pem", cert.name),
             "pubkey",
             String::new(),

@@ -47,6 +47,7 @@ pub fn ike_user(user: &IkeUserRecord, policy: &ClientPolicy) -> IkeUser {
             auth: match &user.auth {
                 IkeUserAuth::Psk(k) => UserAuth::Psk(k.clone()),
                 IkeUserAuth::Certificate => UserAuth::Certificate,
+                IkeUserAuth::Eap(h) => UserAuth::Eap(ike::eap::mschapv2::NtHash::from_bytes(**h)),
             },
             assignment: Assignment {
                 v4,

@@ -57,6 +57,8 @@ fn engine() -> IkeEngine {
         certs: None,
         crl_source: None,
         raw_esp: false,
+        lockout_after: 5,
+        lockout_for: std::time::Duration::from_secs(300),
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {

@@ -27,7 +27,7 @@ pub enum IkeAction {
 #[derive(Subcommand)]
 pub enum UserAction {
     /// Register an IKEv2 user; prints its pre-shared key (made here unless --psk-file gives
-    /// one, none with --certificate) and its addresses.
+    /// one, none with --certificate or --password) and its addresses.
     Add {
         /// Name, unique among IKEv2 users.
         name: String,
@@ -45,6 +45,11 @@ pub enum UserAction {
         /// one), not a pre-shared key.
         #[arg(long, conflicts_with = "psk_file")]
         certificate: bool,
+        /// Logs in with a password (EAP-MSCHAPv2, as the VPN clients of Windows and Apple
+        /// systems do): asked for at a terminal, else the first line of standard input. xgate
+        /// keeps only its NT hash.
+        #[arg(long, conflicts_with_all = ["psk_file", "certificate"])]
+        password: bool,
     },
     /// List IKEv2 users.
     List,
@@ -72,6 +77,7 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
                     group,
                     psk_file,
                     certificate,
+                    password,
                 },
         } => {
             let mut body = json!({ "name": name });
@@ -83,6 +89,10 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
             }
             if certificate {
                 body["auth"] = json!("certificate");
+            }
+            if password {
+                body["auth"] = json!("eap");
+                body["password"] = json!(read_password()?);
             }
             if let Some(path) = psk_file {
                 let psk = std::fs::read_to_string(&path)
@@ -100,6 +110,14 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
             eprint!("{}", users_table(std::slice::from_ref(&made)));
             match made["psk"].as_str() {
                 Some(psk) => emit(&format!("{psk}\n")),
+                None if made["auth"] == "eap" => {
+                    eprintln!(
+                        "it logs in with its password as {} (EAP-MSCHAPv2); the server proves \
+                         itself by its certificate ([ike] certificate)",
+                        text(&made["identity"])
+                    );
+                    Ok(())
+                }
                 None => {
                     eprintln!(
                         "it authenticates by certificate: issue one with `xgate pki client {} \
@@ -216,4 +234,29 @@ fn sas_table(state: &Value) -> String {
         text(&c["dead_peers"])
     );
     out
+}
+
+/// A new user's password: typed twice at a terminal (not echoed), else the first line of
+/// standard input (`echo "$PASSWORD" | xgate ike user add bob --password`).
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("reading the password")?;
+        let again = rpassword::prompt_password("again: ").context("reading the password")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was saved"
+        );
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "no password on standard input: type one at a terminal, or pipe it in"
+    );
+    Ok(password)
 }

@@ -221,6 +221,8 @@ mod tests {
             ca: Some("/etc/xgate/pki/ca.pem".into()),
             crl: Some("/etc/xgate/pki/crl.pem".into()),
             legacy_windows: Some(false),
+            lockout_after: Some(5),
+            lockout_secs: Some(300),
         });
         let text = c.to_toml().expect("serialises");
         let file: FileConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));

@@ -22,6 +22,9 @@ use crate::payloads::{read_chain, Payload, PayloadType};
 use crate::protected::Opened;
 use crate::sa_init::HalfOpen;
 
+/// The refusal's reason for a wrong password (what a lockout counts).
+pub const WRONG_PASSWORD: &str = "wrong password";
+
 /// The name this server gives in its MS-CHAPv2 challenge.
 const SERVER_NAME: &[u8] = b"xgate";
 
@@ -263,7 +266,7 @@ impl EapServer {
         };
         let pair = (challenge, &r.peer_challenge);
         if !mschapv2::nt_response_holds(pair, r.name, &hash, &r.nt_response) {
-            return self.fail(to, &who, "wrong password");
+            return self.fail(to, &who, WRONG_PASSWORD);
         }
         let proof = mschapv2::authenticator_response(&hash, &r.nt_response, pair, r.name);
         let msk = mschapv2::msk(&hash, &r.nt_response);

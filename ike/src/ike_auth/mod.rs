@@ -17,7 +17,7 @@ mod eap_tests;
 mod tests;
 
 pub use eap_initiator::{EapInitiator, EapStep, ServerTrust};
-pub use eap_responder::EapServer;
+pub use eap_responder::{EapServer, WRONG_PASSWORD};
 pub use initiator::{AuthInitiator, AuthOutcome, ClientCerts};
 pub use responder::{
     respond_auth, respond_auth_opened, AuthAnswer, AuthRefusal, Grant, UserAuth, Users,

@@ -33,11 +33,19 @@ pub struct CreateIkeUser {
     identity: Option<String>,
     /// Group (default "default").
     group: Option<String>,
-    /// "psk" (the default) or "certificate".
+    /// "psk" (the default), "certificate" or "eap".
     auth: Option<String>,
     /// Pre-shared key as text (default: 32 random characters; none with a certificate).
     psk: Option<String>,
+    /// The password of an "eap" user: taken once, kept only as its NT hash, never shown.
+    password: Option<String>,
 }
+
+/// The shortest password taken: MSCHAPv2 falls to an offline guess from one captured login,
+/// so a short one is as good as none.
+const MIN_PASSWORD: usize = 8;
+/// The longest (RFC 2759: 256 characters).
+const MAX_PASSWORD: usize = 256;
 
 /// An IKEv2 user as the API shows it (no Debug: the answer that creates it carries the key).
 #[derive(Serialize)]
@@ -46,7 +54,7 @@ pub struct IkeUserView {
     name: String,
     group: String,
     identity: String,
-    /// "psk" or "certificate".
+    /// "psk", "certificate" or "eap".
     auth: &'static str,
     addresses: Vec<String>,
     created_at: u64,
@@ -110,21 +118,46 @@ pub async fn create(
     let group = body.group.unwrap_or_else(|| "default".into());
     check_group("group", &group)?;
     check_known_group(&state, "group", &group)?;
-    let psk = match (body.auth.as_deref(), body.psk) {
-        (None | Some("psk"), psk) => Some(psk.unwrap_or_else(random_psk)),
-        (Some("certificate"), None) => None,
-        (Some("certificate"), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "psk: a certificate user has no pre-shared key: leave psk out, or set \
-                 auth to \"psk\"",
-            ))
-        }
-        (Some(other), _) => {
+    let method = body.auth.as_deref().unwrap_or("psk");
+    if body.password.is_some() && method != "eap" {
+        return Err(ApiError::bad_request(
+            "password: only a password (\"auth\": \"eap\") user has one: leave it out, or \
+             set auth to \"eap\"",
+        ));
+    }
+    let psk = match (method, body.psk) {
+        ("psk", psk) => Some(psk.unwrap_or_else(random_psk)),
+        ("certificate" | "eap", None) => None,
+        ("certificate" | "eap", Some(_)) => {
             return Err(ApiError::bad_request(format!(
-                "auth: {} is not a method: use \"psk\" or \"certificate\"",
+                "psk: a {method} user has no pre-shared key: leave psk out, or set auth to \
+                 \"psk\""
+            )))
+        }
+        (other, _) => {
+            return Err(ApiError::bad_request(format!(
+                "auth: {} is not a method: use \"psk\", \"certificate\" or \"eap\"",
                 quoted(other)
             )))
         }
+    };
+    let nt_hash = match (method, body.password) {
+        ("eap", Some(p)) if (MIN_PASSWORD..=MAX_PASSWORD).contains(&p.chars().count()) => Some(
+            Zeroizing::new(*ike::eap::mschapv2::NtHash::of_password(&p).bytes()),
+        ),
+        ("eap", Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "password: use {MIN_PASSWORD} to {MAX_PASSWORD} characters (MSCHAPv2 falls to \
+                 an offline guess of a short one)"
+            )))
+        }
+        ("eap", None) => {
+            return Err(ApiError::bad_request(
+                "password: an \"eap\" user needs one (`xgate ike user add NAME --password` \
+                 asks for it)",
+            ))
+        }
+        _ => None,
     };
     if let Some(psk) = psk.as_ref().filter(|p| p.len() > MAX_PSK) {
         return Err(ApiError::bad_request(format!(
@@ -136,9 +169,10 @@ pub async fn create(
         name: body.name,
         group,
         identity,
-        auth: match &psk {
-            Some(p) => IkeUserAuth::Psk(Zeroizing::new(p.clone().into_bytes())),
-            None => IkeUserAuth::Certificate,
+        auth: match (&psk, nt_hash) {
+            (Some(p), _) => IkeUserAuth::Psk(Zeroizing::new(p.clone().into_bytes())),
+            (None, Some(h)) => IkeUserAuth::Eap(h),
+            (None, None) => IkeUserAuth::Certificate,
         },
     };
     let view = blocking(move || {
@@ -321,6 +355,8 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "invalid_ke": c.invalid_ke,
             "auth_succeeded": c.auth_succeeded,
             "auth_failed": c.auth_failed,
+            "auth_failed_reasons": c.auth_failed_reasons,
+            "users_locked": c.users_locked,
             "cert_refused": c.cert_refused,
             "ts_unacceptable": c.ts_unacceptable,
             "address_failures": c.address_failures,

@@ -1,6 +1,7 @@
 //! An IKEv2 user's strongSwan client configuration (`swanctl.conf`): the connection to this
 //! server with its identity, the user's identity and key (or certificate, whose files the
-//! user places beside it), a virtual address asked for in
+//! user places beside it; or a password the user types in, as xgate keeps only its hash), a
+//! virtual address asked for in
 //! both families, what goes into the tunnel (the group's client allowed IPs), and the
 //! proposals the server takes. ESP goes in UDP (`encap = yes`), which passes NATs and which
 //! strongSwan's userspace ESP (kernel-libipsec) needs.
@@ -53,6 +54,15 @@ pub fn swanctl_conf(server: &IkeServer, user: &IkeUserRecord, policy: &ClientPol
                 secret = quoted(&String::from_utf8_lossy(psk)),
             ),
         ),
+        IkeUserAuth::Eap(_) => (
+            format!("eap-mschapv2\n      eap_id = {}", quoted(&user.identity)),
+            format!(
+                "# The server's CA certificate goes in x509ca/ beside this file. xgate keeps only a\n\
+                 # hash of the password: replace PASSWORD below with it.\n\
+                 secrets {{\n  eap-xgate {{\n    id = {id}\n    secret = \"PASSWORD\"\n  }}\n}}\n",
+                id = quoted(&user.identity),
+            ),
+        ),
         IkeUserAuth::Certificate => (
             format!("pubkey\n      certs = {}.pem", user.name),
             format!(
@@ -82,7 +92,11 @@ pub fn swanctl_conf(server: &IkeServer, user: &IkeUserRecord, policy: &ClientPol
         id = user.id,
         addr = server.address,
         id_text = quoted(&user.identity),
-        remote_auth = user.auth.name().replace("certificate", "pubkey"),
+        remote_auth = match user.auth {
+            IkeUserAuth::Psk(_) => "psk",
+            // A certificate or password user checks the server by its certificate.
+            IkeUserAuth::Certificate | IkeUserAuth::Eap(_) => "pubkey",
+        },
         server_id = quoted(&server.identity),
         ts = ts.join(", "),
     );

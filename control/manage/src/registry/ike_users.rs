@@ -1,6 +1,6 @@
 //! IKEv2 users: an identity (an e-mail address, a host name or an IP address, as the client
-//! sends it in IDi), a pre-shared key of their own or a certificate naming that identity, a
-//! group, and addresses from the group's pool, held in the same table as WireGuard peers'
+//! sends it in IDi, or its EAP identity), a pre-shared key of their own, a certificate naming
+//! that identity or a password (its NT hash only), a group, and addresses from the group's pool, held in the same table as WireGuard peers'
 //! addresses. A key another user has is refused: one key shared by everyone lets any user
 //! pose as any other.
 
@@ -23,6 +23,9 @@ pub enum IkeUserAuth {
     Psk(Zeroizing<Vec<u8>>),
     /// A certificate naming its identity, issued under the CA configured in `[ike] ca`.
     Certificate,
+    /// A password, by EAP-MSCHAPv2: its NT hash (MD4 of the UTF-16 password), all MSCHAPv2
+    /// needs and password-equivalent.
+    Eap(Zeroizing<[u8; 16]>),
 }
 
 impl IkeUserAuth {
@@ -31,6 +34,7 @@ impl IkeUserAuth {
         match self {
             Self::Psk(_) => "psk",
             Self::Certificate => "certificate",
+            Self::Eap(_) => "eap",
         }
     }
 
@@ -38,7 +42,15 @@ impl IkeUserAuth {
     pub fn psk(&self) -> Option<&[u8]> {
         match self {
             Self::Psk(k) => Some(k),
-            Self::Certificate => None,
+            Self::Certificate | Self::Eap(_) => None,
+        }
+    }
+
+    /// The password's NT hash, for a password user.
+    pub fn nt_hash(&self) -> Option<&[u8]> {
+        match self {
+            Self::Eap(h) => Some(&h[..]),
+            Self::Psk(_) | Self::Certificate => None,
         }
     }
 }
@@ -94,7 +106,7 @@ impl std::fmt::Debug for IkeUserRecord {
     }
 }
 
-const COLUMNS: &str = "id, name, grp, identity, psk, created_at";
+const COLUMNS: &str = "id, name, grp, identity, psk, created_at, nt_hash";
 
 impl Registry {
     /// Creates an IKEv2 user with addresses from its group's pool.
@@ -131,15 +143,16 @@ impl Registry {
             }
         }
         tx.execute(
-            "INSERT INTO ike_users (name, grp, identity, auth, psk, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO ike_users (name, grp, identity, auth, psk, created_at, updated_at, \
+             nt_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
             params![
                 u.name,
                 u.group,
                 u.identity,
                 u.auth.name(),
                 u.auth.psk(),
-                now as i64
+                now as i64,
+                u.auth.nt_hash()
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -212,9 +225,16 @@ fn raw_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<IkeUserRecord> {
         name: row.get(1)?,
         group: row.get(2)?,
         identity: row.get(3)?,
-        auth: match row.get::<_, Option<Vec<u8>>>(4)? {
-            Some(k) => IkeUserAuth::Psk(Zeroizing::new(k)),
-            None => IkeUserAuth::Certificate,
+        auth: match (
+            row.get::<_, Option<Vec<u8>>>(4)?,
+            row.get::<_, Option<Vec<u8>>>(6)?,
+        ) {
+            (Some(k), _) => IkeUserAuth::Psk(Zeroizing::new(k)),
+            // The schema holds it to 16 bytes.
+            (None, Some(h)) => IkeUserAuth::Eap(Zeroizing::new(
+                <[u8; 16]>::try_from(h.as_slice()).unwrap_or_default(),
+            )),
+            (None, None) => IkeUserAuth::Certificate,
         },
         addresses: Vec::new(),
         created_at: row.get::<_, i64>(5)?.max(0) as u64,

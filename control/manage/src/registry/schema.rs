@@ -93,6 +93,36 @@ pub(super) const MIGRATIONS: &[&str] = &[
           AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users_v4');
     DROP TABLE ike_users;
     ALTER TABLE ike_users_v4 RENAME TO ike_users;",
+    // 5: IKEv2 users may also log in with a password (EAP-MSCHAPv2): only its NT hash is
+    // kept (MSCHAPv2 needs it, and it is password-equivalent), set exactly for them. The
+    // table is rebuilt as in 4 to widen `auth`'s constraint.
+    "CREATE TABLE ike_users_v5 (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT NOT NULL UNIQUE,
+        grp         TEXT NOT NULL DEFAULT 'default',
+        identity    TEXT NOT NULL UNIQUE,
+        auth        TEXT NOT NULL DEFAULT 'psk' CHECK (auth IN ('psk', 'certificate', 'eap')),
+        psk         BLOB CHECK (psk IS NULL OR length(psk) >= 16),
+        nt_hash     BLOB CHECK (nt_hash IS NULL OR length(nt_hash) = 16),
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        CHECK ((auth = 'psk') = (psk IS NOT NULL)),
+        CHECK ((auth = 'eap') = (nt_hash IS NOT NULL))
+    );
+    INSERT INTO ike_users_v5 (id, name, grp, identity, auth, psk, created_at, updated_at,
+                              revoked_at)
+        SELECT id, name, grp, identity, auth, psk, created_at, updated_at, revoked_at
+        FROM ike_users;
+    UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence
+                                               WHERE name = 'ike_users'))
+        WHERE name = 'ike_users_v5'
+          AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users');
+    INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'ike_users_v5', seq FROM sqlite_sequence WHERE name = 'ike_users'
+          AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users_v5');
+    DROP TABLE ike_users;
+    ALTER TABLE ike_users_v5 RENAME TO ike_users;",
 ];
 
 /// The schema version this code writes.

@@ -501,3 +501,55 @@ fn a_taken_name_identity_or_key_and_a_short_key_are_refused() {
     assert!(e.contains("at least 16"), "{e}");
     assert_eq!(reg.ike_users().expect("list").len(), 1, "nothing half-made");
 }
+
+#[test]
+fn password_users_keep_only_their_nt_hash_and_a_version_4_registry_upgrades() {
+    let db = TempDb::new("ike-eap");
+    let mut conn = Connection::open(&db.0).expect("raw open");
+    conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
+    for (i, sql) in super::schema::MIGRATIONS.iter().take(4).enumerate() {
+        let tx = conn.transaction().expect("tx");
+        tx.execute_batch(sql).expect("migration");
+        tx.pragma_update(None, "user_version", i + 1)
+            .expect("version");
+        tx.commit().expect("commit");
+    }
+    conn.execute_batch(
+        "INSERT INTO ike_users (id, name, identity, auth, psk, created_at, updated_at)
+             VALUES (3, 'carol', 'carol@example.com', 'certificate', NULL, 1, 1);",
+    )
+    .expect("a version 4 user");
+    drop(conn);
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    assert_eq!(reg.ike_user(3).expect("carol").auth.name(), "certificate");
+    let hash = [0x44u8; 16];
+    let bob = super::NewIkeUser {
+        name: "bob".into(),
+        group: "default".into(),
+        identity: "bob".into(),
+        auth: super::IkeUserAuth::Eap(Zeroizing::new(hash)),
+    };
+    let made = reg.create_ike_user(&bob, NOW).expect("bob");
+    assert_eq!(made.id, 4);
+    drop(reg);
+    let reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let read = reg.ike_user(4).expect("bob kept");
+    assert_eq!(read.auth.nt_hash(), Some(&hash[..]));
+    assert_eq!(read.auth.psk(), None);
+    assert_eq!(format!("{:?}", read.auth), "eap", "Debug shows no hash");
+    drop(reg);
+    // The schema itself refuses a password user without a hash, or with a key.
+    let conn = Connection::open(&db.0).expect("raw open");
+    for row in [
+        "(9, 'x', 'x', 'eap', NULL, NULL, 1, 1)",
+        "(9, 'x', 'x', 'eap', zeroblob(32), zeroblob(16), 1, 1)",
+        "(9, 'x', 'x', 'psk', zeroblob(32), zeroblob(16), 1, 1)",
+        "(9, 'x', 'x', 'eap', NULL, zeroblob(15), 1, 1)",
+    ] {
+        let sql = format!(
+            "INSERT INTO ike_users (id, name, identity, auth, psk, nt_hash, created_at, \
+             updated_at) VALUES {row}"
+        );
+        assert!(conn.execute(&sql, []).is_err(), "{row} taken");
+    }
+}

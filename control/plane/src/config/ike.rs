@@ -44,6 +44,10 @@ pub struct IkeSection {
     pub crl: Option<PathBuf>,
     /// Also take what Windows proposes untouched: SHA-1 and the 1024-bit MODP group (false).
     pub legacy_windows: Option<bool>,
+    /// Wrong passwords in a row after which a password user is locked (5).
+    pub lockout_after: Option<u32>,
+    /// Seconds a lock lasts (300).
+    pub lockout_secs: Option<u64>,
 }
 
 /// `[ike]`, validated.
@@ -132,6 +136,15 @@ impl IkeConfig {
         };
         let (certs, crl_source) = certificates(&s, &Identity::from_text(&identity))?;
         let legacy_windows = s.legacy_windows.unwrap_or(false);
+        let (lockout_after, lockout_secs) =
+            (s.lockout_after.unwrap_or(5), s.lockout_secs.unwrap_or(300));
+        if !(1..=100).contains(&lockout_after) || !(1..=86_400).contains(&lockout_secs) {
+            return Err(err(
+                "ike.lockout_after",
+                format!("{lockout_after} failures, {lockout_secs} s is out of range"),
+                "use 1 to 100 wrong passwords and 1 to 86400 seconds (5 and 300 are the defaults)",
+            ));
+        }
         let ike = if legacy_windows {
             Policy::native_clients().with_legacy()
         } else {
@@ -154,6 +167,8 @@ impl IkeConfig {
                 crl_source,
                 // Taken back by the daemon unless AF_XDP steers raw ESP.
                 raw_esp,
+                lockout_after,
+                lockout_for: Duration::from_secs(lockout_secs),
             },
         })
     }

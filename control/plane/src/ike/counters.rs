@@ -24,6 +24,10 @@ pub struct IkeCounters {
     pub auth_succeeded: u64,
     /// IKE_AUTH refused: unknown user, wrong key, another method, a refused certificate.
     pub auth_failed: u64,
+    /// `auth_failed` by reason ("wrong password", "no such user", ...).
+    pub auth_failed_reasons: BTreeMap<&'static str, u64>,
+    /// Password users locked after repeated wrong passwords.
+    pub users_locked: u64,
     /// Client certificates refused, by reason (also counted in `auth_failed`).
     pub cert_refused: BTreeMap<&'static str, u64>,
     /// IKE_AUTH refused: traffic selectors outside the user's reach.
@@ -66,7 +70,10 @@ impl IkeCounters {
     /// Counts an answered IKE_AUTH refusal by its kind.
     pub fn count_auth_refusal(&mut self, why: &AuthRefusal) {
         match why {
-            AuthRefusal::AuthenticationFailed { .. } => self.auth_failed += 1,
+            AuthRefusal::AuthenticationFailed { why, .. } => {
+                self.auth_failed += 1;
+                *self.auth_failed_reasons.entry(why).or_default() += 1;
+            }
             AuthRefusal::CertificateRefused { why, .. } => {
                 self.auth_failed += 1;
                 *self.cert_refused.entry(why.reason()).or_default() += 1;

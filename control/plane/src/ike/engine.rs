@@ -20,7 +20,7 @@ mod revocation;
 mod tunnels;
 
 use super::counters::IkeCounters;
-use super::{IkeSettings, IkeUser, SaSummary};
+use super::{IkeSettings, IkeUser, Lockout, SaSummary};
 use crate::engine::EspChange;
 use crate::events::EventSink;
 use datapath::route::PeerId;
@@ -92,13 +92,21 @@ struct Entry {
     peer_certs: Vec<Vec<u8>>,
 }
 
-/// The users IKE_AUTH may authenticate, by identity.
-#[derive(Default)]
-struct Users(HashMap<ike::Identity, IkeUser>);
+/// The users IKE_AUTH may authenticate, by identity, and the password users locked (as of
+/// `now`, set before each message).
+struct Users {
+    map: HashMap<ike::Identity, IkeUser>,
+    lockout: Lockout,
+    now: Instant,
+}
 
 impl ike::Users for Users {
     fn find(&self, id: &ike::Identity) -> Option<Grant> {
-        self.0.get(id).map(|u| u.grant.clone())
+        self.map.get(id).map(|u| u.grant.clone())
+    }
+
+    fn locked(&self, id: &ike::Identity) -> bool {
+        self.lockout.is_locked(&id.display(), self.now)
     }
 }
 
@@ -133,12 +141,17 @@ impl IkeEngine {
     pub fn new(settings: IkeSettings, events: Arc<dyn EventSink>) -> Result<Self, String> {
         let rng = SystemRandom::new();
         let jar = CookieJar::new(&rng).ok_or("no randomness for the cookie secret")?;
+        let lockout = Lockout::new(settings.lockout_after, settings.lockout_for);
         Ok(Self {
             tunnels: TunnelNumbers::new(settings.workers),
             settings,
             rng,
             jar,
-            users: Users::default(),
+            users: Users {
+                map: HashMap::new(),
+                lockout,
+                now: Instant::now(),
+            },
             sas: HashMap::new(),
             inits: HashMap::new(),
             half_open: 0,
@@ -154,10 +167,10 @@ impl IkeEngine {
     /// Adds or replaces users (all of them first, when `replace`).
     pub fn set_users(&mut self, users: Vec<IkeUser>, replace: bool, now: Instant) -> Vec<Outgoing> {
         if replace {
-            self.users.0.clear();
+            self.users.map.clear();
         }
         for u in users {
-            self.users.0.insert(u.identity.clone(), u);
+            self.users.map.insert(u.identity.clone(), u);
         }
         self.close_unknown(now)
     }
@@ -165,7 +178,7 @@ impl IkeEngine {
     /// Removes users; their SAs are closed (the peers get a Delete).
     pub fn remove_users(&mut self, ids: &[ike::Identity], now: Instant) -> Vec<Outgoing> {
         for id in ids {
-            self.users.0.remove(id);
+            self.users.map.remove(id);
         }
         self.close_unknown(now)
     }
@@ -177,7 +190,7 @@ impl IkeEngine {
             .iter()
             .filter(|(_, e)| {
                 e.up.as_ref()
-                    .is_some_and(|u| !self.users.0.contains_key(&u.identity))
+                    .is_some_and(|u| !self.users.map.contains_key(&u.identity))
             })
             .map(|(spi, _)| *spi)
             .collect();
@@ -235,7 +248,7 @@ impl IkeEngine {
 
     /// How many users there are.
     pub fn user_count(&self) -> usize {
-        self.users.0.len()
+        self.users.map.len()
     }
 
     /// For an IKE_SA_INIT request that would make a new SA (no retransmission of one
@@ -301,6 +314,7 @@ impl IkeEngine {
             self.counters.drop("unknown SPI");
             return Vec::new();
         };
+        self.users.now = now;
         let ctx_users = &self.users;
         let ctx = AuthContext {
             users: ctx_users,
@@ -459,6 +473,7 @@ impl IkeEngine {
             .collect();
         let mut out = self.run_on(due, now, IkeSa::poll);
         out.extend(self.recheck_some(now));
+        self.users.lockout.expire(now);
         out
     }
 

@@ -1,6 +1,6 @@
 //! IKEv2 in the handshake plane: the responder on UDP 500 and 4500 that authenticates users
-//! with a pre-shared key each or a certificate and gives them their addresses, by the `ike`
-//! crate's rules.
+//! with a pre-shared key each, a certificate or a password (EAP-MSCHAPv2) and gives them
+//! their addresses, by the `ike` crate's rules.
 //!
 //! - `engine`: the responder's state, without sockets or threads (tests drive it directly).
 //! - `intake`: IKE_SA_INIT through the per-source fair admission before any key exchange.
@@ -9,6 +9,7 @@
 //! - `counters`: negotiations by outcome, drops by reason.
 //! - `slot`: the responder's handle for the management service, started on demand.
 //! - `crl_watch`: the CRL file read again when it changes.
+//! - `lockout`: password users locked for a while after repeated failures.
 //!
 //! ESP is the workers': each CHILD_SA's keys go to the control plane as an `EspChange`,
 //! which routes the user's addresses to its tunnel and installs the SA on the worker its
@@ -18,6 +19,7 @@ mod counters;
 mod crl_watch;
 mod engine;
 mod intake;
+mod lockout;
 mod service;
 mod slot;
 #[cfg(test)]
@@ -26,12 +28,13 @@ mod tests;
 pub use counters::IkeCounters;
 pub use crl_watch::{CrlSource, CrlWatch};
 pub use engine::{IkeEngine, Outgoing};
+pub use lockout::Lockout;
 pub use service::{IkeHandle, IkeService, IkeState, IkeStats};
 pub use slot::{IkeSlot, IkeStarter};
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ike::{CertAuth, Grant, Identity, Policy, Timing};
 
@@ -71,6 +74,10 @@ pub struct IkeSettings {
     /// encapsulates ESP in UDP (RFC 7296 §2.23 lets a host that takes ESP only in UDP do
     /// this).
     pub raw_esp: bool,
+    /// Wrong passwords in a row after which a password user is locked.
+    pub lockout_after: u32,
+    /// How long a lock lasts.
+    pub lockout_for: Duration,
 }
 
 /// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it

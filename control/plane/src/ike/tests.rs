@@ -43,6 +43,8 @@ fn settings(cookie_threshold: usize, raw_esp: bool) -> IkeSettings {
         certs: None,
         crl_source: None,
         raw_esp,
+        lockout_after: 5,
+        lockout_for: std::time::Duration::from_secs(300),
     }
 }
 

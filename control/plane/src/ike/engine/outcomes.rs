@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-use ike::{DownReason, Established, IkeSa, SaEvent};
+use ike::{AuthRefusal, DownReason, Established, IkeSa, SaEvent, WRONG_PASSWORD};
 
 use super::{hex_spi, tunnels, Entry, IkeEngine, Outgoing};
 use crate::engine::EspChange;
@@ -40,6 +40,21 @@ impl IkeEngine {
                 SaEvent::AuthRefused(why) => {
                     self.counters.count_auth_refusal(&why);
                     tracing::info!(remote = %e.remote, "IKE_AUTH refused: {why}");
+                    if let AuthRefusal::AuthenticationFailed {
+                        identity,
+                        why: WRONG_PASSWORD,
+                    } = &why
+                    {
+                        if self.users.lockout.failed(identity, now) {
+                            self.counters.users_locked += 1;
+                            tracing::warn!(
+                                %identity,
+                                after = self.settings.lockout_after,
+                                secs = self.settings.lockout_for.as_secs(),
+                                "password user locked after repeated wrong passwords"
+                            );
+                        }
+                    }
                 }
                 SaEvent::Dropped(reason) => self.counters.drop(reason),
                 SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
@@ -100,6 +115,7 @@ impl IkeEngine {
     /// the old SA rather than sharing its address with it).
     fn on_up(&mut self, spi: [u8; 8], est: &Established) -> Vec<[u8; 8]> {
         self.counters.auth_succeeded += 1;
+        self.users.lockout.succeeded(&est.peer.display());
         self.half_open = self.half_open.saturating_sub(1);
         let Some(remote) = self.sas.get(&spi).map(|e| e.remote) else {
             return Vec::new();
@@ -112,7 +128,7 @@ impl IkeEngine {
                 .collect();
         let name = self
             .users
-            .0
+            .map
             .get(&est.peer)
             .map(|u| u.name.clone())
             .unwrap_or_default();
