@@ -69,7 +69,7 @@ mod test_support;
 
 pub use cbc::{CbcError, CbcHmac, BLOCK as CBC_BLOCK, MAX_ICV};
 pub use certs::{
-    cert_body, certreq_body, names_identity, read_cert_body, read_signature_auth,
+    cert_body, certreq_body, names_identity, pem_certificates, read_cert_body, read_signature_auth,
     verify_signature_auth, CertAuth, CertRefusal, Credential, CredentialError, PeerRole,
     TrustStore, MAX_CHAIN, X509_SIGNATURE,
 };

@@ -59,6 +59,7 @@ fn engine() -> IkeEngine {
         raw_esp: false,
         lockout_after: 5,
         lockout_for: std::time::Duration::from_secs(300),
+        client_ca: None,
     };
     let mut e = IkeEngine::new(settings, Arc::new(Quiet)).expect("engine");
     let user = IkeUser {

@@ -63,6 +63,15 @@ pub enum UserAction {
         /// User id.
         id: i64,
     },
+    /// Print the profile that sets up a user's device (what to do with it goes to stderr).
+    Profile {
+        /// User id.
+        id: i64,
+        /// mobileconfig (macOS, iOS), powershell (Windows), sswan (strongSwan's Android
+        /// app) or swanctl (strongSwan).
+        #[arg(long, default_value = "mobileconfig")]
+        format: String,
+    },
 }
 
 /// Runs `action` against the API `api` names.
@@ -151,6 +160,21 @@ pub fn run(action: IkeAction, api: &ApiArgs) -> Result<()> {
         IkeAction::User {
             action: UserAction::Config { id },
         } => emit(&client.text(&format!("/api/v1/ike/users/{id}/config"))?),
+        IkeAction::User {
+            action: UserAction::Profile { id, format },
+        } => {
+            let path = format!(
+                "/api/v1/ike/users/{id}/profile?format={}",
+                manage::client::component(&format)
+            );
+            let profile = client.text(&path)?;
+            if let Some(f) = manage::api::ProfileFormat::parse(&format) {
+                for line in f.instructions() {
+                    eprintln!("{line}");
+                }
+            }
+            emit(&profile)
+        }
         IkeAction::Status => {
             let state = client.get("/api/v1/ike/sas")?;
             if api.json {

@@ -152,6 +152,63 @@ fn exported_swanctl_conf_connects(
     );
 }
 
+/// `xgate ike user profile ID --format FORMAT`: the file, and what stderr said.
+fn cli_profile(rig: &Rig, token: &str, id: i64, format: &str) -> (String, String) {
+    let out = rig
+        .server
+        .ns
+        .command(common::xgate_bin().to_str().expect("path"))
+        .args([
+            "ike",
+            "user",
+            "profile",
+            &id.to_string(),
+            "--format",
+            format,
+        ])
+        .args(["--token", token])
+        .output()
+        .expect("xgate runs");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{format}: {said}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), said)
+}
+
+/// maria's Apple profile is a property list with the CA and an IKEv2 payload asking for
+/// AES-256-GCM and P-256, her Android profile names the same, and what to do is said.
+fn apple_and_android_profiles_hold(rig: &Rig, token: &str, maria: i64) {
+    let (text, said) = cli_profile(rig, token, maria, "mobileconfig");
+    assert_eq!(
+        said.lines().count(),
+        3,
+        "three lines of instructions: {said}"
+    );
+    let v = plist::Value::from_reader_xml(text.as_bytes()).expect("a property list");
+    let top = v.as_dictionary().expect("a dictionary");
+    let payloads = top["PayloadContent"].as_array().expect("payloads");
+    let kinds: Vec<_> = payloads
+        .iter()
+        .filter_map(|p| p.as_dictionary()?.get("PayloadType")?.as_string())
+        .collect();
+    assert_eq!(kinds, ["com.apple.security.root", "com.apple.vpn.managed"]);
+    let ike = payloads[1].as_dictionary().expect("vpn")["IKEv2"]
+        .as_dictionary()
+        .expect("IKEv2");
+    assert_eq!(ike["RemoteAddress"].as_string(), Some("10.201.1.1"));
+    assert_eq!(ike["RemoteIdentifier"].as_string(), Some("vpn.example.com"));
+    assert_eq!(ike["AuthName"].as_string(), Some("maria"));
+    let sa = ike["IKESecurityAssociationParameters"]
+        .as_dictionary()
+        .expect("SA");
+    assert_eq!(sa["EncryptionAlgorithm"].as_string(), Some("AES-256-GCM"));
+    assert_eq!(sa["DiffieHellmanGroup"].as_signed_integer(), Some(19));
+    let (text, _) = cli_profile(rig, token, maria, "sswan");
+    let android: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(android["type"], "ikev2-eap");
+    assert_eq!(android["local"]["eap_id"], "maria");
+    assert_eq!(android["ike-proposal"], "aes256gcm16-prfsha256-ecp256");
+}
+
 /// Bad password-user requests each get a 400 that says what to do.
 fn bad_password_requests_are_refused(rig: &Rig, token: &str) {
     for (body, says) in [
@@ -205,6 +262,15 @@ fn eap_device(
     let dir = scratch(rig, &format!("sw-{user}-{n}-{k}"));
     let charon = Strongswan::start(&ns, &dir, &config).expect("charon starts");
     (ns, charon)
+}
+
+/// The id of user `name`.
+fn user_id(rig: &Rig, token: &str, name: &str) -> i64 {
+    let (_, text) = call(rig, "GET", "/api/v1/ike/users", Some(token), None);
+    let listed: Value = serde_json::from_str(&text).expect("JSON");
+    let users = listed["users"].as_array().cloned().unwrap_or_default();
+    let user = users.iter().find(|u| u["name"] == name).expect("listed");
+    user["id"].as_i64().expect("an id")
 }
 
 /// The SA of `identity` as xgate lists it.
@@ -301,6 +367,7 @@ fn apple_and_android_defaults_connect_and_windows_defaults_need_legacy_mode() {
     carries_traffic(&rig, &ns, &charon, HUNDRED_MB);
     let ca = dir.join("ca.pem");
     exported_swanctl_conf_connects(&rig, &token, (maria, "maria's own password"), &ca);
+    apple_and_android_profiles_hold(&rig, &token, maria);
     for (d, cipher) in devices.iter().zip([
         "AES-256-CBC/HMAC-SHA2-256-128",
         "AES-256-CBC/HMAC-SHA2-256-128",
@@ -358,6 +425,28 @@ fn windows_defaults_log_in_by_password_in_legacy_mode_and_wrong_passwords_lock()
         rig.log().contains("ike.legacy_windows is on"),
         "the start-up log says what legacy mode weakens"
     );
+    drop(c);
+    // The PowerShell profile sets Windows to AES-GCM, SHA2-256 and P-256: that proposal
+    // (emulated) connects too.
+    let walter = user_id(&rig, &token, "walter");
+    let (script, said) = cli_profile(&rig, &token, walter, "powershell");
+    assert_eq!(said.lines().count(), 3, "{said}");
+    assert!(
+        script.contains("-TunnelType Ikev2 -AuthenticationMethod Eap")
+            && script.contains("-CipherTransformConstants GCMAES256")
+            && script.contains("-IntegrityCheckMethod SHA256 -DHGroup ECP256"),
+        "{script}"
+    );
+    let gcm = ("aes256gcm16-prfsha256-ecp256", "aes256gcm16");
+    let (ns, c) = eap_device(
+        &rig,
+        (&dir, 5),
+        ("10.201.5.2", "walter", "walter's own password"),
+        gcm,
+    );
+    connect_and_check_user(&rig, &token, (&ns, &c), "walter", &v4);
+    assert_eq!(sa_of(&rig, &token, "walter")["encryption"], "AES-256-GCM");
+    carries_traffic(&rig, &ns, &c, HUNDRED_MB);
     drop(c);
     wrong_passwords_lock_one_user_only(&rig, &token, &dir);
 }

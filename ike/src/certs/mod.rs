@@ -20,6 +20,15 @@ pub use names::names_identity;
 pub use signature::{read_signature_auth, verify_signature_auth};
 pub use trust::{CertRefusal, PeerRole, TrustStore, MAX_CHAIN};
 
+/// The DER certificates of the PEM text `pem`, in order.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, CredentialError> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CredentialError::Pem(e.to_string()))
+}
+
 /// The CERT/CERTREQ encoding of a DER X.509 certificate ("X.509 Certificate - Signature").
 pub const X509_SIGNATURE: u8 = 4;
 

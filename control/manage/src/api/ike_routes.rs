@@ -14,7 +14,8 @@ use zeroize::Zeroizing;
 
 use super::error::{quoted, ApiError};
 use super::peer_routes::{check_group, check_known_group, check_name};
-use super::swanctl::{endpoint_host, swanctl_conf, IkeServer};
+use super::profiles::swanctl::endpoint_host;
+use super::profiles::{self, Format, IkeServer};
 use super::{blocking, ApiJson, ApiState};
 use crate::events::Event;
 use crate::ike_grants::ike_user;
@@ -249,34 +250,76 @@ pub async fn delete(
 
 /// GET /api/v1/ike/users/{id}/config: the user's strongSwan client configuration.
 pub async fn config(
-    State(state): State<Arc<ApiState>>,
+    state: State<Arc<ApiState>>,
     Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    made_profile(state, id, Format::Swanctl).await
+}
+
+/// `?format=` of the profile route.
+#[derive(Deserialize)]
+pub struct ProfileQuery {
+    format: Option<String>,
+}
+
+/// GET /api/v1/ike/users/{id}/profile?format=mobileconfig|powershell|sswan|swanctl: the
+/// file that sets up the user's device; the `X-Instructions` header says what to do with it.
+pub async fn profile(
+    state: State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<ProfileQuery>,
+) -> Result<Response, ApiError> {
+    let name = q.format.unwrap_or_else(|| "swanctl".into());
+    let Some(format) = Format::parse(&name) else {
+        return Err(ApiError::bad_request(format!(
+            "format: {} is not a profile: use mobileconfig (macOS, iOS), powershell \
+             (Windows), sswan (strongSwan's Android app) or swanctl (strongSwan)",
+            quoted(&name)
+        )));
+    };
+    made_profile(state, id, format).await
+}
+
+async fn made_profile(
+    State(state): State<Arc<ApiState>>,
+    id: String,
+    format: Format,
 ) -> Result<Response, ApiError> {
     let id = user_id(&id)?;
     let Some(ike) = state.ike.get() else {
         return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
     };
-    let text = blocking(move || {
+    let (bytes, name) = blocking(move || {
         let user = state.registry().ike_user(id)?;
         let server = IkeServer {
             address: endpoint_host(&state.client.endpoint),
             identity: ike.identity().to_text(),
+            ca: ike.client_ca().map(<[u8]>::to_vec),
         };
-        Ok(swanctl_conf(
-            &server,
-            &user,
-            state.client.policy(&user.group),
-        ))
+        let policy = state.client.policy(&user.group);
+        profiles::profile(format, &server, &user, policy)
+            .map(|b| (b, user.name.clone()))
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))
     })
     .await?;
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response())
+    let (media, suffix) = format.media();
+    let disposition = format!("attachment; filename=\"xgate-{name}.{suffix}\"");
+    let instructions = format.instructions().join(" ");
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    for (key, value) in [
+        (axum::http::header::CONTENT_TYPE.as_str(), media.to_string()),
+        (
+            axum::http::header::CONTENT_DISPOSITION.as_str(),
+            disposition,
+        ),
+        ("x-instructions", instructions),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(key, v);
+        }
+    }
+    Ok(response)
 }
 
 /// One SA that is up, as the API shows it.

@@ -6,7 +6,8 @@
 //! - `auth`: bearer tokens, kept as hashes.
 //! - `peer_routes`: the peer endpoints.
 //! - `ike_routes`: IKEv2 users and SAs.
-//! - `swanctl`: an IKEv2 user's strongSwan client configuration.
+//! - `profiles`: an IKEv2 user's client profiles: swanctl.conf, .mobileconfig, PowerShell,
+//!   .sswan.
 //! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
@@ -27,10 +28,10 @@ mod last_seen;
 mod limits;
 mod metrics;
 mod peer_routes;
+mod profiles;
 mod serve;
 mod sse;
 mod status;
-mod swanctl;
 mod tls;
 mod token_admin;
 mod tokens;
@@ -56,6 +57,7 @@ pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
 pub use limits::{Limits, MAX_BODY};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
+pub use profiles::{Format as ProfileFormat, Preferred};
 pub use sse::MAX_SUBSCRIBERS;
 pub use tls::{server_config as tls_config, TlsError};
 pub use token_admin::{
@@ -315,6 +317,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
             axum::routing::delete(ike_routes::delete),
         )
         .route("/api/v1/ike/users/{id}/config", get(ike_routes::config))
+        .route("/api/v1/ike/users/{id}/profile", get(ike_routes::profile))
         .route("/api/v1/ike/sas", get(ike_routes::sas))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/events", get(sse::stream))

@@ -134,7 +134,7 @@ impl IkeConfig {
             retransmit: Duration::from_millis(retransmit),
             tries,
         };
-        let (certs, crl_source) = certificates(&s, &Identity::from_text(&identity))?;
+        let (certs, crl_source, client_ca) = certificates(&s, &Identity::from_text(&identity))?;
         let legacy_windows = s.legacy_windows.unwrap_or(false);
         let (lockout_after, lockout_secs) =
             (s.lockout_after.unwrap_or(5), s.lockout_secs.unwrap_or(300));
@@ -169,6 +169,7 @@ impl IkeConfig {
                 raw_esp,
                 lockout_after,
                 lockout_for: Duration::from_secs(lockout_secs),
+                client_ca,
             },
         })
     }
@@ -185,14 +186,15 @@ fn read(field: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
     })
 }
 
-/// What `certificates` reads: the server's credential and client CAs, and where the CRLs are.
-type Certificates = (Option<Arc<CertAuth>>, Option<CrlSource>);
+/// What `certificates` reads: the server's credential and client CAs, where the CRLs are,
+/// and the CA clients check the server by (DER).
+type Certificates = (Option<Arc<CertAuth>>, Option<CrlSource>, Option<Vec<u8>>);
 
 /// The server's credential and the client CAs, when `certificate` is set, and the CRL file
 /// to watch.
 fn certificates(s: &IkeSection, id: &Identity) -> Result<Certificates, ConfigError> {
     let (cert, key) = match (&s.certificate, &s.private_key) {
-        (None, None) if s.ca.is_none() && s.crl.is_none() => return Ok((None, None)),
+        (None, None) if s.ca.is_none() && s.crl.is_none() => return Ok((None, None, None)),
         (Some(c), Some(k)) => (c, k),
         _ => {
             return Err(err(
@@ -225,6 +227,9 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Certificates, ConfigErr
         )
     })?;
     let mut crl_source = None;
+    // What clients check the server by: [ike] ca's first (xgate pki's one CA signs both),
+    // else the top of the server's own chain.
+    let mut client_ca = own.chain().last().cloned();
     let trust = match &s.ca {
         None if s.crl.is_some() => {
             return Err(err(
@@ -237,6 +242,12 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Certificates, ConfigErr
         Some(ca) => {
             let crl = s.crl.as_ref().map(|c| read("ike.crl", c)).transpose()?;
             let ca_pem = read("ike.ca", ca)?;
+            if let Some(first) = ike::pem_certificates(&ca_pem)
+                .ok()
+                .and_then(|c| c.into_iter().next())
+            {
+                client_ca = Some(first);
+            }
             let store = TrustStore::from_pem(&ca_pem, crl.as_deref());
             crl_source = s.crl.clone().map(|crl| CrlSource { ca_pem, crl });
             Some(store.map_err(|e| {
@@ -248,7 +259,11 @@ fn certificates(s: &IkeSection, id: &Identity) -> Result<Certificates, ConfigErr
             })?)
         }
     };
-    Ok((Some(Arc::new(CertAuth::new(own, trust))), crl_source))
+    Ok((
+        Some(Arc::new(CertAuth::new(own, trust))),
+        crl_source,
+        client_ca,
+    ))
 }
 
 #[cfg(test)]

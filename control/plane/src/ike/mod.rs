@@ -78,6 +78,9 @@ pub struct IkeSettings {
     pub lockout_after: u32,
     /// How long a lock lasts.
     pub lockout_for: Duration,
+    /// The CA certificate (DER) clients check this server's certificate by, for the
+    /// profiles handed to them: `[ike] ca`'s first, else the top of the server's chain.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// A user IKE_AUTH may authenticate: its identity, its name in the registry, and what it

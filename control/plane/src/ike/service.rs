@@ -95,6 +95,7 @@ type Board = Arc<Mutex<Option<Arc<IkeStats>>>>;
 pub struct IkeHandle {
     requests: Sender<Request>,
     identity: Identity,
+    client_ca: Option<Arc<Vec<u8>>>,
     board: Board,
 }
 
@@ -110,6 +111,11 @@ impl IkeHandle {
     /// This server's identity, as IKE_AUTH sends it.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The CA certificate (DER) clients check this server by, when it has a certificate.
+    pub fn client_ca(&self) -> Option<&[u8]> {
+        self.client_ca.as_deref().map(Vec::as_slice)
     }
 
     /// Adds or replaces users (every user first, when `replace`).
@@ -159,6 +165,7 @@ impl IkeService {
         let nat = Arc::new(AddressedSocket::bind(settings.nat_port, true)?);
         let ports = (ike.port(), nat.port());
         let identity = settings.local_id.clone();
+        let client_ca = settings.client_ca.clone().map(Arc::new);
         let crl = settings
             .crl_source
             .clone()
@@ -221,6 +228,7 @@ impl IkeService {
             handle: IkeHandle {
                 requests: req_tx,
                 identity,
+                client_ca,
                 board,
             },
             ports,

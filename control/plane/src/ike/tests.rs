@@ -45,6 +45,7 @@ fn settings(cookie_threshold: usize, raw_esp: bool) -> IkeSettings {
         raw_esp,
         lockout_after: 5,
         lockout_for: std::time::Duration::from_secs(300),
+        client_ca: None,
     }
 }
 

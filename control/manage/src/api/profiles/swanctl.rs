@@ -8,17 +8,9 @@
 
 use std::fmt::Write as _;
 
-use super::client_config::ClientPolicy;
+use super::IkeServer;
+use crate::api::client_config::ClientPolicy;
 use crate::registry::{IkeUserAuth, IkeUserRecord};
-
-/// What every user's file names of the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IkeServer {
-    /// Where clients reach it (a host name or address, no port).
-    pub address: String,
-    /// Its identity in IKE_AUTH.
-    pub identity: String,
-}
 
 /// The host part of an `host:port` endpoint (brackets of an IPv6 address removed).
 pub fn endpoint_host(endpoint: &str) -> String {
@@ -129,6 +121,7 @@ mod tests {
         let server = IkeServer {
             address: endpoint_host("[2001:db8::1]:51820"),
             identity: "vpn.example.com".into(),
+            ca: None,
         };
         let text = swanctl_conf(&server, &user, &policy);
         assert!(text.contains("remote_addrs = 2001:db8::1\n"), "{text}");
