@@ -38,6 +38,12 @@ impl NotifyType {
     pub const NAT_DETECTION_SOURCE_IP: Self = Self(16388);
     /// A hash of the address and port the sender sent to.
     pub const NAT_DETECTION_DESTINATION_IP: Self = Self(16389);
+    /// The sender speaks MOBIKE (RFC 4555): the SA may move to other addresses.
+    pub const MOBIKE_SUPPORTED: Self = Self(16396);
+    /// The initiator moved: the SA is to use the addresses this message came by (RFC 4555).
+    pub const UPDATE_SA_ADDRESSES: Self = Self(16400);
+    /// Data the responder echoes back, proving the answer is to this request (RFC 4555).
+    pub const COOKIE2: Self = Self(16401);
     /// The sender can take IKE fragments (RFC 7383).
     pub const IKEV2_FRAGMENTATION_SUPPORTED: Self = Self(16430);
     /// The hash algorithms the sender takes in signatures (RFC 7427).

@@ -76,6 +76,8 @@ pub struct StrongswanConfig {
     /// Cut IKE messages larger than this into fragments (RFC 7383; strongSwan's default
     /// is 1280).
     pub fragment_size: Option<u32>,
+    /// Speak MOBIKE (RFC 4555): move the SA when the client's address changes.
+    pub mobike: bool,
 }
 
 /// A password login: EAP identity, password, and the CA the server's certificate leads to.
@@ -107,6 +109,7 @@ impl StrongswanConfig {
             ike_rekey_secs: None,
             dpd_secs: None,
             fragment_size: None,
+            mobike: false,
         }
     }
 
@@ -285,6 +288,7 @@ fn strongswan_conf(dir: &Path, (quick, fragment_size): (bool, Option<u32>)) -> S
 /// swanctl.conf for `c`.
 fn swanctl_conf(c: &StrongswanConfig) -> String {
     let encap = if c.encap { "yes" } else { "no" };
+    let mobike = if c.mobike { "yes" } else { "no" };
     let rekey = c
         .rekey_secs
         // The hard lifetime well after the rekey, and no random shortening, so the rekey
@@ -335,7 +339,7 @@ fn swanctl_conf(c: &StrongswanConfig) -> String {
     };
     format!(
         "connections {{\n  xgate {{\n    version = 2\n    remote_addrs = {server}\n    \
-         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = no\n{ike_rekey}{dpd}    \
+         vips = 0.0.0.0, ::\n    encap = {encap}\n    mobike = {mobike}\n{ike_rekey}{dpd}    \
          proposals = {ike}\n    \
          local {{\n      auth = {local_auth}\n      id = {id}\n    }}\n    \
          remote {{\n      auth = {remote_auth}\n      id = {server_id}\n    }}\n    \

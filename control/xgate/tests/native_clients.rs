@@ -506,3 +506,55 @@ fn wrong_passwords_lock_one_user_only(rig: &Rig, token: &str, dir: &PathBuf) {
     assert!(!rig.log().contains(WRONG), "a password reached the log");
     assert!(!rig.log().contains("walter's own password"));
 }
+
+/// MOBIKE (RFC 4555): a laptop's address changes in the middle of a 100 MB transfer (Wi-Fi
+/// to LTE, here one address for another); strongSwan moves the SA with UPDATE_SA_ADDRESSES,
+/// the transfer finishes intact, and it is still the same IKE SA.
+#[test]
+fn a_client_that_changes_address_keeps_its_ike_sa_and_its_transfer() {
+    let (rig, token, _) = pki_rig("natm", false);
+    let (psk, v4) = add_user(&rig, &token, "lena", "lena@example.com");
+    let ns = direct(&rig, 2);
+    // The new address must outlive the old one (a secondary goes with its primary unless
+    // promoted).
+    ns.run(
+        "sysctl",
+        &["-qw", "net.ipv4.conf.xtv2c.promote_secondaries=1"],
+    )
+    .expect("sysctl");
+    let mut config = StrongswanConfig::psk("10.201.2.1", "lena@example.com", &psk);
+    config.ike_proposals = "aes256-sha256-ecp256".into();
+    config.esp_proposals = "aes256-sha256".into();
+    config.mobike = true;
+    let c = Strongswan::start(&ns, &scratch(&rig, "sw-lena"), &config).expect("charon");
+    connect_and_check_user(&rig, &token, (&ns, &c), "lena@example.com", &v4);
+    let transfer = std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            let listen = "10.77.0.1:5998".parse().expect("addr");
+            testbed::tcp_transfer(&rig.server.ns, listen, &ns, HUNDRED_MB, 11)
+        });
+        // Mid-transfer the old address goes and a new one comes.
+        std::thread::sleep(Duration::from_millis(600));
+        ns.ip(&["addr", "add", "10.201.2.7/24", "dev", "xtv2c"])
+            .expect("new address");
+        ns.ip(&["addr", "del", "10.201.2.2/24", "dev", "xtv2c"])
+            .expect("old address gone");
+        t.join().expect("the transfer thread")
+    });
+    let t = transfer.expect("TCP through the moved SA");
+    assert!(t.intact(HUNDRED_MB), "{t:?}\n{}", c.log());
+    let moved = wait_until(Duration::from_secs(10), || {
+        sa_of(&rig, &token, "lena@example.com")["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("10.201.2.7:"))
+    });
+    assert!(moved, "{}\n{}", sas(&rig, &token), c.log());
+    let counters = &sas(&rig, &token)["counters"];
+    assert!(counters["mobike_moves"].as_u64() >= Some(1), "{counters}");
+    assert_eq!(
+        counters["auth_succeeded"], 1,
+        "the same IKE SA throughout: {counters}"
+    );
+    assert!(c.log().contains("N(UPD_SA_ADDR)"), "{}", c.log());
+    carries_traffic(&rig, &ns, &c, 0);
+}

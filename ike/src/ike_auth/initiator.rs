@@ -95,6 +95,14 @@ pub(super) fn server_signed(
         && chain.first().is_some_and(|ee| signature_holds(ee))
 }
 
+/// Whether `payloads` carry a Notify of `kind`.
+pub(crate) fn has_notify(payloads: &[Payload<'_>], kind: NotifyType) -> bool {
+    payloads
+        .iter()
+        .filter(|p| p.kind == PayloadType::NOTIFY)
+        .any(|p| Notify::read(p.body).is_ok_and(|n| n.kind == kind))
+}
+
 /// The first error notify among `payloads`, if any.
 pub(super) fn error_notify(payloads: &[Payload<'_>]) -> Result<Option<NotifyType>, InitiatorError> {
     for p in payloads.iter().filter(|p| p.kind == PayloadType::NOTIFY) {
@@ -326,5 +334,6 @@ pub(super) fn read_child(
             .filter_map(|p| read_cert_body(p.body))
             .map(<[u8]>::to_vec)
             .collect(),
+        mobike: has_notify(payloads, NotifyType::MOBIKE_SUPPORTED),
     })
 }

@@ -90,6 +90,8 @@ pub struct Established {
     /// The peer's certificates as it sent them, end entity first (empty with a PSK): a
     /// responder checks them again when its CRLs change.
     pub peer_certs: Vec<Vec<u8>>,
+    /// Both sides said MOBIKE_SUPPORTED (RFC 4555): the client may move the SA.
+    pub mobike: bool,
 }
 
 /// The CHILD_SA's keys, cut from KEYMAT in RFC 7296 §2.17's order: initiator → responder

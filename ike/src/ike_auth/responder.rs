@@ -493,6 +493,12 @@ pub(super) fn child(
     if let Some(c) = &cp_reply {
         out.push(Payload::plain(PayloadType::CP, c));
     }
+    // MOBIKE when the client speaks it: its SA may then move (RFC 4555 §3.3).
+    let mobike = super::initiator::has_notify(payloads, NotifyType::MOBIKE_SUPPORTED);
+    let mobike_body = Notify::new(NotifyType::MOBIKE_SUPPORTED, &[]).body();
+    if mobike {
+        out.push(Payload::plain(PayloadType::NOTIFY, &mobike_body));
+    }
     out.extend([
         Payload::plain(PayloadType::SA, &sa_body),
         Payload::plain(PayloadType::TSI, &tsi_body),
@@ -515,6 +521,7 @@ pub(super) fn child(
             },
             assignment: grant.assignment,
             peer_certs: Vec::new(),
+            mobike,
         }),
         response,
     }

@@ -116,6 +116,8 @@ pub enum SaEvent {
     FragmentKept,
     /// A retransmitted request was answered again.
     Retransmission,
+    /// The peer moved the SA to the addresses its request came by (MOBIKE).
+    AddressesUpdated,
     /// A message from the peer authenticated: the peer is where it came from (RFC 7296
     /// §2.23 moves an SA only on such a message).
     Authentic,
@@ -190,6 +192,8 @@ pub struct IkeSa {
     first_child: Option<ChildRef>,
     /// An EAP conversation under way in IKE_AUTH.
     eap: Option<Box<EapServer>>,
+    /// Both sides speak MOBIKE: the peer may move the SA with UPDATE_SA_ADDRESSES.
+    mobike: bool,
     started: Instant,
 }
 
@@ -211,6 +215,7 @@ impl IkeSa {
             children: Vec::new(),
             first_child: None,
             eap: None,
+            mobike: false,
         }
     }
 
@@ -236,6 +241,7 @@ impl IkeSa {
             children: std::mem::take(&mut self.children),
             first_child: self.first_child.take(),
             eap: None,
+            mobike: self.mobike,
         }
     }
 
@@ -362,6 +368,7 @@ impl IkeSa {
             } => {
                 self.children.push(ChildRef::of(&established.child));
                 self.first_child = Some(ChildRef::of(&established.child));
+                self.mobike = established.mobike;
                 self.phase = Phase::Up;
                 self.heard = now;
                 let sent = self.answered(digest, response, rng);
@@ -456,6 +463,27 @@ impl IkeSa {
         };
         let mut answer = Vec::new();
         let mut events = Vec::new();
+        let notifies: Vec<Notify> = payloads
+            .iter()
+            .filter(|p| p.kind == PayloadType::NOTIFY)
+            .filter_map(|p| Notify::read(p.body).ok())
+            .collect();
+        if notifies
+            .iter()
+            .any(|n| n.kind == NotifyType::UPDATE_SA_ADDRESSES)
+        {
+            // RFC 4555 §3.5: the SA follows the addresses this authentic request came by
+            // (the caller moves it on `Authentic`); a COOKIE2 is echoed back.
+            if self.mobike {
+                events.push(SaEvent::AddressesUpdated);
+            }
+            for n in notifies.iter().filter(|n| n.kind == NotifyType::COOKIE2) {
+                answer.push((
+                    PayloadType::NOTIFY,
+                    Notify::new(NotifyType::COOKIE2, n.data).body(),
+                ));
+            }
+        }
         for p in payloads.iter().filter(|p| p.kind == PayloadType::DELETE) {
             let Ok(d) = Delete::read(p.body) else {
                 continue;

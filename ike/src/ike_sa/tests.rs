@@ -214,6 +214,48 @@ fn the_peers_liveness_check_is_answered_empty() {
     assert!(rig.sa.is_up());
 }
 
+/// RFC 4555: UPDATE_SA_ADDRESSES moves a MOBIKE SA (the caller moves it on `Authentic`)
+/// and its COOKIE2 is echoed; without MOBIKE agreed, nothing moves but it is answered.
+#[test]
+fn an_address_update_moves_a_mobike_sa_and_echoes_its_cookie2() {
+    let notifies = |kinds: &[(NotifyType, &[u8])]| -> Vec<Vec<u8>> {
+        kinds
+            .iter()
+            .map(|(k, d)| Notify::new(*k, d).body())
+            .collect()
+    };
+    let bodies = notifies(&[
+        (NotifyType::UPDATE_SA_ADDRESSES, &[]),
+        (NotifyType::COOKIE2, &[7; 12]),
+    ]);
+    let payloads: Vec<Payload<'_>> = bodies
+        .iter()
+        .map(|b| Payload::plain(PayloadType::NOTIFY, b))
+        .collect();
+    for (mobike, id) in [(false, 2), (true, 3)] {
+        let mut rig = rig();
+        rig.sa.mobike = mobike;
+        let request = rig.request(ExchangeType::INFORMATIONAL, 2, &payloads);
+        let events = rig.deliver(&request, rig.t0 + Duration::from_secs(1));
+        assert!(events.iter().any(|e| matches!(e, SaEvent::Authentic)));
+        assert_eq!(
+            events
+                .iter()
+                .any(|e| matches!(e, SaEvent::AddressesUpdated)),
+            mobike,
+            "{events:?}"
+        );
+        let opened = rig.open(&sent(&events));
+        let answer = opened.payloads().expect("payloads");
+        let cookie = answer
+            .iter()
+            .filter_map(|p| Notify::read(p.body).ok())
+            .find(|n| n.kind == NotifyType::COOKIE2)
+            .map(|n| n.data.to_vec());
+        assert_eq!(cookie, Some(vec![7; 12]), "request {id}");
+    }
+}
+
 #[test]
 fn a_delete_of_the_ike_sa_is_answered_and_ends_it() {
     let mut rig = rig();

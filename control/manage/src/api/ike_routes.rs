@@ -411,6 +411,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "children_rekeyed": c.children_rekeyed,
             "children_created": c.children_created,
             "ike_rekeyed": c.ike_rekeyed,
+            "mobike_moves": c.mobike_moves,
             "dead_peers": c.dead_peers,
             "certificate_withdrawn": c.certificate_withdrawn,
             "dropped": c.dropped,

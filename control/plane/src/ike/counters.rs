@@ -50,6 +50,8 @@ pub struct IkeCounters {
     pub children_created: u64,
     /// IKE SAs the peer rekeyed.
     pub ike_rekeyed: u64,
+    /// SAs the peer moved to new addresses (MOBIKE's UPDATE_SA_ADDRESSES).
+    pub mobike_moves: u64,
     /// SAs ended because the peer stopped answering.
     pub dead_peers: u64,
     /// SAs closed because their user authenticated again (one SA per user).

@@ -337,6 +337,9 @@ impl IkeEngine {
             }
             e.remote = from;
             e.local = to;
+            if let Some(up) = e.up.as_mut() {
+                up.remote = from;
+            }
         }
         self.handle(spi, events, now)
     }

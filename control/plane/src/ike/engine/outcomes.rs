@@ -58,6 +58,10 @@ impl IkeEngine {
                 }
                 SaEvent::Dropped(reason) => self.counters.drop(reason),
                 SaEvent::Retransmission => self.counters.retransmissions_answered += 1,
+                SaEvent::AddressesUpdated => {
+                    self.counters.mobike_moves += 1;
+                    tracing::info!(remote = %e.remote, "IKE SA moved by MOBIKE");
+                }
                 SaEvent::Authentic => {}
                 SaEvent::FragmentKept => self.counters.fragments_kept += 1,
                 SaEvent::ChildDeleted(ours) => {
