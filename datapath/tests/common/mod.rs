@@ -2,6 +2,8 @@
 //! peer with a session whose client side the test holds, and helpers to move packets.
 #![allow(dead_code)]
 
+pub mod esp;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
