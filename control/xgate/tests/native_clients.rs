@@ -386,13 +386,10 @@ fn apple_and_android_defaults_connect_and_windows_defaults_need_legacy_mode() {
     assert!(mac.contains("AES_CBC-256/HMAC_SHA2_256_128"), "{mac}");
     assert_eq!(rig.drops("esp_bad_icv"), 0, "{}", rig.show());
 
-    // Windows' defaults, legacy mode off: NO_PROPOSAL_CHOSEN, counted.
-    let (psk, _) = add_user(&rig, &token, "win", "win@example.com");
-    let ns = direct(&rig, 5);
-    let mut config = StrongswanConfig::psk("10.201.5.1", "win@example.com", &psk);
-    config.ike_proposals = WINDOWS_IKE.into();
-    config.esp_proposals = WINDOWS_ESP.into();
-    let windows = Strongswan::start(&ns, &scratch(&rig, "sw-win"), &config).expect("charon");
+    // Windows' defaults by password, legacy mode off: NO_PROPOSAL_CHOSEN, counted.
+    add_password_user(&rig, &token, "win", "win's own password");
+    let login = ("10.201.5.2", "win", "win's own password");
+    let (_ns, windows) = eap_device(&rig, (&dir, 5), login, (WINDOWS_IKE, WINDOWS_ESP));
     let (ok, out) = windows.initiate(10).expect("swanctl");
     assert!(!ok, "SHA-1 and MODP-1024 taken with legacy mode off: {out}");
     let told = testbed::wait_until(std::time::Duration::from_secs(5), || {

@@ -145,6 +145,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/ike/users"),
     ("delete", "/api/v1/ike/users/{id}"),
     ("get", "/api/v1/ike/users/{id}/config"),
+    ("get", "/api/v1/ike/users/{id}/profile"),
     ("get", "/api/v1/ike/sas"),
     ("get", "/api/v1/status"),
     ("get", "/metrics"),
