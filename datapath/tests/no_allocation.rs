@@ -66,6 +66,14 @@ fn watched_step(rig: &mut Rig) -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// (packets written to the TUN, datagrams sent) over both workers.
+fn totals(rig: &mut Rig) -> (u64, u64) {
+    rig.workers.iter_mut().fold((0u64, 0u64), |(i, o), w| {
+        let b = w.backend_mut();
+        (i + b.inner_written_count, o + b.outer_sent_count)
+    })
+}
+
 fn feed(rig: &mut Rig, round: usize, sizes: &[usize]) {
     let from = common::CLIENT.parse().expect("addr");
     for i in 0..BATCH {
@@ -95,13 +103,6 @@ fn a_hundred_thousand_packets_each_way_allocate_nothing() {
         feed(&mut rig, round, &sizes);
         rig.step_all();
     }
-    // (packets written to the TUN, datagrams sent) over both workers.
-    let totals = |rig: &mut Rig| {
-        rig.workers.iter_mut().fold((0u64, 0u64), |(i, o), w| {
-            let b = w.backend_mut();
-            (i + b.inner_written_count, o + b.outer_sent_count)
-        })
-    };
     let (warm_in, warm_out) = totals(&mut rig);
 
     let mut allocations = 0;
@@ -167,12 +168,6 @@ fn esp_packets_each_way_allocate_nothing_with_gcm_and_with_cbc() {
             feed(&mut rig, round);
             rig.step_all();
         }
-        let totals = |rig: &mut Rig| {
-            rig.workers.iter_mut().fold((0u64, 0u64), |(i, o), w| {
-                let b = w.backend_mut();
-                (i + b.inner_written_count, o + b.outer_sent_count)
-            })
-        };
         let (warm_in, warm_out) = totals(&mut rig);
         let mut allocations = 0;
         for round in 0..ESP_PACKETS / BATCH {

@@ -286,29 +286,10 @@ mod tests {
         (e, a)
     }
 
-    fn all_suites() -> Vec<Suite> {
-        let mut out = vec![
-            suite(Encr::AesGcm16 { key_bits: 256 }, None),
-            suite(Encr::AesGcm16 { key_bits: 128 }, None),
-            suite(Encr::ChaCha20Poly1305, None),
-        ];
-        for integ in [
-            Integ::HmacSha1_96,
-            Integ::HmacSha256_128,
-            Integ::HmacSha384_192,
-            Integ::HmacSha512_256,
-        ] {
-            for key_bits in [128, 256] {
-                out.push(suite(Encr::AesCbc { key_bits }, Some(integ)));
-            }
-        }
-        out
-    }
-
     #[test]
     fn sealed_messages_open_and_nothing_else_does() {
         let rng = SystemRandom::new();
-        for s in all_suites() {
+        for s in crate::test_support::every_cipher(None) {
             let (e, a) = keys(&s, 0);
             let sk = SkCipher::new(&s, &e, &a).expect("cipher");
             // Every length across a block boundary, to exercise CBC's padding.

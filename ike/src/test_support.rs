@@ -80,6 +80,35 @@ pub fn registry() -> Registry {
     Registry(HashMap::from([(alice(), grant)]))
 }
 
+/// Every cipher spoken, as suites: the AEADs, and AES-CBC (128 and 256) with each HMAC;
+/// `esn` as an ESP suite carries it (`None` for IKE's Encrypted payload).
+pub fn every_cipher(esn: Option<bool>) -> Vec<crate::suite::Suite> {
+    use crate::suite::{Encr, Integ, Suite};
+    let suite = |encr, integ| Suite {
+        encr,
+        prf: None,
+        integ,
+        dh: None,
+        esn,
+    };
+    let mut out = vec![
+        suite(Encr::AesGcm16 { key_bits: 256 }, None),
+        suite(Encr::AesGcm16 { key_bits: 128 }, None),
+        suite(Encr::ChaCha20Poly1305, None),
+    ];
+    for integ in [
+        Integ::HmacSha1_96,
+        Integ::HmacSha256_128,
+        Integ::HmacSha384_192,
+        Integ::HmacSha512_256,
+    ] {
+        for key_bits in [128, 256] {
+            out.push(suite(Encr::AesCbc { key_bits }, Some(integ)));
+        }
+    }
+    out
+}
+
 pub fn t(kind: u8, id: u16, key_bits: Option<u16>) -> Transform {
     Transform::new(TransformType(kind), id, key_bits)
 }

@@ -46,28 +46,6 @@ fn pair(encr: Encr, esn: bool) -> (Outbound, Inbound) {
     pair_of(&suite(encr, esn))
 }
 
-/// Every cipher: the AEADs, and AES-CBC (both key sizes) with each HMAC.
-fn all_suites(esn: bool) -> Vec<Suite> {
-    let mut out = vec![
-        suite(Encr::AesGcm16 { key_bits: 256 }, esn),
-        suite(Encr::ChaCha20Poly1305, esn),
-    ];
-    for integ in [
-        Integ::HmacSha1_96,
-        Integ::HmacSha256_128,
-        Integ::HmacSha384_192,
-        Integ::HmacSha512_256,
-    ] {
-        for key_bits in [128, 256] {
-            out.push(Suite {
-                integ: Some(integ),
-                ..suite(Encr::AesCbc { key_bits }, esn)
-            });
-        }
-    }
-    out
-}
-
 /// An IPv4 packet of `len` bytes (its header's total length says so).
 fn ipv4(len: usize) -> Vec<u8> {
     let mut p = vec![0u8; len];
@@ -92,7 +70,7 @@ fn seal(out: &mut Outbound, inner: &[u8], next: u8) -> Vec<u8> {
 #[test]
 fn packets_round_trip_with_every_cipher_with_and_without_esn() {
     for esn in [false, true] {
-        for s in all_suites(esn) {
+        for s in crate::test_support::every_cipher(Some(esn)) {
             let (mut out, mut inb) = pair_of(&s);
             let (iv, icv, block) = match s.integ {
                 None => (8, ICV_LEN, 4),

@@ -19,7 +19,6 @@ use crate::ike_auth::{
 };
 use crate::notify::{Notify, NotifyType};
 use crate::payloads::{Payload, PayloadType};
-use crate::proposals::ProtocolId;
 use crate::protected::{self, Opened, Protected, ProtectedError};
 use crate::sa_init::HalfOpen;
 use crate::suite::Policy;
@@ -456,54 +455,6 @@ impl IkeSa {
         all
     }
 
-    /// An INFORMATIONAL request's answer payloads (Deletes, or none) and its events.
-    fn informational(&mut self, opened: &Opened) -> (Vec<(PayloadType, Vec<u8>)>, Vec<SaEvent>) {
-        let Ok(payloads) = opened.payloads() else {
-            return (vec![notify(NotifyType::INVALID_SYNTAX)], Vec::new());
-        };
-        let mut answer = Vec::new();
-        let mut events = Vec::new();
-        let notifies: Vec<Notify> = payloads
-            .iter()
-            .filter(|p| p.kind == PayloadType::NOTIFY)
-            .filter_map(|p| Notify::read(p.body).ok())
-            .collect();
-        if notifies
-            .iter()
-            .any(|n| n.kind == NotifyType::UPDATE_SA_ADDRESSES)
-        {
-            // RFC 4555 §3.5: the SA follows the addresses this authentic request came by
-            // (the caller moves it on `Authentic`); a COOKIE2 is echoed back.
-            if self.mobike {
-                events.push(SaEvent::AddressesUpdated);
-            }
-            for n in notifies.iter().filter(|n| n.kind == NotifyType::COOKIE2) {
-                answer.push((
-                    PayloadType::NOTIFY,
-                    Notify::new(NotifyType::COOKIE2, n.data).body(),
-                ));
-            }
-        }
-        for p in payloads.iter().filter(|p| p.kind == PayloadType::DELETE) {
-            let Ok(d) = Delete::read(p.body) else {
-                continue;
-            };
-            if d.protocol == ProtocolId::IKE {
-                // Deleting the IKE SA deletes its CHILD_SAs; the answer is empty.
-                self.phase = Phase::Down;
-                return (Vec::new(), vec![SaEvent::Down(DownReason::Deleted)]);
-            }
-            if d.protocol == ProtocolId::ESP {
-                let (mine, deleted) = self.delete_children(&d.spis);
-                if !mine.spis.is_empty() {
-                    answer.push((PayloadType::DELETE, mine.body()));
-                }
-                events.extend(deleted);
-            }
-        }
-        (answer, events)
-    }
-
     /// A response to this side's request.
     fn on_response(&mut self, bytes: &[u8], h: Header, now: Instant) -> Vec<SaEvent> {
         let Some(o) = &self.ours else {
@@ -619,6 +570,7 @@ impl IkeSa {
 }
 
 mod children;
+mod informational;
 mod intake;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use ring::rand::SystemRandom;
 
 use super::*;
 use crate::ike_auth::{AuthInitiator, AuthOutcome};
+use crate::proposals::ProtocolId;
 use crate::suite::Policy;
 use crate::test_support::{alice, esp_offer, half_open, registry, server, t};
 

@@ -425,18 +425,24 @@ fn certificate_users_hold_no_key_and_never_count_as_sharing_one() {
     assert_ne!(c.addresses, d.addresses);
 }
 
-#[test]
-fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() {
-    let db = TempDb::new("ike-v3");
+/// A raw database at schema `version`, as an older xgate left it.
+fn at_version(db: &TempDb, version: usize) -> Connection {
     let mut conn = Connection::open(&db.0).expect("raw open");
     conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
-    for (i, sql) in super::schema::MIGRATIONS.iter().take(3).enumerate() {
+    for (i, sql) in super::schema::MIGRATIONS.iter().take(version).enumerate() {
         let tx = conn.transaction().expect("tx");
         tx.execute_batch(sql).expect("migration");
         tx.pragma_update(None, "user_version", i + 1)
             .expect("version");
         tx.commit().expect("commit");
     }
+    conn
+}
+
+#[test]
+fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() {
+    let db = TempDb::new("ike-v3");
+    let conn = at_version(&db, 3);
     // alice (5) and a user made after her and deleted (9): 9 must never be given again.
     conn.execute_batch(
         "INSERT INTO ike_users (id, name, identity, psk, created_at, updated_at)
@@ -505,15 +511,7 @@ fn a_taken_name_identity_or_key_and_a_short_key_are_refused() {
 #[test]
 fn password_users_keep_only_their_nt_hash_and_a_version_4_registry_upgrades() {
     let db = TempDb::new("ike-eap");
-    let mut conn = Connection::open(&db.0).expect("raw open");
-    conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
-    for (i, sql) in super::schema::MIGRATIONS.iter().take(4).enumerate() {
-        let tx = conn.transaction().expect("tx");
-        tx.execute_batch(sql).expect("migration");
-        tx.pragma_update(None, "user_version", i + 1)
-            .expect("version");
-        tx.commit().expect("commit");
-    }
+    let conn = at_version(&db, 4);
     conn.execute_batch(
         "INSERT INTO ike_users (id, name, identity, auth, psk, created_at, updated_at)
              VALUES (3, 'carol', 'carol@example.com', 'certificate', NULL, 1, 1);",
