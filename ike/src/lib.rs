@@ -23,6 +23,7 @@
 //! - `selectors`: traffic selectors and their narrowing.
 //! - `config_payload`: the CP payload: virtual addresses, DNS, split-tunnel subnets.
 //! - `ike_auth`: the IKE_AUTH exchange with a PSK, responder and initiator.
+//! - `login`: a client's whole login (IKE_SA_INIT, IKE_AUTH by any method) as one machine.
 //! - `protected`: sealing and opening the messages of an IKE SA after IKE_SA_INIT.
 //! - `fragments`: IKE fragmentation (RFC 7383), cutting and putting back together.
 //! - `delete`: the Delete payload.
@@ -50,6 +51,7 @@ mod identity;
 mod ike_auth;
 mod ike_sa;
 mod keys;
+mod login;
 mod message;
 mod modp;
 mod nat;
@@ -97,6 +99,7 @@ pub use ike_sa::{AuthContext, DownReason, IkeSa, SaEvent, Timing};
 pub use keys::{
     child_keymat, derive_ike_keys, derive_rekeyed_ike_keys, rekey_skeyseed, IkeKeys, KeyLengths,
 };
+pub use login::{Credentials, Login, LoginConfig, LoginStep};
 pub use message::{Message, MAX_MESSAGE};
 pub use nat::{nat_finding, nat_hash, NatFinding};
 pub use notify::{Notify, NotifyType};
@@ -109,8 +112,8 @@ pub use protected::{
     open as protected_open, seal as protected_seal, Opened, Protected, ProtectedError,
 };
 pub use sa_init::{
-    cookie_holds, cookie_reply, refuse_version, respond_init, Endpoints, HalfOpen, InitAnswer,
-    InitRefusal, InitReply, InitiatorError, InitiatorInit,
+    cookie_holds, cookie_reply, refuse_version, respond_init, Advance, Endpoints, HalfOpen,
+    InitAnswer, InitRefusal, InitReply, InitiatorError, InitiatorInit,
 };
 pub use salted_aead::{AeadError, SaltedAead, ICV_LEN, IV_LEN};
 pub use selectors::{narrow, read_ts, ts_body, TrafficSelector};

@@ -1,5 +1,5 @@
-//! A blocking IKEv2 client over the `ike` crate's initiator, for tests and the bench: one
-//! IKE_SA_INIT and IKE_AUTH from a fresh UDP socket, returning the SA with its first
+//! A blocking IKEv2 client over the `ike` crate's `Login`, for tests and the bench: one
+//! login (IKE_SA_INIT and IKE_AUTH, by PSK, certificate or password) from a fresh UDP socket, returning the SA with its first
 //! CHILD_SA (whose keys the caller then seals and opens ESP with, `ike::esp`). It offers
 //! `Policy::modern()`, so the server picks AES-256-GCM, HMAC-SHA2-256 and Curve25519.
 
@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use ike::{
-    AuthInitiator, AuthOutcome, ClientCerts, DhGroup, Endpoints, Established, Identity, InitReply,
-    InitiatorInit, NatFinding, Policy,
+    ClientCerts, Credentials, DhGroup, Endpoints, Established, Identity, Login, LoginConfig,
+    LoginStep, NatFinding, Policy, ServerTrust,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -21,6 +21,15 @@ pub enum Proof {
     Psk(String),
     /// Its certificate and key, and the CA the server's certificate is checked against.
     Certificate(Arc<ClientCerts>),
+    /// A password by EAP-MSCHAPv2 as `user`, the server checked against `server`.
+    Password {
+        /// The EAP identity.
+        user: String,
+        /// The password.
+        password: String,
+        /// The CAs and identity the server's certificate is checked against.
+        server: Arc<ServerTrust>,
+    },
 }
 
 /// A user the client authenticates as.
@@ -33,11 +42,13 @@ pub struct IkeUser {
 }
 
 impl IkeUser {
-    /// The method's label: "psk" or "ecdsa-p256" (the certificates the tests and bench make).
+    /// The method's label: "psk", "ecdsa-p256" (the certificates the tests and bench make)
+    /// or "eap-mschapv2".
     pub fn auth(&self) -> &'static str {
         match self.proof {
             Proof::Psk(_) => "psk",
             Proof::Certificate(_) => "ecdsa-p256",
+            Proof::Password { .. } => "eap-mschapv2",
         }
     }
 }
@@ -57,9 +68,10 @@ fn exchange(sock: &UdpSocket, server: SocketAddr, request: &[u8]) -> Result<Vec<
     bail!("no answer from {server}")
 }
 
-/// One IKE_SA_INIT and IKE_AUTH as `user` against `server`, from a fresh socket on address
-/// `local`: the SA with its first CHILD_SA, and what NAT detection found. NAT detection is
-/// honest here (no NAT is claimed).
+/// `user`'s whole login against `server` (`ike::Login`: IKE_SA_INIT, a cookie or another
+/// group if asked, IKE_AUTH by the user's method), from a fresh socket on address `local`:
+/// the SA with its first CHILD_SA, and what NAT detection found. NAT detection is honest
+/// here (no NAT is claimed).
 pub fn set_up(
     local: &str,
     server: SocketAddr,
@@ -68,38 +80,45 @@ pub fn set_up(
 ) -> Result<(Box<Established>, NatFinding)> {
     let sock = UdpSocket::bind(format!("{local}:0"))?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let ends = Endpoints {
-        local: sock.local_addr()?,
-        remote: server,
-        force_nat_t: false,
+    let mut esp_spi = [0u8; 4];
+    rng.fill(&mut esp_spi)
+        .map_err(|_| anyhow!("no randomness"))?;
+    esp_spi[0] |= 0x80;
+    let credentials = match &user.proof {
+        Proof::Psk(psk) => Credentials::Psk(psk.as_bytes().to_vec()),
+        Proof::Certificate(c) => Credentials::Certificate(c.clone()),
+        Proof::Password {
+            user,
+            password,
+            server,
+        } => Credentials::Password {
+            user: user.clone(),
+            password: password.clone(),
+            server: server.clone(),
+        },
     };
-    let policy = Policy::modern();
-    let offer = policy.ike_offer(&[]);
-    let init = InitiatorInit::start(offer, policy.clone(), DhGroup::Curve25519, ends, rng)
-        .map_err(|e| anyhow!("IKE_SA_INIT: {e}"))?;
-    let answer = exchange(&sock, server, &init.request)?;
-    let sa = match init.on_response(&answer) {
-        Ok(InitReply::Established(sa)) => sa,
-        Ok(other) => bail!("IKE_SA_INIT answered {other:?}"),
-        Err(e) => bail!("IKE_SA_INIT: {e}"),
+    let config = LoginConfig {
+        identity: Identity::from_text(&user.identity),
+        credentials,
+        policy: Policy::modern(),
+        group: DhGroup::Curve25519,
+        endpoints: Endpoints {
+            local: sock.local_addr()?,
+            remote: server,
+            force_nat_t: false,
+        },
+        esp_spi,
     };
-    let nat = sa.nat;
-    let id = Identity::from_text(&user.identity);
-    let mut spi = [0u8; 4];
-    rng.fill(&mut spi).map_err(|_| anyhow!("no randomness"))?;
-    spi[0] |= 0x80;
-    let offer = policy.esp_offer(spi, false);
-    let auth = match &user.proof {
-        Proof::Psk(psk) => AuthInitiator::start(*sa, &id, psk.as_bytes(), offer, policy, rng),
-        Proof::Certificate(c) => {
-            AuthInitiator::start_with_certificate(*sa, &id, c.clone(), offer, policy, rng)
+    let mut login = Login::start(config, rng).map_err(|e| anyhow!("IKE_SA_INIT: {e}"))?;
+    // A cookie, another group, and EAP's five exchanges fit well within this.
+    for _ in 0..10 {
+        let answer = exchange(&sock, server, &login.request)?;
+        match login.on_response(&answer, rng) {
+            Ok(LoginStep::Send | LoginStep::Ignored) => continue,
+            Ok(LoginStep::Established(est, nat)) => return Ok((est, nat)),
+            Ok(LoginStep::Refused(why)) => bail!("refused: {why:?}"),
+            Err(e) => bail!("login: {e}"),
         }
     }
-    .map_err(|e| anyhow!("IKE_AUTH: {e}"))?;
-    let answer = exchange(&sock, server, &auth.request)?;
-    match auth.on_response(&answer) {
-        Ok(AuthOutcome::Established(est)) => Ok((est, nat)),
-        Ok(AuthOutcome::Refused(why)) => bail!("IKE_AUTH refused: {why:?}"),
-        Err(e) => bail!("IKE_AUTH: {e}"),
-    }
+    bail!("no login after ten exchanges")
 }

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
-use super::initiator::{error_notify, prf_of, read_child, server_signed};
+use super::initiator::{error_notify, prf_of, read_child, seal_first_request, server_signed};
 use super::{seal_auth, Established, AUTH_MESSAGE_ID};
 use crate::certs::{certreq_body, TrustStore};
-use crate::config_payload::ConfigPayload;
 use crate::eap::mschapv2::{self, NtHash, Opcode, Response, CHALLENGE_LEN};
 use crate::eap::{EapCode, EapPacket, EAP_IDENTITY, EAP_MSCHAPV2};
 use crate::header::ExchangeType;
@@ -21,10 +20,9 @@ use crate::identity::{
 };
 use crate::notify::NotifyType;
 use crate::payloads::{Payload, PayloadType};
-use crate::proposals::{write_sa, Proposal};
+use crate::proposals::Proposal;
 use crate::protected::{self, ProtectedError};
 use crate::sa_init::{HalfOpen, InitiatorError};
-use crate::selectors::{ts_body, TrafficSelector};
 use crate::suite::Policy;
 
 /// The CAs a client checks the server's certificate against, the server's identity, and the
@@ -110,21 +108,15 @@ impl EapInitiator {
         rng: &dyn SecureRandom,
     ) -> Result<Self, InitiatorError> {
         let idi = id.body();
-        let (cp, sa_body) = (ConfigPayload::ask_for_addresses().body(), write_sa(&offer));
-        let everything = ts_body(&TrafficSelector::everything());
         let certreq = certreq_body(server.trust.digests());
         let idr = server.server.body();
-        let payloads = [
+        // No AUTH: that asks for EAP (RFC 7296 §2.16).
+        let head = [
             Payload::plain(PayloadType::IDI, &idi),
             Payload::plain(PayloadType::CERTREQ, &certreq),
             Payload::plain(PayloadType::IDR, &idr),
-            Payload::plain(PayloadType::CP, &cp),
-            Payload::plain(PayloadType::SA, &sa_body),
-            Payload::plain(PayloadType::TSI, &everything),
-            Payload::plain(PayloadType::TSR, &everything),
         ];
-        let request = seal_auth(&sa, (false, AUTH_MESSAGE_ID), &payloads, rng)
-            .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))?;
+        let request = seal_first_request(&sa, &head, &offer, rng)?;
         Ok(Self {
             sa,
             idi_body: idi,

@@ -95,6 +95,28 @@ pub(super) fn server_signed(
         && chain.first().is_some_and(|ee| signature_holds(ee))
 }
 
+/// The initiator's first IKE_AUTH request: `head` (IDi and what its method sends: CERTs,
+/// CERTREQ, IDr, AUTH), then the CP request for addresses, the ESP `offer` and selectors for
+/// everything, sealed.
+pub(super) fn seal_first_request(
+    sa: &HalfOpen,
+    head: &[Payload<'_>],
+    offer: &[Proposal],
+    rng: &dyn SecureRandom,
+) -> Result<Vec<u8>, InitiatorError> {
+    let (cp, sa_body) = (ConfigPayload::ask_for_addresses().body(), write_sa(offer));
+    let everything = ts_body(&TrafficSelector::everything());
+    let mut payloads = head.to_vec();
+    payloads.extend([
+        Payload::plain(PayloadType::CP, &cp),
+        Payload::plain(PayloadType::SA, &sa_body),
+        Payload::plain(PayloadType::TSI, &everything),
+        Payload::plain(PayloadType::TSR, &everything),
+    ]);
+    seal_auth(sa, (false, AUTH_MESSAGE_ID), &payloads, rng)
+        .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))
+}
+
 /// Whether `payloads` carry a Notify of `kind`.
 pub(crate) fn has_notify(payloads: &[Payload<'_>], kind: NotifyType) -> bool {
     payloads
@@ -177,26 +199,14 @@ impl AuthInitiator {
                 (chain, Some(certreq), auth_body(method, &data))
             }
         };
-        let (idi, cp, sa_body) = (
-            id.body(),
-            ConfigPayload::ask_for_addresses().body(),
-            write_sa(&offer),
-        );
-        let everything = ts_body(&TrafficSelector::everything());
-        let mut payloads = vec![Payload::plain(PayloadType::IDI, &idi)];
-        payloads.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
+        let idi = id.body();
+        let mut head = vec![Payload::plain(PayloadType::IDI, &idi)];
+        head.extend(certs.iter().map(|c| Payload::plain(PayloadType::CERT, c)));
         if let Some(body) = &certreq {
-            payloads.push(Payload::plain(PayloadType::CERTREQ, body));
+            head.push(Payload::plain(PayloadType::CERTREQ, body));
         }
-        payloads.extend([
-            Payload::plain(PayloadType::AUTH, &auth),
-            Payload::plain(PayloadType::CP, &cp),
-            Payload::plain(PayloadType::SA, &sa_body),
-            Payload::plain(PayloadType::TSI, &everything),
-            Payload::plain(PayloadType::TSR, &everything),
-        ]);
-        let request = seal_auth(&sa, (false, AUTH_MESSAGE_ID), &payloads, rng)
-            .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))?;
+        head.push(Payload::plain(PayloadType::AUTH, &auth));
+        let request = seal_first_request(&sa, &head, &offer, rng)?;
         Ok(Self {
             sa,
             proof,

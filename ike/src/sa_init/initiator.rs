@@ -47,6 +47,21 @@ pub enum InitReply {
     Refused(NotifyType),
 }
 
+/// Where `InitiatorInit::advance` left a login.
+#[derive(Debug)]
+pub enum Advance {
+    /// The IKE SA is half-open: IKE_AUTH follows.
+    Established(Box<HalfOpen>),
+    /// Send this request (rebuilt with the responder's cookie or group).
+    Again(Box<InitiatorInit>),
+    /// The responder refused with this error.
+    Refused(NotifyType),
+    /// Not a usable response: the request as it was, and why.
+    NotTaken(Box<InitiatorInit>, InitiatorError),
+    /// The response was ours and unusable after the request was spent.
+    Failed(InitiatorError),
+}
+
 /// A response that cannot be taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InitiatorError {
@@ -143,21 +158,28 @@ impl InitiatorInit {
         Ok(self)
     }
 
-    /// Reads the response to this request.
-    pub fn on_response(self, bytes: &[u8]) -> Result<InitReply, InitiatorError> {
+    /// Whether `bytes` reads as the response to this request (checked before `on_response`
+    /// consumes the request: a stray datagram then costs nothing).
+    pub fn is_response_to(&self, bytes: &[u8]) -> bool {
+        crate::header::Header::parse(bytes).is_ok_and(|h| {
+            h.spi_i == self.spi_i
+                && h.exchange == ExchangeType::IKE_SA_INIT
+                && h.flags.is_response()
+                && !h.flags.is_initiator()
+                && h.message_id == 0
+        })
+    }
+
+    /// What the response `bytes` asks for, without taking the request; `None`: it accepts,
+    /// and the SA is to be made.
+    fn read(&self, bytes: &[u8]) -> Result<Option<InitReply>, InitiatorError> {
         let m = Message::parse(bytes)?;
-        let h = m.header;
-        if h.spi_i != self.spi_i
-            || h.exchange != ExchangeType::IKE_SA_INIT
-            || !h.flags.is_response()
-            || h.flags.is_initiator()
-            || h.message_id != 0
-        {
+        if !self.is_response_to(bytes) {
             return Err(InitiatorError::NotOurs);
         }
         let notifies = notifies_of(&m)?;
         if let Some(cookie) = first_notify(&notifies, NotifyType::COOKIE) {
-            return Ok(InitReply::RetryWithCookie(cookie.to_vec()));
+            return Ok(Some(InitReply::RetryWithCookie(cookie.to_vec())));
         }
         if let Some(data) = first_notify(&notifies, NotifyType::INVALID_KE_PAYLOAD) {
             let group = data
@@ -183,12 +205,48 @@ impl InitiatorInit {
                     "INVALID_KE_PAYLOAD names the group already sent",
                 ));
             }
-            return Ok(InitReply::RetryWithGroup(group));
+            return Ok(Some(InitReply::RetryWithGroup(group)));
         }
         if let Some(e) = notifies.iter().find(|n| n.kind.is_error()) {
-            return Ok(InitReply::Refused(e.kind));
+            return Ok(Some(InitReply::Refused(e.kind)));
         }
-        self.establish(&m, &notifies, bytes)
+        Ok(None)
+    }
+
+    /// Reads the response to this request.
+    pub fn on_response(self, bytes: &[u8]) -> Result<InitReply, InitiatorError> {
+        match self.read(bytes)? {
+            None => {
+                let m = Message::parse(bytes)?;
+                let notifies = notifies_of(&m)?;
+                self.establish(&m, &notifies, bytes)
+            }
+            Some(other) => Ok(other),
+        }
+    }
+
+    /// Reads the response `bytes` and goes on: the half-open SA; this request again, rebuilt
+    /// with the cookie or group the responder asked for; a refusal; or, for a datagram that
+    /// is no usable response, this request unchanged.
+    pub fn advance(self, bytes: &[u8], rng: &dyn SecureRandom) -> Advance {
+        match self.read(bytes) {
+            Err(e) => Advance::NotTaken(Box::new(self), e),
+            Ok(Some(InitReply::RetryWithCookie(c))) => match self.retry_with_cookie(&c) {
+                Ok(again) => Advance::Again(Box::new(again)),
+                Err(e) => Advance::Failed(e),
+            },
+            Ok(Some(InitReply::RetryWithGroup(g))) => match self.retry_with_group(g, rng) {
+                Ok(again) => Advance::Again(Box::new(again)),
+                Err(e) => Advance::Failed(e),
+            },
+            Ok(Some(InitReply::Refused(why))) => Advance::Refused(why),
+            Ok(Some(InitReply::Established(sa))) => Advance::Established(sa),
+            Ok(None) => match self.on_response(bytes) {
+                Ok(InitReply::Established(sa)) => Advance::Established(sa),
+                Ok(_) => Advance::Failed(InitiatorError::Unacceptable("an accepting response")),
+                Err(e) => Advance::Failed(e),
+            },
+        }
     }
 
     /// The half-open SA from an accepting response.

@@ -5,7 +5,7 @@
 mod initiator;
 mod responder;
 
-pub use initiator::{InitReply, InitiatorError, InitiatorInit};
+pub use initiator::{Advance, InitReply, InitiatorError, InitiatorInit};
 pub use responder::{
     cookie_holds, cookie_reply, refuse_version, respond_init, InitAnswer, InitRefusal,
 };
