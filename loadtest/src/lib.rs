@@ -4,13 +4,17 @@
 //! Each user is a real WireGuard client as far as the server can tell: its own key pair,
 //! its own source address and port, the `proto` tunnel state machine (real X25519, cookie
 //! handling, retries after REKEY_TIMEOUT with jitter, transport encryption). One thread
-//! drives them all ([`engine`]); the scenario says who arrives when ([`schedule`]).
+//! drives them all ([`engine`]); the scenario says who arrives when ([`schedule`]). IKEv2
+//! users, when the scenario has them, log in beside them on a thread of their own
+//! ([`ike_load`]).
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod echo;
 pub mod engine;
 pub mod epoll;
+pub mod ike_load;
+pub mod ike_target;
 pub mod plots;
 pub mod report;
 pub mod results;

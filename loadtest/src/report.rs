@@ -53,6 +53,7 @@ fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<Str
     runs_table(&mut md, runs)?;
     comparison(&mut md, runs)?;
     scraping(&mut md, runs)?;
+    ikev2(&mut md, runs)?;
     flood(&mut md, runs)?;
     failures(&mut md, runs)?;
     writeln!(md, "## Plots\n")?;
@@ -285,6 +286,53 @@ fn scraping(md: &mut String, runs: &[RunResult]) -> Result<()> {
     Ok(())
 }
 
+/// The IKEv2 users of runs that had them: logins, setup times, and the responder thread's
+/// CPU per login.
+fn ikev2(md: &mut String, runs: &[RunResult]) -> Result<()> {
+    let rows: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.ike.as_ref().map(|i| (r, i)))
+        .map(|(r, i)| {
+            let cpu = r.server.cpu_seconds_by_thread.get("xgate-ike").copied();
+            let per_cpu_s = cpu.filter(|c| *c > 0.0).map(|c| i.connected as f64 / c);
+            format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                r.scenario.name,
+                r.target,
+                i.auth,
+                pct(i.connected, i.users),
+                pct(i.first_byte, i.users),
+                fig(i.setup_ms.p50, 1),
+                fig(i.setup_ms.p99, 1),
+                i.retransmissions,
+                per_cpu_s.map_or_else(|| NONE.to_string(), |v| fig(v, 0)),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "## IKEv2 users
+"
+    )?;
+    writeln!(
+        md,
+        "Beside the WireGuard users: IKE_SA_INIT and IKE_AUTH by the `ike` crate's `Login`, \
+         then a ping through ESP. Logins per CPU-second count the responder thread \
+         (`xgate-ike`) only.\n"
+    )?;
+    writeln!(
+        md,
+        "| scenario | target | auth | logged in | ping back | setup p50 ms | setup p99 ms | \
+         retransmissions | logins per IKE-thread CPU-s |"
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "{}\n", rows.join("\n"))?;
+    Ok(())
+}
+
 fn counts(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "none".to_string();
@@ -492,5 +540,45 @@ mod tests {
             "{md}"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[cfg(test)]
+mod ikev2_tests {
+    use super::*;
+    use crate::ike_load::IkeFigures;
+    use crate::plots::tests::fake_run;
+    use crate::results::Summary;
+
+    #[test]
+    fn runs_with_ikev2_users_get_their_row_and_others_none() {
+        let mut r = fake_run("xgate", "small-mixed", 2);
+        assert!(!markdown(std::slice::from_ref(&r), None)
+            .expect("report")
+            .contains("## IKEv2 users"));
+        r.ike = Some(IkeFigures {
+            users: 50,
+            auth: "eap".into(),
+            connected: 50,
+            first_byte: 49,
+            setup_ms: Summary {
+                count: 50,
+                p50: 1.9,
+                p99: 5.9,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        r.server
+            .cpu_seconds_by_thread
+            .insert("xgate-ike".into(), 0.25);
+        let md = markdown(&[r], None).expect("report");
+        assert!(md.contains("## IKEv2 users"), "{md}");
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| small-mixed | xgate | eap |"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(row.contains("| 1.9 | 5.9 |"), "{row}");
+        assert!(row.ends_with("| 200 |"), "50 logins in 0.25 CPU-s: {row}");
     }
 }

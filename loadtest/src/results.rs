@@ -211,6 +211,9 @@ pub struct RunResult {
     /// The `/metrics` scraper beside the run (scenarios that scrape only).
     #[serde(default)]
     pub scrapes: Option<crate::scraper::ScrapeFigures>,
+    /// The IKEv2 users beside the WireGuard ones (scenarios with `ike_users` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike: Option<crate::ike_load::IkeFigures>,
 }
 
 /// The current format version.

@@ -293,6 +293,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             dir: crate::target::work_dir(&opts.tag),
             cpus: opts.server_cpus.clone(),
             tag: opts.tag.clone(),
+            ike: s.ike_users > 0,
         },
     )?;
     let pid = target.pid;
@@ -305,6 +306,17 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         s.bound().as_secs_f64()
     );
     let mut prepared = prepare(s, &target)?;
+    anyhow::ensure!(
+        s.ike_users == 0 || target.kind == TargetKind::Xgate,
+        "scenario {}: ike_users: IKEv2 users run against xgate only (strongSwan as a \
+         side-by-side responder is not built yet)",
+        s.name
+    );
+    let ike_users = if s.ike_users > 0 {
+        target.register_ike(s.ike_users, &s.ike_auth, s.users)?
+    } else {
+        Vec::new()
+    };
     let (rss_empty, rss_registered) = prepared.rss;
     let counters_before = target.counters()?;
     let bar = progress_bar(opts.progress, s.users as u64);
@@ -314,8 +326,27 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         crate::scraper::Scraper::start(&target.server.ns, url, s.scrapes_per_second, s.bound())
     });
     let threads_before = testbed::procstat::cpu_by_thread(pid);
+    // The IKEv2 users log in on a thread of their own, over the same window.
+    let ike = (!ike_users.is_empty()).then(|| {
+        let (window, bound, auth) = (
+            Duration::from_secs_f64(s.seconds),
+            s.bound(),
+            s.ike_auth.clone(),
+        );
+        spawn_in(&target.client_ns, move || {
+            let server = (crate::target::SERVER_UNDERLAY, SERVER_TUNNEL_IP);
+            crate::ike_load::run(&ike_users, server, (Instant::now(), window, bound), &auth)
+        })
+    });
     let (mut measured, loadgen_cpu, samples) =
         drive(&target, opts, endpoints, prepared, bar.clone())?;
+    let ike = match ike {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("the IKEv2 users' thread panicked"))??,
+        ),
+        None => None,
+    };
     bar.finish_and_clear();
     let scrapes = scraper.map(crate::scraper::Scraper::finish).transpose()?;
     // Everyone stays connected and silent, so the server can show what an idle session costs.
@@ -369,6 +400,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         timeline: measured.timeline,
         flood,
         scrapes,
+        ike,
     })
 }
 

@@ -119,6 +119,10 @@ impl Default for Flood {
     }
 }
 
+/// The most IKEv2 users one run simulates (each holds a socket and a source address after
+/// the WireGuard users' in 10.180.0.0/16).
+pub const MAX_IKE_USERS: u32 = 5_000;
+
 /// One scenario, bounded in users, rate and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,6 +152,10 @@ pub struct Scenario {
     pub scrapes_per_second: u32,
     /// Seed for Poisson arrivals (the same seed gives the same schedule).
     pub seed: u64,
+    /// IKEv2 users arriving beside the WireGuard ones over the same window (xgate only).
+    pub ike_users: u32,
+    /// How they log in: "eap" (EAP-MSCHAPv2, the OS clients' way) or "psk".
+    pub ike_auth: String,
 }
 
 impl Default for Scenario {
@@ -165,6 +173,8 @@ impl Default for Scenario {
             flood: None,
             scrapes_per_second: 0,
             seed: 1,
+            ike_users: 0,
+            ike_auth: "eap".into(),
         }
     }
 }
@@ -198,6 +208,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("churn", include_str!("../scenarios/churn.toml")),
     ("mixed-flood", include_str!("../scenarios/mixed-flood.toml")),
     ("small", include_str!("../scenarios/small.toml")),
+    ("small-mixed", include_str!("../scenarios/small-mixed.toml")),
     ("demo", include_str!("../scenarios/demo.toml")),
 ];
 
@@ -248,6 +259,18 @@ impl Scenario {
         }
         if !(1..=MAX_USERS).contains(&self.users) {
             return Err(self.err("users", format!("{} is not in 1..={MAX_USERS}", self.users)));
+        }
+        if self.ike_users > MAX_IKE_USERS {
+            return Err(self.err(
+                "ike_users",
+                format!("{} is above {MAX_IKE_USERS}", self.ike_users),
+            ));
+        }
+        if !matches!(self.ike_auth.as_str(), "eap" | "psk") {
+            return Err(self.err(
+                "ike_auth",
+                format!("{:?}: use \"eap\" or \"psk\"", self.ike_auth),
+            ));
         }
         let seconds_ok = |v: f64| v.is_finite() && (0.0..=MAX_SECONDS).contains(&v);
         for (field, v) in [

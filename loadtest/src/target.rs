@@ -80,6 +80,8 @@ pub struct TargetOptions {
     pub cpus: Vec<usize>,
     /// Makes namespace names unique per run.
     pub tag: String,
+    /// Run the IKEv2 responder too (xgate only), with a certificate of its own.
+    pub ike: bool,
 }
 
 /// A running server and the users' namespace.
@@ -126,7 +128,13 @@ impl Target {
                 .ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
         }
         let public_key = match kind {
-            TargetKind::Xgate => server.start_xgate(&opts.xgate, &xgate_config(opts))?,
+            TargetKind::Xgate => {
+                let mut config = xgate_config(opts);
+                if opts.ike {
+                    config.ike = Some(crate::ike_target::ike_section(&opts.xgate, &opts.dir)?);
+                }
+                server.start_xgate(&opts.xgate, &config)?
+            }
             TargetKind::BoringtunCli | TargetKind::WireguardGo => {
                 let implementation = if kind == TargetKind::BoringtunCli {
                     Implementation::Boringtun

@@ -1,6 +1,7 @@
 //! A small surge against a real xgate: every simulated user connects and gets its echo back
 //! through the tunnel, and what the harness wrote agrees with xgate's own counters. Then a
-//! mixed flood: users still connect while forged and replayed initiations are dropped.
+//! mixed flood: users still connect while forged and replayed initiations are dropped. And a
+//! mixed surge: IKEv2 users (EAP-MSCHAPv2) log in beside WireGuard ones and ping through ESP.
 
 use std::path::PathBuf;
 
@@ -113,4 +114,27 @@ fn users_connect_through_a_mixed_flood_that_is_dropped() {
         refused + s.cookie_replies_sent >= f.forged_sent + f.replayed_sent - f.refused_by_kernel,
         "{dump}"
     );
+}
+
+#[test]
+fn ikev2_and_wireguard_users_arriving_together_all_connect() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let r = run(&options("small-mixed", "m")).expect("the run");
+    let r = written_and_read_back(&r);
+    let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
+    eprintln!("{dump}");
+    assert_eq!(r.clients.connected, 200, "every WireGuard user: {dump}");
+    let ike = r.ike.as_ref().expect("IKEv2 figures");
+    assert_eq!((ike.users, ike.auth.as_str()), (50, "eap"));
+    assert_eq!(ike.connected, 50, "every IKEv2 user logs in: {dump}");
+    assert_eq!(
+        ike.first_byte, 50,
+        "and gets its echo back through ESP: {dump}"
+    );
+    assert_eq!((ike.refused, ike.failed), (0, 0), "{dump}");
+    assert_eq!(ike.setup_ms.count, 50, "one setup time per user");
+    assert!(ike.setup_ms.p50 > 0.0 && ike.setup_ms.max >= ike.setup_ms.p50);
+    // The responder did the work on its own thread.
+    let cpu = &r.server.cpu_seconds_by_thread;
+    assert!(cpu.get("xgate-ike").is_some_and(|s| *s > 0.0), "{cpu:?}");
 }
