@@ -453,8 +453,10 @@ fn windows_defaults_log_in_by_password_in_legacy_mode_and_wrong_passwords_lock()
 fn wrong_passwords_lock_one_user_only(rig: &Rig, token: &str, dir: &PathBuf) {
     const WRONG: &str = "not-walters-password-7QX";
     let v4 = add_password_user(rig, token, "wanda", "wanda's own password");
+    // A namespace of its own each attempt: a deleted one's veth goes away asynchronously.
     let try_with = |n: u8, user: &str, password: &str| {
-        let login = ("10.201.3.2", user, password);
+        let ike_id = format!("10.201.{n}.2");
+        let login = (ike_id.as_str(), user, password);
         let (ns, c) = eap_device(
             rig,
             (dir, n),
@@ -466,7 +468,7 @@ fn wrong_passwords_lock_one_user_only(rig: &Rig, token: &str, dir: &PathBuf) {
     };
     let reasons = || sas(rig, token)["counters"]["auth_failed_reasons"].clone();
     for attempt in 1..=2u64 {
-        let (_ns, c, ok, out) = try_with(3, "walter", WRONG);
+        let (_ns, c, ok, out) = try_with(5 + attempt as u8, "walter", WRONG);
         assert!(!ok, "a wrong password connected: {out}");
         let told = wait_until(Duration::from_secs(5), || {
             c.log().contains("AUTHENTICATION_FAILED")
@@ -480,7 +482,7 @@ fn wrong_passwords_lock_one_user_only(rig: &Rig, token: &str, dir: &PathBuf) {
         );
     }
     assert_eq!(sas(rig, token)["counters"]["users_locked"], 1);
-    let (_ns, _c, ok, _) = try_with(3, "walter", "walter's own password");
+    let (_ns, _c, ok, _) = try_with(8, "walter", "walter's own password");
     assert!(!ok, "a locked user got in with the right password");
     assert_eq!(
         reasons()["locked after repeated failures"].as_u64(),
@@ -498,7 +500,7 @@ fn wrong_passwords_lock_one_user_only(rig: &Rig, token: &str, dir: &PathBuf) {
     connect_and_check_user(rig, token, (&ns, &c), "wanda", &v4);
     // The lock runs out (4 s after the second failure).
     std::thread::sleep(Duration::from_secs(4));
-    let (_ns, c, ok, out) = try_with(3, "walter", "walter's own password");
+    let (_ns, c, ok, out) = try_with(9, "walter", "walter's own password");
     assert!(ok, "still locked: {out}\n{}", c.log());
     assert!(!rig.log().contains(WRONG), "a password reached the log");
     assert!(!rig.log().contains("walter's own password"));

@@ -32,11 +32,11 @@ const SERVER_NAME: &[u8] = b"xgate";
 enum Stage {
     /// The EAP identity was asked for.
     Identity,
-    /// The challenge was sent to `user`.
+    /// The challenge was sent to `user`: a password user, or (`Err`) one refused for the
+    /// reason given, challenged all the same so the wire does not tell who exists.
     Challenge {
         user: Identity,
-        grant: Grant,
-        hash: NtHash,
+        known: Result<(Grant, NtHash), &'static str>,
         challenge: [u8; CHALLENGE_LEN],
     },
     /// The authenticator response was sent; the peer's acknowledgement is awaited.
@@ -167,10 +167,9 @@ impl EapServer {
             Stage::Identity => self.identity(&to, &packet, ctx),
             Stage::Challenge {
                 user,
-                grant,
-                hash,
+                known,
                 challenge,
-            } => self.response(&to, &packet, (user, grant, hash), &challenge),
+            } => self.response(&to, &packet, (user, known), &challenge),
             Stage::Success { user, grant, msk } => {
                 if packet.kind != Some(EAP_MSCHAPV2)
                     || mschapv2::opcode_of(packet.data) != Some(Opcode::Success as u8)
@@ -210,8 +209,9 @@ impl EapServer {
         )
     }
 
-    /// The EAP identity: the user, unless unknown, locked or not a password user; then the
-    /// challenge.
+    /// The EAP identity: the user looked up; then the challenge, to every identity alike
+    /// (an unknown, locked or non-password user is refused after its response, for its own
+    /// reason, exactly as a wrong password is: nothing on the wire tells who exists).
     fn identity(
         mut self: Box<Self>,
         to: &Answerer<'_>,
@@ -223,14 +223,16 @@ impl EapServer {
             return self.fail(to, "", "no readable EAP identity");
         };
         let user = Identity::from_text(name);
-        if ctx.users.locked(&user) {
-            return self.fail(to, &user.display(), "locked after repeated failures");
-        }
-        let Some(grant) = ctx.users.find(&user) else {
-            return self.fail(to, &user.display(), "no such user");
-        };
-        let UserAuth::Eap(hash) = grant.auth.clone() else {
-            return self.fail(to, &user.display(), "not a password (EAP) user");
+        let known = if ctx.users.locked(&user) {
+            Err("locked after repeated failures")
+        } else {
+            match ctx.users.find(&user) {
+                None => Err("no such user"),
+                Some(grant) => match grant.auth.clone() {
+                    UserAuth::Eap(hash) => Ok((grant, hash)),
+                    _ => Err("not a password (EAP) user"),
+                },
+            }
         };
         let mut challenge = [0u8; CHALLENGE_LEN];
         if to.rng.fill(&mut challenge).is_err() {
@@ -242,8 +244,7 @@ impl EapServer {
         let bytes = request.write();
         self.stage = Stage::Challenge {
             user,
-            grant,
-            hash,
+            known,
             challenge,
         };
         self.send(to, &bytes)
@@ -254,10 +255,14 @@ impl EapServer {
         mut self: Box<Self>,
         to: &Answerer<'_>,
         packet: &EapPacket<'_>,
-        (user, grant, hash): (Identity, Grant, NtHash),
+        (user, known): (Identity, Result<(Grant, NtHash), &'static str>),
         challenge: &[u8; CHALLENGE_LEN],
     ) -> AuthAnswer {
         let who = user.display();
+        let (grant, hash) = match known {
+            Ok(k) => k,
+            Err(why) => return self.fail(to, &who, why),
+        };
         if packet.kind != Some(EAP_MSCHAPV2) {
             return self.fail(to, &who, "the client does not speak EAP-MSCHAPv2");
         }

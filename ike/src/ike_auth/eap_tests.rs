@@ -1,7 +1,8 @@
 //! IKE_AUTH with EAP-MSCHAPv2 between this crate's initiator and responder: a password user
 //! logs in over five exchanges and both sides hold the same CHILD_SA; a wrong password, an
 //! unknown user, a locked user and a PSK user trying EAP are each refused with
-//! AUTHENTICATION_FAILED and their reason; without a server certificate EAP is refused.
+//! AUTHENTICATION_FAILED and their reason, after the same exchanges (no user enumeration);
+//! without a server certificate EAP is refused.
 
 use std::sync::Arc;
 
@@ -194,4 +195,13 @@ fn wrong_passwords_unknown_locked_and_psk_users_are_refused_by_reason() {
     );
     let why = reason(log_in("bob", PASSWORD, &users(), false));
     assert!(why.contains("no certificate"), "{why}");
+    // Nothing on the wire tells who exists: an unknown or locked user is challenged and
+    // refused after its response, as a wrong password is.
+    let wrong = log_in("bob", "wrong", &users(), true).exchanges;
+    assert_eq!(wrong, 3, "message 1, identity, response");
+    assert_eq!(log_in("carol", PASSWORD, &users(), true).exchanges, wrong);
+    assert_eq!(
+        log_in("bob", PASSWORD, &Locked(users()), true).exchanges,
+        wrong
+    );
 }
