@@ -72,6 +72,7 @@ bench: bench-deps build
 # Writes bench-results/loadtest-surge*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
 	./target/release/xgate-loadtest run --scenario surge
+	./target/release/xgate-loadtest run --scenario surge-mixed
 	./target/release/xgate-loadtest run --scenario surge-scraped --report
 
 lint:

@@ -209,6 +209,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("mixed-flood", include_str!("../scenarios/mixed-flood.toml")),
     ("small", include_str!("../scenarios/small.toml")),
     ("small-mixed", include_str!("../scenarios/small-mixed.toml")),
+    ("surge-mixed", include_str!("../scenarios/surge-mixed.toml")),
     ("demo", include_str!("../scenarios/demo.toml")),
 ];
 
