@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ike::{ClientCerts, Credential, Identity, TrustStore};
 use ring::rand::SystemRandom;
+use testbed::pki::xgate_pki as pki;
 use testbed::CertFiles;
 
 use testbed::ike_client::{IkeUser, Proof};
@@ -21,23 +22,6 @@ pub struct BenchPki {
     pub dir: PathBuf,
     /// One user per client certificate.
     pub users: Vec<IkeUser>,
-}
-
-fn pki(xgate: &Path, dir: &Path, args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(xgate)
-        .arg("pki")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .context("running xgate pki")?;
-    if !out.status.success() {
-        bail!(
-            "xgate pki {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 impl BenchPki {

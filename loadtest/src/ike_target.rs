@@ -4,37 +4,19 @@
 //! with.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use ike::{Credentials, Identity, ServerTrust, TrustStore};
 use serde_json::json;
 use testbed::config;
+use testbed::pki::xgate_pki as pki;
 
 use crate::ike_load::IkeUserSpec;
 use crate::target::{user_source, Target};
 
 /// The server's IKE identity in loadtest runs.
 pub const IKE_IDENTITY: &str = "vpn.loadtest";
-
-/// Runs `xgate pki ARGS --dir DIR`.
-fn pki(xgate: &Path, dir: &Path, args: &[&str]) -> Result<()> {
-    let out = Command::new(xgate)
-        .arg("pki")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .context("running xgate pki")?;
-    if !out.status.success() {
-        bail!(
-            "xgate pki {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
 /// Makes the CA and server certificate in `dir`/pki; returns the `[ike]` section using them.
 pub fn ike_section(xgate: &Path, dir: &Path) -> Result<config::Ike> {

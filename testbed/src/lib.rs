@@ -14,6 +14,7 @@ pub mod machine;
 pub mod netns;
 pub mod packet;
 pub mod ping;
+pub mod pki;
 pub mod process;
 pub mod procstat;
 pub mod raw_esp;

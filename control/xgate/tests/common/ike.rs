@@ -238,18 +238,9 @@ pub fn ipv6_underlay(server: &Netns, client: &Netns, interfaces: (&str, &str), p
 
 /// Runs `xgate pki ARGS --dir DIR`; panics with its output when it fails.
 pub fn pki(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new(super::xgate_bin())
-        .arg("pki")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()
-        .expect("xgate pki runs");
-    assert!(
-        out.status.success(),
-        "xgate pki {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = testbed::pki::xgate_pki(&super::xgate_bin(), dir, args) {
+        panic!("{e:#}");
+    }
 }
 
 /// The files of client `name` issued in `dir`, with the CA `ca` to check the server by.
