@@ -174,6 +174,16 @@ impl Strongswan {
     /// fragment size, it cuts larger IKE messages.
     fn launch(ns: &Netns, dir: &Path, how: (bool, Option<u32>)) -> Result<Self> {
         std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, how))?;
+        // A socket an earlier charon left in this directory would read as this one ready
+        // (a second `make demo` failed so): gone before the start.
+        for stale in ["charon.vici", "charon.pid", "charon.log"] {
+            match std::fs::remove_file(dir.join(stale)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {stale} in {}", dir.display()))
+                }
+                _ => {}
+            }
+        }
         let script = format!(
             "mount -t tmpfs tmpfs /run && STRONGSWAN_CONF={d}/strongswan.conf exec \
              /usr/lib/ipsec/charon",

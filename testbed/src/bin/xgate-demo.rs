@@ -50,6 +50,47 @@ fn xgate_cli(server_ns: &Netns, args: &[&str]) -> Result<String> {
     server_ns.run(xgate_binary().to_str().unwrap_or("xgate"), args)
 }
 
+/// The ids of entries named `demo-*` anywhere in `listing` (a `--json` list answer).
+fn demo_ids(listing: &serde_json::Value, out: &mut Vec<i64>) {
+    match listing {
+        serde_json::Value::Array(items) => items.iter().for_each(|v| demo_ids(v, out)),
+        serde_json::Value::Object(map) => {
+            let named = map
+                .get("name")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| n.starts_with("demo-"));
+            match (named, map.get("id").and_then(serde_json::Value::as_i64)) {
+                (true, Some(id)) => out.push(id),
+                _ => map.values().for_each(|v| demo_ids(v, out)),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the peers and IKEv2 users a demo stopped half-way left in the registry (xgate's
+/// embedded defaults keep one on the host), so this run can add them again.
+fn forget_leftovers(server_ns: &Netns) -> Result<()> {
+    for (list, rm) in [
+        (&["peer", "list", "--json"][..], &["peer", "rm"][..]),
+        (
+            &["ike", "user", "list", "--json"][..],
+            &["ike", "user", "rm"][..],
+        ),
+    ] {
+        let listing: serde_json::Value =
+            serde_json::from_str(&xgate_cli(server_ns, list)?).context("a --json listing")?;
+        let mut ids = Vec::new();
+        demo_ids(&listing, &mut ids);
+        for id in ids {
+            let id = id.to_string();
+            xgate_cli(server_ns, &[rm, &[id.as_str()]].concat())?;
+            println!("  (removed {} {id}, left by an earlier demo)", rm.join(" "));
+        }
+    }
+    Ok(())
+}
+
 /// A client's namespace and its link to the server's (two queues each way), made before
 /// xgate starts: like a NIC, the underlay is there when the daemon looks for interfaces.
 fn underlay(implementation: Implementation, n: u8, server_ns: &Netns) -> Result<Netns> {
@@ -306,6 +347,7 @@ fn demo() -> Result<bool> {
         status["backend"].as_str().unwrap_or("(not reported)")
     );
 
+    forget_leftovers(&server_ns)?;
     let mut results = Vec::new();
     let mut namespaces = Vec::new();
     let mut ids = Vec::new();
