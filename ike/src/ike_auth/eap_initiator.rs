@@ -9,19 +9,19 @@ use std::sync::Arc;
 use ring::rand::SecureRandom;
 use zeroize::Zeroizing;
 
-use super::initiator::{error_notify, prf_of, read_child, seal_first_request, server_signed};
+use super::initiator::{
+    error_notify, open_auth_response, prf_of, read_child, seal_first_request, server_signed,
+};
 use super::{seal_auth, Established, AUTH_MESSAGE_ID};
 use crate::certs::{certreq_body, TrustStore};
 use crate::eap::mschapv2::{self, NtHash, Opcode, Response, CHALLENGE_LEN};
 use crate::eap::{EapCode, EapPacket, EAP_IDENTITY, EAP_MSCHAPV2};
-use crate::header::ExchangeType;
 use crate::identity::{
     auth_body, psk_auth, psk_auth_holds, read_auth, signed_octets, AuthMethod, Identity,
 };
 use crate::notify::NotifyType;
 use crate::payloads::{Payload, PayloadType};
 use crate::proposals::Proposal;
-use crate::protected::{self, ProtectedError};
 use crate::sa_init::{HalfOpen, InitiatorError};
 use crate::suite::Policy;
 
@@ -155,17 +155,7 @@ impl EapInitiator {
         rng: &dyn SecureRandom,
     ) -> Result<EapStep, InitiatorError> {
         let bad = InitiatorError::Unacceptable;
-        let opened = match protected::open(&self.sa, bytes, false) {
-            Ok(o) => o,
-            Err(ProtectedError::BadIcv) => {
-                return Err(bad("an Encrypted payload that does not open"))
-            }
-            Err(_) => return Err(InitiatorError::NotOurs),
-        };
-        let w = opened.what;
-        if w.exchange != ExchangeType::IKE_AUTH || !w.response || w.message_id != self.message_id {
-            return Err(InitiatorError::NotOurs);
-        }
+        let opened = open_auth_response(&self.sa, bytes, self.message_id)?;
         let payloads = opened.payloads()?;
         if let Some(kind) = error_notify(&payloads)? {
             return Ok(EapStep::Refused(kind));

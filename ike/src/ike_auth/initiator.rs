@@ -117,6 +117,29 @@ pub(super) fn seal_first_request(
         .map_err(|_| InitiatorError::Unacceptable("a request that cannot be sealed"))
 }
 
+/// `bytes` opened as the responder's answer to IKE_AUTH request `message_id` of `sa`;
+/// anything else is `NotOurs`, a forged answer unacceptable.
+pub(super) fn open_auth_response(
+    sa: &HalfOpen,
+    bytes: &[u8],
+    message_id: u32,
+) -> Result<crate::protected::Opened, InitiatorError> {
+    let opened = match protected::open(sa, bytes, false) {
+        Ok(o) => o,
+        Err(ProtectedError::BadIcv) => {
+            return Err(InitiatorError::Unacceptable(
+                "an Encrypted payload that does not open",
+            ))
+        }
+        Err(_) => return Err(InitiatorError::NotOurs),
+    };
+    let w = opened.what;
+    if w.exchange != ExchangeType::IKE_AUTH || !w.response || w.message_id != message_id {
+        return Err(InitiatorError::NotOurs);
+    }
+    Ok(opened)
+}
+
 /// Whether `payloads` carry a Notify of `kind`.
 pub(crate) fn has_notify(payloads: &[Payload<'_>], kind: NotifyType) -> bool {
     payloads
@@ -248,17 +271,7 @@ impl AuthInitiator {
     /// Reads the response.
     pub fn on_response(&self, bytes: &[u8]) -> Result<AuthOutcome, InitiatorError> {
         let bad = InitiatorError::Unacceptable;
-        let opened = match protected::open(&self.sa, bytes, false) {
-            Ok(o) => o,
-            Err(ProtectedError::BadIcv) => {
-                return Err(bad("an Encrypted payload that does not open"))
-            }
-            Err(_) => return Err(InitiatorError::NotOurs),
-        };
-        let w = opened.what;
-        if w.exchange != ExchangeType::IKE_AUTH || !w.response || w.message_id != AUTH_MESSAGE_ID {
-            return Err(InitiatorError::NotOurs);
-        }
+        let opened = open_auth_response(&self.sa, bytes, AUTH_MESSAGE_ID)?;
         let payloads = opened.payloads()?;
         let find = |k: PayloadType| payloads.iter().find(|p| p.kind == k).map(|p| p.body);
         if let Some(kind) = error_notify(&payloads)? {
