@@ -409,6 +409,9 @@ impl ControlPlane {
             Request::Esp(change, queued) => {
                 self.on_esp(change);
                 if let Some(tx) = queued {
+                    // The user's first echo can come back from the kernel a few hundred
+                    // microseconds after the answer leaves: its route must be out before.
+                    self.publish_routes();
                     let _ = tx.send(());
                 }
             }
