@@ -3,12 +3,9 @@
 //! once per run and used by both servers.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Result;
-use ike::{ClientCerts, Credential, Identity, TrustStore};
-use ring::rand::SystemRandom;
-use testbed::pki::xgate_pki as pki;
+use testbed::pki::{issue_client, xgate_pki as pki};
 use testbed::CertFiles;
 
 use testbed::ike_client::{IkeUser, Proof};
@@ -33,27 +30,13 @@ impl BenchPki {
         }
         pki(xgate, &dir, &["ca"])?;
         pki(xgate, &dir, &["server", "vpn.example.com"])?;
-        let rng = SystemRandom::new();
-        let trust_pem = std::fs::read(dir.join("ca.pem"))?;
-        let unix_secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs();
         let mut made = Vec::with_capacity(users);
         for i in 0..users {
             let (name, identity) = (format!("c{i}"), format!("c{i}@{CERT_DOMAIN}"));
-            pki(xgate, &dir, &["client", &name, "--identity", &identity])?;
-            let read = |ext: &str| std::fs::read(dir.join(format!("clients/{name}.{ext}")));
-            let own = Credential::from_pem(&read("pem")?, &read("key")?, &rng)?;
-            let trust = TrustStore::from_pem(&trust_pem, None)?;
-            let certs = ClientCerts {
-                own,
-                trust,
-                server: Identity::from_text("vpn.example.com"),
-                unix_secs,
-            };
+            let certs = issue_client(xgate, &dir, (&name, &identity), "vpn.example.com")?;
             made.push(IkeUser {
                 identity,
-                proof: Proof::Certificate(Arc::new(certs)),
+                proof: Proof::Certificate(certs),
             });
         }
         Ok(Self { dir, users: made })

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use testbed::config::{Ike, Pool};
 use testbed::machine::Machine;
-use testbed::{Daemon, Netns, Strongswan, StrongswanConfig, XgateConfig};
+use testbed::{Daemon, Netns, Strongswan, StrongswanConfig, StrongswanServer, XgateConfig};
 
 use crate::ike_pki::{BenchPki, CERT_DOMAIN};
 use crate::ike_setups::SetupFigure;
@@ -111,8 +111,7 @@ impl Rig {
                     })
                     .collect();
                 let at = dir.join("responder");
-                testbed::place_credentials(&at, &pki.server_files())?;
-                let r = start_responder(&server.ns, &at, &psk, &users)?;
+                let r = start_responder(&server.ns, &at, (&psk, pki), &users)?;
                 (psk, Some(r), users)
             }
         };
@@ -242,39 +241,31 @@ fn start_xgate(
 
 /// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback; the
 /// certificate users (identities under CERT_DOMAIN) by a connection of their own with the
-/// server's certificate, whose files are in `dir` already.
-fn start_responder(ns: &Netns, dir: &Path, psk: &str, users: &[IkeUser]) -> Result<Strongswan> {
-    let address = format!("{SERVER_TUNNEL_IP}/32");
-    ns.ip(&["addr", "add", &address, "dev", "lo"])?;
-    let mut setup = String::new();
-    for (i, u) in users.iter().enumerate() {
-        if let Proof::Psk(key) = &u.proof {
-            let _ = write!(
-                setup,
-                "  ike-u{i} {{\n    id-1 = {}\n    id-2 = vpn.example.com\n    secret = \"{key}\"\n  }}\n",
-                u.identity
-            );
-        }
+/// server's certificate.
+fn start_responder(
+    ns: &Netns,
+    dir: &Path,
+    (psk, pki): (&str, &BenchPki),
+    users: &[IkeUser],
+) -> Result<Strongswan> {
+    let mut psk_users = vec![(IDENTITY.to_string(), psk.to_string())];
+    psk_users.extend(users.iter().filter_map(|u| match &u.proof {
+        Proof::Psk(key) => Some((u.identity.clone(), key.clone())),
+        _ => None,
+    }));
+    StrongswanServer {
+        local_addr: "10.210.0.1".into(),
+        identity: "vpn.example.com".into(),
+        cert: Some(pki.server_files()),
+        proposals: "aes256gcm16-prfsha256-x25519".into(),
+        esp_proposals: "aes256gcm16".into(),
+        pool: "10.77.0.2-10.77.15.250".into(),
+        tunnel: (SERVER_TUNNEL_IP.into(), "10.77.0.0/16".into()),
+        psk_users,
+        cert_users: Some(format!("*@{CERT_DOMAIN}")),
+        eap_users: None,
     }
-    let conf = format!(
-        "connections {{\n  rw {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
-         pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
-         local {{\n      auth = psk\n      id = vpn.example.com\n    }}\n    \
-         remote {{\n      auth = psk\n      id = %any\n    }}\n    \
-         children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
-         esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n  \
-         rw-cert {{\n    version = 2\n    local_addrs = 10.210.0.1\n    \
-         pools = users\n    proposals = aes256gcm16-prfsha256-x25519\n    \
-         local {{\n      auth = pubkey\n      certs = server.pem\n      \
-         id = vpn.example.com\n    }}\n    \
-         remote {{\n      auth = pubkey\n      id = *@{CERT_DOMAIN}\n    }}\n    \
-         children {{\n      rw {{\n        local_ts = 10.77.0.0/16\n        \
-         esp_proposals = aes256gcm16\n      }}\n    }}\n  }}\n}}\n\
-         pools {{\n  users {{\n    addrs = 10.77.0.2-10.77.15.250\n  }}\n}}\n\
-         secrets {{\n  ike-alice {{\n    id-1 = {IDENTITY}\n    id-2 = vpn.example.com\n    \
-         secret = \"{psk}\"\n  }}\n{setup}}}\n"
-    );
-    Strongswan::start_with_swanctl(ns, dir, &conf)
+    .start(ns, dir)
 }
 
 fn iperf_args(test: &str) -> Vec<String> {

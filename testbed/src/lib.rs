@@ -21,6 +21,7 @@ pub mod raw_esp;
 pub mod server;
 pub mod spray;
 pub mod strongswan;
+pub mod strongswan_server;
 pub mod transfer;
 
 pub use clients::{Implementation, WgPeer, Xgate};
@@ -30,4 +31,5 @@ pub use ping::{ping, PingReport};
 pub use process::{wait_until, Daemon};
 pub use server::Server;
 pub use strongswan::{place_credentials, CertFiles, EapLogin, Strongswan, StrongswanConfig};
+pub use strongswan_server::ServerConfig as StrongswanServer;
 pub use transfer::{tcp_transfer, Transfer};

@@ -26,6 +26,19 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     read_stat(Path::new(&format!("/proc/{pid}/stat"))).map(|(_, s)| s)
 }
 
+/// CPU seconds of a process's live threads to the nanosecond (the scheduler's run time in
+/// each `/proc/PID/task/*/schedstat`): for spans a clock tick would blur. Threads that ended
+/// are not counted; None once the process is gone.
+pub fn cpu_seconds_exact(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Some(ns as f64 / 1e9)
+}
+
 /// CPU seconds of a process's threads, summed by thread name without its number
 /// (`xgate-worker-0` and `xgate-worker-1` count as `xgate-worker`).
 pub fn cpu_by_thread(pid: u32) -> BTreeMap<String, f64> {
@@ -73,6 +86,24 @@ pub fn rss_bytes(pid: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_cpu_time_grows_with_work_and_agrees_with_the_ticks() {
+        let me = std::process::id();
+        let (exact0, ticks0) = (
+            cpu_seconds_exact(me).expect("me"),
+            cpu_seconds(me).expect("me"),
+        );
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let exact = cpu_seconds_exact(me).expect("me") - exact0;
+        let ticks = cpu_seconds(me).expect("me") - ticks0;
+        assert!(exact > 0.2, "300 ms of spinning: {exact}");
+        assert!((exact - ticks).abs() < 0.1, "{exact} against {ticks}");
+    }
 
     #[test]
     fn this_process_has_cpu_time_memory_and_a_main_thread() {

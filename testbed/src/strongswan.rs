@@ -158,7 +158,12 @@ impl Strongswan {
             std::fs::copy(&login.ca, cas.join("ca.pem"))
                 .with_context(|| format!("copying {}", login.ca.display()))?;
         }
-        Self::launch(ns, dir, (c.dpd_secs.is_some(), c.fragment_size))
+        let how = Launch {
+            quick: c.dpd_secs.is_some(),
+            fragment_size: c.fragment_size,
+            verbose: true,
+        };
+        Self::launch(ns, dir, how)
     }
 
     /// Starts charon in `ns` with a `swanctl.conf` given whole (one xgate exported, say),
@@ -167,13 +172,24 @@ impl Strongswan {
     pub fn start_with_swanctl(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         std::fs::write(dir.join("swanctl.conf"), swanctl)?;
-        Self::launch(ns, dir, (false, None))
+        Self::launch(ns, dir, Launch::default())
     }
 
-    /// Starts charon; `quick`: it gives up on an unanswered request after about 5 s; with a
-    /// fragment size, it cuts larger IKE messages.
-    fn launch(ns: &Netns, dir: &Path, how: (bool, Option<u32>)) -> Result<Self> {
-        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, how))?;
+    /// Starts charon as a server, as deployed: logging the basics (level 1), unflushed, so
+    /// the log costs what a production one does when its CPU is measured.
+    pub(crate) fn start_server(ns: &Netns, dir: &Path, swanctl: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("swanctl.conf"), swanctl)?;
+        let how = Launch {
+            verbose: false,
+            ..Launch::default()
+        };
+        Self::launch(ns, dir, how)
+    }
+
+    /// Starts charon as `how` says.
+    fn launch(ns: &Netns, dir: &Path, how: Launch) -> Result<Self> {
+        std::fs::write(dir.join("strongswan.conf"), strongswan_conf(dir, &how))?;
         // A socket an earlier charon left in this directory would read as this one ready
         // (a second `make demo` failed so): gone before the start.
         for stale in ["charon.vici", "charon.pid", "charon.log"] {
@@ -272,26 +288,50 @@ impl Drop for Strongswan {
     }
 }
 
-/// strongswan.conf: the plugins, the vici socket and the log in `dir`; `quick`
-/// retransmissions (1 s, 1.5 s, 2.25 s, then the peer is dead).
-fn strongswan_conf(dir: &Path, (quick, fragment_size): (bool, Option<u32>)) -> String {
+/// How charon is started.
+struct Launch {
+    /// It gives up on an unanswered request after about 5 s (1 s, 1.5 s, 2.25 s).
+    quick: bool,
+    /// It cuts larger IKE messages to this size.
+    fragment_size: Option<u32>,
+    /// Logs IKE and configuration at level 2, each line flushed (tests read the log).
+    verbose: bool,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self {
+            quick: false,
+            fragment_size: None,
+            verbose: true,
+        }
+    }
+}
+
+/// strongswan.conf: the plugins, the vici socket and the log in `dir`, as `how` says.
+fn strongswan_conf(dir: &Path, how: &Launch) -> String {
     let d = dir.display();
-    let retransmit = if quick {
+    let retransmit = if how.quick {
         "retransmit_tries = 2\n  retransmit_timeout = 1\n  retransmit_base = 1.5\n  "
     } else {
         "retransmit_tries = 3\n  retransmit_timeout = 2\n  "
     };
-    let fragments = fragment_size
+    let fragments = how
+        .fragment_size
         .map(|n| format!("fragment_size = {n}\n  "))
         .unwrap_or_default();
+    let log = if how.verbose {
+        "flush_line = yes\n      default = 1\n      ike = 2\n      cfg = 2"
+    } else {
+        "default = 1"
+    };
     format!(
         "charon {{\n  load_modular = no\n  load = {PLUGINS}\n  install_routes = yes\n  \
          {retransmit}{fragments}\
          plugins {{\n    vici {{\n      socket = unix://{d}/charon.vici\n    }}\n    \
          resolve {{\n      file = {d}/resolv.conf\n      \
          resolvconf {{\n        path = {d}/no-resolvconf\n      }}\n    }}\n  }}\n  \
-         filelog {{\n    log {{\n      path = {d}/charon.log\n      flush_line = yes\n      \
-         default = 1\n      ike = 2\n      cfg = 2\n    }}\n  }}\n}}\n"
+         filelog {{\n    log {{\n      path = {d}/charon.log\n      {log}\n    }}\n  }}\n}}\n"
     )
 }
 
