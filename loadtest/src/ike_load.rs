@@ -1,9 +1,10 @@
 //! Simulated IKEv2 users beside the WireGuard ones: each logs in with the `ike` crate's
-//! `Login` (IKE_SA_INIT, then IKE_AUTH by pre-shared key or EAP-MSCHAPv2, the server's
-//! certificate checked) from a socket and source address of its own, then pings the server
-//! through its CHILD_SA's ESP (in UDP to 4500, once a second as ping does) until a reply. Requests are sent
-//! again after 1 s, doubling, five times in all. Runs on a thread of its own, arrivals spread
-//! evenly over the scenario's window; measures setup and first-byte times.
+//! `Login` (IKE_SA_INIT, then IKE_AUTH by EAP-MSCHAPv2, an ECDSA certificate or a pre-shared
+//! key, the server's certificate checked) from a socket and source address of its own, then
+//! pings the server through its CHILD_SA's ESP (in UDP to 4500, once a second as ping does)
+//! until a reply. Requests are sent again after 1 s, doubling, five times in all. Runs on a
+//! thread of its own, arrivals spread evenly over the window; measures setup and first-byte
+//! times by login method.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -28,6 +29,8 @@ const TRIES: u32 = 5;
 /// One IKEv2 user to simulate.
 #[derive(Debug, Clone)]
 pub struct IkeUserSpec {
+    /// How it logs in, as the scenario names it ("eap", "cert", "psk").
+    pub method: &'static str,
     /// Its IKE identity (IDi).
     pub identity: String,
     /// How it logs in.
@@ -41,8 +44,12 @@ pub struct IkeUserSpec {
 pub struct IkeFigures {
     /// Users simulated.
     pub users: u64,
-    /// How they logged in ("psk", "eap").
+    /// How they logged in ("eap", "cert", "psk").
     pub auth: String,
+    /// The server that answered them (empty in files from before the field: the run's
+    /// target).
+    #[serde(default)]
+    pub server: String,
     /// Logged in.
     pub connected: u64,
     /// Whose echo came back through ESP.
@@ -57,6 +64,33 @@ pub struct IkeFigures {
     pub setup_ms: Summary,
     /// Login to the first echo reply through ESP, milliseconds.
     pub first_byte_ms: Summary,
+    /// Side by side only: the server's CPU seconds (all its threads) over these logins.
+    #[serde(default)]
+    pub server_cpu_s: f64,
+    /// Side by side only: what the server spends idle over as long (its rate measured just
+    /// before), part of `server_cpu_s`.
+    #[serde(default)]
+    pub idle_cpu_s: f64,
+    /// Side by side only: `server_cpu_s` by thread name (clock ticks), where it went.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cpu_by_thread: std::collections::BTreeMap<String, f64>,
+    /// Side by side only: the server's resident memory growth per user logged in (one IKE
+    /// SA with its CHILD_SA), bytes.
+    #[serde(default)]
+    pub bytes_per_sa: f64,
+}
+
+impl IkeFigures {
+    /// Logins per second of the server's CPU net of its idle spending (side by side only; 0
+    /// when not measured).
+    pub fn setups_per_cpu_s(&self) -> f64 {
+        let net = self.server_cpu_s - self.idle_cpu_s;
+        if net > 0.0 {
+            self.connected as f64 / net
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Where a user stands.
@@ -80,6 +114,8 @@ enum Stage {
 }
 
 struct User {
+    /// Its method's place in the figures.
+    method: usize,
     at: Instant,
     started: Option<Instant>,
     stage: Stage,
@@ -103,13 +139,13 @@ fn send_ike(socket: &UdpSocket, server: Ipv4Addr, login: &Login) {
 }
 
 /// Runs `users` (arriving evenly over `window` from `start`) against the server at
-/// `server` (its tunnel address `server_ip`), for at most `bound`.
+/// `server` (its tunnel address `server_ip`), for at most `bound`; figures by method, in
+/// the order the methods first appear, each naming `label` as the server.
 pub fn run(
     specs: &[IkeUserSpec],
-    (server, server_ip): (Ipv4Addr, Ipv4Addr),
+    (server, server_ip, label): (Ipv4Addr, Ipv4Addr, &str),
     (start, window, bound): (Instant, Duration, Duration),
-    auth: &str,
-) -> Result<IkeFigures> {
+) -> Result<Vec<IkeFigures>> {
     let rng = SystemRandom::new();
     let sockets: Vec<UdpSocket> = specs
         .iter()
@@ -121,47 +157,44 @@ pub fn run(
         })
         .collect::<Result<_>>()?;
     let epoll = Epoll::new(&sockets)?;
+    let mut methods: Vec<&str> = Vec::new();
+    for s in specs {
+        if !methods.contains(&s.method) {
+            methods.push(s.method);
+        }
+    }
     let n = specs.len().max(1) as u32;
-    let mut users: Vec<User> = (0..specs.len())
-        .map(|i| User {
+    let mut users: Vec<User> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| User {
+            method: methods.iter().position(|m| *m == s.method).unwrap_or(0),
             at: start + window.mul_f64(i as f64 / f64::from(n)),
             started: None,
             stage: Stage::Waiting,
         })
         .collect();
-    let mut f = IkeFigures {
-        users: specs.len() as u64,
-        auth: auth.to_string(),
-        ..IkeFigures::default()
-    };
-    let (mut setup, mut first) = (histogram(), histogram());
+    let mut figures: Vec<IkeFigures> = methods
+        .iter()
+        .map(|m| IkeFigures {
+            users: specs.iter().filter(|s| s.method == *m).count() as u64,
+            auth: m.to_string(),
+            server: label.to_string(),
+            ..IkeFigures::default()
+        })
+        .collect();
+    let mut times: Vec<(Histogram<u64>, Histogram<u64>)> =
+        methods.iter().map(|_| (histogram(), histogram())).collect();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut buf = vec![0u8; 65536];
     let end = start + bound;
     while Instant::now() < end && users.iter().any(|u| !matches!(u.stage, Stage::Done)) {
         let now = Instant::now();
         for (i, u) in users.iter_mut().enumerate() {
+            let f = &mut figures[u.method];
             match &mut u.stage {
                 Stage::Waiting if now >= u.at => {
-                    let s = &specs[i];
-                    let mut spi = [0u8; 4];
-                    rng.fill(&mut spi)
-                        .map_err(|_| anyhow::anyhow!("no randomness"))?;
-                    spi[0] |= 0x80;
-                    let config = LoginConfig {
-                        identity: Identity::from_text(&s.identity),
-                        credentials: s.credentials.clone(),
-                        policy: Policy::modern(),
-                        group: DhGroup::Curve25519,
-                        endpoints: Endpoints {
-                            local: sockets[i].local_addr()?,
-                            remote: SocketAddr::from((server, 500)),
-                            force_nat_t: false,
-                        },
-                        esp_spi: spi,
-                    };
-                    let login = Login::start(config, &rng)
-                        .map_err(|e| anyhow::anyhow!("IKE_SA_INIT: {e}"))?;
+                    let login = start_login(&specs[i], &sockets[i], server, &rng)?;
                     send_ike(&sockets[i], server, &login);
                     u.started = Some(now);
                     u.stage = Stage::LoggingIn {
@@ -203,8 +236,9 @@ pub fn run(
             while let Ok((len, _)) = sockets[i].recv_from(&mut buf) {
                 let now = Instant::now();
                 let u = &mut users[i];
+                let (f, (setup, first)) = (&mut figures[u.method], &mut times[u.method]);
                 let to = (&sockets[i], server, server_ip);
-                let happened = on_datagram(u, to, &mut buf[..len], now, (&rng, &mut f))?;
+                let happened = on_datagram(u, to, &mut buf[..len], now, (&rng, f))?;
                 let since_start = u
                     .started
                     .map_or(0, |t0| now.saturating_duration_since(t0).as_micros() as u64);
@@ -216,13 +250,42 @@ pub fn run(
             }
         }
     }
-    f.failed += users
-        .iter()
-        .filter(|u| matches!(u.stage, Stage::Waiting | Stage::LoggingIn { .. }))
-        .count() as u64;
-    f.setup_ms = Summary::of_micros(&setup);
-    f.first_byte_ms = Summary::of_micros(&first);
-    Ok(f)
+    for u in &users {
+        if matches!(u.stage, Stage::Waiting | Stage::LoggingIn { .. }) {
+            figures[u.method].failed += 1;
+        }
+    }
+    for (f, (setup, first)) in figures.iter_mut().zip(&times) {
+        f.setup_ms = Summary::of_micros(setup);
+        f.first_byte_ms = Summary::of_micros(first);
+    }
+    Ok(figures)
+}
+
+/// A user's IKE_SA_INIT: its identity and credentials, the modern proposals, a fresh SPI.
+fn start_login(
+    s: &IkeUserSpec,
+    socket: &UdpSocket,
+    server: Ipv4Addr,
+    rng: &SystemRandom,
+) -> Result<Login> {
+    let mut spi = [0u8; 4];
+    rng.fill(&mut spi)
+        .map_err(|_| anyhow::anyhow!("no randomness"))?;
+    spi[0] |= 0x80;
+    let config = LoginConfig {
+        identity: Identity::from_text(&s.identity),
+        credentials: s.credentials.clone(),
+        policy: Policy::modern(),
+        group: DhGroup::Curve25519,
+        endpoints: Endpoints {
+            local: socket.local_addr()?,
+            remote: SocketAddr::from((server, 500)),
+            force_nat_t: false,
+        },
+        esp_spi: spi,
+    };
+    Login::start(config, rng).map_err(|e| anyhow::anyhow!("IKE_SA_INIT: {e}"))
 }
 
 /// What a datagram completed for its user.

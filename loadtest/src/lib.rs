@@ -6,7 +6,8 @@
 //! handling, retries after REKEY_TIMEOUT with jitter, transport encryption). One thread
 //! drives them all ([`engine`]); the scenario says who arrives when ([`schedule`]). IKEv2
 //! users, when the scenario has them, log in beside them on a thread of their own
-//! ([`ike_load`]).
+//! ([`ike_load`]), and again afterwards against a fresh xgate and strongSwan side by side
+//! ([`ike_side_by_side`]).
 #![warn(missing_docs)]
 
 pub mod client;
@@ -14,6 +15,8 @@ pub mod echo;
 pub mod engine;
 pub mod epoll;
 pub mod ike_load;
+pub mod ike_report;
+pub mod ike_side_by_side;
 pub mod ike_target;
 pub mod plots;
 pub mod report;

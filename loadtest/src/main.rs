@@ -76,6 +76,9 @@ enum Command {
         /// Cores per box.
         #[arg(long, default_value_t = 16)]
         cores_per_box: u32,
+        /// The share of the users on IKEv2 (0 to 1; the rest on WireGuard).
+        #[arg(long, default_value_t = 0.0)]
+        ike_share: f64,
         /// Where measured results are read from.
         #[arg(long, default_value = "bench-results")]
         results: PathBuf,
@@ -130,6 +133,9 @@ fn real_main() -> Result<()> {
                 })?;
                 let path = r.write(&out)?;
                 println!("{}", summary_line(&r));
+                for f in r.ike.iter().chain(&r.ike_side_by_side) {
+                    println!("  {}", ike_line(f));
+                }
                 println!("wrote {}", path.display());
                 done.push(r);
             }
@@ -166,6 +172,7 @@ fn real_main() -> Result<()> {
             p99_ms,
             surge_seconds,
             cores_per_box,
+            ike_share,
             results,
         } => {
             anyhow::ensure!(users > 0, "--users: give the number of users to size for");
@@ -183,6 +190,7 @@ fn real_main() -> Result<()> {
                     p99_ms,
                     surge_seconds,
                     cores_per_box,
+                    ike_share,
                 },
                 &m,
             )?;
@@ -217,6 +225,25 @@ fn summary_line(r: &RunResult) -> String {
         c.cookie_replies,
         r.server.cpu_seconds,
         r.server.handshakes_per_cpu_second,
+    )
+}
+
+/// One line for the console per IKEv2 row.
+fn ike_line(f: &loadtest::ike_load::IkeFigures) -> String {
+    let cpu = if f.server_cpu_s > 0.0 {
+        format!(
+            ", server {:.2} CPU-s ({:.2} of it idle) = {:.0} logins per CPU-s, {:.0} B per SA",
+            f.server_cpu_s,
+            f.idle_cpu_s,
+            f.setups_per_cpu_s(),
+            f.bytes_per_sa
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "IKEv2 {} {}: {}/{} logged in, {} pinged back, setup p50 {:.1} ms p99 {:.1} ms{cpu}",
+        f.server, f.auth, f.connected, f.users, f.first_byte, f.setup_ms.p50, f.setup_ms.p99
     )
 }
 

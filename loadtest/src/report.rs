@@ -25,9 +25,11 @@ pub const EXAMPLE_NEED: Need = Need {
     p99_ms: 200.0,
     surge_seconds: 60.0,
     cores_per_box: 16,
+    ike_share: 0.2,
 };
 
-const NONE: &str = "—";
+/// The mark of a figure that was not measured.
+pub(crate) const NONE: &str = "—";
 
 /// Writes `dir/capacity.md` and the plots it embeds; returns the report's path.
 pub fn write_report(
@@ -42,7 +44,7 @@ pub fn write_report(
     Ok(path)
 }
 
-fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<String> {
+pub(crate) fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<String> {
     let mut md = String::new();
     writeln!(md, "# xgate capacity report\n")?;
     writeln!(
@@ -53,7 +55,7 @@ fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<Str
     runs_table(&mut md, runs)?;
     comparison(&mut md, runs)?;
     scraping(&mut md, runs)?;
-    ikev2(&mut md, runs)?;
+    crate::ike_report::mixed(&mut md, runs)?;
     flood(&mut md, runs)?;
     failures(&mut md, runs)?;
     writeln!(md, "## Plots\n")?;
@@ -125,7 +127,8 @@ fn kind_name(kind: Kind) -> String {
         .unwrap_or_else(|| format!("{kind:?}"))
 }
 
-fn pct(n: u64, of: u64) -> String {
+/// `n` of `of` as a percentage.
+pub(crate) fn pct(n: u64, of: u64) -> String {
     if of == 0 {
         return NONE.to_string();
     }
@@ -133,7 +136,7 @@ fn pct(n: u64, of: u64) -> String {
 }
 
 /// A measured value, or the "not measured" mark for 0 and non-finite values.
-fn fig(v: f64, decimals: usize) -> String {
+pub(crate) fn fig(v: f64, decimals: usize) -> String {
     if v.is_finite() && v > 0.0 {
         format!("{v:.decimals$}")
     } else {
@@ -286,53 +289,6 @@ fn scraping(md: &mut String, runs: &[RunResult]) -> Result<()> {
     Ok(())
 }
 
-/// The IKEv2 users of runs that had them: logins, setup times, and the responder thread's
-/// CPU per login.
-fn ikev2(md: &mut String, runs: &[RunResult]) -> Result<()> {
-    let rows: Vec<String> = runs
-        .iter()
-        .filter_map(|r| r.ike.as_ref().map(|i| (r, i)))
-        .map(|(r, i)| {
-            let cpu = r.server.cpu_seconds_by_thread.get("xgate-ike").copied();
-            let per_cpu_s = cpu.filter(|c| *c > 0.0).map(|c| i.connected as f64 / c);
-            format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                r.scenario.name,
-                r.target,
-                i.auth,
-                pct(i.connected, i.users),
-                pct(i.first_byte, i.users),
-                fig(i.setup_ms.p50, 1),
-                fig(i.setup_ms.p99, 1),
-                i.retransmissions,
-                per_cpu_s.map_or_else(|| NONE.to_string(), |v| fig(v, 0)),
-            )
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
-    writeln!(
-        md,
-        "## IKEv2 users
-"
-    )?;
-    writeln!(
-        md,
-        "Beside the WireGuard users: IKE_SA_INIT and IKE_AUTH by the `ike` crate's `Login`, \
-         then a ping through ESP. Logins per CPU-second count the responder thread \
-         (`xgate-ike`) only.\n"
-    )?;
-    writeln!(
-        md,
-        "| scenario | target | auth | logged in | ping back | setup p50 ms | setup p99 ms | \
-         retransmissions | logins per IKE-thread CPU-s |"
-    )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
-    writeln!(md, "{}\n", rows.join("\n"))?;
-    Ok(())
-}
-
 fn counts(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {
         return "none".to_string();
@@ -461,14 +417,32 @@ fn sizing_section(
         "bytes per registered user".to_string(),
         sourced(&m.bytes_per_registered_user, bytes),
     ));
+    let ike_rate = m
+        .ike_setups_per_core_s
+        .as_ref()
+        .map(|(v, method, src)| (*v, format!("{src} ({method}, the costliest method)")));
+    rows.push((
+        "IKEv2 logins per CPU-second".to_string(),
+        sourced(&ike_rate, |v| format!("{v:.0}")),
+    ));
+    rows.push((
+        "bytes per IKEv2 user (IKE SA + CHILD SA)".to_string(),
+        sourced(&m.bytes_per_ike_sa, bytes),
+    ));
     for (figure, (value, source)) in rows {
         writeln!(md, "| {figure} | {value} | {source} |")?;
     }
     let n = &EXAMPLE_NEED;
     writeln!(
         md,
-        "\n### Example: {} users, {} Gbit/s, p99 {} ms, {} s surge, {} cores per box\n",
-        n.users, n.gbps, n.p99_ms, n.surge_seconds, n.cores_per_box
+        "\n### Example: {} users ({:.0} % on IKEv2), {} Gbit/s, p99 {} ms, {} s surge, {} cores \
+         per box\n",
+        n.users,
+        n.ike_share * 100.0,
+        n.gbps,
+        n.p99_ms,
+        n.surge_seconds,
+        n.cores_per_box
     )?;
     match sizing::size(n, &m) {
         Ok(s) => {
@@ -521,9 +495,9 @@ mod tests {
             assert!(md.contains(&format!("]({svg})")), "{svg} not linked:\n{md}");
             assert!(dir.join(svg).is_file(), "{svg} not written");
         }
-        // 20 Gbit/s cannot be sized without the datapath figure.
+        // The example's IKEv2 users cannot be sized without a side-by-side run.
         assert!(
-            md.contains("Cannot be computed") && md.contains("make bench"),
+            md.contains("Cannot be computed") && md.contains("run surge-mixed"),
             "{md}"
         );
         std::fs::remove_dir_all(&dir).ok();
@@ -540,45 +514,5 @@ mod tests {
             "{md}"
         );
         std::fs::remove_dir_all(&dir).ok();
-    }
-}
-
-#[cfg(test)]
-mod ikev2_tests {
-    use super::*;
-    use crate::ike_load::IkeFigures;
-    use crate::plots::tests::fake_run;
-    use crate::results::Summary;
-
-    #[test]
-    fn runs_with_ikev2_users_get_their_row_and_others_none() {
-        let mut r = fake_run("xgate", "small-mixed", 2);
-        assert!(!markdown(std::slice::from_ref(&r), None)
-            .expect("report")
-            .contains("## IKEv2 users"));
-        r.ike = Some(IkeFigures {
-            users: 50,
-            auth: "eap".into(),
-            connected: 50,
-            first_byte: 49,
-            setup_ms: Summary {
-                count: 50,
-                p50: 1.9,
-                p99: 5.9,
-                ..Default::default()
-            },
-            ..Default::default()
-        });
-        r.server
-            .cpu_seconds_by_thread
-            .insert("xgate-ike".into(), 0.25);
-        let md = markdown(&[r], None).expect("report");
-        assert!(md.contains("## IKEv2 users"), "{md}");
-        let row = md
-            .lines()
-            .find(|l| l.starts_with("| small-mixed | xgate | eap |"))
-            .unwrap_or_else(|| panic!("{md}"));
-        assert!(row.contains("| 1.9 | 5.9 |"), "{row}");
-        assert!(row.ends_with("| 200 |"), "50 logins in 0.25 CPU-s: {row}");
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::ike_load::IkeFigures;
 use crate::scenario::Scenario;
 
 /// Percentiles of one histogram, in milliseconds (or the unit the field says).
@@ -211,9 +212,33 @@ pub struct RunResult {
     /// The `/metrics` scraper beside the run (scenarios that scrape only).
     #[serde(default)]
     pub scrapes: Option<crate::scraper::ScrapeFigures>,
-    /// The IKEv2 users beside the WireGuard ones (scenarios with `ike_users` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ike: Option<crate::ike_load::IkeFigures>,
+    /// The IKEv2 users beside the WireGuard ones, by login method (scenarios with
+    /// `ike_users` only; a file from before methods were mixed holds one, not a list).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
+    pub ike: Vec<IkeFigures>,
+    /// The same IKEv2 users after the run, against a fresh xgate and each of the scenario's
+    /// `ike_peers`, one method after another (each row's server CPU and memory its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ike_side_by_side: Vec<IkeFigures>,
+}
+
+/// `ike` as older files have it (null or one object) or as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IkeFigures>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        Many(Vec<IkeFigures>),
+        One(Box<IkeFigures>),
+    }
+    Ok(match Option::<Shape>::deserialize(d)? {
+        Some(Shape::Many(v)) => v,
+        Some(Shape::One(f)) => vec![*f],
+        None => Vec::new(),
+    })
 }
 
 /// The current format version.

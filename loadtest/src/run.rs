@@ -10,6 +10,7 @@ use proto::{PrivateKey, PublicKey};
 
 use crate::client::{Attempt, Shared};
 use crate::engine::{self, Measured, User};
+use crate::ike_target;
 use crate::results::{FloodFigures, RunResult, ServerFigures, VERSION};
 use crate::sampler::{Sample, Sampler};
 use crate::scenario::{Kind, Scenario};
@@ -286,14 +287,17 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let s = &opts.scenario;
     s.check()?;
     let endpoints = socket_count(s.users as usize)?;
+    let dir = crate::target::work_dir(&opts.tag);
+    // One CA and one set of IKEv2 users for every server that gets them.
+    let ike_pki = (s.ike_users > 0).then(|| dir.join("pki"));
     let mut target = Target::start(
         opts.target,
         &TargetOptions {
             xgate: opts.xgate.clone(),
-            dir: crate::target::work_dir(&opts.tag),
+            dir: dir.clone(),
             cpus: opts.server_cpus.clone(),
             tag: opts.tag.clone(),
-            ike: s.ike_users > 0,
+            ike: ike_pki.clone(),
         },
     )?;
     let pid = target.pid;
@@ -308,14 +312,18 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let mut prepared = prepare(s, &target)?;
     anyhow::ensure!(
         s.ike_users == 0 || target.kind == TargetKind::Xgate,
-        "scenario {}: ike_users: IKEv2 users run against xgate only (strongSwan as a \
-         side-by-side responder is not built yet)",
+        "scenario {}: ike_users: the IKEv2 users log in to xgate (and to the scenario's \
+         ike_peers after the run); run it with --target xgate",
         s.name
     );
-    let ike_users = if s.ike_users > 0 {
-        target.register_ike(s.ike_users, &s.ike_auth, s.users)?
-    } else {
-        Vec::new()
+    let ike_users = match &ike_pki {
+        Some(pki) => {
+            let methods = s.ike_methods();
+            let users = ike_target::ike_users(&opts.xgate, pki, (s.ike_users, &methods), s.users)?;
+            target.register_ike(&users)?;
+            users
+        }
+        None => Vec::new(),
     };
     let (rss_empty, rss_registered) = prepared.rss;
     let counters_before = target.counters()?;
@@ -327,25 +335,21 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     });
     let threads_before = testbed::procstat::cpu_by_thread(pid);
     // The IKEv2 users log in on a thread of their own, over the same window.
+    let window = Duration::from_secs_f64(s.seconds);
     let ike = (!ike_users.is_empty()).then(|| {
-        let (window, bound, auth) = (
-            Duration::from_secs_f64(s.seconds),
-            s.bound(),
-            s.ike_auth.clone(),
-        );
+        let (users, bound) = (ike_users.clone(), s.bound());
         spawn_in(&target.client_ns, move || {
-            let server = (crate::target::SERVER_UNDERLAY, SERVER_TUNNEL_IP);
-            crate::ike_load::run(&ike_users, server, (Instant::now(), window, bound), &auth)
+            let server = (crate::target::SERVER_UNDERLAY, SERVER_TUNNEL_IP, "xgate");
+            crate::ike_load::run(&users, server, (Instant::now(), window, bound))
         })
     });
     let (mut measured, loadgen_cpu, samples) =
         drive(&target, opts, endpoints, prepared, bar.clone())?;
     let ike = match ike {
-        Some(h) => Some(
-            h.join()
-                .map_err(|_| anyhow::anyhow!("the IKEv2 users' thread panicked"))??,
-        ),
-        None => None,
+        Some(h) => h
+            .join()
+            .map_err(|_| anyhow::anyhow!("the IKEv2 users' thread panicked"))??,
+        None => Vec::new(),
     };
     bar.finish_and_clear();
     let scrapes = scraper.map(crate::scraper::Scraper::finish).transpose()?;
@@ -388,6 +392,19 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         cpu_by_thread,
         counters,
     );
+    let ike_side_by_side = match &ike_pki {
+        Some(pki) if !s.ike_peers.is_empty() => {
+            // The run's server is done with: the side-by-side servers have the CPUs alone.
+            drop(target);
+            crate::ike_side_by_side::run(
+                opts,
+                (&ike_users, pki),
+                &s.ike_peers,
+                (window, s.bound()),
+            )?
+        }
+        _ => Vec::new(),
+    };
     Ok(RunResult {
         version: VERSION,
         machine: testbed::machine::Machine::detect(),
@@ -401,6 +418,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         flood,
         scrapes,
         ike,
+        ike_side_by_side,
     })
 }
 
@@ -494,7 +512,7 @@ fn settled_rss(pid: u32, min_wait: Duration) -> u64 {
 }
 
 /// Runs `f` on a new thread inside `ns` without waiting for it.
-fn spawn_in<T: Send + 'static>(
+pub(crate) fn spawn_in<T: Send + 'static>(
     ns: &testbed::Netns,
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> std::thread::JoinHandle<Result<T>> {

@@ -154,9 +154,19 @@ pub struct Scenario {
     pub seed: u64,
     /// IKEv2 users arriving beside the WireGuard ones over the same window (xgate only).
     pub ike_users: u32,
-    /// How they log in: "eap" (EAP-MSCHAPv2, the OS clients' way) or "psk".
+    /// How they log in: "eap" (EAP-MSCHAPv2, the OS clients' way), "cert" (ECDSA P-256
+    /// certificates, RFC 7427 signatures) or "psk"; several, comma-separated, share the users
+    /// out in turn ("eap,cert").
     pub ike_auth: String,
+    /// Servers that get the same IKEv2 users after the run, one method after another, beside
+    /// a fresh xgate given them the same way ("strongswan": charon with kernel-libipsec).
+    pub ike_peers: Vec<String>,
 }
+
+/// The ways an IKEv2 user can log in, as `ike_auth` names them.
+pub const IKE_METHODS: [&str; 3] = ["eap", "cert", "psk"];
+/// The servers `ike_peers` can name.
+pub const IKE_PEERS: [&str; 1] = ["strongswan"];
 
 impl Default for Scenario {
     fn default() -> Self {
@@ -175,6 +185,7 @@ impl Default for Scenario {
             seed: 1,
             ike_users: 0,
             ike_auth: "eap".into(),
+            ike_peers: Vec::new(),
         }
     }
 }
@@ -189,6 +200,13 @@ pub struct ScenarioError {
     pub field: &'static str,
     /// What is wrong and how to fix it.
     pub problem: String,
+}
+
+fn has_repeats(items: &[&str]) -> bool {
+    items
+        .iter()
+        .enumerate()
+        .any(|(i, a)| items[..i].contains(a))
 }
 
 /// The most `/metrics` scrapes per second a scenario may ask for.
@@ -244,6 +262,22 @@ impl Scenario {
         }
     }
 
+    /// The IKEv2 login methods, in the order users are given them (the known ones).
+    pub fn ike_methods(&self) -> Vec<&'static str> {
+        self.ike_method_names()
+            .iter()
+            .filter_map(|n| IKE_METHODS.iter().find(|m| *m == n).copied())
+            .collect()
+    }
+
+    fn ike_method_names(&self) -> Vec<&str> {
+        self.ike_auth
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+
     /// Checks every bound; the error says which field and what range it must be in.
     pub fn check(&self) -> Result<(), ScenarioError> {
         let ok_name = !self.name.is_empty()
@@ -267,10 +301,32 @@ impl Scenario {
                 format!("{} is above {MAX_IKE_USERS}", self.ike_users),
             ));
         }
-        if !matches!(self.ike_auth.as_str(), "eap" | "psk") {
+        let methods = self.ike_method_names();
+        let known = |m: &&str| IKE_METHODS.contains(m);
+        if methods.is_empty() || !methods.iter().all(known) || has_repeats(&methods) {
             return Err(self.err(
                 "ike_auth",
-                format!("{:?}: use \"eap\" or \"psk\"", self.ike_auth),
+                format!(
+                    "{:?}: use \"eap\", \"cert\" or \"psk\", or several of them once each, \
+                     comma-separated",
+                    self.ike_auth
+                ),
+            ));
+        }
+        if let Some(p) = self
+            .ike_peers
+            .iter()
+            .find(|p| !IKE_PEERS.contains(&p.as_str()))
+        {
+            return Err(self.err(
+                "ike_peers",
+                format!("{p:?} is not a server the loadtest starts: use \"strongswan\""),
+            ));
+        }
+        if !self.ike_peers.is_empty() && self.ike_users == 0 {
+            return Err(self.err(
+                "ike_peers",
+                "the peers get the run's IKEv2 users: give ike_users too".into(),
             ));
         }
         let seconds_ok = |v: f64| v.is_finite() && (0.0..=MAX_SECONDS).contains(&v);
@@ -388,6 +444,14 @@ mod tests {
         assert!(e.contains("above the harness bound"), "{e}");
         assert!(err("seconds = -1").contains("seconds: -1 is not in 0..=600"));
         assert!(err("name = \"a b\"").contains("name"));
+        let e = err("ike_users = 10\nike_auth = \"eap,eap\"");
+        assert!(e.contains("ike_auth") && e.contains("once each"), "{e}");
+        assert!(err("ike_users = 10\nike_auth = \"radius\"").contains("ike_auth"));
+        let e = err("ike_users = 10\nike_peers = [\"libreswan\"]");
+        assert!(e.contains("ike_peers") && e.contains("strongswan"), "{e}");
+        assert!(err("ike_peers = [\"strongswan\"]").contains("give ike_users too"));
+        let mixed = Scenario::from_toml("ike_users = 4\nike_auth = \" eap, cert \"");
+        assert_eq!(mixed.expect("parses").ike_methods(), ["eap", "cert"]);
         assert!(Scenario::load("no-such-scenario")
             .expect_err("unknown")
             .to_string()

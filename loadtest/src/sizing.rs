@@ -29,6 +29,12 @@ pub struct Measured {
     pub bytes_per_session: Option<(f64, String)>,
     /// Resident bytes per registered, unconnected user (the xgate run with the most users).
     pub bytes_per_registered_user: Option<(f64, String)>,
+    /// IKEv2 logins per server CPU-second of the costliest method xgate was measured with
+    /// side by side: (rate, method, source).
+    pub ike_setups_per_core_s: Option<(f64, String, String)>,
+    /// Resident bytes per IKEv2 user logged in (IKE SA and CHILD_SA), the largest such
+    /// xgate measurement.
+    pub bytes_per_ike_sa: Option<(f64, String)>,
 }
 
 /// What a deployment must carry.
@@ -44,6 +50,8 @@ pub struct Need {
     pub surge_seconds: f64,
     /// Cores in one box.
     pub cores_per_box: u32,
+    /// The share of the users on IKEv2 (0 to 1), the rest on WireGuard.
+    pub ike_share: f64,
 }
 
 /// The answer: cores, boxes, memory, and why.
@@ -95,7 +103,28 @@ pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
         gbps_per_core: datapath_json.and_then(gbps_per_core),
         bytes_per_session: from_largest(&xgate, |r| r.server.bytes_per_session),
         bytes_per_registered_user: from_largest(&xgate, |r| r.server.bytes_per_registered_user),
+        ike_setups_per_core_s: costliest_ike_method(&xgate),
+        bytes_per_ike_sa: xgate
+            .iter()
+            .flat_map(|r| r.ike_side_by_side.iter().map(move |f| (r, f)))
+            .filter(|(_, f)| f.server == XGATE && positive(f.bytes_per_sa))
+            .max_by_key(|(_, f)| f.connected)
+            .map(|(r, f)| (f.bytes_per_sa, r.file_name())),
     }
+}
+
+/// The lowest IKEv2 login rate per CPU-second among the methods of the latest run that
+/// measured xgate side by side (the mix of methods a deployment sees is not known).
+fn costliest_ike_method(xgate: &[&RunResult]) -> Option<(f64, String, String)> {
+    let run = xgate
+        .iter()
+        .filter(|r| r.ike_side_by_side.iter().any(|f| f.server == XGATE))
+        .max_by(|a, b| a.machine.date.cmp(&b.machine.date))?;
+    run.ike_side_by_side
+        .iter()
+        .filter(|f| f.server == XGATE && positive(f.setups_per_cpu_s()))
+        .min_by(|a, b| a.setups_per_cpu_s().total_cmp(&b.setups_per_cpu_s()))
+        .map(|f| (f.setups_per_cpu_s(), f.auth.clone(), run.file_name()))
 }
 
 fn positive(v: f64) -> bool {
@@ -205,6 +234,11 @@ fn check(need: &Need) -> Result<()> {
     );
     ensure!(need.cores_per_box > 0, "a box needs at least one core");
     ensure!(
+        (0.0..=1.0).contains(&need.ike_share),
+        "the IKEv2 share of the users must be 0 to 1 (got {})",
+        need.ike_share
+    );
+    ensure!(
         need.users > 0 || need.gbps > 0.0,
         "nothing to size: give users or Gbit/s"
     );
@@ -214,24 +248,58 @@ fn check(need: &Need) -> Result<()> {
 /// Cores a need takes, and why (the figure and its source).
 type Cores = Option<(f64, String)>;
 
-/// Cores the login surge needs; a line of working in `lines`.
+/// The users on WireGuard and on IKEv2.
+fn split(need: &Need) -> (f64, f64) {
+    let ike = (need.users as f64 * need.ike_share).round();
+    (need.users as f64 - ike, ike)
+}
+
+/// Cores the login surge needs (WireGuard and IKEv2 logins together); lines of working in
+/// `lines`.
 fn login_cores(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Result<Cores> {
-    let users = need.users as f64;
-    if need.users > 0 {
-        let (rate, p99, source) = best_login_rate(need.p99_ms, m)?;
-        let arrivals = users / need.surge_seconds;
-        let cores = arrivals / rate;
-        lines.push(format!(
-            "login surge: {} users over {} s = {arrivals:.0} arrivals/s; xgate took {rate:.0} \
-             arrivals/s per core with handshake p99 {p99:.1} ms <= {} ms ({source}): {cores:.2} cores",
-            need.users, need.surge_seconds, need.p99_ms
-        ));
-        return Ok(Some((
-            cores,
-            format!("{rate:.0} users/s per core at p99 {p99:.1} ms, {source}"),
-        )));
+    if need.users == 0 {
+        return Ok(None);
     }
-    Ok(None)
+    let (wg_users, ike_users) = split(need);
+    let mut cores = 0.0;
+    let mut why = Vec::new();
+    if wg_users > 0.0 {
+        let (rate, p99, source) = best_login_rate(need.p99_ms, m)?;
+        let arrivals = wg_users / need.surge_seconds;
+        let c = arrivals / rate;
+        lines.push(format!(
+            "login surge: {wg_users:.0} WireGuard users over {} s = {arrivals:.0} arrivals/s; \
+             xgate took {rate:.0} arrivals/s per core with handshake p99 {p99:.1} ms <= {} ms \
+             ({source}): {c:.2} cores",
+            need.surge_seconds, need.p99_ms
+        ));
+        cores += c;
+        why.push(format!(
+            "{rate:.0} users/s per core at p99 {p99:.1} ms, {source}"
+        ));
+    }
+    if ike_users > 0.0 {
+        let Some((rate, method, source)) = &m.ike_setups_per_core_s else {
+            bail!(
+                "{ike_users:.0} IKEv2 users need xgate's IKEv2 logins per CPU-second, which no \
+                 run measured: run surge-mixed (make surge), whose side-by-side part measures \
+                 them, or size with --ike-share 0"
+            );
+        };
+        let arrivals = ike_users / need.surge_seconds;
+        let c = arrivals / rate;
+        lines.push(format!(
+            "IKEv2 logins: {ike_users:.0} users over {} s = {arrivals:.0} logins/s; xgate made \
+             {rate:.0} per CPU-second by {method}, the costliest method measured ({source}; a \
+             throughput figure, its latency is in that run's side-by-side table): {c:.2} cores",
+            need.surge_seconds
+        ));
+        cores += c;
+        why.push(format!(
+            "{rate:.0} IKEv2 logins per CPU-s by {method}, {source}"
+        ));
+    }
+    Ok(Some((cores, why.join("; "))))
 }
 
 /// Cores the traffic needs; a line of working in `lines`.
@@ -262,29 +330,41 @@ fn traffic_cores(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Result<C
     Ok(None)
 }
 
-/// Memory for the users (sessions and registrations), when both figures were measured.
+/// Memory for the users (sessions, IKEv2 SAs and registrations), when every figure it takes
+/// was measured.
 fn memory(need: &Need, m: &Measured, lines: &mut Vec<String>) -> Option<f64> {
-    let users = need.users as f64;
-    match (&m.bytes_per_session, &m.bytes_per_registered_user) {
-        (Some((session, s_src)), Some((registered, r_src))) if need.users > 0 => {
-            let bytes = users * (session + registered);
+    if need.users == 0 {
+        return None;
+    }
+    let (wg_users, ike_users) = split(need);
+    let ike = match &m.bytes_per_ike_sa {
+        _ if ike_users == 0.0 => Some((0.0, String::new())),
+        Some((b, src)) => Some((
+            *b,
+            format!(" + {ike_users:.0} x {b:.0} B per IKEv2 user, {src}"),
+        )),
+        None => None,
+    };
+    match (&m.bytes_per_session, &m.bytes_per_registered_user, ike) {
+        (Some((session, s_src)), Some((registered, r_src)), Some((per_sa, ike_part))) => {
+            let bytes = wg_users * session + ike_users * per_sa + need.users as f64 * registered;
             lines.push(format!(
-                "memory: {} users x ({session:.0} B per session, {s_src} + {registered:.0} B per \
-                 registered user, {r_src}) = {}",
+                "memory: {wg_users:.0} x {session:.0} B per WireGuard session, {s_src}{ike_part} \
+                 + {} x {registered:.0} B per registered user, {r_src} = {}",
                 need.users,
                 human_bytes(bytes)
             ));
             Some(bytes)
         }
-        _ if need.users > 0 => {
+        _ => {
             lines.push(
                 "memory: not sized (bytes per session and per registered user come from a run \
-                 against xgate that connects users)"
+                 against xgate that connects users; per IKEv2 user from surge-mixed's side by \
+                 side)"
                     .to_string(),
             );
             None
         }
-        _ => None,
     }
 }
 
@@ -296,12 +376,12 @@ pub fn size(need: &Need, m: &Measured) -> Result<Sizing> {
     // (cores, why) per need; `why` names the figure and its source for the answer line.
     let logins = login_cores(need, m, &mut lines)?;
     let traffic = traffic_cores(need, m, &mut lines)?;
-    let users = need.users as f64;
+    let wg_users = split(need).0;
     match &m.handshakes_per_core_s {
-        Some((h, source)) if need.users > 0 => lines.push(format!(
-            "handshakes: {h:.0} per CPU-second ({source}); every user reconnecting at once costs \
-             {:.1} CPU-seconds",
-            users / h
+        Some((h, source)) if wg_users > 0.0 => lines.push(format!(
+            "handshakes: {h:.0} per CPU-second ({source}); every WireGuard user reconnecting at \
+             once costs {:.1} CPU-seconds",
+            wg_users / h
         )),
         _ => {}
     }
@@ -373,6 +453,7 @@ mod tests {
             p99_ms,
             surge_seconds: 60.0,
             cores_per_box: 16,
+            ike_share: 0.0,
         }
     }
 
@@ -444,6 +525,54 @@ mod tests {
         let m = measured(&[xgate_run(50.0)], None);
         let err = size(&need(20.0, 200.0), &m).expect_err("no datapath figure");
         assert!(format!("{err:#}").contains("make bench"), "{err:#}");
+    }
+
+    #[test]
+    fn a_protocol_mix_adds_the_ikev2_logins_and_their_memory() {
+        let mut run = xgate_run(50.0);
+        let ike = |server: &str, auth: &str, cpu: f64| crate::ike_load::IkeFigures {
+            server: server.into(),
+            auth: auth.into(),
+            users: 1000,
+            connected: 1000,
+            server_cpu_s: cpu,
+            bytes_per_sa: 8192.0,
+            ..Default::default()
+        };
+        // xgate: 2,000 EAP and 4,000 certificate logins per CPU-s; strongSwan's rows ignored.
+        run.ike_side_by_side = vec![
+            ike("xgate", "eap", 0.5),
+            ike("xgate", "cert", 0.25),
+            ike("strongswan", "eap", 10.0),
+        ];
+        let m = measured(&[run], None);
+        let (rate, method, _) = m.ike_setups_per_core_s.clone().expect("measured");
+        assert_eq!(
+            (rate, method.as_str()),
+            (2000.0, "eap"),
+            "the costliest method"
+        );
+        let mut n = need(0.0, 200.0);
+        n.ike_share = 0.25;
+        let s = size(&n, &m).expect("sized");
+        // 45,000 WireGuard users in 60 s at 50/s per core = 15 cores; 15,000 IKEv2 logins in
+        // 60 s = 250/s at 2,000 per core = 0.125 cores.
+        let logins = s.cores_for_logins.expect("logins sized");
+        assert!((logins - 15.125).abs() < 1e-9, "{logins}");
+        assert_eq!(s.cores, 16);
+        assert_eq!(
+            s.memory_bytes,
+            Some(45_000.0 * 4096.0 + 15_000.0 * 8192.0 + 60_000.0 * 1024.0)
+        );
+        assert!(s
+            .lines
+            .iter()
+            .any(|l| l.starts_with("IKEv2 logins: 15000 users")));
+        // Without the side-by-side figures, the error says which run measures them.
+        let err = size(&n, &measured(&[xgate_run(50.0)], None)).expect_err("not measured");
+        assert!(format!("{err:#}").contains("surge-mixed"), "{err:#}");
+        n.ike_share = 1.5;
+        assert!(size(&n, &m).is_err(), "a share above 1 is refused");
     }
 
     #[test]

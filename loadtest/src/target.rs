@@ -80,8 +80,9 @@ pub struct TargetOptions {
     pub cpus: Vec<usize>,
     /// Makes namespace names unique per run.
     pub tag: String,
-    /// Run the IKEv2 responder too (xgate only), with a certificate of its own.
-    pub ike: bool,
+    /// Run the IKEv2 responder too (xgate only), with the CA and certificate in this
+    /// directory (made if missing).
+    pub ike: Option<PathBuf>,
 }
 
 /// A running server and the users' namespace.
@@ -105,33 +106,12 @@ pub struct Target {
 impl Target {
     /// Creates both namespaces and starts the server, pinned to `opts.cpus`.
     pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Self> {
-        let mut server = Server::new(
-            &format!("xlt-srv-{}", opts.tag),
-            &iface_name(&opts.tag),
-            &opts.dir,
-        )?;
-        let client_ns = Netns::create(&format!("xlt-cli-{}", opts.tag))?;
-        veth(
-            &server.ns,
-            "xlts",
-            &format!("{SERVER_UNDERLAY}/24"),
-            &client_ns,
-            "xltc",
-            &format!("{CLIENT_UNDERLAY}/24"),
-        )?;
-        for prefix in [USER_PREFIX, FLOOD_PREFIX] {
-            // Every address of the prefix is local to the users' namespace (bindable)...
-            client_ns.ip(&["route", "add", "local", prefix, "dev", "lo"])?;
-            // ...and the server routes replies to it over the veth.
-            server
-                .ns
-                .ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
-        }
+        let (mut server, client_ns) = namespaces(opts)?;
         let public_key = match kind {
             TargetKind::Xgate => {
                 let mut config = xgate_config(opts);
-                if opts.ike {
-                    config.ike = Some(crate::ike_target::ike_section(&opts.xgate, &opts.dir)?);
+                if let Some(pki) = &opts.ike {
+                    config.ike = Some(crate::ike_target::ike_section(&opts.xgate, pki)?);
                 }
                 server.start_xgate(&opts.xgate, &config)?
             }
@@ -288,6 +268,35 @@ impl Target {
         };
         Ok(Some(parse_counters(&text)))
     }
+}
+
+/// The server's namespace (its directory `opts.dir`) and the users', joined by a veth; the
+/// users' and flood sources' prefixes local to the users' side and routed back by the
+/// server's.
+pub(crate) fn namespaces(opts: &TargetOptions) -> Result<(Server, Netns)> {
+    let server = Server::new(
+        &format!("xlt-srv-{}", opts.tag),
+        &iface_name(&opts.tag),
+        &opts.dir,
+    )?;
+    let client_ns = Netns::create(&format!("xlt-cli-{}", opts.tag))?;
+    veth(
+        &server.ns,
+        "xlts",
+        &format!("{SERVER_UNDERLAY}/24"),
+        &client_ns,
+        "xltc",
+        &format!("{CLIENT_UNDERLAY}/24"),
+    )?;
+    for prefix in [USER_PREFIX, FLOOD_PREFIX] {
+        // Every address of the prefix is local to the users' namespace (bindable)...
+        client_ns.ip(&["route", "add", "local", prefix, "dev", "lo"])?;
+        // ...and the server routes replies to it over the veth.
+        server
+            .ns
+            .ip(&["route", "add", prefix, "via", &CLIENT_UNDERLAY.to_string()])?;
+    }
+    Ok((server, client_ns))
 }
 
 /// The handshake counters in a Prometheus text exposition.

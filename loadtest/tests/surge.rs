@@ -1,7 +1,8 @@
 //! A small surge against a real xgate: every simulated user connects and gets its echo back
 //! through the tunnel, and what the harness wrote agrees with xgate's own counters. Then a
 //! mixed flood: users still connect while forged and replayed initiations are dropped. And a
-//! mixed surge: IKEv2 users (EAP-MSCHAPv2) log in beside WireGuard ones and ping through ESP.
+//! mixed surge: IKEv2 users (EAP-MSCHAPv2 and certificates) log in beside WireGuard ones and
+//! ping through ESP, then again against a fresh xgate and strongSwan side by side.
 
 use std::path::PathBuf;
 
@@ -124,16 +125,46 @@ fn ikev2_and_wireguard_users_arriving_together_all_connect() {
     let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
     eprintln!("{dump}");
     assert_eq!(r.clients.connected, 200, "every WireGuard user: {dump}");
-    let ike = r.ike.as_ref().expect("IKEv2 figures");
-    assert_eq!((ike.users, ike.auth.as_str()), (50, "eap"));
-    assert_eq!(ike.connected, 50, "every IKEv2 user logs in: {dump}");
+    let methods: Vec<(&str, u64)> = r.ike.iter().map(|i| (i.auth.as_str(), i.users)).collect();
     assert_eq!(
-        ike.first_byte, 50,
-        "and gets its echo back through ESP: {dump}"
+        methods,
+        [("eap", 25), ("cert", 25)],
+        "a row per method: {dump}"
     );
-    assert_eq!((ike.refused, ike.failed), (0, 0), "{dump}");
-    assert_eq!(ike.setup_ms.count, 50, "one setup time per user");
-    assert!(ike.setup_ms.p50 > 0.0 && ike.setup_ms.max >= ike.setup_ms.p50);
+    for ike in &r.ike {
+        assert_eq!(ike.connected, 25, "every IKEv2 user logs in: {dump}");
+        assert_eq!(
+            ike.first_byte, 25,
+            "and gets its echo back through ESP: {dump}"
+        );
+        assert_eq!((ike.refused, ike.failed), (0, 0), "{dump}");
+        assert_eq!(ike.setup_ms.count, 25, "one setup time per user");
+        assert!(ike.setup_ms.p50 > 0.0 && ike.setup_ms.max >= ike.setup_ms.p50);
+    }
+    // Side by side: the same users against a fresh xgate and strongSwan, method by method,
+    // each server's CPU and memory measured.
+    let rows: Vec<(&str, &str)> = r
+        .ike_side_by_side
+        .iter()
+        .map(|i| (i.server.as_str(), i.auth.as_str()))
+        .collect();
+    let expected = [
+        ("xgate", "eap"),
+        ("xgate", "cert"),
+        ("strongswan", "eap"),
+        ("strongswan", "cert"),
+    ];
+    assert_eq!(rows, expected, "{dump}");
+    for f in &r.ike_side_by_side {
+        assert_eq!(
+            (f.connected, f.first_byte),
+            (25, 25),
+            "{} {}: {dump}",
+            f.server,
+            f.auth
+        );
+        assert!(f.server_cpu_s > 0.0, "{} used CPU: {dump}", f.server);
+    }
     // The responder did the work on its own thread.
     let cpu = &r.server.cpu_seconds_by_thread;
     assert!(cpu.get("xgate-ike").is_some_and(|s| *s > 0.0), "{cpu:?}");
