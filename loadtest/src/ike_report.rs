@@ -137,9 +137,9 @@ fn side_by_side(md: &mut String, runs: &[RunResult]) -> Result<()> {
     writeln!(
         md,
         "| scenario | auth | server | logged in | setup p50 ms | setup p99 ms | server CPU-s | \
-         setups per server CPU-s | xgate / this | memory per IKE SA + CHILD SA |"
+         of it idle | setups per server CPU-s | xgate / this | memory per IKE SA + CHILD SA |"
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     writeln!(md, "{}\n", rows.join("\n"))?;
     if !verdicts.is_empty() {
         writeln!(md, "{}\n", verdicts.join("\n"))?;

@@ -108,7 +108,12 @@ pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
             .iter()
             .flat_map(|r| r.ike_side_by_side.iter().map(move |f| (r, f)))
             .filter(|(_, f)| f.server == XGATE && positive(f.bytes_per_sa))
-            .max_by_key(|(_, f)| f.connected)
+            // The most users measured it best; of those, the method that costs the most.
+            .max_by(|(_, a), (_, b)| {
+                (a.connected, a.bytes_per_sa)
+                    .partial_cmp(&(b.connected, b.bytes_per_sa))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
             .map(|(r, f)| (f.bytes_per_sa, r.file_name())),
     }
 }
