@@ -48,7 +48,7 @@ fn hand_over(mesh: &Mesh, esp: &[u8], from: SocketAddr) {
         tracing::debug!(%from, len = esp.len(), "raw ESP through the kernel not taken");
         return;
     }
-    if mesh.push(owner, HandoverKind::Esp(from, EspEncap::Raw), esp) {
+    if mesh.push(owner, HandoverKind::Esp(from, EspEncap::Raw, None), esp) {
         mesh.wake(owner);
     } else {
         tracing::debug!(%from, "raw ESP through the kernel dropped: worker {owner}'s queue is full");

@@ -248,10 +248,17 @@ fn esp_comes_and_goes_through_af_xdp_on_the_nat_t_port() {
     let after = counts();
     eprintln!("rx, tx, kernel sends, ESP in, ESP out: {before:?} -> {after:?}");
     let esp_in = after[3] - before[3];
-    // Every ESP packet of the transfer came in by AF_XDP (IKE, if any, by the kernel's
-    // socket), and the answers left by it too: none through the kernel's socket.
+    // The ESP of the transfer came in by AF_XDP (IKE, if any, by the kernel's socket), and
+    // the answers left by it too: none through the kernel's socket. A packet the program
+    // passes to the kernel (a fragment, reassembled there) reaches the worker by the NAT-T
+    // socket instead: one such was seen in a CI run, so a few in a thousand are let by.
     assert!(esp_in > 1000, "{}", rig.show());
-    assert!(after[0] - before[0] >= esp_in, "{}", rig.show());
+    let by_xdp = after[0] - before[0];
+    assert!(
+        by_xdp * 1000 >= esp_in * 997,
+        "{by_xdp} of {esp_in}: {}",
+        rig.show()
+    );
     assert!(after[1] - before[1] > 100, "{}", rig.show());
     assert_eq!(after[2], before[2], "{}", rig.show());
 }

@@ -138,7 +138,12 @@ impl Backend for MemoryBackend {
         self.free.push(buf.0);
     }
 
-    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
+    fn send_esp(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        (to, encap, _link): (SocketAddr, EspEncap, Option<super::LinkPath>),
+    ) {
         debug_assert!(range.start >= super::OUTER_HEADROOM);
         self.outer_sent_count += 1;
         if self.record {

@@ -183,10 +183,16 @@ pub trait Backend {
         to: SocketAddr,
         link: Option<LinkPath>,
     );
-    /// Sends the ESP packet `buf[range]` to `to` the way `encap` says: from the NAT-T port,
-    /// or as IP protocol 50 (`to`'s port unused; a backend that cannot counts a send
-    /// failure). The buffer is freed once sent. `range` starts at `OUTER_HEADROOM` or later.
-    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap);
+    /// Sends the ESP packet `buf[range]` to `to` the way `encap` says (`how` = to, encap,
+    /// link path): from the NAT-T port, or as IP protocol 50 (`to`'s port unused; a backend
+    /// that cannot counts a send failure), by the link path given if any (AF_XDP). The
+    /// buffer is freed once sent. `range` starts at `OUTER_HEADROOM` or later.
+    fn send_esp(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        how: (SocketAddr, EspEncap, Option<LinkPath>),
+    );
     /// Writes `buf[range]` into the TUN; the buffer is freed once written. At least 16 bytes
     /// (a transport header's worth) lie before the range: a backend may write a header there.
     fn send_inner(&mut self, buf: BufId, range: Range<usize>);

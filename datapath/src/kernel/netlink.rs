@@ -209,51 +209,34 @@ impl Netlink {
     }
 
     /// The link address of neighbour `ip` on interface `ifindex`, if the kernel has a usable
-    /// entry (reachable, stale, delayed, probing, permanent or no-ARP).
+    /// entry (reachable, stale, delayed, probing, permanent or no-ARP). Asks for that entry
+    /// alone (RTM_GETNEIGH with NDA_DST, Linux 5.0 on); a kernel that cannot answer so is
+    /// asked for its whole table.
     pub fn neighbour(&mut self, ifindex: u32, ip: IpAddr) -> io::Result<Option<[u8; 6]>> {
-        let answers = self.request(
-            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        for m in answers {
-            let RouteNetlinkMessage::NewNeighbour(n) = m else {
-                continue;
-            };
-            if n.header.ifindex != ifindex {
-                continue;
-            }
-            let usable = matches!(
-                n.header.state,
-                NeighbourState::Reachable
-                    | NeighbourState::Stale
-                    | NeighbourState::Delay
-                    | NeighbourState::Probe
-                    | NeighbourState::Permanent
-                    | NeighbourState::Noarp
-            );
-            let mut dst = None;
-            let mut lladdr = None;
-            for at in &n.attributes {
-                match at {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        dst = Some(IpAddr::V4(*v4))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        dst = Some(IpAddr::V6(*v6))
-                    }
-                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
-                        let mut mac = [0u8; 6];
-                        mac.copy_from_slice(l);
-                        lladdr = Some(mac);
-                    }
-                    _ => {}
-                }
-            }
-            if usable && dst == Some(ip) {
-                return Ok(lladdr);
-            }
-        }
-        Ok(None)
+        let mut question = NeighbourMessage::default();
+        question.header.family = family(ip);
+        question.header.ifindex = ifindex;
+        question
+            .attributes
+            .push(NeighbourAttribute::Destination(match ip {
+                IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+                IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+            }));
+        let answers = match self.request(RouteNetlinkMessage::GetNeighbour(question), 0) {
+            Ok(answers) => answers,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(_) => self.request(
+                RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+                NLM_F_DUMP,
+            )?,
+        };
+        Ok(answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => usable_entry(n, ifindex, ip),
+                _ => None,
+            })
+            .next())
     }
 
     /// Removes the XDP program attached to `ifindex` the old way (not through a link), in
@@ -285,6 +268,41 @@ impl Netlink {
         self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
             .map(drop)
     }
+}
+
+/// The link address `n` gives for `ip` on `ifindex`, when it is an entry that can be used.
+fn usable_entry(n: &NeighbourMessage, ifindex: u32, ip: IpAddr) -> Option<[u8; 6]> {
+    let usable = matches!(
+        n.header.state,
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    );
+    if n.header.ifindex != ifindex || !usable {
+        return None;
+    }
+    let mut dst = None;
+    let mut lladdr = None;
+    for at in &n.attributes {
+        match at {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                dst = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                dst = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(l);
+                lladdr = Some(mac);
+            }
+            _ => {}
+        }
+    }
+    lladdr.filter(|_| dst == Some(ip))
 }
 
 fn family(ip: IpAddr) -> AddressFamily {

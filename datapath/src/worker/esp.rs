@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ike::esp::{EspDrop, EspSealError, Inbound, Outbound, ESP_HEADER_LEN, NEXT_IPV4, NEXT_IPV6};
 
 use super::{HandoverKind, Worker};
-use crate::io::{Backend, BufId, EspEncap, INNER_OFFSET};
+use crate::io::{Backend, BufId, EspEncap, LinkPath, INNER_OFFSET};
 use crate::messages::{spi_owner, EspSa};
 use crate::route::PeerId;
 use crate::stats::DropReason;
@@ -48,6 +48,9 @@ pub struct EspTunnel {
     endpoint: SocketAddr,
     /// How ESP travels to it.
     encap: EspEncap,
+    /// The link path its last authentic packet came by (AF_XDP): replies go back the same
+    /// way without a route or neighbour lookup.
+    link: Option<LinkPath>,
     /// Bytes of ESP packets received and opened.
     pub rx_bytes: u64,
     /// Bytes of ESP packets sent.
@@ -133,6 +136,7 @@ impl EspTunnels {
                         next: None,
                         endpoint,
                         encap,
+                        link: None,
                         rx_bytes: 0,
                         tx_bytes: 0,
                     },
@@ -177,6 +181,8 @@ impl EspTunnels {
     pub fn move_to(&mut self, tunnel: PeerId, endpoint: SocketAddr) {
         if let Some(t) = self.tunnels.get_mut(&tunnel) {
             t.endpoint = endpoint;
+            // The path learned to the old address is no path to the new one.
+            t.link = None;
         }
     }
 
@@ -216,7 +222,7 @@ impl<B: Backend> Worker<B> {
         &mut self,
         buf: BufId,
         datagram: Range<usize>,
-        (from, encap): (SocketAddr, EspEncap),
+        (from, encap, link): (SocketAddr, EspEncap, Option<LinkPath>),
     ) {
         let bytes = &self.backend.buf(buf)[datagram.clone()];
         if encap == EspEncap::Udp && bytes == [0xff] {
@@ -242,10 +248,10 @@ impl<B: Backend> Worker<B> {
         }
         let owner = spi_owner(spi);
         if owner == self.id {
-            return self.receive_esp(buf, datagram, (from, encap));
+            return self.receive_esp(buf, datagram, (from, encap, link));
         }
         if owner < self.links.mesh.len() {
-            self.hand_over(owner, HandoverKind::Esp(from, encap), buf, datagram);
+            self.hand_over(owner, HandoverKind::Esp(from, encap, link), buf, datagram);
         } else {
             self.counters.drop(DropReason::EspUnknownSpi);
             self.backend.free(buf);
@@ -257,7 +263,7 @@ impl<B: Backend> Worker<B> {
         &mut self,
         buf: BufId,
         datagram: Range<usize>,
-        (from, encap): (SocketAddr, EspEncap),
+        (from, encap, link): (SocketAddr, EspEncap, Option<LinkPath>),
     ) {
         let packet = &mut self.backend.buf(buf)[datagram.clone()];
         let spi = match packet.get(..4) {
@@ -287,6 +293,7 @@ impl<B: Backend> Worker<B> {
                 // it; a peer may encapsulate where no NAT is, RFC 3948 §2.2 lets it).
                 t.endpoint = from;
                 t.encap = encap;
+                t.link = link;
                 if t.next.as_ref().is_some_and(|n| n.pair == spi) {
                     t.promote();
                 }
@@ -324,8 +331,8 @@ impl<B: Backend> Worker<B> {
             Ok(range) => {
                 let n = range.len() as u64;
                 t.tx_bytes += n;
-                let (to, encap) = (t.endpoint, t.encap);
-                self.backend.send_esp(buf, range, to, encap);
+                let (to, encap, link) = (t.endpoint, t.encap, t.link);
+                self.backend.send_esp(buf, range, (to, encap, link));
                 self.counters.esp_tx_packets += 1;
                 self.counters.tx_datagrams += 1;
                 self.counters.tx_bytes += n;

@@ -20,8 +20,9 @@ pub const HANDOVER_DEPTH: usize = 1024;
 pub enum HandoverKind {
     /// An outer transport datagram (the bytes start at the WireGuard header).
     Outer(SocketAddr, Option<crate::io::LinkPath>),
-    /// ESP, UDP-encapsulated from the NAT-T port or raw (the bytes start at the SPI).
-    Esp(SocketAddr, crate::io::EspEncap),
+    /// ESP, UDP-encapsulated from the NAT-T port or raw (the bytes start at the SPI), and
+    /// the link path it came by.
+    Esp(SocketAddr, crate::io::EspEncap, Option<crate::io::LinkPath>),
     /// An inner packet from the TUN (the bytes start at the IP header).
     Inner,
 }

@@ -494,11 +494,11 @@ impl<B: Backend> Worker<B> {
                     self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
                     self.receive_transport(buf, at..end, from, link, now);
                 }
-                HandoverKind::Esp(from, encap) => {
+                HandoverKind::Esp(from, encap, link) => {
                     let at = OUTER_HEADROOM;
                     let end = (at + h.len).min(crate::io::BUF_SIZE);
                     self.backend.buf(buf)[at..end].copy_from_slice(&h.data[..end - at]);
-                    self.receive_esp(buf, at..end, (from, encap));
+                    self.receive_esp(buf, at..end, (from, encap, link));
                 }
                 HandoverKind::Inner => {
                     let off = crate::io::INNER_OFFSET;

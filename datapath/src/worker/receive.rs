@@ -33,7 +33,7 @@ impl<B: Backend> Worker<B> {
             return;
         }
         if let Via::Esp(encap) = via {
-            return self.receive_outer_esp(buf, datagram, (from, encap));
+            return self.receive_outer_esp(buf, datagram, (from, encap, link));
         }
         let kind = proto::wire::message_type(&self.backend.buf(buf)[datagram.clone()]);
         let d = datagram;

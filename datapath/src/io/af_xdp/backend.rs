@@ -513,11 +513,16 @@ impl Backend for XdpBackend {
         }
     }
 
-    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
+    fn send_esp(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        (to, encap, link): (SocketAddr, EspEncap, Option<LinkPath>),
+    ) {
         let sent = match (encap, self.nat_port) {
-            (EspEncap::Raw, _) => self.send_frame(buf, range.clone(), (to, None, 0, true)),
+            (EspEncap::Raw, _) => self.send_frame(buf, range.clone(), (to, link, 0, true)),
             (EspEncap::Udp, Some(port)) => {
-                self.send_frame(buf, range.clone(), (to, None, port, false))
+                self.send_frame(buf, range.clone(), (to, link, port, false))
             }
             (EspEncap::Udp, None) => false,
         };
@@ -526,7 +531,7 @@ impl Backend for XdpBackend {
         }
         self.stats.kernel_sends += 1;
         match encap {
-            EspEncap::Udp => self.uring.send_esp(buf, range, to, encap),
+            EspEncap::Udp => self.uring.send_esp(buf, range, (to, encap, None)),
             EspEncap::Raw => {
                 self.send_raw_by_kernel(&range, to.ip(), buf);
                 self.uring.free(buf);

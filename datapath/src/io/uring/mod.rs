@@ -474,7 +474,12 @@ impl Backend for UringBackend {
         self.send_one(buf, range, to, true, false);
     }
 
-    fn send_esp(&mut self, buf: BufId, range: Range<usize>, to: SocketAddr, encap: EspEncap) {
+    fn send_esp(
+        &mut self,
+        buf: BufId,
+        range: Range<usize>,
+        (to, encap, _link): (SocketAddr, EspEncap, Option<super::LinkPath>),
+    ) {
         // Raw ESP is never negotiated over this backend (the responder then always asks for
         // UDP): one would have no socket to leave by.
         if self.nat_t.is_none() || encap == EspEncap::Raw {
