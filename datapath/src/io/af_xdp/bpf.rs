@@ -12,9 +12,10 @@ use thiserror::Error;
 use super::program::Insn;
 
 // bpf(2) commands (linux/bpf.h).
-const MAP_CREATE: libc::c_int = 0;
-const MAP_UPDATE_ELEM: libc::c_int = 2;
-const MAP_DELETE_ELEM: libc::c_int = 3;
+pub(super) const MAP_CREATE: libc::c_int = 0;
+pub(super) const MAP_LOOKUP_ELEM: libc::c_int = 1;
+pub(super) const MAP_UPDATE_ELEM: libc::c_int = 2;
+pub(super) const MAP_DELETE_ELEM: libc::c_int = 3;
 const PROG_LOAD: libc::c_int = 5;
 const PROG_TEST_RUN: libc::c_int = 10;
 const PROG_GET_FD_BY_ID: libc::c_int = 13;
@@ -102,7 +103,11 @@ impl BpfError {
 }
 
 /// Calls `bpf(cmd, attr, size_of(attr))`; returns the non-negative result.
-fn bpf<A>(command: &'static str, cmd: libc::c_int, attr: &mut A) -> Result<libc::c_long, BpfError> {
+pub(super) fn bpf<A>(
+    command: &'static str,
+    cmd: libc::c_int,
+    attr: &mut A,
+) -> Result<libc::c_long, BpfError> {
     // SAFETY: `attr` is a live, initialised repr(C) struct laid out like the command's part of
     // `union bpf_attr` (zero where unused); the kernel reads and may write at most its size.
     let ret = unsafe {
@@ -122,13 +127,13 @@ fn bpf<A>(command: &'static str, cmd: libc::c_int, attr: &mut A) -> Result<libc:
     Ok(ret)
 }
 
-fn fd_from(ret: libc::c_long) -> OwnedFd {
+pub(super) fn fd_from(ret: libc::c_long) -> OwnedFd {
     // SAFETY: the commands that create objects return a new descriptor only this call owns.
     unsafe { OwnedFd::from_raw_fd(ret as RawFd) }
 }
 
 /// A 16-byte object name, cut and NUL-terminated.
-fn object_name(name: &str) -> [u8; 16] {
+pub(super) fn object_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     for (slot, byte) in out.iter_mut().zip(name.bytes().take(15)) {
         *slot = byte;
@@ -138,29 +143,29 @@ fn object_name(name: &str) -> [u8; 16] {
 
 #[repr(C)]
 #[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
+pub(super) struct MapCreateAttr {
+    pub(super) map_type: u32,
+    pub(super) key_size: u32,
+    pub(super) value_size: u32,
+    pub(super) max_entries: u32,
+    pub(super) map_flags: u32,
+    pub(super) inner_map_fd: u32,
+    pub(super) numa_node: u32,
+    pub(super) map_name: [u8; 16],
 }
 
 #[repr(C)]
 #[derive(Default)]
-struct MapElemAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
+pub(super) struct MapElemAttr {
+    pub(super) map_fd: u32,
+    pub(super) _pad: u32,
+    pub(super) key: u64,
+    pub(super) value: u64,
+    pub(super) flags: u64,
 }
 
 /// Creates or replaces the element at `key` of map `fd` (key and value sized as the map says).
-fn map_update<K, V>(
+pub(super) fn map_update<K, V>(
     command: &'static str,
     fd: &OwnedFd,
     key: &K,
@@ -177,7 +182,7 @@ fn map_update<K, V>(
 }
 
 /// Deletes the element at `key` of map `fd`.
-fn map_delete<K>(command: &'static str, fd: &OwnedFd, key: &K) -> Result<(), BpfError> {
+pub(super) fn map_delete<K>(command: &'static str, fd: &OwnedFd, key: &K) -> Result<(), BpfError> {
     let mut attr = MapElemAttr {
         map_fd: fd.as_raw_fd() as u32,
         key: key as *const K as u64,

@@ -6,11 +6,15 @@
 //! - `program`: the steering program (assembled in Rust) and `bpf`: loading and attaching it.
 //! - `frame`: outer headers and checksums.
 //! - `umem`, `ring`, `socket`: the frames, the rings shared with the kernel, the bound socket.
+//! - `lan_program`, `lan_maps`: the LAN side's steering program and its maps (`inner =
+//!   "af-xdp"`, being built: issue 20).
 
 pub mod backend;
 pub mod bpf;
 pub mod frame;
 pub mod interfaces;
+pub mod lan_maps;
+pub mod lan_program;
 pub mod neighbours;
 pub mod program;
 mod resync;
@@ -20,5 +24,7 @@ pub mod stale;
 pub mod steering;
 pub mod umem;
 
+#[cfg(test)]
+mod lan_tests;
 #[cfg(test)]
 mod tests;

@@ -33,66 +33,68 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_REDIRECT: u32 = 4;
 
 // Opcode parts (linux/bpf.h, linux/bpf_common.h).
-const LDX_MEM: u8 = 0x01 | 0x60; // class LDX, mode MEM
-const ST_MEM: u8 = 0x02 | 0x60; // class ST, mode MEM (store an immediate)
-const STX_MEM: u8 = 0x03 | 0x60; // class STX, mode MEM (store a register)
-const SIZE_DW: u8 = 0x18;
-const SIZE_W: u8 = 0x00;
-const SIZE_H: u8 = 0x08;
-const SIZE_B: u8 = 0x10;
-const ALU64: u8 = 0x07;
-const JMP: u8 = 0x05;
-const SRC_X: u8 = 0x08;
-const OP_ADD: u8 = 0x00;
-const OP_AND: u8 = 0x50;
-const OP_MOV: u8 = 0xb0;
-const JA: u8 = 0x00;
-const JEQ: u8 = 0x10;
-const JGT: u8 = 0x20;
-const JNE: u8 = 0x50;
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
+pub(super) const LDX_MEM: u8 = 0x01 | 0x60; // class LDX, mode MEM
+pub(super) const ST_MEM: u8 = 0x02 | 0x60; // class ST, mode MEM (store an immediate)
+pub(super) const STX_MEM: u8 = 0x03 | 0x60; // class STX, mode MEM (store a register)
+pub(super) const SIZE_DW: u8 = 0x18;
+pub(super) const SIZE_W: u8 = 0x00;
+pub(super) const SIZE_H: u8 = 0x08;
+pub(super) const SIZE_B: u8 = 0x10;
+pub(super) const ALU64: u8 = 0x07;
+pub(super) const JMP: u8 = 0x05;
+pub(super) const SRC_X: u8 = 0x08;
+pub(super) const OP_ADD: u8 = 0x00;
+pub(super) const OP_AND: u8 = 0x50;
+pub(super) const OP_MOV: u8 = 0xb0;
+pub(super) const JA: u8 = 0x00;
+pub(super) const JEQ: u8 = 0x10;
+pub(super) const JGT: u8 = 0x20;
+pub(super) const JNE: u8 = 0x50;
+pub(super) const CALL: u8 = 0x80;
+pub(super) const EXIT: u8 = 0x90;
 /// `BPF_LD | BPF_IMM | BPF_DW`: a 64-bit immediate over two slots.
 const LD_IMM64: u8 = 0x18;
 /// `BPF_PSEUDO_MAP_FD`: the immediate of an `LD_IMM64` is a map's descriptor.
 const PSEUDO_MAP_FD: u8 = 1;
 /// `bpf_redirect_map(map, key, flags)`: the low bits of `flags` are the verdict when the
 /// map's slot is empty.
-const HELPER_REDIRECT_MAP: i32 = 51;
+pub(super) const HELPER_REDIRECT_MAP: i32 = 51;
 /// `bpf_map_lookup_elem(map, key)`: a pointer to the value, or null.
-const HELPER_MAP_LOOKUP: i32 = 1;
+pub(super) const HELPER_MAP_LOOKUP: i32 = 1;
 /// The frame pointer (read-only); the stack lies below it.
-const R10: u8 = 10;
+pub(super) const R10: u8 = 10;
 /// Where the address key is built on the stack (16 bytes below the frame pointer).
-const KEY_AT: i16 = -16;
+pub(super) const KEY_AT: i16 = -16;
 
 /// `struct xdp_md` field offsets.
-const MD_DATA: i16 = 0;
-const MD_DATA_END: i16 = 4;
-const MD_RX_QUEUE: i16 = 16;
+pub(super) const MD_DATA: i16 = 0;
+pub(super) const MD_DATA_END: i16 = 4;
+pub(super) const MD_RX_QUEUE: i16 = 16;
 
-const R0: u8 = 0;
-const R1: u8 = 1;
-const R2: u8 = 2;
-const R3: u8 = 3;
-const R4: u8 = 4;
-const R5: u8 = 5;
-const R6: u8 = 6;
+pub(super) const R0: u8 = 0;
+pub(super) const R1: u8 = 1;
+pub(super) const R2: u8 = 2;
+pub(super) const R3: u8 = 3;
+pub(super) const R4: u8 = 4;
+pub(super) const R5: u8 = 5;
+pub(super) const R6: u8 = 6;
+pub(super) const R7: u8 = 7;
+pub(super) const R8: u8 = 8;
 
 /// A place in the program jumps can name before it is bound.
 #[derive(Debug, Clone, Copy)]
-struct Label(usize);
+pub(super) struct Label(usize);
 
 /// Collects instructions; jumps to labels are resolved by `finish`.
 #[derive(Default)]
-struct Asm {
+pub(super) struct Asm {
     insns: Vec<Insn>,
     labels: Vec<Option<usize>>,
     fixups: Vec<(usize, Label)>,
 }
 
 impl Asm {
-    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
+    pub(super) fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
         self.insns.push(Insn {
             code,
             regs: dst | (src << 4),
@@ -101,66 +103,66 @@ impl Asm {
         });
     }
 
-    fn label(&mut self) -> Label {
+    pub(super) fn label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
     }
 
-    fn bind(&mut self, label: Label) {
+    pub(super) fn bind(&mut self, label: Label) {
         self.labels[label.0] = Some(self.insns.len());
     }
 
-    fn load(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+    pub(super) fn load(&mut self, size: u8, dst: u8, src: u8, off: i16) {
         self.emit(LDX_MEM | size, dst, src, off, 0);
     }
 
-    fn mov_reg(&mut self, dst: u8, src: u8) {
+    pub(super) fn mov_reg(&mut self, dst: u8, src: u8) {
         self.emit(ALU64 | OP_MOV | SRC_X, dst, src, 0, 0);
     }
 
-    fn mov_imm(&mut self, dst: u8, imm: i32) {
+    pub(super) fn mov_imm(&mut self, dst: u8, imm: i32) {
         self.emit(ALU64 | OP_MOV, dst, 0, 0, imm);
     }
 
-    fn add_imm(&mut self, dst: u8, imm: i32) {
+    pub(super) fn add_imm(&mut self, dst: u8, imm: i32) {
         self.emit(ALU64 | OP_ADD, dst, 0, 0, imm);
     }
 
-    fn and_imm(&mut self, dst: u8, imm: i32) {
+    pub(super) fn and_imm(&mut self, dst: u8, imm: i32) {
         self.emit(ALU64 | OP_AND, dst, 0, 0, imm);
     }
 
-    fn jump_imm(&mut self, op: u8, dst: u8, imm: i32, to: Label) {
+    pub(super) fn jump_imm(&mut self, op: u8, dst: u8, imm: i32, to: Label) {
         self.fixups.push((self.insns.len(), to));
         self.emit(JMP | op, dst, 0, 0, imm);
     }
 
-    fn jump_reg(&mut self, op: u8, dst: u8, src: u8, to: Label) {
+    pub(super) fn jump_reg(&mut self, op: u8, dst: u8, src: u8, to: Label) {
         self.fixups.push((self.insns.len(), to));
         self.emit(JMP | op | SRC_X, dst, src, 0, 0);
     }
 
-    fn store_imm(&mut self, size: u8, dst: u8, off: i16, imm: i32) {
+    pub(super) fn store_imm(&mut self, size: u8, dst: u8, off: i16, imm: i32) {
         self.emit(ST_MEM | size, dst, 0, off, imm);
     }
 
-    fn store(&mut self, size: u8, dst: u8, off: i16, src: u8) {
+    pub(super) fn store(&mut self, size: u8, dst: u8, off: i16, src: u8) {
         self.emit(STX_MEM | size, dst, src, off, 0);
     }
 
-    fn ld_map(&mut self, dst: u8, map_fd: i32) {
+    pub(super) fn ld_map(&mut self, dst: u8, map_fd: i32) {
         self.emit(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map_fd);
         self.emit(0, 0, 0, 0, 0);
     }
 
     /// Jumps to `pass` unless `len` bytes from packet pointer `R2` lie before `data_end` (`R3`).
-    fn need(&mut self, len: i32, pass: Label) {
+    pub(super) fn need(&mut self, len: i32, pass: Label) {
         self.mov_reg(R4, R2);
         self.add_imm(R4, len);
         self.jump_reg(JGT, R4, R3, pass);
     }
 
-    fn finish(mut self) -> Vec<Insn> {
+    pub(super) fn finish(mut self) -> Vec<Insn> {
         for (at, label) in self.fixups {
             let target = self.labels[label.0].expect("every label is bound");
             self.insns[at].off = (target as isize - at as isize - 1) as i16;
@@ -170,28 +172,28 @@ impl Asm {
 }
 
 /// A 16-bit field as the program loads it from the wire (big-endian bytes, host-order load).
-fn wire16(value: u16) -> i32 {
+pub(super) fn wire16(value: u16) -> i32 {
     i32::from(u16::from_ne_bytes(value.to_be_bytes()))
 }
 
 /// A 32-bit value stored so that its bytes lie in memory big-endian, as on the wire.
-fn wire32(value: u32) -> i32 {
+pub(super) fn wire32(value: u32) -> i32 {
     i32::from_ne_bytes(value.to_be_bytes())
 }
 
-const ETH_HEADER: i32 = 14;
-const ETHERTYPE_AT: i16 = 12;
+pub(super) const ETH_HEADER: i32 = 14;
+pub(super) const ETHERTYPE_AT: i16 = 12;
 const VLAN_TAG: i32 = 4;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(super) const ETHERTYPE_IPV4: u16 = 0x0800;
+pub(super) const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 const IPPROTO_UDP: i32 = 17;
 const IPPROTO_ESP: i32 = 50;
 /// IPv4 version 4 with a 20-byte header (no options).
-const IPV4_PLAIN: i32 = 0x45;
+pub(super) const IPV4_PLAIN: i32 = 0x45;
 /// IPv4 "more fragments" flag and fragment offset.
-const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
+pub(super) const IPV4_FRAGMENT_BITS: u16 = 0x3fff;
 
 /// What the steering program takes to the AF_XDP sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
