@@ -41,6 +41,12 @@ pub enum FrameError {
     /// The IPv4 header checksum is wrong.
     #[error("bad IPv4 header checksum")]
     BadIpChecksum,
+    /// Its TTL or hop limit ran out: it may not be forwarded.
+    #[error("TTL or hop limit exhausted")]
+    Expired,
+    /// No room before the packet for the link header.
+    #[error("no room for the link header")]
+    NoRoom,
 }
 
 /// A UDP datagram or raw ESP packet read from a frame.
@@ -62,11 +68,11 @@ pub struct Received {
     pub tagged: bool,
 }
 
-fn be16(frame: &[u8], at: usize) -> u16 {
+pub(super) fn be16(frame: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([frame[at], frame[at + 1]])
 }
 
-fn mac(bytes: &[u8]) -> Mac {
+pub(super) fn mac(bytes: &[u8]) -> Mac {
     let mut out = [0u8; 6];
     out.copy_from_slice(&bytes[..6]);
     out

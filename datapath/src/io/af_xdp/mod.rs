@@ -6,13 +6,14 @@
 //! - `program`: the steering program (assembled in Rust) and `bpf`: loading and attaching it.
 //! - `frame`: outer headers and checksums.
 //! - `umem`, `ring`, `socket`: the frames, the rings shared with the kernel, the bound socket.
-//! - `lan_program`, `lan_maps`: the LAN side's steering program and its maps (`inner =
-//!   "af-xdp"`, being built: issue 20).
+//! - `lan_program`, `lan_maps`, `lan_frame`: the LAN side's steering program, its maps and its
+//!   frames (`inner = "af-xdp"`, being built: issue 20).
 
 pub mod backend;
 pub mod bpf;
 pub mod frame;
 pub mod interfaces;
+pub mod lan_frame;
 pub mod lan_maps;
 pub mod lan_program;
 pub mod neighbours;
