@@ -104,30 +104,36 @@ pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
         bytes_per_session: from_largest(&xgate, |r| r.server.bytes_per_session),
         bytes_per_registered_user: from_largest(&xgate, |r| r.server.bytes_per_registered_user),
         ike_setups_per_core_s: costliest_ike_method(&xgate),
-        bytes_per_ike_sa: xgate
-            .iter()
-            .flat_map(|r| r.ike_side_by_side.iter().map(move |f| (r, f)))
-            .filter(|(_, f)| f.server == XGATE && positive(f.bytes_per_sa))
-            // The most users measured it best; of those, the method that costs the most.
-            .max_by(|(_, a), (_, b)| {
-                (a.connected, a.bytes_per_sa)
-                    .partial_cmp(&(b.connected, b.bytes_per_sa))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
-            .map(|(r, f)| (f.bytes_per_sa, r.file_name())),
+        bytes_per_ike_sa: side_by_side_run(&xgate).and_then(|run| {
+            xgate_rows(run)
+                .filter(|f| positive(f.bytes_per_sa))
+                .max_by(|a, b| a.bytes_per_sa.total_cmp(&b.bytes_per_sa))
+                .map(|f| (f.bytes_per_sa, run.file_name()))
+        }),
     }
 }
 
-/// The lowest IKEv2 login rate per CPU-second among the methods of the latest run that
-/// measured xgate side by side (the mix of methods a deployment sees is not known).
+/// The run whose side by side logged the most users into xgate (where fixed costs weigh
+/// least).
+fn side_by_side_run<'a>(xgate: &[&'a RunResult]) -> Option<&'a RunResult> {
+    xgate
+        .iter()
+        .copied()
+        .filter(|r| xgate_rows(r).next().is_some())
+        .max_by_key(|r| xgate_rows(r).map(|f| f.connected).sum::<u64>())
+}
+
+/// A run's side-by-side rows for xgate.
+fn xgate_rows(run: &RunResult) -> impl Iterator<Item = &crate::ike_load::IkeFigures> {
+    run.ike_side_by_side.iter().filter(|f| f.server == XGATE)
+}
+
+/// The lowest IKEv2 login rate per CPU-second among the methods of that run (the mix of
+/// methods a deployment sees is not known).
 fn costliest_ike_method(xgate: &[&RunResult]) -> Option<(f64, String, String)> {
-    let run = xgate
-        .iter()
-        .filter(|r| r.ike_side_by_side.iter().any(|f| f.server == XGATE))
-        .max_by(|a, b| a.machine.date.cmp(&b.machine.date))?;
-    run.ike_side_by_side
-        .iter()
-        .filter(|f| f.server == XGATE && positive(f.setups_per_cpu_s()))
+    let run = side_by_side_run(xgate)?;
+    xgate_rows(run)
+        .filter(|f| positive(f.setups_per_cpu_s()))
         .min_by(|a, b| a.setups_per_cpu_s().total_cmp(&b.setups_per_cpu_s()))
         .map(|f| (f.setups_per_cpu_s(), f.auth.clone(), run.file_name()))
 }
@@ -150,10 +156,12 @@ fn peak_arrival_rate(run: &RunResult) -> f64 {
     peak
 }
 
-/// Per-user memory is best measured with the most users, where fixed costs weigh least.
+/// Per-user memory is best measured with the most users, where fixed costs weigh least; a
+/// run with IKEv2 users beside the WireGuard ones is left out (their memory is in its
+/// figures, and the IKEv2 part is sized on its own).
 fn from_largest(runs: &[&RunResult], figure: fn(&RunResult) -> f64) -> Option<(f64, String)> {
     runs.iter()
-        .filter(|r| positive(figure(r)))
+        .filter(|r| positive(figure(r)) && r.scenario.ike_users == 0)
         .max_by_key(|r| r.clients.users)
         .map(|r| (figure(r), r.file_name()))
 }

@@ -26,17 +26,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     read_stat(Path::new(&format!("/proc/{pid}/stat"))).map(|(_, s)| s)
 }
 
-/// CPU seconds of a process's live threads to the nanosecond (the scheduler's run time in
-/// each `/proc/PID/task/*/schedstat`): for spans a clock tick would blur. Threads that ended
-/// are not counted; None once the process is gone.
+/// CPU seconds of a process to the nanosecond (its CPU-time clock: every thread, those that
+/// ended included), for spans a clock tick would blur; None once the process is gone.
 pub fn cpu_seconds_exact(pid: u32) -> Option<f64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let ns: u64 = tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Some(ns as f64 / 1e9)
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes one clockid_t through a valid pointer.
+    if unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) } != 0 {
+        return None;
+    }
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    if unsafe { libc::clock_gettime(clock, &mut t) } != 0 {
+        return None;
+    }
+    Some(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
 }
 
 /// CPU seconds of a process's threads, summed by thread name without its number

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::netns::Netns;
 use crate::strongswan::{place_credentials, CertFiles, Strongswan};
@@ -39,8 +39,9 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The whole swanctl.conf.
-    pub fn swanctl_conf(&self) -> String {
+    /// The whole swanctl.conf; an identity swanctl would not read as one word is an error.
+    pub fn swanctl_conf(&self) -> Result<String> {
+        self.check()?;
         let mut connections = String::new();
         if !self.psk_users.is_empty() {
             self.connection(&mut connections, "rw-psk", "psk", ("psk", "%any"));
@@ -56,21 +57,50 @@ impl ServerConfig {
         for (i, (identity, key)) in self.psk_users.iter().enumerate() {
             let _ = write!(
                 secrets,
-                "  ike-{i} {{\n    id-1 = {identity}\n    id-2 = {}\n    secret = \"{key}\"\n  }}\n",
-                self.identity
+                "  ike-{i} {{\n    id-1 = {identity}\n    id-2 = {}\n    secret = {}\n  }}\n",
+                self.identity,
+                hex(key)
             );
         }
         for (i, (user, password)) in self.eap_users.iter().flat_map(|e| &e.1).enumerate() {
             let _ = write!(
                 secrets,
-                "  eap-{i} {{\n    id = {user}\n    secret = \"{password}\"\n  }}\n"
+                "  eap-{i} {{\n    id = {user}\n    secret = {}\n  }}\n",
+                hex(password)
             );
         }
-        format!(
+        Ok(format!(
             "connections {{\n{connections}}}\npools {{\n  users {{\n    addrs = {}\n  }}\n}}\n\
              secrets {{\n{secrets}}}\n",
             self.pool
-        )
+        ))
+    }
+
+    /// Every identity, pattern and address is one plain word (secrets go as hex).
+    fn check(&self) -> Result<()> {
+        let plain = |v: &str| {
+            !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "@._*%:-/,".contains(c))
+        };
+        let eap = self.eap_users.iter().flat_map(|(p, users)| {
+            std::iter::once(p.as_str()).chain(users.iter().map(|u| u.0.as_str()))
+        });
+        let words = [&self.local_addr, &self.identity, &self.pool]
+            .into_iter()
+            .map(String::as_str)
+            .chain(self.psk_users.iter().map(|u| u.0.as_str()))
+            .chain(self.cert_users.iter().map(String::as_str))
+            .chain(eap);
+        for w in words {
+            if !plain(w) {
+                bail!("{w:?} is not one plain word swanctl.conf can carry unquoted");
+            }
+        }
+        if (self.cert_users.is_some() || self.eap_users.is_some()) && self.cert.is_none() {
+            bail!("certificate and EAP users need the server's certificate");
+        }
+        Ok(())
     }
 
     /// One connection: the server authenticating by `local`, the users by `remote` (the
@@ -104,8 +134,14 @@ impl ServerConfig {
         if let Some(cert) = &self.cert {
             place_credentials(dir, cert)?;
         }
-        Strongswan::start_server(ns, dir, &self.swanctl_conf())
+        Strongswan::start_server(ns, dir, &self.swanctl_conf()?)
     }
+}
+
+/// A secret as swanctl takes it in hex (`0x...`): nothing in it needs quoting.
+fn hex(secret: &str) -> String {
+    let digits: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("0x{digits}")
 }
 
 #[cfg(test)]
@@ -128,17 +164,36 @@ mod tests {
             )),
             ..ServerConfig::default()
         };
-        let text = c.swanctl_conf();
+        let err = c.swanctl_conf().expect_err("no certificate");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        let c = ServerConfig {
+            cert: Some(crate::CertFiles {
+                name: "server".into(),
+                cert: "server.pem".into(),
+                key: "server.key".into(),
+                ca: "ca.pem".into(),
+            }),
+            ..c
+        };
+        let text = c.swanctl_conf().expect("written");
         assert!(
             text.contains("rw-psk {") && text.contains("rw-eap {"),
             "{text}"
         );
         assert!(!text.contains("rw-cert"), "no certificate users: {text}");
-        assert!(text.contains("id-1 = u0@example.com") && text.contains("secret = \"k0\""));
-        assert!(text.contains("id = e0@eap.example.com") && text.contains("\"pw 0\""));
+        assert!(text.contains("id-1 = u0@example.com") && text.contains("secret = 0x6b30"));
+        assert!(text.contains("id = e0@eap.example.com") && text.contains("0x70772030"));
         assert!(text.contains("eap_id = %any") && text.contains("addrs = 10.77.0.2-10.77.0.9"));
         // Braces balance: swanctl reads it (the bench and loadtest load it for real).
         let opens = text.matches('{').count();
         assert_eq!(opens, text.matches('}').count(), "{text}");
+        let bad = ServerConfig {
+            psk_users: vec![("u1@example.com }\n evil {".into(), "k".into())],
+            ..c
+        };
+        assert!(
+            bad.swanctl_conf().is_err(),
+            "an identity that breaks the file is refused"
+        );
     }
 }

@@ -51,6 +51,9 @@ pub struct Netlink {
     socket: Socket,
     sequence: u32,
     buf: Vec<u8>,
+    /// The kernel answers a neighbour question about one address (Linux 5.0 on); false
+    /// once it refused one, so later lookups go straight to the dump.
+    neighbour_get: bool,
 }
 
 impl Netlink {
@@ -63,6 +66,7 @@ impl Netlink {
             socket,
             sequence: 0,
             buf: vec![0; 1 << 16],
+            neighbour_get: true,
         })
     }
 
@@ -222,13 +226,22 @@ impl Netlink {
                 IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
                 IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
             }));
-        let answers = match self.request(RouteNetlinkMessage::GetNeighbour(question), 0) {
-            Ok(answers) => answers,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(_) => self.request(
-                RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-                NLM_F_DUMP,
-            )?,
+        let dump = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
+        let answers = if self.neighbour_get {
+            match self.request(RouteNetlinkMessage::GetNeighbour(question), 0) {
+                Ok(answers) => answers,
+                // No entry, or no such interface (any more).
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => {
+                    return Ok(None)
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL)) => {
+                    self.neighbour_get = false;
+                    self.request(dump, NLM_F_DUMP)?
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.request(dump, NLM_F_DUMP)?
         };
         Ok(answers
             .iter()

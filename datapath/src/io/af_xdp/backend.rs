@@ -131,6 +131,9 @@ pub struct XdpBackend {
     send_failures: u64,
     /// Paths to peers no datagram has come from yet.
     neighbours: Neighbours,
+    /// The clock as of the last wait's end: what this batch's sends look paths up at (one
+    /// reading per batch, not per packet).
+    now: Instant,
 }
 
 impl XdpBackend {
@@ -163,6 +166,7 @@ impl XdpBackend {
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
+            now: Instant::now(),
         };
         let interfaces = backend.steering.interfaces();
         for (interface, queue) in Steering::owned_queues(&interfaces, worker, workers) {
@@ -363,13 +367,12 @@ impl XdpBackend {
             Some(link) => link,
             None => {
                 let queues = &self.queues;
-                self.neighbours
-                    .path_to(to.ip(), Instant::now(), |ifindex| {
-                        queues
-                            .iter()
-                            .find(|q| q.socket.ifindex() == ifindex)
-                            .map(|q| q.mac)
-                    })?
+                self.neighbours.path_to(to.ip(), self.now, |ifindex| {
+                    queues
+                        .iter()
+                        .find(|q| q.socket.ifindex() == ifindex)
+                        .map(|q| q.mac)
+                })?
             }
         };
         let from = match (link.local, to) {
@@ -482,6 +485,7 @@ impl Backend for XdpBackend {
         });
         let until = if waiting { Instant::now() } else { deadline };
         self.uring.poll(out, until)?;
+        self.now = Instant::now();
         self.receive(out);
         self.complete();
         self.fill();

@@ -38,7 +38,11 @@ pub fn parse_lan(frame: &[u8]) -> Result<LanPacket, FrameError> {
             if checksum::of(header) != 0 {
                 return Err(FrameError::BadIpChecksum);
             }
-            usize::from(be16(ip, 2)).max(header_len)
+            let total = usize::from(be16(ip, 2));
+            if total < header_len {
+                return Err(FrameError::Truncated);
+            }
+            total
         }
         ETHERTYPE_IPV6 => {
             if ip.len() < 40 {
@@ -97,6 +101,9 @@ pub fn write_ethernet(
     packet: Range<usize>,
     (src, dst): (Mac, Mac),
 ) -> Result<Range<usize>, FrameError> {
+    if packet.is_empty() {
+        return Err(FrameError::Truncated);
+    }
     let ethertype = match buf.get(packet.start).map(|b| b >> 4) {
         Some(4) => ETHERTYPE_IPV4,
         Some(6) => ETHERTYPE_IPV6,

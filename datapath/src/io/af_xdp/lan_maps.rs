@@ -206,7 +206,7 @@ fn possible_cpus() -> usize {
         .trim()
         .split(',')
         .map(|part| match part.split_once('-') {
-            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            Some((a, b)) => (b.parse::<usize>().ok()? + 1).checked_sub(a.parse::<usize>().ok()?),
             None => part.parse::<usize>().ok().map(|_| 1),
         })
         .sum();

@@ -70,16 +70,17 @@ pub fn lan_steering(lan: LanSteered, maps: LanMaps, empty_slot: u32) -> Vec<Insn
     asm.load(SIZE_W, R2, R1, MD_DATA);
     asm.load(SIZE_W, R3, R1, MD_DATA_END);
     asm.need(ETH_HEADER, pass);
-    let m = lan.mac;
-    asm.load(SIZE_W, R5, R2, 0);
-    asm.jump_imm(
-        JNE,
-        R5,
-        wire32(u32::from_be_bytes([m[0], m[1], m[2], m[3]])),
-        pass,
-    );
-    asm.load(SIZE_H, R5, R2, 4);
-    asm.jump_imm(JNE, R5, wire16(u16::from_be_bytes([m[4], m[5]])), pass);
+    // Three 16-bit compares: a 64-bit jump's immediate is sign-extended, so a 32-bit word
+    // with its top bit set would never compare equal to the zero-extended load.
+    for (i, pair) in lan.mac.chunks_exact(2).enumerate() {
+        asm.load(SIZE_H, R5, R2, 2 * i as i16);
+        asm.jump_imm(
+            JNE,
+            R5,
+            wire16(u16::from_be_bytes([pair[0], pair[1]])),
+            pass,
+        );
+    }
     // Too long for an AF_XDP frame (R8 = 1): noted here, counted only once it proves ours.
     let fits = asm.label();
     asm.mov_imm(R8, 0);

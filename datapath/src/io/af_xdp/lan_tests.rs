@@ -8,7 +8,8 @@ use super::lan_maps::{LanPass, PassCounters, RouteMap};
 use super::lan_program::{lan_steering, LanMaps, LanSteered};
 use super::program::{XDP_DROP, XDP_PASS};
 
-const OUR_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
+/// Every byte's top bit set: the program compares it whole, however it is split.
+const OUR_MAC: [u8; 6] = [0xfe, 0xdc, 0xba, 0x98, 0x86, 0xf0];
 const MAX_FRAME: u16 = 1778;
 const LAN: LanSteered = LanSteered {
     mac: OUR_MAC,
