@@ -16,6 +16,7 @@ pub mod interfaces;
 pub mod lan_frame;
 pub mod lan_maps;
 pub mod lan_program;
+pub mod lan_steering;
 pub mod neighbours;
 pub mod program;
 mod resync;

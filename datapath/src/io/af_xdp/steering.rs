@@ -31,6 +31,9 @@ pub enum SteeringError {
     /// An interface was named that does not exist.
     #[error("outer interface {0:?} does not exist")]
     NoSuchInterface(String),
+    /// A LAN interface was named that does not exist.
+    #[error("LAN interface {0:?} does not exist")]
+    NoSuchLanInterface(String),
     /// No interface qualified.
     #[error("no outer interface to attach to: {0}")]
     NoInterface(String),
@@ -79,11 +82,23 @@ pub enum SteeringError {
     RawEsp(std::io::Error),
 }
 
+/// What an interface is to xgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Where peers' datagrams come in and go out.
+    Outer,
+    /// The inside (`lan_interfaces`): packets for the VPN's prefixes come in, decrypted ones
+    /// go out.
+    Lan,
+}
+
 /// One interface being steered.
 #[derive(Debug)]
 pub struct SteeredInterface {
     /// Name.
     pub name: String,
+    /// Outer or LAN.
+    pub role: Role,
     /// Index.
     pub index: u32,
     /// Our link address on it.
@@ -121,6 +136,9 @@ pub struct Steering {
     local_set: Mutex<HashSet<IpAddr>>,
     /// The interfaces asked for (`outer_interfaces`; empty: the automatic choice).
     wanted: Vec<String>,
+    /// The LAN interfaces (`lan_interfaces`; never chosen as outer ones), and what their
+    /// programs read.
+    pub(super) lan: Option<super::lan_steering::LanSide>,
     /// Generic XDP only.
     force_generic: bool,
     /// Moves on every change of the interface set.
@@ -146,6 +164,17 @@ impl Steering {
         port: u16,
         force_generic: bool,
     ) -> Result<Self, SteeringError> {
+        Self::attach_with_lan(netlink, (wanted, &[]), port, force_generic)
+    }
+
+    /// As `attach`, and the LAN program on each of `lan` (`inner = "af-xdp"`): the outer
+    /// interfaces `outer` names, or the automatic choice without the LAN ones.
+    pub fn attach_with_lan(
+        netlink: &mut Netlink,
+        (wanted, lan): (&[String], &[String]),
+        port: u16,
+        force_generic: bool,
+    ) -> Result<Self, SteeringError> {
         let local = AddressMap::new().map_err(|source| SteeringError::Bpf {
             interface: "(all)".into(),
             source,
@@ -159,12 +188,13 @@ impl Steering {
             local,
             local_set: Mutex::new(HashSet::new()),
             wanted: wanted.to_vec(),
+            lan: super::lan_steering::LanSide::new(lan)?,
             force_generic,
             generation: AtomicU64::new(0),
             incomplete: AtomicBool::new(false),
         };
         steering.sync_addresses(netlink)?;
-        let chosen = match choose_interfaces(netlink, wanted, None) {
+        let chosen = match steering.choose_outer(netlink) {
             Ok(c) => c,
             Err(SteeringError::NoInterface(why)) => {
                 tracing::warn!("AF_XDP: {why}; steering starts when an interface comes up");
@@ -174,7 +204,18 @@ impl Steering {
         };
         let mut attached = Vec::new();
         for interface in &chosen {
-            attached.push(Arc::new(steering.attach_one(netlink, interface)?));
+            attached.push(Arc::new(steering.attach_one(
+                netlink,
+                interface,
+                Role::Outer,
+            )?));
+        }
+        for interface in steering.choose_lan(netlink, true)? {
+            attached.push(Arc::new(steering.attach_one(
+                netlink,
+                &interface,
+                Role::Lan,
+            )?));
         }
         *lock(&steering.interfaces) = attached;
         Ok(steering)
@@ -184,6 +225,7 @@ impl Steering {
         &self,
         netlink: &mut Netlink,
         interface: &Interface,
+        role: Role,
     ) -> Result<SteeredInterface, SteeringError> {
         let bpf_err = |source| SteeringError::Bpf {
             interface: interface.name.clone(),
@@ -191,20 +233,22 @@ impl Steering {
         };
         let queues = queue_count(&interface.name);
         let map = XskMap::new(queues).map_err(bpf_err)?;
-        let program = XdpProgram::load(
-            PROGRAM_NAME,
-            &steering(self.steered(), map.fd(), self.local.fd(), XDP_PASS),
-        )
-        .map_err(bpf_err)?;
+        let insns = match (role, &self.lan) {
+            (Role::Lan, Some(lan)) => lan.program(interface, map.fd(), self.local.fd()),
+            _ => steering(self.steered(), map.fd(), self.local.fd(), XDP_PASS),
+        };
+        let program = XdpProgram::load(PROGRAM_NAME, &insns).map_err(bpf_err)?;
         let link = attach_replacing_stale(netlink, interface, &program, self.force_generic)?;
         tracing::info!(
             interface = %interface.name,
+            role = ?role,
             mode = link.mode().name(),
             queues,
             "XDP steering program attached"
         );
         Ok(SteeredInterface {
             name: interface.name.clone(),
+            role,
             index: interface.index,
             mac: mac_of(interface),
             queues,
@@ -212,6 +256,19 @@ impl Steering {
             link,
             program: Mutex::new(program),
         })
+    }
+
+    /// The outer interfaces: those named, or the automatic choice, never a LAN one.
+    fn choose_outer(&self, netlink: &mut Netlink) -> Result<Vec<Interface>, SteeringError> {
+        let lan = self.lan.as_ref().map(|l| l.names()).unwrap_or_default();
+        let mut chosen = choose_interfaces(netlink, &self.wanted, None)?;
+        chosen.retain(|i| !lan.contains(&i.name));
+        if chosen.is_empty() && self.wanted.is_empty() {
+            return Err(SteeringError::NoInterface(
+                "no interface other than loopback and the LAN ones is up with an address".into(),
+            ));
+        }
+        Ok(chosen)
     }
 
     /// Puts the host's current addresses in the address map (and takes gone ones out).
@@ -238,7 +295,7 @@ impl Steering {
     /// (then `generation` moved and workers rebind).
     pub fn refresh(&self, netlink: &mut Netlink) -> Result<bool, SteeringError> {
         self.sync_addresses(netlink)?;
-        let chosen = match choose_interfaces(netlink, &self.wanted, None) {
+        let outer = match self.choose_outer(netlink) {
             Ok(c) => c,
             Err(SteeringError::NoInterface(_)) | Err(SteeringError::NoSuchInterface(_)) => {
                 // Named interfaces that are gone simply leave the set.
@@ -249,10 +306,18 @@ impl Steering {
             }
             Err(e) => return Err(e),
         };
+        let lan = self.choose_lan(netlink, false)?;
+        let chosen: Vec<(Interface, Role)> = outer
+            .into_iter()
+            .map(|i| (i, Role::Outer))
+            .chain(lan.into_iter().map(|i| (i, Role::Lan)))
+            .collect();
         let mut current = lock(&self.interfaces);
         let before = current.len();
         current.retain(|s| {
-            let keep = chosen.iter().any(|c| c.index == s.index && c.name == s.name);
+            let keep = chosen
+                .iter()
+                .any(|(c, role)| c.index == s.index && c.name == s.name && *role == s.role);
             if !keep {
                 tracing::info!(interface = %s.name, "XDP steering program detached (interface gone or no longer qualifies)");
             }
@@ -260,11 +325,11 @@ impl Steering {
         });
         let mut changed = current.len() != before;
         let mut incomplete = false;
-        for interface in &chosen {
+        for (interface, role) in &chosen {
             if current.iter().any(|s| s.index == interface.index) {
                 continue;
             }
-            match self.attach_one(netlink, interface) {
+            match self.attach_one(netlink, interface, *role) {
                 Ok(s) => {
                     current.push(Arc::new(s));
                     changed = true;
@@ -359,7 +424,11 @@ impl Steering {
     /// Each link swaps to the program for what is steered now in one step.
     fn reload(&self) -> Result<(), SteeringError> {
         let steered = self.steered();
-        for i in lock(&self.interfaces).iter() {
+        // The LAN program does not depend on what the outer side steers.
+        for i in lock(&self.interfaces)
+            .iter()
+            .filter(|i| i.role == Role::Outer)
+        {
             let bpf_err = |source| SteeringError::Bpf {
                 interface: i.name.clone(),
                 source,
@@ -376,7 +445,9 @@ impl Steering {
     }
 
     /// The queues of `interfaces` worker `worker` of `workers` owns (queue q belongs to
-    /// worker q mod workers), as (interface, queue) pairs.
+    /// worker q mod workers), as (interface, queue) pairs. Outer interfaces only for now: no
+    /// socket is bound on a LAN queue until the backend reads LAN frames (issue 20), so the
+    /// LAN program's redirects find empty slots and its packets go on to the kernel.
     pub fn owned_queues(
         interfaces: &[Arc<SteeredInterface>],
         worker: usize,
@@ -384,6 +455,7 @@ impl Steering {
     ) -> Vec<(Arc<SteeredInterface>, u32)> {
         interfaces
             .iter()
+            .filter(|i| i.role == Role::Outer)
             .flat_map(|i| {
                 (0..i.queues)
                     .filter(move |q| *q as usize % workers.max(1) == worker)
@@ -397,7 +469,10 @@ impl Steering {
     pub fn describe(&self) -> String {
         let list = lock(&self.interfaces)
             .iter()
-            .map(|i| format!("{} {} {} queue(s)", i.name, i.mode().name(), i.queues))
+            .map(|i| {
+                let lan = if i.role == Role::Lan { " (LAN)" } else { "" };
+                format!("{}{lan} {} {} queue(s)", i.name, i.mode().name(), i.queues)
+            })
             .collect::<Vec<_>>()
             .join(", ");
         if list.is_empty() {
