@@ -11,9 +11,9 @@
 use super::lan_maps::LanPass;
 use super::program::{
     wire16, wire32, Asm, Insn, Label, CALL, ETHERTYPE_AT, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
-    ETH_HEADER, EXIT, HELPER_MAP_LOOKUP, HELPER_REDIRECT_MAP, IPV4_FRAGMENT_BITS, IPV4_PLAIN, JA,
-    JEQ, JGT, JMP, JNE, KEY_AT, MD_DATA, MD_DATA_END, MD_RX_QUEUE, R0, R1, R10, R2, R3, R4, R5, R6,
-    R7, R8, SIZE_B, SIZE_DW, SIZE_H, SIZE_W, XDP_PASS,
+    ETH_HEADER, EXIT, HELPER_REDIRECT_MAP, IPV4_FRAGMENT_BITS, IPV4_PLAIN, JA, JEQ, JGT, JMP, JNE,
+    KEY_AT, MD_DATA, MD_DATA_END, MD_RX_QUEUE, R0, R1, R10, R2, R3, R4, R5, R6, R7, R8, SIZE_B,
+    SIZE_DW, SIZE_H, SIZE_W, XDP_PASS,
 };
 
 /// Where the LPM key's prefix length lies: just below the 16 address bytes at `KEY_AT`.
@@ -130,16 +130,10 @@ pub fn lan_steering(lan: LanSteered, maps: LanMaps, empty_slot: u32) -> Vec<Insn
     // on the stack over the calls.
     asm.bind(lookup);
     asm.store(SIZE_W, R10, SLOT_AT, R5);
-    asm.ld_map(R1, maps.local);
-    asm.mov_reg(R2, R10);
-    asm.add_imm(R2, i32::from(KEY_AT));
-    asm.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+    asm.map_lookup(maps.local, KEY_AT);
     asm.jump_imm(JNE, R0, 0, pass);
     asm.store_imm(SIZE_W, R10, PREFIX_LEN_AT, 128);
-    asm.ld_map(R1, maps.routes);
-    asm.mov_reg(R2, R10);
-    asm.add_imm(R2, i32::from(PREFIX_LEN_AT));
-    asm.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+    asm.map_lookup(maps.routes, PREFIX_LEN_AT);
     asm.jump_imm(JEQ, R0, 0, pass);
 
     // Ours: what only the kernel handles goes there, counted.
@@ -173,10 +167,7 @@ pub fn lan_steering(lan: LanSteered, maps: LanMaps, empty_slot: u32) -> Vec<Insn
     for (reason, label) in &counted {
         asm.bind(*label);
         asm.store_imm(SIZE_W, R10, SLOT_AT, reason.slot() as i32);
-        asm.ld_map(R1, maps.counters);
-        asm.mov_reg(R2, R10);
-        asm.add_imm(R2, i32::from(SLOT_AT));
-        asm.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+        asm.map_lookup(maps.counters, SLOT_AT);
         asm.jump_imm(JEQ, R0, 0, pass);
         asm.load(SIZE_DW, R4, R0, 0);
         asm.add_imm(R4, 1);

@@ -155,6 +155,14 @@ impl Asm {
         self.emit(0, 0, 0, 0, 0);
     }
 
+    /// `R0 = bpf_map_lookup_elem(map, R10 + key_at)`: a pointer to the value, or null.
+    pub(super) fn map_lookup(&mut self, map_fd: i32, key_at: i16) {
+        self.ld_map(R1, map_fd);
+        self.mov_reg(R2, R10);
+        self.add_imm(R2, i32::from(key_at));
+        self.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+    }
+
     /// Jumps to `pass` unless `len` bytes from packet pointer `R2` lie before `data_end` (`R3`).
     pub(super) fn need(&mut self, len: i32, pass: Label) {
         self.mov_reg(R4, R2);
@@ -291,10 +299,7 @@ pub fn steering(steered: Steered, xsk_map: i32, local_map: i32, empty_slot: u32)
 
     // Only datagrams to the host's own addresses: what it forwards stays with the kernel.
     asm.bind(lookup);
-    asm.ld_map(R1, local_map);
-    asm.mov_reg(R2, R10);
-    asm.add_imm(R2, i32::from(KEY_AT));
-    asm.emit(JMP | CALL, 0, 0, 0, HELPER_MAP_LOOKUP);
+    asm.map_lookup(local_map, KEY_AT);
     asm.jump_imm(JEQ, R0, 0, pass);
     asm.ld_map(R1, xsk_map);
     asm.load(SIZE_W, R2, R6, MD_RX_QUEUE);
