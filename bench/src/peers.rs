@@ -29,6 +29,30 @@ pub struct PeerFigure {
     pub server_cpu_s: f64,
     /// Server CPU seconds per GB of inner bytes delivered.
     pub cpu_s_per_gb: f64,
+    /// xgate: packets written into the TUN per write (coalesced TCP runs), when it wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_per_tun_write: Option<f64>,
+    /// xgate: datagrams per send on the kernel's outer socket (UDP_SEGMENT batches), when it
+    /// sent that way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datagrams_per_send: Option<f64>,
+}
+
+/// xgate's counters of packets against the system calls that carried them: TUN writes and
+/// packets written, outer sends and datagrams sent (None for the peers, which have none).
+fn offload_counts(rig: &Rig) -> Option<[u64; 4]> {
+    let read = |name: &str| rig.server.stat(name).ok();
+    Some([
+        read("tun_writes")?,
+        read("tun_write_calls")?,
+        read("tx_datagrams")?,
+        read("outer_send_calls")?,
+    ])
+}
+
+/// `a / b` of two counter deltas, when something was counted.
+fn per_call(packets: u64, calls: u64) -> Option<f64> {
+    (calls > 0).then(|| packets as f64 / calls as f64)
 }
 
 /// The tests: TCP with 1 and 4 streams, UDP with inner packets of 64, 512 and 1420 bytes.
@@ -87,6 +111,7 @@ pub fn measure(server: ServerKind, xgate: &Path, dir: &Path) -> Result<Vec<PeerF
         let cpu0 = rig.server_cpu_seconds()?;
         let (_, b0) = rig.server_tun_rx()?;
         let p0 = rig.server_datagrams_in()?;
+        let c0 = offload_counts(&rig);
         let mut cmd = rig.client_ns.command("taskset");
         cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
         let text = testbed::netns::run(&mut cmd)
@@ -94,6 +119,10 @@ pub fn measure(server: ServerKind, xgate: &Path, dir: &Path) -> Result<Vec<PeerF
         let cpu = rig.server_cpu_seconds()? - cpu0;
         let (_, b1) = rig.server_tun_rx()?;
         let p1 = rig.server_datagrams_in()?;
+        let calls = c0.zip(offload_counts(&rig)).map(|(a, b)| {
+            let d: Vec<u64> = b.iter().zip(a).map(|(b, a)| b.saturating_sub(a)).collect();
+            (per_call(d[0], d[1]), per_call(d[2], d[3]))
+        });
         let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
         let gb = (b1 - b0) as f64 / 1e9;
         let figure = PeerFigure {
@@ -103,10 +132,19 @@ pub fn measure(server: ServerKind, xgate: &Path, dir: &Path) -> Result<Vec<PeerF
             pps: (p1 - p0) as f64 / f64::from(SECONDS),
             server_cpu_s: cpu,
             cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
+            packets_per_tun_write: calls.and_then(|c| c.0),
+            datagrams_per_send: calls.and_then(|c| c.1),
         };
+        let per = |v: Option<f64>, what: &str| v.map(|v| format!("  {v:.1} {what}"));
         eprintln!(
-            "  {:<14} {:<9} {:>6.2} Gbit/s {:>9.0} pps  {:>5.2} CPU-s/GB",
-            figure.server, figure.test, figure.gbit_per_s, figure.pps, figure.cpu_s_per_gb
+            "  {:<14} {:<9} {:>6.2} Gbit/s {:>9.0} pps  {:>5.2} CPU-s/GB{}{}",
+            figure.server,
+            figure.test,
+            figure.gbit_per_s,
+            figure.pps,
+            figure.cpu_s_per_gb,
+            per(figure.packets_per_tun_write, "packets/TUN write").unwrap_or_default(),
+            per(figure.datagrams_per_send, "datagrams/send").unwrap_or_default(),
         );
         out.push(figure);
     }

@@ -336,20 +336,31 @@ impl Results {
              The server process is pinned to CPU 0; client, iperf3 and everything else share CPU 1, \
              so throughput is mostly the client's limit and CPU seconds per GB (the server's own \
              user+system time over inner bytes it delivered) is the figure that compares servers. \
-             UDP sizes are inner IP packet sizes.\n",
+             UDP sizes are inner IP packet sizes. For xgate the last table also gives the \
+             coalescing its counters show: packets per TUN write (runs of TCP segments written \
+             as one super-packet) and datagrams per send on the kernel's outer socket \
+             (UDP_SEGMENT batches; AF_XDP sends none there).\n",
             crate::peers::SECONDS
         );
         s.push_str(&self.summary_table());
         s.push_str(&self.backend_table());
         let _ = writeln!(
             s,
-            "\n| server | test | Gbit/s | datagrams/s in | server CPU-s |\n|---|---|---|---|---|"
+            "\n| server | test | Gbit/s | datagrams/s in | server CPU-s | packets per TUN write | \
+             datagrams per outer send |\n|---|---|---|---|---|---|---|"
         );
+        let per = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |v| format!("{v:.1}"));
         for p in &self.peers {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.3} | {:.0} | {:.2} |",
-                p.server, p.test, p.gbit_per_s, p.pps, p.server_cpu_s
+                "| {} | {} | {:.3} | {:.0} | {:.2} | {} | {} |",
+                p.server,
+                p.test,
+                p.gbit_per_s,
+                p.pps,
+                p.server_cpu_s,
+                per(p.packets_per_tun_write),
+                per(p.datagrams_per_send)
             );
         }
     }

@@ -162,6 +162,10 @@ pub struct OffloadStats {
     pub xdp_received: u64,
     /// Datagrams sent through AF_XDP sockets.
     pub xdp_sent: u64,
+    /// Writes into the TUN (a run of coalesced segments is one).
+    pub tun_write_calls: u64,
+    /// Sends on the outer sockets (a UDP_SEGMENT batch is one).
+    pub outer_send_calls: u64,
 }
 
 /// What a worker needs from the kernel.

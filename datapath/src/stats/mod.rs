@@ -131,6 +131,11 @@ crate::counters! {
         tun_super_packets: Stat "tun_super_packets";
         /// TUN writes that carried a run of TCP segments as one super-packet.
         tun_coalesced_writes: Stat "tun_coalesced_writes";
+        /// Writes into the TUN, a coalesced run counting once (`tun_writes` counts packets).
+        tun_write_calls: Stat "tun_write_calls";
+        /// Sends on the outer sockets through the kernel, a UDP_SEGMENT batch counting once
+        /// (`tx_datagrams` counts datagrams, AF_XDP's included).
+        outer_send_calls: Stat "outer_send_calls";
         /// ICMP "packet too big" errors written back into the TUN.
         icmp_too_big_sent: Stat "icmp_too_big_sent";
         /// Bytes of datagrams received on the outer socket.

@@ -173,6 +173,8 @@ impl<B: Backend> Worker<B> {
         self.counters.coalesced_receives += offloads.coalesced_receives;
         self.counters.tun_super_packets += offloads.super_packets;
         self.counters.tun_coalesced_writes += offloads.coalesced_writes;
+        self.counters.tun_write_calls += offloads.tun_write_calls;
+        self.counters.outer_send_calls += offloads.outer_send_calls;
     }
 
     /// The backend, for tests that inject and inspect packets.

@@ -210,6 +210,7 @@ impl UringBackend {
             self.outer_generation,
             slot,
         ));
+        self.offload_stats.outer_send_calls += 1;
         let _ = self.push(entry);
     }
 

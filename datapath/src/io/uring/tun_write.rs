@@ -239,6 +239,7 @@ impl UringBackend {
         let entry = opcode::Write::new(Fd(self.inner.as_raw_fd()), ptr, (range.end - start) as u32)
             .build()
             .user_data(user_data(OP_WRITE, 0, buf.0));
+        self.offload_stats.tun_write_calls += 1;
         let _ = self.push(entry);
     }
 
@@ -257,6 +258,7 @@ impl UringBackend {
         let entry = opcode::Writev::new(Fd(self.inner.as_raw_fd()), iovs, n as u32)
             .build()
             .user_data(user_data(OP_WRITEV, 0, slot));
+        self.offload_stats.tun_write_calls += 1;
         let _ = self.push(entry);
     }
 
