@@ -144,7 +144,12 @@ fn real_main() -> Result<()> {
                 loadtest::results::latest_datapath(Path::new("bench-results"))?,
             );
             let m = sizing::measured(&done, datapath.as_ref().map(|(_, v)| v));
-            match sizing::size(&loadtest::report::EXAMPLE_NEED, &m) {
+            // A run without IKEv2 users side by side sizes the example all on WireGuard.
+            let mut need = loadtest::report::EXAMPLE_NEED;
+            if m.ike_setups_per_core_s.is_none() {
+                need.ike_share = 0.0;
+            }
+            match sizing::size(&need, &m) {
                 Ok(s) => println!("sizing: {}", sizing::sizing_line(&s)),
                 Err(e) => println!("sizing: not computable from this run: {e:#}"),
             }
