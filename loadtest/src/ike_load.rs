@@ -157,12 +157,7 @@ pub fn run(
         })
         .collect::<Result<_>>()?;
     let epoll = Epoll::new(&sockets)?;
-    let mut methods: Vec<&str> = Vec::new();
-    for s in specs {
-        if !methods.contains(&s.method) {
-            methods.push(s.method);
-        }
-    }
+    let methods = methods_of(specs);
     let n = specs.len().max(1) as u32;
     let mut users: Vec<User> = specs
         .iter()
@@ -260,6 +255,17 @@ pub fn run(
         f.first_byte_ms = Summary::of_micros(first);
     }
     Ok(figures)
+}
+
+/// The users' login methods, in the order they first appear.
+pub fn methods_of(specs: &[IkeUserSpec]) -> Vec<&'static str> {
+    let mut methods = Vec::new();
+    for s in specs {
+        if !methods.contains(&s.method) {
+            methods.push(s.method);
+        }
+    }
+    methods
 }
 
 /// A user's IKE_SA_INIT: its identity and credentials, the modern proposals, a fresh SPI.

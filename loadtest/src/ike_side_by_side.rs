@@ -160,12 +160,7 @@ fn measure(
     load_cpu: Option<usize>,
     (window, bound): (Duration, Duration),
 ) -> Result<Vec<IkeFigures>> {
-    let mut methods: Vec<&'static str> = Vec::new();
-    for u in users {
-        if !methods.contains(&u.method) {
-            methods.push(u.method);
-        }
-    }
+    let methods = crate::ike_load::methods_of(users);
     let mut rows = Vec::new();
     for method in methods {
         let these: Vec<IkeUserSpec> = users
