@@ -91,6 +91,12 @@ impl AllowedIps {
         v4.chain(v6).collect()
     }
 
+    /// Every prefix, IPv4 first, in address order.
+    pub fn prefixes(&self) -> impl Iterator<Item = IpNet> + '_ {
+        let v4 = self.v4.iter().map(|(n, _)| IpNet::V4(n));
+        v4.chain(self.v6.iter().map(|(n, _)| IpNet::V6(n)))
+    }
+
     /// Number of prefixes.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()

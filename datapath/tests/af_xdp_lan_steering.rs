@@ -41,7 +41,7 @@ fn lan_interfaces_get_the_lan_program_and_the_prefixes_the_plane_sets() {
             let mut netlink = Netlink::open().map_err(|e| e.to_string())?;
             let missing = Steering::attach_with_lan(
                 &mut netlink,
-                (&[], &["xls-none".to_string()]),
+                (&[], &["xls-none".to_string()], 0),
                 PORT,
                 false,
             );
@@ -50,7 +50,7 @@ fn lan_interfaces_get_the_lan_program_and_the_prefixes_the_plane_sets() {
                 other => return Err(format!("a missing LAN interface: {other:?}")),
             }
             let steering =
-                Steering::attach_with_lan(&mut netlink, (&[], &["xlsl".into()]), PORT, false)
+                Steering::attach_with_lan(&mut netlink, (&[], &["xlsl".into()], 0), PORT, false)
                     .map_err(|e| e.to_string())?;
             // Both veths are up with an address: only the outer one is chosen as outer.
             let roles: Vec<(String, Role)> = steering

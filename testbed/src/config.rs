@@ -76,6 +76,12 @@ pub struct Interface {
     /// XDP attach mode: "native" or "generic".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp_mode: Option<String>,
+    /// The LAN side: "tun", "af-xdp" or "auto".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner: Option<String>,
+    /// The LAN interfaces (`inner` = "af-xdp" or "auto").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lan_interfaces: Vec<String>,
 }
 
 /// One `[[peer]]`.

@@ -1,8 +1,10 @@
 //! Setting up the outer side before the workers start: with `backend = "auto"` or "af-xdp",
 //! the XDP steering program on the outer interfaces (the workers then bind their AF_XDP
 //! sockets); with "io-uring", or when "auto" cannot set AF_XDP up, nothing beyond the UDP
-//! sockets, and one log line says why. While it runs, `follow_interfaces` keeps the steering
-//! in step with interfaces and addresses coming and going.
+//! sockets, and one log line says why. With `inner = "af-xdp"` or "auto", the LAN program on
+//! the LAN interfaces too ("auto" falls back to the TUN, saying why). While it runs,
+//! `follow_interfaces` keeps the steering in step with interfaces and addresses coming and
+//! going.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +18,7 @@ use datapath::kernel::netlink::Netlink;
 use datapath::launch::WorkerHandle;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
-use crate::config::{Backend, OuterSettings, XdpModeSetting};
+use crate::config::{Backend, Inner, OuterSettings, XdpModeSetting};
 
 /// The AF_XDP set-up, or why there is none.
 pub struct OuterSide {
@@ -26,7 +28,8 @@ pub struct OuterSide {
     pub summary: String,
 }
 
-fn try_af_xdp(settings: &OuterSettings, port: u16, mtu: usize) -> Result<Steering> {
+/// AF_XDP on the outer interfaces, and on the LAN ones with `lan`.
+fn try_af_xdp(settings: &OuterSettings, port: u16, mtu: usize, lan: bool) -> Result<Steering> {
     if mtu > XDP_MAX_MTU {
         return Err(anyhow!(
             "interface.mtu {mtu} is above {XDP_MAX_MTU}, the largest whose datagrams fit an AF_XDP frame; \
@@ -37,10 +40,47 @@ fn try_af_xdp(settings: &OuterSettings, port: u16, mtu: usize) -> Result<Steerin
     // The workers' UDP sockets are bound to the wildcard address: every interface with an
     // address can receive our datagrams.
     let generic = settings.xdp_mode == XdpModeSetting::Generic;
-    Steering::attach(&mut netlink, &settings.interfaces, port, generic).map_err(|e| match e {
+    let lan_interfaces: &[String] = if lan { &settings.lan_interfaces } else { &[] };
+    let sides = (settings.interfaces.as_slice(), lan_interfaces, mtu);
+    Steering::attach_with_lan(&mut netlink, sides, port, generic).map_err(|e| match e {
         SteeringError::NoSuchInterface(_) => anyhow!("interface.outer_interfaces: {e}"),
+        SteeringError::NoSuchLanInterface(_) => anyhow!("interface.lan_interfaces: {e}"),
         other => anyhow!("{other}"),
     })
+}
+
+/// AF_XDP with the LAN side where it is wanted; "auto" falls back to the outer side alone
+/// (the TUN carries the LAN's traffic) with one log line.
+fn try_sides(settings: &OuterSettings, port: u16, mtu: usize) -> Result<Steering> {
+    if !settings.lan_wanted() {
+        return try_af_xdp(settings, port, mtu, false);
+    }
+    match try_af_xdp(settings, port, mtu, true) {
+        Ok(s) => Ok(s),
+        Err(e) if settings.inner == Inner::Auto => {
+            tracing::info!("LAN side not on AF_XDP ({e:#}); LAN traffic goes through the TUN");
+            try_af_xdp(settings, port, mtu, false)
+        }
+        Err(e) => Err(e.context(
+            "inner = \"af-xdp\": setting up AF_XDP on the LAN interfaces failed (inner = \"auto\" \
+             would fall back to the TUN)",
+        )),
+    }
+}
+
+/// The LAN side cannot run without AF_XDP: an error if it was demanded, a log line if "auto".
+fn lan_needs_af_xdp(settings: &OuterSettings, why: &str) -> Result<()> {
+    match (settings.lan_wanted(), settings.inner) {
+        (true, Inner::AfXdp) => bail!(
+            "inner = \"af-xdp\" needs AF_XDP on the outer side too, but {why}; set inner = \
+             \"auto\" or \"tun\", or fix the outer side"
+        ),
+        (true, _) => {
+            tracing::info!("LAN side not on AF_XDP ({why}); LAN traffic goes through the TUN");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// rtnetlink multicast groups: links, IPv4 and IPv6 addresses.
@@ -164,6 +204,7 @@ pub fn firewall_path(af_xdp: bool) -> &'static str {
 /// `fwmark` (0 = none).
 pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> Result<OuterSide> {
     if settings.backend == Backend::IoUring {
+        lan_needs_af_xdp(settings, "backend = \"io-uring\"")?;
         return Ok(OuterSide {
             steering: None,
             summary: "io-uring (configured)".into(),
@@ -179,6 +220,7 @@ pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> 
                  picks io_uring when fwmark is set)"
             );
         }
+        lan_needs_af_xdp(settings, "fwmark is set")?;
         let summary = "io-uring (fwmark is set: AF_XDP replies would skip it)".to_string();
         tracing::info!("outer side: {summary}");
         return Ok(OuterSide {
@@ -186,7 +228,7 @@ pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> 
             summary,
         });
     }
-    match try_af_xdp(settings, port, mtu) {
+    match try_sides(settings, port, mtu) {
         Ok(steering) => {
             let summary = format!("af-xdp on {}", steering.describe());
             tracing::info!("outer side: {summary}");
@@ -197,6 +239,7 @@ pub fn prepare(settings: &OuterSettings, port: u16, mtu: usize, fwmark: u32) -> 
         }
         Err(e) if settings.backend == Backend::Auto => {
             tracing::info!("AF_XDP not used ({e:#}); outer datagrams go through io_uring UDP sockets");
+            lan_needs_af_xdp(settings, "AF_XDP could not be set up")?;
             Ok(OuterSide {
                 steering: None,
                 summary: format!("io-uring (AF_XDP unavailable: {e:#})"),

@@ -26,6 +26,8 @@ const SECTIONS: [(&str, &[&str]); 5] = [
             "cpus",
             "handshake_threads",
             "outer_interfaces",
+            "inner",
+            "lan_interfaces",
             "bogus",
         ],
     ),

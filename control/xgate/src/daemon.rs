@@ -227,6 +227,22 @@ impl Daemon {
         let (sockets, listen_port, mut tun) = open_interface(&s)?;
 
         let outer = plane::outer::prepare(&s.outer, listen_port, s.mtu, s.fwmark)?;
+        // The LAN side steers the pools' traffic from the start (without a registry, the
+        // interface's own prefixes: what the kernel routes into the TUN); the plane adds the
+        // peers' allowed IPs.
+        let lan_pools: Vec<_> = match &manage.registry {
+            Some(r) => r
+                .pools
+                .iter()
+                .flat_map(|p| p.v4.into_iter().chain(p.v6))
+                .collect(),
+            None => s.addresses.iter().map(|a| a.trunc()).collect(),
+        };
+        if let Some(steering) = outer.steering.as_ref().filter(|s| s.has_lan()) {
+            steering
+                .set_lan_prefixes(&lan_pools)
+                .context("steering the pools' traffic on the LAN interfaces")?;
+        }
         let (req_tx, req_rx) = crossbeam_channel::unbounded();
         let events = EventHub::default();
         let (hs_tx, hs_rx) = crossbeam_channel::bounded(HANDSHAKE_QUEUE);
@@ -272,6 +288,7 @@ impl Daemon {
                     summary: outer.summary.clone(),
                     per_worker: workers.outer.clone(),
                     steering: outer.steering.clone(),
+                    lan_pools,
                 },
                 live_indices: workers.live_indices.clone(),
             },

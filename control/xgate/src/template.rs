@@ -40,6 +40,12 @@ backend = "auto"
 # outer_interfaces = ["eth0"]
 # XDP attach mode: "auto" (native where the driver has it, else generic) or "generic".
 # xdp_mode = "auto"
+# The LAN side: "tun" (the kernel forwards between the TUN and the LAN), "af-xdp" (AF_XDP
+# sockets on lan_interfaces carry it, the TUN only what the kernel must handle) or "auto"
+# (AF_XDP where it can be set up, else the TUN). Default: "auto" if lan_interfaces is set,
+# else "tun". The LAN router must route the pools to this host's LAN address.
+# inner = "af-xdp"
+# lan_interfaces = ["eth1"]
 
 # One [[peer]] per client. Add more at run time with `wg set {DEFAULT_INTERFACE} peer ...`.
 # [[peer]]

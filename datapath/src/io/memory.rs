@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Backend, BufId, EspEncap, Rx, Via, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{Backend, BufId, EspEncap, InnerWay, Rx, Via, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 
 /// A packet for the worker to receive.
 #[derive(Debug, Clone)]
@@ -153,13 +153,14 @@ impl Backend for MemoryBackend {
         self.free.push(buf.0);
     }
 
-    fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>) -> InnerWay {
         self.inner_written_count += 1;
         if self.record {
             self.inner_written
                 .push(self.bufs[buf.0 as usize][range].to_vec());
         }
         self.free.push(buf.0);
+        InnerWay::Tun
     }
 
     fn replace_outer(&mut self, _socket: Arc<OwnedFd>) {}

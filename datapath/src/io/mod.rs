@@ -134,10 +134,48 @@ pub enum Rx {
         /// Bytes read.
         len: usize,
     },
+    /// A packet from a LAN interface's AF_XDP socket (`inner = "af-xdp"`), its TTL or hop
+    /// limit already taken down by one, at `buf[INNER_OFFSET..INNER_OFFSET + len]`.
+    Lan {
+        /// Buffer holding it.
+        buf: BufId,
+        /// Its length.
+        len: usize,
+    },
     /// Another thread woke this worker (control message or handed-over packets).
     Wake,
     /// The TUN queue is gone (interface deleted).
     InnerClosed,
+}
+
+/// Which way an inner packet left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InnerWay {
+    /// Into the TUN (the kernel forwards it).
+    Tun,
+    /// Framed and sent on a LAN interface's AF_XDP socket.
+    Lan,
+}
+
+/// Why a packet for the LAN went into the TUN although the LAN side runs on AF_XDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LanFallback {
+    /// Its route leaves by no LAN interface (the host's own address, another network).
+    NotLan,
+    /// The next hop's link address is not in the kernel's neighbour table yet: the kernel
+    /// resolves it as it forwards the packet.
+    Unresolved,
+    /// An IPv4 fragment.
+    Fragment,
+    /// Longer than the LAN interface's MTU: the kernel fragments it or answers "too big".
+    TooBig,
+    /// TTL or hop limit 1 or 0: the kernel answers Time Exceeded.
+    Ttl,
+}
+
+impl LanFallback {
+    /// How many reasons there are.
+    pub const COUNT: usize = 5;
 }
 
 /// What a backend's offloads did since the last look.
@@ -166,6 +204,12 @@ pub struct OffloadStats {
     pub tun_write_calls: u64,
     /// Sends on the outer sockets (a UDP_SEGMENT batch is one).
     pub outer_send_calls: u64,
+    /// Packets received on LAN interfaces' AF_XDP sockets.
+    pub lan_received: u64,
+    /// Packets sent on LAN interfaces' AF_XDP sockets.
+    pub lan_sent: u64,
+    /// Packets for the LAN written into the TUN instead, by `LanFallback`.
+    pub lan_fallbacks: [u64; LanFallback::COUNT],
 }
 
 /// What a worker needs from the kernel.
@@ -197,9 +241,10 @@ pub trait Backend {
         range: Range<usize>,
         how: (SocketAddr, EspEncap, Option<LinkPath>),
     );
-    /// Writes `buf[range]` into the TUN; the buffer is freed once written. At least 16 bytes
-    /// (a transport header's worth) lie before the range: a backend may write a header there.
-    fn send_inner(&mut self, buf: BufId, range: Range<usize>);
+    /// Writes `buf[range]` into the TUN, or sends it on a LAN interface where the backend
+    /// serves one; the buffer is freed once written. At least 16 bytes (a transport header's
+    /// worth) lie before the range: a backend may write a header there.
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>) -> InnerWay;
     /// Switches to a new outer socket (listen port changed).
     fn replace_outer(&mut self, socket: Arc<OwnedFd>);
     /// Receives and sends UDP-encapsulated ESP on `socket` (this worker's on the NAT-T port)

@@ -33,6 +33,8 @@ pub struct Interface {
     pub mac: Vec<u8>,
     /// The XDP program attached, if any: its id and whether it runs in generic mode.
     pub xdp: Option<(u32, XdpAttached)>,
+    /// The largest IP packet it carries (0 when the kernel did not say).
+    pub mtu: u32,
 }
 
 /// Where the kernel would send a datagram to some address.
@@ -342,11 +344,13 @@ fn interface_of(link: LinkMessage) -> Interface {
         loopback: link.header.flags.contains(LinkFlags::Loopback),
         mac: Vec::new(),
         xdp: None,
+        mtu: 0,
     };
     for at in link.attributes {
         match at {
             LinkAttribute::IfName(n) => out.name = n,
             LinkAttribute::Address(a) => out.mac = a,
+            LinkAttribute::Mtu(m) => out.mtu = m,
             LinkAttribute::Xdp(xdp) => {
                 let mut id = None;
                 let mut mode = XdpAttached::None;

@@ -160,6 +160,21 @@ crate::counters! {
         esp_tx_packets: Stat "esp_tx_packets" => "xgate_worker_esp_tx_packets_total";
         /// NAT-T keepalives (a lone 0xFF byte, RFC 3948 §2.3) received on the NAT-T port.
         nat_keepalives: Stat "nat_keepalives";
+        /// Packets from the LAN received on its AF_XDP sockets (`inner = "af-xdp"`).
+        lan_rx_packets: Stat "lan_rx_packets" => "xgate_worker_lan_rx_packets_total";
+        /// Decrypted packets sent to the LAN on its AF_XDP sockets.
+        lan_tx_packets: Stat "lan_tx_packets" => "xgate_worker_lan_tx_packets_total";
+        /// Packets for the LAN written into the TUN: their route leaves by no LAN interface
+        /// (the host's own address, another network).
+        lan_fallback_not_lan: Stat "lan_fallback_not_lan";
+        /// ... because the next hop's link address was not known yet.
+        lan_fallback_unresolved: Stat "lan_fallback_unresolved";
+        /// ... because they were IPv4 fragments.
+        lan_fallback_fragment: Stat "lan_fallback_fragment";
+        /// ... because they were longer than the LAN interface's MTU.
+        lan_fallback_too_big: Stat "lan_fallback_too_big";
+        /// ... because their TTL or hop limit ran out.
+        lan_fallback_ttl: Stat "lan_fallback_ttl";
     }
 }
 

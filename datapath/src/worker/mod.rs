@@ -143,7 +143,11 @@ impl<B: Backend> Worker<B> {
                     truncated,
                     via,
                 } => self.receive_outer(buf, at..at + len, (from, link, via), truncated, now),
-                Rx::Inner { buf, len } => self.receive_inner(buf, len, now),
+                Rx::Inner { buf, len } => {
+                    self.counters.tun_reads += 1;
+                    self.receive_inner(buf, len, now);
+                }
+                Rx::Lan { buf, len } => self.receive_inner(buf, len, now),
                 Rx::Wake => {}
                 Rx::InnerClosed => {
                     let _ = self
@@ -175,6 +179,14 @@ impl<B: Backend> Worker<B> {
         self.counters.tun_coalesced_writes += offloads.coalesced_writes;
         self.counters.tun_write_calls += offloads.tun_write_calls;
         self.counters.outer_send_calls += offloads.outer_send_calls;
+        self.counters.lan_rx_packets += offloads.lan_received;
+        self.counters.lan_tx_packets += offloads.lan_sent;
+        let [not_lan, unresolved, fragment, too_big, ttl] = offloads.lan_fallbacks;
+        self.counters.lan_fallback_not_lan += not_lan;
+        self.counters.lan_fallback_unresolved += unresolved;
+        self.counters.lan_fallback_fragment += fragment;
+        self.counters.lan_fallback_too_big += too_big;
+        self.counters.lan_fallback_ttl += ttl;
     }
 
     /// The backend, for tests that inject and inspect packets.

@@ -11,7 +11,7 @@ use proto::session::TransportError;
 use proto::transport::OpenError;
 
 use super::{HandoverKind, Worker};
-use crate::io::{Backend, BufId, LinkPath, Via};
+use crate::io::{Backend, BufId, InnerWay, LinkPath, Via};
 use crate::messages::{index_owner, HandshakeDatagram};
 use crate::stats::DropReason;
 
@@ -202,7 +202,10 @@ impl<B: Backend> Worker<B> {
         if crate::inner::clamp_mss(packet, mtu) {
             self.counters.mss_clamped += 1;
         }
-        self.backend.send_inner(buf, at..at + header.len);
-        self.counters.tun_writes += 1;
+        match self.backend.send_inner(buf, at..at + header.len) {
+            InnerWay::Tun => self.counters.tun_writes += 1,
+            // Counted by the backend (`lan_tx_packets`).
+            InnerWay::Lan => {}
+        }
     }
 }

@@ -13,9 +13,8 @@ use crate::route::PeerId;
 use crate::stats::DropReason;
 
 impl<B: Backend> Worker<B> {
-    /// A packet read from this worker's TUN queue.
+    /// A packet read from this worker's TUN queue or LAN socket.
     pub(super) fn receive_inner(&mut self, buf: BufId, len: usize, now: Instant) {
-        self.counters.tun_reads += 1;
         let Some(peer) = self.route_inner(buf, len) else {
             self.backend.free(buf);
             return;
@@ -91,7 +90,8 @@ impl<B: Backend> Worker<B> {
                     // vnet header.
                     let at = INNER_OFFSET;
                     self.backend.buf(reply)[at..at + n].copy_from_slice(&scratch[..n]);
-                    self.backend.send_inner(reply, at..at + n);
+                    // Counted as an answer, whichever way it leaves.
+                    let _ = self.backend.send_inner(reply, at..at + n);
                     self.counters.icmp_too_big_sent += 1;
                 }
                 None => self.backend.free(reply),

@@ -25,8 +25,8 @@ mod peers;
 /// Largest inner MTU the datapath's buffers allow.
 pub use datapath::io::MAX_MTU;
 pub use ike::{IkeConfig, IkeSection, LEGACY_WARNING};
-use outer::outer_settings;
-pub use outer::{Backend, OuterSettings, XdpModeSetting};
+use outer::{outer_settings, with_lan};
+pub use outer::{Backend, Inner, OuterSettings, XdpModeSetting};
 use peers::peer_update;
 pub use peers::{resolve_endpoint, same_route};
 
@@ -107,6 +107,8 @@ pub struct InterfaceSection {
     backend: Option<String>,
     outer_interfaces: Option<Vec<String>>,
     xdp_mode: Option<String>,
+    inner: Option<String>,
+    lan_interfaces: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +277,7 @@ impl InterfaceSettings {
         }
 
         let outer = outer_settings(iface.backend, iface.outer_interfaces, iface.xdp_mode)?;
+        let outer = with_lan(outer, iface.inner, iface.lan_interfaces)?;
 
         Ok(Self {
             name,

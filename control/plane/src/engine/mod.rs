@@ -162,6 +162,9 @@ pub struct OuterSummary {
     pub per_worker: Vec<String>,
     /// The steering programs, to follow listen-port changes.
     pub steering: Option<Arc<datapath::io::af_xdp::steering::Steering>>,
+    /// The address pools: with the peers' allowed IPs, what the LAN side steers to the
+    /// workers (`inner = "af-xdp"`).
+    pub lan_pools: Vec<IpNet>,
 }
 
 /// The plane's inputs closed: every worker, or everyone who could send requests, is gone.
@@ -424,6 +427,32 @@ impl ControlPlane {
             for w in &self.channels.workers {
                 w.send(ToWorker::Routes(snapshot.clone()));
             }
+            self.publish_lan_prefixes();
+        }
+    }
+
+    /// Tells the LAN side (if any) which destinations to steer to the workers: the pools and
+    /// the allowed IPs outside them, merged where they adjoin.
+    fn publish_lan_prefixes(&self) {
+        let Some(steering) = self
+            .channels
+            .outer
+            .steering
+            .as_ref()
+            .filter(|s| s.has_lan())
+        else {
+            return;
+        };
+        let pools = &self.channels.outer.lan_pools;
+        let mut nets = pools.clone();
+        nets.extend(
+            self.peers
+                .routes
+                .prefixes()
+                .filter(|n| !pools.iter().any(|p| p.contains(n))),
+        );
+        if let Err(e) = steering.set_lan_prefixes(&IpNet::aggregate(&nets)) {
+            tracing::warn!("LAN prefixes not all steered (their packets go through the TUN): {e}");
         }
     }
 

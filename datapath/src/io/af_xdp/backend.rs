@@ -10,19 +10,20 @@
 //! sends only when woken). The wait itself is io_uring's, which also polls the sockets.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::frame::{self, Mac, Path};
+use super::frame::{self, Mac};
+use super::lan_io::take_lan_frame;
 use super::neighbours::Neighbours;
 use super::socket::{RingSizes, XskSocket};
-use super::steering::{SteeredInterface, Steering, SteeringError};
+use super::steering::{Role, SteeredInterface, Steering, SteeringError};
 use super::umem;
 use crate::io::uring::UringBackend;
-use crate::io::{Backend, BufId, EspEncap, LinkPath, OffloadStats, Rx, Via, BUF_SIZE};
+use crate::io::{Backend, BufId, EspEncap, InnerWay, LinkPath, OffloadStats, Rx, Via, BUF_SIZE};
 use crate::kernel::raw_esp::RawEspSockets;
 
 /// Ring sizes of each socket.
@@ -69,6 +70,9 @@ pub struct XdpQueue {
     pub mac: Mac,
     /// The interface (and its map) the socket serves.
     pub interface: Arc<SteeredInterface>,
+    /// A LAN interface's queue (`inner = "af-xdp"`): IP packets for the VPN come in, decrypted
+    /// ones go out.
+    pub lan: bool,
     /// Names this queue in the frame owner table (not reused while a queue holding it, live or
     /// retiring, still exists).
     pub id: u16,
@@ -87,6 +91,7 @@ impl XdpQueue {
         Self {
             socket,
             mac: interface.mac,
+            lan: interface.role == Role::Lan,
             interface,
             id,
             lent: 0,
@@ -125,15 +130,17 @@ pub struct XdpBackend {
     /// is sent from it.
     nat_port: Option<u16>,
     /// The raw ESP sockets, taken from the steering the first time one is needed.
-    raw_sockets: Option<Arc<RawEspSockets>>,
-    stats: OffloadStats,
+    pub(super) raw_sockets: Option<Arc<RawEspSockets>>,
+    pub(super) stats: OffloadStats,
     /// Frames dropped because a tx ring stayed full.
-    send_failures: u64,
+    pub(super) send_failures: u64,
     /// Paths to peers no datagram has come from yet.
-    neighbours: Neighbours,
+    pub(super) neighbours: Neighbours,
+    /// Paths to LAN hosts and routers, through the LAN interfaces only.
+    pub(super) lan_neighbours: Neighbours,
     /// The clock as of the last wait's end: what this batch's sends look paths up at (one
     /// reading per batch, not per packet).
-    now: Instant,
+    pub(super) now: Instant,
 }
 
 impl XdpBackend {
@@ -166,6 +173,7 @@ impl XdpBackend {
             stats: OffloadStats::default(),
             send_failures: 0,
             neighbours: Neighbours::default(),
+            lan_neighbours: Neighbours::default(),
             now: Instant::now(),
         };
         let interfaces = backend.steering.interfaces();
@@ -203,7 +211,12 @@ impl XdpBackend {
                 } else {
                     "copy"
                 };
-                format!("{} queue {} {copy}", q.interface.name, q.socket.queue())
+                let lan = if q.lan { " (LAN)" } else { "" };
+                format!(
+                    "{}{lan} queue {} {copy}",
+                    q.interface.name,
+                    q.socket.queue()
+                )
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -249,7 +262,7 @@ impl XdpBackend {
     }
 
     /// Takes sent frames back from the completion rings.
-    fn complete(&mut self) {
+    pub(super) fn complete(&mut self) {
         for q in &mut self.queues {
             let done = q.socket.completion.ready();
             for i in 0..done {
@@ -319,6 +332,20 @@ impl XdpBackend {
                     self.uring.free(buf);
                     continue;
                 }
+                if q.lan {
+                    let taken = take_lan_frame(self.uring.buf(buf), offset..end);
+                    match taken {
+                        Some(len) => {
+                            self.stats.lan_received += 1;
+                            out.push(Rx::Lan { buf, len });
+                        }
+                        None => {
+                            self.stats.bad_frames += 1;
+                            self.uring.free(buf);
+                        }
+                    }
+                    continue;
+                }
                 match frame::parse(&self.uring.buf(buf)[offset..end]) {
                     Ok(got) => {
                         // Our own address, not the frame's destination: that may have been a
@@ -351,116 +378,6 @@ impl XdpBackend {
                 }
             }
             q.socket.rx.release(ready);
-        }
-    }
-
-    /// The queue to send to `to` by, from our `port` (or as raw ESP), and the frame's path:
-    /// the way `link` says, else the way the kernel's route and neighbour tables say (if
-    /// through one of our interfaces).
-    fn route(
-        &mut self,
-        to: SocketAddr,
-        link: Option<LinkPath>,
-        (port, raw_esp): (u16, bool),
-    ) -> Option<(usize, Path)> {
-        let link = match link {
-            Some(link) => link,
-            None => {
-                let queues = &self.queues;
-                self.neighbours.path_to(to.ip(), self.now, |ifindex| {
-                    queues
-                        .iter()
-                        .find(|q| q.socket.ifindex() == ifindex)
-                        .map(|q| q.mac)
-                })?
-            }
-        };
-        let from = match (link.local, to) {
-            (std::net::IpAddr::V4(ip), SocketAddr::V4(_)) => {
-                SocketAddr::V4(SocketAddrV4::new(ip, port))
-            }
-            (std::net::IpAddr::V6(ip), SocketAddr::V6(_)) => {
-                SocketAddr::V6(SocketAddrV6::new(ip, port, 0, 0))
-            }
-            _ => return None,
-        };
-        let queue = self
-            .queues
-            .iter()
-            .position(|q| q.socket.ifindex() == link.ifindex)?;
-        Some((
-            queue,
-            Path {
-                from,
-                to,
-                src_mac: link.local_mac,
-                dst_mac: link.next_hop,
-                raw_esp,
-            },
-        ))
-    }
-
-    /// Sends `range` of `buf` to `to` from our `port` (or, `raw_esp`, as IP protocol 50) in
-    /// a frame of its own on the AF_XDP socket of the queue towards it (a full ring drops it
-    /// and counts it); false, with `buf` untouched, when it must go the kernel's way (no path
-    /// through our interfaces, or no room before the payload for the headers).
-    fn send_frame(
-        &mut self,
-        buf: BufId,
-        range: Range<usize>,
-        (to, link, port, raw_esp): (SocketAddr, Option<LinkPath>, u16, bool),
-    ) -> bool {
-        let Some((queue, path)) = self.route(to, link, (port, raw_esp)) else {
-            return false;
-        };
-        if range.start < frame::headers_len(&to, raw_esp) {
-            return false;
-        }
-        let pending = self.tx_pending[queue];
-        if self.queues[queue].socket.tx.free(pending + 1) <= pending {
-            // Ring full: send what it holds, then try once more.
-            self.flush_tx();
-            self.complete();
-        }
-        let pending = self.tx_pending[queue];
-        let tx = &mut self.queues[queue].socket.tx;
-        if tx.free(pending + 1) <= pending {
-            self.uring.free(buf);
-            self.send_failures += 1;
-            return true;
-        }
-        let frame = frame::write_headers(self.uring.buf(buf), range, &path);
-        self.owner[buf.0 as usize] = self.queues[queue].id;
-        let tx = &mut self.queues[queue].socket.tx;
-        tx.write(
-            pending,
-            libc::xdp_desc {
-                addr: umem::addr(buf.0) + frame.start as u64,
-                len: frame.len() as u32,
-                options: 0,
-            },
-        );
-        self.tx_pending[queue] += 1;
-        self.stats.xdp_sent += 1;
-        true
-    }
-}
-
-impl XdpBackend {
-    /// Sends the raw ESP packet `buf[range]` to `to` through the kernel's raw socket (one
-    /// system call: for a peer AF_XDP has no link path to, its neighbour entry not complete
-    /// or its interface not steered); a failure is counted.
-    fn send_raw_by_kernel(&mut self, range: &Range<usize>, to: IpAddr, buf: BufId) {
-        if self.raw_sockets.as_ref().is_none_or(|s| s.is_closed()) {
-            self.raw_sockets = self.steering.raw_esp_sockets();
-        }
-        let sent = match &self.raw_sockets {
-            Some(sender) => sender.send(&self.uring.buf(buf)[range.clone()], to),
-            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
-        };
-        if let Err(e) = sent {
-            tracing::debug!("raw ESP to {to} through the kernel: {e}");
-            self.send_failures += 1;
         }
     }
 }
@@ -543,8 +460,14 @@ impl Backend for XdpBackend {
         }
     }
 
-    fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
-        self.uring.send_inner(buf, range);
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>) -> InnerWay {
+        if self.queues.iter().any(|q| q.lan) {
+            match self.send_lan(buf, range.clone()) {
+                Ok(()) => return InnerWay::Lan,
+                Err(reason) => self.stats.lan_fallbacks[reason as usize] += 1,
+            }
+        }
+        self.uring.send_inner(buf, range)
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
@@ -574,6 +497,11 @@ impl Backend for XdpBackend {
         stats.kernel_sends += mine.kernel_sends;
         stats.xdp_received += mine.xdp_received;
         stats.xdp_sent += mine.xdp_sent;
+        stats.lan_received += mine.lan_received;
+        stats.lan_sent += mine.lan_sent;
+        for (total, n) in stats.lan_fallbacks.iter_mut().zip(mine.lan_fallbacks) {
+            *total += n;
+        }
         stats
     }
 }

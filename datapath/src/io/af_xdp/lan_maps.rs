@@ -112,7 +112,8 @@ pub enum LanPass {
     Options,
     /// TTL or hop limit 1 or 0 (the kernel answers Time Exceeded).
     Ttl,
-    /// A frame larger than an AF_XDP frame takes (as GRO makes in generic mode).
+    /// A packet longer than the tunnels' MTU (the kernel fragments it or answers "too big"),
+    /// or a frame larger than an AF_XDP frame takes (as GRO makes in generic mode).
     TooLong,
 }
 

@@ -21,11 +21,15 @@ use crate::kernel::netlink::{Interface, Netlink};
 /// The longest frame the LAN program takes: what an AF_XDP frame holds after the kernel's
 /// 256 bytes of headroom.
 const MAX_LAN_FRAME: usize = BUF_SIZE - 256;
+/// An Ethernet header without VLAN tags (the program leaves tagged frames to the kernel).
+const ETHERNET_HEADER: usize = 14;
 
 /// The LAN interfaces and the maps their programs read.
 #[derive(Debug)]
 pub struct LanSide {
     names: Vec<String>,
+    /// The longest frame taken: a packet of the tunnels' MTU in its Ethernet header.
+    max_frame: u16,
     routes: RouteMap,
     counters: PassCounters,
     /// What `routes` holds.
@@ -40,13 +44,19 @@ fn bpf_err(source: super::bpf::BpfError) -> SteeringError {
 }
 
 impl LanSide {
-    /// The LAN side for the interfaces `names` (None when there are none).
-    pub(super) fn new(names: &[String]) -> Result<Option<Self>, SteeringError> {
+    /// The LAN side for the interfaces `names` (None when there are none), taking packets up
+    /// to `inner_mtu` bytes long (0: as long as a frame holds).
+    pub(super) fn new(names: &[String], inner_mtu: usize) -> Result<Option<Self>, SteeringError> {
         if names.is_empty() {
             return Ok(None);
         }
+        let longest = match inner_mtu {
+            0 => MAX_LAN_FRAME,
+            mtu => (mtu + ETHERNET_HEADER).min(MAX_LAN_FRAME),
+        };
         Ok(Some(Self {
             names: names.to_vec(),
+            max_frame: longest as u16,
             routes: RouteMap::new().map_err(bpf_err)?,
             counters: PassCounters::new().map_err(bpf_err)?,
             served: Mutex::new(BTreeSet::new()),
@@ -62,7 +72,7 @@ impl LanSide {
     pub(super) fn program(&self, interface: &Interface, xsk: RawFd, local: RawFd) -> Vec<Insn> {
         let lan = LanSteered {
             mac: mac_of(interface),
-            max_frame: MAX_LAN_FRAME as u16,
+            max_frame: self.max_frame,
         };
         let maps = LanMaps {
             xsk,
@@ -113,6 +123,11 @@ impl Steering {
         }
         *served = wanted;
         Ok(())
+    }
+
+    /// True when LAN interfaces are steered (`inner = "af-xdp"`).
+    pub fn has_lan(&self) -> bool {
+        self.lan.is_some()
     }
 
     /// True when the LAN programs take traffic for `ip` (some served prefix holds it).

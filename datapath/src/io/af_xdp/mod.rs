@@ -12,8 +12,10 @@
 pub mod backend;
 pub mod bpf;
 pub mod frame;
+mod frame_send;
 pub mod interfaces;
 pub mod lan_frame;
+mod lan_io;
 pub mod lan_maps;
 pub mod lan_program;
 pub mod lan_steering;

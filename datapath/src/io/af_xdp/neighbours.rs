@@ -18,22 +18,32 @@ const MISSED_FOR: Duration = Duration::from_secs(1);
 /// Destinations remembered at most.
 const CAPACITY: usize = 4096;
 
+/// Why no path was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathMiss {
+    /// The kernel routes the address out of none of the interfaces asked about (or not at
+    /// all, or to the host itself).
+    NotOurs,
+    /// The route leaves by one of them, but the next hop's link address is not known yet.
+    Unresolved,
+}
+
 /// A worker's cache of looked-up paths.
 #[derive(Default)]
 pub struct Neighbours {
     netlink: Option<Netlink>,
-    cache: HashMap<IpAddr, (Option<LinkPath>, Instant)>,
+    cache: HashMap<IpAddr, (Result<LinkPath, PathMiss>, Instant)>,
 }
 
 impl Neighbours {
-    /// The path to `to` through one of `interfaces` (index, our link address), if the
-    /// kernel's tables give one.
+    /// The path to `to` through one of `interfaces` (index to our link address on it), as
+    /// the kernel's tables give it.
     pub fn path_to(
         &mut self,
         to: IpAddr,
         now: Instant,
         interfaces: impl Fn(u32) -> Option<[u8; 6]>,
-    ) -> Option<LinkPath> {
+    ) -> Result<LinkPath, PathMiss> {
         if let Some((path, until)) = self.cache.get(&to) {
             if now < *until {
                 return *path;
@@ -49,11 +59,7 @@ impl Neighbours {
                 }
             }
         }
-        let keep = if path.is_some() {
-            FOUND_FOR
-        } else {
-            MISSED_FOR
-        };
+        let keep = if path.is_ok() { FOUND_FOR } else { MISSED_FOR };
         self.cache.insert(to, (path, now + keep));
         path
     }
@@ -62,20 +68,26 @@ impl Neighbours {
         &mut self,
         to: IpAddr,
         interfaces: &dyn Fn(u32) -> Option<[u8; 6]>,
-    ) -> Option<LinkPath> {
+    ) -> Result<LinkPath, PathMiss> {
         if self.netlink.is_none() {
             self.netlink = Netlink::open()
                 .map_err(|e| tracing::debug!("netlink for neighbour lookups: {e}"))
                 .ok();
         }
-        let netlink = self.netlink.as_mut()?;
-        let route = netlink.route_to(to).ok()??;
-        let local_mac = interfaces(route.ifindex)?;
-        let local = route.source?;
+        let netlink = self.netlink.as_mut().ok_or(PathMiss::NotOurs)?;
+        let route = netlink
+            .route_to(to)
+            .ok()
+            .flatten()
+            .ok_or(PathMiss::NotOurs)?;
+        let local_mac = interfaces(route.ifindex).ok_or(PathMiss::NotOurs)?;
+        let local = route.source.ok_or(PathMiss::NotOurs)?;
         let next_hop = netlink
             .neighbour(route.ifindex, route.gateway.unwrap_or(to))
-            .ok()??;
-        Some(LinkPath {
+            .ok()
+            .flatten()
+            .ok_or(PathMiss::Unresolved)?;
+        Ok(LinkPath {
             ifindex: route.ifindex,
             local,
             local_mac,

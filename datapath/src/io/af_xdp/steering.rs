@@ -105,6 +105,8 @@ pub struct SteeredInterface {
     pub mac: Mac,
     /// Receive queues.
     pub queues: u32,
+    /// The largest IP packet it carries, as the kernel said when it was attached.
+    pub mtu: u32,
     map: XskMap,
     link: XdpLink,
     /// The program the link runs (swapped by `set_port`).
@@ -164,14 +166,16 @@ impl Steering {
         port: u16,
         force_generic: bool,
     ) -> Result<Self, SteeringError> {
-        Self::attach_with_lan(netlink, (wanted, &[]), port, force_generic)
+        Self::attach_with_lan(netlink, (wanted, &[], 0), port, force_generic)
     }
 
     /// As `attach`, and the LAN program on each of `lan` (`inner = "af-xdp"`): the outer
-    /// interfaces `outer` names, or the automatic choice without the LAN ones.
+    /// interfaces `outer` names, or the automatic choice without the LAN ones. LAN packets
+    /// longer than `inner_mtu` (the tunnels') go to the kernel, which fragments them or
+    /// answers "too big" as it forwards them into the TUN.
     pub fn attach_with_lan(
         netlink: &mut Netlink,
-        (wanted, lan): (&[String], &[String]),
+        (wanted, lan, inner_mtu): (&[String], &[String], usize),
         port: u16,
         force_generic: bool,
     ) -> Result<Self, SteeringError> {
@@ -188,7 +192,7 @@ impl Steering {
             local,
             local_set: Mutex::new(HashSet::new()),
             wanted: wanted.to_vec(),
-            lan: super::lan_steering::LanSide::new(lan)?,
+            lan: super::lan_steering::LanSide::new(lan, inner_mtu)?,
             force_generic,
             generation: AtomicU64::new(0),
             incomplete: AtomicBool::new(false),
@@ -252,6 +256,7 @@ impl Steering {
             index: interface.index,
             mac: mac_of(interface),
             queues,
+            mtu: interface.mtu,
             map,
             link,
             program: Mutex::new(program),
@@ -445,9 +450,7 @@ impl Steering {
     }
 
     /// The queues of `interfaces` worker `worker` of `workers` owns (queue q belongs to
-    /// worker q mod workers), as (interface, queue) pairs. Outer interfaces only for now: no
-    /// socket is bound on a LAN queue until the backend reads LAN frames (issue 20), so the
-    /// LAN program's redirects find empty slots and its packets go on to the kernel.
+    /// worker q mod workers), as (interface, queue) pairs, LAN interfaces' included.
     pub fn owned_queues(
         interfaces: &[Arc<SteeredInterface>],
         worker: usize,
@@ -455,7 +458,6 @@ impl Steering {
     ) -> Vec<(Arc<SteeredInterface>, u32)> {
         interfaces
             .iter()
-            .filter(|i| i.role == Role::Outer)
             .flat_map(|i| {
                 (0..i.queues)
                     .filter(move |q| *q as usize % workers.max(1) == worker)

@@ -38,7 +38,9 @@ use tun_write::TunRuns;
 
 use super::buf_ring::BufRing;
 use super::frames::Frames;
-use super::{Backend, BufId, EspEncap, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
+use super::{
+    Backend, BufId, EspEncap, InnerWay, OffloadStats, Rx, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET,
+};
 use crate::kernel::udp_offload::{enable_gro, CONTROL_LEN};
 use crate::kernel::waker::Waker;
 
@@ -490,8 +492,9 @@ impl Backend for UringBackend {
         self.send_one(buf, range, to, true, true);
     }
 
-    fn send_inner(&mut self, buf: BufId, range: Range<usize>) {
+    fn send_inner(&mut self, buf: BufId, range: Range<usize>) -> InnerWay {
         self.write_inner(buf, range);
+        InnerWay::Tun
     }
 
     fn replace_outer(&mut self, socket: Arc<OwnedFd>) {
