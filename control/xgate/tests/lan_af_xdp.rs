@@ -12,50 +12,21 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Rig, VETH_QUEUES};
-use testbed::{ping, tcp_transfer, veth_queues, wait_until, Implementation, Netns};
+use testbed::lan_host::{route_lan_through, HOST_V4, HOST_V6, LAN_PREFIXES};
+use testbed::{ping, tcp_transfer, wait_until, Implementation, Netns};
 
 /// The LAN: the concentrator's side and the LAN host's side of one veth.
 const LAN_SERVER_IF: &str = "xtlns";
 const LAN_HOST_IF: &str = "xtlnc";
-const LAN_V4: &str = "10.202.0.2";
-const LAN_V6: &str = "fd02::2";
+const LAN_V4: &str = HOST_V4;
+const LAN_V6: &str = HOST_V6;
 const TRANSFER: u64 = 100 << 20;
 
-/// The LAN host: a namespace on a veth to the concentrator, which it routes the VPN's
-/// prefixes through (as a LAN router would).
+/// The LAN host, on `LAN_SERVER_IF`.
 fn lan_host(rig: &Rig) -> Netns {
-    let ns = Netns::create(&format!("xt-{}-lan", rig.tag)).expect("LAN namespace");
-    let server = &rig.server.ns;
-    veth_queues(
-        server,
-        LAN_SERVER_IF,
-        "10.202.0.1/24",
-        &ns,
-        LAN_HOST_IF,
-        &format!("{LAN_V4}/24"),
-        VETH_QUEUES,
-    )
-    .expect("LAN veth");
-    for (n, dev, addr) in [
-        (server, LAN_SERVER_IF, "fd02::1/64"),
-        (&ns, LAN_HOST_IF, "fd02::2/64"),
-    ] {
-        n.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"])
-            .expect("IPv6 on the LAN");
-    }
-    // A veth hands over the packets its namespace makes with the TCP and UDP checksums left
-    // to offload (only a pseudo-header sum in place); XDP sees them so, and the tunnel would
-    // carry them so. A frame off a wire always has them whole: make the LAN host's so.
-    ns.run("ethtool", &["-K", LAN_HOST_IF, "tx", "off"])
-        .expect("checksums computed on the LAN host");
-    ns.ip(&["route", "add", "10.77.0.0/16", "via", "10.202.0.1"])
-        .expect("route to the VPN");
-    ns.ip(&["-6", "route", "add", "fd77::/64", "via", "fd02::1"])
-        .expect("IPv6 route to the VPN");
-    for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
-        server.run("sysctl", &["-qw", key]).expect("forwarding on");
-    }
-    ns
+    let name = format!("xt-{}-lan", rig.tag);
+    let ifs = (LAN_SERVER_IF, LAN_HOST_IF);
+    testbed::lan_host::lan_host(&rig.server.ns, &name, ifs, VETH_QUEUES).expect("LAN host")
 }
 
 /// Points client `i` at the server with the LAN in its allowed IPs and routes.
@@ -67,14 +38,11 @@ fn connect_with_lan(rig: &Rig, i: usize) {
             &c.ns,
             &rig.server_key.public_key(),
             Some(&endpoint),
-            "10.77.0.0/16,fd77::/64,10.202.0.0/24,fd02::/64",
+            &format!("10.77.0.0/16,fd77::/64,{LAN_PREFIXES}"),
             None,
         )
         .expect("client peer set");
-    c.ns.ip(&["route", "add", "10.202.0.0/24", "dev", &c.peer.iface])
-        .expect("client route to the LAN");
-    c.ns.ip(&["-6", "route", "add", "fd02::/64", "dev", &c.peer.iface])
-        .expect("client IPv6 route to the LAN");
+    route_lan_through(&c.ns, &c.peer.iface).expect("client routes to the LAN");
 }
 
 /// The counters that say which way inner packets went.

@@ -3,8 +3,11 @@
 //! add`), which assigns its tunnel addresses, and a strongSwan IKEv2 client in a fourth, made a
 //! user with `xgate ike user add` (the first user starts the IKEv2 responder) and connecting
 //! with the `swanctl.conf` xgate exports; each client pings and moves checksummed data both
-//! ways. Prints what held, then `xgate status` from the API, then removes the peers, the user
-//! and everything else. Exit 0 only if every step held.
+//! ways. Prints what held, then `xgate status` from the API, then removes the peers and the
+//! user. Then the LAN side both ways: that xgate's decrypted packets went through the TUN
+//! (`inner = "tun"`, the default); a second xgate with `inner = "af-xdp"` and a LAN host
+//! behind it carries the wireguard-go client's traffic to the LAN host on AF_XDP sockets, and
+//! the counters say so. Everything is removed at the end. Exit 0 only if every step held.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use testbed::clients::wg;
+use testbed::config::{Peer, XgateConfig};
+use testbed::lan_host::{lan_host, route_lan_through, HOST_V4, HOST_V6, LAN_PREFIXES};
 use testbed::{
     ping, tcp_transfer, veth_queues, wait_until, Implementation, Netns, Strongswan, WgPeer, Xgate,
 };
@@ -118,7 +123,7 @@ fn client(
     server_ns: &Netns,
     server: &Xgate,
     dir: &Path,
-) -> Result<(WgPeer, String, i64)> {
+) -> Result<(WgPeer, (String, String), i64)> {
     let underlay = format!("10.201.{n}");
     let iface = format!("xgd-{}", &implementation.label()[..2]);
     let peer = WgPeer::start(implementation, ns, &iface, dir)?;
@@ -146,7 +151,7 @@ fn client(
         "10.77.0.0/16,fd77::/64",
         Some(25),
     )?;
-    Ok((peer, v4, id))
+    Ok((peer, (v4, v6), id))
 }
 
 fn exercise(
@@ -309,6 +314,100 @@ fn print_results(results: &[ClientResult]) -> bool {
     all_ok
 }
 
+/// A datapath counter from `xgate show --json` (summed over interfaces).
+fn stat(server_ns: &Netns, binary: &Path, name: &str) -> Result<u64> {
+    let text = server_ns.run(binary.to_str().unwrap_or("xgate"), &["show", "--json"])?;
+    let shown: serde_json::Value = serde_json::from_str(&text).context("xgate show --json")?;
+    let all = shown.as_array().context("a list of interfaces")?;
+    Ok(all.iter().filter_map(|i| i["stats"][name].as_u64()).sum())
+}
+
+/// `inner = "af-xdp"`: a second xgate (interface xgate1, no registry) with a LAN host behind
+/// it; the wireguard-go client `peer` (tunnel addresses `v4`, `v6`, in `ns`) reaches the LAN host
+/// and the LAN host reaches it, through the LAN interface's AF_XDP sockets.
+fn lan_side(
+    (server_ns, binary, dir): (&Netns, &Path, &Path),
+    (ns, peer, (v4, v6)): (&Netns, &WgPeer, &(String, String)),
+) -> Result<bool> {
+    println!("\n== the LAN side on AF_XDP: xgate1 with inner = \"af-xdp\" and a LAN host ==\n");
+    let lan = lan_host(server_ns, "xgdemo-lan", ("xgd-lan", "xgd-lanh"), 2)?;
+    let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+    let mut config = XgateConfig::server("xgate1", &key, 51820, &["10.77.0.1/16", "fd77::1/64"]);
+    config.interface.inner = Some("af-xdp".into());
+    config.interface.lan_interfaces = vec!["xgd-lan".into()];
+    config.peers.push(Peer {
+        name: Some("demo-wireguard-go".into()),
+        public_key: peer.public_key.to_base64(),
+        allowed_ips: vec![format!("{v4}/32"), format!("{v6}/128")],
+        ..Peer::default()
+    });
+    let path = dir.join("xgate1.toml");
+    config.write(&path)?;
+    let path_arg = path.to_str().context("config path")?;
+    let server = Xgate::start(
+        binary,
+        server_ns,
+        &["--config", path_arg],
+        "xgate1",
+        &dir.join("xgate1.log"),
+    )?;
+    let allowed = format!("10.77.0.0/16,fd77::/64,{LAN_PREFIXES}");
+    peer.set_peer(
+        ns,
+        &server.public_key,
+        Some("10.201.1.1:51820"),
+        &allowed,
+        Some(25),
+    )?;
+    route_lan_through(ns, &peer.iface)?;
+    println!(
+        "xgate1 up: lan_interfaces = [\"xgd-lan\"], LAN host {HOST_V4} / {HOST_V6} in xgdemo-lan"
+    );
+    let reached = wait_until(Duration::from_secs(10), || {
+        ping(ns, HOST_V4, 1).is_ok_and(|p| p.received == 1)
+    });
+    let p4 = ping(ns, HOST_V4, 5)?;
+    let p6 = ping(ns, HOST_V6, 5)?;
+    let back = ping(&lan, v4, 5)?;
+    // The pings taught the kernel the LAN host's link addresses: from here on nothing for
+    // the LAN should need the TUN.
+    let tun_before = stat(server_ns, binary, "tun_writes")?;
+    let up = tcp_transfer(&lan, format!("{HOST_V4}:5301").parse()?, ns, TRANSFER, 7)?;
+    let down = tcp_transfer(ns, format!("[{v6}]:5302").parse()?, &lan, TRANSFER, 8)?;
+    let (rx, tx) = (
+        stat(server_ns, binary, "lan_rx_packets")?,
+        stat(server_ns, binary, "lan_tx_packets")?,
+    );
+    let tun = stat(server_ns, binary, "tun_writes")? - tun_before;
+    let pings_ok = reached && p4.received == 5 && p6.received == 5 && back.received == 5;
+    let data_ok = up.intact(TRANSFER) && down.intact(TRANSFER);
+    println!(
+        "client -> LAN host: ping v4 {}/5, v6 {}/5; LAN host -> client: ping {}/5",
+        p4.received, p6.received, back.received
+    );
+    println!(
+        "{} MB each way, checksums {}: client -> LAN (IPv4) {:.0} Mbit/s, LAN -> client (IPv6) \
+         {:.0} Mbit/s",
+        TRANSFER >> 20,
+        if data_ok { "match" } else { "MISMATCH" },
+        up.mbit_per_s(),
+        down.mbit_per_s()
+    );
+    let carried = rx > 10_000 && tx > 10_000 && tun == 0;
+    println!(
+        "LAN AF_XDP sockets: {rx} packets in, {tx} out; written into the TUN meanwhile: {tun} ({})",
+        if carried { "ok" } else { "FAILED" }
+    );
+    let log = std::fs::read_to_string(dir.join("xgate1.log")).unwrap_or_default();
+    if let Some(line) = log.lines().find(|l| l.contains("xgate is up")) {
+        let from = line.find("backend=").unwrap_or(0);
+        println!("xgate1's log: {}", &line[from..]);
+    }
+    drop(server);
+    drop(lan);
+    Ok(pings_ok && data_ok && carried)
+}
+
 fn demo() -> Result<bool> {
     let binary = xgate_binary();
     if !binary.exists() {
@@ -352,7 +451,7 @@ fn demo() -> Result<bool> {
     let mut namespaces = Vec::new();
     let mut ids = Vec::new();
     for ((n, implementation), ns) in clients.into_iter().zip(underlays) {
-        let (peer, addr, id) = client(implementation, n, &ns, &server_ns, &server, &dir)?;
+        let (peer, (addr, addr6), id) = client(implementation, n, &ns, &server_ns, &server, &dir)?;
         println!(
             "{} client in namespace {}, registered by the API as peer {id} with {addr}: connecting...",
             implementation.label(),
@@ -367,7 +466,7 @@ fn demo() -> Result<bool> {
             1000 + u64::from(n),
         )?;
         results.push(r);
-        namespaces.push((ns, peer));
+        namespaces.push((ns, peer, (addr, addr6)));
     }
     let (charon, swan_id, swan_addr, swan_up) = swan_client(&swan_ns, &server_ns, &dir)?;
     println!(
@@ -393,11 +492,17 @@ fn demo() -> Result<bool> {
     xgate_cli(&server_ns, &["ike", "user", "rm", &swan_id.to_string()])?;
     drop(charon);
     drop(swan_ns);
-    drop(namespaces);
+    let tun_writes = stat(&server_ns, &binary, "tun_writes")?;
+    println!("\nxgate0 (inner = \"tun\", the default) wrote {tun_writes} decrypted packets into the TUN.");
     drop(server);
+    let lan_ok = match namespaces.first() {
+        Some((ns, peer, addrs)) => lan_side((&server_ns, &binary, &dir), (ns, peer, addrs))?,
+        None => false,
+    };
+    drop(namespaces);
     drop(server_ns);
     println!("\nremoved namespaces xgdemo-*, the clients and xgate.");
-    Ok(all_ok)
+    Ok(all_ok && lan_ok)
 }
 
 fn main() -> ExitCode {
