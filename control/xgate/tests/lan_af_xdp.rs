@@ -187,3 +187,46 @@ fn clients_and_a_lan_host_talk_through_af_xdp_on_the_lan_side() {
         rig.show()
     );
 }
+
+#[test]
+fn auto_falls_back_to_the_tun_when_the_lan_side_cannot_be_set_up() {
+    let mut rig = Rig::af_xdp("lanau");
+    let go = rig.add_client(Implementation::WireguardGo);
+    let lan = lan_host(&rig);
+    let mut config = rig.config();
+    config.interface.outer_interfaces = vec!["xtv1s".into()];
+    // A LAN interface that does not exist: "auto" says why and keeps the TUN.
+    config.interface.inner = Some("auto".into());
+    config.interface.lan_interfaces = vec!["xtnolan".into()];
+    rig.start_xgate_with(&config);
+    assert!(
+        rig.log().contains("LAN side not on AF_XDP") && rig.log().contains("xtnolan"),
+        "no line saying why the LAN side is on the TUN:\n{}",
+        rig.log()
+    );
+    connect_with_lan(&rig, go);
+    pings(&rig.clients[go].ns, LAN_V4, &rig);
+    pings(&lan, &rig.clients[go].v4.clone(), &rig);
+    let w = ways(&rig);
+    assert!(
+        w.lan_rx == 0 && w.lan_tx == 0 && w.tun_writes >= 5 && w.tun_reads >= 5,
+        "the TUN did not carry the LAN's traffic: {w:?}"
+    );
+    // "af-xdp" refuses to start instead, naming the field.
+    drop(rig.server.take_xgate());
+    config.interface.inner = Some("af-xdp".into());
+    let path = rig.dir.join("refused.toml");
+    config.write(&path).expect("config");
+    let out = rig
+        .server
+        .ns
+        .command(common::xgate_bin().to_str().expect("path"))
+        .args(["up", "--config", path.to_str().expect("path")])
+        .output()
+        .expect("xgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("lan_interfaces"),
+        "af-xdp with a missing LAN interface: {stderr}"
+    );
+}
