@@ -370,9 +370,11 @@ pub fn up(mut settings: Settings) -> Result<()> {
         tracing::info!(path = %path.display(), "created this interface's private key");
     }
     let daemon = Daemon::start(settings, api_listener, launched)?;
+    tell_service_manager(sd_notify::NotifyState::Ready);
     let reason = daemon.stop.recv().unwrap_or(StopReason::SocketRemoved);
     let started = Instant::now();
     tracing::info!(?reason, "shutting down");
+    tell_service_manager(sd_notify::NotifyState::Stopping);
     drop(daemon);
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -382,5 +384,13 @@ pub fn up(mut settings: Settings) -> Result<()> {
         StopReason::WorkerFailed(e) => Err(anyhow!("datapath failed: {e}")),
         StopReason::Panicked(e) => Err(anyhow!("{e}; everything it ran is stopped and removed")),
         _ => Ok(()),
+    }
+}
+
+/// Tells systemd (`Type=notify`) that xgate is up or going down; nothing when not started by it
+/// (no `NOTIFY_SOCKET`).
+fn tell_service_manager(state: sd_notify::NotifyState) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!("could not tell systemd of the daemon's state: {e}");
     }
 }
