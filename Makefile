@@ -48,9 +48,12 @@ build:
 	$(CARGO) build --release --bins
 
 # The binaries and, where systemd is, its unit (`systemctl enable --now xgate@xgate0`).
+# BIN_DIR: where the binaries are taken from (the README test installs the ones cargo built
+# for it, with CARGO=true: cargo holds the build lock while tests run).
+BIN_DIR ?= target/release
 install: build
-	install -m 0755 target/release/xgate /usr/local/bin/xgate
-	install -m 0755 target/release/xgate-userspace /usr/local/bin/xgate-userspace
+	install -m 0755 $(BIN_DIR)/xgate /usr/local/bin/xgate
+	install -m 0755 $(BIN_DIR)/xgate-userspace /usr/local/bin/xgate-userspace
 	if [ -d /etc/systemd/system ]; then \
 		install -m 0644 packaging/systemd/xgate@.service /etc/systemd/system/xgate@.service; \
 		systemctl daemon-reload 2>/dev/null || true; \

@@ -6,11 +6,16 @@
 //! They run in one network namespace and a private mount and PID namespace whose `/etc`,
 //! `/var` and `/run` are overlays on tmpfs, with fresh tmpfs on `/etc/xgate`, `/var/lib/xgate`,
 //! `/run/wireguard`, `/usr/local/bin` and the other paths the blocks write: nothing reaches the
-//! host. `/usr/local/bin` holds the `xgate` and `xgate-userspace` cargo built (what
-//! `make install` would put there). An `xgate up` line (foreground in a terminal) runs in the
-//! background until its UAPI socket appears, replacing the daemon an earlier line started on the
-//! same interface; every daemon must stop with status 0 on SIGTERM or on its own. A block fenced
-//! `sh no-test` is listed as skipped, never silently.
+//! host. systemd boots in a PID and cgroup namespace of its own inside that (only journald
+//! beside it: every other boot unit is masked, so nothing of the host is touched) and the
+//! blocks run in its namespaces, so `systemctl` reaches it and `xgate@.service` runs with all
+//! its sandboxing. `/usr/local/bin` starts with copies of the `xgate` and `xgate-userspace`
+//! cargo built; `make install` runs for real with `BIN_DIR` set to them and `CARGO=true` (cargo
+//! holds its build lock while the tests run). An `xgate up` line (foreground in a terminal)
+//! runs in the background until its UAPI socket appears, replacing the daemon an earlier line
+//! or a `systemctl` unit runs on the same interface; a `systemctl` line naming `xgate@NAME`
+//! first stops the harness's daemon on NAME. Every daemon and unit must stop with status 0 on
+//! SIGTERM or on its own. A block fenced `sh no-test` is listed as skipped, never silently.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,7 +72,9 @@ fn operator_blocks(readme: &str) -> Vec<Block> {
     blocks
 }
 
-/// `line` with a leading `xgate up` (after any `NAME=value` words) run by the harness instead.
+/// `line` as the harness runs it: a leading `xgate up` (after any `NAME=value` words) run by
+/// the harness, `make install` from the source tree with the binaries under test, and a
+/// `systemctl` line naming `xgate@NAME` after the harness's own daemon on NAME is stopped.
 fn harness_line(line: &str) -> String {
     let mut rest = line.trim_start();
     let mut prefix = line[..line.len() - rest.len()].to_string();
@@ -83,12 +90,27 @@ fn harness_line(line: &str) -> String {
         prefix.push(' ');
         rest = rest[word.len()..].trim_start();
     }
-    match rest.strip_prefix("xgate up") {
-        Some(args) if args.is_empty() || args.starts_with(char::is_whitespace) => {
-            format!("{prefix}xg_up{args}")
-        }
-        _ => line.to_string(),
+    let command = |name: &str| {
+        rest.strip_prefix(name)
+            .filter(|args| args.is_empty() || args.starts_with(char::is_whitespace))
+    };
+    if let Some(args) = command("xgate up") {
+        return format!("{prefix}xg_up{args}");
     }
+    if let Some(args) = command("make install") {
+        return format!("{prefix}xg_make install{args}");
+    }
+    if command("systemctl").is_some() {
+        let unit = rest
+            .split_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .find_map(|w| w.strip_prefix("xgate@"));
+        if let Some(iface) = unit {
+            let iface = iface.trim_end_matches(".service");
+            return format!("xg_stop {iface}; {line}");
+        }
+    }
+    line.to_string()
 }
 
 /// Functions every block sources. `xg_up` starts `xgate up ARGS` in the background (stopping
@@ -126,6 +148,7 @@ xg_up() {
     iface=$(xg_iface "$@")
     f=$XG_STATE/$iface
     xg_stop "$iface" || return 1
+    if systemctl is-active --quiet "xgate@$iface"; then xg_stop_unit "$iface" || return 1; fi
     rm -f "$f.rc"
     ( set +e; xgate up "$@" > "$f.log" 2>&1 & echo $! > "$f.pid"; wait $!; echo $? > "$f.rc" ) &
     while [ ! -S "/var/run/wireguard/$iface.sock" ] && [ ! -f "$f.rc" ] && [ $i -lt 300 ]; do
@@ -136,10 +159,24 @@ xg_up() {
     fi
     echo "harness: 'xgate up $*' runs in the background, log $f.log" >&2
 }
+xg_stop_unit() {
+    local -
+    local u=xgate@$1.service st
+    set +x
+    systemctl stop "$u"
+    st=$(systemctl show -p Result --value "$u")/$(systemctl show -p ExecMainStatus --value "$u")
+    echo "harness: $u stopped: $st" >&2
+    echo "$u $([ "$st" = success/0 ] && echo 0 || echo "$st")" >> "$XG_STATE/stops"
+    [ "$st" = success/0 ] || { journalctl -u "$u" --no-pager >&2; return 1; }
+}
+xg_make() {
+    make -C "$XG_SOURCE" CARGO=true BIN_DIR="$XG_BIN_DIR" "$@"
+}
 "#;
 
-/// The sandbox's first process: mounts, binaries, then each block in order (at most 3 minutes
-/// each), then every daemon still running stopped.
+/// The sandbox's first process: mounts, binaries, systemd, then each block in order (at most
+/// 3 minutes each) in systemd's namespaces, then every daemon and unit still running stopped,
+/// systemd ended and its cgroup removed.
 const RUN: &str = r#"
 set -u
 S=$1
@@ -154,17 +191,56 @@ for d in /etc/xgate /etc/wireguard /etc/systemd/system /var/lib/xgate /var/log /
     mkdir -p "$d" && mount -t tmpfs -o mode=0700 tmpfs "$d" || exit 92
 done
 chmod 0755 /usr/local/bin /var/log /etc/systemd/system
-ln -s "$XG_BIN" /usr/local/bin/xgate && ln -s "$XG_USERSPACE" /usr/local/bin/xgate-userspace || exit 93
+# Copies, not links: `make install` writes over them.
+cp "$XG_BIN_DIR/xgate" "$XG_BIN_DIR/xgate-userspace" /usr/local/bin/ || exit 93
 export PATH=/usr/local/bin:$PATH XG_STATE=$S/state
-mkdir -p "$S/work" "$XG_STATE" && cd "$S/work" || exit 94
+mkdir -p "$S/work" "$XG_STATE" || exit 94
+
+# systemd with nothing but journald: every other boot unit is masked (they would clean /tmp,
+# set sysctls, remount file systems: the host's). Its cgroup is a child of ours, seen as the
+# root through a cgroup namespace.
+mkdir -p /run/systemd/system
+for u in /lib/systemd/system/sysinit.target.wants/* /lib/systemd/system/sockets.target.wants/* \
+         /lib/systemd/system/timers.target.wants/* /lib/systemd/system/systemd-remount-fs.service; do
+    case ${u##*/} in systemd-journald.service | systemd-journald*.socket) continue ;; esac
+    ln -sf /dev/null "/run/systemd/system/${u##*/}"
+done
+printf '[Unit]\nDescription=README test sandbox\nDefaultDependencies=no\n' \
+    > /run/systemd/system/xgate-readme.target
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 95
+home=$(sed -n 's/^0:://p' /proc/self/cgroup)
+CG=/sys/fs/cgroup${home%/}/${S##*/}
+mkdir "$CG" && echo $$ > "$CG/cgroup.procs" || exit 96
+unshare --cgroup --pid --fork --mount-proc --kill-child bash -c '
+    umount /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup || exit 97
+    container=xgate-readme exec /lib/systemd/systemd --system --unit=xgate-readme.target \
+        --log-level=notice' > "$S/systemd.out" 2>&1 &
+echo $$ > "/sys/fs/cgroup${home%/}/cgroup.procs"
+SD= up=
+for i in $(seq 100); do
+    SD=${SD:-$(pgrep -P $! -x systemd)}
+    if [ -n "$SD" ]; then
+        up=$(nsenter -t "$SD" -p -m -C systemctl is-system-running 2>/dev/null)
+        case $up in running | degraded) break ;; esac
+    fi
+    sleep 0.1
+done
+echo "systemd: pid ${SD:-none}, ${up:-not up}" > "$S/systemd.state"
+inside() { nsenter -t "$SD" -p -m -C --wd="$S/work" -- "$@"; }
 for b in "$S"/block-*.sh; do
-    timeout 180 bash -e -o pipefail "$b" > "${b%.sh}.out" 2>&1
+    inside timeout 180 bash -e -o pipefail "$b" > "${b%.sh}.out" 2>&1
     echo $? > "${b%.sh}.rc"
 done
-. "$S/prelude.sh"
-for p in "$XG_STATE"/*.pid; do
-    [ -e "$p" ] && xg_stop "$(basename "$p" .pid)" >> "$S/stops.out" 2>&1
-done
+inside bash -c '
+    . "$1/prelude.sh"
+    for p in "$XG_STATE"/*.pid; do [ -e "$p" ] && xg_stop "$(basename "$p" .pid)"; done
+    for u in $(systemctl list-units --plain --no-legend --state=active "xgate@*" | cut -d" " -f1); do
+        u=${u#xgate@}; xg_stop_unit "${u%.service}"
+    done' sh "$S" >> "$S/stops.out" 2>&1
+[ -n "$SD" ] && kill -KILL "$SD"
+wait
+for i in $(seq 50); do [ -s "$CG/cgroup.procs" ] || break; sleep 0.1; done
+find "$CG" -depth -type d -exec rmdir {} \;
 touch "$S/finished"
 "#;
 
@@ -210,6 +286,15 @@ fn every_operator_shell_block_of_the_readme_exits_0() {
         );
     }
 
+    // `make install` takes both binaries from one directory, as from target/release.
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_xgate"))
+        .parent()
+        .expect("the xgate binary's directory");
+    assert_eq!(
+        Path::new(env!("CARGO_BIN_EXE_xgate-userspace")).parent(),
+        Some(bin_dir),
+        "xgate and xgate-userspace are not built into one directory"
+    );
     let dir = std::env::temp_dir().join(format!("xgate-readme-{}", std::process::id()));
     write_scripts(&dir, &run);
     let ns = Netns::create("xt-readme").expect("namespace");
@@ -227,8 +312,8 @@ fn every_operator_shell_block_of_the_readme_exits_0() {
         .arg("bash")
         .arg(dir.join("run.sh"))
         .arg(&dir)
-        .env("XG_BIN", env!("CARGO_BIN_EXE_xgate"))
-        .env("XG_USERSPACE", env!("CARGO_BIN_EXE_xgate-userspace"))
+        .env("XG_BIN_DIR", bin_dir)
+        .env("XG_SOURCE", concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .status()
         .expect("run the sandbox");
     drop(ns);
@@ -260,11 +345,17 @@ fn every_operator_shell_block_of_the_readme_exits_0() {
         ));
     }
     eprintln!(
-        "{} block(s) run, {} skipped; daemons stopped: {}",
+        "{} block(s) run, {} skipped; daemons and units stopped (exit status):\n{stops}",
         run.len(),
         skipped.len(),
-        stops.lines().count()
     );
+    if !failures.is_empty() {
+        failures.push(format!(
+            "{}systemd's own output:\n{}",
+            read("systemd.state"),
+            read("systemd.out")
+        ));
+    }
     let _ = std::fs::remove_dir_all(PathBuf::from(&dir));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
