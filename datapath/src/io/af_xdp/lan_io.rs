@@ -6,7 +6,7 @@
 //! addresses, next hops it has not resolved, fragments, packets over the LAN's MTU, TTL run
 //! out) goes into the TUN instead, counted by `LanFallback`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::ops::Range;
 
 use super::backend::XdpBackend;
@@ -33,21 +33,13 @@ pub(super) fn take_lan_frame(buf: &mut [u8; BUF_SIZE], frame: Range<usize>) -> O
 /// The destination of the IP packet `packet` (checked by the worker already); IPv4
 /// fragments are left to the kernel.
 fn destination(packet: &[u8]) -> Result<IpAddr, LanFallback> {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) if packet.len() >= 20 => {
-            // More fragments, or an offset: a fragment.
-            if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
-                return Err(LanFallback::Fragment);
-            }
-            let d: [u8; 4] = packet[16..20].try_into().map_err(|_| LanFallback::NotLan)?;
-            Ok(IpAddr::V4(Ipv4Addr::from(d)))
-        }
-        Some(6) if packet.len() >= 40 => {
-            let d: [u8; 16] = packet[24..40].try_into().map_err(|_| LanFallback::NotLan)?;
-            Ok(IpAddr::V6(Ipv6Addr::from(d)))
-        }
-        _ => Err(LanFallback::NotLan),
+    let header = proto::inner::parse(packet).ok_or(LanFallback::NotLan)?;
+    // IPv4 flags and fragment offset (parse checked the 20-byte header is there): more
+    // fragments, or an offset, is a fragment.
+    if header.dst.is_ipv4() && u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+        return Err(LanFallback::Fragment);
     }
+    Ok(header.dst)
 }
 
 impl XdpBackend {
