@@ -43,7 +43,7 @@ pub struct DecryptFigure {
 
 /// Seconds every CPU of the machine has been busy so far (`/proc/stat`: all but idle and
 /// I/O wait).
-fn machine_busy_seconds() -> Result<f64> {
+pub(crate) fn machine_busy_seconds() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let line = stat.lines().next().context("empty /proc/stat")?;
     let fields: Vec<u64> = line

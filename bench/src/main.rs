@@ -13,6 +13,7 @@ mod ike_pki;
 mod ike_setups;
 mod ipsec;
 mod kernel;
+mod lan_lab;
 mod peers;
 mod registry;
 mod report;
@@ -48,7 +49,7 @@ enum Command {
         /// Fewer packets and shorter runs: checks the harness, not the machine.
         #[arg(long)]
         quick: bool,
-        /// Run only these sections (cipher, callgrind, handover, registry, peers, decrypt, scaling, ipsec) and only for
+        /// Run only these sections (cipher, callgrind, handover, registry, peers, lan, decrypt, scaling, ipsec) and only for
         /// xgate where it applies; prints figures, writes nothing. For development.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -181,6 +182,22 @@ impl Plan<'_> {
         Ok(peers)
     }
 
+    /// The LAN lab: xgate with the TUN and with AF_XDP on the LAN, and the peers.
+    fn lan_lab(&self) -> Result<Vec<lan_lab::LabFigure>> {
+        eprintln!("LAN lab (client -> concentrator -> LAN host, iperf3 on the LAN host)");
+        let mut figures = Vec::new();
+        for server in lan_lab::LabServer::ALL {
+            let xgate = matches!(
+                server,
+                lan_lab::LabServer::XgateTun | lan_lab::LabServer::XgateLan
+            );
+            if self.want("lan") && (xgate || self.only.is_empty()) {
+                figures.extend(lan_lab::measure(server, self.xgate, &self.dir)?);
+            }
+        }
+        Ok(figures)
+    }
+
     /// Packets per decrypt test: (64 B, 1420 B).
     fn counts(&self) -> (usize, usize) {
         if self.quick {
@@ -273,6 +290,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let (handover, counters, crossing) = plan.handover()?;
     let registry = plan.registry()?;
     let peers = plan.peers()?;
+    let lan_lab = plan.lan_lab()?;
     let (decrypt, profile) = plan.decrypt()?;
     let scaling = plan.scaling()?;
     let ipsec = if plan.want("ipsec") {
@@ -298,6 +316,7 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         crossing,
         registry,
         profile,
+        lan_lab,
     };
     let json = results.write(out)?;
     let ipsec_json = ipsec.as_ref().map(|i| i.write(out)).transpose()?;

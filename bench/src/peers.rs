@@ -59,9 +59,14 @@ fn per_call(packets: u64, calls: u64) -> Option<f64> {
 pub const TESTS: [&str; 5] = ["tcp-1", "tcp-4", "udp-64", "udp-512", "udp-1420"];
 
 fn iperf_args(test: &str) -> Vec<String> {
+    iperf_args_to(test, SERVER_TUNNEL_IP)
+}
+
+/// iperf3's client arguments for `test` against the server at `target`, port 5201.
+pub(crate) fn iperf_args_to(test: &str, target: &str) -> Vec<String> {
     let mut a = vec![
         "-c".to_string(),
-        SERVER_TUNNEL_IP.to_string(),
+        target.to_string(),
         "-p".into(),
         "5201".into(),
         "-t".into(),
@@ -87,7 +92,7 @@ fn iperf_args(test: &str) -> Vec<String> {
 }
 
 /// Goodput in Gbit/s from iperf3's JSON (the receiver's figure).
-fn goodput(json: &Value, udp: bool) -> f64 {
+pub(crate) fn goodput(json: &Value, udp: bool) -> f64 {
     let end = &json["end"];
     let bps = if udp {
         let s = &end["sum"];

@@ -42,6 +42,8 @@ pub struct Results {
     pub registry: Option<RegistryFigure>,
     /// `perf report` of xgate during the 1420-byte decrypt run (top symbols).
     pub profile: String,
+    /// The LAN lab: client, concentrator, LAN host.
+    pub lan_lab: Vec<crate::lan_lab::LabFigure>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -166,6 +168,7 @@ impl Results {
             let _ = writeln!(s, "\n{n}");
         }
         self.peers_section(&mut s);
+        s.push_str(&crate::lan_lab::section(&self.lan_lab));
         self.decrypt_section(&mut s);
         self.limits_section(&mut s);
         self.handover_section(&mut s);

@@ -69,7 +69,7 @@ pub fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> T) -> T {
 }
 
 /// xgate's config for `kind` (None for the peer implementations).
-fn xgate_config(kind: ServerKind) -> Option<XgateConfig> {
+pub(crate) fn xgate_config(kind: ServerKind) -> Option<XgateConfig> {
     let (workers, backend, mode) = match kind {
         ServerKind::Xgate(workers) => (workers, "io-uring", None),
         ServerKind::XgateAfXdp => (1, "af-xdp", None),

@@ -1,0 +1,312 @@
+//! The LAN lab (issue 20): client ↔ concentrator (an outer veth and a LAN veth) ↔ LAN host.
+//! The same wireguard-go client sends through the tunnel to iperf3 on the LAN host, so the
+//! concentrator decrypts and forwards every packet to the LAN. Concentrators: xgate with
+//! `inner = "tun"` (the kernel forwards from the TUN) and with `inner = "af-xdp"` (AF_XDP
+//! sockets on the LAN veth), both with the outer side on AF_XDP; boringtun-cli and
+//! wireguard-go with the kernel forwarding. The server is pinned to CPU 0; the client and
+//! both iperf3 ends to CPU 1. Per test: goodput, the server process's CPU seconds per GB and
+//! the whole machine's (every CPU's busy time: the kernel's forwarding counts wherever it ran).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use testbed::lan_host::{lan_host, route_lan_through, HOST_V4, LAN_PREFIXES};
+use testbed::{Daemon, Implementation, Netns};
+
+use crate::generator::machine_busy_seconds;
+use crate::peers::{goodput, iperf_args_to, SECONDS};
+use crate::rig::{namespaces, xgate_config, Rig, ServerKind, SERVER_ENDPOINT};
+
+/// The concentrators the lab compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabServer {
+    /// xgate, decrypted packets into the TUN.
+    XgateTun,
+    /// xgate, decrypted packets out of the LAN veth's AF_XDP sockets.
+    XgateLan,
+    /// boringtun-cli, the kernel forwarding.
+    Boringtun,
+    /// wireguard-go, the kernel forwarding.
+    WireguardGo,
+}
+
+impl LabServer {
+    /// Every one, in report order.
+    pub const ALL: [LabServer; 4] = [
+        LabServer::XgateTun,
+        LabServer::XgateLan,
+        LabServer::Boringtun,
+        LabServer::WireguardGo,
+    ];
+
+    /// The name reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            LabServer::XgateTun => "xgate inner=tun",
+            LabServer::XgateLan => "xgate inner=af-xdp",
+            LabServer::Boringtun => "boringtun-cli",
+            LabServer::WireguardGo => "wireguard-go",
+        }
+    }
+}
+
+/// The tests the lab runs.
+pub const LAB_TESTS: [&str; 4] = ["tcp-1", "tcp-4", "udp-64", "udp-1420"];
+
+/// One test through one concentrator.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabFigure {
+    /// Concentrator label.
+    pub server: String,
+    /// Test name.
+    pub test: String,
+    /// Goodput iperf3's receiver (the LAN host) saw, Gbit/s.
+    pub gbit_per_s: f64,
+    /// The concentrator process's CPU seconds per GB delivered.
+    pub server_cpu_s_per_gb: f64,
+    /// The whole machine's busy CPU seconds per GB delivered.
+    pub machine_cpu_s_per_gb: f64,
+    /// xgate: packets its LAN sockets sent during the test (0 on the TUN).
+    pub lan_tx_packets: u64,
+    /// xgate: packets it wrote into the TUN during the test.
+    pub tun_writes: u64,
+    /// xgate: decrypted packets that went into the TUN instead of the LAN, by reason
+    /// ("unresolved 12, not_lan 3"; empty when none).
+    pub lan_fallbacks: String,
+    /// UDP tests: inner packets the LAN host received per CPU-second of the concentrator.
+    pub packets_per_server_core: Option<f64>,
+}
+
+/// xgate's LAN fallback counters, by reason.
+const FALLBACKS: [&str; 5] = ["not_lan", "unresolved", "fragment", "too_big", "ttl"];
+
+/// xgate's LAN fallback counters now (zeros for the peers).
+fn fallbacks(rig: &Rig, server: LabServer) -> [u64; 5] {
+    FALLBACKS.map(|r| xgate_stat(rig, server, &format!("lan_fallback_{r}")))
+}
+
+/// UDP: the datagrams iperf3's receiver got (sent less lost); None for TCP.
+fn udp_packets(json: &Value) -> Option<f64> {
+    let sum = &json["end"]["sum"];
+    let sent = sum["packets"].as_f64()?;
+    Some(sent - sum["lost_packets"].as_f64().unwrap_or(0.0))
+}
+
+/// The lab with `server` running: the bench rig, and the LAN host's namespace.
+fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig, Netns)> {
+    let (mut srv, client_ns) = namespaces(dir)?;
+    let lan = lan_host(&srv.ns, "xbench-lan", ("xbl", "xblh"), 1)?;
+    let (server_key, cpus) = match server {
+        LabServer::XgateTun | LabServer::XgateLan => {
+            let mut config = xgate_config(ServerKind::XgateAfXdp).context("xgate's config")?;
+            // The LAN veth is never an outer interface, whatever the LAN side runs on.
+            config.interface.outer_interfaces = vec!["xbs".into()];
+            if server == LabServer::XgateLan {
+                config.interface.inner = Some("af-xdp".into());
+                config.interface.lan_interfaces = vec!["xbl".into()];
+            }
+            let cpus = config.interface.cpus.clone();
+            (srv.start_xgate(xgate, &config)?, cpus)
+        }
+        LabServer::Boringtun | LabServer::WireguardGo => {
+            let implementation = if server == LabServer::Boringtun {
+                Implementation::Boringtun
+            } else {
+                Implementation::WireguardGo
+            };
+            let address = format!("{}/16", crate::rig::SERVER_TUNNEL_IP);
+            (srv.start_peer(implementation, &[&address], 51820)?, vec![0])
+        }
+    };
+    srv.pin(&cpus)?;
+    let rig = Rig {
+        client_ns,
+        server: srv,
+        server_key,
+    };
+    Ok((rig, lan))
+}
+
+/// A counter of xgate's (0 for the peers, which have none).
+fn xgate_stat(rig: &Rig, server: LabServer, name: &str) -> u64 {
+    match server {
+        LabServer::XgateTun | LabServer::XgateLan => rig.server.stat(name).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Runs every lab test through `server`.
+pub fn measure(server: LabServer, xgate: &Path, dir: &Path) -> Result<Vec<LabFigure>> {
+    let (rig, lan) = start(server, xgate, dir)?;
+    let client = rig.wireguard_go_client()?;
+    let allowed = format!("10.77.0.0/16,{LAN_PREFIXES}");
+    client.set_peer(
+        &rig.client_ns,
+        &rig.server_key,
+        Some(SERVER_ENDPOINT),
+        &allowed,
+        None,
+    )?;
+    route_lan_through(&rig.client_ns, &client.iface)?;
+    // The first packets teach the concentrator's kernel the LAN host's link address.
+    let reached = testbed::wait_until(Duration::from_secs(10), || {
+        testbed::ping(&rig.client_ns, HOST_V4, 1).is_ok_and(|p| p.received == 1)
+    });
+    anyhow::ensure!(reached, "{}: the LAN host never answered", server.label());
+    let mut cmd = lan.command("taskset");
+    cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
+    let _iperf = Daemon::spawn(cmd, &rig.server.dir.join("iperf3-lan.log"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut out = Vec::new();
+    for test in LAB_TESTS {
+        let (cpu0, busy0) = (rig.server_cpu_seconds()?, machine_busy_seconds()?);
+        let lan0 = xgate_stat(&rig, server, "lan_tx_packets");
+        let tun0 = xgate_stat(&rig, server, "tun_writes");
+        let fallbacks0 = fallbacks(&rig, server);
+        let mut cmd = rig.client_ns.command("taskset");
+        cmd.args(["-c", "1", "iperf3"])
+            .args(iperf_args_to(test, HOST_V4));
+        let text = testbed::netns::run(&mut cmd)
+            .with_context(|| format!("iperf3 {test} through {}", server.label()))?;
+        let cpu = rig.server_cpu_seconds()? - cpu0;
+        let busy = machine_busy_seconds()? - busy0;
+        let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
+        let gbit = goodput(&json, test.starts_with("udp"));
+        let gb = gbit * f64::from(SECONDS) / 8.0;
+        let fallen: Vec<String> = FALLBACKS
+            .iter()
+            .zip(fallbacks(&rig, server).iter().zip(fallbacks0))
+            .filter(|(_, (now, before))| **now > *before)
+            .map(|(reason, (now, before))| format!("{reason} {}", now - before))
+            .collect();
+        let packets = if test.starts_with("udp") {
+            udp_packets(&json)
+        } else {
+            None
+        };
+        let per_gb = |s: f64| if gb > 0.0 { s / gb } else { f64::NAN };
+        let figure = LabFigure {
+            server: server.label().into(),
+            test: test.into(),
+            gbit_per_s: gbit,
+            server_cpu_s_per_gb: per_gb(cpu),
+            machine_cpu_s_per_gb: per_gb(busy),
+            lan_tx_packets: xgate_stat(&rig, server, "lan_tx_packets") - lan0,
+            tun_writes: xgate_stat(&rig, server, "tun_writes") - tun0,
+            lan_fallbacks: fallen.join(", "),
+            packets_per_server_core: packets.filter(|_| cpu > 0.0).map(|p| p / cpu),
+        };
+        eprintln!(
+            "  {:<20} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
+             LAN sends {} TUN writes {} ({}) pkt/core-s {}",
+            figure.server,
+            figure.test,
+            figure.gbit_per_s,
+            figure.server_cpu_s_per_gb,
+            figure.machine_cpu_s_per_gb,
+            figure.lan_tx_packets,
+            figure.tun_writes,
+            figure.lan_fallbacks,
+            figure
+                .packets_per_server_core
+                .map_or("-".into(), |p| format!("{p:.0}"))
+        );
+        out.push(figure);
+    }
+    drop(client);
+    drop(lan);
+    Ok(out)
+}
+
+/// The figure for `server` and `test`, if measured.
+fn find<'a>(figures: &'a [LabFigure], server: LabServer, test: &str) -> Option<&'a LabFigure> {
+    figures
+        .iter()
+        .find(|f| f.server == server.label() && f.test == test)
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+/// The lab's section of `datapath.md`: every figure, the ratios, and issue 20's targets.
+pub fn section(figures: &[LabFigure]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    if figures.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\n## LAN lab: client → concentrator → LAN host\n\nThe wireguard-go client sends \
+         iperf3 traffic through the tunnel to a host on the concentrator's LAN veth, so every \
+         packet is decrypted and forwarded to the LAN. xgate's outer side is on AF_XDP both \
+         times; `inner=tun` hands decrypted packets to the kernel through the TUN, \
+         `inner=af-xdp` sends them from the LAN veth's AF_XDP sockets. boringtun-cli and \
+         wireguard-go forward through the kernel. Server pinned to CPU 0, the client and \
+         iperf3 to CPU 1; the machine figure counts every CPU's busy time.\n\n\
+         | server | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | LAN socket sends | TUN writes (LAN fallbacks) |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    for server in LabServer::ALL {
+        for test in LAB_TESTS {
+            if let Some(f) = find(figures, server, test) {
+                let _ = writeln!(
+                    s,
+                    "| {} | {test} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} |",
+                    f.server,
+                    f.gbit_per_s,
+                    f.server_cpu_s_per_gb,
+                    f.machine_cpu_s_per_gb,
+                    f.packets_per_server_core
+                        .map_or("–".into(), |p| format!("{p:.0}")),
+                    f.lan_tx_packets,
+                    f.tun_writes,
+                    if f.lan_fallbacks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", f.lan_fallbacks)
+                    }
+                );
+            }
+        }
+    }
+    let get = |server, test| find(figures, server, test);
+    if let (Some(lan), Some(tun)) = (
+        get(LabServer::XgateLan, "tcp-1"),
+        get(LabServer::XgateTun, "tcp-1"),
+    ) {
+        let machine = ratio(lan.machine_cpu_s_per_gb, tun.machine_cpu_s_per_gb);
+        let _ = writeln!(
+            s,
+            "\ntcp-1, whole machine: `inner=af-xdp` spends {machine:.2}× the CPU per GB of \
+             `inner=tun` (target ≤ 0.6: {}); the server process alone {:.2}×.",
+            if machine <= 0.6 { "met" } else { "**missed**" },
+            ratio(lan.server_cpu_s_per_gb, tun.server_cpu_s_per_gb)
+        );
+        for (peer, target) in [
+            (LabServer::Boringtun, 1.0 / 3.0),
+            (LabServer::WireguardGo, 0.25),
+        ] {
+            if let Some(p) = get(peer, "tcp-1") {
+                let r = ratio(lan.server_cpu_s_per_gb, p.server_cpu_s_per_gb);
+                let _ = writeln!(
+                    s,
+                    "tcp-1, server CPU per GB, `inner=af-xdp` against {}: {r:.2}× (target ≤ \
+                     {target:.2}: {}); whole machine {:.2}×.",
+                    peer.label(),
+                    if r <= target { "met" } else { "**missed**" },
+                    ratio(lan.machine_cpu_s_per_gb, p.machine_cpu_s_per_gb)
+                );
+            }
+        }
+    }
+    s
+}
