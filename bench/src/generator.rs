@@ -71,20 +71,22 @@ pub struct Loaded {
     pub packets: Vec<Vec<u8>>,
 }
 
-fn inner_packet(src: [u8; 4], size: usize) -> Vec<u8> {
-    // Not an address of the server: its kernel counts the packet in and drops it (no
-    // forwarding), so nothing is sent back.
+/// Where the decrypt section's packets go: not an address of the server, so its kernel
+/// counts the packet in and drops it (no forwarding) and nothing is sent back.
+pub(crate) const NOWHERE: [u8; 4] = [10, 77, 250, 250];
+
+fn inner_packet(src: [u8; 4], dst: [u8; 4], size: usize) -> Vec<u8> {
     let body = vec![0u8; size.saturating_sub(testbed::packet::IPV4_HEADER)];
-    testbed::packet::ipv4(src, [10, 77, 250, 250], testbed::packet::UDP, &body)
+    testbed::packet::ipv4(src, dst, testbed::packet::UDP, &body)
 }
 
-/// Handshakes as client `n` and seals `count` packets of `size` bytes. Runs inside the client
-/// namespace (the socket belongs to it).
-fn load(
+/// Handshakes as client `n` (tunnel address 10.77.1.n+2) and seals `count` packets of
+/// `size` bytes to `dst`. Runs inside the client namespace (the socket belongs to it).
+pub(crate) fn load(
     key: PrivateKey,
     server: proto::PublicKey,
     n: usize,
-    size: usize,
+    (size, dst): (usize, [u8; 4]),
     count: usize,
 ) -> Result<Loaded> {
     let endpoint: SocketAddr = SERVER_ENDPOINT.parse()?;
@@ -128,7 +130,7 @@ fn load(
         bail!("simulated client {n} got no handshake response from {SERVER_ENDPOINT}");
     }
     let src = [10, 77, 1, (n + 2) as u8];
-    let packet = inner_packet(src, size);
+    let packet = inner_packet(src, dst, size);
     let now = Instant::now();
     let mut packets = Vec::with_capacity(count);
     for _ in 0..count {
@@ -311,7 +313,7 @@ pub fn measure(
         .enter(move || -> Result<Vec<Loaded>> {
             keys.into_iter()
                 .enumerate()
-                .map(|(n, key)| load(key, server_key, n, size, count))
+                .map(|(n, key)| load(key, server_key, n, (size, NOWHERE), count))
                 .collect()
         })?
         .context("simulated clients")?;
@@ -368,7 +370,7 @@ impl Profiler {
     }
 
     /// Stops recording and returns the top of `perf report`.
-    fn finish(mut self) -> Result<String> {
+    pub(crate) fn finish(mut self) -> Result<String> {
         // SAFETY: signals the perf process we started, by its PID.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();

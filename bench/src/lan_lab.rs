@@ -1,6 +1,7 @@
 //! The LAN lab (issue 20): client ↔ concentrator (an outer veth and a LAN veth) ↔ LAN host.
-//! The same wireguard-go client sends through the tunnel to iperf3 on the LAN host, so the
-//! concentrator decrypts and forwards every packet to the LAN. Concentrators: xgate with
+//! The same client (wireguard-go for every server; xgate too for xgate's two LAN sides, so
+//! the client is not what limits them) sends through the tunnel to iperf3 on the LAN host,
+//! so the concentrator decrypts and forwards every packet to the LAN. Concentrators: xgate with
 //! `inner = "tun"` (the kernel forwards from the TUN) and with `inner = "af-xdp"` (AF_XDP
 //! sockets on the LAN veth), both with the outer side on AF_XDP; boringtun-cli and
 //! wireguard-go with the kernel forwarding. The server is pinned to CPU 0; the client and
@@ -13,10 +14,11 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
+use testbed::config::Peer;
 use testbed::lan_host::{lan_host, route_lan_through, HOST_V4, LAN_PREFIXES};
-use testbed::{Daemon, Implementation, Netns};
+use testbed::{Daemon, Implementation, Netns, WgPeer, Xgate, XgateConfig};
 
-use crate::generator::machine_busy_seconds;
+use crate::generator::{machine_busy_seconds, DecryptFigure};
 use crate::peers::{goodput, iperf_args_to, SECONDS};
 use crate::rig::{namespaces, xgate_config, Rig, ServerKind, SERVER_ENDPOINT};
 
@@ -53,6 +55,44 @@ impl LabServer {
     }
 }
 
+/// Who sends through the lab's tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabClient {
+    /// Debian's wireguard-go, as in the peers section.
+    WireguardGo,
+    /// xgate (AF_XDP on the client's veth, one worker on CPU 1).
+    Xgate,
+}
+
+impl LabClient {
+    /// The name reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            LabClient::WireguardGo => "wireguard-go",
+            LabClient::Xgate => "xgate",
+        }
+    }
+}
+
+/// The client's interface when it is xgate.
+const CLIENT_IFACE: &str = "xbcx0";
+
+/// A running client, kept until the lab ends.
+enum Client {
+    Peer(WgPeer),
+    Xgate(Xgate),
+}
+
+impl Client {
+    /// Its tunnel interface.
+    fn iface(&self) -> &str {
+        match self {
+            Client::Peer(p) => &p.iface,
+            Client::Xgate(x) => &x.iface,
+        }
+    }
+}
+
 /// The tests the lab runs.
 pub const LAB_TESTS: [&str; 4] = ["tcp-1", "tcp-4", "udp-64", "udp-1420"];
 
@@ -61,6 +101,8 @@ pub const LAB_TESTS: [&str; 4] = ["tcp-1", "tcp-4", "udp-64", "udp-1420"];
 pub struct LabFigure {
     /// Concentrator label.
     pub server: String,
+    /// Client label.
+    pub client: String,
     /// Test name.
     pub test: String,
     /// Goodput iperf3's receiver (the LAN host) saw, Gbit/s.
@@ -95,10 +137,17 @@ fn udp_packets(json: &Value) -> Option<f64> {
     Some(sent - sum["lost_packets"].as_f64().unwrap_or(0.0))
 }
 
+/// The LAN host's end of its veth.
+pub(crate) const LAN_HOST_IFACE: &str = "xblh";
+
 /// The lab with `server` running: the bench rig, and the LAN host's namespace.
-fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig, Netns)> {
+pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig, Netns)> {
     let (mut srv, client_ns) = namespaces(dir)?;
-    let lan = lan_host(&srv.ns, "xbench-lan", ("xbl", "xblh"), 1)?;
+    let lan = lan_host(&srv.ns, "xbench-lan", ("xbl", LAN_HOST_IFACE), 1)?;
+    // The LAN host coalesces what it receives, as a NIC's GRO would (the server side's veth
+    // does the same): without it, frames from the LAN side's AF_XDP sockets reach its TCP one
+    // segment at a time, while the TUN path hands the kernel super-packets.
+    lan.run("ethtool", &["-K", LAN_HOST_IFACE, "gro", "on"])?;
     let (server_key, cpus) = match server {
         LabServer::XgateTun | LabServer::XgateLan => {
             let mut config = xgate_config(ServerKind::XgateAfXdp).context("xgate's config")?;
@@ -138,24 +187,95 @@ fn xgate_stat(rig: &Rig, server: LabServer, name: &str) -> u64 {
     }
 }
 
-/// Runs every lab test through `server`.
-pub fn measure(server: LabServer, xgate: &Path, dir: &Path) -> Result<Vec<LabFigure>> {
-    let (rig, lan) = start(server, xgate, dir)?;
-    let client = rig.wireguard_go_client()?;
+/// Starts `kind` as the client, its peer the server, the LAN routed through the tunnel.
+fn start_client(kind: LabClient, rig: &Rig, xgate: &Path) -> Result<Client> {
     let allowed = format!("10.77.0.0/16,{LAN_PREFIXES}");
-    client.set_peer(
-        &rig.client_ns,
-        &rig.server_key,
-        Some(SERVER_ENDPOINT),
-        &allowed,
-        None,
-    )?;
-    route_lan_through(&rig.client_ns, &client.iface)?;
+    let client = match kind {
+        LabClient::WireguardGo => {
+            let client = rig.wireguard_go_client()?;
+            client.set_peer(
+                &rig.client_ns,
+                &rig.server_key,
+                Some(SERVER_ENDPOINT),
+                &allowed,
+                None,
+            )?;
+            Client::Peer(client)
+        }
+        LabClient::Xgate => {
+            let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+            let mut config =
+                XgateConfig::server(CLIENT_IFACE, &key, 51821, &["10.77.0.2/16"]).pinned(&[1]);
+            config.interface.mtu = Some(1420);
+            config.interface.backend = Some("af-xdp".into());
+            config.interface.outer_interfaces = vec!["xbc".into()];
+            config.peers = vec![Peer {
+                public_key: rig.server_key.to_base64(),
+                allowed_ips: allowed.split(',').map(Into::into).collect(),
+                endpoint: Some(SERVER_ENDPOINT.into()),
+                ..Peer::default()
+            }];
+            let path = rig.server.dir.join("xgate-client.toml");
+            config.write(&path)?;
+            let path = path.to_str().context("scratch path is not UTF-8")?;
+            let log = rig.server.dir.join("xgate-client.log");
+            let client = Xgate::start(
+                xgate,
+                &rig.client_ns,
+                &["--config", path],
+                CLIENT_IFACE,
+                &log,
+            )?;
+            let pid = client.daemon.pid().context("the xgate client's pid")?;
+            testbed::process::pin_process(pid, &[1])?;
+            rig.server.add_peer(&client.public_key, "10.77.0.2/32")?;
+            Client::Xgate(client)
+        }
+    };
+    route_lan_through(&rig.client_ns, client.iface())?;
+    Ok(client)
+}
+
+/// What one server and client gave: every test's figure, and for xgate as both ends the
+/// server's profile during one more tcp-1 run.
+pub struct LabRun {
+    /// Every test's figure.
+    pub figures: Vec<LabFigure>,
+    /// `perf report`'s top entries for the server during an extra tcp-1 run.
+    pub profile: Option<(String, String)>,
+}
+
+/// The server's profile during one more tcp-1 run (not one of the measured ones: perf's
+/// own cost stays out of the figures).
+fn profile_tcp_1(rig: &Rig, label: String, dir: &Path) -> Result<(String, String)> {
+    let pid = rig.server.pid()?;
+    let profiler = crate::generator::Profiler::start(pid, dir)?;
+    let mut cmd = rig.client_ns.command("taskset");
+    cmd.args(["-c", "1", "iperf3"])
+        .args(iperf_args_to("tcp-1", HOST_V4));
+    testbed::netns::run(&mut cmd).context("iperf3 tcp-1 under perf")?;
+    Ok((label, profiler.finish()?))
+}
+
+/// Runs every lab test through `server` with `client_kind` sending.
+pub fn measure(
+    server: LabServer,
+    client_kind: LabClient,
+    xgate: &Path,
+    dir: &Path,
+) -> Result<LabRun> {
+    let (rig, lan) = start(server, xgate, dir)?;
+    let client = start_client(client_kind, &rig, xgate)?;
     // The first packets teach the concentrator's kernel the LAN host's link address.
     let reached = testbed::wait_until(Duration::from_secs(10), || {
         testbed::ping(&rig.client_ns, HOST_V4, 1).is_ok_and(|p| p.received == 1)
     });
-    anyhow::ensure!(reached, "{}: the LAN host never answered", server.label());
+    anyhow::ensure!(
+        reached,
+        "{} with a {} client: the LAN host never answered",
+        server.label(),
+        client_kind.label()
+    );
     let mut cmd = lan.command("taskset");
     cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
     let _iperf = Daemon::spawn(cmd, &rig.server.dir.join("iperf3-lan.log"))?;
@@ -190,6 +310,7 @@ pub fn measure(server: LabServer, xgate: &Path, dir: &Path) -> Result<Vec<LabFig
         let per_gb = |s: f64| if gb > 0.0 { s / gb } else { f64::NAN };
         let figure = LabFigure {
             server: server.label().into(),
+            client: client_kind.label().into(),
             test: test.into(),
             gbit_per_s: gbit,
             server_cpu_s_per_gb: per_gb(cpu),
@@ -200,9 +321,10 @@ pub fn measure(server: LabServer, xgate: &Path, dir: &Path) -> Result<Vec<LabFig
             packets_per_server_core: packets.filter(|_| cpu > 0.0).map(|p| p / cpu),
         };
         eprintln!(
-            "  {:<20} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
+            "  {:<20} {:<13} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
              LAN sends {} TUN writes {} ({}) pkt/core-s {}",
             figure.server,
+            figure.client,
             figure.test,
             figure.gbit_per_s,
             figure.server_cpu_s_per_gb,
@@ -216,16 +338,31 @@ pub fn measure(server: LabServer, xgate: &Path, dir: &Path) -> Result<Vec<LabFig
         );
         out.push(figure);
     }
+    let xgates = matches!(server, LabServer::XgateTun | LabServer::XgateLan);
+    let profile = if xgates && client_kind == LabClient::Xgate {
+        let label = format!("{}, xgate client, tcp-1", server.label());
+        Some(profile_tcp_1(&rig, label, dir)?)
+    } else {
+        None
+    };
     drop(client);
     drop(lan);
-    Ok(out)
+    Ok(LabRun {
+        figures: out,
+        profile,
+    })
 }
 
-/// The figure for `server` and `test`, if measured.
-fn find<'a>(figures: &'a [LabFigure], server: LabServer, test: &str) -> Option<&'a LabFigure> {
+/// The figure for `server`, `client` and `test`, if measured.
+fn find<'a>(
+    figures: &'a [LabFigure],
+    server: LabServer,
+    client: LabClient,
+    test: &str,
+) -> Option<&'a LabFigure> {
     figures
         .iter()
-        .find(|f| f.server == server.label() && f.test == test)
+        .find(|f| f.server == server.label() && f.client == client.label() && f.test == test)
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -236,77 +373,130 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// The lab's section of `datapath.md`: every figure, the ratios, and issue 20's targets.
-pub fn section(figures: &[LabFigure]) -> String {
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+/// The lab's section of `datapath.md`: every figure, the ratios, issue 20's targets, the
+/// decrypt generator's figures and the profiles.
+pub fn section(
+    figures: &[LabFigure],
+    decrypt: &[DecryptFigure],
+    profiles: &[(String, String)],
+) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    if figures.is_empty() {
+    if figures.is_empty() && decrypt.is_empty() {
         return s;
     }
     let _ = writeln!(
         s,
-        "\n## LAN lab: client → concentrator → LAN host\n\nThe wireguard-go client sends \
-         iperf3 traffic through the tunnel to a host on the concentrator's LAN veth, so every \
-         packet is decrypted and forwarded to the LAN. xgate's outer side is on AF_XDP both \
-         times; `inner=tun` hands decrypted packets to the kernel through the TUN, \
-         `inner=af-xdp` sends them from the LAN veth's AF_XDP sockets. boringtun-cli and \
-         wireguard-go forward through the kernel. Server pinned to CPU 0, the client and \
-         iperf3 to CPU 1; the machine figure counts every CPU's busy time.\n\n\
-         | server | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | LAN socket sends | TUN writes (LAN fallbacks) |\n\
-         |---|---|---|---|---|---|---|---|"
+        "\n## LAN lab: client → concentrator → LAN host\n\nA client sends iperf3 traffic \
+         through the tunnel to a host on the concentrator's LAN veth, so every packet is \
+         decrypted and forwarded to the LAN. xgate's outer side is on AF_XDP both times; \
+         `inner=tun` hands decrypted packets to the kernel through the TUN, `inner=af-xdp` \
+         sends them from the LAN veth's AF_XDP sockets. boringtun-cli and wireguard-go forward \
+         through the kernel. The client is wireguard-go for every server, and xgate for \
+         xgate's two LAN sides. Server pinned to CPU 0, the client and iperf3 to CPU 1; the \
+         machine figure counts every CPU's busy time.\n\n\
+         | server | client | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | LAN socket sends | TUN writes (LAN fallbacks) |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
-    for server in LabServer::ALL {
-        for test in LAB_TESTS {
-            if let Some(f) = find(figures, server, test) {
-                let _ = writeln!(
-                    s,
-                    "| {} | {test} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} |",
-                    f.server,
-                    f.gbit_per_s,
-                    f.server_cpu_s_per_gb,
-                    f.machine_cpu_s_per_gb,
-                    f.packets_per_server_core
-                        .map_or("–".into(), |p| format!("{p:.0}")),
-                    f.lan_tx_packets,
-                    f.tun_writes,
-                    if f.lan_fallbacks.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", f.lan_fallbacks)
-                    }
-                );
-            }
-        }
+    for f in figures {
+        let fallbacks = if f.lan_fallbacks.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", f.lan_fallbacks)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {}{fallbacks} |",
+            f.server,
+            f.client,
+            f.test,
+            f.gbit_per_s,
+            f.server_cpu_s_per_gb,
+            f.machine_cpu_s_per_gb,
+            f.packets_per_server_core
+                .map_or("–".into(), |p| format!("{p:.0}")),
+            f.lan_tx_packets,
+            f.tun_writes,
+        );
     }
-    let get = |server, test| find(figures, server, test);
-    if let (Some(lan), Some(tun)) = (
-        get(LabServer::XgateLan, "tcp-1"),
-        get(LabServer::XgateTun, "tcp-1"),
-    ) {
+    s.push('\n');
+    for client in [LabClient::WireguardGo, LabClient::Xgate] {
+        let get = |server| find(figures, server, client, "tcp-1");
+        let (Some(lan), Some(tun)) = (get(LabServer::XgateLan), get(LabServer::XgateTun)) else {
+            continue;
+        };
         let machine = ratio(lan.machine_cpu_s_per_gb, tun.machine_cpu_s_per_gb);
         let _ = writeln!(
             s,
-            "\ntcp-1, whole machine: `inner=af-xdp` spends {machine:.2}× the CPU per GB of \
-             `inner=tun` (target ≤ 0.6: {}); the server process alone {:.2}×.",
-            if machine <= 0.6 { "met" } else { "**missed**" },
+            "- tcp-1, {} client, whole machine: `inner=af-xdp` spends {machine:.2}× the CPU per \
+             GB of `inner=tun` (target ≤ 0.6: {}); the server process alone {:.2}×.",
+            client.label(),
+            verdict(machine <= 0.6),
             ratio(lan.server_cpu_s_per_gb, tun.server_cpu_s_per_gb)
         );
-        for (peer, target) in [
+        let peers = [
             (LabServer::Boringtun, 1.0 / 3.0),
             (LabServer::WireguardGo, 0.25),
-        ] {
-            if let Some(p) = get(peer, "tcp-1") {
-                let r = ratio(lan.server_cpu_s_per_gb, p.server_cpu_s_per_gb);
-                let _ = writeln!(
-                    s,
-                    "tcp-1, server CPU per GB, `inner=af-xdp` against {}: {r:.2}× (target ≤ \
-                     {target:.2}: {}); whole machine {:.2}×.",
-                    peer.label(),
-                    if r <= target { "met" } else { "**missed**" },
-                    ratio(lan.machine_cpu_s_per_gb, p.machine_cpu_s_per_gb)
-                );
-            }
+        ];
+        for (peer, target) in peers {
+            // The peers are measured with the wireguard-go client only.
+            let Some(p) = find(figures, peer, LabClient::WireguardGo, "tcp-1") else {
+                continue;
+            };
+            let r = ratio(lan.server_cpu_s_per_gb, p.server_cpu_s_per_gb);
+            let _ = writeln!(
+                s,
+                "- tcp-1, server CPU per GB, `inner=af-xdp` ({} client) against {} \
+                 (wireguard-go client): {r:.2}× (target ≤ {target:.2}: {}); whole machine {:.2}×.",
+                client.label(),
+                peer.label(),
+                verdict(r <= target),
+                ratio(lan.machine_cpu_s_per_gb, p.machine_cpu_s_per_gb)
+            );
         }
     }
+    decrypt_table(&mut s, decrypt);
+    for (label, text) in profiles {
+        let _ = writeln!(
+            s,
+            "\nThe server during one more tcp-1 run ({label}), `perf report` top entries:\n\n```\n{}\n```",
+            text.trim()
+        );
+    }
     s
+}
+
+/// The decrypt generator's figures through the lab, each against `inner=tun` at its size.
+fn decrypt_table(s: &mut String, decrypt: &[DecryptFigure]) {
+    use std::fmt::Write as _;
+    if decrypt.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nThe decrypt generator through the lab: one simulated client blasts pre-sealed \
+         packets to the LAN host; counted where they arrive (the LAN host's veth).\n\n\
+         | server | size | sent | delivered | pps | packets per server CPU-s | packets per busy machine CPU-s | per server CPU-s against inner=tun |\n\
+         |---|---|---|---|---|---|---|---|"
+    );
+    let tun = LabServer::XgateTun.label();
+    for f in decrypt {
+        let base = decrypt
+            .iter()
+            .find(|b| b.size == f.size && b.server.starts_with(tun))
+            .map_or(f64::NAN, |b| ratio(f.pps_per_core, b.pps_per_core));
+        let _ = writeln!(
+            s,
+            "| {} | {} B | {} | {} | {:.0} | {:.0} | {:.0} | {base:.2}× |",
+            f.server, f.size, f.sent, f.delivered, f.pps, f.pps_per_core, f.pps_per_machine_cpu
+        );
+    }
 }

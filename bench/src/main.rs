@@ -13,6 +13,7 @@ mod ike_pki;
 mod ike_setups;
 mod ipsec;
 mod kernel;
+mod lan_decrypt;
 mod lan_lab;
 mod peers;
 mod registry;
@@ -88,6 +89,9 @@ struct Plan<'a> {
     quick: bool,
     only: &'a [String],
 }
+
+/// The LAN lab's figures, and the server's profile (label, `perf report` top) per profiled run.
+type LabFigures = (Vec<lan_lab::LabFigure>, Vec<(String, String)>);
 
 /// Handover mechanism figures, the send counters' cost, and how many TUN packets cross.
 type HandoverFigures = (
@@ -182,20 +186,62 @@ impl Plan<'_> {
         Ok(peers)
     }
 
-    /// The LAN lab: xgate with the TUN and with AF_XDP on the LAN, and the peers.
-    fn lan_lab(&self) -> Result<Vec<lan_lab::LabFigure>> {
-        eprintln!("LAN lab (client -> concentrator -> LAN host, iperf3 on the LAN host)");
+    /// The decrypt generator through the LAN lab, at 64 and 1420 bytes.
+    fn lan_decrypt(&self) -> Result<Vec<generator::DecryptFigure>> {
         let mut figures = Vec::new();
+        if !self.want("lan") {
+            return Ok(figures);
+        }
+        eprintln!("decrypt generator through the LAN lab");
+        let (small, large) = self.counts();
         for server in lan_lab::LabServer::ALL {
             let xgate = matches!(
                 server,
                 lan_lab::LabServer::XgateTun | lan_lab::LabServer::XgateLan
             );
-            if self.want("lan") && (xgate || self.only.is_empty()) {
-                figures.extend(lan_lab::measure(server, self.xgate, &self.dir)?);
+            if !xgate && !self.only.is_empty() {
+                continue;
+            }
+            for (size, count) in [(64, small), (1420, large)] {
+                figures.push(lan_decrypt::measure(
+                    server, self.xgate, &self.dir, size, count,
+                )?);
             }
         }
         Ok(figures)
+    }
+
+    /// The LAN lab: xgate with the TUN and with AF_XDP on the LAN, and the peers (the
+    /// wireguard-go client); xgate's two LAN sides again with xgate as the client, profiled.
+    fn lan_lab(&self) -> Result<LabFigures> {
+        let (mut figures, mut profiles) = (Vec::new(), Vec::new());
+        if !self.want("lan") {
+            return Ok((figures, profiles));
+        }
+        eprintln!("LAN lab (client -> concentrator -> LAN host, iperf3 on the LAN host)");
+        let xgate_client = [lan_lab::LabServer::XgateTun, lan_lab::LabServer::XgateLan]
+            .map(|s| (s, lan_lab::LabClient::Xgate));
+        let runs = lan_lab::LabServer::ALL
+            .map(|s| (s, lan_lab::LabClient::WireguardGo))
+            .into_iter()
+            .chain(xgate_client);
+        for (server, client) in runs {
+            let xgate = matches!(
+                server,
+                lan_lab::LabServer::XgateTun | lan_lab::LabServer::XgateLan
+            );
+            if xgate || self.only.is_empty() {
+                let run = lan_lab::measure(server, client, self.xgate, &self.dir)?;
+                figures.extend(run.figures);
+                profiles.extend(run.profile);
+            }
+        }
+        if !self.only.is_empty() {
+            for (label, text) in &profiles {
+                eprintln!("{label}:\n{text}");
+            }
+        }
+        Ok((figures, profiles))
     }
 
     /// Packets per decrypt test: (64 B, 1420 B).
@@ -290,7 +336,8 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
     let (handover, counters, crossing) = plan.handover()?;
     let registry = plan.registry()?;
     let peers = plan.peers()?;
-    let lan_lab = plan.lan_lab()?;
+    let (lan_lab, lan_profiles) = plan.lan_lab()?;
+    let lan_decrypt = plan.lan_decrypt()?;
     let (decrypt, profile) = plan.decrypt()?;
     let scaling = plan.scaling()?;
     let ipsec = if plan.want("ipsec") {
@@ -317,6 +364,8 @@ fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
         registry,
         profile,
         lan_lab,
+        lan_decrypt,
+        lan_profiles,
     };
     let json = results.write(out)?;
     let ipsec_json = ipsec.as_ref().map(|i| i.write(out)).transpose()?;

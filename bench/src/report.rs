@@ -44,6 +44,10 @@ pub struct Results {
     pub profile: String,
     /// The LAN lab: client, concentrator, LAN host.
     pub lan_lab: Vec<crate::lan_lab::LabFigure>,
+    /// The decrypt generator through the LAN lab.
+    pub lan_decrypt: Vec<DecryptFigure>,
+    /// The LAN lab's server profiles: (run, `perf report` top entries).
+    pub lan_profiles: Vec<(String, String)>,
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
@@ -168,7 +172,11 @@ impl Results {
             let _ = writeln!(s, "\n{n}");
         }
         self.peers_section(&mut s);
-        s.push_str(&crate::lan_lab::section(&self.lan_lab));
+        s.push_str(&crate::lan_lab::section(
+            &self.lan_lab,
+            &self.lan_decrypt,
+            &self.lan_profiles,
+        ));
         self.decrypt_section(&mut s);
         self.limits_section(&mut s);
         self.handover_section(&mut s);
