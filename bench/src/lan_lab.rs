@@ -20,6 +20,7 @@ use testbed::{Daemon, Implementation, Netns, WgPeer, Xgate, XgateConfig};
 
 use crate::generator::{machine_busy_seconds, DecryptFigure};
 use crate::peers::{goodput, iperf_args_to, SECONDS};
+use crate::report::{ratio, verdict};
 use crate::rig::{namespaces, xgate_config, Rig, ServerKind, SERVER_ENDPOINT};
 
 /// The concentrators the lab compares.
@@ -363,22 +364,6 @@ fn find<'a>(
     figures
         .iter()
         .find(|f| f.server == server.label() && f.client == client.label() && f.test == test)
-}
-
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 {
-        a / b
-    } else {
-        f64::NAN
-    }
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "**missed**"
-    }
 }
 
 /// The lab's section of `datapath.md`: every figure, the ratios, issue 20's targets, the

@@ -50,7 +50,8 @@ pub struct Results {
     pub lan_profiles: Vec<(String, String)>,
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+/// `a / b`, NaN when `b` is not positive.
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         a / b
     } else {
@@ -58,7 +59,8 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-fn verdict(ok: bool) -> &'static str {
+/// How a target reads in the reports: "met" or "**missed**".
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
