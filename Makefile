@@ -70,12 +70,15 @@ demo: deps build
 bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
 
-# Bounded: each scenario's own bound (about 40 s of load) plus set-up, well under 5 minutes
-# each. The second run scrapes /metrics 200 times a second; the report compares the two.
-# Writes bench-results/loadtest-surge*-xgate-<date>-<commit>.json, capacity.md and its plots.
+# Bounded: each scenario's own bound (about 40 s of load for the surges, 90-110 s for the
+# 100,000-user runs) plus set-up, under 5 minutes each. surge-scraped scrapes /metrics 200
+# times a second; the report compares it with surge.
+# Writes bench-results/loadtest-*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
 	./target/release/xgate-loadtest run --scenario surge
 	./target/release/xgate-loadtest run --scenario surge-mixed
+	./target/release/xgate-loadtest run --scenario ramp-100k
+	./target/release/xgate-loadtest run --scenario reconnect-100k
 	./target/release/xgate-loadtest run --scenario surge-scraped --report
 
 lint:

@@ -1,4 +1,4 @@
-//! The event loop that drives every simulated user on one thread: arrivals from the
+//! The event loop that drives one thread's share of the simulated users: arrivals from the
 //! schedule, tunnel timers from a heap, datagrams from epoll over the users' UDP sockets.
 //! Each user has a socket of its own (its own source address and port) unless the process
 //! may not open that many files; then a few users share one, and replies are told apart by
@@ -9,13 +9,12 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
-
 use crate::client::{drop_reason, Attempt, Shared, State};
 use crate::epoll::Epoll;
-use crate::results::{ClientFigures, Latencies, Second, Summary};
+use crate::results::ClientFigures;
 use crate::schedule::Phase;
+use crate::tally::{Histograms, Tally, Window};
+use anyhow::{Context, Result};
 
 /// A socket bound to `source` (any free port), for one or more users.
 pub fn bind_endpoint(source: Ipv4Addr) -> Result<UdpSocket> {
@@ -70,18 +69,6 @@ enum Job {
     Leave,
 }
 
-/// What the engine measured.
-pub struct Measured {
-    /// Client-side counts.
-    pub clients: ClientFigures,
-    /// Distributions.
-    pub latency: Latencies,
-    /// Second by second (server columns are filled in by the caller).
-    pub timeline: Vec<Second>,
-    /// Seconds from the first arrival to the end.
-    pub duration_s: f64,
-}
-
 /// Progress the engine reports about four times a second.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
@@ -97,25 +84,8 @@ pub struct Progress {
     pub elapsed: f64,
 }
 
-fn histogram() -> Histogram<u64> {
-    // Microseconds from 1 µs to 10 minutes at 3 significant digits.
-    Histogram::new_with_bounds(1, 600_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).expect("3 digits is valid"))
-}
-
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
-}
-
-/// The distributions a run records.
-struct Histograms {
-    handshake: Histogram<u64>,
-    first_attempt: Histogram<u64>,
-    first_byte: Histogram<u64>,
-    rtt: Histogram<u64>,
-    reconnect: Histogram<u64>,
-    /// Handshakes in the current one-second window.
-    this_second: Histogram<u64>,
 }
 
 /// One run's state: the users' sockets and attempts, the timer heap, the routes replies
@@ -134,7 +104,9 @@ struct Run<'a> {
     heap: BinaryHeap<Reverse<(Instant, u32, Job)>>,
     next_arrival: usize,
     histograms: Histograms,
-    timeline: Vec<Second>,
+    /// Handshake times (µs) completed in the current one-second window.
+    this_second: Vec<u64>,
+    timeline: Vec<Window>,
     next_second: Instant,
     figures: ClientFigures,
     connected_now: u64,
@@ -172,14 +144,8 @@ impl<'a> Run<'a> {
             sharing,
             heap: BinaryHeap::new(),
             next_arrival: 0,
-            histograms: Histograms {
-                handshake: histogram(),
-                first_attempt: histogram(),
-                first_byte: histogram(),
-                rtt: histogram(),
-                reconnect: histogram(),
-                this_second: histogram(),
-            },
+            histograms: Histograms::default(),
+            this_second: Vec::new(),
             timeline: Vec::new(),
             next_second: shared.start + Duration::from_secs(1),
             figures,
@@ -293,10 +259,9 @@ impl<'a> Run<'a> {
     fn windows(&mut self, now: Instant) {
         while now >= self.next_second {
             let t = self.next_second.duration_since(self.shared.start);
-            let h = &mut self.histograms.this_second;
+            let handshakes = std::mem::take(&mut self.this_second);
             self.timeline
-                .push(window(t, self.arrived, self.connected_now, h));
-            h.reset();
+                .push(window(t, self.arrived, self.connected_now, handshakes));
             self.next_second += Duration::from_secs(1);
         }
         self.figures.peak_connected = self.figures.peak_connected.max(self.connected_now);
@@ -373,7 +338,7 @@ impl<'a> Run<'a> {
             self.connected_now += 1;
             if let Some(t) = a.handshake_time() {
                 hist.handshake.record(micros(t)).ok();
-                hist.this_second.record(micros(t)).ok();
+                self.this_second.push(micros(t));
                 if a.first_attempt() {
                     hist.first_attempt.record(micros(t)).ok();
                 }
@@ -398,20 +363,20 @@ impl<'a> Run<'a> {
     }
 
     /// The totals, once the loop has ended at `end`.
-    fn finish(mut self, end: Instant) -> Measured {
+    fn finish(mut self, end: Instant) -> Tally {
         // The last, partial window.
         let tail = end.saturating_duration_since(self.next_second - Duration::from_secs(1));
         if !tail.is_zero() {
             let t = end.saturating_duration_since(self.shared.start);
-            let h = &self.histograms.this_second;
+            let handshakes = std::mem::take(&mut self.this_second);
             self.timeline
-                .push(window(t, self.arrived, self.connected_now, h));
+                .push(window(t, self.arrived, self.connected_now, handshakes));
         }
         if self.send_errors > 0 {
             self.dropped
                 .insert("send_refused_by_kernel".into(), self.send_errors);
         }
-        let mut kbps = histogram();
+        let kbps = &mut self.histograms.kbps;
         let traffic_s = self.shared.traffic_for.as_secs_f64().max(1e-3);
         let figures = &mut self.figures;
         for a in self.attempts.iter() {
@@ -438,21 +403,11 @@ impl<'a> Run<'a> {
             }
         }
         figures.dropped = self.dropped;
-        let h = &self.histograms;
-        Measured {
-            clients: self.figures,
-            latency: Latencies {
-                handshake_ms: Summary::of_micros(&h.handshake),
-                first_attempt_ms: Summary::of_micros(&h.first_attempt),
-                first_byte_ms: Summary::of_micros(&h.first_byte),
-                rtt_ms: Summary::of_micros(&h.rtt),
-                client_kbps: Summary::scaled(&kbps, 1.0),
-                reconnect_ms: (!h.reconnect.is_empty()).then(|| Summary::of_micros(&h.reconnect)),
-            },
-            timeline: self.timeline,
-            duration_s: end
-                .saturating_duration_since(self.shared.start)
-                .as_secs_f64(),
+        Tally {
+            figures: self.figures,
+            histograms: self.histograms,
+            windows: self.timeline,
+            elapsed: end.saturating_duration_since(self.shared.start),
         }
     }
 }
@@ -467,7 +422,7 @@ pub fn run(
     shared: &Shared,
     bound: Duration,
     mut progress: impl FnMut(Progress),
-) -> Result<Measured> {
+) -> Result<Tally> {
     let epoll = Epoll::new(sockets)?;
     let mut run = Run::new(sockets, users, attempts, shared);
     // The virtual clock: offset zero of the schedule is `shared.start`, now.
@@ -509,15 +464,13 @@ pub fn run(
     Ok(run.finish(vnow()))
 }
 
-/// The timeline entry for a window ending `t` into the run (server columns filled later).
-fn window(t: Duration, arrived: u64, connected: u64, handshakes: &Histogram<u64>) -> Second {
-    Second {
-        t: t.as_secs_f64(),
+/// The window ending `t` into the run.
+fn window(t: Duration, arrived: u64, connected: u64, handshakes: Vec<u64>) -> Window {
+    Window {
+        t,
         arrived,
         connected,
-        handshakes: handshakes.len(),
-        handshake_ms: Summary::of_micros(handshakes),
-        ..Second::default()
+        handshakes,
     }
 }
 

@@ -84,7 +84,12 @@ pub fn run(
             server.label,
             users.len()
         );
-        rows.extend(measure(&server, users, opts.load_cpu, (window, bound))?);
+        rows.extend(measure(
+            &server,
+            users,
+            opts.load_cpus.first().copied(),
+            (window, bound),
+        )?);
     }
     Ok(rows)
 }

@@ -3,8 +3,9 @@
 //!
 //! Each user is a real WireGuard client as far as the server can tell: its own key pair,
 //! its own source address and port, the `proto` tunnel state machine (real X25519, cookie
-//! handling, retries after REKEY_TIMEOUT with jitter, transport encryption). One thread
-//! drives them all ([`engine`]); the scenario says who arrives when ([`schedule`]). IKEv2
+//! handling, retries after REKEY_TIMEOUT with jitter, transport encryption). Load threads
+//! ([`threads`]) each drive their share of them ([`engine`]) and their tallies add up
+//! ([`tally`]); the scenario says who arrives when ([`schedule`]). IKEv2
 //! users, when the scenario has them, log in beside them on a thread of their own
 //! ([`ike_load`]), and again afterwards against a fresh xgate and strongSwan side by side
 //! ([`ike_side_by_side`]).
@@ -27,4 +28,6 @@ pub mod scenario;
 pub mod schedule;
 pub mod scraper;
 pub mod sizing;
+pub mod tally;
 pub mod target;
+pub mod threads;

@@ -49,6 +49,10 @@ enum Command {
         /// No live progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Threads the simulated users are spread over (default: one per CPU the server
+        /// does not use).
+        #[arg(long)]
+        load_threads: Option<usize>,
     },
     /// Writes capacity.md and its plots from result files (default: the latest run of each
     /// scenario and target in --out).
@@ -105,6 +109,7 @@ fn real_main() -> Result<()> {
             out,
             report,
             quiet,
+            load_threads,
         } => {
             let mut s = Scenario::load(&scenario)?;
             if let Some(u) = users {
@@ -127,7 +132,8 @@ fn real_main() -> Result<()> {
                     target: t,
                     xgate: xgate.clone(),
                     server_cpus: vec![0],
-                    load_cpu: (cores > 1).then_some(1),
+                    load_cpus: (1..cores).collect(),
+                    load_threads: load_threads.unwrap_or(cores.saturating_sub(1)).max(1),
                     progress: !quiet,
                     tag: format!("{}", std::process::id()),
                 })?;

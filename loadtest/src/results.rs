@@ -156,6 +156,9 @@ pub struct ClientFigures {
     pub peak_connected: u64,
     /// CPU seconds the load generator used (its own bound, reported so a slow client is seen).
     pub loadgen_cpu_seconds: f64,
+    /// Threads the users were spread over (0 in results from before there was a choice: 1).
+    #[serde(default)]
+    pub load_threads: u64,
 }
 
 /// Latency and throughput distributions.

@@ -9,15 +9,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use proto::{PrivateKey, PublicKey};
 
 use crate::client::{Attempt, Shared};
-use crate::engine::{self, Measured, User};
 use crate::ike_target;
 use crate::results::{FloodFigures, RunResult, ServerFigures, VERSION};
 use crate::sampler::{Sample, Sampler};
 use crate::scenario::{Kind, Scenario};
 use crate::schedule;
+use crate::tally::Measured;
 use crate::target::{
     counters_delta, flood_source, user_source, Target, TargetKind, TargetOptions, SERVER_TUNNEL_IP,
 };
+use crate::threads::Spread;
 
 /// What to run and where.
 #[derive(Debug, Clone)]
@@ -30,8 +31,10 @@ pub struct RunOptions {
     pub xgate: PathBuf,
     /// CPUs the server is pinned to.
     pub server_cpus: Vec<usize>,
-    /// CPU the load loop is pinned to (None: anywhere).
-    pub load_cpu: Option<usize>,
+    /// CPUs the load threads are pinned to, round robin (empty: anywhere).
+    pub load_cpus: Vec<usize>,
+    /// Threads the simulated users are spread over.
+    pub load_threads: usize,
     /// Show a live progress bar.
     pub progress: bool,
     /// Makes namespace names unique.
@@ -84,20 +87,12 @@ fn parallel_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Ve
     })
 }
 
-fn thread_cpu_seconds() -> f64 {
-    // SAFETY: all-zero is a valid rusage.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes only the struct we pass.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// How many user sockets the process may hold: one per user if it may open that many files
-/// (keeping 4,096 for the rest), else fewer, shared.
-fn socket_count(users: usize) -> Result<usize> {
+/// (keeping 4,096 for the rest), else fewer, shared by users of the same load thread.
+fn socket_count(users: usize, threads: usize) -> Result<usize> {
     let may_open = raise_open_files(users as u64 + 4096)?;
-    let endpoints = (users as u64).min(may_open.saturating_sub(4096)).max(1) as usize;
+    let may_hold = may_open.saturating_sub(4096) as usize;
+    let endpoints = crate::threads::endpoints_for(users, may_hold, threads);
     if endpoints < users {
         eprintln!(
             "the process may open {may_open} files: {users} users share {endpoints} source \
@@ -238,25 +233,21 @@ fn join_flood(
     }))
 }
 
-/// Runs the load loop in the users' namespace (pinned to `load_cpu`), sampling the server
-/// each second; returns what it measured and the loop's own CPU seconds.
+/// Runs the load threads in the users' namespace (pinned to `load_cpus`), sampling the server
+/// each second; returns what they measured (their own CPU seconds too).
 fn drive(
     target: &Target,
     opts: &RunOptions,
-    endpoints: usize,
+    (endpoints, spread): (usize, Spread),
     prepared: Prepared,
     bar: ProgressBar,
-) -> Result<(Measured, f64, Vec<Sample>)> {
-    let (pid, bound, load_cpu) = (target.pid, opts.scenario.bound(), opts.load_cpu);
-    let users = opts.scenario.users as usize;
+) -> Result<(Measured, Vec<Sample>)> {
+    let (pid, bound) = (target.pid, opts.scenario.bound());
     target
         .client_ns
-        .enter(move || -> Result<(Measured, f64, Vec<Sample>)> {
-            if let Some(c) = load_cpu {
-                testbed::process::pin_thread(&[c]);
-            }
+        .enter(move || -> Result<(Measured, Vec<Sample>)> {
             let Prepared {
-                mut attempts,
+                attempts,
                 tunnel_ips,
                 shared,
                 ..
@@ -264,21 +255,25 @@ fn drive(
             let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
                 .map(|e| crate::engine::bind_endpoint(user_source(e)))
                 .collect::<Result<_>>()?;
-            let mut users: Vec<User> = (0..users as u32)
-                .map(|i| User::new(i % endpoints as u32, tunnel_ips[i as usize]))
-                .collect();
-            let cpu0 = thread_cpu_seconds();
-            // Started with the load loop, so sample k ends where the timeline's second k does.
+            // Started with the load, so sample k ends where the timeline's second k does.
             let sampler = Sampler::start(pid, Duration::from_secs(1));
-            let m = engine::run(&sockets, &mut users, &mut attempts, &shared, bound, |p| {
-                bar.set_position(p.connected);
-                bar.set_message(format!(
-                    "{} arrived, {} cookies, {} gave up, {:.0} s",
-                    p.arrived, p.cookies, p.failed, p.elapsed
-                ));
-            });
+            let tally = crate::threads::run(
+                sockets,
+                &tunnel_ips,
+                attempts,
+                &shared,
+                bound,
+                &spread,
+                |p| {
+                    bar.set_position(p.connected);
+                    bar.set_message(format!(
+                        "{} arrived, {} cookies, {} gave up, {:.0} s",
+                        p.arrived, p.cookies, p.failed, p.elapsed
+                    ));
+                },
+            );
             let samples = sampler.stop();
-            Ok((m?, thread_cpu_seconds() - cpu0, samples))
+            Ok((tally?.measured(), samples))
         })?
 }
 
@@ -286,7 +281,8 @@ fn drive(
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let s = &opts.scenario;
     s.check()?;
-    let endpoints = socket_count(s.users as usize)?;
+    let spread = Spread::new(opts.load_threads, opts.load_cpus.clone(), s.users as usize);
+    let endpoints = socket_count(s.users as usize, spread.threads)?;
     let dir = crate::target::work_dir(&opts.tag);
     // One CA and one set of IKEv2 users for every server that gets them.
     let ike_pki = (s.ike_users > 0).then(|| dir.join("pki"));
@@ -343,8 +339,8 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             crate::ike_load::run(&users, server, (Instant::now(), window, bound))
         })
     });
-    let (mut measured, loadgen_cpu, samples) =
-        drive(&target, opts, endpoints, prepared, bar.clone())?;
+    let load_threads = spread.threads;
+    let (mut measured, samples) = drive(&target, opts, (endpoints, spread), prepared, bar.clone())?;
     let ike = match ike {
         Some(h) => h
             .join()
@@ -383,7 +379,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let cpu_by_thread = testbed::procstat::cpu_spent(&threads_before, &threads_after);
     measured.clients.users = s.users as u64;
     measured.clients.endpoints = endpoints as u64;
-    measured.clients.loadgen_cpu_seconds = loadgen_cpu;
+    measured.clients.load_threads = load_threads as u64;
     let server = server_figures(
         &mut measured,
         &samples,

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Most users one run may simulate (one source address each from a /16).
-pub const MAX_USERS: u32 = 60_000;
+/// Most users one run may simulate (one source address each from a /14, and memory: each
+/// prepared attempt holds a tunnel).
+pub const MAX_USERS: u32 = 150_000;
 /// Longest arrival window.
 pub const MAX_SECONDS: f64 = 600.0;
 /// Most inner packets per second all users together may send.
@@ -120,7 +121,7 @@ impl Default for Flood {
 }
 
 /// The most IKEv2 users one run simulates (each holds a socket and a source address after
-/// the WireGuard users' in 10.180.0.0/16).
+/// the WireGuard users' in 10.176.0.0/14).
 pub const MAX_IKE_USERS: u32 = 5_000;
 
 /// One scenario, bounded in users, rate and time.
@@ -220,9 +221,14 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../scenarios/surge-scraped.toml"),
     ),
     ("ramp-50k", include_str!("../scenarios/ramp-50k.toml")),
+    ("ramp-100k", include_str!("../scenarios/ramp-100k.toml")),
     ("step-10k", include_str!("../scenarios/step-10k.toml")),
     ("poisson", include_str!("../scenarios/poisson.toml")),
     ("reconnect", include_str!("../scenarios/reconnect.toml")),
+    (
+        "reconnect-100k",
+        include_str!("../scenarios/reconnect-100k.toml"),
+    ),
     ("churn", include_str!("../scenarios/churn.toml")),
     ("mixed-flood", include_str!("../scenarios/mixed-flood.toml")),
     ("small", include_str!("../scenarios/small.toml")),
@@ -431,7 +437,7 @@ mod tests {
     #[test]
     fn bad_scenarios_say_which_field_and_what_to_do() {
         let err = |text: &str| Scenario::from_toml(text).expect_err("refused").to_string();
-        assert!(err("users = 0").contains("users: 0 is not in 1..=60000"));
+        assert!(err("users = 0").contains("users: 0 is not in 1..=150000"));
         assert!(
             err("users = 10\nbogus = 1").contains("bogus"),
             "unknown fields are named"

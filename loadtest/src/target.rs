@@ -21,9 +21,9 @@ pub const SERVER_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 181, 0, 1);
 const CLIENT_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 181, 0, 2);
 /// The server's tunnel address (users ping it).
 pub const SERVER_TUNNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
-/// Users' source addresses: user i sends from 10.180.0.0 + 1 + i (local to the users'
-/// namespace as a whole /16, so no address is configured one by one).
-const USER_PREFIX: &str = "10.180.0.0/16";
+/// Users' source addresses: user i sends from 10.176.0.0 + 1 + i (local to the users'
+/// namespace as a whole /14, so no address is configured one by one).
+const USER_PREFIX: &str = "10.176.0.0/14";
 /// Flood sources (mixed-flood), local the same way.
 const FLOOD_PREFIX: &str = "10.182.0.0/24";
 const PORT: u16 = 51820;
@@ -39,7 +39,7 @@ pub(crate) const API: &str = "127.0.0.1:9180";
 
 /// The source address of user `i`.
 pub fn user_source(i: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 180, 0, 0)) + 1 + i)
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 176, 0, 0)) + 1 + i)
 }
 
 /// The source address of flood source `i` (0..=253).

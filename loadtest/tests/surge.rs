@@ -30,7 +30,8 @@ fn options(scenario: &str, tag: &str) -> RunOptions {
         target: TargetKind::Xgate,
         xgate: xgate_binary(),
         server_cpus: vec![0],
-        load_cpu: None,
+        load_cpus: Vec::new(),
+        load_threads: 1,
         progress: false,
         tag: format!("{tag}{}", std::process::id()),
     }
@@ -47,12 +48,16 @@ fn written_and_read_back(r: &RunResult) -> RunResult {
 #[test]
 fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let r = run(&options("small", "s")).expect("the run");
+    // Three load threads, so what they measured must add up.
+    let mut o = options("small", "s");
+    o.load_threads = 3;
+    let r = run(&o).expect("the run");
     let r = written_and_read_back(&r);
     let c = &r.clients;
     let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
     eprintln!("{dump}");
     assert_eq!(c.users, 500);
+    assert_eq!(c.load_threads, 3);
     assert_eq!(c.endpoints, 500, "a source address and port per user");
     assert!(
         c.dropped.is_empty(),
@@ -87,6 +92,9 @@ fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
     );
     let shown: u64 = r.timeline.iter().map(|s| s.handshakes).sum();
     assert_eq!(shown, 500, "the timeline holds every handshake: {dump}");
+    let last = r.timeline.last().expect("a timeline");
+    assert_eq!((last.arrived, last.connected), (500, 500), "{dump}");
+    assert_eq!(c.peak_connected, 500, "{dump}");
 }
 
 #[test]
