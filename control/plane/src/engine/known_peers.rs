@@ -211,6 +211,18 @@ impl Peers {
         self.slots.iter_mut().flatten()
     }
 
+    /// Peer numbers in use lie below this.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The peers numbered in `range` (clamped to the numbers in use).
+    pub fn in_slots(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &Peer> {
+        let end = range.end.min(self.slots.len());
+        let start = range.start.min(end);
+        self.slots[start..end].iter().flatten()
+    }
+
     /// Numbers of every peer.
     pub fn ids(&self) -> Vec<PeerId> {
         self.iter().map(|p| p.id).collect()

@@ -15,6 +15,7 @@ mod indices;
 mod initiations;
 pub mod known_peers;
 mod published;
+mod publishing;
 #[cfg(test)]
 mod tests;
 
@@ -30,9 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use datapath::launch::WorkerHandle;
-use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent, WorkerSnapshot};
+use datapath::messages::{peer_owner, HandshakeDatagram, ToWorker, WorkerEvent};
 use datapath::route::PeerId;
-use datapath::stats::WorkerCounters;
 use ipnet::IpNet;
 use proto::cookie::CookieChecker;
 use proto::handshake::LocalIdentity;
@@ -202,6 +202,10 @@ pub struct ControlPlane {
     board: Arc<Board>,
     /// The workers' answers for the next publication, while they come in.
     gathering: Option<published::Gathering>,
+    /// The next publication, while its peers are merged a slice per poll.
+    assembly: Option<publishing::Assembly>,
+    /// Buffers kept from one publication to the next.
+    spare: publishing::Spare,
     /// When the next gathering starts.
     next_publish: Instant,
     /// A change was applied: gather again without waiting for `next_publish`.
@@ -254,6 +258,8 @@ impl ControlPlane {
             next_tick: Instant::now() + TICK,
             board: Arc::new(Board::default()),
             gathering: None,
+            assembly: None,
+            spare: publishing::Spare::default(),
             next_publish: Instant::now(),
             publish_soon: false,
             last_gathering: Instant::now(),
@@ -281,7 +287,12 @@ impl ControlPlane {
     /// until something arrives or the tick is due, reads the clock once, and polls.
     pub fn run(mut self, shutdown: Receiver<()>) {
         loop {
-            let wait = self.next_tick.saturating_duration_since(Instant::now());
+            // A publication being merged goes on at the next poll, whatever arrives.
+            let wait = if self.publishing() {
+                Duration::ZERO
+            } else {
+                self.next_tick.saturating_duration_since(Instant::now())
+            };
             let ready = {
                 let mut inputs = Select::new();
                 inputs.recv(&shutdown);
@@ -453,130 +464,6 @@ impl ControlPlane {
         );
         if let Err(e) = steering.set_lan_prefixes(&IpNet::aggregate(&nets)) {
             tracing::warn!("LAN prefixes not all steered (their packets go through the TUN): {e}");
-        }
-    }
-
-    /// Asks every worker for its counters and peers; the answers and how many were asked.
-    fn ask_workers(&self) -> (Receiver<WorkerSnapshot>, usize) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let asked = self
-            .channels
-            .workers
-            .iter()
-            .filter(|w| w.send(ToWorker::Snapshot(tx.clone())))
-            .count();
-        (rx, asked)
-    }
-
-    /// Starts a gathering when one is due, and publishes it once complete; the plane never
-    /// waits for the workers here.
-    fn publish_state(&mut self, now: Instant) {
-        let complete = match &mut self.gathering {
-            Some(g) => g.collect(now),
-            None => false,
-        };
-        if complete {
-            if let Some(g) = self.gathering.take() {
-                // A worker that did not answer in time would read as its counters reset to
-                // zero: the previous publication stays instead (the first goes out anyway).
-                if g.got.len() >= g.asked || self.board.latest().is_none() {
-                    let state = self.assemble(g.got);
-                    self.board.publish(state, g.started);
-                }
-                self.last_gathering = g.started;
-            }
-        } else if self.gathering.is_none()
-            && (now >= self.next_publish
-                || (self.publish_soon && now >= self.last_gathering + published::MIN_GAP))
-        {
-            self.next_publish = now + PUBLISH_EVERY;
-            self.publish_soon = false;
-            let (answers, asked) = self.ask_workers();
-            self.gathering = Some(published::Gathering {
-                answers,
-                asked,
-                got: Vec::new(),
-                started: now,
-            });
-        }
-    }
-
-    /// Asks every worker for its counters and peers, waits for them (up to a second), and
-    /// merges them with ours: for the UAPI socket, whose `wg set` then `wg show` must agree.
-    fn state(&self) -> DeviceState {
-        let (rx, asked) = self.ask_workers();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let mut got = Vec::with_capacity(asked);
-        for _ in 0..asked {
-            let Ok(snap) = rx.recv_deadline(deadline) else {
-                break;
-            };
-            got.push(snap);
-        }
-        self.assemble(got)
-    }
-
-    /// The interface's state from the workers' answers and the plane's own.
-    fn assemble(&self, answers: Vec<WorkerSnapshot>) -> DeviceState {
-        let mut datapath = WorkerCounters::default();
-        let mut per_worker = vec![WorkerCounters::default(); self.channels.workers.len()];
-        let mut outer = self.channels.outer.per_worker.clone();
-        outer.resize(self.channels.workers.len(), String::new());
-        let mut by_peer = std::collections::HashMap::new();
-        let mut esp_tunnels = Vec::new();
-        for snap in answers {
-            datapath.add(&snap.counters);
-            if let Some(w) = per_worker.get_mut(snap.worker) {
-                *w = snap.counters.clone();
-            }
-            if let Some(o) = outer.get_mut(snap.worker) {
-                o.clone_from(&snap.outer);
-            }
-            for p in snap.peers {
-                if datapath::messages::is_esp(p.peer) {
-                    esp_tunnels.push(p);
-                } else {
-                    by_peer.insert(p.peer, p);
-                }
-            }
-        }
-        let peers = self
-            .peers
-            .iter()
-            .map(|p| {
-                let stats = by_peer.get(&p.id);
-                PeerState {
-                    public_key: p.public_key,
-                    preshared_key: p.preshared_key.clone(),
-                    endpoint: stats.and_then(|s| s.endpoint).or(p.endpoint),
-                    last_handshake: stats
-                        .and_then(|s| s.last_handshake)
-                        .map(|t| self.clock.unix(t)),
-                    rx_bytes: stats.map_or(0, |s| s.rx_bytes) + p.handshake_rx_bytes,
-                    tx_bytes: stats.map_or(0, |s| s.tx_bytes) + p.handshake_tx_bytes,
-                    persistent_keepalive: p.persistent_keepalive,
-                    allowed_ips: p.allowed_ips.clone(),
-                }
-            })
-            .collect();
-        DeviceState {
-            name: self.name.clone(),
-            private_key: self.identity.as_ref().map(|i| i.private.clone()),
-            listen_port: self.listen_port,
-            fwmark: self.fwmark,
-            workers: self.channels.workers.len(),
-            backend: match &self.channels.outer.steering {
-                Some(s) => format!("af-xdp on {}", s.describe()),
-                None => self.channels.outer.summary.clone(),
-            },
-            backend_per_worker: outer,
-            firewall: crate::outer::firewall_path(self.channels.outer.steering.is_some()),
-            peers,
-            datapath,
-            per_worker,
-            control: self.counters.clone(),
-            indices_in_use: self.indices.len(),
-            esp_tunnels,
         }
     }
 }

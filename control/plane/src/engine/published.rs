@@ -55,8 +55,9 @@ impl Board {
             .clone()
     }
 
-    /// Publishes `state`, taken at `taken`, with rates against the previous publication.
-    pub(super) fn publish(&self, state: DeviceState, taken: Instant) {
+    /// Publishes `state`, taken at `taken`, with rates against the previous publication;
+    /// gives back the publication it replaced.
+    pub(super) fn publish(&self, state: DeviceState, taken: Instant) -> Option<Arc<Published>> {
         let previous = self.latest();
         let rates = match &previous {
             Some(p) if taken > p.taken => {
@@ -79,7 +80,14 @@ impl Board {
             taken,
             rates,
         });
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(published);
+        let replaced = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(published);
+        // `previous` was a second pointer to the same publication.
+        drop(previous);
+        replaced
     }
 }
 

@@ -456,3 +456,60 @@ fn the_state_is_published_for_the_api_without_waiting_for_a_worker() {
     );
     assert_eq!(kept.state.per_worker[1].rx_datagrams, 500);
 }
+
+#[test]
+fn many_peers_are_published_a_slice_at_a_time_each_with_its_figures() {
+    use super::publishing::SLICE;
+    let mut h = Harness::new();
+    let n = SLICE * 2 + 100;
+    let keys: Vec<PublicKey> = (0..n)
+        .map(|_| PrivateKey::generate(&mut OsRng).public_key())
+        .collect();
+    h.plane
+        .apply(DeviceUpdate {
+            peers: keys.iter().map(|k| PeerUpdate::new(*k)).collect(),
+            ..DeviceUpdate::default()
+        })
+        .expect("peers added");
+    let board = h.plane.board();
+    let start = Instant::now();
+    h.plane.publish_state(start);
+    let reply = snapshot_requests(&h.worker).pop().expect("worker asked");
+    // The worker knows every peer (numbers 0..=n; 0 is the harness's client) and has
+    // counted bytes for each: peer i received i bytes.
+    let peers = (0..=n as u32)
+        .map(|id| datapath::messages::PeerStats {
+            peer: id,
+            endpoint: None,
+            rx_bytes: u64::from(id),
+            tx_bytes: 0,
+            last_handshake: None,
+        })
+        .collect();
+    reply
+        .send(datapath::messages::WorkerSnapshot {
+            worker: 0,
+            counters: Default::default(),
+            peers,
+            outer: String::new(),
+        })
+        .expect("the plane listens");
+    let mut polls = 0;
+    while board.latest().is_none() {
+        h.plane.publish_state(start + Duration::from_millis(1));
+        polls += 1;
+        assert!(polls < 10, "never published");
+    }
+    assert!(polls >= 3, "{n} peers merged in {polls} polls: not sliced");
+    let p = board.latest().expect("published");
+    assert_eq!(p.state.peers.len(), n + 1);
+    let by_key: std::collections::HashMap<_, _> = p
+        .state
+        .peers
+        .iter()
+        .map(|s| (s.public_key, s.rx_bytes))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(by_key[k], i as u64 + 1, "peer {i}'s own figures");
+    }
+}
