@@ -358,6 +358,11 @@ impl Daemon {
 /// deletion; returns once everything it created is gone.
 pub fn up(mut settings: Settings) -> Result<()> {
     let launched = Instant::now();
+    // Before any thread starts: khugepaged's copying stalled the workers and the handshake
+    // plane for ~20 ms every 10 s (datapath/src/kernel/huge_pages.rs).
+    if let Err(e) = datapath::kernel::huge_pages::refuse_transparent_huge_pages() {
+        tracing::warn!("transparent huge pages left on (prctl: {e}); expect rare 20 ms stalls");
+    }
     // An interface of this name running already is said as such, before its API's port
     // is found busy; then the API's port: a busy one stops the start before any file is made.
     uapi::claim(&settings.interface.name).map_err(|e| anyhow!("interface.name: {e}"))?;
