@@ -589,7 +589,11 @@ fn tunnel_and_peer_events_stream_in_order_and_reach_the_log() {
         .is_some_and(|e| e.starts_with("10.201.1.2:")));
     let log = rig.log();
     assert!(
-        log.contains("xgate::events") && log.contains("\"event\":\"tunnel_up\""),
-        "events are logged: {log}"
+        log.contains("xgate::events") && log.contains("\"event\":\"peer_revoked\""),
+        "changes are logged at info: {log}"
+    );
+    assert!(
+        !log.contains("\"event\":\"tunnel_up\""),
+        "a tunnel per user is logged at debug only: {log}"
     );
 }
