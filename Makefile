@@ -70,13 +70,14 @@ demo: deps build
 bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
 
-# Bounded: each scenario's own bound (about 40 s of load for the surges, 90-110 s for the
-# 100,000-user runs) plus set-up, under 5 minutes each. surge-scraped scrapes /metrics 200
-# times a second; the report compares it with surge.
+# Bounded: each scenario's own bound (about 40 s of load for the surges, 15 s for step-10k,
+# 90-110 s for the 100,000-user runs) plus set-up, under 5 minutes each, about 12 in all.
+# surge-scraped scrapes /metrics 200 times a second; the report compares it with surge.
 # Writes bench-results/loadtest-*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
 	./target/release/xgate-loadtest run --scenario surge
 	./target/release/xgate-loadtest run --scenario surge-mixed
+	./target/release/xgate-loadtest run --scenario step-10k
 	./target/release/xgate-loadtest run --scenario ramp-100k
 	./target/release/xgate-loadtest run --scenario reconnect-100k
 	./target/release/xgate-loadtest run --scenario surge-scraped --report
