@@ -121,6 +121,9 @@ pub struct LabFigure {
     pub lan_fallbacks: String,
     /// UDP tests: inner packets the LAN host received per CPU-second of the concentrator.
     pub packets_per_server_core: Option<f64>,
+    /// The concentrator's system calls per packet through it (the LAN host's packets sent
+    /// and received; None if perf could not count them).
+    pub syscalls_per_packet: Option<f64>,
 }
 
 /// xgate's LAN fallback counters, by reason.
@@ -140,6 +143,21 @@ fn udp_packets(json: &Value) -> Option<f64> {
 
 /// The LAN host's end of its veth.
 pub(crate) const LAN_HOST_IFACE: &str = "xblh";
+
+/// Packets the LAN host's veth has received and sent: every packet through the
+/// concentrator, either way, crosses it once.
+fn lan_host_packets(lan: &Netns) -> Result<u64> {
+    let mut total = 0;
+    for way in ["rx", "tx"] {
+        let path = format!("/sys/class/net/{LAN_HOST_IFACE}/statistics/{way}_packets");
+        let text = lan.run("cat", &[&path])?;
+        total += text
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("{path}: {text:?}"))?;
+    }
+    Ok(total)
+}
 
 /// The lab with `server` running: the bench rig, and the LAN host's namespace.
 pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig, Netns)> {
@@ -287,6 +305,8 @@ pub fn measure(
         let lan0 = xgate_stat(&rig, server, "lan_tx_packets");
         let tun0 = xgate_stat(&rig, server, "tun_writes");
         let fallbacks0 = fallbacks(&rig, server);
+        let packets0 = lan_host_packets(&lan)?;
+        let syscalls = crate::syscalls::SyscallCount::start(rig.server.pid()?, dir)?;
         let mut cmd = rig.client_ns.command("taskset");
         cmd.args(["-c", "1", "iperf3"])
             .args(iperf_args_to(test, HOST_V4));
@@ -294,6 +314,8 @@ pub fn measure(
             .with_context(|| format!("iperf3 {test} through {}", server.label()))?;
         let cpu = rig.server_cpu_seconds()? - cpu0;
         let busy = machine_busy_seconds()? - busy0;
+        let calls = syscalls.finish();
+        let through = lan_host_packets(&lan)? - packets0;
         let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
         let gbit = goodput(&json, test.starts_with("udp"));
         let gb = gbit * f64::from(SECONDS) / 8.0;
@@ -320,10 +342,13 @@ pub fn measure(
             tun_writes: xgate_stat(&rig, server, "tun_writes") - tun0,
             lan_fallbacks: fallen.join(", "),
             packets_per_server_core: packets.filter(|_| cpu > 0.0).map(|p| p / cpu),
+            syscalls_per_packet: calls
+                .filter(|_| through > 0)
+                .map(|c| c as f64 / through as f64),
         };
         eprintln!(
             "  {:<20} {:<13} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
-             LAN sends {} TUN writes {} ({}) pkt/core-s {}",
+             LAN sends {} TUN writes {} ({}) pkt/core-s {} syscalls/pkt {}",
             figure.server,
             figure.client,
             figure.test,
@@ -335,7 +360,10 @@ pub fn measure(
             figure.lan_fallbacks,
             figure
                 .packets_per_server_core
-                .map_or("-".into(), |p| format!("{p:.0}"))
+                .map_or("-".into(), |p| format!("{p:.0}")),
+            figure
+                .syscalls_per_packet
+                .map_or("-".into(), |p| format!("{p:.3}"))
         );
         out.push(figure);
     }
@@ -387,9 +415,11 @@ pub fn section(
          sends them from the LAN veth's AF_XDP sockets. boringtun-cli and wireguard-go forward \
          through the kernel. The client is wireguard-go for every server, and xgate for \
          xgate's two LAN sides. Server pinned to CPU 0, the client and iperf3 to CPU 1; the \
-         machine figure counts every CPU's busy time.\n\n\
-         | server | client | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | LAN socket sends | TUN writes (LAN fallbacks) |\n\
-         |---|---|---|---|---|---|---|---|---|"
+         machine figure counts every CPU's busy time. System calls per packet: the server \
+         process's (`perf stat -e raw_syscalls:sys_enter`) over the packets the LAN host sent \
+         and received.\n\n\
+         | server | client | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | system calls per packet | LAN socket sends | TUN writes (LAN fallbacks) |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
     );
     for f in figures {
         let fallbacks = if f.lan_fallbacks.is_empty() {
@@ -399,7 +429,7 @@ pub fn section(
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {}{fallbacks} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {}{fallbacks} |",
             f.server,
             f.client,
             f.test,
@@ -408,6 +438,8 @@ pub fn section(
             f.machine_cpu_s_per_gb,
             f.packets_per_server_core
                 .map_or("–".into(), |p| format!("{p:.0}")),
+            f.syscalls_per_packet
+                .map_or("–".into(), |p| format!("{p:.3}")),
             f.lan_tx_packets,
             f.tun_writes,
         );

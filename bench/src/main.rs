@@ -19,6 +19,7 @@ mod peers;
 mod registry;
 mod report;
 mod rig;
+mod syscalls;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
