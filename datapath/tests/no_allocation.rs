@@ -98,8 +98,11 @@ fn a_hundred_thousand_packets_each_way_allocate_nothing() {
         backend.record = false;
         backend.incoming.reserve(4 * BATCH);
     }
-    // Warm-up: confirms the session, reports the endpoint once, grows queues to size.
-    for round in 0..10 {
+    // Warm-up: confirms the session, reports the endpoint once, grows queues to size, and
+    // takes the session past the counter at which its replay window grows to full size (one
+    // allocation per session that carries traffic, made here).
+    let warm_up = proto::replay::GROW_AT as usize / BATCH + 2;
+    for round in 0..warm_up {
         feed(&mut rig, round, &sizes);
         rig.step_all();
     }
