@@ -85,6 +85,8 @@ pub struct LaunchConfig {
     pub cpus: Vec<Option<usize>>,
     /// The TUN queues were opened with IFF_VNET_HDR (`Tun::vnet_header`).
     pub tun_vnet_header: bool,
+    /// The TUN takes UDP super-packets (`Tun::takes_udp_super_packets`).
+    pub tun_udp_super_packets: bool,
     /// AF_XDP steering set up on the outer interfaces: each worker binds sockets to the
     /// queues it owns (`None`: io_uring UDP only).
     pub xdp: Option<Arc<Steering>>,
@@ -100,7 +102,7 @@ pub struct LaunchConfig {
 fn run_worker(
     id: usize,
     workers: usize,
-    config: (usize, bool, Option<usize>, u16, bool),
+    config: (usize, (bool, bool), Option<usize>, u16, bool),
     socket: Arc<OwnedFd>,
     queue: OwnedFd,
     waker: Arc<Waker>,
@@ -108,7 +110,7 @@ fn run_worker(
     links: WorkerLinks,
     ready: Sender<io::Result<String>>,
 ) {
-    let (mtu, vnet, cpu, port, fallback) = config;
+    let (mtu, (vnet, uso), cpu, port, fallback) = config;
     let sockets = xdp.as_ref().map_or(0, |s| {
         s.interfaces()
             .iter()
@@ -123,13 +125,14 @@ fn run_worker(
     // up later; beyond that, fill rings get what the pool can spare).
     let pool = POOL_SIZE + (sockets + 1) * FRAMES_PER_SOCKET;
     let gro = xdp.is_none();
-    let uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
+    let mut uring = match UringBackend::with_pool(socket, Arc::new(queue), vnet, waker, pool, gro) {
         Ok(b) => b,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
+    uring.allow_udp_runs(uso);
     if let Some(cpu) = cpu {
         if let Err(e) = uring.pin_async_workers(cpu) {
             tracing::debug!(worker = id, cpu, "io_uring helpers not pinned: {e}");
@@ -199,7 +202,7 @@ impl Workers {
             let core = cpu.and_then(|c| cores.iter().find(|core| core.id == c).copied());
             let settings = (
                 config.mtu,
-                config.tun_vnet_header,
+                (config.tun_vnet_header, config.tun_udp_super_packets),
                 cpu,
                 config.listen_port,
                 config.xdp_fallback,

@@ -252,6 +252,7 @@ impl Daemon {
                 mtu: s.mtu,
                 cpus: s.cpus.clone(),
                 tun_vnet_header: tun.vnet_header(),
+                tun_udp_super_packets: tun.takes_udp_super_packets(),
                 xdp: outer.steering.clone(),
                 listen_port,
                 xdp_fallback: s.outer.backend == Backend::Auto,

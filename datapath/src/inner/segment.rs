@@ -14,7 +14,7 @@ pub(super) const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
 pub(super) const GSO_TCPV4: u8 = 1;
 pub(super) const GSO_TCPV6: u8 = 4;
-const GSO_UDP_L4: u8 = 5;
+pub(super) const GSO_UDP_L4: u8 = 5;
 /// Flag bit on `gso_type`: the flow uses ECN (CWR goes on the first segment only).
 const GSO_ECN: u8 = 0x80;
 

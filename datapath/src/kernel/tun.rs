@@ -171,6 +171,12 @@ impl Tun {
         self.offloads
     }
 
+    /// True if the kernel takes UDP super-packets from us (TUN_F_USO4 and TUN_F_USO6).
+    pub fn takes_udp_super_packets(&self) -> bool {
+        let uso = libc::TUN_F_USO4 | libc::TUN_F_USO6;
+        self.offloads & uso == uso
+    }
+
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name

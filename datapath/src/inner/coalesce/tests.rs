@@ -1,6 +1,6 @@
 use super::*;
 use crate::inner::segment::{plan, VnetHdr};
-use testbed::packet::tcp_v4;
+use testbed::packet::{ipv4, ipv6, tcp_v4, udp};
 
 /// A TCP/IPv4 segment with `seq`, `flags` and a timestamp option, its checksums right.
 fn tcp4(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -16,10 +16,12 @@ fn pattern(n: usize, salt: usize) -> Vec<u8> {
 /// its vnet header in front; returns it and how many packets joined.
 fn coalesce(packets: &[Vec<u8>]) -> (Vec<u8>, usize) {
     let mut first = packets[0].clone();
-    let head = tcp_segment(&first).expect("first is a data segment");
+    let head = segment_of(&first, true).expect("first is a data segment or datagram");
     let (mut bytes, mut count, mut push, mut tail) = (first.len(), 1, head.push, Vec::new());
     for p in &packets[1..] {
-        let Some(seg) = tcp_segment(p) else { break };
+        let Some(seg) = segment_of(p, true) else {
+            break;
+        };
         if push || !continues(&first, &head, bytes, count, p, &seg) {
             break;
         }
@@ -28,12 +30,8 @@ fn coalesce(packets: &[Vec<u8>]) -> (Vec<u8>, usize) {
         count += 1;
         push = ends_run(&head, &seg);
     }
-    let hdr = finish_head(
-        &mut first,
-        &head,
-        bytes,
-        packets[count - 1][33] & TCP_PSH != 0,
-    );
+    let pushed = !head.udp && packets[count - 1][33] & TCP_PSH != 0;
+    let hdr = finish_head(&mut first, &head, bytes, pushed);
     let mut out = hdr.to_vec();
     out.extend_from_slice(&first);
     out.extend_from_slice(&tail);
@@ -136,4 +134,88 @@ fn segments_that_cannot_join_end_the_run() {
     fragment[6] |= 0x20;
     assert!(tcp_segment(&fragment).is_none(), "fragment");
     assert!(tcp_segment(&a[..30]).is_none(), "truncated");
+}
+
+/// A UDP/IPv4 datagram 10.0.0.1:4000 -> 10.0.0.2:5000 with IP identifier `id`.
+fn udp4(id: u16, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    let mut p = ipv4(src, dst, 17, &udp(&src, &dst, (4000, 5000), payload));
+    p[4..6].copy_from_slice(&id.to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::of(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn a_run_of_datagrams_becomes_a_udp_super_packet_that_cuts_back_into_the_same_datagrams() {
+    // Four full datagrams and a shorter last one, identifiers counting up.
+    let packets: Vec<Vec<u8>> = (0..5u16)
+        .map(|i| {
+            udp4(
+                0x4000 + i,
+                &pattern(if i == 4 { 333 } else { 1200 }, i.into()),
+            )
+        })
+        .collect();
+    let (super_packet, count) = coalesce(&packets);
+    assert_eq!(count, 5);
+    let hdr = VnetHdr::parse(&super_packet).expect("header");
+    assert_eq!(
+        (hdr.flags, hdr.gso_type, hdr.gso_size, hdr.hdr_len),
+        (F_NEEDS_CSUM, GSO_UDP_L4, 1200, 28)
+    );
+    assert_eq!((hdr.csum_start, hdr.csum_offset), (20, 6));
+    assert_eq!(super_packet.len(), VNET_HDR_LEN + 28 + 4 * 1200 + 333);
+    assert_eq!(recut(&super_packet), packets);
+
+    // IPv6 the same way.
+    let (src, dst) = ([0xfd; 16], [0xfe; 16]);
+    let v6: Vec<Vec<u8>> = (0..3u8)
+        .map(|i| {
+            ipv6(
+                src,
+                dst,
+                17,
+                &udp(&src, &dst, (53, 5353), &pattern(900, i.into())),
+            )
+        })
+        .collect();
+    let (super_v6, count) = coalesce(&v6);
+    assert_eq!(count, 3);
+    assert_eq!(recut(&super_v6), v6);
+}
+
+#[test]
+fn datagrams_that_cannot_join_end_the_run() {
+    let a = udp4(1, &pattern(500, 0));
+    let mut other_port = udp4(2, &pattern(500, 1));
+    other_port[23] ^= 1;
+    let mut other_ttl = udp4(2, &pattern(500, 1));
+    other_ttl[8] ^= 1;
+    let cases = [
+        ("other port", other_port),
+        ("other TTL", other_ttl),
+        ("larger datagram", udp4(2, &pattern(600, 1))),
+        ("a TCP segment", tcp4(1, TCP_ACK, &pattern(500, 1))),
+    ];
+    for (what, b) in cases {
+        assert_eq!(coalesce(&[a.clone(), b]).1, 1, "{what} joined the run");
+    }
+    assert_eq!(coalesce(&[a.clone(), udp4(2, &pattern(500, 1))]).1, 2);
+    // After a shorter one nothing joins.
+    let short = udp4(2, &pattern(100, 1));
+    assert_eq!(
+        coalesce(&[a.clone(), short, udp4(3, &pattern(500, 2))]).1,
+        2
+    );
+    // Not while the TUN takes no UDP super-packets, and never an empty or odd datagram.
+    assert!(segment_of(&a, false).is_none());
+    assert!(udp_datagram(&udp4(1, &[])).is_none(), "no payload");
+    let mut lying = a.clone();
+    lying[24..26].copy_from_slice(&9u16.to_be_bytes());
+    assert!(udp_datagram(&lying).is_none(), "UDP length disagrees");
+    let mut fragment = a.clone();
+    fragment[6] |= 0x20;
+    assert!(udp_datagram(&fragment).is_none(), "fragment");
 }

@@ -1,6 +1,6 @@
-//! Writes into a TUN opened with a vnet header. Consecutive TCP segments of one flow are
-//! gathered into a run (`inner::coalesce`) and written as one super-packet by one vectored
-//! write, the payloads taken from their own pool buffers without copying; anything else is
+//! Writes into a TUN opened with a vnet header. Consecutive TCP segments of one flow (and UDP
+//! datagrams, where the TUN takes UDP super-packets) are gathered into a run
+//! (`inner::coalesce`) and written as one super-packet by one vectored write, the payloads taken from their own pool buffers without copying; anything else is
 //! written alone behind a header that marks it checksum-verified (the AEAD already proved it
 //! intact, as the kernel's WireGuard marks its decrypted packets).
 
@@ -14,7 +14,7 @@ use io_uring::types::Fd;
 use super::{user_data, UringBackend, OP_WRITE, OP_WRITEV};
 use crate::io::BufId;
 
-use crate::inner::coalesce::{continues, ends_run, finish_head, tcp_segment, TcpSegment, MAX_RUN};
+use crate::inner::coalesce::{continues, ends_run, finish_head, segment_of, Segment, MAX_RUN};
 use crate::inner::segment::VNET_HDR_LEN;
 
 /// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum needs no verification.
@@ -28,7 +28,7 @@ pub(super) struct Run {
     count: usize,
     /// Where the first packet is in its buffer.
     first: Range<usize>,
-    head: Option<TcpSegment>,
+    head: Option<Segment>,
     /// Bytes of the super-packet so far.
     bytes: usize,
     /// The last segment had PSH or was short: nothing more joins.
@@ -63,6 +63,8 @@ pub(super) struct TunRuns {
     runs: Box<[Run]>,
     free: Vec<u32>,
     open: Option<u32>,
+    /// The TUN takes UDP super-packets: UDP datagrams form runs too.
+    pub(super) udp: bool,
 }
 
 /// What `TunRuns::offer` did with a packet.
@@ -83,6 +85,7 @@ impl TunRuns {
             runs: (0..count).map(|_| Run::empty()).collect(),
             free: (0..count as u32).rev().collect(),
             open: None,
+            udp: false,
         }
     }
 
@@ -92,10 +95,10 @@ impl TunRuns {
     }
 
     /// True if the open run would take `packet`.
-    fn joins(&self, open: u32, first: &[u8], packet: &[u8]) -> Option<(TcpSegment, TcpSegment)> {
+    fn joins(&self, open: u32, first: &[u8], packet: &[u8]) -> Option<(Segment, Segment)> {
         let run = &self.runs[open as usize];
         let head = run.head?;
-        let seg = tcp_segment(packet)?;
+        let seg = segment_of(packet, self.udp)?;
         (!run.closed && continues(first, &head, run.bytes, run.count, packet, &seg))
             .then_some((head, seg))
     }
@@ -132,7 +135,7 @@ impl TunRuns {
             run.closed = ends_run(&head, &seg);
             return Offer::Joined;
         }
-        let Some(seg) = tcp_segment(packet).filter(|s| !s.push) else {
+        let Some(seg) = segment_of(packet, self.udp).filter(|s| !s.push) else {
             return Offer::Alone;
         };
         let Some(slot) = self.free.pop() else {
@@ -198,6 +201,12 @@ impl TunRuns {
 }
 
 impl UringBackend {
+    /// Lets UDP datagrams form runs too: only for a TUN that accepted TUN_F_USO4 and
+    /// TUN_F_USO6 (`kernel::tun::Tun::takes_udp_super_packets`).
+    pub fn allow_udp_runs(&mut self, allowed: bool) {
+        self.tun_runs.udp = allowed && self.tun_vnet;
+    }
+
     /// Writes an inner packet into the TUN: joined to a run of its flow's segments where it
     /// can be, else alone.
     pub(super) fn write_inner(&mut self, buf: BufId, range: Range<usize>) {
