@@ -121,8 +121,8 @@ pub struct LabFigure {
     pub lan_fallbacks: String,
     /// UDP tests: inner packets the LAN host received per CPU-second of the concentrator.
     pub packets_per_server_core: Option<f64>,
-    /// The concentrator's system calls per inner packet: UDP datagrams the LAN host
-    /// received, or TCP bytes over 1,368-byte segments (None if perf could not count).
+    /// The concentrator's system calls per inner packet: UDP datagrams the LAN host's
+    /// sockets received, or TCP bytes over 1,368-byte segments (None if perf could not count).
     pub syscalls_per_packet: Option<f64>,
 }
 
@@ -143,6 +143,24 @@ fn udp_packets(json: &Value) -> Option<f64> {
 
 /// The LAN host's end of its veth.
 pub(crate) const LAN_HOST_IFACE: &str = "xblh";
+
+/// UDP datagrams the LAN host's sockets have received (`Udp: InDatagrams` of its
+/// namespace's /proc/net/snmp): counted after the kernel cuts super-packets, unlike the
+/// interface's packet count.
+fn lan_host_datagrams(lan: &Netns) -> Result<u64> {
+    let snmp = lan.run("cat", &["/proc/net/snmp"])?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next(), udp.next());
+    let (Some(names), Some(values)) = (names, values) else {
+        anyhow::bail!("no Udp lines in the LAN host's /proc/net/snmp");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InDatagrams")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("Udp InDatagrams in the LAN host's /proc/net/snmp")
+}
 
 /// Bytes of TCP payload per segment through the tunnel (1,420-byte MTU, IPv4 and TCP
 /// headers with timestamps): the TCP tests' packets are counted as their bytes over this.
@@ -294,6 +312,7 @@ pub fn measure(
         let lan0 = xgate_stat(&rig, server, "lan_tx_packets");
         let tun0 = xgate_stat(&rig, server, "tun_writes");
         let fallbacks0 = fallbacks(&rig, server);
+        let datagrams0 = lan_host_datagrams(&lan)?;
         let syscalls = crate::syscalls::SyscallCount::start(rig.server.pid()?, dir)?;
         let mut cmd = rig.client_ns.command("taskset");
         cmd.args(["-c", "1", "iperf3"])
@@ -303,6 +322,7 @@ pub fn measure(
         let cpu = rig.server_cpu_seconds()? - cpu0;
         let busy = machine_busy_seconds()? - busy0;
         let calls = syscalls.finish();
+        let datagrams = lan_host_datagrams(&lan)? - datagrams0;
         let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
         let gbit = goodput(&json, test.starts_with("udp"));
         let gb = gbit * f64::from(SECONDS) / 8.0;
@@ -331,13 +351,18 @@ pub fn measure(
             packets_per_server_core: packets.filter(|_| cpu > 0.0).map(|p| p / cpu),
             syscalls_per_packet: calls.and_then(|c| {
                 // Not the interfaces' packet counts: a super-packet crosses a veth as one.
-                let inner = packets.unwrap_or(gb * 1e9 / TCP_SEGMENT_PAYLOAD);
+                let inner = if test.starts_with("udp") {
+                    datagrams as f64
+                } else {
+                    gb * 1e9 / TCP_SEGMENT_PAYLOAD
+                };
                 (inner > 0.0).then(|| c as f64 / inner)
             }),
         };
         eprintln!(
             "  {:<20} {:<13} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
-             LAN sends {} TUN writes {} ({}) pkt/core-s {} syscalls/pkt {}",
+             LAN sends {} TUN writes {} ({}) pkt/core-s {} syscalls/pkt {} (UDP datagrams \
+             received {datagrams}, iperf3's {:?})",
             figure.server,
             figure.client,
             figure.test,
@@ -352,7 +377,8 @@ pub fn measure(
                 .map_or("-".into(), |p| format!("{p:.0}")),
             figure
                 .syscalls_per_packet
-                .map_or("-".into(), |p| format!("{p:.3}"))
+                .map_or("-".into(), |p| format!("{p:.3}")),
+            packets,
         );
         out.push(figure);
     }
@@ -406,7 +432,7 @@ pub fn section(
          xgate's two LAN sides. Server pinned to CPU 0, the client and iperf3 to CPU 1; the \
          machine figure counts every CPU's busy time. System calls per packet: the server \
          process's (`perf stat -e raw_syscalls:sys_enter`) over the inner packets (UDP: \
-         datagrams the LAN host received; TCP: bytes over 1,368-byte segments).\n\n\
+         datagrams the LAN host's sockets received; TCP: bytes over 1,368-byte segments).\n\n\
          | server | client | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | system calls per packet | LAN socket sends | TUN writes (LAN fallbacks) |\n\
          |---|---|---|---|---|---|---|---|---|---|"
     );
