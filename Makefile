@@ -71,7 +71,7 @@ bench: bench-deps build
 	./target/release/xgate-bench run --out bench-results
 
 # Bounded: each scenario's own bound (about 40 s of load for the surges, 15 s for step-10k,
-# 90-110 s for the 100,000-user runs) plus set-up, under 5 minutes each, about 12 in all.
+# 90-110 s for the 100,000-user runs) plus set-up, under 5 minutes each, about 10 in all.
 # surge-scraped scrapes /metrics 200 times a second; the report compares it with surge.
 # Writes bench-results/loadtest-*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
