@@ -45,6 +45,11 @@ impl LabServer {
         LabServer::WireguardGo,
     ];
 
+    /// xgate, with either LAN side.
+    pub fn is_xgate(self) -> bool {
+        matches!(self, LabServer::XgateTun | LabServer::XgateLan)
+    }
+
     /// The name reports use.
     pub fn label(self) -> &'static str {
         match self {
@@ -119,7 +124,8 @@ pub struct LabFigure {
     /// xgate: decrypted packets that went into the TUN instead of the LAN, by reason
     /// ("unresolved 12, not_lan 3"; empty when none).
     pub lan_fallbacks: String,
-    /// UDP tests: inner packets the LAN host received per CPU-second of the concentrator.
+    /// UDP tests: datagrams the LAN host's sockets received per CPU-second of the
+    /// concentrator.
     pub packets_per_server_core: Option<f64>,
     /// The concentrator's system calls per inner packet: UDP datagrams the LAN host's
     /// sockets received, or TCP bytes over 1,368-byte segments (None if perf could not count).
@@ -132,13 +138,6 @@ const FALLBACKS: [&str; 5] = ["not_lan", "unresolved", "fragment", "too_big", "t
 /// xgate's LAN fallback counters now (zeros for the peers).
 fn fallbacks(rig: &Rig, server: LabServer) -> [u64; 5] {
     FALLBACKS.map(|r| xgate_stat(rig, server, &format!("lan_fallback_{r}")))
-}
-
-/// UDP: the datagrams iperf3's receiver got (sent less lost); None for TCP.
-fn udp_packets(json: &Value) -> Option<f64> {
-    let sum = &json["end"]["sum"];
-    let sent = sum["packets"].as_f64()?;
-    Some(sent - sum["lost_packets"].as_f64().unwrap_or(0.0))
 }
 
 /// The LAN host's end of its veth.
@@ -207,9 +206,10 @@ pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig,
 
 /// A counter of xgate's (0 for the peers, which have none).
 fn xgate_stat(rig: &Rig, server: LabServer, name: &str) -> u64 {
-    match server {
-        LabServer::XgateTun | LabServer::XgateLan => rig.server.stat(name).unwrap_or(0),
-        _ => 0,
+    if server.is_xgate() {
+        rig.server.stat(name).unwrap_or(0)
+    } else {
+        0
     }
 }
 
@@ -332,11 +332,8 @@ pub fn measure(
             .filter(|(_, (now, before))| **now > *before)
             .map(|(reason, (now, before))| format!("{reason} {}", now - before))
             .collect();
-        let packets = if test.starts_with("udp") {
-            udp_packets(&json)
-        } else {
-            None
-        };
+        // UDP: the datagrams the LAN host's sockets took (after super-packets are cut).
+        let packets = test.starts_with("udp").then_some(datagrams as f64);
         let per_gb = |s: f64| if gb > 0.0 { s / gb } else { f64::NAN };
         let figure = LabFigure {
             server: server.label().into(),
@@ -351,18 +348,13 @@ pub fn measure(
             packets_per_server_core: packets.filter(|_| cpu > 0.0).map(|p| p / cpu),
             syscalls_per_packet: calls.and_then(|c| {
                 // Not the interfaces' packet counts: a super-packet crosses a veth as one.
-                let inner = if test.starts_with("udp") {
-                    datagrams as f64
-                } else {
-                    gb * 1e9 / TCP_SEGMENT_PAYLOAD
-                };
+                let inner = packets.unwrap_or(gb * 1e9 / TCP_SEGMENT_PAYLOAD);
                 (inner > 0.0).then(|| c as f64 / inner)
             }),
         };
         eprintln!(
             "  {:<20} {:<13} {:<9} {:>6.2} Gbit/s  server {:>6.2} CPU-s/GB  machine {:>6.2} CPU-s/GB  \
-             LAN sends {} TUN writes {} ({}) pkt/core-s {} syscalls/pkt {} (UDP datagrams \
-             received {datagrams}, iperf3's {:?})",
+             LAN sends {} TUN writes {} ({}) pkt/core-s {} syscalls/pkt {}",
             figure.server,
             figure.client,
             figure.test,
@@ -378,12 +370,10 @@ pub fn measure(
             figure
                 .syscalls_per_packet
                 .map_or("-".into(), |p| format!("{p:.3}")),
-            packets,
         );
         out.push(figure);
     }
-    let xgates = matches!(server, LabServer::XgateTun | LabServer::XgateLan);
-    let profile = if xgates && client_kind == LabClient::Xgate {
+    let profile = if server.is_xgate() && client_kind == LabClient::Xgate {
         let label = format!("{}, xgate client, tcp-1", server.label());
         Some(profile_tcp_1(&rig, label, dir)?)
     } else {

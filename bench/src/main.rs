@@ -227,11 +227,7 @@ impl Plan<'_> {
             .into_iter()
             .chain(xgate_client);
         for (server, client) in runs {
-            let xgate = matches!(
-                server,
-                lan_lab::LabServer::XgateTun | lan_lab::LabServer::XgateLan
-            );
-            if xgate || self.only.is_empty() {
+            if server.is_xgate() || self.only.is_empty() {
                 let run = lan_lab::measure(server, client, self.xgate, &self.dir)?;
                 figures.extend(run.figures);
                 profiles.extend(run.profile);

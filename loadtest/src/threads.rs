@@ -158,7 +158,7 @@ pub fn run(
 }
 
 /// CPU seconds the calling thread has used.
-pub fn thread_cpu_seconds() -> f64 {
+fn thread_cpu_seconds() -> f64 {
     // SAFETY: all-zero is a valid rusage.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes only the struct we pass.
