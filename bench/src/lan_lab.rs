@@ -4,9 +4,10 @@
 //! so the concentrator decrypts and forwards every packet to the LAN. Concentrators: xgate with
 //! `inner = "tun"` (the kernel forwards from the TUN) and with `inner = "af-xdp"` (AF_XDP
 //! sockets on the LAN veth), both with the outer side on AF_XDP; boringtun-cli and
-//! wireguard-go with the kernel forwarding. The server is pinned to CPU 0; the client and
-//! both iperf3 ends to CPU 1. Per test: goodput, the server process's CPU seconds per GB and
-//! the whole machine's (every CPU's busy time: the kernel's forwarding counts wherever it ran).
+//! wireguard-go with the kernel forwarding. The server is pinned to CPU 0; the client, both
+//! iperf3 ends and (by RPS) the LAN host's receive to CPU 1. Per test: goodput, the server
+//! process's CPU seconds per GB and the whole machine's (every CPU's busy time: the kernel's
+//! forwarding counts wherever it ran).
 
 use std::path::Path;
 use std::time::Duration;
@@ -173,6 +174,13 @@ pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig,
     // does the same): without it, frames from the LAN side's AF_XDP sockets reach its TCP one
     // segment at a time, while the TUN path hands the kernel super-packets.
     lan.run("ethtool", &["-K", LAN_HOST_IFACE, "gro", "on"])?;
+    // On a LAN the host's TCP/UDP receive runs on its own machine; a veth runs it in the
+    // sender's context, which would charge it to the concentrator's CPU 0 (the forwarding
+    // kernel's for the peers, the AF_XDP sender's for xgate). RPS moves it to CPU 1, beside
+    // the client, for every server alike; GRO stays where the veth's NAPI runs.
+    let rps = format!("/sys/class/net/{LAN_HOST_IFACE}/queues/rx-0/rps_cpus");
+    lan.run("sh", &["-c", &format!("echo 2 > {rps}")])
+        .context("steering the LAN host's receive to CPU 1 (RPS)")?;
     let (server_key, cpus) = match server {
         LabServer::XgateTun | LabServer::XgateLan => {
             let mut config = xgate_config(ServerKind::XgateAfXdp).context("xgate's config")?;
@@ -419,8 +427,10 @@ pub fn section(
          `inner=tun` hands decrypted packets to the kernel through the TUN, `inner=af-xdp` \
          sends them from the LAN veth's AF_XDP sockets. boringtun-cli and wireguard-go forward \
          through the kernel. The client is wireguard-go for every server, and xgate for \
-         xgate's two LAN sides. Server pinned to CPU 0, the client and iperf3 to CPU 1; the \
-         machine figure counts every CPU's busy time. System calls per packet: the server \
+         xgate's two LAN sides. Server pinned to CPU 0, the client and iperf3 to CPU 1, and \
+         the LAN host's receive steered to CPU 1 by RPS (on a LAN it runs on the host's own \
+         machine; a veth would run it on whichever CPU sent). The machine figure counts every \
+         CPU's busy time. System calls per packet: the server \
          process's (`perf stat -e raw_syscalls:sys_enter`) over the inner packets (UDP: \
          datagrams the LAN host's sockets received; TCP: bytes over 1,368-byte segments).\n\n\
          | server | client | test | Gbit/s | server CPU-s/GB | machine CPU-s/GB | packets per server CPU-s | system calls per packet | LAN socket sends | TUN writes (LAN fallbacks) |\n\
