@@ -11,7 +11,9 @@ BORINGTUN_VERSION := 0.7.1
 APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux procps gcc make ca-certificates openssl curl systemd sqlite3 \
 	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins \
 	libcharon-extauth-plugins \
-	iptables ethtool
+	iptables ethtool \
+	postgresql
+# (postgresql: the registry's tests run against SQLite and a throwaway PostgreSQL server.)
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git
 

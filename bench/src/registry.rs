@@ -52,6 +52,7 @@ fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(
     if let Some(db) = db {
         config.registry = Some(config::Registry {
             path: Some(db.to_path_buf()),
+            url: None,
         });
         config.pools.push(config::Pool {
             name: Some("default".into()),
@@ -117,7 +118,7 @@ pub fn measure(dir: &Path, peers: usize, xgate: &Path) -> anyhow::Result<Registr
     let create_s = started.elapsed().as_secs_f64();
     drop(registry);
     let started = Instant::now();
-    let registry = Registry::open(&path, pools())?;
+    let mut registry = Registry::open(&path, pools())?;
     let loaded = registry.active()?;
     let load_s = started.elapsed().as_secs_f64();
     anyhow::ensure!(loaded.len() == peers, "loaded {} of {peers}", loaded.len());

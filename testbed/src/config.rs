@@ -114,6 +114,9 @@ pub struct Registry {
     /// The SQLite database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// `[api]`.
@@ -275,7 +278,10 @@ impl XgateConfig {
         for f in [&db, &tokens, &secret_file(&tokens)] {
             let _ = std::fs::remove_file(f);
         }
-        self.registry = Some(Registry { path: Some(db) });
+        self.registry = Some(Registry {
+            path: Some(db),
+            url: None,
+        });
         let api = self.api.get_or_insert_with(Api::default);
         api.token_file = Some(tokens);
         self

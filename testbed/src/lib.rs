@@ -16,6 +16,7 @@ pub mod netns;
 pub mod packet;
 pub mod ping;
 pub mod pki;
+pub mod postgres;
 pub mod process;
 pub mod procstat;
 pub mod raw_esp;

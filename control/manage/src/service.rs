@@ -15,7 +15,7 @@ use crate::api::{self, ApiServer, ApiState, ClientPolicy, ClientTemplate};
 use crate::config::{ApiSettings, ManageSettings, RegistrySettings};
 use crate::events::EventHub;
 use crate::ike_grants::ike_user;
-use crate::registry::{PeerRecord, Registry};
+use crate::registry::{Location, PeerRecord, Registry};
 use plane::ike::IkeSlot;
 
 /// An open registry and the settings of the API that will serve it.
@@ -76,15 +76,20 @@ impl Management {
         let Some(registry_settings) = &settings.registry else {
             return Ok(None);
         };
-        let path = &registry_settings.path;
-        let place = || format!("registry.path ({})", path.display());
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Closed to other users: the registry holds preshared keys.
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(|| format!("{}: creating its directory", place()))?;
+        let location = &registry_settings.location;
+        let place = || match location {
+            Location::File(path) => format!("registry.path ({})", path.display()),
+            Location::Postgres(_) => format!("registry.url ({location})"),
+        };
+        if let Location::File(path) = location {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                // Closed to other users: the registry holds preshared keys.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .with_context(|| format!("{}: creating its directory", place()))?;
+            }
         }
         // The TLS files are checked before anything lasting exists, like the registry.
         let tls = settings
@@ -94,14 +99,15 @@ impl Management {
             .map(api::tls_config)
             .transpose()?;
         let started = Instant::now();
-        let registry = Registry::open(path, registry_settings.pools.clone()).with_context(place)?;
+        let mut registry =
+            Registry::open_at(location, registry_settings.pools.clone()).with_context(place)?;
         let peers = registry.active().with_context(place)?;
         let ike_users = registry.ike_users().with_context(place)?;
         tracing::info!(
             peers = peers.len(),
             ike_users = ike_users.len(),
             ms = started.elapsed().as_millis() as u64,
-            path = %path.display(),
+            registry = %location,
             "registry loaded"
         );
         let management = Self {

@@ -180,6 +180,7 @@ mod tests {
         });
         c.registry = Some(Registry {
             path: Some("r.db".into()),
+            url: None,
         });
         c.api = Some(Api {
             listen: Some("127.0.0.1:9180".into()),

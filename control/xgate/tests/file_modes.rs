@@ -75,6 +75,7 @@ fn the_registry_tokens_and_socket_are_closed_to_other_users() {
     let state = rig.dir.join("state");
     rig.config.registry = Some(Registry {
         path: Some(state.join("registry.db")),
+        url: None,
     });
     rig.config.api = Some(Api {
         token_file: Some(state.join("api-tokens")),

@@ -92,6 +92,16 @@ impl From<RegistryError> for ApiError {
                     ),
                 );
             }
+            Trouble::Unreachable => {
+                tracing::warn!("registry: {e}");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the registry database cannot be reached ({e}): nothing was saved; \
+                         connected users keep their sessions; retry once it is back"
+                    ),
+                );
+            }
             Trouble::Other => {}
         }
         let status = match &e {
@@ -107,6 +117,7 @@ impl From<RegistryError> for ApiError {
             | RegistryError::RouteOverlap { .. } => StatusCode::CONFLICT,
             RegistryError::NoPool(_) | RegistryError::WeakPsk(_) => StatusCode::BAD_REQUEST,
             RegistryError::Db(_)
+            | RegistryError::Postgres(_)
             | RegistryError::File { .. }
             | RegistryError::TooNew { .. }
             | RegistryError::Migration(_)

@@ -194,7 +194,7 @@ pub async fn create(
             (Some(ike), true) => {
                 // Read and handed over under the registry's lock: a user deleted or made
                 // meanwhile is either in this list or told to the responder after it.
-                let registry = state.registry();
+                let mut registry = state.registry();
                 let users = registry.ike_users()?;
                 let all = users
                     .iter()

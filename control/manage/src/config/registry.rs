@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::registry::Pool;
+use crate::registry::{Location, Pool};
 use plane::config::{err, ConfigError, STATE_DIR};
 
 /// Seconds a released tunnel address rests before reuse, unless a pool says otherwise.
@@ -18,6 +18,7 @@ pub const DEFAULT_HOLD_SECS: u64 = 3600;
 /// `[registry]` as written.
 pub struct RegistrySection {
     path: Option<PathBuf>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,8 +34,8 @@ pub struct PoolSection {
 /// Where the registry is and what its pools hand out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrySettings {
-    /// The SQLite database file.
-    pub path: PathBuf,
+    /// The database: an SQLite file (the default) or PostgreSQL.
+    pub location: Location,
     /// Address pools ("default" serves groups without a pool of their own).
     pub pools: Vec<Pool>,
 }
@@ -59,10 +60,20 @@ pub(super) fn registry_settings(
         }
         return Ok(None);
     };
-    let path = section.path.map_or_else(
-        || Path::new(STATE_DIR).join(format!("{name}.db")),
-        |p| base.join(p),
-    );
+    let location = match (section.path, section.url) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "registry",
+                "both path (an SQLite file) and url (PostgreSQL) are set",
+                "keep path for a registry on this machine, or url for one shared by a cluster",
+            ))
+        }
+        (None, Some(url)) => Location::Postgres(postgres_url(url)?),
+        (path, None) => Location::File(path.map_or_else(
+            || Path::new(STATE_DIR).join(format!("{name}.db")),
+            |p| base.join(p),
+        )),
+    };
     let reserved: Vec<IpAddr> = addresses.iter().map(|a| a.addr()).collect();
     let pools = if pools.is_empty() {
         vec![default_pool(addresses, reserved)?]
@@ -82,7 +93,26 @@ pub(super) fn registry_settings(
             ));
         }
     }
-    Ok(Some(RegistrySettings { path, pools }))
+    Ok(Some(RegistrySettings { location, pools }))
+}
+
+/// Checks the form of a PostgreSQL connection string (the server is reached at start).
+fn postgres_url(url: String) -> Result<String, ConfigError> {
+    let form_ok = url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+        || (!url.contains("://") && url.contains('='));
+    if !form_ok {
+        return Err(err(
+            "registry.url",
+            format!(
+                "{:?} is not a PostgreSQL connection string",
+                crate::registry::without_password(&url)
+            ),
+            "write it as \"postgres://user@host/database\" or \"host=/run/postgresql \
+             dbname=xgate\"",
+        ));
+    }
+    Ok(url)
 }
 
 /// The pool the interface's own prefixes make: clients get addresses beside the server's.
@@ -160,7 +190,7 @@ fn pool(i: usize, p: PoolSection, reserved: &[IpAddr]) -> Result<Pool, ConfigErr
 #[cfg(test)]
 mod tests {
     use super::super::testing::parse;
-    use std::path::Path;
+    use crate::registry::Location;
 
     #[test]
     fn a_registry_section_turns_it_on_with_a_pool_beside_the_interface() {
@@ -168,8 +198,8 @@ mod tests {
         let s = parse("[registry]\npath = \"peers.db\"\n").expect("registry");
         let r = s.registry.expect("on");
         assert_eq!(
-            r.path,
-            Path::new("/etc/xgate/peers.db"),
+            r.location,
+            Location::File("/etc/xgate/peers.db".into()),
             "relative to the config"
         );
         let p = &r.pools[0];
@@ -188,7 +218,18 @@ mod tests {
             .expect("default path")
             .registry
             .expect("on");
-        assert_eq!(default_path.path, Path::new("/var/lib/xgate/xgate0.db"));
+        assert_eq!(
+            default_path.location,
+            Location::File("/var/lib/xgate/xgate0.db".into())
+        );
+        let pg = parse("[registry]\nurl = \"postgres://xgate@db.example/xgate\"\n")
+            .expect("a PostgreSQL registry")
+            .registry
+            .expect("on");
+        assert_eq!(
+            pg.location,
+            Location::Postgres("postgres://xgate@db.example/xgate".into())
+        );
     }
 
     #[test]
@@ -213,6 +254,14 @@ mod tests {
                 "defined twice",
             ),
             ("[registry]\nfile = \"x\"\n", "unknown field"),
+            (
+                "[registry]\npath = \"a.db\"\nurl = \"postgres://h/db\"\n",
+                "both path (an SQLite file) and url (PostgreSQL)",
+            ),
+            (
+                "[registry]\nurl = \"mysql://u:secret@h/db\"\n",
+                "\"mysql://u:***@h/db\" is not a PostgreSQL connection string",
+            ),
         ] {
             let e = parse(extra).expect_err(extra);
             assert!(e.contains(want), "{extra:?}: {e}");

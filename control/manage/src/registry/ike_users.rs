@@ -6,10 +6,10 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use zeroize::Zeroizing;
 
 use super::ipam::{addresses_of, allocate, release, Holder};
+use super::store::{params, Row, Sql, Value};
 use super::{Registry, RegistryError};
 
 /// The shortest pre-shared key taken: a short one falls to an offline guess from one
@@ -119,48 +119,56 @@ impl Registry {
             return Err(RegistryError::WeakPsk(psk.len()));
         }
         let pool = self.pool_for(&u.group)?.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let held = |sql: &str, value: &dyn rusqlite::ToSql| -> Result<Option<i64>, RegistryError> {
-            Ok(tx.query_row(sql, [value], |r| r.get(0)).optional()?)
+        let mut tx = self.engine.write()?;
+        let mut held = |sql: &str, value: Value| -> Result<Option<i64>, RegistryError> {
+            tx.query_opt(sql, &[value])?
+                .map(|row| row.int(0))
+                .transpose()
         };
-        if let Some(holder) = held("SELECT id FROM ike_users WHERE name = ?1", &u.name)? {
+        if let Some(holder) = held(
+            "SELECT id FROM ike_users WHERE name = ?1",
+            u.name.as_str().into(),
+        )? {
             return Err(RegistryError::DuplicateIkeUser {
                 what: format!("name {:?}", u.name),
                 holder,
             });
         }
-        if let Some(holder) = held("SELECT id FROM ike_users WHERE identity = ?1", &u.identity)? {
+        if let Some(holder) = held(
+            "SELECT id FROM ike_users WHERE identity = ?1",
+            u.identity.as_str().into(),
+        )? {
             return Err(RegistryError::DuplicateIkeUser {
                 what: format!("identity {:?}", u.identity),
                 holder,
             });
         }
         if let Some(psk) = u.auth.psk() {
-            if let Some(holder) = held("SELECT id FROM ike_users WHERE psk = ?1", &psk)? {
+            if let Some(holder) = held("SELECT id FROM ike_users WHERE psk = ?1", psk.into())? {
                 return Err(RegistryError::SharedPsk { holder });
             }
         }
-        tx.execute(
-            "INSERT INTO ike_users (name, grp, identity, auth, psk, created_at, updated_at, \
-             nt_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-            params![
-                u.name,
-                u.group,
-                u.identity,
-                u.auth.name(),
-                u.auth.psk(),
-                now as i64,
-                u.auth.nt_hash()
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
+        let id = tx
+            .query_opt(
+                "INSERT INTO ike_users (name, grp, identity, auth, psk, created_at, updated_at, \
+                 nt_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) RETURNING id",
+                params![
+                    u.name.as_str(),
+                    u.group.as_str(),
+                    u.identity.as_str(),
+                    u.auth.name(),
+                    u.auth.psk(),
+                    now,
+                    u.auth.nt_hash()
+                ],
+            )?
+            .ok_or_else(|| RegistryError::Corrupt("an insert without an id".into()))?
+            .int(0)?;
         let addresses = pool
             .v4
             .iter()
             .chain(pool.v6.iter())
-            .map(|net| allocate(&tx, &pool, net, Holder::IkeUser(id), now))
+            .map(|net| allocate(&mut tx, &pool, net, Holder::IkeUser(id), now))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         Ok(IkeUserRecord {
@@ -175,32 +183,31 @@ impl Registry {
     }
 
     /// Every IKEv2 user that is not revoked, in id order.
-    pub fn ike_users(&self) -> Result<Vec<IkeUserRecord>, RegistryError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM ike_users WHERE revoked_at IS NULL ORDER BY id"
-        ))?;
-        let rows = stmt.query_map([], raw_user)?;
+    pub fn ike_users(&mut self) -> Result<Vec<IkeUserRecord>, RegistryError> {
+        let rows = self.engine.query(
+            &format!("SELECT {COLUMNS} FROM ike_users WHERE revoked_at IS NULL ORDER BY id"),
+            params![],
+        )?;
         let mut out = Vec::new();
         for row in rows {
-            let raw = row?;
-            let addresses = addresses_of(&self.conn, Holder::IkeUser(raw.id))?;
+            let raw = raw_user(&row)?;
+            let addresses = addresses_of(&mut self.engine, Holder::IkeUser(raw.id))?;
             out.push(IkeUserRecord { addresses, ..raw });
         }
         Ok(out)
     }
 
     /// The IKEv2 user `id`.
-    pub fn ike_user(&self, id: i64) -> Result<IkeUserRecord, RegistryError> {
-        let raw = self
-            .conn
-            .query_row(
+    pub fn ike_user(&mut self, id: i64) -> Result<IkeUserRecord, RegistryError> {
+        let row = self
+            .engine
+            .query_opt(
                 &format!("SELECT {COLUMNS} FROM ike_users WHERE id = ?1"),
                 params![id],
-                raw_user,
-            )
-            .optional()?
+            )?
             .ok_or(RegistryError::NoSuchIkeUser(id))?;
-        let addresses = addresses_of(&self.conn, Holder::IkeUser(id))?;
+        let raw = raw_user(&row)?;
+        let addresses = addresses_of(&mut self.engine, Holder::IkeUser(id))?;
         Ok(IkeUserRecord { addresses, ..raw })
     }
 
@@ -208,10 +215,8 @@ impl Registry {
     /// it was.
     pub fn delete_ike_user(&mut self, id: i64, now: u64) -> Result<IkeUserRecord, RegistryError> {
         let user = self.ike_user(id)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        release(&tx, Holder::IkeUser(id), now)?;
+        let mut tx = self.engine.write()?;
+        release(&mut tx, Holder::IkeUser(id), now)?;
         tx.execute("DELETE FROM ike_users WHERE id = ?1", params![id])?;
         tx.commit()?;
         Ok(user)
@@ -219,16 +224,13 @@ impl Registry {
 }
 
 /// A row, before its addresses are attached.
-fn raw_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<IkeUserRecord> {
+fn raw_user(row: &Row) -> Result<IkeUserRecord, RegistryError> {
     Ok(IkeUserRecord {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        group: row.get(2)?,
-        identity: row.get(3)?,
-        auth: match (
-            row.get::<_, Option<Vec<u8>>>(4)?,
-            row.get::<_, Option<Vec<u8>>>(6)?,
-        ) {
+        id: row.int(0)?,
+        name: row.text(1)?,
+        group: row.text(2)?,
+        identity: row.text(3)?,
+        auth: match (row.blob_opt(4)?, row.blob_opt(6)?) {
             (Some(k), _) => IkeUserAuth::Psk(Zeroizing::new(k)),
             // The schema holds it to 16 bytes.
             (None, Some(h)) => IkeUserAuth::Eap(Zeroizing::new(
@@ -237,6 +239,6 @@ fn raw_user(row: &rusqlite::Row<'_>) -> rusqlite::Result<IkeUserRecord> {
             (None, None) => IkeUserAuth::Certificate,
         },
         addresses: Vec::new(),
-        created_at: row.get::<_, i64>(5)?.max(0) as u64,
+        created_at: row.int(5)?.max(0) as u64,
     })
 }

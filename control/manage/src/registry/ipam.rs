@@ -3,13 +3,15 @@
 //! a second holder; allocation runs inside the creating transaction, so concurrent creations
 //! (serialized by SQLite's single writer) never see the same free address. A released
 //! address is handed out again only after the pool's hold time, so a revoked user's address
-//! does not reach someone else while stale routes or sessions may still point at it.
+//! does not reach someone else while stale routes or sessions may still point at it. On
+//! PostgreSQL the write lock every transaction takes first does what SQLite's single writer
+//! does, across every node sharing the database.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use rusqlite::{params, OptionalExtension, Transaction};
 
+use super::store::{params, Sql};
 use super::RegistryError;
 
 /// An address pool: the prefixes peers' tunnel addresses come from.
@@ -80,8 +82,8 @@ fn pool_key(pool: &Pool, v6: bool) -> String {
 
 /// Hands one address of `net` (a family of `pool`) to `holder`: a released address whose
 /// hold is over, else the next never-used one. Runs inside the caller's transaction.
-pub fn allocate(
-    tx: &Transaction<'_>,
+pub(super) fn allocate(
+    tx: &mut impl Sql,
     pool: &Pool,
     net: &IpNet,
     holder: Holder,
@@ -91,30 +93,30 @@ pub fn allocate(
     let v6 = matches!(net, IpNet::V6(_));
     let key = pool_key(pool, v6);
     let rested = now.saturating_sub(pool.hold_secs) as i64;
-    let reuse: Option<String> = tx
-        .query_row(
+    let reuse = tx
+        .query_opt(
             "SELECT address FROM addresses WHERE pool = ?1 AND peer_id IS NULL \
              AND ike_user_id IS NULL AND released_at <= ?2 ORDER BY released_at, address LIMIT 1",
-            params![key, rested],
-            |r| r.get(0),
-        )
-        .optional()?;
+            params![key.as_str(), rested],
+        )?
+        .map(|row| row.text(0))
+        .transpose()?;
     if let Some(text) = reuse {
         tx.execute(
             &format!("UPDATE addresses SET {column} = ?1, released_at = NULL WHERE address = ?2"),
-            params![id, text],
+            params![id, text.as_str()],
         )?;
         return text
             .parse()
             .map_err(|_| RegistryError::Corrupt(format!("address {text:?} in pool {key}")));
     }
     let mut next: u128 = tx
-        .query_row(
+        .query_opt(
             "SELECT next FROM pool_cursors WHERE pool = ?1",
-            params![key],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
+            params![key.as_str()],
+        )?
+        .map(|row| row.int(0))
+        .transpose()?
         .map_or(0, |n| n.max(0) as u128);
     let total = size(net);
     loop {
@@ -133,15 +135,16 @@ pub fn allocate(
         // A row may already exist (a reserved address recorded by hand): skip it.
         let inserted = tx.execute(
             &format!(
-                "INSERT OR IGNORE INTO addresses (address, pool, {column}) VALUES (?1, ?2, ?3)"
+                "INSERT INTO addresses (address, pool, {column}) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT DO NOTHING"
             ),
-            params![addr.to_string(), key, id],
+            params![addr.to_string(), key.as_str(), id],
         )?;
         if inserted == 1 {
             tx.execute(
                 "INSERT INTO pool_cursors (pool, next) VALUES (?1, ?2) \
                  ON CONFLICT (pool) DO UPDATE SET next = excluded.next",
-                params![key, next as i64],
+                params![key.as_str(), next as i64],
             )?;
             return Ok(addr);
         }
@@ -149,28 +152,28 @@ pub fn allocate(
 }
 
 /// Releases every address of `holder`, to rest for its pool's hold time from `now`.
-pub fn release(tx: &Transaction<'_>, holder: Holder, now: u64) -> Result<(), RegistryError> {
+pub(super) fn release(tx: &mut impl Sql, holder: Holder, now: u64) -> Result<(), RegistryError> {
     let (column, id) = holder.column();
     tx.execute(
         &format!("UPDATE addresses SET {column} = NULL, released_at = ?1 WHERE {column} = ?2"),
-        params![now as i64, id],
+        params![now, id],
     )?;
     Ok(())
 }
 
 /// The addresses `holder` holds, IPv4 before IPv6 (the order every reader gives).
-pub fn addresses_of(
-    tx: &rusqlite::Connection,
+pub(super) fn addresses_of(
+    db: &mut impl Sql,
     holder: Holder,
 ) -> Result<Vec<IpAddr>, RegistryError> {
     let (column, id) = holder.column();
-    let mut stmt = tx.prepare_cached(&format!(
-        "SELECT address FROM addresses WHERE {column} = ?1"
-    ))?;
-    let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0))?;
+    let rows = db.query(
+        &format!("SELECT address FROM addresses WHERE {column} = ?1"),
+        params![id],
+    )?;
     let mut out = Vec::new();
     for row in rows {
-        let text = row?;
+        let text = row.text(0)?;
         out.push(
             text.parse()
                 .map_err(|_| RegistryError::Corrupt(format!("address {text:?}")))?,

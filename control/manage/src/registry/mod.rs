@@ -1,9 +1,10 @@
 //! The peer registry: every user's key, name, group and tunnel addresses, in an embedded
-//! SQLite database (WAL, synchronous commits), so a registration that was acknowledged
-//! survives a crash or a power cut. One `Registry` is one connection; several may share a
-//! file (SQLite serializes their writes).
+//! SQLite database (WAL, synchronous commits) or in PostgreSQL (several concentrators, one
+//! registry), so a registration that was acknowledged survives a crash or a power cut. One
+//! `Registry` is one connection; several may share a database (its writes are serialized).
 //!
-//! - `schema`: versioned migrations.
+//! - `store`: the two engines under one way of running statements.
+//! - `schema`: SQLite's versioned migrations (PostgreSQL's are in `store`).
 //! - `ipam`: address pools and allocation.
 //! - `records`: creating, reading, changing and removing peers.
 //! - `ike_users`: IKEv2 users (identity, key of their own, group, addresses).
@@ -13,9 +14,10 @@ mod ipam;
 mod records;
 mod routes;
 mod schema;
+mod store;
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -33,6 +35,9 @@ pub enum RegistryError {
     /// The database itself failed (I/O, full disk, locked past the timeout).
     #[error("registry database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The PostgreSQL registry failed (connection, full disk, lock timeout, a statement).
+    #[error("registry database (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
     /// Its file could not be created or closed to other users.
     #[error("registry file {path}: {source}")]
     File {
@@ -151,6 +156,8 @@ pub enum Trouble {
     DiskFull,
     /// Another process held the database past the busy timeout: nothing was saved.
     Busy,
+    /// The database server cannot be reached: nothing was saved.
+    Unreachable,
     /// Anything else.
     Other,
 }
@@ -161,6 +168,7 @@ impl RegistryError {
         use rusqlite::ErrorCode;
         let code = match self {
             Self::Db(rusqlite::Error::SqliteFailure(e, _)) => e.code,
+            Self::Postgres(e) => return store::postgres_trouble(e),
             _ => return Trouble::Other,
         };
         match code {
@@ -218,14 +226,73 @@ impl PeerRecord {
     }
 }
 
+/// Where the registry's database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file on this machine.
+    File(PathBuf),
+    /// A PostgreSQL database (a `postgres://` URL or `key=value` connection string).
+    Postgres(String),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// A connection string with any password replaced by `***`, for messages and logs.
+pub fn without_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        // postgres://user:secret@host/db
+        if let Some((credentials, host)) = rest.split_once('@') {
+            if let Some((user, _)) = credentials.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        return url.to_string();
+    }
+    // key=value form: password=secret
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One connection to the registry database.
 pub struct Registry {
-    conn: Connection,
+    engine: store::Engine,
     pools: Vec<Pool>,
 }
 
 impl Registry {
-    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// Opens the registry at `location` (creating an SQLite file if needed) and brings its
+    /// schema up to date.
+    pub fn open_at(location: &Location, pools: Vec<Pool>) -> Result<Self, RegistryError> {
+        match location {
+            Location::File(path) => Self::open(path, pools),
+            Location::Postgres(url) => {
+                let mut pg = store::Postgres::open(url)?;
+                store::migrate_postgres(pg.client()?)?;
+                Ok(Self {
+                    engine: store::Engine::Postgres(Box::new(pg)),
+                    pools,
+                })
+            }
+        }
+    }
+
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema up to
+    /// date.
     pub fn open(path: &Path, pools: Vec<Pool>) -> Result<Self, RegistryError> {
         close_to_others(path)?;
         let mut conn = Connection::open(path)?;
@@ -238,7 +305,10 @@ impl Registry {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         check_whole(&conn, path)?;
         schema::migrate(&mut conn)?;
-        Ok(Self { conn, pools })
+        Ok(Self {
+            engine: store::Engine::Sqlite(conn),
+            pools,
+        })
     }
 
     /// The names of the configured pools.

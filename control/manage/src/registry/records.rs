@@ -1,13 +1,13 @@
-//! Creating, reading, changing and removing peers. Every change is one transaction begun
-//! IMMEDIATE (the write lock taken up front), so two connections creating peers at once are
+//! Creating, reading, changing and removing peers. Every change is one transaction that
+//! takes the write lock up front, so two connections (or nodes) creating peers at once are
 //! serialized before either reads a free address.
 
 use ipnet::IpNet;
 use proto::PublicKey;
-use rusqlite::{params, Row, TransactionBehavior};
 
 use super::ipam::{addresses_of, allocate, release, Holder};
 use super::routes::check_routes;
+use super::store::{is_unique_violation, params, Row, Sql};
 use super::{PeerRecord, Registry, RegistryError};
 
 /// What a new peer is made of; the registry adds its id, addresses and times.
@@ -77,18 +77,18 @@ fn prefixes_text(nets: &[IpNet]) -> String {
 }
 
 /// The row's columns, before addresses are attached.
-fn peer_from_row(row: &Row<'_>) -> rusqlite::Result<RawPeer> {
+fn peer_from_row(row: &Row) -> Result<RawPeer, RegistryError> {
     Ok(RawPeer {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        group: row.get(2)?,
-        public_key: row.get(3)?,
-        preshared_key: row.get(4)?,
-        allowed_ips: row.get(5)?,
-        created_at: row.get(6)?,
-        updated_at: row.get(7)?,
-        last_handshake: row.get(8)?,
-        revoked_at: row.get(9)?,
+        id: row.int(0)?,
+        name: row.text(1)?,
+        group: row.text(2)?,
+        public_key: row.blob(3)?,
+        preshared_key: row.blob_opt(4)?,
+        allowed_ips: row.text(5)?,
+        created_at: row.int(6)?,
+        updated_at: row.int(7)?,
+        last_handshake: row.int_opt(8)?,
+        revoked_at: row.int_opt(9)?,
     })
 }
 
@@ -136,22 +136,24 @@ impl RawPeer {
 }
 
 /// The ids of the peers named `name`, in order.
-fn ids_named(conn: &rusqlite::Connection, name: &str) -> Result<Vec<i64>, RegistryError> {
-    let mut stmt = conn.prepare_cached("SELECT id FROM peers WHERE name = ?1 ORDER BY id")?;
-    let ids = stmt
-        .query_map(params![name], |r| r.get(0))?
-        .collect::<Result<Vec<i64>, _>>()?;
-    Ok(ids)
+fn ids_named(db: &mut impl Sql, name: &str) -> Result<Vec<i64>, RegistryError> {
+    db.query(
+        "SELECT id FROM peers WHERE name = ?1 ORDER BY id",
+        params![name],
+    )?
+    .iter()
+    .map(|row| row.int(0))
+    .collect()
 }
 
 /// Refuses `name` when a peer other than `except` holds it (revoked peers too: their record
 /// stays, and a name must lead to one peer).
 fn check_name_free(
-    conn: &rusqlite::Connection,
+    db: &mut impl Sql,
     name: &str,
     except: Option<i64>,
 ) -> Result<(), RegistryError> {
-    match ids_named(conn, name)?
+    match ids_named(db, name)?
         .into_iter()
         .find(|id| Some(*id) != except)
     {
@@ -175,43 +177,38 @@ impl Registry {
             .iter()
             .map(|p| self.pool_for(&p.group).cloned())
             .collect::<Result<_, _>>()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.engine.write()?;
         let mut made = Vec::with_capacity(peers.len());
         for (p, pool) in peers.iter().zip(&pools) {
             // Checked against the rows inserted so far too: a batch cannot overlap itself,
             // nor name two peers alike.
-            check_name_free(&tx, &p.name, None)?;
-            check_routes(&tx, &self.pools, None, &p.allowed_ips)?;
-            let inserted = tx.execute(
+            check_name_free(&mut tx, &p.name, None)?;
+            check_routes(&mut tx, &self.pools, None, &p.allowed_ips)?;
+            let inserted = tx.query_opt(
                 "INSERT INTO peers (name, grp, public_key, preshared_key, allowed_ips, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
                 params![
-                    p.name,
-                    p.group,
+                    p.name.as_str(),
+                    p.group.as_str(),
                     &p.public_key.0[..],
                     p.preshared_key.as_ref().map(|k| &k[..]),
                     prefixes_text(&p.allowed_ips),
-                    now as i64
+                    now
                 ],
             );
-            match inserted {
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
+            let id = match inserted {
+                Err(e) if is_unique_violation(&e) => {
                     return Err(RegistryError::DuplicateKey(p.public_key.to_base64()));
                 }
-                other => {
-                    other?;
-                }
-            }
-            let id = tx.last_insert_rowid();
+                Ok(Some(row)) => row.int(0)?,
+                Ok(None) => return Err(RegistryError::Corrupt("an insert without an id".into())),
+                Err(e) => return Err(e),
+            };
             let mut addresses = pool
                 .v4
                 .iter()
                 .chain(pool.v6.iter())
-                .map(|net| allocate(&tx, pool, net, Holder::Peer(id), now))
+                .map(|net| allocate(&mut tx, pool, net, Holder::Peer(id), now))
                 .collect::<Result<Vec<_>, _>>()?;
             addresses.sort();
             // Everything the row holds is known here: no need to read it back.
@@ -234,35 +231,35 @@ impl Registry {
     }
 
     /// The peer with id `id`.
-    pub fn get(&self, id: i64) -> Result<PeerRecord, RegistryError> {
+    pub fn get(&mut self, id: i64) -> Result<PeerRecord, RegistryError> {
         let raw = self
-            .conn
-            .query_row(
+            .engine
+            .query_opt(
                 &format!("SELECT {PEER_COLUMNS} FROM peers WHERE id = ?1"),
                 params![id],
-                peer_from_row,
-            )
-            .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => RegistryError::NoSuchPeer(id),
-                e => e.into(),
-            })?;
-        let addresses = addresses_of(&self.conn, Holder::Peer(id))?;
+            )?
+            .ok_or(RegistryError::NoSuchPeer(id))?;
+        let raw = peer_from_row(&raw)?;
+        let addresses = addresses_of(&mut self.engine, Holder::Peer(id))?;
         raw.finish(addresses)
     }
 
     /// The peer with public key `key`, if any.
-    pub fn find_by_key(&self, key: &PublicKey) -> Result<Option<PeerRecord>, RegistryError> {
-        let id: Option<i64> = rusqlite::OptionalExtension::optional(self.conn.query_row(
-            "SELECT id FROM peers WHERE public_key = ?1",
-            params![&key.0[..]],
-            |r| r.get(0),
-        ))?;
+    pub fn find_by_key(&mut self, key: &PublicKey) -> Result<Option<PeerRecord>, RegistryError> {
+        let id = self
+            .engine
+            .query_opt(
+                "SELECT id FROM peers WHERE public_key = ?1",
+                params![&key.0[..]],
+            )?
+            .map(|row| row.int(0))
+            .transpose()?;
         id.map(|id| self.get(id)).transpose()
     }
 
     /// The id of the peer named `name`.
-    pub fn id_by_name(&self, name: &str) -> Result<i64, RegistryError> {
-        let ids = ids_named(&self.conn, name)?;
+    pub fn id_by_name(&mut self, name: &str) -> Result<i64, RegistryError> {
+        let ids = ids_named(&mut self.engine, name)?;
         match ids.as_slice() {
             [] => Err(RegistryError::NoSuchName(name.to_string())),
             [id] => Ok(*id),
@@ -274,53 +271,52 @@ impl Registry {
     }
 
     /// One page of peers.
-    pub fn list(&self, filter: &ListFilter) -> Result<Vec<PeerRecord>, RegistryError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {PEER_COLUMNS} FROM peers WHERE id > ?1 AND (?2 IS NULL OR grp = ?2) \
-             AND (?3 OR revoked_at IS NULL) ORDER BY id LIMIT ?4"
-        ))?;
-        let raws = stmt
-            .query_map(
-                params![
-                    filter.after,
-                    filter.group,
-                    filter.revoked,
-                    filter.limit.min(i64::MAX as usize) as i64
-                ],
-                peer_from_row,
-            )?
-            .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter()
-            .map(|raw| {
-                let addresses = addresses_of(&self.conn, Holder::Peer(raw.id))?;
+    pub fn list(&mut self, filter: &ListFilter) -> Result<Vec<PeerRecord>, RegistryError> {
+        // The casts give PostgreSQL the parameters' types where nothing else does.
+        let rows = self.engine.query(
+            &format!(
+                "SELECT {PEER_COLUMNS} FROM peers WHERE id > ?1 \
+                 AND (CAST(?2 AS TEXT) IS NULL OR grp = ?2) \
+                 AND (CAST(?3 AS BOOLEAN) OR revoked_at IS NULL) ORDER BY id LIMIT ?4"
+            ),
+            params![
+                filter.after,
+                filter.group.as_deref(),
+                filter.revoked,
+                filter.limit.min(i64::MAX as usize) as i64
+            ],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let raw = peer_from_row(row)?;
+                let addresses = addresses_of(&mut self.engine, Holder::Peer(raw.id))?;
                 raw.finish(addresses)
             })
             .collect()
     }
 
     /// Every peer that is not revoked, with its addresses (what the daemon loads at start).
-    pub fn active(&self) -> Result<Vec<PeerRecord>, RegistryError> {
+    pub fn active(&mut self) -> Result<Vec<PeerRecord>, RegistryError> {
         let mut by_peer: std::collections::HashMap<i64, Vec<std::net::IpAddr>> =
             std::collections::HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT peer_id, address FROM addresses WHERE peer_id IS NOT NULL")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = self.engine.query(
+            "SELECT peer_id, address FROM addresses WHERE peer_id IS NOT NULL",
+            params![],
+        )?;
         for row in rows {
-            let (id, text) = row?;
+            let (id, text) = (row.int(0)?, row.text(1)?);
             let addr = text
                 .parse()
                 .map_err(|_| RegistryError::Corrupt(format!("address {text:?}")))?;
             by_peer.entry(id).or_default().push(addr);
         }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {PEER_COLUMNS} FROM peers WHERE revoked_at IS NULL ORDER BY id"
-        ))?;
-        let raws = stmt
-            .query_map([], peer_from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        raws.into_iter()
-            .map(|raw| {
+        let rows = self.engine.query(
+            &format!("SELECT {PEER_COLUMNS} FROM peers WHERE revoked_at IS NULL ORDER BY id"),
+            params![],
+        )?;
+        rows.iter()
+            .map(|row| {
+                let raw = peer_from_row(row)?;
                 let mut addresses = by_peer.remove(&raw.id).unwrap_or_default();
                 addresses.sort();
                 raw.finish(addresses)
@@ -335,21 +331,19 @@ impl Registry {
         change: &PeerChange,
         now: u64,
     ) -> Result<PeerRecord, RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.engine.write()?;
         let n = tx.execute(
             "UPDATE peers SET updated_at = ?2 WHERE id = ?1",
-            params![id, now as i64],
+            params![id, now],
         )?;
         if n == 0 {
             return Err(RegistryError::NoSuchPeer(id));
         }
         if let Some(name) = &change.name {
-            check_name_free(&tx, name, Some(id))?;
+            check_name_free(&mut tx, name, Some(id))?;
             tx.execute(
                 "UPDATE peers SET name = ?2 WHERE id = ?1",
-                params![id, name],
+                params![id, name.as_str()],
             )?;
         }
         if let Some(psk) = &change.preshared_key {
@@ -359,7 +353,7 @@ impl Registry {
             )?;
         }
         if let Some(nets) = &change.allowed_ips {
-            check_routes(&tx, &self.pools, Some(id), nets)?;
+            check_routes(&mut tx, &self.pools, Some(id), nets)?;
             tx.execute(
                 "UPDATE peers SET allowed_ips = ?2 WHERE id = ?1",
                 params![id, prefixes_text(nets)],
@@ -378,29 +372,25 @@ impl Registry {
     /// The same, and whether this call revoked it (false: it was revoked already, and
     /// nothing changed).
     pub fn revoke_once(&mut self, id: i64, now: u64) -> Result<(PeerRecord, bool), RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.engine.write()?;
         let n = tx.execute(
             "UPDATE peers SET revoked_at = ?2, updated_at = ?2 \
              WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now as i64],
+            params![id, now],
         )?;
         if n == 0 {
             drop(tx);
             return self.get(id).map(|peer| (peer, false));
         }
-        release(&tx, Holder::Peer(id), now)?;
+        release(&mut tx, Holder::Peer(id), now)?;
         tx.commit()?;
         self.get(id).map(|peer| (peer, true))
     }
 
     /// Deletes peer `id` and releases its addresses.
     pub fn delete(&mut self, id: i64, now: u64) -> Result<(), RegistryError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        release(&tx, Holder::Peer(id), now)?;
+        let mut tx = self.engine.write()?;
+        release(&mut tx, Holder::Peer(id), now)?;
         let n = tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
         if n == 0 {
             return Err(RegistryError::NoSuchPeer(id));
@@ -412,25 +402,26 @@ impl Registry {
     /// Records when peers (by key) last completed a handshake, in one transaction; a time
     /// never moves back, and keys no longer registered are skipped.
     pub fn record_handshakes(&mut self, seen: &[(PublicKey, u64)]) -> Result<(), RegistryError> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "UPDATE peers SET last_handshake = max(coalesce(last_handshake, 0), ?2) \
-                 WHERE public_key = ?1",
+        let mut tx = self.engine.write()?;
+        for (key, at) in seen {
+            tx.execute(
+                "UPDATE peers SET last_handshake = ?2 WHERE public_key = ?1 \
+                 AND (last_handshake IS NULL OR last_handshake < ?2)",
+                params![&key.0[..], *at],
             )?;
-            for (key, at) in seen {
-                stmt.execute(params![&key.0[..], *at as i64])?;
-            }
         }
         tx.commit()?;
         Ok(())
     }
 
     /// Number of peers, revoked included.
-    pub fn count(&self) -> Result<u64, RegistryError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM peers", [], |r| r.get(0))?;
+    pub fn count(&mut self) -> Result<u64, RegistryError> {
+        let n = self
+            .engine
+            .query_opt("SELECT count(*) FROM peers", params![])?
+            .map(|row| row.int(0))
+            .transpose()?
+            .unwrap_or(0);
         Ok(n.max(0) as u64)
     }
 }

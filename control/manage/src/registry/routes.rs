@@ -4,8 +4,8 @@
 //! (`plane::config::same_route`: no prefix for two peers, nested ones by longest match).
 
 use ipnet::IpNet;
-use rusqlite::{params, Transaction};
 
+use super::store::{params, Sql};
 use super::{Pool, RegistryError};
 use plane::config::same_route;
 
@@ -17,7 +17,7 @@ fn overlap(a: &IpNet, b: &IpNet) -> bool {
 /// Refuses `wanted` for peer `id` (`None` for one not created yet) if a prefix overlaps a
 /// pool or is an active peer's prefix too.
 pub(super) fn check_routes(
-    tx: &Transaction<'_>,
+    tx: &mut impl Sql,
     pools: &[Pool],
     id: Option<i64>,
     wanted: &[IpNet],
@@ -36,15 +36,13 @@ pub(super) fn check_routes(
         }
     }
     // Only peers with prefixes of their own: usually few, whatever the registry's size.
-    let mut stmt = tx.prepare_cached(
+    let rows = tx.query(
         "SELECT id, allowed_ips FROM peers \
          WHERE allowed_ips != '' AND revoked_at IS NULL AND id != ?1",
+        params![id.unwrap_or(-1)],
     )?;
-    let rows = stmt.query_map(params![id.unwrap_or(-1)], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-    })?;
     for row in rows {
-        let (other, text) = row?;
+        let (other, text) = (row.int(0)?, row.text(1)?);
         for theirs in text.split(',').filter_map(|s| s.parse::<IpNet>().ok()) {
             if let Some(net) = wanted.iter().find(|n| same_route(n, &theirs)) {
                 return Err(RegistryError::RouteOverlap {

@@ -4,10 +4,54 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 
-/// A fresh database path (removed, with its WAL files, when the guard drops).
-struct TempDb(PathBuf);
+/// A fresh database: an SQLite file (removed, with its WAL files, when the guard drops), or
+/// a database of its own on the test binary's throwaway PostgreSQL server.
+enum TempDb {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+/// Runs each named test once per engine (`NAME::sqlite`, `NAME::postgres`): the test is a
+/// function taking its `TempDb`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::TempDb::new(stringify!($name)));
+            }
+
+            #[test]
+            fn postgres() {
+                super::$name(super::TempDb::postgres(stringify!($name)));
+            }
+        })*
+    };
+}
 
 impl TempDb {
+    /// A database of its own on the shared PostgreSQL server.
+    fn postgres(tag: &str) -> Self {
+        let server = testbed::postgres::TempPostgres::shared().expect("PostgreSQL");
+        let tag: String = tag.chars().take(40).collect();
+        Self::Postgres(server.database(&tag).expect("a database"))
+    }
+
+    fn location(&self) -> Location {
+        match self {
+            Self::Sqlite(path) => Location::File(path.clone()),
+            Self::Postgres(url) => Location::Postgres(url.clone()),
+        }
+    }
+
+    /// The SQLite file (tests of SQLite's own migrations).
+    fn path(&self) -> &PathBuf {
+        match self {
+            Self::Sqlite(path) => path,
+            Self::Postgres(_) => panic!("an SQLite-only test on PostgreSQL"),
+        }
+    }
+
     fn new(tag: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join("xgate-registry-tests");
@@ -17,14 +61,16 @@ impl TempDb {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let db = Self(path);
+        let db = Self::Sqlite(path);
         db.remove();
         db
     }
 
     fn remove(&self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        if let Self::Sqlite(path) = self {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
         }
     }
 }
@@ -51,7 +97,7 @@ fn pool(v4: &str, v6: Option<&str>) -> Pool {
 }
 
 fn open(db: &TempDb, pools: Vec<Pool>) -> Registry {
-    Registry::open(&db.0, pools).expect("open registry")
+    Registry::open_at(&db.location(), pools).expect("open registry")
 }
 
 fn new_peer(n: u8, group: &str) -> NewPeer {
@@ -75,9 +121,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("ip")
 }
 
-#[test]
-fn created_peers_get_dual_stack_addresses_and_read_back_whole() {
-    let db = TempDb::new("create");
+fn created_peers_get_dual_stack_addresses_and_read_back_whole(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
     let made = r
         .create(&[new_peer(2, "default"), new_peer(3, "sales")], 1000)
@@ -110,13 +154,11 @@ fn created_peers_get_dual_stack_addresses_and_read_back_whole() {
     );
     // Reopening the file finds the same peers.
     drop(r);
-    let r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
+    let mut r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
     assert_eq!(r.active().expect("active"), made);
 }
 
-#[test]
-fn a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind() {
-    let db = TempDb::new("dup");
+fn a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
     r.create(&[new_peer(1, "default")], 1).expect("first");
     let mut same_key = new_peer(1, "default");
@@ -132,9 +174,7 @@ fn a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind() {
     assert_eq!(next[0].addresses, [ip("10.77.0.3")]);
 }
 
-#[test]
-fn an_exhausted_pool_says_so() {
-    let db = TempDb::new("exhaust");
+fn an_exhausted_pool_says_so(db: TempDb) {
     // A /29: .0 network, .7 broadcast, .1 reserved: .2 to .6 for peers.
     let mut r = open(&db, vec![pool("10.77.0.0/29", None)]);
     for n in 0..5 {
@@ -157,9 +197,7 @@ fn an_exhausted_pool_says_so() {
     assert_eq!(used, want);
 }
 
-#[test]
-fn released_addresses_rest_for_the_hold_time_before_reuse() {
-    let db = TempDb::new("hold");
+fn released_addresses_rest_for_the_hold_time_before_reuse(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/29", None)]);
     let a = r.create(&[new_peer(1, "default")], 100).expect("a")[0].clone();
     let revoked = r.revoke(a.id, 200).expect("revoke");
@@ -192,17 +230,15 @@ fn released_addresses_rest_for_the_hold_time_before_reuse() {
     assert!(d[0].id > c[0].id, "id {} reused", c[0].id);
 }
 
-#[test]
-fn concurrent_creation_on_two_connections_never_shares_an_address() {
-    let db = TempDb::new("concurrent");
+fn concurrent_creation_on_two_connections_never_shares_an_address(db: TempDb) {
     open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
-    let path = db.0.clone();
     let threads: Vec<_> = (0..2u8)
         .map(|t| {
-            let path = path.clone();
+            let location = db.location();
             std::thread::spawn(move || {
-                let mut r = Registry::open(&path, vec![pool("10.77.0.0/16", Some("fd77::/64"))])
-                    .expect("open");
+                let mut r =
+                    Registry::open_at(&location, vec![pool("10.77.0.0/16", Some("fd77::/64"))])
+                        .expect("open");
                 for n in 0..100u8 {
                     let mut p = new_peer(n, "default");
                     p.public_key.0[1] = t;
@@ -219,7 +255,7 @@ fn concurrent_creation_on_two_connections_never_shares_an_address() {
     for t in threads {
         t.join().expect("thread");
     }
-    let r = Registry::open(&path, vec![pool("10.77.0.0/16", Some("fd77::/64"))]).expect("open");
+    let mut r = open(&db, vec![pool("10.77.0.0/16", Some("fd77::/64"))]);
     let peers = r.active().expect("active");
     assert_eq!(peers.len(), 200);
     let addresses: Vec<_> = peers.iter().flat_map(|p| p.addresses.clone()).collect();
@@ -228,9 +264,7 @@ fn concurrent_creation_on_two_connections_never_shares_an_address() {
     assert_eq!(unique.len(), 400, "an address was handed out twice");
 }
 
-#[test]
-fn listing_pages_filters_by_group_and_hides_revoked_on_request() {
-    let db = TempDb::new("list");
+fn listing_pages_filters_by_group_and_hides_revoked_on_request(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
     let groups = ["eng", "sales", "eng", "eng", "sales"];
     let peers: Vec<_> = groups
@@ -240,7 +274,7 @@ fn listing_pages_filters_by_group_and_hides_revoked_on_request() {
         .collect();
     let made = r.create(&peers, 1).expect("create");
     r.revoke(made[2].id, 2).expect("revoke");
-    let page = |after, group: Option<&str>, revoked| {
+    let mut page = |after, group: Option<&str>, revoked| {
         r.list(&ListFilter {
             group: group.map(String::from),
             after,
@@ -261,9 +295,7 @@ fn listing_pages_filters_by_group_and_hides_revoked_on_request() {
     assert_eq!(page(0, Some("nobody"), true), Vec::<i64>::new());
 }
 
-#[test]
-fn updates_change_only_what_they_name() {
-    let db = TempDb::new("update");
+fn updates_change_only_what_they_name(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/24", None)]);
     let p = r.create(&[new_peer(2, "default")], 1).expect("create")[0].clone();
     let nets: Vec<IpNet> = vec!["172.16.0.0/12".parse().expect("net")];
@@ -309,26 +341,24 @@ fn updates_change_only_what_they_name() {
 fn a_database_from_a_newer_xgate_is_refused_with_a_clear_error() {
     let db = TempDb::new("newer");
     drop(open(&db, vec![pool("10.77.0.0/24", None)]));
-    let conn = Connection::open(&db.0).expect("raw open");
+    let conn = Connection::open(db.path()).expect("raw open");
     conn.pragma_update(None, "user_version", 99)
         .expect("set version");
     drop(conn);
-    let err = Registry::open(&db.0, Vec::new()).err().expect("refused");
+    let err = Registry::open(db.path(), Vec::new())
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("upgrade xgate"), "{err}");
 }
 
-#[test]
-fn a_group_without_a_pool_and_no_default_is_an_error() {
-    let db = TempDb::new("nopool");
+fn a_group_without_a_pool_and_no_default_is_an_error(db: TempDb) {
     let mut r = open(&db, Vec::new());
     let err = r.create(&[new_peer(1, "eng")], 1).expect_err("no pool");
     assert!(matches!(err, RegistryError::NoPool(_)), "{err}");
     assert_eq!(r.count().expect("count"), 0);
 }
 
-#[test]
-fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers() {
-    let db = TempDb::new("routes");
+fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers(db: TempDb) {
     let mut r = open(&db, vec![pool("10.77.0.0/24", Some("fd77::/64"))]);
     let net = |s: &str| -> IpNet { s.parse().expect("net") };
     let with_routes = |n: u8, nets: &[&str]| {
@@ -388,6 +418,21 @@ fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers() {
         .expect("free after revocation");
 }
 
+on_both_engines!(
+    created_peers_get_dual_stack_addresses_and_read_back_whole,
+    a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind,
+    an_exhausted_pool_says_so,
+    released_addresses_rest_for_the_hold_time_before_reuse,
+    concurrent_creation_on_two_connections_never_shares_an_address,
+    listing_pages_filters_by_group_and_hides_revoked_on_request,
+    updates_change_only_what_they_name,
+    a_group_without_a_pool_and_no_default_is_an_error,
+    routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers,
+    certificate_users_hold_no_key_and_never_count_as_sharing_one,
+    ike_users_and_peers_never_share_an_address,
+    a_taken_name_identity_or_key_and_a_short_key_are_refused,
+);
+
 // IKEv2 users.
 
 use zeroize::Zeroizing;
@@ -412,9 +457,7 @@ fn cert_user(name: &str) -> super::NewIkeUser {
     }
 }
 
-#[test]
-fn certificate_users_hold_no_key_and_never_count_as_sharing_one() {
-    let db = TempDb::new("ike-certs");
+fn certificate_users_hold_no_key_and_never_count_as_sharing_one(db: TempDb) {
     let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
     let c = reg
         .create_ike_user(&cert_user("carol"), NOW)
@@ -427,7 +470,7 @@ fn certificate_users_hold_no_key_and_never_count_as_sharing_one() {
 
 /// A raw database at schema `version`, as an older xgate left it.
 fn at_version(db: &TempDb, version: usize) -> Connection {
-    let mut conn = Connection::open(&db.0).expect("raw open");
+    let mut conn = Connection::open(db.path()).expect("raw open");
     conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
     for (i, sql) in super::schema::MIGRATIONS.iter().take(version).enumerate() {
         let tx = conn.transaction().expect("tx");
@@ -467,9 +510,7 @@ fn a_version_3_registry_keeps_its_ike_users_and_their_addresses_when_upgraded() 
     assert_eq!(next.id, 10, "the id counter carried over the rebuild");
 }
 
-#[test]
-fn ike_users_and_peers_never_share_an_address() {
-    let db = TempDb::new("ike-users");
+fn ike_users_and_peers_never_share_an_address(db: TempDb) {
     let mut reg = open(&db, vec![pool("10.77.0.0/24", Some("fd77::/64"))]);
     let p = reg.create(&[new_peer(1, "default")], NOW).expect("peer");
     let a = reg
@@ -489,9 +530,7 @@ fn ike_users_and_peers_never_share_an_address() {
     ));
 }
 
-#[test]
-fn a_taken_name_identity_or_key_and_a_short_key_are_refused() {
-    let db = TempDb::new("ike-refusals");
+fn a_taken_name_identity_or_key_and_a_short_key_are_refused(db: TempDb) {
     let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
     reg.create_ike_user(&user("alice", "alice@example.com", &[1; 32]), NOW)
         .expect("alice");
@@ -530,14 +569,14 @@ fn password_users_keep_only_their_nt_hash_and_a_version_4_registry_upgrades() {
     let made = reg.create_ike_user(&bob, NOW).expect("bob");
     assert_eq!(made.id, 4);
     drop(reg);
-    let reg = open(&db, vec![pool("10.77.0.0/24", None)]);
+    let mut reg = open(&db, vec![pool("10.77.0.0/24", None)]);
     let read = reg.ike_user(4).expect("bob kept");
     assert_eq!(read.auth.nt_hash(), Some(&hash[..]));
     assert_eq!(read.auth.psk(), None);
     assert_eq!(format!("{:?}", read.auth), "eap", "Debug shows no hash");
     drop(reg);
     // The schema itself refuses a password user without a hash, or with a key.
-    let conn = Connection::open(&db.0).expect("raw open");
+    let conn = Connection::open(db.path()).expect("raw open");
     for row in [
         "(9, 'x', 'x', 'eap', NULL, NULL, 1, 1)",
         "(9, 'x', 'x', 'eap', zeroblob(32), zeroblob(16), 1, 1)",
