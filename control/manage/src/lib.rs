@@ -17,6 +17,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod follower;
 pub mod ike_grants;
 pub mod qr;
 pub mod registry;

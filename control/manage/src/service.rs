@@ -14,6 +14,7 @@ use proto::PublicKey;
 use crate::api::{self, ApiServer, ApiState, ClientPolicy, ClientTemplate};
 use crate::config::{ApiSettings, ManageSettings, RegistrySettings};
 use crate::events::EventHub;
+use crate::follower::{FollowFrom, Follower};
 use crate::ike_grants::ike_user;
 use crate::registry::{Location, PeerRecord, Registry};
 use plane::ike::IkeSlot;
@@ -21,6 +22,8 @@ use plane::ike::IkeSlot;
 /// An open registry and the settings of the API that will serve it.
 pub struct Management {
     registry: Registry,
+    /// The last change in the registry's log when its peers were read.
+    followed_from: i64,
     /// IKEv2 users at start (handed to the responder once it runs).
     ike_users: Vec<crate::registry::IkeUserRecord>,
     settings: RegistrySettings,
@@ -101,6 +104,10 @@ impl Management {
         let started = Instant::now();
         let mut registry =
             Registry::open_at(location, registry_settings.pools.clone()).with_context(place)?;
+        registry.set_node(&node_name());
+        // Read before the peers: a change made meanwhile by another node is applied again
+        // by the follower, which is harmless; one read after would be missed.
+        let followed_from = registry.last_change().with_context(place)?;
         let peers = registry.active().with_context(place)?;
         let ike_users = registry.ike_users().with_context(place)?;
         tracing::info!(
@@ -112,6 +119,7 @@ impl Management {
         );
         let management = Self {
             registry,
+            followed_from,
             ike_users,
             settings: registry_settings.clone(),
             api: settings.api.clone(),
@@ -168,6 +176,7 @@ impl Management {
         for w in &warnings {
             tracing::warn!("{w}");
         }
+        let node = self.registry.node().to_string();
         let state = Arc::new(
             ApiState::new(
                 self.registry,
@@ -182,8 +191,16 @@ impl Management {
             .with_ike(ike_slot),
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let follow = FollowFrom {
+            location: self.settings.location.clone(),
+            pools: self.settings.pools.clone(),
+            node,
+            seq: self.followed_from,
+        };
+        let follower = Follower::start(follow, state.clone()).context("starting the follower")?;
         let server = ApiServer::start(listener, state, tls, api::Limits::default())
-            .with_context(|| format!("api.listen: serving on {}", settings.listen))?;
+            .with_context(|| format!("api.listen: serving on {}", settings.listen))?
+            .following(follower);
         tracing::info!(listen = %server.local_addr, scheme, "HTTP API up");
         let reloader = TokenReloader::new(&server, settings.token_file.clone());
         Ok(Some((server, reloader)))
@@ -305,4 +322,14 @@ fn guess_endpoint(port: u16) -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
     format!("{host}:{port}")
+}
+
+/// This node's name in the registry's change log: the host's name and the daemon's process,
+/// so two daemons sharing a database (two hosts, or two namespaces of one) never take each
+/// other's changes for their own.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "xgate".into());
+    format!("{host}/{}", std::process::id())
 }

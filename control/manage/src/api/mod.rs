@@ -224,6 +224,27 @@ impl ApiState {
     }
 }
 
+impl ApiState {
+    /// Applies what another node changed in a shared registry: `peers` to the interface, and
+    /// `ike_users` (all of them, when they changed) to the IKEv2 responder if it runs.
+    pub fn apply_followed(
+        &self,
+        peers: Vec<PeerUpdate>,
+        ike_users: Option<&[crate::registry::IkeUserRecord]>,
+    ) -> Result<(), ApiError> {
+        if !peers.is_empty() {
+            self.apply(peers)?;
+        }
+        if let (Some(users), Some(ike)) = (ike_users, self.ike.get()) {
+            let all = users
+                .iter()
+                .map(|u| crate::ike_grants::ike_user(u, self.client.policy(&u.group)));
+            ike.set_users(all.collect(), true);
+        }
+        Ok(())
+    }
+}
+
 /// How long a status waits for the plane to publish the API's latest change.
 const FRESH_WAIT: Duration = Duration::from_secs(1);
 
@@ -340,6 +361,8 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
 
 /// A running API server; stops when dropped.
 pub struct ApiServer {
+    /// Other nodes' changes, when the registry is shared (stopped first when dropped).
+    follower: Option<crate::follower::Follower>,
     state: Arc<ApiState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -386,6 +409,7 @@ impl ApiServer {
                 });
             })?;
         Ok(Self {
+            follower: None,
             state,
             stop: Some(stop),
             thread: Some(thread),
@@ -395,6 +419,12 @@ impl ApiServer {
 }
 
 impl ApiServer {
+    /// The same, applying other nodes' changes with `follower` while it serves.
+    pub fn following(mut self, follower: Option<crate::follower::Follower>) -> Self {
+        self.follower = follower;
+        self
+    }
+
     /// The state it serves (for reloading its tokens).
     pub fn state(&self) -> Arc<ApiState> {
         self.state.clone()
@@ -403,6 +433,7 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        drop(self.follower.take());
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use zeroize::Zeroizing;
 
+use super::changes::{record, Subject};
 use super::ipam::{addresses_of, allocate, release, Holder};
 use super::store::{params, Row, Sql, Value};
 use super::{Registry, RegistryError};
@@ -170,6 +171,7 @@ impl Registry {
             .chain(pool.v6.iter())
             .map(|net| allocate(&mut tx, &pool, net, Holder::IkeUser(id), now))
             .collect::<Result<Vec<_>, _>>()?;
+        record(&mut tx, &self.node, Subject::IkeUser(id), None, now)?;
         tx.commit()?;
         Ok(IkeUserRecord {
             id,
@@ -218,6 +220,7 @@ impl Registry {
         let mut tx = self.engine.write()?;
         release(&mut tx, Holder::IkeUser(id), now)?;
         tx.execute("DELETE FROM ike_users WHERE id = ?1", params![id])?;
+        record(&mut tx, &self.node, Subject::IkeUser(id), None, now)?;
         tx.commit()?;
         Ok(user)
     }

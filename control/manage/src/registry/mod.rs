@@ -8,7 +8,9 @@
 //! - `ipam`: address pools and allocation.
 //! - `records`: creating, reading, changing and removing peers.
 //! - `ike_users`: IKEv2 users (identity, key of their own, group, addresses).
+//! - `changes`: the change log other nodes follow.
 
+mod changes;
 mod ike_users;
 mod ipam;
 mod records;
@@ -25,6 +27,7 @@ use plane::update::PeerUpdate;
 use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
+pub use changes::{Change, ChangeListener, Subject, CHANNEL};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
@@ -272,6 +275,8 @@ pub fn without_password(url: &str) -> String {
 pub struct Registry {
     engine: store::Engine,
     pools: Vec<Pool>,
+    /// The node named in the change log's rows this connection writes.
+    node: String,
 }
 
 impl Registry {
@@ -286,6 +291,7 @@ impl Registry {
                 Ok(Self {
                     engine: store::Engine::Postgres(Box::new(pg)),
                     pools,
+                    node: String::new(),
                 })
             }
         }
@@ -308,6 +314,7 @@ impl Registry {
         Ok(Self {
             engine: store::Engine::Sqlite(conn),
             pools,
+            node: String::new(),
         })
     }
 

@@ -5,6 +5,7 @@
 use ipnet::IpNet;
 use proto::PublicKey;
 
+use super::changes::{record, Subject};
 use super::ipam::{addresses_of, allocate, release, Holder};
 use super::routes::check_routes;
 use super::store::{is_unique_violation, params, Row, Sql};
@@ -211,6 +212,13 @@ impl Registry {
                 .map(|net| allocate(&mut tx, pool, net, Holder::Peer(id), now))
                 .collect::<Result<Vec<_>, _>>()?;
             addresses.sort();
+            record(
+                &mut tx,
+                &self.node,
+                Subject::Peer(id),
+                Some(&p.public_key),
+                now,
+            )?;
             // Everything the row holds is known here: no need to read it back.
             made.push(PeerRecord {
                 id,
@@ -359,6 +367,7 @@ impl Registry {
                 params![id, prefixes_text(nets)],
             )?;
         }
+        record(&mut tx, &self.node, Subject::Peer(id), None, now)?;
         tx.commit()?;
         self.get(id)
     }
@@ -383,6 +392,7 @@ impl Registry {
             return self.get(id).map(|peer| (peer, false));
         }
         release(&mut tx, Holder::Peer(id), now)?;
+        record(&mut tx, &self.node, Subject::Peer(id), None, now)?;
         tx.commit()?;
         self.get(id).map(|peer| (peer, true))
     }
@@ -390,11 +400,15 @@ impl Registry {
     /// Deletes peer `id` and releases its addresses.
     pub fn delete(&mut self, id: i64, now: u64) -> Result<(), RegistryError> {
         let mut tx = self.engine.write()?;
+        let key = tx
+            .query_opt("SELECT public_key FROM peers WHERE id = ?1", params![id])?
+            .ok_or(RegistryError::NoSuchPeer(id))?
+            .blob(0)?;
+        let key = PublicKey(key32(key, "a public key")?);
         release(&mut tx, Holder::Peer(id), now)?;
-        let n = tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
-        if n == 0 {
-            return Err(RegistryError::NoSuchPeer(id));
-        }
+        tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
+        // The key goes with the row: the log keeps it, so other nodes can drop the peer.
+        record(&mut tx, &self.node, Subject::Peer(id), Some(&key), now)?;
         tx.commit()?;
         Ok(())
     }

@@ -123,6 +123,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
           AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'ike_users_v5');
     DROP TABLE ike_users;
     ALTER TABLE ike_users_v5 RENAME TO ike_users;",
+    // 6: the change log: one row per change to a peer or an IKEv2 user, in commit order,
+    // naming the node that made it; other nodes sharing the database apply what they did
+    // not make themselves (PostgreSQL; an SQLite file has one node, and keeps the same log).
+    "CREATE TABLE changes (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        node        TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('peer', 'ike_user')),
+        subject     INTEGER NOT NULL,
+        public_key  BLOB,
+        at          INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this code writes.

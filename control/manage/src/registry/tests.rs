@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use super::*;
 
@@ -431,7 +432,56 @@ on_both_engines!(
     certificate_users_hold_no_key_and_never_count_as_sharing_one,
     ike_users_and_peers_never_share_an_address,
     a_taken_name_identity_or_key_and_a_short_key_are_refused,
+    every_change_is_logged_in_order_with_its_node_and_announced,
 );
+
+fn every_change_is_logged_in_order_with_its_node_and_announced(db: TempDb) {
+    use super::{ChangeListener, Subject};
+    let mut a = open(&db, vec![pool("10.77.0.0/24", None)]);
+    a.set_node("node-a");
+    let mut listener = ChangeListener::open(&db.location()).expect("listen");
+    assert_eq!(listener.is_some(), matches!(db, TempDb::Postgres(_)));
+    let before = a.last_change().expect("last");
+    let p = a
+        .create(&[new_peer(1, "default"), new_peer(2, "default")], 1)
+        .expect("create");
+    a.revoke(p[0].id, 2).expect("revoke");
+    a.delete(p[1].id, 3).expect("delete");
+    let u = a.create_ike_user(&cert_user("carol"), 4).expect("carol");
+    a.delete_ike_user(u.id, 5).expect("delete carol");
+    // Refused writes log nothing.
+    let last = a.last_change().expect("last");
+    a.create(&[new_peer(1, "default")], 6)
+        .expect_err("a duplicate");
+    a.revoke(p[0].id, 7).expect("revoked already: no change");
+    assert_eq!(a.last_change().expect("last"), last);
+    let log = a.changes_after(before, 100).expect("log");
+    let subjects: Vec<_> = log.iter().map(|c| c.subject).collect();
+    assert_eq!(
+        subjects,
+        [
+            Subject::Peer(p[0].id),
+            Subject::Peer(p[1].id),
+            Subject::Peer(p[0].id),
+            Subject::Peer(p[1].id),
+            Subject::IkeUser(u.id),
+            Subject::IkeUser(u.id),
+        ]
+    );
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    assert!(log.iter().all(|c| c.node == "node-a"));
+    assert_eq!(
+        log[3].public_key,
+        Some(p[1].public_key),
+        "a deleted peer's key"
+    );
+    assert_eq!(log[5].at, 5);
+    let tail = a.changes_after(log[2].seq, 2).expect("tail");
+    assert_eq!(tail, log[3..5]);
+    if let Some(l) = listener.as_mut() {
+        assert!(l.wait(Duration::from_secs(5)).expect("wait"), "announced");
+    }
+}
 
 // IKEv2 users.
 

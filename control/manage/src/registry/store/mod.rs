@@ -14,7 +14,7 @@ mod sqlite;
 
 use super::RegistryError;
 
-pub(super) use self::postgres::{trouble as postgres_trouble, Postgres};
+pub(super) use self::postgres::{trouble as postgres_trouble, Listener, Postgres};
 pub(super) use self::postgres_schema::migrate as migrate_postgres;
 
 /// A value bound to a statement or read from a row.
@@ -187,6 +187,16 @@ pub(super) fn is_unique_violation(e: &RegistryError) -> bool {
 }
 
 impl Tx<'_> {
+    /// Has the commit announced on `channel` to the database's listeners (PostgreSQL's
+    /// NOTIFY, sent only if the transaction commits; nothing on SQLite, which has no other
+    /// node to tell).
+    pub(super) fn announce(&mut self, channel: &str) -> Result<(), RegistryError> {
+        match self {
+            Self::Sqlite(_) => Ok(()),
+            Self::Postgres(tx) => tx.notify(channel),
+        }
+    }
+
     /// Makes the transaction's changes lasting.
     pub(super) fn commit(self) -> Result<(), RegistryError> {
         match self {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres::error::SqlState;
@@ -23,6 +24,15 @@ const WRITE_LOCK: i64 = 0x0078_6761_7465;
 
 /// The advisory lock held while one node migrates the schema.
 pub(super) const MIGRATION_LOCK: i64 = WRITE_LOCK + 1;
+
+/// A connection unused for longer is checked with a round trip before its next call (a
+/// read found broken is also run again; a write is not, and fails with a 503).
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// How long that round trip may take. A connection whose server went away without a word
+/// answers nothing (the client then waits this long), so it is short: a registry is a
+/// database in the same site, a round trip of a millisecond or less.
+const CHECK_WAIT: Duration = Duration::from_millis(250);
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -90,6 +100,8 @@ pub(in crate::registry) struct Postgres {
     client: Client,
     /// Prepared statements by their text as the registry writes it.
     prepared: HashMap<String, Statement>,
+    /// When the connection was last used.
+    used: Instant,
 }
 
 /// A write transaction holding the registry's advisory lock.
@@ -117,15 +129,26 @@ impl Postgres {
             url: url.to_string(),
             client: connect(url)?,
             prepared: HashMap::new(),
+            used: Instant::now(),
         })
     }
 
     /// The client, connected again first if the connection broke.
     pub(in crate::registry) fn client(&mut self) -> Result<&mut Client, RegistryError> {
-        if self.client.is_closed() {
-            self.client = connect(&self.url)?;
-            self.prepared.clear();
+        // The client reads from its connection only during calls, so a server that went
+        // away since the last call is noticed here, before anything begins (the call then
+        // runs on a new connection instead of failing): by polling what the server sent
+        // meanwhile (a shutdown says so), and after an idle spell by one round trip.
+        let broken = {
+            use postgres::fallible_iterator::FallibleIterator;
+            self.client.notifications().iter().next().is_err()
+        };
+        let idle = self.used.elapsed() > IDLE_CHECK;
+        if broken || self.client.is_closed() || (idle && self.client.is_valid(CHECK_WAIT).is_err())
+        {
+            self.reconnect()?;
         }
+        self.used = Instant::now();
         Ok(&mut self.client)
     }
 
@@ -149,9 +172,28 @@ impl Postgres {
 
     /// Runs `sql` outside a transaction; every row.
     pub(super) fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, RegistryError> {
+        match self.query_once(sql, params) {
+            // A read changes nothing: on a connection found broken it is run again once,
+            // on a new one.
+            Err(RegistryError::Postgres(e)) if e.code().is_none() => {
+                self.reconnect()?;
+                self.query_once(sql, params)
+            }
+            other => other,
+        }
+    }
+
+    fn query_once(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>, RegistryError> {
         self.client()?;
         let stmt = prepare(&mut self.client, &mut self.prepared, sql)?;
         rows(self.client.query(&stmt, &refs(params))?)
+    }
+
+    fn reconnect(&mut self) -> Result<(), RegistryError> {
+        self.client = connect(&self.url)?;
+        self.prepared.clear();
+        self.used = Instant::now();
+        Ok(())
     }
 }
 
@@ -168,9 +210,46 @@ impl PgTx<'_> {
         rows(self.tx.query(&stmt, &refs(params))?)
     }
 
+    /// Announces the commit on `channel` (delivered only if the transaction commits).
+    pub(super) fn notify(&mut self, channel: &str) -> Result<(), RegistryError> {
+        Ok(self.tx.batch_execute(&format!("NOTIFY {channel}"))?)
+    }
+
     /// Commits, which also lets the write lock go.
     pub(super) fn commit(self) -> Result<(), RegistryError> {
         Ok(self.tx.commit()?)
+    }
+}
+
+/// A connection that listens for announcements on one channel.
+pub(in crate::registry) struct Listener {
+    client: Client,
+}
+
+impl Listener {
+    /// Connects to `url` and listens on `channel`.
+    pub(in crate::registry) fn open(url: &str, channel: &str) -> Result<Self, RegistryError> {
+        let mut client = connect(url)?;
+        client.batch_execute(&format!("LISTEN {channel}"))?;
+        Ok(Self { client })
+    }
+
+    /// Waits up to `timeout` for an announcement and takes any others already there; true
+    /// if there was one. A broken connection is an error.
+    pub(in crate::registry) fn wait(&mut self, timeout: Duration) -> Result<bool, RegistryError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let came = {
+            let mut notifications = self.client.notifications();
+            let first = notifications.timeout_iter(timeout).next()?;
+            // Others already here are the same news: read it once.
+            while first.is_some() && notifications.iter().next()?.is_some() {}
+            first.is_some()
+        };
+        if !came && self.client.is_closed() {
+            // The next statement reports why.
+            self.client.batch_execute("")?;
+        }
+        Ok(came)
     }
 }
 
