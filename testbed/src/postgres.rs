@@ -143,7 +143,10 @@ impl TempPostgres {
             .current_dir(&dir)
             .uid(uid)
             .gid(gid);
-        crate::netns::run(&mut initdb).context("initdb")?;
+        if let Err(e) = crate::netns::run(&mut initdb) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.context("initdb"));
+        }
         Ok(Self {
             dir,
             bin,
@@ -186,6 +189,19 @@ impl TempPostgres {
     fn wait_ready(&self) -> Result<()> {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                bail!(
+                    "PostgreSQL in {} exited at start: {}",
+                    self.dir.display(),
+                    std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+                );
+            }
             let ready = Command::new(self.bin.join("pg_isready"))
                 .args(["-q", "-h"])
                 .arg(&self.dir)
@@ -222,7 +238,9 @@ impl TempPostgres {
         format!("host={} user={USER} dbname={db}", self.dir.display())
     }
 
-    /// Stops the server at once (as a crash would) and starts it again on the same data.
+    /// Stops the server at once (as a crash would) and starts it again on the same data. For
+    /// a server from `start` only: the new process is the calling thread's child (and stops
+    /// when that thread ends), so the shared server is never restarted.
     pub fn restart(&self) -> Result<()> {
         self.stop_now();
         self.run()

@@ -1,6 +1,7 @@
 //! Following the registry's change log when several nodes share it (PostgreSQL): a thread
 //! listens for the database's announcements, reads the log after the last change applied,
-//! and applies to this node's interface what other nodes changed: a peer made or changed
+//! writes this node's heartbeat about every second, and applies to this node's interface
+//! what other nodes changed: a peer made or changed
 //! is set from its current row, a revoked or deleted one removed, and the IKEv2 users
 //! handed over again after any change to them. Reading the current row makes applying a
 //! change twice harmless; the log's order and the last number applied make missing one
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 use plane::update::PeerUpdate;
 
 use crate::api::ApiState;
-use crate::registry::{ChangeListener, Location, Pool, Registry, RegistryError, Subject};
+use crate::registry::{
+    ChangeListener, Heartbeat, Location, Pool, Registry, RegistryError, Subject,
+};
 
 /// How long a wait for an announcement lasts before the stop flag is looked at (and the
 /// log read anyway, in case an announcement was lost).
@@ -25,6 +28,9 @@ const RETRY: Duration = Duration::from_millis(500);
 
 /// Changes read per query while catching up.
 const PAGE: usize = 1000;
+
+/// How often this node writes its heartbeat.
+const BEAT: Duration = Duration::from_secs(1);
 
 /// The running follower; stops when dropped.
 pub struct Follower {
@@ -42,6 +48,8 @@ pub struct FollowFrom {
     pub node: String,
     /// The last change the interface's first configuration includes.
     pub seq: i64,
+    /// When this node started, Unix milliseconds (in its heartbeat).
+    pub started_ms: u64,
 }
 
 impl Follower {
@@ -78,6 +86,9 @@ fn run(mut from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
         match follow(&mut from, state, stop, &mut failing) {
             Ok(()) => return,
             Err(e) => {
+                if let FollowError::Registry(e) = &e {
+                    state.registry_reached(Some(e));
+                }
                 if !failing {
                     tracing::warn!(
                         "registry: following other nodes' changes: {e}; retrying every {} ms \
@@ -107,6 +118,7 @@ fn follow(
     // Listening starts before the first read: a change committed in between is announced.
     let mut listener = ChangeListener::open(&from.location)?.ok_or(FollowError::NotShared)?;
     let mut registry = Registry::open_at(&from.location, from.pools.clone())?;
+    registry.set_node(&from.node);
     if *failing {
         tracing::info!(
             from = from.seq,
@@ -114,11 +126,52 @@ fn follow(
         );
         *failing = false;
     }
+    state.registry_reached(None);
+    let mut beat = Beats::default();
     while !stop.load(Ordering::Relaxed) {
         catch_up(&mut registry, from, state)?;
+        beat.maybe(&mut registry, from.started_ms, state)?;
         listener.wait(WAIT)?;
     }
     Ok(())
+}
+
+/// This node's heartbeats: when the last was written and the handshake count then.
+#[derive(Default)]
+struct Beats {
+    last: Option<(Instant, u64)>,
+}
+
+impl Beats {
+    /// Writes a heartbeat if one is due.
+    fn maybe(
+        &mut self,
+        registry: &mut Registry,
+        started_ms: u64,
+        state: &ApiState,
+    ) -> Result<(), RegistryError> {
+        if self.last.is_some_and(|(at, _)| at.elapsed() < BEAT) {
+            return Ok(());
+        }
+        let (peers, sessions, handshakes) = state.node_figures();
+        let per_s = self.last.map_or(0, |(at, before)| {
+            let secs = at.elapsed().as_secs_f64().max(0.001);
+            (handshakes.saturating_sub(before) as f64 / secs).round() as u64
+        });
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        registry.heartbeat(&Heartbeat {
+            started_ms,
+            now_ms,
+            peers,
+            sessions,
+            handshakes,
+            handshakes_per_s: per_s,
+        })?;
+        self.last = Some((Instant::now(), handshakes));
+        Ok(())
+    }
 }
 
 /// Applies every change after `from.seq` made by another node.
@@ -132,6 +185,9 @@ fn catch_up(
         let Some(last) = changes.last().map(|c| c.seq) else {
             return Ok(());
         };
+        // Rows read and applied under the order lock: this node's own change to the same
+        // peer, made meanwhile, lands after this and so stays.
+        let _order = state.in_order();
         let mut peers = Vec::new();
         let mut ike_users = false;
         for c in changes.iter().filter(|c| c.node != from.node) {
@@ -153,9 +209,15 @@ fn catch_up(
             None
         };
         let applied = peers.len();
-        state
-            .apply_followed(peers, users.as_deref())
-            .map_err(|e| FollowError::Apply(e.message))?;
+        if let Err(e) = state.apply_followed(peers, users.as_deref()) {
+            // The interface refused (a prefix a config-file peer holds, say) or is stopping:
+            // waiting would hold every later change behind this one.
+            tracing::warn!(
+                through = last,
+                "registry: other nodes' changes not applied here: {}",
+                e.message
+            );
+        }
         tracing::debug!(
             applied,
             through = last,
@@ -171,9 +233,6 @@ enum FollowError {
     /// Reading the log failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// The interface did not take a change.
-    #[error("applying a change: {0}")]
-    Apply(String),
     /// The registry is a file: there is nothing to follow.
     #[error("the registry is not shared")]
     NotShared,

@@ -75,6 +75,7 @@ impl Management {
     pub fn open(
         settings: &ManageSettings,
         listener: Option<std::net::TcpListener>,
+        cluster_key: Option<PublicKey>,
     ) -> Result<Option<(Self, Vec<PeerUpdate>)>> {
         let Some(registry_settings) = &settings.registry else {
             return Ok(None);
@@ -105,6 +106,12 @@ impl Management {
         let mut registry =
             Registry::open_at(location, registry_settings.pools.clone()).with_context(place)?;
         registry.set_node(&node_name());
+        if let (Location::Postgres(_), Some(key)) = (location, cluster_key) {
+            // A node with another key could not answer the cluster's clients.
+            registry
+                .join_cluster(&key, now_secs())
+                .with_context(place)?;
+        }
         // Read before the peers: a change made meanwhile by another node is applied again
         // by the follower, which is harmless; one read after would be missed.
         let followed_from = registry.last_change().with_context(place)?;
@@ -150,6 +157,12 @@ impl Management {
         let ike = ike_slot.get();
         let (Some(settings), Some(server), Some(listener)) = (&self.api, server, self.listener)
         else {
+            if matches!(self.settings.location, Location::Postgres(_)) {
+                tracing::warn!(
+                    "registry.url: without the API this node neither follows the other nodes' \
+                     changes nor writes heartbeats; turn [api] on"
+                );
+            }
             if let Some(ike) = &ike {
                 let policy = pools_policy(&self.settings);
                 let users = self.ike_users.iter().map(|u| ike_user(u, &policy));
@@ -188,7 +201,11 @@ impl Management {
                 warnings,
             )
             .serving(&server.interface, settings.token_file.clone())
-            .with_ike(ike_slot),
+            .with_ike(ike_slot)
+            .on_engine(match self.settings.location {
+                Location::File(_) => "sqlite",
+                Location::Postgres(_) => "postgres",
+            }),
         );
         let scheme = if tls.is_some() { "https" } else { "http" };
         let follow = FollowFrom {
@@ -196,6 +213,9 @@ impl Management {
             pools: self.settings.pools.clone(),
             node,
             seq: self.followed_from,
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         };
         let follower = Follower::start(follow, state.clone()).context("starting the follower")?;
         let server = ApiServer::start(listener, state, tls, api::Limits::default())
@@ -324,12 +344,22 @@ fn guess_endpoint(port: u16) -> String {
     format!("{host}:{port}")
 }
 
-/// This node's name in the registry's change log: the host's name and the daemon's process,
-/// so two daemons sharing a database (two hosts, or two namespaces of one) never take each
-/// other's changes for their own.
+/// This node's name in the registry's change log: the host's name, the daemon's process and
+/// a random tag, so two daemons sharing a database (two hosts, two namespaces of one, or two
+/// containers whose daemons are both process 1) never take each other's changes for their
+/// own.
 fn node_name() -> String {
+    use rand_core::RngCore;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "xgate".into());
-    format!("{host}/{}", std::process::id())
+    let tag = rand_core::OsRng.next_u32() & 0xffff;
+    format!("{host}/{}-{tag:04x}", std::process::id())
+}
+
+/// Seconds since the Unix epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

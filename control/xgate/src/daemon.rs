@@ -220,7 +220,8 @@ impl Daemon {
             ike,
         } = settings;
         // Before anything lasting exists: a registry that cannot be opened stops the start.
-        let (management, registered) = match Management::open(&manage, api_listener)? {
+        let cluster_key = s.private_key.as_ref().map(proto::PrivateKey::public_key);
+        let (management, registered) = match Management::open(&manage, api_listener, cluster_key)? {
             Some((m, peers)) => (Some(m), peers),
             None => (None, Vec::new()),
         };

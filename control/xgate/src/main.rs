@@ -112,6 +112,13 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// The nodes sharing this node's registry (PostgreSQL), from their heartbeats.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show a running interface (every one without a name, as `wg show`): peers, endpoints,
     /// handshakes, traffic, drops.
     Show {
@@ -121,6 +128,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// What to ask of the cluster.
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Each node: up or silent, heartbeat age, peers, sessions, handshakes per second.
+    Status,
 }
 
 /// Writes `text` to stdout. A reader that went away (`xgate peer list | head -1`) ends the
@@ -257,6 +271,17 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&status)?;
             } else {
                 emit(&manage::client::status_table(&status))?;
+            }
+        }
+        Command::Cluster {
+            action: ClusterAction::Status,
+            api,
+        } => {
+            let cluster = api.client()?.get("/api/v1/cluster")?;
+            if api.json {
+                print_json(&cluster)?;
+            } else {
+                emit(&manage::client::cluster_table(&cluster))?;
             }
         }
         Command::Show { interface, json } => match interface {

@@ -13,10 +13,18 @@ use serde_json::json;
 use testbed::postgres::TempPostgres;
 use testbed::{config, Implementation};
 
-/// A node: xgate with `clients` clients of `client`'s kind (client n has the tunnel
-/// address .n+2), the registry at `url`, the API on.
-fn node(tag: &str, url: &str, client: Implementation, clients: usize) -> (Rig, String) {
+/// The cluster's key: every node has the same private key file.
+fn cluster_key() -> proto::PrivateKey {
+    static KEY: std::sync::OnceLock<proto::PrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| proto::PrivateKey::generate(&mut rand_core::OsRng))
+        .clone()
+}
+
+/// A node, not started: xgate with `clients` clients of `client`'s kind (client n has the
+/// tunnel address .n+2), the cluster's key, the registry at `url`, the API on.
+fn configure(tag: &str, url: &str, client: Implementation, clients: usize) -> Rig {
     let mut rig = Rig::new(tag);
+    rig.server_key = cluster_key();
     for _ in 0..clients {
         rig.add_client(client);
     }
@@ -32,6 +40,12 @@ fn node(tag: &str, url: &str, client: Implementation, clients: usize) -> (Rig, S
         ipv6: Some("fd77::/64".into()),
         ..config::Pool::default()
     });
+    rig
+}
+
+/// A started node (see `configure`) and its API token.
+fn node(tag: &str, url: &str, client: Implementation, clients: usize) -> (Rig, String) {
+    let mut rig = configure(tag, url, client, clients);
     rig.start_xgate();
     let token = rig.server.api_token().expect("token").trim().to_string();
     (rig, token)
@@ -175,10 +189,17 @@ fn three_nodes_registering_at_once_never_share_an_address_and_all_see_every_peer
 fn a_restarted_database_loses_no_change() {
     let pg = TempPostgres::start("clrst").expect("PostgreSQL");
     let url = pg.database("cluster").expect("database");
-    let (a, token_a) = node("clsa", &url, Implementation::WireguardGo, 0);
+    let (a, token_a) = node("clsa", &url, Implementation::WireguardGo, 1);
     let (b, token_b) = node("clsb", &url, Implementation::WireguardGo, 0);
-    register(&a, &token_a, "before", &some_key(0, 1));
-    until_interface(&b, &some_key(0, 1), true);
+    let before = a.clients[0].peer.public_key.to_base64();
+    register(&a, &token_a, "before", &before);
+    until_interface(&b, &before, true);
+    a.connect(0, None);
+    assert!(
+        a.ping_until_reply(0, "10.77.0.1", Duration::from_secs(10)),
+        "{}",
+        a.log()
+    );
 
     pg.stop_now();
     // Meanwhile a write is refused, saying why, and nothing is half-made.
@@ -186,6 +207,31 @@ fn a_restarted_database_loses_no_change() {
     let (status, text) = call(&b, "POST", "/api/v1/peers", Some(&token_b), Some(body));
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("cannot be reached"), "{text}");
+    // A's connected user keeps passing traffic; status and metrics say the registry is away.
+    assert!(
+        a.ping_until_reply(0, "10.77.0.1", Duration::from_secs(5)),
+        "{}",
+        a.log()
+    );
+    let (status, text) = call(&a, "GET", "/api/v1/status", Some(&token_a), None);
+    assert_eq!(status, 200, "{text}");
+    let shown = json_of(&text);
+    assert_eq!(shown["registry"]["reachable"], false, "{shown}");
+    assert!(
+        shown["warnings"].to_string().contains("cannot be reached"),
+        "{shown}"
+    );
+    assert_eq!(shown["peers"].as_array().map(Vec::len), Some(1), "{shown}");
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, text) = call(&a, "GET", "/metrics", None, None);
+        assert_eq!(status, 200, "{text}");
+        if text.contains("xgate_registry_reachable 0") {
+            break;
+        }
+        assert!(Instant::now() < until, "metrics never said so: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     pg.restart().expect("PostgreSQL back");
 
     // B's next write reconnects; A's follower reconnects on its own and catches up.
@@ -207,4 +253,78 @@ fn a_restarted_database_loses_no_change() {
         ["before", "after"],
         "nothing lost, nothing half-made"
     );
+}
+
+#[test]
+fn a_node_with_another_key_is_refused_and_the_cluster_lists_its_nodes() {
+    let pg = TempPostgres::start("clkey").expect("PostgreSQL");
+    let url = pg.database("cluster").expect("database");
+    let (a, token_a) = node("clka", &url, Implementation::WireguardGo, 0);
+    let (b, _) = node("clkb", &url, Implementation::WireguardGo, 0);
+
+    // Another key: refused at start, saying which key the cluster has and what to do.
+    let mut c = configure("clkc", &url, Implementation::WireguardGo, 0);
+    c.server_key = proto::PrivateKey::generate(&mut rand_core::OsRng);
+    let refused = c.server.start_xgate(&common::xgate_bin(), &c.config());
+    let text = format!("{:#} {}", refused.expect_err("refused"), c.log());
+    let cluster = cluster_key().public_key().to_base64();
+    assert!(
+        text.contains("belongs to a cluster whose WireGuard public key is")
+            && text.contains(&cluster)
+            && text.contains("private key file"),
+        "{text}"
+    );
+
+    // Both nodes heartbeat; the API and the CLI list them.
+    let until = Instant::now() + Duration::from_secs(5);
+    let listed = loop {
+        let (status, text) = call(&a, "GET", "/api/v1/cluster", Some(&token_a), None);
+        assert_eq!(status, 200, "{text}");
+        let listed = json_of(&text);
+        let up = listed["nodes"]
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["state"] == "up").count());
+        if up == 2 || Instant::now() > until {
+            break listed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(listed["engine"], "postgres", "{listed}");
+    let nodes = listed["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{listed}");
+    assert!(nodes.iter().all(|n| n["state"] == "up"), "{listed}");
+    assert_eq!(nodes.iter().filter(|n| n["this"] == true).count(), 1);
+    let out = a
+        .server
+        .ns
+        .command(common::xgate_bin().to_str().expect("path"))
+        .args(["cluster", "status", "--token", &token_a])
+        .output()
+        .expect("xgate cluster status");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{shown} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("2 nodes") && shown.contains("(this node)"),
+        "{shown}"
+    );
+
+    // B stops: A lists it as silent within seconds.
+    drop(b);
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = call(&a, "GET", "/api/v1/cluster", Some(&token_a), None);
+        let listed = json_of(&text);
+        let silent = listed["nodes"]
+            .as_array()
+            .map_or(0, |n| n.iter().filter(|n| n["state"] == "silent").count());
+        if silent == 1 {
+            break;
+        }
+        assert!(Instant::now() < until, "B never went silent: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

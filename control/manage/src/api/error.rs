@@ -118,6 +118,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::NoPool(_) | RegistryError::WeakPsk(_) => StatusCode::BAD_REQUEST,
             RegistryError::Db(_)
             | RegistryError::Postgres(_)
+            | RegistryError::OtherCluster { .. }
             | RegistryError::File { .. }
             | RegistryError::TooNew { .. }
             | RegistryError::Migration(_)

@@ -177,6 +177,7 @@ pub async fn create(
         },
     };
     let view = blocking(move || {
+        let _order = state.in_order();
         let user = state.registry().create_ike_user(&new, super::now())?;
         state.events.publish(Event::IkeUserCreated {
             id: user.id,
@@ -234,6 +235,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let id = user_id(&id)?;
     blocking(move || {
+        let _order = state.in_order();
         let user = state.registry().delete_ike_user(id, super::now())?;
         if let Some(ike) = state.ike.get() {
             ike.remove_users(vec![ike::Identity::from_text(&user.identity)]);

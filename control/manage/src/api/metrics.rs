@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
+use crate::registry::Trouble;
 use plane::engine::DeviceState;
 use plane::stats::{CounterDef, Family};
 
@@ -389,11 +390,17 @@ pub async fn metrics(
             let state = state.clone();
             blocking(move || {
                 let published = state.snapshot()?;
-                let size = state.registry().count()?;
+                // While the registry is away the last count known is shown, and said so.
+                let counted = match state.registry().count() {
+                    Err(e) if e.trouble() == Trouble::Other => return Err(e.into()),
+                    other => other,
+                };
+                let size = state.health.counted(counted);
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO);
                 let mut text = render_state(&published.state, size, now);
+                registry_reachable(&mut text, state.health.trouble().is_none());
                 if let Some(ike) = state.ike.get().and_then(|i| i.published()) {
                     ike_families(&mut text, &ike);
                 }
@@ -430,6 +437,18 @@ pub async fn metrics(
     } else {
         ([content_type, vary], exposition.plain).into_response()
     })
+}
+
+/// Whether the registry database answers (0: connected users keep their sessions, changes
+/// are refused until it is back).
+fn registry_reachable(s: &mut String, reachable: bool) {
+    let _ = write!(
+        s,
+        "# HELP xgate_registry_reachable 1 while the registry database answers; 0 while it \
+         cannot be reached (connected users keep their sessions, changes are refused).\n\
+         # TYPE xgate_registry_reachable gauge\nxgate_registry_reachable {}\n",
+        u8::from(reachable)
+    );
 }
 
 #[cfg(test)]

@@ -19,9 +19,12 @@
 //! - `limits`: body size and request deadline.
 //! - `serve`: connections (their cap, deadlines, shutdown).
 //! - `tls`: HTTPS from the operator's PEM files.
+//! - `registry_health`: whether the registry answers (status and metrics say so).
+//! - `cluster`: the nodes sharing the registry (`GET /api/v1/cluster`).
 
 mod auth;
 mod client_config;
+mod cluster;
 mod error;
 mod ike_routes;
 mod last_seen;
@@ -29,6 +32,7 @@ mod limits;
 mod metrics;
 mod peer_routes;
 mod profiles;
+mod registry_health;
 mod serve;
 mod sse;
 mod status;
@@ -94,6 +98,14 @@ pub struct ApiState {
     token_file: Option<std::path::PathBuf>,
     /// The IKEv2 responder, when it runs or may be started.
     ike: plane::ike::IkeSlot,
+    /// Held from a registry change until the interface has it, here and in the follower,
+    /// so the interface takes a peer's changes in the order the registry made them (a
+    /// follower's older read never lands after this node's newer change).
+    apply_order: Mutex<()>,
+    /// Whether the registry answers.
+    health: registry_health::RegistryHealth,
+    /// The registry's engine ("sqlite" or "postgres").
+    engine: &'static str,
 }
 
 impl ApiState {
@@ -132,7 +144,16 @@ impl ApiState {
             interface: String::new(),
             token_file: None,
             ike: plane::ike::IkeSlot::default(),
+            apply_order: Mutex::new(()),
+            health: registry_health::RegistryHealth::default(),
+            engine: "sqlite",
         }
+    }
+
+    /// The same, over a registry on `engine` ("sqlite" or "postgres").
+    pub fn on_engine(mut self, engine: &'static str) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// The same, with the IKEv2 responder its users are handed to.
@@ -154,6 +175,14 @@ impl ApiState {
             .token_hashes
             .write()
             .unwrap_or_else(PoisonError::into_inner) = hashes;
+    }
+
+    /// The order lock: taken before the registry (never while holding it), held until the
+    /// change is applied.
+    pub fn in_order(&self) -> MutexGuard<'_, ()> {
+        self.apply_order
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The registry, also after a handler panicked while holding it: each registry call is one
@@ -235,13 +264,56 @@ impl ApiState {
         if !peers.is_empty() {
             self.apply(peers)?;
         }
-        if let (Some(users), Some(ike)) = (ike_users, self.ike.get()) {
+        self.health.reached();
+        let Some(users) = ike_users else {
+            return Ok(());
+        };
+        // Another node's first user starts the responder here too, as a local one would.
+        let ike = if users.is_empty() {
+            self.ike.get()
+        } else {
+            self.ike.get_or_start().0
+        };
+        if let Some(ike) = ike {
             let all = users
                 .iter()
                 .map(|u| crate::ike_grants::ike_user(u, self.client.policy(&u.group)));
             ike.set_users(all.collect(), true);
         }
         Ok(())
+    }
+}
+
+impl ApiState {
+    /// Records that following the registry failed (the follower found it away) or works.
+    pub fn registry_reached(&self, trouble: Option<&crate::registry::RegistryError>) {
+        match trouble {
+            Some(e) => self.health.unreachable(e),
+            None => self.health.reached(),
+        }
+    }
+
+    /// What this node serves, for its heartbeat: peers on the interface, peers with a
+    /// session (a handshake within 3 minutes), and handshakes completed since start.
+    pub fn node_figures(&self) -> (u64, u64, u64) {
+        let Some(p) = self.plane.published() else {
+            return (0, 0, 0);
+        };
+        let state = &p.state;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let sessions = state
+            .peers
+            .iter()
+            .filter(|peer| {
+                peer.last_handshake
+                    .is_some_and(|t| now.saturating_sub(t) < Duration::from_secs(180))
+            })
+            .count();
+        let c = &state.control;
+        let handshakes = c.responses_sent + c.initiator_completed;
+        (state.peers.len() as u64, sessions as u64, handshakes)
     }
 }
 
@@ -341,6 +413,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
         .route("/api/v1/ike/users/{id}/profile", get(ike_routes::profile))
         .route("/api/v1/ike/sas", get(ike_routes::sas))
         .route("/api/v1/status", get(status::status))
+        .route("/api/v1/cluster", get(cluster::cluster))
         .route("/api/v1/events", get(sse::stream))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")

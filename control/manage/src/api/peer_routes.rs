@@ -251,6 +251,7 @@ fn create_all(
         news.push(n);
         keys.push(k);
     }
+    let _order = state.in_order();
     let made = state.registry().create(&news, super::now())?;
     state.apply(made.iter().map(PeerRecord::to_update).collect())?;
     for p in &made {
@@ -388,6 +389,7 @@ pub async fn change(
     };
     let peer = blocking(move || {
         let id = peer_id(&state, &id)?;
+        let _order = state.in_order();
         let peer = state.registry().update(id, &change, super::now())?;
         if peer.revoked_at.is_none() {
             state.apply(vec![peer.to_update()])?;
@@ -406,6 +408,7 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     let peer = blocking(move || {
         let id = peer_id(&state, &id)?;
+        let _order = state.in_order();
         let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
         // A second revoke changes nothing and says nothing again.
         if revoked {
@@ -428,6 +431,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     blocking(move || {
         let id = peer_id(&state, &id)?;
+        let _order = state.in_order();
         let mut registry = state.registry();
         let peer = registry.get(id)?;
         registry.delete(id, super::now())?;

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::{blocking, ApiState};
+use crate::registry::Trouble;
 use plane::stats::DropReason;
 
 /// One peer's live state.
@@ -46,13 +47,26 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
     let published = state.fresh_snapshot().await?;
     let body = blocking(move || {
         let device = &published.state;
-        // Names of the registry's active peers.
-        let names: HashMap<_, _> = state
-            .registry()
-            .active()?
-            .into_iter()
-            .map(|p| (p.public_key, (p.id, p.name)))
-            .collect();
+        // Names of the registry's active peers; without them while it is away (the
+        // interface's own state is what matters then, and it answers).
+        let active = state.registry().active();
+        let names: HashMap<_, _> = match active {
+            Ok(peers) => {
+                state.health.reached();
+                peers
+                    .into_iter()
+                    .map(|p| (p.public_key, (p.id, p.name)))
+                    .collect()
+            }
+            Err(e) if e.trouble() == Trouble::Other => return Err(e.into()),
+            Err(e) => {
+                state.health.unreachable(&e);
+                HashMap::new()
+            }
+        };
+        let trouble = state.health.trouble();
+        let mut warnings = state.warnings.clone();
+        warnings.extend(trouble.as_deref().map(super::registry_health::warning));
         let peers: Vec<PeerStatus> = device
             .peers
             .iter()
@@ -97,7 +111,12 @@ pub async fn status(State(state): State<Arc<ApiState>>) -> Result<Response, ApiE
             "firewall": device.firewall,
             "peers": peers,
             "workers": workers,
-            "warnings": state.warnings,
+            "registry": {
+                "engine": state.engine,
+                "reachable": trouble.is_none(),
+                "trouble": trouble,
+            },
+            "warnings": warnings,
         }))
     })
     .await?;

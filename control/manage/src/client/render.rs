@@ -120,6 +120,47 @@ pub fn peer_table(peers: &[Value]) -> String {
     )
 }
 
+/// `xgate cluster status`: the nodes sharing the registry, one row each.
+pub fn cluster_table(cluster: &Value) -> String {
+    let empty = Vec::new();
+    let nodes = cluster["nodes"].as_array().unwrap_or(&empty);
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            let name = text(&n["node"]);
+            vec![
+                if n["this"].as_bool() == Some(true) {
+                    format!("{name} (this node)")
+                } else {
+                    name
+                },
+                text(&n["state"]),
+                format!("{} ms", text(&n["heartbeat_age_ms"])),
+                text(&n["peers"]),
+                text(&n["sessions"]),
+                text(&n["handshakes_per_s"]),
+            ]
+        })
+        .collect();
+    let mut out = format!(
+        "registry: {}, {} nodes\n\n",
+        text(&cluster["engine"]),
+        nodes.len()
+    );
+    out += &table(
+        &[
+            "NODE",
+            "STATE",
+            "HEARTBEAT",
+            "PEERS",
+            "SESSIONS",
+            "HANDSHAKES/S",
+        ],
+        rows,
+    );
+    out
+}
+
 /// `/api/v1/status` for people.
 pub fn status_table(status: &Value) -> String {
     let now = unix_now();

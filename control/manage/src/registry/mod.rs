@@ -9,8 +9,10 @@
 //! - `records`: creating, reading, changing and removing peers.
 //! - `ike_users`: IKEv2 users (identity, key of their own, group, addresses).
 //! - `changes`: the change log other nodes follow.
+//! - `cluster`: the cluster's key and its nodes' heartbeats.
 
 mod changes;
+mod cluster;
 mod ike_users;
 mod ipam;
 mod records;
@@ -28,6 +30,7 @@ use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
 pub use changes::{Change, ChangeListener, Subject, CHANNEL};
+pub use cluster::{Heartbeat, NodeRecord};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
@@ -121,6 +124,18 @@ pub enum RegistryError {
         prefix: IpNet,
         /// What it overlaps.
         other: String,
+    },
+    /// The shared registry belongs to a cluster with another WireGuard key.
+    #[error(
+        "this registry belongs to a cluster whose WireGuard public key is {cluster}, and this \
+         node's is {ours}: give every node the cluster's private key file (it is never stored \
+         in the database), or point registry.url at this node's own cluster's database"
+    )]
+    OtherCluster {
+        /// The cluster's public key.
+        cluster: String,
+        /// This node's.
+        ours: String,
     },
     /// A group names a pool that is not configured, and there is no "default" pool.
     #[error("no address pool {0:?} (and no \"default\" pool); add one to the configuration")]
@@ -250,13 +265,22 @@ impl std::fmt::Display for Location {
 /// A connection string with any password replaced by `***`, for messages and logs.
 pub fn without_password(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        // postgres://user:secret@host/db
-        if let Some((credentials, host)) = rest.split_once('@') {
-            if let Some((user, _)) = credentials.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
+        // postgres://user:secret@host/db (the last '@' ends the credentials: a password
+        // may hold one), and ?password=secret.
+        let masked = match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        };
+        return match masked.split_once("password=") {
+            Some((before, after)) => {
+                let rest = after.find('&').map_or("", |i| &after[i..]);
+                format!("{before}password=***{rest}")
             }
-        }
-        return url.to_string();
+            None => masked,
+        };
     }
     // key=value form: password=secret
     url.split_whitespace()
@@ -396,5 +420,8 @@ fn close_to_others(path: &Path) -> Result<(), RegistryError> {
     Ok(())
 }
 
+#[cfg(test)]
+#[macro_use]
+mod test_support;
 #[cfg(test)]
 mod tests;

@@ -134,6 +134,22 @@ pub(super) const MIGRATIONS: &[&str] = &[
         public_key  BLOB,
         at          INTEGER NOT NULL
     );",
+    // 7: the cluster's identity (its WireGuard public key; the private key is never stored)
+    // and its nodes' heartbeats (milliseconds: a silent node is noticed within seconds).
+    "CREATE TABLE cluster (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        public_key  BLOB NOT NULL CHECK (length(public_key) = 32),
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE nodes (
+        node          TEXT PRIMARY KEY,
+        started_ms    INTEGER NOT NULL,
+        heartbeat_ms  INTEGER NOT NULL,
+        peers         INTEGER NOT NULL DEFAULT 0,
+        sessions      INTEGER NOT NULL DEFAULT 0,
+        handshakes    INTEGER NOT NULL DEFAULT 0,
+        handshakes_per_s INTEGER NOT NULL DEFAULT 0
+    );",
 ];
 
 /// The schema version this code writes.

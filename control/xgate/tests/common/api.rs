@@ -148,6 +148,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/ike/users/{id}/profile"),
     ("get", "/api/v1/ike/sas"),
     ("get", "/api/v1/status"),
+    ("get", "/api/v1/cluster"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];

@@ -25,6 +25,9 @@ const WRITE_LOCK: i64 = 0x0078_6761_7465;
 /// The advisory lock held while one node migrates the schema.
 pub(super) const MIGRATION_LOCK: i64 = WRITE_LOCK + 1;
 
+/// How long opening a connection may take, unless the connection string says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection unused for longer is checked with a round trip before its next call (a
 /// read found broken is also run again; a write is not, and fails with a 503).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
@@ -113,7 +116,19 @@ pub(in crate::registry) struct PgTx<'a> {
 /// Opens a connection with the registry's session settings: a lock waited for longer than
 /// the busy timeout fails (503 at the API) rather than hanging the caller.
 fn connect(url: &str) -> Result<Client, RegistryError> {
-    let mut client = Client::connect(url, NoTls)?;
+    let mut config: postgres::Config = url.parse()?;
+    // A server that stops answering must not hold a caller (and the API's registry lock)
+    // for minutes: bounded connects, and TCP that gives up on a silent peer.
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(BUSY_TIMEOUT);
+    let mut client = config.connect(NoTls)?;
     client.batch_execute(&format!(
         "SET lock_timeout = '{}s'; SET statement_timeout = '{}s'",
         BUSY_TIMEOUT.as_secs(),
@@ -175,7 +190,7 @@ impl Postgres {
         match self.query_once(sql, params) {
             // A read changes nothing: on a connection found broken it is run again once,
             // on a new one.
-            Err(RegistryError::Postgres(e)) if e.code().is_none() => {
+            Err(RegistryError::Postgres(e)) if connection_lost(&e) => {
                 self.reconnect()?;
                 self.query_once(sql, params)
             }
@@ -282,6 +297,14 @@ fn rows(found: Vec<postgres::Row>) -> Result<Vec<Row>, RegistryError> {
                 .map_err(RegistryError::from)
         })
         .collect()
+}
+
+/// True when `e` says the connection is gone (closed, an I/O failure, a connection
+/// exception or the server shutting down), not that a statement failed.
+fn connection_lost(e: &postgres::Error) -> bool {
+    let io = StdError::source(e).is_some_and(|s| s.is::<std::io::Error>());
+    let code = e.code().map(SqlState::code);
+    e.is_closed() || io || code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P0"))
 }
 
 /// True when PostgreSQL refused a row for a UNIQUE or PRIMARY KEY rule.

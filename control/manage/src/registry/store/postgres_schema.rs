@@ -68,6 +68,21 @@ const MIGRATIONS: &[&str] = &[
         public_key  BYTEA,
         at          BIGINT NOT NULL
     );",
+    // 3: the cluster's identity and its nodes' heartbeats (SQLite's 7).
+    "CREATE TABLE cluster (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        public_key  BYTEA NOT NULL CHECK (octet_length(public_key) = 32),
+        created_at  BIGINT NOT NULL
+    );
+    CREATE TABLE nodes (
+        node          TEXT PRIMARY KEY,
+        started_ms    BIGINT NOT NULL,
+        heartbeat_ms  BIGINT NOT NULL,
+        peers         BIGINT NOT NULL DEFAULT 0,
+        sessions      BIGINT NOT NULL DEFAULT 0,
+        handshakes    BIGINT NOT NULL DEFAULT 0,
+        handshakes_per_s BIGINT NOT NULL DEFAULT 0
+    );",
 ];
 
 /// The schema version this code writes.

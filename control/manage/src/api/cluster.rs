@@ -1,0 +1,52 @@
+//! `GET /api/v1/cluster`: the nodes sharing this registry, from their heartbeats: each one's
+//! state (up, or silent when its heartbeat stopped), what it serves and how busy it is.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::ApiError;
+use super::{blocking, ApiState};
+
+/// A node whose last heartbeat is older than this is reported silent.
+pub const SILENT_AFTER_MS: u64 = 3000;
+
+/// GET /api/v1/cluster
+pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let mut registry = state.registry();
+        let this = registry.node().to_string();
+        let nodes = registry.nodes()?;
+        drop(registry);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let listed: Vec<_> = nodes
+            .iter()
+            .map(|n| {
+                let age = now_ms.saturating_sub(n.beat.now_ms);
+                serde_json::json!({
+                    "node": n.node,
+                    "this": n.node == this,
+                    "state": if age > SILENT_AFTER_MS { "silent" } else { "up" },
+                    "heartbeat_age_ms": age,
+                    "started_ms": n.beat.started_ms,
+                    "peers": n.beat.peers,
+                    "sessions": n.beat.sessions,
+                    "handshakes": n.beat.handshakes,
+                    "handshakes_per_s": n.beat.handshakes_per_s,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "engine": state.engine,
+            "node": this,
+            "nodes": listed,
+        }))
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
