@@ -53,6 +53,7 @@ fn start_daemon(xgate: &Path, dir: &Path, db: Option<&Path>) -> anyhow::Result<(
         config.registry = Some(config::Registry {
             path: Some(db.to_path_buf()),
             url: None,
+            take_over: None,
         });
         config.pools.push(config::Pool {
             name: Some("default".into()),

@@ -117,6 +117,9 @@ pub struct Registry {
     /// A PostgreSQL database instead.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Take over a silent node's users (default on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub take_over: Option<bool>,
 }
 
 /// `[api]`.
@@ -281,6 +284,7 @@ impl XgateConfig {
         self.registry = Some(Registry {
             path: Some(db),
             url: None,
+            take_over: None,
         });
         let api = self.api.get_or_insert_with(Api::default);
         api.token_file = Some(tokens);

@@ -213,6 +213,7 @@ impl Management {
             pools: self.settings.pools.clone(),
             node,
             seq: self.followed_from,
+            take_over: self.settings.take_over,
             started_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),

@@ -42,6 +42,10 @@ pub struct PeerUpdate {
     pub allowed_ips: Vec<IpNet>,
     /// Prefixes to remove.
     pub remove_allowed_ips: Vec<IpNet>,
+    /// Start a handshake with the peer now, as initiator, at its endpoint: a cluster node
+    /// taking over a failed node's users (their clients answer at once, instead of noticing
+    /// the dead server only after about 15 s).
+    pub initiate: bool,
 }
 
 impl PeerUpdate {
@@ -64,6 +68,7 @@ impl PeerUpdate {
             replace_allowed_ips: false,
             allowed_ips: Vec::new(),
             remove_allowed_ips: Vec::new(),
+            initiate: false,
         }
     }
 }

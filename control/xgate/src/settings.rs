@@ -181,6 +181,7 @@ mod tests {
         c.registry = Some(Registry {
             path: Some("r.db".into()),
             url: None,
+            take_over: None,
         });
         c.api = Some(Api {
             listen: Some("127.0.0.1:9180".into()),

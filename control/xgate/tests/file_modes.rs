@@ -76,6 +76,7 @@ fn the_registry_tokens_and_socket_are_closed_to_other_users() {
     rig.config.registry = Some(Registry {
         path: Some(state.join("registry.db")),
         url: None,
+        take_over: None,
     });
     rig.config.api = Some(Api {
         token_file: Some(state.join("api-tokens")),

@@ -11,8 +11,7 @@ use axum::Json;
 use super::error::ApiError;
 use super::{blocking, ApiState};
 
-/// A node whose last heartbeat is older than this is reported silent.
-pub const SILENT_AFTER_MS: u64 = 3000;
+use crate::registry::SILENT_AFTER_MS;
 
 /// GET /api/v1/cluster
 pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {

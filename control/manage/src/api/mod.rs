@@ -293,6 +293,30 @@ impl ApiState {
         }
     }
 
+    /// The peers with a session (a handshake within 3 minutes) and an endpoint: where each
+    /// user's client is, for a node that may take them over.
+    pub fn live_sessions(&self) -> Vec<crate::registry::SeenSession> {
+        let Some(p) = self.plane.published() else {
+            return Vec::new();
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        p.state
+            .peers
+            .iter()
+            .filter_map(|peer| {
+                let at = peer.last_handshake?;
+                (now.saturating_sub(at) < Duration::from_secs(180)).then_some(())?;
+                Some(crate::registry::SeenSession {
+                    public_key: peer.public_key,
+                    endpoint: peer.endpoint?,
+                    seen_ms: at.as_millis() as u64,
+                })
+            })
+            .collect()
+    }
+
     /// What this node serves, for its heartbeat: peers on the interface, peers with a
     /// session (a handshake within 3 minutes), and handshakes completed since start.
     pub fn node_figures(&self) -> (u64, u64, u64) {

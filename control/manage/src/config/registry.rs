@@ -19,6 +19,7 @@ pub const DEFAULT_HOLD_SECS: u64 = 3600;
 pub struct RegistrySection {
     path: Option<PathBuf>,
     url: Option<String>,
+    take_over: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,6 +37,8 @@ pub struct PoolSection {
 pub struct RegistrySettings {
     /// The database: an SQLite file (the default) or PostgreSQL.
     pub location: Location,
+    /// On a shared registry: start handshakes toward a silent node's recent users.
+    pub take_over: bool,
     /// Address pools ("default" serves groups without a pool of their own).
     pub pools: Vec<Pool>,
 }
@@ -60,6 +63,7 @@ pub(super) fn registry_settings(
         }
         return Ok(None);
     };
+    let take_over = section.take_over.unwrap_or(true);
     let location = match (section.path, section.url) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -93,7 +97,11 @@ pub(super) fn registry_settings(
             ));
         }
     }
-    Ok(Some(RegistrySettings { location, pools }))
+    Ok(Some(RegistrySettings {
+        location,
+        pools,
+        take_over,
+    }))
 }
 
 /// Checks the form of a PostgreSQL connection string (the server is reached at start).

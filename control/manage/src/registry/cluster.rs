@@ -35,6 +35,10 @@ pub struct NodeRecord {
     pub beat: Heartbeat,
 }
 
+/// A node whose last heartbeat is older than this is silent: listed so, and its users
+/// taken over by the others.
+pub const SILENT_AFTER_MS: u64 = 1500;
+
 /// Heartbeats older than this are forgotten (a node that stopped long ago).
 const FORGET_MS: u64 = 24 * 3600 * 1000;
 

@@ -10,6 +10,7 @@
 //! - `ike_users`: IKEv2 users (identity, key of their own, group, addresses).
 //! - `changes`: the change log other nodes follow.
 //! - `cluster`: the cluster's key and its nodes' heartbeats.
+//! - `sessions`: where each user's session was last seen, for a node taking over.
 
 mod changes;
 mod cluster;
@@ -18,6 +19,7 @@ mod ipam;
 mod records;
 mod routes;
 mod schema;
+mod sessions;
 mod store;
 
 use std::net::IpAddr;
@@ -30,10 +32,11 @@ use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
 pub use changes::{Change, ChangeListener, Subject, CHANNEL};
-pub use cluster::{Heartbeat, NodeRecord};
+pub use cluster::{Heartbeat, NodeRecord, SILENT_AFTER_MS};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
+pub use sessions::SeenSession;
 
 /// What went wrong in the registry.
 #[derive(Debug, thiserror::Error)]

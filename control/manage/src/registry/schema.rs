@@ -150,6 +150,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
         handshakes    INTEGER NOT NULL DEFAULT 0,
         handshakes_per_s INTEGER NOT NULL DEFAULT 0
     );",
+    // 8: where each user's session was last seen: its endpoint and the node serving it, so
+    // a node taking over a failed one's users can reach them at once.
+    "CREATE TABLE sessions (
+        public_key  BLOB PRIMARY KEY CHECK (length(public_key) = 32),
+        node        TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,
+        seen_ms     INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_node ON sessions (node, seen_ms);",
 ];
 
 /// The schema version this code writes.

@@ -315,7 +315,39 @@ on_both_engines!(
     ike_users_and_peers_never_share_an_address,
     a_taken_name_identity_or_key_and_a_short_key_are_refused,
     every_change_is_logged_in_order_with_its_node_and_announced,
+    a_silent_nodes_sessions_are_claimed_once_newest_first,
 );
+
+fn a_silent_nodes_sessions_are_claimed_once_newest_first(db: TempDb) {
+    use super::SeenSession;
+    let mut a = open(&db, vec![pool("10.77.0.0/24", None)]);
+    a.set_node("node-a");
+    let seen = |n: u8, ms: u64| SeenSession {
+        public_key: new_peer(n, "default").public_key,
+        endpoint: format!("192.0.2.{n}:5182{n}").parse().expect("endpoint"),
+        seen_ms: ms,
+    };
+    a.record_sessions(&[seen(1, 100), seen(2, 300), seen(3, 200)])
+        .expect("record");
+    // A newer handshake moves the session; the old endpoint is forgotten.
+    let mut moved = seen(3, 250);
+    moved.endpoint = "198.51.100.3:4000".parse().expect("endpoint");
+    a.record_sessions(&[moved]).expect("record again");
+    let mut b = open(&db, vec![pool("10.77.0.0/24", None)]);
+    b.set_node("node-b");
+    let taken = b.take_over_sessions("node-a", 150).expect("take over");
+    assert_eq!(taken, [seen(2, 300), moved], "recent ones, newest first");
+    let mut c = open(&db, vec![pool("10.77.0.0/24", None)]);
+    c.set_node("node-c");
+    assert!(c
+        .take_over_sessions("node-a", 150)
+        .expect("again")
+        .is_empty());
+    assert!(
+        c.take_over_sessions("node-b", 0).expect("b's").len() == 2,
+        "b holds what it claimed"
+    );
+}
 
 fn every_change_is_logged_in_order_with_its_node_and_announced(db: TempDb) {
     use super::{ChangeListener, Subject};

@@ -53,8 +53,14 @@ impl ControlPlane {
         let started = Instant::now();
         self.peers.reserve(applied);
         let mut settings = Vec::with_capacity(applied);
+        let mut initiate = Vec::new();
         for p in update.peers {
-            settings.extend(self.apply_peer(p, bulk));
+            let wanted = p.initiate;
+            let applied = self.apply_peer(p, bulk);
+            if let (true, Some((peer, ..))) = (wanted, applied) {
+                initiate.push(peer);
+            }
+            settings.extend(applied);
         }
         self.publish_routes();
         for (peer, persistent_keepalive, endpoint) in settings {
@@ -64,6 +70,11 @@ impl ControlPlane {
                 endpoint,
             };
             self.send_to_owner(peer, msg);
+        }
+        // After the workers know the endpoints: the response comes back through them.
+        let now = Instant::now();
+        for peer in initiate {
+            self.initiate(peer, now, false);
         }
         if bulk {
             tracing::info!(

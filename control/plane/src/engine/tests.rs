@@ -513,3 +513,42 @@ fn many_peers_are_published_a_slice_at_a_time_each_with_its_figures() {
         assert_eq!(by_key[k], i as u64 + 1, "peer {i}'s own figures");
     }
 }
+
+#[test]
+fn an_update_that_asks_for_it_starts_a_handshake_at_the_given_endpoint() {
+    let mut h = Harness::new();
+    let update = |key: PublicKey, to: SocketAddr, initiate: bool| {
+        let mut u = PeerUpdate::new(key);
+        u.update_only = true;
+        u.endpoint = Some(to);
+        u.initiate = initiate;
+        DeviceUpdate {
+            peers: vec![u],
+            ..DeviceUpdate::default()
+        }
+    };
+    // An endpoint alone starts nothing (xgate initiates when it has data).
+    let client = h.client.public_key();
+    h.plane
+        .apply(update(client, addr(7), false))
+        .expect("applied");
+    assert!(h.sent_to(addr(7)).is_empty());
+    // Asked to, it sends an initiation there at once (a node taking over a silent one's
+    // users).
+    h.plane
+        .apply(update(client, addr(8), true))
+        .expect("applied");
+    let sent = h.sent_to(addr(8));
+    assert_eq!(sent.len(), 1, "one initiation");
+    assert!(matches!(
+        Message::parse(&sent[0]),
+        Ok(Message::Initiation(_))
+    ));
+    // A key that is no peer's is neither created nor reached for.
+    let stranger = PrivateKey::generate(&mut OsRng).public_key();
+    h.plane
+        .apply(update(stranger, addr(9), true))
+        .expect("applied");
+    assert!(h.sent_to(addr(9)).is_empty());
+    assert_eq!(h.plane.peers.len(), 1);
+}

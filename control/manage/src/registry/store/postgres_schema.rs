@@ -83,6 +83,14 @@ const MIGRATIONS: &[&str] = &[
         handshakes    BIGINT NOT NULL DEFAULT 0,
         handshakes_per_s BIGINT NOT NULL DEFAULT 0
     );",
+    // 4: where each user's session was last seen (SQLite's 8).
+    "CREATE TABLE sessions (
+        public_key  BYTEA PRIMARY KEY CHECK (octet_length(public_key) = 32),
+        node        TEXT NOT NULL,
+        endpoint    TEXT NOT NULL,
+        seen_ms     BIGINT NOT NULL
+    );
+    CREATE INDEX sessions_by_node ON sessions (node, seen_ms);",
 ];
 
 /// The schema version this code writes.

@@ -1,7 +1,8 @@
 //! Following the registry's change log when several nodes share it (PostgreSQL): a thread
 //! listens for the database's announcements, reads the log after the last change applied,
-//! writes this node's heartbeat about every second, and applies to this node's interface
-//! what other nodes changed: a peer made or changed
+//! writes this node's heartbeat and sessions about every second (`beats`), takes over the
+//! users of a node that went silent (`takeover`), and applies to this node's interface what
+//! other nodes changed: a peer made or changed
 //! is set from its current row, a revoked or deleted one removed, and the IKEv2 users
 //! handed over again after any change to them. Reading the current row makes applying a
 //! change twice harmless; the log's order and the last number applied make missing one
@@ -15,9 +16,13 @@ use std::time::{Duration, Instant};
 use plane::update::PeerUpdate;
 
 use crate::api::ApiState;
-use crate::registry::{
-    ChangeListener, Heartbeat, Location, Pool, Registry, RegistryError, Subject,
-};
+use crate::registry::{ChangeListener, Location, Pool, Registry, RegistryError, Subject};
+
+mod beats;
+mod takeover;
+
+use beats::Beats;
+use takeover::Takeover;
 
 /// How long a wait for an announcement lasts before the stop flag is looked at (and the
 /// log read anyway, in case an announcement was lost).
@@ -28,9 +33,6 @@ const RETRY: Duration = Duration::from_millis(500);
 
 /// Changes read per query while catching up.
 const PAGE: usize = 1000;
-
-/// How often this node writes its heartbeat.
-const BEAT: Duration = Duration::from_secs(1);
 
 /// The running follower; stops when dropped.
 pub struct Follower {
@@ -50,6 +52,8 @@ pub struct FollowFrom {
     pub seq: i64,
     /// When this node started, Unix milliseconds (in its heartbeat).
     pub started_ms: u64,
+    /// Whether this node starts handshakes toward a silent node's recent users.
+    pub take_over: bool,
 }
 
 impl Follower {
@@ -127,51 +131,19 @@ fn follow(
         *failing = false;
     }
     state.registry_reached(None);
-    let mut beat = Beats::default();
+    let mut beats = Beats::default();
+    let mut takeover = Takeover::default();
     while !stop.load(Ordering::Relaxed) {
         catch_up(&mut registry, from, state)?;
-        beat.maybe(&mut registry, from.started_ms, state)?;
+        if beats.due() {
+            beats.write(&mut registry, from.started_ms, state)?;
+            if from.take_over {
+                takeover.look(&mut registry, state)?;
+            }
+        }
         listener.wait(WAIT)?;
     }
     Ok(())
-}
-
-/// This node's heartbeats: when the last was written and the handshake count then.
-#[derive(Default)]
-struct Beats {
-    last: Option<(Instant, u64)>,
-}
-
-impl Beats {
-    /// Writes a heartbeat if one is due.
-    fn maybe(
-        &mut self,
-        registry: &mut Registry,
-        started_ms: u64,
-        state: &ApiState,
-    ) -> Result<(), RegistryError> {
-        if self.last.is_some_and(|(at, _)| at.elapsed() < BEAT) {
-            return Ok(());
-        }
-        let (peers, sessions, handshakes) = state.node_figures();
-        let per_s = self.last.map_or(0, |(at, before)| {
-            let secs = at.elapsed().as_secs_f64().max(0.001);
-            (handshakes.saturating_sub(before) as f64 / secs).round() as u64
-        });
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        registry.heartbeat(&Heartbeat {
-            started_ms,
-            now_ms,
-            peers,
-            sessions,
-            handshakes,
-            handshakes_per_s: per_s,
-        })?;
-        self.last = Some((Instant::now(), handshakes));
-        Ok(())
-    }
 }
 
 /// Applies every change after `from.seq` made by another node.

@@ -1,0 +1,77 @@
+//! Where each user's session was last seen: its endpoint and the node serving it. Nodes
+//! write what changed about once a second; a node taking over a failed one claims that
+//! node's recent sessions in one statement (so two survivors never both reach the same
+//! users) and starts handshakes toward them at once, newest first.
+
+use std::net::SocketAddr;
+
+use proto::PublicKey;
+
+use super::store::{params, Sql};
+use super::{Registry, RegistryError};
+
+/// A session as recorded: whose, where its client was, when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeenSession {
+    /// The user's public key.
+    pub public_key: PublicKey,
+    /// Its client's address and port.
+    pub endpoint: SocketAddr,
+    /// Its latest handshake, Unix milliseconds.
+    pub seen_ms: u64,
+}
+
+impl Registry {
+    /// Records `seen` as this node's sessions (each statement on its own: these are not
+    /// changes, and a lost one is written again at the next handshake).
+    pub fn record_sessions(&mut self, seen: &[SeenSession]) -> Result<(), RegistryError> {
+        let node = self.node.clone();
+        for s in seen {
+            self.engine.execute(
+                "INSERT INTO sessions (public_key, node, endpoint, seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO UPDATE \
+                 SET node = excluded.node, endpoint = excluded.endpoint, \
+                 seen_ms = excluded.seen_ms",
+                params![
+                    &s.public_key.0[..],
+                    node.as_str(),
+                    s.endpoint.to_string(),
+                    s.seen_ms
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Claims for this node the sessions node `from` saw since `since_ms`, and returns
+    /// them newest first. One statement: a session claimed by another survivor first is
+    /// not returned here.
+    pub fn take_over_sessions(
+        &mut self,
+        from: &str,
+        since_ms: u64,
+    ) -> Result<Vec<SeenSession>, RegistryError> {
+        let node = self.node.clone();
+        let rows = self.engine.query(
+            "UPDATE sessions SET node = ?1 WHERE node = ?2 AND seen_ms >= ?3 \
+             RETURNING public_key, endpoint, seen_ms",
+            params![node.as_str(), from, since_ms],
+        )?;
+        let mut taken = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key = <[u8; 32]>::try_from(r.blob(0)?.as_slice())
+                .map_err(|_| RegistryError::Corrupt("a session's public key".into()))?;
+            let text = r.text(1)?;
+            let endpoint = text
+                .parse()
+                .map_err(|_| RegistryError::Corrupt(format!("session endpoint {text:?}")))?;
+            taken.push(SeenSession {
+                public_key: PublicKey(key),
+                endpoint,
+                seen_ms: r.int(2)?.max(0) as u64,
+            });
+        }
+        taken.sort_by_key(|s| std::cmp::Reverse(s.seen_ms));
+        Ok(taken)
+    }
+}

@@ -1,0 +1,118 @@
+//! A node dies; the survivor reaches its users. Two nodes on one PostgreSQL registry; a
+//! wireguard-go and a boringtun-cli client connected through node A, each also linked to
+//! node B (as clients on the internet reach either node). Node A is killed (SIGKILL): node
+//! B notices its heartbeat stop, claims the sessions A recorded, and starts a handshake with
+//! each client at its last endpoint; the clients answer, and their traffic resumes through B.
+//! With take-over off, they never do: a standard client keeps knocking at the dead node.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{configure, register};
+use common::Rig;
+use testbed::netns::veth;
+use testbed::postgres::TempPostgres;
+use testbed::Implementation;
+
+/// Links each of `a`'s clients to node `b` too (10.210.n.0/24), and routes from B to the
+/// clients' addresses on A's side through those links.
+fn link_clients_to(a: &Rig, b: &Rig) {
+    for (i, c) in a.clients.iter().enumerate() {
+        let n = i + 1;
+        veth(
+            &b.server.ns,
+            &format!("xfb{n}"),
+            &format!("10.210.{n}.1/24"),
+            &c.ns,
+            &format!("xfc{n}"),
+            &format!("10.210.{n}.2/24"),
+        )
+        .expect("a link to B");
+        b.server
+            .ns
+            .ip(&[
+                "route",
+                "add",
+                &format!("10.201.{n}.0/24"),
+                "via",
+                &format!("10.210.{n}.2"),
+            ])
+            .expect("route to the client");
+    }
+}
+
+/// Two nodes, A's two clients connected through A and passing traffic, A's sessions recorded.
+fn connected_pair(tag: &str, url: &str, take_over: bool) -> (Rig, Rig) {
+    let mut a = configure(&format!("{tag}a"), url, Implementation::WireguardGo, 1);
+    a.add_client(Implementation::Boringtun);
+    let mut b = configure(&format!("{tag}b"), url, Implementation::WireguardGo, 0);
+    for rig in [&mut a, &mut b] {
+        if let Some(r) = rig.config.registry.as_mut() {
+            r.take_over = Some(take_over);
+        }
+        rig.start_xgate();
+    }
+    let token = a.server.api_token().expect("token").trim().to_string();
+    for (i, name) in [(0, "go"), (1, "bt")] {
+        let key = a.clients[i].peer.public_key.to_base64();
+        register(&a, &token, name, &key);
+        a.connect(i, None);
+        assert!(
+            a.ping_until_reply(i, "10.77.0.1", Duration::from_secs(10)),
+            "{name}: no tunnel through A: {}",
+            a.log()
+        );
+    }
+    link_clients_to(&a, &b);
+    // A writes its sessions with its heartbeat, about once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    (a, b)
+}
+
+/// Kills A; returns how long each client took to pass traffic again (through B), if it did
+/// within `limit`.
+fn kill_a_and_time(a: &mut Rig, limit: Duration) -> Vec<Option<Duration>> {
+    a.xgate().daemon.kill_hard();
+    let killed = Instant::now();
+    let mut resumed = vec![None; a.clients.len()];
+    while killed.elapsed() < limit && resumed.iter().any(Option::is_none) {
+        for (i, r) in resumed.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
+            if testbed::ping::ping(&a.clients[i].ns, "10.77.0.1", 1).is_ok_and(|p| p.received == 1)
+            {
+                *r = Some(killed.elapsed());
+            }
+        }
+    }
+    resumed
+}
+
+#[test]
+fn when_a_node_dies_the_survivor_reaches_its_users_at_once() {
+    let pg = TempPostgres::start("clfo").expect("PostgreSQL");
+    let url = pg.database("failover").expect("database");
+    let (mut a, b) = connected_pair("clf", &url, true);
+    let resumed = kill_a_and_time(&mut a, Duration::from_secs(20));
+    println!("traffic through B again after A's death (wireguard-go, boringtun-cli): {resumed:?}");
+    for (i, r) in resumed.iter().enumerate() {
+        let took = r.unwrap_or_else(|| panic!("client {i} never resumed: {}", b.log()));
+        // B notices A's silence after 1.5 s, at its next heartbeat (0.5 s); the handshake
+        // is a round trip; a ping waits up to 1 s for its reply.
+        assert!(took <= Duration::from_secs(5), "client {i} took {took:?}");
+    }
+    assert!(b.log().contains("a node went silent"), "{}", b.log());
+}
+
+#[test]
+fn without_take_over_a_standard_client_keeps_knocking_at_the_dead_node() {
+    let pg = TempPostgres::start("clfn").expect("PostgreSQL");
+    let url = pg.database("failover").expect("database");
+    let (mut a, b) = connected_pair("cln", &url, false);
+    let resumed = kill_a_and_time(&mut a, Duration::from_secs(8));
+    println!("take-over off, after 8 s: {resumed:?}");
+    assert!(
+        resumed.iter().all(Option::is_none),
+        "a client reached B on its own: {resumed:?}"
+    );
+    assert!(!b.log().contains("a node went silent"), "{}", b.log());
+}
