@@ -135,6 +135,9 @@ enum Command {
 enum ClusterAction {
     /// Each node: up or silent, heartbeat age, peers, sessions, handshakes per second.
     Status,
+    /// Reach every other node's recent users from this node now (for keepalived's
+    /// notify_master: the service address just arrived here).
+    TakeOver,
 }
 
 /// Writes `text` to stdout. A reader that went away (`xgate peer list | head -1`) ends the
@@ -271,6 +274,25 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&status)?;
             } else {
                 emit(&manage::client::status_table(&status))?;
+            }
+        }
+        Command::Cluster {
+            action: ClusterAction::TakeOver,
+            api,
+        } => {
+            let taken = api
+                .client()?
+                .post("/api/v1/cluster/take-over", &serde_json::json!({}))?;
+            if api.json {
+                print_json(&taken)?;
+            } else {
+                for t in taken["taken"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}: {} sessions reached for",
+                        t["node"].as_str().unwrap_or_default(),
+                        t["sessions"]
+                    );
+                }
             }
         }
         Command::Cluster {

@@ -116,3 +116,60 @@ fn without_take_over_a_standard_client_keeps_knocking_at_the_dead_node() {
     );
     assert!(!b.log().contains("a node went silent"), "{}", b.log());
 }
+
+#[test]
+fn on_request_a_node_takes_over_at_once_as_a_vrrp_master_would() {
+    let pg = TempPostgres::start("clfr").expect("PostgreSQL");
+    let url = pg.database("failover").expect("database");
+    let (a, b) = connected_pair("clr", &url, true);
+    let token = b.server.api_token().expect("token").trim().to_string();
+    // What keepalived's notify_master runs on B when the service address arrives there.
+    let asked = Instant::now();
+    let out = b
+        .server
+        .ns
+        .command(common::xgate_bin().to_str().expect("path"))
+        .args(["cluster", "take-over", "--token", &token])
+        .output()
+        .expect("xgate cluster take-over");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("2 sessions reached for"), "{said}");
+    // Both clients handshake with B (A still runs: they simply move).
+    let keys: Vec<String> = a
+        .clients
+        .iter()
+        .map(|c| c.peer.public_key.to_base64())
+        .collect();
+    let until = asked + Duration::from_secs(5);
+    loop {
+        let with_b = b
+            .dump()
+            .iter()
+            .filter(|p| keys.contains(&p.public_key) && p.latest_handshake > 0)
+            .count();
+        if with_b == keys.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "not every client handshook with B: {}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "both clients handshook with B {:?} after the request",
+        asked.elapsed()
+    );
+    for i in 0..a.clients.len() {
+        assert!(
+            a.ping_until_reply(i, "10.77.0.1", Duration::from_secs(3)),
+            "client {i}"
+        );
+    }
+}

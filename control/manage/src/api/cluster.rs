@@ -1,5 +1,7 @@
 //! `GET /api/v1/cluster`: the nodes sharing this registry, from their heartbeats: each one's
 //! state (up, or silent when its heartbeat stopped), what it serves and how busy it is.
+//! `POST /api/v1/cluster/take-over`: this node reaches every other node's recent users now
+//! (what a VRRP master runs when the service address arrives: `xgate cluster take-over`).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,6 +47,29 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, Api
             "node": this,
             "nodes": listed,
         }))
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
+
+/// POST /api/v1/cluster/take-over
+pub async fn take_over(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let _order = state.in_order();
+        let mut registry = state.registry();
+        let me = registry.node().to_string();
+        let mut taken = Vec::new();
+        for n in registry.nodes()?.into_iter().filter(|n| n.node != me) {
+            let sessions =
+                crate::follower::takeover::take_over_node(&mut registry, &state, &n.node)?;
+            tracing::info!(
+                node = %n.node,
+                sessions,
+                "cluster: taking over on request; starting handshakes with its recent users"
+            );
+            taken.push(serde_json::json!({ "node": n.node, "sessions": sessions }));
+        }
+        Ok(serde_json::json!({ "node": me, "taken": taken }))
     })
     .await?;
     Ok(Json(body).into_response())

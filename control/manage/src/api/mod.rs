@@ -438,6 +438,7 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
         .route("/api/v1/ike/sas", get(ike_routes::sas))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/cluster", get(cluster::cluster))
+        .route("/api/v1/cluster/take-over", post(cluster::take_over))
         .route("/api/v1/events", get(sse::stream))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")

@@ -20,6 +20,7 @@ pub struct RegistrySection {
     path: Option<PathBuf>,
     url: Option<String>,
     take_over: Option<bool>,
+    insecure_plaintext: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +73,10 @@ pub(super) fn registry_settings(
                 "keep path for a registry on this machine, or url for one shared by a cluster",
             ))
         }
-        (None, Some(url)) => Location::Postgres(postgres_url(url)?),
+        (None, Some(url)) => Location::Postgres(postgres_url(
+            url,
+            section.insecure_plaintext.unwrap_or(false),
+        )?),
         (path, None) => Location::File(path.map_or_else(
             || Path::new(STATE_DIR).join(format!("{name}.db")),
             |p| base.join(p),
@@ -104,20 +108,53 @@ pub(super) fn registry_settings(
     }))
 }
 
-/// Checks the form of a PostgreSQL connection string (the server is reached at start).
-fn postgres_url(url: String) -> Result<String, ConfigError> {
+/// Checks a PostgreSQL connection string (the server itself is reached at start): its form,
+/// and that it names no server across a network, since xgate does not speak TLS to
+/// PostgreSQL yet and the registry holds preshared keys and IKEv2 secrets; `insecure`
+/// (`insecure_plaintext = true`) allows one on a private network.
+fn postgres_url(url: String, insecure: bool) -> Result<String, ConfigError> {
+    let shown = crate::registry::without_password(&url);
     let form_ok = url.starts_with("postgres://")
         || url.starts_with("postgresql://")
         || (!url.contains("://") && url.contains('='));
-    if !form_ok {
+    let parsed = form_ok
+        .then(|| url.parse::<postgres::Config>().ok())
+        .flatten();
+    let Some(config) = parsed else {
+        return Err(err(
+            "registry.url",
+            format!("{shown:?} is not a PostgreSQL connection string"),
+            "write it as \"postgres://user@host/database\" or \"host=/run/postgresql \
+             dbname=xgate\"",
+        ));
+    };
+    let loopback =
+        |name: &str| name == "localhost" || name.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
+    let remote: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .filter_map(|h| match h {
+            postgres::config::Host::Tcp(name) if !loopback(name) => Some(name.clone()),
+            _ => None,
+        })
+        .chain(
+            config
+                .get_hostaddrs()
+                .iter()
+                .filter(|a| !a.is_loopback())
+                .map(ToString::to_string),
+        )
+        .collect();
+    if !remote.is_empty() && !insecure {
         return Err(err(
             "registry.url",
             format!(
-                "{:?} is not a PostgreSQL connection string",
-                crate::registry::without_password(&url)
+                "PostgreSQL at {} would carry preshared keys and IKEv2 secrets in clear (xgate \
+                 does not speak TLS to PostgreSQL yet)",
+                remote.join(", ")
             ),
-            "write it as \"postgres://user@host/database\" or \"host=/run/postgresql \
-             dbname=xgate\"",
+            "use a Unix socket or a loopback address (a WireGuard or SSH tunnel to the database \
+             host), or set registry.insecure_plaintext = true on a private network",
         ));
     }
     Ok(url)
@@ -230,14 +267,24 @@ mod tests {
             default_path.location,
             Location::File("/var/lib/xgate/xgate0.db".into())
         );
-        let pg = parse("[registry]\nurl = \"postgres://xgate@db.example/xgate\"\n")
-            .expect("a PostgreSQL registry")
-            .registry
-            .expect("on");
+        let pg = parse(
+            "[registry]\nurl = \"postgres://xgate@db.example/xgate\"\ninsecure_plaintext = true\n",
+        )
+        .expect("a PostgreSQL registry")
+        .registry
+        .expect("on");
         assert_eq!(
             pg.location,
             Location::Postgres("postgres://xgate@db.example/xgate".into())
         );
+        for local in [
+            "postgres://xgate@localhost/xgate",
+            "postgres://xgate@127.0.0.1:5433/xgate",
+            "host=/run/postgresql dbname=xgate",
+        ] {
+            let text = format!("[registry]\nurl = \"{local}\"\n");
+            assert!(parse(&text).is_ok(), "{local}");
+        }
     }
 
     #[test]
@@ -269,6 +316,10 @@ mod tests {
             (
                 "[registry]\nurl = \"mysql://u:secret@h/db\"\n",
                 "\"mysql://u:***@h/db\" is not a PostgreSQL connection string",
+            ),
+            (
+                "[registry]\nurl = \"postgres://u@db.example/x\"\n",
+                "PostgreSQL at db.example would carry preshared keys",
             ),
         ] {
             let e = parse(extra).expect_err(extra);

@@ -19,7 +19,7 @@ use crate::api::ApiState;
 use crate::registry::{ChangeListener, Location, Pool, Registry, RegistryError, Subject};
 
 mod beats;
-mod takeover;
+pub(crate) mod takeover;
 
 use beats::Beats;
 use takeover::Takeover;

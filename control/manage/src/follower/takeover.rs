@@ -44,28 +44,40 @@ impl Takeover {
             if !self.done.insert(n.node.clone()) {
                 continue;
             }
-            let taken = registry.take_over_sessions(&n.node, now.saturating_sub(RECENT_MS))?;
+            let sessions = take_over_node(registry, state, &n.node)?;
             tracing::info!(
                 node = %n.node,
-                sessions = taken.len(),
+                sessions,
                 "cluster: a node went silent; starting handshakes with its recent users"
             );
-            for chunk in taken.chunks(CHUNK) {
-                let updates = chunk
-                    .iter()
-                    .map(|s| {
-                        let mut u = PeerUpdate::new(s.public_key);
-                        u.update_only = true;
-                        u.endpoint = Some(s.endpoint);
-                        u.initiate = true;
-                        u
-                    })
-                    .collect();
-                if let Err(e) = state.apply_followed(updates, None) {
-                    tracing::warn!("cluster: taking over {}'s users: {}", n.node, e.message);
-                }
-            }
         }
         Ok(())
     }
+}
+
+/// Claims for this node the sessions `node` saw in the last few minutes and starts a
+/// handshake with each of those users at its last endpoint, newest first; returns how many.
+pub(crate) fn take_over_node(
+    registry: &mut Registry,
+    state: &ApiState,
+    node: &str,
+) -> Result<usize, RegistryError> {
+    let since = unix_ms().saturating_sub(RECENT_MS);
+    let taken = registry.take_over_sessions(node, since)?;
+    for chunk in taken.chunks(CHUNK) {
+        let updates = chunk
+            .iter()
+            .map(|s| {
+                let mut u = PeerUpdate::new(s.public_key);
+                u.update_only = true;
+                u.endpoint = Some(s.endpoint);
+                u.initiate = true;
+                u
+            })
+            .collect();
+        if let Err(e) = state.apply_followed(updates, None) {
+            tracing::warn!("cluster: taking over {node}'s users: {}", e.message);
+        }
+    }
+    Ok(taken.len())
 }

@@ -149,6 +149,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/ike/sas"),
     ("get", "/api/v1/status"),
     ("get", "/api/v1/cluster"),
+    ("post", "/api/v1/cluster/take-over"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
