@@ -12,8 +12,9 @@ APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux pr
 	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins \
 	libcharon-extauth-plugins \
 	iptables ethtool \
-	postgresql
-# (postgresql: the registry's tests run against SQLite and a throwaway PostgreSQL server.)
+	postgresql keepalived
+# (postgresql: the registry's tests run against SQLite and a throwaway PostgreSQL server;
+# keepalived: the cluster's failover test moves a service address between two nodes.)
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod flood;
 pub mod fuzz;
 pub mod ike_client;
+pub mod keepalived;
 pub mod lan_host;
 pub mod machine;
 pub mod netns;

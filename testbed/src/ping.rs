@@ -42,6 +42,18 @@ pub fn ping_every(ns: &Netns, target: &str, count: u32, interval: f64) -> Result
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// One echo to `target` from `ns`, waiting up to `wait` for the reply: true if it came (for
+/// timing when traffic resumes, to about `wait`).
+pub fn answered_within(ns: &Netns, target: &str, wait: std::time::Duration) -> bool {
+    let wait_text = format!("{:.3}", wait.as_secs_f64());
+    ns.command("ping")
+        .args(["-n", "-q", "-c", "1", "-W", &wait_text, target])
+        .output()
+        .ok()
+        .and_then(|out| parse(&String::from_utf8_lossy(&out.stdout)).ok())
+        .is_some_and(|r| r.received == 1)
+}
+
 /// Parses ping's summary lines.
 pub fn parse(text: &str) -> Result<PingReport> {
     let stats = text

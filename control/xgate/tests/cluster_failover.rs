@@ -13,6 +13,9 @@ use common::cluster::{configure, register};
 use common::Rig;
 use testbed::netns::veth;
 use testbed::postgres::TempPostgres;
+
+/// How long a probe waits for its echo: the resolution of the times measured.
+const PROBE: Duration = Duration::from_millis(100);
 use testbed::Implementation;
 
 /// Links each of `a`'s clients to node `b` too (10.210.n.0/24), and routes from B to the
@@ -78,8 +81,7 @@ fn kill_a_and_time(a: &mut Rig, limit: Duration) -> Vec<Option<Duration>> {
     let mut resumed = vec![None; a.clients.len()];
     while killed.elapsed() < limit && resumed.iter().any(Option::is_none) {
         for (i, r) in resumed.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
-            if testbed::ping::ping(&a.clients[i].ns, "10.77.0.1", 1).is_ok_and(|p| p.received == 1)
-            {
+            if testbed::ping::answered_within(&a.clients[i].ns, "10.77.0.1", PROBE) {
                 *r = Some(killed.elapsed());
             }
         }
