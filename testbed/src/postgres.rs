@@ -233,6 +233,16 @@ impl TempPostgres {
         Ok(self.url(&db))
     }
 
+    /// The first column of the first row `sql` returns in the database at `url` (psql).
+    pub fn scalar(&self, url: &str, sql: &str) -> Result<String> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-q", "-t", "-A", "-c", sql, url]);
+        Ok(crate::netns::run(&mut cmd)
+            .with_context(|| format!("psql: {sql}"))?
+            .trim()
+            .to_string())
+    }
+
     /// The connection string for database `db` (over the server's Unix socket).
     pub fn url(&self, db: &str) -> String {
         format!("host={} user={USER} dbname={db}", self.dir.display())

@@ -288,9 +288,10 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 for t in taken["taken"].as_array().into_iter().flatten() {
                     println!(
-                        "{}: {} sessions reached for",
+                        "{}: {} sessions claimed, {} handshakes started",
                         t["node"].as_str().unwrap_or_default(),
-                        t["sessions"]
+                        t["sessions"],
+                        t["reached"]
                     );
                 }
             }

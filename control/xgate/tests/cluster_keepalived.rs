@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_key, configure, register};
+use common::cluster::{cluster_key, configure, register, until_sessions_recorded};
 use common::Rig;
 use testbed::keepalived::{Keepalived, VrrpNode};
 use testbed::netns::{ip, Netns};
@@ -19,6 +19,10 @@ use testbed::postgres::TempPostgres;
 
 /// How long a probe waits for its echo: the resolution of the times measured.
 const PROBE: Duration = Duration::from_millis(100);
+
+/// One failover at a time: two at once on a 2-core machine would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 use testbed::{Implementation, WgPeer};
 
 /// The service address the clients connect to.
@@ -95,6 +99,7 @@ fn take_over_script(rig: &Rig, token: &str) -> PathBuf {
     path
 }
 
+/// True while `rig`'s node holds the service address.
 fn holds_service_address(rig: &Rig) -> bool {
     rig.server
         .ns
@@ -162,7 +167,10 @@ fn pair_behind_keepalived(
     (nodes, vrrp)
 }
 
+/// Two nodes behind keepalived, two clients connected through A; A dies. `limit`: how long
+/// after the address moved to wait for the clients.
 fn fail_over(tag: &str, take_over: bool, limit: Duration) -> Failover {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let pg = TempPostgres::start(&format!("{tag}pg")).expect("PostgreSQL");
     let url = pg.database("keepalived").expect("database");
     let bridge = Netns::create(&format!("xt-{tag}-br")).expect("bridge namespace");
@@ -200,7 +208,7 @@ fn fail_over(tag: &str, take_over: bool, limit: Duration) -> Failover {
         }
     }
     // A records its sessions with its heartbeat, twice a second.
-    std::thread::sleep(Duration::from_millis(1500));
+    until_sessions_recorded(&pg, &url, 2);
 
     // A loses power: its daemons stop and its links go dark.
     let killed = Instant::now();

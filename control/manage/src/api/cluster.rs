@@ -55,20 +55,33 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, Api
 /// POST /api/v1/cluster/take-over
 pub async fn take_over(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let body = blocking(move || {
-        let _order = state.in_order();
+        // Claimed under the registry's lock, reached after it is let go: the handshakes
+        // take the plane a while, and other requests and the heartbeat must not wait.
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            .saturating_sub(crate::follower::takeover::RECENT_MS);
         let mut registry = state.registry();
         let me = registry.node().to_string();
-        let mut taken = Vec::new();
+        let mut claimed = Vec::new();
         for n in registry.nodes()?.into_iter().filter(|n| n.node != me) {
-            let sessions =
-                crate::follower::takeover::take_over_node(&mut registry, &state, &n.node)?;
-            tracing::info!(
-                node = %n.node,
-                sessions,
-                "cluster: taking over on request; starting handshakes with its recent users"
-            );
-            taken.push(serde_json::json!({ "node": n.node, "sessions": sessions }));
+            let sessions = registry.take_over_sessions(&n.node, since)?;
+            claimed.push((n.node, sessions));
         }
+        drop(registry);
+        let taken: Vec<_> = claimed
+            .iter()
+            .map(|(node, sessions)| {
+                let reached = crate::follower::takeover::reach(&state, node, sessions);
+                tracing::info!(
+                    node = %node,
+                    sessions = sessions.len(),
+                    reached,
+                    "cluster: taking over on request; starting handshakes with its recent users"
+                );
+                serde_json::json!({ "node": node, "sessions": sessions.len(), "reached": reached })
+            })
+            .collect();
         Ok(serde_json::json!({ "node": me, "taken": taken }))
     })
     .await?;

@@ -128,23 +128,30 @@ fn postgres_url(url: String, insecure: bool) -> Result<String, ConfigError> {
              dbname=xgate\"",
         ));
     };
-    let loopback =
-        |name: &str| name == "localhost" || name.parse::<IpAddr>().is_ok_and(|a| a.is_loopback());
-    let remote: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .filter_map(|h| match h {
-            postgres::config::Host::Tcp(name) if !loopback(name) => Some(name.clone()),
-            _ => None,
-        })
-        .chain(
-            config
-                .get_hostaddrs()
-                .iter()
-                .filter(|a| !a.is_loopback())
-                .map(ToString::to_string),
-        )
-        .collect();
+    let loopback = |name: &str| {
+        let name = name.trim_end_matches('.');
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
+    };
+    // Where the connection goes: hostaddr when given (it overrides the host's name),
+    // else the hosts' names (a Unix socket's directory is local).
+    let remote: Vec<String> = if config.get_hostaddrs().is_empty() {
+        config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                postgres::config::Host::Tcp(name) if !loopback(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    } else {
+        config
+            .get_hostaddrs()
+            .iter()
+            .filter(|a| !a.is_loopback())
+            .map(ToString::to_string)
+            .collect()
+    };
     if !remote.is_empty() && !insecure {
         return Err(err(
             "registry.url",
@@ -278,7 +285,8 @@ mod tests {
             Location::Postgres("postgres://xgate@db.example/xgate".into())
         );
         for local in [
-            "postgres://xgate@localhost/xgate",
+            "postgres://xgate@LOCALHOST/xgate",
+            "host=db.example hostaddr=127.0.0.1 dbname=xgate",
             "postgres://xgate@127.0.0.1:5433/xgate",
             "host=/run/postgresql dbname=xgate",
         ] {
@@ -320,6 +328,10 @@ mod tests {
             (
                 "[registry]\nurl = \"postgres://u@db.example/x\"\n",
                 "PostgreSQL at db.example would carry preshared keys",
+            ),
+            (
+                "[registry]\nurl = \"host=localhost hostaddr=10.1.2.3 dbname=x\"\n",
+                "PostgreSQL at 10.1.2.3 would carry",
             ),
         ] {
             let e = parse(extra).expect_err(extra);

@@ -86,8 +86,9 @@ impl Drop for Follower {
 
 fn run(mut from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
     let mut failing = false;
+    let mut takeover = Takeover::default();
     while !stop.load(Ordering::Relaxed) {
-        match follow(&mut from, state, stop, &mut failing) {
+        match follow(&mut from, state, stop, &mut failing, &mut takeover) {
             Ok(()) => return,
             Err(e) => {
                 if let FollowError::Registry(e) = &e {
@@ -118,6 +119,7 @@ fn follow(
     state: &ApiState,
     stop: &AtomicBool,
     failing: &mut bool,
+    takeover: &mut Takeover,
 ) -> Result<(), FollowError> {
     // Listening starts before the first read: a change committed in between is announced.
     let mut listener = ChangeListener::open(&from.location)?.ok_or(FollowError::NotShared)?;
@@ -132,7 +134,7 @@ fn follow(
     }
     state.registry_reached(None);
     let mut beats = Beats::default();
-    let mut takeover = Takeover::default();
+    takeover.restart();
     while !stop.load(Ordering::Relaxed) {
         catch_up(&mut registry, from, state)?;
         if beats.due() {

@@ -4,50 +4,86 @@
 //! endpoint, newest first. A standard client answers an initiation at once, so its traffic
 //! resumes through this node in about a round trip, instead of after the ~15 s in which it
 //! would notice the dead server on its own (and then knock at the dead server again).
+//!
+//! Silence is judged by this node's own clock: a node is silent when the heartbeat it wrote
+//! has not changed for `SILENT_AFTER_MS` here. Nodes' clocks may differ; and after this node
+//! itself was cut off from the registry, every heartbeat it sees again counts as new.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use plane::update::PeerUpdate;
 
 use super::beats::unix_ms;
 use crate::api::ApiState;
-use crate::registry::{Registry, RegistryError, SILENT_AFTER_MS};
+use crate::registry::{Registry, RegistryError, SeenSession, SILENT_AFTER_MS};
 
 /// Sessions older than this are not reached for: their users were idle, and handshake
 /// again on their own when they next send.
-const RECENT_MS: u64 = 180_000;
+pub(crate) const RECENT_MS: u64 = 180_000;
 
 /// Initiations handed to the plane per request: between two, it answers other handshakes.
 const CHUNK: usize = 500;
 
-/// The silent nodes already taken over (a node heard from again leaves the set).
+/// What this node saw of another: its last heartbeat value, when that value last changed
+/// (here), and whether its users were taken over since.
+struct Seen {
+    beat_ms: u64,
+    changed: Instant,
+    taken: bool,
+}
+
+/// The other nodes as this node has watched them.
 #[derive(Default)]
 pub(super) struct Takeover {
-    done: HashSet<String>,
+    seen: HashMap<String, Seen>,
 }
 
 impl Takeover {
-    /// Takes over every node that went silent since the last look.
+    /// Forgets what was seen: after this node could not read the registry for a while,
+    /// every node is given a fresh `SILENT_AFTER_MS` from now.
+    pub(super) fn restart(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Takes over every node whose heartbeat stopped changing since the last look.
     pub(super) fn look(
         &mut self,
         registry: &mut Registry,
         state: &ApiState,
     ) -> Result<(), RegistryError> {
-        let now = unix_ms();
         let me = registry.node().to_string();
-        for n in registry.nodes()? {
-            let silent = now.saturating_sub(n.beat.now_ms) > SILENT_AFTER_MS;
-            if n.node == me || !silent {
-                self.done.remove(&n.node);
+        let silence = Duration::from_millis(SILENT_AFTER_MS);
+        let now = Instant::now();
+        let nodes = registry.nodes()?;
+        self.seen
+            .retain(|name, _| nodes.iter().any(|n| &n.node == name));
+        for n in nodes.into_iter().filter(|n| n.node != me) {
+            let seen = self.seen.entry(n.node.clone()).or_insert(Seen {
+                beat_ms: n.beat.now_ms,
+                changed: now,
+                taken: false,
+            });
+            if seen.beat_ms != n.beat.now_ms {
+                // Heard from again (a node back after a cut is taken over anew if it stops).
+                *seen = Seen {
+                    beat_ms: n.beat.now_ms,
+                    changed: now,
+                    taken: false,
+                };
                 continue;
             }
-            if !self.done.insert(n.node.clone()) {
+            if seen.taken || now.duration_since(seen.changed) < silence {
                 continue;
             }
-            let sessions = take_over_node(registry, state, &n.node)?;
+            seen.taken = true;
+            let taken =
+                registry.take_over_sessions(&n.node, unix_ms().saturating_sub(RECENT_MS))?;
+            let reached = reach(state, &n.node, &taken);
             tracing::info!(
                 node = %n.node,
-                sessions,
+                sessions = taken.len(),
+                reached,
                 "cluster: a node went silent; starting handshakes with its recent users"
             );
         }
@@ -55,16 +91,11 @@ impl Takeover {
     }
 }
 
-/// Claims for this node the sessions `node` saw in the last few minutes and starts a
-/// handshake with each of those users at its last endpoint, newest first; returns how many.
-pub(crate) fn take_over_node(
-    registry: &mut Registry,
-    state: &ApiState,
-    node: &str,
-) -> Result<usize, RegistryError> {
-    let since = unix_ms().saturating_sub(RECENT_MS);
-    let taken = registry.take_over_sessions(node, since)?;
-    for chunk in taken.chunks(CHUNK) {
+/// Starts a handshake with each of `sessions`' users (claimed from `node`) at its last
+/// endpoint, a chunk at a time; returns how many the interface took.
+pub(crate) fn reach(state: &ApiState, node: &str, sessions: &[SeenSession]) -> usize {
+    let mut reached = 0;
+    for chunk in sessions.chunks(CHUNK) {
         let updates = chunk
             .iter()
             .map(|s| {
@@ -75,9 +106,10 @@ pub(crate) fn take_over_node(
                 u
             })
             .collect();
-        if let Err(e) = state.apply_followed(updates, None) {
-            tracing::warn!("cluster: taking over {node}'s users: {}", e.message);
+        match state.apply_followed(updates, None) {
+            Ok(()) => reached += chunk.len(),
+            Err(e) => tracing::warn!("cluster: taking over {node}'s users: {}", e.message),
         }
     }
-    Ok(taken.len())
+    reached
 }

@@ -96,6 +96,11 @@ impl Registry {
             "DELETE FROM nodes WHERE heartbeat_ms < ?1",
             params![beat.now_ms.saturating_sub(FORGET_MS)],
         )?;
+        // Sessions no node would reach for any more.
+        self.engine.execute(
+            "DELETE FROM sessions WHERE seen_ms < ?1",
+            params![beat.now_ms.saturating_sub(FORGET_MS)],
+        )?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use proto::PublicKey;
 use super::changes::{record, Subject};
 use super::ipam::{addresses_of, allocate, release, Holder};
 use super::routes::check_routes;
+use super::sessions::forget;
 use super::store::{is_unique_violation, params, Row, Sql};
 use super::{PeerRecord, Registry, RegistryError};
 
@@ -392,6 +393,13 @@ impl Registry {
             return self.get(id).map(|peer| (peer, false));
         }
         release(&mut tx, Holder::Peer(id), now)?;
+        if let Some(key) = tx
+            .query_opt("SELECT public_key FROM peers WHERE id = ?1", params![id])?
+            .map(|r| r.blob(0))
+            .transpose()?
+        {
+            forget(&mut tx, &PublicKey(key32(key, "a public key")?))?;
+        }
         record(&mut tx, &self.node, Subject::Peer(id), None, now)?;
         tx.commit()?;
         self.get(id).map(|peer| (peer, true))
@@ -406,6 +414,7 @@ impl Registry {
             .blob(0)?;
         let key = PublicKey(key32(key, "a public key")?);
         release(&mut tx, Holder::Peer(id), now)?;
+        forget(&mut tx, &key)?;
         tx.execute("DELETE FROM peers WHERE id = ?1", params![id])?;
         // The key goes with the row: the log keeps it, so other nodes can drop the peer.
         record(&mut tx, &self.node, Subject::Peer(id), Some(&key), now)?;

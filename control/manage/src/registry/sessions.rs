@@ -23,7 +23,8 @@ pub struct SeenSession {
 
 impl Registry {
     /// Records `seen` as this node's sessions (each statement on its own: these are not
-    /// changes, and a lost one is written again at the next handshake).
+    /// changes, and a lost one is written again at the next handshake). A row with a newer
+    /// handshake than the one written stays as it is.
     pub fn record_sessions(&mut self, seen: &[SeenSession]) -> Result<(), RegistryError> {
         let node = self.node.clone();
         for s in seen {
@@ -31,7 +32,7 @@ impl Registry {
                 "INSERT INTO sessions (public_key, node, endpoint, seen_ms) \
                  VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO UPDATE \
                  SET node = excluded.node, endpoint = excluded.endpoint, \
-                 seen_ms = excluded.seen_ms",
+                 seen_ms = excluded.seen_ms WHERE excluded.seen_ms > sessions.seen_ms",
                 params![
                     &s.public_key.0[..],
                     node.as_str(),
@@ -52,11 +53,15 @@ impl Registry {
         since_ms: u64,
     ) -> Result<Vec<SeenSession>, RegistryError> {
         let node = self.node.clone();
-        let rows = self.engine.query(
+        // In a transaction, which is never run twice: a claim whose answer was lost with the
+        // connection is not made again (the second run would return nothing).
+        let mut tx = self.engine.write()?;
+        let rows = tx.query(
             "UPDATE sessions SET node = ?1 WHERE node = ?2 AND seen_ms >= ?3 \
              RETURNING public_key, endpoint, seen_ms",
             params![node.as_str(), from, since_ms],
         )?;
+        tx.commit()?;
         let mut taken = Vec::with_capacity(rows.len());
         for r in &rows {
             let key = <[u8; 32]>::try_from(r.blob(0)?.as_slice())
@@ -74,4 +79,13 @@ impl Registry {
         taken.sort_by_key(|s| std::cmp::Reverse(s.seen_ms));
         Ok(taken)
     }
+}
+
+/// Forgets the session of peer `key` (revoked or deleted: no node may reach for it).
+pub(super) fn forget(tx: &mut super::store::Tx<'_>, key: &PublicKey) -> Result<(), RegistryError> {
+    tx.execute(
+        "DELETE FROM sessions WHERE public_key = ?1",
+        params![&key.0[..]],
+    )?;
+    Ok(())
 }

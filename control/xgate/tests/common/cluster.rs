@@ -82,3 +82,17 @@ pub fn some_key(node: usize, n: usize) -> String {
 pub fn interface_peers(rig: &Rig) -> usize {
     rig.dump().len()
 }
+
+/// Waits until the registry at `url` holds `n` recorded sessions.
+pub fn until_sessions_recorded(pg: &testbed::postgres::TempPostgres, url: &str, n: usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while pg
+        .scalar(url, "SELECT count(*) FROM sessions")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        != Some(n)
+    {
+        assert!(Instant::now() < until, "{n} sessions never recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
