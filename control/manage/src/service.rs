@@ -214,9 +214,7 @@ impl Management {
             node,
             seq: self.followed_from,
             take_over: self.settings.take_over,
-            started_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started_ms: crate::registry::unix_ms(),
         };
         let follower = Follower::start(follow, state.clone()).context("starting the follower")?;
         let server = ApiServer::start(listener, state, tls, api::Limits::default())

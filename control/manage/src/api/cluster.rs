@@ -4,7 +4,6 @@
 //! (what a VRRP master runs when the service address arrives: `xgate cluster take-over`).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,7 @@ use axum::Json;
 use super::error::ApiError;
 use super::{blocking, ApiState};
 
-use crate::registry::SILENT_AFTER_MS;
+use crate::registry::{unix_ms, RECENT_MS, SILENT_AFTER_MS};
 
 /// GET /api/v1/cluster
 pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
@@ -22,9 +21,7 @@ pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, Api
         let this = registry.node().to_string();
         let nodes = registry.nodes()?;
         drop(registry);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = unix_ms();
         let listed: Vec<_> = nodes
             .iter()
             .map(|n| {
@@ -57,10 +54,7 @@ pub async fn take_over(State(state): State<Arc<ApiState>>) -> Result<Response, A
     let body = blocking(move || {
         // Claimed under the registry's lock, reached after it is let go: the handshakes
         // take the plane a while, and other requests and the heartbeat must not wait.
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            .saturating_sub(crate::follower::takeover::RECENT_MS);
+        let since = unix_ms().saturating_sub(RECENT_MS);
         let mut registry = state.registry();
         let me = registry.node().to_string();
         let mut claimed = Vec::new();

@@ -307,7 +307,8 @@ impl ApiState {
             .iter()
             .filter_map(|peer| {
                 let at = peer.last_handshake?;
-                (now.saturating_sub(at) < Duration::from_secs(180)).then_some(())?;
+                (now.saturating_sub(at) < Duration::from_millis(crate::registry::RECENT_MS))
+                    .then_some(())?;
                 Some(crate::registry::SeenSession {
                     public_key: peer.public_key,
                     endpoint: peer.endpoint?,
@@ -331,8 +332,9 @@ impl ApiState {
             .peers
             .iter()
             .filter(|peer| {
-                peer.last_handshake
-                    .is_some_and(|t| now.saturating_sub(t) < Duration::from_secs(180))
+                peer.last_handshake.is_some_and(|t| {
+                    now.saturating_sub(t) < Duration::from_millis(crate::registry::RECENT_MS)
+                })
             })
             .count();
         let c = &state.control;

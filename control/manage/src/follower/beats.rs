@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use proto::PublicKey;
 
 use crate::api::ApiState;
-use crate::registry::{Heartbeat, Registry, RegistryError, SeenSession};
+use crate::registry::{unix_ms, Heartbeat, Registry, RegistryError, SeenSession};
 
 /// How often this node writes its heartbeat.
 const BEAT: Duration = Duration::from_millis(500);
@@ -18,13 +18,6 @@ const BEAT: Duration = Duration::from_millis(500);
 pub(super) struct Beats {
     last: Option<(Instant, u64)>,
     written: HashMap<PublicKey, (SocketAddr, u64)>,
-}
-
-/// Unix milliseconds now.
-pub(super) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Beats {

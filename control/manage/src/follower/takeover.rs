@@ -14,13 +14,8 @@ use std::time::{Duration, Instant};
 
 use plane::update::PeerUpdate;
 
-use super::beats::unix_ms;
 use crate::api::ApiState;
-use crate::registry::{Registry, RegistryError, SeenSession, SILENT_AFTER_MS};
-
-/// Sessions older than this are not reached for: their users were idle, and handshake
-/// again on their own when they next send.
-pub(crate) const RECENT_MS: u64 = 180_000;
+use crate::registry::{unix_ms, Registry, RegistryError, SeenSession, RECENT_MS, SILENT_AFTER_MS};
 
 /// Initiations handed to the plane per request: between two, it answers other handshakes.
 const CHUNK: usize = 500;

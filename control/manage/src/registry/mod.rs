@@ -36,7 +36,7 @@ pub use cluster::{Heartbeat, NodeRecord, SILENT_AFTER_MS};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
-pub use sessions::SeenSession;
+pub use sessions::{unix_ms, SeenSession, RECENT_MS};
 
 /// What went wrong in the registry.
 #[derive(Debug, thiserror::Error)]

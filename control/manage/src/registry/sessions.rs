@@ -10,6 +10,18 @@ use proto::PublicKey;
 use super::store::{params, Sql};
 use super::{Registry, RegistryError};
 
+/// A session is live while its latest handshake is younger than this (WireGuard's
+/// REJECT_AFTER_TIME is 180 s): counted in heartbeats, recorded, and reached for by a node
+/// taking over.
+pub const RECENT_MS: u64 = 180_000;
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A session as recorded: whose, where its client was, when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeenSession {
