@@ -5,6 +5,7 @@
 //! interfaces inside them) by name. Traffic only ever goes to namespaces it created.
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod clients;
 pub mod config;
 pub mod flood;
