@@ -285,7 +285,15 @@ impl ApiState {
 }
 
 impl ApiState {
-    /// Records that following the registry failed (the follower found it away) or works.
+    /// A subscription to the event stream, from now on (the heartbeat's fresh sessions).
+    pub(crate) fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::events::Stamped> {
+        self.events.subscribe()
+    }
+
+    /// Records that reaching the registry failed (the follower or the heartbeat found it
+    /// away) or works.
     pub fn registry_reached(&self, trouble: Option<&crate::registry::RegistryError>) {
         match trouble {
             Some(e) => self.health.unreachable(e),

@@ -1,33 +1,147 @@
-//! This node's heartbeat (what it serves, about once a second) and its users' sessions as
-//! they change (endpoint and latest handshake), for a node that may take them over.
+//! This node's heartbeat (what it serves, twice a second), its users' sessions (endpoint and
+//! latest handshake) for a node that may take them over, and the watch on other nodes'
+//! heartbeats (`takeover`), on a thread and a connection of their own: applying a large
+//! change from another node must not delay a heartbeat past the silence that would make this
+//! live node look dead.
+//!
+//! Sessions come from two sources. Every tunnel that comes up is on the event stream and is
+//! written within `FRESH`; the interface's published state (taken once a second) is compared
+//! with what was written at each heartbeat and catches the rest (a roamed endpoint, a rekey,
+//! events the stream dropped in a surge). A node that dies loses at most the sessions of its
+//! last `FRESH` to the survivors, whose clients then come back on their own after ~15 s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::PublicKey;
+use tokio::sync::broadcast;
 
+use super::takeover::Takeover;
+use super::{FollowFrom, RETRY};
 use crate::api::ApiState;
+use crate::events::{Event, Stamped};
 use crate::registry::{unix_ms, Heartbeat, Registry, RegistryError, SeenSession};
 
 /// How often this node writes its heartbeat.
 const BEAT: Duration = Duration::from_millis(500);
 
+/// How often the sessions that came up since are written.
+const FRESH: Duration = Duration::from_millis(200);
+
 /// What was written: the last beat and the handshake count then, and each session.
-#[derive(Default)]
-pub(super) struct Beats {
+struct Beats {
     last: Option<(Instant, u64)>,
     written: HashMap<PublicKey, (SocketAddr, u64)>,
+    events: broadcast::Receiver<Stamped>,
+}
+
+/// Runs the heartbeat thread until `stop`: connects, beats, and after a failure says so
+/// once and tries again every `RETRY`.
+pub(super) fn run(from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
+    let mut beats = Beats {
+        last: None,
+        written: HashMap::new(),
+        events: state.subscribe_events(),
+    };
+    let mut takeover = Takeover::default();
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let Err(e) = beat(
+            &from,
+            state,
+            stop,
+            (&mut beats, &mut takeover),
+            &mut failing,
+        ) else {
+            return;
+        };
+        state.registry_reached(Some(&e));
+        if !failing {
+            tracing::warn!(
+                "registry: writing this node's heartbeat: {e}; retrying every {} ms",
+                RETRY.as_millis()
+            );
+        }
+        failing = true;
+        let until = Instant::now() + RETRY;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Connects, then beats until stopped (`Ok`) or the connection breaks (`Err`).
+fn beat(
+    from: &FollowFrom,
+    state: &ApiState,
+    stop: &AtomicBool,
+    (beats, takeover): (&mut Beats, &mut Takeover),
+    failing: &mut bool,
+) -> Result<(), RegistryError> {
+    let mut registry = Registry::open_at(&from.location, from.pools.clone())?;
+    registry.set_node(&from.node);
+    if *failing {
+        tracing::info!("registry: writing this node's heartbeat again");
+        state.registry_reached(None);
+        *failing = false;
+    }
+    // After this node could not read the registry, every node gets a fresh silence.
+    takeover.restart();
+    while !stop.load(Ordering::Relaxed) {
+        beats.write_fresh(&mut registry)?;
+        if beats.due() {
+            beats.write(&mut registry, from.started_ms, state)?;
+            if from.take_over {
+                takeover.look(&mut registry, state)?;
+            }
+        }
+        std::thread::sleep(FRESH);
+    }
+    Ok(())
 }
 
 impl Beats {
     /// True when a heartbeat is due.
-    pub(super) fn due(&self) -> bool {
+    fn due(&self) -> bool {
         self.last.is_none_or(|(at, _)| at.elapsed() >= BEAT)
     }
 
+    /// Writes the sessions that came up since the last look (from the event stream).
+    fn write_fresh(&mut self, registry: &mut Registry) -> Result<(), RegistryError> {
+        let now_ms = unix_ms();
+        let mut fresh = Vec::new();
+        loop {
+            match self.events.try_recv() {
+                Ok(Stamped {
+                    event:
+                        Event::TunnelUp {
+                            public_key,
+                            endpoint,
+                        },
+                    ..
+                }) => {
+                    let key = PublicKey::from_base64(&public_key).ok();
+                    if let (Some(public_key), Ok(endpoint)) = (key, endpoint.parse()) {
+                        fresh.push(SeenSession {
+                            public_key,
+                            endpoint,
+                            seen_ms: now_ms,
+                        });
+                    }
+                }
+                Ok(_) => {}
+                // Dropped in a surge: the next heartbeat's comparison finds them.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.record(registry, fresh)
+    }
+
     /// Writes the heartbeat, and the sessions whose endpoint or handshake changed.
-    pub(super) fn write(
+    fn write(
         &mut self,
         registry: &mut Registry,
         started_ms: u64,
@@ -47,13 +161,31 @@ impl Beats {
             handshakes_per_s: per_s,
         })?;
         self.last = Some((Instant::now(), handshakes));
+        // The published state is up to a second old: a session written since from the
+        // event stream carries a later time than its handshake and is not written again.
+        // (A roam without a handshake waits for the next one, within two minutes.)
         let changed: Vec<SeenSession> = state
             .live_sessions()
             .into_iter()
-            .filter(|s| self.written.get(&s.public_key) != Some(&(s.endpoint, s.seen_ms)))
+            .filter(|s| {
+                self.written
+                    .get(&s.public_key)
+                    .is_none_or(|&(_, seen)| seen < s.seen_ms)
+            })
             .collect();
-        registry.record_sessions(&changed)?;
-        for s in changed {
+        self.record(registry, changed)
+    }
+
+    fn record(
+        &mut self,
+        registry: &mut Registry,
+        sessions: Vec<SeenSession>,
+    ) -> Result<(), RegistryError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        registry.record_sessions(&sessions)?;
+        for s in sessions {
             self.written.insert(s.public_key, (s.endpoint, s.seen_ms));
         }
         Ok(())

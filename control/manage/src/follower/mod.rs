@@ -1,8 +1,8 @@
 //! Following the registry's change log when several nodes share it (PostgreSQL): a thread
 //! listens for the database's announcements, reads the log after the last change applied,
-//! writes this node's heartbeat and sessions about every second (`beats`), takes over the
-//! users of a node that went silent (`takeover`), and applies to this node's interface what
-//! other nodes changed: a peer made or changed
+//! and applies to this node's interface what other nodes changed; a second thread writes
+//! this node's heartbeat and sessions (`beats`) and takes over the users of a node that went
+//! silent (`takeover`). A peer made or changed
 //! is set from its current row, a revoked or deleted one removed, and the IKEv2 users
 //! handed over again after any change to them. Reading the current row makes applying a
 //! change twice harmless; the log's order and the last number applied make missing one
@@ -21,26 +21,24 @@ use crate::registry::{ChangeListener, Location, Pool, Registry, RegistryError, S
 mod beats;
 pub(crate) mod takeover;
 
-use beats::Beats;
-use takeover::Takeover;
-
 /// How long a wait for an announcement lasts before the stop flag is looked at (and the
 /// log read anyway, in case an announcement was lost).
 const WAIT: Duration = Duration::from_millis(500);
 
 /// Pause after a failure before connecting again.
-const RETRY: Duration = Duration::from_millis(500);
+pub(super) const RETRY: Duration = Duration::from_millis(500);
 
 /// Changes read per query while catching up.
 const PAGE: usize = 1000;
 
-/// The running follower; stops when dropped.
+/// The running follower and heartbeat threads; they stop when dropped.
 pub struct Follower {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 /// What the follower needs to read the log.
+#[derive(Clone)]
 pub struct FollowFrom {
     /// The shared registry.
     pub location: Location,
@@ -64,21 +62,30 @@ impl Follower {
             return Ok(None);
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        let (flag, beat_flag) = (stop.clone(), stop.clone());
+        let beat_from = from.clone();
+        let beat_state = state.clone();
+        let mut threads = vec![std::thread::Builder::new()
+            .name("xgate-beat".into())
+            .spawn(move || beats::run(beat_from, &beat_state, &beat_flag))?];
+        let follow = std::thread::Builder::new()
             .name("xgate-follow".into())
-            .spawn(move || run(from, &state, &flag))?;
-        Ok(Some(Self {
-            stop,
-            thread: Some(thread),
-        }))
+            .spawn(move || run(from, &state, &flag));
+        match follow {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(Some(Self { stop, threads }))
     }
 }
 
 impl Drop for Follower {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -86,9 +93,8 @@ impl Drop for Follower {
 
 fn run(mut from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
     let mut failing = false;
-    let mut takeover = Takeover::default();
     while !stop.load(Ordering::Relaxed) {
-        match follow(&mut from, state, stop, &mut failing, &mut takeover) {
+        match follow(&mut from, state, stop, &mut failing) {
             Ok(()) => return,
             Err(e) => {
                 if let FollowError::Registry(e) = &e {
@@ -119,7 +125,6 @@ fn follow(
     state: &ApiState,
     stop: &AtomicBool,
     failing: &mut bool,
-    takeover: &mut Takeover,
 ) -> Result<(), FollowError> {
     // Listening starts before the first read: a change committed in between is announced.
     let mut listener = ChangeListener::open(&from.location)?.ok_or(FollowError::NotShared)?;
@@ -133,16 +138,8 @@ fn follow(
         *failing = false;
     }
     state.registry_reached(None);
-    let mut beats = Beats::default();
-    takeover.restart();
     while !stop.load(Ordering::Relaxed) {
         catch_up(&mut registry, from, state)?;
-        if beats.due() {
-            beats.write(&mut registry, from.started_ms, state)?;
-            if from.take_over {
-                takeover.look(&mut registry, state)?;
-            }
-        }
         listener.wait(WAIT)?;
     }
     Ok(())

@@ -7,13 +7,16 @@ use std::net::SocketAddr;
 
 use proto::PublicKey;
 
-use super::store::{params, Sql};
+use super::store::{params, Sql, Value};
 use super::{Registry, RegistryError};
 
 /// A session is live while its latest handshake is younger than this (WireGuard's
 /// REJECT_AFTER_TIME is 180 s): counted in heartbeats, recorded, and reached for by a node
 /// taking over.
 pub const RECENT_MS: u64 = 180_000;
+
+/// Sessions written per statement (3 values each, well within both engines' limits).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// Unix milliseconds now.
 pub fn unix_ms() -> u64 {
@@ -34,24 +37,40 @@ pub struct SeenSession {
 }
 
 impl Registry {
-    /// Records `seen` as this node's sessions (each statement on its own: these are not
-    /// changes, and a lost one is written again at the next handshake). A row with a newer
-    /// handshake than the one written stays as it is.
+    /// Records `seen` as this node's sessions, a few hundred rows per statement (these are
+    /// not changes: no log row, and a lost one is written again at the next handshake). A
+    /// row with a newer handshake than the one written stays as it is.
     pub fn record_sessions(&mut self, seen: &[SeenSession]) -> Result<(), RegistryError> {
-        let node = self.node.clone();
+        // One row per user per statement: PostgreSQL refuses to update a row twice in one.
+        let mut newest: std::collections::HashMap<PublicKey, SeenSession> =
+            std::collections::HashMap::with_capacity(seen.len());
         for s in seen {
-            self.engine.execute(
-                "INSERT INTO sessions (public_key, node, endpoint, seen_ms) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (public_key) DO UPDATE \
-                 SET node = excluded.node, endpoint = excluded.endpoint, \
-                 seen_ms = excluded.seen_ms WHERE excluded.seen_ms > sessions.seen_ms",
-                params![
-                    &s.public_key.0[..],
-                    node.as_str(),
-                    s.endpoint.to_string(),
-                    s.seen_ms
-                ],
-            )?;
+            let e = newest.entry(s.public_key).or_insert(*s);
+            if s.seen_ms > e.seen_ms {
+                *e = *s;
+            }
+        }
+        let rows: Vec<SeenSession> = newest.into_values().collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql =
+                String::from("INSERT INTO sessions (public_key, node, endpoint, seen_ms) VALUES ");
+            let mut values = vec![Value::from(self.node.as_str())];
+            for (i, s) in chunk.iter().enumerate() {
+                let at = 2 + 3 * i;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(?{at}, ?1, ?{}, ?{})", at + 1, at + 2));
+                values.push(Value::from(&s.public_key.0[..]));
+                values.push(Value::from(s.endpoint.to_string()));
+                values.push(Value::from(s.seen_ms));
+            }
+            sql.push_str(
+                " ON CONFLICT (public_key) DO UPDATE SET node = excluded.node, \
+                 endpoint = excluded.endpoint, seen_ms = excluded.seen_ms \
+                 WHERE excluded.seen_ms > sessions.seen_ms",
+            );
+            self.engine.execute(&sql, &values)?;
         }
         Ok(())
     }

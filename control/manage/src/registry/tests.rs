@@ -347,6 +347,26 @@ fn a_silent_nodes_sessions_are_claimed_once_newest_first(db: TempDb) {
         c.take_over_sessions("node-b", 0).expect("b's").len() == 2,
         "b holds what it claimed"
     );
+    // A surge's worth at once (several statements), one user twice: the newer row stays.
+    let many: Vec<SeenSession> = (0..1200u32)
+        .map(|i| {
+            let mut key = [9u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            SeenSession {
+                public_key: proto::PublicKey(key),
+                endpoint: "203.0.113.1:1000".parse().expect("endpoint"),
+                seen_ms: 1000 + u64::from(i),
+            }
+        })
+        .collect();
+    let mut older = many[5];
+    older.seen_ms = 10;
+    let batch: Vec<SeenSession> = many.iter().copied().chain([older]).collect();
+    a.record_sessions(&batch).expect("record many");
+    let taken = c.take_over_sessions("node-a", 500).expect("take many");
+    assert_eq!(taken.len(), 1200);
+    assert_eq!(taken[0], many[1199], "newest first");
+    assert!(taken.contains(&many[5]), "the newer of the two");
 }
 
 fn every_change_is_logged_in_order_with_its_node_and_announced(db: TempDb) {
