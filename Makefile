@@ -76,6 +76,8 @@ bench: bench-deps build
 # Bounded: each scenario's own bound (about 40 s of load for the surges, 15 s for step-10k,
 # 90-110 s for the 100,000-user runs) plus set-up, under 5 minutes each, about 10 in all.
 # surge-scraped scrapes /metrics 200 times a second; the report compares it with surge.
+# failover and failover-no-take-over: two nodes on a throwaway PostgreSQL behind keepalived,
+# node A killed mid-surge (about 1 minute each).
 # Writes bench-results/loadtest-*-xgate-<date>-<commit>.json, capacity.md and its plots.
 surge: deps build
 	./target/release/xgate-loadtest run --scenario surge
@@ -83,7 +85,9 @@ surge: deps build
 	./target/release/xgate-loadtest run --scenario step-10k
 	./target/release/xgate-loadtest run --scenario ramp-100k
 	./target/release/xgate-loadtest run --scenario reconnect-100k
-	./target/release/xgate-loadtest run --scenario surge-scraped --report
+	./target/release/xgate-loadtest run --scenario surge-scraped
+	./target/release/xgate-loadtest run --scenario failover
+	./target/release/xgate-loadtest run --scenario failover-no-take-over --report
 
 lint:
 	$(CARGO) fmt --all --check

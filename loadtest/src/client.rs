@@ -67,6 +67,8 @@ pub struct Attempt {
     pub traffic_until: Option<Instant>,
     /// The tunnel deadline currently in the timer heap.
     pub armed: Option<Instant>,
+    /// When the first echo sent after the failure (failover scenarios) came back.
+    pub resumed_at: Option<Instant>,
     seq: u16,
 }
 
@@ -87,6 +89,8 @@ pub struct Shared {
     /// The Unix time at `start`: every tunnel's TAI64N clock is anchored to the same pair,
     /// so a user's later attempts always carry later timestamps.
     pub unix: Duration,
+    /// When a node dies (failover scenarios), on the same clock as `start`.
+    pub fail_at: Option<Instant>,
 }
 
 /// A short, stable name for why a datagram was dropped.
@@ -157,6 +161,7 @@ impl Attempt {
             next_echo: None,
             traffic_until: None,
             armed: None,
+            resumed_at: None,
             seq: 1,
         }
     }
@@ -253,6 +258,10 @@ impl Attempt {
                 } else if reply.sent_nanos > 0 {
                     let sent = shared.start + Duration::from_nanos(reply.sent_nanos);
                     happened.echo_rtt = Some(now.saturating_duration_since(sent));
+                    // Traffic resumed: an echo sent after the failure came back.
+                    if shared.fail_at.is_some_and(|f| sent >= f) && self.resumed_at.is_none() {
+                        self.resumed_at = Some(now);
+                    }
                 }
             }
         }
@@ -291,6 +300,18 @@ impl Attempt {
         Some(
             self.connected_at?
                 .saturating_duration_since(self.first_sent?),
+        )
+    }
+
+    /// Failover: for a user connected before the failure, how long after it an echo came
+    /// back again (`Some(None)`: never); `None` for everyone else.
+    pub fn resumed_after(&self, fail_at: Instant) -> Option<Option<Duration>> {
+        if self.connected_at? >= fail_at {
+            return None;
+        }
+        Some(
+            self.resumed_at
+                .map(|r| r.saturating_duration_since(fail_at)),
         )
     }
 

@@ -402,12 +402,21 @@ impl<'a> Run<'a> {
                 *figures.failures.entry(f.into()).or_default() += 1;
             }
         }
+        let resumed = match self.shared.fail_at {
+            Some(f) => self
+                .attempts
+                .iter()
+                .filter_map(|a| a.resumed_after(f))
+                .collect(),
+            None => Vec::new(),
+        };
         figures.dropped = self.dropped;
         Tally {
             figures: self.figures,
             histograms: self.histograms,
             windows: self.timeline,
             elapsed: end.saturating_duration_since(self.shared.start),
+            resumed,
         }
     }
 }

@@ -74,6 +74,7 @@ pub fn run(
             cpus: opts.server_cpus.clone(),
             tag: format!("{}s{k}", opts.tag),
             ike: Some(pki.to_path_buf()),
+            failover: None,
         };
         let server = match name {
             "strongswan" => start_strongswan(&target, users, pki)?,

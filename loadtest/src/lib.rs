@@ -12,9 +12,12 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod cluster_report;
+pub mod cluster_target;
 pub mod echo;
 pub mod engine;
 pub mod epoll;
+pub mod failover;
 pub mod ike_load;
 pub mod ike_report;
 pub mod ike_side_by_side;

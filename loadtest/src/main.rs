@@ -142,6 +142,9 @@ fn real_main() -> Result<()> {
                 for f in r.ike.iter().chain(&r.ike_side_by_side) {
                     println!("  {}", ike_line(f));
                 }
+                if let Some(f) = &r.failover {
+                    println!("  {}", loadtest::failover::line(f));
+                }
                 println!("wrote {}", path.display());
                 done.push(r);
             }

@@ -68,7 +68,8 @@ pub(crate) fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) ->
         md,
         "![Server CPU and RSS by users connected]({RESOURCES_SVG})\n"
     )?;
-    sizing_section(&mut md, runs, datapath)?;
+    let measured = sizing_section(&mut md, runs, datapath)?;
+    crate::cluster_report::cluster(&mut md, runs, &measured)?;
     Ok(md)
 }
 
@@ -370,11 +371,12 @@ fn sourced(figure: &Option<(f64, String)>, value: impl Fn(f64) -> String) -> (St
     }
 }
 
+/// Writes the sizing figures and the example; returns the figures.
 fn sizing_section(
     md: &mut String,
     runs: &[RunResult],
     datapath: Option<(&Path, &Value)>,
-) -> Result<()> {
+) -> Result<sizing::Measured> {
     let mut m = sizing::measured(runs, datapath.map(|(_, v)| v));
     // The file name on disk is the better source than the one rebuilt from its contents.
     if let (Some((path, _)), Some(g)) = (datapath, m.gbps_per_core.as_mut()) {
@@ -456,7 +458,7 @@ fn sizing_section(
         }
         Err(e) => writeln!(md, "Cannot be computed: {e:#}")?,
     }
-    Ok(())
+    Ok(m)
 }
 
 #[cfg(test)]

@@ -227,6 +227,9 @@ pub struct RunResult {
     /// `ike_peers`, one method after another (each row's server CPU and memory its own).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ike_side_by_side: Vec<IkeFigures>,
+    /// Failover scenarios: how long the users took to pass traffic again after node A died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<crate::failover::FailoverFigures>,
 }
 
 /// `ike` as older files have it (null or one object) or as a list.

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use proto::{PrivateKey, PublicKey};
 
 use crate::client::{Attempt, Shared};
+use crate::failover::{Doomed, Observed};
 use crate::ike_target;
 use crate::results::{FloodFigures, RunResult, ServerFigures, VERSION};
 use crate::sampler::{Sample, Sampler};
@@ -135,7 +136,7 @@ fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
     );
     // xgate's API answers on tokio's blocking threads, which exit after 10 s idle; only
     // then does the allocator return what registering thousands of users took.
-    let settle = if target.kind == TargetKind::Xgate {
+    let settle = if target.kind == TargetKind::Xgate && target.cluster.is_none() {
         Duration::from_secs(11)
     } else {
         Duration::ZERO
@@ -154,6 +155,7 @@ fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
         unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default(),
+        fail_at: None,
     };
     let keepalive = (traffic.persistent_keepalive > 0)
         .then(|| Duration::from_secs(u64::from(traffic.persistent_keepalive)));
@@ -233,48 +235,67 @@ fn join_flood(
     }))
 }
 
+/// What the load threads measured, the server's samples, and what the failure thread saw.
+type Driven = (Measured, Vec<Sample>, Option<Observed>);
+
 /// Runs the load threads in the users' namespace (pinned to `load_cpus`), sampling the server
-/// each second; returns what they measured (their own CPU seconds too).
+/// each second, and the failure at its moment if there is one; returns what they measured
+/// (their own CPU seconds too).
 fn drive(
     target: &Target,
     opts: &RunOptions,
     (endpoints, spread): (usize, Spread),
     prepared: Prepared,
-    bar: ProgressBar,
-) -> Result<(Measured, Vec<Sample>)> {
-    let (pid, bound) = (target.pid, opts.scenario.bound());
-    target
-        .client_ns
-        .enter(move || -> Result<(Measured, Vec<Sample>)> {
-            let Prepared {
-                attempts,
-                tunnel_ips,
-                shared,
-                ..
-            } = prepared;
-            let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
-                .map(|e| crate::engine::bind_endpoint(user_source(e)))
-                .collect::<Result<_>>()?;
-            // Started with the load, so sample k ends where the timeline's second k does.
-            let sampler = Sampler::start(pid, Duration::from_secs(1));
-            let tally = crate::threads::run(
-                sockets,
-                &tunnel_ips,
-                attempts,
-                &shared,
-                bound,
-                &spread,
-                |p| {
-                    bar.set_position(p.connected);
-                    bar.set_message(format!(
-                        "{} arrived, {} cookies, {} gave up, {:.0} s",
-                        p.arrived, p.cookies, p.failed, p.elapsed
-                    ));
-                },
-            );
-            let samples = sampler.stop();
-            Ok((tally?.measured(), samples))
-        })?
+    (bar, failure): (ProgressBar, Option<Doomed>),
+) -> Result<Driven> {
+    let bound = opts.scenario.bound();
+    let mut pids = vec![target.pid];
+    if let Some(c) = &target.cluster {
+        pids.push(c.survivor.pid()?);
+    }
+    target.client_ns.enter(move || -> Result<Driven> {
+        let Prepared {
+            attempts,
+            tunnel_ips,
+            mut shared,
+            ..
+        } = prepared;
+        let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
+            .map(|e| crate::engine::bind_endpoint(user_source(e)))
+            .collect::<Result<_>>()?;
+        // The engine's clock starts now at `shared.start`: the failure is set on both.
+        let failure = failure.map(|d| {
+            let after = d.after;
+            shared.fail_at = Some(shared.start + after);
+            crate::failover::arm(Instant::now() + after, d)
+        });
+        // Started with the load, so sample k ends where the timeline's second k does.
+        let sampler = Sampler::start(&pids, Duration::from_secs(1));
+        let tally = crate::threads::run(
+            sockets,
+            &tunnel_ips,
+            attempts,
+            &shared,
+            bound,
+            &spread,
+            |p| {
+                bar.set_position(p.connected);
+                bar.set_message(format!(
+                    "{} arrived, {} cookies, {} gave up, {:.0} s",
+                    p.arrived, p.cookies, p.failed, p.elapsed
+                ));
+            },
+        );
+        let samples = sampler.stop();
+        let seen = match failure {
+            Some(h) => Some(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("the failure thread panicked"))??,
+            ),
+            None => None,
+        };
+        Ok((tally?.measured(), samples, seen))
+    })?
 }
 
 /// Runs one scenario against one target and returns what it measured.
@@ -294,6 +315,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
             cpus: opts.server_cpus.clone(),
             tag: opts.tag.clone(),
             ike: ike_pki.clone(),
+            failover: s.failover.clone(),
         },
     )?;
     let pid = target.pid;
@@ -322,7 +344,15 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         None => Vec::new(),
     };
     let (rss_empty, rss_registered) = prepared.rss;
-    let counters_before = target.counters()?;
+    // A failover's counters would be half a story: node A's die with it.
+    let doomed = match &s.failover {
+        Some(f) => Some(target.ready_for_failure(f, s.users as usize)?),
+        None => None,
+    };
+    let counters_before = match doomed {
+        Some(_) => None,
+        None => target.counters()?,
+    };
     let bar = progress_bar(opts.progress, s.users as u64);
     let flood = start_flood(s, &target, std::mem::take(&mut prepared.replays));
     let scraper = (s.scrapes_per_second > 0 && target.kind == TargetKind::Xgate).then(|| {
@@ -340,7 +370,18 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         })
     });
     let load_threads = spread.threads;
-    let (mut measured, samples) = drive(&target, opts, (endpoints, spread), prepared, bar.clone())?;
+    let (mut measured, samples, seen) = drive(
+        &target,
+        opts,
+        (endpoints, spread),
+        prepared,
+        (bar.clone(), doomed),
+    )?;
+    let failover = s
+        .failover
+        .as_ref()
+        .zip(seen.as_ref())
+        .map(|(f, seen)| crate::failover::figures(f.take_over, &measured.resumed, seen));
     let ike = match ike {
         Some(h) => h
             .join()
@@ -372,9 +413,9 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         // publication taken after the run.
         std::thread::sleep(Duration::from_millis(1500));
     }
-    let counters = match (counters_before, target.counters()?) {
-        (Some(b), Some(a)) => Some(counters_delta(&b, &a)),
-        _ => None,
+    let counters = match counters_before {
+        Some(b) => target.counters()?.map(|a| counters_delta(&b, &a)),
+        None => None,
     };
     let cpu_by_thread = testbed::procstat::cpu_spent(&threads_before, &threads_after);
     measured.clients.users = s.users as u64;
@@ -415,6 +456,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         scrapes,
         ike,
         ike_side_by_side,
+        failover,
     })
 }
 

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One reading.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     /// Seconds since the sampler started.
     pub t: f64,
@@ -24,8 +24,10 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts reading `pid` every `every`, the first reading at once.
-    pub fn start(pid: u32, every: Duration) -> Self {
+    /// Starts reading `pids` (their sum: a cluster's nodes) every `every`, the first reading
+    /// at once. A process that has died keeps the CPU time it had; its memory is gone.
+    pub fn start(pids: &[u32], every: Duration) -> Self {
+        let pids = pids.to_vec();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
@@ -34,10 +36,22 @@ impl Sampler {
                 let start = Instant::now();
                 let mut out = Vec::new();
                 let mut next = start;
-                let read = |start: Instant| Sample {
-                    t: start.elapsed().as_secs_f64(),
-                    cpu_s: testbed::procstat::cpu_seconds(pid).unwrap_or(0.0),
-                    rss: testbed::procstat::rss_bytes(pid),
+                let mut last = vec![Sample::default(); pids.len()];
+                let mut read = |start: Instant| {
+                    for (pid, l) in pids.iter().zip(last.iter_mut()) {
+                        match testbed::procstat::cpu_seconds(*pid) {
+                            Some(cpu_s) => {
+                                l.cpu_s = cpu_s;
+                                l.rss = testbed::procstat::rss_bytes(*pid);
+                            }
+                            None => l.rss = 0,
+                        }
+                    }
+                    Sample {
+                        t: start.elapsed().as_secs_f64(),
+                        cpu_s: last.iter().map(|l| l.cpu_s).sum(),
+                        rss: last.iter().map(|l| l.rss).sum(),
+                    }
                 };
                 while !flag.load(Ordering::Relaxed) {
                     if Instant::now() >= next {

@@ -120,6 +120,33 @@ impl Default for Flood {
     }
 }
 
+/// Two xgate nodes on one PostgreSQL registry behind a service address that keepalived
+/// moves; node A dies mid-run and every user's time to pass traffic again is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failover {
+    /// Seconds after the first arrival at which node A dies (SIGKILL, its links down).
+    pub at_seconds: f64,
+    /// The survivor starts handshakes with A's users (xgate's default); false shows what a
+    /// standard client does on its own.
+    pub take_over: bool,
+    /// Real clients connected beside the simulated users ("wireguard-go", "boringtun-cli").
+    pub clients: Vec<String>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            at_seconds: 5.0,
+            take_over: true,
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// The real clients a failover scenario can connect beside the simulated users.
+pub const FAILOVER_CLIENTS: [&str; 2] = ["wireguard-go", "boringtun-cli"];
+
 /// The most IKEv2 users one run simulates (each holds a socket and a source address after
 /// the WireGuard users' in 10.176.0.0/14).
 pub const MAX_IKE_USERS: u32 = 5_000;
@@ -162,6 +189,8 @@ pub struct Scenario {
     /// Servers that get the same IKEv2 users after the run, one method after another, beside
     /// a fresh xgate given them the same way ("strongswan": charon with kernel-libipsec).
     pub ike_peers: Vec<String>,
+    /// Two nodes and a failover (xgate only; see [`Failover`]).
+    pub failover: Option<Failover>,
 }
 
 /// The ways an IKEv2 user can log in, as `ike_auth` names them.
@@ -187,6 +216,7 @@ impl Default for Scenario {
             ike_users: 0,
             ike_auth: "eap".into(),
             ike_peers: Vec::new(),
+            failover: None,
         }
     }
 }
@@ -235,6 +265,15 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("small-mixed", include_str!("../scenarios/small-mixed.toml")),
     ("surge-mixed", include_str!("../scenarios/surge-mixed.toml")),
     ("demo", include_str!("../scenarios/demo.toml")),
+    ("failover", include_str!("../scenarios/failover.toml")),
+    (
+        "failover-no-take-over",
+        include_str!("../scenarios/failover-no-take-over.toml"),
+    ),
+    (
+        "small-failover",
+        include_str!("../scenarios/small-failover.toml"),
+    ),
 ];
 
 impl Scenario {
@@ -398,6 +437,9 @@ impl Scenario {
             }
             _ => {}
         }
+        if let Some(f) = &self.failover {
+            self.check_failover(f)?;
+        }
         if self.scrapes_per_second > MAX_SCRAPE_RATE {
             return Err(self.err(
                 "scrapes_per_second",
@@ -405,6 +447,50 @@ impl Scenario {
                     "{} is above the bound of {MAX_SCRAPE_RATE}",
                     self.scrapes_per_second
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_failover(&self, f: &Failover) -> Result<(), ScenarioError> {
+        if !(f.at_seconds.is_finite() && f.at_seconds > 0.0 && f.at_seconds <= MAX_SECONDS) {
+            return Err(self.err(
+                "failover.at_seconds",
+                format!("{} is not in (0, {MAX_SECONDS}] s", f.at_seconds),
+            ));
+        }
+        if let Some(c) = f
+            .clients
+            .iter()
+            .find(|c| !FAILOVER_CLIENTS.contains(&c.as_str()))
+        {
+            return Err(self.err(
+                "failover.clients",
+                format!("{c:?} is not a client the loadtest starts: use \"wireguard-go\" or \"boringtun-cli\""),
+            ));
+        }
+        // Time to resume is when a user's echoes come back again: they must still be sent.
+        if self.traffic.packets_per_second() <= 0.0 {
+            return Err(self.err(
+                "traffic.profile",
+                "a failover is measured by the users' echoes: use \"interactive\" or \"bulk\""
+                    .into(),
+            ));
+        }
+        if self.traffic.seconds < f.at_seconds + 20.0 {
+            return Err(self.err(
+                "traffic.seconds",
+                format!(
+                    "users must keep sending for 20 s after the failure (a standard client \
+                     needs about 15 s alone): give at least {} s",
+                    f.at_seconds + 20.0
+                ),
+            ));
+        }
+        if matches!(self.kind, Kind::Reconnect | Kind::Churn | Kind::MixedFlood) {
+            return Err(self.err(
+                "failover",
+                "a failover runs with ramp, step or poisson arrivals".into(),
             ));
         }
         Ok(())
@@ -456,6 +542,16 @@ mod tests {
         let e = err("ike_users = 10\nike_peers = [\"libreswan\"]");
         assert!(e.contains("ike_peers") && e.contains("strongswan"), "{e}");
         assert!(err("ike_peers = [\"strongswan\"]").contains("give ike_users too"));
+        let e = err("[failover]\nat_seconds = 5");
+        assert!(e.contains("traffic.profile"), "{e}");
+        let e =
+            err("[traffic]\nprofile = \"interactive\"\nseconds = 10\n[failover]\nat_seconds = 5");
+        assert!(e.contains("at least 25 s"), "{e}");
+        let e = err("[traffic]\nprofile = \"interactive\"\nseconds = 30\n[failover]\nclients = [\"tunsafe\"]");
+        assert!(
+            e.contains("failover.clients") && e.contains("boringtun-cli"),
+            "{e}"
+        );
         let mixed = Scenario::from_toml("ike_users = 4\nike_auth = \" eap, cert \"");
         assert_eq!(mixed.expect("parses").ike_methods(), ["eap", "cert"]);
         assert!(Scenario::load("no-such-scenario")

@@ -75,7 +75,12 @@ pub struct Sizing {
 
 /// Collects the sizing figures from the xgate runs and, if given, a datapath benchmark file.
 pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
-    let xgate: Vec<&RunResult> = runs.iter().filter(|r| r.target == XGATE).collect();
+    // A failover run's figures mix two nodes and a death: it is sized on its own
+    // (cluster_report).
+    let xgate: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.target == XGATE && r.scenario.failover.is_none())
+        .collect();
     let handshakes_per_core_s = xgate
         .iter()
         .filter(|r| positive(r.server.handshakes_per_cpu_second))

@@ -67,6 +67,9 @@ pub struct Measured {
     pub timeline: Vec<Second>,
     /// Seconds from the first arrival to the end.
     pub duration_s: f64,
+    /// Failover: for each user connected before the failure, how long after it traffic
+    /// came back (None: never).
+    pub resumed: Vec<Option<Duration>>,
 }
 
 /// One thread's figures (or several threads' added up).
@@ -80,6 +83,8 @@ pub struct Tally {
     pub windows: Vec<Window>,
     /// From the run's start to this thread's end.
     pub elapsed: Duration,
+    /// Failover: see [`Measured::resumed`].
+    pub resumed: Vec<Option<Duration>>,
 }
 
 impl Tally {
@@ -100,6 +105,7 @@ impl Tally {
         }
         self.windows = add_windows(std::mem::take(&mut self.windows), other.windows);
         self.elapsed = self.elapsed.max(other.elapsed);
+        self.resumed.extend(other.resumed);
         // The peak of the sum is at least each thread's peak and what any window saw.
         let windows_peak = self.windows.iter().map(|w| w.connected).max();
         self.figures.peak_connected = self.figures.peak_connected.max(windows_peak.unwrap_or(0));
@@ -113,6 +119,7 @@ impl Tally {
             timeline: self.timeline(),
             duration_s: self.elapsed.as_secs_f64(),
             clients: self.figures,
+            resumed: self.resumed,
         }
     }
 

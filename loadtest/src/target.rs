@@ -23,10 +23,11 @@ const CLIENT_UNDERLAY: Ipv4Addr = Ipv4Addr::new(10, 181, 0, 2);
 pub const SERVER_TUNNEL_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 /// Users' source addresses: user i sends from 10.176.0.0 + 1 + i (local to the users'
 /// namespace as a whole /14, so no address is configured one by one).
-const USER_PREFIX: &str = "10.176.0.0/14";
+pub(crate) const USER_PREFIX: &str = "10.176.0.0/14";
 /// Flood sources (mixed-flood), local the same way.
 const FLOOD_PREFIX: &str = "10.182.0.0/24";
-const PORT: u16 = 51820;
+/// The servers' UDP port.
+pub(crate) const PORT: u16 = 51820;
 
 /// The server's interface name for a run: the UAPI socket (/var/run/wireguard/<name>.sock)
 /// is global, so runs side by side (tests) need names of their own.
@@ -83,6 +84,8 @@ pub struct TargetOptions {
     /// Run the IKEv2 responder too (xgate only), with the CA and certificate in this
     /// directory (made if missing).
     pub ike: Option<PathBuf>,
+    /// Two xgate nodes behind a service address instead of one (xgate only).
+    pub failover: Option<crate::scenario::Failover>,
 }
 
 /// A running server and the users' namespace.
@@ -101,11 +104,20 @@ pub struct Target {
     pub endpoint: SocketAddr,
     /// CPUs it is pinned to.
     pub cpus: usize,
+    /// Failover scenarios: node B, the registry, keepalived and the real clients (`server`
+    /// is node A).
+    pub cluster: Option<crate::cluster_target::Cluster>,
 }
 
 impl Target {
     /// Creates both namespaces and starts the server, pinned to `opts.cpus`.
     pub fn start(kind: TargetKind, opts: &TargetOptions) -> Result<Self> {
+        if let Some(f) = &opts.failover {
+            if kind != TargetKind::Xgate {
+                bail!("a failover scenario runs two xgate nodes: use --target xgate");
+            }
+            return crate::cluster_target::start(opts, f);
+        }
         let (mut server, client_ns) = namespaces(opts)?;
         let public_key = match kind {
             TargetKind::Xgate => {
@@ -134,12 +146,16 @@ impl Target {
             public_key,
             endpoint: SocketAddr::V4(SocketAddrV4::new(SERVER_UNDERLAY, PORT)),
             cpus: opts.cpus.len(),
+            cluster: None,
         })
     }
 
-    /// True while the server process runs.
+    /// True while the server process runs (in a failover, the survivor).
     pub fn is_running(&mut self) -> bool {
-        self.server.is_running()
+        match self.cluster.as_mut() {
+            Some(c) => c.survivor.is_running(),
+            None => self.server.is_running(),
+        }
     }
 
     /// The server's log so far.
@@ -150,19 +166,24 @@ impl Target {
     /// Configures the users on the server; returns each one's tunnel address.
     pub fn register(&self, keys: &[PublicKey]) -> Result<Vec<Ipv4Addr>> {
         match self.kind {
-            TargetKind::Xgate => self.register_by_api(keys),
+            TargetKind::Xgate => self.register_by_api("lt", keys),
             _ => self.register_by_wg(keys),
         }
     }
 
-    fn register_by_api(&self, keys: &[PublicKey]) -> Result<Vec<Ipv4Addr>> {
+    /// Registers `keys` through xgate's API as peers `<prefix>-0`, `<prefix>-1`, ...
+    pub(crate) fn register_by_api(
+        &self,
+        prefix: &str,
+        keys: &[PublicKey],
+    ) -> Result<Vec<Ipv4Addr>> {
         let mut out = Vec::with_capacity(keys.len());
         // The API takes at most 10,000 peers per request.
         for (c, chunk) in keys.chunks(10_000).enumerate() {
             let peers: Vec<Value> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, k)| json!({"name": format!("lt-{}", c * 10_000 + i), "public_key": k.to_base64()}))
+                .map(|(i, k)| json!({"name": format!("{prefix}-{}", c * 10_000 + i), "public_key": k.to_base64()}))
                 .collect();
             let answer = self.api(
                 "POST",
@@ -361,7 +382,7 @@ pub fn counters_delta(before: &ServerCounters, after: &ServerCounters) -> Server
 
 /// xgate as the loadtest runs it: a worker and a handshake thread per CPU, users in a
 /// registry (added through the API) with addresses from 10.96.0.0/12.
-fn xgate_config(opts: &TargetOptions) -> XgateConfig {
+pub(crate) fn xgate_config(opts: &TargetOptions) -> XgateConfig {
     let key = PrivateKey::generate(&mut rand_core::OsRng);
     let address = format!("{SERVER_TUNNEL_IP}/12");
     let mut config = XgateConfig::server(&iface_name(&opts.tag), &key, PORT, &[&address])
