@@ -72,7 +72,11 @@ pub(crate) fn cluster(md: &mut String, runs: &[RunResult], m: &Measured) -> Resu
         for (r, f) in &failovers {
             writeln!(md, "{}", row(r, f))?;
         }
-        writeln!(md)?;
+        writeln!(
+            md,
+            "\n![Users passing traffic again after node A died]({})\n",
+            crate::failover_plot::FAILOVER_SVG
+        )?;
     }
     n_plus_one(md, m)
 }
@@ -144,6 +148,7 @@ mod tests {
                 max: 600.0,
                 ..Default::default()
             },
+            resumed_ms: vec![250, 410, 600],
             clients: vec![ClientResume {
                 client: "wireguard-go".into(),
                 after_move_ms: Some(240.0),

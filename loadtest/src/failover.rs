@@ -108,6 +108,9 @@ pub struct FailoverFigures {
     pub never: u64,
     /// From the address move to each resumed user's first echo back, ms.
     pub resume_after_move_ms: Summary,
+    /// The same, every user's, ascending (the report's plot).
+    #[serde(default)]
+    pub resumed_ms: Vec<u32>,
     /// The real clients.
     pub clients: Vec<ClientResume>,
 }
@@ -122,6 +125,16 @@ pub fn figures(take_over: bool, resumed: &[Option<Duration>], seen: &Observed) -
             .ok();
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut each: Vec<u32> = resumed
+        .iter()
+        .flatten()
+        .map(|r| {
+            r.saturating_sub(moved)
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32
+        })
+        .collect();
+    each.sort_unstable();
     FailoverFigures {
         take_over,
         moved_after_ms: seen.moved.map(ms),
@@ -129,6 +142,7 @@ pub fn figures(take_over: bool, resumed: &[Option<Duration>], seen: &Observed) -
         resumed: resumed.iter().flatten().count() as u64,
         never: resumed.iter().filter(|r| r.is_none()).count() as u64,
         resume_after_move_ms: Summary::of_micros(&h),
+        resumed_ms: each,
         clients: seen
             .clients
             .iter()
@@ -187,6 +201,7 @@ mod tests {
         assert!((f.resume_after_move_ms.max - 1000.0).abs() < 2.0, "{f:?}");
         assert!((f.resume_after_move_ms.p50 - 100.0).abs() < 1.0, "{f:?}");
         assert_eq!(f.moved_after_ms, Some(300.0));
+        assert_eq!(f.resumed_ms, [100, 1000]);
         assert_eq!(f.clients[0].after_move_ms, Some(150.0));
         assert_eq!(f.clients[1].after_move_ms, None);
     }

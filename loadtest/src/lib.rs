@@ -18,6 +18,7 @@ pub mod echo;
 pub mod engine;
 pub mod epoll;
 pub mod failover;
+pub mod failover_plot;
 pub mod ike_load;
 pub mod ike_report;
 pub mod ike_side_by_side;

@@ -17,8 +17,8 @@ pub const CONNECTED_SVG: &str = "capacity-connected.svg";
 /// File name of the server CPU and memory plot.
 pub const RESOURCES_SVG: &str = "capacity-resources.svg";
 
-const SIZE: (u32, u32) = (800, 420);
-const FONT: &str = "sans-serif";
+pub(crate) const SIZE: (u32, u32) = (800, 420);
+pub(crate) const FONT: &str = "sans-serif";
 const MIB: f64 = 1_048_576.0;
 const NO_DATA: &str = "no data: the runs have empty timelines";
 
@@ -34,8 +34,8 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(227, 119, 194),
 ];
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type Drawn = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 type Points = Vec<(f64, f64)>;
 
 /// Writes `capacity-latency.svg`, `capacity-connected.svg` and `capacity-resources.svg` into
@@ -58,7 +58,7 @@ pub fn series_label(run: &RunResult) -> String {
 
 // Drawing into a string and writing it ourselves gives the write error a path, which the
 // backend's own file target would drop silently if it failed in `Drop`.
-fn render(path: &Path, draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<()> {
+pub(crate) fn render(path: &Path, draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<()> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -71,13 +71,13 @@ fn render(path: &Path, draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<()> {
     std::fs::write(path, &svg).with_context(|| format!("writing {}", path.display()))
 }
 
-fn colour(i: usize) -> RGBColor {
+pub(crate) fn colour(i: usize) -> RGBColor {
     COLOURS[i % COLOURS.len()]
 }
 
 /// 0 to a little above the largest finite value; plotters panics on an empty range, so an
 /// empty or all-zero series gets 0..1.
-fn up_to(values: impl Iterator<Item = f64>) -> Range<f64> {
+pub(crate) fn up_to(values: impl Iterator<Item = f64>) -> Range<f64> {
     let max = values.filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
     if max > 0.0 {
         0.0..max * 1.05
@@ -119,7 +119,7 @@ fn tick_ms(v: &f64) -> String {
 }
 
 /// Draws the legend (if anything was plotted) or the note that nothing was.
-fn finish<'a, 'b: 'a, CT: CoordTranslate>(
+pub(crate) fn finish<'a, 'b: 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
     root: &Area<'_>,
     any: bool,

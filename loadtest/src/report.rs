@@ -38,6 +38,7 @@ pub fn write_report(
     dir: &Path,
 ) -> Result<PathBuf> {
     plots::write_plots(runs, dir)?;
+    crate::failover_plot::write(runs, dir)?;
     let md = markdown(runs, datapath_json)?;
     let path = dir.join(REPORT_MD);
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
@@ -497,6 +498,8 @@ mod tests {
             assert!(md.contains(&format!("]({svg})")), "{svg} not linked:\n{md}");
             assert!(dir.join(svg).is_file(), "{svg} not written");
         }
+        let failover_svg = dir.join(crate::failover_plot::FAILOVER_SVG);
+        assert!(failover_svg.is_file(), "written, saying no failover ran");
         // The example's IKEv2 users cannot be sized without a side-by-side run.
         assert!(
             md.contains("Cannot be computed") && md.contains("run surge-mixed"),
