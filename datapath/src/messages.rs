@@ -191,6 +191,14 @@ pub enum WorkerEvent {
         /// Its new address.
         endpoint: SocketAddr,
     },
+    /// A transport message came for an index no session of this node has (reported within
+    /// a budget per worker; see `worker/strays.rs`).
+    StrayTransport {
+        /// The index it named.
+        receiver: u32,
+        /// Where it came from.
+        from: SocketAddr,
+    },
     /// Sessions were dropped; their indices may be reused.
     IndicesRetired {
         /// Local indices freed.

@@ -22,6 +22,9 @@ pub enum Event {
         public_key: String,
         /// Where it is.
         endpoint: String,
+        /// The session's index here (recorded for the cluster; not streamed).
+        #[serde(skip)]
+        receiver_index: u32,
     },
     /// A peer's tunnel ended: its last session expired, or the peer was removed.
     TunnelDown {
@@ -132,16 +135,22 @@ pub struct Stamped {
     pub event: Event,
 }
 
+/// A transport message for an index no session here has, and where it came from (a
+/// cluster's own signal, not streamed to operators).
+pub type Stray = (u32, std::net::SocketAddr);
+
 /// Where events are published; cheap to clone.
 #[derive(Clone)]
 pub struct EventHub {
     sender: broadcast::Sender<Stamped>,
+    strays: broadcast::Sender<Stray>,
 }
 
 impl Default for EventHub {
     fn default() -> Self {
         Self {
             sender: broadcast::channel(BACKLOG).0,
+            strays: broadcast::channel(BACKLOG).0,
         }
     }
 }
@@ -172,6 +181,11 @@ impl EventHub {
     pub fn subscribe(&self) -> broadcast::Receiver<Stamped> {
         self.sender.subscribe()
     }
+
+    /// A new subscription to the strays, from now on.
+    pub fn subscribe_strays(&self) -> broadcast::Receiver<Stray> {
+        self.strays.subscribe()
+    }
 }
 
 impl EventSink for EventHub {
@@ -179,12 +193,22 @@ impl EventSink for EventHub {
         EventHub::publish(
             self,
             match event {
+                TunnelEvent::Stray {
+                    receiver_index,
+                    endpoint,
+                } => {
+                    // No subscriber (a single node) is not an error.
+                    let _ = self.strays.send((receiver_index, endpoint));
+                    return;
+                }
                 TunnelEvent::Up {
                     public_key,
                     endpoint,
+                    receiver_index,
                 } => Event::TunnelUp {
                     public_key: public_key.to_base64(),
                     endpoint: endpoint.to_string(),
+                    receiver_index,
                 },
                 TunnelEvent::Down { public_key, reason } => Event::TunnelDown {
                     public_key: public_key.to_base64(),

@@ -34,6 +34,16 @@ pub enum TunnelEvent {
         public_key: PublicKey,
         /// Where it is.
         endpoint: SocketAddr,
+        /// The session's index here (what the peer's transport messages name).
+        receiver_index: u32,
+    },
+    /// A transport message named an index no session here has: in a cluster, perhaps
+    /// another node's user, now sending here (not for operators: a cluster's own signal).
+    Stray {
+        /// The index it named.
+        receiver_index: u32,
+        /// Where it came from.
+        endpoint: SocketAddr,
     },
     /// A peer's tunnel ended.
     Down {

@@ -185,3 +185,57 @@ fn on_request_a_node_takes_over_at_once_as_a_vrrp_master_would() {
         );
     }
 }
+
+#[test]
+fn a_users_messages_reaching_another_node_make_it_reach_that_user_at_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = TempPostgres::start("clfs").expect("PostgreSQL");
+    let url = pg.database("failover").expect("database");
+    let (a, b) = connected_pair(&pg, "cls", &url, true);
+    // A router spreads the address anew (ECMP): the clients' packets to A's address, still
+    // sealed for their sessions with A, now reach B. A stays up, so only the index can tell
+    // B whose they are.
+    let started = Instant::now();
+    for (i, c) in a.clients.iter().enumerate() {
+        let n = i + 1;
+        b.server
+            .ns
+            .ip(&[
+                "addr",
+                "add",
+                &format!("{}/32", c.server_underlay),
+                "dev",
+                &format!("xfb{n}"),
+            ])
+            .expect("A's address on B");
+        c.ns.ip(&[
+            "route",
+            "add",
+            &format!("{}/32", c.server_underlay),
+            "via",
+            &format!("10.210.{n}.1"),
+        ])
+        .expect("the route to A's address through B");
+    }
+    let mut resumed = vec![None; a.clients.len()];
+    while started.elapsed() < Duration::from_secs(10) && resumed.iter().any(Option::is_none) {
+        for (i, r) in resumed.iter_mut().enumerate().filter(|(_, r)| r.is_none()) {
+            let probe = started.elapsed();
+            if testbed::ping::answered_within(&a.clients[i].ns, "10.77.0.1", PROBE) {
+                *r = Some(probe);
+            }
+        }
+    }
+    println!("through B after the packets moved (wireguard-go, boringtun-cli): {resumed:?}");
+    for (i, r) in resumed.iter().enumerate() {
+        let took = r.unwrap_or_else(|| panic!("client {i} never came back: {}", b.log()));
+        // Without the index a client would come back only after its own ~15 s.
+        assert!(took <= Duration::from_secs(3), "client {i} took {took:?}");
+    }
+    let strays = b.server.drops("unknown_index").expect("counted");
+    assert!(
+        strays >= 2,
+        "B counted {strays} messages for unknown indices"
+    );
+    assert!(!b.log().contains("a node went silent"), "{}", b.log());
+}

@@ -16,6 +16,7 @@ mod handover;
 mod peer;
 mod receive;
 mod send;
+mod strays;
 
 pub use esp::{EspTunnel, EspTunnels};
 pub use handover::{Handover, HandoverKind, Mesh, HANDOVER_DEPTH};
@@ -69,6 +70,7 @@ pub struct Worker<B: Backend> {
     jitter_state: u64,
     running: bool,
     next_compaction: Option<Instant>,
+    strays: strays::StrayBudget,
 }
 
 impl<B: Backend> Worker<B> {
@@ -89,6 +91,7 @@ impl<B: Backend> Worker<B> {
             jitter_state: 0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1),
             running: true,
             next_compaction: None,
+            strays: strays::StrayBudget::default(),
             links,
         }
     }

@@ -113,19 +113,16 @@ impl<B: Backend> Worker<B> {
             if owner < mesh.len() && mesh.live().may_contain(header.receiver) {
                 self.hand_over(owner, HandoverKind::Outer(from, link), buf, datagram);
             } else {
-                self.counters.drop(DropReason::UnknownIndex);
-                self.backend.free(buf);
+                self.stray(buf, header.receiver, from, now);
             }
             return;
         }
         let Some(&peer) = self.indices.get(&header.receiver) else {
-            self.counters.drop(DropReason::UnknownIndex);
-            self.backend.free(buf);
+            self.stray(buf, header.receiver, from, now);
             return;
         };
         let Some(slot) = self.peers.get_mut(peer) else {
-            self.counters.drop(DropReason::UnknownIndex);
-            self.backend.free(buf);
+            self.stray(buf, header.receiver, from, now);
             return;
         };
         let packet = &mut self.backend.buf(buf)[datagram.clone()];
@@ -174,6 +171,20 @@ impl<B: Backend> Worker<B> {
         }
         let at = datagram.start + TRANSPORT_HEADER_LEN;
         self.deliver_inner(peer, buf, at, opened.len);
+    }
+
+    /// Drops a transport message for an index no session here has (counted), and reports it
+    /// to the control plane within the budget: in a cluster it may come from another node's
+    /// user, whom this node can reach at once.
+    fn stray(&mut self, buf: BufId, receiver: u32, from: SocketAddr, now: Instant) {
+        self.counters.drop(DropReason::UnknownIndex);
+        self.backend.free(buf);
+        if self.strays.take(now) {
+            let _ = self
+                .links
+                .events
+                .send(crate::messages::WorkerEvent::StrayTransport { receiver, from });
+        }
     }
 
     /// Writes the decrypted packet at `buf[at..at + n]` to the TUN if its source belongs to

@@ -292,6 +292,13 @@ impl ApiState {
         self.events.subscribe()
     }
 
+    /// A subscription to transport messages for unknown indices, from now on.
+    pub(crate) fn subscribe_strays(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::events::Stray> {
+        self.events.subscribe_strays()
+    }
+
     /// Records that reaching the registry failed (the follower or the heartbeat found it
     /// away) or works.
     pub fn registry_reached(&self, trouble: Option<&crate::registry::RegistryError>) {
@@ -318,6 +325,7 @@ impl ApiState {
                 (now.saturating_sub(at) < Duration::from_millis(crate::registry::RECENT_MS))
                     .then_some(())?;
                 Some(crate::registry::SeenSession {
+                    receiver_index: peer.receiver_index,
                     public_key: peer.public_key,
                     endpoint: peer.endpoint?,
                     seen_ms: at.as_millis() as u64,

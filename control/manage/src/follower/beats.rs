@@ -9,9 +9,14 @@
 //! with what was written at each heartbeat and catches the rest (a roamed endpoint, a rekey,
 //! events the stream dropped in a surge). A node that dies loses at most the sessions of its
 //! last `FRESH` to the survivors, whose clients then come back on their own after ~15 s.
+//!
+//! Each session is recorded with its index here. A transport message that reaches another
+//! node (the service address moved, or a router spread the anycast address anew) names an
+//! index that node does not have; its datapath reports it (`Stray`), and that node looks
+//! the index up, claims the session and starts a handshake with the user at the address the
+//! message came from, without waiting for this node's heartbeat to stop.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,20 +26,28 @@ use tokio::sync::broadcast;
 use super::takeover::Takeover;
 use super::{FollowFrom, RETRY};
 use crate::api::ApiState;
-use crate::events::{Event, Stamped};
+use crate::events::{Event, Stamped, Stray};
 use crate::registry::{unix_ms, Heartbeat, Registry, RegistryError, SeenSession};
 
-/// How often this node writes its heartbeat.
+/// How often this node writes its heartbeat (a multiple of `FRESH`).
 const BEAT: Duration = Duration::from_millis(500);
 
-/// How often the sessions that came up since are written.
-const FRESH: Duration = Duration::from_millis(200);
+/// How often the sessions that came up since are written (and strays looked up).
+const FRESH: Duration = Duration::from_millis(250);
+
+/// An index looked up is not looked up again for this long (a user sends many messages
+/// before the handshake it is sent answers).
+const STRAY_QUIET: Duration = Duration::from_secs(5);
 
 /// What was written: the last beat and the handshake count then, and each session.
 struct Beats {
     last: Option<(Instant, u64)>,
-    written: HashMap<PublicKey, (SocketAddr, u64)>,
+    /// Each session written: its handshake time as written.
+    written: HashMap<PublicKey, u64>,
     events: broadcast::Receiver<Stamped>,
+    strays: broadcast::Receiver<Stray>,
+    /// Indices looked up lately, and when.
+    looked_up: HashMap<u32, Instant>,
 }
 
 /// Runs the heartbeat thread until `stop`: connects, beats, and after a failure says so
@@ -44,6 +57,8 @@ pub(super) fn run(from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
         last: None,
         written: HashMap::new(),
         events: state.subscribe_events(),
+        strays: state.subscribe_strays(),
+        looked_up: HashMap::new(),
     };
     let mut takeover = Takeover::default();
     let mut failing = false;
@@ -90,14 +105,19 @@ fn beat(
     // After this node could not read the registry, every node gets a fresh silence.
     takeover.restart();
     while !stop.load(Ordering::Relaxed) {
-        beats.write_fresh(&mut registry)?;
+        let next = Instant::now() + FRESH;
+        // The heartbeat first: nothing else here may make a live node look silent.
         if beats.due() {
             beats.write(&mut registry, from.started_ms, state)?;
             if from.take_over {
                 takeover.look(&mut registry, state)?;
             }
         }
-        std::thread::sleep(FRESH);
+        beats.write_fresh(&mut registry)?;
+        if from.take_over {
+            beats.reach_strays(&mut registry, state)?;
+        }
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     Ok(())
 }
@@ -105,7 +125,9 @@ fn beat(
 impl Beats {
     /// True when a heartbeat is due.
     fn due(&self) -> bool {
-        self.last.is_none_or(|(at, _)| at.elapsed() >= BEAT)
+        // Half a tick early rather than a tick late: the loop wakes every `FRESH`.
+        self.last
+            .is_none_or(|(at, _)| at.elapsed() + FRESH / 2 >= BEAT)
     }
 
     /// Writes the sessions that came up since the last look (from the event stream).
@@ -119,6 +141,7 @@ impl Beats {
                         Event::TunnelUp {
                             public_key,
                             endpoint,
+                            receiver_index,
                         },
                     ..
                 }) => {
@@ -128,6 +151,7 @@ impl Beats {
                             public_key,
                             endpoint,
                             seen_ms: now_ms,
+                            receiver_index: Some(receiver_index),
                         });
                     }
                 }
@@ -140,7 +164,44 @@ impl Beats {
         self.record(registry, fresh)
     }
 
-    /// Writes the heartbeat, and the sessions whose endpoint or handshake changed.
+    /// Looks up the indices of the transport messages that came for no session here; claims
+    /// each one another node recorded, and starts a handshake with its user where the
+    /// message came from.
+    fn reach_strays(
+        &mut self,
+        registry: &mut Registry,
+        state: &ApiState,
+    ) -> Result<(), RegistryError> {
+        let now = Instant::now();
+        self.looked_up
+            .retain(|_, at| now.duration_since(*at) < STRAY_QUIET);
+        let since = unix_ms().saturating_sub(crate::registry::RECENT_MS);
+        loop {
+            let (index, from) = match self.strays.try_recv() {
+                Ok(stray) => stray,
+                // Dropped in a flood: those users are reached by the heartbeat's silence.
+                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return Ok(()),
+            };
+            if self.looked_up.insert(index, now).is_some() {
+                continue;
+            }
+            let Some((node, session)) = registry.take_over_by_index(index, from, since)? else {
+                continue;
+            };
+            let reached = super::takeover::reach(state, &node, &[session]);
+            // One line per user: at debug, as tunnels coming up are.
+            tracing::debug!(
+                node = %node,
+                peer = %session.public_key,
+                endpoint = %from,
+                reached,
+                "cluster: another node's user is sending here; starting a handshake with it"
+            );
+        }
+    }
+
+    /// Writes the heartbeat, then the sessions with a handshake newer than written.
     fn write(
         &mut self,
         registry: &mut Registry,
@@ -161,6 +222,15 @@ impl Beats {
             handshakes_per_s: per_s,
         })?;
         self.last = Some((Instant::now(), handshakes));
+        self.changed_sessions(registry, state)
+    }
+
+    /// Writes the sessions of the published state whose handshake is newer than written.
+    fn changed_sessions(
+        &mut self,
+        registry: &mut Registry,
+        state: &ApiState,
+    ) -> Result<(), RegistryError> {
         // The published state is up to a second old: a session written since from the
         // event stream carries a later time than its handshake and is not written again.
         // (A roam without a handshake waits for the next one, within two minutes.)
@@ -170,7 +240,7 @@ impl Beats {
             .filter(|s| {
                 self.written
                     .get(&s.public_key)
-                    .is_none_or(|&(_, seen)| seen < s.seen_ms)
+                    .is_none_or(|&seen| seen < s.seen_ms)
             })
             .collect();
         self.record(registry, changed)
@@ -186,7 +256,7 @@ impl Beats {
         }
         registry.record_sessions(&sessions)?;
         for s in sessions {
-            self.written.insert(s.public_key, (s.endpoint, s.seen_ms));
+            self.written.insert(s.public_key, s.seen_ms);
         }
         Ok(())
     }

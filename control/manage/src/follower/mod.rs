@@ -75,6 +75,9 @@ impl Follower {
             Ok(t) => threads.push(t),
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
+                for t in threads {
+                    let _ = t.join();
+                }
                 return Err(e);
             }
         }

@@ -159,6 +159,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seen_ms     INTEGER NOT NULL
     );
     CREATE INDEX sessions_by_node ON sessions (node, seen_ms);",
+    // 9: each session's index on its node: a transport message naming it at another node
+    // tells that node whose user it is.
+    "ALTER TABLE sessions ADD COLUMN receiver_index INTEGER;
+    CREATE INDEX sessions_by_index ON sessions (receiver_index);",
 ];
 
 /// The schema version this code writes.

@@ -15,8 +15,10 @@ use super::{Registry, RegistryError};
 /// taking over.
 pub const RECENT_MS: u64 = 180_000;
 
-/// Sessions written per statement (3 values each, well within both engines' limits).
-const ROWS_PER_STATEMENT: usize = 500;
+/// Rows per statement, largest first: a batch is cut into these so that only five
+/// statement texts exist (each is prepared once per connection and kept), none above
+/// 2,001 values (both engines take far more).
+const ROWS_PER_STATEMENT: [usize; 5] = [500, 100, 20, 5, 1];
 
 /// Unix milliseconds now.
 pub fn unix_ms() -> u64 {
@@ -34,6 +36,8 @@ pub struct SeenSession {
     pub endpoint: SocketAddr,
     /// Its latest handshake, Unix milliseconds.
     pub seen_ms: u64,
+    /// The session's index on the node that recorded it, if known.
+    pub receiver_index: Option<u32>,
 }
 
 impl Registry {
@@ -50,24 +54,46 @@ impl Registry {
                 *e = *s;
             }
         }
-        let rows: Vec<SeenSession> = newest.into_values().collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut sql =
-                String::from("INSERT INTO sessions (public_key, node, endpoint, seen_ms) VALUES ");
+        // In key order: two nodes writing overlapping rows lock them in the same order, and
+        // so never deadlock.
+        let mut rows: Vec<SeenSession> = newest.into_values().collect();
+        rows.sort_unstable_by_key(|s| s.public_key.0);
+        let mut rest = &rows[..];
+        while !rest.is_empty() {
+            let size = ROWS_PER_STATEMENT
+                .into_iter()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let mut sql = String::from(
+                "INSERT INTO sessions (public_key, node, endpoint, seen_ms, receiver_index) \
+                 VALUES ",
+            );
             let mut values = vec![Value::from(self.node.as_str())];
             for (i, s) in chunk.iter().enumerate() {
-                let at = 2 + 3 * i;
+                let at = 2 + 4 * i;
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("(?{at}, ?1, ?{}, ?{})", at + 1, at + 2));
+                sql.push_str(&format!(
+                    "(?{at}, ?1, ?{}, ?{}, ?{})",
+                    at + 1,
+                    at + 2,
+                    at + 3
+                ));
                 values.push(Value::from(&s.public_key.0[..]));
                 values.push(Value::from(s.endpoint.to_string()));
                 values.push(Value::from(s.seen_ms));
+                values.push(
+                    s.receiver_index
+                        .map_or(Value::Null, |i| Value::from(u64::from(i))),
+                );
             }
             sql.push_str(
                 " ON CONFLICT (public_key) DO UPDATE SET node = excluded.node, \
-                 endpoint = excluded.endpoint, seen_ms = excluded.seen_ms \
+                 endpoint = excluded.endpoint, seen_ms = excluded.seen_ms, \
+                 receiver_index = excluded.receiver_index \
                  WHERE excluded.seen_ms > sessions.seen_ms",
             );
             self.engine.execute(&sql, &values)?;
@@ -89,27 +115,70 @@ impl Registry {
         let mut tx = self.engine.write()?;
         let rows = tx.query(
             "UPDATE sessions SET node = ?1 WHERE node = ?2 AND seen_ms >= ?3 \
-             RETURNING public_key, endpoint, seen_ms",
+             RETURNING public_key, endpoint, seen_ms, receiver_index",
             params![node.as_str(), from, since_ms],
         )?;
         tx.commit()?;
-        let mut taken = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let key = <[u8; 32]>::try_from(r.blob(0)?.as_slice())
-                .map_err(|_| RegistryError::Corrupt("a session's public key".into()))?;
-            let text = r.text(1)?;
-            let endpoint = text
-                .parse()
-                .map_err(|_| RegistryError::Corrupt(format!("session endpoint {text:?}")))?;
-            taken.push(SeenSession {
-                public_key: PublicKey(key),
-                endpoint,
-                seen_ms: r.int(2)?.max(0) as u64,
-            });
-        }
+        let mut taken = rows
+            .iter()
+            .map(seen_session)
+            .collect::<Result<Vec<_>, _>>()?;
         taken.sort_by_key(|s| std::cmp::Reverse(s.seen_ms));
         Ok(taken)
     }
+}
+
+impl Registry {
+    /// Claims for this node the session another node recorded under `index` since
+    /// `since_ms` (a transport message named it here), with `endpoint` (where that message
+    /// came from) as its new endpoint; returns the node it was taken from and the session.
+    pub fn take_over_by_index(
+        &mut self,
+        index: u32,
+        endpoint: SocketAddr,
+        since_ms: u64,
+    ) -> Result<Option<(String, SeenSession)>, RegistryError> {
+        let me = self.node.clone();
+        // Read and claimed under the write lock, in a transaction never run twice.
+        let mut tx = self.engine.write()?;
+        let found = tx.query(
+            "SELECT public_key, node FROM sessions \
+             WHERE receiver_index = ?1 AND node <> ?2 AND seen_ms >= ?3",
+            params![u64::from(index), me.as_str(), since_ms],
+        )?;
+        // Indices are random per node, so two nodes' users may share one: reach neither
+        // (a handshake to the wrong one would go unanswered; theirs come back on their own).
+        let [row] = found.as_slice() else {
+            return Ok(None);
+        };
+        let (key, from) = (row.blob(0)?, row.text(1)?);
+        let rows = tx.query(
+            "UPDATE sessions SET node = ?1, endpoint = ?2 WHERE public_key = ?3 AND node = ?4 \
+             RETURNING public_key, endpoint, seen_ms, receiver_index",
+            params![me.as_str(), endpoint.to_string(), &key[..], from.as_str()],
+        )?;
+        tx.commit()?;
+        match rows.first() {
+            Some(r) => Ok(Some((from, seen_session(r)?))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A session from a row of (public_key, endpoint, seen_ms, receiver_index).
+fn seen_session(r: &super::store::Row) -> Result<SeenSession, RegistryError> {
+    let key = <[u8; 32]>::try_from(r.blob(0)?.as_slice())
+        .map_err(|_| RegistryError::Corrupt("a session's public key".into()))?;
+    let text = r.text(1)?;
+    let endpoint = text
+        .parse()
+        .map_err(|_| RegistryError::Corrupt(format!("session endpoint {text:?}")))?;
+    Ok(SeenSession {
+        public_key: PublicKey(key),
+        endpoint,
+        seen_ms: r.int(2)?.max(0) as u64,
+        receiver_index: r.int_opt(3)?.and_then(|i| u32::try_from(i).ok()),
+    })
 }
 
 /// Forgets the session of peer `key` (revoked or deleted: no node may reach for it).

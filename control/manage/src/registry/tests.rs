@@ -326,6 +326,7 @@ fn a_silent_nodes_sessions_are_claimed_once_newest_first(db: TempDb) {
         public_key: new_peer(n, "default").public_key,
         endpoint: format!("192.0.2.{n}:5182{n}").parse().expect("endpoint"),
         seen_ms: ms,
+        receiver_index: Some(u32::from(n) << 8),
     };
     a.record_sessions(&[seen(1, 100), seen(2, 300), seen(3, 200)])
         .expect("record");
@@ -356,6 +357,7 @@ fn a_silent_nodes_sessions_are_claimed_once_newest_first(db: TempDb) {
                 public_key: proto::PublicKey(key),
                 endpoint: "203.0.113.1:1000".parse().expect("endpoint"),
                 seen_ms: 1000 + u64::from(i),
+                receiver_index: None,
             }
         })
         .collect();
@@ -367,6 +369,31 @@ fn a_silent_nodes_sessions_are_claimed_once_newest_first(db: TempDb) {
     assert_eq!(taken.len(), 1200);
     assert_eq!(taken[0], many[1199], "newest first");
     assert!(taken.contains(&many[5]), "the newer of the two");
+
+    // A transport message for one of c's users names its index at node d: d claims that
+    // session, with the address the message came from.
+    let mut d = open(&db, vec![pool("10.77.0.0/24", None)]);
+    d.set_node("node-d");
+    let roamed: std::net::SocketAddr = "198.51.100.9:7000".parse().expect("endpoint");
+    let (from, got) = d
+        .take_over_by_index(2 << 8, roamed, 0)
+        .expect("look up")
+        .expect("found");
+    assert_eq!(from, "node-c");
+    assert_eq!(
+        (got.public_key, got.endpoint),
+        (seen(2, 300).public_key, roamed)
+    );
+    assert!(
+        d.take_over_by_index(2 << 8, roamed, 0)
+            .expect("again")
+            .is_none(),
+        "its own now: nothing to take"
+    );
+    assert!(d
+        .take_over_by_index(77, roamed, 0)
+        .expect("unknown")
+        .is_none());
 }
 
 fn every_change_is_logged_in_order_with_its_node_and_announced(db: TempDb) {

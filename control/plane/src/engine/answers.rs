@@ -244,11 +244,14 @@ impl ControlPlane {
         endpoint: SocketAddr,
         now: Instant,
     ) {
-        if self.tunnels.insert(id, now).is_none() {
-            if let Some(p) = self.peers.get_mut(id) {
+        let new_tunnel = self.tunnels.insert(id, now).is_none();
+        if let Some(p) = self.peers.get_mut(id) {
+            p.session_index = Some(keys.local_index);
+            if new_tunnel {
                 self.channels.events_out.publish(TunnelEvent::Up {
                     public_key: p.public_key,
                     endpoint,
+                    receiver_index: keys.local_index,
                 });
             }
         }

@@ -21,6 +21,8 @@ pub struct PeerState {
     pub endpoint: Option<SocketAddr>,
     /// Time of the latest handshake, since the Unix epoch.
     pub last_handshake: Option<Duration>,
+    /// The index of its newest session here (what its transport messages name).
+    pub receiver_index: Option<u32>,
     /// Bytes received.
     pub rx_bytes: u64,
     /// Bytes sent.

@@ -40,6 +40,8 @@ pub struct Peer {
     pub handshake_rx_bytes: u64,
     /// Handshake bytes sent to it.
     pub handshake_tx_bytes: u64,
+    /// The index of its newest session here (its transport messages name it).
+    pub session_index: Option<u32>,
 }
 
 impl Peer {
@@ -141,6 +143,7 @@ impl Peers {
             initiator: Initiator::default(),
             handshake_rx_bytes: 0,
             handshake_tx_bytes: 0,
+            session_index: None,
         };
         if id as usize == self.slots.len() {
             self.slots.push(Some(peer));

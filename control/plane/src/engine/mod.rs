@@ -394,6 +394,14 @@ impl ControlPlane {
                     p.endpoint = Some(endpoint);
                 }
             }
+            WorkerEvent::StrayTransport { receiver, from } => {
+                self.channels
+                    .events_out
+                    .publish(crate::events::TunnelEvent::Stray {
+                        receiver_index: receiver,
+                        endpoint: from,
+                    });
+            }
             WorkerEvent::IndicesRetired { indices } => {
                 for i in indices.into_iter().flatten() {
                     self.indices.free(i);

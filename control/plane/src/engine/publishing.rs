@@ -179,6 +179,7 @@ impl ControlPlane {
                 last_handshake: stats
                     .and_then(|s| s.last_handshake)
                     .map(|t| self.clock.unix(t)),
+                receiver_index: p.session_index,
                 rx_bytes: stats.map_or(0, |s| s.rx_bytes) + p.handshake_rx_bytes,
                 tx_bytes: stats.map_or(0, |s| s.tx_bytes) + p.handshake_tx_bytes,
                 persistent_keepalive: p.persistent_keepalive,

@@ -260,6 +260,7 @@ mod tests {
                 preshared_key: None,
                 endpoint: Some("[2001:db8::1]:4000".parse().expect("addr")),
                 last_handshake: Some(Duration::new(1_700_000_000, 5)),
+                receiver_index: Some(7),
                 rx_bytes: 10,
                 tx_bytes: 20,
                 persistent_keepalive: 0,

@@ -91,6 +91,9 @@ const MIGRATIONS: &[&str] = &[
         seen_ms     BIGINT NOT NULL
     );
     CREATE INDEX sessions_by_node ON sessions (node, seen_ms);",
+    // 5: each session's index on its node (SQLite's 9).
+    "ALTER TABLE sessions ADD COLUMN receiver_index BIGINT;
+    CREATE INDEX sessions_by_index ON sessions (receiver_index);",
 ];
 
 /// The schema version this code writes.
