@@ -89,8 +89,23 @@ pub struct Shared {
     /// The Unix time at `start`: every tunnel's TAI64N clock is anchored to the same pair,
     /// so a user's later attempts always carry later timestamps.
     pub unix: Duration,
-    /// When a node dies (failover scenarios), on the same clock as `start`.
-    pub fail_at: Option<Instant>,
+    /// The real instant of offset zero (`start`), once the driver has fixed it; each load
+    /// thread takes its own start otherwise.
+    pub origin: Option<Instant>,
+    /// Failover scenarios: when node A was killed, as nanoseconds after `start` (0 until
+    /// then), written by the thread that kills it.
+    pub killed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl Shared {
+    /// When node A was killed (on the clock of `start`), once it has been.
+    pub fn fail_at(&self) -> Option<Instant> {
+        let nanos = self
+            .killed
+            .as_ref()?
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (nanos > 0).then(|| self.start + Duration::from_nanos(nanos))
+    }
 }
 
 /// A short, stable name for why a datagram was dropped.
@@ -252,16 +267,20 @@ impl Attempt {
         if let Received::Packet(range) = received {
             if let Some(reply) = echo::parse_reply(&datagram[range.clone()]) {
                 self.bytes_received += range.len() as u64;
+                let sent = shared.start + Duration::from_nanos(reply.sent_nanos);
                 if self.first_byte_at.is_none() {
                     self.first_byte_at = Some(now);
                     happened.first_byte = true;
                 } else if reply.sent_nanos > 0 {
-                    let sent = shared.start + Duration::from_nanos(reply.sent_nanos);
                     happened.echo_rtt = Some(now.saturating_duration_since(sent));
-                    // Traffic resumed: an echo sent after the failure came back.
-                    if shared.fail_at.is_some_and(|f| sent >= f) && self.resumed_at.is_none() {
-                        self.resumed_at = Some(now);
-                    }
+                }
+                // Traffic resumed: an echo sent after the failure came back. (The first echo
+                // is stamped 0: it was sent with the handshake, before any failure.)
+                if self.resumed_at.is_none()
+                    && reply.sent_nanos > 0
+                    && shared.fail_at().is_some_and(|f| sent >= f)
+                {
+                    self.resumed_at = Some(now);
                 }
             }
         }

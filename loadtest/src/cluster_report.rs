@@ -59,9 +59,10 @@ pub(crate) fn cluster(md: &mut String, runs: &[RunResult], m: &Measured) -> Resu
         writeln!(
             md,
             "Two xgate nodes on one PostgreSQL registry behind a service address moved by \
-             keepalived; node A killed (SIGKILL, links down) while its users send 5 echoes a \
-             second. Times are from the address reaching node B to each user's first echo \
-             back; \"users\" are those connected before the failure.\n"
+             keepalived; node A killed (SIGKILL, links down) while its users send {} echoes a \
+             second (the times' resolution). Times are from the address reaching node B to \
+             each user's first echo back; \"users\" are those connected before the failure.\n",
+            failovers[0].0.scenario.traffic.packets_per_second()
         )?;
         writeln!(
             md,

@@ -174,9 +174,17 @@ pub(crate) fn start(opts: &TargetOptions, f: &Failover) -> Result<Target> {
     let (a, vrrp_a) = start_node(opts, (0, &key, &url), f, &bridge)?;
     let (survivor, vrrp_b) = start_node(opts, (1, &key, &url), f, &bridge)?;
     let until = Instant::now() + Duration::from_secs(10);
-    while !holds_address(a.ns.name(), SERVICE_LINK, &SERVICE_IP.to_string()) {
+    let service = SERVICE_IP.to_string();
+    // A alone: both holding it (their adverts not heard) would measure nothing.
+    while !holds_address(a.ns.name(), SERVICE_LINK, &service)
+        || holds_address(survivor.ns.name(), SERVICE_LINK, &service)
+    {
         if Instant::now() > until {
-            bail!("node A never took the service address: {}", vrrp_a.log());
+            bail!(
+                "node A never held the service address alone: {}\n{}",
+                vrrp_a.log(),
+                vrrp_b.log()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -268,17 +276,17 @@ impl Target {
     pub(crate) fn ready_for_failure(
         &mut self,
         f: &Failover,
-        users: usize,
+        (users, traffic_seconds): (usize, f64),
     ) -> Result<crate::failover::Doomed> {
         let dir = self.server.dir.clone();
-        for label in &f.clients {
+        for (n, label) in f.clients.iter().enumerate() {
             let kind = match label.as_str() {
                 "boringtun-cli" => Implementation::Boringtun,
                 _ => Implementation::WireguardGo,
             };
             let cluster = self.cluster.as_mut().context("not a cluster target")?;
             let client = cluster.add_client(kind, &dir)?;
-            let (key, name) = (client.peer.public_key, format!("real-{}", client.label));
+            let (key, name) = (client.peer.public_key, format!("real{n}-{}", client.label));
             let ip = *self
                 .register_by_api(&name, &[key])?
                 .first()
@@ -299,7 +307,8 @@ impl Target {
             node_ns: self.server.ns.name().to_string(),
             survivor_ns: cluster.survivor.ns.name().to_string(),
             clients: std::mem::take(&mut cluster.clients),
-            patience: Duration::from_secs(20),
+            // Until the users stop sending (at least 20 s: see Scenario::check).
+            patience: Duration::from_secs_f64(traffic_seconds - f.at_seconds),
         })
     }
 }

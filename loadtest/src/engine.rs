@@ -402,7 +402,7 @@ impl<'a> Run<'a> {
                 *figures.failures.entry(f.into()).or_default() += 1;
             }
         }
-        let resumed = match self.shared.fail_at {
+        let resumed = match self.shared.fail_at() {
             Some(f) => self
                 .attempts
                 .iter()
@@ -434,8 +434,9 @@ pub fn run(
 ) -> Result<Tally> {
     let epoll = Epoll::new(sockets)?;
     let mut run = Run::new(sockets, users, attempts, shared);
-    // The virtual clock: offset zero of the schedule is `shared.start`, now.
-    let real_start = Instant::now();
+    // The virtual clock: offset zero of the schedule is `shared.start`, at the driver's
+    // origin (so every thread, and a failure, keep one clock), or now.
+    let real_start = shared.origin.unwrap_or_else(Instant::now);
     let vnow = || shared.start + real_start.elapsed();
     let end_by = shared.start + bound;
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 1024];

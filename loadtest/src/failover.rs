@@ -4,6 +4,8 @@
 //! waiting 100 ms) until it passes traffic again. The simulated users time themselves: each
 //! notes when the first echo it sent after the failure came back (see `client::Attempt`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -45,13 +47,25 @@ pub struct Observed {
     pub clients: Vec<(String, Option<Duration>)>,
 }
 
-/// Kills node A at `at` and watches what follows; the thread's answer is what it saw.
-pub fn arm(at: Instant, mut doomed: Doomed) -> std::thread::JoinHandle<Result<Observed>> {
+/// Kills node A `doomed.after` past `origin` (the load's offset zero) and watches what
+/// follows; writes the moment of the kill to `killed` (nanoseconds past `origin`) for the
+/// simulated users. The thread's answer is what it saw.
+pub fn arm(
+    origin: Instant,
+    mut doomed: Doomed,
+    killed_at: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Result<Observed>> {
     std::thread::spawn(move || {
-        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        std::thread::sleep((origin + doomed.after).saturating_duration_since(Instant::now()));
+        // Noted before the kill: an echo sent after this may meet a dead node.
+        let killed = Instant::now();
+        let nanos = killed.saturating_duration_since(origin).as_nanos();
+        killed_at.store(
+            u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
+            Ordering::Relaxed,
+        );
         doomed.xgate.daemon.kill_hard();
         doomed.vrrp.kill();
-        let killed = Instant::now();
         for link in NODE_LINKS {
             testbed::netns::ip(&["-n", &doomed.node_ns, "link", "set", link, "down"])?;
         }
@@ -68,11 +82,16 @@ pub fn arm(at: Instant, mut doomed: Doomed) -> std::thread::JoinHandle<Result<Ob
         let target = crate::target::SERVER_TUNNEL_IP.to_string();
         let mut resumed: Vec<Option<Duration>> = vec![None; doomed.clients.len()];
         while Instant::now() < end && resumed.iter().any(Option::is_none) {
+            let round = Instant::now();
             for (c, r) in doomed.clients.iter().zip(resumed.iter_mut()) {
+                // Timed from the probe's start: its echo left then.
+                let sent = killed.elapsed();
                 if r.is_none() && testbed::ping::answered_within(&c.ns, &target, PROBE) {
-                    *r = Some(killed.elapsed());
+                    *r = Some(sent);
                 }
             }
+            // At least a probe's wait per round, even if ping fails at once.
+            std::thread::sleep(PROBE.saturating_sub(round.elapsed()));
         }
         let clients = doomed
             .clients

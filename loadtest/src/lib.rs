@@ -31,6 +31,7 @@ pub mod sampler;
 pub mod scenario;
 pub mod schedule;
 pub mod scraper;
+pub mod server_side;
 pub mod sizing;
 pub mod tally;
 pub mod target;

@@ -11,7 +11,7 @@ use proto::{PrivateKey, PublicKey};
 use crate::client::{Attempt, Shared};
 use crate::failover::{Doomed, Observed};
 use crate::ike_target;
-use crate::results::{FloodFigures, RunResult, ServerFigures, VERSION};
+use crate::results::{FloodFigures, RunResult, VERSION};
 use crate::sampler::{Sample, Sampler};
 use crate::scenario::{Kind, Scenario};
 use crate::schedule;
@@ -126,7 +126,7 @@ fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
         .map(|_| PrivateKey::generate(&mut rand_core::OsRng))
         .collect();
     let publics: Vec<PublicKey> = parallel_map(&keys, PrivateKey::public_key);
-    let rss_empty = settled_rss(target.pid, Duration::ZERO);
+    let rss_empty = crate::server_side::settled_rss(target.pid, Duration::ZERO);
     let t = Instant::now();
     let tunnel_ips = target.register(&publics)?;
     eprintln!(
@@ -141,7 +141,7 @@ fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
     } else {
         Duration::ZERO
     };
-    let rss_registered = settled_rss(target.pid, settle);
+    let rss_registered = crate::server_side::settled_rss(target.pid, settle);
 
     let traffic = s.traffic;
     let shared = Shared {
@@ -155,7 +155,8 @@ fn prepare(s: &Scenario, target: &Target) -> Result<Prepared> {
         unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default(),
-        fail_at: None,
+        origin: None,
+        killed: None,
     };
     let keepalive = (traffic.persistent_keepalive > 0)
         .then(|| Duration::from_secs(u64::from(traffic.persistent_keepalive)));
@@ -263,11 +264,13 @@ fn drive(
         let sockets: Vec<std::net::UdpSocket> = (0..endpoints as u32)
             .map(|e| crate::engine::bind_endpoint(user_source(e)))
             .collect::<Result<_>>()?;
-        // The engine's clock starts now at `shared.start`: the failure is set on both.
+        // Offset zero is now for every load thread and for the failure.
+        let origin = Instant::now();
+        shared.origin = Some(origin);
         let failure = failure.map(|d| {
-            let after = d.after;
-            shared.fail_at = Some(shared.start + after);
-            crate::failover::arm(Instant::now() + after, d)
+            let killed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            shared.killed = Some(killed.clone());
+            crate::failover::arm(origin, d, killed)
         });
         // Started with the load, so sample k ends where the timeline's second k does.
         let sampler = Sampler::start(&pids, Duration::from_secs(1));
@@ -298,6 +301,77 @@ fn drive(
     })?
 }
 
+/// Starts the run's server (two nodes for a failover) and says what is about to run.
+fn start_target(opts: &RunOptions, dir: PathBuf, ike: Option<PathBuf>) -> Result<Target> {
+    let s = &opts.scenario;
+    let target = Target::start(
+        opts.target,
+        &TargetOptions {
+            xgate: opts.xgate.clone(),
+            dir,
+            cpus: opts.server_cpus.clone(),
+            tag: opts.tag.clone(),
+            ike,
+            failover: s.failover.clone(),
+        },
+    )?;
+    eprintln!(
+        "{}: {} users, {:?} over {} s (bound {:.0} s)",
+        opts.target.label(),
+        s.users,
+        s.kind,
+        s.seconds,
+        s.bound().as_secs_f64()
+    );
+    Ok(target)
+}
+
+/// Makes the scenario's IKEv2 users (in `pki`, if it has any) and registers them on xgate.
+fn register_ike_users(
+    opts: &RunOptions,
+    target: &Target,
+    pki: Option<&std::path::Path>,
+) -> Result<Vec<crate::ike_load::IkeUserSpec>> {
+    let s = &opts.scenario;
+    let Some(pki) = pki else {
+        return Ok(Vec::new());
+    };
+    anyhow::ensure!(
+        target.kind == TargetKind::Xgate,
+        "scenario {}: ike_users: the IKEv2 users log in to xgate (and to the scenario's \
+         ike_peers after the run); run it with --target xgate",
+        s.name
+    );
+    let methods = s.ike_methods();
+    let users = ike_target::ike_users(&opts.xgate, pki, (s.ike_users, &methods), s.users)?;
+    target.register_ike(&users)?;
+    Ok(users)
+}
+
+/// A failover scenario's target made ready (real clients connected, every user on node B)
+/// and what its failure will kill; None for other scenarios.
+fn ready_for_failure(
+    s: &Scenario,
+    target: &mut Target,
+    endpoints: usize,
+) -> Result<Option<Doomed>> {
+    let Some(f) = &s.failover else {
+        return Ok(None);
+    };
+    // Node B's initiations name no receiver: only a user alone on its socket can take one.
+    anyhow::ensure!(
+        endpoints == s.users as usize,
+        "scenario {}: a failover needs a socket per user, and the process may open only \
+         {endpoints} for {} users: raise the limit of open files",
+        s.name,
+        s.users
+    );
+    Ok(Some(target.ready_for_failure(
+        f,
+        (s.users as usize, s.traffic.seconds),
+    )?))
+}
+
 /// Runs one scenario against one target and returns what it measured.
 pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let s = &opts.scenario;
@@ -307,48 +381,13 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     let dir = crate::target::work_dir(&opts.tag);
     // One CA and one set of IKEv2 users for every server that gets them.
     let ike_pki = (s.ike_users > 0).then(|| dir.join("pki"));
-    let mut target = Target::start(
-        opts.target,
-        &TargetOptions {
-            xgate: opts.xgate.clone(),
-            dir: dir.clone(),
-            cpus: opts.server_cpus.clone(),
-            tag: opts.tag.clone(),
-            ike: ike_pki.clone(),
-            failover: s.failover.clone(),
-        },
-    )?;
+    let mut target = start_target(opts, dir, ike_pki.clone())?;
     let pid = target.pid;
-    eprintln!(
-        "{}: {} users, {:?} over {} s (bound {:.0} s)",
-        opts.target.label(),
-        s.users,
-        s.kind,
-        s.seconds,
-        s.bound().as_secs_f64()
-    );
     let mut prepared = prepare(s, &target)?;
-    anyhow::ensure!(
-        s.ike_users == 0 || target.kind == TargetKind::Xgate,
-        "scenario {}: ike_users: the IKEv2 users log in to xgate (and to the scenario's \
-         ike_peers after the run); run it with --target xgate",
-        s.name
-    );
-    let ike_users = match &ike_pki {
-        Some(pki) => {
-            let methods = s.ike_methods();
-            let users = ike_target::ike_users(&opts.xgate, pki, (s.ike_users, &methods), s.users)?;
-            target.register_ike(&users)?;
-            users
-        }
-        None => Vec::new(),
-    };
+    let ike_users = register_ike_users(opts, &target, ike_pki.as_deref())?;
     let (rss_empty, rss_registered) = prepared.rss;
+    let doomed = ready_for_failure(s, &mut target, endpoints)?;
     // A failover's counters would be half a story: node A's die with it.
-    let doomed = match &s.failover {
-        Some(f) => Some(target.ready_for_failure(f, s.users as usize)?),
-        None => None,
-    };
     let counters_before = match doomed {
         Some(_) => None,
         None => target.counters()?,
@@ -390,15 +429,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     };
     bar.finish_and_clear();
     let scrapes = scraper.map(crate::scraper::Scraper::finish).transpose()?;
-    // Everyone stays connected and silent, so the server can show what an idle session costs.
-    if s.idle_seconds > 0.0 {
-        eprintln!(
-            "idle for {:.0} s before reading memory per idle session",
-            s.idle_seconds
-        );
-        std::thread::sleep(Duration::from_secs_f64(s.idle_seconds));
-    }
-    let rss_idle = (s.idle_seconds > 0.0).then(|| testbed::procstat::rss_bytes(pid));
+    let rss_idle = crate::server_side::idle_rss(s, pid);
     let flood = join_flood(flood)?;
     if !target.is_running() {
         bail!(
@@ -421,7 +452,7 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
     measured.clients.users = s.users as u64;
     measured.clients.endpoints = endpoints as u64;
     measured.clients.load_threads = load_threads as u64;
-    let server = server_figures(
+    let server = crate::server_side::server_figures(
         &mut measured,
         &samples,
         target.cpus,
@@ -458,95 +489,6 @@ pub fn run(opts: &RunOptions) -> Result<RunResult> {
         ike_side_by_side,
         failover,
     })
-}
-
-/// Fills the timeline's server columns from the samples and derives the server figures.
-fn server_figures(
-    m: &mut Measured,
-    samples: &[Sample],
-    cpus: usize,
-    (rss_empty, rss_registered, rss_idle): (u64, u64, Option<u64>),
-    cpu_seconds_by_thread: std::collections::BTreeMap<String, f64>,
-    counters: Option<crate::results::ServerCounters>,
-) -> ServerFigures {
-    for (k, sec) in m.timeline.iter_mut().enumerate() {
-        if let (Some(a), Some(b)) = (samples.get(k), samples.get(k + 1)) {
-            sec.server_cpu_cores = (b.cpu_s - a.cpu_s) / (b.t - a.t).max(1e-3);
-            sec.server_rss_bytes = b.rss;
-        }
-    }
-    let cpu_seconds = match (samples.first(), samples.last()) {
-        (Some(a), Some(b)) => b.cpu_s - a.cpu_s,
-        _ => 0.0,
-    };
-    // Memory per session: growth above the lowest reading (the registered users' settled
-    // reading, or a lower one during the run, with the sessions it already had: the allocator
-    // returns what the registration's threads freed only once other threads allocate), per
-    // session added since.
-    let rss_connected = samples.iter().map(|s| s.rss).max().unwrap_or(0);
-    let seen = m.timeline.iter().filter(|s| s.server_rss_bytes > 0);
-    // A reading with more than a tenth of the sessions already up is no floor.
-    let most = m.clients.peak_connected.max(1);
-    let floor = seen
-        .clone()
-        .map(|s| (s.server_rss_bytes, s.connected))
-        .filter(|&(_, sessions)| sessions * 10 <= most)
-        .chain([(rss_registered, 0)])
-        .min_by_key(|&(rss, _)| rss)
-        .unwrap_or((rss_registered, 0));
-    let peak = seen
-        .max_by_key(|s| (s.connected, s.server_rss_bytes))
-        .map_or((rss_connected, 0), |s| (s.server_rss_bytes, s.connected));
-    let connected_end = m.timeline.last().map_or(0, |s| s.connected);
-    let per = |rss: u64, sessions: u64| {
-        if sessions > floor.1 {
-            rss.saturating_sub(floor.0) as f64 / (sessions - floor.1) as f64
-        } else {
-            0.0
-        }
-    };
-    let bytes_per_active_session = per(peak.0, peak.1);
-    let bytes_per_session = rss_idle.map_or(bytes_per_active_session, |r| per(r, connected_end));
-    // Handshakes per CPU-second over the seconds in which handshakes completed.
-    let (hs, cpu): (u64, f64) = m
-        .timeline
-        .iter()
-        .filter(|s| s.handshakes > 0)
-        .fold((0, 0.0), |(h, c), s| {
-            (h + s.handshakes, c + s.server_cpu_cores)
-        });
-    let users = m.clients.users.max(1) as f64;
-    ServerFigures {
-        cpus,
-        cpu_seconds,
-        cpu_seconds_by_thread,
-        rss_registered_bytes: rss_registered,
-        rss_connected_bytes: rss_connected,
-        bytes_per_registered_user: floor.0.saturating_sub(rss_empty) as f64 / users,
-        bytes_per_session,
-        bytes_per_active_session,
-        rss_idle_bytes: rss_idle.unwrap_or(0),
-        handshakes_per_cpu_second: if cpu > 0.0 { hs as f64 / cpu } else { 0.0 },
-        counters,
-    }
-}
-
-/// The server's resident memory once at least `min_wait` has passed and it has stopped
-/// falling (at most `min_wait` + 10 s).
-fn settled_rss(pid: u32, min_wait: Duration) -> u64 {
-    std::thread::sleep(min_wait);
-    let mut readings = vec![testbed::procstat::rss_bytes(pid)];
-    for _ in 0..40 {
-        std::thread::sleep(Duration::from_millis(250));
-        readings.push(testbed::procstat::rss_bytes(pid));
-        // Settled: no reading in the last second is 1% below the one a second earlier.
-        if let [.., earlier, _, _, _, last] = readings[..] {
-            if last as f64 >= earlier as f64 * 0.99 {
-                break;
-            }
-        }
-    }
-    readings.last().copied().unwrap_or(0)
 }
 
 /// Runs `f` on a new thread inside `ns` without waiting for it.

@@ -125,7 +125,8 @@ impl Default for Flood {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Failover {
-    /// Seconds after the first arrival at which node A dies (SIGKILL, its links down).
+    /// Seconds after the load starts (offset zero of the arrivals) at which node A dies
+    /// (SIGKILL, its links down).
     pub at_seconds: f64,
     /// The survivor starts handshakes with A's users (xgate's default); false shows what a
     /// standard client does on its own.
@@ -340,40 +341,7 @@ impl Scenario {
         if !(1..=MAX_USERS).contains(&self.users) {
             return Err(self.err("users", format!("{} is not in 1..={MAX_USERS}", self.users)));
         }
-        if self.ike_users > MAX_IKE_USERS {
-            return Err(self.err(
-                "ike_users",
-                format!("{} is above {MAX_IKE_USERS}", self.ike_users),
-            ));
-        }
-        let methods = self.ike_method_names();
-        let known = |m: &&str| IKE_METHODS.contains(m);
-        if methods.is_empty() || !methods.iter().all(known) || has_repeats(&methods) {
-            return Err(self.err(
-                "ike_auth",
-                format!(
-                    "{:?}: use \"eap\", \"cert\" or \"psk\", or several of them once each, \
-                     comma-separated",
-                    self.ike_auth
-                ),
-            ));
-        }
-        if let Some(p) = self
-            .ike_peers
-            .iter()
-            .find(|p| !IKE_PEERS.contains(&p.as_str()))
-        {
-            return Err(self.err(
-                "ike_peers",
-                format!("{p:?} is not a server the loadtest starts: use \"strongswan\""),
-            ));
-        }
-        if !self.ike_peers.is_empty() && self.ike_users == 0 {
-            return Err(self.err(
-                "ike_peers",
-                "the peers get the run's IKEv2 users: give ike_users too".into(),
-            ));
-        }
+        self.check_ike()?;
         let seconds_ok = |v: f64| v.is_finite() && (0.0..=MAX_SECONDS).contains(&v);
         for (field, v) in [
             ("seconds", self.seconds),
@@ -452,6 +420,44 @@ impl Scenario {
         Ok(())
     }
 
+    fn check_ike(&self) -> Result<(), ScenarioError> {
+        if self.ike_users > MAX_IKE_USERS {
+            return Err(self.err(
+                "ike_users",
+                format!("{} is above {MAX_IKE_USERS}", self.ike_users),
+            ));
+        }
+        let methods = self.ike_method_names();
+        let known = |m: &&str| IKE_METHODS.contains(m);
+        if methods.is_empty() || !methods.iter().all(known) || has_repeats(&methods) {
+            return Err(self.err(
+                "ike_auth",
+                format!(
+                    "{:?}: use \"eap\", \"cert\" or \"psk\", or several of them once each, \
+                     comma-separated",
+                    self.ike_auth
+                ),
+            ));
+        }
+        if let Some(p) = self
+            .ike_peers
+            .iter()
+            .find(|p| !IKE_PEERS.contains(&p.as_str()))
+        {
+            return Err(self.err(
+                "ike_peers",
+                format!("{p:?} is not a server the loadtest starts: use \"strongswan\""),
+            ));
+        }
+        if !self.ike_peers.is_empty() && self.ike_users == 0 {
+            return Err(self.err(
+                "ike_peers",
+                "the peers get the run's IKEv2 users: give ike_users too".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_failover(&self, f: &Failover) -> Result<(), ScenarioError> {
         if !(f.at_seconds.is_finite() && f.at_seconds > 0.0 && f.at_seconds <= MAX_SECONDS) {
             return Err(self.err(
@@ -491,6 +497,22 @@ impl Scenario {
             return Err(self.err(
                 "failover",
                 "a failover runs with ramp, step or poisson arrivals".into(),
+            ));
+        }
+        // What these measure is node A's, and node A is dead by then.
+        for (field, set) in [
+            ("idle_seconds", self.idle_seconds > 0.0),
+            ("scrapes_per_second", self.scrapes_per_second > 0),
+            ("ike_users", self.ike_users > 0),
+        ] {
+            if set {
+                return Err(self.err(field, "a failover scenario takes none: set it to 0".into()));
+            }
+        }
+        if has_repeats(&f.clients.iter().map(String::as_str).collect::<Vec<_>>()) {
+            return Err(self.err(
+                "failover.clients",
+                "name each client once (one of each runs)".into(),
             ));
         }
         Ok(())
@@ -547,7 +569,14 @@ mod tests {
         let e =
             err("[traffic]\nprofile = \"interactive\"\nseconds = 10\n[failover]\nat_seconds = 5");
         assert!(e.contains("at least 25 s"), "{e}");
-        let e = err("[traffic]\nprofile = \"interactive\"\nseconds = 30\n[failover]\nclients = [\"tunsafe\"]");
+        let talk = "idle_seconds = 0\n[traffic]\nprofile = \"interactive\"\nseconds = 30\n";
+        let e = err(&format!(
+            "{talk}[failover]\nclients = [\"wireguard-go\", \"wireguard-go\"]"
+        ));
+        assert!(e.contains("once"), "{e}");
+        let e = err("[traffic]\nprofile = \"interactive\"\nseconds = 30\n[failover]");
+        assert!(e.contains("idle_seconds"), "{e}");
+        let e = err(&format!("{talk}[failover]\nclients = [\"tunsafe\"]"));
         assert!(
             e.contains("failover.clients") && e.contains("boringtun-cli"),
             "{e}"

@@ -75,8 +75,7 @@ pub struct Sizing {
 
 /// Collects the sizing figures from the xgate runs and, if given, a datapath benchmark file.
 pub fn measured(runs: &[RunResult], datapath_json: Option<&Value>) -> Measured {
-    // A failover run's figures mix two nodes and a death: it is sized on its own
-    // (cluster_report).
+    // A failover run mixes two nodes and a death: cluster_report sizes it on its own.
     let xgate: Vec<&RunResult> = runs
         .iter()
         .filter(|r| r.target == XGATE && r.scenario.failover.is_none())

@@ -158,9 +158,12 @@ impl Target {
         }
     }
 
-    /// The server's log so far.
+    /// The server's log so far (in a failover, the survivor's: node A's went with it).
     pub fn log(&self) -> String {
-        self.server.log()
+        match &self.cluster {
+            Some(c) => c.survivor.log(),
+            None => self.server.log(),
+        }
     }
 
     /// Configures the users on the server; returns each one's tunnel address.
