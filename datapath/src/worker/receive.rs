@@ -179,7 +179,7 @@ impl<B: Backend> Worker<B> {
     fn stray(&mut self, buf: BufId, receiver: u32, from: SocketAddr, now: Instant) {
         self.counters.drop(DropReason::UnknownIndex);
         self.backend.free(buf);
-        if self.strays.take(now) {
+        if self.strays.take(now, receiver) {
             let _ = self
                 .links
                 .events

@@ -11,23 +11,37 @@ pub(super) const STRAYS_PER_WINDOW: u32 = 64;
 /// The window of that budget.
 const STRAY_WINDOW: Duration = Duration::from_millis(100);
 
-/// What is left of this window's budget of stray reports.
+/// Indices reported lately, not reported again (a user sends many messages before a
+/// handshake reaches it): a busy user must not spend everyone's budget.
+const RECENT: usize = 16;
+
+/// What is left of this window's budget of stray reports, and the indices reported lately.
 #[derive(Default)]
 pub(super) struct StrayBudget {
     window: Option<Instant>,
     left: u32,
+    recent: [Option<u32>; RECENT],
+    next: usize,
 }
 
 impl StrayBudget {
-    /// Takes one report from the budget at `now`; false when this window's is spent.
-    pub(super) fn take(&mut self, now: Instant) -> bool {
+    /// Takes a report of `index` from the budget at `now`; false when it was reported lately
+    /// or this window's budget is spent.
+    pub(super) fn take(&mut self, now: Instant, index: u32) -> bool {
+        if self.recent.contains(&Some(index)) {
+            return false;
+        }
         if self.window.is_none_or(|w| now >= w + STRAY_WINDOW) {
             self.window = Some(now);
             self.left = STRAYS_PER_WINDOW;
         }
-        let some = self.left > 0;
-        self.left = self.left.saturating_sub(1);
-        some
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        self.recent[self.next] = Some(index);
+        self.next = (self.next + 1) % RECENT;
+        true
     }
 }
 
@@ -39,9 +53,22 @@ mod tests {
     fn a_window_allows_its_budget_and_the_next_window_a_new_one() {
         let t0 = Instant::now();
         let mut b = StrayBudget::default();
-        let taken = (0..STRAYS_PER_WINDOW + 10).filter(|_| b.take(t0)).count();
-        assert_eq!(taken, STRAYS_PER_WINDOW as usize);
-        assert!(!b.take(t0 + STRAY_WINDOW / 2), "still the same window");
-        assert!(b.take(t0 + STRAY_WINDOW), "a new window");
+        assert!(b.take(t0, 1));
+        assert!(!b.take(t0, 1), "reported lately");
+        let taken = (2..STRAYS_PER_WINDOW + 10)
+            .filter(|&i| b.take(t0, i))
+            .count();
+        assert_eq!(
+            taken,
+            STRAYS_PER_WINDOW as usize - 1,
+            "the rest of the budget"
+        );
+        let fresh = STRAYS_PER_WINDOW + 100;
+        assert!(
+            !b.take(t0 + STRAY_WINDOW / 2, fresh),
+            "still the same window"
+        );
+        assert!(b.take(t0 + STRAY_WINDOW, fresh), "a new window");
+        assert!(b.take(t0 + STRAY_WINDOW, 1), "1 has left the recent ones");
     }
 }

@@ -27,17 +27,23 @@ use super::takeover::Takeover;
 use super::{FollowFrom, RETRY};
 use crate::api::ApiState;
 use crate::events::{Event, Stamped, Stray};
-use crate::registry::{unix_ms, Heartbeat, Registry, RegistryError, SeenSession};
+use crate::registry::{
+    unix_ms, Heartbeat, Registry, RegistryError, SeenSession, INDICES_PER_LOOKUP,
+};
 
 /// How often this node writes its heartbeat (a multiple of `FRESH`).
 const BEAT: Duration = Duration::from_millis(500);
 
 /// How often the sessions that came up since are written (and strays looked up).
-const FRESH: Duration = Duration::from_millis(250);
+const FRESH: Duration = Duration::from_millis(100);
 
-/// An index looked up is not looked up again for this long (a user sends many messages
-/// before the handshake it is sent answers).
+/// An index whose user was reached is not looked up again for this long (a user sends
+/// many messages before the handshake it is sent answers).
 const STRAY_QUIET: Duration = Duration::from_secs(5);
+
+/// An index not found is not looked up again for this long (its session may be recorded a
+/// moment later, after a rekey).
+const STRAY_MISS_QUIET: Duration = Duration::from_secs(1);
 
 /// What was written: the last beat and the handshake count then, and each session.
 struct Beats {
@@ -45,9 +51,12 @@ struct Beats {
     /// Each session written: its handshake time as written.
     written: HashMap<PublicKey, u64>,
     events: broadcast::Receiver<Stamped>,
-    strays: broadcast::Receiver<Stray>,
-    /// Indices looked up lately, and when.
+    /// Transport messages for unknown indices (only when this node takes over).
+    strays: Option<broadcast::Receiver<Stray>>,
+    /// Indices looked up lately, and until when not to look them up again.
     looked_up: HashMap<u32, Instant>,
+    /// The last lookup failed (said once).
+    stray_trouble: bool,
 }
 
 /// Runs the heartbeat thread until `stop`: connects, beats, and after a failure says so
@@ -57,8 +66,9 @@ pub(super) fn run(from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
         last: None,
         written: HashMap::new(),
         events: state.subscribe_events(),
-        strays: state.subscribe_strays(),
+        strays: from.take_over.then(|| state.subscribe_strays()),
         looked_up: HashMap::new(),
+        stray_trouble: false,
     };
     let mut takeover = Takeover::default();
     let mut failing = false;
@@ -114,9 +124,7 @@ fn beat(
             }
         }
         beats.write_fresh(&mut registry)?;
-        if from.take_over {
-            beats.reach_strays(&mut registry, state)?;
-        }
+        beats.reach_strays(&mut registry, state);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     Ok(())
@@ -164,39 +172,61 @@ impl Beats {
         self.record(registry, fresh)
     }
 
-    /// Looks up the indices of the transport messages that came for no session here; claims
-    /// each one another node recorded, and starts a handshake with its user where the
-    /// message came from.
-    fn reach_strays(
-        &mut self,
-        registry: &mut Registry,
-        state: &ApiState,
-    ) -> Result<(), RegistryError> {
+    /// Looks up the indices of the transport messages that came for no session here (at
+    /// most `INDICES_PER_LOOKUP` new ones per tick; the rest of a flood is dropped, and its
+    /// users are reached by the silence take-over); claims each one another node recorded,
+    /// and starts a handshake with its user. A failed lookup is reported, not fatal: the
+    /// heartbeat notices a lost connection.
+    fn reach_strays(&mut self, registry: &mut Registry, state: &ApiState) {
+        let Some(strays) = self.strays.as_mut() else {
+            return;
+        };
         let now = Instant::now();
-        self.looked_up
-            .retain(|_, at| now.duration_since(*at) < STRAY_QUIET);
-        let since = unix_ms().saturating_sub(crate::registry::RECENT_MS);
+        self.looked_up.retain(|_, until| now < *until);
+        let mut batch = Vec::new();
         loop {
-            let (index, from) = match self.strays.try_recv() {
-                Ok(stray) => stray,
-                // Dropped in a flood: those users are reached by the heartbeat's silence.
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => return Ok(()),
-            };
-            if self.looked_up.insert(index, now).is_some() {
-                continue;
+            match strays.try_recv() {
+                Ok((index, from)) => {
+                    if batch.len() < INDICES_PER_LOOKUP && !self.looked_up.contains_key(&index) {
+                        // A miss may be a session recorded a moment later: asked again soon.
+                        self.looked_up.insert(index, now + STRAY_MISS_QUIET);
+                        batch.push((index, from));
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
             }
-            let Some((node, session)) = registry.take_over_by_index(index, from, since)? else {
-                continue;
-            };
-            let reached = super::takeover::reach(state, &node, &[session]);
-            // One line per user: at debug, as tunnels coming up are.
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let since = unix_ms().saturating_sub(crate::registry::RECENT_MS);
+        let claimed = match registry.take_over_by_index(&batch, since) {
+            Ok(c) => {
+                self.stray_trouble = false;
+                c
+            }
+            Err(e) => {
+                if !self.stray_trouble {
+                    tracing::warn!("cluster: looking up transport messages' indices: {e}");
+                }
+                self.stray_trouble = true;
+                return;
+            }
+        };
+        let mut by_node: HashMap<String, Vec<SeenSession>> = HashMap::new();
+        for (node, session) in claimed {
+            if let Some(i) = session.receiver_index {
+                self.looked_up.insert(i, now + STRAY_QUIET);
+            }
+            by_node.entry(node).or_default().push(session);
+        }
+        for (node, sessions) in by_node {
+            let reached = super::takeover::reach(state, &node, &sessions);
             tracing::debug!(
                 node = %node,
-                peer = %session.public_key,
-                endpoint = %from,
                 reached,
-                "cluster: another node's user is sending here; starting a handshake with it"
+                "cluster: other nodes' users are sending here; starting handshakes with them"
             );
         }
     }

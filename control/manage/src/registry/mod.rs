@@ -36,7 +36,7 @@ pub use cluster::{Heartbeat, NodeRecord, SILENT_AFTER_MS};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
 pub use ipam::Pool;
 pub use records::{ListFilter, NewPeer, PeerChange};
-pub use sessions::{unix_ms, SeenSession, RECENT_MS};
+pub use sessions::{unix_ms, SeenSession, INDICES_PER_LOOKUP, RECENT_MS};
 
 /// What went wrong in the registry.
 #[derive(Debug, thiserror::Error)]
@@ -426,5 +426,7 @@ fn close_to_others(path: &Path) -> Result<(), RegistryError> {
 #[cfg(test)]
 #[macro_use]
 mod test_support;
+#[cfg(test)]
+mod session_tests;
 #[cfg(test)]
 mod tests;

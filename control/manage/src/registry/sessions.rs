@@ -128,40 +128,76 @@ impl Registry {
     }
 }
 
+/// Indices looked up per statement (fewer are padded with the first: one statement text).
+pub const INDICES_PER_LOOKUP: usize = 32;
+
 impl Registry {
-    /// Claims for this node the session another node recorded under `index` since
-    /// `since_ms` (a transport message named it here), with `endpoint` (where that message
-    /// came from) as its new endpoint; returns the node it was taken from and the session.
+    /// Claims for this node the sessions other nodes recorded since `since_ms` under the
+    /// indices of `strays` (transport messages that came here for sessions this node does
+    /// not have); returns each with the node it was taken from. At most
+    /// `INDICES_PER_LOOKUP` are looked up, in one read without the write lock; each claim
+    /// is one conditional statement, so a session is never claimed twice, nor claimed after
+    /// its node recorded a newer one. A user is reached where the message came from only if
+    /// that is the address recorded for it (a new port after a NAT rebinding): a forged
+    /// message cannot point a handshake at anyone else.
     pub fn take_over_by_index(
         &mut self,
-        index: u32,
-        endpoint: SocketAddr,
+        strays: &[(u32, SocketAddr)],
         since_ms: u64,
-    ) -> Result<Option<(String, SeenSession)>, RegistryError> {
-        let me = self.node.clone();
-        // Read and claimed under the write lock, in a transaction never run twice.
-        let mut tx = self.engine.write()?;
-        let found = tx.query(
-            "SELECT public_key, node FROM sessions \
-             WHERE receiver_index = ?1 AND node <> ?2 AND seen_ms >= ?3",
-            params![u64::from(index), me.as_str(), since_ms],
-        )?;
-        // Indices are random per node, so two nodes' users may share one: reach neither
-        // (a handshake to the wrong one would go unanswered; theirs come back on their own).
-        let [row] = found.as_slice() else {
-            return Ok(None);
+    ) -> Result<Vec<(String, SeenSession)>, RegistryError> {
+        let strays = &strays[..strays.len().min(INDICES_PER_LOOKUP)];
+        let Some(&(first, _)) = strays.first() else {
+            return Ok(Vec::new());
         };
-        let (key, from) = (row.blob(0)?, row.text(1)?);
-        let rows = tx.query(
-            "UPDATE sessions SET node = ?1, endpoint = ?2 WHERE public_key = ?3 AND node = ?4 \
-             RETURNING public_key, endpoint, seen_ms, receiver_index",
-            params![me.as_str(), endpoint.to_string(), &key[..], from.as_str()],
-        )?;
-        tx.commit()?;
-        match rows.first() {
-            Some(r) => Ok(Some((from, seen_session(r)?))),
-            None => Ok(None),
+        let me = self.node.clone();
+        let mut sql = String::from(
+            "SELECT public_key, endpoint, seen_ms, receiver_index, node FROM sessions \
+             WHERE node <> ?1 AND seen_ms >= ?2 AND receiver_index IN (",
+        );
+        let mut values = vec![Value::from(me.as_str()), Value::from(since_ms)];
+        for k in 0..INDICES_PER_LOOKUP {
+            sql.push_str(if k == 0 { "?3" } else { ", ?" });
+            if k > 0 {
+                sql.push_str(&(3 + k).to_string());
+            }
+            let index = strays.get(k).map_or(first, |s| s.0);
+            values.push(Value::from(u64::from(index)));
         }
+        sql.push(')');
+        let rows = self.engine.query(&sql, &values)?;
+        let mut found: Vec<(String, SeenSession)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            found.push((r.text(4)?, seen_session(r)?));
+        }
+        let mut claimed = Vec::new();
+        for &(index, from) in strays {
+            // Indices are random per node, so two nodes' users may share one: reach neither
+            // (a handshake to the wrong one would go unanswered; theirs come back alone).
+            let mut named = found
+                .iter()
+                .filter(|(_, s)| s.receiver_index == Some(index));
+            let (Some((node, session)), None) = (named.next(), named.next()) else {
+                continue;
+            };
+            let n = self.engine.execute(
+                "UPDATE sessions SET node = ?1 \
+                 WHERE public_key = ?2 AND node = ?3 AND receiver_index = ?4",
+                params![
+                    me.as_str(),
+                    &session.public_key.0[..],
+                    node.as_str(),
+                    u64::from(index)
+                ],
+            )?;
+            if n == 1 {
+                let mut s = *session;
+                if from.ip() == s.endpoint.ip() {
+                    s.endpoint = from;
+                }
+                claimed.push((node.clone(), s));
+            }
+        }
+        Ok(claimed)
     }
 }
 
