@@ -35,7 +35,7 @@ use crate::registry::{
 const BEAT: Duration = Duration::from_millis(500);
 
 /// How often the sessions that came up since are written (and strays looked up).
-const FRESH: Duration = Duration::from_millis(100);
+const FRESH: Duration = Duration::from_millis(20);
 
 /// An index whose user was reached is not looked up again for this long (a user sends
 /// many messages before the handshake it is sent answers).
