@@ -5,21 +5,12 @@
 //! service address reaches it: everyone passes traffic again within 5 s of the move (the
 //! target is 2 s). Without, the standard clients come back only after their own ~15 s.
 
-use std::path::PathBuf;
+mod common;
 
 use loadtest::failover::{line, FailoverFigures};
 use loadtest::run::{run, RunOptions};
 use loadtest::scenario::Scenario;
 use loadtest::target::TargetKind;
-
-fn xgate_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    ["target/debug/xgate", "target/release/xgate"]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.is_file())
-        .expect("the xgate binary (cargo build -p xgate)")
-}
 
 /// One failover at a time: two on a 2-core machine would measure each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -33,7 +24,7 @@ fn fail_over(take_over: bool, tag: &str) -> FailoverFigures {
     let r = run(&RunOptions {
         scenario,
         target: TargetKind::Xgate,
-        xgate: xgate_binary(),
+        xgate: common::xgate_binary(),
         server_cpus: vec![0],
         load_cpus: Vec::new(),
         load_threads: 1,

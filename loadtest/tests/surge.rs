@@ -4,22 +4,12 @@
 //! mixed surge: IKEv2 users (EAP-MSCHAPv2 and certificates) log in beside WireGuard ones and
 //! ping through ESP, then again against a fresh xgate and strongSwan side by side.
 
-use std::path::PathBuf;
+mod common;
 
 use loadtest::results::RunResult;
 use loadtest::run::{run, RunOptions};
 use loadtest::scenario::Scenario;
 use loadtest::target::TargetKind;
-
-fn xgate_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    // `cargo test --workspace` builds the workspace's binaries before any test runs.
-    ["target/debug/xgate", "target/release/xgate"]
-        .iter()
-        .map(|p| root.join(p))
-        .find(|p| p.is_file())
-        .expect("the xgate binary (cargo build -p xgate)")
-}
 
 /// The runs take turns: each pins its server to CPU 0 and measures it.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -28,7 +18,7 @@ fn options(scenario: &str, tag: &str) -> RunOptions {
     RunOptions {
         scenario: Scenario::load(scenario).expect("built-in scenario"),
         target: TargetKind::Xgate,
-        xgate: xgate_binary(),
+        xgate: common::xgate_binary(),
         server_cpus: vec![0],
         load_cpus: Vec::new(),
         load_threads: 1,

@@ -11,8 +11,10 @@ pub(super) const STRAYS_PER_WINDOW: u32 = 64;
 /// The window of that budget.
 const STRAY_WINDOW: Duration = Duration::from_millis(100);
 
-/// Indices reported lately, not reported again (a user sends many messages before a
-/// handshake reaches it): a busy user must not spend everyone's budget.
+/// Indices reported in the current window, not reported again in it (a user sends many
+/// messages before a handshake reaches it): a busy user must not spend everyone's budget.
+/// Cleared with each window, so an index still arriving is reported again (its lookup may
+/// have missed a session recorded a moment later).
 const RECENT: usize = 16;
 
 /// What is left of this window's budget of stray reports, and the indices reported lately.
@@ -28,12 +30,14 @@ impl StrayBudget {
     /// Takes a report of `index` from the budget at `now`; false when it was reported lately
     /// or this window's budget is spent.
     pub(super) fn take(&mut self, now: Instant, index: u32) -> bool {
-        if self.recent.contains(&Some(index)) {
-            return false;
-        }
         if self.window.is_none_or(|w| now >= w + STRAY_WINDOW) {
             self.window = Some(now);
             self.left = STRAYS_PER_WINDOW;
+            self.recent = [None; RECENT];
+            self.next = 0;
+        }
+        if self.recent.contains(&Some(index)) {
+            return false;
         }
         if self.left == 0 {
             return false;
@@ -69,6 +73,11 @@ mod tests {
             "still the same window"
         );
         assert!(b.take(t0 + STRAY_WINDOW, fresh), "a new window");
-        assert!(b.take(t0 + STRAY_WINDOW, 1), "1 has left the recent ones");
+        assert!(
+            b.take(t0 + STRAY_WINDOW, 1),
+            "a new window forgets the recent ones"
+        );
+        assert!(!b.take(t0 + STRAY_WINDOW, 1));
+        assert!(b.take(t0 + STRAY_WINDOW * 2, 1), "and again");
     }
 }

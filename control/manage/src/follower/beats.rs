@@ -13,17 +13,20 @@
 //! Each session is recorded with its index here. A transport message that reaches another
 //! node (the service address moved, or a router spread the anycast address anew) names an
 //! index that node does not have; its datapath reports it (`Stray`), and that node looks
-//! the index up, claims the session and starts a handshake with the user at the address the
-//! message came from, without waiting for this node's heartbeat to stop.
+//! the index up, claims the session and starts a handshake with the user at its recorded
+//! address (at the message's port when the address is the same), without waiting for this
+//! node's heartbeat to stop. Claimed users are handed to a thread of their own
+//! (`xgate-reach`): asking the plane may wait in a surge, and the heartbeat must not.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use proto::PublicKey;
+use std::sync::mpsc::Sender;
 use tokio::sync::broadcast;
 
-use super::takeover::Takeover;
+use super::takeover::{Reach, Takeover};
 use super::{FollowFrom, RETRY};
 use crate::api::ApiState;
 use crate::events::{Event, Stamped, Stray};
@@ -57,29 +60,49 @@ struct Beats {
     looked_up: HashMap<u32, Instant>,
     /// The last lookup failed (said once).
     stray_trouble: bool,
+    /// Claimed sessions, to the thread that asks the plane to reach them (which may wait
+    /// on the plane for seconds in a surge: never this thread).
+    reach: Sender<Reach>,
 }
 
-/// Runs the heartbeat thread until `stop`: connects, beats, and after a failure says so
-/// once and tries again every `RETRY`.
+/// Runs the heartbeat thread until `stop`, with a second thread that reaches the users it
+/// claims: connects, beats, and after a failure says so once and tries again every `RETRY`.
 pub(super) fn run(from: FollowFrom, state: &ApiState, stop: &AtomicBool) {
-    let mut beats = Beats {
-        last: None,
-        written: HashMap::new(),
-        events: state.subscribe_events(),
-        strays: from.take_over.then(|| state.subscribe_strays()),
-        looked_up: HashMap::new(),
-        stray_trouble: false,
-    };
+    let (reach, claimed) = std::sync::mpsc::channel::<Reach>();
+    std::thread::scope(|scope| {
+        let reacher = std::thread::Builder::new()
+            .name("xgate-reach".into())
+            .spawn_scoped(scope, move || {
+                for (node, sessions) in claimed {
+                    let reached = super::takeover::reach(state, &node, &sessions);
+                    tracing::debug!(node = %node, reached, "cluster: handshakes started");
+                }
+            });
+        if let Err(e) = reacher {
+            tracing::error!("cluster: cannot start the thread that reaches taken-over users: {e}");
+            return;
+        }
+        let beats = Beats {
+            last: None,
+            written: HashMap::new(),
+            events: state.subscribe_events(),
+            strays: from.take_over.then(|| state.subscribe_strays()),
+            looked_up: HashMap::new(),
+            stray_trouble: false,
+            reach,
+        };
+        keep_beating(&from, state, stop, beats);
+        // `beats` (and with it the sender) is gone: the reaching thread ends, and the scope
+        // waits for it.
+    });
+}
+
+/// The heartbeat loop across reconnections.
+fn keep_beating(from: &FollowFrom, state: &ApiState, stop: &AtomicBool, mut beats: Beats) {
     let mut takeover = Takeover::default();
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
-        let Err(e) = beat(
-            &from,
-            state,
-            stop,
-            (&mut beats, &mut takeover),
-            &mut failing,
-        ) else {
+        let Err(e) = beat(from, state, stop, (&mut beats, &mut takeover), &mut failing) else {
             return;
         };
         state.registry_reached(Some(&e));
@@ -120,11 +143,11 @@ fn beat(
         if beats.due() {
             beats.write(&mut registry, from.started_ms, state)?;
             if from.take_over {
-                takeover.look(&mut registry, state)?;
+                takeover.look(&mut registry, &beats.reach)?;
             }
         }
         beats.write_fresh(&mut registry)?;
-        beats.reach_strays(&mut registry, state);
+        beats.reach_strays(&mut registry);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     Ok(())
@@ -177,7 +200,7 @@ impl Beats {
     /// users are reached by the silence take-over); claims each one another node recorded,
     /// and starts a handshake with its user. A failed lookup is reported, not fatal: the
     /// heartbeat notices a lost connection.
-    fn reach_strays(&mut self, registry: &mut Registry, state: &ApiState) {
+    fn reach_strays(&mut self, registry: &mut Registry) {
         let Some(strays) = self.strays.as_mut() else {
             return;
         };
@@ -222,12 +245,12 @@ impl Beats {
             by_node.entry(node).or_default().push(session);
         }
         for (node, sessions) in by_node {
-            let reached = super::takeover::reach(state, &node, &sessions);
             tracing::debug!(
                 node = %node,
-                reached,
+                sessions = sessions.len(),
                 "cluster: other nodes' users are sending here; starting handshakes with them"
             );
+            let _ = self.reach.send((node, sessions));
         }
     }
 
@@ -238,6 +261,8 @@ impl Beats {
         started_ms: u64,
         state: &ApiState,
     ) -> Result<(), RegistryError> {
+        // The beat's time is the tick's, not the write's end: beats stay 500 ms apart.
+        let at = Instant::now();
         let (peers, sessions, handshakes) = state.node_figures();
         let per_s = self.last.map_or(0, |(at, before)| {
             let secs = at.elapsed().as_secs_f64().max(0.001);
@@ -251,7 +276,7 @@ impl Beats {
             handshakes,
             handshakes_per_s: per_s,
         })?;
-        self.last = Some((Instant::now(), handshakes));
+        self.last = Some((at, handshakes));
         self.changed_sessions(registry, state)
     }
 

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use plane::update::PeerUpdate;
+use std::sync::mpsc::Sender;
 
 use crate::api::ApiState;
 use crate::registry::{unix_ms, Registry, RegistryError, SeenSession, RECENT_MS, SILENT_AFTER_MS};
@@ -41,11 +42,12 @@ impl Takeover {
         self.seen.clear();
     }
 
-    /// Takes over every node whose heartbeat stopped changing since the last look.
+    /// Takes over every node whose heartbeat stopped changing since the last look: claims
+    /// its sessions and hands them to `reach` (the thread that asks the plane).
     pub(super) fn look(
         &mut self,
         registry: &mut Registry,
-        state: &ApiState,
+        reach: &Sender<Reach>,
     ) -> Result<(), RegistryError> {
         let me = registry.node().to_string();
         let silence = Duration::from_millis(SILENT_AFTER_MS);
@@ -74,17 +76,20 @@ impl Takeover {
             seen.taken = true;
             let taken =
                 registry.take_over_sessions(&n.node, unix_ms().saturating_sub(RECENT_MS))?;
-            let reached = reach(state, &n.node, &taken);
             tracing::info!(
                 node = %n.node,
                 sessions = taken.len(),
-                reached,
                 "cluster: a node went silent; starting handshakes with its recent users"
             );
+            // The receiving thread lives as long as this one's loop.
+            let _ = reach.send((n.node, taken));
         }
         Ok(())
     }
 }
+
+/// Sessions claimed from a node, for the plane to reach.
+pub(super) type Reach = (String, Vec<SeenSession>);
 
 /// Starts a handshake with each of `sessions`' users (claimed from `node`) at its last
 /// endpoint, a chunk at a time; returns how many the interface took.

@@ -99,6 +99,18 @@ fn a_stray_message_claims_its_session_by_index_reaching_only_its_own_address(db:
             .is_empty(),
         "b's own now: nothing to take"
     );
+    // One index twice in a batch: claimed once.
+    let mut d = open(&db, vec![pool("10.77.0.0/24", None)]);
+    d.set_node("node-d");
+    a.record_sessions(&[SeenSession {
+        seen_ms: 2000,
+        ..seen(5, 8)
+    }])
+    .expect("record");
+    let twice = d
+        .take_over_by_index(&[(8, forged), (8, rebound)], 0)
+        .expect("look up");
+    assert_eq!(twice.len(), 1, "{twice:?}");
     let mut c = open(&db, vec![pool("10.77.0.0/24", None)]);
     c.set_node("node-c");
     assert!(
