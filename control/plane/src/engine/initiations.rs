@@ -48,7 +48,9 @@ impl ControlPlane {
         self.indices.set(keys.local_index, IndexUse::Session(id));
         self.install(id, &keys, d.from, now);
         self.counters.initiator_completed += 1;
-        tracing::info!(peer = %public, endpoint = %d.from, "handshake completed (we initiated)");
+        // One line per user, at debug as the answered ones are: a take-over completes
+        // thousands at once.
+        tracing::debug!(peer = %public, endpoint = %d.from, "handshake completed (we initiated)");
     }
 
     pub(super) fn take_cookie(&mut self, reply: &CookieReply<'_>, now: Instant) {
