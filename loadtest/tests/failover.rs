@@ -8,30 +8,18 @@
 mod common;
 
 use loadtest::failover::{line, FailoverFigures};
-use loadtest::run::{run, RunOptions};
-use loadtest::scenario::Scenario;
-use loadtest::target::TargetKind;
+use loadtest::run::run;
 
 /// One failover at a time: two on a 2-core machine would measure each other.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn fail_over(take_over: bool, tag: &str) -> FailoverFigures {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut scenario = Scenario::load("small-failover").expect("built-in scenario");
-    if let Some(f) = scenario.failover.as_mut() {
+    let mut options = common::options("small-failover", tag);
+    if let Some(f) = options.scenario.failover.as_mut() {
         f.take_over = take_over;
     }
-    let r = run(&RunOptions {
-        scenario,
-        target: TargetKind::Xgate,
-        xgate: common::xgate_binary(),
-        server_cpus: vec![0],
-        load_cpus: Vec::new(),
-        load_threads: 1,
-        progress: false,
-        tag: format!("{tag}{}", std::process::id()),
-    })
-    .expect("the run");
+    let r = run(&options).expect("the run");
     assert_eq!(
         r.clients.connected, 500,
         "everyone connected through A first"

@@ -7,25 +7,10 @@
 mod common;
 
 use loadtest::results::RunResult;
-use loadtest::run::{run, RunOptions};
-use loadtest::scenario::Scenario;
-use loadtest::target::TargetKind;
+use loadtest::run::run;
 
 /// The runs take turns: each pins its server to CPU 0 and measures it.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn options(scenario: &str, tag: &str) -> RunOptions {
-    RunOptions {
-        scenario: Scenario::load(scenario).expect("built-in scenario"),
-        target: TargetKind::Xgate,
-        xgate: common::xgate_binary(),
-        server_cpus: vec![0],
-        load_cpus: Vec::new(),
-        load_threads: 1,
-        progress: false,
-        tag: format!("{tag}{}", std::process::id()),
-    }
-}
 
 fn written_and_read_back(r: &RunResult) -> RunResult {
     let dir = std::env::temp_dir().join(format!("xlt-results-{}", std::process::id()));
@@ -39,7 +24,7 @@ fn written_and_read_back(r: &RunResult) -> RunResult {
 fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Three load threads, so what they measured must add up.
-    let mut o = options("small", "s");
+    let mut o = common::options("small", "s");
     o.load_threads = 3;
     let r = run(&o).expect("the run");
     let r = written_and_read_back(&r);
@@ -90,7 +75,7 @@ fn a_small_surge_connects_everyone_and_agrees_with_the_server() {
 #[test]
 fn users_connect_through_a_mixed_flood_that_is_dropped() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut o = options("mixed-flood", "f");
+    let mut o = common::options("mixed-flood", "f");
     o.scenario.users = 300;
     o.scenario.seconds = 5.0;
     o.scenario.traffic.seconds = 1.0;
@@ -118,7 +103,7 @@ fn users_connect_through_a_mixed_flood_that_is_dropped() {
 #[test]
 fn ikev2_and_wireguard_users_arriving_together_all_connect() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let r = run(&options("small-mixed", "m")).expect("the run");
+    let r = run(&common::options("small-mixed", "m")).expect("the run");
     let r = written_and_read_back(&r);
     let dump = serde_json::to_string_pretty(&r).unwrap_or_default();
     eprintln!("{dump}");
