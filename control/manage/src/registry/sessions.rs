@@ -152,20 +152,19 @@ impl Registry {
             return Ok(Vec::new());
         };
         let me = self.node.clone();
-        let mut sql = String::from(
+        let list: Vec<String> = (0..INDICES_PER_LOOKUP)
+            .map(|k| format!("?{}", 3 + k))
+            .collect();
+        let sql = format!(
             "SELECT public_key, endpoint, seen_ms, receiver_index, node FROM sessions \
-             WHERE node <> ?1 AND seen_ms >= ?2 AND receiver_index IN (",
+             WHERE node <> ?1 AND seen_ms >= ?2 AND receiver_index IN ({})",
+            list.join(", ")
         );
         let mut values = vec![Value::from(me.as_str()), Value::from(since_ms)];
-        for k in 0..INDICES_PER_LOOKUP {
-            sql.push_str(if k == 0 { "?3" } else { ", ?" });
-            if k > 0 {
-                sql.push_str(&(3 + k).to_string());
-            }
+        values.extend((0..INDICES_PER_LOOKUP).map(|k| {
             let index = strays.get(k).map_or(first, |s| s.0);
-            values.push(Value::from(u64::from(index)));
-        }
-        sql.push(')');
+            Value::from(u64::from(index))
+        }));
         let rows = self.engine.query(&sql, &values)?;
         let mut found: Vec<(String, SeenSession)> = Vec::with_capacity(rows.len());
         for r in &rows {
