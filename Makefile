@@ -12,9 +12,11 @@ APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux pr
 	strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins \
 	libcharon-extauth-plugins \
 	iptables ethtool \
-	postgresql keepalived
+	postgresql keepalived \
+	chromium chromium-driver
 # (postgresql: the registry's tests run against SQLite and a throwaway PostgreSQL server;
-# keepalived: the cluster's failover test moves a service address between two nodes.)
+# keepalived: the cluster's failover test moves a service address between two nodes;
+# chromium + chromium-driver: the web console's tests drive a real browser over WebDriver.)
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git
 

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod bridge;
+pub mod browser;
 pub mod clients;
 pub mod config;
 pub mod flood;

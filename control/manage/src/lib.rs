@@ -22,5 +22,6 @@ pub mod ike_grants;
 pub mod qr;
 pub mod registry;
 pub mod service;
+pub mod web;
 
 pub use service::{Management, ServerFacts, TokenReloader};

@@ -52,6 +52,9 @@ pub enum TokenAction {
         /// A label to recognise it by in `token list` and `token revoke`.
         #[arg(default_value = "")]
         label: String,
+        /// What it may do: admin (everything) or viewer (read everything, change nothing).
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
         #[command(flatten)]
         file: TokenFileArgs,
     },
@@ -80,9 +83,10 @@ fn now_iso() -> String {
 /// Runs `action`.
 pub fn run(action: TokenAction) -> Result<()> {
     match action {
-        TokenAction::Add { label, file } => {
+        TokenAction::Add { label, role, file } => {
             let path = file.path()?;
-            let token = manage::api::add_token(&path, &label, &now_iso())?;
+            let role = manage::api::Role::parse(&role).unwrap_or(manage::api::Role::Viewer);
+            let token = manage::api::add_token(&path, &label, role, &now_iso())?;
             eprintln!(
                 "added to {}; the API takes it within a second (shown this once)",
                 path.display()
@@ -94,16 +98,20 @@ pub fn run(action: TokenAction) -> Result<()> {
             if file.json {
                 let list: Vec<_> = entries
                     .iter()
-                    .map(|e| json!({ "label": e.label, "hash": e.hash, "added": e.added }))
+                    .map(|e| {
+                        json!({ "label": e.label, "hash": e.hash, "added": e.added,
+                                "role": e.role.name() })
+                    })
                     .collect();
                 return print_json(&json!(list));
             }
-            let mut out = format!("{:<24} {:<14} {}\n", "LABEL", "HASH", "ADDED");
+            let mut out = format!("{:<24} {:<7} {:<14} {}\n", "LABEL", "ROLE", "HASH", "ADDED");
             for e in &entries {
                 let label = if e.label.is_empty() { "-" } else { &e.label };
                 let added = if e.added.is_empty() { "-" } else { &e.added };
                 out += &format!(
-                    "{label:<24} {:<14} {added}\n",
+                    "{label:<24} {:<7} {:<14} {added}\n",
+                    e.role.name(),
                     &e.hash[..12.min(e.hash.len())]
                 );
             }

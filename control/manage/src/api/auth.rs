@@ -15,6 +15,7 @@ use axum::Json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::tokens::{Role, Token};
 use super::ApiState;
 
 /// At most one log line about refused sign-ins per this long (a guessing client must not
@@ -30,7 +31,7 @@ pub struct Refusals {
 
 impl Refusals {
     /// Logs a refusal from `from`, unless a line was logged within `LOG_EVERY`.
-    fn note(&self, from: Option<SocketAddr>, path: &str) {
+    pub(super) fn note(&self, from: Option<SocketAddr>, path: &str) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         match &mut *last {
@@ -55,17 +56,49 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// True if `header` (an Authorization value) carries a token whose hash is in `hashes`.
-pub fn authorized(header: Option<&str>, hashes: &[[u8; 32]]) -> bool {
-    let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let hash = hash_token(token.trim());
+/// The accepted token `header` (an Authorization value) carries, if any.
+pub fn authorized(header: Option<&str>, tokens: &[Token]) -> Option<Token> {
+    let token = header.and_then(|h| h.strip_prefix("Bearer "))?;
+    matching(token.trim(), tokens)
+}
+
+/// The accepted token whose hash is `token`'s, if any.
+pub fn matching(token: &str, tokens: &[Token]) -> Option<Token> {
+    let hash = hash_token(token);
     // Every stored hash is compared, match or not: the time taken does not depend on which.
-    hashes
-        .iter()
-        .fold(0u8, |found, h| found | h.ct_eq(&hash).unwrap_u8())
-        == 1
+    let mut found = None;
+    for t in tokens {
+        if bool::from(t.hash.ct_eq(&hash)) {
+            found = Some(t.clone());
+        }
+    }
+    found
+}
+
+/// Who made a request: the token's role and name (an extension on every authorized request).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// What it may do.
+    pub role: Role,
+    /// Who, for the audit log ("api:LABEL" or "web:LABEL").
+    pub actor: String,
+}
+
+/// True for a request that only reads.
+pub fn reads_only(method: &axum::http::Method) -> bool {
+    matches!(
+        *method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    )
+}
+
+/// A viewer's refusal: 403, saying why.
+pub fn viewer_refused() -> Response {
+    let body = serde_json::json!({
+        "error": "this token is a viewer's: it reads, it changes nothing (an admin token \
+                  changes; `xgate token add --role admin`)",
+    });
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
 
 /// Middleware: lets a request through only with a valid token (401 and nothing else if not).
@@ -78,12 +111,14 @@ pub async fn require_token(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let hashes = state
-        .token_hashes
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    if !authorized(header, &hashes) {
+    let found = {
+        let tokens = state
+            .tokens
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        authorized(header, &tokens)
+    };
+    let Some(token) = found else {
         let from = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -101,7 +136,15 @@ pub async fn require_token(
         });
         let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
         return Err((StatusCode::UNAUTHORIZED, challenge, Json(body)).into_response());
+    };
+    if token.role == Role::Viewer && !reads_only(request.method()) {
+        return Err(viewer_refused());
     }
+    let mut request = request;
+    request.extensions_mut().insert(Caller {
+        role: token.role,
+        actor: format!("api:{}", token.who()),
+    });
     Ok(next.run(request).await)
 }
 
@@ -111,14 +154,23 @@ mod tests {
 
     #[test]
     fn only_a_listed_token_passes() {
-        let hashes = [hash_token("alpha"), hash_token("beta")];
-        assert!(authorized(Some("Bearer beta"), &hashes));
-        assert!(authorized(Some("Bearer alpha"), &hashes));
-        assert!(!authorized(Some("Bearer gamma"), &hashes));
-        assert!(!authorized(Some("beta"), &hashes), "scheme required");
-        assert!(!authorized(Some("Bearer "), &hashes));
-        assert!(!authorized(None, &hashes));
-        assert!(!authorized(Some("Bearer alpha"), &[]), "no tokens: nobody");
+        let token = |t: &str, role| Token {
+            hash: hash_token(t),
+            role,
+            label: t.into(),
+        };
+        let tokens = [token("alpha", Role::Admin), token("beta", Role::Viewer)];
+        let role = |h| authorized(h, &tokens).map(|t| t.role);
+        assert_eq!(role(Some("Bearer beta")), Some(Role::Viewer));
+        assert_eq!(role(Some("Bearer alpha")), Some(Role::Admin));
+        assert_eq!(role(Some("Bearer gamma")), None);
+        assert_eq!(role(Some("beta")), None, "scheme required");
+        assert_eq!(role(Some("Bearer ")), None);
+        assert_eq!(role(None), None);
+        assert!(
+            authorized(Some("Bearer alpha"), &[]).is_none(),
+            "no tokens: nobody"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::registry::Pool;
 
-const TOKEN: &str = "fuzz-token";
+pub(super) const TOKEN: &str = "fuzz-token";
 
 fn text() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -125,7 +125,7 @@ pub(super) fn app(dir: &std::path::Path) -> Router {
         }
     });
     let state = super::tests::test_state(registry, requests, TOKEN);
-    router(state, Limits::default())
+    router(state, Limits::default(), false)
 }
 
 #[test]

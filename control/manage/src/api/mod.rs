@@ -3,7 +3,8 @@
 //! blocking) runs on tokio's blocking threads; changes reach the running interface through
 //! the same request channel the `wg` socket uses.
 //!
-//! - `auth`: bearer tokens, kept as hashes.
+//! - `auth`: bearer tokens, kept as hashes, and their roles.
+//! - `audit`: the audit log, written for every change and served.
 //! - `peer_routes`: the peer endpoints.
 //! - `ike_routes`: IKEv2 users and SAs.
 //! - `profiles`: an IKEv2 user's client profiles: swanctl.conf, .mobileconfig, PowerShell,
@@ -21,10 +22,13 @@
 //! - `tls`: HTTPS from the operator's PEM files.
 //! - `registry_health`: whether the registry answers (status and metrics say so).
 //! - `cluster`: the nodes sharing the registry (`GET /api/v1/cluster`).
+//! - `console_access`: what the web console reads and does through the API's state.
 
+mod audit;
 mod auth;
 mod client_config;
 mod cluster;
+mod console_access;
 mod error;
 mod ike_routes;
 mod last_seen;
@@ -56,10 +60,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use auth::hash_token;
+pub use audit::AuditNote;
+pub use auth::matching as matching_token;
+pub use auth::{hash_token, Caller};
 pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
 pub use limits::{Limits, MAX_BODY};
+pub(crate) use peer_routes::{delete_peer, revoke_peer};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use profiles::{Format as ProfileFormat, Preferred};
 pub use sse::MAX_SUBSCRIBERS;
@@ -67,7 +74,9 @@ pub use tls::{server_config as tls_config, TlsError};
 pub use token_admin::{
     add as add_token, entries as token_entries, revoke as revoke_token, Revoked, TokenEntry,
 };
-pub use tokens::{load as read_tokens, load_or_create as load_tokens, reload, secret_path};
+pub use tokens::{
+    load as read_tokens, load_or_create as load_tokens, reload, secret_path, Role, Token,
+};
 
 use plane::engine::{PlaneHandle, Published, WorkerRates};
 use plane::update::{DeviceUpdate, PeerUpdate};
@@ -79,7 +88,7 @@ use crate::registry::Registry;
 pub struct ApiState {
     registry: Mutex<Registry>,
     plane: PlaneHandle,
-    token_hashes: std::sync::RwLock<Vec<[u8; 32]>>,
+    tokens: std::sync::RwLock<Vec<Token>>,
     client: ClientTemplate,
     metrics_need_token: bool,
     latency: metrics::Latency,
@@ -106,16 +115,18 @@ pub struct ApiState {
     health: registry_health::RegistryHealth,
     /// The registry's engine ("sqlite" or "postgres").
     engine: &'static str,
+    /// The web console's sessions and figures.
+    pub console: crate::web::Console,
 }
 
 impl ApiState {
-    /// State over an open registry, the control plane's request channel, the accepted token
-    /// hashes and what client configurations share; `metrics_need_token` puts `/metrics`
+    /// State over an open registry, the control plane's request channel, the accepted tokens
+    /// and what client configurations share; `metrics_need_token` puts `/metrics`
     /// behind the token too; peer changes are published on `events`.
     pub fn new(
         registry: Registry,
         plane: PlaneHandle,
-        token_hashes: Vec<[u8; 32]>,
+        tokens: Vec<Token>,
         client: ClientTemplate,
         metrics_need_token: bool,
         events: EventHub,
@@ -130,7 +141,7 @@ impl ApiState {
         Self {
             registry: Mutex::new(registry),
             plane,
-            token_hashes: std::sync::RwLock::new(token_hashes),
+            tokens: std::sync::RwLock::new(tokens),
             client,
             metrics_need_token,
             latency: metrics::Latency::default(),
@@ -147,6 +158,7 @@ impl ApiState {
             apply_order: Mutex::new(()),
             health: registry_health::RegistryHealth::default(),
             engine: "sqlite",
+            console: crate::web::Console::default(),
         }
     }
 
@@ -169,12 +181,9 @@ impl ApiState {
         self
     }
 
-    /// Replaces the accepted token hashes (the token file was read again).
-    pub fn set_tokens(&self, hashes: Vec<[u8; 32]>) {
-        *self
-            .token_hashes
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = hashes;
+    /// Replaces the accepted tokens (the token file was read again).
+    pub fn set_tokens(&self, tokens: Vec<Token>) {
+        *self.tokens.write().unwrap_or_else(PoisonError::into_inner) = tokens;
     }
 
     /// The order lock: taken before the registry (never while holding it), held until the
@@ -411,9 +420,10 @@ where
 /// The OpenAPI description of every route, served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route: the API behind the token, `/metrics` behind it only if so configured; each
-/// request held to `limits`.
-pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
+/// Every route: the API behind the token, `/metrics` behind it only if so configured, the
+/// web console at `/` (its cookies Secure when `secure`: served over TLS); each request held
+/// to `limits`.
+pub fn router(state: Arc<ApiState>, limits: Limits, secure: bool) -> Router {
     let token = || axum::middleware::from_fn_with_state(state.clone(), auth::require_token);
     let mut metrics = Router::new().route("/metrics", get(metrics::metrics));
     // The description is public: it holds no data.
@@ -458,9 +468,15 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
         .route("/api/v1/cluster", get(cluster::cluster))
         .route("/api/v1/cluster/take-over", post(cluster::take_over))
         .route("/api/v1/events", get(sse::stream))
+        .route("/api/v1/audit", get(audit::list))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see /openapi.json")
         })
+        // The token is checked first (the outer layer); the audit sees who passed.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .route_layer(token());
     metrics
         .merge(docs)
@@ -469,7 +485,8 @@ pub fn router(state: Arc<ApiState>, limits: Limits) -> Router {
             state.clone(),
             metrics::time_requests,
         ))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::web::router(state, secure))
         .layer(axum::middleware::from_fn(error::json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
@@ -513,7 +530,8 @@ impl ApiServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let recorder = runtime.spawn(last_seen::record(state.clone()));
         let watcher = runtime.spawn(tokens::watch(state.clone()));
-        let app = router(state.clone(), limits);
+        let sampler = runtime.spawn(crate::web::history::run(state.clone()));
+        let app = router(state.clone(), limits, tls.is_some());
         let thread = std::thread::Builder::new()
             .name("xgate-api-serve".into())
             .spawn(move || {
@@ -522,6 +540,7 @@ impl ApiServer {
                     serve::serve(listener, app, tls, limits, stopped).await;
                     recorder.abort();
                     watcher.abort();
+                    sampler.abort();
                 });
             })?;
         Ok(Self {

@@ -43,6 +43,19 @@ pub struct CreatePeer {
     allowed_ips: Vec<String>,
 }
 
+impl CreatePeer {
+    /// A peer named `name` in `group`, its key pair made here.
+    pub(crate) fn named(name: String, group: Option<String>) -> Self {
+        Self {
+            name,
+            group,
+            public_key: None,
+            preshared_key: false,
+            allowed_ips: Vec::new(),
+        }
+    }
+}
+
 /// Several peers to create at once, all or none.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,13 +85,16 @@ pub struct ListQuery {
     limit: Option<usize>,
     #[serde(default)]
     revoked: Option<bool>,
+    /// Only peers whose name holds this text (any case).
+    #[serde(default)]
+    search: Option<String>,
 }
 
 /// A peer as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct PeerView {
-    id: i64,
-    name: String,
+    pub(crate) id: i64,
+    pub(crate) name: String,
     group: String,
     public_key: String,
     has_preshared_key: bool,
@@ -110,10 +126,12 @@ impl From<&PeerRecord> for PeerView {
 
 /// A created peer, with its configuration when the API made its key pair.
 #[derive(Debug, Serialize)]
-struct Created {
-    peer: PeerView,
+pub(crate) struct Created {
+    /// The peer.
+    pub(crate) peer: PeerView,
+    /// Its `wg-quick` file with the private key, when the API made the key pair.
     #[serde(skip_serializing_if = "Option::is_none")]
-    config: Option<String>,
+    pub(crate) config: Option<String>,
     /// What the caller should know about the file (a guessed endpoint).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<String>,
@@ -238,7 +256,9 @@ fn prepare(field: &str, c: CreatePeer) -> Result<(NewPeer, Option<PrivateKey>), 
     ))
 }
 
-fn create_all(
+/// Creates `batch` (all or none: registry, then interface); `field(i)` names item `i` in an
+/// error.
+pub(crate) fn create_all(
     state: &ApiState,
     batch: Vec<CreatePeer>,
     field: impl Fn(usize) -> String,
@@ -281,7 +301,11 @@ pub async fn create(
     let one = made
         .pop()
         .ok_or_else(|| ApiError::bad_request("nothing created"))?;
-    Ok((StatusCode::CREATED, Json(one)).into_response())
+    let note = format!("created peer {:?} (id {})", one.peer.name, one.peer.id);
+    Ok(noted(
+        (StatusCode::CREATED, Json(one)).into_response(),
+        note,
+    ))
 }
 
 /// POST /api/v1/peers/bulk
@@ -296,11 +320,12 @@ pub async fn create_bulk(
         )));
     }
     let made = blocking(move || create_all(&state, body.peers, |i| format!("peers[{i}]"))).await?;
-    Ok((
+    let note = format!("created {} peers", made.len());
+    let response = (
         StatusCode::CREATED,
         Json(serde_json::json!({ "peers": made })),
-    )
-        .into_response())
+    );
+    Ok(noted(response.into_response(), note))
 }
 
 /// GET /api/v1/peers
@@ -322,6 +347,7 @@ pub async fn list(
         after: q.after.unwrap_or(0),
         limit,
         revoked: q.revoked.unwrap_or(true),
+        search: q.search.filter(|s| !s.is_empty()),
     };
     let peers = blocking(move || Ok(state.registry().list(&filter)?)).await?;
     let next_after = (peers.len() == limit)
@@ -401,6 +427,42 @@ pub async fn change(
     Ok(Json(PeerView::from(&peer)).into_response())
 }
 
+/// `response` with `note` for the audit log.
+fn noted(mut response: Response, note: String) -> Response {
+    response.extensions_mut().insert(super::AuditNote(note));
+    response
+}
+
+/// Revokes peer `id` (registry, then interface); a second revoke changes nothing.
+pub(crate) fn revoke_peer(state: &ApiState, id: i64) -> Result<PeerRecord, ApiError> {
+    let _order = state.in_order();
+    let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
+    // A second revoke changes nothing and says nothing again.
+    if revoked {
+        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
+        state.events.publish(Event::PeerRevoked {
+            id,
+            public_key: peer.public_key.to_base64(),
+        });
+    }
+    Ok(peer)
+}
+
+/// Deletes peer `id` (registry, then interface); returns what it was.
+pub(crate) fn delete_peer(state: &ApiState, id: i64) -> Result<PeerRecord, ApiError> {
+    let _order = state.in_order();
+    let mut registry = state.registry();
+    let peer = registry.get(id)?;
+    registry.delete(id, super::now())?;
+    drop(registry);
+    state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
+    state.events.publish(Event::PeerDeleted {
+        id,
+        public_key: peer.public_key.to_base64(),
+    });
+    Ok(peer)
+}
+
 /// POST /api/v1/peers/{id}/revoke
 pub async fn revoke(
     State(state): State<Arc<ApiState>>,
@@ -408,20 +470,11 @@ pub async fn revoke(
 ) -> Result<Response, ApiError> {
     let peer = blocking(move || {
         let id = peer_id(&state, &id)?;
-        let _order = state.in_order();
-        let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
-        // A second revoke changes nothing and says nothing again.
-        if revoked {
-            state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
-            state.events.publish(Event::PeerRevoked {
-                id,
-                public_key: peer.public_key.to_base64(),
-            });
-        }
-        Ok(peer)
+        revoke_peer(&state, id)
     })
     .await?;
-    Ok(Json(PeerView::from(&peer)).into_response())
+    let note = format!("revoked peer {:?} (id {})", peer.name, peer.id);
+    Ok(noted(Json(PeerView::from(&peer)).into_response(), note))
 }
 
 /// DELETE /api/v1/peers/{id}
@@ -429,22 +482,13 @@ pub async fn delete(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    blocking(move || {
+    let peer = blocking(move || {
         let id = peer_id(&state, &id)?;
-        let _order = state.in_order();
-        let mut registry = state.registry();
-        let peer = registry.get(id)?;
-        registry.delete(id, super::now())?;
-        drop(registry);
-        state.apply(vec![PeerUpdate::removal(peer.public_key)])?;
-        state.events.publish(Event::PeerDeleted {
-            id,
-            public_key: peer.public_key.to_base64(),
-        });
-        Ok(())
+        delete_peer(&state, id)
     })
     .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let note = format!("deleted peer {:?} (id {})", peer.name, peer.id);
+    Ok(noted(StatusCode::NO_CONTENT.into_response(), note))
 }
 
 /// Why a stored peer's file is not given as a QR code.

@@ -21,7 +21,17 @@ use super::ApiState;
 pub const MAX_SUBSCRIBERS: usize = 64;
 
 /// A subscriber's place, given back when its stream ends.
-struct Place(Arc<ApiState>);
+pub(crate) struct Place(Arc<ApiState>);
+
+impl Place {
+    /// A place for one more stream, if any is free.
+    pub(crate) fn take(state: &Arc<ApiState>) -> Option<Self> {
+        let place = Self(state.clone());
+        let taken = state.subscribers.fetch_add(1, Ordering::AcqRel);
+        // Dropped at once when the cap was reached: the count goes back down.
+        (taken < MAX_SUBSCRIBERS).then_some(place)
+    }
+}
 
 impl Drop for Place {
     fn drop(&mut self) {
@@ -31,9 +41,7 @@ impl Drop for Place {
 
 /// GET /api/v1/events
 pub async fn stream(State(state): State<Arc<ApiState>>) -> Response {
-    let taken = state.subscribers.fetch_add(1, Ordering::AcqRel);
-    let place = Place(state.clone());
-    if taken >= MAX_SUBSCRIBERS {
+    let Some(place) = Place::take(&state) else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -42,7 +50,7 @@ pub async fn stream(State(state): State<Arc<ApiState>>) -> Response {
             ),
         )
         .into_response();
-    }
+    };
     let rx = state.events.subscribe();
     let events = futures_util::stream::unfold((rx, place), |(mut rx, place)| async move {
         let event = match rx.recv().await {

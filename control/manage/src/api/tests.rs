@@ -13,6 +13,8 @@ use super::*;
 use crate::events::EventHub;
 
 const TOKEN: &str = "test-token";
+/// A viewer's token the test state also accepts.
+pub(super) const VIEWER: &str = "viewer-token";
 
 /// A server over a fresh registry and a control plane that never answers (its request
 /// channel stays open), held to `limits`.
@@ -53,7 +55,18 @@ pub(super) fn test_state(
     Arc::new(ApiState::new(
         registry,
         PlaneHandle::new(requests, Default::default()),
-        vec![hash_token(token)],
+        vec![
+            super::Token {
+                hash: hash_token(token),
+                role: super::Role::Admin,
+                label: "test".into(),
+            },
+            super::Token {
+                hash: hash_token(VIEWER),
+                role: super::Role::Viewer,
+                label: "watcher".into(),
+            },
+        ],
         client,
         false,
         EventHub::default(),
@@ -362,5 +375,98 @@ fn query_path_and_method_errors_are_json_too() {
     let (status, text) = send(&app, "POST", "/api/v1/peers", r#"{"name": 7}"#.to_string());
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
     assert!(json_body(&text)["error"].is_string());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends one request with `token` through `app`.
+fn send_as(
+    app: &Router,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    use tower::ServiceExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("a request");
+    runtime.block_on(async {
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+#[test]
+fn viewers_read_admins_change_and_every_change_is_audited() {
+    let dir = std::env::temp_dir().join(format!("xgate-api-roles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let app = super::fuzz::app(&dir);
+    let body = r#"{"name":"alice"}"#;
+    let (status, text) = send_as(&app, VIEWER, "POST", "/api/v1/peers", body);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("viewer"), "{text}");
+    let (status, _) = send_as(&app, VIEWER, "GET", "/api/v1/peers", "");
+    assert_eq!(status, StatusCode::OK, "viewers read");
+    let (status, text) = send_as(&app, super::fuzz::TOKEN, "POST", "/api/v1/peers", body);
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let (status, _) = send_as(
+        &app,
+        super::fuzz::TOKEN,
+        "POST",
+        "/api/v1/peers/alice/revoke",
+        "",
+    );
+    assert_eq!(status, StatusCode::OK);
+    // A refused change is not a change: not in the log.
+    let (status, _) = send_as(
+        &app,
+        super::fuzz::TOKEN,
+        "POST",
+        "/api/v1/peers",
+        r#"{"name":""}"#,
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, text) = send_as(&app, VIEWER, "GET", "/api/v1/audit", "");
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let log = json_body(&text);
+    let entries = log["entries"].as_array().expect("entries");
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or(""),
+                e["action"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "api:test",
+                "POST /api/v1/peers/alice/revoke",
+                "revoked peer \"alice\" (id 1)"
+            ),
+            (
+                "api:test",
+                "POST /api/v1/peers",
+                "created peer \"alice\" (id 1)"
+            ),
+        ]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context, Result};
 
 use super::auth::hash_token;
-use super::tokens::{load, new_token, secret_path, write_private};
-
-/// What introduces the comment `add` writes above a hash.
-const LABEL_MARK: &str = "# token ";
+use super::tokens::{label_of, load, new_token, secret_path, write_private, Role, LABEL_MARK};
 
 /// One accepted token as the file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +20,8 @@ pub struct TokenEntry {
     pub label: String,
     /// When it was added, as written ("" if unknown).
     pub added: String,
+    /// What it may do.
+    pub role: Role,
 }
 
 /// `path` with `suffix` appended to its name.
@@ -45,16 +44,20 @@ fn parse(text: &str) -> Vec<TokenEntry> {
             comment = None;
             continue;
         }
-        let (label, added) = comment
-            .take()
-            .and_then(|c| c.rsplit_once(", added "))
-            .map_or((String::new(), String::new()), |(l, a)| {
-                (l.trim_matches('"').to_string(), a.to_string())
-            });
+        let (label, added) = comment.take().map(label_of).unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let hash = words.next().unwrap_or_default().to_lowercase();
+        // `load` has refused any other role word already.
+        let role = words
+            .next()
+            .and_then(|w| w.strip_prefix("role="))
+            .and_then(Role::parse)
+            .unwrap_or(Role::Admin);
         out.push(TokenEntry {
-            hash: line.to_lowercase(),
+            hash,
             label,
             added,
+            role,
         });
     }
     out
@@ -102,9 +105,9 @@ fn edit<T>(path: &Path, change: impl FnOnce(&str) -> Result<(String, T)>) -> Res
     Ok(out)
 }
 
-/// Adds a fresh token labelled `label` (added at `added`, as written) to `path`; returns the
-/// token, which is stored nowhere.
-pub fn add(path: &Path, label: &str, added: &str) -> Result<String> {
+/// Adds a fresh token with `role`, labelled `label` (added at `added`, as written) to `path`;
+/// returns the token, which is stored nowhere.
+pub fn add(path: &Path, label: &str, role: Role, added: &str) -> Result<String> {
     if label.chars().any(char::is_control) || label.contains('"') || label.chars().count() > 64 {
         return Err(anyhow!(
             "the label {label:?} cannot be used: at most 64 printable characters, no quotes"
@@ -122,8 +125,13 @@ pub fn add(path: &Path, label: &str, added: &str) -> Result<String> {
             text.push('\n');
         }
         let token = new_token();
+        // An admin's line stays a bare hash, as files written before roles read.
+        let role = match role {
+            Role::Admin => String::new(),
+            other => format!(" role={}", other.name()),
+        };
         text += &format!(
-            "{LABEL_MARK}\"{label}\", added {added}\n{}\n",
+            "{LABEL_MARK}\"{label}\", added {added}\n{}{role}\n",
             hex::encode(hash_token(&token))
         );
         Ok((text, token))
@@ -174,7 +182,8 @@ pub fn revoke(path: &Path, which: &str) -> Result<Revoked> {
         };
         let mut kept: Vec<&str> = Vec::new();
         for line in text.lines() {
-            if line.trim().eq_ignore_ascii_case(&gone.hash) {
+            let hash = line.split_whitespace().next().unwrap_or_default();
+            if !line.trim().starts_with('#') && hash.eq_ignore_ascii_case(&gone.hash) {
                 // Its label comment goes with it.
                 if kept
                     .last()
@@ -216,16 +225,25 @@ mod tests {
         fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("t.api-tokens");
         assert!(
-            add(&path, "alice", "now").is_err(),
+            add(&path, "alice", Role::Admin, "now").is_err(),
             "no file: not made here"
         );
         let first = super::super::tokens::load_or_create(&path).expect("first token");
-        let alice = add(&path, "alice", "2026-12-03T07:00:00Z").expect("add");
-        assert!(add(&path, "alice", "later").is_err(), "labels are unique");
-        let bob = add(&path, "bob", "2026-12-03T07:01:00Z").expect("add");
-        let hashes = load(&path).expect("load");
+        let alice = add(&path, "alice", Role::Admin, "2026-12-03T07:00:00Z").expect("add");
+        assert!(
+            add(&path, "alice", Role::Admin, "later").is_err(),
+            "labels are unique"
+        );
+        let bob = add(&path, "bob", Role::Viewer, "2026-12-03T07:01:00Z").expect("add");
+        let hashes: Vec<_> = load(&path).expect("load").iter().map(|t| t.hash).collect();
         assert_eq!(hashes[1..], [hash_token(&alice), hash_token(&bob)]);
+        let loaded = load(&path).expect("load");
+        assert_eq!(
+            (loaded[1].role, loaded[2].role, loaded[2].label.as_str()),
+            (Role::Admin, Role::Viewer, "bob")
+        );
         let listed = entries(&path).expect("entries");
+        assert_eq!(listed[2].role, Role::Viewer);
         assert_eq!(
             (listed[0].label.as_str(), listed[1].label.as_str()),
             ("", "alice")
@@ -261,7 +279,7 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     (0..10)
-                        .map(|i| add(&path, &format!("t{t}-{i}"), "now").expect("add"))
+                        .map(|i| add(&path, &format!("t{t}-{i}"), Role::Admin, "now").expect("add"))
                         .collect::<Vec<_>>()
                 })
             })
@@ -270,7 +288,7 @@ mod tests {
             .into_iter()
             .flat_map(|t| t.join().expect("thread"))
             .collect();
-        let hashes = load(&path).expect("load");
+        let hashes: Vec<_> = load(&path).expect("load").iter().map(|t| t.hash).collect();
         assert_eq!(hashes.len(), 40, "every added token is in the file");
         assert!(tokens.iter().all(|t| hashes.contains(&hash_token(t))));
         let _ = fs::remove_dir_all(&dir);

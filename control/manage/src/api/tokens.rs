@@ -1,4 +1,5 @@
-//! The token file: the SHA-256 hashes (hex, one per line) of the tokens the API accepts.
+//! The token file: the SHA-256 hashes (hex, one per line) of the tokens the API accepts, each
+//! with its role (`HASH role=viewer`; a bare hash is an admin's).
 //! When it does not exist, a first token is made: its hash goes into the file and the token
 //! itself into `<file>.secret` (mode 600) for the local CLI; neither is ever logged.
 
@@ -45,8 +46,8 @@ pub fn new_token() -> String {
     format!("xg_{}", hex::encode(raw))
 }
 
-/// The accepted hashes from `path`, making a first token if the file is missing.
-pub fn load_or_create(path: &Path) -> Result<Vec<[u8; 32]>> {
+/// The accepted tokens from `path`, making a first (admin) token if the file is missing.
+pub fn load_or_create(path: &Path) -> Result<Vec<Token>> {
     if !path.exists() {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::DirBuilder::new()
@@ -67,26 +68,115 @@ pub fn load_or_create(path: &Path) -> Result<Vec<[u8; 32]>> {
     load(path)
 }
 
-/// The accepted hashes from `path`, which must exist (a reload never makes a token).
-pub fn load(path: &Path) -> Result<Vec<[u8; 32]>> {
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read everything, change nothing.
+    Viewer,
+}
+
+impl Role {
+    /// Its name, as the token file writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    /// The role named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Self::Admin),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// One accepted token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// What it may do (a line without `role=` is an admin's, as before roles).
+    pub role: Role,
+    /// Its label from the comment `xgate token add` writes above it ("" if none).
+    pub label: String,
+}
+
+impl Token {
+    /// Who it is, for the audit log: its label, or the start of its hash.
+    pub fn who(&self) -> String {
+        if self.label.is_empty() {
+            format!("token {}", &hex::encode(self.hash)[..12])
+        } else {
+            self.label.clone()
+        }
+    }
+}
+
+/// The comment line `xgate token add` writes above a hash: `# token "LABEL", added WHEN`.
+pub(super) const LABEL_MARK: &str = "# token ";
+
+/// The label and added time a label comment gives.
+pub(super) fn label_of(comment: &str) -> (String, String) {
+    comment
+        .rsplit_once(", added ")
+        .map_or((String::new(), String::new()), |(l, a)| {
+            (l.trim_matches('"').to_string(), a.to_string())
+        })
+}
+
+/// A token line: `HASH` or `HASH role=ROLE`.
+fn parse_line(line: &str) -> Result<([u8; 32], Role), String> {
+    let mut words = line.split_whitespace();
+    let hash = words
+        .next()
+        .and_then(parse_hash)
+        .ok_or("not a SHA-256 hash (64 hex digits); make one with `printf %s TOKEN | sha256sum`")?;
+    let role = match words.next() {
+        None => Role::Admin,
+        Some(word) => word
+            .strip_prefix("role=")
+            .and_then(Role::parse)
+            .ok_or_else(|| format!("{word:?} after the hash: write role=admin or role=viewer"))?,
+    };
+    if let Some(extra) = words.next() {
+        return Err(format!(
+            "{extra:?} after the role: one hash and one role per line"
+        ));
+    }
+    Ok((hash, role))
+}
+
+/// The accepted tokens from `path`, which must exist (a reload never makes a token).
+pub fn load(path: &Path) -> Result<Vec<Token>> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut hashes = Vec::new();
+    let mut tokens = Vec::new();
+    let mut label = String::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if let Some(comment) = line.strip_prefix(LABEL_MARK) {
+            label = label_of(comment).0;
             continue;
         }
-        let hash = parse_hash(line).ok_or_else(|| {
-            anyhow!(
-                "{} line {}: not a SHA-256 hash (64 hex digits); make one with \
-                     `printf %s TOKEN | sha256sum`",
-                path.display(),
-                i + 1
-            )
-        })?;
-        hashes.push(hash);
+        if line.is_empty() || line.starts_with('#') {
+            label.clear();
+            continue;
+        }
+        let (hash, role) =
+            parse_line(line).map_err(|e| anyhow!("{} line {}: {e}", path.display(), i + 1))?;
+        tokens.push(Token {
+            hash,
+            role,
+            label: std::mem::take(&mut label),
+        });
     }
-    Ok(hashes)
+    Ok(tokens)
 }
 
 /// Reads `path` again and swaps `state`'s accepted tokens; an unreadable file leaves the
@@ -94,9 +184,9 @@ pub fn load(path: &Path) -> Result<Vec<[u8; 32]>> {
 pub fn reload(state: &ApiState, path: &Path) {
     // Only reads: a missing file is an error here, never a reason to make a new token.
     match load(path) {
-        Ok(hashes) => {
-            let n = hashes.len();
-            state.set_tokens(hashes);
+        Ok(tokens) => {
+            let n = tokens.len();
+            state.set_tokens(tokens);
             tracing::info!(file = %path.display(), tokens = n, "API tokens reloaded");
         }
         Err(e) => tracing::error!("API tokens not reloaded, the old ones stay: {e:#}"),
@@ -142,4 +232,23 @@ pub(super) fn parse_hash(text: &str) -> Option<[u8; 32]> {
     hex::decode(text)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_a_hash_and_maybe_a_role() {
+        let hash = "ab".repeat(32);
+        assert_eq!(parse_line(&hash).map(|(_, r)| r), Ok(Role::Admin));
+        assert_eq!(
+            parse_line(&format!("{hash} role=viewer")).map(|(_, r)| r),
+            Ok(Role::Viewer)
+        );
+        let wrong = parse_line(&format!("{hash} role=root")).expect_err("no such role");
+        assert!(wrong.contains("role=viewer"), "{wrong}");
+        assert!(parse_line(&format!("{hash} role=admin extra")).is_err());
+        assert!(parse_line("abcd").is_err());
+    }
 }

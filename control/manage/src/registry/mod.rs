@@ -11,7 +11,9 @@
 //! - `changes`: the change log other nodes follow.
 //! - `cluster`: the cluster's key and its nodes' heartbeats.
 //! - `sessions`: where each user's session was last seen, for a node taking over.
+//! - `audit`: who changed what, when.
 
+mod audit;
 mod changes;
 mod cluster;
 mod ike_users;
@@ -31,6 +33,7 @@ use plane::update::PeerUpdate;
 use proto::{PresharedKey, PublicKey};
 use rusqlite::Connection;
 
+pub use audit::AuditEntry;
 pub use changes::{Change, ChangeListener, Subject, CHANNEL};
 pub use cluster::{Heartbeat, NodeRecord, SILENT_AFTER_MS};
 pub use ike_users::{IkeUserAuth, IkeUserRecord, NewIkeUser, MIN_PSK_LEN};
@@ -426,6 +429,8 @@ fn close_to_others(path: &Path) -> Result<(), RegistryError> {
 #[cfg(test)]
 #[macro_use]
 mod test_support;
+#[cfg(test)]
+mod audit_tests;
 #[cfg(test)]
 mod session_tests;
 #[cfg(test)]

@@ -49,6 +49,30 @@ pub struct ListFilter {
     pub limit: usize,
     /// Include revoked peers.
     pub revoked: bool,
+    /// Only peers whose name holds this text (any case).
+    pub search: Option<String>,
+}
+
+impl ListFilter {
+    /// The LIKE pattern for `search`: its wildcards taken literally, any case.
+    fn pattern(&self) -> Option<String> {
+        let text = self.search.as_deref()?.to_lowercase();
+        let mut out = String::with_capacity(text.len() + 2);
+        out.push('%');
+        for c in text.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('%');
+        Some(out)
+    }
+}
+
+/// The search condition of a listing, on parameter `n` (a LIKE pattern or NULL).
+fn search(n: usize) -> String {
+    format!("AND (CAST(?{n} AS TEXT) IS NULL OR lower(name) LIKE ?{n} ESCAPE '\\')")
 }
 
 impl Default for ListFilter {
@@ -58,6 +82,7 @@ impl Default for ListFilter {
             after: 0,
             limit: 100,
             revoked: true,
+            search: None,
         }
     }
 }
@@ -286,13 +311,15 @@ impl Registry {
             &format!(
                 "SELECT {PEER_COLUMNS} FROM peers WHERE id > ?1 \
                  AND (CAST(?2 AS TEXT) IS NULL OR grp = ?2) \
-                 AND (CAST(?3 AS BOOLEAN) OR revoked_at IS NULL) ORDER BY id LIMIT ?4"
+                 AND (CAST(?3 AS BOOLEAN) OR revoked_at IS NULL) {} ORDER BY id LIMIT ?4",
+                search(5)
             ),
             params![
                 filter.after,
                 filter.group.as_deref(),
                 filter.revoked,
-                filter.limit.min(i64::MAX as usize) as i64
+                filter.limit.min(i64::MAX as usize) as i64,
+                filter.pattern()
             ],
         )?;
         rows.iter()
@@ -302,6 +329,19 @@ impl Registry {
                 raw.finish(addresses)
             })
             .collect()
+    }
+
+    /// How many peers `filter` selects, all pages together (`after` and `limit` aside).
+    pub fn count_matching(&mut self, filter: &ListFilter) -> Result<u64, RegistryError> {
+        let row = self.engine.query_opt(
+            &format!(
+                "SELECT count(*) FROM peers WHERE (CAST(?1 AS TEXT) IS NULL OR grp = ?1) \
+                 AND (CAST(?2 AS BOOLEAN) OR revoked_at IS NULL) {}",
+                search(3)
+            ),
+            params![filter.group.as_deref(), filter.revoked, filter.pattern()],
+        )?;
+        row.map_or(Ok(0), |r| Ok(r.int(0)?.max(0) as u64))
     }
 
     /// Every peer that is not revoked, with its addresses (what the daemon loads at start).

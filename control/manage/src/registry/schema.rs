@@ -163,6 +163,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // tells that node whose user it is.
     "ALTER TABLE sessions ADD COLUMN receiver_index INTEGER;
     CREATE INDEX sessions_by_index ON sessions (receiver_index);",
+    // 10: the audit log: who changed what, when (API calls and the web UI's forms).
+    "CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms   INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 /// The schema version this code writes.

@@ -163,6 +163,7 @@ fn listing_pages_filters_by_group_and_hides_revoked_on_request(db: TempDb) {
             after,
             limit: 2,
             revoked,
+            search: None,
         })
         .expect("list")
         .iter()
@@ -176,6 +177,27 @@ fn listing_pages_filters_by_group_and_hides_revoked_on_request(db: TempDb) {
     assert_eq!(page(0, Some("eng"), true), [ids[0], ids[2]]);
     assert_eq!(page(0, Some("eng"), false), [ids[0], ids[3]]);
     assert_eq!(page(0, Some("nobody"), true), Vec::<i64>::new());
+    // A search matches part of a name in any case; its wildcards are plain characters.
+    let mut found = |text: &str, revoked| {
+        let filter = ListFilter {
+            limit: 10,
+            revoked,
+            search: Some(text.into()),
+            ..ListFilter::default()
+        };
+        let ids: Vec<i64> = r
+            .list(&filter)
+            .expect("search")
+            .iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(r.count_matching(&filter).expect("count"), ids.len() as u64);
+        ids
+    };
+    assert_eq!(found("USER-4", true), [ids[4]]);
+    assert_eq!(found("ser-", true), ids);
+    assert_eq!(found("ser-", false).len(), 4, "revoked left out");
+    assert!(found("user_", true).is_empty() && found("%", true).is_empty());
 }
 
 fn updates_change_only_what_they_name(db: TempDb) {

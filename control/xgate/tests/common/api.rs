@@ -150,6 +150,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/status"),
     ("get", "/api/v1/cluster"),
     ("post", "/api/v1/cluster/take-over"),
+    ("get", "/api/v1/audit"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];

@@ -94,6 +94,14 @@ const MIGRATIONS: &[&str] = &[
     // 5: each session's index on its node (SQLite's 9).
     "ALTER TABLE sessions ADD COLUMN receiver_index BIGINT;
     CREATE INDEX sessions_by_index ON sessions (receiver_index);",
+    // 6: the audit log (SQLite's 10).
+    "CREATE TABLE audit (
+        id      BIGSERIAL PRIMARY KEY,
+        at_ms   BIGINT NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        detail  TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 /// The schema version this code writes.
