@@ -4,6 +4,7 @@
 #   make bench  the datapath benchmark beside boringtun-cli and wireguard-go (bench-results/)
 #   make surge  the login-surge loadtest (10,000 users over 20 s) and the capacity report
 #   make fuzz   longer property campaigns over every input path (bounded at 30 minutes)
+#   make screenshots  the web console's pages, taken by its browser tests, into docs/
 
 CARGO ?= cargo
 # Peers the tests and the demo run against (pinned so results are comparable).
@@ -20,7 +21,7 @@ APT_PACKAGES := wireguard-tools wireguard-go iproute2 iputils-ping util-linux pr
 # What only the benchmark needs on top.
 BENCH_PACKAGES := iperf3 valgrind linux-perf git
 
-.PHONY: all deps bench-deps apt-packages build install demo test fuzz bench surge lint clean
+.PHONY: all deps bench-deps apt-packages build install demo test fuzz bench surge lint clean screenshots
 
 all: build
 
@@ -97,6 +98,10 @@ lint:
 
 test: deps lint
 	$(CARGO) test --workspace
+
+# The web console's browser tests, saving what the browser showed into docs/screenshots.
+screenshots: deps
+	XGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test -p xgate --test web_console -- --test-threads=1
 
 # Longer property campaigns: every campaign `make test` runs, XGATE_FUZZ_SCALE (default 10)
 # times as long, bounded at 30 minutes; prints each campaign's cases and the total.

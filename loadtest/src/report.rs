@@ -17,6 +17,9 @@ use crate::sizing::{self, Need};
 
 /// File name of the report.
 pub const REPORT_MD: &str = "capacity.md";
+/// File name of the sizing figures beside it (JSON of `capacity::Measured`): what the web
+/// console's capacity page sizes from.
+pub const FIGURES_JSON: &str = "capacity-figures.json";
 
 /// The deployment the report sizes as an example.
 pub const EXAMPLE_NEED: Need = Need {
@@ -39,13 +42,26 @@ pub fn write_report(
 ) -> Result<PathBuf> {
     plots::write_plots(runs, dir)?;
     crate::failover_plot::write(runs, dir)?;
-    let md = markdown(runs, datapath_json)?;
+    let (md, measured) = report(runs, datapath_json)?;
+    let figures = dir.join(FIGURES_JSON);
+    let json = serde_json::to_string_pretty(&measured)?;
+    std::fs::write(&figures, json).with_context(|| format!("writing {}", figures.display()))?;
     let path = dir.join(REPORT_MD);
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
+/// The report's text.
+#[cfg(test)]
 pub(crate) fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<String> {
+    Ok(report(runs, datapath)?.0)
+}
+
+/// The report's text and the sizing figures it gives.
+fn report(
+    runs: &[RunResult],
+    datapath: Option<(&Path, &Value)>,
+) -> Result<(String, sizing::Measured)> {
     let mut md = String::new();
     writeln!(md, "# xgate capacity report\n")?;
     writeln!(
@@ -71,7 +87,7 @@ pub(crate) fn markdown(runs: &[RunResult], datapath: Option<(&Path, &Value)>) ->
     )?;
     let measured = sizing_section(&mut md, runs, datapath)?;
     crate::cluster_report::cluster(&mut md, runs, &measured)?;
-    Ok(md)
+    Ok((md, measured))
 }
 
 fn header(md: &mut String, runs: &[RunResult], datapath: Option<(&Path, &Value)>) -> Result<()> {

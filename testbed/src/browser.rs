@@ -128,7 +128,38 @@ impl<'a> Browser<'a> {
             }
         };
         browser.client = Some(client);
+        browser.fit_viewport(width, height)?;
         Ok(browser)
+    }
+
+    /// Sizes the window so that the page itself (the viewport) is `width`x`height`.
+    pub fn fit_viewport(&self, width: u32, height: u32) -> Result<()> {
+        self.resize(width, height)?;
+        let inner = self.run_script("return [window.innerWidth, window.innerHeight];", vec![])?;
+        let got = |i: usize| inner[i].as_u64().unwrap_or(0) as u32;
+        let (w, h) = (got(0), got(1));
+        if (w, h) != (width, height) && w > 0 && h > 0 {
+            self.resize(
+                width + width.saturating_sub(w),
+                height + height.saturating_sub(h),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Presses Tab in the page (keyboard navigation); returns the id of what has the focus
+    /// then ("" for an element without one).
+    pub fn tab(&self) -> Result<String> {
+        self.on(|c| async move {
+            c.active_element().await?.send_keys("\u{E004}").await?;
+            let id = c
+                .execute(
+                    "return document.activeElement ? document.activeElement.id : '';",
+                    vec![],
+                )
+                .await?;
+            Ok(id.as_str().unwrap_or_default().to_string())
+        })
     }
 
     /// Runs `f` with the WebDriver client on a thread in the namespace.

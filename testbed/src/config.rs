@@ -155,6 +155,9 @@ pub struct Api {
     /// Plain HTTP off loopback, as asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_plaintext: Option<bool>,
+    /// The capacity report's directory, for the web console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_report: Option<String>,
 }
 
 /// One `[[pool]]`.

@@ -201,6 +201,8 @@ impl Management {
                 warnings,
             )
             .serving(&server.interface, settings.token_file.clone())
+            .from_config(&settings.source)
+            .with_capacity_report(settings.capacity_report.clone())
             .with_ike(ike_slot)
             .on_engine(match self.settings.location {
                 Location::File(_) => "sqlite",

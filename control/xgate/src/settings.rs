@@ -69,7 +69,14 @@ impl Settings {
                 "check the path, or run `xgate init` to write a default one",
             )
         })?;
-        Self::parse(&text, path.parent().unwrap_or(Path::new(".")))
+        let mut settings = Self::parse(&text, path.parent().unwrap_or(Path::new(".")))?;
+        if let Some(api) = settings.manage.api.as_mut() {
+            api.source = std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string();
+        }
+        Ok(settings)
     }
 
     /// Parses config text; relative paths are taken from `base`.
@@ -194,6 +201,7 @@ mod tests {
             tls_cert: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
             insecure_plaintext: Some(false),
+            capacity_report: Some("bench-results".into()),
         });
         c.pools.push(Pool {
             name: Some("default".into()),

@@ -16,37 +16,39 @@ use crate::registry::{unix_ms, RECENT_MS, SILENT_AFTER_MS};
 
 /// GET /api/v1/cluster
 pub async fn cluster(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    let body = blocking(move || {
-        let mut registry = state.registry();
-        let this = registry.node().to_string();
-        let nodes = registry.nodes()?;
-        drop(registry);
-        let now_ms = unix_ms();
-        let listed: Vec<_> = nodes
-            .iter()
-            .map(|n| {
-                let age = now_ms.saturating_sub(n.beat.now_ms);
-                serde_json::json!({
-                    "node": n.node,
-                    "this": n.node == this,
-                    "state": if age > SILENT_AFTER_MS { "silent" } else { "up" },
-                    "heartbeat_age_ms": age,
-                    "started_ms": n.beat.started_ms,
-                    "peers": n.beat.peers,
-                    "sessions": n.beat.sessions,
-                    "handshakes": n.beat.handshakes,
-                    "handshakes_per_s": n.beat.handshakes_per_s,
-                })
-            })
-            .collect();
-        Ok(serde_json::json!({
-            "engine": state.engine,
-            "node": this,
-            "nodes": listed,
-        }))
-    })
-    .await?;
+    let body = blocking(move || cluster_json(&state)).await?;
     Ok(Json(body).into_response())
+}
+
+/// The nodes sharing the registry, as `GET /api/v1/cluster` answers (blocking).
+pub(crate) fn cluster_json(state: &ApiState) -> Result<serde_json::Value, ApiError> {
+    let mut registry = state.registry();
+    let this = registry.node().to_string();
+    let nodes = registry.nodes()?;
+    drop(registry);
+    let now_ms = unix_ms();
+    let listed: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let age = now_ms.saturating_sub(n.beat.now_ms);
+            serde_json::json!({
+                "node": n.node,
+                "this": n.node == this,
+                "state": if age > SILENT_AFTER_MS { "silent" } else { "up" },
+                "heartbeat_age_ms": age,
+                "started_ms": n.beat.started_ms,
+                "peers": n.beat.peers,
+                "sessions": n.beat.sessions,
+                "handshakes": n.beat.handshakes,
+                "handshakes_per_s": n.beat.handshakes_per_s,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "engine": state.engine,
+        "node": this,
+        "nodes": listed,
+    }))
 }
 
 /// POST /api/v1/cluster/take-over

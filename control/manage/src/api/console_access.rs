@@ -65,4 +65,40 @@ impl ApiState {
     pub(crate) fn take_subscriber_place(self: &Arc<Self>) -> Option<sse::Place> {
         sse::Place::take(self)
     }
+
+    /// What client configurations share, and each group's policy.
+    pub fn client_template(&self) -> &super::ClientTemplate {
+        &self.client
+    }
+
+    /// Where the settings came from (a config file's path, or "embedded defaults").
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The interface served.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The registry's engine ("sqlite" or "postgres").
+    pub fn engine(&self) -> &'static str {
+        self.engine
+    }
+
+    /// The IKEv2 responder's SAs and counters, when it runs (blocking).
+    pub(crate) fn ike_sas(&self) -> Option<Result<serde_json::Value, ApiError>> {
+        self.ike.get()?;
+        Some(super::ike_routes::sas_json(self))
+    }
+
+    /// The nodes sharing the registry (blocking).
+    pub(crate) fn cluster_nodes(&self) -> Result<serde_json::Value, ApiError> {
+        super::cluster::cluster_json(self)
+    }
+
+    /// The capacity report's directory, if configured.
+    pub fn capacity_report(&self) -> Option<&std::path::Path> {
+        self.capacity_report.as_deref()
+    }
 }

@@ -348,18 +348,21 @@ fn unix(t: std::time::SystemTime) -> u64 {
 
 /// GET /api/v1/ike/sas
 pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let body = blocking(move || sas_json(&state)).await?;
+    Ok(Json(body).into_response())
+}
+
+/// The IKEv2 responder's SAs and counters, as `GET /api/v1/ike/sas` answers (blocking).
+pub(crate) fn sas_json(state: &ApiState) -> Result<serde_json::Value, ApiError> {
     let Some(ike) = state.ike.get() else {
         return Err(ApiError::new(StatusCode::CONFLICT, IKE_OFF));
     };
-    let st = blocking(move || {
-        ike.state().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the IKEv2 responder did not answer (shutting down?)",
-            )
-        })
-    })
-    .await?;
+    let st = ike.state().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the IKEv2 responder did not answer (shutting down?)",
+        )
+    })?;
     let published = state.plane.published();
     let bytes = |tunnel: Option<u32>| {
         let tunnels = published.as_ref().map(|p| &p.state.esp_tunnels);
@@ -387,7 +390,7 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
         })
         .collect();
     let c = &st.counters;
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "ports": [st.ports.0, st.ports.1],
         "users": st.users,
         "sas": sas,
@@ -421,5 +424,4 @@ pub async fn sas(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErro
             "esp_not_carried": st.esp_not_carried,
         },
     }))
-    .into_response())
 }

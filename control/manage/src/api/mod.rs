@@ -12,6 +12,7 @@
 //! - `status`: live peer and worker state.
 //! - `client_config`: `wg-quick` files for clients.
 //! - `error`: JSON errors.
+//! - `expiry`: peers revoked when their expiry passes.
 //! - `sse`: the server-sent event stream.
 //! - `last_seen`: tunnel-up times written to the registry, batched.
 //! - `metrics`: `/metrics` for Prometheus.
@@ -30,6 +31,7 @@ mod client_config;
 mod cluster;
 mod console_access;
 mod error;
+mod expiry;
 mod ike_routes;
 mod last_seen;
 mod limits;
@@ -66,7 +68,7 @@ pub use auth::{hash_token, Caller};
 pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::ApiError;
 pub use limits::{Limits, MAX_BODY};
-pub(crate) use peer_routes::{delete_peer, revoke_peer};
+pub(crate) use peer_routes::{change_peer, check_known_group, delete_peer, revoke_peer};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use profiles::{Format as ProfileFormat, Preferred};
 pub use sse::MAX_SUBSCRIBERS;
@@ -117,6 +119,10 @@ pub struct ApiState {
     engine: &'static str,
     /// The web console's sessions and figures.
     pub console: crate::web::Console,
+    /// Where the settings came from (a config file's path, or "embedded defaults").
+    source: String,
+    /// The loadtest's capacity report directory, if configured.
+    capacity_report: Option<std::path::PathBuf>,
 }
 
 impl ApiState {
@@ -159,7 +165,21 @@ impl ApiState {
             health: registry_health::RegistryHealth::default(),
             engine: "sqlite",
             console: crate::web::Console::default(),
+            source: String::new(),
+            capacity_report: None,
         }
+    }
+
+    /// The same, showing the capacity report in `dir` (`[api] capacity_report`).
+    pub fn with_capacity_report(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.capacity_report = dir;
+        self
+    }
+
+    /// The same, its settings read from `source` (a config file's path).
+    pub fn from_config(mut self, source: &str) -> Self {
+        self.source = source.to_string();
+        self
     }
 
     /// The same, over a registry on `engine` ("sqlite" or "postgres").
@@ -531,6 +551,7 @@ impl ApiServer {
         let recorder = runtime.spawn(last_seen::record(state.clone()));
         let watcher = runtime.spawn(tokens::watch(state.clone()));
         let sampler = runtime.spawn(crate::web::history::run(state.clone()));
+        let expirer = runtime.spawn(expiry::run(state.clone()));
         let app = router(state.clone(), limits, tls.is_some());
         let thread = std::thread::Builder::new()
             .name("xgate-api-serve".into())
@@ -541,6 +562,7 @@ impl ApiServer {
                     recorder.abort();
                     watcher.abort();
                     sampler.abort();
+                    expirer.abort();
                 });
             })?;
         Ok(Self {

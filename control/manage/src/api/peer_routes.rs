@@ -71,6 +71,12 @@ pub struct ChangePeer {
     name: Option<String>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    /// Another group (its policy; addresses from its pool if that is another).
+    #[serde(default)]
+    group: Option<String>,
+    /// When the peer is revoked by itself, Unix seconds; 0 removes the expiry.
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 /// Listing parameters.
@@ -104,6 +110,7 @@ pub struct PeerView {
     updated_at: u64,
     last_handshake: Option<u64>,
     revoked_at: Option<u64>,
+    expires_at: Option<u64>,
 }
 
 impl From<&PeerRecord> for PeerView {
@@ -120,6 +127,7 @@ impl From<&PeerRecord> for PeerView {
             updated_at: p.updated_at,
             last_handshake: p.last_handshake,
             revoked_at: p.revoked_at,
+            expires_at: p.expires_at,
         }
     }
 }
@@ -161,7 +169,7 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 /// Refuses a group that is neither "default" nor configured (a typo would otherwise put the
 /// peer in the default pool and policy without a word).
-pub(super) fn check_known_group(
+pub(crate) fn check_known_group(
     state: &ApiState,
     field: &str,
     group: &str,
@@ -408,23 +416,39 @@ pub async fn change(
         .as_deref()
         .map(|l| parse_prefixes("allowed_ips", l))
         .transpose()?;
+    if let Some(g) = &body.group {
+        check_group("group", g)?;
+        check_known_group(&state, "group", g)?;
+    }
     let change = PeerChange {
         name: body.name,
         preshared_key: None,
         allowed_ips,
+        group: body.group,
+        expires_at: body.expires_at.map(|t| (t > 0).then_some(t)),
     };
     let peer = blocking(move || {
         let id = peer_id(&state, &id)?;
-        let _order = state.in_order();
-        let peer = state.registry().update(id, &change, super::now())?;
-        if peer.revoked_at.is_none() {
-            state.apply(vec![peer.to_update()])?;
-        }
-        state.events.publish(Event::PeerChanged { id });
-        Ok(peer)
+        change_peer(&state, id, &change)
     })
     .await?;
-    Ok(Json(PeerView::from(&peer)).into_response())
+    let note = format!("changed peer {:?} (id {})", peer.name, peer.id);
+    Ok(noted(Json(PeerView::from(&peer)).into_response(), note))
+}
+
+/// Changes peer `id` (registry, then interface, if it is not revoked).
+pub(crate) fn change_peer(
+    state: &ApiState,
+    id: i64,
+    change: &PeerChange,
+) -> Result<PeerRecord, ApiError> {
+    let _order = state.in_order();
+    let peer = state.registry().update(id, change, super::now())?;
+    if peer.revoked_at.is_none() {
+        state.apply(vec![peer.to_update()])?;
+    }
+    state.events.publish(Event::PeerChanged { id });
+    Ok(peer)
 }
 
 /// `response` with `note` for the audit log.

@@ -32,6 +32,7 @@ pub struct ApiSection {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     insecure_plaintext: Option<bool>,
+    capacity_report: Option<PathBuf>,
 }
 
 /// The PEM files the API serves HTTPS with.
@@ -68,6 +69,12 @@ pub struct ApiSettings {
     /// Plain HTTP on an address other hosts reach, as the operator asked (warned about at
     /// start and in every status answer).
     pub insecure_plaintext: bool,
+    /// Where the settings came from (the config file's path, or "embedded defaults"), for
+    /// the web console's system page.
+    pub source: String,
+    /// The directory of the loadtest's capacity report (`capacity.md`, its plots and
+    /// `capacity-figures.json`), shown and sized from on the web console's capacity page.
+    pub capacity_report: Option<PathBuf>,
 }
 
 impl ApiSettings {
@@ -188,6 +195,8 @@ pub(super) fn api_settings(
         groups: Vec::new(),
         tls,
         insecure_plaintext,
+        source: "embedded defaults".into(),
+        capacity_report: s.capacity_report.map(|p| base.join(p)),
     }))
 }
 

@@ -228,6 +228,8 @@ pub struct PeerRecord {
     pub last_handshake: Option<u64>,
     /// When it was revoked (a revoked peer keeps its row but no addresses and no session).
     pub revoked_at: Option<u64>,
+    /// When it is revoked by itself, Unix seconds (none: never).
+    pub expires_at: Option<u64>,
 }
 
 impl PeerRecord {
@@ -348,6 +350,16 @@ impl Registry {
         })
     }
 
+    /// The configured pools.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// The pool a group's peers take addresses from, if any serves it.
+    pub fn pool_of_group(&self, group: &str) -> Option<&Pool> {
+        self.pool_for(group).ok()
+    }
+
     /// The names of the configured pools.
     pub fn pool_names(&self) -> Vec<String> {
         self.pools.iter().map(|p| p.name.clone()).collect()
@@ -355,12 +367,17 @@ impl Registry {
 
     /// The pool a group's peers take addresses from.
     fn pool_for(&self, group: &str) -> Result<&Pool, RegistryError> {
-        self.pools
-            .iter()
-            .find(|p| p.name == group)
-            .or_else(|| self.pools.iter().find(|p| p.name == "default"))
-            .ok_or_else(|| RegistryError::NoPool(group.to_string()))
+        pool_of(&self.pools, group)
     }
+}
+
+/// The pool among `pools` that serves `group`: its own, else "default".
+fn pool_of<'a>(pools: &'a [Pool], group: &str) -> Result<&'a Pool, RegistryError> {
+    pools
+        .iter()
+        .find(|p| p.name == group)
+        .or_else(|| pools.iter().find(|p| p.name == "default"))
+        .ok_or_else(|| RegistryError::NoPool(group.to_string()))
 }
 
 /// How long a write waits for another process's lock before it fails (503 at the API).

@@ -10,7 +10,7 @@ use super::ipam::{addresses_of, allocate, release, Holder};
 use super::routes::check_routes;
 use super::sessions::forget;
 use super::store::{is_unique_violation, params, Row, Sql};
-use super::{PeerRecord, Registry, RegistryError};
+use super::{pool_of, PeerRecord, Registry, RegistryError};
 
 /// What a new peer is made of; the registry adds its id, addresses and times.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub struct PeerChange {
     pub preshared_key: Option<Option<[u8; 32]>>,
     /// New further prefixes.
     pub allowed_ips: Option<Vec<IpNet>>,
+    /// New group: its policy, and addresses from its pool when that pool is another.
+    pub group: Option<String>,
+    /// New expiry, Unix seconds (`Some(None)` removes it).
+    pub expires_at: Option<Option<u64>>,
 }
 
 /// Which peers a listing returns: one page, in id order.
@@ -88,7 +92,7 @@ impl Default for ListFilter {
 }
 
 const PEER_COLUMNS: &str = "id, name, grp, public_key, preshared_key, allowed_ips, created_at, \
-                            updated_at, last_handshake, revoked_at";
+                            updated_at, last_handshake, revoked_at, expires_at";
 
 fn key32(bytes: Vec<u8>, what: &str) -> Result<[u8; 32], RegistryError> {
     bytes
@@ -116,6 +120,7 @@ fn peer_from_row(row: &Row) -> Result<RawPeer, RegistryError> {
         updated_at: row.int(7)?,
         last_handshake: row.int_opt(8)?,
         revoked_at: row.int_opt(9)?,
+        expires_at: row.int_opt(10)?,
     })
 }
 
@@ -130,6 +135,7 @@ struct RawPeer {
     updated_at: i64,
     last_handshake: Option<i64>,
     revoked_at: Option<i64>,
+    expires_at: Option<i64>,
 }
 
 impl RawPeer {
@@ -158,6 +164,7 @@ impl RawPeer {
             updated_at: self.updated_at.max(0) as u64,
             last_handshake: self.last_handshake.map(|t| t.max(0) as u64),
             revoked_at: self.revoked_at.map(|t| t.max(0) as u64),
+            expires_at: self.expires_at.map(|t| t.max(0) as u64),
         })
     }
 }
@@ -258,6 +265,7 @@ impl Registry {
                 updated_at: now,
                 last_handshake: None,
                 revoked_at: None,
+                expires_at: None,
             });
         }
         tx.commit()?;
@@ -408,9 +416,27 @@ impl Registry {
                 params![id, prefixes_text(nets)],
             )?;
         }
+        if let Some(group) = &change.group {
+            move_group(&mut tx, &self.pools, id, group, now)?;
+        }
+        if let Some(expiry) = change.expires_at {
+            tx.execute(
+                "UPDATE peers SET expires_at = ?2 WHERE id = ?1",
+                params![id, expiry],
+            )?;
+        }
         record(&mut tx, &self.node, Subject::Peer(id), None, now)?;
         tx.commit()?;
         self.get(id)
+    }
+
+    /// Ids of the peers whose expiry has passed at `now` and are not revoked yet.
+    pub fn expired(&mut self, now: u64) -> Result<Vec<i64>, RegistryError> {
+        let rows = self.engine.query(
+            "SELECT id FROM peers WHERE expires_at <= ?1 AND revoked_at IS NULL ORDER BY id",
+            params![now],
+        )?;
+        rows.iter().map(|r| r.int(0)).collect()
     }
 
     /// Revokes peer `id`: it keeps its row (for the record) but loses its addresses, which
@@ -487,4 +513,34 @@ impl Registry {
             .unwrap_or(0);
         Ok(n.max(0) as u64)
     }
+}
+
+/// Puts peer `id` in `group` inside `tx`; a peer with addresses whose new group draws
+/// from another pool gets new addresses there (the old ones rest for their hold time).
+fn move_group(
+    tx: &mut super::store::Tx<'_>,
+    pools: &[super::Pool],
+    id: i64,
+    group: &str,
+    now: u64,
+) -> Result<(), RegistryError> {
+    let row = tx
+        .query_opt(
+            "SELECT grp, revoked_at FROM peers WHERE id = ?1",
+            params![id],
+        )?
+        .ok_or(RegistryError::NoSuchPeer(id))?;
+    let (old, revoked) = (row.text(0)?, row.int_opt(1)?.is_some());
+    let (from, to) = (pool_of(pools, &old)?, pool_of(pools, group)?);
+    tx.execute(
+        "UPDATE peers SET grp = ?2 WHERE id = ?1",
+        params![id, group],
+    )?;
+    if from.name != to.name && !revoked {
+        release(tx, Holder::Peer(id), now)?;
+        for net in to.v4.iter().chain(to.v6.iter()) {
+            allocate(tx, to, net, Holder::Peer(id), now)?;
+        }
+    }
+    Ok(())
 }

@@ -171,6 +171,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
         action  TEXT NOT NULL,
         detail  TEXT NOT NULL DEFAULT ''
     );",
+    // 11: a peer's expiry (Unix seconds): revoked when it passes.
+    "ALTER TABLE peers ADD COLUMN expires_at INTEGER;",
 ];
 
 /// The schema version this code writes.

@@ -323,7 +323,39 @@ fn routed_prefixes_may_not_overlap_a_pool_nor_be_another_peers(db: TempDb) {
         .expect("free after revocation");
 }
 
+fn a_group_change_moves_pools_only_when_the_pool_differs_and_expiry_is_found(db: TempDb) {
+    let mut eng = pool("10.88.0.0/24", None);
+    eng.name = "eng".into();
+    let mut r = open(&db, vec![pool("10.77.0.0/24", None), eng]);
+    let made = r
+        .create(&[new_peer(1, "default"), new_peer(2, "default")], 1)
+        .expect("create");
+    let moved = |group: &str| PeerChange {
+        group: Some(group.into()),
+        ..PeerChange::default()
+    };
+    // "sales" has no pool of its own: same addresses, new group.
+    let p = r.update(made[0].id, &moved("sales"), 2).expect("to sales");
+    assert_eq!(
+        (p.group.as_str(), &p.addresses),
+        ("sales", &made[0].addresses)
+    );
+    let p = r.update(made[0].id, &moved("eng"), 3).expect("to eng");
+    assert_eq!(p.addresses, [ip("10.88.0.1")], "from eng's pool");
+    let expiring = PeerChange {
+        expires_at: Some(Some(100)),
+        ..PeerChange::default()
+    };
+    r.update(made[1].id, &expiring, 4).expect("expiry");
+    assert_eq!(r.get(made[1].id).expect("get").expires_at, Some(100));
+    assert!(r.expired(99).expect("expired").is_empty());
+    assert_eq!(r.expired(100).expect("expired"), [made[1].id]);
+    r.revoke(made[1].id, 101).expect("revoke");
+    assert!(r.expired(200).expect("expired").is_empty(), "revoked: done");
+}
+
 on_both_engines!(
+    a_group_change_moves_pools_only_when_the_pool_differs_and_expiry_is_found,
     created_peers_get_dual_stack_addresses_and_read_back_whole,
     a_duplicate_key_is_refused_and_its_batch_leaves_nothing_behind,
     an_exhausted_pool_says_so,

@@ -9,17 +9,26 @@
 //! - `history`: the overview's figures, sampled every second, the last 15 minutes kept.
 //! - `overview`: the overview page; `live`: its event stream.
 //! - `users`: users (WireGuard peers): search, pages, add (QR code once), revoke, delete.
+//! - `user_detail`: one user, its group and expiry changed; `dates`: the forms' dates.
+//! - `groups`: each group's client policy, pool and users.
+//! - `capacity_page`: the latest capacity report and a sizing form answered from it.
+//! - `system`: version, settings, workers' backends, IKEv2 SAs, cluster nodes.
 //! - `audit_page`: the audit log.
 //! - `assets`: the script and the style sheet.
 
 mod assets;
 mod audit_page;
+mod capacity_page;
+mod dates;
+mod groups;
 mod guard;
 pub mod history;
 mod live;
 mod overview;
 mod session;
 mod sign_in;
+mod system;
+mod user_detail;
 mod users;
 
 use std::sync::Arc;
@@ -68,8 +77,15 @@ pub fn router(api: Arc<ApiState>, secure: bool) -> Router {
         .route("/login", get(sign_in::form).post(sign_in::submit))
         .route("/logout", post(sign_in::sign_out))
         .route("/users", get(users::page).post(users::add))
+        .route("/users/{id}", get(user_detail::page))
+        .route("/users/{id}/change", post(user_detail::change))
         .route("/users/{id}/revoke", post(users::revoke))
         .route("/users/{id}/delete", post(users::delete))
+        .route("/groups", get(groups::page))
+        .route("/capacity", get(capacity_page::to_page))
+        .route("/capacity/", get(capacity_page::page))
+        .route("/capacity/{file}", get(capacity_page::plot))
+        .route("/system", get(system::page))
         .route("/audit", get(audit_page::page))
         .route("/assets/{name}", get(assets::serve))
         .layer(axum::middleware::from_fn(guard::protect))

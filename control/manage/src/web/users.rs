@@ -32,6 +32,8 @@ struct Row {
     status: &'static str,
     last_handshake: String,
     traffic: String,
+    /// The expiry date, or "never".
+    expires: String,
 }
 
 /// The users page.
@@ -69,7 +71,7 @@ pub struct UsersQuery {
 }
 
 /// `bytes` in B, kB, MB or GB.
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / f64::from(1u32 << 30)),
         b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1u32 << 20)),
@@ -79,7 +81,7 @@ fn size(bytes: u64) -> String {
 }
 
 /// How long ago `t` (since the Unix epoch) was.
-fn ago(t: Duration) -> String {
+pub(super) fn ago(t: Duration) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -136,6 +138,9 @@ fn rows(api: &ApiState, peers: &[PeerRecord]) -> Vec<Row> {
                 status,
                 last_handshake: last,
                 traffic: format!("{} in, {} out", size(rx), size(tx)),
+                expires: p
+                    .expires_at
+                    .map_or_else(|| "never".into(), super::dates::date_of_expiry),
             }
         })
         .collect()

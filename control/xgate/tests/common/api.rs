@@ -93,6 +93,15 @@ pub const SMALL_POOL: &str = "10.77.0.0/29";
 /// A rig whose xgate keeps peers in a registry with an IPv4 pool `v4_pool` (and fd77::/64)
 /// and serves the API; returns it with the first API token xgate made.
 pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
+    start_with_api_and(tag, v4_pool, |_| {})
+}
+
+/// The same, with `prepare` run on the rig's settings before xgate starts.
+pub fn start_with_api_and(
+    tag: &str,
+    v4_pool: &str,
+    prepare: impl FnOnce(&mut Rig),
+) -> (Rig, String) {
     let mut rig = Rig::new(tag);
     rig.add_client(Implementation::WireguardGo);
     rig.use_registry();
@@ -118,6 +127,7 @@ pub fn start_with_api(tag: &str, v4_pool: &str) -> (Rig, String) {
         name: "eng".into(),
         ..config::Group::default()
     });
+    prepare(&mut rig);
     rig.start_xgate();
     // xgate made a first token and kept it beside the hash file.
     let secret = rig.server.api_token().expect("token secret").to_string();

@@ -102,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
         action  TEXT NOT NULL,
         detail  TEXT NOT NULL DEFAULT ''
     );",
+    // 7: a peer's expiry (SQLite's 11).
+    "ALTER TABLE peers ADD COLUMN expires_at BIGINT;",
 ];
 
 /// The schema version this code writes.

@@ -22,14 +22,17 @@
     ctx.fillStyle = "#5b6670";
     ctx.font = "11px system-ui, sans-serif";
     ctx.fillText(max >= 10 ? grouped(Math.round(max)) : fixed(max, 2), pad, 12);
+    ctx.fillText("15 min ago", pad, h - pad);
+    ctx.fillText("now", w - pad - ctx.measureText("now").width, h - pad);
     series.forEach((s, k) => {
       ctx.beginPath();
       ctx.setLineDash(dashed && k === 1 ? [4, 3] : []);
       ctx.strokeStyle = "#0b5cad";
       ctx.lineWidth = 1.5;
+      // The newest sample at the right edge, one second a step to the left.
       s.forEach((v, i) => {
-        const x = pad + (w - 2 * pad) * (i / Math.max(KEPT - 1, 1));
-        const y = h - pad - (h - 2 * pad - 14) * (v / max);
+        const x = w - pad - (w - 2 * pad) * ((s.length - 1 - i) / (KEPT - 1));
+        const y = h - pad - 12 - (h - 2 * pad - 26) * (v / max);
         if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
       });
       ctx.stroke();

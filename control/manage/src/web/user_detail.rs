@@ -1,0 +1,172 @@
+//! One user: its key, addresses, routes, live endpoint, last handshake and traffic, when it
+//! was made and when it expires; an admin changes its group and expiry date here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::dates::{date_of_expiry, expiry_from_date};
+use super::guard::{may_change, refused, SignedIn};
+use super::{render, Nav, Web};
+use crate::api::ApiError;
+use crate::registry::{PeerChange, PeerRecord};
+
+/// What the page shows of the interface's live state.
+#[derive(Default)]
+struct Live {
+    endpoint: String,
+    last_handshake: String,
+    traffic: String,
+    online: bool,
+}
+
+/// The user page.
+#[derive(askama::Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    nav: Nav,
+    peer: PeerRecord,
+    public_key: String,
+    addresses: String,
+    routes: String,
+    created: String,
+    expires: String,
+    live: Live,
+    groups: Vec<String>,
+}
+
+/// The live state of `peer` from the plane's latest publication.
+fn live(web: &Web, peer: &PeerRecord) -> Live {
+    let Some(p) = web.api.published() else {
+        return Live::default();
+    };
+    let Some(state) = p
+        .state
+        .peers
+        .iter()
+        .find(|s| s.public_key == peer.public_key)
+    else {
+        return Live::default();
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let recent = Duration::from_millis(crate::registry::RECENT_MS);
+    Live {
+        endpoint: state.endpoint.map_or_else(|| "-".into(), |e| e.to_string()),
+        last_handshake: state
+            .last_handshake
+            .map_or_else(|| "never".into(), super::users::ago),
+        traffic: format!(
+            "{} in, {} out",
+            super::users::size(state.rx_bytes),
+            super::users::size(state.tx_bytes)
+        ),
+        online: state
+            .last_handshake
+            .is_some_and(|t| now.saturating_sub(t) < recent),
+    }
+}
+
+/// GET /users/{id}
+pub async fn page(
+    State(web): State<Arc<Web>>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<i64>,
+) -> Response {
+    let api = web.api.clone();
+    let found = tokio::task::spawn_blocking(move || api.registry_handle().get(id)).await;
+    let peer = match found {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(e)) => {
+            let e = ApiError::from(e);
+            return refused(e.status, &e.message);
+        }
+        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "reading the user failed"),
+    };
+    let join = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    render(&UserPage {
+        nav: Nav::new(&session, "users"),
+        public_key: peer.public_key.to_base64(),
+        addresses: join(peer.addresses.iter().map(ToString::to_string).collect()),
+        routes: join(peer.allowed_ips.iter().map(ToString::to_string).collect()),
+        created: crate::client::iso8601(&serde_json::json!(peer.created_at)),
+        expires: peer.expires_at.map(date_of_expiry).unwrap_or_default(),
+        live: live(&web, &peer),
+        groups: web.api.group_names().to_vec(),
+        peer,
+    })
+}
+
+/// The change form's fields.
+#[derive(Debug, Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    csrf: String,
+    group: String,
+    /// `YYYY-MM-DD`, or empty for no expiry.
+    #[serde(default)]
+    expires: String,
+}
+
+/// POST /users/{id}/change
+pub async fn change(
+    State(web): State<Arc<Web>>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<i64>,
+    Form(form): Form<ChangeForm>,
+) -> Response {
+    if let Err(refusal) = may_change(&session, &form.csrf) {
+        return refusal.into_response();
+    }
+    let expires_at = if form.expires.trim().is_empty() {
+        None
+    } else {
+        match expiry_from_date(&form.expires) {
+            Some(t) => Some(t),
+            None => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    "the expiry is not a date: write it as YYYY-MM-DD (or leave it empty)",
+                )
+            }
+        }
+    };
+    let api = web.api.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::api::check_known_group(&api, "group", &form.group)?;
+        let change = PeerChange {
+            group: Some(form.group.clone()),
+            expires_at: Some(expires_at),
+            ..PeerChange::default()
+        };
+        let peer = crate::api::change_peer(&api, id, &change)?;
+        let until = expires_at.map_or_else(
+            || "no expiry".into(),
+            |t| format!("expires {}", date_of_expiry(t)),
+        );
+        let note = format!(
+            "peer {:?} (id {id}): group {}, {until}",
+            peer.name, peer.group
+        );
+        api.write_audit(&session.actor, "change user", &note);
+        Ok::<_, ApiError>(())
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => Redirect::to(&format!("/users/{id}")).into_response(),
+        Ok(Err(e)) => refused(e.status, &e.message),
+        Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "the change failed"),
+    }
+}
