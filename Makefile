@@ -101,7 +101,7 @@ test: deps lint
 
 # The web console's browser tests, saving what the browser showed into docs/screenshots.
 screenshots: deps
-	XGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test -p xgate --test web_console -- --test-threads=1
+	XGATE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test -p xgate --test web_console --test web_console_pages
 
 # Longer property campaigns: every campaign `make test` runs, XGATE_FUZZ_SCALE (default 10)
 # times as long, bounded at 30 minutes; prints each campaign's cases and the total.

@@ -70,6 +70,8 @@ impl<'a> Browser<'a> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut cmd = ns.command("chromedriver");
         cmd.arg(format!("--port={port}"));
+        // A process group of its own: the browser it starts is stopped with it, whole.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let driver = Daemon::spawn(cmd, &dir.join("chromedriver.log"))?;
         let runtime = Arc::new(
             tokio::runtime::Builder::new_current_thread()
@@ -93,6 +95,7 @@ impl<'a> Browser<'a> {
                     "--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                     "--disable-gpu", "--force-device-scale-factor=1", "--no-first-run",
                     "--disable-extensions", "--disable-background-networking",
+                    "--disable-breakpad", "--disable-crash-reporter",
                     format!("--window-size={width},{height}"),
                     format!("--user-data-dir={}", profile.display()),
                 ],
@@ -277,6 +280,8 @@ impl<'a> Browser<'a> {
 
 impl Drop for Browser<'_> {
     fn drop(&mut self) {
+        // Listed before the session closes: a child re-parented after would be missed.
+        let mut left = self.driver.pid().map(descendants).unwrap_or_default();
         if let Some(client) = self.client.take() {
             let rt = self.runtime.clone();
             let _ = self.ns.enter(move || {
@@ -285,10 +290,15 @@ impl Drop for Browser<'_> {
                 })
             });
         }
-        let left = self.driver.pid().map(descendants).unwrap_or_default();
+        left.extend(self.driver.pid().map(descendants).unwrap_or_default());
+        let group = self.driver.pid();
         self.driver.kill_hard();
+        if let Some(pgid) = group {
+            // SAFETY: signals the process group chromedriver led (its own PID, set at spawn).
+            unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+        }
         for pid in left {
-            // SAFETY: signals processes the driver started, found by PID just above.
+            // SAFETY: signals processes the driver started, found by PID above.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }

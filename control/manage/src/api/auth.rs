@@ -64,11 +64,16 @@ pub fn authorized(header: Option<&str>, tokens: &[Token]) -> Option<Token> {
 
 /// The accepted token whose hash is `token`'s, if any.
 pub fn matching(token: &str, tokens: &[Token]) -> Option<Token> {
-    let hash = hash_token(token);
+    matching_hash(&hash_token(token), tokens)
+}
+
+/// The accepted token with this hash, if any.
+pub fn matching_hash(hash: &[u8; 32], tokens: &[Token]) -> Option<Token> {
     // Every stored hash is compared, match or not: the time taken does not depend on which.
-    let mut found = None;
+    // A hash listed twice takes the lesser role.
+    let mut found: Option<Token> = None;
     for t in tokens {
-        if bool::from(t.hash.ct_eq(&hash)) {
+        if bool::from(t.hash.ct_eq(hash)) && found.as_ref().is_none_or(|f| f.role == Role::Admin) {
             found = Some(t.clone());
         }
     }
@@ -90,6 +95,13 @@ pub fn reads_only(method: &axum::http::Method) -> bool {
         *method,
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
     )
+}
+
+/// True for a read that hands out a secret: an IKEv2 user's client files carry its
+/// pre-shared key (WireGuard files carry a placeholder, never a key).
+pub fn reveals_secrets(path: &str) -> bool {
+    path.strip_prefix("/api/v1/ike/users/")
+        .is_some_and(|rest| rest.ends_with("/config") || rest.ends_with("/profile"))
 }
 
 /// A viewer's refusal: 403, saying why.
@@ -137,7 +149,8 @@ pub async fn require_token(
         let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
         return Err((StatusCode::UNAUTHORIZED, challenge, Json(body)).into_response());
     };
-    if token.role == Role::Viewer && !reads_only(request.method()) {
+    let viewer = token.role == Role::Viewer;
+    if viewer && (!reads_only(request.method()) || reveals_secrets(request.uri().path())) {
         return Err(viewer_refused());
     }
     let mut request = request;

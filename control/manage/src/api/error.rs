@@ -1,6 +1,7 @@
 //! API errors: a status and a message that says what was wrong, as JSON `{"error": "..."}`.
 
-use axum::extract::Request;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -181,4 +182,31 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         }
     }
     answer
+}
+
+/// A JSON body whose rejection is a JSON error that says what was wrong.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            // serde quotes a wrongly typed value whole: only a bounded start of it goes back.
+            // The status stays axum's: 415 without a JSON content type, 422 for a body of
+            // the wrong shape, 413 past the size limit, 400 for broken JSON.
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                format!(
+                    "malformed request body: {}",
+                    rejection_text(&rejection.body_text())
+                ),
+            )),
+        }
+    }
 }

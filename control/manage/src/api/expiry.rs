@@ -20,7 +20,9 @@ pub(crate) fn revoke_expired(state: &ApiState) {
     };
     for id in due {
         match super::revoke_peer(state, id) {
-            Ok(peer) => {
+            // Another node of a cluster may have revoked it first: said once, by that node.
+            Ok((_, false)) => {}
+            Ok((peer, true)) => {
                 tracing::info!(id, name = %peer.name, "peer revoked: its expiry passed");
                 let detail = format!("revoked peer {:?} (id {id}): its expiry passed", peer.name);
                 state.write_audit("xgate", "expiry", &detail);

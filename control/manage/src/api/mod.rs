@@ -56,17 +56,15 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use audit::AuditNote;
-pub use auth::matching as matching_token;
 pub use auth::{hash_token, Caller};
+pub use auth::{matching as matching_token, matching_hash as matching_token_hash};
 pub use client_config::{ClientPolicy, ClientTemplate};
-pub use error::ApiError;
+pub use error::{ApiError, ApiJson};
 pub use limits::{Limits, MAX_BODY};
 pub(crate) use peer_routes::{change_peer, check_known_group, delete_peer, revoke_peer};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
@@ -408,33 +406,6 @@ async fn blocking<T: Send + 'static>(
             "internal error while handling the request",
         )
     })?
-}
-
-/// A JSON body whose rejection is a JSON error that says what was wrong.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            // serde quotes a wrongly typed value whole: only a bounded start of it goes back.
-            // The status stays axum's: 415 without a JSON content type, 422 for a body of
-            // the wrong shape, 413 past the size limit, 400 for broken JSON.
-            Err(rejection) => Err(ApiError::new(
-                rejection.status(),
-                format!(
-                    "malformed request body: {}",
-                    error::rejection_text(&rejection.body_text())
-                ),
-            )),
-        }
-    }
 }
 
 /// The OpenAPI description of every route, served at `/openapi.json`.

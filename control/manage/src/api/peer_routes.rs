@@ -457,8 +457,9 @@ fn noted(mut response: Response, note: String) -> Response {
     response
 }
 
-/// Revokes peer `id` (registry, then interface); a second revoke changes nothing.
-pub(crate) fn revoke_peer(state: &ApiState, id: i64) -> Result<PeerRecord, ApiError> {
+/// Revokes peer `id` (registry, then interface); a second revoke changes nothing. Says
+/// whether this call revoked it.
+pub(crate) fn revoke_peer(state: &ApiState, id: i64) -> Result<(PeerRecord, bool), ApiError> {
     let _order = state.in_order();
     let (peer, revoked) = state.registry().revoke_once(id, super::now())?;
     // A second revoke changes nothing and says nothing again.
@@ -469,7 +470,7 @@ pub(crate) fn revoke_peer(state: &ApiState, id: i64) -> Result<PeerRecord, ApiEr
             public_key: peer.public_key.to_base64(),
         });
     }
-    Ok(peer)
+    Ok((peer, revoked))
 }
 
 /// Deletes peer `id` (registry, then interface); returns what it was.
@@ -492,12 +493,16 @@ pub async fn revoke(
     State(state): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let peer = blocking(move || {
+    let (peer, now) = blocking(move || {
         let id = peer_id(&state, &id)?;
         revoke_peer(&state, id)
     })
     .await?;
-    let note = format!("revoked peer {:?} (id {})", peer.name, peer.id);
+    let note = if now {
+        format!("revoked peer {:?} (id {})", peer.name, peer.id)
+    } else {
+        format!("peer {:?} (id {}) was revoked already", peer.name, peer.id)
+    };
     Ok(noted(Json(PeerView::from(&peer)).into_response(), note))
 }
 

@@ -58,9 +58,10 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
-    /// The LIKE pattern for `search`: its wildcards taken literally, any case.
+    /// The LIKE pattern for `search`: its wildcards taken literally (each engine folds its
+    /// case, in the statement).
     fn pattern(&self) -> Option<String> {
-        let text = self.search.as_deref()?.to_lowercase();
+        let text = self.search.as_deref()?;
         let mut out = String::with_capacity(text.len() + 2);
         out.push('%');
         for c in text.chars() {
@@ -76,7 +77,9 @@ impl ListFilter {
 
 /// The search condition of a listing, on parameter `n` (a LIKE pattern or NULL).
 fn search(n: usize) -> String {
-    format!("AND (CAST(?{n} AS TEXT) IS NULL OR lower(name) LIKE ?{n} ESCAPE '\\')")
+    // Both sides through the engine's own lower(): SQLite folds ASCII only, PostgreSQL every
+    // letter, and each matches a name written in the very case searched for.
+    format!("AND (CAST(?{n} AS TEXT) IS NULL OR lower(name) LIKE lower(?{n}) ESCAPE '\\')")
 }
 
 impl Default for ListFilter {

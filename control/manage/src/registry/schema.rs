@@ -173,6 +173,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );",
     // 11: a peer's expiry (Unix seconds): revoked when it passes.
     "ALTER TABLE peers ADD COLUMN expires_at INTEGER;",
+    // 12: the expiry watch (every node, every 5 s) reads only the peers that expire.
+    "CREATE INDEX peers_by_expiry ON peers (expires_at) WHERE expires_at IS NOT NULL;",
 ];
 
 /// The schema version this code writes.

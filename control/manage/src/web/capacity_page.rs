@@ -183,7 +183,7 @@ mod tests {
         let html =
             markdown_html("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n<script>x</script>\n");
         assert!(
-            html.contains("<h1>Title</h1>") && html.contains("<table>"),
+            html.contains("<h3>Title</h3>") && html.contains("<table>"),
             "{html}"
         );
         assert!(

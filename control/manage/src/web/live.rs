@@ -39,6 +39,9 @@ struct FeedLine {
 /// Where one browser's stream is.
 struct Cursor {
     web: Arc<Web>,
+    /// The request's headers: its session is looked at again each tick (the stream ends with
+    /// the session: signed out, expired, its token revoked).
+    headers: axum::http::HeaderMap,
     events: tokio::sync::broadcast::Receiver<Stamped>,
     tick: tokio::time::Interval,
     last_sample: u64,
@@ -114,6 +117,9 @@ async fn next(mut cursor: Cursor) -> Option<(SseEvent, Cursor)> {
     loop {
         tokio::select! {
             _ = cursor.tick.tick() => {
+                let tokens = cursor.web.api.tokens();
+                let sessions = &cursor.web.api.console.sessions;
+                sessions.find(&cursor.headers, &tokens, Instant::now())?;
                 let Some(newest) = history.latest().filter(|s| s.t > cursor.last_sample) else {
                     continue;
                 };
@@ -145,7 +151,11 @@ async fn next(mut cursor: Cursor) -> Option<(SseEvent, Cursor)> {
 }
 
 /// GET /live
-pub async fn stream(State(web): State<Arc<Web>>, SignedIn(_): SignedIn) -> Response {
+pub async fn stream(
+    State(web): State<Arc<Web>>,
+    SignedIn(_): SignedIn,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let Some(place) = web.api.take_subscriber_place() else {
         return super::guard::refused(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -155,6 +165,7 @@ pub async fn stream(State(web): State<Arc<Web>>, SignedIn(_): SignedIn) -> Respo
     let mut tick = tokio::time::interval(EVERY / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let cursor = Cursor {
+        headers,
         events: web.api.subscribe_events(),
         web,
         tick,

@@ -86,12 +86,15 @@ impl Sessions {
         let id = cookie(headers, COOKIE_NAME)?;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let k = key(id);
-        let session = open.get(&k)?.clone();
-        let accepted = tokens.iter().any(|t| t.hash == session.token);
-        if session.expires <= now || !accepted {
+        let mut session = open.get(&k)?.clone();
+        // The token as the file has it now: a role changed there changes the session's too.
+        let current = crate::api::matching_token_hash(&session.token, tokens);
+        let Some(token) = current.filter(|_| session.expires > now) else {
             open.remove(&k);
             return None;
-        }
+        };
+        session.role = token.role;
+        session.actor = format!("web:{}", token.who());
         Some(session)
     }
 
@@ -174,6 +177,14 @@ mod tests {
         let h = headers(&format!("{COOKIE_NAME}={id}"));
         sessions.close(&h);
         assert!(sessions.find(&h, &tokens, now).is_none(), "signed out");
+        let id = sessions.open(&token, now);
+        let h = headers(&format!("{COOKIE_NAME}={id}"));
+        let promoted = [Token {
+            role: Role::Admin,
+            ..token.clone()
+        }];
+        let s = sessions.find(&h, &promoted, now).expect("open");
+        assert_eq!(s.role, Role::Admin, "the token file's role now");
         assert!(set_cookie(&id, true).contains("HttpOnly; SameSite=Strict; Max-Age=28800; Secure"));
     }
 }

@@ -70,7 +70,10 @@ pub async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<SignOut>,
 ) -> Response {
-    if form.csrf != session.csrf {
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        form.csrf.as_bytes(),
+        session.csrf.as_bytes(),
+    )) {
         return refused(StatusCode::FORBIDDEN, "stale form: reload the page");
     }
     web.api.console.sessions.close(&headers);

@@ -145,9 +145,14 @@ pub async fn change(
     };
     let api = web.api.clone();
     let done = tokio::task::spawn_blocking(move || {
-        crate::api::check_known_group(&api, "group", &form.group)?;
+        let now = api.registry_handle().get(id)?;
+        // Only a group that changed is checked and moved: one no longer configured stays.
+        let group = (form.group != now.group).then_some(form.group);
+        if let Some(g) = &group {
+            crate::api::check_known_group(&api, "group", g)?;
+        }
         let change = PeerChange {
-            group: Some(form.group.clone()),
+            group,
             expires_at: Some(expires_at),
             ..PeerChange::default()
         };

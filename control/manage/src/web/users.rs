@@ -277,7 +277,7 @@ async fn change_user(
     let api = web.api.clone();
     let done = tokio::task::spawn_blocking(move || {
         let peer = match what {
-            "revoke" => crate::api::revoke_peer(&api, id)?,
+            "revoke" => crate::api::revoke_peer(&api, id)?.0,
             _ => crate::api::delete_peer(&api, id)?,
         };
         let note = format!("{what}d peer {:?} (id {id})", peer.name);

@@ -7,6 +7,7 @@ pub mod api;
 pub mod cluster;
 pub mod ike;
 pub mod load;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

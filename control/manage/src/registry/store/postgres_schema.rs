@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 7: a peer's expiry (SQLite's 11).
     "ALTER TABLE peers ADD COLUMN expires_at BIGINT;",
+    // 8: the expiry watch's index (SQLite's 12).
+    "CREATE INDEX peers_by_expiry ON peers (expires_at) WHERE expires_at IS NOT NULL;",
 ];
 
 /// The schema version this code writes.
