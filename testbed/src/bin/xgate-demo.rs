@@ -55,6 +55,37 @@ fn xgate_cli(server_ns: &Netns, args: &[&str]) -> Result<String> {
     server_ns.run(xgate_binary().to_str().unwrap_or("xgate"), args)
 }
 
+/// Signs in to the web console from the server's namespace with the first API token (as a
+/// browser would: a form post, then the session cookie) and reads the overview's count of
+/// users online.
+fn console_online(server_ns: &Netns, dir: &std::path::Path) -> Result<String> {
+    let token = std::fs::read_to_string("/var/lib/xgate/xgate0.api-tokens.secret")
+        .context("the API token xgate made at its first start")?;
+    let jar = dir.join("console-cookies");
+    let jar = jar.to_str().unwrap_or("console-cookies");
+    let form = format!("token={}", token.trim());
+    server_ns.run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-c",
+            jar,
+            "--data",
+            &form,
+            "http://127.0.0.1:9180/login",
+        ],
+    )?;
+    let page = server_ns.run("curl", &["-sS", "-b", jar, "http://127.0.0.1:9180/"])?;
+    let online = page
+        .split("id=\"online\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .ok_or_else(|| anyhow::anyhow!("the overview did not show (not signed in?)"))?;
+    Ok(online.to_string())
+}
+
 /// The ids of entries named `demo-*` anywhere in `listing` (a `--json` list answer).
 fn demo_ids(listing: &serde_json::Value, out: &mut Vec<i64>) {
     match listing {
@@ -478,6 +509,21 @@ fn demo() -> Result<bool> {
     results.push(exercise_swan(&swan_ns, &server_ns, &swan_addr, swan_up)?);
 
     let all_ok = print_results(&results);
+    // The overview's figures are sampled once a second.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let console_ok = match console_online(&server_ns, &dir) {
+        Ok(n) => {
+            println!(
+                "\nweb console (http://127.0.0.1:9180/ in xgdemo-srv): signed in with the API \
+                 token; the overview shows {n} users online"
+            );
+            true
+        }
+        Err(e) => {
+            println!("\nweb console: FAILED to sign in and read the overview: {e:#}");
+            false
+        }
+    };
     println!("\n$ xgate status");
     print!("{}", xgate_cli(&server_ns, &["status"])?);
     println!("\n$ xgate ike status");
@@ -502,7 +548,7 @@ fn demo() -> Result<bool> {
     drop(namespaces);
     drop(server_ns);
     println!("\nremoved namespaces xgdemo-*, the clients and xgate.");
-    Ok(all_ok && lan_ok)
+    Ok(all_ok && lan_ok && console_ok)
 }
 
 fn main() -> ExitCode {
