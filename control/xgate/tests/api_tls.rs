@@ -144,6 +144,37 @@ fn https_answers_clients_that_trust_the_ca_and_plain_http_gets_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The web console over the same HTTPS: its session cookie is Secure (and HttpOnly,
+    // SameSite=Strict), never sent back over plain HTTP.
+    let form = format!("token={token}");
+    let login_url = format!("{url}/login");
+    let login = [
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        &ca_text,
+        "-o",
+        "/dev/null",
+        "-D",
+        "-",
+        "--data",
+        &form,
+        &login_url,
+    ];
+    let out = run_in(client_ns, Path::new("curl"), &login);
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_default();
+    for attribute in ["httponly", "samesite=strict", "secure"] {
+        assert!(
+            cookie.contains(attribute),
+            "the console's cookie over HTTPS lacks {attribute}: {head}"
+        );
+    }
+
     // Plain HTTP to the HTTPS port: no HTTP answer, and no status data.
     let target = format!("{address}:9180");
     let answer = client_ns

@@ -88,10 +88,21 @@ pub(super) fn send_on(
     path: &str,
     body: Vec<u8>,
 ) -> (StatusCode, String) {
+    send_as_on(runtime, app, TOKEN, (method, path), body)
+}
+
+/// The same with `token`.
+pub(super) fn send_as_on(
+    runtime: &tokio::runtime::Runtime,
+    app: &Router,
+    token: &str,
+    (method, path): (&str, &str),
+    body: Vec<u8>,
+) -> (StatusCode, String) {
     let request = Request::builder()
         .method(method)
         .uri(path)
-        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Authorization", format!("Bearer {token}"))
         .header("Content-Type", "application/json")
         .body(Body::from(body))
         .expect("a request");

@@ -386,26 +386,12 @@ fn send_as(
     path: &str,
     body: &str,
 ) -> (StatusCode, String) {
-    use tower::ServiceExt;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let request = axum::http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Authorization", format!("Bearer {token}"))
-        .header("Content-Type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .expect("a request");
-    runtime.block_on(async {
-        let response = app.clone().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
-            .await
-            .unwrap_or_default();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
-    })
+    let body = body.as_bytes().to_vec();
+    super::fuzz::send_as_on(&runtime, app, token, (method, path), body)
 }
 
 #[test]
