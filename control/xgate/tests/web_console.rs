@@ -147,6 +147,15 @@ fn a_tunnel_shows_without_a_reload(rig: &Rig, b: &Browser, token: &str) {
         "the online count never reached 1"
     );
     std::thread::sleep(Duration::from_secs(3));
+    // Each worker's row: backend, rates and how busy its thread is.
+    let workers = b
+        .text("#workers tbody")
+        .expect("workers")
+        .unwrap_or_default();
+    assert!(
+        workers.contains("io-uring") && workers.contains('%'),
+        "{workers}"
+    );
     shot(b, "overview");
 }
 

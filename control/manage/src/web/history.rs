@@ -40,8 +40,9 @@ pub struct Sample {
 /// What the overview shows beside the charts: now's per-worker and per-reason figures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Detail {
-    /// Each worker: its backend, datagrams in and out per second.
-    pub workers: Vec<(String, f64, f64)>,
+    /// Each worker: its backend, datagrams in and out per second, and how busy its thread
+    /// was (percent of one core).
+    pub workers: Vec<(String, f64, f64, f64)>,
     /// Drops since start by reason (only reasons that happened).
     pub drops: Vec<(&'static str, u64)>,
 }
@@ -127,8 +128,13 @@ pub fn online(p: &Published) -> u64 {
     (wg + p.state.esp_tunnels.len()) as u64
 }
 
-/// One sample from publication `p`, with rates against `before`.
-fn sample(p: &Published, before: Option<Totals>) -> (Sample, Detail, Totals) {
+/// One sample from publication `p`, with rates against `before`, and the workers' busy
+/// shares by number.
+fn sample(
+    p: &Published,
+    before: Option<Totals>,
+    busy: &std::collections::HashMap<usize, f64>,
+) -> (Sample, Detail, Totals) {
     let now = totals(p);
     let rate = |f: fn(&Totals) -> u64| {
         before.map_or(0.0, |b| {
@@ -155,7 +161,11 @@ fn sample(p: &Published, before: Option<Totals>) -> (Sample, Detail, Totals) {
             .backend_per_worker
             .iter()
             .zip(p.rates.iter())
-            .map(|(backend, r)| (backend.clone(), r.rx_pps, r.tx_pps))
+            .enumerate()
+            .map(|(i, (backend, r))| {
+                let busy = busy.get(&i).copied().unwrap_or(0.0) * 100.0;
+                (backend.clone(), r.rx_pps, r.tx_pps, busy)
+            })
             .collect(),
         drops: DropReason::ALL
             .iter()
@@ -171,6 +181,7 @@ pub async fn run(state: Arc<ApiState>) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut before: Option<(std::time::Instant, Totals)> = None;
+    let mut load = super::worker_load::WorkerLoad::default();
     loop {
         tick.tick().await;
         let Some(p) = state.published() else {
@@ -180,7 +191,23 @@ pub async fn run(state: Arc<ApiState>) {
         if before.is_some_and(|(taken, _)| taken == p.taken) {
             continue;
         }
-        let (s, d, t) = sample(&p, before.map(|(_, t)| t));
+        // A few small /proc reads: off the API's only async thread.
+        let busy = match tokio::task::spawn_blocking(move || {
+            let shares = load.sample();
+            (load, shares)
+        })
+        .await
+        {
+            Ok((back, shares)) => {
+                load = back;
+                shares
+            }
+            Err(_) => {
+                load = super::worker_load::WorkerLoad::default();
+                Default::default()
+            }
+        };
+        let (s, d, t) = sample(&p, before.map(|(_, t)| t), &busy);
         state.console.history.push(s, d);
         before = Some((p.taken, t));
     }

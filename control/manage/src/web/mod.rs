@@ -6,7 +6,8 @@
 //! - `session`: sign-in with an API token becomes a session cookie.
 //! - `guard`: sessions, same-origin and CSRF checks, roles, security headers.
 //! - `sign_in`: the sign-in form and signing out.
-//! - `history`: the overview's figures, sampled every second, the last 15 minutes kept.
+//! - `history`: the overview's figures, sampled every second, the last 15 minutes kept;
+//!   `worker_load`: how busy each worker thread is, from /proc.
 //! - `overview`: the overview page; `live`: its event stream.
 //! - `users`: users (WireGuard peers): search, pages, add (QR code once), revoke, delete.
 //! - `user_detail`: one user, its group and expiry changed; `dates`: the forms' dates.
@@ -30,6 +31,7 @@ mod sign_in;
 mod system;
 mod user_detail;
 mod users;
+mod worker_load;
 
 use std::sync::Arc;
 

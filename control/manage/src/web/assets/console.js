@@ -69,7 +69,7 @@
   }
 
   function detail(d) {
-    rows("workers", d.workers.map((w, i) => [i, w[0], fixed(w[1], 0), fixed(w[2], 0)]));
+    rows("workers", d.workers.map((w, i) => [i, w[0], fixed(w[1], 0), fixed(w[2], 0), fixed(w[3], 0) + " %"]));
     rows("drop-reasons", d.drops.map((r) => [r[0], grouped(r[1])]));
   }
 
