@@ -136,12 +136,14 @@ fn groups_show_their_policy_and_users(b: &Browser) {
     shot(b, "groups");
 }
 
-/// A user's page changes its group and its expiry; the API reads both back.
+/// A user's page changes its group, its expiry and the routes behind it; the API reads them
+/// back.
 fn a_users_group_and_expiry_change(rig: &Rig, b: &Browser, token: &str) {
     b.goto(&format!("{CONSOLE}/users/1")).expect("alice");
     b.run_script(
         "document.getElementById('user-group-select').value = 'eng';\
-         document.getElementById('user-expiry').value = '2031-05-17';",
+         document.getElementById('user-expiry').value = '2031-05-17';\
+         document.getElementById('user-routes').value = '192.168.77.0/24';",
         vec![],
     )
     .expect("form");
@@ -161,6 +163,7 @@ fn a_users_group_and_expiry_change(rig: &Rig, b: &Browser, token: &str) {
         (alice["group"].as_str(), alice["expires_at"].as_u64()),
         (Some("eng"), Some(1_936_828_800))
     );
+    assert_eq!(alice["allowed_ips"], json!(["192.168.77.0/24"]), "{text}");
 }
 
 /// Capacity: the report with its plots, and a sizing answered from its figures.

@@ -66,7 +66,9 @@ pub use auth::{matching as matching_token, matching_hash as matching_token_hash}
 pub use client_config::{ClientPolicy, ClientTemplate};
 pub use error::{ApiError, ApiJson};
 pub use limits::{Limits, MAX_BODY};
-pub(crate) use peer_routes::{change_peer, check_known_group, delete_peer, revoke_peer};
+pub(crate) use peer_routes::{
+    change_peer, check_known_group, delete_peer, parse_prefixes, revoke_peer,
+};
 pub use peer_routes::{MAX_BULK, NO_KEY_FOR_QR};
 pub use profiles::{Format as ProfileFormat, Preferred};
 pub use sse::MAX_SUBSCRIBERS;

@@ -200,7 +200,8 @@ pub(super) fn check_group(field: &str, group: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn parse_prefixes(field: &str, list: &[String]) -> Result<Vec<IpNet>, ApiError> {
+/// Each of `list` as a prefix; an error names the field and the item.
+pub(crate) fn parse_prefixes(field: &str, list: &[String]) -> Result<Vec<IpNet>, ApiError> {
     list.iter()
         .enumerate()
         .map(|(i, text)| {

@@ -1,5 +1,6 @@
 //! One user: its key, addresses, routes, live endpoint, last handshake and traffic, when it
-//! was made and when it expires; an admin changes its group and expiry date here.
+//! was made and when it expires; an admin changes its group, expiry date and the networks
+//! routed to it here.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,6 +35,8 @@ struct UserPage {
     public_key: String,
     addresses: String,
     routes: String,
+    /// The routes as the form edits them ("" for none).
+    routes_field: String,
     created: String,
     expires: String,
     live: Live,
@@ -101,6 +104,12 @@ pub async fn page(
         public_key: peer.public_key.to_base64(),
         addresses: join(peer.addresses.iter().map(ToString::to_string).collect()),
         routes: join(peer.allowed_ips.iter().map(ToString::to_string).collect()),
+        routes_field: peer
+            .allowed_ips
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         created: crate::client::iso8601(&serde_json::json!(peer.created_at)),
         expires: peer.expires_at.map(date_of_expiry).unwrap_or_default(),
         live: live(&web, &peer),
@@ -118,6 +127,9 @@ pub struct ChangeForm {
     /// `YYYY-MM-DD`, or empty for no expiry.
     #[serde(default)]
     expires: String,
+    /// Networks behind the user, routed to it: prefixes separated by commas or spaces.
+    #[serde(default)]
+    routes: String,
 }
 
 /// POST /users/{id}/change
@@ -151,9 +163,17 @@ pub async fn change(
         if let Some(g) = &group {
             crate::api::check_known_group(&api, "group", g)?;
         }
+        let listed: Vec<String> = form
+            .routes
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|r| !r.is_empty())
+            .map(String::from)
+            .collect();
+        let routes = crate::api::parse_prefixes("routes", &listed)?;
         let change = PeerChange {
             group,
             expires_at: Some(expires_at),
+            allowed_ips: (routes != now.allowed_ips).then_some(routes),
             ..PeerChange::default()
         };
         let peer = crate::api::change_peer(&api, id, &change)?;
