@@ -25,36 +25,37 @@ pub struct Browser<'a> {
     pub dir: PathBuf,
 }
 
-/// The processes whose parent is `pid`, and theirs, from /proc.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
+/// A process's parent and start time (clock ticks since boot) from /proc, which tell it
+/// apart from a later process given the same PID.
+fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state, ppid, ..., starttime (the 20th).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// The processes whose parent is `pid`, and theirs, each with its start time, from /proc.
+fn descendants(pid: u32) -> Vec<(u32, u64)> {
+    let mut all: Vec<(u32, u32, u64)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for e in entries.flatten() {
             let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
                 continue;
             };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            // The parent is the second field after the parenthesised command name.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok());
-            if let Some(ppid) = ppid {
-                parents.push((p, ppid));
+            if let Some((ppid, start)) = parent_and_start(p) {
+                all.push((p, ppid, start));
             }
         }
     }
-    let mut found = vec![pid];
+    let mut found = vec![(pid, 0)];
     let mut i = 0;
     while i < found.len() {
-        let parent = found[i];
+        let parent = found[i].0;
         found.extend(
-            parents
-                .iter()
-                .filter(|(_, pp)| *pp == parent)
-                .map(|(p, _)| *p),
+            all.iter()
+                .filter(|(_, pp, _)| *pp == parent)
+                .map(|(p, _, start)| (*p, *start)),
         );
         i += 1;
     }
@@ -291,15 +292,18 @@ impl Drop for Browser<'_> {
             });
         }
         left.extend(self.driver.pid().map(descendants).unwrap_or_default());
-        let group = self.driver.pid();
-        self.driver.kill_hard();
-        if let Some(pgid) = group {
-            // SAFETY: signals the process group chromedriver led (its own PID, set at spawn).
+        if let Some(pgid) = self.driver.pid() {
+            // SAFETY: signals the process group chromedriver leads (set at spawn), while
+            // chromedriver, its leader, is still unreaped: the group cannot be another's.
             unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
         }
-        for pid in left {
-            // SAFETY: signals processes the driver started, found by PID above.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        self.driver.kill_hard();
+        for (pid, start) in left {
+            // Only a process still the one listed (same start time): never a reused PID.
+            if parent_and_start(pid).is_some_and(|(_, now)| now == start) {
+                // SAFETY: signals a process the driver started, checked just above.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
         }
     }
 }

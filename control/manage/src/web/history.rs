@@ -41,8 +41,8 @@ pub struct Sample {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Detail {
     /// Each worker: its backend, datagrams in and out per second, and how busy its thread
-    /// was (percent of one core).
-    pub workers: Vec<(String, f64, f64, f64)>,
+    /// was (percent of one core; unknown on the first sample).
+    pub workers: Vec<(String, f64, f64, Option<f64>)>,
     /// Drops since start by reason (only reasons that happened).
     pub drops: Vec<(&'static str, u64)>,
 }
@@ -163,7 +163,7 @@ fn sample(
             .zip(p.rates.iter())
             .enumerate()
             .map(|(i, (backend, r))| {
-                let busy = busy.get(&i).copied().unwrap_or(0.0) * 100.0;
+                let busy = busy.get(&i).map(|b| b * 100.0);
                 (backend.clone(), r.rx_pps, r.tx_pps, busy)
             })
             .collect(),

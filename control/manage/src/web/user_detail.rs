@@ -41,6 +41,9 @@ struct UserPage {
     expires: String,
     live: Live,
     groups: Vec<String>,
+    /// Whether the user's group is still configured (else the form offers it too, so that
+    /// saving the expiry or routes does not move the user).
+    group_configured: bool,
 }
 
 /// The live state of `peer` from the plane's latest publication.
@@ -114,6 +117,7 @@ pub async fn page(
         expires: peer.expires_at.map(date_of_expiry).unwrap_or_default(),
         live: live(&web, &peer),
         groups: web.api.group_names().to_vec(),
+        group_configured: web.api.group_names().contains(&peer.group),
         peer,
     })
 }
@@ -181,9 +185,12 @@ pub async fn change(
             || "no expiry".into(),
             |t| format!("expires {}", date_of_expiry(t)),
         );
+        let routes: Vec<String> = peer.allowed_ips.iter().map(ToString::to_string).collect();
         let note = format!(
-            "peer {:?} (id {id}): group {}, {until}",
-            peer.name, peer.group
+            "peer {:?} (id {id}): group {}, {until}, routes [{}]",
+            peer.name,
+            peer.group,
+            routes.join(", ")
         );
         api.write_audit(&session.actor, "change user", &note);
         Ok::<_, ApiError>(())

@@ -276,11 +276,15 @@ async fn change_user(
     }
     let api = web.api.clone();
     let done = tokio::task::spawn_blocking(move || {
-        let peer = match what {
-            "revoke" => crate::api::revoke_peer(&api, id)?.0,
-            _ => crate::api::delete_peer(&api, id)?,
+        let (peer, now) = match what {
+            "revoke" => crate::api::revoke_peer(&api, id)?,
+            _ => (crate::api::delete_peer(&api, id)?, true),
         };
-        let note = format!("{what}d peer {:?} (id {id})", peer.name);
+        let note = if now {
+            format!("{what}d peer {:?} (id {id})", peer.name)
+        } else {
+            format!("peer {:?} (id {id}) was revoked already", peer.name)
+        };
         api.write_audit(&session.actor, &format!("{what} user"), &note);
         Ok::<_, ApiError>(())
     })

@@ -98,22 +98,30 @@ mod tests {
 
     #[test]
     fn a_busy_thread_shows_up_under_its_worker_number() {
-        let spin = std::thread::Builder::new()
-            .name("xgate-worker-7".into())
-            .spawn(|| {
-                let until = Instant::now() + std::time::Duration::from_millis(400);
-                let mut x = 0u64;
-                while Instant::now() < until {
-                    x = std::hint::black_box(x.wrapping_add(1));
-                }
-            })
-            .expect("thread");
-        // The thread names itself once it runs.
-        std::thread::sleep(std::time::Duration::from_millis(30));
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (running, started) = std::sync::mpsc::channel();
+        let spin = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("xgate-worker-7".into())
+                .spawn(move || {
+                    let _ = running.send(());
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                })
+                .expect("thread")
+        };
+        // Named and running before the first reading.
+        started.recv().expect("the thread runs");
         let mut load = WorkerLoad::default();
         assert!(load.sample().is_empty(), "nothing to compare with yet");
         std::thread::sleep(std::time::Duration::from_millis(250));
         let shares = load.sample();
+        stop.store(true, Ordering::Relaxed);
         let _ = spin.join();
         let share = shares.get(&7).copied().unwrap_or(0.0);
         // Any tick at all (10 ms): a loaded test machine may give it little of the 250 ms.

@@ -69,7 +69,7 @@
   }
 
   function detail(d) {
-    rows("workers", d.workers.map((w, i) => [i, w[0], fixed(w[1], 0), fixed(w[2], 0), fixed(w[3], 0) + " %"]));
+    rows("workers", d.workers.map((w, i) => [i, w[0], fixed(w[1], 0), fixed(w[2], 0), w[3] === null ? "\u2013" : fixed(w[3], 0) + " %"]));
     rows("drop-reasons", d.drops.map((r) => [r[0], grouped(r[1])]));
   }
 
@@ -79,6 +79,10 @@
   }
 
   const live = new EventSource("/live");
+  // The stream ends with the session (signed out, expired, token revoked): sign in again.
+  live.onerror = () => {
+    if (live.readyState === EventSource.CLOSED) window.location.assign("/login");
+  };
   live.addEventListener("history", (e) => {
     samples.length = 0;
     for (const s of JSON.parse(e.data)) push(s);
