@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 
-pub use render::{cluster_table, iso8601, peer_table, status_table};
+pub use render::{cluster_table, iso8601, peer_table, seconds_ago, status_table};
 
 /// A TLS client configuration that trusts exactly the CA certificates in `path`.
 fn trusting(path: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {

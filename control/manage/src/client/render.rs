@@ -49,7 +49,11 @@ fn ago(v: &Value, now: u64) -> String {
     let Some(t) = v.as_u64() else {
         return "never".into();
     };
-    let s = now.saturating_sub(t);
+    seconds_ago(now.saturating_sub(t))
+}
+
+/// `s` seconds ago, for people, in the unit that reads best.
+pub fn seconds_ago(s: u64) -> String {
     match s {
         0..=119 => format!("{s} s ago"),
         120..=7199 => format!("{} min ago", s / 60),

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::guard::{refused, SignedIn};
+use super::guard::{PageError, SignedIn};
 use super::{render, Nav, Web};
+use crate::api::blocking;
 use crate::registry::AuditEntry;
 
 /// Entries on one page.
@@ -41,21 +41,15 @@ pub async fn page(
     State(web): State<Arc<Web>>,
     SignedIn(session): SignedIn,
     Query(q): Query<AuditQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     let api = web.api.clone();
-    let read =
-        tokio::task::spawn_blocking(move || api.registry_handle().audit_log(q.before, PAGE)).await;
-    let entries = match read {
-        Ok(Ok(entries)) => entries,
-        Ok(Err(e)) => return refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "reading the log failed"),
-    };
+    let entries = blocking(move || Ok(api.registry_handle().audit_log(q.before, PAGE)?)).await?;
     let next_before = (entries.len() == PAGE)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    render(&AuditPage {
+    Ok(render(&AuditPage {
         nav: Nav::new(&session, "audit"),
         entries: entries.into_iter().map(|e| (utc(e.at_ms), e)).collect(),
         next_before,
-    })
+    }))
 }

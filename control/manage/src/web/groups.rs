@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::guard::{refused, SignedIn};
-use super::{grouped, render, Nav, Web};
+use super::guard::{PageError, SignedIn};
+use super::{grouped, listed, render, Nav, Web};
+use crate::api::blocking;
 use crate::registry::ListFilter;
 
 /// One group's row.
@@ -32,21 +32,13 @@ struct GroupsPage {
     rows: Vec<GroupRow>,
 }
 
-fn join<T: ToString>(items: &[T]) -> String {
-    if items.is_empty() {
-        return "-".into();
-    }
-    items
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// GET /groups
-pub async fn page(State(web): State<Arc<Web>>, SignedIn(session): SignedIn) -> Response {
+pub async fn page(
+    State(web): State<Arc<Web>>,
+    SignedIn(session): SignedIn,
+) -> Result<Response, PageError> {
     let api = web.api.clone();
-    let rows = tokio::task::spawn_blocking(move || {
+    let rows = blocking(move || {
         let template = api.client_template();
         let mut registry = api.registry_handle();
         api.group_names()
@@ -62,7 +54,7 @@ pub async fn page(State(web): State<Arc<Web>>, SignedIn(session): SignedIn) -> R
                                 .chain(p.v6.iter())
                                 .map(ToString::to_string)
                                 .collect();
-                        format!("{} ({})", p.name, join(&nets))
+                        format!("{} ({})", p.name, listed(&nets))
                     },
                 );
                 let filter = ListFilter {
@@ -74,8 +66,8 @@ pub async fn page(State(web): State<Arc<Web>>, SignedIn(session): SignedIn) -> R
                 Ok(GroupRow {
                     name: name.clone(),
                     tunnel: if full { "full" } else { "split" },
-                    routes: join(&policy.allowed_ips),
-                    dns: join(&policy.dns),
+                    routes: listed(&policy.allowed_ips),
+                    dns: listed(&policy.dns),
                     mtu: policy.mtu,
                     keepalive: match policy.keepalive {
                         0 => "off".into(),
@@ -85,18 +77,11 @@ pub async fn page(State(web): State<Arc<Web>>, SignedIn(session): SignedIn) -> R
                     users: grouped(users),
                 })
             })
-            .collect::<Result<Vec<_>, crate::registry::RegistryError>>()
+            .collect::<Result<Vec<_>, crate::api::ApiError>>()
     })
-    .await;
-    match rows {
-        Ok(Ok(rows)) => render(&GroupsPage {
-            nav: Nav::new(&session, "groups"),
-            rows,
-        }),
-        Ok(Err(e)) => refused(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-        Err(_) => refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "reading the groups failed",
-        ),
-    }
+    .await?;
+    Ok(render(&GroupsPage {
+        nav: Nav::new(&session, "groups"),
+        rows,
+    }))
 }

@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::session::Session;
 use super::Web;
+use crate::api::ApiError;
 
 /// Scripts and styles only from this server, images also inline (the QR code), nothing
 /// framed, forms only posted here.
@@ -70,6 +71,28 @@ pub struct Refusal(pub StatusCode, pub &'static str);
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         refused(self.0, self.1)
+    }
+}
+
+/// An API error answered as a refusal page: what the console's handlers return with `?`.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(r: Refusal) -> Self {
+        Self(ApiError::new(r.0, r.1))
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        refused(self.0.status, &self.0.message)
     }
 }
 

@@ -121,6 +121,18 @@ impl Nav {
     }
 }
 
+/// Items joined with commas, or "-" for none.
+pub fn listed<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "-".into();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A count with thin spaces between thousands (12 345).
 pub fn grouped(n: u64) -> String {
     let digits = n.to_string();

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
 use super::dates::{date_of_expiry, expiry_from_date};
-use super::guard::{may_change, refused, SignedIn};
-use super::{render, Nav, Web};
-use crate::api::ApiError;
+use super::guard::{may_change, PageError, SignedIn};
+use super::{listed, render, Nav, Web};
+use crate::api::{blocking, ApiError};
 use crate::registry::{PeerChange, PeerRecord};
 
 /// What the page shows of the interface's live state.
@@ -84,29 +83,14 @@ pub async fn page(
     State(web): State<Arc<Web>>,
     SignedIn(session): SignedIn,
     Path(id): Path<i64>,
-) -> Response {
+) -> Result<Response, PageError> {
     let api = web.api.clone();
-    let found = tokio::task::spawn_blocking(move || api.registry_handle().get(id)).await;
-    let peer = match found {
-        Ok(Ok(peer)) => peer,
-        Ok(Err(e)) => {
-            let e = ApiError::from(e);
-            return refused(e.status, &e.message);
-        }
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "reading the user failed"),
-    };
-    let join = |items: Vec<String>| {
-        if items.is_empty() {
-            "-".to_string()
-        } else {
-            items.join(", ")
-        }
-    };
-    render(&UserPage {
+    let peer = blocking(move || Ok(api.registry_handle().get(id)?)).await?;
+    Ok(render(&UserPage {
         nav: Nav::new(&session, "users"),
         public_key: peer.public_key.to_base64(),
-        addresses: join(peer.addresses.iter().map(ToString::to_string).collect()),
-        routes: join(peer.allowed_ips.iter().map(ToString::to_string).collect()),
+        addresses: listed(&peer.addresses),
+        routes: listed(&peer.allowed_ips),
         routes_field: peer
             .allowed_ips
             .iter()
@@ -119,7 +103,7 @@ pub async fn page(
         groups: web.api.group_names().to_vec(),
         group_configured: web.api.group_names().contains(&peer.group),
         peer,
-    })
+    }))
 }
 
 /// The change form's fields.
@@ -142,25 +126,19 @@ pub async fn change(
     SignedIn(session): SignedIn,
     Path(id): Path<i64>,
     Form(form): Form<ChangeForm>,
-) -> Response {
-    if let Err(refusal) = may_change(&session, &form.csrf) {
-        return refusal.into_response();
-    }
+) -> Result<Response, PageError> {
+    may_change(&session, &form.csrf)?;
     let expires_at = if form.expires.trim().is_empty() {
         None
     } else {
-        match expiry_from_date(&form.expires) {
-            Some(t) => Some(t),
-            None => {
-                return refused(
-                    StatusCode::BAD_REQUEST,
-                    "the expiry is not a date: write it as YYYY-MM-DD (or leave it empty)",
-                )
-            }
-        }
+        Some(expiry_from_date(&form.expires).ok_or_else(|| {
+            ApiError::bad_request(
+                "the expiry is not a date: write it as YYYY-MM-DD (or leave it empty)",
+            )
+        })?)
     };
     let api = web.api.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let now = api.registry_handle().get(id)?;
         // Only a group that changed is checked and moved: one no longer configured stays.
         let group = (form.group != now.group).then_some(form.group);
@@ -193,12 +171,8 @@ pub async fn change(
             routes.join(", ")
         );
         api.write_audit(&session.actor, "change user", &note);
-        Ok::<_, ApiError>(())
+        Ok(())
     })
-    .await;
-    match done {
-        Ok(Ok(())) => Redirect::to(&format!("/users/{id}")).into_response(),
-        Ok(Err(e)) => refused(e.status, &e.message),
-        Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "the change failed"),
-    }
+    .await?;
+    Ok(Redirect::to(&format!("/users/{id}")).into_response())
 }

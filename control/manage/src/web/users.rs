@@ -14,9 +14,9 @@ use axum::Form;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use super::guard::{may_change, refused, SignedIn};
+use super::guard::{may_change, PageError, SignedIn};
 use super::{grouped, render, Nav, Web};
-use crate::api::{ApiError, ApiState};
+use crate::api::{blocking, ApiError, ApiState};
 use crate::registry::{ListFilter, PeerRecord};
 
 /// Users on one page.
@@ -85,11 +85,7 @@ pub(super) fn ago(t: Duration) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
-    match now.saturating_sub(t).as_secs() {
-        s if s < 120 => format!("{s} s ago"),
-        s if s < 7200 => format!("{} min ago", s / 60),
-        s => format!("{} h ago", s / 3600),
-    }
+    crate::client::seconds_ago(now.saturating_sub(t).as_secs())
 }
 
 /// The table's rows: the registry's peers with the interface's live state of each.
@@ -151,7 +147,7 @@ pub async fn page(
     State(web): State<Arc<Web>>,
     SignedIn(session): SignedIn,
     Query(q): Query<UsersQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     let started = Instant::now();
     let api = web.api.clone();
     let search = q.q.trim().to_string();
@@ -161,19 +157,14 @@ pub async fn page(
         search: (!search.is_empty()).then(|| search.clone()),
         ..ListFilter::default()
     };
-    let found = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let (rows, total, last) = blocking(move || {
         let mut registry = api.registry_handle();
         let peers = registry.list(&filter)?;
         let total = registry.count_matching(&filter)?;
         drop(registry);
         Ok((rows(&api, &peers), total, peers.last().map(|p| p.id)))
     })
-    .await;
-    let (rows, total, last) = match found {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => return refused(e.status, &e.message),
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"),
-    };
+    .await?;
     let full = rows.len() == PAGE;
     let server = started.elapsed();
     let page = UsersPage {
@@ -191,7 +182,7 @@ pub async fn page(
     if let Ok(v) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert("server-timing", v);
     }
-    response
+    Ok(response)
 }
 
 /// The add-user form's fields.
@@ -209,31 +200,23 @@ pub async fn add(
     State(web): State<Arc<Web>>,
     SignedIn(session): SignedIn,
     Form(form): Form<AddUser>,
-) -> Response {
-    if let Err(refusal) = may_change(&session, &form.csrf) {
-        return refusal.into_response();
-    }
+) -> Result<Response, PageError> {
+    may_change(&session, &form.csrf)?;
     let api = web.api.clone();
     let actor = session.actor.clone();
     let group = (!form.group.is_empty()).then_some(form.group);
     let name = form.name.trim().to_string();
-    let made = tokio::task::spawn_blocking(move || {
+    let made = blocking(move || {
         let made = api.create_peer_with_keys(name, group)?;
         let note = format!("created peer {:?} (id {})", made.peer.name, made.peer.id);
         api.write_audit(&actor, "add user", &note);
-        Ok::<_, ApiError>(made)
+        Ok(made)
     })
-    .await;
-    let made = match made {
-        Ok(Ok(made)) => made,
-        Ok(Err(e)) => return refused(e.status, &e.message),
-        Err(_) => return refused(StatusCode::INTERNAL_SERVER_ERROR, "adding failed"),
-    };
+    .await?;
     let config = made.config.unwrap_or_default();
-    let qr = match crate::qr::png(&config) {
-        Ok(png) => base64::engine::general_purpose::STANDARD.encode(png),
-        Err(e) => return refused(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
+    let png = crate::qr::png(&config)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let qr = base64::engine::general_purpose::STANDARD.encode(png);
     let file_name: String = made
         .peer
         .name
@@ -246,14 +229,14 @@ pub async fn add(
             }
         })
         .collect();
-    render(&AddedPage {
+    Ok(render(&AddedPage {
         nav: Nav::new(&session, "users"),
         name: made.peer.name,
         file_name: format!("{file_name}.conf"),
         config_base64: base64::engine::general_purpose::STANDARD.encode(&config),
         config,
         qr_base64: qr,
-    })
+    }))
 }
 
 /// A change form's fields (the token only).
@@ -270,12 +253,10 @@ async fn change_user(
     csrf: String,
     id: i64,
     what: &'static str,
-) -> Response {
-    if let Err(refusal) = may_change(&session, &csrf) {
-        return refusal.into_response();
-    }
+) -> Result<Response, PageError> {
+    may_change(&session, &csrf)?;
     let api = web.api.clone();
-    let done = tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let (peer, now) = match what {
             "revoke" => crate::api::revoke_peer(&api, id)?,
             _ => (crate::api::delete_peer(&api, id)?, true),
@@ -286,14 +267,10 @@ async fn change_user(
             format!("peer {:?} (id {id}) was revoked already", peer.name)
         };
         api.write_audit(&session.actor, &format!("{what} user"), &note);
-        Ok::<_, ApiError>(())
+        Ok(())
     })
-    .await;
-    match done {
-        Ok(Ok(())) => Redirect::to("/users").into_response(),
-        Ok(Err(e)) => refused(e.status, &e.message),
-        Err(_) => refused(StatusCode::INTERNAL_SERVER_ERROR, "the change failed"),
-    }
+    .await?;
+    Ok(Redirect::to("/users").into_response())
 }
 
 /// POST /users/{id}/revoke
@@ -302,7 +279,7 @@ pub async fn revoke(
     SignedIn(session): SignedIn,
     Path(id): Path<i64>,
     Form(form): Form<Change>,
-) -> Response {
+) -> Result<Response, PageError> {
     change_user(web, session, form.csrf, id, "revoke").await
 }
 
@@ -312,6 +289,6 @@ pub async fn delete(
     SignedIn(session): SignedIn,
     Path(id): Path<i64>,
     Form(form): Form<Change>,
-) -> Response {
+) -> Result<Response, PageError> {
     change_user(web, session, form.csrf, id, "delete").await
 }
