@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
 
@@ -95,6 +96,19 @@ pub struct LaunchConfig {
     /// A worker that cannot bind its AF_XDP sockets runs on io_uring alone, saying why,
     /// instead of failing the start (`backend = "auto"`).
     pub xdp_fallback: bool,
+    /// How long a worker waits for a batch to gather under load (`Worker::with_linger`).
+    pub batch_linger: Duration,
+}
+
+/// What one worker is started with, beside its sockets and links.
+struct WorkerSettings {
+    mtu: usize,
+    /// The TUN queue has a virtio-net header; it takes UDP super-packets.
+    tun: (bool, bool),
+    cpu: Option<usize>,
+    port: u16,
+    fallback: bool,
+    linger: Duration,
 }
 
 /// Builds worker `id`'s backend on its own thread and runs it; says how it went on `ready`.
@@ -102,7 +116,7 @@ pub struct LaunchConfig {
 fn run_worker(
     id: usize,
     workers: usize,
-    config: (usize, (bool, bool), Option<usize>, u16, bool),
+    settings: WorkerSettings,
     socket: Arc<OwnedFd>,
     queue: OwnedFd,
     waker: Arc<Waker>,
@@ -110,7 +124,14 @@ fn run_worker(
     links: WorkerLinks,
     ready: Sender<io::Result<String>>,
 ) {
-    let (mtu, (vnet, uso), cpu, port, fallback) = config;
+    let WorkerSettings {
+        mtu,
+        tun: (vnet, uso),
+        cpu,
+        port,
+        fallback,
+        linger,
+    } = settings;
     let sockets = xdp.as_ref().map_or(0, |s| {
         s.interfaces()
             .iter()
@@ -140,12 +161,12 @@ fn run_worker(
     }
     let Some(steering) = xdp else {
         let _ = ready.send(Ok("io-uring".into()));
-        return serve(Worker::new(id, mtu, uring, links));
+        return serve(Worker::new(id, mtu, uring, links).with_linger(linger));
     };
     match XdpBackend::new(uring, steering, id, workers, port) {
         Ok(backend) => {
             let _ = ready.send(Ok(backend.summary()));
-            serve(Worker::new(id, mtu, backend, links));
+            serve(Worker::new(id, mtu, backend, links).with_linger(linger));
         }
         Err((uring, e)) if fallback => {
             tracing::warn!(
@@ -153,7 +174,7 @@ fn run_worker(
                 "AF_XDP sockets not bound ({e}); this worker uses io_uring"
             );
             let _ = ready.send(Ok(format!("io-uring (AF_XDP failed: {e})")));
-            serve(Worker::new(id, mtu, *uring, links));
+            serve(Worker::new(id, mtu, *uring, links).with_linger(linger));
         }
         Err((_, e)) => {
             let _ = ready.send(Err(io::Error::other(e.to_string())));
@@ -200,13 +221,14 @@ impl Workers {
             let waker = wakers[id].clone();
             let cpu = config.cpus.get(id).copied().flatten();
             let core = cpu.and_then(|c| cores.iter().find(|core| core.id == c).copied());
-            let settings = (
-                config.mtu,
-                (config.tun_vnet_header, config.tun_udp_super_packets),
+            let settings = WorkerSettings {
+                mtu: config.mtu,
+                tun: (config.tun_vnet_header, config.tun_udp_super_packets),
                 cpu,
-                config.listen_port,
-                config.xdp_fallback,
-            );
+                port: config.listen_port,
+                fallback: config.xdp_fallback,
+                linger: config.batch_linger,
+            };
             let xdp = config.xdp.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("xgate-worker-{id}"))

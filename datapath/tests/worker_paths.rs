@@ -264,3 +264,43 @@ fn a_session_sprayed_over_both_workers_is_accepted_once_per_packet() {
         assert_eq!(w.backend_mut().free_buffers(), BUFFERS);
     }
 }
+
+#[test]
+fn a_worker_lingers_only_after_a_batch_smaller_than_a_batch() {
+    use datapath::io::memory::Incoming;
+    let linger = std::time::Duration::from_micros(250);
+    let mut rig = Rig::new(1);
+    let w = rig.workers.remove(0).with_linger(linger);
+    rig.workers.insert(0, w);
+    let from: SocketAddr = CLIENT.parse().expect("addr");
+    let step = |rig: &mut Rig| {
+        let mut tick = rig.next_tick;
+        rig.workers[0].step(&mut tick).expect("step");
+        rig.workers[0].backend_mut().last_linger
+    };
+    // A lone datagram is a small batch: the poll after it may linger.
+    let one = rig.seal(&ipv4([10, 77, 0, 2], [10, 0, 0, 1], 100, 1));
+    rig.workers[0]
+        .backend_mut()
+        .incoming
+        .push_back(Incoming::Outer(one, from));
+    step(&mut rig);
+    assert_eq!(step(&mut rig), linger, "after a batch of one");
+    // Forty at once are a batch: the next poll takes what is there at once.
+    for i in 0..40 {
+        let d = rig.seal(&ipv4([10, 77, 0, 2], [10, 0, 0, 1], 100, i));
+        rig.workers[0]
+            .backend_mut()
+            .incoming
+            .push_back(Incoming::Outer(d, from));
+    }
+    step(&mut rig);
+    assert_eq!(
+        step(&mut rig),
+        std::time::Duration::ZERO,
+        "after a batch of 40"
+    );
+    // That poll found nothing: an empty batch is small again.
+    assert_eq!(step(&mut rig), linger, "after an empty batch");
+    assert_eq!(rig.written(0).len(), 41, "every packet went through");
+}

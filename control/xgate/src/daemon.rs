@@ -257,6 +257,7 @@ impl Daemon {
                 xdp: outer.steering.clone(),
                 listen_port,
                 xdp_fallback: s.outer.backend == Backend::Auto,
+                batch_linger: s.batch_linger,
             },
             sockets.clone(),
             tun.take_queues(),

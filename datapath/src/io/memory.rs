@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Backend, BufId, EspEncap, InnerWay, Rx, Via, BUF_SIZE, INNER_OFFSET, OUTER_OFFSET};
 
@@ -42,6 +42,8 @@ pub struct MemoryBackend {
     pub outer_sent_count: u64,
     /// Packets written to the TUN, recorded or not.
     pub inner_written_count: u64,
+    /// The linger the worker asked for at its last poll (this backend never waits).
+    pub last_linger: Duration,
 }
 
 impl MemoryBackend {
@@ -57,6 +59,7 @@ impl MemoryBackend {
             record: true,
             outer_sent_count: 0,
             inner_written_count: 0,
+            last_linger: Duration::ZERO,
         }
     }
 
@@ -67,6 +70,16 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn poll_lingering(
+        &mut self,
+        out: &mut Vec<Rx>,
+        deadline: Instant,
+        linger: Duration,
+    ) -> io::Result<()> {
+        self.last_linger = linger;
+        self.poll(out, deadline)
+    }
+
     fn poll(&mut self, out: &mut Vec<Rx>, _deadline: Instant) -> io::Result<()> {
         while let Some(item) = self.incoming.pop_front() {
             let Some(buf) = self.free.pop() else {

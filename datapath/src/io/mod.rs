@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes per packet buffer: a 1500-byte-MTU packet plus transport header, padding and tag.
 pub const BUF_SIZE: usize = 2048;
@@ -148,6 +148,18 @@ pub enum Rx {
     InnerClosed,
 }
 
+impl Rx {
+    /// Packets this item stands for, counted towards a batch: a TUN super-packet counts
+    /// the MTU-sized packets it carries.
+    pub fn weight(&self) -> usize {
+        match *self {
+            Rx::Outer { .. } | Rx::Lan { .. } => 1,
+            Rx::Inner { len, .. } => 1 + len / 1500,
+            Rx::Wake | Rx::InnerClosed => 0,
+        }
+    }
+}
+
 /// Which way an inner packet left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InnerWay {
@@ -216,6 +228,19 @@ pub struct OffloadStats {
 pub trait Backend {
     /// Waits until something arrives or `deadline` passes; appends what arrived to `out`.
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()>;
+    /// As `poll`, but when packets are already waiting and they are fewer than a batch,
+    /// first waits up to `linger` (never past `deadline`) for a batch to gather: fewer
+    /// wake-ups and bigger TUN writes per packet under load, for at most `linger` of added
+    /// latency. Backends that cannot count what waits just poll.
+    fn poll_lingering(
+        &mut self,
+        out: &mut Vec<Rx>,
+        deadline: Instant,
+        linger: Duration,
+    ) -> io::Result<()> {
+        let _ = linger;
+        self.poll(out, deadline)
+    }
     /// The bytes of a buffer.
     fn buf(&mut self, buf: BufId) -> &mut [u8; BUF_SIZE];
     /// A free buffer, if the pool has one.
@@ -259,5 +284,26 @@ pub trait Backend {
     /// How this backend reaches the outer side, for `xgate status`.
     fn describe(&self) -> String {
         "io-uring".into()
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::{BufId, Rx};
+
+    #[test]
+    fn a_tun_super_packet_weighs_the_packets_it_carries() {
+        let inner = |len| Rx::Inner { buf: BufId(0), len };
+        assert_eq!(inner(1400).weight(), 1);
+        assert_eq!(inner(64_000).weight(), 43);
+        assert_eq!(
+            Rx::Lan {
+                buf: BufId(0),
+                len: 1400
+            }
+            .weight(),
+            1
+        );
+        assert_eq!(Rx::Wake.weight(), 0);
     }
 }

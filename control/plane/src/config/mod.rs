@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use datapath::messages::MAX_WORKERS;
 use ipnet::IpNet;
@@ -38,6 +39,10 @@ pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const DEFAULT_ADDRESSES: [&str; 2] = ["10.77.0.1/16", "fd77::1/64"];
 /// Default inner MTU (WireGuard's default: 1500 minus IPv6 and WireGuard overhead).
 pub const DEFAULT_MTU: usize = 1420;
+/// Default time a worker waits for a batch to gather under load, in microseconds.
+pub const DEFAULT_BATCH_LINGER_US: u64 = 250;
+/// The longest batch linger accepted: beyond it the added latency is felt in interactive use.
+pub const MAX_BATCH_LINGER_US: u64 = 5_000;
 /// Where xgate keeps its state: a generated private key when the config names none, the
 /// registry and the API's tokens by default.
 pub const STATE_DIR: &str = "/var/lib/xgate";
@@ -109,6 +114,7 @@ pub struct InterfaceSection {
     xdp_mode: Option<String>,
     inner: Option<String>,
     lan_interfaces: Option<Vec<String>>,
+    batch_linger_us: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +166,8 @@ pub struct InterfaceSettings {
     pub peers: Vec<(Option<String>, PeerUpdate)>,
     /// How outer datagrams are carried (AF_XDP or io_uring).
     pub outer: OuterSettings,
+    /// How long a worker waits for a batch to gather under load (0: never waits).
+    pub batch_linger: Duration,
 }
 
 fn cpu_count() -> usize {
@@ -198,6 +206,7 @@ impl InterfaceSettings {
             handshake_threads: cpu_count(),
             peers: Vec::new(),
             outer: OuterSettings::default(),
+            batch_linger: Duration::from_micros(DEFAULT_BATCH_LINGER_US),
         })
     }
 
@@ -278,6 +287,18 @@ impl InterfaceSettings {
 
         let outer = outer_settings(iface.backend, iface.outer_interfaces, iface.xdp_mode)?;
         let outer = with_lan(outer, iface.inner, iface.lan_interfaces)?;
+        let linger = iface.batch_linger_us.unwrap_or(DEFAULT_BATCH_LINGER_US);
+        if linger > MAX_BATCH_LINGER_US {
+            return Err(err(
+                "interface.batch_linger_us",
+                format!("{linger} is more than {MAX_BATCH_LINGER_US}"),
+                format!(
+                    "use 0..={MAX_BATCH_LINGER_US} microseconds: 0 handles every packet at \
+                     once, the default {DEFAULT_BATCH_LINGER_US} trades at most that much \
+                     latency under load for fewer wake-ups"
+                ),
+            ));
+        }
 
         Ok(Self {
             name,
@@ -292,6 +313,7 @@ impl InterfaceSettings {
             handshake_threads,
             peers: out,
             outer,
+            batch_linger: Duration::from_micros(linger),
         })
     }
 }
@@ -514,6 +536,27 @@ mod tests {
     }
 
     #[test]
+    fn batch_linger_has_a_default_and_a_bound() {
+        let text = format!("[interface]\nprivate_key = \"{}\"", key());
+        let s = parse(&text).expect("valid");
+        assert_eq!(
+            s.batch_linger,
+            Duration::from_micros(DEFAULT_BATCH_LINGER_US)
+        );
+        let text = format!(
+            "[interface]\nprivate_key = \"{}\"\nbatch_linger_us = 0",
+            key()
+        );
+        assert_eq!(parse(&text).expect("valid").batch_linger, Duration::ZERO);
+        let text = format!(
+            "[interface]\nprivate_key = \"{}\"\nbatch_linger_us = 5001",
+            key()
+        );
+        let e = parse(&text).expect_err("too long");
+        assert!(e.fix.contains("0..=5000"), "{e}");
+    }
+
+    #[test]
     fn each_mistake_names_its_field() {
         let cases = [
             ("[interface]\nprivate_key = \"abc\"", "interface.private_key"),
@@ -524,6 +567,7 @@ mod tests {
             (&format!("[interface]\nprivate_key = \"{}\"\nworkers = \"many\"", key()), "interface.workers"),
             (&format!("[interface]\nprivate_key = \"{}\"\nworkers = 257", key()), "interface.workers"),
             (&format!("[interface]\nprivate_key = \"{}\"\ncpus = [4096]", key()), "interface.cpus"),
+            (&format!("[interface]\nprivate_key = \"{}\"\nbatch_linger_us = 60000", key()), "interface.batch_linger_us"),
             (&format!("[interface]\nprivate_key = \"{}\"\n[[peer]]\nallowed_ips = []", key()), "peer[0].public_key"),
             (
                 &format!(

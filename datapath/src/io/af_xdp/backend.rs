@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::frame::{self, Mac};
 use super::lan_io::take_lan_frame;
@@ -58,6 +58,9 @@ const MAX_KICKS: u32 = RING_SIZES.tx / 32 + 1;
 
 /// Received frames taken from one socket per batch.
 const RX_BATCH: u32 = 256;
+
+/// Frames waiting that make a batch: with fewer, a lingering poll waits for more.
+const LINGER_BATCH: u32 = 32;
 
 /// A frame no socket of this worker holds (free, or in the worker's hands).
 pub(super) const NOBODY: u16 = u16::MAX;
@@ -384,6 +387,15 @@ impl XdpBackend {
 
 impl Backend for XdpBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
+        self.poll_lingering(out, deadline, Duration::ZERO)
+    }
+
+    fn poll_lingering(
+        &mut self,
+        out: &mut Vec<Rx>,
+        deadline: Instant,
+        linger: Duration,
+    ) -> io::Result<()> {
         self.flush_tx();
         self.complete();
         if self.steering.generation() != self.seen
@@ -395,13 +407,22 @@ impl Backend for XdpBackend {
             self.reclaim_retired(Instant::now());
         }
         self.fill();
-        let waiting = self.queues.iter_mut().any(|q| {
-            q.socket.rx.ready() > 0
-                || q.socket.completion.ready() > 0
-                || (!q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0)
-        });
-        let until = if waiting { Instant::now() } else { deadline };
-        self.uring.poll(out, until)?;
+        let (mut frames, mut reclaim, mut kick) = (0, false, false);
+        for q in &mut self.queues {
+            frames += q.socket.rx.ready();
+            reclaim |= q.socket.completion.ready() > 0;
+            kick |= !q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0;
+        }
+        let waiting = frames > 0 || reclaim || kick;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if frames > 0 && frames < LINGER_BATCH && !kick && !linger.min(left).is_zero() {
+            // The sockets' readiness is one poll completion however many frames come, so
+            // the wait lasts the whole linger unless the TUN fills a batch first.
+            self.uring.linger(out, linger.min(left))?;
+        } else {
+            let until = if waiting { Instant::now() } else { deadline };
+            self.uring.poll(out, until)?;
+        }
         self.now = Instant::now();
         self.receive(out);
         self.complete();

@@ -30,6 +30,7 @@ mod completions;
 mod offload;
 mod send_batch;
 mod tun_write;
+mod wait;
 mod watch;
 
 use offload::LargeBuffers;
@@ -424,32 +425,16 @@ fn annotate(e: io::Error, doing: &str) -> io::Error {
 
 impl Backend for UringBackend {
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()> {
-        self.submit_open_batch();
-        self.submit_open_run();
-        self.rearm();
-        let wait = if self.ring.completion().is_empty() {
-            deadline.saturating_duration_since(Instant::now())
-        } else {
-            Duration::ZERO
-        };
-        let ts = Timespec::new()
-            .sec(wait.as_secs())
-            .nsec(wait.subsec_nanos());
-        let (want, min_wait) = match (wait.is_zero(), self.min_wait) {
-            (true, _) => (0, 0),
-            (false, true) => (WAIT_BATCH, MIN_WAIT_USEC),
-            (false, false) => (1, 0),
-        };
-        let args = SubmitArgs::new().min_wait_usec(min_wait).timespec(&ts);
-        match self.ring.submitter().submit_with_args(want, &args) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) => {}
-            Err(e) => return Err(e),
-        }
+        self.poll_lingering(out, deadline, Duration::ZERO)
+    }
+
+    fn poll_lingering(
+        &mut self,
+        out: &mut Vec<Rx>,
+        deadline: Instant,
+        linger: Duration,
+    ) -> io::Result<()> {
+        self.wait(deadline, linger)?;
         self.reap(out);
         Ok(())
     }

@@ -87,3 +87,66 @@ fn a_run_of_datagrams_is_sent_segmented_and_split_again_on_receipt() {
         "loopback coalesces a segmented send for a UDP_GRO socket; nothing was coalesced"
     );
 }
+
+/// Sends `n` small datagrams from a plain socket to `to`.
+fn send_datagrams(to: std::net::SocketAddr, n: usize) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    for i in 0..n {
+        s.send_to(&datagram(i, 64), to).expect("send");
+    }
+}
+
+/// Polls once with `linger`, waiting until `wait` from now at most; returns how many
+/// datagrams came and how long it took.
+fn poll_once(b: &mut UringBackend, linger: Duration, wait: Duration) -> (usize, Duration) {
+    let mut out = Vec::new();
+    let start = Instant::now();
+    b.poll_lingering(&mut out, start + wait, linger)
+        .expect("poll");
+    let took = start.elapsed();
+    let n = out
+        .iter()
+        .filter(|rx| matches!(rx, Rx::Outer { .. }))
+        .count();
+    for rx in out {
+        if let Rx::Outer { buf, .. } = rx {
+            b.free(buf);
+        }
+    }
+    (n, took)
+}
+
+#[test]
+fn a_lingering_poll_waits_for_a_batch_only_when_a_few_packets_wait() {
+    let (mut b, to, _tun) = backend();
+    let linger = Duration::from_millis(300);
+    let wait = Duration::from_secs(2);
+    let soon = Duration::from_millis(10);
+    // Arm the receive, then let three datagrams arrive: fewer than a batch, so the poll
+    // waits out the linger for more (none come) and then takes the three.
+    poll_once(&mut b, Duration::ZERO, soon);
+    send_datagrams(to, 3);
+    std::thread::sleep(Duration::from_millis(20));
+    let (n, took) = poll_once(&mut b, linger, wait);
+    assert_eq!(n, 3);
+    assert!(
+        took >= Duration::from_millis(250),
+        "returned after {took:?}"
+    );
+    // A batch or more waiting: taken at once.
+    send_datagrams(to, 40);
+    std::thread::sleep(Duration::from_millis(20));
+    let (n, took) = poll_once(&mut b, linger, wait);
+    assert!(n >= 32, "{n} of 40 in the first poll");
+    assert!(took < Duration::from_millis(200), "returned after {took:?}");
+    while poll_once(&mut b, Duration::ZERO, soon).0 > 0 {}
+    // Nothing waiting: a datagram that comes is handled as it comes, not a linger later.
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        send_datagrams(to, 1);
+    });
+    let (n, took) = poll_once(&mut b, linger, wait);
+    sender.join().expect("sender");
+    assert_eq!(n, 1);
+    assert!(took < Duration::from_millis(250), "returned after {took:?}");
+}
