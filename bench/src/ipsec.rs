@@ -31,6 +31,10 @@ const IDENTITY: &str = "alice@example.com";
 /// Users the IKE setup rate is measured with, one IKE SA each: by PSK, by certificate.
 const SETUP_USERS: usize = 1000;
 const CERT_USERS: usize = 300;
+/// Echo requests 10 ms apart sent through the idle tunnel before the transfers.
+const IDLE_PINGS: u32 = 100;
+/// Echo requests 10 ms apart sent through the tunnel during each transfer (from 0.5 s in).
+const LOADED_PINGS: u32 = 300;
 /// Users sending in the decrypt-path test (one, as in the WireGuard decrypt section).
 const DECRYPT_USERS: usize = 1;
 
@@ -65,6 +69,10 @@ pub struct IpsecFigure {
     pub server_cpu_s: f64,
     /// Server CPU seconds per GB of inner bytes iperf3 received.
     pub cpu_s_per_gb: f64,
+    /// Average ping round trip through the tunnel with no other traffic, milliseconds.
+    pub idle_rtt_ms: f64,
+    /// Average ping round trip through the tunnel during the transfer, milliseconds.
+    pub loaded_rtt_ms: f64,
 }
 
 /// The section's results.
@@ -268,6 +276,27 @@ fn start_responder(
     .start(ns, dir)
 }
 
+/// The average round trip of `count` pings 10 ms apart from `ns` to the server's tunnel
+/// address, milliseconds (ping on CPU 1, beside the client); fails if a fifth went unanswered.
+fn ping_rtt(ns: &Netns, count: u32) -> Result<f64> {
+    let count_text = count.to_string();
+    let out = ns
+        .command("taskset")
+        .args(["-c", "1", "ping", "-n", "-q", "-i", "0.01", "-W", "1"])
+        .args(["-c", &count_text, SERVER_TUNNEL_IP])
+        .output()
+        .context("running ping")?;
+    let report = testbed::ping::parse(&String::from_utf8_lossy(&out.stdout))?;
+    if report.received * 5 < report.sent * 4 {
+        bail!(
+            "{} of {} pings through the tunnel came back",
+            report.received,
+            report.sent
+        );
+    }
+    Ok(report.avg_rtt_ms)
+}
+
 fn iperf_args(test: &str) -> Vec<String> {
     let mut a: Vec<String> = ["-c", SERVER_TUNNEL_IP, "-p", "5201", "-J", "-t"]
         .iter()
@@ -302,12 +331,25 @@ fn measure_server(
     let _iperf = Daemon::spawn(cmd, &dir.join(format!("iperf3-{}.log", kind.label())))?;
     std::thread::sleep(Duration::from_millis(300));
     let mut out = Vec::new();
+    let idle_rtt_ms = ping_rtt(&rig.client_ns, IDLE_PINGS)?;
     for test in TESTS {
         let cpu0 = rig.server_cpu_seconds()?;
         let mut cmd = rig.client_ns.command("taskset");
         cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
-        let text = testbed::netns::run(&mut cmd)
-            .with_context(|| format!("iperf3 {test} against {}", kind.label()))?;
+        // The latency the transfer costs other traffic: pings beside it, from the client.
+        let (text, loaded_rtt_ms) = std::thread::scope(|scope| {
+            let pings = scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(500));
+                ping_rtt(&rig.client_ns, LOADED_PINGS)
+            });
+            let text = testbed::netns::run(&mut cmd);
+            let rtt = pings
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the ping thread panicked")));
+            (text, rtt)
+        });
+        let text = text.with_context(|| format!("iperf3 {test} against {}", kind.label()))?;
+        let loaded_rtt_ms = loaded_rtt_ms?;
         let cpu = rig.server_cpu_seconds()? - cpu0;
         let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
         let received = &json["end"]["sum_received"];
@@ -319,10 +361,17 @@ fn measure_server(
             gbit_per_s: received["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
             server_cpu_s: cpu,
             cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
+            idle_rtt_ms,
+            loaded_rtt_ms,
         };
         eprintln!(
-            "  {:<20} {:<6} {:>6.2} Gbit/s  {:>6.2} CPU-s/GB",
-            figure.server, figure.test, figure.gbit_per_s, figure.cpu_s_per_gb
+            "  {:<20} {:<6} {:>6.2} Gbit/s  {:>6.2} CPU-s/GB  ping {:.3} ms idle, {:.3} ms loaded",
+            figure.server,
+            figure.test,
+            figure.gbit_per_s,
+            figure.cpu_s_per_gb,
+            idle_rtt_ms,
+            loaded_rtt_ms
         );
         out.push(figure);
     }
@@ -390,7 +439,8 @@ impl IpsecResults {
     pub fn table(&self) -> String {
         let mut s = String::from(
             "| test | xgate CPU-s/GB | strongSwan CPU-s/GB | xgate/strongSwan | target | \
-             xgate Gbit/s | strongSwan Gbit/s |\n|---|---|---|---|---|---|---|\n",
+             xgate Gbit/s | strongSwan Gbit/s | xgate ping ms idle / loaded | \
+             strongSwan ping ms idle / loaded |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for test in TESTS {
             let (Some(x), Some(w)) = (
@@ -403,8 +453,16 @@ impl IpsecResults {
             let verdict = if r <= TARGET { "met" } else { "**missed**" };
             let _ = writeln!(
                 s,
-                "| {test} | {:.2} | {:.2} | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | {:.2} |",
-                x.cpu_s_per_gb, w.cpu_s_per_gb, x.gbit_per_s, w.gbit_per_s
+                "| {test} | {:.2} | {:.2} | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | {:.2} | \
+                 {:.2} / {:.2} | {:.2} / {:.2} |",
+                x.cpu_s_per_gb,
+                w.cpu_s_per_gb,
+                x.gbit_per_s,
+                w.gbit_per_s,
+                x.idle_rtt_ms,
+                x.loaded_rtt_ms,
+                w.idle_rtt_ms,
+                w.loaded_rtt_ms
             );
         }
         let _ = writeln!(
@@ -454,7 +512,14 @@ impl IpsecResults {
              UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server; the server is \
              pinned to CPU 0, the client and iperf3 to CPU 1. strongSwan as the server also \
              runs kernel-libipsec (userspace ESP): this machine has no ESP kernel module. The \
-             figure is the server's own CPU seconds per GB iperf3 received.\n\n\
+             figure is the server's own CPU seconds per GB iperf3 received. Ping: the average \
+             round trip of pings 10 ms apart from the client through the tunnel to the \
+             server's tunnel address, idle ({IDLE_PINGS}) and beside the transfer \
+             ({LOADED_PINGS}, from 0.5 s in). Under load the transfer's own standing queue \
+             dominates: the pings wait behind it at the bottleneck, the client's userspace \
+             ESP (every qdisc empty, the sender's smoothed RTT as high as the ping's; the \
+             same with xgate's `batch_linger_us = 0`). xgate runs with its default \
+             `batch_linger_us`.\n\n\
              IKE SA setups: the bench's client (the `ike` crate's initiator) makes IKE_SA_INIT \
              and IKE_AUTH (X25519, one CHILD_SA) for {SETUP_USERS} PSK users, then for \
              {CERT_USERS} users with ECDSA P-256 certificates (RFC 7427 signatures both ways, \
