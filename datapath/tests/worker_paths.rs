@@ -266,41 +266,55 @@ fn a_session_sprayed_over_both_workers_is_accepted_once_per_packet() {
 }
 
 #[test]
-fn a_worker_lingers_only_after_a_batch_smaller_than_a_batch() {
+fn a_worker_lingers_only_while_small_batches_stream_in() {
     use datapath::io::memory::Incoming;
-    let linger = std::time::Duration::from_micros(250);
+    use std::time::{Duration, Instant};
+    let linger = Duration::from_micros(250);
     let mut rig = Rig::new(1);
     let w = rig.workers.remove(0).with_linger(linger);
     rig.workers.insert(0, w);
     let from: SocketAddr = CLIENT.parse().expect("addr");
-    let step = |rig: &mut Rig| {
-        let mut tick = rig.next_tick;
-        rig.workers[0].step(&mut tick).expect("step");
+    let sent = std::cell::Cell::new(0);
+    // `packets` datagrams arrive, the worker takes them as of `at`; returns the linger its
+    // poll asked for (decided by the batches before).
+    let step = |rig: &mut Rig, at: Instant, packets: usize| {
+        for _ in 0..packets {
+            let d = rig.seal(&ipv4([10, 77, 0, 2], [10, 0, 0, 1], 100, 7));
+            let w = rig.workers[0].backend_mut();
+            w.incoming.push_back(Incoming::Outer(d, from));
+        }
+        sent.set(sent.get() + packets);
+        let mut tick = at + Duration::from_secs(3600);
+        rig.workers[0].step_at(at, &mut tick).expect("step");
         rig.workers[0].backend_mut().last_linger
     };
-    // A lone datagram is a small batch: the poll after it may linger.
-    let one = rig.seal(&ipv4([10, 77, 0, 2], [10, 0, 0, 1], 100, 1));
-    rig.workers[0]
-        .backend_mut()
-        .incoming
-        .push_back(Incoming::Outer(one, from));
-    step(&mut rig);
-    assert_eq!(step(&mut rig), linger, "after a batch of one");
-    // Forty at once are a batch: the next poll takes what is there at once.
-    for i in 0..40 {
-        let d = rig.seal(&ipv4([10, 77, 0, 2], [10, 0, 0, 1], 100, i));
-        rig.workers[0]
-            .backend_mut()
-            .incoming
-            .push_back(Incoming::Outer(d, from));
+    let mut t = Instant::now();
+    // A packet every 10 ms (a ping): never held.
+    for _ in 0..5 {
+        t += Duration::from_millis(10);
+        assert_eq!(step(&mut rig, t, 1), Duration::ZERO, "idle");
     }
-    step(&mut rig);
+    // 3 every 25 us (120,000 a second): after the first millisecond, each poll may wait
+    // for a batch, up to the linger.
+    let mut asked = Duration::ZERO;
+    for _ in 0..80 {
+        t += Duration::from_micros(25);
+        asked = step(&mut rig, t, 3);
+    }
+    assert_eq!(asked, linger, "a stream of small batches");
+    // A full batch: the poll after it takes what is there at once.
+    t += Duration::from_micros(25);
+    step(&mut rig, t, 40);
+    t += Duration::from_micros(25);
+    assert_eq!(step(&mut rig, t, 3), Duration::ZERO, "after a batch of 40");
+    // A pause: the stream has ended, a lone packet is not held.
+    t += Duration::from_millis(50);
+    step(&mut rig, t, 1);
+    t += Duration::from_millis(10);
+    assert_eq!(step(&mut rig, t, 1), Duration::ZERO, "after a pause");
     assert_eq!(
-        step(&mut rig),
-        std::time::Duration::ZERO,
-        "after a batch of 40"
+        rig.written(0).len(),
+        sent.get(),
+        "every packet went through"
     );
-    // That poll found nothing: an empty batch is small again.
-    assert_eq!(step(&mut rig), linger, "after an empty batch");
-    assert_eq!(rig.written(0).len(), 41, "every packet went through");
 }

@@ -107,6 +107,10 @@ impl Via {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BufId(pub u32);
 
+/// Packets that make a batch: a poll that finds this many takes them at once, a lingering
+/// one (`Backend::poll_lingering`) waits for this many at most.
+pub const BATCH: usize = 32;
+
 /// Something the backend received or noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rx {
@@ -149,14 +153,9 @@ pub enum Rx {
 }
 
 impl Rx {
-    /// Packets this item stands for, counted towards a batch: a TUN super-packet counts
-    /// the MTU-sized packets it carries.
-    pub fn weight(&self) -> usize {
-        match *self {
-            Rx::Outer { .. } | Rx::Lan { .. } => 1,
-            Rx::Inner { len, .. } => 1 + len / 1500,
-            Rx::Wake | Rx::InnerClosed => 0,
-        }
+    /// A packet (from either side), not a notice.
+    pub fn is_packet(&self) -> bool {
+        matches!(self, Rx::Outer { .. } | Rx::Inner { .. } | Rx::Lan { .. })
     }
 }
 
@@ -284,26 +283,5 @@ pub trait Backend {
     /// How this backend reaches the outer side, for `xgate status`.
     fn describe(&self) -> String {
         "io-uring".into()
-    }
-}
-
-#[cfg(test)]
-mod weight_tests {
-    use super::{BufId, Rx};
-
-    #[test]
-    fn a_tun_super_packet_weighs_the_packets_it_carries() {
-        let inner = |len| Rx::Inner { buf: BufId(0), len };
-        assert_eq!(inner(1400).weight(), 1);
-        assert_eq!(inner(64_000).weight(), 43);
-        assert_eq!(
-            Rx::Lan {
-                buf: BufId(0),
-                len: 1400
-            }
-            .weight(),
-            1
-        );
-        assert_eq!(Rx::Wake.weight(), 0);
     }
 }

@@ -13,6 +13,7 @@ mod esp;
 #[cfg(debug_assertions)]
 pub mod faults;
 mod handover;
+pub mod linger;
 mod peer;
 mod receive;
 mod send;
@@ -36,10 +37,6 @@ use crate::stats::{DropReason, WorkerCounters};
 
 /// How often peer timers are checked; WireGuard's timers are coarse (seconds).
 pub const TICK: Duration = Duration::from_millis(100);
-/// Batches of fewer packets than this let the next poll linger (`Worker::with_linger`): under
-/// load, each wake-up then handles a batch instead of the one or two packets that arrived
-/// while the last was processed.
-const LINGER_BELOW: usize = 32;
 /// How often the worker looks for idle peers.
 const COMPACTION_CHECK: Duration = Duration::from_secs(1);
 /// A peer with no traffic either way for this long has its sessions compacted (the
@@ -75,10 +72,8 @@ pub struct Worker<B: Backend> {
     running: bool,
     next_compaction: Option<Instant>,
     strays: strays::StrayBudget,
-    /// How long a poll may wait for a batch to gather after a small one (zero: never).
-    linger: Duration,
-    /// The last batch carried fewer than `LINGER_BELOW` packets.
-    small_batch: bool,
+    /// Whether and how long a poll may wait for a batch to gather.
+    linger: linger::Linger,
 }
 
 impl<B: Backend> Worker<B> {
@@ -100,16 +95,15 @@ impl<B: Backend> Worker<B> {
             running: true,
             next_compaction: None,
             strays: strays::StrayBudget::default(),
-            linger: Duration::ZERO,
-            small_batch: false,
+            linger: linger::Linger::new(Duration::ZERO),
             links,
         }
     }
 
-    /// Lets each poll after a batch of fewer than `LINGER_BELOW` packets wait up to
-    /// `linger` for more when some are already waiting (`[interface] batch_linger_us`).
+    /// Lets a poll wait up to `linger` for a batch to gather while packets stream in
+    /// (`[interface] batch_linger_us`; the policy is `linger::Linger`'s).
     pub fn with_linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
+        self.linger = linger::Linger::new(linger);
         self
     }
 
@@ -130,30 +124,18 @@ impl<B: Backend> Worker<B> {
     /// One batch: waits for the backend (until `next_tick` at most) and processes what came,
     /// reading the clock once for all of it.
     pub fn step(&mut self, next_tick: &mut Instant) -> std::io::Result<()> {
-        let linger = self.linger_now();
         self.backend
-            .poll_lingering(&mut self.rx, *next_tick, linger)?;
+            .poll_lingering(&mut self.rx, *next_tick, self.linger.next())?;
         self.process_batch(Instant::now(), next_tick);
         Ok(())
     }
 
     /// One batch as of `now`, for backends that do not wait (tests drive time themselves).
     pub fn step_at(&mut self, now: Instant, next_tick: &mut Instant) -> std::io::Result<()> {
-        let linger = self.linger_now();
         self.backend
-            .poll_lingering(&mut self.rx, *next_tick, linger)?;
+            .poll_lingering(&mut self.rx, *next_tick, self.linger.next())?;
         self.process_batch(now, next_tick);
         Ok(())
-    }
-
-    /// How long this poll may linger: only after a small batch, so a worker that is
-    /// keeping up with big batches never waits.
-    fn linger_now(&self) -> Duration {
-        if self.small_batch {
-            self.linger
-        } else {
-            Duration::ZERO
-        }
     }
 
     /// True until a shutdown message arrives or the control plane goes away.
@@ -166,8 +148,7 @@ impl<B: Backend> Worker<B> {
         // in place when that packet is processed.
         self.drain_control(now);
         let mut rx = std::mem::take(&mut self.rx);
-        let weight: usize = rx.iter().map(Rx::weight).sum();
-        self.small_batch = weight < LINGER_BELOW;
+        let packets = rx.iter().filter(|r| r.is_packet()).count();
         for item in rx.drain(..) {
             match item {
                 Rx::Outer {
@@ -195,7 +176,8 @@ impl<B: Backend> Worker<B> {
         }
         self.rx = rx;
         self.drain_control(now);
-        self.drain_handovers(now);
+        let handed = self.drain_handovers(now);
+        self.linger.note(now, packets + handed);
         if now >= *next_tick {
             self.tick(now);
             *next_tick = now + TICK;
@@ -531,8 +513,11 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    fn drain_handovers(&mut self, now: Instant) {
+    /// Processes the packets other workers handed over; returns how many.
+    fn drain_handovers(&mut self, now: Instant) -> usize {
+        let mut handed = 0;
         while let Some(h) = self.links.mesh.pop(self.id) {
+            handed += 1;
             let Some(buf) = self.backend.alloc() else {
                 self.counters.drop(DropReason::NoBuffer);
                 continue;
@@ -558,5 +543,6 @@ impl<B: Backend> Worker<B> {
                 }
             }
         }
+        handed
     }
 }

@@ -12,7 +12,6 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use datapath::messages::MAX_WORKERS;
 use ipnet::IpNet;
 use proto::{PrivateKey, PublicKey};
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use crate::update::PeerUpdate;
 mod ike;
 mod outer;
 mod peers;
+mod workers;
 
 /// Largest inner MTU the datapath's buffers allow.
 pub use datapath::io::MAX_MTU;
@@ -30,6 +30,8 @@ use outer::{outer_settings, with_lan};
 pub use outer::{Backend, Inner, OuterSettings, XdpModeSetting};
 use peers::peer_update;
 pub use peers::{resolve_endpoint, same_route};
+use workers::{auto_workers, cpu_count, thread_layout};
+pub use workers::{DEFAULT_BATCH_LINGER_US, MAX_BATCH_LINGER_US};
 
 /// Default interface name.
 pub const DEFAULT_INTERFACE: &str = "xgate0";
@@ -39,10 +41,6 @@ pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const DEFAULT_ADDRESSES: [&str; 2] = ["10.77.0.1/16", "fd77::1/64"];
 /// Default inner MTU (WireGuard's default: 1500 minus IPv6 and WireGuard overhead).
 pub const DEFAULT_MTU: usize = 1420;
-/// Default time a worker waits for a batch to gather under load, in microseconds.
-pub const DEFAULT_BATCH_LINGER_US: u64 = 250;
-/// The longest batch linger accepted: beyond it the added latency is felt in interactive use.
-pub const MAX_BATCH_LINGER_US: u64 = 5_000;
 /// Where xgate keeps its state: a generated private key when the config names none, the
 /// registry and the API's tokens by default.
 pub const STATE_DIR: &str = "/var/lib/xgate";
@@ -170,18 +168,6 @@ pub struct InterfaceSettings {
     pub batch_linger: Duration,
 }
 
-fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// One worker per CPU (or per listed CPU), at most `MAX_WORKERS`: a receiver index names
-/// its worker in 8 bits, so a machine with more cores runs 256 workers.
-fn auto_workers(cpus: &Option<Vec<usize>>) -> usize {
-    cpus.as_ref()
-        .map_or_else(cpu_count, |c| c.len().max(1))
-        .min(MAX_WORKERS)
-}
-
 /// Checks an interface name the way the kernel will (1-15 characters, no '/' or spaces).
 pub fn validate_interface_name(name: &str) -> Result<(), String> {
     datapath::kernel::tun::validate_name(name).map_err(|e| e.to_string())
@@ -287,18 +273,7 @@ impl InterfaceSettings {
 
         let outer = outer_settings(iface.backend, iface.outer_interfaces, iface.xdp_mode)?;
         let outer = with_lan(outer, iface.inner, iface.lan_interfaces)?;
-        let linger = iface.batch_linger_us.unwrap_or(DEFAULT_BATCH_LINGER_US);
-        if linger > MAX_BATCH_LINGER_US {
-            return Err(err(
-                "interface.batch_linger_us",
-                format!("{linger} is more than {MAX_BATCH_LINGER_US}"),
-                format!(
-                    "use 0..={MAX_BATCH_LINGER_US} microseconds: 0 handles every packet at \
-                     once, the default {DEFAULT_BATCH_LINGER_US} trades at most that much \
-                     latency under load for fewer wake-ups"
-                ),
-            ));
-        }
+        let batch_linger = workers::batch_linger(iface.batch_linger_us)?;
 
         Ok(Self {
             name,
@@ -313,7 +288,7 @@ impl InterfaceSettings {
             handshake_threads,
             peers: out,
             outer,
-            batch_linger: Duration::from_micros(linger),
+            batch_linger,
         })
     }
 }
@@ -367,69 +342,6 @@ fn interface_key(
         },
     };
     Ok((private_key, key_to_create))
-}
-
-/// Workers, the CPU each is pinned to, and responder threads, from `[interface]`.
-fn thread_layout(
-    workers: Option<WorkersSetting>,
-    cpus: Option<Vec<usize>>,
-    handshake_threads: Option<usize>,
-) -> Result<(usize, Vec<Option<usize>>, usize), ConfigError> {
-    let workers = match workers {
-        None => auto_workers(&cpus),
-        Some(WorkersSetting::Word(w)) if w == "auto" => auto_workers(&cpus),
-        Some(WorkersSetting::Count(n)) if (1..=MAX_WORKERS).contains(&n) => n,
-        Some(WorkersSetting::Count(n)) if n > MAX_WORKERS => {
-            return Err(err(
-                "interface.workers",
-                format!(
-                    "{n} workers is more than a receiver index can name (its top 8 bits name \
-                     the worker)"
-                ),
-                format!("use \"auto\" or a number from 1 to {MAX_WORKERS}"),
-            ))
-        }
-        Some(other) => {
-            // As written, not as Rust debug text: `0`, or the quoted word.
-            let written = match other {
-                WorkersSetting::Count(n) => n.to_string(),
-                WorkersSetting::Word(w) => format!("{w:?}"),
-            };
-            return Err(err(
-                "interface.workers",
-                format!("{written} is not a worker count"),
-                format!("use \"auto\" (one per core) or a number from 1 to {MAX_WORKERS}"),
-            ));
-        }
-    };
-    let handshake_threads = match handshake_threads {
-        None => cpu_count(),
-        Some(n) if (1..=256).contains(&n) => n,
-        Some(n) => {
-            return Err(err(
-                "interface.handshake_threads",
-                format!("{n} is not a thread count"),
-                "use a number from 1 to 256 (default: one per core)",
-            ))
-        }
-    };
-    let available = cpu_count();
-    let pinned: Vec<Option<usize>> = match &cpus {
-        Some(list) => {
-            if let Some(bad) = list.iter().find(|c| **c >= available) {
-                return Err(err(
-                    "interface.cpus",
-                    format!("CPU {bad} does not exist (this machine has {available})"),
-                    format!("list CPUs from 0 to {}", available - 1),
-                ));
-            }
-            (0..workers)
-                .map(|i| list.get(i % list.len().max(1)).copied())
-                .collect()
-        }
-        None => (0..workers).map(|i| Some(i % available)).collect(),
-    };
-    Ok((workers, pinned, handshake_threads))
 }
 
 /// Reads a private key file written by `xgate genkey` or `wg genkey`.
@@ -487,6 +399,7 @@ fn create_state_key(path: &Path) -> Result<PrivateKey, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datapath::messages::MAX_WORKERS;
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]

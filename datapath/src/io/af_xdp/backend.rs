@@ -59,9 +59,6 @@ const MAX_KICKS: u32 = RING_SIZES.tx / 32 + 1;
 /// Received frames taken from one socket per batch.
 const RX_BATCH: u32 = 256;
 
-/// Frames waiting that make a batch: with fewer, a lingering poll waits for more.
-const LINGER_BATCH: u32 = 32;
-
 /// A frame no socket of this worker holds (free, or in the worker's hands).
 pub(super) const NOBODY: u16 = u16::MAX;
 
@@ -415,7 +412,11 @@ impl Backend for XdpBackend {
         }
         let waiting = frames > 0 || reclaim || kick;
         let left = deadline.saturating_duration_since(Instant::now());
-        if frames > 0 && frames < LINGER_BATCH && !kick && !linger.min(left).is_zero() {
+        if frames > 0
+            && (frames as usize) < crate::io::BATCH
+            && !kick
+            && !linger.min(left).is_zero()
+        {
             // The sockets' readiness is one poll completion however many frames come, so
             // the wait lasts the whole linger unless the TUN fills a batch first.
             self.uring.linger(out, linger.min(left))?;

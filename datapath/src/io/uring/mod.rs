@@ -69,7 +69,7 @@ const SEND_BATCHES: usize = 1024;
 /// Coalesced TUN writes in preparation or in flight.
 const TUN_RUNS: usize = 256;
 /// Completions a wait asks for before it returns early: at load, one wake-up handles a batch.
-const WAIT_BATCH: usize = 32;
+const WAIT_BATCH: usize = crate::io::BATCH;
 /// How long a wait holds out for `WAIT_BATCH` before returning with what it has (kernels with
 /// IORING_FEAT_MIN_TIMEOUT, 6.12+). Bounds the latency batching adds.
 const MIN_WAIT_USEC: u32 = 50;
@@ -113,6 +113,8 @@ enum TunReads {
 /// One worker's io_uring, sockets and buffer pool.
 pub struct UringBackend {
     ring: IoUring,
+    /// The ring runs task work only when this thread enters it, and flags when there is some.
+    deferred: bool,
     min_wait: bool,
     outer: Arc<OwnedFd>,
     outer_generation: u8,
@@ -179,21 +181,28 @@ impl UringBackend {
         gro: bool,
     ) -> io::Result<Self> {
         let pool = pool.clamp(POOL_SIZE, u16::MAX as usize);
-        // Deferred task work: completions are processed only when this thread waits, not in
-        // interrupts of its work; falls back for kernels before 6.1.
-        let ring = IoUring::builder()
+        // Deferred task work: completions are processed only when this thread enters the
+        // ring, not in interrupts of its work; the TASKRUN flag tells it when there is some, so
+        // even a submission that does not wait posts them. Falls back for kernels before 6.1.
+        let (ring, deferred) = match IoUring::builder()
             .setup_cqsize((pool * 2) as u32)
             .setup_clamp()
             .setup_single_issuer()
             .setup_defer_taskrun()
+            .setup_taskrun_flag()
             .build(1024)
-            .or_else(|_| {
-                IoUring::builder()
+        {
+            Ok(ring) => (ring, true),
+            Err(e) => {
+                tracing::debug!("io_uring without deferred task work ({e})");
+                let ring = IoUring::builder()
                     .setup_cqsize((pool * 2) as u32)
                     .setup_clamp()
                     .setup_single_issuer()
-                    .build(1024)
-            })?;
+                    .build(1024)?;
+                (ring, false)
+            }
+        };
         let min_wait = ring.params().is_feature_min_timeout();
         // Coalesced receives where the kernel allows them: one completion per run of datagrams.
         let gro = gro && enable_gro(outer.as_raw_fd());
@@ -216,6 +225,7 @@ impl UringBackend {
         }
         Ok(Self {
             ring,
+            deferred,
             min_wait,
             outer,
             outer_generation: 0,
@@ -434,9 +444,8 @@ impl Backend for UringBackend {
         deadline: Instant,
         linger: Duration,
     ) -> io::Result<()> {
-        self.wait(deadline, linger)?;
-        self.reap(out);
-        Ok(())
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.wait_lingering(out, left, linger)
     }
 
     fn buf(&mut self, buf: BufId) -> &mut [u8; BUF_SIZE] {

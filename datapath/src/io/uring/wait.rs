@@ -1,9 +1,9 @@
 //! How a worker's ring waits: sleep until something comes, gather a batch within
-//! `MIN_WAIT_USEC` where the kernel can, and linger for the rest of a batch when only a few
-//! packets wait (`[interface] batch_linger_us`).
+//! `MIN_WAIT_USEC` where the kernel can, and, when the worker asks (`worker::linger`), linger
+//! for the rest of a batch while only a few packets wait.
 
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::types::{SubmitArgs, Timespec};
 
@@ -11,41 +11,74 @@ use super::{UringBackend, MIN_WAIT_USEC, WAIT_BATCH};
 use crate::io::Rx;
 
 impl UringBackend {
-    /// Submits what is queued and sleeps until something comes or `deadline` passes; when
-    /// `linger` is not zero and fewer than a batch of completions wait, sleeps up to
-    /// `linger` (within `deadline`) for the rest of a batch (`Backend::poll_lingering`).
-    pub(super) fn wait(&mut self, deadline: Instant, linger: Duration) -> io::Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // A zero wait must not enter the ring to sleep at all (a minimum wait would apply).
-        let sleep = |d: Duration| (!d.is_zero()).then_some(d);
-        if !linger.is_zero() && self.ring.completion().is_empty() {
-            // Completions of deferred task work are posted only when this thread enters the
-            // ring: post them, without sleeping, to see how many packets wait.
-            self.enter(1, 0, Some(Duration::ZERO))?;
+    /// Submits what is queued, then sleeps until something comes or `left` runs out, unless
+    /// completions already wait (then it only posts deferred ones); takes what came.
+    pub(super) fn wait_lingering(
+        &mut self,
+        out: &mut Vec<Rx>,
+        left: Duration,
+        linger: Duration,
+    ) -> io::Result<()> {
+        let linger = linger.min(left);
+        if linger.is_zero() {
+            self.wait(left)?;
+            self.reap(out);
+            return Ok(());
         }
-        let waiting = self.ring.completion().len();
-        match (waiting, self.min_wait) {
-            // Nothing waiting: sleep until something comes (a batch, within
-            // MIN_WAIT_USEC, where the kernel can).
-            (0, true) => self.enter(WAIT_BATCH, MIN_WAIT_USEC, sleep(left))?,
-            (0, false) => self.enter(1, 0, sleep(left))?,
-            // Less than a batch waiting: linger for the rest of one, if asked.
-            (n, _) if n < WAIT_BATCH && !linger.is_zero() => {
-                self.enter(WAIT_BATCH, 0, sleep(linger.min(left)))?
-            }
-            _ => self.enter(0, 0, None)?,
+        // Count the packets that wait (completions of deferred task work are posted by this
+        // submission, the TASKRUN flag telling it there are some; without deferral the kernel
+        // posted them already); sends and writes that completed are not packets.
+        if self.deferred {
+            self.enter(0, 0, None)?;
         }
+        let before = out.len();
+        self.reap(out);
+        let packets = out[before..].iter().filter(|r| r.is_packet()).count();
+        match packets {
+            0 => self.wait(left)?,
+            n if n < WAIT_BATCH => self.enter(WAIT_BATCH - n, 0, Some(linger))?,
+            _ => return Ok(()),
+        }
+        self.reap(out);
         Ok(())
     }
 
-    /// Submits what is queued; with `wait`, also posts deferred completions and sleeps up
-    /// to that long (zero: not at all) for `want` of them; after `min_wait` microseconds (0:
-    /// not used), any completion ends the sleep.
-    fn enter(&mut self, want: usize, min_wait: u32, wait: Option<Duration>) -> io::Result<()> {
+    /// Waits up to `linger` for a batch of completions, whatever already waits, then takes
+    /// what came: for the AF_XDP backend, whose frames wait outside this ring.
+    pub(crate) fn linger(&mut self, out: &mut Vec<Rx>, linger: Duration) -> io::Result<()> {
+        self.enter(WAIT_BATCH, 0, Some(linger))?;
+        self.reap(out);
+        Ok(())
+    }
+
+    /// Submits what is queued and sleeps until something comes (a batch, within
+    /// MIN_WAIT_USEC, where the kernel can) or `left` runs out; does not sleep if completions
+    /// already wait or `left` is zero.
+    fn wait(&mut self, left: Duration) -> io::Result<()> {
+        self.queue_open_work();
+        if left.is_zero() || !self.ring.completion().is_empty() {
+            return self.enter(0, 0, None);
+        }
+        if self.min_wait {
+            self.enter(WAIT_BATCH, MIN_WAIT_USEC, Some(left))
+        } else {
+            self.enter(1, 0, Some(left))
+        }
+    }
+
+    /// Queues the open send batch and TUN run and re-arms the receives.
+    fn queue_open_work(&mut self) {
         self.submit_open_batch();
         self.submit_open_run();
         self.rearm();
-        let (want, wait) = match wait {
+    }
+
+    /// Submits what is queued; with `wait` (not zero), also sleeps up to that long for `want`
+    /// completions, any one ending the sleep after `min_wait` microseconds (0: not used).
+    /// Deferred completions are posted either way when the kernel flags some.
+    fn enter(&mut self, want: usize, min_wait: u32, wait: Option<Duration>) -> io::Result<()> {
+        self.queue_open_work();
+        let (want, wait) = match wait.filter(|w| !w.is_zero()) {
             Some(wait) => (want, wait),
             None => (0, Duration::ZERO),
         };
@@ -65,13 +98,5 @@ impl UringBackend {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Waits up to `linger` for a batch of completions whatever is already waiting, then
-    /// takes what came: for a wrapping backend whose packets wait outside this ring.
-    pub fn linger(&mut self, out: &mut Vec<Rx>, linger: Duration) -> io::Result<()> {
-        self.enter(WAIT_BATCH, 0, Some(linger))?;
-        self.reap(out);
-        Ok(())
     }
 }

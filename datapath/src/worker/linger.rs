@@ -1,0 +1,128 @@
+//! When a worker's poll may linger for a batch (`[interface] batch_linger_us`): only while
+//! packets arrive fast enough that a batch gathers within the linger, for no longer than
+//! a batch takes at that rate, and only after a batch smaller than one. A lone packet (a
+//! ping, a handshake, a reply the kernel wrote back at once) is never held; a stream of
+//! single datagrams is taken a batch per wake-up instead of one or two.
+
+use std::time::{Duration, Instant};
+
+use crate::io::BATCH;
+/// The arrival rate is measured over windows at least this long.
+const RATE_WINDOW: Duration = Duration::from_millis(1);
+/// A linger is worth its latency only if it is expected to gather at least this many.
+const MIN_GATHER: f64 = 4.0;
+
+/// The worker's linger policy and the arrival rate it is judged by.
+#[derive(Debug, Clone)]
+pub struct Linger {
+    max: Duration,
+    window_start: Option<Instant>,
+    window_packets: usize,
+    /// Packets per second over the last closed window.
+    rate: f64,
+    /// Packets in the last batch.
+    last: usize,
+}
+
+impl Linger {
+    /// A policy that lingers up to `max` (zero: never).
+    pub fn new(max: Duration) -> Self {
+        Self {
+            max,
+            window_start: None,
+            window_packets: 0,
+            rate: 0.0,
+            last: 0,
+        }
+    }
+
+    /// Notes a batch of `packets` taken at `now`.
+    pub fn note(&mut self, now: Instant, packets: usize) {
+        self.last = packets;
+        self.window_packets += packets;
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            self.rate = self.window_packets as f64 / elapsed.as_secs_f64();
+            self.window_start = Some(now);
+            self.window_packets = 0;
+        }
+    }
+
+    /// How long the next poll may linger.
+    pub fn next(&self) -> Duration {
+        if self.max.is_zero() || self.last >= BATCH {
+            return Duration::ZERO;
+        }
+        if self.rate * self.max.as_secs_f64() < MIN_GATHER {
+            return Duration::ZERO;
+        }
+        self.max
+            .min(Duration::from_secs_f64(BATCH as f64 / self.rate))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: Duration = Duration::from_micros(250);
+
+    /// Feeds `batches` batches of `size`, `every` apart from `start`; returns the last time.
+    fn stream(
+        l: &mut Linger,
+        start: Instant,
+        every: Duration,
+        size: usize,
+        batches: u32,
+    ) -> Instant {
+        let mut t = start;
+        for _ in 0..batches {
+            t += every;
+            l.note(t, size);
+        }
+        t
+    }
+
+    #[test]
+    fn a_stream_of_small_batches_lingers_for_a_batch_at_most() {
+        let mut l = Linger::new(MAX);
+        // 3 packets every 25 us: 120,000 per second; a batch takes 267 us, more than MAX.
+        stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
+        assert_eq!(l.next(), MAX);
+        // 2 packets every 2 us: 1,000,000 per second; a batch takes 32 us.
+        let mut l = Linger::new(MAX);
+        stream(&mut l, Instant::now(), Duration::from_micros(2), 2, 2000);
+        let d = l.next();
+        assert!(
+            d > Duration::from_micros(30) && d < Duration::from_micros(34),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn idle_traffic_big_batches_and_zero_never_linger() {
+        // A packet every 10 ms (a ping): nothing would gather.
+        let mut l = Linger::new(MAX);
+        stream(&mut l, Instant::now(), Duration::from_millis(10), 1, 20);
+        assert_eq!(l.next(), Duration::ZERO);
+        // Busy, but the last batch was a full one.
+        let mut l = Linger::new(MAX);
+        stream(&mut l, Instant::now(), Duration::from_micros(25), 40, 100);
+        assert_eq!(l.next(), Duration::ZERO);
+        // Busy, small batches, lingering off.
+        let mut l = Linger::new(Duration::ZERO);
+        stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
+        assert_eq!(l.next(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pause_after_a_stream_ends_the_lingering() {
+        let mut l = Linger::new(MAX);
+        let t = stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
+        assert_eq!(l.next(), MAX);
+        // One packet 50 ms later: the window that closes with it is nearly empty.
+        l.note(t + Duration::from_millis(50), 1);
+        assert_eq!(l.next(), Duration::ZERO);
+    }
+}
