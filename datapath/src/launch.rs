@@ -160,7 +160,12 @@ fn run_worker(
         }
     }
     let Some(steering) = xdp else {
-        let _ = ready.send(Ok("io-uring".into()));
+        let described = if uring.defers_task_work() {
+            "io-uring".to_string()
+        } else {
+            "io-uring (without deferred task work: Linux before 6.1)".to_string()
+        };
+        let _ = ready.send(Ok(described));
         return serve(Worker::new(id, mtu, uring, links).with_linger(linger));
     };
     match XdpBackend::new(uring, steering, id, workers, port) {

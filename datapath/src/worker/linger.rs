@@ -1,8 +1,9 @@
 //! When a worker's poll may linger for a batch (`[interface] batch_linger_us`): only while
 //! packets arrive fast enough that a batch gathers within the linger, for no longer than
-//! a batch takes at that rate, and only after a batch smaller than one. A lone packet (a
-//! ping, a handshake, a reply the kernel wrote back at once) is never held; a stream of
-//! single datagrams is taken a batch per wake-up instead of one or two.
+//! a batch takes at that rate, and only after a batch smaller than one. While traffic is
+//! idle nothing is held (a ping, a handshake, a reply the kernel wrote back at once); in a
+//! stream, single datagrams are taken a batch per wake-up instead of one or two, and a
+//! packet among them may wait up to the linger.
 
 use std::time::{Duration, Instant};
 

@@ -176,8 +176,10 @@ impl<B: Backend> Worker<B> {
         }
         self.rx = rx;
         self.drain_control(now);
-        let handed = self.drain_handovers(now);
-        self.linger.note(now, packets + handed);
+        self.drain_handovers(now);
+        // The rate of this worker's own arrivals: handed-over packets come with a wake-up,
+        // which ends a linger anyway.
+        self.linger.note(now, packets);
         if now >= *next_tick {
             self.tick(now);
             *next_tick = now + TICK;
@@ -513,11 +515,8 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    /// Processes the packets other workers handed over; returns how many.
-    fn drain_handovers(&mut self, now: Instant) -> usize {
-        let mut handed = 0;
+    fn drain_handovers(&mut self, now: Instant) {
         while let Some(h) = self.links.mesh.pop(self.id) {
-            handed += 1;
             let Some(buf) = self.backend.alloc() else {
                 self.counters.drop(DropReason::NoBuffer);
                 continue;
@@ -543,6 +542,5 @@ impl<B: Backend> Worker<B> {
                 }
             }
         }
-        handed
     }
 }

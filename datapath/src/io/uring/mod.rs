@@ -194,7 +194,7 @@ impl UringBackend {
         {
             Ok(ring) => (ring, true),
             Err(e) => {
-                tracing::debug!("io_uring without deferred task work ({e})");
+                tracing::warn!("io_uring without deferred task work ({e}): needs Linux 6.1");
                 let ring = IoUring::builder()
                     .setup_cqsize((pool * 2) as u32)
                     .setup_clamp()
@@ -258,6 +258,12 @@ impl UringBackend {
             cqes: Vec::with_capacity(pool * 2),
             watched: Vec::new(),
         })
+    }
+
+    /// The ring runs completions' task work only when this worker enters it (Linux 6.1+),
+    /// as the batching assumes.
+    pub fn defers_task_work(&self) -> bool {
+        self.deferred
     }
 
     /// The buffers' memory (an AF_XDP socket registers it as its UMEM).

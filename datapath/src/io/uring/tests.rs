@@ -12,6 +12,12 @@ use crate::kernel::waker::Waker;
 
 /// A backend on a fresh loopback socket, with a pipe (never written) standing in for the TUN.
 fn backend() -> (UringBackend, std::net::SocketAddr, OwnedFd) {
+    let (b, addr, tun, _) = backend_with_waker();
+    (b, addr, tun)
+}
+
+/// As `backend`, with the waker that wakes it.
+fn backend_with_waker() -> (UringBackend, std::net::SocketAddr, OwnedFd, Arc<Waker>) {
     // xgate's own (dual-stack) socket; IPv4 peers are reached through mapped addresses.
     let socket = bind_sockets(0, 1, 0)
         .expect("bind")
@@ -24,14 +30,10 @@ fn backend() -> (UringBackend, std::net::SocketAddr, OwnedFd) {
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: both descriptors are fresh and owned here.
     let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let b = UringBackend::new(
-        Arc::new(socket),
-        Arc::new(read),
-        false,
-        Arc::new(Waker::new().expect("waker")),
-    )
-    .expect("backend");
-    (b, addr, write)
+    let waker = Arc::new(Waker::new().expect("waker"));
+    let b =
+        UringBackend::new(Arc::new(socket), Arc::new(read), false, waker.clone()).expect("backend");
+    (b, addr, write, waker)
 }
 
 /// Datagram `i` of a run: its index in every byte, `len` bytes.
@@ -118,9 +120,12 @@ fn poll_once(b: &mut UringBackend, linger: Duration, wait: Duration) -> (usize, 
 
 #[test]
 fn a_lingering_poll_waits_for_a_batch_only_when_a_few_packets_wait() {
-    let (mut b, to, _tun) = backend();
+    let (mut b, to, _tun, waker) = backend_with_waker();
     // Counting what waits relies on deferred task work being flagged (Linux 6.1+).
-    assert!(b.deferred, "the ring was built without deferred task work");
+    assert!(
+        b.defers_task_work(),
+        "the ring was built without deferred task work"
+    );
     let linger = Duration::from_millis(300);
     let wait = Duration::from_secs(2);
     let soon = Duration::from_millis(10);
@@ -156,5 +161,16 @@ fn a_lingering_poll_waits_for_a_batch_only_when_a_few_packets_wait() {
     let (n, took) = poll_once(&mut b, linger, wait);
     sender.join().expect("sender");
     assert_eq!(n, 1);
+    assert!(took < Duration::from_millis(250), "returned after {took:?}");
+    // A wake-up waiting (a control message, a handover) and no packet: taken at once, not
+    // held until the deadline.
+    waker.wake();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut out = Vec::new();
+    let start = Instant::now();
+    b.poll_lingering(&mut out, start + wait, linger)
+        .expect("poll");
+    let took = start.elapsed();
+    assert!(out.contains(&Rx::Wake), "{out:?}");
     assert!(took < Duration::from_millis(250), "returned after {took:?}");
 }

@@ -12,7 +12,8 @@ use crate::io::Rx;
 
 impl UringBackend {
     /// Submits what is queued, then sleeps until something comes or `left` runs out, unless
-    /// completions already wait (then it only posts deferred ones); takes what came.
+    /// completions already wait; with a `linger`, when fewer than a batch of packets wait
+    /// (and no wake-up), sleeps up to `linger` for the rest of a batch. Takes what came.
     pub(super) fn wait_lingering(
         &mut self,
         out: &mut Vec<Rx>,
@@ -26,16 +27,20 @@ impl UringBackend {
             return Ok(());
         }
         // Count the packets that wait (completions of deferred task work are posted by this
-        // submission, the TASKRUN flag telling it there are some; without deferral the kernel
-        // posted them already); sends and writes that completed are not packets.
-        if self.deferred {
-            self.enter(0, 0, None)?;
-        }
+        // submission, the TASKRUN flag telling it there are some); sends and writes that
+        // completed are not packets and leave nothing in `out`.
+        self.enter(0, 0, None)?;
         let before = out.len();
         self.reap(out);
-        let packets = out[before..].iter().filter(|r| r.is_packet()).count();
+        let taken = &out[before..];
+        let packets = taken.iter().filter(|r| r.is_packet()).count();
+        // A wake-up (control messages, packets handed over) is never held.
+        let woken = taken.len() > packets;
         match packets {
+            _ if woken => return Ok(()),
             0 => self.wait(left)?,
+            // The completions waited for may carry several packets each (a coalesced
+            // receive): the worker's policy caps the linger at what a batch takes.
             n if n < WAIT_BATCH => self.enter(WAIT_BATCH - n, 0, Some(linger))?,
             _ => return Ok(()),
         }
@@ -75,7 +80,8 @@ impl UringBackend {
 
     /// Submits what is queued; with `wait` (not zero), also sleeps up to that long for `want`
     /// completions, any one ending the sleep after `min_wait` microseconds (0: not used).
-    /// Deferred completions are posted either way when the kernel flags some.
+    /// Deferred completions are posted either way when the kernel flags some (io-uring
+    /// 0.7.16 enters with GETEVENTS when IORING_SQ_TASKRUN is set).
     fn enter(&mut self, want: usize, min_wait: u32, wait: Option<Duration>) -> io::Result<()> {
         self.queue_open_work();
         let (want, wait) = match wait.filter(|w| !w.is_zero()) {
