@@ -13,7 +13,7 @@ mod esp;
 #[cfg(debug_assertions)]
 pub mod faults;
 mod handover;
-pub mod linger;
+mod linger;
 mod peer;
 mod receive;
 mod send;
@@ -177,8 +177,8 @@ impl<B: Backend> Worker<B> {
         self.rx = rx;
         self.drain_control(now);
         self.drain_handovers(now);
-        // The rate of this worker's own arrivals: handed-over packets come with a wake-up,
-        // which ends a linger anyway.
+        // The rate of this worker's own arrivals: handed-over packets come through the mesh
+        // with a wake-up, which a poll never holds once it is waiting.
         self.linger.note(now, packets);
         if now >= *next_tick {
             self.tick(now);

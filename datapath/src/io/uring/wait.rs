@@ -10,6 +10,14 @@ use io_uring::types::{SubmitArgs, Timespec};
 use super::{UringBackend, MIN_WAIT_USEC, WAIT_BATCH};
 use crate::io::Rx;
 
+/// What a look at the ring without sleeping found.
+enum Waiting {
+    /// This many packets (maybe none).
+    Packets(usize),
+    /// A notice: a wake-up or the TUN closing.
+    Notice,
+}
+
 impl UringBackend {
     /// Submits what is queued, then sleeps until something comes or `left` runs out, unless
     /// completions already wait; with a `linger`, when fewer than a batch of packets wait
@@ -21,39 +29,69 @@ impl UringBackend {
         linger: Duration,
     ) -> io::Result<()> {
         let linger = linger.min(left);
-        if linger.is_zero() {
+        if linger.is_zero() || !self.anything_waiting() {
             self.wait(left)?;
             self.reap(out);
             return Ok(());
         }
-        // Count the packets that wait (completions of deferred task work are posted by this
-        // submission, the TASKRUN flag telling it there are some); sends and writes that
-        // completed are not packets and leave nothing in `out`.
+        match self.take_waiting(out)? {
+            Waiting::Notice => Ok(()),
+            Waiting::Packets(0) => {
+                self.wait(left)?;
+                self.reap(out);
+                Ok(())
+            }
+            // The completions waited for may carry several packets each (a coalesced
+            // receive): the worker's policy caps the linger at what a batch takes.
+            Waiting::Packets(n) if n < WAIT_BATCH => {
+                self.enter(WAIT_BATCH - n, 0, Some(linger))?;
+                self.reap(out);
+                Ok(())
+            }
+            Waiting::Packets(_) => Ok(()),
+        }
+    }
+
+    /// Lingers up to `linger` for a batch for the AF_XDP backend, whose frames wait outside
+    /// this ring (so only its own completions can end the wait early): takes what this ring
+    /// has first, and does not wait if that holds a wake-up.
+    pub(crate) fn linger(&mut self, out: &mut Vec<Rx>, linger: Duration) -> io::Result<()> {
+        match self.take_waiting(out)? {
+            Waiting::Packets(n) if n < WAIT_BATCH => {
+                self.enter(WAIT_BATCH - n, 0, Some(linger))?;
+                self.reap(out);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Completions wait, the kernel flags deferred work that will post some, or queued
+    /// submissions (a batch's sends and writes) will complete when submitted.
+    fn anything_waiting(&mut self) -> bool {
+        self.queue_open_work();
+        let mut sq = self.ring.submission();
+        sq.sync();
+        let pending = !sq.is_empty() || sq.taskrun();
+        drop(sq);
+        pending || !self.ring.completion().is_empty()
+    }
+
+    /// Submits what is queued, posts deferred completions without sleeping (the TASKRUN flag
+    /// tells the submission there are some) and takes them: how many packets that was, or
+    /// that it held a notice (a wake-up, the TUN closing), which must not wait. Sends and
+    /// writes that completed leave nothing in `out` and do not count.
+    fn take_waiting(&mut self, out: &mut Vec<Rx>) -> io::Result<Waiting> {
         self.enter(0, 0, None)?;
         let before = out.len();
         self.reap(out);
         let taken = &out[before..];
         let packets = taken.iter().filter(|r| r.is_packet()).count();
-        // A wake-up (control messages, packets handed over) is never held.
-        let woken = taken.len() > packets;
-        match packets {
-            _ if woken => return Ok(()),
-            0 => self.wait(left)?,
-            // The completions waited for may carry several packets each (a coalesced
-            // receive): the worker's policy caps the linger at what a batch takes.
-            n if n < WAIT_BATCH => self.enter(WAIT_BATCH - n, 0, Some(linger))?,
-            _ => return Ok(()),
-        }
-        self.reap(out);
-        Ok(())
-    }
-
-    /// Waits up to `linger` for a batch of completions, whatever already waits, then takes
-    /// what came: for the AF_XDP backend, whose frames wait outside this ring.
-    pub(crate) fn linger(&mut self, out: &mut Vec<Rx>, linger: Duration) -> io::Result<()> {
-        self.enter(WAIT_BATCH, 0, Some(linger))?;
-        self.reap(out);
-        Ok(())
+        Ok(if taken.len() > packets {
+            Waiting::Notice
+        } else {
+            Waiting::Packets(packets)
+        })
     }
 
     /// Submits what is queued and sleeps until something comes (a batch, within
