@@ -166,12 +166,12 @@ fn run_worker(
             "io-uring (without deferred task work: Linux before 6.1)".to_string()
         };
         let _ = ready.send(Ok(described));
-        return serve(Worker::new(id, mtu, uring, links).with_linger(linger));
+        return serve(Worker::new(id, mtu, uring, links), linger);
     };
     match XdpBackend::new(uring, steering, id, workers, port) {
         Ok(backend) => {
             let _ = ready.send(Ok(backend.summary()));
-            serve(Worker::new(id, mtu, backend, links).with_linger(linger));
+            serve(Worker::new(id, mtu, backend, links), linger);
         }
         Err((uring, e)) if fallback => {
             tracing::warn!(
@@ -179,7 +179,7 @@ fn run_worker(
                 "AF_XDP sockets not bound ({e}); this worker uses io_uring"
             );
             let _ = ready.send(Ok(format!("io-uring (AF_XDP failed: {e})")));
-            serve(Worker::new(id, mtu, *uring, links).with_linger(linger));
+            serve(Worker::new(id, mtu, *uring, links), linger);
         }
         Err((_, e)) => {
             let _ = ready.send(Err(io::Error::other(e.to_string())));
@@ -187,8 +187,8 @@ fn run_worker(
     }
 }
 
-fn serve<B: Backend>(worker: Worker<B>) {
-    worker.run();
+fn serve<B: Backend>(worker: Worker<B>, linger: Duration) {
+    worker.with_linger(linger).run();
 }
 
 impl Workers {

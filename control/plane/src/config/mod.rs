@@ -192,7 +192,7 @@ impl InterfaceSettings {
             handshake_threads: cpu_count(),
             peers: Vec::new(),
             outer: OuterSettings::default(),
-            batch_linger: Duration::from_micros(DEFAULT_BATCH_LINGER_US),
+            batch_linger: workers::batch_linger(None)?,
         })
     }
 

@@ -411,15 +411,17 @@ impl Backend for XdpBackend {
             kick |= !q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0;
         }
         let waiting = frames > 0 || reclaim || kick;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if frames > 0
-            && (frames as usize) < crate::io::BATCH
-            && !kick
-            && !linger.min(left).is_zero()
-        {
+        let few = frames > 0 && (frames as usize) < crate::io::BATCH && !kick;
+        // The clock is read only when a linger is possible.
+        let linger = if few && !linger.is_zero() {
+            linger.min(deadline.saturating_duration_since(Instant::now()))
+        } else {
+            Duration::ZERO
+        };
+        if !linger.is_zero() {
             // The sockets' readiness is one poll completion however many frames come, so
             // the wait lasts the whole linger unless the TUN fills a batch first.
-            self.uring.linger(out, linger.min(left))?;
+            self.uring.linger(out, linger)?;
         } else {
             let until = if waiting { Instant::now() } else { deadline };
             self.uring.poll(out, until)?;

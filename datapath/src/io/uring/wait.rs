@@ -41,14 +41,7 @@ impl UringBackend {
                 self.reap(out);
                 Ok(())
             }
-            // The completions waited for may carry several packets each (a coalesced
-            // receive): the worker's policy caps the linger at what a batch takes.
-            Waiting::Packets(n) if n < WAIT_BATCH => {
-                self.enter(WAIT_BATCH - n, 0, Some(linger))?;
-                self.reap(out);
-                Ok(())
-            }
-            Waiting::Packets(_) => Ok(()),
+            Waiting::Packets(n) => self.rest_of_batch(out, n, linger),
         }
     }
 
@@ -57,13 +50,25 @@ impl UringBackend {
     /// has first, and does not wait if that holds a wake-up.
     pub(crate) fn linger(&mut self, out: &mut Vec<Rx>, linger: Duration) -> io::Result<()> {
         match self.take_waiting(out)? {
-            Waiting::Packets(n) if n < WAIT_BATCH => {
-                self.enter(WAIT_BATCH - n, 0, Some(linger))?;
-                self.reap(out);
-                Ok(())
-            }
-            _ => Ok(()),
+            Waiting::Packets(n) => self.rest_of_batch(out, n, linger),
+            Waiting::Notice => Ok(()),
         }
+    }
+
+    /// With `taken` packets already taken, sleeps up to `linger` for the completions that
+    /// would make a batch, and takes what came. (They may carry several packets each, as a
+    /// coalesced receive does: the worker's policy caps the linger at what a batch takes.)
+    fn rest_of_batch(
+        &mut self,
+        out: &mut Vec<Rx>,
+        taken: usize,
+        linger: Duration,
+    ) -> io::Result<()> {
+        if taken < WAIT_BATCH {
+            self.enter(WAIT_BATCH - taken, 0, Some(linger))?;
+            self.reap(out);
+        }
+        Ok(())
     }
 
     /// Completions wait, the kernel flags deferred work that will post some, or queued
