@@ -23,6 +23,8 @@ pub struct Linger {
     rate: f64,
     /// Packets in the last batch.
     last: usize,
+    /// The last batch drained packets other workers handed over.
+    handed: bool,
 }
 
 impl Linger {
@@ -34,12 +36,15 @@ impl Linger {
             window_packets: 0,
             rate: 0.0,
             last: 0,
+            handed: false,
         }
     }
 
-    /// Notes a batch of `packets` taken at `now`.
-    pub fn note(&mut self, now: Instant, packets: usize) {
+    /// Notes a batch of `packets` taken from this worker's ring at `now`, and `handed`
+    /// packets drained from other workers.
+    pub fn note(&mut self, now: Instant, packets: usize, handed: usize) {
         self.last = packets;
+        self.handed = handed > 0;
         self.window_packets += packets;
         let start = *self.window_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
@@ -52,7 +57,9 @@ impl Linger {
 
     /// How long the next poll may linger.
     pub fn next(&self) -> Duration {
-        if self.max.is_zero() || self.last >= BATCH {
+        // Handed-over packets come through the mesh, with a wake-up that does not end a
+        // linger: while they come, lingering would let the mesh queue fill.
+        if self.max.is_zero() || self.last >= BATCH || self.handed {
             return Duration::ZERO;
         }
         if self.rate * self.max.as_secs_f64() < MIN_GATHER {
@@ -80,7 +87,7 @@ mod tests {
         let mut t = start;
         for _ in 0..batches {
             t += every;
-            l.note(t, size);
+            l.note(t, size, 0);
         }
         t
     }
@@ -118,12 +125,23 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_with_handed_over_packets_ends_the_lingering() {
+        let mut l = Linger::new(MAX);
+        let t = stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
+        assert_eq!(l.next(), MAX);
+        l.note(t + Duration::from_micros(25), 3, 1);
+        assert_eq!(l.next(), Duration::ZERO);
+        l.note(t + Duration::from_micros(50), 3, 0);
+        assert_eq!(l.next(), MAX);
+    }
+
+    #[test]
     fn a_pause_after_a_stream_ends_the_lingering() {
         let mut l = Linger::new(MAX);
         let t = stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
         assert_eq!(l.next(), MAX);
         // One packet 50 ms later: the window that closes with it is nearly empty.
-        l.note(t + Duration::from_millis(50), 1);
+        l.note(t + Duration::from_millis(50), 1, 0);
         assert_eq!(l.next(), Duration::ZERO);
     }
 }

@@ -176,10 +176,8 @@ impl<B: Backend> Worker<B> {
         }
         self.rx = rx;
         self.drain_control(now);
-        self.drain_handovers(now);
-        // The rate of this worker's own arrivals: handed-over packets come through the mesh
-        // with a wake-up, which a poll never holds once it is waiting.
-        self.linger.note(now, packets);
+        let handed = self.drain_handovers(now);
+        self.linger.note(now, packets, handed);
         if now >= *next_tick {
             self.tick(now);
             *next_tick = now + TICK;
@@ -515,8 +513,11 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    fn drain_handovers(&mut self, now: Instant) {
+    /// Processes the packets other workers handed over; returns how many.
+    fn drain_handovers(&mut self, now: Instant) -> usize {
+        let mut handed = 0;
         while let Some(h) = self.links.mesh.pop(self.id) {
+            handed += 1;
             let Some(buf) = self.backend.alloc() else {
                 self.counters.drop(DropReason::NoBuffer);
                 continue;
@@ -542,5 +543,6 @@ impl<B: Backend> Worker<B> {
                 }
             }
         }
+        handed
     }
 }
