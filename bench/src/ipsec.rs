@@ -41,7 +41,8 @@ const DECRYPT_USERS: usize = 1;
 /// Which server is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpsecServer {
-    /// xgate, one worker (io_uring), its IKE responder beside it.
+    /// xgate, one worker (the outer side on AF_XDP, the default where it works), its IKE
+    /// responder beside it.
     Xgate,
     /// strongSwan's charon with kernel-libipsec as the responder.
     Strongswan,
