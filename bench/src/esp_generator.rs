@@ -16,9 +16,13 @@ use testbed::ike_client::{set_up, IkeUser};
 /// The NAT-T port of the server.
 const NAT_T: &str = "10.210.0.1:4500";
 
+/// Where the ESP decrypt path's inner packets go: not an address of the server, so its kernel
+/// counts each packet in and drops it.
+pub const NOWHERE: [u8; 4] = [10, 77, 250, 250];
+
 /// Sets up `user`'s SA and seals `count` ESP packets carrying `size`-byte inner packets from
-/// its address. Runs inside the client namespace.
-fn load(user: &IkeUser, size: usize, count: usize) -> Result<Loaded> {
+/// its address to `dst`. Runs inside the client namespace.
+pub fn load(user: &IkeUser, size: usize, count: usize, dst: [u8; 4]) -> Result<Loaded> {
     let rng = SystemRandom::new();
     let server: SocketAddr = "10.210.0.1:500".parse()?;
     let (est, _) = set_up(CLIENT, server, user, &rng)?;
@@ -26,9 +30,8 @@ fn load(user: &IkeUser, size: usize, count: usize) -> Result<Loaded> {
     let mut sa = Outbound::new(child.spi_r, &child.suite, &child.i_to_r)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let src = est.assignment.v4.context("no address assigned")?.octets();
-    // Not an address of the server: its kernel counts the packet in and drops it.
     let body = vec![0u8; size.saturating_sub(testbed::packet::IPV4_HEADER)];
-    let inner = testbed::packet::ipv4(src, [10, 77, 250, 250], testbed::packet::UDP, &body);
+    let inner = testbed::packet::ipv4(src, dst, testbed::packet::UDP, &body);
     let socket = UdpSocket::bind(format!("{CLIENT}:0"))?;
     socket.connect(NAT_T)?;
     socket.set_nonblocking(true)?;
@@ -56,7 +59,10 @@ pub fn measure(
     let loaded = rig
         .client_ns
         .enter(move || -> Result<Vec<Loaded>> {
-            users.iter().map(|u| load(u, size, count)).collect()
+            users
+                .iter()
+                .map(|u| load(u, size, count, NOWHERE))
+                .collect()
         })?
         .context("ESP users")?;
     std::thread::sleep(std::time::Duration::from_millis(200));

@@ -212,21 +212,8 @@ fn start_xgate(
         .context("an API token")?
         .trim()
         .to_string();
-    let binary = xgate.to_str().context("xgate's path")?;
-    let add = |name: &str, identity: &str, how: &str| -> Result<String> {
-        let args = [
-            "ike",
-            "user",
-            "add",
-            name,
-            "--identity",
-            identity,
-            "--token",
-            &token,
-            how,
-        ];
-        let args = if how.is_empty() { &args[..8] } else { &args };
-        Ok(server.ns.run(binary, args)?.trim().to_string())
+    let add = |name: &str, identity: &str, how: &str| {
+        add_user(server, xgate, &token, (name, identity, how))
     };
     let psk = add("alice", IDENTITY, "")?;
     let users = (0..SETUP_USERS)
@@ -246,6 +233,30 @@ fn start_xgate(
         )?;
     }
     Ok((psk, users))
+}
+
+/// Adds IKEv2 user `name` with `identity` to xgate in `server` through its CLI (`how`: "" for
+/// a generated pre-shared key, which is returned, or "--certificate").
+pub(crate) fn add_user(
+    server: &testbed::Server,
+    xgate: &Path,
+    token: &str,
+    (name, identity, how): (&str, &str, &str),
+) -> Result<String> {
+    let binary = xgate.to_str().context("xgate's path")?;
+    let args = [
+        "ike",
+        "user",
+        "add",
+        name,
+        "--identity",
+        identity,
+        "--token",
+        token,
+        how,
+    ];
+    let args = if how.is_empty() { &args[..8] } else { &args };
+    Ok(server.ns.run(binary, args)?.trim().to_string())
 }
 
 /// strongSwan as the responder: the users' keys, a pool, 10.77.0.1 on the loopback; the

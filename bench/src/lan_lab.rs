@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use testbed::config::Peer;
+use testbed::config::{Ike, Peer, Pool};
 use testbed::lan_host::{lan_host, route_lan_through, HOST_V4, LAN_PREFIXES};
 use testbed::{Daemon, Implementation, Netns, WgPeer, Xgate, XgateConfig};
 
@@ -168,6 +168,17 @@ const TCP_SEGMENT_PAYLOAD: f64 = 1368.0;
 
 /// The lab with `server` running: the bench rig, and the LAN host's namespace.
 pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig, Netns)> {
+    start_with(server, xgate, dir, false)
+}
+
+/// As `start`; with `ike`, xgate also runs its IKEv2 responder (PSK users, a pool of its own,
+/// a registry in `dir`).
+pub(crate) fn start_with(
+    server: LabServer,
+    xgate: &Path,
+    dir: &Path,
+    ike: bool,
+) -> Result<(Rig, Netns)> {
     let (mut srv, client_ns) = namespaces(dir)?;
     let lan = lan_host(&srv.ns, "xbench-lan", ("xbl", LAN_HOST_IFACE), 1)?;
     // The LAN host coalesces what it receives, as a NIC's GRO would (the server side's veth
@@ -189,6 +200,18 @@ pub(crate) fn start(server: LabServer, xgate: &Path, dir: &Path) -> Result<(Rig,
             if server == LabServer::XgateLan {
                 config.interface.inner = Some("af-xdp".into());
                 config.interface.lan_interfaces = vec!["xbl".into()];
+            }
+            if ike {
+                config = config.registry_in(dir);
+                config.pools.push(Pool {
+                    ipv4: Some("10.77.0.0/20".into()),
+                    ..Pool::default()
+                });
+                config.ike = Some(Ike {
+                    enabled: Some(true),
+                    identity: Some("vpn.example.com".into()),
+                    ..Ike::default()
+                });
             }
             let cpus = config.interface.cpus.clone();
             (srv.start_xgate(xgate, &config)?, cpus)
@@ -516,19 +539,28 @@ fn decrypt_table(s: &mut String, decrypt: &[DecryptFigure]) {
         s,
         "\nThe decrypt generator through the lab: one simulated client blasts pre-sealed \
          packets to the LAN host; counted where they arrive (the LAN host's veth).\n\n\
-         | server | size | sent | delivered | pps | packets per server CPU-s | packets per busy machine CPU-s | per server CPU-s against inner=tun |\n\
-         |---|---|---|---|---|---|---|---|"
+         | server | size | sent | delivered | pps | packets per server CPU-s | inner Gbit/s per server CPU-s | packets per busy machine CPU-s | per server CPU-s against inner=tun |\n\
+         |---|---|---|---|---|---|---|---|---|"
     );
-    let tun = LabServer::XgateTun.label();
+    let (tun, lan) = (LabServer::XgateTun.label(), LabServer::XgateLan.label());
     for f in decrypt {
+        // The same sealing through the TUN.
+        let twin = f.server.replacen(lan, tun, 1);
         let base = decrypt
             .iter()
-            .find(|b| b.size == f.size && b.server.starts_with(tun))
+            .find(|b| b.size == f.size && b.server == twin)
             .map_or(f64::NAN, |b| ratio(f.pps_per_core, b.pps_per_core));
         let _ = writeln!(
             s,
-            "| {} | {} B | {} | {} | {:.0} | {:.0} | {:.0} | {base:.2}× |",
-            f.server, f.size, f.sent, f.delivered, f.pps, f.pps_per_core, f.pps_per_machine_cpu
+            "| {} | {} B | {} | {} | {:.0} | {:.0} | {:.2} | {:.0} | {base:.2}× |",
+            f.server,
+            f.size,
+            f.sent,
+            f.delivered,
+            f.pps,
+            f.pps_per_core,
+            f.pps_per_core * f.size as f64 * 8.0 / 1e9,
+            f.pps_per_machine_cpu
         );
     }
 }

@@ -205,7 +205,23 @@ impl Plan<'_> {
             }
             for (size, count) in [(64, small), (1420, large)] {
                 figures.push(lan_decrypt::measure(
-                    server, self.xgate, &self.dir, size, count,
+                    (server, lan_decrypt::Sealing::WireGuard),
+                    self.xgate,
+                    &self.dir,
+                    size,
+                    count,
+                )?);
+            }
+        }
+        // ESP's decrypt path through both LAN sides (issue 20's 10 Gbit/s per core target).
+        for server in [lan_lab::LabServer::XgateTun, lan_lab::LabServer::XgateLan] {
+            for (size, count) in [(64, small), (1420, large)] {
+                figures.push(lan_decrypt::measure(
+                    (server, lan_decrypt::Sealing::Esp),
+                    self.xgate,
+                    &self.dir,
+                    size,
+                    count,
                 )?);
             }
         }
