@@ -23,6 +23,9 @@ use testbed::ike_client::{IkeUser, Proof};
 
 /// Seconds each iperf3 test runs.
 const SECONDS: u32 = 5;
+/// Transfers per test and server; the figure is the median one (one 5-s transfer moves by
+/// ±10% between runs on a 2-core VM, strongSwan's as much as xgate's).
+const REPEATS: usize = 3;
 /// The tests: TCP with one and four streams.
 const TESTS: [&str; 2] = ["tcp-1", "tcp-4"];
 /// The target: xgate's CPU per GB at most this share of strongSwan's.
@@ -70,6 +73,9 @@ pub struct IpsecFigure {
     pub server_cpu_s: f64,
     /// Server CPU seconds per GB of inner bytes iperf3 received.
     pub cpu_s_per_gb: f64,
+    /// CPU-s per GB of every transfer of the test, in the order run (this figure is the
+    /// median one).
+    pub runs: Vec<f64>,
     /// Average ping round trip through the tunnel with no other traffic, milliseconds.
     pub idle_rtt_ms: f64,
     /// Average ping round trip through the tunnel during the transfer, milliseconds.
@@ -339,6 +345,57 @@ type ServerFigures = (
     Vec<crate::generator::DecryptFigure>,
 );
 
+/// One iperf3 `test` through the tunnel, with pings beside it.
+fn transfer(
+    rig: &Rig,
+    kind: IpsecServer,
+    test: &'static str,
+    idle_rtt_ms: f64,
+) -> Result<IpsecFigure> {
+    let cpu0 = rig.server_cpu_seconds()?;
+    let mut cmd = rig.client_ns.command("taskset");
+    cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
+    // The latency the transfer costs other traffic: pings beside it, from the client.
+    let (text, loaded_rtt_ms) = std::thread::scope(|scope| {
+        let pings = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(500));
+            ping_rtt(&rig.client_ns, LOADED_PINGS)
+        });
+        let text = testbed::netns::run(&mut cmd);
+        let rtt = pings
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the ping thread panicked")));
+        (text, rtt)
+    });
+    let text = text.with_context(|| format!("iperf3 {test} against {}", kind.label()))?;
+    let loaded_rtt_ms = rtt_or_nan(loaded_rtt_ms, test);
+    let cpu = rig.server_cpu_seconds()? - cpu0;
+    let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
+    let received = &json["end"]["sum_received"];
+    let bytes = received["bytes"].as_f64().unwrap_or(0.0);
+    let gb = bytes / 1e9;
+    let figure = IpsecFigure {
+        server: kind.label(),
+        test,
+        gbit_per_s: received["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
+        server_cpu_s: cpu,
+        cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
+        runs: Vec::new(),
+        idle_rtt_ms,
+        loaded_rtt_ms,
+    };
+    eprintln!(
+        "  {:<20} {:<6} {:>6.2} Gbit/s  {:>6.2} CPU-s/GB  ping {:.3} ms idle, {:.3} ms loaded",
+        figure.server,
+        figure.test,
+        figure.gbit_per_s,
+        figure.cpu_s_per_gb,
+        idle_rtt_ms,
+        loaded_rtt_ms
+    );
+    Ok(figure)
+}
+
 /// Every test against `kind`: throughput, the IKE setup rate, and (xgate) the decrypt path
 /// alone with `counts` packets at 64 and 1420 bytes.
 fn measure_server(
@@ -355,47 +412,14 @@ fn measure_server(
     let mut out = Vec::new();
     let idle_rtt_ms = rtt_or_nan(ping_rtt(&rig.client_ns, IDLE_PINGS), "idle");
     for test in TESTS {
-        let cpu0 = rig.server_cpu_seconds()?;
-        let mut cmd = rig.client_ns.command("taskset");
-        cmd.args(["-c", "1", "iperf3"]).args(iperf_args(test));
-        // The latency the transfer costs other traffic: pings beside it, from the client.
-        let (text, loaded_rtt_ms) = std::thread::scope(|scope| {
-            let pings = scope.spawn(|| {
-                std::thread::sleep(Duration::from_millis(500));
-                ping_rtt(&rig.client_ns, LOADED_PINGS)
-            });
-            let text = testbed::netns::run(&mut cmd);
-            let rtt = pings
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the ping thread panicked")));
-            (text, rtt)
-        });
-        let text = text.with_context(|| format!("iperf3 {test} against {}", kind.label()))?;
-        let loaded_rtt_ms = rtt_or_nan(loaded_rtt_ms, test);
-        let cpu = rig.server_cpu_seconds()? - cpu0;
-        let json: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
-        let received = &json["end"]["sum_received"];
-        let bytes = received["bytes"].as_f64().unwrap_or(0.0);
-        let gb = bytes / 1e9;
-        let figure = IpsecFigure {
-            server: kind.label(),
-            test,
-            gbit_per_s: received["bits_per_second"].as_f64().unwrap_or(0.0) / 1e9,
-            server_cpu_s: cpu,
-            cpu_s_per_gb: if gb > 0.0 { cpu / gb } else { f64::NAN },
-            idle_rtt_ms,
-            loaded_rtt_ms,
-        };
-        eprintln!(
-            "  {:<20} {:<6} {:>6.2} Gbit/s  {:>6.2} CPU-s/GB  ping {:.3} ms idle, {:.3} ms loaded",
-            figure.server,
-            figure.test,
-            figure.gbit_per_s,
-            figure.cpu_s_per_gb,
-            idle_rtt_ms,
-            loaded_rtt_ms
-        );
-        out.push(figure);
+        let mut runs = (0..REPEATS)
+            .map(|_| transfer(&rig, kind, test, idle_rtt_ms))
+            .collect::<Result<Vec<_>>>()?;
+        let all: Vec<f64> = runs.iter().map(|f| f.cpu_s_per_gb).collect();
+        runs.sort_by(|a, b| a.cpu_s_per_gb.total_cmp(&b.cpu_s_per_gb));
+        let mut median = runs.swap_remove(REPEATS / 2);
+        median.runs = all;
+        out.push(median);
     }
     let users = std::mem::take(&mut rig.setup_users);
     let server = "10.210.0.1:500".parse().expect("address");
@@ -450,6 +474,12 @@ pub fn measure(
     Ok(results)
 }
 
+/// Every run's figure, for the table.
+fn every(runs: &[f64]) -> String {
+    let each: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
+    each.join(", ")
+}
+
 impl IpsecResults {
     fn figure(&self, server: &str, test: &str) -> Option<&IpsecFigure> {
         self.figures
@@ -460,7 +490,8 @@ impl IpsecResults {
     /// The table the README shows (also in `ipsec.md`).
     pub fn table(&self) -> String {
         let mut s = String::from(
-            "| test | xgate CPU-s/GB | strongSwan CPU-s/GB | xgate/strongSwan | target | \
+            "| test | xgate CPU-s/GB (every run) | strongSwan CPU-s/GB (every run) | \
+             xgate/strongSwan (medians) | target | \
              xgate Gbit/s | strongSwan Gbit/s | xgate ping ms idle / loaded | \
              strongSwan ping ms idle / loaded |\n|---|---|---|---|---|---|---|---|---|\n",
         );
@@ -475,10 +506,12 @@ impl IpsecResults {
             let verdict = if r <= TARGET { "met" } else { "**missed**" };
             let _ = writeln!(
                 s,
-                "| {test} | {:.2} | {:.2} | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | {:.2} | \
-                 {:.2} / {:.2} | {:.2} / {:.2} |",
+                "| {test} | {:.2} ({}) | {:.2} ({}) | {r:.2} | ≤ {TARGET} {verdict} | {:.2} | \
+                 {:.2} | {:.2} / {:.2} | {:.2} / {:.2} |",
                 x.cpu_s_per_gb,
+                every(&x.runs),
                 w.cpu_s_per_gb,
+                every(&w.runs),
                 x.gbit_per_s,
                 w.gbit_per_s,
                 x.idle_rtt_ms,
@@ -531,7 +564,8 @@ impl IpsecResults {
             "# IPsec: xgate against strongSwan as the server\n\n\
              {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
              Throughput: the same strongSwan client (charon, kernel-libipsec, AES-256-GCM in \
-             UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server; the server is \
+             UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server, {REPEATS} times \
+             per test; each figure is the median transfer's (every run in brackets); the server is \
              pinned to CPU 0, the client and iperf3 to CPU 1. strongSwan as the server also \
              runs kernel-libipsec (userspace ESP): this machine has no ESP kernel module. The \
              figure is the server's own CPU seconds per GB iperf3 received. Ping: the average \
