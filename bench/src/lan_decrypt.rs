@@ -42,7 +42,8 @@ pub enum Sealing {
     Esp,
 }
 
-/// Sends `count` sealed packets of `size` bytes through `server` to the LAN host.
+/// Sends `count` packets of `size` bytes, sealed as `sealing` says, through `server` to the
+/// LAN host.
 pub fn measure(
     (server, sealing): (LabServer, Sealing),
     xgate: &Path,

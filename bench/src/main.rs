@@ -187,7 +187,8 @@ impl Plan<'_> {
         Ok(peers)
     }
 
-    /// The decrypt generator through the LAN lab, at 64 and 1420 bytes.
+    /// The decrypt generator through the LAN lab, at 64 and 1420 bytes: WireGuard for every
+    /// server, then ESP for xgate's two LAN sides.
     fn lan_decrypt(&self) -> Result<Vec<generator::DecryptFigure>> {
         let mut figures = Vec::new();
         if !self.want("lan") {

@@ -58,8 +58,8 @@ const MAX_KICKS: u32 = RING_SIZES.tx / 32 + 1;
 
 /// Received frames taken from one socket per batch.
 const RX_BATCH: u32 = 256;
-/// How many frames ahead of the parser the receive loop starts loading (head and tail): about
-/// one cross-core miss's latency of parsing, and as many lines as the CPU keeps in flight.
+/// How many frames ahead of the parser the receive loop starts loading them (set by
+/// measurement: a few frames' parsing covers a cross-core miss).
 const PREFETCH_AHEAD: u32 = 8;
 
 /// A frame no socket of this worker holds (free, or in the worker's hands).
@@ -322,11 +322,11 @@ impl XdpBackend {
             q.lent = q.lent.saturating_sub(ready);
             let frames = self.owner.len();
             for i in 0..ready.min(PREFETCH_AHEAD) {
-                prefetch_rx(&q.socket, &mut self.uring, frames, i);
+                prefetch_rx(q, &mut self.uring, frames, i);
             }
             for i in 0..ready {
                 if i + PREFETCH_AHEAD < ready {
-                    prefetch_rx(&q.socket, &mut self.uring, frames, i + PREFETCH_AHEAD);
+                    prefetch_rx(q, &mut self.uring, frames, i + PREFETCH_AHEAD);
                 }
                 let desc = q.socket.rx.read(i);
                 let (frame, offset) = umem::locate(desc.addr);
@@ -392,12 +392,13 @@ impl XdpBackend {
     }
 }
 
-/// Starts loading received frame `i` of `socket` (its head and tail), if it is one of ours.
-fn prefetch_rx(socket: &XskSocket, uring: &mut UringBackend, frames: usize, i: u32) {
-    let desc = socket.rx.read(i);
+/// Starts loading received frame `i` of `q`, if it is one of ours: its head, and on an outer
+/// queue its tail too (the ICV or tag; a LAN frame is plaintext).
+fn prefetch_rx(q: &XdpQueue, uring: &mut UringBackend, frames: usize, i: u32) {
+    let desc = q.socket.rx.read(i);
     let (frame, offset) = umem::locate(desc.addr);
     if (frame as usize) < frames {
-        umem::prefetch(uring.buf(BufId(frame)), offset, desc.len as usize);
+        umem::prefetch(uring.buf(BufId(frame)), offset, desc.len as usize, !q.lan);
     }
 }
 

@@ -30,14 +30,16 @@ pub fn locate(addr: u64) -> (u32, usize) {
     )
 }
 
-/// Starts loading the first and the last cache line of `len` bytes at `at` in `frame`: in
-/// copy mode the kernel wrote the frame from another CPU, so the header the parser reads
-/// first and the ICV/tag at the end (read before the cipher streams through the middle)
-/// would each be a cross-core miss on the worker's critical path.
-pub fn prefetch(frame: &[u8; BUF_SIZE], at: usize, len: usize) {
-    let last = (at + len).saturating_sub(1).min(BUF_SIZE - 1);
+/// Starts loading the first cache line of `len` bytes at `at` in `frame` and, with `tail`,
+/// the last. Where the kernel's copy into the UMEM ran on another CPU (a veth's sender, a
+/// NIC whose interrupts go to another core), the header the parser reads first and the
+/// ICV/tag at the end (read before the cipher streams through the middle) would each be a
+/// cross-core miss on the worker's critical path.
+pub fn prefetch(frame: &[u8; BUF_SIZE], at: usize, len: usize, tail: bool) {
     hint_load(&frame[at.min(BUF_SIZE - 1)]);
-    hint_load(&frame[last]);
+    if tail {
+        hint_load(&frame[(at + len).saturating_sub(1).min(BUF_SIZE - 1)]);
+    }
 }
 
 /// A prefetch hint for the line holding `byte` (never faults, changes nothing visible).
