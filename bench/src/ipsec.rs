@@ -195,27 +195,20 @@ fn start_xgate(
     pki: &BenchPki,
 ) -> Result<(String, Vec<IkeUser>)> {
     let key = proto::PrivateKey::generate(&mut rand_core::OsRng);
-    let mut config = XgateConfig::server(
+    let server_config = XgateConfig::server(
         SERVER_IFACE,
         &key,
         51820,
         &[&format!("{SERVER_TUNNEL_IP}/16")],
     )
-    .pinned(&[0])
-    .registry_in(dir);
+    .pinned(&[0]);
+    let mut config = with_responder(server_config, dir);
     config.interface.mtu = Some(1420);
-    config.pools.push(Pool {
-        ipv4: Some("10.77.0.0/20".into()),
-        ..Pool::default()
-    });
-    config.ike = Some(Ike {
-        enabled: Some(true),
-        identity: Some("vpn.example.com".into()),
-        certificate: pki.path("server.pem"),
-        private_key: pki.path("server.key"),
-        ca: pki.path("ca.pem"),
-        ..Ike::default()
-    });
+    if let Some(ike) = config.ike.as_mut() {
+        ike.certificate = pki.path("server.pem");
+        ike.private_key = pki.path("server.key");
+        ike.ca = pki.path("ca.pem");
+    }
     server.start_xgate(xgate, &config)?;
     let token = server
         .api_token()
@@ -243,6 +236,22 @@ fn start_xgate(
         )?;
     }
     Ok((psk, users))
+}
+
+/// `config` with a registry in `dir`, a pool for IKEv2 users and the IKEv2 responder on (PSK
+/// users; a caller that wants certificates adds the server's).
+pub(crate) fn with_responder(config: XgateConfig, dir: &Path) -> XgateConfig {
+    let mut config = config.registry_in(dir);
+    config.pools.push(Pool {
+        ipv4: Some("10.77.0.0/20".into()),
+        ..Pool::default()
+    });
+    config.ike = Some(Ike {
+        enabled: Some(true),
+        identity: Some("vpn.example.com".into()),
+        ..Ike::default()
+    });
+    config
 }
 
 /// Adds IKEv2 user `name` with `identity` to xgate in `server` through its CLI (`how`: "" for

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
-use testbed::config::{Ike, Peer, Pool};
+use testbed::config::Peer;
 use testbed::lan_host::{lan_host, route_lan_through, HOST_V4, LAN_PREFIXES};
 use testbed::{Daemon, Implementation, Netns, WgPeer, Xgate, XgateConfig};
 
@@ -202,16 +202,7 @@ pub(crate) fn start_with(
                 config.interface.lan_interfaces = vec!["xbl".into()];
             }
             if ike {
-                config = config.registry_in(dir);
-                config.pools.push(Pool {
-                    ipv4: Some("10.77.0.0/20".into()),
-                    ..Pool::default()
-                });
-                config.ike = Some(Ike {
-                    enabled: Some(true),
-                    identity: Some("vpn.example.com".into()),
-                    ..Ike::default()
-                });
+                config = crate::ipsec::with_responder(config, dir);
             }
             let cpus = config.interface.cpus.clone();
             (srv.start_xgate(xgate, &config)?, cpus)
