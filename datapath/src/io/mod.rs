@@ -12,6 +12,7 @@ mod buf_ring;
 pub mod frames;
 #[cfg(any(test, feature = "testing"))]
 pub mod memory;
+pub mod prefetch;
 pub mod uring;
 
 use std::io;

@@ -149,8 +149,18 @@ impl<B: Backend> Worker<B> {
         self.drain_control(now);
         let mut rx = std::mem::take(&mut self.rx);
         let packets = rx.iter().filter(|r| r.is_packet()).count();
-        for item in rx.drain(..) {
-            match item {
+        for i in 0..rx.len() {
+            // The next outer packet's last line (its tag or ICV, read before its cipher runs)
+            // loads while this one is handled.
+            if let Some(Rx::Outer { buf, at, len, .. }) = rx.get(i + 1) {
+                let bytes = self.backend.buf(*buf);
+                let end = (at + len).min(bytes.len());
+                // Both lines a 16-byte tag may straddle.
+                for byte in [end.saturating_sub(16), end.saturating_sub(1)] {
+                    crate::io::prefetch::line(&bytes[byte]);
+                }
+            }
+            match rx[i] {
                 Rx::Outer {
                     buf,
                     at,
@@ -174,6 +184,7 @@ impl<B: Backend> Worker<B> {
                 }
             }
         }
+        rx.clear();
         self.rx = rx;
         self.drain_control(now);
         let handed = self.drain_handovers(now);

@@ -36,23 +36,8 @@ pub fn locate(addr: u64) -> (u32, usize) {
 /// ICV/tag at the end (read before the cipher streams through the middle) would each be a
 /// cross-core miss on the worker's critical path.
 pub fn prefetch(frame: &[u8; BUF_SIZE], at: usize, len: usize, tail: bool) {
-    hint_load(&frame[at.min(BUF_SIZE - 1)]);
+    crate::io::prefetch::line(&frame[at.min(BUF_SIZE - 1)]);
     if tail {
-        hint_load(&frame[(at + len).saturating_sub(1).min(BUF_SIZE - 1)]);
+        crate::io::prefetch::line(&frame[(at + len).saturating_sub(1).min(BUF_SIZE - 1)]);
     }
-}
-
-/// A prefetch hint for the line holding `byte` (never faults, changes nothing visible).
-#[inline(always)]
-fn hint_load(byte: &u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86-64's baseline, and a prefetch only hints the cache: it
-    // dereferences nothing and cannot fault (the address is a live byte besides).
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            (byte as *const u8).cast::<i8>(),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = byte;
 }
