@@ -204,11 +204,10 @@ fn start_xgate(
     .pinned(&[0]);
     let mut config = with_responder(server_config, dir);
     config.interface.mtu = Some(1420);
-    if let Some(ike) = config.ike.as_mut() {
-        ike.certificate = pki.path("server.pem");
-        ike.private_key = pki.path("server.key");
-        ike.ca = pki.path("ca.pem");
-    }
+    let ike = config.ike.get_or_insert_with(Ike::default);
+    ike.certificate = pki.path("server.pem");
+    ike.private_key = pki.path("server.key");
+    ike.ca = pki.path("ca.pem");
     server.start_xgate(xgate, &config)?;
     let token = server
         .api_token()

@@ -1,6 +1,7 @@
-//! Cache prefetch hints: where a packet's bytes were written by another CPU (the kernel's copy
-//! into an AF_XDP frame on the sender's core), the worker asks for the lines it will read next
-//! before it needs them.
+//! Cache prefetch hints: the worker asks for the lines it will read next before it needs
+//! them, where they are far away: written by another CPU (the kernel's copy into an AF_XDP
+//! frame on the sender's core), or evicted since (a packet's tag, read when the cipher comes
+//! to it, after the rest of a batch of up to 256 frames went through the cache).
 
 /// A prefetch hint for the line holding `byte` (never faults, changes nothing visible).
 #[inline(always)]

@@ -150,8 +150,8 @@ impl<B: Backend> Worker<B> {
         let mut rx = std::mem::take(&mut self.rx);
         let packets = rx.iter().filter(|r| r.is_packet()).count();
         for i in 0..rx.len() {
-            // The next outer packet's last line (its tag or ICV, read before its cipher runs)
-            // loads while this one is handled.
+            // The next outer packet's last two lines (its tag or ICV, read before its cipher
+            // runs) load while this one is handled.
             if let Some(Rx::Outer { buf, at, len, .. }) = rx.get(i + 1) {
                 let bytes = self.backend.buf(*buf);
                 let end = (at + len).min(bytes.len());
