@@ -12,6 +12,10 @@ use crate::io::BATCH;
 const RATE_WINDOW: Duration = Duration::from_millis(1);
 /// A linger is worth its latency only if it is expected to gather at least this many.
 const MIN_GATHER: f64 = 4.0;
+/// No linger within this long of a batch that drained handed-over packets: while another
+/// worker keeps handing over (a roamed session), a batch that found the mesh queue empty
+/// must not sleep through the next hand-over, whose wake-up does not end a linger.
+const HANDOVER_QUIET: Duration = Duration::from_millis(20);
 
 /// The worker's linger policy and the arrival rate it is judged by.
 #[derive(Debug, Clone)]
@@ -23,7 +27,9 @@ pub struct Linger {
     rate: f64,
     /// Packets in the last batch.
     last: usize,
-    /// The last batch drained packets other workers handed over.
+    /// When a batch last drained packets other workers handed over.
+    handed_at: Option<Instant>,
+    /// Whether that was within `HANDOVER_QUIET` of the last batch.
     handed: bool,
 }
 
@@ -36,6 +42,7 @@ impl Linger {
             window_packets: 0,
             rate: 0.0,
             last: 0,
+            handed_at: None,
             handed: false,
         }
     }
@@ -44,7 +51,12 @@ impl Linger {
     /// packets drained from other workers.
     pub fn note(&mut self, now: Instant, packets: usize, handed: usize) {
         self.last = packets;
-        self.handed = handed > 0;
+        if handed > 0 {
+            self.handed_at = Some(now);
+        }
+        self.handed = self
+            .handed_at
+            .is_some_and(|at| now.saturating_duration_since(at) < HANDOVER_QUIET);
         self.window_packets += packets;
         let start = *self.window_start.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
@@ -131,7 +143,18 @@ mod tests {
         assert_eq!(l.next(), MAX);
         l.note(t + Duration::from_micros(25), 3, 1);
         assert_eq!(l.next(), Duration::ZERO);
+        // A batch that found the mesh queue empty right after: still no linger.
         l.note(t + Duration::from_micros(50), 3, 0);
+        assert_eq!(l.next(), Duration::ZERO);
+        // Hand-overs stopped a while ago: the stream may linger again.
+        let later = stream(
+            &mut l,
+            t + HANDOVER_QUIET,
+            Duration::from_micros(25),
+            3,
+            100,
+        );
+        assert!(later > t + HANDOVER_QUIET);
         assert_eq!(l.next(), MAX);
     }
 
