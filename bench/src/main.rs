@@ -196,33 +196,18 @@ impl Plan<'_> {
         }
         eprintln!("decrypt generator through the LAN lab");
         let (small, large) = self.counts();
-        for server in lan_lab::LabServer::ALL {
-            let xgate = matches!(
-                server,
-                lan_lab::LabServer::XgateTun | lan_lab::LabServer::XgateLan
-            );
-            if !xgate && !self.only.is_empty() {
-                continue;
-            }
-            for (size, count) in [(64, small), (1420, large)] {
-                figures.push(lan_decrypt::measure(
-                    (server, lan_decrypt::Sealing::WireGuard),
-                    self.xgate,
-                    &self.dir,
-                    size,
-                    count,
-                )?);
-            }
-        }
+        use lan_decrypt::Sealing;
+        let wireguard = lan_lab::LabServer::ALL
+            .into_iter()
+            .filter(|s| s.is_xgate() || self.only.is_empty())
+            .map(|s| (s, Sealing::WireGuard));
         // ESP's decrypt path through both LAN sides (issue 20's 10 Gbit/s per core target).
-        for server in [lan_lab::LabServer::XgateTun, lan_lab::LabServer::XgateLan] {
+        let esp =
+            [lan_lab::LabServer::XgateTun, lan_lab::LabServer::XgateLan].map(|s| (s, Sealing::Esp));
+        for run in wireguard.chain(esp) {
             for (size, count) in [(64, small), (1420, large)] {
                 figures.push(lan_decrypt::measure(
-                    (server, lan_decrypt::Sealing::Esp),
-                    self.xgate,
-                    &self.dir,
-                    size,
-                    count,
+                    run, self.xgate, &self.dir, size, count,
                 )?);
             }
         }
