@@ -1,9 +1,9 @@
 //! When a worker's poll may linger for a batch (`[interface] batch_linger_us`): only while
-//! packets arrive fast enough that a batch gathers within the linger, for no longer than
-//! a batch takes at that rate, and only after a batch smaller than one. While traffic is
-//! idle nothing is held (a ping, a handshake, a reply the kernel wrote back at once); in a
-//! stream, single datagrams are taken a batch per wake-up instead of one or two, and a
-//! packet among them may wait up to the linger.
+//! packets arrive fast enough that a batch gathers within the linger, and for no longer than
+//! a batch takes at that rate. The backend skips the linger when a batch already waits. While
+//! traffic is idle nothing is held (a ping, a handshake, a reply the kernel wrote back at
+//! once); in a stream, single datagrams are taken a batch per wake-up instead of one or two,
+//! and a packet among them may wait up to the linger.
 
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,6 @@ pub struct Linger {
     window_packets: usize,
     /// Packets per second over the last closed window.
     rate: f64,
-    /// Packets in the last batch.
-    last: usize,
     /// When a batch last drained packets other workers handed over.
     handed_at: Option<Instant>,
     /// Whether that was within `HANDOVER_QUIET` of the last batch.
@@ -41,7 +39,6 @@ impl Linger {
             window_start: None,
             window_packets: 0,
             rate: 0.0,
-            last: 0,
             handed_at: None,
             handed: false,
         }
@@ -50,7 +47,6 @@ impl Linger {
     /// Notes a batch of `packets` taken from this worker's ring at `now`, and `handed`
     /// packets drained from other workers.
     pub fn note(&mut self, now: Instant, packets: usize, handed: usize) {
-        self.last = packets;
         if handed > 0 {
             self.handed_at = Some(now);
         }
@@ -71,7 +67,7 @@ impl Linger {
     pub fn next(&self) -> Duration {
         // Handed-over packets come through the mesh, with a wake-up that does not end a
         // linger: while they come, lingering would let the mesh queue fill.
-        if self.max.is_zero() || self.last >= BATCH || self.handed {
+        if self.max.is_zero() || self.handed {
             return Duration::ZERO;
         }
         if self.rate * self.max.as_secs_f64() < MIN_GATHER {
@@ -121,19 +117,27 @@ mod tests {
     }
 
     #[test]
-    fn idle_traffic_big_batches_and_zero_never_linger() {
+    fn idle_traffic_and_zero_never_linger() {
         // A packet every 10 ms (a ping): nothing would gather.
         let mut l = Linger::new(MAX);
         stream(&mut l, Instant::now(), Duration::from_millis(10), 1, 20);
-        assert_eq!(l.next(), Duration::ZERO);
-        // Busy, but the last batch was a full one.
-        let mut l = Linger::new(MAX);
-        stream(&mut l, Instant::now(), Duration::from_micros(25), 40, 100);
         assert_eq!(l.next(), Duration::ZERO);
         // Busy, small batches, lingering off.
         let mut l = Linger::new(Duration::ZERO);
         stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
         assert_eq!(l.next(), Duration::ZERO);
+    }
+
+    #[test]
+    fn full_batches_still_ask_for_a_linger_the_backend_skips_while_a_batch_waits() {
+        // 40 every 25 us: 1.6 M per second, a batch in 20 us.
+        let mut l = Linger::new(MAX);
+        stream(&mut l, Instant::now(), Duration::from_micros(25), 40, 100);
+        let d = l.next();
+        assert!(
+            d > Duration::from_micros(19) && d < Duration::from_micros(21),
+            "{d:?}"
+        );
     }
 
     #[test]

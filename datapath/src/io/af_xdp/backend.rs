@@ -431,7 +431,9 @@ impl Backend for XdpBackend {
             kick |= !q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0;
         }
         let waiting = frames > 0 || reclaim || kick;
-        let few = frames > 0 && (frames as usize) < crate::io::BATCH && !kick;
+        // In a stream the policy's linger holds even with no frame waiting yet: waking at the
+        // first frame would take a batch of one or two.
+        let few = (frames as usize) < crate::io::BATCH && !kick;
         // The clock is read only when a linger is possible.
         let linger = if few && !linger.is_zero() {
             linger.min(deadline.saturating_duration_since(Instant::now()))
