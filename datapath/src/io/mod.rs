@@ -228,10 +228,11 @@ pub struct OffloadStats {
 pub trait Backend {
     /// Waits until something arrives or `deadline` passes; appends what arrived to `out`.
     fn poll(&mut self, out: &mut Vec<Rx>, deadline: Instant) -> io::Result<()>;
-    /// As `poll`, but when packets are already waiting and they are fewer than a batch,
-    /// first waits up to `linger` (never past `deadline`) for a batch to gather: fewer
-    /// wake-ups and bigger TUN writes per packet under load, for at most `linger` of added
-    /// latency. Backends that cannot count what waits just poll.
+    /// As `poll`, but when fewer than a batch of packets wait, first waits up to `linger`
+    /// (never past `deadline`) for a batch to gather: fewer wake-ups and bigger TUN writes
+    /// per packet under load, for at most `linger` of added latency. io_uring lingers only
+    /// once a packet waits, AF_XDP also with none; backends that cannot count what waits
+    /// just poll.
     fn poll_lingering(
         &mut self,
         out: &mut Vec<Rx>,

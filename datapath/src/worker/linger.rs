@@ -1,9 +1,11 @@
 //! When a worker's poll may linger for a batch (`[interface] batch_linger_us`): only while
-//! packets arrive fast enough that a batch gathers within the linger, and for no longer than
-//! a batch takes at that rate. The backend skips the linger when a batch already waits. While
-//! traffic is idle nothing is held (a ping, a handshake, a reply the kernel wrote back at
-//! once); in a stream, single datagrams are taken a batch per wake-up instead of one or two,
-//! and a packet among them may wait up to the linger.
+//! packets arrive fast enough that at least `MIN_GATHER` come within the linger, for no
+//! longer than a batch takes at that rate, and not after a batch that took nothing (the
+//! stream paused; the rate, measured over 1 ms windows, would say so only later). The
+//! backend skips the linger when a batch already waits. While traffic is idle nothing is
+//! held (a ping, a handshake, a reply the kernel wrote back at once); in a stream, single
+//! datagrams are taken a batch per wake-up instead of one or two, and a packet among them
+//! may wait up to the linger.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,8 @@ pub struct Linger {
     window_packets: usize,
     /// Packets per second over the last closed window.
     rate: f64,
+    /// The last batch took no packet.
+    empty: bool,
     /// When a batch last drained packets other workers handed over.
     handed_at: Option<Instant>,
     /// Whether that was within `HANDOVER_QUIET` of the last batch.
@@ -39,6 +43,7 @@ impl Linger {
             window_start: None,
             window_packets: 0,
             rate: 0.0,
+            empty: false,
             handed_at: None,
             handed: false,
         }
@@ -47,6 +52,7 @@ impl Linger {
     /// Notes a batch of `packets` taken from this worker's ring at `now`, and `handed`
     /// packets drained from other workers.
     pub fn note(&mut self, now: Instant, packets: usize, handed: usize) {
+        self.empty = packets == 0;
         if handed > 0 {
             self.handed_at = Some(now);
         }
@@ -67,7 +73,7 @@ impl Linger {
     pub fn next(&self) -> Duration {
         // Handed-over packets come through the mesh, with a wake-up that does not end a
         // linger: while they come, lingering would let the mesh queue fill.
-        if self.max.is_zero() || self.handed {
+        if self.max.is_zero() || self.handed || self.empty {
             return Duration::ZERO;
         }
         if self.rate * self.max.as_secs_f64() < MIN_GATHER {
@@ -159,6 +165,18 @@ mod tests {
             100,
         );
         assert!(later > t + HANDOVER_QUIET);
+        assert_eq!(l.next(), MAX);
+    }
+
+    #[test]
+    fn a_batch_that_took_nothing_ends_the_lingering_until_packets_come_again() {
+        let mut l = Linger::new(MAX);
+        let t = stream(&mut l, Instant::now(), Duration::from_micros(25), 3, 100);
+        assert_eq!(l.next(), MAX);
+        // A linger that gathered nothing: the stream paused, though the rate does not say so.
+        l.note(t + Duration::from_micros(250), 0, 0);
+        assert_eq!(l.next(), Duration::ZERO);
+        l.note(t + Duration::from_micros(300), 2, 0);
         assert_eq!(l.next(), MAX);
     }
 

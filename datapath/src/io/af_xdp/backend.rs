@@ -431,11 +431,13 @@ impl Backend for XdpBackend {
             kick |= !q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0;
         }
         let waiting = frames > 0 || reclaim || kick;
-        // In a stream the policy's linger holds even with no frame waiting yet: waking at the
-        // first frame would take a batch of one or two.
-        let few = (frames as usize) < crate::io::BATCH && !kick;
+        // With sockets of its own the policy's linger holds even with no frame waiting yet:
+        // their readiness comes with the first frame, so waking then would take one or two.
+        let below_batch = (frames as usize) < crate::io::BATCH
+            && !kick
+            && (frames > 0 || !self.queues.is_empty());
         // The clock is read only when a linger is possible.
-        let linger = if few && !linger.is_zero() {
+        let linger = if below_batch && !linger.is_zero() {
             linger.min(deadline.saturating_duration_since(Instant::now()))
         } else {
             Duration::ZERO

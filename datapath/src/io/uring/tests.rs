@@ -174,3 +174,26 @@ fn a_lingering_poll_waits_for_a_batch_only_when_a_few_packets_wait() {
     assert!(out.contains(&Rx::Wake), "{out:?}");
     assert!(took < Duration::from_millis(250), "returned after {took:?}");
 }
+
+#[test]
+fn the_af_xdp_linger_waits_out_an_empty_ring_but_not_a_waiting_wake_up() {
+    let (mut b, _to, _tun, waker) = backend_with_waker();
+    let linger = Duration::from_millis(100);
+    // Arm the receives; nothing comes: the linger is slept out in full (AF_XDP frames wait
+    // outside this ring and cannot end it).
+    poll_once(&mut b, Duration::ZERO, Duration::from_millis(10));
+    let mut out = Vec::new();
+    let start = Instant::now();
+    b.linger(&mut out, linger).expect("linger");
+    let took = start.elapsed();
+    assert!(out.is_empty(), "{out:?}");
+    assert!(took >= Duration::from_millis(90), "returned after {took:?}");
+    // A wake-up already waiting (a control message, a handover) is taken at once.
+    waker.wake();
+    std::thread::sleep(Duration::from_millis(20));
+    let start = Instant::now();
+    b.linger(&mut out, linger).expect("linger");
+    let took = start.elapsed();
+    assert!(out.contains(&Rx::Wake), "{out:?}");
+    assert!(took < Duration::from_millis(50), "returned after {took:?}");
+}

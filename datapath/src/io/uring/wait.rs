@@ -1,6 +1,7 @@
 //! How a worker's ring waits: sleep until something comes, gather a batch within
 //! `MIN_WAIT_USEC` where the kernel can, and, when the worker asks (`worker::linger`), linger
-//! for the rest of a batch while only a few packets wait.
+//! for the rest of a batch while only a few packets wait (for the AF_XDP backend, whose
+//! frames wait outside the ring, also while none does).
 
 use std::io;
 use std::time::Duration;
