@@ -433,9 +433,7 @@ impl Backend for XdpBackend {
         let waiting = frames > 0 || reclaim || kick;
         // With sockets of its own the policy's linger holds even with no frame waiting yet:
         // their readiness comes with the first frame, so waking then would take one or two.
-        let below_batch = (frames as usize) < crate::io::BATCH
-            && !kick
-            && (frames > 0 || !self.queues.is_empty());
+        let below_batch = (frames as usize) < crate::io::BATCH && !kick && !self.queues.is_empty();
         // The clock is read only when a linger is possible.
         let linger = if below_batch && !linger.is_zero() {
             linger.min(deadline.saturating_duration_since(Instant::now()))
