@@ -5,6 +5,7 @@
 //! both; the control plane owns the master copy and hands workers read-only snapshots.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
@@ -108,6 +109,35 @@ impl AllowedIps {
     }
 }
 
+/// A worker's view of the table: the snapshot it was last handed, and the last address it
+/// looked up there (a stream asks for the same one packet after packet, its replies for the
+/// same address as their destination), so that lookup is a comparison, not a trie walk.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: Arc<AllowedIps>,
+    last: Option<(IpAddr, Option<PeerId>)>,
+}
+
+impl Routes {
+    /// Takes a new snapshot; what the old one answered is forgotten with it.
+    pub fn replace(&mut self, table: Arc<AllowedIps>) {
+        self.table = table;
+        self.last = None;
+    }
+
+    /// The peer whose most specific prefix contains `addr` (`AllowedIps::lookup`).
+    pub fn lookup(&mut self, addr: IpAddr) -> Option<PeerId> {
+        match self.last {
+            Some((last, peer)) if last == addr => peer,
+            _ => {
+                let peer = self.table.lookup(addr);
+                self.last = Some((addr, peer));
+                peer
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +181,25 @@ mod tests {
         assert_eq!(t.of_peer(2), vec![net("10.0.0.0/24"), net("fd00::/64")]);
         t.remove_peer(2);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_worker_view_answers_as_the_table_and_forgets_with_a_new_snapshot() {
+        let mut t = AllowedIps::default();
+        t.insert(net("10.0.0.0/8"), 1);
+        t.insert(net("10.1.0.0/16"), 2);
+        let mut routes = Routes::default();
+        routes.replace(Arc::new(t.clone()));
+        for addr in [
+            "10.1.2.3", "10.1.2.3", "10.9.9.9", "11.0.0.1", "11.0.0.1", "10.1.2.3",
+        ] {
+            assert_eq!(routes.lookup(ip(addr)), t.lookup(ip(addr)), "{addr}");
+        }
+        // The same address asked again after the table changed gets the new answer.
+        t.insert(net("10.1.2.0/24"), 3);
+        routes.replace(Arc::new(t));
+        assert_eq!(routes.lookup(ip("10.1.2.3")), Some(3));
+        routes.replace(Arc::new(AllowedIps::default()));
+        assert_eq!(routes.lookup(ip("10.1.2.3")), None);
     }
 }

@@ -23,16 +23,16 @@ pub use esp::{EspTunnel, EspTunnels};
 pub use handover::{Handover, HandoverKind, Mesh, HANDOVER_DEPTH};
 pub use peer::{PeerSlot, PeerTable, MAX_STAGED};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use proto::keyring::Retired;
+use rustc_hash::FxHashMap;
 
 use crate::io::{Backend, Rx, OUTER_HEADROOM};
 use crate::messages::{HandshakeDatagram, PeerStats, ToWorker, WorkerEvent, WorkerSnapshot};
-use crate::route::{AllowedIps, PeerId};
+use crate::route::{PeerId, Routes};
 use crate::stats::{DropReason, WorkerCounters};
 
 /// How often peer timers are checked; WireGuard's timers are coarse (seconds).
@@ -61,9 +61,10 @@ pub struct Worker<B: Backend> {
     mtu: usize,
     backend: B,
     links: WorkerLinks,
-    routes: Arc<AllowedIps>,
+    routes: Routes,
     peers: PeerTable,
-    indices: HashMap<u32, PeerId>,
+    /// Our receiver indices (chosen here: a forged one only misses) to their peers.
+    indices: FxHashMap<u32, PeerId>,
     esp: EspTunnels,
     counters: WorkerCounters,
     rx: Vec<Rx>,
@@ -84,9 +85,9 @@ impl<B: Backend> Worker<B> {
             id,
             mtu,
             backend,
-            routes: Arc::new(AllowedIps::default()),
+            routes: Routes::default(),
             peers: PeerTable::new(id, workers),
-            indices: HashMap::new(),
+            indices: FxHashMap::default(),
             esp: EspTunnels::default(),
             counters: WorkerCounters::default(),
             rx: Vec::with_capacity(1024),
@@ -344,7 +345,7 @@ impl<B: Backend> Worker<B> {
                     slot.transport.gave_up(now);
                 }
             }
-            ToWorker::Routes(routes) => self.routes = routes,
+            ToWorker::Routes(routes) => self.routes.replace(routes),
             ToWorker::Transmit {
                 to,
                 link,
