@@ -312,6 +312,8 @@ impl Plan<'_> {
 }
 
 fn run(out: &Path, xgate: &Path, quick: bool, only: &[String]) -> Result<()> {
+    // Cut short (timeout, Ctrl-C), the run still removes its namespaces and daemons.
+    testbed::interrupt::clean_up_on_signals()?;
     let started = Instant::now();
     let plan = Plan {
         xgate,

@@ -111,6 +111,8 @@ fn real_main() -> Result<()> {
             quiet,
             load_threads,
         } => {
+            // Cut short (timeout, Ctrl-C), the run still removes its namespaces and daemons.
+            testbed::interrupt::clean_up_on_signals()?;
             let mut s = Scenario::load(&scenario)?;
             if let Some(u) = users {
                 s.users = u;

@@ -12,6 +12,7 @@ pub mod config;
 pub mod flood;
 pub mod fuzz;
 pub mod ike_client;
+pub mod interrupt;
 pub mod keepalived;
 pub mod lan_host;
 pub mod machine;

@@ -35,9 +35,14 @@ impl Netns {
     /// Creates namespace `name` (replacing a stale one left by a crashed run) with `lo` up.
     pub fn create(name: &str) -> Result<Self> {
         if std::path::Path::new("/var/run/netns").join(name).exists() {
-            drop(Netns { name: name.into() });
+            remove(name);
         }
-        ip(&["netns", "add", name])?;
+        // Noted first: a signal between the two still finds it.
+        crate::interrupt::namespace_created(name);
+        if let Err(e) = ip(&["netns", "add", name]) {
+            crate::interrupt::namespace_removed(name);
+            return Err(e);
+        }
         let ns = Netns { name: name.into() };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -92,35 +97,51 @@ impl Netns {
 
     /// PIDs of processes in this namespace.
     pub fn pids(&self) -> Vec<i32> {
-        ip(&["netns", "pids", &self.name])
-            .map(|s| {
-                s.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
+        pids_of(&self.name)
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        for sig in [libc::SIGTERM, libc::SIGKILL] {
-            let pids = self.pids();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                // SAFETY: signals a PID listed as living in our namespace.
-                unsafe { libc::kill(pid, sig) };
-            }
-            for _ in 0..40 {
-                if self.pids().is_empty() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
+        remove(&self.name);
+    }
+}
+
+/// PIDs of processes in namespace `name`.
+fn pids_of(name: &str) -> Vec<i32> {
+    ip(&["netns", "pids", name])
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Stops the processes in namespace `name`, then deletes it.
+pub(crate) fn remove(name: &str) {
+    stop_processes(|| pids_of(name));
+    let _ = ip(&["netns", "del", name]);
+    crate::interrupt::namespace_removed(name);
+}
+
+/// Sends SIGTERM to the processes `left` lists, gives them `interrupt::GRACE` to end, then
+/// SIGKILL to those still listed.
+pub(crate) fn stop_processes(left: impl Fn() -> Vec<i32>) {
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        let pids = left();
+        if pids.is_empty() {
+            return;
         }
-        let _ = ip(&["netns", "del", &self.name]);
+        for pid in pids {
+            // SAFETY: signals a PID the caller listed as in a namespace we created or as a
+            // child of ours.
+            unsafe { libc::kill(pid, sig) };
+        }
+        let until = std::time::Instant::now() + crate::interrupt::GRACE;
+        while std::time::Instant::now() < until && !left().is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

@@ -26,6 +26,7 @@ impl Daemon {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {cmd:?}"))?;
+        crate::interrupt::daemon_started(child.id());
         Ok(Self {
             child: Some(child),
             log: log.to_path_buf(),
@@ -64,6 +65,7 @@ impl Daemon {
         let until = Instant::now() + timeout;
         while Instant::now() < until {
             if let Ok(Some(status)) = child.try_wait() {
+                crate::interrupt::daemon_reaped(child.id());
                 self.child = None;
                 return Some(status.code().unwrap_or(-1));
             }
@@ -77,6 +79,7 @@ impl Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            crate::interrupt::daemon_reaped(c.id());
         }
     }
 }

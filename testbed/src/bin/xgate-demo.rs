@@ -440,6 +440,8 @@ fn lan_side(
 }
 
 fn demo() -> Result<bool> {
+    // Ended with Ctrl-C, the demo still removes its namespaces and clients.
+    testbed::interrupt::clean_up_on_signals()?;
     let binary = xgate_binary();
     if !binary.exists() {
         bail!(
