@@ -476,8 +476,7 @@ impl IpsecResults {
         std::fs::create_dir_all(dir)?;
         let m = &self.machine;
         let json = dir.join(format!("ipsec-{}-{}.json", m.date, m.commit));
-        std::fs::write(&json, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", json.display()))?;
+        testbed::interrupt::write_result(&json, serde_json::to_string_pretty(self)?)?;
         let md = format!(
             "# IPsec: xgate against strongSwan as the server\n\n\
              {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
@@ -512,7 +511,7 @@ impl IpsecResults {
                 .unwrap_or_default(),
             self.table()
         );
-        std::fs::write(dir.join("ipsec.md"), md)?;
+        testbed::interrupt::write_result(&dir.join("ipsec.md"), md)?;
         Ok(json)
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::callgrind::InstructionFigure;
@@ -101,11 +101,8 @@ impl Results {
             "datapath-{}-{}.json",
             self.machine.date, self.machine.commit
         ));
-        std::fs::write(&json, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", json.display()))?;
-        let md = dir.join("datapath.md");
-        std::fs::write(&md, self.markdown(&json))
-            .with_context(|| format!("writing {}", md.display()))?;
+        testbed::interrupt::write_result(&json, serde_json::to_string_pretty(self)?)?;
+        testbed::interrupt::write_result(&dir.join("datapath.md"), self.markdown(&json))?;
         Ok(json)
     }
 

@@ -278,8 +278,7 @@ impl RunResult {
     pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(self.file_name());
-        std::fs::write(&path, serde_json::to_string_pretty(self)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        testbed::interrupt::write_result(&path, serde_json::to_string_pretty(self)?)?;
         Ok(path)
     }
 }

@@ -3,12 +3,20 @@
 //! without unwinding, so nothing is dropped: the daemons outlive it (reparented to init) and
 //! the namespaces stay. Every namespace and daemon registers here while it lives; a program
 //! that calls `clean_up_on_signals` removes them all when such a signal comes, then exits.
+//!
+//! The clean-up holds the registry from its start to the exit, so the rest of the program,
+//! which goes on running meanwhile, blocks as soon as it makes or drops a namespace or daemon
+//! (and so cannot leave one behind, or return from `main` first); a result file it would
+//! write then is refused (`write_result`), since the run it describes was cut short.
 
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -16,49 +24,86 @@ use signal_hook::iterator::Signals;
 static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// PIDs of daemons started and not yet reaped.
 static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// Notes a namespace about to be created.
-pub(crate) fn namespace_created(name: &str) {
-    if let Ok(mut names) = NAMESPACES.lock() {
-        names.push(name.to_string());
-    }
-}
-
-/// Forgets a namespace that was removed.
-pub(crate) fn namespace_removed(name: &str) {
-    if let Ok(mut names) = NAMESPACES.lock() {
-        names.retain(|n| n != name);
-    }
-}
-
-/// Notes a daemon that was started.
-pub(crate) fn daemon_started(pid: u32) {
-    if let Ok(mut pids) = DAEMONS.lock() {
-        pids.push(pid);
-    }
-}
-
-/// Forgets a daemon that was reaped (its PID may be reused from now on).
-pub(crate) fn daemon_reaped(pid: u32) {
-    if let Ok(mut pids) = DAEMONS.lock() {
-        pids.retain(|p| *p != pid);
-    }
-}
-
-/// Set once the clean-up has begun: a second signal then ends the process at once, in case
-/// the clean-up itself is stuck.
+/// Set once the clean-up has begun: a second signal then ends the process at once (in case
+/// the clean-up itself is stuck), and results are no longer written.
 static CLEANING: AtomicBool = AtomicBool::new(false);
+
+/// How long processes get to end on SIGTERM before SIGKILL.
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Creates namespace `name` with `add` and notes it, as one step (blocks while a clean-up
+/// runs, so none is made unnoted or removed half-made).
+pub(crate) fn create_namespace(name: &str, add: impl FnOnce() -> Result<()>) -> Result<()> {
+    let mut names = lock(&NAMESPACES);
+    add()?;
+    names.push(name.to_string());
+    Ok(())
+}
+
+/// Forgets a namespace that was removed (blocks while a clean-up runs).
+pub(crate) fn namespace_removed(name: &str) {
+    lock(&NAMESPACES).retain(|n| n != name);
+}
+
+/// Starts `cmd` and notes it as one atomic step (blocks while a clean-up runs, so no daemon
+/// starts unnoted).
+pub(crate) fn spawn_daemon(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut pids = lock(&DAEMONS);
+    let child = cmd.spawn()?;
+    pids.push(child.id());
+    Ok(child)
+}
+
+/// Reaps `child` if it has exited, forgetting it in the same step (its PID may be reused
+/// once reaped); returns its exit status then.
+pub(crate) fn try_reap(child: &mut Child) -> Option<std::process::ExitStatus> {
+    let mut pids = lock(&DAEMONS);
+    let status = child.try_wait().ok().flatten()?;
+    pids.retain(|p| *p != child.id());
+    Some(status)
+}
+
+/// Kills and reaps `child`, forgetting it in the same step.
+pub(crate) fn kill_and_reap(child: &mut Child) {
+    let mut pids = lock(&DAEMONS);
+    let _ = child.kill();
+    let _ = child.wait();
+    pids.retain(|p| *p != child.id());
+}
+
+/// Writes a result file whole (a temporary file renamed into place), unless a clean-up has
+/// begun: then the run was cut short and its results are refused.
+pub fn write_result(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    if CLEANING.load(Ordering::SeqCst) {
+        bail!("not writing {}: the run was cut short", path.display());
+    }
+    let name = path.file_name().context("a result file needs a name")?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+}
 
 /// From now on SIGINT, SIGTERM and SIGHUP stop every daemon this process started (SIGTERM,
 /// then SIGKILL), remove every namespace it created with the processes inside, and exit with
-/// 128 + the signal, as the signal itself would have. A second signal during that exits at
-/// once.
+/// 128 + the signal, as the signal itself would have. A second signal once that has begun
+/// exits at once. A signal this process was told to ignore (`nohup`, a background job) stays
+/// ignored.
 pub fn clean_up_on_signals() -> Result<()> {
-    let signals = [SIGINT, SIGTERM, SIGHUP];
-    for signal in signals {
-        // Registered before the iterator's handler, so it sees the flag as the last signal
-        // left it.
-        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, &CLEANING)
+    let signals: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|s| !ignored(*s))
+        .collect();
+    for signal in &signals {
+        // Registered before the iterator's handler, as signal-hook requires for the pair;
+        // it ends the process once the clean-up thread has set the flag.
+        signal_hook::flag::register_conditional_shutdown(*signal, 128 + signal, &CLEANING)
             .context("installing the signal handlers")?;
     }
     let mut signals = Signals::new(signals).context("installing the signal handlers")?;
@@ -66,30 +111,46 @@ pub fn clean_up_on_signals() -> Result<()> {
         .name("clean-up".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                CLEANING.store(true, Ordering::SeqCst);
-                eprintln!("signal {signal}: stopping daemons and removing namespaces");
-                clean_up();
-                std::process::exit(128 + signal);
+                clean_up_and_exit(signal);
             }
         })
         .context("starting the clean-up thread")?;
     Ok(())
 }
 
-/// Stops the registered daemons and removes the registered namespaces, newest first.
-fn clean_up() {
-    let pids = DAEMONS.lock().map(|p| p.clone()).unwrap_or_default();
-    let ours: Vec<i32> = pids
+/// Whether `signal` is ignored in this process (SIG_IGN).
+fn ignored(signal: i32) -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only queries.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Stops the registered daemons, removes the registered namespaces (newest first) and exits,
+/// holding the registry throughout.
+fn clean_up_and_exit(signal: i32) -> ! {
+    let daemons = lock(&DAEMONS);
+    let names = lock(&NAMESPACES);
+    CLEANING.store(true, Ordering::SeqCst);
+    // Not eprintln: with SIGHUP the terminal may be gone, and a failed write must not stop
+    // the clean-up.
+    let _ = writeln!(
+        std::io::stderr(),
+        "signal {signal}: stopping daemons and removing namespaces"
+    );
+    let ours: Vec<i32> = daemons
         .iter()
         .rev()
         .filter(|pid| is_our_child(**pid))
         .map(|pid| *pid as i32)
         .collect();
     crate::netns::stop_processes(|| ours.iter().copied().filter(|p| alive(*p)).collect());
-    let names = NAMESPACES.lock().map(|n| n.clone()).unwrap_or_default();
     for name in names.iter().rev() {
-        crate::netns::remove(name);
+        crate::netns::remove_unregistered(name);
     }
+    std::process::exit(128 + signal);
 }
 
 /// The PID names a child of this process (not a stranger that reused a reaped child's PID).
@@ -115,6 +176,3 @@ fn alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
-
-/// How long processes get to end on SIGTERM before SIGKILL.
-pub(crate) const GRACE: Duration = Duration::from_secs(2);

@@ -37,12 +37,7 @@ impl Netns {
         if std::path::Path::new("/var/run/netns").join(name).exists() {
             remove(name);
         }
-        // Noted first: a signal between the two still finds it.
-        crate::interrupt::namespace_created(name);
-        if let Err(e) = ip(&["netns", "add", name]) {
-            crate::interrupt::namespace_removed(name);
-            return Err(e);
-        }
+        crate::interrupt::create_namespace(name, || ip(&["netns", "add", name]).map(drop))?;
         let ns = Netns { name: name.into() };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
@@ -118,11 +113,16 @@ fn pids_of(name: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// Stops the processes in namespace `name`, then deletes it.
+/// Stops the processes in namespace `name`, deletes it and forgets it.
 pub(crate) fn remove(name: &str) {
+    remove_unregistered(name);
+    crate::interrupt::namespace_removed(name);
+}
+
+/// Stops the processes in namespace `name`, then deletes it.
+pub(crate) fn remove_unregistered(name: &str) {
     stop_processes(|| pids_of(name));
     let _ = ip(&["netns", "del", name]);
-    crate::interrupt::namespace_removed(name);
 }
 
 /// Sends SIGTERM to the processes `left` lists, gives them `interrupt::GRACE` to end, then

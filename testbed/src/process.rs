@@ -20,13 +20,9 @@ impl Daemon {
     pub fn spawn(mut cmd: Command, log: &Path) -> Result<Self> {
         let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = crate::interrupt::spawn_daemon(&mut cmd)
             .with_context(|| format!("starting {cmd:?}"))?;
-        crate::interrupt::daemon_started(child.id());
         Ok(Self {
             child: Some(child),
             log: log.to_path_buf(),
@@ -40,9 +36,10 @@ impl Daemon {
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
+        // A child that has exited stays here, its status kept by `Child`, for `wait`.
         self.child
             .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+            .is_some_and(|c| crate::interrupt::try_reap(c).is_none())
     }
 
     /// The log so far.
@@ -53,8 +50,12 @@ impl Daemon {
     /// Sends `signal` and waits up to `timeout` for the process to exit; returns its exit code.
     pub fn signal_and_wait(&mut self, signal: i32, timeout: Duration) -> Option<i32> {
         let child = self.child.as_mut()?;
-        // SAFETY: signals our own child by PID.
-        unsafe { libc::kill(child.id() as i32, signal) };
+        // Once reaped its PID may be another process's: signal only a child not yet reaped.
+        if crate::interrupt::try_reap(child).is_none() {
+            // SAFETY: signals our own child by PID, not yet reaped (only its owner, holding
+            // this `&mut`, reaps it).
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
         self.wait(timeout)
     }
 
@@ -64,8 +65,7 @@ impl Daemon {
         let child = self.child.as_mut()?;
         let until = Instant::now() + timeout;
         while Instant::now() < until {
-            if let Ok(Some(status)) = child.try_wait() {
-                crate::interrupt::daemon_reaped(child.id());
+            if let Some(status) = crate::interrupt::try_reap(child) {
                 self.child = None;
                 return Some(status.code().unwrap_or(-1));
             }
@@ -77,9 +77,7 @@ impl Daemon {
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill_hard(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            crate::interrupt::daemon_reaped(c.id());
+            crate::interrupt::kill_and_reap(&mut c);
         }
     }
 }
