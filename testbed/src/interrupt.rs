@@ -24,8 +24,7 @@ use signal_hook::iterator::Signals;
 static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// PIDs of daemons started and not yet reaped.
 static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-/// Set once the clean-up has begun: a second signal then ends the process at once (in case
-/// the clean-up itself is stuck), and results are no longer written.
+/// Set once the clean-up has begun: results are no longer written.
 static CLEANING: AtomicBool = AtomicBool::new(false);
 
 /// How long processes get to end on SIGTERM before SIGKILL.
@@ -39,9 +38,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// runs, so none is made unnoted or removed half-made).
 pub(crate) fn create_namespace(name: &str, add: impl FnOnce() -> Result<()>) -> Result<()> {
     let mut names = lock(&NAMESPACES);
-    add()?;
+    // Noted first: Ctrl-C reaches the `ip` child too, which may have made it before dying.
     names.push(name.to_string());
-    Ok(())
+    let made = add();
+    if made.is_err() && !Path::new("/var/run/netns").join(name).exists() {
+        names.retain(|n| n != name);
+    }
+    made
 }
 
 /// Forgets a namespace that was removed (blocks while a clean-up runs).
@@ -59,12 +62,17 @@ pub(crate) fn spawn_daemon(cmd: &mut Command) -> std::io::Result<Child> {
 }
 
 /// Reaps `child` if it has exited, forgetting it in the same step (its PID may be reused
-/// once reaped); returns its exit status then.
-pub(crate) fn try_reap(child: &mut Child) -> Option<std::process::ExitStatus> {
+/// once reaped); returns its exit code then (-1: killed by a signal, or it cannot be waited
+/// for, which counts as gone), None while it runs.
+pub(crate) fn try_reap(child: &mut Child) -> Option<i32> {
     let mut pids = lock(&DAEMONS);
-    let status = child.try_wait().ok().flatten()?;
+    let code = match child.try_wait() {
+        Ok(None) => return None,
+        Ok(Some(status)) => status.code().unwrap_or(-1),
+        Err(_) => -1,
+    };
     pids.retain(|p| *p != child.id());
-    Some(status)
+    Some(code)
 }
 
 /// Kills and reaps `child`, forgetting it in the same step.
@@ -92,20 +100,15 @@ pub fn write_result(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
 
 /// From now on SIGINT, SIGTERM and SIGHUP stop every daemon this process started (SIGTERM,
 /// then SIGKILL), remove every namespace it created with the processes inside, and exit with
-/// 128 + the signal, as the signal itself would have. A second signal once that has begun
-/// exits at once. A signal this process was told to ignore (`nohup`, a background job) stays
-/// ignored.
+/// 128 + the signal, as the signal itself would have. Signals that come during the clean-up
+/// are not acted on: `timeout` sends its SIGTERM twice (to the process, then to its group), so
+/// "a second signal ends it at once" would cut the clean-up short; SIGKILL still does. A
+/// signal this process was told to ignore (`nohup`, a background job) stays ignored.
 pub fn clean_up_on_signals() -> Result<()> {
     let signals: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
         .into_iter()
         .filter(|s| !ignored(*s))
         .collect();
-    for signal in &signals {
-        // Registered before the iterator's handler, as signal-hook requires for the pair;
-        // it ends the process once the clean-up thread has set the flag.
-        signal_hook::flag::register_conditional_shutdown(*signal, 128 + signal, &CLEANING)
-            .context("installing the signal handlers")?;
-    }
     let mut signals = Signals::new(signals).context("installing the signal handlers")?;
     std::thread::Builder::new()
         .name("clean-up".into())
@@ -131,22 +134,29 @@ fn ignored(signal: i32) -> bool {
 /// Stops the registered daemons, removes the registered namespaces (newest first) and exits,
 /// holding the registry throughout.
 fn clean_up_and_exit(signal: i32) -> ! {
+    // Set before waiting for the locks (the main thread may hold one a while): no result is
+    // written from now on.
+    CLEANING.store(true, Ordering::SeqCst);
     let daemons = lock(&DAEMONS);
     let names = lock(&NAMESPACES);
-    CLEANING.store(true, Ordering::SeqCst);
     // Not eprintln: with SIGHUP the terminal may be gone, and a failed write must not stop
     // the clean-up.
     let _ = writeln!(
         std::io::stderr(),
         "signal {signal}: stopping daemons and removing namespaces"
     );
-    let ours: Vec<i32> = daemons
+    let ours: Vec<u32> = daemons
         .iter()
         .rev()
-        .filter(|pid| is_our_child(**pid))
-        .map(|pid| *pid as i32)
+        .copied()
+        .filter(|pid| is_our_child(*pid))
         .collect();
-    crate::netns::stop_processes(|| ours.iter().copied().filter(|p| alive(*p)).collect());
+    crate::netns::stop_processes(|| {
+        ours.iter()
+            .filter(|p| crate::procstat::alive(**p))
+            .map(|p| *p as i32)
+            .collect()
+    });
     for name in names.iter().rev() {
         crate::netns::remove_unregistered(name);
     }
@@ -155,24 +165,5 @@ fn clean_up_and_exit(signal: i32) -> ! {
 
 /// The PID names a child of this process (not a stranger that reused a reaped child's PID).
 fn is_our_child(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The parent is the second field after the command, which is in parentheses.
-    let parent = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-        .and_then(|p| p.parse::<u32>().ok());
-    parent == Some(std::process::id())
-}
-
-/// The process exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
-        })
-        .unwrap_or(false)
+    crate::procstat::parent(pid) == Some(std::process::id())
 }

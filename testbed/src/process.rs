@@ -65,9 +65,9 @@ impl Daemon {
         let child = self.child.as_mut()?;
         let until = Instant::now() + timeout;
         while Instant::now() < until {
-            if let Some(status) = crate::interrupt::try_reap(child) {
+            if let Some(code) = crate::interrupt::try_reap(child) {
                 self.child = None;
-                return Some(status.code().unwrap_or(-1));
+                return Some(code);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

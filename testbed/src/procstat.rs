@@ -21,6 +21,27 @@ fn read_stat(path: &Path) -> Option<(String, f64)> {
     Some((name, ticks / clock_ticks()))
 }
 
+/// The state letter and the parent's PID from a process's `stat` file; None once it is gone.
+fn state_and_parent(pid: u32) -> Option<(String, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command, in parentheses, may hold spaces: the fields after its last ')' count.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.to_string();
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// The process exists and is not a zombie (exited, not yet reaped).
+pub fn alive(pid: u32) -> bool {
+    state_and_parent(pid).is_some_and(|(state, _)| state != "Z")
+}
+
+/// The PID of a process's parent; None once it is gone.
+pub fn parent(pid: u32) -> Option<u32> {
+    state_and_parent(pid).map(|(_, parent)| parent)
+}
+
 /// CPU seconds (user + system) of a process, all its threads; None once it is gone.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     read_stat(Path::new(&format!("/proc/{pid}/stat"))).map(|(_, s)| s)

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testbed::procstat::alive;
 use testbed::{Daemon, Netns};
 
 /// Set in the child: the namespace it is to make.
@@ -29,7 +30,7 @@ fn a_signal_stops_the_daemons_and_removes_the_namespaces_of_the_run_it_ends() {
     // The child writes its daemons' PIDs once everything is made (the harness captures its
     // stdout, so a file says it).
     let until = Instant::now() + Duration::from_secs(20);
-    let pids: Vec<i32> = loop {
+    let pids: Vec<u32> = loop {
         if let Ok(text) = std::fs::read_to_string(&ready) {
             if let Some(line) = text.strip_suffix('\n') {
                 break line
@@ -54,8 +55,13 @@ fn a_signal_stops_the_daemons_and_removes_the_namespaces_of_the_run_it_ends() {
     assert!(netns.exists(), "{name} was made");
     assert!(pids.iter().all(|p| alive(*p)), "both daemons run");
 
-    // SAFETY: signals the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    // Twice, as `timeout` does (to the process, then to its group): the second must not cut
+    // the clean-up short.
+    for _ in 0..2 {
+        // SAFETY: signals the child this test started (not yet reaped: waited for below).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let until = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the child") {
@@ -67,7 +73,7 @@ fn a_signal_stops_the_daemons_and_removes_the_namespaces_of_the_run_it_ends() {
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
             for pid in &pids {
                 // SAFETY: signals the daemons the child reported, which it left running.
-                unsafe { libc::kill(*pid, libc::SIGKILL) };
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
             }
             panic!("the child did not exit within 20 s of SIGTERM");
         }
@@ -98,8 +104,10 @@ fn be_the_child(name: &str) {
     let mut sleep = Command::new("sleep");
     sleep.arg("60");
     let outside = Daemon::spawn(sleep, &dir.join(format!("{name}-outside.log"))).expect("sleep");
-    let mut inside = ns.command("sleep");
-    inside.arg("60");
+    // It ignores SIGTERM (inherited through exec), so the clean-up waits out its grace and
+    // kills it: long enough for the second SIGTERM to come in the middle.
+    let mut inside = ns.command("sh");
+    inside.args(["-c", "trap '' TERM; exec sleep 60"]);
     let inside = Daemon::spawn(inside, &dir.join(format!("{name}-inside.log"))).expect("sleep");
     let pid = |d: &Daemon| d.pid().expect("running");
     let ready = dir.join(format!("{name}.ready"));
@@ -107,15 +115,4 @@ fn be_the_child(name: &str) {
     std::fs::write(&ready, line).expect("the ready file");
     std::thread::sleep(Duration::from_secs(30));
     panic!("no signal came within 30 s");
-}
-
-/// The process exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
-        })
-        .unwrap_or(false)
 }
