@@ -14,6 +14,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::netns::Netns;
 use crate::process::Daemon;
+use crate::procstat::parent_and_start;
 
 /// A headless chromium in a namespace, at a fixed window size.
 pub struct Browser<'a> {
@@ -23,16 +24,6 @@ pub struct Browser<'a> {
     driver: Daemon,
     /// The browser's profile and logs.
     pub dir: PathBuf,
-}
-
-/// A process's parent and start time (clock ticks since boot) from /proc, which tell it
-/// apart from a later process given the same PID.
-fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state, ppid, ..., starttime (the 20th).
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
 }
 
 /// The processes whose parent is `pid`, and theirs, each with its start time, from /proc.

@@ -14,7 +14,6 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -26,9 +25,6 @@ static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// Set once the clean-up has begun: results are no longer written.
 static CLEANING: AtomicBool = AtomicBool::new(false);
-
-/// How long processes get to end on SIGTERM before SIGKILL.
-pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

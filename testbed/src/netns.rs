@@ -125,8 +125,11 @@ pub(crate) fn remove_unregistered(name: &str) {
     let _ = ip(&["netns", "del", name]);
 }
 
-/// Sends SIGTERM to the processes `left` lists, gives them `interrupt::GRACE` to end, then
-/// SIGKILL to those still listed.
+/// How long processes get to end on SIGTERM before SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sends SIGTERM to the processes `left` lists, gives them `GRACE` to end, then SIGKILL to
+/// those still listed.
 pub(crate) fn stop_processes(left: impl Fn() -> Vec<i32>) {
     for sig in [libc::SIGTERM, libc::SIGKILL] {
         let pids = left();
@@ -138,7 +141,7 @@ pub(crate) fn stop_processes(left: impl Fn() -> Vec<i32>) {
             // child of ours.
             unsafe { libc::kill(pid, sig) };
         }
-        let until = std::time::Instant::now() + crate::interrupt::GRACE;
+        let until = std::time::Instant::now() + GRACE;
         while std::time::Instant::now() < until && !left().is_empty() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -1,5 +1,5 @@
-//! What `/proc` says about a process: CPU time (whole, or by thread name) and resident
-//! memory. Used by the load tests, the benchmark and the loadtest harness.
+//! What `/proc` says about a process: CPU time (whole, or by thread name), resident
+//! memory, whether it still lives and whose child it is. Used by the load tests, the benchmark and the loadtest harness.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,37 +9,49 @@ fn clock_ticks() -> f64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
+/// A `stat` line's command name and the fields after it (the state first, then the parent's
+/// PID, ...). The name is in parentheses and may hold spaces and parentheses itself, so it
+/// ends at the last ')'.
+fn split_stat(text: &str) -> Option<(&str, Vec<&str>)> {
+    let open = text.find('(')?;
+    let (head, rest) = text.rsplit_once(')')?;
+    Some((head.get(open + 1..)?, rest.split_whitespace().collect()))
+}
+
 /// (command name, user + system CPU seconds) from a `stat` file.
 fn read_stat(path: &Path) -> Option<(String, f64)> {
     let text = std::fs::read_to_string(path).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let name = text[open + 1..close].to_string();
-    // Fields after the command name; utime and stime are the 14th and 15th of the line.
-    let fields: Vec<&str> = text.get(close + 2..)?.split_whitespace().collect();
+    let (name, fields) = split_stat(&text)?;
+    // utime and stime are the 14th and 15th fields of the line.
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((name, ticks / clock_ticks()))
+    Some((name.to_string(), ticks / clock_ticks()))
 }
 
-/// The state letter and the parent's PID from a process's `stat` file; None once it is gone.
-fn state_and_parent(pid: u32) -> Option<(String, u32)> {
+/// The state letter, the parent's PID and the start time (clock ticks since boot, which tell
+/// a process apart from a later one given the same PID) of a process; None once it is gone.
+fn state_parent_start(pid: u32) -> Option<(String, u32, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command, in parentheses, may hold spaces: the fields after its last ')' count.
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.to_string();
-    let parent = fields.next()?.parse().ok()?;
-    Some((state, parent))
+    let (_, fields) = split_stat(&text)?;
+    Some((
+        fields.first()?.to_string(),
+        fields.get(1)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+    ))
 }
 
 /// The process exists and is not a zombie (exited, not yet reaped).
 pub fn alive(pid: u32) -> bool {
-    state_and_parent(pid).is_some_and(|(state, _)| state != "Z")
+    state_parent_start(pid).is_some_and(|(state, _, _)| state != "Z")
 }
 
 /// The PID of a process's parent; None once it is gone.
 pub fn parent(pid: u32) -> Option<u32> {
-    state_and_parent(pid).map(|(_, parent)| parent)
+    state_parent_start(pid).map(|(_, parent, _)| parent)
+}
+
+/// A process's parent and start time, read together; None once it is gone.
+pub fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+    state_parent_start(pid).map(|(_, parent, start)| (parent, start))
 }
 
 /// CPU seconds (user + system) of a process, all its threads; None once it is gone.
