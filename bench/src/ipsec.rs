@@ -476,7 +476,7 @@ impl IpsecResults {
         std::fs::create_dir_all(dir)?;
         let m = &self.machine;
         let json = dir.join(format!("ipsec-{}-{}.json", m.date, m.commit));
-        testbed::interrupt::write_result(&json, serde_json::to_string_pretty(self)?)?;
+        let raw = serde_json::to_string_pretty(self)?;
         let md = format!(
             "# IPsec: xgate against strongSwan as the server\n\n\
              {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
@@ -511,7 +511,10 @@ impl IpsecResults {
                 .unwrap_or_default(),
             self.table()
         );
-        testbed::interrupt::write_result(&dir.join("ipsec.md"), md)?;
+        testbed::interrupt::write_results(&[
+            (&json, raw.as_bytes()),
+            (&dir.join("ipsec.md"), md.as_bytes()),
+        ])?;
         Ok(json)
     }
 }

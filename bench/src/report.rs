@@ -101,8 +101,12 @@ impl Results {
             "datapath-{}-{}.json",
             self.machine.date, self.machine.commit
         ));
-        testbed::interrupt::write_result(&json, serde_json::to_string_pretty(self)?)?;
-        testbed::interrupt::write_result(&dir.join("datapath.md"), self.markdown(&json))?;
+        let raw = serde_json::to_string_pretty(self)?;
+        let md = self.markdown(&json);
+        testbed::interrupt::write_results(&[
+            (&json, raw.as_bytes()),
+            (&dir.join("datapath.md"), md.as_bytes()),
+        ])?;
         Ok(json)
     }
 

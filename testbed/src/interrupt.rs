@@ -25,6 +25,8 @@ static NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// Set once the clean-up has begun: results are no longer written.
 static CLEANING: AtomicBool = AtomicBool::new(false);
+/// Held while result files are renamed into place, and by the clean-up from its start.
+static RESULTS: Mutex<()> = Mutex::new(());
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -82,16 +84,43 @@ pub(crate) fn kill_and_reap(child: &mut Child) {
 /// Writes a result file whole (a temporary file renamed into place), unless a clean-up has
 /// begun: then the run was cut short and its results are refused.
 pub fn write_result(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
-    if CLEANING.load(Ordering::SeqCst) {
-        bail!("not writing {}: the run was cut short", path.display());
+    write_results(&[(path, contents.as_ref())])
+}
+
+/// Writes result files that belong together (raw figures and their report) all or none:
+/// each goes to a temporary file first, and all are renamed into place in one step that a
+/// clean-up cannot cut into; once a clean-up has begun they are refused.
+pub fn write_results(files: &[(&Path, &[u8])]) -> Result<()> {
+    let mut temps = Vec::with_capacity(files.len());
+    let written: Result<()> = files.iter().try_for_each(|(path, contents)| {
+        let name = path.file_name().context("a result file needs a name")?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+        temps.push((tmp, *path));
+        Ok(())
+    });
+    let _renaming = lock(&RESULTS);
+    let refused = CLEANING.load(Ordering::SeqCst);
+    if written.is_err() || refused {
+        for (tmp, _) in &temps {
+            let _ = std::fs::remove_file(tmp);
+        }
+        written?;
+        bail!("not writing {}: the run was cut short", files_named(files));
     }
-    let name = path.file_name().context("a result file needs a name")?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))
+    for (tmp, path) in &temps {
+        std::fs::rename(tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The files' paths, for a message.
+fn files_named(files: &[(&Path, &[u8])]) -> String {
+    let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+    names.join(", ")
 }
 
 /// From now on SIGINT, SIGTERM and SIGHUP stop every daemon this process started (SIGTERM,
@@ -133,6 +162,8 @@ fn clean_up_and_exit(signal: i32) -> ! {
     // Set before waiting for the locks (the main thread may hold one a while): no result is
     // written from now on.
     CLEANING.store(true, Ordering::SeqCst);
+    // Results being renamed into place finish first (a set is written whole or not at all).
+    let _results = lock(&RESULTS);
     let daemons = lock(&DAEMONS);
     let names = lock(&NAMESPACES);
     // Not eprintln: with SIGHUP the terminal may be gone, and a failed write must not stop
@@ -162,4 +193,32 @@ fn clean_up_and_exit(signal: i32) -> ! {
 /// The PID names a child of this process (not a stranger that reused a reaped child's PID).
 fn is_our_child(pid: u32) -> bool {
     crate::procstat::parent(pid) == Some(std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_renamed_into_place_together_and_leave_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("xgate-results-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let (raw, md) = (dir.join("r.json"), dir.join("r.md"));
+        write_results(&[(&raw, b"{}".as_slice()), (&md, b"# r".as_slice())]).expect("written");
+        assert_eq!(std::fs::read(&raw).expect("raw"), b"{}");
+        assert_eq!(std::fs::read(&md).expect("md"), b"# r");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .expect("listing")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "only the results: {names:?}");
+        // One that cannot be written (its directory does not exist) writes none of the set.
+        let other = dir.join("s.json");
+        let missing = dir.join("no-such-dir").join("s.md");
+        assert!(write_results(&[(&other, b"1".as_slice()), (&missing, b"2".as_slice())]).is_err());
+        assert!(!other.exists(), "half a set was written");
+        assert_eq!(std::fs::read_dir(&dir).expect("listing").count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 #[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
+    /// Its exit code, once it was reaped (its PID may be another process's by then).
+    exited: Option<i32>,
     /// Where its stdout and stderr go.
     pub log: PathBuf,
 }
@@ -25,21 +27,32 @@ impl Daemon {
             .with_context(|| format!("starting {cmd:?}"))?;
         Ok(Self {
             child: Some(child),
+            exited: None,
             log: log.to_path_buf(),
         })
     }
 
-    /// The process ID.
+    /// The process ID, while the process is not yet reaped (after that the PID may name
+    /// another process).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child
+            .as_ref()
+            .filter(|_| self.exited.is_none())
+            .map(Child::id)
     }
 
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
-        // A child that has exited stays here, its status kept by `Child`, for `wait`.
-        self.child
-            .as_mut()
-            .is_some_and(|c| crate::interrupt::try_reap(c).is_none())
+        self.child.is_some() && self.reap().is_none()
+    }
+
+    /// Its exit code if it has exited (reaping it the first time), None while it runs or
+    /// if it was never started or already waited for.
+    fn reap(&mut self) -> Option<i32> {
+        if self.exited.is_none() {
+            self.exited = self.child.as_mut().and_then(crate::interrupt::try_reap);
+        }
+        self.exited
     }
 
     /// The log so far.
@@ -49,12 +62,12 @@ impl Daemon {
 
     /// Sends `signal` and waits up to `timeout` for the process to exit; returns its exit code.
     pub fn signal_and_wait(&mut self, signal: i32, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
         // Once reaped its PID may be another process's: signal only a child not yet reaped.
-        if crate::interrupt::try_reap(child).is_none() {
+        if self.reap().is_none() {
+            let pid = self.child.as_ref()?.id();
             // SAFETY: signals our own child by PID, not yet reaped (only its owner, holding
             // this `&mut`, reaps it).
-            unsafe { libc::kill(child.id() as i32, signal) };
+            unsafe { libc::kill(pid as i32, signal) };
         }
         self.wait(timeout)
     }
@@ -62,10 +75,10 @@ impl Daemon {
     /// Waits up to `timeout` for the process to exit on its own; returns its exit code, or
     /// `None` if it still runs (it is stopped when dropped).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut()?;
+        self.child.as_ref()?;
         let until = Instant::now() + timeout;
         while Instant::now() < until {
-            if let Some(code) = crate::interrupt::try_reap(child) {
+            if let Some(code) = self.reap() {
                 self.child = None;
                 return Some(code);
             }
@@ -152,4 +165,24 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     }
     dirs.push(PathBuf::from("/root/.cargo/bin"));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reaped_daemon_has_no_pid_and_keeps_its_exit_code() {
+        let log = std::env::temp_dir().join(format!("xgate-daemon-{}.log", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exit 3"]);
+        let mut d = Daemon::spawn(cmd, &log).expect("sh starts");
+        assert!(d.pid().is_some(), "a PID while it is not reaped");
+        assert!(wait_until(Duration::from_secs(5), || !d.is_running()));
+        // Reaped by is_running: its PID may be reused, so it is not handed out any more.
+        assert_eq!(d.pid(), None);
+        assert_eq!(d.wait(Duration::from_secs(1)), Some(3));
+        assert_eq!(d.signal_and_wait(libc::SIGTERM, Duration::ZERO), None);
+        let _ = std::fs::remove_file(&log);
+    }
 }
