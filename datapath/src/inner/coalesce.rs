@@ -158,12 +158,6 @@ pub fn continues(
         && room
 }
 
-/// True if a run headed by `head`, `bytes` and `count` long so far, has room for another
-/// segment of its size.
-pub fn has_room(head: &Segment, bytes: usize, count: usize) -> bool {
-    count < MAX_RUN && bytes + head.payload <= MAX_TOTAL
-}
-
 /// True if nothing may join a run after `seg` (laid out as a run headed by `head`): it
 /// carries PSH, or it is shorter than the run's segment size.
 pub fn ends_run(head: &Segment, seg: &Segment) -> bool {

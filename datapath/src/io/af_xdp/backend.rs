@@ -424,9 +424,8 @@ impl Backend for XdpBackend {
             self.reclaim_retired(Instant::now());
         }
         self.fill();
-        let (mut frames, mut reclaim, mut kick, mut lan) = (0, false, false, false);
+        let (mut frames, mut reclaim, mut kick) = (0, false, false);
         for q in &mut self.queues {
-            lan |= q.lan;
             frames += q.socket.rx.ready();
             reclaim |= q.socket.completion.ready() > 0;
             kick |= !q.socket.zero_copy() && !q.tx_stalled && q.socket.tx.outstanding() > 0;
@@ -445,10 +444,6 @@ impl Backend for XdpBackend {
             // The sockets' readiness is one poll completion however many frames come, so
             // the wait lasts the whole linger unless the TUN fills a batch first.
             self.uring.linger(out, linger)?;
-        } else if frames > 0 && !lan {
-            // No sleep: the open TUN run may go on with the frames this poll takes. Not with
-            // LAN queues: a flow's frames sent there could overtake its segments held here.
-            self.uring.take_keeping_run(out)?;
         } else {
             let until = if waiting { Instant::now() } else { deadline };
             self.uring.poll(out, until)?;

@@ -6,8 +6,7 @@
 //! kernel takes a pool buffer from a provided-buffer ring (`buf_ring`) for each packet. The
 //! worker's freed buffers refill the rings once per batch. Completions are reaped in batches;
 //! sends and writes queued while processing a batch are submitted together with the next wait,
-//! so a batch costs one system call (a TUN run that can still grow may stay open through one
-//! more batch when the AF_XDP backend's poll does not sleep: `take_keeping_run`). Consecutive datagrams to one peer leave in one segmented
+//! so a batch costs one system call. Consecutive datagrams to one peer leave in one segmented
 //! send (UDP_SEGMENT, `send_batch`), one by one where the kernel or device refuses that.
 //!
 //! Safety: every pointer handed to the kernel (buffer, iovec, msghdr, sockaddr, ring entry)

@@ -1,7 +1,7 @@
 //! The backend against the real kernel over loopback: segmented sends and coalesced receives
 //! must still deliver every datagram intact, in order, with its sender.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -196,110 +196,4 @@ fn the_af_xdp_linger_waits_out_an_empty_ring_but_not_a_waiting_wake_up() {
     let took = start.elapsed();
     assert!(out.contains(&Rx::Wake), "{out:?}");
     assert!(took < Duration::from_millis(50), "returned after {took:?}");
-}
-
-/// A backend whose TUN is one end of a datagram socket pair taking vnet headers; the other
-/// end, non-blocking, reads what it writes (one message per write).
-fn backend_with_vnet_tun() -> (UringBackend, OwnedFd) {
-    let socket = bind_sockets(0, 1, 0)
-        .expect("bind")
-        .pop()
-        .expect("one socket");
-    let mut fds = [0; 2];
-    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
-    // SAFETY: `fds` has room for the two descriptors socketpair returns.
-    let made = unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) };
-    assert_eq!(made, 0, "socketpair");
-    // SAFETY: both descriptors are fresh and owned here.
-    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let waker = Arc::new(Waker::new().expect("waker"));
-    let b = UringBackend::new(Arc::new(socket), Arc::new(ours), true, waker).expect("backend");
-    (b, theirs)
-}
-
-/// The writes that reach `tun` within `wait` (the first one; then what is already there),
-/// each as it came.
-fn written(tun: &OwnedFd, wait: Duration) -> Vec<Vec<u8>> {
-    let mut poll = libc::pollfd {
-        fd: tun.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut poll, 1, wait.as_millis() as i32) };
-    let mut got = Vec::new();
-    loop {
-        let mut buf = vec![0u8; 70_000];
-        // SAFETY: reads into `buf`, which has the room claimed.
-        let n = unsafe {
-            libc::recv(
-                tun.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n <= 0 {
-            return got;
-        }
-        buf.truncate(n as usize);
-        got.push(buf);
-    }
-}
-
-/// Hands TCP segment `i` of a flow (`len`-byte payloads, flags `flags`) to the TUN writer.
-fn write_segment(b: &mut UringBackend, i: u32, len: usize, flags: u8) {
-    let packet = testbed::packet::tcp_v4(1 + i * 1000, flags, &[], &vec![i as u8; len]);
-    let buf = b.alloc().expect("a free buffer");
-    let at = OUTER_OFFSET + 16;
-    b.buf(buf)[at..at + packet.len()].copy_from_slice(&packet);
-    b.write_inner(buf, at..at + packet.len());
-}
-
-/// Bytes of a super-packet of `segments` 1000-byte segments, behind its vnet header.
-fn run_bytes(segments: usize) -> usize {
-    crate::inner::segment::VNET_HDR_LEN + 40 + segments * 1000
-}
-
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-
-#[test]
-fn a_poll_that_does_not_sleep_keeps_the_tun_run_open_for_one_more_batch() {
-    let (mut b, tun) = backend_with_vnet_tun();
-    let mut out = Vec::new();
-    let quiet = Duration::from_millis(20);
-    write_segment(&mut b, 0, 1000, ACK);
-    write_segment(&mut b, 1, 1000, ACK);
-    b.take_keeping_run(&mut out).expect("take");
-    assert!(written(&tun, quiet).is_empty(), "the open run was written");
-    // The next batch's segment joins it; the next poll that does not keep it writes it.
-    write_segment(&mut b, 2, 1000, ACK);
-    b.poll(&mut out, Instant::now()).expect("poll");
-    let got: Vec<usize> = written(&tun, Duration::from_secs(2))
-        .iter()
-        .map(Vec::len)
-        .collect();
-    assert_eq!(got, [run_bytes(3)], "one write of three segments");
-
-    // Kept once, a run is written by the next poll that would keep it again.
-    write_segment(&mut b, 3, 1000, ACK);
-    b.take_keeping_run(&mut out).expect("take");
-    write_segment(&mut b, 4, 1000, ACK);
-    b.take_keeping_run(&mut out).expect("take");
-    let got: Vec<usize> = written(&tun, Duration::from_secs(2))
-        .iter()
-        .map(Vec::len)
-        .collect();
-    assert_eq!(got, [run_bytes(2)], "a segment waits one batch at most");
-
-    // A run that can no longer grow (PSH ends it) is not kept.
-    write_segment(&mut b, 5, 1000, ACK);
-    write_segment(&mut b, 6, 1000, ACK | PSH);
-    b.take_keeping_run(&mut out).expect("take");
-    let got: Vec<usize> = written(&tun, Duration::from_secs(2))
-        .iter()
-        .map(Vec::len)
-        .collect();
-    assert_eq!(got, [run_bytes(2)], "the closed run is written at once");
 }

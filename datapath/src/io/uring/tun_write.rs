@@ -14,9 +14,7 @@ use io_uring::types::Fd;
 use super::{user_data, UringBackend, OP_WRITE, OP_WRITEV};
 use crate::io::BufId;
 
-use crate::inner::coalesce::{
-    continues, ends_run, finish_head, has_room, segment_of, Segment, MAX_RUN,
-};
+use crate::inner::coalesce::{continues, ends_run, finish_head, segment_of, Segment, MAX_RUN};
 use crate::inner::segment::VNET_HDR_LEN;
 
 /// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum needs no verification.
@@ -36,8 +34,6 @@ pub(super) struct Run {
     /// The last segment had PSH or was short: nothing more joins.
     closed: bool,
     push: bool,
-    /// A poll that did not sleep has already left it open once (`TunRuns::keep_open`).
-    kept: bool,
 }
 
 impl Run {
@@ -53,7 +49,6 @@ impl Run {
             bytes: 0,
             closed: false,
             push: false,
-            kept: false,
         }
     }
 
@@ -113,19 +108,6 @@ impl TunRuns {
         self.open.is_some()
     }
 
-    /// True if the open run may stay open through one more batch: it can still grow, and
-    /// no earlier batch has kept it (so a segment waits one batch at most). Notes the keep.
-    pub(super) fn keep_open(&mut self) -> bool {
-        let Some(open) = self.open else {
-            return false;
-        };
-        let run = &mut self.runs[open as usize];
-        let grows = !run.closed && run.head.is_some_and(|h| has_room(&h, run.bytes, run.count));
-        let keep = grows && !run.kept;
-        run.kept = true;
-        keep
-    }
-
     /// Offers `packet` (at `ptr`, `at` bytes into buffer `buf`) to the open run or, with none
     /// open, to a new one. `first` is the open run's first packet (anything if none is open).
     pub(super) fn offer(
@@ -171,7 +153,6 @@ impl TunRuns {
         run.bytes = packet.len();
         run.closed = false;
         run.push = false;
-        run.kept = false;
         self.open = Some(slot);
         Offer::Opened
     }

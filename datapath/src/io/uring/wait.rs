@@ -117,30 +117,9 @@ impl UringBackend {
 
     /// Queues the open send batch and TUN run and re-arms the receives.
     fn queue_open_work(&mut self) {
-        self.submit_open_run();
-        self.queue_open_work_but_run();
-    }
-
-    /// Queues the open send batch and re-arms the receives; the open TUN run stays open.
-    fn queue_open_work_but_run(&mut self) {
         self.submit_open_batch();
+        self.submit_open_run();
         self.rearm();
-    }
-
-    /// Submits what is queued and takes what completed, without sleeping, for the AF_XDP
-    /// backend's poll that does not sleep because frames wait: the open TUN run is left open
-    /// for that batch's segments to join, unless it can no longer grow or an earlier batch
-    /// already kept it (so a segment waits one batch's work at most, never a sleep). Linux
-    /// likewise keeps GRO packets across a NAPI poll that used its budget (up to a jiffy).
-    /// Any other poll, and a packet that does not join, writes the run first.
-    pub(crate) fn take_keeping_run(&mut self, out: &mut Vec<Rx>) -> io::Result<()> {
-        if !self.tun_runs.keep_open() {
-            self.submit_open_run();
-        }
-        self.queue_open_work_but_run();
-        self.submit_queued(0, 0, None)?;
-        self.reap(out);
-        Ok(())
     }
 
     /// Submits what is queued; with `wait` (not zero), also sleeps up to that long for `want`
@@ -149,16 +128,6 @@ impl UringBackend {
     /// 0.7.16 enters with GETEVENTS when IORING_SQ_TASKRUN is set).
     fn enter(&mut self, want: usize, min_wait: u32, wait: Option<Duration>) -> io::Result<()> {
         self.queue_open_work();
-        self.submit_queued(want, min_wait, wait)
-    }
-
-    /// `enter` without queueing the open work first.
-    fn submit_queued(
-        &mut self,
-        want: usize,
-        min_wait: u32,
-        wait: Option<Duration>,
-    ) -> io::Result<()> {
         let (want, wait) = match wait.filter(|w| !w.is_zero()) {
             Some(wait) => (want, wait),
             None => (0, Duration::ZERO),
