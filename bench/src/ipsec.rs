@@ -2,7 +2,8 @@
 //! encapsulation) sends through ESP to xgate and to strongSwan itself as the server (charon
 //! with kernel-libipsec, userspace ESP as there is no ESP kernel module here). Each server is
 //! pinned to CPU 0, everything else to CPU 1; the figure is the server's CPU seconds per GB
-//! of inner bytes delivered. Written to `bench-results/ipsec-<date>-<commit>.json` and
+//! of inner bytes delivered, the median of transfers made in rounds that alternate the two
+//! servers. Written to `bench-results/ipsec-<date>-<commit>.json` and
 //! `ipsec.md`.
 
 use std::fmt::Write as _;
@@ -26,8 +27,9 @@ use transfer::{ping_rtt, rtt_or_nan, transfer};
 
 /// Seconds each iperf3 test runs.
 const SECONDS: u32 = 5;
-/// Transfers per test and server; the figure is the median one (one 5-s transfer moves by
-/// ±10% between runs on a 2-core VM, strongSwan's as much as xgate's).
+/// Rounds, each one transfer per test and server; the figure is the median transfer (one 5-s
+/// transfer moves by ±10% between runs on a 2-core VM, and the machine's speed drifts by more
+/// over some minutes).
 const REPEATS: usize = 3;
 const _: () = assert!(REPEATS % 2 == 1, "a median needs an odd count");
 /// The tests: TCP with one and four streams.
@@ -306,51 +308,47 @@ fn start_responder(
     .start(ns, dir)
 }
 
-/// What one server's run measured: throughput, the setup rate, and (xgate) the decrypt
-/// path alone.
+/// What one round against a server measured: throughput, and in the last round the setup
+/// rate and (xgate) the decrypt path alone.
 type ServerFigures = (
     Vec<IpsecFigure>,
     Vec<SetupFigure>,
     Vec<crate::generator::DecryptFigure>,
 );
 
-/// Every test against `kind`: throughput, the IKE setup rate, and (xgate) the decrypt path
-/// alone with `counts` packets at 64 and 1420 bytes.
+/// One round against `kind`, on a rig started afresh: one transfer per test; with
+/// `extras`, also the IKE setup rate and (xgate) the decrypt path alone with `counts`
+/// packets at 64 and 1420 bytes.
 fn measure_server(
     kind: IpsecServer,
     (xgate, pki): (&Path, &BenchPki),
     dir: &Path,
-    counts: (usize, usize),
+    (counts, extras): ((usize, usize), bool),
 ) -> Result<ServerFigures> {
     let mut rig = Rig::start(kind, xgate, dir, pki)?;
     let mut cmd = rig.server.ns.command("taskset");
     cmd.args(["-c", "1", "iperf3", "-s", "-p", "5201"]);
     let _iperf = Daemon::spawn(cmd, &dir.join(format!("iperf3-{}.log", kind.label())))?;
     std::thread::sleep(Duration::from_millis(300));
-    let mut out = Vec::new();
     let idle_rtt_ms = rtt_or_nan(ping_rtt(&rig.client_ns, IDLE_PINGS), "idle");
-    for test in TESTS {
-        let mut runs = (0..REPEATS)
-            .map(|_| transfer(&rig, kind, test, idle_rtt_ms))
-            .collect::<Result<Vec<_>>>()?;
-        let all: Vec<f64> = runs.iter().map(|f| f.cpu_s_per_gb).collect();
-        runs.sort_by(|a, b| a.cpu_s_per_gb.total_cmp(&b.cpu_s_per_gb));
-        let mut median = runs.swap_remove(REPEATS / 2);
-        median.runs = all;
-        out.push(median);
+    let out = TESTS
+        .iter()
+        .map(|test| transfer(&rig, kind, test, idle_rtt_ms))
+        .collect::<Result<Vec<_>>>()?;
+    let (mut setups, mut decrypt) = (Vec::new(), Vec::new());
+    if !extras {
+        return Ok((out, setups, decrypt));
     }
     let users = std::mem::take(&mut rig.setup_users);
     let server = "10.210.0.1:500".parse().expect("address");
     // The decrypt users go last: their earlier SAs are replaced, not measured twice.
     let decrypt_users: Vec<IkeUser> = users.iter().take(DECRYPT_USERS).cloned().collect();
-    let mut setups = Vec::new();
     for users in [users, pki.users.clone()] {
         let f = crate::ike_setups::measure(kind.label(), &rig.client_ns, server, users, || {
             rig.server_cpu_seconds()
         })?;
         setups.push(f);
     }
-    let mut decrypt = Vec::new();
     if kind == IpsecServer::Xgate {
         for (size, count) in [(64, counts.0), (1420, counts.1)] {
             let per_user = count / DECRYPT_USERS;
@@ -361,8 +359,11 @@ fn measure_server(
     Ok((out, setups, decrypt))
 }
 
-/// Measures both servers, one after the other, in one run (the decrypt path with `counts`
-/// packets at 64 and 1420 bytes); `machine` and `cipher` come from the run.
+/// Measures both servers in one run, in `REPEATS` rounds that start each server afresh in
+/// turn, the order swapping from round to round (xgate first in the first), so that a machine
+/// whose speed drifts over the minutes of the run weighs on both alike; the IKE setup rates
+/// and the decrypt path alone (with `counts` packets at 64 and 1420 bytes) in the last round.
+/// `machine` and `cipher` come from the run.
 pub fn measure(
     xgate: &Path,
     dir: &Path,
@@ -381,15 +382,48 @@ pub fn measure(
             .collect(),
     };
     let pki = BenchPki::make(xgate, dir, CERT_USERS)?;
-    for kind in [IpsecServer::Xgate, IpsecServer::Strongswan] {
-        let here = dir.join(kind.label());
-        std::fs::create_dir_all(&here)?;
-        let (f, s, d) = measure_server(kind, (xgate, &pki), &here, counts)?;
-        results.figures.extend(f);
-        results.setups.extend(s);
-        results.decrypt.extend(d);
+    let mut transfers = Vec::new();
+    for round in 0..REPEATS {
+        let mut order = [IpsecServer::Xgate, IpsecServer::Strongswan];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for kind in order {
+            let here = dir.join(format!("{}-{}", kind.label(), round + 1));
+            std::fs::create_dir_all(&here)?;
+            let extras = (counts, round + 1 == REPEATS);
+            let (f, s, d) = measure_server(kind, (xgate, &pki), &here, extras)?;
+            transfers.extend(f);
+            results.setups.extend(s);
+            results.decrypt.extend(d);
+        }
     }
+    results.figures = medians(transfers);
     Ok(results)
+}
+
+/// Per server and test, the median transfer (by CPU-s per GB) with every transfer's figure
+/// beside it, in the order run.
+fn medians(transfers: Vec<IpsecFigure>) -> Vec<IpsecFigure> {
+    let mut out = Vec::new();
+    for server in [IpsecServer::Xgate, IpsecServer::Strongswan] {
+        for test in TESTS {
+            let mut runs: Vec<IpsecFigure> = transfers
+                .iter()
+                .filter(|f| f.server == server.label() && f.test == test)
+                .cloned()
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let all: Vec<f64> = runs.iter().map(|f| f.cpu_s_per_gb).collect();
+            runs.sort_by(|a, b| a.cpu_s_per_gb.total_cmp(&b.cpu_s_per_gb));
+            let mut median = runs.swap_remove(runs.len() / 2);
+            median.runs = all;
+            out.push(median);
+        }
+    }
+    out
 }
 
 /// Every run's figure, for the table.
@@ -481,9 +515,12 @@ impl IpsecResults {
             "# IPsec: xgate against strongSwan as the server\n\n\
              {} ({} cores), kernel {}, commit {}, {}. Raw figures: `{}`.\n\n\
              Throughput: the same strongSwan client (charon, kernel-libipsec, AES-256-GCM in \
-             UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server, {REPEATS} times \
-             per test; each row is the median transfer's (by CPU-s/GB; every run's CPU-s/GB in \
-             brackets, its Gbit/s and pings are that transfer's); the server is \
+             UDP) sends {SECONDS} s of iperf3 TCP through ESP to each server, once per test in \
+             each of {REPEATS} rounds; a round starts each server afresh in turn, the order \
+             swapping from round to round (xgate first in the first), so that the machine's \
+             drift over the run weighs on both alike. Each row is the median transfer's (by \
+             CPU-s/GB; every transfer's CPU-s/GB in brackets, in the order run; its Gbit/s and \
+             pings are that transfer's); the server is \
              pinned to CPU 0, the client and iperf3 to CPU 1. strongSwan as the server also \
              runs kernel-libipsec (userspace ESP): this machine has no ESP kernel module. The \
              figure is the server's own CPU seconds per GB iperf3 received. Ping: the average \
@@ -495,8 +532,8 @@ impl IpsecResults {
              IKE SA setups: the bench's client (the `ike` crate's initiator) makes IKE_SA_INIT \
              and IKE_AUTH (X25519, one CHILD_SA) for {SETUP_USERS} PSK users, then for \
              {CERT_USERS} users with ECDSA P-256 certificates (RFC 7427 signatures both ways, \
-             the server's certificate ECDSA P-256 too), one after the other; the figure is \
-             setups per second of the server's CPU.\n\n\
+             the server's certificate ECDSA P-256 too), one after the other, in the last \
+             round; the figure is setups per second of the server's CPU.\n\n\
              ESP decrypt path alone (xgate): one user sends pre-sealed ESP (distinct sequence \
              numbers) to the NAT-T port from CPU 1 as fast as it can; packets per second of \
              xgate's CPU against `ring`'s AES-256-GCM open on one core (the same payload \
