@@ -87,34 +87,41 @@ pub fn write_result(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     write_results(&[(path, contents.as_ref())])
 }
 
-/// Writes result files that belong together (raw figures and their report) all or none:
-/// each goes to a temporary file first, and all are renamed into place in one step that a
-/// clean-up cannot cut into; once a clean-up has begun they are refused.
+/// Writes result files that belong together (raw figures and their report) all or none as
+/// far as a signal goes: each is written to a temporary file and all are renamed into place
+/// under a lock the clean-up takes first, so a clean-up never falls between them; once one
+/// has begun they are refused. (An I/O error in the middle of the renames can still leave a
+/// set part written; the temporary files are removed.)
 pub fn write_results(files: &[(&Path, &[u8])]) -> Result<()> {
-    let mut temps = Vec::with_capacity(files.len());
-    let written: Result<()> = files.iter().try_for_each(|(path, contents)| {
-        let name = path.file_name().context("a result file needs a name")?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-        temps.push((tmp, *path));
-        Ok(())
-    });
+    // Taken before anything is written: a clean-up that holds it never lets go (it exits), and
+    // must not find temporary files it did not wait for.
     let _renaming = lock(&RESULTS);
-    let refused = CLEANING.load(Ordering::SeqCst);
-    if written.is_err() || refused {
-        for (tmp, _) in &temps {
-            let _ = std::fs::remove_file(tmp);
-        }
-        written?;
+    if CLEANING.load(Ordering::SeqCst) {
         bail!("not writing {}: the run was cut short", files_named(files));
     }
-    for (tmp, path) in &temps {
-        std::fs::rename(tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    let mut temps = Vec::with_capacity(files.len());
+    let done: Result<()> = (|| {
+        for (path, contents) in files {
+            let name = path.file_name().context("a result file needs a name")?;
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(".tmp");
+            let tmp = path.with_file_name(tmp_name);
+            temps.push(tmp.clone());
+            std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+        }
+        for (tmp, (path, _)) in temps.iter().zip(files) {
+            std::fs::rename(tmp, path)
+                .with_context(|| format!("renaming into {}", path.display()))?;
+        }
+        Ok(())
+    })();
+    if done.is_err() {
+        for tmp in &temps {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
-    Ok(())
+    done
 }
 
 /// The files' paths, for a message.

@@ -46,8 +46,8 @@ impl Daemon {
         self.child.is_some() && self.reap().is_none()
     }
 
-    /// Its exit code if it has exited (reaping it the first time), None while it runs or
-    /// if it was never started or already waited for.
+    /// Its exit code if it has exited (reaping it the first time; kept from then on), None
+    /// while it runs.
     fn reap(&mut self) -> Option<i32> {
         if self.exited.is_none() {
             self.exited = self.child.as_mut().and_then(crate::interrupt::try_reap);
@@ -77,19 +77,22 @@ impl Daemon {
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
         self.child.as_ref()?;
         let until = Instant::now() + timeout;
-        while Instant::now() < until {
+        loop {
             if let Some(code) = self.reap() {
                 self.child = None;
                 return Some(code);
             }
+            if Instant::now() >= until {
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        None
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill_hard(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        // One already reaped is left alone: its PID may be another daemon's by now.
+        if let Some(mut c) = self.child.take().filter(|_| self.exited.is_none()) {
             crate::interrupt::kill_and_reap(&mut c);
         }
     }
@@ -181,7 +184,7 @@ mod tests {
         assert!(wait_until(Duration::from_secs(5), || !d.is_running()));
         // Reaped by is_running: its PID may be reused, so it is not handed out any more.
         assert_eq!(d.pid(), None);
-        assert_eq!(d.wait(Duration::from_secs(1)), Some(3));
+        assert_eq!(d.wait(Duration::ZERO), Some(3), "the code is known at once");
         assert_eq!(d.signal_and_wait(libc::SIGTERM, Duration::ZERO), None);
         let _ = std::fs::remove_file(&log);
     }
