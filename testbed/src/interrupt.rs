@@ -10,7 +10,7 @@
 //! write then is refused (`write_result`), since the run it describes was cut short.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -100,28 +100,31 @@ pub fn write_results(files: &[(&Path, &[u8])]) -> Result<()> {
         bail!("not writing {}: the run was cut short", files_named(files));
     }
     let mut temps = Vec::with_capacity(files.len());
-    let done: Result<()> = (|| {
-        for (path, contents) in files {
-            let name = path.file_name().context("a result file needs a name")?;
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(name);
-            tmp_name.push(".tmp");
-            let tmp = path.with_file_name(tmp_name);
-            temps.push(tmp.clone());
-            std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-        }
-        for (tmp, (path, _)) in temps.iter().zip(files) {
-            std::fs::rename(tmp, path)
-                .with_context(|| format!("renaming into {}", path.display()))?;
-        }
-        Ok(())
-    })();
+    let done = write_then_rename(files, &mut temps);
     if done.is_err() {
         for tmp in &temps {
             let _ = std::fs::remove_file(tmp);
         }
     }
     done
+}
+
+/// Writes each file to a temporary one beside it (noted in `temps` before it is written),
+/// then renames them all into place.
+fn write_then_rename(files: &[(&Path, &[u8])], temps: &mut Vec<PathBuf>) -> Result<()> {
+    for (path, contents) in files {
+        let name = path.file_name().context("a result file needs a name")?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        temps.push(tmp.clone());
+        std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    for (tmp, (path, _)) in temps.iter().zip(files) {
+        std::fs::rename(tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The files' paths, for a message.
